@@ -1,0 +1,333 @@
+"""The four record-batch codecs, with decompression bounded by a size cap.
+
+Codec ids are the low three bits of a v2 batch's attributes: 0 none, 1 gzip,
+2 snappy, 3 lz4, 4 zstd.
+
+How the cap works: a compression bomb must be rejected before its output is
+allocated. Each format is walked cheaply first to get an upper bound on the
+decompressed size, and rejected if that bound exceeds ``max_size``:
+
+- gzip: streamed through ``zlib.decompressobj`` with ``max_length``.
+- snappy: the raw format starts with the uncompressed length (varint); the
+  xerial framing Java writes is ``\\x82SNAPPY\\x00`` + int32 version + int32
+  compat, then ``[int32 length][raw snappy block]...``; sum the block lengths.
+- lz4 (frame format): every block decompresses to at most the frame's block
+  maximum size (64 KiB..4 MiB), and writers fill blocks fully, so
+  ``blocks x block_max`` is within one block of the real size; a declared
+  content size is used when present.
+- zstd: same idea; every block is at most 128 KiB (RFC 8878 3.1.1.2.3), raw
+  and RLE blocks state their size exactly, and a declared frame content size
+  is honoured.
+After the bound check one cramjam call decompresses, and the result's length
+is checked again.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import cramjam
+
+from wire.errors import InvalidRecordBatch
+
+__all__ = [
+    "NONE",
+    "GZIP",
+    "SNAPPY",
+    "LZ4",
+    "ZSTD",
+    "CODEC_NAMES",
+    "DEFAULT_MAX_DECOMPRESSED_SIZE",
+    "compress",
+    "decompress",
+]
+
+NONE, GZIP, SNAPPY, LZ4, ZSTD = 0, 1, 2, 3, 4
+CODEC_NAMES = {NONE: "none", GZIP: "gzip", SNAPPY: "snappy", LZ4: "lz4", ZSTD: "zstd"}
+DEFAULT_MAX_DECOMPRESSED_SIZE = 100 * 1024 * 1024
+
+CORRUPT_MESSAGE = 2
+UNSUPPORTED_COMPRESSION_TYPE = 76
+
+_XERIAL_MAGIC = b"\x82SNAPPY\x00"
+_XERIAL_HEADER = 16  # magic (8) + version int32 + compat int32
+# Java's SnappyOutputStream default block size (xerial snappy-java).
+_XERIAL_BLOCK = 32 * 1024
+
+_LZ4_MAGIC = 0x184D2204
+_ZSTD_MAGIC = 0xFD2FB528
+_ZSTD_BLOCK_MAX = 128 * 1024
+
+Buffer = bytes | bytearray | memoryview
+
+
+def _corrupt(msg: str) -> InvalidRecordBatch:
+    return InvalidRecordBatch(msg, CORRUPT_MESSAGE)
+
+
+def _too_big(codec: str, size: int, max_size: int) -> InvalidRecordBatch:
+    return _corrupt(f"{codec} payload decompresses to more than {max_size} bytes (bound {size})")
+
+
+def compress(codec: int, data: Buffer) -> bytes:
+    """Compress ``data`` the way the Java client does for ``codec``."""
+    if codec == NONE:
+        return bytes(data)
+    if codec == GZIP:
+        return bytes(cramjam.gzip.compress(data))
+    if codec == SNAPPY:
+        return _xerial_compress(data)
+    if codec == LZ4:
+        return bytes(cramjam.lz4.compress(data))
+    if codec == ZSTD:
+        return bytes(cramjam.zstd.compress(data, level=3))
+    raise InvalidRecordBatch(f"unknown compression codec {codec}", UNSUPPORTED_COMPRESSION_TYPE)
+
+
+def decompress(codec: int, data: Buffer, *, max_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE) -> bytes:
+    """Decompress ``data``; more than ``max_size`` output bytes is InvalidRecordBatch (CORRUPT_MESSAGE)."""
+    if codec == NONE:
+        if len(data) > max_size:
+            raise _too_big("uncompressed", len(data), max_size)
+        return bytes(data)
+    if codec == GZIP:
+        return _gzip_decompress(data, max_size)
+    if codec not in (SNAPPY, LZ4, ZSTD):
+        raise InvalidRecordBatch(f"unknown compression codec {codec}", UNSUPPORTED_COMPRESSION_TYPE)
+    try:
+        if codec == SNAPPY:
+            out = _snappy_decompress(data, max_size)
+        elif codec == LZ4:
+            bound = _lz4_bound(data)
+            if bound > max_size:
+                raise _too_big("lz4", bound, max_size)
+            out = bytes(cramjam.lz4.decompress(data))
+        else:
+            bound = _zstd_bound(data)
+            if bound > max_size:
+                raise _too_big("zstd", bound, max_size)
+            out = bytes(cramjam.zstd.decompress(data))
+    except InvalidRecordBatch:
+        raise
+    except (cramjam.DecompressionError, ValueError, struct.error, IndexError) as exc:
+        raise _corrupt(f"{CODEC_NAMES[codec]} decompression failed: {exc}") from None
+    if len(out) > max_size:
+        raise _too_big(CODEC_NAMES[codec], len(out), max_size)
+    return out
+
+
+# -- gzip ---------------------------------------------------------------------
+
+
+def _gzip_decompress(data: Buffer, max_size: int) -> bytes:
+    # Java's GZIPInputStream reads concatenated members, so do we.
+    out = bytearray()
+    rest = bytes(data)
+    try:
+        while True:
+            d = zlib.decompressobj(wbits=31)
+            chunk = d.decompress(rest, max_size + 1 - len(out))
+            out += chunk
+            if len(out) > max_size:
+                raise _too_big("gzip", len(out), max_size)
+            if not d.eof:
+                if d.unconsumed_tail:
+                    # max_length stopped it: the member has more output than allowed.
+                    raise _too_big("gzip", len(out) + 1, max_size)
+                raise _corrupt("truncated gzip stream")
+            rest = d.unused_data
+            if not rest:
+                return bytes(out)
+    except zlib.error as exc:
+        raise _corrupt(f"gzip decompression failed: {exc}") from None
+
+
+# -- snappy -------------------------------------------------------------------
+
+
+def _xerial_compress(data: Buffer) -> bytes:
+    # snappy-java's SnappyOutputStream: header, then int32-length-prefixed raw blocks.
+    mv = memoryview(data)
+    parts = [_XERIAL_MAGIC, struct.pack(">ii", 1, 1)]
+    for i in range(0, len(mv), _XERIAL_BLOCK):
+        block = bytes(cramjam.snappy.compress_raw(mv[i : i + _XERIAL_BLOCK]))
+        parts.append(struct.pack(">i", len(block)))
+        parts.append(block)
+    return b"".join(parts)
+
+
+def _snappy_raw_len(block: Buffer) -> int:
+    # The raw format starts with the uncompressed length as a little-endian varint.
+    result = 0
+    shift = 0
+    for i in range(min(len(block), 5)):
+        b = block[i]
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result
+        shift += 7
+    raise _corrupt("bad snappy length header")
+
+
+def _snappy_decompress(data: Buffer, max_size: int) -> bytes:
+    mv = memoryview(data)
+    if bytes(mv[:8]) != _XERIAL_MAGIC:
+        # Raw snappy (what librdkafka writes).
+        n = _snappy_raw_len(mv)
+        if n > max_size:
+            raise _too_big("snappy", n, max_size)
+        return bytes(cramjam.snappy.decompress_raw(mv))
+    if len(mv) < _XERIAL_HEADER:
+        raise _corrupt("truncated xerial snappy header")
+    blocks = []
+    pos = _XERIAL_HEADER
+    total = 0
+    while pos < len(mv):
+        if pos + 4 > len(mv):
+            raise _corrupt("truncated xerial snappy block length")
+        (blen,) = struct.unpack_from(">i", mv, pos)
+        pos += 4
+        if blen < 0 or pos + blen > len(mv):
+            raise _corrupt("xerial snappy block overruns the payload")
+        block = mv[pos : pos + blen]
+        pos += blen
+        total += _snappy_raw_len(block)
+        if total > max_size:
+            raise _too_big("snappy", total, max_size)
+        blocks.append(block)
+    return b"".join(bytes(cramjam.snappy.decompress_raw(b)) for b in blocks)
+
+
+# -- lz4 ----------------------------------------------------------------------
+
+_LZ4_BLOCK_MAX = {4: 64 * 1024, 5: 256 * 1024, 6: 1024 * 1024, 7: 4 * 1024 * 1024}
+
+
+def _lz4_bound(data: Buffer) -> int:
+    """Upper bound of an LZ4 frame sequence's decompressed size, from its headers alone."""
+    mv = memoryview(data)
+    n = len(mv)
+    pos = 0
+    total = 0
+    while pos < n:
+        if pos + 4 > n:
+            raise _corrupt("truncated lz4 frame magic")
+        (magic,) = struct.unpack_from("<I", mv, pos)
+        if magic & 0xFFFFFFF0 == 0x184D2A50:  # skippable frame
+            if pos + 8 > n:
+                raise _corrupt("truncated lz4 skippable frame")
+            (skip,) = struct.unpack_from("<I", mv, pos + 4)
+            pos += 8 + skip
+            continue
+        if magic != _LZ4_MAGIC:
+            raise _corrupt("bad lz4 frame magic")
+        if pos + 7 > n:
+            raise _corrupt("truncated lz4 frame header")
+        flg = mv[pos + 4]
+        bd = mv[pos + 5]
+        block_max = _LZ4_BLOCK_MAX.get((bd >> 4) & 7)
+        if block_max is None:
+            raise _corrupt("bad lz4 block maximum size")
+        hdr = pos + 6
+        content_size = -1
+        if flg & 0x08:
+            if hdr + 8 > n:
+                raise _corrupt("truncated lz4 content size")
+            (content_size,) = struct.unpack_from("<Q", mv, hdr)
+            hdr += 8
+        if flg & 0x01:
+            hdr += 4  # dictionary id
+        pos = hdr + 1  # header checksum byte
+        block_checksum = 4 if flg & 0x10 else 0
+        frame_total = 0
+        while True:
+            if pos + 4 > n:
+                raise _corrupt("truncated lz4 block")
+            (bsize,) = struct.unpack_from("<I", mv, pos)
+            pos += 4
+            if bsize == 0:  # end mark
+                break
+            raw = bsize & 0x80000000
+            bsize &= 0x7FFFFFFF
+            if bsize > block_max:
+                raise _corrupt("lz4 block larger than its frame's maximum")
+            frame_total += bsize if raw else block_max
+            pos += bsize + block_checksum
+        if flg & 0x04:
+            pos += 4  # content checksum
+        if pos > n:
+            raise _corrupt("truncated lz4 frame")
+        total += content_size if 0 <= content_size < frame_total else frame_total
+    return total
+
+
+# -- zstd ---------------------------------------------------------------------
+
+
+def _zstd_bound(data: Buffer) -> int:
+    """Upper bound of a zstd frame sequence's decompressed size, from its headers alone."""
+    mv = memoryview(data)
+    n = len(mv)
+    pos = 0
+    total = 0
+    if n == 0:
+        raise _corrupt("empty zstd payload")
+    while pos < n:
+        if pos + 4 > n:
+            raise _corrupt("truncated zstd frame magic")
+        (magic,) = struct.unpack_from("<I", mv, pos)
+        if magic & 0xFFFFFFF0 == 0x184D2A50:  # skippable frame
+            if pos + 8 > n:
+                raise _corrupt("truncated zstd skippable frame")
+            (skip,) = struct.unpack_from("<I", mv, pos + 4)
+            pos += 8 + skip
+            continue
+        if magic != _ZSTD_MAGIC:
+            raise _corrupt("bad zstd frame magic")
+        if pos + 5 > n:
+            raise _corrupt("truncated zstd frame header")
+        fhd = mv[pos + 4]
+        pos += 5
+        single_segment = fhd & 0x20
+        fcs_flag = fhd >> 6
+        if not single_segment:
+            pos += 1  # window descriptor
+        pos += (0, 1, 2, 4)[fhd & 0x03]  # dictionary id
+        fcs_len = (1 if single_segment else 0, 2, 4, 8)[fcs_flag]
+        content_size = -1
+        if fcs_len:
+            if pos + fcs_len > n:
+                raise _corrupt("truncated zstd frame content size")
+            content_size = int.from_bytes(mv[pos : pos + fcs_len], "little")
+            if fcs_len == 2:
+                content_size += 256
+            pos += fcs_len
+        frame_total = 0
+        while True:
+            if pos + 3 > n:
+                raise _corrupt("truncated zstd block header")
+            bh = mv[pos] | (mv[pos + 1] << 8) | (mv[pos + 2] << 16)
+            pos += 3
+            last = bh & 1
+            btype = (bh >> 1) & 3
+            bsize = bh >> 3
+            if btype == 0:  # raw
+                frame_total += bsize
+                pos += bsize
+            elif btype == 1:  # RLE: one byte repeated bsize times
+                frame_total += bsize
+                pos += 1
+            elif btype == 2:
+                frame_total += _ZSTD_BLOCK_MAX
+                pos += bsize
+            else:
+                raise _corrupt("reserved zstd block type")
+            if last:
+                break
+        if fhd & 0x04:
+            pos += 4  # content checksum
+        if pos > n:
+            raise _corrupt("truncated zstd frame")
+        total += content_size if 0 <= content_size < frame_total else frame_total
+    return total

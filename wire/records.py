@@ -1,0 +1,556 @@
+"""Kafka record batches (magic v2, KIP-98), validated and patched in place.
+
+Layout of one batch (big-endian), offsets from the batch start::
+
+    0  base_offset            int64   \\ LOG_OVERHEAD (12 bytes)
+    8  batch_length           int32   /  bytes after this field
+    12 partition_leader_epoch int32
+    16 magic                  int8    (2)
+    17 crc                    uint32  CRC-32C of bytes 21..end
+    21 attributes             int16   bits 0-2 codec, 3 timestamp type,
+                                       4 transactional, 5 control
+    23 last_offset_delta      int32
+    27 base_timestamp         int64
+    35 max_timestamp          int64
+    43 producer_id            int64
+    51 producer_epoch         int16
+    53 base_sequence          int32
+    57 records_count          int32
+    61 records...             (compressed as a whole when codec != 0)
+
+The CRC starts at ``attributes``, so the broker can rewrite base offset and
+partition leader epoch without touching it; attributes and max timestamp are
+covered, so LogAppendTime needs a CRC recomputation.
+
+Each record: varint length, int8 attributes, varlong timestamp delta, varint
+offset delta, varint key length + key (-1 null), varint value length + value,
+varint header count, then per header varint key length + UTF-8 key, varint
+value length + value (-1 null). All varints are zigzag (protobuf sint).
+
+Error codes follow Kafka's broker: structural damage of a batch (length, CRC,
+unknown magic, undecodable compression) is CORRUPT_MESSAGE (2), the answer of
+``DefaultRecordBatch.ensureValid``; a batch whose records disagree with its
+header, or a malformed record inside a CRC-valid batch, is INVALID_RECORD
+(87), the answer of ``LogValidator`` and ``DefaultRecord.readFrom``. Legacy
+magic 0/1 is INVALID_RECORD too: Kafka's ``ProduceRequest.validateRecords``
+rejects any non-v2 batch in a v3+ produce request ("Produce requests with
+version N are only allowed to contain record batches with magic version 2"),
+and Kafka 4 dropped produce v0-v2 altogether (KIP-896).
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import crc32c as _crc32c
+
+from wire import compression as _compression
+from wire.errors import InvalidRecordBatch
+
+__all__ = [
+    "LOG_OVERHEAD",
+    "RECORD_BATCH_OVERHEAD",
+    "BatchHeader",
+    "Record",
+    "parse_header",
+    "validate_batch",
+    "validate_batches",
+    "check_records",
+    "valid_prefix",
+    "set_base_offset",
+    "set_partition_leader_epoch",
+    "set_log_append_time",
+    "iter_records",
+    "build_batch",
+    "build_control_batch",
+    "control_record_type",
+]
+
+LOG_OVERHEAD = 12
+RECORD_BATCH_OVERHEAD = 61
+MAGIC = 2
+
+CORRUPT_MESSAGE = 2
+INVALID_RECORD = 87
+UNSUPPORTED_COMPRESSION_TYPE = 76
+
+_CRC_START = 21  # first byte covered by the CRC (attributes)
+_HEADER = struct.Struct(">qiibIhiqqqhii")
+_LENGTH_AND_MAGIC = struct.Struct(">i4xb")  # batch_length at 8, magic at 16
+_INT64 = struct.Struct(">q")
+_INT32 = struct.Struct(">i")
+_UINT32 = struct.Struct(">I")
+_INT16 = struct.Struct(">h")
+
+ATTR_COMPRESSION_MASK = 0x07
+ATTR_TIMESTAMP_TYPE = 0x08
+ATTR_TRANSACTIONAL = 0x10
+ATTR_CONTROL = 0x20
+_ATTR_DELETE_HORIZON = 0x40  # KIP-534: base timestamp is the delete horizon
+
+# Smallest batch_length Kafka accepts: the header after the length field.
+MIN_BATCH_LENGTH = RECORD_BATCH_OVERHEAD - LOG_OVERHEAD
+
+DEFAULT_MAX_DECOMPRESSED_SIZE = _compression.DEFAULT_MAX_DECOMPRESSED_SIZE
+
+Buffer = bytes | bytearray | memoryview
+
+
+@dataclass(frozen=True, slots=True)
+class BatchHeader:
+    """The fixed 61-byte header of a v2 record batch."""
+
+    base_offset: int
+    batch_length: int
+    partition_leader_epoch: int
+    magic: int
+    crc: int
+    attributes: int
+    last_offset_delta: int
+    base_timestamp: int
+    max_timestamp: int
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
+    records_count: int
+
+    @property
+    def size(self) -> int:
+        """Total bytes of the batch, length field and base offset included."""
+        return self.batch_length + LOG_OVERHEAD
+
+    @property
+    def compression(self) -> int:
+        """Codec id: 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd."""
+        return self.attributes & ATTR_COMPRESSION_MASK
+
+    @property
+    def timestamp_type(self) -> int:
+        """0 CreateTime, 1 LogAppendTime."""
+        return 1 if self.attributes & ATTR_TIMESTAMP_TYPE else 0
+
+    @property
+    def is_transactional(self) -> bool:
+        """Whether the batch belongs to a transaction (KIP-98)."""
+        return bool(self.attributes & ATTR_TRANSACTIONAL)
+
+    @property
+    def is_control(self) -> bool:
+        """Whether the batch holds a control record (transaction marker)."""
+        return bool(self.attributes & ATTR_CONTROL)
+
+    @property
+    def last_offset(self) -> int:
+        """Offset of the last record the batch covers."""
+        return self.base_offset + self.last_offset_delta
+
+    @property
+    def next_offset(self) -> int:
+        """Offset right after the batch."""
+        return self.base_offset + self.last_offset_delta + 1
+
+
+@dataclass(slots=True)
+class Record:
+    """One record of a batch; ``offset``/``timestamp`` are absolute."""
+
+    offset: int = 0
+    timestamp: int = 0
+    key: bytes | None = None
+    value: bytes | None = None
+    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
+    offset_delta: int = 0
+    timestamp_delta: int = 0
+    attributes: int = 0
+
+
+def _corrupt(msg: str) -> InvalidRecordBatch:
+    return InvalidRecordBatch(msg, CORRUPT_MESSAGE)
+
+
+def _invalid(msg: str) -> InvalidRecordBatch:
+    return InvalidRecordBatch(msg, INVALID_RECORD)
+
+
+# -- header -------------------------------------------------------------------
+
+
+def parse_header(buf: Buffer, pos: int = 0) -> BatchHeader:
+    """Parse the batch header at ``pos`` without checking the CRC."""
+    avail = len(buf) - pos
+    if pos < 0 or avail < 17:
+        raise _corrupt(f"record batch header truncated: {max(avail, 0)} bytes")
+    batch_length, magic = _LENGTH_AND_MAGIC.unpack_from(buf, pos + 8)
+    if magic != MAGIC:
+        if magic in (0, 1):
+            raise _invalid(f"record batch magic {magic}: only magic 2 is accepted")
+        raise _corrupt(f"unknown record batch magic {magic}")
+    if batch_length < MIN_BATCH_LENGTH:
+        raise _corrupt(f"record batch length {batch_length} below {MIN_BATCH_LENGTH}")
+    if avail < RECORD_BATCH_OVERHEAD:
+        raise _corrupt(f"record batch header truncated: {avail} bytes")
+    return BatchHeader(*_HEADER.unpack_from(buf, pos))
+
+
+def _check_header(h: BatchHeader) -> None:
+    # LogValidator.validateBatch: count from offsets and the count field must agree.
+    if h.records_count < 0:
+        raise _invalid(f"invalid record count {h.records_count}")
+    if h.last_offset_delta < 0:
+        raise _invalid(f"invalid last offset delta {h.last_offset_delta}")
+    if h.records_count > 0 and h.last_offset_delta != h.records_count - 1:
+        raise _invalid(
+            f"inconsistent batch: last offset delta {h.last_offset_delta} "
+            f"and {h.records_count} records"
+        )
+    if h.compression > _compression.ZSTD:
+        raise InvalidRecordBatch(
+            f"unknown compression codec {h.compression}", UNSUPPORTED_COMPRESSION_TYPE
+        )
+
+
+def _crc_ok(buf: Buffer, pos: int, h: BatchHeader) -> bool:
+    end = pos + h.size
+    with memoryview(buf) as mv:
+        return _crc32c.crc32c(mv[pos + _CRC_START : end]) == h.crc
+
+
+def validate_batch(buf: Buffer, pos: int = 0) -> BatchHeader:
+    """Header sanity, length fits, and CRC-32C; no per-record work."""
+    h = parse_header(buf, pos)
+    if pos + h.size > len(buf):
+        raise _corrupt(f"record batch of {h.size} bytes truncated to {len(buf) - pos}")
+    if not _crc_ok(buf, pos, h):
+        raise _corrupt("record batch CRC mismatch")
+    _check_header(h)
+    return h
+
+
+def validate_batches(buf: Buffer) -> list[BatchHeader]:
+    """Validate every batch of a Produce ``records`` blob; batches must tile it exactly."""
+    out = []
+    pos = 0
+    n = len(buf)
+    if n == 0:
+        raise _corrupt("empty records")
+    while pos < n:
+        h = validate_batch(buf, pos)
+        out.append(h)
+        pos += h.size
+    return out
+
+
+def valid_prefix(buf: Buffer, start: int = 0) -> tuple[int, list[tuple[int, BatchHeader]]]:
+    """Log recovery: end of the last complete CRC-valid batch, and (pos, header) of each batch."""
+    pos = start
+    n = len(buf)
+    found: list[tuple[int, BatchHeader]] = []
+    while pos < n:
+        try:
+            h = parse_header(buf, pos)
+        except InvalidRecordBatch:
+            break
+        if pos + h.size > n or h.records_count < 0 or h.last_offset_delta < 0:
+            break
+        if not _crc_ok(buf, pos, h):
+            break
+        # Only structural checks here: compaction keeps a batch's last offset
+        # delta while removing records, so count != delta + 1 is legal on disk.
+        found.append((pos, h))
+        pos += h.size
+    return pos, found
+
+
+# -- in-place patches ---------------------------------------------------------
+
+
+def set_base_offset(buf: bytearray | memoryview, pos: int, base_offset: int) -> None:
+    """Rewrite the base offset in place; the CRC does not cover it."""
+    _INT64.pack_into(buf, pos, base_offset)
+
+
+def set_partition_leader_epoch(buf: bytearray | memoryview, pos: int, epoch: int) -> None:
+    """Rewrite the partition leader epoch in place; the CRC does not cover it."""
+    _INT32.pack_into(buf, pos + 12, epoch)
+
+
+def set_log_append_time(buf: bytearray | memoryview, pos: int, timestamp: int) -> None:
+    """Mark the batch LogAppendTime with max_timestamp=timestamp and recompute the CRC."""
+    (batch_length,) = _INT32.unpack_from(buf, pos + 8)
+    (attrs,) = _INT16.unpack_from(buf, pos + 21)
+    _INT16.pack_into(buf, pos + 21, attrs | ATTR_TIMESTAMP_TYPE)
+    _INT64.pack_into(buf, pos + 35, timestamp)
+    with memoryview(buf) as mv:
+        crc = _crc32c.crc32c(mv[pos + _CRC_START : pos + LOG_OVERHEAD + batch_length])
+    _UINT32.pack_into(buf, pos + 17, crc)
+
+
+# -- records ------------------------------------------------------------------
+
+
+def _read_varint(buf: Buffer, pos: int, end: int, max_bytes: int) -> tuple[int, int]:
+    """Zigzag varint at ``pos``; returns (value, new pos)."""
+    result = 0
+    shift = 0
+    for _ in range(max_bytes):
+        if pos >= end:
+            raise _invalid("record truncated inside a varint")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return (result >> 1) ^ -(result & 1), pos
+        shift += 7
+    raise _invalid("varint too long")
+
+
+def _records_payload(
+    buf: Buffer, pos: int, h: BatchHeader, max_decompressed_size: int
+) -> memoryview | bytes:
+    body = memoryview(buf)[pos + RECORD_BATCH_OVERHEAD : pos + h.size]
+    if h.compression == _compression.NONE:
+        return body
+    return _compression.decompress(h.compression, body, max_size=max_decompressed_size)
+
+
+def _parse_records(
+    payload: memoryview | bytes, h: BatchHeader, *, strict: bool
+) -> Iterator[Record]:
+    """Walk ``records_count`` records of ``payload``; ``strict`` also checks offset deltas."""
+    end = len(payload)
+    p = 0
+    base_offset = h.base_offset
+    base_ts = h.base_timestamp
+    log_append = h.attributes & ATTR_TIMESTAMP_TYPE
+    for i in range(h.records_count):
+        length, p = _read_varint(payload, p, end, 5)
+        if length < 0 or p + length > end:
+            raise _invalid(f"record {i} length {length} overruns the batch")
+        rend = p + length
+        if p >= rend:
+            raise _invalid(f"record {i} is empty")
+        attributes = payload[p]
+        p += 1
+        ts_delta, p = _read_varint(payload, p, rend, 10)
+        off_delta, p = _read_varint(payload, p, rend, 5)
+        if strict and off_delta != i:
+            raise _invalid(f"record {i} has offset delta {off_delta}")
+        klen, p = _read_varint(payload, p, rend, 5)
+        if klen < -1 or p + klen > rend:
+            raise _invalid(f"record {i} key length {klen} overruns the record")
+        key = None if klen < 0 else bytes(payload[p : p + klen])
+        p += max(klen, 0)
+        vlen, p = _read_varint(payload, p, rend, 5)
+        if vlen < -1 or p + vlen > rend:
+            raise _invalid(f"record {i} value length {vlen} overruns the record")
+        value = None if vlen < 0 else bytes(payload[p : p + vlen])
+        p += max(vlen, 0)
+        nheaders, p = _read_varint(payload, p, rend, 5)
+        # Each header needs at least two bytes, so a larger count cannot fit.
+        if nheaders < 0 or nheaders * 2 > rend - p:
+            raise _invalid(f"record {i} has invalid header count {nheaders}")
+        headers: list[tuple[str, bytes | None]] = []
+        for _ in range(nheaders):
+            hklen, p = _read_varint(payload, p, rend, 5)
+            if hklen < 0 or p + hklen > rend:
+                raise _invalid(f"record {i} header key length {hklen} invalid")
+            try:
+                hkey = str(payload[p : p + hklen], "utf-8")
+            except UnicodeDecodeError:
+                raise _invalid(f"record {i} header key is not UTF-8") from None
+            p += hklen
+            hvlen, p = _read_varint(payload, p, rend, 5)
+            if hvlen < -1 or p + hvlen > rend:
+                raise _invalid(f"record {i} header value length {hvlen} invalid")
+            hval = None if hvlen < 0 else bytes(payload[p : p + hvlen])
+            p += max(hvlen, 0)
+            headers.append((hkey, hval))
+        if p != rend:
+            # DefaultRecord.readFrom: "Invalid record size: expected to read N bytes".
+            raise _invalid(f"record {i} has {rend - p} unread bytes")
+        # With LogAppendTime every record's timestamp is the batch max timestamp.
+        ts = h.max_timestamp if log_append else base_ts + ts_delta
+        yield Record(
+            offset=base_offset + off_delta,
+            timestamp=ts,
+            key=key,
+            value=value,
+            headers=headers,
+            offset_delta=off_delta,
+            timestamp_delta=ts_delta,
+            attributes=attributes,
+        )
+    if p != end:
+        raise _invalid(f"{end - p} trailing bytes after {h.records_count} records")
+
+
+def check_records(
+    buf: Buffer, pos: int = 0, *, max_decompressed_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE
+) -> None:
+    """Deep check of one batch: decompress, walk all records, counts and offset deltas 0..n-1."""
+    h = validate_batch(buf, pos)
+    payload = _records_payload(buf, pos, h, max_decompressed_size)
+    for _ in _parse_records(payload, h, strict=True):
+        pass
+
+
+def iter_records(
+    buf: Buffer, pos: int = 0, *, max_decompressed_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE
+) -> Iterator[Record]:
+    """Lazily yield the records of the batch at ``pos`` (decompressing if needed)."""
+    h = parse_header(buf, pos)
+    if pos + h.size > len(buf):
+        raise _corrupt(f"record batch of {h.size} bytes truncated to {len(buf) - pos}")
+    if h.records_count < 0:
+        raise _invalid(f"invalid record count {h.records_count}")
+    if h.compression > _compression.ZSTD:
+        raise InvalidRecordBatch(
+            f"unknown compression codec {h.compression}", UNSUPPORTED_COMPRESSION_TYPE
+        )
+    payload = _records_payload(buf, pos, h, max_decompressed_size)
+    yield from _parse_records(payload, h, strict=False)
+
+
+def control_record_type(record: Record) -> int | None:
+    """For a control record, its type (0 abort, 1 commit); None if the key is not a control key."""
+    if record.key is None or len(record.key) < 4:
+        return None
+    version, ctype = struct.unpack_from(">hh", record.key, 0)
+    return ctype if version == 0 else None
+
+
+# -- building -----------------------------------------------------------------
+
+
+def _varint(value: int) -> bytes:
+    v = (value << 1) ^ (value >> 63)  # zigzag
+    out = bytearray()
+    while v > 0x7F:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def _encode_record(
+    attributes: int,
+    ts_delta: int,
+    off_delta: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Iterable[tuple[str | bytes, bytes | None]],
+) -> bytes:
+    parts = [bytes((attributes,)), _varint(ts_delta), _varint(off_delta)]
+    for blob in (key, value):
+        if blob is None:
+            parts.append(_varint(-1))
+        else:
+            parts.append(_varint(len(blob)))
+            parts.append(bytes(blob))
+    hdrs = list(headers)
+    parts.append(_varint(len(hdrs)))
+    for hk, hv in hdrs:
+        hkb = hk.encode() if isinstance(hk, str) else bytes(hk)
+        parts.append(_varint(len(hkb)))
+        parts.append(hkb)
+        if hv is None:
+            parts.append(_varint(-1))
+        else:
+            parts.append(_varint(len(hv)))
+            parts.append(bytes(hv))
+    body = b"".join(parts)
+    return _varint(len(body)) + body
+
+
+def build_batch(
+    records: Iterable[Any],
+    *,
+    base_offset: int = 0,
+    compression: int = 0,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+    transactional: bool = False,
+    control: bool = False,
+    partition_leader_epoch: int = -1,
+    timestamp_type: int = 0,
+) -> bytes:
+    """Encode records (objects with key, value, headers, timestamp) as one v2 batch."""
+    recs = list(records)
+    now = int(time.time() * 1000)
+    stamps = []
+    for r in recs:
+        ts = getattr(r, "timestamp", None)
+        stamps.append(now if ts is None else int(ts))
+    # Like the Java producer: the first record's timestamp is the base.
+    base_ts = stamps[0] if stamps else -1
+    max_ts = max(stamps) if stamps else -1
+    body = b"".join(
+        _encode_record(
+            0,
+            ts - base_ts,
+            i,
+            getattr(r, "key", None),
+            getattr(r, "value", None),
+            getattr(r, "headers", None) or (),
+        )
+        for i, (r, ts) in enumerate(zip(recs, stamps, strict=True))
+    )
+    if compression != _compression.NONE:
+        body = _compression.compress(compression, body)
+    attributes = compression & ATTR_COMPRESSION_MASK
+    if timestamp_type:
+        attributes |= ATTR_TIMESTAMP_TYPE
+    if transactional:
+        attributes |= ATTR_TRANSACTIONAL
+    if control:
+        attributes |= ATTR_CONTROL
+    n = len(recs)
+    header = bytearray(
+        _HEADER.pack(
+            base_offset,
+            RECORD_BATCH_OVERHEAD - LOG_OVERHEAD + len(body),
+            partition_leader_epoch,
+            MAGIC,
+            0,
+            attributes,
+            max(n - 1, 0),
+            base_ts,
+            max_ts,
+            producer_id,
+            producer_epoch,
+            base_sequence,
+            n,
+        )
+    )
+    crc = _crc32c.crc32c(body, _crc32c.crc32c(memoryview(header)[_CRC_START:]))
+    _UINT32.pack_into(header, 17, crc)
+    return bytes(header) + body
+
+
+def build_control_batch(
+    *,
+    commit: bool,
+    producer_id: int,
+    producer_epoch: int,
+    coordinator_epoch: int,
+    timestamp: int,
+    base_offset: int = 0,
+) -> bytes:
+    """A transaction marker batch (KIP-98): one control record, transactional + control bits set."""
+    # ControlRecordType key: int16 version 0, int16 type (0 abort, 1 commit).
+    key = struct.pack(">hh", 0, 1 if commit else 0)
+    # EndTransactionMarker value: int16 version 0, int32 coordinator epoch.
+    value = struct.pack(">hi", 0, coordinator_epoch)
+    return build_batch(
+        [Record(timestamp=timestamp, key=key, value=value)],
+        base_offset=base_offset,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+        transactional=True,
+        control=True,
+    )
