@@ -1,0 +1,1 @@
+"""Real-client compatibility suite: unmodified Kafka clients against a live kbroker."""

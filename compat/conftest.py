@@ -1,0 +1,96 @@
+"""Fixtures for the real-client suite: a live kbroker subprocess, plus the results table.
+
+`broker` is shared by every test in a module (tests use unique topic names, so they do not
+interfere and the suite stays fast); `fresh_broker` is a private one for tests that restart
+or kill it. The results table (client x scenario) is written to compat/RESULTS.md at the end
+of any run that executed compat tests, and printed in the terminal summary.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from compat.livebroker import LiveBroker
+from compat.results import ResultsTable
+
+COMPAT_DIR = Path(__file__).resolve().parent
+_topic_counter = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
+    """A live kbroker shared by one test module."""
+    live = LiveBroker(tmp_path_factory.mktemp("kbroker-data"))
+    live.start()
+    try:
+        yield live
+        # A broker that died mid-module is a failure even if each test's own checks passed.
+        assert live.is_running(), f"kbroker died during the module\n{live.log_tail()}"
+    finally:
+        live.kill()
+
+
+@pytest.fixture
+def fresh_broker(tmp_path: Path) -> Iterator[LiveBroker]:
+    """A live kbroker of the test's own, free to be restarted or killed."""
+    live = LiveBroker(tmp_path / "kbroker-data")
+    live.start()
+    try:
+        yield live
+    finally:
+        live.kill()
+
+
+@pytest.fixture
+def topic_name(request: pytest.FixtureRequest) -> str:
+    """A topic name no other test uses (legal Kafka characters only)."""
+    base = request.node.name.replace("[", ".").replace("]", "").replace("-", "_")
+    return f"{base[:150]}.{next(_topic_counter)}.{uuid.uuid4().hex[:6]}"
+
+
+def now_ms() -> int:
+    """Wall-clock time in milliseconds, Kafka's timestamp unit."""
+    return int(time.time() * 1000)
+
+
+# -- failure context and the results table ---------------------------------------------------
+_results = ResultsTable()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Attach the broker's output to a failing compat test's report."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for name in ("fresh_broker", "broker"):
+            live = getattr(item, "funcargs", {}).get(name)
+            if isinstance(live, LiveBroker):
+                report.sections.append((f"kbroker output ({name})", live.log_tail(80)))
+                break
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Record each compat test's outcome for the client x scenario table."""
+    _results.record(report)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
+    """Print the client x scenario table and write it to compat/RESULTS.md."""
+    if not _results:
+        return
+    table = _results.markdown()
+    terminalreporter.section("kbroker compat results")
+    terminalreporter.write_line(table)
+    target = Path(os.environ.get("KBROKER_COMPAT_RESULTS", COMPAT_DIR / "RESULTS.md"))
+    try:
+        target.write_text(_results.document())
+    except OSError as exc:  # a read-only checkout must not turn a green run red
+        terminalreporter.write_line(f"could not write {target}: {exc}")
