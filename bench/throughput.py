@@ -1,0 +1,200 @@
+"""Throughput and end-to-end latency of a live kbroker, measured with confluent-kafka.
+
+Run: `.venv/bin/python bench/throughput.py [--seconds 20] [--megabytes 200]`
+Starts its own kbroker on a free port with a temp data dir, then prints a table:
+produce MB/s and consume MB/s for 100 B and 10 KB values (each phase bounded by size and
+time), and end-to-end latency p50/p99 with the consumer's default fetch.wait.max.ms.
+Targets (printed, not asserted): produce >= 60 MB/s at 100 B and >= 500 MB/s at 10 KB;
+consume >= 100 MB/s at 100 B and >= 500 MB/s at 10 KB; e2e p99 <= 5 ms.
+Note the client runs on the same 2 cores as the broker, and at 100 B the Python loop
+calling produce() is itself a bound (hundreds of thousands of calls per second).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import struct
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+from compat.livebroker import LiveBroker  # noqa: E402
+
+MB = 1_000_000
+TARGETS = {  # (phase, value size) -> MB/s
+    ("produce", 100): 60, ("produce", 10_000): 500,
+    ("consume", 100): 100, ("consume", 10_000): 500,
+}
+LATENCY_P99_TARGET_MS = 5.0
+
+
+def create_topic(bootstrap: str, name: str) -> None:
+    """One partition: the single-partition path is what the targets are about."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(name, 1, 1)])[name].result(30)
+
+
+def bench_produce(bootstrap: str, topic: str, size: int, max_bytes: int, max_s: float) -> tuple[int, int, float]:
+    """Produce values of `size` bytes until max_bytes or max_s; returns (messages, bytes, seconds)."""
+    prod = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5,
+                     "queue.buffering.max.kbytes": 1_048_576,
+                     "queue.buffering.max.messages": 2_000_000})
+    value = b"v" * size
+    produce = prod.produce
+    poll = prod.poll
+    sent = 0
+    target = max_bytes // size
+    start = time.perf_counter()
+    deadline = start + max_s
+    while sent < target:
+        try:
+            produce(topic, value)
+        except BufferError:
+            poll(0.005)  # local queue full: let librdkafka drain it
+            if time.perf_counter() > deadline:
+                break
+            continue
+        sent += 1
+        if sent % 10_000 == 0:
+            poll(0)
+            if time.perf_counter() > deadline:
+                break
+    remaining = prod.flush(60)
+    elapsed = time.perf_counter() - start
+    delivered = sent - remaining
+    return delivered, delivered * size, elapsed
+
+
+def bench_consume(bootstrap: str, topic: str, size: int, count: int, max_s: float) -> tuple[int, int, float]:
+    """Consume `count` messages from the beginning; returns (messages, bytes, seconds)."""
+    cons = Consumer({"bootstrap.servers": bootstrap, "group.id": "kbroker-bench",
+                     "enable.auto.commit": False})
+    cons.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    got = 0
+    nbytes = 0
+    start = time.perf_counter()
+    deadline = start + max_s
+    while got < count and time.perf_counter() < deadline:
+        for msg in cons.consume(num_messages=10_000, timeout=0.5):
+            if msg.error() is None:
+                got += 1
+                nbytes += len(msg.value())
+    elapsed = time.perf_counter() - start
+    cons.close()
+    return got, nbytes, elapsed
+
+
+def bench_latency(bootstrap: str, topic: str, count: int, rate: float) -> list[float]:
+    """Send `count` timestamped messages at `rate`/s; returns end-to-end latencies in ms."""
+    cons = Consumer({"bootstrap.servers": bootstrap, "group.id": "kbroker-bench-latency",
+                     "enable.auto.commit": False})  # fetch.wait.max.ms left at its default
+    cons.assign([TopicPartition(topic, 0, OFFSET_END)])
+    latencies: list[float] = []
+    ready = threading.Event()
+    done = threading.Event()
+
+    def receive() -> None:
+        deadline = time.monotonic() + 30 + count / rate
+        while len(latencies) < count and time.monotonic() < deadline:
+            for msg in cons.consume(num_messages=1000, timeout=0.1):
+                if msg.error() is None and len(msg.value()) >= 8:
+                    (sent_ns,) = struct.unpack_from(">q", msg.value())
+                    latencies.append((time.time_ns() - sent_ns) / 1e6)
+            if not ready.is_set():
+                [pos] = cons.position([TopicPartition(topic, 0)])
+                # Before the first fetch librdkafka may not report a position; a short
+                # warm-up below covers that either way.
+                if pos.offset >= 0:
+                    ready.set()
+        done.set()
+
+    thread = threading.Thread(target=receive, daemon=True)
+    thread.start()
+    prod = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": 1})
+    prod.produce(topic, b"warm-up")  # connects, fetches metadata
+    prod.flush(10)
+    ready.wait(5)
+    latencies.clear()
+    interval = 1.0 / rate
+    next_send = time.perf_counter()
+    for _ in range(count):
+        now = time.perf_counter()
+        if now < next_send:
+            time.sleep(next_send - now)  # pacing a benchmark, not synchronising a test
+        next_send += interval
+        prod.produce(topic, struct.pack(">q", time.time_ns()) + b"x" * 92)
+        prod.poll(0)
+    prod.flush(10)
+    done.wait(30)
+    cons.close()
+    return latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0..100) by nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(round(q / 100 * len(ordered))) - 1))]
+
+
+def main() -> int:
+    """Run every phase against a fresh broker and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="time bound per phase")
+    parser.add_argument("--megabytes", type=float, default=200.0, help="size bound per phase")
+    parser.add_argument("--latency-messages", type=int, default=3000)
+    parser.add_argument("--latency-rate", type=float, default=500.0, help="messages per second")
+    args = parser.parse_args()
+
+    rows: list[tuple[str, str, str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="kbroker-bench-") as tmp:
+        broker = LiveBroker(Path(tmp) / "data", overrides={})
+        broker.start()
+        try:
+            for size in (100, 10_000):
+                topic = f"bench-{size}"
+                create_topic(broker.bootstrap_servers, topic)
+                n, nbytes, secs = bench_produce(broker.bootstrap_servers, topic, size,
+                                                int(args.megabytes * MB), args.seconds)
+                mbps = nbytes / MB / secs
+                rows.append((f"produce {size} B", f"{mbps:8.1f} MB/s",
+                             f"{n / secs:10.0f} msg/s", f">= {TARGETS[('produce', size)]} MB/s"))
+                print(rows[-1], flush=True)
+                n, nbytes, secs = bench_consume(broker.bootstrap_servers, topic, size, n, args.seconds)
+                mbps = nbytes / MB / secs
+                rows.append((f"consume {size} B", f"{mbps:8.1f} MB/s",
+                             f"{n / secs:10.0f} msg/s", f">= {TARGETS[('consume', size)]} MB/s"))
+                print(rows[-1], flush=True)
+            create_topic(broker.bootstrap_servers, "bench-latency")
+            lat = bench_latency(broker.bootstrap_servers, "bench-latency",
+                                args.latency_messages, args.latency_rate)
+            if lat:
+                rows.append(("e2e latency p50", f"{statistics.median(lat):8.2f} ms",
+                             f"{len(lat):10d} msgs", ""))
+                rows.append(("e2e latency p99", f"{percentile(lat, 99):8.2f} ms",
+                             f"@ {args.latency_rate:.0f}/s", f"<= {LATENCY_P99_TARGET_MS} ms"))
+            else:
+                rows.append(("e2e latency", "no messages received", "", ""))
+        except Exception:
+            print(broker.log_tail(), file=sys.stderr)
+            raise
+        finally:
+            broker.stop()
+
+    print()
+    print(f"| {'phase':<18} | {'throughput':>14} | {'rate':>16} | {'target':<14} |")
+    print(f"|{'-' * 20}|{'-' * 16}|{'-' * 18}|{'-' * 16}|")
+    for phase, value, rate, target in rows:
+        print(f"| {phase:<18} | {value:>14} | {rate:>16} | {target:<14} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
