@@ -57,15 +57,15 @@ class FrameDecoder:
 
     def next_frame(self) -> bytes | None:
         """Return the next complete payload (without its size prefix), or None if more bytes are needed."""
+        # A prefix that arrived behind an earlier frame is judged now, before
+        # its payload is waited for.
+        self._check_prefix()
         need = self._need
         if need < 0 or len(self._buf) < 4 + need:
             return None
         payload = bytes(self._buf[4 : 4 + need])
         del self._buf[: 4 + need]
         self._need = -1
-        # The next frame's prefix may already be buffered: validate it now so a
-        # bad size is reported without waiting for more input.
-        self._check_prefix()
         return payload
 
 
