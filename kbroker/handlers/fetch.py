@@ -1,0 +1,221 @@
+"""Fetch (api key 1): read record batches from partition logs, with long polling.
+
+How it works: the handler reads every requested partition in request order
+(ReplicaManager.readFromLog), spending the response-wide ``max_bytes`` as it
+goes; only the first partition that returns data may exceed its limit, and then
+only by one whole batch (KIP-74). If the bytes read reach ``min_bytes``, or
+``max_wait_ms`` is 0, or a partition failed, it answers at once. Otherwise it
+parks on ``Broker.wait_for_append`` until an append anywhere wakes it (then
+reads again) or ``max_wait_ms`` runs out (then answers with what there is) —
+woken by appends, never by a polling timer (Kafka's DelayedFetch).
+
+Fetch sessions (KIP-227): this broker never creates one, so every full fetch
+is answered sessionless (session_id 0) and clients keep sending full fetches;
+an incremental fetch (epoch > 0) names a session we never issued and gets
+FETCH_SESSION_ID_NOT_FOUND, like a Kafka broker whose session cache lost it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from kbroker.errors import KafkaApiError
+from kbroker.handlers import RequestContext, handles
+from kbroker.handlers.offsets import check_leader_epoch, error_code_of, lookup_topic, partition_of
+from log.errors import OffsetOutOfRange
+from wire.errors import ErrorCode
+from wire.messages import FetchRequest, FetchResponse
+
+# FetchMetadata.INITIAL_EPOCH (open a session) and FINAL_EPOCH (sessionless).
+_INITIAL_EPOCH = 0
+_FINAL_EPOCH = -1
+_READ_COMMITTED = 1
+_FIRST_TOPIC_ID_VERSION = 13
+
+
+class FetchedRecords:
+    """The batches one partition returns, as log file regions; bytes only when encoded.
+
+    Has ``__len__`` / ``__bytes__`` so the codec can size and write it, and keeps
+    ``regions`` so the server can hand them to sendfile instead.
+    """
+
+    __slots__ = ("regions", "_length")
+
+    def __init__(self, regions: list[Any]) -> None:
+        self.regions = regions
+        self._length = sum(len(r) for r in regions)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __bytes__(self) -> bytes:
+        return b"".join(bytes(r) for r in self.regions)
+
+    def __repr__(self) -> str:
+        return f"FetchedRecords({len(self.regions)} regions, {self._length} bytes)"
+
+
+@handles(1, 4, 17)
+async def handle_fetch(ctx: RequestContext, request: FetchRequest) -> FetchResponse:
+    """Answer a fetch once min_bytes are available, a partition fails, or max_wait_ms passes."""
+    version = ctx.api_version
+    if request.session_epoch not in (_INITIAL_EPOCH, _FINAL_EPOCH):
+        # FetchManager.newContext: an incremental fetch for a session not in the cache.
+        return FetchResponse(
+            throttle_time_ms=0,
+            error_code=ErrorCode.FETCH_SESSION_ID_NOT_FOUND,
+            session_id=0,
+            responses=[],
+        )
+    # Forgotten topics only matter to incremental sessions: ignored.
+    max_wait_s = max(0, request.max_wait_ms) / 1000.0
+    deadline = trio.current_time() + max_wait_s
+    while True:
+        responses, size, must_answer = _read_all(ctx, request, version)
+        if must_answer or request.max_wait_ms <= 0 or size >= request.min_bytes:
+            break
+        remaining = deadline - trio.current_time()
+        if remaining <= 0:
+            break
+        # No await between the read above and this wait, so no append can slip
+        # in unnoticed (Trio runs one task at a time).
+        await ctx.broker.wait_for_append(remaining)
+    return FetchResponse(throttle_time_ms=0, error_code=0, session_id=0, responses=responses)
+
+
+def _read_all(
+    ctx: RequestContext, request: FetchRequest, version: int
+) -> tuple[list[Any], int, bool]:
+    """Read every requested partition once: (topic responses, bytes read, answer now?)."""
+    by_id = version >= _FIRST_TOPIC_ID_VERSION
+    limit = request.max_bytes if request.max_bytes > 0 else 0
+    min_one = True  # KIP-74: the first non-empty partition returns at least one whole batch
+    total = 0
+    errored = False
+    interesting = 0
+    read_committed = request.isolation_level == _READ_COMMITTED
+    responses = []
+    for fetch_topic in request.topics:
+        topic: Any = None
+        topic_error: ErrorCode | None = None
+        try:
+            if by_id:
+                topic = _topic_by_id(ctx, fetch_topic.topic_id)
+            else:
+                topic = lookup_topic(ctx, fetch_topic.topic)
+        except Exception as exc:  # noqa: BLE001 - per-partition answer
+            topic_error = error_code_of(exc)
+        parts = []
+        for fp in fetch_topic.partitions:
+            if topic_error is not None:
+                # KafkaApis filters unknown topics out before reading; they
+                # neither complete nor delay the fetch.
+                parts.append(_error_partition(fp.partition, topic_error))
+                continue
+            interesting += 1
+            try:
+                partition = partition_of(topic, fp.partition)
+            except Exception as exc:  # noqa: BLE001
+                parts.append(_error_partition(fp.partition, error_code_of(exc)))
+                continue
+            data, size = _read_partition(
+                partition, fp, min(fp.partition_max_bytes, limit), min_one,
+                version=version, read_committed=read_committed,
+            )
+            if data.error_code:
+                errored = True
+            if size > 0:
+                min_one = False
+                limit = max(0, limit - size)
+                total += size
+            parts.append(data)
+        if by_id:
+            resp_topic = FetchResponse.FetchableTopicResponse(
+                topic_id=fetch_topic.topic_id, partitions=parts
+            )
+        else:
+            resp_topic = FetchResponse.FetchableTopicResponse(topic=fetch_topic.topic, partitions=parts)
+        responses.append(resp_topic)
+    # ReplicaManager.fetchMessages answers at once when nothing is readable or a read failed.
+    return responses, total, errored or interesting == 0
+
+
+def _topic_by_id(ctx: RequestContext, topic_id: Any) -> Any:
+    """The Topic with ``topic_id``; UNKNOWN_TOPIC_ID when none (Fetch v13+, KIP-516)."""
+    try:
+        topic = ctx.broker.topics.get_by_id(topic_id)
+    except KafkaApiError:
+        topic = None
+    except (KeyError, ValueError):
+        topic = None
+    if topic is None:
+        raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_ID)
+    return topic
+
+
+def _error_partition(index: int, code: ErrorCode | int) -> Any:
+    """A partition answer carrying only an error (FetchResponse.partitionResponse)."""
+    return FetchResponse.PartitionData(
+        partition_index=index,
+        error_code=code,
+        high_watermark=-1,
+        last_stable_offset=-1,
+        log_start_offset=-1,
+        aborted_transactions=None,
+        preferred_read_replica=-1,
+        records=b"",
+    )
+
+
+def _read_partition(
+    partition: Any,
+    fp: Any,
+    max_bytes: int,
+    min_one: bool,
+    *,
+    version: int,
+    read_committed: bool,
+) -> tuple[Any, int]:
+    """Read one partition: (PartitionData, bytes of records returned)."""
+    log = partition.log
+    try:
+        if version >= 9:
+            check_leader_epoch(fp.current_leader_epoch)
+    except KafkaApiError as exc:
+        return _error_partition(fp.partition, exc.code), 0
+    hw = log.high_watermark
+    # The last stable offset equals the high watermark until transactions land.
+    lso = hw
+    data = FetchResponse.PartitionData(
+        partition_index=fp.partition,
+        error_code=0,
+        high_watermark=hw,
+        last_stable_offset=lso,
+        log_start_offset=log.log_start_offset,
+        # Kafka sends null for read_uncommitted and a (here empty) list for read_committed.
+        aborted_transactions=[] if read_committed else None,
+        preferred_read_replica=-1,
+        records=b"",
+    )
+    try:
+        result = log.read(
+            fp.fetch_offset,
+            max(0, max_bytes),
+            max_offset=lso if read_committed else hw,
+            min_one=min_one,
+        )
+    except OffsetOutOfRange:
+        # Answered with the current log start / high watermark so a client can
+        # see where the valid range is before applying auto.offset.reset.
+        data.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
+        return data, 0
+    except Exception as exc:  # noqa: BLE001 - per-partition answer
+        return _error_partition(fp.partition, error_code_of(exc)), 0
+    regions = list(result.regions)
+    size = sum(len(r) for r in regions)
+    if size:
+        data.records = FetchedRecords(regions)
+    return data, size

@@ -1,0 +1,276 @@
+"""ListOffsets, OffsetForLeaderEpoch and DeleteRecords, plus helpers the data path shares.
+
+How it works: each API walks the requested topics / partitions in request
+order and answers every one of them in its own body entry; nothing here
+fails the whole request. A single node is leader of every partition with
+leader epoch 0 (``LEADER_EPOCH``), so epoch questions reduce to comparisons
+with that constant, following Kafka's ``Partition`` / ``LeaderEpochFileCache``
+rules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kbroker.errors import KafkaApiError
+from kbroker.handlers import RequestContext, handles
+from kbroker.topic_config import effective_topic_value
+from log.errors import LogError, OffsetOutOfRange
+from wire.errors import ErrorCode
+from wire.messages import (
+    DeleteRecordsRequest,
+    DeleteRecordsResponse,
+    ListOffsetsRequest,
+    ListOffsetsResponse,
+    OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse,
+)
+
+# The only leader epoch a single-node broker ever has (a KRaft topic starts at 0).
+LEADER_EPOCH = 0
+
+# ListOffsets special timestamps (ListOffsetsRequest.java; KIP-734 max, KIP-405 tiered).
+LATEST_TIMESTAMP = -1
+EARLIEST_TIMESTAMP = -2
+MAX_TIMESTAMP = -3
+EARLIEST_LOCAL_TIMESTAMP = -4
+LATEST_TIERED_TIMESTAMP = -5
+
+# DeleteRecords: offset -1 means "up to the high watermark" (DeleteRecordsRequest.HIGH_WATERMARK).
+DELETE_TO_HIGH_WATERMARK = -1
+
+
+# -- shared helpers -------------------------------------------------------------
+
+
+def lookup_partition(ctx: RequestContext, topic_name: str, index: int) -> Any:
+    """The broker's Partition for (topic, index); KafkaApiError UNKNOWN_TOPIC_OR_PARTITION if none."""
+    topic = lookup_topic(ctx, topic_name)
+    return partition_of(topic, index)
+
+
+def lookup_topic(ctx: RequestContext, topic_name: str) -> Any:
+    """The broker's Topic by name; KafkaApiError UNKNOWN_TOPIC_OR_PARTITION if none."""
+    try:
+        topic = ctx.broker.topics.get(topic_name)
+    except KafkaApiError:
+        raise
+    except (KeyError, ValueError):
+        topic = None
+    if topic is None:
+        raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+    return topic
+
+
+def partition_of(topic: Any, index: int) -> Any:
+    """Partition ``index`` of ``topic``; KafkaApiError UNKNOWN_TOPIC_OR_PARTITION if out of range."""
+    if not 0 <= index < len(topic.partitions):
+        raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+    return topic.partitions[index]
+
+
+def check_leader_epoch(current_leader_epoch: int) -> None:
+    """Kafka's ``Partition.localLogWithEpochOrThrow`` for a client-supplied current leader epoch.
+
+    -1 means "not given" (no check); older than ours is FENCED_LEADER_EPOCH (the
+    client holds stale metadata); newer is UNKNOWN_LEADER_EPOCH (we are the stale one).
+    """
+    if current_leader_epoch == -1 or current_leader_epoch == LEADER_EPOCH:
+        return
+    if current_leader_epoch < LEADER_EPOCH:
+        raise KafkaApiError(ErrorCode.FENCED_LEADER_EPOCH)
+    raise KafkaApiError(ErrorCode.UNKNOWN_LEADER_EPOCH)
+
+
+def error_code_of(exc: BaseException) -> ErrorCode:
+    """Kafka's error code for an exception raised while serving one partition."""
+    if isinstance(exc, KafkaApiError):
+        return exc.code
+    if isinstance(exc, OffsetOutOfRange):
+        return ErrorCode.OFFSET_OUT_OF_RANGE
+    if isinstance(exc, (LogError, OSError)):
+        # Kafka turns an IOException on a log into KafkaStorageException.
+        return ErrorCode.KAFKA_STORAGE_ERROR
+    return ErrorCode.UNKNOWN_SERVER_ERROR
+
+
+# -- ListOffsets (api key 2) ------------------------------------------------------
+
+
+@handles(2, 1, 10)
+async def handle_list_offsets(
+    ctx: RequestContext, request: ListOffsetsRequest
+) -> ListOffsetsResponse:
+    """Answer offsets by timestamp, including the special earliest/latest/max timestamps."""
+    version = ctx.api_version
+    # KafkaApis: a partition listed twice is answered INVALID_REQUEST (both times).
+    seen: set[tuple[str, int]] = set()
+    duplicates: set[tuple[str, int]] = set()
+    for t in request.topics:
+        for p in t.partitions:
+            key = (t.name, p.partition_index)
+            (duplicates if key in seen else seen).add(key)
+
+    topics = []
+    for t in request.topics:
+        parts = []
+        for p in t.partitions:
+            resp = ListOffsetsResponse.ListOffsetsPartitionResponse(
+                partition_index=p.partition_index, timestamp=-1, offset=-1
+            )
+            try:
+                if (t.name, p.partition_index) in duplicates:
+                    raise KafkaApiError(ErrorCode.INVALID_REQUEST)
+                partition = lookup_partition(ctx, t.name, p.partition_index)
+                if version >= 4:
+                    check_leader_epoch(p.current_leader_epoch)
+                found = _offset_for(partition.log, p.timestamp)
+            except Exception as exc:  # noqa: BLE001 - every failure is a per-partition answer
+                resp.error_code = error_code_of(exc)
+            else:
+                if found is not None:
+                    resp.timestamp, resp.offset, epoch = found
+                    # LeaderEpoch exists from v4 (KIP-320); not ignorable, so never set below.
+                    if version >= 4:
+                        resp.leader_epoch = epoch
+            parts.append(resp)
+        topics.append(ListOffsetsResponse.ListOffsetsTopicResponse(name=t.name, partitions=parts))
+    return ListOffsetsResponse(throttle_time_ms=0, topics=topics)
+
+
+def _offset_for(log: Any, timestamp: int) -> tuple[int, int, int] | None:
+    """(timestamp, offset, leader epoch) for a ListOffsets query, None when nothing matches.
+
+    Follows UnifiedLog.fetchOffsetByTimestamp and Partition.fetchOffsetForTimestamp.
+    The last fetchable offset is the high watermark; for read_committed it is the
+    last stable offset, which equals the high watermark until transactions land.
+    """
+    hw = log.high_watermark
+    if timestamp == LATEST_TIMESTAMP:
+        return (-1, hw, LEADER_EPOCH)
+    if timestamp in (EARLIEST_TIMESTAMP, EARLIEST_LOCAL_TIMESTAMP):
+        # No tiered storage: the local log start is the log start.
+        return (-1, log.log_start_offset, LEADER_EPOCH)
+    if timestamp == LATEST_TIERED_TIMESTAMP:
+        # Remote storage disabled: Kafka answers offset -1 with leader epoch -1.
+        return (-1, -1, -1)
+    if timestamp == MAX_TIMESTAMP:
+        found = log.max_timestamp()
+    else:
+        found = log.offset_for_timestamp(timestamp)
+    if found is None:
+        return None
+    offset, ts = found
+    # Partition.fetchOffsetForTimestamp: never expose an offset at or past the
+    # last fetchable offset.
+    if offset >= hw:
+        return None
+    return (ts, offset, LEADER_EPOCH)
+
+
+# -- OffsetForLeaderEpoch (api key 23) -------------------------------------------------
+
+
+@handles(23, 0, 4)
+async def handle_offset_for_leader_epoch(
+    ctx: RequestContext, request: OffsetForLeaderEpochRequest
+) -> OffsetForLeaderEpochResponse:
+    """End offset of a requested leader epoch (KIP-101 / KIP-320 truncation detection)."""
+    version = ctx.api_version
+    topics = []
+    for t in request.topics:
+        parts = []
+        for p in t.partitions:
+            resp = OffsetForLeaderEpochResponse.EpochEndOffset(
+                partition=p.partition, leader_epoch=-1, end_offset=-1
+            )
+            try:
+                partition = lookup_partition(ctx, t.topic, p.partition)
+                if version >= 2:
+                    check_leader_epoch(p.current_leader_epoch)
+                epoch, end = end_offset_for_epoch(partition.log, p.leader_epoch)
+            except Exception as exc:  # noqa: BLE001 - per-partition answer
+                resp.error_code = error_code_of(exc)
+            else:
+                resp.end_offset = end
+                if version >= 1:
+                    resp.leader_epoch = epoch
+            parts.append(resp)
+        topics.append(
+            OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult(topic=t.topic, partitions=parts)
+        )
+    return OffsetForLeaderEpochResponse(throttle_time_ms=0, topics=topics)
+
+
+def end_offset_for_epoch(log: Any, requested_epoch: int) -> tuple[int, int]:
+    """(epoch, end offset) per LeaderEpochFileCache.endOffsetFor with one epoch, 0, starting at log start."""
+    if requested_epoch == -1:
+        # Undefined epoch asked: undefined answer.
+        return (-1, -1)
+    if requested_epoch == LEADER_EPOCH:
+        # The current epoch is still being written: its end is the log end offset.
+        return (LEADER_EPOCH, log.log_end_offset)
+    if requested_epoch > LEADER_EPOCH:
+        # Larger than any known epoch.
+        return (-1, -1)
+    # Smaller than any known epoch: the start offset of the first larger epoch.
+    return (requested_epoch, log.log_start_offset)
+
+
+# -- DeleteRecords (api key 21) ------------------------------------------------------------
+
+
+@handles(21, 0, 2)
+async def handle_delete_records(
+    ctx: RequestContext, request: DeleteRecordsRequest
+) -> DeleteRecordsResponse:
+    """Move each partition's log start offset forward (deleting whole segments below it)."""
+    topics = []
+    for t in request.topics:
+        parts = []
+        for p in t.partitions:
+            resp = DeleteRecordsResponse.DeleteRecordsPartitionResult(
+                partition_index=p.partition_index, low_watermark=-1
+            )
+            try:
+                topic = lookup_topic(ctx, t.name)
+                partition = partition_of(topic, p.partition_index)
+                resp.low_watermark = _delete_records(ctx, topic, partition, p.offset)
+            except Exception as exc:  # noqa: BLE001 - per-partition answer
+                resp.error_code = error_code_of(exc)
+                resp.low_watermark = -1
+            parts.append(resp)
+        topics.append(DeleteRecordsResponse.DeleteRecordsTopicResult(name=t.name, partitions=parts))
+    return DeleteRecordsResponse(throttle_time_ms=0, topics=topics)
+
+
+def _delete_records(ctx: RequestContext, topic: Any, partition: Any, offset: int) -> int:
+    """Kafka's ReplicaManager.deleteRecordsOnLocalLog + Partition.deleteRecordsOnLeader."""
+    if getattr(topic, "internal", False):
+        raise KafkaApiError(
+            ErrorCode.INVALID_TOPIC_EXCEPTION, f"Cannot delete records of internal topic {topic.name}"
+        )
+    if "delete" not in topic_value(ctx, topic, "cleanup.policy"):
+        raise KafkaApiError(
+            ErrorCode.POLICY_VIOLATION,
+            f"Records of partition {topic.name}-{partition.index} can not be deleted "
+            "due to the configured policy",
+        )
+    log = partition.log
+    hw = log.high_watermark
+    target = hw if offset == DELETE_TO_HIGH_WATERMARK else offset
+    # A negative offset or one past the high watermark is OFFSET_OUT_OF_RANGE
+    # (UnifiedLog.maybeIncrementLogStartOffset).
+    if target < 0 or target > hw:
+        raise KafkaApiError(ErrorCode.OFFSET_OUT_OF_RANGE)
+    if target > log.log_start_offset:
+        log.delete_records_before(target)
+    return log.log_start_offset
+
+
+# -- topic configuration ---------------------------------------------------------------------
+
+
+def topic_value(ctx: RequestContext, topic: Any, name: str) -> Any:
+    """The typed effective value of topic config ``name`` (override, else broker synonym, else default)."""
+    return effective_topic_value(name, topic.configs, ctx.broker.config)

@@ -1,0 +1,329 @@
+"""Produce (api key 0): validate each partition's record batch, append it, answer per partition.
+
+How it works: every partition is judged on its own, in the order Kafka's
+KafkaApis / ReplicaManager / UnifiedLog / LogValidator check it, and a partition
+that fails any check gets its error code while nothing is written for it; the
+other partitions of the same request are unaffected. A valid batch is appended
+as received (the log only rewrites base offset, leader epoch and, for
+LogAppendTime topics, the max timestamp) and fetchers parked in a long poll
+are woken. acks=0 gets no response at all.
+
+Not yet: idempotence / transactions are stored as sent without sequence or
+transaction checks; the topic's compression.type is not applied (batches keep
+the producer's codec, i.e. compression.type=producer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kbroker.errors import KafkaApiError
+from kbroker.handlers import RequestContext, handles
+from kbroker.handlers.offsets import (
+    LEADER_EPOCH,
+    error_code_of,
+    lookup_topic,
+    partition_of,
+    topic_value,
+)
+from wire import records as wire_records
+from wire.errors import ErrorCode, InvalidRecordBatch
+from wire.messages import ProduceRequest, ProduceResponse
+
+# Kafka lets only its own admin client write to internal topics
+# (KafkaApis: internalTopicsAllowed = clientId == AdminUtils.ADMIN_CLIENT_ID).
+ADMIN_CLIENT_ID = "__admin_client"
+
+# Byte 16 of a batch is its magic; Produce v3+ accepts only magic 2.
+_MAGIC_POS = 16
+_ZSTD = 4
+_LOG_APPEND_TIME = 1
+_NO_TIMESTAMP = -1
+# The Java default for the timestamp bounds (Long.MAX_VALUE): no check.
+_NO_BOUND = 2**63 - 1
+
+
+@dataclass(slots=True)
+class RejectedBatch(Exception):
+    """A partition's records fail validation: the code, message and record errors Kafka answers."""
+
+    code: ErrorCode
+    message: str | None = None
+    record_errors: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True, frozen=True)
+class ProduceSettings:
+    """The topic settings Produce validation needs."""
+
+    max_message_bytes: int = 1048588
+    compacted: bool = False
+    log_append_time: bool = False
+    timestamp_before_max_ms: int = _NO_BOUND
+    timestamp_after_max_ms: int = _NO_BOUND
+
+
+def validate_produce_records(
+    records: Any, *, version: int, settings: ProduceSettings, now_ms: int = 0
+) -> wire_records.BatchHeader:
+    """Validate one partition's Produce ``records`` the way Kafka does; raise RejectedBatch.
+
+    Order follows Kafka: ProduceRequest.validateRecords (exactly one magic-2
+    batch, no zstd before v7), UnifiedLog.analyzeAndValidateRecords (base offset
+    0, max.message.bytes, CRC), then LogValidator (offset range vs count, no
+    control batches, sequence set with producer id, per-record checks).
+    """
+    if records is None or len(records) == 0:
+        raise RejectedBatch(
+            ErrorCode.INVALID_RECORD,
+            f"Produce requests with version {version} must have at least one record batch per partition",
+        )
+    buf = memoryview(records)
+    if len(buf) > _MAGIC_POS and buf[_MAGIC_POS] != wire_records.MAGIC:
+        raise RejectedBatch(
+            ErrorCode.INVALID_RECORD,
+            f"Produce requests with version {version} are only allowed to contain record "
+            "batches with magic version 2",
+        )
+    try:
+        header = wire_records.parse_header(buf, 0)
+    except InvalidRecordBatch as exc:
+        raise RejectedBatch(ErrorCode(exc.error_code)) from exc
+    if header.size > len(buf):
+        # A truncated batch: the Java batch iterator finds no complete batch and
+        # the broker reports a corrupt request.
+        raise RejectedBatch(ErrorCode.CORRUPT_MESSAGE)
+    if header.size < len(buf):
+        raise RejectedBatch(
+            ErrorCode.INVALID_RECORD,
+            f"Produce requests with version {version} are only allowed to contain exactly "
+            "one record batch",
+        )
+    if header.compression == _ZSTD and version < 7:
+        # KIP-110: zstd needs Produce v7+.
+        raise RejectedBatch(
+            ErrorCode.UNSUPPORTED_COMPRESSION_TYPE,
+            f"Produce requests with version {version} are not allowed to use ZStandard compression",
+        )
+    if header.base_offset != 0:
+        raise RejectedBatch(
+            ErrorCode.INVALID_RECORD,
+            f"The baseOffset of the record batch in the append should be 0, but it is "
+            f"{header.base_offset}",
+        )
+    if header.size > settings.max_message_bytes:
+        # Kafka compares the whole batch (log overhead included) to max.message.bytes.
+        raise RejectedBatch(ErrorCode.MESSAGE_TOO_LARGE)
+    try:
+        wire_records.validate_batch(buf, 0)
+    except InvalidRecordBatch as exc:
+        code = ErrorCode(exc.error_code)
+        raise RejectedBatch(code, None if code == ErrorCode.CORRUPT_MESSAGE else str(exc)) from exc
+    # LogValidator.validateBatch, client-origin rules.
+    if header.last_offset_delta < 0:
+        raise RejectedBatch(ErrorCode.INVALID_RECORD, "Batch has an invalid offset range")
+    if header.records_count <= 0:
+        raise RejectedBatch(
+            ErrorCode.INVALID_RECORD,
+            f"Invalid reported count for record batch: {header.records_count}",
+        )
+    if header.last_offset_delta + 1 != header.records_count:
+        raise RejectedBatch(
+            ErrorCode.INVALID_RECORD,
+            f"Inconsistent batch offset range [0, {header.last_offset_delta}] and count of "
+            f"records {header.records_count}",
+        )
+    if header.is_control:
+        raise RejectedBatch(ErrorCode.INVALID_RECORD, "Clients are not allowed to write control records")
+    if header.producer_id >= 0 and header.base_sequence < 0:
+        raise RejectedBatch(
+            ErrorCode.INVALID_RECORD,
+            f"Invalid sequence number {header.base_sequence} in record batch with producerId "
+            f"{header.producer_id}",
+        )
+    try:
+        # Deep check: decompress, walk every record, counts and offset deltas.
+        wire_records.check_records(buf, 0)
+    except InvalidRecordBatch as exc:
+        raise RejectedBatch(ErrorCode(exc.error_code), str(exc)) from exc
+    _validate_each_record(buf, header, settings, now_ms)
+    return header
+
+
+def _validate_each_record(
+    buf: memoryview, header: wire_records.BatchHeader, settings: ProduceSettings, now_ms: int
+) -> None:
+    """LogValidator.validateRecord: keys on compacted topics, timestamps; collects record errors."""
+    bounded = (
+        settings.timestamp_before_max_ms != _NO_BOUND or settings.timestamp_after_max_ms != _NO_BOUND
+    )
+    batch_lat = header.timestamp_type == _LOG_APPEND_TIME
+    if not (settings.compacted or bounded or batch_lat):
+        return  # nothing per-record to check: skip the second decompression
+    errors: list[tuple[int, str]] = []
+    bad_timestamp = False
+    for index, record in enumerate(wire_records.iter_records(buf, 0)):
+        if settings.compacted and record.key is None:
+            errors.append((index, "Compacted topic cannot accept message without key"))
+            continue
+        if not settings.log_append_time and record.timestamp != _NO_TIMESTAMP:
+            diff = now_ms - record.timestamp
+            if diff > settings.timestamp_before_max_ms or -diff > settings.timestamp_after_max_ms:
+                bad_timestamp = True
+                errors.append(
+                    (
+                        index,
+                        f"Timestamp {record.timestamp} of message with offset {record.offset} is "
+                        f"out of range. The timestamp should be within "
+                        f"[{now_ms - settings.timestamp_before_max_ms}, "
+                        f"{now_ms + settings.timestamp_after_max_ms}]",
+                    )
+                )
+        elif batch_lat:
+            # Only the broker may stamp LogAppendTime.
+            bad_timestamp = True
+            errors.append(
+                (
+                    index,
+                    "Invalid timestamp type in message. Producer should not set timestamp "
+                    "type to LogAppendTime.",
+                )
+            )
+    if not errors:
+        return
+    # LogValidator.processRecordErrors: any timestamp error wins over INVALID_RECORD.
+    if bad_timestamp:
+        raise RejectedBatch(
+            ErrorCode.INVALID_TIMESTAMP,
+            "One or more records have been rejected due to invalid timestamp",
+            errors,
+        )
+    shown = ", ".join(f"RecordError(batchIndex={i}, message='{m}')" for i, m in errors[:3])
+    raise RejectedBatch(
+        ErrorCode.INVALID_RECORD,
+        f"One or more records have been rejected due to {len(errors)} record errors in total, "
+        f"and only showing the first three errors at most: [{shown}]",
+        errors,
+    )
+
+
+def produce_settings(ctx: RequestContext, topic: Any) -> ProduceSettings:
+    """The ProduceSettings of ``topic`` from its effective configs."""
+    before = topic_value(ctx, topic, "message.timestamp.before.max.ms")
+    after = topic_value(ctx, topic, "message.timestamp.after.max.ms")
+    # KIP-937: the deprecated message.timestamp.difference.max.ms still bounds
+    # both sides when the newer before/after settings are left at their default.
+    diff = topic_value(ctx, topic, "message.timestamp.difference.max.ms")
+    return ProduceSettings(
+        max_message_bytes=int(topic_value(ctx, topic, "max.message.bytes")),
+        compacted="compact" in topic_value(ctx, topic, "cleanup.policy"),
+        log_append_time=topic_value(ctx, topic, "message.timestamp.type") == "LogAppendTime",
+        timestamp_before_max_ms=int(diff if before == _NO_BOUND else before),
+        timestamp_after_max_ms=int(diff if after == _NO_BOUND else after),
+    )
+
+
+@handles(0, 3, 11)
+async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> ProduceResponse | None:
+    """Append each partition's batch; answer per partition (nothing at all for acks=0)."""
+    version = ctx.api_version
+    acks = request.acks
+    client_id = getattr(ctx.header, "client_id", None)
+    responses = []
+    for topic_data in request.topic_data:
+        parts = []
+        settings: ProduceSettings | None = None
+        topic: Any = None
+        topic_error: ErrorCode | None = None
+        if acks not in (0, 1, -1):
+            # KafkaApis: every partition answers INVALID_REQUIRED_ACKS.
+            topic_error = ErrorCode.INVALID_REQUIRED_ACKS
+        else:
+            try:
+                # Kafka never auto-creates topics on Produce (only Metadata does).
+                topic = lookup_topic(ctx, topic_data.name)
+            except Exception as exc:  # noqa: BLE001
+                topic_error = error_code_of(exc)
+        for partition_data in topic_data.partition_data:
+            resp = ProduceResponse.PartitionProduceResponse(
+                index=partition_data.index, base_offset=-1, log_append_time_ms=-1, log_start_offset=-1
+            )
+            if topic_error is not None:
+                resp.error_code = topic_error
+            else:
+                try:
+                    partition = partition_of(topic, partition_data.index)
+                    if settings is None:
+                        settings = produce_settings(ctx, topic)
+                    _produce_partition(
+                        ctx, topic, partition, partition_data.records, resp,
+                        version=version, acks=acks, client_id=client_id, settings=settings,
+                    )
+                except RejectedBatch as rej:
+                    resp.error_code = rej.code
+                    if version >= 8:
+                        # record_errors / error_message exist from v8 (KIP-467).
+                        resp.error_message = rej.message
+                        resp.record_errors = [
+                            ProduceResponse.BatchIndexAndErrorMessage(
+                                batch_index=i, batch_index_error_message=m
+                            )
+                            for i, m in rej.record_errors
+                        ]
+                except Exception as exc:  # noqa: BLE001 - every failure is a per-partition answer
+                    resp.error_code = error_code_of(exc)
+                    if version >= 8 and isinstance(exc, KafkaApiError):
+                        resp.error_message = exc.message
+            parts.append(resp)
+        responses.append(
+            ProduceResponse.TopicProduceResponse(name=topic_data.name, partition_responses=parts)
+        )
+    if acks == 0:
+        # The producer does not read a response to acks=0 (Kafka sends none).
+        return None
+    return ProduceResponse(responses=responses, throttle_time_ms=0)
+
+
+def _produce_partition(
+    ctx: RequestContext,
+    topic: Any,
+    partition: Any,
+    records: Any,
+    resp: Any,
+    *,
+    version: int,
+    acks: int,
+    client_id: str | None,
+    settings: ProduceSettings,
+) -> None:
+    """Validate and append one partition's batch, filling ``resp``."""
+    if getattr(topic, "internal", False) and client_id != ADMIN_CLIENT_ID:
+        # ReplicaManager.appendToLocalLog rejects client writes to internal topics.
+        raise KafkaApiError(
+            ErrorCode.INVALID_TOPIC_EXCEPTION, f"Cannot append to internal topic {topic.name}"
+        )
+    if acks == -1:
+        min_isr = _min_insync_replicas(ctx, topic)
+        if min_isr > 1:
+            # One replica is the whole ISR; acks=all needs min.insync.replicas of them
+            # (Partition.appendRecordsToLeader).
+            raise KafkaApiError(
+                ErrorCode.NOT_ENOUGH_REPLICAS,
+                f"The size of the current ISR 1 is insufficient to satisfy the min.isr "
+                f"requirement of {min_isr} for partition {topic.name}-{partition.index}",
+            )
+    now_ms = int(ctx.broker.clock() * 1000) if callable(getattr(ctx.broker, "clock", None)) else 0
+    validate_produce_records(records, version=version, settings=settings, now_ms=now_ms)
+    result = partition.log.append(
+        records, leader_epoch=LEADER_EPOCH, log_append_time=settings.log_append_time
+    )
+    ctx.broker.notify_append(partition)
+    resp.base_offset = result.base_offset
+    resp.log_append_time_ms = result.log_append_time_ms
+    resp.log_start_offset = result.log_start_offset
+
+
+def _min_insync_replicas(ctx: RequestContext, topic: Any) -> int:
+    """The topic's effective min.insync.replicas."""
+    return int(topic_value(ctx, topic, "min.insync.replicas"))
