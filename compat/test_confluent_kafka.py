@@ -117,11 +117,25 @@ def poll_messages(cons: Consumer, count: int, *, deadline_s: float = POLL_DEADLI
     deadline = time.monotonic() + deadline_s
     while len(messages) < count and time.monotonic() < deadline:
         for msg in cons.consume(num_messages=count - len(messages), timeout=0.2):
+            if msg.error() is not None and msg.error().code() == KafkaError._PARTITION_EOF:
+                continue  # only with enable.partition.eof: an event, not a record
             assert msg.error() is None, f"consumer error: {msg.error()}"
             messages.append(msg)
     assert len(messages) >= count, (
         f"consumer received {len(messages)} of {count} messages within {deadline_s:.0f} s")
     return messages
+
+
+def wait_partition_eof(cons: Consumer, *, deadline_s: float = POLL_DEADLINE_S) -> Message:
+    """Consume until librdkafka reports reaching the end of a partition (enable.partition.eof)."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        for msg in cons.consume(num_messages=1, timeout=0.2):
+            assert msg.error() is not None, f"unexpected record at offset {msg.offset()}"
+            if msg.error().code() == KafkaError._PARTITION_EOF:
+                return msg
+            raise AssertionError(f"consumer error: {msg.error()}")
+    raise AssertionError(f"no partition-EOF event within {deadline_s:.0f} s")
 
 
 def expected_partition(key: bytes, partitions: int) -> int:
@@ -395,17 +409,12 @@ def test_consume_from_end(broker: LiveBroker, topic_name: str) -> None:
     """assign(OFFSET_END) skips what is there and delivers only what is produced afterwards."""
     create_topic(broker, topic_name)
     produce_values(broker, topic_name, [b"old-1", b"old-2", b"old-3"])
-    with consumer(broker) as cons:
+    with consumer(broker, **{"enable.partition.eof": True}) as cons:
         cons.assign([TopicPartition(topic_name, 0, OFFSET_END)])
-        # The logical offset resolves asynchronously; wait until librdkafka knows the position
-        # so the records produced next are after it.
-        deadline = time.monotonic() + POLL_DEADLINE_S
-        while time.monotonic() < deadline:
-            assert cons.consume(num_messages=1, timeout=0.1) == []
-            [position] = cons.position([TopicPartition(topic_name, 0)])
-            if position.offset >= 0:
-                break
-        assert position.offset == 3
+        # OFFSET_END resolves asynchronously (ListOffsets); librdkafka's partition-EOF event
+        # says it resolved and fetched up to the end, so what is produced next comes after.
+        eof = wait_partition_eof(cons)
+        assert (eof.partition(), eof.offset()) == (0, 3)
         produce_values(broker, topic_name, [b"new-1", b"new-2"])
         messages = poll_messages(cons, 2)
     assert [(m.offset(), m.value()) for m in messages] == [(3, b"new-1"), (4, b"new-2")]
