@@ -1,0 +1,1294 @@
+"""The classic consumer-group protocol as a synchronous state machine.
+
+How it works
+------------
+``GroupCoordinator`` holds every group and every committed offset. It never
+blocks and never reads the wall clock directly: time comes from an injected
+``clock`` (seconds, like ``time.time``), and durable state goes to an injected
+``GroupStore`` (which appends to ``__consumer_offsets``). The async layer
+(``kbroker.coordinator.service``) only waits: a JoinGroup or SyncGroup that
+cannot be answered yet returns a ``Pending`` whose ``on_done`` callback fires
+when a later call completes it, and a timer task calls ``poll()`` at
+``next_deadline_ms()`` so rebalance, session and pending-sync timeouts fire.
+
+A group moves between Kafka's five states (GroupMetadata.scala)::
+
+    Empty ──join──► PreparingRebalance ──all joined / timeout──► CompletingRebalance
+      ▲                 ▲        │ (no members left)                    │ leader's SyncGroup
+      │                 │        ▼                                      ▼
+      └─────────────── (gen+1, Empty)      member joins/leaves/expires ◄─ Stable
+    Dead: deleted (DeleteGroups, or offsets expired on an empty group)
+
+Every state change goes through ``_transition``, which checks it against
+``_VALID_PREVIOUS`` exactly as Kafka's ``GroupState.validPreviousStates`` does.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+from wire.errors import ErrorCode
+
+__all__ = [
+    "CoordinatorConfig",
+    "DescribedGroup",
+    "DescribedMember",
+    "GroupCoordinator",
+    "GroupRecord",
+    "GroupSnapshot",
+    "GroupState",
+    "GroupStore",
+    "JoinResult",
+    "MemberSnapshot",
+    "OffsetAndMetadata",
+    "OffsetRecord",
+    "Pending",
+    "SyncResult",
+    "java_string_hashcode",
+    "partition_for",
+]
+
+T = TypeVar("T")
+TopicPartition = tuple[str, int]
+
+
+class GroupState(enum.Enum):
+    """Kafka's classic group states; the value is the name DescribeGroups/ListGroups report."""
+
+    EMPTY = "Empty"
+    PREPARING_REBALANCE = "PreparingRebalance"
+    COMPLETING_REBALANCE = "CompletingRebalance"
+    STABLE = "Stable"
+    DEAD = "Dead"
+
+
+S = GroupState
+# Kafka's GroupState.validPreviousStates: a transition from any other state is a bug.
+_VALID_PREVIOUS: dict[GroupState, frozenset[GroupState]] = {
+    S.EMPTY: frozenset({S.PREPARING_REBALANCE}),
+    S.PREPARING_REBALANCE: frozenset({S.STABLE, S.COMPLETING_REBALANCE, S.EMPTY}),
+    S.COMPLETING_REBALANCE: frozenset({S.PREPARING_REBALANCE}),
+    S.STABLE: frozenset({S.COMPLETING_REBALANCE}),
+    S.DEAD: frozenset({S.STABLE, S.PREPARING_REBALANCE, S.COMPLETING_REBALANCE, S.EMPTY, S.DEAD}),
+}
+
+
+def java_string_hashcode(text: str) -> int:
+    """Java's ``String.hashCode`` (signed int32 over UTF-16 code units)."""
+    h = 0
+    data = text.encode("utf-16-be")
+    for (unit,) in struct.iter_unpack(">H", data):
+        h = (31 * h + unit) & 0xFFFFFFFF
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def partition_for(group_id: str, num_partitions: int) -> int:
+    """The ``__consumer_offsets`` partition of a group: ``Utils.abs(hashCode) % n``."""
+    # Kafka's Utils.abs is ``x & 0x7fffffff`` (not math.abs: abs(MIN_VALUE) stays positive).
+    return (java_string_hashcode(group_id) & 0x7FFFFFFF) % num_partitions
+
+
+@dataclass(slots=True)
+class CoordinatorConfig:
+    """The broker settings the coordinator uses (Kafka names in comments)."""
+
+    initial_rebalance_delay_ms: int = 3000  # group.initial.rebalance.delay.ms
+    min_session_timeout_ms: int = 6000  # group.min.session.timeout.ms
+    max_session_timeout_ms: int = 1800000  # group.max.session.timeout.ms
+    max_group_size: int = 2**31 - 1  # group.max.size
+    offsets_retention_ms: int = 10080 * 60 * 1000  # offsets.retention.minutes
+    offsets_retention_check_interval_ms: int = 600000  # offsets.retention.check.interval.ms
+    offset_metadata_max_bytes: int = 4096  # offset.metadata.max.bytes
+    num_partitions: int = 50  # offsets.topic.num.partitions
+
+
+class Pending(Generic[T]):
+    """A response that may be decided later; ``on_done`` fires once when it is."""
+
+    __slots__ = ("result", "_on_done")
+
+    def __init__(self, on_done: Callable[[], None] | None = None) -> None:
+        self.result: T | None = None
+        self._on_done = on_done
+
+    @property
+    def done(self) -> bool:
+        """Whether the result is decided."""
+        return self.result is not None
+
+    def complete(self, result: T) -> None:
+        """Decide the result (later calls are ignored: the first answer wins)."""
+        if self.result is not None:
+            return
+        self.result = result
+        if self._on_done is not None:
+            self._on_done()
+
+
+@dataclass(slots=True)
+class JoinResult:
+    """What a JoinGroup response carries."""
+
+    error_code: int
+    member_id: str = ""
+    generation_id: int = -1
+    protocol_type: str | None = None
+    protocol_name: str | None = None
+    leader: str = ""
+    # (member id, group instance id, metadata of the chosen protocol); leader only
+    members: list[tuple[str, str | None, bytes]] = field(default_factory=list)
+    skip_assignment: bool = False
+
+
+@dataclass(slots=True)
+class SyncResult:
+    """What a SyncGroup response carries."""
+
+    error_code: int
+    protocol_type: str | None = None
+    protocol_name: str | None = None
+    assignment: bytes = b""
+
+
+@dataclass(slots=True)
+class OffsetAndMetadata:
+    """One committed offset, as stored in an OffsetCommitValue record."""
+
+    offset: int
+    leader_epoch: int = -1
+    metadata: str = ""
+    commit_timestamp: int = 0
+    expire_timestamp: int | None = None  # only from OffsetCommit v2-4 retention_time_ms
+
+
+@dataclass(slots=True)
+class MemberSnapshot:
+    """A member as persisted in GroupMetadataValue."""
+
+    member_id: str
+    group_instance_id: str | None
+    client_id: str
+    client_host: str
+    rebalance_timeout_ms: int
+    session_timeout_ms: int
+    subscription: bytes
+    assignment: bytes
+
+
+@dataclass(slots=True)
+class GroupSnapshot:
+    """A group as persisted in GroupMetadataValue."""
+
+    protocol_type: str
+    generation: int
+    protocol: str | None
+    leader: str | None
+    state_timestamp: int
+    members: list[MemberSnapshot]
+
+
+@dataclass(slots=True)
+class OffsetRecord:
+    """An OffsetCommitKey/Value pair; ``value`` None is a tombstone."""
+
+    group_id: str
+    topic: str
+    partition: int
+    value: OffsetAndMetadata | None
+
+
+@dataclass(slots=True)
+class GroupRecord:
+    """A GroupMetadataKey/Value pair; ``value`` None is a tombstone."""
+
+    group_id: str
+    value: GroupSnapshot | None
+
+
+class GroupStore(Protocol):
+    """Durable storage: the records of one call are written together before it returns."""
+
+    def write(self, partition: int, records: list[OffsetRecord | GroupRecord]) -> None:
+        """Append the records to ``__consumer_offsets`` partition ``partition``."""
+
+
+@dataclass(slots=True)
+class DescribedMember:
+    """One member in a DescribeGroups answer."""
+
+    member_id: str
+    group_instance_id: str | None
+    client_id: str
+    client_host: str
+    metadata: bytes
+    assignment: bytes
+
+
+@dataclass(slots=True)
+class DescribedGroup:
+    """A DescribeGroups answer for one group."""
+
+    error_code: int
+    group_id: str
+    state: str
+    protocol_type: str
+    protocol_data: str
+    members: list[DescribedMember]
+
+
+@dataclass(slots=True, eq=False)
+class _Member:
+    member_id: str
+    group_instance_id: str | None
+    client_id: str
+    client_host: str
+    session_timeout_ms: int
+    rebalance_timeout_ms: int
+    protocol_type: str
+    protocols: list[tuple[str, bytes]]
+    assignment: bytes = b""
+    heartbeat_deadline_ms: int = 0
+    awaiting_join: Pending[JoinResult] | None = None
+    awaiting_sync: Pending[SyncResult] | None = None
+
+    def metadata(self, protocol: str) -> bytes:
+        for name, data in self.protocols:
+            if name == protocol:
+                return data
+        return b""
+
+    def matches(self, protocols: list[tuple[str, bytes]]) -> bool:
+        return self.protocols == protocols
+
+
+@dataclass(slots=True, eq=False)
+class _Group:
+    group_id: str
+    state: GroupState = S.EMPTY
+    generation_id: int = 0
+    protocol_type: str | None = None
+    protocol_name: str | None = None
+    leader_id: str | None = None
+    members: dict[str, _Member] = field(default_factory=dict)
+    static_members: dict[str, str] = field(default_factory=dict)  # instance id -> member id
+    pending_members: dict[str, int] = field(default_factory=dict)  # member id -> expiry ms
+    pending_sync: set[str] = field(default_factory=set)
+    state_timestamp_ms: int | None = None
+    join_deadline_ms: int | None = None
+    sync_deadline_ms: int | None = None
+    # group.initial.rebalance.delay.ms (Kafka's InitialDelayedJoin)
+    initial_delay_active: bool = False
+    initial_delay_remaining_ms: int = 0
+    new_member_added: bool = False
+
+    def all_members_joined(self) -> bool:
+        waiting = sum(1 for m in self.members.values() if m.awaiting_join is not None)
+        return waiting == len(self.members) and not self.pending_members
+
+    def max_rebalance_timeout_ms(self) -> int:
+        return max((m.rebalance_timeout_ms for m in self.members.values()), default=0)
+
+    def candidate_protocols(self) -> list[str]:
+        """Protocols every member supports, in the order of the first member's preference."""
+        members = list(self.members.values())
+        if not members:
+            return []
+        common = set(name for name, _ in members[0].protocols)
+        for m in members[1:]:
+            common &= {name for name, _ in m.protocols}
+        return [name for name, _ in members[0].protocols if name in common]
+
+    def select_protocol(self) -> str:
+        """Kafka's vote: each member votes its most preferred candidate; most votes wins."""
+        candidates = self.candidate_protocols()
+        votes: dict[str, int] = dict.fromkeys(candidates, 0)
+        for m in self.members.values():
+            for name, _ in m.protocols:
+                if name in votes:
+                    votes[name] += 1
+                    break
+        # Ties go to the earlier candidate, which keeps the choice deterministic.
+        return max(candidates, key=lambda name: votes[name])
+
+    def supports(self, protocol_type: str, protocols: list[tuple[str, bytes]]) -> bool:
+        """Kafka's GroupMetadata.supportsProtocols."""
+        if not self.members:
+            return bool(protocol_type) and bool(protocols)
+        if protocol_type != self.protocol_type:
+            return False
+        names = {name for name, _ in protocols}
+        # A rejoining member's own old protocols must not count (it may be changing them),
+        # but Kafka checks against every current member, so we do too.
+        return any(name in names for name in self.candidate_protocols())
+
+    def static_fenced(self, instance_id: str | None, member_id: str) -> bool:
+        if instance_id is None:
+            return False
+        known = self.static_members.get(instance_id)
+        return known is not None and known != member_id
+
+
+class GroupCoordinator:
+    """Every classic group and committed offset; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        config: CoordinatorConfig | None = None,
+        clock: Callable[[], float],
+        store: GroupStore | None = None,
+        new_member_id: Callable[[str], str] | None = None,
+    ) -> None:
+        self.config = config or CoordinatorConfig()
+        self._clock = clock
+        self._store = store
+        self._groups: dict[str, _Group] = {}
+        self._offsets: dict[str, dict[TopicPartition, OffsetAndMetadata]] = {}
+        self._new_member_id = new_member_id or (lambda client_id: f"{client_id}-{uuid.uuid4()}")
+        self._next_expiry_check_ms = self._now() + self.config.offsets_retention_check_interval_ms
+
+    # ------------------------------------------------------------------ helpers
+
+    def _now(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _transition(self, group: _Group, state: GroupState) -> None:
+        """The one place a group changes state."""
+        if group.state not in _VALID_PREVIOUS[state]:
+            raise AssertionError(f"group {group.group_id}: {group.state.value} -> {state.value}")
+        group.state = state
+        group.state_timestamp_ms = self._now()
+
+    def _write(self, group_id: str, records: list[OffsetRecord | GroupRecord]) -> None:
+        if self._store is not None and records:
+            self._store.write(partition_for(group_id, self.config.num_partitions), records)
+
+    def _snapshot(self, group: _Group) -> GroupSnapshot:
+        protocol = group.protocol_name
+        return GroupSnapshot(
+            protocol_type=group.protocol_type or "",
+            generation=group.generation_id,
+            protocol=protocol,
+            leader=group.leader_id,
+            state_timestamp=group.state_timestamp_ms if group.state_timestamp_ms is not None else -1,
+            members=[
+                MemberSnapshot(
+                    member_id=m.member_id,
+                    group_instance_id=m.group_instance_id,
+                    client_id=m.client_id,
+                    client_host=m.client_host,
+                    rebalance_timeout_ms=m.rebalance_timeout_ms,
+                    session_timeout_ms=m.session_timeout_ms,
+                    subscription=m.metadata(protocol) if protocol else b"",
+                    assignment=m.assignment,
+                )
+                for m in group.members.values()
+            ],
+        )
+
+    def _store_group(self, group: _Group) -> None:
+        self._write(group.group_id, [GroupRecord(group.group_id, self._snapshot(group))])
+
+    def group_state(self, group_id: str) -> GroupState:
+        """The state of a group (Dead if unknown)."""
+        group = self._groups.get(group_id)
+        return group.state if group is not None else S.DEAD
+
+    def group_ids(self) -> list[str]:
+        """Ids of every live group."""
+        return list(self._groups)
+
+    # ------------------------------------------------------------------ JoinGroup
+
+    def join_group(
+        self,
+        group_id: str,
+        member_id: str,
+        *,
+        group_instance_id: str | None,
+        protocol_type: str,
+        protocols: list[tuple[str, bytes]],
+        session_timeout_ms: int,
+        rebalance_timeout_ms: int,
+        client_id: str = "",
+        client_host: str = "",
+        require_known_member_id: bool = False,
+        on_done: Callable[[], None] | None = None,
+    ) -> Pending[JoinResult]:
+        """Handle JoinGroup; the result is decided now or when the rebalance completes."""
+        pending: Pending[JoinResult] = Pending(on_done)
+        err = self._join_error(group_id, member_id, session_timeout_ms)
+        if err is not None:
+            pending.complete(JoinResult(err, member_id=member_id))
+            return pending
+        group = self._groups.get(group_id)
+        if group is None:
+            group = _Group(group_id)
+            self._groups[group_id] = group
+        if not group.supports(protocol_type, protocols):
+            pending.complete(JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id=member_id))
+            return pending
+        if (
+            member_id == ""
+            and len(group.members) + len(group.pending_members) >= self.config.max_group_size
+        ):
+            pending.complete(JoinResult(ErrorCode.GROUP_MAX_SIZE_REACHED, member_id=member_id))
+            return pending
+        member_args = dict(
+            client_id=client_id,
+            client_host=client_host,
+            session_timeout_ms=session_timeout_ms,
+            rebalance_timeout_ms=rebalance_timeout_ms,
+            protocol_type=protocol_type,
+            protocols=protocols,
+        )
+        if member_id == "":
+            self._join_unknown_member(
+                group, group_instance_id, require_known_member_id, member_args, pending
+            )
+        else:
+            self._join_known_member(group, member_id, group_instance_id, member_args, pending)
+        self._maybe_complete_join(group)
+        return pending
+
+    def _join_error(self, group_id: str, member_id: str, session_timeout_ms: int) -> int | None:
+        if not group_id:
+            return ErrorCode.INVALID_GROUP_ID
+        cfg = self.config
+        if not cfg.min_session_timeout_ms <= session_timeout_ms <= cfg.max_session_timeout_ms:
+            return ErrorCode.INVALID_SESSION_TIMEOUT
+        group = self._groups.get(group_id)
+        if group is None and member_id:
+            # A member id for a group we do not know: it was removed (or we restarted
+            # without it), so the client must start over.
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        if group is not None and group.state is S.DEAD:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        return None
+
+    def _join_unknown_member(
+        self,
+        group: _Group,
+        instance_id: str | None,
+        require_known_member_id: bool,
+        member_args: dict,
+        pending: Pending[JoinResult],
+    ) -> None:
+        new_id = self._new_member_id(member_args["client_id"])
+        if instance_id is not None:
+            # KIP-345: a static member never needs the MEMBER_ID_REQUIRED round trip.
+            if instance_id in group.static_members:
+                self._replace_static_member(group, instance_id, new_id, member_args, pending)
+            else:
+                self._add_member_and_rebalance(group, new_id, instance_id, member_args, pending)
+        elif require_known_member_id:
+            # KIP-394: hand out the id first so a client that times out and retries
+            # rejoins as the same member instead of leaving a ghost behind.
+            group.pending_members[new_id] = self._now() + member_args["session_timeout_ms"]
+            pending.complete(JoinResult(ErrorCode.MEMBER_ID_REQUIRED, member_id=new_id))
+        else:
+            self._add_member_and_rebalance(group, new_id, None, member_args, pending)
+
+    def _join_known_member(
+        self,
+        group: _Group,
+        member_id: str,
+        instance_id: str | None,
+        member_args: dict,
+        pending: Pending[JoinResult],
+    ) -> None:
+        if group.static_fenced(instance_id, member_id):
+            pending.complete(JoinResult(ErrorCode.FENCED_INSTANCE_ID, member_id=member_id))
+            return
+        if instance_id is not None and instance_id not in group.static_members:
+            pending.complete(JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, member_id=member_id))
+            return
+        if member_id in group.pending_members:
+            del group.pending_members[member_id]
+            self._add_member_and_rebalance(group, member_id, instance_id, member_args, pending)
+            return
+        member = group.members.get(member_id)
+        if member is None or group.state in (S.EMPTY, S.DEAD):
+            pending.complete(JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, member_id=member_id))
+            return
+        if group.state is S.PREPARING_REBALANCE:
+            self._update_member_and_rebalance(group, member, member_args, pending)
+        elif group.state is S.COMPLETING_REBALANCE:
+            if member.matches(member_args["protocols"]):
+                # A retried JoinGroup (the response was lost): answer with this generation.
+                pending.complete(self._join_result(group, member))
+            else:
+                self._update_member_and_rebalance(group, member, member_args, pending)
+        else:  # Stable
+            if member.member_id == group.leader_id or not member.matches(member_args["protocols"]):
+                # The leader rejoining forces a rebalance: that is how a consumer leader
+                # reacts to topic metadata changes the member metadata does not show.
+                self._update_member_and_rebalance(group, member, member_args, pending)
+            else:
+                pending.complete(self._join_result(group, member, with_members=False))
+
+    def _join_result(self, group: _Group, member: _Member, *, with_members: bool = True) -> JoinResult:
+        is_leader = member.member_id == group.leader_id
+        protocol = group.protocol_name or ""
+        members = []
+        if is_leader and with_members:
+            members = [
+                (m.member_id, m.group_instance_id, m.metadata(protocol))
+                for m in group.members.values()
+            ]
+        return JoinResult(
+            ErrorCode.NONE,
+            member_id=member.member_id,
+            generation_id=group.generation_id,
+            protocol_type=group.protocol_type,
+            protocol_name=group.protocol_name,
+            leader=group.leader_id or "",
+            members=members,
+        )
+
+    def _add_member_and_rebalance(
+        self,
+        group: _Group,
+        member_id: str,
+        instance_id: str | None,
+        member_args: dict,
+        pending: Pending[JoinResult],
+    ) -> None:
+        member = _Member(member_id=member_id, group_instance_id=instance_id, **member_args)
+        member.awaiting_join = pending
+        if not group.members:
+            group.protocol_type = member.protocol_type
+        if group.leader_id is None:
+            group.leader_id = member_id
+        group.members[member_id] = member
+        if instance_id is not None:
+            group.static_members[instance_id] = member_id
+        if group.state is S.PREPARING_REBALANCE and group.generation_id == 0:
+            group.new_member_added = True
+        self._maybe_prepare_rebalance(group)
+
+    def _update_member_and_rebalance(
+        self, group: _Group, member: _Member, member_args: dict, pending: Pending[JoinResult]
+    ) -> None:
+        member.protocols = member_args["protocols"]
+        member.session_timeout_ms = member_args["session_timeout_ms"]
+        member.rebalance_timeout_ms = member_args["rebalance_timeout_ms"]
+        if member.awaiting_join is not None:
+            # A duplicate JoinGroup: the newer request gets the answer.
+            member.awaiting_join.complete(JoinResult(ErrorCode.REBALANCE_IN_PROGRESS, member.member_id))
+        member.awaiting_join = pending
+        self._maybe_prepare_rebalance(group)
+
+    def _replace_static_member(
+        self,
+        group: _Group,
+        instance_id: str,
+        new_id: str,
+        member_args: dict,
+        pending: Pending[JoinResult],
+    ) -> None:
+        """KIP-345: a known static member rejoining with no member id takes over its slot."""
+        old_id = group.static_members[instance_id]
+        old = group.members.pop(old_id)
+        current_leader = group.leader_id
+        # The old incarnation is fenced: anything it still waits for is refused.
+        if old.awaiting_join is not None:
+            old.awaiting_join.complete(JoinResult(ErrorCode.FENCED_INSTANCE_ID, old_id))
+        if old.awaiting_sync is not None:
+            old.awaiting_sync.complete(SyncResult(ErrorCode.FENCED_INSTANCE_ID))
+        old_protocols = old.protocols
+        member = old
+        member.member_id = new_id
+        member.awaiting_join = None
+        member.awaiting_sync = None
+        member.client_id = member_args["client_id"]
+        member.client_host = member_args["client_host"]
+        member.protocols = member_args["protocols"]
+        member.session_timeout_ms = member_args["session_timeout_ms"]
+        member.rebalance_timeout_ms = member_args["rebalance_timeout_ms"]
+        member.heartbeat_deadline_ms = self._now() + member.session_timeout_ms
+        group.members[new_id] = member
+        group.static_members[instance_id] = new_id
+        if group.leader_id == old_id:
+            group.leader_id = new_id
+        if old_id in group.pending_sync:
+            group.pending_sync.discard(old_id)
+            group.pending_sync.add(new_id)
+        if group.state is S.STABLE:
+            if group.select_protocol() == group.protocol_name:
+                # No rebalance: the static member gets its old assignment back at SyncGroup.
+                try:
+                    self._store_group(group)
+                except Exception:
+                    # Undo, as Kafka does when the store fails.
+                    del group.members[new_id]
+                    member.member_id = old_id
+                    member.protocols = old_protocols
+                    group.members[old_id] = member
+                    group.static_members[instance_id] = old_id
+                    group.leader_id = current_leader
+                    pending.complete(JoinResult(ErrorCode.UNKNOWN_SERVER_ERROR, ""))
+                    return
+                # The old leader id is returned on purpose (Kafka does the same): a leader
+                # that rejoins must not compute an assignment a Stable group would not send.
+                pending.complete(
+                    JoinResult(
+                        ErrorCode.NONE,
+                        member_id=new_id,
+                        generation_id=group.generation_id,
+                        protocol_type=group.protocol_type,
+                        protocol_name=group.protocol_name,
+                        leader=current_leader or "",
+                    )
+                )
+            else:
+                member.awaiting_join = pending
+                self._prepare_rebalance(group)
+        elif group.state is S.COMPLETING_REBALANCE:
+            # The leader may already hold an assignment keyed by the old id.
+            member.awaiting_join = pending
+            self._prepare_rebalance(group)
+        else:  # PreparingRebalance
+            member.awaiting_join = pending
+
+    # ------------------------------------------------------------------ rebalance
+
+    def _maybe_prepare_rebalance(self, group: _Group) -> None:
+        if group.state in (S.STABLE, S.COMPLETING_REBALANCE, S.EMPTY):
+            self._prepare_rebalance(group)
+
+    def _prepare_rebalance(self, group: _Group) -> None:
+        if group.state is S.COMPLETING_REBALANCE:
+            for m in group.members.values():
+                if m.awaiting_sync is not None:
+                    m.awaiting_sync.complete(SyncResult(ErrorCode.REBALANCE_IN_PROGRESS))
+                    m.awaiting_sync = None
+        group.pending_sync.clear()
+        group.sync_deadline_ms = None
+        now = self._now()
+        if group.state is S.EMPTY:
+            # Kafka's InitialDelayedJoin: give the other members of a starting group a
+            # moment to join so the first generation does not rebalance once per member.
+            delay = self.config.initial_rebalance_delay_ms
+            group.initial_delay_active = True
+            group.initial_delay_remaining_ms = max(group.max_rebalance_timeout_ms() - delay, 0)
+            group.new_member_added = False
+            group.join_deadline_ms = now + delay
+        else:
+            group.initial_delay_active = False
+            group.join_deadline_ms = now + group.max_rebalance_timeout_ms()
+        self._transition(group, S.PREPARING_REBALANCE)
+
+    def _maybe_complete_join(self, group: _Group) -> None:
+        if (
+            group.state is S.PREPARING_REBALANCE
+            and not group.initial_delay_active
+            and group.all_members_joined()
+        ):
+            self._complete_join(group)
+
+    def _on_join_deadline(self, group: _Group) -> None:
+        delay = min(self.config.initial_rebalance_delay_ms, group.initial_delay_remaining_ms)
+        if group.initial_delay_active and group.new_member_added and delay > 0:
+            # Someone joined during the delay: wait once more (bounded by the rebalance timeout).
+            group.initial_delay_remaining_ms -= delay
+            group.new_member_added = False
+            group.join_deadline_ms = self._now() + delay
+            return
+        group.initial_delay_active = False
+        self._complete_join(group)
+
+    def _complete_join(self, group: _Group) -> None:
+        # Dynamic members that did not rejoin in time are gone; static members stay
+        # (KIP-345: they keep their slot until their session times out).
+        for m in list(group.members.values()):
+            if m.awaiting_join is None and m.group_instance_id is None:
+                self._remove_member(group, m)
+        joined = [m for m in group.members.values() if m.awaiting_join is not None]
+        if group.members and not joined:
+            # Only static members that have not rejoined: wait another rebalance timeout.
+            group.join_deadline_ms = self._now() + group.max_rebalance_timeout_ms()
+            return
+        leader = group.members.get(group.leader_id or "")
+        if leader is None or leader.awaiting_join is None:
+            group.leader_id = joined[0].member_id if joined else None
+        group.join_deadline_ms = None
+        group.generation_id += 1
+        if group.members:
+            group.protocol_name = group.select_protocol()
+            group.protocol_type = next(iter(group.members.values())).protocol_type
+            self._transition(group, S.COMPLETING_REBALANCE)
+            now = self._now()
+            for m in joined:
+                pending = m.awaiting_join
+                m.awaiting_join = None
+                m.heartbeat_deadline_ms = now + m.session_timeout_ms
+                assert pending is not None
+                pending.complete(self._join_result(group, m))
+            # Members must send SyncGroup within the rebalance timeout, else they are
+            # removed and the group rebalances again (Kafka's pending-sync expiry).
+            group.pending_sync = set(group.members)
+            group.sync_deadline_ms = now + group.max_rebalance_timeout_ms()
+        else:
+            group.protocol_name = None
+            group.leader_id = None
+            self._transition(group, S.EMPTY)
+            try:
+                self._store_group(group)
+            except Exception:  # noqa: BLE001 - nothing to answer; the next write retries
+                pass
+
+    def _remove_member(self, group: _Group, member: _Member) -> None:
+        if member.awaiting_join is not None:
+            # So a member that is still alive retries the join from scratch.
+            member.awaiting_join.complete(JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, ""))
+            member.awaiting_join = None
+        if member.awaiting_sync is not None:
+            member.awaiting_sync.complete(SyncResult(ErrorCode.UNKNOWN_MEMBER_ID))
+            member.awaiting_sync = None
+        del group.members[member.member_id]
+        if member.group_instance_id is not None:
+            group.static_members.pop(member.group_instance_id, None)
+        group.pending_sync.discard(member.member_id)
+        if group.leader_id == member.member_id:
+            group.leader_id = next(iter(group.members), None)
+
+    def _remove_member_and_update_group(self, group: _Group, member: _Member) -> None:
+        self._remove_member(group, member)
+        if group.state in (S.STABLE, S.COMPLETING_REBALANCE):
+            self._prepare_rebalance(group)
+        self._maybe_complete_join(group)
+
+    # ------------------------------------------------------------------ SyncGroup
+
+    def sync_group(
+        self,
+        group_id: str,
+        generation_id: int,
+        member_id: str,
+        *,
+        group_instance_id: str | None = None,
+        protocol_type: str | None = None,
+        protocol_name: str | None = None,
+        assignments: Iterable[tuple[str, bytes]] = (),
+        on_done: Callable[[], None] | None = None,
+    ) -> Pending[SyncResult]:
+        """Handle SyncGroup; followers wait for the leader's assignment."""
+        pending: Pending[SyncResult] = Pending(on_done)
+        group = self._groups.get(group_id)
+        if not group_id:
+            pending.complete(SyncResult(ErrorCode.INVALID_GROUP_ID))
+            return pending
+        if group is None:
+            pending.complete(SyncResult(ErrorCode.UNKNOWN_MEMBER_ID))
+            return pending
+        if group.state is S.DEAD:
+            pending.complete(SyncResult(ErrorCode.COORDINATOR_NOT_AVAILABLE))
+            return pending
+        if group.static_fenced(group_instance_id, member_id):
+            pending.complete(SyncResult(ErrorCode.FENCED_INSTANCE_ID))
+            return pending
+        member = group.members.get(member_id)
+        if member is None:
+            pending.complete(SyncResult(ErrorCode.UNKNOWN_MEMBER_ID))
+            return pending
+        if generation_id != group.generation_id:
+            pending.complete(SyncResult(ErrorCode.ILLEGAL_GENERATION))
+            return pending
+        # SyncGroup v5 (KIP-559) lets the client check it runs the group's protocol.
+        if (protocol_type is not None and protocol_type != group.protocol_type) or (
+            protocol_name is not None and protocol_name != group.protocol_name
+        ):
+            pending.complete(SyncResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL))
+            return pending
+        if group.state is S.EMPTY:
+            pending.complete(SyncResult(ErrorCode.UNKNOWN_MEMBER_ID))
+        elif group.state is S.PREPARING_REBALANCE:
+            pending.complete(SyncResult(ErrorCode.REBALANCE_IN_PROGRESS))
+        elif group.state is S.COMPLETING_REBALANCE:
+            group.pending_sync.discard(member_id)
+            member.awaiting_sync = pending
+            member.heartbeat_deadline_ms = self._now() + member.session_timeout_ms
+            if member_id == group.leader_id:
+                self._apply_assignment(group, dict(assignments))
+        else:  # Stable: the assignment is already known (e.g. a retried SyncGroup)
+            group.pending_sync.discard(member_id)
+            member.heartbeat_deadline_ms = self._now() + member.session_timeout_ms
+            pending.complete(self._sync_result(group, member))
+        if not group.pending_sync:
+            group.sync_deadline_ms = None
+        return pending
+
+    def _sync_result(self, group: _Group, member: _Member) -> SyncResult:
+        return SyncResult(
+            ErrorCode.NONE,
+            protocol_type=group.protocol_type,
+            protocol_name=group.protocol_name,
+            assignment=member.assignment,
+        )
+
+    def _apply_assignment(self, group: _Group, assignments: dict[str, bytes]) -> None:
+        for m in group.members.values():
+            # Members the leader left out get an empty assignment (Kafka does the same).
+            m.assignment = assignments.get(m.member_id, b"")
+        try:
+            self._store_group(group)
+        except Exception:
+            # Kafka: resetAndPropagateAssignmentError, then rebalance.
+            for m in group.members.values():
+                m.assignment = b""
+                if m.awaiting_sync is not None:
+                    m.awaiting_sync.complete(SyncResult(ErrorCode.COORDINATOR_NOT_AVAILABLE))
+                    m.awaiting_sync = None
+            self._prepare_rebalance(group)
+            return
+        self._transition(group, S.STABLE)
+        for m in group.members.values():
+            if m.awaiting_sync is not None:
+                m.awaiting_sync.complete(self._sync_result(group, m))
+                m.awaiting_sync = None
+
+    # ------------------------------------------------------------------ Heartbeat / LeaveGroup
+
+    def heartbeat(
+        self, group_id: str, generation_id: int, member_id: str, group_instance_id: str | None = None
+    ) -> int:
+        """Handle Heartbeat; returns the error code."""
+        group = self._groups.get(group_id)
+        if not group_id:
+            return ErrorCode.INVALID_GROUP_ID
+        if group is None:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        if group.state is S.DEAD:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        if group.static_fenced(group_instance_id, member_id):
+            return ErrorCode.FENCED_INSTANCE_ID
+        member = group.members.get(member_id)
+        if member is None:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        if generation_id != group.generation_id:
+            return ErrorCode.ILLEGAL_GENERATION
+        if group.state is S.EMPTY:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        member.heartbeat_deadline_ms = self._now() + member.session_timeout_ms
+        if group.state is S.PREPARING_REBALANCE:
+            # Tells the member to rejoin.
+            return ErrorCode.REBALANCE_IN_PROGRESS
+        return ErrorCode.NONE
+
+    def leave_group(
+        self, group_id: str, members: list[tuple[str, str | None]]
+    ) -> tuple[int, list[int]]:
+        """Handle LeaveGroup for (member id, group instance id) pairs; (top error, per member)."""
+        if not group_id:
+            return ErrorCode.INVALID_GROUP_ID, [ErrorCode.INVALID_GROUP_ID] * len(members)
+        group = self._groups.get(group_id)
+        if group is None:
+            return ErrorCode.NONE, [ErrorCode.UNKNOWN_MEMBER_ID] * len(members)
+        if group.state is S.DEAD:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE, []
+        errors = []
+        for member_id, instance_id in members:
+            if member_id == "" and instance_id is not None:
+                # KIP-345 batch leave (admin "remove members"): by instance id alone.
+                known = group.static_members.get(instance_id)
+                if known is None:
+                    errors.append(ErrorCode.UNKNOWN_MEMBER_ID)
+                    continue
+                member_id = known
+            elif group.static_fenced(instance_id, member_id):
+                errors.append(ErrorCode.FENCED_INSTANCE_ID)
+                continue
+            if member_id in group.pending_members:
+                del group.pending_members[member_id]
+                self._maybe_complete_join(group)
+                errors.append(ErrorCode.NONE)
+                continue
+            member = group.members.get(member_id)
+            if member is None:
+                errors.append(ErrorCode.UNKNOWN_MEMBER_ID)
+                continue
+            self._remove_member_and_update_group(group, member)
+            errors.append(ErrorCode.NONE)
+        return ErrorCode.NONE, errors
+
+    # ------------------------------------------------------------------ timers
+
+    def next_deadline_ms(self) -> int:
+        """When ``poll`` next has work to do (clock milliseconds)."""
+        deadline = self._next_expiry_check_ms
+        for group in self._groups.values():
+            for d in self._group_deadlines(group):
+                deadline = min(deadline, d)
+        return deadline
+
+    def _group_deadlines(self, group: _Group) -> Iterable[int]:
+        if group.join_deadline_ms is not None:
+            yield group.join_deadline_ms
+        if group.sync_deadline_ms is not None:
+            yield group.sync_deadline_ms
+        yield from group.pending_members.values()
+        for m in group.members.values():
+            if m.awaiting_join is None and m.awaiting_sync is None:
+                yield m.heartbeat_deadline_ms
+
+    def poll(self) -> None:
+        """Fire every timer that is due: rebalance, session, pending-sync, offset expiry."""
+        now = self._now()
+        for group in list(self._groups.values()):
+            self._poll_group(group, now)
+        if now >= self._next_expiry_check_ms:
+            self._next_expiry_check_ms = now + self.config.offsets_retention_check_interval_ms
+            self.expire_offsets()
+
+    def _poll_group(self, group: _Group, now: int) -> None:
+        for member_id, expiry in list(group.pending_members.items()):
+            if expiry <= now:
+                # A MEMBER_ID_REQUIRED id that was never used.
+                del group.pending_members[member_id]
+                self._maybe_complete_join(group)
+        for m in list(group.members.values()):
+            if (
+                m.member_id in group.members
+                and m.awaiting_join is None
+                and m.awaiting_sync is None
+                and m.heartbeat_deadline_ms <= now
+            ):
+                self._remove_member_and_update_group(group, m)
+        if group.sync_deadline_ms is not None and group.sync_deadline_ms <= now:
+            group.sync_deadline_ms = None
+            if group.state in (S.COMPLETING_REBALANCE, S.STABLE) and group.pending_sync:
+                for member_id in list(group.pending_sync):
+                    member = group.members.get(member_id)
+                    if member is not None:
+                        self._remove_member(group, member)
+                group.pending_sync.clear()
+                self._prepare_rebalance(group)
+                self._maybe_complete_join(group)
+        if (
+            group.state is S.PREPARING_REBALANCE
+            and group.join_deadline_ms is not None
+            and group.join_deadline_ms <= now
+        ):
+            self._on_join_deadline(group)
+
+    # ------------------------------------------------------------------ offsets
+
+    def commit_offsets(
+        self,
+        group_id: str,
+        generation_id: int,
+        member_id: str,
+        offsets: dict[TopicPartition, OffsetAndMetadata],
+        *,
+        group_instance_id: str | None = None,
+    ) -> dict[TopicPartition, int]:
+        """Handle OffsetCommit; stores accepted offsets durably before returning their codes."""
+        if not group_id:
+            return dict.fromkeys(offsets, ErrorCode.INVALID_GROUP_ID)
+        group = self._groups.get(group_id)
+        if group is None:
+            if generation_id >= 0:
+                # A commit from a generation this coordinator never saw.
+                return dict.fromkeys(offsets, ErrorCode.ILLEGAL_GENERATION)
+            # Standalone consumers (assign(), no group management) commit with
+            # generation -1 and no member id; the group exists only to hold offsets.
+            group = _Group(group_id)
+            self._groups[group_id] = group
+        error = self._validate_commit(group, generation_id, member_id, group_instance_id)
+        if error is not None:
+            return dict.fromkeys(offsets, error)
+        if group.state is S.COMPLETING_REBALANCE:
+            # Valid generation but the assignment is not known yet: let the client retry.
+            return dict.fromkeys(offsets, ErrorCode.REBALANCE_IN_PROGRESS)
+        member = group.members.get(member_id)
+        if member is not None:
+            member.heartbeat_deadline_ms = self._now() + member.session_timeout_ms
+        return self._store_offsets(group, offsets)
+
+    def _validate_commit(
+        self, group: _Group, generation_id: int, member_id: str, instance_id: str | None
+    ) -> int | None:
+        if group.state is S.DEAD:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        if generation_id >= 0 or member_id != "" or instance_id is not None:
+            if group.static_fenced(instance_id, member_id):
+                return ErrorCode.FENCED_INSTANCE_ID
+            if member_id not in group.members:
+                return ErrorCode.UNKNOWN_MEMBER_ID
+            if generation_id != group.generation_id:
+                return ErrorCode.ILLEGAL_GENERATION
+            return None
+        if group.state is not S.EMPTY:
+            # Only members may commit for a group that has members.
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        return None
+
+    def _store_offsets(
+        self, group: _Group, offsets: dict[TopicPartition, OffsetAndMetadata]
+    ) -> dict[TopicPartition, int]:
+        result: dict[TopicPartition, int] = {}
+        accepted: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp, om in offsets.items():
+            if len(om.metadata.encode()) > self.config.offset_metadata_max_bytes:
+                result[tp] = ErrorCode.OFFSET_METADATA_TOO_LARGE
+            else:
+                accepted[tp] = om
+        records: list[OffsetRecord | GroupRecord] = [
+            OffsetRecord(group.group_id, tp[0], tp[1], om) for tp, om in accepted.items()
+        ]
+        try:
+            self._write(group.group_id, records)
+        except Exception:
+            for tp in accepted:
+                result[tp] = ErrorCode.UNKNOWN_SERVER_ERROR
+            return result
+        stored = self._offsets.setdefault(group.group_id, {})
+        for tp, om in accepted.items():
+            stored[tp] = om
+            result[tp] = ErrorCode.NONE
+        return {tp: result[tp] for tp in offsets}
+
+    def fetch_offsets(
+        self, group_id: str, partitions: list[TopicPartition] | None
+    ) -> dict[TopicPartition, OffsetAndMetadata | None]:
+        """Committed offsets of a group (None = nothing committed); partitions None = all."""
+        stored = self._offsets.get(group_id, {})
+        if partitions is None:
+            return dict(stored)
+        return {tp: stored.get(tp) for tp in partitions}
+
+    def delete_offsets(
+        self, group_id: str, partitions: list[TopicPartition]
+    ) -> tuple[int, dict[TopicPartition, int]]:
+        """Handle OffsetDelete: (group error, per-partition errors)."""
+        if not group_id:
+            return ErrorCode.INVALID_GROUP_ID, {}
+        group = self._groups.get(group_id)
+        if group is None or group.state is S.DEAD:
+            return ErrorCode.GROUP_ID_NOT_FOUND, {}
+        if group.protocol_type not in (None, "", "consumer") and group.state is not S.EMPTY:
+            return ErrorCode.NON_EMPTY_GROUP, {}
+        subscribed: set[str] = set()
+        if group.state is not S.EMPTY and group.protocol_type == "consumer":
+            subscribed = self._subscribed_topics(group)
+        result: dict[TopicPartition, int] = {}
+        deleted: list[TopicPartition] = []
+        stored = self._offsets.get(group_id, {})
+        for tp in partitions:
+            if tp[0] in subscribed:
+                result[tp] = ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC
+            else:
+                result[tp] = ErrorCode.NONE
+                if tp in stored:
+                    deleted.append(tp)
+        try:
+            self._write(group_id, [OffsetRecord(group_id, t, p, None) for t, p in deleted])
+        except Exception:
+            return ErrorCode.UNKNOWN_SERVER_ERROR, {}
+        for tp in deleted:
+            del stored[tp]
+        return ErrorCode.NONE, result
+
+    def _subscribed_topics(self, group: _Group) -> set[str]:
+        topics: set[str] = set()
+        protocol = group.protocol_name or ""
+        for m in group.members.values():
+            topics |= subscription_topics(m.metadata(protocol))
+        return topics
+
+    def expire_offsets(self) -> None:
+        """Drop offsets older than offsets.retention.minutes (KIP-211 rules); empty groups die."""
+        now = self._now()
+        retention = self.config.offsets_retention_ms
+        for group_id, group in list(self._groups.items()):
+            stored = self._offsets.get(group_id, {})
+            expired: list[TopicPartition] = []
+            if group.state is S.EMPTY:
+                # KIP-211: for a group that used group management the clock starts when
+                # it became empty; a standalone group's offsets age from their commit.
+                for tp, om in stored.items():
+                    if group.protocol_type:
+                        base = group.state_timestamp_ms
+                        if base is None:
+                            base = om.commit_timestamp
+                    else:
+                        base = om.commit_timestamp
+                    if self._is_expired(om, base, retention, now):
+                        expired.append(tp)
+            elif group.state is S.STABLE and group.protocol_type == "consumer":
+                # A live consumer group keeps the offsets of topics it still subscribes to.
+                subscribed = self._subscribed_topics(group)
+                for tp, om in stored.items():
+                    if tp[0] not in subscribed and self._is_expired(
+                        om, om.commit_timestamp, retention, now
+                    ):
+                        expired.append(tp)
+            records: list[OffsetRecord | GroupRecord] = [
+                OffsetRecord(group_id, t, p, None) for t, p in expired
+            ]
+            dies = group.state is S.EMPTY and len(expired) == len(stored)
+            if dies:
+                records.append(GroupRecord(group_id, None))
+            if not records:
+                continue
+            try:
+                self._write(group_id, records)
+            except Exception:  # noqa: BLE001 - try again at the next check
+                continue
+            for tp in expired:
+                del stored[tp]
+            if dies:
+                self._transition(group, S.DEAD)
+                del self._groups[group_id]
+                self._offsets.pop(group_id, None)
+
+    @staticmethod
+    def _is_expired(om: OffsetAndMetadata, base: int, retention: int, now: int) -> bool:
+        if om.expire_timestamp is not None and om.expire_timestamp >= 0:
+            return now >= om.expire_timestamp
+        return now >= base + retention
+
+    # ------------------------------------------------------------------ admin
+
+    def describe_group(self, group_id: str) -> DescribedGroup:
+        """Handle DescribeGroups for one group (unknown groups are reported Dead)."""
+        if not group_id:
+            return DescribedGroup(ErrorCode.INVALID_GROUP_ID, group_id, "", "", "", [])
+        group = self._groups.get(group_id)
+        if group is None:
+            return DescribedGroup(ErrorCode.NONE, group_id, S.DEAD.value, "", "", [])
+        stable = group.state is S.STABLE
+        protocol = group.protocol_name or ""
+        # Kafka shows member metadata and the protocol only for a Stable group.
+        members = [
+            DescribedMember(
+                member_id=m.member_id,
+                group_instance_id=m.group_instance_id,
+                client_id=m.client_id,
+                client_host=m.client_host,
+                metadata=m.metadata(protocol) if stable else b"",
+                assignment=m.assignment if stable else b"",
+            )
+            for m in group.members.values()
+        ]
+        return DescribedGroup(
+            ErrorCode.NONE,
+            group_id,
+            group.state.value,
+            group.protocol_type or "",
+            protocol if stable else "",
+            members,
+        )
+
+    def list_groups(self) -> list[tuple[str, str, str]]:
+        """(group id, protocol type, state) of every live group."""
+        return [
+            (g.group_id, g.protocol_type or "", g.state.value)
+            for g in self._groups.values()
+            if g.state is not S.DEAD
+        ]
+
+    def delete_groups(self, group_ids: list[str]) -> dict[str, int]:
+        """Handle DeleteGroups: only empty groups may go (NON_EMPTY_GROUP otherwise)."""
+        result: dict[str, int] = {}
+        for group_id in group_ids:
+            group = self._groups.get(group_id)
+            if not group_id:
+                result[group_id] = ErrorCode.INVALID_GROUP_ID
+            elif group is None or group.state is S.DEAD:
+                result[group_id] = ErrorCode.GROUP_ID_NOT_FOUND
+            elif group.state is not S.EMPTY:
+                result[group_id] = ErrorCode.NON_EMPTY_GROUP
+            else:
+                stored = self._offsets.get(group_id, {})
+                records: list[OffsetRecord | GroupRecord] = [
+                    OffsetRecord(group_id, t, p, None) for t, p in stored
+                ]
+                records.append(GroupRecord(group_id, None))
+                try:
+                    self._write(group_id, records)
+                except Exception:
+                    result[group_id] = ErrorCode.UNKNOWN_SERVER_ERROR
+                    continue
+                self._transition(group, S.DEAD)
+                del self._groups[group_id]
+                self._offsets.pop(group_id, None)
+                result[group_id] = ErrorCode.NONE
+        return result
+
+    # ------------------------------------------------------------------ replay
+
+    def replay(self, records: Iterable[OffsetRecord | GroupRecord]) -> None:
+        """Rebuild state from ``__consumer_offsets`` records, oldest first (later wins)."""
+        now = self._now()
+        snapshots: dict[str, GroupSnapshot | None] = {}
+        for rec in records:
+            if isinstance(rec, OffsetRecord):
+                stored = self._offsets.setdefault(rec.group_id, {})
+                if rec.value is None:
+                    stored.pop((rec.topic, rec.partition), None)
+                else:
+                    stored[(rec.topic, rec.partition)] = rec.value
+            else:
+                snapshots[rec.group_id] = rec.value
+        for group_id, snap in snapshots.items():
+            if snap is None:
+                self._groups.pop(group_id, None)
+                continue
+            group = _Group(group_id)
+            group.generation_id = snap.generation
+            group.protocol_type = snap.protocol_type or None
+            group.protocol_name = snap.protocol
+            group.leader_id = snap.leader
+            group.state_timestamp_ms = snap.state_timestamp if snap.state_timestamp >= 0 else None
+            for ms in snap.members:
+                member = _Member(
+                    member_id=ms.member_id,
+                    group_instance_id=ms.group_instance_id,
+                    client_id=ms.client_id,
+                    client_host=ms.client_host,
+                    session_timeout_ms=ms.session_timeout_ms,
+                    rebalance_timeout_ms=ms.rebalance_timeout_ms,
+                    protocol_type=snap.protocol_type,
+                    protocols=[(snap.protocol or "", ms.subscription)],
+                    assignment=ms.assignment,
+                    # Loaded members get a fresh session: they must heartbeat to stay.
+                    heartbeat_deadline_ms=now + ms.session_timeout_ms,
+                )
+                group.members[ms.member_id] = member
+                if ms.group_instance_id is not None:
+                    group.static_members[ms.group_instance_id] = ms.member_id
+            # Kafka loads a group with members as Stable and an empty one as Empty.
+            group.state = S.STABLE if group.members else S.EMPTY
+            self._groups[group_id] = group
+        for group_id, stored in self._offsets.items():
+            if group_id not in self._groups and stored:
+                self._groups[group_id] = _Group(group_id)
+        for group_id in [g for g, s in self._offsets.items() if not s]:
+            del self._offsets[group_id]
+
+
+def subscription_topics(metadata: bytes) -> set[str]:
+    """Topics named by a ConsumerProtocolSubscription (empty if it does not parse)."""
+    # Every version (0-3) starts int16 version, then a non-flexible []string of topics.
+    try:
+        pos = 2
+        (count,) = struct.unpack_from(">i", metadata, pos)
+        pos += 4
+        topics = set()
+        for _ in range(max(count, 0)):
+            (length,) = struct.unpack_from(">h", metadata, pos)
+            pos += 2
+            if length < 0 or pos + length > len(metadata):
+                return set()
+            topics.add(metadata[pos : pos + length].decode())
+            pos += length
+        return topics
+    except (struct.error, UnicodeDecodeError):
+        return set()

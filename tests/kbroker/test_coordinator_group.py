@@ -1,0 +1,486 @@
+"""The classic group state machine, driven by an injected clock (no sleeps, no I/O)."""
+
+from __future__ import annotations
+
+import itertools
+import struct
+
+import pytest
+
+from kbroker.coordinator.group import (
+    CoordinatorConfig,
+    GroupCoordinator,
+    GroupRecord,
+    GroupState,
+    OffsetAndMetadata,
+    OffsetRecord,
+    java_string_hashcode,
+    partition_for,
+)
+from wire.errors import ErrorCode
+
+E = ErrorCode
+S = GroupState
+SESSION = 10_000
+REBALANCE = 30_000
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.ms = 1_000_000
+
+    def __call__(self) -> float:
+        return self.ms / 1000
+
+    def advance(self, ms: int) -> None:
+        self.ms += ms
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.written: list[tuple[int, list[OffsetRecord | GroupRecord]]] = []
+        self.fail = False
+
+    def write(self, partition: int, records: list[OffsetRecord | GroupRecord]) -> None:
+        if self.fail:
+            raise OSError("disk full")
+        self.written.append((partition, list(records)))
+
+    def records(self) -> list[OffsetRecord | GroupRecord]:
+        return [r for _, batch in self.written for r in batch]
+
+
+def subscription(*topics: str) -> bytes:
+    out = struct.pack(">hi", 0, len(topics))
+    for t in topics:
+        out += struct.pack(">h", len(t)) + t.encode()
+    return out + struct.pack(">i", -1)
+
+
+def make(delay: int = 0, **kw: int) -> tuple[GroupCoordinator, FakeClock, FakeStore]:
+    clock = FakeClock()
+    store = FakeStore()
+    ids = itertools.count(1)
+    gc = GroupCoordinator(
+        config=CoordinatorConfig(initial_rebalance_delay_ms=delay, **kw),
+        clock=clock,
+        store=store,
+        new_member_id=lambda client: f"{client}-{next(ids)}",
+    )
+    return gc, clock, store
+
+
+def join(gc, member_id="", *, group="g", instance=None, protocols=None, client="c",
+         session=SESSION, rebalance=REBALANCE, require_known=False, ptype="consumer"):
+    return gc.join_group(
+        group, member_id, group_instance_id=instance, protocol_type=ptype,
+        protocols=protocols if protocols is not None else [("range", subscription("t"))],
+        session_timeout_ms=session, rebalance_timeout_ms=rebalance, client_id=client,
+        client_host="/127.0.0.1", require_known_member_id=require_known,
+    )
+
+
+def stable_group(gc, clock, n=2, group="g", instance_ids=None, session=SESSION):
+    """Bring a group of n members to Stable; returns their member ids (leader first)."""
+    pendings = [join(gc, group=group, client=f"c{i}", session=session,
+                     instance=instance_ids[i] if instance_ids else None) for i in range(n)]
+    gc.poll()
+    results = [p.result for p in pendings]
+    assert all(r is not None and r.error_code == E.NONE for r in results)
+    leader = results[0].leader
+    gen = results[0].generation_id
+    ids = [r.member_id for r in results]
+    syncs = [gc.sync_group(group, gen, m, assignments=[(x, x.encode()) for x in ids]
+                           if m == leader else []) for m in ids]
+    assert all(s.result.error_code == E.NONE for s in syncs)
+    assert gc.group_state(group) is S.STABLE
+    return sorted(ids, key=lambda m: m != leader), gen
+
+
+def test_java_hashcode_and_partition_match_kafka():
+    assert java_string_hashcode("hello") == 99162322
+    # This string hashes to Integer.MIN_VALUE: Utils.abs maps it to 0, not to a negative.
+    assert java_string_hashcode("polygenelubricants") == -(2**31)
+    assert partition_for("polygenelubricants", 50) == 0
+    # Non-BMP characters count as two UTF-16 code units, as in Java.
+    assert java_string_hashcode("\U0001F600") == 0xD83D * 31 + 0xDE00
+
+
+def test_member_id_required_round_trip_then_first_generation():
+    gc, clock, _ = make()
+    first = join(gc, require_known=True)
+    assert first.result.error_code == E.MEMBER_ID_REQUIRED
+    member_id = first.result.member_id
+    assert member_id
+    second = join(gc, member_id, require_known=True)
+    assert gc.group_state("g") is S.PREPARING_REBALANCE
+    gc.poll()
+    r = second.result
+    assert r.error_code == E.NONE and r.generation_id == 1 and r.leader == member_id
+    assert r.protocol_name == "range" and r.protocol_type == "consumer"
+    assert r.members == [(member_id, None, subscription("t"))]
+    assert gc.group_state("g") is S.COMPLETING_REBALANCE
+
+
+def test_unused_member_id_expires_after_session_timeout():
+    gc, clock, _ = make()
+    stable_group(gc, clock, n=1)
+    pending = join(gc, require_known=True)
+    assert pending.result.error_code == E.MEMBER_ID_REQUIRED
+    clock.advance(SESSION)
+    gc.poll()
+    # The handed-out id is forgotten: using it now is UNKNOWN_MEMBER_ID.
+    late = join(gc, pending.result.member_id)
+    assert late.result.error_code == E.UNKNOWN_MEMBER_ID
+
+
+def test_initial_rebalance_delay_batches_members_into_one_generation():
+    gc, clock, _ = make(delay=3000)
+    a = join(gc, client="a")
+    clock.advance(2000)
+    b = join(gc, client="b")
+    gc.poll()
+    assert not a.done and not b.done  # still inside the delay
+    clock.advance(1000)
+    gc.poll()
+    # Someone joined during the delay, so Kafka waits one more delay period.
+    assert not a.done
+    clock.advance(3000)
+    gc.poll()
+    assert a.result.generation_id == b.result.generation_id == 1
+    assert len(a.result.members) + len(b.result.members) == 2
+
+
+def test_leader_assignment_reaches_followers_and_group_becomes_stable():
+    gc, clock, store = make()
+    (leader, follower), gen = stable_group(gc, clock)
+    again = gc.sync_group("g", gen, follower)
+    assert again.result.assignment == follower.encode()
+    snap = [r for r in store.records() if isinstance(r, GroupRecord)][-1].value
+    assert {m.member_id: m.assignment for m in snap.members} == {
+        leader: leader.encode(), follower: follower.encode()}
+
+
+def test_follower_sync_waits_for_leader():
+    gc, clock, _ = make()
+    a, b = join(gc, client="a"), join(gc, client="b")
+    gc.poll()
+    leader = a.result.leader
+    follower = b.result.member_id if b.result.member_id != leader else a.result.member_id
+    waiting = gc.sync_group("g", 1, follower)
+    assert not waiting.done
+    gc.sync_group("g", 1, leader, assignments=[(follower, b"mine")])
+    assert waiting.result.error_code == E.NONE and waiting.result.assignment == b"mine"
+
+
+def test_new_member_triggers_rebalance_and_existing_member_rejoins():
+    gc, clock, _ = make()
+    (a,), gen = stable_group(gc, clock, n=1)
+    b = join(gc, client="b")
+    assert gc.group_state("g") is S.PREPARING_REBALANCE
+    assert gc.heartbeat("g", gen, a) == E.REBALANCE_IN_PROGRESS
+    assert not b.done
+    ra = join(gc, a)
+    # Everyone known has rejoined: the join completes without waiting for the timeout.
+    assert ra.result.generation_id == gen + 1 == b.result.generation_id
+    assert gc.group_state("g") is S.COMPLETING_REBALANCE
+    assert gc.heartbeat("g", gen, a) == E.ILLEGAL_GENERATION
+    assert gc.heartbeat("g", gen + 1, a) == E.NONE
+
+
+def test_member_that_does_not_rejoin_is_dropped_at_rebalance_timeout():
+    gc, clock, _ = make()
+    (a, b), gen = stable_group(gc, clock)
+    gc.heartbeat("g", gen, b)
+    ra = join(gc, a)  # leader rejoin forces a rebalance
+    assert gc.group_state("g") is S.PREPARING_REBALANCE
+    clock.advance(REBALANCE)
+    gc.poll()
+    assert ra.result.generation_id == gen + 1
+    assert [m for m, _, _ in ra.result.members] == [a]
+    assert gc.heartbeat("g", gen + 1, b) == E.UNKNOWN_MEMBER_ID
+
+
+def test_session_timeout_expires_silent_member():
+    gc, clock, _ = make()
+    (a, b), gen = stable_group(gc, clock)
+    clock.advance(SESSION - 1)
+    assert gc.heartbeat("g", gen, a) == E.NONE
+    gc.poll()
+    assert gc.group_state("g") is S.STABLE
+    assert gc.next_deadline_ms() == clock.ms + 1  # b's session ends next
+    clock.advance(1)
+    gc.poll()
+    assert gc.group_state("g") is S.PREPARING_REBALANCE
+    assert gc.heartbeat("g", gen, b) == E.UNKNOWN_MEMBER_ID
+    ra = join(gc, a)
+    assert ra.result.generation_id == gen + 1 and len(ra.result.members) == 1
+
+
+def test_pending_sync_timeout_removes_member_that_never_syncs():
+    gc, clock, _ = make()
+    a, b = join(gc, client="a", rebalance=5000), join(gc, client="b", rebalance=5000)
+    gc.poll()
+    leader = a.result.leader
+    other = ({a.result.member_id, b.result.member_id} - {leader}).pop()
+    gc.sync_group("g", 1, leader, assignments=[])
+    assert gc.group_state("g") is S.STABLE
+    clock.advance(4999)
+    gc.poll()
+    assert gc.group_state("g") is S.STABLE
+    clock.advance(1)
+    gc.poll()
+    assert gc.group_state("g") is S.PREPARING_REBALANCE
+    assert gc.heartbeat("g", 1, other) == E.UNKNOWN_MEMBER_ID
+
+
+def test_leave_group_rebalances_and_last_leave_empties_group():
+    gc, clock, store = make()
+    (a, b), gen = stable_group(gc, clock)
+    assert gc.leave_group("g", [(b, None)]) == (E.NONE, [E.NONE])
+    assert gc.group_state("g") is S.PREPARING_REBALANCE
+    ra = join(gc, a)
+    assert ra.result.generation_id == gen + 1
+    gc.sync_group("g", gen + 1, a, assignments=[(a, b"x")])
+    assert gc.leave_group("g", [(a, None), ("nobody", None)]) == (
+        E.NONE, [E.NONE, E.UNKNOWN_MEMBER_ID])
+    assert gc.group_state("g") is S.EMPTY
+    snap = [r for r in store.records() if isinstance(r, GroupRecord)][-1].value
+    assert snap.generation == gen + 2 and snap.members == [] and snap.protocol is None
+
+
+def test_leave_unknown_group_reports_each_member_unknown():
+    gc, _, _ = make()
+    assert gc.leave_group("nope", [("m", None)]) == (E.NONE, [E.UNKNOWN_MEMBER_ID])
+
+
+def test_join_validation_errors():
+    gc, clock, _ = make()
+    assert join(gc, session=5999).result.error_code == E.INVALID_SESSION_TIMEOUT
+    assert join(gc, session=1_800_001).result.error_code == E.INVALID_SESSION_TIMEOUT
+    assert join(gc, group="").result.error_code == E.INVALID_GROUP_ID
+    assert join(gc, "ghost").result.error_code == E.UNKNOWN_MEMBER_ID
+    assert join(gc, protocols=[]).result.error_code == E.INCONSISTENT_GROUP_PROTOCOL
+    stable_group(gc, clock, n=1)
+    assert join(gc, ptype="connect").result.error_code == E.INCONSISTENT_GROUP_PROTOCOL
+    other = [("roundrobin", b"")]
+    assert join(gc, protocols=other).result.error_code == E.INCONSISTENT_GROUP_PROTOCOL
+
+
+def test_protocol_chosen_by_vote():
+    gc, clock, _ = make()
+    a = join(gc, client="a", protocols=[("range", b"a"), ("sticky", b"a2")])
+    b = join(gc, client="b", protocols=[("sticky", b"b"), ("range", b"b2")])
+    c = join(gc, client="c", protocols=[("sticky", b"c"), ("range", b"c2")])
+    gc.poll()
+    assert a.result.protocol_name == b.result.protocol_name == c.result.protocol_name == "sticky"
+    leader = next(r for r in (a.result, b.result, c.result) if r.members)
+    assert sorted(m for _, _, m in leader.members) == [b"a2", b"b", b"c"]
+
+
+def test_sync_and_heartbeat_errors():
+    gc, clock, _ = make()
+    (a,), gen = stable_group(gc, clock, n=1)
+    assert gc.sync_group("g", gen + 5, a).result.error_code == E.ILLEGAL_GENERATION
+    assert gc.sync_group("g", gen, "x").result.error_code == E.UNKNOWN_MEMBER_ID
+    assert gc.sync_group("nope", gen, a).result.error_code == E.UNKNOWN_MEMBER_ID
+    bad = gc.sync_group("g", gen, a, protocol_type="consumer", protocol_name="other")
+    assert bad.result.error_code == E.INCONSISTENT_GROUP_PROTOCOL
+    ok = gc.sync_group("g", gen, a, protocol_type="consumer", protocol_name="range")
+    assert ok.result.error_code == E.NONE
+    assert gc.heartbeat("g", gen, "x") == E.UNKNOWN_MEMBER_ID
+    assert gc.heartbeat("nope", gen, a) == E.UNKNOWN_MEMBER_ID
+    join(gc, client="new")
+    assert gc.sync_group("g", gen, a).result.error_code == E.REBALANCE_IN_PROGRESS
+
+
+def test_rebalance_during_completing_rebalance_fails_waiting_syncs():
+    gc, clock, _ = make()
+    a, b = join(gc, client="a"), join(gc, client="b")
+    gc.poll()
+    follower = next(r.member_id for r in (a.result, b.result) if not r.members)
+    waiting = gc.sync_group("g", 1, follower)
+    join(gc, client="late")
+    assert waiting.result.error_code == E.REBALANCE_IN_PROGRESS
+    assert gc.group_state("g") is S.PREPARING_REBALANCE
+
+
+def test_static_member_rejoins_without_rebalance():
+    gc, clock, store = make()
+    (leader, follower), gen = stable_group(gc, clock, instance_ids=["i0", "i1"])
+    # The follower restarts: it has lost its member id but keeps its instance id.
+    r = join(gc, instance="i1", client="c1").result
+    assert r.error_code == E.NONE and r.generation_id == gen
+    assert r.member_id != follower and r.leader == leader and r.members == []
+    assert gc.group_state("g") is S.STABLE
+    sync = gc.sync_group("g", gen, r.member_id, group_instance_id="i1")
+    assert sync.result.assignment == follower.encode()  # its old assignment
+    # The old incarnation is fenced.
+    assert gc.heartbeat("g", gen, follower, "i1") == E.FENCED_INSTANCE_ID
+    assert join(gc, follower, instance="i1").result.error_code == E.FENCED_INSTANCE_ID
+    assert gc.heartbeat("g", gen, r.member_id, "i1") == E.NONE
+    snap = [x for x in store.records() if isinstance(x, GroupRecord)][-1].value
+    assert {m.group_instance_id: m.member_id for m in snap.members}["i1"] == r.member_id
+
+
+def test_static_member_survives_rebalance_without_rejoining():
+    gc, clock, _ = make()
+    (leader, follower), gen = stable_group(
+        gc, clock, instance_ids=["i0", "i1"], session=2 * REBALANCE)
+    rl = join(gc, leader, instance="i0", session=2 * REBALANCE)
+    clock.advance(REBALANCE)
+    gc.poll()
+    # KIP-345: the static member keeps its slot (and is in the leader's member list).
+    assert {m for m, _, _ in rl.result.members} == {leader, follower}
+
+
+def test_static_leave_by_instance_id_alone():
+    gc, clock, _ = make()
+    (leader, follower), gen = stable_group(gc, clock, instance_ids=["i0", "i1"])
+    assert gc.leave_group("g", [("", "i1"), ("", "unknown")]) == (
+        E.NONE, [E.NONE, E.UNKNOWN_MEMBER_ID])
+    assert gc.leave_group("g", [("wrong-id", "i0")]) == (E.NONE, [E.FENCED_INSTANCE_ID])
+    assert gc.group_state("g") is S.PREPARING_REBALANCE
+
+
+def test_standalone_commit_and_fetch():
+    gc, clock, store = make()
+    codes = gc.commit_offsets("solo", -1, "", {("t", 0): OffsetAndMetadata(42, 3, "meta", 1)})
+    assert codes == {("t", 0): E.NONE}
+    got = gc.fetch_offsets("solo", [("t", 0), ("t", 1)])
+    assert got[("t", 0)].offset == 42 and got[("t", 0)].metadata == "meta"
+    assert got[("t", 1)] is None
+    assert set(gc.fetch_offsets("solo", None)) == {("t", 0)}
+    assert gc.fetch_offsets("unknown", None) == {}
+    assert isinstance(store.records()[0], OffsetRecord)
+
+
+def test_commit_validation():
+    gc, clock, store = make(offset_metadata_max_bytes=4)
+    tp = ("t", 0)
+    om = OffsetAndMetadata(1)
+    assert gc.commit_offsets("new", 3, "m", {tp: om}) == {tp: E.ILLEGAL_GENERATION}
+    (a, b), gen = stable_group(gc, clock)
+    assert gc.commit_offsets("g", -1, "", {tp: om}) == {tp: E.UNKNOWN_MEMBER_ID}
+    assert gc.commit_offsets("g", gen, "x", {tp: om}) == {tp: E.UNKNOWN_MEMBER_ID}
+    assert gc.commit_offsets("g", gen - 1, a, {tp: om}) == {tp: E.ILLEGAL_GENERATION}
+    big = OffsetAndMetadata(1, metadata="toolong")
+    assert gc.commit_offsets("g", gen, a, {tp: om, ("t", 1): big}) == {
+        tp: E.NONE, ("t", 1): E.OFFSET_METADATA_TOO_LARGE}
+    join(gc, a)  # PreparingRebalance: commits are still accepted
+    assert gc.commit_offsets("g", gen, b, {tp: om}) == {tp: E.NONE}
+    join(gc, b)
+    assert gc.group_state("g") is S.COMPLETING_REBALANCE
+    assert gc.commit_offsets("g", gen + 1, a, {tp: om}) == {tp: E.REBALANCE_IN_PROGRESS}
+    store.fail = True
+    gc.sync_group("g", gen + 1, a, assignments=[])
+    assert gc.group_state("g") is S.PREPARING_REBALANCE  # store failed: rebalance again
+
+
+def test_failed_write_is_not_acknowledged():
+    gc, clock, store = make()
+    store.fail = True
+    codes = gc.commit_offsets("solo", -1, "", {("t", 0): OffsetAndMetadata(5)})
+    assert codes == {("t", 0): E.UNKNOWN_SERVER_ERROR}
+    assert gc.fetch_offsets("solo", [("t", 0)]) == {("t", 0): None}
+
+
+def test_replay_restores_offsets_groups_and_tombstones():
+    gc, clock, store = make()
+    (a, b), gen = stable_group(gc, clock, instance_ids=[None, "static"])
+    gc.commit_offsets("g", gen, a, {("t", 0): OffsetAndMetadata(10), ("t", 1): OffsetAndMetadata(11)})
+    gc.commit_offsets("solo", -1, "", {("t", 0): OffsetAndMetadata(7)})
+    gc.commit_offsets("gone", -1, "", {("t", 0): OffsetAndMetadata(1)})
+    assert gc.delete_groups(["gone"]) == {"gone": E.NONE}
+    assert gc.delete_offsets("solo", [("t", 0)]) == (E.NONE, {("t", 0): E.NONE})
+
+    fresh = GroupCoordinator(config=gc.config, clock=clock, store=None)
+    fresh.replay(store.records())
+    assert fresh.fetch_offsets("g", None) == gc.fetch_offsets("g", None)
+    assert fresh.fetch_offsets("solo", None) == {}
+    assert "gone" not in fresh.group_ids()
+    assert fresh.group_state("g") is S.STABLE
+    # Loaded members keep their ids and generation, and must heartbeat to stay.
+    assert fresh.heartbeat("g", gen, a) == E.NONE
+    assert fresh.sync_group("g", gen, b, group_instance_id="static").result.assignment == b.encode()
+    clock.advance(SESSION)
+    fresh.poll()
+    assert fresh.heartbeat("g", gen, b) == E.UNKNOWN_MEMBER_ID
+
+
+def test_replayed_records_land_in_the_groups_partition():
+    gc, clock, store = make(num_partitions=7)
+    gc.commit_offsets("solo", -1, "", {("t", 0): OffsetAndMetadata(7)})
+    assert store.written[0][0] == partition_for("solo", 7)
+
+
+def test_offsets_of_empty_group_expire_after_retention_and_group_dies():
+    gc, clock, store = make(offsets_retention_ms=60_000, offsets_retention_check_interval_ms=1000)
+    (a,), gen = stable_group(gc, clock, n=1)
+    gc.commit_offsets("g", gen, a, {("t", 0): OffsetAndMetadata(10)})
+    gc.commit_offsets("solo", -1, "", {("t", 0): OffsetAndMetadata(5)})
+    clock.advance(50_000)
+    gc.heartbeat("g", gen, a)
+    gc.leave_group("g", [(a, None)])
+    assert gc.group_state("g") is S.EMPTY
+    clock.advance(10_000)
+    gc.poll()
+    # The standalone group's offsets aged from their commit; g's from when it became empty.
+    assert "solo" not in gc.group_ids()
+    assert gc.fetch_offsets("g", None) != {}
+    clock.advance(50_000)
+    gc.poll()
+    assert gc.group_state("g") is S.DEAD
+    assert gc.fetch_offsets("g", None) == {}
+    last = store.records()[-2:]
+    assert isinstance(last[0], OffsetRecord) and last[0].value is None
+    assert isinstance(last[1], GroupRecord) and last[1].value is None
+
+
+def test_stable_group_keeps_subscribed_offsets_but_expires_others():
+    gc, clock, _ = make(offsets_retention_ms=1000, offsets_retention_check_interval_ms=1000)
+    (a,), gen = stable_group(gc, clock, n=1)
+    gc.commit_offsets("g", gen, a, {("t", 0): OffsetAndMetadata(1), ("old", 0): OffsetAndMetadata(2)})
+    clock.advance(1000)
+    gc.heartbeat("g", gen, a)
+    gc.poll()
+    assert set(gc.fetch_offsets("g", None)) == {("t", 0)}
+
+
+def test_delete_groups_and_offsets():
+    gc, clock, _ = make()
+    (a,), gen = stable_group(gc, clock, n=1)
+    gc.commit_offsets("g", gen, a, {("t", 0): OffsetAndMetadata(1), ("u", 0): OffsetAndMetadata(1)})
+    assert gc.delete_groups(["g", "nope", ""]) == {
+        "g": E.NON_EMPTY_GROUP, "nope": E.GROUP_ID_NOT_FOUND, "": E.INVALID_GROUP_ID}
+    assert gc.delete_offsets("g", [("t", 0), ("u", 0)]) == (
+        E.NONE, {("t", 0): E.GROUP_SUBSCRIBED_TO_TOPIC, ("u", 0): E.NONE})
+    assert set(gc.fetch_offsets("g", None)) == {("t", 0)}
+    assert gc.delete_offsets("nope", [("t", 0)])[0] == E.GROUP_ID_NOT_FOUND
+    gc.leave_group("g", [(a, None)])
+    assert gc.delete_groups(["g"]) == {"g": E.NONE}
+    assert gc.describe_group("g").state == "Dead"
+    assert gc.list_groups() == []
+
+
+def test_describe_and_list():
+    gc, clock, _ = make()
+    (a, b), gen = stable_group(gc, clock)
+    d = gc.describe_group("g")
+    assert (d.state, d.protocol_type, d.protocol_data) == ("Stable", "consumer", "range")
+    assert {m.member_id: m.assignment for m in d.members} == {a: a.encode(), b: b.encode()}
+    assert all(m.metadata == subscription("t") and m.client_host == "/127.0.0.1" for m in d.members)
+    join(gc, client="new")
+    d = gc.describe_group("g")
+    assert d.state == "PreparingRebalance" and d.protocol_data == ""
+    assert all(m.metadata == b"" for m in d.members)
+    gc.commit_offsets("solo", -1, "", {("t", 0): OffsetAndMetadata(1)})
+    assert sorted(gc.list_groups()) == [("g", "consumer", "PreparingRebalance"), ("solo", "", "Empty")]
+
+
+def test_invalid_transition_is_a_bug():
+    gc, clock, _ = make()
+    stable_group(gc, clock, n=1)
+    group = gc._groups["g"]
+    with pytest.raises(AssertionError):
+        gc._transition(group, S.COMPLETING_REBALANCE)
