@@ -18,8 +18,11 @@ decompressed size, and rejected if that bound exceeds ``max_size``:
 - zstd: same idea; every block is at most 128 KiB (RFC 8878 3.1.1.2.3), raw
   and RLE blocks state their size exactly, and a declared frame content size
   is honoured.
-After the bound check one cramjam call decompresses, and the result's length
-is checked again.
+The bound may exceed the real size by less than one block (the last block of
+a frame is usually short), so a payload is only rejected unseen when the
+bound exceeds the cap by more than one block; otherwise one cramjam call
+decompresses (at most cap + one block, <= 4 MiB extra) and the result's
+length is checked against the cap exactly.
 """
 
 from __future__ import annotations
@@ -99,13 +102,13 @@ def decompress(codec: int, data: Buffer, *, max_size: int = DEFAULT_MAX_DECOMPRE
         if codec == SNAPPY:
             out = _snappy_decompress(data, max_size)
         elif codec == LZ4:
-            bound = _lz4_bound(data)
-            if bound > max_size:
+            bound, slack = _lz4_bound(data)
+            if bound > max_size + slack:
                 raise _too_big("lz4", bound, max_size)
             out = bytes(cramjam.lz4.decompress(data))
         else:
-            bound = _zstd_bound(data)
-            if bound > max_size:
+            bound, slack = _zstd_bound(data)
+            if bound > max_size + slack:
                 raise _too_big("zstd", bound, max_size)
             out = bytes(cramjam.zstd.decompress(data))
     except InvalidRecordBatch:
@@ -204,12 +207,13 @@ def _snappy_decompress(data: Buffer, max_size: int) -> bytes:
 _LZ4_BLOCK_MAX = {4: 64 * 1024, 5: 256 * 1024, 6: 1024 * 1024, 7: 4 * 1024 * 1024}
 
 
-def _lz4_bound(data: Buffer) -> int:
-    """Upper bound of an LZ4 frame sequence's decompressed size, from its headers alone."""
+def _lz4_bound(data: Buffer) -> tuple[int, int]:
+    """(upper bound of the decompressed size, largest block size), from the frame headers alone."""
     mv = memoryview(data)
     n = len(mv)
     pos = 0
     total = 0
+    slack = 0
     while pos < n:
         if pos + 4 > n:
             raise _corrupt("truncated lz4 frame magic")
@@ -229,6 +233,7 @@ def _lz4_bound(data: Buffer) -> int:
         block_max = _LZ4_BLOCK_MAX.get((bd >> 4) & 7)
         if block_max is None:
             raise _corrupt("bad lz4 block maximum size")
+        slack = max(slack, block_max)
         hdr = pos + 6
         content_size = -1
         if flg & 0x08:
@@ -259,14 +264,14 @@ def _lz4_bound(data: Buffer) -> int:
         if pos > n:
             raise _corrupt("truncated lz4 frame")
         total += content_size if 0 <= content_size < frame_total else frame_total
-    return total
+    return total, slack
 
 
 # -- zstd ---------------------------------------------------------------------
 
 
-def _zstd_bound(data: Buffer) -> int:
-    """Upper bound of a zstd frame sequence's decompressed size, from its headers alone."""
+def _zstd_bound(data: Buffer) -> tuple[int, int]:
+    """(upper bound of the decompressed size, largest block size), from the frame headers alone."""
     mv = memoryview(data)
     n = len(mv)
     pos = 0
@@ -330,4 +335,4 @@ def _zstd_bound(data: Buffer) -> int:
         if pos > n:
             raise _corrupt("truncated zstd frame")
         total += content_size if 0 <= content_size < frame_total else frame_total
-    return total
+    return total, _ZSTD_BLOCK_MAX
