@@ -1,5 +1,26 @@
 """Kafka's segmented on-disk partition log.
 
 Synchronous and free of trio; depends only on ``wire.records`` for the
-record-batch format.
+record-batch format. See ``log.partition`` for how it works.
 """
+
+from __future__ import annotations
+
+from log.config import LogConfig
+from log.errors import LogError, OffsetOutOfRange
+from log.partition import AppendResult, PartitionLog, ReadResult
+from log.producer_state import BatchMetadata, ProducerState, ProducerStateEntry
+from log.segment import FileRegion
+
+__all__ = [
+    "AppendResult",
+    "BatchMetadata",
+    "FileRegion",
+    "LogConfig",
+    "LogError",
+    "OffsetOutOfRange",
+    "PartitionLog",
+    "ProducerState",
+    "ProducerStateEntry",
+    "ReadResult",
+]

@@ -1,0 +1,58 @@
+"""Small crash-safe files: checkpoints and markers (temp name + fsync + os.replace + dir fsync)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Kafka keeps recovery-point-offset-checkpoint and log-start-offset-checkpoint
+# once per log dir (one line per partition). We keep one file per partition
+# directory instead: the partition is the unit the log package owns, and a
+# per-partition file needs no cross-partition coordination. Same text format:
+# version line, entry count, then the offset.
+RECOVERY_POINT_FILE = "recovery-point-offset-checkpoint"
+LOG_START_FILE = "log-start-offset-checkpoint"
+# Kafka's .kafka_cleanshutdown is per log dir; per partition for the same reason.
+CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
+
+
+def fsync_dir(directory: Path) -> None:
+    """fsync a directory so renames/unlinks in it are durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so a crash leaves either the old or the new content."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def write_offset(path: Path, offset: int) -> None:
+    """Write an offset checkpoint file."""
+    atomic_write(path, f"0\n1\n{offset}\n".encode())
+
+
+def read_offset(path: Path, default: int) -> int:
+    """Read an offset checkpoint; a missing or damaged file gives `default`."""
+    try:
+        lines = path.read_text().split()
+        if len(lines) == 3 and lines[0] == "0" and lines[1] == "1":
+            value = int(lines[2])
+            if value >= 0:
+                return value
+    except (OSError, ValueError):
+        pass
+    return default

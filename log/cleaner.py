@@ -1,0 +1,218 @@
+"""Log compaction (cleanup.policy=compact): keep the latest record per key.
+
+How it works (a simplified Kafka LogCleaner, one pass over all cleanable
+segments, no cleaner checkpoint):
+- Cleanable segments are the closed ones, oldest first, up to the first whose
+  newest record is younger than min.compaction.lag.ms (Kafka's "first
+  uncleanable offset"). The active segment is never cleaned.
+- Pass 1 maps each key to its latest offset in the cleanable segments.
+- Pass 2 rewrites each segment that loses records: a record survives if it has
+  a key, is the latest for that key, and is not a tombstone (null value) older
+  than delete.retention.ms. Batches keep their base offset, last offset delta,
+  producer id/epoch and base sequence, so no offset or sequence ever changes;
+  a compressed batch is recompressed with its own codec; control batches are
+  kept. A batch that loses every record vanishes, unless it is its
+  producer's last batch: then an empty batch (no records) keeps the producer's
+  offsets and sequence in the log, as Kafka's cleaner does.
+- A segment is rewritten to `<base>.log.cleaned`, fsynced, its indexes are
+  unlinked (so a crash can never pair the new log with old indexes; missing
+  indexes are rebuilt on open), then os.replace and a directory fsync.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import TYPE_CHECKING
+
+# CRC-32C of a rewritten batch. wire.records only builds batches with offset
+# deltas 0..n-1, and compaction must keep the original deltas, so the cleaner
+# assembles its batches itself with the same checksum library wire uses.
+import crc32c as _crc32c
+
+from log.checkpoint import fsync_dir
+from log.segment import LogSegment, pread_exact
+from wire.compression import NONE, compress
+from wire.records import LOG_OVERHEAD, BatchHeader, Record, iter_records, parse_header
+
+if TYPE_CHECKING:
+    from log.partition import PartitionLog
+
+_HEADER = struct.Struct(">qiibIhiqqqhii")
+_CRC_START = 21
+_ATTR_COMPRESSION_MASK = 0x07
+_ATTR_TIMESTAMP_TYPE = 0x08
+
+
+def _varint(value: int) -> bytes:
+    v = (value << 1) ^ (value >> 63)  # zigzag, as Kafka's ByteUtils.writeVarlong
+    out = bytearray()
+    while v > 0x7F:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def _encode_record(r: Record) -> bytes:
+    parts = [bytes((r.attributes,)), _varint(r.timestamp_delta), _varint(r.offset_delta)]
+    for blob in (r.key, r.value):
+        if blob is None:
+            parts.append(_varint(-1))
+        else:
+            parts += (_varint(len(blob)), blob)
+    parts.append(_varint(len(r.headers)))
+    for hk, hv in r.headers:
+        hkb = hk.encode()
+        parts += (_varint(len(hkb)), hkb)
+        if hv is None:
+            parts.append(_varint(-1))
+        else:
+            parts += (_varint(len(hv)), hv)
+    body = b"".join(parts)
+    return _varint(len(body)) + body
+
+
+def encode_filtered_batch(h: BatchHeader, records: list[Record]) -> bytes:
+    """Re-encode batch `h` with only `records`, keeping offsets, deltas and producer fields."""
+    attributes = h.attributes
+    if records:
+        body = b"".join(_encode_record(r) for r in records)
+        if h.compression != NONE:
+            body = compress(h.compression, body)
+        if h.timestamp_type == 0:
+            max_ts = max(h.base_timestamp + r.timestamp_delta for r in records)
+        else:
+            max_ts = h.max_timestamp
+    else:
+        # Kafka's DefaultRecordBatch.writeEmptyHeader: no records, no codec.
+        body = b""
+        attributes &= ~_ATTR_COMPRESSION_MASK
+        max_ts = h.max_timestamp
+    header = bytearray(
+        _HEADER.pack(
+            h.base_offset,
+            len(body) + _HEADER.size - LOG_OVERHEAD,
+            h.partition_leader_epoch,
+            2,
+            0,
+            attributes,
+            h.last_offset_delta,  # kept: the producer's sequence arithmetic depends on it
+            h.base_timestamp,
+            max_ts,
+            h.producer_id,
+            h.producer_epoch,
+            h.base_sequence,
+            len(records),
+        )
+    )
+    crc = _crc32c.crc32c(body, _crc32c.crc32c(memoryview(header)[_CRC_START:]))
+    struct.pack_into(">I", header, 17, crc)
+    return bytes(header) + body
+
+
+def _batches(data: bytes) -> list[tuple[int, BatchHeader]]:
+    out = []
+    pos = 0
+    while pos < len(data):
+        h = parse_header(data, pos)
+        out.append((pos, h))
+        pos += h.size
+    return out
+
+
+def clean_segments(log: PartitionLog, now_ms: int) -> int:
+    """Compact `log`'s cleanable segments; returns how many segments were rewritten."""
+    cfg = log.config
+    cleanable: list[LogSegment] = []
+    for seg in log._segments[:-1]:
+        if cfg.min_compaction_lag_ms > 0 and seg.max_timestamp > now_ms - cfg.min_compaction_lag_ms:
+            break
+        cleanable.append(seg)
+    if not cleanable:
+        return 0
+    latest: dict[bytes, int] = {}
+    for seg in cleanable:
+        data = pread_exact(seg.fd, seg.size, 0)
+        for pos, h in _batches(data):
+            if h.is_control:
+                continue
+            for r in iter_records(data, pos):
+                if r.key is not None:
+                    latest[r.key] = r.offset
+    horizon = now_ms - cfg.delete_retention_ms
+    rewritten = 0
+    for seg in cleanable:
+        if _clean_segment(log, seg, latest, horizon):
+            rewritten += 1
+    # Closed segments emptied by cleaning carry nothing; the first one stays so
+    # the log start offset does not move.
+    for seg in list(log._segments[1:-1]):
+        if seg.size == 0:
+            i = log._segments.index(seg)
+            del log._segments[i]
+            del log._bases[i]
+            seg.delete_files()
+    fsync_dir(log.directory)
+    return rewritten
+
+
+def _clean_segment(log: PartitionLog, seg: LogSegment, latest: dict[bytes, int], horizon: int) -> bool:
+    data = pread_exact(seg.fd, seg.size, 0)
+    out = bytearray()
+    changed = False
+    for pos, h in _batches(data):
+        end = pos + h.size
+        if h.is_control:
+            out += data[pos:end]
+            continue
+        records = list(iter_records(data, pos))
+        keep = [
+            r
+            for r in records
+            if r.key is not None
+            and latest.get(r.key) == r.offset
+            and not (r.value is None and r.timestamp < horizon)
+        ]
+        if len(keep) == len(records):
+            out += data[pos:end]
+            continue
+        changed = True
+        if keep:
+            out += encode_filtered_batch(h, keep)
+        elif h.producer_id >= 0:
+            entry = log.producer_state.lookup(h.producer_id)
+            if entry is not None and entry.last_offset == h.last_offset:
+                out += encode_filtered_batch(h, [])
+    if not changed:
+        return False
+    _replace_segment(log, seg, bytes(out))
+    return True
+
+
+def _replace_segment(log: PartitionLog, seg: LogSegment, data: bytes) -> None:
+    tmp = seg.log_path.with_name(seg.log_path.name + ".cleaned")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    seg.release()
+    for path in (seg.index.path, seg.time_index.path):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+    fsync_dir(log.directory)
+    os.replace(tmp, seg.log_path)
+    fsync_dir(log.directory)
+    fresh = log._new_segment(seg.base_offset)
+    fresh.recover()
+    fresh.seal()
+    fresh.fsync()
+    i = log._segments.index(seg)
+    log._segments[i] = fresh
+    # The old .log descriptor closes once no FileRegion refers to it.

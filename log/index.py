@@ -1,0 +1,284 @@
+"""Kafka's sparse segment indexes: `.index` and `.timeindex`.
+
+Both are caches of facts that can be recomputed from the `.log`, kept in
+memory as arrays and appended to their files (Kafka's on-disk format,
+big-endian):
+
+- `.index`: 8-byte entries, relative offset int32 -> file position int32. The
+  offset is the LAST offset of a batch, the position that batch's start (as
+  Kafka's LogSegment.append writes them), so "largest entry <= target" always
+  lands at or before the batch that holds the target.
+- `.timeindex`: 12-byte entries, timestamp int64 -> relative offset int32,
+  only appended when the timestamp grows, so timestamps are strictly
+  increasing.
+
+The arrays are loaded lazily: a clean open needs only the last entry of each.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+from array import array
+from bisect import bisect_left, bisect_right
+from pathlib import Path
+
+_BIG_ENDIAN = sys.byteorder == "big"
+OFFSET_ENTRY = 8
+TIME_ENTRY = 12
+_TIME = struct.Struct(">qi")
+
+
+def _open(path: Path) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+
+
+def _pread_all(fd: int, size: int) -> bytes:
+    parts = []
+    pos = 0
+    while pos < size:
+        chunk = os.pread(fd, size - pos, pos)
+        if not chunk:
+            break
+        parts.append(chunk)
+        pos += len(chunk)
+    return b"".join(parts)
+
+
+def _write_at(fd: int, data: bytes, pos: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, pos)
+        view = view[n:]
+        pos += n
+
+
+class OffsetIndex:
+    """Sparse relative-offset -> position index of one segment."""
+
+    def __init__(self, path: Path, max_entries: int) -> None:
+        self.path = path
+        self.fd = _open(path)
+        self.max_entries = max(1, max_entries)
+        self._rel: array | None = None
+        self._pos: array | None = None
+        self._count = os.fstat(self.fd).st_size // OFFSET_ENTRY
+
+    # -- loading -------------------------------------------------------------
+    def file_ok(self, log_size: int) -> bool:
+        """Cheap sanity check (as Kafka's sanityCheck): whole entries, last one inside the log."""
+        size = os.fstat(self.fd).st_size
+        if size % OFFSET_ENTRY:
+            return False
+        if size == 0:
+            return True
+        rel, pos = self.last_entry_from_file()
+        return rel >= 0 and 0 <= pos < log_size
+
+    def last_entry_from_file(self) -> tuple[int, int]:
+        """The last (relative offset, position) on disk, or (-1, 0) when empty."""
+        size = os.fstat(self.fd).st_size
+        if size < OFFSET_ENTRY:
+            return -1, 0
+        rel, pos = struct.unpack(">ii", os.pread(self.fd, OFFSET_ENTRY, size - size % OFFSET_ENTRY - OFFSET_ENTRY))
+        return rel, pos
+
+    def _load(self) -> None:
+        size = os.fstat(self.fd).st_size
+        size -= size % OFFSET_ENTRY
+        raw = array("i")
+        raw.frombytes(_pread_all(self.fd, size))
+        if not _BIG_ENDIAN:
+            raw.byteswap()
+        self._rel = raw[0::2]
+        self._pos = raw[1::2]
+        self._count = len(self._rel)
+
+    def _arrays(self) -> tuple[array, array]:
+        if self._rel is None or self._pos is None:
+            self._load()
+        assert self._rel is not None and self._pos is not None
+        return self._rel, self._pos
+
+    # -- queries ---------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def is_full(self) -> bool:
+        """No room for another entry (segment.index.bytes reached): the segment must roll."""
+        return self._count >= self.max_entries
+
+    def lookup(self, relative_offset: int) -> tuple[int, int]:
+        """Largest entry with offset <= relative_offset as (relative offset, position), else (-1, 0)."""
+        rel, pos = self._arrays()
+        i = bisect_right(rel, relative_offset) - 1
+        if i < 0:
+            return -1, 0
+        return rel[i], pos[i]
+
+    def last_entry(self) -> tuple[int, int]:
+        """The last (relative offset, position), or (-1, 0) when empty."""
+        if self._rel is None:
+            return self.last_entry_from_file()
+        if not self._rel:
+            return -1, 0
+        assert self._pos is not None
+        return self._rel[-1], self._pos[-1]
+
+    # -- changes ---------------------------------------------------------------
+    def append_entries(self, entries: list[tuple[int, int]]) -> None:
+        """Append (relative offset, position) entries in memory and to the file."""
+        rel, pos = self._arrays()
+        start = len(rel)
+        data = b"".join(struct.pack(">ii", r, p) for r, p in entries)
+        for r, p in entries:
+            rel.append(r)
+            pos.append(p)
+        self._count = len(rel)
+        _write_at(self.fd, data, start * OFFSET_ENTRY)
+
+    def truncate_to_position(self, position: int) -> None:
+        """Drop entries pointing at or beyond `position` (the log was cut there)."""
+        rel, pos = self._arrays()
+        keep = bisect_left(pos, position)
+        del rel[keep:]
+        del pos[keep:]
+        self._count = keep
+        os.ftruncate(self.fd, keep * OFFSET_ENTRY)
+
+    def reset(self, entries: list[tuple[int, int]]) -> None:
+        """Replace the whole index (rebuild after recovery or compaction)."""
+        self._rel = array("i")
+        self._pos = array("i")
+        self._count = 0
+        os.ftruncate(self.fd, 0)
+        if entries:
+            self.append_entries(entries)
+
+    def fsync(self) -> None:
+        """Flush the index file to disk."""
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        """Close the file descriptor."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class TimeIndex:
+    """Sparse timestamp -> relative-offset index of one segment."""
+
+    def __init__(self, path: Path, max_entries: int) -> None:
+        self.path = path
+        self.fd = _open(path)
+        self.max_entries = max(1, max_entries)
+        self._ts: list[int] | None = None
+        self._rel: list[int] | None = None
+        self._count = os.fstat(self.fd).st_size // TIME_ENTRY
+
+    def file_ok(self, max_relative_offset: int | None = None) -> bool:
+        """Cheap sanity check: whole entries, last offset not negative."""
+        size = os.fstat(self.fd).st_size
+        if size % TIME_ENTRY:
+            return False
+        if size == 0:
+            return True
+        _ts, rel = self.last_entry_from_file()
+        return rel >= 0 and (max_relative_offset is None or rel <= max_relative_offset)
+
+    def last_entry_from_file(self) -> tuple[int, int]:
+        """The last (timestamp, relative offset) on disk, or (-1, -1) when empty."""
+        size = os.fstat(self.fd).st_size
+        size -= size % TIME_ENTRY
+        if size < TIME_ENTRY:
+            return -1, -1
+        ts, rel = _TIME.unpack(os.pread(self.fd, TIME_ENTRY, size - TIME_ENTRY))
+        return ts, rel
+
+    def _load(self) -> None:
+        size = os.fstat(self.fd).st_size
+        n = size // TIME_ENTRY
+        flat = struct.unpack(">" + "qi" * n, _pread_all(self.fd, n * TIME_ENTRY)) if n else ()
+        self._ts = list(flat[0::2])
+        self._rel = list(flat[1::2])
+        self._count = n
+
+    def _lists(self) -> tuple[list[int], list[int]]:
+        if self._ts is None or self._rel is None:
+            self._load()
+        assert self._ts is not None and self._rel is not None
+        return self._ts, self._rel
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def is_full(self) -> bool:
+        """No room for another entry: the segment must roll."""
+        return self._count >= self.max_entries
+
+    def last_entry(self) -> tuple[int, int]:
+        """The last (timestamp, relative offset), or (-1, -1) when empty."""
+        if self._ts is None:
+            return self.last_entry_from_file()
+        if not self._ts:
+            return -1, -1
+        assert self._rel is not None
+        return self._ts[-1], self._rel[-1]
+
+    def lookup_before(self, timestamp: int) -> int:
+        """Relative offset of the last entry with timestamp < `timestamp`, else -1.
+
+        Entries record the max timestamp seen up to an offset, so every record
+        at or below that offset is older than `timestamp`: the search may
+        start after it. (Strictly-less keeps the answer exact on ties.)
+        """
+        ts, rel = self._lists()
+        i = bisect_left(ts, timestamp) - 1
+        return rel[i] if i >= 0 else -1
+
+    def maybe_append(self, entries: list[tuple[int, int]]) -> None:
+        """Append (timestamp, relative offset) entries whose timestamp grows (Kafka's maybeAppend)."""
+        ts, rel = self._lists()
+        start = len(ts)
+        parts = []
+        for t, r in entries:
+            if ts and t <= ts[-1]:
+                continue
+            ts.append(t)
+            rel.append(r)
+            parts.append(_TIME.pack(t, r))
+        self._count = len(ts)
+        if parts:
+            _write_at(self.fd, b"".join(parts), start * TIME_ENTRY)
+
+    def truncate_to_offset(self, relative_offset: int) -> None:
+        """Drop entries at or beyond `relative_offset`."""
+        ts, rel = self._lists()
+        keep = bisect_left(rel, relative_offset)
+        del ts[keep:]
+        del rel[keep:]
+        self._count = keep
+        os.ftruncate(self.fd, keep * TIME_ENTRY)
+
+    def reset(self, entries: list[tuple[int, int]]) -> None:
+        """Replace the whole index."""
+        self._ts = []
+        self._rel = []
+        self._count = 0
+        os.ftruncate(self.fd, 0)
+        if entries:
+            self.maybe_append(entries)
+
+    def fsync(self) -> None:
+        """Flush the index file to disk."""
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        """Close the file descriptor."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

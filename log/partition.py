@@ -1,0 +1,603 @@
+"""PartitionLog: one Kafka partition's segmented log in its own directory.
+
+How it works:
+- The directory holds segments `<base>.log/.index/.timeindex` (see segment.py),
+  `recovery-point-offset-checkpoint` (every offset below it is fsynced),
+  `log-start-offset-checkpoint` (DeleteRecords / retention), producer-state
+  snapshots `<offset>.snapshot`, and `.kafka_cleanshutdown` while closed cleanly.
+- Appends go to the last ("active") segment; offsets are assigned by patching
+  each batch's base offset in place, the batch bytes are otherwise stored as
+  received. The active segment rolls at segment.bytes, segment.ms or a full
+  index; the rolled segment is fsynced and the recovery point moves to the new
+  segment (Kafka does that flush asynchronously).
+- Open: with the clean-shutdown marker, indexes are trusted and only the tail
+  of the active segment after its last index entry is scanned. Without it,
+  every segment from the one holding the recovery point is walked batch by
+  batch (length + CRC), cut at the first bad byte, later segments dropped and
+  indexes rebuilt. The marker is removed (durably) while the log is open.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from bisect import bisect_right
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from log.checkpoint import (
+    CLEAN_SHUTDOWN_FILE,
+    LOG_START_FILE,
+    RECOVERY_POINT_FILE,
+    atomic_write,
+    fsync_dir,
+    read_offset,
+    write_offset,
+)
+from log.config import LogConfig
+from log.errors import LogError, OffsetOutOfRange
+from log.producer_state import ProducerState, list_snapshots, snapshot_path
+from log.segment import INT32_MAX, FileRegion, LogSegment
+from wire.errors import InvalidRecordBatch
+from wire.records import (
+    BatchHeader,
+    iter_records,
+    parse_header,
+    set_base_offset,
+    set_log_append_time,
+    set_partition_leader_epoch,
+)
+
+# Files left by an interrupted atomic write, compaction or deletion.
+_TEMP_SUFFIXES = (".tmp", ".cleaned", ".deleted", ".swap")
+_SNAPSHOTS_TO_KEEP = 2
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Offsets assigned to an append (ProduceResponse's base offset, log append time, log start)."""
+
+    base_offset: int
+    last_offset: int
+    log_append_time_ms: int
+    log_start_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    """Whole batches for a fetch, as file regions ready for sendfile."""
+
+    regions: list[FileRegion] = field(default_factory=list)
+    size: int = 0
+    first_offset: int = -1  # base offset of the first batch returned, -1 if none
+    next_offset: int = -1  # offset after the last batch returned (fetch offset if none)
+    log_start_offset: int = 0
+    high_watermark: int = 0
+    log_end_offset: int = 0
+
+    def read_bytes(self) -> bytes:
+        """All regions' bytes concatenated (tests and non-sendfile paths)."""
+        return b"".join(r.read_bytes() for r in self.regions)
+
+
+class PartitionLog:
+    """Kafka's partition log: append, read, offsets by time, retention, compaction, recovery."""
+
+    def __init__(self, directory: Path, config: LogConfig, clock: Callable[[], float]) -> None:
+        self.directory = directory
+        self.config = config
+        self._clock = clock
+        self._segments: list[LogSegment] = []
+        self._bases: list[int] = []
+        self._log_start = 0
+        self._recovery_point = 0
+        self._unflushed_messages = 0
+        self._last_flush_ms = 0
+        self._closed = False
+        self.producer_state = ProducerState()
+        # What open() did, for operators and tests: "clean" or "recovered".
+        self.open_mode = ""
+        self.recovered_bytes_truncated = 0
+
+    # -- opening ---------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls, directory: Path, config: LogConfig, *, clock: Callable[[], float] = time.time
+    ) -> PartitionLog:
+        """Open (creating or recovering) the partition log in `directory`."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        log = cls(directory, config, clock)
+        log._load()
+        return log
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _new_segment(self, base_offset: int) -> LogSegment:
+        return LogSegment(
+            self.directory,
+            base_offset,
+            index_interval_bytes=self.config.index_interval_bytes,
+            segment_index_bytes=self.config.segment_index_bytes,
+            created_ms=self._now_ms(),
+        )
+
+    def _load(self) -> None:
+        d = self.directory
+        marker = d / CLEAN_SHUTDOWN_FILE
+        clean = marker.exists()
+        names = os.listdir(d)
+        for name in names:
+            if name.endswith(_TEMP_SUFFIXES):
+                os.unlink(d / name)
+        bases = sorted(
+            int(name[:-4]) for name in names if name.endswith(".log") and name[:-4].isdigit()
+        )
+        base_set = set(bases)
+        for name in names:
+            stem, _, ext = name.partition(".")
+            if ext in ("index", "timeindex") and stem.isdigit() and int(stem) not in base_set:
+                os.unlink(d / name)  # orphan of a segment deleted before a crash
+        self._recovery_point = read_offset(d / RECOVERY_POINT_FILE, 0)
+        self._log_start = read_offset(d / LOG_START_FILE, 0)
+        if not bases:
+            bases = [self._log_start]
+        self._segments = [self._new_segment(b) for b in bases]
+        self._bases = list(bases)
+        if clean:
+            self._load_clean()
+        else:
+            self._recover()
+        leo = self.log_end_offset
+        self._log_start = max(self._log_start, self._segments[0].base_offset)
+        if self._log_start > leo:
+            # Data below the checkpointed log start was lost: start over there (Kafka does the same).
+            self._truncate_fully_and_start_at(self._log_start)
+        self._load_producer_state()
+        if clean:
+            # Appends are coming: the marker must be gone for good before any of them.
+            os.unlink(marker)
+            fsync_dir(d)
+        self._last_flush_ms = self._now_ms()
+
+    def _load_clean(self) -> None:
+        self.open_mode = "clean"
+        segs = self._segments
+        for i, seg in enumerate(segs):
+            last = i == len(segs) - 1
+            ok = seg.indexes_ok()
+            if ok and last:
+                ok = seg.load_tail()
+            elif ok:
+                ts, rel = seg.time_index.last_entry()
+                if ts >= 0:
+                    seg.max_timestamp = ts
+                    seg.offset_of_max_timestamp = seg.base_offset + rel
+                seg.next_offset = segs[i + 1].base_offset
+            if not ok:
+                # An index that fails its sanity check is only a cache: rebuild it.
+                truncated, _ = seg.recover()
+                if truncated:
+                    self.recovered_bytes_truncated += truncated
+                    self._drop_segments_after(i)
+                    break
+
+    def _recover(self) -> None:
+        self.open_mode = "recovered"
+        segs = self._segments
+        start = max(bisect_right(self._bases, self._recovery_point) - 1, 0)
+        for i, seg in enumerate(segs[:start]):
+            if seg.indexes_ok():
+                ts, rel = seg.time_index.last_entry()
+                if ts >= 0:
+                    seg.max_timestamp = ts
+                    seg.offset_of_max_timestamp = seg.base_offset + rel
+                seg.next_offset = segs[i + 1].base_offset
+            else:
+                seg.recover()
+        i = start
+        while i < len(self._segments):
+            seg = self._segments[i]
+            truncated, _ = seg.recover()
+            self.recovered_bytes_truncated += truncated
+            if truncated:
+                self._drop_segments_after(i)
+                break
+            i += 1
+        # Everything that survived the walk is now made durable, so the next
+        # crash only has to walk what comes after it.
+        for seg in self._segments[start:]:
+            seg.fsync()
+        fsync_dir(self.directory)
+        self._recovery_point = self.log_end_offset
+        write_offset(self.directory / RECOVERY_POINT_FILE, self._recovery_point)
+
+    def _drop_segments_after(self, i: int) -> None:
+        for seg in self._segments[i + 1 :]:
+            seg.delete_files()
+        del self._segments[i + 1 :]
+        del self._bases[i + 1 :]
+
+    def _load_producer_state(self) -> None:
+        leo = self.log_end_offset
+        start = self._segments[0].base_offset
+        state: ProducerState | None = None
+        for off in reversed(list_snapshots(self.directory)):
+            path = snapshot_path(self.directory, off)
+            if off > leo:
+                os.unlink(path)  # describes batches that recovery or truncation removed
+                continue
+            try:
+                state = ProducerState.from_json(path.read_bytes())
+                start = off
+                break
+            except (OSError, ValueError, TypeError):
+                os.unlink(path)
+        self.producer_state = state if state is not None else ProducerState()
+        # Replay the batches after the snapshot (headers only, no per-record work).
+        for _seg, _pos, h in self._iter_headers_from(start):
+            if h.producer_id >= 0:
+                self.producer_state.update_from_batch(h, h.max_timestamp)
+
+    def _write_producer_snapshot(self, offset: int) -> None:
+        atomic_write(snapshot_path(self.directory, offset), self.producer_state.to_json())
+        snaps = list_snapshots(self.directory)
+        for old in snaps[:-_SNAPSHOTS_TO_KEEP]:
+            os.unlink(snapshot_path(self.directory, old))
+
+    # -- offsets -----------------------------------------------------------------------
+    @property
+    def _active(self) -> LogSegment:
+        return self._segments[-1]
+
+    @property
+    def log_start_offset(self) -> int:
+        """First offset a consumer may fetch."""
+        return self._log_start
+
+    @property
+    def log_end_offset(self) -> int:
+        """Offset the next appended record will get (LEO)."""
+        return self._active.next_offset
+
+    @property
+    def high_watermark(self) -> int:
+        """Last committed offset + 1; equals the LEO on a single node."""
+        return self.log_end_offset
+
+    @property
+    def recovery_point(self) -> int:
+        """Offsets below this are known to be fsynced."""
+        return self._recovery_point
+
+    @property
+    def size_in_bytes(self) -> int:
+        """Total bytes of all segment files."""
+        return sum(s.size for s in self._segments)
+
+    def segment_base_offsets(self) -> list[int]:
+        """Base offsets of the segments, oldest first."""
+        return list(self._bases)
+
+    # -- append ----------------------------------------------------------------------------
+    def append(
+        self, records: bytes | bytearray | memoryview, *, leader_epoch: int = 0, log_append_time: bool = False
+    ) -> AppendResult:
+        """Append already-validated batches: assign offsets in place, write, index."""
+        self._check_open()
+        buf = bytearray(records)  # the single copy; offsets are patched into it
+        n = len(buf)
+        if n == 0:
+            raise LogError("nothing to append")
+        now_ms = self._now_ms()
+        base = offset = self.log_end_offset
+        batches: list[tuple[int, int, int, int]] = []
+        producer_batches: list[tuple[BatchHeader, int, int]] = []
+        max_ts_all = -1
+        messages = 0
+        pos = 0
+        while pos < n:
+            try:
+                h = parse_header(buf, pos)
+            except InvalidRecordBatch as e:
+                raise LogError(f"bad batch at byte {pos} of the append: {e}") from e
+            if pos + h.size > n:
+                raise LogError(f"batch at byte {pos} overruns the append")
+            set_base_offset(buf, pos, offset)
+            set_partition_leader_epoch(buf, pos, leader_epoch)
+            max_ts = h.max_timestamp
+            if log_append_time:
+                # KIP-32: the broker stamps the batch; max_timestamp is CRC-covered.
+                set_log_append_time(buf, pos, now_ms)
+                max_ts = now_ms
+            last = offset + h.last_offset_delta
+            batches.append((pos, h.size, last, max_ts))
+            if h.producer_id >= 0:
+                producer_batches.append((h, offset, max_ts))
+            max_ts_all = max(max_ts_all, max_ts)
+            messages += max(h.records_count, 1)
+            offset = last + 1
+            pos += h.size
+        if self._should_roll(n, max_ts_all, offset - 1, now_ms):
+            self.roll()
+        seg = self._active
+        seg.append(buf, batches)
+        for h, first_offset, ts in producer_batches:
+            self.producer_state.update_from_batch(h, ts, first_offset)
+        self._after_append(seg, messages, now_ms)
+        return AppendResult(base, offset - 1, now_ms if log_append_time else -1, self._log_start)
+
+    def _should_roll(self, size: int, max_ts: int, last_offset: int, now_ms: int) -> bool:
+        # Kafka's LogSegment.shouldRoll (without roll jitter).
+        seg = self._active
+        if seg.size == 0:
+            return False
+        cfg = self.config
+        if seg.size > cfg.segment_bytes - size:
+            return True
+        rolling = seg.rolling_timestamp
+        waited = max_ts - rolling if rolling is not None and rolling >= 0 else now_ms - seg.created_ms
+        if waited > cfg.segment_ms:
+            return True
+        return seg.index_full() or last_offset - seg.base_offset > INT32_MAX
+
+    def _after_append(self, seg: LogSegment, messages: int, now_ms: int) -> None:
+        cfg = self.config
+        self._unflushed_messages += messages
+        if cfg.fsync_every_append:
+            os.fdatasync(seg.fd)
+        if (
+            cfg.flush_interval_messages is not None
+            and self._unflushed_messages >= cfg.flush_interval_messages
+        ) or (cfg.flush_interval_ms is not None and now_ms - self._last_flush_ms >= cfg.flush_interval_ms):
+            self.flush()
+
+    def roll(self) -> None:
+        """Close the active segment and start a new one at the LEO (no-op when it is empty)."""
+        self._check_open()
+        old = self._active
+        if old.size == 0:
+            return
+        old.seal()
+        new = self._new_segment(self.log_end_offset)
+        self._segments.append(new)
+        self._bases.append(new.base_offset)
+        fsync_dir(self.directory)
+        # Kafka flushes the rolled segment and moves the recovery point past it,
+        # so an unclean restart only walks the active segment.
+        for seg in self._segments[:-1]:
+            if seg.next_offset > self._recovery_point or seg is old:
+                seg.fsync()
+        self._recovery_point = max(self._recovery_point, new.base_offset)
+        write_offset(self.directory / RECOVERY_POINT_FILE, self._recovery_point)
+        self._write_producer_snapshot(new.base_offset)
+
+    # -- read ---------------------------------------------------------------------------
+    def read(
+        self, offset: int, max_bytes: int, *, max_offset: int | None = None, min_one: bool = True
+    ) -> ReadResult:
+        """Whole batches from the one holding `offset`, up to `max_bytes` (first batch whole if min_one)."""
+        self._check_open()
+        leo = self.log_end_offset
+        if offset < self._log_start or offset > leo:
+            raise OffsetOutOfRange(offset, self._log_start, leo)
+        limit = leo if max_offset is None else min(max_offset, leo)
+        regions: list[FileRegion] = []
+        total = 0
+        first = -1
+        next_offset = offset
+        i = max(bisect_right(self._bases, offset) - 1, 0)
+        done = offset >= limit
+        while not done and i < len(self._segments):
+            seg = self._segments[i]
+            i += 1
+            start = end = -1
+            for pos, h in seg.iter_headers(seg.position_for(offset)):
+                if h.last_offset < offset:
+                    continue
+                if h.base_offset >= limit or (
+                    total + h.size > max_bytes and not (min_one and total == 0)
+                ):
+                    done = True
+                    break
+                if start < 0:
+                    start = pos
+                end = pos + h.size
+                total += h.size
+                if first < 0:
+                    first = h.base_offset
+                next_offset = h.next_offset
+            if start >= 0:
+                regions.append(FileRegion(seg.fd, start, end - start, seg.handle))
+        return ReadResult(regions, total, first, next_offset, self._log_start, leo, leo)
+
+    def _iter_headers_from(self, offset: int) -> Iterator[tuple[LogSegment, int, BatchHeader]]:
+        i = max(bisect_right(self._bases, offset) - 1, 0)
+        for seg in self._segments[i:]:
+            for pos, h in seg.iter_headers(seg.position_for(offset)):
+                if h.last_offset >= offset:
+                    yield seg, pos, h
+
+    # -- timestamps -------------------------------------------------------------------------
+    def offset_for_timestamp(self, ts_ms: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record with timestamp >= ts_ms (ListOffsets), else None."""
+        self._check_open()
+        for seg in self._segments:
+            if seg.max_timestamp < ts_ms or seg.size == 0:
+                continue
+            rel = seg.time_index.lookup_before(ts_ms)
+            start = max(seg.base_offset + max(rel, 0), self._log_start)
+            for pos, h in seg.iter_headers(seg.position_for(start)):
+                if h.last_offset < self._log_start or h.max_timestamp < ts_ms:
+                    continue
+                for r in iter_records(seg.read_batch(pos, h)):
+                    if r.offset >= self._log_start and r.timestamp >= ts_ms:
+                        return r.offset, r.timestamp
+        return None
+
+    def max_timestamp(self) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record with the largest timestamp (KIP-734), else None."""
+        self._check_open()
+        best: LogSegment | None = None
+        for seg in self._segments:
+            if seg.size and seg.max_timestamp >= 0 and (best is None or seg.max_timestamp > best.max_timestamp):
+                best = seg
+        if best is None:
+            return None
+        found = best.find_batch(best.offset_of_max_timestamp)
+        if found is not None:
+            pos, h = found
+            for r in iter_records(best.read_batch(pos, h)):
+                if r.timestamp == best.max_timestamp:
+                    return r.offset, r.timestamp
+        return best.offset_of_max_timestamp, best.max_timestamp
+
+    # -- truncation / deletion ----------------------------------------------------------------------
+    def truncate_to(self, offset: int) -> None:
+        """Remove every batch at or after the one holding `offset` (the LEO becomes <= offset)."""
+        self._check_open()
+        if offset < 0:
+            raise LogError(f"cannot truncate to negative offset {offset}")
+        if offset >= self.log_end_offset:
+            return
+        if offset < self._log_start or offset <= self._segments[0].base_offset:
+            self._truncate_fully_and_start_at(offset)
+        else:
+            while len(self._segments) > 1 and self._segments[-1].base_offset >= offset:
+                self._segments.pop().delete_files()
+                self._bases.pop()
+            self._active.truncate_to(offset)
+        fsync_dir(self.directory)
+        self.producer_state.truncate(offset)
+        for snap in list_snapshots(self.directory):
+            if snap > self.log_end_offset:
+                os.unlink(snapshot_path(self.directory, snap))
+        if self._recovery_point > self.log_end_offset:
+            self._recovery_point = self.log_end_offset
+            write_offset(self.directory / RECOVERY_POINT_FILE, self._recovery_point)
+
+    def _truncate_fully_and_start_at(self, offset: int) -> None:
+        for seg in self._segments:
+            seg.delete_files()
+        self._segments = [self._new_segment(offset)]
+        self._bases = [offset]
+        self._log_start = offset
+        self._recovery_point = min(self._recovery_point, offset)
+        self.producer_state.clear()
+        write_offset(self.directory / LOG_START_FILE, offset)
+        write_offset(self.directory / RECOVERY_POINT_FILE, self._recovery_point)
+
+    def delete_records_before(self, offset: int) -> int:
+        """DeleteRecords: move the log start to `offset` (-1 = high watermark); returns the new low watermark."""
+        self._check_open()
+        hw = self.high_watermark
+        if offset == -1:
+            offset = hw
+        if offset < 0 or offset > hw:
+            raise OffsetOutOfRange(offset, self._log_start, hw)
+        if offset > self._log_start:
+            self._log_start = offset
+            # Checkpoint first: after a crash the old segments may still be
+            # there, but the log start offset already hides them.
+            write_offset(self.directory / LOG_START_FILE, offset)
+            self._delete_segments_while(lambda seg, nxt: nxt is not None and nxt.base_offset <= offset)
+        return self._log_start
+
+    def _delete_segments_while(self, pred: Callable[[LogSegment, LogSegment | None], bool]) -> int:
+        """Delete oldest segments while pred(segment, next segment) holds; never the active one."""
+        deleted = 0
+        while len(self._segments) > 1 and pred(self._segments[0], self._segments[1]):
+            seg = self._segments.pop(0)
+            self._bases.pop(0)
+            seg.delete_files()
+            deleted += 1
+        if deleted:
+            fsync_dir(self.directory)
+            if self._segments[0].base_offset > self._log_start:
+                self._log_start = self._segments[0].base_offset
+                write_offset(self.directory / LOG_START_FILE, self._log_start)
+        return deleted
+
+    def enforce_retention(self) -> int:
+        """Delete whole closed segments past retention.ms / retention.bytes; returns how many."""
+        self._check_open()
+        cfg = self.config
+        if not cfg.delete:
+            return 0
+        deleted = 0
+        if cfg.retention_ms >= 0:
+            now_ms = self._now_ms()
+
+            def expired(seg: LogSegment, _nxt: LogSegment | None) -> bool:
+                # Kafka: by the segment's largest timestamp, else its file mtime.
+                largest = seg.max_timestamp
+                if largest < 0:
+                    largest = int(os.stat(seg.log_path).st_mtime * 1000)
+                return now_ms - largest > cfg.retention_ms
+
+            deleted += self._delete_segments_while(expired)
+        if cfg.retention_bytes >= 0:
+            excess = self.size_in_bytes - cfg.retention_bytes
+
+            def too_big(seg: LogSegment, _nxt: LogSegment | None) -> bool:
+                nonlocal excess
+                if excess - seg.size >= 0:
+                    excess -= seg.size
+                    return True
+                return False
+
+            deleted += self._delete_segments_while(too_big)
+        return deleted
+
+    # -- compaction -------------------------------------------------------------------------
+    def compact(self) -> None:
+        """Compact closed segments when cleanup.policy includes compact (see log.cleaner)."""
+        self._check_open()
+        if not self.config.compact:
+            return
+        from log.cleaner import clean_segments
+
+        clean_segments(self, self._now_ms())
+
+    # -- durability / lifecycle -------------------------------------------------------------------
+    def flush(self) -> None:
+        """fsync everything and move the recovery point to the LEO."""
+        self._check_open()
+        for seg in self._segments:
+            if seg.next_offset > self._recovery_point or seg is self._active:
+                seg.fsync()
+        self._recovery_point = self.log_end_offset
+        write_offset(self.directory / RECOVERY_POINT_FILE, self._recovery_point)
+        self._unflushed_messages = 0
+        self._last_flush_ms = self._now_ms()
+
+    def update_config(self, config: LogConfig) -> None:
+        """Apply new settings (new segments pick up index sizes)."""
+        self.config = config
+        for seg in self._segments:
+            seg.index_interval_bytes = config.index_interval_bytes
+
+    def close(self) -> None:
+        """Flush, checkpoint, and write the clean-shutdown marker."""
+        if self._closed:
+            return
+        self._active.seal()
+        self.flush()
+        write_offset(self.directory / LOG_START_FILE, self._log_start)
+        self._write_producer_snapshot(self.log_end_offset)
+        for seg in self._segments:
+            seg.close()
+        atomic_write(self.directory / CLEAN_SHUTDOWN_FILE, b"")
+        self._closed = True
+
+    def abandon(self) -> None:
+        """Close descriptors without any shutdown work (simulates a crash in tests and benches)."""
+        for seg in self._segments:
+            seg.close()
+        self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LogError(f"log {self.directory} is closed")
