@@ -1,0 +1,196 @@
+"""The broker's state: config, topics, cluster identity, append notifications.
+
+``Broker`` is what handlers reach through ``ctx.broker``. It does no network
+I/O; ``kbroker.server`` owns the sockets and runs ``Broker``'s maintenance
+steps (retention, compaction, time-based flush) on their Kafka intervals.
+
+The data dir holds Kafka's ``meta.properties`` (``cluster.id`` generated once,
+``node.id``, ``version=1``) and a ``.lock`` file held with ``flock`` so two
+brokers never share one directory (Kafka does the same).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import trio
+
+from kbroker.config import BrokerConfig, ConfigError
+from kbroker.topic_config import effective_topic_value
+from kbroker.topics import Partition, TopicManager, random_kafka_uuid, uuid_to_base64
+
+logger = logging.getLogger(__name__)
+
+META_PROPERTIES = "meta.properties"
+LOCK_FILE = ".lock"
+
+
+def read_meta_properties(path: Path) -> dict[str, str]:
+    """Read Kafka's meta.properties (plain key=value lines, # comments)."""
+    from kbroker.config import parse_properties
+
+    return parse_properties(path.read_text())
+
+
+class Broker:
+    """One node's state: ``config``, ``topics``, ``cluster_id``, ``node_id``, ``clock``."""
+
+    def __init__(self, config: BrokerConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.node_id = config.node_id
+        self.clock = clock
+        self.data_dir = config.data_dir
+        # Per-broker state owned by handler modules (producer ids, groups...), keyed by
+        # module name, so handler families need no field here.
+        self.state: dict[str, Any] = {}
+        # (host, port) actually bound; set by kbroker.server once listening.
+        self.listen_address: tuple[str, int] | None = None
+        self._append_event = trio.Event()
+        self._lock_file: IO[bytes] | None = None
+        self._last_flush: dict[int, float] = {}
+        self._compacted_at: dict[int, int] = {}
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._lock()
+            self.cluster_id = self._load_or_create_meta()
+        except OSError as exc:
+            self._unlock()
+            raise ConfigError(f"cannot use data dir {self.data_dir}: "
+                              f"{exc.strerror or exc}") from None
+        try:
+            self.topics = TopicManager(self.data_dir, config, clock=clock)
+        except BaseException:
+            self._unlock()
+            raise
+
+    # --- identity ---------------------------------------------------------------------
+
+    def _lock(self) -> None:
+        lock = open(self.data_dir / LOCK_FILE, "ab")
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise ConfigError(f"data dir {self.data_dir} is in use by another broker process") \
+                from None
+        self._lock_file = lock
+
+    def _unlock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing the fd releases the flock
+            self._lock_file = None
+
+    def _load_or_create_meta(self) -> str:
+        path = self.data_dir / META_PROPERTIES
+        if path.exists():
+            meta = read_meta_properties(path)
+            stored_node = meta.get("node.id")
+            if stored_node is not None and int(stored_node) != self.node_id:
+                # Kafka refuses to start on a log dir written by another node.
+                raise ConfigError(f"stored node.id {stored_node} in {path} does not match "
+                                  f"the configured node.id {self.node_id}")
+            cluster_id = meta.get("cluster.id")
+            if cluster_id:
+                return cluster_id
+        cluster_id = uuid_to_base64(random_kafka_uuid())
+        text = (f"#\n#{time.strftime('%a %b %d %H:%M:%S UTC %Y', time.gmtime())}\n"
+                f"cluster.id={cluster_id}\n"
+                f"directory.id={uuid_to_base64(random_kafka_uuid())}\n"
+                f"node.id={self.node_id}\nversion=1\n")
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        logger.info("new cluster id %s written to %s", cluster_id, path)
+        return cluster_id
+
+    # --- appends --------------------------------------------------------------------------
+
+    def notify_append(self, partition: Partition | None = None) -> None:
+        """Wake every ``wait_for_append`` (call after appending to any partition)."""
+        event, self._append_event = self._append_event, trio.Event()
+        event.set()
+
+    async def wait_for_append(self, timeout_s: float) -> None:
+        """Return after the next append anywhere, or after ``timeout_s`` seconds."""
+        event = self._append_event
+        with trio.move_on_after(max(0.0, timeout_s)):
+            await event.wait()
+
+    # --- maintenance (synchronous steps; kbroker.server schedules them) -------------------
+
+    def _topic_value(self, partition: Partition, name: str) -> Any:
+        return effective_topic_value(name, partition.topic.configs, self.config)
+
+    def enforce_retention(self) -> int:
+        """Delete segments past retention.ms / retention.bytes; returns segments removed."""
+        removed = 0
+        for partition in self.topics.all_partitions():
+            if "delete" not in self._topic_value(partition, "cleanup.policy"):
+                continue
+            try:
+                removed += partition.log.enforce_retention()
+            except Exception:
+                logger.exception("retention failed for %r", partition)
+        return removed
+
+    def compact(self) -> int:
+        """Compact compacted partitions that grew since their last compaction."""
+        done = 0
+        for partition in self.topics.all_partitions():
+            if "compact" not in self._topic_value(partition, "cleanup.policy"):
+                continue
+            key = id(partition)
+            end = partition.log.log_end_offset
+            if self._compacted_at.get(key) == end:
+                continue
+            try:
+                partition.log.compact()
+            except Exception:
+                logger.exception("compaction failed for %r", partition)
+            self._compacted_at[key] = end
+            done += 1
+        return done
+
+    def next_flush_interval_s(self) -> float | None:
+        """Shortest flush.ms over all partitions, in seconds (None = no time-based flush)."""
+        shortest: int | None = None
+        for topic in self.topics.topics.values():
+            flush_ms = effective_topic_value("flush.ms", topic.configs, self.config)
+            if flush_ms < 2**63 - 1 and (shortest is None or flush_ms < shortest):
+                shortest = flush_ms
+        scheduler = self.config["log.flush.scheduler.interval.ms"]
+        if scheduler < 2**63 - 1:
+            shortest = scheduler if shortest is None else min(shortest, scheduler)
+        return None if shortest is None else max(shortest, 1) / 1000.0
+
+    def flush_due(self) -> int:
+        """fsync partitions whose flush.ms has elapsed since their last flush."""
+        now = self.clock()
+        flushed = 0
+        for partition in self.topics.all_partitions():
+            flush_ms = self._topic_value(partition, "flush.ms")
+            if flush_ms >= 2**63 - 1:
+                continue
+            last = self._last_flush.setdefault(id(partition), now)
+            if (now - last) * 1000.0 >= flush_ms:
+                partition.log.flush()
+                self._last_flush[id(partition)] = now
+                flushed += 1
+        return flushed
+
+    def close(self) -> None:
+        """Flush and close every log (clean-shutdown markers), release the data dir."""
+        try:
+            self.topics.close()
+        finally:
+            self._unlock()
+        logger.info("broker %d closed", self.node_id)

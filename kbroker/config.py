@@ -1,0 +1,539 @@
+"""Broker settings: Kafka's names, types, defaults and documentation.
+
+``BrokerConfig.from_properties`` takes the ``key -> str`` pairs of a Kafka
+``server.properties`` file (see ``parse_properties``), CLI overrides or test
+fixtures, checks every key against ``CONFIG_DEFS`` and converts every value to
+its type. An unknown key or a bad value raises ``ConfigError`` with a one-line
+message, as Kafka's ``ConfigDef`` does at startup.
+
+Settings that only matter to a multi-node or ZooKeeper/KRaft cluster (thread
+counts, replication factors of internal topics, quorum voters...) are
+accepted so an unmodified ``server.properties`` loads, and documented as
+having no effect.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "CONFIG_DEFS",
+    "BrokerConfig",
+    "ConfigDef",
+    "ConfigError",
+    "Listener",
+    "parse_listener",
+    "parse_properties",
+]
+
+INT_MAX = 2**31 - 1
+LONG_MAX = 2**63 - 1
+
+Validator = Callable[[Any], "str | None"]  # returns an error text, or None if fine
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigDef:
+    """One setting: Kafka type name, default (already typed; None = null), doc, validator."""
+
+    name: str
+    type: str  # boolean, short, int, long, double, string, list, password
+    default: Any
+    doc: str
+    validator: Validator | None = None
+    effective: bool = True  # False: accepted for compatibility, no effect here
+
+
+def at_least(minimum: int | float) -> Validator:
+    """Kafka's ``Range.atLeast``."""
+
+    def check(value: Any) -> str | None:
+        if value is not None and value < minimum:
+            return f"Value must be at least {minimum}"
+        return None
+
+    return check
+
+
+def in_range(minimum: int, maximum: int) -> Validator:
+    """Kafka's ``Range.between``."""
+
+    def check(value: Any) -> str | None:
+        if value is not None and not minimum <= value <= maximum:
+            return f"Value must be between {minimum} and {maximum}"
+        return None
+
+    return check
+
+
+def one_of(*choices: str, case_insensitive: bool = False) -> Validator:
+    """Kafka's ``ValidString.in`` / ``ValidList.in`` (lists: every item)."""
+
+    def check(value: Any) -> str | None:
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            probe = item.lower() if case_insensitive else item
+            pool = [c.lower() for c in choices] if case_insensitive else choices
+            if probe not in pool:
+                return f"String must be one of: {', '.join(choices)}"
+        return None
+
+    return check
+
+
+_TYPES_INT_RANGE = {"short": (-(2**15), 2**15 - 1), "int": (-(2**31), INT_MAX),
+                    "long": (-(2**63), LONG_MAX)}
+
+
+def convert(defn: ConfigDef, raw: Any) -> Any:
+    """Parse ``raw`` (usually a str) into ``defn.type``; ValueError with Kafka's wording."""
+    if raw is None:
+        return None
+    kind = defn.type
+    if kind == "boolean":
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("true", "false"):
+            return text == "true"
+        raise ValueError("Expected value to be either true or false")
+    if kind in _TYPES_INT_RANGE:
+        if isinstance(raw, bool):
+            raise ValueError(f"Expected value to be a {kind} number")
+        try:
+            value = raw if isinstance(raw, int) else int(str(raw).strip())
+        except ValueError:
+            raise ValueError(f"Not a number of type {kind.upper()}") from None
+        low, high = _TYPES_INT_RANGE[kind]
+        if not low <= value <= high:
+            raise ValueError(f"Not a number of type {kind.upper()}")
+        return value
+    if kind == "double":
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError("Not a number of type DOUBLE") from None
+    if kind == "list":
+        if isinstance(raw, list):
+            return [str(x) for x in raw]
+        text = str(raw).strip()
+        return [item.strip() for item in text.split(",") if item.strip()] if text else []
+    return str(raw).strip()  # string / password
+
+
+def _defs(*defs: ConfigDef) -> dict[str, ConfigDef]:
+    return {d.name: d for d in defs}
+
+
+def _c(name: str, kind: str, default: Any, doc: str, validator: Validator | None = None,
+       *, effective: bool = True) -> ConfigDef:
+    return ConfigDef(name, kind, default, doc, validator, effective)
+
+
+_NO_EFFECT = "Accepted for compatibility; no effect on a single-node kbroker."
+
+CONFIG_DEFS: dict[str, ConfigDef] = _defs(
+    # --- identity and networking -------------------------------------------------
+    _c("node.id", "int", 1, "The id of this broker, returned as the leader, replica and "
+       "controller of every partition.", at_least(0)),
+    _c("broker.id", "int", None, "Older name of node.id; if set it must agree with node.id.",
+       at_least(-1)),
+    _c("broker.rack", "string", None, "Rack of the broker, returned in Metadata."),
+    _c("listeners", "list", ["PLAINTEXT://:9092"], "The address to listen on, as "
+       "NAME://host:port (only the first listener is served; only PLAINTEXT). An empty host "
+       "or 0.0.0.0 binds every interface."),
+    _c("advertised.listeners", "list", None, "The address given to clients in Metadata, as "
+       "NAME://host:port. If unset: the listen address, or the address the client connected "
+       "to when listening on every interface."),
+    _c("listener.security.protocol.map", "string",
+       "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+       "Listener name to security protocol. Only PLAINTEXT is supported."),
+    _c("inter.broker.listener.name", "string", None, _NO_EFFECT, effective=False),
+    _c("controller.listener.names", "string", None, _NO_EFFECT, effective=False),
+    _c("controller.quorum.voters", "list", [], _NO_EFFECT, effective=False),
+    _c("controller.quorum.bootstrap.servers", "list", [], _NO_EFFECT, effective=False),
+    _c("process.roles", "list", [], _NO_EFFECT, effective=False),
+    _c("zookeeper.connect", "string", None, _NO_EFFECT, effective=False),
+    _c("zookeeper.connection.timeout.ms", "int", None, _NO_EFFECT, effective=False),
+    _c("num.network.threads", "int", 3, _NO_EFFECT, at_least(1), effective=False),
+    _c("num.io.threads", "int", 8, _NO_EFFECT, at_least(1), effective=False),
+    _c("background.threads", "int", 10, _NO_EFFECT, at_least(1), effective=False),
+    _c("num.recovery.threads.per.data.dir", "int", 2, _NO_EFFECT, at_least(1),
+       effective=False),
+    _c("socket.send.buffer.bytes", "int", 102400, _NO_EFFECT, effective=False),
+    _c("socket.receive.buffer.bytes", "int", 102400, _NO_EFFECT, effective=False),
+    _c("socket.request.max.bytes", "int", 104857600, "The largest request frame accepted; "
+       "a connection sending a larger size prefix is closed.", at_least(1)),
+    _c("connections.max.idle.ms", "long", 600000, "Close a connection after this many ms "
+       "without a request."),
+    _c("queued.max.requests", "int", 500, _NO_EFFECT, at_least(1), effective=False),
+    _c("fetch.max.bytes", "int", 57671680, "Upper bound on the bytes returned by one Fetch.",
+       at_least(1024)),
+    # --- storage ---------------------------------------------------------------------
+    _c("log.dirs", "list", None, "Data directory (only the first entry is used). Falls back "
+       "to log.dir."),
+    _c("log.dir", "string", "/tmp/kafka-logs", "Data directory when log.dirs is not set."),
+    _c("num.partitions", "int", 1, "Default partition count for auto-created topics and "
+       "CreateTopics with -1.", at_least(1)),
+    _c("default.replication.factor", "int", 1, "Default replication factor; only 1 is "
+       "possible on one broker.", at_least(1)),
+    _c("min.insync.replicas", "int", 1, "Minimum in-sync replicas for acks=all.",
+       at_least(1)),
+    _c("auto.create.topics.enable", "boolean", True, "Create a topic when a client asks "
+       "Metadata for one that does not exist."),
+    _c("delete.topic.enable", "boolean", True, "Allow DeleteTopics."),
+    _c("message.max.bytes", "int", 1048588, "Largest record batch accepted (topic-level: "
+       "max.message.bytes).", at_least(0)),
+    _c("compression.type", "string", "producer", "Final compression of topic data; "
+       "'producer' keeps what the producer sent.",
+       one_of("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")),
+    _c("log.segment.bytes", "int", 1073741824, "Size at which a segment is rolled.",
+       at_least(14)),
+    _c("log.roll.ms", "long", None, "Age at which a segment is rolled (falls back to "
+       "log.roll.hours)."),
+    _c("log.roll.hours", "int", 168, "Age in hours at which a segment is rolled.",
+       at_least(1)),
+    _c("log.roll.jitter.ms", "long", None, _NO_EFFECT, effective=False),
+    _c("log.roll.jitter.hours", "int", 0, _NO_EFFECT, at_least(0), effective=False),
+    _c("log.retention.ms", "long", None, "How long to keep a segment; -1 = forever. Takes "
+       "precedence over log.retention.minutes and log.retention.hours."),
+    _c("log.retention.minutes", "int", None, "Retention in minutes (if log.retention.ms is "
+       "unset)."),
+    _c("log.retention.hours", "int", 168, "Retention in hours (if neither ms nor minutes is "
+       "set)."),
+    _c("log.retention.bytes", "long", -1, "Partition size above which the oldest segments "
+       "are deleted; -1 = no limit."),
+    _c("log.retention.check.interval.ms", "long", 300000, "How often retention runs.",
+       at_least(1)),
+    _c("log.segment.delete.delay.ms", "long", 60000, _NO_EFFECT, at_least(0),
+       effective=False),
+    _c("log.flush.interval.messages", "long", LONG_MAX, "fsync after this many messages.",
+       at_least(1)),
+    _c("log.flush.interval.ms", "long", None, "fsync a partition that has unflushed data "
+       "this often (unset: never by time, the OS decides)."),
+    _c("log.flush.scheduler.interval.ms", "long", LONG_MAX, "How often the time-based flush "
+       "check runs when log.flush.interval.ms is unset."),
+    _c("log.flush.offset.checkpoint.interval.ms", "int", 60000, _NO_EFFECT, at_least(0),
+       effective=False),
+    _c("log.index.interval.bytes", "int", 4096, "Bytes between offset-index entries.",
+       at_least(0)),
+    _c("log.index.size.max.bytes", "int", 10485760, "Maximum size of an offset index.",
+       at_least(4)),
+    _c("log.preallocate", "boolean", False, _NO_EFFECT, effective=False),
+    _c("log.message.timestamp.type", "string", "CreateTime", "Whether a record's timestamp "
+       "is the producer's (CreateTime) or the broker's (LogAppendTime).",
+       one_of("CreateTime", "LogAppendTime")),
+    _c("log.message.timestamp.difference.max.ms", "long", LONG_MAX, "Maximum distance "
+       "between a CreateTime timestamp and the broker clock.", at_least(0)),
+    _c("log.message.timestamp.before.max.ms", "long", LONG_MAX, "Maximum age of a "
+       "CreateTime timestamp (KIP-937).", at_least(0)),
+    _c("log.message.timestamp.after.max.ms", "long", LONG_MAX, "Maximum future skew of a "
+       "CreateTime timestamp (KIP-937).", at_least(0)),
+    _c("log.message.downconversion.enable", "boolean", True, _NO_EFFECT, effective=False),
+    _c("log.cleanup.policy", "list", ["delete"], "delete, compact, or both.",
+       one_of("delete", "compact")),
+    _c("log.cleaner.enable", "boolean", True, "Run compaction for compacted topics."),
+    _c("log.cleaner.backoff.ms", "long", 15000, "How often compaction checks for work.",
+       at_least(0)),
+    _c("log.cleaner.threads", "int", 1, _NO_EFFECT, at_least(0), effective=False),
+    _c("log.cleaner.dedupe.buffer.size", "long", 134217728, _NO_EFFECT, effective=False),
+    _c("log.cleaner.delete.retention.ms", "long", 86400000, "How long tombstones are kept "
+       "after compaction.", at_least(0)),
+    _c("log.cleaner.min.compaction.lag.ms", "long", 0, "Minimum age before a record may be "
+       "compacted.", at_least(0)),
+    _c("log.cleaner.max.compaction.lag.ms", "long", LONG_MAX, "Maximum time a record stays "
+       "uncompacted.", at_least(1)),
+    _c("log.cleaner.min.cleanable.ratio", "double", 0.5, "Dirty ratio that triggers "
+       "compaction.", in_range(0, 1)),
+    _c("unclean.leader.election.enable", "boolean", False, _NO_EFFECT, effective=False),
+    _c("auto.leader.rebalance.enable", "boolean", True, _NO_EFFECT, effective=False),
+    # --- internal topics, groups, transactions ----------------------------------------
+    _c("offsets.topic.num.partitions", "int", 50, "Partitions of __consumer_offsets.",
+       at_least(1)),
+    _c("offsets.topic.replication.factor", "short", 3, _NO_EFFECT, at_least(1),
+       effective=False),
+    _c("offsets.topic.segment.bytes", "int", 104857600, "Segment size of "
+       "__consumer_offsets.", at_least(1)),
+    _c("offsets.retention.minutes", "int", 10080, "How long committed offsets of an empty "
+       "group are kept.", at_least(1)),
+    _c("offsets.retention.check.interval.ms", "long", 600000, "How often expired offsets "
+       "are removed.", at_least(1)),
+    _c("offsets.commit.timeout.ms", "int", 5000, _NO_EFFECT, at_least(1), effective=False),
+    _c("offsets.load.buffer.size", "int", 5242880, _NO_EFFECT, at_least(1),
+       effective=False),
+    _c("offset.metadata.max.bytes", "int", 4096, "Largest metadata string stored with a "
+       "committed offset."),
+    _c("group.initial.rebalance.delay.ms", "int", 3000, "Delay before the first rebalance "
+       "of a new group, to let more members join."),
+    _c("group.min.session.timeout.ms", "int", 6000, "Smallest session timeout a member may "
+       "ask for."),
+    _c("group.max.session.timeout.ms", "int", 1800000, "Largest session timeout a member "
+       "may ask for."),
+    _c("group.max.size", "int", INT_MAX, "Most members in one group.", at_least(1)),
+    _c("transaction.state.log.num.partitions", "int", 50, "Partitions of "
+       "__transaction_state.", at_least(1)),
+    _c("transaction.state.log.replication.factor", "short", 3, _NO_EFFECT, at_least(1),
+       effective=False),
+    _c("transaction.state.log.min.isr", "int", 2, _NO_EFFECT, at_least(1),
+       effective=False),
+    _c("transaction.state.log.segment.bytes", "int", 104857600, "Segment size of "
+       "__transaction_state.", at_least(1)),
+    _c("transaction.max.timeout.ms", "int", 900000, "Largest transaction timeout a "
+       "producer may ask for.", at_least(1)),
+    _c("transactional.id.expiration.ms", "int", 604800000, "How long an idle "
+       "transactional id is kept.", at_least(1)),
+    _c("transaction.abort.timed.out.transaction.cleanup.interval.ms", "int", 10000,
+       "How often timed-out transactions are aborted.", at_least(1)),
+    _c("producer.id.expiration.ms", "int", 86400000, "How long the state of an idle "
+       "producer id is kept.", at_least(1)),
+)
+
+_PROTOCOLS_SUPPORTED = {"PLAINTEXT"}
+
+
+class ConfigError(Exception):
+    """A broker setting is unknown or has a bad value; ``str(error)`` is one stderr line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """A parsed ``NAME://host:port`` listener; host "" means every interface."""
+
+    name: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.name}://{host}:{self.port}"
+
+
+_LISTENER_RE = re.compile(r"^([A-Za-z0-9_]+)://(\[[0-9a-fA-F:.]*\]|[^:\[\]]*):(-?\d+)$")
+
+
+def parse_listener(text: str) -> Listener:
+    """Parse ``NAME://host:port`` (host may be empty or a [v6] literal); ValueError if bad."""
+    match = _LISTENER_RE.match(text.strip())
+    if not match:
+        raise ValueError(f"listener {text!r} is not of the form NAME://host:port")
+    name, host, port = match.group(1).upper(), match.group(2), int(match.group(3))
+    if host.startswith("["):
+        host = host[1:-1]
+    if not 0 <= port <= 65535:
+        raise ValueError(f"listener {text!r} has port outside 0..65535")
+    return Listener(name, host, port)
+
+
+def _protocol_map(text: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        name, sep, proto = item.partition(":")
+        if not sep:
+            raise ValueError(f"entry {item!r} is not NAME:PROTOCOL")
+        result[name.strip().upper()] = proto.strip().upper()
+    return result
+
+
+class BrokerConfig:
+    """Typed, validated broker settings; read with ``config["name"]`` or the properties."""
+
+    def __init__(self, values: dict[str, Any], originals: dict[str, str]) -> None:
+        self._values = values
+        self.originals: dict[str, str] = originals  # what was set explicitly (as strings)
+
+    @classmethod
+    def from_properties(cls, props: Mapping[str, Any]) -> BrokerConfig:
+        """Validate ``props`` (Kafka names → str); ConfigError on unknown key or bad value."""
+        values: dict[str, Any] = {name: d.default for name, d in CONFIG_DEFS.items()}
+        originals: dict[str, str] = {}
+        for key, raw in props.items():
+            key = key.strip()
+            defn = CONFIG_DEFS.get(key)
+            if defn is None:
+                raise ConfigError(f"unknown config key {key!r}")
+            try:
+                value = convert(defn, raw)
+            except ValueError as exc:
+                raise ConfigError(f"invalid value {raw!r} for configuration {key}: {exc}") \
+                    from None
+            problem = defn.validator(value) if defn.validator else None
+            if problem:
+                raise ConfigError(f"invalid value {raw!r} for configuration {key}: {problem}")
+            values[key] = value
+            originals[key] = _to_text(raw)
+        config = cls(values, originals)
+        config._check_cross_field()
+        return config
+
+    def with_overrides(self, props: Mapping[str, Any]) -> BrokerConfig:
+        """A new config: these settings on top of the ones set explicitly here."""
+        return BrokerConfig.from_properties({**self.originals, **props})
+
+    def _check_cross_field(self) -> None:
+        broker_id = self._values["broker.id"]
+        if broker_id is not None and broker_id >= 0:
+            if "node.id" in self.originals and broker_id != self._values["node.id"]:
+                raise ConfigError(f"broker.id={broker_id} disagrees with "
+                                  f"node.id={self._values['node.id']}")
+            self._values["node.id"] = broker_id
+        try:
+            self.listener  # noqa: B018 - validates the listener settings
+            self.advertised_listener  # noqa: B018
+        except ValueError as exc:
+            raise ConfigError(f"invalid listeners: {exc}") from None
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def is_set(self, name: str) -> bool:
+        """Whether ``name`` was given explicitly (Kafka's STATIC_BROKER_CONFIG source)."""
+        return name in self.originals
+
+    def items(self) -> Iterable[tuple[str, Any]]:
+        """Every setting and its typed value."""
+        return self._values.items()
+
+    # --- derived settings -------------------------------------------------------------
+
+    @property
+    def node_id(self) -> int:
+        """This broker's id."""
+        return int(self._values["node.id"])
+
+    def _pick_listener(self, entries: list[str]) -> Listener:
+        listeners = [parse_listener(e) for e in entries]
+        if not listeners:
+            raise ValueError("no listener configured")
+        protocols = _protocol_map(self._values["listener.security.protocol.map"])
+        first = listeners[0]
+        protocol = protocols.get(first.name, first.name)
+        if protocol not in _PROTOCOLS_SUPPORTED:
+            raise ValueError(f"listener {first} uses {protocol}; only PLAINTEXT is supported")
+        return first
+
+    @property
+    def listener(self) -> Listener:
+        """The listener we bind (first entry of ``listeners``)."""
+        return self._pick_listener(self._values["listeners"])
+
+    @property
+    def advertised_listener(self) -> Listener | None:
+        """The listener given to clients, or None to derive it from the bound socket."""
+        entries = self._values["advertised.listeners"]
+        return self._pick_listener(entries) if entries else None
+
+    @property
+    def data_dir(self) -> Path:
+        """The data directory: first of log.dirs, else log.dir."""
+        dirs = self._values["log.dirs"]
+        return Path(dirs[0] if dirs else self._values["log.dir"])
+
+    @property
+    def log_retention_ms(self) -> int:
+        """Effective retention: log.retention.ms, else minutes, else hours (Kafka's order)."""
+        if self._values["log.retention.ms"] is not None:
+            return int(self._values["log.retention.ms"])
+        if self._values["log.retention.minutes"] is not None:
+            return int(self._values["log.retention.minutes"]) * 60_000
+        return int(self._values["log.retention.hours"]) * 3_600_000
+
+    @property
+    def log_roll_ms(self) -> int:
+        """Effective segment age limit: log.roll.ms, else log.roll.hours."""
+        if self._values["log.roll.ms"] is not None:
+            return int(self._values["log.roll.ms"])
+        return int(self._values["log.roll.hours"]) * 3_600_000
+
+    @property
+    def connections_max_idle_s(self) -> float:
+        """connections.max.idle.ms in seconds (trio deadlines)."""
+        return self._values["connections.max.idle.ms"] / 1000.0
+
+    def __repr__(self) -> str:
+        return f"BrokerConfig({self.originals!r})"
+
+
+def _to_text(raw: Any) -> str:
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    if isinstance(raw, list):
+        return ",".join(str(x) for x in raw)
+    return str(raw)
+
+
+# --- Java .properties parsing ---------------------------------------------------------
+
+_ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
+
+
+def _unescape(text: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            nxt = text[i + 1]
+            if nxt == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", text[i + 2 : i + 6]):
+                out.append(chr(int(text[i + 2 : i + 6], 16)))
+                i += 6
+                continue
+            out.append(_ESCAPES.get(nxt, nxt))
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _logical_lines(text: str) -> list[str]:
+    """Join continuation lines: a line ending in an odd number of backslashes continues,
+    and the next line's leading whitespace is dropped (java.util.Properties.load)."""
+    lines: list[str] = []
+    pending: str | None = None
+    for physical in text.splitlines():
+        line = physical.lstrip() if pending is not None else physical
+        if pending is None:
+            stripped = line.lstrip()
+            if not stripped or stripped[0] in "#!":
+                continue
+            line = stripped
+        trailing = len(line) - len(line.rstrip("\\"))
+        continues = trailing % 2 == 1
+        if continues:
+            line = line[:-1]
+        pending = line if pending is None else pending + line
+        if not continues:
+            lines.append(pending)
+            pending = None
+    if pending is not None:
+        lines.append(pending)
+    return lines
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    """Parse Java .properties text: # and ! comments, key=value / key: value / key value,
+    backslash line continuations and escapes."""
+    result: dict[str, str] = {}
+    for line in _logical_lines(text):
+        i = 0
+        while i < len(line):
+            ch = line[i]
+            if ch == "\\":
+                i += 2
+                continue
+            if ch in "=: \t\f":
+                break
+            i += 1
+        key = line[:i]
+        # One "=" or ":" may follow the key, with whitespace either side.
+        rest = line[i:].lstrip(" \t\f")
+        if rest[:1] in ("=", ":"):
+            rest = rest[1:].lstrip(" \t\f")
+        result[_unescape(key)] = _unescape(rest)
+    return result

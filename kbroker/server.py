@@ -1,0 +1,302 @@
+"""The TCP server: connections, framing, dispatch, ordering, shutdown, maintenance.
+
+How it works:
+
+- ``serve`` opens the ``Broker`` (data dir, logs), binds with ``trio.serve_tcp``
+  and reports a ``Server`` (bound ``address``, ``broker``, ``config``) through
+  ``task_status``. Cancelling ``serve`` closes the broker; ``Server.shutdown()``
+  does it gracefully (stop accepting, let in-flight requests finish within
+  ``grace_s``, then close the logs with their clean-shutdown markers).
+- One ``Connection`` per socket owns the frame decoder and the connection's
+  state. It handles one request at a time, as Kafka's SocketServer does (it
+  mutes a channel until its response is sent): responses leave in request
+  order and a connection's produce requests apply in order, which idempotent
+  producers rely on.
+- Anything wrong on a connection (bad frame size, undecodable request, an API
+  or version we do not serve, a handler bug, a broken socket, idleness beyond
+  ``connections.max.idle.ms``) is logged with the peer address and closes that
+  connection only. The one exception is KIP-511: an ApiVersions request of a
+  version we do not know gets UNSUPPORTED_VERSION in a v0 body and the
+  connection stays open so the client can retry with a version we do know.
+- A maintenance task runs retention every ``log.retention.check.interval.ms``,
+  compaction every ``log.cleaner.backoff.ms`` and time-based flushes by
+  ``flush.ms``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from kbroker.broker import Broker
+from kbroker.config import BrokerConfig
+from kbroker.handlers import RequestContext, load_handlers, lookup
+from wire.errors import DecodeError, UnsupportedVersion
+from wire.frames import FrameDecoder
+from wire.protocol import decode_request, encode_response, encode_response_parts
+
+logger = logging.getLogger(__name__)
+
+API_VERSIONS_KEY = 18
+RECEIVE_SIZE = 256 * 1024
+DEFAULT_GRACE_S = 10.0
+
+
+class _CloseConnection(Exception):
+    """The connection must close; the reason was already logged."""
+
+
+def _format_peer(address: Any) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address)
+
+
+def _strip_mapped(host: str) -> str:
+    # An IPv4 client of a dual-stack socket shows up as ::ffff:a.b.c.d.
+    return host[7:] if host.startswith("::ffff:") and "." in host else host
+
+
+@dataclass(eq=False)
+class Server:
+    """A running server: ``address`` actually bound, its ``broker`` and ``config``."""
+
+    address: tuple[str, int]
+    broker: Broker
+    config: BrokerConfig
+    grace_s: float = DEFAULT_GRACE_S
+    connections: set[Connection] = field(default_factory=set)
+    draining: bool = False
+    _accept_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    _shutdown_requested: trio.Event = field(default_factory=trio.Event)
+    _all_closed: trio.Event = field(default_factory=trio.Event)
+
+    def shutdown(self) -> None:
+        """Stop accepting, close idle connections, let busy ones finish their request."""
+        if self.draining:
+            return
+        logger.info("shutting down: no new connections, finishing %d in-flight request(s)",
+                    sum(1 for c in self.connections if c.busy))
+        self.draining = True
+        self._accept_scope.cancel()
+        for connection in list(self.connections):
+            connection.stop_reading()
+        self._shutdown_requested.set()
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        if self.draining and not self.connections:
+            self._all_closed.set()
+
+
+class Connection:
+    """One client connection: its decoder, its requests, in order, one at a time."""
+
+    def __init__(self, server: Server, stream: trio.SocketStream) -> None:
+        self.server = server
+        self.stream = stream
+        sock = stream.socket
+        try:
+            self.peer = _format_peer(sock.getpeername())
+        except OSError:
+            self.peer = "<unknown>"
+        local = sock.getsockname()
+        self.local_address: tuple[str, int] = (_strip_mapped(local[0]), local[1])
+        config = server.config
+        self.decoder = FrameDecoder(max_frame_size=config["socket.request.max.bytes"])
+        self.idle_s = config.connections_max_idle_s
+        self.busy = False
+        self._read_scope: trio.CancelScope | None = None
+
+    def stop_reading(self) -> None:
+        """Used by shutdown: stop waiting for new requests (a request in flight finishes)."""
+        if self._read_scope is not None:
+            self._read_scope.cancel()
+
+    async def run(self) -> None:
+        """Serve requests until EOF, an error, idleness or shutdown; then close."""
+        try:
+            await self._serve()
+        except _CloseConnection:
+            pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            logger.info("connection from %s broken: %s", self.peer, exc or type(exc).__name__)
+        except DecodeError as exc:  # FrameTooLarge and friends from the decoder
+            logger.warning("connection from %s: %s; closing it", self.peer, exc)
+        except Exception:
+            logger.exception("connection from %s: unexpected error; closing it", self.peer)
+        finally:
+            await trio.aclose_forcefully(self.stream)
+
+    async def _serve(self) -> None:
+        while True:
+            frame = self.decoder.next_frame()
+            if frame is None:
+                if self.server.draining:
+                    return
+                data = await self._receive()
+                if data is None:
+                    return
+                self.decoder.feed(data)
+                continue
+            self.busy = True
+            try:
+                await self._process(frame)
+            finally:
+                self.busy = False
+            if self.server.draining:
+                return
+
+    async def _receive(self) -> bytes | None:
+        with trio.move_on_after(self.idle_s) as idle, trio.CancelScope() as self._read_scope:
+            if self.server.draining:
+                return None
+            data = await self.stream.receive_some(RECEIVE_SIZE)
+            if not data:
+                if self.decoder.buffered:
+                    logger.warning("connection from %s closed in the middle of a request "
+                                   "(%d bytes of it received)", self.peer, self.decoder.buffered)
+                return None
+            return bytes(data)
+        if idle.cancelled_caught:
+            # Kafka's connections.max.idle.ms: an idle connection is closed by the broker.
+            logger.info("closing connection from %s: idle for more than %d ms", self.peer,
+                        self.server.config["connections.max.idle.ms"])
+        return None
+
+    async def _process(self, frame: bytes) -> None:
+        try:
+            header, request = decode_request(frame)
+        except UnsupportedVersion as exc:
+            await self._unsupported(exc.api_key, exc.api_version, exc.correlation_id)
+            return
+        except DecodeError as exc:
+            logger.warning("connection from %s sent a malformed request (%s); closing it",
+                           self.peer, exc)
+            raise _CloseConnection from None
+        api_key = header.request_api_key
+        api_version = header.request_api_version
+        handler = lookup(api_key, api_version)
+        if handler is None:
+            await self._unsupported(api_key, api_version, header.correlation_id)
+            return
+        ctx = RequestContext(self.server.broker, header, api_version, self.peer,
+                             self.local_address)
+        try:
+            response = await handler(ctx, request)
+        except Exception:
+            logger.exception("connection from %s: handler for api key %d v%d failed "
+                             "(correlation id %d); closing it", self.peer, api_key, api_version,
+                             header.correlation_id)
+            raise _CloseConnection from None
+        if response is None:
+            return  # e.g. Produce with acks=0: Kafka sends nothing back
+        try:
+            parts = encode_response_parts(api_key, api_version, header.correlation_id, response)
+            # Read file regions now, before the first await: a maintenance step running
+            # while we send could otherwise delete the segment under us.
+            chunks = [p if isinstance(p, bytes | bytearray | memoryview) else bytes(p)
+                      for p in parts]
+        except Exception:
+            logger.exception("connection from %s: cannot encode the response to api key %d "
+                             "v%d; closing it", self.peer, api_key, api_version)
+            raise _CloseConnection from None
+        for chunk in chunks:
+            await self.stream.send_all(chunk)
+
+    async def _unsupported(self, api_key: int, api_version: int, correlation_id: int) -> None:
+        if api_key == API_VERSIONS_KEY:
+            # KIP-511: answer UNSUPPORTED_VERSION in a v0 body (which every client can
+            # parse) naming the ApiVersions versions we do serve; keep the connection.
+            from kbroker.handlers.meta import unsupported_api_versions_response
+
+            logger.info("connection from %s asked for ApiVersions v%d; answering "
+                        "UNSUPPORTED_VERSION", self.peer, api_version)
+            await self.stream.send_all(encode_response(
+                API_VERSIONS_KEY, 0, correlation_id, unsupported_api_versions_response()))
+            return
+        # Kafka closes the connection on a request it cannot parse.
+        logger.warning("connection from %s sent api key %d v%d, which we do not serve; "
+                       "closing it", self.peer, api_key, api_version)
+        raise _CloseConnection
+
+
+async def _maintenance(broker: Broker) -> None:
+    config = broker.config
+    retention_s = config["log.retention.check.interval.ms"] / 1000.0
+    cleaner_s = (config["log.cleaner.backoff.ms"] / 1000.0 if config["log.cleaner.enable"]
+                 else math.inf)
+    now = trio.current_time()
+    next_retention, next_clean, next_flush = now + retention_s, now + cleaner_s, math.inf
+    while True:
+        flush_s = broker.next_flush_interval_s()
+        if flush_s is not None:
+            next_flush = min(next_flush, trio.current_time() + flush_s)
+        await trio.sleep_until(min(next_retention, next_clean, next_flush))
+        now = trio.current_time()
+        if now >= next_retention:
+            removed = broker.enforce_retention()
+            if removed:
+                logger.info("retention removed %d segment(s)", removed)
+            next_retention = now + retention_s
+        if now >= next_clean:
+            broker.compact()
+            next_clean = now + cleaner_s
+        if now >= next_flush:
+            broker.flush_due()
+            next_flush = math.inf
+
+
+async def serve(config: BrokerConfig, *, task_status: Any = trio.TASK_STATUS_IGNORED,
+                grace_s: float = DEFAULT_GRACE_S) -> None:
+    """Run a broker for ``config`` until cancelled or ``Server.shutdown()`` drains it.
+
+    ``task_status.started`` receives the ``Server`` (``.address`` is the bound
+    (host, port), also with port 0). Startup errors (ConfigError, OSError such as
+    a port in use) propagate before ``started``.
+    """
+    load_handlers()
+    broker = Broker(config)
+    try:
+        listener = config.listener
+        # Kafka: an empty host binds every interface.
+        host = listener.host or None
+        async with trio.open_nursery() as nursery:
+            server = Server(("", 0), broker, config, grace_s=grace_s)
+
+            async def handle(stream: trio.SocketStream) -> None:
+                connection = Connection(server, stream)
+                server.connections.add(connection)
+                try:
+                    await connection.run()
+                finally:
+                    server.connections.discard(connection)
+                    server._check_drained()
+
+            async def accept(*, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+                with server._accept_scope:
+                    await trio.serve_tcp(handle, listener.port, host=host,
+                                         handler_nursery=nursery, task_status=task_status)
+
+            listeners = await nursery.start(accept)
+            sockname = listeners[0].socket.getsockname()
+            server.address = (_strip_mapped(sockname[0]), sockname[1])
+            broker.listen_address = server.address
+            nursery.start_soon(_maintenance, broker)
+            logger.info("kbroker node %d (cluster %s) listening on %s:%d, data in %s",
+                        broker.node_id, broker.cluster_id, server.address[0],
+                        server.address[1], broker.data_dir)
+            task_status.started(server)
+            await server._shutdown_requested.wait()
+            # Requests in flight finish and their connections close; wait at most grace_s
+            # (a long-polling Fetch, a slow client) before cancelling what is left.
+            with trio.move_on_after(server.grace_s):
+                await server._all_closed.wait()
+            nursery.cancel_scope.cancel()
+    finally:
+        broker.close()

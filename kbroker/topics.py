@@ -1,0 +1,417 @@
+"""Topics and partitions: Kafka's naming rules, creation, deletion, persistence.
+
+How it is stored (under the data dir, Kafka-like):
+
+- ``<topic>-<n>/`` per partition: the ``PartitionLog`` files plus a
+  ``partition.metadata`` file (``version: 0`` / ``topic_id: <base64 uuid>``),
+  as Kafka writes since KIP-516.
+- ``kbroker-topics.json``: the source of truth for which topics exist, with
+  their topic id, partition count, config overrides and internal flag. It is
+  replaced atomically (temporary file, fsync, ``os.replace``, fsync of the
+  directory) before any directory is created or removed, so a crash leaves
+  either the old or the new set of topics. On startup a partition directory
+  whose ``partition.metadata`` names an unknown topic id (a deletion or a
+  re-creation interrupted by a crash) is removed, and missing partition
+  directories are created empty.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kbroker.config import BrokerConfig
+from kbroker.errors import KafkaApiError
+from kbroker.topic_config import to_log_config, validate_topic_configs
+from wire.errors import ErrorCode
+
+if TYPE_CHECKING:
+    from log import PartitionLog
+
+logger = logging.getLogger(__name__)
+
+MAX_NAME_LENGTH = 249  # Kafka's Topic.MAX_NAME_LENGTH (255 minus room for "-<partition>")
+_LEGAL_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
+GROUP_METADATA_TOPIC = "__consumer_offsets"
+TRANSACTION_STATE_TOPIC = "__transaction_state"
+INTERNAL_TOPICS = frozenset({GROUP_METADATA_TOPIC, TRANSACTION_STATE_TOPIC})
+TOPICS_FILE = "kbroker-topics.json"
+PARTITION_METADATA = "partition.metadata"
+_PARTITION_DIR = re.compile(r"^(.+)-(\d+)$")
+
+
+def uuid_to_base64(value: uuid.UUID) -> str:
+    """Kafka's Uuid.toString: URL-safe base64 of the 16 bytes, no padding (22 chars)."""
+    return base64.urlsafe_b64encode(value.bytes).rstrip(b"=").decode("ascii")
+
+
+def uuid_from_base64(text: str) -> uuid.UUID:
+    """Inverse of ``uuid_to_base64``; ValueError if not a 22-char base64 uuid."""
+    raw = base64.urlsafe_b64decode(text + "==")
+    if len(raw) != 16:
+        raise ValueError(f"not a base64 uuid: {text!r}")
+    return uuid.UUID(bytes=raw)
+
+
+def random_kafka_uuid() -> uuid.UUID:
+    """A random uuid as Kafka's Uuid.randomUuid makes them: never the zero or metadata
+    topic id (0 / 1) and never one whose string form starts with '-' (CLI-hostile)."""
+    while True:
+        value = uuid.uuid4()
+        if value.int > 1 and not uuid_to_base64(value).startswith("-"):
+            return value
+
+
+def has_collision_chars(name: str) -> bool:
+    """Whether the name contains '.' or '_' (they collide in Kafka metric names)."""
+    return "." in name or "_" in name
+
+
+def _collision_key(name: str) -> str:
+    return name.replace(".", "_")
+
+
+def check_name(name: str) -> None:
+    """Kafka's topic name rules (Topic.validate); KafkaApiError(INVALID_TOPIC_EXCEPTION)."""
+    if not name:
+        raise KafkaApiError(ErrorCode.INVALID_TOPIC_EXCEPTION,
+                            "Topic name is illegal, it can't be empty")
+    if name in (".", ".."):
+        raise KafkaApiError(ErrorCode.INVALID_TOPIC_EXCEPTION,
+                            'Topic name cannot be "." or ".."')
+    if len(name) > MAX_NAME_LENGTH:
+        raise KafkaApiError(ErrorCode.INVALID_TOPIC_EXCEPTION,
+                            f"Topic name is illegal, it can't be longer than {MAX_NAME_LENGTH} "
+                            f"characters, topic name: {name}")
+    if not _LEGAL_NAME.match(name):
+        raise KafkaApiError(ErrorCode.INVALID_TOPIC_EXCEPTION,
+                            f'Topic name "{name}" is illegal, it contains a character other '
+                            "than ASCII alphanumerics, '.', '_' and '-'")
+
+
+@dataclass(eq=False)
+class Partition:
+    """One partition of a topic and its log."""
+
+    topic: Topic
+    index: int
+    log: PartitionLog
+
+    @property
+    def directory_name(self) -> str:
+        """Kafka's ``<topic>-<partition>`` directory name."""
+        return f"{self.topic.name}-{self.index}"
+
+    def __repr__(self) -> str:
+        return f"Partition({self.topic.name}-{self.index})"
+
+
+@dataclass(eq=False)
+class Topic:
+    """A topic: name, stable id, partitions, config overrides."""
+
+    name: str
+    topic_id: uuid.UUID
+    partitions: list[Partition] = field(default_factory=list)
+    configs: dict[str, str] = field(default_factory=dict)
+    internal: bool = False
+
+    def __repr__(self) -> str:
+        return f"Topic({self.name!r}, {len(self.partitions)} partitions)"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+class TopicManager:
+    """All topics of the broker; every change is persisted before it is visible."""
+
+    def __init__(self, data_dir: Path, config: BrokerConfig, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.data_dir = Path(data_dir)
+        self.config = config
+        self.clock = clock
+        self.topics: dict[str, Topic] = {}
+        self._by_id: dict[uuid.UUID, Topic] = {}
+        self._load()
+
+    # --- lookups ------------------------------------------------------------------------
+
+    def get(self, name: str) -> Topic | None:
+        """The topic called ``name``, or None."""
+        return self.topics.get(name)
+
+    def get_by_id(self, topic_id: uuid.UUID) -> Topic | None:
+        """The topic with this id, or None."""
+        return self._by_id.get(topic_id)
+
+    def partition(self, name: str, index: int) -> Partition | None:
+        """Partition ``index`` of topic ``name``, or None if either does not exist."""
+        topic = self.topics.get(name)
+        if topic is None or not 0 <= index < len(topic.partitions):
+            return None
+        return topic.partitions[index]
+
+    def all_partitions(self) -> list[Partition]:
+        """Every partition of every topic."""
+        return [p for t in self.topics.values() for p in t.partitions]
+
+    @staticmethod
+    def check_name(name: str) -> None:
+        """Kafka's topic name rules; KafkaApiError(INVALID_TOPIC_EXCEPTION)."""
+        check_name(name)
+
+    # --- changes ------------------------------------------------------------------------
+
+    def create(self, name: str, num_partitions: int = -1,
+               configs: Mapping[str, str | None] | None = None, *,
+               validate_only: bool = False, internal: bool = False,
+               replication_factor: int = -1) -> Topic:
+        """Create a topic (CreateTopics semantics; -1 partitions/replicas = broker default).
+
+        Raises KafkaApiError with the code Kafka answers: INVALID_TOPIC_EXCEPTION,
+        TOPIC_ALREADY_EXISTS, INVALID_PARTITIONS, INVALID_REPLICATION_FACTOR, INVALID_CONFIG.
+        With validate_only, checks everything and returns an unsaved Topic without logs.
+        """
+        check_name(name)
+        if name in self.topics:
+            raise KafkaApiError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
+        if name in INTERNAL_TOPICS and not internal:
+            raise KafkaApiError(ErrorCode.INVALID_TOPIC_EXCEPTION,
+                                f"Topic '{name}' is reserved for internal use.")
+        key = _collision_key(name)
+        for existing in self.topics:
+            if _collision_key(existing) == key:
+                raise KafkaApiError(ErrorCode.INVALID_TOPIC_EXCEPTION,
+                                    f"Topic '{name}' collides with existing topic: {existing}")
+        if num_partitions == -1:
+            num_partitions = self.config["num.partitions"]
+        if num_partitions <= 0:
+            raise KafkaApiError(ErrorCode.INVALID_PARTITIONS,
+                                "Number of partitions was set to an invalid non-positive value.")
+        if replication_factor == -1:
+            replication_factor = self.config["default.replication.factor"]
+        if replication_factor <= 0:
+            raise KafkaApiError(ErrorCode.INVALID_REPLICATION_FACTOR,
+                                "Replication factor must be larger than 0, or -1 to use the "
+                                "default value.")
+        if replication_factor > 1:
+            raise KafkaApiError(ErrorCode.INVALID_REPLICATION_FACTOR,
+                                f"Unable to replicate the partition {replication_factor} time(s): "
+                                f"The target replication factor of {replication_factor} cannot "
+                                "be reached because only 1 broker(s) are registered.")
+        overrides = validate_topic_configs(configs or {})
+        topic = Topic(name, random_kafka_uuid(), [], overrides, internal)
+        if validate_only:
+            return topic
+        if has_collision_chars(name):
+            logger.warning("topic %r: due to limitations in metric names, topics with a period "
+                           "('.') or underscore ('_') could collide; it is best to use either, "
+                           "but not both", name)
+        self.topics[name] = topic
+        self._by_id[topic.topic_id] = topic
+        try:
+            # Saved before the partitions are opened: a crash in between re-creates them.
+            self._save(partition_counts={name: num_partitions})
+            for index in range(num_partitions):
+                topic.partitions.append(self._open_partition(topic, index))
+        except BaseException:
+            self._forget(topic)
+            raise
+        logger.info("created topic %s (id %s, %d partitions, configs %s)", name,
+                    uuid_to_base64(topic.topic_id), num_partitions, overrides)
+        return topic
+
+    def create_internal(self, name: str) -> Topic:
+        """Create ``__consumer_offsets`` / ``__transaction_state`` as Kafka does
+        (partition count and segment size from the broker config, compacted)."""
+        if name == GROUP_METADATA_TOPIC:
+            partitions = self.config["offsets.topic.num.partitions"]
+            segment = self.config["offsets.topic.segment.bytes"]
+        elif name == TRANSACTION_STATE_TOPIC:
+            partitions = self.config["transaction.state.log.num.partitions"]
+            segment = self.config["transaction.state.log.segment.bytes"]
+        else:
+            raise KafkaApiError(ErrorCode.INVALID_TOPIC_EXCEPTION, f"{name} is not internal")
+        existing = self.topics.get(name)
+        if existing is not None:
+            return existing
+        return self.create(name, partitions, {"cleanup.policy": "compact",
+                                              "segment.bytes": str(segment),
+                                              "compression.type": "producer"},
+                           internal=True, replication_factor=1)
+
+    def delete(self, name: str) -> None:
+        """Delete a topic and its directories; UNKNOWN_TOPIC_OR_PARTITION if absent."""
+        if not self.config["delete.topic.enable"]:
+            raise KafkaApiError(ErrorCode.TOPIC_DELETION_DISABLED,
+                                "Topic deletion is disabled.")
+        topic = self.topics.get(name)
+        if topic is None:
+            raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                                "This server does not host this topic-partition.")
+        self._forget(topic)
+        self._save()
+        for partition in topic.partitions:
+            try:
+                partition.log.close()
+            except Exception:
+                logger.exception("closing the log of %r during deletion", partition)
+            shutil.rmtree(self.data_dir / partition.directory_name, ignore_errors=True)
+        logger.info("deleted topic %s (id %s)", name, uuid_to_base64(topic.topic_id))
+
+    def add_partitions(self, name: str, total: int, *, validate_only: bool = False) -> Topic:
+        """Grow a topic to ``total`` partitions (CreatePartitions semantics)."""
+        topic = self.topics.get(name)
+        if topic is None:
+            raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                                f"The topic '{name}' does not exist.")
+        current = len(topic.partitions)
+        if total == current:
+            raise KafkaApiError(ErrorCode.INVALID_PARTITIONS,
+                                f"Topic already has {current} partitions.")
+        if total < current:
+            raise KafkaApiError(ErrorCode.INVALID_PARTITIONS,
+                                f"The topic {name} currently has {current} partition(s); "
+                                f"{total} would not be an increase.")
+        if validate_only:
+            return topic
+        self._save(partition_counts={name: total})
+        for index in range(current, total):
+            topic.partitions.append(self._open_partition(topic, index))
+        logger.info("topic %s now has %d partitions", name, total)
+        return topic
+
+    def set_configs(self, name: str, overrides: Mapping[str, str | None], *,
+                    validate_only: bool = False) -> Topic:
+        """Replace a topic's config overrides (AlterConfigs semantics) and apply them."""
+        topic = self.topics.get(name)
+        if topic is None:
+            raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                                f"The topic '{name}' does not exist.")
+        clean = validate_topic_configs(overrides)
+        if validate_only:
+            return topic
+        previous = topic.configs
+        topic.configs = clean
+        try:
+            self._save()
+        except BaseException:
+            topic.configs = previous
+            raise
+        log_config = to_log_config(clean, self.config)
+        for partition in topic.partitions:
+            partition.log.update_config(log_config)
+        logger.info("topic %s configs now %s", name, clean)
+        return topic
+
+    def flush(self) -> None:
+        """fsync every partition log."""
+        for partition in self.all_partitions():
+            partition.log.flush()
+
+    def close(self) -> None:
+        """Close every log (each writes its clean-shutdown marker)."""
+        for partition in self.all_partitions():
+            try:
+                partition.log.close()
+            except Exception:
+                logger.exception("closing the log of %r", partition)
+
+    # --- persistence --------------------------------------------------------------------
+
+    def _forget(self, topic: Topic) -> None:
+        self.topics.pop(topic.name, None)
+        self._by_id.pop(topic.topic_id, None)
+
+    def _save(self, *, partition_counts: Mapping[str, int] | None = None) -> None:
+        counts = partition_counts or {}
+        doc = {"version": 1, "topics": {
+            t.name: {"topic_id": uuid_to_base64(t.topic_id),
+                     "partitions": counts.get(t.name, len(t.partitions)),
+                     "configs": t.configs, "internal": t.internal}
+            for t in self.topics.values()}}
+        _write_atomically(self.data_dir / TOPICS_FILE,
+                          json.dumps(doc, indent=1, sort_keys=True).encode())
+
+    def _open_partition(self, topic: Topic, index: int) -> Partition:
+        from log import PartitionLog
+
+        directory = self.data_dir / f"{topic.name}-{index}"
+        metadata = directory / PARTITION_METADATA
+        topic_id = uuid_to_base64(topic.topic_id)
+        if directory.exists():
+            stored = _read_partition_metadata(metadata)
+            if stored is not None and stored != topic_id:
+                # Left over from a deleted topic of the same name (crash before rmtree).
+                logger.warning("removing stale %s (topic id %s, expected %s)",
+                               directory, stored, topic_id)
+                shutil.rmtree(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if _read_partition_metadata(metadata) != topic_id:
+            _write_atomically(metadata, f"version: 0\ntopic_id: {topic_id}\n".encode())
+        log = PartitionLog.open(directory, to_log_config(topic.configs, self.config),
+                                clock=self.clock)
+        return Partition(topic, index, log)
+
+    def _load(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        path = self.data_dir / TOPICS_FILE
+        entries: dict[str, dict] = {}
+        if path.exists():
+            entries = json.loads(path.read_text())["topics"]
+        known_ids = {e["topic_id"] for e in entries.values()}
+        # Remove partition dirs of topics that no longer exist (deletion cut by a crash).
+        for child in self.data_dir.iterdir():
+            if not child.is_dir() or not _PARTITION_DIR.match(child.name):
+                continue
+            stored = _read_partition_metadata(child / PARTITION_METADATA)
+            if stored is not None and stored not in known_ids:
+                logger.warning("removing %s: its topic id %s belongs to no topic", child, stored)
+                shutil.rmtree(child, ignore_errors=True)
+        for name, entry in sorted(entries.items()):
+            topic = Topic(name, uuid_from_base64(entry["topic_id"]), [],
+                          dict(entry.get("configs", {})), bool(entry.get("internal", False)))
+            self.topics[name] = topic
+            self._by_id[topic.topic_id] = topic
+            for index in range(int(entry["partitions"])):
+                topic.partitions.append(self._open_partition(topic, index))
+        if entries:
+            logger.info("loaded %d topics from %s", len(entries), self.data_dir)
+
+
+def _read_partition_metadata(path: Path) -> str | None:
+    try:
+        text = path.read_text()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "topic_id":
+            return value.strip()
+    return None
