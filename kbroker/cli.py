@@ -1,0 +1,186 @@
+"""Command line: ``kbroker --listen HOST:PORT --data-dir PATH --config FILE --override k=v``.
+
+Settings come from, lowest precedence first: Kafka's defaults, the
+``server.properties`` file (``--config``), ``--override`` pairs, then
+``--listen`` / ``--data-dir``. Without any of them the broker listens on
+127.0.0.1:9092 with data in ./kbroker-data. SIGINT/SIGTERM shut it down
+gracefully (stop accepting, finish in-flight requests, flush, close logs); a
+second signal stops at once. Startup problems print one line on stderr and
+exit with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import signal
+import sys
+import textwrap
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+
+from kbroker import __version__
+from kbroker.config import CONFIG_DEFS, BrokerConfig, ConfigError, parse_properties
+from kbroker.server import serve
+
+logger = logging.getLogger("kbroker")
+
+DEFAULT_LISTEN = "127.0.0.1:9092"
+DEFAULT_DATA_DIR = "./kbroker-data"
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kbroker",
+        description="A Kafka-protocol-compatible broker (single node, PLAINTEXT). Point any "
+                    "Kafka client at the printed bootstrap_servers.",
+        epilog=textwrap.dedent("""\
+            precedence (lowest first): Kafka defaults, --config file, --override, then
+            --listen/--data-dir. Any Kafka broker setting kbroker knows may be given in the
+            file or with --override; see --list-configs. Examples:
+              kbroker --listen 127.0.0.1:0
+              kbroker --config server.properties --override num.partitions=3
+            """),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--listen", metavar="HOST:PORT",
+                        help=f"address to listen on (default {DEFAULT_LISTEN}; port 0 picks a "
+                             "free port); same as listeners=PLAINTEXT://HOST:PORT")
+    parser.add_argument("--data-dir", metavar="PATH",
+                        help=f"data directory (default {DEFAULT_DATA_DIR}); same as log.dirs")
+    parser.add_argument("--config", metavar="FILE",
+                        help="a Kafka server.properties file")
+    parser.add_argument("--override", metavar="KEY=VALUE", action="append", default=[],
+                        help="set one Kafka broker setting (repeatable)")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="logging level (default INFO)")
+    parser.add_argument("--list-configs", action="store_true",
+                        help="print every supported setting with its default and exit")
+    parser.add_argument("--version", action="version", version=f"kbroker {__version__}")
+    return parser
+
+
+def _listener_text(listen: str) -> str:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"--listen {listen!r} is not HOST:PORT")
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"PLAINTEXT://{host}:{port}"
+
+
+def build_config(args: argparse.Namespace) -> BrokerConfig:
+    """Merge defaults, the properties file, overrides and flags into a BrokerConfig."""
+    props: dict[str, Any] = {}
+    if args.config:
+        try:
+            with open(args.config, encoding="utf-8") as f:
+                props.update(parse_properties(f.read()))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {args.config}: "
+                              f"{exc.strerror or exc}") from None
+    for item in args.override:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--override {item!r} is not KEY=VALUE")
+        props[key.strip()] = value.strip()
+    if args.listen:
+        props["listeners"] = _listener_text(args.listen)
+    elif "listeners" not in props:
+        props["listeners"] = _listener_text(DEFAULT_LISTEN)
+    if args.data_dir:
+        props["log.dirs"] = args.data_dir
+        props.pop("log.dir", None)
+    elif "log.dirs" not in props and "log.dir" not in props:
+        props["log.dirs"] = DEFAULT_DATA_DIR
+    return BrokerConfig.from_properties(props)
+
+
+def _bootstrap(config: BrokerConfig, address: tuple[str, int]) -> str:
+    advertised = config.advertised_listener
+    if advertised is not None and advertised.host:
+        host, port = advertised.host, advertised.port
+    else:
+        host, port = address
+        if host in WILDCARD_HOSTS:
+            host = "localhost"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def run(config: BrokerConfig) -> None:
+    """Serve until SIGINT/SIGTERM, then shut down gracefully (a second signal: at once)."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def serve_then_stop(*, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+                await serve(config, task_status=task_status)
+                nursery.cancel_scope.cancel()  # drained: stop watching for signals
+
+            server = await nursery.start(serve_then_stop)
+            logger.info("kbroker ready bootstrap_servers=%s", _bootstrap(config, server.address))
+            async for signum in signals:
+                if server.draining:
+                    logger.warning("second %s: stopping now", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    return
+                logger.info("%s received: shutting down", signal.Signals(signum).name)
+                server.shutdown()
+
+
+def _single(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _print_configs() -> None:
+    for name, defn in sorted(CONFIG_DEFS.items()):
+        default = defn.default
+        if isinstance(default, list):
+            default = ",".join(default)
+        print(f"{name} ({defn.type}, default {default if default is not None else 'null'})")
+        print(textwrap.fill(defn.doc, width=88, initial_indent="    ",
+                            subsequent_indent="    "))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``kbroker`` script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    if args.list_configs:
+        _print_configs()
+        return 0
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config: BrokerConfig | None = None
+    try:
+        config = build_config(args)
+        trio.run(run, config)
+    except KeyboardInterrupt:
+        return 0
+    except BaseException as raw:  # noqa: B036 - startup errors become one stderr line
+        exc = _single(raw)
+        if isinstance(exc, ConfigError):
+            print(f"kbroker: {exc}", file=sys.stderr)
+            return 1
+        if isinstance(exc, OSError):
+            reason = exc.strerror or " ".join(str(exc).split())
+            if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL) and config is not None:
+                listener = config.listener
+                print(f"kbroker: cannot listen on {listener.host}:{listener.port}: {reason}",
+                      file=sys.stderr)
+            else:
+                print(f"kbroker: cannot start: {reason}"
+                      + (f": {exc.filename}" if exc.filename else ""), file=sys.stderr)
+            return 1
+        if isinstance(exc, KeyboardInterrupt):
+            return 0
+        raise
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
