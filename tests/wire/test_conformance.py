@@ -14,7 +14,7 @@ import pytest
 
 from wire import protocol
 from wire.messages import ALL, API_DECLS, DATA_DECLS, REQUESTS, RESPONSES
-from wire.schema import MAX_VERSION, FieldDecl, Versions
+from wire.schema import FieldDecl, Versions
 
 REPO = Path(__file__).resolve().parents[2]
 PROTOCOL_DIR = Path(os.environ.get("KBROKER_PROTOCOL_DIR", REPO.parent / "shared" / "kafka-protocol"))
