@@ -318,44 +318,92 @@ def _records_payload(
 
 
 def _parse_records(
-    payload: memoryview | bytes, h: BatchHeader, *, strict: bool
-) -> Iterator[Record]:
-    """Walk ``records_count`` records of ``payload``; ``strict`` also checks offset deltas."""
+    payload: memoryview | bytes, h: BatchHeader, *, strict: bool, materialize: bool = True
+) -> Iterator[Record | None]:
+    """Walk ``records_count`` records of ``payload``.
+
+    ``strict`` also requires offset deltas 0..n-1; without ``materialize``
+    nothing is copied and None is yielded per record (the deep check).
+    """
+    try:
+        yield from _walk(payload, h, strict, materialize)
+    except IndexError:
+        # A one-byte varint read ran off the end of the payload.
+        raise _invalid("record truncated") from None
+
+
+def _walk(
+    payload: memoryview | bytes, h: BatchHeader, strict: bool, materialize: bool
+) -> Iterator[Record | None]:
+    # Varints are decoded inline when they fit one byte (the common case for
+    # attributes, deltas and small lengths); this walk is the per-record cost
+    # of every Produce, so function calls are kept out of the fast path.
     end = len(payload)
     p = 0
     base_offset = h.base_offset
     base_ts = h.base_timestamp
     log_append = h.attributes & ATTR_TIMESTAMP_TYPE
+    read = _read_varint
     for i in range(h.records_count):
-        length, p = _read_varint(payload, p, end, 5)
-        if length < 0 or p + length > end:
+        b = payload[p]
+        if b < 0x80:
+            length = (b >> 1) ^ -(b & 1)
+            p += 1
+        else:
+            length, p = read(payload, p, end, 5)
+        if length <= 0 or p + length > end:
             raise _invalid(f"record {i} length {length} overruns the batch")
         rend = p + length
-        if p >= rend:
-            raise _invalid(f"record {i} is empty")
         attributes = payload[p]
         p += 1
-        ts_delta, p = _read_varint(payload, p, rend, 10)
-        off_delta, p = _read_varint(payload, p, rend, 5)
+        b = payload[p]
+        if b < 0x80:
+            ts_delta = (b >> 1) ^ -(b & 1)
+            p += 1
+        else:
+            ts_delta, p = read(payload, p, rend, 10)
+        b = payload[p]
+        if b < 0x80:
+            off_delta = (b >> 1) ^ -(b & 1)
+            p += 1
+        else:
+            off_delta, p = read(payload, p, rend, 5)
         if strict and off_delta != i:
             raise _invalid(f"record {i} has offset delta {off_delta}")
-        klen, p = _read_varint(payload, p, rend, 5)
+        b = payload[p]
+        if b < 0x80:
+            klen = (b >> 1) ^ -(b & 1)
+            p += 1
+        else:
+            klen, p = read(payload, p, rend, 5)
         if klen < -1 or p + klen > rend:
             raise _invalid(f"record {i} key length {klen} overruns the record")
-        key = None if klen < 0 else bytes(payload[p : p + klen])
-        p += max(klen, 0)
-        vlen, p = _read_varint(payload, p, rend, 5)
+        kpos = p
+        if klen > 0:
+            p += klen
+        b = payload[p]
+        if b < 0x80:
+            vlen = (b >> 1) ^ -(b & 1)
+            p += 1
+        else:
+            vlen, p = read(payload, p, rend, 5)
         if vlen < -1 or p + vlen > rend:
             raise _invalid(f"record {i} value length {vlen} overruns the record")
-        value = None if vlen < 0 else bytes(payload[p : p + vlen])
-        p += max(vlen, 0)
-        nheaders, p = _read_varint(payload, p, rend, 5)
+        vpos = p
+        if vlen > 0:
+            p += vlen
+        b = payload[p]
+        if b < 0x80:
+            nheaders = (b >> 1) ^ -(b & 1)
+            p += 1
+        else:
+            nheaders, p = read(payload, p, rend, 5)
         # Each header needs at least two bytes, so a larger count cannot fit.
         if nheaders < 0 or nheaders * 2 > rend - p:
             raise _invalid(f"record {i} has invalid header count {nheaders}")
         headers: list[tuple[str, bytes | None]] = []
         for _ in range(nheaders):
-            hklen, p = _read_varint(payload, p, rend, 5)
+            hklen, p = read(payload, p, rend, 5)
             if hklen < 0 or p + hklen > rend:
                 raise _invalid(f"record {i} header key length {hklen} invalid")
             try:
@@ -363,22 +411,25 @@ def _parse_records(
             except UnicodeDecodeError:
                 raise _invalid(f"record {i} header key is not UTF-8") from None
             p += hklen
-            hvlen, p = _read_varint(payload, p, rend, 5)
+            hvlen, p = read(payload, p, rend, 5)
             if hvlen < -1 or p + hvlen > rend:
                 raise _invalid(f"record {i} header value length {hvlen} invalid")
-            hval = None if hvlen < 0 else bytes(payload[p : p + hvlen])
-            p += max(hvlen, 0)
-            headers.append((hkey, hval))
+            if materialize:
+                headers.append((hkey, None if hvlen < 0 else bytes(payload[p : p + hvlen])))
+            if hvlen > 0:
+                p += hvlen
         if p != rend:
             # DefaultRecord.readFrom: "Invalid record size: expected to read N bytes".
             raise _invalid(f"record {i} has {rend - p} unread bytes")
+        if not materialize:
+            yield None
+            continue
         # With LogAppendTime every record's timestamp is the batch max timestamp.
-        ts = h.max_timestamp if log_append else base_ts + ts_delta
         yield Record(
             offset=base_offset + off_delta,
-            timestamp=ts,
-            key=key,
-            value=value,
+            timestamp=h.max_timestamp if log_append else base_ts + ts_delta,
+            key=None if klen < 0 else bytes(payload[kpos : kpos + klen]),
+            value=None if vlen < 0 else bytes(payload[vpos : vpos + vlen]),
             headers=headers,
             offset_delta=off_delta,
             timestamp_delta=ts_delta,
@@ -394,7 +445,7 @@ def check_records(
     """Deep check of one batch: decompress, walk all records, counts and offset deltas 0..n-1."""
     h = validate_batch(buf, pos)
     payload = _records_payload(buf, pos, h, max_decompressed_size)
-    for _ in _parse_records(payload, h, strict=True):
+    for _ in _parse_records(payload, h, strict=True, materialize=False):
         pass
 
 
@@ -412,7 +463,9 @@ def iter_records(
             f"unknown compression codec {h.compression}", UNSUPPORTED_COMPRESSION_TYPE
         )
     payload = _records_payload(buf, pos, h, max_decompressed_size)
-    yield from _parse_records(payload, h, strict=False)
+    for rec in _parse_records(payload, h, strict=False):
+        assert rec is not None
+        yield rec
 
 
 def control_record_type(record: Record) -> int | None:

@@ -296,3 +296,21 @@ def test_compressed_batch_over_cap_is_rejected() -> None:
     assert e.value.error_code == CORRUPT
     with pytest.raises(InvalidRecordBatch):
         list(R.iter_records(data, max_decompressed_size=1_000_000))
+
+
+def test_iter_records_is_lazy() -> None:
+    # A consumer-side reader gets the good records before the bad one.
+    template = R.build_batch([R.Record(value=b"v", timestamp=1)])
+    batch = _rebuild_with_payload(template, _rec(0) + _rec(1, length_adjust=50), 2)
+    it = R.iter_records(batch)
+    first = next(it)
+    assert (first.key, first.value, first.offset) == (b"k", b"v", 0)
+    with pytest.raises(InvalidRecordBatch):
+        next(it)
+
+
+def test_log_append_time_batch_reports_max_timestamp_for_every_record() -> None:
+    data = R.build_batch([R.Record(value=b"a", timestamp=5), R.Record(value=b"b", timestamp=9)],
+                         timestamp_type=1)
+    assert R.validate_batch(data).timestamp_type == 1
+    assert [r.timestamp for r in R.iter_records(data)] == [9, 9]

@@ -1,0 +1,149 @@
+"""Codec micro-benchmarks: record-batch validation and patching, Produce/Fetch codec.
+
+Run standalone: ``.venv/bin/python bench/codec.py``. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import crc32c  # noqa: E402
+
+from wire import records as R  # noqa: E402
+
+MIB = 1024 * 1024
+
+
+def best(fn: Callable[[], object], *, repeat: int = 7, number: int = 5) -> float:
+    """Best-of-``repeat`` seconds per call, each timing ``number`` calls."""
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        for _ in range(number):
+            fn()
+        times.append((time.perf_counter() - t) / number)
+    return min(times)
+
+
+def mb_s(nbytes: int, seconds: float) -> str:
+    """Format a throughput."""
+    return f"{nbytes / seconds / 1e6:10.0f} MB/s"
+
+
+def one_mib_batch(codec: int = 0, value_size: int = 1000) -> bytes:
+    """A batch of about 1 MiB of records with ``value_size``-byte values."""
+    n = MIB // (value_size + 20)
+    recs = [R.Record(key=b"key-%06d" % i, value=bytes([i % 251]) * value_size, timestamp=1_700_000_000_000 + i)
+            for i in range(n)]
+    return R.build_batch(recs, compression=codec, producer_id=1, producer_epoch=0, base_sequence=0)
+
+
+def bench_records() -> None:
+    """Validation, patching and deep-walk throughput on a 1 MiB batch."""
+    batch = one_mib_batch()
+    n = len(batch)
+    buf = bytearray(batch)
+    mv = memoryview(buf)
+    print(f"record batch: {n} bytes, {R.parse_header(batch).records_count} records")
+    t = best(lambda: crc32c.crc32c(mv[21:]))
+    print(f"  raw crc32c                          {mb_s(n, t)}  ({t * 1e6:8.1f} us)")
+    t = best(lambda: R.validate_batch(buf))
+    print(f"  validate_batch                      {mb_s(n, t)}  ({t * 1e6:8.1f} us)")
+
+    def validate_and_patch() -> None:
+        R.validate_batch(buf)
+        R.set_base_offset(buf, 0, 123_456)
+        R.set_partition_leader_epoch(buf, 0, 7)
+
+    t = best(validate_and_patch)
+    print(f"  validate + set offset/epoch         {mb_s(n, t)}  ({t * 1e6:8.1f} us)")
+    t = best(lambda: R.set_log_append_time(buf, 0, 1_700_000_000_999))
+    print(f"  set_log_append_time (CRC again)     {mb_s(n, t)}  ({t * 1e6:8.1f} us)")
+    t = best(lambda: R.check_records(buf), repeat=3, number=1)
+    print(f"  check_records (deep walk)           {mb_s(n, t)}  ({t * 1e3:8.1f} ms)")
+    for codec, name in ((1, "gzip"), (2, "snappy"), (3, "lz4"), (4, "zstd")):
+        cb = one_mib_batch(codec)
+        t = best(lambda cb=cb: R.check_records(cb), repeat=3, number=1)
+        print(f"  check_records {name:6} ({len(cb):7} B)   {mb_s(n, t)} uncompressed ({t * 1e3:6.1f} ms)")
+
+
+def bench_protocol() -> None:
+    """Produce request decode/encode and Fetch response encode/decode with 1 MiB of batches."""
+    try:
+        from wire import protocol
+        from wire.messages import FetchResponse, ProduceRequest
+    except ImportError as exc:  # the schema engineer's module may not exist yet
+        print(f"wire.protocol unavailable ({exc}); skipping protocol figures")
+        return
+    pv = protocol.SUPPORTED[0][1]
+    fv = protocol.SUPPORTED[1][1]
+    batch = one_mib_batch()
+    req = ProduceRequest(
+        acks=-1,
+        timeout_ms=30_000,
+        topic_data=[ProduceRequest.TopicProduceData(
+            name="bench",
+            partition_data=[ProduceRequest.PartitionProduceData(index=0, records=batch)],
+        )],
+    )
+    frame = protocol.encode_request(0, pv, 1, "bench", req)
+    payload = frame[4:]
+    print(f"Produce v{pv} request, 1 partition, {len(payload)} bytes:")
+    t = best(lambda: protocol.decode_request(payload))
+    print(f"  decode_request                      {mb_s(len(payload), t)}  ({t * 1e6:8.1f} us)")
+    t = best(lambda: protocol.encode_request(0, pv, 1, "bench", req))
+    print(f"  encode_request                      {mb_s(len(payload), t)}  ({t * 1e6:8.1f} us)")
+
+    small = R.build_batch([R.Record(key=b"k", value=b"v" * 100, timestamp=1)])
+    req100 = ProduceRequest(
+        acks=1,
+        timeout_ms=30_000,
+        topic_data=[ProduceRequest.TopicProduceData(
+            name="bench",
+            partition_data=[ProduceRequest.PartitionProduceData(index=i, records=small)
+                            for i in range(100)],
+        )],
+    )
+    payload100 = protocol.encode_request(0, pv, 2, "bench", req100)[4:]
+    t = best(lambda: protocol.decode_request(payload100), repeat=7, number=50)
+    print(f"Produce v{pv} request, 100 partitions x {len(small)} B batch: decode {t * 1e6:8.1f} us")
+
+    # Fetch response carrying 1 MiB: 16 batches of 64 KiB, as a consumer sees them.
+    parts = []
+    blobs = []
+    for i in range(16):
+        b = R.build_batch(
+            [R.Record(key=b"k%d" % j, value=b"x" * 1000, timestamp=1) for j in range(64)],
+            base_offset=i * 64,
+        )
+        blobs.append(b)
+    records = b"".join(blobs)
+    parts.append(FetchResponse.PartitionData(partition_index=0, high_watermark=1024,
+                                             last_stable_offset=1024, records=records))
+    resp = FetchResponse(responses=[FetchResponse.FetchableTopicResponse(
+        topic="bench", topic_id=uuid.uuid4(), partitions=parts)])
+    out = protocol.encode_response(1, fv, 3, resp)
+    print(f"Fetch v{fv} response, {len(records)} bytes of batches, frame {len(out)} bytes:")
+    t = best(lambda: protocol.encode_response(1, fv, 3, resp))
+    print(f"  encode_response                     {mb_s(len(out), t)}  ({t * 1e6:8.1f} us)")
+    t = best(lambda: protocol.encode_response_parts(1, fv, 3, resp))
+    print(f"  encode_response_parts               {mb_s(len(out), t)}  ({t * 1e6:8.1f} us)")
+    t = best(lambda: protocol.decode_response(1, fv, out[4:]))
+    print(f"  decode_response                     {mb_s(len(out), t)}  ({t * 1e6:8.1f} us)")
+
+
+def main() -> None:
+    """Print all figures."""
+    print(f"python {sys.version.split()[0]}, crc32c hardware={crc32c.hardware_based}")
+    bench_records()
+    bench_protocol()
+
+
+if __name__ == "__main__":
+    main()
