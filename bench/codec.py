@@ -5,6 +5,7 @@ Run standalone: ``.venv/bin/python bench/codec.py``. Prints figures; asserts not
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 import uuid
@@ -69,7 +70,7 @@ def bench_records() -> None:
     print(f"  check_records (deep walk)           {mb_s(n, t)}  ({t * 1e3:8.1f} ms)")
     for codec, name in ((1, "gzip"), (2, "snappy"), (3, "lz4"), (4, "zstd")):
         cb = one_mib_batch(codec)
-        t = best(lambda cb=cb: R.check_records(cb), repeat=3, number=1)
+        t = best(functools.partial(R.check_records, cb), repeat=3, number=1)
         print(f"  check_records {name:6} ({len(cb):7} B)   {mb_s(n, t)} uncompressed ({t * 1e3:6.1f} ms)")
 
 
