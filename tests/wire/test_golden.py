@@ -1,0 +1,133 @@
+"""Request frames captured from real clients decode to what those clients sent."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from wire import protocol
+from wire.errors import UnsupportedVersion
+from wire.messages import ApiVersionsResponse
+
+GOLDEN = Path(__file__).parent / "golden"
+TOPIC_ID = uuid.UUID("6f1c2a10-0000-4000-8000-000000000001")
+
+
+def load(name: str) -> bytes:
+    return bytes.fromhex((GOLDEN / f"{name}.hex").read_text())
+
+
+def decode(name: str):  # type: ignore[no-untyped-def]
+    return protocol.decode_request(load(name))
+
+
+def test_all_golden_frames_are_present_and_decode() -> None:
+    files = sorted(GOLDEN.glob("*.hex"))
+    assert len(files) >= 11
+    for f in files:
+        header, body = protocol.decode_request(bytes.fromhex(f.read_text()))
+        assert f.name.endswith(f"-{type(body).__name__}-v{header.request_api_version}.hex")
+
+
+@pytest.mark.parametrize(("name", "client_id", "version", "software"), [
+    ("kafka-python-ApiVersionsRequest-v4", "golden-kp", 4, "kafka-python"),
+    ("confluent-ApiVersionsRequest-v3", "golden-ck", 3, "confluent-kafka-python"),
+])
+def test_api_versions_request(name: str, client_id: str, version: int, software: str) -> None:
+    header, body = decode(name)
+    assert header.request_api_key == 18 and header.request_api_version == version
+    assert header.correlation_id == 1 and header.client_id == client_id
+    assert body.client_software_name == software
+    assert body.client_software_version
+
+
+def test_metadata_requests() -> None:
+    header, body = decode("confluent-MetadataRequest-v12")
+    assert header.client_id == "golden-ck"
+    assert [t.name for t in body.topics] == ["golden-topic"]
+    assert body.topics[0].topic_id == uuid.UUID(int=0)
+    assert body.allow_auto_topic_creation is True
+    _, body = decode("kafka-python-MetadataRequest-v12")
+    assert body.topics == []  # empty list = no topics; null would mean all
+
+
+@pytest.mark.parametrize(("name", "acks"), [
+    ("kafka-python-ProduceRequest-v9", 1),
+    ("confluent-ProduceRequest-v10", -1),
+])
+def test_produce_requests(name: str, acks: int) -> None:
+    frame = load(name)
+    _, body = protocol.decode_request(frame)
+    assert body.acks == acks and body.timeout_ms == 30000 and body.transactional_id is None
+    (topic,) = body.topic_data
+    assert topic.name == "golden-topic"
+    (part,) = topic.partition_data
+    assert part.index == 0
+    records = part.records
+    assert isinstance(records, memoryview)
+    assert records.obj is frame  # zero copy: a view of the frame itself
+    assert records[16] == 2  # record batch magic v2
+    assert b"hello golden" in bytes(records) and b"k1" in bytes(records)
+
+
+def test_list_offsets_requests() -> None:
+    _, body = decode("confluent-ListOffsetsRequest-v7")
+    assert body.isolation_level == 1  # librdkafka defaults to read_committed
+    part = body.topics[0].partitions[0]
+    assert (body.topics[0].name, part.partition_index, part.timestamp) == ("golden-topic", 0, -2)
+    _, body = decode("kafka-python-ListOffsetsRequest-v10")
+    assert body.topics[0].partitions[0].timestamp == -2  # EARLIEST
+
+
+def test_fetch_requests() -> None:
+    _, body = decode("confluent-FetchRequest-v16")
+    # Fetch v13+ names topics by id only (KIP-516).
+    assert body.topics[0].topic_id == TOPIC_ID and body.topics[0].topic == ""
+    part = body.topics[0].partitions[0]
+    assert (part.partition, part.fetch_offset, part.partition_max_bytes) == (0, 0, 1048576)
+    assert body.max_wait_ms == 500 and body.max_bytes == 52428800 and body.replica_id == -1
+    _, body = decode("kafka-python-FetchRequest-v12")
+    assert body.topics[0].topic == "golden-topic" and body.isolation_level == 0
+
+
+def test_find_coordinator_request() -> None:
+    header, body = decode("confluent-FindCoordinatorRequest-v2")
+    assert header.client_id == "golden-ck-consumer"
+    assert body.key == "golden-group" and body.key_type == 0
+
+
+def test_reencoding_a_golden_request_gives_the_same_bytes() -> None:
+    for f in sorted(GOLDEN.glob("*.hex")):
+        frame = bytes.fromhex(f.read_text())
+        header, body = protocol.decode_request(frame)
+        again = protocol.encode_request(header.request_api_key, header.request_api_version,
+                                        header.correlation_id, header.client_id, body)
+        assert again[4:] == frame, f.name
+
+
+def test_api_versions_response_uses_header_v0_even_when_flexible() -> None:
+    # KIP-511: no tagged-field byte after the correlation id, so clients can always parse it.
+    frame = protocol.encode_response(18, 3, 1, ApiVersionsResponse())
+    assert frame[4:8] == b"\x00\x00\x00\x01" and frame[8:10] == b"\x00\x00"  # error_code
+    assert protocol.response_header_version(18, 3) == 0
+    assert protocol.response_header_version(3, 12) == 1
+
+
+def test_too_new_api_versions_request_raises_unsupported_with_correlation_id() -> None:
+    # A future client sends ApiVersions v9; the header (v2) still parses (KIP-511), so the
+    # server learns the correlation id and can answer UNSUPPORTED_VERSION.
+    frame = bytearray(load("kafka-python-ApiVersionsRequest-v4"))
+    frame[2:4] = (9).to_bytes(2, "big")
+    with pytest.raises(UnsupportedVersion) as exc:
+        protocol.decode_request(bytes(frame))
+    assert (exc.value.api_key, exc.value.api_version, exc.value.correlation_id) == (18, 9, 1)
+
+
+def test_undeclared_api_key_raises_unsupported() -> None:
+    frame = bytearray(load("kafka-python-MetadataRequest-v12"))
+    frame[0:2] = (7).to_bytes(2, "big")  # ControlledShutdown: not served
+    with pytest.raises(UnsupportedVersion) as exc:
+        protocol.decode_request(bytes(frame))
+    assert exc.value.api_key == 7 and exc.value.correlation_id == 2
