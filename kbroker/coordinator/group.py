@@ -32,7 +32,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-from wire.errors import ErrorCode
+from wire.errors import ErrorCode, ProtocolError
+from wire.messages import ConsumerProtocolSubscription
+from wire.protocol import decode_versioned_data
 
 __all__ = [
     "CoordinatorConfig",
@@ -356,6 +358,10 @@ class GroupCoordinator:
 
     def _now(self) -> int:
         return int(self._clock() * 1000)
+
+    def now_ms(self) -> int:
+        """The injected clock, in milliseconds."""
+        return self._now()
 
     def _transition(self, group: _Group, state: GroupState) -> None:
         """The one place a group changes state."""
@@ -1276,19 +1282,8 @@ class GroupCoordinator:
 
 def subscription_topics(metadata: bytes) -> set[str]:
     """Topics named by a ConsumerProtocolSubscription (empty if it does not parse)."""
-    # Every version (0-3) starts int16 version, then a non-flexible []string of topics.
     try:
-        pos = 2
-        (count,) = struct.unpack_from(">i", metadata, pos)
-        pos += 4
-        topics = set()
-        for _ in range(max(count, 0)):
-            (length,) = struct.unpack_from(">h", metadata, pos)
-            pos += 2
-            if length < 0 or pos + length > len(metadata):
-                return set()
-            topics.add(metadata[pos : pos + length].decode())
-            pos += length
-        return topics
-    except (struct.error, UnicodeDecodeError):
+        _, sub = decode_versioned_data(ConsumerProtocolSubscription, metadata)
+    except ProtocolError:
         return set()
+    return set(sub.topics)

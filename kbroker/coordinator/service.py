@@ -1,0 +1,81 @@
+"""The Trio side of the coordinator: one ``GroupCoordinator`` per broker, and waiting.
+
+The state machine never blocks; this module only waits. There is no
+background task: every group request first calls ``poll()`` (so timers that
+fell due since the last request fire, with their effects visible to that
+request), and a request whose answer is pending (JoinGroup, SyncGroup) waits
+until it is decided or the machine's next deadline passes, then polls again.
+A rebalance that waits on a dead member therefore completes at its rebalance
+timeout through the waiters themselves, and a silent member is expired by the
+next request that could observe it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, TypeVar
+
+import trio
+
+from kbroker.coordinator.group import CoordinatorConfig, GroupCoordinator, Pending
+from kbroker.coordinator.store import OffsetsTopicStore
+
+if TYPE_CHECKING:
+    from kbroker.broker import Broker
+
+__all__ = ["coordinator_for", "coordinator_config", "wait_pending"]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+_STATE_KEY = "kbroker.coordinator"
+
+
+def coordinator_config(broker: Broker) -> CoordinatorConfig:
+    """The coordinator settings from the broker config (Kafka names)."""
+    c = broker.config
+    return CoordinatorConfig(
+        initial_rebalance_delay_ms=c["group.initial.rebalance.delay.ms"],
+        min_session_timeout_ms=c["group.min.session.timeout.ms"],
+        max_session_timeout_ms=c["group.max.session.timeout.ms"],
+        max_group_size=c["group.max.size"],
+        offsets_retention_ms=c["offsets.retention.minutes"] * 60 * 1000,
+        offsets_retention_check_interval_ms=c["offsets.retention.check.interval.ms"],
+        offset_metadata_max_bytes=c["offset.metadata.max.bytes"],
+        num_partitions=_offsets_partitions(broker),
+    )
+
+
+def _offsets_partitions(broker: Broker) -> int:
+    # Once the topic exists its partition count decides where groups live, even if
+    # offsets.topic.num.partitions was changed since (Kafka reads the topic too).
+    topic = broker.topics.get("__consumer_offsets")
+    if topic is not None:
+        return len(topic.partitions)
+    return int(broker.config["offsets.topic.num.partitions"])
+
+
+def coordinator_for(broker: Broker) -> GroupCoordinator:
+    """The broker's coordinator, loaded from ``__consumer_offsets`` on first use; polled."""
+    gc = broker.state.get(_STATE_KEY)
+    if gc is None:
+        store = OffsetsTopicStore(broker)
+        gc = GroupCoordinator(config=coordinator_config(broker), clock=broker.clock, store=store)
+        gc.replay(store.load())
+        logger.info("group coordinator loaded %d group(s)", len(gc.group_ids()))
+        broker.state[_STATE_KEY] = gc
+    gc.poll()
+    return gc
+
+
+async def wait_pending(gc: GroupCoordinator, pending: Pending[T], event: trio.Event) -> T:
+    """Wait until ``pending`` is decided, firing the machine's timers as they fall due.
+
+    ``event`` must be the one whose ``set`` was given to the machine as ``on_done``.
+    """
+    while pending.result is None:
+        # At least 1 ms: a due timer is fired by poll(), so never spin on one.
+        delay_s = max(0.001, (gc.next_deadline_ms() - gc.now_ms()) / 1000.0)
+        with trio.move_on_after(delay_s):
+            await event.wait()
+        gc.poll()
+    return pending.result

@@ -1,0 +1,388 @@
+"""Group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+OffsetCommit, OffsetFetch, OffsetDelete, DescribeGroups, ListGroups, DeleteGroups.
+
+Each handler translates between the wire messages and the synchronous
+``GroupCoordinator`` (kbroker.coordinator.group); JoinGroup and SyncGroup wait
+for their answer through ``kbroker.coordinator.service.wait_pending``. Version
+differences (where a field moved or became nullable) are handled here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from kbroker.coordinator.group import OffsetAndMetadata
+from kbroker.coordinator.service import coordinator_for, wait_pending
+from kbroker.coordinator.store import OFFSETS_TOPIC
+from kbroker.handlers import RequestContext, handles
+from kbroker.handlers.meta import AUTHORIZED_OPERATIONS_OMITTED, advertised_endpoint
+from wire.errors import ErrorCode
+from wire.messages import (
+    DeleteGroupsRequest,
+    DeleteGroupsResponse,
+    DescribeGroupsRequest,
+    DescribeGroupsResponse,
+    FindCoordinatorRequest,
+    FindCoordinatorResponse,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    JoinGroupRequest,
+    JoinGroupResponse,
+    LeaveGroupRequest,
+    LeaveGroupResponse,
+    ListGroupsRequest,
+    ListGroupsResponse,
+    OffsetCommitRequest,
+    OffsetCommitResponse,
+    OffsetDeleteRequest,
+    OffsetDeleteResponse,
+    OffsetFetchRequest,
+    OffsetFetchResponse,
+    SyncGroupRequest,
+    SyncGroupResponse,
+)
+
+FIND_COORDINATOR = 10
+JOIN_GROUP = 11
+HEARTBEAT = 12
+LEAVE_GROUP = 13
+SYNC_GROUP = 14
+DESCRIBE_GROUPS = 15
+LIST_GROUPS = 16
+OFFSET_COMMIT = 8
+OFFSET_FETCH = 9
+DELETE_GROUPS = 42
+OFFSET_DELETE = 47
+
+# AclOperation codes a group supports (READ 3, DELETE 6, DESCRIBE 8): without an
+# authorizer Kafka reports all of them when asked (KIP-430).
+GROUP_OPERATIONS = sum(1 << op for op in (3, 6, 8))
+KEY_TYPE_GROUP = 0
+KEY_TYPE_TRANSACTION = 1
+
+
+def client_host(ctx: RequestContext) -> str:
+    """The client's address as Kafka shows it in DescribeGroups ("/127.0.0.1")."""
+    host = ctx.peer.rsplit(":", 1)[0] if ":" in ctx.peer else ctx.peer
+    return "/" + host.strip("[]")
+
+
+# --- FindCoordinator (10) ---------------------------------------------------------------
+
+
+@handles(FIND_COORDINATOR, 0, 6)
+async def handle_find_coordinator(ctx: RequestContext,
+                                  request: FindCoordinatorRequest) -> FindCoordinatorResponse:
+    """This node coordinates every group and transactional id."""
+    host, port = advertised_endpoint(ctx)
+    node_id = ctx.broker.node_id
+    version = ctx.api_version
+    key_type = request.key_type if version >= 1 else KEY_TYPE_GROUP
+    if key_type not in (KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION):
+        error, message = ErrorCode.INVALID_REQUEST, f"Unknown coordinator type {key_type}"
+    else:
+        error, message = ErrorCode.NONE, None
+        if key_type == KEY_TYPE_GROUP:
+            # Kafka creates __consumer_offsets when a client first looks for a coordinator.
+            try:
+                ctx.broker.topics.create_internal(OFFSETS_TOPIC)
+            except Exception:  # noqa: BLE001 - reported as Kafka reports it: retriable
+                error, message = ErrorCode.COORDINATOR_NOT_AVAILABLE, None
+    ok = error == ErrorCode.NONE
+    if version >= 4:  # KIP-699: batched keys
+        return FindCoordinatorResponse(coordinators=[
+            FindCoordinatorResponse.Coordinator(
+                key=key, node_id=node_id if ok else -1, host=host if ok else "",
+                port=port if ok else -1, error_code=error, error_message=message)
+            for key in request.coordinator_keys
+        ])
+    return FindCoordinatorResponse(
+        error_code=error, error_message=message, node_id=node_id if ok else -1,
+        host=host if ok else "", port=port if ok else -1)
+
+
+# --- JoinGroup (11) / SyncGroup (14) / Heartbeat (12) / LeaveGroup (13) -----------------
+
+
+@handles(JOIN_GROUP, 0, 9)
+async def handle_join_group(ctx: RequestContext, request: JoinGroupRequest) -> JoinGroupResponse:
+    """Join (or rejoin) a group; answered when the rebalance completes."""
+    gc = coordinator_for(ctx.broker)
+    version = ctx.api_version
+    event = trio.Event()
+    pending = gc.join_group(
+        request.group_id,
+        request.member_id,
+        group_instance_id=request.group_instance_id if version >= 5 else None,
+        protocol_type=request.protocol_type,
+        protocols=[(p.name, bytes(p.metadata)) for p in request.protocols],
+        session_timeout_ms=request.session_timeout_ms,
+        # v0 has no rebalance timeout: the session timeout bounds the join phase.
+        rebalance_timeout_ms=(request.rebalance_timeout_ms if version >= 1
+                              else request.session_timeout_ms),
+        client_id=ctx.client_id or "",
+        client_host=client_host(ctx),
+        # KIP-394: from v4 a new member first gets MEMBER_ID_REQUIRED and its id.
+        require_known_member_id=version >= 4,
+        on_done=event.set,
+    )
+    result = await wait_pending(gc, pending, event)
+    protocol_name = result.protocol_name
+    if protocol_name is None and version < 7:
+        protocol_name = ""  # nullable only from v7
+    return JoinGroupResponse(
+        error_code=result.error_code,
+        generation_id=result.generation_id,
+        protocol_type=result.protocol_type,
+        protocol_name=protocol_name,
+        leader=result.leader,
+        skip_assignment=result.skip_assignment,
+        member_id=result.member_id,
+        members=[
+            JoinGroupResponse.JoinGroupResponseMember(
+                member_id=member_id, group_instance_id=instance_id, metadata=metadata)
+            for member_id, instance_id, metadata in result.members
+        ],
+    )
+
+
+@handles(SYNC_GROUP, 0, 5)
+async def handle_sync_group(ctx: RequestContext, request: SyncGroupRequest) -> SyncGroupResponse:
+    """Receive the leader's assignment / hand each member its own."""
+    gc = coordinator_for(ctx.broker)
+    version = ctx.api_version
+    event = trio.Event()
+    pending = gc.sync_group(
+        request.group_id,
+        request.generation_id,
+        request.member_id,
+        group_instance_id=request.group_instance_id if version >= 3 else None,
+        protocol_type=request.protocol_type if version >= 5 else None,
+        protocol_name=request.protocol_name if version >= 5 else None,
+        assignments=[(a.member_id, bytes(a.assignment)) for a in request.assignments],
+        on_done=event.set,
+    )
+    result = await wait_pending(gc, pending, event)
+    ok = result.error_code == ErrorCode.NONE
+    return SyncGroupResponse(
+        error_code=result.error_code,
+        protocol_type=result.protocol_type if ok else None,
+        protocol_name=result.protocol_name if ok else None,
+        assignment=result.assignment,
+    )
+
+
+@handles(HEARTBEAT, 0, 4)
+async def handle_heartbeat(ctx: RequestContext, request: HeartbeatRequest) -> HeartbeatResponse:
+    """Keep a member alive; REBALANCE_IN_PROGRESS tells it to rejoin."""
+    gc = coordinator_for(ctx.broker)
+    error = gc.heartbeat(
+        request.group_id, request.generation_id, request.member_id,
+        request.group_instance_id if ctx.api_version >= 3 else None)
+    return HeartbeatResponse(error_code=error)
+
+
+@handles(LEAVE_GROUP, 0, 5)
+async def handle_leave_group(ctx: RequestContext,
+                             request: LeaveGroupRequest) -> LeaveGroupResponse:
+    """Remove members (one before v3; a batch, possibly by instance id, from v3, KIP-345)."""
+    gc = coordinator_for(ctx.broker)
+    if ctx.api_version < 3:
+        top, errors = gc.leave_group(request.group_id, [(request.member_id, None)])
+        # Before v3 the member's error is the response's error.
+        return LeaveGroupResponse(error_code=top if top != ErrorCode.NONE else errors[0])
+    identities = [(m.member_id, m.group_instance_id) for m in request.members]
+    top, errors = gc.leave_group(request.group_id, identities)
+    return LeaveGroupResponse(
+        error_code=top,
+        members=[
+            LeaveGroupResponse.MemberResponse(
+                member_id=member_id, group_instance_id=instance_id, error_code=error)
+            for (member_id, instance_id), error in zip(identities, errors, strict=False)
+        ] if top == ErrorCode.NONE else [],
+    )
+
+
+# --- OffsetCommit (8) / OffsetFetch (9) / OffsetDelete (47) -----------------------------
+
+
+@handles(OFFSET_COMMIT, 0, 9)
+async def handle_offset_commit(ctx: RequestContext,
+                               request: OffsetCommitRequest) -> OffsetCommitResponse:
+    """Store committed offsets (in __consumer_offsets before answering)."""
+    gc = coordinator_for(ctx.broker)
+    version = ctx.api_version
+    now = gc.now_ms()
+    topics = ctx.broker.topics
+    retention = request.retention_time_ms if 2 <= version <= 4 else -1
+    codes: dict[tuple[str, int], int] = {}
+    offsets: dict[tuple[str, int], OffsetAndMetadata] = {}
+    for t in request.topics:
+        for p in t.partitions:
+            tp = (t.name, p.partition_index)
+            if topics.partition(t.name, p.partition_index) is None:
+                codes[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                continue
+            commit_ts = p.commit_timestamp if version == 1 and p.commit_timestamp != -1 else now
+            offsets[tp] = OffsetAndMetadata(
+                offset=p.committed_offset,
+                leader_epoch=p.committed_leader_epoch if version >= 6 else -1,
+                metadata=p.committed_metadata or "",
+                commit_timestamp=commit_ts,
+                # OffsetCommit v2-4 may set a per-request retention (removed by KIP-211).
+                expire_timestamp=now + retention if retention != -1 else None,
+            )
+    if offsets:
+        codes.update(gc.commit_offsets(
+            request.group_id,
+            request.generation_id_or_member_epoch if version >= 1 else -1,
+            request.member_id if version >= 1 else "",
+            offsets,
+            group_instance_id=request.group_instance_id if version >= 7 else None,
+        ))
+    return OffsetCommitResponse(topics=[
+        OffsetCommitResponse.OffsetCommitResponseTopic(name=t.name, partitions=[
+            OffsetCommitResponse.OffsetCommitResponsePartition(
+                partition_index=p.partition_index, error_code=codes[(t.name, p.partition_index)])
+            for p in t.partitions
+        ])
+        for t in request.topics
+    ])
+
+
+def _fetch_group(ctx: RequestContext, group_id: str,
+                 topics: list[tuple[str, list[int]]] | None) -> dict[str, list[tuple[int, Any]]]:
+    """topic → [(partition, OffsetAndMetadata | None)] in request order (or all stored)."""
+    gc = coordinator_for(ctx.broker)
+    wanted = None if topics is None else [(name, p) for name, parts in topics for p in parts]
+    found = gc.fetch_offsets(group_id, wanted)
+    out: dict[str, list[tuple[int, Any]]] = {}
+    if topics is not None:
+        for name, _ in topics:
+            out.setdefault(name, [])
+    for (topic, partition), om in found.items():
+        out.setdefault(topic, []).append((partition, om))
+    return out
+
+
+@handles(OFFSET_FETCH, 0, 9)
+async def handle_offset_fetch(ctx: RequestContext,
+                              request: OffsetFetchRequest) -> OffsetFetchResponse:
+    """Committed offsets of one group (v0-7) or several (v8+); null topics = all."""
+    version = ctx.api_version
+    # require_stable (KIP-447) asks for UNSTABLE_OFFSET_COMMIT while a transaction has
+    # offsets pending; transactional offset commits are not held here, so all are stable.
+    if version >= 8:
+        groups = []
+        for g in request.groups:
+            wanted = None if g.topics is None else [
+                (t.name, list(t.partition_indexes)) for t in g.topics]
+            found = _fetch_group(ctx, g.group_id, wanted)
+            P = OffsetFetchResponse.OffsetFetchResponsePartitions
+            groups.append(OffsetFetchResponse.OffsetFetchResponseGroup(
+                group_id=g.group_id,
+                topics=[OffsetFetchResponse.OffsetFetchResponseTopics(name=name, partitions=[
+                    P(partition_index=p, committed_offset=om.offset if om else -1,
+                      committed_leader_epoch=om.leader_epoch if om else -1,
+                      metadata=om.metadata if om else "", error_code=ErrorCode.NONE)
+                    for p, om in parts]) for name, parts in found.items()],
+                error_code=ErrorCode.NONE))
+        return OffsetFetchResponse(groups=groups)
+    wanted = None if request.topics is None else [
+        (t.name, list(t.partition_indexes)) for t in request.topics]
+    found = _fetch_group(ctx, request.group_id, wanted)
+    P0 = OffsetFetchResponse.OffsetFetchResponsePartition
+    return OffsetFetchResponse(
+        error_code=ErrorCode.NONE,
+        topics=[OffsetFetchResponse.OffsetFetchResponseTopic(name=name, partitions=[
+            P0(partition_index=p, committed_offset=om.offset if om else -1,
+               committed_leader_epoch=om.leader_epoch if om else -1,
+               metadata=om.metadata if om else "", error_code=ErrorCode.NONE)
+            for p, om in parts]) for name, parts in found.items()])
+
+
+@handles(OFFSET_DELETE, 0, 0)
+async def handle_offset_delete(ctx: RequestContext,
+                               request: OffsetDeleteRequest) -> OffsetDeleteResponse:
+    """Delete committed offsets of topics the group no longer subscribes to (KIP-496)."""
+    gc = coordinator_for(ctx.broker)
+    topics = ctx.broker.topics
+    codes: dict[tuple[str, int], int] = {}
+    wanted: list[tuple[str, int]] = []
+    for t in request.topics:
+        for p in t.partitions:
+            tp = (t.name, p.partition_index)
+            if topics.partition(t.name, p.partition_index) is None:
+                codes[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            else:
+                wanted.append(tp)
+    error, result = gc.delete_offsets(request.group_id, wanted)
+    if error != ErrorCode.NONE:
+        return OffsetDeleteResponse(error_code=error)
+    codes.update(result)
+    return OffsetDeleteResponse(topics=[
+        OffsetDeleteResponse.OffsetDeleteResponseTopic(name=t.name, partitions=[
+            OffsetDeleteResponse.OffsetDeleteResponsePartition(
+                partition_index=p.partition_index, error_code=codes[(t.name, p.partition_index)])
+            for p in t.partitions])
+        for t in request.topics])
+
+
+# --- DescribeGroups (15) / ListGroups (16) / DeleteGroups (42) --------------------------
+
+
+@handles(DESCRIBE_GROUPS, 0, 5)
+async def handle_describe_groups(ctx: RequestContext,
+                                 request: DescribeGroupsRequest) -> DescribeGroupsResponse:
+    """State, protocol and members of each group (unknown groups are Dead)."""
+    gc = coordinator_for(ctx.broker)
+    ops = (GROUP_OPERATIONS if ctx.api_version >= 3 and request.include_authorized_operations
+           else AUTHORIZED_OPERATIONS_OMITTED)
+    out = []
+    for group_id in request.groups:
+        d = gc.describe_group(group_id)
+        out.append(DescribeGroupsResponse.DescribedGroup(
+            error_code=d.error_code, group_id=d.group_id, group_state=d.state,
+            protocol_type=d.protocol_type, protocol_data=d.protocol_data,
+            members=[DescribeGroupsResponse.DescribedGroupMember(
+                member_id=m.member_id, group_instance_id=m.group_instance_id,
+                client_id=m.client_id, client_host=m.client_host,
+                member_metadata=m.metadata, member_assignment=m.assignment)
+                for m in d.members],
+            authorized_operations=ops))
+    return DescribeGroupsResponse(groups=out)
+
+
+@handles(LIST_GROUPS, 0, 5)
+async def handle_list_groups(ctx: RequestContext, request: ListGroupsRequest) -> ListGroupsResponse:
+    """Every group, filtered by state (v4+, KIP-518) and type (v5+, KIP-848)."""
+    gc = coordinator_for(ctx.broker)
+    version = ctx.api_version
+    states = {s.lower() for s in request.states_filter} if version >= 4 else set()
+    types = {t.lower() for t in request.types_filter} if version >= 5 else set()
+    groups = []
+    for group_id, protocol_type, state in gc.list_groups():
+        if states and state.lower() not in states:
+            continue
+        # Every group here runs the classic protocol.
+        if types and "classic" not in types:
+            continue
+        groups.append(ListGroupsResponse.ListedGroup(
+            group_id=group_id, protocol_type=protocol_type, group_state=state,
+            group_type="classic"))
+    return ListGroupsResponse(error_code=ErrorCode.NONE, groups=groups)
+
+
+@handles(DELETE_GROUPS, 0, 2)
+async def handle_delete_groups(ctx: RequestContext,
+                               request: DeleteGroupsRequest) -> DeleteGroupsResponse:
+    """Delete empty groups and their offsets (NON_EMPTY_GROUP while members remain)."""
+    gc = coordinator_for(ctx.broker)
+    # Results are keyed by group id (Kafka's response is a map): duplicates collapse.
+    names = list(dict.fromkeys(request.groups_names))
+    result = gc.delete_groups(names)
+    return DeleteGroupsResponse(results=[
+        DeleteGroupsResponse.DeletableGroupResult(group_id=g, error_code=result[g])
+        for g in names])

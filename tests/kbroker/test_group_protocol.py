@@ -1,0 +1,254 @@
+"""Group APIs over TCP against a live broker (RawClient speaks the wire codec)."""
+
+from __future__ import annotations
+
+import struct
+
+import trio
+
+from kbroker.coordinator.group import GroupRecord, OffsetRecord, partition_for
+from kbroker.coordinator.store import OFFSETS_TOPIC, decode_record
+from wire.errors import ErrorCode
+from wire.messages import (
+    DeleteGroupsRequest,
+    DescribeGroupsRequest,
+    FindCoordinatorRequest,
+    HeartbeatRequest,
+    JoinGroupRequest,
+    LeaveGroupRequest,
+    ListGroupsRequest,
+    OffsetCommitRequest,
+    OffsetDeleteRequest,
+    OffsetFetchRequest,
+    SyncGroupRequest,
+)
+from wire.records import iter_records, parse_header
+
+E = ErrorCode
+# Few offsets partitions: creating 50 partition logs dominates these tests otherwise.
+FAST = {"group.initial.rebalance.delay.ms": 0, "offsets.topic.num.partitions": 3}
+
+
+def subscription(*topics: str) -> bytes:
+    out = struct.pack(">hi", 0, len(topics))
+    for t in topics:
+        out += struct.pack(">h", len(t)) + t.encode()
+    return out + struct.pack(">i", -1)
+
+
+def join_req(group: str, member_id: str = "", *, instance: str | None = None,
+             session: int = 10000, rebalance: int = 10000) -> JoinGroupRequest:
+    return JoinGroupRequest(
+        group_id=group, session_timeout_ms=session, rebalance_timeout_ms=rebalance,
+        member_id=member_id, group_instance_id=instance, protocol_type="consumer",
+        protocols=[JoinGroupRequest.JoinGroupRequestProtocol(name="range",
+                                                             metadata=subscription("t"))])
+
+
+async def join(client, group: str, *, instance: str | None = None, version: int | None = None,
+               session: int = 10000, rebalance: int = 10000):
+    """JoinGroup including the KIP-394 MEMBER_ID_REQUIRED round trip."""
+    r = await client.request(join_req(group, instance=instance, session=session,
+                                      rebalance=rebalance), version=version)
+    if r.error_code == E.MEMBER_ID_REQUIRED:
+        r = await client.request(join_req(group, r.member_id, instance=instance, session=session,
+                                          rebalance=rebalance), version=version)
+    return r
+
+
+def commit_req(group, generation, member, offsets, **kw) -> OffsetCommitRequest:
+    by_topic: dict[str, list] = {}
+    for (topic, part), off in offsets.items():
+        by_topic.setdefault(topic, []).append(OffsetCommitRequest.OffsetCommitRequestPartition(
+            partition_index=part, committed_offset=off, committed_metadata="m"))
+    return OffsetCommitRequest(
+        group_id=group, generation_id_or_member_epoch=generation, member_id=member,
+        topics=[OffsetCommitRequest.OffsetCommitRequestTopic(name=t, partitions=ps)
+                for t, ps in by_topic.items()], **kw)
+
+
+async def test_find_coordinator_every_version_and_creates_offsets_topic(make_server):
+    srv = await make_server(offsets_topic_num_partitions=5)
+    async with await srv.connect() as c:
+        for v in range(0, 4):
+            r = await c.request(FindCoordinatorRequest(key="g"), version=v)
+            assert (r.error_code, r.node_id, r.host, r.port) == (E.NONE, 1, *srv.address)
+        r = await c.request(FindCoordinatorRequest(key_type=1, coordinator_keys=["a", "b"]),
+                            version=4)
+        assert [(x.key, x.node_id, x.port, x.error_code) for x in r.coordinators] == [
+            ("a", 1, srv.address[1], E.NONE), ("b", 1, srv.address[1], E.NONE)]
+        r = await c.request(FindCoordinatorRequest(key="g", key_type=7), version=3)
+        assert r.error_code == E.INVALID_REQUEST
+    topic = srv.broker.topics.get(OFFSETS_TOPIC)
+    assert topic is not None and topic.internal and len(topic.partitions) == 5
+    assert topic.configs.get("cleanup.policy") == "compact"
+
+
+async def test_full_member_lifecycle(make_server):
+    srv = await make_server(**FAST)
+    srv.broker.topics.create("t", 2)
+    async with await srv.connect() as c:
+        first = await c.request(join_req("g"))
+        assert first.error_code == E.MEMBER_ID_REQUIRED and first.member_id
+        j = await c.request(join_req("g", first.member_id))
+        assert (j.error_code, j.generation_id, j.leader, j.protocol_name, j.protocol_type) == (
+            E.NONE, 1, first.member_id, "range", "consumer")
+        assert [(m.member_id, bytes(m.metadata)) for m in j.members] == [
+            (first.member_id, subscription("t"))]
+        s = await c.request(SyncGroupRequest(
+            group_id="g", generation_id=1, member_id=j.member_id, protocol_type="consumer",
+            protocol_name="range", assignments=[SyncGroupRequest.SyncGroupRequestAssignment(
+                member_id=j.member_id, assignment=b"all of t")]))
+        assert (s.error_code, bytes(s.assignment), s.protocol_name) == (E.NONE, b"all of t", "range")
+        h = await c.request(HeartbeatRequest(group_id="g", generation_id=1, member_id=j.member_id))
+        assert h.error_code == E.NONE
+        oc = await c.request(commit_req("g", 1, j.member_id, {("t", 0): 5, ("t", 1): 7,
+                                                             ("nope", 0): 1}))
+        assert {(t.name, p.partition_index): p.error_code for t in oc.topics
+                for p in t.partitions} == {("t", 0): E.NONE, ("t", 1): E.NONE,
+                                           ("nope", 0): E.UNKNOWN_TOPIC_OR_PARTITION}
+        d = await c.request(DescribeGroupsRequest(groups=["g"], include_authorized_operations=True))
+        g = d.groups[0]
+        assert (g.group_state, g.protocol_type, g.protocol_data) == ("Stable", "consumer", "range")
+        assert [(m.member_id, m.client_id, m.client_host, bytes(m.member_assignment))
+                for m in g.members] == [(j.member_id, "kbroker-tests", "/127.0.0.1", b"all of t")]
+        lv = await c.request(LeaveGroupRequest(group_id="g", members=[
+            LeaveGroupRequest.MemberIdentity(member_id=j.member_id)]))
+        assert lv.error_code == E.NONE and [m.error_code for m in lv.members] == [E.NONE]
+        d = await c.request(DescribeGroupsRequest(groups=["g"]))
+        assert d.groups[0].group_state == "Empty" and d.groups[0].members == []
+        f = await c.request(OffsetFetchRequest(groups=[OffsetFetchRequest.OffsetFetchRequestGroup(
+            group_id="g", topics=None)]))
+        assert sorted((t.name, p.partition_index, p.committed_offset, p.metadata)
+                      for t in f.groups[0].topics for p in t.partitions) == [
+            ("t", 0, 5, "m"), ("t", 1, 7, "m")]
+
+
+async def test_second_member_triggers_rebalance(make_server):
+    srv = await make_server(**FAST)
+    async with await srv.connect() as a, await srv.connect() as b:
+        ja = await join(a, "g")
+        await a.request(SyncGroupRequest(group_id="g", generation_id=1, member_id=ja.member_id,
+                                         assignments=[]))
+        results = {}
+
+        async def join_b():
+            results["b"] = await join(b, "g")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(join_b)
+            # The first member learns about the rebalance from its heartbeat.
+            while True:
+                h = await a.request(HeartbeatRequest(group_id="g", generation_id=1,
+                                                     member_id=ja.member_id))
+                if h.error_code == E.REBALANCE_IN_PROGRESS:
+                    break
+                await trio.sleep(0.01)
+            results["a"] = await a.request(join_req("g", ja.member_id))
+        ra, rb = results["a"], results["b"]
+        assert ra.generation_id == rb.generation_id == 2
+        assert ra.leader == ja.member_id and len(ra.members) == 2 and rb.members == []
+
+
+async def test_join_v0_and_errors(make_server):
+    srv = await make_server(**FAST)
+    async with await srv.connect() as c:
+        r = await c.request(join_req("g0"), version=0)
+        assert r.error_code == E.NONE and r.member_id  # no MEMBER_ID_REQUIRED before v4
+        r = await c.request(join_req("g0", session=1000))
+        assert r.error_code == E.INVALID_SESSION_TIMEOUT
+        r = await c.request(join_req("g0", "stranger"))
+        assert r.error_code == E.UNKNOWN_MEMBER_ID and r.protocol_name is None
+        r = await c.request(join_req("g0", "stranger"), version=6)
+        assert r.error_code == E.UNKNOWN_MEMBER_ID and r.protocol_name == ""
+        h = await c.request(HeartbeatRequest(group_id="g0", generation_id=9, member_id="x"))
+        assert h.error_code == E.UNKNOWN_MEMBER_ID
+        lv = await c.request(LeaveGroupRequest(group_id="g0", member_id="x"), version=0)
+        assert lv.error_code == E.UNKNOWN_MEMBER_ID
+
+
+async def test_static_member_rejoins_with_same_generation(make_server):
+    srv = await make_server(**FAST)
+    async with await srv.connect() as c:
+        j = await join(c, "gs", instance="host-1")
+        assert j.error_code == E.NONE
+        await c.request(SyncGroupRequest(group_id="gs", generation_id=j.generation_id,
+                                         member_id=j.member_id, group_instance_id="host-1",
+                                         assignments=[SyncGroupRequest.SyncGroupRequestAssignment(
+                                             member_id=j.member_id, assignment=b"A")]))
+    async with await srv.connect() as c:  # "restarted" client, same instance id
+        again = await c.request(join_req("gs", instance="host-1"))
+        assert again.error_code == E.NONE and again.generation_id == j.generation_id
+        assert again.member_id != j.member_id
+        s = await c.request(SyncGroupRequest(group_id="gs", generation_id=again.generation_id,
+                                             member_id=again.member_id,
+                                             group_instance_id="host-1"))
+        assert bytes(s.assignment) == b"A"
+        h = await c.request(HeartbeatRequest(group_id="gs", generation_id=j.generation_id,
+                                             member_id=j.member_id, group_instance_id="host-1"))
+        assert h.error_code == E.FENCED_INSTANCE_ID
+
+
+async def test_offsets_and_group_survive_restart_in_kafka_format(make_server, tmp_path):
+    data = str(tmp_path / "persist")
+    srv = await make_server(log_dirs=data, **FAST)
+    srv.broker.topics.create("t", 1)
+    async with await srv.connect() as c:
+        j = await join(c, "gp")
+        await c.request(SyncGroupRequest(group_id="gp", generation_id=1, member_id=j.member_id,
+                                         assignments=[]))
+        r = await c.request(commit_req("gp", 1, j.member_id, {("t", 0): 42}))
+        assert r.topics[0].partitions[0].error_code == E.NONE
+        r = await c.request(commit_req("solo", -1, "", {("t", 0): 9}), version=2)
+        assert r.topics[0].partitions[0].error_code == E.NONE
+    # The records are Kafka's, in the group's partition.
+    part = srv.broker.topics.get(OFFSETS_TOPIC).partitions[partition_for("gp", 3)]
+    data_bytes = part.log.read(0, 1 << 20).read_bytes()
+    decoded, pos = [], 0
+    while pos < len(data_bytes):
+        decoded += [decode_record(r.key, r.value) for r in iter_records(data_bytes, pos)]
+        pos += parse_header(data_bytes, pos).size
+    assert any(isinstance(x, GroupRecord) and x.group_id == "gp" for x in decoded)
+    assert any(isinstance(x, OffsetRecord) and x.value.offset == 42 for x in decoded)
+    await srv.stop()
+
+    srv = await make_server(log_dirs=data, **FAST)
+    async with await srv.connect() as c:
+        f = await c.request(OffsetFetchRequest(group_id="gp", topics=None), version=7)
+        assert [(t.name, p.partition_index, p.committed_offset) for t in f.topics
+                for p in t.partitions] == [("t", 0, 42)]
+        f = await c.request(OffsetFetchRequest(group_id="solo", topics=[
+            OffsetFetchRequest.OffsetFetchRequestTopic(name="t", partition_indexes=[0, 1])]),
+            version=1)
+        assert [(p.partition_index, p.committed_offset) for p in f.topics[0].partitions] == [
+            (0, 9), (1, -1)]
+        # The member is still known after the restart (same generation) until its session ends.
+        h = await c.request(HeartbeatRequest(group_id="gp", generation_id=1, member_id=j.member_id))
+        assert h.error_code == E.NONE
+
+
+async def test_list_describe_delete_groups(make_server):
+    srv = await make_server(**FAST)
+    srv.broker.topics.create("t", 1)
+    async with await srv.connect() as c:
+        j = await join(c, "busy")
+        await c.request(commit_req("idle", -1, "", {("t", 0): 1}))
+        lg = await c.request(ListGroupsRequest())
+        assert sorted((g.group_id, g.group_state, g.group_type) for g in lg.groups) == [
+            ("busy", "CompletingRebalance", "classic"), ("idle", "Empty", "classic")]
+        lg = await c.request(ListGroupsRequest(states_filter=["empty"]))
+        assert [g.group_id for g in lg.groups] == ["idle"]
+        lg = await c.request(ListGroupsRequest(types_filter=["consumer"]))
+        assert lg.groups == []
+        lg = await c.request(ListGroupsRequest(), version=0)
+        assert sorted(g.group_id for g in lg.groups) == ["busy", "idle"]
+        d = await c.request(DescribeGroupsRequest(groups=["nope"]))
+        assert (d.groups[0].error_code, d.groups[0].group_state) == (E.NONE, "Dead")
+        od = await c.request(OffsetDeleteRequest(group_id="idle", topics=[
+            OffsetDeleteRequest.OffsetDeleteRequestTopic(name="t", partitions=[
+                OffsetDeleteRequest.OffsetDeleteRequestPartition(partition_index=0)])]))
+        assert od.error_code == E.NONE and od.topics[0].partitions[0].error_code == E.NONE
+        dg = await c.request(DeleteGroupsRequest(groups_names=["busy", "idle", "nope"]))
+        assert {r.group_id: r.error_code for r in dg.results} == {
+            "busy": E.NON_EMPTY_GROUP, "idle": E.NONE, "nope": E.GROUP_ID_NOT_FOUND}
+        assert j.error_code == E.NONE
