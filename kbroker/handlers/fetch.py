@@ -115,12 +115,12 @@ def _read_all(
                 # neither complete nor delay the fetch.
                 parts.append(_error_partition(fp.partition, topic_error))
                 continue
-            interesting += 1
             try:
                 partition = partition_of(topic, fp.partition)
             except Exception as exc:  # noqa: BLE001
                 parts.append(_error_partition(fp.partition, error_code_of(exc)))
                 continue
+            interesting += 1
             data, size = _read_partition(
                 partition, fp, min(fp.partition_max_bytes, limit), min_one,
                 version=version, read_committed=read_committed,

@@ -1,0 +1,264 @@
+"""Produce over the wire (RawClient): acks, per-partition errors, validation, timestamps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from wire.errors import ErrorCode
+from wire.messages import FetchRequest, ListOffsetsRequest, ProduceRequest
+from wire.protocol import encode_request
+from wire.records import Record, build_batch, iter_records, parse_header
+
+# -- helpers shared by the data-path tests ------------------------------------------------
+
+
+def records(n: int = 3, *, start: int = 0, ts: int = 1_000, **kwargs: Any) -> bytes:
+    """One batch of ``n`` records keyed k<i>, valued v<i> (i from ``start``), timestamps ts, ts+1..."""
+    recs = [Record(key=b"k%d" % i, value=b"v%d" % i, timestamp=ts + i - start)
+            for i in range(start, start + n)]
+    return build_batch(recs, **kwargs)
+
+
+def create_topic(server: Any, name: str, partitions: int = 1,
+                 configs: dict[str, str] | None = None) -> Any:
+    """Create a topic directly on the broker under test."""
+    return server.broker.topics.create(name, partitions, configs or {})
+
+
+def produce_request(topic: str, partition: int, data: bytes | None, *, acks: int = -1,
+                    extra: list[tuple[int, bytes | None]] = ()) -> ProduceRequest:  # type: ignore[assignment]
+    """A Produce request for one topic, partition ``partition`` (+ ``extra`` partitions)."""
+    parts = [ProduceRequest.PartitionProduceData(index=partition, records=data)]
+    parts += [ProduceRequest.PartitionProduceData(index=i, records=d) for i, d in extra]
+    return ProduceRequest(
+        acks=acks, timeout_ms=30_000,
+        topic_data=[ProduceRequest.TopicProduceData(name=topic, partition_data=parts)],
+    )
+
+
+async def produce(client: Any, topic: str, partition: int, data: bytes | None, *,
+                  version: int | None = None, acks: int = -1) -> Any:
+    """Produce one batch; the partition's response."""
+    resp = await client.request(produce_request(topic, partition, data, acks=acks), version=version)
+    assert [t.name for t in resp.responses] == [topic]
+    (part,) = resp.responses[0].partition_responses
+    assert part.index == partition
+    return part
+
+
+def fetch_request(topic: str, partition: int, offset: int, *, topic_id: Any = None,
+                  max_wait_ms: int = 0, min_bytes: int = 1, max_bytes: int = 50 * 1024 * 1024,
+                  partition_max_bytes: int = 1024 * 1024, **kwargs: Any) -> FetchRequest:
+    """A one-partition Fetch request (by name, or by ``topic_id`` for v13+)."""
+    ft = FetchRequest.FetchTopic(
+        topic=topic if topic_id is None else "",
+        partitions=[FetchRequest.FetchPartition(partition=partition, fetch_offset=offset,
+                                                partition_max_bytes=partition_max_bytes)],
+    )
+    if topic_id is not None:
+        ft.topic_id = topic_id
+    return FetchRequest(replica_id=-1, max_wait_ms=max_wait_ms, min_bytes=min_bytes,
+                        max_bytes=max_bytes, topics=[ft], **kwargs)
+
+
+async def fetch(client: Any, server: Any, topic: str, partition: int, offset: int, *,
+                version: int | None = None, **kwargs: Any) -> Any:
+    """Fetch one partition (by topic id when ``version`` >= 13); its PartitionData."""
+    if version is None:
+        version = client.default_version(FetchRequest.API_KEY)
+    topic_id = None
+    if version >= 13:
+        topic_id = server.broker.topics.get(topic).topic_id
+    resp = await client.request(
+        fetch_request(topic, partition, offset, topic_id=topic_id, **kwargs), version=version)
+    assert resp.error_code == 0
+    (t,) = resp.responses
+    (part,) = t.partitions
+    return part
+
+
+def batches(data: Any) -> list[Any]:
+    """The batch headers in fetched record bytes."""
+    buf = bytes(data or b"")
+    out, pos = [], 0
+    while pos < len(buf):
+        h = parse_header(buf, pos)
+        out.append(h)
+        pos += h.size
+    return out
+
+
+def fetched_records(data: Any) -> list[tuple[int, bytes | None, bytes | None]]:
+    """(offset, key, value) of every record in fetched record bytes."""
+    buf = bytes(data or b"")
+    out, pos = [], 0
+    while pos < len(buf):
+        h = parse_header(buf, pos)
+        out += [(r.offset, r.key, r.value) for r in iter_records(buf, pos)]
+        pos += h.size
+    return out
+
+
+def log_end(server: Any, topic: str, partition: int = 0) -> int:
+    """The partition's log end offset, straight from the broker."""
+    return server.broker.topics.get(topic).partitions[partition].log.log_end_offset
+
+
+# -- tests ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", [3, 5, 8, 11])
+async def test_produce_then_fetch_back_identical_records(server: Any, version: int) -> None:
+    create_topic(server, "t")
+    client = await server.connect()
+    first = await produce(client, "t", 0, records(3), version=version)
+    second = await produce(client, "t", 0, records(2, start=3), version=version)
+    assert (first.error_code, first.base_offset) == (0, 0)
+    assert (second.error_code, second.base_offset) == (0, 3)
+    assert second.log_append_time_ms == -1  # CreateTime topic
+    if version >= 5:
+        assert second.log_start_offset == 0
+    part = await fetch(client, server, "t", 0, 0)
+    assert fetched_records(part.records) == [
+        (i, b"k%d" % i, b"v%d" % i) for i in range(5)
+    ]
+
+
+@pytest.mark.parametrize("compression", [1, 2, 3, 4], ids=["gzip", "snappy", "lz4", "zstd"])
+async def test_compressed_batches_are_stored_and_fetched_back(server: Any, compression: int) -> None:
+    create_topic(server, "c")
+    client = await server.connect()
+    data = records(50, compression=compression)
+    resp = await produce(client, "c", 0, data)
+    assert resp.error_code == 0
+    part = await fetch(client, server, "c", 0, 0)
+    (h,) = batches(part.records)
+    assert h.compression == compression  # stored as sent (compression.type=producer)
+    assert [v for _, _, v in fetched_records(part.records)] == [b"v%d" % i for i in range(50)]
+
+
+async def test_zstd_before_produce_v7_is_rejected(server: Any) -> None:
+    create_topic(server, "z")
+    client = await server.connect()
+    resp = await produce(client, "z", 0, records(compression=4), version=6)
+    assert resp.error_code == ErrorCode.UNSUPPORTED_COMPRESSION_TYPE
+    assert log_end(server, "z") == 0
+
+
+async def test_corrupted_crc_writes_nothing_and_spares_other_partitions(server: Any) -> None:
+    create_topic(server, "crc", partitions=2)
+    client = await server.connect()
+    bad = bytearray(records(3))
+    bad[-1] ^= 0x55
+    resp = await client.request(produce_request("crc", 0, bytes(bad), extra=[(1, records(2))]))
+    p0, p1 = resp.responses[0].partition_responses
+    assert (p0.index, p0.error_code, p0.base_offset) == (0, ErrorCode.CORRUPT_MESSAGE, -1)
+    assert (p1.index, p1.error_code, p1.base_offset) == (1, 0, 0)
+    assert log_end(server, "crc", 0) == 0
+    assert log_end(server, "crc", 1) == 2
+
+
+async def test_batch_over_topic_max_message_bytes_is_message_too_large(server: Any) -> None:
+    create_topic(server, "big", configs={"max.message.bytes": "200"})
+    client = await server.connect()
+    big = build_batch([Record(key=b"k", value=b"x" * 500, timestamp=1)])
+    resp = await produce(client, "big", 0, big)
+    assert resp.error_code == ErrorCode.MESSAGE_TOO_LARGE
+    assert log_end(server, "big") == 0
+    ok = await produce(client, "big", 0, records(1))
+    assert ok.error_code == 0
+
+
+async def test_unknown_topic_is_not_auto_created_by_produce(server: Any) -> None:
+    client = await server.connect()
+    resp = await produce(client, "nope", 0, records())
+    assert resp.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    assert resp.base_offset == -1
+    assert server.broker.topics.get("nope") is None
+
+
+async def test_unknown_partition_is_unknown_topic_or_partition(server: Any) -> None:
+    create_topic(server, "p1")
+    client = await server.connect()
+    resp = await produce(client, "p1", 3, records())
+    assert resp.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+
+
+async def test_invalid_acks_answers_every_partition_and_writes_nothing(server: Any) -> None:
+    create_topic(server, "acks")
+    client = await server.connect()
+    resp = await produce(client, "acks", 0, records(), acks=2)
+    assert resp.error_code == ErrorCode.INVALID_REQUIRED_ACKS
+    assert log_end(server, "acks") == 0
+
+
+async def test_acks_0_gets_no_response_but_is_written(server: Any) -> None:
+    create_topic(server, "fire")
+    client = await server.connect()
+    req = produce_request("fire", 0, records(4), acks=0)
+    await client.send_raw(encode_request(0, 9, 4242, "test", req))
+    # The next request on the connection gets its own answer first: nothing
+    # was sent for the acks=0 produce (the client would choke on it).
+    resp = await client.request(ListOffsetsRequest(
+        replica_id=-1,
+        topics=[ListOffsetsRequest.ListOffsetsTopic(
+            name="fire", partitions=[ListOffsetsRequest.ListOffsetsPartition(
+                partition_index=0, timestamp=-1)])]))
+    assert resp.topics[0].partitions[0].offset == 4
+
+
+async def test_log_append_time_topic_stamps_batches(server: Any) -> None:
+    create_topic(server, "lat", configs={"message.timestamp.type": "LogAppendTime"})
+    client = await server.connect()
+    resp = await produce(client, "lat", 0, records(3, ts=5))
+    assert resp.error_code == 0
+    assert resp.log_append_time_ms > 1_000_000_000_000  # a wall-clock time, not the record's 5
+    part = await fetch(client, server, "lat", 0, 0)
+    (h,) = batches(part.records)
+    assert h.timestamp_type == 1
+    assert h.max_timestamp == resp.log_append_time_ms
+
+
+@pytest.mark.parametrize("version", [7, 8, 11])
+async def test_null_key_on_compacted_topic_is_invalid_record(server: Any, version: int) -> None:
+    create_topic(server, "cmp", configs={"cleanup.policy": "compact"})
+    client = await server.connect()
+    data = build_batch([Record(key=b"a", value=b"1", timestamp=1),
+                        Record(key=None, value=b"2", timestamp=2)])
+    resp = await produce(client, "cmp", 0, data, version=version)
+    assert resp.error_code == ErrorCode.INVALID_RECORD
+    if version >= 8:  # KIP-467 record errors
+        assert [e.batch_index for e in resp.record_errors] == [1]
+        assert "without key" in resp.record_errors[0].batch_index_error_message
+        assert resp.error_message
+    assert log_end(server, "cmp") == 0
+
+
+async def test_internal_topic_rejects_client_produce(server: Any) -> None:
+    server.broker.topics.create_internal("__consumer_offsets")
+    client = await server.connect()
+    resp = await produce(client, "__consumer_offsets", 0, records())
+    assert resp.error_code == ErrorCode.INVALID_TOPIC_EXCEPTION
+
+
+async def test_acks_all_with_min_insync_replicas_2_is_not_enough_replicas(server: Any) -> None:
+    create_topic(server, "isr", configs={"min.insync.replicas": "2"})
+    client = await server.connect()
+    resp = await produce(client, "isr", 0, records(), acks=-1)
+    assert resp.error_code == ErrorCode.NOT_ENOUGH_REPLICAS
+    assert log_end(server, "isr") == 0
+    # acks=1 does not wait for the ISR.
+    assert (await produce(client, "isr", 0, records(), acks=1)).error_code == 0
+
+
+async def test_idempotent_and_transactional_batches_are_stored(server: Any) -> None:
+    create_topic(server, "eos")
+    client = await server.connect()
+    data = records(2, producer_id=9, producer_epoch=0, base_sequence=0, transactional=True)
+    resp = await produce(client, "eos", 0, data)
+    assert resp.error_code == 0
+    part = await fetch(client, server, "eos", 0, 0)
+    (h,) = batches(part.records)
+    assert (h.producer_id, h.is_transactional) == (9, True)
