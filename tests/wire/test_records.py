@@ -6,6 +6,8 @@ import struct
 
 import crc32c
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
 from wire import records as R
@@ -314,3 +316,30 @@ def test_log_append_time_batch_reports_max_timestamp_for_every_record() -> None:
                          timestamp_type=1)
     assert R.validate_batch(data).timestamp_type == 1
     assert [r.timestamp for r in R.iter_records(data)] == [9, 9]
+
+
+_blob = st.one_of(st.none(), st.binary(max_size=300))
+_record = st.builds(
+    R.Record,
+    key=_blob,
+    value=_blob,
+    timestamp=st.integers(min_value=0, max_value=2**50),
+    headers=st.lists(st.tuples(st.text(max_size=10), _blob), max_size=3),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(recs=st.lists(_record, min_size=1, max_size=8), codec=st.sampled_from(CODECS),
+       base_offset=st.integers(min_value=0, max_value=2**40))
+def test_build_iter_round_trip_and_kafka_python_agrees(
+    recs: list[R.Record], codec: int, base_offset: int
+) -> None:
+    data = R.build_batch(recs, compression=codec, base_offset=base_offset)
+    R.check_records(data)
+    want = [(base_offset + i, r.timestamp, r.key, r.value, r.headers) for i, r in enumerate(recs)]
+    assert [(r.offset, r.timestamp, r.key, r.value, r.headers) for r in R.iter_records(data)] == want
+    h = R.validate_batch(data)
+    assert h.max_timestamp == max(r.timestamp for r in recs)
+    kb = DefaultRecordBatch(data)
+    assert kb.validate_crc()
+    assert [(r.offset, r.timestamp, r.key, r.value, list(r.headers)) for r in kb] == want
