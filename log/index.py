@@ -74,7 +74,14 @@ class OffsetIndex:
         if size == 0:
             return True
         rel, pos = self.last_entry_from_file()
-        return rel >= 0 and 0 <= pos < log_size
+        first_rel, first_pos = struct.unpack(">ii", os.pread(self.fd, OFFSET_ENTRY, 0))
+        # The first batch of a segment is never indexed, so no entry points at
+        # position 0; entries strictly grow (catches zero-filled files).
+        if first_pos <= 0 or first_rel < 0:
+            return False
+        if size > OFFSET_ENTRY and not (rel > first_rel and pos > first_pos):
+            return False
+        return 0 < pos < log_size
 
     def last_entry_from_file(self) -> tuple[int, int]:
         """The last (relative offset, position) on disk, or (-1, 0) when empty."""
@@ -186,7 +193,11 @@ class TimeIndex:
             return False
         if size == 0:
             return True
-        _ts, rel = self.last_entry_from_file()
+        ts, rel = self.last_entry_from_file()
+        if size > TIME_ENTRY:
+            first_ts, first_rel = _TIME.unpack(os.pread(self.fd, TIME_ENTRY, 0))
+            if not (ts > first_ts and rel >= first_rel >= 0):
+                return False
         return rel >= 0 and (max_relative_offset is None or rel <= max_relative_offset)
 
     def last_entry_from_file(self) -> tuple[int, int]:

@@ -92,6 +92,8 @@ class PartitionLog:
         self._bases: list[int] = []
         self._log_start = 0
         self._recovery_point = 0
+        self._written_rp = -1  # values last checkpointed
+        self._written_ls = -1
         self._unflushed_messages = 0
         self._last_flush_ms = 0
         self._closed = False
@@ -140,8 +142,8 @@ class PartitionLog:
             stem, _, ext = name.partition(".")
             if ext in ("index", "timeindex") and stem.isdigit() and int(stem) not in base_set:
                 os.unlink(d / name)  # orphan of a segment deleted before a crash
-        self._recovery_point = read_offset(d / RECOVERY_POINT_FILE, 0)
-        self._log_start = read_offset(d / LOG_START_FILE, 0)
+        self._recovery_point = self._written_rp = read_offset(d / RECOVERY_POINT_FILE, 0)
+        self._log_start = self._written_ls = read_offset(d / LOG_START_FILE, 0)
         if not bases:
             bases = [self._log_start]
         self._segments = [self._new_segment(b) for b in bases]
@@ -212,7 +214,18 @@ class PartitionLog:
             seg.fsync()
         fsync_dir(self.directory)
         self._recovery_point = self.log_end_offset
-        write_offset(self.directory / RECOVERY_POINT_FILE, self._recovery_point)
+        self._checkpoint_recovery_point()
+
+    def _checkpoint_recovery_point(self) -> None:
+        # Skip unchanged values: each write costs two fsyncs and a rename.
+        if self._recovery_point != self._written_rp:
+            write_offset(self.directory / RECOVERY_POINT_FILE, self._recovery_point)
+            self._written_rp = self._recovery_point
+
+    def _checkpoint_log_start(self) -> None:
+        if self._log_start != self._written_ls:
+            write_offset(self.directory / LOG_START_FILE, self._log_start)
+            self._written_ls = self._log_start
 
     def _drop_segments_after(self, i: int) -> None:
         for seg in self._segments[i + 1 :]:
@@ -371,7 +384,7 @@ class PartitionLog:
             if seg.next_offset > self._recovery_point or seg is old:
                 seg.fsync()
         self._recovery_point = max(self._recovery_point, new.base_offset)
-        write_offset(self.directory / RECOVERY_POINT_FILE, self._recovery_point)
+        self._checkpoint_recovery_point()
         self._write_producer_snapshot(new.base_offset)
 
     # -- read ---------------------------------------------------------------------------
@@ -476,7 +489,7 @@ class PartitionLog:
                 os.unlink(snapshot_path(self.directory, snap))
         if self._recovery_point > self.log_end_offset:
             self._recovery_point = self.log_end_offset
-            write_offset(self.directory / RECOVERY_POINT_FILE, self._recovery_point)
+            self._checkpoint_recovery_point()
 
     def _truncate_fully_and_start_at(self, offset: int) -> None:
         for seg in self._segments:
@@ -486,8 +499,8 @@ class PartitionLog:
         self._log_start = offset
         self._recovery_point = min(self._recovery_point, offset)
         self.producer_state.clear()
-        write_offset(self.directory / LOG_START_FILE, offset)
-        write_offset(self.directory / RECOVERY_POINT_FILE, self._recovery_point)
+        self._checkpoint_log_start()
+        self._checkpoint_recovery_point()
 
     def delete_records_before(self, offset: int) -> int:
         """DeleteRecords: move the log start to `offset` (-1 = high watermark); returns the new low watermark."""
@@ -501,7 +514,7 @@ class PartitionLog:
             self._log_start = offset
             # Checkpoint first: after a crash the old segments may still be
             # there, but the log start offset already hides them.
-            write_offset(self.directory / LOG_START_FILE, offset)
+            self._checkpoint_log_start()
             self._delete_segments_while(lambda seg, nxt: nxt is not None and nxt.base_offset <= offset)
         return self._log_start
 
@@ -517,7 +530,7 @@ class PartitionLog:
             fsync_dir(self.directory)
             if self._segments[0].base_offset > self._log_start:
                 self._log_start = self._segments[0].base_offset
-                write_offset(self.directory / LOG_START_FILE, self._log_start)
+                self._checkpoint_log_start()
         return deleted
 
     def enforce_retention(self) -> int:
@@ -569,7 +582,7 @@ class PartitionLog:
             if seg.next_offset > self._recovery_point or seg is self._active:
                 seg.fsync()
         self._recovery_point = self.log_end_offset
-        write_offset(self.directory / RECOVERY_POINT_FILE, self._recovery_point)
+        self._checkpoint_recovery_point()
         self._unflushed_messages = 0
         self._last_flush_ms = self._now_ms()
 
@@ -585,7 +598,7 @@ class PartitionLog:
             return
         self._active.seal()
         self.flush()
-        write_offset(self.directory / LOG_START_FILE, self._log_start)
+        self._checkpoint_log_start()
         self._write_producer_snapshot(self.log_end_offset)
         for seg in self._segments:
             seg.close()

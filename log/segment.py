@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from log.index import OffsetIndex, TimeIndex
+from wire.errors import InvalidRecordBatch
 from wire.records import RECORD_BATCH_OVERHEAD, BatchHeader, parse_header, valid_prefix
 
 # Header scans read the file in chunks this large; one pread covers many small batches.
@@ -181,9 +182,21 @@ class LogSegment:
         """
         if self.index_missing:
             return False
-        if not (self.index.file_ok(max(self.size, 1)) and self.time_index.file_ok()):
+        if self.size == 0:
+            return len(self.index) == 0 and len(self.time_index) == 0
+        if not (self.index.file_ok(self.size) and self.time_index.file_ok()):
             return False
-        return not (self.size > 0 and len(self.time_index) == 0)
+        if len(self.time_index) == 0:
+            return False
+        # The last time-index entry names the batch holding the segment's max
+        # timestamp: check that batch really has it (one index lookup + a short
+        # header scan), which also catches an offset index pointing mid-batch.
+        ts, rel = self.time_index.last_entry()
+        try:
+            found = self.find_batch(self.base_offset + rel)
+        except InvalidRecordBatch:
+            return False
+        return found is not None and found[1].max_timestamp == ts and found[1].last_offset == self.base_offset + rel
 
     def index_full(self) -> bool:
         """Whether either index has no room left (Kafka rolls then)."""
@@ -247,7 +260,11 @@ class LogSegment:
         end = pos
         self.next_offset = self.base_offset if rel < 0 else self.base_offset + rel + 1
         first = True
-        for p, h in self.iter_headers(pos):
+        try:
+            tail = list(self.iter_headers(pos))
+        except InvalidRecordBatch:
+            return False
+        for p, h in tail:
             if first and self.rolling_timestamp is None and p == 0:
                 self.rolling_timestamp = h.max_timestamp
             first = False
