@@ -1,0 +1,217 @@
+"""The server: ordering, acks=0, per-connection failure isolation, idle close, shutdown."""
+
+from __future__ import annotations
+
+import logging
+import struct
+
+import pytest
+import trio
+
+from kbroker.errors import KafkaApiError
+from kbroker.handlers import HANDLERS, Registration
+from wire.errors import ErrorCode
+from wire.messages import (
+    ApiVersionsRequest,
+    DescribeClusterRequest,
+    FetchRequest,
+    MetadataRequest,
+    ProduceRequest,
+)
+from wire.protocol import decode_response, encode_request
+from wire.records import Record, build_batch
+
+
+def _api_versions() -> ApiVersionsRequest:
+    return ApiVersionsRequest(client_software_name="kbroker-tests", client_software_version="1")
+
+
+def _produce(topic: str, acks: int, value: bytes) -> ProduceRequest:
+    batch = build_batch([Record(value=value, timestamp=1)])
+    return ProduceRequest(acks=acks, timeout_ms=1000, topic_data=[
+        ProduceRequest.TopicProduceData(name=topic, partition_data=[
+            ProduceRequest.PartitionProduceData(index=0, records=batch)])])
+
+
+async def test_bound_address_is_real(server) -> None:
+    host, port = server.address
+    assert host == "127.0.0.1" and port > 0
+    assert server.broker.listen_address == server.address
+
+
+async def test_pipelined_requests_are_answered_in_order(server) -> None:
+    client = await server.connect()
+    bodies = [MetadataRequest(topics=[]), _api_versions(), DescribeClusterRequest()] * 5
+    frames = b"".join(
+        encode_request(b.API_KEY, client.default_version(b.API_KEY), 100 + i, "pipeline", b)
+        for i, b in enumerate(bodies))
+    await client.send_raw(frames)  # all at once: one TCP write, many requests
+    for i, body in enumerate(bodies):
+        frame = await client.receive_raw()
+        assert frame is not None
+        correlation_id, response = decode_response(
+            body.API_KEY, client.default_version(body.API_KEY), frame)
+        assert correlation_id == 100 + i
+        assert type(response).__name__ == type(body).__name__.replace("Request", "Response")
+
+
+async def test_produce_acks_0_gets_no_response_but_is_written(server) -> None:
+    topic = server.broker.topics.create("fire-and-forget", 1)
+    client = await server.connect()
+    await client.send_request(_produce("fire-and-forget", 0, b"x"), version=9)
+    # The next response on the wire must be the one to the next request.
+    correlation_id = await client.send_request(ApiVersionsRequest(), version=0)
+    response = await client.receive_response(18, 0, correlation_id)
+    assert response.error_code == ErrorCode.NONE
+    assert topic.partitions[0].log.log_end_offset == 1
+
+
+async def test_produce_is_applied_in_request_order(server) -> None:
+    topic = server.broker.topics.create("ordered", 1)
+    client = await server.connect()
+    frames = b"".join(encode_request(0, 9, i, "p", _produce("ordered", 1, b"%d" % i))
+                      for i in range(20))
+    await client.send_raw(frames)
+    for i in range(20):
+        frame = await client.receive_raw()
+        assert frame is not None
+        correlation_id, response = decode_response(0, 9, frame)
+        assert correlation_id == i
+        assert response.responses[0].partition_responses[0].base_offset == i
+    assert topic.partitions[0].log.log_end_offset == 20
+
+
+def _replace_handler(monkeypatch: pytest.MonkeyPatch, api_key: int, fn) -> None:
+    old = HANDLERS[api_key]
+    monkeypatch.setitem(HANDLERS, api_key,
+                        Registration(api_key, old.min_version, old.max_version, fn))
+
+
+@pytest.mark.parametrize("error", [RuntimeError("boom"),
+                                   KafkaApiError(ErrorCode.UNKNOWN_SERVER_ERROR, "leaked")])
+async def test_handler_bug_closes_only_that_connection(server, monkeypatch, caplog,
+                                                       error: Exception) -> None:
+    async def broken(ctx, request):
+        raise error
+
+    _replace_handler(monkeypatch, 60, broken)
+    bystander = await server.connect()
+    victim = await server.connect()
+    with caplog.at_level(logging.ERROR, logger="kbroker.server"):
+        await victim.send_request(DescribeClusterRequest(), version=0)
+        assert await victim.receive_raw() is None  # closed, no response
+    local = victim.stream.socket.getsockname()
+    messages = [r for r in caplog.records if r.name == "kbroker.server"]
+    assert any(f"{local[0]}:{local[1]}" in r.getMessage() and r.exc_info for r in messages)
+    response = await bystander.request(MetadataRequest(topics=[]))
+    assert response.brokers[0].port == server.address[1]
+    fresh = await server.connect()
+    assert (await fresh.request(_api_versions())).error_code == ErrorCode.NONE
+
+
+async def test_unknown_api_key_closes_connection(server, caplog) -> None:
+    client = await server.connect()
+    payload = struct.pack(">hhih", 9999, 0, 7, 1) + b"x"
+    with caplog.at_level(logging.WARNING, logger="kbroker.server"):
+        await client.send_raw(struct.pack(">i", len(payload)) + payload)
+        assert await client.receive_raw() is None
+    local = client.stream.socket.getsockname()
+    assert any(f"{local[0]}:{local[1]}" in r.getMessage() and "9999" in r.getMessage()
+               for r in caplog.records)
+
+
+async def test_unsupported_version_of_other_api_closes_connection(server) -> None:
+    client = await server.connect()
+    # Fetch v0..v3 exist in Kafka's schema but are not served (KIP-896).
+    served_low = client.default_version(1)
+    assert served_low >= 4
+    await client.send_raw(encode_request(1, 3, 1, "old", FetchRequest()))
+    assert await client.receive_raw() is None
+
+
+async def test_idle_connections_are_closed(make_server, autojump_clock, caplog) -> None:
+    server = await make_server(connections_max_idle_ms=60_000)
+    client = await server.connect()
+    assert (await client.request(_api_versions())).error_code == ErrorCode.NONE
+    with caplog.at_level(logging.INFO, logger="kbroker.server"):
+        before = trio.current_time()
+        assert await client.receive_raw() is None  # the broker hangs up on us
+    assert trio.current_time() - before >= 60
+    local = client.stream.socket.getsockname()
+    assert any("idle" in r.getMessage() and f"{local[0]}:{local[1]}" in r.getMessage()
+               for r in caplog.records)
+
+
+async def test_graceful_shutdown_finishes_in_flight_request(make_server, monkeypatch) -> None:
+    server = await make_server()
+    release = trio.Event()
+    entered = trio.Event()
+    original = HANDLERS[60].handler
+
+    async def slow(ctx, request):
+        entered.set()
+        await release.wait()
+        return await original(ctx, request)
+
+    _replace_handler(monkeypatch, 60, slow)
+    busy = await server.connect()
+    idle = await server.connect()
+    await idle.request(_api_versions())
+    correlation_id = await busy.send_request(DescribeClusterRequest(), version=1)
+    await entered.wait()
+    server.server.shutdown()
+    assert await idle.receive_raw() is None  # idle connections close at once
+    with pytest.raises(OSError):
+        await trio.open_tcp_stream(*server.address)  # no longer accepting
+    release.set()
+    response = await busy.receive_response(60, 1, correlation_id)
+    assert response.cluster_id == server.broker.cluster_id
+    assert await busy.receive_raw() is None
+    with trio.fail_after(5):
+        await server._done.wait()
+
+
+async def test_stopped_broker_releases_its_data_dir(make_server, tmp_path) -> None:
+    data = str(tmp_path / "shared")
+    first = await make_server(log_dirs=data)
+    first.broker.topics.create("t", 1).partitions[0].log.append(
+        build_batch([Record(value=b"v", timestamp=1)]))
+    await first.stop()
+    second = await make_server(log_dirs=data)
+    partition = second.broker.topics.partition("t", 0)
+    assert partition is not None and partition.log.log_end_offset == 1
+
+
+async def test_second_broker_on_same_data_dir_is_refused(make_server, tmp_path) -> None:
+    from kbroker.config import ConfigError
+
+    data = str(tmp_path / "locked")
+    await make_server(log_dirs=data)
+    with pytest.raises(ConfigError, match="in use"):
+        await make_server(log_dirs=data)
+
+
+async def test_maintenance_runs_retention_on_its_interval(make_server, autojump_clock,
+                                                         monkeypatch) -> None:
+    server = await make_server(log_retention_check_interval_ms=1000)
+    calls: list[float] = []
+    monkeypatch.setattr(server.broker, "enforce_retention",
+                        lambda: calls.append(trio.current_time()) or 0)
+    start = trio.current_time()
+    await trio.sleep(3.5)  # virtual time (MockClock)
+    assert [round(t - start) for t in calls] == [1, 2, 3]
+
+
+async def test_wait_for_append_is_woken_by_appends(server) -> None:
+    broker = server.broker
+    woke: list[bool] = []
+
+    async def waiter() -> None:
+        await broker.wait_for_append(30)
+        woke.append(True)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        broker.notify_append()
+    assert woke == [True]
