@@ -1,7 +1,9 @@
 """The four record-batch codecs, with decompression bounded by a size cap.
 
 Codec ids are the low three bits of a v2 batch's attributes: 0 none, 1 gzip,
-2 snappy, 3 lz4, 4 zstd.
+2 snappy, 3 lz4, 4 zstd. ``compress`` writes what the Java client writes, which
+every client reads: xerial-framed snappy, LZ4 frames of independent 64 KiB
+blocks. ``decompress`` also accepts raw snappy and linked LZ4 blocks (librdkafka).
 
 How the cap works: a compression bomb must be rejected before its output is
 allocated. Each format is walked cheaply first to get an upper bound on the
@@ -82,7 +84,7 @@ def compress(codec: int, data: Buffer) -> bytes:
     if codec == SNAPPY:
         return _xerial_compress(data)
     if codec == LZ4:
-        return bytes(cramjam.lz4.compress(data))
+        return _lz4_compress(data)
     if codec == ZSTD:
         return bytes(cramjam.zstd.compress(data, level=3))
     raise InvalidRecordBatch(f"unknown compression codec {codec}", UNSUPPORTED_COMPRESSION_TYPE)
@@ -205,6 +207,31 @@ def _snappy_decompress(data: Buffer, max_size: int) -> bytes:
 # -- lz4 ----------------------------------------------------------------------
 
 _LZ4_BLOCK_MAX = {4: 64 * 1024, 5: 256 * 1024, 6: 1024 * 1024, 7: 4 * 1024 * 1024}
+# Frame descriptor Java's KafkaLZ4BlockOutputStream writes: FLG 0x60 (version 1,
+# independent blocks, no checksums), BD 0x40 (64 KiB blocks), and the header
+# checksum byte, (xxh32(FLG BD) >> 8) & 0xFF = 0x82 (KAFKA-3160 fixed Kafka to
+# compute it over the descriptor only, as the LZ4 frame spec says).
+_LZ4_HEADER = struct.pack("<I", _LZ4_MAGIC) + b"\x60\x40\x82"
+_LZ4_BLOCK = 64 * 1024
+
+
+def _lz4_compress(data: Buffer) -> bytes:
+    # Independent blocks, like Java: Kafka's KafkaLZ4BlockInputStream decompresses
+    # every block on its own, so the linked blocks cramjam's frame encoder
+    # writes could not be read by Java consumers.
+    mv = memoryview(data)
+    parts = [_LZ4_HEADER]
+    for i in range(0, len(mv), _LZ4_BLOCK):
+        chunk = mv[i : i + _LZ4_BLOCK]
+        block = bytes(cramjam.lz4.compress_block(chunk, store_size=False))
+        if len(block) >= len(chunk):  # incompressible: store raw (high bit set)
+            parts.append(struct.pack("<I", len(chunk) | 0x80000000))
+            parts.append(bytes(chunk))
+        else:
+            parts.append(struct.pack("<I", len(block)))
+            parts.append(block)
+    parts.append(b"\0\0\0\0")  # end mark
+    return b"".join(parts)
 
 
 def _lz4_bound(data: Buffer) -> tuple[int, int]:

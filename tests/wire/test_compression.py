@@ -45,6 +45,16 @@ def test_snappy_is_written_xerial_framed_like_java() -> None:
     assert out[8:16] == b"\x00\x00\x00\x01\x00\x00\x00\x01"  # version 1, compatible 1
 
 
+def test_lz4_is_written_like_java() -> None:
+    # Independent 64 KiB blocks and a correct header checksum: what
+    # KafkaLZ4BlockOutputStream writes and KafkaLZ4BlockInputStream can read.
+    out = C.compress(C.LZ4, DATA)
+    assert out[:7] == bytes.fromhex("04224d18604082")
+    assert lz4.frame.decompress(out) == DATA
+    incompressible = os.urandom(100_000)
+    assert lz4.frame.decompress(C.compress(C.LZ4, incompressible)) == incompressible
+
+
 def test_concatenated_gzip_members() -> None:
     both = kcodec.gzip_encode(b"one")
     both += kcodec.gzip_encode(b"two")
