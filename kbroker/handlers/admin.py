@@ -33,8 +33,7 @@ import os
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kbroker import topic_config
 from kbroker.config import CONFIG_DEFS, BrokerConfig
@@ -57,6 +56,10 @@ from wire.messages import (
     IncrementalAlterConfigsRequest,
     IncrementalAlterConfigsResponse,
 )
+
+if TYPE_CHECKING:
+    from kbroker.broker import Broker
+    from kbroker.topics import Partition, Topic
 
 ZERO_UUID = uuid.UUID(int=0)
 
@@ -158,7 +161,8 @@ def _broker_value_text(config: BrokerConfig, name: str) -> str | None:
     return _config_text(CONFIG_DEFS[name].default)
 
 
-def _broker_synonyms(config: BrokerConfig, names: Sequence[str]) -> list[tuple[str, str | None, int]]:
+def _broker_synonyms(config: BrokerConfig, names: Sequence[str]
+                     ) -> list[tuple[str, str | None, int]]:
     """Kafka's ConfigHelper.configSynonyms for a static-only broker: every synonym set in
     the config file (STATIC_BROKER_CONFIG), then every one with a default (DEFAULT_CONFIG)."""
     found: list[tuple[str, str | None, int]] = []
@@ -188,7 +192,8 @@ def topic_config_entries(config: BrokerConfig, overrides: dict[str, str]
 
 
 @handles(19, 0, 7)
-async def handle_create_topics(ctx: RequestContext, request: CreateTopicsRequest) -> CreateTopicsResponse:
+async def handle_create_topics(
+        ctx: RequestContext, request: CreateTopicsRequest) -> CreateTopicsResponse:
     """Create topics (or only validate them), one result per requested topic."""
     version = ctx.api_version
     broker = ctx.broker
@@ -215,7 +220,8 @@ async def handle_create_topics(ctx: RequestContext, request: CreateTopicsRequest
     return CreateTopicsResponse(throttle_time_ms=0, topics=results)
 
 
-def _create_topic(broker: Any, topic: Any, validate_only: bool, version: int) -> Any:
+def _create_topic(broker: Broker, topic: CreateTopicsRequest.CreatableTopic,
+                  validate_only: bool, version: int) -> CreateTopicsResponse.CreatableTopicResult:
     topics = broker.topics
     topics.check_name(topic.name)
     if topics.get(topic.name) is not None:
@@ -274,7 +280,7 @@ def _create_topic(broker: Any, topic: Any, validate_only: bool, version: int) ->
     result = CreateTopicsResponse.CreatableTopicResult(name=topic.name, error_code=0,
                                                        error_message=None)
     if version >= 7:
-        result.topic_id = getattr(created, "topic_id", None) or ZERO_UUID
+        result.topic_id = created.topic_id
     if version >= 5:
         # KIP-525: the created topic's partitions, replication factor and full config.
         result.num_partitions = num_partitions
@@ -382,7 +388,8 @@ async def handle_delete_topics(ctx: RequestContext,
 
 
 @handles(37, 0, 3)
-async def handle_create_partitions(ctx: RequestContext, request: CreatePartitionsRequest) -> CreatePartitionsResponse:
+async def handle_create_partitions(
+        ctx: RequestContext, request: CreatePartitionsRequest) -> CreatePartitionsResponse:
     """Increase topics' partition counts (or only validate the increase)."""
     broker = ctx.broker
     Result = CreatePartitionsResponse.CreatePartitionsTopicResult
@@ -406,7 +413,8 @@ async def handle_create_partitions(ctx: RequestContext, request: CreatePartition
     return CreatePartitionsResponse(throttle_time_ms=0, results=results)
 
 
-def _create_partitions(broker: Any, topic: Any, validate_only: bool) -> None:
+def _create_partitions(broker: Broker, topic: CreatePartitionsRequest.CreatePartitionsTopic,
+                       validate_only: bool) -> None:
     existing = broker.topics.get(topic.name)
     if existing is None:
         raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None)
@@ -452,7 +460,8 @@ def _check_broker_name(name: str, node_id: int, *, describe: bool) -> None:
 
 
 @handles(32, 0, 4)
-async def handle_describe_configs(ctx: RequestContext, request: DescribeConfigsRequest) -> DescribeConfigsResponse:
+async def handle_describe_configs(
+        ctx: RequestContext, request: DescribeConfigsRequest) -> DescribeConfigsResponse:
     """Describe topic and broker configs: values, sources, synonyms, types, docs."""
     version = ctx.api_version
     include_synonyms = version >= 1 and request.include_synonyms
@@ -496,7 +505,8 @@ async def handle_describe_configs(ctx: RequestContext, request: DescribeConfigsR
     return DescribeConfigsResponse(throttle_time_ms=0, results=results)
 
 
-def _describe_resource(broker: Any, resource: Any) -> list[tuple]:
+def _describe_resource(broker: Broker, resource: DescribeConfigsRequest.DescribeConfigsResource
+                       ) -> list[tuple]:
     """(name, value, source, synonyms, read_only, sensitive, type, doc) for each config."""
     config: BrokerConfig = broker.config
     if resource.resource_type == TOPIC:
@@ -592,14 +602,15 @@ def _refuse_broker_change(names: Sequence[str]) -> None:
                         "reads broker settings only at startup (config file or --override).")
 
 
-def _topic_for_alter(broker: Any, name: str) -> Any:
+def _topic_for_alter(broker: Broker, name: str) -> Topic | None:
     if name == "":
         raise KafkaApiError(ErrorCode.INVALID_REQUEST, "Default topic resources are not allowed.")
     broker.topics.check_name(name)
     return broker.topics.get(name)
 
 
-def _apply_topic_configs(broker: Any, name: str, topic: Any, new: dict[str, str],
+def _apply_topic_configs(broker: Broker, name: str, topic: Topic | None,
+                         new: dict[str, str | None],
                          validate_only: bool) -> None:
     # ConfigurationControlManager.validateAlterConfig: the resulting config is validated
     # as a whole, then the topic's existence is checked.
@@ -611,7 +622,8 @@ def _apply_topic_configs(broker: Any, name: str, topic: Any, new: dict[str, str]
 
 
 @handles(33, 0, 2)
-async def handle_alter_configs(ctx: RequestContext, request: AlterConfigsRequest) -> AlterConfigsResponse:
+async def handle_alter_configs(
+        ctx: RequestContext, request: AlterConfigsRequest) -> AlterConfigsResponse:
     """Replace topics' config overrides (legacy AlterConfigs: unlisted keys are removed)."""
     broker = ctx.broker
     errors = _preprocess(request.resources, broker.config.node_id, incremental=False)
@@ -639,10 +651,10 @@ def _list_default(name: str, broker_config: BrokerConfig) -> str | None:
     return _config_text(value)
 
 
-def _incremental_topic_configs(broker: Any, current: dict[str, str],
-                               ops: Sequence[Any]) -> dict[str, str]:
+def _incremental_topic_configs(broker: Broker, current: dict[str, str],
+                               ops: Sequence[Any]) -> dict[str, str | None]:
     """ConfigurationControlManager.incrementalAlterConfigResource on a topic's overrides."""
-    new = dict(current)
+    new: dict[str, str | None] = dict(current)
     for op in ops:
         key = op.name
         kind = op.config_operation
@@ -675,7 +687,9 @@ def _incremental_topic_configs(broker: Any, current: dict[str, str],
 
 
 @handles(44, 0, 1)
-async def handle_incremental_alter_configs(ctx: RequestContext, request: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse:
+async def handle_incremental_alter_configs(
+        ctx: RequestContext,
+        request: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse:
     """SET / DELETE / APPEND / SUBTRACT single topic config keys (KIP-339)."""
     broker = ctx.broker
     errors = _preprocess(request.resources, broker.config.node_id, incremental=True)
@@ -702,17 +716,19 @@ async def handle_incremental_alter_configs(ctx: RequestContext, request: Increme
 # --- DescribeLogDirs (key 35) --------------------------------------------------------------
 
 
-def _partition_size(partition: Any) -> int:
+def _partition_size(partition: Partition) -> int:
     """Bytes of the partition's segment files (Kafka's UnifiedLog.size)."""
     return int(partition.log.size_in_bytes)
 
 
 @handles(35, 0, 4)
-async def handle_describe_log_dirs(ctx: RequestContext, request: DescribeLogDirsRequest) -> DescribeLogDirsResponse:
+async def handle_describe_log_dirs(
+        ctx: RequestContext, request: DescribeLogDirsRequest) -> DescribeLogDirsResponse:
     """Describe our one log directory: per-partition sizes and (v4) volume space."""
     version = ctx.api_version
     broker = ctx.broker
-    data_dir = Path(broker.config.data_dir).resolve()
+    # Kafka reports File.getAbsolutePath: absolute, symlinks left as configured.
+    data_dir = os.path.abspath(broker.config.data_dir)
     if request.topics is None:
         wanted: dict[str, set[int] | None] = {name: None for name in broker.topics.topics}
     else:
@@ -736,7 +752,7 @@ async def handle_describe_log_dirs(ctx: RequestContext, request: DescribeLogDirs
             out_topics.append(DescribeLogDirsResponse.DescribeLogDirsTopic(
                 name=name, partitions=partitions))
     result = DescribeLogDirsResponse.DescribeLogDirsResult(
-        error_code=0, log_dir=str(data_dir), topics=out_topics)
+        error_code=0, log_dir=data_dir, topics=out_topics)
     if version >= 4:
         # KIP-827: the volume's total and usable space, as Java's File.getTotalSpace /
         # getUsableSpace report them.
