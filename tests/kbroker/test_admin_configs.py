@@ -404,3 +404,22 @@ async def test_describe_log_dirs_filters_partitions(server: Any) -> None:
         ("a", [0, 2])]
     empty = await client.request(L(topics=[]))
     assert empty.results[0].topics == []
+
+
+async def test_altered_segment_and_retention_act_on_the_live_log(server: Any) -> None:
+    client = await server.connect()
+    await create_topic(client, "t")
+    partition = server.broker.topics.get("t").partitions[0]
+    log = partition.log
+    append_records(partition, 5)
+    assert log.segment_base_offsets() == [0]
+    # Small segments: the next appends roll new segment files.
+    assert await incremental(client, "t", ("segment.bytes", SET, "1024")) == (0, None)
+    for _ in range(4):
+        append_records(partition, 10)
+    assert len(log.segment_base_offsets()) > 2
+    # A size limit: retention removes the oldest segments.
+    assert await incremental(client, "t", ("retention.bytes", SET, "2048")) == (0, None)
+    assert log.enforce_retention() > 0
+    assert log.log_start_offset > 0
+    assert log.size_in_bytes <= 2048 + 1024
