@@ -19,8 +19,10 @@ CLIENTS = {
 _NODE = re.compile(r"(?:^|/)compat/(test_\w+)\.py::test_([^\s]+)$")
 
 
-def _short(text: str, limit: int = 90) -> str:
+def _short(text: str, limit: int = 160) -> str:
     first = text.strip().splitlines()[0] if text.strip() else ""
+    # kafka-python repeats the class name: "kafka.errors.X: [Error 35] X: detail".
+    first = re.sub(r"^[\w.]+\.(\w+): (\[Error -?\d+\]) \1: ", r"\1 \2: ", first)
     first = first.replace("|", "/")
     return first if len(first) <= limit else first[: limit - 1] + "…"
 

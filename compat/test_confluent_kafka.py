@@ -100,7 +100,10 @@ def consumer(broker: LiveBroker, **configs: object) -> Iterator[Consumer]:
 def create_topic(broker: LiveBroker, name: str, partitions: int = 1,
                  configs: dict[str, str] | None = None) -> None:
     """Create a topic through the admin API and wait for the result."""
-    futures = admin_client(broker).create_topics(
+    # Keep the client referenced until the result arrives: a collected AdminClient purges
+    # its queue and the future never completes.
+    admin = admin_client(broker)
+    futures = admin.create_topics(
         [NewTopic(name, num_partitions=partitions, replication_factor=1, config=configs or {})],
         request_timeout=TIMEOUT_S)
     futures[name].result(TIMEOUT_S)

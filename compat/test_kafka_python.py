@@ -114,7 +114,7 @@ def test_bootstrap(broker: LiveBroker, topic_name: str) -> None:
         cluster = admin.describe_cluster()
         assert cluster["cluster_id"], cluster
         assert [(b["host"], b["port"]) for b in cluster["brokers"]] == [(broker.host, broker.port)]
-        assert cluster["controller_id"] == cluster["brokers"][0]["node_id"]
+        assert cluster["controller_id"] == cluster["brokers"][0]["broker_id"]
         admin.create_topics({topic_name: {"num_partitions": 2, "replication_factor": 1}})
         assert topic_name in admin.list_topics()
     with consumer(broker) as cons:
@@ -268,9 +268,10 @@ def test_compression(broker: LiveBroker, topic_name: str, codec: str) -> None:
     create_topic(broker, topic_name)
     values = [(f"record {i} ".encode() + b"compressible " * 40) for i in range(200)]
     with producer(broker, compression_type=codec, linger_ms=20) as prod:
-        for i, value in enumerate(values):
-            prod.send(topic_name, key=str(i).encode(), value=value)
+        futures = [prod.send(topic_name, key=str(i).encode(), value=value)
+                   for i, value in enumerate(values)]
         prod.flush(timeout=15)
+        assert [f.get(timeout=15).offset for f in futures] == list(range(len(values)))
     records = consume_all(broker, topic_name, 1, len(values))
     assert [r.value for r in records] == values
     assert [r.key for r in records] == [str(i).encode() for i in range(len(values))]
