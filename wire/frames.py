@@ -63,7 +63,9 @@ class FrameDecoder:
         need = self._need
         if need < 0 or len(self._buf) < 4 + need:
             return None
-        payload = bytes(self._buf[4 : 4 + need])
+        # One copy: through a memoryview (a bytearray slice would copy twice).
+        with memoryview(self._buf) as mv:
+            payload = bytes(mv[4 : 4 + need])
         del self._buf[: 4 + need]
         self._need = -1
         return payload
