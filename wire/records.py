@@ -349,6 +349,10 @@ def _walk(
         if b < 0x80:
             length = (b >> 1) ^ -(b & 1)
             p += 1
+        elif payload[p + 1] < 0x80:  # two-byte varint: records of 64..8191 bytes
+            b = (b & 0x7F) | (payload[p + 1] << 7)
+            length = (b >> 1) ^ -(b & 1)
+            p += 2
         else:
             length, p = read(payload, p, end, 5)
         if length <= 0 or p + length > end:
@@ -385,6 +389,10 @@ def _walk(
         if b < 0x80:
             vlen = (b >> 1) ^ -(b & 1)
             p += 1
+        elif p + 1 < rend and payload[p + 1] < 0x80:
+            b = (b & 0x7F) | (payload[p + 1] << 7)
+            vlen = (b >> 1) ^ -(b & 1)
+            p += 2
         else:
             vlen, p = read(payload, p, rend, 5)
         if vlen < -1 or p + vlen > rend:
