@@ -221,6 +221,11 @@ def test_corrupted_header_fields(fmt: str, offset: int, value: int, code: int) -
 
 def test_header_fields_outside_crc_do_not_matter_but_inside_do() -> None:
     data, _ = kafka_python_batch(0, 5)
+    # Base offset (0..7) and partition leader epoch (12..15) are the broker's to rewrite.
+    for off in [*range(8), *range(12, 16)]:
+        patched = bytearray(data)
+        patched[off] ^= 0xA5
+        R.validate_batch(bytes(patched))
     for off in range(21, len(data)):
         bad = bytearray(data)
         bad[off] ^= 0x01
