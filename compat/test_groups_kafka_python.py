@@ -1,0 +1,285 @@
+"""Consumer groups with kafka-python against a live kbroker: join, rebalance, commit, restart.
+
+Group consumers are polled by their own threads (``GroupMember``) so several members of one
+group make progress at once, as separate processes would. Every wait is deadline-based
+polling of what a user can observe (assignment, records, committed offsets).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.structs import OffsetAndMetadata
+
+from compat.livebroker import LiveBroker
+
+pytestmark = pytest.mark.compat
+
+DEADLINE_S = 30.0
+# Short heartbeats make a rebalance visible to members quickly; 6 s is Kafka's minimum
+# session timeout (group.min.session.timeout.ms).
+FAST_GROUP = {"heartbeat_interval_ms": 200, "session_timeout_ms": 6000}
+# The shared broker runs with a short initial rebalance delay so each test's fresh group
+# forms in well under Kafka's default 3 s.
+BROKER_OVERRIDES = {"group.initial.rebalance.delay.ms": "200"}
+
+
+def wait_until(check: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> None:
+    """Poll ``check`` until true; fail with ``what`` at the deadline."""
+    deadline = time.monotonic() + deadline_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {deadline_s:.0f} s: {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def group_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
+    """A live kbroker shared by this module's group tests."""
+    live = LiveBroker(tmp_path_factory.mktemp("kbroker-groups"), overrides=BROKER_OVERRIDES)
+    live.start()
+    try:
+        yield live
+        assert live.is_running(), f"kbroker died during the module\n{live.log_tail()}"
+    finally:
+        live.kill()
+
+
+@pytest.fixture
+def fresh_group_broker(tmp_path: Path) -> Iterator[LiveBroker]:
+    """A private kbroker (same overrides) for tests that kill or restart it."""
+    live = LiveBroker(tmp_path / "kbroker-data", overrides=BROKER_OVERRIDES)
+    live.start()
+    try:
+        yield live
+    finally:
+        live.kill()
+
+
+def create_topic(broker: LiveBroker, name: str, partitions: int) -> None:
+    """Create a topic through the admin API."""
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+    try:
+        admin.create_topics({name: {"num_partitions": partitions, "replication_factor": 1}})
+    finally:
+        admin.close()
+
+
+def produce(broker: LiveBroker, topic: str, partitions: int, per_partition: int,
+            prefix: str = "") -> None:
+    """Write ``per_partition`` records to every partition (values "<prefix>p<partition>-<i>")."""
+    # Not idempotent: producing is only the setup here (the produce suite covers it).
+    prod = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, enable_idempotence=False)
+    try:
+        for p in range(partitions):
+            for i in range(per_partition):
+                prod.send(topic, value=f"{prefix}p{p}-{i}".encode(), partition=p)
+        prod.flush(timeout=15)
+    finally:
+        prod.close(timeout=10)
+
+
+class Counting(ConsumerRebalanceListener):
+    """Counts rebalance callbacks, so a test can tell that none happened."""
+
+    def __init__(self) -> None:
+        self.revoked = 0
+        self.assigned = 0
+
+    def on_partitions_revoked(self, revoked):  # type: ignore[no-untyped-def]
+        self.revoked += 1
+
+    def on_partitions_assigned(self, assigned):  # type: ignore[no-untyped-def]
+        self.assigned += 1
+
+
+class GroupMember(threading.Thread):
+    """One kafka-python group consumer polled by its own thread."""
+
+    def __init__(self, broker: LiveBroker, topic: str, group: str, **configs: object) -> None:
+        super().__init__(daemon=True)
+        self.listener = Counting()
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=broker.bootstrap_servers, group_id=group,
+            auto_offset_reset="earliest", enable_auto_commit=False,
+            **{**FAST_GROUP, **configs})
+        self.consumer.subscribe([topic], listener=self.listener)
+        self.values: list[bytes] = []
+        self.assignment: frozenset[int] = frozenset()
+        self.error: BaseException | None = None
+        self._halt = threading.Event()
+        self._commit = threading.Event()
+        self._committed = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._halt.is_set():
+                for batch in self.consumer.poll(timeout_ms=100).values():
+                    self.values.extend(r.value for r in batch)
+                self.assignment = frozenset(tp.partition for tp in self.consumer.assignment())
+                if self._commit.is_set():
+                    self._commit.clear()
+                    self.consumer.commit()
+                    self._committed.set()
+        except BaseException as exc:  # reported by close()
+            self.error = exc
+        finally:
+            self.consumer.close()
+
+    def commit(self) -> None:
+        """Commit the consumed positions synchronously (from the polling thread)."""
+        self._committed.clear()
+        self._commit.set()
+        assert self._committed.wait(DEADLINE_S), "commit did not complete"
+
+    def close(self) -> None:
+        """Stop polling and close the consumer (a dynamic member sends LeaveGroup)."""
+        self._halt.set()
+        self.join(DEADLINE_S)
+        assert not self.is_alive(), "consumer thread did not stop"
+        assert self.error is None, f"consumer failed: {self.error!r}"
+
+
+def committed(broker: LiveBroker, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """The group's committed offsets as the admin client reads them (OffsetFetch)."""
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+    try:
+        found = admin.list_group_offsets({group: None})[group]
+    finally:
+        admin.close()
+    return {tp.partition: om.offset for tp, om in found.items()
+            if tp.topic == topic and tp.partition < partitions}
+
+
+def test_group_subscribe_and_consume(group_broker: LiveBroker, topic_name: str) -> None:
+    """A subscribed group consumer gets every partition, reads everything, commits."""
+    create_topic(group_broker, topic_name, 3)
+    produce(group_broker, topic_name, 3, 10)
+    member = GroupMember(group_broker, topic_name, f"g-{topic_name}")
+    member.start()
+    try:
+        wait_until(lambda: len(member.values) == 30, "all 30 records consumed")
+        assert member.assignment == {0, 1, 2}
+        member.commit()
+    finally:
+        member.close()
+    assert committed(group_broker, f"g-{topic_name}", topic_name, 3) == {0: 10, 1: 10, 2: 10}
+    admin = KafkaAdminClient(bootstrap_servers=group_broker.bootstrap_servers)
+    try:
+        described = admin.describe_groups([f"g-{topic_name}"])[f"g-{topic_name}"]
+        groups = {g["group_id"]: g for g in admin.list_groups()}
+    finally:
+        admin.close()
+    # The member left on close: the group is Empty but keeps its offsets.
+    assert described["group_state"] == "Empty" and described["protocol_type"] == "consumer"
+    assert groups[f"g-{topic_name}"]["protocol_type"] == "consumer"
+
+
+def test_group_rebalance_on_join_and_leave(group_broker: LiveBroker, topic_name: str) -> None:
+    """A second member gets half the partitions; when it leaves the first gets them back."""
+    create_topic(group_broker, topic_name, 4)
+    group = f"g-{topic_name}"
+    a = GroupMember(group_broker, topic_name, group)
+    a.start()
+    b: GroupMember | None = None
+    try:
+        wait_until(lambda: a.assignment == {0, 1, 2, 3}, "first member owns all 4 partitions")
+        b = GroupMember(group_broker, topic_name, group)
+        b.start()
+        wait_until(lambda: len(a.assignment) == 2 and len(b.assignment) == 2
+                   and a.assignment | b.assignment == {0, 1, 2, 3},
+                   "partitions split 2/2 between the members")
+        b.close()
+        b = None
+        wait_until(lambda: a.assignment == {0, 1, 2, 3}, "first member owns all 4 again")
+    finally:
+        if b is not None:
+            b.close()
+        a.close()
+
+
+def test_group_commit_and_fetch_offsets(group_broker: LiveBroker, topic_name: str) -> None:
+    """Offsets committed with metadata are fetched back and a new member resumes there."""
+    create_topic(group_broker, topic_name, 2)
+    produce(group_broker, topic_name, 2, 10)
+    group = f"g-{topic_name}"
+    cons = KafkaConsumer(bootstrap_servers=group_broker.bootstrap_servers, group_id=group,
+                         enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic_name, 0), TopicPartition(topic_name, 1)]
+        cons.assign(tps)
+        cons.commit({tps[0]: OffsetAndMetadata(7, "seven", -1),
+                     tps[1]: OffsetAndMetadata(3, "three", -1)})
+        assert cons.committed(tps[0]) == 7 and cons.committed(tps[1]) == 3
+        meta = cons.committed(tps[0], metadata=True)
+        assert meta.metadata == "seven"
+    finally:
+        cons.close()
+    member = GroupMember(group_broker, topic_name, group)
+    member.start()
+    try:
+        wait_until(lambda: len(member.values) >= 10, "the 3 + 7 records after the commits")
+        assert sorted(member.values) == sorted(
+            [f"p0-{i}".encode() for i in range(7, 10)] + [f"p1-{i}".encode() for i in range(3, 10)])
+    finally:
+        member.close()
+
+
+def test_group_static_member_rejoin(group_broker: LiveBroker, topic_name: str) -> None:
+    """A restarted static member (same group.instance.id) takes its partitions back
+    without a rebalance: the other member is never revoked (KIP-345)."""
+    create_topic(group_broker, topic_name, 2)
+    group = f"g-{topic_name}"
+    static = {"session_timeout_ms": 20000, "partition_assignment_strategy": [RangePartitionAssignor]}
+    a = GroupMember(group_broker, topic_name, group, group_instance_id="a", **static)
+    b = GroupMember(group_broker, topic_name, group, group_instance_id="b", **static)
+    a.start()
+    b.start()
+    try:
+        wait_until(lambda: len(a.assignment) == 1 and len(b.assignment) == 1
+                   and a.assignment | b.assignment == {0, 1}, "one partition each")
+        wait_until(lambda: a.listener.assigned >= 1, "a's assignment callback ran")
+        before = (a.listener.revoked, a.listener.assigned)
+        b_partitions = b.assignment
+        b.close()  # a static member does not send LeaveGroup
+        b = GroupMember(group_broker, topic_name, group, group_instance_id="b", **static)
+        b.start()
+        wait_until(lambda: b.assignment == b_partitions, "restarted b owns its partition again")
+        assert (a.listener.revoked, a.listener.assigned) == before
+    finally:
+        b.close()
+        a.close()
+
+
+def test_group_kill_keeps_committed_offsets(fresh_group_broker: LiveBroker, topic_name: str
+                                            ) -> None:
+    """Offsets acknowledged before kill -9 are there after the restart."""
+    broker = fresh_group_broker
+    create_topic(broker, topic_name, 2)
+    produce(broker, topic_name, 2, 5)
+    group = f"g-{topic_name}"
+    member = GroupMember(broker, topic_name, group)
+    member.start()
+    try:
+        wait_until(lambda: len(member.values) == 10, "all 10 records consumed")
+        member.commit()
+    finally:
+        member.close()
+    broker.kill()
+    broker.start()
+    assert committed(broker, group, topic_name, 2) == {0: 5, 1: 5}
+    produce(broker, topic_name, 2, 1, prefix="new-")  # consumption must resume at these
+    member = GroupMember(broker, topic_name, group)
+    member.start()
+    try:
+        wait_until(lambda: len(member.values) >= 2, "the 2 records after the commit")
+        assert sorted(member.values) == [b"new-p0-0", b"new-p1-0"]
+    finally:
+        member.close()
