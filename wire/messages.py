@@ -18,10 +18,10 @@ API_DECLS: list[MessageDecl] = parse_declarations(_defs_api.DECLARATIONS)
 DATA_DECLS: list[MessageDecl] = parse_declarations(_defs_data.DECLARATIONS)
 
 # name -> class, for every declared message
-ALL: dict[str, type] = {}
+ALL: dict[str, Any] = {}
 # api key -> request / response class
-REQUESTS: dict[int, type] = {}
-RESPONSES: dict[int, type] = {}
+REQUESTS: dict[int, Any] = {}
+RESPONSES: dict[int, Any] = {}
 
 for _decl in API_DECLS + DATA_DECLS:
     _cls = make_message_class(_decl, __name__)

@@ -373,6 +373,12 @@ def read_varlong(buf: memoryview, pos: int) -> tuple[int, int]:
 
 def write_uvarint(out: bytearray, v: int) -> None:
     """Append an unsigned varint."""
+    if v < 0x4000 and v >= 0:  # one or two bytes: the common lengths, no loop
+        if v < 0x80:
+            out.append(v)
+        else:
+            out += bytes(((v & 0x7F) | 0x80, v >> 7))
+        return
     if not 0 <= v <= 0xFFFFFFFF:
         raise EncodeError(f"unsigned varint {v} out of range")
     while v >= 0x80:
@@ -527,7 +533,7 @@ def _make_array_reader(compact: bool, nullable: bool, what: str, elem_type: str,
         n, pos = length(buf, pos, nullable, what)
         if n < 0:
             return None, pos
-        out = []
+        out: list[Any] = []
         append = out.append
         for _ in range(n):
             v, pos = elem_reader(buf, pos)
@@ -643,7 +649,11 @@ def _make_array_writer(compact: bool, nullable: bool, what: str, elem_type: str,
                 out += b"\xff\xff\xff\xff"
             return
         if compact:
-            write_uvarint(out, len(v) + 1)
+            n = len(v) + 1
+            if n < 0x80:
+                out.append(n)
+            else:
+                write_uvarint(out, n)
         else:
             out += _S_I32.pack(len(v))
         if pack is not None:
@@ -771,7 +781,9 @@ class _Compiler:
         classes = self.cls.STRUCTS  # type: ignore[attr-defined]
         ns: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_tags": read_tagged_fields,
                               "EncodeError": EncodeError, "_wtags": _write_tagged_fields,
-                              "_struct": struct}
+                              "_DecodeError": DecodeError, "_uv": read_uvarint,
+                              "_wuv": write_uvarint, "_S16": _S_I16, "_S32": _S_I32,
+                              "_UUID": uuid.UUID, "_BYTESLIKE": (bytes, bytearray, memoryview)}
         rd: list[str] = ["def read(buf, pos):", "    o = _new(_cls)"]
         wr: list[str] = ["def write(out, o, ext):"]
         pending: list[tuple[FieldDecl, str]] = []  # run of fixed-size fields
@@ -827,22 +839,28 @@ class _Compiler:
                 pending.append((f, fmt))
                 continue
             flush()
+            if f.type in ("string", "bytes", "records", "uuid"):
+                # Hot leaf types are inlined into the struct's code: no call per field.
+                compact = (v in f.flexible) if f.flexible is not None else self.flexible
+                rd.extend(_inline_read(f, compact, v in f.nullable, sym))
+                wr.extend(_inline_write(f, compact, v in f.nullable, sym))
+                continue
             r, w = self.value_codec(f)
             rn = sym("r", r)
             wn = sym("w", w)
-            if f.type == "uuid":
-                rd.append(f"    o.{f.attr}, pos = {rn}(buf, pos)")
-                wr.append(f"    {wn}(out, o.{f.attr}, ext)")
-            else:
-                rd.append(f"    o.{f.attr}, pos = {rn}(buf, pos)")
-                wr.append(f"    {wn}(out, o.{f.attr}, ext)")
+            rd.append(f"    o.{f.attr}, pos = {rn}(buf, pos)")
+            wr.append(f"    {wn}(out, o.{f.attr}, ext)")
         flush()
         if self.flexible:
             rd.append("    o.unknown_tagged_fields = {}")
             # Fast path: an empty tagged-field section is a single zero byte.
             rd.append("    if buf[pos] == 0: pos += 1")
             rd.append(f"    else: pos = _tags(buf, pos, o, {sym('k', known_tags)})")
-            wr.append(f"    _wtags(out, o, ext, {sym('t', tag_writers)})")
+            # Fast path: nothing to tag -> a single zero byte (the common case).
+            conds = ["o.unknown_tagged_fields"] + [
+                f"o.{attr} != {sym('d', default)}" for _, attr, _, default, _ in tag_writers]
+            wr.append(f"    if {' or '.join(conds)}: _wtags(out, o, ext, {sym('t', tag_writers)})")
+            wr.append("    else: out.append(0)")
         else:
             rd.append("    o.unknown_tagged_fields = {}")
             wr.append("    if o.unknown_tagged_fields: raise EncodeError("
@@ -852,6 +870,76 @@ class _Compiler:
         exec("\n".join(rd), ns)  # noqa: S102 - generated from our own declarations only
         exec("\n".join(wr), ns)  # noqa: S102
         return ns["read"], ns["write"]
+
+
+def _inline_read(f: FieldDecl, compact: bool, nullable: bool, sym: Callable) -> list[str]:
+    """Generated lines that read one string/bytes/records/uuid field into o.<attr>."""
+    a = f.attr
+    if f.type == "uuid":
+        return ["    end = pos + 16",
+                f"    if end > len(buf): raise _DecodeError({sym('m', f.name + ': truncated uuid')})",
+                f"    o.{a} = _UUID(bytes=bytes(buf[pos:end]))",
+                "    pos = end"]
+    if compact:
+        lines = ["    n = buf[pos]",
+                 "    if n < 0x80: pos += 1",
+                 "    else: n, pos = _uv(buf, pos)",
+                 "    n -= 1"]
+    elif f.type == "string":
+        lines = ["    (n,) = _S16.unpack_from(buf, pos)", "    pos += 2"]
+    else:
+        lines = ["    (n,) = _S32.unpack_from(buf, pos)", "    pos += 4"]
+    bad = sym("m", f"{f.name}: invalid length or null where not allowed")
+    over = sym("m", f"{f.name}: length exceeds the bytes left")
+    if f.type == "string":
+        conv = "str(buf[pos:end], 'utf-8')"
+    elif f.type == "bytes":
+        conv = "bytes(buf[pos:end])"
+    else:
+        conv = "buf[pos:end]"  # records: zero-copy view of the frame
+    lines += ["    if n < 0:",
+              f"        if n != -1 or {not nullable}: raise _DecodeError({bad})",
+              f"        o.{a} = None",
+              "    else:",
+              "        end = pos + n",
+              f"        if end > len(buf): raise _DecodeError({over})",
+              f"        o.{a} = {conv}",
+              "        pos = end"]
+    return lines
+
+
+def _inline_write(f: FieldDecl, compact: bool, nullable: bool, sym: Callable) -> list[str]:
+    """Generated lines that write o.<attr> for a string/bytes/records/uuid field."""
+    a = f.attr
+    if f.type == "uuid":
+        return [f"    out += o.{a}.bytes"]
+    if nullable:
+        null = "out.append(0)" if compact else (
+            "out += b'\\xff\\xff'" if f.type == "string" else "out += b'\\xff\\xff\\xff\\xff'")
+    else:
+        null = f"raise EncodeError({sym('m', f.name + ': None is not allowed in this version')})"
+    lines = [f"    v = o.{a}", "    if v is None:", f"        {null}", "    else:"]
+    if f.type == "string":
+        lines.append("        v = v.encode()")
+    if compact:
+        lines += ["        n = len(v) + 1",
+                  "        if n < 0x80: out.append(n)",
+                  "        else: _wuv(out, n)"]
+    elif f.type == "string":
+        lines += ["        if len(v) > 0x7FFF: raise EncodeError("
+                  f"{sym('m', f.name + ': string longer than 32767 bytes')})",
+                  "        out += _S16.pack(len(v))"]
+    else:
+        lines.append("        out += _S32.pack(len(v))")
+    if f.type == "records":
+        # A file region (sendfile) stays out of line; encode_response_parts splits there.
+        lines += ["        if isinstance(v, _BYTESLIKE): out += v",
+                  "        else: ext.append((len(out), v))"]
+    elif f.type == "bytes":
+        lines.append("        out += v")
+    else:
+        lines.append("        out += v")
+    return lines
 
 
 def _nonnull_struct_writer(w: Callable, what: str) -> Callable:
