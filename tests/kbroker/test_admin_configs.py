@@ -423,3 +423,19 @@ async def test_altered_segment_and_retention_act_on_the_live_log(server: Any) ->
     assert log.enforce_retention() > 0
     assert log.log_start_offset > 0
     assert log.size_in_bytes <= 2048 + 1024
+
+
+async def test_each_resource_is_answered_on_its_own(server: Any) -> None:
+    client = await server.connect()
+    await create_topic(client, "ok")
+    resources = [("ok", TOPIC, "retention.ms", "5"), ("1", BROKER, "num.partitions", "3"),
+                 ("missing", TOPIC, "retention.ms", "5"), ("ok2", 8, "root", "INFO")]
+    response = await client.request(I(resources=[
+        I.AlterConfigsResource(resource_type=kind, resource_name=name, configs=[
+            I.AlterableConfig(name=key, config_operation=SET, value=value)])
+        for name, kind, key, value in resources]))
+    assert [(r.resource_name, r.resource_type, r.error_code) for r in response.responses] == [
+        ("ok", TOPIC, 0), ("1", BROKER, ErrorCode.INVALID_REQUEST),
+        ("missing", TOPIC, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
+        ("ok2", 8, ErrorCode.INVALID_REQUEST)]
+    assert server.broker.topics.get("ok").configs == {"retention.ms": "5"}
