@@ -1,0 +1,152 @@
+"""The kbroker command: settings precedence, one-line startup errors, a real run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from kbroker.cli import _parser, build_config, main
+from tests.kbroker.conftest import RawClient
+from wire.errors import ErrorCode
+from wire.messages import MetadataRequest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _config(*argv: str):
+    return build_config(_parser().parse_args(list(argv)))
+
+
+def test_defaults() -> None:
+    config = _config()
+    assert (config.listener.host, config.listener.port) == ("127.0.0.1", 9092)
+    assert config.data_dir == Path("./kbroker-data")
+
+
+def test_flags_win_over_overrides_over_file(tmp_path: Path) -> None:
+    props = tmp_path / "server.properties"
+    props.write_text("listeners=PLAINTEXT://0.0.0.0:9999\nlog.dirs=/from/file\n"
+                     "num.partitions=2\nlog.retention.hours=1\n")
+    from_file = _config("--config", str(props))
+    assert (from_file.listener.host, from_file.listener.port) == ("0.0.0.0", 9999)
+    assert from_file.data_dir == Path("/from/file")
+    assert from_file["num.partitions"] == 2
+    config = _config("--config", str(props), "--override", "num.partitions=5",
+                     "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d"))
+    assert (config.listener.host, config.listener.port) == ("127.0.0.1", 0)
+    assert config.data_dir == tmp_path / "d"
+    assert config["num.partitions"] == 5
+    assert config.log_retention_ms == 3600000
+
+
+def test_ipv6_listen() -> None:
+    assert _config("--listen", "::1:9093").listener.host == "::1"
+    assert _config("--listen", "[::1]:9093").listener.port == 9093
+
+
+def _run_main(capsys, *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    err = capsys.readouterr().err
+    return code, err
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--override", "no.such.key=1"], "unknown config key 'no.such.key'"),
+    (["--override", "num.partitions=many"], "num.partitions"),
+    (["--override", "novalue"], "KEY=VALUE"),
+    (["--listen", "nohostport"], "HOST:PORT"),
+    (["--config", "/nonexistent/server.properties"], "cannot read config file"),
+])
+def test_config_errors_are_one_line(capsys, tmp_path: Path, argv: list[str],
+                                    fragment: str) -> None:
+    code, err = _run_main(capsys, "--data-dir", str(tmp_path / "d"), *argv)
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.startswith("kbroker:")]
+    assert len(lines) == 1 and fragment in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_unwritable_data_dir(capsys, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    code, err = _run_main(capsys, "--listen", "127.0.0.1:0", "--data-dir",
+                          str(blocker / "data"))
+    assert code == 1
+    assert "cannot use data dir" in err and "Traceback" not in err
+
+
+def test_port_in_use(capsys, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, err = _run_main(capsys, "--listen", f"127.0.0.1:{port}", "--data-dir",
+                              str(tmp_path / "d"))
+    assert code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
+
+
+def test_help_documents_the_options(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--listen", "--data-dir", "--config", "--override", "bootstrap_servers",
+                   "127.0.0.1:9092", "./kbroker-data"):
+        assert option in out
+
+
+def test_list_configs(capsys) -> None:
+    assert main(["--list-configs"]) == 0
+    out = capsys.readouterr().out
+    assert "num.partitions (int, default 1)" in out
+    assert "log.retention.check.interval.ms" in out
+
+
+async def _read_until(stream: trio.abc.ReceiveStream, marker: bytes, seen: bytearray) -> str:
+    while marker not in seen:
+        chunk = await stream.receive_some(4096)
+        assert chunk, f"kbroker exited before printing {marker!r}: {seen.decode()}"
+        seen += chunk
+    start = seen.index(marker)
+    end = seen.find(b"\n", start)
+    return seen[start:end if end >= 0 else None].decode()
+
+
+async def test_real_process_start_serve_and_sigterm(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with trio.fail_after(60):  # a guard against hanging forever, not a speed assertion
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "kbroker", "--listen", "127.0.0.1:0", "--data-dir",
+             str(data), "--override", "num.partitions=2"],
+            stderr=subprocess.PIPE, env=env, cwd=str(tmp_path))
+        try:
+            seen = bytearray()
+            line = await _read_until(process.stderr, b"bootstrap_servers=", seen)
+            host, port = line.split("=", 1)[1].split()[0].rsplit(":", 1)
+            assert host == "127.0.0.1" and int(port) > 0
+            assert seen.count(b"bootstrap_servers=") == 1
+            client = RawClient(await trio.open_tcp_stream(host, int(port)))
+            response = await client.request(MetadataRequest(
+                topics=[MetadataRequest.MetadataRequestTopic(name="cli-topic")]))
+            assert response.topics[0].error_code == ErrorCode.NONE
+            assert len(response.topics[0].partitions) == 2
+            assert response.brokers[0].port == int(port)
+            process.send_signal(signal.SIGTERM)
+            assert await client.receive_raw() is None  # idle connection closed on shutdown
+            while await process.stderr.receive_some(4096):
+                pass
+            assert await process.wait() == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+    assert (data / "cli-topic-0" / ".kafka_cleanshutdown").exists()
+    assert (data / "meta.properties").exists()
