@@ -9,7 +9,11 @@ import pytest
 
 from wire import protocol
 from wire.errors import UnsupportedVersion
-from wire.messages import ApiVersionsResponse
+from wire.messages import (
+    ApiVersionsResponse,
+    ConsumerProtocolAssignment,
+    ConsumerProtocolSubscription,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 TOPIC_ID = uuid.UUID("6f1c2a10-0000-4000-8000-000000000001")
@@ -25,7 +29,7 @@ def decode(name: str):  # type: ignore[no-untyped-def]
 
 def test_all_golden_frames_are_present_and_decode() -> None:
     files = sorted(GOLDEN.glob("*.hex"))
-    assert len(files) >= 11
+    assert len(files) >= 25
     for f in files:
         header, body = protocol.decode_request(bytes.fromhex(f.read_text()))
         assert f.name.endswith(f"-{type(body).__name__}-v{header.request_api_version}.hex")
@@ -131,3 +135,75 @@ def test_undeclared_api_key_raises_unsupported() -> None:
     with pytest.raises(UnsupportedVersion) as exc:
         protocol.decode_request(bytes(frame))
     assert exc.value.api_key == 7 and exc.value.correlation_id == 2
+
+
+@pytest.mark.parametrize(("name", "sub_version"), [
+    ("kafka-python-group-JoinGroupRequest-v7", 0),
+    ("confluent-group-JoinGroupRequest-v5", 3),
+])
+def test_join_group_carries_a_consumer_subscription(name: str, sub_version: int) -> None:
+    _, body = decode(name)
+    assert body.group_id == "golden-group" and body.member_id == ""
+    assert body.protocol_type == "consumer" and body.session_timeout_ms == 45000
+    assert [p.name for p in body.protocols] == ["range", "roundrobin"]
+    version, sub = protocol.decode_versioned_data(ConsumerProtocolSubscription,
+                                                  body.protocols[0].metadata)
+    assert version == sub_version and sub.topics == ["golden-topic"]
+    assert sub.owned_partitions == [] and sub.generation_id == -1
+    # The embedded bytes re-encode identically: our schema is the client's schema.
+    assert protocol.encode_versioned_data(ConsumerProtocolSubscription, version, sub) == \
+        bytes(body.protocols[0].metadata)
+
+
+@pytest.mark.parametrize("name", ["kafka-python-group-SyncGroupRequest-v5",
+                                  "confluent-group-SyncGroupRequest-v3"])
+def test_sync_group_leader_assignment(name: str) -> None:
+    _, body = decode(name)
+    assert body.generation_id == 1 and body.member_id == "member-1"
+    (a,) = body.assignments
+    version, assignment = protocol.decode_versioned_data(ConsumerProtocolAssignment, a.assignment)
+    assert [(tp.topic, tp.partitions) for tp in assignment.assigned_partitions] == [
+        ("golden-topic", [0])]
+    assert protocol.encode_versioned_data(ConsumerProtocolAssignment, version, assignment) == \
+        bytes(a.assignment)
+
+
+def test_newer_subscription_version_reads_as_the_highest_known() -> None:
+    # KIP-429 forward compatibility: a v9 subscription is read with our newest schema.
+    _, body = decode("confluent-group-JoinGroupRequest-v5")
+    raw = b"\x00\x09" + bytes(body.protocols[0].metadata)[2:] + b"future-fields"
+    version, sub = protocol.decode_versioned_data(ConsumerProtocolSubscription, raw)
+    assert version == 3 and sub.topics == ["golden-topic"]
+
+
+@pytest.mark.parametrize(("name", "metadata", "require_stable"), [
+    ("kafka-python-group-OffsetCommitRequest-v8", "meta", False),
+    ("confluent-group-OffsetCommitRequest-v9", "", True),
+])
+def test_offset_commit_and_fetch(name: str, metadata: str, require_stable: bool) -> None:
+    _, body = decode(name)
+    assert body.group_id == "golden-group" and body.generation_id_or_member_epoch == 1
+    part = body.topics[0].partitions[0]
+    assert (body.topics[0].name, part.partition_index, part.committed_offset) == (
+        "golden-topic", 0, 0)
+    assert part.committed_metadata == metadata
+    _, fetch = decode(name.replace("OffsetCommit", "OffsetFetch"))
+    # OffsetFetch v8+ batches groups (KIP-709).
+    (group,) = fetch.groups
+    assert group.group_id == "golden-group" and group.topics[0].partition_indexes == [0]
+    assert fetch.require_stable is require_stable
+
+
+def test_heartbeat_and_leave_group() -> None:
+    _, hb = decode("kafka-python-group-HeartbeatRequest-v4")
+    assert (hb.group_id, hb.generation_id, hb.member_id) == ("golden-group", 1, "member-1")
+    _, leave = decode("kafka-python-group-LeaveGroupRequest-v5")
+    # LeaveGroup v3+ names members in a batch (KIP-345); v0-2 use the top-level member id.
+    assert leave.member_id == "" and [m.member_id for m in leave.members] == ["member-1"]
+    _, leave = decode("confluent-group-LeaveGroupRequest-v1")
+    assert leave.member_id == "member-1" and leave.members == []
+
+
+def test_find_coordinator_v6_batches_keys() -> None:
+    _, body = decode("kafka-python-group-FindCoordinatorRequest-v6")
+    assert body.key == "" and body.coordinator_keys == ["golden-group"]  # KIP-699
