@@ -1,0 +1,306 @@
+"""Consumer groups with confluent-kafka (librdkafka) against a live kbroker.
+
+Same scenarios as test_groups_kafka_python.py, plus KIP-429 cooperative-sticky rebalancing
+and a group mixing the two clients. Members are polled by their own threads; every wait is
+deadline-based polling of what a user observes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from kafka.coordinator.assignors.range import RangePartitionAssignor
+
+from compat.livebroker import LiveBroker
+from compat.test_groups_kafka_python import (
+    BROKER_OVERRIDES,
+    DEADLINE_S,
+    GroupMember,
+    wait_until,
+)
+
+pytestmark = pytest.mark.compat
+
+FAST_GROUP = {"heartbeat.interval.ms": 200, "session.timeout.ms": 6000}
+
+
+@pytest.fixture(scope="module")
+def group_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
+    """A live kbroker shared by this module's group tests."""
+    live = LiveBroker(tmp_path_factory.mktemp("kbroker-groups"), overrides=BROKER_OVERRIDES)
+    live.start()
+    try:
+        yield live
+        assert live.is_running(), f"kbroker died during the module\n{live.log_tail()}"
+    finally:
+        live.kill()
+
+
+@pytest.fixture
+def fresh_group_broker(tmp_path: Path) -> Iterator[LiveBroker]:
+    """A private kbroker (same overrides) for tests that kill or restart it."""
+    live = LiveBroker(tmp_path / "kbroker-data", overrides=BROKER_OVERRIDES)
+    live.start()
+    try:
+        yield live
+    finally:
+        live.kill()
+
+
+def create_topic(broker: LiveBroker, name: str, partitions: int) -> None:
+    """Create a topic through the admin API and wait for the result."""
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
+    futures = admin.create_topics([NewTopic(name, num_partitions=partitions,
+                                            replication_factor=1)])
+    futures[name].result(timeout=DEADLINE_S)
+
+
+def produce(broker: LiveBroker, topic: str, partitions: int, per_partition: int,
+            prefix: str = "") -> None:
+    """Write ``per_partition`` records to every partition (values "<prefix>p<partition>-<i>")."""
+    prod = Producer({"bootstrap.servers": broker.bootstrap_servers})
+    for p in range(partitions):
+        for i in range(per_partition):
+            prod.produce(topic, value=f"{prefix}p{p}-{i}".encode(), partition=p)
+    assert prod.flush(DEADLINE_S) == 0, "records left unacknowledged"
+
+
+class CkMember(threading.Thread):
+    """One confluent-kafka group consumer polled by its own thread."""
+
+    def __init__(self, broker: LiveBroker, topic: str, group: str, **configs: object) -> None:
+        super().__init__(daemon=True)
+        conf = {"bootstrap.servers": broker.bootstrap_servers, "group.id": group,
+                "auto.offset.reset": "earliest", "enable.auto.commit": False, **FAST_GROUP}
+        conf.update({k.replace("_", "."): v for k, v in configs.items()})
+        self.consumer = Consumer(conf)
+        self.revoked: list[set[int]] = []
+        self.assigned: list[set[int]] = []
+        self.consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        self.values: list[bytes] = []
+        self.assignment: frozenset[int] = frozenset()
+        self.error: BaseException | None = None
+        self._halt = threading.Event()
+        self._commit = threading.Event()
+        self._committed = threading.Event()
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned.append({tp.partition for tp in partitions})
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.revoked.append({tp.partition for tp in partitions})
+
+    def run(self) -> None:
+        try:
+            while not self._halt.is_set():
+                msg = self.consumer.poll(0.1)
+                if msg is not None and msg.error() is None:
+                    self.values.append(msg.value())
+                self.assignment = frozenset(tp.partition for tp in self.consumer.assignment())
+                if self._commit.is_set():
+                    self._commit.clear()
+                    self.consumer.commit(asynchronous=False)
+                    self._committed.set()
+        except BaseException as exc:  # reported by close()
+            self.error = exc
+        finally:
+            self.consumer.close()
+
+    def commit(self) -> None:
+        """Commit the consumed positions synchronously (from the polling thread)."""
+        self._committed.clear()
+        self._commit.set()
+        assert self._committed.wait(DEADLINE_S), "commit did not complete"
+
+    def close(self) -> None:
+        """Stop polling and close the consumer (a dynamic member sends LeaveGroup)."""
+        self._halt.set()
+        self.join(DEADLINE_S)
+        assert not self.is_alive(), "consumer thread did not stop"
+        assert self.error is None, f"consumer failed: {self.error!r}"
+
+
+def committed(broker: LiveBroker, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """The group's committed offsets as a consumer of the group reads them (OffsetFetch)."""
+    cons = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": group})
+    try:
+        found = cons.committed([TopicPartition(topic, p) for p in range(partitions)],
+                               timeout=DEADLINE_S)
+    finally:
+        cons.close()
+    return {tp.partition: tp.offset for tp in found}
+
+
+def test_group_subscribe_and_consume(group_broker: LiveBroker, topic_name: str) -> None:
+    """A subscribed group consumer gets every partition, reads everything, commits."""
+    create_topic(group_broker, topic_name, 3)
+    produce(group_broker, topic_name, 3, 10)
+    member = CkMember(group_broker, topic_name, f"g-{topic_name}")
+    member.start()
+    try:
+        wait_until(lambda: len(member.values) == 30, "all 30 records consumed")
+        assert member.assignment == {0, 1, 2}
+        member.commit()
+    finally:
+        member.close()
+    assert committed(group_broker, f"g-{topic_name}", topic_name, 3) == {0: 10, 1: 10, 2: 10}
+    admin = AdminClient({"bootstrap.servers": group_broker.bootstrap_servers})
+    described = admin.describe_consumer_groups([f"g-{topic_name}"])[f"g-{topic_name}"].result(
+        timeout=DEADLINE_S)
+    assert described.state.name == "EMPTY" and described.members == []
+    listed = admin.list_consumer_groups().result(timeout=DEADLINE_S)
+    assert f"g-{topic_name}" in {g.group_id for g in listed.valid}
+
+
+def test_group_rebalance_on_join_and_leave(group_broker: LiveBroker, topic_name: str) -> None:
+    """A second member gets half the partitions; when it leaves the first gets them back."""
+    create_topic(group_broker, topic_name, 4)
+    group = f"g-{topic_name}"
+    a = CkMember(group_broker, topic_name, group, partition_assignment_strategy="range")
+    a.start()
+    b: CkMember | None = None
+    try:
+        wait_until(lambda: a.assignment == {0, 1, 2, 3}, "first member owns all 4 partitions")
+        b = CkMember(group_broker, topic_name, group, partition_assignment_strategy="range")
+        b.start()
+        wait_until(lambda: len(a.assignment) == 2 and len(b.assignment) == 2
+                   and a.assignment | b.assignment == {0, 1, 2, 3},
+                   "partitions split 2/2 between the members")
+        b.close()
+        b = None
+        wait_until(lambda: a.assignment == {0, 1, 2, 3}, "first member owns all 4 again")
+    finally:
+        if b is not None:
+            b.close()
+        a.close()
+
+
+def test_group_cooperative_sticky_rebalance(group_broker: LiveBroker, topic_name: str) -> None:
+    """KIP-429: with cooperative-sticky, a joining member only takes partitions away; the
+    first member keeps the rest throughout (only the moved ones are revoked)."""
+    create_topic(group_broker, topic_name, 4)
+    group = f"g-{topic_name}"
+    coop = {"partition.assignment.strategy": "cooperative-sticky"}
+    a = CkMember(group_broker, topic_name, group, **coop)
+    a.start()
+    b: CkMember | None = None
+    try:
+        wait_until(lambda: a.assignment == {0, 1, 2, 3}, "first member owns all 4 partitions")
+        b = CkMember(group_broker, topic_name, group, **coop)
+        b.start()
+        wait_until(lambda: len(a.assignment) == 2 and len(b.assignment) == 2
+                   and a.assignment | b.assignment == {0, 1, 2, 3},
+                   "partitions split 2/2 between the members")
+        # Incremental: a gave up exactly the two partitions b now owns, nothing else.
+        assert [r for r in a.revoked if r] == [set(b.assignment)]
+        b.close()
+        b = None
+        wait_until(lambda: a.assignment == {0, 1, 2, 3}, "first member owns all 4 again")
+    finally:
+        if b is not None:
+            b.close()
+        a.close()
+
+
+def test_group_commit_and_fetch_offsets(group_broker: LiveBroker, topic_name: str) -> None:
+    """Offsets committed with metadata are fetched back and a new member resumes there."""
+    create_topic(group_broker, topic_name, 2)
+    produce(group_broker, topic_name, 2, 10)
+    group = f"g-{topic_name}"
+    cons = Consumer({"bootstrap.servers": group_broker.bootstrap_servers, "group.id": group,
+                     "enable.auto.commit": False})
+    try:
+        cons.commit(offsets=[TopicPartition(topic_name, 0, 7, metadata="seven"),
+                             TopicPartition(topic_name, 1, 3)], asynchronous=False)
+        got = cons.committed([TopicPartition(topic_name, 0), TopicPartition(topic_name, 1)],
+                             timeout=DEADLINE_S)
+        assert [(tp.partition, tp.offset) for tp in got] == [(0, 7), (1, 3)]
+        assert got[0].metadata == "seven"
+    finally:
+        cons.close()
+    member = CkMember(group_broker, topic_name, group)
+    member.start()
+    try:
+        wait_until(lambda: len(member.values) >= 10, "the 3 + 7 records after the commits")
+        assert sorted(member.values) == sorted(
+            [f"p0-{i}".encode() for i in range(7, 10)] + [f"p1-{i}".encode() for i in range(3, 10)])
+    finally:
+        member.close()
+
+
+def test_group_static_member_rejoin(group_broker: LiveBroker, topic_name: str) -> None:
+    """A restarted static member (same group.instance.id) takes its partitions back
+    without a rebalance: the other member is never revoked (KIP-345)."""
+    create_topic(group_broker, topic_name, 2)
+    group = f"g-{topic_name}"
+    static = {"session.timeout.ms": 20000, "partition.assignment.strategy": "range"}
+    a = CkMember(group_broker, topic_name, group, **{"group.instance.id": "a"}, **static)
+    b = CkMember(group_broker, topic_name, group, **{"group.instance.id": "b"}, **static)
+    a.start()
+    b.start()
+    try:
+        wait_until(lambda: len(a.assignment) == 1 and len(b.assignment) == 1
+                   and a.assignment | b.assignment == {0, 1}, "one partition each")
+        before = (len(a.revoked), len(a.assigned))
+        b_partitions = b.assignment
+        b.close()  # a static member does not send LeaveGroup
+        b = CkMember(group_broker, topic_name, group, **{"group.instance.id": "b"}, **static)
+        b.start()
+        wait_until(lambda: b.assignment == b_partitions, "restarted b owns its partition again")
+        assert (len(a.revoked), len(a.assigned)) == before
+    finally:
+        b.close()
+        a.close()
+
+
+def test_group_kill_keeps_committed_offsets(fresh_group_broker: LiveBroker, topic_name: str
+                                            ) -> None:
+    """Offsets acknowledged before kill -9 are there after the restart."""
+    broker = fresh_group_broker
+    create_topic(broker, topic_name, 2)
+    produce(broker, topic_name, 2, 5)
+    group = f"g-{topic_name}"
+    member = CkMember(broker, topic_name, group)
+    member.start()
+    try:
+        wait_until(lambda: len(member.values) == 10, "all 10 records consumed")
+        member.commit()
+    finally:
+        member.close()
+    broker.kill()
+    broker.start()
+    assert committed(broker, group, topic_name, 2) == {0: 5, 1: 5}
+    produce(broker, topic_name, 2, 1, prefix="new-")  # consumption must resume at these
+    member = CkMember(broker, topic_name, group)
+    member.start()
+    try:
+        wait_until(lambda: len(member.values) >= 2, "the 2 records after the commit")
+        assert sorted(member.values) == [b"new-p0-0", b"new-p1-0"]
+    finally:
+        member.close()
+
+
+def test_group_mixed_clients(group_broker: LiveBroker, topic_name: str) -> None:
+    """One confluent-kafka and one kafka-python member share a group (range on both)."""
+    create_topic(group_broker, topic_name, 4)
+    produce(group_broker, topic_name, 4, 5)
+    group = f"g-{topic_name}"
+    ck = CkMember(group_broker, topic_name, group, partition_assignment_strategy="range")
+    kp = GroupMember(group_broker, topic_name, group,
+                     partition_assignment_strategy=[RangePartitionAssignor])
+    ck.start()
+    kp.start()
+    try:
+        wait_until(lambda: len(ck.assignment) == 2 and len(kp.assignment) == 2
+                   and ck.assignment | kp.assignment == {0, 1, 2, 3},
+                   "partitions split 2/2 between the two clients")
+        # Together they read every record once the assignment settled.
+        wait_until(lambda: len(set(ck.values) | set(kp.values)) == 20, "all 20 records read")
+    finally:
+        kp.close()
+        ck.close()
