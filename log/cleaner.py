@@ -157,7 +157,9 @@ def clean_segments(log: PartitionLog, now_ms: int) -> int:
     return rewritten
 
 
-def _clean_segment(log: PartitionLog, seg: LogSegment, latest: dict[bytes, int], horizon: int) -> bool:
+def _clean_segment(
+    log: PartitionLog, seg: LogSegment, latest: dict[bytes, int], horizon: int
+) -> bool:
     data = pread_exact(seg.fd, seg.size, 0)
     out = bytearray()
     changed = False
@@ -196,7 +198,7 @@ def _replace_segment(log: PartitionLog, seg: LogSegment, data: bytes) -> None:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -88,7 +88,9 @@ class OffsetIndex:
         size = os.fstat(self.fd).st_size
         if size < OFFSET_ENTRY:
             return -1, 0
-        rel, pos = struct.unpack(">ii", os.pread(self.fd, OFFSET_ENTRY, size - size % OFFSET_ENTRY - OFFSET_ENTRY))
+        rel, pos = struct.unpack(
+            ">ii", os.pread(self.fd, OFFSET_ENTRY, size - size % OFFSET_ENTRY - OFFSET_ENTRY)
+        )
         return rel, pos
 
     def _load(self) -> None:

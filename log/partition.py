@@ -296,7 +296,11 @@ class PartitionLog:
 
     # -- append ----------------------------------------------------------------------------
     def append(
-        self, records: bytes | bytearray | memoryview, *, leader_epoch: int = 0, log_append_time: bool = False
+        self,
+        records: bytes | bytearray | memoryview,
+        *,
+        leader_epoch: int = 0,
+        log_append_time: bool = False,
     ) -> AppendResult:
         """Append already-validated batches: assign offsets in place, write, index."""
         self._check_open()
@@ -351,7 +355,9 @@ class PartitionLog:
         if seg.size > cfg.segment_bytes - size:
             return True
         rolling = seg.rolling_timestamp
-        waited = max_ts - rolling if rolling is not None and rolling >= 0 else now_ms - seg.created_ms
+        waited = (
+            max_ts - rolling if rolling is not None and rolling >= 0 else now_ms - seg.created_ms
+        )
         if waited > cfg.segment_ms:
             return True
         return seg.index_full() or last_offset - seg.base_offset > INT32_MAX
@@ -364,7 +370,10 @@ class PartitionLog:
         if (
             cfg.flush_interval_messages is not None
             and self._unflushed_messages >= cfg.flush_interval_messages
-        ) or (cfg.flush_interval_ms is not None and now_ms - self._last_flush_ms >= cfg.flush_interval_ms):
+        ) or (
+            cfg.flush_interval_ms is not None
+            and now_ms - self._last_flush_ms >= cfg.flush_interval_ms
+        ):
             self.flush()
 
     def roll(self) -> None:
@@ -455,7 +464,11 @@ class PartitionLog:
         self._check_open()
         best: LogSegment | None = None
         for seg in self._segments:
-            if seg.size and seg.max_timestamp >= 0 and (best is None or seg.max_timestamp > best.max_timestamp):
+            if (
+                seg.size
+                and seg.max_timestamp >= 0
+                and (best is None or seg.max_timestamp > best.max_timestamp)
+            ):
                 best = seg
         if best is None:
             return None
@@ -515,7 +528,9 @@ class PartitionLog:
             # Checkpoint first: after a crash the old segments may still be
             # there, but the log start offset already hides them.
             self._checkpoint_log_start()
-            self._delete_segments_while(lambda seg, nxt: nxt is not None and nxt.base_offset <= offset)
+            self._delete_segments_while(
+                lambda seg, nxt: nxt is not None and nxt.base_offset <= offset
+            )
         return self._log_start
 
     def _delete_segments_while(self, pred: Callable[[LogSegment, LogSegment | None], bool]) -> int:

@@ -47,7 +47,9 @@ class ProducerStateEntry:
 
     producer_id: int
     producer_epoch: int
-    batches: deque[BatchMetadata] = field(default_factory=lambda: deque(maxlen=NUM_BATCHES_TO_RETAIN))
+    batches: deque[BatchMetadata] = field(
+        default_factory=lambda: deque(maxlen=NUM_BATCHES_TO_RETAIN)
+    )
     last_timestamp: int = -1
 
     @property
@@ -101,10 +103,14 @@ class ProducerState:
             entry.producer_epoch = producer_epoch
             entry.batches.clear()
         if first_seq >= 0:
-            entry.batches.append(BatchMetadata(first_seq, last_seq, first_offset, last_offset, timestamp))
+            entry.batches.append(
+                BatchMetadata(first_seq, last_seq, first_offset, last_offset, timestamp)
+            )
         entry.last_timestamp = max(entry.last_timestamp, timestamp)
 
-    def update_from_batch(self, h: BatchHeader, max_timestamp: int, base_offset: int | None = None) -> None:
+    def update_from_batch(
+        self, h: BatchHeader, max_timestamp: int, base_offset: int | None = None
+    ) -> None:
         """Apply one appended batch header; `base_offset` overrides the header's (assigned at append)."""
         first_offset = h.base_offset if base_offset is None else base_offset
         if h.producer_id < 0:
@@ -147,8 +153,15 @@ class ProducerState:
         """Serialize for a snapshot file."""
         return json.dumps(
             [
-                [e.producer_id, e.producer_epoch, e.last_timestamp,
-                 [[b.first_seq, b.last_seq, b.first_offset, b.last_offset, b.timestamp] for b in e.batches]]
+                [
+                    e.producer_id,
+                    e.producer_epoch,
+                    e.last_timestamp,
+                    [
+                        [b.first_seq, b.last_seq, b.first_offset, b.last_offset, b.timestamp]
+                        for b in e.batches
+                    ],
+                ]
                 for e in self.entries.values()
             ]
         ).encode()

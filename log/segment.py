@@ -196,14 +196,20 @@ class LogSegment:
             found = self.find_batch(self.base_offset + rel)
         except InvalidRecordBatch:
             return False
-        return found is not None and found[1].max_timestamp == ts and found[1].last_offset == self.base_offset + rel
+        return (
+            found is not None
+            and found[1].max_timestamp == ts
+            and found[1].last_offset == self.base_offset + rel
+        )
 
     def index_full(self) -> bool:
         """Whether either index has no room left (Kafka rolls then)."""
         return self.index.is_full or self.time_index.is_full
 
     # -- reading ---------------------------------------------------------------
-    def iter_headers(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, BatchHeader]]:
+    def iter_headers(
+        self, start: int = 0, end: int | None = None
+    ) -> Iterator[tuple[int, BatchHeader]]:
         """(position, header) of each batch from `start`, reading in chunks; stops at a torn tail."""
         end = self.size if end is None else end
         fd = self.fd
@@ -283,7 +289,9 @@ class LogSegment:
                 self.rolling_timestamp = first_batch[1].max_timestamp
         return True
 
-    def recover(self, expected_offset: int | None = None) -> tuple[int, list[tuple[int, BatchHeader]]]:
+    def recover(
+        self, expected_offset: int | None = None
+    ) -> tuple[int, list[tuple[int, BatchHeader]]]:
         """Walk and CRC-check every batch; truncate at the first bad byte; rebuild both indexes.
 
         Returns (bytes truncated, [(pos, header)]). A batch whose offsets go

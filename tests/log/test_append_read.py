@@ -6,7 +6,7 @@ import os
 import struct
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from log import FileRegion, LogError, OffsetOutOfRange
@@ -168,14 +168,19 @@ def test_sparse_index_every_interval_in_kafka_format(open_log, log_dir):
     assert all(a[0] < b[0] for a, b in zip(tix, tix[1:], strict=False))
 
 
-@settings(max_examples=25, deadline=None)
+# fast_fsync only stubs fsync, which is the same for every example.
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     counts=st.lists(st.integers(1, 5), min_size=1, max_size=25),
     value_size=st.integers(0, 600),
     segment_bytes=st.integers(400, 5000),
     data=st.data(),
 )
-def test_any_offset_reads_back_the_batch_that_holds_it(tmp_path_factory, counts, value_size, segment_bytes, data):
+def test_any_offset_reads_back_the_batch_that_holds_it(
+    tmp_path_factory, fast_fsync, counts, value_size, segment_bytes, data
+):
     from log import LogConfig, PartitionLog
 
     d = tmp_path_factory.mktemp("p") / "t-0"
@@ -194,5 +199,7 @@ def test_any_offset_reads_back_the_batch_that_holds_it(tmp_path_factory, counts,
         assert sum(h.records_count for _p, h in valid_prefix(all_bytes)[1]) == leo
         if not reopened:
             log.close()
-            log = PartitionLog.open(d, LogConfig(segment_bytes=segment_bytes, index_interval_bytes=256))
+            log = PartitionLog.open(
+                d, LogConfig(segment_bytes=segment_bytes, index_interval_bytes=256)
+            )
     log.close()
