@@ -16,6 +16,12 @@ CLIENTS = {
     "test_kafka_python": ("kafka-python", "kafka-python"),
     "test_confluent_kafka": ("confluent-kafka", "confluent-kafka"),
 }
+# Further modules folded into a client's column, their rows prefixed (module -> client module,
+# row prefix), e.g. consumer-group scenarios of the same client.
+EXTRA_MODULES = {
+    "test_groups_kafka_python": ("test_kafka_python", "group: "),
+    "test_groups_confluent_kafka": ("test_confluent_kafka", "group: "),
+}
 _NODE = re.compile(r"(?:^|/)compat/(test_\w+)\.py::test_([^\s]+)$")
 
 
@@ -40,10 +46,13 @@ class ResultsTable:
     def record(self, report: pytest.TestReport) -> None:
         """Fold one setup/call/teardown report into the table."""
         match = _NODE.search(report.nodeid)
-        if not match or match.group(1) not in CLIENTS:
+        if not match:
             return
-        client = CLIENTS[match.group(1)][0]
-        scenario = match.group(2)
+        module, prefix = EXTRA_MODULES.get(match.group(1), (match.group(1), ""))
+        if module not in CLIENTS:
+            return
+        client = CLIENTS[module][0]
+        scenario = prefix + match.group(2)
         if scenario not in self.scenarios:
             self.scenarios.append(scenario)
         key = (client, scenario)
