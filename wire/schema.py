@@ -542,8 +542,17 @@ def _make_array_reader(compact: bool, nullable: bool, what: str, elem_type: str,
     return read
 
 
-def _make_nullable_struct_reader(inner: Callable) -> Callable:
-    # Nullable structs (KIP-893 era generator): an int8 marker, -1 = null, 1 = present.
+def _make_nullable_struct_reader(inner: Callable, tagged: bool) -> Callable:
+    # Nullable structs, as Kafka's generator reads them: an int8 marker (< 0 = null,
+    # 1 = present); inside a tagged field the marker is an unsigned varint (0 = null).
+    if tagged:
+        def read_tagged(buf: memoryview, pos: int) -> tuple[Any, int]:
+            m, pos = read_uvarint(buf, pos)
+            if m == 0:
+                return None, pos
+            return inner(buf, pos)
+        return read_tagged
+
     def read(buf: memoryview, pos: int) -> tuple[Any, int]:
         (m,) = _S_I8.unpack_from(buf, pos)
         if m < 0:
@@ -665,10 +674,12 @@ def _make_array_writer(compact: bool, nullable: bool, what: str, elem_type: str,
     return write
 
 
-def _make_nullable_struct_writer(inner: Callable) -> Callable:
+def _make_nullable_struct_writer(inner: Callable, tagged: bool) -> Callable:
+    null = 0 if tagged else 0xFF  # uvarint 0 in a tagged field, else int8 -1
+
     def write(out: bytearray, v: Any, ext: list) -> None:
         if v is None:
-            out.append(0xFF)
+            out.append(null)
         else:
             out.append(1)
             inner(out, v, ext)
@@ -747,7 +758,8 @@ class _Compiler:
             return _read_uuid, _write_uuid
         r, w = self.struct_codec(t)
         if nullable:
-            return _make_nullable_struct_reader(r), _make_nullable_struct_writer(w)
+            return (_make_nullable_struct_reader(r, tagged),
+                    _make_nullable_struct_writer(w, tagged))
         return r, _nonnull_struct_writer(w, what)
 
     def elem_codec(self, t: str, compact: bool) -> tuple[Callable, Callable]:

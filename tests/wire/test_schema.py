@@ -10,6 +10,8 @@ from wire import protocol
 from wire.errors import DecodeError, EncodeError
 from wire.messages import (
     ApiVersionsResponse,
+    ConsumerGroupMemberMetadataValue,
+    DescribeTopicPartitionsResponse,
     FetchResponse,
     MetadataRequest,
     ProduceRequest,
@@ -18,6 +20,7 @@ from wire.messages import (
 )
 from wire.schema import (
     decode_struct,
+    encode_struct,
     parse_versions,
     read_uvarint,
     read_varint,
@@ -134,7 +137,6 @@ def test_ignorable_absent_field_is_dropped_silently() -> None:
 def test_unknown_tagged_fields_survive_a_round_trip() -> None:
     hdr = RequestHeader(request_api_key=3, request_api_version=12, correlation_id=9,
                         client_id="c", unknown_tagged_fields={5: b"\x01\x02"})
-    from wire.schema import encode_struct
     out = bytearray()
     encode_struct(RequestHeader, 2, hdr, out, [])
     back, end = decode_struct(RequestHeader, 2, bytes(out))
@@ -161,3 +163,21 @@ def test_records_decode_to_a_zero_copy_slice() -> None:
     assert isinstance(rec, memoryview) and rec == b"RB"
     frame[frame.index(b"RB")] = ord("X")  # the slice views the frame, so it sees the change
     assert bytes(rec).startswith(b"X")
+
+
+def test_nullable_struct_markers_match_kafkas_generator() -> None:
+    # Non-tagged nullable struct: int8 -1 = null, 1 = present (DescribeTopicPartitions cursor).
+    resp = DescribeTopicPartitionsResponse(next_cursor=None)
+    out = bytearray()
+    encode_struct(DescribeTopicPartitionsResponse, 0, resp, out, [])
+    assert out[-2:] == b"\xff\x00"  # null marker, then the empty tagged-field section
+    back, _ = decode_struct(DescribeTopicPartitionsResponse, 0, bytes(out))
+    assert back.next_cursor is None
+    # Tagged nullable struct: the value is a uvarint marker then the struct; null is absent.
+    cls = ConsumerGroupMemberMetadataValue
+    value = cls(classic_member_metadata=cls.ClassicMemberMetadata(session_timeout_ms=5))
+    out = bytearray()
+    encode_struct(cls, 0, value, out, [])
+    # ... 01 (one tagged field) 00 (tag 0) size 01 (marker) <struct>
+    assert b"\x01\x00\x07\x01\x00\x00\x00\x05\x01\x00" in bytes(out)
+    assert decode_struct(cls, 0, bytes(out))[0] == value
