@@ -14,6 +14,7 @@ having no effect.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -417,12 +418,12 @@ class BrokerConfig:
             raise ValueError(f"listener {first} uses {protocol}; only PLAINTEXT is supported")
         return first
 
-    @property
+    @functools.cached_property
     def listener(self) -> Listener:
         """The listener we bind (first entry of ``listeners``)."""
         return self._pick_listener(self._values["listeners"])
 
-    @property
+    @functools.cached_property
     def advertised_listener(self) -> Listener | None:
         """The listener given to clients, or None to derive it from the bound socket."""
         entries = self._values["advertised.listeners"]

@@ -270,7 +270,12 @@ async def serve(config: BrokerConfig, *, task_status: Any = trio.TASK_STATUS_IGN
             server = Server(("", 0), broker, config, grace_s=grace_s)
 
             async def handle(stream: trio.SocketStream) -> None:
-                connection = Connection(server, stream)
+                try:
+                    connection = Connection(server, stream)
+                except OSError as exc:  # reset before we could even look at it
+                    logger.info("connection dropped while being accepted: %s", exc)
+                    await trio.aclose_forcefully(stream)
+                    return
                 server.connections.add(connection)
                 try:
                     await connection.run()

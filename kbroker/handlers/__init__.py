@@ -24,6 +24,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from wire.protocol import SUPPORTED
+
 if TYPE_CHECKING:
     from kbroker.broker import Broker
 
@@ -82,8 +84,6 @@ def load_handlers() -> dict[int, Registration]:
 
 def advertised_versions() -> dict[int, tuple[int, int]]:
     """api key → (min, max): registered ranges ∩ the codec's ``wire.protocol.SUPPORTED``."""
-    from wire.protocol import SUPPORTED
-
     if _advertised:
         return _advertised
     result = _advertised
