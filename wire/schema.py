@@ -441,6 +441,8 @@ def _len_compact(buf: memoryview, pos: int, nullable: bool, what: str) -> tuple[
     return n, pos
 
 
+# Strings decode like Java's new String(bytes, UTF_8), which Kafka uses: malformed
+# UTF-8 becomes U+FFFD instead of failing the request.
 def _make_string_reader(compact: bool, nullable: bool, what: str) -> Callable:
     if compact:
         def read(buf: memoryview, pos: int) -> tuple[str | None, int]:
@@ -460,14 +462,14 @@ def _make_string_reader(compact: bool, nullable: bool, what: str) -> Callable:
             end = pos + n
             if end > len(buf):
                 raise DecodeError(f"{what}: length {n} exceeds the bytes left")
-            return str(buf[pos:end], "utf-8"), end
+            return str(buf[pos:end], "utf-8", "replace"), end
     else:
         def read(buf: memoryview, pos: int) -> tuple[str | None, int]:
             n, pos = _len_classic16(buf, pos, nullable, what)
             if n < 0:
                 return None, pos
             end = pos + n
-            return str(buf[pos:end], "utf-8"), end
+            return str(buf[pos:end], "utf-8", "replace"), end
     return read
 
 
@@ -904,7 +906,7 @@ def _inline_read(f: FieldDecl, compact: bool, nullable: bool, sym: Callable) -> 
     bad = sym("m", f"{f.name}: invalid length or null where not allowed")
     over = sym("m", f"{f.name}: length exceeds the bytes left")
     if f.type == "string":
-        conv = "str(buf[pos:end], 'utf-8')"
+        conv = "str(buf[pos:end], 'utf-8', 'replace')"
     elif f.type == "bytes":
         conv = "bytes(buf[pos:end])"
     else:

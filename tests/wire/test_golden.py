@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from wire import protocol
-from wire.errors import UnsupportedVersion
+from wire.errors import DecodeError, UnsupportedVersion
 from wire.messages import (
     ApiVersionsResponse,
     ConsumerProtocolAssignment,
@@ -207,3 +207,11 @@ def test_heartbeat_and_leave_group() -> None:
 def test_find_coordinator_v6_batches_keys() -> None:
     _, body = decode("kafka-python-group-FindCoordinatorRequest-v6")
     assert body.key == "" and body.coordinator_keys == ["golden-group"]  # KIP-699
+
+
+def test_every_prefix_of_a_golden_frame_is_a_decode_error() -> None:
+    for f in sorted(GOLDEN.glob("*.hex")):
+        frame = bytes.fromhex(f.read_text())
+        for cut in range(len(frame)):
+            with pytest.raises(DecodeError):
+                protocol.decode_request(frame[:cut])

@@ -181,3 +181,13 @@ def test_nullable_struct_markers_match_kafkas_generator() -> None:
     # ... 01 (one tagged field) 00 (tag 0) size 01 (marker) <struct>
     assert b"\x01\x00\x07\x01\x00\x00\x00\x05\x01\x00" in bytes(out)
     assert decode_struct(cls, 0, bytes(out))[0] == value
+
+
+def test_malformed_utf8_is_replaced_like_java_does() -> None:
+    # Kafka decodes strings with new String(bytes, UTF_8): bad bytes become U+FFFD.
+    frame = bytearray(protocol.encode_request(3, 12, 1, "ab", MetadataRequest(
+        topics=[MetadataRequest.MetadataRequestTopic(name="tx")]))[4:])
+    frame[frame.index(b"tx")] = 0xFF
+    frame[frame.index(b"ab")] = 0xC3
+    header, body = protocol.decode_request(bytes(frame))
+    assert body.topics[0].name == "\ufffdx" and header.client_id == "\ufffdb"
