@@ -215,3 +215,81 @@ async def test_wait_for_append_is_woken_by_appends(server) -> None:
         await trio.testing.wait_all_tasks_blocked()
         broker.notify_append()
     assert woke == [True]
+
+
+# --- maintenance steps (Broker, synchronous, injected clock) ------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def broker_with_clock(tmp_path):
+    from kbroker.broker import Broker
+    from kbroker.config import BrokerConfig
+
+    clock = FakeClock()
+    broker = Broker(BrokerConfig.from_properties({"log.dirs": str(tmp_path / "b")}),
+                    clock=clock)
+    yield broker, clock
+    broker.close()
+
+
+def _count_calls(monkeypatch, obj, name: str) -> list[int]:
+    calls: list[int] = []
+    original = getattr(obj, name)
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(obj, name, counting)
+    return calls
+
+
+def test_compaction_only_for_compacted_topics_that_grew(broker_with_clock, monkeypatch) -> None:
+    broker, _ = broker_with_clock
+    compacted = broker.topics.create("compacted", 1, {"cleanup.policy": "compact"})
+    plain = broker.topics.create("plain", 1)
+    compacted_calls = _count_calls(monkeypatch, compacted.partitions[0].log, "compact")
+    plain_calls = _count_calls(monkeypatch, plain.partitions[0].log, "compact")
+    batch = build_batch([Record(key=b"k", value=b"v", timestamp=1)])
+    compacted.partitions[0].log.append(batch)
+    broker.compact()
+    broker.compact()  # nothing new: no second pass
+    assert (len(compacted_calls), len(plain_calls)) == (1, 0)
+    compacted.partitions[0].log.append(batch)
+    broker.compact()
+    assert len(compacted_calls) == 2
+
+
+def test_retention_skips_compact_only_topics(broker_with_clock, monkeypatch) -> None:
+    broker, _ = broker_with_clock
+    compacted = broker.topics.create("compacted", 1, {"cleanup.policy": "compact"})
+    both = broker.topics.create("both", 1, {"cleanup.policy": "compact,delete"})
+    compacted_calls = _count_calls(monkeypatch, compacted.partitions[0].log, "enforce_retention")
+    both_calls = _count_calls(monkeypatch, both.partitions[0].log, "enforce_retention")
+    broker.enforce_retention()
+    assert (len(compacted_calls), len(both_calls)) == (0, 1)
+
+
+def test_time_based_flush_follows_flush_ms(broker_with_clock, monkeypatch) -> None:
+    broker, clock = broker_with_clock
+    assert broker.next_flush_interval_s() is None  # Kafka default: never flush by time
+    fast = broker.topics.create("fast", 1, {"flush.ms": "1000"})
+    slow = broker.topics.create("slow", 1)
+    fast_calls = _count_calls(monkeypatch, fast.partitions[0].log, "flush")
+    slow_calls = _count_calls(monkeypatch, slow.partitions[0].log, "flush")
+    assert broker.next_flush_interval_s() == 1.0
+    broker.flush_due()  # first sighting starts the clock
+    clock.now += 0.5
+    broker.flush_due()
+    assert fast_calls == []
+    clock.now += 0.6
+    broker.flush_due()
+    assert (len(fast_calls), len(slow_calls)) == (1, 0)
