@@ -504,7 +504,7 @@ AddOffsetsToTxnResponse response key=25 versions=0-4 flexible=3+
   ThrottleTimeMs int32
   ErrorCode int16
 
-EndTxnRequest request key=26 versions=0-5 flexible=3+
+EndTxnRequest request key=26 versions=0-5 flexible=3+ unstable
   TransactionalId string
   ProducerId int64
   ProducerEpoch int16
@@ -829,7 +829,7 @@ ListTransactionsResponse response key=66 versions=0-1 flexible=0+
     ProducerId int64
     TransactionState string
 
-ConsumerGroupHeartbeatRequest request key=68 versions=0-1 flexible=0+
+ConsumerGroupHeartbeatRequest request key=68 versions=0-1 flexible=0+ unstable
   GroupId string
   MemberId string
   MemberEpoch int32

@@ -45,6 +45,14 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     key: (cls.SCHEMA.versions.lo, cls.SCHEMA.versions.hi) for key, cls in REQUESTS.items()
 }
 
+# What a broker advertises in ApiVersions: SUPPORTED without a latest version that
+# Kafka marks unstable (latestVersionUnstable; Kafka hides it unless
+# unstable.api.versions.enable=true), e.g. EndTxn v5 and ConsumerGroupHeartbeat v1.
+STABLE: dict[int, tuple[int, int]] = {
+    key: (lo, hi - 1 if REQUESTS[key].SCHEMA.latest_unstable else hi)
+    for key, (lo, hi) in SUPPORTED.items()
+}
+
 _HDR = struct.Struct(">hhi")
 _I32 = struct.Struct(">i")
 _I16 = struct.Struct(">h")

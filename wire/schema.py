@@ -12,6 +12,7 @@ that mirrors Kafka's JSON message definitions (see ``wire/_defs_api.py``)::
       struct SomeCommonStruct v0+
         Field int32
 
+A header line may end with ``unstable`` (Kafka's latestVersionUnstable).
 A field line is ``Name type [vVERSIONS] [nullable=V] [tag=N tagged=V]
 [flexible=V] [default=TOKEN] [ignorable]``; ``v0+`` is implied. Versions are
 written like Kafka's: ``3``, ``0-11``, ``9+`` or ``none``.
@@ -146,6 +147,9 @@ class MessageDecl:
     flexible: Versions
     fields: list[FieldDecl]
     structs: dict[str, StructDecl]
+    # Kafka's latestVersionUnstable: the top version is still in development and a
+    # released broker does not advertise it (unstable.api.versions.enable=false).
+    latest_unstable: bool = False
 
 
 _SNAKE1 = re.compile(r"(.)([A-Z][a-z]+)")
@@ -184,7 +188,8 @@ def _parse_field(tokens: list[str]) -> FieldDecl:
 
 def _parse_block(lines: list[str]) -> MessageDecl:
     head = lines[0].split()
-    attrs = dict(t.split("=", 1) for t in head[2:])
+    attrs = dict(t.split("=", 1) for t in head[2:] if "=" in t)
+    flags = {t for t in head[2:] if "=" not in t}
     msg = MessageDecl(
         name=head[0],
         kind=head[1],
@@ -193,6 +198,7 @@ def _parse_block(lines: list[str]) -> MessageDecl:
         flexible=parse_versions(attrs["flexible"]),
         fields=[],
         structs={},
+        latest_unstable="unstable" in flags,
     )
     # stack of (indent of the children, list to append them to, owning field)
     stack: list[tuple[int, list[FieldDecl], FieldDecl | None]] = [(2, msg.fields, None)]

@@ -72,6 +72,8 @@ def declare(name: str) -> str:
         head.append(f"key={d['apiKey']}")
     head.append("versions=" + d["validVersions"])
     head.append("flexible=" + d["flexibleVersions"])
+    if d.get("latestVersionUnstable"):
+        head.append("unstable")
     out = [" ".join(head)]
     field_lines(d["fields"], 2, out)
     for s in d.get("commonStructs", []):

@@ -138,6 +138,7 @@ def _check_message(name: str, schemas: dict[str, dict]) -> None:
     assert d.api_key == t.get("apiKey"), name
     assert _ours(d.versions) == _vset(t["validVersions"]), name
     assert _ours(d.flexible) == _vset(t["flexibleVersions"]), name
+    assert d.latest_unstable == bool(t.get("latestVersionUnstable", False)), name
     _compare_fields(name, d.fields, t["fields"], cls, cls.STRUCTS)
     common = {s["name"]: s for s in t.get("commonStructs", [])}
     for sname, s in common.items():
@@ -176,7 +177,11 @@ def test_every_required_api_is_declared_over_its_valid_versions(
             assert cls.__name__ == j["name"] and cls.API_KEY == key
             assert _ours(cls.SCHEMA.versions) == _vset(j["validVersions"]), j["name"]
         lo, hi = protocol.SUPPORTED[key]
-        assert set(range(lo, hi + 1)) == _vset(by_key[(key, "request")]["validVersions"])
+        req = by_key[(key, "request")]
+        assert set(range(lo, hi + 1)) == _vset(req["validVersions"])
+        # STABLE drops a latest version Kafka marks unstable, as a released broker does.
+        slo, shi = protocol.STABLE[key]
+        assert (slo, shi) == (lo, hi - 1 if req.get("latestVersionUnstable") else hi)
 
 
 def test_required_data_schemas_are_declared(schemas: dict[str, dict]) -> None:
