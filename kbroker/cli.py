@@ -31,6 +31,7 @@ logger = logging.getLogger("kbroker")
 DEFAULT_LISTEN = "127.0.0.1:9092"
 DEFAULT_DATA_DIR = "./kbroker-data"
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+TOOL_COMMANDS = frozenset({"topics", "groups", "produce", "consume"})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -149,6 +150,12 @@ def _print_configs() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kbroker`` script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in TOOL_COMMANDS:
+        # Ops commands (kbroker.tools) share the script; without one it runs the broker.
+        from kbroker.tools import main as tools_main
+
+        return tools_main(argv)
     args = _parser().parse_args(argv)
     if args.list_configs:
         _print_configs()
