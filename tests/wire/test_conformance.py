@@ -115,8 +115,10 @@ def _compare_fields(where: str, ours: list[FieldDecl], theirs: list[dict], cls: 
         assert _ours(o.nullable) == _vset(t.get("nullableVersions")), w
         assert o.tag == t.get("tag"), w
         assert _ours(o.tagged) == _vset(t.get("taggedVersions")), w
-        assert _ours(o.flexible) == _vset(t.get("flexibleVersions")) if "flexibleVersions" in t \
-            else o.flexible is None, w
+        if "flexibleVersions" in t:  # per-field override, e.g. RequestHeader.ClientId "none"
+            assert o.flexible is not None and _ours(o.flexible) == _vset(t["flexibleVersions"]), w
+        else:
+            assert o.flexible is None, w
         assert o.ignorable == bool(t.get("ignorable", False)), w
         assert o.attr == _snake(t["name"]), w
         value = getattr(instance, o.attr)
