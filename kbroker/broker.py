@@ -24,6 +24,7 @@ import trio
 from kbroker.config import BrokerConfig, ConfigError
 from kbroker.topic_config import effective_topic_value
 from kbroker.topics import Partition, TopicManager, random_kafka_uuid, uuid_to_base64
+from log.errors import LogError
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,9 @@ class Broker:
                               f"{exc.strerror or exc}") from None
         try:
             self.topics = TopicManager(self.data_dir, config, clock=clock)
+        except (LogError, OSError) as exc:
+            self._unlock()
+            raise ConfigError(f"cannot open the logs in {self.data_dir}: {exc}") from None
         except BaseException:
             self._unlock()
             raise

@@ -264,8 +264,9 @@ async def serve(config: BrokerConfig, *, task_status: Any = trio.TASK_STATUS_IGN
     broker = Broker(config)
     try:
         listener = config.listener
-        # Kafka: an empty host binds every interface.
-        host = listener.host or None
+        # Kafka: an empty host binds every interface. With port 0 trio would give the
+        # IPv4 and IPv6 sockets different ports, so bind IPv4 only then.
+        host = listener.host or (None if listener.port else "0.0.0.0")
         async with trio.open_nursery() as nursery:
             server = Server(("", 0), broker, config, grace_s=grace_s)
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kbroker.config import BrokerConfig
+from kbroker.config import BrokerConfig, ConfigError
 from kbroker.errors import KafkaApiError
 from kbroker.topic_config import to_log_config, validate_topic_configs
 from wire.errors import ErrorCode
@@ -384,7 +384,12 @@ class TopicManager:
         path = self.data_dir / TOPICS_FILE
         entries: dict[str, dict] = {}
         if path.exists():
-            entries = json.loads(path.read_text())["topics"]
+            try:
+                entries = json.loads(path.read_text())["topics"]
+            except (ValueError, KeyError, TypeError) as exc:
+                # Written atomically, so this is outside damage: refuse rather than guess.
+                raise ConfigError(f"{path} is damaged ({exc}); restore it or remove the "
+                                  "data dir") from None
         known_ids = {e["topic_id"] for e in entries.values()}
         # Remove partition dirs of topics that no longer exist (deletion cut by a crash).
         for child in self.data_dir.iterdir():

@@ -251,3 +251,13 @@ def test_stale_directory_of_a_recreated_topic_is_replaced(manager: TopicManager)
     partition = reopened.partition("t", 0)
     assert partition is not None and partition.log.log_end_offset == 0
     reopened.close()
+
+
+def test_damaged_topics_file_is_refused(manager: TopicManager) -> None:
+    from kbroker.config import ConfigError
+
+    manager.create("t", 1)
+    manager.close()
+    (manager.data_dir / TOPICS_FILE).write_text('{"topics": ')
+    with pytest.raises(ConfigError, match="damaged"):
+        TopicManager(manager.data_dir, manager.config)
