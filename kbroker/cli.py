@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
             file or with --override; see --list-configs. Examples:
               kbroker --listen 127.0.0.1:0
               kbroker --config server.properties --override num.partitions=3
+            ops commands (kbroker[tools] extra): kbroker {topics,groups,produce,consume} --help
             """),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--listen", metavar="HOST:PORT",
@@ -141,7 +142,9 @@ def _single(exc: BaseException) -> BaseException:
 def _print_configs() -> None:
     for name, defn in sorted(CONFIG_DEFS.items()):
         default = defn.default
-        if isinstance(default, list):
+        if isinstance(default, bool):
+            default = "true" if default else "false"
+        elif isinstance(default, list):
             default = ",".join(default)
         print(f"{name} ({defn.type}, default {default if default is not None else 'null'})")
         print(textwrap.fill(defn.doc, width=88, initial_indent="    ",
@@ -158,7 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return tools_main(argv)
     args = _parser().parse_args(argv)
     if args.list_configs:
-        _print_configs()
+        try:
+            _print_configs()
+        except BrokenPipeError:  # `kbroker --list-configs | head`
+            sys.stderr.close()
         return 0
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
