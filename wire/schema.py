@@ -770,7 +770,9 @@ class _Compiler:
                     _make_nullable_struct_writer(w, tagged))
         return r, _nonnull_struct_writer(w, what)
 
-    def elem_codec(self, t: str, compact: bool) -> tuple[Callable, Callable]:
+    def elem_codec(self, t: str, compact: bool, *, raw: bool = False) -> tuple[Callable, Callable]:
+        """Reader/writer of one array element; raw=True skips the None check of struct
+        elements (a None element then fails with AttributeError -> EncodeError)."""
         if t in _FIXED_FMT:
             return _make_fixed_reader(_FIXED_FMT[t]), _make_fixed_writer(_FIXED_FMT[t])
         if t == "string":
@@ -781,7 +783,7 @@ class _Compiler:
         if t == "uuid":
             return _read_uuid, _write_uuid
         r, w = self.struct_codec(t)
-        return r, _nonnull_struct_writer(w, t)
+        return r, (w if raw else _nonnull_struct_writer(w, t))
 
     def struct_codec(self, name: str) -> tuple[Callable, Callable]:
         if name in self.done:
@@ -865,6 +867,12 @@ class _Compiler:
                 rd.extend(_inline_read(f, compact, v in f.nullable, sym))
                 wr.extend(_inline_write(f, compact, v in f.nullable, sym))
                 continue
+            if f.is_array:
+                compact = (v in f.flexible) if f.flexible is not None else self.flexible
+                er, ew = self.elem_codec(f.elem, compact, raw=True)
+                rd.extend(_inline_array_read(f, compact, v in f.nullable, er, sym))
+                wr.extend(_inline_array_write(f, compact, v in f.nullable, ew, sym))
+                continue
             r, w = self.value_codec(f)
             rn = sym("r", r)
             wn = sym("w", w)
@@ -944,6 +952,7 @@ def _inline_write(f: FieldDecl, compact: bool, nullable: bool, sym: Callable) ->
     if compact:
         lines += ["        n = len(v) + 1",
                   "        if n < 0x80: out.append(n)",
+                  "        elif n < 0x4000: out.append((n & 0x7F) | 0x80); out.append(n >> 7)",
                   "        else: _wuv(out, n)"]
     elif f.type == "string":
         lines += ["        if len(v) > 0x7FFF: raise EncodeError("
@@ -959,6 +968,68 @@ def _inline_write(f: FieldDecl, compact: bool, nullable: bool, sym: Callable) ->
         lines.append("        out += v")
     else:
         lines.append("        out += v")
+    return lines
+
+
+def _inline_array_read(f: FieldDecl, compact: bool, nullable: bool, er: Callable,
+                       sym: Callable) -> list[str]:
+    """Generated lines that read an array field into o.<attr>."""
+    a = f.attr
+    if compact:
+        lines = ["    n = buf[pos]",
+                 "    if n < 0x80: pos += 1",
+                 "    else: n, pos = _uv(buf, pos)",
+                 "    n -= 1"]
+    else:
+        lines = ["    (n,) = _S32.unpack_from(buf, pos)", "    pos += 4"]
+    bad = sym("m", f"{f.name}: invalid array length or null where not allowed")
+    # Kafka checks an array's count against the bytes remaining (CVE-2022-34917).
+    over = sym("m", f"{f.name}: array count exceeds the bytes left")
+    lines += ["    if n < 0:",
+              f"        if n != -1 or {not nullable}: raise _DecodeError({bad})",
+              f"        o.{a} = None",
+              f"    elif n > len(buf) - pos: raise _DecodeError({over})"]
+    fmt = _FIXED_FMT.get(f.elem)
+    if fmt is not None:
+        st = struct.Struct(">" + fmt)
+        sn = sym("s", st)
+        lines += ["    else:",
+                  f"        end = pos + n * {st.size}",
+                  f"        if end > len(buf): raise _DecodeError({over})",
+                  f"        o.{a} = [e for (e,) in {sn}.iter_unpack(buf[pos:end])]",
+                  "        pos = end"]
+    else:
+        rn = sym("r", er)
+        lines += ["    else:",
+                  "        lst = []",
+                  "        for _ in range(n):",
+                  f"            e, pos = {rn}(buf, pos)",
+                  "            lst.append(e)",
+                  f"        o.{a} = lst"]
+    return lines
+
+
+def _inline_array_write(f: FieldDecl, compact: bool, nullable: bool, ew: Callable,
+                        sym: Callable) -> list[str]:
+    """Generated lines that write the array field o.<attr>."""
+    if nullable:
+        null = "out.append(0)" if compact else "out += b'\\xff\\xff\\xff\\xff'"
+    else:
+        null = f"raise EncodeError({sym('m', f.name + ': None is not allowed in this version')})"
+    lines = [f"    v = o.{f.attr}", "    if v is None:", f"        {null}", "    else:"]
+    if compact:
+        lines += ["        n = len(v) + 1",
+                  "        if n < 0x80: out.append(n)",
+                  "        else: _wuv(out, n)"]
+    else:
+        lines.append("        out += _S32.pack(len(v))")
+    fmt = _FIXED_FMT.get(f.elem)
+    if fmt is not None:
+        pn = sym("p", struct.Struct(">" + fmt).pack)
+        lines += ["        for e in v: out += " + pn + "(e)"]
+    else:
+        wn = sym("w", ew)
+        lines += ["        for e in v: " + wn + "(out, e, ext)"]
     return lines
 
 
