@@ -191,3 +191,16 @@ def test_malformed_utf8_is_replaced_like_java_does() -> None:
     frame[frame.index(b"ab")] = 0xC3
     header, body = protocol.decode_request(bytes(frame))
     assert body.topics[0].name == "\ufffdx" and header.client_id == "\ufffdb"
+
+
+@pytest.mark.parametrize("size", [0, 126, 127, 128, 16382, 16383, 16384, 70000])
+@pytest.mark.parametrize("version", [8, 9])  # classic and compact encodings
+def test_lengths_at_varint_boundaries_round_trip(size: int, version: int) -> None:
+    # Sizes around the 1-, 2- and 3-byte unsigned-varint boundaries (compact = size + 1).
+    name = "n" * min(size, 30000)
+    req = ProduceRequest(topic_data=[ProduceRequest.TopicProduceData(
+        name=name, partition_data=[ProduceRequest.PartitionProduceData(
+            index=i, records=b"r" * size) for i in range(min(size, 300) + 1)])])
+    frame = protocol.encode_request(0, version, 1, "c", req)
+    _, back = protocol.decode_request(frame[4:])
+    assert back == req
