@@ -215,3 +215,59 @@ def test_every_prefix_of_a_golden_frame_is_a_decode_error() -> None:
         for cut in range(len(frame)):
             with pytest.raises(DecodeError):
                 protocol.decode_request(frame[:cut])
+
+
+@pytest.mark.parametrize(("name", "timeout_ms"), [
+    ("kafka-python-admin-CreateTopicsRequest-v7", 30000),
+    ("confluent-admin-CreateTopicsRequest-v4", 60000),
+])
+def test_create_topics(name: str, timeout_ms: int) -> None:
+    header, body = decode(name)
+    assert header.client_id.endswith("-admin")
+    (t,) = body.topics
+    assert (t.name, t.num_partitions, t.replication_factor) == ("golden-new", 3, 1)
+    assert [(c.name, c.value) for c in t.configs] == [("retention.ms", "1000")]
+    assert t.assignments == [] and body.timeout_ms == timeout_ms and body.validate_only is False
+
+
+def test_create_partitions_and_describe_configs() -> None:
+    for name in ("kafka-python-admin-CreatePartitionsRequest-v3",
+                 "confluent-admin-CreatePartitionsRequest-v2"):
+        _, body = decode(name)
+        (t,) = body.topics
+        assert (t.name, t.count, t.assignments) == ("golden-new", 6, None)
+    for name, synonyms in (("kafka-python-admin-DescribeConfigsRequest-v4", False),
+                           ("confluent-admin-DescribeConfigsRequest-v1", True)):
+        _, body = decode(name)
+        (r,) = body.resources
+        # resource type 2 = TOPIC; null configuration keys = all configs
+        assert (r.resource_type, r.resource_name, r.configuration_keys) == (2, "golden-new", None)
+        assert body.include_synonyms is synonyms
+
+
+def test_delete_topics_by_name_before_and_after_v6() -> None:
+    _, body = decode("confluent-admin-DeleteTopicsRequest-v4")
+    assert body.topic_names == ["golden-new"] and body.topics == []
+    _, body = decode("kafka-python-admin-DeleteTopicsRequest-v6")
+    # v6+ (KIP-516) names topics in DeleteTopicState, by name or id.
+    assert [(t.name, t.topic_id) for t in body.topics] == [("golden-new", uuid.UUID(int=0))]
+    assert body.topic_names == []
+
+
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
+def test_transactional_producer_flow(client: str) -> None:
+    _, fc = decode(next(p.stem for p in GOLDEN.glob(f"{client}-txn-FindCoordinator*")))
+    assert fc.key_type == 1 and "golden-txn" in (fc.key, *fc.coordinator_keys)
+    _, init = decode(f"{client}-txn-InitProducerIdRequest-v4")
+    assert init.transactional_id == "golden-txn" and init.transaction_timeout_ms == 60000
+    assert (init.producer_id, init.producer_epoch) == (-1, -1)
+    _, add = decode(next(p.stem for p in GOLDEN.glob(f"{client}-txn-AddPartitionsToTxn*")))
+    assert add.v3_and_below_transactional_id == "golden-txn"
+    assert (add.v3_and_below_producer_id, add.v3_and_below_producer_epoch) == (1000, 0)
+    assert [(t.name, t.partitions) for t in add.v3_and_below_topics] == [("golden-topic", [0])]
+    _, produce = decode(next(p.stem for p in GOLDEN.glob(f"{client}-txn-ProduceRequest*")))
+    assert produce.transactional_id == "golden-txn" and produce.acks == -1
+    records = produce.topic_data[0].partition_data[0].records
+    assert records[22] & 0x10  # low byte of the int16 batch attributes: transactional bit
+    _, end = decode(next(p.stem for p in GOLDEN.glob(f"{client}-txn-EndTxn*")))
+    assert (end.transactional_id, end.producer_id, end.committed) == ("golden-txn", 1000, True)
