@@ -136,8 +136,10 @@ class Broker:
         if thread is not None and thread.is_alive() and self._token is not None:
             server = self.server
             if server is not None:
+                # run_sync_soon rather than trio.from_thread: it also works when the caller
+                # is itself inside a (different) Trio run, and does not wait for an answer.
                 try:
-                    trio.from_thread.run_sync(server.shutdown, trio_token=self._token)
+                    self._token.run_sync_soon(server.shutdown)
                 except trio.RunFinishedError:
                     pass  # the loop already ended (it failed); the join below is immediate
             thread.join(self.stop_timeout_s)
