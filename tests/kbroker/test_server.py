@@ -142,6 +142,21 @@ async def test_idle_connections_are_closed(make_server, autojump_clock, caplog) 
                for r in caplog.records)
 
 
+async def test_slow_request_is_not_idleness(make_server, autojump_clock, monkeypatch) -> None:
+    server = await make_server(connections_max_idle_ms=1000)
+    original = HANDLERS[60].handler
+
+    async def slow(ctx, request):
+        await trio.sleep(5)  # virtual time: five idle periods while we work
+        return await original(ctx, request)
+
+    _replace_handler(monkeypatch, 60, slow)
+    client = await server.connect()
+    response = await client.request(DescribeClusterRequest(), version=1)
+    assert response.cluster_id == server.broker.cluster_id
+    assert (await client.request(_api_versions())).error_code == ErrorCode.NONE
+
+
 async def test_graceful_shutdown_finishes_in_flight_request(make_server, monkeypatch) -> None:
     server = await make_server()
     release = trio.Event()
