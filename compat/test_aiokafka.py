@@ -1,0 +1,425 @@
+"""aiokafka (asyncio), with its default settings, against a live kbroker.
+
+Scenario names are shared with test_kafka_python.py / test_confluent_kafka.py so the results
+table lines the clients up. pytest-trio owns `async def` tests here, so each scenario is a
+plain function that runs its asyncio coroutine with asyncio.run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.errors import InvalidPartitionsError
+from aiokafka.structs import OffsetAndMetadata
+from kafka.partitioner.default import murmur2
+
+from compat import results
+from compat.livebroker import LiveBroker
+from compat.test_groups_kafka_python import BROKER_OVERRIDES
+
+pytestmark = pytest.mark.compat
+
+# Joins the client x scenario table (compat/results.py reads CLIENTS when it records).
+results.CLIENTS.setdefault("test_aiokafka", ("aiokafka", "aiokafka"))
+
+DEADLINE_S = 30.0
+FAST_GROUP = {"heartbeat_interval_ms": 200, "session_timeout_ms": 6000}
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
+    """This module's live kbroker (short initial rebalance delay for the group scenarios)."""
+    live = LiveBroker(tmp_path_factory.mktemp("kbroker-aiokafka"), overrides=BROKER_OVERRIDES)
+    live.start()
+    try:
+        yield live
+        assert live.is_running(), f"kbroker died during the module\n{live.log_tail()}"
+    finally:
+        live.kill()
+
+
+def run(scenario: Callable[..., Awaitable[None]], *args: Any) -> None:
+    """Run one asyncio scenario with an overall deadline."""
+    async def bounded() -> None:
+        await asyncio.wait_for(scenario(*args), DEADLINE_S * 2)
+
+    asyncio.run(bounded())
+
+
+def expected_partition(key: bytes, partitions: int) -> int:
+    """aiokafka's DefaultPartitioner, as Java's: murmur2 of the key, positive, modulo."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+async def create_topic(bootstrap: str, name: str, partitions: int = 1,
+                       configs: dict[str, str] | None = None) -> None:
+    """CreateTopics through aiokafka's admin client."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs or {})])
+    finally:
+        await admin.close()
+
+
+async def consume(bootstrap: str, topic: str, count: int, **configs: Any) -> list[Any]:
+    """Group-less consumer from the earliest offset until ``count`` records arrived."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                **configs)
+    await consumer.start()
+    got: list[Any] = []
+    try:
+        async with asyncio.timeout(DEADLINE_S):
+            async for msg in consumer:
+                got.append(msg)
+                if len(got) >= count:
+                    break
+    finally:
+        await consumer.stop()
+    return got
+
+
+# -- bootstrap and admin ----------------------------------------------------------------------
+def test_bootstrap(broker: LiveBroker, topic_name: str) -> None:
+    """Cluster metadata names the one broker at the bootstrap address; topics are listed."""
+    async def scenario() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+        await admin.start()
+        try:
+            cluster = await admin.describe_cluster()
+            assert [(b["host"], b["port"]) for b in cluster["brokers"]] == \
+                [(broker.host, broker.port)]
+            assert cluster["cluster_id"]
+            await admin.create_topics([NewTopic(topic_name, 2, 1)])
+            assert topic_name in await admin.list_topics()
+            [described] = await admin.describe_topics([topic_name])
+            assert described["error_code"] == 0
+            assert sorted(p["partition"] for p in described["partitions"]) == [0, 1]
+        finally:
+            await admin.close()
+
+    run(scenario)
+
+
+def test_create_topic_with_configs(broker: LiveBroker, topic_name: str) -> None:
+    """CreateTopics applies configs (DescribeConfigs shows them); Kafka's errors otherwise."""
+    async def scenario() -> None:
+        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic_name, 3, 1, topic_configs={
+                "retention.ms": "3600000", "cleanup.policy": "compact"})])
+            [response] = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, topic_name)])
+            [resource] = response.resources
+            configs = {entry[0]: entry[1] for entry in resource[4]}
+            assert configs["retention.ms"] == "3600000"
+            assert configs["cleanup.policy"] == "compact"
+            # aiokafka hands back the CreateTopics response rather than raising per topic.
+            again = await admin.create_topics([NewTopic(topic_name, 1, 1)])
+            assert [t[1] for t in again.topic_errors] == [36]  # TOPIC_ALREADY_EXISTS
+            rf = await admin.create_topics([NewTopic(topic_name + ".rf", 1, 3)])
+            assert [t[1] for t in rf.topic_errors] == [38]  # INVALID_REPLICATION_FACTOR
+        finally:
+            await admin.close()
+
+    run(scenario)
+
+
+def test_add_partitions(broker: LiveBroker, topic_name: str) -> None:
+    """CreatePartitions grows a topic and the new partition takes writes; shrinking fails."""
+    async def scenario() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic_name, 1, 1)])
+            await admin.create_partitions({topic_name: NewPartitions(3)})
+            [described] = await admin.describe_topics([topic_name])
+            assert len(described["partitions"]) == 3
+            with pytest.raises(InvalidPartitionsError):
+                await admin.create_partitions({topic_name: NewPartitions(2)})
+        finally:
+            await admin.close()
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
+        await producer.start()
+        try:
+            meta = await producer.send_and_wait(topic_name, b"to-the-new-partition", partition=2)
+        finally:
+            await producer.stop()
+        assert (meta.partition, meta.offset) == (2, 0)
+
+    run(scenario)
+
+
+def test_delete_topic(broker: LiveBroker, topic_name: str) -> None:
+    """DeleteTopics removes the topic; deleting it again is UNKNOWN_TOPIC_OR_PARTITION."""
+    async def scenario() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic_name, 1, 1)])
+            first = await admin.delete_topics([topic_name])
+            assert [t[1] for t in first.topic_error_codes] == [0]
+            assert topic_name not in await admin.list_topics()
+            # aiokafka hands back the DeleteTopics response rather than raising per topic.
+            again = await admin.delete_topics([topic_name])
+            assert [t[1] for t in again.topic_error_codes] == [3]  # UNKNOWN_TOPIC_OR_PARTITION
+        finally:
+            await admin.close()
+
+    run(scenario)
+
+
+# -- produce and consume ----------------------------------------------------------------------
+@pytest.mark.parametrize("acks", [0, 1, "all"])
+def test_produce_keyed(broker: LiveBroker, topic_name: str, acks: int | str) -> None:
+    """Keyed records land in the partition aiokafka's partitioner chose, in order."""
+    async def scenario() -> None:
+        partitions = 4
+        await create_topic(broker.bootstrap_servers, topic_name, partitions)
+        keys = [f"key-{i % 10}".encode() for i in range(40)]
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks=acks)
+        await producer.start()
+        try:
+            futures = [await producer.send(topic_name, f"v{i}".encode(), key=key)
+                       for i, key in enumerate(keys)]
+            metas = await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+        if acks != 0:  # acks=0: no response, so aiokafka has no metadata to report
+            for key, meta in zip(keys, metas, strict=True):
+                assert meta.partition == expected_partition(key, partitions)
+                assert meta.offset >= 0
+        messages = await consume(broker.bootstrap_servers, topic_name, len(keys))
+        for p in range(partitions):
+            in_p = [m for m in messages if m.partition == p]
+            assert [m.offset for m in in_p] == list(range(len(in_p)))
+            assert [m.value for m in in_p] == [f"v{i}".encode() for i, k in enumerate(keys)
+                                               if expected_partition(k, partitions) == p]
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_compression(broker: LiveBroker, topic_name: str, codec: str) -> None:
+    """Batches compressed by aiokafka are stored and read back intact."""
+    async def scenario() -> None:
+        values = [f"{codec}-{i}-".encode() * 20 for i in range(50)]
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers,
+                                    compression_type=codec, linger_ms=50)
+        await producer.start()
+        try:
+            futures = [await producer.send(topic_name, v, partition=0) for v in values]
+            await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+        messages = await consume(broker.bootstrap_servers, topic_name, len(values))
+        assert [m.value for m in messages] == values
+
+    run(scenario)
+
+
+def test_headers_and_create_time(broker: LiveBroker, topic_name: str) -> None:
+    """Headers and the producer's CreateTime timestamp come back unchanged."""
+    async def scenario() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic_name, b"v", key=b"k", timestamp_ms=1_600_000_000_123,
+                                         headers=[("h1", b"one"), ("h2", b"")])
+        finally:
+            await producer.stop()
+        [msg] = await consume(broker.bootstrap_servers, topic_name, 1)
+        assert (msg.key, msg.value, msg.timestamp, msg.timestamp_type) == \
+            (b"k", b"v", 1_600_000_000_123, 0)
+        assert list(msg.headers) == [("h1", b"one"), ("h2", b"")]
+
+    run(scenario)
+
+
+def test_consume_from_beginning(broker: LiveBroker, topic_name: str) -> None:
+    """seek_to_beginning reads every record from 0; beginning/end offsets agree."""
+    async def scenario() -> None:
+        values = [f"m{i}".encode() for i in range(10)]
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
+        await producer.start()
+        try:
+            for v in values:
+                await producer.send_and_wait(topic_name, v, partition=0)
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap_servers)
+        await consumer.start()
+        tp = TopicPartition(topic_name, 0)
+        try:
+            consumer.assign([tp])
+            assert await consumer.beginning_offsets([tp]) == {tp: 0}
+            assert await consumer.end_offsets([tp]) == {tp: 10}
+            await consumer.seek_to_beginning(tp)
+            got = []
+            async with asyncio.timeout(DEADLINE_S):
+                while len(got) < 10:
+                    batch = await consumer.getmany(tp, timeout_ms=500)
+                    got += batch.get(tp, [])
+        finally:
+            await consumer.stop()
+        assert [(m.offset, m.value) for m in got] == list(enumerate(values))
+
+    run(scenario)
+
+
+def test_consume_from_end(broker: LiveBroker, topic_name: str) -> None:
+    """seek_to_end skips what is there and delivers only what is produced afterwards."""
+    async def scenario() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
+        await producer.start()
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap_servers)
+        await consumer.start()
+        tp = TopicPartition(topic_name, 0)
+        try:
+            for v in (b"old-1", b"old-2", b"old-3"):
+                await producer.send_and_wait(topic_name, v, partition=0)
+            consumer.assign([tp])
+            await consumer.seek_to_end(tp)
+            assert await consumer.position(tp) == 3  # resolved: later records come after
+            for v in (b"new-1", b"new-2"):
+                await producer.send_and_wait(topic_name, v, partition=0)
+            got = []
+            async with asyncio.timeout(DEADLINE_S):
+                while len(got) < 2:
+                    batch = await consumer.getmany(tp, timeout_ms=500)
+                    got += batch.get(tp, [])
+        finally:
+            await consumer.stop()
+            await producer.stop()
+        assert [(m.offset, m.value) for m in got] == [(3, b"new-1"), (4, b"new-2")]
+
+    run(scenario)
+
+
+# -- consumer groups --------------------------------------------------------------------------
+async def produce_per_partition(bootstrap: str, topic: str, partitions: int, n: int) -> None:
+    """``n`` records "p<partition>-<i>" into every partition."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for p in range(partitions):
+            for i in range(n):
+                await producer.send(topic, f"p{p}-{i}".encode(), partition=p)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def test_group_subscribe_and_consume(broker: LiveBroker, topic_name: str) -> None:
+    """A subscribed member gets every partition, reads everything, commits; admin agrees."""
+    group = f"g-{topic_name}"
+
+    async def scenario() -> None:
+        await create_topic(broker.bootstrap_servers, topic_name, 3)
+        await produce_per_partition(broker.bootstrap_servers, topic_name, 3, 10)
+        consumer = AIOKafkaConsumer(topic_name, bootstrap_servers=broker.bootstrap_servers,
+                                    group_id=group, auto_offset_reset="earliest",
+                                    enable_auto_commit=False, **FAST_GROUP)
+        await consumer.start()
+        values = []
+        try:
+            async with asyncio.timeout(DEADLINE_S):
+                async for msg in consumer:
+                    values.append(msg.value)
+                    if len(values) == 30:
+                        break
+            assert {tp.partition for tp in consumer.assignment()} == {0, 1, 2}
+            await consumer.commit()
+        finally:
+            await consumer.stop()
+        assert sorted(values) == sorted(f"p{p}-{i}".encode() for p in range(3) for i in range(10))
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(group)
+            assert {tp.partition: om.offset for tp, om in offsets.items()} == \
+                {0: 10, 1: 10, 2: 10}
+            assert group in {g[0] for g in await admin.list_consumer_groups()}
+        finally:
+            await admin.close()
+
+    run(scenario)
+
+
+def test_group_commit_and_fetch_offsets(broker: LiveBroker, topic_name: str) -> None:
+    """Offsets committed with metadata are fetched back and a new member resumes there."""
+    group = f"g-{topic_name}"
+
+    async def scenario() -> None:
+        await create_topic(broker.bootstrap_servers, topic_name, 2)
+        await produce_per_partition(broker.bootstrap_servers, topic_name, 2, 10)
+        tp0, tp1 = TopicPartition(topic_name, 0), TopicPartition(topic_name, 1)
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap_servers, group_id=group,
+                                    enable_auto_commit=False)
+        await consumer.start()
+        try:
+            consumer.assign([tp0, tp1])
+            await consumer.commit({tp0: OffsetAndMetadata(7, "seven"),
+                                   tp1: OffsetAndMetadata(3, "")})
+            assert (await consumer.committed(tp0), await consumer.committed(tp1)) == (7, 3)
+        finally:
+            await consumer.stop()
+        member = AIOKafkaConsumer(topic_name, bootstrap_servers=broker.bootstrap_servers,
+                                  group_id=group, enable_auto_commit=False, **FAST_GROUP)
+        await member.start()
+        values = []
+        try:
+            async with asyncio.timeout(DEADLINE_S):
+                async for msg in member:
+                    values.append(msg.value)
+                    if len(values) == 10:
+                        break
+        finally:
+            await member.stop()
+        assert sorted(values) == sorted([f"p0-{i}".encode() for i in range(7, 10)]
+                                        + [f"p1-{i}".encode() for i in range(3, 10)])
+
+    run(scenario)
+
+
+def test_group_rebalance_on_join_and_leave(broker: LiveBroker, topic_name: str) -> None:
+    """A second member takes half the partitions; when it leaves the first gets them back."""
+    group = f"g-{topic_name}"
+
+    async def assignment_settles(consumer: AIOKafkaConsumer, size: int) -> None:
+        async with asyncio.timeout(DEADLINE_S):
+            while len(consumer.assignment()) != size:
+                await consumer.getmany(timeout_ms=100)
+
+    async def scenario() -> None:
+        await create_topic(broker.bootstrap_servers, topic_name, 4)
+
+        def member() -> AIOKafkaConsumer:
+            return AIOKafkaConsumer(topic_name, bootstrap_servers=broker.bootstrap_servers,
+                                    group_id=group, **FAST_GROUP)
+
+        a = member()
+        await a.start()
+        try:
+            await assignment_settles(a, 4)
+            b = member()
+            await b.start()
+            try:
+                await asyncio.gather(assignment_settles(a, 2), assignment_settles(b, 2))
+                assert a.assignment() | b.assignment() == \
+                    {TopicPartition(topic_name, p) for p in range(4)}
+            finally:
+                await b.stop()  # LeaveGroup
+            await assignment_settles(a, 4)
+        finally:
+            await a.stop()
+
+    run(scenario)
