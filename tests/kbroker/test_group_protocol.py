@@ -252,3 +252,20 @@ async def test_list_describe_delete_groups(make_server):
         assert {r.group_id: r.error_code for r in dg.results} == {
             "busy": E.NON_EMPTY_GROUP, "idle": E.NONE, "nope": E.GROUP_ID_NOT_FOUND}
         assert j.error_code == E.NONE
+
+
+async def test_rebalance_completes_at_timeout_without_the_silent_member(make_server):
+    """A member that never rejoins is dropped when the rebalance timeout passes: the
+    waiting JoinGroup itself fires the timer (no background task needed)."""
+    srv = await make_server(**FAST)
+    async with await srv.connect() as a, await srv.connect() as b:
+        # a's rebalance timeout bounds how long the group waits for it to rejoin.
+        ja = await join(a, "gt", rebalance=300)
+        await a.request(SyncGroupRequest(group_id="gt", generation_id=1, member_id=ja.member_id,
+                                         assignments=[]))
+        jb = await join(b, "gt", rebalance=300)  # a stays silent
+        assert (jb.error_code, jb.generation_id, jb.leader) == (E.NONE, 2, jb.member_id)
+        assert [m.member_id for m in jb.members] == [jb.member_id]
+        h = await a.request(HeartbeatRequest(group_id="gt", generation_id=1,
+                                             member_id=ja.member_id))
+        assert h.error_code == E.UNKNOWN_MEMBER_ID
