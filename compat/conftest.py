@@ -89,7 +89,20 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     table = _results.markdown()
     terminalreporter.section("kbroker compat results")
     terminalreporter.write_line(table)
-    target = Path(os.environ.get("KBROKER_COMPAT_RESULTS", COMPAT_DIR / "RESULTS.md"))
+    explicit = os.environ.get("KBROKER_COMPAT_RESULTS")
+    # Only a full run may replace the committed RESULTS.md (README quotes it): a -k / -m /
+    # node-id selection, a single module or a run stopped early would leave a partial table.
+    partial = (bool(config.option.keyword) or bool(config.option.markexpr)
+               or any("::" in arg for arg in config.args)
+               or not _results.has_every_client()
+               or exitstatus == pytest.ExitCode.INTERRUPTED
+               or bool(getattr(terminalreporter, "_session", None)
+                       and terminalreporter._session.shouldstop))
+    if partial and not explicit:
+        terminalreporter.write_line("(partial compat run: compat/RESULTS.md left unchanged; "
+                                    "set KBROKER_COMPAT_RESULTS=path to write this table)")
+        return
+    target = Path(explicit or COMPAT_DIR / "RESULTS.md")
     try:
         target.write_text(_results.document())
     except OSError as exc:  # a read-only checkout must not turn a green run red

@@ -71,6 +71,11 @@ class ResultsTable:
                 return
             self.cells[key] = (outcome, detail)
 
+    def has_every_client(self) -> bool:
+        """True when every client module contributed at least one cell."""
+        seen = {client for client, _ in self.cells}
+        return all(title in seen for title, _ in CLIENTS.values())
+
     def markdown(self) -> str:
         """The table itself: one row per scenario, one column per client."""
         clients = [title for title, _ in CLIENTS.values()
