@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 API_VERSIONS_KEY = 18
 RECEIVE_SIZE = 256 * 1024
+SEND_COALESCE = 1024 * 1024
 DEFAULT_GRACE_S = 10.0
 
 
@@ -206,8 +207,18 @@ class Connection:
             logger.exception("connection from %s: cannot encode the response to api key %d "
                              "v%d; closing it", self.peer, api_key, api_version)
             raise _CloseConnection from None
+        # Coalesce the pieces (header, per-partition records, ...) into writes of up to
+        # SEND_COALESCE bytes: one syscall per small response, bounded copies for big ones.
+        pending: list[Any] = []
+        size = 0
         for chunk in chunks:
-            await self.stream.send_all(chunk)
+            pending.append(chunk)
+            size += len(chunk)
+            if size >= SEND_COALESCE:
+                await self.stream.send_all(b"".join(pending))
+                pending, size = [], 0
+        if pending:
+            await self.stream.send_all(pending[0] if len(pending) == 1 else b"".join(pending))
 
     async def _unsupported(self, api_key: int, api_version: int, correlation_id: int) -> None:
         if api_key == API_VERSIONS_KEY:
