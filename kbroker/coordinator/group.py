@@ -435,10 +435,11 @@ class GroupCoordinator:
         group = self._groups.get(group_id)
         if group is None:
             group = _Group(group_id)
-            self._groups[group_id] = group
         if not group.supports(protocol_type, protocols):
             pending.complete(JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id=member_id))
             return pending
+        # Created only once the join is acceptable, so a refused join leaves no group behind.
+        self._groups.setdefault(group_id, group)
         if (
             member_id == ""
             and len(group.members) + len(group.pending_members) >= self.config.max_group_size
@@ -898,7 +899,7 @@ class GroupCoordinator:
             return ErrorCode.NONE, [ErrorCode.UNKNOWN_MEMBER_ID] * len(members)
         if group.state is S.DEAD:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE, []
-        errors = []
+        errors: list[int] = []
         for member_id, instance_id in members:
             if member_id == "" and instance_id is not None:
                 # KIP-345 batch leave (admin "remove members"): by instance id alone.

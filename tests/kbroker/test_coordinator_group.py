@@ -261,6 +261,7 @@ def test_join_validation_errors():
     assert join(gc, group="").result.error_code == E.INVALID_GROUP_ID
     assert join(gc, "ghost").result.error_code == E.UNKNOWN_MEMBER_ID
     assert join(gc, protocols=[]).result.error_code == E.INCONSISTENT_GROUP_PROTOCOL
+    assert gc.list_groups() == []  # refused joins leave no group behind
     stable_group(gc, clock, n=1)
     assert join(gc, ptype="connect").result.error_code == E.INCONSISTENT_GROUP_PROTOCOL
     other = [("roundrobin", b"")]
