@@ -185,6 +185,17 @@ def test_bootstrap(broker: LiveBroker, topic_name: str) -> None:
     assert {p.leader for p in topic.partitions.values()} == set(metadata.brokers)
 
 
+def test_auto_create_topic(broker: LiveBroker, topic_name: str) -> None:
+    """Producing to an unknown topic creates it (auto.create.topics.enable, num.partitions=1)."""
+    delivery = Delivery()
+    with producer(broker) as prod:
+        prod.produce(topic_name, value=b"first", on_delivery=delivery)
+    [msg] = delivery.ok()
+    assert (msg.partition(), msg.offset()) == (0, 0)
+    topic = admin_client(broker).list_topics(topic_name, timeout=TIMEOUT_S).topics[topic_name]
+    assert sorted(topic.partitions) == [0]
+
+
 # -- admin ------------------------------------------------------------------------------------
 def test_create_topic_with_configs(broker: LiveBroker, topic_name: str) -> None:
     """CreateTopics applies configs; duplicates and bad configs get Kafka's errors."""

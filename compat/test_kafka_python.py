@@ -122,6 +122,16 @@ def test_bootstrap(broker: LiveBroker, topic_name: str) -> None:
         assert cons.partitions_for_topic(topic_name) == {0, 1}
 
 
+def test_auto_create_topic(broker: LiveBroker, topic_name: str) -> None:
+    """Producing to an unknown topic creates it (auto.create.topics.enable, num.partitions=1)."""
+    with producer(broker) as prod:
+        md = prod.send(topic_name, b"first").get(timeout=15)
+    assert (md.partition, md.offset) == (0, 0)
+    with admin_client(broker) as admin:
+        [described] = admin.describe_topics([topic_name])
+        assert [p["partition_index"] for p in described["partitions"]] == [0]
+
+
 # -- admin ------------------------------------------------------------------------------------
 def test_create_topic_with_configs(broker: LiveBroker, topic_name: str) -> None:
     """CreateTopics applies configs; duplicates and bad configs get Kafka's errors."""
