@@ -1,0 +1,184 @@
+"""kcat (the Debian package; librdkafka's C command-line client) against a live kbroker.
+
+kcat has no admin operations, so its rows are metadata, produce, consume and groups.
+Scenario names match the other client modules so the results table lines them up. A
+missing kcat is a failure, never a skip: `apt-get install kcat` (.ci/run does it).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import zlib
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from compat import results
+from compat.livebroker import LiveBroker
+from compat.test_groups_kafka_python import BROKER_OVERRIDES
+
+pytestmark = pytest.mark.compat
+
+results.CLIENTS.setdefault("test_kcat", ("kcat", "kcat"))
+
+DEADLINE_S = 30.0
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
+    """This module's live kbroker (short initial rebalance delay for the group scenario)."""
+    live = LiveBroker(tmp_path_factory.mktemp("kbroker-kcat"), overrides=BROKER_OVERRIDES)
+    live.start()
+    try:
+        yield live
+        assert live.is_running(), f"kbroker died during the module\n{live.log_tail()}"
+    finally:
+        live.kill()
+
+
+@pytest.fixture(scope="module")
+def kcat_bin() -> str:
+    """Path of the kcat binary; its absence fails the test."""
+    path = shutil.which("kcat") or shutil.which("kafkacat")
+    assert path, "kcat is not installed (Debian: apt-get install kcat); compat needs it"
+    return path
+
+
+def kcat(kcat_bin: str, broker: LiveBroker, *args: str, stdin: bytes | None = None
+         ) -> subprocess.CompletedProcess[bytes]:
+    """Run kcat against the broker; fail with its stderr on a non-zero exit."""
+    proc = subprocess.run([kcat_bin, "-b", broker.bootstrap_servers, "-X", "log_level=3", *args],
+                          input=stdin, capture_output=True, timeout=DEADLINE_S)
+    assert proc.returncode == 0, f"kcat {' '.join(args)} failed: {proc.stderr.decode()}"
+    return proc
+
+
+def create_topic(broker: LiveBroker, name: str, partitions: int) -> None:
+    """Create a topic (kcat cannot) with confluent-kafka's admin client."""
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
+    admin.create_topics([NewTopic(name, partitions, 1)])[name].result(DEADLINE_S)
+
+
+def consume_json(kcat_bin: str, broker: LiveBroker, topic: str, *args: str) -> list[dict]:
+    """All records of a topic via `kcat -C -e -J` (exit at the end of every partition)."""
+    proc = kcat(kcat_bin, broker, "-C", "-t", topic, "-o", "beginning", "-e", "-J", *args)
+    return [json.loads(line) for line in proc.stdout.decode().splitlines() if line.strip()]
+
+
+def expected_partition(key: bytes, partitions: int) -> int:
+    """librdkafka's default partitioner (consistent_random): CRC-32 of the key."""
+    return zlib.crc32(key) % partitions
+
+
+def test_bootstrap(kcat_bin: str, broker: LiveBroker, topic_name: str) -> None:
+    """`kcat -L -J` lists the one broker at the bootstrap address and the topic's partitions."""
+    create_topic(broker, topic_name, 2)
+    meta = json.loads(kcat(kcat_bin, broker, "-L", "-J", "-t", topic_name).stdout)
+    assert [(b["id"], b["name"]) for b in meta["brokers"]] == \
+        [(1, f"{broker.host}:{broker.port}")]
+    [topic] = meta["topics"]
+    assert topic["topic"] == topic_name
+    assert sorted(p["partition"] for p in topic["partitions"]) == [0, 1]
+    assert {p["leader"] for p in topic["partitions"]} == {1}
+
+
+@pytest.mark.parametrize("acks", [0, 1, "all"])
+def test_produce_keyed(kcat_bin: str, broker: LiveBroker, topic_name: str, acks: int | str
+                       ) -> None:
+    """`kcat -P -K:` keys land in librdkafka's partition for them, in order."""
+    partitions = 4
+    create_topic(broker, topic_name, partitions)
+    keys = [f"key-{i % 10}" for i in range(40)]
+    lines = "".join(f"{k}:v{i}\n" for i, k in enumerate(keys)).encode()
+    kcat(kcat_bin, broker, "-P", "-t", topic_name, "-K:", "-X", f"acks={acks}", stdin=lines)
+    records = consume_json(kcat_bin, broker, topic_name)
+    assert len(records) == len(keys)
+    for p in range(partitions):
+        in_p = [r for r in records if r["partition"] == p]
+        assert [r["offset"] for r in in_p] == list(range(len(in_p)))
+        assert [(r["key"], r["payload"]) for r in in_p] == [
+            (k, f"v{i}") for i, k in enumerate(keys)
+            if expected_partition(k.encode(), partitions) == p]
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_compression(kcat_bin: str, broker: LiveBroker, topic_name: str, codec: str) -> None:
+    """`kcat -P -z CODEC` batches are stored and read back intact."""
+    values = [f"{codec}-{i}-" * 20 for i in range(50)]
+    kcat(kcat_bin, broker, "-P", "-t", topic_name, "-p", "0", "-z", codec,
+         stdin="".join(v + "\n" for v in values).encode())
+    assert [r["payload"] for r in consume_json(kcat_bin, broker, topic_name)] == values
+
+
+def test_headers_and_create_time(kcat_bin: str, broker: LiveBroker, topic_name: str) -> None:
+    """`-H` headers come back; the timestamp is the producer's CreateTime."""
+    before = int(time.time() * 1000)
+    kcat(kcat_bin, broker, "-P", "-t", topic_name, "-p", "0", "-H", "h1=one", "-H", "h2=two",
+         stdin=b"with-headers\n")
+    [record] = consume_json(kcat_bin, broker, topic_name)
+    assert record["payload"] == "with-headers"
+    assert record["headers"] == ["h1", "one", "h2", "two"]
+    assert record["tstype"] == "create" and before - 1000 <= record["ts"] <= before + 60_000
+
+
+def test_consume_from_beginning(kcat_bin: str, broker: LiveBroker, topic_name: str) -> None:
+    """`-o beginning -e` prints every record from offset 0, then exits."""
+    values = [f"m{i}" for i in range(10)]
+    kcat(kcat_bin, broker, "-P", "-t", topic_name, "-p", "0",
+         stdin="".join(v + "\n" for v in values).encode())
+    proc = kcat(kcat_bin, broker, "-C", "-t", topic_name, "-o", "beginning", "-e",
+                "-f", "%o %s\n")
+    assert proc.stdout.decode().splitlines() == [f"{i} {v}" for i, v in enumerate(values)]
+    # A relative offset from the end (-o -3) is resolved through ListOffsets.
+    proc = kcat(kcat_bin, broker, "-C", "-t", topic_name, "-o", "-3", "-e", "-f", "%o\n")
+    assert proc.stdout.decode().split() == ["7", "8", "9"]
+
+
+def test_consume_from_end(kcat_bin: str, broker: LiveBroker, topic_name: str) -> None:
+    """`-o end` skips what is there and prints only what is produced afterwards."""
+    kcat(kcat_bin, broker, "-P", "-t", topic_name, "-p", "0", stdin=b"old-1\nold-2\nold-3\n")
+    proc = subprocess.Popen([kcat_bin, "-b", broker.bootstrap_servers, "-C", "-t", topic_name,
+                             "-p", "0", "-o", "end", "-c", "2", "-u", "-f", "%o %s\n"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stderr is not None
+        # kcat reports partition EOF on stderr once OFFSET_END is resolved and fetched.
+        line = proc.stderr.readline().decode()
+        assert "Reached end of topic" in line and "at offset 3" in line, line
+        kcat(kcat_bin, broker, "-P", "-t", topic_name, "-p", "0", stdin=b"new-1\nnew-2\n")
+        out, _ = proc.communicate(timeout=DEADLINE_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert out.decode().splitlines() == ["3 new-1", "4 new-2"]
+
+
+def test_group_subscribe_and_consume(kcat_bin: str, broker: LiveBroker, topic_name: str
+                                     ) -> None:
+    """`kcat -G GROUP` joins a group, gets every partition, reads all, commits on exit."""
+    group = f"g-{topic_name}"
+    create_topic(broker, topic_name, 3)
+    for p in range(3):
+        kcat(kcat_bin, broker, "-P", "-t", topic_name, "-p", str(p),
+             stdin="".join(f"p{p}-{i}\n" for i in range(10)).encode())
+    proc = kcat(kcat_bin, broker, "-G", group, "-o", "beginning", "-c", "30", "-f", "%s\n",
+                "-X", "enable.auto.commit=true", topic_name)
+    assert sorted(proc.stdout.decode().split()) == sorted(
+        f"p{p}-{i}" for p in range(3) for i in range(10))
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": group})
+    try:
+        found = consumer.committed([TopicPartition(topic_name, p) for p in range(3)],
+                                   timeout=DEADLINE_S)
+    finally:
+        consumer.close()
+    assert {tp.partition: tp.offset for tp in found} == {0: 10, 1: 10, 2: 10}
+    # A second run of the same group resumes after the commits: nothing is left to read.
+    kcat(kcat_bin, broker, "-P", "-t", topic_name, "-p", "1", stdin=b"late\n")
+    proc = kcat(kcat_bin, broker, "-G", group, "-c", "1", "-f", "%p %o %s\n", topic_name)
+    assert proc.stdout.decode().split() == ["1", "10", "late"]
