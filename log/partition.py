@@ -38,6 +38,7 @@ from log.checkpoint import (
 from log.config import LogConfig
 from log.errors import LogError, OffsetOutOfRange
 from log.producer_state import ProducerState, list_snapshots, snapshot_path
+from log.scan import BatchSpan
 from log.segment import INT32_MAX, FileRegion, LogSegment
 from wire.errors import InvalidRecordBatch
 from wire.records import (
@@ -250,7 +251,7 @@ class PartitionLog:
                 os.unlink(path)
         self.producer_state = state if state is not None else ProducerState()
         # Replay the batches after the snapshot (headers only, no per-record work).
-        for _seg, _pos, h in self._iter_headers_from(start):
+        for _seg, h in self._iter_spans_from(start):
             if h.producer_id >= 0:
                 self.producer_state.update_from_batch(h, h.max_timestamp)
 
@@ -416,7 +417,7 @@ class PartitionLog:
             seg = self._segments[i]
             i += 1
             start = end = -1
-            for pos, h in seg.iter_headers(seg.position_for(offset)):
+            for h in seg.iter_spans(seg.position_for(offset)):
                 if h.last_offset < offset:
                     continue
                 if h.base_offset >= limit or (
@@ -425,8 +426,8 @@ class PartitionLog:
                     done = True
                     break
                 if start < 0:
-                    start = pos
-                end = pos + h.size
+                    start = h.pos
+                end = h.pos + h.size
                 total += h.size
                 if first < 0:
                     first = h.base_offset
@@ -435,12 +436,12 @@ class PartitionLog:
                 regions.append(FileRegion(seg.fd, start, end - start, seg.handle))
         return ReadResult(regions, total, first, next_offset, self._log_start, leo, leo)
 
-    def _iter_headers_from(self, offset: int) -> Iterator[tuple[LogSegment, int, BatchHeader]]:
+    def _iter_spans_from(self, offset: int) -> Iterator[tuple[LogSegment, BatchSpan]]:
         i = max(bisect_right(self._bases, offset) - 1, 0)
         for seg in self._segments[i:]:
-            for pos, h in seg.iter_headers(seg.position_for(offset)):
+            for h in seg.iter_spans(seg.position_for(offset)):
                 if h.last_offset >= offset:
-                    yield seg, pos, h
+                    yield seg, h
 
     # -- timestamps -------------------------------------------------------------------------
     def offset_for_timestamp(self, ts_ms: int) -> tuple[int, int] | None:
@@ -451,10 +452,10 @@ class PartitionLog:
                 continue
             rel = seg.time_index.lookup_before(ts_ms)
             start = max(seg.base_offset + max(rel, 0), self._log_start)
-            for pos, h in seg.iter_headers(seg.position_for(start)):
+            for h in seg.iter_spans(seg.position_for(start)):
                 if h.last_offset < self._log_start or h.max_timestamp < ts_ms:
                     continue
-                for r in iter_records(seg.read_batch(pos, h)):
+                for r in iter_records(seg.read_batch(h)):
                     if r.offset >= self._log_start and r.timestamp >= ts_ms:
                         return r.offset, r.timestamp
         return None
@@ -474,8 +475,7 @@ class PartitionLog:
             return None
         found = best.find_batch(best.offset_of_max_timestamp)
         if found is not None:
-            pos, h = found
-            for r in iter_records(best.read_batch(pos, h)):
+            for r in iter_records(best.read_batch(found)):
                 if r.timestamp == best.max_timestamp:
                     return r.offset, r.timestamp
         return best.offset_of_max_timestamp, best.max_timestamp

@@ -15,8 +15,11 @@ import os
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from wire.records import BatchHeader
+if TYPE_CHECKING:
+    from log.scan import BatchSpan
+    from wire.records import BatchHeader
 
 # Kafka's ProducerStateEntry.NUM_BATCHES_TO_RETAIN.
 NUM_BATCHES_TO_RETAIN = 5
@@ -109,7 +112,7 @@ class ProducerState:
         entry.last_timestamp = max(entry.last_timestamp, timestamp)
 
     def update_from_batch(
-        self, h: BatchHeader, max_timestamp: int, base_offset: int | None = None
+        self, h: BatchHeader | BatchSpan, max_timestamp: int, base_offset: int | None = None
     ) -> None:
         """Apply one appended batch header; `base_offset` overrides the header's (assigned at append)."""
         first_offset = h.base_offset if base_offset is None else base_offset

@@ -224,3 +224,37 @@ def test_leftover_temp_files_are_removed(tmp_path):
     )
     assert log.log_end_offset == 1
     log.close()
+
+
+@pytest.mark.parametrize("chunk", [61, 100, 333, 4096])
+def test_chunked_walk_matches_valid_prefix(tmp_path, monkeypatch, chunk):
+    import log.segment as segment
+
+    monkeypatch.setattr(segment, "_WALK_CHUNK", chunk)
+    rng = random.Random(chunk)
+    blobs = [batch(1 + i % 4, value_size=rng.randrange(0, 400)) for i in range(12)]
+    good = b"".join(blobs)
+    p = tmp_path / "seg"
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 1
+    for data in (
+        good,
+        bytes(flipped),
+        good[:-1],
+        good + os.urandom(200),
+        good[:500] + b"\x00" * 300,
+        b"",
+        good[:30],
+    ):
+        p.write_bytes(data)
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            end, spans = segment.walk_valid_batches(fd, len(data))
+            w_end, headers = valid_prefix(data)
+            # The log's fast scanner accepts exactly what wire.records.valid_prefix accepts.
+            assert end == w_end
+            assert [(s.pos, s.size, s.last_offset, s.max_timestamp) for s in spans] == [
+                (p, h.size, h.last_offset, h.max_timestamp) for p, h in headers
+            ]
+        finally:
+            os.close(fd)
