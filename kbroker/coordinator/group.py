@@ -1155,6 +1155,31 @@ class GroupCoordinator:
                 del self._groups[group_id]
                 self._offsets.pop(group_id, None)
 
+    def delete_topic_offsets(self, topics: Iterable[str]) -> None:
+        """Forget every group's offsets for deleted topics (Kafka's cleanupGroupMetadata),
+        so a topic re-created under the same name is not read from stale positions."""
+        gone = set(topics)
+        for group_id, group in list(self._groups.items()):
+            stored = self._offsets.get(group_id, {})
+            doomed = [tp for tp in stored if tp[0] in gone]
+            if not doomed:
+                continue
+            records: list[OffsetRecord | GroupRecord] = [
+                OffsetRecord(group_id, t, p, None) for t, p in doomed]
+            dies = group.state is S.EMPTY and len(doomed) == len(stored)
+            if dies:
+                records.append(GroupRecord(group_id, None))
+            try:
+                self._write(group_id, records)
+            except Exception:  # noqa: BLE001 - the offsets stay; a later delete retries
+                continue
+            for tp in doomed:
+                del stored[tp]
+            if dies:
+                self._transition(group, S.DEAD)
+                del self._groups[group_id]
+                self._offsets.pop(group_id, None)
+
     @staticmethod
     def _is_expired(om: OffsetAndMetadata, base: int, retention: int, now: int) -> bool:
         if om.expire_timestamp is not None and om.expire_timestamp >= 0:

@@ -23,7 +23,7 @@ from kbroker.coordinator.store import OffsetsTopicStore
 if TYPE_CHECKING:
     from kbroker.broker import Broker
 
-__all__ = ["coordinator_for", "coordinator_config", "wait_pending"]
+__all__ = ["coordinator_config", "coordinator_for", "on_topics_deleted", "wait_pending"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,6 +65,12 @@ def coordinator_for(broker: Broker) -> GroupCoordinator:
         broker.state[_STATE_KEY] = gc
     gc.poll()
     return gc
+
+
+def on_topics_deleted(broker: Broker, topics: list[str]) -> None:
+    """Call after DeleteTopics: committed offsets of those topics are dropped (Kafka does
+    this when partitions are deleted), so a re-created topic starts from the reset policy."""
+    coordinator_for(broker).delete_topic_offsets(topics)
 
 
 async def wait_pending(gc: GroupCoordinator, pending: Pending[T], event: trio.Event) -> T:

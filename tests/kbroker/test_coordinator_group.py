@@ -485,3 +485,17 @@ def test_invalid_transition_is_a_bug():
     group = gc._groups["g"]
     with pytest.raises(AssertionError):
         gc._transition(group, S.COMPLETING_REBALANCE)
+
+
+def test_deleted_topic_offsets_are_forgotten():
+    gc, clock, store = make()
+    (a,), gen = stable_group(gc, clock, n=1)
+    gc.commit_offsets("g", gen, a, {("t", 0): OffsetAndMetadata(1), ("gone", 0): OffsetAndMetadata(2)})
+    gc.commit_offsets("solo", -1, "", {("gone", 0): OffsetAndMetadata(3)})
+    gc.delete_topic_offsets(["gone"])
+    assert set(gc.fetch_offsets("g", None)) == {("t", 0)}
+    # An empty group left without offsets is removed, as Kafka does.
+    assert "solo" not in gc.group_ids()
+    fresh = GroupCoordinator(config=gc.config, clock=clock)
+    fresh.replay(store.records())
+    assert set(fresh.fetch_offsets("g", None)) == {("t", 0)} and "solo" not in fresh.group_ids()
