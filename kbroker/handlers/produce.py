@@ -15,6 +15,7 @@ the producer's codec, i.e. compression.type=producer).
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,7 @@ class ProduceSettings:
     log_append_time: bool = False
     timestamp_before_max_ms: int = _NO_BOUND
     timestamp_after_max_ms: int = _NO_BOUND
+    min_insync_replicas: int = 1
 
 
 def validate_produce_records(
@@ -209,7 +211,19 @@ def _validate_each_record(
 
 
 def produce_settings(ctx: RequestContext, topic: Any) -> ProduceSettings:
-    """The ProduceSettings of ``topic`` from its effective configs."""
+    """The ProduceSettings of ``topic``, cached until its config overrides are replaced."""
+    cache = ctx.broker.state.setdefault(__name__, weakref.WeakKeyDictionary())
+    cached = cache.get(topic)
+    # TopicManager.set_configs installs a new overrides dict, so identity tells
+    # whether the cached settings are still current.
+    if cached is not None and cached[0] is topic.configs:
+        return cached[1]
+    settings = _compute_settings(ctx, topic)
+    cache[topic] = (topic.configs, settings)
+    return settings
+
+
+def _compute_settings(ctx: RequestContext, topic: Any) -> ProduceSettings:
     before = topic_value(ctx, topic, "message.timestamp.before.max.ms")
     after = topic_value(ctx, topic, "message.timestamp.after.max.ms")
     # KIP-937: the deprecated message.timestamp.difference.max.ms still bounds
@@ -221,6 +235,7 @@ def produce_settings(ctx: RequestContext, topic: Any) -> ProduceSettings:
         log_append_time=topic_value(ctx, topic, "message.timestamp.type") == "LogAppendTime",
         timestamp_before_max_ms=int(diff if before == _NO_BOUND else before),
         timestamp_after_max_ms=int(diff if after == _NO_BOUND else after),
+        min_insync_replicas=int(topic_value(ctx, topic, "min.insync.replicas")),
     )
 
 
@@ -304,7 +319,7 @@ def _produce_partition(
             ErrorCode.INVALID_TOPIC_EXCEPTION, f"Cannot append to internal topic {topic.name}"
         )
     if acks == -1:
-        min_isr = _min_insync_replicas(ctx, topic)
+        min_isr = settings.min_insync_replicas
         if min_isr > 1:
             # One replica is the whole ISR; acks=all needs min.insync.replicas of them
             # (Partition.appendRecordsToLeader).
@@ -322,8 +337,3 @@ def _produce_partition(
     resp.base_offset = result.base_offset
     resp.log_append_time_ms = result.log_append_time_ms
     resp.log_start_offset = result.log_start_offset
-
-
-def _min_insync_replicas(ctx: RequestContext, topic: Any) -> int:
-    """The topic's effective min.insync.replicas."""
-    return int(topic_value(ctx, topic, "min.insync.replicas"))

@@ -262,3 +262,16 @@ async def test_idempotent_and_transactional_batches_are_stored(server: Any) -> N
     part = await fetch(client, server, "eos", 0, 0)
     (h,) = batches(part.records)
     assert (h.producer_id, h.is_transactional) == (9, True)
+
+
+async def test_topic_config_changes_apply_to_the_next_produce(server: Any) -> None:
+    create_topic(server, "alter")
+    client = await server.connect()
+    big = build_batch([Record(key=b"k", value=b"x" * 500, timestamp=1)])
+    assert (await produce(client, "alter", 0, big)).error_code == 0
+    server.broker.topics.set_configs("alter", {"max.message.bytes": "100",
+                                               "message.timestamp.type": "LogAppendTime"})
+    assert (await produce(client, "alter", 0, big)).error_code == ErrorCode.MESSAGE_TOO_LARGE
+    stamped = await produce(client, "alter", 0, records(1))
+    assert (stamped.error_code, stamped.base_offset) == (0, 1)
+    assert stamped.log_append_time_ms > 0
