@@ -25,8 +25,10 @@ How it works:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -245,22 +247,36 @@ async def _maintenance(broker: Broker) -> None:
     now = trio.current_time()
     next_retention, next_clean, next_flush = now + retention_s, now + cleaner_s, math.inf
     while True:
-        flush_s = broker.next_flush_interval_s()
+        flush_s = None
+        with _logged("flush scheduling"):
+            flush_s = broker.next_flush_interval_s()
         if flush_s is not None:
             next_flush = min(next_flush, trio.current_time() + flush_s)
         await trio.sleep_until(min(next_retention, next_clean, next_flush))
         now = trio.current_time()
+        # A failing step is logged and retried next time; it must not stop the broker.
         if now >= next_retention:
-            removed = broker.enforce_retention()
-            if removed:
-                logger.info("retention removed %d segment(s)", removed)
             next_retention = now + retention_s
+            with _logged("retention"):
+                removed = broker.enforce_retention()
+                if removed:
+                    logger.info("retention removed %d segment(s)", removed)
         if now >= next_clean:
-            broker.compact()
             next_clean = now + cleaner_s
+            with _logged("compaction"):
+                broker.compact()
         if now >= next_flush:
-            broker.flush_due()
             next_flush = math.inf
+            with _logged("flush"):
+                broker.flush_due()
+
+
+@contextlib.contextmanager
+def _logged(step: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception:
+        logger.exception("maintenance step %s failed", step)
 
 
 async def serve(config: BrokerConfig, *, task_status: Any = trio.TASK_STATUS_IGNORED,

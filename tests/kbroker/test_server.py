@@ -308,3 +308,18 @@ def test_time_based_flush_follows_flush_ms(broker_with_clock, monkeypatch) -> No
     clock.now += 0.6
     broker.flush_due()
     assert (len(fast_calls), len(slow_calls)) == (1, 0)
+
+
+async def test_failing_maintenance_step_does_not_stop_the_broker(make_server, autojump_clock,
+                                                                 monkeypatch, caplog) -> None:
+    server = await make_server(log_retention_check_interval_ms=1000)
+
+    def broken() -> int:
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(server.broker, "enforce_retention", broken)
+    with caplog.at_level(logging.ERROR, logger="kbroker.server"):
+        await trio.sleep(2.5)  # virtual time: two failing runs
+    assert sum("retention" in r.getMessage() for r in caplog.records) == 2
+    client = await server.connect()
+    assert (await client.request(_api_versions())).error_code == ErrorCode.NONE
