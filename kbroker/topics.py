@@ -18,6 +18,7 @@ How it is stored (under the data dir, Kafka-like):
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -242,6 +243,10 @@ class TopicManager:
                 topic.partitions.append(self._open_partition(topic, index))
         except BaseException:
             self._forget(topic)
+            for partition in topic.partitions:
+                partition.log.close()
+            with contextlib.suppress(OSError):
+                self._save()  # the next start removes the directories left behind
             raise
         logger.info("created topic %s (id %s, %d partitions, configs %s)", name,
                     uuid_to_base64(topic.topic_id), num_partitions, overrides)
@@ -276,7 +281,12 @@ class TopicManager:
             raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
                                 "This server does not host this topic-partition.")
         self._forget(topic)
-        self._save()
+        try:
+            self._save()
+        except BaseException:
+            self.topics[name] = topic
+            self._by_id[topic.topic_id] = topic
+            raise
         for partition in topic.partitions:
             try:
                 partition.log.close()

@@ -261,3 +261,27 @@ def test_damaged_topics_file_is_refused(manager: TopicManager) -> None:
     (manager.data_dir / TOPICS_FILE).write_text('{"topics": ')
     with pytest.raises(ConfigError, match="damaged"):
         TopicManager(manager.data_dir, manager.config)
+
+
+def test_failed_creation_leaves_no_topic(manager: TopicManager, monkeypatch) -> None:
+    import log
+
+    real_open = log.PartitionLog.open
+    opened: list[int] = []
+
+    def flaky_open(directory, config, **kwargs):
+        opened.append(1)
+        if len(opened) == 2:
+            raise OSError(28, "No space left on device")
+        return real_open(directory, config, **kwargs)
+
+    monkeypatch.setattr(log.PartitionLog, "open", flaky_open)
+    with pytest.raises(OSError):
+        manager.create("half", 3)
+    assert manager.get("half") is None
+    monkeypatch.setattr(log.PartitionLog, "open", real_open)
+    reopened = _reopen(manager)
+    assert reopened.get("half") is None
+    assert not (reopened.data_dir / "half-0").exists()
+    assert reopened.create("half", 1).partitions
+    reopened.close()
