@@ -1,0 +1,259 @@
+#!/usr/bin/env node
+// kafkajs scenarios for compat/test_kafkajs.py: `node scenarios.js SCENARIO BOOTSTRAP TOPIC [ARG]`.
+// Each scenario drives kafkajs against the broker and prints ONE JSON line on stdout with what
+// it observed; the Python test asserts on it. kafkajs's own logs go to stderr. Any error
+// prints {"error": {...}} with kafkajs's error type and exits 1, so the test shows the
+// client's exact error.
+'use strict'
+
+const { Kafka, logLevel, ConfigResourceTypes, CompressionTypes } = require('kafkajs')
+
+const [scenario, bootstrap, topic, arg] = process.argv.slice(2)
+const DEADLINE_MS = 40000
+
+const kafka = new Kafka({
+  clientId: 'kbroker-compat-kafkajs',
+  brokers: [bootstrap],
+  logLevel: logLevel.WARN,
+  logCreator: () => ({ namespace, level, log }) => {
+    process.stderr.write(`[${namespace}] ${JSON.stringify(log)}\n`)
+  },
+  retry: { retries: 3, initialRetryTime: 100 }
+})
+
+// Kafka's group settings kept short so a fresh group forms quickly (6 s is Kafka's minimum
+// session timeout, group.min.session.timeout.ms).
+const FAST_GROUP = { sessionTimeout: 6000, heartbeatInterval: 500, rebalanceTimeout: 10000 }
+
+function describeError (err) {
+  const out = { name: err.name, message: err.message, type: err.type, code: err.code }
+  if (err.errors) out.errors = err.errors.map(describeError)
+  if (err.cause) out.cause = describeError(err.cause)
+  return out
+}
+
+async function expectError (promise) {
+  try {
+    await promise
+  } catch (err) {
+    return describeError(err)
+  }
+  return null
+}
+
+async function withAdmin (fn) {
+  const admin = kafka.admin()
+  await admin.connect()
+  try {
+    return await fn(admin)
+  } finally {
+    await admin.disconnect()
+  }
+}
+
+async function produce (messages, { acks = -1, compression } = {}) {
+  const producer = kafka.producer()
+  await producer.connect()
+  try {
+    return await producer.send({ topic, acks, compression, messages })
+  } finally {
+    await producer.disconnect()
+  }
+}
+
+// Consume `count` records as a member of `groupId`, then leave the group (disconnect).
+async function consumeGroup (groupId, count, { fromBeginning = true, autoCommit = true } = {}) {
+  const consumer = kafka.consumer({ groupId, ...FAST_GROUP })
+  await consumer.connect()
+  const records = []
+  let done
+  const finished = new Promise((resolve) => { done = resolve })
+  try {
+    await consumer.subscribe({ topics: [topic], fromBeginning })
+    await consumer.run({
+      autoCommit,
+      eachMessage: async ({ partition, message }) => {
+        records.push({
+          partition,
+          offset: Number(message.offset),
+          key: message.key === null ? null : message.key.toString(),
+          value: message.value === null ? null : message.value.toString(),
+          timestamp: Number(message.timestamp),
+          headers: Object.fromEntries(Object.entries(message.headers || {})
+            .map(([k, v]) => [k, v === null || v === undefined ? null : v.toString()]))
+        })
+        if (records.length >= count) done()
+      }
+    })
+    await finished
+  } finally {
+    await consumer.disconnect() // commits what eachMessage resolved, then LeaveGroup
+  }
+  return records
+}
+
+async function groupOffsets (admin, groupId) {
+  const [entry] = await admin.fetchOffsets({ groupId, topics: [topic] })
+  return Object.fromEntries(entry.partitions.map((p) => [p.partition, Number(p.offset)]))
+}
+
+const SCENARIOS = {
+  async bootstrap () {
+    return withAdmin(async (admin) => {
+      const cluster = await admin.describeCluster()
+      const created = await admin.createTopics({ topics: [{ topic, numPartitions: 2 }] })
+      const meta = await admin.fetchTopicMetadata({ topics: [topic] })
+      return {
+        cluster,
+        created,
+        partitions: meta.topics[0].partitions.map((p) => ({ id: p.partitionId, leader: p.leader }))
+      }
+    })
+  },
+
+  async create_topic_with_configs () {
+    return withAdmin(async (admin) => {
+      const created = await admin.createTopics({
+        topics: [{
+          topic,
+          numPartitions: 3,
+          configEntries: [
+            { name: 'retention.ms', value: '3600000' },
+            { name: 'cleanup.policy', value: 'compact' }
+          ]
+        }]
+      })
+      const described = await admin.describeConfigs({
+        includeSynonyms: false,
+        resources: [{ type: ConfigResourceTypes.TOPIC, name: topic }]
+      })
+      const configs = Object.fromEntries(described.resources[0].configEntries
+        .map((e) => [e.configName, { value: e.configValue, isDefault: e.isDefault }]))
+      // kafkajs answers false (not an error) for a topic that already exists.
+      const again = await admin.createTopics({ topics: [{ topic }] })
+      const badConfig = await expectError(admin.createTopics({
+        topics: [{ topic: topic + '.bad', configEntries: [{ name: 'retention.ms', value: 'x' }] }]
+      }))
+      return { created, configs, again, badConfig }
+    })
+  },
+
+  async add_partitions () {
+    return withAdmin(async (admin) => {
+      await admin.createTopics({ topics: [{ topic, numPartitions: 1 }] })
+      await admin.createPartitions({ topicPartitions: [{ topic, count: 3 }] })
+      const meta = await admin.fetchTopicMetadata({ topics: [topic] })
+      const shrink = await expectError(
+        admin.createPartitions({ topicPartitions: [{ topic, count: 2 }] }))
+      const sent = await produce([{ value: 'to-the-new-partition', partition: 2 }])
+      return { partitions: meta.topics[0].partitions.length, shrink, sent }
+    })
+  },
+
+  async delete_topic () {
+    return withAdmin(async (admin) => {
+      await admin.createTopics({ topics: [{ topic }] })
+      await produce([{ value: 'old' }])
+      await admin.deleteTopics({ topics: [topic] })
+      const listed = await admin.listTopics()
+      const again = await expectError(admin.deleteTopics({ topics: [topic] }))
+      await admin.createTopics({ topics: [{ topic }] })
+      const offsets = await admin.fetchTopicOffsets(topic)
+      return { stillListed: listed.includes(topic), again, offsets }
+    })
+  },
+
+  async produce_keyed () {
+    const acks = Number(arg)
+    await withAdmin((admin) => admin.createTopics({ topics: [{ topic, numPartitions: 4 }] }))
+    const messages = []
+    for (let i = 0; i < 40; i++) messages.push({ key: `key-${i % 10}`, value: `v${i}` })
+    const sent = await produce(messages, { acks })
+    const records = await consumeGroup(`g-${topic}`, 40)
+    return { sent, records }
+  },
+
+  async compression () {
+    const values = []
+    for (let i = 0; i < 50; i++) values.push(`gzip-${i}-`.repeat(20))
+    await produce(values.map((value) => ({ value, partition: 0 })),
+      { compression: CompressionTypes.GZIP })
+    const records = await consumeGroup(`g-${topic}`, values.length)
+    return { values, records }
+  },
+
+  async headers_and_create_time () {
+    await produce([{
+      key: 'k', value: 'v', partition: 0, timestamp: '1600000000123', headers: { h1: 'one', h2: '' }
+    }])
+    const records = await consumeGroup(`g-${topic}`, 1)
+    return { records }
+  },
+
+  async consume_from_beginning () {
+    const values = []
+    for (let i = 0; i < 10; i++) values.push(`m${i}`)
+    await produce(values.map((value) => ({ value, partition: 0 })))
+    const offsets = await withAdmin((admin) => admin.fetchTopicOffsets(topic))
+    const records = await consumeGroup(`g-${topic}`, 10)
+    return { offsets, records }
+  },
+
+  async group_subscribe_and_consume () {
+    const groupId = `g-${topic}`
+    await withAdmin((admin) => admin.createTopics({ topics: [{ topic, numPartitions: 3 }] }))
+    const messages = []
+    for (let p = 0; p < 3; p++) {
+      for (let i = 0; i < 10; i++) messages.push({ value: `p${p}-${i}`, partition: p })
+    }
+    await produce(messages)
+    const records = await consumeGroup(groupId, 30)
+    return withAdmin(async (admin) => {
+      const committed = await groupOffsets(admin, groupId)
+      const { groups } = await admin.listGroups()
+      const described = await admin.describeGroups([groupId])
+      return {
+        records,
+        committed,
+        listed: groups.some((g) => g.groupId === groupId),
+        state: described.groups[0].state,
+        members: described.groups[0].members.length
+      }
+    })
+  },
+
+  async group_commit_and_fetch_offsets () {
+    const groupId = `g-${topic}`
+    await withAdmin((admin) => admin.createTopics({ topics: [{ topic, numPartitions: 2 }] }))
+    const messages = []
+    for (let p = 0; p < 2; p++) {
+      for (let i = 0; i < 10; i++) messages.push({ value: `p${p}-${i}`, partition: p })
+    }
+    await produce(messages)
+    const committed = await withAdmin(async (admin) => {
+      await admin.setOffsets({
+        groupId, topic, partitions: [{ partition: 0, offset: '7' }, { partition: 1, offset: '3' }]
+      })
+      return groupOffsets(admin, groupId)
+    })
+    const records = await consumeGroup(groupId, 10, { fromBeginning: true })
+    return { committed, records }
+  }
+}
+
+async function main () {
+  const fn = SCENARIOS[scenario]
+  if (!fn) throw new Error(`unknown scenario ${scenario}`)
+  const timer = setTimeout(() => {
+    process.stdout.write(JSON.stringify({ error: { message: `not done within ${DEADLINE_MS} ms` } }) + '\n')
+    process.exit(1)
+  }, DEADLINE_MS)
+  const result = await fn()
+  clearTimeout(timer)
+  process.stdout.write(JSON.stringify(result) + '\n')
+}
+
+main().then(() => process.exit(0), (err) => {
+  process.stdout.write(JSON.stringify({ error: describeError(err) }) + '\n')
+  process.exit(1)
+})

@@ -1,0 +1,182 @@
+"""kafkajs (Node.js, pure JavaScript protocol implementation) against a live kbroker.
+
+Each scenario is a function of compat/kafkajs/scenarios.js, run with node; it prints one
+JSON line of what kafkajs observed and this module asserts on it. kafkajs is pinned in
+compat/kafkajs/package.json (+ package-lock.json) and installed with `npm ci` into
+compat/kafkajs/node_modules (gitignored) the first time. A missing node/npm is a failure,
+never a skip. kafkajs consumes only through groups (it has no assign()), so the consume
+scenarios read with a fresh group from the beginning.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka.partitioner.default import murmur2
+
+from compat import results
+from compat.livebroker import LiveBroker
+from compat.test_groups_kafka_python import BROKER_OVERRIDES
+
+pytestmark = pytest.mark.compat
+
+results.CLIENTS.setdefault("test_kafkajs", ("kafkajs", "kafkajs"))
+
+KAFKAJS_DIR = Path(__file__).resolve().parent / "kafkajs"
+DEADLINE_S = 60.0
+NPM_CI_TIMEOUT_S = 300.0
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
+    """This module's live kbroker (short initial rebalance delay: kafkajs always uses groups)."""
+    live = LiveBroker(tmp_path_factory.mktemp("kbroker-kafkajs"), overrides=BROKER_OVERRIDES)
+    live.start()
+    try:
+        yield live
+        assert live.is_running(), f"kbroker died during the module\n{live.log_tail()}"
+    finally:
+        live.kill()
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    """The node binary, with kafkajs installed from the lock file (npm ci) if needed."""
+    node_bin = shutil.which("node")
+    assert node_bin, "node is not installed (Debian: apt-get install nodejs npm); compat needs it"
+    if not (KAFKAJS_DIR / "node_modules" / "kafkajs" / "package.json").exists():
+        npm = shutil.which("npm")
+        assert npm, "npm is not installed (Debian: apt-get install npm); compat needs it"
+        proc = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=KAFKAJS_DIR,
+                              capture_output=True, text=True, timeout=NPM_CI_TIMEOUT_S)
+        assert proc.returncode == 0, f"npm ci failed:\n{proc.stdout}\n{proc.stderr}"
+    return node_bin
+
+
+def scenario(node: str, broker: LiveBroker, name: str, topic: str, arg: str = "") -> Any:
+    """Run one kafkajs scenario; its JSON result, or a failure with kafkajs's own error."""
+    args = [node, str(KAFKAJS_DIR / "scenarios.js"), name, broker.bootstrap_servers, topic]
+    proc = subprocess.run(args + ([arg] if arg else []), capture_output=True, text=True,
+                          timeout=DEADLINE_S)
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    result = json.loads(lines[-1]) if lines else {"error": {"message": "no output"}}
+    if proc.returncode != 0 or "error" in result:
+        error = result.get("error", {})
+        pytest.fail(f"kafkajs {name}: {error.get('name')}: {error.get('message')} "
+                    f"(type {error.get('type')})\n{json.dumps(error, indent=1)}\n"
+                    f"kafkajs log:\n{proc.stderr[-3000:]}")
+    return result
+
+
+def expected_partition(key: bytes, partitions: int) -> int:
+    """kafkajs 2.x DefaultPartitioner = Java's: murmur2 of the key, positive, modulo."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def test_bootstrap(node: str, broker: LiveBroker, topic_name: str) -> None:
+    """describeCluster names the one broker at the bootstrap address; topic metadata works."""
+    result = scenario(node, broker, "bootstrap", topic_name)
+    cluster = result["cluster"]
+    assert [(b["nodeId"], b["host"], b["port"]) for b in cluster["brokers"]] == \
+        [(1, broker.host, broker.port)]
+    assert cluster["controller"] == 1 and cluster["clusterId"]
+    assert result["created"] is True
+    assert result["partitions"] == [{"id": 0, "leader": 1}, {"id": 1, "leader": 1}]
+
+
+def test_create_topic_with_configs(node: str, broker: LiveBroker, topic_name: str) -> None:
+    """CreateTopics applies configs; a bad value is INVALID_CONFIG; a duplicate is reported."""
+    result = scenario(node, broker, "create_topic_with_configs", topic_name)
+    assert result["created"] is True
+    assert result["configs"]["retention.ms"] == {"value": "3600000", "isDefault": False}
+    assert result["configs"]["cleanup.policy"] == {"value": "compact", "isDefault": False}
+    assert result["configs"]["segment.bytes"] == {"value": "1073741824", "isDefault": True}
+    assert result["again"] is False  # kafkajs's way of saying TOPIC_ALREADY_EXISTS
+    assert [e["type"] for e in result["badConfig"]["errors"]] == ["INVALID_CONFIG"]
+
+
+def test_add_partitions(node: str, broker: LiveBroker, topic_name: str) -> None:
+    """CreatePartitions grows the topic, the new partition takes writes; shrinking fails."""
+    result = scenario(node, broker, "add_partitions", topic_name)
+    assert result["partitions"] == 3
+    assert result["shrink"]["type"] == "INVALID_PARTITIONS" or \
+        [e["type"] for e in result["shrink"].get("errors", [])] == ["INVALID_PARTITIONS"]
+    [sent] = result["sent"]
+    assert (sent["partition"], sent["baseOffset"], sent["errorCode"]) == (2, "0", 0)
+
+
+def test_delete_topic(node: str, broker: LiveBroker, topic_name: str) -> None:
+    """DeleteTopics removes the topic and its data; deleting it again is an error."""
+    result = scenario(node, broker, "delete_topic", topic_name)
+    assert result["stillListed"] is False
+    # kafkajs retries the retriable UNKNOWN_TOPIC_OR_PARTITION, then wraps it (as with Kafka).
+    assert result["again"]["name"] == "KafkaJSNumberOfRetriesExceeded"
+    assert (result["again"]["cause"]["type"], result["again"]["cause"]["code"]) == \
+        ("UNKNOWN_TOPIC_OR_PARTITION", 3)
+    assert result["offsets"] == [{"partition": 0, "offset": "0", "high": "0", "low": "0"}]
+
+
+@pytest.mark.parametrize("acks", [0, 1, "all"])
+def test_produce_keyed(node: str, broker: LiveBroker, topic_name: str, acks: int | str) -> None:
+    """Keyed records land in kafkajs's (Java-compatible) partition for them, in order."""
+    partitions = 4
+    result = scenario(node, broker, "produce_keyed", topic_name,
+                      str(-1 if acks == "all" else acks))
+    if acks != 0:  # acks=0: no response, so kafkajs has no offsets to report
+        assert {s["partition"] for s in result["sent"]} <= set(range(partitions))
+        assert all(s["errorCode"] == 0 for s in result["sent"])
+    keys = [f"key-{i % 10}" for i in range(40)]
+    records = result["records"]
+    assert len(records) == 40
+    for p in range(partitions):
+        in_p = [r for r in records if r["partition"] == p]
+        assert [r["offset"] for r in in_p] == list(range(len(in_p)))
+        assert [(r["key"], r["value"]) for r in in_p] == [
+            (k, f"v{i}") for i, k in enumerate(keys)
+            if expected_partition(k.encode(), partitions) == p]
+
+
+@pytest.mark.parametrize("codec", ["gzip"])
+def test_compression(node: str, broker: LiveBroker, topic_name: str, codec: str) -> None:
+    """gzip batches from kafkajs (its only built-in codec) are stored and read back intact."""
+    result = scenario(node, broker, "compression", topic_name)
+    assert [r["value"] for r in result["records"]] == result["values"]
+
+
+def test_headers_and_create_time(node: str, broker: LiveBroker, topic_name: str) -> None:
+    """Headers and the producer's CreateTime timestamp come back unchanged."""
+    [record] = scenario(node, broker, "headers_and_create_time", topic_name)["records"]
+    assert (record["key"], record["value"], record["timestamp"]) == ("k", "v", 1_600_000_000_123)
+    assert record["headers"] == {"h1": "one", "h2": ""}
+
+
+def test_consume_from_beginning(node: str, broker: LiveBroker, topic_name: str) -> None:
+    """A new group with fromBeginning reads every record from 0; ListOffsets agrees."""
+    result = scenario(node, broker, "consume_from_beginning", topic_name)
+    assert result["offsets"] == [{"partition": 0, "offset": "10", "high": "10", "low": "0"}]
+    assert [(r["offset"], r["value"]) for r in result["records"]] == \
+        [(i, f"m{i}") for i in range(10)]
+
+
+def test_group_subscribe_and_consume(node: str, broker: LiveBroker, topic_name: str) -> None:
+    """A member gets every partition, reads all, commits; admin lists and describes the group."""
+    result = scenario(node, broker, "group_subscribe_and_consume", topic_name)
+    assert sorted(r["value"] for r in result["records"]) == sorted(
+        f"p{p}-{i}" for p in range(3) for i in range(10))
+    assert result["committed"] == {"0": 10, "1": 10, "2": 10}
+    assert result["listed"] is True
+    assert (result["state"], result["members"]) == ("Empty", 0)
+
+
+def test_group_commit_and_fetch_offsets(node: str, broker: LiveBroker, topic_name: str) -> None:
+    """admin.setOffsets commits; fetchOffsets reads them back; a member resumes there."""
+    result = scenario(node, broker, "group_commit_and_fetch_offsets", topic_name)
+    assert result["committed"] == {"0": 7, "1": 3}
+    assert sorted(r["value"] for r in result["records"]) == sorted(
+        [f"p0-{i}" for i in range(7, 10)] + [f"p1-{i}" for i in range(3, 10)])
