@@ -38,13 +38,10 @@ from log.checkpoint import (
 from log.config import LogConfig
 from log.errors import LogError, OffsetOutOfRange
 from log.producer_state import ProducerState, list_snapshots, snapshot_path
-from log.scan import BatchSpan
+from log.scan import BatchSpan, parse_span
 from log.segment import INT32_MAX, FileRegion, LogSegment
-from wire.errors import InvalidRecordBatch
 from wire.records import (
-    BatchHeader,
     iter_records,
-    parse_header,
     set_base_offset,
     set_log_append_time,
     set_partition_leader_epoch,
@@ -101,6 +98,7 @@ class PartitionLog:
         self.producer_state = ProducerState()
         # What open() did, for operators and tests: "clean" or "recovered".
         self.open_mode = ""
+        self._walked: dict[int, list[BatchSpan]] = {}  # spans seen by the recovery walk
         self.recovered_bytes_truncated = 0
 
     # -- opening ---------------------------------------------------------------------
@@ -203,19 +201,20 @@ class PartitionLog:
         i = start
         while i < len(self._segments):
             seg = self._segments[i]
-            truncated, _ = seg.recover()
+            truncated, spans = seg.recover()
+            self._walked[seg.base_offset] = spans
             self.recovered_bytes_truncated += truncated
             if truncated:
                 self._drop_segments_after(i)
                 break
             i += 1
-        # Everything that survived the walk is now made durable, so the next
-        # crash only has to walk what comes after it.
-        for seg in self._segments[start:]:
-            seg.fsync()
-        fsync_dir(self.directory)
-        self._recovery_point = self.log_end_offset
-        self._checkpoint_recovery_point()
+        # No fsync here (it would wait for the whole unflushed tail to reach the
+        # disk before the broker can start): the recovery point stays where it
+        # was, so a crash before the next flush simply walks the same bytes
+        # again, and that flush makes the truncation durable with the data.
+        if self._recovery_point > self.log_end_offset:
+            self._recovery_point = self.log_end_offset
+            self._checkpoint_recovery_point()
 
     def _checkpoint_recovery_point(self) -> None:
         # Skip unchanged values: each write costs two fsyncs and a rename.
@@ -250,10 +249,16 @@ class PartitionLog:
             except (OSError, ValueError, TypeError):
                 os.unlink(path)
         self.producer_state = state if state is not None else ProducerState()
-        # Replay the batches after the snapshot (headers only, no per-record work).
-        for _seg, h in self._iter_spans_from(start):
-            if h.producer_id >= 0:
-                self.producer_state.update_from_batch(h, h.max_timestamp)
+        # Replay the batches after the snapshot (headers only, no per-record
+        # work), reusing what the recovery walk already read.
+        i = max(bisect_right(self._bases, start) - 1, 0)
+        for seg in self._segments[i:]:
+            walked = self._walked.get(seg.base_offset)
+            spans = walked if walked is not None else seg.iter_spans(seg.position_for(start))
+            for h in spans:
+                if h.producer_id >= 0 and h.last_offset >= start:
+                    self.producer_state.update_from_batch(h, h.max_timestamp)
+        self._walked.clear()
 
     def _write_producer_snapshot(self, offset: int) -> None:
         atomic_write(snapshot_path(self.directory, offset), self.producer_state.to_json())
@@ -312,15 +317,15 @@ class PartitionLog:
         now_ms = self._now_ms()
         base = offset = self.log_end_offset
         batches: list[tuple[int, int, int, int]] = []
-        producer_batches: list[tuple[BatchHeader, int, int]] = []
+        producer_batches: list[tuple[BatchSpan, int, int]] = []
         max_ts_all = -1
         messages = 0
         pos = 0
         while pos < n:
-            try:
-                h = parse_header(buf, pos)
-            except InvalidRecordBatch as e:
-                raise LogError(f"bad batch at byte {pos} of the append: {e}") from e
+            # The server validated the batches; only the header fields are needed here.
+            h = parse_span(buf, pos)
+            if h is None:
+                raise LogError(f"bad batch header at byte {pos} of the append")
             if pos + h.size > n:
                 raise LogError(f"batch at byte {pos} overruns the append")
             set_base_offset(buf, pos, offset)
@@ -335,7 +340,7 @@ class PartitionLog:
             if h.producer_id >= 0:
                 producer_batches.append((h, offset, max_ts))
             max_ts_all = max(max_ts_all, max_ts)
-            messages += max(h.records_count, 1)
+            messages += h.last_offset_delta + 1
             offset = last + 1
             pos += h.size
         if self._should_roll(n, max_ts_all, offset - 1, now_ms):
@@ -505,6 +510,7 @@ class PartitionLog:
             self._checkpoint_recovery_point()
 
     def _truncate_fully_and_start_at(self, offset: int) -> None:
+        self._walked.clear()
         for seg in self._segments:
             seg.delete_files()
         self._segments = [self._new_segment(offset)]

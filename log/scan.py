@@ -126,3 +126,11 @@ def span_at(buf: bytes | bytearray | memoryview, pos_in_file: int) -> BatchSpan:
     parsed = _span(buf, 0)
     assert parsed is not None
     return parsed[0]._replace(pos=pos_in_file)
+
+
+def parse_span(buf: bytes | bytearray | memoryview, pos: int) -> BatchSpan | None:
+    """The span of the batch header at `pos` (whole batch need not fit), None if not a sane v2 header."""
+    parsed = _span(buf, pos)
+    if parsed is None or parsed[3] != MAGIC or parsed[2] < 0 or parsed[0].last_offset_delta < 0:
+        return None
+    return parsed[0]
