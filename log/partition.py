@@ -145,6 +145,8 @@ class PartitionLog:
         self._log_start = self._written_ls = read_offset(d / LOG_START_FILE, 0)
         if not bases:
             bases = [self._log_start]
+            clean = True  # a new partition: nothing to check
+            self.open_mode = "new"
         self._segments = [self._new_segment(b) for b in bases]
         self._bases = list(bases)
         if clean:
@@ -152,19 +154,22 @@ class PartitionLog:
         else:
             self._recover()
         leo = self.log_end_offset
+        if self._recovery_point > leo:
+            self._recovery_point = leo
+            self._checkpoint_recovery_point()
         self._log_start = max(self._log_start, self._segments[0].base_offset)
         if self._log_start > leo:
             # Data below the checkpointed log start was lost: start over there (Kafka does the same).
             self._truncate_fully_and_start_at(self._log_start)
         self._load_producer_state()
-        if clean:
+        if marker.exists():
             # Appends are coming: the marker must be gone for good before any of them.
             os.unlink(marker)
             fsync_dir(d)
         self._last_flush_ms = self._now_ms()
 
     def _load_clean(self) -> None:
-        self.open_mode = "clean"
+        self.open_mode = self.open_mode or "clean"
         segs = self._segments
         for i, seg in enumerate(segs):
             last = i == len(segs) - 1
@@ -196,8 +201,13 @@ class PartitionLog:
                     seg.max_timestamp = ts
                     seg.offset_of_max_timestamp = seg.base_offset + rel
                 seg.next_offset = segs[i + 1].base_offset
-            else:
-                seg.recover()
+                continue
+            truncated, _ = seg.recover()
+            if truncated:
+                # Damage below the recovery point (the disk lost fsynced bytes).
+                self.recovered_bytes_truncated += truncated
+                self._drop_segments_after(i)
+                return
         i = start
         while i < len(self._segments):
             seg = self._segments[i]
@@ -212,9 +222,6 @@ class PartitionLog:
         # disk before the broker can start): the recovery point stays where it
         # was, so a crash before the next flush simply walks the same bytes
         # again, and that flush makes the truncation durable with the data.
-        if self._recovery_point > self.log_end_offset:
-            self._recovery_point = self.log_end_offset
-            self._checkpoint_recovery_point()
 
     def _checkpoint_recovery_point(self) -> None:
         # Skip unchanged values: each write costs two fsyncs and a rename.
