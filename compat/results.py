@@ -103,7 +103,7 @@ class ResultsTable:
             try:
                 versions.append(f"{dist} {metadata.version(dist)}")
             except metadata.PackageNotFoundError:
-                versions.append(f"{dist} (not installed)")
+                pass  # not a Python distribution (kafkajs, kcat): its module reports it
         try:
             import confluent_kafka
 
