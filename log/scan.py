@@ -23,6 +23,7 @@ from wire.records import LOG_OVERHEAD, MAGIC, RECORD_BATCH_OVERHEAD
 _HEADER = struct.Struct(">qiibIhiqqqhii")
 _CRC_START = 21
 _MIN_BATCH_LENGTH = RECORD_BATCH_OVERHEAD - LOG_OVERHEAD
+_ATTR_TRANSACTIONAL = 0x10
 _ATTR_CONTROL = 0x20
 
 
@@ -39,6 +40,7 @@ class BatchSpan(NamedTuple):
     base_sequence: int
     last_offset_delta: int
     is_control: bool
+    is_transactional: bool
 
     @property
     def next_offset(self) -> int:
@@ -64,6 +66,7 @@ def _span(buf: bytes | bytearray | memoryview, pos: int) -> tuple[BatchSpan, int
         seq,
         lod,
         bool(attrs & _ATTR_CONTROL),
+        bool(attrs & _ATTR_TRANSACTIONAL),
     )
     return span, crc, count, magic if length >= _MIN_BATCH_LENGTH else -1
 

@@ -95,3 +95,30 @@ def test_snapshot_round_trip():
     state.update(7, 2, 0, 4, 100, 104, 123)
     again = ProducerState.from_json(state.to_json())
     assert again.lookup(7) == state.lookup(7)
+
+
+@pytest.mark.parametrize("shutdown", ["clean", "crash"])
+def test_open_transaction_survives_restart_and_marker_closes_it(log_dir, shutdown):
+    from wire.records import build_control_batch
+
+    cfg = LogConfig()
+    log = PartitionLog.open(log_dir, cfg)
+    log.append(batch(1))
+    log.append(batch(2, producer_id=4, producer_epoch=0, base_sequence=0, transactional=True))
+    assert log.producer_state.first_unstable_offset() == 1
+    if shutdown == "clean":
+        log.close()
+    else:
+        log.abandon()
+        for p in log_dir.glob("*.snapshot"):
+            p.unlink()
+    log = PartitionLog.open(log_dir, cfg)
+    # Rebuilt from the log: the transaction is still open (it bounds the LSO).
+    assert log.producer_state.first_unstable_offset() == 1
+    log.append(
+        build_control_batch(
+            commit=True, producer_id=4, producer_epoch=0, coordinator_epoch=0, timestamp=5
+        )
+    )
+    assert log.producer_state.first_unstable_offset() is None
+    log.close()
