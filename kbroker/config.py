@@ -15,6 +15,7 @@ having no effect.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -170,7 +171,7 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
     _c("socket.request.max.bytes", "int", 104857600, "The largest request frame accepted; "
        "a connection sending a larger size prefix is closed.", at_least(1)),
     _c("connections.max.idle.ms", "long", 600000, "Close a connection after this many ms "
-       "without a request."),
+       "without a request (negative: never)."),
     _c("queued.max.requests", "int", 500, _NO_EFFECT, at_least(1), effective=False),
     _c("fetch.max.bytes", "int", 57671680, "Upper bound on the bytes returned by one Fetch.",
        at_least(1024)),
@@ -453,8 +454,9 @@ class BrokerConfig:
 
     @property
     def connections_max_idle_s(self) -> float:
-        """connections.max.idle.ms in seconds (trio deadlines)."""
-        return self._values["connections.max.idle.ms"] / 1000.0
+        """connections.max.idle.ms in seconds (trio deadlines); negative = never (as Kafka)."""
+        idle_ms = self._values["connections.max.idle.ms"]
+        return math.inf if idle_ms < 0 else idle_ms / 1000.0
 
     def __repr__(self) -> str:
         return f"BrokerConfig({self.originals!r})"

@@ -193,3 +193,11 @@ def test_to_log_config_follows_overrides_and_broker() -> None:
     assert log_config.cleanup_policy == "compact,delete"
     assert log_config.fsync_every_append is True
     assert log_config.flush_interval_ms is None
+
+
+def test_negative_idle_timeout_disables_it() -> None:
+    import math
+
+    assert BrokerConfig.from_properties({}).connections_max_idle_s == 600.0
+    assert BrokerConfig.from_properties(
+        {"connections.max.idle.ms": "-1"}).connections_max_idle_s == math.inf
