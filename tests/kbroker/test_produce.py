@@ -253,15 +253,15 @@ async def test_acks_all_with_min_insync_replicas_2_is_not_enough_replicas(server
     assert (await produce(client, "isr", 0, records(), acks=1)).error_code == 0
 
 
-async def test_idempotent_and_transactional_batches_are_stored(server: Any) -> None:
+async def test_idempotent_batches_are_stored_with_their_producer_fields(server: Any) -> None:
     create_topic(server, "eos")
     client = await server.connect()
-    data = records(2, producer_id=9, producer_epoch=0, base_sequence=0, transactional=True)
+    data = records(2, producer_id=9, producer_epoch=0, base_sequence=0)
     resp = await produce(client, "eos", 0, data)
     assert resp.error_code == 0
     part = await fetch(client, server, "eos", 0, 0)
     (h,) = batches(part.records)
-    assert (h.producer_id, h.is_transactional) == (9, True)
+    assert (h.producer_id, h.producer_epoch, h.base_sequence) == (9, 0, 0)
 
 
 async def test_topic_config_changes_apply_to_the_next_produce(server: Any) -> None:
