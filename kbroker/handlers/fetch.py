@@ -74,22 +74,43 @@ async def handle_fetch(ctx: RequestContext, request: FetchRequest) -> FetchRespo
     max_wait_s = max(0, request.max_wait_ms) / 1000.0
     deadline = trio.current_time() + max_wait_s
     while True:
-        responses, size, must_answer = _read_all(ctx, request, version)
+        responses, size, must_answer, watched = _read_all(ctx, request, version)
         if must_answer or request.max_wait_ms <= 0 or size >= request.min_bytes:
-            break
-        remaining = deadline - trio.current_time()
-        if remaining <= 0:
             break
         # No await between the read above and this wait, so no append can slip
         # in unnoticed (Trio runs one task at a time).
-        await ctx.broker.wait_for_append(remaining)
+        if not await _wait_for_change(ctx, watched, deadline):
+            # max_wait_ms ran out: answer with a fresh read (DelayedFetch.onComplete).
+            responses = _read_all(ctx, request, version)[0]
+            break
     return FetchResponse(throttle_time_ms=0, error_code=0, session_id=0, responses=responses)
+
+
+async def _wait_for_change(ctx: RequestContext, watched: list[tuple[Any, int, int]],
+                           deadline: float) -> bool:
+    """Wait until a watched log's end or start offset moves (True) or the deadline (False).
+
+    Every append anywhere wakes every parked fetch; checking two integers per
+    partition spares re-reading the logs for appends to partitions not fetched.
+    """
+    while True:
+        remaining = deadline - trio.current_time()
+        if remaining <= 0:
+            return False
+        await ctx.broker.wait_for_append(remaining)
+        for log, end, start in watched:
+            if log.log_end_offset != end or log.log_start_offset != start:
+                return True
 
 
 def _read_all(
     ctx: RequestContext, request: FetchRequest, version: int
-) -> tuple[list[Any], int, bool]:
-    """Read every requested partition once: (topic responses, bytes read, answer now?)."""
+) -> tuple[list[Any], int, bool, list[tuple[Any, int, int]]]:
+    """Read every requested partition once.
+
+    Returns (topic responses, bytes read, answer now?, and (log, end offset,
+    start offset) of each partition read, to notice when it changes).
+    """
     by_id = version >= _FIRST_TOPIC_ID_VERSION
     limit = request.max_bytes if request.max_bytes > 0 else 0
     min_one = True  # KIP-74: the first non-empty partition returns at least one whole batch
@@ -98,6 +119,7 @@ def _read_all(
     interesting = 0
     read_committed = request.isolation_level == _READ_COMMITTED
     responses = []
+    watched: list[tuple[Any, int, int]] = []
     for fetch_topic in request.topics:
         topic: Any = None
         topic_error: ErrorCode | None = None
@@ -121,6 +143,8 @@ def _read_all(
                 parts.append(_error_partition(fp.partition, error_code_of(exc)))
                 continue
             interesting += 1
+            log = partition.log
+            watched.append((log, log.log_end_offset, log.log_start_offset))
             data, size = _read_partition(
                 partition, fp, min(fp.partition_max_bytes, limit), min_one,
                 version=version, read_committed=read_committed,
@@ -140,7 +164,7 @@ def _read_all(
             resp_topic = FetchResponse.FetchableTopicResponse(topic=fetch_topic.topic, partitions=parts)
         responses.append(resp_topic)
     # ReplicaManager.fetchMessages answers at once when nothing is readable or a read failed.
-    return responses, total, errored or interesting == 0
+    return responses, total, errored or interesting == 0, watched
 
 
 def _topic_by_id(ctx: RequestContext, topic_id: Any) -> Any:

@@ -122,6 +122,31 @@ async def test_long_poll_waits_for_min_bytes_across_appends(
     assert len(batches(got[0].records)) == 3
 
 
+async def test_append_to_another_partition_does_not_answer_a_parked_fetch(
+        clock: trio.testing.MockClock, server: Any) -> None:
+    create_topic(server, "quiet")
+    create_topic(server, "busy")
+    consumer = await server.connect()
+    producer = await server.connect()
+    got: list[Any] = []
+
+    async def long_fetch() -> None:
+        req = fetch_request("quiet", 0, 0, max_wait_ms=600_000, min_bytes=1)
+        got.append((await consumer.request(req, version=11)).responses[0].partitions[0])
+
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(long_fetch)
+        await trio.testing.wait_all_tasks_blocked()
+        for _ in range(3):
+            await produce(producer, "busy", 0, records(1))
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == []
+        await produce(producer, "quiet", 0, records(1, ts=77))
+    assert trio.current_time() - start < 600.0
+    assert fetched_records(got[0].records) == [(0, b"k0", b"v0")]
+
+
 async def test_max_wait_elapses_with_nothing_to_read(
         clock: trio.testing.MockClock, server: Any) -> None:
     create_topic(server, "idle")
