@@ -58,6 +58,8 @@ async def test_list_offsets_on_an_empty_partition(server: Any, version: int) -> 
         assert (p.error_code, p.offset, p.timestamp) == (0, 0, -1)
     p = await list_offset(client, "empty", 12345, version=version)
     assert (p.error_code, p.offset, p.timestamp) == (0, -1, -1)
+    p = await list_offset(client, "empty", MAX_TS, version=version)
+    assert (p.error_code, p.offset, p.timestamp) == (0, -1, -1)
 
 
 @pytest.mark.parametrize("version", [1, 4, 7, 10])
@@ -172,6 +174,8 @@ async def test_offset_for_leader_epoch(server: Any, version: int) -> None:
     if version >= 1:
         assert current.leader_epoch == 0
         assert future.leader_epoch == -1
+    undefined = await end_offset(client, "ofle", -1, version=version)
+    assert (undefined.error_code, undefined.end_offset) == (0, -1)
     unknown = await end_offset(client, "nope", 0, version=version)
     assert (unknown.error_code, unknown.end_offset) == (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, -1)
 
