@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -50,8 +51,11 @@ def fresh_broker(tmp_path: Path) -> Iterator[LiveBroker]:
 
 @pytest.fixture
 def topic_name(request: pytest.FixtureRequest) -> str:
-    """A topic name no other test uses (legal Kafka characters only)."""
-    base = request.node.name.replace("[", ".").replace("]", "").replace("-", "_")
+    """A topic name no other test uses (legal Kafka characters only).
+
+    No '_': Kafka warns about topic names mixing '.' and '_' (metric names collide).
+    """
+    base = re.sub(r"[^A-Za-z0-9.-]", "-", request.node.name.replace("[", ".").replace("]", ""))
     return f"{base[:150]}.{next(_topic_counter)}.{uuid.uuid4().hex[:6]}"
 
 

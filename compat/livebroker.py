@@ -36,6 +36,14 @@ class LiveBroker:
         self._lines: deque[str] = deque(maxlen=5000)
         self._lock = threading.Lock()
         self.starts = 0
+        # KBROKER_COMPAT_LOG_DIR=dir keeps every broker's full output (one file per data dir),
+        # e.g. to look for errors the broker logged during tests that passed.
+        log_dir = os.environ.get("KBROKER_COMPAT_LOG_DIR")
+        self._log_file = None
+        if log_dir:
+            Path(log_dir).mkdir(parents=True, exist_ok=True)
+            name = "_".join(self.data_dir.parts[-2:]) + ".log"
+            self._log_file = open(Path(log_dir) / name, "a", encoding="utf-8")  # noqa: SIM115
 
     # -- lifecycle -------------------------------------------------------------------------
     def command(self) -> list[str]:
@@ -90,6 +98,9 @@ class LiveBroker:
     def _append(self, line: str) -> None:
         with self._lock:
             self._lines.append(line)
+            if self._log_file is not None:
+                self._log_file.write(line + "\n")
+                self._log_file.flush()
 
     def stop(self) -> int:
         """SIGTERM and wait for a clean exit; returns the exit code (SIGKILL after a timeout)."""
