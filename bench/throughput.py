@@ -13,6 +13,7 @@ calling produce() is itself a bound (hundreds of thousands of calls per second).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import struct
 import sys
@@ -140,6 +141,24 @@ def bench_latency(bootstrap: str, topic: str, count: int, rate: float) -> list[f
     return latencies
 
 
+def broker_cpu_s(broker: LiveBroker) -> float | None:
+    """CPU seconds (user + system) the broker process has used, from /proc; None if unknown."""
+    if broker.proc is None:
+        return None
+    try:
+        fields = Path(f"/proc/{broker.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def per_cpu(nbytes: int, before: float | None, after: float | None) -> str:
+    """Throughput per broker CPU-second, robust to a machine shared with other work."""
+    if before is None or after is None or after <= before:
+        return ""
+    return f"{nbytes / MB / (after - before):8.1f} MB/s"
+
+
 def target_text(phase: str, size: int) -> str:
     """The target for a phase, if the brief sets one for that size."""
     target = TARGETS.get((phase, size))
@@ -165,7 +184,7 @@ def main() -> int:
                         "(e.g. one started under a profiler)")
     args = parser.parse_args()
 
-    rows: list[tuple[str, str, str, str]] = []
+    rows: list[tuple[str, str, str, str, str]] = []
     with tempfile.TemporaryDirectory(prefix="kbroker-bench-") as tmp:
         broker = LiveBroker(Path(tmp) / "data", overrides={})
         if args.bootstrap:
@@ -177,16 +196,20 @@ def main() -> int:
             for size in (int(x) for x in args.sizes.split(",")):
                 topic = f"bench-{size}-{run_id}"
                 create_topic(broker.bootstrap_servers, topic)
+                cpu0 = broker_cpu_s(broker)
                 n, nbytes, secs = bench_produce(broker.bootstrap_servers, topic, size,
                                                 int(args.megabytes * MB), args.seconds)
                 mbps = nbytes / MB / secs
                 rows.append((f"produce {size} B", f"{mbps:8.1f} MB/s",
-                             f"{n / secs:10.0f} msg/s", target_text("produce", size)))
+                             f"{n / secs:10.0f} msg/s", target_text("produce", size),
+                             per_cpu(nbytes, cpu0, broker_cpu_s(broker))))
                 print(rows[-1], flush=True)
+                cpu0 = broker_cpu_s(broker)
                 n, nbytes, secs = bench_consume(broker.bootstrap_servers, topic, size, n, args.seconds)
                 mbps = nbytes / MB / secs
                 rows.append((f"consume {size} B", f"{mbps:8.1f} MB/s",
-                             f"{n / secs:10.0f} msg/s", target_text("consume", size)))
+                             f"{n / secs:10.0f} msg/s", target_text("consume", size),
+                             per_cpu(nbytes, cpu0, broker_cpu_s(broker))))
                 print(rows[-1], flush=True)
             lat = None
             if not args.no_latency:
@@ -197,11 +220,11 @@ def main() -> int:
                 pass
             elif lat:
                 rows.append(("e2e latency p50", f"{statistics.median(lat):8.2f} ms",
-                             f"{len(lat):10d} msgs", ""))
+                             f"{len(lat):10d} msgs", "", ""))
                 rows.append(("e2e latency p99", f"{percentile(lat, 99):8.2f} ms",
-                             f"@ {args.latency_rate:.0f}/s", f"<= {LATENCY_P99_TARGET_MS} ms"))
+                             f"@ {args.latency_rate:.0f}/s", f"<= {LATENCY_P99_TARGET_MS} ms", ""))
             else:
-                rows.append(("e2e latency", "no messages received", "", ""))
+                rows.append(("e2e latency", "no messages received", "", "", ""))
         except Exception:
             print(broker.log_tail(), file=sys.stderr)
             raise
@@ -210,10 +233,14 @@ def main() -> int:
                 broker.stop()
 
     print()
-    print(f"| {'phase':<18} | {'throughput':>14} | {'rate':>16} | {'target':<14} |")
-    print(f"|{'-' * 20}|{'-' * 16}|{'-' * 18}|{'-' * 16}|")
-    for phase, value, rate, target in rows:
-        print(f"| {phase:<18} | {value:>14} | {rate:>16} | {target:<14} |")
+    print(f"| {'phase':<18} | {'throughput':>14} | {'rate':>16} | {'target':<14} "
+          f"| {'per broker CPU-s':>16} |")
+    print(f"|{'-' * 20}|{'-' * 16}|{'-' * 18}|{'-' * 16}|{'-' * 18}|")
+    for phase, value, rate, target, cpu in rows:
+        print(f"| {phase:<18} | {value:>14} | {rate:>16} | {target:<14} | {cpu:>16} |")
+    print(f"(load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
+          "the last column, MB per second of broker CPU time, is the figure that other load "
+          "on the machine distorts least)")
     return 0
 
 
