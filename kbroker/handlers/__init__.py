@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from wire.protocol import SUPPORTED
+from wire.protocol import STABLE
 
 if TYPE_CHECKING:
     from kbroker.broker import Broker
@@ -83,15 +83,19 @@ def load_handlers() -> dict[int, Registration]:
 
 
 def advertised_versions() -> dict[int, tuple[int, int]]:
-    """api key → (min, max): registered ranges ∩ the codec's ``wire.protocol.SUPPORTED``."""
+    """api key → (min, max): registered ranges ∩ the codec's ``wire.protocol.STABLE``.
+
+    STABLE, not SUPPORTED: Kafka's released brokers never advertise a version its
+    definitions mark ``latestVersionUnstable`` (EndTxn v5, ConsumerGroupHeartbeat v1).
+    """
     if _advertised:
         return _advertised
     result = _advertised
     for key, reg in sorted(load_handlers().items()):
-        if key not in SUPPORTED:
+        if key not in STABLE:
             continue
-        low = max(reg.min_version, SUPPORTED[key][0])
-        high = min(reg.max_version, SUPPORTED[key][1])
+        low = max(reg.min_version, STABLE[key][0])
+        high = min(reg.max_version, STABLE[key][1])
         if low <= high:
             result[key] = (low, high)
     return result

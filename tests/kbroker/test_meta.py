@@ -18,7 +18,7 @@ from wire.messages import (
     DescribeClusterRequest,
     MetadataRequest,
 )
-from wire.protocol import SUPPORTED, decode_response
+from wire.protocol import STABLE, decode_response
 
 OMITTED = -2147483648
 T = MetadataRequest.MetadataRequestTopic
@@ -42,13 +42,16 @@ async def test_api_versions_lists_exactly_what_is_served(server, version: int) -
     registry = load_handlers()
     expected = {}
     for key, reg in registry.items():
-        if key in SUPPORTED:
-            low = max(reg.min_version, SUPPORTED[key][0])
-            high = min(reg.max_version, SUPPORTED[key][1])
+        if key in STABLE:
+            low = max(reg.min_version, STABLE[key][0])
+            high = min(reg.max_version, STABLE[key][1])
             if low <= high:
                 expected[key] = (low, high)
     assert listed == expected == advertised_versions()
     assert listed[18] == (0, 4) and listed[3] == (0, 12) and listed[60] == (0, 1)
+    # Versions Kafka marks latestVersionUnstable are never advertised.
+    for key, (_low, high) in listed.items():
+        assert high <= STABLE[key][1] and (key, high) not in {(26, 5), (68, 1)}
 
 
 async def test_api_versions_rejects_invalid_software_name(server) -> None:
