@@ -13,7 +13,9 @@ version followed by a struct, the value likewise.
   per key survives.
 
 The topic is created on first write with offsets.topic.num.partitions
-partitions and cleanup.policy=compact. A write is one batch appended to the
+partitions and cleanup.policy=compact. TxnOffsetCommit records
+are written in a transactional batch (the producer's id and epoch) and count
+only once that producer's COMMIT marker follows them. A write is one batch appended to the
 group's partition before the caller answers the client: once an OffsetCommit
 is acknowledged its batch is in the OS page cache, which survives kill -9.
 """
@@ -31,6 +33,7 @@ from kbroker.coordinator.group import (
     OffsetAndMetadata,
     OffsetRecord,
 )
+from log.producer_state import control_type
 from wire.errors import ProtocolError
 from wire.messages import (
     GroupMetadataKey,
@@ -142,16 +145,24 @@ class OffsetsTopicStore:
 
     def __init__(self, broker: Broker) -> None:
         self._broker = broker
+        # Producer id -> TxnOffsetCommit records without a marker yet (set by load()).
+        self.pending_txn_offsets: dict[int, list[OffsetRecord | GroupRecord]] = {}
 
-    def write(self, partition: int, records: list[OffsetRecord | GroupRecord]) -> None:
-        """Append the records as one batch to ``partition`` (created on first use)."""
+    def write(self, partition: int, records: list[OffsetRecord | GroupRecord], *,
+              producer_id: int = -1, producer_epoch: int = -1) -> None:
+        """Append the records as one batch to ``partition`` (created on first use).
+
+        With a producer id the batch is transactional (TxnOffsetCommit, KIP-98).
+        """
         topic = self._broker.topics.get(OFFSETS_TOPIC)
         if topic is None:
             topic = self._broker.topics.create_internal(OFFSETS_TOPIC)
         now = int(self._broker.clock() * 1000)
         batch = build_batch(
-            Record(key=key, value=value, timestamp=now)
-            for key, value in map(encode_record, records)
+            (Record(key=key, value=value, timestamp=now)
+             for key, value in map(encode_record, records)),
+            producer_id=producer_id, producer_epoch=producer_epoch,
+            transactional=producer_id >= 0,
         )
         part = topic.partitions[partition]
         part.log.append(batch)
@@ -162,7 +173,9 @@ class OffsetsTopicStore:
         topic = self._broker.topics.get(OFFSETS_TOPIC)
         if topic is None:
             return
+        self.pending_txn_offsets = {}
         for part in topic.partitions:
+            pending: dict[int, list[OffsetRecord | GroupRecord]] = {}
             log = part.log
             offset = log.log_start_offset
             end = log.log_end_offset
@@ -174,8 +187,13 @@ class OffsetsTopicStore:
                 pos = 0
                 while pos < len(data):
                     header = parse_header(data, pos)
-                    # Control batches carry transaction markers, not group data.
-                    if not header.is_control:
+                    if header.is_control:
+                        # A transaction marker: TxnOffsetCommit records of that
+                        # producer count only if it committed (KIP-98).
+                        staged = pending.pop(header.producer_id, [])
+                        if header.base_offset >= offset and control_type(data, pos) == 1:
+                            yield from staged
+                    else:
                         for rec in iter_records(data, pos):
                             if rec.offset < offset or rec.key is None:
                                 continue
@@ -185,7 +203,14 @@ class OffsetsTopicStore:
                                 logger.warning("%s-%d offset %d: undecodable record skipped",
                                                OFFSETS_TOPIC, part.index, rec.offset)
                                 continue
-                            if decoded is not None:
+                            if decoded is None:
+                                continue
+                            if header.is_transactional:
+                                pending.setdefault(header.producer_id, []).append(decoded)
+                            else:
                                 yield decoded
                     pos += header.size
                 offset = result.next_offset
+            for pid, staged in pending.items():
+                # Transactions still open at load: their offsets wait for the marker.
+                self.pending_txn_offsets.setdefault(pid, []).extend(staged)

@@ -8,9 +8,12 @@ as received (the log only rewrites base offset, leader epoch and, for
 LogAppendTime topics, the max timestamp) and fetchers parked in a long poll
 are woken. acks=0 gets no response at all.
 
-Not yet: idempotence / transactions are stored as sent without sequence or
-transaction checks; the topic's compression.type is not applied (batches keep
-the producer's codec, i.e. compression.type=producer).
+Idempotent and transactional batches (KIP-98) are checked against the
+partition's producer state first (kbroker.txn.service.check_producer_batch):
+a retried batch is answered with its original offsets and not written again.
+
+Not yet: the topic's compression.type is not applied (batches keep the
+producer's codec, i.e. compression.type=producer).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from kbroker.handlers.offsets import (
     partition_of,
     topic_value,
 )
+from kbroker.txn.service import check_producer_batch
 from wire import records as wire_records
 from wire.errors import ErrorCode, InvalidRecordBatch
 from wire.messages import ProduceRequest, ProduceResponse
@@ -274,6 +278,7 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
                     _produce_partition(
                         ctx, topic, partition, partition_data.records, resp,
                         version=version, acks=acks, client_id=client_id, settings=settings,
+                        transactional_id=request.transactional_id if version >= 3 else None,
                     )
                 except RejectedBatch as rej:
                     resp.error_code = rej.code
@@ -311,6 +316,7 @@ def _produce_partition(
     acks: int,
     client_id: str | None,
     settings: ProduceSettings,
+    transactional_id: str | None = None,
 ) -> None:
     """Validate and append one partition's batch, filling ``resp``."""
     if getattr(topic, "internal", False) and client_id != ADMIN_CLIENT_ID:
@@ -329,7 +335,15 @@ def _produce_partition(
                 f"requirement of {min_isr} for partition {topic.name}-{partition.index}",
             )
     now_ms = int(ctx.broker.clock() * 1000) if callable(getattr(ctx.broker, "clock", None)) else 0
-    validate_produce_records(records, version=version, settings=settings, now_ms=now_ms)
+    header = validate_produce_records(records, version=version, settings=settings, now_ms=now_ms)
+    duplicate = check_producer_batch(ctx.broker, topic, partition, header, transactional_id)
+    if duplicate is not None:
+        # Kafka >= 2.x answers a retried batch with its original offsets and
+        # error NONE (not DUPLICATE_SEQUENCE_NUMBER), writing nothing.
+        resp.base_offset = duplicate.first_offset
+        resp.log_append_time_ms = -1
+        resp.log_start_offset = partition.log.log_start_offset
+        return
     result = partition.log.append(
         records, leader_epoch=LEADER_EPOCH, log_append_time=settings.log_append_time
     )

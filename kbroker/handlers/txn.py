@@ -1,0 +1,351 @@
+"""Transaction APIs: InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn,
+WriteTxnMarkers, TxnOffsetCommit, DescribeProducers, DescribeTransactions,
+ListTransactions.
+
+Each handler translates between the wire messages and the synchronous
+``TransactionCoordinator`` (kbroker.txn.coordinator). Version quirks live
+here: KIP-588 introduced PRODUCER_FENCED (90), and Kafka answers older request
+versions INVALID_PRODUCER_EPOCH (47) instead because their clients do not know
+the new code (InitProducerId < 4, AddPartitionsToTxn / AddOffsetsToTxn /
+EndTxn < 2, TxnOffsetCommit < 2 — KafkaApis).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kbroker.coordinator.group import OffsetAndMetadata, partition_for
+from kbroker.handlers import RequestContext, handles
+from kbroker.txn import offsets as txn_offsets
+from kbroker.txn.coordinator import TxnState
+from kbroker.txn.service import OFFSETS_TOPIC, poll, txn_coordinator, write_markers
+from kbroker.txn.store import TRANSACTION_STATE_TOPIC
+from wire.errors import ErrorCode
+from wire.messages import (
+    AddOffsetsToTxnRequest,
+    AddOffsetsToTxnResponse,
+    AddPartitionsToTxnRequest,
+    AddPartitionsToTxnResponse,
+    DescribeProducersRequest,
+    DescribeProducersResponse,
+    DescribeTransactionsRequest,
+    DescribeTransactionsResponse,
+    EndTxnRequest,
+    EndTxnResponse,
+    InitProducerIdRequest,
+    InitProducerIdResponse,
+    ListTransactionsRequest,
+    ListTransactionsResponse,
+    TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
+    WriteTxnMarkersRequest,
+    WriteTxnMarkersResponse,
+)
+
+INIT_PRODUCER_ID = 22
+ADD_PARTITIONS_TO_TXN = 24
+ADD_OFFSETS_TO_TXN = 25
+END_TXN = 26
+WRITE_TXN_MARKERS = 27
+TXN_OFFSET_COMMIT = 28
+DESCRIBE_PRODUCERS = 61
+DESCRIBE_TRANSACTIONS = 65
+LIST_TRANSACTIONS = 66
+
+
+def _fenced_code(code: int, version: int, first_fenced_version: int) -> int:
+    """PRODUCER_FENCED for clients that know it, INVALID_PRODUCER_EPOCH for older ones."""
+    if code == ErrorCode.PRODUCER_FENCED and version < first_fenced_version:
+        return ErrorCode.INVALID_PRODUCER_EPOCH
+    return code
+
+
+def _ensure_state_topic(ctx: RequestContext) -> None:
+    # Kafka creates __transaction_state when the coordinator is first needed.
+    ctx.broker.topics.create_internal(TRANSACTION_STATE_TOPIC)
+
+
+# --- InitProducerId (22) -----------------------------------------------------------------
+
+
+@handles(INIT_PRODUCER_ID, 0, 5)
+async def handle_init_producer_id(ctx: RequestContext,
+                                  request: InitProducerIdRequest) -> InitProducerIdResponse:
+    """A new producer id (idempotent), or the transactional id's id with a bumped epoch."""
+    version = ctx.api_version
+    tid = request.transactional_id
+    if tid is not None:
+        _ensure_state_topic(ctx)
+    tc = txn_coordinator(ctx.broker)
+    expected_pid = request.producer_id if version >= 3 else -1
+    expected_epoch = request.producer_epoch if version >= 3 else -1
+    result = tc.init_producer_id(tid, request.transaction_timeout_ms, expected_pid, expected_epoch)
+    return InitProducerIdResponse(
+        throttle_time_ms=0,
+        error_code=_fenced_code(result.error, version, 4),
+        producer_id=result.producer_id,
+        producer_epoch=result.producer_epoch,
+    )
+
+
+# --- AddPartitionsToTxn (24) ------------------------------------------------------------
+
+
+@handles(ADD_PARTITIONS_TO_TXN, 0, 5)
+async def handle_add_partitions_to_txn(
+    ctx: RequestContext, request: AddPartitionsToTxnRequest
+) -> AddPartitionsToTxnResponse:
+    """Add partitions to a transaction; v4+ batches transactions and has a verify-only form."""
+    version = ctx.api_version
+    R = AddPartitionsToTxnResponse
+    if version <= 3:
+        results = _add_partitions(ctx, request.v3_and_below_transactional_id,
+                                  request.v3_and_below_producer_id,
+                                  request.v3_and_below_producer_epoch,
+                                  request.v3_and_below_topics, False, version)
+        return R(throttle_time_ms=0, results_by_topic_v3_and_below=results)
+    by_txn = [
+        R.AddPartitionsToTxnResult(
+            transactional_id=t.transactional_id,
+            topic_results=_add_partitions(ctx, t.transactional_id, t.producer_id,
+                                          t.producer_epoch, t.topics, t.verify_only, version),
+        )
+        for t in request.transactions
+    ]
+    return R(throttle_time_ms=0, error_code=0, results_by_transaction=by_txn)
+
+
+def _add_partitions(ctx: RequestContext, tid: str, pid: int, epoch: int, topics: list[Any],
+                    verify_only: bool, version: int) -> list[Any]:
+    R = AddPartitionsToTxnResponse
+    tc = txn_coordinator(ctx.broker)
+    wanted = [(t.name, p) for t in topics for p in t.partitions]
+    codes: dict[tuple[str, int], int] = {}
+    for tp in wanted:
+        if ctx.broker.topics.partition(*tp) is None:
+            codes[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    if codes:
+        # KafkaApis: if any partition is unknown, none is added; the others are
+        # answered OPERATION_NOT_ATTEMPTED.
+        for tp in wanted:
+            codes.setdefault(tp, ErrorCode.OPERATION_NOT_ATTEMPTED)
+    elif verify_only:
+        codes.update(tc.verify_partitions(tid, pid, epoch, wanted))
+    else:
+        code = tc.add_partitions(tid, pid, epoch, wanted)
+        codes.update(dict.fromkeys(wanted, _fenced_code(code, version, 2)))
+    out: dict[str, list[Any]] = {}
+    for t in topics:
+        out.setdefault(t.name, [])
+        for p in t.partitions:
+            out[t.name].append(R.AddPartitionsToTxnPartitionResult(
+                partition_index=p, partition_error_code=codes[(t.name, p)]))
+    return [R.AddPartitionsToTxnTopicResult(name=name, results_by_partition=parts)
+            for name, parts in out.items()]
+
+
+# --- AddOffsetsToTxn (25) -----------------------------------------------------------------
+
+
+def _offsets_partition(ctx: RequestContext, group_id: str) -> int:
+    topic = ctx.broker.topics.create_internal(OFFSETS_TOPIC)
+    return partition_for(group_id, len(topic.partitions))
+
+
+@handles(ADD_OFFSETS_TO_TXN, 0, 4)
+async def handle_add_offsets_to_txn(ctx: RequestContext,
+                                    request: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse:
+    """Add the group's __consumer_offsets partition to the transaction."""
+    tc = txn_coordinator(ctx.broker)
+    tp = (OFFSETS_TOPIC, _offsets_partition(ctx, request.group_id))
+    code = tc.add_partitions(request.transactional_id, request.producer_id,
+                             request.producer_epoch, [tp])
+    return AddOffsetsToTxnResponse(throttle_time_ms=0,
+                                   error_code=_fenced_code(code, ctx.api_version, 2))
+
+
+# --- EndTxn (26) -------------------------------------------------------------------------------
+
+
+@handles(END_TXN, 0, 4)
+async def handle_end_txn(ctx: RequestContext, request: EndTxnRequest) -> EndTxnResponse:
+    """Commit or abort; the markers are written before the answer."""
+    tc = txn_coordinator(ctx.broker)
+    code = tc.end_txn(request.transactional_id, request.producer_id, request.producer_epoch,
+                      request.committed)
+    return EndTxnResponse(throttle_time_ms=0, error_code=_fenced_code(code, ctx.api_version, 2))
+
+
+# --- WriteTxnMarkers (27) ---------------------------------------------------------------------
+
+
+@handles(WRITE_TXN_MARKERS, 0, 1)
+async def handle_write_txn_markers(ctx: RequestContext,
+                                   request: WriteTxnMarkersRequest) -> WriteTxnMarkersResponse:
+    """Write markers as asked (tools; our coordinator writes its own in-process)."""
+    R = WriteTxnMarkersResponse
+    results = []
+    for m in request.markers:
+        topics = []
+        for t in m.topics:
+            parts = []
+            for index in t.partition_indexes:
+                code = ErrorCode.NONE
+                if ctx.broker.topics.partition(t.name, index) is None:
+                    code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                else:
+                    try:
+                        write_markers(ctx.broker, m.producer_id, m.producer_epoch,
+                                      m.transaction_result, [(t.name, index)])
+                    except Exception:  # noqa: BLE001 - per-partition answer
+                        code = ErrorCode.KAFKA_STORAGE_ERROR
+                parts.append(R.WritableTxnMarkerPartitionResult(partition_index=index,
+                                                                error_code=code))
+            topics.append(R.WritableTxnMarkerTopicResult(name=t.name, partitions=parts))
+        results.append(R.WritableTxnMarkerResult(producer_id=m.producer_id, topics=topics))
+    return R(markers=results)
+
+
+# --- TxnOffsetCommit (28) ---------------------------------------------------------------------
+
+
+@handles(TXN_OFFSET_COMMIT, 0, 4)
+async def handle_txn_offset_commit(ctx: RequestContext,
+                                   request: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse:
+    """Stage offsets in the transaction; they become visible when it commits."""
+    version = ctx.api_version
+    R = TxnOffsetCommitResponse
+    tc = txn_coordinator(ctx.broker)
+    tp_offsets = (OFFSETS_TOPIC, _offsets_partition(ctx, request.group_id))
+    meta = tc.describe(request.transactional_id)
+    if meta is None or meta.producer_id != request.producer_id:
+        error: int | None = ErrorCode.INVALID_PRODUCER_ID_MAPPING
+    elif meta.producer_epoch != request.producer_epoch:
+        error = _fenced_code(ErrorCode.PRODUCER_FENCED, version, 2)
+    elif meta.state is not TxnState.ONGOING or tp_offsets not in meta.partitions:
+        # The group must be added first (AddOffsetsToTxn).
+        error = ErrorCode.INVALID_TXN_STATE
+    else:
+        error = None
+    codes: dict[tuple[str, int], int] = {}
+    offsets: dict[tuple[str, int], OffsetAndMetadata] = {}
+    now = int(ctx.broker.clock() * 1000)
+    for t in request.topics:
+        for p in t.partitions:
+            tp = (t.name, p.partition_index)
+            if error is not None:
+                codes[tp] = error
+            elif ctx.broker.topics.partition(*tp) is None:
+                codes[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            else:
+                offsets[tp] = OffsetAndMetadata(
+                    offset=p.committed_offset,
+                    leader_epoch=p.committed_leader_epoch if version >= 2 else -1,
+                    metadata=p.committed_metadata or "",
+                    commit_timestamp=now,
+                    expire_timestamp=None,
+                )
+    if offsets:
+        # KIP-447 generation / member checks are not applied (the group's
+        # membership is not consulted for transactional commits here).
+        codes.update(txn_offsets.stage(
+            ctx.broker, request.group_id, request.producer_id, request.producer_epoch, offsets,
+            max_metadata_bytes=int(ctx.broker.config["offset.metadata.max.bytes"]),
+        ))
+    return R(throttle_time_ms=0, topics=[
+        R.TxnOffsetCommitResponseTopic(name=t.name, partitions=[
+            R.TxnOffsetCommitResponsePartition(partition_index=p.partition_index,
+                                               error_code=codes[(t.name, p.partition_index)])
+            for p in t.partitions])
+        for t in request.topics
+    ])
+
+
+# --- DescribeProducers (61) -------------------------------------------------------------------
+
+
+@handles(DESCRIBE_PRODUCERS, 0, 0)
+async def handle_describe_producers(
+    ctx: RequestContext, request: DescribeProducersRequest
+) -> DescribeProducersResponse:
+    """The active producers of each partition (kafka-transactions.sh describe-producers)."""
+    poll(ctx.broker)
+    R = DescribeProducersResponse
+    topics = []
+    for t in request.topics:
+        parts = []
+        for index in t.partition_indexes:
+            part = ctx.broker.topics.partition(t.name, index)
+            if part is None:
+                parts.append(R.PartitionResponse(partition_index=index,
+                                                 error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
+                continue
+            active = [
+                R.ProducerState(
+                    producer_id=e.producer_id,
+                    producer_epoch=e.producer_epoch,
+                    last_sequence=e.last_seq,
+                    last_timestamp=e.last_timestamp,
+                    coordinator_epoch=e.coordinator_epoch,
+                    current_txn_start_offset=e.current_txn_first_offset,
+                )
+                for e in part.log.producer_state.entries.values()
+            ]
+            parts.append(R.PartitionResponse(partition_index=index, active_producers=active))
+        topics.append(R.TopicResponse(name=t.name, partitions=parts))
+    return R(throttle_time_ms=0, topics=topics)
+
+
+# --- DescribeTransactions (65) / ListTransactions (66) ---------------------------------------
+
+
+@handles(DESCRIBE_TRANSACTIONS, 0, 0)
+async def handle_describe_transactions(
+    ctx: RequestContext, request: DescribeTransactionsRequest
+) -> DescribeTransactionsResponse:
+    """State, producer and partitions of each transactional id."""
+    tc = txn_coordinator(ctx.broker)
+    R = DescribeTransactionsResponse
+    states = []
+    for tid in request.transactional_ids:
+        meta = tc.describe(tid)
+        if meta is None:
+            states.append(R.TransactionState(error_code=ErrorCode.TRANSACTIONAL_ID_NOT_FOUND,
+                                             transactional_id=tid, producer_id=-1,
+                                             producer_epoch=-1, transaction_start_time_ms=-1))
+            continue
+        by_topic: dict[str, list[int]] = {}
+        for topic, p in sorted(meta.partitions):
+            by_topic.setdefault(topic, []).append(p)
+        states.append(R.TransactionState(
+            error_code=0, transactional_id=tid, transaction_state=meta.state.display,
+            transaction_timeout_ms=meta.timeout_ms, transaction_start_time_ms=meta.start_ms,
+            producer_id=meta.producer_id, producer_epoch=meta.producer_epoch,
+            topics=[R.TopicData(topic=t, partitions=ps) for t, ps in by_topic.items()]))
+    return R(throttle_time_ms=0, transaction_states=states)
+
+
+@handles(LIST_TRANSACTIONS, 0, 1)
+async def handle_list_transactions(ctx: RequestContext,
+                                   request: ListTransactionsRequest) -> ListTransactionsResponse:
+    """Transactional ids, filtered by state, producer id and (v1, KIP-994) running time."""
+    tc = txn_coordinator(ctx.broker)
+    R = ListTransactionsResponse
+    unknown = [s for s in request.state_filters if TxnState.from_display(s) is None]
+    wanted_states = {TxnState.from_display(s) for s in request.state_filters} - {None}
+    pids = set(request.producer_id_filters)
+    duration = request.duration_filter if ctx.api_version >= 1 else -1
+    now = tc.now_ms()
+    out = []
+    for tid, meta in sorted(tc.txns.items()):
+        if request.state_filters and meta.state not in wanted_states:
+            continue
+        if pids and meta.producer_id not in pids:
+            continue
+        if duration >= 0 and (meta.state is not TxnState.ONGOING
+                              or now - meta.start_ms < duration):
+            continue
+        out.append(R.TransactionState(transactional_id=tid, producer_id=meta.producer_id,
+                                      transaction_state=meta.state.display))
+    return R(throttle_time_ms=0, error_code=0, unknown_state_filters=unknown,
+             transaction_states=out)

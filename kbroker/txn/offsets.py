@@ -1,0 +1,87 @@
+"""TxnOffsetCommit: group offsets staged in a transaction, visible only on commit (KIP-98).
+
+Staged offsets are written to the group's ``__consumer_offsets`` partition in
+a transactional batch carrying the producer's id and epoch (as Kafka's group
+coordinator does), and kept here by producer id. When the transaction ends,
+the coordinator's marker lands in that partition and ``complete`` hands the
+offsets of a COMMIT to the group coordinator (through its ``replay``, the
+same path a restart takes: store.load yields them once the COMMIT marker
+follows) or drops them on ABORT. On first use the staged offsets of
+transactions still open are recovered from the topic.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kbroker.coordinator.group import OffsetAndMetadata, OffsetRecord, partition_for
+from kbroker.coordinator.service import coordinator_for
+from kbroker.coordinator.store import OFFSETS_TOPIC, OffsetsTopicStore
+from wire.errors import ErrorCode
+
+if TYPE_CHECKING:
+    from kbroker.broker import Broker
+
+_STATE_KEY = "kbroker.txn.offsets"
+TopicPartition = tuple[str, int]
+
+
+def _pending(broker: Broker) -> dict[int, list[OffsetRecord]]:
+    pending = broker.state.get(_STATE_KEY)
+    if pending is None:
+        store = OffsetsTopicStore(broker)
+        for _ in store.load():
+            pass
+        pending = {
+            pid: [r for r in recs if isinstance(r, OffsetRecord)]
+            for pid, recs in store.pending_txn_offsets.items()
+        }
+        broker.state[_STATE_KEY] = pending
+    return pending
+
+
+def stage(
+    broker: Broker,
+    group_id: str,
+    producer_id: int,
+    producer_epoch: int,
+    offsets: dict[TopicPartition, OffsetAndMetadata],
+    *,
+    max_metadata_bytes: int,
+) -> dict[TopicPartition, int]:
+    """Write the offsets as a transactional batch and remember them until the marker."""
+    pending = _pending(broker)
+    codes: dict[TopicPartition, int] = {}
+    records = []
+    for tp, om in offsets.items():
+        if len(om.metadata.encode()) > max_metadata_bytes:
+            codes[tp] = ErrorCode.OFFSET_METADATA_TOO_LARGE
+        else:
+            records.append(OffsetRecord(group_id, tp[0], tp[1], om))
+    if records:
+        topic = broker.topics.create_internal(OFFSETS_TOPIC)
+        partition = partition_for(group_id, len(topic.partitions))
+        try:
+            OffsetsTopicStore(broker).write(
+                partition, list(records), producer_id=producer_id, producer_epoch=producer_epoch
+            )
+        except Exception:  # noqa: BLE001 - per-partition answer
+            for r in records:
+                codes[(r.topic, r.partition)] = ErrorCode.UNKNOWN_SERVER_ERROR
+            return codes
+        pending.setdefault(producer_id, []).extend(records)
+        for r in records:
+            codes[(r.topic, r.partition)] = ErrorCode.NONE
+    return codes
+
+
+def complete(broker: Broker, producer_id: int, commit: bool) -> None:
+    """The producer's transaction ended: publish (commit) or drop (abort) its staged offsets."""
+    staged = _pending(broker).pop(producer_id, [])
+    if commit and staged:
+        coordinator_for(broker).replay(staged)
+
+
+def has_pending(broker: Broker, group_id: str) -> bool:
+    """Whether a transaction holds uncommitted offsets for the group (OffsetFetch require_stable)."""
+    return any(r.group_id == group_id for recs in _pending(broker).values() for r in recs)

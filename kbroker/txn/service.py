@@ -1,0 +1,180 @@
+"""Glue between the broker and the transaction machinery.
+
+- ``txn_coordinator(broker)``: the broker's TransactionCoordinator, loaded from
+  ``__transaction_state`` on first use and polled (timeouts, expiry) on every
+  call. There is no background task: produce, fetch, list-offsets and every
+  transaction API call it, so a stale transaction is aborted by the next
+  request that could observe it (a read_committed consumer polls at least
+  every fetch.max.wait.ms).
+- ``write_markers``: COMMIT/ABORT control batches appended in-process to every
+  partition of a transaction (Kafka's coordinator sends WriteTxnMarkers to the
+  leaders; here the leader is us); a ``__consumer_offsets`` partition also
+  completes the group offsets staged by TxnOffsetCommit.
+- ``check_producer_batch``: the produce path's idempotence / transaction
+  checks against the partition's producer state.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from kbroker.errors import KafkaApiError
+from kbroker.txn.coordinator import TopicPartition, TransactionCoordinator, TxnConfig
+from kbroker.txn.producer_ids import ProducerIdManager
+from kbroker.txn.store import TxnStateTopicStore
+from log.producer_state import BatchMetadata, ProducerStateError, last_sequence
+from wire.errors import ErrorCode
+from wire.records import build_control_batch
+
+if TYPE_CHECKING:
+    from kbroker.broker import Broker
+
+logger = logging.getLogger(__name__)
+
+_STATE_KEY = "kbroker.txn"
+_PID_KEY = "kbroker.txn.producer_ids"
+_EXPIRY_KEY = "kbroker.txn.producer_expiry"
+OFFSETS_TOPIC = "__consumer_offsets"
+# Kafka's producer.id.expiration.check.interval.ms default (10 minutes).
+PRODUCER_EXPIRATION_CHECK_MS = 600000
+# A single node is always coordinator epoch 0.
+COORDINATOR_EPOCH = 0
+
+
+def producer_ids(broker: Broker) -> ProducerIdManager:
+    """The broker's producer id allocator (persisted in the data dir)."""
+    mgr = broker.state.get(_PID_KEY)
+    if mgr is None:
+        mgr = broker.state[_PID_KEY] = ProducerIdManager(broker.data_dir)
+    return mgr
+
+
+def txn_config(broker: Broker) -> TxnConfig:
+    """Coordinator settings from the broker config."""
+    c = broker.config
+    return TxnConfig(
+        max_timeout_ms=int(c["transaction.max.timeout.ms"]),
+        id_expiration_ms=int(c["transactional.id.expiration.ms"]),
+    )
+
+
+def txn_coordinator(broker: Broker) -> TransactionCoordinator:
+    """The broker's transaction coordinator, loaded on first use, then polled."""
+    tc = broker.state.get(_STATE_KEY)
+    if tc is None:
+        store = TxnStateTopicStore(broker)
+        tc = TransactionCoordinator(
+            config=txn_config(broker),
+            clock=broker.clock,
+            next_producer_id=producer_ids(broker).next_id,
+            store=store,
+            markers=lambda pid, epoch, commit, parts: write_markers(
+                broker, pid, epoch, commit, parts
+            ),
+        )
+        # Register before loading: finishing a Prepare* transaction writes markers.
+        broker.state[_STATE_KEY] = tc
+        tc.load(store.load())
+        logger.info("transaction coordinator loaded %d transactional id(s)", len(tc.txns))
+    poll(broker, tc)
+    return tc
+
+
+def poll(broker: Broker, tc: TransactionCoordinator | None = None) -> None:
+    """Fire due coordinator timers (only if the coordinator is loaded)."""
+    tc = tc if tc is not None else broker.state.get(_STATE_KEY)
+    if tc is None:
+        return
+    due = tc.next_deadline_ms()
+    if due is not None and due <= tc.now_ms():
+        aborted = tc.poll()
+        if aborted:
+            logger.info("aborted timed-out transactions: %s", ", ".join(aborted))
+
+
+def write_markers(
+    broker: Broker, producer_id: int, epoch: int, commit: bool, partitions: list[TopicPartition]
+) -> None:
+    """Append a COMMIT/ABORT marker to each partition; complete staged group offsets."""
+    now = int(broker.clock() * 1000)
+    offsets_partitions = []
+    for topic_name, index in partitions:
+        part = broker.topics.partition(topic_name, index)
+        if part is None:
+            # Deleted since it was added: nothing left to mark (Kafka drops it too).
+            continue
+        batch = build_control_batch(
+            commit=commit,
+            producer_id=producer_id,
+            producer_epoch=epoch,
+            coordinator_epoch=COORDINATOR_EPOCH,
+            timestamp=now,
+        )
+        part.log.append(batch)
+        broker.notify_append(part)
+        if topic_name == OFFSETS_TOPIC:
+            offsets_partitions.append(index)
+    if offsets_partitions:
+        from kbroker.txn.offsets import complete
+
+        complete(broker, producer_id, commit)
+
+
+def check_producer_batch(
+    broker: Broker, topic: Any, partition: Any, header: Any, transactional_id: str | None
+) -> BatchMetadata | None:
+    """Idempotence / transaction checks for one Produce batch before it is appended.
+
+    Returns the original batch when this one is a retry (the caller answers its
+    offsets and writes nothing); raises KafkaApiError with Kafka's code.
+    """
+    log = partition.log
+    _maybe_expire_producers(broker, log)
+    if header.producer_id < 0:
+        return None
+    state = log.producer_state
+    first = header.base_sequence
+    last = last_sequence(first, header.last_offset_delta)
+    try:
+        dup = state.check_batch(
+            header.producer_id,
+            header.producer_epoch,
+            first,
+            last,
+            is_transactional=header.is_transactional,
+        )
+    except ProducerStateError as exc:
+        raise KafkaApiError(exc.code, exc.message) from None
+    if dup is not None:
+        return dup
+    if header.is_transactional:
+        tc = txn_coordinator(broker)
+        entry = state.lookup(header.producer_id)
+        in_txn = entry is not None and entry.current_txn_first_offset >= 0
+        if not in_txn and not tc.partition_in_txn(
+            header.producer_id, header.producer_epoch, (topic.name, partition.index)
+        ):
+            # KIP-890 part 1 (transaction.partition.verification.enable, default
+            # true): a transactional write to a partition that is not in the
+            # producer's ongoing transaction is refused.
+            raise KafkaApiError(
+                ErrorCode.INVALID_TXN_STATE,
+                f"Partition {topic.name}-{partition.index} is not part of an ongoing "
+                f"transaction of producer {header.producer_id}",
+            )
+    return None
+
+
+def _maybe_expire_producers(broker: Broker, log: Any) -> None:
+    """producer.id.expiration.ms, checked every producer.id.expiration.check.interval.ms per log."""
+    now_ms = int(broker.clock() * 1000)
+    checked = broker.state.setdefault(_EXPIRY_KEY, {})
+    last = checked.get(id(log))
+    if last is None:
+        checked[id(log)] = now_ms
+        return
+    if now_ms - last < PRODUCER_EXPIRATION_CHECK_MS:
+        return
+    checked[id(log)] = now_ms
+    log.producer_state.remove_expired(now_ms, int(broker.config["producer.id.expiration.ms"]))

@@ -1,0 +1,124 @@
+"""``__transaction_state``: the transaction coordinator's records, written and replayed.
+
+Kafka's format (TransactionLog): key = int16 version 0 + TransactionLogKey
+(transactional id); value = int16 version 0 + TransactionLogValue (producer id
+and epoch, timeout, state byte, partitions by topic, last update and start
+timestamps); a null value is a tombstone. The topic is compacted, with
+transaction.state.log.num.partitions partitions, and a transactional id lives
+in partition ``abs(javaHashCode(id)) % n`` (Utils.abs, as for groups).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from kbroker.coordinator.group import partition_for
+from kbroker.txn.coordinator import TxnMetadata, TxnState
+from wire.errors import ProtocolError
+from wire.messages import TransactionLogKey, TransactionLogValue
+from wire.protocol import decode_versioned_data, encode_versioned_data
+from wire.records import Record, build_batch, iter_records, parse_header
+
+if TYPE_CHECKING:
+    from kbroker.broker import Broker
+
+logger = logging.getLogger(__name__)
+
+TRANSACTION_STATE_TOPIC = "__transaction_state"
+READ_CHUNK = 1024 * 1024
+
+
+def encode_txn_record(tid: str, meta: TxnMetadata | None) -> tuple[bytes, bytes | None]:
+    """The (key, value) bytes Kafka writes for a transactional id's state."""
+    key = encode_versioned_data(TransactionLogKey, 0, TransactionLogKey(transactional_id=tid))
+    if meta is None:
+        return key, None
+    by_topic: dict[str, list[int]] = {}
+    for topic, part in sorted(meta.partitions):
+        by_topic.setdefault(topic, []).append(part)
+    Parts = TransactionLogValue.PartitionsSchema
+    value = encode_versioned_data(TransactionLogValue, 0, TransactionLogValue(
+        producer_id=meta.producer_id,
+        producer_epoch=meta.producer_epoch,
+        transaction_timeout_ms=meta.timeout_ms,
+        transaction_status=meta.state.id,
+        transaction_partitions=[Parts(topic=t, partition_ids=p) for t, p in by_topic.items()],
+        transaction_last_update_timestamp_ms=meta.last_update_ms,
+        transaction_start_timestamp_ms=meta.start_ms,
+    ))
+    return key, value
+
+
+def decode_txn_record(key: bytes, value: bytes | None) -> tuple[str, TxnMetadata | None]:
+    """Inverse of encode_txn_record (value versions 0 and 1)."""
+    _, k = decode_versioned_data(TransactionLogKey, key)
+    if value is None:
+        return k.transactional_id, None
+    _, v = decode_versioned_data(TransactionLogValue, value)
+    meta = TxnMetadata(
+        transactional_id=k.transactional_id,
+        producer_id=v.producer_id,
+        producer_epoch=v.producer_epoch,
+        timeout_ms=v.transaction_timeout_ms,
+        state=TxnState.from_id(v.transaction_status),
+        partitions={(p.topic, i) for p in (v.transaction_partitions or []) for i in p.partition_ids},
+        start_ms=v.transaction_start_timestamp_ms,
+        last_update_ms=v.transaction_last_update_timestamp_ms,
+    )
+    return k.transactional_id, meta
+
+
+class TxnStateTopicStore:
+    """``TxnStore`` backed by the broker's ``__transaction_state`` partitions."""
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+
+    def num_partitions(self) -> int:
+        """Partitions of the topic once it exists, else the configured count."""
+        topic = self._broker.topics.get(TRANSACTION_STATE_TOPIC)
+        if topic is not None:
+            return len(topic.partitions)
+        return int(self._broker.config["transaction.state.log.num.partitions"])
+
+    def partition_of(self, tid: str) -> int:
+        """The partition holding ``tid``'s state."""
+        return partition_for(tid, self.num_partitions())
+
+    def write(self, transactional_id: str, meta: TxnMetadata | None) -> None:
+        """Append one record for ``transactional_id`` (created on first use)."""
+        topic = self._broker.topics.create_internal(TRANSACTION_STATE_TOPIC)
+        key, value = encode_txn_record(transactional_id, meta)
+        now = int(self._broker.clock() * 1000)
+        part = topic.partitions[partition_for(transactional_id, len(topic.partitions))]
+        part.log.append(build_batch([Record(key=key, value=value, timestamp=now)]))
+
+    def load(self) -> Iterator[tuple[str, TxnMetadata | None]]:
+        """Every record in the topic, partition by partition, oldest first."""
+        topic = self._broker.topics.get(TRANSACTION_STATE_TOPIC)
+        if topic is None:
+            return
+        for part in topic.partitions:
+            log = part.log
+            offset = log.log_start_offset
+            while offset < log.log_end_offset:
+                result = log.read(offset, READ_CHUNK)
+                data = result.read_bytes()
+                if not data or result.next_offset <= offset:
+                    break
+                pos = 0
+                while pos < len(data):
+                    header = parse_header(data, pos)
+                    if not header.is_control:
+                        for rec in iter_records(data, pos):
+                            if rec.offset < offset or rec.key is None:
+                                continue
+                            try:
+                                yield decode_txn_record(rec.key, rec.value)
+                            except (ProtocolError, ValueError):
+                                logger.warning("%s-%d offset %d: undecodable record skipped",
+                                               TRANSACTION_STATE_TOPIC, part.index, rec.offset)
+                    pos += header.size
+                offset = result.next_offset
