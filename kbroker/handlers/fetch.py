@@ -17,6 +17,7 @@ FETCH_SESSION_ID_NOT_FOUND, like a Kafka broker whose session cache lost it.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import trio
@@ -24,6 +25,7 @@ import trio
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.offsets import check_leader_epoch, error_code_of, lookup_topic, partition_of
+from kbroker.topics import Partition, Topic
 from log.errors import OffsetOutOfRange
 from wire.errors import ErrorCode
 from wire.messages import FetchRequest, FetchResponse
@@ -121,7 +123,7 @@ def _read_all(
     responses = []
     watched: list[tuple[Any, int, int]] = []
     for fetch_topic in request.topics:
-        topic: Any = None
+        topic: Topic | None = None
         topic_error: ErrorCode | None = None
         try:
             if by_id:
@@ -132,10 +134,11 @@ def _read_all(
             topic_error = error_code_of(exc)
         parts = []
         for fp in fetch_topic.partitions:
-            if topic_error is not None:
+            if topic is None:
                 # KafkaApis filters unknown topics out before reading; they
                 # neither complete nor delay the fetch.
-                parts.append(_error_partition(fp.partition, topic_error))
+                code = topic_error or ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                parts.append(_error_partition(fp.partition, code))
                 continue
             try:
                 partition = partition_of(topic, fp.partition)
@@ -167,14 +170,9 @@ def _read_all(
     return responses, total, errored or interesting == 0, watched
 
 
-def _topic_by_id(ctx: RequestContext, topic_id: Any) -> Any:
+def _topic_by_id(ctx: RequestContext, topic_id: uuid.UUID) -> Topic:
     """The Topic with ``topic_id``; UNKNOWN_TOPIC_ID when none (Fetch v13+, KIP-516)."""
-    try:
-        topic = ctx.broker.topics.get_by_id(topic_id)
-    except KafkaApiError:
-        topic = None
-    except (KeyError, ValueError):
-        topic = None
+    topic = ctx.broker.topics.get_by_id(topic_id)
     if topic is None:
         raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_ID)
     return topic
@@ -195,7 +193,7 @@ def _error_partition(index: int, code: ErrorCode | int) -> Any:
 
 
 def _read_partition(
-    partition: Any,
+    partition: Partition,
     fp: Any,
     max_bytes: int,
     min_one: bool,

@@ -15,6 +15,7 @@ from typing import Any
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.topic_config import effective_topic_value
+from kbroker.topics import Partition, Topic
 from log.errors import LogError, OffsetOutOfRange
 from wire.errors import ErrorCode
 from wire.messages import (
@@ -43,26 +44,20 @@ DELETE_TO_HIGH_WATERMARK = -1
 # -- shared helpers -------------------------------------------------------------
 
 
-def lookup_partition(ctx: RequestContext, topic_name: str, index: int) -> Any:
+def lookup_partition(ctx: RequestContext, topic_name: str, index: int) -> Partition:
     """The broker's Partition for (topic, index); KafkaApiError UNKNOWN_TOPIC_OR_PARTITION if none."""
-    topic = lookup_topic(ctx, topic_name)
-    return partition_of(topic, index)
+    return partition_of(lookup_topic(ctx, topic_name), index)
 
 
-def lookup_topic(ctx: RequestContext, topic_name: str) -> Any:
+def lookup_topic(ctx: RequestContext, topic_name: str) -> Topic:
     """The broker's Topic by name; KafkaApiError UNKNOWN_TOPIC_OR_PARTITION if none."""
-    try:
-        topic = ctx.broker.topics.get(topic_name)
-    except KafkaApiError:
-        raise
-    except (KeyError, ValueError):
-        topic = None
+    topic = ctx.broker.topics.get(topic_name)
     if topic is None:
         raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
     return topic
 
 
-def partition_of(topic: Any, index: int) -> Any:
+def partition_of(topic: Topic, index: int) -> Partition:
     """Partition ``index`` of ``topic``; KafkaApiError UNKNOWN_TOPIC_OR_PARTITION if out of range."""
     if not 0 <= index < len(topic.partitions):
         raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
@@ -244,9 +239,9 @@ async def handle_delete_records(
     return DeleteRecordsResponse(throttle_time_ms=0, topics=topics)
 
 
-def _delete_records(ctx: RequestContext, topic: Any, partition: Any, offset: int) -> int:
+def _delete_records(ctx: RequestContext, topic: Topic, partition: Partition, offset: int) -> int:
     """Kafka's ReplicaManager.deleteRecordsOnLocalLog + Partition.deleteRecordsOnLeader."""
-    if getattr(topic, "internal", False):
+    if topic.internal:
         raise KafkaApiError(
             ErrorCode.INVALID_TOPIC_EXCEPTION, f"Cannot delete records of internal topic {topic.name}"
         )
@@ -271,6 +266,6 @@ def _delete_records(ctx: RequestContext, topic: Any, partition: Any, offset: int
 # -- topic configuration ---------------------------------------------------------------------
 
 
-def topic_value(ctx: RequestContext, topic: Any, name: str) -> Any:
+def topic_value(ctx: RequestContext, topic: Topic, name: str) -> Any:
     """The typed effective value of topic config ``name`` (override, else broker synonym, else default)."""
     return effective_topic_value(name, topic.configs, ctx.broker.config)
