@@ -394,6 +394,23 @@ def test_consume_from_timestamp(broker: LiveBroker, topic_name: str) -> None:
         (2, b"t2", base + 2000), (3, b"t3", base + 3000), (4, b"t4", base + 4000)]
 
 
+def test_delete_records(broker: LiveBroker, topic_name: str) -> None:
+    """DeleteRecords moves the log start offset; consumers start there; past the end is refused."""
+    create_topic(broker, topic_name)
+    produce_values(broker, topic_name, [f"d{i}".encode() for i in range(10)])
+    tp = TopicPartition(topic_name, 0)
+    with admin_client(broker) as admin:
+        assert admin.delete_records({tp: 4})[tp]["low_watermark"] == 4
+        with pytest.raises(Errors.OffsetOutOfRangeError):
+            admin.delete_records({tp: 11})  # beyond the high watermark
+    with consumer(broker) as cons:
+        assert cons.beginning_offsets([tp]) == {tp: 4}
+        cons.assign([tp])
+        cons.seek_to_beginning(tp)
+        records = poll_records(cons, 6)
+    assert [(r.offset, r.value) for r in records] == [(i, f"d{i}".encode()) for i in range(4, 10)]
+
+
 # -- restarts ---------------------------------------------------------------------------------
 def _produce_keyed_batch(broker: LiveBroker, topic: str, count: int) -> list[tuple[int, int, bytes, bytes]]:
     with producer(broker, acks="all") as prod:
