@@ -5,9 +5,10 @@ How it works: the handler reads every requested partition in request order
 goes; only the first partition that returns data may exceed its limit, and then
 only by one whole batch (KIP-74). If the bytes read reach ``min_bytes``, or
 ``max_wait_ms`` is 0, or a partition failed, it answers at once. Otherwise it
-parks on ``Broker.wait_for_append`` until an append anywhere wakes it (then
-reads again) or ``max_wait_ms`` runs out (then answers with what there is) —
-woken by appends, never by a polling timer (Kafka's DelayedFetch).
+parks on ``Broker.wait_for_append`` until an append wakes it (it reads again
+only if one of its partitions' end or start offset moved) or ``max_wait_ms``
+runs out (then answers with a fresh read) — woken by appends, never by a
+polling timer (Kafka's DelayedFetch).
 
 Fetch sessions (KIP-227): this broker never creates one, so every full fetch
 is answered sessionless (session_id 0) and clients keep sending full fetches;
