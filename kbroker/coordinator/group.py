@@ -32,6 +32,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
+from kbroker.coordinator.consumer_group import (
+    Assignment,
+    ConsumerGroup,
+    HeartbeatResult,
+    TopicsView,
+)
 from wire.errors import ErrorCode, ProtocolError
 from wire.messages import ConsumerProtocolSubscription
 from wire.protocol import decode_versioned_data
@@ -107,6 +113,8 @@ class CoordinatorConfig:
     offsets_retention_check_interval_ms: int = 600000  # offsets.retention.check.interval.ms
     offset_metadata_max_bytes: int = 4096  # offset.metadata.max.bytes
     num_partitions: int = 50  # offsets.topic.num.partitions
+    consumer_session_timeout_ms: int = 45000  # group.consumer.session.timeout.ms (KIP-848)
+    consumer_heartbeat_interval_ms: int = 5000  # group.consumer.heartbeat.interval.ms
 
 
 class Pending(Generic[T]):
@@ -350,6 +358,8 @@ class GroupCoordinator:
         self._clock = clock
         self._store = store
         self._groups: dict[str, _Group] = {}
+        # KIP-848 groups share the group id namespace and the offsets with classic ones.
+        self._consumer_groups: dict[str, ConsumerGroup] = {}
         self._offsets: dict[str, dict[TopicPartition, OffsetAndMetadata]] = {}
         self._new_member_id = new_member_id or (lambda client_id: f"{client_id}-{uuid.uuid4()}")
         self._next_expiry_check_ms = self._now() + self.config.offsets_retention_check_interval_ms
@@ -432,6 +442,14 @@ class GroupCoordinator:
         if err is not None:
             pending.complete(JoinResult(err, member_id=member_id))
             return pending
+        consumer_group = self._consumer_groups.get(group_id)
+        if consumer_group is not None:
+            if consumer_group.members:
+                # A KIP-848 group with members cannot take classic members.
+                pending.complete(JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL,
+                                            member_id=member_id))
+                return pending
+            del self._consumer_groups[group_id]  # an empty one simply becomes classic
         group = self._groups.get(group_id)
         if group is None:
             group = _Group(group_id)
@@ -932,6 +950,10 @@ class GroupCoordinator:
         for group in self._groups.values():
             for d in self._group_deadlines(group):
                 deadline = min(deadline, d)
+        for consumer_group in self._consumer_groups.values():
+            next_member = consumer_group.next_deadline_ms()
+            if next_member is not None:
+                deadline = min(deadline, next_member)
         return deadline
 
     def _group_deadlines(self, group: _Group) -> Iterable[int]:
@@ -949,6 +971,8 @@ class GroupCoordinator:
         now = self._now()
         for group in list(self._groups.values()):
             self._poll_group(group, now)
+        for consumer_group in self._consumer_groups.values():
+            consumer_group.poll(now)
         if now >= self._next_expiry_check_ms:
             self._next_expiry_check_ms = now + self.config.offsets_retention_check_interval_ms
             self.expire_offsets()
@@ -984,6 +1008,63 @@ class GroupCoordinator:
         ):
             self._on_join_deadline(group)
 
+    # ------------------------------------------------------------------ KIP-848
+
+    def consumer_group_heartbeat(
+        self,
+        group_id: str,
+        member_id: str,
+        member_epoch: int,
+        *,
+        topics: TopicsView,
+        instance_id: str | None = None,
+        rack_id: str | None = None,
+        rebalance_timeout_ms: int = -1,
+        subscribed_names: list[str] | None = None,
+        regex: str | None = None,
+        server_assignor: str | None = None,
+        owned: Assignment | None = None,
+        client_id: str = "",
+        client_host: str = "",
+    ) -> HeartbeatResult:
+        """Handle ConsumerGroupHeartbeat (KIP-848); see consumer_group.py."""
+        if not group_id:
+            return HeartbeatResult(ErrorCode.INVALID_GROUP_ID, "GroupId can't be empty.")
+        consumer_group = self._consumer_groups.get(group_id)
+        if consumer_group is None:
+            classic = self._groups.get(group_id)
+            if classic is not None and (classic.members or classic.pending_members):
+                return HeartbeatResult(ErrorCode.GROUP_ID_NOT_FOUND,
+                                       f"Group {group_id} is not a consumer group.")
+            if member_epoch != 0:
+                return HeartbeatResult(ErrorCode.UNKNOWN_MEMBER_ID,
+                                       f"Member {member_id} is not a member of the group.")
+            # An empty classic group (e.g. only offsets) is taken over, offsets included.
+            self._groups.pop(group_id, None)
+            consumer_group = ConsumerGroup(
+                group_id, session_timeout_ms=self.config.consumer_session_timeout_ms,
+                heartbeat_interval_ms=self.config.consumer_heartbeat_interval_ms)
+            self._consumer_groups[group_id] = consumer_group
+        return consumer_group.heartbeat(
+            member_id, member_epoch, now_ms=self._now(), topics=topics,
+            instance_id=instance_id, rack_id=rack_id,
+            rebalance_timeout_ms=rebalance_timeout_ms, subscribed_names=subscribed_names,
+            regex=regex, server_assignor=server_assignor, owned=owned,
+            client_id=client_id, client_host=client_host)
+
+    def validate_offset_fetch(self, group_id: str, member_id: str | None,
+                              member_epoch: int) -> int:
+        """OffsetFetch v9 from a KIP-848 member: check its id and epoch (else NONE)."""
+        consumer_group = self._consumer_groups.get(group_id)
+        if consumer_group is None or member_id is None:
+            return ErrorCode.NONE
+        member = consumer_group.members.get(member_id)
+        if member is None:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        if member_epoch != member.epoch:
+            return ErrorCode.STALE_MEMBER_EPOCH
+        return ErrorCode.NONE
+
     # ------------------------------------------------------------------ offsets
 
     def commit_offsets(
@@ -998,6 +1079,13 @@ class GroupCoordinator:
         """Handle OffsetCommit; stores accepted offsets durably before returning their codes."""
         if not group_id:
             return dict.fromkeys(offsets, ErrorCode.INVALID_GROUP_ID)
+        consumer_group = self._consumer_groups.get(group_id)
+        if consumer_group is not None:
+            # KIP-848: generation_id_or_member_epoch carries the member epoch.
+            error = consumer_group.validate_offset_commit(member_id, generation_id)
+            if error is not None:
+                return dict.fromkeys(offsets, error)
+            return self._store_offsets(group_id, offsets)
         group = self._groups.get(group_id)
         if group is None:
             if generation_id >= 0:
@@ -1016,7 +1104,7 @@ class GroupCoordinator:
         member = group.members.get(member_id)
         if member is not None:
             member.heartbeat_deadline_ms = self._now() + member.session_timeout_ms
-        return self._store_offsets(group, offsets)
+        return self._store_offsets(group.group_id, offsets)
 
     def _validate_commit(
         self, group: _Group, generation_id: int, member_id: str, instance_id: str | None
@@ -1037,7 +1125,7 @@ class GroupCoordinator:
         return None
 
     def _store_offsets(
-        self, group: _Group, offsets: dict[TopicPartition, OffsetAndMetadata]
+        self, group_id: str, offsets: dict[TopicPartition, OffsetAndMetadata]
     ) -> dict[TopicPartition, int]:
         result: dict[TopicPartition, int] = {}
         accepted: dict[TopicPartition, OffsetAndMetadata] = {}
@@ -1047,15 +1135,15 @@ class GroupCoordinator:
             else:
                 accepted[tp] = om
         records: list[OffsetRecord | GroupRecord] = [
-            OffsetRecord(group.group_id, tp[0], tp[1], om) for tp, om in accepted.items()
+            OffsetRecord(group_id, tp[0], tp[1], om) for tp, om in accepted.items()
         ]
         try:
-            self._write(group.group_id, records)
+            self._write(group_id, records)
         except Exception:
             for tp in accepted:
                 result[tp] = ErrorCode.UNKNOWN_SERVER_ERROR
             return result
-        stored = self._offsets.setdefault(group.group_id, {})
+        stored = self._offsets.setdefault(group_id, {})
         for tp, om in accepted.items():
             stored[tp] = om
             result[tp] = ErrorCode.NONE
@@ -1076,14 +1164,18 @@ class GroupCoordinator:
         """Handle OffsetDelete: (group error, per-partition errors)."""
         if not group_id:
             return ErrorCode.INVALID_GROUP_ID, {}
-        group = self._groups.get(group_id)
-        if group is None or group.state is S.DEAD:
-            return ErrorCode.GROUP_ID_NOT_FOUND, {}
-        if group.protocol_type not in (None, "", "consumer") and group.state is not S.EMPTY:
-            return ErrorCode.NON_EMPTY_GROUP, {}
         subscribed: set[str] = set()
-        if group.state is not S.EMPTY and group.protocol_type == "consumer":
-            subscribed = self._subscribed_topics(group)
+        consumer_group = self._consumer_groups.get(group_id)
+        if consumer_group is not None:
+            subscribed = consumer_group.all_subscribed_topics()
+        else:
+            group = self._groups.get(group_id)
+            if group is None or group.state is S.DEAD:
+                return ErrorCode.GROUP_ID_NOT_FOUND, {}
+            if group.protocol_type not in (None, "", "consumer") and group.state is not S.EMPTY:
+                return ErrorCode.NON_EMPTY_GROUP, {}
+            if group.state is not S.EMPTY and group.protocol_type == "consumer":
+                subscribed = self._subscribed_topics(group)
         result: dict[TopicPartition, int] = {}
         deleted: list[TopicPartition] = []
         stored = self._offsets.get(group_id, {})
@@ -1154,19 +1246,35 @@ class GroupCoordinator:
                 self._transition(group, S.DEAD)
                 del self._groups[group_id]
                 self._offsets.pop(group_id, None)
+        for group_id, consumer_group in list(self._consumer_groups.items()):
+            stored = self._offsets.get(group_id, {})
+            subscribed = consumer_group.all_subscribed_topics()
+            expired = [tp for tp, om in stored.items() if tp[0] not in subscribed
+                       and self._is_expired(om, om.commit_timestamp, retention, now)]
+            if not expired:
+                continue
+            try:
+                self._write(group_id, [OffsetRecord(group_id, t, p, None) for t, p in expired])
+            except Exception:  # noqa: BLE001 - try again at the next check
+                continue
+            for tp in expired:
+                del stored[tp]
+            if not consumer_group.members and not stored:
+                del self._consumer_groups[group_id]
 
     def delete_topic_offsets(self, topics: Iterable[str]) -> None:
         """Forget every group's offsets for deleted topics (Kafka's cleanupGroupMetadata),
         so a topic re-created under the same name is not read from stale positions."""
         gone = set(topics)
-        for group_id, group in list(self._groups.items()):
-            stored = self._offsets.get(group_id, {})
+        for group_id, stored in list(self._offsets.items()):
             doomed = [tp for tp in stored if tp[0] in gone]
             if not doomed:
                 continue
             records: list[OffsetRecord | GroupRecord] = [
                 OffsetRecord(group_id, t, p, None) for t, p in doomed]
-            dies = group.state is S.EMPTY and len(doomed) == len(stored)
+            group = self._groups.get(group_id)
+            dies = (group is not None and group.state is S.EMPTY
+                    and len(doomed) == len(stored))
             if dies:
                 records.append(GroupRecord(group_id, None))
             try:
@@ -1175,7 +1283,7 @@ class GroupCoordinator:
                 continue
             for tp in doomed:
                 del stored[tp]
-            if dies:
+            if dies and group is not None:
                 self._transition(group, S.DEAD)
                 del self._groups[group_id]
                 self._offsets.pop(group_id, None)
@@ -1192,6 +1300,13 @@ class GroupCoordinator:
         """Handle DescribeGroups for one group (unknown groups are reported Dead)."""
         if not group_id:
             return DescribedGroup(ErrorCode.INVALID_GROUP_ID, group_id, "", "", "", [])
+        consumer_group = self._consumer_groups.get(group_id)
+        if consumer_group is not None:
+            # The classic API sees a KIP-848 group's members, without protocol metadata.
+            return DescribedGroup(
+                ErrorCode.NONE, group_id, consumer_group.state.value, "consumer", "",
+                [DescribedMember(m.member_id, m.instance_id, m.client_id, m.client_host,
+                                 b"", b"") for m in consumer_group.members.values()])
         group = self._groups.get(group_id)
         if group is None:
             return DescribedGroup(ErrorCode.NONE, group_id, S.DEAD.value, "", "", [])
@@ -1218,18 +1333,41 @@ class GroupCoordinator:
             members,
         )
 
-    def list_groups(self) -> list[tuple[str, str, str]]:
-        """(group id, protocol type, state) of every live group."""
-        return [
-            (g.group_id, g.protocol_type or "", g.state.value)
+    def list_groups(self) -> list[tuple[str, str, str, str]]:
+        """(group id, protocol type, state, type "classic"/"consumer") of every live group."""
+        groups = [
+            (g.group_id, g.protocol_type or "", g.state.value, "classic")
             for g in self._groups.values()
             if g.state is not S.DEAD
         ]
+        groups += [(c.group_id, "consumer", c.state.value, "consumer")
+                   for c in self._consumer_groups.values()]
+        return groups
+
+    def consumer_group(self, group_id: str) -> ConsumerGroup | None:
+        """The KIP-848 group with this id, if there is one."""
+        return self._consumer_groups.get(group_id)
 
     def delete_groups(self, group_ids: list[str]) -> dict[str, int]:
         """Handle DeleteGroups: only empty groups may go (NON_EMPTY_GROUP otherwise)."""
         result: dict[str, int] = {}
         for group_id in group_ids:
+            consumer_group = self._consumer_groups.get(group_id)
+            if consumer_group is not None:
+                if consumer_group.members:
+                    result[group_id] = ErrorCode.NON_EMPTY_GROUP
+                    continue
+                tombstones: list[OffsetRecord | GroupRecord] = [
+                    OffsetRecord(group_id, t, p, None) for t, p in self._offsets.get(group_id, {})]
+                try:
+                    self._write(group_id, tombstones)
+                except Exception:
+                    result[group_id] = ErrorCode.UNKNOWN_SERVER_ERROR
+                    continue
+                del self._consumer_groups[group_id]
+                self._offsets.pop(group_id, None)
+                result[group_id] = ErrorCode.NONE
+                continue
             group = self._groups.get(group_id)
             if not group_id:
                 result[group_id] = ErrorCode.INVALID_GROUP_ID

@@ -20,6 +20,10 @@ from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.meta import AUTHORIZED_OPERATIONS_OMITTED, advertised_endpoint
 from wire.errors import ErrorCode
 from wire.messages import (
+    ConsumerGroupDescribeRequest,
+    ConsumerGroupDescribeResponse,
+    ConsumerGroupHeartbeatRequest,
+    ConsumerGroupHeartbeatResponse,
     DeleteGroupsRequest,
     DeleteGroupsResponse,
     DescribeGroupsRequest,
@@ -55,6 +59,8 @@ OFFSET_COMMIT = 8
 OFFSET_FETCH = 9
 DELETE_GROUPS = 42
 OFFSET_DELETE = 47
+CONSUMER_GROUP_HEARTBEAT = 68
+CONSUMER_GROUP_DESCRIBE = 69
 
 # AclOperation codes a group supports (READ 3, DELETE 6, DESCRIBE 8): without an
 # authorizer Kafka reports all of them when asked (KIP-430).
@@ -277,6 +283,14 @@ async def handle_offset_fetch(ctx: RequestContext,
     if version >= 8:
         groups = []
         for g in request.groups:
+            if version >= 9:
+                # KIP-848 members identify themselves; a stale one must not read offsets.
+                error = coordinator_for(ctx.broker).validate_offset_fetch(
+                    g.group_id, g.member_id, g.member_epoch)
+                if error != ErrorCode.NONE:
+                    groups.append(OffsetFetchResponse.OffsetFetchResponseGroup(
+                        group_id=g.group_id, error_code=error))
+                    continue
             wanted = None if g.topics is None else [
                 (t.name, list(t.partition_indexes)) for t in g.topics]
             found = _fetch_group(ctx, g.group_id, wanted)
@@ -363,15 +377,14 @@ async def handle_list_groups(ctx: RequestContext, request: ListGroupsRequest) ->
     states = {s.lower() for s in request.states_filter} if version >= 4 else set()
     types = {t.lower() for t in request.types_filter} if version >= 5 else set()
     groups = []
-    for group_id, protocol_type, state in gc.list_groups():
+    for group_id, protocol_type, state, group_type in gc.list_groups():
         if states and state.lower() not in states:
             continue
-        # Every group here runs the classic protocol.
-        if types and "classic" not in types:
+        if types and group_type not in types:
             continue
         groups.append(ListGroupsResponse.ListedGroup(
             group_id=group_id, protocol_type=protocol_type, group_state=state,
-            group_type="classic"))
+            group_type=group_type))
     return ListGroupsResponse(error_code=ErrorCode.NONE, groups=groups)
 
 
@@ -386,3 +399,91 @@ async def handle_delete_groups(ctx: RequestContext,
     return DeleteGroupsResponse(results=[
         DeleteGroupsResponse.DeletableGroupResult(group_id=g, error_code=result[g])
         for g in names])
+
+
+# --- KIP-848: ConsumerGroupHeartbeat (68) / ConsumerGroupDescribe (69) ------------------
+
+
+def _topics_view(ctx: RequestContext) -> dict[str, tuple[Any, int]]:
+    return {name: (topic.topic_id, len(topic.partitions))
+            for name, topic in ctx.broker.topics.topics.items()}
+
+
+@handles(CONSUMER_GROUP_HEARTBEAT, 0, 1)
+async def handle_consumer_group_heartbeat(
+        ctx: RequestContext,
+        request: ConsumerGroupHeartbeatRequest) -> ConsumerGroupHeartbeatResponse:
+    """The KIP-848 protocol: join, heartbeat, reconcile and leave in one API."""
+    gc = coordinator_for(ctx.broker)
+    owned = None
+    if request.topic_partitions is not None:
+        owned = {tp.topic_id: set(tp.partitions) for tp in request.topic_partitions
+                 if tp.partitions}
+    result = gc.consumer_group_heartbeat(
+        request.group_id, request.member_id, request.member_epoch,
+        topics=_topics_view(ctx),
+        instance_id=request.instance_id,
+        rack_id=request.rack_id,
+        rebalance_timeout_ms=request.rebalance_timeout_ms,
+        subscribed_names=(list(request.subscribed_topic_names)
+                          if request.subscribed_topic_names is not None else None),
+        regex=request.subscribed_topic_regex if ctx.api_version >= 1 else None,
+        server_assignor=request.server_assignor,
+        owned=owned,
+        client_id=ctx.client_id or "",
+        client_host=client_host(ctx),
+    )
+    if result.error_code != ErrorCode.NONE:
+        return ConsumerGroupHeartbeatResponse(error_code=result.error_code,
+                                              error_message=result.error_message)
+    assignment = None
+    if result.assignment is not None:
+        R = ConsumerGroupHeartbeatResponse
+        assignment = R.Assignment(topic_partitions=[
+            R.TopicPartitions(topic_id=topic_id, partitions=sorted(parts))
+            for topic_id, parts in sorted(result.assignment.items(), key=lambda kv: str(kv[0]))])
+    return ConsumerGroupHeartbeatResponse(
+        error_code=ErrorCode.NONE, member_id=result.member_id,
+        member_epoch=result.member_epoch,
+        heartbeat_interval_ms=gc.config.consumer_heartbeat_interval_ms,
+        assignment=assignment)
+
+
+@handles(CONSUMER_GROUP_DESCRIBE, 0, 0)
+async def handle_consumer_group_describe(
+        ctx: RequestContext,
+        request: ConsumerGroupDescribeRequest) -> ConsumerGroupDescribeResponse:
+    """Members, epochs and (target) assignments of KIP-848 groups."""
+    gc = coordinator_for(ctx.broker)
+    names = {topic.topic_id: name for name, topic in ctx.broker.topics.topics.items()}
+    R = ConsumerGroupDescribeResponse
+    ops = GROUP_OPERATIONS if request.include_authorized_operations else \
+        AUTHORIZED_OPERATIONS_OMITTED
+
+    def assignment(a: dict) -> Any:
+        return R.Assignment(topic_partitions=[
+            R.TopicPartitions(topic_id=topic_id, topic_name=names.get(topic_id, ""),
+                              partitions=sorted(parts))
+            for topic_id, parts in sorted(a.items(), key=lambda kv: str(kv[0]))])
+
+    out = []
+    for group_id in request.group_ids:
+        group = gc.consumer_group(group_id)
+        if group is None:
+            out.append(R.DescribedGroup(error_code=ErrorCode.GROUP_ID_NOT_FOUND,
+                                        error_message=f"Group {group_id} not found.",
+                                        group_id=group_id))
+            continue
+        out.append(R.DescribedGroup(
+            group_id=group_id, group_state=group.state.value, group_epoch=group.group_epoch,
+            assignment_epoch=group.assignment_epoch, assignor_name=group.assignor,
+            authorized_operations=ops,
+            members=[R.Member(
+                member_id=m.member_id, instance_id=m.instance_id, rack_id=m.rack_id,
+                member_epoch=m.epoch, client_id=m.client_id, client_host=m.client_host,
+                subscribed_topic_names=list(m.subscribed_names),
+                subscribed_topic_regex=m.regex,
+                assignment=assignment(m.assigned),
+                target_assignment=assignment(group.target.get(m.member_id, {})))
+                for m in group.members.values()]))
+    return R(groups=out)

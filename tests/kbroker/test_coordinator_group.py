@@ -476,7 +476,8 @@ def test_describe_and_list():
     assert d.state == "PreparingRebalance" and d.protocol_data == ""
     assert all(m.metadata == b"" for m in d.members)
     gc.commit_offsets("solo", -1, "", {("t", 0): OffsetAndMetadata(1)})
-    assert sorted(gc.list_groups()) == [("g", "consumer", "PreparingRebalance"), ("solo", "", "Empty")]
+    assert sorted(gc.list_groups()) == [("g", "consumer", "PreparingRebalance", "classic"),
+                                        ("solo", "", "Empty", "classic")]
 
 
 def test_invalid_transition_is_a_bug():

@@ -269,3 +269,41 @@ async def test_rebalance_completes_at_timeout_without_the_silent_member(make_ser
         h = await a.request(HeartbeatRequest(group_id="gt", generation_id=1,
                                              member_id=ja.member_id))
         assert h.error_code == E.UNKNOWN_MEMBER_ID
+
+
+async def test_kip848_consumer_group_heartbeat_describe_and_commit(make_server):
+    """ConsumerGroupHeartbeat v0: the broker assigns; commits carry the member epoch."""
+    from wire.messages import (
+        ConsumerGroupDescribeRequest,
+        ConsumerGroupHeartbeatRequest,
+    )
+
+    srv = await make_server(**FAST)
+    topic = srv.broker.topics.create("t", 2)
+    async with await srv.connect() as c:
+        r = await c.request(ConsumerGroupHeartbeatRequest(
+            group_id="kg", member_id="", member_epoch=0, rebalance_timeout_ms=30000,
+            subscribed_topic_names=["t"], topic_partitions=[]), version=0)
+        assert r.error_code == E.NONE and r.member_epoch == 1 and r.member_id
+        assert r.heartbeat_interval_ms == 5000
+        assert [(tp.topic_id, sorted(tp.partitions)) for tp in r.assignment.topic_partitions] == [
+            (topic.topic_id, [0, 1])]
+        stale = await c.request(commit_req("kg", 0, r.member_id, {("t", 0): 3}), version=9)
+        assert stale.topics[0].partitions[0].error_code == E.STALE_MEMBER_EPOCH
+        ok = await c.request(commit_req("kg", 1, r.member_id, {("t", 0): 3}), version=9)
+        assert ok.topics[0].partitions[0].error_code == E.NONE
+        d = await c.request(ConsumerGroupDescribeRequest(group_ids=["kg", "nope"]))
+        g, missing = d.groups
+        assert (g.group_state, g.group_epoch, g.assignor_name) == ("Stable", 1, "uniform")
+        assert [(m.member_id, m.member_epoch, m.subscribed_topic_names) for m in g.members] == [
+            (r.member_id, 1, ["t"])]
+        assert missing.error_code == E.GROUP_ID_NOT_FOUND
+        lg = await c.request(ListGroupsRequest(types_filter=["consumer"]))
+        assert [(x.group_id, x.group_type) for x in lg.groups] == [("kg", "consumer")]
+        left = await c.request(ConsumerGroupHeartbeatRequest(
+            group_id="kg", member_id=r.member_id, member_epoch=-1), version=0)
+        assert left.error_code == E.NONE and left.member_epoch == -1
+        f = await c.request(OffsetFetchRequest(groups=[OffsetFetchRequest.OffsetFetchRequestGroup(
+            group_id="kg", topics=None)]))
+        assert [(p.partition_index, p.committed_offset) for t in f.groups[0].topics
+                for p in t.partitions] == [(0, 3)]

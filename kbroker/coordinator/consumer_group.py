@@ -1,0 +1,412 @@
+"""KIP-848 consumer groups (ConsumerGroupHeartbeat): the broker assigns, members reconcile.
+
+How it works
+------------
+Each member heartbeats with its subscription and (when it changed) the partitions it
+owns. Any change that affects the assignment (a member joins or leaves, a subscription
+changes, a subscribed topic gains partitions) bumps the *group epoch*; the server-side
+assignor then computes a *target assignment* for that epoch. Each member moves to the
+target on its own heartbeats (Kafka's CurrentAssignmentBuilder):
+
+1. If it owns partitions the target gives to others, it is first told to give them up
+   (its epoch stays) and must confirm by heartbeating without them.
+2. Then it advances to the target epoch and receives the target partitions that no
+   other member still holds; the rest arrive on later heartbeats once released.
+
+So a partition is never owned by two members at once. Members that stop heartbeating
+(group.consumer.session.timeout.ms) or do not release partitions within their rebalance
+timeout are removed. Membership is kept in memory only: after a broker restart members
+get UNKNOWN_MEMBER_ID and rejoin with epoch 0 (committed offsets are persisted as for
+classic groups). Synchronous and clock-driven like ``group.py``.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import uuid
+from dataclasses import dataclass, field
+
+from wire.errors import ErrorCode
+
+__all__ = [
+    "ASSIGNORS",
+    "ConsumerGroup",
+    "ConsumerGroupState",
+    "ConsumerMember",
+    "HeartbeatResult",
+    "TopicsView",
+]
+
+Assignment = dict[uuid.UUID, set[int]]
+# name -> (topic id, partition count): the topic metadata the assignor works from
+TopicsView = dict[str, tuple[uuid.UUID, int]]
+ASSIGNORS = ("uniform", "range")  # Kafka's group.consumer.assignors default order
+LEAVE_EPOCH = -1
+STATIC_LEAVE_EPOCH = -2
+
+
+class ConsumerGroupState(enum.Enum):
+    """Kafka's ConsumerGroup states as ListGroups/ConsumerGroupDescribe name them."""
+
+    EMPTY = "Empty"
+    ASSIGNING = "Assigning"
+    RECONCILING = "Reconciling"
+    STABLE = "Stable"
+    DEAD = "Dead"
+
+
+@dataclass(slots=True)
+class HeartbeatResult:
+    """What a ConsumerGroupHeartbeat response carries (assignment None = unchanged)."""
+
+    error_code: int
+    error_message: str | None = None
+    member_id: str | None = None
+    member_epoch: int = 0
+    assignment: Assignment | None = None
+
+
+@dataclass(slots=True, eq=False)
+class ConsumerMember:
+    """One KIP-848 member."""
+
+    member_id: str
+    instance_id: str | None = None
+    rack_id: str | None = None
+    client_id: str = ""
+    client_host: str = ""
+    rebalance_timeout_ms: int = 300000
+    subscribed_names: list[str] = field(default_factory=list)
+    regex: str | None = None
+    server_assignor: str | None = None
+    epoch: int = 0
+    previous_epoch: int = -1
+    assigned: Assignment = field(default_factory=dict)
+    pending_revocation: Assignment = field(default_factory=dict)
+    session_deadline_ms: int = 0
+    revocation_deadline_ms: int | None = None
+    last_sent: Assignment | None = None
+
+
+def _minus(a: Assignment, b: Assignment) -> Assignment:
+    out = {t: ps - b.get(t, set()) for t, ps in a.items()}
+    return {t: ps for t, ps in out.items() if ps}
+
+
+def _intersect(a: Assignment, b: Assignment) -> Assignment:
+    out = {t: ps & b.get(t, set()) for t, ps in a.items()}
+    return {t: ps for t, ps in out.items() if ps}
+
+
+def _union(a: Assignment, b: Assignment) -> Assignment:
+    out = {t: set(ps) for t, ps in a.items()}
+    for t, ps in b.items():
+        out.setdefault(t, set()).update(ps)
+    return {t: ps for t, ps in out.items() if ps}
+
+
+def _copy(a: Assignment) -> Assignment:
+    return {t: set(ps) for t, ps in a.items() if ps}
+
+
+def _matches(pattern: str, topic: str) -> bool:
+    try:
+        return re.fullmatch(pattern, topic) is not None
+    except re.error:
+        return False
+
+
+class ConsumerGroup:
+    """One KIP-848 group: members, epochs, target assignment; see the module docstring."""
+
+    def __init__(self, group_id: str, *, session_timeout_ms: int,
+                 heartbeat_interval_ms: int) -> None:
+        self.group_id = group_id
+        self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.group_epoch = 0
+        self.assignment_epoch = 0
+        self.members: dict[str, ConsumerMember] = {}
+        self.target: dict[str, Assignment] = {}
+        self.assignor = ASSIGNORS[0]
+        self.topics: TopicsView = {}
+        self._subscribed_metadata: dict[str, tuple[uuid.UUID, int]] = {}
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def state(self) -> ConsumerGroupState:
+        """Empty / Assigning / Reconciling / Stable, as Kafka derives it."""
+        if not self.members:
+            return ConsumerGroupState.EMPTY
+        if self.assignment_epoch < self.group_epoch:
+            return ConsumerGroupState.ASSIGNING
+        for m in self.members.values():
+            if m.epoch != self.assignment_epoch or m.pending_revocation or (
+                    m.assigned != self.target.get(m.member_id, {})):
+                return ConsumerGroupState.RECONCILING
+        return ConsumerGroupState.STABLE
+
+    def subscribed_topics(self, member: ConsumerMember) -> list[str]:
+        """Existing topics a member subscribes to, by name or by its regex."""
+        names = {n for n in member.subscribed_names if n in self.topics}
+        if member.regex is not None:
+            names |= {n for n in self.topics
+                      if not n.startswith("__") and _matches(member.regex, n)}
+        return sorted(names)
+
+    def all_subscribed_topics(self) -> set[str]:
+        """Topics any member subscribes to."""
+        out: set[str] = set()
+        for m in self.members.values():
+            out.update(self.subscribed_topics(m))
+        return out
+
+    # ------------------------------------------------------------------ heartbeat
+
+    def heartbeat(
+        self,
+        member_id: str,
+        member_epoch: int,
+        *,
+        now_ms: int,
+        topics: TopicsView,
+        instance_id: str | None = None,
+        rack_id: str | None = None,
+        rebalance_timeout_ms: int = -1,
+        subscribed_names: list[str] | None = None,
+        regex: str | None = None,
+        server_assignor: str | None = None,
+        owned: Assignment | None = None,
+        client_id: str = "",
+        client_host: str = "",
+    ) -> HeartbeatResult:
+        """Handle one ConsumerGroupHeartbeat."""
+        self.topics = topics
+        if server_assignor is not None and server_assignor not in ASSIGNORS:
+            return HeartbeatResult(ErrorCode.UNSUPPORTED_ASSIGNOR,
+                                   f"Unsupported assignor {server_assignor}.")
+        if member_epoch in (LEAVE_EPOCH, STATIC_LEAVE_EPOCH):
+            member = self.members.get(member_id)
+            if member is None and instance_id is not None:
+                member = next((m for m in self.members.values()
+                               if m.instance_id == instance_id), None)
+            if member is None:
+                return HeartbeatResult(ErrorCode.UNKNOWN_MEMBER_ID,
+                                       f"Member {member_id} is not a member of the group.")
+            self._remove(member)
+            self._bump_and_assign()
+            return HeartbeatResult(ErrorCode.NONE, member_id=member.member_id,
+                                   member_epoch=member_epoch)
+        if member_epoch == 0:
+            if subscribed_names is None and regex is None:
+                return HeartbeatResult(ErrorCode.INVALID_REQUEST,
+                                       "SubscribedTopicNames or SubscribedTopicRegex must be "
+                                       "set in the first request.")
+            member, changed = self._join(member_id, instance_id)
+        else:
+            found = self.members.get(member_id)
+            if found is None:
+                return HeartbeatResult(ErrorCode.UNKNOWN_MEMBER_ID,
+                                       f"Member {member_id} is not a member of the group.")
+            member = found
+            if member_epoch != member.epoch and not (
+                    member_epoch == member.previous_epoch and owned is not None
+                    and not _minus(owned, member.assigned)):
+                # A lost response is tolerated (previous epoch, owning nothing new);
+                # anything else means the member missed a step and must rejoin.
+                return HeartbeatResult(
+                    ErrorCode.FENCED_MEMBER_EPOCH,
+                    f"The member epoch {member_epoch} does not match the expected "
+                    f"epoch {member.epoch}.")
+            changed = False
+        member.session_deadline_ms = now_ms + self.session_timeout_ms
+        member.client_id = client_id or member.client_id
+        member.client_host = client_host or member.client_host
+        member.rack_id = rack_id if rack_id is not None else member.rack_id
+        if rebalance_timeout_ms >= 0:
+            member.rebalance_timeout_ms = rebalance_timeout_ms
+        if server_assignor is not None:
+            member.server_assignor = server_assignor
+        if subscribed_names is not None and sorted(subscribed_names) != sorted(
+                member.subscribed_names):
+            member.subscribed_names = list(subscribed_names)
+            changed = True
+        if regex is not None and (regex or None) != member.regex:
+            member.regex = regex or None
+            changed = True
+        metadata = {n: topics[n] for n in self.all_subscribed_topics()}
+        if metadata != self._subscribed_metadata:
+            # A subscribed topic was created, deleted or gained partitions.
+            self._subscribed_metadata = metadata
+            changed = True
+        if changed:
+            self._bump_and_assign()
+        self._reconcile(member, owned, now_ms)
+        send: Assignment | None = None
+        if (member_epoch == 0 or member.last_sent != member.assigned
+                or (owned is not None and owned != member.assigned)):
+            send = _copy(member.assigned)
+            member.last_sent = _copy(member.assigned)
+        return HeartbeatResult(ErrorCode.NONE, member_id=member.member_id,
+                               member_epoch=member.epoch, assignment=send)
+
+    def _join(self, member_id: str, instance_id: str | None) -> tuple[ConsumerMember, bool]:
+        previous = None
+        if instance_id is not None:
+            previous = next((m for m in self.members.values() if m.instance_id == instance_id),
+                            None)
+        if member_id in self.members:
+            # Epoch 0 from a known member: it lost its state and starts over.
+            self._remove(self.members[member_id])
+        # KIP-1082 (v1): the client picks its member id; v0 left that to the broker.
+        member = ConsumerMember(member_id=member_id or str(uuid.uuid4()), instance_id=instance_id)
+        if previous is not None:
+            # KIP-848 static membership: the new incarnation takes over the old one's
+            # assignment and epoch, so nobody else is disturbed.
+            self._remove(previous, keep_target=True)
+            member.assigned = _copy(previous.assigned)
+            member.epoch = previous.epoch
+            member.subscribed_names = list(previous.subscribed_names)
+            member.regex = previous.regex
+            self.target[member.member_id] = self.target.pop(previous.member_id, {})
+            self.members[member.member_id] = member
+            return member, False
+        self.members[member.member_id] = member
+        return member, True
+
+    def _remove(self, member: ConsumerMember, *, keep_target: bool = False) -> None:
+        self.members.pop(member.member_id, None)
+        if not keep_target:
+            self.target.pop(member.member_id, None)
+
+    def _bump_and_assign(self) -> None:
+        self.group_epoch += 1
+        self._subscribed_metadata = {n: self.topics[n] for n in self.all_subscribed_topics()}
+        self.target = self._compute_target()
+        self.assignment_epoch = self.group_epoch
+
+    def _held_by_others(self, member: ConsumerMember) -> Assignment:
+        held: Assignment = {}
+        for other in self.members.values():
+            if other is not member:
+                held = _union(held, _union(other.assigned, other.pending_revocation))
+        return held
+
+    def _reconcile(self, member: ConsumerMember, owned: Assignment | None, now_ms: int) -> None:
+        owned_now = owned if owned is not None else _union(member.assigned,
+                                                           member.pending_revocation)
+        if member.pending_revocation:
+            if _intersect(owned_now, member.pending_revocation):
+                return  # still waiting for the member to give them up
+            member.pending_revocation = {}
+            member.revocation_deadline_ms = None
+        target = self.target.get(member.member_id, {})
+        if member.epoch != self.assignment_epoch:
+            revoke = _minus(member.assigned, target)
+            if revoke and _intersect(owned_now, revoke):
+                member.pending_revocation = revoke
+                member.assigned = _intersect(member.assigned, target)
+                member.revocation_deadline_ms = now_ms + member.rebalance_timeout_ms
+                return
+            member.previous_epoch = member.epoch
+            member.epoch = self.assignment_epoch
+        member.assigned = _minus(target, self._held_by_others(member))
+
+    # ------------------------------------------------------------------ assignors
+
+    def _chosen_assignor(self) -> str:
+        votes: dict[str, int] = {}
+        for m in self.members.values():
+            if m.server_assignor is not None:
+                votes[m.server_assignor] = votes.get(m.server_assignor, 0) + 1
+        if votes:
+            self.assignor = max(ASSIGNORS, key=lambda a: votes.get(a, 0))
+        else:
+            self.assignor = ASSIGNORS[0]
+        return self.assignor
+
+    def _compute_target(self) -> dict[str, Assignment]:
+        assignor = self._chosen_assignor()
+        target: dict[str, Assignment] = {m: {} for m in self.members}
+        load = dict.fromkeys(self.members, 0)
+        for topic in sorted(self.all_subscribed_topics()):
+            topic_id, count = self.topics[topic]
+            subscribers = sorted(m.member_id for m in self.members.values()
+                                 if topic in self.subscribed_topics(m))
+            if not subscribers:
+                continue
+            if assignor == "range":
+                # Contiguous ranges in member-id order, like the classic range assignor.
+                per, extra = divmod(count, len(subscribers))
+                start = 0
+                for i, member_id in enumerate(subscribers):
+                    n = per + (1 if i < extra else 0)
+                    if n:
+                        target[member_id][topic_id] = set(range(start, start + n))
+                    start += n
+                continue
+            # uniform: balanced (every subscriber gets floor or ceil of its share) and
+            # sticky (current owners keep what fits), the rest to the least-loaded.
+            base, extra = divmod(count, len(subscribers))
+            per_topic = dict.fromkeys(subscribers, 0)
+            owner_of = {p: m for m in subscribers
+                        for p in self.target.get(m, {}).get(topic_id, set()) if p < count}
+            placed: dict[int, str] = {}
+            for p, owner in sorted(owner_of.items()):
+                if per_topic[owner] < base:
+                    placed[p] = owner
+                    per_topic[owner] += 1
+            for p, owner in sorted(owner_of.items()):
+                if p not in placed and extra > 0 and per_topic[owner] == base:
+                    placed[p] = owner
+                    per_topic[owner] += 1
+                    extra -= 1
+            for p in range(count):
+                if p in placed:
+                    continue
+                below = [m for m in subscribers if per_topic[m] < base]
+                if not below:
+                    below = [m for m in subscribers if per_topic[m] == base]
+                    extra -= 1
+                member_id = min(below, key=lambda m: (load[m], per_topic[m], m))
+                placed[p] = member_id
+                per_topic[member_id] += 1
+            for p, member_id in placed.items():
+                target[member_id].setdefault(topic_id, set()).add(p)
+                load[member_id] += 1
+        return target
+
+    # ------------------------------------------------------------------ timers
+
+    def next_deadline_ms(self) -> int | None:
+        """The earliest session or revocation deadline."""
+        deadlines = [m.session_deadline_ms for m in self.members.values()]
+        deadlines += [m.revocation_deadline_ms for m in self.members.values()
+                      if m.revocation_deadline_ms is not None]
+        return min(deadlines, default=None)
+
+    def poll(self, now_ms: int) -> bool:
+        """Remove members whose session or revocation time ran out; True if any."""
+        gone = [m for m in self.members.values()
+                if m.session_deadline_ms <= now_ms
+                or (m.revocation_deadline_ms is not None and m.revocation_deadline_ms <= now_ms)]
+        for m in gone:
+            self._remove(m)
+        if gone:
+            self._bump_and_assign()
+        return bool(gone)
+
+    # ------------------------------------------------------------------ offsets
+
+    def validate_offset_commit(self, member_id: str, member_epoch: int) -> int | None:
+        """Kafka's ConsumerGroup.validateOffsetCommit: None if the commit may proceed."""
+        if member_epoch < 0 and not self.members:
+            return None  # an admin/standalone commit to an empty group
+        member = self.members.get(member_id)
+        if member is None:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        if member_epoch != member.epoch:
+            return ErrorCode.STALE_MEMBER_EPOCH
+        return None
