@@ -215,6 +215,7 @@ def _replace_segment(log: PartitionLog, seg: LogSegment, data: bytes) -> None:
     fresh.recover()
     fresh.seal()
     fresh.fsync()
+    fresh.park_indexes()
     i = log._segments.index(seg)
     log._segments[i] = fresh
     # The old .log descriptor closes once no FileRegion refers to it.

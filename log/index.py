@@ -54,12 +54,50 @@ def _write_at(fd: int, data: bytes, pos: int) -> None:
         pos += n
 
 
-class OffsetIndex:
+class _IndexFile:
+    """An index file whose descriptor can be parked (closed) while the segment is idle.
+
+    Closed segments are read rarely, so their index descriptors are closed
+    after loading and reopened on demand: a partition with many segments then
+    holds one descriptor per segment (its `.log`) instead of three.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = _open(path)
+        self._closed = False
+
+    @property
+    def fd(self) -> int:
+        """The descriptor, reopened if parked."""
+        if self._fd < 0:
+            if self._closed:
+                raise OSError(f"index {self.path} is closed")
+            self._fd = _open(self.path)
+        return self._fd
+
+    def park(self) -> None:
+        """Close the descriptor until the next use (the in-memory state stays)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def fsync(self) -> None:
+        """Flush the index file to disk (nothing to do while parked: parking follows a flush)."""
+        if self._fd >= 0:
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        """Close the file descriptor for good."""
+        self.park()
+        self._closed = True
+
+
+class OffsetIndex(_IndexFile):
     """Sparse relative-offset -> position index of one segment."""
 
     def __init__(self, path: Path, max_entries: int) -> None:
-        self.path = path
-        self.fd = _open(path)
+        super().__init__(path)
         self.max_entries = max(1, max_entries)
         self._rel: array | None = None
         self._pos: array | None = None
@@ -166,23 +204,12 @@ class OffsetIndex:
         if entries:
             self.append_entries(entries)
 
-    def fsync(self) -> None:
-        """Flush the index file to disk."""
-        os.fsync(self.fd)
 
-    def close(self) -> None:
-        """Close the file descriptor."""
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-
-class TimeIndex:
+class TimeIndex(_IndexFile):
     """Sparse timestamp -> relative-offset index of one segment."""
 
     def __init__(self, path: Path, max_entries: int) -> None:
-        self.path = path
-        self.fd = _open(path)
+        super().__init__(path)
         self.max_entries = max(1, max_entries)
         self._ts: list[int] | None = None
         self._rel: list[int] | None = None
@@ -285,13 +312,3 @@ class TimeIndex:
         os.ftruncate(self.fd, 0)
         if entries:
             self.maybe_append(entries)
-
-    def fsync(self) -> None:
-        """Flush the index file to disk."""
-        os.fsync(self.fd)
-
-    def close(self) -> None:
-        """Close the file descriptor."""
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1

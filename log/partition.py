@@ -157,6 +157,8 @@ class PartitionLog:
         if self._recovery_point > leo:
             self._recovery_point = leo
             self._checkpoint_recovery_point()
+        for seg in self._segments[:-1]:
+            seg.park_indexes()
         self._log_start = max(self._log_start, self._segments[0].base_offset)
         if self._log_start > leo:
             # Data below the checkpointed log start was lost: start over there (Kafka does the same).
@@ -405,6 +407,7 @@ class PartitionLog:
         for seg in self._segments[:-1]:
             if seg.next_offset > self._recovery_point or seg is old:
                 seg.fsync()
+        old.park_indexes()
         self._recovery_point = max(self._recovery_point, new.base_offset)
         self._checkpoint_recovery_point()
         self._write_producer_snapshot(new.base_offset)

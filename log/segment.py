@@ -252,6 +252,12 @@ class LogSegment:
             and found.last_offset == self.base_offset + rel
         )
 
+    def park_indexes(self) -> None:
+        """fsync and close the index descriptors of a closed segment (reopened on demand)."""
+        for idx in (self.index, self.time_index):
+            idx.fsync()
+            idx.park()
+
     def index_full(self) -> bool:
         """Whether either index has no room left (Kafka rolls then)."""
         return self.index.is_full or self.time_index.is_full

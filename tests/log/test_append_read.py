@@ -203,3 +203,21 @@ def test_any_offset_reads_back_the_batch_that_holds_it(
                 d, LogConfig(segment_bytes=segment_bytes, index_interval_bytes=256)
             )
     log.close()
+
+
+def test_closed_segments_hold_one_descriptor(open_log, log_dir):
+    log = open_log(segment_bytes=300)
+    for i in range(12):
+        log.append(batch(1, value_size=100, ts=i))
+    n_segments = len(log.segment_base_offsets())
+    assert n_segments > 3
+    fds = os.listdir("/proc/self/fd")
+    targets = [
+        os.readlink(f"/proc/self/fd/{fd}") for fd in fds if os.path.exists(f"/proc/self/fd/{fd}")
+    ]
+    mine = [t for t in targets if t.startswith(str(log_dir))]
+    # One .log per segment plus the active segment's two indexes.
+    assert len(mine) == n_segments + 2
+    # Parked indexes reopen on demand: lookups in old segments still work.
+    assert log.offset_for_timestamp(2) == (2, 2)
+    assert parse_header(log.read(1, 1).read_bytes()).base_offset == 1
