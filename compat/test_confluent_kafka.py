@@ -460,6 +460,16 @@ def test_consume_from_timestamp(broker: LiveBroker, topic_name: str) -> None:
         (2, b"t2", base + 2000), (3, b"t3", base + 3000), (4, b"t4", base + 4000)]
 
 
+def test_offset_out_of_range_resets(broker: LiveBroker, topic_name: str) -> None:
+    """A fetch past the end gets OFFSET_OUT_OF_RANGE, and auto.offset.reset=earliest recovers."""
+    create_topic(broker, topic_name)
+    produce_values(broker, topic_name, [b"r0", b"r1", b"r2"])
+    with consumer(broker) as cons:  # auto.offset.reset=earliest
+        cons.assign([TopicPartition(topic_name, 0, 100)])
+        messages = poll_messages(cons, 3)
+    assert [(m.offset(), m.value()) for m in messages] == [(0, b"r0"), (1, b"r1"), (2, b"r2")]
+
+
 def test_delete_records(broker: LiveBroker, topic_name: str) -> None:
     """DeleteRecords moves the log start offset; consumers start there; past the end is refused."""
     create_topic(broker, topic_name)

@@ -394,6 +394,18 @@ def test_consume_from_timestamp(broker: LiveBroker, topic_name: str) -> None:
         (2, b"t2", base + 2000), (3, b"t3", base + 3000), (4, b"t4", base + 4000)]
 
 
+def test_offset_out_of_range_resets(broker: LiveBroker, topic_name: str) -> None:
+    """A fetch past the end gets OFFSET_OUT_OF_RANGE, and auto_offset_reset=earliest recovers."""
+    create_topic(broker, topic_name)
+    produce_values(broker, topic_name, [b"r0", b"r1", b"r2"])
+    with consumer(broker, auto_offset_reset="earliest") as cons:
+        tp = TopicPartition(topic_name, 0)
+        cons.assign([tp])
+        cons.seek(tp, 100)
+        records = poll_records(cons, 3)
+    assert [(r.offset, r.value) for r in records] == [(0, b"r0"), (1, b"r1"), (2, b"r2")]
+
+
 def test_delete_records(broker: LiveBroker, topic_name: str) -> None:
     """DeleteRecords moves the log start offset; consumers start there; past the end is refused."""
     create_topic(broker, topic_name)
