@@ -197,6 +197,23 @@ async def test_response_max_bytes_is_shared_across_partitions(server: Any) -> No
     assert p1.error_code == 0 and p1.high_watermark == 20
 
 
+async def test_first_non_empty_partition_may_overshoot_max_bytes(server: Any) -> None:
+    # KIP-74: "first" means the first partition that has data, not the first listed.
+    create_topic(server, "skip", partitions=2)
+    client = await server.connect()
+    batch = records(10)
+    await produce(client, "skip", 1, batch)
+    req = FetchRequest(
+        replica_id=-1, max_wait_ms=0, min_bytes=1, max_bytes=10,
+        topics=[FetchRequest.FetchTopic(topic="skip", partitions=[
+            FetchRequest.FetchPartition(partition=p, fetch_offset=0, partition_max_bytes=1 << 20)
+            for p in (0, 1)])])
+    resp = await client.request(req, version=11)
+    p0, p1 = resp.responses[0].partitions
+    assert batches(p0.records) == []
+    assert bytes(p1.records)[16:] == batch[16:]
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 async def test_offset_out_of_range_reports_the_valid_range(server: Any, version: int) -> None:
     create_topic(server, "oor")
