@@ -37,9 +37,16 @@ from log.checkpoint import (
 )
 from log.config import LogConfig
 from log.errors import LogError, OffsetOutOfRange
-from log.producer_state import ProducerState, list_snapshots, snapshot_path
+from log.producer_state import (
+    CompletedTxn,
+    ProducerState,
+    control_type,
+    list_snapshots,
+    snapshot_path,
+)
 from log.scan import BatchSpan, parse_span
 from log.segment import INT32_MAX, FileRegion, LogSegment
+from log.txnindex import AbortedTxn, TxnIndexes
 from wire.records import (
     iter_records,
     set_base_offset,
@@ -96,6 +103,8 @@ class PartitionLog:
         self._last_flush_ms = 0
         self._closed = False
         self.producer_state = ProducerState()
+        # Aborted transactions (per-segment .txnindex files, see log.txnindex).
+        self.txn_index = TxnIndexes(directory)
         # What open() did, for operators and tests: "clean" or "recovered".
         self.open_mode = ""
         self._walked: dict[int, list[BatchSpan]] = {}  # spans seen by the recovery walk
@@ -163,6 +172,7 @@ class PartitionLog:
         if self._log_start > leo:
             # Data below the checkpointed log start was lost: start over there (Kafka does the same).
             self._truncate_fully_and_start_at(self._log_start)
+        self.txn_index.load(self._bases, self.log_end_offset)
         self._load_producer_state()
         if marker.exists():
             # Appends are coming: the marker must be gone for good before any of them.
@@ -266,8 +276,23 @@ class PartitionLog:
             spans = walked if walked is not None else seg.iter_spans(seg.position_for(start))
             for h in spans:
                 if h.producer_id >= 0 and h.last_offset >= start:
-                    self.producer_state.update_from_batch(h, h.max_timestamp)
+                    marker = control_type(seg.read_batch(h)) if h.is_control else -1
+                    done = self.producer_state.update_from_batch(h, h.max_timestamp, marker=marker)
+                    # An abort whose index entry was lost in a crash is indexed again.
+                    if done is not None and not self.txn_index.has(done.producer_id, done.last_offset):
+                        self._index_abort(seg, done)
         self._walked.clear()
+
+    def _index_abort(self, seg: LogSegment, done: CompletedTxn) -> None:
+        if not done.is_aborted:
+            return
+        # Kafka: the LSO right after the abort (the next open transaction, else past the marker).
+        lso = self.producer_state.first_unstable_offset()
+        self.txn_index.append(
+            seg.base_offset,
+            AbortedTxn(done.producer_id, done.first_offset, done.last_offset,
+                       done.last_offset + 1 if lso is None else lso),
+        )
 
     def _write_producer_snapshot(self, offset: int) -> None:
         atomic_write(snapshot_path(self.directory, offset), self.producer_state.to_json())
@@ -294,6 +319,17 @@ class PartitionLog:
     def high_watermark(self) -> int:
         """Last committed offset + 1; equals the LEO on a single node."""
         return self.log_end_offset
+
+    @property
+    def last_stable_offset(self) -> int:
+        """First offset of the earliest open transaction, else the high watermark (KIP-98 LSO)."""
+        hw = self.high_watermark
+        first_unstable = self.producer_state.first_unstable_offset()
+        return hw if first_unstable is None else min(first_unstable, hw)
+
+    def aborted_transactions(self, fetch_offset: int, upper_bound: int) -> list[AbortedTxn]:
+        """Aborted transactions overlapping [fetch_offset, upper_bound) (read_committed fetch)."""
+        return self.txn_index.collect(fetch_offset, upper_bound)
 
     @property
     def recovery_point(self) -> int:
@@ -357,7 +393,10 @@ class PartitionLog:
         seg = self._active
         seg.append(buf, batches)
         for h, first_offset, ts in producer_batches:
-            self.producer_state.update_from_batch(h, ts, first_offset)
+            marker = control_type(buf, h.pos) if h.is_control else -1
+            done = self.producer_state.update_from_batch(h, ts, first_offset, marker=marker)
+            if done is not None:
+                self._index_abort(seg, done)
         self._after_append(seg, messages, now_ms)
         return AppendResult(base, offset - 1, now_ms if log_append_time else -1, self._log_start)
 
@@ -512,6 +551,7 @@ class PartitionLog:
             self._active.truncate_to(offset)
         fsync_dir(self.directory)
         self.producer_state.truncate(offset)
+        self.txn_index.truncate(self.log_end_offset, self._bases)
         for snap in list_snapshots(self.directory):
             if snap > self.log_end_offset:
                 os.unlink(snapshot_path(self.directory, snap))
