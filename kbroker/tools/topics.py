@@ -89,30 +89,43 @@ def _overrides(admin: Any, names: list[str], args: argparse.Namespace) -> dict[s
 
 
 def run_describe(args: argparse.Namespace) -> int:
-    """Print one summary line per topic and one line per partition (Kafka's layout)."""
+    """Print one summary line per topic and one line per partition (kafka-topics' layout)."""
+    ck = kafka()
     admin = admin_client(args)
-    metadata = cluster_metadata(admin, args)
-    names = list(args.topics) or sorted(metadata.topics)
-    missing = [name for name in names if name not in metadata.topics]
-    if missing:
-        raise ToolError(f"topic '{missing[0]}' does not exist")
+    names = list(args.topics) or sorted(cluster_metadata(admin, args).topics)
     if args.exclude_internal:
         names = [name for name in names if name not in INTERNAL_TOPICS]
+    if not names:
+        return 0
+    # DescribeTopics (Metadata by name, never auto-creating) also gives the topic id.
+    futures = admin.describe_topics(ck.TopicCollection(names),
+                                    request_timeout=args.request_timeout)
+    descriptions = {}
     for name in names:
-        error = metadata.topics[name].error
-        if error is not None:
-            raise ToolError(f"topic '{name}': {error.name()}: {error.str()}")
+        try:
+            descriptions[name] = futures[name].result(timeout=args.request_timeout)
+        except ck.KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, ck.KafkaError) and err.code() == ck.KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise ToolError(f"topic '{name}' does not exist") from None
+            raise ToolError(f"topic '{name}': {error_text(exc)}") from None
+        except TimeoutError:
+            raise ToolError(f"no answer from {args.bootstrap_server} within "
+                            f"{args.request_timeout:g} s") from None
     configs = _overrides(admin, names, args)
     for name in names:
-        topic = metadata.topics[name]
-        partitions = [topic.partitions[i] for i in sorted(topic.partitions)]
+        topic = descriptions[name]
+        partitions = sorted(topic.partitions, key=lambda p: p.id)
         replication = len(partitions[0].replicas) if partitions else 0
         config_text = ",".join(f"{k}={v}" for k, v in configs.get(name, {}).items())
-        print(f"Topic: {name}\tPartitionCount: {len(partitions)}\t"
+        print(f"Topic: {name}\tTopicId: {topic.topic_id}\tPartitionCount: {len(partitions)}\t"
               f"ReplicationFactor: {replication}\tConfigs: {config_text}")
         for p in partitions:
-            print(f"\tTopic: {name}\tPartition: {p.id}\tLeader: {p.leader}\t"
-                  f"Replicas: {','.join(map(str, p.replicas))}\tIsr: {','.join(map(str, p.isrs))}")
+            leader = p.leader.id if p.leader is not None else "none"
+            replicas = ",".join(str(node.id) for node in p.replicas)
+            isr = ",".join(str(node.id) for node in p.isr)
+            print(f"\tTopic: {name}\tPartition: {p.id}\tLeader: {leader}\t"
+                  f"Replicas: {replicas}\tIsr: {isr}")
     return 0
 
 

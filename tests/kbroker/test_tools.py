@@ -64,8 +64,10 @@ def test_topics_create_list_describe_delete(run: Kbroker, name: str) -> None:
     code, out, _ = run("topics", "describe", name)
     lines = out.splitlines()
     assert code == 0
-    assert lines[0] == (f"Topic: {name}\tPartitionCount: 3\tReplicationFactor: 1\t"
-                        "Configs: retention.ms=60000")
+    topic_id = lines[0].split("\t")[1].removeprefix("TopicId: ")
+    assert len(topic_id) == 22  # Kafka prints the UUID base64url-encoded, unpadded
+    assert lines[0] == (f"Topic: {name}\tTopicId: {topic_id}\tPartitionCount: 3\t"
+                        "ReplicationFactor: 1\tConfigs: retention.ms=60000")
     assert lines[1:] == [f"\tTopic: {name}\tPartition: {p}\tLeader: 1\tReplicas: 1\tIsr: 1"
                          for p in range(3)]
     code, out, _ = run("topics", "delete", name)
