@@ -8,7 +8,10 @@ segments, no cleaner checkpoint):
 - Pass 1 maps each key to its latest offset in the cleanable segments.
 - Pass 2 rewrites each segment that loses records: a record survives if it has
   a key, is the latest for that key, and is not a tombstone (null value) older
-  than delete.retention.ms. Batches keep their base offset, last offset delta,
+  than delete.retention.ms. A tombstone's age is measured from its record
+  timestamp with the injected clock (Kafka 3.1+ stamps a delete horizon into
+  the batch on the first cleaning pass, KIP-534; older Kafka used the segment's
+  mtime). Keyless records are dropped, as Kafka's cleaner does. Batches keep their base offset, last offset delta,
   producer id/epoch and base sequence, so no offset or sequence ever changes;
   a compressed batch is recompressed with its own codec; control batches are
   kept. A batch that loses every record vanishes, unless it is its

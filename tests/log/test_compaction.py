@@ -165,3 +165,25 @@ def test_compacted_log_reopens_clean_and_after_crash(open_log, clock, log_dir):
     assert log.append(batch(1)).base_offset == 9
     assert parse_header(log.read(9, 1).read_bytes()).base_offset == 9
     log.close()
+
+
+def test_fetch_in_flight_survives_segment_rewrite(open_log, clock):
+    log = _kv_log(open_log, clock)
+    res = log.read(0, 1 << 20)
+    before = res.read_bytes()
+    log.compact()
+    # The region's descriptor still points at the replaced file's bytes.
+    assert res.read_bytes() == before
+
+
+def test_update_config_applies_to_next_appends(open_log):
+    log = open_log(cleanup_policy="compact")
+    for _ in range(3):
+        log.append(batch(1, key=b"k", value_size=100))
+    from log import LogConfig
+
+    log.update_config(LogConfig(cleanup_policy="compact", segment_bytes=200))
+    log.append(batch(1, key=b"k", value_size=100))
+    assert log.segment_base_offsets() == [0, 3]
+    log.compact()
+    assert [o for o, _k, _v in _records(log)[0]] == [2, 3]
