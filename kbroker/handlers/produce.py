@@ -31,6 +31,7 @@ from kbroker.handlers.offsets import (
     partition_of,
     topic_value,
 )
+from kbroker.topics import Partition, Topic
 from kbroker.txn.service import check_producer_batch
 from wire import records as wire_records
 from wire.errors import ErrorCode, InvalidRecordBatch
@@ -214,7 +215,7 @@ def _validate_each_record(
     )
 
 
-def produce_settings(ctx: RequestContext, topic: Any) -> ProduceSettings:
+def produce_settings(ctx: RequestContext, topic: Topic) -> ProduceSettings:
     """The ProduceSettings of ``topic``, cached until its config overrides are replaced."""
     cache = ctx.broker.state.setdefault(__name__, weakref.WeakKeyDictionary())
     cached = cache.get(topic)
@@ -227,7 +228,7 @@ def produce_settings(ctx: RequestContext, topic: Any) -> ProduceSettings:
     return settings
 
 
-def _compute_settings(ctx: RequestContext, topic: Any) -> ProduceSettings:
+def _compute_settings(ctx: RequestContext, topic: Topic) -> ProduceSettings:
     before = topic_value(ctx, topic, "message.timestamp.before.max.ms")
     after = topic_value(ctx, topic, "message.timestamp.after.max.ms")
     # KIP-937: the deprecated message.timestamp.difference.max.ms still bounds
@@ -248,12 +249,12 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
     """Append each partition's batch; answer per partition (nothing at all for acks=0)."""
     version = ctx.api_version
     acks = request.acks
-    client_id = getattr(ctx.header, "client_id", None)
+    client_id = ctx.client_id
     responses = []
     for topic_data in request.topic_data:
         parts = []
         settings: ProduceSettings | None = None
-        topic: Any = None
+        topic: Topic | None = None
         topic_error: ErrorCode | None = None
         if acks not in (0, 1, -1):
             # KafkaApis: every partition answers INVALID_REQUIRED_ACKS.
@@ -268,8 +269,8 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
             resp = ProduceResponse.PartitionProduceResponse(
                 index=partition_data.index, base_offset=-1, log_append_time_ms=-1, log_start_offset=-1
             )
-            if topic_error is not None:
-                resp.error_code = topic_error
+            if topic is None:
+                resp.error_code = topic_error or ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             else:
                 try:
                     partition = partition_of(topic, partition_data.index)
@@ -307,10 +308,10 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
 
 def _produce_partition(
     ctx: RequestContext,
-    topic: Any,
-    partition: Any,
+    topic: Topic,
+    partition: Partition,
     records: Any,
-    resp: Any,
+    resp: ProduceResponse.PartitionProduceResponse,
     *,
     version: int,
     acks: int,
@@ -319,7 +320,7 @@ def _produce_partition(
     transactional_id: str | None = None,
 ) -> None:
     """Validate and append one partition's batch, filling ``resp``."""
-    if getattr(topic, "internal", False) and client_id != ADMIN_CLIENT_ID:
+    if topic.internal and client_id != ADMIN_CLIENT_ID:
         # ReplicaManager.appendToLocalLog rejects client writes to internal topics.
         raise KafkaApiError(
             ErrorCode.INVALID_TOPIC_EXCEPTION, f"Cannot append to internal topic {topic.name}"
@@ -334,7 +335,7 @@ def _produce_partition(
                 f"The size of the current ISR 1 is insufficient to satisfy the min.isr "
                 f"requirement of {min_isr} for partition {topic.name}-{partition.index}",
             )
-    now_ms = int(ctx.broker.clock() * 1000) if callable(getattr(ctx.broker, "clock", None)) else 0
+    now_ms = int(ctx.broker.clock() * 1000)
     header = validate_produce_records(records, version=version, settings=settings, now_ms=now_ms)
     duplicate = check_producer_batch(ctx.broker, topic, partition, header, transactional_id)
     if duplicate is not None:
