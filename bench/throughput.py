@@ -38,17 +38,21 @@ TARGETS = {  # (phase, value size) -> MB/s
 LATENCY_P99_TARGET_MS = 5.0
 
 
-def create_topic(bootstrap: str, name: str) -> None:
-    """One partition: the single-partition path is what the targets are about."""
+def create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
+    """One partition by default: the single-partition path is what the targets are about."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(name, 1, 1)])[name].result(30)
+    admin.create_topics([NewTopic(name, partitions, 1)])[name].result(30)
 
 
-def bench_produce(bootstrap: str, topic: str, size: int, max_bytes: int, max_s: float) -> tuple[int, int, float]:
-    """Produce values of `size` bytes until max_bytes or max_s; returns (messages, bytes, seconds)."""
+def bench_produce(bootstrap: str, topic: str, size: int, max_bytes: int, max_s: float,
+                  config: dict[str, object] | None = None) -> tuple[int, int, float]:
+    """Produce values of `size` bytes until max_bytes or max_s; returns (messages, bytes, seconds).
+
+    `config` adds or overrides producer settings (bench/compare.py turns sticky partitioning off).
+    """
     prod = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5,
                      "queue.buffering.max.kbytes": 1_048_576,
-                     "queue.buffering.max.messages": 2_000_000})
+                     "queue.buffering.max.messages": 2_000_000, **(config or {})})
     value = b"v" * size
     produce = prod.produce
     poll = prod.poll
@@ -75,11 +79,12 @@ def bench_produce(bootstrap: str, topic: str, size: int, max_bytes: int, max_s: 
     return delivered, delivered * size, elapsed
 
 
-def bench_consume(bootstrap: str, topic: str, size: int, count: int, max_s: float) -> tuple[int, int, float]:
-    """Consume `count` messages from the beginning; returns (messages, bytes, seconds)."""
+def bench_consume(bootstrap: str, topic: str, size: int, count: int, max_s: float,
+                  partitions: int = 1) -> tuple[int, int, float]:
+    """Consume `count` messages from the beginning of `partitions` partitions; returns (messages, bytes, seconds)."""
     cons = Consumer({"bootstrap.servers": bootstrap, "group.id": "kbroker-bench",
                      "enable.auto.commit": False})
-    cons.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    cons.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     got = 0
     nbytes = 0
     start = time.perf_counter()

@@ -1,0 +1,269 @@
+"""kbroker against librdkafka's mock cluster, with the same confluent-kafka benchmark.
+
+Run: `.venv/bin/python bench/compare.py [--pairs 3]` (bounded: a few minutes at most).
+
+Each pair runs bench/throughput.py's phases once against kbroker and once against
+the mock cluster bundled in confluent-kafka's librdkafka (rd_kafka_mock_cluster_new,
+a C broker that keeps messages in memory), alternating which goes first, on fresh
+topics each time:
+  produce / consume MB/s at 100 B values (16 partitions, default sticky partitioning),
+  produce / consume MB/s at 10 KB values (64 partitions, sticky partitioning off),
+  end-to-end latency p50 / p99 with the consumer's default fetch.wait.max.ms (500 ms).
+It prints per-pair figures and the median kbroker/mock ratio of each. Both brokers run
+as their own processes, so next to wall-clock MB/s it prints MB per second of *broker
+CPU time* (user + system from /proc): the 2-core machine is shared, and CPU time is the
+figure other load distorts least. The clients run in this process for both.
+
+The mock's own limits, which the output repeats: it keeps only about 5 MiB (and at most
+100,000 message sets) per partition and drops older data, so consume phases read what it
+still holds (measured by the watermarks); and it answers a fetch that finds nothing only
+after the full fetch.wait.max.ms, so its end-to-end latency sits near 500 ms by design.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import glob
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import throughput  # noqa: E402
+from confluent_kafka import Consumer, TopicPartition  # noqa: E402
+
+from compat.livebroker import LiveBroker  # noqa: E402
+
+MB = 1_000_000
+# (label, value size, partitions, extra producer settings)
+SHAPES: list[tuple[str, int, int, dict[str, object]]] = [
+    ("100 B", 100, 16, {}),
+    # sticky.partitioning.linger.ms=0: every message goes to the next partition (no
+    # sticky batching), so 64 partitions really are written concurrently.
+    ("10 KB", 10_000, 64, {"sticky.partitioning.linger.ms": 0}),
+]
+MOCK_LIMITS = ("librdkafka mock limits: keeps ~5 MiB (and <= 100,000 message sets) per "
+               "partition, dropping older data, so its consume phases read only what it still "
+               "holds; an empty fetch waits the full fetch.wait.max.ms (500 ms by default), so "
+               "its end-to-end latency is ~500 ms by design.")
+
+
+# ----------------------------------------------------------------------------------------
+# The mock cluster, in its own process so its CPU time can be measured apart from the clients.
+def _librdkafka() -> ctypes.CDLL:
+    """The librdkafka shared library bundled with confluent-kafka."""
+    import confluent_kafka
+
+    pkg = Path(confluent_kafka.__file__).resolve().parent
+    candidates = sorted(glob.glob(str(pkg.parent / "confluent_kafka.libs" / "librdkafka*.so*")))
+    candidates += sorted(glob.glob(str(pkg / "librdkafka*.so*")))
+    if not candidates:
+        raise RuntimeError(f"no bundled librdkafka found next to {pkg}")
+    lib = ctypes.CDLL(candidates[0])
+    lib.rd_kafka_conf_new.restype = ctypes.c_void_p
+    lib.rd_kafka_conf_set.restype = ctypes.c_int
+    lib.rd_kafka_conf_set.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p,
+                                      ctypes.c_char_p, ctypes.c_size_t]
+    lib.rd_kafka_new.restype = ctypes.c_void_p
+    lib.rd_kafka_new.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+    lib.rd_kafka_mock_cluster_new.restype = ctypes.c_void_p
+    lib.rd_kafka_mock_cluster_new.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.rd_kafka_mock_cluster_bootstraps.restype = ctypes.c_char_p
+    lib.rd_kafka_mock_cluster_bootstraps.argtypes = [ctypes.c_void_p]
+    lib.rd_kafka_mock_topic_create.restype = ctypes.c_int
+    lib.rd_kafka_mock_topic_create.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int,
+                                               ctypes.c_int]
+    return lib
+
+
+def mock_server_main() -> int:
+    """Child process: run a one-broker mock cluster; stdin lines `create TOPIC N` add topics."""
+    lib = _librdkafka()
+    errstr = ctypes.create_string_buffer(512)
+    conf = lib.rd_kafka_conf_new()
+    # The handle only hosts the cluster; it never connects anywhere.
+    lib.rd_kafka_conf_set(conf, b"log_level", b"3", errstr, len(errstr))
+    rk = lib.rd_kafka_new(0, conf, errstr, len(errstr))
+    if not rk:
+        print(f"error rd_kafka_new: {errstr.value.decode()}", flush=True)
+        return 1
+    cluster = lib.rd_kafka_mock_cluster_new(rk, 1)
+    print(f"bootstrap {lib.rd_kafka_mock_cluster_bootstraps(cluster).decode()}", flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if len(words) == 3 and words[0] == "create":
+            err = lib.rd_kafka_mock_topic_create(cluster, words[1].encode(), int(words[2]), 1)
+            print(f"created {err}", flush=True)
+    return 0  # stdin closed: the parent is done
+
+
+class MockCluster:
+    """The mock cluster child process: bootstrap address, topic creation, CPU time."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--mock-server"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().split()
+        if len(line) != 2 or line[0] != "bootstrap":
+            raise RuntimeError(f"mock cluster did not start: {line}")
+        self.bootstrap_servers = line[1]
+
+    def create_topic(self, name: str, partitions: int) -> None:
+        """rd_kafka_mock_topic_create."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"create {name} {partitions}\n")
+        self.proc.stdin.flush()
+        reply = self.proc.stdout.readline().split()
+        if reply != ["created", "0"]:
+            raise RuntimeError(f"mock topic create failed: {reply}")
+
+    def stop(self) -> None:
+        """Close stdin (the child exits) and reap it."""
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds used so far by process `pid` (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# ----------------------------------------------------------------------------------------
+@dataclass
+class Target:
+    """One broker under test: how to reach it, create topics, and read its CPU time."""
+
+    name: str
+    bootstrap: str
+    create_topic: Callable[[str, int], None]
+    pid: int
+    results: dict[str, list[float]] = field(default_factory=dict)
+
+    def record(self, key: str, value: float) -> None:
+        """Keep one figure of one pair."""
+        self.results.setdefault(key, []).append(value)
+
+
+def retained_messages(bootstrap: str, topic: str, partitions: int) -> int:
+    """Messages the broker still holds (high - low watermark summed over partitions)."""
+    cons = Consumer({"bootstrap.servers": bootstrap, "group.id": "compare-watermarks"})
+    try:
+        total = 0
+        for p in range(partitions):
+            low, high = cons.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            total += high - low
+        return total
+    finally:
+        cons.close()
+
+
+def run_once(target: Target, args: argparse.Namespace) -> None:
+    """Every phase once against `target`, recording MB/s, MB per broker CPU-s and latency."""
+    run = uuid.uuid4().hex[:6]
+    for label, size, partitions, extra in SHAPES:
+        topic = f"cmp-{size}-{run}"
+        target.create_topic(topic, partitions)
+        budget = args.megabytes_small if size < 1000 else args.megabytes_large
+        c0 = cpu_s(target.pid)
+        n, nbytes, secs = throughput.bench_produce(target.bootstrap, topic, size,
+                                                   int(budget * MB), args.seconds, extra)
+        c1 = cpu_s(target.pid)
+        target.record(f"produce {label} MB/s", nbytes / MB / secs)
+        target.record(f"produce {label} MB/CPU-s", nbytes / MB / max(c1 - c0, 0.01))
+        held = retained_messages(target.bootstrap, topic, partitions)
+        c0 = cpu_s(target.pid)
+        got, gbytes, secs = throughput.bench_consume(target.bootstrap, topic, size, held,
+                                                     args.seconds, partitions)
+        c1 = cpu_s(target.pid)
+        target.record(f"consume {label} MB/s", gbytes / MB / secs)
+        target.record(f"consume {label} MB/CPU-s", gbytes / MB / max(c1 - c0, 0.01))
+        print(f"  {target.name:<7} {label}: produced {n} ({nbytes / MB:.0f} MB), "
+              f"held {held}, consumed {got}", flush=True)
+    topic = f"cmp-latency-{run}"
+    target.create_topic(topic, 1)
+    lat = throughput.bench_latency(target.bootstrap, topic, args.latency_messages,
+                                   args.latency_rate)
+    if lat:
+        target.record("e2e latency p50 ms", statistics.median(lat))
+        target.record("e2e latency p99 ms", throughput.percentile(lat, 99))
+
+
+def main() -> int:
+    """Alternate kbroker and the mock for --pairs pairs; print medians and ratios."""
+    if "--mock-server" in sys.argv[1:]:
+        return mock_server_main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=10.0, help="time bound per phase")
+    parser.add_argument("--megabytes-small", type=float, default=40.0,
+                        help="MB produced per 100 B phase (16 partitions x ~2.5 MB fits the "
+                        "mock's 5 MiB per partition)")
+    parser.add_argument("--megabytes-large", type=float, default=150.0,
+                        help="MB produced per 10 KB phase")
+    parser.add_argument("--latency-messages", type=int, default=1000)
+    parser.add_argument("--latency-rate", type=float, default=500.0)
+    args = parser.parse_args()
+
+    print(MOCK_LIMITS, flush=True)
+    mock = MockCluster()
+    with tempfile.TemporaryDirectory(prefix="kbroker-compare-") as tmp:
+        broker = LiveBroker(Path(tmp) / "data", overrides={})
+        broker.start()
+        try:
+            assert broker.proc is not None
+            kb = Target("kbroker", broker.bootstrap_servers,
+                        lambda t, n: throughput.create_topic(broker.bootstrap_servers, t, n),
+                        broker.proc.pid)
+            mk = Target("mock", mock.bootstrap_servers, mock.create_topic, mock.proc.pid)
+            started = time.monotonic()
+            for i in range(args.pairs):
+                order = (kb, mk) if i % 2 == 0 else (mk, kb)
+                print(f"pair {i + 1}/{args.pairs}", flush=True)
+                for target in order:
+                    run_once(target, args)
+        except Exception:
+            print(broker.log_tail(), file=sys.stderr)
+            raise
+        finally:
+            broker.stop()
+            mock.stop()
+
+    print()
+    print(f"| {'metric':<26} | {'kbroker (median)':>16} | {'mock (median)':>14} "
+          f"| {'median ratio kb/mock':>20} |")
+    print(f"|{'-' * 28}|{'-' * 18}|{'-' * 16}|{'-' * 22}|")
+    for key in kb.results:
+        ours, theirs = kb.results[key], mk.results.get(key, [])
+        if not theirs:
+            continue
+        # Ratio per pair, then the median: each pair ran under similar machine load.
+        ratios = [a / b for a, b in zip(ours, theirs, strict=False) if b > 0]
+        print(f"| {key:<26} | {statistics.median(ours):16.2f} | {statistics.median(theirs):14.2f} "
+              f"| {statistics.median(ratios) if ratios else float('nan'):20.2f} |")
+    print(f"({args.pairs} pairs in {time.monotonic() - started:.0f} s; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores. MB/s: higher is better; "
+          "latency: lower is better. MB/CPU-s = MB per second of the broker process's CPU time.)")
+    print(MOCK_LIMITS)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
