@@ -165,6 +165,12 @@ def test_groups_list_and_describe_show_offsets_and_lag(run: Kbroker, name: str) 
     assert code == 0 and out.splitlines() == ["1", "2", "3"]
     code, out, _ = run("groups", "list")
     assert code == 0 and group in out.splitlines()
+    # The commits created Kafka's internal offsets topic, which --exclude-internal hides.
+    assert "__consumer_offsets" in run("topics", "list")[1].splitlines()
+    listed = run("topics", "list", "--exclude-internal")[1].splitlines()
+    assert name in listed and "__consumer_offsets" not in listed
+    described = run("topics", "describe", "--exclude-internal")[1]
+    assert f"Topic: {name}\tTopicId: " in described and "__consumer_offsets" not in described
     code, out, _ = run("groups", "list", "--state")
     assert [line.split() for line in out.splitlines() if line.startswith(group)] == \
         [[group, "Empty"]]
