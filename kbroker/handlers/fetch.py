@@ -27,6 +27,7 @@ from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.offsets import check_leader_epoch, error_code_of, lookup_topic, partition_of
 from kbroker.topics import Partition, Topic
+from kbroker.txn.service import poll as poll_transactions
 from log.errors import OffsetOutOfRange
 from wire.errors import ErrorCode
 from wire.messages import FetchRequest, FetchResponse
@@ -121,6 +122,9 @@ def _read_all(
     errored = False
     interesting = 0
     read_committed = request.isolation_level == _READ_COMMITTED
+    if read_committed:
+        # Abort timed-out transactions that would hold the LSO back.
+        poll_transactions(ctx.broker)
     responses = []
     watched: list[tuple[Any, int, int]] = []
     for fetch_topic in request.topics:
@@ -210,8 +214,8 @@ def _read_partition(
     except KafkaApiError as exc:
         return _error_partition(fp.partition, exc.code), 0
     hw = log.high_watermark
-    # The last stable offset equals the high watermark until transactions land.
-    lso = hw
+    # KIP-98: read_committed consumers read only below the last stable offset.
+    lso = log.last_stable_offset
     data = FetchResponse.PartitionData(
         partition_index=fp.partition,
         error_code=0,
@@ -241,4 +245,12 @@ def _read_partition(
     size = sum(len(r) for r in regions)
     if size:
         data.records = FetchedRecords(regions)
+        if read_committed:
+            # The aborted transactions overlapping what is returned, so the
+            # consumer can skip their records (Kafka's collectAbortedTxns).
+            data.aborted_transactions = [
+                FetchResponse.AbortedTransaction(producer_id=a.producer_id,
+                                                 first_offset=a.first_offset)
+                for a in log.aborted_transactions(fp.fetch_offset, result.next_offset)
+            ]
     return data, size

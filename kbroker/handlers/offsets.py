@@ -16,6 +16,7 @@ from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.topic_config import effective_topic_value
 from kbroker.topics import Partition, Topic
+from kbroker.txn.service import poll as poll_transactions
 from log.errors import LogError, OffsetOutOfRange
 from wire.errors import ErrorCode
 from wire.messages import (
@@ -119,7 +120,10 @@ async def handle_list_offsets(
                 partition = lookup_partition(ctx, t.name, p.partition_index)
                 if version >= 4:
                     check_leader_epoch(p.current_leader_epoch)
-                found = _offset_for(partition.log, p.timestamp)
+                read_committed = version >= 2 and request.isolation_level == 1
+                if read_committed:
+                    poll_transactions(ctx.broker)
+                found = _offset_for(partition.log, p.timestamp, read_committed=read_committed)
             except Exception as exc:  # noqa: BLE001 - every failure is a per-partition answer
                 resp.error_code = error_code_of(exc)
             else:
@@ -133,14 +137,16 @@ async def handle_list_offsets(
     return ListOffsetsResponse(throttle_time_ms=0, topics=topics)
 
 
-def _offset_for(log: Any, timestamp: int) -> tuple[int, int, int] | None:
+def _offset_for(
+    log: Any, timestamp: int, *, read_committed: bool = False
+) -> tuple[int, int, int] | None:
     """(timestamp, offset, leader epoch) for a ListOffsets query, None when nothing matches.
 
     Follows UnifiedLog.fetchOffsetByTimestamp and Partition.fetchOffsetForTimestamp.
-    The last fetchable offset is the high watermark; for read_committed it is the
-    last stable offset, which equals the high watermark until transactions land.
+    The last fetchable offset is the high watermark; for read_committed
+    (ListOffsets v2+, KIP-98) it is the last stable offset.
     """
-    hw = log.high_watermark
+    hw = log.last_stable_offset if read_committed else log.high_watermark
     if timestamp == LATEST_TIMESTAMP:
         return (-1, hw, LEADER_EPOCH)
     if timestamp in (EARLIEST_TIMESTAMP, EARLIEST_LOCAL_TIMESTAMP):

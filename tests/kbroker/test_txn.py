@@ -1,0 +1,311 @@
+"""Transactions over the wire: coordinator APIs, markers, LSO, read_committed, recovery."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.kbroker.test_idempotence import all_values, batch
+from tests.kbroker.test_produce import create_topic, fetch, produce_request
+from wire.errors import ErrorCode
+from wire.messages import (
+    AddOffsetsToTxnRequest,
+    AddPartitionsToTxnRequest,
+    DescribeProducersRequest,
+    DescribeTransactionsRequest,
+    EndTxnRequest,
+    FindCoordinatorRequest,
+    InitProducerIdRequest,
+    ListOffsetsRequest,
+    ListTransactionsRequest,
+    OffsetFetchRequest,
+    TxnOffsetCommitRequest,
+)
+
+TID = "txn-1"
+# Small internal topics keep each test's broker start cheap.
+SMALL = {"transaction_state_log_num_partitions": 2, "offsets_topic_num_partitions": 2}
+
+
+@pytest.fixture
+async def server(make_server: Any) -> Any:
+    """A broker with 2-partition internal topics."""
+    return await make_server(**SMALL)
+
+
+async def init(c: Any, tid: str = TID, timeout_ms: int = 60_000, **kw: Any) -> Any:
+    """InitProducerId for a transactional id."""
+    return await c.request(InitProducerIdRequest(transactional_id=tid,
+                                                 transaction_timeout_ms=timeout_ms, **kw))
+
+
+async def add(c: Any, pid: int, epoch: int, parts: list[tuple[str, int]], *, tid: str = TID,
+              version: int = 3) -> dict[tuple[str, int], int]:
+    """AddPartitionsToTxn (v3 form); partition -> error code."""
+    topics: dict[str, list[int]] = {}
+    for t, p in parts:
+        topics.setdefault(t, []).append(p)
+    T = AddPartitionsToTxnRequest.AddPartitionsToTxnTopic
+    resp = await c.request(AddPartitionsToTxnRequest(
+        v3_and_below_transactional_id=tid, v3_and_below_producer_id=pid,
+        v3_and_below_producer_epoch=epoch,
+        v3_and_below_topics=[T(name=n, partitions=ps) for n, ps in topics.items()]),
+        version=version)
+    return {(t.name, r.partition_index): r.partition_error_code
+            for t in resp.results_by_topic_v3_and_below for r in t.results_by_partition}
+
+
+async def end(c: Any, pid: int, epoch: int, commit: bool, *, tid: str = TID,
+              version: int | None = None) -> int:
+    """EndTxn; its error code."""
+    resp = await c.request(EndTxnRequest(transactional_id=tid, producer_id=pid,
+                                         producer_epoch=epoch, committed=commit), version=version)
+    return resp.error_code
+
+
+def txn_batch(pid: int, epoch: int, seq: int, n: int = 2, **kw: Any) -> bytes:
+    """A transactional batch."""
+    return batch(pid, epoch, seq, n, transactional=True, **kw)
+
+
+async def tx_produce(c: Any, topic: str, data: bytes, tid: str = TID) -> Any:
+    """Produce a transactional batch to partition 0 with the request's transactional id."""
+    req = produce_request(topic, 0, data)
+    req.transactional_id = tid
+    resp = await c.request(req)
+    return resp.responses[0].partition_responses[0]
+
+
+async def latest(c: Any, topic: str, isolation: int) -> int:
+    """ListOffsets LATEST for partition 0 at the given isolation level."""
+    P = ListOffsetsRequest.ListOffsetsPartition
+    resp = await c.request(ListOffsetsRequest(
+        replica_id=-1, isolation_level=isolation,
+        topics=[ListOffsetsRequest.ListOffsetsTopic(name=topic, partitions=[
+            P(partition_index=0, timestamp=-1)])]))
+    return resp.topics[0].partitions[0].offset
+
+
+async def test_find_coordinator_for_a_transactional_id(server: Any) -> None:
+    async with await server.connect() as c:
+        resp = await c.request(FindCoordinatorRequest(key=TID, key_type=1), version=3)
+        assert resp.error_code == 0 and resp.node_id == server.broker.node_id
+
+
+async def test_commit_makes_records_visible_to_read_committed(server: Any) -> None:
+    create_topic(server, "t")
+    async with await server.connect() as c:
+        r = await init(c)
+        assert r.error_code == 0 and r.producer_epoch == 0
+        pid, epoch = r.producer_id, r.producer_epoch
+        assert await add(c, pid, epoch, [("t", 0)]) == {("t", 0): 0}
+        assert (await tx_produce(c, "t", txn_batch(pid, epoch, 0))).error_code == 0
+        # Open transaction: the LSO stays at its first offset.
+        assert await latest(c, "t", 1) == 0
+        assert await latest(c, "t", 0) == 2
+        part = await fetch(c, server, "t", 0, 0, isolation_level=1)
+        assert part.last_stable_offset == 0 and part.high_watermark == 2
+        assert not part.records
+        assert await end(c, pid, epoch, True) == 0
+        assert await latest(c, "t", 1) == 3  # two records + the COMMIT marker
+        part = await fetch(c, server, "t", 0, 0, isolation_level=1)
+        assert part.last_stable_offset == 3 and part.aborted_transactions == []
+        assert all_values(bytes(part.records))[:2] == [b"v0", b"v1"]  # then the marker
+
+
+async def test_abort_is_listed_for_read_committed_fetches(server: Any) -> None:
+    create_topic(server, "t")
+    async with await server.connect() as c:
+        r = await init(c)
+        pid, epoch = r.producer_id, r.producer_epoch
+        await add(c, pid, epoch, [("t", 0)])
+        await tx_produce(c, "t", txn_batch(pid, epoch, 0))
+        assert await end(c, pid, epoch, False) == 0
+        await add(c, pid, epoch, [("t", 0)])
+        await tx_produce(c, "t", txn_batch(pid, epoch, 2))
+        assert await end(c, pid, epoch, True) == 0
+        part = await fetch(c, server, "t", 0, 0, isolation_level=1)
+        assert [(a.producer_id, a.first_offset) for a in part.aborted_transactions] == [(pid, 0)]
+        uncommitted = await fetch(c, server, "t", 0, 0, isolation_level=0)
+        assert uncommitted.aborted_transactions is None
+        # Fetching past the aborted range no longer lists it.
+        later = await fetch(c, server, "t", 0, 3, isolation_level=1)
+        assert later.aborted_transactions == []
+
+
+async def test_end_txn_state_errors(server: Any) -> None:
+    create_topic(server, "t")
+    async with await server.connect() as c:
+        r = await init(c)
+        pid, epoch = r.producer_id, r.producer_epoch
+        assert await end(c, pid, epoch, True) == ErrorCode.INVALID_TXN_STATE  # nothing begun
+        await add(c, pid, epoch, [("t", 0)])
+        assert await end(c, pid, epoch + 1, True) == ErrorCode.PRODUCER_FENCED
+        assert await end(c, pid, epoch + 1, True, version=1) == ErrorCode.INVALID_PRODUCER_EPOCH
+        assert await end(c, pid + 1, epoch, True) == ErrorCode.INVALID_PRODUCER_ID_MAPPING
+        assert await end(c, pid, epoch, True) == 0
+        assert await end(c, pid, epoch, True) == 0  # a retried commit
+        assert await end(c, pid, epoch, False) == ErrorCode.INVALID_TXN_STATE
+
+
+async def test_invalid_timeout_and_unknown_partition(server: Any) -> None:
+    create_topic(server, "t")
+    async with await server.connect() as c:
+        r = await init(c, timeout_ms=900_001)
+        assert r.error_code == ErrorCode.INVALID_TRANSACTION_TIMEOUT
+        r = await init(c)
+        codes = await add(c, r.producer_id, r.producer_epoch, [("t", 0), ("nope", 0)])
+        assert codes == {("t", 0): ErrorCode.OPERATION_NOT_ATTEMPTED,
+                         ("nope", 0): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION}
+
+
+async def test_transactional_write_to_partition_not_added_is_refused(server: Any) -> None:
+    create_topic(server, "t")
+    async with await server.connect() as c:
+        r = await init(c)
+        resp = await tx_produce(c, "t", txn_batch(r.producer_id, r.producer_epoch, 0))
+        assert resp.error_code == ErrorCode.INVALID_TXN_STATE
+        assert server.broker.topics.partition("t", 0).log.log_end_offset == 0
+
+
+async def test_new_instance_fences_zombie_and_aborts_its_transaction(server: Any) -> None:
+    create_topic(server, "t")
+    async with await server.connect() as c:
+        old = await init(c)
+        pid, e0 = old.producer_id, old.producer_epoch
+        await add(c, pid, e0, [("t", 0)])
+        await tx_produce(c, "t", txn_batch(pid, e0, 0))
+        new = await init(c)
+        assert new.error_code == 0 and new.producer_id == pid and new.producer_epoch > e0
+        # The zombie's writes and commit are refused.
+        zombie = await tx_produce(c, "t", txn_batch(pid, e0, 2))
+        assert zombie.error_code == ErrorCode.INVALID_PRODUCER_EPOCH
+        assert await end(c, pid, e0, True) == ErrorCode.PRODUCER_FENCED
+        # Its open transaction was aborted: read_committed sees it aborted, LSO moved on.
+        part = await fetch(c, server, "t", 0, 0, isolation_level=1)
+        assert [a.first_offset for a in part.aborted_transactions] == [0]
+        assert part.last_stable_offset == part.high_watermark == 3
+
+
+async def test_kip360_init_with_current_epoch_bumps_and_stale_epoch_is_fenced(server: Any) -> None:
+    async with await server.connect() as c:
+        r = await init(c)
+        pid, e = r.producer_id, r.producer_epoch
+        again = await init(c, producer_id=pid, producer_epoch=e)
+        assert (again.error_code, again.producer_id, again.producer_epoch) == (0, pid, e + 1)
+        stale = await init(c, producer_id=pid, producer_epoch=e - 5 if e >= 5 else 99)
+        assert stale.error_code == ErrorCode.PRODUCER_FENCED
+        old_version = await c.request(InitProducerIdRequest(
+            transactional_id=TID, transaction_timeout_ms=60_000, producer_id=pid,
+            producer_epoch=99), version=3)
+        assert old_version.error_code == ErrorCode.INVALID_PRODUCER_EPOCH
+
+
+async def test_transaction_timeout_aborts_and_fences(make_server: Any) -> None:
+    now = [1_000.0]
+    server = await make_server(**SMALL)
+    server.broker.clock = lambda: now[0]
+    create_topic(server, "t")
+    async with await server.connect() as c:
+        r = await init(c, timeout_ms=10_000)
+        pid, e = r.producer_id, r.producer_epoch
+        await add(c, pid, e, [("t", 0)])
+        await tx_produce(c, "t", txn_batch(pid, e, 0))
+        now[0] += 11
+        # A read_committed fetch observes the expired transaction and aborts it.
+        part = await fetch(c, server, "t", 0, 0, isolation_level=1)
+        assert part.last_stable_offset == part.high_watermark == 3
+        assert [a.producer_id for a in part.aborted_transactions] == [pid]
+        assert await end(c, pid, e, True) == ErrorCode.PRODUCER_FENCED
+
+
+async def test_txn_offset_commit_visible_only_after_commit(server: Any) -> None:
+    create_topic(server, "t")
+    async with await server.connect() as c:
+        r = await init(c)
+        pid, e = r.producer_id, r.producer_epoch
+
+        async def commit_offset(value: int) -> int:
+            T = TxnOffsetCommitRequest
+            resp = await c.request(T(transactional_id=TID, group_id="g", producer_id=pid,
+                                     producer_epoch=e, topics=[T.TxnOffsetCommitRequestTopic(
+                                         name="t", partitions=[T.TxnOffsetCommitRequestPartition(
+                                             partition_index=0, committed_offset=value)])]))
+            return resp.topics[0].partitions[0].error_code
+
+        async def committed() -> int:
+            OF = OffsetFetchRequest
+            resp = await c.request(OF(group_id="g", topics=[OF.OffsetFetchRequestTopic(
+                name="t", partition_indexes=[0])]), version=7)
+            return resp.topics[0].partitions[0].committed_offset
+
+        # Without AddOffsetsToTxn the group is not part of the transaction.
+        assert await commit_offset(5) == ErrorCode.INVALID_TXN_STATE
+        resp = await c.request(AddOffsetsToTxnRequest(transactional_id=TID, producer_id=pid,
+                                                      producer_epoch=e, group_id="g"))
+        assert resp.error_code == 0
+        assert await commit_offset(5) == 0
+        assert await committed() == -1
+        assert await end(c, pid, e, False) == 0
+        assert await committed() == -1  # aborted: never visible
+        await c.request(AddOffsetsToTxnRequest(transactional_id=TID, producer_id=pid,
+                                               producer_epoch=e, group_id="g"))
+        assert await commit_offset(7) == 0
+        assert await end(c, pid, e, True) == 0
+        assert await committed() == 7
+
+
+async def test_describe_and_list_transactions_and_producers(server: Any) -> None:
+    create_topic(server, "t")
+    async with await server.connect() as c:
+        r = await init(c)
+        pid, e = r.producer_id, r.producer_epoch
+        await add(c, pid, e, [("t", 0)])
+        await tx_produce(c, "t", txn_batch(pid, e, 0))
+        d = await c.request(DescribeTransactionsRequest(transactional_ids=[TID, "unknown"]))
+        known, unknown = d.transaction_states
+        assert (known.transaction_state, known.producer_id) == ("Ongoing", pid)
+        assert [(t.topic, t.partitions) for t in known.topics] == [("t", [0])]
+        assert unknown.error_code == ErrorCode.TRANSACTIONAL_ID_NOT_FOUND
+        lst = await c.request(ListTransactionsRequest(state_filters=["Ongoing", "Bogus"]))
+        assert [s.transactional_id for s in lst.transaction_states] == [TID]
+        assert lst.unknown_state_filters == ["Bogus"]
+        p = await c.request(DescribeProducersRequest(topics=[
+            DescribeProducersRequest.TopicRequest(name="t", partition_indexes=[0])]))
+        (active,) = p.topics[0].partitions[0].active_producers
+        assert (active.producer_id, active.last_sequence, active.current_txn_start_offset) == (
+            pid, 1, 0)
+
+
+async def test_open_and_prepared_state_survive_an_unclean_restart(make_server: Any,
+                                                                  tmp_path: Any) -> None:
+    data = tmp_path / "crash"
+    server = await make_server(log_dirs=str(data), **SMALL)
+    create_topic(server, "t")
+    async with await server.connect() as c:
+        r = await init(c)
+        pid, e = r.producer_id, r.producer_epoch
+        await add(c, pid, e, [("t", 0)])
+        await tx_produce(c, "t", txn_batch(pid, e, 0))
+    for part in server.broker.topics.all_partitions():
+        part.log.abandon()
+    await server.stop()
+    server = await make_server(log_dirs=str(data), **SMALL)
+    async with await server.connect() as c:
+        # The open transaction is still open (LSO held) and can be committed.
+        assert await latest(c, "t", 1) == 0
+        assert await end(c, pid, e, True) == 0
+        assert await latest(c, "t", 1) == 3
+        # And an abort's index entry survives a crash too.
+        await add(c, pid, e, [("t", 0)])
+        await tx_produce(c, "t", txn_batch(pid, e, 2))
+        assert await end(c, pid, e, False) == 0
+    for part in server.broker.topics.all_partitions():
+        part.log.abandon()
+    await server.stop()
+    server = await make_server(log_dirs=str(data), **SMALL)
+    async with await server.connect() as c:
+        part = await fetch(c, server, "t", 0, 0, isolation_level=1)
+        assert [a.first_offset for a in part.aborted_transactions] == [3]
+        assert part.last_stable_offset == 6
