@@ -421,7 +421,8 @@ class LogSegment:
     def delete_files(self) -> None:
         """Unlink the segment's files (`.log` first, so a crash leaves only orphan indexes)."""
         self.release()
-        for path in (self.log_path, self.index.path, self.time_index.path):
+        txn_index = self.log_path.with_suffix(".txnindex")  # log.txnindex's file, if any
+        for path in (self.log_path, self.index.path, self.time_index.path, txn_index):
             try:
                 os.unlink(path)
             except FileNotFoundError:
