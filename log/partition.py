@@ -470,24 +470,15 @@ class PartitionLog:
         while not done and i < len(self._segments):
             seg = self._segments[i]
             i += 1
-            start = end = -1
-            for h in seg.iter_spans(seg.position_for(offset)):
-                if h.last_offset < offset:
-                    continue
-                if h.base_offset >= limit or (
-                    total + h.size > max_bytes and not (min_one and total == 0)
-                ):
-                    done = True
-                    break
-                if start < 0:
-                    start = h.pos
-                end = h.pos + h.size
-                total += h.size
-                if first < 0:
-                    first = h.base_offset
-                next_offset = h.next_offset
+            start, taken, seg_first, seg_next, done = seg.read_range(
+                seg.position_for(offset), offset, limit, max_bytes - total, min_one and total == 0
+            )
             if start >= 0:
-                regions.append(FileRegion(seg.fd, start, end - start, seg.handle))
+                regions.append(FileRegion(seg.fd, start, taken, seg.handle))
+                total += taken
+                if first < 0:
+                    first = seg_first
+                next_offset = seg_next
         return ReadResult(regions, total, first, next_offset, self._log_start, leo, leo)
 
     def _iter_spans_from(self, offset: int) -> Iterator[tuple[LogSegment, BatchSpan]]:

@@ -11,6 +11,7 @@ index entry.
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,9 @@ from wire.records import RECORD_BATCH_OVERHEAD
 # Header scans read the file in chunks this large; one pread covers many small batches.
 _SCAN_CHUNK = 64 * 1024
 INT32_MAX = 2**31 - 1
+# base offset + batch length, and the last offset delta (at byte 23) of a v2 header.
+_BASE_AND_LENGTH = struct.Struct(">qi")
+_LAST_OFFSET_DELTA = struct.Struct(">i")
 # Recovery reads segments in windows this large.
 _WALK_CHUNK = 16 * 1024 * 1024
 
@@ -285,6 +289,48 @@ class LogSegment:
             pos += size
             # After a big batch, expect another: read just its header, not a chunk.
             want = RECORD_BATCH_OVERHEAD if size >= _SCAN_CHUNK else _SCAN_CHUNK
+
+    def read_range(
+        self, start: int, offset: int, limit: int, budget: int, force_first: bool
+    ) -> tuple[int, int, int, int, bool]:
+        """Whole batches for a fetch, scanning from `start` (a batch boundary).
+
+        Skips batches ending before `offset`, then takes batches while their
+        base offset is below `limit` and they fit in `budget` bytes (the first
+        one regardless when `force_first`). Returns (first position or -1,
+        bytes taken, first base offset, next offset, stopped early). The hot
+        loop of every fetch: two struct reads per batch and no objects, since
+        a 1 MiB fetch of 1 KiB batches walks a thousand headers.
+        """
+        end = self.size
+        fd = self.fd
+        pos = start
+        first_pos = first_base = next_offset = -1
+        taken = 0
+        unpack = _BASE_AND_LENGTH.unpack_from
+        unpack_delta = _LAST_OFFSET_DELTA.unpack_from
+        while pos + RECORD_BATCH_OVERHEAD <= end:
+            buf = os.pread(fd, min(_SCAN_CHUNK, end - pos), pos)
+            n = len(buf)
+            p = 0
+            while p + RECORD_BATCH_OVERHEAD <= n:
+                base, length = unpack(buf, p)
+                size = length + 12
+                if length < RECORD_BATCH_OVERHEAD - 12 or pos + p + size > end:
+                    return first_pos, taken, first_base, next_offset, True  # torn tail
+                last = base + unpack_delta(buf, p + 23)[0]
+                if last >= offset:
+                    if base >= limit or (taken + size > budget and not (force_first and taken == 0)):
+                        return first_pos, taken, first_base, next_offset, True
+                    if first_pos < 0:
+                        first_pos, first_base = pos + p, base
+                    taken += size
+                    next_offset = last + 1
+                p += size
+            if p == 0:
+                break
+            pos += p
+        return first_pos, taken, first_base, next_offset, False
 
     def position_for(self, offset: int) -> int:
         """A file position at or before the batch holding `offset` (from the sparse index)."""
