@@ -279,7 +279,9 @@ class PartitionLog:
                     marker = control_type(seg.read_batch(h)) if h.is_control else -1
                     done = self.producer_state.update_from_batch(h, h.max_timestamp, marker=marker)
                     # An abort whose index entry was lost in a crash is indexed again.
-                    if done is not None and not self.txn_index.has(done.producer_id, done.last_offset):
+                    if done is not None and not self.txn_index.has(
+                        done.producer_id, done.last_offset
+                    ):
                         self._index_abort(seg, done)
         self._walked.clear()
 
@@ -290,8 +292,12 @@ class PartitionLog:
         lso = self.producer_state.first_unstable_offset()
         self.txn_index.append(
             seg.base_offset,
-            AbortedTxn(done.producer_id, done.first_offset, done.last_offset,
-                       done.last_offset + 1 if lso is None else lso),
+            AbortedTxn(
+                done.producer_id,
+                done.first_offset,
+                done.last_offset,
+                done.last_offset + 1 if lso is None else lso,
+            ),
         )
 
     def _write_producer_snapshot(self, offset: int) -> None:

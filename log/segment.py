@@ -320,7 +320,9 @@ class LogSegment:
                     return first_pos, taken, first_base, next_offset, True  # torn tail
                 last = base + unpack_delta(buf, p + 23)[0]
                 if last >= offset:
-                    if base >= limit or (taken + size > budget and not (force_first and taken == 0)):
+                    if base >= limit or (
+                        taken + size > budget and not (force_first and taken == 0)
+                    ):
                         return first_pos, taken, first_base, next_offset, True
                     if first_pos < 0:
                         first_pos, first_base = pos + p, base
