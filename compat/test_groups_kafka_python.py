@@ -233,29 +233,36 @@ def test_group_commit_and_fetch_offsets(group_broker: LiveBroker, topic_name: st
 
 
 def test_group_static_member_rejoin(group_broker: LiveBroker, topic_name: str) -> None:
-    """A restarted static member (same group.instance.id) takes its partitions back
-    without a rebalance: the other member is never revoked (KIP-345)."""
+    """Each static member in turn (so the leader too, KIP-814) restarts with its
+    group.instance.id and takes its partition back without a rebalance: the other member
+    is never revoked (KIP-345)."""
     create_topic(group_broker, topic_name, 2)
     group = f"g-{topic_name}"
     static = {"session_timeout_ms": 20000, "partition_assignment_strategy": [RangePartitionAssignor]}
-    a = GroupMember(group_broker, topic_name, group, group_instance_id="a", **static)
-    b = GroupMember(group_broker, topic_name, group, group_instance_id="b", **static)
-    a.start()
-    b.start()
+    members = {name: GroupMember(group_broker, topic_name, group, group_instance_id=name, **static)
+               for name in ("a", "b")}
+    for m in members.values():
+        m.start()
     try:
-        wait_until(lambda: len(a.assignment) == 1 and len(b.assignment) == 1
-                   and a.assignment | b.assignment == {0, 1}, "one partition each")
-        wait_until(lambda: a.listener.assigned >= 1, "a's assignment callback ran")
-        before = (a.listener.revoked, a.listener.assigned)
-        b_partitions = b.assignment
-        b.close()  # a static member does not send LeaveGroup
-        b = GroupMember(group_broker, topic_name, group, group_instance_id="b", **static)
-        b.start()
-        wait_until(lambda: b.assignment == b_partitions, "restarted b owns its partition again")
-        assert (a.listener.revoked, a.listener.assigned) == before
+        wait_until(lambda: sorted(len(m.assignment) for m in members.values()) == [1, 1]
+                   and members["a"].assignment | members["b"].assignment == {0, 1},
+                   "one partition each")
+        for restarting, other in (("b", "a"), ("a", "b")):
+            wait_until(lambda o=other: members[o].listener.assigned >= 1,
+                       f"{other}'s assignment callback ran")
+            before = (members[other].listener.revoked, members[other].listener.assigned)
+            partitions = members[restarting].assignment
+            members[restarting].close()  # a static member does not send LeaveGroup
+            members[restarting] = GroupMember(group_broker, topic_name, group,
+                                              group_instance_id=restarting, **static)
+            members[restarting].start()
+            wait_until(lambda r=restarting, p=partitions: members[r].assignment == p,
+                       f"restarted {restarting} owns its partition again")
+            assert (members[other].listener.revoked, members[other].listener.assigned) == before
     finally:
-        b.close()
-        a.close()
+        for m in members.values():
+            if m.is_alive():
+                m.close()
 
 
 def test_group_kill_keeps_committed_offsets(fresh_group_broker: LiveBroker, topic_name: str

@@ -434,6 +434,7 @@ class GroupCoordinator:
         client_id: str = "",
         client_host: str = "",
         require_known_member_id: bool = False,
+        supports_skip_assignment: bool = False,
         on_done: Callable[[], None] | None = None,
     ) -> Pending[JoinResult]:
         """Handle JoinGroup; the result is decided now or when the rebalance completes."""
@@ -474,7 +475,8 @@ class GroupCoordinator:
         )
         if member_id == "":
             self._join_unknown_member(
-                group, group_instance_id, require_known_member_id, member_args, pending
+                group, group_instance_id, require_known_member_id, supports_skip_assignment,
+                member_args, pending,
             )
         else:
             self._join_known_member(group, member_id, group_instance_id, member_args, pending)
@@ -501,6 +503,7 @@ class GroupCoordinator:
         group: _Group,
         instance_id: str | None,
         require_known_member_id: bool,
+        supports_skip_assignment: bool,
         member_args: dict,
         pending: Pending[JoinResult],
     ) -> None:
@@ -508,7 +511,8 @@ class GroupCoordinator:
         if instance_id is not None:
             # KIP-345: a static member never needs the MEMBER_ID_REQUIRED round trip.
             if instance_id in group.static_members:
-                self._replace_static_member(group, instance_id, new_id, member_args, pending)
+                self._replace_static_member(group, instance_id, new_id, member_args, pending,
+                                            supports_skip_assignment)
             else:
                 self._add_member_and_rebalance(group, new_id, instance_id, member_args, pending)
         elif require_known_member_id:
@@ -616,6 +620,7 @@ class GroupCoordinator:
         new_id: str,
         member_args: dict,
         pending: Pending[JoinResult],
+        supports_skip_assignment: bool = False,
     ) -> None:
         """KIP-345: a known static member rejoining with no member id takes over its slot."""
         old_id = group.static_members[instance_id]
@@ -659,8 +664,16 @@ class GroupCoordinator:
                     group.leader_id = current_leader
                     pending.complete(JoinResult(ErrorCode.UNKNOWN_SERVER_ERROR, ""))
                     return
-                # The old leader id is returned on purpose (Kafka does the same): a leader
-                # that rejoins must not compute an assignment a Stable group would not send.
+                if supports_skip_assignment and group.leader_id == new_id:
+                    # KIP-814 (JoinGroup v9): the restarted leader learns it leads and
+                    # gets the members (to rebuild its state) but must skip assigning.
+                    result = self._join_result(group, member)
+                    result.skip_assignment = True
+                    pending.complete(result)
+                    return
+                # Before v9 the old leader id is returned on purpose (Kafka does the same):
+                # a leader that rejoins must not compute an assignment a Stable group would
+                # not send, and a member id that is not its own tells it it does not lead.
                 pending.complete(
                     JoinResult(
                         ErrorCode.NONE,

@@ -132,6 +132,7 @@ async def handle_join_group(ctx: RequestContext, request: JoinGroupRequest) -> J
         client_host=client_host(ctx),
         # KIP-394: from v4 a new member first gets MEMBER_ID_REQUIRED and its id.
         require_known_member_id=version >= 4,
+        supports_skip_assignment=version >= 9,
         on_done=event.set,
     )
     result = await wait_pending(gc, pending, event)

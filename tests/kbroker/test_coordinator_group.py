@@ -71,12 +71,14 @@ def make(delay: int = 0, **kw: int) -> tuple[GroupCoordinator, FakeClock, FakeSt
 
 
 def join(gc, member_id="", *, group="g", instance=None, protocols=None, client="c",
-         session=SESSION, rebalance=REBALANCE, require_known=False, ptype="consumer"):
+         session=SESSION, rebalance=REBALANCE, require_known=False, ptype="consumer",
+         skip=False):
     return gc.join_group(
         group, member_id, group_instance_id=instance, protocol_type=ptype,
         protocols=protocols if protocols is not None else [("range", subscription("t"))],
         session_timeout_ms=session, rebalance_timeout_ms=rebalance, client_id=client,
         client_host="/127.0.0.1", require_known_member_id=require_known,
+        supports_skip_assignment=skip,
     )
 
 
@@ -500,3 +502,18 @@ def test_deleted_topic_offsets_are_forgotten():
     fresh = GroupCoordinator(config=gc.config, clock=clock)
     fresh.replay(store.records())
     assert set(fresh.fetch_offsets("g", None)) == {("t", 0)} and "solo" not in fresh.group_ids()
+
+
+@pytest.mark.parametrize("v9", [True, False])
+def test_static_leader_rejoin_skips_assignment_from_v9(v9):
+    gc, clock, _ = make()
+    (leader, follower), gen = stable_group(gc, clock, instance_ids=["i0", "i1"])
+    r = join(gc, instance="i0", client="c0", skip=v9).result
+    assert r.error_code == E.NONE and r.generation_id == gen
+    assert gc.group_state("g") is S.STABLE
+    if v9:
+        # KIP-814: it is told it leads, with every member, and must not reassign.
+        assert r.skip_assignment and r.leader == r.member_id
+        assert {m for m, _, _ in r.members} == {r.member_id, follower}
+    else:
+        assert not r.skip_assignment and r.leader == leader and r.members == []
