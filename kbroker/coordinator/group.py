@@ -1090,8 +1090,8 @@ class GroupCoordinator:
         group_instance_id: str | None = None,
     ) -> dict[TopicPartition, int]:
         """Handle OffsetCommit; stores accepted offsets durably before returning their codes."""
-        if not group_id:
-            return dict.fromkeys(offsets, ErrorCode.INVALID_GROUP_ID)
+        # The empty group id is valid here (Kafka's isValidGroupId keeps it for the offset
+        # APIs, DescribeGroups and DeleteGroups, for backwards compatibility).
         consumer_group = self._consumer_groups.get(group_id)
         if consumer_group is not None:
             # KIP-848: generation_id_or_member_epoch carries the member epoch.
@@ -1311,8 +1311,6 @@ class GroupCoordinator:
 
     def describe_group(self, group_id: str) -> DescribedGroup:
         """Handle DescribeGroups for one group (unknown groups are reported Dead)."""
-        if not group_id:
-            return DescribedGroup(ErrorCode.INVALID_GROUP_ID, group_id, "", "", "", [])
         consumer_group = self._consumer_groups.get(group_id)
         if consumer_group is not None:
             # The classic API sees a KIP-848 group's members, without protocol metadata.
@@ -1382,9 +1380,7 @@ class GroupCoordinator:
                 result[group_id] = ErrorCode.NONE
                 continue
             group = self._groups.get(group_id)
-            if not group_id:
-                result[group_id] = ErrorCode.INVALID_GROUP_ID
-            elif group is None or group.state is S.DEAD:
+            if group is None or group.state is S.DEAD:
                 result[group_id] = ErrorCode.GROUP_ID_NOT_FOUND
             elif group.state is not S.EMPTY:
                 result[group_id] = ErrorCode.NON_EMPTY_GROUP

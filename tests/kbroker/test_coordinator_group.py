@@ -380,6 +380,16 @@ def test_commit_validation():
     assert gc.group_state("g") is S.PREPARING_REBALANCE  # store failed: rebalance again
 
 
+def test_empty_group_id_is_valid_for_offsets_as_in_kafka():
+    gc, _, _ = make()
+    tp = ("t", 0)
+    assert gc.commit_offsets("", -1, "", {tp: OffsetAndMetadata(4)}) == {tp: E.NONE}
+    assert gc.fetch_offsets("", [tp])[tp].offset == 4
+    assert gc.describe_group("").error_code == E.NONE
+    assert gc.heartbeat("", 1, "m") == E.INVALID_GROUP_ID
+    assert join(gc, group="").result.error_code == E.INVALID_GROUP_ID
+
+
 def test_failed_write_is_not_acknowledged():
     gc, clock, store = make()
     store.fail = True
@@ -455,7 +465,7 @@ def test_delete_groups_and_offsets():
     (a,), gen = stable_group(gc, clock, n=1)
     gc.commit_offsets("g", gen, a, {("t", 0): OffsetAndMetadata(1), ("u", 0): OffsetAndMetadata(1)})
     assert gc.delete_groups(["g", "nope", ""]) == {
-        "g": E.NON_EMPTY_GROUP, "nope": E.GROUP_ID_NOT_FOUND, "": E.INVALID_GROUP_ID}
+        "g": E.NON_EMPTY_GROUP, "nope": E.GROUP_ID_NOT_FOUND, "": E.GROUP_ID_NOT_FOUND}
     assert gc.delete_offsets("g", [("t", 0), ("u", 0)]) == (
         E.NONE, {("t", 0): E.GROUP_SUBSCRIBED_TO_TOPIC, ("u", 0): E.NONE})
     assert set(gc.fetch_offsets("g", None)) == {("t", 0)}
