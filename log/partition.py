@@ -547,11 +547,13 @@ class PartitionLog:
                 self._bases.pop()
             self._active.truncate_to(offset)
         fsync_dir(self.directory)
-        self.producer_state.truncate(offset)
         self.txn_index.truncate(self.log_end_offset, self._bases)
         for snap in list_snapshots(self.directory):
             if snap > self.log_end_offset:
                 os.unlink(snapshot_path(self.directory, snap))
+        # Kafka reloads producer state after a truncation: a transaction whose
+        # marker was cut off is open again (it holds the LSO back).
+        self._load_producer_state()
         if self._recovery_point > self.log_end_offset:
             self._recovery_point = self.log_end_offset
             self._checkpoint_recovery_point()
