@@ -137,6 +137,8 @@ class TransactionCoordinator:
         self._store = store
         self._markers = markers
         self.txns: dict[str, TxnMetadata] = {}
+        # producer id -> transactional id, for the produce path's verification.
+        self._by_pid: dict[int, str] = {}
 
     def now_ms(self) -> int:
         """The injected clock in milliseconds."""
@@ -144,6 +146,7 @@ class TransactionCoordinator:
 
     def _persist(self, meta: TxnMetadata) -> None:
         meta.last_update_ms = self.now_ms()
+        self._by_pid[meta.producer_id] = meta.transactional_id
         self._store.write(meta.transactional_id, meta)
 
     # -- InitProducerId -----------------------------------------------------------------
@@ -186,11 +189,6 @@ class TransactionCoordinator:
             elif (
                 expected_producer_id == meta.last_producer_id
                 and expected_epoch == meta.last_producer_epoch
-                and meta.state in _COMPLETE
-            ) or (
-                expected_producer_id == meta.producer_id
-                and expected_epoch == meta.producer_epoch - 1
-                and meta.last_producer_epoch == expected_epoch
                 and meta.state in _COMPLETE
             ):
                 # A retry whose first answer was lost: hand back the same id and epoch.
@@ -268,14 +266,15 @@ class TransactionCoordinator:
 
     def partition_in_txn(self, producer_id: int, epoch: int, tp: TopicPartition) -> bool:
         """Whether producer id/epoch has an ongoing transaction containing tp (produce verification)."""
-        for meta in self.txns.values():
-            if meta.producer_id == producer_id:
-                return (
-                    meta.producer_epoch == epoch
-                    and meta.state is TxnState.ONGOING
-                    and tp in meta.partitions
-                )
-        return False
+        tid = self._by_pid.get(producer_id)
+        meta = self.txns.get(tid) if tid is not None else None
+        return (
+            meta is not None
+            and meta.producer_id == producer_id
+            and meta.producer_epoch == epoch
+            and meta.state is TxnState.ONGOING
+            and tp in meta.partitions
+        )
 
     # -- EndTxn ------------------------------------------------------------------------------
     def end_txn(self, transactional_id: str, producer_id: int, epoch: int, commit: bool) -> ErrorCode:
@@ -352,6 +351,7 @@ class TransactionCoordinator:
                 self.txns.pop(tid, None)
             else:
                 self.txns[tid] = meta
+                self._by_pid[meta.producer_id] = tid
         for meta in list(self.txns.values()):
             if meta.state in _PREPARE:
                 self._complete(meta)

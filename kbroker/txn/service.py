@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 _STATE_KEY = "kbroker.txn"
 _PID_KEY = "kbroker.txn.producer_ids"
 _EXPIRY_KEY = "kbroker.txn.producer_expiry"
+_POLLED_KEY = "kbroker.txn.polled_ms"
 OFFSETS_TOPIC = "__consumer_offsets"
 # Kafka's producer.id.expiration.check.interval.ms default (10 minutes).
 PRODUCER_EXPIRATION_CHECK_MS = 600000
@@ -86,8 +87,14 @@ def poll(broker: Broker, tc: TransactionCoordinator | None = None) -> None:
     tc = tc if tc is not None else broker.state.get(_STATE_KEY)
     if tc is None:
         return
+    now = tc.now_ms()
+    # next_deadline_ms walks every transactional id: look at most every 100 ms
+    # (the produce and fetch paths call this per request).
+    if now - broker.state.get(_POLLED_KEY, -1000) < 100:
+        return
+    broker.state[_POLLED_KEY] = now
     due = tc.next_deadline_ms()
-    if due is not None and due <= tc.now_ms():
+    if due is not None and due <= now:
         aborted = tc.poll()
         if aborted:
             logger.info("aborted timed-out transactions: %s", ", ".join(aborted))
