@@ -1,0 +1,123 @@
+"""check_record_framing: the cheap Produce-time check of uncompressed batches.
+
+It must accept every well-formed batch and reject, with INVALID_RECORD like the
+deep walk (check_records), every batch whose records do not tile it exactly.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import crc32c
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wire import records as R
+from wire.errors import InvalidRecordBatch
+
+INVALID_RECORD = 87
+_COUNT_POS = 57
+_LAST_DELTA_POS = 23
+
+
+def _batch(sizes: list[int]) -> bytes:
+    recs = [R.Record(key=None if n % 3 == 0 else b"k", value=b"v" * n, timestamp=1_000 + i)
+            for i, n in enumerate(sizes)]
+    return R.build_batch(recs)
+
+
+def _forge(data: bytes, *, count: int | None = None, extra: bytes = b"",
+           cut: int = 0) -> bytes:
+    """Rewrite a batch (records count, trailing bytes, cut records bytes), fixing length and CRC."""
+    out = bytearray(data[: len(data) - cut] + extra)
+    struct.pack_into(">i", out, 8, len(out) - R.LOG_OVERHEAD)
+    if count is not None:
+        struct.pack_into(">i", out, _COUNT_POS, count)
+        struct.pack_into(">i", out, _LAST_DELTA_POS, count - 1)
+    struct.pack_into(">I", out, 17, crc32c.crc32c(bytes(out[21:])))
+    return bytes(out)
+
+
+def _both_reject(data: bytes) -> None:
+    """The framing check and the deep walk both answer INVALID_RECORD."""
+    with pytest.raises(InvalidRecordBatch) as cheap:
+        R.check_record_framing(data)
+    with pytest.raises(InvalidRecordBatch) as deep:
+        R.check_records(data)
+    assert cheap.value.error_code == deep.value.error_code == INVALID_RECORD
+
+
+@pytest.mark.parametrize("sizes", [[0], [1, 2, 3], [100] * 50, [10_000, 5], [70_000], [63, 64, 8191, 8192]])
+def test_well_formed_batches_pass(sizes: list[int]) -> None:
+    # One-, two- and three-byte length varints all follow the chain.
+    data = _batch(sizes)
+    R.check_record_framing(data)
+    R.check_record_framing(b"\x00" * 5 + data, 5)
+
+
+def test_count_above_the_records_present_is_invalid_record() -> None:
+    _both_reject(_forge(_batch([10, 20, 30]), count=4))
+
+
+def test_count_below_the_records_present_leaves_trailing_bytes() -> None:
+    _both_reject(_forge(_batch([10, 20, 30]), count=2))
+
+
+def test_trailing_garbage_after_the_last_record_is_invalid_record() -> None:
+    _both_reject(_forge(_batch([10, 20]), extra=b"\x00\x01\x02"))
+
+
+def test_last_record_cut_short_is_invalid_record() -> None:
+    _both_reject(_forge(_batch([10, 20]), cut=4))
+
+
+def test_zero_or_negative_record_length_is_invalid_record() -> None:
+    data = bytearray(_batch([10]))
+    for varint in (b"\x00", b"\x01", b"\x80\x00"):
+        forged = bytes(data[: R.RECORD_BATCH_OVERHEAD]) + varint + bytes(data[R.RECORD_BATCH_OVERHEAD + 1:])
+        with pytest.raises(InvalidRecordBatch) as info:
+            R.check_record_framing(_forge(forged))
+        assert info.value.error_code == INVALID_RECORD
+
+
+def test_compressed_batches_are_left_to_the_deep_walk() -> None:
+    data = R.build_batch([R.Record(key=None, value=b"x", timestamp=1)], compression=1)
+    with pytest.raises(ValueError):
+        R.check_record_framing(data)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=9_000), min_size=1, max_size=20),
+       st.integers(min_value=-3, max_value=3), st.integers(min_value=0, max_value=40),
+       st.binary(max_size=8))
+def test_agrees_with_the_deep_walk(sizes: list[int], count_change: int, cut: int,
+                                   extra: bytes) -> None:
+    # Any count/length forgery the deep walk rejects for framing, the cheap check rejects too.
+    data = _batch(sizes)
+    count = max(1, len(sizes) + count_change)
+    forged = _forge(data, count=count, cut=min(cut, len(data) - R.RECORD_BATCH_OVERHEAD),
+                    extra=extra)
+    try:
+        R.check_records(forged)
+    except InvalidRecordBatch:
+        deep_ok = False
+    else:
+        deep_ok = True
+    try:
+        R.check_record_framing(forged)
+    except InvalidRecordBatch as exc:
+        assert exc.error_code == INVALID_RECORD
+        cheap_ok = False
+    else:
+        cheap_ok = True
+    # The cheap check never rejects what the deep walk accepts...
+    if deep_ok:
+        assert cheap_ok
+    # ...and catches each framing forgery on its own (combined ones can cancel out,
+    # e.g. one more record counted and exactly one record's bytes appended).
+    forgeries = (count != len(sizes)) + (cut > 0) + bool(extra)
+    if forgeries == 0:
+        assert cheap_ok and deep_ok
+    elif forgeries == 1:
+        assert not cheap_ok
