@@ -21,6 +21,7 @@ from wire.messages import (
     ListTransactionsRequest,
     OffsetFetchRequest,
     TxnOffsetCommitRequest,
+    WriteTxnMarkersRequest,
 )
 
 TID = "txn-1"
@@ -309,3 +310,71 @@ async def test_open_and_prepared_state_survive_an_unclean_restart(make_server: A
         part = await fetch(c, server, "t", 0, 0, isolation_level=1)
         assert [a.first_offset for a in part.aborted_transactions] == [3]
         assert part.last_stable_offset == 6
+
+
+async def test_add_partitions_v4_batched_and_verify_only(server: Any) -> None:
+    create_topic(server, "t", partitions=2)
+    async with await server.connect() as c:
+        a = await init(c, tid="a")
+        b = await init(c, tid="b")
+        Rq = AddPartitionsToTxnRequest
+        T = Rq.AddPartitionsToTxnTopic
+
+        def txn(tid: str, r: Any, parts: list[int], verify: bool = False) -> Any:
+            return Rq.AddPartitionsToTxnTransaction(
+                transactional_id=tid, producer_id=r.producer_id, producer_epoch=r.producer_epoch,
+                verify_only=verify, topics=[T(name="t", partitions=parts)])
+
+        resp = await c.request(Rq(transactions=[txn("a", a, [0]), txn("b", b, [1])]), version=4)
+        assert resp.error_code == 0
+        codes = {t.transactional_id: [(p.partition_index, p.partition_error_code)
+                                      for tr in t.topic_results for p in tr.results_by_partition]
+                 for t in resp.results_by_transaction}
+        assert codes == {"a": [(0, 0)], "b": [(1, 0)]}
+        verify = await c.request(Rq(transactions=[txn("a", a, [0, 1], verify=True)]), version=5)
+        (result,) = verify.results_by_transaction
+        got = [(p.partition_index, p.partition_error_code)
+               for tr in result.topic_results for p in tr.results_by_partition]
+        assert got == [(0, ErrorCode.NONE), (1, ErrorCode.INVALID_TXN_STATE)]
+        # Verify-only added nothing.
+        d = await c.request(DescribeTransactionsRequest(transactional_ids=["a"]))
+        assert [t.partitions for t in d.transaction_states[0].topics] == [[0]]
+
+
+async def test_write_txn_markers_for_tools(server: Any) -> None:
+    create_topic(server, "t")
+    async with await server.connect() as c:
+        # A hanging transaction (its coordinator lost it), written straight to the log.
+        server.broker.topics.partition("t", 0).log.append(txn_batch(900, 0, 0))
+        assert await latest(c, "t", 1) == 0
+        W = WriteTxnMarkersRequest
+        resp = await c.request(W(markers=[W.WritableTxnMarker(
+            producer_id=900, producer_epoch=0, transaction_result=False, coordinator_epoch=0,
+            topics=[W.WritableTxnMarkerTopic(name="t", partition_indexes=[0, 5])])]))
+        codes = [(p.partition_index, p.error_code) for p in resp.markers[0].topics[0].partitions]
+        assert codes == [(0, 0), (5, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)]
+        assert await latest(c, "t", 1) == 3
+
+
+async def test_transactional_id_expires_after_idle_period(make_server: Any) -> None:
+    now = [1_000.0]
+    server = await make_server(transactional_id_expiration_ms=60_000, **SMALL)
+    server.broker.clock = lambda: now[0]
+    async with await server.connect() as c:
+        first = await init(c)
+        now[0] += 61
+        lst = await c.request(ListTransactionsRequest())
+        assert lst.transaction_states == []
+        again = await init(c)  # a brand-new id
+        assert again.producer_id != first.producer_id and again.producer_epoch == 0
+
+
+async def test_api_versions_advertises_the_transaction_apis(server: Any) -> None:
+    from wire.messages import ApiVersionsRequest
+    async with await server.connect() as c:
+        resp = await c.request(ApiVersionsRequest(client_software_name="t",
+                                                  client_software_version="1"))
+        listed = {k.api_key: (k.min_version, k.max_version) for k in resp.api_keys}
+        assert listed[22] == (0, 5) and listed[24] == (0, 5) and listed[25] == (0, 4)
+        assert listed[26] == (0, 4) and listed[27] == (0, 1) and listed[28] == (0, 4)
+        assert listed[61] == (0, 0) and listed[65] == (0, 0) and listed[66] == (0, 1)
