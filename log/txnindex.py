@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import struct
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,22 +67,40 @@ class TxnIndexes:
         self._lasts: list[int] = []
 
     def load(self, segment_bases: list[int], log_end_offset: int) -> None:
-        """Read every segment's file; drop files of missing segments and entries past the LEO."""
-        bases = set(segment_bases)
-        entries: list[AbortedTxn] = []
+        """Read every file; keep entries inside the log, each in its marker's segment file.
+
+        Files of segments that are gone (retention, or compaction that merged
+        segments) are folded into the segment now holding their markers, so a
+        cleaned log keeps its aborted transactions; entries past the LEO
+        (recovery truncated their markers) or below the first segment are dropped.
+        """
+        bases = sorted(segment_bases)
+        files: dict[int, list[AbortedTxn]] = {}
         for name in os.listdir(self.directory):
-            if not name.endswith(SUFFIX) or not name[: -len(SUFFIX)].isdigit():
+            if name.endswith(SUFFIX) and name[: -len(SUFFIX)].isdigit():
+                base = int(name[: -len(SUFFIX)])
+                path = self.directory / name
+                data = path.read_bytes()
+                entries = decode_entries(data)
+                # A torn or foreign tail marks the file for a rewrite.
+                files[base] = entries if len(data) == len(entries) * ENTRY_SIZE else entries + [
+                    AbortedTxn(-1, -1, -1, -1)]
+        wanted: dict[int, list[AbortedTxn]] = {}
+        seen: set[tuple[int, int]] = set()
+        for e in sorted((e for es in files.values() for e in es), key=lambda e: e.last_offset):
+            if e.producer_id < 0 or not bases or not bases[0] <= e.last_offset < log_end_offset:
                 continue
-            base = int(name[: -len(SUFFIX)])
-            path = self.directory / name
-            if base not in bases:
+            if (e.producer_id, e.last_offset) in seen:
+                continue
+            seen.add((e.producer_id, e.last_offset))
+            wanted.setdefault(bases[bisect_right(bases, e.last_offset) - 1], []).append(e)
+        for base in set(files) | set(wanted):
+            path = index_path(self.directory, base)
+            if base not in wanted:
                 os.unlink(path)
-                continue
-            found = decode_entries(path.read_bytes())
-            kept = [e for e in found if e.last_offset < log_end_offset]
-            if len(kept) != len(found) or os.path.getsize(path) != len(found) * ENTRY_SIZE:
-                self._rewrite(path, kept)
-            entries.extend(kept)
+            elif files.get(base) != wanted[base]:
+                self._rewrite(path, wanted[base])
+        entries = [e for base in sorted(wanted) for e in wanted[base]]
         entries.sort(key=lambda e: e.last_offset)
         self._entries = entries
         self._lasts = [e.last_offset for e in entries]

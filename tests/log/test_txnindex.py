@@ -50,3 +50,20 @@ def test_collect_returns_overlapping_aborts():
     assert [e.producer_id for e in idx.collect(4, 12)] == [2]
     assert [e.producer_id for e in idx.collect(0, 100)] == [1, 2, 3]
     assert idx.collect(16, 100) == []
+
+
+def test_entries_of_a_vanished_segment_move_to_the_segment_holding_their_marker(tmp_path):
+    # Compaction may merge segments: the aborts indexed by the merged-away
+    # segment's file still belong to the log.
+    index_path(tmp_path, 0).write_bytes(encode_entry(AbortedTxn(1, 0, 3, 4)))
+    index_path(tmp_path, 10).write_bytes(encode_entry(AbortedTxn(2, 10, 12, 13)))
+    idx = TxnIndexes(tmp_path)
+    idx.load([0, 20], log_end_offset=30)
+    assert [e.producer_id for e in idx.all()] == [1, 2]
+    assert not index_path(tmp_path, 10).exists()
+    assert decode_entries(index_path(tmp_path, 0).read_bytes()) == [
+        AbortedTxn(1, 0, 3, 4), AbortedTxn(2, 10, 12, 13)]
+    # Retention removed everything below 20: those aborts are gone with their data.
+    idx.load([20], log_end_offset=30)
+    assert idx.all() == []
+    assert not index_path(tmp_path, 0).exists()
