@@ -12,12 +12,13 @@ EndTxn < 2, TxnOffsetCommit < 2 — KafkaApis).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from kbroker.coordinator.group import OffsetAndMetadata, partition_for
 from kbroker.handlers import RequestContext, handles
 from kbroker.txn import offsets as txn_offsets
-from kbroker.txn.coordinator import TxnState
+from kbroker.txn.coordinator import InitResult, TxnState
 from kbroker.txn.service import OFFSETS_TOPIC, poll, txn_coordinator, write_markers
 from kbroker.txn.store import TRANSACTION_STATE_TOPIC
 from wire.errors import ErrorCode
@@ -42,6 +43,8 @@ from wire.messages import (
     WriteTxnMarkersResponse,
 )
 
+logger = logging.getLogger(__name__)
+
 INIT_PRODUCER_ID = 22
 ADD_PARTITIONS_TO_TXN = 24
 ADD_OFFSETS_TO_TXN = 25
@@ -58,6 +61,12 @@ def _fenced_code(code: int, version: int, first_fenced_version: int) -> int:
     if code == ErrorCode.PRODUCER_FENCED and version < first_fenced_version:
         return ErrorCode.INVALID_PRODUCER_EPOCH
     return code
+
+
+def _storage_failure(exc: Exception) -> int:
+    """A failed __transaction_state or marker write: retriable, as Kafka's failed coordinator append."""
+    logger.warning("transaction coordinator write failed: %s", exc)
+    return ErrorCode.COORDINATOR_NOT_AVAILABLE
 
 
 def _ensure_state_topic(ctx: RequestContext) -> None:
@@ -79,7 +88,11 @@ async def handle_init_producer_id(ctx: RequestContext,
     tc = txn_coordinator(ctx.broker)
     expected_pid = request.producer_id if version >= 3 else -1
     expected_epoch = request.producer_epoch if version >= 3 else -1
-    result = tc.init_producer_id(tid, request.transaction_timeout_ms, expected_pid, expected_epoch)
+    try:
+        result = tc.init_producer_id(tid, request.transaction_timeout_ms, expected_pid,
+                                     expected_epoch)
+    except Exception as exc:  # noqa: BLE001 - answered in the body
+        result = InitResult(ErrorCode(_storage_failure(exc)))
     return InitProducerIdResponse(
         throttle_time_ms=0,
         error_code=_fenced_code(result.error, version, 4),
@@ -132,7 +145,10 @@ def _add_partitions(ctx: RequestContext, tid: str, pid: int, epoch: int, topics:
     elif verify_only:
         codes.update(tc.verify_partitions(tid, pid, epoch, wanted))
     else:
-        code = tc.add_partitions(tid, pid, epoch, wanted)
+        try:
+            code = tc.add_partitions(tid, pid, epoch, wanted)
+        except Exception as exc:  # noqa: BLE001 - answered in the body
+            code = _storage_failure(exc)
         codes.update(dict.fromkeys(wanted, _fenced_code(code, version, 2)))
     out: dict[str, list[Any]] = {}
     for t in topics:
@@ -158,8 +174,11 @@ async def handle_add_offsets_to_txn(ctx: RequestContext,
     """Add the group's __consumer_offsets partition to the transaction."""
     tc = txn_coordinator(ctx.broker)
     tp = (OFFSETS_TOPIC, _offsets_partition(ctx, request.group_id))
-    code = tc.add_partitions(request.transactional_id, request.producer_id,
-                             request.producer_epoch, [tp])
+    try:
+        code = tc.add_partitions(request.transactional_id, request.producer_id,
+                                 request.producer_epoch, [tp])
+    except Exception as exc:  # noqa: BLE001 - answered in the body
+        code = _storage_failure(exc)
     return AddOffsetsToTxnResponse(throttle_time_ms=0,
                                    error_code=_fenced_code(code, ctx.api_version, 2))
 
@@ -171,8 +190,11 @@ async def handle_add_offsets_to_txn(ctx: RequestContext,
 async def handle_end_txn(ctx: RequestContext, request: EndTxnRequest) -> EndTxnResponse:
     """Commit or abort; the markers are written before the answer."""
     tc = txn_coordinator(ctx.broker)
-    code = tc.end_txn(request.transactional_id, request.producer_id, request.producer_epoch,
-                      request.committed)
+    try:
+        code = tc.end_txn(request.transactional_id, request.producer_id,
+                          request.producer_epoch, request.committed)
+    except Exception as exc:  # noqa: BLE001 - answered in the body
+        code = _storage_failure(exc)
     return EndTxnResponse(throttle_time_ms=0, error_code=_fenced_code(code, ctx.api_version, 2))
 
 
