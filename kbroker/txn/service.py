@@ -100,6 +100,19 @@ def poll(broker: Broker, tc: TransactionCoordinator | None = None) -> None:
             logger.info("aborted timed-out transactions: %s", ", ".join(aborted))
 
 
+def maintain(broker: Broker) -> None:
+    """One maintenance pass: transaction timeouts / id expiry and producer-id expiry everywhere.
+
+    For the server's maintenance loop (every few seconds); until it calls this,
+    the same checks run lazily from requests.
+    """
+    poll(broker)
+    now_ms = int(broker.clock() * 1000)
+    expiration_ms = int(broker.config["producer.id.expiration.ms"])
+    for partition in broker.topics.all_partitions():
+        partition.log.producer_state.remove_expired(now_ms, expiration_ms)
+
+
 def write_markers(
     broker: Broker, producer_id: int, epoch: int, commit: bool, partitions: list[TopicPartition]
 ) -> None:
