@@ -16,11 +16,11 @@ CLIENTS = {
     "test_kafka_python": ("kafka-python", "kafka-python"),
     "test_confluent_kafka": ("confluent-kafka", "confluent-kafka"),
 }
-# Further modules folded into a client's column, their rows prefixed (module -> client module,
-# row prefix), e.g. consumer-group scenarios of the same client.
+# Further modules folded into a client's column (module -> client module, row prefix), e.g.
+# consumer-group scenarios of the same client (their tests are already named test_group_*).
 EXTRA_MODULES = {
-    "test_groups_kafka_python": ("test_kafka_python", "group: "),
-    "test_groups_confluent_kafka": ("test_confluent_kafka", "group: "),
+    "test_groups_kafka_python": ("test_kafka_python", ""),
+    "test_groups_confluent_kafka": ("test_confluent_kafka", ""),
 }
 _NODE = re.compile(r"(?:^|/)compat/(test_\w+)\.py::test_([^\s]+)$")
 
