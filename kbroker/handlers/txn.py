@@ -63,7 +63,7 @@ def _fenced_code(code: int, version: int, first_fenced_version: int) -> int:
     return code
 
 
-def _storage_failure(exc: Exception) -> int:
+def _storage_failure(exc: Exception) -> ErrorCode:
     """A failed __transaction_state or marker write: retriable, as Kafka's failed coordinator append."""
     logger.warning("transaction coordinator write failed: %s", exc)
     return ErrorCode.COORDINATOR_NOT_AVAILABLE
