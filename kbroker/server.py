@@ -28,6 +28,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +39,7 @@ import trio
 from kbroker.broker import Broker
 from kbroker.config import BrokerConfig
 from kbroker.handlers import RequestContext, load_handlers, lookup
+from log.segment import pread_exact
 from wire.errors import DecodeError, UnsupportedVersion
 from wire.frames import FrameDecoder
 from wire.protocol import decode_request, encode_response, encode_response_parts
@@ -46,6 +49,9 @@ logger = logging.getLogger(__name__)
 API_VERSIONS_KEY = 18
 RECEIVE_SIZE = 256 * 1024
 SEND_COALESCE = 1024 * 1024
+SENDFILE_MIN = 32 * 1024
+SENDFILE_CHUNK = 4 * 1024 * 1024
+_MSG_MORE = getattr(socket, "MSG_MORE", 0)
 DEFAULT_GRACE_S = 10.0
 
 
@@ -201,26 +207,24 @@ class Connection:
             return  # e.g. Produce with acks=0: Kafka sends nothing back
         try:
             parts = encode_response_parts(api_key, api_version, header.correlation_id, response)
-            # Read file regions now, before the first await: a maintenance step running
-            # while we send could otherwise delete the segment under us.
-            chunks = [p if isinstance(p, bytes | bytearray | memoryview) else bytes(p)
-                      for p in parts]
+            # Before the first await: file regions get their own descriptor (os.dup), so
+            # retention, compaction or a closing log cannot pull the file from under us.
+            items = prepare_parts(parts)
         except Exception:
             logger.exception("connection from %s: cannot encode the response to api key %d "
                              "v%d; closing it", self.peer, api_key, api_version)
             raise _CloseConnection from None
-        # Coalesce the pieces (header, per-partition records, ...) into writes of up to
-        # SEND_COALESCE bytes: one syscall per small response, bounded copies for big ones.
-        pending: list[Any] = []
-        size = 0
-        for chunk in chunks:
-            pending.append(chunk)
-            size += len(chunk)
-            if size >= SEND_COALESCE:
-                await self.stream.send_all(b"".join(pending))
-                pending, size = [], 0
-        if pending:
-            await self.stream.send_all(pending[0] if len(pending) == 1 else b"".join(pending))
+        try:
+            await send_parts(self.stream.socket, items)
+        except RegionTruncated as exc:
+            # The size prefix is out already; nothing correct can follow (Kafka's
+            # FileRecords.writeTo fails the same way and the channel is closed).
+            logger.warning("connection from %s: %s; closing it", self.peer, exc)
+            raise _CloseConnection from None
+        except OSError as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
+        finally:
+            close_parts(items)
 
     async def _unsupported(self, api_key: int, api_version: int, correlation_id: int) -> None:
         if api_key == API_VERSIONS_KEY:
@@ -237,6 +241,139 @@ class Connection:
         logger.warning("connection from %s sent api key %d v%d, which we do not serve; "
                        "closing it", self.peer, api_key, api_version)
         raise _CloseConnection
+
+
+# --- the write path -----------------------------------------------------------------------
+# A response is a list of bytes and file regions (fetched record batches). Bytes are
+# coalesced into writes of up to SEND_COALESCE; a region of at least SENDFILE_MIN bytes
+# goes from the page cache to the socket with os.sendfile (no Python buffer), smaller
+# ones are copied into the coalesced write (one syscall instead of two).
+
+
+class RegionTruncated(Exception):
+    """A file region ended early (its segment was truncated while being sent)."""
+
+
+class _Region:
+    """A file region with a descriptor of its own (os.dup), closed after sending."""
+
+    __slots__ = ("fd", "position", "length")
+
+    def __init__(self, fd: int, position: int, length: int) -> None:
+        self.fd = os.dup(fd)
+        self.position = position
+        self.length = length
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+
+def _regions_of(part: Any) -> list[Any] | None:
+    """The file regions a records value is made of (FetchedRecords.regions, a FileRegion)."""
+    regions = getattr(part, "regions", None)
+    if regions is not None:
+        if all(hasattr(r, "fd") and hasattr(r, "position") for r in regions):
+            return list(regions)
+        return None
+    if hasattr(part, "fd") and hasattr(part, "position") and hasattr(part, "length"):
+        return [part]
+    return None
+
+
+def prepare_parts(parts: list[Any]) -> list[Any]:
+    """Bytes stay; file regions become _Regions with a dup'ed fd; anything else becomes bytes.
+
+    Synchronous on purpose: it runs before the first await of the send, so every
+    region still names the file it was read from. The duplicate keeps that file
+    (even unlinked by retention or replaced by compaction) readable until sent.
+    """
+    items: list[Any] = []
+    try:
+        for part in parts:
+            if isinstance(part, bytes | bytearray | memoryview):
+                items.append(part)
+                continue
+            regions = _regions_of(part)
+            if regions is None:
+                items.append(bytes(part))
+                continue
+            for region in regions:
+                if region.length:
+                    items.append(_Region(region.fd, region.position, region.length))
+    except BaseException:
+        close_parts(items)
+        raise
+    return items
+
+
+def close_parts(items: list[Any]) -> None:
+    """Close the duplicated descriptors of prepared parts."""
+    for item in items:
+        if isinstance(item, _Region):
+            item.close()
+
+
+def _pread_region(region: _Region) -> bytes:
+    data = pread_exact(region.fd, region.length, region.position)
+    if len(data) != region.length:
+        raise RegionTruncated(f"file region of {region.length} bytes at {region.position} "
+                              f"has only {len(data)}")
+    return data
+
+
+async def send_parts(sock: Any, items: list[Any]) -> None:
+    """Send prepared parts in order on a trio socket: coalesced bytes, sendfile for regions."""
+    pending: list[Any] = []
+    size = 0
+    for item in items:
+        if isinstance(item, _Region):
+            if item.length < SENDFILE_MIN:
+                item = _pread_region(item)
+            else:
+                if pending:
+                    # MSG_MORE: let the kernel put these bytes in one segment with the
+                    # start of the file data that follows at once.
+                    await _send_bytes(sock, b"".join(pending), _MSG_MORE)
+                    pending, size = [], 0
+                await _sendfile(sock, item)
+                continue
+        pending.append(item)
+        size += len(item)
+        if size >= SEND_COALESCE:
+            await _send_bytes(sock, b"".join(pending), 0)
+            pending, size = [], 0
+    if pending:
+        await _send_bytes(sock, pending[0] if len(pending) == 1 else b"".join(pending), 0)
+
+
+async def _send_bytes(sock: Any, data: Any, flags: int) -> None:
+    view = memoryview(data)
+    while view:
+        sent = await sock.send(view, flags)
+        view = view[sent:]
+
+
+async def _sendfile(sock: Any, region: _Region) -> None:
+    """os.sendfile the whole region: wait_writable on EAGAIN, loop on partial sends."""
+    out = sock.fileno()
+    position, remaining = region.position, region.length
+    while remaining:
+        try:
+            sent = os.sendfile(out, region.fd, position, min(remaining, SENDFILE_CHUNK))
+        except BlockingIOError:
+            await trio.lowlevel.wait_writable(sock)
+            continue
+        if sent == 0:
+            raise RegionTruncated(f"file region of {region.length} bytes at {region.position} "
+                                  f"ended after {region.length - remaining}")
+        position += sent
+        remaining -= sent
+        if remaining:
+            # A fast reader never makes sendfile block: still let other connections run.
+            await trio.lowlevel.checkpoint()
+    await trio.lowlevel.checkpoint_if_cancelled()
 
 
 async def _maintenance(broker: Broker) -> None:
