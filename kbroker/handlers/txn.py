@@ -83,12 +83,12 @@ async def handle_init_producer_id(ctx: RequestContext,
     """A new producer id (idempotent), or the transactional id's id with a bumped epoch."""
     version = ctx.api_version
     tid = request.transactional_id
-    if tid is not None:
-        _ensure_state_topic(ctx)
-    tc = txn_coordinator(ctx.broker)
     expected_pid = request.producer_id if version >= 3 else -1
     expected_epoch = request.producer_epoch if version >= 3 else -1
     try:
+        if tid is not None:
+            _ensure_state_topic(ctx)
+        tc = txn_coordinator(ctx.broker)
         result = tc.init_producer_id(tid, request.transaction_timeout_ms, expected_pid,
                                      expected_epoch)
     except Exception as exc:  # noqa: BLE001 - answered in the body
