@@ -34,6 +34,7 @@ send them separately (sendfile).
 from __future__ import annotations
 
 import dataclasses
+import operator
 import re
 import struct
 import uuid
@@ -156,9 +157,20 @@ _SNAKE1 = re.compile(r"(.)([A-Z][a-z]+)")
 _SNAKE2 = re.compile(r"([a-z0-9])([A-Z])")
 
 
+_SNAKE_CACHE: dict[str, str] = {}
+
+
+def _join(m: re.Match[str]) -> str:
+    return f"{m[1]}_{m[2]}"
+
+
 def snake(name: str) -> str:
     """Kafka's CamelCase field name to snake_case (ThrottleTimeMs -> throttle_time_ms)."""
-    return _SNAKE2.sub(r"\1_\2", _SNAKE1.sub(r"\1_\2", name)).lower()
+    # Cached: the same few hundred names recur across messages (start-up time).
+    out = _SNAKE_CACHE.get(name)
+    if out is None:
+        out = _SNAKE_CACHE[name] = _SNAKE2.sub(_join, _SNAKE1.sub(_join, name)).lower()
+    return out
 
 
 def _parse_field(tokens: list[str]) -> FieldDecl:
@@ -290,21 +302,15 @@ def make_message_class(decl: MessageDecl, module: str) -> type:
             if f.is_struct and f.elem not in classes:
                 sd = decl.structs[f.elem]
                 build(sd.name, f"{decl.name}.{sd.name}", sd.fields)
-        specs: list[tuple[str, str, Any]] = []
+        specs: list[tuple[str, str, Any, Callable[[], Any] | None]] = []
         for f in fields:
             const, factory = default_value(f, classes)
             pytype = f"list[{_PY_TYPES.get(f.elem, f.elem)}]" if f.is_array else _PY_TYPES.get(
                 f.type, f.type)
-            if factory is not None:
-                specs.append((f.attr, pytype, dataclasses.field(default_factory=factory)))
-            else:
-                specs.append((f.attr, pytype, dataclasses.field(default=const)))
-        specs.append(("unknown_tagged_fields", "dict[int, bytes]",
-                      dataclasses.field(default_factory=dict)))
-        cls = dataclasses.make_dataclass(name, specs, slots=True, kw_only=True)
-        cls.__module__ = module
-        cls.__qualname__ = qualname
-        cls.__doc__ = f"Kafka {decl.name} {'struct ' + name if name != decl.name else ''}".strip()
+            specs.append((f.attr, pytype, const, factory))
+        specs.append(("unknown_tagged_fields", "dict[int, bytes]", None, dict))
+        doc = f"Kafka {decl.name} {'struct ' + name if name != decl.name else ''}".strip()
+        cls = _fast_dataclass(name, qualname, module, doc, specs)
         if name != decl.name:
             classes[name] = cls
         return cls
@@ -317,6 +323,123 @@ def make_message_class(decl: MessageDecl, module: str) -> type:
     if decl.api_key is not None:
         top.API_KEY = decl.api_key  # type: ignore[attr-defined]
     return top
+
+
+# Why not dataclasses.make_dataclass: it compiles __init__/__repr__/__eq__ for every
+# class and, for slots=True, builds each class twice; for the ~270 message and
+# struct classes that was most of the broker's start-up time. Here a class is one
+# type() call with what @dataclass(slots=True, kw_only=True) would give it
+# (__slots__, __dataclass_fields__/__dataclass_params__ so dataclasses.fields(),
+# replace() and asdict() work, __match_args__ = (), __hash__ = None since eq=True),
+# __repr__ and __eq__ are shared functions driven by the class's field names, and
+# __init__ is generated on first instantiation (most classes are only ever built
+# by the decoders, which bypass __init__).
+_MISSING: Any = dataclasses.MISSING
+_DATACLASS_PARAMS = dataclasses.make_dataclass(
+    "_Params", [], slots=True, kw_only=True).__dataclass_params__  # type: ignore[attr-defined]
+_KEY = "__kbroker_fields__"  # class attribute: (names, attrgetter of them, init specs)
+
+
+def _dataclass_repr(self: Any) -> str:
+    names = type(self).__kbroker_fields__[0]
+    return (f"{type(self).__qualname__}("
+            + ", ".join([f"{n}={getattr(self, n)!r}" for n in names]) + ")")
+
+
+def _dataclass_eq(self: Any, other: Any) -> Any:
+    # Same rule as dataclass's __eq__: equal class, then the tuple of fields.
+    if other.__class__ is self.__class__:
+        get = self.__kbroker_fields__[1]
+        return get(self) == get(other)
+    return NotImplemented
+
+
+def _field_objects(specs: list[tuple[str, str, Any, Callable[[], Any] | None]]
+                   ) -> dict[str, dataclasses.Field]:
+    out: dict[str, dataclasses.Field] = {}
+    for attr, pytype, const, factory in specs:
+        if factory is not None:
+            fo: dataclasses.Field = dataclasses.field(default_factory=factory, kw_only=True)
+        else:
+            fo = dataclasses.field(default=const, kw_only=True)
+        fo.name = attr
+        fo.type = pytype
+        fo._field_type = dataclasses._FIELD  # type: ignore[attr-defined]  # what fields() keeps
+        out[attr] = fo
+    return out
+
+
+class _LazyFields:
+    """__dataclass_fields__ built on first access (dataclasses.fields/replace/is_dataclass)."""
+
+    def __get__(self, obj: Any, owner: type) -> dict[str, dataclasses.Field]:
+        fields = _field_objects(owner.__kbroker_fields__[2])  # type: ignore[attr-defined]
+        owner.__dataclass_fields__ = fields  # type: ignore[attr-defined]  # replaces this descriptor
+        return fields
+
+
+_LAZY_FIELDS = _LazyFields()
+
+
+def _compile_init(cls: type) -> Callable[..., None]:
+    """Generate cls.__init__: keyword-only, every field defaulted (mutable ones per call)."""
+    specs = cls.__kbroker_fields__[2]  # type: ignore[attr-defined]
+    ns: dict[str, Any] = {"_MISSING": _MISSING}
+    params: list[str] = []
+    body: list[str] = []
+    for i, (attr, _pytype, const, factory) in enumerate(specs):
+        if factory is None:
+            ns[f"_d{i}"] = const
+            params.append(f"{attr}=_d{i}")
+            body.append(f"    self.{attr} = {attr}")
+        else:
+            params.append(f"{attr}=_MISSING")
+            if factory is list:
+                make = "[]"
+            elif factory is dict:
+                make = "{}"
+            else:
+                ns[f"_f{i}"] = factory
+                make = f"_f{i}()"
+            body.append(f"    self.{attr} = {make} if {attr} is _MISSING else {attr}")
+    src = f"def __init__(self, *, {', '.join(params)}):\n" + "\n".join(body) + "\n"
+    exec(src, ns)  # noqa: S102 - generated from our own declarations only
+    init = ns["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    return init
+
+
+def _lazy_init(self: Any, **kwargs: Any) -> None:
+    # First instantiation of this class: install the generated __init__, then run it.
+    # (Only keyword arguments are accepted, like the real one.)
+    cls = type(self)
+    while "__kbroker_fields__" not in cls.__dict__:  # a subclass: the declaring class
+        cls = cls.__mro__[1]
+    init = _compile_init(cls)
+    cls.__init__ = init  # type: ignore[misc]
+    init(self, **kwargs)
+
+
+def _fast_dataclass(name: str, qualname: str, module: str, doc: str,
+                    specs: list[tuple[str, str, Any, Callable[[], Any] | None]]) -> type:
+    """A class equivalent to make_dataclass(name, specs, slots=True, kw_only=True)."""
+    names = tuple(s[0] for s in specs)
+    ns: dict[str, Any] = {
+        "__slots__": names,
+        "__module__": module,
+        "__qualname__": qualname,
+        "__doc__": doc,
+        "__annotations__": {s[0]: s[1] for s in specs},
+        "__init__": _lazy_init,
+        "__repr__": _dataclass_repr,
+        "__eq__": _dataclass_eq,
+        "__hash__": None,
+        "__match_args__": (),
+        "__dataclass_params__": _DATACLASS_PARAMS,
+        "__dataclass_fields__": _LAZY_FIELDS,
+        _KEY: (names, operator.attrgetter(*names), specs),
+    }
+    return type(name, (), ns)
 
 
 # ---------------------------------------------------------------------------
