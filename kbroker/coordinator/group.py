@@ -850,6 +850,10 @@ class GroupCoordinator:
             pending.complete(SyncResult(ErrorCode.REBALANCE_IN_PROGRESS))
         elif group.state is S.COMPLETING_REBALANCE:
             group.pending_sync.discard(member_id)
+            if member.awaiting_sync is not None:
+                # A duplicate SyncGroup (a retry on another connection): the newer one
+                # waits, the older is told to rejoin rather than left unanswered.
+                member.awaiting_sync.complete(SyncResult(ErrorCode.REBALANCE_IN_PROGRESS))
             member.awaiting_sync = pending
             member.heartbeat_deadline_ms = self._now() + member.session_timeout_ms
             if member_id == group.leader_id:

@@ -297,6 +297,16 @@ def test_sync_and_heartbeat_errors():
     assert gc.sync_group("g", gen, a).result.error_code == E.REBALANCE_IN_PROGRESS
 
 
+def test_duplicate_sync_answers_the_older_request():
+    gc, clock, _ = make()
+    a, b = join(gc, client="a"), join(gc, client="b")
+    gc.poll()
+    follower = next(r.member_id for r in (a.result, b.result) if not r.members)
+    first = gc.sync_group("g", 1, follower)
+    second = gc.sync_group("g", 1, follower)
+    assert first.result.error_code == E.REBALANCE_IN_PROGRESS and not second.done
+
+
 def test_rebalance_during_completing_rebalance_fails_waiting_syncs():
     gc, clock, _ = make()
     a, b = join(gc, client="a"), join(gc, client="b")
