@@ -17,6 +17,10 @@ segments, no cleaner checkpoint):
   kept. A batch that loses every record vanishes, unless it is its
   producer's last batch: then an empty batch (no records) keeps the producer's
   offsets and sequence in the log, as Kafka's cleaner does.
+- Transactions (KIP-98, Kafka's cleaner): only segments below the first
+  unstable offset are cleanable (an open transaction may still abort), and
+  records of aborted transactions (found through the .txnindex) neither
+  count as a key's latest value nor survive the rewrite; markers are kept.
 - A segment is rewritten to `<base>.log.cleaned`, fsynced, its indexes are
   unlinked (so a crash can never pair the new log with old indexes; missing
   indexes are rebuilt on open), then os.replace and a directory fsync.
@@ -128,17 +132,23 @@ def clean_segments(log: PartitionLog, now_ms: int) -> int:
     """Compact `log`'s cleanable segments; returns how many segments were rewritten."""
     cfg = log.config
     cleanable: list[LogSegment] = []
+    first_unstable = log.producer_state.first_unstable_offset()
     for seg in log._segments[:-1]:
         if cfg.min_compaction_lag_ms > 0 and seg.max_timestamp > now_ms - cfg.min_compaction_lag_ms:
             break
+        if first_unstable is not None and seg.next_offset > first_unstable:
+            break  # Kafka's first uncleanable offset includes the first unstable one
         cleanable.append(seg)
     if not cleanable:
         return 0
+    aborted: dict[int, list[tuple[int, int]]] = {}
+    for a in log.txn_index.all():
+        aborted.setdefault(a.producer_id, []).append((a.first_offset, a.last_offset))
     latest: dict[bytes, int] = {}
     for seg in cleanable:
         data = pread_exact(seg.fd, seg.size, 0)
         for pos, h in _batches(data):
-            if h.is_control:
+            if h.is_control or _is_aborted(h, aborted):
                 continue
             for r in iter_records(data, pos):
                 if r.key is not None:
@@ -146,7 +156,7 @@ def clean_segments(log: PartitionLog, now_ms: int) -> int:
     horizon = now_ms - cfg.delete_retention_ms
     rewritten = 0
     for seg in cleanable:
-        if _clean_segment(log, seg, latest, horizon):
+        if _clean_segment(log, seg, latest, horizon, aborted):
             rewritten += 1
     # Closed segments emptied by cleaning carry nothing; the first one stays so
     # the log start offset does not move.
@@ -160,8 +170,19 @@ def clean_segments(log: PartitionLog, now_ms: int) -> int:
     return rewritten
 
 
+def _is_aborted(h: BatchHeader, aborted: dict[int, list[tuple[int, int]]]) -> bool:
+    """Whether `h` is data of a transaction its producer aborted."""
+    if not h.is_transactional:
+        return False
+    return any(first <= h.base_offset <= last for first, last in aborted.get(h.producer_id, ()))
+
+
 def _clean_segment(
-    log: PartitionLog, seg: LogSegment, latest: dict[bytes, int], horizon: int
+    log: PartitionLog,
+    seg: LogSegment,
+    latest: dict[bytes, int],
+    horizon: int,
+    aborted: dict[int, list[tuple[int, int]]],
 ) -> bool:
     data = pread_exact(seg.fd, seg.size, 0)
     out = bytearray()
@@ -172,10 +193,12 @@ def _clean_segment(
             out += data[pos:end]
             continue
         records = list(iter_records(data, pos))
+        dead = _is_aborted(h, aborted)
         keep = [
             r
             for r in records
-            if r.key is not None
+            if not dead
+            and r.key is not None
             and latest.get(r.key) == r.offset
             and not (r.value is None and r.timestamp < horizon)
         ]

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from log.producer_state import ProducerState, ProducerStateError, in_sequence
 from tests.log.conftest import batch
+from tests.log.test_compaction import _records
 from wire.errors import ErrorCode
 from wire.records import build_control_batch
 
@@ -131,3 +132,20 @@ def test_snapshot_round_trip_keeps_transaction_fields():
     back = ProducerState.from_json(ps.to_json())
     assert back.first_unstable_offset() == 10
     assert back.lookup(7).last_seq == 4
+
+
+def test_compaction_drops_aborted_records_and_stops_at_open_transactions(open_log):
+    log = open_log(cleanup_policy="compact", segment_bytes=200)
+    log.append(batch(1, key=b"a", value_size=5))  # 0: committed value of a
+    log.append(_tx(1, 0, pid=1))  # 1: a, later aborted
+    log.append(_marker(False, pid=1))  # 2
+    log.roll()
+    log.append(_tx(1, 0, pid=2))  # 3: b, still open
+    log.roll()
+    log.append(batch(1, key=b"z"))
+    log.compact()
+    recs, _headers = _records(log)
+    offsets = [offset for offset, _key, _value in recs]
+    # The committed value survives (the aborted one never superseded it), the
+    # aborted record is gone, and the open transaction's record is untouched.
+    assert 0 in offsets and 1 not in offsets and 3 in offsets
