@@ -265,6 +265,27 @@ def test_group_static_member_rejoin(group_broker: LiveBroker, topic_name: str) -
                 m.close()
 
 
+def test_group_silent_member_expires(group_broker: LiveBroker, topic_name: str) -> None:
+    """A member that stops heartbeating without leaving (a closed static member sends no
+    LeaveGroup) is removed after its session timeout and its partition is reassigned."""
+    create_topic(group_broker, topic_name, 2)
+    group = f"g-{topic_name}"
+    static = {"session_timeout_ms": 6000, "partition_assignment_strategy": [RangePartitionAssignor]}
+    a = GroupMember(group_broker, topic_name, group, group_instance_id="a", **static)
+    b = GroupMember(group_broker, topic_name, group, group_instance_id="b", **static)
+    a.start()
+    b.start()
+    try:
+        wait_until(lambda: len(a.assignment) == 1 and len(b.assignment) == 1,
+                   "one partition each")
+        b.close()
+        wait_until(lambda: a.assignment == {0, 1}, "a owns both partitions after b expired")
+    finally:
+        if b.is_alive():
+            b.close()
+        a.close()
+
+
 def test_group_kill_keeps_committed_offsets(fresh_group_broker: LiveBroker, topic_name: str
                                             ) -> None:
     """Offsets acknowledged before kill -9 are there after the restart."""
