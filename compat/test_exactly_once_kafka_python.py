@@ -170,3 +170,33 @@ def test_idempotent_producer_survives_kill_9(tmp_path: Path, topic_name: str) ->
         assert values == sorted(values)  # and in order
     finally:
         live.kill()
+
+
+def test_transaction_tooling_lists_describes_and_aborts(broker: LiveBroker, topic_name: str) -> None:
+    # What kafka-transactions.sh does: list, describe, describe-producers, abort.
+    from kafka.admin import AbortTransactionSpec
+
+    create_topic(broker, topic_name)
+    tid = f"tool-{topic_name}"
+    p = tx_producer(broker, tid)
+    p.begin_transaction()
+    p.send(topic_name, value=b"open")
+    p.flush()
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+    try:
+        by_broker = admin.list_transactions(state_filters=["Ongoing"])
+        assert tid in {t.transactional_id for ts in by_broker.values() for t in ts}
+        desc = admin.describe_transactions([tid])[tid]
+        assert str(desc.state).lower().endswith("ongoing")
+        assert desc.topic_partitions == {TopicPartition(topic_name, 0)}
+        tp = TopicPartition(topic_name, 0)
+        (producer,) = admin.describe_producers([tp])[tp].active_producers
+        assert producer.producer_id == desc.producer_id
+        assert producer.current_transaction_start_offset == 0
+        # An operator aborts the open transaction on the partition (WriteTxnMarkers).
+        admin.abort_transaction(AbortTransactionSpec(tp, desc.producer_id, desc.producer_epoch))
+    finally:
+        admin.close()
+        p.close(timeout=1)
+    assert read_all(broker, topic_name, "read_committed") == []
+    assert read_all(broker, topic_name, "read_uncommitted") == [b"open"]

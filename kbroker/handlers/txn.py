@@ -213,12 +213,19 @@ async def handle_write_txn_markers(ctx: RequestContext,
             parts = []
             for index in t.partition_indexes:
                 code = ErrorCode.NONE
-                if ctx.broker.topics.partition(t.name, index) is None:
+                part = ctx.broker.topics.partition(t.name, index)
+                entry = part.log.producer_state.lookup(m.producer_id) if part else None
+                if part is None:
                     code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                elif entry is not None and m.producer_epoch < entry.producer_epoch:
+                    # ProducerAppendInfo.checkProducerEpoch: a marker from an older
+                    # epoch than the log has seen is refused.
+                    code = ErrorCode.INVALID_PRODUCER_EPOCH
                 else:
                     try:
                         write_markers(ctx.broker, m.producer_id, m.producer_epoch,
-                                      m.transaction_result, [(t.name, index)])
+                                      m.transaction_result, [(t.name, index)],
+                                      coordinator_epoch=m.coordinator_epoch)
                     except Exception:  # noqa: BLE001 - per-partition answer
                         code = ErrorCode.KAFKA_STORAGE_ERROR
                 parts.append(R.WritableTxnMarkerPartitionResult(partition_index=index,

@@ -114,7 +114,13 @@ def maintain(broker: Broker) -> None:
 
 
 def write_markers(
-    broker: Broker, producer_id: int, epoch: int, commit: bool, partitions: list[TopicPartition]
+    broker: Broker,
+    producer_id: int,
+    epoch: int,
+    commit: bool,
+    partitions: list[TopicPartition],
+    *,
+    coordinator_epoch: int = COORDINATOR_EPOCH,
 ) -> None:
     """Append a COMMIT/ABORT marker to each partition; complete staged group offsets."""
     now = int(broker.clock() * 1000)
@@ -128,7 +134,7 @@ def write_markers(
             commit=commit,
             producer_id=producer_id,
             producer_epoch=epoch,
-            coordinator_epoch=COORDINATOR_EPOCH,
+            coordinator_epoch=coordinator_epoch,
             timestamp=now,
         )
         part.log.append(batch)
