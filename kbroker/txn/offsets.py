@@ -82,6 +82,15 @@ def complete(broker: Broker, producer_id: int, commit: bool) -> None:
         coordinator_for(broker).replay(staged)
 
 
-def has_pending(broker: Broker, group_id: str) -> bool:
-    """Whether a transaction holds uncommitted offsets for the group (OffsetFetch require_stable)."""
-    return any(r.group_id == group_id for recs in _pending(broker).values() for r in recs)
+def pending_partitions(broker: Broker, group_id: str) -> set[TopicPartition]:
+    """Partitions with offsets of the group staged by an open transaction.
+
+    For OffsetFetch with require_stable (v7+, KIP-447): Kafka answers those
+    partitions UNSTABLE_OFFSET_COMMIT so the consumer retries after the commit.
+    """
+    return {
+        (r.topic, r.partition)
+        for recs in _pending(broker).values()
+        for r in recs
+        if r.group_id == group_id
+    }

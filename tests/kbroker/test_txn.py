@@ -378,3 +378,22 @@ async def test_api_versions_advertises_the_transaction_apis(server: Any) -> None
         assert listed[22] == (0, 5) and listed[24] == (0, 5) and listed[25] == (0, 4)
         assert listed[26] == (0, 4) and listed[27] == (0, 1) and listed[28] == (0, 4)
         assert listed[61] == (0, 0) and listed[65] == (0, 0) and listed[66] == (0, 1)
+
+
+async def test_staged_offsets_are_reported_pending_until_the_transaction_ends(server: Any) -> None:
+    from kbroker.txn.offsets import pending_partitions
+
+    create_topic(server, "t")
+    async with await server.connect() as c:
+        r = await init(c)
+        pid, e = r.producer_id, r.producer_epoch
+        await c.request(AddOffsetsToTxnRequest(transactional_id=TID, producer_id=pid,
+                                               producer_epoch=e, group_id="g"))
+        T = TxnOffsetCommitRequest
+        await c.request(T(transactional_id=TID, group_id="g", producer_id=pid, producer_epoch=e,
+                          topics=[T.TxnOffsetCommitRequestTopic(name="t", partitions=[
+                              T.TxnOffsetCommitRequestPartition(partition_index=0,
+                                                                committed_offset=3)])]))
+        assert pending_partitions(server.broker, "g") == {("t", 0)}
+        assert await end(c, pid, e, True) == 0
+        assert pending_partitions(server.broker, "g") == set()
