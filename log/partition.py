@@ -109,6 +109,8 @@ class PartitionLog:
         self.open_mode = ""
         self._walked: dict[int, list[BatchSpan]] = {}  # spans seen by the recovery walk
         self.recovered_bytes_truncated = 0
+        # False between a clean open (marker unlinked, not yet fsynced) and the first write.
+        self._marker_removal_durable = True
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
@@ -176,9 +178,19 @@ class PartitionLog:
         self._load_producer_state()
         if marker.exists():
             # Appends are coming: the marker must be gone for good before any of them.
+            # Its removal is made durable (directory fsync) by _before_write, right
+            # before the first change to the log's files, not here: until then a crash
+            # that resurrects the marker finds the log exactly as the marker says, and
+            # one fsync per partition was most of a 1,000-partition start-up.
             os.unlink(marker)
-            fsync_dir(d)
+            self._marker_removal_durable = False
         self._last_flush_ms = self._now_ms()
+
+    def _before_write(self) -> None:
+        """Make the clean-shutdown marker's removal durable before the log's files change."""
+        if not self._marker_removal_durable:
+            fsync_dir(self.directory)
+            self._marker_removal_durable = True
 
     def _load_clean(self) -> None:
         self.open_mode = self.open_mode or "clean"
@@ -361,6 +373,7 @@ class PartitionLog:
     ) -> AppendResult:
         """Append already-validated batches: assign offsets in place, write, index."""
         self._check_open()
+        self._before_write()
         buf = bytearray(records)  # the single copy; offsets are patched into it
         n = len(buf)
         if n == 0:
@@ -442,6 +455,7 @@ class PartitionLog:
         old = self._active
         if old.size == 0:
             return
+        self._before_write()
         old.seal()
         new = self._new_segment(self.log_end_offset)
         self._segments.append(new)
@@ -539,6 +553,7 @@ class PartitionLog:
             raise LogError(f"cannot truncate to negative offset {offset}")
         if offset >= self.log_end_offset:
             return
+        self._before_write()
         if offset < self._log_start or offset <= self._segments[0].base_offset:
             self._truncate_fully_and_start_at(offset)
         else:
@@ -579,6 +594,7 @@ class PartitionLog:
         if offset < 0 or offset > hw:
             raise OffsetOutOfRange(offset, self._log_start, hw)
         if offset > self._log_start:
+            self._before_write()
             self._log_start = offset
             # Checkpoint first: after a crash the old segments may still be
             # there, but the log start offset already hides them.
@@ -592,6 +608,7 @@ class PartitionLog:
         """Delete oldest segments while pred(segment, next segment) holds; never the active one."""
         deleted = 0
         while len(self._segments) > 1 and pred(self._segments[0], self._segments[1]):
+            self._before_write()
             seg = self._segments.pop(0)
             self._bases.pop(0)
             seg.delete_files()
@@ -640,6 +657,8 @@ class PartitionLog:
         self._check_open()
         if not self.config.compact:
             return
+        if len(self._segments) > 1:  # the cleaner only rewrites closed segments
+            self._before_write()
         from log.cleaner import clean_segments
 
         clean_segments(self, self._now_ms())
