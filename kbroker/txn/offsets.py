@@ -26,6 +26,11 @@ _STATE_KEY = "kbroker.txn.offsets"
 TopicPartition = tuple[str, int]
 
 
+def load_pending(broker: Broker) -> None:
+    """Recover staged offsets of open transactions from the topic (once)."""
+    _pending(broker)
+
+
 def _pending(broker: Broker) -> dict[int, list[OffsetRecord]]:
     pending = broker.state.get(_STATE_KEY)
     if pending is None:

@@ -124,6 +124,11 @@ def write_markers(
 ) -> None:
     """Append a COMMIT/ABORT marker to each partition; complete staged group offsets."""
     now = int(broker.clock() * 1000)
+    if any(topic == OFFSETS_TOPIC for topic, _ in partitions):
+        from kbroker.txn.offsets import load_pending
+
+        # Staged offsets must be known before the marker resolves them in the log.
+        load_pending(broker)
     offsets_partitions = []
     for topic_name, index in partitions:
         part = broker.topics.partition(topic_name, index)

@@ -397,3 +397,42 @@ async def test_staged_offsets_are_reported_pending_until_the_transaction_ends(se
         assert pending_partitions(server.broker, "g") == {("t", 0)}
         assert await end(c, pid, e, True) == 0
         assert pending_partitions(server.broker, "g") == set()
+
+
+async def test_staged_offsets_survive_an_unclean_restart(make_server: Any, tmp_path: Any) -> None:
+    data = tmp_path / "crash"
+    server = await make_server(log_dirs=str(data), **SMALL)
+    create_topic(server, "t")
+    T = TxnOffsetCommitRequest
+    OF = OffsetFetchRequest
+    async with await server.connect() as c:
+        r = await init(c)
+        pid, e = r.producer_id, r.producer_epoch
+        await c.request(AddOffsetsToTxnRequest(transactional_id=TID, producer_id=pid,
+                                               producer_epoch=e, group_id="g"))
+        await c.request(T(transactional_id=TID, group_id="g", producer_id=pid, producer_epoch=e,
+                          topics=[T.TxnOffsetCommitRequestTopic(name="t", partitions=[
+                              T.TxnOffsetCommitRequestPartition(partition_index=0,
+                                                                committed_offset=9)])]))
+    for part in server.broker.topics.all_partitions():
+        part.log.abandon()
+    await server.stop()
+    server = await make_server(log_dirs=str(data), **SMALL)
+    async with await server.connect() as c:
+
+        async def committed() -> int:
+            resp = await c.request(OF(group_id="g", topics=[OF.OffsetFetchRequestTopic(
+                name="t", partition_indexes=[0])]), version=7)
+            return resp.topics[0].partitions[0].committed_offset
+
+        assert await committed() == -1  # still inside the open transaction
+        assert await end(c, pid, e, True) == 0
+        assert await committed() == 9
+    for part in server.broker.topics.all_partitions():
+        part.log.abandon()
+    await server.stop()
+    server = await make_server(log_dirs=str(data), **SMALL)
+    async with await server.connect() as c:
+        resp = await c.request(OF(group_id="g", topics=[OF.OffsetFetchRequestTopic(
+            name="t", partition_indexes=[0])]), version=7)
+        assert resp.topics[0].partitions[0].committed_offset == 9  # replayed after the COMMIT
