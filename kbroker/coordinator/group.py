@@ -1451,7 +1451,9 @@ class GroupCoordinator:
             group.state = S.STABLE if group.members else S.EMPTY
             self._groups[group_id] = group
         for group_id, stored in self._offsets.items():
-            if group_id not in self._groups and stored:
+            # Offsets alone make an (empty) classic group, unless a KIP-848 group holds the
+            # id: TxnOffsetCommit results are applied through replay on a live coordinator.
+            if group_id not in self._groups and group_id not in self._consumer_groups and stored:
                 self._groups[group_id] = _Group(group_id)
         for group_id in [g for g, s in self._offsets.items() if not s]:
             del self._offsets[group_id]

@@ -18,6 +18,7 @@ from kbroker.coordinator.service import coordinator_for, wait_pending
 from kbroker.coordinator.store import OFFSETS_TOPIC
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.meta import AUTHORIZED_OPERATIONS_OMITTED, advertised_endpoint
+from kbroker.txn.offsets import pending_partitions
 from wire.errors import ErrorCode
 from wire.messages import (
     ConsumerGroupDescribeRequest,
@@ -259,18 +260,24 @@ async def handle_offset_commit(ctx: RequestContext,
     ])
 
 
-def _fetch_group(ctx: RequestContext, group_id: str,
-                 topics: list[tuple[str, list[int]]] | None) -> dict[str, list[tuple[int, Any]]]:
-    """topic → [(partition, OffsetAndMetadata | None)] in request order (or all stored)."""
+def _fetch_group(ctx: RequestContext, group_id: str, topics: list[tuple[str, list[int]]] | None,
+                 require_stable: bool) -> dict[str, list[tuple[int, Any, int]]]:
+    """topic → [(partition, OffsetAndMetadata | None, error)] in request order (or all)."""
     gc = coordinator_for(ctx.broker)
     wanted = None if topics is None else [(name, p) for name, parts in topics for p in parts]
     found = gc.fetch_offsets(group_id, wanted)
-    out: dict[str, list[tuple[int, Any]]] = {}
+    # KIP-447: with require_stable, a partition whose offset an open transaction is about
+    # to change is UNSTABLE_OFFSET_COMMIT (no offset), so the consumer retries after it.
+    unstable = pending_partitions(ctx.broker, group_id) if require_stable else set()
+    out: dict[str, list[tuple[int, Any, int]]] = {}
     if topics is not None:
         for name, _ in topics:
             out.setdefault(name, [])
     for (topic, partition), om in found.items():
-        out.setdefault(topic, []).append((partition, om))
+        if (topic, partition) in unstable:
+            out.setdefault(topic, []).append((partition, None, ErrorCode.UNSTABLE_OFFSET_COMMIT))
+        else:
+            out.setdefault(topic, []).append((partition, om, ErrorCode.NONE))
     return out
 
 
@@ -279,8 +286,7 @@ async def handle_offset_fetch(ctx: RequestContext,
                               request: OffsetFetchRequest) -> OffsetFetchResponse:
     """Committed offsets of one group (v0-7) or several (v8+); null topics = all."""
     version = ctx.api_version
-    # require_stable (KIP-447) asks for UNSTABLE_OFFSET_COMMIT while a transaction has
-    # offsets pending; transactional offset commits are not held here, so all are stable.
+    require_stable = version >= 7 and request.require_stable
     if version >= 8:
         groups = []
         for g in request.groups:
@@ -294,28 +300,28 @@ async def handle_offset_fetch(ctx: RequestContext,
                     continue
             wanted = None if g.topics is None else [
                 (t.name, list(t.partition_indexes)) for t in g.topics]
-            found = _fetch_group(ctx, g.group_id, wanted)
+            found = _fetch_group(ctx, g.group_id, wanted, require_stable)
             P = OffsetFetchResponse.OffsetFetchResponsePartitions
             groups.append(OffsetFetchResponse.OffsetFetchResponseGroup(
                 group_id=g.group_id,
                 topics=[OffsetFetchResponse.OffsetFetchResponseTopics(name=name, partitions=[
                     P(partition_index=p, committed_offset=om.offset if om else -1,
                       committed_leader_epoch=om.leader_epoch if om else -1,
-                      metadata=om.metadata if om else "", error_code=ErrorCode.NONE)
-                    for p, om in parts]) for name, parts in found.items()],
+                      metadata=om.metadata if om else "", error_code=error)
+                    for p, om, error in parts]) for name, parts in found.items()],
                 error_code=ErrorCode.NONE))
         return OffsetFetchResponse(groups=groups)
     wanted = None if request.topics is None else [
         (t.name, list(t.partition_indexes)) for t in request.topics]
-    found = _fetch_group(ctx, request.group_id, wanted)
+    found = _fetch_group(ctx, request.group_id, wanted, require_stable)
     P0 = OffsetFetchResponse.OffsetFetchResponsePartition
     return OffsetFetchResponse(
         error_code=ErrorCode.NONE,
         topics=[OffsetFetchResponse.OffsetFetchResponseTopic(name=name, partitions=[
             P0(partition_index=p, committed_offset=om.offset if om else -1,
                committed_leader_epoch=om.leader_epoch if om else -1,
-               metadata=om.metadata if om else "", error_code=ErrorCode.NONE)
-            for p, om in parts]) for name, parts in found.items()])
+               metadata=om.metadata if om else "", error_code=error)
+            for p, om, error in parts]) for name, parts in found.items()])
 
 
 @handles(OFFSET_DELETE, 0, 0)

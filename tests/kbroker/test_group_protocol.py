@@ -307,3 +307,49 @@ async def test_kip848_consumer_group_heartbeat_describe_and_commit(make_server):
             group_id="kg", topics=None)]))
         assert [(p.partition_index, p.committed_offset) for t in f.groups[0].topics
                 for p in t.partitions] == [(0, 3)]
+
+
+async def test_require_stable_reports_offsets_pending_in_a_transaction(make_server):
+    """KIP-447: while a transaction holds offsets for the group, OffsetFetch with
+    require_stable answers UNSTABLE_OFFSET_COMMIT; after the commit the offset shows."""
+    from wire.messages import (
+        AddOffsetsToTxnRequest,
+        EndTxnRequest,
+        InitProducerIdRequest,
+        TxnOffsetCommitRequest,
+    )
+
+    srv = await make_server(**FAST)
+    srv.broker.topics.create("t", 1)
+    async with await srv.connect() as c:
+        init = await c.request(InitProducerIdRequest(transactional_id="tx",
+                                                     transaction_timeout_ms=60000))
+        assert init.error_code == E.NONE
+        pid, epoch = init.producer_id, init.producer_epoch
+        added = await c.request(AddOffsetsToTxnRequest(
+            transactional_id="tx", producer_id=pid, producer_epoch=epoch, group_id="gx"))
+        assert added.error_code == E.NONE
+        staged = await c.request(TxnOffsetCommitRequest(
+            transactional_id="tx", group_id="gx", producer_id=pid, producer_epoch=epoch,
+            generation_id=-1, member_id="", topics=[TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic(
+                name="t", partitions=[TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition(
+                    partition_index=0, committed_offset=11)])]))
+        assert staged.topics[0].partitions[0].error_code == E.NONE
+
+        def fetch(stable: bool) -> OffsetFetchRequest:
+            return OffsetFetchRequest(require_stable=stable, groups=[
+                OffsetFetchRequest.OffsetFetchRequestGroup(group_id="gx", topics=[
+                    OffsetFetchRequest.OffsetFetchRequestTopics(name="t", partition_indexes=[0])])])
+
+        f = await c.request(fetch(True))
+        p = f.groups[0].topics[0].partitions[0]
+        assert (p.error_code, p.committed_offset) == (E.UNSTABLE_OFFSET_COMMIT, -1)
+        f = await c.request(fetch(False))
+        p = f.groups[0].topics[0].partitions[0]
+        assert (p.error_code, p.committed_offset) == (E.NONE, -1)  # not committed yet
+        end = await c.request(EndTxnRequest(transactional_id="tx", producer_id=pid,
+                                            producer_epoch=epoch, committed=True))
+        assert end.error_code == E.NONE
+        f = await c.request(fetch(True))
+        p = f.groups[0].topics[0].partitions[0]
+        assert (p.error_code, p.committed_offset) == (E.NONE, 11)
