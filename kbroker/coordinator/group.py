@@ -1123,8 +1123,24 @@ class GroupCoordinator:
             member.heartbeat_deadline_ms = self._now() + member.session_timeout_ms
         return self._store_offsets(group.group_id, offsets)
 
+    def validate_transactional_commit(
+        self, group_id: str, generation_id: int, member_id: str,
+        group_instance_id: str | None = None,
+    ) -> int | None:
+        """KIP-447 checks for TxnOffsetCommit (None = accept): a member's generation is
+        verified as for OffsetCommit, but commits without one are always allowed."""
+        consumer_group = self._consumer_groups.get(group_id)
+        if consumer_group is not None:
+            if generation_id < 0 and not member_id:
+                return None
+            return consumer_group.validate_offset_commit(member_id, generation_id)
+        group = self._groups.get(group_id) or _Group(group_id)
+        return self._validate_commit(group, generation_id, member_id, group_instance_id,
+                                     transactional=True)
+
     def _validate_commit(
-        self, group: _Group, generation_id: int, member_id: str, instance_id: str | None
+        self, group: _Group, generation_id: int, member_id: str, instance_id: str | None,
+        *, transactional: bool = False,
     ) -> int | None:
         if group.state is S.DEAD:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE
@@ -1136,8 +1152,9 @@ class GroupCoordinator:
             if generation_id != group.generation_id:
                 return ErrorCode.ILLEGAL_GENERATION
             return None
-        if group.state is not S.EMPTY:
-            # Only members may commit for a group that has members.
+        if not transactional and group.state is not S.EMPTY:
+            # Only members may commit for a group that has members (older transactional
+            # clients send no member id, so Kafka exempts TxnOffsetCommit).
             return ErrorCode.UNKNOWN_MEMBER_ID
         return None
 

@@ -537,3 +537,13 @@ def test_static_leader_rejoin_skips_assignment_from_v9(v9):
         assert {m for m, _, _ in r.members} == {r.member_id, follower}
     else:
         assert not r.skip_assignment and r.leader == leader and r.members == []
+
+
+def test_transactional_commit_validation_kip447():
+    gc, clock, _ = make()
+    (a, b), gen = stable_group(gc, clock)
+    assert gc.validate_transactional_commit("g", -1, "") is None  # no member id: allowed
+    assert gc.validate_transactional_commit("g", gen, a) is None
+    assert gc.validate_transactional_commit("g", gen - 1, a) == E.ILLEGAL_GENERATION
+    assert gc.validate_transactional_commit("g", gen, "zombie") == E.UNKNOWN_MEMBER_ID
+    assert gc.validate_transactional_commit("new", -1, "") is None
