@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from kbroker.errors import KafkaApiError
 from kbroker.txn.coordinator import TopicPartition, TransactionCoordinator, TxnConfig
 from kbroker.txn.producer_ids import ProducerIdManager
-from kbroker.txn.store import TxnStateTopicStore
+from kbroker.txn.store import TRANSACTION_STATE_TOPIC, TxnStateTopicStore
 from log.producer_state import BatchMetadata, ProducerStateError, last_sequence
 from wire.errors import ErrorCode
 from wire.records import build_control_batch
@@ -83,9 +83,14 @@ def txn_coordinator(broker: Broker) -> TransactionCoordinator:
 
 
 def poll(broker: Broker, tc: TransactionCoordinator | None = None) -> None:
-    """Fire due coordinator timers (only if the coordinator is loaded)."""
+    """Fire due coordinator timers, loading the coordinator if transactions were ever used."""
     tc = tc if tc is not None else broker.state.get(_STATE_KEY)
     if tc is None:
+        if broker.topics.get(TRANSACTION_STATE_TOPIC) is None:
+            return
+        # After a restart an open transaction must still time out even if its
+        # producer never comes back: the first read_committed fetch loads it.
+        txn_coordinator(broker)
         return
     now = tc.now_ms()
     # next_deadline_ms walks every transactional id: look at most every 100 ms

@@ -436,3 +436,24 @@ async def test_staged_offsets_survive_an_unclean_restart(make_server: Any, tmp_p
         resp = await c.request(OF(group_id="g", topics=[OF.OffsetFetchRequestTopic(
             name="t", partition_indexes=[0])]), version=7)
         assert resp.topics[0].partitions[0].committed_offset == 9  # replayed after the COMMIT
+
+
+async def test_open_transaction_times_out_after_restart_without_its_producer(
+        make_server: Any, tmp_path: Any) -> None:
+    data = tmp_path / "crash"
+    server = await make_server(log_dirs=str(data), **SMALL)
+    create_topic(server, "t")
+    async with await server.connect() as c:
+        r = await init(c, timeout_ms=10_000)
+        await add(c, r.producer_id, r.producer_epoch, [("t", 0)])
+        await tx_produce(c, "t", txn_batch(r.producer_id, r.producer_epoch, 0))
+    for part in server.broker.topics.all_partitions():
+        part.log.abandon()
+    await server.stop()
+    server = await make_server(log_dirs=str(data), **SMALL)
+    now = [server.broker.clock() + 60]  # well past the transaction's timeout
+    server.broker.clock = lambda: now[0]
+    async with await server.connect() as c:
+        # Only a read_committed consumer is around: its fetch finds the stale transaction.
+        part = await fetch(c, server, "t", 0, 0, isolation_level=1)
+        assert part.last_stable_offset == part.high_watermark == 3
