@@ -29,7 +29,6 @@ import contextlib
 import logging
 import math
 import os
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,7 +50,6 @@ RECEIVE_SIZE = 256 * 1024
 SEND_COALESCE = 1024 * 1024
 SENDFILE_MIN = 32 * 1024
 SENDFILE_CHUNK = 4 * 1024 * 1024
-_MSG_MORE = getattr(socket, "MSG_MORE", 0)
 DEFAULT_GRACE_S = 10.0
 
 
@@ -333,25 +331,25 @@ async def send_parts(sock: Any, items: list[Any]) -> None:
                 item = _pread_region(item)
             else:
                 if pending:
-                    # MSG_MORE: let the kernel put these bytes in one segment with the
-                    # start of the file data that follows at once.
-                    await _send_bytes(sock, b"".join(pending), _MSG_MORE)
+                    # Not MSG_MORE: corked bytes can sit ~200 ms when sendfile then hits a
+                    # full socket buffer (measured: 10 KB consume 2.3x slower with it).
+                    await _send_bytes(sock, b"".join(pending))
                     pending, size = [], 0
                 await _sendfile(sock, item)
                 continue
         pending.append(item)
         size += len(item)
         if size >= SEND_COALESCE:
-            await _send_bytes(sock, b"".join(pending), 0)
+            await _send_bytes(sock, b"".join(pending))
             pending, size = [], 0
     if pending:
-        await _send_bytes(sock, pending[0] if len(pending) == 1 else b"".join(pending), 0)
+        await _send_bytes(sock, pending[0] if len(pending) == 1 else b"".join(pending))
 
 
-async def _send_bytes(sock: Any, data: Any, flags: int) -> None:
+async def _send_bytes(sock: Any, data: Any) -> None:
     view = memoryview(data)
     while view:
-        sent = await sock.send(view, flags)
+        sent = await sock.send(view)
         view = view[sent:]
 
 
