@@ -276,6 +276,12 @@ class TransactionCoordinator:
             and tp in meta.partitions
         )
 
+    def current_epoch(self, producer_id: int) -> int | None:
+        """The epoch the coordinator holds for a transactional producer id, None if unknown."""
+        tid = self._by_pid.get(producer_id)
+        meta = self.txns.get(tid) if tid is not None else None
+        return meta.producer_epoch if meta is not None and meta.producer_id == producer_id else None
+
     # -- EndTxn ------------------------------------------------------------------------------
     def end_txn(self, transactional_id: str, producer_id: int, epoch: int, commit: bool) -> ErrorCode:
         """Commit or abort: write the markers to every partition of the transaction."""

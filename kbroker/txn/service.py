@@ -186,6 +186,14 @@ def check_producer_batch(
         return dup
     if header.is_transactional:
         tc = txn_coordinator(broker)
+        current = tc.current_epoch(header.producer_id)
+        if current is not None and header.producer_epoch < current:
+            # A zombie fenced by a newer instance (or a timed-out abort).
+            raise KafkaApiError(
+                ErrorCode.INVALID_PRODUCER_EPOCH,
+                f"Producer {header.producer_id} epoch {header.producer_epoch} is older than "
+                f"the current epoch {current}",
+            )
         entry = state.lookup(header.producer_id)
         in_txn = entry is not None and entry.current_txn_first_offset >= 0
         if not in_txn and not tc.partition_in_txn(

@@ -182,6 +182,9 @@ async def test_new_instance_fences_zombie_and_aborts_its_transaction(server: Any
         # The zombie's writes and commit are refused.
         zombie = await tx_produce(c, "t", txn_batch(pid, e0, 2))
         assert zombie.error_code == ErrorCode.INVALID_PRODUCER_EPOCH
+        create_topic(server, "other")  # a partition the zombie never wrote to
+        assert (await tx_produce(c, "other", txn_batch(pid, e0, 0))).error_code == \
+            ErrorCode.INVALID_PRODUCER_EPOCH
         assert await end(c, pid, e0, True) == ErrorCode.PRODUCER_FENCED
         # Its open transaction was aborted: read_committed sees it aborted, LSO moved on.
         part = await fetch(c, server, "t", 0, 0, isolation_level=1)
