@@ -190,3 +190,21 @@ def test_idempotent_producer_survives_kill_9(tmp_path: Path, topic_name: str) ->
         assert values == sorted(values)  # and in order
     finally:
         live.kill()
+
+
+def test_transaction_commits_across_kill_9(tmp_path: Path, topic_name: str) -> None:
+    live = SamePortBroker(tmp_path / "data", overrides=SMALL_INTERNAL_TOPICS)
+    live.start()
+    try:
+        create_topic(live, topic_name)
+        p = tx_producer(live, f"crash-{topic_name}", **{"reconnect.backoff.max.ms": 200})
+        p.begin_transaction()
+        for i in range(100):
+            p.produce(topic_name, value=b"%03d" % i)
+        assert p.flush(DEADLINE_S) == 0
+        live.kill()  # kill -9 with the transaction open
+        live.start()  # the coordinator reloads it from __transaction_state
+        p.commit_transaction(DEADLINE_S)
+        assert read_all(live, topic_name, "read_committed") == [b"%03d" % i for i in range(100)]
+    finally:
+        live.kill()

@@ -200,3 +200,24 @@ def test_transaction_tooling_lists_describes_and_aborts(broker: LiveBroker, topi
         p.close(timeout=1)
     assert read_all(broker, topic_name, "read_committed") == []
     assert read_all(broker, topic_name, "read_uncommitted") == [b"open"]
+
+
+def test_transaction_commits_across_kill_9(tmp_path: Path, topic_name: str) -> None:
+    live = SamePortBroker(tmp_path / "data", overrides=SMALL_INTERNAL_TOPICS)
+    live.start()
+    try:
+        create_topic(live, topic_name)
+        p = KafkaProducer(bootstrap_servers=live.bootstrap_servers,
+                          transactional_id=f"crash-{topic_name}", reconnect_backoff_max_ms=200)
+        p.init_transactions()
+        p.begin_transaction()
+        for i in range(100):
+            p.send(topic_name, value=b"%03d" % i)
+        p.flush()
+        live.kill()  # kill -9 with the transaction open
+        live.start()  # the coordinator reloads it from __transaction_state
+        p.commit_transaction()
+        p.close()
+        assert read_all(live, topic_name, "read_committed") == [b"%03d" % i for i in range(100)]
+    finally:
+        live.kill()
