@@ -461,14 +461,15 @@ def check_records(
 def check_record_framing(buf: Buffer, pos: int = 0, header: BatchHeader | None = None) -> None:
     """Cheap structural check of an uncompressed batch: its records tile the batch exactly.
 
-    Follows only the chain of record length varints (one or two bytes in the
-    fast path): the records section must hold exactly ``records_count``
-    records of positive length and nothing after them, which is what Java's
-    batch iterator enforces as it walks (INVALID_RECORD otherwise). Fields
-    inside a record (key/value/header lengths, offset deltas) are not walked:
-    that deep walk is ``check_records``; the CRC-32C, checked separately by
-    ``validate_batch``, already protects those bytes from corruption in transit.
-    Costs ~0.2 us per record against ~3 us for the deep walk.
+    Follows only the chain of record length varints: the records section must
+    hold exactly ``records_count`` records of positive length and nothing after
+    them, which is what Java's batch iterator enforces as it walks
+    (INVALID_RECORD otherwise). Fields inside a record (key/value/header
+    lengths, offset deltas) are not walked: that deep walk is ``check_records``;
+    the CRC-32C, checked separately by ``validate_batch``, already protects
+    those bytes from corruption in transit. Runs of records of one size (fixed
+    size values) are checked with strided slices at C speed; otherwise it costs
+    ~0.25 us per record against ~3 us for the deep walk.
     """
     h = parse_header(buf, pos) if header is None else header
     if h.compression != _compression.NONE:
@@ -476,32 +477,68 @@ def check_record_framing(buf: Buffer, pos: int = 0, header: BatchHeader | None =
     end = pos + h.size
     if end > len(buf):
         raise _corrupt(f"record batch of {h.size} bytes truncated to {len(buf) - pos}")
+    count = h.records_count
     p = pos + RECORD_BATCH_OVERHEAD
-    for i in range(h.records_count):
+    previous = -1
+    flat: bytes | None = None
+    flat_base = 0
+    i = 0
+    while i < count:
         if p >= end:
-            raise _invalid(f"record truncated: {h.records_count - i} of "
-                           f"{h.records_count} records missing")
+            raise _invalid(f"record truncated: {count - i} of {count} records missing")
         b = buf[p]
         if b < 0x80:
             # One-byte zigzag varint: even and non-zero means a positive length.
             if b & 1 or not b:
                 raise _invalid(f"record {i} length {(b >> 1) ^ -(b & 1)} overruns the batch")
-            p += 1 + (b >> 1)
+            width, stride = 1, 1 + (b >> 1)
         elif p + 1 < end and buf[p + 1] < 0x80:
             # Two-byte varint: records of 64..8191 bytes, the common case.
             v = (b & 0x7F) | (buf[p + 1] << 7)
             if v & 1 or not v:
                 raise _invalid(f"record {i} length {(v >> 1) ^ -(v & 1)} overruns the batch")
-            p += 2 + (v >> 1)
+            width, stride = 2, 2 + (v >> 1)
         else:
-            length, p = _read_varint(buf, p, end, 5)
+            length, q = _read_varint(buf, p, end, 5)
             if length <= 0:
                 raise _invalid(f"record {i} length {length} overruns the batch")
-            p += length
+            width, stride = q - p, q - p + length
+        if stride == previous and count - i > 8:
+            # Two records of one size in a row: measure the run of same-size records,
+            # on a bytes copy of the rest of the batch (strided slices of bytes run
+            # at memcpy speed, of a memoryview ~15x slower).
+            if flat is None:
+                flat, flat_base = (buf, 0) if isinstance(buf, bytes) else (bytes(buf[p:end]), p)
+            run = _same_size_run(flat, p - flat_base, width, stride,
+                                 min(count - i, (end - p) // stride))
+            if run:
+                p += run * stride
+                i += run
+                previous = -1
+                continue
+        previous = stride
+        p += stride
+        i += 1
         if p > end:
-            raise _invalid(f"record {i} overruns the batch by {p - end} bytes")
+            raise _invalid(f"record {i - 1} overruns the batch by {p - end} bytes")
     if p != end:
-        raise _invalid(f"{end - p} trailing bytes after {h.records_count} records")
+        raise _invalid(f"{end - p} trailing bytes after {count} records")
+
+
+def _same_size_run(data: bytes, p: int, width: int, stride: int, limit: int) -> int:
+    """How many records from ``p`` (at most ``limit``) start with the same length varint.
+
+    Each such record is exactly ``stride`` bytes, so the chain walk would step
+    over all of them; taking every record's k-th varint byte with one strided
+    slice and finding the first that differs (lstrip) gives the same verdict
+    at C speed.
+    """
+    stop = p + limit * stride
+    run = limit
+    for k in range(width):
+        column = data[p + k : stop : stride]
+        run = min(run, limit - len(column.lstrip(column[:1])))
+    return run
 
 
 def iter_records(

@@ -121,3 +121,45 @@ def test_agrees_with_the_deep_walk(sizes: list[int], count_change: int, cut: int
         assert cheap_ok and deep_ok
     elif forgeries == 1:
         assert not cheap_ok
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(min_value=0, max_value=300),
+                          st.integers(min_value=1, max_value=120)), min_size=1, max_size=4),
+       st.integers(min_value=-2, max_value=2), st.integers(min_value=0, max_value=3))
+def test_runs_of_same_size_records_agree_with_the_deep_walk(
+        runs: list[tuple[int, int]], count_change: int, cut: int) -> None:
+    # Long runs of one record size take the strided fast path; its verdict must be
+    # the chain walk's (offset/timestamp deltas growing past 63 change sizes too).
+    sizes = [size for size, repeat in runs for _ in range(repeat)]
+    data = _batch(sizes)
+    forged = _forge(data, count=max(1, len(sizes) + count_change), cut=cut)
+    try:
+        R.check_records(forged)
+    except InvalidRecordBatch:
+        deep_ok = False
+    else:
+        deep_ok = True
+    try:
+        R.check_record_framing(forged)
+    except InvalidRecordBatch:
+        cheap_ok = False
+    else:
+        cheap_ok = True
+    if deep_ok:
+        assert cheap_ok
+    if max(1, len(sizes) + count_change) == len(sizes) and not cut:
+        assert cheap_ok and deep_ok
+    elif (max(1, len(sizes) + count_change) == len(sizes)) != (not cut):
+        assert not cheap_ok
+
+
+def test_a_record_of_another_size_inside_a_run_breaks_the_chain() -> None:
+    data = bytearray(_batch([10] * 100))
+    # Record 50 claims to be 40 bytes longer: the chain no longer lands on the end.
+    pos = R.RECORD_BATCH_OVERHEAD
+    length = data[pos] >> 1
+    pos += 50 * (1 + length)
+    assert data[pos] == length << 1
+    data[pos] = (length + 40) << 1
+    _both_reject(_forge(bytes(data)))
