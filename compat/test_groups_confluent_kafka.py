@@ -12,7 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupState,
+    ConsumerGroupType,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 
@@ -78,6 +84,11 @@ class CkMember(threading.Thread):
         conf = {"bootstrap.servers": broker.bootstrap_servers, "group.id": group,
                 "auto.offset.reset": "earliest", "enable.auto.commit": False, **FAST_GROUP}
         conf.update({k.replace("_", "."): v for k, v in configs.items()})
+        if conf.get("group.protocol") == "consumer":
+            # KIP-848 moves session and heartbeat timing to the broker; librdkafka refuses
+            # the client-side settings with this protocol.
+            for name in FAST_GROUP:
+                conf.pop(name)
         self.consumer = Consumer(conf)
         self.revoked: list[set[int]] = []
         self.assigned: list[set[int]] = []
@@ -314,3 +325,57 @@ def test_group_mixed_clients(group_broker: LiveBroker, topic_name: str) -> None:
     finally:
         kp.close()
         ck.close()
+
+
+@pytest.fixture(scope="module")
+def kip848_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
+    """A live kbroker whose KIP-848 heartbeat interval is short, so assignments move fast."""
+    live = LiveBroker(tmp_path_factory.mktemp("kbroker-kip848"),
+                      overrides={**BROKER_OVERRIDES,
+                                 "group.consumer.heartbeat.interval.ms": "200",
+                                 "group.consumer.session.timeout.ms": "6000"})
+    live.start()
+    try:
+        yield live
+        assert live.is_running(), f"kbroker died during the module\n{live.log_tail()}"
+    finally:
+        live.kill()
+
+
+def test_group_consumer_protocol(kip848_broker: LiveBroker, topic_name: str) -> None:
+    """KIP-848 (`group.protocol=consumer`): the broker assigns; a second member gets half
+    the partitions, everything is read once, commits land, and the survivor takes the
+    partitions back when the other leaves."""
+    broker = kip848_broker
+    create_topic(broker, topic_name, 4)
+    produce(broker, topic_name, 4, 5)
+    group = f"g-{topic_name}"
+    a = CkMember(broker, topic_name, group, **{"group.protocol": "consumer"})
+    a.start()
+    b: CkMember | None = None
+    try:
+        wait_until(lambda: a.assignment == {0, 1, 2, 3}, "first member owns all 4 partitions")
+        wait_until(lambda: len(a.values) == 20, "first member read all 20 records")
+        a.commit()
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
+        described = admin.describe_consumer_groups([group])[group].result(timeout=DEADLINE_S)
+        assert described.type == ConsumerGroupType.CONSUMER  # not a classic group
+        assert described.state == ConsumerGroupState.STABLE and len(described.members) == 1
+        b = CkMember(broker, topic_name, group, **{"group.protocol": "consumer"})
+        b.start()
+        wait_until(lambda: len(a.assignment) == 2 and len(b.assignment) == 2
+                   and a.assignment | b.assignment == {0, 1, 2, 3},
+                   "partitions split 2/2 between the members by the broker")
+        # b starts from the committed offsets: nothing is read twice.
+        produce(broker, topic_name, 4, 1, prefix="new-")
+        wait_until(lambda: len(a.values) + len(b.values) == 24, "the 4 new records read once")
+        assert sorted(a.values[20:] + b.values) == sorted(
+            f"new-p{p}-0".encode() for p in range(4))
+        b.close()
+        b = None
+        wait_until(lambda: a.assignment == {0, 1, 2, 3}, "first member owns all 4 again")
+    finally:
+        if b is not None:
+            b.close()
+        a.close()
+    assert committed(broker, group, topic_name, 4) == {p: 5 for p in range(4)}

@@ -276,6 +276,10 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
     _c("group.max.session.timeout.ms", "int", 1800000, "Largest session timeout a member "
        "may ask for."),
     _c("group.max.size", "int", INT_MAX, "Most members in one group.", at_least(1)),
+    _c("group.consumer.session.timeout.ms", "int", 45000, "Session timeout of members of "
+       "KIP-848 consumer groups (set by the broker, not the client).", at_least(1)),
+    _c("group.consumer.heartbeat.interval.ms", "int", 5000, "Heartbeat interval the broker "
+       "gives members of KIP-848 consumer groups.", at_least(1)),
     _c("transaction.state.log.num.partitions", "int", 50, "Partitions of "
        "__transaction_state.", at_least(1)),
     _c("transaction.state.log.replication.factor", "short", 3, _NO_EFFECT, at_least(1),

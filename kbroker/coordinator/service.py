@@ -42,18 +42,9 @@ def coordinator_config(broker: Broker) -> CoordinatorConfig:
         offsets_retention_check_interval_ms=c["offsets.retention.check.interval.ms"],
         offset_metadata_max_bytes=c["offset.metadata.max.bytes"],
         num_partitions=_offsets_partitions(broker),
-        consumer_session_timeout_ms=_optional(broker, "group.consumer.session.timeout.ms", 45000),
-        consumer_heartbeat_interval_ms=_optional(
-            broker, "group.consumer.heartbeat.interval.ms", 5000),
+        consumer_session_timeout_ms=c["group.consumer.session.timeout.ms"],
+        consumer_heartbeat_interval_ms=c["group.consumer.heartbeat.interval.ms"],
     )
-
-
-def _optional(broker: Broker, name: str, default: int) -> int:
-    # KIP-848 settings, read when the broker config defines them (Kafka's defaults otherwise).
-    try:
-        return int(broker.config[name])
-    except KeyError:
-        return default
 
 
 def _offsets_partitions(broker: Broker) -> int:

@@ -82,11 +82,19 @@ def load_handlers() -> dict[int, Registration]:
     return HANDLERS
 
 
+# Versions that the protocol definitions we conform to (a Kafka 4.0 pre-release) still
+# mark unstable but that Kafka 4.0 released as stable. ConsumerGroupHeartbeat v1 is
+# KIP-848's GA version (client-generated member ids, KIP-1082; regex subscriptions):
+# librdkafka's `group.protocol=consumer` refuses to run without it.
+RELEASED_SINCE_DEFINITIONS: dict[int, int] = {68: 1}
+
+
 def advertised_versions() -> dict[int, tuple[int, int]]:
     """api key → (min, max): registered ranges ∩ the codec's ``wire.protocol.STABLE``.
 
     STABLE, not SUPPORTED: Kafka's released brokers never advertise a version its
-    definitions mark ``latestVersionUnstable`` (EndTxn v5, ConsumerGroupHeartbeat v1).
+    definitions mark ``latestVersionUnstable`` (EndTxn v5), with the exceptions in
+    ``RELEASED_SINCE_DEFINITIONS``.
     """
     if _advertised:
         return _advertised
@@ -95,7 +103,7 @@ def advertised_versions() -> dict[int, tuple[int, int]]:
         if key not in STABLE:
             continue
         low = max(reg.min_version, STABLE[key][0])
-        high = min(reg.max_version, STABLE[key][1])
+        high = min(reg.max_version, RELEASED_SINCE_DEFINITIONS.get(key, STABLE[key][1]))
         if low <= high:
             result[key] = (low, high)
     return result
