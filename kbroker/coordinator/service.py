@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 import trio
 
 from kbroker.coordinator.group import CoordinatorConfig, GroupCoordinator, Pending
-from kbroker.coordinator.store import OffsetsTopicStore
+from kbroker.coordinator.store import OFFSETS_TOPIC, OffsetsTopicStore
 
 if TYPE_CHECKING:
     from kbroker.broker import Broker
@@ -72,6 +72,8 @@ def coordinator_for(broker: Broker) -> GroupCoordinator:
 def on_topics_deleted(broker: Broker, topics: list[str]) -> None:
     """Call after DeleteTopics: committed offsets of those topics are dropped (Kafka does
     this when partitions are deleted), so a re-created topic starts from the reset policy."""
+    if _STATE_KEY not in broker.state and broker.topics.get(OFFSETS_TOPIC) is None:
+        return  # no group ever committed anything: don't create __consumer_offsets for this
     coordinator_for(broker).delete_topic_offsets(topics)
 
 

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from kbroker import topic_config
 from kbroker.config import CONFIG_DEFS, BrokerConfig
+from kbroker.coordinator.service import on_topics_deleted
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from wire.errors import ErrorCode
@@ -381,6 +382,11 @@ async def handle_delete_topics(ctx: RequestContext,
             continue
         results.append(Result(name=topic.name, topic_id=topic.topic_id, error_code=0,
                               error_message=None))
+    deleted = [r.name for r in results if r.error_code == 0]
+    if deleted:
+        # Kafka drops the groups' committed offsets of deleted partitions, so a topic
+        # re-created under the same name starts from the reset policy, not stale offsets.
+        on_topics_deleted(ctx.broker, deleted)
     return DeleteTopicsResponse(throttle_time_ms=0, responses=results)
 
 

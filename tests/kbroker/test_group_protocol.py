@@ -11,6 +11,7 @@ from kbroker.coordinator.store import OFFSETS_TOPIC, decode_record
 from wire.errors import ErrorCode
 from wire.messages import (
     DeleteGroupsRequest,
+    DeleteTopicsRequest,
     DescribeGroupsRequest,
     FindCoordinatorRequest,
     HeartbeatRequest,
@@ -353,3 +354,31 @@ async def test_require_stable_reports_offsets_pending_in_a_transaction(make_serv
         f = await c.request(fetch(True))
         p = f.groups[0].topics[0].partitions[0]
         assert (p.error_code, p.committed_offset) == (E.NONE, 11)
+
+
+async def test_deleting_a_topic_drops_its_committed_offsets(make_server):
+    """A topic deleted and re-created under the same name does not resume from the old
+    group's offsets (Kafka removes offsets of deleted partitions); other topics keep theirs."""
+    srv = await make_server(**FAST)
+    srv.broker.topics.create("gone", 1)
+    srv.broker.topics.create("kept", 1)
+    async with await srv.connect() as c:
+        r = await c.request(commit_req("solo", -1, "", {("gone", 0): 7, ("kept", 0): 5}),
+                            version=2)
+        assert [p.error_code for t in r.topics for p in t.partitions] == [E.NONE, E.NONE]
+        d = await c.request(DeleteTopicsRequest(topic_names=["gone"], timeout_ms=1000),
+                            version=4)
+        assert d.responses[0].error_code == E.NONE
+        srv.broker.topics.create("gone", 1)
+        f = await c.request(OffsetFetchRequest(group_id="solo", topics=None), version=7)
+        assert [(t.name, p.partition_index, p.committed_offset) for t in f.topics
+                for p in t.partitions] == [("kept", 0, 5)]
+
+
+async def test_deleting_a_topic_without_groups_does_not_create_offsets_topic(make_server):
+    srv = await make_server(**FAST)
+    srv.broker.topics.create("t", 1)
+    async with await srv.connect() as c:
+        d = await c.request(DeleteTopicsRequest(topic_names=["t"], timeout_ms=1000), version=4)
+        assert d.responses[0].error_code == E.NONE
+    assert srv.broker.topics.get(OFFSETS_TOPIC) is None
