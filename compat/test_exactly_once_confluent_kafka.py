@@ -6,6 +6,8 @@ or a deadline, and the broker runs with small internal topics so it starts fast.
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +36,91 @@ class SamePortBroker(LiveBroker):
         if self.port:
             cmd[cmd.index("--listen") + 1] = f"127.0.0.1:{self.port}"
         return cmd
+
+
+class LossyProxy:
+    """A TCP proxy in front of the broker that can lose responses (the broker advertises it).
+
+    ``lose_responses()`` swallows what the broker answers for a moment while the
+    client's requests still reach it, then cuts every connection: those batches
+    are written but never acknowledged, so the client must retry them.
+    """
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.target: tuple[str, int] = ("127.0.0.1", 0)
+        self._swallow = threading.Event()
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, responses: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if not (responses and self._swallow.is_set()):
+                    dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def lose_responses(self, window_s: float = 0.05) -> None:
+        """Drop the broker's answers for window_s, then reset every connection."""
+        self._swallow.set()
+        time.sleep(window_s)
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        self._swallow.clear()
+
+    def close(self) -> None:
+        """Stop accepting and drop every connection."""
+        self.listener.close()
+        self.lose_responses(0)
+
+
+@pytest.fixture
+def proxied_broker(tmp_path: Path) -> Iterator[tuple[LiveBroker, LossyProxy]]:
+    """A broker reachable only through a LossyProxy (it advertises the proxy's port)."""
+    proxy = LossyProxy()
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        broker_port = probe.getsockname()[1]
+    live = SamePortBroker(tmp_path / "proxied", overrides={
+        **SMALL_INTERNAL_TOPICS,
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{proxy.port}"})
+    live.port = broker_port  # its ready line names the advertised (proxy) port instead
+    proxy.target = ("127.0.0.1", broker_port)
+    live.start()
+    try:
+        yield live, proxy
+    finally:
+        proxy.close()
+        live.kill()
 
 
 @pytest.fixture(scope="module")
@@ -170,19 +257,27 @@ def test_idempotent_producer_survives_kill_9(tmp_path: Path, topic_name: str) ->
                       "linger.ms": 5, "message.timeout.ms": 30000,
                       "reconnect.backoff.max.ms": 200})
         errors: list[object] = []
+        delivered = [0]
 
         def on_delivery(err: object, _msg: object) -> None:
             if err is not None:
                 errors.append(err)
+            else:
+                delivered[0] += 1
 
-        total = 2000
+        total = 20000
+        killed = False
         for i in range(total):
             p.produce(topic_name, value=b"%06d" % i, on_delivery=on_delivery)
-            if i == total // 2:
-                p.poll(0)
-                live.kill()  # kill -9 mid-stream, unacknowledged batches in flight
-                live.start()  # same port: the producer reconnects and retries
             p.poll(0)
+            while len(p) > 500 and not killed:  # keep a few requests' worth in flight
+                p.poll(0.002)
+            if not killed and delivered[0] >= total // 4:
+                # kill -9 while produce requests are in flight (some written, not answered).
+                live.kill()
+                live.start()  # same port: the producer reconnects and retries
+                killed = True
+        assert killed
         assert p.flush(DEADLINE_S * 2) == 0
         assert errors == []
         values = read_all(live, topic_name, "read_uncommitted")
@@ -208,3 +303,27 @@ def test_transaction_commits_across_kill_9(tmp_path: Path, topic_name: str) -> N
         assert read_all(live, topic_name, "read_committed") == [b"%03d" % i for i in range(100)]
     finally:
         live.kill()
+
+
+def test_idempotent_retries_of_lost_responses_are_not_written_twice(
+        proxied_broker: tuple[LiveBroker, LossyProxy], topic_name: str) -> None:
+    live, proxy = proxied_broker
+    create_topic(live, topic_name)
+    bootstrap = f"127.0.0.1:{proxy.port}"
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 2,
+                  "reconnect.backoff.max.ms": 100})
+    errors: list[object] = []
+    total, cuts = 20000, 0
+    for i in range(total):
+        p.produce(topic_name, value=b"%06d" % i,
+                  on_delivery=lambda err, _m: err is None or errors.append(err))
+        p.poll(0)
+        while len(p) > 500:
+            p.poll(0.002)
+        if i % 5000 == 2500:
+            proxy.lose_responses()  # written batches whose acks never arrive: retried
+            cuts += 1
+    assert p.flush(DEADLINE_S * 2) == 0
+    assert errors == [] and cuts == 4
+    values = read_all(live, topic_name, "read_uncommitted")
+    assert len(values) == total and values == [b"%06d" % i for i in range(total)]

@@ -16,7 +16,12 @@ from kafka.errors import KafkaError, ProducerFencedError
 from kafka.structs import OffsetAndMetadata
 
 from compat.livebroker import LiveBroker
-from compat.test_exactly_once_confluent_kafka import SMALL_INTERNAL_TOPICS, SamePortBroker
+from compat.test_exactly_once_confluent_kafka import (
+    SMALL_INTERNAL_TOPICS,
+    LossyProxy,
+    SamePortBroker,
+    proxied_broker,  # noqa: F401 - a fixture shared with the confluent-kafka module
+)
 
 pytestmark = pytest.mark.compat
 
@@ -221,3 +226,28 @@ def test_transaction_commits_across_kill_9(tmp_path: Path, topic_name: str) -> N
         assert read_all(live, topic_name, "read_committed") == [b"%03d" % i for i in range(100)]
     finally:
         live.kill()
+
+
+def test_idempotent_retries_of_lost_responses_are_not_written_twice(
+        proxied_broker: tuple[LiveBroker, LossyProxy], topic_name: str) -> None:  # noqa: F811
+    live, proxy = proxied_broker
+    create_topic(live, topic_name)
+    p = KafkaProducer(bootstrap_servers=f"127.0.0.1:{proxy.port}", linger_ms=2,
+                      reconnect_backoff_max_ms=100, retries=2**31 - 1,
+                      delivery_timeout_ms=60000)
+    total, cuts = 20000, 0
+    futures = []
+    for i in range(total):
+        futures.append(p.send(topic_name, value=b"%06d" % i))
+        if i >= 500:
+            futures[i - 500].get(timeout=DEADLINE_S)  # keep a few requests' worth in flight
+        if i % 5000 == 2500:
+            proxy.lose_responses()  # written batches whose acks never arrive: retried
+            cuts += 1
+    p.flush(timeout=DEADLINE_S * 2)
+    for f in futures:
+        f.get(timeout=1)
+    p.close()
+    assert cuts == 4
+    values = read_all(live, topic_name, "read_uncommitted")
+    assert len(values) == total and values == [b"%06d" % i for i in range(total)]
