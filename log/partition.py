@@ -139,8 +139,10 @@ class PartitionLog:
     def _load(self) -> None:
         d = self.directory
         marker = d / CLEAN_SHUTDOWN_FILE
-        clean = marker.exists()
+        # One listing answers "which files exist" for the whole open (start-up time:
+        # no stat or failed open per optional file, no second listing for snapshots).
         names = os.listdir(d)
+        had_marker = clean = CLEAN_SHUTDOWN_FILE in names
         for name in names:
             if name.endswith(_TEMP_SUFFIXES):
                 os.unlink(d / name)
@@ -152,8 +154,13 @@ class PartitionLog:
             stem, _, ext = name.partition(".")
             if ext in ("index", "timeindex") and stem.isdigit() and int(stem) not in base_set:
                 os.unlink(d / name)  # orphan of a segment deleted before a crash
-        self._recovery_point = self._written_rp = read_offset(d / RECOVERY_POINT_FILE, 0)
-        self._log_start = self._written_ls = read_offset(d / LOG_START_FILE, 0)
+        present = set(names)
+        self._recovery_point = self._written_rp = (
+            read_offset(d / RECOVERY_POINT_FILE, 0) if RECOVERY_POINT_FILE in present else 0
+        )
+        self._log_start = self._written_ls = (
+            read_offset(d / LOG_START_FILE, 0) if LOG_START_FILE in present else 0
+        )
         if not bases:
             bases = [self._log_start]
             clean = True  # a new partition: nothing to check
@@ -175,8 +182,9 @@ class PartitionLog:
             # Data below the checkpointed log start was lost: start over there (Kafka does the same).
             self._truncate_fully_and_start_at(self._log_start)
         self.txn_index.load(self._bases, self.log_end_offset)
-        self._load_producer_state()
-        if marker.exists():
+        # Snapshots are only ever written by roll/close, not during an open.
+        self._load_producer_state(list_snapshots(d, names=names))
+        if had_marker:
             # Appends are coming: the marker must be gone for good before any of them.
             # Its removal is made durable (directory fsync) by _before_write, right
             # before the first change to the log's files, not here: until then a crash
@@ -264,11 +272,13 @@ class PartitionLog:
         del self._segments[i + 1 :]
         del self._bases[i + 1 :]
 
-    def _load_producer_state(self) -> None:
+    def _load_producer_state(self, snapshots: list[int] | None = None) -> None:
         leo = self.log_end_offset
         start = self._segments[0].base_offset
         state: ProducerState | None = None
-        for off in reversed(list_snapshots(self.directory)):
+        if snapshots is None:
+            snapshots = list_snapshots(self.directory)
+        for off in reversed(snapshots):
             path = snapshot_path(self.directory, off)
             if off > leo:
                 os.unlink(path)  # describes batches that recovery or truncation removed

@@ -356,10 +356,10 @@ def snapshot_path(directory: Path, offset: int) -> Path:
     return directory / f"{offset:020d}.snapshot"
 
 
-def list_snapshots(directory: Path) -> list[int]:
-    """Offsets of the snapshot files present, ascending."""
+def list_snapshots(directory: Path, *, names: list[str] | None = None) -> list[int]:
+    """Offsets of the snapshot files present (or among `names`, a listing of it), ascending."""
     out = []
-    for name in os.listdir(directory):
+    for name in os.listdir(directory) if names is None else names:
         if name.endswith(".snapshot") and name[:-9].isdigit():
             out.append(int(name[:-9]))
     return sorted(out)
