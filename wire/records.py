@@ -220,9 +220,12 @@ def _crc_ok(buf: Buffer, pos: int, h: BatchHeader) -> bool:
         return _crc32c.crc32c(mv[pos + _CRC_START : end]) == h.crc
 
 
-def validate_batch(buf: Buffer, pos: int = 0) -> BatchHeader:
-    """Header sanity, length fits, and CRC-32C; no per-record work."""
-    h = parse_header(buf, pos)
+def validate_batch(buf: Buffer, pos: int = 0, header: BatchHeader | None = None) -> BatchHeader:
+    """Header sanity, length fits, and CRC-32C; no per-record work.
+
+    ``header``: the batch's header if the caller already parsed it (spares a parse).
+    """
+    h = parse_header(buf, pos) if header is None else header
     if pos + h.size > len(buf):
         raise _corrupt(f"record batch of {h.size} bytes truncated to {len(buf) - pos}")
     if not _crc_ok(buf, pos, h):
@@ -498,6 +501,12 @@ def check_record_framing(buf: Buffer, pos: int = 0, header: BatchHeader | None =
             if v & 1 or not v:
                 raise _invalid(f"record {i} length {(v >> 1) ^ -(v & 1)} overruns the batch")
             width, stride = 2, 2 + (v >> 1)
+        elif p + 2 < end and buf[p + 2] < 0x80 and buf[p + 1] >= 0x80:
+            # Three-byte varint: records of 8 KiB..1 MiB.
+            v = (b & 0x7F) | ((buf[p + 1] & 0x7F) << 7) | (buf[p + 2] << 14)
+            if v & 1 or not v:
+                raise _invalid(f"record {i} length {(v >> 1) ^ -(v & 1)} overruns the batch")
+            width, stride = 3, 3 + (v >> 1)
         else:
             length, q = _read_varint(buf, p, end, 5)
             if length <= 0:

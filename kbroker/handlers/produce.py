@@ -124,7 +124,7 @@ def validate_produce_records(
         # Kafka compares the whole batch (log overhead included) to max.message.bytes.
         raise RejectedBatch(ErrorCode.MESSAGE_TOO_LARGE)
     try:
-        wire_records.validate_batch(buf, 0)
+        wire_records.validate_batch(buf, 0, header)
     except InvalidRecordBatch as exc:
         code = ErrorCode(exc.error_code)
         raise RejectedBatch(code, None if code == ErrorCode.CORRUPT_MESSAGE else str(exc)) from exc
