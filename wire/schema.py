@@ -331,10 +331,20 @@ def make_message_class(decl: MessageDecl, module: str) -> type:
 # type() call with what @dataclass(slots=True, kw_only=True) would give it
 # (__slots__, __dataclass_fields__/__dataclass_params__ so dataclasses.fields(),
 # replace() and asdict() work, __match_args__ = (), __hash__ = None since eq=True),
-# __repr__ and __eq__ are shared functions driven by the class's field names, and
-# __init__ is generated on first instantiation (most classes are only ever built
-# by the decoders, which bypass __init__).
-_MISSING: Any = dataclasses.MISSING
+# __repr__ is shared, driven by the class's field names, and __init__ and __eq__
+# are generated on first instantiation or inspect.signature() (most classes are
+# only ever built by the decoders, which bypass __init__; until then a shared
+# __eq__ compares the same field tuples).
+
+
+class _Factory:
+    """Default of a field with a default factory (shown as dataclasses show it)."""
+
+    def __repr__(self) -> str:
+        return "<factory>"
+
+
+_MISSING: Any = _Factory()
 _DATACLASS_PARAMS = dataclasses.make_dataclass(
     "_Params", [], slots=True, kw_only=True).__dataclass_params__  # type: ignore[attr-defined]
 _KEY = "__kbroker_fields__"  # class attribute: (names, attrgetter of them, init specs)
@@ -417,17 +427,34 @@ def _compile_methods(cls: type) -> tuple[Callable[..., None], Callable[[Any, Any
     return init, eq
 
 
-def _lazy_init(self: Any, **kwargs: Any) -> None:
-    # First instantiation of this class: install the generated __init__ (and a
-    # generated __eq__, twice as fast as the shared one), then run it. Only keyword
-    # arguments are accepted, like the real one.
-    cls = type(self)
+def _install_methods(cls: type) -> Callable[..., None]:
+    """Replace the lazy __init__ (and the shared __eq__, half as fast) by generated ones."""
     while "__kbroker_fields__" not in cls.__dict__:  # a subclass: the declaring class
         cls = cls.__mro__[1]
+    if cls.__dict__["__init__"] is not _lazy_init:
+        return cls.__init__  # type: ignore[misc]
     init, eq = _compile_methods(cls)
     cls.__init__ = init  # type: ignore[misc]
     cls.__eq__ = eq  # type: ignore[method-assign, assignment]
-    init(self, **kwargs)
+    del cls.__signature__  # type: ignore[attr-defined]  # inspect now sees the real __init__
+    return init
+
+
+def _lazy_init(self: Any, **kwargs: Any) -> None:
+    # First instantiation of this class: install the generated methods, then run
+    # __init__. Only keyword arguments are accepted, like the real one.
+    _install_methods(type(self))(self, **kwargs)
+
+
+class _LazySignature:
+    """Makes inspect.signature(cls) (hypothesis' builds, IDEs) see the generated __init__."""
+
+    def __get__(self, obj: Any, owner: type) -> None:
+        _install_methods(owner)
+        return None  # "no __signature__": inspect falls back to __init__
+
+
+_LAZY_SIGNATURE = _LazySignature()
 
 
 def _fast_dataclass(name: str, qualname: str, module: str, doc: str,
@@ -447,6 +474,7 @@ def _fast_dataclass(name: str, qualname: str, module: str, doc: str,
         "__match_args__": (),
         "__dataclass_params__": _DATACLASS_PARAMS,
         "__dataclass_fields__": _LAZY_FIELDS,
+        "__signature__": _LAZY_SIGNATURE,
         _KEY: (names, operator.attrgetter(*names), specs),
     }
     return type(name, (), ns)

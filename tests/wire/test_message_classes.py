@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import pickle
 
 import pytest
@@ -48,6 +49,10 @@ def test_defaults_equality_repr_and_keyword_only() -> None:
         hash(a)  # eq=True without frozen: unhashable, as dataclasses make it
     with pytest.raises(AttributeError):
         a.no_such_field = 1  # slotted
+    # Introspection (hypothesis' builds, IDEs) sees the keyword-only fields.
+    params = inspect.signature(ProduceResponse.TopicProduceResponse).parameters
+    assert list(params) == ["name", "partition_responses", "unknown_tagged_fields"]
+    assert all(p.kind is p.KEYWORD_ONLY for p in params.values())
 
 
 def test_mutable_defaults_are_fresh_per_instance() -> None:
