@@ -37,7 +37,9 @@ import trio
 
 from kbroker.broker import Broker
 from kbroker.config import BrokerConfig
+from kbroker.coordinator import service as group_service
 from kbroker.handlers import RequestContext, load_handlers, lookup
+from kbroker.txn import service as txn_service
 from log.segment import pread_exact
 from wire.errors import DecodeError, UnsupportedVersion
 from wire.frames import FrameDecoder
@@ -379,16 +381,26 @@ async def _maintenance(broker: Broker) -> None:
     retention_s = config["log.retention.check.interval.ms"] / 1000.0
     cleaner_s = (config["log.cleaner.backoff.ms"] / 1000.0 if config["log.cleaner.enable"]
                  else math.inf)
+    # Coordinator timers also fire from the requests that touch them; this pass makes sure
+    # a transaction or a group whose clients all went away still times out (Kafka checks
+    # timed-out transactions every transaction.abort.timed.out.transaction.cleanup.interval.ms).
+    coordinators_s = config["transaction.abort.timed.out.transaction.cleanup.interval.ms"] / 1000.0
     now = trio.current_time()
     next_retention, next_clean, next_flush = now + retention_s, now + cleaner_s, math.inf
+    next_coordinators = now + coordinators_s
     while True:
         flush_s = None
         with _logged("flush scheduling"):
             flush_s = broker.next_flush_interval_s()
         if flush_s is not None:
             next_flush = min(next_flush, trio.current_time() + flush_s)
-        await trio.sleep_until(min(next_retention, next_clean, next_flush))
+        await trio.sleep_until(min(next_retention, next_clean, next_flush, next_coordinators))
         now = trio.current_time()
+        if now >= next_coordinators:
+            next_coordinators = now + coordinators_s
+            with _logged("coordinator timers"):
+                group_service.poll_loaded(broker)
+                txn_service.maintain(broker)
         # A failing step is logged and retried next time; it must not stop the broker.
         if now >= next_retention:
             next_retention = now + retention_s

@@ -23,7 +23,8 @@ from kbroker.coordinator.store import OFFSETS_TOPIC, OffsetsTopicStore
 if TYPE_CHECKING:
     from kbroker.broker import Broker
 
-__all__ = ["coordinator_config", "coordinator_for", "on_topics_deleted", "wait_pending"]
+__all__ = ["coordinator_config", "coordinator_for", "on_topics_deleted", "poll_loaded",
+           "wait_pending"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,6 +68,15 @@ def coordinator_for(broker: Broker) -> GroupCoordinator:
         broker.state[_STATE_KEY] = gc
     gc.poll()
     return gc
+
+
+def poll_loaded(broker: Broker) -> None:
+    """Fire the group coordinator's due timers (session expiry, rebalance deadlines,
+    offsets retention) if it is loaded; for the server's maintenance loop, so groups whose
+    members all went silent still expire without waiting for another group request."""
+    gc = broker.state.get(_STATE_KEY)
+    if gc is not None:
+        gc.poll()
 
 
 def on_topics_deleted(broker: Broker, topics: list[str]) -> None:

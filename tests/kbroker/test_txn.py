@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import trio
 
 from tests.kbroker.test_idempotence import all_values, batch
 from tests.kbroker.test_produce import create_topic, fetch, produce_request
@@ -460,3 +461,25 @@ async def test_open_transaction_times_out_after_restart_without_its_producer(
         # Only a read_committed consumer is around: its fetch finds the stale transaction.
         part = await fetch(c, server, "t", 0, 0, isolation_level=1)
         assert part.last_stable_offset == part.high_watermark == 3
+
+
+async def test_maintenance_aborts_a_timed_out_transaction_without_any_request(
+        make_server: Any, autojump_clock: Any) -> None:
+    """A producer that vanished mid-transaction must not hold read_committed consumers
+    back forever: the broker's own maintenance pass aborts it at transaction.timeout.ms,
+    with no client request to trigger it."""
+    now = [1_000.0]
+    server = await make_server(
+        **SMALL, transaction_abort_timed_out_transaction_cleanup_interval_ms=1000)
+    server.broker.clock = lambda: now[0]
+    create_topic(server, "t")
+    async with await server.connect() as c:
+        r = await init(c, timeout_ms=10_000)
+        pid, e = r.producer_id, r.producer_epoch
+        await add(c, pid, e, [("t", 0)])
+        await tx_produce(c, "t", txn_batch(pid, e, 0))
+    log = server.broker.topics.partition("t", 0).log
+    assert log.last_stable_offset == 0  # the open transaction holds the LSO
+    now[0] += 11
+    await trio.sleep(1.5)  # virtual time (MockClock): one maintenance pass
+    assert log.last_stable_offset == log.high_watermark == 3  # aborted: marker written
