@@ -111,6 +111,7 @@ class PartitionLog:
         self.recovered_bytes_truncated = 0
         # False between a clean open (marker unlinked, not yet fsynced) and the first write.
         self._marker_removal_durable = True
+        self._trusted_indexes: set[int] = set()  # segments whose indexes open only read
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
@@ -176,7 +177,14 @@ class PartitionLog:
             self._recovery_point = leo
             self._checkpoint_recovery_point()
         for seg in self._segments[:-1]:
-            seg.park_indexes()
+            if seg.base_offset in self._trusted_indexes:
+                # Only read by this open, and durable since their roll (or the open that
+                # rebuilt them): an fsync of each was start-up time per closed segment.
+                seg.index.park()
+                seg.time_index.park()
+            else:
+                seg.park_indexes()
+        self._trusted_indexes.clear()
         self._log_start = max(self._log_start, self._segments[0].base_offset)
         if self._log_start > leo:
             # Data below the checkpointed log start was lost: start over there (Kafka does the same).
@@ -214,6 +222,7 @@ class PartitionLog:
                     seg.max_timestamp = ts
                     seg.offset_of_max_timestamp = seg.base_offset + rel
                 seg.next_offset = segs[i + 1].base_offset
+                self._trusted_indexes.add(seg.base_offset)
             if not ok:
                 # An index that fails its sanity check is only a cache: rebuild it.
                 truncated, _ = seg.recover()
@@ -233,6 +242,7 @@ class PartitionLog:
                     seg.max_timestamp = ts
                     seg.offset_of_max_timestamp = seg.base_offset + rel
                 seg.next_offset = segs[i + 1].base_offset
+                self._trusted_indexes.add(seg.base_offset)
                 continue
             truncated, _ = seg.recover()
             if truncated:
