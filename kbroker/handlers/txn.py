@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 from kbroker.coordinator.group import OffsetAndMetadata, partition_for
+from kbroker.coordinator.service import coordinator_for
 from kbroker.handlers import RequestContext, handles
 from kbroker.txn import offsets as txn_offsets
 from kbroker.txn.coordinator import InitResult, TxnState
@@ -255,7 +256,12 @@ async def handle_txn_offset_commit(ctx: RequestContext,
         # The group must be added first (AddOffsetsToTxn).
         error = ErrorCode.INVALID_TXN_STATE
     else:
-        error = None
+        # KIP-447 (v3+): a consumer-group-aware producer sends the member's generation, and
+        # a zombie from an old generation is refused as in OffsetCommit. Older versions
+        # send none (generation -1, empty member), which is always accepted.
+        error = coordinator_for(ctx.broker).validate_transactional_commit(
+            request.group_id, request.generation_id, request.member_id,
+            request.group_instance_id)
     codes: dict[tuple[str, int], int] = {}
     offsets: dict[tuple[str, int], OffsetAndMetadata] = {}
     now = int(ctx.broker.clock() * 1000)
@@ -275,8 +281,6 @@ async def handle_txn_offset_commit(ctx: RequestContext,
                     expire_timestamp=None,
                 )
     if offsets:
-        # KIP-447 generation / member checks are not applied (the group's
-        # membership is not consulted for transactional commits here).
         codes.update(txn_offsets.stage(
             ctx.broker, request.group_id, request.producer_id, request.producer_epoch, offsets,
             max_metadata_bytes=int(ctx.broker.config["offset.metadata.max.bytes"]),

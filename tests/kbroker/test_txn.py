@@ -483,3 +483,35 @@ async def test_maintenance_aborts_a_timed_out_transaction_without_any_request(
     now[0] += 11
     await trio.sleep(1.5)  # virtual time (MockClock): one maintenance pass
     assert log.last_stable_offset == log.high_watermark == 3  # aborted: marker written
+
+
+async def test_txn_offset_commit_checks_the_member_generation(server: Any) -> None:
+    """KIP-447: a transactional producer that commits for a consumer group member from an
+    old generation (a zombie after a rebalance) is refused; the live generation is accepted;
+    a commit without member information (pre-KIP-447 clients) is accepted."""
+    from tests.kbroker.test_group_protocol import join
+
+    create_topic(server, "t")
+    async with await server.connect() as c:
+        joined = await join(c, "g")
+        assert joined.error_code == 0
+        r = await init(c)
+        pid, e = r.producer_id, r.producer_epoch
+        await c.request(AddOffsetsToTxnRequest(transactional_id=TID, producer_id=pid,
+                                               producer_epoch=e, group_id="g"))
+
+        async def commit(generation: int, member: str) -> int:
+            T = TxnOffsetCommitRequest
+            resp = await c.request(T(
+                transactional_id=TID, group_id="g", producer_id=pid, producer_epoch=e,
+                generation_id=generation, member_id=member,
+                topics=[T.TxnOffsetCommitRequestTopic(name="t", partitions=[
+                    T.TxnOffsetCommitRequestPartition(partition_index=0, committed_offset=1)])]),
+                version=3)
+            return resp.topics[0].partitions[0].error_code
+
+        assert await commit(joined.generation_id + 1, joined.member_id) == \
+            ErrorCode.ILLEGAL_GENERATION
+        assert await commit(joined.generation_id, "someone-else") == ErrorCode.UNKNOWN_MEMBER_ID
+        assert await commit(joined.generation_id, joined.member_id) == 0
+        assert await commit(-1, "") == 0
