@@ -180,12 +180,14 @@ class Connection:
         """Bytes already in the socket buffer (b"" at EOF), or None if we must wait.
 
         The view is into the reused buffer: feed it to the decoder (which copies)
-        before receiving again. Errors are left to the waiting path to report.
+        before receiving again.
         """
         try:
             n = os.readv(self._fd, [self._rbuf])
-        except OSError:
+        except BlockingIOError:
             return None
+        except OSError as exc:  # reset by the peer and friends
+            raise trio.BrokenResourceError(str(exc)) from exc
         return self._rview[:n] if n else b""
 
     def _log_partial_request(self) -> None:
@@ -193,15 +195,19 @@ class Connection:
             logger.warning("connection from %s closed in the middle of a request "
                            "(%d bytes of it received)", self.peer, self.decoder.buffered)
 
-    async def _receive(self) -> bytes | None:
+    async def _receive(self) -> memoryview | bytes | None:
         with trio.move_on_after(self.idle_s) as idle, trio.CancelScope() as self._read_scope:
             if self.server.draining:
                 return None
-            data = await self.stream.receive_some(RECEIVE_SIZE)
+            while True:
+                await trio.lowlevel.wait_readable(self.stream.socket)
+                data = self._receive_ready()
+                if data is not None:
+                    break
             if not data:
                 self._log_partial_request()
                 return None
-            return bytes(data)
+            return data
         if idle.cancelled_caught:
             # Kafka's connections.max.idle.ms: an idle connection is closed by the broker.
             logger.info("closing connection from %s: idle for more than %d ms", self.peer,
