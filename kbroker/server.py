@@ -149,24 +149,22 @@ class Connection:
 
     async def _serve(self) -> None:
         while True:
-            frame = self.decoder.next_frame()
+            # A large request comes as a view of its own buffer (received in place).
+            frame = self.decoder.next_frame_view()
             if frame is None:
                 if self.server.draining:
                     return
-                ready = self._receive_ready()
-                if ready is not None:
+                got = self._read_available()
+                if got is None:
+                    got = await self._receive()
+                else:
                     # Bytes were already waiting (a pipelining client): no cancel
                     # scopes or readiness wait needed, just a scheduling point.
-                    if not ready:
-                        self._log_partial_request()
-                        return
-                    self.decoder.feed(ready)
                     await trio.lowlevel.checkpoint()
-                    continue
-                data = await self._receive()
-                if data is None:
+                if not got:
+                    if got is not None:
+                        self._log_partial_request()
                     return
-                self.decoder.feed(data)
                 continue
             self.busy = True
             try:
@@ -176,38 +174,42 @@ class Connection:
             if self.server.draining:
                 return
 
-    def _receive_ready(self) -> memoryview | bytes | None:
-        """Bytes already in the socket buffer (b"" at EOF), or None if we must wait.
+    def _read_available(self) -> bool | None:
+        """Read what the socket holds into the decoder: True, False at EOF, None if nothing yet.
 
-        The view is into the reused buffer: feed it to the decoder (which copies)
-        before receiving again.
+        A large request is read straight into its own buffer (FrameDecoder.receive_buffer);
+        anything else into one reused buffer the decoder copies from.
         """
+        target = self.decoder.receive_buffer()
         try:
-            n = os.readv(self._fd, [self._rbuf])
+            n = os.readv(self._fd, [self._rbuf if target is None else target])
         except BlockingIOError:
             return None
         except OSError as exc:  # reset by the peer and friends
             raise trio.BrokenResourceError(str(exc)) from exc
-        return self._rview[:n] if n else b""
+        if not n:
+            return False
+        if target is None:
+            self.decoder.feed(self._rview[:n])
+        else:
+            self.decoder.received(n)
+        return True
 
     def _log_partial_request(self) -> None:
         if self.decoder.buffered:
             logger.warning("connection from %s closed in the middle of a request "
                            "(%d bytes of it received)", self.peer, self.decoder.buffered)
 
-    async def _receive(self) -> memoryview | bytes | None:
+    async def _receive(self) -> bool | None:
+        """Wait for bytes, then _read_available; None on idleness or shutdown."""
         with trio.move_on_after(self.idle_s) as idle, trio.CancelScope() as self._read_scope:
             if self.server.draining:
                 return None
             while True:
                 await trio.lowlevel.wait_readable(self.stream.socket)
-                data = self._receive_ready()
-                if data is not None:
-                    break
-            if not data:
-                self._log_partial_request()
-                return None
-            return data
+                got = self._read_available()
+                if got is not None:
+                    return got
         if idle.cancelled_caught:
             # Kafka's connections.max.idle.ms: an idle connection is closed by the broker.
             logger.info("closing connection from %s: idle for more than %d ms", self.peer,

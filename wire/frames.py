@@ -15,27 +15,43 @@ import struct
 
 from wire.errors import FrameTooLarge
 
-__all__ = ["FrameDecoder", "frame", "DEFAULT_MAX_FRAME_SIZE"]
+__all__ = ["FrameDecoder", "frame", "DEFAULT_MAX_FRAME_SIZE", "LARGE_FRAME"]
 
 DEFAULT_MAX_FRAME_SIZE = 100 * 1024 * 1024  # socket.request.max.bytes default
 
 _SIZE = struct.Struct(">i")
 
 
-class FrameDecoder:
-    """Incremental decoder: ``feed`` bytes in, take whole frames out with ``next_frame``."""
+# Frames at least this large may be received straight into their own buffer
+# (receive_buffer), sparing the copies through the shared buffer.
+LARGE_FRAME = 64 * 1024
 
-    __slots__ = ("_buf", "_max", "_need")
+
+class FrameDecoder:
+    """Incremental decoder: ``feed`` bytes in, take whole frames out with ``next_frame``.
+
+    Large frames can also be received in place: ``receive_buffer()`` gives a
+    writable view of the missing part of the frame being assembled, the caller
+    reads into it and reports ``received(n)``, and ``next_frame_view()`` hands
+    the finished frame out without copying it.
+    """
+
+    __slots__ = ("_buf", "_max", "_need", "_big", "_big_filled")
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         self._buf = bytearray()
         self._max = max_frame_size
         # Size of the frame being assembled, or -1 while the prefix is incomplete.
         self._need = -1
+        # A large frame being received in place: its own buffer and bytes filled.
+        self._big: bytearray | None = None
+        self._big_filled = 0
 
     @property
     def buffered(self) -> int:
         """Number of bytes held that have not been returned as a frame yet."""
+        if self._big is not None:
+            return 4 + self._big_filled + len(self._buf)
         return len(self._buf)
 
     @property
@@ -45,8 +61,56 @@ class FrameDecoder:
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append received bytes; raises FrameTooLarge as soon as a bad size prefix is complete."""
+        big = self._big
+        if big is not None:
+            # The rest of the large frame first; what follows it belongs to later frames.
+            take = min(len(big) - self._big_filled, len(data))
+            big[self._big_filled : self._big_filled + take] = memoryview(data)[:take]
+            self._big_filled += take
+            if take == len(data):
+                return
+            data = memoryview(data)[take:]
         self._buf += data
         self._check_prefix()
+
+    def receive_buffer(self) -> memoryview | None:
+        """A writable view of the missing bytes of a large frame, or None.
+
+        Only while a frame of at least LARGE_FRAME bytes is incomplete and
+        nothing after it is buffered. Write received bytes into it, then call
+        ``received(n)``; the view is valid until then.
+        """
+        big = self._big
+        if big is None:
+            self._check_prefix()
+            need = self._need
+            if need < LARGE_FRAME or len(self._buf) >= 4 + need:
+                return None
+            # bytearray(n) comes zeroed from calloc (no pass over it); only the part
+            # of the payload already buffered is copied.
+            big = bytearray(need)
+            have = len(self._buf) - 4
+            big[:have] = memoryview(self._buf)[4:]
+            self._buf = bytearray()
+            self._big, self._big_filled = big, have
+        elif self._buf or self._big_filled == len(big):
+            return None  # complete: next_frame_view() takes it
+        return memoryview(big)[self._big_filled :]
+
+    def received(self, n: int) -> None:
+        """Record that ``n`` bytes were written into the last ``receive_buffer()`` view."""
+        assert self._big is not None and 0 <= n <= len(self._big) - self._big_filled
+        self._big_filled += n
+
+    def next_frame_view(self) -> bytes | memoryview | None:
+        """Like ``next_frame``, but a large frame received in place comes without a copy."""
+        big = self._big
+        if big is not None:
+            if self._big_filled < len(big):
+                return None
+            self._big, self._big_filled, self._need = None, 0, -1
+            return memoryview(big)
+        return self.next_frame()
 
     def _check_prefix(self) -> None:
         if self._need < 0 and len(self._buf) >= 4:
@@ -57,6 +121,10 @@ class FrameDecoder:
 
     def next_frame(self) -> bytes | None:
         """Return the next complete payload (without its size prefix), or None if more bytes are needed."""
+        big = self._big
+        if big is not None:
+            view = self.next_frame_view()
+            return None if view is None else bytes(view)
         # A prefix that arrived behind an earlier frame is judged now, before
         # its payload is waited for.
         self._check_prefix()

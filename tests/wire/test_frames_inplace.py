@@ -1,0 +1,83 @@
+"""Large frames received in place (receive_buffer / received / next_frame_view).
+
+The server reads big requests straight into their own buffer; whatever mix of
+in-place reads and ordinary feeds a socket produces, the frames that come out
+must be exactly the frames that went in, in order.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wire.frames import LARGE_FRAME, FrameDecoder, frame
+
+
+def _deliver(stream: bytes, chunks: list[int], in_place: list[bool]) -> list[bytes]:
+    """Push ``stream`` through a decoder in chunks, in place when the decoder offers a buffer."""
+    dec = FrameDecoder()
+    out: list[bytes] = []
+    pos = 0
+    step = 0
+    while pos < len(stream):
+        size = chunks[step % len(chunks)]
+        target = dec.receive_buffer() if in_place[step % len(in_place)] else None
+        step += 1
+        if target is not None:
+            n = min(size, len(target), len(stream) - pos)
+            target[:n] = stream[pos : pos + n]
+            dec.received(n)
+        else:
+            n = min(size, len(stream) - pos)
+            dec.feed(stream[pos : pos + n])
+        pos += n
+        while (f := dec.next_frame_view()) is not None:
+            out.append(bytes(f))
+    assert dec.buffered == 0
+    return out
+
+
+def test_large_frame_is_received_in_place_and_handed_out_without_copy() -> None:
+    payload = bytes(range(256)) * (LARGE_FRAME // 256 + 3)
+    dec = FrameDecoder()
+    data = frame(payload) + frame(b"next")
+    dec.feed(data[:1000])
+    target = dec.receive_buffer()
+    assert target is not None and len(target) == len(payload) - 996
+    target[:] = data[1000 : 4 + len(payload)]
+    dec.received(len(target))
+    assert dec.receive_buffer() is None  # complete: nothing more to receive in place
+    view = dec.next_frame_view()
+    assert isinstance(view, memoryview) and view == payload
+    dec.feed(data[4 + len(payload):])
+    assert dec.next_frame_view() == b"next"
+
+
+def test_small_frames_are_never_received_in_place() -> None:
+    dec = FrameDecoder()
+    dec.feed(frame(b"x" * 100)[:10])
+    assert dec.receive_buffer() is None
+
+
+def test_bytes_fed_while_a_frame_is_received_in_place_go_in_order() -> None:
+    big = b"b" * (LARGE_FRAME * 2)
+    data = frame(big) + frame(b"after")
+    dec = FrameDecoder()
+    dec.feed(data[:10])
+    assert dec.receive_buffer() is not None
+    dec.feed(data[10:])  # a plain feed finishes the big frame and starts the next
+    assert dec.receive_buffer() is None
+    assert dec.next_frame() == big  # next_frame still returns bytes
+    assert dec.next_frame() == b"after"
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from([0, 5, 100, LARGE_FRAME - 4, LARGE_FRAME, 3 * LARGE_FRAME + 7]),
+                min_size=1, max_size=5),
+       st.lists(st.integers(min_value=1, max_value=2 * LARGE_FRAME), min_size=1, max_size=6),
+       st.lists(st.booleans(), min_size=1, max_size=4))
+def test_any_mix_of_in_place_reads_and_feeds_yields_the_same_frames(
+        sizes: list[int], chunks: list[int], in_place: list[bool]) -> None:
+    payloads = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
+    stream = b"".join(frame(p) for p in payloads)
+    assert _deliver(stream, chunks, in_place) == payloads
