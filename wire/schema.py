@@ -436,7 +436,10 @@ def _install_methods(cls: type) -> Callable[..., None]:
     init, eq = _compile_methods(cls)
     cls.__init__ = init  # type: ignore[misc]
     cls.__eq__ = eq  # type: ignore[method-assign, assignment]
-    del cls.__signature__  # type: ignore[attr-defined]  # inspect now sees the real __init__
+    try:
+        del cls.__signature__  # type: ignore[attr-defined]  # inspect now sees the real __init__
+    except AttributeError:
+        pass  # another thread installed them at the same time
     return init
 
 
