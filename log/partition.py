@@ -48,6 +48,7 @@ from log.scan import BatchSpan, parse_span
 from log.segment import INT32_MAX, FileRegion, LogSegment
 from log.txnindex import AbortedTxn, TxnIndexes
 from wire.records import (
+    RECORD_BATCH_OVERHEAD,
     iter_records,
     set_base_offset,
     set_log_append_time,
@@ -394,10 +395,20 @@ class PartitionLog:
         """Append already-validated batches: assign offsets in place, write, index."""
         self._check_open()
         self._before_write()
-        buf = bytearray(records)  # the single copy; offsets are patched into it
-        n = len(buf)
+        view = memoryview(records)
+        n = len(view)
         if n == 0:
             raise LogError("nothing to append")
+        first = parse_span(view, 0)
+        rest: memoryview | None = None
+        if (first is not None and first.size == n and n > RECORD_BATCH_OVERHEAD
+                and not log_append_time and not first.is_control):
+            # The usual Produce append, one batch: patch a copy of its header only and
+            # write header + the rest as received (pwritev), no copy of the records.
+            buf = bytearray(view[:RECORD_BATCH_OVERHEAD])
+            rest = view[RECORD_BATCH_OVERHEAD:]
+        else:
+            buf = bytearray(records)  # the single copy; offsets are patched into it
         now_ms = self._now_ms()
         base = offset = self.log_end_offset
         batches: list[tuple[int, int, int, int]] = []
@@ -430,7 +441,7 @@ class PartitionLog:
         if self._should_roll(n, max_ts_all, offset - 1, now_ms):
             self.roll()
         seg = self._active
-        seg.append(buf, batches)
+        seg.append(buf if rest is None else [buf, rest], batches)
         for h, first_offset, ts in producer_batches:
             marker = control_type(buf, h.pos) if h.is_control else -1
             done = self.producer_state.update_from_batch(h, ts, first_offset, marker=marker)
@@ -581,6 +592,11 @@ class PartitionLog:
                 self._segments.pop().delete_files()
                 self._bases.pop()
             self._active.truncate_to(offset)
+            if self.log_end_offset < self._log_start:
+                # The batch holding `offset` straddled the log start: what is left lies
+                # wholly below it and can never be read, and the LEO may not fall below
+                # the log start (reopening would say otherwise). Start empty at the log start.
+                self._truncate_fully_and_start_at(self._log_start)
         fsync_dir(self.directory)
         self.txn_index.truncate(self.log_end_offset, self._bases)
         for snap in list_snapshots(self.directory):

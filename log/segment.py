@@ -104,6 +104,23 @@ def write_all(fd: int, data: bytes | bytearray | memoryview, position: int) -> N
         position += n
 
 
+def write_all_parts(fd: int, parts: list[bytes | bytearray | memoryview], position: int) -> int:
+    """pwritev all of `parts`, one after the other, at `position`; returns bytes written."""
+    views = [memoryview(p) for p in parts]
+    total = sum(len(v) for v in views)
+    remaining = total
+    while remaining:
+        n = os.pwritev(fd, views, position)
+        position += n
+        remaining -= n
+        while views and n >= len(views[0]):  # drop what was written, keep the rest
+            n -= len(views[0])
+            views.pop(0)
+        if n:
+            views[0] = views[0][n:]
+    return total
+
+
 def walk_valid_batches(fd: int, size: int) -> tuple[int, list[BatchSpan]]:
     """valid_prefix over a whole file, read in large chunks; returns (valid end, spans).
 
@@ -192,8 +209,11 @@ class LogSegment:
         return self.handle.fd
 
     # -- appends ---------------------------------------------------------------
-    def append(self, buf: bytearray, batches: list[tuple[int, int, int, int]]) -> None:
-        """Write `buf` (whole batches) at the end; `batches` = (pos in buf, size, last offset, max ts).
+    def append(
+        self, buf: bytearray | list[bytes | bytearray | memoryview],
+        batches: list[tuple[int, int, int, int]],
+    ) -> None:
+        """Write `buf` (whole batches; or a list of pieces) at the end; `batches` = (pos in buf, size, last offset, max ts).
 
         Index entries follow Kafka's LogSegment.append: before a batch, if more
         than index.interval.bytes were written since the last entry, index the
@@ -201,7 +221,11 @@ class LogSegment:
         timestamp so far in the time index.
         """
         start = self.size
-        write_all(self.fd, buf, start)
+        if isinstance(buf, list):
+            length = write_all_parts(self.fd, buf, start)
+        else:
+            write_all(self.fd, buf, start)
+            length = len(buf)
         offset_entries: list[tuple[int, int]] = []
         time_entries: list[tuple[int, int]] = []
         for pos, size, last_offset, max_ts in batches:
@@ -218,7 +242,7 @@ class LogSegment:
                 self.bytes_since_last_index_entry = 0
             self.bytes_since_last_index_entry += size
             self.next_offset = last_offset + 1
-        self.size = start + len(buf)
+        self.size = start + length
         if offset_entries:
             self.index.append_entries(offset_entries)
             self.time_index.maybe_append(time_entries)

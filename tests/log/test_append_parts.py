@@ -1,0 +1,50 @@
+"""A one-batch append is written as patched header + the caller's bytes (pwritev, no copy)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from log.config import LogConfig
+from log.partition import PartitionLog
+from log.segment import write_all_parts
+from wire.records import Record, build_batch, iter_records, parse_header, validate_batch
+
+
+def _batch(n: int, start: int = 0) -> bytes:
+    return build_batch([Record(key=b"k%d" % i, value=b"v" * 300, timestamp=1_000 + i)
+                        for i in range(start, start + n)])
+
+
+def test_single_batch_from_a_request_view_is_stored_with_offsets_assigned(tmp_path: Path) -> None:
+    log = PartitionLog.open(tmp_path / "t-0", LogConfig())
+    first, second = _batch(3), _batch(4, start=3)
+    frame = bytearray(b"request header" + first + second)
+    view = memoryview(frame)
+    log.append(view[14 : 14 + len(first)], leader_epoch=5)
+    log.append(view[14 + len(first):], leader_epoch=5)
+    frame[:] = bytes(len(frame))  # the request buffer is reused afterwards
+    data = log.read(0, 1 << 20).read_bytes()
+    h1 = validate_batch(data, 0)  # CRC still valid: only uncovered fields were patched
+    h2 = validate_batch(data, h1.size)
+    assert (h1.base_offset, h2.base_offset) == (0, 3)
+    assert h1.partition_leader_epoch == h2.partition_leader_epoch == 5
+    assert data[h1.size + 61:] == second[61:] and data[61 : h1.size] == first[61:]
+    assert [r.offset for r in iter_records(data, h1.size)] == [3, 4, 5, 6]
+    log.close()
+    # And after a clean restart the log ends where it should.
+    reopened = PartitionLog.open(tmp_path / "t-0", LogConfig())
+    assert reopened.log_end_offset == 7
+    assert parse_header(reopened.read(3, 1 << 20).read_bytes()).base_offset == 3
+    reopened.close()
+
+
+def test_write_all_parts_writes_the_pieces_back_to_back(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        parts = [b"abc", memoryview(b"0123456789")[2:7], bytearray(b"xyz" * 100_000)]
+        assert write_all_parts(fd, parts, 10) == 3 + 5 + 300_000
+        assert os.pread(fd, 3 + 5 + 300_000 + 10, 0) == bytes(10) + b"abc23456" + b"xyz" * 100_000
+    finally:
+        os.close(fd)
