@@ -21,6 +21,9 @@ CLIENTS = {
 EXTRA_MODULES = {
     "test_groups_kafka_python": ("test_kafka_python", ""),
     "test_groups_confluent_kafka": ("test_confluent_kafka", ""),
+    "test_exactly_once_kafka_python": ("test_kafka_python", "eos: "),
+    "test_exactly_once_confluent_kafka": ("test_confluent_kafka", "eos: "),
+    "test_exactly_once_aiokafka": ("test_aiokafka", "eos: "),
 }
 _NODE = re.compile(r"(?:^|/)compat/(test_\w+)\.py::test_([^\s]+)$")
 
