@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 from kbroker.config import BrokerConfig, ConfigError
 from kbroker.errors import KafkaApiError
 from kbroker.topic_config import to_log_config, validate_topic_configs
+from log.checkpoint import atomic_write
 from wire.errors import ErrorCode
 
 if TYPE_CHECKING:
@@ -130,23 +131,6 @@ class Topic:
     def __repr__(self) -> str:
         return f"Topic({self.name!r}, {len(self.partitions)} partitions)"
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 class TopicManager:
@@ -366,7 +350,7 @@ class TopicManager:
                      "partitions": counts.get(t.name, len(t.partitions)),
                      "configs": t.configs, "internal": t.internal}
             for t in self.topics.values()}}
-        _write_atomically(self.data_dir / TOPICS_FILE,
+        atomic_write(self.data_dir / TOPICS_FILE,
                           json.dumps(doc, indent=1, sort_keys=True).encode())
 
     def _open_partition(self, topic: Topic, index: int, *, log_config: LogConfig | None = None,
@@ -391,7 +375,7 @@ class TopicManager:
             stored = None
         directory.mkdir(parents=True, exist_ok=True)
         if stored != topic_id:
-            _write_atomically(metadata, f"version: 0\ntopic_id: {topic_id}\n".encode())
+            atomic_write(metadata, f"version: 0\ntopic_id: {topic_id}\n".encode())
         if log_config is None:
             log_config = to_log_config(topic.configs, self.config)
         log = PartitionLog.open(directory, log_config, clock=self.clock)

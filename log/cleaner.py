@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 # assembles its batches itself with the same checksum library wire uses.
 import crc32c as _crc32c
 
-from log.checkpoint import fsync_dir
+from log.checkpoint import fsync_dir, write_synced
 from log.segment import LogSegment, pread_exact
 from wire.compression import NONE, compress
 from wire.records import LOG_OVERHEAD, BatchHeader, Record, iter_records, parse_header
@@ -220,14 +220,7 @@ def _clean_segment(
 
 def _replace_segment(log: PartitionLog, seg: LogSegment, data: bytes) -> None:
     tmp = seg.log_path.with_name(seg.log_path.name + ".cleaned")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_synced(tmp, data)
     seg.release()
     for path in (seg.index.path, seg.time_index.path):
         try:
