@@ -214,7 +214,8 @@ class TopicManager:
         topic = Topic(name, random_kafka_uuid(), [], overrides, internal)
         if validate_only:
             return topic
-        if has_collision_chars(name):
+        if has_collision_chars(name) and not internal:
+            # As kafka-topics warns its user; the internal names are fixed and known.
             logger.warning("topic %r: due to limitations in metric names, topics with a period "
                            "('.') or underscore ('_') could collide; it is best to use either, "
                            "but not both", name)
