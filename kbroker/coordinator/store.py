@@ -33,7 +33,7 @@ from kbroker.coordinator.group import (
     OffsetAndMetadata,
     OffsetRecord,
 )
-from log.producer_state import control_type
+from kbroker.internal_topics import iter_stored_batches
 from wire.errors import ProtocolError
 from wire.messages import (
     GroupMetadataKey,
@@ -42,7 +42,7 @@ from wire.messages import (
     OffsetCommitValue,
 )
 from wire.protocol import decode_versioned_data, encode_versioned_data
-from wire.records import Record, build_batch, iter_records, parse_header
+from wire.records import Record, build_batch
 
 if TYPE_CHECKING:
     from kbroker.broker import Broker
@@ -52,7 +52,6 @@ __all__ = ["OFFSETS_TOPIC", "OffsetsTopicStore", "decode_record", "encode_record
 logger = logging.getLogger(__name__)
 
 OFFSETS_TOPIC = "__consumer_offsets"
-READ_CHUNK = 1024 * 1024
 
 
 def encode_record(rec: OffsetRecord | GroupRecord) -> tuple[bytes, bytes | None]:
@@ -176,41 +175,28 @@ class OffsetsTopicStore:
         self.pending_txn_offsets = {}
         for part in topic.partitions:
             pending: dict[int, list[OffsetRecord | GroupRecord]] = {}
-            log = part.log
-            offset = log.log_start_offset
-            end = log.log_end_offset
-            while offset < end:
-                result = log.read(offset, READ_CHUNK)
-                data = result.read_bytes()
-                if not data or result.next_offset <= offset:
-                    break
-                pos = 0
-                while pos < len(data):
-                    header = parse_header(data, pos)
-                    if header.is_control:
-                        # A transaction marker: TxnOffsetCommit records of that
-                        # producer count only if it committed (KIP-98).
-                        staged = pending.pop(header.producer_id, [])
-                        if header.base_offset >= offset and control_type(data, pos) == 1:
-                            yield from staged
+            for batch in iter_stored_batches(part.log):
+                header = batch.header
+                if header.is_control:
+                    # A transaction marker: TxnOffsetCommit records of that
+                    # producer count only if it committed (KIP-98).
+                    staged = pending.pop(header.producer_id, [])
+                    if batch.commits():
+                        yield from staged
+                    continue
+                for offset, key, value in batch.keyed_records():
+                    try:
+                        decoded = decode_record(key, value)
+                    except ProtocolError:
+                        logger.warning("%s-%d offset %d: undecodable record skipped",
+                                       OFFSETS_TOPIC, part.index, offset)
+                        continue
+                    if decoded is None:
+                        continue
+                    if header.is_transactional:
+                        pending.setdefault(header.producer_id, []).append(decoded)
                     else:
-                        for rec in iter_records(data, pos):
-                            if rec.offset < offset or rec.key is None:
-                                continue
-                            try:
-                                decoded = decode_record(rec.key, rec.value)
-                            except ProtocolError:
-                                logger.warning("%s-%d offset %d: undecodable record skipped",
-                                               OFFSETS_TOPIC, part.index, rec.offset)
-                                continue
-                            if decoded is None:
-                                continue
-                            if header.is_transactional:
-                                pending.setdefault(header.producer_id, []).append(decoded)
-                            else:
-                                yield decoded
-                    pos += header.size
-                offset = result.next_offset
+                        yield decoded
             for pid, staged in pending.items():
                 # Transactions still open at load: their offsets wait for the marker.
                 self.pending_txn_offsets.setdefault(pid, []).extend(staged)

@@ -15,11 +15,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from kbroker.coordinator.group import partition_for
+from kbroker.internal_topics import iter_stored_batches
 from kbroker.txn.coordinator import TxnMetadata, TxnState
 from wire.errors import ProtocolError
 from wire.messages import TransactionLogKey, TransactionLogValue
 from wire.protocol import decode_versioned_data, encode_versioned_data
-from wire.records import Record, build_batch, iter_records, parse_header
+from wire.records import Record, build_batch
 
 if TYPE_CHECKING:
     from kbroker.broker import Broker
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TRANSACTION_STATE_TOPIC = "__transaction_state"
-READ_CHUNK = 1024 * 1024
 
 
 def encode_txn_record(tid: str, meta: TxnMetadata | None) -> tuple[bytes, bytes | None]:
@@ -101,24 +101,12 @@ class TxnStateTopicStore:
         if topic is None:
             return
         for part in topic.partitions:
-            log = part.log
-            offset = log.log_start_offset
-            while offset < log.log_end_offset:
-                result = log.read(offset, READ_CHUNK)
-                data = result.read_bytes()
-                if not data or result.next_offset <= offset:
-                    break
-                pos = 0
-                while pos < len(data):
-                    header = parse_header(data, pos)
-                    if not header.is_control:
-                        for rec in iter_records(data, pos):
-                            if rec.offset < offset or rec.key is None:
-                                continue
-                            try:
-                                yield decode_txn_record(rec.key, rec.value)
-                            except (ProtocolError, ValueError):
-                                logger.warning("%s-%d offset %d: undecodable record skipped",
-                                               TRANSACTION_STATE_TOPIC, part.index, rec.offset)
-                    pos += header.size
-                offset = result.next_offset
+            for batch in iter_stored_batches(part.log):
+                if batch.header.is_control:
+                    continue
+                for offset, key, value in batch.keyed_records():
+                    try:
+                        yield decode_txn_record(key, value)
+                    except (ProtocolError, ValueError):
+                        logger.warning("%s-%d offset %d: undecodable record skipped",
+                                       TRANSACTION_STATE_TOPIC, part.index, offset)

@@ -1,0 +1,65 @@
+"""Replaying an internal topic's partition log (``__consumer_offsets``, ``__transaction_state``).
+
+Both coordinators rebuild their state at load time by walking each partition
+from its log start, batch by batch, in Kafka's record-batch v2 format (as
+Kafka's GroupMetadataManager / TransactionStateManager do). The walk is shared
+here; what a record *means* stays with each store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from log.producer_state import control_type
+from wire.records import BatchHeader, iter_records, parse_header
+
+if TYPE_CHECKING:
+    from log.partition import PartitionLog
+
+# How much of the log one read brings in; a larger batch is still read whole (min_one).
+READ_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBatch:
+    """One batch of an internal topic's log, with where the read that found it started."""
+
+    header: BatchHeader
+    data: bytes
+    pos: int
+    # The offset the read started at: the first batch of a read may begin before it,
+    # and what lies before it was already replayed.
+    read_from: int
+
+    def keyed_records(self) -> Iterator[tuple[int, bytes, bytes | None]]:
+        """(offset, key, value) of each keyed record at or after ``read_from``.
+
+        Every internal-topic record has a key; a keyless one means nothing here.
+        """
+        for rec in iter_records(self.data, self.pos):
+            if rec.offset < self.read_from or rec.key is None:
+                continue
+            yield rec.offset, rec.key, rec.value
+
+    def commits(self) -> bool:
+        """Whether this control batch, not seen before, is a COMMIT marker (KIP-98)."""
+        return self.header.base_offset >= self.read_from and control_type(self.data, self.pos) == 1
+
+
+def iter_stored_batches(log: PartitionLog) -> Iterator[StoredBatch]:
+    """Every batch from the log start to the log end as it is when the walk starts."""
+    offset = log.log_start_offset
+    end = log.log_end_offset
+    while offset < end:
+        result = log.read(offset, READ_CHUNK)
+        data = result.read_bytes()
+        if not data or result.next_offset <= offset:
+            break
+        pos = 0
+        while pos < len(data):
+            header = parse_header(data, pos)
+            yield StoredBatch(header, data, pos, offset)
+            pos += header.size
+        offset = result.next_offset
