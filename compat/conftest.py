@@ -18,7 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from compat.livebroker import LiveBroker
+from compat.livebroker import (
+    GROUP_BROKER_OVERRIDES,
+    LiveBroker,
+    private_broker,
+    shared_broker,
+)
 from compat.results import ResultsTable
 
 COMPAT_DIR = Path(__file__).resolve().parent
@@ -28,25 +33,30 @@ _topic_counter = itertools.count()
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
     """A live kbroker shared by one test module."""
-    live = LiveBroker(tmp_path_factory.mktemp("kbroker-data"))
-    live.start()
-    try:
+    with shared_broker(tmp_path_factory.mktemp("kbroker-data")) as live:
         yield live
-        # A broker that died mid-module is a failure even if each test's own checks passed.
-        assert live.is_running(), f"kbroker died during the module\n{live.log_tail()}"
-    finally:
-        live.kill()
 
 
 @pytest.fixture
 def fresh_broker(tmp_path: Path) -> Iterator[LiveBroker]:
     """A live kbroker of the test's own, free to be restarted or killed."""
-    live = LiveBroker(tmp_path / "kbroker-data")
-    live.start()
-    try:
+    with private_broker(tmp_path / "kbroker-data") as live:
         yield live
-    finally:
-        live.kill()
+
+
+@pytest.fixture(scope="module")
+def group_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
+    """A live kbroker shared by one module's group tests."""
+    with shared_broker(tmp_path_factory.mktemp("kbroker-groups"),
+                       overrides=GROUP_BROKER_OVERRIDES) as live:
+        yield live
+
+
+@pytest.fixture
+def fresh_group_broker(tmp_path: Path) -> Iterator[LiveBroker]:
+    """A private kbroker (group overrides) for tests that kill or restart it."""
+    with private_broker(tmp_path / "kbroker-data", overrides=GROUP_BROKER_OVERRIDES) as live:
+        yield live
 
 
 @pytest.fixture

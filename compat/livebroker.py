@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -17,6 +19,9 @@ READY = re.compile(r"bootstrap_servers=(\S+):(\d+)")
 # a loaded 2-core CI machine without letting a hung broker stall the whole suite.
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 15.0
+# Modules with group scenarios run their broker with a short initial rebalance delay so each
+# test's fresh group forms in well under Kafka's default 3 s.
+GROUP_BROKER_OVERRIDES = {"group.initial.rebalance.delay.ms": "200"}
 
 
 class BrokerStartError(RuntimeError):
@@ -149,3 +154,27 @@ class LiveBroker:
 
     def __repr__(self) -> str:
         return f"LiveBroker({self.bootstrap_servers or 'not started'}, data_dir={self.data_dir})"
+
+
+@contextmanager
+def shared_broker(data_dir: Path, *, overrides: dict[str, str] | None = None
+                  ) -> Iterator[LiveBroker]:
+    """A started broker for a whole test module, killed at the end.
+
+    A broker that died mid-module is a failure even if each test's own checks passed.
+    """
+    with private_broker(data_dir, overrides=overrides) as live:
+        yield live
+        assert live.is_running(), f"kbroker died during the module\n{live.log_tail()}"
+
+
+@contextmanager
+def private_broker(data_dir: Path, *, overrides: dict[str, str] | None = None
+                   ) -> Iterator[LiveBroker]:
+    """A started broker of one test's own (free to be restarted or killed), killed at the end."""
+    live = LiveBroker(data_dir, overrides=overrides)
+    live.start()
+    try:
+        yield live
+    finally:
+        live.kill()

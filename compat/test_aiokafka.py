@@ -19,8 +19,7 @@ from aiokafka.structs import OffsetAndMetadata
 from kafka.partitioner.default import murmur2
 
 from compat import results
-from compat.livebroker import LiveBroker
-from compat.test_groups_kafka_python import BROKER_OVERRIDES
+from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker, shared_broker
 
 pytestmark = pytest.mark.compat
 
@@ -34,13 +33,9 @@ FAST_GROUP = {"heartbeat_interval_ms": 200, "session_timeout_ms": 6000}
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
     """This module's live kbroker (short initial rebalance delay for the group scenarios)."""
-    live = LiveBroker(tmp_path_factory.mktemp("kbroker-aiokafka"), overrides=BROKER_OVERRIDES)
-    live.start()
-    try:
+    with shared_broker(tmp_path_factory.mktemp("kbroker-aiokafka"),
+                       overrides=GROUP_BROKER_OVERRIDES) as live:
         yield live
-        assert live.is_running(), f"kbroker died during the module\n{live.log_tail()}"
-    finally:
-        live.kill()
 
 
 def run(scenario: Callable[..., Awaitable[None]], *args: Any) -> None:

@@ -13,7 +13,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from compat.livebroker import LiveBroker
+from compat.livebroker import LiveBroker, shared_broker
 from compat.test_exactly_once_confluent_kafka import SMALL_INTERNAL_TOPICS
 
 pytestmark = pytest.mark.compat
@@ -24,13 +24,8 @@ DEADLINE_S = 20.0
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
     """A broker shared by the module's scenarios."""
-    live = LiveBroker(tmp_path_factory.mktemp("eos-aio"), overrides=SMALL_INTERNAL_TOPICS)
-    live.start()
-    try:
+    with shared_broker(tmp_path_factory.mktemp("eos-aio"), overrides=SMALL_INTERNAL_TOPICS) as live:
         yield live
-        assert live.is_running(), f"kbroker died during the module\n{live.log_tail()}"
-    finally:
-        live.kill()
 
 
 async def read_all(bootstrap: str, topic: str, isolation: str) -> list[bytes]:

@@ -16,7 +16,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from compat.livebroker import LiveBroker
+from compat.livebroker import LiveBroker, shared_broker
 
 pytestmark = pytest.mark.compat
 
@@ -126,13 +126,8 @@ def proxied_broker(tmp_path: Path) -> Iterator[tuple[LiveBroker, LossyProxy]]:
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
     """A broker shared by the module's transaction scenarios."""
-    live = LiveBroker(tmp_path_factory.mktemp("eos-ck"), overrides=SMALL_INTERNAL_TOPICS)
-    live.start()
-    try:
+    with shared_broker(tmp_path_factory.mktemp("eos-ck"), overrides=SMALL_INTERNAL_TOPICS) as live:
         yield live
-        assert live.is_running(), f"kbroker died during the module\n{live.log_tail()}"
-    finally:
-        live.kill()
 
 
 def create_topic(broker: LiveBroker, name: str, partitions: int = 1) -> None:

@@ -15,7 +15,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, ProducerFencedError
 from kafka.structs import OffsetAndMetadata
 
-from compat.livebroker import LiveBroker
+from compat.livebroker import LiveBroker, shared_broker
 from compat.test_exactly_once_confluent_kafka import (
     SMALL_INTERNAL_TOPICS,
     LossyProxy,
@@ -31,13 +31,8 @@ DEADLINE_S = 20.0
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
     """A broker shared by the module's transaction scenarios."""
-    live = LiveBroker(tmp_path_factory.mktemp("eos-kp"), overrides=SMALL_INTERNAL_TOPICS)
-    live.start()
-    try:
+    with shared_broker(tmp_path_factory.mktemp("eos-kp"), overrides=SMALL_INTERNAL_TOPICS) as live:
         yield live
-        assert live.is_running(), f"kbroker died during the module\n{live.log_tail()}"
-    finally:
-        live.kill()
 
 
 def create_topic(broker: LiveBroker, name: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from confluent_kafka import (
@@ -22,9 +21,8 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 
-from compat.livebroker import LiveBroker
+from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker, shared_broker
 from compat.test_groups_kafka_python import (
-    BROKER_OVERRIDES,
     DEADLINE_S,
     GroupMember,
     wait_until,
@@ -33,29 +31,6 @@ from compat.test_groups_kafka_python import (
 pytestmark = pytest.mark.compat
 
 FAST_GROUP = {"heartbeat.interval.ms": 200, "session.timeout.ms": 6000}
-
-
-@pytest.fixture(scope="module")
-def group_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
-    """A live kbroker shared by this module's group tests."""
-    live = LiveBroker(tmp_path_factory.mktemp("kbroker-groups"), overrides=BROKER_OVERRIDES)
-    live.start()
-    try:
-        yield live
-        assert live.is_running(), f"kbroker died during the module\n{live.log_tail()}"
-    finally:
-        live.kill()
-
-
-@pytest.fixture
-def fresh_group_broker(tmp_path: Path) -> Iterator[LiveBroker]:
-    """A private kbroker (same overrides) for tests that kill or restart it."""
-    live = LiveBroker(tmp_path / "kbroker-data", overrides=BROKER_OVERRIDES)
-    live.start()
-    try:
-        yield live
-    finally:
-        live.kill()
 
 
 def create_topic(broker: LiveBroker, name: str, partitions: int) -> None:
@@ -330,16 +305,11 @@ def test_group_mixed_clients(group_broker: LiveBroker, topic_name: str) -> None:
 @pytest.fixture(scope="module")
 def kip848_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
     """A live kbroker whose KIP-848 heartbeat interval is short, so assignments move fast."""
-    live = LiveBroker(tmp_path_factory.mktemp("kbroker-kip848"),
-                      overrides={**BROKER_OVERRIDES,
-                                 "group.consumer.heartbeat.interval.ms": "200",
-                                 "group.consumer.session.timeout.ms": "6000"})
-    live.start()
-    try:
+    with shared_broker(tmp_path_factory.mktemp("kbroker-kip848"),
+                       overrides={**GROUP_BROKER_OVERRIDES,
+                                  "group.consumer.heartbeat.interval.ms": "200",
+                                  "group.consumer.session.timeout.ms": "6000"}) as live:
         yield live
-        assert live.is_running(), f"kbroker died during the module\n{live.log_tail()}"
-    finally:
-        live.kill()
 
 
 def test_group_consumer_protocol(kip848_broker: LiveBroker, topic_name: str) -> None:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -26,9 +25,6 @@ DEADLINE_S = 30.0
 # Short heartbeats make a rebalance visible to members quickly; 6 s is Kafka's minimum
 # session timeout (group.min.session.timeout.ms).
 FAST_GROUP = {"heartbeat_interval_ms": 200, "session_timeout_ms": 6000}
-# The shared broker runs with a short initial rebalance delay so each test's fresh group
-# forms in well under Kafka's default 3 s.
-BROKER_OVERRIDES = {"group.initial.rebalance.delay.ms": "200"}
 
 
 def wait_until(check: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> None:
@@ -38,29 +34,6 @@ def wait_until(check: Callable[[], bool], what: str, deadline_s: float = DEADLIN
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {deadline_s:.0f} s: {what}")
         time.sleep(0.05)
-
-
-@pytest.fixture(scope="module")
-def group_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
-    """A live kbroker shared by this module's group tests."""
-    live = LiveBroker(tmp_path_factory.mktemp("kbroker-groups"), overrides=BROKER_OVERRIDES)
-    live.start()
-    try:
-        yield live
-        assert live.is_running(), f"kbroker died during the module\n{live.log_tail()}"
-    finally:
-        live.kill()
-
-
-@pytest.fixture
-def fresh_group_broker(tmp_path: Path) -> Iterator[LiveBroker]:
-    """A private kbroker (same overrides) for tests that kill or restart it."""
-    live = LiveBroker(tmp_path / "kbroker-data", overrides=BROKER_OVERRIDES)
-    live.start()
-    try:
-        yield live
-    finally:
-        live.kill()
 
 
 def create_topic(broker: LiveBroker, name: str, partitions: int) -> None:

@@ -21,8 +21,7 @@ import pytest
 from kafka.partitioner.default import murmur2
 
 from compat import results
-from compat.livebroker import LiveBroker
-from compat.test_groups_kafka_python import BROKER_OVERRIDES
+from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker, shared_broker
 
 pytestmark = pytest.mark.compat
 
@@ -36,13 +35,9 @@ NPM_CI_TIMEOUT_S = 300.0
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
     """This module's live kbroker (short initial rebalance delay: kafkajs always uses groups)."""
-    live = LiveBroker(tmp_path_factory.mktemp("kbroker-kafkajs"), overrides=BROKER_OVERRIDES)
-    live.start()
-    try:
+    with shared_broker(tmp_path_factory.mktemp("kbroker-kafkajs"),
+                       overrides=GROUP_BROKER_OVERRIDES) as live:
         yield live
-        assert live.is_running(), f"kbroker died during the module\n{live.log_tail()}"
-    finally:
-        live.kill()
 
 
 @pytest.fixture(scope="module")

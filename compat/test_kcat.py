@@ -19,8 +19,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from compat import results
-from compat.livebroker import LiveBroker
-from compat.test_groups_kafka_python import BROKER_OVERRIDES
+from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker, shared_broker
 
 pytestmark = pytest.mark.compat
 
@@ -32,13 +31,9 @@ DEADLINE_S = 30.0
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
     """This module's live kbroker (short initial rebalance delay for the group scenario)."""
-    live = LiveBroker(tmp_path_factory.mktemp("kbroker-kcat"), overrides=BROKER_OVERRIDES)
-    live.start()
-    try:
+    with shared_broker(tmp_path_factory.mktemp("kbroker-kcat"),
+                       overrides=GROUP_BROKER_OVERRIDES) as live:
         yield live
-        assert live.is_running(), f"kbroker died during the module\n{live.log_tail()}"
-    finally:
-        live.kill()
 
 
 @pytest.fixture(scope="module")
