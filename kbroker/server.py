@@ -216,7 +216,7 @@ class Connection:
                         self.server.config["connections.max.idle.ms"])
         return None
 
-    async def _process(self, frame: bytes) -> None:
+    async def _process(self, frame: bytes | memoryview) -> None:
         try:
             header, request = decode_request(frame)
         except UnsupportedVersion as exc:
