@@ -89,6 +89,47 @@ async def latest(c: Any, topic: str, isolation: int) -> int:
     return resp.topics[0].partitions[0].offset
 
 
+async def add_and_produce(c: Any, pid: int, epoch: int, seq: int, topic: str = "t") -> None:
+    """Add ``topic``-0 to the transaction and write a two-record transactional batch there."""
+    await add(c, pid, epoch, [(topic, 0)])
+    await tx_produce(c, topic, txn_batch(pid, epoch, seq))
+
+
+async def add_offsets(c: Any, pid: int, epoch: int) -> int:
+    """AddOffsetsToTxn for group "g"; its error code."""
+    resp = await c.request(AddOffsetsToTxnRequest(transactional_id=TID, producer_id=pid,
+                                                  producer_epoch=epoch, group_id="g"))
+    return resp.error_code
+
+
+async def txn_commit_offset(c: Any, pid: int, epoch: int, offset: int, *,
+                            version: int | None = None, **member: Any) -> int:
+    """TxnOffsetCommit of ``offset`` for group "g" on "t"-0; its error code."""
+    T = TxnOffsetCommitRequest
+    resp = await c.request(T(
+        transactional_id=TID, group_id="g", producer_id=pid, producer_epoch=epoch, **member,
+        topics=[T.TxnOffsetCommitRequestTopic(name="t", partitions=[
+            T.TxnOffsetCommitRequestPartition(partition_index=0, committed_offset=offset)])]),
+        version=version)
+    return resp.topics[0].partitions[0].error_code
+
+
+async def committed(c: Any) -> int:
+    """The offset group "g" has committed (visibly) for "t"-0, by OffsetFetch v7."""
+    OF = OffsetFetchRequest
+    resp = await c.request(OF(group_id="g", topics=[OF.OffsetFetchRequestTopic(
+        name="t", partition_indexes=[0])]), version=7)
+    return resp.topics[0].partitions[0].committed_offset
+
+
+async def crash_and_restart(server: Any, make_server: Any, data: Any) -> Any:
+    """Stop ``server`` as kill -9 would (no clean-shutdown marker); a new one on its data."""
+    for part in server.broker.topics.all_partitions():
+        part.log.abandon()
+    await server.stop()
+    return await make_server(log_dirs=str(data), **SMALL)
+
+
 async def test_find_coordinator_for_a_transactional_id(server: Any) -> None:
     async with await server.connect() as c:
         resp = await c.request(FindCoordinatorRequest(key=TID, key_type=1), version=3)
@@ -121,11 +162,9 @@ async def test_abort_is_listed_for_read_committed_fetches(server: Any) -> None:
     async with await server.connect() as c:
         r = await init(c)
         pid, epoch = r.producer_id, r.producer_epoch
-        await add(c, pid, epoch, [("t", 0)])
-        await tx_produce(c, "t", txn_batch(pid, epoch, 0))
+        await add_and_produce(c, pid, epoch, 0)
         assert await end(c, pid, epoch, False) == 0
-        await add(c, pid, epoch, [("t", 0)])
-        await tx_produce(c, "t", txn_batch(pid, epoch, 2))
+        await add_and_produce(c, pid, epoch, 2)
         assert await end(c, pid, epoch, True) == 0
         part = await fetch(c, server, "t", 0, 0, isolation_level=1)
         assert [(a.producer_id, a.first_offset) for a in part.aborted_transactions] == [(pid, 0)]
@@ -176,8 +215,7 @@ async def test_new_instance_fences_zombie_and_aborts_its_transaction(server: Any
     async with await server.connect() as c:
         old = await init(c)
         pid, e0 = old.producer_id, old.producer_epoch
-        await add(c, pid, e0, [("t", 0)])
-        await tx_produce(c, "t", txn_batch(pid, e0, 0))
+        await add_and_produce(c, pid, e0, 0)
         new = await init(c)
         assert new.error_code == 0 and new.producer_id == pid and new.producer_epoch > e0
         # The zombie's writes and commit are refused.
@@ -215,8 +253,7 @@ async def test_transaction_timeout_aborts_and_fences(make_server: Any) -> None:
     async with await server.connect() as c:
         r = await init(c, timeout_ms=10_000)
         pid, e = r.producer_id, r.producer_epoch
-        await add(c, pid, e, [("t", 0)])
-        await tx_produce(c, "t", txn_batch(pid, e, 0))
+        await add_and_produce(c, pid, e, 0)
         now[0] += 11
         # A read_committed fetch observes the expired transaction and aborts it.
         part = await fetch(c, server, "t", 0, 0, isolation_level=1)
@@ -230,35 +267,17 @@ async def test_txn_offset_commit_visible_only_after_commit(server: Any) -> None:
     async with await server.connect() as c:
         r = await init(c)
         pid, e = r.producer_id, r.producer_epoch
-
-        async def commit_offset(value: int) -> int:
-            T = TxnOffsetCommitRequest
-            resp = await c.request(T(transactional_id=TID, group_id="g", producer_id=pid,
-                                     producer_epoch=e, topics=[T.TxnOffsetCommitRequestTopic(
-                                         name="t", partitions=[T.TxnOffsetCommitRequestPartition(
-                                             partition_index=0, committed_offset=value)])]))
-            return resp.topics[0].partitions[0].error_code
-
-        async def committed() -> int:
-            OF = OffsetFetchRequest
-            resp = await c.request(OF(group_id="g", topics=[OF.OffsetFetchRequestTopic(
-                name="t", partition_indexes=[0])]), version=7)
-            return resp.topics[0].partitions[0].committed_offset
-
         # Without AddOffsetsToTxn the group is not part of the transaction.
-        assert await commit_offset(5) == ErrorCode.INVALID_TXN_STATE
-        resp = await c.request(AddOffsetsToTxnRequest(transactional_id=TID, producer_id=pid,
-                                                      producer_epoch=e, group_id="g"))
-        assert resp.error_code == 0
-        assert await commit_offset(5) == 0
-        assert await committed() == -1
+        assert await txn_commit_offset(c, pid, e, 5) == ErrorCode.INVALID_TXN_STATE
+        assert await add_offsets(c, pid, e) == 0
+        assert await txn_commit_offset(c, pid, e, 5) == 0
+        assert await committed(c) == -1
         assert await end(c, pid, e, False) == 0
-        assert await committed() == -1  # aborted: never visible
-        await c.request(AddOffsetsToTxnRequest(transactional_id=TID, producer_id=pid,
-                                               producer_epoch=e, group_id="g"))
-        assert await commit_offset(7) == 0
+        assert await committed(c) == -1  # aborted: never visible
+        await add_offsets(c, pid, e)
+        assert await txn_commit_offset(c, pid, e, 7) == 0
         assert await end(c, pid, e, True) == 0
-        assert await committed() == 7
+        assert await committed(c) == 7
 
 
 async def test_describe_and_list_transactions_and_producers(server: Any) -> None:
@@ -266,8 +285,7 @@ async def test_describe_and_list_transactions_and_producers(server: Any) -> None
     async with await server.connect() as c:
         r = await init(c)
         pid, e = r.producer_id, r.producer_epoch
-        await add(c, pid, e, [("t", 0)])
-        await tx_produce(c, "t", txn_batch(pid, e, 0))
+        await add_and_produce(c, pid, e, 0)
         d = await c.request(DescribeTransactionsRequest(transactional_ids=[TID, "unknown"]))
         known, unknown = d.transaction_states
         assert (known.transaction_state, known.producer_id) == ("Ongoing", pid)
@@ -291,25 +309,17 @@ async def test_open_and_prepared_state_survive_an_unclean_restart(make_server: A
     async with await server.connect() as c:
         r = await init(c)
         pid, e = r.producer_id, r.producer_epoch
-        await add(c, pid, e, [("t", 0)])
-        await tx_produce(c, "t", txn_batch(pid, e, 0))
-    for part in server.broker.topics.all_partitions():
-        part.log.abandon()
-    await server.stop()
-    server = await make_server(log_dirs=str(data), **SMALL)
+        await add_and_produce(c, pid, e, 0)
+    server = await crash_and_restart(server, make_server, data)
     async with await server.connect() as c:
         # The open transaction is still open (LSO held) and can be committed.
         assert await latest(c, "t", 1) == 0
         assert await end(c, pid, e, True) == 0
         assert await latest(c, "t", 1) == 3
         # And an abort's index entry survives a crash too.
-        await add(c, pid, e, [("t", 0)])
-        await tx_produce(c, "t", txn_batch(pid, e, 2))
+        await add_and_produce(c, pid, e, 2)
         assert await end(c, pid, e, False) == 0
-    for part in server.broker.topics.all_partitions():
-        part.log.abandon()
-    await server.stop()
-    server = await make_server(log_dirs=str(data), **SMALL)
+    server = await crash_and_restart(server, make_server, data)
     async with await server.connect() as c:
         part = await fetch(c, server, "t", 0, 0, isolation_level=1)
         assert [a.first_offset for a in part.aborted_transactions] == [3]
@@ -391,13 +401,8 @@ async def test_staged_offsets_are_reported_pending_until_the_transaction_ends(se
     async with await server.connect() as c:
         r = await init(c)
         pid, e = r.producer_id, r.producer_epoch
-        await c.request(AddOffsetsToTxnRequest(transactional_id=TID, producer_id=pid,
-                                               producer_epoch=e, group_id="g"))
-        T = TxnOffsetCommitRequest
-        await c.request(T(transactional_id=TID, group_id="g", producer_id=pid, producer_epoch=e,
-                          topics=[T.TxnOffsetCommitRequestTopic(name="t", partitions=[
-                              T.TxnOffsetCommitRequestPartition(partition_index=0,
-                                                                committed_offset=3)])]))
+        await add_offsets(c, pid, e)
+        await txn_commit_offset(c, pid, e, 3)
         assert pending_partitions(server.broker, "g") == {("t", 0)}
         assert await end(c, pid, e, True) == 0
         assert pending_partitions(server.broker, "g") == set()
@@ -407,39 +412,19 @@ async def test_staged_offsets_survive_an_unclean_restart(make_server: Any, tmp_p
     data = tmp_path / "crash"
     server = await make_server(log_dirs=str(data), **SMALL)
     create_topic(server, "t")
-    T = TxnOffsetCommitRequest
-    OF = OffsetFetchRequest
     async with await server.connect() as c:
         r = await init(c)
         pid, e = r.producer_id, r.producer_epoch
-        await c.request(AddOffsetsToTxnRequest(transactional_id=TID, producer_id=pid,
-                                               producer_epoch=e, group_id="g"))
-        await c.request(T(transactional_id=TID, group_id="g", producer_id=pid, producer_epoch=e,
-                          topics=[T.TxnOffsetCommitRequestTopic(name="t", partitions=[
-                              T.TxnOffsetCommitRequestPartition(partition_index=0,
-                                                                committed_offset=9)])]))
-    for part in server.broker.topics.all_partitions():
-        part.log.abandon()
-    await server.stop()
-    server = await make_server(log_dirs=str(data), **SMALL)
+        await add_offsets(c, pid, e)
+        await txn_commit_offset(c, pid, e, 9)
+    server = await crash_and_restart(server, make_server, data)
     async with await server.connect() as c:
-
-        async def committed() -> int:
-            resp = await c.request(OF(group_id="g", topics=[OF.OffsetFetchRequestTopic(
-                name="t", partition_indexes=[0])]), version=7)
-            return resp.topics[0].partitions[0].committed_offset
-
-        assert await committed() == -1  # still inside the open transaction
+        assert await committed(c) == -1  # still inside the open transaction
         assert await end(c, pid, e, True) == 0
-        assert await committed() == 9
-    for part in server.broker.topics.all_partitions():
-        part.log.abandon()
-    await server.stop()
-    server = await make_server(log_dirs=str(data), **SMALL)
+        assert await committed(c) == 9
+    server = await crash_and_restart(server, make_server, data)
     async with await server.connect() as c:
-        resp = await c.request(OF(group_id="g", topics=[OF.OffsetFetchRequestTopic(
-            name="t", partition_indexes=[0])]), version=7)
-        assert resp.topics[0].partitions[0].committed_offset == 9  # replayed after the COMMIT
+        assert await committed(c) == 9  # replayed after the COMMIT
 
 
 async def test_open_transaction_times_out_after_restart_without_its_producer(
@@ -449,12 +434,8 @@ async def test_open_transaction_times_out_after_restart_without_its_producer(
     create_topic(server, "t")
     async with await server.connect() as c:
         r = await init(c, timeout_ms=10_000)
-        await add(c, r.producer_id, r.producer_epoch, [("t", 0)])
-        await tx_produce(c, "t", txn_batch(r.producer_id, r.producer_epoch, 0))
-    for part in server.broker.topics.all_partitions():
-        part.log.abandon()
-    await server.stop()
-    server = await make_server(log_dirs=str(data), **SMALL)
+        await add_and_produce(c, r.producer_id, r.producer_epoch, 0)
+    server = await crash_and_restart(server, make_server, data)
     now = [server.broker.clock() + 60]  # well past the transaction's timeout
     server.broker.clock = lambda: now[0]
     async with await server.connect() as c:
@@ -476,8 +457,7 @@ async def test_maintenance_aborts_a_timed_out_transaction_without_any_request(
     async with await server.connect() as c:
         r = await init(c, timeout_ms=10_000)
         pid, e = r.producer_id, r.producer_epoch
-        await add(c, pid, e, [("t", 0)])
-        await tx_produce(c, "t", txn_batch(pid, e, 0))
+        await add_and_produce(c, pid, e, 0)
     log = server.broker.topics.partition("t", 0).log
     assert log.last_stable_offset == 0  # the open transaction holds the LSO
     now[0] += 11
@@ -497,18 +477,11 @@ async def test_txn_offset_commit_checks_the_member_generation(server: Any) -> No
         assert joined.error_code == 0
         r = await init(c)
         pid, e = r.producer_id, r.producer_epoch
-        await c.request(AddOffsetsToTxnRequest(transactional_id=TID, producer_id=pid,
-                                               producer_epoch=e, group_id="g"))
+        await add_offsets(c, pid, e)
 
         async def commit(generation: int, member: str) -> int:
-            T = TxnOffsetCommitRequest
-            resp = await c.request(T(
-                transactional_id=TID, group_id="g", producer_id=pid, producer_epoch=e,
-                generation_id=generation, member_id=member,
-                topics=[T.TxnOffsetCommitRequestTopic(name="t", partitions=[
-                    T.TxnOffsetCommitRequestPartition(partition_index=0, committed_offset=1)])]),
-                version=3)
-            return resp.topics[0].partitions[0].error_code
+            return await txn_commit_offset(c, pid, e, 1, version=3,
+                                           generation_id=generation, member_id=member)
 
         assert await commit(joined.generation_id + 1, joined.member_id) == \
             ErrorCode.ILLEGAL_GENERATION
