@@ -118,13 +118,18 @@ def _as_def(defn: TopicConfigDef) -> ConfigDef:
 
 
 def to_text(value: Any) -> str | None:
-    """Render a typed config value as Kafka shows it in DescribeConfigs."""
+    """Render a typed config value as Kafka shows it in DescribeConfigs.
+
+    Kafka's ConfigDef.convertToString: lists comma-joined, booleans lower-case.
+    """
     if value is None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, list):
-        return ",".join(value)
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, float):
+        return repr(value)
     return str(value)
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kbroker import topic_config
@@ -116,19 +116,6 @@ def _duplicates(items: Iterable[Any]) -> set[Any]:
     return {item for item, n in Counter(items).items() if n > 1}
 
 
-def _config_text(value: Any) -> str | None:
-    """Kafka's ConfigDef.convertToString: lists comma-joined, booleans lower-case."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value)
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
 # --- topic config helpers ------------------------------------------------------------------
 
 
@@ -159,7 +146,7 @@ def _topic_config_doc(name: str) -> str | None:
 def _broker_value_text(config: BrokerConfig, name: str) -> str | None:
     if config.is_set(name):
         return config.originals[name]
-    return _config_text(CONFIG_DEFS[name].default)
+    return topic_config.to_text(CONFIG_DEFS[name].default)
 
 
 def _broker_synonyms(config: BrokerConfig, names: Sequence[str]
@@ -173,7 +160,7 @@ def _broker_synonyms(config: BrokerConfig, names: Sequence[str]
     for name in names:
         defn = CONFIG_DEFS.get(name)
         if defn is not None and defn.default is not None:
-            found.append((name, _config_text(defn.default), DEFAULT_CONFIG))
+            found.append((name, topic_config.to_text(defn.default), DEFAULT_CONFIG))
     return found
 
 
@@ -627,34 +614,44 @@ def _apply_topic_configs(broker: Broker, name: str, topic: Topic | None,
     broker.topics.set_configs(name, new, validate_only=validate_only)
 
 
-@handles(33, 0, 2)
-async def handle_alter_configs(
-        ctx: RequestContext, request: AlterConfigsRequest) -> AlterConfigsResponse:
-    """Replace topics' config overrides (legacy AlterConfigs: unlisted keys are removed)."""
-    broker = ctx.broker
-    errors = _preprocess(request.resources, broker.config.node_id, incremental=False)
-    Result = AlterConfigsResponse.AlterConfigsResourceResponse
+def _alter_topic_configs(
+        broker: Broker, resources: Sequence[Any], *, incremental: bool, validate_only: bool,
+        new_overrides: Callable[[Topic | None, Any], dict[str, str | None]],
+        result: Callable[..., Any]) -> list[Any]:
+    """Both AlterConfigs APIs, resource by resource: they differ only in how the new
+    overrides follow from the request (whole replacement, or KIP-339 operations)."""
+    errors = _preprocess(resources, broker.config.node_id, incremental=incremental)
     results = []
-    for i, resource in enumerate(request.resources):
+    for i, resource in enumerate(resources):
         error = errors.get(i)
         if error is None and resource.resource_type == TOPIC:
             try:
                 topic = _topic_for_alter(broker, resource.resource_name)
-                new = {c.name: c.value for c in resource.configs}
-                _apply_topic_configs(broker, resource.resource_name, topic, new,
-                                     request.validate_only)
+                new = new_overrides(topic, resource)
+                _apply_topic_configs(broker, resource.resource_name, topic, new, validate_only)
             except KafkaApiError as exc:
                 error = _error(exc)
         code, message = error or (0, None)
-        results.append(Result(error_code=code, error_message=message,
+        results.append(result(error_code=code, error_message=message,
                               resource_type=resource.resource_type,
                               resource_name=resource.resource_name))
+    return results
+
+
+@handles(33, 0, 2)
+async def handle_alter_configs(
+        ctx: RequestContext, request: AlterConfigsRequest) -> AlterConfigsResponse:
+    """Replace topics' config overrides (legacy AlterConfigs: unlisted keys are removed)."""
+    results = _alter_topic_configs(
+        ctx.broker, request.resources, incremental=False, validate_only=request.validate_only,
+        new_overrides=lambda _topic, resource: {c.name: c.value for c in resource.configs},
+        result=AlterConfigsResponse.AlterConfigsResourceResponse)
     return AlterConfigsResponse(throttle_time_ms=0, responses=results)
 
 
 def _list_default(name: str, broker_config: BrokerConfig) -> str | None:
     value, _ = topic_config.effective_topic_configs({}, broker_config)[name]
-    return _config_text(value)
+    return topic_config.to_text(value)
 
 
 def _incremental_topic_configs(broker: Broker, current: dict[str, str],
@@ -665,14 +662,14 @@ def _incremental_topic_configs(broker: Broker, current: dict[str, str],
         key = op.name
         kind = op.config_operation
         if kind == OP_SET:
+            # No name check here: the result is validated as a whole (_apply_topic_configs).
             new[key] = op.value
-        elif kind == OP_DELETE:
-            if key not in topic_config.TOPIC_CONFIGS:
-                raise KafkaApiError(ErrorCode.INVALID_CONFIG, f"Unknown topic config name: {key}")
+            continue
+        if key not in topic_config.TOPIC_CONFIGS:
+            raise KafkaApiError(ErrorCode.INVALID_CONFIG, f"Unknown topic config name: {key}")
+        if kind == OP_DELETE:
             new.pop(key, None)
         else:
-            if key not in topic_config.TOPIC_CONFIGS:
-                raise KafkaApiError(ErrorCode.INVALID_CONFIG, f"Unknown topic config name: {key}")
             if _topic_config_type(key) != "list":
                 raise KafkaApiError(ErrorCode.INVALID_CONFIG,
                                     f"Can't {OP_NAMES[kind]} to key {key} because its type is "
@@ -698,24 +695,11 @@ async def handle_incremental_alter_configs(
         request: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse:
     """SET / DELETE / APPEND / SUBTRACT single topic config keys (KIP-339)."""
     broker = ctx.broker
-    errors = _preprocess(request.resources, broker.config.node_id, incremental=True)
-    Result = IncrementalAlterConfigsResponse.AlterConfigsResourceResponse
-    results = []
-    for i, resource in enumerate(request.resources):
-        error = errors.get(i)
-        if error is None and resource.resource_type == TOPIC:
-            try:
-                topic = _topic_for_alter(broker, resource.resource_name)
-                current = dict(topic.configs) if topic is not None else {}
-                new = _incremental_topic_configs(broker, current, resource.configs)
-                _apply_topic_configs(broker, resource.resource_name, topic, new,
-                                     request.validate_only)
-            except KafkaApiError as exc:
-                error = _error(exc)
-        code, message = error or (0, None)
-        results.append(Result(error_code=code, error_message=message,
-                              resource_type=resource.resource_type,
-                              resource_name=resource.resource_name))
+    results = _alter_topic_configs(
+        broker, request.resources, incremental=True, validate_only=request.validate_only,
+        new_overrides=lambda topic, resource: _incremental_topic_configs(
+            broker, dict(topic.configs) if topic is not None else {}, resource.configs),
+        result=IncrementalAlterConfigsResponse.AlterConfigsResourceResponse)
     return IncrementalAlterConfigsResponse(throttle_time_ms=0, responses=results)
 
 
