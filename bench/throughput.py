@@ -226,14 +226,14 @@ def main() -> int:
                 rows.append((f"produce {size} B", f"{mbps:8.1f} MB/s",
                              f"{n / secs:10.0f} msg/s", target_text("produce", size),
                              per_cpu(nbytes, cpu0, broker_cpu_s(broker))))
-                print(rows[-1], flush=True)
+                print("  " + "  ".join(s.strip() for s in rows[-1]), flush=True)  # progress
                 cpu0 = broker_cpu_s(broker)
                 n, nbytes, secs = bench_consume(broker.bootstrap_servers, topic, size, n, args.seconds)
                 mbps = nbytes / MB / secs
                 rows.append((f"consume {size} B", f"{mbps:8.1f} MB/s",
                              f"{n / secs:10.0f} msg/s", target_text("consume", size),
                              per_cpu(nbytes, cpu0, broker_cpu_s(broker))))
-                print(rows[-1], flush=True)
+                print("  " + "  ".join(s.strip() for s in rows[-1]), flush=True)  # progress
             lat = None
             if not args.no_latency:
                 create_topic(broker.bootstrap_servers, f"bench-latency-{run_id}")
