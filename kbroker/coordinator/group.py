@@ -28,7 +28,7 @@ from __future__ import annotations
 import enum
 import struct
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
@@ -1235,6 +1235,33 @@ class GroupCoordinator:
             topics |= subscription_topics(m.metadata(protocol))
         return topics
 
+    def _unsubscribed_expired(
+        self, stored: dict[TopicPartition, OffsetAndMetadata], subscribed: set[str],
+        retention: int, now: int,
+    ) -> list[TopicPartition]:
+        """KIP-211: a live consumer group keeps the offsets of topics it still subscribes to;
+        the others age from their commit."""
+        return [tp for tp, om in stored.items() if tp[0] not in subscribed
+                and self._is_expired(om, om.commit_timestamp, retention, now)]
+
+    def _drop_offsets(
+        self, group_id: str, stored: dict[TopicPartition, OffsetAndMetadata],
+        expired: list[TopicPartition], extra: Sequence[OffsetRecord | GroupRecord] = (),
+    ) -> bool:
+        """Write tombstones for ``expired`` (and ``extra`` records) as one batch, then forget
+        those offsets; False if the write failed (tried again at the next check)."""
+        records: list[OffsetRecord | GroupRecord] = [
+            OffsetRecord(group_id, t, p, None) for t, p in expired
+        ]
+        records.extend(extra)
+        try:
+            self._write(group_id, records)
+        except Exception:  # noqa: BLE001 - try again at the next check
+            return False
+        for tp in expired:
+            del stored[tp]
+        return True
+
     def expire_offsets(self) -> None:
         """Drop offsets older than offsets.retention.minutes (KIP-211 rules); empty groups die."""
         now = self._now()
@@ -1255,44 +1282,25 @@ class GroupCoordinator:
                     if self._is_expired(om, base, retention, now):
                         expired.append(tp)
             elif group.state is S.STABLE and group.protocol_type == "consumer":
-                # A live consumer group keeps the offsets of topics it still subscribes to.
-                subscribed = self._subscribed_topics(group)
-                for tp, om in stored.items():
-                    if tp[0] not in subscribed and self._is_expired(
-                        om, om.commit_timestamp, retention, now
-                    ):
-                        expired.append(tp)
-            records: list[OffsetRecord | GroupRecord] = [
-                OffsetRecord(group_id, t, p, None) for t, p in expired
-            ]
+                expired = self._unsubscribed_expired(
+                    stored, self._subscribed_topics(group), retention, now)
             dies = group.state is S.EMPTY and len(expired) == len(stored)
-            if dies:
-                records.append(GroupRecord(group_id, None))
-            if not records:
+            if not expired and not dies:
                 continue
-            try:
-                self._write(group_id, records)
-            except Exception:  # noqa: BLE001 - try again at the next check
+            # A dead group's tombstone goes in the same batch as its offsets'.
+            extra = [GroupRecord(group_id, None)] if dies else []
+            if not self._drop_offsets(group_id, stored, expired, extra):
                 continue
-            for tp in expired:
-                del stored[tp]
             if dies:
                 self._transition(group, S.DEAD)
                 del self._groups[group_id]
                 self._offsets.pop(group_id, None)
         for group_id, consumer_group in list(self._consumer_groups.items()):
             stored = self._offsets.get(group_id, {})
-            subscribed = consumer_group.all_subscribed_topics()
-            expired = [tp for tp, om in stored.items() if tp[0] not in subscribed
-                       and self._is_expired(om, om.commit_timestamp, retention, now)]
-            if not expired:
+            expired = self._unsubscribed_expired(
+                stored, consumer_group.all_subscribed_topics(), retention, now)
+            if not expired or not self._drop_offsets(group_id, stored, expired):
                 continue
-            try:
-                self._write(group_id, [OffsetRecord(group_id, t, p, None) for t, p in expired])
-            except Exception:  # noqa: BLE001 - try again at the next check
-                continue
-            for tp in expired:
-                del stored[tp]
             if not consumer_group.members and not stored:
                 del self._consumer_groups[group_id]
 
