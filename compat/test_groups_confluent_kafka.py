@@ -25,6 +25,7 @@ from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker, shared_broker
 from compat.test_groups_kafka_python import (
     DEADLINE_S,
     GroupMember,
+    join_split_and_leave,
     wait_until,
 )
 
@@ -147,23 +148,8 @@ def test_group_rebalance_on_join_and_leave(group_broker: LiveBroker, topic_name:
     """A second member gets half the partitions; when it leaves the first gets them back."""
     create_topic(group_broker, topic_name, 4)
     group = f"g-{topic_name}"
-    a = CkMember(group_broker, topic_name, group, partition_assignment_strategy="range")
-    a.start()
-    b: CkMember | None = None
-    try:
-        wait_until(lambda: a.assignment == {0, 1, 2, 3}, "first member owns all 4 partitions")
-        b = CkMember(group_broker, topic_name, group, partition_assignment_strategy="range")
-        b.start()
-        wait_until(lambda: len(a.assignment) == 2 and len(b.assignment) == 2
-                   and a.assignment | b.assignment == {0, 1, 2, 3},
-                   "partitions split 2/2 between the members")
-        b.close()
-        b = None
-        wait_until(lambda: a.assignment == {0, 1, 2, 3}, "first member owns all 4 again")
-    finally:
-        if b is not None:
-            b.close()
-        a.close()
+    join_split_and_leave(lambda: CkMember(group_broker, topic_name, group,
+                                          partition_assignment_strategy="range"))
 
 
 def test_group_cooperative_sticky_rebalance(group_broker: LiveBroker, topic_name: str) -> None:
@@ -172,25 +158,13 @@ def test_group_cooperative_sticky_rebalance(group_broker: LiveBroker, topic_name
     create_topic(group_broker, topic_name, 4)
     group = f"g-{topic_name}"
     coop = {"partition.assignment.strategy": "cooperative-sticky"}
-    a = CkMember(group_broker, topic_name, group, **coop)
-    a.start()
-    b: CkMember | None = None
-    try:
-        wait_until(lambda: a.assignment == {0, 1, 2, 3}, "first member owns all 4 partitions")
-        b = CkMember(group_broker, topic_name, group, **coop)
-        b.start()
-        wait_until(lambda: len(a.assignment) == 2 and len(b.assignment) == 2
-                   and a.assignment | b.assignment == {0, 1, 2, 3},
-                   "partitions split 2/2 between the members")
+
+    def incremental(a: CkMember, b: CkMember) -> None:
         # Incremental: a gave up exactly the two partitions b now owns, nothing else.
         assert [r for r in a.revoked if r] == [set(b.assignment)]
-        b.close()
-        b = None
-        wait_until(lambda: a.assignment == {0, 1, 2, 3}, "first member owns all 4 again")
-    finally:
-        if b is not None:
-            b.close()
-        a.close()
+
+    join_split_and_leave(lambda: CkMember(group_broker, topic_name, group, **coop),
+                         on_split=incremental)
 
 
 def test_group_commit_and_fetch_offsets(group_broker: LiveBroker, topic_name: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -73,6 +74,9 @@ class Counting(ConsumerRebalanceListener):
         self.assigned += 1
 
 
+M = TypeVar("M", bound="Member")
+
+
 class GroupMember(threading.Thread):
     """One kafka-python group consumer polled by its own thread."""
 
@@ -120,6 +124,41 @@ class GroupMember(threading.Thread):
         assert self.error is None, f"consumer failed: {self.error!r}"
 
 
+class Member(Protocol):
+    """What the shared scenarios need of a group member thread, whichever the client."""
+
+    assignment: frozenset[int]
+
+    def start(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def join_split_and_leave(new_member: Callable[[], M], *,
+                         on_split: Callable[[M, M], None] | None = None) -> None:
+    """The rebalance scenario of every client's suite, on a 4-partition topic: a second member
+    gets half the partitions; when it leaves the first gets them back. ``on_split`` adds the
+    caller's own checks while both members are in the group."""
+    a = new_member()
+    a.start()
+    b: M | None = None
+    try:
+        wait_until(lambda: a.assignment == {0, 1, 2, 3}, "first member owns all 4 partitions")
+        b = second = new_member()
+        b.start()
+        wait_until(lambda: len(a.assignment) == 2 and len(second.assignment) == 2
+                   and a.assignment | second.assignment == {0, 1, 2, 3},
+                   "partitions split 2/2 between the members")
+        if on_split is not None:
+            on_split(a, second)
+        b.close()
+        b = None
+        wait_until(lambda: a.assignment == {0, 1, 2, 3}, "first member owns all 4 again")
+    finally:
+        if b is not None:
+            b.close()
+        a.close()
+
+
 def committed(broker: LiveBroker, group: str, topic: str, partitions: int) -> dict[int, int]:
     """The group's committed offsets as the admin client reads them (OffsetFetch)."""
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
@@ -159,23 +198,7 @@ def test_group_rebalance_on_join_and_leave(group_broker: LiveBroker, topic_name:
     """A second member gets half the partitions; when it leaves the first gets them back."""
     create_topic(group_broker, topic_name, 4)
     group = f"g-{topic_name}"
-    a = GroupMember(group_broker, topic_name, group)
-    a.start()
-    b: GroupMember | None = None
-    try:
-        wait_until(lambda: a.assignment == {0, 1, 2, 3}, "first member owns all 4 partitions")
-        b = GroupMember(group_broker, topic_name, group)
-        b.start()
-        wait_until(lambda: len(a.assignment) == 2 and len(b.assignment) == 2
-                   and a.assignment | b.assignment == {0, 1, 2, 3},
-                   "partitions split 2/2 between the members")
-        b.close()
-        b = None
-        wait_until(lambda: a.assignment == {0, 1, 2, 3}, "first member owns all 4 again")
-    finally:
-        if b is not None:
-            b.close()
-        a.close()
+    join_split_and_leave(lambda: GroupMember(group_broker, topic_name, group))
 
 
 def test_group_commit_and_fetch_offsets(group_broker: LiveBroker, topic_name: str) -> None:
