@@ -169,10 +169,10 @@ def shared_broker(data_dir: Path, *, overrides: dict[str, str] | None = None
 
 
 @contextmanager
-def private_broker(data_dir: Path, *, overrides: dict[str, str] | None = None
-                   ) -> Iterator[LiveBroker]:
+def private_broker(data_dir: Path, *, overrides: dict[str, str] | None = None,
+                   kind: type[LiveBroker] = LiveBroker) -> Iterator[LiveBroker]:
     """A started broker of one test's own (free to be restarted or killed), killed at the end."""
-    live = LiveBroker(data_dir, overrides=overrides)
+    live = kind(data_dir, overrides=overrides)
     live.start()
     try:
         yield live

@@ -16,7 +16,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from compat.livebroker import LiveBroker, shared_broker
+from compat.livebroker import LiveBroker, private_broker, shared_broker
 
 pytestmark = pytest.mark.compat
 
@@ -244,9 +244,8 @@ def test_zombie_is_fenced_by_new_instance(broker: LiveBroker, topic_name: str) -
 
 
 def test_idempotent_producer_survives_kill_9(tmp_path: Path, topic_name: str) -> None:
-    live = SamePortBroker(tmp_path / "data", overrides=SMALL_INTERNAL_TOPICS)
-    live.start()
-    try:
+    with private_broker(tmp_path / "data", overrides=SMALL_INTERNAL_TOPICS,
+                        kind=SamePortBroker) as live:
         create_topic(live, topic_name)
         p = Producer({"bootstrap.servers": live.bootstrap_servers, "enable.idempotence": True,
                       "linger.ms": 5, "message.timeout.ms": 30000,
@@ -278,14 +277,11 @@ def test_idempotent_producer_survives_kill_9(tmp_path: Path, topic_name: str) ->
         values = read_all(live, topic_name, "read_uncommitted")
         assert sorted(values) == [b"%06d" % i for i in range(total)]  # each exactly once
         assert values == sorted(values)  # and in order
-    finally:
-        live.kill()
 
 
 def test_transaction_commits_across_kill_9(tmp_path: Path, topic_name: str) -> None:
-    live = SamePortBroker(tmp_path / "data", overrides=SMALL_INTERNAL_TOPICS)
-    live.start()
-    try:
+    with private_broker(tmp_path / "data", overrides=SMALL_INTERNAL_TOPICS,
+                        kind=SamePortBroker) as live:
         create_topic(live, topic_name)
         p = tx_producer(live, f"crash-{topic_name}", **{"reconnect.backoff.max.ms": 200})
         p.begin_transaction()
@@ -296,8 +292,6 @@ def test_transaction_commits_across_kill_9(tmp_path: Path, topic_name: str) -> N
         live.start()  # the coordinator reloads it from __transaction_state
         p.commit_transaction(DEADLINE_S)
         assert read_all(live, topic_name, "read_committed") == [b"%03d" % i for i in range(100)]
-    finally:
-        live.kill()
 
 
 def test_idempotent_retries_of_lost_responses_are_not_written_twice(

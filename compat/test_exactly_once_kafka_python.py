@@ -15,7 +15,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, ProducerFencedError
 from kafka.structs import OffsetAndMetadata
 
-from compat.livebroker import LiveBroker, shared_broker
+from compat.livebroker import LiveBroker, private_broker, shared_broker
 from compat.test_exactly_once_confluent_kafka import (
     SMALL_INTERNAL_TOPICS,
     LossyProxy,
@@ -146,9 +146,8 @@ def test_zombie_is_fenced_by_new_instance(broker: LiveBroker, topic_name: str) -
 
 
 def test_idempotent_producer_survives_kill_9(tmp_path: Path, topic_name: str) -> None:
-    live = SamePortBroker(tmp_path / "data", overrides=SMALL_INTERNAL_TOPICS)
-    live.start()
-    try:
+    with private_broker(tmp_path / "data", overrides=SMALL_INTERNAL_TOPICS,
+                        kind=SamePortBroker) as live:
         create_topic(live, topic_name)
         # kafka-python 3.x: idempotence is on by default.
         p = KafkaProducer(bootstrap_servers=live.bootstrap_servers, linger_ms=5,
@@ -168,8 +167,6 @@ def test_idempotent_producer_survives_kill_9(tmp_path: Path, topic_name: str) ->
         values = read_all(live, topic_name, "read_uncommitted")
         assert sorted(values) == [b"%06d" % i for i in range(total)]  # each exactly once
         assert values == sorted(values)  # and in order
-    finally:
-        live.kill()
 
 
 def test_transaction_tooling_lists_describes_and_aborts(broker: LiveBroker, topic_name: str) -> None:
@@ -203,9 +200,8 @@ def test_transaction_tooling_lists_describes_and_aborts(broker: LiveBroker, topi
 
 
 def test_transaction_commits_across_kill_9(tmp_path: Path, topic_name: str) -> None:
-    live = SamePortBroker(tmp_path / "data", overrides=SMALL_INTERNAL_TOPICS)
-    live.start()
-    try:
+    with private_broker(tmp_path / "data", overrides=SMALL_INTERNAL_TOPICS,
+                        kind=SamePortBroker) as live:
         create_topic(live, topic_name)
         p = KafkaProducer(bootstrap_servers=live.bootstrap_servers,
                           transactional_id=f"crash-{topic_name}", reconnect_backoff_max_ms=200)
@@ -219,8 +215,6 @@ def test_transaction_commits_across_kill_9(tmp_path: Path, topic_name: str) -> N
         p.commit_transaction()
         p.close()
         assert read_all(live, topic_name, "read_committed") == [b"%03d" % i for i in range(100)]
-    finally:
-        live.kill()
 
 
 def test_idempotent_retries_of_lost_responses_are_not_written_twice(
