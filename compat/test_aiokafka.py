@@ -8,7 +8,8 @@ plain function that runs its asyncio coroutine with asyncio.run.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -51,15 +52,22 @@ def expected_partition(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-async def create_topic(bootstrap: str, name: str, partitions: int = 1,
-                       configs: dict[str, str] | None = None) -> None:
-    """CreateTopics through aiokafka's admin client."""
+@asynccontextmanager
+async def admin_client(bootstrap: str) -> AsyncIterator[AIOKafkaAdminClient]:
+    """aiokafka's admin client, started, and closed at the end."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs or {})])
+        yield admin
     finally:
         await admin.close()
+
+
+async def create_topic(bootstrap: str, name: str, partitions: int = 1,
+                       configs: dict[str, str] | None = None) -> None:
+    """CreateTopics through aiokafka's admin client."""
+    async with admin_client(bootstrap) as admin:
+        await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs or {})])
 
 
 async def consume(bootstrap: str, topic: str, count: int, **configs: Any) -> list[Any]:
@@ -83,9 +91,7 @@ async def consume(bootstrap: str, topic: str, count: int, **configs: Any) -> lis
 def test_bootstrap(broker: LiveBroker, topic_name: str) -> None:
     """Cluster metadata names the one broker at the bootstrap address; topics are listed."""
     async def scenario() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
-        await admin.start()
-        try:
+        async with admin_client(broker.bootstrap_servers) as admin:
             cluster = await admin.describe_cluster()
             assert [(b["host"], b["port"]) for b in cluster["brokers"]] == \
                 [(broker.host, broker.port)]
@@ -95,8 +101,6 @@ def test_bootstrap(broker: LiveBroker, topic_name: str) -> None:
             [described] = await admin.describe_topics([topic_name])
             assert described["error_code"] == 0
             assert sorted(p["partition"] for p in described["partitions"]) == [0, 1]
-        finally:
-            await admin.close()
 
     run(scenario)
 
@@ -106,9 +110,7 @@ def test_create_topic_with_configs(broker: LiveBroker, topic_name: str) -> None:
     async def scenario() -> None:
         from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
-        await admin.start()
-        try:
+        async with admin_client(broker.bootstrap_servers) as admin:
             await admin.create_topics([NewTopic(topic_name, 3, 1, topic_configs={
                 "retention.ms": "3600000", "cleanup.policy": "compact"})])
             [response] = await admin.describe_configs(
@@ -122,8 +124,6 @@ def test_create_topic_with_configs(broker: LiveBroker, topic_name: str) -> None:
             assert [t[1] for t in again.topic_errors] == [36]  # TOPIC_ALREADY_EXISTS
             rf = await admin.create_topics([NewTopic(topic_name + ".rf", 1, 3)])
             assert [t[1] for t in rf.topic_errors] == [38]  # INVALID_REPLICATION_FACTOR
-        finally:
-            await admin.close()
 
     run(scenario)
 
@@ -131,17 +131,13 @@ def test_create_topic_with_configs(broker: LiveBroker, topic_name: str) -> None:
 def test_add_partitions(broker: LiveBroker, topic_name: str) -> None:
     """CreatePartitions grows a topic and the new partition takes writes; shrinking fails."""
     async def scenario() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
-        await admin.start()
-        try:
+        async with admin_client(broker.bootstrap_servers) as admin:
             await admin.create_topics([NewTopic(topic_name, 1, 1)])
             await admin.create_partitions({topic_name: NewPartitions(3)})
             [described] = await admin.describe_topics([topic_name])
             assert len(described["partitions"]) == 3
             with pytest.raises(InvalidPartitionsError):
                 await admin.create_partitions({topic_name: NewPartitions(2)})
-        finally:
-            await admin.close()
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
         await producer.start()
         try:
@@ -156,9 +152,7 @@ def test_add_partitions(broker: LiveBroker, topic_name: str) -> None:
 def test_delete_topic(broker: LiveBroker, topic_name: str) -> None:
     """DeleteTopics removes the topic; deleting it again is UNKNOWN_TOPIC_OR_PARTITION."""
     async def scenario() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
-        await admin.start()
-        try:
+        async with admin_client(broker.bootstrap_servers) as admin:
             await admin.create_topics([NewTopic(topic_name, 1, 1)])
             first = await admin.delete_topics([topic_name])
             assert [t[1] for t in first.topic_error_codes] == [0]
@@ -166,8 +160,6 @@ def test_delete_topic(broker: LiveBroker, topic_name: str) -> None:
             # aiokafka hands back the DeleteTopics response rather than raising per topic.
             again = await admin.delete_topics([topic_name])
             assert [t[1] for t in again.topic_error_codes] == [3]  # UNKNOWN_TOPIC_OR_PARTITION
-        finally:
-            await admin.close()
 
     run(scenario)
 
@@ -336,15 +328,11 @@ def test_group_subscribe_and_consume(broker: LiveBroker, topic_name: str) -> Non
         finally:
             await consumer.stop()
         assert sorted(values) == sorted(f"p{p}-{i}".encode() for p in range(3) for i in range(10))
-        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
-        await admin.start()
-        try:
+        async with admin_client(broker.bootstrap_servers) as admin:
             offsets = await admin.list_consumer_group_offsets(group)
             assert {tp.partition: om.offset for tp, om in offsets.items()} == \
                 {0: 10, 1: 10, 2: 10}
             assert group in {g[0] for g in await admin.list_consumer_groups()}
-        finally:
-            await admin.close()
 
     run(scenario)
 

@@ -11,9 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
 from compat.livebroker import LiveBroker, shared_broker
+from compat.test_aiokafka import admin_client
 from compat.test_exactly_once_confluent_kafka import SMALL_INTERNAL_TOPICS
 
 pytestmark = pytest.mark.compat
@@ -47,12 +48,8 @@ async def read_all(bootstrap: str, topic: str, isolation: str) -> list[bytes]:
 
 
 async def commit_abort_commit(bootstrap: str, topic: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with admin_client(bootstrap) as admin:
         await admin.create_topics([NewTopic(topic, 1, 1)])
-    finally:
-        await admin.close()
     p = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"aio-{topic}")
     await p.start()
     try:
@@ -82,12 +79,8 @@ def test_commit_abort_commit_counts_per_isolation_level(broker: LiveBroker, topi
 
 async def consume_transform_produce(bootstrap: str, topic: str) -> None:
     src, dst, group = topic + ".in", topic + ".out", "g-" + topic
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with admin_client(bootstrap) as admin:
         await admin.create_topics([NewTopic(src, 1, 1), NewTopic(dst, 1, 1)])
-    finally:
-        await admin.close()
     plain = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await plain.start()
     try:
