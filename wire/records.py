@@ -69,6 +69,7 @@ __all__ = [
     "build_batch",
     "build_control_batch",
     "control_record_type",
+    "recompress_batch",
 ]
 
 LOG_OVERHEAD = 12
@@ -679,6 +680,64 @@ def build_batch(
             producer_epoch,
             base_sequence,
             n,
+        )
+    )
+    crc = _crc32c.crc32c(body, _crc32c.crc32c(memoryview(header)[_CRC_START:]))
+    _UINT32.pack_into(header, 17, crc)
+    return bytes(header) + body
+
+
+def recompress_batch(
+    buf: Buffer,
+    pos: int = 0,
+    codec: int = 0,
+    *,
+    max_decompressed_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE,
+    deep_check: bool = True,
+) -> bytes:
+    """The batch at ``pos`` rebuilt with ``codec``; every field but codec, length and CRC kept.
+
+    Kafka's broker-side recompression (LogValidator.buildRecordsAndAssignOffsets,
+    used when the topic's compression.type names a codec other than the batch's)
+    rebuilds the batch from its records with the producer's id, epoch, base
+    sequence, transactional flag, timestamps and offsets. A v2 records section
+    is the same bytes whatever the codec, so decompressing and compressing it
+    again keeps every record (attributes, timestamp and offset deltas, keys,
+    values, headers) byte for byte; the header keeps base offset, leader epoch,
+    base and max timestamp, timestamp type, producer fields and record count.
+
+    A batch already in ``codec``, and a control batch (Kafka never recompresses
+    transaction markers), comes back unchanged. The CRC is checked and, unless
+    ``deep_check`` is False (the caller already walked the records with
+    ``check_records``), every record is walked strictly as ``check_records`` does,
+    so the result passes ``validate_batch`` and ``check_records``.
+    """
+    if not 0 <= codec <= _compression.ZSTD:
+        raise InvalidRecordBatch(f"unknown compression codec {codec}", UNSUPPORTED_COMPRESSION_TYPE)
+    h = validate_batch(buf, pos)
+    if h.compression == codec or h.is_control:
+        return bytes(memoryview(buf)[pos : pos + h.size])
+    payload = _records_payload(buf, pos, h, max_decompressed_size)
+    if deep_check:
+        for _ in _parse_records(payload, h, strict=True, materialize=False):
+            pass
+    body = _compression.compress(codec, payload) if codec != _compression.NONE else bytes(payload)
+    attributes = (h.attributes & ~ATTR_COMPRESSION_MASK) | codec
+    header = bytearray(
+        _HEADER.pack(
+            h.base_offset,
+            MIN_BATCH_LENGTH + len(body),
+            h.partition_leader_epoch,
+            MAGIC,
+            0,
+            attributes,
+            h.last_offset_delta,
+            h.base_timestamp,
+            h.max_timestamp,
+            h.producer_id,
+            h.producer_epoch,
+            h.base_sequence,
+            h.records_count,
         )
     )
     crc = _crc32c.crc32c(body, _crc32c.crc32c(memoryview(header)[_CRC_START:]))
