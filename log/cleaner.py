@@ -40,7 +40,14 @@ import crc32c as _crc32c
 from log.checkpoint import fsync_dir, write_synced
 from log.segment import LogSegment, pread_exact
 from wire.compression import NONE, compress
-from wire.records import LOG_OVERHEAD, BatchHeader, Record, iter_records, parse_header
+from wire.records import (
+    LOG_OVERHEAD,
+    BatchHeader,
+    Record,
+    _encode_record,
+    iter_records,
+    parse_header,
+)
 
 if TYPE_CHECKING:
     from log.partition import PartitionLog
@@ -51,40 +58,16 @@ _ATTR_COMPRESSION_MASK = 0x07
 _ATTR_TIMESTAMP_TYPE = 0x08
 
 
-def _varint(value: int) -> bytes:
-    v = (value << 1) ^ (value >> 63)  # zigzag, as Kafka's ByteUtils.writeVarlong
-    out = bytearray()
-    while v > 0x7F:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
-
-
-def _encode_record(r: Record) -> bytes:
-    parts = [bytes((r.attributes,)), _varint(r.timestamp_delta), _varint(r.offset_delta)]
-    for blob in (r.key, r.value):
-        if blob is None:
-            parts.append(_varint(-1))
-        else:
-            parts += (_varint(len(blob)), blob)
-    parts.append(_varint(len(r.headers)))
-    for hk, hv in r.headers:
-        hkb = hk.encode()
-        parts += (_varint(len(hkb)), hkb)
-        if hv is None:
-            parts.append(_varint(-1))
-        else:
-            parts += (_varint(len(hv)), hv)
-    body = b"".join(parts)
-    return _varint(len(body)) + body
-
-
 def encode_filtered_batch(h: BatchHeader, records: list[Record]) -> bytes:
     """Re-encode batch `h` with only `records`, keeping offsets, deltas and producer fields."""
     attributes = h.attributes
     if records:
-        body = b"".join(_encode_record(r) for r in records)
+        # The codec's own record encoder, so a cleaned batch's records are byte-for-byte
+        # what build_batch would write for them.
+        body = b"".join(
+            _encode_record(r.attributes, r.timestamp_delta, r.offset_delta, r.key, r.value,
+                           r.headers)
+            for r in records)
         if h.compression != NONE:
             body = compress(h.compression, body)
         if h.timestamp_type == 0:
