@@ -15,9 +15,16 @@ target on its own heartbeats (Kafka's CurrentAssignmentBuilder):
 
 So a partition is never owned by two members at once. Members that stop heartbeating
 (group.consumer.session.timeout.ms) or do not release partitions within their rebalance
-timeout are removed. Membership is kept in memory only: after a broker restart members
-get UNKNOWN_MEMBER_ID and rejoin with epoch 0 (committed offsets are persisted as for
-classic groups). Synchronous and clock-driven like ``group.py``.
+timeout are removed. Synchronous and clock-driven like ``group.py``.
+
+Persistence (Kafka's GroupMetadataManager / GroupCoordinatorRecordHelpers): the state
+that survives a restart is the ``ConsumerGroupImage`` -- group epoch, subscribed topic
+metadata, each member's subscription, the target assignment and its epoch, and each
+member's current assignment. After every call that may change a group the coordinator
+diffs the new image against the last written one (``image_records``) and appends exactly
+the changed records to ``__consumer_offsets`` before answering; a departed member or a
+deleted group becomes tombstones. On load ``ConsumerGroup.restore`` rebuilds the group
+from the replayed image, and every member's session timer starts afresh, as in Kafka.
 """
 
 from __future__ import annotations
@@ -32,10 +39,21 @@ from wire.errors import ErrorCode
 __all__ = [
     "ASSIGNORS",
     "ConsumerGroup",
+    "ConsumerGroupEpochRecord",
+    "ConsumerGroupImage",
+    "ConsumerGroupRecord",
+    "ConsumerGroupTopicsRecord",
+    "CurrentAssignmentRecord",
+    "MemberAssignment",
+    "MemberMetadataRecord",
+    "MemberSubscription",
+    "TargetAssignmentRecord",
+    "TargetEpochRecord",
     "ConsumerGroupState",
     "ConsumerMember",
     "HeartbeatResult",
     "TopicsView",
+    "image_records",
 ]
 
 Assignment = dict[uuid.UUID, set[int]]
@@ -87,6 +105,149 @@ class ConsumerMember:
     session_deadline_ms: int = 0
     revocation_deadline_ms: int | None = None
     last_sent: Assignment | None = None
+
+
+# ConsumerGroupCurrentMemberAssignmentValue.State: Kafka's MemberState ids.
+MEMBER_STATE_STABLE = 0
+MEMBER_STATE_UNREVOKED_PARTITIONS = 1
+MEMBER_STATE_UNRELEASED_PARTITIONS = 2
+
+
+@dataclass(slots=True)
+class MemberSubscription:
+    """A member as persisted in ConsumerGroupMemberMetadataValue."""
+
+    instance_id: str | None = None
+    rack_id: str | None = None
+    client_id: str = ""
+    client_host: str = ""
+    subscribed_names: list[str] = field(default_factory=list)
+    regex: str | None = None
+    rebalance_timeout_ms: int = -1
+    server_assignor: str | None = None
+
+
+@dataclass(slots=True)
+class MemberAssignment:
+    """A member's reconciliation state, as in ConsumerGroupCurrentMemberAssignmentValue."""
+
+    epoch: int
+    previous_epoch: int
+    state: int
+    assigned: Assignment
+    pending_revocation: Assignment
+
+
+@dataclass(slots=True)
+class ConsumerGroupImage:
+    """Everything of a KIP-848 group that ``__consumer_offsets`` holds."""
+
+    epoch: int = 0
+    topics: TopicsView | None = None
+    assignment_epoch: int | None = None
+    members: dict[str, MemberSubscription] = field(default_factory=dict)
+    target: dict[str, Assignment] = field(default_factory=dict)
+    current: dict[str, MemberAssignment] = field(default_factory=dict)
+
+
+# One record per Kafka record type; a None value is that key's tombstone.
+@dataclass(slots=True)
+class ConsumerGroupEpochRecord:
+    """ConsumerGroupMetadataKey/Value: the group epoch (its tombstone deletes the group)."""
+
+    group_id: str
+    epoch: int | None
+
+
+@dataclass(slots=True)
+class ConsumerGroupTopicsRecord:
+    """ConsumerGroupPartitionMetadataKey/Value: the subscribed topics' ids and sizes."""
+
+    group_id: str
+    topics: TopicsView | None
+
+
+@dataclass(slots=True)
+class MemberMetadataRecord:
+    """ConsumerGroupMemberMetadataKey/Value: one member's subscription."""
+
+    group_id: str
+    member_id: str
+    value: MemberSubscription | None
+
+
+@dataclass(slots=True)
+class TargetAssignmentRecord:
+    """ConsumerGroupTargetAssignmentMemberKey/Value: one member's target partitions."""
+
+    group_id: str
+    member_id: str
+    value: Assignment | None
+
+
+@dataclass(slots=True)
+class TargetEpochRecord:
+    """ConsumerGroupTargetAssignmentMetadataKey/Value: the target assignment's epoch."""
+
+    group_id: str
+    epoch: int | None
+
+
+@dataclass(slots=True)
+class CurrentAssignmentRecord:
+    """ConsumerGroupCurrentMemberAssignmentKey/Value: one member's epochs and partitions."""
+
+    group_id: str
+    member_id: str
+    value: MemberAssignment | None
+
+
+ConsumerGroupRecord = (
+    ConsumerGroupEpochRecord | ConsumerGroupTopicsRecord | MemberMetadataRecord
+    | TargetAssignmentRecord | TargetEpochRecord | CurrentAssignmentRecord
+)
+
+
+def image_records(group_id: str, old: ConsumerGroupImage | None,
+                  new: ConsumerGroupImage | None) -> list[ConsumerGroupRecord]:
+    """The records that turn the persisted ``old`` image into ``new`` (None = no group).
+
+    Ordered as Kafka writes them: a departing member's current assignment, target and
+    subscription tombstones first, the group epoch tombstone last; for updates the
+    subscriptions and the group epoch come before the target assignment, and the
+    target before the members' current assignments.
+    """
+    before = old or ConsumerGroupImage()
+    after = new or ConsumerGroupImage()
+    out: list[ConsumerGroupRecord] = []
+    for member_id in before.members.keys() - after.members.keys():
+        out.append(CurrentAssignmentRecord(group_id, member_id, None))
+        out.append(TargetAssignmentRecord(group_id, member_id, None))
+        out.append(MemberMetadataRecord(group_id, member_id, None))
+    if new is None:
+        if old is not None:
+            out += [TargetEpochRecord(group_id, None), ConsumerGroupTopicsRecord(group_id, None),
+                    ConsumerGroupEpochRecord(group_id, None)]
+        return out
+    for member_id, sub in after.members.items():
+        if before.members.get(member_id) != sub:
+            out.append(MemberMetadataRecord(group_id, member_id, sub))
+    if after.topics != before.topics and after.topics is not None:
+        out.append(ConsumerGroupTopicsRecord(group_id, after.topics))
+    if old is None or after.epoch != before.epoch:
+        out.append(ConsumerGroupEpochRecord(group_id, after.epoch))
+    for member_id in before.target.keys() - after.target.keys():
+        if member_id in after.members:
+            out.append(TargetAssignmentRecord(group_id, member_id, {}))
+    for member_id, target in after.target.items():
+        if before.target.get(member_id) != target:
+            out.append(TargetAssignmentRecord(group_id, member_id, target))
+    if after.assignment_epoch != before.assignment_epoch and after.assignment_epoch is not None:
+        out.append(TargetEpochRecord(group_id, after.assignment_epoch))
+    for member_id, current in after.current.items():
+        if before.current.get(member_id) != current:
+            out.append(CurrentAssignmentRecord(group_id, member_id, current))
+    return out
 
 
 def _minus(a: Assignment, b: Assignment) -> Assignment:
@@ -162,6 +323,67 @@ class ConsumerGroup:
         for m in self.members.values():
             out.update(self.subscribed_topics(m))
         return out
+
+    # ------------------------------------------------------------------ persistence
+
+    def image(self) -> ConsumerGroupImage:
+        """The group's persistent state, detached from the live objects."""
+        members: dict[str, MemberSubscription] = {}
+        current: dict[str, MemberAssignment] = {}
+        for m in self.members.values():
+            members[m.member_id] = MemberSubscription(
+                instance_id=m.instance_id, rack_id=m.rack_id, client_id=m.client_id,
+                client_host=m.client_host, subscribed_names=list(m.subscribed_names),
+                regex=m.regex, rebalance_timeout_ms=m.rebalance_timeout_ms,
+                server_assignor=m.server_assignor)
+            if m.pending_revocation:
+                state = MEMBER_STATE_UNREVOKED_PARTITIONS
+            elif m.epoch == self.assignment_epoch and m.assigned != self.target.get(
+                    m.member_id, {}):
+                state = MEMBER_STATE_UNRELEASED_PARTITIONS
+            else:
+                state = MEMBER_STATE_STABLE
+            current[m.member_id] = MemberAssignment(
+                m.epoch, m.previous_epoch, state, _copy(m.assigned), _copy(m.pending_revocation))
+        return ConsumerGroupImage(
+            epoch=self.group_epoch, topics=dict(self._subscribed_metadata),
+            assignment_epoch=self.assignment_epoch, members=members,
+            target={m: _copy(a) for m, a in self.target.items()}, current=current)
+
+    @classmethod
+    def restore(cls, group_id: str, image: ConsumerGroupImage, *, now_ms: int,
+                session_timeout_ms: int, heartbeat_interval_ms: int) -> ConsumerGroup:
+        """A group rebuilt from replayed records; every session timer restarts at ``now_ms``."""
+        group = cls(group_id, session_timeout_ms=session_timeout_ms,
+                    heartbeat_interval_ms=heartbeat_interval_ms)
+        group.group_epoch = image.epoch
+        # Kafka's TargetAssignmentMetadata is absent only if no target was ever computed.
+        group.assignment_epoch = (image.assignment_epoch if image.assignment_epoch is not None
+                                  else image.epoch)
+        group._subscribed_metadata = dict(image.topics or {})
+        # Until a heartbeat brings fresh metadata, timers work from the persisted view.
+        group.topics = dict(image.topics or {})
+        for member_id, sub in image.members.items():
+            member = ConsumerMember(
+                member_id=member_id, instance_id=sub.instance_id, rack_id=sub.rack_id,
+                client_id=sub.client_id, client_host=sub.client_host,
+                subscribed_names=list(sub.subscribed_names), regex=sub.regex,
+                server_assignor=sub.server_assignor,
+                session_deadline_ms=now_ms + session_timeout_ms)
+            if sub.rebalance_timeout_ms >= 0:
+                member.rebalance_timeout_ms = sub.rebalance_timeout_ms
+            current = image.current.get(member_id)
+            if current is not None:
+                member.epoch = current.epoch
+                member.previous_epoch = current.previous_epoch
+                member.assigned = _copy(current.assigned)
+                member.pending_revocation = _copy(current.pending_revocation)
+                if member.pending_revocation:
+                    # Kafka restarts the revocation (rebalance) timeout at load too.
+                    member.revocation_deadline_ms = now_ms + member.rebalance_timeout_ms
+            group.members[member_id] = member
+        group.target = {m: _copy(a) for m, a in image.target.items() if m in group.members}
+        return group
 
     # ------------------------------------------------------------------ heartbeat
 

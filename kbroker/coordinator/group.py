@@ -35,8 +35,16 @@ from typing import Generic, Protocol, TypeVar
 from kbroker.coordinator.consumer_group import (
     Assignment,
     ConsumerGroup,
+    ConsumerGroupEpochRecord,
+    ConsumerGroupImage,
+    ConsumerGroupRecord,
+    ConsumerGroupTopicsRecord,
     HeartbeatResult,
+    MemberMetadataRecord,
+    TargetAssignmentRecord,
+    TargetEpochRecord,
     TopicsView,
+    image_records,
 )
 from wire.errors import ErrorCode, ProtocolError
 from wire.messages import ConsumerProtocolSubscription
@@ -223,7 +231,8 @@ class GroupRecord:
 class GroupStore(Protocol):
     """Durable storage: the records of one call are written together before it returns."""
 
-    def write(self, partition: int, records: list[OffsetRecord | GroupRecord]) -> None:
+    def write(self, partition: int,
+              records: Sequence[OffsetRecord | GroupRecord | ConsumerGroupRecord]) -> None:
         """Append the records to ``__consumer_offsets`` partition ``partition``."""
 
 
@@ -360,6 +369,9 @@ class GroupCoordinator:
         self._groups: dict[str, _Group] = {}
         # KIP-848 groups share the group id namespace and the offsets with classic ones.
         self._consumer_groups: dict[str, ConsumerGroup] = {}
+        # What __consumer_offsets holds for each KIP-848 group: the base the next
+        # write is diffed against (see consumer_group.py, "Persistence").
+        self._consumer_images: dict[str, ConsumerGroupImage] = {}
         self._offsets: dict[str, dict[TopicPartition, OffsetAndMetadata]] = {}
         self._new_member_id = new_member_id or (lambda client_id: f"{client_id}-{uuid.uuid4()}")
         self._next_expiry_check_ms = self._now() + self.config.offsets_retention_check_interval_ms
@@ -380,7 +392,8 @@ class GroupCoordinator:
         group.state = state
         group.state_timestamp_ms = self._now()
 
-    def _write(self, group_id: str, records: list[OffsetRecord | GroupRecord]) -> None:
+    def _write(self, group_id: str,
+               records: Sequence[OffsetRecord | GroupRecord | ConsumerGroupRecord]) -> None:
         if self._store is not None and records:
             self._store.write(partition_for(group_id, self.config.num_partitions), records)
 
@@ -450,7 +463,11 @@ class GroupCoordinator:
                 pending.complete(JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL,
                                             member_id=member_id))
                 return pending
-            del self._consumer_groups[group_id]  # an empty one simply becomes classic
+            # An empty one simply becomes classic; its records are tombstoned first.
+            if not self._drop_consumer_group(group_id):
+                pending.complete(JoinResult(ErrorCode.COORDINATOR_NOT_AVAILABLE,
+                                            member_id=member_id))
+                return pending
         group = self._groups.get(group_id)
         if group is None:
             group = _Group(group_id)
@@ -988,8 +1005,9 @@ class GroupCoordinator:
         now = self._now()
         for group in list(self._groups.values()):
             self._poll_group(group, now)
-        for consumer_group in self._consumer_groups.values():
-            consumer_group.poll(now)
+        for consumer_group in list(self._consumer_groups.values()):
+            if consumer_group.poll(now):
+                self._persist_consumer_group(consumer_group.group_id)
         if now >= self._next_expiry_check_ms:
             self._next_expiry_check_ms = now + self.config.offsets_retention_check_interval_ms
             self.expire_offsets()
@@ -1056,18 +1074,68 @@ class GroupCoordinator:
             if member_epoch != 0:
                 return HeartbeatResult(ErrorCode.UNKNOWN_MEMBER_ID,
                                        f"Member {member_id} is not a member of the group.")
-            # An empty classic group (e.g. only offsets) is taken over, offsets included.
-            self._groups.pop(group_id, None)
             consumer_group = ConsumerGroup(
                 group_id, session_timeout_ms=self.config.consumer_session_timeout_ms,
                 heartbeat_interval_ms=self.config.consumer_heartbeat_interval_ms)
             self._consumer_groups[group_id] = consumer_group
-        return consumer_group.heartbeat(
+        result = consumer_group.heartbeat(
             member_id, member_epoch, now_ms=self._now(), topics=topics,
             instance_id=instance_id, rack_id=rack_id,
             rebalance_timeout_ms=rebalance_timeout_ms, subscribed_names=subscribed_names,
             regex=regex, server_assignor=server_assignor, owned=owned,
             client_id=client_id, client_host=client_host)
+        if group_id not in self._consumer_images and result.error_code != ErrorCode.NONE:
+            # A first heartbeat that was refused creates no group.
+            del self._consumer_groups[group_id]
+            return result
+        # An empty classic group (e.g. only offsets) is taken over, offsets included;
+        # its GroupMetadata is tombstoned in the same batch, as Kafka does on conversion.
+        classic = self._groups.get(group_id)
+        extra = [GroupRecord(group_id, None)] if classic is not None else []
+        if not self._persist_consumer_group(group_id, extra):
+            return HeartbeatResult(ErrorCode.COORDINATOR_NOT_AVAILABLE,
+                                   "The coordinator could not store the group's state.")
+        self._groups.pop(group_id, None)
+        return result
+
+    def _persist_consumer_group(self, group_id: str,
+                                extra: Sequence[OffsetRecord | GroupRecord] = ()) -> bool:
+        """Append what changed in a KIP-848 group since its last write (before answering,
+        like offsets). On a failed write the group goes back to its stored state."""
+        group = self._consumer_groups.get(group_id)
+        old = self._consumer_images.get(group_id)
+        new = group.image() if group is not None else None
+        records: list[OffsetRecord | GroupRecord | ConsumerGroupRecord] = list(extra)
+        records += image_records(group_id, old, new)
+        try:
+            self._write(group_id, records)
+        except Exception:  # noqa: BLE001 - any store failure: answer with an error instead
+            if old is None:
+                self._consumer_groups.pop(group_id, None)
+            else:
+                self._consumer_groups[group_id] = self._restore_consumer_group(group_id, old)
+            return False
+        if new is None:
+            self._consumer_images.pop(group_id, None)
+        else:
+            self._consumer_images[group_id] = new
+        return True
+
+    def _drop_consumer_group(self, group_id: str,
+                             extra: Sequence[OffsetRecord | GroupRecord] = ()) -> bool:
+        """Forget a KIP-848 group after writing its tombstones; False if the write failed."""
+        group = self._consumer_groups.pop(group_id, None)
+        if self._persist_consumer_group(group_id, extra):
+            return True
+        if group is not None:
+            self._consumer_groups[group_id] = group
+        return False
+
+    def _restore_consumer_group(self, group_id: str, image: ConsumerGroupImage) -> ConsumerGroup:
+        return ConsumerGroup.restore(
+            group_id, image, now_ms=self._now(),
+            session_timeout_ms=self.config.consumer_session_timeout_ms,
+            heartbeat_interval_ms=self.config.consumer_heartbeat_interval_ms)
 
     def validate_offset_fetch(self, group_id: str, member_id: str | None,
                               member_epoch: int) -> int:
@@ -1302,7 +1370,7 @@ class GroupCoordinator:
             if not expired or not self._drop_offsets(group_id, stored, expired):
                 continue
             if not consumer_group.members and not stored:
-                del self._consumer_groups[group_id]
+                self._drop_consumer_group(group_id)
 
     def delete_topic_offsets(self, topics: Iterable[str]) -> None:
         """Forget every group's offsets for deleted topics (Kafka's cleanupGroupMetadata),
@@ -1399,12 +1467,10 @@ class GroupCoordinator:
                     continue
                 tombstones: list[OffsetRecord | GroupRecord] = [
                     OffsetRecord(group_id, t, p, None) for t, p in self._offsets.get(group_id, {})]
-                try:
-                    self._write(group_id, tombstones)
-                except Exception:
+                # The offsets' and the group's tombstones go in one batch.
+                if not self._drop_consumer_group(group_id, tombstones):
                     result[group_id] = ErrorCode.UNKNOWN_SERVER_ERROR
                     continue
-                del self._consumer_groups[group_id]
                 self._offsets.pop(group_id, None)
                 result[group_id] = ErrorCode.NONE
                 continue
@@ -1432,10 +1498,12 @@ class GroupCoordinator:
 
     # ------------------------------------------------------------------ replay
 
-    def replay(self, records: Iterable[OffsetRecord | GroupRecord]) -> None:
+    def replay(self,
+               records: Iterable[OffsetRecord | GroupRecord | ConsumerGroupRecord]) -> None:
         """Rebuild state from ``__consumer_offsets`` records, oldest first (later wins)."""
         now = self._now()
         snapshots: dict[str, GroupSnapshot | None] = {}
+        images: dict[str, ConsumerGroupImage | None] = {}
         for rec in records:
             if isinstance(rec, OffsetRecord):
                 stored = self._offsets.setdefault(rec.group_id, {})
@@ -1443,10 +1511,20 @@ class GroupCoordinator:
                     stored.pop((rec.topic, rec.partition), None)
                 else:
                     stored[(rec.topic, rec.partition)] = rec.value
-            else:
+            elif isinstance(rec, GroupRecord):
                 snapshots[rec.group_id] = rec.value
+            else:
+                _replay_consumer_record(images, rec)
+        for group_id, image in images.items():
+            if image is None:
+                self._consumer_groups.pop(group_id, None)
+                self._consumer_images.pop(group_id, None)
+                continue
+            # KIP-848 members resume with their id and epoch; sessions restart now.
+            self._consumer_groups[group_id] = self._restore_consumer_group(group_id, image)
+            self._consumer_images[group_id] = self._consumer_groups[group_id].image()
         for group_id, snap in snapshots.items():
-            if snap is None:
+            if snap is None or group_id in self._consumer_groups:
                 self._groups.pop(group_id, None)
                 continue
             group = _Group(group_id)
@@ -1482,6 +1560,37 @@ class GroupCoordinator:
                 self._groups[group_id] = _Group(group_id)
         for group_id in [g for g, s in self._offsets.items() if not s]:
             del self._offsets[group_id]
+
+
+def _replay_consumer_record(images: dict[str, ConsumerGroupImage | None],
+                            rec: ConsumerGroupRecord) -> None:
+    """Apply one KIP-848 record to the replayed images (Kafka's GroupMetadataManager.replay)."""
+    image = images.get(rec.group_id)
+    if isinstance(rec, ConsumerGroupEpochRecord) and rec.epoch is None:
+        images[rec.group_id] = None  # the group was deleted
+        return
+    if image is None:
+        image = images[rec.group_id] = ConsumerGroupImage()
+    if isinstance(rec, ConsumerGroupEpochRecord):
+        image.epoch = rec.epoch if rec.epoch is not None else 0
+    elif isinstance(rec, ConsumerGroupTopicsRecord):
+        image.topics = rec.topics
+    elif isinstance(rec, TargetEpochRecord):
+        image.assignment_epoch = rec.epoch
+    elif isinstance(rec, MemberMetadataRecord):
+        if rec.value is None:
+            image.members.pop(rec.member_id, None)
+        else:
+            image.members[rec.member_id] = rec.value
+    elif isinstance(rec, TargetAssignmentRecord):
+        if rec.value is None:
+            image.target.pop(rec.member_id, None)
+        else:
+            image.target[rec.member_id] = rec.value
+    elif rec.value is None:
+        image.current.pop(rec.member_id, None)
+    else:
+        image.current[rec.member_id] = rec.value
 
 
 def subscription_topics(metadata: bytes) -> set[str]:

@@ -9,6 +9,10 @@ version followed by a struct, the value likewise.
   an expire timestamp).
 - key version 2: GroupMetadataKey (group) → GroupMetadataValue v3 (members
   with subscription and assignment).
+- key versions 3-8: the KIP-848 consumer group records (ConsumerGroupMetadata,
+  PartitionMetadata, MemberMetadata, TargetAssignmentMetadata, TargetAssignmentMember,
+  CurrentMemberAssignment), each value at version 0; see consumer_group.py for when
+  they are written.
 - A null value is a tombstone; the topic is compacted so only the latest record
   per key survives.
 
@@ -23,9 +27,22 @@ is acknowledged its batch is in the OS page cache, which survives kill -9.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
+from kbroker.coordinator.consumer_group import (
+    Assignment,
+    ConsumerGroupEpochRecord,
+    ConsumerGroupRecord,
+    ConsumerGroupTopicsRecord,
+    CurrentAssignmentRecord,
+    MemberAssignment,
+    MemberMetadataRecord,
+    MemberSubscription,
+    TargetAssignmentRecord,
+    TargetEpochRecord,
+    TopicsView,
+)
 from kbroker.coordinator.group import (
     GroupRecord,
     GroupSnapshot,
@@ -36,6 +53,18 @@ from kbroker.coordinator.group import (
 from kbroker.internal_topics import iter_stored_batches
 from wire.errors import ProtocolError
 from wire.messages import (
+    ConsumerGroupCurrentMemberAssignmentKey,
+    ConsumerGroupCurrentMemberAssignmentValue,
+    ConsumerGroupMemberMetadataKey,
+    ConsumerGroupMemberMetadataValue,
+    ConsumerGroupMetadataKey,
+    ConsumerGroupMetadataValue,
+    ConsumerGroupPartitionMetadataKey,
+    ConsumerGroupPartitionMetadataValue,
+    ConsumerGroupTargetAssignmentMemberKey,
+    ConsumerGroupTargetAssignmentMemberValue,
+    ConsumerGroupTargetAssignmentMetadataKey,
+    ConsumerGroupTargetAssignmentMetadataValue,
     GroupMetadataKey,
     GroupMetadataValue,
     OffsetCommitKey,
@@ -47,15 +76,144 @@ from wire.records import Record, build_batch
 if TYPE_CHECKING:
     from kbroker.broker import Broker
 
-__all__ = ["OFFSETS_TOPIC", "OffsetsTopicStore", "decode_record", "encode_record"]
+__all__ = ["OFFSETS_TOPIC", "CoordinatorRecord", "OffsetsTopicStore", "decode_record",
+           "encode_record"]
 
 logger = logging.getLogger(__name__)
 
 OFFSETS_TOPIC = "__consumer_offsets"
 
+CoordinatorRecord = OffsetRecord | GroupRecord | ConsumerGroupRecord
 
-def encode_record(rec: OffsetRecord | GroupRecord) -> tuple[bytes, bytes | None]:
+
+def _topic_partitions(cls: Any, assignment: Assignment) -> list[Any]:
+    return [cls(topic_id=t, partitions=sorted(ps)) for t, ps in sorted(assignment.items())]
+
+
+def _assignment(entries: list[Any]) -> Assignment:
+    return {e.topic_id: set(e.partitions) for e in entries if e.partitions}
+
+
+def _encode_consumer_group(rec: ConsumerGroupRecord) -> tuple[bytes, bytes | None]:
+    """A KIP-848 record: key at its fixed version (3-8), value at version 0."""
+    g = rec.group_id
+    value: bytes | None = None
+    if isinstance(rec, ConsumerGroupEpochRecord):
+        key = encode_versioned_data(ConsumerGroupMetadataKey, 3, ConsumerGroupMetadataKey(
+            group_id=g))
+        if rec.epoch is not None:
+            value = encode_versioned_data(ConsumerGroupMetadataValue, 0,
+                                          ConsumerGroupMetadataValue(epoch=rec.epoch))
+    elif isinstance(rec, ConsumerGroupTopicsRecord):
+        key = encode_versioned_data(ConsumerGroupPartitionMetadataKey, 4,
+                                    ConsumerGroupPartitionMetadataKey(group_id=g))
+        if rec.topics is not None:
+            Meta = ConsumerGroupPartitionMetadataValue.TopicMetadata
+            value = encode_versioned_data(
+                ConsumerGroupPartitionMetadataValue, 0, ConsumerGroupPartitionMetadataValue(
+                    topics=[Meta(topic_id=tid, topic_name=name, num_partitions=count)
+                            for name, (tid, count) in sorted(rec.topics.items())]))
+    elif isinstance(rec, MemberMetadataRecord):
+        key = encode_versioned_data(ConsumerGroupMemberMetadataKey, 5,
+                                    ConsumerGroupMemberMetadataKey(group_id=g,
+                                                                   member_id=rec.member_id))
+        sub = rec.value
+        if sub is not None:
+            value = encode_versioned_data(
+                ConsumerGroupMemberMetadataValue, 0, ConsumerGroupMemberMetadataValue(
+                    instance_id=sub.instance_id, rack_id=sub.rack_id, client_id=sub.client_id,
+                    client_host=sub.client_host, subscribed_topic_names=list(
+                        sub.subscribed_names),
+                    subscribed_topic_regex=sub.regex,
+                    rebalance_timeout_ms=sub.rebalance_timeout_ms,
+                    server_assignor=sub.server_assignor))
+    elif isinstance(rec, TargetEpochRecord):
+        key = encode_versioned_data(ConsumerGroupTargetAssignmentMetadataKey, 6,
+                                    ConsumerGroupTargetAssignmentMetadataKey(group_id=g))
+        if rec.epoch is not None:
+            value = encode_versioned_data(
+                ConsumerGroupTargetAssignmentMetadataValue, 0,
+                ConsumerGroupTargetAssignmentMetadataValue(assignment_epoch=rec.epoch))
+    elif isinstance(rec, TargetAssignmentRecord):
+        key = encode_versioned_data(ConsumerGroupTargetAssignmentMemberKey, 7,
+                                    ConsumerGroupTargetAssignmentMemberKey(
+                                        group_id=g, member_id=rec.member_id))
+        if rec.value is not None:
+            value = encode_versioned_data(
+                ConsumerGroupTargetAssignmentMemberValue, 0,
+                ConsumerGroupTargetAssignmentMemberValue(topic_partitions=_topic_partitions(
+                    ConsumerGroupTargetAssignmentMemberValue.TopicPartition, rec.value)))
+    else:
+        key = encode_versioned_data(ConsumerGroupCurrentMemberAssignmentKey, 8,
+                                    ConsumerGroupCurrentMemberAssignmentKey(
+                                        group_id=g, member_id=rec.member_id))
+        cur = rec.value
+        if cur is not None:
+            TP = ConsumerGroupCurrentMemberAssignmentValue.TopicPartitions
+            value = encode_versioned_data(
+                ConsumerGroupCurrentMemberAssignmentValue, 0,
+                ConsumerGroupCurrentMemberAssignmentValue(
+                    member_epoch=cur.epoch, previous_member_epoch=cur.previous_epoch,
+                    state=cur.state, assigned_partitions=_topic_partitions(TP, cur.assigned),
+                    partitions_pending_revocation=_topic_partitions(
+                        TP, cur.pending_revocation)))
+    return key, value
+
+
+def _decode_consumer_group(version: int, key: bytes,
+                           value: bytes | None) -> ConsumerGroupRecord | None:
+    """The KIP-848 record for key versions 3-8 (None for other versions)."""
+    if version == 3:
+        _, k = decode_versioned_data(ConsumerGroupMetadataKey, key)
+        if value is None:
+            return ConsumerGroupEpochRecord(k.group_id, None)
+        _, v = decode_versioned_data(ConsumerGroupMetadataValue, value)
+        return ConsumerGroupEpochRecord(k.group_id, v.epoch)
+    if version == 4:
+        _, k = decode_versioned_data(ConsumerGroupPartitionMetadataKey, key)
+        if value is None:
+            return ConsumerGroupTopicsRecord(k.group_id, None)
+        _, v = decode_versioned_data(ConsumerGroupPartitionMetadataValue, value)
+        topics: TopicsView = {t.topic_name: (t.topic_id, t.num_partitions) for t in v.topics}
+        return ConsumerGroupTopicsRecord(k.group_id, topics)
+    if version == 5:
+        _, k = decode_versioned_data(ConsumerGroupMemberMetadataKey, key)
+        if value is None:
+            return MemberMetadataRecord(k.group_id, k.member_id, None)
+        _, v = decode_versioned_data(ConsumerGroupMemberMetadataValue, value)
+        return MemberMetadataRecord(k.group_id, k.member_id, MemberSubscription(
+            instance_id=v.instance_id, rack_id=v.rack_id, client_id=v.client_id,
+            client_host=v.client_host, subscribed_names=list(v.subscribed_topic_names),
+            regex=v.subscribed_topic_regex, rebalance_timeout_ms=v.rebalance_timeout_ms,
+            server_assignor=v.server_assignor))
+    if version == 6:
+        _, k = decode_versioned_data(ConsumerGroupTargetAssignmentMetadataKey, key)
+        if value is None:
+            return TargetEpochRecord(k.group_id, None)
+        _, v = decode_versioned_data(ConsumerGroupTargetAssignmentMetadataValue, value)
+        return TargetEpochRecord(k.group_id, v.assignment_epoch)
+    if version == 7:
+        _, k = decode_versioned_data(ConsumerGroupTargetAssignmentMemberKey, key)
+        if value is None:
+            return TargetAssignmentRecord(k.group_id, k.member_id, None)
+        _, v = decode_versioned_data(ConsumerGroupTargetAssignmentMemberValue, value)
+        return TargetAssignmentRecord(k.group_id, k.member_id, _assignment(v.topic_partitions))
+    if version == 8:
+        _, k = decode_versioned_data(ConsumerGroupCurrentMemberAssignmentKey, key)
+        if value is None:
+            return CurrentAssignmentRecord(k.group_id, k.member_id, None)
+        _, v = decode_versioned_data(ConsumerGroupCurrentMemberAssignmentValue, value)
+        return CurrentAssignmentRecord(k.group_id, k.member_id, MemberAssignment(
+            epoch=v.member_epoch, previous_epoch=v.previous_member_epoch, state=v.state,
+            assigned=_assignment(v.assigned_partitions),
+            pending_revocation=_assignment(v.partitions_pending_revocation)))
+    return None
+
+
+def encode_record(rec: CoordinatorRecord) -> tuple[bytes, bytes | None]:
     """A coordinator record as the (key, value) bytes Kafka writes."""
+    if not isinstance(rec, OffsetRecord | GroupRecord):
+        return _encode_consumer_group(rec)
     if isinstance(rec, OffsetRecord):
         key = encode_versioned_data(
             OffsetCommitKey, 1,
@@ -95,7 +253,7 @@ def encode_record(rec: OffsetRecord | GroupRecord) -> tuple[bytes, bytes | None]
     return key, value
 
 
-def decode_record(key: bytes, value: bytes | None) -> OffsetRecord | GroupRecord | None:
+def decode_record(key: bytes, value: bytes | None) -> CoordinatorRecord | None:
     """The coordinator record for a (key, value) pair; None for keys we do not use."""
     if len(key) < 2:
         return None
@@ -135,8 +293,9 @@ def decode_record(key: bytes, value: bytes | None) -> OffsetRecord | GroupRecord
                 for m in v.members
             ],
         ))
-    # Key versions 3+ belong to the KIP-848 consumer protocol, which we do not run.
-    return None
+    # Key versions 3-8: KIP-848 consumer groups; later versions (share groups, ...)
+    # are not ours and are skipped.
+    return _decode_consumer_group(version, key, value)
 
 
 class OffsetsTopicStore:
@@ -145,9 +304,9 @@ class OffsetsTopicStore:
     def __init__(self, broker: Broker) -> None:
         self._broker = broker
         # Producer id -> TxnOffsetCommit records without a marker yet (set by load()).
-        self.pending_txn_offsets: dict[int, list[OffsetRecord | GroupRecord]] = {}
+        self.pending_txn_offsets: dict[int, list[CoordinatorRecord]] = {}
 
-    def write(self, partition: int, records: list[OffsetRecord | GroupRecord], *,
+    def write(self, partition: int, records: Sequence[CoordinatorRecord], *,
               producer_id: int = -1, producer_epoch: int = -1) -> None:
         """Append the records as one batch to ``partition`` (created on first use).
 
@@ -167,14 +326,14 @@ class OffsetsTopicStore:
         part.log.append(batch)
         self._broker.notify_append(part)
 
-    def load(self) -> Iterator[OffsetRecord | GroupRecord]:
+    def load(self) -> Iterator[CoordinatorRecord]:
         """Every coordinator record in the topic, partition by partition, oldest first."""
         topic = self._broker.topics.get(OFFSETS_TOPIC)
         if topic is None:
             return
         self.pending_txn_offsets = {}
         for part in topic.partitions:
-            pending: dict[int, list[OffsetRecord | GroupRecord]] = {}
+            pending: dict[int, list[CoordinatorRecord]] = {}
             for batch in iter_stored_batches(part.log):
                 header = batch.header
                 if header.is_control:
