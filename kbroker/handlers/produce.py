@@ -12,8 +12,17 @@ Idempotent and transactional batches (KIP-98) are checked against the
 partition's producer state first (kbroker.txn.service.check_producer_batch):
 a retried batch is answered with its original offsets and not written again.
 
-Not yet: the topic's compression.type is not applied (batches keep the
-producer's codec, i.e. compression.type=producer).
+The topic's compression.type (falling back to the broker's compression.type)
+is applied after validation, as Kafka's LogValidator does: "producer" keeps
+the producer's codec; a named codec ("uncompressed", "gzip", "snappy", "lz4",
+"zstd") that differs from the batch's makes the broker rebuild the batch with
+it (wire.records.recompress_batch), and a rebuilt batch is checked against
+max.message.bytes again (UnifiedLog.append re-validates sizes when
+messageSizeMaybeChanged). Compression levels (KIP-390, Kafka 3.8's
+compression.gzip/lz4/zstd.level) are not configurable here: recompression uses
+gzip 6 and zstd 3 (Kafka's defaults) and lz4's fast mode (Kafka's lz4
+default is level 9); a level never triggers a recompression in Kafka either,
+only a different codec does.
 """
 
 from __future__ import annotations
@@ -45,6 +54,16 @@ ADMIN_CLIENT_ID = "__admin_client"
 _MAGIC_POS = 16
 _NONE = 0
 _ZSTD = 4
+# compression.type values (Kafka's BrokerCompressionType) → codec id; "producer"
+# (the default) maps to None: keep whatever codec the producer used.
+_TARGET_CODECS: dict[str, int | None] = {
+    "producer": None,
+    "uncompressed": 0,
+    "gzip": 1,
+    "snappy": 2,
+    "lz4": 3,
+    "zstd": 4,
+}
 _LOG_APPEND_TIME = 1
 _NO_TIMESTAMP = -1
 # The Java default for the timestamp bounds (Long.MAX_VALUE): no check.
@@ -70,6 +89,7 @@ class ProduceSettings:
     timestamp_before_max_ms: int = _NO_BOUND
     timestamp_after_max_ms: int = _NO_BOUND
     min_insync_replicas: int = 1
+    target_compression: int | None = None  # codec the topic stores; None = producer's
 
 
 def validate_produce_records(
@@ -261,7 +281,36 @@ def _compute_settings(ctx: RequestContext, topic: Topic) -> ProduceSettings:
         timestamp_before_max_ms=int(diff if before == _NO_BOUND else before),
         timestamp_after_max_ms=int(diff if after == _NO_BOUND else after),
         min_insync_replicas=int(topic_value(ctx, topic, "min.insync.replicas")),
+        target_compression=_TARGET_CODECS[str(topic_value(ctx, topic, "compression.type"))],
     )
+
+
+def apply_compression_type(
+    records: Any, header: wire_records.BatchHeader, settings: ProduceSettings
+) -> tuple[Any, wire_records.BatchHeader]:
+    """The validated batch in the topic's codec (recompressed only if it differs); raise RejectedBatch.
+
+    LogValidator.validateMessagesAndAssignOffsetsCompressed: offsets are
+    assigned in place only when source and target codecs match; otherwise the
+    batch is rebuilt with the target codec (buildRecordsAndAssignOffsets).
+    """
+    target = settings.target_compression
+    if target is None or target == header.compression or header.is_control:
+        return records, header
+    # validate_produce_records walked every record already unless the batch was
+    # uncompressed with nothing per-record to check (framing only): then the
+    # rebuild walks them, since Kafka's rebuild reads every record too.
+    walked = header.compression != _NONE or _needs_record_walk(header, settings)
+    try:
+        rebuilt = wire_records.recompress_batch(records, 0, target, deep_check=not walked)
+    except InvalidRecordBatch as exc:
+        raise RejectedBatch(ErrorCode(exc.error_code), str(exc)) from exc
+    new_header = wire_records.parse_header(rebuilt, 0)
+    if new_header.size > settings.max_message_bytes:
+        # UnifiedLog.append: a batch whose size may have changed (recompression)
+        # is checked against max.message.bytes again (RecordTooLargeException).
+        raise RejectedBatch(ErrorCode.MESSAGE_TOO_LARGE)
+    return rebuilt, new_header
 
 
 @handles(0, 3, 11)
@@ -357,6 +406,9 @@ def _produce_partition(
             )
     now_ms = int(ctx.broker.clock() * 1000)
     header = validate_produce_records(records, version=version, settings=settings, now_ms=now_ms)
+    # Kafka's order: LogValidator (where recompression happens) runs before the
+    # producer-state checks of UnifiedLog.analyzeAndValidateProducerState.
+    records, header = apply_compression_type(records, header, settings)
     duplicate = check_producer_batch(ctx.broker, topic, partition, header, transactional_id)
     if duplicate is not None:
         # Kafka >= 2.x answers a retried batch with its original offsets and
