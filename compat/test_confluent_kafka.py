@@ -344,6 +344,31 @@ def test_compression(broker: LiveBroker, topic_name: str, codec: str) -> None:
     assert {b.compression for b in stored_batches(broker.data_dir, topic_name, 0)} == {codec}
 
 
+def test_topic_compression_type(broker: LiveBroker, topic_name: str) -> None:
+    """A compression.type=zstd topic stores zstd whatever the producer sends (Kafka recompresses)."""
+    create_topic(broker, topic_name, configs={"compression.type": "zstd"})
+    sent = []
+    for codec in ("none", "lz4"):
+        delivery = Delivery()
+        with producer(broker, **{"compression.type": codec, "linger.ms": 20}) as prod:
+            for _ in range(50):
+                n = len(sent)
+                rec = (f"k{n}".encode(), f"{codec} {n} ".encode() + b"compressible " * 20,
+                       [("n", str(n).encode()), ("codec", codec.encode())],
+                       1_600_000_000_000 + 1000 * n)
+                sent.append(rec)
+                prod.produce(topic_name, key=rec[0], value=rec[1], headers=rec[2],
+                             timestamp=rec[3], on_delivery=delivery)
+        assert [m.offset() for m in delivery.ok()] == list(range(len(sent) - 50, len(sent)))
+    messages = consume_all(broker, topic_name, 1, len(sent))
+    assert [(m.key(), m.value(), m.headers(), m.timestamp()[1]) for m in messages] == sent
+    assert [m.offset() for m in messages] == list(range(len(sent)))
+    assert {m.timestamp()[0] for m in messages} == {TIMESTAMP_CREATE_TIME}
+    stored = stored_batches(broker.data_dir, topic_name, 0)
+    assert {b.compression for b in stored} == {"zstd"}
+    assert sum(b.records_count for b in stored) == len(sent)
+
+
 def test_max_message_bytes(broker: LiveBroker, topic_name: str) -> None:
     """A batch of exactly max.message.bytes is accepted; one byte more is MSG_SIZE_TOO_LARGE."""
     limit = 10_000

@@ -289,6 +289,33 @@ def test_compression(broker: LiveBroker, topic_name: str, codec: str) -> None:
     assert {b.compression for b in stored_batches(broker.data_dir, topic_name, 0)} == {codec}
 
 
+def test_topic_compression_type(broker: LiveBroker, topic_name: str) -> None:
+    """A compression.type=gzip topic stores gzip whatever the producer sends (Kafka recompresses)."""
+    create_topic(broker, topic_name, configs={"compression.type": "gzip"})
+    sent = []
+    for codec in (None, "lz4"):
+        with producer(broker, compression_type=codec, linger_ms=20) as prod:
+            futures = []
+            for _ in range(50):
+                n = len(sent)
+                rec = (f"k{n}".encode(), f"{codec} {n} ".encode() + b"compressible " * 20,
+                       [("n", str(n).encode()), ("codec", str(codec).encode())],
+                       1_600_000_000_000 + 1000 * n)
+                sent.append(rec)
+                futures.append(prod.send(topic_name, key=rec[0], value=rec[1], headers=rec[2],
+                                         timestamp_ms=rec[3]))
+            prod.flush(timeout=15)
+            assert [f.get(timeout=15).offset for f in futures] == list(
+                range(len(sent) - 50, len(sent)))
+    records = consume_all(broker, topic_name, 1, len(sent))
+    assert [(r.key, r.value, r.headers, r.timestamp) for r in records] == sent
+    assert [r.offset for r in records] == list(range(len(sent)))
+    assert {r.timestamp_type for r in records} == {0}  # CreateTime kept
+    stored = stored_batches(broker.data_dir, topic_name, 0)
+    assert {b.compression for b in stored} == {"gzip"}
+    assert sum(b.records_count for b in stored) == len(sent)
+
+
 def test_max_message_bytes(broker: LiveBroker, topic_name: str) -> None:
     """A batch of exactly max.message.bytes is accepted; one byte more is MESSAGE_TOO_LARGE."""
     limit = 10_000
