@@ -382,3 +382,43 @@ async def test_deleting_a_topic_without_groups_does_not_create_offsets_topic(mak
         d = await c.request(DeleteTopicsRequest(topic_names=["t"], timeout_ms=1000), version=4)
         assert d.responses[0].error_code == E.NONE
     assert srv.broker.topics.get(OFFSETS_TOPIC) is None
+
+
+async def test_kip848_group_survives_broker_restart(make_server, tmp_path):
+    """A KIP-848 member heartbeats on after a restart with its id and epoch, and the
+    group epoch and assignment are those it had (Kafka replays the ConsumerGroup records)."""
+    from wire.messages import ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest
+
+    data = str(tmp_path / "kip848")
+    srv = await make_server(log_dirs=data, **FAST)
+    topic = srv.broker.topics.create("t", 2)
+    async with await srv.connect() as c:
+        a = await c.request(ConsumerGroupHeartbeatRequest(
+            group_id="kr", member_id="", member_epoch=0, rebalance_timeout_ms=30000,
+            subscribed_topic_names=["t"], topic_partitions=[]), version=0)
+        owned = [ConsumerGroupHeartbeatRequest.TopicPartitions(topic_id=topic.topic_id,
+                                                               partitions=[0, 1])]
+        assert a.error_code == E.NONE and a.member_epoch == 1
+        ok = await c.request(commit_req("kr", 1, a.member_id, {("t", 1): 17}), version=9)
+        assert ok.topics[0].partitions[0].error_code == E.NONE
+    await srv.stop()
+
+    srv = await make_server(log_dirs=data, **FAST)
+    async with await srv.connect() as c:
+        r = await c.request(ConsumerGroupHeartbeatRequest(
+            group_id="kr", member_id=a.member_id, member_epoch=1, topic_partitions=owned),
+            version=0)
+        assert (r.error_code, r.member_id, r.member_epoch) == (E.NONE, a.member_id, 1)
+        d = await c.request(ConsumerGroupDescribeRequest(group_ids=["kr"]))
+        g = d.groups[0]
+        assert (g.error_code, g.group_state, g.group_epoch, g.assignment_epoch) == (
+            E.NONE, "Stable", 1, 1)
+        assert [(m.member_id, m.member_epoch, m.subscribed_topic_names,
+                 [(tp.topic_id, sorted(tp.partitions)) for tp in m.assignment.topic_partitions])
+                for m in g.members] == [(a.member_id, 1, ["t"], [(topic.topic_id, [0, 1])])]
+        dg = await c.request(DescribeGroupsRequest(groups=["kr"]))
+        assert (dg.groups[0].protocol_type, [m.member_id for m in dg.groups[0].members]) == (
+            "consumer", [a.member_id])
+        # Commits from the restored member are accepted at its epoch.
+        ok = await c.request(commit_req("kr", 1, a.member_id, {("t", 0): 5}), version=9)
+        assert ok.topics[0].partitions[0].error_code == E.NONE
