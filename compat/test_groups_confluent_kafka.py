@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from confluent_kafka import (
@@ -21,7 +22,12 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 
-from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker, shared_broker
+from compat.livebroker import (
+    GROUP_BROKER_OVERRIDES,
+    LiveBroker,
+    private_broker,
+    shared_broker,
+)
 from compat.test_groups_kafka_python import (
     DEADLINE_S,
     GroupMember,
@@ -276,13 +282,23 @@ def test_group_mixed_clients(group_broker: LiveBroker, topic_name: str) -> None:
         ck.close()
 
 
+# A short KIP-848 heartbeat interval, so assignments move fast.
+KIP848_OVERRIDES = {**GROUP_BROKER_OVERRIDES, "group.consumer.heartbeat.interval.ms": "200",
+                    "group.consumer.session.timeout.ms": "6000"}
+
+
 @pytest.fixture(scope="module")
 def kip848_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
     """A live kbroker whose KIP-848 heartbeat interval is short, so assignments move fast."""
     with shared_broker(tmp_path_factory.mktemp("kbroker-kip848"),
-                       overrides={**GROUP_BROKER_OVERRIDES,
-                                  "group.consumer.heartbeat.interval.ms": "200",
-                                  "group.consumer.session.timeout.ms": "6000"}) as live:
+                       overrides=KIP848_OVERRIDES) as live:
+        yield live
+
+
+@pytest.fixture
+def fresh_kip848_broker(tmp_path: Path) -> Iterator[LiveBroker]:
+    """A private kbroker with the KIP-848 overrides, for tests that kill or restart it."""
+    with private_broker(tmp_path / "kbroker-data", overrides=KIP848_OVERRIDES) as live:
         yield live
 
 
@@ -322,4 +338,46 @@ def test_group_consumer_protocol(kip848_broker: LiveBroker, topic_name: str) -> 
         if b is not None:
             b.close()
         a.close()
+    assert committed(broker, group, topic_name, 4) == {p: 5 for p in range(4)}
+
+
+def test_group_consumer_protocol_survives_kill(fresh_kip848_broker: LiveBroker,
+                                               topic_name: str) -> None:
+    """KIP-848 membership is in __consumer_offsets: after kill -9 and a restart the group
+    is described as a consumer-protocol group with its member, and a new consumer of
+    the group resumes from the offsets committed before the kill."""
+    broker = fresh_kip848_broker
+    create_topic(broker, topic_name, 4)
+    produce(broker, topic_name, 4, 5)
+    group = f"g-{topic_name}"
+    a = CkMember(broker, topic_name, group, **{"group.protocol": "consumer"})
+    a.start()
+    try:
+        wait_until(lambda: a.assignment == {0, 1, 2, 3}, "the member owns all 4 partitions")
+        wait_until(lambda: len(a.values) == 20, "the member read all 20 records")
+        a.commit()
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
+        before = admin.describe_consumer_groups([group])[group].result(timeout=DEADLINE_S)
+        member_ids = [m.member_id for m in before.members]
+        broker.kill()
+    finally:
+        a.close()  # its broker is gone: no LeaveGroup reaches the restarted one
+    broker.start()
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
+    after = admin.describe_consumer_groups([group])[group].result(timeout=DEADLINE_S)
+    assert after.type == ConsumerGroupType.CONSUMER
+    assert after.state == ConsumerGroupState.STABLE
+    assert [m.member_id for m in after.members] == member_ids
+    assert {tp.partition for m in after.members for tp in m.assignment.topic_partitions} == {
+        0, 1, 2, 3}
+    produce(broker, topic_name, 4, 1, prefix="new-")
+    b = CkMember(broker, topic_name, group, **{"group.protocol": "consumer"})
+    b.start()
+    try:
+        # The restored member keeps its partitions until its session (restarted at load)
+        # ends; then the new one gets them and starts at the committed offsets.
+        wait_until(lambda: len(b.values) >= 4, "the 4 records produced after the restart")
+        assert sorted(b.values) == sorted(f"new-p{p}-0".encode() for p in range(4))
+    finally:
+        b.close()
     assert committed(broker, group, topic_name, 4) == {p: 5 for p in range(4)}
