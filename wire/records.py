@@ -708,9 +708,10 @@ def recompress_batch(
 
     A batch already in ``codec``, and a control batch (Kafka never recompresses
     transaction markers), comes back unchanged. The CRC is checked and, unless
-    ``deep_check`` is False (the caller already walked the records with
-    ``check_records``), every record is walked strictly as ``check_records`` does,
-    so the result passes ``validate_batch`` and ``check_records``.
+    ``deep_check`` is False (the caller already checked the records, with
+    ``check_records`` or ``check_record_framing``), every record is walked
+    strictly as ``check_records`` does, so the result passes ``validate_batch``
+    and ``check_records`` whenever the input does.
     """
     if not 0 <= codec <= _compression.ZSTD:
         raise InvalidRecordBatch(f"unknown compression codec {codec}", UNSUPPORTED_COMPRESSION_TYPE)

@@ -124,19 +124,18 @@ async def test_batch_that_grows_past_max_message_bytes_is_rejected(server: Any) 
     assert server.broker.topics.get("big").partitions[0].log.log_end_offset == 0
 
 
-async def test_malformed_record_is_invalid_record_not_recompressed(server: Any) -> None:
+async def test_batch_whose_records_do_not_tile_it_is_rejected_not_recompressed(
+    server: Any,
+) -> None:
     create_topic(server, "bad", configs={"compression.type": "zstd"})
     client = await server.connect()
-    # A record claims a longer value than it holds, behind a valid CRC and
-    # framing: only a walk of the record's fields finds it, which the rebuild
-    # does (Kafka's rebuild reads every record, DefaultRecord.readFrom).
-    good = build_batch([Record(key=b"k", value=b"v", timestamp=1)])
-    body = bytearray(good[61:])
-    body[-3] = 0x7E  # value length varint: 63 bytes, far past the record's end
-    bad = build_batch([Record(key=b"k", value=b"v", timestamp=1)])[:61] + bytes(body)
-    fixed = bytearray(bad)
-    fixed[17:21] = crc32c.crc32c(bytes(fixed[21:])).to_bytes(4, "big")
-    resp = await produce(client, "bad", 0, bytes(fixed))
+    # One record more announced than the batch holds, behind a valid CRC.
+    good = build_batch([Record(key=b"k", value=b"v", timestamp=1)] * 2)
+    bad = bytearray(good)
+    bad[23:27] = (2).to_bytes(4, "big")  # last offset delta
+    bad[57:61] = (3).to_bytes(4, "big")  # records count
+    bad[17:21] = crc32c.crc32c(bytes(bad[21:])).to_bytes(4, "big")
+    resp = await produce(client, "bad", 0, bytes(bad))
     assert resp.error_code == ErrorCode.INVALID_RECORD
     assert server.broker.topics.get("bad").partitions[0].log.log_end_offset == 0
 
