@@ -29,14 +29,17 @@ from kbroker.handlers.offsets import check_leader_epoch, error_code_of, lookup_t
 from kbroker.topics import Partition, Topic
 from kbroker.txn.service import poll as poll_transactions
 from log.errors import OffsetOutOfRange
+from wire.compression import ZSTD
 from wire.errors import ErrorCode
 from wire.messages import FetchRequest, FetchResponse
+from wire.records import RECORD_BATCH_OVERHEAD, parse_header
 
 # FetchMetadata.INITIAL_EPOCH (open a session) and FINAL_EPOCH (sessionless).
 _INITIAL_EPOCH = 0
 _FINAL_EPOCH = -1
 _READ_COMMITTED = 1
 _FIRST_TOPIC_ID_VERSION = 13
+_FIRST_ZSTD_VERSION = 10  # KIP-110
 
 
 class FetchedRecords:
@@ -175,6 +178,18 @@ def _read_all(
     return responses, total, errored or interesting == 0, watched
 
 
+def _has_zstd(regions: list[Any]) -> bool:
+    """Whether any batch in these file regions is zstd-compressed (old fetch versions only)."""
+    data = b"".join(r.read_bytes() for r in regions)
+    pos = 0
+    while pos + RECORD_BATCH_OVERHEAD <= len(data):
+        header = parse_header(data, pos)
+        if header.compression == ZSTD:
+            return True
+        pos += header.size
+    return False
+
+
 def _topic_by_id(ctx: RequestContext, topic_id: uuid.UUID) -> Topic:
     """The Topic with ``topic_id``; UNKNOWN_TOPIC_ID when none (Fetch v13+, KIP-516)."""
     topic = ctx.broker.topics.get_by_id(topic_id)
@@ -243,6 +258,11 @@ def _read_partition(
         return _error_partition(fp.partition, error_code_of(exc)), 0
     regions = list(result.regions)
     size = sum(len(r) for r in regions)
+    if size and version < _FIRST_ZSTD_VERSION and _has_zstd(regions):
+        # KIP-110: a consumer fetching below v10 cannot read zstd; Kafka answers the
+        # partition UNSUPPORTED_COMPRESSION_TYPE rather than send batches it would choke on.
+        data.error_code = ErrorCode.UNSUPPORTED_COMPRESSION_TYPE
+        return data, 0
     if size:
         data.records = FetchedRecords(regions)
         if read_committed:

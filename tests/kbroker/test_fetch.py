@@ -18,6 +18,7 @@ from tests.kbroker.test_produce import (
     produce,
     records,
 )
+from wire.compression import GZIP, ZSTD
 from wire.errors import ErrorCode
 from wire.messages import FetchRequest
 
@@ -300,3 +301,20 @@ async def test_current_leader_epoch_checks(server: Any) -> None:
     assert await with_epoch(0) == 0
     assert await with_epoch(-1) == 0
     assert await with_epoch(7) == ErrorCode.UNKNOWN_LEADER_EPOCH
+
+
+async def test_zstd_is_refused_to_fetch_versions_that_predate_it(server: Any) -> None:
+    """KIP-110: a consumer fetching below v10 cannot decode zstd, so its partition answer is
+    UNSUPPORTED_COMPRESSION_TYPE with no records; v10+ get the batch; gzip is fine for all."""
+    create_topic(server, "z")
+    create_topic(server, "g")
+    client = await server.connect()
+    assert (await produce(client, "z", 0, records(5, compression=ZSTD))).error_code == 0
+    assert (await produce(client, "g", 0, records(5, compression=GZIP))).error_code == 0
+    old = await fetch(client, server, "z", 0, 0, version=9)
+    assert old.error_code == ErrorCode.UNSUPPORTED_COMPRESSION_TYPE
+    assert not bytes(old.records or b"")
+    new = await fetch(client, server, "z", 0, 0, version=10)
+    assert new.error_code == 0 and len(fetched_records(new.records)) == 5
+    gzip_old = await fetch(client, server, "g", 0, 0, version=4)
+    assert gzip_old.error_code == 0 and len(fetched_records(gzip_old.records)) == 5
