@@ -44,7 +44,7 @@ from wire.records import (
     LOG_OVERHEAD,
     BatchHeader,
     Record,
-    _encode_record,
+    encode_record,
     iter_records,
     parse_header,
 )
@@ -65,7 +65,7 @@ def encode_filtered_batch(h: BatchHeader, records: list[Record]) -> bytes:
         # The codec's own record encoder, so a cleaned batch's records are byte-for-byte
         # what build_batch would write for them.
         body = b"".join(
-            _encode_record(r.attributes, r.timestamp_delta, r.offset_delta, r.key, r.value,
+            encode_record(r.attributes, r.timestamp_delta, r.offset_delta, r.key, r.value,
                            r.headers)
             for r in records)
         if h.compression != NONE:

@@ -61,6 +61,7 @@ __all__ = [
     "validate_batches",
     "check_records",
     "check_record_framing",
+    "encode_record",
     "valid_prefix",
     "set_base_offset",
     "set_partition_leader_epoch",
@@ -591,7 +592,7 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _encode_record(
+def encode_record(
     attributes: int,
     ts_delta: int,
     off_delta: int,
@@ -599,6 +600,11 @@ def _encode_record(
     value: bytes | None,
     headers: Iterable[tuple[str | bytes, bytes | None]],
 ) -> bytes:
+    """One record's bytes (length prefix included) with explicit deltas.
+
+    Public so the log cleaner can rewrite a batch keeping each record's original
+    offset delta (compaction never changes an offset).
+    """
     parts = [bytes((attributes,)), _varint(ts_delta), _varint(off_delta)]
     for blob in (key, value):
         if blob is None:
@@ -645,7 +651,7 @@ def build_batch(
     base_ts = stamps[0] if stamps else -1
     max_ts = max(stamps) if stamps else -1
     body = b"".join(
-        _encode_record(
+        encode_record(
             0,
             ts - base_ts,
             i,
