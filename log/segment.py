@@ -130,8 +130,10 @@ def walk_valid_batches(fd: int, size: int) -> tuple[int, list[BatchSpan]]:
     found: list[BatchSpan] = []
     base = 0
     need = _WALK_CHUNK
-    # One reused buffer: fresh 16 MiB allocations page-fault on every 4 KiB.
-    window = bytearray(_WALK_CHUNK)
+    # One reused buffer: fresh 16 MiB allocations page-fault on every 4 KiB. Never
+    # larger than the file: recovering a new partition's empty segment must not zero
+    # 16 MiB (creating __consumer_offsets' 50 partitions spent most of its time there).
+    window = bytearray(min(_WALK_CHUNK, size))
     while base < size:
         want = min(need, size - base)
         if len(window) < want:
