@@ -81,3 +81,39 @@ def test_any_mix_of_in_place_reads_and_feeds_yields_the_same_frames(
     payloads = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
     stream = b"".join(frame(p) for p in payloads)
     assert _deliver(stream, chunks, in_place) == payloads
+
+
+def _receive_in_place(dec: FrameDecoder, payload: bytes) -> memoryview:
+    data = frame(payload)
+    dec.feed(data[:4])
+    target = dec.receive_buffer()
+    assert target is not None
+    target[:] = data[4:]
+    dec.received(len(target))
+    view = dec.next_frame_view()
+    assert isinstance(view, memoryview)
+    return view
+
+
+def test_a_frame_still_in_use_is_never_overwritten_by_the_next() -> None:
+    dec = FrameDecoder()
+    payloads = [bytes([i]) * (LARGE_FRAME + 100 * i) for i in range(4)]
+    held = [_receive_in_place(dec, p) for p in payloads]  # every view kept alive
+    assert [bytes(v) for v in held] == payloads
+    # A slice of a view pins the buffer just as well (a request's record batches are slices).
+    part = held[-1][10:20]
+    held.clear()
+    assert _receive_in_place(dec, b"z" * LARGE_FRAME) == b"z" * LARGE_FRAME
+    assert part == payloads[-1][10:20]
+
+
+def test_the_buffer_is_reused_once_the_previous_frame_is_released() -> None:
+    dec = FrameDecoder()
+    first = _receive_in_place(dec, b"a" * (2 * LARGE_FRAME))
+    del first
+    # Smaller than the last: a prefix of the same (larger) buffer, not a new one.
+    second = _receive_in_place(dec, b"b" * LARGE_FRAME)
+    assert second == b"b" * LARGE_FRAME and len(second.obj) == 2 * LARGE_FRAME  # type: ignore[arg-type]
+    del second
+    third = _receive_in_place(dec, b"c" * (3 * LARGE_FRAME))  # larger: a new buffer
+    assert third == b"c" * (3 * LARGE_FRAME) and len(third.obj) == 3 * LARGE_FRAME  # type: ignore[arg-type]
