@@ -13,6 +13,12 @@ big-endian):
   increasing.
 
 The arrays are loaded lazily: a clean open needs only the last entry of each.
+
+New entries reach the file at the next flush, roll, park or close, not at every
+append: Kafka's indexes are memory-mapped and written back the same way, and a
+crash that loses them is repaired by recovery, which rebuilds the indexes of
+every segment past the recovery point. (Two small pwrites per appended batch
+were a tenth of the produce path's CPU.)
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ def _pread_all(fd: int, size: int) -> bytes:
     return b"".join(parts)
 
 
-def _write_at(fd: int, data: bytes, pos: int) -> None:
+def _write_at(fd: int, data: bytes | bytearray, pos: int) -> None:
     view = memoryview(data)
     while view:
         n = os.pwrite(fd, view, pos)
@@ -66,6 +72,23 @@ class _IndexFile:
         self.path = path
         self._fd = _open(path)
         self._closed = False
+        # Entries appended but not yet written, and the file position they start at.
+        self._pending = bytearray()
+        self._pending_at = 0
+
+    def _defer(self, data: bytes, position: int) -> None:
+        if not self._pending:
+            self._pending_at = position
+        self._pending += data
+
+    def write_pending(self) -> None:
+        """Write the entries appended since the last write (flush, roll, park, close)."""
+        if self._pending:
+            _write_at(self.fd, self._pending, self._pending_at)
+            del self._pending[:]
+
+    def _drop_pending(self) -> None:
+        del self._pending[:]
 
     @property
     def fd(self) -> int:
@@ -78,12 +101,14 @@ class _IndexFile:
 
     def park(self) -> None:
         """Close the descriptor until the next use (the in-memory state stays)."""
+        self.write_pending()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
 
     def fsync(self) -> None:
         """Flush the index file to disk (nothing to do while parked: parking follows a flush)."""
+        self.write_pending()
         if self._fd >= 0:
             os.fsync(self._fd)
 
@@ -106,6 +131,7 @@ class OffsetIndex(_IndexFile):
     # -- loading -------------------------------------------------------------
     def file_ok(self, log_size: int) -> bool:
         """Cheap sanity check (as Kafka's sanityCheck): whole entries, last one inside the log."""
+        self.write_pending()  # the file must hold every entry before it is read
         size = os.fstat(self.fd).st_size
         if size % OFFSET_ENTRY:
             return False
@@ -123,6 +149,7 @@ class OffsetIndex(_IndexFile):
 
     def last_entry_from_file(self) -> tuple[int, int]:
         """The last (relative offset, position) on disk, or (-1, 0) when empty."""
+        self.write_pending()  # the file must hold every entry before it is read
         size = os.fstat(self.fd).st_size
         if size < OFFSET_ENTRY:
             return -1, 0
@@ -132,6 +159,7 @@ class OffsetIndex(_IndexFile):
         return rel, pos
 
     def _load(self) -> None:
+        self.write_pending()  # the file must hold every entry before it is read
         size = os.fstat(self.fd).st_size
         size -= size % OFFSET_ENTRY
         raw = array("i")
@@ -184,7 +212,7 @@ class OffsetIndex(_IndexFile):
             rel.append(r)
             pos.append(p)
         self._count = len(rel)
-        _write_at(self.fd, data, start * OFFSET_ENTRY)
+        self._defer(data, start * OFFSET_ENTRY)
 
     def truncate_to_position(self, position: int) -> None:
         """Drop entries pointing at or beyond `position` (the log was cut there)."""
@@ -193,6 +221,7 @@ class OffsetIndex(_IndexFile):
         del rel[keep:]
         del pos[keep:]
         self._count = keep
+        self.write_pending()
         os.ftruncate(self.fd, keep * OFFSET_ENTRY)
 
     def reset(self, entries: list[tuple[int, int]]) -> None:
@@ -200,6 +229,7 @@ class OffsetIndex(_IndexFile):
         self._rel = array("i")
         self._pos = array("i")
         self._count = 0
+        self._drop_pending()
         os.ftruncate(self.fd, 0)
         if entries:
             self.append_entries(entries)
@@ -217,6 +247,7 @@ class TimeIndex(_IndexFile):
 
     def file_ok(self, max_relative_offset: int | None = None) -> bool:
         """Cheap sanity check: whole entries, last offset not negative."""
+        self.write_pending()  # the file must hold every entry before it is read
         size = os.fstat(self.fd).st_size
         if size % TIME_ENTRY:
             return False
@@ -231,6 +262,7 @@ class TimeIndex(_IndexFile):
 
     def last_entry_from_file(self) -> tuple[int, int]:
         """The last (timestamp, relative offset) on disk, or (-1, -1) when empty."""
+        self.write_pending()  # the file must hold every entry before it is read
         size = os.fstat(self.fd).st_size
         size -= size % TIME_ENTRY
         if size < TIME_ENTRY:
@@ -239,6 +271,7 @@ class TimeIndex(_IndexFile):
         return ts, rel
 
     def _load(self) -> None:
+        self.write_pending()  # the file must hold every entry before it is read
         size = os.fstat(self.fd).st_size
         n = size // TIME_ENTRY
         flat = struct.unpack(">" + "qi" * n, _pread_all(self.fd, n * TIME_ENTRY)) if n else ()
@@ -293,7 +326,7 @@ class TimeIndex(_IndexFile):
             parts.append(_TIME.pack(t, r))
         self._count = len(ts)
         if parts:
-            _write_at(self.fd, b"".join(parts), start * TIME_ENTRY)
+            self._defer(b"".join(parts), start * TIME_ENTRY)
 
     def truncate_to_offset(self, relative_offset: int) -> None:
         """Drop entries at or beyond `relative_offset`."""
@@ -302,6 +335,7 @@ class TimeIndex(_IndexFile):
         del ts[keep:]
         del rel[keep:]
         self._count = keep
+        self.write_pending()
         os.ftruncate(self.fd, keep * TIME_ENTRY)
 
     def reset(self, entries: list[tuple[int, int]]) -> None:
@@ -309,6 +343,7 @@ class TimeIndex(_IndexFile):
         self._ts = []
         self._rel = []
         self._count = 0
+        self._drop_pending()
         os.ftruncate(self.fd, 0)
         if entries:
             self.maybe_append(entries)

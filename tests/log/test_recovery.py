@@ -258,3 +258,30 @@ def test_chunked_walk_matches_valid_prefix(tmp_path, monkeypatch, chunk):
             ]
         finally:
             os.close(fd)
+
+
+def test_index_entries_reach_the_file_at_flush_and_a_crash_before_rebuilds_them(tmp_path):
+    d = tmp_path / "t-0"
+    cfg = {"index_interval_bytes": 100}
+    log = PartitionLog.open(d, LogConfig(**cfg))  # type: ignore[arg-type]
+    for i in range(40):
+        log.append(batch(2, value_size=60, ts=5_000 + i))
+    index = d / "00000000000000000000.index"
+    timeindex = d / "00000000000000000000.timeindex"
+    expected = {ts: log.offset_for_timestamp(ts) for ts in (5_000, 5_013, 5_039)}
+    reads = {off: parse_header(log.read(off, 1).read_bytes()).base_offset for off in (0, 41, 79)}
+    log.flush()  # as log.flush.interval.* or a roll would
+    entries = index.stat().st_size // 8
+    assert entries >= 30 and timeindex.stat().st_size // 12 >= 30
+    for i in range(40):
+        log.append(batch(2, value_size=60, ts=6_000 + i))
+    later = log.offset_for_timestamp(6_020)
+    log.abandon()  # crash: entries appended after the flush may not be in the files
+    log = PartitionLog.open(d, LogConfig(**cfg))  # type: ignore[arg-type]
+    assert log.open_mode == "recovered" and log.log_end_offset == 160
+    assert {ts: log.offset_for_timestamp(ts) for ts in expected} == expected
+    assert log.offset_for_timestamp(6_020) == later
+    assert {off: parse_header(log.read(off, 1).read_bytes()).base_offset
+            for off in (0, 41, 79)} == reads
+    log.close()
+    assert index.stat().st_size // 8 >= 2 * entries  # rebuilt and written at close
