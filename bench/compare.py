@@ -12,7 +12,16 @@ topics each time:
 It prints per-pair figures and the median kbroker/mock ratio of each. Both brokers run
 as their own processes, so next to wall-clock MB/s it prints MB per second of *broker
 CPU time* (on-CPU time from /proc/PID/task/*/schedstat): the 2-core machine is shared,
-and CPU time is the figure other load distorts least. The clients run in this process for both.
+and CPU time is the figure other load distorts least. The clients run in this process for both;
+"client cores" (this process's CPU seconds per second of a phase) shows when a phase is bound
+by the client (about 1.0-1.3 at 100 B: the Python produce or consume loop holds one core)
+rather than by the broker. Each ratio is also given as its range over the pairs.
+
+A machine reference is printed before and after the pairs: the rate of writing new data into
+the page cache, which is the last step of every kbroker produce phase. On a VM whose free
+memory the host has not backed yet, that first touch of a page costs several times more than
+rewriting a recently freed one, and this, not the broker, is what makes produce figures
+(kbroker's and the mock's alike) swing from pair to pair.
 
 The mock's own limits, which the output repeats: it keeps only about 5 MiB (and at most
 100,000 message sets) per partition and drops older data, so consume phases read what it
@@ -184,6 +193,29 @@ def retained_messages(bootstrap: str, topic: str, partitions: int) -> int:
         cons.close()
 
 
+def page_cache_reference(directory: Path, megabytes: int = 256) -> tuple[float, float]:
+    """The machine's own rate for what every produce phase does last: new data into the page cache.
+
+    Writes `megabytes` in 1 MiB pwrites to a new file (kept until the run ends, so the
+    pages it takes are not handed back to a later phase). Returns (MB/s, MB per CPU-s).
+    On a VM whose free memory the host has not backed yet, this is several times slower
+    than rewriting recently freed pages, and it moves between runs: every broker that
+    keeps what it is sent (kbroker in the page cache, the mock on its heap) pays it.
+    """
+    chunk = b"\0" * (1 << 20)
+    path = directory / f"page-cache-reference-{uuid.uuid4().hex[:6]}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        t0, c0 = time.perf_counter(), time.process_time()
+        for i in range(megabytes):
+            os.pwrite(fd, chunk, i << 20)
+        t1, c1 = time.perf_counter(), time.process_time()
+    finally:
+        os.close(fd)
+    mb = megabytes * (1 << 20) / MB
+    return mb / (t1 - t0), mb / max(c1 - c0, 1e-6)
+
+
 def warm_up(target: Target) -> None:
     """One tiny produce and group consume, untimed: kbroker creates __consumer_offsets
     (50 partitions) on the first FindCoordinator, which is start-up, not throughput."""
@@ -200,21 +232,29 @@ def run_once(target: Target, args: argparse.Namespace) -> None:
         topic = f"cmp-{size}-{run}"
         target.create_topic(topic, partitions)
         budget = args.megabytes_small if size < 1000 else args.megabytes_large
-        c0 = cpu_s(target.pid)
+        c0, k0 = cpu_s(target.pid), time.process_time()
         n, nbytes, secs = throughput.bench_produce(target.bootstrap, topic, size,
                                                    int(budget * MB), args.seconds, extra)
-        c1 = cpu_s(target.pid)
+        c1, k1 = cpu_s(target.pid), time.process_time()
         target.record(f"produce {label} MB/s", nbytes / MB / secs)
         target.record(f"produce {label} MB/CPU-s", nbytes / MB / max(c1 - c0, 0.01))
+        target.record(f"produce {label} client cores", (k1 - k0) / secs)
         held = retained_messages(target.bootstrap, topic, partitions)
-        c0 = cpu_s(target.pid)
+        c0, k0 = cpu_s(target.pid), time.process_time()
         got, gbytes, secs = throughput.bench_consume(target.bootstrap, topic, size, held,
                                                      args.seconds, partitions)
-        c1 = cpu_s(target.pid)
+        c1, k1 = cpu_s(target.pid), time.process_time()
         target.record(f"consume {label} MB/s", gbytes / MB / secs)
         target.record(f"consume {label} MB/CPU-s", gbytes / MB / max(c1 - c0, 0.01))
+        target.record(f"consume {label} client cores", (k1 - k0) / secs)
         print(f"  {target.name:<7} {label}: produced {n} ({nbytes / MB:.0f} MB), "
-              f"held {held}, consumed {got}", flush=True)
+              f"held {held}, consumed {got}; MB/s (MB/CPU-s) produce "
+              f"{target.results[f'produce {label} MB/s'][-1]:.0f} "
+              f"({target.results[f'produce {label} MB/CPU-s'][-1]:.0f}), consume "
+              f"{target.results[f'consume {label} MB/s'][-1]:.0f} "
+              f"({target.results[f'consume {label} MB/CPU-s'][-1]:.0f}); client cores "
+              f"{target.results[f'produce {label} client cores'][-1]:.2f} / "
+              f"{target.results[f'consume {label} client cores'][-1]:.2f}", flush=True)
     topic = f"cmp-latency-{run}"
     target.create_topic(topic, 1)
     lat = throughput.bench_latency(target.bootstrap, topic, args.latency_messages,
@@ -222,6 +262,8 @@ def run_once(target: Target, args: argparse.Namespace) -> None:
     if lat:
         target.record("e2e latency p50 ms", statistics.median(lat))
         target.record("e2e latency p99 ms", throughput.percentile(lat, 99))
+        print(f"  {target.name:<7} latency: p50 {statistics.median(lat):.2f} ms, "
+              f"p99 {throughput.percentile(lat, 99):.2f} ms", flush=True)
 
 
 def main() -> int:
@@ -253,12 +295,15 @@ def main() -> int:
             mk = Target("mock", mock.bootstrap_servers, mock.create_topic, mock.proc.pid)
             for target in (kb, mk):
                 warm_up(target)
+            ref_before = page_cache_reference(Path(tmp))
             started = time.monotonic()
             for i in range(args.pairs):
                 order = (kb, mk) if i % 2 == 0 else (mk, kb)
                 print(f"pair {i + 1}/{args.pairs}", flush=True)
                 for target in order:
                     run_once(target, args)
+            elapsed = time.monotonic() - started
+            ref_after = page_cache_reference(Path(tmp))
         except Exception:
             print(broker.log_tail(), file=sys.stderr)
             raise
@@ -267,20 +312,31 @@ def main() -> int:
             mock.stop()
 
     print()
-    print(f"| {'metric':<26} | {'kbroker (median)':>16} | {'mock (median)':>14} "
-          f"| {'median ratio kb/mock':>20} |")
-    print(f"|{'-' * 28}|{'-' * 18}|{'-' * 16}|{'-' * 22}|")
+    print(f"| {'metric':<28} | {'kbroker (median)':>16} | {'mock (median)':>14} "
+          f"| {'median ratio kb/mock':>20} | {'ratio range':>11} |")
+    print(f"|{'-' * 30}|{'-' * 18}|{'-' * 16}|{'-' * 22}|{'-' * 13}|")
     for key in kb.results:
         ours, theirs = kb.results[key], mk.results.get(key, [])
         if not theirs:
             continue
+        if key.endswith("client cores"):
+            # Not a score: how busy the client was (near 2 = the whole machine).
+            print(f"| {key:<28} | {statistics.median(ours):16.2f} | "
+                  f"{statistics.median(theirs):14.2f} | {'':>20} | {'':>11} |")
+            continue
         # Ratio per pair, then the median: each pair ran under similar machine load.
         ratios = [a / b for a, b in zip(ours, theirs, strict=False) if b > 0]
-        print(f"| {key:<26} | {statistics.median(ours):16.2f} | {statistics.median(theirs):14.2f} "
-              f"| {statistics.median(ratios) if ratios else float('nan'):20.2f} |")
-    print(f"({args.pairs} pairs in {time.monotonic() - started:.0f} s; load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores. MB/s: higher is better; "
-          "latency: lower is better. MB/CPU-s = MB per second of the broker process's CPU time.)")
+        median = statistics.median(ratios) if ratios else float("nan")
+        spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else ""
+        print(f"| {key:<28} | {statistics.median(ours):16.2f} | {statistics.median(theirs):14.2f} "
+              f"| {median:20.2f} | {spread:>11} |")
+    print(f"({args.pairs} pairs in {elapsed:.0f} s; load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} cores. MB/s: higher is better; latency: lower is better. "
+          "MB/CPU-s = MB per second of the broker process's CPU time. Client cores = CPU "
+          "seconds of this process (the clients) per second of the phase.)")
+    print(f"Machine reference, new data into the page cache (256 MB in 1 MiB pwrites): "
+          f"{ref_before[0]:.0f} MB/s, {ref_before[1]:.0f} MB/CPU-s before the pairs; "
+          f"{ref_after[0]:.0f} MB/s, {ref_after[1]:.0f} MB/CPU-s after.")
     print(MOCK_LIMITS)
     return 0
 
