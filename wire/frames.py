@@ -28,8 +28,10 @@ _SIZE = struct.Struct(">i")
 LARGE_FRAME = 64 * 1024
 # The buffer of a large frame is kept for the next one, up to this size: a fresh
 # multi-megabyte bytearray is zero-filled and page-faulted in on every request, which
-# was the largest user-space cost of receiving 10 KB-record produce requests.
-SPARE_MAX = 16 * 1024 * 1024
+# was the largest user-space cost of receiving 10 KB-record produce requests. Clients
+# cap a request at about 1 MB by default (max.request.size, librdkafka's
+# message.max.bytes), so 4 MiB covers them while bounding what an idle connection holds.
+SPARE_MAX = 4 * 1024 * 1024
 
 
 class FrameDecoder:
