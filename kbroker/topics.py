@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from kbroker.config import BrokerConfig, ConfigError
 from kbroker.errors import KafkaApiError
 from kbroker.topic_config import to_log_config, validate_topic_configs
-from log.checkpoint import atomic_write
+from log.checkpoint import atomic_write, fsync_dir
 from wire.errors import ErrorCode
 
 if TYPE_CHECKING:
@@ -226,6 +226,7 @@ class TopicManager:
             self._save(partition_counts={name: num_partitions})
             for index in range(num_partitions):
                 topic.partitions.append(self._open_partition(topic, index))
+            fsync_dir(self.data_dir)  # the new partition directories, all at once
         except BaseException:
             self._forget(topic)
             for partition in topic.partitions:
@@ -299,6 +300,7 @@ class TopicManager:
         self._save(partition_counts={name: total})
         for index in range(current, total):
             topic.partitions.append(self._open_partition(topic, index))
+        fsync_dir(self.data_dir)
         logger.info("topic %s now has %d partitions", name, total)
         return topic
 
@@ -376,7 +378,12 @@ class TopicManager:
             stored = None
         directory.mkdir(parents=True, exist_ok=True)
         if stored != topic_id:
-            atomic_write(metadata, f"version: 0\ntopic_id: {topic_id}\n".encode())
+            # Not fsynced (two fsyncs per partition were most of creating a topic, and
+            # the first FindCoordinator creates 50): topics.json, saved durably before
+            # any partition is opened, is the record of the topic id, and a
+            # partition.metadata lost or torn by a crash is read as missing
+            # (_read_partition_metadata) and written again here at the next start.
+            _replace_unsynced(metadata, f"version: 0\ntopic_id: {topic_id}\n".encode())
         if log_config is None:
             log_config = to_log_config(topic.configs, self.config)
         log = PartitionLog.open(directory, log_config, clock=self.clock)
@@ -423,12 +430,32 @@ class TopicManager:
 
 
 def _read_partition_metadata(path: Path) -> str | None:
+    """The topic id a partition directory names; None if absent, unreadable or malformed.
+
+    A malformed id must read as missing, never as another topic's: the start-up scan
+    removes directories whose id belongs to no topic, and a file torn by a crash
+    (it is written without fsync) must not get its partition's data removed.
+    """
     try:
         text = path.read_text()
-    except (FileNotFoundError, NotADirectoryError):
+    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
         return None
     for line in text.splitlines():
         key, _, value = line.partition(":")
         if key.strip() == "topic_id":
-            return value.strip()
+            value = value.strip()
+            try:
+                uuid_from_base64(value)
+            except ValueError:
+                logger.warning("%s names no valid topic id (%r); it will be rewritten",
+                               path, value)
+                return None
+            return value
     return None
+
+
+def _replace_unsynced(path: Path, data: bytes) -> None:
+    """Write `path` through a temporary file and a rename: readers see old or new, whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

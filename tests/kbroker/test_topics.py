@@ -253,6 +253,31 @@ def test_stale_directory_of_a_recreated_topic_is_replaced(manager: TopicManager)
     reopened.close()
 
 
+@pytest.mark.parametrize("damage", ["missing", "empty", "torn"])
+def test_lost_or_torn_partition_metadata_keeps_the_data_and_is_rewritten(
+        manager: TopicManager, damage: str) -> None:
+    # partition.metadata is written without fsync (topics.json holds the topic id), so a
+    # crash may leave it missing, empty or cut short: the partition must keep its data.
+    topic = manager.create("t", 2)
+    for partition in topic.partitions:
+        partition.log.append(build_batch([Record(value=b"kept", timestamp=1)]))
+    manager.close()
+    path = manager.data_dir / "t-1" / PARTITION_METADATA
+    full = path.read_text()
+    if damage == "missing":
+        path.unlink()
+    elif damage == "empty":
+        path.write_text("")
+    else:
+        path.write_text(full[: full.index("topic_id:") + len("topic_id:") + 10])
+    reopened = TopicManager(manager.data_dir, manager.config)
+    try:
+        assert [p.log.log_end_offset for p in reopened.topics["t"].partitions] == [1, 1]
+        assert path.read_text() == full
+    finally:
+        reopened.close()
+
+
 def test_damaged_topics_file_is_refused(manager: TopicManager) -> None:
     from kbroker.config import ConfigError
 
