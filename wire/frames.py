@@ -80,6 +80,16 @@ class FrameDecoder:
             if take == len(data):
                 return
             data = memoryview(data)[take:]
+        elif not self._buf and len(data) >= 4:
+            # A new frame starts here: if it is large and incomplete, its bytes go
+            # straight into its own buffer (one copy, not via _buf and then again).
+            (size,) = _SIZE.unpack_from(data, 0)
+            if LARGE_FRAME <= size <= self._max and len(data) < 4 + size:
+                big = self._buffer_for(size)
+                have = len(data) - 4
+                big[:have] = memoryview(data)[4:]
+                self._big, self._big_filled, self._need = big, have, size
+                return
         self._buf += data
         self._check_prefix()
 

@@ -117,3 +117,18 @@ def test_the_buffer_is_reused_once_the_previous_frame_is_released() -> None:
     del second
     third = _receive_in_place(dec, b"c" * (3 * LARGE_FRAME))  # larger: a new buffer
     assert third == b"c" * (3 * LARGE_FRAME) and len(third.obj) == 3 * LARGE_FRAME  # type: ignore[arg-type]
+
+
+def test_a_large_frame_finished_by_a_feed_that_starts_another_is_not_lost() -> None:
+    first, second = b"\x00" * LARGE_FRAME, b"\x01" * LARGE_FRAME
+    stream = frame(first) + frame(second)
+    # Plain 6-byte feeds: the feed that completes the first frame also carries the
+    # start of the second, which must wait until the first has been taken.
+    assert _deliver(stream, [6], [False]) == [first, second]
+    # And the first frame taken only after the second has started arriving.
+    dec = FrameDecoder()
+    cut = len(frame(first)) + 10
+    dec.feed(stream[:cut])
+    dec.feed(stream[cut:])
+    assert bytes(dec.next_frame_view() or b"") == first
+    assert bytes(dec.next_frame_view() or b"") == second
