@@ -43,7 +43,7 @@ class FrameDecoder:
     the finished frame out without copying it.
     """
 
-    __slots__ = ("_buf", "_max", "_need", "_big", "_big_filled", "_spare")
+    __slots__ = ("_buf", "_max", "_need", "_big", "_big_filled", "_spare", "_spare_refs")
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         self._buf = bytearray()
@@ -54,8 +54,10 @@ class FrameDecoder:
         # buffer that may be larger) and the bytes filled so far.
         self._big: memoryview | None = None
         self._big_filled = 0
-        # The buffer of the last large frame, reused once nothing refers to it.
+        # The buffer of the last large frame, reused once nothing refers to it, and its
+        # reference count (as _buffer_for reads it) when nothing did.
         self._spare: bytearray | None = None
+        self._spare_refs = 0
 
     @property
     def buffered(self) -> int:
@@ -118,14 +120,20 @@ class FrameDecoder:
     def _buffer_for(self, need: int) -> memoryview:
         """A view of `need` writable bytes: the spare buffer if no frame view still uses it."""
         spare = self._spare
-        # A memoryview (and every slice of it) holds a reference to its bytearray, so
-        # refcount 3 (the attribute, `spare`, getrefcount's argument) means no frame
-        # handed out earlier is still in use and the bytes may be overwritten.
-        if spare is not None and len(spare) >= need and sys.getrefcount(spare) == 3:
+        # A memoryview (and every slice of it) holds a reference to its bytearray, so a
+        # count back at what it was when the buffer was new means no frame handed out
+        # earlier is still in use and the bytes may be overwritten. The count is taken
+        # the same way both times rather than assumed: interpreters differ in which
+        # references (locals, arguments) they count.
+        if spare is not None and len(spare) >= need and sys.getrefcount(spare) == self._spare_refs:
             return memoryview(spare)[:need]
-        buf = bytearray(need)
-        self._spare = buf if need <= SPARE_MAX else None
-        return memoryview(buf)
+        spare = bytearray(need)
+        if need <= SPARE_MAX:
+            self._spare = spare
+            self._spare_refs = sys.getrefcount(spare)
+        else:
+            self._spare = None
+        return memoryview(spare)
 
     def received(self, n: int) -> None:
         """Record that ``n`` bytes were written into the last ``receive_buffer()`` view."""
