@@ -38,7 +38,7 @@ import trio
 from kbroker.broker import Broker
 from kbroker.config import BrokerConfig
 from kbroker.coordinator import service as group_service
-from kbroker.handlers import RequestContext, load_handlers, lookup
+from kbroker.handlers import CloseConnection, RequestContext, load_handlers, lookup
 from kbroker.txn import service as txn_service
 from log.segment import pread_exact
 from wire.errors import DecodeError, UnsupportedVersion
@@ -239,6 +239,8 @@ class Connection:
                              self.local_address)
         try:
             response = await handler(ctx, request)
+        except CloseConnection:
+            raise _CloseConnection from None  # the handler has logged why
         except Exception:
             logger.exception("connection from %s: handler for api key %d v%d failed "
                              "(correlation id %d); closing it", self.peer, api_key, api_version,

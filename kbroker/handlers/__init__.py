@@ -8,7 +8,9 @@ A handler module registers one coroutine per API::
 Returning None sends nothing (Produce with acks=0). Each API reports its
 errors inside its response body; a ``KafkaApiError`` (or anything else)
 escaping a handler is a bug in that handler: the server logs it with the
-peer's address and closes that connection.
+peer's address and closes that connection. A handler that must close the
+connection as Kafka does (a failed acks=0 produce) raises ``CloseConnection``
+after logging why.
 
 ``load_handlers()`` imports every module of this package, so a new handler
 module needs no registration anywhere else. ApiVersions advertises exactly
@@ -29,8 +31,8 @@ from wire.protocol import STABLE
 if TYPE_CHECKING:
     from kbroker.broker import Broker
 
-__all__ = ["HANDLERS", "Handler", "RequestContext", "advertised_versions", "handles",
-           "load_handlers"]
+__all__ = ["HANDLERS", "CloseConnection", "Handler", "RequestContext", "advertised_versions",
+           "handles", "load_handlers"]
 
 Handler = Callable[["RequestContext", Any], Awaitable[Any]]
 
@@ -46,6 +48,10 @@ class Registration:
 
 
 HANDLERS: dict[int, Registration] = {}
+
+
+class CloseConnection(Exception):
+    """Raised by a handler to have the server close the connection without answering."""
 
 
 def handles(api_key: int, min_version: int, max_version: int) -> Callable[[Handler], Handler]:

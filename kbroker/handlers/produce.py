@@ -27,12 +27,13 @@ only a different codec does.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 from kbroker.errors import KafkaApiError
-from kbroker.handlers import RequestContext, handles
+from kbroker.handlers import CloseConnection, RequestContext, handles
 from kbroker.handlers.offsets import (
     LEADER_EPOCH,
     error_code_of,
@@ -45,6 +46,8 @@ from kbroker.txn.service import check_producer_batch
 from wire import records as wire_records
 from wire.errors import ErrorCode, InvalidRecordBatch
 from wire.messages import ProduceRequest, ProduceResponse
+
+logger = logging.getLogger(__name__)
 
 # Kafka lets only its own admin client write to internal topics
 # (KafkaApis: internalTopicsAllowed = clientId == AdminUtils.ADMIN_CLIENT_ID).
@@ -370,7 +373,16 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
             ProduceResponse.TopicProduceResponse(name=topic_data.name, partition_responses=parts)
         )
     if acks == 0:
-        # The producer does not read a response to acks=0 (Kafka sends none).
+        # The producer does not read a response to acks=0 (Kafka sends none). A
+        # failure can only be signalled by closing the connection, as KafkaApis does,
+        # so the client notices, refreshes its metadata and retries elsewhere.
+        failed = [f"{t.name}-{p.index}: {ErrorCode(p.error_code).name}"
+                  for t in responses for p in t.partition_responses if p.error_code]
+        if failed:
+            logger.info("closing connection from %s: acks=0 produce (correlation id %d, "
+                        "client id %s) failed: %s", ctx.peer, ctx.correlation_id,
+                        client_id, ", ".join(failed))
+            raise CloseConnection
         return None
     return ProduceResponse(responses=responses, throttle_time_ms=0)
 

@@ -66,6 +66,25 @@ async def test_produce_acks_0_gets_no_response_but_is_written(server) -> None:
     assert topic.partitions[0].log.log_end_offset == 1
 
 
+async def test_failed_acks_0_produce_closes_only_its_connection(server, caplog) -> None:
+    # KafkaApis: with acks=0 the producer reads no response, so a failure is signalled
+    # by closing the connection (the client then refreshes metadata and retries).
+    topic = server.broker.topics.create("fire-and-forget", 1)
+    failing = await server.connect()
+    other = await server.connect()
+    with caplog.at_level(logging.INFO, logger="kbroker.handlers.produce"):
+        await failing.send_request(_produce("no-such-topic", 0, b"x"), version=9)
+        with trio.fail_after(10):
+            assert await failing.receive_raw() is None  # closed, nothing sent
+    assert any("acks=0" in r.getMessage() and "no-such-topic-0: UNKNOWN_TOPIC_OR_PARTITION"
+               in r.getMessage() and "127.0.0.1:" in r.getMessage() for r in caplog.records)
+    # Everyone else is served, and an acks=0 produce that succeeds keeps its connection.
+    await other.send_request(_produce("fire-and-forget", 0, b"y"), version=9)
+    correlation_id = await other.send_request(ApiVersionsRequest(), version=0)
+    assert (await other.receive_response(18, 0, correlation_id)).error_code == ErrorCode.NONE
+    assert topic.partitions[0].log.log_end_offset == 1
+
+
 async def test_produce_is_applied_in_request_order(server) -> None:
     topic = server.broker.topics.create("ordered", 1)
     client = await server.connect()
