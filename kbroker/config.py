@@ -65,8 +65,21 @@ def in_range(minimum: int, maximum: int) -> Validator:
     """Kafka's ``Range.between``."""
 
     def check(value: Any) -> str | None:
-        if value is not None and not minimum <= value <= maximum:
-            return f"Value must be between {minimum} and {maximum}"
+        if value is not None and value < minimum:
+            return f"Value must be at least {minimum}"
+        if value is not None and value > maximum:
+            return f"Value must be no more than {maximum}"
+        return None
+
+    return check
+
+
+def gzip_level() -> Validator:
+    """Kafka's CompressionType.GZIP level validator (KIP-390): 1..9, or -1 for the default."""
+
+    def check(value: Any) -> str | None:
+        if value is not None and value != -1 and not 1 <= value <= 9:
+            return "Value must be between 1 and 9 or equal to -1"
         return None
 
     return check
@@ -193,6 +206,14 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
     _c("compression.type", "string", "producer", "Final compression of topic data; "
        "'producer' keeps what the producer sent.",
        one_of("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")),
+    # KIP-390: the level used when the broker compresses (compression.type names a codec
+    # other than the batch's); a batch already in that codec is kept as sent.
+    _c("compression.gzip.level", "int", -1, "Level of gzip when the broker compresses "
+       "(-1: zlib's default).", gzip_level()),
+    _c("compression.lz4.level", "int", 9, "Level of lz4 when the broker compresses.",
+       in_range(1, 17)),
+    _c("compression.zstd.level", "int", 3, "Level of zstd when the broker compresses.",
+       in_range(-131072, 22)),
     _c("log.segment.bytes", "int", 1073741824, "Size at which a segment is rolled.",
        at_least(14)),
     _c("log.roll.ms", "long", None, "Age at which a segment is rolled (falls back to "

@@ -15,7 +15,15 @@ from dataclasses import dataclass, fields
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
-from kbroker.config import LONG_MAX, BrokerConfig, ConfigDef, Validator, at_least, convert
+from kbroker.config import (
+    LONG_MAX,
+    BrokerConfig,
+    ConfigDef,
+    Validator,
+    at_least,
+    convert,
+    gzip_level,
+)
 from kbroker.config import in_range as _in_range
 from kbroker.config import one_of as _one_of
 from kbroker.errors import KafkaApiError
@@ -66,6 +74,9 @@ TOPIC_CONFIGS: dict[str, TopicConfigDef] = {d.name: d for d in (
        _one_of("delete", "compact")),
     _t("compression.type", "string", "producer", "compression.type",
        _one_of("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")),
+    _t("compression.gzip.level", "int", -1, "compression.gzip.level", gzip_level()),
+    _t("compression.lz4.level", "int", 9, "compression.lz4.level", _in_range(1, 17)),
+    _t("compression.zstd.level", "int", 3, "compression.zstd.level", _in_range(-131072, 22)),
     _t("delete.retention.ms", "long", 86400000, "log.cleaner.delete.retention.ms",
        at_least(0)),
     _t("file.delete.delay.ms", "long", 60000, "log.segment.delete.delay.ms", at_least(0)),

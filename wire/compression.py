@@ -43,6 +43,7 @@ __all__ = [
     "LZ4",
     "ZSTD",
     "CODEC_NAMES",
+    "DEFAULT_LEVELS",
     "DEFAULT_MAX_DECOMPRESSED_SIZE",
     "compress",
     "decompress",
@@ -51,6 +52,10 @@ __all__ = [
 NONE, GZIP, SNAPPY, LZ4, ZSTD = 0, 1, 2, 3, 4
 CODEC_NAMES = {NONE: "none", GZIP: "gzip", SNAPPY: "snappy", LZ4: "lz4", ZSTD: "zstd"}
 DEFAULT_MAX_DECOMPRESSED_SIZE = 100 * 1024 * 1024
+# KIP-390 compression levels, as Kafka's CompressionType defines them: gzip 1..9 or -1
+# (Deflater.DEFAULT_COMPRESSION, zlib's 6), lz4 1..17 (default 9: the fast compressor,
+# as before levels existed; other levels use LZ4 HC), zstd -131072..22 (default 3).
+DEFAULT_LEVELS = {GZIP: -1, LZ4: 9, ZSTD: 3}
 
 CORRUPT_MESSAGE = 2
 UNSUPPORTED_COMPRESSION_TYPE = 76
@@ -75,18 +80,24 @@ def _too_big(codec: str, size: int, max_size: int) -> InvalidRecordBatch:
     return _corrupt(f"{codec} payload decompresses to more than {max_size} bytes (bound {size})")
 
 
-def compress(codec: int, data: Buffer) -> bytes:
-    """Compress ``data`` the way the Java client does for ``codec``."""
+def compress(codec: int, data: Buffer, level: int | None = None) -> bytes:
+    """Compress ``data`` the way the Java client does for ``codec``, at ``level`` (KIP-390).
+
+    ``level`` None is the codec's default (DEFAULT_LEVELS); snappy has no levels.
+    """
     if codec == NONE:
         return bytes(data)
     if codec == GZIP:
-        return bytes(cramjam.gzip.compress(data))
+        if level is None or level == DEFAULT_LEVELS[GZIP]:
+            return bytes(cramjam.gzip.compress(data))
+        return bytes(cramjam.gzip.compress(data, level=level))
     if codec == SNAPPY:
         return _xerial_compress(data)
     if codec == LZ4:
-        return _lz4_compress(data)
+        return _lz4_compress(data, DEFAULT_LEVELS[LZ4] if level is None else level)
     if codec == ZSTD:
-        return bytes(cramjam.zstd.compress(data, level=3))
+        return bytes(cramjam.zstd.compress(data, level=DEFAULT_LEVELS[ZSTD] if level is None
+                                           else level))
     raise InvalidRecordBatch(f"unknown compression codec {codec}", UNSUPPORTED_COMPRESSION_TYPE)
 
 
@@ -215,10 +226,13 @@ _LZ4_HEADER = struct.pack("<I", _LZ4_MAGIC) + b"\x60\x40\x82"
 _LZ4_BLOCK = 64 * 1024
 
 
-def _lz4_compress(data: Buffer) -> bytes:
+def _lz4_compress(data: Buffer, level: int) -> bytes:
     # Independent blocks, like Java: Kafka's KafkaLZ4BlockInputStream decompresses
     # every block on its own, so the linked blocks cramjam's frame encoder
-    # writes could not be read by Java consumers.
+    # writes could not be read by Java consumers. The default level keeps the fast
+    # compressor (as Kafka's KafkaLZ4BlockOutputStream does); any other is LZ4 HC.
+    if level != DEFAULT_LEVELS[LZ4]:
+        return _lz4_compress_hc(data, level)
     mv = memoryview(data)
     parts = [_LZ4_HEADER]
     for i in range(0, len(mv), _LZ4_BLOCK):
@@ -230,6 +244,34 @@ def _lz4_compress(data: Buffer) -> bytes:
         else:
             parts.append(struct.pack("<I", len(block)))
             parts.append(block)
+    parts.append(b"\0\0\0\0")  # end mark
+    return b"".join(parts)
+
+
+def _lz4_compress_hc(data: Buffer, level: int) -> bytes:
+    """LZ4 HC at ``level``, in the same frame layout as _lz4_compress.
+
+    cramjam's block API has no HC mode, its frame encoder does: frame it with
+    independent 64 KiB blocks, then keep only the blocks (dropping the block
+    checksums it adds) under our usual header.
+    """
+    enc = cramjam.lz4.Compressor(level=level, content_checksum=False, block_linked=False)
+    enc.compress(data if isinstance(data, bytes) else bytes(data))  # it takes no views
+    frame = memoryview(bytes(enc.finish()))
+    flg, bd = frame[4], frame[5]
+    if flg & 0x2F != 0x20 or (bd >> 4) & 0x7 != 4:  # independent blocks, no extras, 64 KiB
+        raise AssertionError(f"unexpected LZ4 frame descriptor {flg:#x} {bd:#x}")
+    block_checksums = bool(flg & 0x10)
+    pos = 7  # magic, FLG, BD, header checksum
+    parts = [_LZ4_HEADER]
+    while True:
+        (word,) = struct.unpack_from("<I", frame, pos)
+        pos += 4
+        if word == 0:
+            break
+        size = word & 0x7FFFFFFF
+        parts.append(frame[pos - 4 : pos + size].tobytes())
+        pos += size + (4 if block_checksums else 0)
     parts.append(b"\0\0\0\0")  # end mark
     return b"".join(parts)
 

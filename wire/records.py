@@ -700,8 +700,10 @@ def recompress_batch(
     *,
     max_decompressed_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE,
     deep_check: bool = True,
+    level: int | None = None,
 ) -> bytes:
-    """The batch at ``pos`` rebuilt with ``codec``; every field but codec, length and CRC kept.
+    """The batch at ``pos`` rebuilt with ``codec`` (at ``level``, KIP-390; None = the codec's
+    default); every field but codec, length and CRC kept.
 
     Kafka's broker-side recompression (LogValidator.buildRecordsAndAssignOffsets,
     used when the topic's compression.type names a codec other than the batch's)
@@ -728,7 +730,8 @@ def recompress_batch(
     if deep_check:
         for _ in _parse_records(payload, h, strict=True, materialize=False):
             pass
-    body = _compression.compress(codec, payload) if codec != _compression.NONE else bytes(payload)
+    body = (_compression.compress(codec, payload, level) if codec != _compression.NONE
+            else bytes(payload))
     attributes = (h.attributes & ~ATTR_COMPRESSION_MASK) | codec
     header = bytearray(
         _HEADER.pack(

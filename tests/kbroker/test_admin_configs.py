@@ -439,3 +439,29 @@ async def test_each_resource_is_answered_on_its_own(server: Any) -> None:
         ("missing", TOPIC, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
         ("ok2", 8, ErrorCode.INVALID_REQUEST)]
     assert server.broker.topics.get("ok").configs == {"retention.ms": "5"}
+
+
+async def test_compression_levels_are_validated_and_described_as_kafka_does(server: Any) -> None:
+    # KIP-390 topic configs and their validators (Kafka's CompressionType.levelValidator).
+    client = await server.connect()
+    await create_topic(client, "lv", configs={"compression.zstd.level": "-5",
+                                              "compression.gzip.level": "-1"})
+    described = by_name(await describe(client, TOPIC, "lv"))
+    assert (described["compression.zstd.level"].value, described["compression.gzip.level"].value,
+            described["compression.lz4.level"].value) == ("-5", "-1", "9")
+    assert described["compression.lz4.level"].config_source == DEFAULT_CONFIG
+    assert described["compression.zstd.level"].config_source == DYNAMIC_TOPIC_CONFIG
+    for name, value, why in [
+        ("compression.gzip.level", "0", "Value must be between 1 and 9 or equal to -1"),
+        ("compression.gzip.level", "10", "Value must be between 1 and 9 or equal to -1"),
+        ("compression.lz4.level", "0", "Value must be at least 1"),
+        ("compression.lz4.level", "18", "Value must be no more than 17"),
+        ("compression.zstd.level", "23", "Value must be no more than 22"),
+        ("compression.zstd.level", "-131073", "Value must be at least -131072"),
+    ]:
+        code, message = await alter(client, "lv", {name: value})
+        assert code == ErrorCode.INVALID_CONFIG
+        assert message == f"Invalid value {value} for configuration {name}: {why}"
+    broker = by_name(await describe(client, BROKER, "1"))
+    assert (broker["compression.gzip.level"].value, broker["compression.lz4.level"].value,
+            broker["compression.zstd.level"].value) == ("-1", "9", "3")

@@ -152,3 +152,22 @@ def test_zstd_declared_content_size_over_cap(monkeypatch: pytest.MonkeyPatch) ->
     blob = bytes(cramjam.zstd.compress(b"\0" * (CAP + 1), level=1))
     with pytest.raises(InvalidRecordBatch):
         C.decompress(C.ZSTD, blob, max_size=CAP)
+
+
+@pytest.mark.parametrize(("codec", "levels"), [
+    (C.GZIP, [1, 5, 9, -1]), (C.LZ4, [1, 3, 9, 12, 17]), (C.ZSTD, [-131072, -5, 1, 19, 22])])
+def test_every_valid_level_round_trips(codec: int, levels: list[int]) -> None:
+    for level in levels:
+        out = C.compress(codec, DATA, level)
+        assert C.decompress(codec, out) == DATA, level
+    assert C.compress(codec, DATA, C.DEFAULT_LEVELS[codec]) == C.compress(codec, DATA)
+
+
+def test_lz4_high_compression_keeps_the_java_readable_frame() -> None:
+    # Kafka's KafkaLZ4BlockInputStream reads independent blocks only; levels other than
+    # the default use LZ4 HC but must keep the frame header and block layout.
+    text = b" ".join(b"word%d" % (i * 7919 % 1000) for i in range(60_000))
+    fast, hc = C.compress(C.LZ4, text), C.compress(C.LZ4, text, 12)
+    assert hc[:7] == fast[:7] and hc[4] & 0x20  # same FLG/BD: block independence set
+    assert len(hc) < len(fast)
+    assert lz4.frame.decompress(hc) == text == C.decompress(C.LZ4, hc)
