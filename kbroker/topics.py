@@ -334,11 +334,21 @@ class TopicManager:
 
     def close(self) -> None:
         """Close every log (each writes its clean-shutdown marker)."""
+        closed = []
         for partition in self.all_partitions():
             try:
-                partition.log.close()
+                partition.log.close(sync_marker=False)
+                closed.append(partition)
             except Exception:
                 logger.exception("closing the log of %r", partition)
+        # The markers' directory entries, made durable together: on a journaling file
+        # system the first fsync commits every marker created above, so the rest are
+        # cheap (one commit per partition was most of stopping a 1,000-partition broker).
+        for partition in closed:
+            try:
+                fsync_dir(partition.log.directory)
+            except OSError:
+                logger.exception("syncing the directory of %r", partition)
 
     # --- persistence --------------------------------------------------------------------
 

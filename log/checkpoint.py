@@ -25,6 +25,11 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def create_empty(path: Path) -> None:
+    """Create `path` as an empty file (a marker); durable once its directory is fsynced."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
+
+
 def write_synced(path: Path, data: bytes) -> None:
     """Create or overwrite `path` with `data` and fsync it (the first half of a replace)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)

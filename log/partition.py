@@ -31,6 +31,7 @@ from log.checkpoint import (
     LOG_START_FILE,
     RECOVERY_POINT_FILE,
     atomic_write,
+    create_empty,
     fsync_dir,
     read_offset,
     write_offset,
@@ -112,7 +113,14 @@ class PartitionLog:
         self.recovered_bytes_truncated = 0
         # False between a clean open (marker unlinked, not yet fsynced) and the first write.
         self._marker_removal_durable = True
+        # Whether the files may hold changes no fsync has covered: False only from a clean
+        # open that changed nothing until the first write, and after each flush. A
+        # partition left idle then closes without fsyncing what is already durable.
+        self._unflushed = True
+        # Offset of the newest producer-state snapshot on disk (-1: none).
+        self._snapshot_offset = -1
         self._trusted_indexes: set[int] = set()  # segments whose indexes open only read
+        self._indexes_rebuilt = 0  # segments whose indexes a clean open had to rebuild
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
@@ -193,6 +201,9 @@ class PartitionLog:
         self.txn_index.load(self._bases, self.log_end_offset)
         # Snapshots are only ever written by roll/close, not during an open.
         self._load_producer_state(list_snapshots(d, names=names))
+        if had_marker and self.open_mode == "clean" and not self.recovered_bytes_truncated \
+                and self._indexes_rebuilt == 0:
+            self._unflushed = False  # everything here was fsynced by the close that wrote it
         if had_marker:
             # Appends are coming: the marker must be gone for good before any of them.
             # Its removal is made durable (directory fsync) by _before_write, right
@@ -205,6 +216,7 @@ class PartitionLog:
 
     def _before_write(self) -> None:
         """Make the clean-shutdown marker's removal durable before the log's files change."""
+        self._unflushed = True
         if not self._marker_removal_durable:
             fsync_dir(self.directory)
             self._marker_removal_durable = True
@@ -226,6 +238,7 @@ class PartitionLog:
                 self._trusted_indexes.add(seg.base_offset)
             if not ok:
                 # An index that fails its sanity check is only a cache: rebuild it.
+                self._indexes_rebuilt += 1
                 truncated, _ = seg.recover()
                 if truncated:
                     self.recovered_bytes_truncated += truncated
@@ -301,6 +314,7 @@ class PartitionLog:
             except (OSError, ValueError, TypeError):
                 os.unlink(path)
         self.producer_state = state if state is not None else ProducerState()
+        self._snapshot_offset = start if state is not None else -1
         # Replay the batches after the snapshot (headers only, no per-record
         # work), reusing what the recovery walk already read.
         i = max(bisect_right(self._bases, start) - 1, 0)
@@ -335,6 +349,7 @@ class PartitionLog:
 
     def _write_producer_snapshot(self, offset: int) -> None:
         atomic_write(snapshot_path(self.directory, offset), self.producer_state.to_json())
+        self._snapshot_offset = offset
         snaps = list_snapshots(self.directory)
         for old in snaps[:-_SNAPSHOTS_TO_KEEP]:
             os.unlink(snapshot_path(self.directory, old))
@@ -703,9 +718,11 @@ class PartitionLog:
     def flush(self) -> None:
         """fsync everything and move the recovery point to the LEO."""
         self._check_open()
-        for seg in self._segments:
-            if seg.next_offset > self._recovery_point or seg is self._active:
-                seg.fsync()
+        if self._unflushed:
+            for seg in self._segments:
+                if seg.next_offset > self._recovery_point or seg is self._active:
+                    seg.fsync()
+            self._unflushed = False
         self._recovery_point = self.log_end_offset
         self._checkpoint_recovery_point()
         self._unflushed_messages = 0
@@ -717,17 +734,31 @@ class PartitionLog:
         for seg in self._segments:
             seg.index_interval_bytes = config.index_interval_bytes
 
-    def close(self) -> None:
-        """Flush, checkpoint, and write the clean-shutdown marker."""
+    def close(self, *, sync_marker: bool = True) -> None:
+        """Flush, checkpoint, and write the clean-shutdown marker.
+
+        Work already durable is not redone: a partition idle since a clean open
+        skips the fsyncs and keeps its producer snapshot (Kafka takes one only for
+        a new offset). With ``sync_marker`` False the caller fsyncs the directory
+        afterwards (closing many logs, one journal commit can then cover all
+        their markers).
+        """
         if self._closed:
             return
+        entries = len(self._active.time_index)
         self._active.seal()
+        if len(self._active.time_index) != entries:
+            self._unflushed = True
         self.flush()
         self._checkpoint_log_start()
-        self._write_producer_snapshot(self.log_end_offset)
+        if self._snapshot_offset != self.log_end_offset:
+            self._write_producer_snapshot(self.log_end_offset)
         for seg in self._segments:
             seg.close()
-        atomic_write(self.directory / CLEAN_SHUTDOWN_FILE, b"")
+        # Empty, so nothing to tear: created in place; its directory entry is what must last.
+        create_empty(self.directory / CLEAN_SHUTDOWN_FILE)
+        if sync_marker:
+            fsync_dir(self.directory)
         self._closed = True
 
     def abandon(self) -> None:

@@ -49,3 +49,37 @@ def test_close_checkpoints_and_is_idempotent(open_log, log_dir):
     log.close()
     log.close()
     assert read_offset(log_dir / RECOVERY_POINT_FILE, -1) == 3
+
+
+def test_idle_partition_closes_without_redoing_durable_work(open_log, log_dir, monkeypatch):
+    # A clean open that writes nothing finds everything fsynced by the close that wrote
+    # it: closing again costs one directory fsync (the marker), not seven.
+    import os
+
+    from log.checkpoint import CLEAN_SHUTDOWN_FILE
+    from log.producer_state import list_snapshots
+
+    log = open_log()
+    log.append(batch(3, producer_id=7, producer_epoch=0, base_sequence=0))
+    log.close()
+    snapshots = list_snapshots(log_dir)
+    log = open_log()
+    assert log.open_mode == "clean"
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd)))
+    log.close()
+    assert len(synced) == 1 and (log_dir / CLEAN_SHUTDOWN_FILE).exists()
+    assert list_snapshots(log_dir) == snapshots
+    # ...and what it vouches for is intact: the data and the producer's sequence.
+    log = open_log()
+    assert log.open_mode == "clean" and log.log_end_offset == 3
+    assert log.producer_state.check_batch(7, 0, 3, 3, is_transactional=False) is None
+    # One write after a clean open makes the next close flush everything again.
+    synced.clear()
+    log.append(batch(1, producer_id=7, producer_epoch=0, base_sequence=3))
+    log.close()
+    assert len(synced) > 3
+    assert list_snapshots(log_dir)[-1] == 4
+    log = open_log()
+    assert log.open_mode == "clean" and log.log_end_offset == 4
