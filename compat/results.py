@@ -24,6 +24,7 @@ EXTRA_MODULES = {
     "test_exactly_once_kafka_python": ("test_kafka_python", "eos: "),
     "test_exactly_once_confluent_kafka": ("test_confluent_kafka", "eos: "),
     "test_exactly_once_aiokafka": ("test_aiokafka", "eos: "),
+    "test_exactly_once_kafkajs": ("test_kafkajs", "eos: "),
 }
 _NODE = re.compile(r"(?:^|/)compat/(test_\w+)\.py::test_([^\s]+)$")
 

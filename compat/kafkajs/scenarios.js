@@ -62,14 +62,17 @@ async function produce (messages, { acks = -1, compression } = {}) {
 }
 
 // Consume `count` records as a member of `groupId`, then leave the group (disconnect).
-async function consumeGroup (groupId, count, { fromBeginning = true, autoCommit = true } = {}) {
-  const consumer = kafka.consumer({ groupId, ...FAST_GROUP })
+// kafkajs reads read_committed unless readUncommitted is set.
+async function consumeGroup (groupId, count, {
+  fromBeginning = true, autoCommit = true, readUncommitted = false, from = topic
+} = {}) {
+  const consumer = kafka.consumer({ groupId, readUncommitted, ...FAST_GROUP })
   await consumer.connect()
   const records = []
   let done
   const finished = new Promise((resolve) => { done = resolve })
   try {
-    await consumer.subscribe({ topics: [topic], fromBeginning })
+    await consumer.subscribe({ topics: [from], fromBeginning })
     await consumer.run({
       autoCommit,
       eachMessage: async ({ partition, message }) => {
@@ -95,6 +98,10 @@ async function consumeGroup (groupId, count, { fromBeginning = true, autoCommit 
 async function groupOffsets (admin, groupId) {
   const [entry] = await admin.fetchOffsets({ groupId, topics: [topic] })
   return Object.fromEntries(entry.partitions.map((p) => [p.partition, Number(p.offset)]))
+}
+
+function txProducer (transactionalId) {
+  return kafka.producer({ transactionalId, idempotent: true, maxInFlightRequests: 1 })
 }
 
 const SCENARIOS = {
@@ -238,6 +245,88 @@ const SCENARIOS = {
     })
     const records = await consumeGroup(groupId, 10, { fromBeginning: true })
     return { committed, records }
+  },
+
+  // Three transactions of five records: committed, aborted, committed.
+  async eos_commit_abort_commit () {
+    await withAdmin((admin) => admin.createTopics({ topics: [{ topic, numPartitions: 1 }] }))
+    const producer = txProducer(`tid-${topic}`)
+    await producer.connect()
+    try {
+      for (const [n, commit] of [[0, true], [1, false], [2, true]]) {
+        const txn = await producer.transaction()
+        const messages = []
+        for (let i = 0; i < 5; i++) messages.push({ value: `${n}-${i}`, partition: 0 })
+        await txn.send({ topic, messages })
+        if (commit) await txn.commit()
+        else await txn.abort()
+      }
+    } finally {
+      await producer.disconnect()
+    }
+    const committed = await consumeGroup(`gc-${topic}`, 10)
+    const uncommitted = await consumeGroup(`gu-${topic}`, 15, { readUncommitted: true })
+    return {
+      committed: committed.map((r) => r.value),
+      uncommitted: uncommitted.map((r) => r.value)
+    }
+  },
+
+  // Read a topic, write each batch transformed to another, and commit the read offsets in
+  // the same transaction (sendOffsets: AddOffsetsToTxn + TxnOffsetCommit).
+  async eos_consume_transform_produce () {
+    const src = `${topic}.in`
+    const dst = `${topic}.out`
+    const groupId = `g-${topic}`
+    await withAdmin((admin) => admin.createTopics({ topics: [{ topic: src }, { topic: dst }] }))
+    const plain = kafka.producer()
+    await plain.connect()
+    const values = []
+    for (let i = 0; i < 10; i++) values.push({ value: `${i}`, partition: 0 })
+    await plain.send({ topic: src, messages: values })
+    await plain.disconnect()
+    const producer = txProducer(`ctp-${topic}`)
+    await producer.connect()
+    const consumer = kafka.consumer({ groupId, ...FAST_GROUP })
+    await consumer.connect()
+    let seen = 0
+    let done
+    const finished = new Promise((resolve) => { done = resolve })
+    try {
+      await consumer.subscribe({ topics: [src], fromBeginning: true })
+      await consumer.run({
+        autoCommit: false,
+        eachBatch: async ({ batch }) => {
+          if (batch.messages.length === 0) return
+          const txn = await producer.transaction()
+          await txn.send({
+            topic: dst,
+            messages: batch.messages.map((m) => ({ value: `t${m.value.toString()}`, partition: 0 }))
+          })
+          const last = batch.messages[batch.messages.length - 1]
+          await txn.sendOffsets({
+            consumerGroupId: groupId,
+            topics: [{
+              topic: src,
+              partitions: [{ partition: batch.partition, offset: String(Number(last.offset) + 1) }]
+            }]
+          })
+          await txn.commit()
+          seen += batch.messages.length
+          if (seen >= 10) done()
+        }
+      })
+      await finished
+    } finally {
+      await consumer.disconnect()
+      await producer.disconnect()
+    }
+    const committed = await withAdmin(async (admin) => {
+      const [entry] = await admin.fetchOffsets({ groupId, topics: [src] })
+      return Object.fromEntries(entry.partitions.map((p) => [p.partition, Number(p.offset)]))
+    })
+    const out = await consumeGroup(`gout-${topic}`, 10, { from: dst })
+    return { committed, out: out.map((r) => r.value) }
   }
 }
 
