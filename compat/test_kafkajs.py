@@ -137,6 +137,38 @@ def test_produce_keyed(node: str, broker: LiveBroker, topic_name: str, acks: int
             if expected_partition(k.encode(), partitions) == p]
 
 
+# What Apache Kafka reports for a topic without overrides (kafka-python and confluent-kafka
+# check the same defaults).
+KAFKA_TOPIC_DEFAULTS = {
+    "retention.ms": "604800000",
+    "max.message.bytes": "1048588",
+    "cleanup.policy": "delete",
+    "segment.bytes": "1073741824",
+    "message.timestamp.type": "CreateTime",
+    "compression.gzip.level": "-1",
+    "compression.lz4.level": "9",
+    "compression.zstd.level": "3",
+}
+DYNAMIC_TOPIC_CONFIG, DEFAULT_CONFIG = 1, 5  # DescribeConfigs config_source
+
+
+def test_describe_configs_defaults(node: str, broker: LiveBroker, topic_name: str) -> None:
+    """A topic without overrides reports Kafka's defaults, sourced DEFAULT_CONFIG."""
+    configs = scenario(node, broker, "describe_configs_defaults", topic_name)["configs"]
+    for name, value in KAFKA_TOPIC_DEFAULTS.items():
+        assert configs[name] == {"value": value, "isDefault": True, "source": DEFAULT_CONFIG}, name
+
+
+def test_alter_configs_legacy(node: str, broker: LiveBroker, topic_name: str) -> None:
+    """AlterConfigs (pre-KIP-339) replaces the whole override set: omitted keys revert."""
+    configs = scenario(node, broker, "alter_configs_legacy", topic_name)["configs"]
+    assert configs["retention.ms"]["value"] == "90000"
+    assert configs["max.message.bytes"]["value"] == "20000"
+    assert configs["retention.ms"]["source"] == DYNAMIC_TOPIC_CONFIG
+    assert configs["cleanup.policy"] == {"value": "delete", "isDefault": True,
+                                         "source": DEFAULT_CONFIG}
+
+
 @pytest.mark.parametrize("codec", ["gzip"])
 def test_compression(node: str, broker: LiveBroker, topic_name: str, codec: str) -> None:
     """gzip batches from kafkajs (its only built-in codec) are stored and read back intact."""

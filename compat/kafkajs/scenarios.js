@@ -95,6 +95,16 @@ async function consumeGroup (groupId, count, {
   return records
 }
 
+// Every config of `topic`: name -> {value, isDefault, source} (kafkajs's configSource).
+async function topicConfigs (admin) {
+  const described = await admin.describeConfigs({
+    includeSynonyms: false,
+    resources: [{ type: ConfigResourceTypes.TOPIC, name: topic }]
+  })
+  return Object.fromEntries(described.resources[0].configEntries.map((e) => [
+    e.configName, { value: e.configValue, isDefault: e.isDefault, source: e.configSource }]))
+}
+
 async function groupOffsets (admin, groupId) {
   const [entry] = await admin.fetchOffsets({ groupId, topics: [topic] })
   return Object.fromEntries(entry.partitions.map((p) => [p.partition, Number(p.offset)]))
@@ -245,6 +255,35 @@ const SCENARIOS = {
     })
     const records = await consumeGroup(groupId, 10, { fromBeginning: true })
     return { committed, records }
+  },
+
+  // A topic without overrides: every config as DescribeConfigs reports it.
+  async describe_configs_defaults () {
+    return withAdmin(async (admin) => {
+      await admin.createTopics({ topics: [{ topic }] })
+      return { configs: await topicConfigs(admin) }
+    })
+  },
+
+  // Legacy AlterConfigs replaces the whole override set: keys left out revert.
+  async alter_configs_legacy () {
+    return withAdmin(async (admin) => {
+      await admin.createTopics({
+        topics: [{ topic, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] }]
+      })
+      await admin.alterConfigs({
+        validateOnly: false,
+        resources: [{
+          type: ConfigResourceTypes.TOPIC,
+          name: topic,
+          configEntries: [
+            { name: 'retention.ms', value: '90000' },
+            { name: 'max.message.bytes', value: '20000' }
+          ]
+        }]
+      })
+      return { configs: await topicConfigs(admin) }
+    })
   },
 
   // Three transactions of five records: committed, aborted, committed.
