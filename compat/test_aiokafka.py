@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
-from aiokafka.errors import InvalidPartitionsError
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic, RecordsToDelete
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import InvalidPartitionsError, OffsetOutOfRangeError
 from aiokafka.structs import OffsetAndMetadata
 from kafka.partitioner.default import murmur2
 
@@ -404,5 +405,127 @@ def test_group_rebalance_on_join_and_leave(broker: LiveBroker, topic_name: str) 
             await assignment_settles(a, 4)
         finally:
             await a.stop()
+
+    run(scenario)
+
+
+# -- configs, offsets by time, out of range, DeleteRecords ------------------------------------
+# What Apache Kafka reports for a topic without overrides (the other clients check the same).
+KAFKA_TOPIC_DEFAULTS = {
+    "retention.ms": "604800000",
+    "max.message.bytes": "1048588",
+    "cleanup.policy": "delete",
+    "segment.bytes": "1073741824",
+    "message.timestamp.type": "CreateTime",
+    "compression.gzip.level": "-1",
+    "compression.lz4.level": "9",
+    "compression.zstd.level": "3",
+}
+DEFAULT_CONFIG = 5  # DescribeConfigs config_source
+
+
+async def produce_values(bootstrap: str, topic: str, values: list[bytes],
+                         stamps: list[int] | None = None) -> None:
+    """Send ``values`` to partition 0 in order (with CreateTime ``stamps`` if given)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for i, value in enumerate(values):
+            await producer.send_and_wait(topic, value, partition=0,
+                                         timestamp_ms=stamps[i] if stamps else None)
+    finally:
+        await producer.stop()
+
+
+async def read_from(bootstrap: str, tp: TopicPartition, count: int, *, seek: int | None = None,
+                    **configs: Any) -> list[Any]:
+    """``count`` records of ``tp`` by assignment, from ``seek`` (or the reset policy)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **configs)
+    await consumer.start()
+    got: list[Any] = []
+    try:
+        consumer.assign([tp])
+        if seek is not None:
+            consumer.seek(tp, seek)
+        async with asyncio.timeout(DEADLINE_S):
+            while len(got) < count:
+                got += (await consumer.getmany(tp, timeout_ms=500)).get(tp, [])
+    finally:
+        await consumer.stop()
+    return got
+
+
+def test_describe_configs_defaults(broker: LiveBroker, topic_name: str) -> None:
+    """A topic without overrides reports Kafka's defaults, sourced DEFAULT_CONFIG."""
+    async def scenario() -> None:
+        await create_topic(broker.bootstrap_servers, topic_name)
+        async with admin_client(broker.bootstrap_servers) as admin:
+            [response] = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, topic_name)])
+        [(error_code, _, _, name, entries)] = response.resources
+        assert (error_code, name) == (0, topic_name)
+        configs = {e[0]: e for e in entries}  # (name, value, read_only, source, sensitive, ...)
+        for key, value in KAFKA_TOPIC_DEFAULTS.items():
+            assert (configs[key][1], configs[key][3]) == (value, DEFAULT_CONFIG), configs[key]
+
+    run(scenario)
+
+
+def test_consume_from_timestamp(broker: LiveBroker, topic_name: str) -> None:
+    """offsets_for_times finds the first record at or after a timestamp (ListOffsets v1+)."""
+    async def scenario() -> None:
+        await create_topic(broker.bootstrap_servers, topic_name)
+        base = 1_700_000_000_000
+        await produce_values(broker.bootstrap_servers, topic_name,
+                             [f"t{i}".encode() for i in range(5)],
+                             [base + i * 1000 for i in range(5)])
+        tp = TopicPartition(topic_name, 0)
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap_servers)
+        await consumer.start()
+        try:
+            found = (await consumer.offsets_for_times({tp: base + 1500}))[tp]
+            assert (found.offset, found.timestamp) == (2, base + 2000)
+            assert (await consumer.offsets_for_times({tp: base - 1}))[tp].offset == 0
+            assert await consumer.offsets_for_times({tp: base + 60_000}) == {tp: None}
+        finally:
+            await consumer.stop()
+        got = await read_from(broker.bootstrap_servers, tp, 3, seek=found.offset)
+        assert [(m.offset, m.value, m.timestamp) for m in got] == [
+            (2, b"t2", base + 2000), (3, b"t3", base + 3000), (4, b"t4", base + 4000)]
+
+    run(scenario)
+
+
+def test_offset_out_of_range_resets(broker: LiveBroker, topic_name: str) -> None:
+    """A fetch past the end gets OFFSET_OUT_OF_RANGE, and auto_offset_reset=earliest recovers."""
+    async def scenario() -> None:
+        await create_topic(broker.bootstrap_servers, topic_name)
+        await produce_values(broker.bootstrap_servers, topic_name, [b"r0", b"r1", b"r2"])
+        got = await read_from(broker.bootstrap_servers, TopicPartition(topic_name, 0), 3,
+                              seek=100, auto_offset_reset="earliest")
+        assert [(m.offset, m.value) for m in got] == [(0, b"r0"), (1, b"r1"), (2, b"r2")]
+
+    run(scenario)
+
+
+def test_delete_records(broker: LiveBroker, topic_name: str) -> None:
+    """DeleteRecords moves the log start offset; consumers start there; past the end is refused."""
+    async def scenario() -> None:
+        await create_topic(broker.bootstrap_servers, topic_name)
+        await produce_values(broker.bootstrap_servers, topic_name,
+                             [f"d{i}".encode() for i in range(10)])
+        tp = TopicPartition(topic_name, 0)
+        async with admin_client(broker.bootstrap_servers) as admin:
+            assert await admin.delete_records({tp: RecordsToDelete(4)}) == {tp: 4}
+            with pytest.raises(OffsetOutOfRangeError):
+                await admin.delete_records({tp: RecordsToDelete(11)})  # past the high watermark
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap_servers)
+        await consumer.start()
+        try:
+            assert await consumer.beginning_offsets([tp]) == {tp: 4}
+        finally:
+            await consumer.stop()
+        got = await read_from(broker.bootstrap_servers, tp, 6, auto_offset_reset="earliest")
+        assert [(m.offset, m.value) for m in got] == [(i, f"d{i}".encode()) for i in range(4, 10)]
 
     run(scenario)
