@@ -16,11 +16,17 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic, RecordsToDelete
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import InvalidPartitionsError, OffsetOutOfRangeError
+from aiokafka.errors import (
+    InvalidPartitionsError,
+    MessageSizeTooLargeError,
+    OffsetOutOfRangeError,
+)
 from aiokafka.structs import OffsetAndMetadata
 from kafka.partitioner.default import murmur2
 
 from compat import results
+from compat.conftest import now_ms
+from compat.diskfmt import single_record_batch_size, stored_batches, value_len_for_batch_size
 from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker, shared_broker
 
 pytestmark = pytest.mark.compat
@@ -527,5 +533,132 @@ def test_delete_records(broker: LiveBroker, topic_name: str) -> None:
             await consumer.stop()
         got = await read_from(broker.bootstrap_servers, tp, 6, auto_offset_reset="earliest")
         assert [(m.offset, m.value) for m in got] == [(i, f"d{i}".encode()) for i in range(4, 10)]
+
+    run(scenario)
+
+
+def test_auto_create_topic(broker: LiveBroker, topic_name: str) -> None:
+    """Producing to an unknown topic creates it (auto.create.topics.enable, num.partitions=1)."""
+    async def scenario() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
+        await producer.start()
+        try:
+            md = await producer.send_and_wait(topic_name, b"first")
+        finally:
+            await producer.stop()
+        assert (md.partition, md.offset) == (0, 0)
+        async with admin_client(broker.bootstrap_servers) as admin:
+            [described] = await admin.describe_topics([topic_name])
+        assert [p["partition"] for p in described["partitions"]] == [0]
+
+    run(scenario)
+
+
+def test_alter_configs_legacy(broker: LiveBroker, topic_name: str) -> None:
+    """The pre-KIP-339 AlterConfigs (whole-set replace): omitted overrides revert."""
+    async def scenario() -> None:
+        await create_topic(broker.bootstrap_servers, topic_name,
+                           configs={"cleanup.policy": "compact"})
+        async with admin_client(broker.bootstrap_servers) as admin:
+            [altered] = await admin.alter_configs([ConfigResource(
+                ConfigResourceType.TOPIC, topic_name,
+                {"retention.ms": "90000", "max.message.bytes": "20000"})])
+            assert [r[0] for r in altered.resources] == [0]  # error code
+            [response] = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, topic_name)])
+        configs = {e[0]: e for e in response.resources[0][4]}
+        assert configs["retention.ms"][1] == "90000"
+        assert configs["max.message.bytes"][1] == "20000"
+        assert (configs["cleanup.policy"][1], configs["cleanup.policy"][3]) == (
+            "delete", DEFAULT_CONFIG)
+
+    run(scenario)
+
+
+def test_max_message_bytes(broker: LiveBroker, topic_name: str) -> None:
+    """A batch of exactly max.message.bytes is accepted; one byte more is MESSAGE_TOO_LARGE."""
+    async def scenario() -> None:
+        limit = 10_000
+        await create_topic(broker.bootstrap_servers, topic_name,
+                           configs={"max.message.bytes": str(limit)})
+        fits = value_len_for_batch_size(limit)
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks=1)
+        await producer.start()
+        try:
+            md = await producer.send_and_wait(topic_name, b"x" * fits, partition=0)
+            assert md.offset == 0
+            [stored] = stored_batches(broker.data_dir, topic_name, 0)
+            assert stored.size == single_record_batch_size(fits) == limit
+            with pytest.raises(MessageSizeTooLargeError) as excinfo:
+                await producer.send_and_wait(topic_name, b"x" * (fits + 1), partition=0)
+            assert excinfo.value.errno == 10  # MESSAGE_TOO_LARGE
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap_servers)
+        await consumer.start()
+        try:
+            tp = TopicPartition(topic_name, 0)
+            assert await consumer.end_offsets([tp]) == {tp: 1}
+        finally:
+            await consumer.stop()
+
+    run(scenario)
+
+
+def test_log_append_time(broker: LiveBroker, topic_name: str) -> None:
+    """On a LogAppendTime topic the broker's clock replaces the producer's timestamp."""
+    async def scenario() -> None:
+        await create_topic(broker.bootstrap_servers, topic_name,
+                           configs={"message.timestamp.type": "LogAppendTime"})
+        before = now_ms()
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks=1)
+        await producer.start()
+        try:
+            md = await producer.send_and_wait(topic_name, b"v", partition=0,
+                                              timestamp_ms=1_500_000_000_000)
+        finally:
+            await producer.stop()
+        after = now_ms()
+        [record] = await read_from(broker.bootstrap_servers, TopicPartition(topic_name, 0), 1,
+                                   auto_offset_reset="earliest")
+        assert record.timestamp_type == 1  # LogAppendTime
+        assert before <= record.timestamp <= after
+        assert md.timestamp == record.timestamp  # ProduceResponse carries log_append_time_ms
+        assert {b.timestamp_type for b in stored_batches(broker.data_dir, topic_name, 0)} == {1}
+
+    run(scenario)
+
+
+def test_topic_compression_type(broker: LiveBroker, topic_name: str) -> None:
+    """A compression.type=zstd topic stores zstd whatever the producer sends (Kafka recompresses)."""
+    async def scenario() -> None:
+        await create_topic(broker.bootstrap_servers, topic_name,
+                           configs={"compression.type": "zstd"})
+        sent = []
+        for codec in (None, "lz4"):
+            producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers,
+                                        compression_type=codec, linger_ms=20)
+            await producer.start()
+            try:
+                futures = []
+                for _ in range(50):
+                    n = len(sent)
+                    rec = (f"k{n}".encode(), f"{codec} {n} ".encode() + b"compressible " * 20,
+                           [("n", str(n).encode())], 1_600_000_000_000 + 1000 * n)
+                    sent.append(rec)
+                    futures.append(await producer.send(topic_name, key=rec[0], value=rec[1],
+                                                       headers=rec[2], timestamp_ms=rec[3],
+                                                       partition=0))
+                offsets = [(await f).offset for f in futures]
+            finally:
+                await producer.stop()
+            assert offsets == list(range(len(sent) - 50, len(sent)))
+        got = await read_from(broker.bootstrap_servers, TopicPartition(topic_name, 0), len(sent),
+                              auto_offset_reset="earliest")
+        assert [(m.key, m.value, list(m.headers), m.timestamp) for m in got] == sent
+        assert [m.offset for m in got] == list(range(len(sent)))
+        stored = stored_batches(broker.data_dir, topic_name, 0)
+        assert {b.compression for b in stored} == {"zstd"}
+        assert sum(b.records_count for b in stored) == len(sent)
 
     run(scenario)
