@@ -169,6 +169,28 @@ def test_alter_configs_legacy(node: str, broker: LiveBroker, topic_name: str) ->
                                          "source": DEFAULT_CONFIG}
 
 
+def test_consume_from_timestamp(node: str, broker: LiveBroker, topic_name: str) -> None:
+    """ListOffsets by timestamp finds the first record at or after it; a seek reads from there."""
+    result = scenario(node, broker, "consume_from_timestamp", topic_name)
+    found = result["found"]
+    assert (found["mid"], found["before"], found["after"]) == (
+        [{"partition": 0, "offset": "2"}], [{"partition": 0, "offset": "0"}],
+        [{"partition": 0, "offset": "5"}])
+    base = 1_700_000_000_000
+    assert [(r["offset"], r["value"], r["timestamp"]) for r in result["records"]] == [
+        (2, "t2", base + 2000), (3, "t3", base + 3000), (4, "t4", base + 4000)]
+
+
+def test_delete_records(node: str, broker: LiveBroker, topic_name: str) -> None:
+    """DeleteRecords moves the log start offset; consumers start there; past the end is refused."""
+    result = scenario(node, broker, "delete_records", topic_name)
+    assert result["offsets"] == [{"partition": 0, "offset": "10", "high": "10", "low": "4"}]
+    [refused] = result["beyond"]["cause"]["partitions"]  # KafkaJSDeleteTopicRecordsError
+    assert (refused["partition"], refused["error"]["type"]) == (0, "OFFSET_OUT_OF_RANGE")
+    assert [(r["offset"], r["value"]) for r in result["records"]] == [
+        (i, f"d{i}") for i in range(4, 10)]
+
+
 @pytest.mark.parametrize("codec", ["gzip"])
 def test_compression(node: str, broker: LiveBroker, topic_name: str, codec: str) -> None:
     """gzip batches from kafkajs (its only built-in codec) are stored and read back intact."""

@@ -28,6 +28,11 @@ const FAST_GROUP = { sessionTimeout: 6000, heartbeatInterval: 500, rebalanceTime
 function describeError (err) {
   const out = { name: err.name, message: err.message, type: err.type, code: err.code }
   if (err.errors) out.errors = err.errors.map(describeError)
+  if (err.partitions) {
+    out.partitions = err.partitions.map((p) => ({
+      partition: p.partition, error: p.error ? describeError(p.error) : null
+    }))
+  }
   if (err.cause) out.cause = describeError(err.cause)
   return out
 }
@@ -64,7 +69,7 @@ async function produce (messages, { acks = -1, compression } = {}) {
 // Consume `count` records as a member of `groupId`, then leave the group (disconnect).
 // kafkajs reads read_committed unless readUncommitted is set.
 async function consumeGroup (groupId, count, {
-  fromBeginning = true, autoCommit = true, readUncommitted = false, from = topic
+  fromBeginning = true, autoCommit = true, readUncommitted = false, from = topic, seekTo = null
 } = {}) {
   const consumer = kafka.consumer({ groupId, readUncommitted, ...FAST_GROUP })
   await consumer.connect()
@@ -88,6 +93,8 @@ async function consumeGroup (groupId, count, {
         if (records.length >= count) done()
       }
     })
+    // kafkajs seeks only once run() started; it then fetches from there.
+    if (seekTo !== null) consumer.seek({ topic: from, partition: 0, offset: String(seekTo) })
     await finished
   } finally {
     await consumer.disconnect() // commits what eachMessage resolved, then LeaveGroup
@@ -284,6 +291,46 @@ const SCENARIOS = {
       })
       return { configs: await topicConfigs(admin) }
     })
+  },
+
+  // ListOffsets by timestamp, then consume from the offset found.
+  async consume_from_timestamp () {
+    await withAdmin((admin) => admin.createTopics({ topics: [{ topic }] }))
+    const base = 1700000000000
+    const messages = []
+    for (let i = 0; i < 5; i++) {
+      messages.push({ value: `t${i}`, partition: 0, timestamp: String(base + i * 1000) })
+    }
+    await produce(messages)
+    const found = await withAdmin(async (admin) => ({
+      mid: await admin.fetchTopicOffsetsByTimestamp(topic, base + 1500),
+      before: await admin.fetchTopicOffsetsByTimestamp(topic, base - 1),
+      // none at or after: kafkajs answers the high watermark for Kafka's -1
+      after: await admin.fetchTopicOffsetsByTimestamp(topic, base + 60000)
+    }))
+    const records = await consumeGroup(`g-${topic}`, 3, {
+      fromBeginning: false, seekTo: Number(found.mid[0].offset)
+    })
+    return { found, records }
+  },
+
+  // DeleteRecords moves the log start; past the high watermark is refused.
+  async delete_records () {
+    await withAdmin((admin) => admin.createTopics({ topics: [{ topic }] }))
+    const messages = []
+    for (let i = 0; i < 10; i++) messages.push({ value: `d${i}`, partition: 0 })
+    await produce(messages)
+    const result = await withAdmin(async (admin) => {
+      // deleteTopicRecords looks the leader up in metadata it does not load itself.
+      await admin.fetchTopicMetadata({ topics: [topic] })
+      await admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: '4' }] })
+      const offsets = await admin.fetchTopicOffsets(topic)
+      const beyond = await expectError(
+        admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: '11' }] }))
+      return { offsets, beyond }
+    })
+    result.records = await consumeGroup(`g-${topic}`, 6)
+    return result
   },
 
   // Three transactions of five records: committed, aborted, committed.
