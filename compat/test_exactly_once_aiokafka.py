@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import NewTopic
+from aiokafka.errors import ProducerFenced
 
 from compat.livebroker import LiveBroker, shared_broker
 from compat.test_aiokafka import admin_client
@@ -119,6 +120,39 @@ async def consume_transform_produce(bootstrap: str, topic: str) -> None:
 def test_consume_transform_produce_with_offsets(broker: LiveBroker, topic_name: str) -> None:
     async def bounded() -> None:
         await asyncio.wait_for(consume_transform_produce(broker.bootstrap_servers, topic_name),
+                               DEADLINE_S * 2)
+
+    asyncio.run(bounded())
+
+
+async def zombie_is_fenced(bootstrap: str, topic: str) -> None:
+    async with admin_client(bootstrap) as admin:
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+    tid = f"aio-zombie-{topic}"
+    old = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=tid)
+    await old.start()
+    try:
+        await old.begin_transaction()
+        await (await old.send(topic, value=b"zombie"))
+        # A new instance with the same transactional id bumps the epoch (InitProducerId),
+        # which aborts the old instance's open transaction and fences it.
+        new = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=tid)
+        await new.start()
+        try:
+            async with new.transaction():
+                await new.send(topic, value=b"live")
+        finally:
+            await new.stop()
+        with pytest.raises(ProducerFenced):
+            await old.commit_transaction()
+    finally:
+        await old.stop()
+    assert await read_all(bootstrap, topic, "read_committed") == [b"live"]
+
+
+def test_zombie_is_fenced_by_new_instance(broker: LiveBroker, topic_name: str) -> None:
+    async def bounded() -> None:
+        await asyncio.wait_for(zombie_is_fenced(broker.bootstrap_servers, topic_name),
                                DEADLINE_S * 2)
 
     asyncio.run(bounded())
