@@ -177,3 +177,25 @@ def test_group_subscribe_and_consume(kcat_bin: str, broker: LiveBroker, topic_na
     kcat(kcat_bin, broker, "-P", "-t", topic_name, "-p", "1", stdin=b"late\n")
     proc = kcat(kcat_bin, broker, "-G", group, "-c", "1", "-f", "%p %o %s\n", topic_name)
     assert proc.stdout.decode().split() == ["1", "10", "late"]
+
+
+def test_consume_from_timestamp(kcat_bin: str, broker: LiveBroker, topic_name: str) -> None:
+    """`-o s@TS` (and `-Q`) resolve a timestamp through ListOffsets to the first record at or after it."""
+    kcat(kcat_bin, broker, "-P", "-t", topic_name, "-p", "0", stdin=b"early-0\nearly-1\nearly-2\n")
+    time.sleep(0.01)  # every record above is strictly older than `middle`
+    middle = int(time.time() * 1000)
+    time.sleep(0.01)
+    kcat(kcat_bin, broker, "-P", "-t", topic_name, "-p", "0", stdin=b"late-3\nlate-4\n")
+    proc = kcat(kcat_bin, broker, "-C", "-t", topic_name, "-o", f"s@{middle}", "-e",
+                "-f", "%o %s\n")
+    assert proc.stdout.decode().splitlines() == ["3 late-3", "4 late-4"]
+    query = kcat(kcat_bin, broker, "-Q", "-t", f"{topic_name}:0:{middle}").stdout.decode()
+    assert f"{topic_name} [0] offset 3" in query
+
+
+def test_offset_out_of_range_resets(kcat_bin: str, broker: LiveBroker, topic_name: str) -> None:
+    """A start past the end gets OFFSET_OUT_OF_RANGE; auto.offset.reset=earliest recovers."""
+    kcat(kcat_bin, broker, "-P", "-t", topic_name, "-p", "0", stdin=b"r0\nr1\nr2\n")
+    proc = kcat(kcat_bin, broker, "-C", "-t", topic_name, "-p", "0", "-o", "100", "-e",
+                "-X", "auto.offset.reset=earliest", "-f", "%o %s\n")
+    assert proc.stdout.decode().splitlines() == ["0 r0", "1 r1", "2 r2"]
