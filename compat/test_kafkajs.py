@@ -21,6 +21,7 @@ import pytest
 from kafka.partitioner.default import murmur2
 
 from compat import results
+from compat.diskfmt import stored_batches, value_len_for_batch_size
 from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker, shared_broker
 
 pytestmark = pytest.mark.compat
@@ -189,6 +190,36 @@ def test_delete_records(node: str, broker: LiveBroker, topic_name: str) -> None:
     assert (refused["partition"], refused["error"]["type"]) == (0, "OFFSET_OUT_OF_RANGE")
     assert [(r["offset"], r["value"]) for r in result["records"]] == [
         (i, f"d{i}") for i in range(4, 10)]
+
+
+def test_max_message_bytes(node: str, broker: LiveBroker, topic_name: str) -> None:
+    """A batch of exactly max.message.bytes is accepted; one byte more is MESSAGE_TOO_LARGE."""
+    # kafkajs writes a record without key or headers the way compat.diskfmt sizes it.
+    fits = value_len_for_batch_size(10_000)
+    result = scenario(node, broker, "max_message_bytes", topic_name, json.dumps([fits]))
+    assert [(m["partition"], m["baseOffset"]) for m in result["stored"]] == [(0, "0")]
+    assert stored_batches(broker.data_dir, topic_name, 0)[0].size == 10_000
+    assert result["tooLarge"]["type"] == "MESSAGE_TOO_LARGE"
+    assert result["offsets"] == [{"partition": 0, "offset": "1", "high": "1", "low": "0"}]
+
+
+def test_log_append_time(node: str, broker: LiveBroker, topic_name: str) -> None:
+    """On a LogAppendTime topic the broker's clock replaces the producer's timestamp."""
+    result = scenario(node, broker, "log_append_time", topic_name)
+    appended = int(result["meta"]["logAppendTime"])  # ProduceResponse log_append_time_ms
+    assert result["before"] <= appended <= result["after"]
+    assert result["record"]["timestamp"] == appended
+    assert {b.timestamp_type for b in stored_batches(broker.data_dir, topic_name, 0)} == {1}
+
+
+def test_topic_compression_type(node: str, broker: LiveBroker, topic_name: str) -> None:
+    """A compression.type=gzip topic stores gzip whatever kafkajs sends (Kafka recompresses)."""
+    result = scenario(node, broker, "topic_compression_type", topic_name)
+    assert [(r["offset"], r["key"], r["value"], r["headers"], r["timestamp"])
+            for r in result["records"]] == [
+        (i, m["key"], m["value"], m["headers"], int(m["timestamp"]))
+        for i, m in enumerate(result["sent"])]
+    assert {b.compression for b in stored_batches(broker.data_dir, topic_name, 0)} == {"gzip"}
 
 
 @pytest.mark.parametrize("codec", ["gzip"])

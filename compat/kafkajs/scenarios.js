@@ -333,6 +333,52 @@ const SCENARIOS = {
     return result
   },
 
+  // A batch of exactly max.message.bytes is stored; one byte more is MESSAGE_TOO_LARGE.
+  async max_message_bytes () {
+    const [fits] = JSON.parse(arg)
+    await withAdmin((admin) => admin.createTopics({
+      topics: [{ topic, configEntries: [{ name: 'max.message.bytes', value: '10000' }] }]
+    }))
+    const stored = await produce([{ value: 'x'.repeat(fits), partition: 0 }], { acks: 1 })
+    const tooLarge = await expectError(
+      produce([{ value: 'x'.repeat(fits + 1), partition: 0 }], { acks: 1 }))
+    const offsets = await withAdmin((admin) => admin.fetchTopicOffsets(topic))
+    return { stored, tooLarge, offsets }
+  },
+
+  // On a LogAppendTime topic the broker's clock replaces the producer's timestamp.
+  async log_append_time () {
+    await withAdmin((admin) => admin.createTopics({
+      topics: [{ topic, configEntries: [{ name: 'message.timestamp.type', value: 'LogAppendTime' }] }]
+    }))
+    const before = Date.now()
+    const [meta] = await produce([{ value: 'v', partition: 0, timestamp: '1500000000000' }],
+      { acks: 1 })
+    const after = Date.now()
+    const [record] = await consumeGroup(`g-${topic}`, 1)
+    return { before, after, meta, record }
+  },
+
+  // A compression.type=gzip topic stores gzip whatever kafkajs sends.
+  async topic_compression_type () {
+    await withAdmin((admin) => admin.createTopics({
+      topics: [{ topic, configEntries: [{ name: 'compression.type', value: 'gzip' }] }]
+    }))
+    const messages = []
+    for (let i = 0; i < 50; i++) {
+      messages.push({
+        key: `k${i}`,
+        value: `${i} ` + 'compressible '.repeat(20),
+        headers: { n: String(i) },
+        timestamp: String(1600000000000 + 1000 * i),
+        partition: 0
+      })
+    }
+    await produce(messages)
+    const records = await consumeGroup(`g-${topic}`, 50)
+    return { sent: messages, records }
+  },
+
   // Three transactions of five records: committed, aborted, committed.
   async eos_commit_abort_commit () {
     await withAdmin((admin) => admin.createTopics({ topics: [{ topic, numPartitions: 1 }] }))
