@@ -179,6 +179,8 @@ class PartitionLog:
         self._bases = list(bases)
         if clean:
             self._load_clean()
+            if had_marker and not self.recovered_bytes_truncated and not self._indexes_rebuilt:
+                self._unflushed = False  # all fsynced by the close that wrote the marker
         else:
             self._recover()
         leo = self.log_end_offset
@@ -201,9 +203,6 @@ class PartitionLog:
         self.txn_index.load(self._bases, self.log_end_offset)
         # Snapshots are only ever written by roll/close, not during an open.
         self._load_producer_state(list_snapshots(d, names=names))
-        if had_marker and self.open_mode == "clean" and not self.recovered_bytes_truncated \
-                and self._indexes_rebuilt == 0:
-            self._unflushed = False  # everything here was fsynced by the close that wrote it
         if had_marker:
             # Appends are coming: the marker must be gone for good before any of them.
             # Its removal is made durable (directory fsync) by _before_write, right
@@ -625,6 +624,7 @@ class PartitionLog:
             self._checkpoint_recovery_point()
 
     def _truncate_fully_and_start_at(self, offset: int) -> None:
+        self._unflushed = True
         self._walked.clear()
         for seg in self._segments:
             seg.delete_files()
