@@ -392,9 +392,21 @@ async def send_parts(sock: Any, items: list[Any]) -> None:
 
 
 async def _send_bytes(sock: Any, data: Any) -> None:
+    """Write all of ``data``; wait for the socket only when its buffer is full.
+
+    Straight to the non-blocking descriptor, like the sendfile path: trio's
+    ``send`` ends with a scheduling point, which cost every response a second
+    pass of the event loop (and an epoll) although the connection's next read
+    yields anyway.
+    """
     view = memoryview(data)
+    fd = sock.fileno()
     while view:
-        sent = await sock.send(view)
+        try:
+            sent = os.write(fd, view)
+        except BlockingIOError:
+            await trio.lowlevel.wait_writable(sock)
+            continue
         view = view[sent:]
 
 
