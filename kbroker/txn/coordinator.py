@@ -196,11 +196,14 @@ class TransactionCoordinator:
             else:
                 return InitResult(ErrorCode.PRODUCER_FENCED)
         if meta.state is TxnState.ONGOING:
-            # A new instance fences the old one: abort its transaction under a
-            # bumped epoch (Kafka answers CONCURRENT_TRANSACTIONS and the client
-            # retries; we finish the abort at once and answer the retry's result).
+            # A new instance fences the old one, as TransactionCoordinator does: abort
+            # its transaction under a bumped epoch (never handed out) and answer
+            # CONCURRENT_TRANSACTIONS; the client retries once the abort is complete
+            # (at once here: markers are written synchronously) and gets the epoch
+            # after that, so a fenced epoch is never reused.
             self._bump_epoch(meta)
             self._end(meta, commit=False)
+            return InitResult(ErrorCode.CONCURRENT_TRANSACTIONS)
         self._bump_epoch(meta)
         meta.timeout_ms = timeout_ms
         meta.state = TxnState.EMPTY
