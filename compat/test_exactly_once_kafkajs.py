@@ -29,3 +29,13 @@ def test_consume_transform_produce_with_offsets(
     result = scenario(node, broker, "eos_consume_transform_produce", topic_name)
     assert result["committed"] == {"0": 10}
     assert result["out"] == [f"t{i}" for i in range(10)]
+
+
+def test_zombie_is_fenced_by_new_instance(
+        node: str, broker: LiveBroker, topic_name: str) -> None:  # noqa: F811
+    """A new instance fences the old one: the old commit fails, only the new record is read."""
+    result = scenario(node, broker, "eos_zombie_fenced", topic_name)
+    # kafkajs speaks EndTxn v0-v1, where PRODUCER_FENCED is sent as INVALID_PRODUCER_EPOCH
+    # (KIP-588 keeps the old code for old versions).
+    assert result["fenced"]["type"] == "INVALID_PRODUCER_EPOCH", result
+    assert result["records"] == ["live"]

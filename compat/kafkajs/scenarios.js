@@ -404,6 +404,27 @@ const SCENARIOS = {
     }
   },
 
+  // A second producer with the same transactional id fences the first, whose open
+  // transaction is aborted; the first can then neither commit nor write.
+  async eos_zombie_fenced () {
+    await withAdmin((admin) => admin.createTopics({ topics: [{ topic, numPartitions: 1 }] }))
+    const tid = `zombie-${topic}`
+    const old = txProducer(tid)
+    await old.connect()
+    const oldTxn = await old.transaction()
+    await oldTxn.send({ topic, messages: [{ value: 'zombie', partition: 0 }] })
+    const fresh = txProducer(tid)
+    await fresh.connect() // InitProducerId: fences `old`
+    const txn = await fresh.transaction()
+    await txn.send({ topic, messages: [{ value: 'live', partition: 0 }] })
+    await txn.commit()
+    await fresh.disconnect()
+    const fenced = await expectError(oldTxn.commit())
+    await old.disconnect()
+    const records = await consumeGroup(`g-${topic}`, 1)
+    return { fenced, records: records.map((r) => r.value) }
+  },
+
   // Read a topic, write each batch transformed to another, and commit the read offsets in
   // the same transaction (sendOffsets: AddOffsetsToTxn + TxnOffsetCommit).
   async eos_consume_transform_produce () {
