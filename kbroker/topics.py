@@ -376,8 +376,9 @@ class TopicManager:
         topic_id = uuid_to_base64(topic.topic_id)
         # At start-up _load has just read every partition.metadata (start-up time:
         # three reads per partition were a tenth of a 1,000-partition start).
+        exists = False  # known to exist: the start-up scan listed it
         if scanned is not None and dir_name in scanned:
-            stored = scanned[dir_name]
+            stored, exists = scanned[dir_name], True
         else:
             stored = _read_partition_metadata(metadata)  # None: no directory or no file
         if stored is not None and stored != topic_id:
@@ -386,7 +387,9 @@ class TopicManager:
                            directory, stored, topic_id)
             shutil.rmtree(directory)
             stored = None
-        directory.mkdir(parents=True, exist_ok=True)
+            exists = False
+        if not exists:
+            directory.mkdir(parents=True, exist_ok=True)
         if stored != topic_id:
             # Not fsynced (two fsyncs per partition were most of creating a topic, and
             # the first FindCoordinator creates 50): topics.json, saved durably before
