@@ -69,6 +69,30 @@ def topic_name(request: pytest.FixtureRequest) -> str:
     return f"{base[:150]}.{next(_topic_counter)}.{uuid.uuid4().hex[:6]}"
 
 
+# Kafka's topic defaults (TopicConfig / LogConfig): what DescribeConfigs reports for a topic
+# with no overrides on a broker with no server.properties. Every client checks the same.
+KAFKA_TOPIC_DEFAULTS = {
+    "retention.ms": "604800000",
+    "max.message.bytes": "1048588",
+    "cleanup.policy": "delete",
+    "segment.bytes": "1073741824",
+    "message.timestamp.type": "CreateTime",
+    # KIP-390 compression levels (Kafka 3.8+)
+    "compression.gzip.level": "-1",
+    "compression.lz4.level": "9",
+    "compression.zstd.level": "3",
+}
+# DescribeConfigs config_source codes, for clients that hand out the raw number.
+DYNAMIC_TOPIC_CONFIG, DEFAULT_CONFIG = 1, 5
+
+
+def text_like_values(count: int = 300, words_per_value: int = 80) -> list[bytes]:
+    """Deterministic text-like values that compress differently at different levels."""
+    words = [f"w{(i * 7919) % 997}".encode() for i in range(2000)]
+    return [b" ".join(words[(i * 31 + j) % 2000] for j in range(words_per_value))
+            for i in range(count)]
+
+
 def now_ms() -> int:
     """Wall-clock time in milliseconds, Kafka's timestamp unit."""
     return int(time.time() * 1000)

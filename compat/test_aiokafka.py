@@ -25,7 +25,7 @@ from aiokafka.structs import OffsetAndMetadata
 from kafka.partitioner.default import murmur2
 
 from compat import results
-from compat.conftest import now_ms
+from compat.conftest import DEFAULT_CONFIG, KAFKA_TOPIC_DEFAULTS, now_ms
 from compat.diskfmt import single_record_batch_size, stored_batches, value_len_for_batch_size
 from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker, shared_broker
 
@@ -416,20 +416,6 @@ def test_group_rebalance_on_join_and_leave(broker: LiveBroker, topic_name: str) 
 
 
 # -- configs, offsets by time, out of range, DeleteRecords ------------------------------------
-# What Apache Kafka reports for a topic without overrides (the other clients check the same).
-KAFKA_TOPIC_DEFAULTS = {
-    "retention.ms": "604800000",
-    "max.message.bytes": "1048588",
-    "cleanup.policy": "delete",
-    "segment.bytes": "1073741824",
-    "message.timestamp.type": "CreateTime",
-    "compression.gzip.level": "-1",
-    "compression.lz4.level": "9",
-    "compression.zstd.level": "3",
-}
-DEFAULT_CONFIG = 5  # DescribeConfigs config_source
-
-
 async def produce_values(bootstrap: str, topic: str, values: list[bytes],
                          stamps: list[int] | None = None) -> None:
     """Send ``values`` to partition 0 in order (with CreateTime ``stamps`` if given)."""

@@ -37,7 +37,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from compat.conftest import now_ms
+from compat.conftest import KAFKA_TOPIC_DEFAULTS, now_ms, text_like_values
 from compat.diskfmt import single_record_batch_size, stored_batches, value_len_for_batch_size
 from compat.livebroker import LiveBroker
 
@@ -45,17 +45,6 @@ pytestmark = pytest.mark.compat
 
 POLL_DEADLINE_S = 15.0
 TIMEOUT_S = 15.0
-KAFKA_TOPIC_DEFAULTS = {
-    "retention.ms": "604800000",
-    "max.message.bytes": "1048588",
-    "cleanup.policy": "delete",
-    "segment.bytes": "1073741824",
-    "message.timestamp.type": "CreateTime",
-    # KIP-390 compression levels (Kafka 3.8+)
-    "compression.gzip.level": "-1",
-    "compression.lz4.level": "9",
-    "compression.zstd.level": "3",
-}
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -375,8 +364,7 @@ def test_topic_compression_type(broker: LiveBroker, topic_name: str) -> None:
 
 def test_topic_compression_level(broker: LiveBroker, topic_name: str) -> None:
     """compression.zstd.level (KIP-390) is the level the broker compresses at: same records, fewer bytes at 19 than at 1."""
-    words = [f"w{(i * 7919) % 997}".encode() for i in range(2000)]
-    values = [b" ".join(words[(i * 31 + j) % 2000] for j in range(80)) for i in range(300)]
+    values = text_like_values()
     stored = {}
     for level in (1, 19):
         topic = f"{topic_name}-{level}"

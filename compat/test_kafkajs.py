@@ -21,6 +21,7 @@ import pytest
 from kafka.partitioner.default import murmur2
 
 from compat import results
+from compat.conftest import DEFAULT_CONFIG, DYNAMIC_TOPIC_CONFIG, KAFKA_TOPIC_DEFAULTS
 from compat.diskfmt import stored_batches, value_len_for_batch_size
 from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker, shared_broker
 
@@ -136,21 +137,6 @@ def test_produce_keyed(node: str, broker: LiveBroker, topic_name: str, acks: int
         assert [(r["key"], r["value"]) for r in in_p] == [
             (k, f"v{i}") for i, k in enumerate(keys)
             if expected_partition(k.encode(), partitions) == p]
-
-
-# What Apache Kafka reports for a topic without overrides (kafka-python and confluent-kafka
-# check the same defaults).
-KAFKA_TOPIC_DEFAULTS = {
-    "retention.ms": "604800000",
-    "max.message.bytes": "1048588",
-    "cleanup.policy": "delete",
-    "segment.bytes": "1073741824",
-    "message.timestamp.type": "CreateTime",
-    "compression.gzip.level": "-1",
-    "compression.lz4.level": "9",
-    "compression.zstd.level": "3",
-}
-DYNAMIC_TOPIC_CONFIG, DEFAULT_CONFIG = 1, 5  # DescribeConfigs config_source
 
 
 def test_describe_configs_defaults(node: str, broker: LiveBroker, topic_name: str) -> None:
