@@ -90,6 +90,11 @@ class _IndexFile:
     def _drop_pending(self) -> None:
         del self._pending[:]
 
+    def _size_on_disk(self) -> int:
+        """The file's size once every entry is in it: what each reader of the file starts from."""
+        self.write_pending()
+        return os.fstat(self.fd).st_size
+
     @property
     def fd(self) -> int:
         """The descriptor, reopened if parked."""
@@ -131,8 +136,7 @@ class OffsetIndex(_IndexFile):
     # -- loading -------------------------------------------------------------
     def file_ok(self, log_size: int) -> bool:
         """Cheap sanity check (as Kafka's sanityCheck): whole entries, last one inside the log."""
-        self.write_pending()  # the file must hold every entry before it is read
-        size = os.fstat(self.fd).st_size
+        size = self._size_on_disk()
         if size % OFFSET_ENTRY:
             return False
         if size == 0:
@@ -149,8 +153,7 @@ class OffsetIndex(_IndexFile):
 
     def last_entry_from_file(self) -> tuple[int, int]:
         """The last (relative offset, position) on disk, or (-1, 0) when empty."""
-        self.write_pending()  # the file must hold every entry before it is read
-        size = os.fstat(self.fd).st_size
+        size = self._size_on_disk()
         if size < OFFSET_ENTRY:
             return -1, 0
         rel, pos = struct.unpack(
@@ -159,8 +162,7 @@ class OffsetIndex(_IndexFile):
         return rel, pos
 
     def _load(self) -> None:
-        self.write_pending()  # the file must hold every entry before it is read
-        size = os.fstat(self.fd).st_size
+        size = self._size_on_disk()
         size -= size % OFFSET_ENTRY
         raw = array("i")
         raw.frombytes(_pread_all(self.fd, size))
@@ -247,8 +249,7 @@ class TimeIndex(_IndexFile):
 
     def file_ok(self, max_relative_offset: int | None = None) -> bool:
         """Cheap sanity check: whole entries, last offset not negative."""
-        self.write_pending()  # the file must hold every entry before it is read
-        size = os.fstat(self.fd).st_size
+        size = self._size_on_disk()
         if size % TIME_ENTRY:
             return False
         if size == 0:
@@ -262,8 +263,7 @@ class TimeIndex(_IndexFile):
 
     def last_entry_from_file(self) -> tuple[int, int]:
         """The last (timestamp, relative offset) on disk, or (-1, -1) when empty."""
-        self.write_pending()  # the file must hold every entry before it is read
-        size = os.fstat(self.fd).st_size
+        size = self._size_on_disk()
         size -= size % TIME_ENTRY
         if size < TIME_ENTRY:
             return -1, -1
@@ -271,8 +271,7 @@ class TimeIndex(_IndexFile):
         return ts, rel
 
     def _load(self) -> None:
-        self.write_pending()  # the file must hold every entry before it is read
-        size = os.fstat(self.fd).st_size
+        size = self._size_on_disk()
         n = size // TIME_ENTRY
         flat = struct.unpack(">" + "qi" * n, _pread_all(self.fd, n * TIME_ENTRY)) if n else ()
         self._ts = list(flat[0::2])
