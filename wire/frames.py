@@ -87,10 +87,7 @@ class FrameDecoder:
             # straight into its own buffer (one copy, not via _buf and then again).
             (size,) = _SIZE.unpack_from(data, 0)
             if LARGE_FRAME <= size <= self._max and len(data) < 4 + size:
-                big = self._buffer_for(size)
-                have = len(data) - 4
-                big[:have] = memoryview(data)[4:]
-                self._big, self._big_filled, self._need = big, have, size
+                self._begin_large(size, memoryview(data)[4:])
                 return
         self._buf += data
         self._check_prefix()
@@ -108,14 +105,18 @@ class FrameDecoder:
             need = self._need
             if need < LARGE_FRAME or len(self._buf) >= 4 + need:
                 return None
-            big = self._buffer_for(need)
-            have = len(self._buf) - 4
-            big[:have] = memoryview(self._buf)[4:]
-            self._buf = bytearray()
-            self._big, self._big_filled = big, have
+            head, self._buf = memoryview(self._buf)[4:], bytearray()
+            big = self._begin_large(need, head)
         elif self._buf or self._big_filled == len(big):
             return None  # complete: next_frame_view() takes it
         return big[self._big_filled :]
+
+    def _begin_large(self, size: int, head: memoryview) -> memoryview:
+        """Receive a frame of ``size`` in its own buffer, starting with the ``head`` bytes."""
+        big = self._buffer_for(size)
+        big[: len(head)] = head
+        self._big, self._big_filled, self._need = big, len(head), size
+        return big
 
     def _buffer_for(self, need: int) -> memoryview:
         """A view of `need` writable bytes: the spare buffer if no frame view still uses it."""
