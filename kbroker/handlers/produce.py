@@ -44,6 +44,7 @@ from kbroker.handlers.offsets import (
 from kbroker.topics import Partition, Topic
 from kbroker.txn.service import check_producer_batch
 from wire import records as wire_records
+from wire.compression import DEFAULT_LEVELS
 from wire.errors import ErrorCode, InvalidRecordBatch
 from wire.messages import ProduceRequest, ProduceResponse
 
@@ -67,7 +68,6 @@ _TARGET_CODECS: dict[str, int | None] = {
     "lz4": 3,
     "zstd": 4,
 }
-_LEVELLED_CODECS = ("gzip", "lz4", "zstd")  # the codecs with compression.<codec>.level
 _LOG_APPEND_TIME = 1
 _NO_TIMESTAMP = -1
 # The Java default for the timestamp bounds (Long.MAX_VALUE): no check.
@@ -288,8 +288,9 @@ def _compute_settings(ctx: RequestContext, topic: Topic) -> ProduceSettings:
         timestamp_after_max_ms=int(diff if after == _NO_BOUND else after),
         min_insync_replicas=int(topic_value(ctx, topic, "min.insync.replicas")),
         target_compression=_TARGET_CODECS[codec_name],
+        # The codecs with levels (KIP-390) each have a compression.<codec>.level setting.
         target_level=(int(topic_value(ctx, topic, f"compression.{codec_name}.level"))
-                      if codec_name in _LEVELLED_CODECS else None),
+                      if _TARGET_CODECS[codec_name] in DEFAULT_LEVELS else None),
     )
 
 
