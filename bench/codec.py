@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import crc32c  # noqa: E402
 
-from wire import records as R  # noqa: E402
+from kbroker.wire import records as R  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -77,8 +77,8 @@ def bench_records() -> None:
 def bench_protocol() -> None:
     """Produce request decode/encode and Fetch response encode/decode with 1 MiB of batches."""
     try:
-        from wire import protocol
-        from wire.messages import FetchResponse, ProduceRequest
+        from kbroker.wire import protocol
+        from kbroker.wire.messages import FetchResponse, ProduceRequest
     except ImportError as exc:  # the schema engineer's module may not exist yet
         print(f"wire.protocol unavailable ({exc}); skipping protocol figures")
         return
@@ -141,7 +141,7 @@ def bench_protocol() -> None:
 
 def bench_frames() -> None:
     """FrameDecoder throughput: 1 MiB frames fed in 64 KiB socket-sized chunks."""
-    from wire.frames import FrameDecoder, frame
+    from kbroker.wire.frames import FrameDecoder, frame
 
     stream = frame(b"x" * MIB) * 16
 

@@ -30,8 +30,8 @@ sys.path.insert(0, str(REPO))
 
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
-from wire.messages import ApiVersionsRequest  # noqa: E402
-from wire.protocol import decode_response, encode_request  # noqa: E402
+from kbroker.wire.messages import ApiVersionsRequest  # noqa: E402
+from kbroker.wire.protocol import decode_response, encode_request  # noqa: E402
 
 START_TIMEOUT_S = 120.0
 IDLE_SETTLE_S = 1.0

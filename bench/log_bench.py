@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from log import LogConfig, PartitionLog  # noqa: E402
-from wire.records import Record, build_batch  # noqa: E402
+from kbroker.log import LogConfig, PartitionLog  # noqa: E402
+from kbroker.wire.records import Record, build_batch  # noqa: E402
 
 KiB = 1024
 MiB = 1024 * KiB

@@ -32,15 +32,15 @@ from confluent_kafka import Consumer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 from compat.livebroker import LiveBroker  # noqa: E402
-from wire.errors import ErrorCode  # noqa: E402
-from wire.frames import FrameDecoder  # noqa: E402
-from wire.messages import (  # noqa: E402
+from kbroker.wire.errors import ErrorCode  # noqa: E402
+from kbroker.wire.frames import FrameDecoder  # noqa: E402
+from kbroker.wire.messages import (  # noqa: E402
     HeartbeatRequest,
     JoinGroupRequest,
     LeaveGroupRequest,
     SyncGroupRequest,
 )
-from wire.protocol import decode_response, encode_request  # noqa: E402
+from kbroker.wire.protocol import decode_response, encode_request  # noqa: E402
 
 
 class Conn:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 import timeit
 
-from wire import protocol
-from wire.messages import FetchResponse, MetadataResponse, ProduceRequest
+from kbroker.wire import protocol
+from kbroker.wire.messages import FetchResponse, MetadataResponse, ProduceRequest
 
 
 def best(fn: object, number: int = 500) -> float:

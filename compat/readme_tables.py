@@ -30,7 +30,7 @@ MAIN_SETTINGS = [
 def api_table() -> str:
     """Markdown table of the registered API handlers and their version ranges."""
     from kbroker.handlers import advertised_versions, load_handlers
-    from wire.protocol import request_class
+    from kbroker.wire.protocol import request_class
 
     load_handlers()
     lines = ["| key | API | versions |", "|---:|---|---|"]

@@ -22,9 +22,9 @@ from typing import IO, Any
 import trio
 
 from kbroker.config import BrokerConfig, ConfigError
+from kbroker.log.errors import LogError
 from kbroker.topic_config import effective_topic_value
 from kbroker.topics import Partition, TopicManager, random_kafka_uuid, uuid_to_base64
-from log.errors import LogError
 
 logger = logging.getLogger(__name__)
 

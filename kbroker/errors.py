@@ -9,7 +9,7 @@ that handler; the server logs it and closes the connection.
 
 from __future__ import annotations
 
-from wire.errors import ErrorCode
+from kbroker.wire.errors import ErrorCode
 
 
 class KafkaApiError(Exception):

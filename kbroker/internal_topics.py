@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from log.producer_state import control_type
-from wire.records import BatchHeader, iter_records, parse_header
+from kbroker.log.producer_state import control_type
+from kbroker.wire.records import BatchHeader, iter_records, parse_header
 
 if TYPE_CHECKING:
-    from log.partition import PartitionLog
+    from kbroker.log.partition import PartitionLog
 
 # How much of the log one read brings in; a larger batch is still read whole (min_one).
 READ_CHUNK = 1024 * 1024

@@ -39,11 +39,11 @@ from kbroker.broker import Broker
 from kbroker.config import BrokerConfig
 from kbroker.coordinator import service as group_service
 from kbroker.handlers import CloseConnection, RequestContext, load_handlers, lookup
+from kbroker.log.segment import pread_exact
 from kbroker.txn import service as txn_service
-from log.segment import pread_exact
-from wire.errors import DecodeError, UnsupportedVersion
-from wire.frames import FrameDecoder
-from wire.protocol import decode_request, encode_response, encode_response_parts
+from kbroker.wire.errors import DecodeError, UnsupportedVersion
+from kbroker.wire.frames import FrameDecoder
+from kbroker.wire.protocol import decode_request, encode_response, encode_response_parts
 
 logger = logging.getLogger(__name__)
 

@@ -27,10 +27,10 @@ from kbroker.config import (
 from kbroker.config import in_range as _in_range
 from kbroker.config import one_of as _one_of
 from kbroker.errors import KafkaApiError
-from wire.errors import ErrorCode
+from kbroker.wire.errors import ErrorCode
 
 if TYPE_CHECKING:
-    from log.config import LogConfig
+    from kbroker.log.config import LogConfig
 
 
 class ConfigSource(IntEnum):
@@ -220,7 +220,7 @@ def topic_config_synonyms(name: str, overrides: Mapping[str, str],
 
 def to_log_config(overrides: Mapping[str, str], broker: BrokerConfig) -> LogConfig:
     """The ``log.LogConfig`` a partition of a topic with these overrides runs with."""
-    from log.config import LogConfig  # the log package is the only consumer of this shape
+    from kbroker.log.config import LogConfig  # the log package is the only consumer of this shape
 
     def value(name: str) -> Any:
         return effective_topic_value(name, overrides, broker)

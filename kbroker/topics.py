@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING
 
 from kbroker.config import BrokerConfig, ConfigError
 from kbroker.errors import KafkaApiError
+from kbroker.log.checkpoint import atomic_write, fsync_dir
 from kbroker.topic_config import to_log_config, validate_topic_configs
-from log.checkpoint import atomic_write, fsync_dir
-from wire.errors import ErrorCode
+from kbroker.wire.errors import ErrorCode
 
 if TYPE_CHECKING:
-    from log import LogConfig, PartitionLog
+    from kbroker.log import LogConfig, PartitionLog
 
 logger = logging.getLogger(__name__)
 
@@ -368,7 +368,7 @@ class TopicManager:
 
     def _open_partition(self, topic: Topic, index: int, *, log_config: LogConfig | None = None,
                         scanned: Mapping[str, str | None] | None = None) -> Partition:
-        from log import PartitionLog
+        from kbroker.log import PartitionLog
 
         dir_name = f"{topic.name}-{index}"
         directory = self.data_dir / dir_name

@@ -6,11 +6,11 @@ record-batch format. See ``log.partition`` for how it works.
 
 from __future__ import annotations
 
-from log.config import LogConfig
-from log.errors import LogError, OffsetOutOfRange
-from log.partition import AppendResult, PartitionLog, ReadResult
-from log.producer_state import BatchMetadata, ProducerState, ProducerStateEntry
-from log.segment import FileRegion
+from kbroker.log.config import LogConfig
+from kbroker.log.errors import LogError, OffsetOutOfRange
+from kbroker.log.partition import AppendResult, PartitionLog, ReadResult
+from kbroker.log.producer_state import BatchMetadata, ProducerState, ProducerStateEntry
+from kbroker.log.segment import FileRegion
 
 __all__ = [
     "AppendResult",

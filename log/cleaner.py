@@ -37,10 +37,10 @@ from typing import TYPE_CHECKING
 # assembles its batches itself with the same checksum library wire uses.
 import crc32c as _crc32c
 
-from log.checkpoint import fsync_dir, write_synced
-from log.segment import LogSegment, pread_exact
-from wire.compression import NONE, compress
-from wire.records import (
+from kbroker.log.checkpoint import fsync_dir, write_synced
+from kbroker.log.segment import LogSegment, pread_exact
+from kbroker.wire.compression import NONE, compress
+from kbroker.wire.records import (
     LOG_OVERHEAD,
     BatchHeader,
     Record,
@@ -50,7 +50,7 @@ from wire.records import (
 )
 
 if TYPE_CHECKING:
-    from log.partition import PartitionLog
+    from kbroker.log.partition import PartitionLog
 
 _HEADER = struct.Struct(">qiibIhiqqqhii")
 _CRC_START = 21

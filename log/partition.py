@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from log.checkpoint import (
+from kbroker.log.checkpoint import (
     CLEAN_SHUTDOWN_FILE,
     LOG_START_FILE,
     RECOVERY_POINT_FILE,
@@ -36,19 +36,19 @@ from log.checkpoint import (
     read_offset,
     write_offset,
 )
-from log.config import LogConfig
-from log.errors import LogError, OffsetOutOfRange
-from log.producer_state import (
+from kbroker.log.config import LogConfig
+from kbroker.log.errors import LogError, OffsetOutOfRange
+from kbroker.log.producer_state import (
     CompletedTxn,
     ProducerState,
     control_type,
     list_snapshots,
     snapshot_path,
 )
-from log.scan import BatchSpan, parse_span
-from log.segment import INT32_MAX, FileRegion, LogSegment
-from log.txnindex import AbortedTxn, TxnIndexes
-from wire.records import (
+from kbroker.log.scan import BatchSpan, parse_span
+from kbroker.log.segment import INT32_MAX, FileRegion, LogSegment
+from kbroker.log.txnindex import AbortedTxn, TxnIndexes
+from kbroker.wire.records import (
     RECORD_BATCH_OVERHEAD,
     iter_records,
     set_base_offset,
@@ -710,7 +710,7 @@ class PartitionLog:
             return
         if len(self._segments) > 1:  # the cleaner only rewrites closed segments
             self._before_write()
-        from log.cleaner import clean_segments
+        from kbroker.log.cleaner import clean_segments
 
         clean_segments(self, self._now_ms())
 

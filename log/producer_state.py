@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wire.errors import ErrorCode
+from kbroker.wire.errors import ErrorCode
 
 if TYPE_CHECKING:
-    from log.scan import BatchSpan
-    from wire.records import BatchHeader
+    from kbroker.log.scan import BatchSpan
+    from kbroker.wire.records import BatchHeader
 
 # Kafka's ProducerStateEntry.NUM_BATCHES_TO_RETAIN.
 NUM_BATCHES_TO_RETAIN = 5
@@ -71,7 +71,7 @@ def in_sequence(last_seq: int, next_seq: int) -> bool:
 
 def control_type(batch: bytes | bytearray | memoryview, pos: int = 0) -> int:
     """The ControlRecordType (0 abort, 1 commit) of the control batch at `pos`; -1 if unknown."""
-    from wire.records import iter_records
+    from kbroker.wire.records import iter_records
 
     for record in iter_records(batch, pos):
         key = record.key

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import crc32c as _crc32c
 
-from wire.records import LOG_OVERHEAD, MAGIC, RECORD_BATCH_OVERHEAD
+from kbroker.wire.records import LOG_OVERHEAD, MAGIC, RECORD_BATCH_OVERHEAD
 
 # base_offset, batch_length, partition_leader_epoch, magic, crc, attributes,
 # last_offset_delta, base_timestamp, max_timestamp, producer_id,

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from log.index import OffsetIndex, TimeIndex
-from log.scan import BatchSpan, header_size, span_at, spans_in, valid_spans
-from wire.records import RECORD_BATCH_OVERHEAD
+from kbroker.log.index import OffsetIndex, TimeIndex
+from kbroker.log.scan import BatchSpan, header_size, span_at, spans_in, valid_spans
+from kbroker.wire.records import RECORD_BATCH_OVERHEAD
 
 # Header scans read the file in chunks this large; one pread covers many small batches.
 _SCAN_CHUNK = 64 * 1024

@@ -34,7 +34,7 @@ import zlib
 
 import cramjam
 
-from wire.errors import InvalidRecordBatch
+from kbroker.wire.errors import InvalidRecordBatch
 
 __all__ = [
     "NONE",

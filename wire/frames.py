@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 import sys
 
-from wire.errors import FrameTooLarge
+from kbroker.wire.errors import FrameTooLarge
 
 __all__ = ["FrameDecoder", "frame", "DEFAULT_MAX_FRAME_SIZE", "LARGE_FRAME"]
 

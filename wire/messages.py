@@ -1,6 +1,6 @@
 """Message classes, one per declared Kafka message, built from the declarations.
 
-``from wire.messages import ProduceRequest``; struct classes hang flat off the
+``from kbroker.wire.messages import ProduceRequest``; struct classes hang flat off the
 top-level class (``ProduceResponse.PartitionProduceResponse``). Instances are
 slotted keyword-only dataclasses whose every field has a default, plus
 ``unknown_tagged_fields`` (kept across decode/encode). Top-level API classes
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from wire import _defs_api, _defs_data
-from wire.schema import MessageDecl, make_message_class, parse_declarations
+from kbroker.wire import _defs_api, _defs_data
+from kbroker.wire.schema import MessageDecl, make_message_class, parse_declarations
 
 API_DECLS: list[MessageDecl] = parse_declarations(_defs_api.DECLARATIONS)
 DATA_DECLS: list[MessageDecl] = parse_declarations(_defs_data.DECLARATIONS)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from wire.errors import DecodeError, EncodeError, UnsupportedVersion
-from wire.messages import ALL, REQUESTS, RESPONSES, RequestHeader, ResponseHeader
-from wire.schema import decode_struct, encode_struct
+from kbroker.wire.errors import DecodeError, EncodeError, UnsupportedVersion
+from kbroker.wire.messages import ALL, REQUESTS, RESPONSES, RequestHeader, ResponseHeader
+from kbroker.wire.schema import decode_struct, encode_struct
 
 API_VERSIONS = 18
 

@@ -48,8 +48,8 @@ from typing import Any
 
 import crc32c as _crc32c
 
-from wire import compression as _compression
-from wire.errors import InvalidRecordBatch
+from kbroker.wire import compression as _compression
+from kbroker.wire.errors import InvalidRecordBatch
 
 __all__ = [
     "LOG_OVERHEAD",

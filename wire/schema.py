@@ -41,7 +41,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from wire.errors import DecodeError, EncodeError
+from kbroker.wire.errors import DecodeError, EncodeError
 
 MAX_VERSION = 0x7FFF
 

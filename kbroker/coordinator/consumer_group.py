@@ -34,7 +34,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 
-from wire.errors import ErrorCode
+from kbroker.wire.errors import ErrorCode
 
 __all__ = [
     "ASSIGNORS",

@@ -46,9 +46,9 @@ from kbroker.coordinator.consumer_group import (
     TopicsView,
     image_records,
 )
-from wire.errors import ErrorCode, ProtocolError
-from wire.messages import ConsumerProtocolSubscription
-from wire.protocol import decode_versioned_data
+from kbroker.wire.errors import ErrorCode, ProtocolError
+from kbroker.wire.messages import ConsumerProtocolSubscription
+from kbroker.wire.protocol import decode_versioned_data
 
 __all__ = [
     "CoordinatorConfig",

@@ -51,8 +51,8 @@ from kbroker.coordinator.group import (
     OffsetRecord,
 )
 from kbroker.internal_topics import iter_stored_batches
-from wire.errors import ProtocolError
-from wire.messages import (
+from kbroker.wire.errors import ProtocolError
+from kbroker.wire.messages import (
     ConsumerGroupCurrentMemberAssignmentKey,
     ConsumerGroupCurrentMemberAssignmentValue,
     ConsumerGroupMemberMetadataKey,
@@ -70,8 +70,8 @@ from wire.messages import (
     OffsetCommitKey,
     OffsetCommitValue,
 )
-from wire.protocol import decode_versioned_data, encode_versioned_data
-from wire.records import Record, build_batch
+from kbroker.wire.protocol import decode_versioned_data, encode_versioned_data
+from kbroker.wire.records import Record, build_batch
 
 if TYPE_CHECKING:
     from kbroker.broker import Broker

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from wire.protocol import STABLE
+from kbroker.wire.protocol import STABLE
 
 if TYPE_CHECKING:
     from kbroker.broker import Broker

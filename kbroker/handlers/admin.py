@@ -40,8 +40,8 @@ from kbroker.config import CONFIG_DEFS, BrokerConfig
 from kbroker.coordinator.service import on_topics_deleted
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
-from wire.errors import ErrorCode
-from wire.messages import (
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.messages import (
     AlterConfigsRequest,
     AlterConfigsResponse,
     CreatePartitionsRequest,

@@ -26,13 +26,13 @@ import trio
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.offsets import check_leader_epoch, error_code_of, lookup_topic, partition_of
+from kbroker.log.errors import OffsetOutOfRange
 from kbroker.topics import Partition, Topic
 from kbroker.txn.service import poll as poll_transactions
-from log.errors import OffsetOutOfRange
-from wire.compression import ZSTD
-from wire.errors import ErrorCode
-from wire.messages import FetchRequest, FetchResponse
-from wire.records import RECORD_BATCH_OVERHEAD, parse_header
+from kbroker.wire.compression import ZSTD
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.messages import FetchRequest, FetchResponse
+from kbroker.wire.records import RECORD_BATCH_OVERHEAD, parse_header
 
 # FetchMetadata.INITIAL_EPOCH (open a session) and FINAL_EPOCH (sessionless).
 _INITIAL_EPOCH = 0

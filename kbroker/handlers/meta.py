@@ -13,8 +13,8 @@ import uuid
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, advertised_versions, handles
 from kbroker.topics import INTERNAL_TOPICS, Topic, check_name
-from wire.errors import ErrorCode
-from wire.messages import (
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.messages import (
     ApiVersionsRequest,
     ApiVersionsResponse,
     DescribeClusterRequest,

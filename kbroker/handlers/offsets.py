@@ -14,12 +14,12 @@ from typing import Any
 
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
+from kbroker.log.errors import LogError, OffsetOutOfRange
 from kbroker.topic_config import effective_topic_value
 from kbroker.topics import Partition, Topic
 from kbroker.txn.service import poll as poll_transactions
-from log.errors import LogError, OffsetOutOfRange
-from wire.errors import ErrorCode
-from wire.messages import (
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.messages import (
     DeleteRecordsRequest,
     DeleteRecordsResponse,
     ListOffsetsRequest,

@@ -43,10 +43,10 @@ from kbroker.handlers.offsets import (
 )
 from kbroker.topics import Partition, Topic
 from kbroker.txn.service import check_producer_batch
-from wire import records as wire_records
-from wire.compression import DEFAULT_LEVELS
-from wire.errors import ErrorCode, InvalidRecordBatch
-from wire.messages import ProduceRequest, ProduceResponse
+from kbroker.wire import records as wire_records
+from kbroker.wire.compression import DEFAULT_LEVELS
+from kbroker.wire.errors import ErrorCode, InvalidRecordBatch
+from kbroker.wire.messages import ProduceRequest, ProduceResponse
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from kbroker.txn import offsets as txn_offsets
 from kbroker.txn.coordinator import InitResult, TxnState
 from kbroker.txn.service import OFFSETS_TOPIC, poll, txn_coordinator, write_markers
 from kbroker.txn.store import TRANSACTION_STATE_TOPIC
-from wire.errors import ErrorCode
-from wire.messages import (
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.messages import (
     AddOffsetsToTxnRequest,
     AddOffsetsToTxnResponse,
     AddPartitionsToTxnRequest,

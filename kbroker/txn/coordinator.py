@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from wire.errors import ErrorCode
+from kbroker.wire.errors import ErrorCode
 
 TopicPartition = tuple[str, int]
 NO_PRODUCER_ID = -1

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from kbroker.coordinator.group import OffsetAndMetadata, OffsetRecord, partition_for
 from kbroker.coordinator.service import coordinator_for
 from kbroker.coordinator.store import OFFSETS_TOPIC, OffsetsTopicStore
-from wire.errors import ErrorCode
+from kbroker.wire.errors import ErrorCode
 
 if TYPE_CHECKING:
     from kbroker.broker import Broker

@@ -20,12 +20,12 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from kbroker.errors import KafkaApiError
+from kbroker.log.producer_state import BatchMetadata, ProducerStateError, last_sequence
 from kbroker.txn.coordinator import TopicPartition, TransactionCoordinator, TxnConfig
 from kbroker.txn.producer_ids import ProducerIdManager
 from kbroker.txn.store import TRANSACTION_STATE_TOPIC, TxnStateTopicStore
-from log.producer_state import BatchMetadata, ProducerStateError, last_sequence
-from wire.errors import ErrorCode
-from wire.records import build_control_batch
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.records import build_control_batch
 
 if TYPE_CHECKING:
     from kbroker.broker import Broker

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 from kbroker.coordinator.group import partition_for
 from kbroker.internal_topics import iter_stored_batches
 from kbroker.txn.coordinator import TxnMetadata, TxnState
-from wire.errors import ProtocolError
-from wire.messages import TransactionLogKey, TransactionLogValue
-from wire.protocol import decode_versioned_data, encode_versioned_data
-from wire.records import Record, build_batch
+from kbroker.wire.errors import ProtocolError
+from kbroker.wire.messages import TransactionLogKey, TransactionLogValue
+from kbroker.wire.protocol import decode_versioned_data, encode_versioned_data
+from kbroker.wire.records import Record, build_batch
 
 if TYPE_CHECKING:
     from kbroker.broker import Broker

@@ -24,8 +24,8 @@ from kbroker.broker import Broker
 from kbroker.config import CONFIG_DEFS, BrokerConfig
 from kbroker.handlers import advertised_versions
 from kbroker.server import Server, serve
-from wire.frames import FrameDecoder
-from wire.protocol import decode_response, encode_request
+from kbroker.wire.frames import FrameDecoder
+from kbroker.wire.protocol import decode_response, encode_request
 
 
 def _kafka_name(key: str) -> str:

@@ -13,15 +13,15 @@ from typing import Any
 
 import pytest
 
-from wire.errors import ErrorCode
-from wire.messages import (
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.messages import (
     AlterConfigsRequest,
     CreateTopicsRequest,
     DescribeConfigsRequest,
     DescribeLogDirsRequest,
     IncrementalAlterConfigsRequest,
 )
-from wire.records import build_batch
+from kbroker.wire.records import build_batch
 
 A = AlterConfigsRequest
 I = IncrementalAlterConfigsRequest  # noqa: E741 - mirrors the other one-letter aliases

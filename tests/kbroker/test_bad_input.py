@@ -11,17 +11,17 @@ import struct
 import pytest
 import trio
 
-from tests.kbroker.conftest import RawClient
-from wire.errors import ErrorCode
-from wire.messages import (
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.messages import (
     ApiVersionsRequest,
     DescribeClusterRequest,
     FetchRequest,
     MetadataRequest,
     ProduceRequest,
 )
-from wire.protocol import decode_response, encode_request
-from wire.records import Record, build_batch
+from kbroker.wire.protocol import decode_response, encode_request
+from kbroker.wire.records import Record, build_batch
+from tests.kbroker.conftest import RawClient
 
 GUARD = "guard"
 

@@ -13,9 +13,9 @@ import pytest
 import trio
 
 from kbroker.cli import _parser, build_config, main
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.messages import MetadataRequest
 from tests.kbroker.conftest import RawClient
-from wire.errors import ErrorCode
-from wire.messages import MetadataRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 

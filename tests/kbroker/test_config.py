@@ -15,7 +15,7 @@ from kbroker.topic_config import (
     to_log_config,
     validate_topic_configs,
 )
-from wire.errors import ErrorCode
+from kbroker.wire.errors import ErrorCode
 
 
 def test_kafka_defaults() -> None:

@@ -6,7 +6,7 @@ import uuid
 
 from kbroker.coordinator.consumer_group import ConsumerGroup, ConsumerGroupState
 from kbroker.coordinator.group import CoordinatorConfig, GroupCoordinator, OffsetAndMetadata
-from wire.errors import ErrorCode
+from kbroker.wire.errors import ErrorCode
 
 E = ErrorCode
 T = uuid.UUID(int=1)

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kbroker.coordinator.consumer_group import ConsumerGroup, ConsumerGroupState
-from wire.errors import ErrorCode
+from kbroker.wire.errors import ErrorCode
 
 T = uuid.UUID(int=1)
 U = uuid.UUID(int=2)

@@ -23,7 +23,7 @@ from kbroker.coordinator.group import (
     GroupSnapshot,
 )
 from kbroker.coordinator.store import decode_record, encode_record
-from wire.errors import ErrorCode
+from kbroker.wire.errors import ErrorCode
 
 E = ErrorCode
 T = uuid.UUID(int=1)

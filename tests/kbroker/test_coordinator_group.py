@@ -17,7 +17,7 @@ from kbroker.coordinator.group import (
     java_string_hashcode,
     partition_for,
 )
-from wire.errors import ErrorCode
+from kbroker.wire.errors import ErrorCode
 
 E = ErrorCode
 S = GroupState

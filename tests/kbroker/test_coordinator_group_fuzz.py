@@ -19,7 +19,7 @@ from kbroker.coordinator.group import (
     OffsetAndMetadata,
     Pending,
 )
-from wire.errors import ErrorCode
+from kbroker.wire.errors import ErrorCode
 
 S = GroupState
 SESSION = 6000

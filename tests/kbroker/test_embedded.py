@@ -14,8 +14,8 @@ from confluent_kafka.admin import AdminClient
 
 import kbroker
 from kbroker.config import ConfigError
+from kbroker.wire.messages import MetadataRequest
 from tests.kbroker.conftest import RawClient
-from wire.messages import MetadataRequest
 
 DEADLINE_S = 20.0  # a failure bound for client round trips, not a speed check
 

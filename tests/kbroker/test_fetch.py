@@ -9,6 +9,9 @@ import pytest
 import trio
 import trio.testing
 
+from kbroker.wire.compression import GZIP, ZSTD
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.messages import FetchRequest
 from tests.kbroker.test_produce import (
     batches,
     create_topic,
@@ -18,9 +21,6 @@ from tests.kbroker.test_produce import (
     produce,
     records,
 )
-from wire.compression import GZIP, ZSTD
-from wire.errors import ErrorCode
-from wire.messages import FetchRequest
 
 VERSIONS = [4, 11, 13, 17]
 

@@ -18,10 +18,10 @@ from kbroker.config import BrokerConfig
 from kbroker.handlers import RequestContext
 from kbroker.handlers.fetch import handle_fetch
 from kbroker.handlers.produce import handle_produce
-from wire.errors import ErrorCode
-from wire.messages import FetchRequest, ProduceRequest
-from wire.protocol import decode_request, decode_response, encode_request, encode_response
-from wire.records import Record, build_batch, iter_records, parse_header
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.messages import FetchRequest, ProduceRequest
+from kbroker.wire.protocol import decode_request, decode_response, encode_request, encode_response
+from kbroker.wire.records import Record, build_batch, iter_records, parse_header
 
 optional_bytes = st.none() | st.binary(max_size=64)
 record_st = st.builds(

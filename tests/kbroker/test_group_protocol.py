@@ -8,8 +8,8 @@ import trio
 
 from kbroker.coordinator.group import GroupRecord, OffsetRecord, partition_for
 from kbroker.coordinator.store import OFFSETS_TOPIC, decode_record
-from wire.errors import ErrorCode
-from wire.messages import (
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.messages import (
     DeleteGroupsRequest,
     DeleteTopicsRequest,
     DescribeGroupsRequest,
@@ -23,7 +23,7 @@ from wire.messages import (
     OffsetFetchRequest,
     SyncGroupRequest,
 )
-from wire.records import iter_records, parse_header
+from kbroker.wire.records import iter_records, parse_header
 
 E = ErrorCode
 # Few offsets partitions: creating 50 partition logs dominates these tests otherwise.
@@ -274,7 +274,7 @@ async def test_rebalance_completes_at_timeout_without_the_silent_member(make_ser
 
 async def test_kip848_consumer_group_heartbeat_describe_and_commit(make_server):
     """ConsumerGroupHeartbeat v0: the broker assigns; commits carry the member epoch."""
-    from wire.messages import (
+    from kbroker.wire.messages import (
         ConsumerGroupDescribeRequest,
         ConsumerGroupHeartbeatRequest,
     )
@@ -313,7 +313,7 @@ async def test_kip848_consumer_group_heartbeat_describe_and_commit(make_server):
 async def test_require_stable_reports_offsets_pending_in_a_transaction(make_server):
     """KIP-447: while a transaction holds offsets for the group, OffsetFetch with
     require_stable answers UNSTABLE_OFFSET_COMMIT; after the commit the offset shows."""
-    from wire.messages import (
+    from kbroker.wire.messages import (
         AddOffsetsToTxnRequest,
         EndTxnRequest,
         InitProducerIdRequest,
@@ -387,7 +387,7 @@ async def test_deleting_a_topic_without_groups_does_not_create_offsets_topic(mak
 async def test_kip848_group_survives_broker_restart(make_server, tmp_path):
     """A KIP-848 member heartbeats on after a restart with its id and epoch, and the
     group epoch and assignment are those it had (Kafka replays the ConsumerGroup records)."""
-    from wire.messages import ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest
+    from kbroker.wire.messages import ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest
 
     data = str(tmp_path / "kip848")
     srv = await make_server(log_dirs=data, **FAST)

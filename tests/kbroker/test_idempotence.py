@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.messages import InitProducerIdRequest
+from kbroker.wire.records import iter_records, parse_header
 from tests.kbroker.test_produce import create_topic, fetch, produce, records
-from wire.errors import ErrorCode
-from wire.messages import InitProducerIdRequest
-from wire.records import iter_records, parse_header
 
 
 async def init_pid(client: Any, *, version: int | None = None, **kw: Any) -> Any:

@@ -11,14 +11,14 @@ import trio
 from kbroker.handlers import RELEASED_SINCE_DEFINITIONS, advertised_versions, load_handlers
 from kbroker.handlers.meta import CLUSTER_OPERATIONS, TOPIC_OPERATIONS
 from kbroker.topics import uuid_to_base64
-from tests.kbroker.conftest import RawClient
-from wire.errors import ErrorCode
-from wire.messages import (
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.messages import (
     ApiVersionsRequest,
     DescribeClusterRequest,
     MetadataRequest,
 )
-from wire.protocol import STABLE, decode_response
+from kbroker.wire.protocol import STABLE, decode_response
+from tests.kbroker.conftest import RawClient
 
 OMITTED = -2147483648
 T = MetadataRequest.MetadataRequestTopic

@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from tests.kbroker.test_produce import create_topic, fetch, produce, records
-from wire.errors import ErrorCode
-from wire.messages import (
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.messages import (
     DeleteRecordsRequest,
     ListOffsetsRequest,
     OffsetForLeaderEpochRequest,
 )
+from tests.kbroker.test_produce import create_topic, fetch, produce, records
 
 EARLIEST, LATEST, MAX_TS, EARLIEST_LOCAL, LATEST_TIERED = -2, -1, -3, -4, -5
 

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from wire.errors import ErrorCode
-from wire.messages import FetchRequest, ListOffsetsRequest, ProduceRequest
-from wire.protocol import encode_request
-from wire.records import Record, build_batch, iter_records, parse_header
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.messages import FetchRequest, ListOffsetsRequest, ProduceRequest
+from kbroker.wire.protocol import encode_request
+from kbroker.wire.records import Record, build_batch, iter_records, parse_header
 
 # -- helpers shared by the data-path tests ------------------------------------------------
 

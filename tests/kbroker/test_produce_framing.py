@@ -8,8 +8,8 @@ import crc32c
 import pytest
 
 from kbroker.handlers.produce import ProduceSettings, RejectedBatch, validate_produce_records
-from wire.errors import ErrorCode
-from wire.records import LOG_OVERHEAD, Record, build_batch
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.records import LOG_OVERHEAD, Record, build_batch
 
 DEFAULTS = ProduceSettings()
 

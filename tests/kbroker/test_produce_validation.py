@@ -7,8 +7,8 @@ import struct
 import pytest
 
 from kbroker.handlers.produce import ProduceSettings, RejectedBatch, validate_produce_records
-from wire.errors import ErrorCode
-from wire.records import Record, build_batch, build_control_batch
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.records import Record, build_batch, build_control_batch
 
 DEFAULTS = ProduceSettings()
 

@@ -9,13 +9,18 @@ from typing import Any
 import trio
 
 from kbroker.handlers.fetch import FetchedRecords
+from kbroker.log.config import LogConfig
+from kbroker.log.partition import PartitionLog
 from kbroker.server import SENDFILE_MIN, RegionTruncated, close_parts, prepare_parts, send_parts
-from log.config import LogConfig
-from log.partition import PartitionLog
+from kbroker.wire.messages import ApiVersionsRequest, FetchResponse, MetadataRequest
+from kbroker.wire.protocol import (
+    decode_response,
+    encode_request,
+    encode_response,
+    encode_response_parts,
+)
+from kbroker.wire.records import Record, build_batch
 from tests.kbroker.test_produce import create_topic, fetch_request, produce, produce_request
-from wire.messages import ApiVersionsRequest, FetchResponse, MetadataRequest
-from wire.protocol import decode_response, encode_request, encode_response, encode_response_parts
-from wire.records import Record, build_batch
 
 
 def _batch(n: int, size: int, start: int = 0) -> bytes:

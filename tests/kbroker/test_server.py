@@ -10,16 +10,16 @@ import trio
 
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import HANDLERS, Registration
-from wire.errors import ErrorCode
-from wire.messages import (
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.messages import (
     ApiVersionsRequest,
     DescribeClusterRequest,
     FetchRequest,
     MetadataRequest,
     ProduceRequest,
 )
-from wire.protocol import decode_response, encode_request
-from wire.records import Record, build_batch
+from kbroker.wire.protocol import decode_response, encode_request
+from kbroker.wire.records import Record, build_batch
 
 
 def _api_versions() -> ApiVersionsRequest:

@@ -20,8 +20,8 @@ from kbroker.topics import (
     uuid_from_base64,
     uuid_to_base64,
 )
-from wire.errors import ErrorCode
-from wire.records import Record, build_batch
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.records import Record, build_batch
 
 
 def _config(tmp_path: Path, **props: str) -> BrokerConfig:
@@ -289,7 +289,7 @@ def test_damaged_topics_file_is_refused(manager: TopicManager) -> None:
 
 
 def test_failed_creation_leaves_no_topic(manager: TopicManager, monkeypatch) -> None:
-    import log
+    from kbroker import log
 
     real_open = log.PartitionLog.open
     opened: list[int] = []

@@ -7,10 +7,8 @@ from typing import Any
 import pytest
 import trio
 
-from tests.kbroker.test_idempotence import all_values, batch
-from tests.kbroker.test_produce import create_topic, fetch, produce_request
-from wire.errors import ErrorCode
-from wire.messages import (
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.messages import (
     AddOffsetsToTxnRequest,
     AddPartitionsToTxnRequest,
     DescribeProducersRequest,
@@ -24,6 +22,8 @@ from wire.messages import (
     TxnOffsetCommitRequest,
     WriteTxnMarkersRequest,
 )
+from tests.kbroker.test_idempotence import all_values, batch
+from tests.kbroker.test_produce import create_topic, fetch, produce_request
 
 TID = "txn-1"
 # Small internal topics keep each test's broker start cheap.
@@ -388,7 +388,7 @@ async def test_transactional_id_expires_after_idle_period(make_server: Any) -> N
 
 
 async def test_api_versions_advertises_the_transaction_apis(server: Any) -> None:
-    from wire.messages import ApiVersionsRequest
+    from kbroker.wire.messages import ApiVersionsRequest
     async with await server.connect() as c:
         resp = await c.request(ApiVersionsRequest(client_software_name="t",
                                                   client_software_version="1"))

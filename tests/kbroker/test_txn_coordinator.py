@@ -16,7 +16,7 @@ from kbroker.txn.coordinator import (
 )
 from kbroker.txn.producer_ids import ProducerIdManager
 from kbroker.txn.store import decode_txn_record, encode_txn_record
-from wire.errors import ErrorCode
+from kbroker.wire.errors import ErrorCode
 
 
 class Fake:

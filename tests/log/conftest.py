@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from log import LogConfig, PartitionLog
-from wire.records import Record, build_batch
+from kbroker.log import LogConfig, PartitionLog
+from kbroker.wire.records import Record, build_batch
 
 
 class FakeClock:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from log.config import LogConfig
-from log.partition import PartitionLog
-from log.segment import write_all_parts
-from wire.records import Record, build_batch, iter_records, parse_header, validate_batch
+from kbroker.log.config import LogConfig
+from kbroker.log.partition import PartitionLog
+from kbroker.log.segment import write_all_parts
+from kbroker.wire.records import Record, build_batch, iter_records, parse_header, validate_batch
 
 
 def _batch(n: int, start: int = 0) -> bytes:

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from log import FileRegion, LogError, OffsetOutOfRange
+from kbroker.log import FileRegion, LogError, OffsetOutOfRange
+from kbroker.wire.records import iter_records, parse_header, valid_prefix
 from tests.log.conftest import batch
-from wire.records import iter_records, parse_header, valid_prefix
 
 
 def test_append_assigns_consecutive_offsets_and_reports_them(open_log):
@@ -181,7 +181,7 @@ def test_sparse_index_every_interval_in_kafka_format(open_log, log_dir):
 def test_any_offset_reads_back_the_batch_that_holds_it(
     tmp_path_factory, fast_fsync, counts, value_size, segment_bytes, data
 ):
-    from log import LogConfig, PartitionLog
+    from kbroker.log import LogConfig, PartitionLog
 
     d = tmp_path_factory.mktemp("p") / "t-0"
     log = PartitionLog.open(d, LogConfig(segment_bytes=segment_bytes, index_interval_bytes=256))

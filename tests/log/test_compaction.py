@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from log import LogConfig, PartitionLog
+from kbroker.log import LogConfig, PartitionLog
+from kbroker.wire.records import build_control_batch, iter_records, parse_header, valid_prefix
 from tests.log.conftest import batch
-from wire.records import build_control_batch, iter_records, parse_header, valid_prefix
 
 DAY = 86_400_000
 
@@ -180,7 +180,7 @@ def test_update_config_applies_to_next_appends(open_log):
     log = open_log(cleanup_policy="compact")
     for _ in range(3):
         log.append(batch(1, key=b"k", value_size=100))
-    from log import LogConfig
+    from kbroker.log import LogConfig
 
     log.update_config(LogConfig(cleanup_policy="compact", segment_bytes=200))
     log.append(batch(1, key=b"k", value_size=100))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from log.checkpoint import RECOVERY_POINT_FILE, read_offset
+from kbroker.log.checkpoint import RECOVERY_POINT_FILE, read_offset
 from tests.log.conftest import batch
 
 
@@ -56,8 +56,8 @@ def test_idle_partition_closes_without_redoing_durable_work(open_log, log_dir, m
     # it: closing again costs one directory fsync (the marker), not seven.
     import os
 
-    from log.checkpoint import CLEAN_SHUTDOWN_FILE
-    from log.producer_state import list_snapshots
+    from kbroker.log.checkpoint import CLEAN_SHUTDOWN_FILE
+    from kbroker.log.producer_state import list_snapshots
 
     log = open_log()
     log.append(batch(3, producer_id=7, producer_epoch=0, base_sequence=0))

@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from log import LogConfig, PartitionLog
+from kbroker.log import LogConfig, PartitionLog
+from kbroker.wire.records import valid_prefix
 from tests.log.conftest import batch
-from wire.records import valid_prefix
 
 ops = st.lists(
     st.one_of(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from log import LogConfig, PartitionLog, ProducerState
-from log.producer_state import last_sequence
+from kbroker.log import LogConfig, PartitionLog, ProducerState
+from kbroker.log.producer_state import last_sequence
 from tests.log.conftest import batch
 
 
@@ -99,7 +99,7 @@ def test_snapshot_round_trip():
 
 @pytest.mark.parametrize("shutdown", ["clean", "crash"])
 def test_open_transaction_survives_restart_and_marker_closes_it(log_dir, shutdown):
-    from wire.records import build_control_batch
+    from kbroker.wire.records import build_control_batch
 
     cfg = LogConfig()
     log = PartitionLog.open(log_dir, cfg)

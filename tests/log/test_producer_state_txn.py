@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from log.producer_state import ProducerState, ProducerStateError, in_sequence
+from kbroker.log.producer_state import ProducerState, ProducerStateError, in_sequence
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.records import build_control_batch
 from tests.log.conftest import batch
 from tests.log.test_compaction import _records
-from wire.errors import ErrorCode
-from wire.records import build_control_batch
 
 
 def _tx(n: int, seq: int, pid: int = 1, epoch: int = 0) -> bytes:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from log import LogConfig, PartitionLog
-from log.checkpoint import CLEAN_SHUTDOWN_FILE
+from kbroker.log import LogConfig, PartitionLog
+from kbroker.log.checkpoint import CLEAN_SHUTDOWN_FILE
+from kbroker.wire.records import parse_header, valid_prefix
 from tests.log.conftest import batch
-from wire.records import parse_header, valid_prefix
 
 
 def _build(d: Path, n_batches: int, **config: object) -> list[tuple[int, int, int]]:
@@ -228,7 +228,7 @@ def test_leftover_temp_files_are_removed(tmp_path):
 
 @pytest.mark.parametrize("chunk", [61, 100, 333, 4096])
 def test_chunked_walk_matches_valid_prefix(tmp_path, monkeypatch, chunk):
-    import log.segment as segment
+    import kbroker.log.segment as segment
 
     monkeypatch.setattr(segment, "_WALK_CHUNK", chunk)
     rng = random.Random(chunk)

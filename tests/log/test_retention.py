@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from log import OffsetOutOfRange
+from kbroker.log import OffsetOutOfRange
 from tests.log.conftest import batch
 
 HOUR = 3_600_000

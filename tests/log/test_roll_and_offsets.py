@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from log import LogConfig, OffsetOutOfRange, PartitionLog
+from kbroker.log import LogConfig, OffsetOutOfRange, PartitionLog
+from kbroker.wire.records import parse_header
 from tests.log.conftest import batch
-from wire.records import parse_header
 
 
 def test_roll_at_segment_bytes_names_segments_by_base_offset(open_log, log_dir):

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-import log.partition as partition_module
-from log import LogConfig, PartitionLog
-from log.checkpoint import CLEAN_SHUTDOWN_FILE
-from log.segment import LogSegment
+import kbroker.log.partition as partition_module
+from kbroker.log import LogConfig, PartitionLog
+from kbroker.log.checkpoint import CLEAN_SHUTDOWN_FILE
+from kbroker.log.segment import LogSegment
+from kbroker.wire.records import iter_records
 from tests.log.conftest import batch as _batch
-from wire.records import iter_records
 
 
 @pytest.fixture

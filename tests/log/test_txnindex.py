@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from log.txnindex import (
+from kbroker.log.txnindex import (
     ENTRY_SIZE,
     AbortedTxn,
     TxnIndexes,

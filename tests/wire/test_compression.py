@@ -10,8 +10,8 @@ import lz4.frame
 import pytest
 from kafka import codec as kcodec
 
-from wire import compression as C
-from wire.errors import InvalidRecordBatch
+from kbroker.wire import compression as C
+from kbroker.wire.errors import InvalidRecordBatch
 
 DATA = os.urandom(5000) + b"abc" * 40_000 + bytes(range(256)) * 50
 CODECS = [C.NONE, C.GZIP, C.SNAPPY, C.LZ4, C.ZSTD]

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from wire import protocol
-from wire.messages import ALL, API_DECLS, DATA_DECLS, REQUESTS, RESPONSES
-from wire.schema import FieldDecl, Versions
+from kbroker.wire import protocol
+from kbroker.wire.messages import ALL, API_DECLS, DATA_DECLS, REQUESTS, RESPONSES
+from kbroker.wire.schema import FieldDecl, Versions
 
 REPO = Path(__file__).resolve().parents[2]
 PROTOCOL_DIR = Path(os.environ.get("KBROKER_PROTOCOL_DIR", REPO.parent / "shared" / "kafka-protocol"))

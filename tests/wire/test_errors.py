@@ -5,7 +5,13 @@ from __future__ import annotations
 import confluent_kafka
 import kafka.errors
 
-from wire.errors import DecodeError, ErrorCode, FrameTooLarge, InvalidRecordBatch, ProtocolError
+from kbroker.wire.errors import (
+    DecodeError,
+    ErrorCode,
+    FrameTooLarge,
+    InvalidRecordBatch,
+    ProtocolError,
+)
 
 
 def test_codes_are_contiguous_from_minus_one() -> None:

@@ -6,8 +6,8 @@ import struct
 
 import pytest
 
-from wire.errors import FrameTooLarge
-from wire.frames import FrameDecoder, frame
+from kbroker.wire.errors import FrameTooLarge
+from kbroker.wire.frames import FrameDecoder, frame
 
 PAYLOADS = [b"hello", b"", b"\x00" * 300, bytes(range(256))]
 

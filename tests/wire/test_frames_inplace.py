@@ -10,7 +10,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wire.frames import LARGE_FRAME, FrameDecoder, frame
+from kbroker.wire.frames import LARGE_FRAME, FrameDecoder, frame
 
 
 def _deliver(stream: bytes, chunks: list[int], in_place: list[bool]) -> list[bytes]:

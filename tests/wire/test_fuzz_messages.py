@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from wire import protocol
-from wire.errors import DecodeError
+from kbroker.wire import protocol
+from kbroker.wire.errors import DecodeError
 
 GOLDEN = Path(__file__).parent / "golden"
 ROUNDS = 4000

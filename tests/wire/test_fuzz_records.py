@@ -8,8 +8,8 @@ import struct
 import crc32c
 import pytest
 
-from wire import records as R
-from wire.errors import DecodeError
+from kbroker.wire import records as R
+from kbroker.wire.errors import DecodeError
 
 SEED = 20240611
 CAP = 1 << 20  # small decompression cap so mutated size fields are cheap

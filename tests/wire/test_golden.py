@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from wire import protocol
-from wire.errors import DecodeError, UnsupportedVersion
-from wire.messages import (
+from kbroker.wire import protocol
+from kbroker.wire.errors import DecodeError, UnsupportedVersion
+from kbroker.wire.messages import (
     ApiVersionsResponse,
     ConsumerProtocolAssignment,
     ConsumerProtocolSubscription,

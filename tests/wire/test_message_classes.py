@@ -11,8 +11,8 @@ import pickle
 
 import pytest
 
-import wire.messages as messages
-from wire.messages import ALL, API_DECLS, DATA_DECLS, REQUESTS, RESPONSES, ProduceResponse
+import kbroker.wire.messages as messages
+from kbroker.wire.messages import ALL, API_DECLS, DATA_DECLS, REQUESTS, RESPONSES, ProduceResponse
 
 
 def test_tables_cover_every_declaration_with_the_module_attributes() -> None:

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
-from wire import records as R
-from wire.errors import DecodeError, InvalidRecordBatch
+from kbroker.wire import records as R
+from kbroker.wire.errors import DecodeError, InvalidRecordBatch
 
 CODECS = [0, 1, 2, 3, 4]
 CORRUPT, INVALID_RECORD, UNSUPPORTED_COMPRESSION = 2, 87, 76

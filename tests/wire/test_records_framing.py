@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wire import records as R
-from wire.errors import InvalidRecordBatch
+from kbroker.wire import records as R
+from kbroker.wire.errors import InvalidRecordBatch
 
 INVALID_RECORD = 87
 _COUNT_POS = 57

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from wire import records as R
+from kbroker.wire import records as R
 
 GOLDEN = {
     "none": (

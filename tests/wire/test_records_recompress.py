@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wire.errors import InvalidRecordBatch
-from wire.records import (
+from kbroker.wire.errors import InvalidRecordBatch
+from kbroker.wire.records import (
     ATTR_CONTROL,
     ATTR_TIMESTAMP_TYPE,
     ATTR_TRANSACTIONAL,

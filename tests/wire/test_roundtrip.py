@@ -6,11 +6,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kbroker.wire import protocol
+from kbroker.wire.errors import DecodeError
+from kbroker.wire.messages import ALL, API_DECLS, DATA_DECLS, REQUESTS, RESPONSES
+from kbroker.wire.schema import decode_struct, encode_struct
 from tests.wire.strategies import struct_strategy
-from wire import protocol
-from wire.errors import DecodeError
-from wire.messages import ALL, API_DECLS, DATA_DECLS, REQUESTS, RESPONSES
-from wire.schema import decode_struct, encode_struct
 
 CASES = [
     pytest.param(d.name, v, id=f"{d.name}-v{v}")

@@ -6,9 +6,9 @@ import uuid
 
 import pytest
 
-from wire import protocol
-from wire.errors import DecodeError, EncodeError
-from wire.messages import (
+from kbroker.wire import protocol
+from kbroker.wire.errors import DecodeError, EncodeError
+from kbroker.wire.messages import (
     ApiVersionsResponse,
     ConsumerGroupMemberMetadataValue,
     DescribeTopicPartitionsResponse,
@@ -18,7 +18,7 @@ from wire.messages import (
     ProduceResponse,
     RequestHeader,
 )
-from wire.schema import (
+from kbroker.wire.schema import (
     decode_struct,
     encode_struct,
     parse_versions,

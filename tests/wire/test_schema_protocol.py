@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from wire import protocol
-from wire.errors import DecodeError, EncodeError, UnsupportedVersion
-from wire.messages import (
+from kbroker.wire import protocol
+from kbroker.wire.errors import DecodeError, EncodeError, UnsupportedVersion
+from kbroker.wire.messages import (
     ApiVersionsRequest,
     ApiVersionsResponse,
     FetchResponse,
