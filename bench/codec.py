@@ -40,8 +40,14 @@ def mb_s(nbytes: int, seconds: float) -> str:
 def one_mib_batch(codec: int = 0, value_size: int = 1000) -> bytes:
     """A batch of about 1 MiB of records with ``value_size``-byte values."""
     n = MIB // (value_size + 20)
-    recs = [R.Record(key=b"key-%06d" % i, value=bytes([i % 251]) * value_size, timestamp=1_700_000_000_000 + i)
-            for i in range(n)]
+    recs = [
+        R.Record(
+            key=b"key-%06d" % i,
+            value=bytes([i % 251]) * value_size,
+            timestamp=1_700_000_000_000 + i,
+        )
+        for i in range(n)
+    ]
     return R.build_batch(recs, compression=codec, producer_id=1, producer_epoch=0, base_sequence=0)
 
 
@@ -71,7 +77,9 @@ def bench_records() -> None:
     for codec, name in ((1, "gzip"), (2, "snappy"), (3, "lz4"), (4, "zstd")):
         cb = one_mib_batch(codec)
         t = best(functools.partial(R.check_records, cb), repeat=3, number=1)
-        print(f"  check_records {name:6} ({len(cb):7} B)   {mb_s(n, t)} uncompressed ({t * 1e3:6.1f} ms)")
+        print(
+            f"  check_records {name:6} ({len(cb):7} B)   {mb_s(n, t)} uncompressed ({t * 1e3:6.1f} ms)"
+        )
 
 
 def bench_protocol() -> None:
@@ -88,10 +96,12 @@ def bench_protocol() -> None:
     req = ProduceRequest(
         acks=-1,
         timeout_ms=30_000,
-        topic_data=[ProduceRequest.TopicProduceData(
-            name="bench",
-            partition_data=[ProduceRequest.PartitionProduceData(index=0, records=batch)],
-        )],
+        topic_data=[
+            ProduceRequest.TopicProduceData(
+                name="bench",
+                partition_data=[ProduceRequest.PartitionProduceData(index=0, records=batch)],
+            )
+        ],
     )
     frame = protocol.encode_request(0, pv, 1, "bench", req)
     payload = frame[4:]
@@ -105,11 +115,14 @@ def bench_protocol() -> None:
     req100 = ProduceRequest(
         acks=1,
         timeout_ms=30_000,
-        topic_data=[ProduceRequest.TopicProduceData(
-            name="bench",
-            partition_data=[ProduceRequest.PartitionProduceData(index=i, records=small)
-                            for i in range(100)],
-        )],
+        topic_data=[
+            ProduceRequest.TopicProduceData(
+                name="bench",
+                partition_data=[
+                    ProduceRequest.PartitionProduceData(index=i, records=small) for i in range(100)
+                ],
+            )
+        ],
     )
     payload100 = protocol.encode_request(0, pv, 2, "bench", req100)[4:]
     t = best(lambda: protocol.decode_request(payload100), repeat=7, number=50)
@@ -125,10 +138,18 @@ def bench_protocol() -> None:
         )
         blobs.append(b)
     records = b"".join(blobs)
-    parts.append(FetchResponse.PartitionData(partition_index=0, high_watermark=1024,
-                                             last_stable_offset=1024, records=records))
-    resp = FetchResponse(responses=[FetchResponse.FetchableTopicResponse(
-        topic="bench", topic_id=uuid.uuid4(), partitions=parts)])
+    parts.append(
+        FetchResponse.PartitionData(
+            partition_index=0, high_watermark=1024, last_stable_offset=1024, records=records
+        )
+    )
+    resp = FetchResponse(
+        responses=[
+            FetchResponse.FetchableTopicResponse(
+                topic="bench", topic_id=uuid.uuid4(), partitions=parts
+            )
+        ]
+    )
     out = protocol.encode_response(1, fv, 3, resp)
     print(f"Fetch v{fv} response, {len(records)} bytes of batches, frame {len(out)} bytes:")
     t = best(lambda: protocol.encode_response(1, fv, 3, resp))

@@ -61,10 +61,12 @@ SHAPES: list[tuple[str, int, int, dict[str, object]]] = [
     # sticky batching), so 64 partitions really are written concurrently.
     ("10 KB", 10_000, 64, {"sticky.partitioning.linger.ms": 0}),
 ]
-MOCK_LIMITS = ("librdkafka mock limits: keeps ~5 MiB (and <= 100,000 message sets) per "
-               "partition, dropping older data, so its consume phases read only what it still "
-               "holds; an empty fetch waits the full fetch.wait.max.ms (500 ms by default), so "
-               "its end-to-end latency is ~500 ms by design.")
+MOCK_LIMITS = (
+    "librdkafka mock limits: keeps ~5 MiB (and <= 100,000 message sets) per "
+    "partition, dropping older data, so its consume phases read only what it still "
+    "holds; an empty fetch waits the full fetch.wait.max.ms (500 ms by default), so "
+    "its end-to-end latency is ~500 ms by design."
+)
 
 
 # ----------------------------------------------------------------------------------------
@@ -81,8 +83,13 @@ def _librdkafka() -> ctypes.CDLL:
     lib = ctypes.CDLL(candidates[0])
     lib.rd_kafka_conf_new.restype = ctypes.c_void_p
     lib.rd_kafka_conf_set.restype = ctypes.c_int
-    lib.rd_kafka_conf_set.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p,
-                                      ctypes.c_char_p, ctypes.c_size_t]
+    lib.rd_kafka_conf_set.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_char_p,
+        ctypes.c_char_p,
+        ctypes.c_char_p,
+        ctypes.c_size_t,
+    ]
     lib.rd_kafka_new.restype = ctypes.c_void_p
     lib.rd_kafka_new.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
     lib.rd_kafka_mock_cluster_new.restype = ctypes.c_void_p
@@ -90,8 +97,12 @@ def _librdkafka() -> ctypes.CDLL:
     lib.rd_kafka_mock_cluster_bootstraps.restype = ctypes.c_char_p
     lib.rd_kafka_mock_cluster_bootstraps.argtypes = [ctypes.c_void_p]
     lib.rd_kafka_mock_topic_create.restype = ctypes.c_int
-    lib.rd_kafka_mock_topic_create.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int,
-                                               ctypes.c_int]
+    lib.rd_kafka_mock_topic_create.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_int,
+    ]
     return lib
 
 
@@ -121,8 +132,11 @@ class MockCluster:
 
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--mock-server"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True)
+            [sys.executable, __file__, "--mock-server"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().split()
         if len(line) != 2 or line[0] != "bootstrap":
@@ -233,37 +247,46 @@ def run_once(target: Target, args: argparse.Namespace) -> None:
         target.create_topic(topic, partitions)
         budget = args.megabytes_small if size < 1000 else args.megabytes_large
         c0, k0 = cpu_s(target.pid), time.process_time()
-        n, nbytes, secs = throughput.bench_produce(target.bootstrap, topic, size,
-                                                   int(budget * MB), args.seconds, extra)
+        n, nbytes, secs = throughput.bench_produce(
+            target.bootstrap, topic, size, int(budget * MB), args.seconds, extra
+        )
         c1, k1 = cpu_s(target.pid), time.process_time()
         target.record(f"produce {label} MB/s", nbytes / MB / secs)
         target.record(f"produce {label} MB/CPU-s", nbytes / MB / max(c1 - c0, 0.01))
         target.record(f"produce {label} client cores", (k1 - k0) / secs)
         held = retained_messages(target.bootstrap, topic, partitions)
         c0, k0 = cpu_s(target.pid), time.process_time()
-        got, gbytes, secs = throughput.bench_consume(target.bootstrap, topic, size, held,
-                                                     args.seconds, partitions)
+        got, gbytes, secs = throughput.bench_consume(
+            target.bootstrap, topic, size, held, args.seconds, partitions
+        )
         c1, k1 = cpu_s(target.pid), time.process_time()
         target.record(f"consume {label} MB/s", gbytes / MB / secs)
         target.record(f"consume {label} MB/CPU-s", gbytes / MB / max(c1 - c0, 0.01))
         target.record(f"consume {label} client cores", (k1 - k0) / secs)
-        print(f"  {target.name:<7} {label}: produced {n} ({nbytes / MB:.0f} MB), "
-              f"held {held}, consumed {got}; MB/s (MB/CPU-s) produce "
-              f"{target.results[f'produce {label} MB/s'][-1]:.0f} "
-              f"({target.results[f'produce {label} MB/CPU-s'][-1]:.0f}), consume "
-              f"{target.results[f'consume {label} MB/s'][-1]:.0f} "
-              f"({target.results[f'consume {label} MB/CPU-s'][-1]:.0f}); client cores "
-              f"{target.results[f'produce {label} client cores'][-1]:.2f} / "
-              f"{target.results[f'consume {label} client cores'][-1]:.2f}", flush=True)
+        print(
+            f"  {target.name:<7} {label}: produced {n} ({nbytes / MB:.0f} MB), "
+            f"held {held}, consumed {got}; MB/s (MB/CPU-s) produce "
+            f"{target.results[f'produce {label} MB/s'][-1]:.0f} "
+            f"({target.results[f'produce {label} MB/CPU-s'][-1]:.0f}), consume "
+            f"{target.results[f'consume {label} MB/s'][-1]:.0f} "
+            f"({target.results[f'consume {label} MB/CPU-s'][-1]:.0f}); client cores "
+            f"{target.results[f'produce {label} client cores'][-1]:.2f} / "
+            f"{target.results[f'consume {label} client cores'][-1]:.2f}",
+            flush=True,
+        )
     topic = f"cmp-latency-{run}"
     target.create_topic(topic, 1)
-    lat = throughput.bench_latency(target.bootstrap, topic, args.latency_messages,
-                                   args.latency_rate)
+    lat = throughput.bench_latency(
+        target.bootstrap, topic, args.latency_messages, args.latency_rate
+    )
     if lat:
         target.record("e2e latency p50 ms", statistics.median(lat))
         target.record("e2e latency p99 ms", throughput.percentile(lat, 99))
-        print(f"  {target.name:<7} latency: p50 {statistics.median(lat):.2f} ms, "
-              f"p99 {throughput.percentile(lat, 99):.2f} ms", flush=True)
+        print(
+            f"  {target.name:<7} latency: p50 {statistics.median(lat):.2f} ms, "
+            f"p99 {throughput.percentile(lat, 99):.2f} ms",
+            flush=True,
+        )
 
 
 def main() -> int:
@@ -273,11 +296,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0, help="time bound per phase")
-    parser.add_argument("--megabytes-small", type=float, default=40.0,
-                        help="MB produced per 100 B phase (16 partitions x ~2.5 MB fits the "
-                        "mock's 5 MiB per partition)")
-    parser.add_argument("--megabytes-large", type=float, default=150.0,
-                        help="MB produced per 10 KB phase")
+    parser.add_argument(
+        "--megabytes-small",
+        type=float,
+        default=40.0,
+        help="MB produced per 100 B phase (16 partitions x ~2.5 MB fits the "
+        "mock's 5 MiB per partition)",
+    )
+    parser.add_argument(
+        "--megabytes-large", type=float, default=150.0, help="MB produced per 10 KB phase"
+    )
     parser.add_argument("--latency-messages", type=int, default=1000)
     parser.add_argument("--latency-rate", type=float, default=500.0)
     args = parser.parse_args()
@@ -289,9 +317,12 @@ def main() -> int:
         broker.start()
         try:
             assert broker.proc is not None
-            kb = Target("kbroker", broker.bootstrap_servers,
-                        lambda t, n: throughput.create_topic(broker.bootstrap_servers, t, n),
-                        broker.proc.pid)
+            kb = Target(
+                "kbroker",
+                broker.bootstrap_servers,
+                lambda t, n: throughput.create_topic(broker.bootstrap_servers, t, n),
+                broker.proc.pid,
+            )
             mk = Target("mock", mock.bootstrap_servers, mock.create_topic, mock.proc.pid)
             for target in (kb, mk):
                 warm_up(target)
@@ -312,8 +343,10 @@ def main() -> int:
             mock.stop()
 
     print()
-    print(f"| {'metric':<28} | {'kbroker (median)':>16} | {'mock (median)':>14} "
-          f"| {'median ratio kb/mock':>20} | {'ratio range':>11} |")
+    print(
+        f"| {'metric':<28} | {'kbroker (median)':>16} | {'mock (median)':>14} "
+        f"| {'median ratio kb/mock':>20} | {'ratio range':>11} |"
+    )
     print(f"|{'-' * 30}|{'-' * 18}|{'-' * 16}|{'-' * 22}|{'-' * 13}|")
     for key in kb.results:
         ours, theirs = kb.results[key], mk.results.get(key, [])
@@ -321,22 +354,30 @@ def main() -> int:
             continue
         if key.endswith("client cores"):
             # Not a score: how busy the client was (near 2 = the whole machine).
-            print(f"| {key:<28} | {statistics.median(ours):16.2f} | "
-                  f"{statistics.median(theirs):14.2f} | {'':>20} | {'':>11} |")
+            print(
+                f"| {key:<28} | {statistics.median(ours):16.2f} | "
+                f"{statistics.median(theirs):14.2f} | {'':>20} | {'':>11} |"
+            )
             continue
         # Ratio per pair, then the median: each pair ran under similar machine load.
         ratios = [a / b for a, b in zip(ours, theirs, strict=False) if b > 0]
         median = statistics.median(ratios) if ratios else float("nan")
         spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else ""
-        print(f"| {key:<28} | {statistics.median(ours):16.2f} | {statistics.median(theirs):14.2f} "
-              f"| {median:20.2f} | {spread:>11} |")
-    print(f"({args.pairs} pairs in {elapsed:.0f} s; load average {os.getloadavg()[0]:.1f} on "
-          f"{os.cpu_count()} cores. MB/s: higher is better; latency: lower is better. "
-          "MB/CPU-s = MB per second of the broker process's CPU time. Client cores = CPU "
-          "seconds of this process (the clients) per second of the phase.)")
-    print(f"Machine reference, new data into the page cache (256 MB in 1 MiB pwrites): "
-          f"{ref_before[0]:.0f} MB/s, {ref_before[1]:.0f} MB/CPU-s before the pairs; "
-          f"{ref_after[0]:.0f} MB/s, {ref_after[1]:.0f} MB/CPU-s after.")
+        print(
+            f"| {key:<28} | {statistics.median(ours):16.2f} | {statistics.median(theirs):14.2f} "
+            f"| {median:20.2f} | {spread:>11} |"
+        )
+    print(
+        f"({args.pairs} pairs in {elapsed:.0f} s; load average {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} cores. MB/s: higher is better; latency: lower is better. "
+        "MB/CPU-s = MB per second of the broker process's CPU time. Client cores = CPU "
+        "seconds of this process (the clients) per second of the phase.)"
+    )
+    print(
+        f"Machine reference, new data into the page cache (256 MB in 1 MiB pwrites): "
+        f"{ref_before[0]:.0f} MB/s, {ref_before[1]:.0f} MB/CPU-s before the pairs; "
+        f"{ref_after[0]:.0f} MB/s, {ref_after[1]:.0f} MB/CPU-s after."
+    )
     print(MOCK_LIMITS)
     return 0
 

@@ -74,11 +74,23 @@ class Run:
 
     def __init__(self, data_dir: Path) -> None:
         self.port = free_port()
-        cmd = [sys.executable, "-m", "kbroker", "--listen", f"127.0.0.1:{self.port}",
-               "--data-dir", str(data_dir)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "kbroker",
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--data-dir",
+            str(data_dir),
+        ]
         self.t0 = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         self.ready_s: float | None = None
         self.lines: list[str] = []
         threading.Thread(target=self._drain, daemon=True).start()
@@ -154,8 +166,10 @@ def measure(data_dir: Path) -> tuple[float, float, int]:
 
 def spread(values: list[float], fmt: str) -> str:
     """Median with the min-max range."""
-    return (f"{format(statistics.median(values), fmt)} "
-            f"({format(min(values), fmt)}-{format(max(values), fmt)})")
+    return (
+        f"{format(statistics.median(values), fmt)} "
+        f"({format(min(values), fmt)}-{format(max(values), fmt)})"
+    )
 
 
 def main() -> int:
@@ -174,8 +188,10 @@ def main() -> int:
         api = [s[1] * 1000 for s in samples]
         rss = [s[2] / 1024 for s in samples]
         rows.append((count, spread(ready, ".0f"), spread(api, ".0f"), spread(rss, ".1f")))
-    print(f"kbroker footprint: python {sys.version.split()[0]}, {os.cpu_count()} cpus, "
-          f"median (min-max) of {args.runs} restarts on existing data")
+    print(
+        f"kbroker footprint: python {sys.version.split()[0]}, {os.cpu_count()} cpus, "
+        f"median (min-max) of {args.runs} restarts on existing data"
+    )
     header = ("partitions", "ready line ms", "first ApiVersions ms", "idle RSS MiB")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:

@@ -75,11 +75,21 @@ def member_loop(conn: Conn, group: str, stop: threading.Event, state: dict, key:
     any error, as real clients do. Records (generation, time the assignment arrived)."""
     member_id = ""
     while not stop.is_set():
-        r = conn.request(JoinGroupRequest(
-            group_id=group, session_timeout_ms=30000, rebalance_timeout_ms=30000,
-            member_id=member_id, protocol_type="consumer",
-            protocols=[JoinGroupRequest.JoinGroupRequestProtocol(
-                name="range", metadata=subscription("t"))]), 9)
+        r = conn.request(
+            JoinGroupRequest(
+                group_id=group,
+                session_timeout_ms=30000,
+                rebalance_timeout_ms=30000,
+                member_id=member_id,
+                protocol_type="consumer",
+                protocols=[
+                    JoinGroupRequest.JoinGroupRequestProtocol(
+                        name="range", metadata=subscription("t")
+                    )
+                ],
+            ),
+            9,
+        )
         if r.error_code == ErrorCode.MEMBER_ID_REQUIRED:
             member_id = r.member_id
             continue
@@ -89,22 +99,40 @@ def member_loop(conn: Conn, group: str, stop: threading.Event, state: dict, key:
         member_id = r.member_id
         assignments = []
         if r.leader == r.member_id:
-            assignments = [SyncGroupRequest.SyncGroupRequestAssignment(
-                member_id=m.member_id, assignment=str(i).encode())
-                for i, m in enumerate(r.members)]
-        s = conn.request(SyncGroupRequest(group_id=group, generation_id=r.generation_id,
-                                          member_id=member_id, assignments=assignments), 5)
+            assignments = [
+                SyncGroupRequest.SyncGroupRequestAssignment(
+                    member_id=m.member_id, assignment=str(i).encode()
+                )
+                for i, m in enumerate(r.members)
+            ]
+        s = conn.request(
+            SyncGroupRequest(
+                group_id=group,
+                generation_id=r.generation_id,
+                member_id=member_id,
+                assignments=assignments,
+            ),
+            5,
+        )
         if s.error_code != ErrorCode.NONE:
             continue
         state[key] = (r.generation_id, time.perf_counter())
         while not stop.is_set():
-            hb = conn.request(HeartbeatRequest(group_id=group, generation_id=r.generation_id,
-                                               member_id=member_id), 4)
+            hb = conn.request(
+                HeartbeatRequest(
+                    group_id=group, generation_id=r.generation_id, member_id=member_id
+                ),
+                4,
+            )
             if hb.error_code != ErrorCode.NONE:
                 break
             time.sleep(HEARTBEAT_S)
-    conn.request(LeaveGroupRequest(group_id=group, members=[
-        LeaveGroupRequest.MemberIdentity(member_id=member_id)]), 5)
+    conn.request(
+        LeaveGroupRequest(
+            group_id=group, members=[LeaveGroupRequest.MemberIdentity(member_id=member_id)]
+        ),
+        5,
+    )
 
 
 def _settled(state: dict, n: int) -> tuple[int, float] | None:
@@ -126,16 +154,16 @@ def protocol_round(broker: LiveBroker, n: int, group: str) -> tuple[float, float
     try:
         start = time.perf_counter()
         for i in range(n):
-            threads.append(threading.Thread(target=member_loop,
-                                            args=(conns[i], group, stop, state, i)))
+            threads.append(
+                threading.Thread(target=member_loop, args=(conns[i], group, stop, state, i))
+            )
             threads[-1].start()
         while (formed := _settled(state, n)) is None:
             time.sleep(0.001)
         generation, at = formed
         form = at - start
         start = time.perf_counter()
-        threads.append(threading.Thread(target=member_loop,
-                                        args=(conns[n], group, stop, state, n)))
+        threads.append(threading.Thread(target=member_loop, args=(conns[n], group, stop, state, n)))
         threads[-1].start()
         while (grown := _settled(state, n + 1)) is None or grown[0] == generation:
             time.sleep(0.001)
@@ -150,10 +178,18 @@ def protocol_round(broker: LiveBroker, n: int, group: str) -> tuple[float, float
 
 def confluent_round(broker: LiveBroker, n: int, topic: str, group: str) -> float:
     """Seconds until n real consumers subscribing at once all hold their partitions."""
-    consumers = [Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": group,
-                           "partition.assignment.strategy": "range",
-                           "heartbeat.interval.ms": 100, "session.timeout.ms": 6000})
-                 for _ in range(n)]
+    consumers = [
+        Consumer(
+            {
+                "bootstrap.servers": broker.bootstrap_servers,
+                "group.id": group,
+                "partition.assignment.strategy": "range",
+                "heartbeat.interval.ms": 100,
+                "session.timeout.ms": 6000,
+            }
+        )
+        for _ in range(n)
+    ]
     assigned = [False] * n
     covered: list[set[int]] = [set() for _ in range(n)]
     done = threading.Event()
@@ -191,17 +227,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        broker = LiveBroker(Path(tmp) / "data",
-                            overrides={"group.initial.rebalance.delay.ms": "0"})
+        broker = LiveBroker(Path(tmp) / "data", overrides={"group.initial.rebalance.delay.ms": "0"})
         broker.start()
         try:
             admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
-            print(f"{'members':>7}  {'protocol form ms':>16}  {'protocol +1 ms':>14}  "
-                  f"{'confluent form ms':>17}   (median of {args.rounds}, min..max)")
+            print(
+                f"{'members':>7}  {'protocol form ms':>16}  {'protocol +1 ms':>14}  "
+                f"{'confluent form ms':>17}   (median of {args.rounds}, min..max)"
+            )
             for n in args.members:
                 topic = f"bench-rebalance-{n}"
-                admin.create_topics([NewTopic(topic, num_partitions=n, replication_factor=1)]
-                                    )[topic].result(30)
+                admin.create_topics([NewTopic(topic, num_partitions=n, replication_factor=1)])[
+                    topic
+                ].result(30)
                 forms, grows, reals, gens = [], [], [], []
                 for r in range(args.rounds):
                     form, grow, generation = protocol_round(broker, n, f"proto-{n}-{r}")
@@ -212,8 +250,11 @@ def main() -> None:
 
                 def fmt(xs: list[float]) -> str:
                     return f"{statistics.median(xs):.1f} ({min(xs):.0f}..{max(xs):.0f})"
-                print(f"{n:>7}  {fmt(forms):>16}  {fmt(grows):>14}  {fmt(reals):>17}"
-                      f"   generations to form: {gens}")
+
+                print(
+                    f"{n:>7}  {fmt(forms):>16}  {fmt(grows):>14}  {fmt(reals):>17}"
+                    f"   generations to form: {gens}"
+                )
         finally:
             broker.stop()
 

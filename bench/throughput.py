@@ -32,8 +32,10 @@ from compat.livebroker import LiveBroker  # noqa: E402
 
 MB = 1_000_000
 TARGETS = {  # (phase, value size) -> MB/s
-    ("produce", 100): 60, ("produce", 10_000): 500,
-    ("consume", 100): 100, ("consume", 10_000): 500,
+    ("produce", 100): 60,
+    ("produce", 10_000): 500,
+    ("consume", 100): 100,
+    ("consume", 10_000): 500,
 }
 LATENCY_P99_TARGET_MS = 5.0
 
@@ -44,15 +46,27 @@ def create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
     admin.create_topics([NewTopic(name, partitions, 1)])[name].result(30)
 
 
-def bench_produce(bootstrap: str, topic: str, size: int, max_bytes: int, max_s: float,
-                  config: dict[str, object] | None = None) -> tuple[int, int, float]:
+def bench_produce(
+    bootstrap: str,
+    topic: str,
+    size: int,
+    max_bytes: int,
+    max_s: float,
+    config: dict[str, object] | None = None,
+) -> tuple[int, int, float]:
     """Produce values of `size` bytes until max_bytes or max_s; returns (messages, bytes, seconds).
 
     `config` adds or overrides producer settings (bench/compare.py turns sticky partitioning off).
     """
-    prod = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5,
-                     "queue.buffering.max.kbytes": 1_048_576,
-                     "queue.buffering.max.messages": 2_000_000, **(config or {})})
+    prod = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 5,
+            "queue.buffering.max.kbytes": 1_048_576,
+            "queue.buffering.max.messages": 2_000_000,
+            **(config or {}),
+        }
+    )
     value = b"v" * size
     produce = prod.produce
     poll = prod.poll
@@ -83,15 +97,23 @@ def bench_produce(bootstrap: str, topic: str, size: int, max_bytes: int, max_s: 
     return delivered, delivered * size, elapsed
 
 
-def bench_consume(bootstrap: str, topic: str, size: int, count: int, max_s: float,
-                  partitions: int = 1) -> tuple[int, int, float]:
+def bench_consume(
+    bootstrap: str, topic: str, size: int, count: int, max_s: float, partitions: int = 1
+) -> tuple[int, int, float]:
     """Consume `count` messages from the beginning of `partitions` partitions; returns (messages, bytes, seconds)."""
     # librdkafka pauses fetching for fetch.queue.backoff.ms (1 s) whenever its local queue
     # passes queued.min.messages (100k, i.e. only 10 MB of 100 B records); a Python loop
     # drains slower than a broker fills, so the defaults measure that pause, not the broker.
-    cons = Consumer({"bootstrap.servers": bootstrap, "group.id": "kbroker-bench",
-                     "enable.auto.commit": False, "queued.min.messages": 10_000_000,
-                     "queued.max.messages.kbytes": 1_048_576, "fetch.queue.backoff.ms": 10})
+    cons = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "kbroker-bench",
+            "enable.auto.commit": False,
+            "queued.min.messages": 10_000_000,
+            "queued.max.messages.kbytes": 1_048_576,
+            "fetch.queue.backoff.ms": 10,
+        }
+    )
     cons.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     got = 0
     nbytes = 0
@@ -119,8 +141,14 @@ def bench_consume(bootstrap: str, topic: str, size: int, count: int, max_s: floa
 
 def bench_latency(bootstrap: str, topic: str, count: int, rate: float) -> list[float]:
     """Send `count` timestamped messages at `rate`/s; returns end-to-end latencies in ms."""
-    cons = Consumer({"bootstrap.servers": bootstrap, "group.id": "kbroker-bench-latency",
-                     "enable.auto.commit": False, "enable.partition.eof": True})
+    cons = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "kbroker-bench-latency",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
     # fetch.wait.max.ms is left at its default (500 ms): a waiting Fetch must be woken by
     # the append, not by the timeout, for latency to be low.
     cons.assign([TopicPartition(topic, 0, OFFSET_END)])
@@ -203,8 +231,10 @@ def main() -> int:
     parser.add_argument("--latency-rate", type=float, default=500.0, help="messages per second")
     parser.add_argument("--sizes", default="100,10000", help="value sizes in bytes (comma list)")
     parser.add_argument("--no-latency", action="store_true", help="skip the latency phase")
-    parser.add_argument("--bootstrap", help="use this running broker instead of starting one "
-                        "(e.g. one started under a profiler)")
+    parser.add_argument(
+        "--bootstrap",
+        help="use this running broker instead of starting one (e.g. one started under a profiler)",
+    )
     args = parser.parse_args()
 
     rows: list[tuple[str, str, str, str, str]] = []
@@ -220,32 +250,65 @@ def main() -> int:
                 topic = f"bench-{size}-{run_id}"
                 create_topic(broker.bootstrap_servers, topic)
                 cpu0 = broker_cpu_s(broker)
-                n, nbytes, secs = bench_produce(broker.bootstrap_servers, topic, size,
-                                                int(args.megabytes * MB), args.seconds)
+                n, nbytes, secs = bench_produce(
+                    broker.bootstrap_servers, topic, size, int(args.megabytes * MB), args.seconds
+                )
                 mbps = nbytes / MB / secs
-                rows.append((f"produce {size} B", f"{mbps:8.1f} MB/s",
-                             f"{n / secs:10.0f} msg/s", target_text("produce", size),
-                             per_cpu(nbytes, cpu0, broker_cpu_s(broker))))
+                rows.append(
+                    (
+                        f"produce {size} B",
+                        f"{mbps:8.1f} MB/s",
+                        f"{n / secs:10.0f} msg/s",
+                        target_text("produce", size),
+                        per_cpu(nbytes, cpu0, broker_cpu_s(broker)),
+                    )
+                )
                 print("  " + "  ".join(s.strip() for s in rows[-1]), flush=True)  # progress
                 cpu0 = broker_cpu_s(broker)
-                n, nbytes, secs = bench_consume(broker.bootstrap_servers, topic, size, n, args.seconds)
+                n, nbytes, secs = bench_consume(
+                    broker.bootstrap_servers, topic, size, n, args.seconds
+                )
                 mbps = nbytes / MB / secs
-                rows.append((f"consume {size} B", f"{mbps:8.1f} MB/s",
-                             f"{n / secs:10.0f} msg/s", target_text("consume", size),
-                             per_cpu(nbytes, cpu0, broker_cpu_s(broker))))
+                rows.append(
+                    (
+                        f"consume {size} B",
+                        f"{mbps:8.1f} MB/s",
+                        f"{n / secs:10.0f} msg/s",
+                        target_text("consume", size),
+                        per_cpu(nbytes, cpu0, broker_cpu_s(broker)),
+                    )
+                )
                 print("  " + "  ".join(s.strip() for s in rows[-1]), flush=True)  # progress
             lat = None
             if not args.no_latency:
                 create_topic(broker.bootstrap_servers, f"bench-latency-{run_id}")
-                lat = bench_latency(broker.bootstrap_servers, f"bench-latency-{run_id}",
-                                    args.latency_messages, args.latency_rate)
+                lat = bench_latency(
+                    broker.bootstrap_servers,
+                    f"bench-latency-{run_id}",
+                    args.latency_messages,
+                    args.latency_rate,
+                )
             if lat is None:
                 pass
             elif lat:
-                rows.append(("e2e latency p50", f"{statistics.median(lat):8.2f} ms",
-                             f"{len(lat):10d} msgs", "", ""))
-                rows.append(("e2e latency p99", f"{percentile(lat, 99):8.2f} ms",
-                             f"@ {args.latency_rate:.0f}/s", f"<= {LATENCY_P99_TARGET_MS} ms", ""))
+                rows.append(
+                    (
+                        "e2e latency p50",
+                        f"{statistics.median(lat):8.2f} ms",
+                        f"{len(lat):10d} msgs",
+                        "",
+                        "",
+                    )
+                )
+                rows.append(
+                    (
+                        "e2e latency p99",
+                        f"{percentile(lat, 99):8.2f} ms",
+                        f"@ {args.latency_rate:.0f}/s",
+                        f"<= {LATENCY_P99_TARGET_MS} ms",
+                        "",
+                    )
+                )
             else:
                 rows.append(("e2e latency", "no messages received", "", "", ""))
         except Exception:
@@ -256,14 +319,18 @@ def main() -> int:
                 broker.stop()
 
     print()
-    print(f"| {'phase':<18} | {'throughput':>14} | {'rate':>16} | {'target':<14} "
-          f"| {'per broker CPU-s':>16} |")
+    print(
+        f"| {'phase':<18} | {'throughput':>14} | {'rate':>16} | {'target':<14} "
+        f"| {'per broker CPU-s':>16} |"
+    )
     print(f"|{'-' * 20}|{'-' * 16}|{'-' * 18}|{'-' * 16}|{'-' * 18}|")
     for phase, value, rate, target, cpu in rows:
         print(f"| {phase:<18} | {value:>14} | {rate:>16} | {target:<14} | {cpu:>16} |")
-    print(f"(load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
-          "the last column, MB per second of broker CPU time, is the figure that other load "
-          "on the machine distorts least)")
+    print(
+        f"(load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
+        "the last column, MB per second of broker CPU time, is the figure that other load "
+        "on the machine distorts least)"
+    )
     return 0
 
 

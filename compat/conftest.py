@@ -47,8 +47,9 @@ def fresh_broker(tmp_path: Path) -> Iterator[LiveBroker]:
 @pytest.fixture(scope="module")
 def group_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
     """A live kbroker shared by one module's group tests."""
-    with shared_broker(tmp_path_factory.mktemp("kbroker-groups"),
-                       overrides=GROUP_BROKER_OVERRIDES) as live:
+    with shared_broker(
+        tmp_path_factory.mktemp("kbroker-groups"), overrides=GROUP_BROKER_OVERRIDES
+    ) as live:
         yield live
 
 
@@ -89,8 +90,9 @@ DYNAMIC_TOPIC_CONFIG, DEFAULT_CONFIG = 1, 5
 def text_like_values(count: int = 300, words_per_value: int = 80) -> list[bytes]:
     """Deterministic text-like values that compress differently at different levels."""
     words = [f"w{(i * 7919) % 997}".encode() for i in range(2000)]
-    return [b" ".join(words[(i * 31 + j) % 2000] for j in range(words_per_value))
-            for i in range(count)]
+    return [
+        b" ".join(words[(i * 31 + j) % 2000] for j in range(words_per_value)) for i in range(count)
+    ]
 
 
 def now_ms() -> int:
@@ -139,15 +141,21 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     explicit = os.environ.get("KBROKER_COMPAT_RESULTS")
     # Only a full run may replace the committed RESULTS.md (README quotes it): a -k / -m /
     # node-id selection, a single module or a run stopped early would leave a partial table.
-    partial = (bool(config.option.keyword) or bool(config.option.markexpr)
-               or any("::" in arg for arg in config.args)
-               or not _results.has_every_client()
-               or exitstatus == pytest.ExitCode.INTERRUPTED
-               or bool(getattr(terminalreporter, "_session", None)
-                       and terminalreporter._session.shouldstop))
+    partial = (
+        bool(config.option.keyword)
+        or bool(config.option.markexpr)
+        or any("::" in arg for arg in config.args)
+        or not _results.has_every_client()
+        or exitstatus == pytest.ExitCode.INTERRUPTED
+        or bool(
+            getattr(terminalreporter, "_session", None) and terminalreporter._session.shouldstop
+        )
+    )
     if partial and not explicit:
-        terminalreporter.write_line("(partial compat run: compat/RESULTS.md left unchanged; "
-                                    "set KBROKER_COMPAT_RESULTS=path to write this table)")
+        terminalreporter.write_line(
+            "(partial compat run: compat/RESULTS.md left unchanged; "
+            "set KBROKER_COMPAT_RESULTS=path to write this table)"
+        )
         return
     target = Path(explicit or COMPAT_DIR / "RESULTS.md")
     try:

@@ -51,13 +51,15 @@ def stored_batches(data_dir: Path, topic: str, partition: int) -> list[StoredBat
                 break  # preallocated tail or a partial write
             (attributes,) = struct.unpack_from(">h", data, pos + 21)
             (records_count,) = struct.unpack_from(">i", data, pos + 57)
-            batches.append(StoredBatch(
-                base_offset=base_offset,
-                size=length + LOG_OVERHEAD,
-                compression=CODECS.get(attributes & 0x07, f"unknown({attributes & 0x07})"),
-                timestamp_type=(attributes >> 3) & 1,
-                records_count=records_count,
-            ))
+            batches.append(
+                StoredBatch(
+                    base_offset=base_offset,
+                    size=length + LOG_OVERHEAD,
+                    compression=CODECS.get(attributes & 0x07, f"unknown({attributes & 0x07})"),
+                    timestamp_type=(attributes >> 3) & 1,
+                    records_count=records_count,
+                )
+            )
             pos += LOG_OVERHEAD + length
     return batches
 

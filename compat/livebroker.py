@@ -53,8 +53,15 @@ class LiveBroker:
     # -- lifecycle -------------------------------------------------------------------------
     def command(self) -> list[str]:
         """The exact command line used to start the broker."""
-        cmd = [sys.executable, "-m", "kbroker", "--listen", "127.0.0.1:0",
-               "--data-dir", str(self.data_dir)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "kbroker",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(self.data_dir),
+        ]
         for key, value in self.overrides.items():
             cmd += ["--override", f"{key}={value}"]
         return cmd
@@ -69,8 +76,12 @@ class LiveBroker:
         # stderr merged into stdout and drained by a thread: a full pipe must never block
         # the broker, and the ready line may be logged on either stream.
         self.proc = subprocess.Popen(
-            self.command(), cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            self.command(),
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         ready = threading.Event()
         found: list[tuple[str, int]] = []
@@ -83,12 +94,15 @@ class LiveBroker:
             )
         if not found:
             code = self.proc.wait()
-            raise BrokerStartError(f"kbroker exited with code {code} before it was ready\n{self.log_tail()}")
+            raise BrokerStartError(
+                f"kbroker exited with code {code} before it was ready\n{self.log_tail()}"
+            )
         self.host, self.port = found[0]
         self.bootstrap_servers = f"{self.host}:{self.port}"
 
-    def _drain(self, proc: subprocess.Popen[bytes], ready: threading.Event,
-               found: list[tuple[str, int]]) -> None:
+    def _drain(
+        self, proc: subprocess.Popen[bytes], ready: threading.Event, found: list[tuple[str, int]]
+    ) -> None:
         assert proc.stdout is not None
         for raw in proc.stdout:
             line = raw.decode("utf-8", "replace").rstrip("\n")
@@ -157,8 +171,9 @@ class LiveBroker:
 
 
 @contextmanager
-def shared_broker(data_dir: Path, *, overrides: dict[str, str] | None = None
-                  ) -> Iterator[LiveBroker]:
+def shared_broker(
+    data_dir: Path, *, overrides: dict[str, str] | None = None
+) -> Iterator[LiveBroker]:
     """A started broker for a whole test module, killed at the end.
 
     A broker that died mid-module is a failure even if each test's own checks passed.
@@ -169,8 +184,9 @@ def shared_broker(data_dir: Path, *, overrides: dict[str, str] | None = None
 
 
 @contextmanager
-def private_broker(data_dir: Path, *, overrides: dict[str, str] | None = None,
-                   kind: type[LiveBroker] = LiveBroker) -> Iterator[LiveBroker]:
+def private_broker(
+    data_dir: Path, *, overrides: dict[str, str] | None = None, kind: type[LiveBroker] = LiveBroker
+) -> Iterator[LiveBroker]:
     """A started broker of one test's own (free to be restarted or killed), killed at the end."""
     live = kind(data_dir, overrides=overrides)
     live.start()

@@ -18,12 +18,28 @@ RESULTS = REPO / "compat" / "RESULTS.md"
 
 # The settings a user is most likely to change; the full list is `kbroker --list-configs`.
 MAIN_SETTINGS = [
-    "listeners", "advertised.listeners", "log.dirs", "node.id", "num.partitions",
-    "auto.create.topics.enable", "delete.topic.enable", "message.max.bytes", "compression.type",
-    "log.segment.bytes", "log.roll.hours", "log.retention.hours", "log.retention.ms",
-    "log.retention.bytes", "log.retention.check.interval.ms", "log.cleanup.policy",
-    "log.flush.interval.messages", "log.flush.interval.ms", "log.message.timestamp.type",
-    "socket.request.max.bytes", "connections.max.idle.ms", "fetch.max.bytes",
+    "listeners",
+    "advertised.listeners",
+    "log.dirs",
+    "node.id",
+    "num.partitions",
+    "auto.create.topics.enable",
+    "delete.topic.enable",
+    "message.max.bytes",
+    "compression.type",
+    "log.segment.bytes",
+    "log.roll.hours",
+    "log.retention.hours",
+    "log.retention.ms",
+    "log.retention.bytes",
+    "log.retention.check.interval.ms",
+    "log.cleanup.policy",
+    "log.flush.interval.messages",
+    "log.flush.interval.ms",
+    "log.message.timestamp.type",
+    "socket.request.max.bytes",
+    "connections.max.idle.ms",
+    "fetch.max.bytes",
 ]
 
 

@@ -82,10 +82,8 @@ class ResultsTable:
 
     def markdown(self) -> str:
         """The table itself: one row per scenario, one column per client."""
-        clients = [title for title, _ in CLIENTS.values()
-                   if any(c == title for c, _ in self.cells)]
-        lines = ["| scenario | " + " | ".join(clients) + " |",
-                 "|---|" + "---|" * len(clients)]
+        clients = [title for title, _ in CLIENTS.values() if any(c == title for c, _ in self.cells)]
+        lines = ["| scenario | " + " | ".join(clients) + " |", "|---|" + "---|" * len(clients)]
         for scenario in self.scenarios:
             row = []
             for client in clients:
@@ -96,9 +94,11 @@ class ResultsTable:
 
     def failures(self) -> list[str]:
         """One line per failing cell with the client's error, for the notes under the table."""
-        return [f"- {client} / {scenario}: {outcome}: `{detail}`"
-                for (client, scenario), (outcome, detail) in self.cells.items()
-                if outcome != "pass"]
+        return [
+            f"- {client} / {scenario}: {outcome}: `{detail}`"
+            for (client, scenario), (outcome, detail) in self.cells.items()
+            if outcome != "pass"
+        ]
 
     def document(self) -> str:
         """RESULTS.md: provenance, the table, and the failure notes."""
@@ -116,8 +116,13 @@ class ResultsTable:
             pass
         repo = Path(__file__).resolve().parent.parent
         try:
-            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo,
-                                    capture_output=True, text=True, check=True).stdout.strip()
+            commit = subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                cwd=repo,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
             commit = "unknown"
         passed = sum(1 for outcome, _ in self.cells.values() if outcome == "pass")

@@ -41,13 +41,15 @@ FAST_GROUP = {"heartbeat_interval_ms": 200, "session_timeout_ms": 6000}
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
     """This module's live kbroker (short initial rebalance delay for the group scenarios)."""
-    with shared_broker(tmp_path_factory.mktemp("kbroker-aiokafka"),
-                       overrides=GROUP_BROKER_OVERRIDES) as live:
+    with shared_broker(
+        tmp_path_factory.mktemp("kbroker-aiokafka"), overrides=GROUP_BROKER_OVERRIDES
+    ) as live:
         yield live
 
 
 def run(scenario: Callable[..., Awaitable[None]], *args: Any) -> None:
     """Run one asyncio scenario with an overall deadline."""
+
     async def bounded() -> None:
         await asyncio.wait_for(scenario(*args), DEADLINE_S * 2)
 
@@ -70,8 +72,9 @@ async def admin_client(bootstrap: str) -> AsyncIterator[AIOKafkaAdminClient]:
         await admin.close()
 
 
-async def create_topic(bootstrap: str, name: str, partitions: int = 1,
-                       configs: dict[str, str] | None = None) -> None:
+async def create_topic(
+    bootstrap: str, name: str, partitions: int = 1, configs: dict[str, str] | None = None
+) -> None:
     """CreateTopics through aiokafka's admin client."""
     async with admin_client(bootstrap) as admin:
         await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs or {})])
@@ -79,8 +82,9 @@ async def create_topic(bootstrap: str, name: str, partitions: int = 1,
 
 async def consume(bootstrap: str, topic: str, count: int, **configs: Any) -> list[Any]:
     """Group-less consumer from the earliest offset until ``count`` records arrived."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                **configs)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", **configs
+    )
     await consumer.start()
     got: list[Any] = []
     try:
@@ -97,11 +101,13 @@ async def consume(bootstrap: str, topic: str, count: int, **configs: Any) -> lis
 # -- bootstrap and admin ----------------------------------------------------------------------
 def test_bootstrap(broker: LiveBroker, topic_name: str) -> None:
     """Cluster metadata names the one broker at the bootstrap address; topics are listed."""
+
     async def scenario() -> None:
         async with admin_client(broker.bootstrap_servers) as admin:
             cluster = await admin.describe_cluster()
-            assert [(b["host"], b["port"]) for b in cluster["brokers"]] == \
-                [(broker.host, broker.port)]
+            assert [(b["host"], b["port"]) for b in cluster["brokers"]] == [
+                (broker.host, broker.port)
+            ]
             assert cluster["cluster_id"]
             await admin.create_topics([NewTopic(topic_name, 2, 1)])
             assert topic_name in await admin.list_topics()
@@ -114,14 +120,24 @@ def test_bootstrap(broker: LiveBroker, topic_name: str) -> None:
 
 def test_create_topic_with_configs(broker: LiveBroker, topic_name: str) -> None:
     """CreateTopics applies configs (DescribeConfigs shows them); Kafka's errors otherwise."""
+
     async def scenario() -> None:
         from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
         async with admin_client(broker.bootstrap_servers) as admin:
-            await admin.create_topics([NewTopic(topic_name, 3, 1, topic_configs={
-                "retention.ms": "3600000", "cleanup.policy": "compact"})])
+            await admin.create_topics(
+                [
+                    NewTopic(
+                        topic_name,
+                        3,
+                        1,
+                        topic_configs={"retention.ms": "3600000", "cleanup.policy": "compact"},
+                    )
+                ]
+            )
             [response] = await admin.describe_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, topic_name)])
+                [ConfigResource(ConfigResourceType.TOPIC, topic_name)]
+            )
             [resource] = response.resources
             configs = {entry[0]: entry[1] for entry in resource[4]}
             assert configs["retention.ms"] == "3600000"
@@ -137,6 +153,7 @@ def test_create_topic_with_configs(broker: LiveBroker, topic_name: str) -> None:
 
 def test_add_partitions(broker: LiveBroker, topic_name: str) -> None:
     """CreatePartitions grows a topic and the new partition takes writes; shrinking fails."""
+
     async def scenario() -> None:
         async with admin_client(broker.bootstrap_servers) as admin:
             await admin.create_topics([NewTopic(topic_name, 1, 1)])
@@ -158,6 +175,7 @@ def test_add_partitions(broker: LiveBroker, topic_name: str) -> None:
 
 def test_delete_topic(broker: LiveBroker, topic_name: str) -> None:
     """DeleteTopics removes the topic; deleting it again is UNKNOWN_TOPIC_OR_PARTITION."""
+
     async def scenario() -> None:
         async with admin_client(broker.bootstrap_servers) as admin:
             await admin.create_topics([NewTopic(topic_name, 1, 1)])
@@ -175,6 +193,7 @@ def test_delete_topic(broker: LiveBroker, topic_name: str) -> None:
 @pytest.mark.parametrize("acks", [0, 1, "all"])
 def test_produce_keyed(broker: LiveBroker, topic_name: str, acks: int | str) -> None:
     """Keyed records land in the partition aiokafka's partitioner chose, in order."""
+
     async def scenario() -> None:
         partitions = 4
         await create_topic(broker.bootstrap_servers, topic_name, partitions)
@@ -182,8 +201,10 @@ def test_produce_keyed(broker: LiveBroker, topic_name: str, acks: int | str) -> 
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks=acks)
         await producer.start()
         try:
-            futures = [await producer.send(topic_name, f"v{i}".encode(), key=key)
-                       for i, key in enumerate(keys)]
+            futures = [
+                await producer.send(topic_name, f"v{i}".encode(), key=key)
+                for i, key in enumerate(keys)
+            ]
             metas = await asyncio.gather(*futures)
         finally:
             await producer.stop()
@@ -195,8 +216,11 @@ def test_produce_keyed(broker: LiveBroker, topic_name: str, acks: int | str) -> 
         for p in range(partitions):
             in_p = [m for m in messages if m.partition == p]
             assert [m.offset for m in in_p] == list(range(len(in_p)))
-            assert [m.value for m in in_p] == [f"v{i}".encode() for i, k in enumerate(keys)
-                                               if expected_partition(k, partitions) == p]
+            assert [m.value for m in in_p] == [
+                f"v{i}".encode()
+                for i, k in enumerate(keys)
+                if expected_partition(k, partitions) == p
+            ]
 
     run(scenario)
 
@@ -204,10 +228,12 @@ def test_produce_keyed(broker: LiveBroker, topic_name: str, acks: int | str) -> 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
 def test_compression(broker: LiveBroker, topic_name: str, codec: str) -> None:
     """Batches compressed by aiokafka are stored and read back intact."""
+
     async def scenario() -> None:
         values = [f"{codec}-{i}-".encode() * 20 for i in range(50)]
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers,
-                                    compression_type=codec, linger_ms=50)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=broker.bootstrap_servers, compression_type=codec, linger_ms=50
+        )
         await producer.start()
         try:
             futures = [await producer.send(topic_name, v, partition=0) for v in values]
@@ -222,17 +248,27 @@ def test_compression(broker: LiveBroker, topic_name: str, codec: str) -> None:
 
 def test_headers_and_create_time(broker: LiveBroker, topic_name: str) -> None:
     """Headers and the producer's CreateTime timestamp come back unchanged."""
+
     async def scenario() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
         await producer.start()
         try:
-            await producer.send_and_wait(topic_name, b"v", key=b"k", timestamp_ms=1_600_000_000_123,
-                                         headers=[("h1", b"one"), ("h2", b"")])
+            await producer.send_and_wait(
+                topic_name,
+                b"v",
+                key=b"k",
+                timestamp_ms=1_600_000_000_123,
+                headers=[("h1", b"one"), ("h2", b"")],
+            )
         finally:
             await producer.stop()
         [msg] = await consume(broker.bootstrap_servers, topic_name, 1)
-        assert (msg.key, msg.value, msg.timestamp, msg.timestamp_type) == \
-            (b"k", b"v", 1_600_000_000_123, 0)
+        assert (msg.key, msg.value, msg.timestamp, msg.timestamp_type) == (
+            b"k",
+            b"v",
+            1_600_000_000_123,
+            0,
+        )
         assert list(msg.headers) == [("h1", b"one"), ("h2", b"")]
 
     run(scenario)
@@ -240,6 +276,7 @@ def test_headers_and_create_time(broker: LiveBroker, topic_name: str) -> None:
 
 def test_consume_from_beginning(broker: LiveBroker, topic_name: str) -> None:
     """seek_to_beginning reads every record from 0; beginning/end offsets agree."""
+
     async def scenario() -> None:
         values = [f"m{i}".encode() for i in range(10)]
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
@@ -271,6 +308,7 @@ def test_consume_from_beginning(broker: LiveBroker, topic_name: str) -> None:
 
 def test_consume_from_end(broker: LiveBroker, topic_name: str) -> None:
     """seek_to_end skips what is there and delivers only what is produced afterwards."""
+
     async def scenario() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
         await producer.start()
@@ -319,9 +357,14 @@ def test_group_subscribe_and_consume(broker: LiveBroker, topic_name: str) -> Non
     async def scenario() -> None:
         await create_topic(broker.bootstrap_servers, topic_name, 3)
         await produce_per_partition(broker.bootstrap_servers, topic_name, 3, 10)
-        consumer = AIOKafkaConsumer(topic_name, bootstrap_servers=broker.bootstrap_servers,
-                                    group_id=group, auto_offset_reset="earliest",
-                                    enable_auto_commit=False, **FAST_GROUP)
+        consumer = AIOKafkaConsumer(
+            topic_name,
+            bootstrap_servers=broker.bootstrap_servers,
+            group_id=group,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            **FAST_GROUP,
+        )
         await consumer.start()
         values = []
         try:
@@ -337,8 +380,7 @@ def test_group_subscribe_and_consume(broker: LiveBroker, topic_name: str) -> Non
         assert sorted(values) == sorted(f"p{p}-{i}".encode() for p in range(3) for i in range(10))
         async with admin_client(broker.bootstrap_servers) as admin:
             offsets = await admin.list_consumer_group_offsets(group)
-            assert {tp.partition: om.offset for tp, om in offsets.items()} == \
-                {0: 10, 1: 10, 2: 10}
+            assert {tp.partition: om.offset for tp, om in offsets.items()} == {0: 10, 1: 10, 2: 10}
             assert group in {g[0] for g in await admin.list_consumer_groups()}
 
     run(scenario)
@@ -352,18 +394,25 @@ def test_group_commit_and_fetch_offsets(broker: LiveBroker, topic_name: str) -> 
         await create_topic(broker.bootstrap_servers, topic_name, 2)
         await produce_per_partition(broker.bootstrap_servers, topic_name, 2, 10)
         tp0, tp1 = TopicPartition(topic_name, 0), TopicPartition(topic_name, 1)
-        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap_servers, group_id=group,
-                                    enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=broker.bootstrap_servers, group_id=group, enable_auto_commit=False
+        )
         await consumer.start()
         try:
             consumer.assign([tp0, tp1])
-            await consumer.commit({tp0: OffsetAndMetadata(7, "seven"),
-                                   tp1: OffsetAndMetadata(3, "")})
+            await consumer.commit(
+                {tp0: OffsetAndMetadata(7, "seven"), tp1: OffsetAndMetadata(3, "")}
+            )
             assert (await consumer.committed(tp0), await consumer.committed(tp1)) == (7, 3)
         finally:
             await consumer.stop()
-        member = AIOKafkaConsumer(topic_name, bootstrap_servers=broker.bootstrap_servers,
-                                  group_id=group, enable_auto_commit=False, **FAST_GROUP)
+        member = AIOKafkaConsumer(
+            topic_name,
+            bootstrap_servers=broker.bootstrap_servers,
+            group_id=group,
+            enable_auto_commit=False,
+            **FAST_GROUP,
+        )
         await member.start()
         values = []
         try:
@@ -374,8 +423,9 @@ def test_group_commit_and_fetch_offsets(broker: LiveBroker, topic_name: str) -> 
                         break
         finally:
             await member.stop()
-        assert sorted(values) == sorted([f"p0-{i}".encode() for i in range(7, 10)]
-                                        + [f"p1-{i}".encode() for i in range(3, 10)])
+        assert sorted(values) == sorted(
+            [f"p0-{i}".encode() for i in range(7, 10)] + [f"p1-{i}".encode() for i in range(3, 10)]
+        )
 
     run(scenario)
 
@@ -393,8 +443,9 @@ def test_group_rebalance_on_join_and_leave(broker: LiveBroker, topic_name: str) 
         await create_topic(broker.bootstrap_servers, topic_name, 4)
 
         def member() -> AIOKafkaConsumer:
-            return AIOKafkaConsumer(topic_name, bootstrap_servers=broker.bootstrap_servers,
-                                    group_id=group, **FAST_GROUP)
+            return AIOKafkaConsumer(
+                topic_name, bootstrap_servers=broker.bootstrap_servers, group_id=group, **FAST_GROUP
+            )
 
         a = member()
         await a.start()
@@ -404,8 +455,9 @@ def test_group_rebalance_on_join_and_leave(broker: LiveBroker, topic_name: str) 
             await b.start()
             try:
                 await asyncio.gather(assignment_settles(a, 2), assignment_settles(b, 2))
-                assert a.assignment() | b.assignment() == \
-                    {TopicPartition(topic_name, p) for p in range(4)}
+                assert a.assignment() | b.assignment() == {
+                    TopicPartition(topic_name, p) for p in range(4)
+                }
             finally:
                 await b.stop()  # LeaveGroup
             await assignment_settles(a, 4)
@@ -416,21 +468,24 @@ def test_group_rebalance_on_join_and_leave(broker: LiveBroker, topic_name: str) 
 
 
 # -- configs, offsets by time, out of range, DeleteRecords ------------------------------------
-async def produce_values(bootstrap: str, topic: str, values: list[bytes],
-                         stamps: list[int] | None = None) -> None:
+async def produce_values(
+    bootstrap: str, topic: str, values: list[bytes], stamps: list[int] | None = None
+) -> None:
     """Send ``values`` to partition 0 in order (with CreateTime ``stamps`` if given)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     try:
         for i, value in enumerate(values):
-            await producer.send_and_wait(topic, value, partition=0,
-                                         timestamp_ms=stamps[i] if stamps else None)
+            await producer.send_and_wait(
+                topic, value, partition=0, timestamp_ms=stamps[i] if stamps else None
+            )
     finally:
         await producer.stop()
 
 
-async def read_from(bootstrap: str, tp: TopicPartition, count: int, *, seek: int | None = None,
-                    **configs: Any) -> list[Any]:
+async def read_from(
+    bootstrap: str, tp: TopicPartition, count: int, *, seek: int | None = None, **configs: Any
+) -> list[Any]:
     """``count`` records of ``tp`` by assignment, from ``seek`` (or the reset policy)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **configs)
     await consumer.start()
@@ -449,11 +504,13 @@ async def read_from(bootstrap: str, tp: TopicPartition, count: int, *, seek: int
 
 def test_describe_configs_defaults(broker: LiveBroker, topic_name: str) -> None:
     """A topic without overrides reports Kafka's defaults, sourced DEFAULT_CONFIG."""
+
     async def scenario() -> None:
         await create_topic(broker.bootstrap_servers, topic_name)
         async with admin_client(broker.bootstrap_servers) as admin:
             [response] = await admin.describe_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, topic_name)])
+                [ConfigResource(ConfigResourceType.TOPIC, topic_name)]
+            )
         [(error_code, _, _, name, entries)] = response.resources
         assert (error_code, name) == (0, topic_name)
         configs = {e[0]: e for e in entries}  # (name, value, read_only, source, sensitive, ...)
@@ -465,12 +522,16 @@ def test_describe_configs_defaults(broker: LiveBroker, topic_name: str) -> None:
 
 def test_consume_from_timestamp(broker: LiveBroker, topic_name: str) -> None:
     """offsets_for_times finds the first record at or after a timestamp (ListOffsets v1+)."""
+
     async def scenario() -> None:
         await create_topic(broker.bootstrap_servers, topic_name)
         base = 1_700_000_000_000
-        await produce_values(broker.bootstrap_servers, topic_name,
-                             [f"t{i}".encode() for i in range(5)],
-                             [base + i * 1000 for i in range(5)])
+        await produce_values(
+            broker.bootstrap_servers,
+            topic_name,
+            [f"t{i}".encode() for i in range(5)],
+            [base + i * 1000 for i in range(5)],
+        )
         tp = TopicPartition(topic_name, 0)
         consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap_servers)
         await consumer.start()
@@ -483,18 +544,27 @@ def test_consume_from_timestamp(broker: LiveBroker, topic_name: str) -> None:
             await consumer.stop()
         got = await read_from(broker.bootstrap_servers, tp, 3, seek=found.offset)
         assert [(m.offset, m.value, m.timestamp) for m in got] == [
-            (2, b"t2", base + 2000), (3, b"t3", base + 3000), (4, b"t4", base + 4000)]
+            (2, b"t2", base + 2000),
+            (3, b"t3", base + 3000),
+            (4, b"t4", base + 4000),
+        ]
 
     run(scenario)
 
 
 def test_offset_out_of_range_resets(broker: LiveBroker, topic_name: str) -> None:
     """A fetch past the end gets OFFSET_OUT_OF_RANGE, and auto_offset_reset=earliest recovers."""
+
     async def scenario() -> None:
         await create_topic(broker.bootstrap_servers, topic_name)
         await produce_values(broker.bootstrap_servers, topic_name, [b"r0", b"r1", b"r2"])
-        got = await read_from(broker.bootstrap_servers, TopicPartition(topic_name, 0), 3,
-                              seek=100, auto_offset_reset="earliest")
+        got = await read_from(
+            broker.bootstrap_servers,
+            TopicPartition(topic_name, 0),
+            3,
+            seek=100,
+            auto_offset_reset="earliest",
+        )
         assert [(m.offset, m.value) for m in got] == [(0, b"r0"), (1, b"r1"), (2, b"r2")]
 
     run(scenario)
@@ -502,10 +572,12 @@ def test_offset_out_of_range_resets(broker: LiveBroker, topic_name: str) -> None
 
 def test_delete_records(broker: LiveBroker, topic_name: str) -> None:
     """DeleteRecords moves the log start offset; consumers start there; past the end is refused."""
+
     async def scenario() -> None:
         await create_topic(broker.bootstrap_servers, topic_name)
-        await produce_values(broker.bootstrap_servers, topic_name,
-                             [f"d{i}".encode() for i in range(10)])
+        await produce_values(
+            broker.bootstrap_servers, topic_name, [f"d{i}".encode() for i in range(10)]
+        )
         tp = TopicPartition(topic_name, 0)
         async with admin_client(broker.bootstrap_servers) as admin:
             assert await admin.delete_records({tp: RecordsToDelete(4)}) == {tp: 4}
@@ -525,6 +597,7 @@ def test_delete_records(broker: LiveBroker, topic_name: str) -> None:
 
 def test_auto_create_topic(broker: LiveBroker, topic_name: str) -> None:
     """Producing to an unknown topic creates it (auto.create.topics.enable, num.partitions=1)."""
+
     async def scenario() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
         await producer.start()
@@ -542,31 +615,44 @@ def test_auto_create_topic(broker: LiveBroker, topic_name: str) -> None:
 
 def test_alter_configs_legacy(broker: LiveBroker, topic_name: str) -> None:
     """The pre-KIP-339 AlterConfigs (whole-set replace): omitted overrides revert."""
+
     async def scenario() -> None:
-        await create_topic(broker.bootstrap_servers, topic_name,
-                           configs={"cleanup.policy": "compact"})
+        await create_topic(
+            broker.bootstrap_servers, topic_name, configs={"cleanup.policy": "compact"}
+        )
         async with admin_client(broker.bootstrap_servers) as admin:
-            [altered] = await admin.alter_configs([ConfigResource(
-                ConfigResourceType.TOPIC, topic_name,
-                {"retention.ms": "90000", "max.message.bytes": "20000"})])
+            [altered] = await admin.alter_configs(
+                [
+                    ConfigResource(
+                        ConfigResourceType.TOPIC,
+                        topic_name,
+                        {"retention.ms": "90000", "max.message.bytes": "20000"},
+                    )
+                ]
+            )
             assert [r[0] for r in altered.resources] == [0]  # error code
             [response] = await admin.describe_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, topic_name)])
+                [ConfigResource(ConfigResourceType.TOPIC, topic_name)]
+            )
         configs = {e[0]: e for e in response.resources[0][4]}
         assert configs["retention.ms"][1] == "90000"
         assert configs["max.message.bytes"][1] == "20000"
         assert (configs["cleanup.policy"][1], configs["cleanup.policy"][3]) == (
-            "delete", DEFAULT_CONFIG)
+            "delete",
+            DEFAULT_CONFIG,
+        )
 
     run(scenario)
 
 
 def test_max_message_bytes(broker: LiveBroker, topic_name: str) -> None:
     """A batch of exactly max.message.bytes is accepted; one byte more is MESSAGE_TOO_LARGE."""
+
     async def scenario() -> None:
         limit = 10_000
-        await create_topic(broker.bootstrap_servers, topic_name,
-                           configs={"max.message.bytes": str(limit)})
+        await create_topic(
+            broker.bootstrap_servers, topic_name, configs={"max.message.bytes": str(limit)}
+        )
         fits = value_len_for_batch_size(limit)
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks=1)
         await producer.start()
@@ -593,20 +679,26 @@ def test_max_message_bytes(broker: LiveBroker, topic_name: str) -> None:
 
 def test_log_append_time(broker: LiveBroker, topic_name: str) -> None:
     """On a LogAppendTime topic the broker's clock replaces the producer's timestamp."""
+
     async def scenario() -> None:
-        await create_topic(broker.bootstrap_servers, topic_name,
-                           configs={"message.timestamp.type": "LogAppendTime"})
+        await create_topic(
+            broker.bootstrap_servers,
+            topic_name,
+            configs={"message.timestamp.type": "LogAppendTime"},
+        )
         before = now_ms()
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks=1)
         await producer.start()
         try:
-            md = await producer.send_and_wait(topic_name, b"v", partition=0,
-                                              timestamp_ms=1_500_000_000_000)
+            md = await producer.send_and_wait(
+                topic_name, b"v", partition=0, timestamp_ms=1_500_000_000_000
+            )
         finally:
             await producer.stop()
         after = now_ms()
-        [record] = await read_from(broker.bootstrap_servers, TopicPartition(topic_name, 0), 1,
-                                   auto_offset_reset="earliest")
+        [record] = await read_from(
+            broker.bootstrap_servers, TopicPartition(topic_name, 0), 1, auto_offset_reset="earliest"
+        )
         assert record.timestamp_type == 1  # LogAppendTime
         assert before <= record.timestamp <= after
         assert md.timestamp == record.timestamp  # ProduceResponse carries log_append_time_ms
@@ -617,30 +709,48 @@ def test_log_append_time(broker: LiveBroker, topic_name: str) -> None:
 
 def test_topic_compression_type(broker: LiveBroker, topic_name: str) -> None:
     """A compression.type=zstd topic stores zstd whatever the producer sends (Kafka recompresses)."""
+
     async def scenario() -> None:
-        await create_topic(broker.bootstrap_servers, topic_name,
-                           configs={"compression.type": "zstd"})
+        await create_topic(
+            broker.bootstrap_servers, topic_name, configs={"compression.type": "zstd"}
+        )
         sent = []
         for codec in (None, "lz4"):
-            producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers,
-                                        compression_type=codec, linger_ms=20)
+            producer = AIOKafkaProducer(
+                bootstrap_servers=broker.bootstrap_servers, compression_type=codec, linger_ms=20
+            )
             await producer.start()
             try:
                 futures = []
                 for _ in range(50):
                     n = len(sent)
-                    rec = (f"k{n}".encode(), f"{codec} {n} ".encode() + b"compressible " * 20,
-                           [("n", str(n).encode())], 1_600_000_000_000 + 1000 * n)
+                    rec = (
+                        f"k{n}".encode(),
+                        f"{codec} {n} ".encode() + b"compressible " * 20,
+                        [("n", str(n).encode())],
+                        1_600_000_000_000 + 1000 * n,
+                    )
                     sent.append(rec)
-                    futures.append(await producer.send(topic_name, key=rec[0], value=rec[1],
-                                                       headers=rec[2], timestamp_ms=rec[3],
-                                                       partition=0))
+                    futures.append(
+                        await producer.send(
+                            topic_name,
+                            key=rec[0],
+                            value=rec[1],
+                            headers=rec[2],
+                            timestamp_ms=rec[3],
+                            partition=0,
+                        )
+                    )
                 offsets = [(await f).offset for f in futures]
             finally:
                 await producer.stop()
             assert offsets == list(range(len(sent) - 50, len(sent)))
-        got = await read_from(broker.bootstrap_servers, TopicPartition(topic_name, 0), len(sent),
-                              auto_offset_reset="earliest")
+        got = await read_from(
+            broker.bootstrap_servers,
+            TopicPartition(topic_name, 0),
+            len(sent),
+            auto_offset_reset="earliest",
+        )
         assert [(m.key, m.value, list(m.headers), m.timestamp) for m in got] == sent
         assert [m.offset for m in got] == list(range(len(sent)))
         stored = stored_batches(broker.data_dir, topic_name, 0)

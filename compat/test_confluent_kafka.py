@@ -81,24 +81,32 @@ def producer(broker: LiveBroker, **configs: object) -> Iterator[Producer]:
 @contextmanager
 def consumer(broker: LiveBroker, **configs: object) -> Iterator[Consumer]:
     """An assign-only consumer: a group.id is mandatory in librdkafka, but nothing is committed."""
-    cons = Consumer({"bootstrap.servers": broker.bootstrap_servers,
-                     "group.id": "kbroker-compat-assign-only",
-                     "enable.auto.commit": False, "auto.offset.reset": "earliest", **configs})
+    cons = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap_servers,
+            "group.id": "kbroker-compat-assign-only",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            **configs,
+        }
+    )
     try:
         yield cons
     finally:
         cons.close()
 
 
-def create_topic(broker: LiveBroker, name: str, partitions: int = 1,
-                 configs: dict[str, str] | None = None) -> None:
+def create_topic(
+    broker: LiveBroker, name: str, partitions: int = 1, configs: dict[str, str] | None = None
+) -> None:
     """Create a topic through the admin API and wait for the result."""
     # Keep the client referenced until the result arrives: a collected AdminClient purges
     # its queue and the future never completes.
     admin = admin_client(broker)
     futures = admin.create_topics(
         [NewTopic(name, num_partitions=partitions, replication_factor=1, config=configs or {})],
-        request_timeout=TIMEOUT_S)
+        request_timeout=TIMEOUT_S,
+    )
     futures[name].result(TIMEOUT_S)
 
 
@@ -107,7 +115,9 @@ def kafka_error(excinfo: pytest.ExceptionInfo[KafkaException]) -> KafkaError:
     return excinfo.value.args[0]
 
 
-def poll_messages(cons: Consumer, count: int, *, deadline_s: float = POLL_DEADLINE_S) -> list[Message]:
+def poll_messages(
+    cons: Consumer, count: int, *, deadline_s: float = POLL_DEADLINE_S
+) -> list[Message]:
     """Consume until `count` messages arrived or the deadline passed; errors fail the test."""
     messages: list[Message] = []
     deadline = time.monotonic() + deadline_s
@@ -118,7 +128,8 @@ def poll_messages(cons: Consumer, count: int, *, deadline_s: float = POLL_DEADLI
             assert msg.error() is None, f"consumer error: {msg.error()}"
             messages.append(msg)
     assert len(messages) >= count, (
-        f"consumer received {len(messages)} of {count} messages within {deadline_s:.0f} s")
+        f"consumer received {len(messages)} of {count} messages within {deadline_s:.0f} s"
+    )
     return messages
 
 
@@ -152,8 +163,9 @@ def consume_all(broker: LiveBroker, topic: str, partitions: int, count: int) -> 
         return poll_messages(cons, count)
 
 
-def produce_values(broker: LiveBroker, topic: str, values: list[bytes],
-                   timestamps: list[int] | None = None) -> list[Message]:
+def produce_values(
+    broker: LiveBroker, topic: str, values: list[bytes], timestamps: list[int] | None = None
+) -> list[Message]:
     """Produce values with acks=all and return the delivery reports."""
     delivery = Delivery()
     with producer(broker, acks="all") as prod:
@@ -192,10 +204,16 @@ def test_auto_create_topic(broker: LiveBroker, topic_name: str) -> None:
 # -- admin ------------------------------------------------------------------------------------
 def test_create_topic_with_configs(broker: LiveBroker, topic_name: str) -> None:
     """CreateTopics applies configs; duplicates and bad configs get Kafka's errors."""
-    create_topic(broker, topic_name, partitions=3,
-                 configs={"retention.ms": "3600000", "cleanup.policy": "compact"})
+    create_topic(
+        broker,
+        topic_name,
+        partitions=3,
+        configs={"retention.ms": "3600000", "cleanup.policy": "compact"},
+    )
     admin = admin_client(broker)
-    assert sorted(admin.list_topics(topic_name, timeout=TIMEOUT_S).topics[topic_name].partitions) == [0, 1, 2]
+    assert sorted(
+        admin.list_topics(topic_name, timeout=TIMEOUT_S).topics[topic_name].partitions
+    ) == [0, 1, 2]
     configs = topic_configs(admin, topic_name)
     assert configs["retention.ms"].value == "3600000"
     assert configs["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
@@ -229,9 +247,14 @@ def test_alter_configs_incremental(broker: LiveBroker, topic_name: str) -> None:
     admin = admin_client(broker)
 
     def alter(op: AlterConfigOpType, value: str | None) -> None:
-        resource = ConfigResource(ResourceType.TOPIC, topic_name, incremental_configs=[
-            ConfigEntry("retention.ms", value, incremental_operation=op)])
-        admin.incremental_alter_configs([resource], request_timeout=TIMEOUT_S)[resource].result(TIMEOUT_S)
+        resource = ConfigResource(
+            ResourceType.TOPIC,
+            topic_name,
+            incremental_configs=[ConfigEntry("retention.ms", value, incremental_operation=op)],
+        )
+        admin.incremental_alter_configs([resource], request_timeout=TIMEOUT_S)[resource].result(
+            TIMEOUT_S
+        )
 
     alter(AlterConfigOpType.SET, "120000")
     configs = topic_configs(admin, topic_name)
@@ -251,8 +274,11 @@ def test_alter_configs_legacy(broker: LiveBroker, topic_name: str) -> None:
     """AlterConfigs (pre-KIP-339) replaces the whole override set: omitted keys revert."""
     create_topic(broker, topic_name, configs={"cleanup.policy": "compact"})
     admin = admin_client(broker)
-    resource = ConfigResource(ResourceType.TOPIC, topic_name,
-                              set_config={"retention.ms": "90000", "max.message.bytes": "20000"})
+    resource = ConfigResource(
+        ResourceType.TOPIC,
+        topic_name,
+        set_config={"retention.ms": "90000", "max.message.bytes": "20000"},
+    )
     admin.alter_configs([resource], request_timeout=TIMEOUT_S)[resource].result(TIMEOUT_S)
     configs = topic_configs(admin, topic_name)
     assert configs["retention.ms"].value == "90000"
@@ -265,10 +291,16 @@ def test_add_partitions(broker: LiveBroker, topic_name: str) -> None:
     """CreatePartitions grows a topic; the new partitions take writes; shrinking is refused."""
     create_topic(broker, topic_name, partitions=1)
     admin = admin_client(broker)
-    admin.create_partitions([NewPartitions(topic_name, 3)], request_timeout=TIMEOUT_S)[topic_name].result(TIMEOUT_S)
-    assert sorted(admin.list_topics(topic_name, timeout=TIMEOUT_S).topics[topic_name].partitions) == [0, 1, 2]
+    admin.create_partitions([NewPartitions(topic_name, 3)], request_timeout=TIMEOUT_S)[
+        topic_name
+    ].result(TIMEOUT_S)
+    assert sorted(
+        admin.list_topics(topic_name, timeout=TIMEOUT_S).topics[topic_name].partitions
+    ) == [0, 1, 2]
     with pytest.raises(KafkaException) as excinfo:
-        admin.create_partitions([NewPartitions(topic_name, 2)], request_timeout=TIMEOUT_S)[topic_name].result(TIMEOUT_S)
+        admin.create_partitions([NewPartitions(topic_name, 2)], request_timeout=TIMEOUT_S)[
+            topic_name
+        ].result(TIMEOUT_S)
     assert kafka_error(excinfo).code() == KafkaError.INVALID_PARTITIONS
     delivery = Delivery()
     with producer(broker) as prod:
@@ -289,7 +321,10 @@ def test_delete_topic(broker: LiveBroker, topic_name: str) -> None:
     assert kafka_error(excinfo).code() == KafkaError.UNKNOWN_TOPIC_OR_PART
     create_topic(broker, topic_name)
     with consumer(broker) as cons:
-        assert cons.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=TIMEOUT_S) == (0, 0)
+        assert cons.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=TIMEOUT_S) == (
+            0,
+            0,
+        )
 
 
 # -- produce ----------------------------------------------------------------------------------
@@ -315,8 +350,9 @@ def test_produce_keyed(broker: LiveBroker, topic_name: str, acks: int | str) -> 
         in_p = [m for m in messages if m.partition() == p]
         assert all(expected_partition(m.key(), partitions) == p for m in in_p)
         assert [m.offset() for m in in_p] == list(range(len(in_p)))
-        sent_order = [f"v{i}".encode() for i, k in enumerate(keys)
-                      if expected_partition(k, partitions) == p]
+        sent_order = [
+            f"v{i}".encode() for i, k in enumerate(keys) if expected_partition(k, partitions) == p
+        ]
         assert [m.value() for m in in_p] == sent_order
 
 
@@ -346,12 +382,21 @@ def test_topic_compression_type(broker: LiveBroker, topic_name: str) -> None:
         with producer(broker, **{"compression.type": codec, "linger.ms": 20}) as prod:
             for _ in range(50):
                 n = len(sent)
-                rec = (f"k{n}".encode(), f"{codec} {n} ".encode() + b"compressible " * 20,
-                       [("n", str(n).encode()), ("codec", codec.encode())],
-                       1_600_000_000_000 + 1000 * n)
+                rec = (
+                    f"k{n}".encode(),
+                    f"{codec} {n} ".encode() + b"compressible " * 20,
+                    [("n", str(n).encode()), ("codec", codec.encode())],
+                    1_600_000_000_000 + 1000 * n,
+                )
                 sent.append(rec)
-                prod.produce(topic_name, key=rec[0], value=rec[1], headers=rec[2],
-                             timestamp=rec[3], on_delivery=delivery)
+                prod.produce(
+                    topic_name,
+                    key=rec[0],
+                    value=rec[1],
+                    headers=rec[2],
+                    timestamp=rec[3],
+                    on_delivery=delivery,
+                )
         assert [m.offset() for m in delivery.ok()] == list(range(len(sent) - 50, len(sent)))
     messages = consume_all(broker, topic_name, 1, len(sent))
     assert [(m.key(), m.value(), m.headers(), m.timestamp()[1]) for m in messages] == sent
@@ -368,8 +413,11 @@ def test_topic_compression_level(broker: LiveBroker, topic_name: str) -> None:
     stored = {}
     for level in (1, 19):
         topic = f"{topic_name}-{level}"
-        create_topic(broker, topic, configs={"compression.type": "zstd",
-                                             "compression.zstd.level": str(level)})
+        create_topic(
+            broker,
+            topic,
+            configs={"compression.type": "zstd", "compression.zstd.level": str(level)},
+        )
         configs = topic_configs(admin_client(broker), topic)
         assert configs["compression.zstd.level"].value == str(level)
         assert configs["compression.zstd.level"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
@@ -406,7 +454,10 @@ def test_max_message_bytes(broker: LiveBroker, topic_name: str) -> None:
     [(err, _)] = delivery.reports
     assert err is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE, err
     with consumer(broker) as cons:
-        assert cons.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=TIMEOUT_S) == (0, 1)
+        assert cons.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=TIMEOUT_S) == (
+            0,
+            1,
+        )
 
 
 def test_headers_and_create_time(broker: LiveBroker, topic_name: str) -> None:
@@ -416,8 +467,9 @@ def test_headers_and_create_time(broker: LiveBroker, topic_name: str) -> None:
     headers = [("trace-id", b"abc123"), ("empty", b""), ("trace-id", b"dup")]
     delivery = Delivery()
     with producer(broker) as prod:
-        prod.produce(topic_name, key=b"k", value=b"v", headers=headers, timestamp=ts,
-                     on_delivery=delivery)
+        prod.produce(
+            topic_name, key=b"k", value=b"v", headers=headers, timestamp=ts, on_delivery=delivery
+        )
     [sent] = delivery.ok()
     assert sent.timestamp() == (TIMESTAMP_CREATE_TIME, ts)
     [msg] = consume_all(broker, topic_name, 1, 1)
@@ -485,22 +537,31 @@ def test_consume_from_timestamp(broker: LiveBroker, topic_name: str) -> None:
     produce_values(broker, topic_name, [f"t{i}".encode() for i in range(5)], stamps)
     tp = TopicPartition(topic_name, 0)
     admin = admin_client(broker)
-    info = admin.list_offsets({TopicPartition(topic_name, 0): OffsetSpec.for_timestamp(base + 1500)},
-                              request_timeout=TIMEOUT_S)[tp].result(TIMEOUT_S)
+    info = admin.list_offsets(
+        {TopicPartition(topic_name, 0): OffsetSpec.for_timestamp(base + 1500)},
+        request_timeout=TIMEOUT_S,
+    )[tp].result(TIMEOUT_S)
     assert (info.offset, info.timestamp) == (2, base + 2000)
-    info = admin.list_offsets({TopicPartition(topic_name, 0): OffsetSpec.max_timestamp()},
-                              request_timeout=TIMEOUT_S)[tp].result(TIMEOUT_S)
+    info = admin.list_offsets(
+        {TopicPartition(topic_name, 0): OffsetSpec.max_timestamp()}, request_timeout=TIMEOUT_S
+    )[tp].result(TIMEOUT_S)
     assert (info.offset, info.timestamp) == (4, base + 4000)  # KIP-734
     with consumer(broker) as cons:
-        [found] = cons.offsets_for_times([TopicPartition(topic_name, 0, base + 1500)], timeout=TIMEOUT_S)
+        [found] = cons.offsets_for_times(
+            [TopicPartition(topic_name, 0, base + 1500)], timeout=TIMEOUT_S
+        )
         assert found.offset == 2
-        [past_end] = cons.offsets_for_times([TopicPartition(topic_name, 0, base + 60_000)],
-                                            timeout=TIMEOUT_S)
+        [past_end] = cons.offsets_for_times(
+            [TopicPartition(topic_name, 0, base + 60_000)], timeout=TIMEOUT_S
+        )
         assert past_end.offset == OFFSET_END  # no such record: Kafka answers -1
         cons.assign([found])
         messages = poll_messages(cons, 3)
     assert [(m.offset(), m.value(), m.timestamp()[1]) for m in messages] == [
-        (2, b"t2", base + 2000), (3, b"t3", base + 3000), (4, b"t4", base + 4000)]
+        (2, b"t2", base + 2000),
+        (3, b"t3", base + 3000),
+        (4, b"t4", base + 4000),
+    ]
 
 
 def test_offset_out_of_range_resets(broker: LiveBroker, topic_name: str) -> None:
@@ -518,31 +579,44 @@ def test_delete_records(broker: LiveBroker, topic_name: str) -> None:
     create_topic(broker, topic_name)
     produce_values(broker, topic_name, [f"d{i}".encode() for i in range(10)])
     admin = admin_client(broker)
-    [future] = admin.delete_records([TopicPartition(topic_name, 0, 4)],
-                                    request_timeout=TIMEOUT_S).values()
+    [future] = admin.delete_records(
+        [TopicPartition(topic_name, 0, 4)], request_timeout=TIMEOUT_S
+    ).values()
     assert future.result(TIMEOUT_S).low_watermark == 4
-    [future] = admin.delete_records([TopicPartition(topic_name, 0, 11)],
-                                    request_timeout=TIMEOUT_S).values()
+    [future] = admin.delete_records(
+        [TopicPartition(topic_name, 0, 11)], request_timeout=TIMEOUT_S
+    ).values()
     with pytest.raises(KafkaException) as excinfo:
         future.result(TIMEOUT_S)  # beyond the high watermark
     assert kafka_error(excinfo).code() == KafkaError.OFFSET_OUT_OF_RANGE
     with consumer(broker) as cons:
-        assert cons.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=TIMEOUT_S) == (4, 10)
+        assert cons.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=TIMEOUT_S) == (
+            4,
+            10,
+        )
         cons.assign([TopicPartition(topic_name, 0, OFFSET_BEGINNING)])
         messages = poll_messages(cons, 6)
-    assert [(m.offset(), m.value()) for m in messages] == [(i, f"d{i}".encode()) for i in range(4, 10)]
+    assert [(m.offset(), m.value()) for m in messages] == [
+        (i, f"d{i}".encode()) for i in range(4, 10)
+    ]
 
 
 # -- restarts ---------------------------------------------------------------------------------
-def _produce_keyed_batch(broker: LiveBroker, topic: str, count: int) -> list[tuple[int, int, bytes, bytes]]:
+def _produce_keyed_batch(
+    broker: LiveBroker, topic: str, count: int
+) -> list[tuple[int, int, bytes, bytes]]:
     delivery = Delivery()
     with producer(broker, acks="all") as prod:
         for i in range(count):
-            prod.produce(topic, key=f"k{i}".encode(), value=f"value-{i}".encode(), on_delivery=delivery)
+            prod.produce(
+                topic, key=f"k{i}".encode(), value=f"value-{i}".encode(), on_delivery=delivery
+            )
     return sorted((m.partition(), m.offset(), m.key(), m.value()) for m in delivery.ok())
 
 
-def _check_survived(broker: LiveBroker, topic: str, sent: list[tuple[int, int, bytes, bytes]]) -> None:
+def _check_survived(
+    broker: LiveBroker, topic: str, sent: list[tuple[int, int, bytes, bytes]]
+) -> None:
     messages = consume_all(broker, topic, 2, len(sent))
     assert sorted((m.partition(), m.offset(), m.key(), m.value()) for m in messages) == sent
     delivery = Delivery()

@@ -32,8 +32,12 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
 
 async def read_all(bootstrap: str, topic: str, isolation: str) -> list[bytes]:
     """Values readable at ``isolation`` from offset 0 to the end offset for that level."""
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation,
-                         enable_auto_commit=False, auto_offset_reset="earliest")
+    c = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        isolation_level=isolation,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
     await c.start()
     try:
         tp = TopicPartition(topic, 0)
@@ -70,10 +74,13 @@ async def commit_abort_commit(bootstrap: str, topic: str) -> None:
     assert len(await read_all(bootstrap, topic, "read_uncommitted")) == 15
 
 
-def test_commit_abort_commit_counts_per_isolation_level(broker: LiveBroker, topic_name: str) -> None:
+def test_commit_abort_commit_counts_per_isolation_level(
+    broker: LiveBroker, topic_name: str
+) -> None:
     async def bounded() -> None:
-        await asyncio.wait_for(commit_abort_commit(broker.bootstrap_servers, topic_name),
-                               DEADLINE_S * 2)
+        await asyncio.wait_for(
+            commit_abort_commit(broker.bootstrap_servers, topic_name), DEADLINE_S * 2
+        )
 
     asyncio.run(bounded())
 
@@ -89,9 +96,14 @@ async def consume_transform_produce(bootstrap: str, topic: str) -> None:
             await plain.send(src, value=b"%d" % i)
     finally:
         await plain.stop()
-    consumer = AIOKafkaConsumer(src, bootstrap_servers=bootstrap, group_id=group,
-                                enable_auto_commit=False, auto_offset_reset="earliest",
-                                isolation_level="read_committed")
+    consumer = AIOKafkaConsumer(
+        src,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"aio-ctp-{topic}")
     await consumer.start()
     await producer.start()
@@ -114,13 +126,15 @@ async def consume_transform_produce(bootstrap: str, topic: str) -> None:
         await consumer.stop()
         await producer.stop()
     assert sorted(await read_all(bootstrap, dst, "read_committed")) == sorted(
-        b"x%d" % i for i in range(10))
+        b"x%d" % i for i in range(10)
+    )
 
 
 def test_consume_transform_produce_with_offsets(broker: LiveBroker, topic_name: str) -> None:
     async def bounded() -> None:
-        await asyncio.wait_for(consume_transform_produce(broker.bootstrap_servers, topic_name),
-                               DEADLINE_S * 2)
+        await asyncio.wait_for(
+            consume_transform_produce(broker.bootstrap_servers, topic_name), DEADLINE_S * 2
+        )
 
     asyncio.run(bounded())
 
@@ -152,7 +166,8 @@ async def zombie_is_fenced(bootstrap: str, topic: str) -> None:
 
 def test_zombie_is_fenced_by_new_instance(broker: LiveBroker, topic_name: str) -> None:
     async def bounded() -> None:
-        await asyncio.wait_for(zombie_is_fenced(broker.bootstrap_servers, topic_name),
-                               DEADLINE_S * 2)
+        await asyncio.wait_for(
+            zombie_is_fenced(broker.bootstrap_servers, topic_name), DEADLINE_S * 2
+        )
 
     asyncio.run(bounded())

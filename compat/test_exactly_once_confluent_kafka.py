@@ -110,9 +110,13 @@ def proxied_broker(tmp_path: Path) -> Iterator[tuple[LiveBroker, LossyProxy]]:
     proxy = LossyProxy()
     with socket.create_server(("127.0.0.1", 0)) as probe:
         broker_port = probe.getsockname()[1]
-    live = SamePortBroker(tmp_path / "proxied", overrides={
-        **SMALL_INTERNAL_TOPICS,
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{proxy.port}"})
+    live = SamePortBroker(
+        tmp_path / "proxied",
+        overrides={
+            **SMALL_INTERNAL_TOPICS,
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{proxy.port}",
+        },
+    )
     live.port = broker_port  # its ready line names the advertised (proxy) port instead
     proxy.target = ("127.0.0.1", broker_port)
     live.start()
@@ -138,9 +142,16 @@ def create_topic(broker: LiveBroker, name: str, partitions: int = 1) -> None:
 
 def read_all(broker: LiveBroker, topic: str, isolation: str, *, partitions: int = 1) -> list[bytes]:
     """Values readable at ``isolation`` from the start of every partition up to its end."""
-    c = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": f"r-{time.time()}",
-                  "enable.auto.commit": False, "isolation.level": isolation,
-                  "auto.offset.reset": "earliest", "enable.partition.eof": True})
+    c = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap_servers,
+            "group.id": f"r-{time.time()}",
+            "enable.auto.commit": False,
+            "isolation.level": isolation,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+        }
+    )
     try:
         c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
         values: list[bytes] = []
@@ -164,13 +175,21 @@ def read_all(broker: LiveBroker, topic: str, isolation: str, *, partitions: int 
 
 def tx_producer(broker: LiveBroker, tid: str, **extra: object) -> Producer:
     """A transactional producer, initialised."""
-    p = Producer({"bootstrap.servers": broker.bootstrap_servers, "transactional.id": tid,
-                  "transaction.timeout.ms": 30000, **extra})
+    p = Producer(
+        {
+            "bootstrap.servers": broker.bootstrap_servers,
+            "transactional.id": tid,
+            "transaction.timeout.ms": 30000,
+            **extra,
+        }
+    )
     p.init_transactions(DEADLINE_S)
     return p
 
 
-def test_commit_abort_commit_counts_per_isolation_level(broker: LiveBroker, topic_name: str) -> None:
+def test_commit_abort_commit_counts_per_isolation_level(
+    broker: LiveBroker, topic_name: str
+) -> None:
     create_topic(broker, topic_name)
     p = tx_producer(broker, f"tid-{topic_name}")
     for n, commit in enumerate((True, False, True)):
@@ -196,9 +215,15 @@ def test_consume_transform_produce_with_offsets(broker: LiveBroker, topic_name: 
     for i in range(10):
         plain.produce(src, value=b"%d" % i)
     assert plain.flush(DEADLINE_S) == 0
-    consumer = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": group,
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                         "isolation.level": "read_committed"})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap_servers,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+    )
     producer = tx_producer(broker, f"ctp-{topic_name}")
     try:
         consumer.subscribe([src])
@@ -213,8 +238,10 @@ def test_consume_transform_produce_with_offsets(broker: LiveBroker, topic_name: 
             for m in batch:
                 producer.produce(dst, value=b"x" + m.value())
             producer.send_offsets_to_transaction(
-                consumer.position(consumer.assignment()), consumer.consumer_group_metadata(),
-                DEADLINE_S)
+                consumer.position(consumer.assignment()),
+                consumer.consumer_group_metadata(),
+                DEADLINE_S,
+            )
             producer.commit_transaction(DEADLINE_S)
             seen += len(batch)
         assert seen == 10
@@ -239,17 +266,27 @@ def test_zombie_is_fenced_by_new_instance(broker: LiveBroker, topic_name: str) -
     with pytest.raises(KafkaException) as info:
         old.commit_transaction(DEADLINE_S)
     assert info.value.args[0].fatal() or info.value.args[0].code() in (
-        KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH)
+        KafkaError._FENCED,
+        KafkaError.PRODUCER_FENCED,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+    )
     assert read_all(broker, topic_name, "read_committed") == [b"live"]
 
 
 def test_idempotent_producer_survives_kill_9(tmp_path: Path, topic_name: str) -> None:
-    with private_broker(tmp_path / "data", overrides=SMALL_INTERNAL_TOPICS,
-                        kind=SamePortBroker) as live:
+    with private_broker(
+        tmp_path / "data", overrides=SMALL_INTERNAL_TOPICS, kind=SamePortBroker
+    ) as live:
         create_topic(live, topic_name)
-        p = Producer({"bootstrap.servers": live.bootstrap_servers, "enable.idempotence": True,
-                      "linger.ms": 5, "message.timeout.ms": 30000,
-                      "reconnect.backoff.max.ms": 200})
+        p = Producer(
+            {
+                "bootstrap.servers": live.bootstrap_servers,
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                "message.timeout.ms": 30000,
+                "reconnect.backoff.max.ms": 200,
+            }
+        )
         errors: list[object] = []
         delivered = [0]
 
@@ -280,8 +317,9 @@ def test_idempotent_producer_survives_kill_9(tmp_path: Path, topic_name: str) ->
 
 
 def test_transaction_commits_across_kill_9(tmp_path: Path, topic_name: str) -> None:
-    with private_broker(tmp_path / "data", overrides=SMALL_INTERNAL_TOPICS,
-                        kind=SamePortBroker) as live:
+    with private_broker(
+        tmp_path / "data", overrides=SMALL_INTERNAL_TOPICS, kind=SamePortBroker
+    ) as live:
         create_topic(live, topic_name)
         p = tx_producer(live, f"crash-{topic_name}", **{"reconnect.backoff.max.ms": 200})
         p.begin_transaction()
@@ -295,17 +333,27 @@ def test_transaction_commits_across_kill_9(tmp_path: Path, topic_name: str) -> N
 
 
 def test_idempotent_retries_of_lost_responses_are_not_written_twice(
-        proxied_broker: tuple[LiveBroker, LossyProxy], topic_name: str) -> None:
+    proxied_broker: tuple[LiveBroker, LossyProxy], topic_name: str
+) -> None:
     live, proxy = proxied_broker
     create_topic(live, topic_name)
     bootstrap = f"127.0.0.1:{proxy.port}"
-    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 2,
-                  "reconnect.backoff.max.ms": 100})
+    p = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "linger.ms": 2,
+            "reconnect.backoff.max.ms": 100,
+        }
+    )
     errors: list[object] = []
     total, cuts = 20000, 0
     for i in range(total):
-        p.produce(topic_name, value=b"%06d" % i,
-                  on_delivery=lambda err, _m: err is None or errors.append(err))
+        p.produce(
+            topic_name,
+            value=b"%06d" % i,
+            on_delivery=lambda err, _m: err is None or errors.append(err),
+        )
         p.poll(0)
         while len(p) > 500:
             p.poll(0.002)

@@ -46,8 +46,12 @@ def create_topic(broker: LiveBroker, name: str) -> None:
 
 def read_all(broker: LiveBroker, topic: str, isolation: str) -> list[bytes]:
     """Values readable at ``isolation`` from offset 0 to the partition's end for that level."""
-    c = KafkaConsumer(bootstrap_servers=broker.bootstrap_servers, isolation_level=isolation,
-                      enable_auto_commit=False, auto_offset_reset="earliest")
+    c = KafkaConsumer(
+        bootstrap_servers=broker.bootstrap_servers,
+        isolation_level=isolation,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
     try:
         tp = TopicPartition(topic, 0)
         c.assign([tp])
@@ -70,7 +74,9 @@ def tx_producer(broker: LiveBroker, tid: str) -> KafkaProducer:
     return p
 
 
-def test_commit_abort_commit_counts_per_isolation_level(broker: LiveBroker, topic_name: str) -> None:
+def test_commit_abort_commit_counts_per_isolation_level(
+    broker: LiveBroker, topic_name: str
+) -> None:
     create_topic(broker, topic_name)
     p = tx_producer(broker, f"tid-{topic_name}")
     try:
@@ -99,9 +105,14 @@ def test_consume_transform_produce_with_offsets(broker: LiveBroker, topic_name: 
         plain.send(src, value=b"%d" % i)
     plain.flush()
     plain.close()
-    consumer = KafkaConsumer(src, bootstrap_servers=broker.bootstrap_servers, group_id=group,
-                             enable_auto_commit=False, auto_offset_reset="earliest",
-                             isolation_level="read_committed")
+    consumer = KafkaConsumer(
+        src,
+        bootstrap_servers=broker.bootstrap_servers,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
     producer = tx_producer(broker, f"ctp-{topic_name}")
     try:
         seen = 0
@@ -146,13 +157,18 @@ def test_zombie_is_fenced_by_new_instance(broker: LiveBroker, topic_name: str) -
 
 
 def test_idempotent_producer_survives_kill_9(tmp_path: Path, topic_name: str) -> None:
-    with private_broker(tmp_path / "data", overrides=SMALL_INTERNAL_TOPICS,
-                        kind=SamePortBroker) as live:
+    with private_broker(
+        tmp_path / "data", overrides=SMALL_INTERNAL_TOPICS, kind=SamePortBroker
+    ) as live:
         create_topic(live, topic_name)
         # kafka-python 3.x: idempotence is on by default.
-        p = KafkaProducer(bootstrap_servers=live.bootstrap_servers, linger_ms=5,
-                          retries=2**31 - 1, delivery_timeout_ms=60000,
-                          reconnect_backoff_max_ms=200)
+        p = KafkaProducer(
+            bootstrap_servers=live.bootstrap_servers,
+            linger_ms=5,
+            retries=2**31 - 1,
+            delivery_timeout_ms=60000,
+            reconnect_backoff_max_ms=200,
+        )
         total = 2000
         futures = []
         for i in range(total):
@@ -169,7 +185,9 @@ def test_idempotent_producer_survives_kill_9(tmp_path: Path, topic_name: str) ->
         assert values == sorted(values)  # and in order
 
 
-def test_transaction_tooling_lists_describes_and_aborts(broker: LiveBroker, topic_name: str) -> None:
+def test_transaction_tooling_lists_describes_and_aborts(
+    broker: LiveBroker, topic_name: str
+) -> None:
     # What kafka-transactions.sh does: list, describe, describe-producers, abort.
     from kafka.admin import AbortTransactionSpec
 
@@ -200,11 +218,15 @@ def test_transaction_tooling_lists_describes_and_aborts(broker: LiveBroker, topi
 
 
 def test_transaction_commits_across_kill_9(tmp_path: Path, topic_name: str) -> None:
-    with private_broker(tmp_path / "data", overrides=SMALL_INTERNAL_TOPICS,
-                        kind=SamePortBroker) as live:
+    with private_broker(
+        tmp_path / "data", overrides=SMALL_INTERNAL_TOPICS, kind=SamePortBroker
+    ) as live:
         create_topic(live, topic_name)
-        p = KafkaProducer(bootstrap_servers=live.bootstrap_servers,
-                          transactional_id=f"crash-{topic_name}", reconnect_backoff_max_ms=200)
+        p = KafkaProducer(
+            bootstrap_servers=live.bootstrap_servers,
+            transactional_id=f"crash-{topic_name}",
+            reconnect_backoff_max_ms=200,
+        )
         p.init_transactions()
         p.begin_transaction()
         for i in range(100):
@@ -218,12 +240,17 @@ def test_transaction_commits_across_kill_9(tmp_path: Path, topic_name: str) -> N
 
 
 def test_idempotent_retries_of_lost_responses_are_not_written_twice(
-        proxied_broker: tuple[LiveBroker, LossyProxy], topic_name: str) -> None:  # noqa: F811
+    proxied_broker: tuple[LiveBroker, LossyProxy], topic_name: str
+) -> None:  # noqa: F811
     live, proxy = proxied_broker
     create_topic(live, topic_name)
-    p = KafkaProducer(bootstrap_servers=f"127.0.0.1:{proxy.port}", linger_ms=2,
-                      reconnect_backoff_max_ms=100, retries=2**31 - 1,
-                      delivery_timeout_ms=60000)
+    p = KafkaProducer(
+        bootstrap_servers=f"127.0.0.1:{proxy.port}",
+        linger_ms=2,
+        reconnect_backoff_max_ms=100,
+        retries=2**31 - 1,
+        delivery_timeout_ms=60000,
+    )
     total, cuts = 20000, 0
     futures = []
     for i in range(total):

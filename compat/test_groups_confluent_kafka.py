@@ -43,13 +43,13 @@ FAST_GROUP = {"heartbeat.interval.ms": 200, "session.timeout.ms": 6000}
 def create_topic(broker: LiveBroker, name: str, partitions: int) -> None:
     """Create a topic through the admin API and wait for the result."""
     admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
-    futures = admin.create_topics([NewTopic(name, num_partitions=partitions,
-                                            replication_factor=1)])
+    futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
     futures[name].result(timeout=DEADLINE_S)
 
 
-def produce(broker: LiveBroker, topic: str, partitions: int, per_partition: int,
-            prefix: str = "") -> None:
+def produce(
+    broker: LiveBroker, topic: str, partitions: int, per_partition: int, prefix: str = ""
+) -> None:
     """Write ``per_partition`` records to every partition (values "<prefix>p<partition>-<i>")."""
     prod = Producer({"bootstrap.servers": broker.bootstrap_servers})
     for p in range(partitions):
@@ -63,8 +63,13 @@ class CkMember(threading.Thread):
 
     def __init__(self, broker: LiveBroker, topic: str, group: str, **configs: object) -> None:
         super().__init__(daemon=True)
-        conf = {"bootstrap.servers": broker.bootstrap_servers, "group.id": group,
-                "auto.offset.reset": "earliest", "enable.auto.commit": False, **FAST_GROUP}
+        conf = {
+            "bootstrap.servers": broker.bootstrap_servers,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            **FAST_GROUP,
+        }
         conf.update({k.replace("_", "."): v for k, v in configs.items()})
         if conf.get("group.protocol") == "consumer":
             # KIP-848 moves session and heartbeat timing to the broker; librdkafka refuses
@@ -122,8 +127,9 @@ def committed(broker: LiveBroker, group: str, topic: str, partitions: int) -> di
     """The group's committed offsets as a consumer of the group reads them (OffsetFetch)."""
     cons = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": group})
     try:
-        found = cons.committed([TopicPartition(topic, p) for p in range(partitions)],
-                               timeout=DEADLINE_S)
+        found = cons.committed(
+            [TopicPartition(topic, p) for p in range(partitions)], timeout=DEADLINE_S
+        )
     finally:
         cons.close()
     return {tp.partition: tp.offset for tp in found}
@@ -144,7 +150,8 @@ def test_group_subscribe_and_consume(group_broker: LiveBroker, topic_name: str) 
     assert committed(group_broker, f"g-{topic_name}", topic_name, 3) == {0: 10, 1: 10, 2: 10}
     admin = AdminClient({"bootstrap.servers": group_broker.bootstrap_servers})
     described = admin.describe_consumer_groups([f"g-{topic_name}"])[f"g-{topic_name}"].result(
-        timeout=DEADLINE_S)
+        timeout=DEADLINE_S
+    )
     assert described.state.name == "EMPTY" and described.members == []
     listed = admin.list_consumer_groups().result(timeout=DEADLINE_S)
     assert f"g-{topic_name}" in {g.group_id for g in listed.valid}
@@ -154,8 +161,9 @@ def test_group_rebalance_on_join_and_leave(group_broker: LiveBroker, topic_name:
     """A second member gets half the partitions; when it leaves the first gets them back."""
     create_topic(group_broker, topic_name, 4)
     group = f"g-{topic_name}"
-    join_split_and_leave(lambda: CkMember(group_broker, topic_name, group,
-                                          partition_assignment_strategy="range"))
+    join_split_and_leave(
+        lambda: CkMember(group_broker, topic_name, group, partition_assignment_strategy="range")
+    )
 
 
 def test_group_cooperative_sticky_rebalance(group_broker: LiveBroker, topic_name: str) -> None:
@@ -169,8 +177,9 @@ def test_group_cooperative_sticky_rebalance(group_broker: LiveBroker, topic_name
         # Incremental: a gave up exactly the two partitions b now owns, nothing else.
         assert [r for r in a.revoked if r] == [set(b.assignment)]
 
-    join_split_and_leave(lambda: CkMember(group_broker, topic_name, group, **coop),
-                         on_split=incremental)
+    join_split_and_leave(
+        lambda: CkMember(group_broker, topic_name, group, **coop), on_split=incremental
+    )
 
 
 def test_group_commit_and_fetch_offsets(group_broker: LiveBroker, topic_name: str) -> None:
@@ -178,13 +187,24 @@ def test_group_commit_and_fetch_offsets(group_broker: LiveBroker, topic_name: st
     create_topic(group_broker, topic_name, 2)
     produce(group_broker, topic_name, 2, 10)
     group = f"g-{topic_name}"
-    cons = Consumer({"bootstrap.servers": group_broker.bootstrap_servers, "group.id": group,
-                     "enable.auto.commit": False})
+    cons = Consumer(
+        {
+            "bootstrap.servers": group_broker.bootstrap_servers,
+            "group.id": group,
+            "enable.auto.commit": False,
+        }
+    )
     try:
-        cons.commit(offsets=[TopicPartition(topic_name, 0, 7, metadata="seven"),
-                             TopicPartition(topic_name, 1, 3)], asynchronous=False)
-        got = cons.committed([TopicPartition(topic_name, 0), TopicPartition(topic_name, 1)],
-                             timeout=DEADLINE_S)
+        cons.commit(
+            offsets=[
+                TopicPartition(topic_name, 0, 7, metadata="seven"),
+                TopicPartition(topic_name, 1, 3),
+            ],
+            asynchronous=False,
+        )
+        got = cons.committed(
+            [TopicPartition(topic_name, 0), TopicPartition(topic_name, 1)], timeout=DEADLINE_S
+        )
         assert [(tp.partition, tp.offset) for tp in got] == [(0, 7), (1, 3)]
         assert got[0].metadata == "seven"
     finally:
@@ -194,7 +214,8 @@ def test_group_commit_and_fetch_offsets(group_broker: LiveBroker, topic_name: st
     try:
         wait_until(lambda: len(member.values) >= 10, "the 3 + 7 records after the commits")
         assert sorted(member.values) == sorted(
-            [f"p0-{i}".encode() for i in range(7, 10)] + [f"p1-{i}".encode() for i in range(3, 10)])
+            [f"p0-{i}".encode() for i in range(7, 10)] + [f"p1-{i}".encode() for i in range(3, 10)]
+        )
     finally:
         member.close()
 
@@ -208,25 +229,31 @@ def test_group_static_member_rejoin(group_broker: LiveBroker, topic_name: str) -
     static = {"session.timeout.ms": 20000, "partition.assignment.strategy": "range"}
 
     def start(name: str) -> CkMember:
-        member = CkMember(group_broker, topic_name, group, **{"group.instance.id": name},
-                          **static)
+        member = CkMember(group_broker, topic_name, group, **{"group.instance.id": name}, **static)
         member.start()
         return member
 
     members = {name: start(name) for name in ("a", "b")}
     try:
-        wait_until(lambda: sorted(len(m.assignment) for m in members.values()) == [1, 1]
-                   and members["a"].assignment | members["b"].assignment == {0, 1},
-                   "one partition each")
+        wait_until(
+            lambda: (
+                sorted(len(m.assignment) for m in members.values()) == [1, 1]
+                and members["a"].assignment | members["b"].assignment == {0, 1}
+            ),
+            "one partition each",
+        )
         for restarting, other in (("b", "a"), ("a", "b")):
-            wait_until(lambda o=other: len(members[o].assigned) >= 1,
-                       f"{other}'s assignment callback ran")
+            wait_until(
+                lambda o=other: len(members[o].assigned) >= 1, f"{other}'s assignment callback ran"
+            )
             before = (len(members[other].revoked), len(members[other].assigned))
             partitions = members[restarting].assignment
             members[restarting].close()  # a static member does not send LeaveGroup
             members[restarting] = start(restarting)
-            wait_until(lambda r=restarting, p=partitions: members[r].assignment == p,
-                       f"restarted {restarting} owns its partition again")
+            wait_until(
+                lambda r=restarting, p=partitions: members[r].assignment == p,
+                f"restarted {restarting} owns its partition again",
+            )
             assert (len(members[other].revoked), len(members[other].assigned)) == before
     finally:
         for m in members.values():
@@ -234,8 +261,9 @@ def test_group_static_member_rejoin(group_broker: LiveBroker, topic_name: str) -
                 m.close()
 
 
-def test_group_kill_keeps_committed_offsets(fresh_group_broker: LiveBroker, topic_name: str
-                                            ) -> None:
+def test_group_kill_keeps_committed_offsets(
+    fresh_group_broker: LiveBroker, topic_name: str
+) -> None:
     """Offsets acknowledged before kill -9 are there after the restart."""
     broker = fresh_group_broker
     create_topic(broker, topic_name, 2)
@@ -267,14 +295,20 @@ def test_group_mixed_clients(group_broker: LiveBroker, topic_name: str) -> None:
     produce(group_broker, topic_name, 4, 5)
     group = f"g-{topic_name}"
     ck = CkMember(group_broker, topic_name, group, partition_assignment_strategy="range")
-    kp = GroupMember(group_broker, topic_name, group,
-                     partition_assignment_strategy=[RangePartitionAssignor])
+    kp = GroupMember(
+        group_broker, topic_name, group, partition_assignment_strategy=[RangePartitionAssignor]
+    )
     ck.start()
     kp.start()
     try:
-        wait_until(lambda: len(ck.assignment) == 2 and len(kp.assignment) == 2
-                   and ck.assignment | kp.assignment == {0, 1, 2, 3},
-                   "partitions split 2/2 between the two clients")
+        wait_until(
+            lambda: (
+                len(ck.assignment) == 2
+                and len(kp.assignment) == 2
+                and ck.assignment | kp.assignment == {0, 1, 2, 3}
+            ),
+            "partitions split 2/2 between the two clients",
+        )
         # Together they read every record once the assignment settled.
         wait_until(lambda: len(set(ck.values) | set(kp.values)) == 20, "all 20 records read")
     finally:
@@ -283,15 +317,19 @@ def test_group_mixed_clients(group_broker: LiveBroker, topic_name: str) -> None:
 
 
 # A short KIP-848 heartbeat interval, so assignments move fast.
-KIP848_OVERRIDES = {**GROUP_BROKER_OVERRIDES, "group.consumer.heartbeat.interval.ms": "200",
-                    "group.consumer.session.timeout.ms": "6000"}
+KIP848_OVERRIDES = {
+    **GROUP_BROKER_OVERRIDES,
+    "group.consumer.heartbeat.interval.ms": "200",
+    "group.consumer.session.timeout.ms": "6000",
+}
 
 
 @pytest.fixture(scope="module")
 def kip848_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
     """A live kbroker whose KIP-848 heartbeat interval is short, so assignments move fast."""
-    with shared_broker(tmp_path_factory.mktemp("kbroker-kip848"),
-                       overrides=KIP848_OVERRIDES) as live:
+    with shared_broker(
+        tmp_path_factory.mktemp("kbroker-kip848"), overrides=KIP848_OVERRIDES
+    ) as live:
         yield live
 
 
@@ -323,14 +361,18 @@ def test_group_consumer_protocol(kip848_broker: LiveBroker, topic_name: str) -> 
         assert described.state == ConsumerGroupState.STABLE and len(described.members) == 1
         b = CkMember(broker, topic_name, group, **{"group.protocol": "consumer"})
         b.start()
-        wait_until(lambda: len(a.assignment) == 2 and len(b.assignment) == 2
-                   and a.assignment | b.assignment == {0, 1, 2, 3},
-                   "partitions split 2/2 between the members by the broker")
+        wait_until(
+            lambda: (
+                len(a.assignment) == 2
+                and len(b.assignment) == 2
+                and a.assignment | b.assignment == {0, 1, 2, 3}
+            ),
+            "partitions split 2/2 between the members by the broker",
+        )
         # b starts from the committed offsets: nothing is read twice.
         produce(broker, topic_name, 4, 1, prefix="new-")
         wait_until(lambda: len(a.values) + len(b.values) == 24, "the 4 new records read once")
-        assert sorted(a.values[20:] + b.values) == sorted(
-            f"new-p{p}-0".encode() for p in range(4))
+        assert sorted(a.values[20:] + b.values) == sorted(f"new-p{p}-0".encode() for p in range(4))
         b.close()
         b = None
         wait_until(lambda: a.assignment == {0, 1, 2, 3}, "first member owns all 4 again")
@@ -341,8 +383,9 @@ def test_group_consumer_protocol(kip848_broker: LiveBroker, topic_name: str) -> 
     assert committed(broker, group, topic_name, 4) == {p: 5 for p in range(4)}
 
 
-def test_group_consumer_protocol_survives_kill(fresh_kip848_broker: LiveBroker,
-                                               topic_name: str) -> None:
+def test_group_consumer_protocol_survives_kill(
+    fresh_kip848_broker: LiveBroker, topic_name: str
+) -> None:
     """KIP-848 membership is in __consumer_offsets: after kill -9 and a restart the group
     is described as a consumer-protocol group with its member, and a new consumer of
     the group resumes from the offsets committed before the kill."""
@@ -369,7 +412,11 @@ def test_group_consumer_protocol_survives_kill(fresh_kip848_broker: LiveBroker,
     assert after.state == ConsumerGroupState.STABLE
     assert [m.member_id for m in after.members] == member_ids
     assert {tp.partition for m in after.members for tp in m.assignment.topic_partitions} == {
-        0, 1, 2, 3}
+        0,
+        1,
+        2,
+        3,
+    }
     produce(broker, topic_name, 4, 1, prefix="new-")
     b = CkMember(broker, topic_name, group, **{"group.protocol": "consumer"})
     b.start()

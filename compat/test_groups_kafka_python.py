@@ -46,8 +46,9 @@ def create_topic(broker: LiveBroker, name: str, partitions: int) -> None:
         admin.close()
 
 
-def produce(broker: LiveBroker, topic: str, partitions: int, per_partition: int,
-            prefix: str = "") -> None:
+def produce(
+    broker: LiveBroker, topic: str, partitions: int, per_partition: int, prefix: str = ""
+) -> None:
     """Write ``per_partition`` records to every partition (values "<prefix>p<partition>-<i>")."""
     # Not idempotent: producing is only the setup here (the produce suite covers it).
     prod = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, enable_idempotence=False)
@@ -84,9 +85,12 @@ class GroupMember(threading.Thread):
         super().__init__(daemon=True)
         self.listener = Counting()
         self.consumer = KafkaConsumer(
-            bootstrap_servers=broker.bootstrap_servers, group_id=group,
-            auto_offset_reset="earliest", enable_auto_commit=False,
-            **{**FAST_GROUP, **configs})
+            bootstrap_servers=broker.bootstrap_servers,
+            group_id=group,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            **{**FAST_GROUP, **configs},
+        )
         self.consumer.subscribe([topic], listener=self.listener)
         self.values: list[bytes] = []
         self.assignment: frozenset[int] = frozenset()
@@ -133,8 +137,9 @@ class Member(Protocol):
     def close(self) -> None: ...
 
 
-def join_split_and_leave(new_member: Callable[[], M], *,
-                         on_split: Callable[[M, M], None] | None = None) -> None:
+def join_split_and_leave(
+    new_member: Callable[[], M], *, on_split: Callable[[M, M], None] | None = None
+) -> None:
     """The rebalance scenario of every client's suite, on a 4-partition topic: a second member
     gets half the partitions; when it leaves the first gets them back. ``on_split`` adds the
     caller's own checks while both members are in the group."""
@@ -145,9 +150,14 @@ def join_split_and_leave(new_member: Callable[[], M], *,
         wait_until(lambda: a.assignment == {0, 1, 2, 3}, "first member owns all 4 partitions")
         b = second = new_member()
         b.start()
-        wait_until(lambda: len(a.assignment) == 2 and len(second.assignment) == 2
-                   and a.assignment | second.assignment == {0, 1, 2, 3},
-                   "partitions split 2/2 between the members")
+        wait_until(
+            lambda: (
+                len(a.assignment) == 2
+                and len(second.assignment) == 2
+                and a.assignment | second.assignment == {0, 1, 2, 3}
+            ),
+            "partitions split 2/2 between the members",
+        )
         if on_split is not None:
             on_split(a, second)
         b.close()
@@ -166,8 +176,11 @@ def committed(broker: LiveBroker, group: str, topic: str, partitions: int) -> di
         found = admin.list_group_offsets({group: None})[group]
     finally:
         admin.close()
-    return {tp.partition: om.offset for tp, om in found.items()
-            if tp.topic == topic and tp.partition < partitions}
+    return {
+        tp.partition: om.offset
+        for tp, om in found.items()
+        if tp.topic == topic and tp.partition < partitions
+    }
 
 
 def test_group_subscribe_and_consume(group_broker: LiveBroker, topic_name: str) -> None:
@@ -206,13 +219,15 @@ def test_group_commit_and_fetch_offsets(group_broker: LiveBroker, topic_name: st
     create_topic(group_broker, topic_name, 2)
     produce(group_broker, topic_name, 2, 10)
     group = f"g-{topic_name}"
-    cons = KafkaConsumer(bootstrap_servers=group_broker.bootstrap_servers, group_id=group,
-                         enable_auto_commit=False)
+    cons = KafkaConsumer(
+        bootstrap_servers=group_broker.bootstrap_servers, group_id=group, enable_auto_commit=False
+    )
     try:
         tps = [TopicPartition(topic_name, 0), TopicPartition(topic_name, 1)]
         cons.assign(tps)
-        cons.commit({tps[0]: OffsetAndMetadata(7, "seven", -1),
-                     tps[1]: OffsetAndMetadata(3, "three", -1)})
+        cons.commit(
+            {tps[0]: OffsetAndMetadata(7, "seven", -1), tps[1]: OffsetAndMetadata(3, "three", -1)}
+        )
         assert cons.committed(tps[0]) == 7 and cons.committed(tps[1]) == 3
         meta = cons.committed(tps[0], metadata=True)
         assert meta.metadata == "seven"
@@ -223,7 +238,8 @@ def test_group_commit_and_fetch_offsets(group_broker: LiveBroker, topic_name: st
     try:
         wait_until(lambda: len(member.values) >= 10, "the 3 + 7 records after the commits")
         assert sorted(member.values) == sorted(
-            [f"p0-{i}".encode() for i in range(7, 10)] + [f"p1-{i}".encode() for i in range(3, 10)])
+            [f"p0-{i}".encode() for i in range(7, 10)] + [f"p1-{i}".encode() for i in range(3, 10)]
+        )
     finally:
         member.close()
 
@@ -234,26 +250,40 @@ def test_group_static_member_rejoin(group_broker: LiveBroker, topic_name: str) -
     is never revoked (KIP-345)."""
     create_topic(group_broker, topic_name, 2)
     group = f"g-{topic_name}"
-    static = {"session_timeout_ms": 20000, "partition_assignment_strategy": [RangePartitionAssignor]}
-    members = {name: GroupMember(group_broker, topic_name, group, group_instance_id=name, **static)
-               for name in ("a", "b")}
+    static = {
+        "session_timeout_ms": 20000,
+        "partition_assignment_strategy": [RangePartitionAssignor],
+    }
+    members = {
+        name: GroupMember(group_broker, topic_name, group, group_instance_id=name, **static)
+        for name in ("a", "b")
+    }
     for m in members.values():
         m.start()
     try:
-        wait_until(lambda: sorted(len(m.assignment) for m in members.values()) == [1, 1]
-                   and members["a"].assignment | members["b"].assignment == {0, 1},
-                   "one partition each")
+        wait_until(
+            lambda: (
+                sorted(len(m.assignment) for m in members.values()) == [1, 1]
+                and members["a"].assignment | members["b"].assignment == {0, 1}
+            ),
+            "one partition each",
+        )
         for restarting, other in (("b", "a"), ("a", "b")):
-            wait_until(lambda o=other: members[o].listener.assigned >= 1,
-                       f"{other}'s assignment callback ran")
+            wait_until(
+                lambda o=other: members[o].listener.assigned >= 1,
+                f"{other}'s assignment callback ran",
+            )
             before = (members[other].listener.revoked, members[other].listener.assigned)
             partitions = members[restarting].assignment
             members[restarting].close()  # a static member does not send LeaveGroup
-            members[restarting] = GroupMember(group_broker, topic_name, group,
-                                              group_instance_id=restarting, **static)
+            members[restarting] = GroupMember(
+                group_broker, topic_name, group, group_instance_id=restarting, **static
+            )
             members[restarting].start()
-            wait_until(lambda r=restarting, p=partitions: members[r].assignment == p,
-                       f"restarted {restarting} owns its partition again")
+            wait_until(
+                lambda r=restarting, p=partitions: members[r].assignment == p,
+                f"restarted {restarting} owns its partition again",
+            )
             assert (members[other].listener.revoked, members[other].listener.assigned) == before
     finally:
         for m in members.values():
@@ -272,8 +302,7 @@ def test_group_silent_member_expires(group_broker: LiveBroker, topic_name: str) 
     a.start()
     b.start()
     try:
-        wait_until(lambda: len(a.assignment) == 1 and len(b.assignment) == 1,
-                   "one partition each")
+        wait_until(lambda: len(a.assignment) == 1 and len(b.assignment) == 1, "one partition each")
         b.close()
         wait_until(lambda: a.assignment == {0, 1}, "a owns both partitions after b expired")
     finally:
@@ -282,8 +311,9 @@ def test_group_silent_member_expires(group_broker: LiveBroker, topic_name: str) 
         a.close()
 
 
-def test_group_kill_keeps_committed_offsets(fresh_group_broker: LiveBroker, topic_name: str
-                                            ) -> None:
+def test_group_kill_keeps_committed_offsets(
+    fresh_group_broker: LiveBroker, topic_name: str
+) -> None:
     """Offsets acknowledged before kill -9 are there after the restart."""
     broker = fresh_group_broker
     create_topic(broker, topic_name, 2)

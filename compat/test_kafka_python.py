@@ -56,12 +56,20 @@ def consumer(broker: LiveBroker, **configs: object) -> Iterator[KafkaConsumer]:
         cons.close()
 
 
-def create_topic(broker: LiveBroker, name: str, partitions: int = 1,
-                 configs: dict[str, str] | None = None) -> None:
+def create_topic(
+    broker: LiveBroker, name: str, partitions: int = 1, configs: dict[str, str] | None = None
+) -> None:
     """Create a topic through the admin API (explicit replication factor 1)."""
     with admin_client(broker) as admin:
-        admin.create_topics({name: {"num_partitions": partitions, "replication_factor": 1,
-                                    "configs": configs or {}}})
+        admin.create_topics(
+            {
+                name: {
+                    "num_partitions": partitions,
+                    "replication_factor": 1,
+                    "configs": configs or {},
+                }
+            }
+        )
 
 
 def poll_records(cons: KafkaConsumer, count: int, *, deadline_s: float = POLL_DEADLINE_S) -> list:
@@ -84,8 +92,9 @@ def expected_partition(key: bytes, partitions: int) -> int:
 
 def topic_configs(admin: KafkaAdminClient, topic: str) -> dict[str, dict]:
     """Every config of a topic as DescribeConfigs reports it."""
-    result = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)],
-                                    config_filter="all")
+    result = admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all"
+    )
     return result["topic"][topic]
 
 
@@ -127,9 +136,15 @@ def test_auto_create_topic(broker: LiveBroker, topic_name: str) -> None:
 def test_create_topic_with_configs(broker: LiveBroker, topic_name: str) -> None:
     """CreateTopics applies configs; duplicates and bad configs get Kafka's errors."""
     with admin_client(broker) as admin:
-        result = admin.create_topics({topic_name: {
-            "num_partitions": 3, "replication_factor": 1,
-            "configs": {"retention.ms": "3600000", "cleanup.policy": "compact"}}})
+        result = admin.create_topics(
+            {
+                topic_name: {
+                    "num_partitions": 3,
+                    "replication_factor": 1,
+                    "configs": {"retention.ms": "3600000", "cleanup.policy": "compact"},
+                }
+            }
+        )
         assert [t["error_code"] for t in result["topics"]] == [0]
         [described] = admin.describe_topics([topic_name])
         assert sorted(p["partition_index"] for p in described["partitions"]) == [0, 1, 2]
@@ -142,11 +157,19 @@ def test_create_topic_with_configs(broker: LiveBroker, topic_name: str) -> None:
         with pytest.raises(Errors.TopicAlreadyExistsError):
             admin.create_topics({topic_name: {"num_partitions": 1, "replication_factor": 1}})
         with pytest.raises(Errors.InvalidConfigurationError):
-            admin.create_topics({topic_name + ".bad": {
-                "num_partitions": 1, "replication_factor": 1,
-                "configs": {"retention.ms": "not-a-number"}}})
+            admin.create_topics(
+                {
+                    topic_name + ".bad": {
+                        "num_partitions": 1,
+                        "replication_factor": 1,
+                        "configs": {"retention.ms": "not-a-number"},
+                    }
+                }
+            )
         with pytest.raises(Errors.InvalidReplicationFactorError):
-            admin.create_topics({topic_name + ".rf": {"num_partitions": 1, "replication_factor": 3}})
+            admin.create_topics(
+                {topic_name + ".rf": {"num_partitions": 1, "replication_factor": 3}}
+            )
         assert topic_name + ".bad" not in admin.list_topics()
 
 
@@ -161,7 +184,8 @@ def test_describe_configs_defaults(broker: LiveBroker, topic_name: str) -> None:
         # Only the requested keys come back when keys are named.
         only = admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, topic_name, ["retention.ms"])],
-            config_filter="all")
+            config_filter="all",
+        )
         assert list(only["topic"][topic_name]) == ["retention.ms"]
 
 
@@ -171,15 +195,23 @@ def test_alter_configs_incremental(broker: LiveBroker, topic_name: str) -> None:
     with admin_client(broker) as admin:
         result = admin.alter_configs(
             [ConfigResource(ConfigResourceType.TOPIC, topic_name, {"retention.ms": "120000"})],
-            incremental=True)
+            incremental=True,
+        )
         assert result == {"topic": {topic_name: "OK"}}
         configs = topic_configs(admin, topic_name)
         assert configs["retention.ms"]["value"] == "120000"
         assert configs["cleanup.policy"]["value"] == "compact"
 
-        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic_name,
-                                            {"retention.ms": (AlterConfigOp.DELETE, None)})],
-                            incremental=True)
+        admin.alter_configs(
+            [
+                ConfigResource(
+                    ConfigResourceType.TOPIC,
+                    topic_name,
+                    {"retention.ms": (AlterConfigOp.DELETE, None)},
+                )
+            ],
+            incremental=True,
+        )
         configs = topic_configs(admin, topic_name)
         assert configs["retention.ms"]["value"] == KAFKA_TOPIC_DEFAULTS["retention.ms"]
         assert configs["retention.ms"]["config_source"] == "DEFAULT_CONFIG"
@@ -187,7 +219,8 @@ def test_alter_configs_incremental(broker: LiveBroker, topic_name: str) -> None:
 
         bad = admin.alter_configs(
             [ConfigResource(ConfigResourceType.TOPIC, topic_name, {"retention.ms": "soon"})],
-            incremental=True)
+            incremental=True,
+        )
         assert bad["topic"][topic_name].startswith("[Error 40] InvalidConfigurationError"), bad
 
 
@@ -196,9 +229,15 @@ def test_alter_configs_legacy(broker: LiveBroker, topic_name: str) -> None:
     create_topic(broker, topic_name)
     with admin_client(broker) as admin:
         result = admin.alter_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topic_name,
-                            {"retention.ms": "90000", "max.message.bytes": "20000"})],
-            incremental=False)
+            [
+                ConfigResource(
+                    ConfigResourceType.TOPIC,
+                    topic_name,
+                    {"retention.ms": "90000", "max.message.bytes": "20000"},
+                )
+            ],
+            incremental=False,
+        )
         assert result == {"topic": {topic_name: "OK"}}
         configs = topic_configs(admin, topic_name)
         assert configs["retention.ms"]["value"] == "90000"
@@ -258,8 +297,9 @@ def test_produce_keyed(broker: LiveBroker, topic_name: str, acks: int | str) -> 
     for p in range(partitions):
         in_p = [r for r in records if r.partition == p]
         assert [r.offset for r in in_p] == list(range(len(in_p)))
-        sent_order = [f"v{i}".encode() for i, k in enumerate(keys)
-                      if expected_partition(k, partitions) == p]
+        sent_order = [
+            f"v{i}".encode() for i, k in enumerate(keys) if expected_partition(k, partitions) == p
+        ]
         assert [r.value for r in in_p] == sent_order
 
 
@@ -269,8 +309,10 @@ def test_compression(broker: LiveBroker, topic_name: str, codec: str) -> None:
     create_topic(broker, topic_name)
     values = [(f"record {i} ".encode() + b"compressible " * 40) for i in range(200)]
     with producer(broker, compression_type=codec, linger_ms=20) as prod:
-        futures = [prod.send(topic_name, key=str(i).encode(), value=value)
-                   for i, value in enumerate(values)]
+        futures = [
+            prod.send(topic_name, key=str(i).encode(), value=value)
+            for i, value in enumerate(values)
+        ]
         prod.flush(timeout=15)
         assert [f.get(timeout=15).offset for f in futures] == list(range(len(values)))
     records = consume_all(broker, topic_name, 1, len(values))
@@ -289,15 +331,22 @@ def test_topic_compression_type(broker: LiveBroker, topic_name: str) -> None:
             futures = []
             for _ in range(50):
                 n = len(sent)
-                rec = (f"k{n}".encode(), f"{codec} {n} ".encode() + b"compressible " * 20,
-                       [("n", str(n).encode()), ("codec", str(codec).encode())],
-                       1_600_000_000_000 + 1000 * n)
+                rec = (
+                    f"k{n}".encode(),
+                    f"{codec} {n} ".encode() + b"compressible " * 20,
+                    [("n", str(n).encode()), ("codec", str(codec).encode())],
+                    1_600_000_000_000 + 1000 * n,
+                )
                 sent.append(rec)
-                futures.append(prod.send(topic_name, key=rec[0], value=rec[1], headers=rec[2],
-                                         timestamp_ms=rec[3]))
+                futures.append(
+                    prod.send(
+                        topic_name, key=rec[0], value=rec[1], headers=rec[2], timestamp_ms=rec[3]
+                    )
+                )
             prod.flush(timeout=15)
             assert [f.get(timeout=15).offset for f in futures] == list(
-                range(len(sent) - 50, len(sent)))
+                range(len(sent) - 50, len(sent))
+            )
     records = consume_all(broker, topic_name, 1, len(sent))
     assert [(r.key, r.value, r.headers, r.timestamp) for r in records] == sent
     assert [r.offset for r in records] == list(range(len(sent)))
@@ -313,8 +362,11 @@ def test_topic_compression_level(broker: LiveBroker, topic_name: str) -> None:
     stored = {}
     for level in (1, 9):
         topic = f"{topic_name}-{level}"
-        create_topic(broker, topic, configs={"compression.type": "gzip",
-                                             "compression.gzip.level": str(level)})
+        create_topic(
+            broker,
+            topic,
+            configs={"compression.type": "gzip", "compression.gzip.level": str(level)},
+        )
         with admin_client(broker) as admin:
             level_config = topic_configs(admin, topic)["compression.gzip.level"]
         assert level_config["value"] == str(level)
@@ -356,7 +408,9 @@ def test_headers_and_create_time(broker: LiveBroker, topic_name: str) -> None:
     ts = 1_600_000_000_123
     headers = [("trace-id", b"abc123"), ("empty", b""), ("trace-id", b"dup")]
     with producer(broker) as prod:
-        md = prod.send(topic_name, key=b"k", value=b"v", headers=headers, timestamp_ms=ts).get(timeout=15)
+        md = prod.send(topic_name, key=b"k", value=b"v", headers=headers, timestamp_ms=ts).get(
+            timeout=15
+        )
         assert md.timestamp == ts
     [record] = consume_all(broker, topic_name, 1, 1)
     assert record.timestamp == ts
@@ -379,12 +433,15 @@ def test_log_append_time(broker: LiveBroker, topic_name: str) -> None:
 
 
 # -- consume by assignment --------------------------------------------------------------------
-def produce_values(broker: LiveBroker, topic: str, values: list[bytes],
-                   timestamps: list[int] | None = None) -> None:
+def produce_values(
+    broker: LiveBroker, topic: str, values: list[bytes], timestamps: list[int] | None = None
+) -> None:
     """Produce values (acks=all, default settings) and wait for every ack."""
     with producer(broker) as prod:
-        futures = [prod.send(topic, value=v, timestamp_ms=None if timestamps is None else timestamps[i])
-                   for i, v in enumerate(values)]
+        futures = [
+            prod.send(topic, value=v, timestamp_ms=None if timestamps is None else timestamps[i])
+            for i, v in enumerate(values)
+        ]
         for future in futures:
             future.get(timeout=15)
 
@@ -434,7 +491,10 @@ def test_consume_from_timestamp(broker: LiveBroker, topic_name: str) -> None:
         cons.seek(tp, found.offset)
         records = poll_records(cons, 3)
     assert [(r.offset, r.value, r.timestamp) for r in records] == [
-        (2, b"t2", base + 2000), (3, b"t3", base + 3000), (4, b"t4", base + 4000)]
+        (2, b"t2", base + 2000),
+        (3, b"t3", base + 3000),
+        (4, b"t4", base + 4000),
+    ]
 
 
 def test_offset_out_of_range_resets(broker: LiveBroker, topic_name: str) -> None:
@@ -467,15 +527,26 @@ def test_delete_records(broker: LiveBroker, topic_name: str) -> None:
 
 
 # -- restarts ---------------------------------------------------------------------------------
-def _produce_keyed_batch(broker: LiveBroker, topic: str, count: int) -> list[tuple[int, int, bytes, bytes]]:
+def _produce_keyed_batch(
+    broker: LiveBroker, topic: str, count: int
+) -> list[tuple[int, int, bytes, bytes]]:
     with producer(broker, acks="all") as prod:
-        futures = [(prod.send(topic, key=f"k{i}".encode(), value=f"value-{i}".encode()),
-                    f"k{i}".encode(), f"value-{i}".encode()) for i in range(count)]
-        return sorted((f.get(timeout=15).partition, f.get(timeout=15).offset, k, v)
-                      for f, k, v in futures)
+        futures = [
+            (
+                prod.send(topic, key=f"k{i}".encode(), value=f"value-{i}".encode()),
+                f"k{i}".encode(),
+                f"value-{i}".encode(),
+            )
+            for i in range(count)
+        ]
+        return sorted(
+            (f.get(timeout=15).partition, f.get(timeout=15).offset, k, v) for f, k, v in futures
+        )
 
 
-def _check_survived(broker: LiveBroker, topic: str, sent: list[tuple[int, int, bytes, bytes]]) -> None:
+def _check_survived(
+    broker: LiveBroker, topic: str, sent: list[tuple[int, int, bytes, bytes]]
+) -> None:
     records = consume_all(broker, topic, 2, len(sent))
     assert sorted((r.partition, r.offset, r.key, r.value) for r in records) == sent
     with producer(broker, acks="all") as prod:

@@ -37,8 +37,9 @@ NPM_CI_TIMEOUT_S = 300.0
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
     """This module's live kbroker (short initial rebalance delay: kafkajs always uses groups)."""
-    with shared_broker(tmp_path_factory.mktemp("kbroker-kafkajs"),
-                       overrides=GROUP_BROKER_OVERRIDES) as live:
+    with shared_broker(
+        tmp_path_factory.mktemp("kbroker-kafkajs"), overrides=GROUP_BROKER_OVERRIDES
+    ) as live:
         yield live
 
 
@@ -50,8 +51,13 @@ def node() -> str:
     if not (KAFKAJS_DIR / "node_modules" / "kafkajs" / "package.json").exists():
         npm = shutil.which("npm")
         assert npm, "npm is not installed (Debian: apt-get install npm); compat needs it"
-        proc = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=KAFKAJS_DIR,
-                              capture_output=True, text=True, timeout=NPM_CI_TIMEOUT_S)
+        proc = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=KAFKAJS_DIR,
+            capture_output=True,
+            text=True,
+            timeout=NPM_CI_TIMEOUT_S,
+        )
         assert proc.returncode == 0, f"npm ci failed:\n{proc.stdout}\n{proc.stderr}"
     return node_bin
 
@@ -59,15 +65,18 @@ def node() -> str:
 def scenario(node: str, broker: LiveBroker, name: str, topic: str, arg: str = "") -> Any:
     """Run one kafkajs scenario; its JSON result, or a failure with kafkajs's own error."""
     args = [node, str(KAFKAJS_DIR / "scenarios.js"), name, broker.bootstrap_servers, topic]
-    proc = subprocess.run(args + ([arg] if arg else []), capture_output=True, text=True,
-                          timeout=DEADLINE_S)
+    proc = subprocess.run(
+        args + ([arg] if arg else []), capture_output=True, text=True, timeout=DEADLINE_S
+    )
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     result = json.loads(lines[-1]) if lines else {"error": {"message": "no output"}}
     if proc.returncode != 0 or "error" in result:
         error = result.get("error", {})
-        pytest.fail(f"kafkajs {name}: {error.get('name')}: {error.get('message')} "
-                    f"(type {error.get('type')})\n{json.dumps(error, indent=1)}\n"
-                    f"kafkajs log:\n{proc.stderr[-3000:]}")
+        pytest.fail(
+            f"kafkajs {name}: {error.get('name')}: {error.get('message')} "
+            f"(type {error.get('type')})\n{json.dumps(error, indent=1)}\n"
+            f"kafkajs log:\n{proc.stderr[-3000:]}"
+        )
     return result
 
 
@@ -80,8 +89,9 @@ def test_bootstrap(node: str, broker: LiveBroker, topic_name: str) -> None:
     """describeCluster names the one broker at the bootstrap address; topic metadata works."""
     result = scenario(node, broker, "bootstrap", topic_name)
     cluster = result["cluster"]
-    assert [(b["nodeId"], b["host"], b["port"]) for b in cluster["brokers"]] == \
-        [(1, broker.host, broker.port)]
+    assert [(b["nodeId"], b["host"], b["port"]) for b in cluster["brokers"]] == [
+        (1, broker.host, broker.port)
+    ]
     assert cluster["controller"] == 1 and cluster["clusterId"]
     assert result["created"] is True
     assert result["partitions"] == [{"id": 0, "leader": 1}, {"id": 1, "leader": 1}]
@@ -102,8 +112,9 @@ def test_add_partitions(node: str, broker: LiveBroker, topic_name: str) -> None:
     """CreatePartitions grows the topic, the new partition takes writes; shrinking fails."""
     result = scenario(node, broker, "add_partitions", topic_name)
     assert result["partitions"] == 3
-    assert result["shrink"]["type"] == "INVALID_PARTITIONS" or \
-        [e["type"] for e in result["shrink"].get("errors", [])] == ["INVALID_PARTITIONS"]
+    assert result["shrink"]["type"] == "INVALID_PARTITIONS" or [
+        e["type"] for e in result["shrink"].get("errors", [])
+    ] == ["INVALID_PARTITIONS"]
     [sent] = result["sent"]
     assert (sent["partition"], sent["baseOffset"], sent["errorCode"]) == (2, "0", 0)
 
@@ -114,8 +125,10 @@ def test_delete_topic(node: str, broker: LiveBroker, topic_name: str) -> None:
     assert result["stillListed"] is False
     # kafkajs retries the retriable UNKNOWN_TOPIC_OR_PARTITION, then wraps it (as with Kafka).
     assert result["again"]["name"] == "KafkaJSNumberOfRetriesExceeded"
-    assert (result["again"]["cause"]["type"], result["again"]["cause"]["code"]) == \
-        ("UNKNOWN_TOPIC_OR_PARTITION", 3)
+    assert (result["again"]["cause"]["type"], result["again"]["cause"]["code"]) == (
+        "UNKNOWN_TOPIC_OR_PARTITION",
+        3,
+    )
     assert result["offsets"] == [{"partition": 0, "offset": "0", "high": "0", "low": "0"}]
 
 
@@ -123,8 +136,7 @@ def test_delete_topic(node: str, broker: LiveBroker, topic_name: str) -> None:
 def test_produce_keyed(node: str, broker: LiveBroker, topic_name: str, acks: int | str) -> None:
     """Keyed records land in kafkajs's (Java-compatible) partition for them, in order."""
     partitions = 4
-    result = scenario(node, broker, "produce_keyed", topic_name,
-                      str(-1 if acks == "all" else acks))
+    result = scenario(node, broker, "produce_keyed", topic_name, str(-1 if acks == "all" else acks))
     if acks != 0:  # acks=0: no response, so kafkajs has no offsets to report
         assert {s["partition"] for s in result["sent"]} <= set(range(partitions))
         assert all(s["errorCode"] == 0 for s in result["sent"])
@@ -135,8 +147,10 @@ def test_produce_keyed(node: str, broker: LiveBroker, topic_name: str, acks: int
         in_p = [r for r in records if r["partition"] == p]
         assert [r["offset"] for r in in_p] == list(range(len(in_p)))
         assert [(r["key"], r["value"]) for r in in_p] == [
-            (k, f"v{i}") for i, k in enumerate(keys)
-            if expected_partition(k.encode(), partitions) == p]
+            (k, f"v{i}")
+            for i, k in enumerate(keys)
+            if expected_partition(k.encode(), partitions) == p
+        ]
 
 
 def test_describe_configs_defaults(node: str, broker: LiveBroker, topic_name: str) -> None:
@@ -152,8 +166,11 @@ def test_alter_configs_legacy(node: str, broker: LiveBroker, topic_name: str) ->
     assert configs["retention.ms"]["value"] == "90000"
     assert configs["max.message.bytes"]["value"] == "20000"
     assert configs["retention.ms"]["source"] == DYNAMIC_TOPIC_CONFIG
-    assert configs["cleanup.policy"] == {"value": "delete", "isDefault": True,
-                                         "source": DEFAULT_CONFIG}
+    assert configs["cleanup.policy"] == {
+        "value": "delete",
+        "isDefault": True,
+        "source": DEFAULT_CONFIG,
+    }
 
 
 def test_consume_from_timestamp(node: str, broker: LiveBroker, topic_name: str) -> None:
@@ -161,11 +178,16 @@ def test_consume_from_timestamp(node: str, broker: LiveBroker, topic_name: str) 
     result = scenario(node, broker, "consume_from_timestamp", topic_name)
     found = result["found"]
     assert (found["mid"], found["before"], found["after"]) == (
-        [{"partition": 0, "offset": "2"}], [{"partition": 0, "offset": "0"}],
-        [{"partition": 0, "offset": "5"}])
+        [{"partition": 0, "offset": "2"}],
+        [{"partition": 0, "offset": "0"}],
+        [{"partition": 0, "offset": "5"}],
+    )
     base = 1_700_000_000_000
     assert [(r["offset"], r["value"], r["timestamp"]) for r in result["records"]] == [
-        (2, "t2", base + 2000), (3, "t3", base + 3000), (4, "t4", base + 4000)]
+        (2, "t2", base + 2000),
+        (3, "t3", base + 3000),
+        (4, "t4", base + 4000),
+    ]
 
 
 def test_delete_records(node: str, broker: LiveBroker, topic_name: str) -> None:
@@ -175,7 +197,8 @@ def test_delete_records(node: str, broker: LiveBroker, topic_name: str) -> None:
     [refused] = result["beyond"]["cause"]["partitions"]  # KafkaJSDeleteTopicRecordsError
     assert (refused["partition"], refused["error"]["type"]) == (0, "OFFSET_OUT_OF_RANGE")
     assert [(r["offset"], r["value"]) for r in result["records"]] == [
-        (i, f"d{i}") for i in range(4, 10)]
+        (i, f"d{i}") for i in range(4, 10)
+    ]
 
 
 def test_max_message_bytes(node: str, broker: LiveBroker, topic_name: str) -> None:
@@ -201,10 +224,12 @@ def test_log_append_time(node: str, broker: LiveBroker, topic_name: str) -> None
 def test_topic_compression_type(node: str, broker: LiveBroker, topic_name: str) -> None:
     """A compression.type=gzip topic stores gzip whatever kafkajs sends (Kafka recompresses)."""
     result = scenario(node, broker, "topic_compression_type", topic_name)
-    assert [(r["offset"], r["key"], r["value"], r["headers"], r["timestamp"])
-            for r in result["records"]] == [
+    assert [
+        (r["offset"], r["key"], r["value"], r["headers"], r["timestamp"]) for r in result["records"]
+    ] == [
         (i, m["key"], m["value"], m["headers"], int(m["timestamp"]))
-        for i, m in enumerate(result["sent"])]
+        for i, m in enumerate(result["sent"])
+    ]
     assert {b.compression for b in stored_batches(broker.data_dir, topic_name, 0)} == {"gzip"}
 
 
@@ -226,15 +251,17 @@ def test_consume_from_beginning(node: str, broker: LiveBroker, topic_name: str) 
     """A new group with fromBeginning reads every record from 0; ListOffsets agrees."""
     result = scenario(node, broker, "consume_from_beginning", topic_name)
     assert result["offsets"] == [{"partition": 0, "offset": "10", "high": "10", "low": "0"}]
-    assert [(r["offset"], r["value"]) for r in result["records"]] == \
-        [(i, f"m{i}") for i in range(10)]
+    assert [(r["offset"], r["value"]) for r in result["records"]] == [
+        (i, f"m{i}") for i in range(10)
+    ]
 
 
 def test_group_subscribe_and_consume(node: str, broker: LiveBroker, topic_name: str) -> None:
     """A member gets every partition, reads all, commits; admin lists and describes the group."""
     result = scenario(node, broker, "group_subscribe_and_consume", topic_name)
     assert sorted(r["value"] for r in result["records"]) == sorted(
-        f"p{p}-{i}" for p in range(3) for i in range(10))
+        f"p{p}-{i}" for p in range(3) for i in range(10)
+    )
     assert result["committed"] == {"0": 10, "1": 10, "2": 10}
     assert result["listed"] is True
     assert (result["state"], result["members"]) == ("Empty", 0)
@@ -245,4 +272,5 @@ def test_group_commit_and_fetch_offsets(node: str, broker: LiveBroker, topic_nam
     result = scenario(node, broker, "group_commit_and_fetch_offsets", topic_name)
     assert result["committed"] == {"0": 7, "1": 3}
     assert sorted(r["value"] for r in result["records"]) == sorted(
-        [f"p0-{i}" for i in range(7, 10)] + [f"p1-{i}" for i in range(3, 10)])
+        [f"p0-{i}" for i in range(7, 10)] + [f"p1-{i}" for i in range(3, 10)]
+    )

@@ -31,8 +31,9 @@ DEADLINE_S = 30.0
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
     """This module's live kbroker (short initial rebalance delay for the group scenario)."""
-    with shared_broker(tmp_path_factory.mktemp("kbroker-kcat"),
-                       overrides=GROUP_BROKER_OVERRIDES) as live:
+    with shared_broker(
+        tmp_path_factory.mktemp("kbroker-kcat"), overrides=GROUP_BROKER_OVERRIDES
+    ) as live:
         yield live
 
 
@@ -44,11 +45,16 @@ def kcat_bin() -> str:
     return path
 
 
-def kcat(kcat_bin: str, broker: LiveBroker, *args: str, stdin: bytes | None = None
-         ) -> subprocess.CompletedProcess[bytes]:
+def kcat(
+    kcat_bin: str, broker: LiveBroker, *args: str, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
     """Run kcat against the broker; fail with its stderr on a non-zero exit."""
-    proc = subprocess.run([kcat_bin, "-b", broker.bootstrap_servers, "-X", "log_level=3", *args],
-                          input=stdin, capture_output=True, timeout=DEADLINE_S)
+    proc = subprocess.run(
+        [kcat_bin, "-b", broker.bootstrap_servers, "-X", "log_level=3", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=DEADLINE_S,
+    )
     assert proc.returncode == 0, f"kcat {' '.join(args)} failed: {proc.stderr.decode()}"
     return proc
 
@@ -74,8 +80,7 @@ def test_bootstrap(kcat_bin: str, broker: LiveBroker, topic_name: str) -> None:
     """`kcat -L -J` lists the one broker at the bootstrap address and the topic's partitions."""
     create_topic(broker, topic_name, 2)
     meta = json.loads(kcat(kcat_bin, broker, "-L", "-J", "-t", topic_name).stdout)
-    assert [(b["id"], b["name"]) for b in meta["brokers"]] == \
-        [(1, f"{broker.host}:{broker.port}")]
+    assert [(b["id"], b["name"]) for b in meta["brokers"]] == [(1, f"{broker.host}:{broker.port}")]
     [topic] = meta["topics"]
     assert topic["topic"] == topic_name
     assert sorted(p["partition"] for p in topic["partitions"]) == [0, 1]
@@ -83,8 +88,7 @@ def test_bootstrap(kcat_bin: str, broker: LiveBroker, topic_name: str) -> None:
 
 
 @pytest.mark.parametrize("acks", [0, 1, "all"])
-def test_produce_keyed(kcat_bin: str, broker: LiveBroker, topic_name: str, acks: int | str
-                       ) -> None:
+def test_produce_keyed(kcat_bin: str, broker: LiveBroker, topic_name: str, acks: int | str) -> None:
     """`kcat -P -K:` keys land in librdkafka's partition for them, in order."""
     partitions = 4
     create_topic(broker, topic_name, partitions)
@@ -97,24 +101,48 @@ def test_produce_keyed(kcat_bin: str, broker: LiveBroker, topic_name: str, acks:
         in_p = [r for r in records if r["partition"] == p]
         assert [r["offset"] for r in in_p] == list(range(len(in_p)))
         assert [(r["key"], r["payload"]) for r in in_p] == [
-            (k, f"v{i}") for i, k in enumerate(keys)
-            if expected_partition(k.encode(), partitions) == p]
+            (k, f"v{i}")
+            for i, k in enumerate(keys)
+            if expected_partition(k.encode(), partitions) == p
+        ]
 
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
 def test_compression(kcat_bin: str, broker: LiveBroker, topic_name: str, codec: str) -> None:
     """`kcat -P -z CODEC` batches are stored and read back intact."""
     values = [f"{codec}-{i}-" * 20 for i in range(50)]
-    kcat(kcat_bin, broker, "-P", "-t", topic_name, "-p", "0", "-z", codec,
-         stdin="".join(v + "\n" for v in values).encode())
+    kcat(
+        kcat_bin,
+        broker,
+        "-P",
+        "-t",
+        topic_name,
+        "-p",
+        "0",
+        "-z",
+        codec,
+        stdin="".join(v + "\n" for v in values).encode(),
+    )
     assert [r["payload"] for r in consume_json(kcat_bin, broker, topic_name)] == values
 
 
 def test_headers_and_create_time(kcat_bin: str, broker: LiveBroker, topic_name: str) -> None:
     """`-H` headers come back; the timestamp is the producer's CreateTime."""
     before = int(time.time() * 1000)
-    kcat(kcat_bin, broker, "-P", "-t", topic_name, "-p", "0", "-H", "h1=one", "-H", "h2=two",
-         stdin=b"with-headers\n")
+    kcat(
+        kcat_bin,
+        broker,
+        "-P",
+        "-t",
+        topic_name,
+        "-p",
+        "0",
+        "-H",
+        "h1=one",
+        "-H",
+        "h2=two",
+        stdin=b"with-headers\n",
+    )
     [record] = consume_json(kcat_bin, broker, topic_name)
     assert record["payload"] == "with-headers"
     assert record["headers"] == ["h1", "one", "h2", "two"]
@@ -124,10 +152,17 @@ def test_headers_and_create_time(kcat_bin: str, broker: LiveBroker, topic_name: 
 def test_consume_from_beginning(kcat_bin: str, broker: LiveBroker, topic_name: str) -> None:
     """`-o beginning -e` prints every record from offset 0, then exits."""
     values = [f"m{i}" for i in range(10)]
-    kcat(kcat_bin, broker, "-P", "-t", topic_name, "-p", "0",
-         stdin="".join(v + "\n" for v in values).encode())
-    proc = kcat(kcat_bin, broker, "-C", "-t", topic_name, "-o", "beginning", "-e",
-                "-f", "%o %s\n")
+    kcat(
+        kcat_bin,
+        broker,
+        "-P",
+        "-t",
+        topic_name,
+        "-p",
+        "0",
+        stdin="".join(v + "\n" for v in values).encode(),
+    )
+    proc = kcat(kcat_bin, broker, "-C", "-t", topic_name, "-o", "beginning", "-e", "-f", "%o %s\n")
     assert proc.stdout.decode().splitlines() == [f"{i} {v}" for i, v in enumerate(values)]
     # A relative offset from the end (-o -3) is resolved through ListOffsets.
     proc = kcat(kcat_bin, broker, "-C", "-t", topic_name, "-o", "-3", "-e", "-f", "%o\n")
@@ -137,9 +172,27 @@ def test_consume_from_beginning(kcat_bin: str, broker: LiveBroker, topic_name: s
 def test_consume_from_end(kcat_bin: str, broker: LiveBroker, topic_name: str) -> None:
     """`-o end` skips what is there and prints only what is produced afterwards."""
     kcat(kcat_bin, broker, "-P", "-t", topic_name, "-p", "0", stdin=b"old-1\nold-2\nold-3\n")
-    proc = subprocess.Popen([kcat_bin, "-b", broker.bootstrap_servers, "-C", "-t", topic_name,
-                             "-p", "0", "-o", "end", "-c", "2", "-u", "-f", "%o %s\n"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            kcat_bin,
+            "-b",
+            broker.bootstrap_servers,
+            "-C",
+            "-t",
+            topic_name,
+            "-p",
+            "0",
+            "-o",
+            "end",
+            "-c",
+            "2",
+            "-u",
+            "-f",
+            "%o %s\n",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert proc.stderr is not None
         # kcat reports partition EOF on stderr once OFFSET_END is resolved and fetched.
@@ -154,22 +207,44 @@ def test_consume_from_end(kcat_bin: str, broker: LiveBroker, topic_name: str) ->
     assert out.decode().splitlines() == ["3 new-1", "4 new-2"]
 
 
-def test_group_subscribe_and_consume(kcat_bin: str, broker: LiveBroker, topic_name: str
-                                     ) -> None:
+def test_group_subscribe_and_consume(kcat_bin: str, broker: LiveBroker, topic_name: str) -> None:
     """`kcat -G GROUP` joins a group, gets every partition, reads all, commits on exit."""
     group = f"g-{topic_name}"
     create_topic(broker, topic_name, 3)
     for p in range(3):
-        kcat(kcat_bin, broker, "-P", "-t", topic_name, "-p", str(p),
-             stdin="".join(f"p{p}-{i}\n" for i in range(10)).encode())
-    proc = kcat(kcat_bin, broker, "-G", group, "-o", "beginning", "-c", "30", "-f", "%s\n",
-                "-X", "enable.auto.commit=true", topic_name)
+        kcat(
+            kcat_bin,
+            broker,
+            "-P",
+            "-t",
+            topic_name,
+            "-p",
+            str(p),
+            stdin="".join(f"p{p}-{i}\n" for i in range(10)).encode(),
+        )
+    proc = kcat(
+        kcat_bin,
+        broker,
+        "-G",
+        group,
+        "-o",
+        "beginning",
+        "-c",
+        "30",
+        "-f",
+        "%s\n",
+        "-X",
+        "enable.auto.commit=true",
+        topic_name,
+    )
     assert sorted(proc.stdout.decode().split()) == sorted(
-        f"p{p}-{i}" for p in range(3) for i in range(10))
+        f"p{p}-{i}" for p in range(3) for i in range(10)
+    )
     consumer = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": group})
     try:
-        found = consumer.committed([TopicPartition(topic_name, p) for p in range(3)],
-                                   timeout=DEADLINE_S)
+        found = consumer.committed(
+            [TopicPartition(topic_name, p) for p in range(3)], timeout=DEADLINE_S
+        )
     finally:
         consumer.close()
     assert {tp.partition: tp.offset for tp in found} == {0: 10, 1: 10, 2: 10}
@@ -186,8 +261,9 @@ def test_consume_from_timestamp(kcat_bin: str, broker: LiveBroker, topic_name: s
     middle = int(time.time() * 1000)
     time.sleep(0.01)
     kcat(kcat_bin, broker, "-P", "-t", topic_name, "-p", "0", stdin=b"late-3\nlate-4\n")
-    proc = kcat(kcat_bin, broker, "-C", "-t", topic_name, "-o", f"s@{middle}", "-e",
-                "-f", "%o %s\n")
+    proc = kcat(
+        kcat_bin, broker, "-C", "-t", topic_name, "-o", f"s@{middle}", "-e", "-f", "%o %s\n"
+    )
     assert proc.stdout.decode().splitlines() == ["3 late-3", "4 late-4"]
     query = kcat(kcat_bin, broker, "-Q", "-t", f"{topic_name}:0:{middle}").stdout.decode()
     assert f"{topic_name} [0] offset 3" in query
@@ -196,6 +272,20 @@ def test_consume_from_timestamp(kcat_bin: str, broker: LiveBroker, topic_name: s
 def test_offset_out_of_range_resets(kcat_bin: str, broker: LiveBroker, topic_name: str) -> None:
     """A start past the end gets OFFSET_OUT_OF_RANGE; auto.offset.reset=earliest recovers."""
     kcat(kcat_bin, broker, "-P", "-t", topic_name, "-p", "0", stdin=b"r0\nr1\nr2\n")
-    proc = kcat(kcat_bin, broker, "-C", "-t", topic_name, "-p", "0", "-o", "100", "-e",
-                "-X", "auto.offset.reset=earliest", "-f", "%o %s\n")
+    proc = kcat(
+        kcat_bin,
+        broker,
+        "-C",
+        "-t",
+        topic_name,
+        "-p",
+        "0",
+        "-o",
+        "100",
+        "-e",
+        "-X",
+        "auto.offset.reset=earliest",
+        "-f",
+        "%o %s\n",
+    )
     assert proc.stdout.decode().splitlines() == ["0 r0", "1 r1", "2 r2"]

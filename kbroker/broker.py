@@ -62,8 +62,9 @@ class Broker:
             self.cluster_id = self._load_or_create_meta()
         except OSError as exc:
             self._unlock()
-            raise ConfigError(f"cannot use data dir {self.data_dir}: "
-                              f"{exc.strerror or exc}") from None
+            raise ConfigError(
+                f"cannot use data dir {self.data_dir}: {exc.strerror or exc}"
+            ) from None
         try:
             self.topics = TopicManager(self.data_dir, config, clock=clock)
         except (LogError, OSError) as exc:
@@ -81,8 +82,9 @@ class Broker:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock.close()
-            raise ConfigError(f"data dir {self.data_dir} is in use by another broker process") \
-                from None
+            raise ConfigError(
+                f"data dir {self.data_dir} is in use by another broker process"
+            ) from None
         self._lock_file = lock
 
     def _unlock(self) -> None:
@@ -97,16 +99,20 @@ class Broker:
             stored_node = meta.get("node.id")
             if stored_node is not None and int(stored_node) != self.node_id:
                 # Kafka refuses to start on a log dir written by another node.
-                raise ConfigError(f"stored node.id {stored_node} in {path} does not match "
-                                  f"the configured node.id {self.node_id}")
+                raise ConfigError(
+                    f"stored node.id {stored_node} in {path} does not match "
+                    f"the configured node.id {self.node_id}"
+                )
             cluster_id = meta.get("cluster.id")
             if cluster_id:
                 return cluster_id
         cluster_id = uuid_to_base64(random_kafka_uuid())
-        text = (f"#\n#{time.strftime('%a %b %d %H:%M:%S UTC %Y', time.gmtime())}\n"
-                f"cluster.id={cluster_id}\n"
-                f"directory.id={uuid_to_base64(random_kafka_uuid())}\n"
-                f"node.id={self.node_id}\nversion=1\n")
+        text = (
+            f"#\n#{time.strftime('%a %b %d %H:%M:%S UTC %Y', time.gmtime())}\n"
+            f"cluster.id={cluster_id}\n"
+            f"directory.id={uuid_to_base64(random_kafka_uuid())}\n"
+            f"node.id={self.node_id}\nversion=1\n"
+        )
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "w") as f:
             f.write(text)

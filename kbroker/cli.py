@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kbroker",
         description="A Kafka-protocol-compatible broker (single node, PLAINTEXT). Point any "
-                    "Kafka client at the printed bootstrap_servers.",
+        "Kafka client at the printed bootstrap_servers.",
         epilog=textwrap.dedent("""\
             precedence (lowest first): Kafka defaults, --config file, --override, then
             --listen/--data-dir. Any Kafka broker setting kbroker knows may be given in the
@@ -47,21 +47,38 @@ def _parser() -> argparse.ArgumentParser:
               kbroker --config server.properties --override num.partitions=3
             ops commands (kbroker[tools] extra): kbroker {topics,groups,produce,consume} --help
             """),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--listen", metavar="HOST:PORT",
-                        help=f"address to listen on (default {DEFAULT_LISTEN}; port 0 picks a "
-                             "free port); same as listeners=PLAINTEXT://HOST:PORT")
-    parser.add_argument("--data-dir", metavar="PATH",
-                        help=f"data directory (default {DEFAULT_DATA_DIR}); same as log.dirs")
-    parser.add_argument("--config", metavar="FILE",
-                        help="a Kafka server.properties file")
-    parser.add_argument("--override", metavar="KEY=VALUE", action="append", default=[],
-                        help="set one Kafka broker setting (repeatable)")
-    parser.add_argument("--log-level", default="INFO",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="logging level (default INFO)")
-    parser.add_argument("--list-configs", action="store_true",
-                        help="print every supported setting with its default and exit")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help=f"address to listen on (default {DEFAULT_LISTEN}; port 0 picks a "
+        "free port); same as listeners=PLAINTEXT://HOST:PORT",
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="PATH",
+        help=f"data directory (default {DEFAULT_DATA_DIR}); same as log.dirs",
+    )
+    parser.add_argument("--config", metavar="FILE", help="a Kafka server.properties file")
+    parser.add_argument(
+        "--override",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="set one Kafka broker setting (repeatable)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging level (default INFO)",
+    )
+    parser.add_argument(
+        "--list-configs",
+        action="store_true",
+        help="print every supported setting with its default and exit",
+    )
     parser.add_argument("--version", action="version", version=f"kbroker {__version__}")
     return parser
 
@@ -83,8 +100,9 @@ def build_config(args: argparse.Namespace) -> BrokerConfig:
             with open(args.config, encoding="utf-8") as f:
                 props.update(parse_properties(f.read()))
         except OSError as exc:
-            raise ConfigError(f"cannot read config file {args.config}: "
-                              f"{exc.strerror or exc}") from None
+            raise ConfigError(
+                f"cannot read config file {args.config}: {exc.strerror or exc}"
+            ) from None
     for item in args.override:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
@@ -147,8 +165,7 @@ def _print_configs() -> None:
         elif isinstance(default, list):
             default = ",".join(default)
         print(f"{name} ({defn.type}, default {default if default is not None else 'null'})")
-        print(textwrap.fill(defn.doc, width=88, initial_indent="    ",
-                            subsequent_indent="    "))
+        print(textwrap.fill(defn.doc, width=88, initial_indent="    ", subsequent_indent="    "))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -166,8 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BrokenPipeError:  # `kbroker --list-configs | head`
             sys.stderr.close()
         return 0
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     config: BrokerConfig | None = None
     try:
         config = build_config(args)
@@ -183,11 +203,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             reason = exc.strerror or " ".join(str(exc).split())
             if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL) and config is not None:
                 listener = config.listener
-                print(f"kbroker: cannot listen on {listener.host}:{listener.port}: {reason}",
-                      file=sys.stderr)
+                print(
+                    f"kbroker: cannot listen on {listener.host}:{listener.port}: {reason}",
+                    file=sys.stderr,
+                )
             else:
-                print(f"kbroker: cannot start: {reason}"
-                      + (f": {exc.filename}" if exc.filename else ""), file=sys.stderr)
+                print(
+                    f"kbroker: cannot start: {reason}"
+                    + (f": {exc.filename}" if exc.filename else ""),
+                    file=sys.stderr,
+                )
             return 1
         if isinstance(exc, KeyboardInterrupt):
             return 0

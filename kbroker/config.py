@@ -100,8 +100,11 @@ def one_of(*choices: str, case_insensitive: bool = False) -> Validator:
     return check
 
 
-_TYPES_INT_RANGE = {"short": (-(2**15), 2**15 - 1), "int": (-(2**31), INT_MAX),
-                    "long": (-(2**63), LONG_MAX)}
+_TYPES_INT_RANGE = {
+    "short": (-(2**15), 2**15 - 1),
+    "int": (-(2**31), INT_MAX),
+    "long": (-(2**63), LONG_MAX),
+}
 
 
 def convert(defn: ConfigDef, raw: Any) -> Any:
@@ -144,8 +147,15 @@ def _defs(*defs: ConfigDef) -> dict[str, ConfigDef]:
     return {d.name: d for d in defs}
 
 
-def _c(name: str, kind: str, default: Any, doc: str, validator: Validator | None = None,
-       *, effective: bool = True) -> ConfigDef:
+def _c(
+    name: str,
+    kind: str,
+    default: Any,
+    doc: str,
+    validator: Validator | None = None,
+    *,
+    effective: bool = True,
+) -> ConfigDef:
     return ConfigDef(name, kind, default, doc, validator, effective)
 
 
@@ -153,20 +163,43 @@ _NO_EFFECT = "Accepted for compatibility; no effect on a single-node kbroker."
 
 CONFIG_DEFS: dict[str, ConfigDef] = _defs(
     # --- identity and networking -------------------------------------------------
-    _c("node.id", "int", 1, "The id of this broker, returned as the leader, replica and "
-       "controller of every partition.", at_least(0)),
-    _c("broker.id", "int", None, "Older name of node.id; if set it must agree with node.id.",
-       at_least(-1)),
+    _c(
+        "node.id",
+        "int",
+        1,
+        "The id of this broker, returned as the leader, replica and controller of every partition.",
+        at_least(0),
+    ),
+    _c(
+        "broker.id",
+        "int",
+        None,
+        "Older name of node.id; if set it must agree with node.id.",
+        at_least(-1),
+    ),
     _c("broker.rack", "string", None, "Rack of the broker, returned in Metadata."),
-    _c("listeners", "list", ["PLAINTEXT://:9092"], "The address to listen on, as "
-       "NAME://host:port (only the first listener is served; only PLAINTEXT). An empty host "
-       "or 0.0.0.0 binds every interface."),
-    _c("advertised.listeners", "list", None, "The address given to clients in Metadata, as "
-       "NAME://host:port. If unset: the listen address, or the address the client connected "
-       "to when listening on every interface."),
-    _c("listener.security.protocol.map", "string",
-       "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
-       "Listener name to security protocol. Only PLAINTEXT is supported."),
+    _c(
+        "listeners",
+        "list",
+        ["PLAINTEXT://:9092"],
+        "The address to listen on, as "
+        "NAME://host:port (only the first listener is served; only PLAINTEXT). An empty host "
+        "or 0.0.0.0 binds every interface.",
+    ),
+    _c(
+        "advertised.listeners",
+        "list",
+        None,
+        "The address given to clients in Metadata, as "
+        "NAME://host:port. If unset: the listen address, or the address the client connected "
+        "to when listening on every interface.",
+    ),
+    _c(
+        "listener.security.protocol.map",
+        "string",
+        "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+        "Listener name to security protocol. Only PLAINTEXT is supported.",
+    ),
     _c("inter.broker.listener.name", "string", None, _NO_EFFECT, effective=False),
     _c("controller.listener.names", "string", None, _NO_EFFECT, effective=False),
     _c("controller.quorum.voters", "list", [], _NO_EFFECT, effective=False),
@@ -177,146 +210,353 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
     _c("num.network.threads", "int", 3, _NO_EFFECT, at_least(1), effective=False),
     _c("num.io.threads", "int", 8, _NO_EFFECT, at_least(1), effective=False),
     _c("background.threads", "int", 10, _NO_EFFECT, at_least(1), effective=False),
-    _c("num.recovery.threads.per.data.dir", "int", 2, _NO_EFFECT, at_least(1),
-       effective=False),
+    _c("num.recovery.threads.per.data.dir", "int", 2, _NO_EFFECT, at_least(1), effective=False),
     _c("socket.send.buffer.bytes", "int", 102400, _NO_EFFECT, effective=False),
     _c("socket.receive.buffer.bytes", "int", 102400, _NO_EFFECT, effective=False),
-    _c("socket.request.max.bytes", "int", 104857600, "The largest request frame accepted; "
-       "a connection sending a larger size prefix is closed.", at_least(1)),
-    _c("connections.max.idle.ms", "long", 600000, "Close a connection after this many ms "
-       "without a request (negative: never)."),
+    _c(
+        "socket.request.max.bytes",
+        "int",
+        104857600,
+        "The largest request frame accepted; a connection sending a larger size prefix is closed.",
+        at_least(1),
+    ),
+    _c(
+        "connections.max.idle.ms",
+        "long",
+        600000,
+        "Close a connection after this many ms without a request (negative: never).",
+    ),
     _c("queued.max.requests", "int", 500, _NO_EFFECT, at_least(1), effective=False),
-    _c("fetch.max.bytes", "int", 57671680, "Upper bound on the bytes returned by one Fetch.",
-       at_least(1024)),
+    _c(
+        "fetch.max.bytes",
+        "int",
+        57671680,
+        "Upper bound on the bytes returned by one Fetch.",
+        at_least(1024),
+    ),
     # --- storage ---------------------------------------------------------------------
-    _c("log.dirs", "list", None, "Data directory (only the first entry is used). Falls back "
-       "to log.dir."),
+    _c(
+        "log.dirs",
+        "list",
+        None,
+        "Data directory (only the first entry is used). Falls back to log.dir.",
+    ),
     _c("log.dir", "string", "/tmp/kafka-logs", "Data directory when log.dirs is not set."),
-    _c("num.partitions", "int", 1, "Default partition count for auto-created topics and "
-       "CreateTopics with -1.", at_least(1)),
-    _c("default.replication.factor", "int", 1, "Default replication factor; only 1 is "
-       "possible on one broker.", at_least(1)),
-    _c("min.insync.replicas", "int", 1, "Minimum in-sync replicas for acks=all.",
-       at_least(1)),
-    _c("auto.create.topics.enable", "boolean", True, "Create a topic when a client asks "
-       "Metadata for one that does not exist."),
+    _c(
+        "num.partitions",
+        "int",
+        1,
+        "Default partition count for auto-created topics and CreateTopics with -1.",
+        at_least(1),
+    ),
+    _c(
+        "default.replication.factor",
+        "int",
+        1,
+        "Default replication factor; only 1 is possible on one broker.",
+        at_least(1),
+    ),
+    _c("min.insync.replicas", "int", 1, "Minimum in-sync replicas for acks=all.", at_least(1)),
+    _c(
+        "auto.create.topics.enable",
+        "boolean",
+        True,
+        "Create a topic when a client asks Metadata for one that does not exist.",
+    ),
     _c("delete.topic.enable", "boolean", True, "Allow DeleteTopics."),
-    _c("message.max.bytes", "int", 1048588, "Largest record batch accepted (topic-level: "
-       "max.message.bytes).", at_least(0)),
-    _c("compression.type", "string", "producer", "Final compression of topic data; "
-       "'producer' keeps what the producer sent.",
-       one_of("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")),
+    _c(
+        "message.max.bytes",
+        "int",
+        1048588,
+        "Largest record batch accepted (topic-level: max.message.bytes).",
+        at_least(0),
+    ),
+    _c(
+        "compression.type",
+        "string",
+        "producer",
+        "Final compression of topic data; 'producer' keeps what the producer sent.",
+        one_of("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"),
+    ),
     # KIP-390: the level used when the broker compresses (compression.type names a codec
     # other than the batch's); a batch already in that codec is kept as sent.
-    _c("compression.gzip.level", "int", -1, "Level of gzip when the broker compresses "
-       "(-1: zlib's default).", gzip_level()),
-    _c("compression.lz4.level", "int", 9, "Level of lz4 when the broker compresses.",
-       in_range(1, 17)),
-    _c("compression.zstd.level", "int", 3, "Level of zstd when the broker compresses.",
-       in_range(-131072, 22)),
-    _c("log.segment.bytes", "int", 1073741824, "Size at which a segment is rolled.",
-       at_least(14)),
-    _c("log.roll.ms", "long", None, "Age at which a segment is rolled (falls back to "
-       "log.roll.hours)."),
-    _c("log.roll.hours", "int", 168, "Age in hours at which a segment is rolled.",
-       at_least(1)),
+    _c(
+        "compression.gzip.level",
+        "int",
+        -1,
+        "Level of gzip when the broker compresses (-1: zlib's default).",
+        gzip_level(),
+    ),
+    _c(
+        "compression.lz4.level",
+        "int",
+        9,
+        "Level of lz4 when the broker compresses.",
+        in_range(1, 17),
+    ),
+    _c(
+        "compression.zstd.level",
+        "int",
+        3,
+        "Level of zstd when the broker compresses.",
+        in_range(-131072, 22),
+    ),
+    _c("log.segment.bytes", "int", 1073741824, "Size at which a segment is rolled.", at_least(14)),
+    _c(
+        "log.roll.ms",
+        "long",
+        None,
+        "Age at which a segment is rolled (falls back to log.roll.hours).",
+    ),
+    _c("log.roll.hours", "int", 168, "Age in hours at which a segment is rolled.", at_least(1)),
     _c("log.roll.jitter.ms", "long", None, _NO_EFFECT, effective=False),
     _c("log.roll.jitter.hours", "int", 0, _NO_EFFECT, at_least(0), effective=False),
-    _c("log.retention.ms", "long", None, "How long to keep a segment; -1 = forever. Takes "
-       "precedence over log.retention.minutes and log.retention.hours."),
-    _c("log.retention.minutes", "int", None, "Retention in minutes (if log.retention.ms is "
-       "unset)."),
-    _c("log.retention.hours", "int", 168, "Retention in hours (if neither ms nor minutes is "
-       "set)."),
-    _c("log.retention.bytes", "long", -1, "Partition size above which the oldest segments "
-       "are deleted; -1 = no limit."),
-    _c("log.retention.check.interval.ms", "long", 300000, "How often retention runs.",
-       at_least(1)),
-    _c("log.segment.delete.delay.ms", "long", 60000, _NO_EFFECT, at_least(0),
-       effective=False),
-    _c("log.flush.interval.messages", "long", LONG_MAX, "fsync after this many messages.",
-       at_least(1)),
-    _c("log.flush.interval.ms", "long", None, "fsync a partition that has unflushed data "
-       "this often (unset: never by time, the OS decides)."),
-    _c("log.flush.scheduler.interval.ms", "long", LONG_MAX, "How often the time-based flush "
-       "check runs when log.flush.interval.ms is unset."),
-    _c("log.flush.offset.checkpoint.interval.ms", "int", 60000, _NO_EFFECT, at_least(0),
-       effective=False),
-    _c("log.index.interval.bytes", "int", 4096, "Bytes between offset-index entries.",
-       at_least(0)),
-    _c("log.index.size.max.bytes", "int", 10485760, "Maximum size of an offset index.",
-       at_least(4)),
+    _c(
+        "log.retention.ms",
+        "long",
+        None,
+        "How long to keep a segment; -1 = forever. Takes "
+        "precedence over log.retention.minutes and log.retention.hours.",
+    ),
+    _c(
+        "log.retention.minutes", "int", None, "Retention in minutes (if log.retention.ms is unset)."
+    ),
+    _c("log.retention.hours", "int", 168, "Retention in hours (if neither ms nor minutes is set)."),
+    _c(
+        "log.retention.bytes",
+        "long",
+        -1,
+        "Partition size above which the oldest segments are deleted; -1 = no limit.",
+    ),
+    _c("log.retention.check.interval.ms", "long", 300000, "How often retention runs.", at_least(1)),
+    _c("log.segment.delete.delay.ms", "long", 60000, _NO_EFFECT, at_least(0), effective=False),
+    _c(
+        "log.flush.interval.messages",
+        "long",
+        LONG_MAX,
+        "fsync after this many messages.",
+        at_least(1),
+    ),
+    _c(
+        "log.flush.interval.ms",
+        "long",
+        None,
+        "fsync a partition that has unflushed data "
+        "this often (unset: never by time, the OS decides).",
+    ),
+    _c(
+        "log.flush.scheduler.interval.ms",
+        "long",
+        LONG_MAX,
+        "How often the time-based flush check runs when log.flush.interval.ms is unset.",
+    ),
+    _c(
+        "log.flush.offset.checkpoint.interval.ms",
+        "int",
+        60000,
+        _NO_EFFECT,
+        at_least(0),
+        effective=False,
+    ),
+    _c("log.index.interval.bytes", "int", 4096, "Bytes between offset-index entries.", at_least(0)),
+    _c(
+        "log.index.size.max.bytes", "int", 10485760, "Maximum size of an offset index.", at_least(4)
+    ),
     _c("log.preallocate", "boolean", False, _NO_EFFECT, effective=False),
-    _c("log.message.timestamp.type", "string", "CreateTime", "Whether a record's timestamp "
-       "is the producer's (CreateTime) or the broker's (LogAppendTime).",
-       one_of("CreateTime", "LogAppendTime")),
-    _c("log.message.timestamp.difference.max.ms", "long", LONG_MAX, "Maximum distance "
-       "between a CreateTime timestamp and the broker clock.", at_least(0)),
-    _c("log.message.timestamp.before.max.ms", "long", LONG_MAX, "Maximum age of a "
-       "CreateTime timestamp (KIP-937).", at_least(0)),
-    _c("log.message.timestamp.after.max.ms", "long", LONG_MAX, "Maximum future skew of a "
-       "CreateTime timestamp (KIP-937).", at_least(0)),
+    _c(
+        "log.message.timestamp.type",
+        "string",
+        "CreateTime",
+        "Whether a record's timestamp "
+        "is the producer's (CreateTime) or the broker's (LogAppendTime).",
+        one_of("CreateTime", "LogAppendTime"),
+    ),
+    _c(
+        "log.message.timestamp.difference.max.ms",
+        "long",
+        LONG_MAX,
+        "Maximum distance between a CreateTime timestamp and the broker clock.",
+        at_least(0),
+    ),
+    _c(
+        "log.message.timestamp.before.max.ms",
+        "long",
+        LONG_MAX,
+        "Maximum age of a CreateTime timestamp (KIP-937).",
+        at_least(0),
+    ),
+    _c(
+        "log.message.timestamp.after.max.ms",
+        "long",
+        LONG_MAX,
+        "Maximum future skew of a CreateTime timestamp (KIP-937).",
+        at_least(0),
+    ),
     _c("log.message.downconversion.enable", "boolean", True, _NO_EFFECT, effective=False),
-    _c("log.cleanup.policy", "list", ["delete"], "delete, compact, or both.",
-       one_of("delete", "compact")),
+    _c(
+        "log.cleanup.policy",
+        "list",
+        ["delete"],
+        "delete, compact, or both.",
+        one_of("delete", "compact"),
+    ),
     _c("log.cleaner.enable", "boolean", True, "Run compaction for compacted topics."),
-    _c("log.cleaner.backoff.ms", "long", 15000, "How often compaction checks for work.",
-       at_least(0)),
+    _c(
+        "log.cleaner.backoff.ms",
+        "long",
+        15000,
+        "How often compaction checks for work.",
+        at_least(0),
+    ),
     _c("log.cleaner.threads", "int", 1, _NO_EFFECT, at_least(0), effective=False),
     _c("log.cleaner.dedupe.buffer.size", "long", 134217728, _NO_EFFECT, effective=False),
-    _c("log.cleaner.delete.retention.ms", "long", 86400000, "How long tombstones are kept "
-       "after compaction.", at_least(0)),
-    _c("log.cleaner.min.compaction.lag.ms", "long", 0, "Minimum age before a record may be "
-       "compacted.", at_least(0)),
-    _c("log.cleaner.max.compaction.lag.ms", "long", LONG_MAX, "Maximum time a record stays "
-       "uncompacted.", at_least(1)),
-    _c("log.cleaner.min.cleanable.ratio", "double", 0.5, "Dirty ratio that triggers "
-       "compaction.", in_range(0, 1)),
+    _c(
+        "log.cleaner.delete.retention.ms",
+        "long",
+        86400000,
+        "How long tombstones are kept after compaction.",
+        at_least(0),
+    ),
+    _c(
+        "log.cleaner.min.compaction.lag.ms",
+        "long",
+        0,
+        "Minimum age before a record may be compacted.",
+        at_least(0),
+    ),
+    _c(
+        "log.cleaner.max.compaction.lag.ms",
+        "long",
+        LONG_MAX,
+        "Maximum time a record stays uncompacted.",
+        at_least(1),
+    ),
+    _c(
+        "log.cleaner.min.cleanable.ratio",
+        "double",
+        0.5,
+        "Dirty ratio that triggers compaction.",
+        in_range(0, 1),
+    ),
     _c("unclean.leader.election.enable", "boolean", False, _NO_EFFECT, effective=False),
     _c("auto.leader.rebalance.enable", "boolean", True, _NO_EFFECT, effective=False),
     # --- internal topics, groups, transactions ----------------------------------------
-    _c("offsets.topic.num.partitions", "int", 50, "Partitions of __consumer_offsets.",
-       at_least(1)),
-    _c("offsets.topic.replication.factor", "short", 3, _NO_EFFECT, at_least(1),
-       effective=False),
-    _c("offsets.topic.segment.bytes", "int", 104857600, "Segment size of "
-       "__consumer_offsets.", at_least(1)),
-    _c("offsets.retention.minutes", "int", 10080, "How long committed offsets of an empty "
-       "group are kept.", at_least(1)),
-    _c("offsets.retention.check.interval.ms", "long", 600000, "How often expired offsets "
-       "are removed.", at_least(1)),
+    _c("offsets.topic.num.partitions", "int", 50, "Partitions of __consumer_offsets.", at_least(1)),
+    _c("offsets.topic.replication.factor", "short", 3, _NO_EFFECT, at_least(1), effective=False),
+    _c(
+        "offsets.topic.segment.bytes",
+        "int",
+        104857600,
+        "Segment size of __consumer_offsets.",
+        at_least(1),
+    ),
+    _c(
+        "offsets.retention.minutes",
+        "int",
+        10080,
+        "How long committed offsets of an empty group are kept.",
+        at_least(1),
+    ),
+    _c(
+        "offsets.retention.check.interval.ms",
+        "long",
+        600000,
+        "How often expired offsets are removed.",
+        at_least(1),
+    ),
     _c("offsets.commit.timeout.ms", "int", 5000, _NO_EFFECT, at_least(1), effective=False),
-    _c("offsets.load.buffer.size", "int", 5242880, _NO_EFFECT, at_least(1),
-       effective=False),
-    _c("offset.metadata.max.bytes", "int", 4096, "Largest metadata string stored with a "
-       "committed offset."),
-    _c("group.initial.rebalance.delay.ms", "int", 3000, "Delay before the first rebalance "
-       "of a new group, to let more members join."),
-    _c("group.min.session.timeout.ms", "int", 6000, "Smallest session timeout a member may "
-       "ask for."),
-    _c("group.max.session.timeout.ms", "int", 1800000, "Largest session timeout a member "
-       "may ask for."),
+    _c("offsets.load.buffer.size", "int", 5242880, _NO_EFFECT, at_least(1), effective=False),
+    _c(
+        "offset.metadata.max.bytes",
+        "int",
+        4096,
+        "Largest metadata string stored with a committed offset.",
+    ),
+    _c(
+        "group.initial.rebalance.delay.ms",
+        "int",
+        3000,
+        "Delay before the first rebalance of a new group, to let more members join.",
+    ),
+    _c(
+        "group.min.session.timeout.ms",
+        "int",
+        6000,
+        "Smallest session timeout a member may ask for.",
+    ),
+    _c(
+        "group.max.session.timeout.ms",
+        "int",
+        1800000,
+        "Largest session timeout a member may ask for.",
+    ),
     _c("group.max.size", "int", INT_MAX, "Most members in one group.", at_least(1)),
-    _c("group.consumer.session.timeout.ms", "int", 45000, "Session timeout of members of "
-       "KIP-848 consumer groups (set by the broker, not the client).", at_least(1)),
-    _c("group.consumer.heartbeat.interval.ms", "int", 5000, "Heartbeat interval the broker "
-       "gives members of KIP-848 consumer groups.", at_least(1)),
-    _c("transaction.state.log.num.partitions", "int", 50, "Partitions of "
-       "__transaction_state.", at_least(1)),
-    _c("transaction.state.log.replication.factor", "short", 3, _NO_EFFECT, at_least(1),
-       effective=False),
-    _c("transaction.state.log.min.isr", "int", 2, _NO_EFFECT, at_least(1),
-       effective=False),
-    _c("transaction.state.log.segment.bytes", "int", 104857600, "Segment size of "
-       "__transaction_state.", at_least(1)),
-    _c("transaction.max.timeout.ms", "int", 900000, "Largest transaction timeout a "
-       "producer may ask for.", at_least(1)),
-    _c("transactional.id.expiration.ms", "int", 604800000, "How long an idle "
-       "transactional id is kept.", at_least(1)),
-    _c("transaction.abort.timed.out.transaction.cleanup.interval.ms", "int", 10000,
-       "How often timed-out transactions are aborted.", at_least(1)),
-    _c("producer.id.expiration.ms", "int", 86400000, "How long the state of an idle "
-       "producer id is kept.", at_least(1)),
+    _c(
+        "group.consumer.session.timeout.ms",
+        "int",
+        45000,
+        "Session timeout of members of "
+        "KIP-848 consumer groups (set by the broker, not the client).",
+        at_least(1),
+    ),
+    _c(
+        "group.consumer.heartbeat.interval.ms",
+        "int",
+        5000,
+        "Heartbeat interval the broker gives members of KIP-848 consumer groups.",
+        at_least(1),
+    ),
+    _c(
+        "transaction.state.log.num.partitions",
+        "int",
+        50,
+        "Partitions of __transaction_state.",
+        at_least(1),
+    ),
+    _c(
+        "transaction.state.log.replication.factor",
+        "short",
+        3,
+        _NO_EFFECT,
+        at_least(1),
+        effective=False,
+    ),
+    _c("transaction.state.log.min.isr", "int", 2, _NO_EFFECT, at_least(1), effective=False),
+    _c(
+        "transaction.state.log.segment.bytes",
+        "int",
+        104857600,
+        "Segment size of __transaction_state.",
+        at_least(1),
+    ),
+    _c(
+        "transaction.max.timeout.ms",
+        "int",
+        900000,
+        "Largest transaction timeout a producer may ask for.",
+        at_least(1),
+    ),
+    _c(
+        "transactional.id.expiration.ms",
+        "int",
+        604800000,
+        "How long an idle transactional id is kept.",
+        at_least(1),
+    ),
+    _c(
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        "int",
+        10000,
+        "How often timed-out transactions are aborted.",
+        at_least(1),
+    ),
+    _c(
+        "producer.id.expiration.ms",
+        "int",
+        86400000,
+        "How long the state of an idle producer id is kept.",
+        at_least(1),
+    ),
 )
 
 _PROTOCOLS_SUPPORTED = {"PLAINTEXT"}
@@ -387,8 +627,7 @@ class BrokerConfig:
             try:
                 value = convert(defn, raw)
             except ValueError as exc:
-                raise ConfigError(f"invalid value {raw!r} for configuration {key}: {exc}") \
-                    from None
+                raise ConfigError(f"invalid value {raw!r} for configuration {key}: {exc}") from None
             problem = defn.validator(value) if defn.validator else None
             if problem:
                 raise ConfigError(f"invalid value {raw!r} for configuration {key}: {problem}")
@@ -406,8 +645,9 @@ class BrokerConfig:
         broker_id = self._values["broker.id"]
         if broker_id is not None and broker_id >= 0:
             if "node.id" in self.originals and broker_id != self._values["node.id"]:
-                raise ConfigError(f"broker.id={broker_id} disagrees with "
-                                  f"node.id={self._values['node.id']}")
+                raise ConfigError(
+                    f"broker.id={broker_id} disagrees with node.id={self._values['node.id']}"
+                )
             self._values["node.id"] = broker_id
         try:
             self.listener  # noqa: B018 - validates the listener settings

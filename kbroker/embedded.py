@@ -52,10 +52,16 @@ def _unwrap(exc: BaseException) -> BaseException:
 class Broker:
     """A kbroker on a background thread; a context manager (``with Broker() as b:``)."""
 
-    def __init__(self, *, data_dir: str | Path | None = None, host: str = "127.0.0.1",
-                 port: int = 0, config: Mapping[str, Any] | None = None,
-                 start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
-                 stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        *,
+        data_dir: str | Path | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        config: Mapping[str, Any] | None = None,
+        start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
+        stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S,
+    ) -> None:
         self._given_data_dir = Path(data_dir) if data_dir is not None else None
         self.host = host
         self.port = port
@@ -118,8 +124,9 @@ class Broker:
         except BaseException:
             self._remove_temp_dir()
             raise
-        self._thread = threading.Thread(target=self._run, args=(config,),
-                                        name=f"kbroker-{id(self):x}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(config,), name=f"kbroker-{id(self):x}", daemon=True
+        )
         self._thread.start()
         if not self._ready.wait(self.start_timeout_s):
             self._error = TimeoutError(f"kbroker did not start within {self.start_timeout_s} s")
@@ -157,8 +164,12 @@ class Broker:
     def __enter__(self) -> Broker:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def __repr__(self) -> str:

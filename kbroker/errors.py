@@ -20,4 +20,3 @@ class KafkaApiError(Exception):
         super().__init__(f"{code.name}({int(code)})" + (f": {message}" if message else ""))
         self.code: ErrorCode = code
         self.message: str | None = message
-

@@ -30,9 +30,13 @@ INI_CONFIG = "kbroker_config"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Declare the ``kbroker_config`` ini option."""
-    parser.addini(INI_CONFIG, type="linelist", default=[],
-                  help="kbroker settings for the kbroker fixture, one key=value per line "
-                       "(Kafka broker names, e.g. num.partitions=3)")
+    parser.addini(
+        INI_CONFIG,
+        type="linelist",
+        default=[],
+        help="kbroker settings for the kbroker fixture, one key=value per line "
+        "(Kafka broker names, e.g. num.partitions=3)",
+    )
 
 
 def parse_config_lines(lines: list[str]) -> dict[str, str]:
@@ -50,8 +54,9 @@ def parse_config_lines(lines: list[str]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def kbroker(request: pytest.FixtureRequest,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+def kbroker(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Broker]:
     """A kbroker for the whole session: ``.bootstrap_servers`` is its ``host:port``."""
     from kbroker.config import ConfigError
     from kbroker.embedded import Broker

@@ -92,8 +92,10 @@ class Server:
         """Stop accepting, close idle connections, let busy ones finish their request."""
         if self.draining:
             return
-        logger.info("shutting down: no new connections, finishing %d in-flight request(s)",
-                    sum(1 for c in self.connections if c.busy))
+        logger.info(
+            "shutting down: no new connections, finishing %d in-flight request(s)",
+            sum(1 for c in self.connections if c.busy),
+        )
         self.draining = True
         self._accept_scope.cancel()
         for connection in list(self.connections):
@@ -200,8 +202,11 @@ class Connection:
 
     def _log_partial_request(self) -> None:
         if self.decoder.buffered:
-            logger.warning("connection from %s closed in the middle of a request "
-                           "(%d bytes of it received)", self.peer, self.decoder.buffered)
+            logger.warning(
+                "connection from %s closed in the middle of a request (%d bytes of it received)",
+                self.peer,
+                self.decoder.buffered,
+            )
 
     async def _receive(self) -> bool | None:
         """Wait for bytes, then _read_available; None on idleness or shutdown."""
@@ -215,8 +220,11 @@ class Connection:
                     return got
         if idle.cancelled_caught:
             # Kafka's connections.max.idle.ms: an idle connection is closed by the broker.
-            logger.info("closing connection from %s: idle for more than %d ms", self.peer,
-                        self.server.config["connections.max.idle.ms"])
+            logger.info(
+                "closing connection from %s: idle for more than %d ms",
+                self.peer,
+                self.server.config["connections.max.idle.ms"],
+            )
         return None
 
     async def _process(self, frame: bytes | memoryview) -> None:
@@ -226,8 +234,9 @@ class Connection:
             await self._unsupported(exc.api_key, exc.api_version, exc.correlation_id)
             return
         except DecodeError as exc:
-            logger.warning("connection from %s sent a malformed request (%s); closing it",
-                           self.peer, exc)
+            logger.warning(
+                "connection from %s sent a malformed request (%s); closing it", self.peer, exc
+            )
             raise _CloseConnection from None
         api_key = header.request_api_key
         api_version = header.request_api_version
@@ -235,16 +244,20 @@ class Connection:
         if handler is None:
             await self._unsupported(api_key, api_version, header.correlation_id)
             return
-        ctx = RequestContext(self.server.broker, header, api_version, self.peer,
-                             self.local_address)
+        ctx = RequestContext(self.server.broker, header, api_version, self.peer, self.local_address)
         try:
             response = await handler(ctx, request)
         except CloseConnection:
             raise _CloseConnection from None  # the handler has logged why
         except Exception:
-            logger.exception("connection from %s: handler for api key %d v%d failed "
-                             "(correlation id %d); closing it", self.peer, api_key, api_version,
-                             header.correlation_id)
+            logger.exception(
+                "connection from %s: handler for api key %d v%d failed "
+                "(correlation id %d); closing it",
+                self.peer,
+                api_key,
+                api_version,
+                header.correlation_id,
+            )
             raise _CloseConnection from None
         if response is None:
             return  # e.g. Produce with acks=0: Kafka sends nothing back
@@ -254,8 +267,12 @@ class Connection:
             # retention, compaction or a closing log cannot pull the file from under us.
             items = prepare_parts(parts)
         except Exception:
-            logger.exception("connection from %s: cannot encode the response to api key %d "
-                             "v%d; closing it", self.peer, api_key, api_version)
+            logger.exception(
+                "connection from %s: cannot encode the response to api key %d v%d; closing it",
+                self.peer,
+                api_key,
+                api_version,
+            )
             raise _CloseConnection from None
         try:
             await send_parts(self.stream.socket, items)
@@ -275,14 +292,24 @@ class Connection:
             # parse) naming the ApiVersions versions we do serve; keep the connection.
             from kbroker.handlers.meta import unsupported_api_versions_response
 
-            logger.info("connection from %s asked for ApiVersions v%d; answering "
-                        "UNSUPPORTED_VERSION", self.peer, api_version)
-            await self.stream.send_all(encode_response(
-                API_VERSIONS_KEY, 0, correlation_id, unsupported_api_versions_response()))
+            logger.info(
+                "connection from %s asked for ApiVersions v%d; answering UNSUPPORTED_VERSION",
+                self.peer,
+                api_version,
+            )
+            await self.stream.send_all(
+                encode_response(
+                    API_VERSIONS_KEY, 0, correlation_id, unsupported_api_versions_response()
+                )
+            )
             return
         # Kafka closes the connection on a request it cannot parse.
-        logger.warning("connection from %s sent api key %d v%d, which we do not serve; "
-                       "closing it", self.peer, api_key, api_version)
+        logger.warning(
+            "connection from %s sent api key %d v%d, which we do not serve; closing it",
+            self.peer,
+            api_key,
+            api_version,
+        )
         raise _CloseConnection
 
 
@@ -361,8 +388,9 @@ def close_parts(items: list[Any]) -> None:
 def _pread_region(region: _Region) -> bytes:
     data = pread_exact(region.fd, region.length, region.position)
     if len(data) != region.length:
-        raise RegionTruncated(f"file region of {region.length} bytes at {region.position} "
-                              f"has only {len(data)}")
+        raise RegionTruncated(
+            f"file region of {region.length} bytes at {region.position} has only {len(data)}"
+        )
     return data
 
 
@@ -421,8 +449,10 @@ async def _sendfile(sock: Any, region: _Region) -> None:
             await trio.lowlevel.wait_writable(sock)
             continue
         if sent == 0:
-            raise RegionTruncated(f"file region of {region.length} bytes at {region.position} "
-                                  f"ended after {region.length - remaining}")
+            raise RegionTruncated(
+                f"file region of {region.length} bytes at {region.position} "
+                f"ended after {region.length - remaining}"
+            )
         position += sent
         remaining -= sent
         if remaining:
@@ -434,8 +464,9 @@ async def _sendfile(sock: Any, region: _Region) -> None:
 async def _maintenance(broker: Broker) -> None:
     config = broker.config
     retention_s = config["log.retention.check.interval.ms"] / 1000.0
-    cleaner_s = (config["log.cleaner.backoff.ms"] / 1000.0 if config["log.cleaner.enable"]
-                 else math.inf)
+    cleaner_s = (
+        config["log.cleaner.backoff.ms"] / 1000.0 if config["log.cleaner.enable"] else math.inf
+    )
     # Coordinator timers also fire from the requests that touch them; this pass makes sure
     # a transaction or a group whose clients all went away still times out (Kafka checks
     # timed-out transactions every transaction.abort.timed.out.transaction.cleanup.interval.ms).
@@ -481,8 +512,12 @@ def _logged(step: str) -> Iterator[None]:
         logger.exception("maintenance step %s failed", step)
 
 
-async def serve(config: BrokerConfig, *, task_status: Any = trio.TASK_STATUS_IGNORED,
-                grace_s: float = DEFAULT_GRACE_S) -> None:
+async def serve(
+    config: BrokerConfig,
+    *,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
+    grace_s: float = DEFAULT_GRACE_S,
+) -> None:
     """Run a broker for ``config`` until cancelled or ``Server.shutdown()`` drains it.
 
     ``task_status.started`` receives the ``Server`` (``.address`` is the bound
@@ -515,17 +550,27 @@ async def serve(config: BrokerConfig, *, task_status: Any = trio.TASK_STATUS_IGN
 
             async def accept(*, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
                 with server._accept_scope:
-                    await trio.serve_tcp(handle, listener.port, host=host,
-                                         handler_nursery=nursery, task_status=task_status)
+                    await trio.serve_tcp(
+                        handle,
+                        listener.port,
+                        host=host,
+                        handler_nursery=nursery,
+                        task_status=task_status,
+                    )
 
             listeners = await nursery.start(accept)
             sockname = listeners[0].socket.getsockname()
             server.address = (_strip_mapped(sockname[0]), sockname[1])
             broker.listen_address = server.address
             nursery.start_soon(_maintenance, broker)
-            logger.info("kbroker node %d (cluster %s) listening on %s:%d, data in %s",
-                        broker.node_id, broker.cluster_id, server.address[0],
-                        server.address[1], broker.data_dir)
+            logger.info(
+                "kbroker node %d (cluster %s) listening on %s:%d, data in %s",
+                broker.node_id,
+                broker.cluster_id,
+                server.address[0],
+                server.address[1],
+                broker.data_dir,
+            )
             task_status.started(server)
             await server._shutdown_requested.wait()
             # Requests in flight finish and their connections close; wait at most grace_s

@@ -58,8 +58,14 @@ class TopicConfigDef:
     broker_synonyms: tuple[str, ...] = ()  # every broker name that feeds broker_value
 
 
-def _t(name: str, kind: str, default: Any, synonym: str | None,
-       validator: Validator | None = None, **extra: Any) -> TopicConfigDef:
+def _t(
+    name: str,
+    kind: str,
+    default: Any,
+    synonym: str | None,
+    validator: Validator | None = None,
+    **extra: Any,
+) -> TopicConfigDef:
     return TopicConfigDef(name, kind, default, synonym, validator, **extra)
 
 
@@ -69,59 +75,120 @@ def _flush_ms(config: BrokerConfig) -> Any:
     return LONG_MAX if value is None else value
 
 
-TOPIC_CONFIGS: dict[str, TopicConfigDef] = {d.name: d for d in (
-    _t("cleanup.policy", "list", ["delete"], "log.cleanup.policy",
-       _one_of("delete", "compact")),
-    _t("compression.type", "string", "producer", "compression.type",
-       _one_of("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")),
-    _t("compression.gzip.level", "int", -1, "compression.gzip.level", gzip_level()),
-    _t("compression.lz4.level", "int", 9, "compression.lz4.level", _in_range(1, 17)),
-    _t("compression.zstd.level", "int", 3, "compression.zstd.level", _in_range(-131072, 22)),
-    _t("delete.retention.ms", "long", 86400000, "log.cleaner.delete.retention.ms",
-       at_least(0)),
-    _t("file.delete.delay.ms", "long", 60000, "log.segment.delete.delay.ms", at_least(0)),
-    _t("flush.messages", "long", LONG_MAX, "log.flush.interval.messages", at_least(1)),
-    _t("flush.ms", "long", LONG_MAX, "log.flush.interval.ms", at_least(0),
-       broker_value=_flush_ms, broker_synonyms=("log.flush.interval.ms",)),
-    _t("follower.replication.throttled.replicas", "list", [], None),
-    _t("leader.replication.throttled.replicas", "list", [], None),
-    _t("index.interval.bytes", "int", 4096, "log.index.interval.bytes", at_least(0)),
-    _t("local.retention.bytes", "long", -2, None, at_least(-2)),
-    _t("local.retention.ms", "long", -2, None, at_least(-2)),
-    _t("max.compaction.lag.ms", "long", LONG_MAX, "log.cleaner.max.compaction.lag.ms",
-       at_least(1)),
-    _t("max.message.bytes", "int", 1048588, "message.max.bytes", at_least(0)),
-    _t("message.downconversion.enable", "boolean", True,
-       "log.message.downconversion.enable"),
-    _t("message.timestamp.after.max.ms", "long", LONG_MAX,
-       "log.message.timestamp.after.max.ms", at_least(0)),
-    _t("message.timestamp.before.max.ms", "long", LONG_MAX,
-       "log.message.timestamp.before.max.ms", at_least(0)),
-    _t("message.timestamp.difference.max.ms", "long", LONG_MAX,
-       "log.message.timestamp.difference.max.ms", at_least(0)),
-    _t("message.timestamp.type", "string", "CreateTime", "log.message.timestamp.type",
-       _one_of("CreateTime", "LogAppendTime")),
-    _t("min.cleanable.dirty.ratio", "double", 0.5, "log.cleaner.min.cleanable.ratio",
-       _in_range(0, 1)),
-    _t("min.compaction.lag.ms", "long", 0, "log.cleaner.min.compaction.lag.ms",
-       at_least(0)),
-    _t("min.insync.replicas", "int", 1, "min.insync.replicas", at_least(1)),
-    _t("preallocate", "boolean", False, "log.preallocate"),
-    _t("remote.storage.enable", "boolean", False, None),
-    _t("retention.bytes", "long", -1, "log.retention.bytes"),
-    _t("retention.ms", "long", 604800000, "log.retention.ms", at_least(-1),
-       broker_value=lambda c: c.log_retention_ms,
-       broker_synonyms=("log.retention.ms", "log.retention.minutes", "log.retention.hours")),
-    _t("segment.bytes", "int", 1073741824, "log.segment.bytes", at_least(14)),
-    _t("segment.index.bytes", "int", 10485760, "log.index.size.max.bytes", at_least(4)),
-    _t("segment.jitter.ms", "long", 0, "log.roll.jitter.ms", at_least(0),
-       broker_value=lambda c: c["log.roll.jitter.ms"] or 0,
-       broker_synonyms=("log.roll.jitter.ms", "log.roll.jitter.hours")),
-    _t("segment.ms", "long", 604800000, "log.roll.ms", at_least(1),
-       broker_value=lambda c: c.log_roll_ms,
-       broker_synonyms=("log.roll.ms", "log.roll.hours")),
-    _t("unclean.leader.election.enable", "boolean", False, "unclean.leader.election.enable"),
-)}
+TOPIC_CONFIGS: dict[str, TopicConfigDef] = {
+    d.name: d
+    for d in (
+        _t(
+            "cleanup.policy", "list", ["delete"], "log.cleanup.policy", _one_of("delete", "compact")
+        ),
+        _t(
+            "compression.type",
+            "string",
+            "producer",
+            "compression.type",
+            _one_of("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"),
+        ),
+        _t("compression.gzip.level", "int", -1, "compression.gzip.level", gzip_level()),
+        _t("compression.lz4.level", "int", 9, "compression.lz4.level", _in_range(1, 17)),
+        _t("compression.zstd.level", "int", 3, "compression.zstd.level", _in_range(-131072, 22)),
+        _t("delete.retention.ms", "long", 86400000, "log.cleaner.delete.retention.ms", at_least(0)),
+        _t("file.delete.delay.ms", "long", 60000, "log.segment.delete.delay.ms", at_least(0)),
+        _t("flush.messages", "long", LONG_MAX, "log.flush.interval.messages", at_least(1)),
+        _t(
+            "flush.ms",
+            "long",
+            LONG_MAX,
+            "log.flush.interval.ms",
+            at_least(0),
+            broker_value=_flush_ms,
+            broker_synonyms=("log.flush.interval.ms",),
+        ),
+        _t("follower.replication.throttled.replicas", "list", [], None),
+        _t("leader.replication.throttled.replicas", "list", [], None),
+        _t("index.interval.bytes", "int", 4096, "log.index.interval.bytes", at_least(0)),
+        _t("local.retention.bytes", "long", -2, None, at_least(-2)),
+        _t("local.retention.ms", "long", -2, None, at_least(-2)),
+        _t(
+            "max.compaction.lag.ms",
+            "long",
+            LONG_MAX,
+            "log.cleaner.max.compaction.lag.ms",
+            at_least(1),
+        ),
+        _t("max.message.bytes", "int", 1048588, "message.max.bytes", at_least(0)),
+        _t("message.downconversion.enable", "boolean", True, "log.message.downconversion.enable"),
+        _t(
+            "message.timestamp.after.max.ms",
+            "long",
+            LONG_MAX,
+            "log.message.timestamp.after.max.ms",
+            at_least(0),
+        ),
+        _t(
+            "message.timestamp.before.max.ms",
+            "long",
+            LONG_MAX,
+            "log.message.timestamp.before.max.ms",
+            at_least(0),
+        ),
+        _t(
+            "message.timestamp.difference.max.ms",
+            "long",
+            LONG_MAX,
+            "log.message.timestamp.difference.max.ms",
+            at_least(0),
+        ),
+        _t(
+            "message.timestamp.type",
+            "string",
+            "CreateTime",
+            "log.message.timestamp.type",
+            _one_of("CreateTime", "LogAppendTime"),
+        ),
+        _t(
+            "min.cleanable.dirty.ratio",
+            "double",
+            0.5,
+            "log.cleaner.min.cleanable.ratio",
+            _in_range(0, 1),
+        ),
+        _t("min.compaction.lag.ms", "long", 0, "log.cleaner.min.compaction.lag.ms", at_least(0)),
+        _t("min.insync.replicas", "int", 1, "min.insync.replicas", at_least(1)),
+        _t("preallocate", "boolean", False, "log.preallocate"),
+        _t("remote.storage.enable", "boolean", False, None),
+        _t("retention.bytes", "long", -1, "log.retention.bytes"),
+        _t(
+            "retention.ms",
+            "long",
+            604800000,
+            "log.retention.ms",
+            at_least(-1),
+            broker_value=lambda c: c.log_retention_ms,
+            broker_synonyms=("log.retention.ms", "log.retention.minutes", "log.retention.hours"),
+        ),
+        _t("segment.bytes", "int", 1073741824, "log.segment.bytes", at_least(14)),
+        _t("segment.index.bytes", "int", 10485760, "log.index.size.max.bytes", at_least(4)),
+        _t(
+            "segment.jitter.ms",
+            "long",
+            0,
+            "log.roll.jitter.ms",
+            at_least(0),
+            broker_value=lambda c: c["log.roll.jitter.ms"] or 0,
+            broker_synonyms=("log.roll.jitter.ms", "log.roll.jitter.hours"),
+        ),
+        _t(
+            "segment.ms",
+            "long",
+            604800000,
+            "log.roll.ms",
+            at_least(1),
+            broker_value=lambda c: c.log_roll_ms,
+            broker_synonyms=("log.roll.ms", "log.roll.hours"),
+        ),
+        _t("unclean.leader.election.enable", "boolean", False, "unclean.leader.election.enable"),
+    )
+}
 
 
 def _as_def(defn: TopicConfigDef) -> ConfigDef:
@@ -156,17 +223,20 @@ def validate_topic_configs(configs: Mapping[str, str | None]) -> dict[str, str]:
             raise KafkaApiError(ErrorCode.INVALID_CONFIG, f"Unknown topic config name: {name}")
         if raw is None:
             # Kafka rejects nulls in CreateTopics/AlterConfigs for topic configs.
-            raise KafkaApiError(ErrorCode.INVALID_CONFIG,
-                                f"Null value not supported for topic configs: {name}")
+            raise KafkaApiError(
+                ErrorCode.INVALID_CONFIG, f"Null value not supported for topic configs: {name}"
+            )
         try:
             value = convert(_as_def(defn), raw)
         except ValueError as exc:
-            raise KafkaApiError(ErrorCode.INVALID_CONFIG,
-                                f"Invalid value {raw} for configuration {name}: {exc}") from None
+            raise KafkaApiError(
+                ErrorCode.INVALID_CONFIG, f"Invalid value {raw} for configuration {name}: {exc}"
+            ) from None
         problem = defn.validator(value) if defn.validator else None
         if problem:
-            raise KafkaApiError(ErrorCode.INVALID_CONFIG,
-                                f"Invalid value {raw} for configuration {name}: {problem}")
+            raise KafkaApiError(
+                ErrorCode.INVALID_CONFIG, f"Invalid value {raw} for configuration {name}: {problem}"
+            )
         result[name] = to_text(value) or ""
     return result
 
@@ -179,8 +249,7 @@ def _broker_default(defn: TopicConfigDef, broker: BrokerConfig) -> tuple[Any, Co
     return defn.default, ConfigSource.DEFAULT_CONFIG
 
 
-def effective_topic_value(name: str, overrides: Mapping[str, str],
-                          broker: BrokerConfig) -> Any:
+def effective_topic_value(name: str, overrides: Mapping[str, str], broker: BrokerConfig) -> Any:
     """The typed effective value of one topic config."""
     defn = TOPIC_CONFIGS[name]
     if name in overrides:
@@ -188,8 +257,9 @@ def effective_topic_value(name: str, overrides: Mapping[str, str],
     return _broker_default(defn, broker)[0]
 
 
-def effective_topic_configs(overrides: Mapping[str, str],
-                            broker: BrokerConfig) -> dict[str, tuple[str | None, ConfigSource]]:
+def effective_topic_configs(
+    overrides: Mapping[str, str], broker: BrokerConfig
+) -> dict[str, tuple[str | None, ConfigSource]]:
     """Every topic config → (value as Kafka shows it, DescribeConfigs source)."""
     result: dict[str, tuple[str | None, ConfigSource]] = {}
     for name, defn in sorted(TOPIC_CONFIGS.items()):
@@ -202,8 +272,9 @@ def effective_topic_configs(overrides: Mapping[str, str],
     return result
 
 
-def topic_config_synonyms(name: str, overrides: Mapping[str, str],
-                          broker: BrokerConfig) -> list[tuple[str, str | None, ConfigSource]]:
+def topic_config_synonyms(
+    name: str, overrides: Mapping[str, str], broker: BrokerConfig
+) -> list[tuple[str, str | None, ConfigSource]]:
     """DescribeConfigs synonyms of a topic config, most specific first (KIP-226)."""
     defn = TOPIC_CONFIGS[name]
     out: list[tuple[str, str | None, ConfigSource]] = []

@@ -86,19 +86,23 @@ def _collision_key(name: str) -> str:
 def check_name(name: str) -> None:
     """Kafka's topic name rules (Topic.validate); KafkaApiError(INVALID_TOPIC_EXCEPTION)."""
     if not name:
-        raise KafkaApiError(ErrorCode.INVALID_TOPIC_EXCEPTION,
-                            "Topic name is illegal, it can't be empty")
+        raise KafkaApiError(
+            ErrorCode.INVALID_TOPIC_EXCEPTION, "Topic name is illegal, it can't be empty"
+        )
     if name in (".", ".."):
-        raise KafkaApiError(ErrorCode.INVALID_TOPIC_EXCEPTION,
-                            'Topic name cannot be "." or ".."')
+        raise KafkaApiError(ErrorCode.INVALID_TOPIC_EXCEPTION, 'Topic name cannot be "." or ".."')
     if len(name) > MAX_NAME_LENGTH:
-        raise KafkaApiError(ErrorCode.INVALID_TOPIC_EXCEPTION,
-                            f"Topic name is illegal, it can't be longer than {MAX_NAME_LENGTH} "
-                            f"characters, topic name: {name}")
+        raise KafkaApiError(
+            ErrorCode.INVALID_TOPIC_EXCEPTION,
+            f"Topic name is illegal, it can't be longer than {MAX_NAME_LENGTH} "
+            f"characters, topic name: {name}",
+        )
     if not _LEGAL_NAME.match(name):
-        raise KafkaApiError(ErrorCode.INVALID_TOPIC_EXCEPTION,
-                            f'Topic name "{name}" is illegal, it contains a character other '
-                            "than ASCII alphanumerics, '.', '_' and '-'")
+        raise KafkaApiError(
+            ErrorCode.INVALID_TOPIC_EXCEPTION,
+            f'Topic name "{name}" is illegal, it contains a character other '
+            "than ASCII alphanumerics, '.', '_' and '-'",
+        )
 
 
 @dataclass(eq=False)
@@ -132,12 +136,12 @@ class Topic:
         return f"Topic({self.name!r}, {len(self.partitions)} partitions)"
 
 
-
 class TopicManager:
     """All topics of the broker; every change is persisted before it is visible."""
 
-    def __init__(self, data_dir: Path, config: BrokerConfig, *,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, data_dir: Path, config: BrokerConfig, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.config = config
         self.clock = clock
@@ -173,10 +177,16 @@ class TopicManager:
 
     # --- changes ------------------------------------------------------------------------
 
-    def create(self, name: str, num_partitions: int = -1,
-               configs: Mapping[str, str | None] | None = None, *,
-               validate_only: bool = False, internal: bool = False,
-               replication_factor: int = -1) -> Topic:
+    def create(
+        self,
+        name: str,
+        num_partitions: int = -1,
+        configs: Mapping[str, str | None] | None = None,
+        *,
+        validate_only: bool = False,
+        internal: bool = False,
+        replication_factor: int = -1,
+    ) -> Topic:
         """Create a topic (CreateTopics semantics; -1 partitions/replicas = broker default).
 
         Raises KafkaApiError with the code Kafka answers: INVALID_TOPIC_EXCEPTION,
@@ -187,38 +197,49 @@ class TopicManager:
         if name in self.topics:
             raise KafkaApiError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
         if name in INTERNAL_TOPICS and not internal:
-            raise KafkaApiError(ErrorCode.INVALID_TOPIC_EXCEPTION,
-                                f"Topic '{name}' is reserved for internal use.")
+            raise KafkaApiError(
+                ErrorCode.INVALID_TOPIC_EXCEPTION, f"Topic '{name}' is reserved for internal use."
+            )
         key = _collision_key(name)
         for existing in self.topics:
             if _collision_key(existing) == key:
-                raise KafkaApiError(ErrorCode.INVALID_TOPIC_EXCEPTION,
-                                    f"Topic '{name}' collides with existing topic: {existing}")
+                raise KafkaApiError(
+                    ErrorCode.INVALID_TOPIC_EXCEPTION,
+                    f"Topic '{name}' collides with existing topic: {existing}",
+                )
         if num_partitions == -1:
             num_partitions = self.config["num.partitions"]
         if num_partitions <= 0:
-            raise KafkaApiError(ErrorCode.INVALID_PARTITIONS,
-                                "Number of partitions was set to an invalid non-positive value.")
+            raise KafkaApiError(
+                ErrorCode.INVALID_PARTITIONS,
+                "Number of partitions was set to an invalid non-positive value.",
+            )
         if replication_factor == -1:
             replication_factor = self.config["default.replication.factor"]
         if replication_factor <= 0:
-            raise KafkaApiError(ErrorCode.INVALID_REPLICATION_FACTOR,
-                                "Replication factor must be larger than 0, or -1 to use the "
-                                "default value.")
+            raise KafkaApiError(
+                ErrorCode.INVALID_REPLICATION_FACTOR,
+                "Replication factor must be larger than 0, or -1 to use the default value.",
+            )
         if replication_factor > 1:
-            raise KafkaApiError(ErrorCode.INVALID_REPLICATION_FACTOR,
-                                f"Unable to replicate the partition {replication_factor} time(s): "
-                                f"The target replication factor of {replication_factor} cannot "
-                                "be reached because only 1 broker(s) are registered.")
+            raise KafkaApiError(
+                ErrorCode.INVALID_REPLICATION_FACTOR,
+                f"Unable to replicate the partition {replication_factor} time(s): "
+                f"The target replication factor of {replication_factor} cannot "
+                "be reached because only 1 broker(s) are registered.",
+            )
         overrides = validate_topic_configs(configs or {})
         topic = Topic(name, random_kafka_uuid(), [], overrides, internal)
         if validate_only:
             return topic
         if has_collision_chars(name) and not internal:
             # As kafka-topics warns its user; the internal names are fixed and known.
-            logger.warning("topic %r: due to limitations in metric names, topics with a period "
-                           "('.') or underscore ('_') could collide; it is best to use either, "
-                           "but not both", name)
+            logger.warning(
+                "topic %r: due to limitations in metric names, topics with a period "
+                "('.') or underscore ('_') could collide; it is best to use either, "
+                "but not both",
+                name,
+            )
         self.topics[name] = topic
         self._by_id[topic.topic_id] = topic
         try:
@@ -234,8 +255,13 @@ class TopicManager:
             with contextlib.suppress(OSError):
                 self._save()  # the next start removes the directories left behind
             raise
-        logger.info("created topic %s (id %s, %d partitions, configs %s)", name,
-                    uuid_to_base64(topic.topic_id), num_partitions, overrides)
+        logger.info(
+            "created topic %s (id %s, %d partitions, configs %s)",
+            name,
+            uuid_to_base64(topic.topic_id),
+            num_partitions,
+            overrides,
+        )
         return topic
 
     def create_internal(self, name: str) -> Topic:
@@ -252,20 +278,28 @@ class TopicManager:
         existing = self.topics.get(name)
         if existing is not None:
             return existing
-        return self.create(name, partitions, {"cleanup.policy": "compact",
-                                              "segment.bytes": str(segment),
-                                              "compression.type": "producer"},
-                           internal=True, replication_factor=1)
+        return self.create(
+            name,
+            partitions,
+            {
+                "cleanup.policy": "compact",
+                "segment.bytes": str(segment),
+                "compression.type": "producer",
+            },
+            internal=True,
+            replication_factor=1,
+        )
 
     def delete(self, name: str) -> None:
         """Delete a topic and its directories; UNKNOWN_TOPIC_OR_PARTITION if absent."""
         if not self.config["delete.topic.enable"]:
-            raise KafkaApiError(ErrorCode.TOPIC_DELETION_DISABLED,
-                                "Topic deletion is disabled.")
+            raise KafkaApiError(ErrorCode.TOPIC_DELETION_DISABLED, "Topic deletion is disabled.")
         topic = self.topics.get(name)
         if topic is None:
-            raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                                "This server does not host this topic-partition.")
+            raise KafkaApiError(
+                ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                "This server does not host this topic-partition.",
+            )
         self._forget(topic)
         try:
             self._save()
@@ -285,16 +319,20 @@ class TopicManager:
         """Grow a topic to ``total`` partitions (CreatePartitions semantics)."""
         topic = self.topics.get(name)
         if topic is None:
-            raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                                f"The topic '{name}' does not exist.")
+            raise KafkaApiError(
+                ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
+            )
         current = len(topic.partitions)
         if total == current:
-            raise KafkaApiError(ErrorCode.INVALID_PARTITIONS,
-                                f"Topic already has {current} partitions.")
+            raise KafkaApiError(
+                ErrorCode.INVALID_PARTITIONS, f"Topic already has {current} partitions."
+            )
         if total < current:
-            raise KafkaApiError(ErrorCode.INVALID_PARTITIONS,
-                                f"The topic {name} currently has {current} partition(s); "
-                                f"{total} would not be an increase.")
+            raise KafkaApiError(
+                ErrorCode.INVALID_PARTITIONS,
+                f"The topic {name} currently has {current} partition(s); "
+                f"{total} would not be an increase.",
+            )
         if validate_only:
             return topic
         self._save(partition_counts={name: total})
@@ -304,13 +342,15 @@ class TopicManager:
         logger.info("topic %s now has %d partitions", name, total)
         return topic
 
-    def set_configs(self, name: str, overrides: Mapping[str, str | None], *,
-                    validate_only: bool = False) -> Topic:
+    def set_configs(
+        self, name: str, overrides: Mapping[str, str | None], *, validate_only: bool = False
+    ) -> Topic:
         """Replace a topic's config overrides (AlterConfigs semantics) and apply them."""
         topic = self.topics.get(name)
         if topic is None:
-            raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                                f"The topic '{name}' does not exist.")
+            raise KafkaApiError(
+                ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
+            )
         clean = validate_topic_configs(overrides)
         if validate_only:
             return topic
@@ -358,16 +398,30 @@ class TopicManager:
 
     def _save(self, *, partition_counts: Mapping[str, int] | None = None) -> None:
         counts = partition_counts or {}
-        doc = {"version": 1, "topics": {
-            t.name: {"topic_id": uuid_to_base64(t.topic_id),
-                     "partitions": counts.get(t.name, len(t.partitions)),
-                     "configs": t.configs, "internal": t.internal}
-            for t in self.topics.values()}}
-        atomic_write(self.data_dir / TOPICS_FILE,
-                          json.dumps(doc, indent=1, sort_keys=True).encode())
+        doc = {
+            "version": 1,
+            "topics": {
+                t.name: {
+                    "topic_id": uuid_to_base64(t.topic_id),
+                    "partitions": counts.get(t.name, len(t.partitions)),
+                    "configs": t.configs,
+                    "internal": t.internal,
+                }
+                for t in self.topics.values()
+            },
+        }
+        atomic_write(
+            self.data_dir / TOPICS_FILE, json.dumps(doc, indent=1, sort_keys=True).encode()
+        )
 
-    def _open_partition(self, topic: Topic, index: int, *, log_config: LogConfig | None = None,
-                        scanned: Mapping[str, str | None] | None = None) -> Partition:
+    def _open_partition(
+        self,
+        topic: Topic,
+        index: int,
+        *,
+        log_config: LogConfig | None = None,
+        scanned: Mapping[str, str | None] | None = None,
+    ) -> Partition:
         from kbroker.log import PartitionLog
 
         dir_name = f"{topic.name}-{index}"
@@ -383,8 +437,9 @@ class TopicManager:
             stored = _read_partition_metadata(metadata)  # None: no directory or no file
         if stored is not None and stored != topic_id:
             # Left over from a deleted topic of the same name (crash before rmtree).
-            logger.warning("removing stale %s (topic id %s, expected %s)",
-                           directory, stored, topic_id)
+            logger.warning(
+                "removing stale %s (topic id %s, expected %s)", directory, stored, topic_id
+            )
             shutil.rmtree(directory)
             stored = None
             exists = False
@@ -411,8 +466,9 @@ class TopicManager:
                 entries = json.loads(path.read_text())["topics"]
             except (ValueError, KeyError, TypeError) as exc:
                 # Written atomically, so this is outside damage: refuse rather than guess.
-                raise ConfigError(f"{path} is damaged ({exc}); restore it or remove the "
-                                  "data dir") from None
+                raise ConfigError(
+                    f"{path} is damaged ({exc}); restore it or remove the data dir"
+                ) from None
         known_ids = {e["topic_id"] for e in entries.values()}
         # Remove partition dirs of topics that no longer exist (deletion cut by a crash).
         scanned: dict[str, str | None] = {}  # partition dir name -> topic id it names
@@ -423,21 +479,28 @@ class TopicManager:
                 child = Path(dirent.path)
                 stored = _read_partition_metadata(child / PARTITION_METADATA)
                 if stored is not None and stored not in known_ids:
-                    logger.warning("removing %s: its topic id %s belongs to no topic",
-                                   child, stored)
+                    logger.warning(
+                        "removing %s: its topic id %s belongs to no topic", child, stored
+                    )
                     shutil.rmtree(child, ignore_errors=True)
                     continue
                 scanned[dirent.name] = stored
         for name, entry in sorted(entries.items()):
-            topic = Topic(name, uuid_from_base64(entry["topic_id"]), [],
-                          dict(entry.get("configs", {})), bool(entry.get("internal", False)))
+            topic = Topic(
+                name,
+                uuid_from_base64(entry["topic_id"]),
+                [],
+                dict(entry.get("configs", {})),
+                bool(entry.get("internal", False)),
+            )
             self.topics[name] = topic
             self._by_id[topic.topic_id] = topic
             # Every partition of a topic runs with the same settings: build them once.
             log_config = to_log_config(topic.configs, self.config)
             for index in range(int(entry["partitions"])):
-                topic.partitions.append(self._open_partition(
-                    topic, index, log_config=log_config, scanned=scanned))
+                topic.partitions.append(
+                    self._open_partition(topic, index, log_config=log_config, scanned=scanned)
+                )
         if entries:
             logger.info("loaded %d topics from %s", len(entries), self.data_dir)
 
@@ -460,8 +523,7 @@ def _read_partition_metadata(path: Path) -> str | None:
             try:
                 uuid_from_base64(value)
             except ValueError:
-                logger.warning("%s names no valid topic id (%r); it will be rewritten",
-                               path, value)
+                logger.warning("%s names no valid topic id (%r); it will be rewritten", path, value)
                 return None
             return value
     return None

@@ -65,9 +65,11 @@ def encode_filtered_batch(h: BatchHeader, records: list[Record]) -> bytes:
         # The codec's own record encoder, so a cleaned batch's records are byte-for-byte
         # what build_batch would write for them.
         body = b"".join(
-            encode_record(r.attributes, r.timestamp_delta, r.offset_delta, r.key, r.value,
-                           r.headers)
-            for r in records)
+            encode_record(
+                r.attributes, r.timestamp_delta, r.offset_delta, r.key, r.value, r.headers
+            )
+            for r in records
+        )
         if h.compression != NONE:
             body = compress(h.compression, body)
         if h.timestamp_type == 0:

@@ -415,8 +415,13 @@ class PartitionLog:
             raise LogError("nothing to append")
         first = parse_span(view, 0)
         rest: memoryview | None = None
-        if (first is not None and first.size == n and n > RECORD_BATCH_OVERHEAD
-                and not log_append_time and not first.is_control):
+        if (
+            first is not None
+            and first.size == n
+            and n > RECORD_BATCH_OVERHEAD
+            and not log_append_time
+            and not first.is_control
+        ):
             # The usual Produce append, one batch: patch a copy of its header only and
             # write header + the rest as received (pwritev), no copy of the records.
             buf = bytearray(view[:RECORD_BATCH_OVERHEAD])

@@ -213,7 +213,8 @@ class LogSegment:
 
     # -- appends ---------------------------------------------------------------
     def append(
-        self, buf: bytearray | list[bytes | bytearray | memoryview],
+        self,
+        buf: bytearray | list[bytes | bytearray | memoryview],
         batches: list[tuple[int, int, int, int]],
     ) -> None:
         """Write `buf` (whole batches; or a list of pieces) at the end; `batches` = (pos in buf, size, last offset, max ts).

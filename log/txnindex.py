@@ -83,8 +83,11 @@ class TxnIndexes:
                 data = path.read_bytes()
                 entries = decode_entries(data)
                 # A torn or foreign tail marks the file for a rewrite.
-                files[base] = entries if len(data) == len(entries) * ENTRY_SIZE else entries + [
-                    AbortedTxn(-1, -1, -1, -1)]
+                files[base] = (
+                    entries
+                    if len(data) == len(entries) * ENTRY_SIZE
+                    else entries + [AbortedTxn(-1, -1, -1, -1)]
+                )
         wanted: dict[int, list[AbortedTxn]] = {}
         seen: set[tuple[int, int]] = set()
         for e in sorted((e for es in files.values() for e in es), key=lambda e: e.last_offset):

@@ -96,8 +96,9 @@ def compress(codec: int, data: Buffer, level: int | None = None) -> bytes:
     if codec == LZ4:
         return _lz4_compress(data, DEFAULT_LEVELS[LZ4] if level is None else level)
     if codec == ZSTD:
-        return bytes(cramjam.zstd.compress(data, level=DEFAULT_LEVELS[ZSTD] if level is None
-                                           else level))
+        return bytes(
+            cramjam.zstd.compress(data, level=DEFAULT_LEVELS[ZSTD] if level is None else level)
+        )
     raise InvalidRecordBatch(f"unknown compression codec {codec}", UNSUPPORTED_COMPRESSION_TYPE)
 
 

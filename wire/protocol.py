@@ -37,7 +37,8 @@ REQUEST_HEADER_V0: frozenset[tuple[int, int]] = frozenset({(7, 0)})
 #     Subscription/Assignment of a newer version than known is read with the
 #     highest known one (Kafka's ConsumerProtocol.checkSubscriptionVersion).
 FORWARD_COMPATIBLE_DATA: frozenset[str] = frozenset(
-    {"ConsumerProtocolSubscription", "ConsumerProtocolAssignment"})
+    {"ConsumerProtocolSubscription", "ConsumerProtocolAssignment"}
+)
 # ------------------------------------------------------------------------------------
 
 # api key -> (min, max) version the codec implements: the declared ranges.
@@ -112,13 +113,19 @@ def _check(api_key: int, api_version: int) -> None:
         raise EncodeError(f"api key {api_key} version {api_version} is not supported")
 
 
-def _response_parts(api_key: int, api_version: int, correlation_id: int, body: Any
-                    ) -> tuple[bytearray, list[tuple[int, Any]]]:
+def _response_parts(
+    api_key: int, api_version: int, correlation_id: int, body: Any
+) -> tuple[bytearray, list[tuple[int, Any]]]:
     _check(api_key, api_version)
     out = bytearray(4)
     ext: list[tuple[int, Any]] = []
-    encode_struct(ResponseHeader, response_header_version(api_key, api_version),
-                  ResponseHeader(correlation_id=correlation_id), out, ext)
+    encode_struct(
+        ResponseHeader,
+        response_header_version(api_key, api_version),
+        ResponseHeader(correlation_id=correlation_id),
+        out,
+        ext,
+    )
     encode_struct(RESPONSES[api_key], api_version, body, out, ext)
     size = len(out) - 4 + sum(len(obj) for _, obj in ext)
     out[0:4] = _I32.pack(size)
@@ -133,8 +140,9 @@ def encode_response(api_key: int, api_version: int, correlation_id: int, body: A
     return b"".join(bytes(p) for p in _split(out, ext))
 
 
-def encode_response_parts(api_key: int, api_version: int, correlation_id: int, body: Any
-                          ) -> list[Any]:
+def encode_response_parts(
+    api_key: int, api_version: int, correlation_id: int, body: Any
+) -> list[Any]:
     """Like encode_response, but records values that are not bytes-like (file regions)
     stay separate list items so the server can sendfile them; the size prefix counts them."""
     out, ext = _response_parts(api_key, api_version, correlation_id, body)
@@ -156,14 +164,19 @@ def _split(out: bytearray, ext: list[tuple[int, Any]]) -> list[Any]:
     return parts
 
 
-def encode_request(api_key: int, api_version: int, correlation_id: int, client_id: str | None,
-                   body: Any) -> bytes:
+def encode_request(
+    api_key: int, api_version: int, correlation_id: int, client_id: str | None, body: Any
+) -> bytes:
     """Encode a full request frame (size prefix, request header, body); for tests and tools."""
     _check(api_key, api_version)
     out = bytearray(4)
     ext: list[tuple[int, Any]] = []
-    header = RequestHeader(request_api_key=api_key, request_api_version=api_version,
-                           correlation_id=correlation_id, client_id=client_id)
+    header = RequestHeader(
+        request_api_key=api_key,
+        request_api_version=api_version,
+        correlation_id=correlation_id,
+        client_id=client_id,
+    )
     encode_struct(RequestHeader, request_header_version(api_key, api_version), header, out, ext)
     encode_struct(REQUESTS[api_key], api_version, body, out, ext)
     if ext:
@@ -177,8 +190,9 @@ def decode_response(api_key: int, api_version: int, frame: Any) -> tuple[int, An
     if not _supported(api_key, api_version):
         raise UnsupportedVersion(api_key, api_version, -1)
     mv = frame if isinstance(frame, memoryview) else memoryview(frame)
-    header, pos = decode_struct(ResponseHeader, response_header_version(api_key, api_version),
-                                mv, 0)
+    header, pos = decode_struct(
+        ResponseHeader, response_header_version(api_key, api_version), mv, 0
+    )
     body, _ = decode_struct(RESPONSES[api_key], api_version, mv, pos)
     return header.correlation_id, body
 

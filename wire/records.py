@@ -520,8 +520,9 @@ def check_record_framing(buf: Buffer, pos: int = 0, header: BatchHeader | None =
             # at memcpy speed, of a memoryview ~15x slower).
             if flat is None:
                 flat, flat_base = (buf, 0) if isinstance(buf, bytes) else (bytes(buf[p:end]), p)
-            run = _same_size_run(flat, p - flat_base, width, stride,
-                                 min(count - i, (end - p) // stride))
+            run = _same_size_run(
+                flat, p - flat_base, width, stride, min(count - i, (end - p) // stride)
+            )
             if run:
                 p += run * stride
                 i += run
@@ -730,8 +731,11 @@ def recompress_batch(
     if deep_check:
         for _ in _parse_records(payload, h, strict=True, materialize=False):
             pass
-    body = (_compression.compress(codec, payload, level) if codec != _compression.NONE
-            else bytes(payload))
+    body = (
+        _compression.compress(codec, payload, level)
+        if codec != _compression.NONE
+        else bytes(payload)
+    )
     attributes = (h.attributes & ~ATTR_COMPRESSION_MASK) | codec
     header = bytearray(
         _HEADER.pack(

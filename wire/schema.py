@@ -91,8 +91,19 @@ def parse_versions(text: str) -> Versions:
 
 
 PRIMITIVES = frozenset(
-    ["int8", "int16", "int32", "int64", "uint16", "float64", "bool", "string", "bytes",
-     "uuid", "records"]
+    [
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint16",
+        "float64",
+        "bool",
+        "string",
+        "bytes",
+        "uuid",
+        "records",
+    ]
 )
 
 
@@ -261,9 +272,17 @@ def parse_declarations(text: str) -> list[MessageDecl]:
 
 _INT_TYPES = {"int8", "int16", "int32", "int64", "uint16"}
 _PY_TYPES = {
-    "int8": "int", "int16": "int", "int32": "int", "int64": "int", "uint16": "int",
-    "float64": "float", "bool": "bool", "string": "str", "bytes": "bytes",
-    "uuid": "uuid.UUID", "records": "Any",
+    "int8": "int",
+    "int16": "int",
+    "int32": "int",
+    "int64": "int",
+    "uint16": "int",
+    "float64": "float",
+    "bool": "bool",
+    "string": "str",
+    "bytes": "bytes",
+    "uuid": "uuid.UUID",
+    "records": "Any",
 }
 ZERO_UUID = uuid.UUID(int=0)
 
@@ -305,8 +324,11 @@ def make_message_class(decl: MessageDecl, module: str) -> type:
         specs: list[tuple[str, str, Any, Callable[[], Any] | None]] = []
         for f in fields:
             const, factory = default_value(f, classes)
-            pytype = f"list[{_PY_TYPES.get(f.elem, f.elem)}]" if f.is_array else _PY_TYPES.get(
-                f.type, f.type)
+            pytype = (
+                f"list[{_PY_TYPES.get(f.elem, f.elem)}]"
+                if f.is_array
+                else _PY_TYPES.get(f.type, f.type)
+            )
             specs.append((f.attr, pytype, const, factory))
         specs.append(("unknown_tagged_fields", "dict[int, bytes]", None, dict))
         doc = f"Kafka {decl.name} {'struct ' + name if name != decl.name else ''}".strip()
@@ -346,14 +368,18 @@ class _Factory:
 
 _MISSING: Any = _Factory()
 _DATACLASS_PARAMS = dataclasses.make_dataclass(
-    "_Params", [], slots=True, kw_only=True).__dataclass_params__  # type: ignore[attr-defined]
+    "_Params", [], slots=True, kw_only=True
+).__dataclass_params__  # type: ignore[attr-defined]
 _KEY = "__kbroker_fields__"  # class attribute: (names, attrgetter of them, init specs)
 
 
 def _dataclass_repr(self: Any) -> str:
     names = type(self).__kbroker_fields__[0]
-    return (f"{type(self).__qualname__}("
-            + ", ".join([f"{n}={getattr(self, n)!r}" for n in names]) + ")")
+    return (
+        f"{type(self).__qualname__}("
+        + ", ".join([f"{n}={getattr(self, n)!r}" for n in names])
+        + ")"
+    )
 
 
 def _dataclass_eq(self: Any, other: Any) -> Any:
@@ -364,8 +390,9 @@ def _dataclass_eq(self: Any, other: Any) -> Any:
     return NotImplemented
 
 
-def _field_objects(specs: list[tuple[str, str, Any, Callable[[], Any] | None]]
-                   ) -> dict[str, dataclasses.Field]:
+def _field_objects(
+    specs: list[tuple[str, str, Any, Callable[[], Any] | None]],
+) -> dict[str, dataclasses.Field]:
     out: dict[str, dataclasses.Field] = {}
     for attr, pytype, const, factory in specs:
         if factory is not None:
@@ -416,10 +443,12 @@ def _compile_methods(cls: type) -> tuple[Callable[..., None], Callable[[Any, Any
     names = [s[0] for s in specs]
     mine = "".join(f"self.{n}," for n in names)
     theirs = "".join(f"other.{n}," for n in names)
-    src = (f"def __init__(self, *, {', '.join(params)}):\n" + "\n".join(body) + "\n"
-           "def __eq__(self, other):\n"
-           f"    if other.__class__ is self.__class__: return ({mine}) == ({theirs})\n"
-           "    return NotImplemented\n")
+    src = (
+        f"def __init__(self, *, {', '.join(params)}):\n" + "\n".join(body) + "\n"
+        "def __eq__(self, other):\n"
+        f"    if other.__class__ is self.__class__: return ({mine}) == ({theirs})\n"
+        "    return NotImplemented\n"
+    )
     exec(src, ns)  # noqa: S102 - generated from our own declarations only
     init, eq = ns["__init__"], ns["__eq__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
@@ -460,8 +489,13 @@ class _LazySignature:
 _LAZY_SIGNATURE = _LazySignature()
 
 
-def _fast_dataclass(name: str, qualname: str, module: str, doc: str,
-                    specs: list[tuple[str, str, Any, Callable[[], Any] | None]]) -> type:
+def _fast_dataclass(
+    name: str,
+    qualname: str,
+    module: str,
+    doc: str,
+    specs: list[tuple[str, str, Any, Callable[[], Any] | None]],
+) -> type:
     """A class equivalent to make_dataclass(name, specs, slots=True, kw_only=True)."""
     names = tuple(s[0] for s in specs)
     ns: dict[str, Any] = {
@@ -491,8 +525,15 @@ _S_I8 = struct.Struct(">b")
 _S_I16 = struct.Struct(">h")
 _S_I32 = struct.Struct(">i")
 _S_I64 = struct.Struct(">q")
-_FIXED_FMT = {"int8": "b", "int16": "h", "int32": "i", "int64": "q", "uint16": "H",
-              "float64": "d", "bool": "?"}
+_FIXED_FMT = {
+    "int8": "b",
+    "int16": "h",
+    "int32": "i",
+    "int64": "q",
+    "uint16": "H",
+    "float64": "d",
+    "bool": "?",
+}
 _FIXED_SIZE = {"b": 1, "h": 2, "i": 4, "q": 8, "H": 2, "d": 8, "?": 1}
 
 
@@ -615,6 +656,7 @@ def _len_compact(buf: memoryview, pos: int, nullable: bool, what: str) -> tuple[
 # UTF-8 becomes U+FFFD instead of failing the request.
 def _make_string_reader(compact: bool, nullable: bool, what: str) -> Callable:
     if compact:
+
         def read(buf: memoryview, pos: int) -> tuple[str | None, int]:
             n = buf[pos]
             if n < 0x80:
@@ -634,18 +676,21 @@ def _make_string_reader(compact: bool, nullable: bool, what: str) -> Callable:
                 raise DecodeError(f"{what}: length {n} exceeds the bytes left")
             return str(buf[pos:end], "utf-8", "replace"), end
     else:
+
         def read(buf: memoryview, pos: int) -> tuple[str | None, int]:
             n, pos = _len_classic16(buf, pos, nullable, what)
             if n < 0:
                 return None, pos
             end = pos + n
             return str(buf[pos:end], "utf-8", "replace"), end
+
     return read
 
 
 def _make_bytes_reader(compact: bool, nullable: bool, what: str, zero_copy: bool) -> Callable:
     length = _len_compact if compact else _len_classic32
     if compact:
+
         def read_compact(buf: memoryview, pos: int) -> tuple[Any, int]:
             n = buf[pos]
             if n < 0x80:
@@ -664,6 +709,7 @@ def _make_bytes_reader(compact: bool, nullable: bool, what: str, zero_copy: bool
             if end > len(buf):
                 raise DecodeError(f"{what}: length {n} exceeds the {len(buf) - pos} bytes left")
             return (buf[pos:end] if zero_copy else bytes(buf[pos:end])), end
+
         return read_compact
 
     def read(buf: memoryview, pos: int) -> tuple[Any, int]:
@@ -672,6 +718,7 @@ def _make_bytes_reader(compact: bool, nullable: bool, what: str, zero_copy: bool
             return None, pos
         end = pos + n
         return (buf[pos:end] if zero_copy else bytes(buf[pos:end])), end
+
     return read
 
 
@@ -682,8 +729,9 @@ def _read_uuid(buf: memoryview, pos: int) -> tuple[uuid.UUID, int]:
     return uuid.UUID(bytes=bytes(buf[pos:end])), end
 
 
-def _make_array_reader(compact: bool, nullable: bool, what: str, elem_type: str,
-                       elem_reader: Callable) -> Callable:
+def _make_array_reader(
+    compact: bool, nullable: bool, what: str, elem_type: str, elem_reader: Callable
+) -> Callable:
     length = _len_compact if compact else _len_classic32
     fmt = _FIXED_FMT.get(elem_type)
     if fmt is not None:
@@ -698,6 +746,7 @@ def _make_array_reader(compact: bool, nullable: bool, what: str, elem_type: str,
             if end > len(buf):
                 raise DecodeError(f"{what}: {n} elements exceed the bytes left")
             return [x for (x,) in s.iter_unpack(buf[pos:end])], end
+
         return read_fixed
 
     def read(buf: memoryview, pos: int) -> tuple[list | None, int]:
@@ -711,6 +760,7 @@ def _make_array_reader(compact: bool, nullable: bool, what: str, elem_type: str,
             v, pos = elem_reader(buf, pos)
             append(v)
         return out, pos
+
     return read
 
 
@@ -718,11 +768,13 @@ def _make_nullable_struct_reader(inner: Callable, tagged: bool) -> Callable:
     # Nullable structs, as Kafka's generator reads them: an int8 marker (< 0 = null,
     # 1 = present); inside a tagged field the marker is an unsigned varint (0 = null).
     if tagged:
+
         def read_tagged(buf: memoryview, pos: int) -> tuple[Any, int]:
             m, pos = read_uvarint(buf, pos)
             if m == 0:
                 return None, pos
             return inner(buf, pos)
+
         return read_tagged
 
     def read(buf: memoryview, pos: int) -> tuple[Any, int]:
@@ -730,11 +782,13 @@ def _make_nullable_struct_reader(inner: Callable, tagged: bool) -> Callable:
         if m < 0:
             return None, pos + 1
         return inner(buf, pos + 1)
+
     return read
 
 
-def read_tagged_fields(buf: memoryview, pos: int, obj: Any, known: dict[int, tuple[str, Callable]]
-                       ) -> int:
+def read_tagged_fields(
+    buf: memoryview, pos: int, obj: Any, known: dict[int, tuple[str, Callable]]
+) -> int:
     """Read a tagged-field section into obj; unknown tags go to unknown_tagged_fields."""
     n, pos = read_uvarint(buf, pos)
     if n > len(buf) - pos:
@@ -783,6 +837,7 @@ def _make_string_writer(compact: bool, nullable: bool, what: str) -> Callable:
                 raise EncodeError(f"{what}: string of {len(b)} bytes is too long")
             out += _S_I16.pack(len(b))
         out += b
+
     return write
 
 
@@ -808,6 +863,7 @@ def _make_bytes_writer(compact: bool, nullable: bool, what: str, records: bool) 
             ext.append((len(out), v))
         else:
             out += bytes(v)
+
     return write
 
 
@@ -815,8 +871,9 @@ def _write_uuid(out: bytearray, v: uuid.UUID, ext: list) -> None:
     out += v.bytes
 
 
-def _make_array_writer(compact: bool, nullable: bool, what: str, elem_type: str,
-                       elem_writer: Callable) -> Callable:
+def _make_array_writer(
+    compact: bool, nullable: bool, what: str, elem_type: str, elem_writer: Callable
+) -> Callable:
     fmt = _FIXED_FMT.get(elem_type)
     pack = struct.Struct(">" + fmt).pack if fmt else None
 
@@ -843,6 +900,7 @@ def _make_array_writer(compact: bool, nullable: bool, what: str, elem_type: str,
         else:
             for x in v:
                 elem_writer(out, x, ext)
+
     return write
 
 
@@ -855,6 +913,7 @@ def _make_nullable_struct_writer(inner: Callable, tagged: bool) -> Callable:
         else:
             out.append(1)
             inner(out, v, ext)
+
     return write
 
 
@@ -865,6 +924,7 @@ def _make_fixed_reader(fmt: str) -> Callable:
 
     def read(buf: memoryview, pos: int) -> tuple[Any, int]:
         return unpack(buf, pos)[0], pos + size
+
     return read
 
 
@@ -873,6 +933,7 @@ def _make_fixed_writer(fmt: str) -> Callable:
 
     def write(out: bytearray, v: Any, ext: list) -> None:
         out += pack(v)
+
     return write
 
 
@@ -915,23 +976,31 @@ class _Compiler:
         t = f.type
         if f.is_array:
             er, ew = self.elem_codec(f.elem, compact)
-            return (_make_array_reader(compact, nullable, what, f.elem, er),
-                    _make_array_writer(compact, nullable, what, f.elem, ew))
+            return (
+                _make_array_reader(compact, nullable, what, f.elem, er),
+                _make_array_writer(compact, nullable, what, f.elem, ew),
+            )
         if t in _FIXED_FMT:
             return _make_fixed_reader(_FIXED_FMT[t]), _make_fixed_writer(_FIXED_FMT[t])
         if t == "string":
-            return (_make_string_reader(compact, nullable, what),
-                    _make_string_writer(compact, nullable, what))
+            return (
+                _make_string_reader(compact, nullable, what),
+                _make_string_writer(compact, nullable, what),
+            )
         if t in ("bytes", "records"):
             rec = t == "records"
-            return (_make_bytes_reader(compact, nullable, what, rec),
-                    _make_bytes_writer(compact, nullable, what, rec))
+            return (
+                _make_bytes_reader(compact, nullable, what, rec),
+                _make_bytes_writer(compact, nullable, what, rec),
+            )
         if t == "uuid":
             return _read_uuid, _write_uuid
         r, w = self.struct_codec(t)
         if nullable:
-            return (_make_nullable_struct_reader(r, tagged),
-                    _make_nullable_struct_writer(w, tagged))
+            return (
+                _make_nullable_struct_reader(r, tagged),
+                _make_nullable_struct_writer(w, tagged),
+            )
         return r, _nonnull_struct_writer(w, what)
 
     def elem_codec(self, t: str, compact: bool, *, raw: bool = False) -> tuple[Callable, Callable]:
@@ -942,8 +1011,10 @@ class _Compiler:
         if t == "string":
             return (_make_string_reader(compact, False, t), _make_string_writer(compact, False, t))
         if t in ("bytes", "records"):
-            return (_make_bytes_reader(compact, False, t, False),
-                    _make_bytes_writer(compact, False, t, False))
+            return (
+                _make_bytes_reader(compact, False, t, False),
+                _make_bytes_writer(compact, False, t, False),
+            )
         if t == "uuid":
             return _read_uuid, _write_uuid
         r, w = self.struct_codec(t)
@@ -965,11 +1036,20 @@ class _Compiler:
         v = self.version
         cls = self.struct_class(name)
         classes = self.cls.STRUCTS  # type: ignore[attr-defined]
-        ns: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_tags": read_tagged_fields,
-                              "EncodeError": EncodeError, "_wtags": _write_tagged_fields,
-                              "_DecodeError": DecodeError, "_uv": read_uvarint,
-                              "_wuv": write_uvarint, "_S16": _S_I16, "_S32": _S_I32,
-                              "_UUID": uuid.UUID, "_BYTESLIKE": (bytes, bytearray, memoryview)}
+        ns: dict[str, Any] = {
+            "_new": object.__new__,
+            "_cls": cls,
+            "_tags": read_tagged_fields,
+            "EncodeError": EncodeError,
+            "_wtags": _write_tagged_fields,
+            "_DecodeError": DecodeError,
+            "_uv": read_uvarint,
+            "_wuv": write_uvarint,
+            "_S16": _S_I16,
+            "_S32": _S_I32,
+            "_UUID": uuid.UUID,
+            "_BYTESLIKE": (bytes, bytearray, memoryview),
+        }
         rd: list[str] = ["def read(buf, pos):", "    o = _new(_cls)"]
         wr: list[str] = ["def write(out, o, ext):"]
         pending: list[tuple[FieldDecl, str]] = []  # run of fixed-size fields
@@ -1005,20 +1085,26 @@ class _Compiler:
                 known_tags[f.tag] = (f.attr, r)  # type: ignore[index]
                 cmp_default = factory() if factory is not None else const
                 tag_writers.append((f.tag, f.attr, w, cmp_default, None))  # type: ignore[arg-type]
-                rd.append(f"    o.{f.attr} = " + (f"{sym('f', factory)}()" if factory else
-                                                   sym("d", const)))
+                rd.append(
+                    f"    o.{f.attr} = "
+                    + (f"{sym('f', factory)}()" if factory else sym("d", const))
+                )
                 continue
             if not present:
                 # Absent in this version: decode gives the default; encoding a
                 # non-default value fails unless the field is ignorable (Kafka's
                 # generated writers throw UnsupportedVersionException the same way).
-                rd.append(f"    o.{f.attr} = " + (f"{sym('f', factory)}()" if factory else
-                                                   sym("d", const)))
+                rd.append(
+                    f"    o.{f.attr} = "
+                    + (f"{sym('f', factory)}()" if factory else sym("d", const))
+                )
                 if not f.ignorable:
                     cmp_default = factory() if factory is not None else const
                     d = sym("d", cmp_default)
-                    wr.append(f"    if o.{f.attr} != {d}: raise EncodeError("
-                              f"{f.name + ' cannot be set in version ' + str(v)!r})")
+                    wr.append(
+                        f"    if o.{f.attr} != {d}: raise EncodeError("
+                        f"{f.name + ' cannot be set in version ' + str(v)!r})"
+                    )
                 continue
             fmt = _FIXED_FMT.get(f.type)
             if fmt is not None:
@@ -1050,13 +1136,16 @@ class _Compiler:
             rd.append(f"    else: pos = _tags(buf, pos, o, {sym('k', known_tags)})")
             # Fast path: nothing to tag -> a single zero byte (the common case).
             conds = ["o.unknown_tagged_fields"] + [
-                f"o.{attr} != {sym('d', default)}" for _, attr, _, default, _ in tag_writers]
+                f"o.{attr} != {sym('d', default)}" for _, attr, _, default, _ in tag_writers
+            ]
             wr.append(f"    if {' or '.join(conds)}: _wtags(out, o, ext, {sym('t', tag_writers)})")
             wr.append("    else: out.append(0)")
         else:
             rd.append("    o.unknown_tagged_fields = {}")
-            wr.append("    if o.unknown_tagged_fields: raise EncodeError("
-                      f"{'tagged fields need a flexible version, not ' + str(v)!r})")
+            wr.append(
+                "    if o.unknown_tagged_fields: raise EncodeError("
+                f"{'tagged fields need a flexible version, not ' + str(v)!r})"
+            )
         rd.append("    return o, pos")
         wr.append("    return None")
         exec("\n".join(rd), ns)  # noqa: S102 - generated from our own declarations only
@@ -1068,15 +1157,19 @@ def _inline_read(f: FieldDecl, compact: bool, nullable: bool, sym: Callable) -> 
     """Generated lines that read one string/bytes/records/uuid field into o.<attr>."""
     a = f.attr
     if f.type == "uuid":
-        return ["    end = pos + 16",
-                f"    if end > len(buf): raise _DecodeError({sym('m', f.name + ': truncated uuid')})",
-                f"    o.{a} = _UUID(bytes=bytes(buf[pos:end]))",
-                "    pos = end"]
+        return [
+            "    end = pos + 16",
+            f"    if end > len(buf): raise _DecodeError({sym('m', f.name + ': truncated uuid')})",
+            f"    o.{a} = _UUID(bytes=bytes(buf[pos:end]))",
+            "    pos = end",
+        ]
     if compact:
-        lines = ["    n = buf[pos]",
-                 "    if n < 0x80: pos += 1",
-                 "    else: n, pos = _uv(buf, pos)",
-                 "    n -= 1"]
+        lines = [
+            "    n = buf[pos]",
+            "    if n < 0x80: pos += 1",
+            "    else: n, pos = _uv(buf, pos)",
+            "    n -= 1",
+        ]
     elif f.type == "string":
         lines = ["    (n,) = _S16.unpack_from(buf, pos)", "    pos += 2"]
     else:
@@ -1089,14 +1182,16 @@ def _inline_read(f: FieldDecl, compact: bool, nullable: bool, sym: Callable) -> 
         conv = "bytes(buf[pos:end])"
     else:
         conv = "buf[pos:end]"  # records: zero-copy view of the frame
-    lines += ["    if n < 0:",
-              f"        if n != -1 or {not nullable}: raise _DecodeError({bad})",
-              f"        o.{a} = None",
-              "    else:",
-              "        end = pos + n",
-              f"        if end > len(buf): raise _DecodeError({over})",
-              f"        o.{a} = {conv}",
-              "        pos = end"]
+    lines += [
+        "    if n < 0:",
+        f"        if n != -1 or {not nullable}: raise _DecodeError({bad})",
+        f"        o.{a} = None",
+        "    else:",
+        "        end = pos + n",
+        f"        if end > len(buf): raise _DecodeError({over})",
+        f"        o.{a} = {conv}",
+        "        pos = end",
+    ]
     return lines
 
 
@@ -1106,28 +1201,39 @@ def _inline_write(f: FieldDecl, compact: bool, nullable: bool, sym: Callable) ->
     if f.type == "uuid":
         return [f"    out += o.{a}.bytes"]
     if nullable:
-        null = "out.append(0)" if compact else (
-            "out += b'\\xff\\xff'" if f.type == "string" else "out += b'\\xff\\xff\\xff\\xff'")
+        null = (
+            "out.append(0)"
+            if compact
+            else (
+                "out += b'\\xff\\xff'" if f.type == "string" else "out += b'\\xff\\xff\\xff\\xff'"
+            )
+        )
     else:
         null = f"raise EncodeError({sym('m', f.name + ': None is not allowed in this version')})"
     lines = [f"    v = o.{a}", "    if v is None:", f"        {null}", "    else:"]
     if f.type == "string":
         lines.append("        v = v.encode()")
     if compact:
-        lines += ["        n = len(v) + 1",
-                  "        if n < 0x80: out.append(n)",
-                  "        elif n < 0x4000: out.append((n & 0x7F) | 0x80); out.append(n >> 7)",
-                  "        else: _wuv(out, n)"]
+        lines += [
+            "        n = len(v) + 1",
+            "        if n < 0x80: out.append(n)",
+            "        elif n < 0x4000: out.append((n & 0x7F) | 0x80); out.append(n >> 7)",
+            "        else: _wuv(out, n)",
+        ]
     elif f.type == "string":
-        lines += ["        if len(v) > 0x7FFF: raise EncodeError("
-                  f"{sym('m', f.name + ': string longer than 32767 bytes')})",
-                  "        out += _S16.pack(len(v))"]
+        lines += [
+            "        if len(v) > 0x7FFF: raise EncodeError("
+            f"{sym('m', f.name + ': string longer than 32767 bytes')})",
+            "        out += _S16.pack(len(v))",
+        ]
     else:
         lines.append("        out += _S32.pack(len(v))")
     if f.type == "records":
         # A file region (sendfile) stays out of line; encode_response_parts splits there.
-        lines += ["        if isinstance(v, _BYTESLIKE): out += v",
-                  "        else: ext.append((len(out), v))"]
+        lines += [
+            "        if isinstance(v, _BYTESLIKE): out += v",
+            "        else: ext.append((len(out), v))",
+        ]
     elif f.type == "bytes":
         lines.append("        out += v")
     else:
@@ -1135,46 +1241,56 @@ def _inline_write(f: FieldDecl, compact: bool, nullable: bool, sym: Callable) ->
     return lines
 
 
-def _inline_array_read(f: FieldDecl, compact: bool, nullable: bool, er: Callable,
-                       sym: Callable) -> list[str]:
+def _inline_array_read(
+    f: FieldDecl, compact: bool, nullable: bool, er: Callable, sym: Callable
+) -> list[str]:
     """Generated lines that read an array field into o.<attr>."""
     a = f.attr
     if compact:
-        lines = ["    n = buf[pos]",
-                 "    if n < 0x80: pos += 1",
-                 "    else: n, pos = _uv(buf, pos)",
-                 "    n -= 1"]
+        lines = [
+            "    n = buf[pos]",
+            "    if n < 0x80: pos += 1",
+            "    else: n, pos = _uv(buf, pos)",
+            "    n -= 1",
+        ]
     else:
         lines = ["    (n,) = _S32.unpack_from(buf, pos)", "    pos += 4"]
     bad = sym("m", f"{f.name}: invalid array length or null where not allowed")
     # Kafka checks an array's count against the bytes remaining (CVE-2022-34917).
     over = sym("m", f"{f.name}: array count exceeds the bytes left")
-    lines += ["    if n < 0:",
-              f"        if n != -1 or {not nullable}: raise _DecodeError({bad})",
-              f"        o.{a} = None",
-              f"    elif n > len(buf) - pos: raise _DecodeError({over})"]
+    lines += [
+        "    if n < 0:",
+        f"        if n != -1 or {not nullable}: raise _DecodeError({bad})",
+        f"        o.{a} = None",
+        f"    elif n > len(buf) - pos: raise _DecodeError({over})",
+    ]
     fmt = _FIXED_FMT.get(f.elem)
     if fmt is not None:
         st = struct.Struct(">" + fmt)
         sn = sym("s", st)
-        lines += ["    else:",
-                  f"        end = pos + n * {st.size}",
-                  f"        if end > len(buf): raise _DecodeError({over})",
-                  f"        o.{a} = [e for (e,) in {sn}.iter_unpack(buf[pos:end])]",
-                  "        pos = end"]
+        lines += [
+            "    else:",
+            f"        end = pos + n * {st.size}",
+            f"        if end > len(buf): raise _DecodeError({over})",
+            f"        o.{a} = [e for (e,) in {sn}.iter_unpack(buf[pos:end])]",
+            "        pos = end",
+        ]
     else:
         rn = sym("r", er)
-        lines += ["    else:",
-                  "        lst = []",
-                  "        for _ in range(n):",
-                  f"            e, pos = {rn}(buf, pos)",
-                  "            lst.append(e)",
-                  f"        o.{a} = lst"]
+        lines += [
+            "    else:",
+            "        lst = []",
+            "        for _ in range(n):",
+            f"            e, pos = {rn}(buf, pos)",
+            "            lst.append(e)",
+            f"        o.{a} = lst",
+        ]
     return lines
 
 
-def _inline_array_write(f: FieldDecl, compact: bool, nullable: bool, ew: Callable,
-                        sym: Callable) -> list[str]:
+def _inline_array_write(
+    f: FieldDecl, compact: bool, nullable: bool, ew: Callable, sym: Callable
+) -> list[str]:
     """Generated lines that write the array field o.<attr>."""
     if nullable:
         null = "out.append(0)" if compact else "out += b'\\xff\\xff\\xff\\xff'"
@@ -1182,9 +1298,11 @@ def _inline_array_write(f: FieldDecl, compact: bool, nullable: bool, ew: Callabl
         null = f"raise EncodeError({sym('m', f.name + ': None is not allowed in this version')})"
     lines = [f"    v = o.{f.attr}", "    if v is None:", f"        {null}", "    else:"]
     if compact:
-        lines += ["        n = len(v) + 1",
-                  "        if n < 0x80: out.append(n)",
-                  "        else: _wuv(out, n)"]
+        lines += [
+            "        n = len(v) + 1",
+            "        if n < 0x80: out.append(n)",
+            "        else: _wuv(out, n)",
+        ]
     else:
         lines.append("        out += _S32.pack(len(v))")
     fmt = _FIXED_FMT.get(f.elem)
@@ -1202,11 +1320,13 @@ def _nonnull_struct_writer(w: Callable, what: str) -> Callable:
         if v is None:
             raise EncodeError(f"{what}: None is not allowed in this version")
         w(out, v, ext)
+
     return write
 
 
-def _write_tagged_fields(out: bytearray, o: Any, ext: list,
-                         writers: list[tuple[int, str, Callable, Any, Any]]) -> None:
+def _write_tagged_fields(
+    out: bytearray, o: Any, ext: list, writers: list[tuple[int, str, Callable, Any, Any]]
+) -> None:
     """Write a tagged-field section: known fields that differ from their default plus
     the unknown ones kept from a decode, all in ascending tag order (KIP-482)."""
     unknown = o.unknown_tagged_fields
@@ -1248,10 +1368,22 @@ def codec(cls: type, version: int) -> Codec:
 
 # Exceptions a malformed buffer can raise inside the generated readers; the entry
 # points turn them into DecodeError so nothing else escapes a decode.
-DECODE_FAILURES = (struct.error, IndexError, UnicodeDecodeError, ValueError, OverflowError,
-                   TypeError)
-ENCODE_FAILURES = (struct.error, TypeError, AttributeError, ValueError, OverflowError,
-                   UnicodeEncodeError)
+DECODE_FAILURES = (
+    struct.error,
+    IndexError,
+    UnicodeDecodeError,
+    ValueError,
+    OverflowError,
+    TypeError,
+)
+ENCODE_FAILURES = (
+    struct.error,
+    TypeError,
+    AttributeError,
+    ValueError,
+    OverflowError,
+    UnicodeEncodeError,
+)
 
 
 def decode_struct(cls: type, version: int, buf: Any, pos: int = 0) -> tuple[Any, int]:

@@ -203,13 +203,18 @@ class CurrentAssignmentRecord:
 
 
 ConsumerGroupRecord = (
-    ConsumerGroupEpochRecord | ConsumerGroupTopicsRecord | MemberMetadataRecord
-    | TargetAssignmentRecord | TargetEpochRecord | CurrentAssignmentRecord
+    ConsumerGroupEpochRecord
+    | ConsumerGroupTopicsRecord
+    | MemberMetadataRecord
+    | TargetAssignmentRecord
+    | TargetEpochRecord
+    | CurrentAssignmentRecord
 )
 
 
-def image_records(group_id: str, old: ConsumerGroupImage | None,
-                  new: ConsumerGroupImage | None) -> list[ConsumerGroupRecord]:
+def image_records(
+    group_id: str, old: ConsumerGroupImage | None, new: ConsumerGroupImage | None
+) -> list[ConsumerGroupRecord]:
     """The records that turn the persisted ``old`` image into ``new`` (None = no group).
 
     Ordered as Kafka writes them: a departing member's current assignment, target and
@@ -226,8 +231,11 @@ def image_records(group_id: str, old: ConsumerGroupImage | None,
         out.append(MemberMetadataRecord(group_id, member_id, None))
     if new is None:
         if old is not None:
-            out += [TargetEpochRecord(group_id, None), ConsumerGroupTopicsRecord(group_id, None),
-                    ConsumerGroupEpochRecord(group_id, None)]
+            out += [
+                TargetEpochRecord(group_id, None),
+                ConsumerGroupTopicsRecord(group_id, None),
+                ConsumerGroupEpochRecord(group_id, None),
+            ]
         return out
     for member_id, sub in after.members.items():
         if before.members.get(member_id) != sub:
@@ -281,8 +289,9 @@ def _matches(pattern: str, topic: str) -> bool:
 class ConsumerGroup:
     """One KIP-848 group: members, epochs, target assignment; see the module docstring."""
 
-    def __init__(self, group_id: str, *, session_timeout_ms: int,
-                 heartbeat_interval_ms: int) -> None:
+    def __init__(
+        self, group_id: str, *, session_timeout_ms: int, heartbeat_interval_ms: int
+    ) -> None:
         self.group_id = group_id
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
@@ -304,8 +313,11 @@ class ConsumerGroup:
         if self.assignment_epoch < self.group_epoch:
             return ConsumerGroupState.ASSIGNING
         for m in self.members.values():
-            if m.epoch != self.assignment_epoch or m.pending_revocation or (
-                    m.assigned != self.target.get(m.member_id, {})):
+            if (
+                m.epoch != self.assignment_epoch
+                or m.pending_revocation
+                or (m.assigned != self.target.get(m.member_id, {}))
+            ):
                 return ConsumerGroupState.RECONCILING
         return ConsumerGroupState.STABLE
 
@@ -313,8 +325,9 @@ class ConsumerGroup:
         """Existing topics a member subscribes to, by name or by its regex."""
         names = {n for n in member.subscribed_names if n in self.topics}
         if member.regex is not None:
-            names |= {n for n in self.topics
-                      if not n.startswith("__") and _matches(member.regex, n)}
+            names |= {
+                n for n in self.topics if not n.startswith("__") and _matches(member.regex, n)
+            }
         return sorted(names)
 
     def all_subscribed_topics(self) -> set[str]:
@@ -332,44 +345,71 @@ class ConsumerGroup:
         current: dict[str, MemberAssignment] = {}
         for m in self.members.values():
             members[m.member_id] = MemberSubscription(
-                instance_id=m.instance_id, rack_id=m.rack_id, client_id=m.client_id,
-                client_host=m.client_host, subscribed_names=list(m.subscribed_names),
-                regex=m.regex, rebalance_timeout_ms=m.rebalance_timeout_ms,
-                server_assignor=m.server_assignor)
+                instance_id=m.instance_id,
+                rack_id=m.rack_id,
+                client_id=m.client_id,
+                client_host=m.client_host,
+                subscribed_names=list(m.subscribed_names),
+                regex=m.regex,
+                rebalance_timeout_ms=m.rebalance_timeout_ms,
+                server_assignor=m.server_assignor,
+            )
             if m.pending_revocation:
                 state = MEMBER_STATE_UNREVOKED_PARTITIONS
             elif m.epoch == self.assignment_epoch and m.assigned != self.target.get(
-                    m.member_id, {}):
+                m.member_id, {}
+            ):
                 state = MEMBER_STATE_UNRELEASED_PARTITIONS
             else:
                 state = MEMBER_STATE_STABLE
             current[m.member_id] = MemberAssignment(
-                m.epoch, m.previous_epoch, state, _copy(m.assigned), _copy(m.pending_revocation))
+                m.epoch, m.previous_epoch, state, _copy(m.assigned), _copy(m.pending_revocation)
+            )
         return ConsumerGroupImage(
-            epoch=self.group_epoch, topics=dict(self._subscribed_metadata),
-            assignment_epoch=self.assignment_epoch, members=members,
-            target={m: _copy(a) for m, a in self.target.items()}, current=current)
+            epoch=self.group_epoch,
+            topics=dict(self._subscribed_metadata),
+            assignment_epoch=self.assignment_epoch,
+            members=members,
+            target={m: _copy(a) for m, a in self.target.items()},
+            current=current,
+        )
 
     @classmethod
-    def restore(cls, group_id: str, image: ConsumerGroupImage, *, now_ms: int,
-                session_timeout_ms: int, heartbeat_interval_ms: int) -> ConsumerGroup:
+    def restore(
+        cls,
+        group_id: str,
+        image: ConsumerGroupImage,
+        *,
+        now_ms: int,
+        session_timeout_ms: int,
+        heartbeat_interval_ms: int,
+    ) -> ConsumerGroup:
         """A group rebuilt from replayed records; every session timer restarts at ``now_ms``."""
-        group = cls(group_id, session_timeout_ms=session_timeout_ms,
-                    heartbeat_interval_ms=heartbeat_interval_ms)
+        group = cls(
+            group_id,
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=heartbeat_interval_ms,
+        )
         group.group_epoch = image.epoch
         # Kafka's TargetAssignmentMetadata is absent only if no target was ever computed.
-        group.assignment_epoch = (image.assignment_epoch if image.assignment_epoch is not None
-                                  else image.epoch)
+        group.assignment_epoch = (
+            image.assignment_epoch if image.assignment_epoch is not None else image.epoch
+        )
         group._subscribed_metadata = dict(image.topics or {})
         # Until a heartbeat brings fresh metadata, timers work from the persisted view.
         group.topics = dict(image.topics or {})
         for member_id, sub in image.members.items():
             member = ConsumerMember(
-                member_id=member_id, instance_id=sub.instance_id, rack_id=sub.rack_id,
-                client_id=sub.client_id, client_host=sub.client_host,
-                subscribed_names=list(sub.subscribed_names), regex=sub.regex,
+                member_id=member_id,
+                instance_id=sub.instance_id,
+                rack_id=sub.rack_id,
+                client_id=sub.client_id,
+                client_host=sub.client_host,
+                subscribed_names=list(sub.subscribed_names),
+                regex=sub.regex,
                 server_assignor=sub.server_assignor,
-                session_deadline_ms=now_ms + session_timeout_ms)
+                session_deadline_ms=now_ms + session_timeout_ms,
+            )
             if sub.rebalance_timeout_ms >= 0:
                 member.rebalance_timeout_ms = sub.rebalance_timeout_ms
             current = image.current.get(member_id)
@@ -407,41 +447,51 @@ class ConsumerGroup:
         """Handle one ConsumerGroupHeartbeat."""
         self.topics = topics
         if server_assignor is not None and server_assignor not in ASSIGNORS:
-            return HeartbeatResult(ErrorCode.UNSUPPORTED_ASSIGNOR,
-                                   f"Unsupported assignor {server_assignor}.")
+            return HeartbeatResult(
+                ErrorCode.UNSUPPORTED_ASSIGNOR, f"Unsupported assignor {server_assignor}."
+            )
         if member_epoch in (LEAVE_EPOCH, STATIC_LEAVE_EPOCH):
             member = self.members.get(member_id)
             if member is None and instance_id is not None:
-                member = next((m for m in self.members.values()
-                               if m.instance_id == instance_id), None)
+                member = next(
+                    (m for m in self.members.values() if m.instance_id == instance_id), None
+                )
             if member is None:
-                return HeartbeatResult(ErrorCode.UNKNOWN_MEMBER_ID,
-                                       f"Member {member_id} is not a member of the group.")
+                return HeartbeatResult(
+                    ErrorCode.UNKNOWN_MEMBER_ID, f"Member {member_id} is not a member of the group."
+                )
             self._remove(member)
             self._bump_and_assign()
-            return HeartbeatResult(ErrorCode.NONE, member_id=member.member_id,
-                                   member_epoch=member_epoch)
+            return HeartbeatResult(
+                ErrorCode.NONE, member_id=member.member_id, member_epoch=member_epoch
+            )
         if member_epoch == 0:
             if subscribed_names is None and regex is None:
-                return HeartbeatResult(ErrorCode.INVALID_REQUEST,
-                                       "SubscribedTopicNames or SubscribedTopicRegex must be "
-                                       "set in the first request.")
+                return HeartbeatResult(
+                    ErrorCode.INVALID_REQUEST,
+                    "SubscribedTopicNames or SubscribedTopicRegex must be "
+                    "set in the first request.",
+                )
             member, changed = self._join(member_id, instance_id)
         else:
             found = self.members.get(member_id)
             if found is None:
-                return HeartbeatResult(ErrorCode.UNKNOWN_MEMBER_ID,
-                                       f"Member {member_id} is not a member of the group.")
+                return HeartbeatResult(
+                    ErrorCode.UNKNOWN_MEMBER_ID, f"Member {member_id} is not a member of the group."
+                )
             member = found
             if member_epoch != member.epoch and not (
-                    member_epoch == member.previous_epoch and owned is not None
-                    and not _minus(owned, member.assigned)):
+                member_epoch == member.previous_epoch
+                and owned is not None
+                and not _minus(owned, member.assigned)
+            ):
                 # A lost response is tolerated (previous epoch, owning nothing new);
                 # anything else means the member missed a step and must rejoin.
                 return HeartbeatResult(
                     ErrorCode.FENCED_MEMBER_EPOCH,
                     f"The member epoch {member_epoch} does not match the expected "
-                    f"epoch {member.epoch}.")
+                    f"epoch {member.epoch}.",
+                )
             changed = False
         member.session_deadline_ms = now_ms + self.session_timeout_ms
         member.client_id = client_id or member.client_id
@@ -452,7 +502,8 @@ class ConsumerGroup:
         if server_assignor is not None:
             member.server_assignor = server_assignor
         if subscribed_names is not None and sorted(subscribed_names) != sorted(
-                member.subscribed_names):
+            member.subscribed_names
+        ):
             member.subscribed_names = list(subscribed_names)
             changed = True
         if regex is not None and (regex or None) != member.regex:
@@ -467,18 +518,23 @@ class ConsumerGroup:
             self._bump_and_assign()
         self._reconcile(member, owned, now_ms)
         send: Assignment | None = None
-        if (member_epoch == 0 or member.last_sent != member.assigned
-                or (owned is not None and owned != member.assigned)):
+        if (
+            member_epoch == 0
+            or member.last_sent != member.assigned
+            or (owned is not None and owned != member.assigned)
+        ):
             send = _copy(member.assigned)
             member.last_sent = _copy(member.assigned)
-        return HeartbeatResult(ErrorCode.NONE, member_id=member.member_id,
-                               member_epoch=member.epoch, assignment=send)
+        return HeartbeatResult(
+            ErrorCode.NONE, member_id=member.member_id, member_epoch=member.epoch, assignment=send
+        )
 
     def _join(self, member_id: str, instance_id: str | None) -> tuple[ConsumerMember, bool]:
         previous = None
         if instance_id is not None:
-            previous = next((m for m in self.members.values() if m.instance_id == instance_id),
-                            None)
+            previous = next(
+                (m for m in self.members.values() if m.instance_id == instance_id), None
+            )
         if member_id in self.members:
             # Epoch 0 from a known member: it lost its state and starts over.
             self._remove(self.members[member_id])
@@ -517,8 +573,9 @@ class ConsumerGroup:
         return held
 
     def _reconcile(self, member: ConsumerMember, owned: Assignment | None, now_ms: int) -> None:
-        owned_now = owned if owned is not None else _union(member.assigned,
-                                                           member.pending_revocation)
+        owned_now = (
+            owned if owned is not None else _union(member.assigned, member.pending_revocation)
+        )
         if member.pending_revocation:
             if _intersect(owned_now, member.pending_revocation):
                 return  # still waiting for the member to give them up
@@ -555,8 +612,9 @@ class ConsumerGroup:
         load = dict.fromkeys(self.members, 0)
         for topic in sorted(self.all_subscribed_topics()):
             topic_id, count = self.topics[topic]
-            subscribers = sorted(m.member_id for m in self.members.values()
-                                 if topic in self.subscribed_topics(m))
+            subscribers = sorted(
+                m.member_id for m in self.members.values() if topic in self.subscribed_topics(m)
+            )
             if not subscribers:
                 continue
             if assignor == "range":
@@ -573,8 +631,12 @@ class ConsumerGroup:
             # sticky (current owners keep what fits), the rest to the least-loaded.
             base, extra = divmod(count, len(subscribers))
             per_topic = dict.fromkeys(subscribers, 0)
-            owner_of = {p: m for m in subscribers
-                        for p in self.target.get(m, {}).get(topic_id, set()) if p < count}
+            owner_of = {
+                p: m
+                for m in subscribers
+                for p in self.target.get(m, {}).get(topic_id, set())
+                if p < count
+            }
             placed: dict[int, str] = {}
             for p, owner in sorted(owner_of.items()):
                 if per_topic[owner] < base:
@@ -605,15 +667,21 @@ class ConsumerGroup:
     def next_deadline_ms(self) -> int | None:
         """The earliest session or revocation deadline."""
         deadlines = [m.session_deadline_ms for m in self.members.values()]
-        deadlines += [m.revocation_deadline_ms for m in self.members.values()
-                      if m.revocation_deadline_ms is not None]
+        deadlines += [
+            m.revocation_deadline_ms
+            for m in self.members.values()
+            if m.revocation_deadline_ms is not None
+        ]
         return min(deadlines, default=None)
 
     def poll(self, now_ms: int) -> bool:
         """Remove members whose session or revocation time ran out; True if any."""
-        gone = [m for m in self.members.values()
-                if m.session_deadline_ms <= now_ms
-                or (m.revocation_deadline_ms is not None and m.revocation_deadline_ms <= now_ms)]
+        gone = [
+            m
+            for m in self.members.values()
+            if m.session_deadline_ms <= now_ms
+            or (m.revocation_deadline_ms is not None and m.revocation_deadline_ms <= now_ms)
+        ]
         for m in gone:
             self._remove(m)
         if gone:

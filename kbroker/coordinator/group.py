@@ -231,8 +231,9 @@ class GroupRecord:
 class GroupStore(Protocol):
     """Durable storage: the records of one call are written together before it returns."""
 
-    def write(self, partition: int,
-              records: Sequence[OffsetRecord | GroupRecord | ConsumerGroupRecord]) -> None:
+    def write(
+        self, partition: int, records: Sequence[OffsetRecord | GroupRecord | ConsumerGroupRecord]
+    ) -> None:
         """Append the records to ``__consumer_offsets`` partition ``partition``."""
 
 
@@ -392,8 +393,9 @@ class GroupCoordinator:
         group.state = state
         group.state_timestamp_ms = self._now()
 
-    def _write(self, group_id: str,
-               records: Sequence[OffsetRecord | GroupRecord | ConsumerGroupRecord]) -> None:
+    def _write(
+        self, group_id: str, records: Sequence[OffsetRecord | GroupRecord | ConsumerGroupRecord]
+    ) -> None:
         if self._store is not None and records:
             self._store.write(partition_for(group_id, self.config.num_partitions), records)
 
@@ -404,7 +406,9 @@ class GroupCoordinator:
             generation=group.generation_id,
             protocol=protocol,
             leader=group.leader_id,
-            state_timestamp=group.state_timestamp_ms if group.state_timestamp_ms is not None else -1,
+            state_timestamp=group.state_timestamp_ms
+            if group.state_timestamp_ms is not None
+            else -1,
             members=[
                 MemberSnapshot(
                     member_id=m.member_id,
@@ -460,13 +464,15 @@ class GroupCoordinator:
         if consumer_group is not None:
             if consumer_group.members:
                 # A KIP-848 group with members cannot take classic members.
-                pending.complete(JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL,
-                                            member_id=member_id))
+                pending.complete(
+                    JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id=member_id)
+                )
                 return pending
             # An empty one simply becomes classic; its records are tombstoned first.
             if not self._drop_consumer_group(group_id):
-                pending.complete(JoinResult(ErrorCode.COORDINATOR_NOT_AVAILABLE,
-                                            member_id=member_id))
+                pending.complete(
+                    JoinResult(ErrorCode.COORDINATOR_NOT_AVAILABLE, member_id=member_id)
+                )
                 return pending
         group = self._groups.get(group_id)
         if group is None:
@@ -492,8 +498,12 @@ class GroupCoordinator:
         )
         if member_id == "":
             self._join_unknown_member(
-                group, group_instance_id, require_known_member_id, supports_skip_assignment,
-                member_args, pending,
+                group,
+                group_instance_id,
+                require_known_member_id,
+                supports_skip_assignment,
+                member_args,
+                pending,
             )
         else:
             self._join_known_member(group, member_id, group_instance_id, member_args, pending)
@@ -528,8 +538,9 @@ class GroupCoordinator:
         if instance_id is not None:
             # KIP-345: a static member never needs the MEMBER_ID_REQUIRED round trip.
             if instance_id in group.static_members:
-                self._replace_static_member(group, instance_id, new_id, member_args, pending,
-                                            supports_skip_assignment)
+                self._replace_static_member(
+                    group, instance_id, new_id, member_args, pending, supports_skip_assignment
+                )
             else:
                 self._add_member_and_rebalance(group, new_id, instance_id, member_args, pending)
         elif require_known_member_id:
@@ -578,7 +589,9 @@ class GroupCoordinator:
             else:
                 pending.complete(self._join_result(group, member, with_members=False))
 
-    def _join_result(self, group: _Group, member: _Member, *, with_members: bool = True) -> JoinResult:
+    def _join_result(
+        self, group: _Group, member: _Member, *, with_members: bool = True
+    ) -> JoinResult:
         is_leader = member.member_id == group.leader_id
         protocol = group.protocol_name or ""
         members = []
@@ -626,7 +639,9 @@ class GroupCoordinator:
         member.rebalance_timeout_ms = member_args["rebalance_timeout_ms"]
         if member.awaiting_join is not None:
             # A duplicate JoinGroup: the newer request gets the answer.
-            member.awaiting_join.complete(JoinResult(ErrorCode.REBALANCE_IN_PROGRESS, member.member_id))
+            member.awaiting_join.complete(
+                JoinResult(ErrorCode.REBALANCE_IN_PROGRESS, member.member_id)
+            )
         member.awaiting_join = pending
         self._maybe_prepare_rebalance(group)
 
@@ -915,7 +930,11 @@ class GroupCoordinator:
     # ------------------------------------------------------------------ Heartbeat / LeaveGroup
 
     def heartbeat(
-        self, group_id: str, generation_id: int, member_id: str, group_instance_id: str | None = None
+        self,
+        group_id: str,
+        generation_id: int,
+        member_id: str,
+        group_instance_id: str | None = None,
     ) -> int:
         """Handle Heartbeat; returns the error code."""
         group = self._groups.get(group_id)
@@ -1069,21 +1088,34 @@ class GroupCoordinator:
         if consumer_group is None:
             classic = self._groups.get(group_id)
             if classic is not None and (classic.members or classic.pending_members):
-                return HeartbeatResult(ErrorCode.GROUP_ID_NOT_FOUND,
-                                       f"Group {group_id} is not a consumer group.")
+                return HeartbeatResult(
+                    ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group."
+                )
             if member_epoch != 0:
-                return HeartbeatResult(ErrorCode.UNKNOWN_MEMBER_ID,
-                                       f"Member {member_id} is not a member of the group.")
+                return HeartbeatResult(
+                    ErrorCode.UNKNOWN_MEMBER_ID, f"Member {member_id} is not a member of the group."
+                )
             consumer_group = ConsumerGroup(
-                group_id, session_timeout_ms=self.config.consumer_session_timeout_ms,
-                heartbeat_interval_ms=self.config.consumer_heartbeat_interval_ms)
+                group_id,
+                session_timeout_ms=self.config.consumer_session_timeout_ms,
+                heartbeat_interval_ms=self.config.consumer_heartbeat_interval_ms,
+            )
             self._consumer_groups[group_id] = consumer_group
         result = consumer_group.heartbeat(
-            member_id, member_epoch, now_ms=self._now(), topics=topics,
-            instance_id=instance_id, rack_id=rack_id,
-            rebalance_timeout_ms=rebalance_timeout_ms, subscribed_names=subscribed_names,
-            regex=regex, server_assignor=server_assignor, owned=owned,
-            client_id=client_id, client_host=client_host)
+            member_id,
+            member_epoch,
+            now_ms=self._now(),
+            topics=topics,
+            instance_id=instance_id,
+            rack_id=rack_id,
+            rebalance_timeout_ms=rebalance_timeout_ms,
+            subscribed_names=subscribed_names,
+            regex=regex,
+            server_assignor=server_assignor,
+            owned=owned,
+            client_id=client_id,
+            client_host=client_host,
+        )
         if group_id not in self._consumer_images and result.error_code != ErrorCode.NONE:
             # A first heartbeat that was refused creates no group.
             del self._consumer_groups[group_id]
@@ -1093,13 +1125,16 @@ class GroupCoordinator:
         classic = self._groups.get(group_id)
         extra = [GroupRecord(group_id, None)] if classic is not None else []
         if not self._persist_consumer_group(group_id, extra):
-            return HeartbeatResult(ErrorCode.COORDINATOR_NOT_AVAILABLE,
-                                   "The coordinator could not store the group's state.")
+            return HeartbeatResult(
+                ErrorCode.COORDINATOR_NOT_AVAILABLE,
+                "The coordinator could not store the group's state.",
+            )
         self._groups.pop(group_id, None)
         return result
 
-    def _persist_consumer_group(self, group_id: str,
-                                extra: Sequence[OffsetRecord | GroupRecord] = ()) -> bool:
+    def _persist_consumer_group(
+        self, group_id: str, extra: Sequence[OffsetRecord | GroupRecord] = ()
+    ) -> bool:
         """Append what changed in a KIP-848 group since its last write (before answering,
         like offsets). On a failed write the group goes back to its stored state."""
         group = self._consumer_groups.get(group_id)
@@ -1121,8 +1156,9 @@ class GroupCoordinator:
             self._consumer_images[group_id] = new
         return True
 
-    def _drop_consumer_group(self, group_id: str,
-                             extra: Sequence[OffsetRecord | GroupRecord] = ()) -> bool:
+    def _drop_consumer_group(
+        self, group_id: str, extra: Sequence[OffsetRecord | GroupRecord] = ()
+    ) -> bool:
         """Forget a KIP-848 group after writing its tombstones; False if the write failed."""
         group = self._consumer_groups.pop(group_id, None)
         if self._persist_consumer_group(group_id, extra):
@@ -1133,12 +1169,14 @@ class GroupCoordinator:
 
     def _restore_consumer_group(self, group_id: str, image: ConsumerGroupImage) -> ConsumerGroup:
         return ConsumerGroup.restore(
-            group_id, image, now_ms=self._now(),
+            group_id,
+            image,
+            now_ms=self._now(),
             session_timeout_ms=self.config.consumer_session_timeout_ms,
-            heartbeat_interval_ms=self.config.consumer_heartbeat_interval_ms)
+            heartbeat_interval_ms=self.config.consumer_heartbeat_interval_ms,
+        )
 
-    def validate_offset_fetch(self, group_id: str, member_id: str | None,
-                              member_epoch: int) -> int:
+    def validate_offset_fetch(self, group_id: str, member_id: str | None, member_epoch: int) -> int:
         """OffsetFetch v9 from a KIP-848 member: check its id and epoch (else NONE)."""
         consumer_group = self._consumer_groups.get(group_id)
         if consumer_group is None or member_id is None:
@@ -1192,7 +1230,10 @@ class GroupCoordinator:
         return self._store_offsets(group.group_id, offsets)
 
     def validate_transactional_commit(
-        self, group_id: str, generation_id: int, member_id: str,
+        self,
+        group_id: str,
+        generation_id: int,
+        member_id: str,
         group_instance_id: str | None = None,
     ) -> int | None:
         """KIP-447 checks for TxnOffsetCommit (None = accept): a member's generation is
@@ -1203,12 +1244,18 @@ class GroupCoordinator:
                 return None
             return consumer_group.validate_offset_commit(member_id, generation_id)
         group = self._groups.get(group_id) or _Group(group_id)
-        return self._validate_commit(group, generation_id, member_id, group_instance_id,
-                                     transactional=True)
+        return self._validate_commit(
+            group, generation_id, member_id, group_instance_id, transactional=True
+        )
 
     def _validate_commit(
-        self, group: _Group, generation_id: int, member_id: str, instance_id: str | None,
-        *, transactional: bool = False,
+        self,
+        group: _Group,
+        generation_id: int,
+        member_id: str,
+        instance_id: str | None,
+        *,
+        transactional: bool = False,
     ) -> int | None:
         if group.state is S.DEAD:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE
@@ -1304,17 +1351,26 @@ class GroupCoordinator:
         return topics
 
     def _unsubscribed_expired(
-        self, stored: dict[TopicPartition, OffsetAndMetadata], subscribed: set[str],
-        retention: int, now: int,
+        self,
+        stored: dict[TopicPartition, OffsetAndMetadata],
+        subscribed: set[str],
+        retention: int,
+        now: int,
     ) -> list[TopicPartition]:
         """KIP-211: a live consumer group keeps the offsets of topics it still subscribes to;
         the others age from their commit."""
-        return [tp for tp, om in stored.items() if tp[0] not in subscribed
-                and self._is_expired(om, om.commit_timestamp, retention, now)]
+        return [
+            tp
+            for tp, om in stored.items()
+            if tp[0] not in subscribed and self._is_expired(om, om.commit_timestamp, retention, now)
+        ]
 
     def _drop_offsets(
-        self, group_id: str, stored: dict[TopicPartition, OffsetAndMetadata],
-        expired: list[TopicPartition], extra: Sequence[OffsetRecord | GroupRecord] = (),
+        self,
+        group_id: str,
+        stored: dict[TopicPartition, OffsetAndMetadata],
+        expired: list[TopicPartition],
+        extra: Sequence[OffsetRecord | GroupRecord] = (),
     ) -> bool:
         """Write tombstones for ``expired`` (and ``extra`` records) as one batch, then forget
         those offsets; False if the write failed (tried again at the next check)."""
@@ -1351,7 +1407,8 @@ class GroupCoordinator:
                         expired.append(tp)
             elif group.state is S.STABLE and group.protocol_type == "consumer":
                 expired = self._unsubscribed_expired(
-                    stored, self._subscribed_topics(group), retention, now)
+                    stored, self._subscribed_topics(group), retention, now
+                )
             dies = group.state is S.EMPTY and len(expired) == len(stored)
             if not expired and not dies:
                 continue
@@ -1366,7 +1423,8 @@ class GroupCoordinator:
         for group_id, consumer_group in list(self._consumer_groups.items()):
             stored = self._offsets.get(group_id, {})
             expired = self._unsubscribed_expired(
-                stored, consumer_group.all_subscribed_topics(), retention, now)
+                stored, consumer_group.all_subscribed_topics(), retention, now
+            )
             if not expired or not self._drop_offsets(group_id, stored, expired):
                 continue
             if not consumer_group.members and not stored:
@@ -1381,10 +1439,10 @@ class GroupCoordinator:
             if not doomed:
                 continue
             records: list[OffsetRecord | GroupRecord] = [
-                OffsetRecord(group_id, t, p, None) for t, p in doomed]
+                OffsetRecord(group_id, t, p, None) for t, p in doomed
+            ]
             group = self._groups.get(group_id)
-            dies = (group is not None and group.state is S.EMPTY
-                    and len(doomed) == len(stored))
+            dies = group is not None and group.state is S.EMPTY and len(doomed) == len(stored)
             if dies:
                 records.append(GroupRecord(group_id, None))
             try:
@@ -1412,9 +1470,18 @@ class GroupCoordinator:
         if consumer_group is not None:
             # The classic API sees a KIP-848 group's members, without protocol metadata.
             return DescribedGroup(
-                ErrorCode.NONE, group_id, consumer_group.state.value, "consumer", "",
-                [DescribedMember(m.member_id, m.instance_id, m.client_id, m.client_host,
-                                 b"", b"") for m in consumer_group.members.values()])
+                ErrorCode.NONE,
+                group_id,
+                consumer_group.state.value,
+                "consumer",
+                "",
+                [
+                    DescribedMember(
+                        m.member_id, m.instance_id, m.client_id, m.client_host, b"", b""
+                    )
+                    for m in consumer_group.members.values()
+                ],
+            )
         group = self._groups.get(group_id)
         if group is None:
             return DescribedGroup(ErrorCode.NONE, group_id, S.DEAD.value, "", "", [])
@@ -1448,8 +1515,10 @@ class GroupCoordinator:
             for g in self._groups.values()
             if g.state is not S.DEAD
         ]
-        groups += [(c.group_id, "consumer", c.state.value, "consumer")
-                   for c in self._consumer_groups.values()]
+        groups += [
+            (c.group_id, "consumer", c.state.value, "consumer")
+            for c in self._consumer_groups.values()
+        ]
         return groups
 
     def consumer_group(self, group_id: str) -> ConsumerGroup | None:
@@ -1466,7 +1535,8 @@ class GroupCoordinator:
                     result[group_id] = ErrorCode.NON_EMPTY_GROUP
                     continue
                 tombstones: list[OffsetRecord | GroupRecord] = [
-                    OffsetRecord(group_id, t, p, None) for t, p in self._offsets.get(group_id, {})]
+                    OffsetRecord(group_id, t, p, None) for t, p in self._offsets.get(group_id, {})
+                ]
                 # The offsets' and the group's tombstones go in one batch.
                 if not self._drop_consumer_group(group_id, tombstones):
                     result[group_id] = ErrorCode.UNKNOWN_SERVER_ERROR
@@ -1498,8 +1568,7 @@ class GroupCoordinator:
 
     # ------------------------------------------------------------------ replay
 
-    def replay(self,
-               records: Iterable[OffsetRecord | GroupRecord | ConsumerGroupRecord]) -> None:
+    def replay(self, records: Iterable[OffsetRecord | GroupRecord | ConsumerGroupRecord]) -> None:
         """Rebuild state from ``__consumer_offsets`` records, oldest first (later wins)."""
         now = self._now()
         snapshots: dict[str, GroupSnapshot | None] = {}
@@ -1562,8 +1631,9 @@ class GroupCoordinator:
             del self._offsets[group_id]
 
 
-def _replay_consumer_record(images: dict[str, ConsumerGroupImage | None],
-                            rec: ConsumerGroupRecord) -> None:
+def _replay_consumer_record(
+    images: dict[str, ConsumerGroupImage | None], rec: ConsumerGroupRecord
+) -> None:
     """Apply one KIP-848 record to the replayed images (Kafka's GroupMetadataManager.replay)."""
     image = images.get(rec.group_id)
     if isinstance(rec, ConsumerGroupEpochRecord) and rec.epoch is None:

@@ -23,8 +23,13 @@ from kbroker.coordinator.store import OFFSETS_TOPIC, OffsetsTopicStore
 if TYPE_CHECKING:
     from kbroker.broker import Broker
 
-__all__ = ["coordinator_config", "coordinator_for", "on_topics_deleted", "poll_loaded",
-           "wait_pending"]
+__all__ = [
+    "coordinator_config",
+    "coordinator_for",
+    "on_topics_deleted",
+    "poll_loaded",
+    "wait_pending",
+]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -76,8 +76,13 @@ from kbroker.wire.records import Record, build_batch
 if TYPE_CHECKING:
     from kbroker.broker import Broker
 
-__all__ = ["OFFSETS_TOPIC", "CoordinatorRecord", "OffsetsTopicStore", "decode_record",
-           "encode_record"]
+__all__ = [
+    "OFFSETS_TOPIC",
+    "CoordinatorRecord",
+    "OffsetsTopicStore",
+    "decode_record",
+    "encode_record",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -99,69 +104,105 @@ def _encode_consumer_group(rec: ConsumerGroupRecord) -> tuple[bytes, bytes | Non
     g = rec.group_id
     value: bytes | None = None
     if isinstance(rec, ConsumerGroupEpochRecord):
-        key = encode_versioned_data(ConsumerGroupMetadataKey, 3, ConsumerGroupMetadataKey(
-            group_id=g))
+        key = encode_versioned_data(
+            ConsumerGroupMetadataKey, 3, ConsumerGroupMetadataKey(group_id=g)
+        )
         if rec.epoch is not None:
-            value = encode_versioned_data(ConsumerGroupMetadataValue, 0,
-                                          ConsumerGroupMetadataValue(epoch=rec.epoch))
+            value = encode_versioned_data(
+                ConsumerGroupMetadataValue, 0, ConsumerGroupMetadataValue(epoch=rec.epoch)
+            )
     elif isinstance(rec, ConsumerGroupTopicsRecord):
-        key = encode_versioned_data(ConsumerGroupPartitionMetadataKey, 4,
-                                    ConsumerGroupPartitionMetadataKey(group_id=g))
+        key = encode_versioned_data(
+            ConsumerGroupPartitionMetadataKey, 4, ConsumerGroupPartitionMetadataKey(group_id=g)
+        )
         if rec.topics is not None:
             Meta = ConsumerGroupPartitionMetadataValue.TopicMetadata
             value = encode_versioned_data(
-                ConsumerGroupPartitionMetadataValue, 0, ConsumerGroupPartitionMetadataValue(
-                    topics=[Meta(topic_id=tid, topic_name=name, num_partitions=count)
-                            for name, (tid, count) in sorted(rec.topics.items())]))
+                ConsumerGroupPartitionMetadataValue,
+                0,
+                ConsumerGroupPartitionMetadataValue(
+                    topics=[
+                        Meta(topic_id=tid, topic_name=name, num_partitions=count)
+                        for name, (tid, count) in sorted(rec.topics.items())
+                    ]
+                ),
+            )
     elif isinstance(rec, MemberMetadataRecord):
-        key = encode_versioned_data(ConsumerGroupMemberMetadataKey, 5,
-                                    ConsumerGroupMemberMetadataKey(group_id=g,
-                                                                   member_id=rec.member_id))
+        key = encode_versioned_data(
+            ConsumerGroupMemberMetadataKey,
+            5,
+            ConsumerGroupMemberMetadataKey(group_id=g, member_id=rec.member_id),
+        )
         sub = rec.value
         if sub is not None:
             value = encode_versioned_data(
-                ConsumerGroupMemberMetadataValue, 0, ConsumerGroupMemberMetadataValue(
-                    instance_id=sub.instance_id, rack_id=sub.rack_id, client_id=sub.client_id,
-                    client_host=sub.client_host, subscribed_topic_names=list(
-                        sub.subscribed_names),
+                ConsumerGroupMemberMetadataValue,
+                0,
+                ConsumerGroupMemberMetadataValue(
+                    instance_id=sub.instance_id,
+                    rack_id=sub.rack_id,
+                    client_id=sub.client_id,
+                    client_host=sub.client_host,
+                    subscribed_topic_names=list(sub.subscribed_names),
                     subscribed_topic_regex=sub.regex,
                     rebalance_timeout_ms=sub.rebalance_timeout_ms,
-                    server_assignor=sub.server_assignor))
+                    server_assignor=sub.server_assignor,
+                ),
+            )
     elif isinstance(rec, TargetEpochRecord):
-        key = encode_versioned_data(ConsumerGroupTargetAssignmentMetadataKey, 6,
-                                    ConsumerGroupTargetAssignmentMetadataKey(group_id=g))
+        key = encode_versioned_data(
+            ConsumerGroupTargetAssignmentMetadataKey,
+            6,
+            ConsumerGroupTargetAssignmentMetadataKey(group_id=g),
+        )
         if rec.epoch is not None:
             value = encode_versioned_data(
-                ConsumerGroupTargetAssignmentMetadataValue, 0,
-                ConsumerGroupTargetAssignmentMetadataValue(assignment_epoch=rec.epoch))
+                ConsumerGroupTargetAssignmentMetadataValue,
+                0,
+                ConsumerGroupTargetAssignmentMetadataValue(assignment_epoch=rec.epoch),
+            )
     elif isinstance(rec, TargetAssignmentRecord):
-        key = encode_versioned_data(ConsumerGroupTargetAssignmentMemberKey, 7,
-                                    ConsumerGroupTargetAssignmentMemberKey(
-                                        group_id=g, member_id=rec.member_id))
+        key = encode_versioned_data(
+            ConsumerGroupTargetAssignmentMemberKey,
+            7,
+            ConsumerGroupTargetAssignmentMemberKey(group_id=g, member_id=rec.member_id),
+        )
         if rec.value is not None:
             value = encode_versioned_data(
-                ConsumerGroupTargetAssignmentMemberValue, 0,
-                ConsumerGroupTargetAssignmentMemberValue(topic_partitions=_topic_partitions(
-                    ConsumerGroupTargetAssignmentMemberValue.TopicPartition, rec.value)))
+                ConsumerGroupTargetAssignmentMemberValue,
+                0,
+                ConsumerGroupTargetAssignmentMemberValue(
+                    topic_partitions=_topic_partitions(
+                        ConsumerGroupTargetAssignmentMemberValue.TopicPartition, rec.value
+                    )
+                ),
+            )
     else:
-        key = encode_versioned_data(ConsumerGroupCurrentMemberAssignmentKey, 8,
-                                    ConsumerGroupCurrentMemberAssignmentKey(
-                                        group_id=g, member_id=rec.member_id))
+        key = encode_versioned_data(
+            ConsumerGroupCurrentMemberAssignmentKey,
+            8,
+            ConsumerGroupCurrentMemberAssignmentKey(group_id=g, member_id=rec.member_id),
+        )
         cur = rec.value
         if cur is not None:
             TP = ConsumerGroupCurrentMemberAssignmentValue.TopicPartitions
             value = encode_versioned_data(
-                ConsumerGroupCurrentMemberAssignmentValue, 0,
+                ConsumerGroupCurrentMemberAssignmentValue,
+                0,
                 ConsumerGroupCurrentMemberAssignmentValue(
-                    member_epoch=cur.epoch, previous_member_epoch=cur.previous_epoch,
-                    state=cur.state, assigned_partitions=_topic_partitions(TP, cur.assigned),
-                    partitions_pending_revocation=_topic_partitions(
-                        TP, cur.pending_revocation)))
+                    member_epoch=cur.epoch,
+                    previous_member_epoch=cur.previous_epoch,
+                    state=cur.state,
+                    assigned_partitions=_topic_partitions(TP, cur.assigned),
+                    partitions_pending_revocation=_topic_partitions(TP, cur.pending_revocation),
+                ),
+            )
     return key, value
 
 
-def _decode_consumer_group(version: int, key: bytes,
-                           value: bytes | None) -> ConsumerGroupRecord | None:
+def _decode_consumer_group(
+    version: int, key: bytes, value: bytes | None
+) -> ConsumerGroupRecord | None:
     """The KIP-848 record for key versions 3-8 (None for other versions)."""
     if version == 3:
         _, k = decode_versioned_data(ConsumerGroupMetadataKey, key)
@@ -181,11 +222,20 @@ def _decode_consumer_group(version: int, key: bytes,
         if value is None:
             return MemberMetadataRecord(k.group_id, k.member_id, None)
         _, v = decode_versioned_data(ConsumerGroupMemberMetadataValue, value)
-        return MemberMetadataRecord(k.group_id, k.member_id, MemberSubscription(
-            instance_id=v.instance_id, rack_id=v.rack_id, client_id=v.client_id,
-            client_host=v.client_host, subscribed_names=list(v.subscribed_topic_names),
-            regex=v.subscribed_topic_regex, rebalance_timeout_ms=v.rebalance_timeout_ms,
-            server_assignor=v.server_assignor))
+        return MemberMetadataRecord(
+            k.group_id,
+            k.member_id,
+            MemberSubscription(
+                instance_id=v.instance_id,
+                rack_id=v.rack_id,
+                client_id=v.client_id,
+                client_host=v.client_host,
+                subscribed_names=list(v.subscribed_topic_names),
+                regex=v.subscribed_topic_regex,
+                rebalance_timeout_ms=v.rebalance_timeout_ms,
+                server_assignor=v.server_assignor,
+            ),
+        )
     if version == 6:
         _, k = decode_versioned_data(ConsumerGroupTargetAssignmentMetadataKey, key)
         if value is None:
@@ -203,10 +253,17 @@ def _decode_consumer_group(version: int, key: bytes,
         if value is None:
             return CurrentAssignmentRecord(k.group_id, k.member_id, None)
         _, v = decode_versioned_data(ConsumerGroupCurrentMemberAssignmentValue, value)
-        return CurrentAssignmentRecord(k.group_id, k.member_id, MemberAssignment(
-            epoch=v.member_epoch, previous_epoch=v.previous_member_epoch, state=v.state,
-            assigned=_assignment(v.assigned_partitions),
-            pending_revocation=_assignment(v.partitions_pending_revocation)))
+        return CurrentAssignmentRecord(
+            k.group_id,
+            k.member_id,
+            MemberAssignment(
+                epoch=v.member_epoch,
+                previous_epoch=v.previous_member_epoch,
+                state=v.state,
+                assigned=_assignment(v.assigned_partitions),
+                pending_revocation=_assignment(v.partitions_pending_revocation),
+            ),
+        )
     return None
 
 
@@ -216,40 +273,65 @@ def encode_record(rec: CoordinatorRecord) -> tuple[bytes, bytes | None]:
         return _encode_consumer_group(rec)
     if isinstance(rec, OffsetRecord):
         key = encode_versioned_data(
-            OffsetCommitKey, 1,
-            OffsetCommitKey(group=rec.group_id, topic=rec.topic, partition=rec.partition))
+            OffsetCommitKey,
+            1,
+            OffsetCommitKey(group=rec.group_id, topic=rec.topic, partition=rec.partition),
+        )
         om = rec.value
         if om is None:
             return key, None
         if om.expire_timestamp is not None:
-            value = encode_versioned_data(OffsetCommitValue, 1, OffsetCommitValue(
-                offset=om.offset, metadata=om.metadata, commit_timestamp=om.commit_timestamp,
-                expire_timestamp=om.expire_timestamp))
+            value = encode_versioned_data(
+                OffsetCommitValue,
+                1,
+                OffsetCommitValue(
+                    offset=om.offset,
+                    metadata=om.metadata,
+                    commit_timestamp=om.commit_timestamp,
+                    expire_timestamp=om.expire_timestamp,
+                ),
+            )
         else:
-            value = encode_versioned_data(OffsetCommitValue, 3, OffsetCommitValue(
-                offset=om.offset, leader_epoch=om.leader_epoch, metadata=om.metadata,
-                commit_timestamp=om.commit_timestamp))
+            value = encode_versioned_data(
+                OffsetCommitValue,
+                3,
+                OffsetCommitValue(
+                    offset=om.offset,
+                    leader_epoch=om.leader_epoch,
+                    metadata=om.metadata,
+                    commit_timestamp=om.commit_timestamp,
+                ),
+            )
         return key, value
     key = encode_versioned_data(GroupMetadataKey, 2, GroupMetadataKey(group=rec.group_id))
     snap = rec.value
     if snap is None:
         return key, None
     Member = GroupMetadataValue.MemberMetadata
-    value = encode_versioned_data(GroupMetadataValue, 3, GroupMetadataValue(
-        protocol_type=snap.protocol_type,
-        generation=snap.generation,
-        protocol=snap.protocol,
-        leader=snap.leader,
-        current_state_timestamp=snap.state_timestamp,
-        members=[
-            Member(member_id=m.member_id, group_instance_id=m.group_instance_id,
-                   client_id=m.client_id, client_host=m.client_host,
-                   rebalance_timeout=m.rebalance_timeout_ms,
-                   session_timeout=m.session_timeout_ms,
-                   subscription=m.subscription, assignment=m.assignment)
-            for m in snap.members
-        ],
-    ))
+    value = encode_versioned_data(
+        GroupMetadataValue,
+        3,
+        GroupMetadataValue(
+            protocol_type=snap.protocol_type,
+            generation=snap.generation,
+            protocol=snap.protocol,
+            leader=snap.leader,
+            current_state_timestamp=snap.state_timestamp,
+            members=[
+                Member(
+                    member_id=m.member_id,
+                    group_instance_id=m.group_instance_id,
+                    client_id=m.client_id,
+                    client_host=m.client_host,
+                    rebalance_timeout=m.rebalance_timeout_ms,
+                    session_timeout=m.session_timeout_ms,
+                    subscription=m.subscription,
+                    assignment=m.assignment,
+                )
+                for m in snap.members
+            ],
+        ),
+    )
     return key, value
 
 
@@ -263,36 +345,51 @@ def decode_record(key: bytes, value: bytes | None) -> CoordinatorRecord | None:
         if value is None:
             return OffsetRecord(k.group, k.topic, k.partition, None)
         vv, v = decode_versioned_data(OffsetCommitValue, value)
-        return OffsetRecord(k.group, k.topic, k.partition, OffsetAndMetadata(
-            offset=v.offset,
-            leader_epoch=v.leader_epoch if vv >= 3 else -1,
-            metadata=v.metadata,
-            commit_timestamp=v.commit_timestamp,
-            expire_timestamp=v.expire_timestamp if vv == 1 and v.expire_timestamp >= 0 else None,
-        ))
+        return OffsetRecord(
+            k.group,
+            k.topic,
+            k.partition,
+            OffsetAndMetadata(
+                offset=v.offset,
+                leader_epoch=v.leader_epoch if vv >= 3 else -1,
+                metadata=v.metadata,
+                commit_timestamp=v.commit_timestamp,
+                expire_timestamp=v.expire_timestamp
+                if vv == 1 and v.expire_timestamp >= 0
+                else None,
+            ),
+        )
     if version == 2:
         _, k = decode_versioned_data(GroupMetadataKey, key)
         if value is None:
             return GroupRecord(k.group, None)
         _, v = decode_versioned_data(GroupMetadataValue, value)
-        return GroupRecord(k.group, GroupSnapshot(
-            protocol_type=v.protocol_type,
-            generation=v.generation,
-            protocol=v.protocol,
-            leader=v.leader,
-            state_timestamp=v.current_state_timestamp,
-            members=[
-                MemberSnapshot(
-                    member_id=m.member_id, group_instance_id=m.group_instance_id,
-                    client_id=m.client_id, client_host=m.client_host,
-                    # v0 has no rebalance timeout; Kafka uses the session timeout then.
-                    rebalance_timeout_ms=(m.rebalance_timeout if m.rebalance_timeout >= 0
-                                          else m.session_timeout),
-                    session_timeout_ms=m.session_timeout,
-                    subscription=bytes(m.subscription), assignment=bytes(m.assignment))
-                for m in v.members
-            ],
-        ))
+        return GroupRecord(
+            k.group,
+            GroupSnapshot(
+                protocol_type=v.protocol_type,
+                generation=v.generation,
+                protocol=v.protocol,
+                leader=v.leader,
+                state_timestamp=v.current_state_timestamp,
+                members=[
+                    MemberSnapshot(
+                        member_id=m.member_id,
+                        group_instance_id=m.group_instance_id,
+                        client_id=m.client_id,
+                        client_host=m.client_host,
+                        # v0 has no rebalance timeout; Kafka uses the session timeout then.
+                        rebalance_timeout_ms=(
+                            m.rebalance_timeout if m.rebalance_timeout >= 0 else m.session_timeout
+                        ),
+                        session_timeout_ms=m.session_timeout,
+                        subscription=bytes(m.subscription),
+                        assignment=bytes(m.assignment),
+                    )
+                    for m in v.members
+                ],
+            ),
+        )
     # Key versions 3-8: KIP-848 consumer groups; later versions (share groups, ...)
     # are not ours and are skipped.
     return _decode_consumer_group(version, key, value)
@@ -306,8 +403,14 @@ class OffsetsTopicStore:
         # Producer id -> TxnOffsetCommit records without a marker yet (set by load()).
         self.pending_txn_offsets: dict[int, list[CoordinatorRecord]] = {}
 
-    def write(self, partition: int, records: Sequence[CoordinatorRecord], *,
-              producer_id: int = -1, producer_epoch: int = -1) -> None:
+    def write(
+        self,
+        partition: int,
+        records: Sequence[CoordinatorRecord],
+        *,
+        producer_id: int = -1,
+        producer_epoch: int = -1,
+    ) -> None:
         """Append the records as one batch to ``partition`` (created on first use).
 
         With a producer id the batch is transactional (TxnOffsetCommit, KIP-98).
@@ -317,9 +420,12 @@ class OffsetsTopicStore:
             topic = self._broker.topics.create_internal(OFFSETS_TOPIC)
         now = int(self._broker.clock() * 1000)
         batch = build_batch(
-            (Record(key=key, value=value, timestamp=now)
-             for key, value in map(encode_record, records)),
-            producer_id=producer_id, producer_epoch=producer_epoch,
+            (
+                Record(key=key, value=value, timestamp=now)
+                for key, value in map(encode_record, records)
+            ),
+            producer_id=producer_id,
+            producer_epoch=producer_epoch,
             transactional=producer_id >= 0,
         )
         part = topic.partitions[partition]
@@ -347,8 +453,12 @@ class OffsetsTopicStore:
                     try:
                         decoded = decode_record(key, value)
                     except ProtocolError:
-                        logger.warning("%s-%d offset %d: undecodable record skipped",
-                                       OFFSETS_TOPIC, part.index, offset)
+                        logger.warning(
+                            "%s-%d offset %d: undecodable record skipped",
+                            OFFSETS_TOPIC,
+                            part.index,
+                            offset,
+                        )
                         continue
                     if decoded is None:
                         continue

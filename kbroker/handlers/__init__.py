@@ -31,8 +31,15 @@ from kbroker.wire.protocol import STABLE
 if TYPE_CHECKING:
     from kbroker.broker import Broker
 
-__all__ = ["HANDLERS", "CloseConnection", "Handler", "RequestContext", "advertised_versions",
-           "handles", "load_handlers"]
+__all__ = [
+    "HANDLERS",
+    "CloseConnection",
+    "Handler",
+    "RequestContext",
+    "advertised_versions",
+    "handles",
+    "load_handlers",
+]
 
 Handler = Callable[["RequestContext", Any], Awaitable[Any]]
 
@@ -61,11 +68,16 @@ def handles(api_key: int, min_version: int, max_version: int) -> Callable[[Handl
 
     def register(fn: Handler) -> Handler:
         existing = HANDLERS.get(api_key)
-        if existing is not None and existing.handler is not fn and (
-                existing.handler.__module__, existing.handler.__qualname__) != (
-                fn.__module__, fn.__qualname__):
-            raise ValueError(f"api key {api_key} already handled by "
-                             f"{existing.handler.__module__}.{existing.handler.__qualname__}")
+        if (
+            existing is not None
+            and existing.handler is not fn
+            and (existing.handler.__module__, existing.handler.__qualname__)
+            != (fn.__module__, fn.__qualname__)
+        ):
+            raise ValueError(
+                f"api key {api_key} already handled by "
+                f"{existing.handler.__module__}.{existing.handler.__qualname__}"
+            )
         HANDLERS[api_key] = Registration(api_key, min_version, max_version, fn)
         _advertised.clear()
         return fn
@@ -128,7 +140,9 @@ class RequestContext:
     """What a handler knows about the request besides its body."""
 
     broker: Broker
-    header: Any  # wire RequestHeader: request_api_key, request_api_version, correlation_id, client_id
+    header: (
+        Any  # wire RequestHeader: request_api_key, request_api_version, correlation_id, client_id
+    )
     api_version: int
     peer: str  # "host:port" of the client, for logs
     local_address: tuple[str, int]  # our end of the connection (advertised when bound to 0.0.0.0)

@@ -65,8 +65,14 @@ if TYPE_CHECKING:
 ZERO_UUID = uuid.UUID(int=0)
 
 # ConfigResource.Type ids (org.apache.kafka.common.config.ConfigResource).
-RESOURCE_TYPE_NAMES = {0: "UNKNOWN", 2: "TOPIC", 4: "BROKER", 8: "BROKER_LOGGER",
-                       16: "CLIENT_METRICS", 32: "GROUP"}
+RESOURCE_TYPE_NAMES = {
+    0: "UNKNOWN",
+    2: "TOPIC",
+    4: "BROKER",
+    8: "BROKER_LOGGER",
+    16: "CLIENT_METRICS",
+    32: "GROUP",
+}
 TOPIC = 2
 BROKER = 4
 
@@ -78,8 +84,17 @@ STATIC_BROKER_CONFIG = 4
 DEFAULT_CONFIG = 5
 
 # DescribeConfigsResponse.ConfigType ids (v3+, KIP-569).
-CONFIG_TYPE_IDS = {"boolean": 1, "string": 2, "int": 3, "short": 4, "long": 5,
-                   "double": 6, "list": 7, "class": 8, "password": 9}
+CONFIG_TYPE_IDS = {
+    "boolean": 1,
+    "string": 2,
+    "int": 3,
+    "short": 4,
+    "long": 5,
+    "double": 6,
+    "list": 7,
+    "class": 8,
+    "password": 9,
+}
 
 # AlterConfigOp.OpType ids (KIP-339).
 OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3
@@ -124,8 +139,10 @@ def _check_topic_configs(configs: dict[str, str | None]) -> None:
     nulls = [name for name, value in configs.items() if value is None]
     if nulls:
         # ControllerConfigurationValidator: one message naming every null key.
-        raise KafkaApiError(ErrorCode.INVALID_CONFIG,
-                            "Null value not supported for topic configs: " + ",".join(nulls))
+        raise KafkaApiError(
+            ErrorCode.INVALID_CONFIG,
+            "Null value not supported for topic configs: " + ",".join(nulls),
+        )
     topic_config.validate_topic_configs(dict(configs))
 
 
@@ -149,8 +166,9 @@ def _broker_value_text(config: BrokerConfig, name: str) -> str | None:
     return topic_config.to_text(CONFIG_DEFS[name].default)
 
 
-def _broker_synonyms(config: BrokerConfig, names: Sequence[str]
-                     ) -> list[tuple[str, str | None, int]]:
+def _broker_synonyms(
+    config: BrokerConfig, names: Sequence[str]
+) -> list[tuple[str, str | None, int]]:
     """Kafka's ConfigHelper.configSynonyms for a static-only broker: every synonym set in
     the config file (STATIC_BROKER_CONFIG), then every one with a default (DEFAULT_CONFIG)."""
     found: list[tuple[str, str | None, int]] = []
@@ -164,14 +182,23 @@ def _broker_synonyms(config: BrokerConfig, names: Sequence[str]
     return found
 
 
-def topic_config_entries(config: BrokerConfig, overrides: dict[str, str]
-                         ) -> list[tuple[str, str | None, int, list[tuple[str, str | None, int]]]]:
+def topic_config_entries(
+    config: BrokerConfig, overrides: dict[str, str]
+) -> list[tuple[str, str | None, int, list[tuple[str, str | None, int]]]]:
     """Every topic config as (name, value, source, synonyms), sorted by name."""
     effective = topic_config.effective_topic_configs(overrides, config)
     return [
-        (name, value, int(source),
-         [(s_name, s_value, int(s_source)) for s_name, s_value, s_source
-          in topic_config.topic_config_synonyms(name, overrides, config)])
+        (
+            name,
+            value,
+            int(source),
+            [
+                (s_name, s_value, int(s_source))
+                for s_name, s_value, s_source in topic_config.topic_config_synonyms(
+                    name, overrides, config
+                )
+            ],
+        )
         for name, (value, source) in sorted(effective.items())
     ]
 
@@ -181,7 +208,8 @@ def topic_config_entries(config: BrokerConfig, overrides: dict[str, str]
 
 @handles(19, 0, 7)
 async def handle_create_topics(
-        ctx: RequestContext, request: CreateTopicsRequest) -> CreateTopicsResponse:
+    ctx: RequestContext, request: CreateTopicsRequest
+) -> CreateTopicsResponse:
     """Create topics (or only validate them), one result per requested topic."""
     version = ctx.api_version
     broker = ctx.broker
@@ -195,26 +223,33 @@ async def handle_create_topics(
             # the name is reported once.
             if topic.name not in seen_dupes:
                 seen_dupes.add(topic.name)
-                results.append(CreateTopicsResponse.CreatableTopicResult(
-                    name=topic.name, error_code=ErrorCode.INVALID_REQUEST,
-                    error_message="Found multiple entries for this topic."))
+                results.append(
+                    CreateTopicsResponse.CreatableTopicResult(
+                        name=topic.name,
+                        error_code=ErrorCode.INVALID_REQUEST,
+                        error_message="Found multiple entries for this topic.",
+                    )
+                )
             continue
         try:
             results.append(_create_topic(broker, topic, request.validate_only, version))
         except KafkaApiError as exc:
             code, message = _error(exc)
-            results.append(CreateTopicsResponse.CreatableTopicResult(
-                name=topic.name, error_code=code, error_message=message))
+            results.append(
+                CreateTopicsResponse.CreatableTopicResult(
+                    name=topic.name, error_code=code, error_message=message
+                )
+            )
     return CreateTopicsResponse(throttle_time_ms=0, topics=results)
 
 
-def _create_topic(broker: Broker, topic: CreateTopicsRequest.CreatableTopic,
-                  validate_only: bool, version: int) -> CreateTopicsResponse.CreatableTopicResult:
+def _create_topic(
+    broker: Broker, topic: CreateTopicsRequest.CreatableTopic, validate_only: bool, version: int
+) -> CreateTopicsResponse.CreatableTopicResult:
     topics = broker.topics
     topics.check_name(topic.name)
     if topics.get(topic.name) is not None:
-        raise KafkaApiError(ErrorCode.TOPIC_ALREADY_EXISTS,
-                            f"Topic '{topic.name}' already exists.")
+        raise KafkaApiError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{topic.name}' already exists.")
     configs: dict[str, str | None] = {c.name: c.value for c in topic.configs}
     _check_topic_configs(configs)
     node_id = broker.config.node_id
@@ -222,51 +257,64 @@ def _create_topic(broker: Broker, topic: CreateTopicsRequest.CreatableTopic,
         # ReplicationControlManager.createTopic: a manual assignment comes with -1/-1
         # (KIP-464), partitions 0..n-1 each on a list of registered, distinct brokers.
         if topic.replication_factor != -1:
-            raise KafkaApiError(ErrorCode.INVALID_REQUEST,
-                                "A manual partition assignment was specified, but replication "
-                                "factor was not set to -1.")
+            raise KafkaApiError(
+                ErrorCode.INVALID_REQUEST,
+                "A manual partition assignment was specified, but replication "
+                "factor was not set to -1.",
+            )
         if topic.num_partitions != -1:
-            raise KafkaApiError(ErrorCode.INVALID_REQUEST,
-                                "A manual partition assignment was specified, but numPartitions "
-                                "was not set to -1.")
+            raise KafkaApiError(
+                ErrorCode.INVALID_REQUEST,
+                "A manual partition assignment was specified, but numPartitions was not set to -1.",
+            )
         seen: set[int] = set()
         for assignment in topic.assignments:
             if assignment.partition_index in seen:
-                raise KafkaApiError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                                    "Found multiple manual partition assignments for partition "
-                                    f"{assignment.partition_index}")
+                raise KafkaApiError(
+                    ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                    "Found multiple manual partition assignments for partition "
+                    f"{assignment.partition_index}",
+                )
             _check_manual_assignment(assignment.broker_ids, node_id)
             seen.add(assignment.partition_index)
         if seen != set(range(len(seen))):
-            raise KafkaApiError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                                "partitions should be a consecutive 0-based integer sequence")
+            raise KafkaApiError(
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                "partitions should be a consecutive 0-based integer sequence",
+            )
         num_partitions = len(seen)
     else:
         # Older request versions (< 4) cannot send -1 from Kafka's own clients, but the
         # broker resolves the defaults whatever the version, as Kafka's does.
         if topic.replication_factor < -1 or topic.replication_factor == 0:
-            raise KafkaApiError(ErrorCode.INVALID_REPLICATION_FACTOR,
-                                "Replication factor must be larger than 0, or -1 to use the "
-                                "default value.")
+            raise KafkaApiError(
+                ErrorCode.INVALID_REPLICATION_FACTOR,
+                "Replication factor must be larger than 0, or -1 to use the default value.",
+            )
         if topic.num_partitions < -1 or topic.num_partitions == 0:
-            raise KafkaApiError(ErrorCode.INVALID_PARTITIONS,
-                                "Number of partitions was set to an invalid non-positive value.")
+            raise KafkaApiError(
+                ErrorCode.INVALID_PARTITIONS,
+                "Number of partitions was set to an invalid non-positive value.",
+            )
         replication = topic.replication_factor
         if replication == -1:
             replication = int(broker.config["default.replication.factor"])
         if replication > 1:
             # StripedReplicaPlacer's message, prefixed by ReplicationControlManager.
-            raise KafkaApiError(ErrorCode.INVALID_REPLICATION_FACTOR,
-                                f"Unable to replicate the partition {replication} time(s): The "
-                                f"target replication factor of {replication} cannot be reached "
-                                "because only 1 broker(s) are registered.")
+            raise KafkaApiError(
+                ErrorCode.INVALID_REPLICATION_FACTOR,
+                f"Unable to replicate the partition {replication} time(s): The "
+                f"target replication factor of {replication} cannot be reached "
+                "because only 1 broker(s) are registered.",
+            )
         num_partitions = topic.num_partitions
         if num_partitions == -1:
             num_partitions = int(broker.config["num.partitions"])
     overrides = {name: value for name, value in configs.items() if value is not None}
     created = topics.create(topic.name, num_partitions, overrides, validate_only=validate_only)
-    result = CreateTopicsResponse.CreatableTopicResult(name=topic.name, error_code=0,
-                                                       error_message=None)
+    result = CreateTopicsResponse.CreatableTopicResult(
+        name=topic.name, error_code=0, error_message=None
+    )
     if version >= 7:
         result.topic_id = created.topic_id
     if version >= 5:
@@ -275,43 +323,52 @@ def _create_topic(broker: Broker, topic: CreateTopicsRequest.CreatableTopic,
         result.replication_factor = 1
         result.configs = [
             CreateTopicsResponse.CreatableTopicConfigs(
-                name=name, value=value, read_only=False, config_source=source,
-                is_sensitive=False)
+                name=name, value=value, read_only=False, config_source=source, is_sensitive=False
+            )
             for name, value, source, _ in topic_config_entries(broker.config, overrides)
         ]
     return result
 
 
-def _check_manual_assignment(broker_ids: Sequence[int], node_id: int,
-                             replication_factor: int | None = None) -> None:
+def _check_manual_assignment(
+    broker_ids: Sequence[int], node_id: int, replication_factor: int | None = None
+) -> None:
     """ReplicationControlManager.validateManualPartitionAssignment on a one-node cluster."""
     if not broker_ids:
-        raise KafkaApiError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                            "The manual partition assignment includes an empty replica list.")
+        raise KafkaApiError(
+            ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+            "The manual partition assignment includes an empty replica list.",
+        )
     previous = None
     for broker_id in sorted(broker_ids):
         if broker_id != node_id:
-            raise KafkaApiError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                                f"The manual partition assignment includes broker {broker_id}, "
-                                "but no such broker is registered.")
+            raise KafkaApiError(
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                f"The manual partition assignment includes broker {broker_id}, "
+                "but no such broker is registered.",
+            )
         if broker_id == previous:
-            raise KafkaApiError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                                f"The manual partition assignment includes the broker "
-                                f"{broker_id} more than once.")
+            raise KafkaApiError(
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                f"The manual partition assignment includes the broker {broker_id} more than once.",
+            )
         previous = broker_id
     if replication_factor is not None and len(broker_ids) != replication_factor:
-        raise KafkaApiError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                            "The manual partition assignment includes a partition with "
-                            f"{len(broker_ids)} replica(s), but this is not consistent with "
-                            f"previous partitions, which have {replication_factor} replica(s).")
+        raise KafkaApiError(
+            ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+            "The manual partition assignment includes a partition with "
+            f"{len(broker_ids)} replica(s), but this is not consistent with "
+            f"previous partitions, which have {replication_factor} replica(s).",
+        )
 
 
 # --- DeleteTopics (key 20) -----------------------------------------------------------------
 
 
 @handles(20, 0, 6)
-async def handle_delete_topics(ctx: RequestContext,
-                               request: DeleteTopicsRequest) -> DeleteTopicsResponse:
+async def handle_delete_topics(
+    ctx: RequestContext, request: DeleteTopicsRequest
+) -> DeleteTopicsResponse:
     """Delete topics named (v0+) or identified by topic id (v6+)."""
     version = ctx.api_version
     topics = ctx.broker.topics
@@ -331,10 +388,14 @@ async def handle_delete_topics(ctx: RequestContext,
     results = []
     reported: set[tuple[str | None, uuid.UUID]] = set()
     for name, topic_id in wanted:
-        def fail(code: int, message: str | None, name: str | None = name,
-                 topic_id: uuid.UUID = topic_id) -> None:
-            results.append(Result(name=name, topic_id=topic_id, error_code=code,
-                                  error_message=message))
+
+        def fail(
+            code: int, message: str | None, name: str | None = name, topic_id: uuid.UUID = topic_id
+        ) -> None:
+            results.append(
+                Result(name=name, topic_id=topic_id, error_code=code, error_message=message)
+            )
+
         if name is None and topic_id == ZERO_UUID:
             fail(ErrorCode.INVALID_REQUEST, "Neither topic name nor id were specified.")
             continue
@@ -344,19 +405,27 @@ async def handle_delete_topics(ctx: RequestContext,
         if name in dup_names or topic_id in dup_ids:
             if (name, topic_id) not in reported:  # one result per repeated name / id
                 reported.add((name, topic_id))
-                fail(ErrorCode.INVALID_REQUEST,
-                     "Duplicate topic name." if name is not None else "Duplicate topic id.")
+                fail(
+                    ErrorCode.INVALID_REQUEST,
+                    "Duplicate topic name." if name is not None else "Duplicate topic id.",
+                )
             continue
         topic = topics.get(name) if name is not None else topics.get_by_id(topic_id)
         if topic is None:
             # Kafka's default messages for these codes; the response carries null.
-            fail(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION if name is not None
-                 else ErrorCode.UNKNOWN_TOPIC_ID, None)
+            fail(
+                ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                if name is not None
+                else ErrorCode.UNKNOWN_TOPIC_ID,
+                None,
+            )
             continue
         if name is not None and topic.topic_id in ids_supplied:
-            fail(ErrorCode.INVALID_REQUEST,
-                 "The provided topic name maps to an ID that was already supplied.",
-                 topic_id=topic.topic_id)
+            fail(
+                ErrorCode.INVALID_REQUEST,
+                "The provided topic name maps to an ID that was already supplied.",
+                topic_id=topic.topic_id,
+            )
             continue
         try:
             topics.delete(topic.name)
@@ -367,8 +436,9 @@ async def handle_delete_topics(ctx: RequestContext,
                 code = ErrorCode.INVALID_REQUEST
             fail(code, message, name=topic.name, topic_id=topic.topic_id)
             continue
-        results.append(Result(name=topic.name, topic_id=topic.topic_id, error_code=0,
-                              error_message=None))
+        results.append(
+            Result(name=topic.name, topic_id=topic.topic_id, error_code=0, error_message=None)
+        )
     deleted = [r.name for r in results if r.error_code == 0]
     if deleted:
         # Kafka drops the groups' committed offsets of deleted partitions, so a topic
@@ -382,7 +452,8 @@ async def handle_delete_topics(ctx: RequestContext,
 
 @handles(37, 0, 3)
 async def handle_create_partitions(
-        ctx: RequestContext, request: CreatePartitionsRequest) -> CreatePartitionsResponse:
+    ctx: RequestContext, request: CreatePartitionsRequest
+) -> CreatePartitionsResponse:
     """Increase topics' partition counts (or only validate the increase)."""
     broker = ctx.broker
     Result = CreatePartitionsResponse.CreatePartitionsTopicResult
@@ -393,8 +464,13 @@ async def handle_create_partitions(
         if topic.name in dupes:
             if topic.name not in reported:
                 reported.add(topic.name)
-                results.append(Result(name=topic.name, error_code=ErrorCode.INVALID_REQUEST,
-                                      error_message="Duplicate topic name."))
+                results.append(
+                    Result(
+                        name=topic.name,
+                        error_code=ErrorCode.INVALID_REQUEST,
+                        error_message="Duplicate topic name.",
+                    )
+                )
             continue
         try:
             _create_partitions(broker, topic, request.validate_only)
@@ -406,29 +482,36 @@ async def handle_create_partitions(
     return CreatePartitionsResponse(throttle_time_ms=0, results=results)
 
 
-def _create_partitions(broker: Broker, topic: CreatePartitionsRequest.CreatePartitionsTopic,
-                       validate_only: bool) -> None:
+def _create_partitions(
+    broker: Broker, topic: CreatePartitionsRequest.CreatePartitionsTopic, validate_only: bool
+) -> None:
     existing = broker.topics.get(topic.name)
     if existing is None:
         raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None)
     current = len(existing.partitions)
     # ReplicationControlManager.createPartitions: messages as Kafka words them.
     if topic.count == current:
-        raise KafkaApiError(ErrorCode.INVALID_PARTITIONS,
-                            f"Topic already has {current} partition(s).")
+        raise KafkaApiError(
+            ErrorCode.INVALID_PARTITIONS, f"Topic already has {current} partition(s)."
+        )
     if topic.count < current:
-        raise KafkaApiError(ErrorCode.INVALID_PARTITIONS,
-                            f"The topic {topic.name} currently has {current} partition(s); "
-                            f"{topic.count} would not be an increase.")
+        raise KafkaApiError(
+            ErrorCode.INVALID_PARTITIONS,
+            f"The topic {topic.name} currently has {current} partition(s); "
+            f"{topic.count} would not be an increase.",
+        )
     additional = topic.count - current
     if topic.assignments is not None:
         if len(topic.assignments) != additional:
-            raise KafkaApiError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                                f"Attempted to add {additional} additional partition(s), but "
-                                f"only {len(topic.assignments)} assignment(s) were specified.")
+            raise KafkaApiError(
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                f"Attempted to add {additional} additional partition(s), but "
+                f"only {len(topic.assignments)} assignment(s) were specified.",
+            )
         for assignment in topic.assignments:
-            _check_manual_assignment(assignment.broker_ids, broker.config.node_id,
-                                     replication_factor=1)
+            _check_manual_assignment(
+                assignment.broker_ids, broker.config.node_id, replication_factor=1
+            )
     broker.topics.add_partitions(topic.name, topic.count, validate_only=validate_only)
 
 
@@ -441,20 +524,25 @@ def _check_broker_name(name: str, node_id: int, *, describe: bool) -> None:
         broker_id = int(name)
     except ValueError:
         if describe:  # ConfigHelper.resourceNameToBrokerId
-            raise KafkaApiError(ErrorCode.INVALID_REQUEST,
-                                f"Broker id must be an integer, but it is: {name}") from None
+            raise KafkaApiError(
+                ErrorCode.INVALID_REQUEST, f"Broker id must be an integer, but it is: {name}"
+            ) from None
         # ConfigAdminManager.validateResourceNameIsCurrentNodeId
-        raise KafkaApiError(ErrorCode.INVALID_REQUEST,
-                            f"Node id must be an integer, but it is: {name}") from None
+        raise KafkaApiError(
+            ErrorCode.INVALID_REQUEST, f"Node id must be an integer, but it is: {name}"
+        ) from None
     if broker_id != node_id:
         expected = f"{node_id} or empty string" if describe else f"{node_id}"
-        raise KafkaApiError(ErrorCode.INVALID_REQUEST,
-                            f"Unexpected broker id, expected {expected}, but received {name}")
+        raise KafkaApiError(
+            ErrorCode.INVALID_REQUEST,
+            f"Unexpected broker id, expected {expected}, but received {name}",
+        )
 
 
 @handles(32, 0, 4)
 async def handle_describe_configs(
-        ctx: RequestContext, request: DescribeConfigsRequest) -> DescribeConfigsResponse:
+    ctx: RequestContext, request: DescribeConfigsRequest
+) -> DescribeConfigsResponse:
     """Describe topic and broker configs: values, sources, synonyms, types, docs."""
     version = ctx.api_version
     include_synonyms = version >= 1 and request.include_synonyms
@@ -466,9 +554,15 @@ async def handle_describe_configs(
             entries = _describe_resource(ctx.broker, resource)
         except KafkaApiError as exc:
             code, message = _error(exc)
-            results.append(Result(error_code=code, error_message=message,
-                                  resource_type=resource.resource_type,
-                                  resource_name=resource.resource_name, configs=[]))
+            results.append(
+                Result(
+                    error_code=code,
+                    error_message=message,
+                    resource_type=resource.resource_type,
+                    resource_name=resource.resource_name,
+                    configs=[],
+                )
+            )
             continue
         keys = resource.configuration_keys
         configs = []
@@ -476,8 +570,11 @@ async def handle_describe_configs(
             if keys is not None and name not in keys:
                 continue
             entry = DescribeConfigsResponse.DescribeConfigsResourceResult(
-                name=name, value=None if sensitive else value, read_only=read_only,
-                is_sensitive=sensitive)
+                name=name,
+                value=None if sensitive else value,
+                read_only=read_only,
+                is_sensitive=sensitive,
+            )
             if version == 0:
                 entry.is_default = source == DEFAULT_CONFIG
             else:
@@ -485,21 +582,29 @@ async def handle_describe_configs(
                 if include_synonyms:
                     entry.synonyms = [
                         DescribeConfigsResponse.DescribeConfigsSynonym(
-                            name=s_name, value=None if sensitive else s_value, source=s_source)
+                            name=s_name, value=None if sensitive else s_value, source=s_source
+                        )
                         for s_name, s_value, s_source in synonyms
                     ]
             if version >= 3:
                 entry.config_type = CONFIG_TYPE_IDS.get(kind, 0)
                 entry.documentation = doc if include_docs else None
             configs.append(entry)
-        results.append(Result(error_code=0, error_message=None,
-                              resource_type=resource.resource_type,
-                              resource_name=resource.resource_name, configs=configs))
+        results.append(
+            Result(
+                error_code=0,
+                error_message=None,
+                resource_type=resource.resource_type,
+                resource_name=resource.resource_name,
+                configs=configs,
+            )
+        )
     return DescribeConfigsResponse(throttle_time_ms=0, results=results)
 
 
-def _describe_resource(broker: Broker, resource: DescribeConfigsRequest.DescribeConfigsResource
-                       ) -> list[tuple]:
+def _describe_resource(
+    broker: Broker, resource: DescribeConfigsRequest.DescribeConfigsResource
+) -> list[tuple]:
     """(name, value, source, synonyms, read_only, sensitive, type, doc) for each config."""
     config: BrokerConfig = broker.config
     if resource.resource_type == TOPIC:
@@ -507,11 +612,20 @@ def _describe_resource(broker: Broker, resource: DescribeConfigsRequest.Describe
         broker.topics.check_name(name)
         topic = broker.topics.get(name)
         if topic is None:
-            raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                                f"The topic '{name}' does not exist.")
+            raise KafkaApiError(
+                ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
+            )
         return [
-            (c_name, value, source, synonyms, False, False, _topic_config_type(c_name),
-             _topic_config_doc(c_name))
+            (
+                c_name,
+                value,
+                source,
+                synonyms,
+                False,
+                False,
+                _topic_config_type(c_name),
+                _topic_config_doc(c_name),
+            )
             for c_name, value, source, synonyms in topic_config_entries(config, topic.configs)
         ]
     if resource.resource_type == BROKER:
@@ -528,15 +642,26 @@ def _describe_resource(broker: Broker, resource: DescribeConfigsRequest.Describe
             synonyms = _drop_until(synonyms, name)
             source = synonyms[0][2] if synonyms else DEFAULT_CONFIG
             sensitive = defn.type == "password"
-            entries.append((name, _broker_value_text(config, name), source, synonyms,
-                            True, sensitive, defn.type, defn.doc))
+            entries.append(
+                (
+                    name,
+                    _broker_value_text(config, name),
+                    source,
+                    synonyms,
+                    True,
+                    sensitive,
+                    defn.type,
+                    defn.doc,
+                )
+            )
         return entries
     type_name = RESOURCE_TYPE_NAMES.get(resource.resource_type, "UNKNOWN")
     raise KafkaApiError(ErrorCode.INVALID_REQUEST, f"Unsupported resource type: {type_name}")
 
 
-def _drop_until(synonyms: list[tuple[str, str | None, int]], name: str
-                ) -> list[tuple[str, str | None, int]]:
+def _drop_until(
+    synonyms: list[tuple[str, str | None, int]], name: str
+) -> list[tuple[str, str | None, int]]:
     # Kafka's configSynonyms ends with dropWhile(_.name != name): synonyms of coarser
     # settings are listed only when the setting itself appears first.
     for i, (s_name, _, _) in enumerate(synonyms):
@@ -548,8 +673,9 @@ def _drop_until(synonyms: list[tuple[str, str | None, int]], name: str
 # --- AlterConfigs (key 33) and IncrementalAlterConfigs (key 44) ----------------------------
 
 
-def _preprocess(resources: Sequence[Any], node_id: int, *, incremental: bool
-                ) -> dict[int, tuple[int, str | None]]:
+def _preprocess(
+    resources: Sequence[Any], node_id: int, *, incremental: bool
+) -> dict[int, tuple[int, str | None]]:
     """ConfigAdminManager.preprocess: errors found before touching any topic, keyed by the
     index of the resource in the request."""
     errors: dict[int, tuple[int, str | None]] = {}
@@ -561,25 +687,31 @@ def _preprocess(resources: Sequence[Any], node_id: int, *, incremental: bool
         try:
             names = [c.name for c in resource.configs]
             if len(set(names)) != len(names):
-                raise KafkaApiError(ErrorCode.INVALID_REQUEST,
-                                    "Error due to duplicate config keys")
-            nulls = [c.name for c in resource.configs
-                     if c.value is None and not (incremental and c.config_operation == OP_DELETE)]
+                raise KafkaApiError(ErrorCode.INVALID_REQUEST, "Error due to duplicate config keys")
+            nulls = [
+                c.name
+                for c in resource.configs
+                if c.value is None and not (incremental and c.config_operation == OP_DELETE)
+            ]
             if nulls:
-                raise KafkaApiError(ErrorCode.INVALID_REQUEST,
-                                    "Null value not supported for : " + ", ".join(nulls))
+                raise KafkaApiError(
+                    ErrorCode.INVALID_REQUEST, "Null value not supported for : " + ", ".join(nulls)
+                )
             if incremental:
                 for c in resource.configs:
                     if c.config_operation not in OP_NAMES:
-                        raise KafkaApiError(ErrorCode.INVALID_REQUEST,
-                                            f"Unknown operations type {c.config_operation}")
+                        raise KafkaApiError(
+                            ErrorCode.INVALID_REQUEST,
+                            f"Unknown operations type {c.config_operation}",
+                        )
             if resource.resource_type == BROKER:
                 if resource.resource_name != "":
                     _check_broker_name(resource.resource_name, node_id, describe=False)
                 _refuse_broker_change(names)
             elif resource.resource_type != TOPIC:
-                raise KafkaApiError(ErrorCode.INVALID_REQUEST,
-                                    f"Unknown resource type {resource.resource_type}")
+                raise KafkaApiError(
+                    ErrorCode.INVALID_REQUEST, f"Unknown resource type {resource.resource_type}"
+                )
         except KafkaApiError as exc:
             errors[i] = _error(exc)
     return errors
@@ -590,9 +722,11 @@ def _refuse_broker_change(names: Sequence[str]) -> None:
     if not names:
         return
     listed = ", ".join(names)
-    raise KafkaApiError(ErrorCode.INVALID_REQUEST,
-                        f"Cannot update these configs dynamically: Set({listed}); kbroker "
-                        "reads broker settings only at startup (config file or --override).")
+    raise KafkaApiError(
+        ErrorCode.INVALID_REQUEST,
+        f"Cannot update these configs dynamically: Set({listed}); kbroker "
+        "reads broker settings only at startup (config file or --override).",
+    )
 
 
 def _topic_for_alter(broker: Broker, name: str) -> Topic | None:
@@ -602,22 +736,28 @@ def _topic_for_alter(broker: Broker, name: str) -> Topic | None:
     return broker.topics.get(name)
 
 
-def _apply_topic_configs(broker: Broker, name: str, topic: Topic | None,
-                         new: dict[str, str | None],
-                         validate_only: bool) -> None:
+def _apply_topic_configs(
+    broker: Broker, name: str, topic: Topic | None, new: dict[str, str | None], validate_only: bool
+) -> None:
     # ConfigurationControlManager.validateAlterConfig: the resulting config is validated
     # as a whole, then the topic's existence is checked.
     _check_topic_configs(dict(new))
     if topic is None:
-        raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                            f"The topic '{name}' does not exist.")
+        raise KafkaApiError(
+            ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
+        )
     broker.topics.set_configs(name, new, validate_only=validate_only)
 
 
 def _alter_topic_configs(
-        broker: Broker, resources: Sequence[Any], *, incremental: bool, validate_only: bool,
-        new_overrides: Callable[[Topic | None, Any], dict[str, str | None]],
-        result: Callable[..., Any]) -> list[Any]:
+    broker: Broker,
+    resources: Sequence[Any],
+    *,
+    incremental: bool,
+    validate_only: bool,
+    new_overrides: Callable[[Topic | None, Any], dict[str, str | None]],
+    result: Callable[..., Any],
+) -> list[Any]:
     """Both AlterConfigs APIs, resource by resource: they differ only in how the new
     overrides follow from the request (whole replacement, or KIP-339 operations)."""
     errors = _preprocess(resources, broker.config.node_id, incremental=incremental)
@@ -632,20 +772,30 @@ def _alter_topic_configs(
             except KafkaApiError as exc:
                 error = _error(exc)
         code, message = error or (0, None)
-        results.append(result(error_code=code, error_message=message,
-                              resource_type=resource.resource_type,
-                              resource_name=resource.resource_name))
+        results.append(
+            result(
+                error_code=code,
+                error_message=message,
+                resource_type=resource.resource_type,
+                resource_name=resource.resource_name,
+            )
+        )
     return results
 
 
 @handles(33, 0, 2)
 async def handle_alter_configs(
-        ctx: RequestContext, request: AlterConfigsRequest) -> AlterConfigsResponse:
+    ctx: RequestContext, request: AlterConfigsRequest
+) -> AlterConfigsResponse:
     """Replace topics' config overrides (legacy AlterConfigs: unlisted keys are removed)."""
     results = _alter_topic_configs(
-        ctx.broker, request.resources, incremental=False, validate_only=request.validate_only,
+        ctx.broker,
+        request.resources,
+        incremental=False,
+        validate_only=request.validate_only,
         new_overrides=lambda _topic, resource: {c.name: c.value for c in resource.configs},
-        result=AlterConfigsResponse.AlterConfigsResourceResponse)
+        result=AlterConfigsResponse.AlterConfigsResourceResponse,
+    )
     return AlterConfigsResponse(throttle_time_ms=0, responses=results)
 
 
@@ -654,8 +804,9 @@ def _list_default(name: str, broker_config: BrokerConfig) -> str | None:
     return topic_config.to_text(value)
 
 
-def _incremental_topic_configs(broker: Broker, current: dict[str, str],
-                               ops: Sequence[Any]) -> dict[str, str | None]:
+def _incremental_topic_configs(
+    broker: Broker, current: dict[str, str], ops: Sequence[Any]
+) -> dict[str, str | None]:
     """ConfigurationControlManager.incrementalAlterConfigResource on a topic's overrides."""
     new: dict[str, str | None] = dict(current)
     for op in ops:
@@ -671,9 +822,10 @@ def _incremental_topic_configs(broker: Broker, current: dict[str, str],
             new.pop(key, None)
         else:
             if _topic_config_type(key) != "list":
-                raise KafkaApiError(ErrorCode.INVALID_CONFIG,
-                                    f"Can't {OP_NAMES[kind]} to key {key} because its type is "
-                                    "not LIST.")
+                raise KafkaApiError(
+                    ErrorCode.INVALID_CONFIG,
+                    f"Can't {OP_NAMES[kind]} to key {key} because its type is not LIST.",
+                )
             # The list starts from the override, else from the default (getParts).
             base = new.get(key)
             if base is None:
@@ -691,15 +843,20 @@ def _incremental_topic_configs(broker: Broker, current: dict[str, str],
 
 @handles(44, 0, 1)
 async def handle_incremental_alter_configs(
-        ctx: RequestContext,
-        request: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse:
+    ctx: RequestContext, request: IncrementalAlterConfigsRequest
+) -> IncrementalAlterConfigsResponse:
     """SET / DELETE / APPEND / SUBTRACT single topic config keys (KIP-339)."""
     broker = ctx.broker
     results = _alter_topic_configs(
-        broker, request.resources, incremental=True, validate_only=request.validate_only,
+        broker,
+        request.resources,
+        incremental=True,
+        validate_only=request.validate_only,
         new_overrides=lambda topic, resource: _incremental_topic_configs(
-            broker, dict(topic.configs) if topic is not None else {}, resource.configs),
-        result=IncrementalAlterConfigsResponse.AlterConfigsResourceResponse)
+            broker, dict(topic.configs) if topic is not None else {}, resource.configs
+        ),
+        result=IncrementalAlterConfigsResponse.AlterConfigsResourceResponse,
+    )
     return IncrementalAlterConfigsResponse(throttle_time_ms=0, responses=results)
 
 
@@ -713,7 +870,8 @@ def _partition_size(partition: Partition) -> int:
 
 @handles(35, 0, 4)
 async def handle_describe_log_dirs(
-        ctx: RequestContext, request: DescribeLogDirsRequest) -> DescribeLogDirsResponse:
+    ctx: RequestContext, request: DescribeLogDirsRequest
+) -> DescribeLogDirsResponse:
     """Describe our one log directory: per-partition sizes and (v4) volume space."""
     version = ctx.api_version
     broker = ctx.broker
@@ -734,15 +892,21 @@ async def handle_describe_log_dirs(
         indexes = wanted[name]
         partitions = [
             DescribeLogDirsResponse.DescribeLogDirsPartition(
-                partition_index=p.index, partition_size=_partition_size(p),
-                offset_lag=0, is_future_key=False)
-            for p in topic.partitions if indexes is None or p.index in indexes
+                partition_index=p.index,
+                partition_size=_partition_size(p),
+                offset_lag=0,
+                is_future_key=False,
+            )
+            for p in topic.partitions
+            if indexes is None or p.index in indexes
         ]
         if partitions:
-            out_topics.append(DescribeLogDirsResponse.DescribeLogDirsTopic(
-                name=name, partitions=partitions))
+            out_topics.append(
+                DescribeLogDirsResponse.DescribeLogDirsTopic(name=name, partitions=partitions)
+            )
     result = DescribeLogDirsResponse.DescribeLogDirsResult(
-        error_code=0, log_dir=data_dir, topics=out_topics)
+        error_code=0, log_dir=data_dir, topics=out_topics
+    )
     if version >= 4:
         # KIP-827: the volume's total and usable space, as Java's File.getTotalSpace /
         # getUsableSpace report them.

@@ -93,8 +93,9 @@ async def handle_fetch(ctx: RequestContext, request: FetchRequest) -> FetchRespo
     return FetchResponse(throttle_time_ms=0, error_code=0, session_id=0, responses=responses)
 
 
-async def _wait_for_change(ctx: RequestContext, watched: list[tuple[Any, int, int]],
-                           deadline: float) -> bool:
+async def _wait_for_change(
+    ctx: RequestContext, watched: list[tuple[Any, int, int]], deadline: float
+) -> bool:
     """Wait until a watched log's end or start offset moves (True) or the deadline (False).
 
     Every append anywhere wakes every parked fetch; checking two integers per
@@ -157,8 +158,12 @@ def _read_all(
             log = partition.log
             watched.append((log, log.log_end_offset, log.log_start_offset))
             data, size = _read_partition(
-                partition, fp, min(fp.partition_max_bytes, limit), min_one,
-                version=version, read_committed=read_committed,
+                partition,
+                fp,
+                min(fp.partition_max_bytes, limit),
+                min_one,
+                version=version,
+                read_committed=read_committed,
             )
             if data.error_code:
                 errored = True
@@ -172,7 +177,9 @@ def _read_all(
                 topic_id=fetch_topic.topic_id, partitions=parts
             )
         else:
-            resp_topic = FetchResponse.FetchableTopicResponse(topic=fetch_topic.topic, partitions=parts)
+            resp_topic = FetchResponse.FetchableTopicResponse(
+                topic=fetch_topic.topic, partitions=parts
+            )
         responses.append(resp_topic)
     # ReplicaManager.fetchMessages answers at once when nothing is readable or a read failed.
     return responses, total, errored or interesting == 0, watched
@@ -269,8 +276,9 @@ def _read_partition(
             # The aborted transactions overlapping what is returned, so the
             # consumer can skip their records (Kafka's collectAbortedTxns).
             data.aborted_transactions = [
-                FetchResponse.AbortedTransaction(producer_id=a.producer_id,
-                                                 first_offset=a.first_offset)
+                FetchResponse.AbortedTransaction(
+                    producer_id=a.producer_id, first_offset=a.first_offset
+                )
                 for a in log.aborted_transactions(fp.fetch_offset, result.next_offset)
             ]
     return data, size

@@ -80,8 +80,9 @@ def client_host(ctx: RequestContext) -> str:
 
 
 @handles(FIND_COORDINATOR, 0, 6)
-async def handle_find_coordinator(ctx: RequestContext,
-                                  request: FindCoordinatorRequest) -> FindCoordinatorResponse:
+async def handle_find_coordinator(
+    ctx: RequestContext, request: FindCoordinatorRequest
+) -> FindCoordinatorResponse:
     """This node coordinates every group and transactional id."""
     host, port = advertised_endpoint(ctx)
     node_id = ctx.broker.node_id
@@ -99,15 +100,26 @@ async def handle_find_coordinator(ctx: RequestContext,
                 error, message = ErrorCode.COORDINATOR_NOT_AVAILABLE, None
     ok = error == ErrorCode.NONE
     if version >= 4:  # KIP-699: batched keys
-        return FindCoordinatorResponse(coordinators=[
-            FindCoordinatorResponse.Coordinator(
-                key=key, node_id=node_id if ok else -1, host=host if ok else "",
-                port=port if ok else -1, error_code=error, error_message=message)
-            for key in request.coordinator_keys
-        ])
+        return FindCoordinatorResponse(
+            coordinators=[
+                FindCoordinatorResponse.Coordinator(
+                    key=key,
+                    node_id=node_id if ok else -1,
+                    host=host if ok else "",
+                    port=port if ok else -1,
+                    error_code=error,
+                    error_message=message,
+                )
+                for key in request.coordinator_keys
+            ]
+        )
     return FindCoordinatorResponse(
-        error_code=error, error_message=message, node_id=node_id if ok else -1,
-        host=host if ok else "", port=port if ok else -1)
+        error_code=error,
+        error_message=message,
+        node_id=node_id if ok else -1,
+        host=host if ok else "",
+        port=port if ok else -1,
+    )
 
 
 # --- JoinGroup (11) / SyncGroup (14) / Heartbeat (12) / LeaveGroup (13) -----------------
@@ -127,8 +139,9 @@ async def handle_join_group(ctx: RequestContext, request: JoinGroupRequest) -> J
         protocols=[(p.name, bytes(p.metadata)) for p in request.protocols],
         session_timeout_ms=request.session_timeout_ms,
         # v0 has no rebalance timeout: the session timeout bounds the join phase.
-        rebalance_timeout_ms=(request.rebalance_timeout_ms if version >= 1
-                              else request.session_timeout_ms),
+        rebalance_timeout_ms=(
+            request.rebalance_timeout_ms if version >= 1 else request.session_timeout_ms
+        ),
         client_id=ctx.client_id or "",
         client_host=client_host(ctx),
         # KIP-394: from v4 a new member first gets MEMBER_ID_REQUIRED and its id.
@@ -150,7 +163,8 @@ async def handle_join_group(ctx: RequestContext, request: JoinGroupRequest) -> J
         member_id=result.member_id,
         members=[
             JoinGroupResponse.JoinGroupResponseMember(
-                member_id=member_id, group_instance_id=instance_id, metadata=metadata)
+                member_id=member_id, group_instance_id=instance_id, metadata=metadata
+            )
             for member_id, instance_id, metadata in result.members
         ],
     )
@@ -187,14 +201,16 @@ async def handle_heartbeat(ctx: RequestContext, request: HeartbeatRequest) -> He
     """Keep a member alive; REBALANCE_IN_PROGRESS tells it to rejoin."""
     gc = coordinator_for(ctx.broker)
     error = gc.heartbeat(
-        request.group_id, request.generation_id, request.member_id,
-        request.group_instance_id if ctx.api_version >= 3 else None)
+        request.group_id,
+        request.generation_id,
+        request.member_id,
+        request.group_instance_id if ctx.api_version >= 3 else None,
+    )
     return HeartbeatResponse(error_code=error)
 
 
 @handles(LEAVE_GROUP, 0, 5)
-async def handle_leave_group(ctx: RequestContext,
-                             request: LeaveGroupRequest) -> LeaveGroupResponse:
+async def handle_leave_group(ctx: RequestContext, request: LeaveGroupRequest) -> LeaveGroupResponse:
     """Remove members (one before v3; a batch, possibly by instance id, from v3, KIP-345)."""
     gc = coordinator_for(ctx.broker)
     if ctx.api_version < 3:
@@ -207,9 +223,12 @@ async def handle_leave_group(ctx: RequestContext,
         error_code=top,
         members=[
             LeaveGroupResponse.MemberResponse(
-                member_id=member_id, group_instance_id=instance_id, error_code=error)
+                member_id=member_id, group_instance_id=instance_id, error_code=error
+            )
             for (member_id, instance_id), error in zip(identities, errors, strict=False)
-        ] if top == ErrorCode.NONE else [],
+        ]
+        if top == ErrorCode.NONE
+        else [],
     )
 
 
@@ -217,8 +236,9 @@ async def handle_leave_group(ctx: RequestContext,
 
 
 @handles(OFFSET_COMMIT, 0, 9)
-async def handle_offset_commit(ctx: RequestContext,
-                               request: OffsetCommitRequest) -> OffsetCommitResponse:
+async def handle_offset_commit(
+    ctx: RequestContext, request: OffsetCommitRequest
+) -> OffsetCommitResponse:
     """Store committed offsets (in __consumer_offsets before answering)."""
     gc = coordinator_for(ctx.broker)
     version = ctx.api_version
@@ -243,25 +263,38 @@ async def handle_offset_commit(ctx: RequestContext,
                 expire_timestamp=now + retention if retention != -1 else None,
             )
     if offsets:
-        codes.update(gc.commit_offsets(
-            request.group_id,
-            request.generation_id_or_member_epoch if version >= 1 else -1,
-            request.member_id if version >= 1 else "",
-            offsets,
-            group_instance_id=request.group_instance_id if version >= 7 else None,
-        ))
-    return OffsetCommitResponse(topics=[
-        OffsetCommitResponse.OffsetCommitResponseTopic(name=t.name, partitions=[
-            OffsetCommitResponse.OffsetCommitResponsePartition(
-                partition_index=p.partition_index, error_code=codes[(t.name, p.partition_index)])
-            for p in t.partitions
-        ])
-        for t in request.topics
-    ])
+        codes.update(
+            gc.commit_offsets(
+                request.group_id,
+                request.generation_id_or_member_epoch if version >= 1 else -1,
+                request.member_id if version >= 1 else "",
+                offsets,
+                group_instance_id=request.group_instance_id if version >= 7 else None,
+            )
+        )
+    return OffsetCommitResponse(
+        topics=[
+            OffsetCommitResponse.OffsetCommitResponseTopic(
+                name=t.name,
+                partitions=[
+                    OffsetCommitResponse.OffsetCommitResponsePartition(
+                        partition_index=p.partition_index,
+                        error_code=codes[(t.name, p.partition_index)],
+                    )
+                    for p in t.partitions
+                ],
+            )
+            for t in request.topics
+        ]
+    )
 
 
-def _fetch_group(ctx: RequestContext, group_id: str, topics: list[tuple[str, list[int]]] | None,
-                 require_stable: bool) -> dict[str, list[tuple[int, Any, int]]]:
+def _fetch_group(
+    ctx: RequestContext,
+    group_id: str,
+    topics: list[tuple[str, list[int]]] | None,
+    require_stable: bool,
+) -> dict[str, list[tuple[int, Any, int]]]:
     """topic → [(partition, OffsetAndMetadata | None, error)] in request order (or all)."""
     gc = coordinator_for(ctx.broker)
     wanted = None if topics is None else [(name, p) for name, parts in topics for p in parts]
@@ -282,8 +315,9 @@ def _fetch_group(ctx: RequestContext, group_id: str, topics: list[tuple[str, lis
 
 
 @handles(OFFSET_FETCH, 0, 9)
-async def handle_offset_fetch(ctx: RequestContext,
-                              request: OffsetFetchRequest) -> OffsetFetchResponse:
+async def handle_offset_fetch(
+    ctx: RequestContext, request: OffsetFetchRequest
+) -> OffsetFetchResponse:
     """Committed offsets of one group (v0-7) or several (v8+); null topics = all."""
     version = ctx.api_version
     require_stable = version >= 7 and request.require_stable
@@ -293,40 +327,77 @@ async def handle_offset_fetch(ctx: RequestContext,
             if version >= 9:
                 # KIP-848 members identify themselves; a stale one must not read offsets.
                 error = coordinator_for(ctx.broker).validate_offset_fetch(
-                    g.group_id, g.member_id, g.member_epoch)
+                    g.group_id, g.member_id, g.member_epoch
+                )
                 if error != ErrorCode.NONE:
-                    groups.append(OffsetFetchResponse.OffsetFetchResponseGroup(
-                        group_id=g.group_id, error_code=error))
+                    groups.append(
+                        OffsetFetchResponse.OffsetFetchResponseGroup(
+                            group_id=g.group_id, error_code=error
+                        )
+                    )
                     continue
-            wanted = None if g.topics is None else [
-                (t.name, list(t.partition_indexes)) for t in g.topics]
+            wanted = (
+                None
+                if g.topics is None
+                else [(t.name, list(t.partition_indexes)) for t in g.topics]
+            )
             found = _fetch_group(ctx, g.group_id, wanted, require_stable)
             P = OffsetFetchResponse.OffsetFetchResponsePartitions
-            groups.append(OffsetFetchResponse.OffsetFetchResponseGroup(
-                group_id=g.group_id,
-                topics=[OffsetFetchResponse.OffsetFetchResponseTopics(name=name, partitions=[
-                    P(partition_index=p, committed_offset=om.offset if om else -1,
-                      committed_leader_epoch=om.leader_epoch if om else -1,
-                      metadata=om.metadata if om else "", error_code=error)
-                    for p, om, error in parts]) for name, parts in found.items()],
-                error_code=ErrorCode.NONE))
+            groups.append(
+                OffsetFetchResponse.OffsetFetchResponseGroup(
+                    group_id=g.group_id,
+                    topics=[
+                        OffsetFetchResponse.OffsetFetchResponseTopics(
+                            name=name,
+                            partitions=[
+                                P(
+                                    partition_index=p,
+                                    committed_offset=om.offset if om else -1,
+                                    committed_leader_epoch=om.leader_epoch if om else -1,
+                                    metadata=om.metadata if om else "",
+                                    error_code=error,
+                                )
+                                for p, om, error in parts
+                            ],
+                        )
+                        for name, parts in found.items()
+                    ],
+                    error_code=ErrorCode.NONE,
+                )
+            )
         return OffsetFetchResponse(groups=groups)
-    wanted = None if request.topics is None else [
-        (t.name, list(t.partition_indexes)) for t in request.topics]
+    wanted = (
+        None
+        if request.topics is None
+        else [(t.name, list(t.partition_indexes)) for t in request.topics]
+    )
     found = _fetch_group(ctx, request.group_id, wanted, require_stable)
     P0 = OffsetFetchResponse.OffsetFetchResponsePartition
     return OffsetFetchResponse(
         error_code=ErrorCode.NONE,
-        topics=[OffsetFetchResponse.OffsetFetchResponseTopic(name=name, partitions=[
-            P0(partition_index=p, committed_offset=om.offset if om else -1,
-               committed_leader_epoch=om.leader_epoch if om else -1,
-               metadata=om.metadata if om else "", error_code=error)
-            for p, om, error in parts]) for name, parts in found.items()])
+        topics=[
+            OffsetFetchResponse.OffsetFetchResponseTopic(
+                name=name,
+                partitions=[
+                    P0(
+                        partition_index=p,
+                        committed_offset=om.offset if om else -1,
+                        committed_leader_epoch=om.leader_epoch if om else -1,
+                        metadata=om.metadata if om else "",
+                        error_code=error,
+                    )
+                    for p, om, error in parts
+                ],
+            )
+            for name, parts in found.items()
+        ],
+    )
 
 
 @handles(OFFSET_DELETE, 0, 0)
-async def handle_offset_delete(ctx: RequestContext,
-                               request: OffsetDeleteRequest) -> OffsetDeleteResponse:
+async def handle_offset_delete(
+    ctx: RequestContext, request: OffsetDeleteRequest
+) -> OffsetDeleteResponse:
     """Delete committed offsets of topics the group no longer subscribes to (KIP-496)."""
     gc = coordinator_for(ctx.broker)
     topics = ctx.broker.topics
@@ -343,36 +414,61 @@ async def handle_offset_delete(ctx: RequestContext,
     if error != ErrorCode.NONE:
         return OffsetDeleteResponse(error_code=error)
     codes.update(result)
-    return OffsetDeleteResponse(topics=[
-        OffsetDeleteResponse.OffsetDeleteResponseTopic(name=t.name, partitions=[
-            OffsetDeleteResponse.OffsetDeleteResponsePartition(
-                partition_index=p.partition_index, error_code=codes[(t.name, p.partition_index)])
-            for p in t.partitions])
-        for t in request.topics])
+    return OffsetDeleteResponse(
+        topics=[
+            OffsetDeleteResponse.OffsetDeleteResponseTopic(
+                name=t.name,
+                partitions=[
+                    OffsetDeleteResponse.OffsetDeleteResponsePartition(
+                        partition_index=p.partition_index,
+                        error_code=codes[(t.name, p.partition_index)],
+                    )
+                    for p in t.partitions
+                ],
+            )
+            for t in request.topics
+        ]
+    )
 
 
 # --- DescribeGroups (15) / ListGroups (16) / DeleteGroups (42) --------------------------
 
 
 @handles(DESCRIBE_GROUPS, 0, 5)
-async def handle_describe_groups(ctx: RequestContext,
-                                 request: DescribeGroupsRequest) -> DescribeGroupsResponse:
+async def handle_describe_groups(
+    ctx: RequestContext, request: DescribeGroupsRequest
+) -> DescribeGroupsResponse:
     """State, protocol and members of each group (unknown groups are Dead)."""
     gc = coordinator_for(ctx.broker)
-    ops = (GROUP_OPERATIONS if ctx.api_version >= 3 and request.include_authorized_operations
-           else AUTHORIZED_OPERATIONS_OMITTED)
+    ops = (
+        GROUP_OPERATIONS
+        if ctx.api_version >= 3 and request.include_authorized_operations
+        else AUTHORIZED_OPERATIONS_OMITTED
+    )
     out = []
     for group_id in request.groups:
         d = gc.describe_group(group_id)
-        out.append(DescribeGroupsResponse.DescribedGroup(
-            error_code=d.error_code, group_id=d.group_id, group_state=d.state,
-            protocol_type=d.protocol_type, protocol_data=d.protocol_data,
-            members=[DescribeGroupsResponse.DescribedGroupMember(
-                member_id=m.member_id, group_instance_id=m.group_instance_id,
-                client_id=m.client_id, client_host=m.client_host,
-                member_metadata=m.metadata, member_assignment=m.assignment)
-                for m in d.members],
-            authorized_operations=ops))
+        out.append(
+            DescribeGroupsResponse.DescribedGroup(
+                error_code=d.error_code,
+                group_id=d.group_id,
+                group_state=d.state,
+                protocol_type=d.protocol_type,
+                protocol_data=d.protocol_data,
+                members=[
+                    DescribeGroupsResponse.DescribedGroupMember(
+                        member_id=m.member_id,
+                        group_instance_id=m.group_instance_id,
+                        client_id=m.client_id,
+                        client_host=m.client_host,
+                        member_metadata=m.metadata,
+                        member_assignment=m.assignment,
+                    )
+                    for m in d.members
+                ],
+                authorized_operations=ops,
+            )
+        )
     return DescribeGroupsResponse(groups=out)
 
 
@@ -389,51 +485,68 @@ async def handle_list_groups(ctx: RequestContext, request: ListGroupsRequest) ->
             continue
         if types and group_type not in types:
             continue
-        groups.append(ListGroupsResponse.ListedGroup(
-            group_id=group_id, protocol_type=protocol_type, group_state=state,
-            group_type=group_type))
+        groups.append(
+            ListGroupsResponse.ListedGroup(
+                group_id=group_id,
+                protocol_type=protocol_type,
+                group_state=state,
+                group_type=group_type,
+            )
+        )
     return ListGroupsResponse(error_code=ErrorCode.NONE, groups=groups)
 
 
 @handles(DELETE_GROUPS, 0, 2)
-async def handle_delete_groups(ctx: RequestContext,
-                               request: DeleteGroupsRequest) -> DeleteGroupsResponse:
+async def handle_delete_groups(
+    ctx: RequestContext, request: DeleteGroupsRequest
+) -> DeleteGroupsResponse:
     """Delete empty groups and their offsets (NON_EMPTY_GROUP while members remain)."""
     gc = coordinator_for(ctx.broker)
     # Results are keyed by group id (Kafka's response is a map): duplicates collapse.
     names = list(dict.fromkeys(request.groups_names))
     result = gc.delete_groups(names)
-    return DeleteGroupsResponse(results=[
-        DeleteGroupsResponse.DeletableGroupResult(group_id=g, error_code=result[g])
-        for g in names])
+    return DeleteGroupsResponse(
+        results=[
+            DeleteGroupsResponse.DeletableGroupResult(group_id=g, error_code=result[g])
+            for g in names
+        ]
+    )
 
 
 # --- KIP-848: ConsumerGroupHeartbeat (68) / ConsumerGroupDescribe (69) ------------------
 
 
 def _topics_view(ctx: RequestContext) -> dict[str, tuple[Any, int]]:
-    return {name: (topic.topic_id, len(topic.partitions))
-            for name, topic in ctx.broker.topics.topics.items()}
+    return {
+        name: (topic.topic_id, len(topic.partitions))
+        for name, topic in ctx.broker.topics.topics.items()
+    }
 
 
 @handles(CONSUMER_GROUP_HEARTBEAT, 0, 1)
 async def handle_consumer_group_heartbeat(
-        ctx: RequestContext,
-        request: ConsumerGroupHeartbeatRequest) -> ConsumerGroupHeartbeatResponse:
+    ctx: RequestContext, request: ConsumerGroupHeartbeatRequest
+) -> ConsumerGroupHeartbeatResponse:
     """The KIP-848 protocol: join, heartbeat, reconcile and leave in one API."""
     gc = coordinator_for(ctx.broker)
     owned = None
     if request.topic_partitions is not None:
-        owned = {tp.topic_id: set(tp.partitions) for tp in request.topic_partitions
-                 if tp.partitions}
+        owned = {
+            tp.topic_id: set(tp.partitions) for tp in request.topic_partitions if tp.partitions
+        }
     result = gc.consumer_group_heartbeat(
-        request.group_id, request.member_id, request.member_epoch,
+        request.group_id,
+        request.member_id,
+        request.member_epoch,
         topics=_topics_view(ctx),
         instance_id=request.instance_id,
         rack_id=request.rack_id,
         rebalance_timeout_ms=request.rebalance_timeout_ms,
-        subscribed_names=(list(request.subscribed_topic_names)
-                          if request.subscribed_topic_names is not None else None),
+        subscribed_names=(
+            list(request.subscribed_topic_names)
+            if request.subscribed_topic_names is not None
+            else None
+        ),
         regex=request.subscribed_topic_regex if ctx.api_version >= 1 else None,
         server_assignor=request.server_assignor,
         owned=owned,
@@ -441,56 +554,84 @@ async def handle_consumer_group_heartbeat(
         client_host=client_host(ctx),
     )
     if result.error_code != ErrorCode.NONE:
-        return ConsumerGroupHeartbeatResponse(error_code=result.error_code,
-                                              error_message=result.error_message)
+        return ConsumerGroupHeartbeatResponse(
+            error_code=result.error_code, error_message=result.error_message
+        )
     assignment = None
     if result.assignment is not None:
         R = ConsumerGroupHeartbeatResponse
-        assignment = R.Assignment(topic_partitions=[
-            R.TopicPartitions(topic_id=topic_id, partitions=sorted(parts))
-            for topic_id, parts in sorted(result.assignment.items(), key=lambda kv: str(kv[0]))])
+        assignment = R.Assignment(
+            topic_partitions=[
+                R.TopicPartitions(topic_id=topic_id, partitions=sorted(parts))
+                for topic_id, parts in sorted(result.assignment.items(), key=lambda kv: str(kv[0]))
+            ]
+        )
     return ConsumerGroupHeartbeatResponse(
-        error_code=ErrorCode.NONE, member_id=result.member_id,
+        error_code=ErrorCode.NONE,
+        member_id=result.member_id,
         member_epoch=result.member_epoch,
         heartbeat_interval_ms=gc.config.consumer_heartbeat_interval_ms,
-        assignment=assignment)
+        assignment=assignment,
+    )
 
 
 @handles(CONSUMER_GROUP_DESCRIBE, 0, 0)
 async def handle_consumer_group_describe(
-        ctx: RequestContext,
-        request: ConsumerGroupDescribeRequest) -> ConsumerGroupDescribeResponse:
+    ctx: RequestContext, request: ConsumerGroupDescribeRequest
+) -> ConsumerGroupDescribeResponse:
     """Members, epochs and (target) assignments of KIP-848 groups."""
     gc = coordinator_for(ctx.broker)
     names = {topic.topic_id: name for name, topic in ctx.broker.topics.topics.items()}
     R = ConsumerGroupDescribeResponse
-    ops = GROUP_OPERATIONS if request.include_authorized_operations else \
-        AUTHORIZED_OPERATIONS_OMITTED
+    ops = (
+        GROUP_OPERATIONS if request.include_authorized_operations else AUTHORIZED_OPERATIONS_OMITTED
+    )
 
     def assignment(a: dict) -> Any:
-        return R.Assignment(topic_partitions=[
-            R.TopicPartitions(topic_id=topic_id, topic_name=names.get(topic_id, ""),
-                              partitions=sorted(parts))
-            for topic_id, parts in sorted(a.items(), key=lambda kv: str(kv[0]))])
+        return R.Assignment(
+            topic_partitions=[
+                R.TopicPartitions(
+                    topic_id=topic_id, topic_name=names.get(topic_id, ""), partitions=sorted(parts)
+                )
+                for topic_id, parts in sorted(a.items(), key=lambda kv: str(kv[0]))
+            ]
+        )
 
     out = []
     for group_id in request.group_ids:
         group = gc.consumer_group(group_id)
         if group is None:
-            out.append(R.DescribedGroup(error_code=ErrorCode.GROUP_ID_NOT_FOUND,
-                                        error_message=f"Group {group_id} not found.",
-                                        group_id=group_id))
+            out.append(
+                R.DescribedGroup(
+                    error_code=ErrorCode.GROUP_ID_NOT_FOUND,
+                    error_message=f"Group {group_id} not found.",
+                    group_id=group_id,
+                )
+            )
             continue
-        out.append(R.DescribedGroup(
-            group_id=group_id, group_state=group.state.value, group_epoch=group.group_epoch,
-            assignment_epoch=group.assignment_epoch, assignor_name=group.assignor,
-            authorized_operations=ops,
-            members=[R.Member(
-                member_id=m.member_id, instance_id=m.instance_id, rack_id=m.rack_id,
-                member_epoch=m.epoch, client_id=m.client_id, client_host=m.client_host,
-                subscribed_topic_names=list(m.subscribed_names),
-                subscribed_topic_regex=m.regex,
-                assignment=assignment(m.assigned),
-                target_assignment=assignment(group.target.get(m.member_id, {})))
-                for m in group.members.values()]))
+        out.append(
+            R.DescribedGroup(
+                group_id=group_id,
+                group_state=group.state.value,
+                group_epoch=group.group_epoch,
+                assignment_epoch=group.assignment_epoch,
+                assignor_name=group.assignor,
+                authorized_operations=ops,
+                members=[
+                    R.Member(
+                        member_id=m.member_id,
+                        instance_id=m.instance_id,
+                        rack_id=m.rack_id,
+                        member_epoch=m.epoch,
+                        client_id=m.client_id,
+                        client_host=m.client_host,
+                        subscribed_topic_names=list(m.subscribed_names),
+                        subscribed_topic_regex=m.regex,
+                        assignment=assignment(m.assigned),
+                        target_assignment=assignment(group.target.get(m.member_id, {})),
+                    )
+                    for m in group.members.values()
+                ],
+            )
+        )
     return R(groups=out)

@@ -57,8 +57,10 @@ def advertised_endpoint(ctx: RequestContext) -> tuple[str, int]:
 
 
 def _api_keys() -> list[ApiVersionsResponse.ApiVersion]:
-    return [ApiVersionsResponse.ApiVersion(api_key=key, min_version=low, max_version=high)
-            for key, (low, high) in sorted(advertised_versions().items())]
+    return [
+        ApiVersionsResponse.ApiVersion(api_key=key, min_version=low, max_version=high)
+        for key, (low, high) in sorted(advertised_versions().items())
+    ]
 
 
 def unsupported_api_versions_response() -> ApiVersionsResponse:
@@ -67,49 +69,69 @@ def unsupported_api_versions_response() -> ApiVersionsResponse:
     low, high = advertised_versions()[API_VERSIONS]
     return ApiVersionsResponse(
         error_code=ErrorCode.UNSUPPORTED_VERSION,
-        api_keys=[ApiVersionsResponse.ApiVersion(api_key=API_VERSIONS, min_version=low,
-                                                 max_version=high)])
+        api_keys=[
+            ApiVersionsResponse.ApiVersion(api_key=API_VERSIONS, min_version=low, max_version=high)
+        ],
+    )
 
 
 @handles(API_VERSIONS, 0, 4)
-async def handle_api_versions(ctx: RequestContext,
-                              request: ApiVersionsRequest) -> ApiVersionsResponse:
+async def handle_api_versions(
+    ctx: RequestContext, request: ApiVersionsRequest
+) -> ApiVersionsResponse:
     """List every API and version range this broker serves."""
     if ctx.api_version >= 3 and not (
-            _SOFTWARE_RE.match(request.client_software_name or "")
-            and _SOFTWARE_RE.match(request.client_software_version or "")):
+        _SOFTWARE_RE.match(request.client_software_name or "")
+        and _SOFTWARE_RE.match(request.client_software_version or "")
+    ):
         # Kafka answers an invalid client software name/version with INVALID_REQUEST.
         return ApiVersionsResponse(error_code=ErrorCode.INVALID_REQUEST)
     # Finalized features are left empty: a single node has nothing to negotiate.
-    return ApiVersionsResponse(error_code=ErrorCode.NONE, api_keys=_api_keys(),
-                               throttle_time_ms=0)
+    return ApiVersionsResponse(error_code=ErrorCode.NONE, api_keys=_api_keys(), throttle_time_ms=0)
 
 
 # --- Metadata (key 3) -----------------------------------------------------------------
 
 
-def _topic_metadata(ctx: RequestContext, topic: Topic,
-                    include_operations: bool) -> MetadataResponse.MetadataResponseTopic:
+def _topic_metadata(
+    ctx: RequestContext, topic: Topic, include_operations: bool
+) -> MetadataResponse.MetadataResponseTopic:
     node = ctx.broker.node_id
-    partitions = [MetadataResponse.MetadataResponsePartition(
-        error_code=ErrorCode.NONE, partition_index=p.index, leader_id=node, leader_epoch=0,
-        replica_nodes=[node], isr_nodes=[node], offline_replicas=[])
-        for p in topic.partitions]
+    partitions = [
+        MetadataResponse.MetadataResponsePartition(
+            error_code=ErrorCode.NONE,
+            partition_index=p.index,
+            leader_id=node,
+            leader_epoch=0,
+            replica_nodes=[node],
+            isr_nodes=[node],
+            offline_replicas=[],
+        )
+        for p in topic.partitions
+    ]
     return MetadataResponse.MetadataResponseTopic(
-        error_code=ErrorCode.NONE, name=topic.name, topic_id=topic.topic_id,
-        is_internal=topic.internal, partitions=partitions,
-        topic_authorized_operations=(TOPIC_OPERATIONS if include_operations
-                                     else AUTHORIZED_OPERATIONS_OMITTED))
+        error_code=ErrorCode.NONE,
+        name=topic.name,
+        topic_id=topic.topic_id,
+        is_internal=topic.internal,
+        partitions=partitions,
+        topic_authorized_operations=(
+            TOPIC_OPERATIONS if include_operations else AUTHORIZED_OPERATIONS_OMITTED
+        ),
+    )
 
 
-def _error_topic(code: ErrorCode, name: str | None, topic_id: uuid.UUID | None = None
-                 ) -> MetadataResponse.MetadataResponseTopic:
+def _error_topic(
+    code: ErrorCode, name: str | None, topic_id: uuid.UUID | None = None
+) -> MetadataResponse.MetadataResponseTopic:
     return MetadataResponse.MetadataResponseTopic(
-        error_code=code, name=name, topic_id=topic_id or uuid.UUID(int=0), partitions=[])
+        error_code=code, name=name, topic_id=topic_id or uuid.UUID(int=0), partitions=[]
+    )
 
 
-def _missing_topic(ctx: RequestContext, name: str, auto_create: bool,
-                   include_operations: bool) -> MetadataResponse.MetadataResponseTopic:
+def _missing_topic(
+    ctx: RequestContext, name: str, auto_create: bool, include_operations: bool
+) -> MetadataResponse.MetadataResponseTopic:
     # Kafka (KafkaApis.getTopicMetadata): an invalid name is INVALID_TOPIC_EXCEPTION
     # whether or not auto-creation is on; otherwise create it if allowed, else
     # UNKNOWN_TOPIC_OR_PARTITION.
@@ -128,8 +150,12 @@ def _missing_topic(ctx: RequestContext, name: str, auto_create: bool,
     except KafkaApiError as exc:
         logger.info("auto-creating topic %r for %s failed: %s", name, ctx.peer, exc)
         return _error_topic(exc.code, name)
-    logger.info("auto-created topic %r (%d partitions) for a Metadata request from %s",
-                name, len(topic.partitions), ctx.peer)
+    logger.info(
+        "auto-created topic %r (%d partitions) for a Metadata request from %s",
+        name,
+        len(topic.partitions),
+        ctx.peer,
+    )
     # Kafka answers LEADER_NOT_AVAILABLE while its controller creates the topic; our
     # creation is synchronous, so the client gets the ready topic at once.
     return _topic_metadata(ctx, topic, include_operations)
@@ -144,29 +170,38 @@ async def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> Meta
     include_ops = bool(request.include_topic_authorized_operations)
     response = MetadataResponse(
         throttle_time_ms=0,
-        brokers=[MetadataResponse.MetadataResponseBroker(
-            node_id=broker.node_id, host=host, port=port, rack=broker.config["broker.rack"])],
+        brokers=[
+            MetadataResponse.MetadataResponseBroker(
+                node_id=broker.node_id, host=host, port=port, rack=broker.config["broker.rack"]
+            )
+        ],
         cluster_id=broker.cluster_id,
         controller_id=broker.node_id,
         topics=[],
         cluster_authorized_operations=(
-            CLUSTER_OPERATIONS if request.include_cluster_authorized_operations
-            else AUTHORIZED_OPERATIONS_OMITTED))
+            CLUSTER_OPERATIONS
+            if request.include_cluster_authorized_operations
+            else AUTHORIZED_OPERATIONS_OMITTED
+        ),
+    )
     requested = request.topics
     # Null (v1+) means every topic; in v0 an empty list did (the field was not nullable).
     if requested is None or (version == 0 and not requested):
-        response.topics = [_topic_metadata(ctx, t, include_ops)
-                           for _, t in sorted(broker.topics.topics.items())]
+        response.topics = [
+            _topic_metadata(ctx, t, include_ops) for _, t in sorted(broker.topics.topics.items())
+        ]
         return response
     zero = uuid.UUID(int=0)
     for entry in requested:
         if (entry.name is None or entry.topic_id != zero) and version < 12:
             # Kafka: topic ids in Metadata requests are only accepted from v12.
-            response.topics = [_error_topic(ErrorCode.INVALID_REQUEST, e.name, e.topic_id)
-                               for e in requested]
+            response.topics = [
+                _error_topic(ErrorCode.INVALID_REQUEST, e.name, e.topic_id) for e in requested
+            ]
             return response
-    auto_create = (broker.config["auto.create.topics.enable"]
-                   and (version < 4 or request.allow_auto_topic_creation))
+    auto_create = broker.config["auto.create.topics.enable"] and (
+        version < 4 or request.allow_auto_topic_creation
+    )
     seen: set[str | uuid.UUID] = set()
     for entry in requested:
         if entry.name is None or (entry.topic_id != zero and not entry.name):
@@ -175,16 +210,20 @@ async def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> Meta
             seen.add(entry.topic_id)
             topic = broker.topics.get_by_id(entry.topic_id)
             response.topics.append(
-                _topic_metadata(ctx, topic, include_ops) if topic is not None
-                else _error_topic(ErrorCode.UNKNOWN_TOPIC_ID, None, entry.topic_id))
+                _topic_metadata(ctx, topic, include_ops)
+                if topic is not None
+                else _error_topic(ErrorCode.UNKNOWN_TOPIC_ID, None, entry.topic_id)
+            )
             continue
         if entry.name in seen:
             continue
         seen.add(entry.name)
         topic = broker.topics.get(entry.name)
         response.topics.append(
-            _topic_metadata(ctx, topic, include_ops) if topic is not None
-            else _missing_topic(ctx, entry.name, auto_create, include_ops))
+            _topic_metadata(ctx, topic, include_ops)
+            if topic is not None
+            else _missing_topic(ctx, entry.name, auto_create, include_ops)
+        )
     return response
 
 
@@ -192,8 +231,9 @@ async def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> Meta
 
 
 @handles(DESCRIBE_CLUSTER, 0, 1)
-async def handle_describe_cluster(ctx: RequestContext,
-                                  request: DescribeClusterRequest) -> DescribeClusterResponse:
+async def handle_describe_cluster(
+    ctx: RequestContext, request: DescribeClusterRequest
+) -> DescribeClusterResponse:
     """The cluster id, the controller and the brokers (ourselves)."""
     broker = ctx.broker
     endpoint_type = request.endpoint_type if ctx.api_version >= 1 else 1
@@ -202,14 +242,26 @@ async def handle_describe_cluster(ctx: RequestContext,
         return DescribeClusterResponse(
             error_code=ErrorCode.UNSUPPORTED_ENDPOINT_TYPE,
             error_message="The target endpoint type is not supported by this broker.",
-            endpoint_type=endpoint_type, cluster_id=broker.cluster_id,
-            controller_id=broker.node_id)
+            endpoint_type=endpoint_type,
+            cluster_id=broker.cluster_id,
+            controller_id=broker.node_id,
+        )
     host, port = advertised_endpoint(ctx)
     return DescribeClusterResponse(
-        throttle_time_ms=0, error_code=ErrorCode.NONE, error_message=None,
-        endpoint_type=1, cluster_id=broker.cluster_id, controller_id=broker.node_id,
-        brokers=[DescribeClusterResponse.DescribeClusterBroker(
-            broker_id=broker.node_id, host=host, port=port, rack=broker.config["broker.rack"])],
+        throttle_time_ms=0,
+        error_code=ErrorCode.NONE,
+        error_message=None,
+        endpoint_type=1,
+        cluster_id=broker.cluster_id,
+        controller_id=broker.node_id,
+        brokers=[
+            DescribeClusterResponse.DescribeClusterBroker(
+                broker_id=broker.node_id, host=host, port=port, rack=broker.config["broker.rack"]
+            )
+        ],
         cluster_authorized_operations=(
-            CLUSTER_OPERATIONS if request.include_cluster_authorized_operations
-            else AUTHORIZED_OPERATIONS_OMITTED))
+            CLUSTER_OPERATIONS
+            if request.include_cluster_authorized_operations
+            else AUTHORIZED_OPERATIONS_OMITTED
+        ),
+    )

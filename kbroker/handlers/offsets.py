@@ -249,7 +249,8 @@ def _delete_records(ctx: RequestContext, topic: Topic, partition: Partition, off
     """Kafka's ReplicaManager.deleteRecordsOnLocalLog + Partition.deleteRecordsOnLeader."""
     if topic.internal:
         raise KafkaApiError(
-            ErrorCode.INVALID_TOPIC_EXCEPTION, f"Cannot delete records of internal topic {topic.name}"
+            ErrorCode.INVALID_TOPIC_EXCEPTION,
+            f"Cannot delete records of internal topic {topic.name}",
         )
     if "delete" not in topic_value(ctx, topic, "cleanup.policy"):
         raise KafkaApiError(

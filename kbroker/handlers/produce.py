@@ -168,7 +168,9 @@ def validate_produce_records(
             f"records {header.records_count}",
         )
     if header.is_control:
-        raise RejectedBatch(ErrorCode.INVALID_RECORD, "Clients are not allowed to write control records")
+        raise RejectedBatch(
+            ErrorCode.INVALID_RECORD, "Clients are not allowed to write control records"
+        )
     if header.producer_id >= 0 and header.base_sequence < 0:
         raise RejectedBatch(
             ErrorCode.INVALID_RECORD,
@@ -208,7 +210,8 @@ def _validate_each_record(
 ) -> None:
     """LogValidator.validateRecord: keys on compacted topics, timestamps; collects record errors."""
     bounded = (
-        settings.timestamp_before_max_ms != _NO_BOUND or settings.timestamp_after_max_ms != _NO_BOUND
+        settings.timestamp_before_max_ms != _NO_BOUND
+        or settings.timestamp_after_max_ms != _NO_BOUND
     )
     batch_lat = header.timestamp_type == _LOG_APPEND_TIME
     if not (settings.compacted or bounded or batch_lat):
@@ -289,8 +292,11 @@ def _compute_settings(ctx: RequestContext, topic: Topic) -> ProduceSettings:
         min_insync_replicas=int(topic_value(ctx, topic, "min.insync.replicas")),
         target_compression=_TARGET_CODECS[codec_name],
         # The codecs with levels (KIP-390) each have a compression.<codec>.level setting.
-        target_level=(int(topic_value(ctx, topic, f"compression.{codec_name}.level"))
-                      if _TARGET_CODECS[codec_name] in DEFAULT_LEVELS else None),
+        target_level=(
+            int(topic_value(ctx, topic, f"compression.{codec_name}.level"))
+            if _TARGET_CODECS[codec_name] in DEFAULT_LEVELS
+            else None
+        ),
     )
 
 
@@ -311,8 +317,9 @@ def apply_compression_type(
     # the rebuild does not walk them again: the walk costs ~3 us per record,
     # 10x more than zstd-compressing them (1 MiB of 100 B records: 30 ms vs 2.5 ms).
     try:
-        rebuilt = wire_records.recompress_batch(records, 0, target, deep_check=False,
-                                                level=settings.target_level)
+        rebuilt = wire_records.recompress_batch(
+            records, 0, target, deep_check=False, level=settings.target_level
+        )
     except InvalidRecordBatch as exc:
         raise RejectedBatch(ErrorCode(exc.error_code), str(exc)) from exc
     new_header = wire_records.parse_header(rebuilt, 0)
@@ -346,7 +353,10 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
                 topic_error = error_code_of(exc)
         for partition_data in topic_data.partition_data:
             resp = ProduceResponse.PartitionProduceResponse(
-                index=partition_data.index, base_offset=-1, log_append_time_ms=-1, log_start_offset=-1
+                index=partition_data.index,
+                base_offset=-1,
+                log_append_time_ms=-1,
+                log_start_offset=-1,
             )
             if topic is None:
                 resp.error_code = topic_error or ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
@@ -356,8 +366,15 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
                     if settings is None:
                         settings = produce_settings(ctx, topic)
                     _produce_partition(
-                        ctx, topic, partition, partition_data.records, resp,
-                        version=version, acks=acks, client_id=client_id, settings=settings,
+                        ctx,
+                        topic,
+                        partition,
+                        partition_data.records,
+                        resp,
+                        version=version,
+                        acks=acks,
+                        client_id=client_id,
+                        settings=settings,
                         transactional_id=request.transactional_id if version >= 3 else None,
                     )
                 except RejectedBatch as rej:
@@ -383,12 +400,21 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
         # The producer does not read a response to acks=0 (Kafka sends none). A
         # failure can only be signalled by closing the connection, as KafkaApis does,
         # so the client notices, refreshes its metadata and retries elsewhere.
-        failed = [f"{t.name}-{p.index}: {ErrorCode(p.error_code).name}"
-                  for t in responses for p in t.partition_responses if p.error_code]
+        failed = [
+            f"{t.name}-{p.index}: {ErrorCode(p.error_code).name}"
+            for t in responses
+            for p in t.partition_responses
+            if p.error_code
+        ]
         if failed:
-            logger.info("closing connection from %s: acks=0 produce (correlation id %d, "
-                        "client id %s) failed: %s", ctx.peer, ctx.correlation_id,
-                        client_id, ", ".join(failed))
+            logger.info(
+                "closing connection from %s: acks=0 produce (correlation id %d, "
+                "client id %s) failed: %s",
+                ctx.peer,
+                ctx.correlation_id,
+                client_id,
+                ", ".join(failed),
+            )
             raise CloseConnection
         return None
     return ProduceResponse(responses=responses, throttle_time_ms=0)

@@ -79,8 +79,9 @@ def _ensure_state_topic(ctx: RequestContext) -> None:
 
 
 @handles(INIT_PRODUCER_ID, 0, 5)
-async def handle_init_producer_id(ctx: RequestContext,
-                                  request: InitProducerIdRequest) -> InitProducerIdResponse:
+async def handle_init_producer_id(
+    ctx: RequestContext, request: InitProducerIdRequest
+) -> InitProducerIdResponse:
     """A new producer id (idempotent), or the transactional id's id with a bumped epoch."""
     version = ctx.api_version
     tid = request.transactional_id
@@ -90,8 +91,9 @@ async def handle_init_producer_id(ctx: RequestContext,
         if tid is not None:
             _ensure_state_topic(ctx)
         tc = txn_coordinator(ctx.broker)
-        result = tc.init_producer_id(tid, request.transaction_timeout_ms, expected_pid,
-                                     expected_epoch)
+        result = tc.init_producer_id(
+            tid, request.transaction_timeout_ms, expected_pid, expected_epoch
+        )
     except Exception as exc:  # noqa: BLE001 - answered in the body
         result = InitResult(ErrorCode(_storage_failure(exc)))
     return InitProducerIdResponse(
@@ -113,24 +115,43 @@ async def handle_add_partitions_to_txn(
     version = ctx.api_version
     R = AddPartitionsToTxnResponse
     if version <= 3:
-        results = _add_partitions(ctx, request.v3_and_below_transactional_id,
-                                  request.v3_and_below_producer_id,
-                                  request.v3_and_below_producer_epoch,
-                                  request.v3_and_below_topics, False, version)
+        results = _add_partitions(
+            ctx,
+            request.v3_and_below_transactional_id,
+            request.v3_and_below_producer_id,
+            request.v3_and_below_producer_epoch,
+            request.v3_and_below_topics,
+            False,
+            version,
+        )
         return R(throttle_time_ms=0, results_by_topic_v3_and_below=results)
     by_txn = [
         R.AddPartitionsToTxnResult(
             transactional_id=t.transactional_id,
-            topic_results=_add_partitions(ctx, t.transactional_id, t.producer_id,
-                                          t.producer_epoch, t.topics, t.verify_only, version),
+            topic_results=_add_partitions(
+                ctx,
+                t.transactional_id,
+                t.producer_id,
+                t.producer_epoch,
+                t.topics,
+                t.verify_only,
+                version,
+            ),
         )
         for t in request.transactions
     ]
     return R(throttle_time_ms=0, error_code=0, results_by_transaction=by_txn)
 
 
-def _add_partitions(ctx: RequestContext, tid: str, pid: int, epoch: int, topics: list[Any],
-                    verify_only: bool, version: int) -> list[Any]:
+def _add_partitions(
+    ctx: RequestContext,
+    tid: str,
+    pid: int,
+    epoch: int,
+    topics: list[Any],
+    verify_only: bool,
+    version: int,
+) -> list[Any]:
     R = AddPartitionsToTxnResponse
     tc = txn_coordinator(ctx.broker)
     wanted = [(t.name, p) for t in topics for p in t.partitions]
@@ -155,10 +176,15 @@ def _add_partitions(ctx: RequestContext, tid: str, pid: int, epoch: int, topics:
     for t in topics:
         out.setdefault(t.name, [])
         for p in t.partitions:
-            out[t.name].append(R.AddPartitionsToTxnPartitionResult(
-                partition_index=p, partition_error_code=codes[(t.name, p)]))
-    return [R.AddPartitionsToTxnTopicResult(name=name, results_by_partition=parts)
-            for name, parts in out.items()]
+            out[t.name].append(
+                R.AddPartitionsToTxnPartitionResult(
+                    partition_index=p, partition_error_code=codes[(t.name, p)]
+                )
+            )
+    return [
+        R.AddPartitionsToTxnTopicResult(name=name, results_by_partition=parts)
+        for name, parts in out.items()
+    ]
 
 
 # --- AddOffsetsToTxn (25) -----------------------------------------------------------------
@@ -170,18 +196,21 @@ def _offsets_partition(ctx: RequestContext, group_id: str) -> int:
 
 
 @handles(ADD_OFFSETS_TO_TXN, 0, 4)
-async def handle_add_offsets_to_txn(ctx: RequestContext,
-                                    request: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse:
+async def handle_add_offsets_to_txn(
+    ctx: RequestContext, request: AddOffsetsToTxnRequest
+) -> AddOffsetsToTxnResponse:
     """Add the group's __consumer_offsets partition to the transaction."""
     tc = txn_coordinator(ctx.broker)
     tp = (OFFSETS_TOPIC, _offsets_partition(ctx, request.group_id))
     try:
-        code = tc.add_partitions(request.transactional_id, request.producer_id,
-                                 request.producer_epoch, [tp])
+        code = tc.add_partitions(
+            request.transactional_id, request.producer_id, request.producer_epoch, [tp]
+        )
     except Exception as exc:  # noqa: BLE001 - answered in the body
         code = _storage_failure(exc)
-    return AddOffsetsToTxnResponse(throttle_time_ms=0,
-                                   error_code=_fenced_code(code, ctx.api_version, 2))
+    return AddOffsetsToTxnResponse(
+        throttle_time_ms=0, error_code=_fenced_code(code, ctx.api_version, 2)
+    )
 
 
 # --- EndTxn (26) -------------------------------------------------------------------------------
@@ -192,8 +221,9 @@ async def handle_end_txn(ctx: RequestContext, request: EndTxnRequest) -> EndTxnR
     """Commit or abort; the markers are written before the answer."""
     tc = txn_coordinator(ctx.broker)
     try:
-        code = tc.end_txn(request.transactional_id, request.producer_id,
-                          request.producer_epoch, request.committed)
+        code = tc.end_txn(
+            request.transactional_id, request.producer_id, request.producer_epoch, request.committed
+        )
     except Exception as exc:  # noqa: BLE001 - answered in the body
         code = _storage_failure(exc)
     return EndTxnResponse(throttle_time_ms=0, error_code=_fenced_code(code, ctx.api_version, 2))
@@ -203,8 +233,9 @@ async def handle_end_txn(ctx: RequestContext, request: EndTxnRequest) -> EndTxnR
 
 
 @handles(WRITE_TXN_MARKERS, 0, 1)
-async def handle_write_txn_markers(ctx: RequestContext,
-                                   request: WriteTxnMarkersRequest) -> WriteTxnMarkersResponse:
+async def handle_write_txn_markers(
+    ctx: RequestContext, request: WriteTxnMarkersRequest
+) -> WriteTxnMarkersResponse:
     """Write markers as asked (tools; our coordinator writes its own in-process)."""
     R = WriteTxnMarkersResponse
     results = []
@@ -224,13 +255,19 @@ async def handle_write_txn_markers(ctx: RequestContext,
                     code = ErrorCode.INVALID_PRODUCER_EPOCH
                 else:
                     try:
-                        write_markers(ctx.broker, m.producer_id, m.producer_epoch,
-                                      m.transaction_result, [(t.name, index)],
-                                      coordinator_epoch=m.coordinator_epoch)
+                        write_markers(
+                            ctx.broker,
+                            m.producer_id,
+                            m.producer_epoch,
+                            m.transaction_result,
+                            [(t.name, index)],
+                            coordinator_epoch=m.coordinator_epoch,
+                        )
                     except Exception:  # noqa: BLE001 - per-partition answer
                         code = ErrorCode.KAFKA_STORAGE_ERROR
-                parts.append(R.WritableTxnMarkerPartitionResult(partition_index=index,
-                                                                error_code=code))
+                parts.append(
+                    R.WritableTxnMarkerPartitionResult(partition_index=index, error_code=code)
+                )
             topics.append(R.WritableTxnMarkerTopicResult(name=t.name, partitions=parts))
         results.append(R.WritableTxnMarkerResult(producer_id=m.producer_id, topics=topics))
     return R(markers=results)
@@ -240,8 +277,9 @@ async def handle_write_txn_markers(ctx: RequestContext,
 
 
 @handles(TXN_OFFSET_COMMIT, 0, 4)
-async def handle_txn_offset_commit(ctx: RequestContext,
-                                   request: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse:
+async def handle_txn_offset_commit(
+    ctx: RequestContext, request: TxnOffsetCommitRequest
+) -> TxnOffsetCommitResponse:
     """Stage offsets in the transaction; they become visible when it commits."""
     version = ctx.api_version
     R = TxnOffsetCommitResponse
@@ -260,8 +298,8 @@ async def handle_txn_offset_commit(ctx: RequestContext,
         # a zombie from an old generation is refused as in OffsetCommit. Older versions
         # send none (generation -1, empty member), which is always accepted.
         error = coordinator_for(ctx.broker).validate_transactional_commit(
-            request.group_id, request.generation_id, request.member_id,
-            request.group_instance_id)
+            request.group_id, request.generation_id, request.member_id, request.group_instance_id
+        )
     codes: dict[tuple[str, int], int] = {}
     offsets: dict[tuple[str, int], OffsetAndMetadata] = {}
     now = int(ctx.broker.clock() * 1000)
@@ -281,17 +319,32 @@ async def handle_txn_offset_commit(ctx: RequestContext,
                     expire_timestamp=None,
                 )
     if offsets:
-        codes.update(txn_offsets.stage(
-            ctx.broker, request.group_id, request.producer_id, request.producer_epoch, offsets,
-            max_metadata_bytes=int(ctx.broker.config["offset.metadata.max.bytes"]),
-        ))
-    return R(throttle_time_ms=0, topics=[
-        R.TxnOffsetCommitResponseTopic(name=t.name, partitions=[
-            R.TxnOffsetCommitResponsePartition(partition_index=p.partition_index,
-                                               error_code=codes[(t.name, p.partition_index)])
-            for p in t.partitions])
-        for t in request.topics
-    ])
+        codes.update(
+            txn_offsets.stage(
+                ctx.broker,
+                request.group_id,
+                request.producer_id,
+                request.producer_epoch,
+                offsets,
+                max_metadata_bytes=int(ctx.broker.config["offset.metadata.max.bytes"]),
+            )
+        )
+    return R(
+        throttle_time_ms=0,
+        topics=[
+            R.TxnOffsetCommitResponseTopic(
+                name=t.name,
+                partitions=[
+                    R.TxnOffsetCommitResponsePartition(
+                        partition_index=p.partition_index,
+                        error_code=codes[(t.name, p.partition_index)],
+                    )
+                    for p in t.partitions
+                ],
+            )
+            for t in request.topics
+        ],
+    )
 
 
 # --- DescribeProducers (61) -------------------------------------------------------------------
@@ -310,8 +363,11 @@ async def handle_describe_producers(
         for index in t.partition_indexes:
             part = ctx.broker.topics.partition(t.name, index)
             if part is None:
-                parts.append(R.PartitionResponse(partition_index=index,
-                                                 error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
+                parts.append(
+                    R.PartitionResponse(
+                        partition_index=index, error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                    )
+                )
                 continue
             active = [
                 R.ProducerState(
@@ -343,24 +399,38 @@ async def handle_describe_transactions(
     for tid in request.transactional_ids:
         meta = tc.describe(tid)
         if meta is None:
-            states.append(R.TransactionState(error_code=ErrorCode.TRANSACTIONAL_ID_NOT_FOUND,
-                                             transactional_id=tid, producer_id=-1,
-                                             producer_epoch=-1, transaction_start_time_ms=-1))
+            states.append(
+                R.TransactionState(
+                    error_code=ErrorCode.TRANSACTIONAL_ID_NOT_FOUND,
+                    transactional_id=tid,
+                    producer_id=-1,
+                    producer_epoch=-1,
+                    transaction_start_time_ms=-1,
+                )
+            )
             continue
         by_topic: dict[str, list[int]] = {}
         for topic, p in sorted(meta.partitions):
             by_topic.setdefault(topic, []).append(p)
-        states.append(R.TransactionState(
-            error_code=0, transactional_id=tid, transaction_state=meta.state.display,
-            transaction_timeout_ms=meta.timeout_ms, transaction_start_time_ms=meta.start_ms,
-            producer_id=meta.producer_id, producer_epoch=meta.producer_epoch,
-            topics=[R.TopicData(topic=t, partitions=ps) for t, ps in by_topic.items()]))
+        states.append(
+            R.TransactionState(
+                error_code=0,
+                transactional_id=tid,
+                transaction_state=meta.state.display,
+                transaction_timeout_ms=meta.timeout_ms,
+                transaction_start_time_ms=meta.start_ms,
+                producer_id=meta.producer_id,
+                producer_epoch=meta.producer_epoch,
+                topics=[R.TopicData(topic=t, partitions=ps) for t, ps in by_topic.items()],
+            )
+        )
     return R(throttle_time_ms=0, transaction_states=states)
 
 
 @handles(LIST_TRANSACTIONS, 0, 1)
-async def handle_list_transactions(ctx: RequestContext,
-                                   request: ListTransactionsRequest) -> ListTransactionsResponse:
+async def handle_list_transactions(
+    ctx: RequestContext, request: ListTransactionsRequest
+) -> ListTransactionsResponse:
     """Transactional ids, filtered by state, producer id and (v1, KIP-994) running time."""
     tc = txn_coordinator(ctx.broker)
     R = ListTransactionsResponse
@@ -375,10 +445,15 @@ async def handle_list_transactions(ctx: RequestContext,
             continue
         if pids and meta.producer_id not in pids:
             continue
-        if duration >= 0 and (meta.state is not TxnState.ONGOING
-                              or now - meta.start_ms < duration):
+        if duration >= 0 and (meta.state is not TxnState.ONGOING or now - meta.start_ms < duration):
             continue
-        out.append(R.TransactionState(transactional_id=tid, producer_id=meta.producer_id,
-                                      transaction_state=meta.state.display))
-    return R(throttle_time_ms=0, error_code=0, unknown_state_filters=unknown,
-             transaction_states=out)
+        out.append(
+            R.TransactionState(
+                transactional_id=tid,
+                producer_id=meta.producer_id,
+                transaction_state=meta.state.display,
+            )
+        )
+    return R(
+        throttle_time_ms=0, error_code=0, unknown_state_filters=unknown, transaction_states=out
+    )

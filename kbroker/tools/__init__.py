@@ -25,14 +25,26 @@ DEFAULT_REQUEST_TIMEOUT_S = 30.0
 
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--bootstrap-server", default=DEFAULT_BOOTSTRAP, metavar="HOST:PORT",
-                        help=f"a broker to connect to (default {DEFAULT_BOOTSTRAP})")
-    common.add_argument("--command-config", action="append", default=[], metavar="KEY=VALUE",
-                        help="a librdkafka client setting, e.g. security.protocol=SSL "
-                             "(repeatable)")
-    common.add_argument("--request-timeout", type=float, default=DEFAULT_REQUEST_TIMEOUT_S,
-                        metavar="SECONDS",
-                        help=f"how long to wait for the broker (default {DEFAULT_REQUEST_TIMEOUT_S:g})")
+    common.add_argument(
+        "--bootstrap-server",
+        default=DEFAULT_BOOTSTRAP,
+        metavar="HOST:PORT",
+        help=f"a broker to connect to (default {DEFAULT_BOOTSTRAP})",
+    )
+    common.add_argument(
+        "--command-config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a librdkafka client setting, e.g. security.protocol=SSL (repeatable)",
+    )
+    common.add_argument(
+        "--request-timeout",
+        type=float,
+        default=DEFAULT_REQUEST_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"how long to wait for the broker (default {DEFAULT_REQUEST_TIMEOUT_S:g})",
+    )
     return common
 
 
@@ -41,8 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     from kbroker.tools import console, groups, topics
 
     common = _common()
-    parser = argparse.ArgumentParser(prog="kbroker", description="kbroker ops commands "
-                                     "(they work against any Kafka-compatible broker)")
+    parser = argparse.ArgumentParser(
+        prog="kbroker",
+        description="kbroker ops commands (they work against any Kafka-compatible broker)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     topics.add_parser(commands, common)
     groups.add_parser(commands, common)

@@ -21,8 +21,9 @@ def kafka():  # type: ignore[no-untyped-def]
         import confluent_kafka
         import confluent_kafka.admin  # noqa: F401 - a submodule the package does not import
     except ImportError:
-        raise ToolError("the ops commands need confluent-kafka: "
-                        "pip install 'kbroker[tools]'") from None
+        raise ToolError(
+            "the ops commands need confluent-kafka: pip install 'kbroker[tools]'"
+        ) from None
     return confluent_kafka
 
 
@@ -72,8 +73,9 @@ def wait(future: Future[Any], args: argparse.Namespace) -> Any:
     try:
         return future.result(timeout=args.request_timeout)
     except TimeoutError:
-        raise ToolError(f"no answer from {args.bootstrap_server} within "
-                        f"{args.request_timeout:g} s") from None
+        raise ToolError(
+            f"no answer from {args.bootstrap_server} within {args.request_timeout:g} s"
+        ) from None
     except ck.KafkaException as exc:
         raise ToolError(error_text(exc)) from None
 
@@ -92,5 +94,4 @@ def print_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     cells = [list(map(str, header))] + [[str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     for row in cells:
-        print(" ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-              .rstrip())
+        print(" ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

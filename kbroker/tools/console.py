@@ -15,34 +15,58 @@ from kbroker.tools.common import ToolError, client_config, error_text, kafka
 
 def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     """Register ``produce`` and ``consume``."""
-    p = commands.add_parser("produce", parents=[common],
-                            help="send each line of stdin as one record")
+    p = commands.add_parser(
+        "produce", parents=[common], help="send each line of stdin as one record"
+    )
     p.add_argument("topic", metavar="TOPIC")
-    p.add_argument("--key-separator", metavar="SEP",
-                   help="split each line at the first SEP into key and value")
-    p.add_argument("--partition", type=int,
-                   help="write to this partition (default: by key hash, else spread)")
-    p.add_argument("--acks", default="all", choices=["0", "1", "all", "-1"],
-                   help="acknowledgements to wait for (default all)")
-    p.add_argument("--compression", default="none",
-                   choices=["none", "gzip", "snappy", "lz4", "zstd"])
+    p.add_argument(
+        "--key-separator", metavar="SEP", help="split each line at the first SEP into key and value"
+    )
+    p.add_argument(
+        "--partition", type=int, help="write to this partition (default: by key hash, else spread)"
+    )
+    p.add_argument(
+        "--acks",
+        default="all",
+        choices=["0", "1", "all", "-1"],
+        help="acknowledgements to wait for (default all)",
+    )
+    p.add_argument(
+        "--compression", default="none", choices=["none", "gzip", "snappy", "lz4", "zstd"]
+    )
     p.set_defaults(run=run_produce)
 
     p = commands.add_parser("consume", parents=[common], help="print records of a topic")
     p.add_argument("topic", metavar="TOPIC")
-    p.add_argument("--from-beginning", action="store_true",
-                   help="start at the earliest offset (default: only new records)")
+    p.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="start at the earliest offset (default: only new records)",
+    )
     p.add_argument("--max-messages", type=int, metavar="N", help="exit after N records")
-    p.add_argument("--timeout", type=float, metavar="SECONDS",
-                   help="exit when no record arrives for this long (default: never)")
-    p.add_argument("--key-separator", metavar="SEP",
-                   help="print each record as KEY SEP VALUE (default: the value only)")
-    p.add_argument("--json", action="store_true",
-                   help="print one JSON object per record (topic, partition, offset, "
-                        "timestamp, key, value, headers)")
-    p.add_argument("--group", metavar="GROUP",
-                   help="consume as a member of this group and commit offsets (default: no "
-                        "group, all partitions, nothing committed)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="exit when no record arrives for this long (default: never)",
+    )
+    p.add_argument(
+        "--key-separator",
+        metavar="SEP",
+        help="print each record as KEY SEP VALUE (default: the value only)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per record (topic, partition, offset, "
+        "timestamp, key, value, headers)",
+    )
+    p.add_argument(
+        "--group",
+        metavar="GROUP",
+        help="consume as a member of this group and commit offsets (default: no "
+        "group, all partitions, nothing committed)",
+    )
     p.add_argument("--partition", type=int, help="only this partition (without --group)")
     p.set_defaults(run=run_consume)
 
@@ -58,9 +82,17 @@ def _split_lines(data: bytes) -> list[bytes]:
 def run_produce(args: argparse.Namespace) -> int:
     """Produce stdin's lines; exit 1 if any record was not acknowledged."""
     ck = kafka()
-    producer = ck.Producer(client_config(args, **{
-        "acks": args.acks, "compression.type": args.compression, "linger.ms": 5,
-        "message.timeout.ms": int(args.request_timeout * 1000)}))
+    producer = ck.Producer(
+        client_config(
+            args,
+            **{
+                "acks": args.acks,
+                "compression.type": args.compression,
+                "linger.ms": 5,
+                "message.timeout.ms": int(args.request_timeout * 1000),
+            },
+        )
+    )
     separator = args.key_separator.encode() if args.key_separator is not None else None
     failures: list[str] = []
     delivered = 0
@@ -86,8 +118,7 @@ def run_produce(args: argparse.Namespace) -> int:
             value = line
         while True:
             try:
-                producer.produce(args.topic, value=value, key=key, on_delivery=on_delivery,
-                                 **extra)
+                producer.produce(args.topic, value=value, key=key, on_delivery=on_delivery, **extra)
                 break
             except BufferError:
                 producer.poll(0.1)  # local queue full: let deliveries drain
@@ -98,8 +129,9 @@ def run_produce(args: argparse.Namespace) -> int:
     if remaining:
         failures.append(f"{remaining} record(s) not delivered within {args.request_timeout:g} s")
     if failures:
-        raise ToolError(f"{len(failures)} failure(s), first: {failures[0]} "
-                        f"({delivered} record(s) delivered)")
+        raise ToolError(
+            f"{len(failures)} failure(s), first: {failures[0]} ({delivered} record(s) delivered)"
+        )
     return 0
 
 
@@ -121,12 +153,17 @@ def format_record(msg: Any, args: argparse.Namespace) -> str:
     """One output line for a record, per --json / --key-separator."""
     if args.json:
         _, timestamp = msg.timestamp()
-        return json.dumps({
-            "topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
-            "timestamp": timestamp, "key": _json_bytes(msg.key()),
-            "value": _json_bytes(msg.value()),
-            "headers": [[k, _json_bytes(v)] for k, v in (msg.headers() or [])],
-        })
+        return json.dumps(
+            {
+                "topic": msg.topic(),
+                "partition": msg.partition(),
+                "offset": msg.offset(),
+                "timestamp": timestamp,
+                "key": _json_bytes(msg.key()),
+                "value": _json_bytes(msg.value()),
+                "headers": [[k, _json_bytes(v)] for k, v in (msg.headers() or [])],
+            }
+        )
     value = _text(msg.value())
     value = "null" if value is None else value
     if args.key_separator is not None:
@@ -145,8 +182,13 @@ def _consumer(args: argparse.Namespace) -> Any:
         settings.update({"group.id": args.group, "enable.auto.commit": True})
     else:
         # librdkafka insists on a group.id; with assign() and no commits it joins nothing.
-        settings.update({"group.id": f"kbroker-consume-{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False, "enable.auto.offset.store": False})
+        settings.update(
+            {
+                "group.id": f"kbroker-consume-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+            }
+        )
     consumer = ck.Consumer(client_config(args, **settings))
     if args.group:
         if args.partition is not None:
@@ -190,8 +232,10 @@ def run_consume(args: argparse.Namespace) -> int:
                 err = msg.error()
                 if err.code() == ck.KafkaError._PARTITION_EOF:
                     continue
-                if err.fatal() or err.code() in (ck.KafkaError.UNKNOWN_TOPIC_OR_PART,
-                                                 ck.KafkaError._UNKNOWN_TOPIC):
+                if err.fatal() or err.code() in (
+                    ck.KafkaError.UNKNOWN_TOPIC_OR_PART,
+                    ck.KafkaError._UNKNOWN_TOPIC,
+                ):
                     raise ToolError(f"{err.name()}: {err.str()}")
                 print(f"kbroker consume: warning: {err.name()}: {err.str()}", file=sys.stderr)
                 continue

@@ -8,8 +8,17 @@ from typing import Any
 
 from kbroker.tools.common import ToolError, admin_client, kafka, print_table, wait
 
-DESCRIBE_HEADER = ("GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG",
-                   "CONSUMER-ID", "HOST", "CLIENT-ID")
+DESCRIBE_HEADER = (
+    "GROUP",
+    "TOPIC",
+    "PARTITION",
+    "CURRENT-OFFSET",
+    "LOG-END-OFFSET",
+    "LAG",
+    "CONSUMER-ID",
+    "HOST",
+    "CLIENT-ID",
+)
 
 
 def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -19,8 +28,11 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     p = actions.add_parser("list", parents=[common], help="group ids, one per line")
     p.add_argument("--state", action="store_true", help="also print each group's state")
     p.set_defaults(run=run_list)
-    p = actions.add_parser("describe", parents=[common],
-                           help="per partition: committed offset, log end offset, lag, member")
+    p = actions.add_parser(
+        "describe",
+        parents=[common],
+        help="per partition: committed offset, log end offset, lag, member",
+    )
     p.add_argument("group", metavar="GROUP")
     p.set_defaults(run=run_describe)
 
@@ -51,11 +63,14 @@ def run_describe(args: argparse.Namespace) -> int:
     ck = kafka()
     admin = admin_client(args)
     group = args.group
-    description = wait(admin.describe_consumer_groups(
-        [group], request_timeout=args.request_timeout)[group], args)
+    description = wait(
+        admin.describe_consumer_groups([group], request_timeout=args.request_timeout)[group], args
+    )
     request = [ck.ConsumerGroupTopicPartitions(group)]
-    committed = wait(admin.list_consumer_group_offsets(
-        request, request_timeout=args.request_timeout)[group], args)
+    committed = wait(
+        admin.list_consumer_group_offsets(request, request_timeout=args.request_timeout)[group],
+        args,
+    )
     state = _state_name(description.state)
     offsets: dict[tuple[str, int], int | None] = {}
     for tp in committed.topic_partitions or []:
@@ -73,8 +88,10 @@ def run_describe(args: argparse.Namespace) -> int:
     ends: dict[tuple[str, int], int] = {}
     if partitions:
         spec = ck.admin.OffsetSpec.latest()
-        futures = admin.list_offsets({ck.TopicPartition(t, p): spec for t, p in partitions},
-                                     request_timeout=args.request_timeout)
+        futures = admin.list_offsets(
+            {ck.TopicPartition(t, p): spec for t, p in partitions},
+            request_timeout=args.request_timeout,
+        )
         for tp, future in futures.items():
             try:
                 ends[(tp.topic, tp.partition)] = wait(future, args).offset
@@ -86,10 +103,19 @@ def run_describe(args: argparse.Namespace) -> int:
     for key in partitions:
         current, end, member = offsets.get(key), ends.get(key), owners.get(key)
         lag = end - current if current is not None and end is not None else None
-        rows.append((group, key[0], key[1], _dash(current), _dash(end), _dash(lag),
-                     member.member_id if member else "-",
-                     member.host if member else "-",
-                     member.client_id if member else "-"))
+        rows.append(
+            (
+                group,
+                key[0],
+                key[1],
+                _dash(current),
+                _dash(end),
+                _dash(lag),
+                member.member_id if member else "-",
+                member.host if member else "-",
+                member.client_id if member else "-",
+            )
+        )
     print_table(DESCRIBE_HEADER, rows)
     return 0
 

@@ -181,10 +181,7 @@ class TransactionCoordinator:
                 return InitResult(ErrorCode.CONCURRENT_TRANSACTIONS)
         expected = expected_producer_id != NO_PRODUCER_ID
         if expected:
-            if (
-                expected_producer_id == meta.producer_id
-                and expected_epoch == meta.producer_epoch
-            ):
+            if expected_producer_id == meta.producer_id and expected_epoch == meta.producer_epoch:
                 pass  # the producer's current epoch: bump it below
             elif (
                 expected_producer_id == meta.last_producer_id
@@ -222,7 +219,9 @@ class TransactionCoordinator:
             meta.producer_epoch += 1
 
     # -- shared checks ---------------------------------------------------------------------
-    def _check(self, transactional_id: str, producer_id: int, epoch: int) -> TxnMetadata | ErrorCode:
+    def _check(
+        self, transactional_id: str, producer_id: int, epoch: int
+    ) -> TxnMetadata | ErrorCode:
         meta = self.txns.get(transactional_id)
         if meta is None or meta.producer_id != producer_id:
             return ErrorCode.INVALID_PRODUCER_ID_MAPPING
@@ -232,7 +231,11 @@ class TransactionCoordinator:
 
     # -- AddPartitionsToTxn / AddOffsetsToTxn ------------------------------------------------
     def add_partitions(
-        self, transactional_id: str, producer_id: int, epoch: int, partitions: Iterable[TopicPartition]
+        self,
+        transactional_id: str,
+        producer_id: int,
+        epoch: int,
+        partitions: Iterable[TopicPartition],
     ) -> ErrorCode:
         """Add partitions to the producer's transaction (starting it if needed)."""
         meta = self._check(transactional_id, producer_id, epoch)
@@ -254,7 +257,11 @@ class TransactionCoordinator:
         return ErrorCode.NONE
 
     def verify_partitions(
-        self, transactional_id: str, producer_id: int, epoch: int, partitions: Iterable[TopicPartition]
+        self,
+        transactional_id: str,
+        producer_id: int,
+        epoch: int,
+        partitions: Iterable[TopicPartition],
     ) -> dict[TopicPartition, ErrorCode]:
         """AddPartitionsToTxn verify-only (KIP-890): is each partition in the ongoing transaction?"""
         parts = list(partitions)
@@ -286,7 +293,9 @@ class TransactionCoordinator:
         return meta.producer_epoch if meta is not None and meta.producer_id == producer_id else None
 
     # -- EndTxn ------------------------------------------------------------------------------
-    def end_txn(self, transactional_id: str, producer_id: int, epoch: int, commit: bool) -> ErrorCode:
+    def end_txn(
+        self, transactional_id: str, producer_id: int, epoch: int, commit: bool
+    ) -> ErrorCode:
         """Commit or abort: write the markers to every partition of the transaction."""
         meta = self._check(transactional_id, producer_id, epoch)
         if isinstance(meta, ErrorCode):
@@ -346,7 +355,10 @@ class TransactionCoordinator:
                 self._bump_epoch(meta)
                 self._end(meta, commit=False)
                 aborted.append(tid)
-            elif meta.state in _COMPLETE and now >= meta.last_update_ms + self.config.id_expiration_ms:
+            elif (
+                meta.state in _COMPLETE
+                and now >= meta.last_update_ms + self.config.id_expiration_ms
+            ):
                 # transactional.id.expiration.ms: forget the id (tombstone).
                 del self.txns[tid]
                 self._store.write(tid, None)

@@ -183,9 +183,15 @@ def check_producer_batch(
     except ProducerStateError as exc:
         raise KafkaApiError(exc.code, exc.message) from None
     if dup is not None:
-        logger.debug("%s-%d: retried batch of producer %d (seq %d..%d) answered with offset %d",
-                     topic.name, partition.index, header.producer_id, first, last,
-                     dup.first_offset)
+        logger.debug(
+            "%s-%d: retried batch of producer %d (seq %d..%d) answered with offset %d",
+            topic.name,
+            partition.index,
+            header.producer_id,
+            first,
+            last,
+            dup.first_offset,
+        )
         return dup
     if header.is_transactional:
         tc = txn_coordinator(broker)

@@ -39,15 +39,19 @@ def encode_txn_record(tid: str, meta: TxnMetadata | None) -> tuple[bytes, bytes 
     for topic, part in sorted(meta.partitions):
         by_topic.setdefault(topic, []).append(part)
     Parts = TransactionLogValue.PartitionsSchema
-    value = encode_versioned_data(TransactionLogValue, 0, TransactionLogValue(
-        producer_id=meta.producer_id,
-        producer_epoch=meta.producer_epoch,
-        transaction_timeout_ms=meta.timeout_ms,
-        transaction_status=meta.state.id,
-        transaction_partitions=[Parts(topic=t, partition_ids=p) for t, p in by_topic.items()],
-        transaction_last_update_timestamp_ms=meta.last_update_ms,
-        transaction_start_timestamp_ms=meta.start_ms,
-    ))
+    value = encode_versioned_data(
+        TransactionLogValue,
+        0,
+        TransactionLogValue(
+            producer_id=meta.producer_id,
+            producer_epoch=meta.producer_epoch,
+            transaction_timeout_ms=meta.timeout_ms,
+            transaction_status=meta.state.id,
+            transaction_partitions=[Parts(topic=t, partition_ids=p) for t, p in by_topic.items()],
+            transaction_last_update_timestamp_ms=meta.last_update_ms,
+            transaction_start_timestamp_ms=meta.start_ms,
+        ),
+    )
     return key, value
 
 
@@ -63,7 +67,9 @@ def decode_txn_record(key: bytes, value: bytes | None) -> tuple[str, TxnMetadata
         producer_epoch=v.producer_epoch,
         timeout_ms=v.transaction_timeout_ms,
         state=TxnState.from_id(v.transaction_status),
-        partitions={(p.topic, i) for p in (v.transaction_partitions or []) for i in p.partition_ids},
+        partitions={
+            (p.topic, i) for p in (v.transaction_partitions or []) for i in p.partition_ids
+        },
         start_ms=v.transaction_start_timestamp_ms,
         last_update_ms=v.transaction_last_update_timestamp_ms,
     )
@@ -108,5 +114,9 @@ class TxnStateTopicStore:
                     try:
                         yield decode_txn_record(key, value)
                     except (ProtocolError, ValueError):
-                        logger.warning("%s-%d offset %d: undecodable record skipped",
-                                       TRANSACTION_STATE_TOPIC, part.index, offset)
+                        logger.warning(
+                            "%s-%d offset %d: undecodable record skipped",
+                            TRANSACTION_STATE_TOPIC,
+                            part.index,
+                            offset,
+                        )

@@ -38,8 +38,9 @@ def _kafka_name(key: str) -> str:
 class RawClient:
     """A minimal Kafka client speaking the wire codec over one TCP connection."""
 
-    def __init__(self, stream: trio.SocketStream, *, client_id: str | None = "kbroker-tests"
-                 ) -> None:
+    def __init__(
+        self, stream: trio.SocketStream, *, client_id: str | None = "kbroker-tests"
+    ) -> None:
         self.stream = stream
         self.client_id = client_id
         self._correlation = itertools.count(1)
@@ -50,18 +51,21 @@ class RawClient:
         """The highest version the server advertises for ``api_key``."""
         return advertised_versions()[api_key][1]
 
-    async def send_request(self, body: Any, *, version: int | None = None,
-                           correlation_id: int | None = None) -> int:
+    async def send_request(
+        self, body: Any, *, version: int | None = None, correlation_id: int | None = None
+    ) -> int:
         """Send one request; returns its correlation id (pair with ``receive_response``)."""
         api_key = body.API_KEY
         version = self.default_version(api_key) if version is None else version
         correlation_id = next(self._correlation) if correlation_id is None else correlation_id
-        await self.stream.send_all(encode_request(api_key, version, correlation_id,
-                                                  self.client_id, body))
+        await self.stream.send_all(
+            encode_request(api_key, version, correlation_id, self.client_id, body)
+        )
         return correlation_id
 
-    async def receive_response(self, api_key: int, version: int,
-                               correlation_id: int | None = None) -> Any:
+    async def receive_response(
+        self, api_key: int, version: int, correlation_id: int | None = None
+    ) -> Any:
         """Read one response frame and decode it; checks the correlation id if given."""
         frame = await self.receive_raw()
         assert frame is not None, "connection closed by the broker"
@@ -109,8 +113,9 @@ class RawClient:
 class RunningServer:
     """A broker served on 127.0.0.1:0 for one test."""
 
-    def __init__(self, server: Server, config: BrokerConfig, done: trio.Event,
-                 scope: trio.CancelScope) -> None:
+    def __init__(
+        self, server: Server, config: BrokerConfig, done: trio.Event, scope: trio.CancelScope
+    ) -> None:
         self.server = server
         self.address: tuple[str, int] = server.address
         self.broker: Broker = server.broker
@@ -125,7 +130,7 @@ class RunningServer:
 
     @property
     def bootstrap(self) -> str:
-        """"host:port" for real Kafka clients."""
+        """ "host:port" for real Kafka clients."""
         return f"{self.address[0]}:{self.address[1]}"
 
     async def stop(self) -> None:
@@ -135,8 +140,9 @@ class RunningServer:
 
 
 @pytest.fixture
-async def make_server(nursery: trio.Nursery, tmp_path: Path
-                      ) -> AsyncIterator[Callable[..., Awaitable[RunningServer]]]:
+async def make_server(
+    nursery: trio.Nursery, tmp_path: Path
+) -> AsyncIterator[Callable[..., Awaitable[RunningServer]]]:
     """Factory: ``await make_server(**kafka_overrides)`` → a running broker."""
     counter = itertools.count()
 

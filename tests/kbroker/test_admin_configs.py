@@ -32,22 +32,47 @@ DYNAMIC_TOPIC_CONFIG, STATIC_BROKER_CONFIG, DEFAULT_CONFIG = 1, 4, 5
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 
 
-async def create_topic(client: Any, name: str, partitions: int = 1,
-                       configs: dict[str, str] | None = None) -> None:
+async def create_topic(
+    client: Any, name: str, partitions: int = 1, configs: dict[str, str] | None = None
+) -> None:
     """Create a topic and check it worked."""
     C = CreateTopicsRequest
-    response = await client.request(C(topics=[C.CreatableTopic(
-        name=name, num_partitions=partitions, replication_factor=1,
-        configs=[C.CreatableTopicConfig(name=k, value=v) for k, v in (configs or {}).items()])],
-        timeout_ms=5000))
+    response = await client.request(
+        C(
+            topics=[
+                C.CreatableTopic(
+                    name=name,
+                    num_partitions=partitions,
+                    replication_factor=1,
+                    configs=[
+                        C.CreatableTopicConfig(name=k, value=v) for k, v in (configs or {}).items()
+                    ],
+                )
+            ],
+            timeout_ms=5000,
+        )
+    )
     assert response.topics[0].error_code == 0, response.topics[0].error_message
 
 
-async def describe(client: Any, resource_type: int, name: str, keys: list[str] | None = None,
-                   *, version: int = 4, synonyms: bool = False, docs: bool = False) -> Any:
+async def describe(
+    client: Any,
+    resource_type: int,
+    name: str,
+    keys: list[str] | None = None,
+    *,
+    version: int = 4,
+    synonyms: bool = False,
+    docs: bool = False,
+) -> Any:
     """DescribeConfigs of one resource; its result."""
-    body = DC(resources=[DC.DescribeConfigsResource(resource_type=resource_type,
-                                                   resource_name=name, configuration_keys=keys)])
+    body = DC(
+        resources=[
+            DC.DescribeConfigsResource(
+                resource_type=resource_type, resource_name=name, configuration_keys=keys
+            )
+        ]
+    )
     if version >= 1:
         body.include_synonyms = synonyms
     if version >= 3:
@@ -63,26 +88,57 @@ def by_name(result: Any) -> dict[str, Any]:
     return {c.name: c for c in result.configs}
 
 
-async def alter(client: Any, name: str, configs: dict[str, str | None], *,
-                resource_type: int = TOPIC, version: int | None = None,
-                validate_only: bool = False) -> tuple[int, str | None]:
+async def alter(
+    client: Any,
+    name: str,
+    configs: dict[str, str | None],
+    *,
+    resource_type: int = TOPIC,
+    version: int | None = None,
+    validate_only: bool = False,
+) -> tuple[int, str | None]:
     """Legacy AlterConfigs of one resource; (error code, message)."""
-    response = await client.request(A(resources=[A.AlterConfigsResource(
-        resource_type=resource_type, resource_name=name,
-        configs=[A.AlterableConfig(name=k, value=v) for k, v in configs.items()])],
-        validate_only=validate_only), version=version)
+    response = await client.request(
+        A(
+            resources=[
+                A.AlterConfigsResource(
+                    resource_type=resource_type,
+                    resource_name=name,
+                    configs=[A.AlterableConfig(name=k, value=v) for k, v in configs.items()],
+                )
+            ],
+            validate_only=validate_only,
+        ),
+        version=version,
+    )
     [result] = response.responses
     return result.error_code, result.error_message
 
 
-async def incremental(client: Any, name: str, *ops: tuple[str, int, str | None],
-                      resource_type: int = TOPIC, version: int | None = None,
-                      validate_only: bool = False) -> tuple[int, str | None]:
+async def incremental(
+    client: Any,
+    name: str,
+    *ops: tuple[str, int, str | None],
+    resource_type: int = TOPIC,
+    version: int | None = None,
+    validate_only: bool = False,
+) -> tuple[int, str | None]:
     """IncrementalAlterConfigs of one resource; (error code, message)."""
-    response = await client.request(I(resources=[I.AlterConfigsResource(
-        resource_type=resource_type, resource_name=name,
-        configs=[I.AlterableConfig(name=k, config_operation=op, value=v) for k, op, v in ops])],
-        validate_only=validate_only), version=version)
+    response = await client.request(
+        I(
+            resources=[
+                I.AlterConfigsResource(
+                    resource_type=resource_type,
+                    resource_name=name,
+                    configs=[
+                        I.AlterableConfig(name=k, config_operation=op, value=v) for k, op, v in ops
+                    ],
+                )
+            ],
+            validate_only=validate_only,
+        ),
+        version=version,
+    )
     [result] = response.responses
     return result.error_code, result.error_message
 
@@ -127,8 +183,9 @@ async def test_describe_topic_every_version(server: Any, version: int) -> None:
 async def test_describe_filters_keys_and_omits_extras(server: Any) -> None:
     client = await server.connect()
     await create_topic(client, "t")
-    result = await describe(client, TOPIC, "t", ["retention.ms", "no.such.config"],
-                            synonyms=False, docs=False)
+    result = await describe(
+        client, TOPIC, "t", ["retention.ms", "no.such.config"], synonyms=False, docs=False
+    )
     assert [c.name for c in result.configs] == ["retention.ms"]
     [entry] = result.configs
     assert entry.value == "604800000" and entry.synonyms == [] and entry.documentation is None
@@ -142,7 +199,8 @@ async def test_topic_defaults_come_from_the_broker_file(make_server: Any) -> Non
     assert configs["retention.ms"].value == "3600000"
     assert configs["retention.ms"].config_source == STATIC_BROKER_CONFIG
     assert ("log.retention.hours", "1", STATIC_BROKER_CONFIG) in [
-        (s.name, s.value, s.source) for s in configs["retention.ms"].synonyms]
+        (s.name, s.value, s.source) for s in configs["retention.ms"].synonyms
+    ]
     assert configs["segment.bytes"].value == "1048576"
     assert configs["segment.bytes"].config_source == STATIC_BROKER_CONFIG
     # ... and the partition log runs with them.
@@ -170,7 +228,9 @@ async def test_describe_broker(make_server: Any, version: int) -> None:
         assert configs["num.partitions"].config_source == STATIC_BROKER_CONFIG
         assert configs["log.segment.bytes"].config_source == DEFAULT_CONFIG
         assert [(s.name, s.value, s.source) for s in configs["num.partitions"].synonyms] == [
-            ("num.partitions", "3", STATIC_BROKER_CONFIG), ("num.partitions", "1", DEFAULT_CONFIG)]
+            ("num.partitions", "3", STATIC_BROKER_CONFIG),
+            ("num.partitions", "1", DEFAULT_CONFIG),
+        ]
     only = await describe(client, BROKER, node, ["num.partitions"], version=version)
     assert [c.name for c in only.configs] == ["num.partitions"]
 
@@ -183,8 +243,9 @@ async def test_describe_errors(server: Any) -> None:
     assert bad_name.error_code == ErrorCode.INVALID_TOPIC_EXCEPTION
     other_broker = await describe(client, BROKER, "42")
     assert other_broker.error_code == ErrorCode.INVALID_REQUEST
-    assert other_broker.error_message == ("Unexpected broker id, expected 1 or empty string, "
-                                          "but received 42")
+    assert other_broker.error_message == (
+        "Unexpected broker id, expected 1 or empty string, but received 42"
+    )
     not_a_number = await describe(client, BROKER, "one")
     assert not_a_number.error_code == ErrorCode.INVALID_REQUEST
     assert not_a_number.error_message == "Broker id must be an integer, but it is: one"
@@ -198,11 +259,20 @@ async def test_describe_errors(server: Any) -> None:
 async def test_describe_many_resources_answers_each(server: Any) -> None:
     client = await server.connect()
     await create_topic(client, "a")
-    response = await client.request(DC(resources=[
-        DC.DescribeConfigsResource(resource_type=TOPIC, resource_name=n, configuration_keys=None)
-        for n in ("a", "missing")]))
+    response = await client.request(
+        DC(
+            resources=[
+                DC.DescribeConfigsResource(
+                    resource_type=TOPIC, resource_name=n, configuration_keys=None
+                )
+                for n in ("a", "missing")
+            ]
+        )
+    )
     assert [(r.resource_name, r.error_code) for r in response.results] == [
-        ("a", 0), ("missing", ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)]
+        ("a", 0),
+        ("missing", ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
+    ]
 
 
 # --- AlterConfigs -----------------------------------------------------------------------
@@ -212,8 +282,9 @@ async def test_describe_many_resources_answers_each(server: Any) -> None:
 async def test_alter_configs_replaces_all_overrides(server: Any, version: int) -> None:
     client = await server.connect()
     await create_topic(client, "t", configs={"retention.ms": "1000", "cleanup.policy": "compact"})
-    assert await alter(client, "t", {"segment.bytes": "1048576", "retention.bytes": "5000"},
-                       version=version) == (0, None)
+    assert await alter(
+        client, "t", {"segment.bytes": "1048576", "retention.bytes": "5000"}, version=version
+    ) == (0, None)
     topic = server.broker.topics.get("t")
     assert topic.configs == {"segment.bytes": "1048576", "retention.bytes": "5000"}
     configs = by_name(await describe(client, TOPIC, "t"))
@@ -238,14 +309,20 @@ async def test_alter_configs_errors(server: Any) -> None:
     client = await server.connect()
     await create_topic(client, "t", configs={"retention.ms": "1000"})
     assert await alter(client, "missing", {"retention.ms": "1"}) == (
-        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "The topic 'missing' does not exist.")
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        "The topic 'missing' does not exist.",
+    )
     assert await alter(client, "t", {"retention.mss": "1"}) == (
-        ErrorCode.INVALID_CONFIG, "Unknown topic config name: retention.mss")
+        ErrorCode.INVALID_CONFIG,
+        "Unknown topic config name: retention.mss",
+    )
     code, message = await alter(client, "t", {"segment.bytes": "huge"})
     assert code == ErrorCode.INVALID_CONFIG
     assert message.startswith("Invalid value huge for configuration segment.bytes")
     assert await alter(client, "t", {"retention.ms": None}) == (
-        ErrorCode.INVALID_REQUEST, "Null value not supported for : retention.ms")
+        ErrorCode.INVALID_REQUEST,
+        "Null value not supported for : retention.ms",
+    )
     code, message = await alter(client, "1", {"log.retention.ms": "1"}, resource_type=BROKER)
     assert code == ErrorCode.INVALID_REQUEST and "log.retention.ms" in message
     code, _ = await alter(client, "x", {"a": "b"}, resource_type=8)
@@ -256,17 +333,28 @@ async def test_alter_configs_errors(server: Any) -> None:
 async def test_alter_configs_duplicates(server: Any) -> None:
     client = await server.connect()
     await create_topic(client, "t")
-    resource = A.AlterConfigsResource(resource_type=TOPIC, resource_name="t",
-                                      configs=[A.AlterableConfig(name="retention.ms", value="1")])
+    resource = A.AlterConfigsResource(
+        resource_type=TOPIC,
+        resource_name="t",
+        configs=[A.AlterableConfig(name="retention.ms", value="1")],
+    )
     response = await client.request(A(resources=[resource, resource]))
     assert [(r.error_code, r.error_message) for r in response.responses] == [
-        (ErrorCode.INVALID_REQUEST, "Each resource must appear at most once.")] * 2
-    keys = A.AlterConfigsResource(resource_type=TOPIC, resource_name="t", configs=[
-        A.AlterableConfig(name="retention.ms", value="1"),
-        A.AlterableConfig(name="retention.ms", value="2")])
+        (ErrorCode.INVALID_REQUEST, "Each resource must appear at most once.")
+    ] * 2
+    keys = A.AlterConfigsResource(
+        resource_type=TOPIC,
+        resource_name="t",
+        configs=[
+            A.AlterableConfig(name="retention.ms", value="1"),
+            A.AlterableConfig(name="retention.ms", value="2"),
+        ],
+    )
     response = await client.request(A(resources=[keys]))
     assert (response.responses[0].error_code, response.responses[0].error_message) == (
-        ErrorCode.INVALID_REQUEST, "Error due to duplicate config keys")
+        ErrorCode.INVALID_REQUEST,
+        "Error due to duplicate config keys",
+    )
     assert server.broker.topics.get("t").configs == {}
 
 
@@ -277,15 +365,22 @@ async def test_alter_configs_duplicates(server: Any) -> None:
 async def test_incremental_set_and_delete(server: Any, version: int) -> None:
     client = await server.connect()
     await create_topic(client, "t", configs={"retention.ms": "1000"})
-    assert await incremental(client, "t", ("segment.bytes", SET, "2097152"),
-                             ("retention.ms", DELETE, None), version=version) == (0, None)
+    assert await incremental(
+        client,
+        "t",
+        ("segment.bytes", SET, "2097152"),
+        ("retention.ms", DELETE, None),
+        version=version,
+    ) == (0, None)
     topic = server.broker.topics.get("t")
     assert topic.configs == {"segment.bytes": "2097152"}
     assert topic.partitions[0].log.config.segment_bytes == 2097152
     assert topic.partitions[0].log.config.retention_ms == 604800000
     # Keys not named are kept (unlike the legacy AlterConfigs).
-    assert await incremental(client, "t", ("retention.bytes", SET, "10"),
-                             version=version) == (0, None)
+    assert await incremental(client, "t", ("retention.bytes", SET, "10"), version=version) == (
+        0,
+        None,
+    )
     assert topic.configs == {"segment.bytes": "2097152", "retention.bytes": "10"}
 
 
@@ -307,25 +402,39 @@ async def test_incremental_errors(server: Any) -> None:
     client = await server.connect()
     await create_topic(client, "t", configs={"retention.ms": "1000"})
     assert await incremental(client, "t", ("retention.ms", APPEND, "5")) == (
-        ErrorCode.INVALID_CONFIG, "Can't APPEND to key retention.ms because its type is not LIST.")
+        ErrorCode.INVALID_CONFIG,
+        "Can't APPEND to key retention.ms because its type is not LIST.",
+    )
     assert await incremental(client, "t", ("segment.ms", SUBTRACT, "5")) == (
-        ErrorCode.INVALID_CONFIG, "Can't SUBTRACT to key segment.ms because its type is not LIST.")
+        ErrorCode.INVALID_CONFIG,
+        "Can't SUBTRACT to key segment.ms because its type is not LIST.",
+    )
     assert await incremental(client, "t", ("retention.ms", 9, "5")) == (
-        ErrorCode.INVALID_REQUEST, "Unknown operations type 9")
+        ErrorCode.INVALID_REQUEST,
+        "Unknown operations type 9",
+    )
     assert await incremental(client, "t", ("retention.ms", SET, None)) == (
-        ErrorCode.INVALID_REQUEST, "Null value not supported for : retention.ms")
+        ErrorCode.INVALID_REQUEST,
+        "Null value not supported for : retention.ms",
+    )
     assert await incremental(client, "t", ("retention.mss", SET, "1")) == (
-        ErrorCode.INVALID_CONFIG, "Unknown topic config name: retention.mss")
+        ErrorCode.INVALID_CONFIG,
+        "Unknown topic config name: retention.mss",
+    )
     code, message = await incremental(client, "t", ("cleanup.policy", APPEND, "shred"))
     assert code == ErrorCode.INVALID_CONFIG and "cleanup.policy" in message
     assert await incremental(client, "missing", ("retention.ms", SET, "1")) == (
-        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "The topic 'missing' does not exist.")
-    code, message = await incremental(client, "", ("log.retention.ms", SET, "1"),
-                                      resource_type=BROKER)
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        "The topic 'missing' does not exist.",
+    )
+    code, message = await incremental(
+        client, "", ("log.retention.ms", SET, "1"), resource_type=BROKER
+    )
     assert code == ErrorCode.INVALID_REQUEST and "log.retention.ms" in message
     # A resource is changed all or nothing: a good SET next to a bad one is not applied.
-    code, _ = await incremental(client, "t", ("segment.bytes", SET, "2097152"),
-                                ("retention.ms", SET, "forever"))
+    code, _ = await incremental(
+        client, "t", ("segment.bytes", SET, "2097152"), ("retention.ms", SET, "forever")
+    )
     assert code == ErrorCode.INVALID_CONFIG
     assert server.broker.topics.get("t").configs == {"retention.ms": "1000"}
 
@@ -333,8 +442,10 @@ async def test_incremental_errors(server: Any) -> None:
 async def test_incremental_validate_only(server: Any) -> None:
     client = await server.connect()
     await create_topic(client, "t")
-    assert await incremental(client, "t", ("retention.ms", SET, "5"),
-                             validate_only=True) == (0, None)
+    assert await incremental(client, "t", ("retention.ms", SET, "5"), validate_only=True) == (
+        0,
+        None,
+    )
     assert server.broker.topics.get("t").configs == {}
     assert server.broker.topics.get("t").partitions[0].log.config.retention_ms == 604800000
 
@@ -344,8 +455,9 @@ async def test_altered_configs_survive_a_restart(make_server: Any, tmp_path: Any
     srv = await make_server(log_dirs=data)
     client = await srv.connect()
     await create_topic(client, "t", 2)
-    assert await incremental(client, "t", ("retention.ms", SET, "123456"),
-                             ("cleanup.policy", SET, "compact,delete")) == (0, None)
+    assert await incremental(
+        client, "t", ("retention.ms", SET, "123456"), ("cleanup.policy", SET, "compact,delete")
+    ) == (0, None)
     await client.aclose()
     await srv.stop()
 
@@ -353,7 +465,9 @@ async def test_altered_configs_survive_a_restart(make_server: Any, tmp_path: Any
     client = await again.connect()
     configs = by_name(await describe(client, TOPIC, "t"))
     assert (configs["retention.ms"].value, configs["retention.ms"].config_source) == (
-        "123456", DYNAMIC_TOPIC_CONFIG)
+        "123456",
+        DYNAMIC_TOPIC_CONFIG,
+    )
     assert configs["cleanup.policy"].value == "compact,delete"
     for partition in again.broker.topics.get("t").partitions:
         assert partition.log.config.retention_ms == 123456
@@ -364,8 +478,10 @@ async def test_altered_configs_survive_a_restart(make_server: Any, tmp_path: Any
 
 def append_records(partition: Any, count: int) -> None:
     """Write ``count`` records straight into a partition's log."""
-    records = [types.SimpleNamespace(key=None, value=b"v" * 100, headers=[], timestamp=1000 + i)
-               for i in range(count)]
+    records = [
+        types.SimpleNamespace(key=None, value=b"v" * 100, headers=[], timestamp=1000 + i)
+        for i in range(count)
+    ]
     partition.log.append(build_batch(records))
 
 
@@ -379,8 +495,11 @@ async def test_describe_log_dirs_every_version(server: Any, version: int) -> Non
     [result] = response.results
     assert result.error_code == 0
     assert result.log_dir == os.path.abspath(server.broker.data_dir)
-    sizes = {(t.name, p.partition_index): (p.partition_size, p.offset_lag, p.is_future_key)
-             for t in result.topics for p in t.partitions}
+    sizes = {
+        (t.name, p.partition_index): (p.partition_size, p.offset_lag, p.is_future_key)
+        for t in result.topics
+        for p in t.partitions
+    }
     assert sizes[("logs", 0)] == (0, 0, False)
     size1 = topic.partitions[1].log.size_in_bytes
     assert size1 > 1000
@@ -395,13 +514,18 @@ async def test_describe_log_dirs_filters_partitions(server: Any) -> None:
     client = await server.connect()
     await create_topic(client, "a", 3)
     await create_topic(client, "b", 1)
-    response = await client.request(L(topics=[
-        L.DescribableLogDirTopic(topic="a", partitions=[2, 0, 9]),
-        L.DescribableLogDirTopic(topic="missing", partitions=[0]),
-    ]))
+    response = await client.request(
+        L(
+            topics=[
+                L.DescribableLogDirTopic(topic="a", partitions=[2, 0, 9]),
+                L.DescribableLogDirTopic(topic="missing", partitions=[0]),
+            ]
+        )
+    )
     [result] = response.results
     assert [(t.name, sorted(p.partition_index for p in t.partitions)) for t in result.topics] == [
-        ("a", [0, 2])]
+        ("a", [0, 2])
+    ]
     empty = await client.request(L(topics=[]))
     assert empty.results[0].topics == []
 
@@ -428,27 +552,45 @@ async def test_altered_segment_and_retention_act_on_the_live_log(server: Any) ->
 async def test_each_resource_is_answered_on_its_own(server: Any) -> None:
     client = await server.connect()
     await create_topic(client, "ok")
-    resources = [("ok", TOPIC, "retention.ms", "5"), ("1", BROKER, "num.partitions", "3"),
-                 ("missing", TOPIC, "retention.ms", "5"), ("ok2", 8, "root", "INFO")]
-    response = await client.request(I(resources=[
-        I.AlterConfigsResource(resource_type=kind, resource_name=name, configs=[
-            I.AlterableConfig(name=key, config_operation=SET, value=value)])
-        for name, kind, key, value in resources]))
+    resources = [
+        ("ok", TOPIC, "retention.ms", "5"),
+        ("1", BROKER, "num.partitions", "3"),
+        ("missing", TOPIC, "retention.ms", "5"),
+        ("ok2", 8, "root", "INFO"),
+    ]
+    response = await client.request(
+        I(
+            resources=[
+                I.AlterConfigsResource(
+                    resource_type=kind,
+                    resource_name=name,
+                    configs=[I.AlterableConfig(name=key, config_operation=SET, value=value)],
+                )
+                for name, kind, key, value in resources
+            ]
+        )
+    )
     assert [(r.resource_name, r.resource_type, r.error_code) for r in response.responses] == [
-        ("ok", TOPIC, 0), ("1", BROKER, ErrorCode.INVALID_REQUEST),
+        ("ok", TOPIC, 0),
+        ("1", BROKER, ErrorCode.INVALID_REQUEST),
         ("missing", TOPIC, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
-        ("ok2", 8, ErrorCode.INVALID_REQUEST)]
+        ("ok2", 8, ErrorCode.INVALID_REQUEST),
+    ]
     assert server.broker.topics.get("ok").configs == {"retention.ms": "5"}
 
 
 async def test_compression_levels_are_validated_and_described_as_kafka_does(server: Any) -> None:
     # KIP-390 topic configs and their validators (Kafka's CompressionType.levelValidator).
     client = await server.connect()
-    await create_topic(client, "lv", configs={"compression.zstd.level": "-5",
-                                              "compression.gzip.level": "-1"})
+    await create_topic(
+        client, "lv", configs={"compression.zstd.level": "-5", "compression.gzip.level": "-1"}
+    )
     described = by_name(await describe(client, TOPIC, "lv"))
-    assert (described["compression.zstd.level"].value, described["compression.gzip.level"].value,
-            described["compression.lz4.level"].value) == ("-5", "-1", "9")
+    assert (
+        described["compression.zstd.level"].value,
+        described["compression.gzip.level"].value,
+        described["compression.lz4.level"].value,
+    ) == ("-5", "-1", "9")
     assert described["compression.lz4.level"].config_source == DEFAULT_CONFIG
     assert described["compression.zstd.level"].config_source == DYNAMIC_TOPIC_CONFIG
     for name, value, why in [
@@ -463,5 +605,8 @@ async def test_compression_levels_are_validated_and_described_as_kafka_does(serv
         assert code == ErrorCode.INVALID_CONFIG
         assert message == f"Invalid value {value} for configuration {name}: {why}"
     broker = by_name(await describe(client, BROKER, "1"))
-    assert (broker["compression.gzip.level"].value, broker["compression.lz4.level"].value,
-            broker["compression.zstd.level"].value) == ("-1", "9", "3")
+    assert (
+        broker["compression.gzip.level"].value,
+        broker["compression.lz4.level"].value,
+        broker["compression.zstd.level"].value,
+    ) == ("-1", "9", "3")

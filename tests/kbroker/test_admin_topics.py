@@ -24,19 +24,30 @@ D = DeleteTopicsRequest
 ZERO = uuid.UUID(int=0)
 
 
-def new_topic(name: str, partitions: int = 1, replication: int = 1, *,
-              configs: dict[str, str | None] | None = None,
-              assignments: list[list[int]] | None = None) -> Any:
+def new_topic(
+    name: str,
+    partitions: int = 1,
+    replication: int = 1,
+    *,
+    configs: dict[str, str | None] | None = None,
+    assignments: list[list[int]] | None = None,
+) -> Any:
     """A CreatableTopic."""
     return C.CreatableTopic(
-        name=name, num_partitions=partitions, replication_factor=replication,
+        name=name,
+        num_partitions=partitions,
+        replication_factor=replication,
         configs=[C.CreatableTopicConfig(name=k, value=v) for k, v in (configs or {}).items()],
-        assignments=[C.CreatableReplicaAssignment(partition_index=i, broker_ids=ids)
-                     for i, ids in enumerate(assignments or [])])
+        assignments=[
+            C.CreatableReplicaAssignment(partition_index=i, broker_ids=ids)
+            for i, ids in enumerate(assignments or [])
+        ],
+    )
 
 
-async def create(client: Any, *topics: Any, version: int | None = None,
-                 validate_only: bool = False) -> list[Any]:
+async def create(
+    client: Any, *topics: Any, version: int | None = None, validate_only: bool = False
+) -> list[Any]:
     """Send CreateTopics; the per-topic results."""
     body = C(topics=list(topics), timeout_ms=5000)
     if version is None or version >= 1:
@@ -51,8 +62,9 @@ async def create(client: Any, *topics: Any, version: int | None = None,
 @pytest.mark.parametrize("version", range(8))
 async def test_create_topic_every_version(server: Any, version: int) -> None:
     client = await server.connect()
-    [result] = await create(client, new_topic("orders", 3, 1, configs={"retention.ms": "5000"}),
-                            version=version)
+    [result] = await create(
+        client, new_topic("orders", 3, 1, configs={"retention.ms": "5000"}), version=version
+    )
     assert result.name == "orders"
     assert result.error_code == 0
     topic = server.broker.topics.get("orders")
@@ -84,12 +96,12 @@ async def test_minus_one_uses_broker_defaults(make_server: Any) -> None:
 async def test_validate_only_creates_nothing(server: Any) -> None:
     client = await server.connect()
     for version in (1, 4, 7):
-        [result] = await create(client, new_topic("dry", 2), version=version,
-                                validate_only=True)
+        [result] = await create(client, new_topic("dry", 2), version=version, validate_only=True)
         assert result.error_code == 0
         assert server.broker.topics.get("dry") is None
-    [result] = await create(client, new_topic("dry", 2, configs={"retention.ms": "x"}),
-                            validate_only=True)
+    [result] = await create(
+        client, new_topic("dry", 2, configs={"retention.ms": "x"}), validate_only=True
+    )
     assert result.error_code == ErrorCode.INVALID_CONFIG
 
 
@@ -100,29 +112,42 @@ async def test_replication_factor_above_one_is_refused(server: Any, version: int
     assert result.error_code == ErrorCode.INVALID_REPLICATION_FACTOR == 38
     assert result.error_message == (
         "Unable to replicate the partition 3 time(s): The target replication factor of 3 "
-        "cannot be reached because only 1 broker(s) are registered.")
+        "cannot be reached because only 1 broker(s) are registered."
+    )
     assert server.broker.topics.get("rf3") is None
 
 
 async def test_non_positive_counts_are_refused(server: Any) -> None:
     client = await server.connect()
-    results = await create(client, new_topic("rf0", 1, 0), new_topic("p0", 0, 1),
-                           new_topic("pm2", -2, 1))
+    results = await create(
+        client, new_topic("rf0", 1, 0), new_topic("p0", 0, 1), new_topic("pm2", -2, 1)
+    )
     codes = [(r.name, r.error_code) for r in results]
-    assert codes == [("rf0", ErrorCode.INVALID_REPLICATION_FACTOR),
-                     ("p0", ErrorCode.INVALID_PARTITIONS), ("pm2", ErrorCode.INVALID_PARTITIONS)]
-    assert results[1].error_message == ("Number of partitions was set to an invalid "
-                                        "non-positive value.")
+    assert codes == [
+        ("rf0", ErrorCode.INVALID_REPLICATION_FACTOR),
+        ("p0", ErrorCode.INVALID_PARTITIONS),
+        ("pm2", ErrorCode.INVALID_PARTITIONS),
+    ]
+    assert results[1].error_message == (
+        "Number of partitions was set to an invalid non-positive value."
+    )
     assert server.broker.topics.topics == {}
 
 
 async def test_existing_and_invalid_names(server: Any) -> None:
     client = await server.connect()
     await create(client, new_topic("taken"))
-    results = await create(client, new_topic("taken"), new_topic("bad name!"),
-                           new_topic(""), new_topic("x" * 250), version=4)
+    results = await create(
+        client,
+        new_topic("taken"),
+        new_topic("bad name!"),
+        new_topic(""),
+        new_topic("x" * 250),
+        version=4,
+    )
     assert [r.error_code for r in results] == [ErrorCode.TOPIC_ALREADY_EXISTS] + [
-        ErrorCode.INVALID_TOPIC_EXCEPTION] * 3
+        ErrorCode.INVALID_TOPIC_EXCEPTION
+    ] * 3
     assert results[0].error_message == "Topic 'taken' already exists."
     # v0 has no error message field, but still the code.
     [old] = await create(client, new_topic("taken"), version=0)
@@ -175,20 +200,29 @@ async def test_manual_assignment(server: Any) -> None:
     assert ok.error_code == 0 and ok.num_partitions == 2
     assert len(server.broker.topics.get("manual").partitions) == 2
     assert other.error_code == ErrorCode.INVALID_REPLICA_ASSIGNMENT == 39
-    assert other.error_message == (f"The manual partition assignment includes broker "
-                                   f"{node + 1}, but no such broker is registered.")
+    assert other.error_message == (
+        f"The manual partition assignment includes broker "
+        f"{node + 1}, but no such broker is registered."
+    )
     assert empty.error_code == ErrorCode.INVALID_REPLICA_ASSIGNMENT
     assert dup.error_code == ErrorCode.INVALID_REPLICA_ASSIGNMENT
     assert counts.error_code == rf.error_code == ErrorCode.INVALID_REQUEST
-    assert counts.error_message == ("A manual partition assignment was specified, but "
-                                    "numPartitions was not set to -1.")
+    assert counts.error_message == (
+        "A manual partition assignment was specified, but numPartitions was not set to -1."
+    )
 
 
 async def test_gapped_assignment_is_refused(server: Any) -> None:
     client = await server.connect()
-    topic = C.CreatableTopic(name="gap", num_partitions=-1, replication_factor=-1, assignments=[
-        C.CreatableReplicaAssignment(partition_index=0, broker_ids=[server.broker.node_id]),
-        C.CreatableReplicaAssignment(partition_index=2, broker_ids=[server.broker.node_id])])
+    topic = C.CreatableTopic(
+        name="gap",
+        num_partitions=-1,
+        replication_factor=-1,
+        assignments=[
+            C.CreatableReplicaAssignment(partition_index=0, broker_ids=[server.broker.node_id]),
+            C.CreatableReplicaAssignment(partition_index=2, broker_ids=[server.broker.node_id]),
+        ],
+    )
     [result] = await create(client, topic)
     assert result.error_code == ErrorCode.INVALID_REPLICA_ASSIGNMENT
     assert result.error_message == "partitions should be a consecutive 0-based integer sequence"
@@ -209,8 +243,9 @@ async def test_delete_by_name(server: Any, version: int) -> None:
     await create(client, new_topic("doomed", 2), new_topic("kept"))
     directory = server.broker.data_dir / "doomed-0"
     assert directory.exists()
-    response = await client.request(D(topic_names=["doomed", "missing"], timeout_ms=5000),
-                                    version=version)
+    response = await client.request(
+        D(topic_names=["doomed", "missing"], timeout_ms=5000), version=version
+    )
     results = {r.name: r.error_code for r in response.responses}
     assert results == {"doomed": 0, "missing": ErrorCode.UNKNOWN_TOPIC_OR_PARTITION}
     assert server.broker.topics.get("doomed") is None
@@ -223,15 +258,24 @@ async def test_delete_by_topic_id_v6(server: Any) -> None:
     await create(client, new_topic("by-id"), new_topic("by-name"))
     topic_id = server.broker.topics.get("by-id").topic_id
     unknown = uuid.uuid4()
-    response = await client.request(D(topics=[
-        D.DeleteTopicState(name=None, topic_id=topic_id),
-        D.DeleteTopicState(name="by-name", topic_id=ZERO),
-        D.DeleteTopicState(name=None, topic_id=unknown),
-    ], timeout_ms=5000), version=6)
+    response = await client.request(
+        D(
+            topics=[
+                D.DeleteTopicState(name=None, topic_id=topic_id),
+                D.DeleteTopicState(name="by-name", topic_id=ZERO),
+                D.DeleteTopicState(name=None, topic_id=unknown),
+            ],
+            timeout_ms=5000,
+        ),
+        version=6,
+    )
     results = {(r.name, r.topic_id): r.error_code for r in response.responses}
     by_name_id = next(r.topic_id for r in response.responses if r.name == "by-name")
-    assert results == {("by-id", topic_id): 0, ("by-name", by_name_id): 0,
-                       (None, unknown): ErrorCode.UNKNOWN_TOPIC_ID}
+    assert results == {
+        ("by-id", topic_id): 0,
+        ("by-name", by_name_id): 0,
+        (None, unknown): ErrorCode.UNKNOWN_TOPIC_ID,
+    }
     assert by_name_id != ZERO
     assert server.broker.topics.topics == {}
 
@@ -240,12 +284,18 @@ async def test_delete_v6_request_errors(server: Any) -> None:
     client = await server.connect()
     await create(client, new_topic("t"), new_topic("dup"))
     topic_id = server.broker.topics.get("t").topic_id
-    response = await client.request(D(topics=[
-        D.DeleteTopicState(name=None, topic_id=ZERO),
-        D.DeleteTopicState(name="t", topic_id=topic_id),
-        D.DeleteTopicState(name="dup", topic_id=ZERO),
-        D.DeleteTopicState(name="dup", topic_id=ZERO),
-    ], timeout_ms=5000), version=6)
+    response = await client.request(
+        D(
+            topics=[
+                D.DeleteTopicState(name=None, topic_id=ZERO),
+                D.DeleteTopicState(name="t", topic_id=topic_id),
+                D.DeleteTopicState(name="dup", topic_id=ZERO),
+                D.DeleteTopicState(name="dup", topic_id=ZERO),
+            ],
+            timeout_ms=5000,
+        ),
+        version=6,
+    )
     got = [(r.name, r.error_code, r.error_message) for r in response.responses]
     assert got == [
         (None, ErrorCode.INVALID_REQUEST, "Neither topic name nor id were specified."),
@@ -277,11 +327,13 @@ async def test_deletion_disabled(make_server: Any) -> None:
 # --- CreatePartitions -------------------------------------------------------------------
 
 
-async def grow(client: Any, *topics: Any, version: int | None = None,
-               validate_only: bool = False) -> dict[str, tuple[int, str | None]]:
+async def grow(
+    client: Any, *topics: Any, version: int | None = None, validate_only: bool = False
+) -> dict[str, tuple[int, str | None]]:
     """Send CreatePartitions; name → (error code, message)."""
-    response = await client.request(P(topics=list(topics), timeout_ms=5000,
-                                      validate_only=validate_only), version=version)
+    response = await client.request(
+        P(topics=list(topics), timeout_ms=5000, validate_only=validate_only), version=version
+    )
     return {r.name: (r.error_code, r.error_message) for r in response.results}
 
 
@@ -289,8 +341,9 @@ async def grow(client: Any, *topics: Any, version: int | None = None,
 async def test_create_partitions_grows_the_topic(server: Any, version: int) -> None:
     client = await server.connect()
     await create(client, new_topic("grow", 1))
-    result = await grow(client, P.CreatePartitionsTopic(name="grow", count=3, assignments=None),
-                        version=version)
+    result = await grow(
+        client, P.CreatePartitionsTopic(name="grow", count=3, assignments=None), version=version
+    )
     assert result == {"grow": (0, None)}
     assert [p.index for p in server.broker.topics.get("grow").partitions] == [0, 1, 2]
     assert (server.broker.data_dir / "grow-2").is_dir()
@@ -305,8 +358,10 @@ async def test_create_partitions_errors(server: Any) -> None:
         P.CreatePartitionsTopic(name="missing", count=2, assignments=None),
     )
     assert result == {
-        "four": (ErrorCode.INVALID_PARTITIONS,
-                 "The topic four currently has 4 partition(s); 2 would not be an increase."),
+        "four": (
+            ErrorCode.INVALID_PARTITIONS,
+            "The topic four currently has 4 partition(s); 2 would not be an increase.",
+        ),
         "missing": (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None),
     }
     same = await grow(client, P.CreatePartitionsTopic(name="four", count=4, assignments=None))
@@ -318,24 +373,31 @@ async def test_create_partitions_validate_only_and_assignments(server: Any) -> N
     client = await server.connect()
     await create(client, new_topic("t", 1))
     node = server.broker.node_id
-    dry = await grow(client, P.CreatePartitionsTopic(name="t", count=5, assignments=None),
-                     validate_only=True)
+    dry = await grow(
+        client, P.CreatePartitionsTopic(name="t", count=5, assignments=None), validate_only=True
+    )
     assert dry == {"t": (0, None)}
     assert len(server.broker.topics.get("t").partitions) == 1
 
     def assign(*lists: list[int]) -> list[Any]:
         return [P.CreatePartitionsAssignment(broker_ids=ids) for ids in lists]
 
-    too_few = await grow(client, P.CreatePartitionsTopic(name="t", count=3,
-                                                         assignments=assign([node])))
-    assert too_few == {"t": (ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                             "Attempted to add 2 additional partition(s), but only 1 "
-                             "assignment(s) were specified.")}
-    elsewhere = await grow(client, P.CreatePartitionsTopic(name="t", count=2,
-                                                           assignments=assign([7])))
+    too_few = await grow(
+        client, P.CreatePartitionsTopic(name="t", count=3, assignments=assign([node]))
+    )
+    assert too_few == {
+        "t": (
+            ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+            "Attempted to add 2 additional partition(s), but only 1 assignment(s) were specified.",
+        )
+    }
+    elsewhere = await grow(
+        client, P.CreatePartitionsTopic(name="t", count=2, assignments=assign([7]))
+    )
     assert elsewhere["t"][0] == ErrorCode.INVALID_REPLICA_ASSIGNMENT
-    ok = await grow(client, P.CreatePartitionsTopic(name="t", count=3,
-                                                    assignments=assign([node], [node])))
+    ok = await grow(
+        client, P.CreatePartitionsTopic(name="t", count=3, assignments=assign([node], [node]))
+    )
     assert ok == {"t": (0, None)}
     assert len(server.broker.topics.get("t").partitions) == 3
 
@@ -346,7 +408,8 @@ async def test_create_partitions_duplicate_names(server: Any) -> None:
     topic = P.CreatePartitionsTopic(name="t", count=2, assignments=None)
     response = await client.request(P(topics=[topic, topic], timeout_ms=5000))
     assert [(r.name, r.error_code, r.error_message) for r in response.results] == [
-        ("t", ErrorCode.INVALID_REQUEST, "Duplicate topic name.")]
+        ("t", ErrorCode.INVALID_REQUEST, "Duplicate topic name.")
+    ]
     assert len(server.broker.topics.get("t").partitions) == 1
 
 
@@ -354,8 +417,9 @@ async def test_topics_survive_a_restart(make_server: Any, tmp_path: Any) -> None
     data = str(tmp_path / "restart")
     srv = await make_server(log_dirs=data)
     client = await srv.connect()
-    [created] = await create(client, new_topic("durable", 2, configs={"retention.ms": "777"}),
-                             version=7)
+    [created] = await create(
+        client, new_topic("durable", 2, configs={"retention.ms": "777"}), version=7
+    )
     await grow(client, P.CreatePartitionsTopic(name="durable", count=3, assignments=None))
     await create(client, new_topic("gone"))
     await client.request(D(topic_names=["gone"], timeout_ms=5000), version=4)

@@ -32,9 +32,16 @@ def _peer_of(client: RawClient) -> str:
 
 
 def _produce(records: bytes, *, acks: int = 1) -> ProduceRequest:
-    return ProduceRequest(acks=acks, timeout_ms=1000, topic_data=[
-        ProduceRequest.TopicProduceData(name=GUARD, partition_data=[
-            ProduceRequest.PartitionProduceData(index=0, records=records)])])
+    return ProduceRequest(
+        acks=acks,
+        timeout_ms=1000,
+        topic_data=[
+            ProduceRequest.TopicProduceData(
+                name=GUARD,
+                partition_data=[ProduceRequest.PartitionProduceData(index=0, records=records)],
+            )
+        ],
+    )
 
 
 def _batch(value: bytes = b"value") -> bytes:
@@ -53,7 +60,8 @@ class Harness:
     async def check_bystander(self) -> None:
         """The bystander's requests still work, and its produce lands exactly once."""
         metadata = await self.bystander.request(
-            MetadataRequest(topics=[MetadataRequest.MetadataRequestTopic(name=GUARD)]))
+            MetadataRequest(topics=[MetadataRequest.MetadataRequestTopic(name=GUARD)])
+        )
         assert metadata.topics[0].error_code == ErrorCode.NONE
         assert metadata.brokers[0].port == self.server.address[1]
         produced = await self.bystander.request(_produce(_batch()), version=9)
@@ -66,8 +74,7 @@ class Harness:
 
 @pytest.fixture
 async def harness(make_server):
-    server = await make_server(socket_request_max_bytes=64 * 1024,
-                               auto_create_topics_enable=False)
+    server = await make_server(socket_request_max_bytes=64 * 1024, auto_create_topics_enable=False)
     server.broker.topics.create(GUARD, 1)
     bystander = await server.connect()
     h = Harness(server, bystander)
@@ -75,8 +82,9 @@ async def harness(make_server):
     return h
 
 
-async def _expect_closed_and_logged(harness: Harness, data: bytes, caplog, *,
-                                    eof: bool = False, fragment: str = "") -> None:
+async def _expect_closed_and_logged(
+    harness: Harness, data: bytes, caplog, *, eof: bool = False, fragment: str = ""
+) -> None:
     victim = await harness.server.connect()
     peer = _peer_of(victim)
     with caplog.at_level(logging.INFO, logger="kbroker.server"):
@@ -95,21 +103,24 @@ async def _expect_closed_and_logged(harness: Harness, data: bytes, caplog, *,
 
 async def test_http_request(harness, caplog) -> None:
     await _expect_closed_and_logged(
-        harness, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", caplog, fragment="frame size")
+        harness, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", caplog, fragment="frame size"
+    )
 
 
 @pytest.mark.parametrize("size", [-1, -(2**31), 2**31 - 1, 64 * 1024 + 1])
 async def test_bad_sizes(harness, caplog, size: int) -> None:
     # Rejected as soon as the 4 size bytes arrive: nothing is buffered for it.
-    await _expect_closed_and_logged(harness, struct.pack(">i", size) + b"\x00" * 16, caplog,
-                                    fragment=str(size))
+    await _expect_closed_and_logged(
+        harness, struct.pack(">i", size) + b"\x00" * 16, caplog, fragment=str(size)
+    )
 
 
 @pytest.mark.parametrize("cut", [1, 3, 4, 10])
 async def test_truncated_frame_then_eof(harness, caplog, cut: int) -> None:
     frame = encode_request(0, 9, 1, "cut", _produce(_batch()))
-    await _expect_closed_and_logged(harness, frame[:cut], caplog, eof=True,
-                                    fragment="middle of a request")
+    await _expect_closed_and_logged(
+        harness, frame[:cut], caplog, eof=True, fragment="middle of a request"
+    )
 
 
 async def test_truncated_produce_body(harness, caplog) -> None:
@@ -117,20 +128,23 @@ async def test_truncated_produce_body(harness, caplog) -> None:
     # decoder finds it short.
     frame = encode_request(0, 9, 1, "short", _produce(_batch()))
     payload = frame[4:-20]
-    await _expect_closed_and_logged(harness, struct.pack(">i", len(payload)) + payload, caplog,
-                                    fragment="malformed")
+    await _expect_closed_and_logged(
+        harness, struct.pack(">i", len(payload)) + payload, caplog, fragment="malformed"
+    )
 
 
-@pytest.mark.parametrize("body", [b"\xff" * 40, b"\x00\x03\x00\x0c" + b"\xee" * 60,
-                                  b"\x00\x00\x00\x09" + b"\x7f" * 100])
+@pytest.mark.parametrize(
+    "body", [b"\xff" * 40, b"\x00\x03\x00\x0c" + b"\xee" * 60, b"\x00\x00\x00\x09" + b"\x7f" * 100]
+)
 async def test_garbage_body(harness, caplog, body: bytes) -> None:
     await _expect_closed_and_logged(harness, struct.pack(">i", len(body)) + body, caplog)
 
 
 async def test_unknown_api_key(harness, caplog) -> None:
     payload = struct.pack(">hhih", 12345, 0, 1, 0)
-    await _expect_closed_and_logged(harness, struct.pack(">i", len(payload)) + payload, caplog,
-                                    fragment="12345")
+    await _expect_closed_and_logged(
+        harness, struct.pack(">i", len(payload)) + payload, caplog, fragment="12345"
+    )
 
 
 async def test_corrupt_batch_is_refused_not_written(harness) -> None:
@@ -155,7 +169,7 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
         elif choice < 0.7:
             out[pos:pos] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
         elif choice < 0.85 and out:
-            del out[pos:pos + rng.randint(1, 8)]
+            del out[pos : pos + rng.randint(1, 8)]
         else:
             out = out[:pos]
     return bytes(out)
@@ -174,16 +188,43 @@ async def test_mutated_frame_stream(harness, caplog) -> None:
     rng = random.Random(20240611)
     good_batch = _batch(b"fuzz")
     templates = [
-        encode_request(3, 12, 1, "fuzz", MetadataRequest(
-            topics=[MetadataRequest.MetadataRequestTopic(name=GUARD)])),
+        encode_request(
+            3,
+            12,
+            1,
+            "fuzz",
+            MetadataRequest(topics=[MetadataRequest.MetadataRequestTopic(name=GUARD)]),
+        ),
         encode_request(3, 1, 1, "fuzz", MetadataRequest(topics=None)),
-        encode_request(18, 3, 1, "fuzz", ApiVersionsRequest(client_software_name="fuzz",
-                                                            client_software_version="1")),
+        encode_request(
+            18,
+            3,
+            1,
+            "fuzz",
+            ApiVersionsRequest(client_software_name="fuzz", client_software_version="1"),
+        ),
         encode_request(60, 1, 1, "fuzz", DescribeClusterRequest()),
-        encode_request(1, 12, 1, "fuzz", FetchRequest(
-            max_wait_ms=0, min_bytes=1, max_bytes=1 << 20, topics=[FetchRequest.FetchTopic(
-                topic=GUARD, partitions=[FetchRequest.FetchPartition(
-                    partition=0, fetch_offset=0, partition_max_bytes=1 << 20)])])),
+        encode_request(
+            1,
+            12,
+            1,
+            "fuzz",
+            FetchRequest(
+                max_wait_ms=0,
+                min_bytes=1,
+                max_bytes=1 << 20,
+                topics=[
+                    FetchRequest.FetchTopic(
+                        topic=GUARD,
+                        partitions=[
+                            FetchRequest.FetchPartition(
+                                partition=0, fetch_offset=0, partition_max_bytes=1 << 20
+                            )
+                        ],
+                    )
+                ],
+            ),
+        ),
     ]
     produce_frame = encode_request(0, 9, 1, "fuzz", _produce(good_batch))
     records_at = produce_frame.index(good_batch)

@@ -32,14 +32,24 @@ def test_defaults() -> None:
 
 def test_flags_win_over_overrides_over_file(tmp_path: Path) -> None:
     props = tmp_path / "server.properties"
-    props.write_text("listeners=PLAINTEXT://0.0.0.0:9999\nlog.dirs=/from/file\n"
-                     "num.partitions=2\nlog.retention.hours=1\n")
+    props.write_text(
+        "listeners=PLAINTEXT://0.0.0.0:9999\nlog.dirs=/from/file\n"
+        "num.partitions=2\nlog.retention.hours=1\n"
+    )
     from_file = _config("--config", str(props))
     assert (from_file.listener.host, from_file.listener.port) == ("0.0.0.0", 9999)
     assert from_file.data_dir == Path("/from/file")
     assert from_file["num.partitions"] == 2
-    config = _config("--config", str(props), "--override", "num.partitions=5",
-                     "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d"))
+    config = _config(
+        "--config",
+        str(props),
+        "--override",
+        "num.partitions=5",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        str(tmp_path / "d"),
+    )
     assert (config.listener.host, config.listener.port) == ("127.0.0.1", 0)
     assert config.data_dir == tmp_path / "d"
     assert config["num.partitions"] == 5
@@ -57,15 +67,17 @@ def _run_main(capsys, *argv: str) -> tuple[int, str]:
     return code, err
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["--override", "no.such.key=1"], "unknown config key 'no.such.key'"),
-    (["--override", "num.partitions=many"], "num.partitions"),
-    (["--override", "novalue"], "KEY=VALUE"),
-    (["--listen", "nohostport"], "HOST:PORT"),
-    (["--config", "/nonexistent/server.properties"], "cannot read config file"),
-])
-def test_config_errors_are_one_line(capsys, tmp_path: Path, argv: list[str],
-                                    fragment: str) -> None:
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--override", "no.such.key=1"], "unknown config key 'no.such.key'"),
+        (["--override", "num.partitions=many"], "num.partitions"),
+        (["--override", "novalue"], "KEY=VALUE"),
+        (["--listen", "nohostport"], "HOST:PORT"),
+        (["--config", "/nonexistent/server.properties"], "cannot read config file"),
+    ],
+)
+def test_config_errors_are_one_line(capsys, tmp_path: Path, argv: list[str], fragment: str) -> None:
     code, err = _run_main(capsys, "--data-dir", str(tmp_path / "d"), *argv)
     assert code == 1
     lines = [line for line in err.splitlines() if line.startswith("kbroker:")]
@@ -76,8 +88,7 @@ def test_config_errors_are_one_line(capsys, tmp_path: Path, argv: list[str],
 def test_unwritable_data_dir(capsys, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    code, err = _run_main(capsys, "--listen", "127.0.0.1:0", "--data-dir",
-                          str(blocker / "data"))
+    code, err = _run_main(capsys, "--listen", "127.0.0.1:0", "--data-dir", str(blocker / "data"))
     assert code == 1
     assert "cannot use data dir" in err and "Traceback" not in err
 
@@ -87,8 +98,9 @@ def test_port_in_use(capsys, tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code, err = _run_main(capsys, "--listen", f"127.0.0.1:{port}", "--data-dir",
-                              str(tmp_path / "d"))
+        code, err = _run_main(
+            capsys, "--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp_path / "d")
+        )
     assert code == 1
     assert f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
 
@@ -98,8 +110,15 @@ def test_help_documents_the_options(capsys) -> None:
         main(["--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    for option in ("--listen", "--data-dir", "--config", "--override", "bootstrap_servers",
-                   "127.0.0.1:9092", "./kbroker-data"):
+    for option in (
+        "--listen",
+        "--data-dir",
+        "--config",
+        "--override",
+        "bootstrap_servers",
+        "127.0.0.1:9092",
+        "./kbroker-data",
+    ):
         assert option in out
 
 
@@ -117,7 +136,7 @@ async def _read_until(stream: trio.abc.ReceiveStream, marker: bytes, seen: bytea
         seen += chunk
     start = seen.index(marker)
     end = seen.find(b"\n", start)
-    return seen[start:end if end >= 0 else None].decode()
+    return seen[start : end if end >= 0 else None].decode()
 
 
 async def test_real_process_start_serve_and_sigterm(tmp_path: Path) -> None:
@@ -125,9 +144,21 @@ async def test_real_process_start_serve_and_sigterm(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with trio.fail_after(60):  # a guard against hanging forever, not a speed assertion
         process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "kbroker", "--listen", "127.0.0.1:0", "--data-dir",
-             str(data), "--override", "num.partitions=2"],
-            stderr=subprocess.PIPE, env=env, cwd=str(tmp_path))
+            [
+                sys.executable,
+                "-m",
+                "kbroker",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                str(data),
+                "--override",
+                "num.partitions=2",
+            ],
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=str(tmp_path),
+        )
         try:
             seen = bytearray()
             line = await _read_until(process.stderr, b"bootstrap_servers=", seen)
@@ -135,8 +166,9 @@ async def test_real_process_start_serve_and_sigterm(tmp_path: Path) -> None:
             assert host == "127.0.0.1" and int(port) > 0
             assert seen.count(b"bootstrap_servers=") == 1
             client = RawClient(await trio.open_tcp_stream(host, int(port)))
-            response = await client.request(MetadataRequest(
-                topics=[MetadataRequest.MetadataRequestTopic(name="cli-topic")]))
+            response = await client.request(
+                MetadataRequest(topics=[MetadataRequest.MetadataRequestTopic(name="cli-topic")])
+            )
             assert response.topics[0].error_code == ErrorCode.NONE
             assert len(response.topics[0].partitions) == 2
             assert response.brokers[0].port == int(port)

@@ -38,28 +38,36 @@ def test_every_setting_is_documented() -> None:
 
 
 def test_values_are_typed() -> None:
-    config = BrokerConfig.from_properties({
-        "num.partitions": "3", "auto.create.topics.enable": "FALSE",
-        "log.cleanup.policy": "compact, delete", "log.cleaner.min.cleanable.ratio": "0.25"})
+    config = BrokerConfig.from_properties(
+        {
+            "num.partitions": "3",
+            "auto.create.topics.enable": "FALSE",
+            "log.cleanup.policy": "compact, delete",
+            "log.cleaner.min.cleanable.ratio": "0.25",
+        }
+    )
     assert config["num.partitions"] == 3
     assert config["auto.create.topics.enable"] is False
     assert config["log.cleanup.policy"] == ["compact", "delete"]
     assert config["log.cleaner.min.cleanable.ratio"] == 0.25
 
 
-@pytest.mark.parametrize("props, fragment", [
-    ({"no.such.setting": "1"}, "unknown config key 'no.such.setting'"),
-    ({"num.partitions": "zero"}, "num.partitions"),
-    ({"num.partitions": "0"}, "at least 1"),
-    ({"node.id": str(2**31)}, "node.id"),
-    ({"auto.create.topics.enable": "yes"}, "true or false"),
-    ({"log.message.timestamp.type": "Later"}, "CreateTime"),
-    ({"log.cleanup.policy": "delete,shred"}, "log.cleanup.policy"),
-    ({"listeners": "localhost:9092"}, "NAME://host:port"),
-    ({"listeners": "SSL://:9093"}, "only PLAINTEXT"),
-    ({"listeners": "PLAINTEXT://:70000"}, "port"),
-    ({"broker.id": "2", "node.id": "3"}, "disagrees"),
-])
+@pytest.mark.parametrize(
+    "props, fragment",
+    [
+        ({"no.such.setting": "1"}, "unknown config key 'no.such.setting'"),
+        ({"num.partitions": "zero"}, "num.partitions"),
+        ({"num.partitions": "0"}, "at least 1"),
+        ({"node.id": str(2**31)}, "node.id"),
+        ({"auto.create.topics.enable": "yes"}, "true or false"),
+        ({"log.message.timestamp.type": "Later"}, "CreateTime"),
+        ({"log.cleanup.policy": "delete,shred"}, "log.cleanup.policy"),
+        ({"listeners": "localhost:9092"}, "NAME://host:port"),
+        ({"listeners": "SSL://:9093"}, "only PLAINTEXT"),
+        ({"listeners": "PLAINTEXT://:70000"}, "port"),
+        ({"broker.id": "2", "node.id": "3"}, "disagrees"),
+    ],
+)
 def test_bad_settings_give_one_line_errors(props: dict[str, str], fragment: str) -> None:
     with pytest.raises(ConfigError) as info:
         BrokerConfig.from_properties(props)
@@ -69,10 +77,18 @@ def test_bad_settings_give_one_line_errors(props: dict[str, str], fragment: str)
 
 def test_retention_precedence_ms_over_minutes_over_hours() -> None:
     assert BrokerConfig.from_properties({"log.retention.hours": "1"}).log_retention_ms == 3600000
-    assert BrokerConfig.from_properties(
-        {"log.retention.hours": "1", "log.retention.minutes": "2"}).log_retention_ms == 120000
-    assert BrokerConfig.from_properties(
-        {"log.retention.minutes": "2", "log.retention.ms": "5"}).log_retention_ms == 5
+    assert (
+        BrokerConfig.from_properties(
+            {"log.retention.hours": "1", "log.retention.minutes": "2"}
+        ).log_retention_ms
+        == 120000
+    )
+    assert (
+        BrokerConfig.from_properties(
+            {"log.retention.minutes": "2", "log.retention.ms": "5"}
+        ).log_retention_ms
+        == 5
+    )
     assert BrokerConfig.from_properties({"log.retention.ms": "-1"}).log_retention_ms == -1
 
 
@@ -81,14 +97,19 @@ def test_broker_id_is_a_synonym_of_node_id() -> None:
 
 
 def test_listeners() -> None:
-    config = BrokerConfig.from_properties({
-        "listeners": "CLIENT://0.0.0.0:9092,OTHER://:9093",
-        "listener.security.protocol.map": "CLIENT:PLAINTEXT,OTHER:PLAINTEXT",
-        "advertised.listeners": "CLIENT://kafka.example:19092"})
+    config = BrokerConfig.from_properties(
+        {
+            "listeners": "CLIENT://0.0.0.0:9092,OTHER://:9093",
+            "listener.security.protocol.map": "CLIENT:PLAINTEXT,OTHER:PLAINTEXT",
+            "advertised.listeners": "CLIENT://kafka.example:19092",
+        }
+    )
     assert (config.listener.host, config.listener.port) == ("0.0.0.0", 9092)
     assert config.advertised_listener is not None
     assert (config.advertised_listener.host, config.advertised_listener.port) == (
-        "kafka.example", 19092)
+        "kafka.example",
+        19092,
+    )
     assert parse_listener("PLAINTEXT://[::1]:9092").host == "::1"
     assert parse_listener("PLAINTEXT://:9092").host == ""
 
@@ -159,13 +180,17 @@ log.retention.check.interval.ms=300000
 
 def test_topic_config_validation() -> None:
     assert validate_topic_configs({"retention.ms": " 1000 ", "cleanup.policy": "compact"}) == {
-        "retention.ms": "1000", "cleanup.policy": "compact"}
-    for bad, fragment in [({"retention.mss": "1"}, "Unknown topic config name"),
-                          ({"retention.ms": "soon"}, "retention.ms"),
-                          ({"retention.ms": "-2"}, "at least -1"),
-                          ({"cleanup.policy": "shred"}, "cleanup.policy"),
-                          ({"min.insync.replicas": "0"}, "at least 1"),
-                          ({"retention.ms": None}, "Null value")]:
+        "retention.ms": "1000",
+        "cleanup.policy": "compact",
+    }
+    for bad, fragment in [
+        ({"retention.mss": "1"}, "Unknown topic config name"),
+        ({"retention.ms": "soon"}, "retention.ms"),
+        ({"retention.ms": "-2"}, "at least -1"),
+        ({"cleanup.policy": "shred"}, "cleanup.policy"),
+        ({"min.insync.replicas": "0"}, "at least 1"),
+        ({"retention.ms": None}, "Null value"),
+    ]:
         with pytest.raises(KafkaApiError) as info:
             validate_topic_configs(bad)
         assert info.value.code == ErrorCode.INVALID_CONFIG
@@ -173,8 +198,9 @@ def test_topic_config_validation() -> None:
 
 
 def test_effective_topic_configs_sources() -> None:
-    broker = BrokerConfig.from_properties({"log.retention.hours": "1",
-                                           "log.cleanup.policy": "compact"})
+    broker = BrokerConfig.from_properties(
+        {"log.retention.hours": "1", "log.cleanup.policy": "compact"}
+    )
     effective = effective_topic_configs({"segment.bytes": "1048576"}, broker)
     assert effective["segment.bytes"] == ("1048576", ConfigSource.DYNAMIC_TOPIC_CONFIG)
     assert effective["retention.ms"] == ("3600000", ConfigSource.STATIC_BROKER_CONFIG)
@@ -184,10 +210,10 @@ def test_effective_topic_configs_sources() -> None:
 
 
 def test_to_log_config_follows_overrides_and_broker() -> None:
-    broker = BrokerConfig.from_properties({"log.segment.bytes": "2048",
-                                           "log.flush.interval.messages": "1"})
-    log_config = to_log_config({"retention.ms": "-1", "cleanup.policy": "compact,delete"},
-                               broker)
+    broker = BrokerConfig.from_properties(
+        {"log.segment.bytes": "2048", "log.flush.interval.messages": "1"}
+    )
+    log_config = to_log_config({"retention.ms": "-1", "cleanup.policy": "compact,delete"}, broker)
     assert log_config.segment_bytes == 2048
     assert log_config.retention_ms == -1
     assert log_config.cleanup_policy == "compact,delete"
@@ -199,5 +225,7 @@ def test_negative_idle_timeout_disables_it() -> None:
     import math
 
     assert BrokerConfig.from_properties({}).connections_max_idle_s == 600.0
-    assert BrokerConfig.from_properties(
-        {"connections.max.idle.ms": "-1"}).connections_max_idle_s == math.inf
+    assert (
+        BrokerConfig.from_properties({"connections.max.idle.ms": "-1"}).connections_max_idle_s
+        == math.inf
+    )

@@ -62,8 +62,10 @@ def test_epoch_checks():
     assert hb(g, "a", 7).error_code == E.FENCED_MEMBER_EPOCH
     assert hb(g, "x", 1).error_code == E.UNKNOWN_MEMBER_ID
     assert hb(g, "b", 0).error_code == E.INVALID_REQUEST  # first request needs a subscription
-    assert hb(g, "b", 0, subscribed_names=["t"], server_assignor="nope").error_code == \
-        E.UNSUPPORTED_ASSIGNOR
+    assert (
+        hb(g, "b", 0, subscribed_names=["t"], server_assignor="nope").error_code
+        == E.UNSUPPORTED_ASSIGNOR
+    )
     hb(g, "b", 0, subscribed_names=["t"])
     kept = hb(g, "a", 1, owned={T: {0, 1, 2, 3}}).assignment
     assert hb(g, "a", 1, owned=kept).member_epoch == 2
@@ -122,29 +124,38 @@ def test_uniform_assignor_is_sticky():
 
 
 def test_coordinator_integration_offsets_and_namespaces():
-    gc = GroupCoordinator(config=CoordinatorConfig(initial_rebalance_delay_ms=0),
-                          clock=lambda: 0.0)
+    gc = GroupCoordinator(config=CoordinatorConfig(initial_rebalance_delay_ms=0), clock=lambda: 0.0)
     r = gc.consumer_group_heartbeat("g", "a", 0, topics=TOPICS, subscribed_names=["t"])
     tp = ("t", 0)
     assert gc.commit_offsets("g", r.member_epoch, "a", {tp: OffsetAndMetadata(5)}) == {tp: E.NONE}
-    assert gc.commit_offsets("g", 0, "a", {tp: OffsetAndMetadata(6)}) == {
-        tp: E.STALE_MEMBER_EPOCH}
-    assert gc.commit_offsets("g", -1, "", {tp: OffsetAndMetadata(6)}) == {
-        tp: E.UNKNOWN_MEMBER_ID}
+    assert gc.commit_offsets("g", 0, "a", {tp: OffsetAndMetadata(6)}) == {tp: E.STALE_MEMBER_EPOCH}
+    assert gc.commit_offsets("g", -1, "", {tp: OffsetAndMetadata(6)}) == {tp: E.UNKNOWN_MEMBER_ID}
     assert gc.fetch_offsets("g", [tp])[tp].offset == 5
     assert gc.validate_offset_fetch("g", "a", 0) == E.STALE_MEMBER_EPOCH
     assert gc.validate_offset_fetch("g", "a", 1) == E.NONE
-    join = gc.join_group("g", "", group_instance_id=None, protocol_type="consumer",
-                         protocols=[("range", b"")], session_timeout_ms=10000,
-                         rebalance_timeout_ms=10000)
+    join = gc.join_group(
+        "g",
+        "",
+        group_instance_id=None,
+        protocol_type="consumer",
+        protocols=[("range", b"")],
+        session_timeout_ms=10000,
+        rebalance_timeout_ms=10000,
+    )
     assert join.result.error_code == E.INCONSISTENT_GROUP_PROTOCOL
     assert gc.list_groups() == [("g", "consumer", "Stable", "consumer")]
     assert gc.delete_groups(["g"]) == {"g": E.NON_EMPTY_GROUP}
     gc.consumer_group_heartbeat("g", "a", -1, topics=TOPICS)
     assert gc.delete_groups(["g"]) == {"g": E.NONE}
     # A classic group with members is not taken over by a KIP-848 member.
-    gc.join_group("c", "", group_instance_id=None, protocol_type="consumer",
-                  protocols=[("range", b"")], session_timeout_ms=10000,
-                  rebalance_timeout_ms=10000)
+    gc.join_group(
+        "c",
+        "",
+        group_instance_id=None,
+        protocol_type="consumer",
+        protocols=[("range", b"")],
+        session_timeout_ms=10000,
+        rebalance_timeout_ms=10000,
+    )
     r = gc.consumer_group_heartbeat("c", "x", 0, topics=TOPICS, subscribed_names=["t"])
     assert r.error_code == E.GROUP_ID_NOT_FOUND

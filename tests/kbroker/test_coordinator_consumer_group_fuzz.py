@@ -48,11 +48,16 @@ def test_no_double_ownership_and_convergence(ops, assignor):
 
     def heartbeat(c: Client, names: list[str] | None = None) -> None:
         joining = c.epoch < 0 or names is not None
-        r = g.heartbeat(c.member_id if not joining or c.member_id else f"m{id(c)}",
-                        0 if joining else c.epoch, now_ms=now, topics=topics,
-                        subscribed_names=names if joining else None,
-                        server_assignor=assignor, rebalance_timeout_ms=SESSION,
-                        owned={t: set(p) for t, p in c.owned.items()})
+        r = g.heartbeat(
+            c.member_id if not joining or c.member_id else f"m{id(c)}",
+            0 if joining else c.epoch,
+            now_ms=now,
+            topics=topics,
+            subscribed_names=names if joining else None,
+            server_assignor=assignor,
+            rebalance_timeout_ms=SESSION,
+            owned={t: set(p) for t, p in c.owned.items()},
+        )
         if r.error_code in (ErrorCode.FENCED_MEMBER_EPOCH, ErrorCode.UNKNOWN_MEMBER_ID):
             c.epoch, c.owned = -1, {}  # the client drops everything and rejoins later
             return
@@ -99,6 +104,7 @@ def test_no_double_ownership_and_convergence(ops, assignor):
                 assert c.owned == g.target.get(c.member_id, {})
         # Every subscribed partition is assigned to exactly one member.
         assigned = [(t, p) for a in g.target.values() for t, ps in a.items() for p in ps]
-        expected = {(topics[n][0], p) for n in g.all_subscribed_topics()
-                    for p in range(topics[n][1])}
+        expected = {
+            (topics[n][0], p) for n in g.all_subscribed_topics() for p in range(topics[n][1])
+        }
         assert sorted(assigned, key=str) == sorted(expected, key=str)

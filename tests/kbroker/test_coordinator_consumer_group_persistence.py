@@ -71,11 +71,19 @@ def hb(gc, member_id, epoch, **kw):
 
 
 def test_every_record_type_round_trips_with_kafka_key_versions():
-    sub = MemberSubscription(instance_id="i", rack_id="r", client_id="c", client_host="/h",
-                             subscribed_names=["a", "b"], regex="x.*",
-                             rebalance_timeout_ms=3000, server_assignor="range")
-    cur = MemberAssignment(epoch=5, previous_epoch=4, state=1,
-                           assigned={T: {0, 2}}, pending_revocation={T: {1}})
+    sub = MemberSubscription(
+        instance_id="i",
+        rack_id="r",
+        client_id="c",
+        client_host="/h",
+        subscribed_names=["a", "b"],
+        regex="x.*",
+        rebalance_timeout_ms=3000,
+        server_assignor="range",
+    )
+    cur = MemberAssignment(
+        epoch=5, previous_epoch=4, state=1, assigned={T: {0, 2}}, pending_revocation={T: {1}}
+    )
     cases = [
         (3, ConsumerGroupEpochRecord("g", 7)),
         (4, ConsumerGroupTopicsRecord("g", {"t": (T, 4)})),

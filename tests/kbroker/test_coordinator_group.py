@@ -70,30 +70,59 @@ def make(delay: int = 0, **kw: int) -> tuple[GroupCoordinator, FakeClock, FakeSt
     return gc, clock, store
 
 
-def join(gc, member_id="", *, group="g", instance=None, protocols=None, client="c",
-         session=SESSION, rebalance=REBALANCE, require_known=False, ptype="consumer",
-         skip=False):
+def join(
+    gc,
+    member_id="",
+    *,
+    group="g",
+    instance=None,
+    protocols=None,
+    client="c",
+    session=SESSION,
+    rebalance=REBALANCE,
+    require_known=False,
+    ptype="consumer",
+    skip=False,
+):
     return gc.join_group(
-        group, member_id, group_instance_id=instance, protocol_type=ptype,
+        group,
+        member_id,
+        group_instance_id=instance,
+        protocol_type=ptype,
         protocols=protocols if protocols is not None else [("range", subscription("t"))],
-        session_timeout_ms=session, rebalance_timeout_ms=rebalance, client_id=client,
-        client_host="/127.0.0.1", require_known_member_id=require_known,
+        session_timeout_ms=session,
+        rebalance_timeout_ms=rebalance,
+        client_id=client,
+        client_host="/127.0.0.1",
+        require_known_member_id=require_known,
         supports_skip_assignment=skip,
     )
 
 
 def stable_group(gc, clock, n=2, group="g", instance_ids=None, session=SESSION):
     """Bring a group of n members to Stable; returns their member ids (leader first)."""
-    pendings = [join(gc, group=group, client=f"c{i}", session=session,
-                     instance=instance_ids[i] if instance_ids else None) for i in range(n)]
+    pendings = [
+        join(
+            gc,
+            group=group,
+            client=f"c{i}",
+            session=session,
+            instance=instance_ids[i] if instance_ids else None,
+        )
+        for i in range(n)
+    ]
     gc.poll()
     results = [p.result for p in pendings]
     assert all(r is not None and r.error_code == E.NONE for r in results)
     leader = results[0].leader
     gen = results[0].generation_id
     ids = [r.member_id for r in results]
-    syncs = [gc.sync_group(group, gen, m, assignments=[(x, x.encode()) for x in ids]
-                           if m == leader else []) for m in ids]
+    syncs = [
+        gc.sync_group(
+            group, gen, m, assignments=[(x, x.encode()) for x in ids] if m == leader else []
+        )
+        for m in ids
+    ]
     assert all(s.result.error_code == E.NONE for s in syncs)
     assert gc.group_state(group) is S.STABLE
     return sorted(ids, key=lambda m: m != leader), gen
@@ -105,7 +134,7 @@ def test_java_hashcode_and_partition_match_kafka():
     assert java_string_hashcode("polygenelubricants") == -(2**31)
     assert partition_for("polygenelubricants", 50) == 0
     # Non-BMP characters count as two UTF-16 code units, as in Java.
-    assert java_string_hashcode("\U0001F600") == 0xD83D * 31 + 0xDE00
+    assert java_string_hashcode("\U0001f600") == 0xD83D * 31 + 0xDE00
 
 
 def test_member_id_required_round_trip_then_first_generation():
@@ -160,7 +189,9 @@ def test_leader_assignment_reaches_followers_and_group_becomes_stable():
     assert again.result.assignment == follower.encode()
     snap = [r for r in store.records() if isinstance(r, GroupRecord)][-1].value
     assert {m.member_id: m.assignment for m in snap.members} == {
-        leader: leader.encode(), follower: follower.encode()}
+        leader: leader.encode(),
+        follower: follower.encode(),
+    }
 
 
 def test_follower_sync_waits_for_leader():
@@ -245,7 +276,9 @@ def test_leave_group_rebalances_and_last_leave_empties_group():
     assert ra.result.generation_id == gen + 1
     gc.sync_group("g", gen + 1, a, assignments=[(a, b"x")])
     assert gc.leave_group("g", [(a, None), ("nobody", None)]) == (
-        E.NONE, [E.NONE, E.UNKNOWN_MEMBER_ID])
+        E.NONE,
+        [E.NONE, E.UNKNOWN_MEMBER_ID],
+    )
     assert gc.group_state("g") is S.EMPTY
     snap = [r for r in store.records() if isinstance(r, GroupRecord)][-1].value
     assert snap.generation == gen + 2 and snap.members == [] and snap.protocol is None
@@ -339,7 +372,8 @@ def test_static_member_rejoins_without_rebalance():
 def test_static_member_survives_rebalance_without_rejoining():
     gc, clock, _ = make()
     (leader, follower), gen = stable_group(
-        gc, clock, instance_ids=["i0", "i1"], session=2 * REBALANCE)
+        gc, clock, instance_ids=["i0", "i1"], session=2 * REBALANCE
+    )
     rl = join(gc, leader, instance="i0", session=2 * REBALANCE)
     clock.advance(REBALANCE)
     gc.poll()
@@ -351,7 +385,9 @@ def test_static_leave_by_instance_id_alone():
     gc, clock, _ = make()
     (leader, follower), gen = stable_group(gc, clock, instance_ids=["i0", "i1"])
     assert gc.leave_group("g", [("", "i1"), ("", "unknown")]) == (
-        E.NONE, [E.NONE, E.UNKNOWN_MEMBER_ID])
+        E.NONE,
+        [E.NONE, E.UNKNOWN_MEMBER_ID],
+    )
     assert gc.leave_group("g", [("wrong-id", "i0")]) == (E.NONE, [E.FENCED_INSTANCE_ID])
     assert gc.group_state("g") is S.PREPARING_REBALANCE
 
@@ -379,7 +415,9 @@ def test_commit_validation():
     assert gc.commit_offsets("g", gen - 1, a, {tp: om}) == {tp: E.ILLEGAL_GENERATION}
     big = OffsetAndMetadata(1, metadata="toolong")
     assert gc.commit_offsets("g", gen, a, {tp: om, ("t", 1): big}) == {
-        tp: E.NONE, ("t", 1): E.OFFSET_METADATA_TOO_LARGE}
+        tp: E.NONE,
+        ("t", 1): E.OFFSET_METADATA_TOO_LARGE,
+    }
     join(gc, a)  # PreparingRebalance: commits are still accepted
     assert gc.commit_offsets("g", gen, b, {tp: om}) == {tp: E.NONE}
     join(gc, b)
@@ -411,7 +449,9 @@ def test_failed_write_is_not_acknowledged():
 def test_replay_restores_offsets_groups_and_tombstones():
     gc, clock, store = make()
     (a, b), gen = stable_group(gc, clock, instance_ids=[None, "static"])
-    gc.commit_offsets("g", gen, a, {("t", 0): OffsetAndMetadata(10), ("t", 1): OffsetAndMetadata(11)})
+    gc.commit_offsets(
+        "g", gen, a, {("t", 0): OffsetAndMetadata(10), ("t", 1): OffsetAndMetadata(11)}
+    )
     gc.commit_offsets("solo", -1, "", {("t", 0): OffsetAndMetadata(7)})
     gc.commit_offsets("gone", -1, "", {("t", 0): OffsetAndMetadata(1)})
     assert gc.delete_groups(["gone"]) == {"gone": E.NONE}
@@ -463,7 +503,9 @@ def test_offsets_of_empty_group_expire_after_retention_and_group_dies():
 def test_stable_group_keeps_subscribed_offsets_but_expires_others():
     gc, clock, _ = make(offsets_retention_ms=1000, offsets_retention_check_interval_ms=1000)
     (a,), gen = stable_group(gc, clock, n=1)
-    gc.commit_offsets("g", gen, a, {("t", 0): OffsetAndMetadata(1), ("old", 0): OffsetAndMetadata(2)})
+    gc.commit_offsets(
+        "g", gen, a, {("t", 0): OffsetAndMetadata(1), ("old", 0): OffsetAndMetadata(2)}
+    )
     clock.advance(1000)
     gc.heartbeat("g", gen, a)
     gc.poll()
@@ -475,9 +517,14 @@ def test_delete_groups_and_offsets():
     (a,), gen = stable_group(gc, clock, n=1)
     gc.commit_offsets("g", gen, a, {("t", 0): OffsetAndMetadata(1), ("u", 0): OffsetAndMetadata(1)})
     assert gc.delete_groups(["g", "nope", ""]) == {
-        "g": E.NON_EMPTY_GROUP, "nope": E.GROUP_ID_NOT_FOUND, "": E.GROUP_ID_NOT_FOUND}
+        "g": E.NON_EMPTY_GROUP,
+        "nope": E.GROUP_ID_NOT_FOUND,
+        "": E.GROUP_ID_NOT_FOUND,
+    }
     assert gc.delete_offsets("g", [("t", 0), ("u", 0)]) == (
-        E.NONE, {("t", 0): E.GROUP_SUBSCRIBED_TO_TOPIC, ("u", 0): E.NONE})
+        E.NONE,
+        {("t", 0): E.GROUP_SUBSCRIBED_TO_TOPIC, ("u", 0): E.NONE},
+    )
     assert set(gc.fetch_offsets("g", None)) == {("t", 0)}
     assert gc.delete_offsets("nope", [("t", 0)])[0] == E.GROUP_ID_NOT_FOUND
     gc.leave_group("g", [(a, None)])
@@ -498,8 +545,10 @@ def test_describe_and_list():
     assert d.state == "PreparingRebalance" and d.protocol_data == ""
     assert all(m.metadata == b"" for m in d.members)
     gc.commit_offsets("solo", -1, "", {("t", 0): OffsetAndMetadata(1)})
-    assert sorted(gc.list_groups()) == [("g", "consumer", "PreparingRebalance", "classic"),
-                                        ("solo", "", "Empty", "classic")]
+    assert sorted(gc.list_groups()) == [
+        ("g", "consumer", "PreparingRebalance", "classic"),
+        ("solo", "", "Empty", "classic"),
+    ]
 
 
 def test_invalid_transition_is_a_bug():
@@ -513,7 +562,9 @@ def test_invalid_transition_is_a_bug():
 def test_deleted_topic_offsets_are_forgotten():
     gc, clock, store = make()
     (a,), gen = stable_group(gc, clock, n=1)
-    gc.commit_offsets("g", gen, a, {("t", 0): OffsetAndMetadata(1), ("gone", 0): OffsetAndMetadata(2)})
+    gc.commit_offsets(
+        "g", gen, a, {("t", 0): OffsetAndMetadata(1), ("gone", 0): OffsetAndMetadata(2)}
+    )
     gc.commit_offsets("solo", -1, "", {("gone", 0): OffsetAndMetadata(3)})
     gc.delete_topic_offsets(["gone"])
     assert set(gc.fetch_offsets("g", None)) == {("t", 0)}

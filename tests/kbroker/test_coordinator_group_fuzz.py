@@ -72,8 +72,12 @@ def test_random_operations_keep_invariants_and_answer_everyone(ops, delay):
     clock = Clock()
     ids = itertools.count()
     store = ListStore()
-    gc = GroupCoordinator(config=CoordinatorConfig(initial_rebalance_delay_ms=delay),
-                          clock=clock, store=store, new_member_id=lambda c: f"{c}-{next(ids)}")
+    gc = GroupCoordinator(
+        config=CoordinatorConfig(initial_rebalance_delay_ms=delay),
+        clock=clock,
+        store=store,
+        new_member_id=lambda c: f"{c}-{next(ids)}",
+    )
     # What each of 4 simulated clients believes: member id and generation.
     known: dict[int, tuple[str, int]] = {}
     pendings: list[Pending] = []
@@ -85,22 +89,37 @@ def test_random_operations_keep_invariants_and_answer_everyone(ops, delay):
     for name, i, flag in ops:
         member_id, generation = known.get(i, ("", -1))
         if name in ("join", "rejoin"):
-            p = gc.join_group("g", "" if name == "join" else member_id,
-                              group_instance_id=instance(i, flag), protocol_type="consumer",
-                              protocols=[("range", bytes([i]))], session_timeout_ms=SESSION,
-                              rebalance_timeout_ms=REBALANCE, client_id=f"c{i}",
-                              require_known_member_id=not flag)
+            p = gc.join_group(
+                "g",
+                "" if name == "join" else member_id,
+                group_instance_id=instance(i, flag),
+                protocol_type="consumer",
+                protocols=[("range", bytes([i]))],
+                session_timeout_ms=SESSION,
+                rebalance_timeout_ms=REBALANCE,
+                client_id=f"c{i}",
+                require_known_member_id=not flag,
+            )
             pendings.append(p)
             joins[i] = p
         elif name == "sync":
-            p = gc.sync_group("g", generation, member_id, group_instance_id=instance(i, flag),
-                              assignments=[(member_id, b"a")])
+            p = gc.sync_group(
+                "g",
+                generation,
+                member_id,
+                group_instance_id=instance(i, flag),
+                assignments=[(member_id, b"a")],
+            )
             pendings.append(p)
         elif name == "heartbeat":
             gc.heartbeat("g", generation, member_id, instance(i, flag))
         elif name == "commit":
-            gc.commit_offsets("g", generation if flag else -1, member_id if flag else "",
-                              {("t", i): OffsetAndMetadata(i)})
+            gc.commit_offsets(
+                "g",
+                generation if flag else -1,
+                member_id if flag else "",
+                {("t", i): OffsetAndMetadata(i)},
+            )
         elif name == "leave":
             gc.leave_group("g", [(member_id, instance(i, flag))])
         else:

@@ -36,10 +36,22 @@ def test_round_trips_and_tombstones():
         OffsetRecord("g", "t", 0, OffsetAndMetadata(1, -1, "", 5)),
         OffsetRecord("g", "t", 1, OffsetAndMetadata(2, -1, "x", 5, expire_timestamp=99)),
         OffsetRecord("g", "t", 2, None),
-        GroupRecord("g", GroupSnapshot("consumer", 3, "range", "m1", 77, [
-            MemberSnapshot("m1", "inst", "client", "/10.0.0.1", 30000, 10000, b"sub", b"asg"),
-            MemberSnapshot("m2", None, "client", "/10.0.0.2", 30000, 10000, b"", b""),
-        ])),
+        GroupRecord(
+            "g",
+            GroupSnapshot(
+                "consumer",
+                3,
+                "range",
+                "m1",
+                77,
+                [
+                    MemberSnapshot(
+                        "m1", "inst", "client", "/10.0.0.1", 30000, 10000, b"sub", b"asg"
+                    ),
+                    MemberSnapshot("m2", None, "client", "/10.0.0.2", 30000, 10000, b"", b""),
+                ],
+            ),
+        ),
         GroupRecord("empty", GroupSnapshot("consumer", 4, None, None, 78, [])),
         GroupRecord("g", None),
     ]

@@ -25,16 +25,23 @@ def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "log_level": 3})
     errors: list[object] = []
     for value in values:
-        producer.produce(topic, value=value, on_delivery=lambda err, _m: errors.append(err)
-                         if err else None)
+        producer.produce(
+            topic, value=value, on_delivery=lambda err, _m: errors.append(err) if err else None
+        )
     assert producer.flush(DEADLINE_S) == 0
     assert errors == []
 
 
 def consume_all(bootstrap: str, topic: str, count: int) -> list[bytes]:
     """Read ``count`` values of partition 0 from the beginning, without a group."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused",
-                         "enable.auto.commit": False, "log_level": 3})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "unused",
+            "enable.auto.commit": False,
+            "log_level": 3,
+        }
+    )
     consumer.assign([TopicPartition(topic, 0, 0)])
     values: list[bytes] = []
     deadline = time.monotonic() + DEADLINE_S
@@ -133,9 +140,12 @@ async def test_usable_from_inside_a_trio_program() -> None:
     with kbroker.Broker(config={"num.partitions": 2}) as broker:
         host, port = broker.address
         async with RawClient(await trio.open_tcp_stream(host, port)) as client:
-            reply = await client.request(MetadataRequest(
-                topics=[MetadataRequest.MetadataRequestTopic(name="from-trio")],
-                allow_auto_topic_creation=True))
+            reply = await client.request(
+                MetadataRequest(
+                    topics=[MetadataRequest.MetadataRequestTopic(name="from-trio")],
+                    allow_auto_topic_creation=True,
+                )
+            )
         assert [b.port for b in reply.brokers] == [port]
         assert reply.topics[0].name == "from-trio"
         assert len(reply.topics[0].partitions) == 2

@@ -74,7 +74,8 @@ async def test_fetch_from_the_middle_and_the_end(server: Any, version: int) -> N
 
 
 async def test_long_poll_is_woken_by_a_produce_from_another_connection(
-        clock: trio.testing.MockClock, server: Any) -> None:
+    clock: trio.testing.MockClock, server: Any
+) -> None:
     create_topic(server, "lp")
     consumer = await server.connect()
     producer = await server.connect()
@@ -99,7 +100,8 @@ async def test_long_poll_is_woken_by_a_produce_from_another_connection(
 
 
 async def test_long_poll_waits_for_min_bytes_across_appends(
-        clock: trio.testing.MockClock, server: Any) -> None:
+    clock: trio.testing.MockClock, server: Any
+) -> None:
     create_topic(server, "mb")
     consumer = await server.connect()
     producer = await server.connect()
@@ -124,7 +126,8 @@ async def test_long_poll_waits_for_min_bytes_across_appends(
 
 
 async def test_append_to_another_partition_does_not_answer_a_parked_fetch(
-        clock: trio.testing.MockClock, server: Any) -> None:
+    clock: trio.testing.MockClock, server: Any
+) -> None:
     create_topic(server, "quiet")
     create_topic(server, "busy")
     consumer = await server.connect()
@@ -149,7 +152,8 @@ async def test_append_to_another_partition_does_not_answer_a_parked_fetch(
 
 
 async def test_max_wait_elapses_with_nothing_to_read(
-        clock: trio.testing.MockClock, server: Any) -> None:
+    clock: trio.testing.MockClock, server: Any
+) -> None:
     create_topic(server, "idle")
     client = await server.connect()
     start = trio.current_time()
@@ -162,7 +166,9 @@ async def test_max_wait_elapses_with_nothing_to_read(
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-async def test_first_batch_is_whole_even_over_partition_max_bytes(server: Any, version: int) -> None:
+async def test_first_batch_is_whole_even_over_partition_max_bytes(
+    server: Any, version: int
+) -> None:
     # KIP-74: a batch larger than the limit still comes back whole, so a
     # consumer can never get stuck behind it.
     create_topic(server, "kip74")
@@ -185,10 +191,22 @@ async def test_response_max_bytes_is_shared_across_partitions(server: Any) -> No
         await produce(client, "share", p, batch)
         await produce(client, "share", p, records(10, start=10))
     req = FetchRequest(
-        replica_id=-1, max_wait_ms=0, min_bytes=1, max_bytes=len(batch) + 10,
-        topics=[FetchRequest.FetchTopic(topic="share", partitions=[
-            FetchRequest.FetchPartition(partition=p, fetch_offset=0, partition_max_bytes=1 << 20)
-            for p in (0, 1)])])
+        replica_id=-1,
+        max_wait_ms=0,
+        min_bytes=1,
+        max_bytes=len(batch) + 10,
+        topics=[
+            FetchRequest.FetchTopic(
+                topic="share",
+                partitions=[
+                    FetchRequest.FetchPartition(
+                        partition=p, fetch_offset=0, partition_max_bytes=1 << 20
+                    )
+                    for p in (0, 1)
+                ],
+            )
+        ],
+    )
     resp = await client.request(req, version=11)
     p0, p1 = resp.responses[0].partitions
     # The first partition spends the budget on one batch; the second gets
@@ -205,10 +223,22 @@ async def test_first_non_empty_partition_may_overshoot_max_bytes(server: Any) ->
     batch = records(10)
     await produce(client, "skip", 1, batch)
     req = FetchRequest(
-        replica_id=-1, max_wait_ms=0, min_bytes=1, max_bytes=10,
-        topics=[FetchRequest.FetchTopic(topic="skip", partitions=[
-            FetchRequest.FetchPartition(partition=p, fetch_offset=0, partition_max_bytes=1 << 20)
-            for p in (0, 1)])])
+        replica_id=-1,
+        max_wait_ms=0,
+        min_bytes=1,
+        max_bytes=10,
+        topics=[
+            FetchRequest.FetchTopic(
+                topic="skip",
+                partitions=[
+                    FetchRequest.FetchPartition(
+                        partition=p, fetch_offset=0, partition_max_bytes=1 << 20
+                    )
+                    for p in (0, 1)
+                ],
+            )
+        ],
+    )
     resp = await client.request(req, version=11)
     p0, p1 = resp.responses[0].partitions
     assert batches(p0.records) == []
@@ -246,7 +276,8 @@ async def test_unknown_topic_id(server: Any, version: int) -> None:
     client = await server.connect()
     stray = uuid.uuid4()
     resp = await client.request(
-        fetch_request("", 0, 0, topic_id=stray, max_wait_ms=600_000), version=version)
+        fetch_request("", 0, 0, topic_id=stray, max_wait_ms=600_000), version=version
+    )
     (t,) = resp.responses
     assert t.topic_id == stray
     assert t.partitions[0].error_code == ErrorCode.UNKNOWN_TOPIC_ID
@@ -264,7 +295,8 @@ async def test_incremental_fetch_for_a_session_never_issued(server: Any) -> None
 
 @pytest.mark.parametrize("epoch", [0, -1])
 async def test_full_fetch_asking_for_a_session_is_answered_sessionless(
-        server: Any, epoch: int) -> None:
+    server: Any, epoch: int
+) -> None:
     # KIP-227: session id 0 in the answer tells the client to keep sending
     # full fetches.
     create_topic(server, "s0")
@@ -272,8 +304,8 @@ async def test_full_fetch_asking_for_a_session_is_answered_sessionless(
     await produce(client, "s0", 0, records(1))
     topic_id = server.broker.topics.get("s0").topic_id
     resp = await client.request(
-        fetch_request("s0", 0, 0, topic_id=topic_id, session_id=0, session_epoch=epoch),
-        version=17)
+        fetch_request("s0", 0, 0, topic_id=topic_id, session_id=0, session_epoch=epoch), version=17
+    )
     assert (resp.error_code, resp.session_id) == (0, 0)
     assert len(fetched_records(resp.responses[0].partitions[0].records)) == 1
 

@@ -55,34 +55,60 @@ def _fetched(data: Any) -> list[Any]:
 
 
 @settings(max_examples=20, deadline=None)
-@given(batches=st.lists(batch_st, min_size=1, max_size=4),
-       produce_version=st.sampled_from([3, 7, 9, 11]),
-       fetch_version=st.sampled_from([4, 7, 11, 12]))
-def test_produced_records_come_back_unchanged(batches: list[Any], produce_version: int,
-                                              fetch_version: int) -> None:
+@given(
+    batches=st.lists(batch_st, min_size=1, max_size=4),
+    produce_version=st.sampled_from([3, 7, 9, 11]),
+    fetch_version=st.sampled_from([4, 7, 11, 12]),
+)
+def test_produced_records_come_back_unchanged(
+    batches: list[Any], produce_version: int, fetch_version: int
+) -> None:
     if produce_version < 7:
         batches = [(recs, 0 if codec == 4 else codec) for recs, codec in batches]  # zstd needs v7
 
     async def scenario(data_dir: str) -> None:
         config = BrokerConfig.from_properties(
-            {"listeners": "PLAINTEXT://127.0.0.1:0", "log.dirs": data_dir})
+            {"listeners": "PLAINTEXT://127.0.0.1:0", "log.dirs": data_dir}
+        )
         broker = Broker(config)
         try:
             broker.topics.create("prop", 1, {})
             offset = 0
             for recs, codec in batches:
-                req = ProduceRequest(acks=-1, timeout_ms=1000, topic_data=[
-                    ProduceRequest.TopicProduceData(name="prop", partition_data=[
-                        ProduceRequest.PartitionProduceData(
-                            index=0, records=build_batch(recs, compression=codec))])])
+                req = ProduceRequest(
+                    acks=-1,
+                    timeout_ms=1000,
+                    topic_data=[
+                        ProduceRequest.TopicProduceData(
+                            name="prop",
+                            partition_data=[
+                                ProduceRequest.PartitionProduceData(
+                                    index=0, records=build_batch(recs, compression=codec)
+                                )
+                            ],
+                        )
+                    ],
+                )
                 resp = await _call(broker, handle_produce, req, produce_version)
                 part = resp.responses[0].partition_responses[0]
                 assert (part.error_code, part.base_offset) == (0, offset)
                 offset += len(recs)
-            fetch = FetchRequest(replica_id=-1, max_wait_ms=0, min_bytes=1, max_bytes=1 << 24,
-                                 topics=[FetchRequest.FetchTopic(topic="prop", partitions=[
-                                     FetchRequest.FetchPartition(partition=0, fetch_offset=0,
-                                                                 partition_max_bytes=1 << 24)])])
+            fetch = FetchRequest(
+                replica_id=-1,
+                max_wait_ms=0,
+                min_bytes=1,
+                max_bytes=1 << 24,
+                topics=[
+                    FetchRequest.FetchTopic(
+                        topic="prop",
+                        partitions=[
+                            FetchRequest.FetchPartition(
+                                partition=0, fetch_offset=0, partition_max_bytes=1 << 24
+                            )
+                        ],
+                    )
+                ],
+            )
             resp = await _call(broker, handle_fetch, fetch, fetch_version)
             part = resp.responses[0].partitions[0]
             assert part.high_watermark == offset
@@ -91,8 +117,11 @@ def test_produced_records_come_back_unchanged(batches: list[Any], produce_versio
                 assert part.error_code == ErrorCode.UNSUPPORTED_COMPRESSION_TYPE
                 assert _fetched(part.records) == []
                 return
-            expected = [(r.key, r.value, [(k, v) for k, v in r.headers], r.timestamp)
-                        for recs, _ in batches for r in recs]
+            expected = [
+                (r.key, r.value, [(k, v) for k, v in r.headers], r.timestamp)
+                for recs, _ in batches
+                for r in recs
+            ]
             got = [(k, v, [(hk, hv) for hk, hv in h], ts) for k, v, h, ts in _fetched(part.records)]
             assert got == expected
         finally:

@@ -14,7 +14,8 @@ async def init_pid(client: Any, *, version: int | None = None, **kw: Any) -> Any
     """InitProducerId for an idempotent (non-transactional) producer."""
     return await client.request(
         InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=-1, **kw),
-        version=version)
+        version=version,
+    )
 
 
 def batch(pid: int, epoch: int, seq: int, n: int = 2, **kw: Any) -> bytes:
@@ -127,8 +128,9 @@ async def test_sequence_wraps_after_int32_max(server: Any) -> None:
         assert wrapped.error_code == ErrorCode.NONE
 
 
-async def test_duplicate_detection_survives_an_unclean_restart(make_server: Any,
-                                                               tmp_path: Any) -> None:
+async def test_duplicate_detection_survives_an_unclean_restart(
+    make_server: Any, tmp_path: Any
+) -> None:
     data = tmp_path / "crash"
     server = await make_server(log_dirs=str(data))
     create_topic(server, "t")

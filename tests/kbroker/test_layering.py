@@ -15,8 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 # What each folder may not import; "kbroker" stands for every kbroker module that is not
 # kbroker.wire or kbroker.log.
-FORBIDDEN = {"wire": {"trio", "kbroker", "kbroker.log", "log"},
-             "log": {"trio", "kbroker"}}
+FORBIDDEN = {"wire": {"trio", "kbroker", "kbroker.log", "log"}, "log": {"trio", "kbroker"}}
 
 
 def _package_of(module: str) -> str:
@@ -37,10 +36,14 @@ def _imported_packages(path: Path) -> set[str]:
                 found.update(_package_of(f"kbroker.{alias.name}") for alias in node.names)
             else:
                 found.add(_package_of(node.module))
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute | ast.Name)
-              and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
-              and node.args and isinstance(node.args[0], ast.Constant)
-              and isinstance(node.args[0].value, str)):
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute | ast.Name)
+            and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
             found.add(_package_of(node.args[0].value))
     return found
 
@@ -54,8 +57,11 @@ def test_package_has_modules(package: str) -> None:
     assert len(_modules(package)) >= 3, f"{package}/ looks empty"
 
 
-@pytest.mark.parametrize("path", [p for pkg in sorted(FORBIDDEN) for p in _modules(pkg)],
-                         ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "path",
+    [p for pkg in sorted(FORBIDDEN) for p in _modules(pkg)],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
 def test_no_forbidden_imports(path: Path) -> None:
     package = path.relative_to(ROOT).parts[0]
     bad = _imported_packages(path) & FORBIDDEN[package]
@@ -64,9 +70,11 @@ def test_no_forbidden_imports(path: Path) -> None:
 
 def test_the_checker_sees_hidden_imports(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
-    sample.write_text("def f():\n    import trio.lowlevel\n    from kbroker.x import y\n"
-                      "    importlib.import_module('kbroker.log.partition')\n"
-                      "    from kbroker import wire\n    from kbroker.wire.records import z\n")
+    sample.write_text(
+        "def f():\n    import trio.lowlevel\n    from kbroker.x import y\n"
+        "    importlib.import_module('kbroker.log.partition')\n"
+        "    from kbroker import wire\n    from kbroker.wire.records import z\n"
+    )
     assert _imported_packages(sample) == {"trio", "kbroker", "kbroker.log", "kbroker.wire"}
 
 

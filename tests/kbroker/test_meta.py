@@ -36,7 +36,8 @@ async def test_api_versions_lists_exactly_what_is_served(server, version: int) -
     client = await server.connect()
     response = await client.request(
         ApiVersionsRequest(client_software_name="kbroker-tests", client_software_version="1.0"),
-        version=version)
+        version=version,
+    )
     assert response.error_code == ErrorCode.NONE
     listed = {k.api_key: (k.min_version, k.max_version) for k in response.api_keys}
     registry = load_handlers()
@@ -58,8 +59,8 @@ async def test_api_versions_lists_exactly_what_is_served(server, version: int) -
 async def test_api_versions_rejects_invalid_software_name(server) -> None:
     client = await server.connect()
     response = await client.request(
-        ApiVersionsRequest(client_software_name="bad name!", client_software_version="1"),
-        version=3)
+        ApiVersionsRequest(client_software_name="bad name!", client_software_version="1"), version=3
+    )
     assert response.error_code == ErrorCode.INVALID_REQUEST
 
 
@@ -67,13 +68,16 @@ def _api_versions_frame(version: int, correlation_id: int) -> bytes:
     # Request header v2 (ClientId is a classic string, then an empty tagged-field section),
     # and an empty flexible body, as a client newer than us would send (KIP-511).
     client_id = b"future-client"
-    payload = (struct.pack(">hhih", 18, version, correlation_id, len(client_id)) + client_id
-               + b"\x00" + b"\x00")
+    payload = (
+        struct.pack(">hhih", 18, version, correlation_id, len(client_id))
+        + client_id
+        + b"\x00"
+        + b"\x00"
+    )
     return struct.pack(">i", len(payload)) + payload
 
 
-async def test_too_new_api_versions_gets_unsupported_version_and_keeps_connection(server
-                                                                                   ) -> None:
+async def test_too_new_api_versions_gets_unsupported_version_and_keeps_connection(server) -> None:
     client = await server.connect()
     await client.send_raw(_api_versions_frame(99, 4242))
     frame = await client.receive_raw()
@@ -161,7 +165,8 @@ async def test_no_auto_creation_when_client_or_broker_says_no(make_server) -> No
     server = await make_server()
     client = await server.connect()
     response = await client.request(
-        MetadataRequest(topics=_topics("nope"), allow_auto_topic_creation=False))
+        MetadataRequest(topics=_topics("nope"), allow_auto_topic_creation=False)
+    )
     assert response.topics[0].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
     assert server.broker.topics.get("nope") is None
 
@@ -204,8 +209,13 @@ async def test_authorized_operations_when_asked(server) -> None:
     server.broker.topics.create("t", 1)
     client = await server.connect()
     response = await client.request(
-        MetadataRequest(topics=_topics("t"), include_topic_authorized_operations=True,
-                        include_cluster_authorized_operations=True), version=10)
+        MetadataRequest(
+            topics=_topics("t"),
+            include_topic_authorized_operations=True,
+            include_cluster_authorized_operations=True,
+        ),
+        version=10,
+    )
     assert response.topics[0].topic_authorized_operations == TOPIC_OPERATIONS
     assert response.cluster_authorized_operations == CLUSTER_OPERATIONS
 
@@ -215,14 +225,21 @@ async def test_topic_ids_in_v12_and_rejected_before(server) -> None:
     client = await server.connect()
     unknown = uuid.uuid4()
     response = await client.request(
-        MetadataRequest(topics=[T(topic_id=topic.topic_id, name=None),
-                                T(topic_id=unknown, name=None)]), version=12)
+        MetadataRequest(
+            topics=[T(topic_id=topic.topic_id, name=None), T(topic_id=unknown, name=None)]
+        ),
+        version=12,
+    )
     found, missing = response.topics
     assert (found.error_code, found.name) == (ErrorCode.NONE, "by-id")
     assert (missing.error_code, missing.name, missing.topic_id) == (
-        ErrorCode.UNKNOWN_TOPIC_ID, None, unknown)
+        ErrorCode.UNKNOWN_TOPIC_ID,
+        None,
+        unknown,
+    )
     response = await client.request(
-        MetadataRequest(topics=[T(topic_id=topic.topic_id, name="by-id")]), version=10)
+        MetadataRequest(topics=[T(topic_id=topic.topic_id, name="by-id")]), version=10
+    )
     assert response.topics[0].error_code == ErrorCode.INVALID_REQUEST
     assert uuid_to_base64(topic.topic_id)  # ids are Kafka-style printable
 
@@ -256,8 +273,9 @@ async def test_describe_cluster(server, version: int) -> None:
     assert response.controller_id == 1
     assert [(b.broker_id, b.host, b.port) for b in response.brokers] == [(1, *server.address)]
     assert response.cluster_authorized_operations == OMITTED
-    asked = await client.request(DescribeClusterRequest(include_cluster_authorized_operations=True),
-                                 version=version)
+    asked = await client.request(
+        DescribeClusterRequest(include_cluster_authorized_operations=True), version=version
+    )
     assert asked.cluster_authorized_operations == CLUSTER_OPERATIONS
 
 

@@ -17,21 +17,32 @@ from tests.kbroker.test_produce import create_topic, fetch, produce, records
 EARLIEST, LATEST, MAX_TS, EARLIEST_LOCAL, LATEST_TIERED = -2, -1, -3, -4, -5
 
 
-def list_offsets_request(topic: str, *queries: tuple[int, int],
-                         isolation_level: int = 0) -> ListOffsetsRequest:
+def list_offsets_request(
+    topic: str, *queries: tuple[int, int], isolation_level: int = 0
+) -> ListOffsetsRequest:
     """ListOffsets for (partition, timestamp) queries of one topic."""
     return ListOffsetsRequest(
-        replica_id=-1, isolation_level=isolation_level,
-        topics=[ListOffsetsRequest.ListOffsetsTopic(name=topic, partitions=[
-            ListOffsetsRequest.ListOffsetsPartition(partition_index=p, timestamp=ts)
-            for p, ts in queries])])
+        replica_id=-1,
+        isolation_level=isolation_level,
+        topics=[
+            ListOffsetsRequest.ListOffsetsTopic(
+                name=topic,
+                partitions=[
+                    ListOffsetsRequest.ListOffsetsPartition(partition_index=p, timestamp=ts)
+                    for p, ts in queries
+                ],
+            )
+        ],
+    )
 
 
-async def list_offset(client: Any, topic: str, timestamp: int, *, version: int,
-                      partition: int = 0) -> Any:
+async def list_offset(
+    client: Any, topic: str, timestamp: int, *, version: int, partition: int = 0
+) -> Any:
     """One ListOffsets answer."""
-    resp = await client.request(list_offsets_request(topic, (partition, timestamp)),
-                                version=version)
+    resp = await client.request(
+        list_offsets_request(topic, (partition, timestamp)), version=version
+    )
     (t,) = resp.topics
     assert t.name == topic
     (p,) = t.partitions
@@ -111,8 +122,9 @@ async def test_list_offsets_latest_tiered_without_tiered_storage(server: Any, ve
 async def test_list_offsets_read_committed_latest_is_the_lso(server: Any) -> None:
     client = await server.connect()
     await fill(server, client, "rcl")
-    resp = await client.request(list_offsets_request("rcl", (0, LATEST), isolation_level=1),
-                                version=5)
+    resp = await client.request(
+        list_offsets_request("rcl", (0, LATEST), isolation_level=1), version=5
+    )
     assert resp.topics[0].partitions[0].offset == 9
 
 
@@ -125,7 +137,8 @@ async def test_list_offsets_errors(server: Any) -> None:
     assert p.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
     # The same partition twice: INVALID_REQUEST for it, the others answered.
     resp = await client.request(
-        list_offsets_request("two", (0, LATEST), (0, EARLIEST), (1, LATEST)), version=5)
+        list_offsets_request("two", (0, LATEST), (0, EARLIEST), (1, LATEST)), version=5
+    )
     codes = [(p.partition_index, p.error_code) for p in resp.topics[0].partitions]
     assert codes == [(0, ErrorCode.INVALID_REQUEST), (0, ErrorCode.INVALID_REQUEST), (1, 0)]
 
@@ -142,17 +155,29 @@ async def test_list_offsets_current_leader_epoch(server: Any) -> None:
 # -- OffsetForLeaderEpoch --------------------------------------------------------------------
 
 
-def epoch_request(topic: str, partition: int, leader_epoch: int,
-                  current_leader_epoch: int = -1) -> OffsetForLeaderEpochRequest:
+def epoch_request(
+    topic: str, partition: int, leader_epoch: int, current_leader_epoch: int = -1
+) -> OffsetForLeaderEpochRequest:
     """OffsetForLeaderEpoch for one partition."""
-    return OffsetForLeaderEpochRequest(topics=[OffsetForLeaderEpochRequest.OffsetForLeaderTopic(
-        topic=topic, partitions=[OffsetForLeaderEpochRequest.OffsetForLeaderPartition(
-            partition=partition, leader_epoch=leader_epoch,
-            current_leader_epoch=current_leader_epoch)])])
+    return OffsetForLeaderEpochRequest(
+        topics=[
+            OffsetForLeaderEpochRequest.OffsetForLeaderTopic(
+                topic=topic,
+                partitions=[
+                    OffsetForLeaderEpochRequest.OffsetForLeaderPartition(
+                        partition=partition,
+                        leader_epoch=leader_epoch,
+                        current_leader_epoch=current_leader_epoch,
+                    )
+                ],
+            )
+        ]
+    )
 
 
-async def end_offset(client: Any, topic: str, epoch: int, *, version: int,
-                     partition: int = 0, current: int = -1) -> Any:
+async def end_offset(
+    client: Any, topic: str, epoch: int, *, version: int, partition: int = 0, current: int = -1
+) -> Any:
     """One OffsetForLeaderEpoch answer."""
     resp = await client.request(epoch_request(topic, partition, epoch, current), version=version)
     (t,) = resp.topics
@@ -194,13 +219,23 @@ async def test_offset_for_leader_epoch_current_epoch_check(server: Any) -> None:
 
 def delete_request(topic: str, *offsets: tuple[int, int]) -> DeleteRecordsRequest:
     """DeleteRecords for (partition, offset) pairs of one topic."""
-    return DeleteRecordsRequest(timeout_ms=30_000, topics=[DeleteRecordsRequest.DeleteRecordsTopic(
-        name=topic, partitions=[DeleteRecordsRequest.DeleteRecordsPartition(
-            partition_index=p, offset=o) for p, o in offsets])])
+    return DeleteRecordsRequest(
+        timeout_ms=30_000,
+        topics=[
+            DeleteRecordsRequest.DeleteRecordsTopic(
+                name=topic,
+                partitions=[
+                    DeleteRecordsRequest.DeleteRecordsPartition(partition_index=p, offset=o)
+                    for p, o in offsets
+                ],
+            )
+        ],
+    )
 
 
-async def delete_records(client: Any, topic: str, offset: int, *, version: int,
-                         partition: int = 0) -> Any:
+async def delete_records(
+    client: Any, topic: str, offset: int, *, version: int, partition: int = 0
+) -> Any:
     """One DeleteRecords answer."""
     resp = await client.request(delete_request(topic, (partition, offset)), version=version)
     (t,) = resp.topics

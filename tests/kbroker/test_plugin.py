@@ -14,7 +14,7 @@ from tests.kbroker.conftest import RunningServer
 # real run (setuptools entry points are not disabled).
 pytest_plugins = ["pytester"]
 
-USER_TESTS = '''
+USER_TESTS = """
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -48,7 +48,7 @@ def test_same_broker_for_the_session(kbroker):
     topics = admin.list_topics(timeout=20).topics
     assert "plugin-topic" in topics
     assert len(topics["plugin-topic"].partitions) == 4  # from kbroker_config in pytest.ini
-'''
+"""
 
 PYTEST_INI = """
 [pytest]
@@ -64,7 +64,8 @@ def test_entry_point_is_registered() -> None:
 
 
 def test_a_user_project_gets_a_session_broker_without_any_conftest(
-        pytester: pytest.Pytester) -> None:
+    pytester: pytest.Pytester,
+) -> None:
     pytester.makepyfile(test_user=USER_TESTS)
     pytester.makeini(PYTEST_INI)
     result = pytester.runpytest()
@@ -96,7 +97,8 @@ def test_config_lines_skip_comments_and_reject_garbage() -> None:
 
 
 async def test_fixture_lives_beside_the_projects_own_server_fixture(
-        kbroker: object, server: RunningServer) -> None:
+    kbroker: object, server: RunningServer
+) -> None:
     # kbroker's own suite uses `server` / `make_server`; the plugin's `kbroker` is separate.
     bootstrap = kbroker.bootstrap_servers  # type: ignore[attr-defined]
     assert bootstrap.startswith("127.0.0.1:")

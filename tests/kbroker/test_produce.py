@@ -16,30 +16,47 @@ from kbroker.wire.records import Record, build_batch, iter_records, parse_header
 
 def records(n: int = 3, *, start: int = 0, ts: int = 1_000, **kwargs: Any) -> bytes:
     """One batch of ``n`` records keyed k<i>, valued v<i> (i from ``start``), timestamps ts, ts+1..."""
-    recs = [Record(key=b"k%d" % i, value=b"v%d" % i, timestamp=ts + i - start)
-            for i in range(start, start + n)]
+    recs = [
+        Record(key=b"k%d" % i, value=b"v%d" % i, timestamp=ts + i - start)
+        for i in range(start, start + n)
+    ]
     return build_batch(recs, **kwargs)
 
 
-def create_topic(server: Any, name: str, partitions: int = 1,
-                 configs: dict[str, str] | None = None) -> Any:
+def create_topic(
+    server: Any, name: str, partitions: int = 1, configs: dict[str, str] | None = None
+) -> Any:
     """Create a topic directly on the broker under test."""
     return server.broker.topics.create(name, partitions, configs or {})
 
 
-def produce_request(topic: str, partition: int, data: bytes | None, *, acks: int = -1,
-                    extra: list[tuple[int, bytes | None]] = ()) -> ProduceRequest:  # type: ignore[assignment]
+def produce_request(
+    topic: str,
+    partition: int,
+    data: bytes | None,
+    *,
+    acks: int = -1,
+    extra: list[tuple[int, bytes | None]] = (),
+) -> ProduceRequest:  # type: ignore[assignment]
     """A Produce request for one topic, partition ``partition`` (+ ``extra`` partitions)."""
     parts = [ProduceRequest.PartitionProduceData(index=partition, records=data)]
     parts += [ProduceRequest.PartitionProduceData(index=i, records=d) for i, d in extra]
     return ProduceRequest(
-        acks=acks, timeout_ms=30_000,
+        acks=acks,
+        timeout_ms=30_000,
         topic_data=[ProduceRequest.TopicProduceData(name=topic, partition_data=parts)],
     )
 
 
-async def produce(client: Any, topic: str, partition: int, data: bytes | None, *,
-                  version: int | None = None, acks: int = -1) -> Any:
+async def produce(
+    client: Any,
+    topic: str,
+    partition: int,
+    data: bytes | None,
+    *,
+    version: int | None = None,
+    acks: int = -1,
+) -> Any:
     """Produce one batch; the partition's response."""
     resp = await client.request(produce_request(topic, partition, data, acks=acks), version=version)
     assert [t.name for t in resp.responses] == [topic]
@@ -48,23 +65,49 @@ async def produce(client: Any, topic: str, partition: int, data: bytes | None, *
     return part
 
 
-def fetch_request(topic: str, partition: int, offset: int, *, topic_id: Any = None,
-                  max_wait_ms: int = 0, min_bytes: int = 1, max_bytes: int = 50 * 1024 * 1024,
-                  partition_max_bytes: int = 1024 * 1024, **kwargs: Any) -> FetchRequest:
+def fetch_request(
+    topic: str,
+    partition: int,
+    offset: int,
+    *,
+    topic_id: Any = None,
+    max_wait_ms: int = 0,
+    min_bytes: int = 1,
+    max_bytes: int = 50 * 1024 * 1024,
+    partition_max_bytes: int = 1024 * 1024,
+    **kwargs: Any,
+) -> FetchRequest:
     """A one-partition Fetch request (by name, or by ``topic_id`` for v13+)."""
     ft = FetchRequest.FetchTopic(
         topic=topic if topic_id is None else "",
-        partitions=[FetchRequest.FetchPartition(partition=partition, fetch_offset=offset,
-                                                partition_max_bytes=partition_max_bytes)],
+        partitions=[
+            FetchRequest.FetchPartition(
+                partition=partition, fetch_offset=offset, partition_max_bytes=partition_max_bytes
+            )
+        ],
     )
     if topic_id is not None:
         ft.topic_id = topic_id
-    return FetchRequest(replica_id=-1, max_wait_ms=max_wait_ms, min_bytes=min_bytes,
-                        max_bytes=max_bytes, topics=[ft], **kwargs)
+    return FetchRequest(
+        replica_id=-1,
+        max_wait_ms=max_wait_ms,
+        min_bytes=min_bytes,
+        max_bytes=max_bytes,
+        topics=[ft],
+        **kwargs,
+    )
 
 
-async def fetch(client: Any, server: Any, topic: str, partition: int, offset: int, *,
-                version: int | None = None, **kwargs: Any) -> Any:
+async def fetch(
+    client: Any,
+    server: Any,
+    topic: str,
+    partition: int,
+    offset: int,
+    *,
+    version: int | None = None,
+    **kwargs: Any,
+) -> Any:
     """Fetch one partition (by topic id when ``version`` >= 13); its PartitionData."""
     if version is None:
         version = client.default_version(FetchRequest.API_KEY)
@@ -72,7 +115,8 @@ async def fetch(client: Any, server: Any, topic: str, partition: int, offset: in
     if version >= 13:
         topic_id = server.broker.topics.get(topic).topic_id
     resp = await client.request(
-        fetch_request(topic, partition, offset, topic_id=topic_id, **kwargs), version=version)
+        fetch_request(topic, partition, offset, topic_id=topic_id, **kwargs), version=version
+    )
     assert resp.error_code == 0
     (t,) = resp.responses
     (part,) = t.partitions
@@ -121,13 +165,13 @@ async def test_produce_then_fetch_back_identical_records(server: Any, version: i
     if version >= 5:
         assert second.log_start_offset == 0
     part = await fetch(client, server, "t", 0, 0)
-    assert fetched_records(part.records) == [
-        (i, b"k%d" % i, b"v%d" % i) for i in range(5)
-    ]
+    assert fetched_records(part.records) == [(i, b"k%d" % i, b"v%d" % i) for i in range(5)]
 
 
 @pytest.mark.parametrize("compression", [1, 2, 3, 4], ids=["gzip", "snappy", "lz4", "zstd"])
-async def test_compressed_batches_are_stored_and_fetched_back(server: Any, compression: int) -> None:
+async def test_compressed_batches_are_stored_and_fetched_back(
+    server: Any, compression: int
+) -> None:
     create_topic(server, "c")
     client = await server.connect()
     data = records(50, compression=compression)
@@ -201,11 +245,19 @@ async def test_acks_0_gets_no_response_but_is_written(server: Any) -> None:
     await client.send_raw(encode_request(0, 9, 4242, "test", req))
     # The next request on the connection gets its own answer first: nothing
     # was sent for the acks=0 produce (the client would choke on it).
-    resp = await client.request(ListOffsetsRequest(
-        replica_id=-1,
-        topics=[ListOffsetsRequest.ListOffsetsTopic(
-            name="fire", partitions=[ListOffsetsRequest.ListOffsetsPartition(
-                partition_index=0, timestamp=-1)])]))
+    resp = await client.request(
+        ListOffsetsRequest(
+            replica_id=-1,
+            topics=[
+                ListOffsetsRequest.ListOffsetsTopic(
+                    name="fire",
+                    partitions=[
+                        ListOffsetsRequest.ListOffsetsPartition(partition_index=0, timestamp=-1)
+                    ],
+                )
+            ],
+        )
+    )
     assert resp.topics[0].partitions[0].offset == 4
 
 
@@ -225,8 +277,9 @@ async def test_log_append_time_topic_stamps_batches(server: Any) -> None:
 async def test_null_key_on_compacted_topic_is_invalid_record(server: Any, version: int) -> None:
     create_topic(server, "cmp", configs={"cleanup.policy": "compact"})
     client = await server.connect()
-    data = build_batch([Record(key=b"a", value=b"1", timestamp=1),
-                        Record(key=None, value=b"2", timestamp=2)])
+    data = build_batch(
+        [Record(key=b"a", value=b"1", timestamp=1), Record(key=None, value=b"2", timestamp=2)]
+    )
     resp = await produce(client, "cmp", 0, data, version=version)
     assert resp.error_code == ErrorCode.INVALID_RECORD
     if version >= 8:  # KIP-467 record errors
@@ -269,8 +322,9 @@ async def test_topic_config_changes_apply_to_the_next_produce(server: Any) -> No
     client = await server.connect()
     big = build_batch([Record(key=b"k", value=b"x" * 500, timestamp=1)])
     assert (await produce(client, "alter", 0, big)).error_code == 0
-    server.broker.topics.set_configs("alter", {"max.message.bytes": "100",
-                                               "message.timestamp.type": "LogAppendTime"})
+    server.broker.topics.set_configs(
+        "alter", {"max.message.bytes": "100", "message.timestamp.type": "LogAppendTime"}
+    )
     assert (await produce(client, "alter", 0, big)).error_code == ErrorCode.MESSAGE_TOO_LARGE
     stamped = await produce(client, "alter", 0, records(1))
     assert (stamped.error_code, stamped.base_offset) == (0, 1)

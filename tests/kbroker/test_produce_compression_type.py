@@ -23,9 +23,12 @@ CODEC = {"uncompressed": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 def sample(n: int = 20, *, start: int = 0) -> list[Record]:
     """Records with keys, headers and distinct timestamps, compressible values."""
     return [
-        Record(key=b"k%d" % i, value=b"value %d " % i + b"compressible " * 10,
-               timestamp=1_700_000_000_000 + 7 * i,
-               headers=[("trace", b"t%d" % i), ("nil", None)])
+        Record(
+            key=b"k%d" % i,
+            value=b"value %d " % i + b"compressible " * 10,
+            timestamp=1_700_000_000_000 + 7 * i,
+            headers=[("trace", b"t%d" % i), ("nil", None)],
+        )
         for i in range(start, start + n)
     ]
 
@@ -47,7 +50,9 @@ def expected(recs: list[Record], first_offset: int = 0) -> list[tuple]:
 
 @pytest.mark.parametrize("source", [0, 3], ids=["none", "lz4"])
 @pytest.mark.parametrize("topic_codec", ["uncompressed", "gzip", "snappy", "lz4", "zstd"])
-async def test_topic_codec_is_what_the_log_stores(server: Any, topic_codec: str, source: int) -> None:
+async def test_topic_codec_is_what_the_log_stores(
+    server: Any, topic_codec: str, source: int
+) -> None:
     create_topic(server, "t", configs={"compression.type": topic_codec})
     client = await server.connect()
     first, second = sample(20), sample(5, start=20)
@@ -67,7 +72,9 @@ async def test_default_producer_keeps_each_batch_codec(server: Any) -> None:
     create_topic(server, "p")
     client = await server.connect()
     for codec in (0, 1, 4):
-        assert (await produce(client, "p", 0, build_batch(sample(3), compression=codec))).error_code == 0
+        assert (
+            await produce(client, "p", 0, build_batch(sample(3), compression=codec))
+        ).error_code == 0
     part = await fetch(client, server, "p", 0, 0)
     assert [h.compression for h in batches(part.records)] == [0, 1, 4]
 
@@ -84,7 +91,10 @@ async def test_recompressed_batch_keeps_producer_fields_and_timestamps(server: A
     assert h.compression == 4
     assert (h.producer_id, h.producer_epoch, h.base_sequence) == (11, 2, 0)
     assert (h.base_timestamp, h.max_timestamp, h.timestamp_type) == (
-        recs[0].timestamp, max(r.timestamp for r in recs), 0)
+        recs[0].timestamp,
+        max(r.timestamp for r in recs),
+        0,
+    )
     assert consumed(part.records) == expected(recs)
 
 
@@ -101,8 +111,11 @@ async def test_retried_idempotent_batch_is_deduplicated_after_recompression(serv
 
 
 async def test_log_append_time_topic_stamps_the_recompressed_batch(server: Any) -> None:
-    create_topic(server, "lat", configs={"compression.type": "lz4",
-                                         "message.timestamp.type": "LogAppendTime"})
+    create_topic(
+        server,
+        "lat",
+        configs={"compression.type": "lz4", "message.timestamp.type": "LogAppendTime"},
+    )
     client = await server.connect()
     resp = await produce(client, "lat", 0, build_batch(sample(3)))
     assert resp.error_code == 0 and resp.log_append_time_ms > 0
@@ -116,8 +129,9 @@ async def test_batch_that_grows_past_max_message_bytes_is_rejected(server: Any) 
     # Incompressible bytes get larger under gzip (header + trailer), so a batch
     # that fits uncompressed no longer fits once the broker rebuilds it.
     data = build_batch([Record(value=os.urandom(2000), timestamp=1)])
-    create_topic(server, "big", configs={"compression.type": "gzip",
-                                         "max.message.bytes": str(len(data))})
+    create_topic(
+        server, "big", configs={"compression.type": "gzip", "max.message.bytes": str(len(data))}
+    )
     client = await server.connect()
     resp = await produce(client, "big", 0, data)
     assert resp.error_code == ErrorCode.MESSAGE_TOO_LARGE
@@ -167,7 +181,9 @@ async def test_broker_compression_type_is_the_topic_default(make_server: Any) ->
     create_topic(srv, "keeps", configs={"compression.type": "producer"})
     client = await srv.connect()
     for topic in ("inherits", "keeps"):
-        assert (await produce(client, topic, 0, build_batch(sample(2), compression=3))).error_code == 0
+        assert (
+            await produce(client, topic, 0, build_batch(sample(2), compression=3))
+        ).error_code == 0
     inherits = await fetch(client, srv, "inherits", 0, 0)
     keeps = await fetch(client, srv, "keeps", 0, 0)
     assert [h.compression for h in batches(inherits.records)] == [1]
@@ -179,23 +195,37 @@ def varied(n: int = 300) -> list[Record]:
     import random
 
     rnd = random.Random(5)
-    words = [bytes(rnd.choice(b"abcdefghij klmnop") for _ in range(rnd.randint(2, 8)))
-             for _ in range(300)]
-    return [Record(key=b"k%d" % i, value=b" ".join(rnd.choice(words) for _ in range(60)),
-                   timestamp=1_700_000_000_000 + i) for i in range(n)]
+    words = [
+        bytes(rnd.choice(b"abcdefghij klmnop") for _ in range(rnd.randint(2, 8)))
+        for _ in range(300)
+    ]
+    return [
+        Record(
+            key=b"k%d" % i,
+            value=b" ".join(rnd.choice(words) for _ in range(60)),
+            timestamp=1_700_000_000_000 + i,
+        )
+        for i in range(n)
+    ]
 
 
-@pytest.mark.parametrize(("codec", "low", "high"), [("gzip", 1, 9), ("lz4", 1, 12), ("zstd", 1, 19)])
+@pytest.mark.parametrize(
+    ("codec", "low", "high"), [("gzip", 1, 9), ("lz4", 1, 12), ("zstd", 1, 19)]
+)
 async def test_compression_level_applies_when_the_broker_compresses(
-        server: Any, codec: str, low: int, high: int) -> None:
+    server: Any, codec: str, low: int, high: int
+) -> None:
     # KIP-390: compression.<codec>.level is the level the broker compresses at; a
     # higher level stores the same records in fewer bytes.
     recs = varied()
     sizes = {}
     for level in (low, high):
         topic = f"{codec}-{level}"
-        create_topic(server, topic, configs={"compression.type": codec,
-                                             f"compression.{codec}.level": str(level)})
+        create_topic(
+            server,
+            topic,
+            configs={"compression.type": codec, f"compression.{codec}.level": str(level)},
+        )
         client = await server.connect()
         assert (await produce(client, topic, 0, build_batch(recs))).error_code == 0
         part = await fetch(client, server, topic, 0, 0)
@@ -208,10 +238,12 @@ async def test_compression_level_applies_when_the_broker_compresses(
 
 
 async def test_compression_level_does_not_recompress_a_batch_already_in_the_codec(
-        server: Any) -> None:
+    server: Any,
+) -> None:
     # LogValidator recompresses only when the codecs differ; the level alone never does.
-    create_topic(server, "same", configs={"compression.type": "zstd",
-                                          "compression.zstd.level": "19"})
+    create_topic(
+        server, "same", configs={"compression.type": "zstd", "compression.zstd.level": "19"}
+    )
     client = await server.connect()
     sent = build_batch(varied(50), compression=4)
     assert (await produce(client, "same", 0, sent)).error_code == 0

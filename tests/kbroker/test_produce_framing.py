@@ -15,8 +15,9 @@ DEFAULTS = ProduceSettings()
 
 
 def _batch(n: int = 3) -> bytes:
-    return build_batch([Record(key=b"k%d" % i, value=b"v" * 50, timestamp=1_000 + i)
-                        for i in range(n)])
+    return build_batch(
+        [Record(key=b"k%d" % i, value=b"v" * 50, timestamp=1_000 + i) for i in range(n)]
+    )
 
 
 def _refit(out: bytearray) -> bytes:

@@ -19,8 +19,9 @@ def batch(n: int = 3, **kwargs: object) -> bytes:
     return build_batch(recs, **kwargs)  # type: ignore[arg-type]
 
 
-def rejected(records: object, *, version: int = 11, settings: ProduceSettings = DEFAULTS,
-             now_ms: int = 0) -> RejectedBatch:
+def rejected(
+    records: object, *, version: int = 11, settings: ProduceSettings = DEFAULTS, now_ms: int = 0
+) -> RejectedBatch:
     with pytest.raises(RejectedBatch) as info:
         validate_produce_records(records, version=version, settings=settings, now_ms=now_ms)
     return info.value
@@ -28,8 +29,9 @@ def rejected(records: object, *, version: int = 11, settings: ProduceSettings = 
 
 @pytest.mark.parametrize("compression", [0, 1, 2, 3, 4])
 def test_valid_batches_of_every_codec_pass(compression: int) -> None:
-    header = validate_produce_records(batch(5, compression=compression), version=11,
-                                      settings=DEFAULTS)
+    header = validate_produce_records(
+        batch(5, compression=compression), version=11, settings=DEFAULTS
+    )
     assert header.records_count == 5
     assert header.compression == compression
 
@@ -78,21 +80,29 @@ def test_batch_over_max_message_bytes_is_message_too_large() -> None:
     small = ProduceSettings(max_message_bytes=len(data) - 1)
     assert rejected(data, settings=small).code == ErrorCode.MESSAGE_TOO_LARGE
     # The limit is inclusive of the whole batch, log overhead included.
-    validate_produce_records(data, version=11, settings=ProduceSettings(max_message_bytes=len(data)))
+    validate_produce_records(
+        data, version=11, settings=ProduceSettings(max_message_bytes=len(data))
+    )
 
 
 def test_control_batch_from_a_client_is_invalid_record() -> None:
-    data = build_control_batch(commit=True, producer_id=7, producer_epoch=0,
-                               coordinator_epoch=0, timestamp=1)
+    data = build_control_batch(
+        commit=True, producer_id=7, producer_epoch=0, coordinator_epoch=0, timestamp=1
+    )
     assert rejected(data).code == ErrorCode.INVALID_RECORD
 
 
 def test_producer_id_without_sequence_is_invalid_record() -> None:
-    assert rejected(batch(producer_id=7, producer_epoch=0, base_sequence=-1)).code == \
-        ErrorCode.INVALID_RECORD
+    assert (
+        rejected(batch(producer_id=7, producer_epoch=0, base_sequence=-1)).code
+        == ErrorCode.INVALID_RECORD
+    )
     # Idempotent / transactional batches with a sequence are accepted as they are.
-    validate_produce_records(batch(producer_id=7, producer_epoch=0, base_sequence=0,
-                                   transactional=True), version=11, settings=DEFAULTS)
+    validate_produce_records(
+        batch(producer_id=7, producer_epoch=0, base_sequence=0, transactional=True),
+        version=11,
+        settings=DEFAULTS,
+    )
 
 
 def _with_count(data: bytes, count: int) -> bytes:

@@ -24,8 +24,12 @@ from tests.kbroker.test_produce import create_topic, fetch_request, produce, pro
 
 
 def _batch(n: int, size: int, start: int = 0) -> bytes:
-    return build_batch([Record(key=b"k%d" % i, value=bytes([i % 251]) * size, timestamp=1_000 + i)
-                        for i in range(start, start + n)])
+    return build_batch(
+        [
+            Record(key=b"k%d" % i, value=bytes([i % 251]) * size, timestamp=1_000 + i)
+            for i in range(start, start + n)
+        ]
+    )
 
 
 def _open_log(path: Path, **config: Any) -> PartitionLog:
@@ -34,10 +38,12 @@ def _open_log(path: Path, **config: Any) -> PartitionLog:
 
 def _fetch_body(regions: list[Any]) -> FetchResponse:
     """A Fetch response whose one partition carries ``regions`` as FetchedRecords."""
-    part = FetchResponse.PartitionData(partition_index=0, high_watermark=10,
-                                       records=FetchedRecords(regions))
-    return FetchResponse(responses=[FetchResponse.FetchableTopicResponse(topic="t",
-                                                                         partitions=[part])])
+    part = FetchResponse.PartitionData(
+        partition_index=0, high_watermark=10, records=FetchedRecords(regions)
+    )
+    return FetchResponse(
+        responses=[FetchResponse.FetchableTopicResponse(topic="t", partitions=[part])]
+    )
 
 
 async def _send_and_receive(items: list[Any]) -> bytes:
@@ -46,6 +52,7 @@ async def _send_and_receive(items: list[Any]) -> bytes:
     received = bytearray()
     with a, b:
         async with trio.open_nursery() as nursery:
+
             async def reader() -> None:
                 while chunk := await b.recv(1 << 20):
                     received.extend(chunk)
@@ -79,10 +86,14 @@ async def test_sendfile_bytes_equal_the_plain_encoding(tmp_path: Path) -> None:
 
 
 async def test_segment_deleted_by_retention_during_a_response_still_sends_its_bytes(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     clock = [1_000.0]
-    log = PartitionLog.open(tmp_path / "t-0", LogConfig(segment_bytes=100_000, retention_ms=1_000),
-                            clock=lambda: clock[0])
+    log = PartitionLog.open(
+        tmp_path / "t-0",
+        LogConfig(segment_bytes=100_000, retention_ms=1_000),
+        clock=lambda: clock[0],
+    )
     for _ in range(4):
         log.append(_batch(30, 2_000))
     result = log.read(0, 10 * 1024 * 1024)
@@ -130,20 +141,27 @@ async def test_pipelined_fetches_and_plain_responses_come_back_in_order(server: 
     assert (await produce(client, "big", 0, small)).base_offset == 50
     fetch_version = 12  # by topic name
     log = server.broker.topics.get("big").partitions[0].log
-    expected = {0: log.read(0, 1 << 20).read_bytes(), 2: log.read(50, 1 << 20).read_bytes(),
-                5: log.read(0, 1).read_bytes()}
+    expected = {
+        0: log.read(0, 1 << 20).read_bytes(),
+        2: log.read(50, 1 << 20).read_bytes(),
+        5: log.read(0, 1).read_bytes(),
+    }
     assert len(expected[0]) >= SENDFILE_MIN > len(expected[2])
     requests = [
-        (1, fetch_version, fetch_request("big", 0, 0)),        # sendfile
+        (1, fetch_version, fetch_request("big", 0, 0)),  # sendfile
         (18, 3, ApiVersionsRequest(client_software_name="t", client_software_version="1")),
-        (1, fetch_version, fetch_request("big", 0, 50)),       # small: copied
+        (1, fetch_version, fetch_request("big", 0, 50)),  # small: copied
         (3, 12, MetadataRequest(topics=None)),
         (0, 9, produce_request("big", 0, _batch(1, 10, start=52))),
         (1, fetch_version, fetch_request("big", 0, 0, partition_max_bytes=1)),
     ]
     # All requests in one write: the broker must answer them strictly in order.
-    await client.send_raw(b"".join(encode_request(key, ver, 100 + i, "t", body)
-                                   for i, (key, ver, body) in enumerate(requests)))
+    await client.send_raw(
+        b"".join(
+            encode_request(key, ver, 100 + i, "t", body)
+            for i, (key, ver, body) in enumerate(requests)
+        )
+    )
     for i, (key, ver, _body) in enumerate(requests):
         frame = await client.receive_raw()
         assert frame is not None

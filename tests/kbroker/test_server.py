@@ -28,9 +28,16 @@ def _api_versions() -> ApiVersionsRequest:
 
 def _produce(topic: str, acks: int, value: bytes) -> ProduceRequest:
     batch = build_batch([Record(value=value, timestamp=1)])
-    return ProduceRequest(acks=acks, timeout_ms=1000, topic_data=[
-        ProduceRequest.TopicProduceData(name=topic, partition_data=[
-            ProduceRequest.PartitionProduceData(index=0, records=batch)])])
+    return ProduceRequest(
+        acks=acks,
+        timeout_ms=1000,
+        topic_data=[
+            ProduceRequest.TopicProduceData(
+                name=topic,
+                partition_data=[ProduceRequest.PartitionProduceData(index=0, records=batch)],
+            )
+        ],
+    )
 
 
 async def test_bound_address_is_real(server) -> None:
@@ -44,13 +51,15 @@ async def test_pipelined_requests_are_answered_in_order(server) -> None:
     bodies = [MetadataRequest(topics=[]), _api_versions(), DescribeClusterRequest()] * 5
     frames = b"".join(
         encode_request(b.API_KEY, client.default_version(b.API_KEY), 100 + i, "pipeline", b)
-        for i, b in enumerate(bodies))
+        for i, b in enumerate(bodies)
+    )
     await client.send_raw(frames)  # all at once: one TCP write, many requests
     for i, body in enumerate(bodies):
         frame = await client.receive_raw()
         assert frame is not None
         correlation_id, response = decode_response(
-            body.API_KEY, client.default_version(body.API_KEY), frame)
+            body.API_KEY, client.default_version(body.API_KEY), frame
+        )
         assert correlation_id == 100 + i
         assert type(response).__name__ == type(body).__name__.replace("Request", "Response")
 
@@ -76,8 +85,12 @@ async def test_failed_acks_0_produce_closes_only_its_connection(server, caplog) 
         await failing.send_request(_produce("no-such-topic", 0, b"x"), version=9)
         with trio.fail_after(10):
             assert await failing.receive_raw() is None  # closed, nothing sent
-    assert any("acks=0" in r.getMessage() and "no-such-topic-0: UNKNOWN_TOPIC_OR_PARTITION"
-               in r.getMessage() and "127.0.0.1:" in r.getMessage() for r in caplog.records)
+    assert any(
+        "acks=0" in r.getMessage()
+        and "no-such-topic-0: UNKNOWN_TOPIC_OR_PARTITION" in r.getMessage()
+        and "127.0.0.1:" in r.getMessage()
+        for r in caplog.records
+    )
     # Everyone else is served, and an acks=0 produce that succeeds keeps its connection.
     await other.send_request(_produce("fire-and-forget", 0, b"y"), version=9)
     correlation_id = await other.send_request(ApiVersionsRequest(), version=0)
@@ -88,8 +101,9 @@ async def test_failed_acks_0_produce_closes_only_its_connection(server, caplog) 
 async def test_produce_is_applied_in_request_order(server) -> None:
     topic = server.broker.topics.create("ordered", 1)
     client = await server.connect()
-    frames = b"".join(encode_request(0, 9, i, "p", _produce("ordered", 1, b"%d" % i))
-                      for i in range(20))
+    frames = b"".join(
+        encode_request(0, 9, i, "p", _produce("ordered", 1, b"%d" % i)) for i in range(20)
+    )
     await client.send_raw(frames)
     for i in range(20):
         frame = await client.receive_raw()
@@ -102,14 +116,17 @@ async def test_produce_is_applied_in_request_order(server) -> None:
 
 def _replace_handler(monkeypatch: pytest.MonkeyPatch, api_key: int, fn) -> None:
     old = HANDLERS[api_key]
-    monkeypatch.setitem(HANDLERS, api_key,
-                        Registration(api_key, old.min_version, old.max_version, fn))
+    monkeypatch.setitem(
+        HANDLERS, api_key, Registration(api_key, old.min_version, old.max_version, fn)
+    )
 
 
-@pytest.mark.parametrize("error", [RuntimeError("boom"),
-                                   KafkaApiError(ErrorCode.UNKNOWN_SERVER_ERROR, "leaked")])
-async def test_handler_bug_closes_only_that_connection(server, monkeypatch, caplog,
-                                                       error: Exception) -> None:
+@pytest.mark.parametrize(
+    "error", [RuntimeError("boom"), KafkaApiError(ErrorCode.UNKNOWN_SERVER_ERROR, "leaked")]
+)
+async def test_handler_bug_closes_only_that_connection(
+    server, monkeypatch, caplog, error: Exception
+) -> None:
     async def broken(ctx, request):
         raise error
 
@@ -135,8 +152,10 @@ async def test_unknown_api_key_closes_connection(server, caplog) -> None:
         await client.send_raw(struct.pack(">i", len(payload)) + payload)
         assert await client.receive_raw() is None
     local = client.stream.socket.getsockname()
-    assert any(f"{local[0]}:{local[1]}" in r.getMessage() and "9999" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        f"{local[0]}:{local[1]}" in r.getMessage() and "9999" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 async def test_unsupported_version_of_other_api_closes_connection(server) -> None:
@@ -157,8 +176,10 @@ async def test_idle_connections_are_closed(make_server, autojump_clock, caplog) 
         assert await client.receive_raw() is None  # the broker hangs up on us
     assert trio.current_time() - before >= 60
     local = client.stream.socket.getsockname()
-    assert any("idle" in r.getMessage() and f"{local[0]}:{local[1]}" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "idle" in r.getMessage() and f"{local[0]}:{local[1]}" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 async def test_slow_request_is_not_idleness(make_server, autojump_clock, monkeypatch) -> None:
@@ -209,7 +230,8 @@ async def test_stopped_broker_releases_its_data_dir(make_server, tmp_path) -> No
     data = str(tmp_path / "shared")
     first = await make_server(log_dirs=data)
     first.broker.topics.create("t", 1).partitions[0].log.append(
-        build_batch([Record(value=b"v", timestamp=1)]))
+        build_batch([Record(value=b"v", timestamp=1)])
+    )
     await first.stop()
     second = await make_server(log_dirs=data)
     partition = second.broker.topics.partition("t", 0)
@@ -225,12 +247,14 @@ async def test_second_broker_on_same_data_dir_is_refused(make_server, tmp_path) 
         await make_server(log_dirs=data)
 
 
-async def test_maintenance_runs_retention_on_its_interval(make_server, autojump_clock,
-                                                         monkeypatch) -> None:
+async def test_maintenance_runs_retention_on_its_interval(
+    make_server, autojump_clock, monkeypatch
+) -> None:
     server = await make_server(log_retention_check_interval_ms=1000)
     calls: list[float] = []
-    monkeypatch.setattr(server.broker, "enforce_retention",
-                        lambda: calls.append(trio.current_time()) or 0)
+    monkeypatch.setattr(
+        server.broker, "enforce_retention", lambda: calls.append(trio.current_time()) or 0
+    )
     start = trio.current_time()
     await trio.sleep(3.5)  # virtual time (MockClock)
     assert [round(t - start) for t in calls] == [1, 2, 3]
@@ -268,8 +292,7 @@ def broker_with_clock(tmp_path):
     from kbroker.config import BrokerConfig
 
     clock = FakeClock()
-    broker = Broker(BrokerConfig.from_properties({"log.dirs": str(tmp_path / "b")}),
-                    clock=clock)
+    broker = Broker(BrokerConfig.from_properties({"log.dirs": str(tmp_path / "b")}), clock=clock)
     yield broker, clock
     broker.close()
 
@@ -329,8 +352,9 @@ def test_time_based_flush_follows_flush_ms(broker_with_clock, monkeypatch) -> No
     assert (len(fast_calls), len(slow_calls)) == (1, 0)
 
 
-async def test_failing_maintenance_step_does_not_stop_the_broker(make_server, autojump_clock,
-                                                                 monkeypatch, caplog) -> None:
+async def test_failing_maintenance_step_does_not_stop_the_broker(
+    make_server, autojump_clock, monkeypatch, caplog
+) -> None:
     server = await make_server(log_retention_check_interval_ms=1000)
 
     def broken() -> int:

@@ -35,29 +35,36 @@ def name() -> str:
 class Kbroker:
     """Runs `kbroker ARGS...` in-process against the live broker, capturing its output."""
 
-    def __init__(self, live: kbroker.Broker, capsys: pytest.CaptureFixture[str],
-                 monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(
+        self,
+        live: kbroker.Broker,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
         self.live, self.capsys, self.monkeypatch = live, capsys, monkeypatch
 
     def __call__(self, *args: str, stdin: bytes = b"") -> tuple[int, str, str]:
         self.monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
         self.capsys.readouterr()
-        code = main([*args, "--bootstrap-server", self.live.bootstrap_servers,
-                     "--request-timeout", "20"])
+        code = main(
+            [*args, "--bootstrap-server", self.live.bootstrap_servers, "--request-timeout", "20"]
+        )
         out, err = self.capsys.readouterr()
         return code, out, err
 
 
 @pytest.fixture
-def run(live: kbroker.Broker, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> Kbroker:
+def run(
+    live: kbroker.Broker, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Kbroker:
     """Call `kbroker ...` and get (exit status, stdout, stderr)."""
     return Kbroker(live, capsys, monkeypatch)
 
 
 def test_topics_create_list_describe_delete(run: Kbroker, name: str) -> None:
-    code, out, _ = run("topics", "create", name, "--partitions", "3",
-                       "--config", "retention.ms=60000")
+    code, out, _ = run(
+        "topics", "create", name, "--partitions", "3", "--config", "retention.ms=60000"
+    )
     assert (code, out) == (0, f"Created topic {name}.\n")
     code, out, _ = run("topics", "list")
     assert code == 0 and name in out.splitlines()
@@ -66,10 +73,13 @@ def test_topics_create_list_describe_delete(run: Kbroker, name: str) -> None:
     assert code == 0
     topic_id = lines[0].split("\t")[1].removeprefix("TopicId: ")
     assert len(topic_id) == 22  # Kafka prints the UUID base64url-encoded, unpadded
-    assert lines[0] == (f"Topic: {name}\tTopicId: {topic_id}\tPartitionCount: 3\t"
-                        "ReplicationFactor: 1\tConfigs: retention.ms=60000")
-    assert lines[1:] == [f"\tTopic: {name}\tPartition: {p}\tLeader: 1\tReplicas: 1\tIsr: 1"
-                         for p in range(3)]
+    assert lines[0] == (
+        f"Topic: {name}\tTopicId: {topic_id}\tPartitionCount: 3\t"
+        "ReplicationFactor: 1\tConfigs: retention.ms=60000"
+    )
+    assert lines[1:] == [
+        f"\tTopic: {name}\tPartition: {p}\tLeader: 1\tReplicas: 1\tIsr: 1" for p in range(3)
+    ]
     code, out, _ = run("topics", "delete", name)
     assert (code, out) == (0, f"Deleted topic {name}.\n")
     code, out, _ = run("topics", "list")
@@ -83,7 +93,7 @@ def test_topics_errors_are_one_line_with_kafkas_error_name(run: Kbroker, name: s
     assert err == f"kbroker topics: TOPIC_ALREADY_EXISTS: Topic '{name}' already exists.\n"
     assert run("topics", "create", name, "--if-not-exists")[0] == 0
     code, _, err = run("topics", "create", "bad name!")
-    assert code == 1 and "TOPIC_EXCEPTION: Topic name \"bad name!\" is illegal" in err
+    assert code == 1 and 'TOPIC_EXCEPTION: Topic name "bad name!" is illegal' in err
     code, _, err = run("topics", "delete", f"{name}-missing")
     assert code == 1 and "UNKNOWN_TOPIC_OR_PART" in err
     assert run("topics", "delete", f"{name}-missing", "--if-exists")[0] == 0
@@ -92,17 +102,29 @@ def test_topics_errors_are_one_line_with_kafkas_error_name(run: Kbroker, name: s
 
 
 def test_topics_alter_partitions_and_configs(run: Kbroker, name: str) -> None:
-    assert run("topics", "create", name, "--partitions", "1",
-               "--config", "retention.ms=1000")[0] == 0
-    code, out, _ = run("topics", "alter", name, "--partitions", "4",
-                       "--config", "cleanup.policy=compact", "--delete-config", "retention.ms")
+    assert (
+        run("topics", "create", name, "--partitions", "1", "--config", "retention.ms=1000")[0] == 0
+    )
+    code, out, _ = run(
+        "topics",
+        "alter",
+        name,
+        "--partitions",
+        "4",
+        "--config",
+        "cleanup.policy=compact",
+        "--delete-config",
+        "retention.ms",
+    )
     assert code == 0
-    assert out.splitlines() == [f"Topic {name} now has 4 partitions.",
-                                f"Altered configs of topic {name}: cleanup.policy=compact, "
-                                "-retention.ms."]
+    assert out.splitlines() == [
+        f"Topic {name} now has 4 partitions.",
+        f"Altered configs of topic {name}: cleanup.policy=compact, -retention.ms.",
+    ]
     _, out, _ = run("topics", "describe", name)
-    assert out.splitlines()[0].endswith("PartitionCount: 4\tReplicationFactor: 1\t"
-                                        "Configs: cleanup.policy=compact")
+    assert out.splitlines()[0].endswith(
+        "PartitionCount: 4\tReplicationFactor: 1\tConfigs: cleanup.policy=compact"
+    )
     code, _, err = run("topics", "alter", name, "--partitions", "2")
     assert code == 1 and "INVALID_PARTITIONS" in err
     code, _, err = run("topics", "alter", name, "--config", "retention.ms=banana")
@@ -111,11 +133,11 @@ def test_topics_alter_partitions_and_configs(run: Kbroker, name: str) -> None:
 
 def test_produce_then_consume_with_keys_json_and_limits(run: Kbroker, name: str) -> None:
     assert run("topics", "create", name, "--partitions", "1")[0] == 0
-    code, out, err = run("produce", name, "--key-separator", ":",
-                         stdin=b"k1:v1\nk2:v:2\nk3:\n")
+    code, out, err = run("produce", name, "--key-separator", ":", stdin=b"k1:v1\nk2:v:2\nk3:\n")
     assert (code, out, err) == (0, "", "")
-    code, out, err = run("consume", name, "--from-beginning", "--timeout", "3",
-                         "--key-separator", "=")
+    code, out, err = run(
+        "consume", name, "--from-beginning", "--timeout", "3", "--key-separator", "="
+    )
     assert code == 0
     assert out.splitlines() == ["k1=v1", "k2=v:2", "k3="]
     assert err.endswith("Processed a total of 3 messages\n")
@@ -124,19 +146,32 @@ def test_produce_then_consume_with_keys_json_and_limits(run: Kbroker, name: str)
     assert code == 0 and len(records) == 2
     assert records[0]["key"] == "k1" and records[0]["value"] == "v1"
     assert records[1] | {"timestamp": 0} == {
-        "topic": name, "partition": 0, "offset": 1, "timestamp": 0,
-        "key": "k2", "value": "v:2", "headers": []}
+        "topic": name,
+        "partition": 0,
+        "offset": 1,
+        "timestamp": 0,
+        "key": "k2",
+        "value": "v:2",
+        "headers": [],
+    }
     # Without --from-beginning only new records are shown: none arrive within the timeout.
     code, out, err = run("consume", name, "--timeout", "2")
     assert (code, out) == (0, "") and "Processed a total of 0 messages" in err
 
 
-def test_produce_without_keys_and_to_a_partition(run: Kbroker, live: kbroker.Broker,
-                                                 name: str) -> None:
+def test_produce_without_keys_and_to_a_partition(
+    run: Kbroker, live: kbroker.Broker, name: str
+) -> None:
     assert run("topics", "create", name, "--partitions", "2")[0] == 0
     assert run("produce", name, "--partition", "1", stdin=b"a\nb\n")[0] == 0
-    consumer = Consumer({"bootstrap.servers": live.bootstrap_servers, "group.id": "x",
-                         "enable.auto.commit": False, "log_level": 3})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": live.bootstrap_servers,
+            "group.id": "x",
+            "enable.auto.commit": False,
+            "log_level": 3,
+        }
+    )
     consumer.assign([TopicPartition(name, 1, 0)])
     got = []
     for _ in range(40):
@@ -160,8 +195,17 @@ def test_groups_list_and_describe_show_offsets_and_lag(run: Kbroker, name: str) 
     group = f"{name}-group"
     assert run("topics", "create", name, "--partitions", "1")[0] == 0
     assert run("produce", name, stdin=b"1\n2\n3\n4\n5\n")[0] == 0
-    code, out, _ = run("consume", name, "--group", group, "--from-beginning",
-                       "--max-messages", "3", "--timeout", "20")
+    code, out, _ = run(
+        "consume",
+        name,
+        "--group",
+        group,
+        "--from-beginning",
+        "--max-messages",
+        "3",
+        "--timeout",
+        "20",
+    )
     assert code == 0 and out.splitlines() == ["1", "2", "3"]
     code, out, _ = run("groups", "list")
     assert code == 0 and group in out.splitlines()
@@ -172,25 +216,42 @@ def test_groups_list_and_describe_show_offsets_and_lag(run: Kbroker, name: str) 
     described = run("topics", "describe", "--exclude-internal")[1]
     assert f"Topic: {name}\tTopicId: " in described and "__consumer_offsets" not in described
     code, out, _ = run("groups", "list", "--state")
-    assert [line.split() for line in out.splitlines() if line.startswith(group)] == \
-        [[group, "Empty"]]
+    assert [line.split() for line in out.splitlines() if line.startswith(group)] == [
+        [group, "Empty"]
+    ]
     code, out, _ = run("groups", "describe", group)
     assert code == 0
     assert f"Consumer group '{group}' has no active members." in out
     table = [line.split() for line in out.splitlines() if line.strip()][1:]
-    assert table[0] == ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET",
-                        "LAG", "CONSUMER-ID", "HOST", "CLIENT-ID"]
+    assert table[0] == [
+        "GROUP",
+        "TOPIC",
+        "PARTITION",
+        "CURRENT-OFFSET",
+        "LOG-END-OFFSET",
+        "LAG",
+        "CONSUMER-ID",
+        "HOST",
+        "CLIENT-ID",
+    ]
     assert table[1:] == [[group, name, "0", "3", "5", "2", "-", "-", "-"]]
     code, _, err = run("groups", "describe", f"{group}-missing")
     assert code == 1 and f"consumer group '{group}-missing' does not exist" in err
 
 
-def test_groups_describe_shows_the_active_member(run: Kbroker, live: kbroker.Broker,
-                                                 name: str) -> None:
+def test_groups_describe_shows_the_active_member(
+    run: Kbroker, live: kbroker.Broker, name: str
+) -> None:
     group = f"{name}-group"
     assert run("topics", "create", name, "--partitions", "2")[0] == 0
-    consumer = Consumer({"bootstrap.servers": live.bootstrap_servers, "group.id": group,
-                         "client.id": "member-one", "log_level": 3})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": live.bootstrap_servers,
+            "group.id": group,
+            "client.id": "member-one",
+            "log_level": 3,
+        }
+    )
     consumer.subscribe([name])
     try:
         for _ in range(60):
@@ -205,25 +266,44 @@ def test_groups_describe_shows_the_active_member(run: Kbroker, live: kbroker.Bro
     assert code == 0 and "no active members" not in out
     # Nothing committed yet: offset and lag are "-", the member owns both partitions.
     assert [(r[1], r[2], r[3], r[5], r[8]) for r in rows] == [
-        (name, "0", "-", "-", "member-one"), (name, "1", "-", "-", "member-one")]
+        (name, "0", "-", "-", "member-one"),
+        (name, "1", "-", "-", "member-one"),
+    ]
     assert all(r[6].startswith("member-one") for r in rows)
 
 
 def test_the_kbroker_script_dispatches_subcommands(live: kbroker.Broker, name: str) -> None:
     # The real entry point: `kbroker topics ...` runs a tool, plain `kbroker` runs a broker.
-    result = subprocess.run([sys.executable, "-m", "kbroker", "topics", "create", name,
-                             "--bootstrap-server", live.bootstrap_servers],
-                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kbroker",
+            "topics",
+            "create",
+            name,
+            "--bootstrap-server",
+            live.bootstrap_servers,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"Created topic {name}.\n"
-    result = subprocess.run([sys.executable, "-m", "kbroker", "--help"], cwd=REPO,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "kbroker", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0 and "--listen" in result.stdout
 
 
 def test_unreachable_broker_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["topics", "list", "--bootstrap-server", "127.0.0.1:1",
-                 "--request-timeout", "1"])
+    code = main(["topics", "list", "--bootstrap-server", "127.0.0.1:1", "--request-timeout", "1"])
     err = capsys.readouterr().err
     assert code == 1
     assert err.startswith("kbroker topics: cannot reach 127.0.0.1:1") and err.count("\n") == 1

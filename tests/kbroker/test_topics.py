@@ -44,8 +44,9 @@ def _code(exc_info: pytest.ExceptionInfo[KafkaApiError]) -> ErrorCode:
     return exc_info.value.code
 
 
-@pytest.mark.parametrize("name", ["", ".", "..", "a" * 250, "with space", "slash/no",
-                                  "ünïcode", "tab\t", "colon:"])
+@pytest.mark.parametrize(
+    "name", ["", ".", "..", "a" * 250, "with space", "slash/no", "ünïcode", "tab\t", "colon:"]
+)
 def test_illegal_names(name: str) -> None:
     with pytest.raises(KafkaApiError) as info:
         check_name(name)
@@ -86,8 +87,9 @@ def test_default_partitions_from_broker_config(tmp_path: Path) -> None:
     manager.close()
 
 
-def test_duplicate_and_colliding_names(manager: TopicManager,
-                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_duplicate_and_colliding_names(
+    manager: TopicManager, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.WARNING):
         manager.create("a.b_c", 1)
     assert any("could collide" in r.getMessage() for r in caplog.records)
@@ -101,14 +103,18 @@ def test_duplicate_and_colliding_names(manager: TopicManager,
     assert manager.get("a_b.c") is None
 
 
-@pytest.mark.parametrize("partitions, replicas, code", [
-    (0, -1, ErrorCode.INVALID_PARTITIONS),
-    (-2, -1, ErrorCode.INVALID_PARTITIONS),
-    (1, 0, ErrorCode.INVALID_REPLICATION_FACTOR),
-    (1, 3, ErrorCode.INVALID_REPLICATION_FACTOR),
-])
-def test_bad_partition_and_replica_counts(manager: TopicManager, partitions: int, replicas: int,
-                                          code: ErrorCode) -> None:
+@pytest.mark.parametrize(
+    "partitions, replicas, code",
+    [
+        (0, -1, ErrorCode.INVALID_PARTITIONS),
+        (-2, -1, ErrorCode.INVALID_PARTITIONS),
+        (1, 0, ErrorCode.INVALID_REPLICATION_FACTOR),
+        (1, 3, ErrorCode.INVALID_REPLICATION_FACTOR),
+    ],
+)
+def test_bad_partition_and_replica_counts(
+    manager: TopicManager, partitions: int, replicas: int, code: ErrorCode
+) -> None:
     with pytest.raises(KafkaApiError) as info:
         manager.create("t", partitions, replication_factor=replicas)
     assert _code(info) == code
@@ -255,7 +261,8 @@ def test_stale_directory_of_a_recreated_topic_is_replaced(manager: TopicManager)
 
 @pytest.mark.parametrize("damage", ["missing", "empty", "torn"])
 def test_lost_or_torn_partition_metadata_keeps_the_data_and_is_rewritten(
-        manager: TopicManager, damage: str) -> None:
+    manager: TopicManager, damage: str
+) -> None:
     # partition.metadata is written without fsync (topics.json holds the topic id), so a
     # crash may leave it missing, empty or cut short: the partition must keep its data.
     topic = manager.create("t", 2)

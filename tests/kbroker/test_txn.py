@@ -38,31 +38,45 @@ async def server(make_server: Any) -> Any:
 
 async def init(c: Any, tid: str = TID, timeout_ms: int = 60_000, **kw: Any) -> Any:
     """InitProducerId for a transactional id."""
-    return await c.request(InitProducerIdRequest(transactional_id=tid,
-                                                 transaction_timeout_ms=timeout_ms, **kw))
+    return await c.request(
+        InitProducerIdRequest(transactional_id=tid, transaction_timeout_ms=timeout_ms, **kw)
+    )
 
 
-async def add(c: Any, pid: int, epoch: int, parts: list[tuple[str, int]], *, tid: str = TID,
-              version: int = 3) -> dict[tuple[str, int], int]:
+async def add(
+    c: Any, pid: int, epoch: int, parts: list[tuple[str, int]], *, tid: str = TID, version: int = 3
+) -> dict[tuple[str, int], int]:
     """AddPartitionsToTxn (v3 form); partition -> error code."""
     topics: dict[str, list[int]] = {}
     for t, p in parts:
         topics.setdefault(t, []).append(p)
     T = AddPartitionsToTxnRequest.AddPartitionsToTxnTopic
-    resp = await c.request(AddPartitionsToTxnRequest(
-        v3_and_below_transactional_id=tid, v3_and_below_producer_id=pid,
-        v3_and_below_producer_epoch=epoch,
-        v3_and_below_topics=[T(name=n, partitions=ps) for n, ps in topics.items()]),
-        version=version)
-    return {(t.name, r.partition_index): r.partition_error_code
-            for t in resp.results_by_topic_v3_and_below for r in t.results_by_partition}
+    resp = await c.request(
+        AddPartitionsToTxnRequest(
+            v3_and_below_transactional_id=tid,
+            v3_and_below_producer_id=pid,
+            v3_and_below_producer_epoch=epoch,
+            v3_and_below_topics=[T(name=n, partitions=ps) for n, ps in topics.items()],
+        ),
+        version=version,
+    )
+    return {
+        (t.name, r.partition_index): r.partition_error_code
+        for t in resp.results_by_topic_v3_and_below
+        for r in t.results_by_partition
+    }
 
 
-async def end(c: Any, pid: int, epoch: int, commit: bool, *, tid: str = TID,
-              version: int | None = None) -> int:
+async def end(
+    c: Any, pid: int, epoch: int, commit: bool, *, tid: str = TID, version: int | None = None
+) -> int:
     """EndTxn; its error code."""
-    resp = await c.request(EndTxnRequest(transactional_id=tid, producer_id=pid,
-                                         producer_epoch=epoch, committed=commit), version=version)
+    resp = await c.request(
+        EndTxnRequest(
+            transactional_id=tid, producer_id=pid, producer_epoch=epoch, committed=commit
+        ),
+        version=version,
+    )
     return resp.error_code
 
 
@@ -82,10 +96,17 @@ async def tx_produce(c: Any, topic: str, data: bytes, tid: str = TID) -> Any:
 async def latest(c: Any, topic: str, isolation: int) -> int:
     """ListOffsets LATEST for partition 0 at the given isolation level."""
     P = ListOffsetsRequest.ListOffsetsPartition
-    resp = await c.request(ListOffsetsRequest(
-        replica_id=-1, isolation_level=isolation,
-        topics=[ListOffsetsRequest.ListOffsetsTopic(name=topic, partitions=[
-            P(partition_index=0, timestamp=-1)])]))
+    resp = await c.request(
+        ListOffsetsRequest(
+            replica_id=-1,
+            isolation_level=isolation,
+            topics=[
+                ListOffsetsRequest.ListOffsetsTopic(
+                    name=topic, partitions=[P(partition_index=0, timestamp=-1)]
+                )
+            ],
+        )
+    )
     return resp.topics[0].partitions[0].offset
 
 
@@ -97,28 +118,49 @@ async def add_and_produce(c: Any, pid: int, epoch: int, seq: int, topic: str = "
 
 async def add_offsets(c: Any, pid: int, epoch: int) -> int:
     """AddOffsetsToTxn for group "g"; its error code."""
-    resp = await c.request(AddOffsetsToTxnRequest(transactional_id=TID, producer_id=pid,
-                                                  producer_epoch=epoch, group_id="g"))
+    resp = await c.request(
+        AddOffsetsToTxnRequest(
+            transactional_id=TID, producer_id=pid, producer_epoch=epoch, group_id="g"
+        )
+    )
     return resp.error_code
 
 
-async def txn_commit_offset(c: Any, pid: int, epoch: int, offset: int, *,
-                            version: int | None = None, **member: Any) -> int:
+async def txn_commit_offset(
+    c: Any, pid: int, epoch: int, offset: int, *, version: int | None = None, **member: Any
+) -> int:
     """TxnOffsetCommit of ``offset`` for group "g" on "t"-0; its error code."""
     T = TxnOffsetCommitRequest
-    resp = await c.request(T(
-        transactional_id=TID, group_id="g", producer_id=pid, producer_epoch=epoch, **member,
-        topics=[T.TxnOffsetCommitRequestTopic(name="t", partitions=[
-            T.TxnOffsetCommitRequestPartition(partition_index=0, committed_offset=offset)])]),
-        version=version)
+    resp = await c.request(
+        T(
+            transactional_id=TID,
+            group_id="g",
+            producer_id=pid,
+            producer_epoch=epoch,
+            **member,
+            topics=[
+                T.TxnOffsetCommitRequestTopic(
+                    name="t",
+                    partitions=[
+                        T.TxnOffsetCommitRequestPartition(
+                            partition_index=0, committed_offset=offset
+                        )
+                    ],
+                )
+            ],
+        ),
+        version=version,
+    )
     return resp.topics[0].partitions[0].error_code
 
 
 async def committed(c: Any) -> int:
     """The offset group "g" has committed (visibly) for "t"-0, by OffsetFetch v7."""
     OF = OffsetFetchRequest
-    resp = await c.request(OF(group_id="g", topics=[OF.OffsetFetchRequestTopic(
-        name="t", partition_indexes=[0])]), version=7)
+    resp = await c.request(
+        OF(group_id="g", topics=[OF.OffsetFetchRequestTopic(name="t", partition_indexes=[0])]),
+        version=7,
+    )
     return resp.topics[0].partitions[0].committed_offset
 
 
@@ -197,8 +239,10 @@ async def test_invalid_timeout_and_unknown_partition(server: Any) -> None:
         assert r.error_code == ErrorCode.INVALID_TRANSACTION_TIMEOUT
         r = await init(c)
         codes = await add(c, r.producer_id, r.producer_epoch, [("t", 0), ("nope", 0)])
-        assert codes == {("t", 0): ErrorCode.OPERATION_NOT_ATTEMPTED,
-                         ("nope", 0): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION}
+        assert codes == {
+            ("t", 0): ErrorCode.OPERATION_NOT_ATTEMPTED,
+            ("nope", 0): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        }
 
 
 async def test_transactional_write_to_partition_not_added_is_refused(server: Any) -> None:
@@ -226,8 +270,9 @@ async def test_new_instance_fences_zombie_and_aborts_its_transaction(server: Any
         zombie = await tx_produce(c, "t", txn_batch(pid, e0, 2))
         assert zombie.error_code == ErrorCode.INVALID_PRODUCER_EPOCH
         create_topic(server, "other")  # a partition the zombie never wrote to
-        assert (await tx_produce(c, "other", txn_batch(pid, e0, 0))).error_code == \
-            ErrorCode.INVALID_PRODUCER_EPOCH
+        assert (
+            await tx_produce(c, "other", txn_batch(pid, e0, 0))
+        ).error_code == ErrorCode.INVALID_PRODUCER_EPOCH
         assert await end(c, pid, e0, True) == ErrorCode.PRODUCER_FENCED
         # Its open transaction was aborted: read_committed sees it aborted, LSO moved on.
         part = await fetch(c, server, "t", 0, 0, isolation_level=1)
@@ -243,9 +288,15 @@ async def test_kip360_init_with_current_epoch_bumps_and_stale_epoch_is_fenced(se
         assert (again.error_code, again.producer_id, again.producer_epoch) == (0, pid, e + 1)
         stale = await init(c, producer_id=pid, producer_epoch=e - 5 if e >= 5 else 99)
         assert stale.error_code == ErrorCode.PRODUCER_FENCED
-        old_version = await c.request(InitProducerIdRequest(
-            transactional_id=TID, transaction_timeout_ms=60_000, producer_id=pid,
-            producer_epoch=99), version=3)
+        old_version = await c.request(
+            InitProducerIdRequest(
+                transactional_id=TID,
+                transaction_timeout_ms=60_000,
+                producer_id=pid,
+                producer_epoch=99,
+            ),
+            version=3,
+        )
         assert old_version.error_code == ErrorCode.INVALID_PRODUCER_EPOCH
 
 
@@ -298,15 +349,22 @@ async def test_describe_and_list_transactions_and_producers(server: Any) -> None
         lst = await c.request(ListTransactionsRequest(state_filters=["Ongoing", "Bogus"]))
         assert [s.transactional_id for s in lst.transaction_states] == [TID]
         assert lst.unknown_state_filters == ["Bogus"]
-        p = await c.request(DescribeProducersRequest(topics=[
-            DescribeProducersRequest.TopicRequest(name="t", partition_indexes=[0])]))
+        p = await c.request(
+            DescribeProducersRequest(
+                topics=[DescribeProducersRequest.TopicRequest(name="t", partition_indexes=[0])]
+            )
+        )
         (active,) = p.topics[0].partitions[0].active_producers
         assert (active.producer_id, active.last_sequence, active.current_txn_start_offset) == (
-            pid, 1, 0)
+            pid,
+            1,
+            0,
+        )
 
 
-async def test_open_and_prepared_state_survive_an_unclean_restart(make_server: Any,
-                                                                  tmp_path: Any) -> None:
+async def test_open_and_prepared_state_survive_an_unclean_restart(
+    make_server: Any, tmp_path: Any
+) -> None:
     data = tmp_path / "crash"
     server = await make_server(log_dirs=str(data), **SMALL)
     create_topic(server, "t")
@@ -340,19 +398,31 @@ async def test_add_partitions_v4_batched_and_verify_only(server: Any) -> None:
 
         def txn(tid: str, r: Any, parts: list[int], verify: bool = False) -> Any:
             return Rq.AddPartitionsToTxnTransaction(
-                transactional_id=tid, producer_id=r.producer_id, producer_epoch=r.producer_epoch,
-                verify_only=verify, topics=[T(name="t", partitions=parts)])
+                transactional_id=tid,
+                producer_id=r.producer_id,
+                producer_epoch=r.producer_epoch,
+                verify_only=verify,
+                topics=[T(name="t", partitions=parts)],
+            )
 
         resp = await c.request(Rq(transactions=[txn("a", a, [0]), txn("b", b, [1])]), version=4)
         assert resp.error_code == 0
-        codes = {t.transactional_id: [(p.partition_index, p.partition_error_code)
-                                      for tr in t.topic_results for p in tr.results_by_partition]
-                 for t in resp.results_by_transaction}
+        codes = {
+            t.transactional_id: [
+                (p.partition_index, p.partition_error_code)
+                for tr in t.topic_results
+                for p in tr.results_by_partition
+            ]
+            for t in resp.results_by_transaction
+        }
         assert codes == {"a": [(0, 0)], "b": [(1, 0)]}
         verify = await c.request(Rq(transactions=[txn("a", a, [0, 1], verify=True)]), version=5)
         (result,) = verify.results_by_transaction
-        got = [(p.partition_index, p.partition_error_code)
-               for tr in result.topic_results for p in tr.results_by_partition]
+        got = [
+            (p.partition_index, p.partition_error_code)
+            for tr in result.topic_results
+            for p in tr.results_by_partition
+        ]
         assert got == [(0, ErrorCode.NONE), (1, ErrorCode.INVALID_TXN_STATE)]
         # Verify-only added nothing.
         d = await c.request(DescribeTransactionsRequest(transactional_ids=["a"]))
@@ -366,9 +436,19 @@ async def test_write_txn_markers_for_tools(server: Any) -> None:
         server.broker.topics.partition("t", 0).log.append(txn_batch(900, 0, 0))
         assert await latest(c, "t", 1) == 0
         W = WriteTxnMarkersRequest
-        resp = await c.request(W(markers=[W.WritableTxnMarker(
-            producer_id=900, producer_epoch=0, transaction_result=False, coordinator_epoch=0,
-            topics=[W.WritableTxnMarkerTopic(name="t", partition_indexes=[0, 5])])]))
+        resp = await c.request(
+            W(
+                markers=[
+                    W.WritableTxnMarker(
+                        producer_id=900,
+                        producer_epoch=0,
+                        transaction_result=False,
+                        coordinator_epoch=0,
+                        topics=[W.WritableTxnMarkerTopic(name="t", partition_indexes=[0, 5])],
+                    )
+                ]
+            )
+        )
         codes = [(p.partition_index, p.error_code) for p in resp.markers[0].topics[0].partitions]
         assert codes == [(0, 0), (5, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)]
         assert await latest(c, "t", 1) == 3
@@ -389,9 +469,11 @@ async def test_transactional_id_expires_after_idle_period(make_server: Any) -> N
 
 async def test_api_versions_advertises_the_transaction_apis(server: Any) -> None:
     from kbroker.wire.messages import ApiVersionsRequest
+
     async with await server.connect() as c:
-        resp = await c.request(ApiVersionsRequest(client_software_name="t",
-                                                  client_software_version="1"))
+        resp = await c.request(
+            ApiVersionsRequest(client_software_name="t", client_software_version="1")
+        )
         listed = {k.api_key: (k.min_version, k.max_version) for k in resp.api_keys}
         assert listed[22] == (0, 5) and listed[24] == (0, 5) and listed[25] == (0, 4)
         assert listed[26] == (0, 4) and listed[27] == (0, 1) and listed[28] == (0, 4)
@@ -432,7 +514,8 @@ async def test_staged_offsets_survive_an_unclean_restart(make_server: Any, tmp_p
 
 
 async def test_open_transaction_times_out_after_restart_without_its_producer(
-        make_server: Any, tmp_path: Any) -> None:
+    make_server: Any, tmp_path: Any
+) -> None:
     data = tmp_path / "crash"
     server = await make_server(log_dirs=str(data), **SMALL)
     create_topic(server, "t")
@@ -449,13 +532,15 @@ async def test_open_transaction_times_out_after_restart_without_its_producer(
 
 
 async def test_maintenance_aborts_a_timed_out_transaction_without_any_request(
-        make_server: Any, autojump_clock: Any) -> None:
+    make_server: Any, autojump_clock: Any
+) -> None:
     """A producer that vanished mid-transaction must not hold read_committed consumers
     back forever: the broker's own maintenance pass aborts it at transaction.timeout.ms,
     with no client request to trigger it."""
     now = [1_000.0]
     server = await make_server(
-        **SMALL, transaction_abort_timed_out_transaction_cleanup_interval_ms=1000)
+        **SMALL, transaction_abort_timed_out_transaction_cleanup_interval_ms=1000
+    )
     server.broker.clock = lambda: now[0]
     create_topic(server, "t")
     async with await server.connect() as c:
@@ -484,11 +569,13 @@ async def test_txn_offset_commit_checks_the_member_generation(server: Any) -> No
         await add_offsets(c, pid, e)
 
         async def commit(generation: int, member: str) -> int:
-            return await txn_commit_offset(c, pid, e, 1, version=3,
-                                           generation_id=generation, member_id=member)
+            return await txn_commit_offset(
+                c, pid, e, 1, version=3, generation_id=generation, member_id=member
+            )
 
-        assert await commit(joined.generation_id + 1, joined.member_id) == \
-            ErrorCode.ILLEGAL_GENERATION
+        assert (
+            await commit(joined.generation_id + 1, joined.member_id) == ErrorCode.ILLEGAL_GENERATION
+        )
         assert await commit(joined.generation_id, "someone-else") == ErrorCode.UNKNOWN_MEMBER_ID
         assert await commit(joined.generation_id, joined.member_id) == 0
         assert await commit(-1, "") == 0

@@ -40,9 +40,13 @@ class Fake:
         self.markers.append((pid, epoch, commit, parts))
 
     def coordinator(self, **cfg: Any) -> TransactionCoordinator:
-        return TransactionCoordinator(config=TxnConfig(**cfg), clock=lambda: self.now,
-                                      next_producer_id=lambda: next(self.ids), store=self,
-                                      markers=self.write_markers)
+        return TransactionCoordinator(
+            config=TxnConfig(**cfg),
+            clock=lambda: self.now,
+            next_producer_id=lambda: next(self.ids),
+            store=self,
+            markers=self.write_markers,
+        )
 
 
 @pytest.fixture
@@ -56,8 +60,12 @@ def test_commit_writes_prepare_markers_then_complete(fake: Fake) -> None:
     assert tc.add_partitions("a", r.producer_id, r.producer_epoch, [("t", 0), ("t", 1)]) == 0
     assert tc.end_txn("a", r.producer_id, r.producer_epoch, True) == 0
     states = [m.state for _, m in fake.writes if m is not None]
-    assert states == [TxnState.EMPTY, TxnState.ONGOING, TxnState.PREPARE_COMMIT,
-                      TxnState.COMPLETE_COMMIT]
+    assert states == [
+        TxnState.EMPTY,
+        TxnState.ONGOING,
+        TxnState.PREPARE_COMMIT,
+        TxnState.COMPLETE_COMMIT,
+    ]
     assert fake.markers == [(r.producer_id, r.producer_epoch, True, [("t", 0), ("t", 1)])]
 
 
@@ -97,8 +105,10 @@ def test_concurrent_add_during_prepare_and_timeouts(fake: Fake) -> None:
     meta = tc.describe("a")
     assert meta.state is TxnState.COMPLETE_ABORT and meta.producer_epoch == r.producer_epoch + 1
     assert fake.markers[-1] == (r.producer_id, r.producer_epoch + 1, False, [("t", 0)])
-    assert tc.add_partitions("a", r.producer_id, r.producer_epoch, [("t", 0)]) == \
-        ErrorCode.PRODUCER_FENCED
+    assert (
+        tc.add_partitions("a", r.producer_id, r.producer_epoch, [("t", 0)])
+        == ErrorCode.PRODUCER_FENCED
+    )
 
 
 def test_idempotent_ids_are_fresh_and_empty_transactional_id_is_invalid(fake: Fake) -> None:

@@ -25,7 +25,8 @@ def clock() -> trio.testing.MockClock:
 
 
 async def test_append_releases_a_parked_fetch_with_no_time_passing(
-        clock: trio.testing.MockClock, server: Any) -> None:
+    clock: trio.testing.MockClock, server: Any
+) -> None:
     create_topic(server, "wake", 2)
     consumer = await server.connect()
     producer = await server.connect()

@@ -12,8 +12,12 @@ from kbroker.wire.records import Record, build_batch, iter_records, parse_header
 
 
 def _batch(n: int, start: int = 0) -> bytes:
-    return build_batch([Record(key=b"k%d" % i, value=b"v" * 300, timestamp=1_000 + i)
-                        for i in range(start, start + n)])
+    return build_batch(
+        [
+            Record(key=b"k%d" % i, value=b"v" * 300, timestamp=1_000 + i)
+            for i in range(start, start + n)
+        ]
+    )
 
 
 def test_single_batch_from_a_request_view_is_stored_with_offsets_assigned(tmp_path: Path) -> None:
@@ -22,14 +26,14 @@ def test_single_batch_from_a_request_view_is_stored_with_offsets_assigned(tmp_pa
     frame = bytearray(b"request header" + first + second)
     view = memoryview(frame)
     log.append(view[14 : 14 + len(first)], leader_epoch=5)
-    log.append(view[14 + len(first):], leader_epoch=5)
+    log.append(view[14 + len(first) :], leader_epoch=5)
     frame[:] = bytes(len(frame))  # the request buffer is reused afterwards
     data = log.read(0, 1 << 20).read_bytes()
     h1 = validate_batch(data, 0)  # CRC still valid: only uncovered fields were patched
     h2 = validate_batch(data, h1.size)
     assert (h1.base_offset, h2.base_offset) == (0, 3)
     assert h1.partition_leader_epoch == h2.partition_leader_epoch == 5
-    assert data[h1.size + 61:] == second[61:] and data[61 : h1.size] == first[61:]
+    assert data[h1.size + 61 :] == second[61:] and data[61 : h1.size] == first[61:]
     assert [r.offset for r in iter_records(data, h1.size)] == [3, 4, 5, 6]
     log.close()
     # And after a clean restart the log ends where it should.

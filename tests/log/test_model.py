@@ -28,8 +28,15 @@ ops = st.lists(
 @given(ops=ops)
 # Found by this test: a truncation whose batch straddles the log start left the LEO below
 # the log start until the next open.
-@example(ops=[("append", 1, 0), ("append", 2, 0), ("delete_records", 2, 0), ("truncate", 2, 0),
-              ("reopen", False, 0)])
+@example(
+    ops=[
+        ("append", 1, 0),
+        ("append", 2, 0),
+        ("delete_records", 2, 0),
+        ("truncate", 2, 0),
+        ("reopen", False, 0),
+    ]
+)
 def test_log_matches_model(tmp_path_factory, fast_fsync, ops):
     d = tmp_path_factory.mktemp("m") / "t-0"
     cfg = LogConfig(segment_bytes=700, index_interval_bytes=200)

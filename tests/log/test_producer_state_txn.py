@@ -18,8 +18,9 @@ def _tx(n: int, seq: int, pid: int = 1, epoch: int = 0) -> bytes:
 
 
 def _marker(commit: bool, pid: int = 1, epoch: int = 0) -> bytes:
-    return build_control_batch(commit=commit, producer_id=pid, producer_epoch=epoch,
-                               coordinator_epoch=0, timestamp=5)
+    return build_control_batch(
+        commit=commit, producer_id=pid, producer_epoch=epoch, coordinator_epoch=0, timestamp=5
+    )
 
 
 def _idem(n: int, seq: int, pid: int = 1, epoch: int = 0) -> bytes:
@@ -71,8 +72,12 @@ def test_lso_follows_the_earliest_open_transaction(open_log):
     log.append(_marker(False, pid=2))  # 6 aborts pid 2
     assert log.last_stable_offset == log.high_watermark == 7
     (aborted,) = log.aborted_transactions(0, 7)
-    assert (aborted.producer_id, aborted.first_offset, aborted.last_offset,
-            aborted.last_stable_offset) == (2, 4, 6, 7)
+    assert (
+        aborted.producer_id,
+        aborted.first_offset,
+        aborted.last_offset,
+        aborted.last_stable_offset,
+    ) == (2, 4, 6, 7)
     assert log.aborted_transactions(7, 10) == []
     assert log.aborted_transactions(0, 4) == []  # the fetched range ends before it
 

@@ -281,7 +281,8 @@ def test_index_entries_reach_the_file_at_flush_and_a_crash_before_rebuilds_them(
     assert log.open_mode == "recovered" and log.log_end_offset == 160
     assert {ts: log.offset_for_timestamp(ts) for ts in expected} == expected
     assert log.offset_for_timestamp(6_020) == later
-    assert {off: parse_header(log.read(off, 1).read_bytes()).base_offset
-            for off in (0, 41, 79)} == reads
+    assert {
+        off: parse_header(log.read(off, 1).read_bytes()).base_offset for off in (0, 41, 79)
+    } == reads
     log.close()
     assert index.stat().st_size // 8 >= 2 * entries  # rebuilt and written at close

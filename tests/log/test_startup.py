@@ -45,7 +45,8 @@ def _closed_clean_log(d: Path) -> None:
 
 
 def test_clean_open_fsyncs_no_directory_until_the_first_append(
-        tmp_path: Path, events: list[tuple[str, object]]) -> None:
+    tmp_path: Path, events: list[tuple[str, object]]
+) -> None:
     d = tmp_path / "t-0"
     _closed_clean_log(d)
     events.clear()
@@ -66,7 +67,8 @@ def test_clean_open_fsyncs_no_directory_until_the_first_append(
 
 @pytest.mark.parametrize("change", ["truncate", "delete_records", "roll"])
 def test_every_other_change_also_makes_the_marker_removal_durable_first(
-        tmp_path: Path, events: list[tuple[str, object]], change: str) -> None:
+    tmp_path: Path, events: list[tuple[str, object]], change: str
+) -> None:
     d = tmp_path / "t-0"
     _closed_clean_log(d)
     log = PartitionLog.open(d, LogConfig())
@@ -93,7 +95,8 @@ def test_a_crash_before_any_write_reopens_clean_and_keeps_everything(tmp_path: P
 
 
 def test_clean_open_of_many_segments_fsyncs_nothing_but_rebuilt_indexes_are_synced(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     d = tmp_path / "t-0"
     cfg = LogConfig(segment_bytes=2_000)
     log = PartitionLog.open(d, cfg)

@@ -13,8 +13,9 @@ from kbroker.log.txnindex import (
 
 
 def test_entry_is_kafkas_34_byte_layout():
-    raw = encode_entry(AbortedTxn(producer_id=5, first_offset=10, last_offset=20,
-                                  last_stable_offset=21))
+    raw = encode_entry(
+        AbortedTxn(producer_id=5, first_offset=10, last_offset=20, last_stable_offset=21)
+    )
     assert len(raw) == ENTRY_SIZE == 34
     assert raw[:2] == b"\x00\x00"  # version 0
     assert int.from_bytes(raw[2:10], "big") == 5
@@ -62,7 +63,9 @@ def test_entries_of_a_vanished_segment_move_to_the_segment_holding_their_marker(
     assert [e.producer_id for e in idx.all()] == [1, 2]
     assert not index_path(tmp_path, 10).exists()
     assert decode_entries(index_path(tmp_path, 0).read_bytes()) == [
-        AbortedTxn(1, 0, 3, 4), AbortedTxn(2, 10, 12, 13)]
+        AbortedTxn(1, 0, 3, 4),
+        AbortedTxn(2, 10, 12, 13),
+    ]
     # Retention removed everything below 20: those aborts are gone with their data.
     idx.load([20], log_end_offset=30)
     assert idx.all() == []

@@ -52,8 +52,9 @@ def struct_strategy(top: type, name: str, version: int, depth: int = 0) -> st.Se
             s = st.one_of(st.just(factory() if factory else const), s)
         kwargs[f.attr] = s
     if flexible:
-        kwargs["unknown_tagged_fields"] = st.dictionaries(UNKNOWN_TAGS, st.binary(max_size=4),
-                                                          max_size=2)
+        kwargs["unknown_tagged_fields"] = st.dictionaries(
+            UNKNOWN_TAGS, st.binary(max_size=4), max_size=2
+        )
     return st.builds(cls, **kwargs)
 
 

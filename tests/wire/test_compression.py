@@ -129,19 +129,33 @@ CODEC_OF = {"gzip": C.GZIP, "snappy": C.SNAPPY, "lz4": C.LZ4, "zstd": C.ZSTD}
 
 
 @pytest.mark.parametrize(
-    "name", ["gzip", "gzip-single", "snappy-xerial", "snappy-raw", "lz4", "lz4-frames",
-             "zstd", "zstd-frames"])
+    "name",
+    [
+        "gzip",
+        "gzip-single",
+        "snappy-xerial",
+        "snappy-raw",
+        "lz4",
+        "lz4-frames",
+        "zstd",
+        "zstd-frames",
+    ],
+)
 def test_compression_bomb_rejected_without_decompressing(
     bombs: dict[str, bytes], name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     codec = CODEC_OF[name.split("-")[0]]
+
     # For the cramjam codecs the bound is computed from headers alone: prove
     # the decoder is never even called.
     def refuse(*a: object, **k: object) -> None:
         raise AssertionError("decoder called on a bomb")
 
-    for mod, fn in ((cramjam.lz4, "decompress"), (cramjam.zstd, "decompress"),
-                    (cramjam.snappy, "decompress_raw")):
+    for mod, fn in (
+        (cramjam.lz4, "decompress"),
+        (cramjam.zstd, "decompress"),
+        (cramjam.snappy, "decompress_raw"),
+    ):
         monkeypatch.setattr(mod, fn, refuse)
     with pytest.raises(InvalidRecordBatch) as e:
         C.decompress(codec, bombs[name], max_size=CAP)
@@ -154,8 +168,10 @@ def test_zstd_declared_content_size_over_cap(monkeypatch: pytest.MonkeyPatch) ->
         C.decompress(C.ZSTD, blob, max_size=CAP)
 
 
-@pytest.mark.parametrize(("codec", "levels"), [
-    (C.GZIP, [1, 5, 9, -1]), (C.LZ4, [1, 3, 9, 12, 17]), (C.ZSTD, [-131072, -5, 1, 19, 22])])
+@pytest.mark.parametrize(
+    ("codec", "levels"),
+    [(C.GZIP, [1, 5, 9, -1]), (C.LZ4, [1, 3, 9, 12, 17]), (C.ZSTD, [-131072, -5, 1, 19, 22])],
+)
 def test_every_valid_level_round_trips(codec: int, levels: list[int]) -> None:
     for level in levels:
         out = C.compress(codec, DATA, level)

@@ -17,24 +17,80 @@ from kbroker.wire.messages import ALL, API_DECLS, DATA_DECLS, REQUESTS, RESPONSE
 from kbroker.wire.schema import FieldDecl, Versions
 
 REPO = Path(__file__).resolve().parents[2]
-PROTOCOL_DIR = Path(os.environ.get("KBROKER_PROTOCOL_DIR", REPO.parent / "shared" / "kafka-protocol"))
+PROTOCOL_DIR = Path(
+    os.environ.get("KBROKER_PROTOCOL_DIR", REPO.parent / "shared" / "kafka-protocol")
+)
 
 # The APIs the broker serves; each must be declared over its full validVersions.
-REQUIRED_API_KEYS = [0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
-                     24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 35, 36, 37, 42, 44, 47, 60, 61, 65,
-                     66, 68, 69, 75]
-REQUIRED_DATA = ["RequestHeader", "ResponseHeader", "ConsumerProtocolSubscription",
-                 "ConsumerProtocolAssignment", "OffsetCommitKey", "OffsetCommitValue",
-                 "GroupMetadataKey", "GroupMetadataValue", "TransactionLogKey",
-                 "TransactionLogValue", "ConsumerGroupMetadataKey", "ConsumerGroupMetadataValue",
-                 "ConsumerGroupMemberMetadataKey", "ConsumerGroupMemberMetadataValue",
-                 "ConsumerGroupPartitionMetadataKey", "ConsumerGroupPartitionMetadataValue",
-                 "ConsumerGroupTargetAssignmentMemberKey",
-                 "ConsumerGroupTargetAssignmentMemberValue",
-                 "ConsumerGroupTargetAssignmentMetadataKey",
-                 "ConsumerGroupTargetAssignmentMetadataValue",
-                 "ConsumerGroupCurrentMemberAssignmentKey",
-                 "ConsumerGroupCurrentMemberAssignmentValue"]
+REQUIRED_API_KEYS = [
+    0,
+    1,
+    2,
+    3,
+    8,
+    9,
+    10,
+    11,
+    12,
+    13,
+    14,
+    15,
+    16,
+    17,
+    18,
+    19,
+    20,
+    21,
+    22,
+    23,
+    24,
+    25,
+    26,
+    27,
+    28,
+    29,
+    30,
+    31,
+    32,
+    33,
+    35,
+    36,
+    37,
+    42,
+    44,
+    47,
+    60,
+    61,
+    65,
+    66,
+    68,
+    69,
+    75,
+]
+REQUIRED_DATA = [
+    "RequestHeader",
+    "ResponseHeader",
+    "ConsumerProtocolSubscription",
+    "ConsumerProtocolAssignment",
+    "OffsetCommitKey",
+    "OffsetCommitValue",
+    "GroupMetadataKey",
+    "GroupMetadataValue",
+    "TransactionLogKey",
+    "TransactionLogValue",
+    "ConsumerGroupMetadataKey",
+    "ConsumerGroupMetadataValue",
+    "ConsumerGroupMemberMetadataKey",
+    "ConsumerGroupMemberMetadataValue",
+    "ConsumerGroupPartitionMetadataKey",
+    "ConsumerGroupPartitionMetadataValue",
+    "ConsumerGroupTargetAssignmentMemberKey",
+    "ConsumerGroupTargetAssignmentMemberValue",
+    "ConsumerGroupTargetAssignmentMetadataKey",
+    "ConsumerGroupTargetAssignmentMetadataValue",
+    "ConsumerGroupCurrentMemberAssignmentKey",
+    "ConsumerGroupCurrentMemberAssignmentValue",
+]
 
 
 def _load(path: Path) -> dict:
@@ -100,12 +156,16 @@ def _expected_default(f: dict) -> Any:
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])([A-Z])|(?<=[A-Z])([A-Z][a-z])",
-                  lambda m: "_" + (m.group(1) or m.group(2)), name).lower()
+    return re.sub(
+        r"(?<=[a-z0-9])([A-Z])|(?<=[A-Z])([A-Z][a-z])",
+        lambda m: "_" + (m.group(1) or m.group(2)),
+        name,
+    ).lower()
 
 
-def _compare_fields(where: str, ours: list[FieldDecl], theirs: list[dict], cls: type,
-                    structs: dict[str, type]) -> None:
+def _compare_fields(
+    where: str, ours: list[FieldDecl], theirs: list[dict], cls: type, structs: dict[str, type]
+) -> None:
     assert [f.name for f in ours] == [f["name"] for f in theirs], where
     instance = cls()
     for o, t in zip(ours, theirs, strict=True):
@@ -146,8 +206,9 @@ def _check_message(name: str, schemas: dict[str, dict]) -> None:
     for sname, s in common.items():
         ours = d.structs[sname]
         assert _ours(ours.versions) == _vset(s["versions"]), f"{name}.{sname}"
-        _compare_fields(f"{name}.{sname}", ours.fields, s["fields"], cls.STRUCTS[sname],
-                        cls.STRUCTS)
+        _compare_fields(
+            f"{name}.{sname}", ours.fields, s["fields"], cls.STRUCTS[sname], cls.STRUCTS
+        )
     # Every struct class we build corresponds to a struct Kafka defines.
     inline: set[str] = set()
 
@@ -156,6 +217,7 @@ def _check_message(name: str, schemas: dict[str, dict]) -> None:
             if "fields" in f:
                 inline.add(f["type"].removeprefix("[]"))
                 walk(f["fields"])
+
     walk(t["fields"])
     for s in common.values():
         walk(s["fields"])
@@ -169,8 +231,7 @@ def test_every_declaration_matches_kafka(schemas: dict[str, dict]) -> None:
         _check_message(name, schemas)
 
 
-def test_every_required_api_is_declared_over_its_valid_versions(
-        schemas: dict[str, dict]) -> None:
+def test_every_required_api_is_declared_over_its_valid_versions(schemas: dict[str, dict]) -> None:
     by_key = {(d["apiKey"], d["type"]): d for d in schemas.values() if "apiKey" in d}
     for key in REQUIRED_API_KEYS:
         for kind, table in (("request", REQUESTS), ("response", RESPONSES)):

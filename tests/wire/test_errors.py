@@ -37,12 +37,17 @@ def test_well_known_codes() -> None:
 def test_names_agree_with_librdkafka() -> None:
     # librdkafka names broker errors after Kafka's Errors enum (with a few
     # historical spellings); every code it knows must be ours under that name.
-    renamed = {"NOT_LEADER_FOR_PARTITION": "NOT_LEADER_OR_FOLLOWER",
-               "MSG_SIZE_TOO_LARGE": "MESSAGE_TOO_LARGE", "TOPIC_EXCEPTION": "INVALID_TOPIC_EXCEPTION",
-               "INVALID_MSG": "CORRUPT_MESSAGE", "UNKNOWN": "UNKNOWN_SERVER_ERROR",
-               "NO_ERROR": "NONE", "INVALID_MSG_SIZE": "INVALID_FETCH_SIZE",
-               "STALE_CTRL_EPOCH": "STALE_CONTROLLER_EPOCH",
-               "UNKNOWN_TOPIC_OR_PART": "UNKNOWN_TOPIC_OR_PARTITION"}
+    renamed = {
+        "NOT_LEADER_FOR_PARTITION": "NOT_LEADER_OR_FOLLOWER",
+        "MSG_SIZE_TOO_LARGE": "MESSAGE_TOO_LARGE",
+        "TOPIC_EXCEPTION": "INVALID_TOPIC_EXCEPTION",
+        "INVALID_MSG": "CORRUPT_MESSAGE",
+        "UNKNOWN": "UNKNOWN_SERVER_ERROR",
+        "NO_ERROR": "NONE",
+        "INVALID_MSG_SIZE": "INVALID_FETCH_SIZE",
+        "STALE_CTRL_EPOCH": "STALE_CONTROLLER_EPOCH",
+        "UNKNOWN_TOPIC_OR_PART": "UNKNOWN_TOPIC_OR_PARTITION",
+    }
     checked = 0
     for name in dir(confluent_kafka.KafkaError):
         code = getattr(confluent_kafka.KafkaError, name)
@@ -57,21 +62,38 @@ def test_names_agree_with_librdkafka() -> None:
 
 def test_retriable_matches_client_libraries_where_they_agree_with_java() -> None:
     retriable = {c for c in ErrorCode if c.retriable}
-    for c in (ErrorCode.CORRUPT_MESSAGE, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-              ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.REQUEST_TIMED_OUT,
-              ErrorCode.NOT_COORDINATOR, ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
-              ErrorCode.NOT_ENOUGH_REPLICAS, ErrorCode.KAFKA_STORAGE_ERROR,
-              ErrorCode.UNKNOWN_TOPIC_ID, ErrorCode.CONCURRENT_TRANSACTIONS):
+    for c in (
+        ErrorCode.CORRUPT_MESSAGE,
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        ErrorCode.NOT_LEADER_OR_FOLLOWER,
+        ErrorCode.REQUEST_TIMED_OUT,
+        ErrorCode.NOT_COORDINATOR,
+        ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
+        ErrorCode.NOT_ENOUGH_REPLICAS,
+        ErrorCode.KAFKA_STORAGE_ERROR,
+        ErrorCode.UNKNOWN_TOPIC_ID,
+        ErrorCode.CONCURRENT_TRANSACTIONS,
+    ):
         assert c in retriable, c
-    for c in (ErrorCode.NONE, ErrorCode.UNKNOWN_SERVER_ERROR, ErrorCode.OFFSET_OUT_OF_RANGE,
-              ErrorCode.INVALID_RECORD, ErrorCode.TOPIC_ALREADY_EXISTS, ErrorCode.MESSAGE_TOO_LARGE,
-              ErrorCode.PRODUCER_FENCED, ErrorCode.UNSUPPORTED_VERSION):
+    for c in (
+        ErrorCode.NONE,
+        ErrorCode.UNKNOWN_SERVER_ERROR,
+        ErrorCode.OFFSET_OUT_OF_RANGE,
+        ErrorCode.INVALID_RECORD,
+        ErrorCode.TOPIC_ALREADY_EXISTS,
+        ErrorCode.MESSAGE_TOO_LARGE,
+        ErrorCode.PRODUCER_FENCED,
+        ErrorCode.UNSUPPORTED_VERSION,
+    ):
         assert c not in retriable, c
     # kafka-python mirrors Java's flags for most codes; it deviates on
     # CORRUPT_MESSAGE (retriable in Java since CorruptRecordException extends
     # RetriableException).
-    py = {e.errno: e.retriable for e in kafka.errors.BrokerResponseError.__subclasses__()
-          if getattr(e, "errno", None) is not None}
+    py = {
+        e.errno: e.retriable
+        for e in kafka.errors.BrokerResponseError.__subclasses__()
+        if getattr(e, "errno", None) is not None
+    }
     differ = {c for c in ErrorCode if c in py and py[c] != c.retriable}
     assert differ == {ErrorCode.CORRUPT_MESSAGE}
     assert len(py) > 100

@@ -49,7 +49,7 @@ def test_large_frame_is_received_in_place_and_handed_out_without_copy() -> None:
     assert dec.receive_buffer() is None  # complete: nothing more to receive in place
     view = dec.next_frame_view()
     assert isinstance(view, memoryview) and view == payload
-    dec.feed(data[4 + len(payload):])
+    dec.feed(data[4 + len(payload) :])
     assert dec.next_frame_view() == b"next"
 
 
@@ -72,12 +72,18 @@ def test_bytes_fed_while_a_frame_is_received_in_place_go_in_order() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.sampled_from([0, 5, 100, LARGE_FRAME - 4, LARGE_FRAME, 3 * LARGE_FRAME + 7]),
-                min_size=1, max_size=5),
-       st.lists(st.integers(min_value=1, max_value=2 * LARGE_FRAME), min_size=1, max_size=6),
-       st.lists(st.booleans(), min_size=1, max_size=4))
+@given(
+    st.lists(
+        st.sampled_from([0, 5, 100, LARGE_FRAME - 4, LARGE_FRAME, 3 * LARGE_FRAME + 7]),
+        min_size=1,
+        max_size=5,
+    ),
+    st.lists(st.integers(min_value=1, max_value=2 * LARGE_FRAME), min_size=1, max_size=6),
+    st.lists(st.booleans(), min_size=1, max_size=4),
+)
 def test_any_mix_of_in_place_reads_and_feeds_yields_the_same_frames(
-        sizes: list[int], chunks: list[int], in_place: list[bool]) -> None:
+    sizes: list[int], chunks: list[int], in_place: list[bool]
+) -> None:
     payloads = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
     stream = b"".join(frame(p) for p in payloads)
     assert _deliver(stream, chunks, in_place) == payloads

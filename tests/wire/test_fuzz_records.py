@@ -19,14 +19,22 @@ def seeds() -> list[bytes]:
     out = []
     for codec in range(5):
         recs = [
-            R.Record(key=b"key%d" % i, value=bytes(range(i * 7 % 256)) * 3, timestamp=1000 + i,
-                     headers=[("h", b"v"), ("n", None)] if i % 2 else [])
+            R.Record(
+                key=b"key%d" % i,
+                value=bytes(range(i * 7 % 256)) * 3,
+                timestamp=1000 + i,
+                headers=[("h", b"v"), ("n", None)] if i % 2 else [],
+            )
             for i in range(6)
         ]
-        out.append(R.build_batch(recs, compression=codec, producer_id=3, producer_epoch=1,
-                                 base_sequence=0))
-    out.append(R.build_control_batch(commit=True, producer_id=1, producer_epoch=0,
-                                     coordinator_epoch=0, timestamp=5))
+        out.append(
+            R.build_batch(recs, compression=codec, producer_id=3, producer_epoch=1, base_sequence=0)
+        )
+    out.append(
+        R.build_control_batch(
+            commit=True, producer_id=1, producer_epoch=0, coordinator_epoch=0, timestamp=5
+        )
+    )
     return out
 
 
@@ -39,13 +47,15 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
         elif op == 1 and buf:  # random byte
             buf[rng.randrange(len(buf))] = rng.randrange(256)
         elif op == 2:  # truncate
-            del buf[rng.randrange(len(buf) + 1):]
+            del buf[rng.randrange(len(buf) + 1) :]
         elif op == 3:  # insert junk
             pos = rng.randrange(len(buf) + 1)
             buf[pos:pos] = rng.randbytes(rng.randint(1, 8))
         elif op == 4 and len(buf) >= 61:  # interesting value into a header int field
             off, fmt = rng.choice([(8, ">i"), (23, ">i"), (57, ">i"), (21, ">h")])
-            values = [0, -1, 1, 7, 1000, 2**31 - 1, -(2**31)] if fmt == ">i" else [0, 1, 5, 7, 0x23, -1]
+            values = (
+                [0, -1, 1, 7, 1000, 2**31 - 1, -(2**31)] if fmt == ">i" else [0, 1, 5, 7, 0x23, -1]
+            )
             struct.pack_into(fmt, buf, off, rng.choice(values))
         elif op == 5 and len(buf) > 61:  # mutate inside the records section
             buf[rng.randrange(61, len(buf))] = rng.randrange(256)
@@ -83,8 +93,10 @@ def test_valid_prefix_never_raises_and_only_returns_crc_valid_batches() -> None:
     rng = random.Random(SEED)
     base = seeds()
     for _ in range(2000):
-        blob = b"".join(mutate(rng, rng.choice(base)) if rng.random() < 0.3 else rng.choice(base)
-                        for _ in range(3))
+        blob = b"".join(
+            mutate(rng, rng.choice(base)) if rng.random() < 0.3 else rng.choice(base)
+            for _ in range(3)
+        )
         end, found = R.valid_prefix(blob)
         assert 0 <= end <= len(blob)
         pos = 0

@@ -35,10 +35,13 @@ def test_all_golden_frames_are_present_and_decode() -> None:
         assert f.name.endswith(f"-{type(body).__name__}-v{header.request_api_version}.hex")
 
 
-@pytest.mark.parametrize(("name", "client_id", "version", "software"), [
-    ("kafka-python-ApiVersionsRequest-v4", "golden-kp", 4, "kafka-python"),
-    ("confluent-ApiVersionsRequest-v3", "golden-ck", 3, "confluent-kafka-python"),
-])
+@pytest.mark.parametrize(
+    ("name", "client_id", "version", "software"),
+    [
+        ("kafka-python-ApiVersionsRequest-v4", "golden-kp", 4, "kafka-python"),
+        ("confluent-ApiVersionsRequest-v3", "golden-ck", 3, "confluent-kafka-python"),
+    ],
+)
 def test_api_versions_request(name: str, client_id: str, version: int, software: str) -> None:
     header, body = decode(name)
     assert header.request_api_key == 18 and header.request_api_version == version
@@ -57,10 +60,13 @@ def test_metadata_requests() -> None:
     assert body.topics == []  # empty list = no topics; null would mean all
 
 
-@pytest.mark.parametrize(("name", "acks"), [
-    ("kafka-python-ProduceRequest-v9", 1),
-    ("confluent-ProduceRequest-v10", -1),
-])
+@pytest.mark.parametrize(
+    ("name", "acks"),
+    [
+        ("kafka-python-ProduceRequest-v9", 1),
+        ("confluent-ProduceRequest-v10", -1),
+    ],
+)
 def test_produce_requests(name: str, acks: int) -> None:
     frame = load(name)
     _, body = protocol.decode_request(frame)
@@ -106,8 +112,13 @@ def test_reencoding_a_golden_request_gives_the_same_bytes() -> None:
     for f in sorted(GOLDEN.glob("*.hex")):
         frame = bytes.fromhex(f.read_text())
         header, body = protocol.decode_request(frame)
-        again = protocol.encode_request(header.request_api_key, header.request_api_version,
-                                        header.correlation_id, header.client_id, body)
+        again = protocol.encode_request(
+            header.request_api_key,
+            header.request_api_version,
+            header.correlation_id,
+            header.client_id,
+            body,
+        )
         assert again[4:] == frame, f.name
 
 
@@ -137,35 +148,43 @@ def test_undeclared_api_key_raises_unsupported() -> None:
     assert exc.value.api_key == 7 and exc.value.correlation_id == 2
 
 
-@pytest.mark.parametrize(("name", "sub_version"), [
-    ("kafka-python-group-JoinGroupRequest-v7", 0),
-    ("confluent-group-JoinGroupRequest-v5", 3),
-])
+@pytest.mark.parametrize(
+    ("name", "sub_version"),
+    [
+        ("kafka-python-group-JoinGroupRequest-v7", 0),
+        ("confluent-group-JoinGroupRequest-v5", 3),
+    ],
+)
 def test_join_group_carries_a_consumer_subscription(name: str, sub_version: int) -> None:
     _, body = decode(name)
     assert body.group_id == "golden-group" and body.member_id == ""
     assert body.protocol_type == "consumer" and body.session_timeout_ms == 45000
     assert [p.name for p in body.protocols] == ["range", "roundrobin"]
-    version, sub = protocol.decode_versioned_data(ConsumerProtocolSubscription,
-                                                  body.protocols[0].metadata)
+    version, sub = protocol.decode_versioned_data(
+        ConsumerProtocolSubscription, body.protocols[0].metadata
+    )
     assert version == sub_version and sub.topics == ["golden-topic"]
     assert sub.owned_partitions == [] and sub.generation_id == -1
     # The embedded bytes re-encode identically: our schema is the client's schema.
-    assert protocol.encode_versioned_data(ConsumerProtocolSubscription, version, sub) == \
-        bytes(body.protocols[0].metadata)
+    assert protocol.encode_versioned_data(ConsumerProtocolSubscription, version, sub) == bytes(
+        body.protocols[0].metadata
+    )
 
 
-@pytest.mark.parametrize("name", ["kafka-python-group-SyncGroupRequest-v5",
-                                  "confluent-group-SyncGroupRequest-v3"])
+@pytest.mark.parametrize(
+    "name", ["kafka-python-group-SyncGroupRequest-v5", "confluent-group-SyncGroupRequest-v3"]
+)
 def test_sync_group_leader_assignment(name: str) -> None:
     _, body = decode(name)
     assert body.generation_id == 1 and body.member_id == "member-1"
     (a,) = body.assignments
     version, assignment = protocol.decode_versioned_data(ConsumerProtocolAssignment, a.assignment)
     assert [(tp.topic, tp.partitions) for tp in assignment.assigned_partitions] == [
-        ("golden-topic", [0])]
-    assert protocol.encode_versioned_data(ConsumerProtocolAssignment, version, assignment) == \
-        bytes(a.assignment)
+        ("golden-topic", [0])
+    ]
+    assert protocol.encode_versioned_data(ConsumerProtocolAssignment, version, assignment) == bytes(
+        a.assignment
+    )
 
 
 def test_newer_subscription_version_reads_as_the_highest_known() -> None:
@@ -176,16 +195,22 @@ def test_newer_subscription_version_reads_as_the_highest_known() -> None:
     assert version == 3 and sub.topics == ["golden-topic"]
 
 
-@pytest.mark.parametrize(("name", "metadata", "require_stable"), [
-    ("kafka-python-group-OffsetCommitRequest-v8", "meta", False),
-    ("confluent-group-OffsetCommitRequest-v9", "", True),
-])
+@pytest.mark.parametrize(
+    ("name", "metadata", "require_stable"),
+    [
+        ("kafka-python-group-OffsetCommitRequest-v8", "meta", False),
+        ("confluent-group-OffsetCommitRequest-v9", "", True),
+    ],
+)
 def test_offset_commit_and_fetch(name: str, metadata: str, require_stable: bool) -> None:
     _, body = decode(name)
     assert body.group_id == "golden-group" and body.generation_id_or_member_epoch == 1
     part = body.topics[0].partitions[0]
     assert (body.topics[0].name, part.partition_index, part.committed_offset) == (
-        "golden-topic", 0, 0)
+        "golden-topic",
+        0,
+        0,
+    )
     assert part.committed_metadata == metadata
     _, fetch = decode(name.replace("OffsetCommit", "OffsetFetch"))
     # OffsetFetch v8+ batches groups (KIP-709).
@@ -217,10 +242,13 @@ def test_every_prefix_of_a_golden_frame_is_a_decode_error() -> None:
                 protocol.decode_request(frame[:cut])
 
 
-@pytest.mark.parametrize(("name", "timeout_ms"), [
-    ("kafka-python-admin-CreateTopicsRequest-v7", 30000),
-    ("confluent-admin-CreateTopicsRequest-v4", 60000),
-])
+@pytest.mark.parametrize(
+    ("name", "timeout_ms"),
+    [
+        ("kafka-python-admin-CreateTopicsRequest-v7", 30000),
+        ("confluent-admin-CreateTopicsRequest-v4", 60000),
+    ],
+)
 def test_create_topics(name: str, timeout_ms: int) -> None:
     header, body = decode(name)
     assert header.client_id.endswith("-admin")
@@ -231,13 +259,17 @@ def test_create_topics(name: str, timeout_ms: int) -> None:
 
 
 def test_create_partitions_and_describe_configs() -> None:
-    for name in ("kafka-python-admin-CreatePartitionsRequest-v3",
-                 "confluent-admin-CreatePartitionsRequest-v2"):
+    for name in (
+        "kafka-python-admin-CreatePartitionsRequest-v3",
+        "confluent-admin-CreatePartitionsRequest-v2",
+    ):
         _, body = decode(name)
         (t,) = body.topics
         assert (t.name, t.count, t.assignments) == ("golden-new", 6, None)
-    for name, synonyms in (("kafka-python-admin-DescribeConfigsRequest-v4", False),
-                           ("confluent-admin-DescribeConfigsRequest-v1", True)):
+    for name, synonyms in (
+        ("kafka-python-admin-DescribeConfigsRequest-v4", False),
+        ("confluent-admin-DescribeConfigsRequest-v1", True),
+    ):
         _, body = decode(name)
         (r,) = body.resources
         # resource type 2 = TOPIC; null configuration keys = all configs

@@ -40,7 +40,8 @@ def test_defaults_equality_repr_and_keyword_only() -> None:
     assert repr(a).startswith("ProduceResponse.PartitionProduceResponse(index=1, error_code=3,")
     assert repr(ProduceResponse()) == (
         "ProduceResponse(responses=[], throttle_time_ms=0, node_endpoints=[], "
-        "unknown_tagged_fields={})")
+        "unknown_tagged_fields={})"
+    )
     with pytest.raises(TypeError):
         part(1)
     with pytest.raises(TypeError):
@@ -74,8 +75,9 @@ def test_dataclass_helpers_work_on_every_class() -> None:
             assert tuple(names) == c.__slots__
             assert all(f.kw_only for f in dataclasses.fields(c))
             assert dataclasses.asdict(c()) == dataclasses.asdict(c())
-    value = ProduceResponse(throttle_time_ms=7, responses=[
-        ProduceResponse.TopicProduceResponse(name="t")])
+    value = ProduceResponse(
+        throttle_time_ms=7, responses=[ProduceResponse.TopicProduceResponse(name="t")]
+    )
     assert dataclasses.replace(value, throttle_time_ms=1).throttle_time_ms == 1
     assert dataclasses.asdict(value)["responses"][0]["name"] == "t"
     assert pickle.loads(pickle.dumps(value)) == value

@@ -17,7 +17,9 @@ CODECS = [0, 1, 2, 3, 4]
 CORRUPT, INVALID_RECORD, UNSUPPORTED_COMPRESSION = 2, 87, 76
 
 
-def kafka_python_batch(codec: int, n: int = 5, *, transactional: bool = False) -> tuple[bytes, list]:
+def kafka_python_batch(
+    codec: int, n: int = 5, *, transactional: bool = False
+) -> tuple[bytes, list]:
     """A batch as the kafka-python producer builds it, and what was appended."""
     b = DefaultRecordBatchBuilder(
         magic=2,
@@ -65,8 +67,9 @@ def test_built_batches_read_back_by_kafka_python(codec: int) -> None:
         R.Record(key=b"k", value=b"v" * 3000, timestamp=10, headers=[("a", b"1")]),
         R.Record(key=None, value=None, timestamp=5, headers=[("b", None)]),
     ]
-    data = R.build_batch(recs, compression=codec, base_offset=100, producer_id=9,
-                         producer_epoch=1, base_sequence=4)
+    data = R.build_batch(
+        recs, compression=codec, base_offset=100, producer_id=9, producer_epoch=1, base_sequence=4
+    )
     kb = DefaultRecordBatch(data)
     assert kb.validate_crc()
     assert kb.compression_type == codec
@@ -93,16 +96,23 @@ def test_build_batch_defaults_timestamp_to_now() -> None:
 
 
 def test_control_batch() -> None:
-    data = R.build_control_batch(commit=True, producer_id=5, producer_epoch=2,
-                                 coordinator_epoch=9, timestamp=1234, base_offset=40)
+    data = R.build_control_batch(
+        commit=True,
+        producer_id=5,
+        producer_epoch=2,
+        coordinator_epoch=9,
+        timestamp=1234,
+        base_offset=40,
+    )
     h = R.validate_batch(data)
     assert h.is_control and h.is_transactional
     assert (h.producer_id, h.producer_epoch, h.base_offset, h.max_timestamp) == (5, 2, 40, 1234)
     (rec,) = R.iter_records(data)
     assert R.control_record_type(rec) == 1
     assert rec.value == struct.pack(">hi", 0, 9)
-    abort = R.build_control_batch(commit=False, producer_id=5, producer_epoch=2,
-                                  coordinator_epoch=9, timestamp=1234)
+    abort = R.build_control_batch(
+        commit=False, producer_id=5, producer_epoch=2, coordinator_epoch=9, timestamp=1234
+    )
     assert R.control_record_type(next(R.iter_records(abort))) == 0
     # kafka-python agrees it is a control batch.
     assert DefaultRecordBatch(data).is_control_batch
@@ -260,8 +270,17 @@ def _rebuild_with_payload(template: bytes, payload: bytes, count: int) -> bytes:
 
 
 def _rec(off_delta: int, body_extra: bytes = b"", *, length_adjust: int = 0) -> bytes:
-    body = (bytes([0]) + R._varint(0) + R._varint(off_delta) + R._varint(1) + b"k"
-            + R._varint(1) + b"v" + R._varint(0) + body_extra)
+    body = (
+        bytes([0])
+        + R._varint(0)
+        + R._varint(off_delta)
+        + R._varint(1)
+        + b"k"
+        + R._varint(1)
+        + b"v"
+        + R._varint(0)
+        + body_extra
+    )
     return R._varint(len(body) + length_adjust) + body
 
 
@@ -276,8 +295,17 @@ def test_check_records_deep_errors_are_invalid_record() -> None:
         "record with unread bytes": _rebuild_with_payload(template, _rec(0, b"\x00\x00"), 1),
         "record length past end": _rebuild_with_payload(template, _rec(0, length_adjust=5), 1),
         "negative header count": _rebuild_with_payload(
-            template, R._varint(9) + bytes([0]) + R._varint(0) + R._varint(0)
-            + R._varint(-1) + R._varint(-1) + R._varint(-5) + b"\0\0\0", 1),
+            template,
+            R._varint(9)
+            + bytes([0])
+            + R._varint(0)
+            + R._varint(0)
+            + R._varint(-1)
+            + R._varint(-1)
+            + R._varint(-5)
+            + b"\0\0\0",
+            1,
+        ),
     }
     for name, batch in cases.items():
         R.validate_batch(batch)  # header and CRC are fine: only the deep walk sees it
@@ -317,8 +345,9 @@ def test_iter_records_is_lazy() -> None:
 
 
 def test_log_append_time_batch_reports_max_timestamp_for_every_record() -> None:
-    data = R.build_batch([R.Record(value=b"a", timestamp=5), R.Record(value=b"b", timestamp=9)],
-                         timestamp_type=1)
+    data = R.build_batch(
+        [R.Record(value=b"a", timestamp=5), R.Record(value=b"b", timestamp=9)], timestamp_type=1
+    )
     assert R.validate_batch(data).timestamp_type == 1
     assert [r.timestamp for r in R.iter_records(data)] == [9, 9]
 
@@ -334,15 +363,20 @@ _record = st.builds(
 
 
 @settings(max_examples=60, deadline=None)
-@given(recs=st.lists(_record, min_size=1, max_size=8), codec=st.sampled_from(CODECS),
-       base_offset=st.integers(min_value=0, max_value=2**40))
+@given(
+    recs=st.lists(_record, min_size=1, max_size=8),
+    codec=st.sampled_from(CODECS),
+    base_offset=st.integers(min_value=0, max_value=2**40),
+)
 def test_build_iter_round_trip_and_kafka_python_agrees(
     recs: list[R.Record], codec: int, base_offset: int
 ) -> None:
     data = R.build_batch(recs, compression=codec, base_offset=base_offset)
     R.check_records(data)
     want = [(base_offset + i, r.timestamp, r.key, r.value, r.headers) for i, r in enumerate(recs)]
-    assert [(r.offset, r.timestamp, r.key, r.value, r.headers) for r in R.iter_records(data)] == want
+    assert [
+        (r.offset, r.timestamp, r.key, r.value, r.headers) for r in R.iter_records(data)
+    ] == want
     h = R.validate_batch(data)
     assert h.max_timestamp == max(r.timestamp for r in recs)
     kb = DefaultRecordBatch(data)

@@ -22,13 +22,14 @@ _LAST_DELTA_POS = 23
 
 
 def _batch(sizes: list[int]) -> bytes:
-    recs = [R.Record(key=None if n % 3 == 0 else b"k", value=b"v" * n, timestamp=1_000 + i)
-            for i, n in enumerate(sizes)]
+    recs = [
+        R.Record(key=None if n % 3 == 0 else b"k", value=b"v" * n, timestamp=1_000 + i)
+        for i, n in enumerate(sizes)
+    ]
     return R.build_batch(recs)
 
 
-def _forge(data: bytes, *, count: int | None = None, extra: bytes = b"",
-           cut: int = 0) -> bytes:
+def _forge(data: bytes, *, count: int | None = None, extra: bytes = b"", cut: int = 0) -> bytes:
     """Rewrite a batch (records count, trailing bytes, cut records bytes), fixing length and CRC."""
     out = bytearray(data[: len(data) - cut] + extra)
     struct.pack_into(">i", out, 8, len(out) - R.LOG_OVERHEAD)
@@ -48,7 +49,9 @@ def _both_reject(data: bytes) -> None:
     assert cheap.value.error_code == deep.value.error_code == INVALID_RECORD
 
 
-@pytest.mark.parametrize("sizes", [[0], [1, 2, 3], [100] * 50, [10_000, 5], [70_000], [63, 64, 8191, 8192]])
+@pytest.mark.parametrize(
+    "sizes", [[0], [1, 2, 3], [100] * 50, [10_000, 5], [70_000], [63, 64, 8191, 8192]]
+)
 def test_well_formed_batches_pass(sizes: list[int]) -> None:
     # One-, two- and three-byte length varints all follow the chain.
     data = _batch(sizes)
@@ -75,7 +78,11 @@ def test_last_record_cut_short_is_invalid_record() -> None:
 def test_zero_or_negative_record_length_is_invalid_record() -> None:
     data = bytearray(_batch([10]))
     for varint in (b"\x00", b"\x01", b"\x80\x00"):
-        forged = bytes(data[: R.RECORD_BATCH_OVERHEAD]) + varint + bytes(data[R.RECORD_BATCH_OVERHEAD + 1:])
+        forged = (
+            bytes(data[: R.RECORD_BATCH_OVERHEAD])
+            + varint
+            + bytes(data[R.RECORD_BATCH_OVERHEAD + 1 :])
+        )
         with pytest.raises(InvalidRecordBatch) as info:
             R.check_record_framing(_forge(forged))
         assert info.value.error_code == INVALID_RECORD
@@ -88,16 +95,21 @@ def test_compressed_batches_are_left_to_the_deep_walk() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.integers(min_value=0, max_value=9_000), min_size=1, max_size=20),
-       st.integers(min_value=-3, max_value=3), st.integers(min_value=0, max_value=40),
-       st.binary(max_size=8))
-def test_agrees_with_the_deep_walk(sizes: list[int], count_change: int, cut: int,
-                                   extra: bytes) -> None:
+@given(
+    st.lists(st.integers(min_value=0, max_value=9_000), min_size=1, max_size=20),
+    st.integers(min_value=-3, max_value=3),
+    st.integers(min_value=0, max_value=40),
+    st.binary(max_size=8),
+)
+def test_agrees_with_the_deep_walk(
+    sizes: list[int], count_change: int, cut: int, extra: bytes
+) -> None:
     # Any count/length forgery the deep walk rejects for framing, the cheap check rejects too.
     data = _batch(sizes)
     count = max(1, len(sizes) + count_change)
-    forged = _forge(data, count=count, cut=min(cut, len(data) - R.RECORD_BATCH_OVERHEAD),
-                    extra=extra)
+    forged = _forge(
+        data, count=count, cut=min(cut, len(data) - R.RECORD_BATCH_OVERHEAD), extra=extra
+    )
     try:
         R.check_records(forged)
     except InvalidRecordBatch:
@@ -124,11 +136,18 @@ def test_agrees_with_the_deep_walk(sizes: list[int], count_change: int, cut: int
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.integers(min_value=0, max_value=300),
-                          st.integers(min_value=1, max_value=120)), min_size=1, max_size=4),
-       st.integers(min_value=-2, max_value=2), st.integers(min_value=0, max_value=3))
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=300), st.integers(min_value=1, max_value=120)),
+        min_size=1,
+        max_size=4,
+    ),
+    st.integers(min_value=-2, max_value=2),
+    st.integers(min_value=0, max_value=3),
+)
 def test_runs_of_same_size_records_agree_with_the_deep_walk(
-        runs: list[tuple[int, int]], count_change: int, cut: int) -> None:
+    runs: list[tuple[int, int]], count_change: int, cut: int
+) -> None:
     # Long runs of one record size take the strided fast path; its verdict must be
     # the chain walk's (offset/timestamp deltas growing past 63 change sizes too).
     sizes = [size for size, repeat in runs for _ in range(repeat)]

@@ -81,7 +81,9 @@ def test_librdkafka_batches_validate_and_read_back(codec: str) -> None:
     for pos, h in found:
         assert R.validate_batch(data, pos) == h
         R.check_records(data, pos)
-        got += [(r.offset, r.timestamp, r.key, r.value, r.headers) for r in R.iter_records(data, pos)]
+        got += [
+            (r.offset, r.timestamp, r.key, r.value, r.headers) for r in R.iter_records(data, pos)
+        ]
     assert got == [expected(n) for n in range(4)]
     codecs = {h.compression for _, h in found}
     assert {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}[codec] in codecs

@@ -32,8 +32,12 @@ CODEC_IDS = ["none", "gzip", "snappy", "lz4", "zstd"]
 def sample_records() -> list[Record]:
     """Keys, null keys/values, headers (null and duplicate), timestamps out of order."""
     return [
-        Record(key=b"k0", value=b"v0" * 50, timestamp=1_700_000_000_005,
-               headers=[("trace", b"abc"), ("trace", b"dup"), ("nil", None)]),
+        Record(
+            key=b"k0",
+            value=b"v0" * 50,
+            timestamp=1_700_000_000_005,
+            headers=[("trace", b"abc"), ("trace", b"dup"), ("nil", None)],
+        ),
         Record(key=None, value=b"no key", timestamp=1_700_000_000_001),
         Record(key=b"tomb", value=None, timestamp=1_700_000_000_009, headers=[("", b"")]),
         Record(key=b"k3", value=b"", timestamp=1_700_000_000_002),
@@ -42,23 +46,40 @@ def sample_records() -> list[Record]:
 
 def visible(buf: bytes) -> list[tuple[int, int, bytes | None, bytes | None, list, int, int]]:
     """What a consumer reads of each record."""
-    return [(r.offset, r.timestamp, r.key, r.value, r.headers, r.offset_delta, r.timestamp_delta)
-            for r in iter_records(buf)]
+    return [
+        (r.offset, r.timestamp, r.key, r.value, r.headers, r.offset_delta, r.timestamp_delta)
+        for r in iter_records(buf)
+    ]
 
 
 def header_fields(buf: bytes) -> tuple:
     """Every header field recompression must keep (all but length, CRC and codec bits)."""
     h = parse_header(buf)
-    return (h.base_offset, h.partition_leader_epoch, h.attributes & ~0x07, h.last_offset_delta,
-            h.base_timestamp, h.max_timestamp, h.producer_id, h.producer_epoch,
-            h.base_sequence, h.records_count)
+    return (
+        h.base_offset,
+        h.partition_leader_epoch,
+        h.attributes & ~0x07,
+        h.last_offset_delta,
+        h.base_timestamp,
+        h.max_timestamp,
+        h.producer_id,
+        h.producer_epoch,
+        h.base_sequence,
+        h.records_count,
+    )
 
 
 @pytest.mark.parametrize("target", CODECS, ids=CODEC_IDS)
 @pytest.mark.parametrize("source", CODECS, ids=CODEC_IDS)
 def test_every_codec_pair_keeps_records_and_header(source: int, target: int) -> None:
-    original = build_batch(sample_records(), compression=source, producer_id=77,
-                           producer_epoch=3, base_sequence=120, transactional=True)
+    original = build_batch(
+        sample_records(),
+        compression=source,
+        producer_id=77,
+        producer_epoch=3,
+        base_sequence=120,
+        transactional=True,
+    )
     out = recompress_batch(original, 0, target)
     assert parse_header(out).compression == target
     validate_batch(out)
@@ -74,12 +95,14 @@ def test_same_codec_is_returned_unchanged() -> None:
 
 
 def test_control_batch_is_never_recompressed() -> None:
-    marker = build_control_batch(commit=True, producer_id=5, producer_epoch=1,
-                                 coordinator_epoch=2, timestamp=1_000)
+    marker = build_control_batch(
+        commit=True, producer_id=5, producer_epoch=1, coordinator_epoch=2, timestamp=1_000
+    )
     out = recompress_batch(marker, 0, 4)
     assert out == marker
     assert parse_header(out).attributes & (ATTR_CONTROL | ATTR_TRANSACTIONAL) == (
-        ATTR_CONTROL | ATTR_TRANSACTIONAL)
+        ATTR_CONTROL | ATTR_TRANSACTIONAL
+    )
 
 
 def test_batch_at_an_offset_inside_a_buffer_with_patched_fields() -> None:
@@ -147,17 +170,24 @@ _record = st.builds(
     key=st.none() | st.binary(max_size=20),
     value=st.none() | st.binary(max_size=200),
     timestamp=st.integers(min_value=0, max_value=2**41),
-    headers=st.lists(st.tuples(st.text(max_size=5), st.none() | st.binary(max_size=10)),
-                     max_size=3),
+    headers=st.lists(
+        st.tuples(st.text(max_size=5), st.none() | st.binary(max_size=10)), max_size=3
+    ),
 )
 
 
 @settings(max_examples=60, deadline=None)
-@given(recs=st.lists(_record, min_size=1, max_size=12),
-       source=st.sampled_from(CODECS), target=st.sampled_from(CODECS))
-def test_recompression_round_trips_any_records(recs: list[Record], source: int, target: int) -> None:
-    original = build_batch(recs, compression=source, producer_id=1, producer_epoch=0,
-                           base_sequence=0)
+@given(
+    recs=st.lists(_record, min_size=1, max_size=12),
+    source=st.sampled_from(CODECS),
+    target=st.sampled_from(CODECS),
+)
+def test_recompression_round_trips_any_records(
+    recs: list[Record], source: int, target: int
+) -> None:
+    original = build_batch(
+        recs, compression=source, producer_id=1, producer_epoch=0, base_sequence=0
+    )
     out = recompress_batch(original, 0, target)
     check_records(out)
     assert header_fields(out) == header_fields(original)

@@ -17,8 +17,9 @@ CASES = [
     for d in API_DECLS + DATA_DECLS
     for v in range(d.versions.lo, d.versions.hi + 1)
 ]
-SETTINGS = settings(max_examples=6, deadline=None, database=None,
-                    suppress_health_check=list(HealthCheck))
+SETTINGS = settings(
+    max_examples=6, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+)
 
 
 def _encode(cls: type, version: int, value: object) -> bytes:
@@ -47,8 +48,11 @@ def test_round_trip_and_truncation(name: str, version: int) -> None:
     check()
 
 
-API_CASES = [(k, v) for k in sorted(REQUESTS) for v in range(*protocol.SUPPORTED[k][:1],
-                                                             protocol.SUPPORTED[k][1] + 1)]
+API_CASES = [
+    (k, v)
+    for k in sorted(REQUESTS)
+    for v in range(*protocol.SUPPORTED[k][:1], protocol.SUPPORTED[k][1] + 1)
+]
 
 
 @pytest.mark.parametrize(("key", "version"), API_CASES)

@@ -135,8 +135,13 @@ def test_ignorable_absent_field_is_dropped_silently() -> None:
 
 
 def test_unknown_tagged_fields_survive_a_round_trip() -> None:
-    hdr = RequestHeader(request_api_key=3, request_api_version=12, correlation_id=9,
-                        client_id="c", unknown_tagged_fields={5: b"\x01\x02"})
+    hdr = RequestHeader(
+        request_api_key=3,
+        request_api_version=12,
+        correlation_id=9,
+        client_id="c",
+        unknown_tagged_fields={5: b"\x01\x02"},
+    )
     out = bytearray()
     encode_struct(RequestHeader, 2, hdr, out, [])
     back, end = decode_struct(RequestHeader, 2, bytes(out))
@@ -151,12 +156,18 @@ def test_unknown_tagged_fields_need_a_flexible_version() -> None:
 def test_client_id_is_never_compact() -> None:
     # Header v2 (flexible) still writes ClientId with an int16 length (RequestHeader.json).
     frame = protocol.encode_request(3, 12, 77, "abc", MetadataRequest())
-    assert frame[4 + 8: 4 + 8 + 5] == b"\x00\x03abc"
+    assert frame[4 + 8 : 4 + 8 + 5] == b"\x00\x03abc"
 
 
 def test_records_decode_to_a_zero_copy_slice() -> None:
-    req = ProduceRequest(topic_data=[ProduceRequest.TopicProduceData(
-        name="t", partition_data=[ProduceRequest.PartitionProduceData(index=0, records=b"RB")])])
+    req = ProduceRequest(
+        topic_data=[
+            ProduceRequest.TopicProduceData(
+                name="t",
+                partition_data=[ProduceRequest.PartitionProduceData(index=0, records=b"RB")],
+            )
+        ]
+    )
     frame = bytearray(protocol.encode_request(0, 9, 1, "c", req)[4:])
     _, body = protocol.decode_request(frame)
     rec = body.topic_data[0].partition_data[0].records
@@ -185,8 +196,15 @@ def test_nullable_struct_markers_match_kafkas_generator() -> None:
 
 def test_malformed_utf8_is_replaced_like_java_does() -> None:
     # Kafka decodes strings with new String(bytes, UTF_8): bad bytes become U+FFFD.
-    frame = bytearray(protocol.encode_request(3, 12, 1, "ab", MetadataRequest(
-        topics=[MetadataRequest.MetadataRequestTopic(name="tx")]))[4:])
+    frame = bytearray(
+        protocol.encode_request(
+            3,
+            12,
+            1,
+            "ab",
+            MetadataRequest(topics=[MetadataRequest.MetadataRequestTopic(name="tx")]),
+        )[4:]
+    )
     frame[frame.index(b"tx")] = 0xFF
     frame[frame.index(b"ab")] = 0xC3
     header, body = protocol.decode_request(bytes(frame))
@@ -198,9 +216,17 @@ def test_malformed_utf8_is_replaced_like_java_does() -> None:
 def test_lengths_at_varint_boundaries_round_trip(size: int, version: int) -> None:
     # Sizes around the 1-, 2- and 3-byte unsigned-varint boundaries (compact = size + 1).
     name = "n" * min(size, 30000)
-    req = ProduceRequest(topic_data=[ProduceRequest.TopicProduceData(
-        name=name, partition_data=[ProduceRequest.PartitionProduceData(
-            index=i, records=b"r" * size) for i in range(min(size, 300) + 1)])])
+    req = ProduceRequest(
+        topic_data=[
+            ProduceRequest.TopicProduceData(
+                name=name,
+                partition_data=[
+                    ProduceRequest.PartitionProduceData(index=i, records=b"r" * size)
+                    for i in range(min(size, 300) + 1)
+                ],
+            )
+        ]
+    )
     frame = protocol.encode_request(0, version, 1, "c", req)
     _, back = protocol.decode_request(frame[4:])
     assert back == req

@@ -31,10 +31,19 @@ class FakeRegion:
 
 
 def _fetch(records: object) -> FetchResponse:
-    return FetchResponse(responses=[FetchResponse.FetchableTopicResponse(
-        topic="t", partitions=[FetchResponse.PartitionData(partition_index=p, high_watermark=5,
-                                                           records=records)
-                               for p in range(2)])])
+    return FetchResponse(
+        responses=[
+            FetchResponse.FetchableTopicResponse(
+                topic="t",
+                partitions=[
+                    FetchResponse.PartitionData(
+                        partition_index=p, high_watermark=5, records=records
+                    )
+                    for p in range(2)
+                ],
+            )
+        ]
+    )
 
 
 @pytest.mark.parametrize("version", [4, 11, 12, 16])
@@ -82,10 +91,12 @@ def test_too_new_api_versions_with_a_broken_header_is_a_decode_error() -> None:
 
 def test_unsupported_version_answer_is_an_api_versions_v0_response() -> None:
     # What the server sends back for a too-new ApiVersions (KIP-511): v0 body, header v0.
-    body = ApiVersionsResponse(error_code=35, api_keys=[
-        ApiVersionsResponse.ApiVersion(api_key=18, min_version=0, max_version=4)])
+    body = ApiVersionsResponse(
+        error_code=35,
+        api_keys=[ApiVersionsResponse.ApiVersion(api_key=18, min_version=0, max_version=4)],
+    )
     frame = protocol.encode_response(18, 0, 5, body)
-    assert frame == bytes.fromhex("00000010" "00000005" "0023" "00000001" "0012" "0000" "0004")
+    assert frame == bytes.fromhex("0000001000000005002300000001001200000004")
 
 
 def test_encoding_an_undeclared_version_fails() -> None:
