@@ -2,7 +2,7 @@
 
 How it works:
 
-- ``serve`` opens the ``Broker`` (data dir, logs), binds with ``trio.serve_tcp``
+- ``serve`` opens the ``BrokerState`` (data dir, logs), binds with ``trio.serve_tcp``
   and reports a ``Server`` (bound ``address``, ``broker``, ``config``) through
   ``task_status``. Cancelling ``serve`` closes the broker; ``Server.shutdown()``
   does it gracefully (stop accepting, let in-flight requests finish within
@@ -35,7 +35,7 @@ from typing import Any
 
 import trio
 
-from kbroker.broker import Broker
+from kbroker.broker import BrokerState
 from kbroker.config import BrokerConfig
 from kbroker.coordinator import service as group_service
 from kbroker.handlers import CloseConnection, RequestContext, load_handlers, lookup
@@ -79,7 +79,7 @@ class Server:
     """A running server: ``address`` actually bound, its ``broker`` and ``config``."""
 
     address: tuple[str, int]
-    broker: Broker
+    broker: BrokerState
     config: BrokerConfig
     grace_s: float = DEFAULT_GRACE_S
     connections: set[Connection] = field(default_factory=set)
@@ -461,7 +461,7 @@ async def _sendfile(sock: Any, region: _Region) -> None:
     await trio.lowlevel.checkpoint_if_cancelled()
 
 
-async def _maintenance(broker: Broker) -> None:
+async def _maintenance(broker: BrokerState) -> None:
     config = broker.config
     retention_s = config["log.retention.check.interval.ms"] / 1000.0
     cleaner_s = (
@@ -525,7 +525,7 @@ async def serve(
     a port in use) propagate before ``started``.
     """
     load_handlers()
-    broker = Broker(config)
+    broker = BrokerState(config)
     try:
         listener = config.listener
         # Kafka: an empty host binds every interface. With port 0 trio would give the

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from kbroker.wire.protocol import STABLE
 
 if TYPE_CHECKING:
-    from kbroker.broker import Broker
+    from kbroker.broker import BrokerState
 
 __all__ = [
     "HANDLERS",
@@ -139,7 +139,7 @@ def lookup(api_key: int, api_version: int) -> Handler | None:
 class RequestContext:
     """What a handler knows about the request besides its body."""
 
-    broker: Broker
+    broker: BrokerState
     header: (
         Any  # wire RequestHeader: request_api_key, request_api_version, correlation_id, client_id
     )

@@ -59,7 +59,7 @@ from kbroker.wire.messages import (
 )
 
 if TYPE_CHECKING:
-    from kbroker.broker import Broker
+    from kbroker.broker import BrokerState
     from kbroker.topics import Partition, Topic
 
 ZERO_UUID = uuid.UUID(int=0)
@@ -244,7 +244,10 @@ async def handle_create_topics(
 
 
 def _create_topic(
-    broker: Broker, topic: CreateTopicsRequest.CreatableTopic, validate_only: bool, version: int
+    broker: BrokerState,
+    topic: CreateTopicsRequest.CreatableTopic,
+    validate_only: bool,
+    version: int,
 ) -> CreateTopicsResponse.CreatableTopicResult:
     topics = broker.topics
     topics.check_name(topic.name)
@@ -483,7 +486,7 @@ async def handle_create_partitions(
 
 
 def _create_partitions(
-    broker: Broker, topic: CreatePartitionsRequest.CreatePartitionsTopic, validate_only: bool
+    broker: BrokerState, topic: CreatePartitionsRequest.CreatePartitionsTopic, validate_only: bool
 ) -> None:
     existing = broker.topics.get(topic.name)
     if existing is None:
@@ -603,7 +606,7 @@ async def handle_describe_configs(
 
 
 def _describe_resource(
-    broker: Broker, resource: DescribeConfigsRequest.DescribeConfigsResource
+    broker: BrokerState, resource: DescribeConfigsRequest.DescribeConfigsResource
 ) -> list[tuple]:
     """(name, value, source, synonyms, read_only, sensitive, type, doc) for each config."""
     config: BrokerConfig = broker.config
@@ -729,7 +732,7 @@ def _refuse_broker_change(names: Sequence[str]) -> None:
     )
 
 
-def _topic_for_alter(broker: Broker, name: str) -> Topic | None:
+def _topic_for_alter(broker: BrokerState, name: str) -> Topic | None:
     if name == "":
         raise KafkaApiError(ErrorCode.INVALID_REQUEST, "Default topic resources are not allowed.")
     broker.topics.check_name(name)
@@ -737,7 +740,11 @@ def _topic_for_alter(broker: Broker, name: str) -> Topic | None:
 
 
 def _apply_topic_configs(
-    broker: Broker, name: str, topic: Topic | None, new: dict[str, str | None], validate_only: bool
+    broker: BrokerState,
+    name: str,
+    topic: Topic | None,
+    new: dict[str, str | None],
+    validate_only: bool,
 ) -> None:
     # ConfigurationControlManager.validateAlterConfig: the resulting config is validated
     # as a whole, then the topic's existence is checked.
@@ -750,7 +757,7 @@ def _apply_topic_configs(
 
 
 def _alter_topic_configs(
-    broker: Broker,
+    broker: BrokerState,
     resources: Sequence[Any],
     *,
     incremental: bool,
@@ -805,7 +812,7 @@ def _list_default(name: str, broker_config: BrokerConfig) -> str | None:
 
 
 def _incremental_topic_configs(
-    broker: Broker, current: dict[str, str], ops: Sequence[Any]
+    broker: BrokerState, current: dict[str, str], ops: Sequence[Any]
 ) -> dict[str, str | None]:
     """ConfigurationControlManager.incrementalAlterConfigResource on a topic's overrides."""
     new: dict[str, str | None] = dict(current)
