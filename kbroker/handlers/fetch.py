@@ -25,7 +25,7 @@ import trio
 
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
-from kbroker.handlers.offsets import (
+from kbroker.handlers.partitions import (
     check_leader_epoch,
     error_code_of,
     lookup_topic,

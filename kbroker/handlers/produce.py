@@ -34,7 +34,7 @@ from typing import Any
 
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import CloseConnection, RequestContext, handles
-from kbroker.handlers.offsets import (
+from kbroker.handlers.partitions import (
     LEADER_EPOCH,
     error_code_of,
     lookup_topic,
