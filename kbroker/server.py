@@ -43,11 +43,15 @@ from kbroker.log.segment import pread_exact
 from kbroker.txn import service as txn_service
 from kbroker.wire.errors import DecodeError, UnsupportedVersion
 from kbroker.wire.frames import FrameDecoder
-from kbroker.wire.protocol import decode_request, encode_response, encode_response_parts
+from kbroker.wire.protocol import (
+    API_VERSIONS,
+    decode_request,
+    encode_response,
+    encode_response_parts,
+)
 
 logger = logging.getLogger(__name__)
 
-API_VERSIONS_KEY = 18
 # The first read of a request goes to a shared buffer (its size is not known yet) and
 # is copied out; the rest of a large request is read in place. Keeping this read at the
 # in-place threshold (wire.frames.LARGE_FRAME) bounds that copy to 64 KiB per request.
@@ -287,7 +291,7 @@ class Connection:
             close_parts(items)
 
     async def _unsupported(self, api_key: int, api_version: int, correlation_id: int) -> None:
-        if api_key == API_VERSIONS_KEY:
+        if api_key == API_VERSIONS:
             # KIP-511: answer UNSUPPORTED_VERSION in a v0 body (which every client can
             # parse) naming the ApiVersions versions we do serve; keep the connection.
             from kbroker.handlers.meta import unsupported_api_versions_response
@@ -299,7 +303,7 @@ class Connection:
             )
             await self.stream.send_all(
                 encode_response(
-                    API_VERSIONS_KEY, 0, correlation_id, unsupported_api_versions_response()
+                    API_VERSIONS, 0, correlation_id, unsupported_api_versions_response()
                 )
             )
             return

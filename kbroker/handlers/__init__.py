@@ -2,8 +2,11 @@
 
 A handler module registers one coroutine per API::
 
-    @handles(ApiKey, min_version, max_version)
+    @handles(XRequest.API_KEY, min_version, max_version)
     async def handle_x(ctx: RequestContext, request: XRequest) -> XResponse | None: ...
+
+The key comes from the message declaration (wire/_defs_api.py), never a number
+written again here.
 
 Returning None sends nothing (Produce with acks=0). Each API reports its
 errors inside its response body; a ``KafkaApiError`` (or anything else)

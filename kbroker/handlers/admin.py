@@ -206,7 +206,7 @@ def topic_config_entries(
 # --- CreateTopics (key 19) -----------------------------------------------------------------
 
 
-@handles(19, 0, 7)
+@handles(CreateTopicsRequest.API_KEY, 0, 7)
 async def handle_create_topics(
     ctx: RequestContext, request: CreateTopicsRequest
 ) -> CreateTopicsResponse:
@@ -368,7 +368,7 @@ def _check_manual_assignment(
 # --- DeleteTopics (key 20) -----------------------------------------------------------------
 
 
-@handles(20, 0, 6)
+@handles(DeleteTopicsRequest.API_KEY, 0, 6)
 async def handle_delete_topics(
     ctx: RequestContext, request: DeleteTopicsRequest
 ) -> DeleteTopicsResponse:
@@ -453,7 +453,7 @@ async def handle_delete_topics(
 # --- CreatePartitions (key 37) -------------------------------------------------------------
 
 
-@handles(37, 0, 3)
+@handles(CreatePartitionsRequest.API_KEY, 0, 3)
 async def handle_create_partitions(
     ctx: RequestContext, request: CreatePartitionsRequest
 ) -> CreatePartitionsResponse:
@@ -542,7 +542,7 @@ def _check_broker_name(name: str, node_id: int, *, describe: bool) -> None:
         )
 
 
-@handles(32, 0, 4)
+@handles(DescribeConfigsRequest.API_KEY, 0, 4)
 async def handle_describe_configs(
     ctx: RequestContext, request: DescribeConfigsRequest
 ) -> DescribeConfigsResponse:
@@ -790,7 +790,7 @@ def _alter_topic_configs(
     return results
 
 
-@handles(33, 0, 2)
+@handles(AlterConfigsRequest.API_KEY, 0, 2)
 async def handle_alter_configs(
     ctx: RequestContext, request: AlterConfigsRequest
 ) -> AlterConfigsResponse:
@@ -848,7 +848,7 @@ def _incremental_topic_configs(
     return new
 
 
-@handles(44, 0, 1)
+@handles(IncrementalAlterConfigsRequest.API_KEY, 0, 1)
 async def handle_incremental_alter_configs(
     ctx: RequestContext, request: IncrementalAlterConfigsRequest
 ) -> IncrementalAlterConfigsResponse:
@@ -875,7 +875,7 @@ def _partition_size(partition: Partition) -> int:
     return int(partition.log.size_in_bytes)
 
 
-@handles(35, 0, 4)
+@handles(DescribeLogDirsRequest.API_KEY, 0, 4)
 async def handle_describe_log_dirs(
     ctx: RequestContext, request: DescribeLogDirsRequest
 ) -> DescribeLogDirsResponse:

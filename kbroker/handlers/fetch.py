@@ -70,7 +70,7 @@ class FetchedRecords:
         return f"FetchedRecords({len(self.regions)} regions, {self._length} bytes)"
 
 
-@handles(1, 4, 17)
+@handles(FetchRequest.API_KEY, 4, 17)
 async def handle_fetch(ctx: RequestContext, request: FetchRequest) -> FetchResponse:
     """Answer a fetch once min_bytes are available, a partition fails, or max_wait_ms passes."""
     version = ctx.api_version

@@ -49,7 +49,7 @@ DELETE_TO_HIGH_WATERMARK = -1
 # -- ListOffsets (api key 2) ------------------------------------------------------
 
 
-@handles(2, 1, 10)
+@handles(ListOffsetsRequest.API_KEY, 1, 10)
 async def handle_list_offsets(
     ctx: RequestContext, request: ListOffsetsRequest
 ) -> ListOffsetsResponse:
@@ -128,7 +128,7 @@ def _offset_for(
 # -- OffsetForLeaderEpoch (api key 23) -------------------------------------------------
 
 
-@handles(23, 0, 4)
+@handles(OffsetForLeaderEpochRequest.API_KEY, 0, 4)
 async def handle_offset_for_leader_epoch(
     ctx: RequestContext, request: OffsetForLeaderEpochRequest
 ) -> OffsetForLeaderEpochResponse:
@@ -177,7 +177,7 @@ def end_offset_for_epoch(log: Any, requested_epoch: int) -> tuple[int, int]:
 # -- DeleteRecords (api key 21) ------------------------------------------------------------
 
 
-@handles(21, 0, 2)
+@handles(DeleteRecordsRequest.API_KEY, 0, 2)
 async def handle_delete_records(
     ctx: RequestContext, request: DeleteRecordsRequest
 ) -> DeleteRecordsResponse:
