@@ -19,9 +19,14 @@ test ends:
     def test_compaction(kbroker_factory):
         broker = kbroker_factory({"log.cleanup.policy": "compact"})
 
-Only the fixture names ``kbroker`` and ``kbroker_factory`` are taken (kbroker's own test suite uses ``server`` and
-``make_server``, which this plugin leaves alone), and nothing heavy is imported until a
-test asks for the fixture.
+For cluster-mode tests there is also ``zookeeper``: a standalone ZooKeeper server for the
+session (``.connect_string``; see ``kbroker.testing.ZooKeeperServer``; needs Debian's
+``zookeeper`` package and java). Give each test its own chroot (``connect_string +
+"/my-test"``) and the test clusters stay apart.
+
+Only the fixture names ``kbroker``, ``kbroker_factory`` and ``zookeeper`` are taken
+(kbroker's own test suite uses ``server`` and ``make_server``, which this plugin leaves
+alone), and nothing heavy is imported until a test asks for a fixture.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import pytest
 
 if TYPE_CHECKING:
     from kbroker.embedded import Broker
+    from kbroker.testing.zookeeper import ZooKeeperServer
 
 INI_CONFIG = "kbroker_config"
 
@@ -122,3 +128,12 @@ def kbroker_factory(
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+
+@pytest.fixture(scope="session")
+def zookeeper() -> Iterator[ZooKeeperServer]:
+    """A standalone ZooKeeper for the whole session, killed (and its data removed) at the end."""
+    from kbroker.testing.zookeeper import ZooKeeperServer
+
+    with ZooKeeperServer() as server:
+        yield server
