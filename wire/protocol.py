@@ -13,10 +13,17 @@ import struct
 from typing import Any
 
 from kbroker.wire.errors import DecodeError, EncodeError, UnsupportedVersion
-from kbroker.wire.messages import ALL, REQUESTS, RESPONSES, RequestHeader, ResponseHeader
+from kbroker.wire.messages import (
+    ALL,
+    REQUESTS,
+    RESPONSES,
+    ApiVersionsRequest,
+    RequestHeader,
+    ResponseHeader,
+)
 from kbroker.wire.schema import decode_struct, encode_struct
 
-API_VERSIONS = 18
+API_VERSIONS: int = ApiVersionsRequest.API_KEY
 
 # --- Protocol quirks: the one table ------------------------------------------------
 # (1) KIP-511: the ApiVersions response always uses response header v0 (no tagged
