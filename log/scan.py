@@ -40,6 +40,7 @@ class BatchSpan(NamedTuple):
     last_offset_delta: int
     is_control: bool
     is_transactional: bool
+    leader_epoch: int = -1  # the batch's partition leader epoch (KIP-101)
 
     @property
     def next_offset(self) -> int:
@@ -51,7 +52,7 @@ def _span(buf: bytes | bytearray | memoryview, pos: int) -> tuple[BatchSpan, int
     """(span, crc, records_count, magic) at pos, or None if the header cannot be read."""
     if len(buf) - pos < RECORD_BATCH_OVERHEAD:
         return None
-    (base, length, _ple, magic, crc, attrs, lod, _bts, max_ts, pid, epoch, seq, count) = (
+    (base, length, ple, magic, crc, attrs, lod, _bts, max_ts, pid, epoch, seq, count) = (
         BATCH_HEADER.unpack_from(buf, pos)
     )
     span = BatchSpan(
@@ -66,6 +67,7 @@ def _span(buf: bytes | bytearray | memoryview, pos: int) -> tuple[BatchSpan, int
         lod,
         bool(attrs & ATTR_CONTROL),
         bool(attrs & ATTR_TRANSACTIONAL),
+        ple,
     )
     return span, crc, count, magic if length >= MIN_BATCH_LENGTH else -1
 
