@@ -38,7 +38,7 @@ async def _default_connect(host: str, port: int) -> KafkaClient:
 @dataclass
 class _Queued:
     api_key: int
-    body: Any
+    body: Any  # a request body, or a function of the negotiated version returning one
     callback: ResponseCallback | None
 
 
@@ -103,7 +103,11 @@ class ControllerChannel:
     def send(
         self, broker_id: int, api_key: int, body: Any, callback: ResponseCallback | None = None
     ) -> bool:
-        """Queue a request for a broker; False (and nothing queued) if it has no channel."""
+        """Queue a request for a broker; False (and nothing queued) if it has no channel.
+
+        ``body`` may be a function ``version -> body``: controller requests differ in
+        shape across versions (LeaderAndIsr v0-1 vs v2+), and the version is only known
+        once the connection has negotiated it."""
         ch = self._brokers.get(broker_id)
         if ch is None:
             return False
@@ -119,7 +123,11 @@ class ControllerChannel:
                         try:
                             if client is None or client.closed:
                                 client = await self._connect(ch.host, ch.port)
-                            response = await client.request(item.api_key, item.body)
+                            version = client.version_for(item.api_key)
+                            if version is None:
+                                raise KafkaClientError(f"api key {item.api_key} not supported")
+                            body = item.body(version) if callable(item.body) else item.body
+                            response = await client.request(item.api_key, body, version=version)
                         except ConnectionLost as exc:
                             log.info(
                                 "controller channel to broker %d (%s:%d): %s; retrying",
