@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from kbroker.testing.zookeeper import ZooKeeperServer, free_port
 
@@ -50,6 +50,7 @@ START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 45.0
 METADATA_TIMEOUT_S = 5.0
 METADATA_VERSION = 12
+FIND_COORDINATOR_VERSION = 3
 
 
 class ClusterError(RuntimeError):
@@ -481,6 +482,17 @@ class Cluster:
         """Every partition of ``topic`` (leader, epoch, replicas, ISR) as a broker sees it."""
         return self.metadata([topic], via=via).topics.get(topic, {})
 
+    def coordinator_of(self, key: str, *, key_type: int = 0, via: int | None = None) -> int:
+        """The coordinator a broker names for a group (key_type 0) or a transactional id
+        (1), by FindCoordinator; -1 while it answers an error (e.g. not available yet)."""
+        if via is None:
+            running = self.running_broker_ids
+            if not running:
+                raise ClusterError("no running broker to ask")
+            via = running[0]
+        error, node = find_coordinator(HOST, self.broker(via).port, key, key_type=key_type)
+        return node if error == 0 else -1
+
     def controller_id(self, *, via: int | None = None) -> int:
         """The controller's broker id as a broker sees it (-1: none known)."""
         return self.metadata([], via=via).controller_id
@@ -539,6 +551,27 @@ class Cluster:
         return f"Cluster({self.bootstrap_servers}, zookeeper.connect={self.zookeeper_connect})"
 
 
+def request(
+    host: str, port: int, body: Any, version: int, *, timeout: float = METADATA_TIMEOUT_S
+) -> Any:
+    """Send one Kafka request over a fresh connection (kbroker's codec) and decode the answer."""
+    from kbroker.wire.frames import FrameDecoder
+    from kbroker.wire.protocol import decode_response, encode_request
+
+    api_key = body.API_KEY
+    decoder = FrameDecoder(max_frame_size=64 * 1024 * 1024)
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(encode_request(api_key, version, 1, "kbroker-cluster", body))
+        frame: bytes | None = None
+        while frame is None:
+            data = sock.recv(256 * 1024)
+            if not data:
+                raise ConnectionError(f"broker {host}:{port} closed the connection")
+            decoder.feed(data)
+            frame = decoder.next_frame()
+    return decode_response(api_key, version, frame)[1]
+
+
 def fetch_metadata(
     host: str,
     port: int,
@@ -548,29 +581,21 @@ def fetch_metadata(
     timeout: float = METADATA_TIMEOUT_S,
 ) -> ClusterMetadata:
     """Ask one broker for Metadata (``topics`` None: all topics; never auto-creates)."""
-    from kbroker.wire.frames import FrameDecoder
     from kbroker.wire.messages import MetadataRequest
-    from kbroker.wire.protocol import decode_response, encode_request
 
     names = None if topics is None else list(topics)
-    request = MetadataRequest(
-        topics=None
-        if names is None
-        else [MetadataRequest.MetadataRequestTopic(name=name) for name in names],
-        allow_auto_topic_creation=False,
+    body = request(
+        host,
+        port,
+        MetadataRequest(
+            topics=None
+            if names is None
+            else [MetadataRequest.MetadataRequestTopic(name=name) for name in names],
+            allow_auto_topic_creation=False,
+        ),
+        METADATA_VERSION,
+        timeout=timeout,
     )
-    frame_out = encode_request(3, METADATA_VERSION, 1, "kbroker-cluster", request)
-    decoder = FrameDecoder(max_frame_size=64 * 1024 * 1024)
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(frame_out)
-        frame: bytes | None = None
-        while frame is None:
-            data = sock.recv(256 * 1024)
-            if not data:
-                raise ConnectionError(f"broker {host}:{port} closed the connection")
-            decoder.feed(data)
-            frame = decoder.next_frame()
-    _, body = decode_response(3, METADATA_VERSION, frame)
     result = ClusterMetadata(
         broker_id=broker_id,
         brokers={b.node_id: (b.host, b.port, b.rack) for b in body.brokers},
@@ -593,3 +618,20 @@ def fetch_metadata(
             for p in topic.partitions
         }
     return result
+
+
+def find_coordinator(
+    host: str, port: int, key: str, *, key_type: int = 0, timeout: float = METADATA_TIMEOUT_S
+) -> tuple[int, int]:
+    """Ask one broker FindCoordinator for a group (key_type 0) or transactional id (1);
+    returns (error code, coordinator's broker id)."""
+    from kbroker.wire.messages import FindCoordinatorRequest
+
+    body = request(
+        host,
+        port,
+        FindCoordinatorRequest(key=key, key_type=key_type),
+        FIND_COORDINATOR_VERSION,
+        timeout=timeout,
+    )
+    return body.error_code, body.node_id
