@@ -273,6 +273,8 @@ class Cluster:
         self.wait_for_members = wait_for_members
         self.zookeeper_server: ZooKeeperServer | None = None
         self.zookeeper_connect = ""  # with the chroot: what brokers get as zookeeper.connect
+        self.zookeeper_hosts = ""  # without it
+        self.chroot = ""  # "" for the root
         self.data_dir: Path | None = None
         self._brokers: dict[int, BrokerProcess] = {}
         self._started = False
@@ -308,7 +310,9 @@ class Cluster:
             )
         if chroot and not chroot.startswith("/"):
             chroot = "/" + chroot
-        self.zookeeper_connect = connect + chroot.rstrip("/")
+        self.zookeeper_hosts = connect
+        self.chroot = chroot.rstrip("/")
+        self.zookeeper_connect = connect + self.chroot
         flag = _cli_has_broker_id()
         overrides = dict(self.config)
         overrides["zookeeper.connect"] = self.zookeeper_connect
@@ -438,10 +442,49 @@ class Cluster:
     def start_broker(self, broker_id: int) -> None:
         """Start a stopped or killed broker again (same id, port and data dir) and wait until
         it is ready and, with ``wait_for_members``, part of the cluster again."""
-        broker = self.broker(broker_id)
-        self._wait_started(broker, broker.launch(), first_start=False)
+        self.start_brokers([broker_id])
+
+    def start_brokers(self, broker_ids: Iterable[int]) -> None:
+        """Start several stopped or killed brokers at once; see ``start_broker``.
+
+        A killed broker's registration (/brokers/ids/<id>, ephemeral) outlives it until its
+        ZooKeeper session expires, and until then a broker with that id is refused at start,
+        as in Kafka: so this first waits for the old registration to go.
+        """
+        brokers = [self.broker(i) for i in broker_ids]
+        for broker in brokers:
+            if broker.is_running():
+                raise ClusterError(f"broker {broker.broker_id} is already running")
+        self._wait_unregistered([b.broker_id for b in brokers])
+        offsets = {b.broker_id: b.launch() for b in brokers}
+        for broker in brokers:
+            self._wait_started(broker, offsets[broker.broker_id], first_start=False)
         if self.wait_for_members:
             self.wait_until_formed()
+
+    def _session_timeout_s(self) -> float:
+        return int(self.config.get("zookeeper.session.timeout.ms", "18000")) / 1000
+
+    def _wait_unregistered(self, broker_ids: list[int]) -> None:
+        try:
+            from kazoo.client import KazooClient
+        except ImportError:  # pragma: no cover - kazoo comes with cluster mode
+            return
+        # Connected above the chroot: before the first broker ran it may not exist yet.
+        client = KazooClient(hosts=self.zookeeper_hosts, timeout=10)
+        client.start(timeout=30)
+        try:
+            self.wait_for(
+                lambda: (
+                    not any(client.exists(f"{self.chroot}/brokers/ids/{i}") for i in broker_ids)
+                ),
+                self._session_timeout_s() + 30,
+                interval=0.1,
+                message=f"the old registrations of brokers {broker_ids} to expire",
+            )
+        finally:
+            client.stop()
+            client.close()
 
     def restart(self, broker_id: int) -> None:
         """Stop (SIGTERM, if running) then start one broker on the same port and data dir."""
