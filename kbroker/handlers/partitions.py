@@ -13,13 +13,15 @@ from typing import Any
 
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext
+from kbroker.log import PartitionLog
 from kbroker.log.errors import LogError, OffsetOutOfRange
+from kbroker.log.leader_epoch import LeaderEpochCache
 from kbroker.topic_config import effective_topic_value
-from kbroker.topics import Partition, Topic
+from kbroker.topics import SINGLE_NODE_LEADER_EPOCH, Partition, Topic
 from kbroker.wire.errors import ErrorCode
 
 # The only leader epoch a single-node broker ever has (a KRaft topic starts at 0).
-LEADER_EPOCH = 0
+LEADER_EPOCH = SINGLE_NODE_LEADER_EPOCH
 
 
 # -- lookup and errors -------------------------------------------------------------
@@ -45,17 +47,51 @@ def partition_of(topic: Topic, index: int) -> Partition:
     return topic.partitions[index]
 
 
-def check_leader_epoch(current_leader_epoch: int) -> None:
-    """Kafka's ``Partition.localLogWithEpochOrThrow`` for a client-supplied current leader epoch.
+def check_leader_epoch(current_leader_epoch: int, ours: int = LEADER_EPOCH) -> None:
+    """Kafka's ``Partition.checkCurrentLeaderEpoch`` for a client-supplied current leader epoch.
 
     -1 means "not given" (no check); older than ours is FENCED_LEADER_EPOCH (the
     client holds stale metadata); newer is UNKNOWN_LEADER_EPOCH (we are the stale one).
     """
-    if current_leader_epoch == -1 or current_leader_epoch == LEADER_EPOCH:
+    if current_leader_epoch == -1 or current_leader_epoch == ours:
         return
-    if current_leader_epoch < LEADER_EPOCH:
+    if current_leader_epoch < ours:
         raise KafkaApiError(ErrorCode.FENCED_LEADER_EPOCH)
     raise KafkaApiError(ErrorCode.UNKNOWN_LEADER_EPOCH)
+
+
+def local_log(
+    partition: Partition, current_leader_epoch: int, *, require_leader: bool = True
+) -> PartitionLog:
+    """Kafka's ``Partition.localLogWithEpochOrThrow``: the log, once the epoch and role allow it.
+
+    The client's current leader epoch is checked first; then a replica that does not
+    lead answers NOT_LEADER_OR_FOLLOWER when the request needs the leader.
+    """
+    check_leader_epoch(current_leader_epoch, partition.leader_epoch)
+    replica = partition.replica
+    if require_leader and replica is not None and not replica.is_leader:
+        raise KafkaApiError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+    return partition.log
+
+
+def leader_epochs(partition: Partition) -> LeaderEpochCache:
+    """The partition's leader epochs (KIP-101), as Kafka's ``UnifiedLog.leaderEpochCache``.
+
+    A single node leads at epoch 0 from the moment a partition exists (Kafka's
+    makeLeader writes that entry at once); until the first append writes it to
+    an empty log's cache, the entry is answered as if written.
+    """
+    log = partition.log
+    cache = log.leader_epochs
+    if cache.latest_epoch < 0 and partition.replica is None:
+        return LeaderEpochCache(log.directory, [(LEADER_EPOCH, log.log_end_offset)])
+    return cache
+
+
+def end_offset_for_epoch(partition: Partition, requested_epoch: int) -> tuple[int, int]:
+    """(epoch, end offset) of `requested_epoch`; (-1, -1) when unknown (UnifiedLog.endOffsetForEpoch)."""
+    return leader_epochs(partition).end_offset_for(requested_epoch, partition.log.log_end_offset)
 
 
 def error_code_of(exc: BaseException) -> ErrorCode:
