@@ -18,12 +18,16 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Uuid as KafkaUuid
+from confluent_kafka.admin import AdminClient
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaTP
 from kafka.partitioner.default import DefaultPartitioner
 
 import kbroker
 from kbroker.cli import main
+from kbroker.tools.common import topic_id_text
+from kbroker.topics import uuid_to_base64
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -96,12 +100,59 @@ def test_topics_create_list_describe_delete(run: Kbroker, name: str) -> None:
         "ReplicationFactor: 1\tConfigs: retention.ms=60000"
     )
     assert lines[1:] == [
-        f"\tTopic: {name}\tPartition: {p}\tLeader: 1\tReplicas: 1\tIsr: 1" for p in range(3)
+        f"\tTopic: {name}\tPartition: {p}\tLeader: 1\tReplicas: 1\tIsr: 1\t"
+        "StartOffset: 0\tEndOffset: 0\tSize: 0"
+        for p in range(3)
     ]
     code, out, _ = run("topics", "delete", name)
     assert (code, out) == (0, f"Deleted topic {name}.\n")
     code, out, _ = run("topics", "list")
     assert name not in out.splitlines()
+
+
+def test_topics_describe_shows_offsets_size_and_the_brokers_topic_id(
+    run: Kbroker, live: kbroker.Broker, name: str
+) -> None:
+    assert run("topics", "create", name, "--partitions", "2")[0] == 0
+    assert run("produce", name, "--partition", "1", stdin=b"a\nbb\nccc\n")[0] == 0
+    admin = AdminClient({"bootstrap.servers": live.bootstrap_servers, "log_level": 3})
+    admin.delete_records([TopicPartition(name, 1, 1)])[TopicPartition(name, 1, 1)].result(20)
+    code, out, _ = run("topics", "describe", name, "--json")
+    assert code == 0
+    [topic] = json.loads(out)
+    assert live.data_dir is not None
+    on_disk = {
+        p: sum(f.stat().st_size for f in (live.data_dir / f"{name}-{p}").glob("*.log"))
+        for p in (0, 1)
+    }
+    assert on_disk[1] > 0
+    assert [
+        (p["partition"], p["start_offset"], p["end_offset"], p["size"]) for p in topic["partitions"]
+    ] == [(0, 0, 0, on_disk[0]), (1, 1, 3, on_disk[1])]
+    # The id as the broker stores (and logs) it: Kafka's URL-safe base64.
+    stored = json.loads((live.data_dir / "kbroker-topics.json").read_text())
+    assert topic["topic_id"] == stored["topics"][name]["topic_id"]
+    assert topic | {"partitions": []} == {
+        "topic": name,
+        "topic_id": topic["topic_id"],
+        "internal": False,
+        "partition_count": 2,
+        "replication_factor": 1,
+        "configs": {},
+        "partitions": [],
+    }
+    text = run("topics", "describe", name)[1].splitlines()
+    assert text[0].startswith(f"Topic: {name}\tTopicId: {topic['topic_id']}\t")
+    assert text[2].endswith(f"\tStartOffset: 1\tEndOffset: 3\tSize: {on_disk[1]}")
+    code, out, _ = run("topics", "list", "--json")
+    assert code == 0 and name in json.loads(out)
+
+
+def test_topic_ids_print_url_safe() -> None:
+    # librdkafka's own Uuid.__str__ uses the standard alphabet ("/" and "+"), which
+    # differs from what Kafka and the broker print whenever those characters occur.
+    raw = uuid.UUID(int=(0xFFFFFFFFFFFFFFFB << 64) | 7)
+    assert topic_id_text(KafkaUuid(-5, 7)) == uuid_to_base64(raw) == "__________sAAAAAAAAABw"
 
 
 def test_topics_errors_are_one_line_with_kafkas_error_name(run: Kbroker, name: str) -> None:
