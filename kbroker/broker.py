@@ -1,7 +1,7 @@
 """The broker's state: config, topics, cluster identity, append notifications.
 
-``Broker`` is what handlers reach through ``ctx.broker``. It does no network
-I/O; ``kbroker.server`` owns the sockets and runs ``Broker``'s maintenance
+``BrokerState`` is what handlers reach through ``ctx.broker``. It does no network
+I/O; ``kbroker.server`` owns the sockets and runs ``BrokerState``'s maintenance
 steps (retention, compaction, time-based flush) on their Kafka intervals.
 
 The data dir holds Kafka's ``meta.properties`` (``cluster.id`` generated once,
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import IO, Any
 import trio
 
 from kbroker.config import BrokerConfig, ConfigError
+from kbroker.log.checkpoint import atomic_write
 from kbroker.log.errors import LogError
 from kbroker.topic_config import effective_topic_value
 from kbroker.topics import Partition, TopicManager, random_kafka_uuid, uuid_to_base64
@@ -39,7 +39,7 @@ def read_meta_properties(path: Path) -> dict[str, str]:
     return parse_properties(path.read_text())
 
 
-class Broker:
+class BrokerState:
     """One node's state: ``config``, ``topics``, ``cluster_id``, ``node_id``, ``clock``."""
 
     def __init__(self, config: BrokerConfig, *, clock: Callable[[], float] = time.time) -> None:
@@ -113,12 +113,7 @@ class Broker:
             f"directory.id={uuid_to_base64(random_kafka_uuid())}\n"
             f"node.id={self.node_id}\nversion=1\n"
         )
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, text.encode())
         logger.info("new cluster id %s written to %s", cluster_id, path)
         return cluster_id
 

@@ -50,7 +50,7 @@ from kbroker.coordinator.group import (
     OffsetAndMetadata,
     OffsetRecord,
 )
-from kbroker.internal_topics import iter_stored_batches
+from kbroker.internal_topics import OFFSETS_TOPIC, iter_stored_batches
 from kbroker.wire.errors import ProtocolError
 from kbroker.wire.messages import (
     ConsumerGroupCurrentMemberAssignmentKey,
@@ -74,10 +74,9 @@ from kbroker.wire.protocol import decode_versioned_data, encode_versioned_data
 from kbroker.wire.records import Record, build_batch
 
 if TYPE_CHECKING:
-    from kbroker.broker import Broker
+    from kbroker.broker import BrokerState
 
 __all__ = [
-    "OFFSETS_TOPIC",
     "CoordinatorRecord",
     "OffsetsTopicStore",
     "decode_record",
@@ -86,7 +85,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-OFFSETS_TOPIC = "__consumer_offsets"
 
 CoordinatorRecord = OffsetRecord | GroupRecord | ConsumerGroupRecord
 
@@ -398,7 +396,7 @@ def decode_record(key: bytes, value: bytes | None) -> CoordinatorRecord | None:
 class OffsetsTopicStore:
     """``GroupStore`` backed by the broker's ``__consumer_offsets`` partitions."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: BrokerState) -> None:
         self._broker = broker
         # Producer id -> TxnOffsetCommit records without a marker yet (set by load()).
         self.pending_txn_offsets: dict[int, list[CoordinatorRecord]] = {}

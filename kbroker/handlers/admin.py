@@ -40,6 +40,7 @@ from kbroker.config import CONFIG_DEFS, BrokerConfig
 from kbroker.coordinator.service import on_topics_deleted
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
+from kbroker.topic_config import ConfigSource
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     AlterConfigsRequest,
@@ -59,7 +60,7 @@ from kbroker.wire.messages import (
 )
 
 if TYPE_CHECKING:
-    from kbroker.broker import Broker
+    from kbroker.broker import BrokerState
     from kbroker.topics import Partition, Topic
 
 ZERO_UUID = uuid.UUID(int=0)
@@ -75,13 +76,6 @@ RESOURCE_TYPE_NAMES = {
 }
 TOPIC = 2
 BROKER = 4
-
-# DescribeConfigsResponse.ConfigSource ids.
-DYNAMIC_TOPIC_CONFIG = 1
-DYNAMIC_BROKER_CONFIG = 2
-DYNAMIC_DEFAULT_BROKER_CONFIG = 3
-STATIC_BROKER_CONFIG = 4
-DEFAULT_CONFIG = 5
 
 # DescribeConfigsResponse.ConfigType ids (v3+, KIP-569).
 CONFIG_TYPE_IDS = {
@@ -174,11 +168,11 @@ def _broker_synonyms(
     found: list[tuple[str, str | None, int]] = []
     for name in names:
         if name in CONFIG_DEFS and config.is_set(name):
-            found.append((name, config.originals[name], STATIC_BROKER_CONFIG))
+            found.append((name, config.originals[name], ConfigSource.STATIC_BROKER_CONFIG))
     for name in names:
         defn = CONFIG_DEFS.get(name)
         if defn is not None and defn.default is not None:
-            found.append((name, topic_config.to_text(defn.default), DEFAULT_CONFIG))
+            found.append((name, topic_config.to_text(defn.default), ConfigSource.DEFAULT_CONFIG))
     return found
 
 
@@ -206,7 +200,7 @@ def topic_config_entries(
 # --- CreateTopics (key 19) -----------------------------------------------------------------
 
 
-@handles(19, 0, 7)
+@handles(CreateTopicsRequest.API_KEY, 0, 7)
 async def handle_create_topics(
     ctx: RequestContext, request: CreateTopicsRequest
 ) -> CreateTopicsResponse:
@@ -244,7 +238,10 @@ async def handle_create_topics(
 
 
 def _create_topic(
-    broker: Broker, topic: CreateTopicsRequest.CreatableTopic, validate_only: bool, version: int
+    broker: BrokerState,
+    topic: CreateTopicsRequest.CreatableTopic,
+    validate_only: bool,
+    version: int,
 ) -> CreateTopicsResponse.CreatableTopicResult:
     topics = broker.topics
     topics.check_name(topic.name)
@@ -365,7 +362,7 @@ def _check_manual_assignment(
 # --- DeleteTopics (key 20) -----------------------------------------------------------------
 
 
-@handles(20, 0, 6)
+@handles(DeleteTopicsRequest.API_KEY, 0, 6)
 async def handle_delete_topics(
     ctx: RequestContext, request: DeleteTopicsRequest
 ) -> DeleteTopicsResponse:
@@ -450,7 +447,7 @@ async def handle_delete_topics(
 # --- CreatePartitions (key 37) -------------------------------------------------------------
 
 
-@handles(37, 0, 3)
+@handles(CreatePartitionsRequest.API_KEY, 0, 3)
 async def handle_create_partitions(
     ctx: RequestContext, request: CreatePartitionsRequest
 ) -> CreatePartitionsResponse:
@@ -483,7 +480,7 @@ async def handle_create_partitions(
 
 
 def _create_partitions(
-    broker: Broker, topic: CreatePartitionsRequest.CreatePartitionsTopic, validate_only: bool
+    broker: BrokerState, topic: CreatePartitionsRequest.CreatePartitionsTopic, validate_only: bool
 ) -> None:
     existing = broker.topics.get(topic.name)
     if existing is None:
@@ -539,7 +536,7 @@ def _check_broker_name(name: str, node_id: int, *, describe: bool) -> None:
         )
 
 
-@handles(32, 0, 4)
+@handles(DescribeConfigsRequest.API_KEY, 0, 4)
 async def handle_describe_configs(
     ctx: RequestContext, request: DescribeConfigsRequest
 ) -> DescribeConfigsResponse:
@@ -576,7 +573,7 @@ async def handle_describe_configs(
                 is_sensitive=sensitive,
             )
             if version == 0:
-                entry.is_default = source == DEFAULT_CONFIG
+                entry.is_default = source == ConfigSource.DEFAULT_CONFIG
             else:
                 entry.config_source = source
                 if include_synonyms:
@@ -603,7 +600,7 @@ async def handle_describe_configs(
 
 
 def _describe_resource(
-    broker: Broker, resource: DescribeConfigsRequest.DescribeConfigsResource
+    broker: BrokerState, resource: DescribeConfigsRequest.DescribeConfigsResource
 ) -> list[tuple]:
     """(name, value, source, synonyms, read_only, sensitive, type, doc) for each config."""
     config: BrokerConfig = broker.config
@@ -640,7 +637,7 @@ def _describe_resource(
             # synonym found; without any, DEFAULT_CONFIG.
             synonyms = _broker_synonyms(config, BROKER_SYNONYMS.get(name, [name]))
             synonyms = _drop_until(synonyms, name)
-            source = synonyms[0][2] if synonyms else DEFAULT_CONFIG
+            source = synonyms[0][2] if synonyms else ConfigSource.DEFAULT_CONFIG
             sensitive = defn.type == "password"
             entries.append(
                 (
@@ -729,7 +726,7 @@ def _refuse_broker_change(names: Sequence[str]) -> None:
     )
 
 
-def _topic_for_alter(broker: Broker, name: str) -> Topic | None:
+def _topic_for_alter(broker: BrokerState, name: str) -> Topic | None:
     if name == "":
         raise KafkaApiError(ErrorCode.INVALID_REQUEST, "Default topic resources are not allowed.")
     broker.topics.check_name(name)
@@ -737,7 +734,11 @@ def _topic_for_alter(broker: Broker, name: str) -> Topic | None:
 
 
 def _apply_topic_configs(
-    broker: Broker, name: str, topic: Topic | None, new: dict[str, str | None], validate_only: bool
+    broker: BrokerState,
+    name: str,
+    topic: Topic | None,
+    new: dict[str, str | None],
+    validate_only: bool,
 ) -> None:
     # ConfigurationControlManager.validateAlterConfig: the resulting config is validated
     # as a whole, then the topic's existence is checked.
@@ -750,7 +751,7 @@ def _apply_topic_configs(
 
 
 def _alter_topic_configs(
-    broker: Broker,
+    broker: BrokerState,
     resources: Sequence[Any],
     *,
     incremental: bool,
@@ -783,7 +784,7 @@ def _alter_topic_configs(
     return results
 
 
-@handles(33, 0, 2)
+@handles(AlterConfigsRequest.API_KEY, 0, 2)
 async def handle_alter_configs(
     ctx: RequestContext, request: AlterConfigsRequest
 ) -> AlterConfigsResponse:
@@ -805,7 +806,7 @@ def _list_default(name: str, broker_config: BrokerConfig) -> str | None:
 
 
 def _incremental_topic_configs(
-    broker: Broker, current: dict[str, str], ops: Sequence[Any]
+    broker: BrokerState, current: dict[str, str], ops: Sequence[Any]
 ) -> dict[str, str | None]:
     """ConfigurationControlManager.incrementalAlterConfigResource on a topic's overrides."""
     new: dict[str, str | None] = dict(current)
@@ -841,7 +842,7 @@ def _incremental_topic_configs(
     return new
 
 
-@handles(44, 0, 1)
+@handles(IncrementalAlterConfigsRequest.API_KEY, 0, 1)
 async def handle_incremental_alter_configs(
     ctx: RequestContext, request: IncrementalAlterConfigsRequest
 ) -> IncrementalAlterConfigsResponse:
@@ -868,7 +869,7 @@ def _partition_size(partition: Partition) -> int:
     return int(partition.log.size_in_bytes)
 
 
-@handles(35, 0, 4)
+@handles(DescribeLogDirsRequest.API_KEY, 0, 4)
 async def handle_describe_log_dirs(
     ctx: RequestContext, request: DescribeLogDirsRequest
 ) -> DescribeLogDirsResponse:

@@ -12,9 +12,6 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-# Kafka's Topic.isInternal: exactly these names, whatever the broker's flag says.
-INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
-
 
 # How long the reachability check waits for a TCP connection to a bootstrap server.
 CONNECT_TIMEOUT_S = 3.0

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from kbroker.coordinator.group import partition_for
-from kbroker.internal_topics import iter_stored_batches
+from kbroker.internal_topics import TRANSACTION_STATE_TOPIC, iter_stored_batches
 from kbroker.txn.coordinator import TxnMetadata, TxnState
 from kbroker.wire.errors import ProtocolError
 from kbroker.wire.messages import TransactionLogKey, TransactionLogValue
@@ -23,11 +23,9 @@ from kbroker.wire.protocol import decode_versioned_data, encode_versioned_data
 from kbroker.wire.records import Record, build_batch
 
 if TYPE_CHECKING:
-    from kbroker.broker import Broker
+    from kbroker.broker import BrokerState
 
 logger = logging.getLogger(__name__)
-
-TRANSACTION_STATE_TOPIC = "__transaction_state"
 
 
 def encode_txn_record(tid: str, meta: TxnMetadata | None) -> tuple[bytes, bytes | None]:
@@ -79,7 +77,7 @@ def decode_txn_record(key: bytes, value: bytes | None) -> tuple[str, TxnMetadata
 class TxnStateTopicStore:
     """``TxnStore`` backed by the broker's ``__transaction_state`` partitions."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: BrokerState) -> None:
         self._broker = broker
 
     def num_partitions(self) -> int:
