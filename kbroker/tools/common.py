@@ -12,7 +12,6 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-
 # How long the reachability check waits for a TCP connection to a bootstrap server.
 CONNECT_TIMEOUT_S = 3.0
 
