@@ -29,40 +29,31 @@ segments, no cleaner checkpoint):
 from __future__ import annotations
 
 import os
-import struct
-from typing import TYPE_CHECKING
-
-# CRC-32C of a rewritten batch. wire.records only builds batches with offset
-# deltas 0..n-1, and compaction must keep the original deltas, so the cleaner
-# assembles its batches itself with the same checksum library wire uses.
-import crc32c as _crc32c
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 from kbroker.log.checkpoint import fsync_dir, write_synced
 from kbroker.log.segment import LogSegment, pread_exact
+from kbroker.log.txnindex import AbortedTxn
 from kbroker.wire.compression import NONE, compress
 from kbroker.wire.records import (
-    LOG_OVERHEAD,
+    ATTR_COMPRESSION_MASK,
     BatchHeader,
     Record,
     encode_record,
     iter_records,
     parse_header,
+    seal_batch,
 )
-
-if TYPE_CHECKING:
-    from kbroker.log.partition import PartitionLog
-
-_HEADER = struct.Struct(">qiibIhiqqqhii")
-_CRC_START = 21
-_ATTR_COMPRESSION_MASK = 0x07
-_ATTR_TIMESTAMP_TYPE = 0x08
 
 
 def encode_filtered_batch(h: BatchHeader, records: list[Record]) -> bytes:
     """Re-encode batch `h` with only `records`, keeping offsets, deltas and producer fields."""
     attributes = h.attributes
     if records:
-        # The codec's own record encoder, so a cleaned batch's records are byte-for-byte
+        # wire.records.build_batch numbers records 0..n-1, and compaction must keep the
+        # original offset deltas, so the records are encoded here; with the codec's own
+        # record encoder, so a cleaned batch's records are byte-for-byte
         # what build_batch would write for them.
         body = b"".join(
             encode_record(
@@ -79,28 +70,21 @@ def encode_filtered_batch(h: BatchHeader, records: list[Record]) -> bytes:
     else:
         # Kafka's DefaultRecordBatch.writeEmptyHeader: no records, no codec.
         body = b""
-        attributes &= ~_ATTR_COMPRESSION_MASK
+        attributes &= ~ATTR_COMPRESSION_MASK
         max_ts = h.max_timestamp
-    header = bytearray(
-        _HEADER.pack(
-            h.base_offset,
-            len(body) + _HEADER.size - LOG_OVERHEAD,
-            h.partition_leader_epoch,
-            2,
-            0,
-            attributes,
-            h.last_offset_delta,  # kept: the producer's sequence arithmetic depends on it
-            h.base_timestamp,
-            max_ts,
-            h.producer_id,
-            h.producer_epoch,
-            h.base_sequence,
-            len(records),
-        )
+    return seal_batch(
+        base_offset=h.base_offset,
+        partition_leader_epoch=h.partition_leader_epoch,
+        attributes=attributes,
+        last_offset_delta=h.last_offset_delta,  # kept: the producer's sequence arithmetic depends on it
+        base_timestamp=h.base_timestamp,
+        max_timestamp=max_ts,
+        producer_id=h.producer_id,
+        producer_epoch=h.producer_epoch,
+        base_sequence=h.base_sequence,
+        records_count=len(records),
+        body=body,
     )
-    crc = _crc32c.crc32c(body, _crc32c.crc32c(memoryview(header)[_CRC_START:]))
-    struct.pack_into(">I", header, 17, crc)
-    return bytes(header) + body
 
 
 def _batches(data: bytes) -> list[tuple[int, BatchHeader]]:
@@ -113,21 +97,38 @@ def _batches(data: bytes) -> list[tuple[int, BatchHeader]]:
     return out
 
 
-def clean_segments(log: PartitionLog, now_ms: int) -> int:
-    """Compact `log`'s cleanable segments; returns how many segments were rewritten."""
-    cfg = log.config
+def clean_segments(
+    closed: Sequence[LogSegment],
+    *,
+    now_ms: int,
+    min_compaction_lag_ms: int,
+    delete_retention_ms: int,
+    first_unstable_offset: int | None,
+    aborted_txns: Iterable[AbortedTxn],
+    producer_last_offset: Callable[[int], int | None],
+    reopen_segment: Callable[[int], LogSegment],
+    directory: Path,
+) -> int:
+    """Compact the cleanable prefix of a log's ``closed`` segments (oldest first); returns
+    how many segments were rewritten.
+
+    The log hands over what the cleaner may read and one way back: after a segment's file
+    is rewritten, ``reopen_segment(base_offset)`` opens it again and puts it in the log in
+    place of the old segment (the log owns its segment list; the cleaner never sees the
+    log itself). ``producer_last_offset`` is the last offset a producer id has written,
+    None if unknown. Dropping closed segments left empty is the log's job too.
+    """
     cleanable: list[LogSegment] = []
-    first_unstable = log.producer_state.first_unstable_offset()
-    for seg in log._segments[:-1]:
-        if cfg.min_compaction_lag_ms > 0 and seg.max_timestamp > now_ms - cfg.min_compaction_lag_ms:
+    for seg in closed:
+        if min_compaction_lag_ms > 0 and seg.max_timestamp > now_ms - min_compaction_lag_ms:
             break
-        if first_unstable is not None and seg.next_offset > first_unstable:
+        if first_unstable_offset is not None and seg.next_offset > first_unstable_offset:
             break  # Kafka's first uncleanable offset includes the first unstable one
         cleanable.append(seg)
     if not cleanable:
         return 0
     aborted: dict[int, list[tuple[int, int]]] = {}
-    for a in log.txn_index.all():
+    for a in aborted_txns:
         aborted.setdefault(a.producer_id, []).append((a.first_offset, a.last_offset))
     latest: dict[bytes, int] = {}
     for seg in cleanable:
@@ -138,20 +139,13 @@ def clean_segments(log: PartitionLog, now_ms: int) -> int:
             for r in iter_records(data, pos):
                 if r.key is not None:
                     latest[r.key] = r.offset
-    horizon = now_ms - cfg.delete_retention_ms
+    horizon = now_ms - delete_retention_ms
     rewritten = 0
     for seg in cleanable:
-        if _clean_segment(log, seg, latest, horizon, aborted):
+        cleaned = _cleaned(seg, latest, horizon, aborted, producer_last_offset)
+        if cleaned is not None:
+            _replace_segment(seg, cleaned, directory, reopen_segment)
             rewritten += 1
-    # Closed segments emptied by cleaning carry nothing; the first one stays so
-    # the log start offset does not move.
-    for seg in list(log._segments[1:-1]):
-        if seg.size == 0:
-            i = log._segments.index(seg)
-            del log._segments[i]
-            del log._bases[i]
-            seg.delete_files()
-    fsync_dir(log.directory)
     return rewritten
 
 
@@ -162,13 +156,14 @@ def _is_aborted(h: BatchHeader, aborted: dict[int, list[tuple[int, int]]]) -> bo
     return any(first <= h.base_offset <= last for first, last in aborted.get(h.producer_id, ()))
 
 
-def _clean_segment(
-    log: PartitionLog,
+def _cleaned(
     seg: LogSegment,
     latest: dict[bytes, int],
     horizon: int,
     aborted: dict[int, list[tuple[int, int]]],
-) -> bool:
+    producer_last_offset: Callable[[int], int | None],
+) -> bytes | None:
+    """The segment's bytes after cleaning, or None if it loses nothing."""
     data = pread_exact(seg.fd, seg.size, 0)
     out = bytearray()
     changed = False
@@ -194,16 +189,16 @@ def _clean_segment(
         if keep:
             out += encode_filtered_batch(h, keep)
         elif h.producer_id >= 0:
-            entry = log.producer_state.lookup(h.producer_id)
-            if entry is not None and entry.last_offset == h.last_offset:
+            # The producer's last batch stays, empty, to keep its offsets and sequence.
+            if producer_last_offset(h.producer_id) == h.last_offset:
                 out += encode_filtered_batch(h, [])
-    if not changed:
-        return False
-    _replace_segment(log, seg, bytes(out))
-    return True
+    return bytes(out) if changed else None
 
 
-def _replace_segment(log: PartitionLog, seg: LogSegment, data: bytes) -> None:
+def _replace_segment(
+    seg: LogSegment, data: bytes, directory: Path, reopen_segment: Callable[[int], LogSegment]
+) -> None:
+    """Swap ``data`` in for the segment's log file (crash-safe) and have the log reopen it."""
     tmp = seg.log_path.with_name(seg.log_path.name + ".cleaned")
     write_synced(tmp, data)
     seg.release()
@@ -212,14 +207,12 @@ def _replace_segment(log: PartitionLog, seg: LogSegment, data: bytes) -> None:
             os.unlink(path)
         except FileNotFoundError:
             pass
-    fsync_dir(log.directory)
+    fsync_dir(directory)
     os.replace(tmp, seg.log_path)
-    fsync_dir(log.directory)
-    fresh = log._new_segment(seg.base_offset)
+    fsync_dir(directory)
+    fresh = reopen_segment(seg.base_offset)
     fresh.recover()
     fresh.seal()
     fresh.fsync()
     fresh.park_indexes()
-    i = log._segments.index(seg)
-    log._segments[i] = fresh
     # The old .log descriptor closes once no FileRegion refers to it.

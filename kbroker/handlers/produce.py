@@ -18,10 +18,10 @@ the producer's codec; a named codec ("uncompressed", "gzip", "snappy", "lz4",
 "zstd") that differs from the batch's makes the broker rebuild the batch with
 it (wire.records.recompress_batch), and a rebuilt batch is checked against
 max.message.bytes again (UnifiedLog.append re-validates sizes when
-messageSizeMaybeChanged). Compression levels (KIP-390, Kafka 3.8's
-compression.gzip/lz4/zstd.level) are not configurable here: recompression uses
-gzip 6 and zstd 3 (Kafka's defaults) and lz4's fast mode (Kafka's lz4
-default is level 9); a level never triggers a recompression in Kafka either,
+messageSizeMaybeChanged). A recompression uses the topic's level for its codec
+(KIP-390: compression.gzip.level, compression.lz4.level, compression.zstd.level,
+each falling back to the broker setting, defaults as in wire.compression.
+DEFAULT_LEVELS); a level alone never triggers a recompression, in Kafka either:
 only a different codec does.
 """
 
@@ -47,7 +47,7 @@ from kbroker.replication.partition import ReplicatedPartition
 from kbroker.topics import Partition, Topic
 from kbroker.txn.service import check_producer_batch
 from kbroker.wire import records as wire_records
-from kbroker.wire.compression import DEFAULT_LEVELS
+from kbroker.wire.compression import CODEC_NAMES, DEFAULT_LEVELS, NONE, ZSTD
 from kbroker.wire.errors import ErrorCode, InvalidRecordBatch
 from kbroker.wire.messages import ProduceRequest, ProduceResponse
 
@@ -57,19 +57,13 @@ logger = logging.getLogger(__name__)
 # (KafkaApis: internalTopicsAllowed = clientId == AdminUtils.ADMIN_CLIENT_ID).
 ADMIN_CLIENT_ID = "__admin_client"
 
-# Byte 16 of a batch is its magic; Produce v3+ accepts only magic 2.
-_MAGIC_POS = 16
-_NONE = 0
-_ZSTD = 4
 # compression.type values (Kafka's BrokerCompressionType) → codec id; "producer"
-# (the default) maps to None: keep whatever codec the producer used.
+# (the default) maps to None: keep whatever codec the producer used. The codecs keep
+# their own names, except that "none" is spelled "uncompressed" here.
 _TARGET_CODECS: dict[str, int | None] = {
     "producer": None,
-    "uncompressed": 0,
-    "gzip": 1,
-    "snappy": 2,
-    "lz4": 3,
-    "zstd": 4,
+    "uncompressed": NONE,
+    **{name: codec for codec, name in CODEC_NAMES.items() if codec != NONE},
 }
 _LOG_APPEND_TIME = 1
 _NO_TIMESTAMP = -1
@@ -116,7 +110,8 @@ def validate_produce_records(
             f"Produce requests with version {version} must have at least one record batch per partition",
         )
     buf = memoryview(records)
-    if len(buf) > _MAGIC_POS and buf[_MAGIC_POS] != wire_records.MAGIC:
+    # Produce v3+ accepts only magic 2 (message format v2).
+    if len(buf) > wire_records.MAGIC_POS and buf[wire_records.MAGIC_POS] != wire_records.MAGIC:
         raise RejectedBatch(
             ErrorCode.INVALID_RECORD,
             f"Produce requests with version {version} are only allowed to contain record "
@@ -136,7 +131,7 @@ def validate_produce_records(
             f"Produce requests with version {version} are only allowed to contain exactly "
             "one record batch",
         )
-    if header.compression == _ZSTD and version < 7:
+    if header.compression == ZSTD and version < 7:
         # KIP-110: zstd needs Produce v7+.
         raise RejectedBatch(
             ErrorCode.UNSUPPORTED_COMPRESSION_TYPE,
@@ -181,7 +176,7 @@ def validate_produce_records(
             f"{header.producer_id}",
         )
     try:
-        if header.compression == _NONE and not _needs_record_walk(header, settings):
+        if header.compression == NONE and not _needs_record_walk(header, settings):
             # Uncompressed: the records must tile the batch (Java's batch iterator);
             # the CRC checked above covers the bytes inside each record. Kafka's
             # LogValidator also parses every field of every record, which costs
