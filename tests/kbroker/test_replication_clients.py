@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from kbroker.handlers import HANDLERS
 from kbroker.replication.partition import ReplicatedPartition
 from kbroker.wire.messages import OffsetForLeaderEpochRequest
-from tests.kbroker.test_produce import create_topic
+from tests.kbroker.helpers import create_topic
 
 API_KEY = OffsetForLeaderEpochRequest.API_KEY
 

@@ -12,15 +12,16 @@ from kbroker.log.leader_epoch import LEADER_EPOCH_FILE
 from kbroker.replication.partition import ReplicatedPartition
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import FetchRequest
-from tests.kbroker.test_offsets import LATEST, end_offset, epoch_request, list_offset
-from tests.kbroker.test_produce import (
+from tests.kbroker.helpers import (
     create_topic,
     fetch,
+    fetch_request,
     fetched_records,
     produce,
     produce_request,
     records,
 )
+from tests.kbroker.test_offsets import LATEST, end_offset, epoch_request, list_offset
 
 
 def _lead(server: Any, topic: str, *, epoch: int, isr: list[int], replicas: list[int]) -> Any:
@@ -130,8 +131,6 @@ async def _fetch(
     client: Any, server: Any, topic: str, offset: int, *, version: int, shape: Any, **kw: Any
 ) -> Any:
     """One-partition fetch whose request `shape` may adjust."""
-    from tests.kbroker.test_produce import fetch_request
-
     topic_id = server.broker.topics.get(topic).topic_id if version >= 13 else None
     req = shape(fetch_request(topic, 0, offset, topic_id=topic_id, **kw))
     resp = await client.request(req, version=version)
