@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import trio
 
@@ -25,6 +25,9 @@ from kbroker.config import BrokerConfig, ConfigError
 from kbroker.log.errors import LogError
 from kbroker.topic_config import effective_topic_value
 from kbroker.topics import Partition, TopicManager, random_kafka_uuid, uuid_to_base64
+
+if TYPE_CHECKING:
+    from kbroker.cluster.node import ClusterNode
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,9 @@ class Broker:
         self.state: dict[str, Any] = {}
         # (host, port) actually bound; set by kbroker.server once listening.
         self.listen_address: tuple[str, int] | None = None
+        # Cluster mode (zookeeper.connect): the ClusterNode, set by kbroker.server; None
+        # on a single node, where this broker is the whole cluster.
+        self.cluster: ClusterNode | None = None
         self._append_event = trio.Event()
         self._lock_file: IO[bytes] | None = None
         self._last_flush: dict[int, float] = {}

@@ -1,0 +1,1 @@
+"""Cluster mode: brokers sharing Kafka's metadata in ZooKeeper (``zookeeper.connect`` set)."""
