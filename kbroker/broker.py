@@ -1,7 +1,7 @@
 """The broker's state: config, topics, cluster identity, append notifications.
 
-``Broker`` is what handlers reach through ``ctx.broker``. It does no network
-I/O; ``kbroker.server`` owns the sockets and runs ``Broker``'s maintenance
+``BrokerState`` is what handlers reach through ``ctx.broker``. It does no network
+I/O; ``kbroker.server`` owns the sockets and runs ``BrokerState``'s maintenance
 steps (retention, compaction, time-based flush) on their Kafka intervals.
 
 The data dir holds Kafka's ``meta.properties`` (``cluster.id`` generated once,
@@ -42,7 +42,7 @@ def read_meta_properties(path: Path) -> dict[str, str]:
     return parse_properties(path.read_text())
 
 
-class Broker:
+class BrokerState:
     """One node's state: ``config``, ``topics``, ``cluster_id``, ``node_id``, ``clock``."""
 
     def __init__(self, config: BrokerConfig, *, clock: Callable[[], float] = time.time) -> None:

@@ -10,7 +10,12 @@ in the session's temporary directory, started on first use and stopped (cleanly)
 end of the session. Broker settings come from the ``kbroker_config`` ini option (one
 ``key=value`` per line, Kafka names). ``-p no:kbroker`` disables the plugin.
 
-Only the fixture name ``kbroker`` is taken (kbroker's own test suite uses ``server`` and
+For cluster-mode tests there is also ``zookeeper``: a standalone ZooKeeper server for the
+session (``.connect_string``; see ``kbroker.testing.ZooKeeperServer``; needs Debian's
+``zookeeper`` package and java). Give each test its own chroot (``connect_string +
+"/my-test"``) and the test clusters stay apart.
+
+Only the fixture names ``kbroker`` and ``zookeeper`` are taken (kbroker's own test suite uses ``server`` and
 ``make_server``, which this plugin leaves alone), and nothing heavy is imported until a
 test asks for the fixture.
 """
@@ -24,6 +29,7 @@ import pytest
 
 if TYPE_CHECKING:
     from kbroker.embedded import Broker
+    from kbroker.testing.zookeeper import ZooKeeperServer
 
 INI_CONFIG = "kbroker_config"
 
@@ -71,3 +77,12 @@ def kbroker(
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def zookeeper() -> Iterator[ZooKeeperServer]:
+    """A standalone ZooKeeper for the whole session, killed (and its data removed) at the end."""
+    from kbroker.testing.zookeeper import ZooKeeperServer
+
+    with ZooKeeperServer() as server:
+        yield server

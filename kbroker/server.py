@@ -2,7 +2,7 @@
 
 How it works:
 
-- ``serve`` opens the ``Broker`` (data dir, logs), binds with ``trio.serve_tcp``
+- ``serve`` opens the ``BrokerState`` (data dir, logs), binds with ``trio.serve_tcp``
   and reports a ``Server`` (bound ``address``, ``broker``, ``config``) through
   ``task_status``. Cancelling ``serve`` closes the broker; ``Server.shutdown()``
   does it gracefully (stop accepting, let in-flight requests finish within
@@ -35,7 +35,7 @@ from typing import Any
 
 import trio
 
-from kbroker.broker import Broker
+from kbroker.broker import BrokerState
 from kbroker.config import BrokerConfig
 from kbroker.coordinator import service as group_service
 from kbroker.handlers import CloseConnection, RequestContext, load_handlers, lookup
@@ -43,11 +43,15 @@ from kbroker.log.segment import pread_exact
 from kbroker.txn import service as txn_service
 from kbroker.wire.errors import DecodeError, UnsupportedVersion
 from kbroker.wire.frames import FrameDecoder
-from kbroker.wire.protocol import decode_request, encode_response, encode_response_parts
+from kbroker.wire.protocol import (
+    API_VERSIONS,
+    decode_request,
+    encode_response,
+    encode_response_parts,
+)
 
 logger = logging.getLogger(__name__)
 
-API_VERSIONS_KEY = 18
 # The first read of a request goes to a shared buffer (its size is not known yet) and
 # is copied out; the rest of a large request is read in place. Keeping this read at the
 # in-place threshold (wire.frames.LARGE_FRAME) bounds that copy to 64 KiB per request.
@@ -79,7 +83,7 @@ class Server:
     """A running server: ``address`` actually bound, its ``broker`` and ``config``."""
 
     address: tuple[str, int]
-    broker: Broker
+    broker: BrokerState
     config: BrokerConfig
     grace_s: float = DEFAULT_GRACE_S
     connections: set[Connection] = field(default_factory=set)
@@ -287,7 +291,7 @@ class Connection:
             close_parts(items)
 
     async def _unsupported(self, api_key: int, api_version: int, correlation_id: int) -> None:
-        if api_key == API_VERSIONS_KEY:
+        if api_key == API_VERSIONS:
             # KIP-511: answer UNSUPPORTED_VERSION in a v0 body (which every client can
             # parse) naming the ApiVersions versions we do serve; keep the connection.
             from kbroker.handlers.meta import unsupported_api_versions_response
@@ -299,7 +303,7 @@ class Connection:
             )
             await self.stream.send_all(
                 encode_response(
-                    API_VERSIONS_KEY, 0, correlation_id, unsupported_api_versions_response()
+                    API_VERSIONS, 0, correlation_id, unsupported_api_versions_response()
                 )
             )
             return
@@ -461,7 +465,7 @@ async def _sendfile(sock: Any, region: _Region) -> None:
     await trio.lowlevel.checkpoint_if_cancelled()
 
 
-async def _maintenance(broker: Broker) -> None:
+async def _maintenance(broker: BrokerState) -> None:
     config = broker.config
     retention_s = config["log.retention.check.interval.ms"] / 1000.0
     cleaner_s = (
@@ -525,7 +529,7 @@ async def serve(
     a port in use) propagate before ``started``.
     """
     load_handlers()
-    broker = Broker(config)
+    broker = BrokerState(config)
     try:
         listener = config.listener
         # Kafka: an empty host binds every interface. With port 0 trio would give the

@@ -158,6 +158,117 @@ MetadataResponse response key=3 versions=0-12 flexible=9+
     TopicAuthorizedOperations int32 v8+ default=-2147483648
   ClusterAuthorizedOperations int32 v8-10 default=-2147483648
 
+LeaderAndIsrRequest request key=4 versions=0-7 flexible=4+
+  ControllerId int32
+  isKRaftController bool v7+ default=false
+  ControllerEpoch int32
+  BrokerEpoch int64 v2+ default=-1 ignorable
+  Type int8 v5+
+  UngroupedPartitionStates []LeaderAndIsrPartitionState v0-1
+  TopicStates []LeaderAndIsrTopicState v2+
+    TopicName string v2+
+    TopicId uuid v5+ ignorable
+    PartitionStates []LeaderAndIsrPartitionState v2+
+  LiveLeaders []LeaderAndIsrLiveLeader
+    BrokerId int32
+    HostName string
+    Port int32
+  struct LeaderAndIsrPartitionState v0+
+    TopicName string v0-1 ignorable
+    PartitionIndex int32
+    ControllerEpoch int32
+    Leader int32
+    LeaderEpoch int32
+    Isr []int32
+    PartitionEpoch int32
+    Replicas []int32
+    AddingReplicas []int32 v3+ ignorable
+    RemovingReplicas []int32 v3+ ignorable
+    IsNew bool v1+ default=false ignorable
+    LeaderRecoveryState int8 v6+ default=0
+
+LeaderAndIsrResponse response key=4 versions=0-7 flexible=4+
+  ErrorCode int16
+  PartitionErrors []LeaderAndIsrPartitionError v0-4
+  Topics []LeaderAndIsrTopicError v5+
+    TopicId uuid v5+
+    PartitionErrors []LeaderAndIsrPartitionError v5+
+  struct LeaderAndIsrPartitionError v0+
+    TopicName string v0-4 ignorable
+    PartitionIndex int32
+    ErrorCode int16
+
+StopReplicaRequest request key=5 versions=0-4 flexible=2+
+  ControllerId int32
+  isKRaftController bool v4+ default=false
+  ControllerEpoch int32
+  BrokerEpoch int64 v1+ default=-1 ignorable
+  DeletePartitions bool v0-2
+  UngroupedPartitions []StopReplicaPartitionV0 v0
+    TopicName string v0
+    PartitionIndex int32 v0
+  Topics []StopReplicaTopicV1 v1-2
+    Name string v1-2
+    PartitionIndexes []int32 v1-2
+  TopicStates []StopReplicaTopicState v3+
+    TopicName string v3+
+    PartitionStates []StopReplicaPartitionState v3+
+      PartitionIndex int32 v3+
+      LeaderEpoch int32 v3+ default=-1
+      DeletePartition bool v3+
+
+StopReplicaResponse response key=5 versions=0-4 flexible=2+
+  ErrorCode int16
+  PartitionErrors []StopReplicaPartitionError
+    TopicName string
+    PartitionIndex int32
+    ErrorCode int16
+
+UpdateMetadataRequest request key=6 versions=0-8 flexible=6+
+  ControllerId int32
+  isKRaftController bool v8+ default=false
+  Type int8 v8+ tag=0 tagged=8+ default=0
+  ControllerEpoch int32
+  BrokerEpoch int64 v5+ default=-1 ignorable
+  UngroupedPartitionStates []UpdateMetadataPartitionState v0-4
+  TopicStates []UpdateMetadataTopicState v5+
+    TopicName string v5+
+    TopicId uuid v7+ ignorable
+    PartitionStates []UpdateMetadataPartitionState v5+
+  LiveBrokers []UpdateMetadataBroker
+    Id int32
+    V0Host string v0 ignorable
+    V0Port int32 v0 ignorable
+    Endpoints []UpdateMetadataEndpoint v1+ ignorable
+      Port int32 v1+
+      Host string v1+
+      Listener string v3+ ignorable
+      SecurityProtocol int16 v1+
+    Rack string v2+ nullable=0+ ignorable
+  struct UpdateMetadataPartitionState v0+
+    TopicName string v0-4 ignorable
+    PartitionIndex int32
+    ControllerEpoch int32
+    Leader int32
+    LeaderEpoch int32
+    Isr []int32
+    ZkVersion int32
+    Replicas []int32
+    OfflineReplicas []int32 v4+ ignorable
+
+UpdateMetadataResponse response key=6 versions=0-8 flexible=6+
+  ErrorCode int16
+
+ControlledShutdownRequest request key=7 versions=0-3 flexible=3+
+  BrokerId int32
+  BrokerEpoch int64 v2+ default=-1 ignorable
+
+ControlledShutdownResponse response key=7 versions=0-3 flexible=3+
+  ErrorCode int16
+  RemainingPartitions []RemainingPartition
+    TopicName string
+    PartitionIndex int32
+
 OffsetCommitRequest request key=8 versions=0-9 flexible=8+
   GroupId string
   GenerationIdOrMemberEpoch int32 v1+ default=-1 ignorable
@@ -724,6 +835,23 @@ DeleteGroupsResponse response key=42 versions=0-2 flexible=2+
   Results []DeletableGroupResult
     GroupId string
     ErrorCode int16
+
+ElectLeadersRequest request key=43 versions=0-2 flexible=2+
+  ElectionType int8 v1+
+  TopicPartitions []TopicPartitions nullable=0+
+    Topic string
+    Partitions []int32
+  TimeoutMs int32 default=60000
+
+ElectLeadersResponse response key=43 versions=0-2 flexible=2+
+  ThrottleTimeMs int32
+  ErrorCode int16 v1+
+  ReplicaElectionResults []ReplicaElectionResult
+    Topic string
+    PartitionResult []PartitionResult
+      PartitionId int32
+      ErrorCode int16
+      ErrorMessage string nullable=0+
 
 IncrementalAlterConfigsRequest request key=44 versions=0-1 flexible=1+
   Resources []AlterConfigsResource

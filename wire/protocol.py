@@ -13,10 +13,17 @@ import struct
 from typing import Any
 
 from kbroker.wire.errors import DecodeError, EncodeError, UnsupportedVersion
-from kbroker.wire.messages import ALL, REQUESTS, RESPONSES, RequestHeader, ResponseHeader
+from kbroker.wire.messages import (
+    ALL,
+    REQUESTS,
+    RESPONSES,
+    ApiVersionsRequest,
+    RequestHeader,
+    ResponseHeader,
+)
 from kbroker.wire.schema import decode_struct, encode_struct
 
-API_VERSIONS = 18
+API_VERSIONS: int = ApiVersionsRequest.API_KEY
 
 # --- Protocol quirks: the one table ------------------------------------------------
 # (1) KIP-511: the ApiVersions response always uses response header v0 (no tagged
@@ -31,7 +38,7 @@ TOO_NEW_REQUEST_HEADER: dict[int, int] = {API_VERSIONS: 2}
 #     (RequestHeader.json: flexibleVersions "none" on the field, so old brokers can
 #     read any ApiVersions header). Enforced by the declaration in wire/_defs_data.py.
 # (4) Request header v0 (no ClientId) is only used by ControlledShutdown v0 (api key
-#     7), which is not declared, so every request here uses header v1 or v2.
+#     7; Kafka's ApiKeys.requestHeaderVersion); every other request uses v1 or v2.
 REQUEST_HEADER_V0: frozenset[tuple[int, int]] = frozenset({(7, 0)})
 # (5) The consumer embedded protocol is forward compatible (KIP-429): a
 #     Subscription/Assignment of a newer version than known is read with the

@@ -21,7 +21,7 @@ from kbroker.coordinator.group import CoordinatorConfig, GroupCoordinator, Pendi
 from kbroker.coordinator.store import OFFSETS_TOPIC, OffsetsTopicStore
 
 if TYPE_CHECKING:
-    from kbroker.broker import Broker
+    from kbroker.broker import BrokerState
 
 __all__ = [
     "coordinator_config",
@@ -36,7 +36,7 @@ T = TypeVar("T")
 _STATE_KEY = "kbroker.coordinator"
 
 
-def coordinator_config(broker: Broker) -> CoordinatorConfig:
+def coordinator_config(broker: BrokerState) -> CoordinatorConfig:
     """The coordinator settings from the broker config (Kafka names)."""
     c = broker.config
     return CoordinatorConfig(
@@ -53,7 +53,7 @@ def coordinator_config(broker: Broker) -> CoordinatorConfig:
     )
 
 
-def _offsets_partitions(broker: Broker) -> int:
+def _offsets_partitions(broker: BrokerState) -> int:
     # Once the topic exists its partition count decides where groups live, even if
     # offsets.topic.num.partitions was changed since (Kafka reads the topic too).
     topic = broker.topics.get("__consumer_offsets")
@@ -62,7 +62,7 @@ def _offsets_partitions(broker: Broker) -> int:
     return int(broker.config["offsets.topic.num.partitions"])
 
 
-def coordinator_for(broker: Broker) -> GroupCoordinator:
+def coordinator_for(broker: BrokerState) -> GroupCoordinator:
     """The broker's coordinator, loaded from ``__consumer_offsets`` on first use; polled."""
     gc = broker.state.get(_STATE_KEY)
     if gc is None:
@@ -75,7 +75,7 @@ def coordinator_for(broker: Broker) -> GroupCoordinator:
     return gc
 
 
-def poll_loaded(broker: Broker) -> None:
+def poll_loaded(broker: BrokerState) -> None:
     """Fire the group coordinator's due timers (session expiry, rebalance deadlines,
     offsets retention) if it is loaded; for the server's maintenance loop, so groups whose
     members all went silent still expire without waiting for another group request."""
@@ -84,7 +84,7 @@ def poll_loaded(broker: Broker) -> None:
         gc.poll()
 
 
-def on_topics_deleted(broker: Broker, topics: list[str]) -> None:
+def on_topics_deleted(broker: BrokerState, topics: list[str]) -> None:
     """Call after DeleteTopics: committed offsets of those topics are dropped (Kafka does
     this when partitions are deleted), so a re-created topic starts from the reset policy."""
     if _STATE_KEY not in broker.state and broker.topics.get(OFFSETS_TOPIC) is None:

@@ -74,7 +74,7 @@ from kbroker.wire.protocol import decode_versioned_data, encode_versioned_data
 from kbroker.wire.records import Record, build_batch
 
 if TYPE_CHECKING:
-    from kbroker.broker import Broker
+    from kbroker.broker import BrokerState
 
 __all__ = [
     "OFFSETS_TOPIC",
@@ -398,7 +398,7 @@ def decode_record(key: bytes, value: bytes | None) -> CoordinatorRecord | None:
 class OffsetsTopicStore:
     """``GroupStore`` backed by the broker's ``__consumer_offsets`` partitions."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: BrokerState) -> None:
         self._broker = broker
         # Producer id -> TxnOffsetCommit records without a marker yet (set by load()).
         self.pending_txn_offsets: dict[int, list[CoordinatorRecord]] = {}

@@ -2,8 +2,11 @@
 
 A handler module registers one coroutine per API::
 
-    @handles(ApiKey, min_version, max_version)
+    @handles(XRequest.API_KEY, min_version, max_version)
     async def handle_x(ctx: RequestContext, request: XRequest) -> XResponse | None: ...
+
+The key comes from the message declaration (wire/_defs_api.py), never a number
+written again here.
 
 Returning None sends nothing (Produce with acks=0). Each API reports its
 errors inside its response body; a ``KafkaApiError`` (or anything else)
@@ -29,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from kbroker.wire.protocol import STABLE
 
 if TYPE_CHECKING:
-    from kbroker.broker import Broker
+    from kbroker.broker import BrokerState
 
 __all__ = [
     "HANDLERS",
@@ -139,7 +142,7 @@ def lookup(api_key: int, api_version: int) -> Handler | None:
 class RequestContext:
     """What a handler knows about the request besides its body."""
 
-    broker: Broker
+    broker: BrokerState
     header: (
         Any  # wire RequestHeader: request_api_key, request_api_version, correlation_id, client_id
     )

@@ -59,7 +59,7 @@ from kbroker.wire.messages import (
 )
 
 if TYPE_CHECKING:
-    from kbroker.broker import Broker
+    from kbroker.broker import BrokerState
     from kbroker.topics import Partition, Topic
 
 ZERO_UUID = uuid.UUID(int=0)
@@ -206,7 +206,7 @@ def topic_config_entries(
 # --- CreateTopics (key 19) -----------------------------------------------------------------
 
 
-@handles(19, 0, 7)
+@handles(CreateTopicsRequest.API_KEY, 0, 7)
 async def handle_create_topics(
     ctx: RequestContext, request: CreateTopicsRequest
 ) -> CreateTopicsResponse:
@@ -244,7 +244,10 @@ async def handle_create_topics(
 
 
 def _create_topic(
-    broker: Broker, topic: CreateTopicsRequest.CreatableTopic, validate_only: bool, version: int
+    broker: BrokerState,
+    topic: CreateTopicsRequest.CreatableTopic,
+    validate_only: bool,
+    version: int,
 ) -> CreateTopicsResponse.CreatableTopicResult:
     topics = broker.topics
     topics.check_name(topic.name)
@@ -365,7 +368,7 @@ def _check_manual_assignment(
 # --- DeleteTopics (key 20) -----------------------------------------------------------------
 
 
-@handles(20, 0, 6)
+@handles(DeleteTopicsRequest.API_KEY, 0, 6)
 async def handle_delete_topics(
     ctx: RequestContext, request: DeleteTopicsRequest
 ) -> DeleteTopicsResponse:
@@ -450,7 +453,7 @@ async def handle_delete_topics(
 # --- CreatePartitions (key 37) -------------------------------------------------------------
 
 
-@handles(37, 0, 3)
+@handles(CreatePartitionsRequest.API_KEY, 0, 3)
 async def handle_create_partitions(
     ctx: RequestContext, request: CreatePartitionsRequest
 ) -> CreatePartitionsResponse:
@@ -483,7 +486,7 @@ async def handle_create_partitions(
 
 
 def _create_partitions(
-    broker: Broker, topic: CreatePartitionsRequest.CreatePartitionsTopic, validate_only: bool
+    broker: BrokerState, topic: CreatePartitionsRequest.CreatePartitionsTopic, validate_only: bool
 ) -> None:
     existing = broker.topics.get(topic.name)
     if existing is None:
@@ -539,7 +542,7 @@ def _check_broker_name(name: str, node_id: int, *, describe: bool) -> None:
         )
 
 
-@handles(32, 0, 4)
+@handles(DescribeConfigsRequest.API_KEY, 0, 4)
 async def handle_describe_configs(
     ctx: RequestContext, request: DescribeConfigsRequest
 ) -> DescribeConfigsResponse:
@@ -603,7 +606,7 @@ async def handle_describe_configs(
 
 
 def _describe_resource(
-    broker: Broker, resource: DescribeConfigsRequest.DescribeConfigsResource
+    broker: BrokerState, resource: DescribeConfigsRequest.DescribeConfigsResource
 ) -> list[tuple]:
     """(name, value, source, synonyms, read_only, sensitive, type, doc) for each config."""
     config: BrokerConfig = broker.config
@@ -729,7 +732,7 @@ def _refuse_broker_change(names: Sequence[str]) -> None:
     )
 
 
-def _topic_for_alter(broker: Broker, name: str) -> Topic | None:
+def _topic_for_alter(broker: BrokerState, name: str) -> Topic | None:
     if name == "":
         raise KafkaApiError(ErrorCode.INVALID_REQUEST, "Default topic resources are not allowed.")
     broker.topics.check_name(name)
@@ -737,7 +740,11 @@ def _topic_for_alter(broker: Broker, name: str) -> Topic | None:
 
 
 def _apply_topic_configs(
-    broker: Broker, name: str, topic: Topic | None, new: dict[str, str | None], validate_only: bool
+    broker: BrokerState,
+    name: str,
+    topic: Topic | None,
+    new: dict[str, str | None],
+    validate_only: bool,
 ) -> None:
     # ConfigurationControlManager.validateAlterConfig: the resulting config is validated
     # as a whole, then the topic's existence is checked.
@@ -750,7 +757,7 @@ def _apply_topic_configs(
 
 
 def _alter_topic_configs(
-    broker: Broker,
+    broker: BrokerState,
     resources: Sequence[Any],
     *,
     incremental: bool,
@@ -783,7 +790,7 @@ def _alter_topic_configs(
     return results
 
 
-@handles(33, 0, 2)
+@handles(AlterConfigsRequest.API_KEY, 0, 2)
 async def handle_alter_configs(
     ctx: RequestContext, request: AlterConfigsRequest
 ) -> AlterConfigsResponse:
@@ -805,7 +812,7 @@ def _list_default(name: str, broker_config: BrokerConfig) -> str | None:
 
 
 def _incremental_topic_configs(
-    broker: Broker, current: dict[str, str], ops: Sequence[Any]
+    broker: BrokerState, current: dict[str, str], ops: Sequence[Any]
 ) -> dict[str, str | None]:
     """ConfigurationControlManager.incrementalAlterConfigResource on a topic's overrides."""
     new: dict[str, str | None] = dict(current)
@@ -841,7 +848,7 @@ def _incremental_topic_configs(
     return new
 
 
-@handles(44, 0, 1)
+@handles(IncrementalAlterConfigsRequest.API_KEY, 0, 1)
 async def handle_incremental_alter_configs(
     ctx: RequestContext, request: IncrementalAlterConfigsRequest
 ) -> IncrementalAlterConfigsResponse:
@@ -868,7 +875,7 @@ def _partition_size(partition: Partition) -> int:
     return int(partition.log.size_in_bytes)
 
 
-@handles(35, 0, 4)
+@handles(DescribeLogDirsRequest.API_KEY, 0, 4)
 async def handle_describe_log_dirs(
     ctx: RequestContext, request: DescribeLogDirsRequest
 ) -> DescribeLogDirsResponse:

@@ -5,7 +5,7 @@ How it works: the handler reads every requested partition in request order
 goes; only the first partition that returns data may exceed its limit, and then
 only by one whole batch (KIP-74). If the bytes read reach ``min_bytes``, or
 ``max_wait_ms`` is 0, or a partition failed, it answers at once. Otherwise it
-parks on ``Broker.wait_for_append`` until an append wakes it (it reads again
+parks on ``BrokerState.wait_for_append`` until an append wakes it (it reads again
 only if one of its partitions' end or start offset moved) or ``max_wait_ms``
 runs out (then answers with a fresh read) — woken by appends, never by a
 polling timer (Kafka's DelayedFetch).
@@ -25,7 +25,12 @@ import trio
 
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
-from kbroker.handlers.offsets import check_leader_epoch, error_code_of, lookup_topic, partition_of
+from kbroker.handlers.partitions import (
+    check_leader_epoch,
+    error_code_of,
+    lookup_topic,
+    partition_of,
+)
 from kbroker.log.errors import OffsetOutOfRange
 from kbroker.topics import Partition, Topic
 from kbroker.txn.service import poll as poll_transactions
@@ -65,7 +70,7 @@ class FetchedRecords:
         return f"FetchedRecords({len(self.regions)} regions, {self._length} bytes)"
 
 
-@handles(1, 4, 17)
+@handles(FetchRequest.API_KEY, 4, 17)
 async def handle_fetch(ctx: RequestContext, request: FetchRequest) -> FetchResponse:
     """Answer a fetch once min_bytes are available, a partition fails, or max_wait_ms passes."""
     version = ctx.api_version

@@ -49,20 +49,6 @@ from kbroker.wire.messages import (
     SyncGroupResponse,
 )
 
-FIND_COORDINATOR = 10
-JOIN_GROUP = 11
-HEARTBEAT = 12
-LEAVE_GROUP = 13
-SYNC_GROUP = 14
-DESCRIBE_GROUPS = 15
-LIST_GROUPS = 16
-OFFSET_COMMIT = 8
-OFFSET_FETCH = 9
-DELETE_GROUPS = 42
-OFFSET_DELETE = 47
-CONSUMER_GROUP_HEARTBEAT = 68
-CONSUMER_GROUP_DESCRIBE = 69
-
 # AclOperation codes a group supports (READ 3, DELETE 6, DESCRIBE 8): without an
 # authorizer Kafka reports all of them when asked (KIP-430).
 GROUP_OPERATIONS = sum(1 << op for op in (3, 6, 8))
@@ -79,7 +65,7 @@ def client_host(ctx: RequestContext) -> str:
 # --- FindCoordinator (10) ---------------------------------------------------------------
 
 
-@handles(FIND_COORDINATOR, 0, 6)
+@handles(FindCoordinatorRequest.API_KEY, 0, 6)
 async def handle_find_coordinator(
     ctx: RequestContext, request: FindCoordinatorRequest
 ) -> FindCoordinatorResponse:
@@ -125,7 +111,7 @@ async def handle_find_coordinator(
 # --- JoinGroup (11) / SyncGroup (14) / Heartbeat (12) / LeaveGroup (13) -----------------
 
 
-@handles(JOIN_GROUP, 0, 9)
+@handles(JoinGroupRequest.API_KEY, 0, 9)
 async def handle_join_group(ctx: RequestContext, request: JoinGroupRequest) -> JoinGroupResponse:
     """Join (or rejoin) a group; answered when the rebalance completes."""
     gc = coordinator_for(ctx.broker)
@@ -170,7 +156,7 @@ async def handle_join_group(ctx: RequestContext, request: JoinGroupRequest) -> J
     )
 
 
-@handles(SYNC_GROUP, 0, 5)
+@handles(SyncGroupRequest.API_KEY, 0, 5)
 async def handle_sync_group(ctx: RequestContext, request: SyncGroupRequest) -> SyncGroupResponse:
     """Receive the leader's assignment / hand each member its own."""
     gc = coordinator_for(ctx.broker)
@@ -196,7 +182,7 @@ async def handle_sync_group(ctx: RequestContext, request: SyncGroupRequest) -> S
     )
 
 
-@handles(HEARTBEAT, 0, 4)
+@handles(HeartbeatRequest.API_KEY, 0, 4)
 async def handle_heartbeat(ctx: RequestContext, request: HeartbeatRequest) -> HeartbeatResponse:
     """Keep a member alive; REBALANCE_IN_PROGRESS tells it to rejoin."""
     gc = coordinator_for(ctx.broker)
@@ -209,7 +195,7 @@ async def handle_heartbeat(ctx: RequestContext, request: HeartbeatRequest) -> He
     return HeartbeatResponse(error_code=error)
 
 
-@handles(LEAVE_GROUP, 0, 5)
+@handles(LeaveGroupRequest.API_KEY, 0, 5)
 async def handle_leave_group(ctx: RequestContext, request: LeaveGroupRequest) -> LeaveGroupResponse:
     """Remove members (one before v3; a batch, possibly by instance id, from v3, KIP-345)."""
     gc = coordinator_for(ctx.broker)
@@ -235,7 +221,7 @@ async def handle_leave_group(ctx: RequestContext, request: LeaveGroupRequest) ->
 # --- OffsetCommit (8) / OffsetFetch (9) / OffsetDelete (47) -----------------------------
 
 
-@handles(OFFSET_COMMIT, 0, 9)
+@handles(OffsetCommitRequest.API_KEY, 0, 9)
 async def handle_offset_commit(
     ctx: RequestContext, request: OffsetCommitRequest
 ) -> OffsetCommitResponse:
@@ -314,7 +300,7 @@ def _fetch_group(
     return out
 
 
-@handles(OFFSET_FETCH, 0, 9)
+@handles(OffsetFetchRequest.API_KEY, 0, 9)
 async def handle_offset_fetch(
     ctx: RequestContext, request: OffsetFetchRequest
 ) -> OffsetFetchResponse:
@@ -394,7 +380,7 @@ async def handle_offset_fetch(
     )
 
 
-@handles(OFFSET_DELETE, 0, 0)
+@handles(OffsetDeleteRequest.API_KEY, 0, 0)
 async def handle_offset_delete(
     ctx: RequestContext, request: OffsetDeleteRequest
 ) -> OffsetDeleteResponse:
@@ -434,7 +420,7 @@ async def handle_offset_delete(
 # --- DescribeGroups (15) / ListGroups (16) / DeleteGroups (42) --------------------------
 
 
-@handles(DESCRIBE_GROUPS, 0, 5)
+@handles(DescribeGroupsRequest.API_KEY, 0, 5)
 async def handle_describe_groups(
     ctx: RequestContext, request: DescribeGroupsRequest
 ) -> DescribeGroupsResponse:
@@ -472,7 +458,7 @@ async def handle_describe_groups(
     return DescribeGroupsResponse(groups=out)
 
 
-@handles(LIST_GROUPS, 0, 5)
+@handles(ListGroupsRequest.API_KEY, 0, 5)
 async def handle_list_groups(ctx: RequestContext, request: ListGroupsRequest) -> ListGroupsResponse:
     """Every group, filtered by state (v4+, KIP-518) and type (v5+, KIP-848)."""
     gc = coordinator_for(ctx.broker)
@@ -496,7 +482,7 @@ async def handle_list_groups(ctx: RequestContext, request: ListGroupsRequest) ->
     return ListGroupsResponse(error_code=ErrorCode.NONE, groups=groups)
 
 
-@handles(DELETE_GROUPS, 0, 2)
+@handles(DeleteGroupsRequest.API_KEY, 0, 2)
 async def handle_delete_groups(
     ctx: RequestContext, request: DeleteGroupsRequest
 ) -> DeleteGroupsResponse:
@@ -523,7 +509,7 @@ def _topics_view(ctx: RequestContext) -> dict[str, tuple[Any, int]]:
     }
 
 
-@handles(CONSUMER_GROUP_HEARTBEAT, 0, 1)
+@handles(ConsumerGroupHeartbeatRequest.API_KEY, 0, 1)
 async def handle_consumer_group_heartbeat(
     ctx: RequestContext, request: ConsumerGroupHeartbeatRequest
 ) -> ConsumerGroupHeartbeatResponse:
@@ -575,7 +561,7 @@ async def handle_consumer_group_heartbeat(
     )
 
 
-@handles(CONSUMER_GROUP_DESCRIBE, 0, 0)
+@handles(ConsumerGroupDescribeRequest.API_KEY, 0, 0)
 async def handle_consumer_group_describe(
     ctx: RequestContext, request: ConsumerGroupDescribeRequest
 ) -> ConsumerGroupDescribeResponse:

@@ -25,9 +25,6 @@ from kbroker.wire.messages import (
 
 logger = logging.getLogger(__name__)
 
-API_VERSIONS = 18
-METADATA = 3
-DESCRIBE_CLUSTER = 60
 AUTHORIZED_OPERATIONS_OMITTED = -2147483648  # Integer.MIN_VALUE: "not requested"
 # Without an authorizer Kafka reports every operation the resource type supports
 # (AclOperation codes: READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7, DESCRIBE 8,
@@ -66,16 +63,18 @@ def _api_keys() -> list[ApiVersionsResponse.ApiVersion]:
 def unsupported_api_versions_response() -> ApiVersionsResponse:
     """KIP-511 reply to an ApiVersions version we do not serve (sent as v0): the error and
     our ApiVersions range, as Kafka's ApiVersionsRequest.getErrorResponse does."""
-    low, high = advertised_versions()[API_VERSIONS]
+    low, high = advertised_versions()[ApiVersionsRequest.API_KEY]
     return ApiVersionsResponse(
         error_code=ErrorCode.UNSUPPORTED_VERSION,
         api_keys=[
-            ApiVersionsResponse.ApiVersion(api_key=API_VERSIONS, min_version=low, max_version=high)
+            ApiVersionsResponse.ApiVersion(
+                api_key=ApiVersionsRequest.API_KEY, min_version=low, max_version=high
+            )
         ],
     )
 
 
-@handles(API_VERSIONS, 0, 4)
+@handles(ApiVersionsRequest.API_KEY, 0, 4)
 async def handle_api_versions(
     ctx: RequestContext, request: ApiVersionsRequest
 ) -> ApiVersionsResponse:
@@ -161,7 +160,7 @@ def _missing_topic(
     return _topic_metadata(ctx, topic, include_operations)
 
 
-@handles(METADATA, 0, 12)
+@handles(MetadataRequest.API_KEY, 0, 12)
 async def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> MetadataResponse:
     """Brokers, cluster id, controller, and the requested topics (auto-creating them)."""
     broker = ctx.broker
@@ -230,7 +229,7 @@ async def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> Meta
 # --- DescribeCluster (key 60, KIP-700) ------------------------------------------------
 
 
-@handles(DESCRIBE_CLUSTER, 0, 1)
+@handles(DescribeClusterRequest.API_KEY, 0, 1)
 async def handle_describe_cluster(
     ctx: RequestContext, request: DescribeClusterRequest
 ) -> DescribeClusterResponse:

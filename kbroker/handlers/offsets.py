@@ -1,9 +1,9 @@
-"""ListOffsets, OffsetForLeaderEpoch and DeleteRecords, plus helpers the data path shares.
+"""ListOffsets, OffsetForLeaderEpoch and DeleteRecords.
 
 How it works: each API walks the requested topics / partitions in request
 order and answers every one of them in its own body entry; nothing here
 fails the whole request. A single node is leader of every partition with
-leader epoch 0 (``LEADER_EPOCH``), so epoch questions reduce to comparisons
+leader epoch 0 (``partitions.LEADER_EPOCH``), so epoch questions reduce to comparisons
 with that constant, following Kafka's ``Partition`` / ``LeaderEpochFileCache``
 rules.
 """
@@ -14,8 +14,15 @@ from typing import Any
 
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
-from kbroker.log.errors import LogError, OffsetOutOfRange
-from kbroker.topic_config import effective_topic_value
+from kbroker.handlers.partitions import (
+    LEADER_EPOCH,
+    check_leader_epoch,
+    error_code_of,
+    lookup_partition,
+    lookup_topic,
+    partition_of,
+    topic_value,
+)
 from kbroker.topics import Partition, Topic
 from kbroker.txn.service import poll as poll_transactions
 from kbroker.wire.errors import ErrorCode
@@ -28,9 +35,6 @@ from kbroker.wire.messages import (
     OffsetForLeaderEpochResponse,
 )
 
-# The only leader epoch a single-node broker ever has (a KRaft topic starts at 0).
-LEADER_EPOCH = 0
-
 # ListOffsets special timestamps (ListOffsetsRequest.java; KIP-734 max, KIP-405 tiered).
 LATEST_TIMESTAMP = -1
 EARLIEST_TIMESTAMP = -2
@@ -42,58 +46,10 @@ LATEST_TIERED_TIMESTAMP = -5
 DELETE_TO_HIGH_WATERMARK = -1
 
 
-# -- shared helpers -------------------------------------------------------------
-
-
-def lookup_partition(ctx: RequestContext, topic_name: str, index: int) -> Partition:
-    """The broker's Partition for (topic, index); KafkaApiError UNKNOWN_TOPIC_OR_PARTITION if none."""
-    return partition_of(lookup_topic(ctx, topic_name), index)
-
-
-def lookup_topic(ctx: RequestContext, topic_name: str) -> Topic:
-    """The broker's Topic by name; KafkaApiError UNKNOWN_TOPIC_OR_PARTITION if none."""
-    topic = ctx.broker.topics.get(topic_name)
-    if topic is None:
-        raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
-    return topic
-
-
-def partition_of(topic: Topic, index: int) -> Partition:
-    """Partition ``index`` of ``topic``; KafkaApiError UNKNOWN_TOPIC_OR_PARTITION if out of range."""
-    if not 0 <= index < len(topic.partitions):
-        raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
-    return topic.partitions[index]
-
-
-def check_leader_epoch(current_leader_epoch: int) -> None:
-    """Kafka's ``Partition.localLogWithEpochOrThrow`` for a client-supplied current leader epoch.
-
-    -1 means "not given" (no check); older than ours is FENCED_LEADER_EPOCH (the
-    client holds stale metadata); newer is UNKNOWN_LEADER_EPOCH (we are the stale one).
-    """
-    if current_leader_epoch == -1 or current_leader_epoch == LEADER_EPOCH:
-        return
-    if current_leader_epoch < LEADER_EPOCH:
-        raise KafkaApiError(ErrorCode.FENCED_LEADER_EPOCH)
-    raise KafkaApiError(ErrorCode.UNKNOWN_LEADER_EPOCH)
-
-
-def error_code_of(exc: BaseException) -> ErrorCode:
-    """Kafka's error code for an exception raised while serving one partition."""
-    if isinstance(exc, KafkaApiError):
-        return exc.code
-    if isinstance(exc, OffsetOutOfRange):
-        return ErrorCode.OFFSET_OUT_OF_RANGE
-    if isinstance(exc, (LogError, OSError)):
-        # Kafka turns an IOException on a log into KafkaStorageException.
-        return ErrorCode.KAFKA_STORAGE_ERROR
-    return ErrorCode.UNKNOWN_SERVER_ERROR
-
-
 # -- ListOffsets (api key 2) ------------------------------------------------------
 
 
-@handles(2, 1, 10)
+@handles(ListOffsetsRequest.API_KEY, 1, 10)
 async def handle_list_offsets(
     ctx: RequestContext, request: ListOffsetsRequest
 ) -> ListOffsetsResponse:
@@ -172,7 +128,7 @@ def _offset_for(
 # -- OffsetForLeaderEpoch (api key 23) -------------------------------------------------
 
 
-@handles(23, 0, 4)
+@handles(OffsetForLeaderEpochRequest.API_KEY, 0, 4)
 async def handle_offset_for_leader_epoch(
     ctx: RequestContext, request: OffsetForLeaderEpochRequest
 ) -> OffsetForLeaderEpochResponse:
@@ -221,7 +177,7 @@ def end_offset_for_epoch(log: Any, requested_epoch: int) -> tuple[int, int]:
 # -- DeleteRecords (api key 21) ------------------------------------------------------------
 
 
-@handles(21, 0, 2)
+@handles(DeleteRecordsRequest.API_KEY, 0, 2)
 async def handle_delete_records(
     ctx: RequestContext, request: DeleteRecordsRequest
 ) -> DeleteRecordsResponse:
@@ -268,11 +224,3 @@ def _delete_records(ctx: RequestContext, topic: Topic, partition: Partition, off
     if target > log.log_start_offset:
         log.delete_records_before(target)
     return log.log_start_offset
-
-
-# -- topic configuration ---------------------------------------------------------------------
-
-
-def topic_value(ctx: RequestContext, topic: Topic, name: str) -> Any:
-    """The typed effective value of topic config ``name`` (override, else broker synonym, else default)."""
-    return effective_topic_value(name, topic.configs, ctx.broker.config)

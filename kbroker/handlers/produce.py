@@ -34,7 +34,7 @@ from typing import Any
 
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import CloseConnection, RequestContext, handles
-from kbroker.handlers.offsets import (
+from kbroker.handlers.partitions import (
     LEADER_EPOCH,
     error_code_of,
     lookup_topic,
@@ -330,7 +330,7 @@ def apply_compression_type(
     return rebuilt, new_header
 
 
-@handles(0, 3, 11)
+@handles(ProduceRequest.API_KEY, 3, 11)
 async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> ProduceResponse | None:
     """Append each partition's batch; answer per partition (nothing at all for acks=0)."""
     version = ctx.api_version

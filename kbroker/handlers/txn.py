@@ -46,16 +46,6 @@ from kbroker.wire.messages import (
 
 logger = logging.getLogger(__name__)
 
-INIT_PRODUCER_ID = 22
-ADD_PARTITIONS_TO_TXN = 24
-ADD_OFFSETS_TO_TXN = 25
-END_TXN = 26
-WRITE_TXN_MARKERS = 27
-TXN_OFFSET_COMMIT = 28
-DESCRIBE_PRODUCERS = 61
-DESCRIBE_TRANSACTIONS = 65
-LIST_TRANSACTIONS = 66
-
 
 def _fenced_code(code: int, version: int, first_fenced_version: int) -> int:
     """PRODUCER_FENCED for clients that know it, INVALID_PRODUCER_EPOCH for older ones."""
@@ -78,7 +68,7 @@ def _ensure_state_topic(ctx: RequestContext) -> None:
 # --- InitProducerId (22) -----------------------------------------------------------------
 
 
-@handles(INIT_PRODUCER_ID, 0, 5)
+@handles(InitProducerIdRequest.API_KEY, 0, 5)
 async def handle_init_producer_id(
     ctx: RequestContext, request: InitProducerIdRequest
 ) -> InitProducerIdResponse:
@@ -107,7 +97,7 @@ async def handle_init_producer_id(
 # --- AddPartitionsToTxn (24) ------------------------------------------------------------
 
 
-@handles(ADD_PARTITIONS_TO_TXN, 0, 5)
+@handles(AddPartitionsToTxnRequest.API_KEY, 0, 5)
 async def handle_add_partitions_to_txn(
     ctx: RequestContext, request: AddPartitionsToTxnRequest
 ) -> AddPartitionsToTxnResponse:
@@ -195,7 +185,7 @@ def _offsets_partition(ctx: RequestContext, group_id: str) -> int:
     return partition_for(group_id, len(topic.partitions))
 
 
-@handles(ADD_OFFSETS_TO_TXN, 0, 4)
+@handles(AddOffsetsToTxnRequest.API_KEY, 0, 4)
 async def handle_add_offsets_to_txn(
     ctx: RequestContext, request: AddOffsetsToTxnRequest
 ) -> AddOffsetsToTxnResponse:
@@ -216,7 +206,7 @@ async def handle_add_offsets_to_txn(
 # --- EndTxn (26) -------------------------------------------------------------------------------
 
 
-@handles(END_TXN, 0, 4)
+@handles(EndTxnRequest.API_KEY, 0, 4)
 async def handle_end_txn(ctx: RequestContext, request: EndTxnRequest) -> EndTxnResponse:
     """Commit or abort; the markers are written before the answer."""
     tc = txn_coordinator(ctx.broker)
@@ -232,7 +222,7 @@ async def handle_end_txn(ctx: RequestContext, request: EndTxnRequest) -> EndTxnR
 # --- WriteTxnMarkers (27) ---------------------------------------------------------------------
 
 
-@handles(WRITE_TXN_MARKERS, 0, 1)
+@handles(WriteTxnMarkersRequest.API_KEY, 0, 1)
 async def handle_write_txn_markers(
     ctx: RequestContext, request: WriteTxnMarkersRequest
 ) -> WriteTxnMarkersResponse:
@@ -276,7 +266,7 @@ async def handle_write_txn_markers(
 # --- TxnOffsetCommit (28) ---------------------------------------------------------------------
 
 
-@handles(TXN_OFFSET_COMMIT, 0, 4)
+@handles(TxnOffsetCommitRequest.API_KEY, 0, 4)
 async def handle_txn_offset_commit(
     ctx: RequestContext, request: TxnOffsetCommitRequest
 ) -> TxnOffsetCommitResponse:
@@ -350,7 +340,7 @@ async def handle_txn_offset_commit(
 # --- DescribeProducers (61) -------------------------------------------------------------------
 
 
-@handles(DESCRIBE_PRODUCERS, 0, 0)
+@handles(DescribeProducersRequest.API_KEY, 0, 0)
 async def handle_describe_producers(
     ctx: RequestContext, request: DescribeProducersRequest
 ) -> DescribeProducersResponse:
@@ -388,7 +378,7 @@ async def handle_describe_producers(
 # --- DescribeTransactions (65) / ListTransactions (66) ---------------------------------------
 
 
-@handles(DESCRIBE_TRANSACTIONS, 0, 0)
+@handles(DescribeTransactionsRequest.API_KEY, 0, 0)
 async def handle_describe_transactions(
     ctx: RequestContext, request: DescribeTransactionsRequest
 ) -> DescribeTransactionsResponse:
@@ -427,7 +417,7 @@ async def handle_describe_transactions(
     return R(throttle_time_ms=0, transaction_states=states)
 
 
-@handles(LIST_TRANSACTIONS, 0, 1)
+@handles(ListTransactionsRequest.API_KEY, 0, 1)
 async def handle_list_transactions(
     ctx: RequestContext, request: ListTransactionsRequest
 ) -> ListTransactionsResponse:

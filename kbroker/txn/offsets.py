@@ -20,18 +20,18 @@ from kbroker.coordinator.store import OFFSETS_TOPIC, OffsetsTopicStore
 from kbroker.wire.errors import ErrorCode
 
 if TYPE_CHECKING:
-    from kbroker.broker import Broker
+    from kbroker.broker import BrokerState
 
 _STATE_KEY = "kbroker.txn.offsets"
 TopicPartition = tuple[str, int]
 
 
-def load_pending(broker: Broker) -> None:
+def load_pending(broker: BrokerState) -> None:
     """Recover staged offsets of open transactions from the topic (once)."""
     _pending(broker)
 
 
-def _pending(broker: Broker) -> dict[int, list[OffsetRecord]]:
+def _pending(broker: BrokerState) -> dict[int, list[OffsetRecord]]:
     pending = broker.state.get(_STATE_KEY)
     if pending is None:
         store = OffsetsTopicStore(broker)
@@ -46,7 +46,7 @@ def _pending(broker: Broker) -> dict[int, list[OffsetRecord]]:
 
 
 def stage(
-    broker: Broker,
+    broker: BrokerState,
     group_id: str,
     producer_id: int,
     producer_epoch: int,
@@ -80,14 +80,14 @@ def stage(
     return codes
 
 
-def complete(broker: Broker, producer_id: int, commit: bool) -> None:
+def complete(broker: BrokerState, producer_id: int, commit: bool) -> None:
     """The producer's transaction ended: publish (commit) or drop (abort) its staged offsets."""
     staged = _pending(broker).pop(producer_id, [])
     if commit and staged:
         coordinator_for(broker).replay(staged)
 
 
-def pending_partitions(broker: Broker, group_id: str) -> set[TopicPartition]:
+def pending_partitions(broker: BrokerState, group_id: str) -> set[TopicPartition]:
     """Partitions with offsets of the group staged by an open transaction.
 
     For OffsetFetch with require_stable (v7+, KIP-447): Kafka answers those

@@ -28,7 +28,7 @@ from kbroker.wire.errors import ErrorCode
 from kbroker.wire.records import build_control_batch
 
 if TYPE_CHECKING:
-    from kbroker.broker import Broker
+    from kbroker.broker import BrokerState
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ PRODUCER_EXPIRATION_CHECK_MS = 600000
 COORDINATOR_EPOCH = 0
 
 
-def producer_ids(broker: Broker) -> ProducerIdManager:
+def producer_ids(broker: BrokerState) -> ProducerIdManager:
     """The broker's producer id allocator (persisted in the data dir)."""
     mgr = broker.state.get(_PID_KEY)
     if mgr is None:
@@ -51,7 +51,7 @@ def producer_ids(broker: Broker) -> ProducerIdManager:
     return mgr
 
 
-def txn_config(broker: Broker) -> TxnConfig:
+def txn_config(broker: BrokerState) -> TxnConfig:
     """Coordinator settings from the broker config."""
     c = broker.config
     return TxnConfig(
@@ -60,7 +60,7 @@ def txn_config(broker: Broker) -> TxnConfig:
     )
 
 
-def txn_coordinator(broker: Broker) -> TransactionCoordinator:
+def txn_coordinator(broker: BrokerState) -> TransactionCoordinator:
     """The broker's transaction coordinator, loaded on first use, then polled."""
     tc = broker.state.get(_STATE_KEY)
     if tc is None:
@@ -82,7 +82,7 @@ def txn_coordinator(broker: Broker) -> TransactionCoordinator:
     return tc
 
 
-def poll(broker: Broker, tc: TransactionCoordinator | None = None) -> None:
+def poll(broker: BrokerState, tc: TransactionCoordinator | None = None) -> None:
     """Fire due coordinator timers, loading the coordinator if transactions were ever used."""
     tc = tc if tc is not None else broker.state.get(_STATE_KEY)
     if tc is None:
@@ -105,7 +105,7 @@ def poll(broker: Broker, tc: TransactionCoordinator | None = None) -> None:
             logger.info("aborted timed-out transactions: %s", ", ".join(aborted))
 
 
-def maintain(broker: Broker) -> None:
+def maintain(broker: BrokerState) -> None:
     """One maintenance pass: transaction timeouts / id expiry and producer-id expiry everywhere.
 
     For the server's maintenance loop (every few seconds); until it calls this,
@@ -119,7 +119,7 @@ def maintain(broker: Broker) -> None:
 
 
 def write_markers(
-    broker: Broker,
+    broker: BrokerState,
     producer_id: int,
     epoch: int,
     commit: bool,
@@ -158,7 +158,7 @@ def write_markers(
 
 
 def check_producer_batch(
-    broker: Broker, topic: Any, partition: Any, header: Any, transactional_id: str | None
+    broker: BrokerState, topic: Any, partition: Any, header: Any, transactional_id: str | None
 ) -> BatchMetadata | None:
     """Idempotence / transaction checks for one Produce batch before it is appended.
 
@@ -219,7 +219,7 @@ def check_producer_batch(
     return None
 
 
-def _maybe_expire_producers(broker: Broker, log: Any) -> None:
+def _maybe_expire_producers(broker: BrokerState, log: Any) -> None:
     """producer.id.expiration.ms, checked every producer.id.expiration.check.interval.ms per log."""
     now_ms = int(broker.clock() * 1000)
     checked = broker.state.setdefault(_EXPIRY_KEY, {})

@@ -23,7 +23,7 @@ from kbroker.wire.protocol import decode_versioned_data, encode_versioned_data
 from kbroker.wire.records import Record, build_batch
 
 if TYPE_CHECKING:
-    from kbroker.broker import Broker
+    from kbroker.broker import BrokerState
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def decode_txn_record(key: bytes, value: bytes | None) -> tuple[str, TxnMetadata
 class TxnStateTopicStore:
     """``TxnStore`` backed by the broker's ``__transaction_state`` partitions."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: BrokerState) -> None:
         self._broker = broker
 
     def num_partitions(self) -> int:

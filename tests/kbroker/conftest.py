@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import trio
 
-from kbroker.broker import Broker
+from kbroker.broker import BrokerState
 from kbroker.config import CONFIG_DEFS, BrokerConfig
 from kbroker.handlers import advertised_versions
 from kbroker.server import Server, serve
@@ -118,7 +118,7 @@ class RunningServer:
     ) -> None:
         self.server = server
         self.address: tuple[str, int] = server.address
-        self.broker: Broker = server.broker
+        self.broker: BrokerState = server.broker
         self.config = config
         self._done = done
         self._scope = scope

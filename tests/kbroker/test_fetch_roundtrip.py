@@ -13,7 +13,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kbroker.broker import Broker
+from kbroker.broker import BrokerState
 from kbroker.config import BrokerConfig
 from kbroker.handlers import RequestContext
 from kbroker.handlers.fetch import handle_fetch
@@ -34,7 +34,7 @@ record_st = st.builds(
 batch_st = st.tuples(st.lists(record_st, min_size=1, max_size=8), st.sampled_from([0, 1, 2, 3, 4]))
 
 
-async def _call(broker: Broker, handler: Any, body: Any, version: int) -> Any:
+async def _call(broker: BrokerState, handler: Any, body: Any, version: int) -> Any:
     """One request through the codec and the handler, back through the codec."""
     frame = encode_request(body.API_KEY, version, 7, "prop", body)
     header, request = decode_request(frame[4:])
@@ -70,7 +70,7 @@ def test_produced_records_come_back_unchanged(
         config = BrokerConfig.from_properties(
             {"listeners": "PLAINTEXT://127.0.0.1:0", "log.dirs": data_dir}
         )
-        broker = Broker(config)
+        broker = BrokerState(config)
         try:
             broker.topics.create("prop", 1, {})
             offset = 0

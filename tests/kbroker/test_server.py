@@ -275,7 +275,7 @@ async def test_wait_for_append_is_woken_by_appends(server) -> None:
     assert woke == [True]
 
 
-# --- maintenance steps (Broker, synchronous, injected clock) ------------------------------
+# --- maintenance steps (BrokerState, synchronous, injected clock) ------------------------------
 
 
 class FakeClock:
@@ -288,11 +288,13 @@ class FakeClock:
 
 @pytest.fixture
 def broker_with_clock(tmp_path):
-    from kbroker.broker import Broker
+    from kbroker.broker import BrokerState
     from kbroker.config import BrokerConfig
 
     clock = FakeClock()
-    broker = Broker(BrokerConfig.from_properties({"log.dirs": str(tmp_path / "b")}), clock=clock)
+    broker = BrokerState(
+        BrokerConfig.from_properties({"log.dirs": str(tmp_path / "b")}), clock=clock
+    )
     yield broker, clock
     broker.close()
 

@@ -66,7 +66,9 @@ def test_request_and_response_frames(key: int, version: int, data: st.DataObject
     assert int.from_bytes(frame[:4], "big") == len(frame) - 4
     header, body = protocol.decode_request(frame[4:])
     assert (header.request_api_key, header.request_api_version) == (key, version)
-    assert header.correlation_id == 42 and header.client_id == client_id
+    # Header v0 (ControlledShutdown v0 only) has no ClientId: it reads back as the default "".
+    sent_id = client_id if protocol.request_header_version(key, version) >= 1 else ""
+    assert header.correlation_id == 42 and header.client_id == sent_id
     assert body == req
     # Kafka ignores trailing bytes after a request body; so do we.
     assert protocol.decode_request(frame[4:] + b"\x00junk")[1] == req
@@ -74,3 +76,13 @@ def test_request_and_response_frames(key: int, version: int, data: st.DataObject
     rframe = protocol.encode_response(key, version, 7, resp)
     assert int.from_bytes(rframe[:4], "big") == len(rframe) - 4
     assert protocol.decode_response(key, version, rframe[4:]) == (7, resp)
+
+
+def test_controlled_shutdown_v0_uses_request_header_v0() -> None:
+    # Kafka's ApiKeys.requestHeaderVersion: ControlledShutdown v0 predates ClientId, so
+    # its header is api key, version and correlation id only (8 bytes) before the body.
+    req = REQUESTS[7](broker_id=3)
+    frame = protocol.encode_request(7, 0, 9, "ignored", req)
+    assert frame[4:] == b"\x00\x07\x00\x00\x00\x00\x00\x09\x00\x00\x00\x03"
+    header, body = protocol.decode_request(frame[4:])
+    assert (header.correlation_id, header.client_id, body.broker_id) == (9, "", 3)

@@ -1,0 +1,78 @@
+"""What the data-path handlers share: finding the partition a request names,
+checking the client's leader epoch, the error code for a failure on one partition,
+and a topic's effective config.
+
+Produce, Fetch, ListOffsets, OffsetForLeaderEpoch and DeleteRecords all answer per
+partition; these helpers raise ``KafkaApiError`` with the code Kafka's
+``ReplicaManager`` / ``Partition`` would put in that partition's entry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kbroker.errors import KafkaApiError
+from kbroker.handlers import RequestContext
+from kbroker.log.errors import LogError, OffsetOutOfRange
+from kbroker.topic_config import effective_topic_value
+from kbroker.topics import Partition, Topic
+from kbroker.wire.errors import ErrorCode
+
+# The only leader epoch a single-node broker ever has (a KRaft topic starts at 0).
+LEADER_EPOCH = 0
+
+
+# -- lookup and errors -------------------------------------------------------------
+
+
+def lookup_partition(ctx: RequestContext, topic_name: str, index: int) -> Partition:
+    """The broker's Partition for (topic, index); KafkaApiError UNKNOWN_TOPIC_OR_PARTITION if none."""
+    return partition_of(lookup_topic(ctx, topic_name), index)
+
+
+def lookup_topic(ctx: RequestContext, topic_name: str) -> Topic:
+    """The broker's Topic by name; KafkaApiError UNKNOWN_TOPIC_OR_PARTITION if none."""
+    topic = ctx.broker.topics.get(topic_name)
+    if topic is None:
+        raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+    return topic
+
+
+def partition_of(topic: Topic, index: int) -> Partition:
+    """Partition ``index`` of ``topic``; KafkaApiError UNKNOWN_TOPIC_OR_PARTITION if out of range."""
+    if not 0 <= index < len(topic.partitions):
+        raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+    return topic.partitions[index]
+
+
+def check_leader_epoch(current_leader_epoch: int) -> None:
+    """Kafka's ``Partition.localLogWithEpochOrThrow`` for a client-supplied current leader epoch.
+
+    -1 means "not given" (no check); older than ours is FENCED_LEADER_EPOCH (the
+    client holds stale metadata); newer is UNKNOWN_LEADER_EPOCH (we are the stale one).
+    """
+    if current_leader_epoch == -1 or current_leader_epoch == LEADER_EPOCH:
+        return
+    if current_leader_epoch < LEADER_EPOCH:
+        raise KafkaApiError(ErrorCode.FENCED_LEADER_EPOCH)
+    raise KafkaApiError(ErrorCode.UNKNOWN_LEADER_EPOCH)
+
+
+def error_code_of(exc: BaseException) -> ErrorCode:
+    """Kafka's error code for an exception raised while serving one partition."""
+    if isinstance(exc, KafkaApiError):
+        return exc.code
+    if isinstance(exc, OffsetOutOfRange):
+        return ErrorCode.OFFSET_OUT_OF_RANGE
+    if isinstance(exc, (LogError, OSError)):
+        # Kafka turns an IOException on a log into KafkaStorageException.
+        return ErrorCode.KAFKA_STORAGE_ERROR
+    return ErrorCode.UNKNOWN_SERVER_ERROR
+
+
+# -- topic configuration ---------------------------------------------------------------------
+
+
+def topic_value(ctx: RequestContext, topic: Topic, name: str) -> Any:
+    """The typed effective value of topic config ``name`` (override, else broker synonym, else default)."""
+    return effective_topic_value(name, topic.configs, ctx.broker.config)
