@@ -26,7 +26,7 @@ from kbroker.topics import INTERNAL_TOPICS
 from kbroker.wire.errors import ErrorCode
 
 if TYPE_CHECKING:
-    from kbroker.broker import Broker
+    from kbroker.broker import BrokerState
 
 __all__ = ["LeaderAndIsrPartition", "ReplicaManager", "ReplicaState"]
 
@@ -68,7 +68,7 @@ class ReplicaState:
 class ReplicaManager:
     """Hosted partitions, their leadership, and the controller epoch seen so far."""
 
-    def __init__(self, broker: Broker, *, config_source: ConfigSource | None = None) -> None:
+    def __init__(self, broker: BrokerState, *, config_source: ConfigSource | None = None) -> None:
         self.broker = broker
         self.broker_id = broker.node_id
         self.controller_epoch = -1
