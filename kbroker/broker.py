@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import IO, TYPE_CHECKING, Any
 import trio
 
 from kbroker.config import BrokerConfig, ConfigError
+from kbroker.log.checkpoint import atomic_write
 from kbroker.log.errors import LogError
 from kbroker.topic_config import effective_topic_value
 from kbroker.topics import Partition, TopicManager, random_kafka_uuid, uuid_to_base64
@@ -119,12 +119,7 @@ class BrokerState:
             f"directory.id={uuid_to_base64(random_kafka_uuid())}\n"
             f"node.id={self.node_id}\nversion=1\n"
         )
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, text.encode())
         logger.info("new cluster id %s written to %s", cluster_id, path)
         return cluster_id
 

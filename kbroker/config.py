@@ -588,11 +588,15 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
         4096,
         "Largest metadata string stored with a committed offset.",
     ),
+    # Kafka's code default is 3000, but the server.properties Kafka ships sets 0 "for
+    # development and testing"; kbroker is a development broker, so it follows the file: a
+    # first group test (one member, a 3 s consumer timeout) would otherwise receive nothing.
     _c(
         "group.initial.rebalance.delay.ms",
         "int",
-        3000,
-        "Delay before the first rebalance of a new group, to let more members join.",
+        0,
+        "Delay before the first rebalance of a new group, to let more members join "
+        "(Kafka's code default is 3000; its shipped server.properties, like kbroker, uses 0).",
     ),
     _c(
         "group.min.session.timeout.ms",

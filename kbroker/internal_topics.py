@@ -1,4 +1,4 @@
-"""Replaying an internal topic's partition log (``__consumer_offsets``, ``__transaction_state``).
+"""The internal topics: their names, and replaying one's partition log.
 
 Both coordinators rebuild their state at load time by walking each partition
 from its log start, batch by batch, in Kafka's record-batch v2 format (as
@@ -17,6 +17,12 @@ from kbroker.wire.records import BatchHeader, iter_records, parse_header
 
 if TYPE_CHECKING:
     from kbroker.log.partition import PartitionLog
+
+# Kafka's Topic.GROUP_METADATA_TOPIC_NAME and TRANSACTION_STATE_TOPIC_NAME; Topic.isInternal
+# is exactly these names.
+OFFSETS_TOPIC = "__consumer_offsets"
+TRANSACTION_STATE_TOPIC = "__transaction_state"
+INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC})
 
 # How much of the log one read brings in; a larger batch is still read whole (min_one).
 READ_CHUNK = 1024 * 1024

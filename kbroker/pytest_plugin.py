@@ -10,20 +10,31 @@ in the session's temporary directory, started on first use and stopped (cleanly)
 end of the session. Broker settings come from the ``kbroker_config`` ini option (one
 ``key=value`` per line, Kafka names). ``-p no:kbroker`` disables the plugin.
 
+``kbroker_factory`` is its function-scoped sibling, for a test that needs a clean broker
+or different settings: each call starts a fresh broker (the ini settings, then the call's),
+with its data under the test's ``tmp_path`` unless ``data_dir=`` is given (give the same
+directory again to restart on the same data); every broker it started is stopped when the
+test ends:
+
+    def test_compaction(kbroker_factory):
+        broker = kbroker_factory({"log.cleanup.policy": "compact"})
+
 For cluster-mode tests there is also ``zookeeper``: a standalone ZooKeeper server for the
 session (``.connect_string``; see ``kbroker.testing.ZooKeeperServer``; needs Debian's
 ``zookeeper`` package and java). Give each test its own chroot (``connect_string +
 "/my-test"``) and the test clusters stay apart.
 
-Only the fixture names ``kbroker`` and ``zookeeper`` are taken (kbroker's own test suite uses ``server`` and
-``make_server``, which this plugin leaves alone), and nothing heavy is imported until a
-test asks for the fixture.
+Only the fixture names ``kbroker``, ``kbroker_factory`` and ``zookeeper`` are taken
+(kbroker's own test suite uses ``server`` and ``make_server``, which this plugin leaves
+alone), and nothing heavy is imported until a test asks for a fixture.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+import itertools
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -77,6 +88,46 @@ def kbroker(
         yield broker
     finally:
         broker.stop()
+
+
+def _start(broker: Broker) -> Broker:
+    from kbroker.config import ConfigError
+
+    try:
+        return broker.start()
+    except ConfigError as exc:
+        raise pytest.UsageError(f"kbroker: {exc}") from None
+
+
+@pytest.fixture
+def kbroker_factory(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., Broker]]:
+    """Start fresh brokers for one test: ``kbroker_factory(config=None, **Broker_kwargs)``."""
+    from kbroker.embedded import Broker
+
+    ini_settings = parse_config_lines(request.config.getini(INI_CONFIG))
+    started: list[Broker] = []
+    numbers = itertools.count(1)
+
+    def make(config: Mapping[str, Any] | None = None, **kwargs: Any) -> Broker:
+        settings: dict[str, Any] = {**ini_settings, **(config or {})}
+        kwargs.setdefault("data_dir", tmp_path / f"kbroker-{next(numbers)}")
+        broker = Broker(config=settings, **kwargs)
+        started.append(_start(broker))
+        return broker
+
+    try:
+        yield make
+    finally:
+        errors: list[BaseException] = []
+        for broker in reversed(started):
+            try:
+                broker.stop()
+            except Exception as exc:  # stop the others too, then report the first failure
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from kbroker.config import BrokerConfig, ConfigError
 from kbroker.errors import KafkaApiError
+from kbroker.internal_topics import INTERNAL_TOPICS, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.log.checkpoint import atomic_write, fsync_dir
 from kbroker.topic_config import to_log_config, validate_topic_configs
 from kbroker.wire.errors import ErrorCode
@@ -44,9 +45,6 @@ logger = logging.getLogger(__name__)
 
 MAX_NAME_LENGTH = 249  # Kafka's Topic.MAX_NAME_LENGTH (255 minus room for "-<partition>")
 _LEGAL_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
-GROUP_METADATA_TOPIC = "__consumer_offsets"
-TRANSACTION_STATE_TOPIC = "__transaction_state"
-INTERNAL_TOPICS = frozenset({GROUP_METADATA_TOPIC, TRANSACTION_STATE_TOPIC})
 TOPICS_FILE = "kbroker-topics.json"
 PARTITION_METADATA = "partition.metadata"
 _PARTITION_DIR = re.compile(r"^(.+)-(\d+)$")
@@ -267,7 +265,7 @@ class TopicManager:
     def create_internal(self, name: str) -> Topic:
         """Create ``__consumer_offsets`` / ``__transaction_state`` as Kafka does
         (partition count and segment size from the broker config, compacted)."""
-        if name == GROUP_METADATA_TOPIC:
+        if name == OFFSETS_TOPIC:
             partitions = self.config["offsets.topic.num.partitions"]
             segment = self.config["offsets.topic.segment.bytes"]
         elif name == TRANSACTION_STATE_TOPIC:

@@ -29,33 +29,26 @@ segments, no cleaner checkpoint):
 from __future__ import annotations
 
 import os
-import struct
 from typing import TYPE_CHECKING
 
 # CRC-32C of a rewritten batch. wire.records only builds batches with offset
 # deltas 0..n-1, and compaction must keep the original deltas, so the cleaner
 # assembles its batches itself with the same checksum library wire uses.
-import crc32c as _crc32c
-
 from kbroker.log.checkpoint import fsync_dir, write_synced
 from kbroker.log.segment import LogSegment, pread_exact
 from kbroker.wire.compression import NONE, compress
 from kbroker.wire.records import (
-    LOG_OVERHEAD,
+    ATTR_COMPRESSION_MASK,
     BatchHeader,
     Record,
     encode_record,
     iter_records,
     parse_header,
+    seal_batch,
 )
 
 if TYPE_CHECKING:
     from kbroker.log.partition import PartitionLog
-
-_HEADER = struct.Struct(">qiibIhiqqqhii")
-_CRC_START = 21
-_ATTR_COMPRESSION_MASK = 0x07
-_ATTR_TIMESTAMP_TYPE = 0x08
 
 
 def encode_filtered_batch(h: BatchHeader, records: list[Record]) -> bytes:
@@ -79,28 +72,21 @@ def encode_filtered_batch(h: BatchHeader, records: list[Record]) -> bytes:
     else:
         # Kafka's DefaultRecordBatch.writeEmptyHeader: no records, no codec.
         body = b""
-        attributes &= ~_ATTR_COMPRESSION_MASK
+        attributes &= ~ATTR_COMPRESSION_MASK
         max_ts = h.max_timestamp
-    header = bytearray(
-        _HEADER.pack(
-            h.base_offset,
-            len(body) + _HEADER.size - LOG_OVERHEAD,
-            h.partition_leader_epoch,
-            2,
-            0,
-            attributes,
-            h.last_offset_delta,  # kept: the producer's sequence arithmetic depends on it
-            h.base_timestamp,
-            max_ts,
-            h.producer_id,
-            h.producer_epoch,
-            h.base_sequence,
-            len(records),
-        )
+    return seal_batch(
+        base_offset=h.base_offset,
+        partition_leader_epoch=h.partition_leader_epoch,
+        attributes=attributes,
+        last_offset_delta=h.last_offset_delta,  # kept: the producer's sequence arithmetic depends on it
+        base_timestamp=h.base_timestamp,
+        max_timestamp=max_ts,
+        producer_id=h.producer_id,
+        producer_epoch=h.producer_epoch,
+        base_sequence=h.base_sequence,
+        records_count=len(records),
+        body=body,
     )
-    crc = _crc32c.crc32c(body, _crc32c.crc32c(memoryview(header)[_CRC_START:]))
-    struct.pack_into(">I", header, 17, crc)
-    return bytes(header) + body
 
 
 def _batches(data: bytes) -> list[tuple[int, BatchHeader]]:

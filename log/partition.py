@@ -38,6 +38,7 @@ from kbroker.log.checkpoint import (
 )
 from kbroker.log.config import LogConfig
 from kbroker.log.errors import LogError, OffsetOutOfRange
+from kbroker.log.leader_epoch import LEADER_EPOCH_FILE, LeaderEpochCache
 from kbroker.log.producer_state import (
     CompletedTxn,
     ProducerState,
@@ -45,7 +46,7 @@ from kbroker.log.producer_state import (
     list_snapshots,
     snapshot_path,
 )
-from kbroker.log.scan import BatchSpan, parse_span
+from kbroker.log.scan import BatchSpan, parse_span, valid_spans
 from kbroker.log.segment import INT32_MAX, FileRegion, LogSegment
 from kbroker.log.txnindex import AbortedTxn, TxnIndexes
 from kbroker.wire.records import (
@@ -107,6 +108,8 @@ class PartitionLog:
         self.producer_state = ProducerState()
         # Aborted transactions (per-segment .txnindex files, see log.txnindex).
         self.txn_index = TxnIndexes(directory)
+        # Which leader epoch wrote which offsets (leader-epoch-checkpoint, KIP-101).
+        self.leader_epochs = LeaderEpochCache(directory / LEADER_EPOCH_FILE)
         # What open() did, for operators and tests: "clean" or "recovered".
         self.open_mode = ""
         self._walked: dict[int, list[BatchSpan]] = {}  # spans seen by the recovery walk
@@ -183,6 +186,7 @@ class PartitionLog:
                 self._unflushed = False  # all fsynced by the close that wrote the marker
         else:
             self._recover()
+        self._load_leader_epochs(LEADER_EPOCH_FILE in present)
         leo = self.log_end_offset
         if self._recovery_point > leo:
             self._recovery_point = leo
@@ -200,6 +204,9 @@ class PartitionLog:
         if self._log_start > leo:
             # Data below the checkpointed log start was lost: start over there (Kafka does the same).
             self._truncate_fully_and_start_at(self._log_start)
+        # LogLoader: the epochs must describe exactly the offsets the log holds.
+        self.leader_epochs.truncate_from_end(self.log_end_offset)
+        self.leader_epochs.truncate_from_start(self._log_start)
         self.txn_index.load(self._bases, self.log_end_offset)
         # Snapshots are only ever written by roll/close, not during an open.
         self._load_producer_state(list_snapshots(d, names=names))
@@ -278,6 +285,31 @@ class PartitionLog:
         # was, so a crash before the next flush simply walks the same bytes
         # again, and that flush makes the truncation durable with the data.
 
+    def _load_leader_epochs(self, file_present: bool) -> None:
+        """Read leader-epoch-checkpoint; rebuild it from the batch headers when missing or damaged.
+
+        The recovery walk re-assigns the epochs of the batches it read (Kafka's
+        LogSegment.recover does), covering appends whose checkpoint write a crash
+        cut off. A log written before the file existed is scanned once, headers only.
+        """
+        path = self.directory / LEADER_EPOCH_FILE
+        cache = LeaderEpochCache.load(path) if file_present else None
+        if cache is not None:
+            self.leader_epochs = cache
+            for base in self._bases:
+                for h in self._walked.get(base, ()):
+                    cache.assign(h.leader_epoch, h.base_offset)
+            return
+        cache = LeaderEpochCache(path)
+        self.leader_epochs = cache
+        if self.log_end_offset == self._segments[0].base_offset:
+            return  # empty: nothing to describe, no file needed yet
+        for seg in self._segments:
+            walked = self._walked.get(seg.base_offset)
+            for h in walked if walked is not None else seg.iter_spans(0):
+                cache.assign(h.leader_epoch, h.base_offset, flush=False)
+        cache.flush()
+
     def _checkpoint_recovery_point(self) -> None:
         # Skip unchanged values: each write costs two fsyncs and a rename.
         if self._recovery_point != self._written_rp:
@@ -286,6 +318,8 @@ class PartitionLog:
 
     def _checkpoint_log_start(self) -> None:
         if self._log_start != self._written_ls:
+            # Offsets below the log start are gone: so are their epochs (truncateFromStart).
+            self.leader_epochs.truncate_from_start(self._log_start)
             write_offset(self.directory / LOG_START_FILE, self._log_start)
             self._written_ls = self._log_start
 
@@ -459,6 +493,8 @@ class PartitionLog:
             pos += h.size
         if self._should_roll(n, max_ts_all, offset - 1, now_ms):
             self.roll()
+        # UnifiedLog.append: a batch of a newer leader epoch starts a new epoch entry.
+        self.leader_epochs.assign(leader_epoch, base)
         seg = self._active
         seg.append(buf if rest is None else [buf, rest], batches)
         for h, first_offset, ts in producer_batches:
@@ -468,6 +504,56 @@ class PartitionLog:
                 self._index_abort(seg, done)
         self._after_append(seg, messages, now_ms)
         return AppendResult(base, offset - 1, now_ms if log_append_time else -1, self._log_start)
+
+    def append_as_follower(self, records: bytes | bytearray | memoryview) -> AppendResult:
+        """Append a leader's batches unchanged (a follower's fetch): offsets, epochs, CRCs as sent.
+
+        Kafka's UnifiedLog.appendAsFollower: the batches must be whole and
+        CRC-valid, their offsets increasing and at or past the log end offset
+        (gaps are allowed: the leader's log may be compacted). Producer state,
+        the transaction index and the leader epochs follow the batches exactly
+        as on the leader, so this replica can take over as leader.
+        """
+        self._check_open()
+        view = memoryview(records)
+        n = len(view)
+        end, spans = valid_spans(view)
+        if not spans or end != n:
+            raise LogError(
+                f"follower append of {n} bytes holds a corrupt or partial batch at {end}"
+            )
+        leo = self.log_end_offset
+        expected = leo
+        for h in spans:
+            if h.base_offset < expected:
+                # Kafka's UnexpectedAppendOffsetException: the fetcher must truncate first.
+                raise LogError(
+                    f"follower append at offset {h.base_offset} below the expected {expected}"
+                )
+            expected = h.next_offset
+        self._before_write()
+        now_ms = self._now_ms()
+        max_ts_all = max(h.max_timestamp for h in spans)
+        if self._should_roll(n, max_ts_all, spans[-1].last_offset, now_ms):
+            self.roll()
+        for h in spans:
+            self.leader_epochs.assign(h.leader_epoch, h.base_offset)
+        seg = self._active
+        seg.append(
+            [view],
+            [(h.pos, h.size, h.last_offset, h.max_timestamp) for h in spans],
+        )
+        for h in spans:
+            if h.producer_id >= 0:
+                marker = control_type(view, h.pos) if h.is_control else -1
+                done = self.producer_state.update_from_batch(
+                    h, h.max_timestamp, h.base_offset, marker=marker
+                )
+                if done is not None:
+                    self._index_abort(seg, done)
+        messages = sum(h.last_offset_delta + 1 for h in spans)
+        self._after_append(seg, messages, now_ms)
+        return AppendResult(spans[0].base_offset, spans[-1].last_offset, -1, self._log_start)
 
     def _should_roll(self, size: int, max_ts: int, last_offset: int, now_ms: int) -> bool:
         # Kafka's LogSegment.shouldRoll (without roll jitter).
@@ -617,6 +703,8 @@ class PartitionLog:
                 # the log start (reopening would say otherwise). Start empty at the log start.
                 self._truncate_fully_and_start_at(self._log_start)
         fsync_dir(self.directory)
+        # Kafka's UnifiedLog.truncateTo: epochs starting at or past the new end go.
+        self.leader_epochs.truncate_from_end(self.log_end_offset)
         self.txn_index.truncate(self.log_end_offset, self._bases)
         for snap in list_snapshots(self.directory):
             if snap > self.log_end_offset:
@@ -638,6 +726,7 @@ class PartitionLog:
         self._log_start = offset
         self._recovery_point = min(self._recovery_point, offset)
         self.producer_state.clear()
+        self.leader_epochs.clear()  # truncateFullyAndStartAt: clearAndFlush
         self._checkpoint_log_start()
         self._checkpoint_recovery_point()
 

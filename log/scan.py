@@ -10,21 +10,20 @@ wire.records.valid_prefix (a test checks the two agree on damaged input).
 
 from __future__ import annotations
 
-import struct
 from typing import NamedTuple
 
 import crc32c as _crc32c
 
-from kbroker.wire.records import LOG_OVERHEAD, MAGIC, RECORD_BATCH_OVERHEAD
-
-# base_offset, batch_length, partition_leader_epoch, magic, crc, attributes,
-# last_offset_delta, base_timestamp, max_timestamp, producer_id,
-# producer_epoch, base_sequence, records_count (the v2 header layout).
-_HEADER = struct.Struct(">qiibIhiqqqhii")
-_CRC_START = 21
-_MIN_BATCH_LENGTH = RECORD_BATCH_OVERHEAD - LOG_OVERHEAD
-_ATTR_TRANSACTIONAL = 0x10
-_ATTR_CONTROL = 0x20
+from kbroker.wire.records import (
+    ATTR_CONTROL,
+    ATTR_TRANSACTIONAL,
+    BATCH_HEADER,
+    CRC_START,
+    LOG_OVERHEAD,
+    MAGIC,
+    MIN_BATCH_LENGTH,
+    RECORD_BATCH_OVERHEAD,
+)
 
 
 class BatchSpan(NamedTuple):
@@ -41,6 +40,7 @@ class BatchSpan(NamedTuple):
     last_offset_delta: int
     is_control: bool
     is_transactional: bool
+    leader_epoch: int = -1  # the batch's partition leader epoch (KIP-101)
 
     @property
     def next_offset(self) -> int:
@@ -52,8 +52,8 @@ def _span(buf: bytes | bytearray | memoryview, pos: int) -> tuple[BatchSpan, int
     """(span, crc, records_count, magic) at pos, or None if the header cannot be read."""
     if len(buf) - pos < RECORD_BATCH_OVERHEAD:
         return None
-    (base, length, _ple, magic, crc, attrs, lod, _bts, max_ts, pid, epoch, seq, count) = (
-        _HEADER.unpack_from(buf, pos)
+    (base, length, ple, magic, crc, attrs, lod, _bts, max_ts, pid, epoch, seq, count) = (
+        BATCH_HEADER.unpack_from(buf, pos)
     )
     span = BatchSpan(
         pos,
@@ -65,10 +65,11 @@ def _span(buf: bytes | bytearray | memoryview, pos: int) -> tuple[BatchSpan, int
         epoch,
         seq,
         lod,
-        bool(attrs & _ATTR_CONTROL),
-        bool(attrs & _ATTR_TRANSACTIONAL),
+        bool(attrs & ATTR_CONTROL),
+        bool(attrs & ATTR_TRANSACTIONAL),
+        ple,
     )
-    return span, crc, count, magic if length >= _MIN_BATCH_LENGTH else -1
+    return span, crc, count, magic if length >= MIN_BATCH_LENGTH else -1
 
 
 def valid_spans(buf: bytes | bytearray | memoryview) -> tuple[int, list[BatchSpan]]:
@@ -86,7 +87,7 @@ def valid_spans(buf: bytes | bytearray | memoryview) -> tuple[int, list[BatchSpa
             end = pos + span.size
             if magic != MAGIC or end > n or count < 0 or span.last_offset_delta < 0:
                 break
-            if crc32c(mv[pos + _CRC_START : end]) != crc:
+            if crc32c(mv[pos + CRC_START : end]) != crc:
                 break
             out.append(span)
             pos = end

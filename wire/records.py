@@ -69,6 +69,7 @@ __all__ = [
     "iter_records",
     "build_batch",
     "build_control_batch",
+    "seal_batch",
     "control_record_type",
     "recompress_batch",
 ]
@@ -81,8 +82,13 @@ CORRUPT_MESSAGE = 2
 INVALID_RECORD = 87
 UNSUPPORTED_COMPRESSION_TYPE = 76
 
-_CRC_START = 21  # first byte covered by the CRC (attributes)
-_HEADER = struct.Struct(">qiibIhiqqqhii")
+# The v2 batch header, in order: base_offset, batch_length, partition_leader_epoch,
+# magic, crc, attributes, last_offset_delta, base_timestamp, max_timestamp,
+# producer_id, producer_epoch, base_sequence, records_count (DefaultRecordBatch).
+BATCH_HEADER = struct.Struct(">qiibIhiqqqhii")
+MAGIC_POS = 16  # where magic sits, in every message format version
+CRC_POS = 17  # where the CRC-32C sits
+CRC_START = 21  # first byte the CRC covers (attributes)
 _LENGTH_AND_MAGIC = struct.Struct(">i4xb")  # batch_length at 8, magic at 16
 _INT64 = struct.Struct(">q")
 _INT32 = struct.Struct(">i")
@@ -196,7 +202,7 @@ def parse_header(buf: Buffer, pos: int = 0) -> BatchHeader:
         raise _corrupt(f"record batch length {batch_length} below {MIN_BATCH_LENGTH}")
     if avail < RECORD_BATCH_OVERHEAD:
         raise _corrupt(f"record batch header truncated: {avail} bytes")
-    return BatchHeader(*_HEADER.unpack_from(buf, pos))
+    return BatchHeader(*BATCH_HEADER.unpack_from(buf, pos))
 
 
 def _check_header(h: BatchHeader) -> None:
@@ -219,7 +225,7 @@ def _check_header(h: BatchHeader) -> None:
 def _crc_ok(buf: Buffer, pos: int, h: BatchHeader) -> bool:
     end = pos + h.size
     with memoryview(buf) as mv:
-        return _crc32c.crc32c(mv[pos + _CRC_START : end]) == h.crc
+        return _crc32c.crc32c(mv[pos + CRC_START : end]) == h.crc
 
 
 def validate_batch(buf: Buffer, pos: int = 0, header: BatchHeader | None = None) -> BatchHeader:
@@ -291,8 +297,8 @@ def set_log_append_time(buf: bytearray | memoryview, pos: int, timestamp: int) -
     _INT16.pack_into(buf, pos + 21, attrs | ATTR_TIMESTAMP_TYPE)
     _INT64.pack_into(buf, pos + 35, timestamp)
     with memoryview(buf) as mv:
-        crc = _crc32c.crc32c(mv[pos + _CRC_START : pos + LOG_OVERHEAD + batch_length])
-    _UINT32.pack_into(buf, pos + 17, crc)
+        crc = _crc32c.crc32c(mv[pos + CRC_START : pos + LOG_OVERHEAD + batch_length])
+    _UINT32.pack_into(buf, pos + CRC_POS, crc)
 
 
 # -- records ------------------------------------------------------------------
@@ -628,6 +634,44 @@ def encode_record(
     return _varint(len(body)) + body
 
 
+def seal_batch(
+    *,
+    base_offset: int,
+    partition_leader_epoch: int,
+    attributes: int,
+    last_offset_delta: int,
+    base_timestamp: int,
+    max_timestamp: int,
+    producer_id: int,
+    producer_epoch: int,
+    base_sequence: int,
+    records_count: int,
+    body: bytes,
+) -> bytes:
+    """A v2 batch: the header for these fields, ``batch_length`` from ``body`` (the records
+    section as stored, compressed or not), and the CRC-32C over attributes..end."""
+    header = bytearray(
+        BATCH_HEADER.pack(
+            base_offset,
+            MIN_BATCH_LENGTH + len(body),
+            partition_leader_epoch,
+            MAGIC,
+            0,
+            attributes,
+            last_offset_delta,
+            base_timestamp,
+            max_timestamp,
+            producer_id,
+            producer_epoch,
+            base_sequence,
+            records_count,
+        )
+    )
+    crc = _crc32c.crc32c(body, _crc32c.crc32c(memoryview(header)[CRC_START:]))
+    _UINT32.pack_into(header, CRC_POS, crc)
+    return bytes(header) + body
+
+
 def build_batch(
     records: Iterable[Any],
     *,
@@ -672,26 +716,19 @@ def build_batch(
     if control:
         attributes |= ATTR_CONTROL
     n = len(recs)
-    header = bytearray(
-        _HEADER.pack(
-            base_offset,
-            RECORD_BATCH_OVERHEAD - LOG_OVERHEAD + len(body),
-            partition_leader_epoch,
-            MAGIC,
-            0,
-            attributes,
-            max(n - 1, 0),
-            base_ts,
-            max_ts,
-            producer_id,
-            producer_epoch,
-            base_sequence,
-            n,
-        )
+    return seal_batch(
+        base_offset=base_offset,
+        partition_leader_epoch=partition_leader_epoch,
+        attributes=attributes,
+        last_offset_delta=max(n - 1, 0),
+        base_timestamp=base_ts,
+        max_timestamp=max_ts,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+        base_sequence=base_sequence,
+        records_count=n,
+        body=body,
     )
-    crc = _crc32c.crc32c(body, _crc32c.crc32c(memoryview(header)[_CRC_START:]))
-    _UINT32.pack_into(header, 17, crc)
-    return bytes(header) + body
 
 
 def recompress_batch(
@@ -737,26 +774,19 @@ def recompress_batch(
         else bytes(payload)
     )
     attributes = (h.attributes & ~ATTR_COMPRESSION_MASK) | codec
-    header = bytearray(
-        _HEADER.pack(
-            h.base_offset,
-            MIN_BATCH_LENGTH + len(body),
-            h.partition_leader_epoch,
-            MAGIC,
-            0,
-            attributes,
-            h.last_offset_delta,
-            h.base_timestamp,
-            h.max_timestamp,
-            h.producer_id,
-            h.producer_epoch,
-            h.base_sequence,
-            h.records_count,
-        )
+    return seal_batch(
+        base_offset=h.base_offset,
+        partition_leader_epoch=h.partition_leader_epoch,
+        attributes=attributes,
+        last_offset_delta=h.last_offset_delta,
+        base_timestamp=h.base_timestamp,
+        max_timestamp=h.max_timestamp,
+        producer_id=h.producer_id,
+        producer_epoch=h.producer_epoch,
+        base_sequence=h.base_sequence,
+        records_count=h.records_count,
+        body=body,
     )
-    crc = _crc32c.crc32c(body, _crc32c.crc32c(memoryview(header)[_CRC_START:]))
-    _UINT32.pack_into(header, 17, crc)
-    return bytes(header) + body
 
 
 def build_control_batch(

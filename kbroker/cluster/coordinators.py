@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from kbroker.coordinator.group import partition_for
 from kbroker.errors import KafkaApiError
-from kbroker.topics import GROUP_METADATA_TOPIC, TRANSACTION_STATE_TOPIC
+from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.wire.errors import ErrorCode
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ _TXN_STATE_KEY = "kbroker.txn"
 
 
 def _topic_for(key_type: int) -> str:
-    return GROUP_METADATA_TOPIC if key_type == KEY_TYPE_GROUP else TRANSACTION_STATE_TOPIC
+    return OFFSETS_TOPIC if key_type == KEY_TYPE_GROUP else TRANSACTION_STATE_TOPIC
 
 
 def coordinator_partition(cluster: ClusterNode, key_type: int, key: str) -> tuple[str, int]:
@@ -86,12 +86,12 @@ def leads_coordinator(cluster: ClusterNode, key_type: int, key: str) -> bool:
 def unload(cluster: ClusterNode, topic: str, index: int, leads: bool) -> None:
     """Leadership of an internal partition moved: drop the coordinator built from the
     local logs, so the next request loads it again from what this broker now leads."""
-    key = _GROUP_STATE_KEY if topic == GROUP_METADATA_TOPIC else _TXN_STATE_KEY
+    key = _GROUP_STATE_KEY if topic == OFFSETS_TOPIC else _TXN_STATE_KEY
     if cluster.broker.state.pop(key, None) is not None:
         logger.info(
             "%s-%d %s: the %s coordinator reloads on next use",
             topic,
             index,
             "now led here" if leads else "no longer led here",
-            "group" if topic == GROUP_METADATA_TOPIC else "transaction",
+            "group" if topic == OFFSETS_TOPIC else "transaction",
         )

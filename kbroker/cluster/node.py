@@ -36,7 +36,7 @@ from kbroker.topics import random_kafka_uuid, uuid_to_base64
 if TYPE_CHECKING:
     from kbroker.broker import BrokerState
 
-__all__ = ["ClusterNode", "ClusterStartupError", "open_zookeeper", "split_chroot"]
+__all__ = ["ClusterNode", "ClusterStartupError", "open_zookeeper"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,15 +45,6 @@ WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 
 class ClusterStartupError(ConfigError):
     """The broker cannot join its cluster; ``str(error)`` is the one stderr line."""
-
-
-def split_chroot(connect: str) -> tuple[str, str]:
-    """``h1:2181,h2:2181/kbroker`` -> (``h1:2181,h2:2181``, ``/kbroker``); chroot "" if none."""
-    slash = connect.find("/")
-    if slash < 0:
-        return connect, ""
-    chroot = connect[slash:].rstrip("/")
-    return connect[:slash], chroot
 
 
 async def _connect(config: BrokerConfig, connect: str) -> Any:
@@ -82,16 +73,7 @@ async def open_zookeeper(config: BrokerConfig) -> tuple[Any, str]:
     from kbroker.cluster import znodes
 
     connect = config["zookeeper.connect"]
-    hosts, chroot = split_chroot(connect)
-    if chroot:
-        # KafkaZkClient.createChrootIfNecessary: the chroot is made from the root first.
-        root = await _connect(config, hosts)
-        try:
-            if await root.exists(chroot) is None:
-                await _ensure_path(root, chroot)
-                logger.info("created ZooKeeper chroot %s", chroot)
-        finally:
-            await root.close()
+    # ZkClient.connect creates a missing chroot (KafkaZkClient.createChrootIfNecessary).
     zk = await _connect(config, connect)
     try:
         broker_id = config.node_id
@@ -107,36 +89,21 @@ async def open_zookeeper(config: BrokerConfig) -> tuple[Any, str]:
     return zk, cluster_id
 
 
-async def _ensure_path(zk: Any, path: str) -> None:
-    """Create ``path`` and its missing parents (empty persistent znodes)."""
-    from kbroker.cluster.zk import NodeExistsError
-
-    current = ""
-    for part in path.strip("/").split("/"):
-        current += "/" + part
-        if await zk.exists(current) is None:
-            try:
-                await zk.create(current, b"")
-            except NodeExistsError:
-                pass
-
-
 async def _get_or_create_cluster_id(zk: Any) -> str:
     """/cluster/id, created with a new id by the first broker (KafkaServer.getOrGenerateClusterId)."""
     from kbroker.cluster import znodes
-    from kbroker.cluster.zk import NodeExistsError
+    from kbroker.cluster.zk import NodeExists
 
     stat = await zk.exists(znodes.CLUSTER_ID)
     if stat is not None:
         data, _ = await zk.get(znodes.CLUSTER_ID)
         return znodes.decode_cluster_id(data)
     cluster_id = uuid_to_base64(random_kafka_uuid())
-    await _ensure_path(zk, "/cluster")
     try:
-        await zk.create(znodes.CLUSTER_ID, znodes.encode_cluster_id(cluster_id))
+        await zk.create(znodes.CLUSTER_ID, znodes.encode_cluster_id(cluster_id), makepath=True)
         logger.info("new cluster id %s written to ZooKeeper", cluster_id)
         return cluster_id
-    except NodeExistsError:  # another broker was first
+    except NodeExists:  # another broker was first
         data, _ = await zk.get(znodes.CLUSTER_ID)
         return znodes.decode_cluster_id(data)
 
@@ -179,7 +146,7 @@ class ClusterNode:
     async def register(self) -> None:
         """Create the ephemeral /brokers/ids/<id> (BrokerIdZNode v5); the czxid is our epoch."""
         from kbroker.cluster import znodes
-        from kbroker.cluster.zk import NodeExistsError
+        from kbroker.cluster.zk import NodeExists
 
         host, port = self.endpoint()
         registration = znodes.BrokerRegistration(
@@ -193,7 +160,7 @@ class ClusterNode:
         path = znodes.broker_path(self.broker_id)
         try:
             await self.zk.create(path, registration.encode(), ephemeral=True)
-        except NodeExistsError:
+        except NodeExists:
             raise ClusterStartupError(
                 f"broker id {self.broker_id} is already registered in ZooKeeper "
                 f"({path} exists): another broker is using it"
@@ -217,7 +184,7 @@ class ClusterNode:
         from kbroker.cluster.controller import Controller
 
         for path in znodes.PERSISTENT_PATHS:
-            await _ensure_path(self.zk, path)
+            await self.zk.ensure_path(path)
         await self.register()
         self.controller = Controller(
             self.zk, broker_id=self.broker_id, config=self.broker.config, clock=self.clock
@@ -231,10 +198,10 @@ class ClusterNode:
     async def _keep_registered(self) -> None:
         """After a lost session the ephemeral registration is gone: make it again."""
         from kbroker.cluster import znodes
+        from kbroker.cluster.zk import SessionState
 
         async for event in self.zk.session_events():
-            name = str(getattr(event, "name", event)).upper()
-            if "CONNECTED" not in name:
+            if event != SessionState.CONNECTED:
                 continue
             if await self.zk.exists(znodes.broker_path(self.broker_id)) is None:
                 logger.info("ZooKeeper session re-established: registering broker again")
@@ -249,7 +216,7 @@ class ClusterNode:
         from kbroker.cluster import znodes
 
         seen: set[str] | None = None
-        async for children in self.zk.watch_children(znodes.CONFIG_CHANGES):
+        async for children in await self.zk.watch_children(znodes.CONFIG_CHANGES):
             names = set(children or [])
             if seen is None:
                 seen = names  # existing notifications are read with each topic
@@ -267,13 +234,9 @@ class ClusterNode:
 
     async def topic_configs(self, topic: str) -> dict[str, str]:
         """The topic's config overrides in /config/topics/<t> ({} if none)."""
-        from kbroker.cluster import znodes
+        from kbroker.cluster import admin_zk
 
-        try:
-            data, _ = await self.zk.get(znodes.topic_config_path(topic))
-        except Exception:  # noqa: BLE001 - NoNodeError: no overrides
-            return {}
-        return znodes.decode_topic_config(data)
+        return await admin_zk.read_topic_config(self.zk, topic)
 
     async def apply_topic_configs(self, topic: str) -> None:
         """Read a topic's configs from ZooKeeper into the local copy, if hosted here."""

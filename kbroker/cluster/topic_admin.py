@@ -17,14 +17,9 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kbroker.errors import KafkaApiError
+from kbroker.internal_topics import INTERNAL_TOPICS, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.topic_config import validate_topic_configs
-from kbroker.topics import (
-    GROUP_METADATA_TOPIC,
-    INTERNAL_TOPICS,
-    TRANSACTION_STATE_TOPIC,
-    check_name,
-    random_kafka_uuid,
-)
+from kbroker.topics import check_name, random_kafka_uuid
 from kbroker.wire.errors import ErrorCode
 
 if TYPE_CHECKING:
@@ -34,7 +29,6 @@ __all__ = [
     "add_partitions",
     "auto_create",
     "change_topic_config",
-    "check_assignment",
     "create_topic",
     "delete_topic",
     "internal_topic_spec",
@@ -61,7 +55,7 @@ def internal_topic_spec(cluster: ClusterNode, name: str) -> tuple[int, int, dict
     factor is capped at the live brokers (as Kafka's AutoTopicCreationManager does when
     it would otherwise refuse the topic until enough brokers are up)."""
     config = cluster.broker.config
-    if name == GROUP_METADATA_TOPIC:
+    if name == OFFSETS_TOPIC:
         partitions = config["offsets.topic.num.partitions"]
         factor = config["offsets.topic.replication.factor"]
         segment = config["offsets.topic.segment.bytes"]
@@ -78,42 +72,6 @@ def internal_topic_spec(cluster: ClusterNode, name: str) -> tuple[int, int, dict
         "compression.type": "producer",
     }
     return int(partitions), factor, configs
-
-
-def check_assignment(
-    assignment: Mapping[int, Sequence[int]], live: set[int], *, first_partition: int = 0
-) -> None:
-    """A manual assignment: consecutive partitions from ``first_partition``, each on
-    distinct live brokers, all with the same replica count (AdminZkClient)."""
-    expected = set(range(first_partition, first_partition + len(assignment)))
-    if set(assignment) != expected:
-        raise KafkaApiError(
-            ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-            "partitions should be a consecutive 0-based integer sequence",
-        )
-    sizes = {len(replicas) for replicas in assignment.values()}
-    for index, replicas in sorted(assignment.items()):
-        if not replicas:
-            raise KafkaApiError(
-                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                f"The manual partition assignment of partition {index} is empty.",
-            )
-        if len(set(replicas)) != len(replicas):
-            raise KafkaApiError(
-                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                f"Duplicate replica assignment found: {list(replicas)}",
-            )
-        unknown = sorted(set(replicas) - live)
-        if unknown:
-            raise KafkaApiError(
-                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                f"Unknown broker(s) {unknown} in the assignment of partition {index}.",
-            )
-    if len(sizes) > 1:
-        raise KafkaApiError(
-            ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-            "All partitions should have the same number of replicas",
-        )
 
 
 def _check_new_name(cluster: ClusterNode, name: str, *, internal: bool) -> None:
@@ -157,7 +115,7 @@ async def create_topic(
     brokers = live_brokers(cluster)
     config = cluster.broker.config
     if assignment:
-        check_assignment(assignment, {b for b, _ in brokers})
+        admin_zk.validate_assignment(assignment, [b for b, _ in brokers])
         placed = {int(p): list(r) for p, r in assignment.items()}
     else:
         if num_partitions == -1:
@@ -190,12 +148,7 @@ async def create_topic(
     topic_id = random_kafka_uuid()
     if validate_only:
         return topic_id, placed
-    try:
-        await admin_zk.create_topic(cluster.zk, name, placed, dict(overrides), topic_id)
-    except admin_zk.TopicExistsError:
-        raise KafkaApiError(
-            ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists."
-        ) from None
+    await admin_zk.create_topic(cluster.zk, name, placed, dict(overrides), topic_id)
     logger.info("created topic %s in ZooKeeper with assignment %s", name, placed)
     await _wait(
         cluster,
@@ -298,7 +251,7 @@ async def add_partitions(
                 f"{len(assignment)} assignments provided.",
             )
         added = {current + i: list(r) for i, r in enumerate(assignment)}
-        check_assignment(added, {b for b, _ in brokers}, first_partition=current)
+        admin_zk.validate_assignment(added, [b for b, _ in brokers], first_partition=current)
         if any(len(r) != factor for r in added.values()):
             raise KafkaApiError(
                 ErrorCode.INVALID_REPLICA_ASSIGNMENT,

@@ -113,7 +113,7 @@ def partition_for(group_id: str, num_partitions: int) -> int:
 class CoordinatorConfig:
     """The broker settings the coordinator uses (Kafka names in comments)."""
 
-    initial_rebalance_delay_ms: int = 3000  # group.initial.rebalance.delay.ms
+    initial_rebalance_delay_ms: int = 0  # group.initial.rebalance.delay.ms (dev default)
     min_session_timeout_ms: int = 6000  # group.min.session.timeout.ms
     max_session_timeout_ms: int = 1800000  # group.max.session.timeout.ms
     max_group_size: int = 2**31 - 1  # group.max.size

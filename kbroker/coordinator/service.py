@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, TypeVar
 import trio
 
 from kbroker.coordinator.group import CoordinatorConfig, GroupCoordinator, Pending
-from kbroker.coordinator.store import OFFSETS_TOPIC, OffsetsTopicStore
+from kbroker.coordinator.store import OffsetsTopicStore
+from kbroker.internal_topics import OFFSETS_TOPIC
 
 if TYPE_CHECKING:
     from kbroker.broker import BrokerState
@@ -56,7 +57,7 @@ def coordinator_config(broker: BrokerState) -> CoordinatorConfig:
 def _offsets_partitions(broker: BrokerState) -> int:
     # Once the topic exists its partition count decides where groups live, even if
     # offsets.topic.num.partitions was changed since (Kafka reads the topic too).
-    topic = broker.topics.get("__consumer_offsets")
+    topic = broker.topics.get(OFFSETS_TOPIC)
     if topic is not None:
         return len(topic.partitions)
     return int(broker.config["offsets.topic.num.partitions"])

@@ -50,7 +50,7 @@ from kbroker.coordinator.group import (
     OffsetAndMetadata,
     OffsetRecord,
 )
-from kbroker.internal_topics import iter_stored_batches
+from kbroker.internal_topics import OFFSETS_TOPIC, iter_stored_batches
 from kbroker.wire.errors import ProtocolError
 from kbroker.wire.messages import (
     ConsumerGroupCurrentMemberAssignmentKey,
@@ -77,7 +77,6 @@ if TYPE_CHECKING:
     from kbroker.broker import BrokerState
 
 __all__ = [
-    "OFFSETS_TOPIC",
     "CoordinatorRecord",
     "OffsetsTopicStore",
     "decode_record",
@@ -86,7 +85,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-OFFSETS_TOPIC = "__consumer_offsets"
 
 CoordinatorRecord = OffsetRecord | GroupRecord | ConsumerGroupRecord
 

@@ -40,6 +40,7 @@ from kbroker.config import CONFIG_DEFS, BrokerConfig
 from kbroker.coordinator.service import on_topics_deleted
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
+from kbroker.topic_config import ConfigSource
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     AlterConfigsRequest,
@@ -75,13 +76,6 @@ RESOURCE_TYPE_NAMES = {
 }
 TOPIC = 2
 BROKER = 4
-
-# DescribeConfigsResponse.ConfigSource ids.
-DYNAMIC_TOPIC_CONFIG = 1
-DYNAMIC_BROKER_CONFIG = 2
-DYNAMIC_DEFAULT_BROKER_CONFIG = 3
-STATIC_BROKER_CONFIG = 4
-DEFAULT_CONFIG = 5
 
 # DescribeConfigsResponse.ConfigType ids (v3+, KIP-569).
 CONFIG_TYPE_IDS = {
@@ -174,11 +168,11 @@ def _broker_synonyms(
     found: list[tuple[str, str | None, int]] = []
     for name in names:
         if name in CONFIG_DEFS and config.is_set(name):
-            found.append((name, config.originals[name], STATIC_BROKER_CONFIG))
+            found.append((name, config.originals[name], ConfigSource.STATIC_BROKER_CONFIG))
     for name in names:
         defn = CONFIG_DEFS.get(name)
         if defn is not None and defn.default is not None:
-            found.append((name, topic_config.to_text(defn.default), DEFAULT_CONFIG))
+            found.append((name, topic_config.to_text(defn.default), ConfigSource.DEFAULT_CONFIG))
     return found
 
 
@@ -579,7 +573,7 @@ async def handle_describe_configs(
                 is_sensitive=sensitive,
             )
             if version == 0:
-                entry.is_default = source == DEFAULT_CONFIG
+                entry.is_default = source == ConfigSource.DEFAULT_CONFIG
             else:
                 entry.config_source = source
                 if include_synonyms:
@@ -643,7 +637,7 @@ def _describe_resource(
             # synonym found; without any, DEFAULT_CONFIG.
             synonyms = _broker_synonyms(config, BROKER_SYNONYMS.get(name, [name]))
             synonyms = _drop_until(synonyms, name)
-            source = synonyms[0][2] if synonyms else DEFAULT_CONFIG
+            source = synonyms[0][2] if synonyms else ConfigSource.DEFAULT_CONFIG
             sensitive = defn.type == "password"
             entries.append(
                 (

@@ -15,10 +15,10 @@ import trio
 
 from kbroker.coordinator.group import OffsetAndMetadata
 from kbroker.coordinator.service import coordinator_for, wait_pending
-from kbroker.coordinator.store import OFFSETS_TOPIC
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.meta import AUTHORIZED_OPERATIONS_OMITTED, advertised_endpoint
+from kbroker.internal_topics import OFFSETS_TOPIC
 from kbroker.txn.offsets import pending_partitions
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (

@@ -18,7 +18,8 @@ import uuid
 from kbroker.cluster.metadata_cache import TopicInfo
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, advertised_versions, handles
-from kbroker.topics import INTERNAL_TOPICS, Topic, check_name
+from kbroker.internal_topics import INTERNAL_TOPICS
+from kbroker.topics import Topic, check_name
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     ApiVersionsRequest,

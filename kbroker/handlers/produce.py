@@ -44,7 +44,7 @@ from kbroker.handlers.partitions import (
 from kbroker.topics import Partition, Topic
 from kbroker.txn.service import check_producer_batch
 from kbroker.wire import records as wire_records
-from kbroker.wire.compression import DEFAULT_LEVELS
+from kbroker.wire.compression import CODEC_NAMES, DEFAULT_LEVELS, NONE, ZSTD
 from kbroker.wire.errors import ErrorCode, InvalidRecordBatch
 from kbroker.wire.messages import ProduceRequest, ProduceResponse
 
@@ -54,19 +54,13 @@ logger = logging.getLogger(__name__)
 # (KafkaApis: internalTopicsAllowed = clientId == AdminUtils.ADMIN_CLIENT_ID).
 ADMIN_CLIENT_ID = "__admin_client"
 
-# Byte 16 of a batch is its magic; Produce v3+ accepts only magic 2.
-_MAGIC_POS = 16
-_NONE = 0
-_ZSTD = 4
 # compression.type values (Kafka's BrokerCompressionType) → codec id; "producer"
-# (the default) maps to None: keep whatever codec the producer used.
+# (the default) maps to None: keep whatever codec the producer used. The codecs keep
+# their own names, except that "none" is spelled "uncompressed" here.
 _TARGET_CODECS: dict[str, int | None] = {
     "producer": None,
-    "uncompressed": 0,
-    "gzip": 1,
-    "snappy": 2,
-    "lz4": 3,
-    "zstd": 4,
+    "uncompressed": NONE,
+    **{name: codec for codec, name in CODEC_NAMES.items() if codec != NONE},
 }
 _LOG_APPEND_TIME = 1
 _NO_TIMESTAMP = -1
@@ -113,7 +107,8 @@ def validate_produce_records(
             f"Produce requests with version {version} must have at least one record batch per partition",
         )
     buf = memoryview(records)
-    if len(buf) > _MAGIC_POS and buf[_MAGIC_POS] != wire_records.MAGIC:
+    # Produce v3+ accepts only magic 2 (message format v2).
+    if len(buf) > wire_records.MAGIC_POS and buf[wire_records.MAGIC_POS] != wire_records.MAGIC:
         raise RejectedBatch(
             ErrorCode.INVALID_RECORD,
             f"Produce requests with version {version} are only allowed to contain record "
@@ -133,7 +128,7 @@ def validate_produce_records(
             f"Produce requests with version {version} are only allowed to contain exactly "
             "one record batch",
         )
-    if header.compression == _ZSTD and version < 7:
+    if header.compression == ZSTD and version < 7:
         # KIP-110: zstd needs Produce v7+.
         raise RejectedBatch(
             ErrorCode.UNSUPPORTED_COMPRESSION_TYPE,
@@ -178,7 +173,7 @@ def validate_produce_records(
             f"{header.producer_id}",
         )
     try:
-        if header.compression == _NONE and not _needs_record_walk(header, settings):
+        if header.compression == NONE and not _needs_record_walk(header, settings):
             # Uncompressed: the records must tile the batch (Java's batch iterator);
             # the CRC checked above covers the bytes inside each record. Kafka's
             # LogValidator also parses every field of every record, which costs

@@ -18,10 +18,10 @@ from typing import Any
 from kbroker.coordinator.group import OffsetAndMetadata, partition_for
 from kbroker.coordinator.service import coordinator_for
 from kbroker.handlers import RequestContext, handles
+from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.txn import offsets as txn_offsets
 from kbroker.txn.coordinator import InitResult, TxnState
-from kbroker.txn.service import OFFSETS_TOPIC, poll, txn_coordinator, write_markers
-from kbroker.txn.store import TRANSACTION_STATE_TOPIC
+from kbroker.txn.service import poll, txn_coordinator, write_markers
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     AddOffsetsToTxnRequest,

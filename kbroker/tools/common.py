@@ -7,9 +7,6 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-# Kafka's Topic.isInternal: exactly these names, whatever the broker's flag says.
-INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
-
 
 class ToolError(Exception):
     """A failure the command reports as one line on stderr (exit status 1)."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from kbroker.internal_topics import INTERNAL_TOPICS
 from kbroker.tools.common import (
-    INTERNAL_TOPICS,
     ToolError,
     admin_client,
     cluster_metadata,

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from kbroker.coordinator.group import OffsetAndMetadata, OffsetRecord, partition_for
 from kbroker.coordinator.service import coordinator_for
-from kbroker.coordinator.store import OFFSETS_TOPIC, OffsetsTopicStore
+from kbroker.coordinator.store import OffsetsTopicStore
+from kbroker.internal_topics import OFFSETS_TOPIC
 from kbroker.wire.errors import ErrorCode
 
 if TYPE_CHECKING:

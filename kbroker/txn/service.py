@@ -20,10 +20,11 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from kbroker.errors import KafkaApiError
+from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.log.producer_state import BatchMetadata, ProducerStateError, last_sequence
 from kbroker.txn.coordinator import TopicPartition, TransactionCoordinator, TxnConfig
 from kbroker.txn.producer_ids import ProducerIdManager
-from kbroker.txn.store import TRANSACTION_STATE_TOPIC, TxnStateTopicStore
+from kbroker.txn.store import TxnStateTopicStore
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.records import build_control_batch
 
@@ -36,7 +37,6 @@ _STATE_KEY = "kbroker.txn"
 _PID_KEY = "kbroker.txn.producer_ids"
 _EXPIRY_KEY = "kbroker.txn.producer_expiry"
 _POLLED_KEY = "kbroker.txn.polled_ms"
-OFFSETS_TOPIC = "__consumer_offsets"
 # Kafka's producer.id.expiration.check.interval.ms default (10 minutes).
 PRODUCER_EXPIRATION_CHECK_MS = 600000
 # A single node is always coordinator epoch 0.

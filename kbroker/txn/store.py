@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from kbroker.coordinator.group import partition_for
-from kbroker.internal_topics import iter_stored_batches
+from kbroker.internal_topics import TRANSACTION_STATE_TOPIC, iter_stored_batches
 from kbroker.txn.coordinator import TxnMetadata, TxnState
 from kbroker.wire.errors import ProtocolError
 from kbroker.wire.messages import TransactionLogKey, TransactionLogValue
@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     from kbroker.broker import BrokerState
 
 logger = logging.getLogger(__name__)
-
-TRANSACTION_STATE_TOPIC = "__transaction_state"
 
 
 def encode_txn_record(tid: str, meta: TxnMetadata | None) -> tuple[bytes, bytes | None]:

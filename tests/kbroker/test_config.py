@@ -28,6 +28,8 @@ def test_kafka_defaults() -> None:
     assert config["connections.max.idle.ms"] == 600000
     assert config["log.retention.check.interval.ms"] == 300000
     assert config["offsets.topic.num.partitions"] == 50
+    # The one dev default: Kafka's shipped server.properties, not its code default of 3000.
+    assert config["group.initial.rebalance.delay.ms"] == 0
     assert config.log_retention_ms == 7 * 24 * 3600 * 1000
     assert config.data_dir == Path("/tmp/kafka-logs")
 

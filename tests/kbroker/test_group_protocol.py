@@ -7,7 +7,8 @@ import struct
 import trio
 
 from kbroker.coordinator.group import GroupRecord, OffsetRecord, partition_for
-from kbroker.coordinator.store import OFFSETS_TOPIC, decode_record
+from kbroker.coordinator.store import decode_record
+from kbroker.internal_topics import OFFSETS_TOPIC
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     DeleteGroupsRequest,

@@ -58,6 +58,74 @@ kbroker_config =
 """
 
 
+FACTORY_TESTS = """
+import socket
+from pathlib import Path
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient
+
+ADDRESSES = []
+
+
+def test_fresh_brokers_with_their_own_settings(kbroker_factory, tmp_path):
+    first = kbroker_factory()
+    second = kbroker_factory({"num.partitions": 2})
+    assert first.bootstrap_servers != second.bootstrap_servers
+    assert first.data_dir != second.data_dir and first.data_dir.parent == tmp_path
+    producer = KafkaProducer(bootstrap_servers=second.bootstrap_servers)
+    producer.send("words", b"hello", partition=1).get(timeout=20)
+    producer.close()
+    admin = KafkaAdminClient(bootstrap_servers=second.bootstrap_servers)
+    (topic,) = admin.describe_topics(["words"])
+    admin.close()
+    assert len(topic["partitions"]) == 2  # the call's setting, over the ini's 4
+    ADDRESSES.extend(b.address for b in (first, second))
+
+
+def test_a_first_group_consumer_gets_records_within_three_seconds(kbroker_factory):
+    # The dev default group.initial.rebalance.delay.ms=0: a one-member group is assigned at
+    # once, as with Kafka's shipped server.properties.
+    broker = kbroker_factory()
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers)
+    producer.send("events", b"first").get(timeout=20)
+    producer.close()
+    consumer = KafkaConsumer(
+        "events",
+        bootstrap_servers=broker.bootstrap_servers,
+        group_id="my-group",
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+    )
+    values = [record.value for record in consumer]
+    consumer.close()
+    assert values == [b"first"]
+
+
+def test_restart_on_the_same_data(kbroker_factory, tmp_path):
+    data = tmp_path / "kept"
+    broker = kbroker_factory(data_dir=data)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers)
+    producer.send("kept", b"v").get(timeout=20)
+    producer.close()
+    broker.stop()
+    again = kbroker_factory(data_dir=data)
+    consumer = KafkaConsumer(
+        "kept", bootstrap_servers=again.bootstrap_servers, auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )
+    assert [record.value for record in consumer] == [b"v"]
+    consumer.close()
+
+
+def test_the_previous_tests_brokers_were_stopped():
+    assert len(ADDRESSES) == 2
+    for host, port in ADDRESSES:
+        with socket.socket() as sock:
+            assert sock.connect_ex((host, port)) != 0
+"""
+
+
 def test_entry_point_is_registered() -> None:
     points = {ep.name: ep.value for ep in metadata.entry_points(group="pytest11")}
     assert points.get("kbroker") == "kbroker.pytest_plugin"
@@ -103,3 +171,21 @@ async def test_fixture_lives_beside_the_projects_own_server_fixture(
     bootstrap = kbroker.bootstrap_servers  # type: ignore[attr-defined]
     assert bootstrap.startswith("127.0.0.1:")
     assert int(bootstrap.rsplit(":", 1)[1]) != server.address[1]
+
+
+def test_factory_gives_each_call_a_fresh_broker_stopped_after_the_test(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_user=FACTORY_TESTS)
+    pytester.makeini(PYTEST_INI)
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=4)
+
+
+def test_bad_factory_config_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_user="def test_x(kbroker_factory):\n    kbroker_factory({'no.such.key': 1})\n"
+    )
+    result = pytester.runpytest()
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*no.such.key*"])

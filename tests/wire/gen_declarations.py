@@ -3,7 +3,8 @@
 Not part of the build: the declarations it printed were committed to wire/_defs_*.py
 and are the source of truth from then on (test_conformance.py guards them). It keeps
 only wire-relevant keys; "about" prose, entityType, mapKey and zeroCopy are dropped.
-Usage: python tests/wire/gen_declarations.py NAME... > out.txt
+Usage: python tests/wire/gen_declarations.py KAFKA_JSON_DIR NAME... > out.txt
+(KAFKA_JSON_DIR: any directory holding Kafka's JSON message schemas, searched recursively).
 """
 
 from __future__ import annotations
@@ -13,13 +14,18 @@ import re
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3] / "shared" / "kafka-protocol"
-
 
 def load(path: Path) -> dict:
     """Parse a Kafka JSON schema file, dropping // comments."""
     text = re.sub(r"^\s*//.*$", "", path.read_text(), flags=re.M)
     return json.loads(text)
+
+
+def find(root: Path, name: str) -> Path:
+    """The schema file of message ``name`` under ``root`` (Kafka names files by message)."""
+    for path in sorted(root.rglob(f"{name}.json")):
+        return path
+    raise SystemExit(f"no {name}.json under {root}")
 
 
 def default_token(value: object) -> str:
@@ -60,13 +66,9 @@ def field_lines(fields: list[dict], indent: int, out: list[str]) -> None:
             field_lines(f["fields"], indent + 2, out)
 
 
-def declare(name: str) -> str:
+def declare(root: Path, name: str) -> str:
     """Return the DSL block for one JSON schema by name."""
-    for sub in ("messages", "records"):
-        path = ROOT / sub / f"{name}.json"
-        if path.exists():
-            break
-    d = load(path)
+    d = load(find(root, name))
     head = [d["name"], d["type"]]
     if "apiKey" in d:
         head.append(f"key={d['apiKey']}")
@@ -83,4 +85,7 @@ def declare(name: str) -> str:
 
 
 if __name__ == "__main__":
-    print("\n\n".join(declare(n) for n in sys.argv[1:]))
+    if len(sys.argv) < 3:
+        raise SystemExit(__doc__)
+    root = Path(sys.argv[1])
+    print("\n\n".join(declare(root, n) for n in sys.argv[2:]))

@@ -1,24 +1,28 @@
-"""Our schema declarations match Kafka's JSON message definitions, field by field."""
+"""Our schema declarations match Kafka's JSON message definitions, field by field.
+
+Both references live with the test dependencies and the repository (see kafka_defs.py): the
+JSON definitions kafka-python ships, compared version by version, and kafka_facts.json (made
+by gen_facts.py from the Kafka release kbroker follows) for every header and for the messages
+that kafka-python's copy lacks or lays out differently.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import re
-import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kbroker.wire import protocol
 from kbroker.wire.messages import ALL, API_DECLS, DATA_DECLS, REQUESTS, RESPONSES
-from kbroker.wire.schema import FieldDecl, Versions
-
-REPO = Path(__file__).resolve().parents[2]
-PROTOCOL_DIR = Path(
-    os.environ.get("KBROKER_PROTOCOL_DIR", REPO.parent / "shared" / "kafka-protocol")
+from kbroker.wire.schema import FieldDecl, MessageDecl, Versions
+from tests.wire.kafka_defs import (
+    expected_default,
+    kafka_python_schemas,
+    layout,
+    load_facts,
+    vset,
 )
 
 # The APIs the broker serves; each must be declared over its full validVersions.
@@ -98,66 +102,22 @@ REQUIRED_DATA = [
 ]
 
 
-def _load(path: Path) -> dict:
-    text = re.sub(r"^\s*//.*$", "", path.read_text(), flags=re.M)
-    return json.loads(text)
-
-
-def _json_schemas() -> dict[str, dict]:
-    assert PROTOCOL_DIR.is_dir(), f"Kafka protocol definitions not found at {PROTOCOL_DIR}"
-    out = {}
-    for sub in ("messages", "records"):
-        files = sorted((PROTOCOL_DIR / sub).glob("*.json"))
-        assert files, f"no JSON files in {PROTOCOL_DIR / sub}"
-        for p in files:
-            d = _load(p)
-            out[d["name"]] = d
-    return out
+@pytest.fixture(scope="module")
+def schemas() -> dict[str, dict]:
+    """The facts file: every declared message's header, and fields where kafka-python lacks them."""
+    return load_facts()
 
 
 @pytest.fixture(scope="module")
-def schemas() -> dict[str, dict]:
-    return _json_schemas()
-
-
-def _vset(text: str | None) -> set[int]:
-    """Independent reading of Kafka's version notation, as a set of versions 0..99."""
-    if text is None or text == "none":
-        return set()
-    if text.endswith("+"):
-        return set(range(int(text[:-1]), 100))
-    lo, _, hi = text.partition("-")
-    return set(range(int(lo), int(hi or lo) + 1))
+def shipped() -> dict[str, dict]:
+    """The JSON definitions inside the installed kafka-python package."""
+    return kafka_python_schemas()
 
 
 def _ours(v: Versions | None) -> set[int]:
     if v is None:
         return set()
     return set(range(v.lo, min(v.hi, 99) + 1)) if v.hi >= v.lo else set()
-
-
-def _expected_default(f: dict) -> Any:
-    t = f["type"]
-    d = f.get("default")
-    if d is None and "default" in f or d == "null":
-        return None
-    if t.startswith("[]"):
-        return []
-    if t in ("int8", "int16", "int32", "int64", "uint16"):
-        return int(str(d), 0) if d is not None else 0
-    if t == "float64":
-        return float(d) if d is not None else 0.0
-    if t == "bool":
-        return str(d).lower() == "true"
-    if t == "string":
-        return d if d is not None else ""
-    if t == "bytes":
-        return b""
-    if t == "uuid":
-        return uuid.UUID(int=0)
-    if t == "records":
-        return None
-    return "STRUCT"
 
 
 def _snake(name: str) -> str:
@@ -176,18 +136,18 @@ def _compare_fields(
     for o, t in zip(ours, theirs, strict=True):
         w = f"{where}.{t['name']}"
         assert o.type == t["type"], w
-        assert _ours(o.versions) == _vset(t.get("versions", t.get("taggedVersions"))), w
-        assert _ours(o.nullable) == _vset(t.get("nullableVersions")), w
+        assert _ours(o.versions) == vset(t.get("versions", t.get("taggedVersions"))), w
+        assert _ours(o.nullable) == vset(t.get("nullableVersions")), w
         assert o.tag == t.get("tag"), w
-        assert _ours(o.tagged) == _vset(t.get("taggedVersions")), w
+        assert _ours(o.tagged) == vset(t.get("taggedVersions")), w
         if "flexibleVersions" in t:  # per-field override, e.g. RequestHeader.ClientId "none"
-            assert o.flexible is not None and _ours(o.flexible) == _vset(t["flexibleVersions"]), w
+            assert o.flexible is not None and _ours(o.flexible) == vset(t["flexibleVersions"]), w
         else:
             assert o.flexible is None, w
         assert o.ignorable == bool(t.get("ignorable", False)), w
         assert o.attr == _snake(t["name"]), w
         value = getattr(instance, o.attr)
-        expected = _expected_default(t)
+        expected = expected_default(t)
         if expected == "STRUCT":
             assert value == structs[t["type"]](), w
         else:
@@ -197,20 +157,24 @@ def _compare_fields(
             _compare_fields(w, o.fields or [], t["fields"], sub, structs)
 
 
-def _check_message(name: str, schemas: dict[str, dict]) -> None:
-    t = schemas[name]
+def _check_header(name: str, facts: dict) -> None:
+    d = ALL[name].SCHEMA
+    assert d.kind == facts["type"], name
+    assert d.api_key == facts.get("apiKey"), name
+    assert _ours(d.versions) == vset(facts["validVersions"]), name
+    assert _ours(d.flexible) == vset(facts["flexibleVersions"]), name
+    assert d.latest_unstable == bool(facts.get("latestVersionUnstable", False)), name
+
+
+def _check_message(name: str, t: dict) -> None:
+    """Field by field against a full definition of the same Kafka release."""
     cls = ALL[name]
     d = cls.SCHEMA
-    assert d.kind == t["type"], name
-    assert d.api_key == t.get("apiKey"), name
-    assert _ours(d.versions) == _vset(t["validVersions"]), name
-    assert _ours(d.flexible) == _vset(t["flexibleVersions"]), name
-    assert d.latest_unstable == bool(t.get("latestVersionUnstable", False)), name
     _compare_fields(name, d.fields, t["fields"], cls, cls.STRUCTS)
     common = {s["name"]: s for s in t.get("commonStructs", [])}
     for sname, s in common.items():
         ours = d.structs[sname]
-        assert _ours(ours.versions) == _vset(s["versions"]), f"{name}.{sname}"
+        assert _ours(ours.versions) == vset(s["versions"]), f"{name}.{sname}"
         _compare_fields(
             f"{name}.{sname}", ours.fields, s["fields"], cls.STRUCTS[sname], cls.STRUCTS
         )
@@ -229,11 +193,84 @@ def _check_message(name: str, schemas: dict[str, dict]) -> None:
     assert set(cls.STRUCTS) == inline | set(common), name
 
 
-def test_every_declaration_matches_kafka(schemas: dict[str, dict]) -> None:
+def _as_json(decl: MessageDecl, cls: type) -> dict:
+    """Our declaration in Kafka's JSON shape, each field carrying its class's real default."""
+    structs: dict[str, type] = cls.STRUCTS  # type: ignore[attr-defined]
+
+    def fields(decls: list[FieldDecl], owner: type) -> list[dict]:
+        instance = owner()
+        out = []
+        for o in decls:
+            assert o.attr == _snake(o.name), o.name
+            value = getattr(instance, o.attr)
+            if o.type in structs and value == structs[o.type]():
+                value = "STRUCT"
+            f: dict[str, Any] = {"name": o.name, "type": o.type, "versions": str(o.versions)}
+            f["_value"] = value
+            if not o.nullable.empty:
+                f["nullableVersions"] = str(o.nullable)
+            if o.tag is not None:
+                f["tag"] = o.tag
+                f["taggedVersions"] = str(o.tagged)
+            if o.flexible is not None:
+                f["flexibleVersions"] = str(o.flexible)
+            if o.ignorable:
+                f["ignorable"] = True
+            if o.fields is not None:
+                f["fields"] = fields(o.fields, structs[o.elem])
+            out.append(f)
+        return out
+
+    return {
+        "validVersions": str(decl.versions),
+        "flexibleVersions": str(decl.flexible),
+        "fields": fields(decl.fields, cls),
+        # Inline and common structs alike: layout() only looks one up for a field without
+        # its own "fields", so listing the inline ones too changes nothing.
+        "commonStructs": [
+            {"name": n, "fields": fields(s.fields, structs[n])} for n, s in decl.structs.items()
+        ],
+    }
+
+
+def _default_repr(f: dict) -> str:
+    # Ours: the value the generated class really has; Kafka's: what its "default" gives.
+    return repr(f["_value"]) if "_value" in f else repr(expected_default(f))
+
+
+def _check_against_shipped(name: str, theirs: dict) -> None:
+    """Version by version against kafka-python's copy (of another Kafka release)."""
+    cls = ALL[name]
+    ours = _as_json(cls.SCHEMA, cls)
+    shipped_versions = vset(theirs["validVersions"])
+    for v in sorted(_ours(cls.SCHEMA.versions)):
+        assert v in shipped_versions, f"{name} v{v}: not in kafka-python's copy"
+        assert layout(ours, v, _default_repr) == layout(theirs, v, _default_repr), f"{name} v{v}"
+
+
+def test_every_declaration_matches_kafka(
+    schemas: dict[str, dict], shipped: dict[str, dict]
+) -> None:
     names = [d.name for d in API_DECLS + DATA_DECLS]
     assert len(names) == len(set(names))
+    checked_against_shipped = []
     for name in names:
-        _check_message(name, schemas)
+        facts = schemas[name]
+        _check_header(name, facts)
+        if "fields" in facts:
+            _check_message(name, facts)
+        else:
+            _check_against_shipped(name, shipped[name])
+            checked_against_shipped.append(name)
+    # The facts file keeps fields only for what kafka-python lacks: most APIs come from it.
+    assert len(checked_against_shipped) >= 40, checked_against_shipped
+
+
+def test_kafka_python_ships_the_definitions(shipped: dict[str, dict]) -> None:
+    # An independent copy of Kafka's clients/src/main/resources/common/message.
+    for name in ("ApiVersionsRequest", "MetadataResponse", "JoinGroupRequest"):
+        assert shipped[name]["name"] == name
+        assert shipped[name]["type"] in ("request", "response")
 
 
 def test_every_required_api_is_declared_over_its_valid_versions(schemas: dict[str, dict]) -> None:
@@ -243,10 +280,10 @@ def test_every_required_api_is_declared_over_its_valid_versions(schemas: dict[st
             j = by_key[(key, kind)]
             cls = table[key]
             assert cls.__name__ == j["name"] and cls.API_KEY == key
-            assert _ours(cls.SCHEMA.versions) == _vset(j["validVersions"]), j["name"]
+            assert _ours(cls.SCHEMA.versions) == vset(j["validVersions"]), j["name"]
         lo, hi = protocol.SUPPORTED[key]
         req = by_key[(key, "request")]
-        assert set(range(lo, hi + 1)) == _vset(req["validVersions"])
+        assert set(range(lo, hi + 1)) == vset(req["validVersions"])
         # STABLE drops a latest version Kafka marks unstable, as a released broker does.
         slo, shi = protocol.STABLE[key]
         assert (slo, shi) == (lo, hi - 1 if req.get("latestVersionUnstable") else hi)
@@ -255,7 +292,7 @@ def test_every_required_api_is_declared_over_its_valid_versions(schemas: dict[st
 def test_required_data_schemas_are_declared(schemas: dict[str, dict]) -> None:
     for name in REQUIRED_DATA:
         assert name in ALL, name
-        assert _ours(ALL[name].SCHEMA.versions) == _vset(schemas[name]["validVersions"])
+        assert _ours(ALL[name].SCHEMA.versions) == vset(schemas[name]["validVersions"])
 
 
 def test_message_classes_are_slotted_keyword_only_dataclasses() -> None:
