@@ -151,13 +151,21 @@ async def run(config: BrokerConfig) -> None:
 
             server = await nursery.start(serve_then_stop)
             logger.info("kbroker ready bootstrap_servers=%s", _bootstrap(config, server.address))
+
+            async def stop() -> None:
+                # Cluster mode: leadership moves to other brokers before we stop serving.
+                await server.controlled_shutdown()
+                server.shutdown()
+
+            stopping = False
             async for signum in signals:
-                if server.draining:
+                if stopping:
                     logger.warning("second %s: stopping now", signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()
                     return
                 logger.info("%s received: shutting down", signal.Signals(signum).name)
-                server.shutdown()
+                stopping = True
+                nursery.start_soon(stop)
 
 
 def _single(exc: BaseException) -> BaseException:
