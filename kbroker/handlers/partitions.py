@@ -51,11 +51,16 @@ def lookup_topic(ctx: RequestContext, topic_name: str) -> Topic:
 def led_partition(ctx: RequestContext, topic: Topic, index: int) -> Partition:
     """``partition_of``, and in cluster mode NOT_LEADER_OR_FOLLOWER unless this broker
     leads it."""
-    partition = partition_of(topic, index)
     cluster = ctx.broker.cluster
     if cluster is not None and not cluster.replicas.is_leader(topic.name, index):
-        raise KafkaApiError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
-    return partition
+        # ReplicaManager.getPartitionOrError: hosted here as a follower, or known to the
+        # metadata cache, is NOT_LEADER_OR_FOLLOWER; anything else is unknown.
+        if cluster.metadata.partition(topic.name, index) is not None or (
+            cluster.replicas.leader_epoch(topic.name, index) is not None
+        ):
+            raise KafkaApiError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+    return partition_of(topic, index)
 
 
 def leader_epoch(ctx: RequestContext, topic_name: str, index: int) -> int:
