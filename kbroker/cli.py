@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
               kbroker --listen 127.0.0.1:0
               kbroker --config server.properties --override num.partitions=3
             ops commands (kbroker[tools] extra): kbroker {topics,groups,produce,consume} --help
+            a local multi-broker cluster with ZooKeeper: kbroker cluster --help
             """),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -188,6 +189,10 @@ def _print_configs() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kbroker`` script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "cluster":
+        from kbroker.cluster_cli import main as cluster_main
+
+        return cluster_main(argv[1:])
     if argv and argv[0] in TOOL_COMMANDS:
         # Ops commands (kbroker.tools) share the script; without one it runs the broker.
         from kbroker.tools import main as tools_main

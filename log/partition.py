@@ -36,6 +36,7 @@ from kbroker.log.checkpoint import (
     read_offset,
     write_offset,
 )
+from kbroker.log.cleaner import clean_segments
 from kbroker.log.config import LogConfig
 from kbroker.log.errors import LogError, OffsetOutOfRange
 from kbroker.log.leader_epoch import LEADER_EPOCH_FILE, LeaderEpochCache
@@ -804,9 +805,39 @@ class PartitionLog:
             return
         if len(self._segments) > 1:  # the cleaner only rewrites closed segments
             self._before_write()
-        from kbroker.log.cleaner import clean_segments
+        rewritten = clean_segments(
+            self._segments[:-1],
+            now_ms=self._now_ms(),
+            min_compaction_lag_ms=self.config.min_compaction_lag_ms,
+            delete_retention_ms=self.config.delete_retention_ms,
+            first_unstable_offset=self.producer_state.first_unstable_offset(),
+            aborted_txns=self.txn_index.all(),
+            producer_last_offset=self._producer_last_offset,
+            reopen_segment=self._reopen_cleaned,
+            directory=self.directory,
+        )
+        # Closed segments emptied by cleaning carry nothing; the first one stays so
+        # the log start offset does not move.
+        dropped = 0
+        for seg in list(self._segments[1:-1]):
+            if seg.size == 0:
+                i = self._segments.index(seg)
+                del self._segments[i]
+                del self._bases[i]
+                seg.delete_files()
+                dropped += 1
+        if rewritten or dropped:
+            fsync_dir(self.directory)
 
-        clean_segments(self, self._now_ms())
+    def _reopen_cleaned(self, base_offset: int) -> LogSegment:
+        """Open the rewritten segment file at ``base_offset`` in place of the old segment."""
+        fresh = self._new_segment(base_offset)
+        self._segments[self._bases.index(base_offset)] = fresh
+        return fresh
+
+    def _producer_last_offset(self, producer_id: int) -> int | None:
+        entry = self.producer_state.lookup(producer_id)
+        return None if entry is None else entry.last_offset
 
     # -- durability / lifecycle -------------------------------------------------------------------
     def flush(self) -> None:

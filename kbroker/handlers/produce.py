@@ -18,10 +18,10 @@ the producer's codec; a named codec ("uncompressed", "gzip", "snappy", "lz4",
 "zstd") that differs from the batch's makes the broker rebuild the batch with
 it (wire.records.recompress_batch), and a rebuilt batch is checked against
 max.message.bytes again (UnifiedLog.append re-validates sizes when
-messageSizeMaybeChanged). Compression levels (KIP-390, Kafka 3.8's
-compression.gzip/lz4/zstd.level) are not configurable here: recompression uses
-gzip 6 and zstd 3 (Kafka's defaults) and lz4's fast mode (Kafka's lz4
-default is level 9); a level never triggers a recompression in Kafka either,
+messageSizeMaybeChanged). A recompression uses the topic's level for its codec
+(KIP-390: compression.gzip.level, compression.lz4.level, compression.zstd.level,
+each falling back to the broker setting, defaults as in wire.compression.
+DEFAULT_LEVELS); a level alone never triggers a recompression, in Kafka either:
 only a different codec does.
 """
 

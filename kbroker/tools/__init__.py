@@ -17,7 +17,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from kbroker.tools.common import ToolError
+from kbroker.tools.common import ToolError, check_reachable
 
 DEFAULT_BOOTSTRAP = "localhost:9092"
 DEFAULT_REQUEST_TIMEOUT_S = 30.0
@@ -68,6 +68,8 @@ def main(argv: Sequence[str]) -> int:
     """Run one ops command (``argv`` starts with its name); returns the exit status."""
     args = build_parser().parse_args(list(argv))
     try:
+        if getattr(args, "bootstrap_server", None) is not None:
+            check_reachable(args)
         return int(args.run(args) or 0)
     except ToolError as exc:
         print(f"kbroker {args.command}: {exc}", file=sys.stderr)
