@@ -35,7 +35,7 @@ from kbroker.wire.messages import (
     UpdateMetadataRequest,
 )
 from tests.kbroker.conftest import RawClient
-from tests.kbroker.test_produce import fetch, produce, records
+from tests.kbroker.helpers import fetch, fetch_request, produce, records
 
 ME = 1
 TOPIC_ID = uuid.UUID("6f1c1b0e-3d5e-4b4a-9a55-0e2c0b1e4f11")
@@ -244,8 +244,6 @@ async def test_fetch_checks_the_clients_leader_epoch_against_the_controllers(
         (4, ErrorCode.FENCED_LEADER_EPOCH),
         (6, ErrorCode.UNKNOWN_LEADER_EPOCH),
     ):
-        from tests.kbroker.test_produce import fetch_request
-
         req = fetch_request("t", 0, 0)
         req.topics[0].partitions[0].current_leader_epoch = given
         resp = await cluster.client.request(req, version=12)
