@@ -32,6 +32,7 @@ DEFAULT_LISTEN = "127.0.0.1:9092"
 DEFAULT_DATA_DIR = "./kbroker-data"
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 TOOL_COMMANDS = frozenset({"topics", "groups", "produce", "consume"})
+COMPLETION_SHELLS = ("bash", "zsh")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -186,6 +187,46 @@ def _print_configs() -> None:
         print(textwrap.fill(defn.doc, width=88, initial_indent="    ", subsequent_indent="    "))
 
 
+def completion_parser() -> argparse.ArgumentParser:
+    """The whole command line as one parser: the broker's options and every subcommand.
+
+    Only shell completion uses it; the script itself dispatches ops commands before
+    parsing, so `kbroker --listen ...` and `kbroker topics ...` keep separate parsers.
+    """
+    from kbroker.tools import add_commands
+
+    parser = _parser()
+    for action in parser._actions:
+        # shtab reads `complete` off an action: file names for --config, dirs for --data-dir.
+        if "--config" in action.option_strings:
+            action.complete = {"bash": "_shtab_compgen_files", "zsh": "_files"}  # type: ignore[attr-defined]
+        elif "--data-dir" in action.option_strings:
+            action.complete = {"bash": "_shtab_compgen_dirs", "zsh": "_files -/"}  # type: ignore[attr-defined]
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_commands(commands)
+    p = commands.add_parser("completion", help="print a shell completion script")
+    p.add_argument("shell", choices=COMPLETION_SHELLS)
+    return parser
+
+
+def _completion(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="kbroker completion",
+        description="Print a completion script for kbroker. bash: "
+        'eval "$(kbroker completion bash)" in ~/.bashrc; zsh: kbroker completion zsh > '
+        '"${fpath[1]}/_kbroker"',
+    )
+    parser.add_argument("shell", choices=COMPLETION_SHELLS)
+    args = parser.parse_args(argv)
+    try:
+        import shtab
+    except ImportError:
+        print("kbroker completion: needs shtab: pip install 'kbroker[tools]'", file=sys.stderr)
+        return 1
+    print(shtab.complete(completion_parser(), shell=args.shell))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kbroker`` script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -198,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from kbroker.tools import main as tools_main
 
         return tools_main(argv)
+    if argv and argv[0] == "completion":
+        return _completion(argv[1:])
     args = _parser().parse_args(argv)
     if args.list_configs:
         try:

@@ -15,6 +15,7 @@ loads, and documented as having no effect.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import math
 import re
@@ -686,6 +687,43 @@ class ConfigError(Exception):
     """A broker setting is unknown or has a bad value; ``str(error)`` is one stderr line."""
 
 
+# Kafka's security settings. kbroker speaks PLAINTEXT only (no TLS, SASL, ACLs or
+# delegation tokens yet), so for these "unknown" would mislead: Kafka knows them, and
+# a server.properties copied from a secured cluster has them.
+_SECURITY_PREFIXES = (
+    "ssl.",
+    "sasl.",
+    "security.",
+    "listener.name.",
+    "authorizer.",
+    "principal.builder.",
+    "delegation.token.",
+    "password.encoder.",
+)
+_SECURITY_KEYS = frozenset(
+    {
+        "super.users",
+        "allow.everyone.if.no.acl.found",
+        "connections.max.reauth.ms",
+    }
+)
+# How alike a key must be to a known one to be suggested (difflib's ratio).
+_SUGGEST_CUTOFF = 0.8
+
+
+def unknown_key_message(key: str) -> str:
+    """Why ``key`` is refused: not supported (a security setting), or unknown with the
+    closest known key suggested ("did you mean log.retention.hours?")."""
+    if key in _SECURITY_KEYS or key.startswith(_SECURITY_PREFIXES):
+        return (
+            f"config key {key!r} is not supported: kbroker serves PLAINTEXT only "
+            "(no TLS, SASL or authorization yet)"
+        )
+    close = difflib.get_close_matches(key, CONFIG_DEFS, n=1, cutoff=_SUGGEST_CUTOFF)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"unknown config key {key!r}{hint}"
+
+
 @dataclass(frozen=True, slots=True)
 class Listener:
     """A parsed ``NAME://host:port`` listener; host "" means every interface."""
@@ -743,7 +781,7 @@ class BrokerConfig:
             key = key.strip()
             defn = CONFIG_DEFS.get(key)
             if defn is None:
-                raise ConfigError(f"unknown config key {key!r}")
+                raise ConfigError(unknown_key_message(key))
             try:
                 value = convert(defn, raw)
             except ValueError as exc:

@@ -650,3 +650,118 @@ def test_consume_print_properties_like_kafkas_console_consumer(run: Kbroker, sta
     assert code == 0 and out == "<none> | lone\n"
     code, _, err = run("consume", stamped, "--property", "print.colour=true")
     assert code == 1 and "unknown --property 'print.colour'" in err
+
+
+# -- groups: reset-offsets, delete, --json ----------------------------------------------------
+def _committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int | None]:
+    """The group's committed offsets as kafka-python (an independent client) reads them."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        return [consumer.committed(KafkaTP(topic, p)) for p in range(partitions)]
+    finally:
+        consumer.close()
+
+
+def test_groups_reset_offsets_dry_run_then_execute(
+    run: Kbroker, live: kbroker.Broker, stamped: str
+) -> None:
+    group = f"{stamped}-group"
+    bootstrap = live.bootstrap_servers
+    reset = ("groups", "reset-offsets", group, "--topic", stamped)
+    # Dry run by default: the plan is printed, nothing is committed.
+    code, out, err = run(*reset, "--to-latest")
+    assert code == 0 and "dry run" in err
+    assert [line.split() for line in out.splitlines()] == [
+        ["GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"],
+        [group, stamped, "0", "4"],
+        [group, stamped, "1", "1"],
+    ]
+    assert _committed(bootstrap, group, stamped, 2) == [None, None]
+    assert run(*reset, "--to-latest", "--execute")[0] == 0
+    assert _committed(bootstrap, group, stamped, 2) == [4, 1]
+    assert run(*reset, "--to-earliest", "--execute")[0] == 0
+    assert _committed(bootstrap, group, stamped, 2) == [0, 0]
+    # Out of range is clamped into [log start, log end], as Kafka's tool does.
+    assert run(*reset, "--to-offset", "99", "--execute")[0] == 0
+    assert _committed(bootstrap, group, stamped, 2) == [4, 1]
+    code, out, _ = run(
+        "groups", "reset-offsets", group, "--topic", f"{stamped}:0", "--shift-by", "-3",
+        "--execute", "--json",
+    )  # fmt: skip
+    assert code == 0
+    assert json.loads(out) == [{"group": group, "topic": stamped, "partition": 0, "new_offset": 1}]
+    assert _committed(bootstrap, group, stamped, 2) == [1, 1]
+    # Partition 0 has records at 1000..4000 ms: 2.5 s is offset 2; partition 1's one
+    # record (2500 ms) is at offset 0; a time after everything is the log end.
+    assert run(*reset, "--to-datetime", "1970-01-01T00:00:02.500", "--execute")[0] == 0
+    assert _committed(bootstrap, group, stamped, 2) == [2, 0]
+    assert run(*reset, "--to-datetime", "2030-01-01T00:00:00Z", "--execute")[0] == 0
+    assert _committed(bootstrap, group, stamped, 2) == [4, 1]
+    code, out, _ = run("groups", "reset-offsets", group, "--all-topics", "--to-earliest")
+    assert code == 0 and len(out.splitlines()) == 3
+    code, _, err = run("groups", "reset-offsets", group, "--topic", stamped)
+    assert code == 2 and "one of the arguments --to-earliest" in err
+
+
+def test_groups_reset_offsets_refuses_an_active_group(
+    run: Kbroker, live: kbroker.Broker, stamped: str
+) -> None:
+    group = f"{stamped}-group"
+    consumer = Consumer(
+        {"bootstrap.servers": live.bootstrap_servers, "group.id": group, "log_level": 3}
+    )
+    consumer.subscribe([stamped])
+    try:
+        for _ in range(60):
+            consumer.poll(0.5)
+            if consumer.assignment():
+                break
+        code, _, err = run(
+            "groups", "reset-offsets", group, "--all-topics", "--to-earliest", "--execute"
+        )
+        assert code == 1
+        assert err == (
+            f"kbroker groups: Assignments can only be reset if the group '{group}' is "
+            "inactive, but the current state is Stable.\n"
+        )
+        code, _, err = run("groups", "delete", group)
+        assert code == 1 and "NON_EMPTY_GROUP" in err
+    finally:
+        consumer.close()
+
+
+def test_groups_delete_and_json(run: Kbroker, live: kbroker.Broker, stamped: str) -> None:
+    group = f"{stamped}-group"
+    reset = ("groups", "reset-offsets", group, "--topic", stamped, "--to-offset", "1")
+    assert run(*reset, "--execute")[0] == 0
+    code, out, _ = run("groups", "list", "--json")
+    assert code == 0 and {"group": group, "state": "Empty"} in json.loads(out)
+    code, out, _ = run("groups", "describe", group, "--json")
+    assert code == 0
+    assert json.loads(out) == {
+        "group": group,
+        "state": "Empty",
+        "members": [],
+        "offsets": [
+            {
+                "topic": stamped,
+                "partition": p,
+                "current_offset": 1,
+                "log_end_offset": end,
+                "lag": end - 1,
+                "consumer_id": None,
+                "host": None,
+                "client_id": None,
+            }
+            for p, end in ((0, 4), (1, 1))
+        ],
+    }
+    code, out, _ = run("groups", "delete", group)
+    assert (code, out) == (
+        0,
+        f"Deletion of requested consumer groups ('{group}') was successful.\n",
+    )
+    assert group not in run("groups", "list")[1].splitlines()
+    assert _committed(live.bootstrap_servers, group, stamped, 2) == [None, None]
+    code, _, err = run("groups", "delete", group)
+    assert code == 1 and "GROUP_ID_NOT_FOUND" in err
