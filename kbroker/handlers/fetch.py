@@ -28,9 +28,9 @@ from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.partitions import (
     end_offset_for_epoch,
     error_code_of,
+    led_partition,
     local_log,
     lookup_topic,
-    partition_of,
 )
 from kbroker.log.errors import OffsetOutOfRange
 from kbroker.topics import Partition, Topic
@@ -167,13 +167,14 @@ def _read_all(
                 parts.append(_error_partition(fp.partition, code))
                 continue
             try:
-                partition = partition_of(topic, fp.partition)
+                partition = led_partition(ctx, topic, fp.partition)
             except Exception as exc:  # noqa: BLE001
                 parts.append(_error_partition(fp.partition, error_code_of(exc)))
                 continue
             interesting += 1
             log = partition.log
             data, size = _read_partition(
+                ctx,
                 partition,
                 fp,
                 min(fp.partition_max_bytes, limit),
@@ -219,6 +220,9 @@ def _topic_by_id(ctx: RequestContext, topic_id: uuid.UUID) -> Topic:
     """The Topic with ``topic_id``; UNKNOWN_TOPIC_ID when none (Fetch v13+, KIP-516)."""
     topic = ctx.broker.topics.get_by_id(topic_id)
     if topic is None:
+        cluster = ctx.broker.cluster
+        if cluster is not None and cluster.metadata.topic_by_id(topic_id) is not None:
+            raise KafkaApiError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_ID)
     return topic
 
@@ -238,6 +242,7 @@ def _error_partition(index: int, code: ErrorCode | int) -> Any:
 
 
 def _read_partition(
+    ctx: RequestContext,
     partition: Partition,
     fp: Any,
     max_bytes: int,
@@ -258,9 +263,9 @@ def _read_partition(
     log = partition.log
     follower = replica_id >= 0
     try:
-        local_log(partition, fp.current_leader_epoch if version >= 9 else -1)
+        local_log(ctx, partition, fp.current_leader_epoch if version >= 9 else -1)
         if version >= 12 and fp.last_fetched_epoch >= 0:
-            diverging = _diverging_epoch(partition, fp.last_fetched_epoch, fp.fetch_offset)
+            diverging = _diverging_epoch(ctx, partition, fp.last_fetched_epoch, fp.fetch_offset)
             if diverging is not None:
                 data = _error_partition(fp.partition, 0)
                 data.high_watermark = log.high_watermark
@@ -327,7 +332,7 @@ def _read_partition(
 
 
 def _diverging_epoch(
-    partition: Partition, last_fetched_epoch: int, fetch_offset: int
+    ctx: RequestContext, partition: Partition, last_fetched_epoch: int, fetch_offset: int
 ) -> tuple[int, int] | None:
     """(epoch, end offset) where the fetcher's log diverges from ours, None if it does not.
 
@@ -336,7 +341,7 @@ def _diverging_epoch(
     holds records ours does not. An epoch we cannot place, or a fetch offset
     below our log start, is OFFSET_OUT_OF_RANGE.
     """
-    epoch, end = end_offset_for_epoch(partition, last_fetched_epoch)
+    epoch, end = end_offset_for_epoch(ctx, partition, last_fetched_epoch)
     if epoch < 0 or end < 0:
         raise OffsetOutOfRange(fetch_offset, partition.log.log_start_offset, -1)
     if fetch_offset < partition.log.log_start_offset:

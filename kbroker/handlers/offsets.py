@@ -3,7 +3,7 @@
 How it works: each API walks the requested topics / partitions in request
 order and answers every one of them in its own body entry; nothing here
 fails the whole request. Epoch questions are answered from the log's leader
-epochs (``log.leader_epoch``, Kafka's ``LeaderEpochFileCache``) and the
+epochs (``log.leader_epochs``, Kafka's ``LeaderEpochFileCache``) and the
 partition's current leader epoch (0 on a single node, which leads everything).
 """
 
@@ -12,13 +12,14 @@ from __future__ import annotations
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.partitions import (
+    current_leader_epoch,
     end_offset_for_epoch,
     error_code_of,
     leader_epochs,
+    led_partition,
     local_log,
     lookup_partition,
     lookup_topic,
-    partition_of,
     topic_value,
 )
 from kbroker.topics import Partition, Topic
@@ -76,6 +77,7 @@ async def handle_list_offsets(
                     raise KafkaApiError(ErrorCode.INVALID_REQUEST)
                 partition = lookup_partition(ctx, t.name, p.partition_index)
                 local_log(
+                    ctx,
                     partition,
                     p.current_leader_epoch if version >= 4 else -1,
                     require_leader=request.replica_id != DEBUGGING_REPLICA_ID,
@@ -83,7 +85,7 @@ async def handle_list_offsets(
                 read_committed = version >= 2 and request.isolation_level == 1
                 if read_committed:
                     poll_transactions(ctx.broker)
-                found = _offset_for(partition, p.timestamp, read_committed=read_committed)
+                found = _offset_for(ctx, partition, p.timestamp, read_committed=read_committed)
             except Exception as exc:  # noqa: BLE001 - every failure is a per-partition answer
                 resp.error_code = error_code_of(exc)
             else:
@@ -98,7 +100,7 @@ async def handle_list_offsets(
 
 
 def _offset_for(
-    partition: Partition, timestamp: int, *, read_committed: bool = False
+    ctx: RequestContext, partition: Partition, timestamp: int, *, read_committed: bool = False
 ) -> tuple[int, int, int] | None:
     """(timestamp, offset, leader epoch) for a ListOffsets query, None when nothing matches.
 
@@ -108,10 +110,10 @@ def _offset_for(
     carries the current leader epoch, any other the epoch that wrote it.
     """
     log = partition.log
-    epochs = leader_epochs(partition)
+    epochs = leader_epochs(ctx, partition)
     hw = log.last_stable_offset if read_committed else log.high_watermark
     if timestamp == LATEST_TIMESTAMP:
-        return (-1, hw, partition.leader_epoch)
+        return (-1, hw, current_leader_epoch(ctx, partition))
     if timestamp in (EARLIEST_TIMESTAMP, EARLIEST_LOCAL_TIMESTAMP):
         # No tiered storage: the local log start is the log start.
         start = log.log_start_offset
@@ -154,11 +156,12 @@ async def handle_offset_for_leader_epoch(
                 # Partition.lastOffsetForLeaderEpoch: only the leader answers, except
                 # to a debugging tool (replica id -2, v3+).
                 local_log(
+                    ctx,
                     partition,
                     p.current_leader_epoch if version >= 2 else -1,
                     require_leader=version < 3 or request.replica_id != DEBUGGING_REPLICA_ID,
                 )
-                epoch, end = end_offset_for_epoch(partition, p.leader_epoch)
+                epoch, end = end_offset_for_epoch(ctx, partition, p.leader_epoch)
             except Exception as exc:  # noqa: BLE001 - per-partition answer
                 resp.error_code = error_code_of(exc)
             else:
@@ -189,7 +192,7 @@ async def handle_delete_records(
             )
             try:
                 topic = lookup_topic(ctx, t.name)
-                partition = partition_of(topic, p.partition_index)
+                partition = led_partition(ctx, topic, p.partition_index)
                 resp.low_watermark = _delete_records(ctx, topic, partition, p.offset)
             except Exception as exc:  # noqa: BLE001 - per-partition answer
                 resp.error_code = error_code_of(exc)

@@ -37,10 +37,11 @@ import trio
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import CloseConnection, RequestContext, handles
 from kbroker.handlers.partitions import (
+    current_leader_epoch,
     error_code_of,
+    led_partition,
     local_log,
     lookup_topic,
-    partition_of,
     topic_value,
 )
 from kbroker.replication.partition import ReplicatedPartition
@@ -362,7 +363,7 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
                 resp.error_code = topic_error or ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             else:
                 try:
-                    partition = partition_of(topic, partition_data.index)
+                    partition = led_partition(ctx, topic, partition_data.index)
                     if settings is None:
                         settings = produce_settings(ctx, topic)
                     required = _produce_partition(
@@ -455,7 +456,7 @@ def _produce_partition(
     if replica is not None:
         # Partition.appendRecordsToLeader: only the leader appends; acks=all needs
         # min.insync.replicas members in the ISR before anything is written.
-        local_log(partition, -1)
+        local_log(ctx, partition, -1)
         if acks == -1:
             replica.check_enough_replicas(settings.min_insync_replicas)
     elif acks == -1:
@@ -482,7 +483,9 @@ def _produce_partition(
         resp.log_start_offset = partition.log.log_start_offset
         return duplicate.last_offset + 1
     result = partition.log.append(
-        records, leader_epoch=partition.leader_epoch, log_append_time=settings.log_append_time
+        records,
+        leader_epoch=current_leader_epoch(ctx, partition),
+        log_append_time=settings.log_append_time,
     )
     if replica is not None:
         replica.on_leader_append()

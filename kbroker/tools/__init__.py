@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from kbroker.tools.common import ToolError, check_reachable
 
@@ -48,19 +49,23 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every ops command."""
+def add_commands(commands: Any) -> None:
+    """Register every ops command on a subparsers action (shared with shell completion)."""
     from kbroker.tools import console, groups, topics
 
     common = _common()
+    topics.add_parser(commands, common)
+    groups.add_parser(commands, common)
+    console.add_parsers(commands, common)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every ops command."""
     parser = argparse.ArgumentParser(
         prog="kbroker",
         description="kbroker ops commands (they work against any Kafka-compatible broker)",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    topics.add_parser(commands, common)
-    groups.add_parser(commands, common)
-    console.add_parsers(commands, common)
+    add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     return parser
 
 
