@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         "Kafka client at the printed bootstrap_servers.",
         epilog=textwrap.dedent("""\
             precedence (lowest first): Kafka defaults, --config file, --override, then
-            --listen/--data-dir. Any Kafka broker setting kbroker knows may be given in the
+            --listen/--data-dir/--broker-id. Any Kafka broker setting kbroker knows may be given in the
             file or with --override; see --list-configs. Examples:
               kbroker --listen 127.0.0.1:0
               kbroker --config server.properties --override num.partitions=3
@@ -61,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
         "--data-dir",
         metavar="PATH",
         help=f"data directory (default {DEFAULT_DATA_DIR}); same as log.dirs",
+    )
+    parser.add_argument(
+        "--broker-id",
+        metavar="N",
+        type=int,
+        help="this broker's id; same as broker.id (and node.id)",
     )
     parser.add_argument("--config", metavar="FILE", help="a Kafka server.properties file")
     parser.add_argument(
@@ -114,6 +120,9 @@ def build_config(args: argparse.Namespace) -> BrokerConfig:
         props["listeners"] = _listener_text(args.listen)
     elif "listeners" not in props:
         props["listeners"] = _listener_text(DEFAULT_LISTEN)
+    if args.broker_id is not None:
+        props["broker.id"] = str(args.broker_id)
+        props.pop("node.id", None)
     if args.data_dir:
         props["log.dirs"] = args.data_dir
         props.pop("log.dir", None)
@@ -144,13 +153,21 @@ async def run(config: BrokerConfig) -> None:
 
             server = await nursery.start(serve_then_stop)
             logger.info("kbroker ready bootstrap_servers=%s", _bootstrap(config, server.address))
+
+            async def stop() -> None:
+                # Cluster mode: leadership moves to other brokers before we stop serving.
+                await server.controlled_shutdown()
+                server.shutdown()
+
+            stopping = False
             async for signum in signals:
-                if server.draining:
+                if stopping:
                     logger.warning("second %s: stopping now", signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()
                     return
                 logger.info("%s received: shutting down", signal.Signals(signum).name)
-                server.shutdown()
+                stopping = True
+                nursery.start_soon(stop)
 
 
 def _single(exc: BaseException) -> BaseException:

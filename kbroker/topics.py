@@ -292,12 +292,58 @@ class TopicManager:
         """Delete a topic and its directories; UNKNOWN_TOPIC_OR_PARTITION if absent."""
         if not self.config["delete.topic.enable"]:
             raise KafkaApiError(ErrorCode.TOPIC_DELETION_DISABLED, "Topic deletion is disabled.")
-        topic = self.topics.get(name)
-        if topic is None:
+        if name not in self.topics:
             raise KafkaApiError(
                 ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
                 "This server does not host this topic-partition.",
             )
+        self.delete_local(name)
+
+    def adopt(
+        self,
+        name: str,
+        topic_id: uuid.UUID | None,
+        num_partitions: int,
+        configs: Mapping[str, str | None] | None = None,
+    ) -> Topic:
+        """Host a topic the cluster's controller created (cluster mode): no naming or
+        replication checks (they were made where it was created), its topic id kept."""
+        if name in self.topics:
+            raise KafkaApiError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
+        try:
+            overrides = validate_topic_configs(configs or {})
+        except KafkaApiError:
+            logger.warning("topic %s: ignoring invalid configs %s", name, configs)
+            overrides = {}
+        topic = Topic(name, topic_id or random_kafka_uuid(), [], overrides, name in INTERNAL_TOPICS)
+        self.topics[name] = topic
+        self._by_id[topic.topic_id] = topic
+        try:
+            self._save(partition_counts={name: num_partitions})
+            for index in range(num_partitions):
+                topic.partitions.append(self._open_partition(topic, index))
+            fsync_dir(self.data_dir)
+        except BaseException:
+            self._forget(topic)
+            for partition in topic.partitions:
+                partition.log.close()
+            with contextlib.suppress(OSError):
+                self._save()
+            raise
+        logger.info(
+            "hosting topic %s (id %s, %d partitions)",
+            name,
+            uuid_to_base64(topic.topic_id),
+            num_partitions,
+        )
+        return topic
+
+    def delete_local(self, name: str) -> None:
+        """Remove this broker's copy of a topic (cluster mode: StopReplica with delete),
+        whatever delete.topic.enable says (the controller checked it)."""
+        topic = self.topics.get(name)
+        if topic is None:
+            return
         self._forget(topic)
         try:
             self._save()

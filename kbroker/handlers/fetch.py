@@ -28,8 +28,9 @@ from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.partitions import (
     check_leader_epoch,
     error_code_of,
+    leader_epoch,
+    led_partition,
     lookup_topic,
-    partition_of,
 )
 from kbroker.log.errors import OffsetOutOfRange
 from kbroker.topics import Partition, Topic
@@ -155,7 +156,7 @@ def _read_all(
                 parts.append(_error_partition(fp.partition, code))
                 continue
             try:
-                partition = partition_of(topic, fp.partition)
+                partition = led_partition(ctx, topic, fp.partition)
             except Exception as exc:  # noqa: BLE001
                 parts.append(_error_partition(fp.partition, error_code_of(exc)))
                 continue
@@ -169,6 +170,7 @@ def _read_all(
                 min_one,
                 version=version,
                 read_committed=read_committed,
+                epoch=leader_epoch(ctx, topic.name, fp.partition),
             )
             if data.error_code:
                 errored = True
@@ -206,6 +208,9 @@ def _topic_by_id(ctx: RequestContext, topic_id: uuid.UUID) -> Topic:
     """The Topic with ``topic_id``; UNKNOWN_TOPIC_ID when none (Fetch v13+, KIP-516)."""
     topic = ctx.broker.topics.get_by_id(topic_id)
     if topic is None:
+        cluster = ctx.broker.cluster
+        if cluster is not None and cluster.metadata.topic_by_id(topic_id) is not None:
+            raise KafkaApiError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_ID)
     return topic
 
@@ -232,12 +237,13 @@ def _read_partition(
     *,
     version: int,
     read_committed: bool,
+    epoch: int,
 ) -> tuple[Any, int]:
     """Read one partition: (PartitionData, bytes of records returned)."""
     log = partition.log
     try:
         if version >= 9:
-            check_leader_epoch(fp.current_leader_epoch)
+            check_leader_epoch(fp.current_leader_epoch, epoch)
     except KafkaApiError as exc:
         return _error_partition(fp.partition, exc.code), 0
     hw = log.high_watermark

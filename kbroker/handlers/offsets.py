@@ -18,9 +18,10 @@ from kbroker.handlers.partitions import (
     LEADER_EPOCH,
     check_leader_epoch,
     error_code_of,
+    leader_epoch,
+    led_partition,
     lookup_partition,
     lookup_topic,
-    partition_of,
     topic_value,
 )
 from kbroker.topics import Partition, Topic
@@ -74,12 +75,15 @@ async def handle_list_offsets(
                 if (t.name, p.partition_index) in duplicates:
                     raise KafkaApiError(ErrorCode.INVALID_REQUEST)
                 partition = lookup_partition(ctx, t.name, p.partition_index)
+                epoch_now = leader_epoch(ctx, t.name, p.partition_index)
                 if version >= 4:
-                    check_leader_epoch(p.current_leader_epoch)
+                    check_leader_epoch(p.current_leader_epoch, epoch_now)
                 read_committed = version >= 2 and request.isolation_level == 1
                 if read_committed:
                     poll_transactions(ctx.broker)
-                found = _offset_for(partition.log, p.timestamp, read_committed=read_committed)
+                found = _offset_for(
+                    partition.log, p.timestamp, read_committed=read_committed, epoch=epoch_now
+                )
             except Exception as exc:  # noqa: BLE001 - every failure is a per-partition answer
                 resp.error_code = error_code_of(exc)
             else:
@@ -94,7 +98,7 @@ async def handle_list_offsets(
 
 
 def _offset_for(
-    log: Any, timestamp: int, *, read_committed: bool = False
+    log: Any, timestamp: int, *, read_committed: bool = False, epoch: int = LEADER_EPOCH
 ) -> tuple[int, int, int] | None:
     """(timestamp, offset, leader epoch) for a ListOffsets query, None when nothing matches.
 
@@ -104,10 +108,10 @@ def _offset_for(
     """
     hw = log.last_stable_offset if read_committed else log.high_watermark
     if timestamp == LATEST_TIMESTAMP:
-        return (-1, hw, LEADER_EPOCH)
+        return (-1, hw, epoch)
     if timestamp in (EARLIEST_TIMESTAMP, EARLIEST_LOCAL_TIMESTAMP):
         # No tiered storage: the local log start is the log start.
-        return (-1, log.log_start_offset, LEADER_EPOCH)
+        return (-1, log.log_start_offset, epoch)
     if timestamp == LATEST_TIERED_TIMESTAMP:
         # Remote storage disabled: Kafka answers offset -1 with leader epoch -1.
         return (-1, -1, -1)
@@ -122,7 +126,7 @@ def _offset_for(
     # last fetchable offset.
     if offset >= hw:
         return None
-    return (ts, offset, LEADER_EPOCH)
+    return (ts, offset, epoch)
 
 
 # -- OffsetForLeaderEpoch (api key 23) -------------------------------------------------
@@ -143,9 +147,10 @@ async def handle_offset_for_leader_epoch(
             )
             try:
                 partition = lookup_partition(ctx, t.topic, p.partition)
+                epoch_now = leader_epoch(ctx, t.topic, p.partition)
                 if version >= 2:
-                    check_leader_epoch(p.current_leader_epoch)
-                epoch, end = end_offset_for_epoch(partition.log, p.leader_epoch)
+                    check_leader_epoch(p.current_leader_epoch, epoch_now)
+                epoch, end = end_offset_for_epoch(partition.log, p.leader_epoch, epoch_now)
             except Exception as exc:  # noqa: BLE001 - per-partition answer
                 resp.error_code = error_code_of(exc)
             else:
@@ -159,15 +164,18 @@ async def handle_offset_for_leader_epoch(
     return OffsetForLeaderEpochResponse(throttle_time_ms=0, topics=topics)
 
 
-def end_offset_for_epoch(log: Any, requested_epoch: int) -> tuple[int, int]:
-    """(epoch, end offset) per LeaderEpochFileCache.endOffsetFor with one epoch, 0, starting at log start."""
+def end_offset_for_epoch(
+    log: Any, requested_epoch: int, current: int = LEADER_EPOCH
+) -> tuple[int, int]:
+    """(epoch, end offset) per LeaderEpochFileCache.endOffsetFor with one epoch,
+    ``current``, starting at log start."""
     if requested_epoch == -1:
         # Undefined epoch asked: undefined answer.
         return (-1, -1)
-    if requested_epoch == LEADER_EPOCH:
+    if requested_epoch == current:
         # The current epoch is still being written: its end is the log end offset.
-        return (LEADER_EPOCH, log.log_end_offset)
-    if requested_epoch > LEADER_EPOCH:
+        return (current, log.log_end_offset)
+    if requested_epoch > current:
         # Larger than any known epoch.
         return (-1, -1)
     # Smaller than any known epoch: the start offset of the first larger epoch.
@@ -191,7 +199,7 @@ async def handle_delete_records(
             )
             try:
                 topic = lookup_topic(ctx, t.name)
-                partition = partition_of(topic, p.partition_index)
+                partition = led_partition(ctx, topic, p.partition_index)
                 resp.low_watermark = _delete_records(ctx, topic, partition, p.offset)
             except Exception as exc:  # noqa: BLE001 - per-partition answer
                 resp.error_code = error_code_of(exc)

@@ -5,6 +5,11 @@ and a topic's effective config.
 Produce, Fetch, ListOffsets, OffsetForLeaderEpoch and DeleteRecords all answer per
 partition; these helpers raise ``KafkaApiError`` with the code Kafka's
 ``ReplicaManager`` / ``Partition`` would put in that partition's entry.
+
+In cluster mode a partition is served only by its leader: another broker that
+hosts it, or knows it from the metadata cache, answers NOT_LEADER_OR_FOLLOWER
+(ReplicaManager.getPartitionOrError), and the leader epoch is the one the
+controller gave in LeaderAndIsr.
 """
 
 from __future__ import annotations
@@ -26,16 +31,45 @@ LEADER_EPOCH = 0
 
 
 def lookup_partition(ctx: RequestContext, topic_name: str, index: int) -> Partition:
-    """The broker's Partition for (topic, index); KafkaApiError UNKNOWN_TOPIC_OR_PARTITION if none."""
-    return partition_of(lookup_topic(ctx, topic_name), index)
+    """The Partition for (topic, index) this broker leads; KafkaApiError
+    UNKNOWN_TOPIC_OR_PARTITION if none, NOT_LEADER_OR_FOLLOWER if another broker leads it."""
+    return led_partition(ctx, lookup_topic(ctx, topic_name), index)
 
 
 def lookup_topic(ctx: RequestContext, topic_name: str) -> Topic:
-    """The broker's Topic by name; KafkaApiError UNKNOWN_TOPIC_OR_PARTITION if none."""
+    """The broker's Topic by name; KafkaApiError UNKNOWN_TOPIC_OR_PARTITION if none
+    (NOT_LEADER_OR_FOLLOWER in cluster mode when the cluster has it but not this broker)."""
     topic = ctx.broker.topics.get(topic_name)
     if topic is None:
+        cluster = ctx.broker.cluster
+        if cluster is not None and cluster.metadata.topic(topic_name) is not None:
+            raise KafkaApiError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
     return topic
+
+
+def led_partition(ctx: RequestContext, topic: Topic, index: int) -> Partition:
+    """``partition_of``, and in cluster mode NOT_LEADER_OR_FOLLOWER unless this broker
+    leads it."""
+    cluster = ctx.broker.cluster
+    if cluster is not None and not cluster.replicas.is_leader(topic.name, index):
+        # ReplicaManager.getPartitionOrError: hosted here as a follower, or known to the
+        # metadata cache, is NOT_LEADER_OR_FOLLOWER; anything else is unknown.
+        if cluster.metadata.partition(topic.name, index) is not None or (
+            cluster.replicas.leader_epoch(topic.name, index) is not None
+        ):
+            raise KafkaApiError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+    return partition_of(topic, index)
+
+
+def leader_epoch(ctx: RequestContext, topic_name: str, index: int) -> int:
+    """This broker's leader epoch for a partition it leads (always 0 on a single node)."""
+    cluster = ctx.broker.cluster
+    if cluster is None:
+        return LEADER_EPOCH
+    epoch = cluster.replicas.leader_epoch(topic_name, index)
+    return LEADER_EPOCH if epoch is None else epoch
 
 
 def partition_of(topic: Topic, index: int) -> Partition:
@@ -45,15 +79,15 @@ def partition_of(topic: Topic, index: int) -> Partition:
     return topic.partitions[index]
 
 
-def check_leader_epoch(current_leader_epoch: int) -> None:
+def check_leader_epoch(current_leader_epoch: int, ours: int = LEADER_EPOCH) -> None:
     """Kafka's ``Partition.localLogWithEpochOrThrow`` for a client-supplied current leader epoch.
 
     -1 means "not given" (no check); older than ours is FENCED_LEADER_EPOCH (the
     client holds stale metadata); newer is UNKNOWN_LEADER_EPOCH (we are the stale one).
     """
-    if current_leader_epoch == -1 or current_leader_epoch == LEADER_EPOCH:
+    if current_leader_epoch == -1 or current_leader_epoch == ours:
         return
-    if current_leader_epoch < LEADER_EPOCH:
+    if current_leader_epoch < ours:
         raise KafkaApiError(ErrorCode.FENCED_LEADER_EPOCH)
     raise KafkaApiError(ErrorCode.UNKNOWN_LEADER_EPOCH)
 

@@ -35,10 +35,10 @@ from typing import Any
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import CloseConnection, RequestContext, handles
 from kbroker.handlers.partitions import (
-    LEADER_EPOCH,
     error_code_of,
+    leader_epoch,
+    led_partition,
     lookup_topic,
-    partition_of,
     topic_value,
 )
 from kbroker.topics import Partition, Topic
@@ -357,7 +357,7 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
                 resp.error_code = topic_error or ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             else:
                 try:
-                    partition = partition_of(topic, partition_data.index)
+                    partition = led_partition(ctx, topic, partition_data.index)
                     if settings is None:
                         settings = produce_settings(ctx, topic)
                     _produce_partition(
@@ -458,7 +458,9 @@ def _produce_partition(
         resp.log_start_offset = partition.log.log_start_offset
         return
     result = partition.log.append(
-        records, leader_epoch=LEADER_EPOCH, log_append_time=settings.log_append_time
+        records,
+        leader_epoch=leader_epoch(ctx, topic.name, partition.index),
+        log_append_time=settings.log_append_time,
     )
     ctx.broker.notify_append(partition)
     resp.base_offset = result.base_offset
