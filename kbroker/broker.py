@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import trio
 
@@ -25,6 +25,9 @@ from kbroker.log.checkpoint import atomic_write
 from kbroker.log.errors import LogError
 from kbroker.topic_config import effective_topic_value
 from kbroker.topics import Partition, TopicManager, random_kafka_uuid, uuid_to_base64
+
+if TYPE_CHECKING:
+    from kbroker.cluster.node import ClusterNode
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +45,15 @@ def read_meta_properties(path: Path) -> dict[str, str]:
 class BrokerState:
     """One node's state: ``config``, ``topics``, ``cluster_id``, ``node_id``, ``clock``."""
 
-    def __init__(self, config: BrokerConfig, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: BrokerConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        cluster_id: str | None = None,
+    ) -> None:
+        """``cluster_id``: the id of the cluster joined (cluster mode, from /cluster/id);
+        a data dir that belongs to another cluster is refused."""
         self.config = config
         self.node_id = config.node_id
         self.clock = clock
@@ -52,6 +63,9 @@ class BrokerState:
         self.state: dict[str, Any] = {}
         # (host, port) actually bound; set by kbroker.server once listening.
         self.listen_address: tuple[str, int] | None = None
+        # Cluster mode (zookeeper.connect): the ClusterNode, set by kbroker.server; None
+        # on a single node, where this broker is the whole cluster.
+        self.cluster: ClusterNode | None = None
         self._append_event = trio.Event()
         self._lock_file: IO[bytes] | None = None
         self._last_flush: dict[int, float] = {}
@@ -59,7 +73,7 @@ class BrokerState:
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self._lock()
-            self.cluster_id = self._load_or_create_meta()
+            self.cluster_id = self._load_or_create_meta(cluster_id)
         except OSError as exc:
             self._unlock()
             raise ConfigError(
@@ -92,7 +106,7 @@ class BrokerState:
             self._lock_file.close()  # closing the fd releases the flock
             self._lock_file = None
 
-    def _load_or_create_meta(self) -> str:
+    def _load_or_create_meta(self, joined: str | None = None) -> str:
         path = self.data_dir / META_PROPERTIES
         if path.exists():
             meta = read_meta_properties(path)
@@ -104,9 +118,16 @@ class BrokerState:
                     f"the configured node.id {self.node_id}"
                 )
             cluster_id = meta.get("cluster.id")
+            if cluster_id and joined is not None and cluster_id != joined:
+                # Kafka's InconsistentClusterIdException.
+                raise ConfigError(
+                    f"the cluster id {joined} in ZooKeeper does not match the cluster id "
+                    f"{cluster_id} stored in {path}: this data dir belongs to another "
+                    "cluster (is zookeeper.connect right?)"
+                )
             if cluster_id:
                 return cluster_id
-        cluster_id = uuid_to_base64(random_kafka_uuid())
+        cluster_id = joined or uuid_to_base64(random_kafka_uuid())
         text = (
             f"#\n#{time.strftime('%a %b %d %H:%M:%S UTC %Y', time.gmtime())}\n"
             f"cluster.id={cluster_id}\n"

@@ -92,6 +92,14 @@ class Server:
     _shutdown_requested: trio.Event = field(default_factory=trio.Event)
     _all_closed: trio.Event = field(default_factory=trio.Event)
 
+    async def controlled_shutdown(self) -> None:
+        """Cluster mode with controlled.shutdown.enable: have the controller move the
+        leadership of our partitions to other brokers first (Kafka's controlled
+        shutdown); nothing to do on a single node."""
+        cluster = self.broker.cluster
+        if cluster is not None and self.config["controlled.shutdown.enable"]:
+            await cluster.controlled_shutdown()
+
     def shutdown(self) -> None:
         """Stop accepting, close idle connections, let busy ones finish their request."""
         if self.draining:
@@ -529,7 +537,22 @@ async def serve(
     a port in use) propagate before ``started``.
     """
     load_handlers()
-    broker = BrokerState(config)
+    zk: Any = None
+    joined: str | None = None
+    if config.cluster_mode:
+        # Cluster mode: reach ZooKeeper, check the broker id is free and learn the
+        # cluster id before touching the data dir (kbroker.cluster.node).
+        from kbroker.cluster.node import open_zookeeper
+
+        zk, joined = await open_zookeeper(config)
+    try:
+        broker = BrokerState(config, cluster_id=joined)
+    except BaseException:
+        if zk is not None:
+            with trio.CancelScope(shield=True):
+                await zk.close()
+        raise
+    node: Any = None
     try:
         listener = config.listener
         # Kafka: an empty host binds every interface. With port 0 trio would give the
@@ -566,6 +589,12 @@ async def serve(
             sockname = listeners[0].socket.getsockname()
             server.address = (_strip_mapped(sockname[0]), sockname[1])
             broker.listen_address = server.address
+            if zk is not None:
+                from kbroker.cluster.node import ClusterNode
+
+                node = ClusterNode(broker, zk)
+                broker.cluster = node
+                await nursery.start(node.run)
             nursery.start_soon(_maintenance, broker)
             logger.info(
                 "kbroker node %d (cluster %s) listening on %s:%d, data in %s",
@@ -583,4 +612,9 @@ async def serve(
                 await server._all_closed.wait()
             nursery.cancel_scope.cancel()
     finally:
+        if zk is not None:
+            # Ending the session removes our registration at once: the controller
+            # moves what we still lead without waiting for the session timeout.
+            with trio.CancelScope(shield=True):
+                await (node.close() if node is not None else zk.close())
         broker.close()

@@ -15,6 +15,7 @@ import trio
 
 from kbroker.coordinator.group import OffsetAndMetadata
 from kbroker.coordinator.service import coordinator_for, wait_pending
+from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.meta import AUTHORIZED_OPERATIONS_OMITTED, advertised_endpoint
 from kbroker.internal_topics import OFFSETS_TOPIC
@@ -69,7 +70,10 @@ def client_host(ctx: RequestContext) -> str:
 async def handle_find_coordinator(
     ctx: RequestContext, request: FindCoordinatorRequest
 ) -> FindCoordinatorResponse:
-    """This node coordinates every group and transactional id."""
+    """This node coordinates every group and transactional id (in cluster mode: the
+    leader of the key's internal-topic partition)."""
+    if ctx.broker.cluster is not None:
+        return await _find_coordinator_in_cluster(ctx, request)
     host, port = advertised_endpoint(ctx)
     node_id = ctx.broker.node_id
     version = ctx.api_version
@@ -105,6 +109,49 @@ async def handle_find_coordinator(
         node_id=node_id if ok else -1,
         host=host if ok else "",
         port=port if ok else -1,
+    )
+
+
+async def _find_coordinator_in_cluster(
+    ctx: RequestContext, request: FindCoordinatorRequest
+) -> FindCoordinatorResponse:
+    from kbroker.cluster.coordinators import locate
+
+    cluster = ctx.broker.cluster
+    assert cluster is not None
+    version = ctx.api_version
+    key_type = request.key_type if version >= 1 else KEY_TYPE_GROUP
+    keys = list(request.coordinator_keys) if version >= 4 else [request.key]
+    answers: list[tuple[ErrorCode, str | None, int, str, int]] = []
+    for key in keys:
+        if key_type not in (KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION):
+            answers.append(
+                (ErrorCode.INVALID_REQUEST, f"Unknown coordinator type {key_type}", -1, "", -1)
+            )
+            continue
+        try:
+            node_id, host, port = await locate(cluster, key_type, key)
+        except KafkaApiError as exc:
+            answers.append((exc.code, None, -1, "", -1))
+        else:
+            answers.append((ErrorCode.NONE, None, node_id, host, port))
+    if version >= 4:  # KIP-699: batched keys
+        return FindCoordinatorResponse(
+            coordinators=[
+                FindCoordinatorResponse.Coordinator(
+                    key=key,
+                    node_id=node_id,
+                    host=host,
+                    port=port,
+                    error_code=error,
+                    error_message=message,
+                )
+                for key, (error, message, node_id, host, port) in zip(keys, answers, strict=True)
+            ]
+        )
+    error, message, node_id, host, port = answers[0]
+    return FindCoordinatorResponse(
+        error_code=error, error_message=message, node_id=node_id, host=host, port=port
     )
 
 
