@@ -39,6 +39,7 @@ from kbroker.handlers.partitions import (
     leader_epoch,
     led_partition,
     lookup_topic,
+    point_to_leaders,
     topic_value,
 )
 from kbroker.topics import Partition, Topic
@@ -412,7 +413,14 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
             )
             raise CloseConnection
         return None
-    return ProduceResponse(responses=responses, throttle_time_ms=0)
+    response = ProduceResponse(responses=responses, throttle_time_ms=0)
+    if version >= 10 and ctx.broker.cluster is not None:
+        response.node_endpoints = point_to_leaders(
+            ctx,
+            ((t.name, p.index, p) for t in responses for p in t.partition_responses),
+            ProduceResponse,
+        )
+    return response
 
 
 def _produce_partition(
