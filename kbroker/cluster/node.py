@@ -51,6 +51,10 @@ async def _connect(config: BrokerConfig, connect: str) -> Any:
     from kbroker.cluster.zk import ZkClient, ZkUnavailable
 
     timeout_ms = config.zookeeper_connection_timeout_ms
+    # kazoo warns of every refused attempt; at start-up the one line below says it all.
+    kazoo_log = logging.getLogger("kazoo.client")
+    level = kazoo_log.level
+    kazoo_log.setLevel(logging.ERROR)
     try:
         return await ZkClient.connect(
             connect,
@@ -62,6 +66,8 @@ async def _connect(config: BrokerConfig, connect: str) -> Any:
             f"cannot reach ZooKeeper at {config['zookeeper.connect']} within "
             f"zookeeper.connection.timeout.ms={timeout_ms}"
         ) from None
+    finally:
+        kazoo_log.setLevel(level)
 
 
 async def open_zookeeper(config: BrokerConfig) -> tuple[Any, str]:
