@@ -126,12 +126,18 @@ class ClusterNode:
         self.broker_id = broker.node_id
         self.broker_epoch = -1
         self.metadata = MetadataCache()
-        self.replicas = ReplicaManager(broker, config_source=self.topic_configs)
+        self.replicas = ReplicaManager(
+            broker, config_source=self.topic_configs, partition_count=self._partition_count
+        )
         self.replicas.on_leadership_change(
             lambda topic, index, leads: coordinators.unload(self, topic, index, leads)
         )
         self.controller: Any = None
         self.registered = trio.Event()
+
+    def _partition_count(self, topic: str) -> int:
+        info = self.metadata.topic(topic)
+        return 0 if info is None else len(info.partitions)
 
     # --- identity ---------------------------------------------------------------------
 

@@ -206,6 +206,8 @@ async def test_leader_and_isr_creates_the_local_log_with_the_controllers_topic_i
     await _set_up(cluster)
     local = cluster.broker.topics.get("t")
     assert local is not None and local.topic_id == TOPIC_ID
+    # The cluster's partition count, so partition indexes mean the same everywhere.
+    assert len(local.partitions) == 3
     replicas = cluster.broker.cluster.replicas
     assert replicas.is_leader("t", 0) and not replicas.is_leader("t", 1)
     assert replicas.leader_epoch("t", 0) == 5
@@ -492,3 +494,54 @@ async def test_group_requests_for_a_group_coordinated_elsewhere_are_not_coordina
     by_group = {g.group_id: g for g in fetched.groups}
     assert by_group[theirs].error_code == ErrorCode.NOT_COORDINATOR
     assert by_group[mine].topics[0].partitions[0].committed_offset == 7
+
+
+async def test_a_groups_offsets_are_reloaded_when_leadership_comes_back(cluster: Harness) -> None:
+    from kbroker.wire.messages import OffsetCommitRequest, OffsetFetchRequest
+
+    await _set_up(cluster)
+    offsets_id = uuid.uuid4()
+    led_here = ("__consumer_offsets", 0, 1, 0, [1, 2], [1, 2])
+    await cluster.update_metadata([led_here, ("__consumer_offsets", 1, 2, 0, [2, 1], [2, 1])])
+    await cluster.leader_and_isr([led_here], topic_id=offsets_id)
+    group = next(g for g in (f"g{i}" for i in range(100)) if partition_for(g, 2) == 0)
+    commit = OffsetCommitRequest(
+        group_id=group,
+        generation_id_or_member_epoch=-1,
+        member_id="",
+        topics=[
+            OffsetCommitRequest.OffsetCommitRequestTopic(
+                name="t",
+                partitions=[
+                    OffsetCommitRequest.OffsetCommitRequestPartition(
+                        partition_index=0, committed_offset=42
+                    )
+                ],
+            )
+        ],
+    )
+    assert (await cluster.client.request(commit, version=8)).topics[0].partitions[0].error_code == 0
+
+    async def fetch_offset() -> tuple[int, int]:
+        resp = await cluster.client.request(
+            OffsetFetchRequest(
+                groups=[OffsetFetchRequest.OffsetFetchRequestGroup(group_id=group, topics=None)]
+            ),
+            version=8,
+        )
+        (g,) = resp.groups
+        if g.error_code:
+            return g.error_code, -1
+        return 0, g.topics[0].partitions[0].committed_offset
+
+    assert await fetch_offset() == (0, 42)
+    # Broker 2 takes the partition over: this broker unloads it and refuses the group.
+    await cluster.leader_and_isr(
+        [("__consumer_offsets", 0, 2, 1, [1, 2], [2, 1])], topic_id=offsets_id
+    )
+    assert await fetch_offset() == (ErrorCode.NOT_COORDINATOR, -1)
+    # Leadership comes back: the group's offsets are loaded again from the local log.
+    await cluster.leader_and_isr(
+        [("__consumer_offsets", 0, 1, 2, [1, 2], [1, 2])], topic_id=offsets_id
+    )
+    assert await fetch_offset() == (0, 42)
