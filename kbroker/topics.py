@@ -40,6 +40,7 @@ from kbroker.wire.errors import ErrorCode
 
 if TYPE_CHECKING:
     from kbroker.log import LogConfig, PartitionLog
+    from kbroker.replication.partition import ReplicatedPartition
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ _LEGAL_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
 TOPICS_FILE = "kbroker-topics.json"
 PARTITION_METADATA = "partition.metadata"
 _PARTITION_DIR = re.compile(r"^(.+)-(\d+)$")
+# The only leader epoch a single-node broker ever has (a KRaft topic starts at 0).
+SINGLE_NODE_LEADER_EPOCH = 0
 
 
 def uuid_to_base64(value: uuid.UUID) -> str:
@@ -110,6 +113,14 @@ class Partition:
     topic: Topic
     index: int
     log: PartitionLog
+    # Replication state in cluster mode (leader epoch, ISR, high watermark); None on a
+    # single node, which leads every partition at epoch 0 with HW == LEO.
+    replica: ReplicatedPartition | None = None
+
+    @property
+    def leader_epoch(self) -> int:
+        """This replica's current leader epoch (0 on a single node)."""
+        return SINGLE_NODE_LEADER_EPOCH if self.replica is None else self.replica.leader_epoch
 
     @property
     def directory_name(self) -> str:

@@ -109,6 +109,9 @@ class PartitionLog:
         self.producer_state = ProducerState()
         # Aborted transactions (per-segment .txnindex files, see log.txnindex).
         self.txn_index = TxnIndexes(directory)
+        # Set by replication (update_high_watermark); None on a single node, where
+        # every appended offset is committed at once and the HW is the LEO.
+        self._high_watermark: int | None = None
         # Which leader epoch wrote which offsets (leader-epoch-checkpoint, KIP-101).
         self.leader_epochs = LeaderEpochCache(directory / LEADER_EPOCH_FILE)
         # What open() did, for operators and tests: "clean" or "recovered".
@@ -406,7 +409,25 @@ class PartitionLog:
     @property
     def high_watermark(self) -> int:
         """Last committed offset + 1; equals the LEO on a single node."""
-        return self.log_end_offset
+        hw = self._high_watermark
+        if hw is None:
+            return self.log_end_offset
+        return max(self._log_start, min(hw, self.log_end_offset))
+
+    @property
+    def replicated(self) -> bool:
+        """Whether replication sets the high watermark (else it follows the LEO)."""
+        return self._high_watermark is not None
+
+    def update_high_watermark(self, offset: int) -> int:
+        """Set the high watermark as replication learns it (UnifiedLog.updateHighWatermark).
+
+        Clamped to [log start, LEO]; from then on the high watermark no longer
+        follows the LEO by itself. Returns the value set.
+        """
+        hw = max(self._log_start, min(offset, self.log_end_offset))
+        self._high_watermark = hw
+        return hw
 
     @property
     def last_stable_offset(self) -> int:
@@ -636,7 +657,9 @@ class PartitionLog:
                 if first < 0:
                     first = seg_first
                 next_offset = seg_next
-        return ReadResult(regions, total, first, next_offset, self._log_start, leo, leo)
+        return ReadResult(
+            regions, total, first, next_offset, self._log_start, self.high_watermark, leo
+        )
 
     def _iter_spans_from(self, offset: int) -> Iterator[tuple[LogSegment, BatchSpan]]:
         i = max(bisect_right(self._bases, offset) - 1, 0)
@@ -704,8 +727,11 @@ class PartitionLog:
                 # the log start (reopening would say otherwise). Start empty at the log start.
                 self._truncate_fully_and_start_at(self._log_start)
         fsync_dir(self.directory)
-        # Kafka's UnifiedLog.truncateTo: epochs starting at or past the new end go.
+        # Kafka's UnifiedLog.truncateTo: epochs starting at or past the new end go,
+        # and the high watermark is never above the log end.
         self.leader_epochs.truncate_from_end(self.log_end_offset)
+        if self._high_watermark is not None:
+            self._high_watermark = min(self._high_watermark, self.log_end_offset)
         self.txn_index.truncate(self.log_end_offset, self._bases)
         for snap in list_snapshots(self.directory):
             if snap > self.log_end_offset:
@@ -728,6 +754,8 @@ class PartitionLog:
         self._recovery_point = min(self._recovery_point, offset)
         self.producer_state.clear()
         self.leader_epochs.clear()  # truncateFullyAndStartAt: clearAndFlush
+        if self._high_watermark is not None:
+            self._high_watermark = offset
         self._checkpoint_log_start()
         self._checkpoint_recovery_point()
 

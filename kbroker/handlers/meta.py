@@ -108,7 +108,7 @@ def _topic_metadata(
             error_code=ErrorCode.NONE,
             partition_index=p.index,
             leader_id=node,
-            leader_epoch=0,
+            leader_epoch=p.leader_epoch,
             replica_nodes=[node],
             isr_nodes=[node],
             offline_replicas=[],

@@ -18,13 +18,15 @@ from typing import Any
 
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext
+from kbroker.log import PartitionLog
 from kbroker.log.errors import LogError, OffsetOutOfRange
+from kbroker.log.leader_epoch import LeaderEpochCache
 from kbroker.topic_config import effective_topic_value
-from kbroker.topics import Partition, Topic
+from kbroker.topics import SINGLE_NODE_LEADER_EPOCH, Partition, Topic
 from kbroker.wire.errors import ErrorCode
 
 # The only leader epoch a single-node broker ever has (a KRaft topic starts at 0).
-LEADER_EPOCH = 0
+LEADER_EPOCH = SINGLE_NODE_LEADER_EPOCH
 
 
 # -- lookup and errors -------------------------------------------------------------
@@ -80,7 +82,7 @@ def partition_of(topic: Topic, index: int) -> Partition:
 
 
 def check_leader_epoch(current_leader_epoch: int, ours: int = LEADER_EPOCH) -> None:
-    """Kafka's ``Partition.localLogWithEpochOrThrow`` for a client-supplied current leader epoch.
+    """Kafka's ``Partition.checkCurrentLeaderEpoch`` for a client-supplied current leader epoch.
 
     -1 means "not given" (no check); older than ours is FENCED_LEADER_EPOCH (the
     client holds stale metadata); newer is UNKNOWN_LEADER_EPOCH (we are the stale one).
@@ -90,6 +92,59 @@ def check_leader_epoch(current_leader_epoch: int, ours: int = LEADER_EPOCH) -> N
     if current_leader_epoch < ours:
         raise KafkaApiError(ErrorCode.FENCED_LEADER_EPOCH)
     raise KafkaApiError(ErrorCode.UNKNOWN_LEADER_EPOCH)
+
+
+def current_leader_epoch(ctx: RequestContext, partition: Partition) -> int:
+    """This replica's leader epoch: its replication state's when it has one, else the
+    last LeaderAndIsr's (``leader_epoch``; 0 on a single node)."""
+    if partition.replica is not None:
+        return partition.replica.leader_epoch
+    return leader_epoch(ctx, partition.topic.name, partition.index)
+
+
+def local_log(
+    ctx: RequestContext,
+    partition: Partition,
+    client_epoch: int,
+    *,
+    require_leader: bool = True,
+) -> PartitionLog:
+    """Kafka's ``Partition.localLogWithEpochOrThrow``: the log, once the epoch and role allow it.
+
+    The client's current leader epoch (`client_epoch`, -1 if not given) is checked
+    first; then a replica that does not lead answers NOT_LEADER_OR_FOLLOWER when the
+    request needs the leader.
+    """
+    check_leader_epoch(client_epoch, current_leader_epoch(ctx, partition))
+    replica = partition.replica
+    if require_leader and replica is not None and not replica.is_leader:
+        raise KafkaApiError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+    return partition.log
+
+
+def leader_epochs(ctx: RequestContext, partition: Partition) -> LeaderEpochCache:
+    """The partition's leader epochs (KIP-101), as Kafka's ``UnifiedLog.leaderEpochCache``.
+
+    A leader's epoch starts at the LEO it had when it took over (Kafka's makeLeader
+    writes that entry at once; ``ReplicatedPartition.make_leader`` does too). A
+    single node leads at epoch 0 from the moment a partition exists: until the
+    first append writes that entry to an empty log's cache, it is answered as if
+    written.
+    """
+    log = partition.log
+    cache = log.leader_epochs
+    if cache.latest_epoch < 0 and partition.replica is None:
+        epoch = current_leader_epoch(ctx, partition)
+        return LeaderEpochCache(log.directory, [(epoch, log.log_end_offset)])
+    return cache
+
+
+def end_offset_for_epoch(
+    ctx: RequestContext, partition: Partition, requested_epoch: int
+) -> tuple[int, int]:
+    """(epoch, end offset) of `requested_epoch`; (-1, -1) when unknown (UnifiedLog.endOffsetForEpoch)."""
+    cache = leader_epochs(ctx, partition)
+    return cache.end_offset_for(requested_epoch, partition.log.log_end_offset)
 
 
 def error_code_of(exc: BaseException) -> ErrorCode:

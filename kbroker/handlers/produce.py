@@ -32,15 +32,19 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+import trio
+
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import CloseConnection, RequestContext, handles
 from kbroker.handlers.partitions import (
+    current_leader_epoch,
     error_code_of,
-    leader_epoch,
     led_partition,
+    local_log,
     lookup_topic,
     topic_value,
 )
+from kbroker.replication.partition import ReplicatedPartition
 from kbroker.topics import Partition, Topic
 from kbroker.txn.service import check_producer_batch
 from kbroker.wire import records as wire_records
@@ -332,6 +336,8 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
     acks = request.acks
     client_id = ctx.client_id
     responses = []
+    # acks=all appends on a replicated partition wait for the ISR (DelayedProduce).
+    waits: list[tuple[Any, ReplicatedPartition, int, int]] = []
     for topic_data in request.topic_data:
         parts = []
         settings: ProduceSettings | None = None
@@ -360,7 +366,7 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
                     partition = led_partition(ctx, topic, partition_data.index)
                     if settings is None:
                         settings = produce_settings(ctx, topic)
-                    _produce_partition(
+                    required = _produce_partition(
                         ctx,
                         topic,
                         partition,
@@ -372,6 +378,10 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
                         settings=settings,
                         transactional_id=request.transactional_id if version >= 3 else None,
                     )
+                    if acks == -1 and partition.replica is not None:
+                        waits.append(
+                            (resp, partition.replica, required, settings.min_insync_replicas)
+                        )
                 except RejectedBatch as rej:
                     resp.error_code = rej.code
                     if version >= 8:
@@ -391,6 +401,14 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
         responses.append(
             ProduceResponse.TopicProduceResponse(name=topic_data.name, partition_responses=parts)
         )
+    if waits:
+        deadline = trio.current_time() + max(0, request.timeout_ms) / 1000
+        for resp, replica, required, min_isr in waits:
+            error = await replica.wait_for_acks(
+                required, deadline - trio.current_time(), min_insync_replicas=min_isr
+            )
+            if error:
+                resp.error_code = error
     if acks == 0:
         # The producer does not read a response to acks=0 (Kafka sends none). A
         # failure can only be signalled by closing the connection, as KafkaApis does,
@@ -427,14 +445,21 @@ def _produce_partition(
     client_id: str | None,
     settings: ProduceSettings,
     transactional_id: str | None = None,
-) -> None:
-    """Validate and append one partition's batch, filling ``resp``."""
+) -> int:
+    """Validate and append one partition's batch, filling ``resp``; the offset after it."""
     if topic.internal and client_id != ADMIN_CLIENT_ID:
         # ReplicaManager.appendToLocalLog rejects client writes to internal topics.
         raise KafkaApiError(
             ErrorCode.INVALID_TOPIC_EXCEPTION, f"Cannot append to internal topic {topic.name}"
         )
-    if acks == -1:
+    replica = partition.replica
+    if replica is not None:
+        # Partition.appendRecordsToLeader: only the leader appends; acks=all needs
+        # min.insync.replicas members in the ISR before anything is written.
+        local_log(ctx, partition, -1)
+        if acks == -1:
+            replica.check_enough_replicas(settings.min_insync_replicas)
+    elif acks == -1:
         min_isr = settings.min_insync_replicas
         if min_isr > 1:
             # One replica is the whole ISR; acks=all needs min.insync.replicas of them
@@ -456,13 +481,16 @@ def _produce_partition(
         resp.base_offset = duplicate.first_offset
         resp.log_append_time_ms = -1
         resp.log_start_offset = partition.log.log_start_offset
-        return
+        return duplicate.last_offset + 1
     result = partition.log.append(
         records,
-        leader_epoch=leader_epoch(ctx, topic.name, partition.index),
+        leader_epoch=current_leader_epoch(ctx, partition),
         log_append_time=settings.log_append_time,
     )
+    if replica is not None:
+        replica.on_leader_append()
     ctx.broker.notify_append(partition)
     resp.base_offset = result.base_offset
     resp.log_append_time_ms = result.log_append_time_ms
     resp.log_start_offset = result.log_start_offset
+    return result.last_offset + 1
