@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import trio
+import trio.testing
 
 from kbroker.coordinator.group import GroupRecord, OffsetRecord, partition_for
 from kbroker.coordinator.store import decode_record
@@ -157,14 +158,15 @@ async def test_second_member_triggers_rebalance(make_server):
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(join_b)
-            # The first member learns about the rebalance from its heartbeat.
+            # The first member learns about the rebalance from its heartbeat. Between
+            # heartbeats, let b's JoinGroup reach the broker (no wall-clock wait).
             while True:
                 h = await a.request(
                     HeartbeatRequest(group_id="g", generation_id=1, member_id=ja.member_id)
                 )
                 if h.error_code == E.REBALANCE_IN_PROGRESS:
                     break
-                await trio.sleep(0.01)
+                await trio.testing.wait_all_tasks_blocked()
             results["a"] = await a.request(join_req("g", ja.member_id))
         ra, rb = results["a"], results["b"]
         assert ra.generation_id == rb.generation_id == 2
