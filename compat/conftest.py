@@ -27,6 +27,7 @@ from compat.livebroker import (
     shared_broker,
 )
 from compat.results import ResultsTable
+from kbroker.cluster_runner import Cluster
 
 _topic_counter = itertools.count()
 
@@ -125,6 +126,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
             if isinstance(live, LiveBroker):
                 report.sections.append((f"kbroker output ({name})", live.log_tail(80)))
                 break
+        # A cluster scenario: where each broker's log is, and how each one ended.
+        cluster = getattr(item, "funcargs", {}).get("cluster")
+        if isinstance(cluster, Cluster):
+            tails = "\n".join(cluster.broker(i).tail(15) for i in cluster.broker_ids)
+            report.sections.append(("kbroker cluster", f"{cluster.describe_logs()}\n{tails}"))
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

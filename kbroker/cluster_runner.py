@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from kbroker.testing.zookeeper import ZooKeeperServer, free_port
 
@@ -50,6 +50,7 @@ START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 45.0
 METADATA_TIMEOUT_S = 5.0
 METADATA_VERSION = 12
+FIND_COORDINATOR_VERSION = 3
 
 
 class ClusterError(RuntimeError):
@@ -272,6 +273,8 @@ class Cluster:
         self.wait_for_members = wait_for_members
         self.zookeeper_server: ZooKeeperServer | None = None
         self.zookeeper_connect = ""  # with the chroot: what brokers get as zookeeper.connect
+        self.zookeeper_hosts = ""  # without it
+        self.chroot = ""  # "" for the root
         self.data_dir: Path | None = None
         self._brokers: dict[int, BrokerProcess] = {}
         self._started = False
@@ -307,7 +310,9 @@ class Cluster:
             )
         if chroot and not chroot.startswith("/"):
             chroot = "/" + chroot
-        self.zookeeper_connect = connect + chroot.rstrip("/")
+        self.zookeeper_hosts = connect
+        self.chroot = chroot.rstrip("/")
+        self.zookeeper_connect = connect + self.chroot
         flag = _cli_has_broker_id()
         overrides = dict(self.config)
         overrides["zookeeper.connect"] = self.zookeeper_connect
@@ -437,10 +442,49 @@ class Cluster:
     def start_broker(self, broker_id: int) -> None:
         """Start a stopped or killed broker again (same id, port and data dir) and wait until
         it is ready and, with ``wait_for_members``, part of the cluster again."""
-        broker = self.broker(broker_id)
-        self._wait_started(broker, broker.launch(), first_start=False)
+        self.start_brokers([broker_id])
+
+    def start_brokers(self, broker_ids: Iterable[int]) -> None:
+        """Start several stopped or killed brokers at once; see ``start_broker``.
+
+        A killed broker's registration (/brokers/ids/<id>, ephemeral) outlives it until its
+        ZooKeeper session expires, and until then a broker with that id is refused at start,
+        as in Kafka: so this first waits for the old registration to go.
+        """
+        brokers = [self.broker(i) for i in broker_ids]
+        for broker in brokers:
+            if broker.is_running():
+                raise ClusterError(f"broker {broker.broker_id} is already running")
+        self._wait_unregistered([b.broker_id for b in brokers])
+        offsets = {b.broker_id: b.launch() for b in brokers}
+        for broker in brokers:
+            self._wait_started(broker, offsets[broker.broker_id], first_start=False)
         if self.wait_for_members:
             self.wait_until_formed()
+
+    def _session_timeout_s(self) -> float:
+        return int(self.config.get("zookeeper.session.timeout.ms", "18000")) / 1000
+
+    def _wait_unregistered(self, broker_ids: list[int]) -> None:
+        try:
+            from kazoo.client import KazooClient
+        except ImportError:  # pragma: no cover - kazoo comes with cluster mode
+            return
+        # Connected above the chroot: before the first broker ran it may not exist yet.
+        client = KazooClient(hosts=self.zookeeper_hosts, timeout=10)
+        client.start(timeout=30)
+        try:
+            self.wait_for(
+                lambda: (
+                    not any(client.exists(f"{self.chroot}/brokers/ids/{i}") for i in broker_ids)
+                ),
+                self._session_timeout_s() + 30,
+                interval=0.1,
+                message=f"the old registrations of brokers {broker_ids} to expire",
+            )
+        finally:
+            client.stop()
+            client.close()
 
     def restart(self, broker_id: int) -> None:
         """Stop (SIGTERM, if running) then start one broker on the same port and data dir."""
@@ -480,6 +524,17 @@ class Cluster:
     def partitions(self, topic: str, *, via: int | None = None) -> dict[int, PartitionInfo]:
         """Every partition of ``topic`` (leader, epoch, replicas, ISR) as a broker sees it."""
         return self.metadata([topic], via=via).topics.get(topic, {})
+
+    def coordinator_of(self, key: str, *, key_type: int = 0, via: int | None = None) -> int:
+        """The coordinator a broker names for a group (key_type 0) or a transactional id
+        (1), by FindCoordinator; -1 while it answers an error (e.g. not available yet)."""
+        if via is None:
+            running = self.running_broker_ids
+            if not running:
+                raise ClusterError("no running broker to ask")
+            via = running[0]
+        error, node = find_coordinator(HOST, self.broker(via).port, key, key_type=key_type)
+        return node if error == 0 else -1
 
     def controller_id(self, *, via: int | None = None) -> int:
         """The controller's broker id as a broker sees it (-1: none known)."""
@@ -539,6 +594,27 @@ class Cluster:
         return f"Cluster({self.bootstrap_servers}, zookeeper.connect={self.zookeeper_connect})"
 
 
+def request(
+    host: str, port: int, body: Any, version: int, *, timeout: float = METADATA_TIMEOUT_S
+) -> Any:
+    """Send one Kafka request over a fresh connection (kbroker's codec) and decode the answer."""
+    from kbroker.wire.frames import FrameDecoder
+    from kbroker.wire.protocol import decode_response, encode_request
+
+    api_key = body.API_KEY
+    decoder = FrameDecoder(max_frame_size=64 * 1024 * 1024)
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(encode_request(api_key, version, 1, "kbroker-cluster", body))
+        frame: bytes | None = None
+        while frame is None:
+            data = sock.recv(256 * 1024)
+            if not data:
+                raise ConnectionError(f"broker {host}:{port} closed the connection")
+            decoder.feed(data)
+            frame = decoder.next_frame()
+    return decode_response(api_key, version, frame)[1]
+
+
 def fetch_metadata(
     host: str,
     port: int,
@@ -548,29 +624,21 @@ def fetch_metadata(
     timeout: float = METADATA_TIMEOUT_S,
 ) -> ClusterMetadata:
     """Ask one broker for Metadata (``topics`` None: all topics; never auto-creates)."""
-    from kbroker.wire.frames import FrameDecoder
     from kbroker.wire.messages import MetadataRequest
-    from kbroker.wire.protocol import decode_response, encode_request
 
     names = None if topics is None else list(topics)
-    request = MetadataRequest(
-        topics=None
-        if names is None
-        else [MetadataRequest.MetadataRequestTopic(name=name) for name in names],
-        allow_auto_topic_creation=False,
+    body = request(
+        host,
+        port,
+        MetadataRequest(
+            topics=None
+            if names is None
+            else [MetadataRequest.MetadataRequestTopic(name=name) for name in names],
+            allow_auto_topic_creation=False,
+        ),
+        METADATA_VERSION,
+        timeout=timeout,
     )
-    frame_out = encode_request(3, METADATA_VERSION, 1, "kbroker-cluster", request)
-    decoder = FrameDecoder(max_frame_size=64 * 1024 * 1024)
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(frame_out)
-        frame: bytes | None = None
-        while frame is None:
-            data = sock.recv(256 * 1024)
-            if not data:
-                raise ConnectionError(f"broker {host}:{port} closed the connection")
-            decoder.feed(data)
-            frame = decoder.next_frame()
-    _, body = decode_response(3, METADATA_VERSION, frame)
     result = ClusterMetadata(
         broker_id=broker_id,
         brokers={b.node_id: (b.host, b.port, b.rack) for b in body.brokers},
@@ -593,3 +661,20 @@ def fetch_metadata(
             for p in topic.partitions
         }
     return result
+
+
+def find_coordinator(
+    host: str, port: int, key: str, *, key_type: int = 0, timeout: float = METADATA_TIMEOUT_S
+) -> tuple[int, int]:
+    """Ask one broker FindCoordinator for a group (key_type 0) or transactional id (1);
+    returns (error code, coordinator's broker id)."""
+    from kbroker.wire.messages import FindCoordinatorRequest
+
+    body = request(
+        host,
+        port,
+        FindCoordinatorRequest(key=key, key_type=key_type),
+        FIND_COORDINATOR_VERSION,
+        timeout=timeout,
+    )
+    return body.error_code, body.node_id
