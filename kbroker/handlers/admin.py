@@ -518,7 +518,7 @@ async def handle_delete_topics(
         results.append(
             Result(name=topic.name, topic_id=topic.topic_id, error_code=0, error_message=None)
         )
-    deleted = [r.name for r in results if r.error_code == 0]
+    deleted = [r.name for r in results if r.error_code == 0 and r.name is not None]
     if deleted and cluster is None:
         # Kafka drops the groups' committed offsets of deleted partitions, so a topic
         # re-created under the same name starts from the reset policy, not stale offsets.
