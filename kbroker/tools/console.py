@@ -409,6 +409,31 @@ def _start(args: argparse.Namespace) -> str | int:
     return LATEST if args.offset is None else args.offset
 
 
+class _ConnectionWatch:
+    """librdkafka's error callback: one warning line when every broker is gone.
+
+    The consumer keeps retrying (the broker may come back, as kafka-console-consumer
+    waits too); the user hears about the outage once, not per reconnect attempt.
+    """
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.bootstrap = args.bootstrap_server
+        self.warned = False
+
+    def __call__(self, err: Any) -> None:
+        ck = kafka()
+        if err.code() == ck.KafkaError._ALL_BROKERS_DOWN:
+            if not self.warned:
+                print(
+                    f"kbroker consume: warning: lost the connection to {self.bootstrap}; retrying",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            self.warned = True
+        elif err.fatal():
+            print(f"kbroker consume: {err.name()}: {err.str()}", file=sys.stderr, flush=True)
+
+
 def _consumer(args: argparse.Namespace) -> Any:
     ck = kafka()
     start = _start(args)
@@ -417,6 +442,7 @@ def _consumer(args: argparse.Namespace) -> Any:
         # Also where an explicit offset out of range (or a missing commit) falls back to:
         # kafka-console-consumer resets to the earliest only with --from-beginning.
         "auto.offset.reset": EARLIEST if start == EARLIEST else LATEST,
+        "error_cb": _ConnectionWatch(args),
     }
     if args.group:
         settings.update({"group.id": args.group, "enable.auto.commit": True})

@@ -8,8 +8,10 @@ import os
 import pty
 import select
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -765,3 +767,106 @@ def test_groups_delete_and_json(run: Kbroker, live: kbroker.Broker, stamped: str
     assert _committed(live.bootstrap_servers, group, stamped, 2) == [None, None]
     code, _, err = run("groups", "delete", group)
     assert code == 1 and "GROUP_ID_NOT_FOUND" in err
+
+
+def _kbroker_process(*args: str, timeout: float = 60) -> tuple[int, str, str, float]:
+    """`python -m kbroker ARGS` as a real process: (status, stdout, stderr, seconds).
+
+    A process, because librdkafka writes its log lines to file descriptor 2 directly,
+    where pytest's capsys would not see them.
+    """
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "kbroker", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    return result.returncode, result.stdout, result.stderr, time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("topics", "list"),
+        ("topics", "describe", "t"),
+        ("groups", "list"),
+        ("produce", "t"),
+        ("consume", "t"),
+    ],
+)
+def test_an_unreachable_broker_is_one_line_within_seconds(command: tuple[str, ...]) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never listening: connections are refused
+        code, out, err, elapsed = _kbroker_process(
+            *command, "--bootstrap-server", f"127.0.0.1:{port}"
+        )
+    assert code == 1 and out == ""
+    assert err == f"kbroker {command[0]}: cannot reach 127.0.0.1:{port}: Connection refused\n"
+    assert elapsed < 10  # the default request timeout is 30 s
+
+
+def test_a_peer_that_is_not_kafka_gives_no_client_log_lines() -> None:
+    # It accepts connections, then hangs up: librdkafka retries and would log each failure.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(64)
+        port = server.getsockname()[1]
+        stop = threading.Event()
+
+        def hang_up() -> None:
+            server.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    server.accept()[0].close()
+                except TimeoutError:
+                    continue
+
+        thread = threading.Thread(target=hang_up, daemon=True)
+        thread.start()
+        try:
+            code, out, err, _ = _kbroker_process(
+                "topics", "list", "--bootstrap-server", f"127.0.0.1:{port}",
+                "--request-timeout", "3",
+            )  # fmt: skip
+        finally:
+            stop.set()
+            thread.join()
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and err.startswith(f"kbroker topics: cannot reach 127.0.0.1:{port}")
+    assert "%3|" not in err and "FAIL" not in err
+
+
+def test_a_broker_lost_while_consuming_is_one_warning_line() -> None:
+    with kbroker.Broker(config={"num.partitions": 1}) as broker:
+        bootstrap = broker.bootstrap_servers
+        assert main(["topics", "create", "t", "--bootstrap-server", bootstrap]) == 0
+        proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "kbroker", "consume", "t", "--offset", "earliest"),
+                *("--timeout", "5", "--bootstrap-server", bootstrap),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO,
+        )
+        try:
+            producer = Producer({"bootstrap.servers": bootstrap, "log_level": 3})
+            producer.produce("t", value=b"before")
+            assert producer.flush(20) == 0
+            assert proc.stdout is not None
+            assert proc.stdout.readline() == b"before\n"  # consuming: now the broker goes
+        except BaseException:
+            proc.kill()
+            raise
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and out == b""
+    port = bootstrap.rpartition(":")[2]
+    assert err.decode().splitlines() == [
+        f"kbroker consume: warning: lost the connection to 127.0.0.1:{port}; retrying",
+        "Processed a total of 1 messages",
+    ]
