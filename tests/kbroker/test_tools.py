@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -497,14 +498,13 @@ def _read_until(fd: int, wanted: bytes, timeout: float = 20.0) -> bytes:
     return seen
 
 
-def test_interactive_produce_prompts_sends_on_enter_and_flushes_on_ctrl_c(
-    live: kbroker.Broker, name: str
-) -> None:
-    assert main(["topics", "create", name, "--bootstrap-server", live.bootstrap_servers]) == 0
+@contextlib.contextmanager
+def _on_a_terminal(*args: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`python -m kbroker ARGS` with a pseudo-terminal as stdin/stdout/stderr: yields the
+    process and the terminal's controlling side (to type into and read from)."""
     controller, terminal = pty.openpty()
-    bootstrap = live.bootstrap_servers
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kbroker", "produce", name, "--bootstrap-server", bootstrap],
+        [sys.executable, "-m", "kbroker", *args],
         stdin=terminal,
         stdout=terminal,
         stderr=terminal,
@@ -512,40 +512,38 @@ def test_interactive_produce_prompts_sends_on_enter_and_flushes_on_ctrl_c(
     )
     os.close(terminal)
     try:
-        _read_until(controller, b">")
-        os.write(controller, b"first\n")
-        _read_until(controller, b">")
+        yield proc, controller
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(controller)
+
+
+def test_interactive_produce_prompts_sends_on_enter_and_flushes_on_ctrl_c(
+    live: kbroker.Broker, name: str
+) -> None:
+    bootstrap = live.bootstrap_servers
+    assert main(["topics", "create", name, "--bootstrap-server", bootstrap]) == 0
+    with _on_a_terminal("produce", name, "--bootstrap-server", bootstrap) as (proc, tty):
+        _read_until(tty, b">")
+        os.write(tty, b"first\n")
+        _read_until(tty, b">")
         # Sent on Enter: another client reads it while the producer is still open.
         assert [r.value for r in _read_all(bootstrap, name, 1)] == [b"first"]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
-    finally:
-        proc.kill()
-        os.close(controller)
     # Ctrl-C with records still queued (a long linger): they are delivered before exit.
-    controller, terminal = pty.openpty()
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "kbroker", "produce", name),
-            *("--bootstrap-server", bootstrap, "--command-config", "linger.ms=10000"),
-        ],
-        stdin=terminal,
-        stdout=terminal,
-        stderr=terminal,
-        cwd=REPO,
-    )
-    os.close(terminal)
-    try:
-        _read_until(controller, b">")
-        os.write(controller, b"second\n")
-        _read_until(controller, b">")
-        os.write(controller, b"third\n")
-        _read_until(controller, b">")
+    with _on_a_terminal(
+        *("produce", name, "--bootstrap-server", bootstrap),
+        *("--command-config", "linger.ms=10000"),
+    ) as (proc, tty):
+        _read_until(tty, b">")
+        os.write(tty, b"second\n")
+        _read_until(tty, b">")
+        os.write(tty, b"third\n")
+        _read_until(tty, b">")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
-    finally:
-        proc.kill()
-        os.close(controller)
     records = _read_all(bootstrap, name, 3)
     assert [r.value for r in records] == [b"first", b"second", b"third"]
 
