@@ -8,6 +8,7 @@ import json
 import os
 import pty
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -868,3 +869,38 @@ def test_a_broker_lost_while_consuming_is_one_warning_line() -> None:
         f"kbroker consume: warning: lost the connection to 127.0.0.1:{port}; retrying",
         "Processed a total of 1 messages",
     ]
+
+
+def test_consume_prints_what_kcat_wrote_and_reads(
+    run: Kbroker, live: kbroker.Broker, name: str
+) -> None:
+    # kcat (librdkafka's C client) as an independent producer and reader: the console
+    # consumer's partition, offset, headers, key and value must match kcat's JSON view.
+    kcat = shutil.which("kcat") or shutil.which("kafkacat")
+    assert kcat, "kcat is not installed (Debian: apt-get install kcat)"
+    assert run("topics", "create", name, "--partitions", "3")[0] == 0
+    base = [kcat, "-b", live.bootstrap_servers, "-X", "log_level=3", "-t", name]
+    lines = b"".join(b"key%d:value %d\n" % (i, i) for i in range(30))
+    subprocess.run(
+        [*base, "-P", "-K", ":", "-H", "origin=kcat", "-H", "n=1"],
+        input=lines,
+        check=True,
+        timeout=60,
+    )
+    seen = subprocess.run(
+        [*base, "-C", "-o", "beginning", "-e", "-J"], capture_output=True, check=True, timeout=60
+    )
+    expected = sorted(
+        f"Partition:{r['partition']}\tOffset:{r['offset']}\t"
+        + ",".join(f"{k}:{v}" for k, v in zip(r["headers"][::2], r["headers"][1::2], strict=True))
+        + f"\t{r['key']}\t{r['payload']}"
+        for r in map(json.loads, seen.stdout.decode().splitlines())
+        if r.get("payload") is not None
+    )
+    assert len(expected) == 30
+    code, out, _ = run(
+        *("consume", name, "--offset", "earliest", "--max-messages", "30"),
+        *("--property", "print.partition=true", "--property", "print.offset=true"),
+        *("--property", "print.headers=true", "--property", "print.key=true"),
+    )
+    assert code == 0 and sorted(out.splitlines()) == expected
