@@ -11,10 +11,11 @@ brokers never share one directory (Kafka does the same).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ import trio
 from kbroker.config import BrokerConfig, ConfigError
 from kbroker.log.checkpoint import atomic_write
 from kbroker.log.errors import LogError
+from kbroker.replication.checkpoints import OffsetCheckpoints
 from kbroker.topic_config import effective_topic_value
 from kbroker.topics import Partition, TopicManager, random_kafka_uuid, uuid_to_base64
 
@@ -40,6 +42,14 @@ def read_meta_properties(path: Path) -> dict[str, str]:
     from kbroker.config import parse_properties
 
     return parse_properties(path.read_text())
+
+
+@contextlib.contextmanager
+def _logged_failure(what: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception:
+        logger.exception("writing %s failed", what)
 
 
 class BrokerState:
@@ -67,6 +77,8 @@ class BrokerState:
         # on a single node, where this broker is the whole cluster.
         self.cluster: ClusterNode | None = None
         self._append_event = trio.Event()
+        # The data dir's replication-offset-checkpoint / recovery-point-offset-checkpoint.
+        self.offset_checkpoints = OffsetCheckpoints(config.data_dir)
         self._lock_file: IO[bytes] | None = None
         self._last_flush: dict[int, float] = {}
         self._compacted_at: dict[int, int] = {}
@@ -213,10 +225,24 @@ class BrokerState:
                 flushed += 1
         return flushed
 
+    def checkpoint_high_watermarks(self) -> None:
+        """Write replication-offset-checkpoint (ReplicaManager's checkpointHighWatermarks)."""
+        self.offset_checkpoints.write_high_watermarks(self.topics.all_partitions())
+
+    def checkpoint_recovery_points(self) -> None:
+        """Write recovery-point-offset-checkpoint (LogManager's checkpointLogRecoveryOffsets)."""
+        self.offset_checkpoints.write_recovery_points(self.topics.all_partitions())
+
     def close(self) -> None:
         """Flush and close every log (clean-shutdown markers), release the data dir."""
         try:
+            partitions = self.topics.all_partitions()
+            with _logged_failure("replication-offset-checkpoint"):
+                self.offset_checkpoints.write_high_watermarks(partitions)
             self.topics.close()
+            # Closing flushed every log: their recovery points are now their ends.
+            with _logged_failure("recovery-point-offset-checkpoint"):
+                self.offset_checkpoints.write_recovery_points(partitions)
         finally:
             self._unlock()
         logger.info("broker %d closed", self.node_id)

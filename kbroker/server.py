@@ -40,6 +40,7 @@ from kbroker.config import BrokerConfig
 from kbroker.coordinator import service as group_service
 from kbroker.handlers import CloseConnection, RequestContext, load_handlers, lookup
 from kbroker.log.segment import pread_exact
+from kbroker.replication.checkpoints import HIGH_WATERMARK_CHECKPOINT_INTERVAL_S
 from kbroker.txn import service as txn_service
 from kbroker.wire.errors import DecodeError, UnsupportedVersion
 from kbroker.wire.frames import FrameDecoder
@@ -483,17 +484,39 @@ async def _maintenance(broker: BrokerState) -> None:
     # a transaction or a group whose clients all went away still times out (Kafka checks
     # timed-out transactions every transaction.abort.timed.out.transaction.cleanup.interval.ms).
     coordinators_s = config["transaction.abort.timed.out.transaction.cleanup.interval.ms"] / 1000.0
+    # replica.high.watermark.checkpoint.interval.ms (Kafka's default) and
+    # log.flush.offset.checkpoint.interval.ms: the data dir's offset checkpoints.
+    hw_checkpoint_s = HIGH_WATERMARK_CHECKPOINT_INTERVAL_S
+    rp_checkpoint_s = config["log.flush.offset.checkpoint.interval.ms"] / 1000.0
     now = trio.current_time()
     next_retention, next_clean, next_flush = now + retention_s, now + cleaner_s, math.inf
     next_coordinators = now + coordinators_s
+    next_hw_checkpoint, next_rp_checkpoint = now + hw_checkpoint_s, now + rp_checkpoint_s
     while True:
         flush_s = None
         with _logged("flush scheduling"):
             flush_s = broker.next_flush_interval_s()
         if flush_s is not None:
             next_flush = min(next_flush, trio.current_time() + flush_s)
-        await trio.sleep_until(min(next_retention, next_clean, next_flush, next_coordinators))
+        await trio.sleep_until(
+            min(
+                next_retention,
+                next_clean,
+                next_flush,
+                next_coordinators,
+                next_hw_checkpoint,
+                next_rp_checkpoint,
+            )
+        )
         now = trio.current_time()
+        if now >= next_hw_checkpoint:
+            next_hw_checkpoint = now + hw_checkpoint_s
+            with _logged("high watermark checkpoint"):
+                broker.checkpoint_high_watermarks()
+        if now >= next_rp_checkpoint:
+            next_rp_checkpoint = now + rp_checkpoint_s
+            with _logged("recovery point checkpoint"):
+                broker.checkpoint_recovery_points()
         if now >= next_coordinators:
             next_coordinators = now + coordinators_s
             with _logged("coordinator timers"):

@@ -76,6 +76,7 @@ class ReplicatedPartition:
         min_insync_replicas: int = 1,
         on_isr_change: IsrChange | None = None,
         on_high_watermark_change: Callable[[], None] | None = None,
+        high_watermark: int | None = None,
         clock: Callable[[], float] = trio.current_time,
     ) -> None:
         self.log = log
@@ -95,8 +96,10 @@ class ReplicatedPartition:
         # Offset where this replica's leadership began (Kafka's leaderEpochStartOffsetOpt).
         self.leader_epoch_start_offset: int | None = None
         self._changed = trio.Event()  # set (and replaced) whenever the HW or ISR changes
-        if not log.replicated:
-            log.update_high_watermark(log.high_watermark)
+        if high_watermark is not None or not log.replicated:
+            # Partition.createLogIfNotExists: the checkpointed HW (replication-offset-
+            # checkpoint), else 0; raised again as the ISR confirms offsets.
+            log.update_high_watermark(high_watermark or 0)
 
     # -- state ---------------------------------------------------------------------------------
     @property

@@ -205,3 +205,17 @@ async def test_follower_high_watermark_follows_the_leader(log: PartitionLog) -> 
     assert p.high_watermark == 4
     p.update_follower_high_watermark(2)
     assert p.high_watermark == 2
+
+
+async def test_a_restarted_replica_starts_from_its_checkpointed_high_watermark(
+    log: PartitionLog, tmp_path: Path
+) -> None:
+    log.append(batch(5))
+    p = ReplicatedPartition(log, broker_id=2, high_watermark=3)
+    assert p.high_watermark == 3  # not the LEO: offsets 3-4 may not be on the other replicas
+    p = ReplicatedPartition(log, broker_id=2, high_watermark=10)
+    assert p.high_watermark == 5  # never above its own log end
+    other = PartitionLog.open(tmp_path / "t-1", LogConfig())
+    other.append(batch(5))
+    assert ReplicatedPartition(other, broker_id=2).high_watermark == 0  # no checkpoint
+    other.close()
