@@ -2,8 +2,10 @@
 
 `broker` is shared by every test in a module (tests use unique topic names, so they do not
 interfere and the suite stays fast); `fresh_broker` is a private one for tests that restart
-or kill it. The results table (client x scenario) is written to compat/RESULTS.md at the end
-of any run that executed compat tests, and printed in the terminal summary.
+or kill it. The results table (client x scenario) is printed in the terminal summary of any run that
+executed compat tests; it is written to a file only when asked, with
+``KBROKER_COMPAT_RESULTS=<path>`` (``compat/RESULTS.md`` refreshes the committed table), so
+an ordinary run leaves the checkout unchanged.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from compat.livebroker import (
     shared_broker,
 )
 from compat.results import ResultsTable
+from kbroker.cluster_runner import Cluster
 
-COMPAT_DIR = Path(__file__).resolve().parent
 _topic_counter = itertools.count()
 
 
@@ -124,6 +126,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
             if isinstance(live, LiveBroker):
                 report.sections.append((f"kbroker output ({name})", live.log_tail(80)))
                 break
+        # A cluster scenario: where each broker's log is, and how each one ended.
+        cluster = getattr(item, "funcargs", {}).get("cluster")
+        if isinstance(cluster, Cluster):
+            tails = "\n".join(cluster.broker(i).tail(15) for i in cluster.broker_ids)
+            report.sections.append(("kbroker cluster", f"{cluster.describe_logs()}\n{tails}"))
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -132,15 +139,21 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
-    """Print the client x scenario table and write it to compat/RESULTS.md."""
+    """Print the client x scenario table; write it where KBROKER_COMPAT_RESULTS says."""
     if not _results:
         return
     table = _results.markdown()
     terminalreporter.section("kbroker compat results")
     terminalreporter.write_line(table)
-    explicit = os.environ.get("KBROKER_COMPAT_RESULTS")
-    # Only a full run may replace the committed RESULTS.md (README quotes it): a -k / -m /
-    # node-id selection, a single module or a run stopped early would leave a partial table.
+    target_name = os.environ.get("KBROKER_COMPAT_RESULTS")
+    if not target_name:
+        terminalreporter.write_line(
+            "(compat/RESULTS.md left unchanged; set KBROKER_COMPAT_RESULTS=compat/RESULTS.md "
+            "to write this table)"
+        )
+        return
+    # A -k / -m / node-id selection, a single module or a run stopped early gives a partial
+    # table: written as asked, but said so, since the committed one is quoted by the README.
     partial = (
         bool(config.option.keyword)
         or bool(config.option.markexpr)
@@ -151,13 +164,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             getattr(terminalreporter, "_session", None) and terminalreporter._session.shouldstop
         )
     )
-    if partial and not explicit:
-        terminalreporter.write_line(
-            "(partial compat run: compat/RESULTS.md left unchanged; "
-            "set KBROKER_COMPAT_RESULTS=path to write this table)"
-        )
-        return
-    target = Path(explicit or COMPAT_DIR / "RESULTS.md")
+    if partial:
+        terminalreporter.write_line(f"(partial compat run: {target_name} holds only what ran)")
+    target = Path(target_name)
     try:
         target.write_text(_results.document())
     except OSError as exc:  # a read-only checkout must not turn a green run red

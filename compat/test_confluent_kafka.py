@@ -422,9 +422,22 @@ def test_topic_compression_level(broker: LiveBroker, topic_name: str) -> None:
         assert configs["compression.zstd.level"].value == str(level)
         assert configs["compression.zstd.level"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
         delivery = Delivery()
-        # One batch per topic (sent at flush, long before linger or batch.size would cut
-        # it), so the two levels compress exactly the same records.
-        with producer(broker, **{"compression.type": "none", "linger.ms": 60_000}) as prod:
+        # One batch per topic, so the two levels compress exactly the same records: sent at
+        # flush (linger.ms far away), under every size limit (the ~110 KB of values against
+        # batch.size, batch.num.messages and message.max.bytes). And the producer learns the
+        # topic's partitions first: a record produced before that waits in librdkafka's
+        # unassigned queue, and when the metadata arrives during flush() the records are
+        # moved to the partition one by one (rd_kafka_topic_assign_uas) while the woken
+        # broker thread already sends the first few, as a batch of their own.
+        settings = {
+            "compression.type": "none",
+            "linger.ms": 60_000,
+            "batch.size": 1_000_000,
+            "batch.num.messages": 10_000,
+            "message.max.bytes": 1_000_000,
+        }
+        with producer(broker, **settings) as prod:
+            assert topic in prod.list_topics(topic, timeout=TIMEOUT_S).topics
             for value in values:
                 prod.produce(topic, value=value, on_delivery=delivery)
         delivery.ok()

@@ -257,10 +257,13 @@ def test_group_subscribe_and_consume(kcat_bin: str, broker: LiveBroker, topic_na
 def test_consume_from_timestamp(kcat_bin: str, broker: LiveBroker, topic_name: str) -> None:
     """`-o s@TS` (and `-Q`) resolve a timestamp through ListOffsets to the first record at or after it."""
     kcat(kcat_bin, broker, "-P", "-t", topic_name, "-p", "0", stdin=b"early-0\nearly-1\nearly-2\n")
-    time.sleep(0.01)  # every record above is strictly older than `middle`
-    middle = int(time.time() * 1000)
-    time.sleep(0.01)
     kcat(kcat_bin, broker, "-P", "-t", topic_name, "-p", "0", stdin=b"late-3\nlate-4\n")
+    # The split point is the first late record's own timestamp (kcat stamps records when
+    # it sends them), read back rather than taken from the wall clock between the runs.
+    stamps = kcat(kcat_bin, broker, "-C", "-t", topic_name, "-e", "-f", "%T\n").stdout.split()
+    early, late = [int(t) for t in stamps[:3]], [int(t) for t in stamps[3:]]
+    middle = min(late)
+    assert max(early) < middle, f"the two kcat runs stamped the same millisecond: {stamps}"
     proc = kcat(
         kcat_bin, broker, "-C", "-t", topic_name, "-o", f"s@{middle}", "-e", "-f", "%o %s\n"
     )

@@ -2,11 +2,12 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["Broker", "__version__"]
+__all__ = ["Broker", "Cluster", "__version__"]
 
 
 def __getattr__(name: str) -> object:
-    """``kbroker.Broker`` (the embeddable broker), imported on first use (PEP 562).
+    """``kbroker.Broker`` (the embeddable broker) and ``kbroker.Cluster`` (real broker
+    processes and a ZooKeeper, for cluster-mode tests), imported on first use (PEP 562).
 
     Lazily, so that the pytest plugin and ``kbroker --help`` do not pay for the server.
     """
@@ -14,4 +15,8 @@ def __getattr__(name: str) -> object:
         from kbroker.embedded import Broker
 
         return Broker
+    if name == "Cluster":
+        from kbroker.cluster_runner import Cluster
+
+        return Cluster
     raise AttributeError(f"module 'kbroker' has no attribute {name!r}")

@@ -11,20 +11,25 @@ brokers never share one directory (Kafka does the same).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import trio
 
 from kbroker.config import BrokerConfig, ConfigError
 from kbroker.log.checkpoint import atomic_write
 from kbroker.log.errors import LogError
+from kbroker.replication.checkpoints import OffsetCheckpoints
 from kbroker.topic_config import effective_topic_value
 from kbroker.topics import Partition, TopicManager, random_kafka_uuid, uuid_to_base64
+
+if TYPE_CHECKING:
+    from kbroker.cluster.node import ClusterNode
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +44,26 @@ def read_meta_properties(path: Path) -> dict[str, str]:
     return parse_properties(path.read_text())
 
 
+@contextlib.contextmanager
+def _logged_failure(what: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception:
+        logger.exception("writing %s failed", what)
+
+
 class BrokerState:
     """One node's state: ``config``, ``topics``, ``cluster_id``, ``node_id``, ``clock``."""
 
-    def __init__(self, config: BrokerConfig, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: BrokerConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        cluster_id: str | None = None,
+    ) -> None:
+        """``cluster_id``: the id of the cluster joined (cluster mode, from /cluster/id);
+        a data dir that belongs to another cluster is refused."""
         self.config = config
         self.node_id = config.node_id
         self.clock = clock
@@ -52,14 +73,19 @@ class BrokerState:
         self.state: dict[str, Any] = {}
         # (host, port) actually bound; set by kbroker.server once listening.
         self.listen_address: tuple[str, int] | None = None
+        # Cluster mode (zookeeper.connect): the ClusterNode, set by kbroker.server; None
+        # on a single node, where this broker is the whole cluster.
+        self.cluster: ClusterNode | None = None
         self._append_event = trio.Event()
+        # The data dir's replication-offset-checkpoint / recovery-point-offset-checkpoint.
+        self.offset_checkpoints = OffsetCheckpoints(config.data_dir)
         self._lock_file: IO[bytes] | None = None
         self._last_flush: dict[int, float] = {}
         self._compacted_at: dict[int, int] = {}
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self._lock()
-            self.cluster_id = self._load_or_create_meta()
+            self.cluster_id = self._load_or_create_meta(cluster_id)
         except OSError as exc:
             self._unlock()
             raise ConfigError(
@@ -92,7 +118,7 @@ class BrokerState:
             self._lock_file.close()  # closing the fd releases the flock
             self._lock_file = None
 
-    def _load_or_create_meta(self) -> str:
+    def _load_or_create_meta(self, joined: str | None = None) -> str:
         path = self.data_dir / META_PROPERTIES
         if path.exists():
             meta = read_meta_properties(path)
@@ -104,9 +130,16 @@ class BrokerState:
                     f"the configured node.id {self.node_id}"
                 )
             cluster_id = meta.get("cluster.id")
+            if cluster_id and joined is not None and cluster_id != joined:
+                # Kafka's InconsistentClusterIdException.
+                raise ConfigError(
+                    f"the cluster id {joined} in ZooKeeper does not match the cluster id "
+                    f"{cluster_id} stored in {path}: this data dir belongs to another "
+                    "cluster (is zookeeper.connect right?)"
+                )
             if cluster_id:
                 return cluster_id
-        cluster_id = uuid_to_base64(random_kafka_uuid())
+        cluster_id = joined or uuid_to_base64(random_kafka_uuid())
         text = (
             f"#\n#{time.strftime('%a %b %d %H:%M:%S UTC %Y', time.gmtime())}\n"
             f"cluster.id={cluster_id}\n"
@@ -192,10 +225,24 @@ class BrokerState:
                 flushed += 1
         return flushed
 
+    def checkpoint_high_watermarks(self) -> None:
+        """Write replication-offset-checkpoint (ReplicaManager's checkpointHighWatermarks)."""
+        self.offset_checkpoints.write_high_watermarks(self.topics.all_partitions())
+
+    def checkpoint_recovery_points(self) -> None:
+        """Write recovery-point-offset-checkpoint (LogManager's checkpointLogRecoveryOffsets)."""
+        self.offset_checkpoints.write_recovery_points(self.topics.all_partitions())
+
     def close(self) -> None:
         """Flush and close every log (clean-shutdown markers), release the data dir."""
         try:
+            partitions = self.topics.all_partitions()
+            with _logged_failure("replication-offset-checkpoint"):
+                self.offset_checkpoints.write_high_watermarks(partitions)
             self.topics.close()
+            # Closing flushed every log: their recovery points are now their ends.
+            with _logged_failure("recovery-point-offset-checkpoint"):
+                self.offset_checkpoints.write_recovery_points(partitions)
         finally:
             self._unlock()
         logger.info("broker %d closed", self.node_id)

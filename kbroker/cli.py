@@ -32,6 +32,7 @@ DEFAULT_LISTEN = "127.0.0.1:9092"
 DEFAULT_DATA_DIR = "./kbroker-data"
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 TOOL_COMMANDS = frozenset({"topics", "groups", "produce", "consume"})
+COMPLETION_SHELLS = ("bash", "zsh")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,11 +42,12 @@ def _parser() -> argparse.ArgumentParser:
         "Kafka client at the printed bootstrap_servers.",
         epilog=textwrap.dedent("""\
             precedence (lowest first): Kafka defaults, --config file, --override, then
-            --listen/--data-dir. Any Kafka broker setting kbroker knows may be given in the
+            --listen/--data-dir/--broker-id. Any Kafka broker setting kbroker knows may be given in the
             file or with --override; see --list-configs. Examples:
               kbroker --listen 127.0.0.1:0
               kbroker --config server.properties --override num.partitions=3
             ops commands (kbroker[tools] extra): kbroker {topics,groups,produce,consume} --help
+            a local multi-broker cluster with ZooKeeper: kbroker cluster --help
             """),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -59,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
         "--data-dir",
         metavar="PATH",
         help=f"data directory (default {DEFAULT_DATA_DIR}); same as log.dirs",
+    )
+    parser.add_argument(
+        "--broker-id",
+        metavar="N",
+        type=int,
+        help="this broker's id; same as broker.id (and node.id)",
     )
     parser.add_argument("--config", metavar="FILE", help="a Kafka server.properties file")
     parser.add_argument(
@@ -112,6 +120,9 @@ def build_config(args: argparse.Namespace) -> BrokerConfig:
         props["listeners"] = _listener_text(args.listen)
     elif "listeners" not in props:
         props["listeners"] = _listener_text(DEFAULT_LISTEN)
+    if args.broker_id is not None:
+        props["broker.id"] = str(args.broker_id)
+        props.pop("node.id", None)
     if args.data_dir:
         props["log.dirs"] = args.data_dir
         props.pop("log.dir", None)
@@ -142,13 +153,21 @@ async def run(config: BrokerConfig) -> None:
 
             server = await nursery.start(serve_then_stop)
             logger.info("kbroker ready bootstrap_servers=%s", _bootstrap(config, server.address))
+
+            async def stop() -> None:
+                # Cluster mode: leadership moves to other brokers before we stop serving.
+                await server.controlled_shutdown()
+                server.shutdown()
+
+            stopping = False
             async for signum in signals:
-                if server.draining:
+                if stopping:
                     logger.warning("second %s: stopping now", signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()
                     return
                 logger.info("%s received: shutting down", signal.Signals(signum).name)
-                server.shutdown()
+                stopping = True
+                nursery.start_soon(stop)
 
 
 def _single(exc: BaseException) -> BaseException:
@@ -168,14 +187,60 @@ def _print_configs() -> None:
         print(textwrap.fill(defn.doc, width=88, initial_indent="    ", subsequent_indent="    "))
 
 
+def completion_parser() -> argparse.ArgumentParser:
+    """The whole command line as one parser: the broker's options and every subcommand.
+
+    Only shell completion uses it; the script itself dispatches ops commands before
+    parsing, so `kbroker --listen ...` and `kbroker topics ...` keep separate parsers.
+    """
+    from kbroker.tools import add_commands
+
+    parser = _parser()
+    for action in parser._actions:
+        # shtab reads `complete` off an action: file names for --config, dirs for --data-dir.
+        if "--config" in action.option_strings:
+            action.complete = {"bash": "_shtab_compgen_files", "zsh": "_files"}  # type: ignore[attr-defined]
+        elif "--data-dir" in action.option_strings:
+            action.complete = {"bash": "_shtab_compgen_dirs", "zsh": "_files -/"}  # type: ignore[attr-defined]
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_commands(commands)
+    p = commands.add_parser("completion", help="print a shell completion script")
+    p.add_argument("shell", choices=COMPLETION_SHELLS)
+    return parser
+
+
+def _completion(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="kbroker completion",
+        description="Print a completion script for kbroker. bash: "
+        'eval "$(kbroker completion bash)" in ~/.bashrc; zsh: kbroker completion zsh > '
+        '"${fpath[1]}/_kbroker"',
+    )
+    parser.add_argument("shell", choices=COMPLETION_SHELLS)
+    args = parser.parse_args(argv)
+    try:
+        import shtab
+    except ImportError:
+        print("kbroker completion: needs shtab: pip install 'kbroker[tools]'", file=sys.stderr)
+        return 1
+    print(shtab.complete(completion_parser(), shell=args.shell))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kbroker`` script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "cluster":
+        from kbroker.cluster_cli import main as cluster_main
+
+        return cluster_main(argv[1:])
     if argv and argv[0] in TOOL_COMMANDS:
         # Ops commands (kbroker.tools) share the script; without one it runs the broker.
         from kbroker.tools import main as tools_main
 
         return tools_main(argv)
+    if argv and argv[0] == "completion":
+        return _completion(argv[1:])
     args = _parser().parse_args(argv)
     if args.list_configs:
         try:

@@ -6,14 +6,16 @@ fixtures, checks every key against ``CONFIG_DEFS`` and converts every value to
 its type. An unknown key or a bad value raises ``ConfigError`` with a one-line
 message, as Kafka's ``ConfigDef`` does at startup.
 
-Settings that only matter to a multi-node or ZooKeeper/KRaft cluster (thread
-counts, replication factors of internal topics, quorum voters...) are
-accepted so an unmodified ``server.properties`` loads, and documented as
-having no effect.
+Cluster mode (``zookeeper.connect`` set) reads Kafka's ZooKeeper-mode keys
+(``broker.id``, ``zookeeper.*``, replication factors, leader balancing,
+controlled shutdown). Settings that matter to nothing here (thread counts,
+KRaft quorum voters...) are accepted so an unmodified ``server.properties``
+loads, and documented as having no effect.
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 import math
 import re
@@ -174,10 +176,17 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
         "broker.id",
         "int",
         None,
-        "Older name of node.id; if set it must agree with node.id.",
+        "Older name of node.id (CLI --broker-id); if set it must agree with node.id. In "
+        "cluster mode it names the broker in ZooKeeper (/brokers/ids/<id>).",
         at_least(-1),
     ),
-    _c("broker.rack", "string", None, "Rack of the broker, returned in Metadata."),
+    _c(
+        "broker.rack",
+        "string",
+        None,
+        "Rack of the broker, returned in Metadata; replica placement spreads replicas "
+        "over racks when every broker has one.",
+    ),
     _c(
         "listeners",
         "list",
@@ -205,8 +214,27 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
     _c("controller.quorum.voters", "list", [], _NO_EFFECT, effective=False),
     _c("controller.quorum.bootstrap.servers", "list", [], _NO_EFFECT, effective=False),
     _c("process.roles", "list", [], _NO_EFFECT, effective=False),
-    _c("zookeeper.connect", "string", None, _NO_EFFECT, effective=False),
-    _c("zookeeper.connection.timeout.ms", "int", None, _NO_EFFECT, effective=False),
+    _c(
+        "zookeeper.connect",
+        "string",
+        None,
+        "ZooKeeper ensemble as host:port[,host:port...][/chroot]. Set: the broker joins "
+        "the cluster kept at that path (a missing chroot is created). Unset: single node.",
+    ),
+    _c(
+        "zookeeper.session.timeout.ms",
+        "int",
+        18000,
+        "ZooKeeper session timeout; a broker silent this long is considered gone.",
+        at_least(1),
+    ),
+    _c(
+        "zookeeper.connection.timeout.ms",
+        "int",
+        None,
+        "How long start-up waits to reach ZooKeeper (unset: zookeeper.session.timeout.ms).",
+        at_least(1),
+    ),
     _c("num.network.threads", "int", 3, _NO_EFFECT, at_least(1), effective=False),
     _c("num.io.threads", "int", 8, _NO_EFFECT, at_least(1), effective=False),
     _c("background.threads", "int", 10, _NO_EFFECT, at_least(1), effective=False),
@@ -253,7 +281,8 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
         "default.replication.factor",
         "int",
         1,
-        "Default replication factor; only 1 is possible on one broker.",
+        "Replication factor of auto-created topics and CreateTopics with -1 (only 1 is "
+        "possible on a single node).",
         at_least(1),
     ),
     _c("min.insync.replicas", "int", 1, "Minimum in-sync replicas for acks=all.", at_least(1)),
@@ -438,11 +467,99 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
         "Dirty ratio that triggers compaction.",
         in_range(0, 1),
     ),
-    _c("unclean.leader.election.enable", "boolean", False, _NO_EFFECT, effective=False),
-    _c("auto.leader.rebalance.enable", "boolean", True, _NO_EFFECT, effective=False),
+    # --- cluster mode (zookeeper.connect set) ------------------------------------------
+    _c(
+        "unclean.leader.election.enable",
+        "boolean",
+        False,
+        "Cluster mode: elect a leader outside the ISR when no in-sync replica is alive "
+        "(may lose data).",
+    ),
+    _c(
+        "auto.leader.rebalance.enable",
+        "boolean",
+        True,
+        "Cluster mode: the controller moves leadership back to preferred replicas.",
+    ),
+    _c(
+        "leader.imbalance.check.interval.seconds",
+        "long",
+        300,
+        "Cluster mode: how often the controller checks leader imbalance.",
+        at_least(1),
+    ),
+    _c(
+        "leader.imbalance.per.broker.percentage",
+        "int",
+        10,
+        "Cluster mode: share of non-preferred leaders on a broker that triggers a rebalance.",
+        at_least(0),
+    ),
+    _c(
+        "controlled.shutdown.enable",
+        "boolean",
+        True,
+        "Cluster mode: on SIGTERM ask the controller to move leadership away before stopping.",
+    ),
+    _c(
+        "controlled.shutdown.max.retries",
+        "int",
+        3,
+        "Cluster mode: ControlledShutdown attempts before stopping anyway.",
+        at_least(0),
+    ),
+    _c(
+        "controlled.shutdown.retry.backoff.ms",
+        "long",
+        5000,
+        "Cluster mode: pause between ControlledShutdown attempts.",
+        at_least(0),
+    ),
+    _c(
+        "replica.lag.time.max.ms",
+        "long",
+        30000,
+        "Cluster mode: a follower that has not caught up for this long leaves the ISR.",
+        at_least(1),
+    ),
+    _c(
+        "replica.fetch.wait.max.ms",
+        "int",
+        500,
+        "Cluster mode: longest wait of a follower's fetch.",
+        at_least(0),
+    ),
+    _c(
+        "replica.fetch.max.bytes",
+        "int",
+        1048576,
+        "Cluster mode: bytes a follower asks per partition.",
+        at_least(0),
+    ),
+    _c(
+        "num.replica.fetchers",
+        "int",
+        1,
+        "Cluster mode: fetcher tasks per source broker.",
+        at_least(1),
+    ),
+    _c(
+        "controller.socket.timeout.ms",
+        "int",
+        30000,
+        "Cluster mode: timeout of controller-to-broker requests.",
+        at_least(1),
+    ),
     # --- internal topics, groups, transactions ----------------------------------------
     _c("offsets.topic.num.partitions", "int", 50, "Partitions of __consumer_offsets.", at_least(1)),
-    _c("offsets.topic.replication.factor", "short", 3, _NO_EFFECT, at_least(1), effective=False),
+    _c(
+        "offsets.topic.replication.factor",
+        "short",
+        3,
+        "Replication factor of __consumer_offsets in cluster mode (capped at the live "
+        "brokers when it is created).",
+        at_least(1),
+    ),
     _c(
         "offsets.topic.segment.bytes",
         "int",
@@ -521,9 +638,9 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
         "transaction.state.log.replication.factor",
         "short",
         3,
-        _NO_EFFECT,
+        "Replication factor of __transaction_state in cluster mode (capped at the live "
+        "brokers when it is created).",
         at_least(1),
-        effective=False,
     ),
     _c("transaction.state.log.min.isr", "int", 2, _NO_EFFECT, at_least(1), effective=False),
     _c(
@@ -568,6 +685,43 @@ _PROTOCOLS_SUPPORTED = {"PLAINTEXT"}
 
 class ConfigError(Exception):
     """A broker setting is unknown or has a bad value; ``str(error)`` is one stderr line."""
+
+
+# Kafka's security settings. kbroker speaks PLAINTEXT only (no TLS, SASL, ACLs or
+# delegation tokens yet), so for these "unknown" would mislead: Kafka knows them, and
+# a server.properties copied from a secured cluster has them.
+_SECURITY_PREFIXES = (
+    "ssl.",
+    "sasl.",
+    "security.",
+    "listener.name.",
+    "authorizer.",
+    "principal.builder.",
+    "delegation.token.",
+    "password.encoder.",
+)
+_SECURITY_KEYS = frozenset(
+    {
+        "super.users",
+        "allow.everyone.if.no.acl.found",
+        "connections.max.reauth.ms",
+    }
+)
+# How alike a key must be to a known one to be suggested (difflib's ratio).
+_SUGGEST_CUTOFF = 0.8
+
+
+def unknown_key_message(key: str) -> str:
+    """Why ``key`` is refused: not supported (a security setting), or unknown with the
+    closest known key suggested ("did you mean log.retention.hours?")."""
+    if key in _SECURITY_KEYS or key.startswith(_SECURITY_PREFIXES):
+        return (
+            f"config key {key!r} is not supported: kbroker serves PLAINTEXT only "
+            "(no TLS, SASL or authorization yet)"
+        )
+    close = difflib.get_close_matches(key, CONFIG_DEFS, n=1, cutoff=_SUGGEST_CUTOFF)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"unknown config key {key!r}{hint}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -627,7 +781,7 @@ class BrokerConfig:
             key = key.strip()
             defn = CONFIG_DEFS.get(key)
             if defn is None:
-                raise ConfigError(f"unknown config key {key!r}")
+                raise ConfigError(unknown_key_message(key))
             try:
                 value = convert(defn, raw)
             except ValueError as exc:
@@ -698,6 +852,17 @@ class BrokerConfig:
         """The listener given to clients, or None to derive it from the bound socket."""
         entries = self._values["advertised.listeners"]
         return self._pick_listener(entries) if entries else None
+
+    @property
+    def cluster_mode(self) -> bool:
+        """Whether the broker joins a ZooKeeper cluster (zookeeper.connect is set)."""
+        return bool(self._values["zookeeper.connect"])
+
+    @property
+    def zookeeper_connection_timeout_ms(self) -> int:
+        """zookeeper.connection.timeout.ms, defaulting to the session timeout as in Kafka."""
+        value = self._values["zookeeper.connection.timeout.ms"]
+        return int(value if value is not None else self._values["zookeeper.session.timeout.ms"])
 
     @property
     def data_dir(self) -> Path:

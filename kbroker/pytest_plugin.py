@@ -24,9 +24,22 @@ session (``.connect_string``; see ``kbroker.testing.ZooKeeperServer``; needs Deb
 ``zookeeper`` package and java). Give each test its own chroot (``connect_string +
 "/my-test"``) and the test clusters stay apart.
 
-Only the fixture names ``kbroker``, ``kbroker_factory`` and ``zookeeper`` are taken
-(kbroker's own test suite uses ``server`` and ``make_server``, which this plugin leaves
-alone), and nothing heavy is imported until a test asks for a fixture.
+``kbroker_cluster`` starts real multi-broker clusters (``kbroker.Cluster``: broker processes
+sharing that ZooKeeper under a chroot of their own), stopped at the end of the test::
+
+    def test_failover(kbroker_cluster):
+        cluster = kbroker_cluster(brokers=3, config={"zookeeper.session.timeout.ms": 6000})
+        leader = cluster.leader_of("orders", 0)
+        cluster.kill(leader)
+
+Keyword arguments go to ``kbroker.Cluster`` (``own_zookeeper=True``: a private ZooKeeper
+server, for tests that stop or pause it). When a test fails, its report lists each broker's
+log file (kept under the test's ``tmp_path``).
+
+Only the fixture names ``kbroker``, ``kbroker_factory``, ``zookeeper`` and
+``kbroker_cluster`` are taken (kbroker's own test suite uses ``server`` and ``make_server``,
+which this plugin leaves alone), and nothing heavy is imported until a test asks for a
+fixture.
 """
 
 from __future__ import annotations
@@ -39,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from kbroker.cluster_runner import Cluster
     from kbroker.embedded import Broker
     from kbroker.testing.zookeeper import ZooKeeperServer
 
@@ -137,3 +151,40 @@ def zookeeper() -> Iterator[ZooKeeperServer]:
 
     with ZooKeeperServer() as server:
         yield server
+
+
+@pytest.fixture
+def kbroker_cluster(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., Cluster]]:
+    """A factory: ``kbroker_cluster(brokers=3, config={...}, **cluster_kwargs)`` starts and
+    returns a ``kbroker.Cluster``; every cluster it started is killed after the test."""
+    from kbroker.cluster_runner import Cluster
+
+    clusters: list[Cluster] = []
+
+    def make(
+        brokers: int = 3,
+        config: dict[str, object] | None = None,
+        *,
+        own_zookeeper: bool = False,
+        **kwargs: Any,
+    ) -> Cluster:
+        if not own_zookeeper:
+            kwargs.setdefault("zookeeper", request.getfixturevalue("zookeeper"))
+        data_dir = tmp_path / f"kbroker-cluster-{len(clusters)}"
+        cluster = Cluster(brokers, config=config, data_dir=data_dir, **kwargs)
+        clusters.append(cluster)
+        try:
+            cluster.start()
+        finally:
+            # Shown with the report of a failing test (pytest prints an item's report
+            # sections only for failures, or with -rA).
+            request.node.add_report_section("call", "kbroker cluster", cluster.describe_logs())
+        return cluster
+
+    try:
+        yield make
+    finally:
+        for cluster in clusters:
+            cluster.close()

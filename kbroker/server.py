@@ -40,6 +40,7 @@ from kbroker.config import BrokerConfig
 from kbroker.coordinator import service as group_service
 from kbroker.handlers import CloseConnection, RequestContext, load_handlers, lookup
 from kbroker.log.segment import pread_exact
+from kbroker.replication.checkpoints import HIGH_WATERMARK_CHECKPOINT_INTERVAL_S
 from kbroker.txn import service as txn_service
 from kbroker.wire.errors import DecodeError, UnsupportedVersion
 from kbroker.wire.frames import FrameDecoder
@@ -91,6 +92,14 @@ class Server:
     _accept_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     _shutdown_requested: trio.Event = field(default_factory=trio.Event)
     _all_closed: trio.Event = field(default_factory=trio.Event)
+
+    async def controlled_shutdown(self) -> None:
+        """Cluster mode with controlled.shutdown.enable: have the controller move the
+        leadership of our partitions to other brokers first (Kafka's controlled
+        shutdown); nothing to do on a single node."""
+        cluster = self.broker.cluster
+        if cluster is not None and self.config["controlled.shutdown.enable"]:
+            await cluster.controlled_shutdown()
 
     def shutdown(self) -> None:
         """Stop accepting, close idle connections, let busy ones finish their request."""
@@ -475,17 +484,39 @@ async def _maintenance(broker: BrokerState) -> None:
     # a transaction or a group whose clients all went away still times out (Kafka checks
     # timed-out transactions every transaction.abort.timed.out.transaction.cleanup.interval.ms).
     coordinators_s = config["transaction.abort.timed.out.transaction.cleanup.interval.ms"] / 1000.0
+    # replica.high.watermark.checkpoint.interval.ms (Kafka's default) and
+    # log.flush.offset.checkpoint.interval.ms: the data dir's offset checkpoints.
+    hw_checkpoint_s = HIGH_WATERMARK_CHECKPOINT_INTERVAL_S
+    rp_checkpoint_s = config["log.flush.offset.checkpoint.interval.ms"] / 1000.0
     now = trio.current_time()
     next_retention, next_clean, next_flush = now + retention_s, now + cleaner_s, math.inf
     next_coordinators = now + coordinators_s
+    next_hw_checkpoint, next_rp_checkpoint = now + hw_checkpoint_s, now + rp_checkpoint_s
     while True:
         flush_s = None
         with _logged("flush scheduling"):
             flush_s = broker.next_flush_interval_s()
         if flush_s is not None:
             next_flush = min(next_flush, trio.current_time() + flush_s)
-        await trio.sleep_until(min(next_retention, next_clean, next_flush, next_coordinators))
+        await trio.sleep_until(
+            min(
+                next_retention,
+                next_clean,
+                next_flush,
+                next_coordinators,
+                next_hw_checkpoint,
+                next_rp_checkpoint,
+            )
+        )
         now = trio.current_time()
+        if now >= next_hw_checkpoint:
+            next_hw_checkpoint = now + hw_checkpoint_s
+            with _logged("high watermark checkpoint"):
+                broker.checkpoint_high_watermarks()
+        if now >= next_rp_checkpoint:
+            next_rp_checkpoint = now + rp_checkpoint_s
+            with _logged("recovery point checkpoint"):
+                broker.checkpoint_recovery_points()
         if now >= next_coordinators:
             next_coordinators = now + coordinators_s
             with _logged("coordinator timers"):
@@ -529,7 +560,22 @@ async def serve(
     a port in use) propagate before ``started``.
     """
     load_handlers()
-    broker = BrokerState(config)
+    zk: Any = None
+    joined: str | None = None
+    if config.cluster_mode:
+        # Cluster mode: reach ZooKeeper, check the broker id is free and learn the
+        # cluster id before touching the data dir (kbroker.cluster.node).
+        from kbroker.cluster.node import open_zookeeper
+
+        zk, joined = await open_zookeeper(config)
+    try:
+        broker = BrokerState(config, cluster_id=joined)
+    except BaseException:
+        if zk is not None:
+            with trio.CancelScope(shield=True):
+                await zk.close()
+        raise
+    node: Any = None
     try:
         listener = config.listener
         # Kafka: an empty host binds every interface. With port 0 trio would give the
@@ -566,6 +612,12 @@ async def serve(
             sockname = listeners[0].socket.getsockname()
             server.address = (_strip_mapped(sockname[0]), sockname[1])
             broker.listen_address = server.address
+            if zk is not None:
+                from kbroker.cluster.node import ClusterNode
+
+                node = ClusterNode(broker, zk)
+                broker.cluster = node
+                await nursery.start(node.run)
             nursery.start_soon(_maintenance, broker)
             logger.info(
                 "kbroker node %d (cluster %s) listening on %s:%d, data in %s",
@@ -583,4 +635,9 @@ async def serve(
                 await server._all_closed.wait()
             nursery.cancel_scope.cancel()
     finally:
+        if zk is not None:
+            # Ending the session removes our registration at once: the controller
+            # moves what we still lead without waiting for the session timeout.
+            with trio.CancelScope(shield=True):
+                await (node.close() if node is not None else zk.close())
         broker.close()

@@ -40,6 +40,7 @@ from kbroker.wire.errors import ErrorCode
 
 if TYPE_CHECKING:
     from kbroker.log import LogConfig, PartitionLog
+    from kbroker.replication.partition import ReplicatedPartition
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ _LEGAL_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
 TOPICS_FILE = "kbroker-topics.json"
 PARTITION_METADATA = "partition.metadata"
 _PARTITION_DIR = re.compile(r"^(.+)-(\d+)$")
+# The only leader epoch a single-node broker ever has (a KRaft topic starts at 0).
+SINGLE_NODE_LEADER_EPOCH = 0
 
 
 def uuid_to_base64(value: uuid.UUID) -> str:
@@ -110,6 +113,14 @@ class Partition:
     topic: Topic
     index: int
     log: PartitionLog
+    # Replication state in cluster mode (leader epoch, ISR, high watermark); None on a
+    # single node, which leads every partition at epoch 0 with HW == LEO.
+    replica: ReplicatedPartition | None = None
+
+    @property
+    def leader_epoch(self) -> int:
+        """This replica's current leader epoch (0 on a single node)."""
+        return SINGLE_NODE_LEADER_EPOCH if self.replica is None else self.replica.leader_epoch
 
     @property
     def directory_name(self) -> str:
@@ -292,12 +303,58 @@ class TopicManager:
         """Delete a topic and its directories; UNKNOWN_TOPIC_OR_PARTITION if absent."""
         if not self.config["delete.topic.enable"]:
             raise KafkaApiError(ErrorCode.TOPIC_DELETION_DISABLED, "Topic deletion is disabled.")
-        topic = self.topics.get(name)
-        if topic is None:
+        if name not in self.topics:
             raise KafkaApiError(
                 ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
                 "This server does not host this topic-partition.",
             )
+        self.delete_local(name)
+
+    def adopt(
+        self,
+        name: str,
+        topic_id: uuid.UUID | None,
+        num_partitions: int,
+        configs: Mapping[str, str | None] | None = None,
+    ) -> Topic:
+        """Host a topic the cluster's controller created (cluster mode): no naming or
+        replication checks (they were made where it was created), its topic id kept."""
+        if name in self.topics:
+            raise KafkaApiError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
+        try:
+            overrides = validate_topic_configs(configs or {})
+        except KafkaApiError:
+            logger.warning("topic %s: ignoring invalid configs %s", name, configs)
+            overrides = {}
+        topic = Topic(name, topic_id or random_kafka_uuid(), [], overrides, name in INTERNAL_TOPICS)
+        self.topics[name] = topic
+        self._by_id[topic.topic_id] = topic
+        try:
+            self._save(partition_counts={name: num_partitions})
+            for index in range(num_partitions):
+                topic.partitions.append(self._open_partition(topic, index))
+            fsync_dir(self.data_dir)
+        except BaseException:
+            self._forget(topic)
+            for partition in topic.partitions:
+                partition.log.close()
+            with contextlib.suppress(OSError):
+                self._save()
+            raise
+        logger.info(
+            "hosting topic %s (id %s, %d partitions)",
+            name,
+            uuid_to_base64(topic.topic_id),
+            num_partitions,
+        )
+        return topic
+
+    def delete_local(self, name: str) -> None:
+        """Remove this broker's copy of a topic (cluster mode: StopReplica with delete),
+        whatever delete.topic.enable says (the controller checked it)."""
+        topic = self.topics.get(name)
+        if topic is None:
+            return
         self._forget(topic)
         try:
             self._save()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+
+from kbroker.log.errors import LogError
 
 # Kafka keeps recovery-point-offset-checkpoint and log-start-offset-checkpoint
 # once per log dir (one line per partition). We keep one file per partition
@@ -66,3 +69,36 @@ def read_offset(path: Path, default: int) -> int:
     except (OSError, ValueError):
         pass
     return default
+
+
+def write_offsets(path: Path, entries: Mapping[tuple[str, int], int]) -> None:
+    """Write a per-log-dir offset checkpoint in Kafka's OffsetCheckpointFile format.
+
+    Version line ``0``, the entry count, then one ``topic partition offset`` line per
+    partition (replication-offset-checkpoint, recovery-point-offset-checkpoint).
+    """
+    lines = [f"0\n{len(entries)}\n"]
+    lines += [f"{topic} {partition} {offset}\n" for (topic, partition), offset in entries.items()]
+    atomic_write(path, "".join(lines).encode())
+
+
+def read_offsets(path: Path) -> dict[tuple[str, int], int]:
+    """Read an offset checkpoint written by write_offsets; a missing file is empty.
+
+    A malformed file raises LogError, as Kafka's CheckpointReadBuffer fails the log dir.
+    """
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    lines = text.splitlines()
+    try:
+        if len(lines) < 2 or int(lines[0]) != 0 or int(lines[1]) != len(lines) - 2:
+            raise ValueError("bad version or count")
+        out: dict[tuple[str, int], int] = {}
+        for line in lines[2:]:
+            topic, partition, offset = line.split()
+            out[(topic, int(partition))] = int(offset)
+        return out
+    except ValueError as exc:
+        raise LogError(f"malformed offset checkpoint {path}: {exc}") from exc

@@ -29,13 +29,12 @@ segments, no cleaner checkpoint):
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
-# CRC-32C of a rewritten batch. wire.records only builds batches with offset
-# deltas 0..n-1, and compaction must keep the original deltas, so the cleaner
-# assembles its batches itself with the same checksum library wire uses.
 from kbroker.log.checkpoint import fsync_dir, write_synced
 from kbroker.log.segment import LogSegment, pread_exact
+from kbroker.log.txnindex import AbortedTxn
 from kbroker.wire.compression import NONE, compress
 from kbroker.wire.records import (
     ATTR_COMPRESSION_MASK,
@@ -47,15 +46,14 @@ from kbroker.wire.records import (
     seal_batch,
 )
 
-if TYPE_CHECKING:
-    from kbroker.log.partition import PartitionLog
-
 
 def encode_filtered_batch(h: BatchHeader, records: list[Record]) -> bytes:
     """Re-encode batch `h` with only `records`, keeping offsets, deltas and producer fields."""
     attributes = h.attributes
     if records:
-        # The codec's own record encoder, so a cleaned batch's records are byte-for-byte
+        # wire.records.build_batch numbers records 0..n-1, and compaction must keep the
+        # original offset deltas, so the records are encoded here; with the codec's own
+        # record encoder, so a cleaned batch's records are byte-for-byte
         # what build_batch would write for them.
         body = b"".join(
             encode_record(
@@ -99,21 +97,38 @@ def _batches(data: bytes) -> list[tuple[int, BatchHeader]]:
     return out
 
 
-def clean_segments(log: PartitionLog, now_ms: int) -> int:
-    """Compact `log`'s cleanable segments; returns how many segments were rewritten."""
-    cfg = log.config
+def clean_segments(
+    closed: Sequence[LogSegment],
+    *,
+    now_ms: int,
+    min_compaction_lag_ms: int,
+    delete_retention_ms: int,
+    first_unstable_offset: int | None,
+    aborted_txns: Iterable[AbortedTxn],
+    producer_last_offset: Callable[[int], int | None],
+    reopen_segment: Callable[[int], LogSegment],
+    directory: Path,
+) -> int:
+    """Compact the cleanable prefix of a log's ``closed`` segments (oldest first); returns
+    how many segments were rewritten.
+
+    The log hands over what the cleaner may read and one way back: after a segment's file
+    is rewritten, ``reopen_segment(base_offset)`` opens it again and puts it in the log in
+    place of the old segment (the log owns its segment list; the cleaner never sees the
+    log itself). ``producer_last_offset`` is the last offset a producer id has written,
+    None if unknown. Dropping closed segments left empty is the log's job too.
+    """
     cleanable: list[LogSegment] = []
-    first_unstable = log.producer_state.first_unstable_offset()
-    for seg in log._segments[:-1]:
-        if cfg.min_compaction_lag_ms > 0 and seg.max_timestamp > now_ms - cfg.min_compaction_lag_ms:
+    for seg in closed:
+        if min_compaction_lag_ms > 0 and seg.max_timestamp > now_ms - min_compaction_lag_ms:
             break
-        if first_unstable is not None and seg.next_offset > first_unstable:
+        if first_unstable_offset is not None and seg.next_offset > first_unstable_offset:
             break  # Kafka's first uncleanable offset includes the first unstable one
         cleanable.append(seg)
     if not cleanable:
         return 0
     aborted: dict[int, list[tuple[int, int]]] = {}
-    for a in log.txn_index.all():
+    for a in aborted_txns:
         aborted.setdefault(a.producer_id, []).append((a.first_offset, a.last_offset))
     latest: dict[bytes, int] = {}
     for seg in cleanable:
@@ -124,20 +139,13 @@ def clean_segments(log: PartitionLog, now_ms: int) -> int:
             for r in iter_records(data, pos):
                 if r.key is not None:
                     latest[r.key] = r.offset
-    horizon = now_ms - cfg.delete_retention_ms
+    horizon = now_ms - delete_retention_ms
     rewritten = 0
     for seg in cleanable:
-        if _clean_segment(log, seg, latest, horizon, aborted):
+        cleaned = _cleaned(seg, latest, horizon, aborted, producer_last_offset)
+        if cleaned is not None:
+            _replace_segment(seg, cleaned, directory, reopen_segment)
             rewritten += 1
-    # Closed segments emptied by cleaning carry nothing; the first one stays so
-    # the log start offset does not move.
-    for seg in list(log._segments[1:-1]):
-        if seg.size == 0:
-            i = log._segments.index(seg)
-            del log._segments[i]
-            del log._bases[i]
-            seg.delete_files()
-    fsync_dir(log.directory)
     return rewritten
 
 
@@ -148,13 +156,14 @@ def _is_aborted(h: BatchHeader, aborted: dict[int, list[tuple[int, int]]]) -> bo
     return any(first <= h.base_offset <= last for first, last in aborted.get(h.producer_id, ()))
 
 
-def _clean_segment(
-    log: PartitionLog,
+def _cleaned(
     seg: LogSegment,
     latest: dict[bytes, int],
     horizon: int,
     aborted: dict[int, list[tuple[int, int]]],
-) -> bool:
+    producer_last_offset: Callable[[int], int | None],
+) -> bytes | None:
+    """The segment's bytes after cleaning, or None if it loses nothing."""
     data = pread_exact(seg.fd, seg.size, 0)
     out = bytearray()
     changed = False
@@ -180,16 +189,16 @@ def _clean_segment(
         if keep:
             out += encode_filtered_batch(h, keep)
         elif h.producer_id >= 0:
-            entry = log.producer_state.lookup(h.producer_id)
-            if entry is not None and entry.last_offset == h.last_offset:
+            # The producer's last batch stays, empty, to keep its offsets and sequence.
+            if producer_last_offset(h.producer_id) == h.last_offset:
                 out += encode_filtered_batch(h, [])
-    if not changed:
-        return False
-    _replace_segment(log, seg, bytes(out))
-    return True
+    return bytes(out) if changed else None
 
 
-def _replace_segment(log: PartitionLog, seg: LogSegment, data: bytes) -> None:
+def _replace_segment(
+    seg: LogSegment, data: bytes, directory: Path, reopen_segment: Callable[[int], LogSegment]
+) -> None:
+    """Swap ``data`` in for the segment's log file (crash-safe) and have the log reopen it."""
     tmp = seg.log_path.with_name(seg.log_path.name + ".cleaned")
     write_synced(tmp, data)
     seg.release()
@@ -198,14 +207,12 @@ def _replace_segment(log: PartitionLog, seg: LogSegment, data: bytes) -> None:
             os.unlink(path)
         except FileNotFoundError:
             pass
-    fsync_dir(log.directory)
+    fsync_dir(directory)
     os.replace(tmp, seg.log_path)
-    fsync_dir(log.directory)
-    fresh = log._new_segment(seg.base_offset)
+    fsync_dir(directory)
+    fresh = reopen_segment(seg.base_offset)
     fresh.recover()
     fresh.seal()
     fresh.fsync()
     fresh.park_indexes()
-    i = log._segments.index(seg)
-    log._segments[i] = fresh
     # The old .log descriptor closes once no FileRegion refers to it.

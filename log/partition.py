@@ -36,6 +36,7 @@ from kbroker.log.checkpoint import (
     read_offset,
     write_offset,
 )
+from kbroker.log.cleaner import clean_segments
 from kbroker.log.config import LogConfig
 from kbroker.log.errors import LogError, OffsetOutOfRange
 from kbroker.log.leader_epoch import LEADER_EPOCH_FILE, LeaderEpochCache
@@ -108,6 +109,9 @@ class PartitionLog:
         self.producer_state = ProducerState()
         # Aborted transactions (per-segment .txnindex files, see log.txnindex).
         self.txn_index = TxnIndexes(directory)
+        # Set by replication (update_high_watermark); None on a single node, where
+        # every appended offset is committed at once and the HW is the LEO.
+        self._high_watermark: int | None = None
         # Which leader epoch wrote which offsets (leader-epoch-checkpoint, KIP-101).
         self.leader_epochs = LeaderEpochCache(directory / LEADER_EPOCH_FILE)
         # What open() did, for operators and tests: "clean" or "recovered".
@@ -405,7 +409,25 @@ class PartitionLog:
     @property
     def high_watermark(self) -> int:
         """Last committed offset + 1; equals the LEO on a single node."""
-        return self.log_end_offset
+        hw = self._high_watermark
+        if hw is None:
+            return self.log_end_offset
+        return max(self._log_start, min(hw, self.log_end_offset))
+
+    @property
+    def replicated(self) -> bool:
+        """Whether replication sets the high watermark (else it follows the LEO)."""
+        return self._high_watermark is not None
+
+    def update_high_watermark(self, offset: int) -> int:
+        """Set the high watermark as replication learns it (UnifiedLog.updateHighWatermark).
+
+        Clamped to [log start, LEO]; from then on the high watermark no longer
+        follows the LEO by itself. Returns the value set.
+        """
+        hw = max(self._log_start, min(offset, self.log_end_offset))
+        self._high_watermark = hw
+        return hw
 
     @property
     def last_stable_offset(self) -> int:
@@ -635,7 +657,9 @@ class PartitionLog:
                 if first < 0:
                     first = seg_first
                 next_offset = seg_next
-        return ReadResult(regions, total, first, next_offset, self._log_start, leo, leo)
+        return ReadResult(
+            regions, total, first, next_offset, self._log_start, self.high_watermark, leo
+        )
 
     def _iter_spans_from(self, offset: int) -> Iterator[tuple[LogSegment, BatchSpan]]:
         i = max(bisect_right(self._bases, offset) - 1, 0)
@@ -703,8 +727,11 @@ class PartitionLog:
                 # the log start (reopening would say otherwise). Start empty at the log start.
                 self._truncate_fully_and_start_at(self._log_start)
         fsync_dir(self.directory)
-        # Kafka's UnifiedLog.truncateTo: epochs starting at or past the new end go.
+        # Kafka's UnifiedLog.truncateTo: epochs starting at or past the new end go,
+        # and the high watermark is never above the log end.
         self.leader_epochs.truncate_from_end(self.log_end_offset)
+        if self._high_watermark is not None:
+            self._high_watermark = min(self._high_watermark, self.log_end_offset)
         self.txn_index.truncate(self.log_end_offset, self._bases)
         for snap in list_snapshots(self.directory):
             if snap > self.log_end_offset:
@@ -727,6 +754,8 @@ class PartitionLog:
         self._recovery_point = min(self._recovery_point, offset)
         self.producer_state.clear()
         self.leader_epochs.clear()  # truncateFullyAndStartAt: clearAndFlush
+        if self._high_watermark is not None:
+            self._high_watermark = offset
         self._checkpoint_log_start()
         self._checkpoint_recovery_point()
 
@@ -804,9 +833,39 @@ class PartitionLog:
             return
         if len(self._segments) > 1:  # the cleaner only rewrites closed segments
             self._before_write()
-        from kbroker.log.cleaner import clean_segments
+        rewritten = clean_segments(
+            self._segments[:-1],
+            now_ms=self._now_ms(),
+            min_compaction_lag_ms=self.config.min_compaction_lag_ms,
+            delete_retention_ms=self.config.delete_retention_ms,
+            first_unstable_offset=self.producer_state.first_unstable_offset(),
+            aborted_txns=self.txn_index.all(),
+            producer_last_offset=self._producer_last_offset,
+            reopen_segment=self._reopen_cleaned,
+            directory=self.directory,
+        )
+        # Closed segments emptied by cleaning carry nothing; the first one stays so
+        # the log start offset does not move.
+        dropped = 0
+        for seg in list(self._segments[1:-1]):
+            if seg.size == 0:
+                i = self._segments.index(seg)
+                del self._segments[i]
+                del self._bases[i]
+                seg.delete_files()
+                dropped += 1
+        if rewritten or dropped:
+            fsync_dir(self.directory)
 
-        clean_segments(self, self._now_ms())
+    def _reopen_cleaned(self, base_offset: int) -> LogSegment:
+        """Open the rewritten segment file at ``base_offset`` in place of the old segment."""
+        fresh = self._new_segment(base_offset)
+        self._segments[self._bases.index(base_offset)] = fresh
+        return fresh
+
+    def _producer_last_offset(self, producer_id: int) -> int | None:
+        entry = self.producer_state.lookup(producer_id)
+        return None if entry is None else entry.last_offset
 
     # -- durability / lifecycle -------------------------------------------------------------------
     def flush(self) -> None:

@@ -1,5 +1,5 @@
 """Cluster mode: Kafka's ZooKeeper-mode metadata, controller and controller-to-broker requests.
 
-Nothing here is imported unless ``zookeeper.connect`` is set, so a single-node broker
-never loads kazoo.
+Only ``kbroker.cluster.zk`` imports kazoo, and only a broker with ``zookeeper.connect``
+set imports it, so a single-node broker never loads kazoo.
 """

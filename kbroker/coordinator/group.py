@@ -19,8 +19,10 @@ A group moves between Kafka's five states (GroupMetadata.scala)::
       └─────────────── (gen+1, Empty)      member joins/leaves/expires ◄─ Stable
     Dead: deleted (DeleteGroups, or offsets expired on an empty group)
 
-Every state change goes through ``_transition``, which checks it against
-``_VALID_PREVIOUS`` exactly as Kafka's ``GroupState.validPreviousStates`` does.
+Every state change goes through ``transition``, which checks it against
+``VALID_PREVIOUS`` exactly as Kafka's ``GroupState.validPreviousStates`` does. A group
+is born Empty, or, when loaded, in the state Kafka loads it in (GroupMetadata.loadGroup:
+Stable with members, else Empty); neither is a transition.
 """
 
 from __future__ import annotations
@@ -85,13 +87,21 @@ class GroupState(enum.Enum):
 
 S = GroupState
 # Kafka's GroupState.validPreviousStates: a transition from any other state is a bug.
-_VALID_PREVIOUS: dict[GroupState, frozenset[GroupState]] = {
+VALID_PREVIOUS: dict[GroupState, frozenset[GroupState]] = {
     S.EMPTY: frozenset({S.PREPARING_REBALANCE}),
     S.PREPARING_REBALANCE: frozenset({S.STABLE, S.COMPLETING_REBALANCE, S.EMPTY}),
     S.COMPLETING_REBALANCE: frozenset({S.PREPARING_REBALANCE}),
     S.STABLE: frozenset({S.COMPLETING_REBALANCE}),
     S.DEAD: frozenset({S.STABLE, S.PREPARING_REBALANCE, S.COMPLETING_REBALANCE, S.EMPTY, S.DEAD}),
 }
+
+
+def transition(group: _Group, state: GroupState, now_ms: int) -> None:
+    """The one place a classic group changes state, checked against ``VALID_PREVIOUS``."""
+    if group.state not in VALID_PREVIOUS[state]:
+        raise AssertionError(f"group {group.group_id}: {group.state.value} -> {state.value}")
+    group.state = state
+    group.state_timestamp_ms = now_ms
 
 
 def java_string_hashcode(text: str) -> int:
@@ -387,11 +397,7 @@ class GroupCoordinator:
         return self._now()
 
     def _transition(self, group: _Group, state: GroupState) -> None:
-        """The one place a group changes state."""
-        if group.state not in _VALID_PREVIOUS[state]:
-            raise AssertionError(f"group {group.group_id}: {group.state.value} -> {state.value}")
-        group.state = state
-        group.state_timestamp_ms = self._now()
+        transition(group, state, self._now())
 
     def _write(
         self, group_id: str, records: Sequence[OffsetRecord | GroupRecord | ConsumerGroupRecord]
@@ -1596,7 +1602,8 @@ class GroupCoordinator:
             if snap is None or group_id in self._consumer_groups:
                 self._groups.pop(group_id, None)
                 continue
-            group = _Group(group_id)
+            # Kafka loads a group with members as Stable and an empty one as Empty.
+            group = _Group(group_id, state=S.STABLE if snap.members else S.EMPTY)
             group.generation_id = snap.generation
             group.protocol_type = snap.protocol_type or None
             group.protocol_name = snap.protocol
@@ -1619,8 +1626,6 @@ class GroupCoordinator:
                 group.members[ms.member_id] = member
                 if ms.group_instance_id is not None:
                     group.static_members[ms.group_instance_id] = ms.member_id
-            # Kafka loads a group with members as Stable and an empty one as Empty.
-            group.state = S.STABLE if group.members else S.EMPTY
             self._groups[group_id] = group
         for group_id, stored in self._offsets.items():
             # Offsets alone make an (empty) classic group, unless a KIP-848 group holds the

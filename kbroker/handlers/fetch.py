@@ -26,10 +26,12 @@ import trio
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.partitions import (
-    check_leader_epoch,
+    end_offset_for_epoch,
     error_code_of,
+    led_partition,
+    local_log,
     lookup_topic,
-    partition_of,
+    point_to_leaders,
 )
 from kbroker.log.errors import OffsetOutOfRange
 from kbroker.topics import Partition, Topic
@@ -95,34 +97,61 @@ async def handle_fetch(ctx: RequestContext, request: FetchRequest) -> FetchRespo
             # max_wait_ms ran out: answer with a fresh read (DelayedFetch.onComplete).
             responses = _read_all(ctx, request, version)[0]
             break
-    return FetchResponse(throttle_time_ms=0, error_code=0, session_id=0, responses=responses)
+    response = FetchResponse(throttle_time_ms=0, error_code=0, session_id=0, responses=responses)
+    cluster = ctx.broker.cluster
+    if version >= 12 and cluster is not None:
+
+        def name_of(t: Any) -> str | None:
+            if version < 13:
+                return str(t.topic)
+            info = cluster.metadata.topic_by_id(t.topic_id)
+            return None if info is None else info.name
+
+        endpoints = point_to_leaders(
+            ctx,
+            ((name_of(t), p.partition_index, p) for t in responses for p in t.partitions),
+            FetchResponse,
+        )
+        if version >= 16:
+            response.node_endpoints = endpoints
+    return response
 
 
 async def _wait_for_change(
-    ctx: RequestContext, watched: list[tuple[Any, int, int]], deadline: float
+    ctx: RequestContext, watched: list[tuple[Any, int, int, int]], deadline: float
 ) -> bool:
-    """Wait until a watched log's end or start offset moves (True) or the deadline (False).
+    """Wait until a watched log's end, start or high watermark moves (True) or the deadline (False).
 
-    Every append anywhere wakes every parked fetch; checking two integers per
-    partition spares re-reading the logs for appends to partitions not fetched.
+    Every append anywhere (and every high-watermark move) wakes every parked
+    fetch; checking three integers per partition spares re-reading the logs for
+    appends to partitions not fetched.
     """
     while True:
         remaining = deadline - trio.current_time()
         if remaining <= 0:
             return False
         await ctx.broker.wait_for_append(remaining)
-        for log, end, start in watched:
-            if log.log_end_offset != end or log.log_start_offset != start:
+        for log, end, start, hw in watched:
+            if (
+                log.log_end_offset != end
+                or log.log_start_offset != start
+                or log.high_watermark != hw
+            ):
                 return True
+
+
+def replica_id_of(request: FetchRequest, version: int) -> int:
+    """The fetching broker's id (>= 0 for a follower), from ReplicaState from v15 (KIP-903)."""
+    return request.replica_state.replica_id if version >= 15 else request.replica_id
 
 
 def _read_all(
     ctx: RequestContext, request: FetchRequest, version: int
-) -> tuple[list[Any], int, bool, list[tuple[Any, int, int]]]:
+) -> tuple[list[Any], int, bool, list[tuple[Any, int, int, int]]]:
     """Read every requested partition once.
 
     Returns (topic responses, bytes read, answer now?, and (log, end offset,
-    start offset) of each partition read, to notice when it changes).
+    start offset, high watermark) of each partition read, to notice when it changes).
     """
     by_id = version >= _FIRST_TOPIC_ID_VERSION
     limit = request.max_bytes if request.max_bytes > 0 else 0
@@ -131,11 +160,12 @@ def _read_all(
     errored = False
     interesting = 0
     read_committed = request.isolation_level == _READ_COMMITTED
+    replica_id = replica_id_of(request, version)
     if read_committed:
         # Abort timed-out transactions that would hold the LSO back.
         poll_transactions(ctx.broker)
     responses = []
-    watched: list[tuple[Any, int, int]] = []
+    watched: list[tuple[Any, int, int, int]] = []
     for fetch_topic in request.topics:
         topic: Topic | None = None
         topic_error: ErrorCode | None = None
@@ -155,21 +185,23 @@ def _read_all(
                 parts.append(_error_partition(fp.partition, code))
                 continue
             try:
-                partition = partition_of(topic, fp.partition)
+                partition = led_partition(ctx, topic, fp.partition)
             except Exception as exc:  # noqa: BLE001
                 parts.append(_error_partition(fp.partition, error_code_of(exc)))
                 continue
             interesting += 1
             log = partition.log
-            watched.append((log, log.log_end_offset, log.log_start_offset))
             data, size = _read_partition(
+                ctx,
                 partition,
                 fp,
                 min(fp.partition_max_bytes, limit),
                 min_one,
                 version=version,
                 read_committed=read_committed,
+                replica_id=replica_id,
             )
+            watched.append((log, log.log_end_offset, log.log_start_offset, log.high_watermark))
             if data.error_code:
                 errored = True
             if size > 0:
@@ -206,6 +238,9 @@ def _topic_by_id(ctx: RequestContext, topic_id: uuid.UUID) -> Topic:
     """The Topic with ``topic_id``; UNKNOWN_TOPIC_ID when none (Fetch v13+, KIP-516)."""
     topic = ctx.broker.topics.get_by_id(topic_id)
     if topic is None:
+        cluster = ctx.broker.cluster
+        if cluster is not None and cluster.metadata.topic_by_id(topic_id) is not None:
+            raise KafkaApiError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_ID)
     return topic
 
@@ -225,6 +260,7 @@ def _error_partition(index: int, code: ErrorCode | int) -> Any:
 
 
 def _read_partition(
+    ctx: RequestContext,
     partition: Partition,
     fp: Any,
     max_bytes: int,
@@ -232,14 +268,37 @@ def _read_partition(
     *,
     version: int,
     read_committed: bool,
+    replica_id: int = -1,
 ) -> tuple[Any, int]:
-    """Read one partition: (PartitionData, bytes of records returned)."""
+    """Read one partition: (PartitionData, bytes of records returned).
+
+    Kafka's Partition.fetchRecords: the current leader epoch is checked (v9+),
+    a fetch naming its last fetched epoch (v12+, KIP-320) whose log diverges
+    from ours gets ``diverging_epoch`` instead of records, and a follower's
+    fetch reports its progress to the replication state and reads up to the
+    log end rather than the high watermark.
+    """
     log = partition.log
+    follower = replica_id >= 0
     try:
-        if version >= 9:
-            check_leader_epoch(fp.current_leader_epoch)
+        local_log(ctx, partition, fp.current_leader_epoch if version >= 9 else -1)
+        if version >= 12 and fp.last_fetched_epoch >= 0:
+            diverging = _diverging_epoch(ctx, partition, fp.last_fetched_epoch, fp.fetch_offset)
+            if diverging is not None:
+                data = _error_partition(fp.partition, 0)
+                data.high_watermark = log.high_watermark
+                data.last_stable_offset = log.last_stable_offset
+                data.log_start_offset = log.log_start_offset
+                data.diverging_epoch = FetchResponse.EpochEndOffset(
+                    epoch=diverging[0], end_offset=diverging[1]
+                )
+                return data, 0
+        if follower:
+            _record_follower_fetch(partition, fp, replica_id, epoch_given=version >= 9)
     except KafkaApiError as exc:
         return _error_partition(fp.partition, exc.code), 0
+    except OffsetOutOfRange:
+        return _error_partition(fp.partition, ErrorCode.OFFSET_OUT_OF_RANGE), 0
     hw = log.high_watermark
     # KIP-98: read_committed consumers read only below the last stable offset.
     lso = log.last_stable_offset
@@ -258,7 +317,8 @@ def _read_partition(
         result = log.read(
             fp.fetch_offset,
             max(0, max_bytes),
-            max_offset=lso if read_committed else hw,
+            # A follower copies everything; consumers see only committed records.
+            max_offset=None if follower else lso if read_committed else hw,
             min_one=min_one,
         )
     except OffsetOutOfRange:
@@ -287,3 +347,43 @@ def _read_partition(
                 for a in log.aborted_transactions(fp.fetch_offset, result.next_offset)
             ]
     return data, size
+
+
+def _diverging_epoch(
+    ctx: RequestContext, partition: Partition, last_fetched_epoch: int, fetch_offset: int
+) -> tuple[int, int] | None:
+    """(epoch, end offset) where the fetcher's log diverges from ours, None if it does not.
+
+    Kafka's Partition.readRecords (KIP-320): our end offset for the fetcher's last
+    epoch is below its fetch offset, or we know only an older epoch, so its log
+    holds records ours does not. An epoch we cannot place, or a fetch offset
+    below our log start, is OFFSET_OUT_OF_RANGE.
+    """
+    epoch, end = end_offset_for_epoch(ctx, partition, last_fetched_epoch)
+    if epoch < 0 or end < 0:
+        raise OffsetOutOfRange(fetch_offset, partition.log.log_start_offset, -1)
+    if fetch_offset < partition.log.log_start_offset:
+        raise OffsetOutOfRange(fetch_offset, partition.log.log_start_offset, -1)
+    if epoch < last_fetched_epoch or end < fetch_offset:
+        return epoch, end
+    return None
+
+
+def _record_follower_fetch(
+    partition: Partition, fp: Any, replica_id: int, *, epoch_given: bool
+) -> None:
+    """A follower's fetch tells the leader how far its log goes (Partition.updateFollowerFetchState).
+
+    A broker that is not one of the partition's replicas is refused as Kafka's
+    followerReplicaOrThrow does: UNKNOWN_LEADER_EPOCH when the fetch names a
+    leader epoch (the follower retries: it may be a replica we do not know of
+    yet), NOT_LEADER_OR_FOLLOWER otherwise.
+    """
+    replica = partition.replica
+    if replica is None or replica_id not in replica.followers:
+        if replica is not None and not replica.is_leader:
+            raise KafkaApiError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        if epoch_given and fp.current_leader_epoch >= 0:
+            raise KafkaApiError(ErrorCode.UNKNOWN_LEADER_EPOCH)
+        raise KafkaApiError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+    replica.on_follower_fetch(replica_id, fp.fetch_offset, log_start_offset=fp.log_start_offset)

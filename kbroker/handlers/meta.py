@@ -1,7 +1,12 @@
 """ApiVersions, Metadata and DescribeCluster: what a client asks before anything else.
 
-One broker is the whole cluster: it is the controller, and the leader, only
-replica and only in-sync replica of every partition (leader epoch 0).
+On a single node one broker is the whole cluster: it is the controller, and the
+leader, only replica and only in-sync replica of every partition (leader epoch 0).
+In cluster mode every broker answers for the whole cluster from its metadata
+cache (what the controller last sent in UpdateMetadata): the live brokers, the
+controller, and each partition's leader, leader epoch, replicas, ISR and offline
+replicas; auto-creation goes through ZooKeeper and answers LEADER_NOT_AVAILABLE
+until the controller has elected the leaders, as Kafka does.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import logging
 import re
 import uuid
 
+from kbroker.cluster.metadata_cache import TopicInfo
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, advertised_versions, handles
 from kbroker.internal_topics import INTERNAL_TOPICS
@@ -102,7 +108,7 @@ def _topic_metadata(
             error_code=ErrorCode.NONE,
             partition_index=p.index,
             leader_id=node,
-            leader_epoch=0,
+            leader_epoch=p.leader_epoch,
             replica_nodes=[node],
             isr_nodes=[node],
             offline_replicas=[],
@@ -121,6 +127,102 @@ def _topic_metadata(
     )
 
 
+def _cluster_topic_metadata(
+    ctx: RequestContext, info: TopicInfo, include_operations: bool, version: int
+) -> MetadataResponse.MetadataResponseTopic:
+    """A topic as the metadata cache describes it (ZkMetadataCache.getPartitionMetadata)."""
+    assert ctx.broker.cluster is not None
+    live = ctx.broker.cluster.metadata.brokers
+    partitions = []
+    for index, state in sorted(info.partitions.items()):
+        replicas = list(state.replicas)
+        isr = list(state.isr)
+        if version == 0:
+            # v0 clients were given only live replicas (errorUnavailableEndpoints).
+            replicas = [r for r in replicas if r in live]
+            isr = [r for r in isr if r in live]
+        leader_live = state.leader >= 0 and state.leader in live
+        partitions.append(
+            MetadataResponse.MetadataResponsePartition(
+                error_code=ErrorCode.NONE if leader_live else ErrorCode.LEADER_NOT_AVAILABLE,
+                partition_index=index,
+                leader_id=state.leader if leader_live else -1,
+                leader_epoch=state.leader_epoch,
+                replica_nodes=replicas,
+                isr_nodes=isr,
+                offline_replicas=[r for r in state.offline_replicas],
+            )
+        )
+    return MetadataResponse.MetadataResponseTopic(
+        error_code=ErrorCode.NONE,
+        name=info.name,
+        topic_id=info.topic_id,
+        is_internal=info.name in INTERNAL_TOPICS,
+        partitions=partitions,
+        topic_authorized_operations=(
+            TOPIC_OPERATIONS if include_operations else AUTHORIZED_OPERATIONS_OMITTED
+        ),
+    )
+
+
+def _all_topics(
+    ctx: RequestContext, include_operations: bool, version: int
+) -> list[MetadataResponse.MetadataResponseTopic]:
+    cluster = ctx.broker.cluster
+    if cluster is None:
+        return [
+            _topic_metadata(ctx, t, include_operations)
+            for _, t in sorted(ctx.broker.topics.topics.items())
+        ]
+    return [
+        _cluster_topic_metadata(ctx, info, include_operations, version)
+        for _, info in sorted(cluster.metadata.topics.items())
+    ]
+
+
+def _known_topic(
+    ctx: RequestContext,
+    name: str | None,
+    topic_id: uuid.UUID | None,
+    include_operations: bool,
+    version: int,
+) -> MetadataResponse.MetadataResponseTopic | None:
+    """The topic by name (or by id when ``name`` is None), None if unknown."""
+    cluster = ctx.broker.cluster
+    if cluster is None:
+        topic = (
+            ctx.broker.topics.get(name)
+            if name is not None
+            else ctx.broker.topics.get_by_id(topic_id or uuid.UUID(int=0))
+        )
+        return None if topic is None else _topic_metadata(ctx, topic, include_operations)
+    info = (
+        cluster.metadata.topic(name)
+        if name is not None
+        else cluster.metadata.topic_by_id(topic_id or uuid.UUID(int=0))
+    )
+    return None if info is None else _cluster_topic_metadata(ctx, info, include_operations, version)
+
+
+def cluster_brokers(ctx: RequestContext) -> list[tuple[int, str, int, str | None]]:
+    """(id, host, port, rack) of every live broker: the metadata cache's in cluster mode
+    (this broker alone until the first UpdateMetadata), else this broker."""
+    cluster = ctx.broker.cluster
+    if cluster is not None and cluster.metadata.brokers:
+        return [
+            (b.broker_id, b.host, b.port, b.rack)
+            for _, b in sorted(cluster.metadata.brokers.items())
+        ]
+    host, port = advertised_endpoint(ctx)
+    return [(ctx.broker.node_id, host, port, ctx.broker.config["broker.rack"])]
+
+
+def controller_id(ctx: RequestContext) -> int:
+    """The controller's id (-1 while a cluster has none)."""
+    cluster = ctx.broker.cluster
+    return ctx.broker.node_id if cluster is None else cluster.metadata.controller_id
+
+
 def _error_topic(
     code: ErrorCode, name: str | None, topic_id: uuid.UUID | None = None
 ) -> MetadataResponse.MetadataResponseTopic:
@@ -129,7 +231,7 @@ def _error_topic(
     )
 
 
-def _missing_topic(
+async def _missing_topic(
     ctx: RequestContext, name: str, auto_create: bool, include_operations: bool
 ) -> MetadataResponse.MetadataResponseTopic:
     # Kafka (KafkaApis.getTopicMetadata): an invalid name is INVALID_TOPIC_EXCEPTION
@@ -141,6 +243,17 @@ def _missing_topic(
         return _error_topic(exc.code, name)
     if not auto_create:
         return _error_topic(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name)
+    cluster = ctx.broker.cluster
+    if cluster is not None:
+        from kbroker.cluster.topic_admin import auto_create as create_in_cluster
+
+        try:
+            await create_in_cluster(cluster, name)
+        except KafkaApiError as exc:
+            logger.info("auto-creating topic %r for %s failed: %s", name, ctx.peer, exc)
+            return _error_topic(exc.code, name)
+        # KafkaApis: the controller has yet to elect leaders; the client asks again.
+        return _error_topic(ErrorCode.LEADER_NOT_AVAILABLE, name)
     topics = ctx.broker.topics
     try:
         if name in INTERNAL_TOPICS:
@@ -166,17 +279,15 @@ async def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> Meta
     """Brokers, cluster id, controller, and the requested topics (auto-creating them)."""
     broker = ctx.broker
     version = ctx.api_version
-    host, port = advertised_endpoint(ctx)
     include_ops = bool(request.include_topic_authorized_operations)
     response = MetadataResponse(
         throttle_time_ms=0,
         brokers=[
-            MetadataResponse.MetadataResponseBroker(
-                node_id=broker.node_id, host=host, port=port, rack=broker.config["broker.rack"]
-            )
+            MetadataResponse.MetadataResponseBroker(node_id=n, host=h, port=p, rack=r)
+            for n, h, p, r in cluster_brokers(ctx)
         ],
         cluster_id=broker.cluster_id,
-        controller_id=broker.node_id,
+        controller_id=controller_id(ctx),
         topics=[],
         cluster_authorized_operations=(
             CLUSTER_OPERATIONS
@@ -187,9 +298,7 @@ async def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> Meta
     requested = request.topics
     # Null (v1+) means every topic; in v0 an empty list did (the field was not nullable).
     if requested is None or (version == 0 and not requested):
-        response.topics = [
-            _topic_metadata(ctx, t, include_ops) for _, t in sorted(broker.topics.topics.items())
-        ]
+        response.topics = _all_topics(ctx, include_ops, version)
         return response
     zero = uuid.UUID(int=0)
     for entry in requested:
@@ -208,21 +317,21 @@ async def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> Meta
             if entry.topic_id in seen:
                 continue
             seen.add(entry.topic_id)
-            topic = broker.topics.get_by_id(entry.topic_id)
+            found = _known_topic(ctx, None, entry.topic_id, include_ops, version)
             response.topics.append(
-                _topic_metadata(ctx, topic, include_ops)
-                if topic is not None
+                found
+                if found is not None
                 else _error_topic(ErrorCode.UNKNOWN_TOPIC_ID, None, entry.topic_id)
             )
             continue
         if entry.name in seen:
             continue
         seen.add(entry.name)
-        topic = broker.topics.get(entry.name)
+        found = _known_topic(ctx, entry.name, None, include_ops, version)
         response.topics.append(
-            _topic_metadata(ctx, topic, include_ops)
-            if topic is not None
-            else _missing_topic(ctx, entry.name, auto_create, include_ops)
+            found
+            if found is not None
+            else await _missing_topic(ctx, entry.name, auto_create, include_ops)
         )
     return response
 
@@ -234,7 +343,7 @@ async def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> Meta
 async def handle_describe_cluster(
     ctx: RequestContext, request: DescribeClusterRequest
 ) -> DescribeClusterResponse:
-    """The cluster id, the controller and the brokers (ourselves)."""
+    """The cluster id, the controller and the live brokers."""
     broker = ctx.broker
     endpoint_type = request.endpoint_type if ctx.api_version >= 1 else 1
     if endpoint_type != 1:
@@ -244,20 +353,18 @@ async def handle_describe_cluster(
             error_message="The target endpoint type is not supported by this broker.",
             endpoint_type=endpoint_type,
             cluster_id=broker.cluster_id,
-            controller_id=broker.node_id,
+            controller_id=controller_id(ctx),
         )
-    host, port = advertised_endpoint(ctx)
     return DescribeClusterResponse(
         throttle_time_ms=0,
         error_code=ErrorCode.NONE,
         error_message=None,
         endpoint_type=1,
         cluster_id=broker.cluster_id,
-        controller_id=broker.node_id,
+        controller_id=controller_id(ctx),
         brokers=[
-            DescribeClusterResponse.DescribeClusterBroker(
-                broker_id=broker.node_id, host=host, port=port, rack=broker.config["broker.rack"]
-            )
+            DescribeClusterResponse.DescribeClusterBroker(broker_id=n, host=h, port=p, rack=r)
+            for n, h, p, r in cluster_brokers(ctx)
         ],
         cluster_authorized_operations=(
             CLUSTER_OPERATIONS

@@ -2,25 +2,24 @@
 
 How it works: each API walks the requested topics / partitions in request
 order and answers every one of them in its own body entry; nothing here
-fails the whole request. A single node is leader of every partition with
-leader epoch 0 (``partitions.LEADER_EPOCH``), so epoch questions reduce to comparisons
-with that constant, following Kafka's ``Partition`` / ``LeaderEpochFileCache``
-rules.
+fails the whole request. Epoch questions are answered from the log's leader
+epochs (``log.leader_epochs``, Kafka's ``LeaderEpochFileCache``) and the
+partition's current leader epoch (0 on a single node, which leads everything).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.partitions import (
-    LEADER_EPOCH,
-    check_leader_epoch,
+    current_leader_epoch,
+    end_offset_for_epoch,
     error_code_of,
+    leader_epochs,
+    led_partition,
+    local_log,
     lookup_partition,
     lookup_topic,
-    partition_of,
     topic_value,
 )
 from kbroker.topics import Partition, Topic
@@ -41,6 +40,9 @@ EARLIEST_TIMESTAMP = -2
 MAX_TIMESTAMP = -3
 EARLIEST_LOCAL_TIMESTAMP = -4
 LATEST_TIERED_TIMESTAMP = -5
+
+# ListOffsets / OffsetForLeaderEpoch from a debugging tool: any replica answers.
+DEBUGGING_REPLICA_ID = -2
 
 # DeleteRecords: offset -1 means "up to the high watermark" (DeleteRecordsRequest.HIGH_WATERMARK).
 DELETE_TO_HIGH_WATERMARK = -1
@@ -74,12 +76,16 @@ async def handle_list_offsets(
                 if (t.name, p.partition_index) in duplicates:
                     raise KafkaApiError(ErrorCode.INVALID_REQUEST)
                 partition = lookup_partition(ctx, t.name, p.partition_index)
-                if version >= 4:
-                    check_leader_epoch(p.current_leader_epoch)
+                local_log(
+                    ctx,
+                    partition,
+                    p.current_leader_epoch if version >= 4 else -1,
+                    require_leader=request.replica_id != DEBUGGING_REPLICA_ID,
+                )
                 read_committed = version >= 2 and request.isolation_level == 1
                 if read_committed:
                     poll_transactions(ctx.broker)
-                found = _offset_for(partition.log, p.timestamp, read_committed=read_committed)
+                found = _offset_for(ctx, partition, p.timestamp, read_committed=read_committed)
             except Exception as exc:  # noqa: BLE001 - every failure is a per-partition answer
                 resp.error_code = error_code_of(exc)
             else:
@@ -94,20 +100,24 @@ async def handle_list_offsets(
 
 
 def _offset_for(
-    log: Any, timestamp: int, *, read_committed: bool = False
+    ctx: RequestContext, partition: Partition, timestamp: int, *, read_committed: bool = False
 ) -> tuple[int, int, int] | None:
     """(timestamp, offset, leader epoch) for a ListOffsets query, None when nothing matches.
 
     Follows UnifiedLog.fetchOffsetByTimestamp and Partition.fetchOffsetForTimestamp.
     The last fetchable offset is the high watermark; for read_committed
-    (ListOffsets v2+, KIP-98) it is the last stable offset.
+    (ListOffsets v2+, KIP-98) it is the last stable offset. The latest offset
+    carries the current leader epoch, any other the epoch that wrote it.
     """
+    log = partition.log
+    epochs = leader_epochs(ctx, partition)
     hw = log.last_stable_offset if read_committed else log.high_watermark
     if timestamp == LATEST_TIMESTAMP:
-        return (-1, hw, LEADER_EPOCH)
+        return (-1, hw, current_leader_epoch(ctx, partition))
     if timestamp in (EARLIEST_TIMESTAMP, EARLIEST_LOCAL_TIMESTAMP):
         # No tiered storage: the local log start is the log start.
-        return (-1, log.log_start_offset, LEADER_EPOCH)
+        start = log.log_start_offset
+        return (-1, start, epochs.epoch_for_offset(start))
     if timestamp == LATEST_TIERED_TIMESTAMP:
         # Remote storage disabled: Kafka answers offset -1 with leader epoch -1.
         return (-1, -1, -1)
@@ -122,7 +132,7 @@ def _offset_for(
     # last fetchable offset.
     if offset >= hw:
         return None
-    return (ts, offset, LEADER_EPOCH)
+    return (ts, offset, epochs.epoch_for_offset(offset))
 
 
 # -- OffsetForLeaderEpoch (api key 23) -------------------------------------------------
@@ -143,9 +153,15 @@ async def handle_offset_for_leader_epoch(
             )
             try:
                 partition = lookup_partition(ctx, t.topic, p.partition)
-                if version >= 2:
-                    check_leader_epoch(p.current_leader_epoch)
-                epoch, end = end_offset_for_epoch(partition.log, p.leader_epoch)
+                # Partition.lastOffsetForLeaderEpoch: only the leader answers, except
+                # to a debugging tool (replica id -2, v3+).
+                local_log(
+                    ctx,
+                    partition,
+                    p.current_leader_epoch if version >= 2 else -1,
+                    require_leader=version < 3 or request.replica_id != DEBUGGING_REPLICA_ID,
+                )
+                epoch, end = end_offset_for_epoch(ctx, partition, p.leader_epoch)
             except Exception as exc:  # noqa: BLE001 - per-partition answer
                 resp.error_code = error_code_of(exc)
             else:
@@ -157,21 +173,6 @@ async def handle_offset_for_leader_epoch(
             OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult(topic=t.topic, partitions=parts)
         )
     return OffsetForLeaderEpochResponse(throttle_time_ms=0, topics=topics)
-
-
-def end_offset_for_epoch(log: Any, requested_epoch: int) -> tuple[int, int]:
-    """(epoch, end offset) per LeaderEpochFileCache.endOffsetFor with one epoch, 0, starting at log start."""
-    if requested_epoch == -1:
-        # Undefined epoch asked: undefined answer.
-        return (-1, -1)
-    if requested_epoch == LEADER_EPOCH:
-        # The current epoch is still being written: its end is the log end offset.
-        return (LEADER_EPOCH, log.log_end_offset)
-    if requested_epoch > LEADER_EPOCH:
-        # Larger than any known epoch.
-        return (-1, -1)
-    # Smaller than any known epoch: the start offset of the first larger epoch.
-    return (requested_epoch, log.log_start_offset)
 
 
 # -- DeleteRecords (api key 21) ------------------------------------------------------------
@@ -191,7 +192,7 @@ async def handle_delete_records(
             )
             try:
                 topic = lookup_topic(ctx, t.name)
-                partition = partition_of(topic, p.partition_index)
+                partition = led_partition(ctx, topic, p.partition_index)
                 resp.low_watermark = _delete_records(ctx, topic, partition, p.offset)
             except Exception as exc:  # noqa: BLE001 - per-partition answer
                 resp.error_code = error_code_of(exc)

@@ -5,37 +5,74 @@ and a topic's effective config.
 Produce, Fetch, ListOffsets, OffsetForLeaderEpoch and DeleteRecords all answer per
 partition; these helpers raise ``KafkaApiError`` with the code Kafka's
 ``ReplicaManager`` / ``Partition`` would put in that partition's entry.
+
+In cluster mode a partition is served only by its leader: another broker that
+hosts it, or knows it from the metadata cache, answers NOT_LEADER_OR_FOLLOWER
+(ReplicaManager.getPartitionOrError), and the leader epoch is the one the
+controller gave in LeaderAndIsr.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext
+from kbroker.log import PartitionLog
 from kbroker.log.errors import LogError, OffsetOutOfRange
+from kbroker.log.leader_epoch import LeaderEpochCache
 from kbroker.topic_config import effective_topic_value
-from kbroker.topics import Partition, Topic
+from kbroker.topics import SINGLE_NODE_LEADER_EPOCH, Partition, Topic
 from kbroker.wire.errors import ErrorCode
 
 # The only leader epoch a single-node broker ever has (a KRaft topic starts at 0).
-LEADER_EPOCH = 0
+LEADER_EPOCH = SINGLE_NODE_LEADER_EPOCH
 
 
 # -- lookup and errors -------------------------------------------------------------
 
 
 def lookup_partition(ctx: RequestContext, topic_name: str, index: int) -> Partition:
-    """The broker's Partition for (topic, index); KafkaApiError UNKNOWN_TOPIC_OR_PARTITION if none."""
-    return partition_of(lookup_topic(ctx, topic_name), index)
+    """The Partition for (topic, index) this broker leads; KafkaApiError
+    UNKNOWN_TOPIC_OR_PARTITION if none, NOT_LEADER_OR_FOLLOWER if another broker leads it."""
+    return led_partition(ctx, lookup_topic(ctx, topic_name), index)
 
 
 def lookup_topic(ctx: RequestContext, topic_name: str) -> Topic:
-    """The broker's Topic by name; KafkaApiError UNKNOWN_TOPIC_OR_PARTITION if none."""
+    """The broker's Topic by name; KafkaApiError UNKNOWN_TOPIC_OR_PARTITION if none
+    (NOT_LEADER_OR_FOLLOWER in cluster mode when the cluster has it but not this broker)."""
     topic = ctx.broker.topics.get(topic_name)
     if topic is None:
+        cluster = ctx.broker.cluster
+        if cluster is not None and cluster.metadata.topic(topic_name) is not None:
+            raise KafkaApiError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
     return topic
+
+
+def led_partition(ctx: RequestContext, topic: Topic, index: int) -> Partition:
+    """``partition_of``, and in cluster mode NOT_LEADER_OR_FOLLOWER unless this broker
+    leads it."""
+    cluster = ctx.broker.cluster
+    if cluster is not None and not cluster.replicas.is_leader(topic.name, index):
+        # ReplicaManager.getPartitionOrError: hosted here as a follower, or known to the
+        # metadata cache, is NOT_LEADER_OR_FOLLOWER; anything else is unknown.
+        if cluster.metadata.partition(topic.name, index) is not None or (
+            cluster.replicas.leader_epoch(topic.name, index) is not None
+        ):
+            raise KafkaApiError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+    return partition_of(topic, index)
+
+
+def leader_epoch(ctx: RequestContext, topic_name: str, index: int) -> int:
+    """This broker's leader epoch for a partition it leads (always 0 on a single node)."""
+    cluster = ctx.broker.cluster
+    if cluster is None:
+        return LEADER_EPOCH
+    epoch = cluster.replicas.leader_epoch(topic_name, index)
+    return LEADER_EPOCH if epoch is None else epoch
 
 
 def partition_of(topic: Topic, index: int) -> Partition:
@@ -45,17 +82,101 @@ def partition_of(topic: Topic, index: int) -> Partition:
     return topic.partitions[index]
 
 
-def check_leader_epoch(current_leader_epoch: int) -> None:
-    """Kafka's ``Partition.localLogWithEpochOrThrow`` for a client-supplied current leader epoch.
+def point_to_leaders(
+    ctx: RequestContext, answers: Iterable[tuple[str | None, int, Any]], message: Any
+) -> list[Any]:
+    """KIP-951: each NOT_LEADER_OR_FOLLOWER answer names the current leader and its epoch
+    (``current_leader``), so the client need not refresh its metadata first; returns the
+    ``message.NodeEndpoint`` of each leader named, for the response's ``node_endpoints``.
+
+    ``answers`` are (topic name, partition, partition response); nothing is done on a
+    single node or for a partition without a live leader.
+    """
+    cluster = ctx.broker.cluster
+    if cluster is None:
+        return []
+    named: dict[int, Any] = {}
+    for topic, index, answer in answers:
+        if answer.error_code != ErrorCode.NOT_LEADER_OR_FOLLOWER or topic is None:
+            continue
+        state = cluster.metadata.partition(topic, index)
+        leader = cluster.metadata.leader_of(topic, index)
+        if state is None or leader is None:
+            continue
+        answer.current_leader = message.LeaderIdAndEpoch(
+            leader_id=leader, leader_epoch=state.leader_epoch
+        )
+        info = cluster.metadata.brokers[leader]
+        named[leader] = message.NodeEndpoint(
+            node_id=leader, host=info.host, port=info.port, rack=info.rack
+        )
+    return [named[n] for n in sorted(named)]
+
+
+def check_leader_epoch(current_leader_epoch: int, ours: int = LEADER_EPOCH) -> None:
+    """Kafka's ``Partition.checkCurrentLeaderEpoch`` for a client-supplied current leader epoch.
 
     -1 means "not given" (no check); older than ours is FENCED_LEADER_EPOCH (the
     client holds stale metadata); newer is UNKNOWN_LEADER_EPOCH (we are the stale one).
     """
-    if current_leader_epoch == -1 or current_leader_epoch == LEADER_EPOCH:
+    if current_leader_epoch == -1 or current_leader_epoch == ours:
         return
-    if current_leader_epoch < LEADER_EPOCH:
+    if current_leader_epoch < ours:
         raise KafkaApiError(ErrorCode.FENCED_LEADER_EPOCH)
     raise KafkaApiError(ErrorCode.UNKNOWN_LEADER_EPOCH)
+
+
+def current_leader_epoch(ctx: RequestContext, partition: Partition) -> int:
+    """This replica's leader epoch: its replication state's when it has one, else the
+    last LeaderAndIsr's (``leader_epoch``; 0 on a single node)."""
+    if partition.replica is not None:
+        return partition.replica.leader_epoch
+    return leader_epoch(ctx, partition.topic.name, partition.index)
+
+
+def local_log(
+    ctx: RequestContext,
+    partition: Partition,
+    client_epoch: int,
+    *,
+    require_leader: bool = True,
+) -> PartitionLog:
+    """Kafka's ``Partition.localLogWithEpochOrThrow``: the log, once the epoch and role allow it.
+
+    The client's current leader epoch (`client_epoch`, -1 if not given) is checked
+    first; then a replica that does not lead answers NOT_LEADER_OR_FOLLOWER when the
+    request needs the leader.
+    """
+    check_leader_epoch(client_epoch, current_leader_epoch(ctx, partition))
+    replica = partition.replica
+    if require_leader and replica is not None and not replica.is_leader:
+        raise KafkaApiError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+    return partition.log
+
+
+def leader_epochs(ctx: RequestContext, partition: Partition) -> LeaderEpochCache:
+    """The partition's leader epochs (KIP-101), as Kafka's ``UnifiedLog.leaderEpochCache``.
+
+    A leader's epoch starts at the LEO it had when it took over (Kafka's makeLeader
+    writes that entry at once; ``ReplicatedPartition.make_leader`` does too). A
+    single node leads at epoch 0 from the moment a partition exists: until the
+    first append writes that entry to an empty log's cache, it is answered as if
+    written.
+    """
+    log = partition.log
+    cache = log.leader_epochs
+    if cache.latest_epoch < 0 and partition.replica is None:
+        epoch = current_leader_epoch(ctx, partition)
+        return LeaderEpochCache(log.directory, [(epoch, log.log_end_offset)])
+    return cache
+
+
+def end_offset_for_epoch(
+    ctx: RequestContext, partition: Partition, requested_epoch: int
+) -> tuple[int, int]:
+    """(epoch, end offset) of `requested_epoch`; (-1, -1) when unknown (UnifiedLog.endOffsetForEpoch)."""
+    cache = leader_epochs(ctx, partition)
+    return cache.end_offset_for(requested_epoch, partition.log.log_end_offset)
 
 
 def error_code_of(exc: BaseException) -> ErrorCode:

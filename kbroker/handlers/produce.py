@@ -18,10 +18,10 @@ the producer's codec; a named codec ("uncompressed", "gzip", "snappy", "lz4",
 "zstd") that differs from the batch's makes the broker rebuild the batch with
 it (wire.records.recompress_batch), and a rebuilt batch is checked against
 max.message.bytes again (UnifiedLog.append re-validates sizes when
-messageSizeMaybeChanged). Compression levels (KIP-390, Kafka 3.8's
-compression.gzip/lz4/zstd.level) are not configurable here: recompression uses
-gzip 6 and zstd 3 (Kafka's defaults) and lz4's fast mode (Kafka's lz4
-default is level 9); a level never triggers a recompression in Kafka either,
+messageSizeMaybeChanged). A recompression uses the topic's level for its codec
+(KIP-390: compression.gzip.level, compression.lz4.level, compression.zstd.level,
+each falling back to the broker setting, defaults as in wire.compression.
+DEFAULT_LEVELS); a level alone never triggers a recompression, in Kafka either:
 only a different codec does.
 """
 
@@ -32,15 +32,20 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+import trio
+
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import CloseConnection, RequestContext, handles
 from kbroker.handlers.partitions import (
-    LEADER_EPOCH,
+    current_leader_epoch,
     error_code_of,
+    led_partition,
+    local_log,
     lookup_topic,
-    partition_of,
+    point_to_leaders,
     topic_value,
 )
+from kbroker.replication.partition import ReplicatedPartition
 from kbroker.topics import Partition, Topic
 from kbroker.txn.service import check_producer_batch
 from kbroker.wire import records as wire_records
@@ -332,6 +337,8 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
     acks = request.acks
     client_id = ctx.client_id
     responses = []
+    # acks=all appends on a replicated partition wait for the ISR (DelayedProduce).
+    waits: list[tuple[Any, ReplicatedPartition, int, int]] = []
     for topic_data in request.topic_data:
         parts = []
         settings: ProduceSettings | None = None
@@ -357,10 +364,10 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
                 resp.error_code = topic_error or ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             else:
                 try:
-                    partition = partition_of(topic, partition_data.index)
+                    partition = led_partition(ctx, topic, partition_data.index)
                     if settings is None:
                         settings = produce_settings(ctx, topic)
-                    _produce_partition(
+                    required = _produce_partition(
                         ctx,
                         topic,
                         partition,
@@ -372,6 +379,10 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
                         settings=settings,
                         transactional_id=request.transactional_id if version >= 3 else None,
                     )
+                    if acks == -1 and partition.replica is not None:
+                        waits.append(
+                            (resp, partition.replica, required, settings.min_insync_replicas)
+                        )
                 except RejectedBatch as rej:
                     resp.error_code = rej.code
                     if version >= 8:
@@ -391,6 +402,14 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
         responses.append(
             ProduceResponse.TopicProduceResponse(name=topic_data.name, partition_responses=parts)
         )
+    if waits:
+        deadline = trio.current_time() + max(0, request.timeout_ms) / 1000
+        for resp, replica, required, min_isr in waits:
+            error = await replica.wait_for_acks(
+                required, deadline - trio.current_time(), min_insync_replicas=min_isr
+            )
+            if error:
+                resp.error_code = error
     if acks == 0:
         # The producer does not read a response to acks=0 (Kafka sends none). A
         # failure can only be signalled by closing the connection, as KafkaApis does,
@@ -412,7 +431,14 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
             )
             raise CloseConnection
         return None
-    return ProduceResponse(responses=responses, throttle_time_ms=0)
+    response = ProduceResponse(responses=responses, throttle_time_ms=0)
+    if version >= 10 and ctx.broker.cluster is not None:
+        response.node_endpoints = point_to_leaders(
+            ctx,
+            ((t.name, p.index, p) for t in responses for p in t.partition_responses),
+            ProduceResponse,
+        )
+    return response
 
 
 def _produce_partition(
@@ -427,14 +453,21 @@ def _produce_partition(
     client_id: str | None,
     settings: ProduceSettings,
     transactional_id: str | None = None,
-) -> None:
-    """Validate and append one partition's batch, filling ``resp``."""
+) -> int:
+    """Validate and append one partition's batch, filling ``resp``; the offset after it."""
     if topic.internal and client_id != ADMIN_CLIENT_ID:
         # ReplicaManager.appendToLocalLog rejects client writes to internal topics.
         raise KafkaApiError(
             ErrorCode.INVALID_TOPIC_EXCEPTION, f"Cannot append to internal topic {topic.name}"
         )
-    if acks == -1:
+    replica = partition.replica
+    if replica is not None:
+        # Partition.appendRecordsToLeader: only the leader appends; acks=all needs
+        # min.insync.replicas members in the ISR before anything is written.
+        local_log(ctx, partition, -1)
+        if acks == -1:
+            replica.check_enough_replicas(settings.min_insync_replicas)
+    elif acks == -1:
         min_isr = settings.min_insync_replicas
         if min_isr > 1:
             # One replica is the whole ISR; acks=all needs min.insync.replicas of them
@@ -456,11 +489,16 @@ def _produce_partition(
         resp.base_offset = duplicate.first_offset
         resp.log_append_time_ms = -1
         resp.log_start_offset = partition.log.log_start_offset
-        return
+        return duplicate.last_offset + 1
     result = partition.log.append(
-        records, leader_epoch=LEADER_EPOCH, log_append_time=settings.log_append_time
+        records,
+        leader_epoch=current_leader_epoch(ctx, partition),
+        log_append_time=settings.log_append_time,
     )
+    if replica is not None:
+        replica.on_leader_append()
     ctx.broker.notify_append(partition)
     resp.base_offset = result.base_offset
     resp.log_append_time_ms = result.log_append_time_ms
     resp.log_start_offset = result.log_start_offset
+    return result.last_offset + 1

@@ -15,13 +15,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from kbroker.cluster.producer_ids import ClusterProducerIds
 from kbroker.coordinator.group import OffsetAndMetadata, partition_for
 from kbroker.coordinator.service import coordinator_for
 from kbroker.handlers import RequestContext, handles
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.txn import offsets as txn_offsets
 from kbroker.txn.coordinator import InitResult, TxnState
-from kbroker.txn.service import poll, txn_coordinator, write_markers
+from kbroker.txn.service import poll, producer_ids, txn_coordinator, write_markers
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     AddOffsetsToTxnRequest,
@@ -77,8 +78,27 @@ async def handle_init_producer_id(
     tid = request.transactional_id
     expected_pid = request.producer_id if version >= 3 else -1
     expected_epoch = request.producer_epoch if version >= 3 else -1
+    cluster = ctx.broker.cluster
+    if cluster is not None:
+        from kbroker.cluster.coordinators import KEY_TYPE_TRANSACTION, leads_coordinator
+
+        if tid is not None and not leads_coordinator(cluster, KEY_TYPE_TRANSACTION, tid):
+            return InitProducerIdResponse(
+                throttle_time_ms=0, error_code=ErrorCode.NOT_COORDINATOR, producer_id=-1
+            )
+        pids = producer_ids(ctx.broker)
+        if isinstance(pids, ClusterProducerIds):
+            try:
+                await pids.ensure()
+            except Exception as exc:  # noqa: BLE001 - ZooKeeper unreachable: retriable
+                logger.warning("cannot take a producer id block: %s", exc)
+                return InitProducerIdResponse(
+                    throttle_time_ms=0,
+                    error_code=ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
+                    producer_id=-1,
+                )
     try:
-        if tid is not None:
+        if tid is not None and cluster is None:
             _ensure_state_topic(ctx)
         tc = txn_coordinator(ctx.broker)
         result = tc.init_producer_id(

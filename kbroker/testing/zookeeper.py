@@ -100,7 +100,8 @@ def four_letter_word(host: str, port: int, word: str, timeout: float = 2.0) -> s
 class ZooKeeperServer:
     """One standalone ZooKeeper JVM on 127.0.0.1, a free port and a temporary directory.
 
-    ``port`` fixes the client port (default: a free one). ``restart()`` keeps port and data,
+    ``port`` fixes the client port (default: a free one); ``directory`` puts config, data and
+    log there and keeps them (default: a temporary dir, removed). ``restart()`` keeps port and data,
     ``pause()``/``resume()`` freeze the JVM (SIGSTOP/SIGCONT) to make sessions expire.
     """
 
@@ -110,6 +111,7 @@ class ZooKeeperServer:
         self,
         *,
         port: int | None = None,
+        directory: str | os.PathLike[str] | None = None,
         tick_time_ms: int = TICK_TIME_MS,
         start_timeout: float = START_TIMEOUT_S,
     ) -> None:
@@ -119,6 +121,8 @@ class ZooKeeperServer:
         self.port = port or 0
         self.tick_time_ms = tick_time_ms
         self.start_timeout = start_timeout
+        # A given directory belongs to the caller and is kept (e.g. with a failed test's logs).
+        self._given_dir = Path(directory) if directory is not None else None
         self.dir: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self._atexit_registered = False
@@ -150,8 +154,12 @@ class ZooKeeperServer:
         if self.proc is not None and self.proc.poll() is None:
             raise ZooKeeperError("ZooKeeper server already running")
         if self.dir is None:
-            self.dir = Path(tempfile.mkdtemp(prefix="kbroker-zookeeper-"))
-            (self.dir / "data").mkdir()
+            if self._given_dir is not None:
+                self.dir = self._given_dir
+                self.dir.mkdir(parents=True, exist_ok=True)
+            else:
+                self.dir = Path(tempfile.mkdtemp(prefix="kbroker-zookeeper-"))
+            (self.dir / "data").mkdir(exist_ok=True)
         if not self._atexit_registered:
             atexit.register(self.stop)
             self._atexit_registered = True
@@ -293,10 +301,11 @@ class ZooKeeperServer:
             proc.wait()
 
     def stop(self) -> None:
-        """Kill the JVM and remove its directory; safe to call more than once."""
+        """Kill the JVM and remove its temporary directory; safe to call more than once."""
         self._kill()
         if self.dir is not None:
-            shutil.rmtree(self.dir, ignore_errors=True)
+            if self._given_dir is None:
+                shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
         if self._atexit_registered:
             atexit.unregister(self.stop)

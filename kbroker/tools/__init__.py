@@ -16,8 +16,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from kbroker.tools.common import ToolError
+from kbroker.tools.common import ToolError, check_reachable
 
 DEFAULT_BOOTSTRAP = "localhost:9092"
 DEFAULT_REQUEST_TIMEOUT_S = 30.0
@@ -48,19 +49,23 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every ops command."""
+def add_commands(commands: Any) -> None:
+    """Register every ops command on a subparsers action (shared with shell completion)."""
     from kbroker.tools import console, groups, topics
 
     common = _common()
+    topics.add_parser(commands, common)
+    groups.add_parser(commands, common)
+    console.add_parsers(commands, common)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every ops command."""
     parser = argparse.ArgumentParser(
         prog="kbroker",
         description="kbroker ops commands (they work against any Kafka-compatible broker)",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    topics.add_parser(commands, common)
-    groups.add_parser(commands, common)
-    console.add_parsers(commands, common)
+    add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     return parser
 
 
@@ -68,6 +73,8 @@ def main(argv: Sequence[str]) -> int:
     """Run one ops command (``argv`` starts with its name); returns the exit status."""
     args = build_parser().parse_args(list(argv))
     try:
+        if getattr(args, "bootstrap_server", None) is not None:
+            check_reachable(args)
         return int(args.run(args) or 0)
     except ToolError as exc:
         print(f"kbroker {args.command}: {exc}", file=sys.stderr)

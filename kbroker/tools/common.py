@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import base64
+import json
+import logging
+import socket
+import struct
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
+# How long the reachability check waits for a TCP connection to a bootstrap server.
+CONNECT_TIMEOUT_S = 3.0
+
 
 class ToolError(Exception):
     """A failure the command reports as one line on stderr (exit status 1)."""
+
+
+def _quiet_logger() -> logging.Logger:
+    # librdkafka logs every failed connection attempt ("%3|...|FAIL|...") at error level,
+    # several per second; the commands report failures themselves, as one line.
+    quiet = logging.getLogger("kbroker.tools.librdkafka")
+    quiet.propagate = False
+    if not quiet.handlers:
+        quiet.addHandler(logging.NullHandler())
+    return quiet
 
 
 def kafka():  # type: ignore[no-untyped-def]
@@ -43,6 +61,7 @@ def client_config(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
         # Connection chatter ("Disconnected", retries) would interleave with the output;
         # real failures still surface as errors of the calls themselves.
         "log_level": 3,
+        "logger": _quiet_logger(),
     }
     config.update(extra)
     config.update(parse_pairs(args.command_config, "--command-config"))
@@ -92,3 +111,47 @@ def print_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     for row in cells:
         print(" ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _host_port(server: str) -> tuple[str, int]:
+    host, sep, port = server.strip().rpartition(":")
+    if not sep or not port.isdigit():
+        raise ToolError(f"--bootstrap-server {server!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def check_reachable(args: argparse.Namespace) -> None:
+    """ToolError unless some bootstrap server accepts a TCP connection within a few seconds.
+
+    librdkafka retries an unreachable broker silently until each call's timeout (30 s by
+    default), so a typo in --bootstrap-server would look like a hang.
+    """
+    servers = [s for s in args.bootstrap_server.split(",") if s.strip()]
+    if not servers:
+        raise ToolError("--bootstrap-server is empty")
+    timeout = min(CONNECT_TIMEOUT_S, args.request_timeout)
+    reasons = []
+    for server in servers:
+        host, port = _host_port(server)
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            return
+        except OSError as exc:
+            reasons.append(exc.strerror or str(exc) or type(exc).__name__)
+    raise ToolError(f"cannot reach {args.bootstrap_server}: {reasons[0]}")
+
+
+def topic_id_text(topic_id: Any) -> str:
+    """A topic id as Kafka prints it (Uuid.toString): URL-safe base64, unpadded, 22 chars.
+
+    The broker logs and stores ids in this form too, so one id reads the same everywhere.
+    """
+    msb = topic_id.get_most_significant_bits() & (2**64 - 1)
+    lsb = topic_id.get_least_significant_bits() & (2**64 - 1)
+    raw = struct.pack(">QQ", msb, lsb)
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def print_json(value: Any) -> None:
+    """One JSON document on stdout (the --json form of list and describe)."""
+    print(json.dumps(value, indent=2))

@@ -13,8 +13,11 @@ from kbroker.tools.common import (
     error_text,
     kafka,
     parse_pairs,
+    print_json,
+    topic_id_text,
     wait,
 )
+from kbroker.tools.logdirs import partition_sizes
 
 
 def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -28,13 +31,23 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="leave out __consumer_offsets and __transaction_state",
     )
+    p.add_argument("--json", action="store_true", help="print a JSON array of names")
     p.set_defaults(run=run_list)
 
     p = actions.add_parser(
-        "describe", parents=[common], help="partitions, leaders and config overrides of topics"
+        "describe",
+        parents=[common],
+        help="partitions (leader, replicas, start and end offsets, size) and config "
+        "overrides of topics",
     )
     p.add_argument("topics", nargs="*", metavar="TOPIC", help="topics (default: all)")
     p.add_argument("--exclude-internal", action="store_true")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print a JSON array: per topic its id, configs and partitions (leader, "
+        "replicas, isr, start and end offsets, size in bytes)",
+    )
     p.set_defaults(run=run_describe)
 
     p = actions.add_parser("create", parents=[common], help="create a topic")
@@ -93,10 +106,16 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
 def run_list(args: argparse.Namespace) -> int:
     """Print every topic name, sorted."""
     metadata = cluster_metadata(admin_client(args), args)
-    for name in sorted(metadata.topics):
-        if args.exclude_internal and name in INTERNAL_TOPICS:
-            continue
-        print(name)
+    names = [
+        name
+        for name in sorted(metadata.topics)
+        if not (args.exclude_internal and name in INTERNAL_TOPICS)
+    ]
+    if args.json:
+        print_json(names)
+    else:
+        for name in names:
+            print(name)
     return 0
 
 
@@ -143,24 +162,97 @@ def run_describe(args: argparse.Namespace) -> int:
                 f"no answer from {args.bootstrap_server} within {args.request_timeout:g} s"
             ) from None
     configs = _overrides(admin, names, args)
+    offsets = _offsets(admin, descriptions, args)
+    sizes = _sizes(descriptions, args)
+    report = []
     for name in names:
         topic = descriptions[name]
-        partitions = sorted(topic.partitions, key=lambda p: p.id)
-        replication = len(partitions[0].replicas) if partitions else 0
-        config_text = ",".join(f"{k}={v}" for k, v in configs.get(name, {}).items())
-        print(
-            f"Topic: {name}\tTopicId: {topic.topic_id}\tPartitionCount: {len(partitions)}\t"
-            f"ReplicationFactor: {replication}\tConfigs: {config_text}"
+        partitions = []
+        for p in sorted(topic.partitions, key=lambda p: p.id):
+            start, end = offsets.get((name, p.id), (None, None))
+            partitions.append(
+                {
+                    "partition": p.id,
+                    "leader": p.leader.id if p.leader is not None else None,
+                    "replicas": [node.id for node in p.replicas],
+                    "isr": [node.id for node in p.isr],
+                    "start_offset": start,
+                    "end_offset": end,
+                    "size": sizes.get((name, p.id)),
+                }
+            )
+        report.append(
+            {
+                "topic": name,
+                "topic_id": topic_id_text(topic.topic_id),
+                "internal": name in INTERNAL_TOPICS,
+                "partition_count": len(partitions),
+                "replication_factor": len(partitions[0]["replicas"]) if partitions else 0,
+                "configs": configs.get(name, {}),
+                "partitions": partitions,
+            }
         )
-        for p in partitions:
-            leader = p.leader.id if p.leader is not None else "none"
-            replicas = ",".join(str(node.id) for node in p.replicas)
-            isr = ",".join(str(node.id) for node in p.isr)
+    if args.json:
+        print_json(report)
+        return 0
+    for entry in report:
+        config_text = ",".join(f"{k}={v}" for k, v in entry["configs"].items())
+        print(
+            f"Topic: {entry['topic']}\tTopicId: {entry['topic_id']}\t"
+            f"PartitionCount: {entry['partition_count']}\t"
+            f"ReplicationFactor: {entry['replication_factor']}\tConfigs: {config_text}"
+        )
+        for p in entry["partitions"]:
+            # kafka-topics' partition line, then what rpk topic describe -p adds: the log
+            # start offset, the end offset (high watermark) and the size on disk.
             print(
-                f"\tTopic: {name}\tPartition: {p.id}\tLeader: {leader}\t"
-                f"Replicas: {replicas}\tIsr: {isr}"
+                f"\tTopic: {entry['topic']}\tPartition: {p['partition']}\t"
+                f"Leader: {_dash(p['leader'], 'none')}\t"
+                f"Replicas: {','.join(map(str, p['replicas']))}\t"
+                f"Isr: {','.join(map(str, p['isr']))}\t"
+                f"StartOffset: {_dash(p['start_offset'])}\tEndOffset: {_dash(p['end_offset'])}\t"
+                f"Size: {_dash(p['size'])}"
             )
     return 0
+
+
+def _dash(value: Any, missing: str = "-") -> str:
+    return missing if value is None else str(value)
+
+
+def _offsets(
+    admin: Any, descriptions: dict[str, Any], args: argparse.Namespace
+) -> dict[tuple[str, int], tuple[int | None, int | None]]:
+    """(log start offset, end offset) per partition, from ListOffsets (earliest, latest)."""
+    ck = kafka()
+    tps = [ck.TopicPartition(name, p.id) for name, t in descriptions.items() for p in t.partitions]
+    if not tps:
+        return {}
+    found: dict[tuple[str, int], list[int | None]] = {
+        (tp.topic, tp.partition): [None, None] for tp in tps
+    }
+    for slot, spec in enumerate((ck.admin.OffsetSpec.earliest(), ck.admin.OffsetSpec.latest())):
+        futures = admin.list_offsets({tp: spec for tp in tps}, request_timeout=args.request_timeout)
+        for tp, future in futures.items():
+            try:
+                found[(tp.topic, tp.partition)][slot] = wait(future, args).offset
+            except ToolError:
+                pass  # leader unavailable: printed as "-"
+    return {key: (pair[0], pair[1]) for key, pair in found.items()}
+
+
+def _sizes(descriptions: dict[str, Any], args: argparse.Namespace) -> dict[tuple[str, int], int]:
+    """Bytes on disk per partition, asked of each partition's leader."""
+    by_leader: dict[tuple[str, int], dict[str, list[int]]] = {}
+    for name, topic in descriptions.items():
+        for p in topic.partitions:
+            if p.leader is not None:
+                node = (p.leader.host, p.leader.port)
+                by_leader.setdefault(node, {}).setdefault(name, []).append(p.id)
+    sizes: dict[tuple[str, int], int] = {}
+    for (host, port), topics in by_leader.items():
+        sizes.update(partition_sizes(host, port, topics.items(), args.request_timeout))
+    return sizes
 
 
 def run_create(args: argparse.Namespace) -> int:

@@ -72,6 +72,21 @@ class TxnState(enum.Enum):
         return None
 
 
+# Kafka's TransactionState.validPreviousStates (TransactionMetadata.scala): a transaction
+# enters each state only from these; any other move is a coordinator bug.
+VALID_PREVIOUS: dict[TxnState, frozenset[TxnState]] = {
+    TxnState.EMPTY: frozenset({TxnState.EMPTY, TxnState.COMPLETE_COMMIT, TxnState.COMPLETE_ABORT}),
+    TxnState.ONGOING: frozenset(
+        {TxnState.ONGOING, TxnState.EMPTY, TxnState.COMPLETE_COMMIT, TxnState.COMPLETE_ABORT}
+    ),
+    TxnState.PREPARE_COMMIT: frozenset({TxnState.ONGOING}),
+    TxnState.PREPARE_ABORT: frozenset({TxnState.ONGOING, TxnState.PREPARE_EPOCH_FENCE}),
+    TxnState.COMPLETE_COMMIT: frozenset({TxnState.PREPARE_COMMIT}),
+    TxnState.COMPLETE_ABORT: frozenset({TxnState.PREPARE_ABORT}),
+    TxnState.DEAD: frozenset({TxnState.EMPTY, TxnState.COMPLETE_ABORT, TxnState.COMPLETE_COMMIT}),
+    TxnState.PREPARE_EPOCH_FENCE: frozenset({TxnState.ONGOING}),
+}
+
 _COMPLETE = (TxnState.EMPTY, TxnState.COMPLETE_COMMIT, TxnState.COMPLETE_ABORT)
 _PREPARE = (TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT)
 
@@ -90,6 +105,15 @@ class TxnMetadata:
     last_update_ms: int = -1
     last_producer_id: int = NO_PRODUCER_ID
     last_producer_epoch: int = NO_PRODUCER_EPOCH
+
+
+def transition(meta: TxnMetadata, state: TxnState) -> None:
+    """The one place a transaction changes state, checked against ``VALID_PREVIOUS``."""
+    if meta.state not in VALID_PREVIOUS[state]:
+        raise AssertionError(
+            f"transaction {meta.transactional_id}: {meta.state.display} -> {state.display}"
+        )
+    meta.state = state
 
 
 class TxnStore(Protocol):
@@ -170,7 +194,7 @@ class TransactionCoordinator:
             meta = TxnMetadata(transactional_id, self._next_pid(), NO_PRODUCER_EPOCH, timeout_ms)
             self.txns[transactional_id] = meta
             meta.producer_epoch = 0
-            meta.state = TxnState.EMPTY
+            transition(meta, TxnState.EMPTY)  # a new id starts Empty; Kafka moves it Empty->Empty
             meta.timeout_ms = timeout_ms
             self._persist(meta)
             return InitResult(ErrorCode.NONE, meta.producer_id, meta.producer_epoch)
@@ -203,7 +227,7 @@ class TransactionCoordinator:
             return InitResult(ErrorCode.CONCURRENT_TRANSACTIONS)
         self._bump_epoch(meta)
         meta.timeout_ms = timeout_ms
-        meta.state = TxnState.EMPTY
+        transition(meta, TxnState.EMPTY)
         meta.partitions = set()
         meta.start_ms = -1
         self._persist(meta)
@@ -252,7 +276,7 @@ class TransactionCoordinator:
             meta.partitions = set()
             meta.start_ms = self.now_ms()
         meta.partitions |= new
-        meta.state = TxnState.ONGOING
+        transition(meta, TxnState.ONGOING)
         self._persist(meta)
         return ErrorCode.NONE
 
@@ -315,7 +339,7 @@ class TransactionCoordinator:
         return ErrorCode.INVALID_TXN_STATE
 
     def _end(self, meta: TxnMetadata, *, commit: bool) -> None:
-        meta.state = TxnState.PREPARE_COMMIT if commit else TxnState.PREPARE_ABORT
+        transition(meta, TxnState.PREPARE_COMMIT if commit else TxnState.PREPARE_ABORT)
         self._persist(meta)
         self._complete(meta)
 
@@ -323,7 +347,7 @@ class TransactionCoordinator:
         """Write the markers of a Prepare* transaction and record its completion."""
         commit = meta.state is TxnState.PREPARE_COMMIT
         self._markers(meta.producer_id, meta.producer_epoch, commit, sorted(meta.partitions))
-        meta.state = TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT
+        transition(meta, TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT)
         meta.partitions = set()
         meta.start_ms = -1
         self._persist(meta)

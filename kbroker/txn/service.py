@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from kbroker.cluster.producer_ids import ClusterProducerIds
 from kbroker.errors import KafkaApiError
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.log.producer_state import BatchMetadata, ProducerStateError, last_sequence
@@ -43,11 +44,16 @@ PRODUCER_EXPIRATION_CHECK_MS = 600000
 COORDINATOR_EPOCH = 0
 
 
-def producer_ids(broker: BrokerState) -> ProducerIdManager:
-    """The broker's producer id allocator (persisted in the data dir)."""
+def producer_ids(broker: BrokerState) -> ProducerIdManager | ClusterProducerIds:
+    """The broker's producer id allocator: persisted in the data dir on a single node,
+    blocks from ZooKeeper in cluster mode (kbroker.cluster.producer_ids)."""
     mgr = broker.state.get(_PID_KEY)
     if mgr is None:
-        mgr = broker.state[_PID_KEY] = ProducerIdManager(broker.data_dir)
+        if broker.cluster is not None:
+            mgr = ClusterProducerIds(broker.cluster.zk, broker.node_id)
+        else:
+            mgr = ProducerIdManager(broker.data_dir)
+        broker.state[_PID_KEY] = mgr
     return mgr
 
 

@@ -58,6 +58,16 @@ def test_values_are_typed() -> None:
     "props, fragment",
     [
         ({"no.such.setting": "1"}, "unknown config key 'no.such.setting'"),
+        (
+            {"log.retention.hour": "1"},
+            "unknown config key 'log.retention.hour' (did you mean log.retention.hours?)",
+        ),
+        ({"auto.create.topic.enable": "false"}, "did you mean auto.create.topics.enable?"),
+        ({"ssl.keystore.location": "/k.jks"}, "'ssl.keystore.location' is not supported"),
+        ({"sasl.enabled.mechanisms": "PLAIN"}, "'sasl.enabled.mechanisms' is not supported"),
+        ({"security.inter.broker.protocol": "SSL"}, "is not supported: kbroker serves PLAINTEXT"),
+        ({"authorizer.class.name": "x"}, "'authorizer.class.name' is not supported"),
+        ({"listener.name.sasl_ssl.plain.sasl.jaas.config": "x"}, "is not supported"),
         ({"num.partitions": "zero"}, "num.partitions"),
         ({"num.partitions": "0"}, "at least 1"),
         ({"node.id": str(2**31)}, "node.id"),
@@ -75,6 +85,12 @@ def test_bad_settings_give_one_line_errors(props: dict[str, str], fragment: str)
         BrokerConfig.from_properties(props)
     assert fragment in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_an_unknown_key_like_no_known_one_gets_no_suggestion() -> None:
+    with pytest.raises(ConfigError) as info:
+        BrokerConfig.from_properties({"no.such.setting": "1"})
+    assert str(info.value) == "unknown config key 'no.such.setting'"
 
 
 def test_retention_precedence_ms_over_minutes_over_hours() -> None:

@@ -14,8 +14,10 @@ from kbroker.coordinator.group import (
     GroupState,
     OffsetAndMetadata,
     OffsetRecord,
+    _Group,
     java_string_hashcode,
     partition_for,
+    transition,
 )
 from kbroker.wire.errors import ErrorCode
 
@@ -598,3 +600,29 @@ def test_transactional_commit_validation_kip447():
     assert gc.validate_transactional_commit("g", gen - 1, a) == E.ILLEGAL_GENERATION
     assert gc.validate_transactional_commit("g", gen, "zombie") == E.UNKNOWN_MEMBER_ID
     assert gc.validate_transactional_commit("new", -1, "") is None
+
+
+# Kafka's ClassicGroupState valid previous states (its static initialiser), by the names
+# DescribeGroups reports: the spec the state machine is checked against.
+KAFKA_VALID_PREVIOUS = {
+    "Empty": {"PreparingRebalance"},
+    "PreparingRebalance": {"Stable", "CompletingRebalance", "Empty"},
+    "CompletingRebalance": {"PreparingRebalance"},
+    "Stable": {"CompletingRebalance"},
+    "Dead": {"Stable", "PreparingRebalance", "CompletingRebalance", "Empty", "Dead"},
+}
+
+
+@pytest.mark.parametrize("target", list(GroupState), ids=lambda s: s.value)
+@pytest.mark.parametrize("source", list(GroupState), ids=lambda s: s.value)
+def test_transition_allows_exactly_kafkas_valid_previous_states(
+    source: GroupState, target: GroupState
+) -> None:
+    group = _Group("g", state=source)
+    if source.value in KAFKA_VALID_PREVIOUS[target.value]:
+        transition(group, target, 123)
+        assert (group.state, group.state_timestamp_ms) == (target, 123)
+    else:
+        with pytest.raises(AssertionError):
+            transition(group, target, 123)
+        assert (group.state, group.state_timestamp_ms) == (source, None)

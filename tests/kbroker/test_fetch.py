@@ -12,7 +12,7 @@ import trio.testing
 from kbroker.wire.compression import GZIP, ZSTD
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import FetchRequest
-from tests.kbroker.test_produce import (
+from tests.kbroker.helpers import (
     batches,
     create_topic,
     fetch,

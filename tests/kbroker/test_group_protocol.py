@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import struct
-
 import trio
+import trio.testing
 
 from kbroker.coordinator.group import GroupRecord, OffsetRecord, partition_for
 from kbroker.coordinator.store import decode_record
@@ -16,7 +15,6 @@ from kbroker.wire.messages import (
     DescribeGroupsRequest,
     FindCoordinatorRequest,
     HeartbeatRequest,
-    JoinGroupRequest,
     LeaveGroupRequest,
     ListGroupsRequest,
     OffsetCommitRequest,
@@ -25,59 +23,15 @@ from kbroker.wire.messages import (
     SyncGroupRequest,
 )
 from kbroker.wire.records import iter_records, parse_header
+from tests.kbroker.helpers import (
+    join,
+    join_req,
+    subscription,
+)
 
 E = ErrorCode
 # Few offsets partitions: creating 50 partition logs dominates these tests otherwise.
 FAST = {"group.initial.rebalance.delay.ms": 0, "offsets.topic.num.partitions": 3}
-
-
-def subscription(*topics: str) -> bytes:
-    out = struct.pack(">hi", 0, len(topics))
-    for t in topics:
-        out += struct.pack(">h", len(t)) + t.encode()
-    return out + struct.pack(">i", -1)
-
-
-def join_req(
-    group: str,
-    member_id: str = "",
-    *,
-    instance: str | None = None,
-    session: int = 10000,
-    rebalance: int = 10000,
-) -> JoinGroupRequest:
-    return JoinGroupRequest(
-        group_id=group,
-        session_timeout_ms=session,
-        rebalance_timeout_ms=rebalance,
-        member_id=member_id,
-        group_instance_id=instance,
-        protocol_type="consumer",
-        protocols=[
-            JoinGroupRequest.JoinGroupRequestProtocol(name="range", metadata=subscription("t"))
-        ],
-    )
-
-
-async def join(
-    client,
-    group: str,
-    *,
-    instance: str | None = None,
-    version: int | None = None,
-    session: int = 10000,
-    rebalance: int = 10000,
-):
-    """JoinGroup including the KIP-394 MEMBER_ID_REQUIRED round trip."""
-    r = await client.request(
-        join_req(group, instance=instance, session=session, rebalance=rebalance), version=version
-    )
-    if r.error_code == E.MEMBER_ID_REQUIRED:
-        r = await client.request(
-            join_req(group, r.member_id, instance=instance, session=session, rebalance=rebalance),
-            version=version,
-        )
-    return r
 
 
 def commit_req(group, generation, member, offsets, **kw) -> OffsetCommitRequest:
@@ -204,14 +158,15 @@ async def test_second_member_triggers_rebalance(make_server):
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(join_b)
-            # The first member learns about the rebalance from its heartbeat.
+            # The first member learns about the rebalance from its heartbeat. Between
+            # heartbeats, let b's JoinGroup reach the broker (no wall-clock wait).
             while True:
                 h = await a.request(
                     HeartbeatRequest(group_id="g", generation_id=1, member_id=ja.member_id)
                 )
                 if h.error_code == E.REBALANCE_IN_PROGRESS:
                     break
-                await trio.sleep(0.01)
+                await trio.testing.wait_all_tasks_blocked()
             results["a"] = await a.request(join_req("g", ja.member_id))
         ra, rb = results["a"], results["b"]
         assert ra.generation_id == rb.generation_id == 2

@@ -6,8 +6,14 @@ from typing import Any
 
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import InitProducerIdRequest
-from kbroker.wire.records import iter_records, parse_header
-from tests.kbroker.test_produce import create_topic, fetch, produce, records
+from tests.kbroker.helpers import (
+    all_values,
+    batch,
+    create_topic,
+    fetch,
+    produce,
+    records,
+)
 
 
 async def init_pid(client: Any, *, version: int | None = None, **kw: Any) -> Any:
@@ -18,26 +24,11 @@ async def init_pid(client: Any, *, version: int | None = None, **kw: Any) -> Any
     )
 
 
-def batch(pid: int, epoch: int, seq: int, n: int = 2, **kw: Any) -> bytes:
-    """A batch of ``n`` records from producer ``pid``/``epoch`` starting at sequence ``seq``."""
-    return records(n, producer_id=pid, producer_epoch=epoch, base_sequence=seq, **kw)
-
-
 async def fetched_values(client: Any, server: Any, topic: str) -> list[bytes | None]:
     """Every record value in partition 0, in offset order."""
     part = await fetch(client, server, topic, 0, 0)
     data = bytes(part.records or b"")
     return all_values(data)
-
-
-def all_values(data: bytes) -> list[bytes | None]:
-    """Values of every record of every batch in ``data``."""
-    out: list[bytes | None] = []
-    pos = 0
-    while pos < len(data):
-        out += [r.value for r in iter_records(data, pos)]
-        pos += parse_header(data, pos).size
-    return out
 
 
 async def test_init_producer_id_gives_distinct_ids_epoch_zero(server: Any) -> None:

@@ -83,3 +83,49 @@ def test_kbroker_wire_and_log_are_the_top_level_folders() -> None:
     # code checked above is the code that installs under the kbroker name.
     for name in ("wire", "log"):
         assert (ROOT / "kbroker" / name).resolve() == (ROOT / name).resolve()
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module named by an absolute import in ``path`` (hidden or under TYPE_CHECKING)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles of ``graph`` (module -> modules it imports), one path each."""
+    cycles: list[list[str]] = []
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        if module in path:
+            cycles.append(path[path.index(module) :] + [module])
+            return
+        if module in done:
+            return
+        for target in sorted(graph.get(module, ())):
+            visit(target, [*path, module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+    return cycles
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_no_import_cycles_inside_wire_and_log(package: str) -> None:
+    # A cycle between two modules (even one hidden in a function or under TYPE_CHECKING)
+    # means neither can be read or tested without the other; dependencies run one way.
+    modules = {f"kbroker.{package}.{p.stem}": p for p in _modules(package) if p.stem != "__init__"}
+    graph = {name: _imported_modules(path) & set(modules) for name, path in modules.items()}
+    assert _cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_cycles() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []

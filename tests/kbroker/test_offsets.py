@@ -12,7 +12,7 @@ from kbroker.wire.messages import (
     ListOffsetsRequest,
     OffsetForLeaderEpochRequest,
 )
-from tests.kbroker.test_produce import create_topic, fetch, produce, records
+from tests.kbroker.helpers import create_topic, fetch, produce, records
 
 EARLIEST, LATEST, MAX_TS, EARLIEST_LOCAL, LATEST_TIERED = -2, -1, -3, -4, -5
 

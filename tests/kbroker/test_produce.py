@@ -7,148 +7,19 @@ from typing import Any
 import pytest
 
 from kbroker.wire.errors import ErrorCode
-from kbroker.wire.messages import FetchRequest, ListOffsetsRequest, ProduceRequest
+from kbroker.wire.messages import ListOffsetsRequest
 from kbroker.wire.protocol import encode_request
-from kbroker.wire.records import Record, build_batch, iter_records, parse_header
-
-# -- helpers shared by the data-path tests ------------------------------------------------
-
-
-def records(n: int = 3, *, start: int = 0, ts: int = 1_000, **kwargs: Any) -> bytes:
-    """One batch of ``n`` records keyed k<i>, valued v<i> (i from ``start``), timestamps ts, ts+1..."""
-    recs = [
-        Record(key=b"k%d" % i, value=b"v%d" % i, timestamp=ts + i - start)
-        for i in range(start, start + n)
-    ]
-    return build_batch(recs, **kwargs)
-
-
-def create_topic(
-    server: Any, name: str, partitions: int = 1, configs: dict[str, str] | None = None
-) -> Any:
-    """Create a topic directly on the broker under test."""
-    return server.broker.topics.create(name, partitions, configs or {})
-
-
-def produce_request(
-    topic: str,
-    partition: int,
-    data: bytes | None,
-    *,
-    acks: int = -1,
-    extra: list[tuple[int, bytes | None]] = (),
-) -> ProduceRequest:  # type: ignore[assignment]
-    """A Produce request for one topic, partition ``partition`` (+ ``extra`` partitions)."""
-    parts = [ProduceRequest.PartitionProduceData(index=partition, records=data)]
-    parts += [ProduceRequest.PartitionProduceData(index=i, records=d) for i, d in extra]
-    return ProduceRequest(
-        acks=acks,
-        timeout_ms=30_000,
-        topic_data=[ProduceRequest.TopicProduceData(name=topic, partition_data=parts)],
-    )
-
-
-async def produce(
-    client: Any,
-    topic: str,
-    partition: int,
-    data: bytes | None,
-    *,
-    version: int | None = None,
-    acks: int = -1,
-) -> Any:
-    """Produce one batch; the partition's response."""
-    resp = await client.request(produce_request(topic, partition, data, acks=acks), version=version)
-    assert [t.name for t in resp.responses] == [topic]
-    (part,) = resp.responses[0].partition_responses
-    assert part.index == partition
-    return part
-
-
-def fetch_request(
-    topic: str,
-    partition: int,
-    offset: int,
-    *,
-    topic_id: Any = None,
-    max_wait_ms: int = 0,
-    min_bytes: int = 1,
-    max_bytes: int = 50 * 1024 * 1024,
-    partition_max_bytes: int = 1024 * 1024,
-    **kwargs: Any,
-) -> FetchRequest:
-    """A one-partition Fetch request (by name, or by ``topic_id`` for v13+)."""
-    ft = FetchRequest.FetchTopic(
-        topic=topic if topic_id is None else "",
-        partitions=[
-            FetchRequest.FetchPartition(
-                partition=partition, fetch_offset=offset, partition_max_bytes=partition_max_bytes
-            )
-        ],
-    )
-    if topic_id is not None:
-        ft.topic_id = topic_id
-    return FetchRequest(
-        replica_id=-1,
-        max_wait_ms=max_wait_ms,
-        min_bytes=min_bytes,
-        max_bytes=max_bytes,
-        topics=[ft],
-        **kwargs,
-    )
-
-
-async def fetch(
-    client: Any,
-    server: Any,
-    topic: str,
-    partition: int,
-    offset: int,
-    *,
-    version: int | None = None,
-    **kwargs: Any,
-) -> Any:
-    """Fetch one partition (by topic id when ``version`` >= 13); its PartitionData."""
-    if version is None:
-        version = client.default_version(FetchRequest.API_KEY)
-    topic_id = None
-    if version >= 13:
-        topic_id = server.broker.topics.get(topic).topic_id
-    resp = await client.request(
-        fetch_request(topic, partition, offset, topic_id=topic_id, **kwargs), version=version
-    )
-    assert resp.error_code == 0
-    (t,) = resp.responses
-    (part,) = t.partitions
-    return part
-
-
-def batches(data: Any) -> list[Any]:
-    """The batch headers in fetched record bytes."""
-    buf = bytes(data or b"")
-    out, pos = [], 0
-    while pos < len(buf):
-        h = parse_header(buf, pos)
-        out.append(h)
-        pos += h.size
-    return out
-
-
-def fetched_records(data: Any) -> list[tuple[int, bytes | None, bytes | None]]:
-    """(offset, key, value) of every record in fetched record bytes."""
-    buf = bytes(data or b"")
-    out, pos = [], 0
-    while pos < len(buf):
-        h = parse_header(buf, pos)
-        out += [(r.offset, r.key, r.value) for r in iter_records(buf, pos)]
-        pos += h.size
-    return out
-
-
-def log_end(server: Any, topic: str, partition: int = 0) -> int:
-    """The partition's log end offset, straight from the broker."""
-    return server.broker.topics.get(topic).partitions[partition].log.log_end_offset
-
+from kbroker.wire.records import Record, build_batch
+from tests.kbroker.helpers import (
+    batches,
+    create_topic,
+    fetch,
+    fetched_records,
+    log_end,
+    produce,
+    produce_request,
+    records,
+)
 
 # -- tests ------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import pytest
 
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.records import Record, build_batch, check_records, iter_records
-from tests.kbroker.test_produce import batches, create_topic, fetch, produce
+from tests.kbroker.helpers import batches, create_topic, fetch, produce
 
 CODEC = {"uncompressed": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 

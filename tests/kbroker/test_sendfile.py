@@ -20,7 +20,7 @@ from kbroker.wire.protocol import (
     encode_response_parts,
 )
 from kbroker.wire.records import Record, build_batch
-from tests.kbroker.test_produce import create_topic, fetch_request, produce, produce_request
+from tests.kbroker.helpers import create_topic, fetch_request, produce, produce_request
 
 
 def _batch(n: int, size: int, start: int = 0) -> bytes:

@@ -22,8 +22,7 @@ from kbroker.wire.messages import (
     TxnOffsetCommitRequest,
     WriteTxnMarkersRequest,
 )
-from tests.kbroker.test_idempotence import all_values, batch
-from tests.kbroker.test_produce import create_topic, fetch, produce_request
+from tests.kbroker.helpers import all_values, batch, create_topic, fetch, join, produce_request
 
 TID = "txn-1"
 # Small internal topics keep each test's broker start cheap.
@@ -558,7 +557,6 @@ async def test_txn_offset_commit_checks_the_member_generation(server: Any) -> No
     """KIP-447: a transactional producer that commits for a consumer group member from an
     old generation (a zombie after a rebalance) is refused; the live generation is accepted;
     a commit without member information (pre-KIP-447 clients) is accepted."""
-    from tests.kbroker.test_group_protocol import join
 
     create_topic(server, "t")
     async with await server.connect() as c:

@@ -13,6 +13,7 @@ from kbroker.txn.coordinator import (
     TxnConfig,
     TxnMetadata,
     TxnState,
+    transition,
 )
 from kbroker.txn.producer_ids import ProducerIdManager
 from kbroker.txn.store import decode_txn_record, encode_txn_record
@@ -124,3 +125,32 @@ def test_producer_id_blocks_survive_restart(tmp_path: Any) -> None:
     used = [first.next_id() for _ in range(3)]
     second = ProducerIdManager(tmp_path, block_size=10)  # a crash lost the rest of the block
     assert second.next_id() >= 10 > max(used)
+
+
+# Kafka's TransactionState.validPreviousStates (TransactionMetadata.scala), by the names
+# DescribeTransactions reports: the spec the state machine is checked against.
+KAFKA_VALID_PREVIOUS = {
+    "Empty": {"Empty", "CompleteCommit", "CompleteAbort"},
+    "Ongoing": {"Ongoing", "Empty", "CompleteCommit", "CompleteAbort"},
+    "PrepareCommit": {"Ongoing"},
+    "PrepareAbort": {"Ongoing", "PrepareEpochFence"},
+    "CompleteCommit": {"PrepareCommit"},
+    "CompleteAbort": {"PrepareAbort"},
+    "Dead": {"Empty", "CompleteAbort", "CompleteCommit"},
+    "PrepareEpochFence": {"Ongoing"},
+}
+
+
+@pytest.mark.parametrize("target", list(TxnState), ids=lambda s: s.display)
+@pytest.mark.parametrize("source", list(TxnState), ids=lambda s: s.display)
+def test_transition_allows_exactly_kafkas_valid_previous_states(
+    source: TxnState, target: TxnState
+) -> None:
+    meta = TxnMetadata("t", 1, 0, 60_000, state=source)
+    if source.display in KAFKA_VALID_PREVIOUS[target.display]:
+        transition(meta, target)
+        assert meta.state is target
+    else:
+        with pytest.raises(AssertionError):
+            transition(meta, target)
+        assert meta.state is source

@@ -8,7 +8,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.kbroker.test_produce import (
+from tests.kbroker.helpers import (
     create_topic,
     fetch_request,
     fetched_records,

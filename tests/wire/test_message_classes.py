@@ -74,7 +74,14 @@ def test_dataclass_helpers_work_on_every_class() -> None:
             assert names[-1] == "unknown_tagged_fields"
             assert tuple(names) == c.__slots__
             assert all(f.kw_only for f in dataclasses.fields(c))
-            assert dataclasses.asdict(c()) == dataclasses.asdict(c())
+            # asdict walks every field (a nested struct becomes a dict of its own).
+            value = c()
+            as_dict = dataclasses.asdict(value)
+            assert list(as_dict) == names
+            for name in names:
+                field = getattr(value, name)
+                expected = dataclasses.asdict(field) if dataclasses.is_dataclass(field) else field
+                assert as_dict[name] == expected, (c, name)
     value = ProduceResponse(
         throttle_time_ms=7, responses=[ProduceResponse.TopicProduceResponse(name="t")]
     )

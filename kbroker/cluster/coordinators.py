@@ -1,0 +1,97 @@
+"""Coordinators in cluster mode: where a group or transactional id lives, and loading.
+
+As in Kafka, the group coordinator of a group is the leader of its
+``__consumer_offsets`` partition (``abs(hash(group)) % partitions``) and the
+transaction coordinator of a transactional id the leader of its
+``__transaction_state`` partition. FindCoordinator answers that leader from the
+metadata cache, creating the internal topic on first use (COORDINATOR_NOT_AVAILABLE
+meanwhile, as KafkaApis.getCoordinator does).
+
+When this broker starts or stops leading one of those partitions, the coordinator
+state built from the local logs is dropped, and rebuilt from them by the next
+request that needs it (``coordinator_for`` / ``txn_coordinator`` load lazily),
+so a new leader serves the groups and transactions of its new partitions from
+what its log holds.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from kbroker.coordinator.group import partition_for
+from kbroker.errors import KafkaApiError
+from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
+from kbroker.wire.errors import ErrorCode
+
+if TYPE_CHECKING:
+    from kbroker.cluster.node import ClusterNode
+
+__all__ = ["KEY_TYPE_GROUP", "KEY_TYPE_TRANSACTION", "coordinator_partition", "locate", "unload"]
+
+logger = logging.getLogger(__name__)
+
+KEY_TYPE_GROUP = 0
+KEY_TYPE_TRANSACTION = 1
+# broker.state keys of the loaded coordinators (kbroker.coordinator.service, kbroker.txn.service).
+_GROUP_STATE_KEY = "kbroker.coordinator"
+_TXN_STATE_KEY = "kbroker.txn"
+
+
+def _topic_for(key_type: int) -> str:
+    return OFFSETS_TOPIC if key_type == KEY_TYPE_GROUP else TRANSACTION_STATE_TOPIC
+
+
+def coordinator_partition(cluster: ClusterNode, key_type: int, key: str) -> tuple[str, int]:
+    """(internal topic, partition) that holds ``key``'s state."""
+    topic = _topic_for(key_type)
+    info = cluster.metadata.topic(topic)
+    if info is not None and info.partitions:
+        count = len(info.partitions)
+    else:
+        setting = (
+            "offsets.topic.num.partitions"
+            if key_type == KEY_TYPE_GROUP
+            else "transaction.state.log.num.partitions"
+        )
+        count = int(cluster.broker.config[setting])
+    return topic, partition_for(key, count)
+
+
+async def locate(cluster: ClusterNode, key_type: int, key: str) -> tuple[int, str, int]:
+    """(node id, host, port) of ``key``'s coordinator; KafkaApiError
+    COORDINATOR_NOT_AVAILABLE while its partition has no live leader."""
+    from kbroker.cluster.topic_admin import auto_create
+
+    topic, partition = coordinator_partition(cluster, key_type, key)
+    if cluster.metadata.topic(topic) is None:
+        try:
+            await auto_create(cluster, topic)
+        except KafkaApiError as exc:
+            logger.info("creating %s failed: %s", topic, exc)
+        raise KafkaApiError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
+    leader = cluster.metadata.leader_of(topic, partition)
+    if leader is None:
+        raise KafkaApiError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
+    info = cluster.metadata.brokers[leader]
+    return leader, info.host, info.port
+
+
+def leads_coordinator(cluster: ClusterNode, key_type: int, key: str) -> bool:
+    """Whether this broker leads the partition holding ``key``'s state."""
+    topic, partition = coordinator_partition(cluster, key_type, key)
+    return cluster.replicas.is_leader(topic, partition)
+
+
+def unload(cluster: ClusterNode, topic: str, index: int, leads: bool) -> None:
+    """Leadership of an internal partition moved: drop the coordinator built from the
+    local logs, so the next request loads it again from what this broker now leads."""
+    key = _GROUP_STATE_KEY if topic == OFFSETS_TOPIC else _TXN_STATE_KEY
+    if cluster.broker.state.pop(key, None) is not None:
+        logger.info(
+            "%s-%d %s: the %s coordinator reloads on next use",
+            topic,
+            index,
+            "now led here" if leads else "no longer led here",
+            "group" if topic == OFFSETS_TOPIC else "transaction",
+        )

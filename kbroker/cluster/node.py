@@ -1,0 +1,345 @@
+"""One broker's membership of a ZooKeeper cluster: Kafka's ``KafkaServer`` start-up in ZK mode.
+
+``kbroker.server.serve`` creates a ``ClusterNode`` when ``zookeeper.connect`` is set:
+
+1. ``open_zookeeper`` connects (creating a missing chroot, as Kafka's
+   ``KafkaZkClient`` does), checks that ``/brokers/ids/<id>`` is free and reads or
+   creates ``/cluster/id`` - before anything else is written, so a broker that
+   cannot start leaves ZooKeeper as it found it;
+2. once the listener is bound, ``ClusterNode.run`` creates the persistent paths,
+   registers the broker (ephemeral ``/brokers/ids/<id>``; its czxid is the broker
+   epoch), runs the ``Controller`` that every broker runs (it campaigns for
+   ``/controller``), follows ``/config/changes`` and re-registers after a lost
+   session.
+
+Handlers reach it as ``ctx.broker.cluster``: ``metadata`` (the ``MetadataCache``
+fed by UpdateMetadata), ``replicas`` (what LeaderAndIsr/StopReplica made this
+broker lead or follow), ``controller`` and ``zk``.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from kbroker.cluster import coordinators
+from kbroker.cluster.metadata_cache import MetadataCache
+from kbroker.cluster.replicas import ReplicaManager
+from kbroker.config import BrokerConfig, ConfigError
+from kbroker.topics import random_kafka_uuid, uuid_to_base64
+
+if TYPE_CHECKING:
+    from kbroker.broker import BrokerState
+
+__all__ = ["ClusterNode", "ClusterStartupError", "open_zookeeper"]
+
+logger = logging.getLogger(__name__)
+
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+
+
+class ClusterStartupError(ConfigError):
+    """The broker cannot join its cluster; ``str(error)`` is the one stderr line."""
+
+
+async def _connect(config: BrokerConfig, connect: str) -> Any:
+    from kbroker.cluster.zk import ZkClient, ZkUnavailable
+
+    timeout_ms = config.zookeeper_connection_timeout_ms
+    # kazoo warns of every refused attempt; at start-up the one line below says it all.
+    kazoo_log = logging.getLogger("kazoo.client")
+    level = kazoo_log.level
+    kazoo_log.setLevel(logging.ERROR)
+    try:
+        return await ZkClient.connect(
+            connect,
+            session_timeout_ms=config["zookeeper.session.timeout.ms"],
+            connection_timeout_ms=timeout_ms,
+        )
+    except ZkUnavailable:
+        raise ClusterStartupError(
+            f"cannot reach ZooKeeper at {config['zookeeper.connect']} within "
+            f"zookeeper.connection.timeout.ms={timeout_ms}"
+        ) from None
+    finally:
+        kazoo_log.setLevel(level)
+
+
+async def open_zookeeper(config: BrokerConfig) -> tuple[Any, str]:
+    """Connect, check the broker id is free, and get the cluster id: (ZkClient, cluster id).
+
+    Raises ClusterStartupError (unreachable ZooKeeper, broker id already registered)
+    with nothing written but a missing chroot.
+    """
+    from kbroker.cluster import znodes
+
+    connect = config["zookeeper.connect"]
+    # ZkClient.connect creates a missing chroot (KafkaZkClient.createChrootIfNecessary).
+    zk = await _connect(config, connect)
+    try:
+        broker_id = config.node_id
+        if await zk.exists(znodes.broker_path(broker_id)) is not None:
+            raise ClusterStartupError(
+                f"broker id {broker_id} is already registered in ZooKeeper at {connect} "
+                f"({znodes.broker_path(broker_id)} exists): another broker is using it"
+            )
+        cluster_id = await _get_or_create_cluster_id(zk)
+    except BaseException:
+        await zk.close()
+        raise
+    return zk, cluster_id
+
+
+async def _get_or_create_cluster_id(zk: Any) -> str:
+    """/cluster/id, created with a new id by the first broker (KafkaServer.getOrGenerateClusterId)."""
+    from kbroker.cluster import znodes
+    from kbroker.cluster.zk import NodeExists
+
+    stat = await zk.exists(znodes.CLUSTER_ID)
+    if stat is not None:
+        data, _ = await zk.get(znodes.CLUSTER_ID)
+        return znodes.decode_cluster_id(data)
+    cluster_id = uuid_to_base64(random_kafka_uuid())
+    try:
+        await zk.create(znodes.CLUSTER_ID, znodes.encode_cluster_id(cluster_id), makepath=True)
+        logger.info("new cluster id %s written to ZooKeeper", cluster_id)
+        return cluster_id
+    except NodeExists:  # another broker was first
+        data, _ = await zk.get(znodes.CLUSTER_ID)
+        return znodes.decode_cluster_id(data)
+
+
+class ClusterNode:
+    """This broker's place in the cluster (``ctx.broker.cluster``)."""
+
+    def __init__(
+        self, broker: BrokerState, zk: Any, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.broker = broker
+        self.zk = zk
+        self.clock = clock
+        self.broker_id = broker.node_id
+        self.broker_epoch = -1
+        self.metadata = MetadataCache()
+        self.replicas = ReplicaManager(
+            broker, config_source=self.topic_configs, partition_count=self._partition_count
+        )
+        self.replicas.on_leadership_change(
+            lambda topic, index, leads: coordinators.unload(self, topic, index, leads)
+        )
+        self.controller: Any = None
+        self.registered = trio.Event()
+
+    def _partition_count(self, topic: str) -> int:
+        info = self.metadata.topic(topic)
+        return 0 if info is None else len(info.partitions)
+
+    # --- identity ---------------------------------------------------------------------
+
+    def endpoint(self) -> tuple[str, int]:
+        """The (host, port) other brokers and clients reach this broker at."""
+        config = self.broker.config
+        advertised = config.advertised_listener
+        bound = self.broker.listen_address or (config.listener.host, config.listener.port)
+        if advertised is not None:
+            host = advertised.host or bound[0]
+            port = advertised.port
+        else:
+            host, port = bound
+        if host in WILDCARD_HOSTS:
+            host = socket.getfqdn()
+        return host, port
+
+    async def register(self) -> None:
+        """Create the ephemeral /brokers/ids/<id> (BrokerIdZNode v5); the czxid is our epoch."""
+        from kbroker.cluster import znodes
+        from kbroker.cluster.zk import NodeExists
+
+        host, port = self.endpoint()
+        registration = znodes.BrokerRegistration(
+            broker_id=self.broker_id,
+            host=host,
+            port=port,
+            endpoints=(f"PLAINTEXT://{host}:{port}",),
+            rack=self.broker.config["broker.rack"],
+            timestamp_ms=int(self.clock() * 1000),
+        )
+        path = znodes.broker_path(self.broker_id)
+        try:
+            await self.zk.create(path, registration.encode(), ephemeral=True)
+        except NodeExists:
+            raise ClusterStartupError(
+                f"broker id {self.broker_id} is already registered in ZooKeeper "
+                f"({path} exists): another broker is using it"
+            ) from None
+        stat = await self.zk.exists(path)
+        self.broker_epoch = int(stat.czxid) if stat is not None else -1
+        logger.info(
+            "registered broker %d at %s:%d in ZooKeeper (broker epoch %d)",
+            self.broker_id,
+            host,
+            port,
+            self.broker_epoch,
+        )
+        self.registered.set()
+
+    # --- running ------------------------------------------------------------------------
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Register, run the controller and the watchers until cancelled."""
+        from kbroker.cluster import znodes
+        from kbroker.cluster.controller import Controller
+
+        for path in znodes.PERSISTENT_PATHS:
+            await self.zk.ensure_path(path)
+        await self.register()
+        self.controller = Controller(
+            self.zk, broker_id=self.broker_id, config=self.broker.config, clock=self.clock
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.controller.run)
+            nursery.start_soon(self._follow_config_changes)
+            nursery.start_soon(self._keep_registered)
+            task_status.started(self)
+
+    async def _keep_registered(self) -> None:
+        """After a lost session the ephemeral registration is gone: make it again."""
+        from kbroker.cluster import znodes
+        from kbroker.cluster.zk import SessionState
+
+        async for event in self.zk.session_events():
+            if event != SessionState.CONNECTED:
+                continue
+            if await self.zk.exists(znodes.broker_path(self.broker_id)) is None:
+                logger.info("ZooKeeper session re-established: registering broker again")
+                try:
+                    await self.register()
+                except Exception:
+                    logger.exception("re-registering broker %d failed", self.broker_id)
+
+    async def _follow_config_changes(self) -> None:
+        """Apply topic config changes other brokers announce in /config/changes
+        (Kafka's ZkConfigManager / ConfigChangeListener)."""
+        from kbroker.cluster import znodes
+
+        seen: set[str] | None = None
+        async for children in await self.zk.watch_children(znodes.CONFIG_CHANGES):
+            names = set(children or [])
+            if seen is None:
+                seen = names  # existing notifications are read with each topic
+                continue
+            for child in sorted(names - seen):
+                try:
+                    data, _ = await self.zk.get(f"{znodes.CONFIG_CHANGES}/{child}")
+                    entity = znodes.decode_config_change(data)
+                except Exception:  # noqa: BLE001 - deleted meanwhile or malformed
+                    continue
+                kind, _, name = entity.partition("/")
+                if kind == "topics" and name:
+                    await self.apply_topic_configs(name)
+            seen = names
+
+    async def topic_configs(self, topic: str) -> dict[str, str]:
+        """The topic's config overrides in /config/topics/<t> ({} if none)."""
+        from kbroker.cluster import admin_zk
+
+        if self.zk is None:  # driven by controller requests alone (tests)
+            return dict(self.topic_config_cache.get(topic, {}))
+        return await admin_zk.read_topic_config(self.zk, topic)
+
+    async def apply_topic_configs(self, topic: str) -> None:
+        """Read a topic's configs from ZooKeeper into the local copy, if hosted here."""
+        configs = await self.topic_configs(topic)
+        self.topic_config_cache[topic] = configs
+        if self.broker.topics.get(topic) is not None:
+            try:
+                self.broker.topics.set_configs(topic, configs)
+            except Exception:
+                logger.exception("cannot apply the configs of topic %s", topic)
+
+    @property
+    def topic_config_cache(self) -> dict[str, dict[str, str]]:
+        """Configs last read per topic (for topics this broker does not host)."""
+        return self.broker.state.setdefault("kbroker.cluster.topic_configs", {})
+
+    # --- controlled shutdown --------------------------------------------------------------
+
+    async def controlled_shutdown(self) -> bool:
+        """Ask the controller to move leadership off this broker (Kafka's
+        KafkaServer.controlledShutdown): retried up to controlled.shutdown.max.retries
+        times; True once no partition is left to move."""
+        from kbroker.wire.errors import ErrorCode
+        from kbroker.wire.messages import ControlledShutdownRequest
+
+        config = self.broker.config
+        attempts = config["controlled.shutdown.max.retries"]
+        backoff_s = config["controlled.shutdown.retry.backoff.ms"] / 1000.0
+        timeout_s = config["controller.socket.timeout.ms"] / 1000.0
+        for attempt in range(max(1, attempts)):
+            controller_id = self.metadata.controller_id
+            remaining: list[Any] | None = None
+            with trio.move_on_after(timeout_s):
+                try:
+                    if self.controller is not None and self.controller.is_active:
+                        remaining = list(
+                            await self.controller.controlled_shutdown(
+                                self.broker_id, self.broker_epoch
+                            )
+                        )
+                    else:
+                        target = self.metadata.brokers.get(controller_id)
+                        if target is not None:
+                            response = await request_once(
+                                target.host,
+                                target.port,
+                                ControlledShutdownRequest(
+                                    broker_id=self.broker_id, broker_epoch=self.broker_epoch
+                                ),
+                                version=3,
+                            )
+                            if response.error_code == ErrorCode.NONE:
+                                remaining = list(response.remaining_partitions)
+                except Exception as exc:  # noqa: BLE001 - retried, then we stop anyway
+                    logger.info("controlled shutdown attempt %d failed: %s", attempt + 1, exc)
+            if remaining is not None and not remaining:
+                logger.info("controlled shutdown complete: no partition led here any more")
+                return True
+            logger.info(
+                "controlled shutdown attempt %d: %s partition(s) still led here",
+                attempt + 1,
+                "some" if remaining is None else len(remaining),
+            )
+            await trio.sleep(backoff_s)
+        logger.warning("controlled shutdown did not complete; stopping anyway")
+        return False
+
+    async def close(self) -> None:
+        """Close the ZooKeeper session (the registration goes with it)."""
+        try:
+            await self.zk.close()
+        except Exception:
+            logger.exception("closing the ZooKeeper session")
+
+
+async def request_once(host: str, port: int, body: Any, *, version: int) -> Any:
+    """Send one request to a broker on a fresh connection and return the response body."""
+    from kbroker.wire.frames import FrameDecoder
+    from kbroker.wire.protocol import decode_response, encode_request
+
+    stream = await trio.open_tcp_stream(host, port)
+    async with stream:
+        await stream.send_all(encode_request(body.API_KEY, version, 1, "kbroker-broker", body))
+        decoder = FrameDecoder(max_frame_size=2**31 - 1)
+        while True:
+            frame = decoder.next_frame()
+            if frame is not None:
+                return decode_response(body.API_KEY, version, frame)[1]
+            data = await stream.receive_some(65536)
+            if not data:
+                raise ConnectionError(f"{host}:{port} closed the connection")
+            decoder.feed(data)

@@ -1,0 +1,547 @@
+"""The broker side of cluster mode against a scripted controller (no ZooKeeper).
+
+A real broker is served on 127.0.0.1:0 with a ``ClusterNode`` attached; the test plays
+the controller, sending UpdateMetadata / LeaderAndIsr / StopReplica over the wire as
+Kafka's controller does, then checks what clients see: Metadata and DescribeCluster
+for the whole cluster, NOT_LEADER_OR_FOLLOWER on partitions led elsewhere, the
+controller's leader epochs, FindCoordinator naming the leader of the group's
+``__consumer_offsets`` partition.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from kbroker.cluster.metadata_cache import LEADER_DURING_DELETE
+from kbroker.cluster.node import ClusterNode
+from kbroker.config import BrokerConfig
+from kbroker.coordinator.group import partition_for
+from kbroker.server import serve
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.messages import (
+    DescribeClusterRequest,
+    ElectLeadersRequest,
+    FindCoordinatorRequest,
+    LeaderAndIsrRequest,
+    ListOffsetsRequest,
+    MetadataRequest,
+    StopReplicaRequest,
+    UpdateMetadataRequest,
+)
+from tests.kbroker.conftest import RawClient
+from tests.kbroker.helpers import fetch, fetch_request, produce, records
+
+ME = 1
+TOPIC_ID = uuid.UUID("6f1c1b0e-3d5e-4b4a-9a55-0e2c0b1e4f11")
+BROKERS = {1: ("127.0.0.1", 0, "r1"), 2: ("10.0.0.2", 9092, "r2"), 3: ("10.0.0.3", 9093, None)}
+
+
+class Harness:
+    """A served broker with a ClusterNode, and a controller's connection to it."""
+
+    def __init__(self, server: Any, client: RawClient) -> None:
+        self.server = server
+        self.broker = server.broker
+        self.client = client
+        self.controller_epoch = 1
+
+    async def update_metadata(
+        self,
+        partitions: list[tuple[str, int, int, int, list[int], list[int]]],
+        *,
+        brokers: list[int] | None = None,
+        controller: int = 2,
+        epoch: int | None = None,
+        offline: dict[tuple[str, int], list[int]] | None = None,
+    ) -> Any:
+        """partitions: (topic, index, leader, leader epoch, replicas, isr)."""
+        live = []
+        for b in brokers or sorted(BROKERS):
+            host, port, rack = BROKERS[b]
+            if b == ME:
+                port = self.server.address[1]
+            live.append(
+                UpdateMetadataRequest.UpdateMetadataBroker(
+                    id=b,
+                    endpoints=[
+                        UpdateMetadataRequest.UpdateMetadataEndpoint(
+                            port=port, host=host, listener="PLAINTEXT", security_protocol=0
+                        )
+                    ],
+                    rack=rack,
+                )
+            )
+        by_topic: dict[str, list[Any]] = {}
+        for topic, index, leader, leader_epoch, replicas, isr in partitions:
+            by_topic.setdefault(topic, []).append(
+                UpdateMetadataRequest.UpdateMetadataPartitionState(
+                    partition_index=index,
+                    controller_epoch=self.controller_epoch,
+                    leader=leader,
+                    leader_epoch=leader_epoch,
+                    isr=isr,
+                    zk_version=0,
+                    replicas=replicas,
+                    offline_replicas=(offline or {}).get((topic, index), []),
+                )
+            )
+        request = UpdateMetadataRequest(
+            controller_id=controller,
+            controller_epoch=self.controller_epoch if epoch is None else epoch,
+            broker_epoch=-1,
+            topic_states=[
+                UpdateMetadataRequest.UpdateMetadataTopicState(
+                    topic_name=t,
+                    topic_id=TOPIC_ID if t == "t" else uuid.uuid4(),
+                    partition_states=p,
+                )
+                for t, p in by_topic.items()
+            ],
+            live_brokers=live,
+        )
+        return await self.client.request(request, version=7)
+
+    async def leader_and_isr(
+        self,
+        partitions: list[tuple[str, int, int, int, list[int], list[int]]],
+        *,
+        epoch: int | None = None,
+        topic_id: uuid.UUID = TOPIC_ID,
+    ) -> Any:
+        by_topic: dict[str, list[Any]] = {}
+        for topic, index, leader, leader_epoch, replicas, isr in partitions:
+            by_topic.setdefault(topic, []).append(
+                LeaderAndIsrRequest.LeaderAndIsrPartitionState(
+                    partition_index=index,
+                    controller_epoch=self.controller_epoch,
+                    leader=leader,
+                    leader_epoch=leader_epoch,
+                    isr=isr,
+                    partition_epoch=0,
+                    replicas=replicas,
+                    is_new=True,
+                )
+            )
+        request = LeaderAndIsrRequest(
+            controller_id=2,
+            controller_epoch=self.controller_epoch if epoch is None else epoch,
+            broker_epoch=-1,
+            type=0,
+            topic_states=[
+                LeaderAndIsrRequest.LeaderAndIsrTopicState(
+                    topic_name=t, topic_id=topic_id, partition_states=p
+                )
+                for t, p in by_topic.items()
+            ],
+            live_leaders=[],
+        )
+        return await self.client.request(request, version=5)
+
+    async def stop_replica(self, topic: str, index: int, *, delete: bool) -> Any:
+        request = StopReplicaRequest(
+            controller_id=2,
+            controller_epoch=self.controller_epoch,
+            broker_epoch=-1,
+            topic_states=[
+                StopReplicaRequest.StopReplicaTopicState(
+                    topic_name=topic,
+                    partition_states=[
+                        StopReplicaRequest.StopReplicaPartitionState(
+                            partition_index=index, leader_epoch=-1, delete_partition=delete
+                        )
+                    ],
+                )
+            ],
+        )
+        return await self.client.request(request, version=3)
+
+
+@pytest.fixture
+async def cluster(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[Harness]:
+    config = BrokerConfig.from_properties(
+        {
+            "listeners": "PLAINTEXT://127.0.0.1:0",
+            "log.dirs": str(tmp_path / "data"),
+            "broker.id": str(ME),
+            "broker.rack": "r1",
+            "offsets.topic.num.partitions": "3",
+        }
+    )
+    server = await nursery.start(serve, config)
+    # What serve() builds with a ZooKeeper session; the tests play the controller instead.
+    server.broker.cluster = ClusterNode(server.broker, zk=None)
+    client = RawClient(await trio.open_tcp_stream(*server.address))
+    yield Harness(server, client)
+    await client.aclose()
+    server.shutdown()
+
+
+# Partition 0 led here at epoch 5, partition 1 led by broker 2 (a follower here),
+# partition 2 hosted only by brokers 2 and 3.
+PARTITIONS = [
+    ("t", 0, 1, 5, [1, 2, 3], [1, 2, 3]),
+    ("t", 1, 2, 3, [2, 1, 3], [2, 1]),
+    ("t", 2, 3, 0, [3, 2], [3, 2]),
+]
+
+
+async def _set_up(cluster: Harness) -> None:
+    resp = await cluster.update_metadata(PARTITIONS)
+    assert resp.error_code == ErrorCode.NONE
+    resp = await cluster.leader_and_isr([p for p in PARTITIONS if ME in p[4]])
+    assert resp.error_code == ErrorCode.NONE
+    codes = {(p.partition_index, p.error_code) for t in resp.topics for p in t.partition_errors}
+    assert codes == {(0, 0), (1, 0)}
+
+
+async def test_leader_and_isr_creates_the_local_log_with_the_controllers_topic_id(
+    cluster: Harness,
+) -> None:
+    await _set_up(cluster)
+    local = cluster.broker.topics.get("t")
+    assert local is not None and local.topic_id == TOPIC_ID
+    # The cluster's partition count, so partition indexes mean the same everywhere.
+    assert len(local.partitions) == 3
+    replicas = cluster.broker.cluster.replicas
+    assert replicas.is_leader("t", 0) and not replicas.is_leader("t", 1)
+    assert replicas.leader_epoch("t", 0) == 5
+
+
+async def test_produce_only_on_the_leader_and_with_its_epoch(cluster: Harness) -> None:
+    await _set_up(cluster)
+    ok = await produce(cluster.client, "t", 0, records(2))
+    assert ok.error_code == ErrorCode.NONE and ok.base_offset == 0
+    # Led by broker 2 (we follow it), and not hosted here at all: both elsewhere.
+    assert (await produce(cluster.client, "t", 1, records(2))).error_code == (
+        ErrorCode.NOT_LEADER_OR_FOLLOWER
+    )
+    assert (await produce(cluster.client, "t", 2, records(2))).error_code == (
+        ErrorCode.NOT_LEADER_OR_FOLLOWER
+    )
+    # A topic the cluster does not know stays UNKNOWN_TOPIC_OR_PARTITION.
+    assert (await produce(cluster.client, "nope", 0, records(1))).error_code == (
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    )
+    # The batch carries the controller's leader epoch (KIP-101).
+    data = await fetch(cluster.client, cluster.server, "t", 0, 0)
+    assert data.error_code == ErrorCode.NONE
+    raw = bytes(data.records)
+    assert int.from_bytes(raw[12:16], "big", signed=True) == 5  # partitionLeaderEpoch
+
+
+async def test_fetch_checks_the_clients_leader_epoch_against_the_controllers(
+    cluster: Harness,
+) -> None:
+    await _set_up(cluster)
+    await produce(cluster.client, "t", 0, records(1))
+    fenced = await fetch(cluster.client, cluster.server, "t", 0, 0, version=12)
+    assert fenced.error_code == ErrorCode.NONE  # no epoch given (-1): no check
+    for given, expected in (
+        (4, ErrorCode.FENCED_LEADER_EPOCH),
+        (6, ErrorCode.UNKNOWN_LEADER_EPOCH),
+    ):
+        req = fetch_request("t", 0, 0)
+        req.topics[0].partitions[0].current_leader_epoch = given
+        resp = await cluster.client.request(req, version=12)
+        assert resp.responses[0].partitions[0].error_code == expected
+    follower = await cluster.client.request(fetch_request("t", 1, 0), version=12)
+    assert follower.responses[0].partitions[0].error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+
+
+async def test_list_offsets_answers_not_leader_for_a_partition_led_elsewhere(
+    cluster: Harness,
+) -> None:
+    await _set_up(cluster)
+    req = ListOffsetsRequest(
+        replica_id=-1,
+        isolation_level=0,
+        topics=[
+            ListOffsetsRequest.ListOffsetsTopic(
+                name="t",
+                partitions=[
+                    ListOffsetsRequest.ListOffsetsPartition(
+                        partition_index=i, current_leader_epoch=-1, timestamp=-1
+                    )
+                    for i in (0, 1, 2)
+                ],
+            )
+        ],
+    )
+    resp = await cluster.client.request(req, version=7)
+    parts = {p.partition_index: p for p in resp.topics[0].partitions}
+    assert parts[0].error_code == ErrorCode.NONE and parts[0].leader_epoch == 5
+    assert parts[1].error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+    assert parts[2].error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+
+
+async def test_metadata_describes_the_whole_cluster(cluster: Harness) -> None:
+    await _set_up(cluster)
+    # Broker 3 goes away: partition 2 it led has no live leader until the controller acts.
+    await cluster.update_metadata(
+        [("t", 2, 3, 0, [3, 2], [3, 2])], brokers=[1, 2], offline={("t", 2): [3]}
+    )
+    resp = await cluster.client.request(
+        MetadataRequest(topics=None, allow_auto_topic_creation=False), version=12
+    )
+    assert resp.controller_id == 2
+    assert {(b.node_id, b.host, b.rack) for b in resp.brokers} == {
+        (1, "127.0.0.1", "r1"),
+        (2, "10.0.0.2", "r2"),
+    }
+    (topic,) = resp.topics
+    assert topic.name == "t" and topic.topic_id == TOPIC_ID and not topic.is_internal
+    got = {
+        p.partition_index: (
+            p.error_code,
+            p.leader_id,
+            p.leader_epoch,
+            list(p.replica_nodes),
+            list(p.isr_nodes),
+            list(p.offline_replicas),
+        )
+        for p in topic.partitions
+    }
+    assert got == {
+        0: (0, 1, 5, [1, 2, 3], [1, 2, 3], []),
+        1: (0, 2, 3, [2, 1, 3], [2, 1], []),
+        2: (ErrorCode.LEADER_NOT_AVAILABLE, -1, 0, [3, 2], [3, 2], [3]),
+    }
+    described = await cluster.client.request(
+        DescribeClusterRequest(include_cluster_authorized_operations=False), version=0
+    )
+    assert described.controller_id == 2
+    assert sorted(b.broker_id for b in described.brokers) == [1, 2]
+
+
+async def test_a_stale_controller_is_refused(cluster: Harness) -> None:
+    await _set_up(cluster)
+    cluster.controller_epoch = 2
+    assert (await cluster.update_metadata(PARTITIONS)).error_code == ErrorCode.NONE
+    # A zombie controller of epoch 1 must not move leadership.
+    stale = await cluster.leader_and_isr([("t", 0, 2, 9, [1, 2, 3], [2])], epoch=1)
+    assert stale.error_code == ErrorCode.STALE_CONTROLLER_EPOCH
+    assert cluster.broker.cluster.replicas.is_leader("t", 0)
+    stale_meta = await cluster.update_metadata([], epoch=1)
+    assert stale_meta.error_code == ErrorCode.STALE_CONTROLLER_EPOCH
+
+
+async def test_an_older_leader_epoch_is_refused_per_partition(cluster: Harness) -> None:
+    await _set_up(cluster)
+    resp = await cluster.leader_and_isr([("t", 0, 2, 4, [1, 2, 3], [2])])
+    (err,) = [p for t in resp.topics for p in t.partition_errors]
+    assert err.error_code == ErrorCode.STALE_CONTROLLER_EPOCH
+    assert cluster.broker.cluster.replicas.leader_epoch("t", 0) == 5
+    # A newer epoch moves leadership away: produce now goes elsewhere.
+    await cluster.leader_and_isr([("t", 0, 2, 6, [1, 2, 3], [2, 1])])
+    assert (await produce(cluster.client, "t", 0, records(1))).error_code == (
+        ErrorCode.NOT_LEADER_OR_FOLLOWER
+    )
+
+
+async def test_stop_replica_with_delete_removes_the_local_log(cluster: Harness) -> None:
+    await _set_up(cluster)
+    data_dir = cluster.broker.data_dir
+    assert (data_dir / "t-0").is_dir()
+    await cluster.stop_replica("t", 0, delete=True)
+    assert cluster.broker.topics.get("t") is not None  # partition 1 is still hosted
+    resp = await cluster.stop_replica("t", 1, delete=True)
+    assert [p.error_code for p in resp.partition_errors] == [ErrorCode.NONE]
+    assert cluster.broker.topics.get("t") is None
+    assert not (data_dir / "t-0").exists()
+    # The controller then removes the partitions from every cache.
+    await cluster.update_metadata([("t", i, LEADER_DURING_DELETE, 0, [], []) for i in range(3)])
+    assert cluster.broker.cluster.metadata.topic("t") is None
+
+
+async def test_find_coordinator_names_the_leader_of_the_groups_partition(
+    cluster: Harness,
+) -> None:
+    offsets = [("__consumer_offsets", i, [2, 3, 1][i], 0, [2, 3, 1], [2, 3, 1]) for i in range(3)]
+    await cluster.update_metadata(offsets)
+    for group in ("g1", "orders", "another-group"):
+        leader = [2, 3, 1][partition_for(group, 3)]
+        resp = await cluster.client.request(
+            FindCoordinatorRequest(key_type=0, coordinator_keys=[group]), version=4
+        )
+        (found,) = resp.coordinators
+        assert found.error_code == ErrorCode.NONE
+        assert found.node_id == leader
+        expected_port = cluster.server.address[1] if leader == ME else BROKERS[leader][1]
+        assert (found.host, found.port) == (BROKERS[leader][0], expected_port)
+    # A partition with no live leader: retriable COORDINATOR_NOT_AVAILABLE.
+    await cluster.update_metadata(offsets, brokers=[1, 2])
+    group = next(g for g in (f"g{i}" for i in range(100)) if partition_for(g, 3) == 1)
+    resp = await cluster.client.request(
+        FindCoordinatorRequest(key_type=0, coordinator_keys=[group]), version=4
+    )
+    assert resp.coordinators[0].error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
+
+
+async def test_the_group_coordinator_reloads_when_leadership_of_its_partition_moves(
+    cluster: Harness,
+) -> None:
+    parts = [("__consumer_offsets", i, 1, 0, [1, 2], [1, 2]) for i in range(3)]
+    await cluster.update_metadata(parts)
+    await cluster.leader_and_isr(parts, topic_id=uuid.uuid4())
+    from kbroker.coordinator.service import coordinator_for
+
+    coordinator_for(cluster.broker)
+    assert "kbroker.coordinator" in cluster.broker.state
+    await cluster.leader_and_isr([("__consumer_offsets", 0, 2, 1, [1, 2], [1, 2])])
+    assert "kbroker.coordinator" not in cluster.broker.state
+
+
+async def test_elect_leaders_without_a_controller_here_is_not_controller(
+    cluster: Harness,
+) -> None:
+    await _set_up(cluster)
+    resp = await cluster.client.request(
+        ElectLeadersRequest(
+            election_type=0,
+            topic_partitions=[ElectLeadersRequest.TopicPartitions(topic="t", partitions=[0])],
+            timeout_ms=1000,
+        ),
+        version=1,
+    )
+    assert resp.error_code == ErrorCode.NOT_CONTROLLER
+
+
+async def test_not_leader_answers_name_the_current_leader_kip_951(cluster: Harness) -> None:
+    await _set_up(cluster)
+    from kbroker.wire.messages import ProduceRequest
+
+    resp = await cluster.client.request(
+        ProduceRequest(
+            acks=1,
+            timeout_ms=1000,
+            topic_data=[
+                ProduceRequest.TopicProduceData(
+                    name="t",
+                    partition_data=[
+                        ProduceRequest.PartitionProduceData(index=1, records=records(1))
+                    ],
+                )
+            ],
+        ),
+        version=11,
+    )
+    (part,) = resp.responses[0].partition_responses
+    assert part.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+    assert (part.current_leader.leader_id, part.current_leader.leader_epoch) == (2, 3)
+    assert [(n.node_id, n.host, n.port, n.rack) for n in resp.node_endpoints] == [
+        (2, "10.0.0.2", 9092, "r2")
+    ]
+    fetched = await cluster.client.request(fetch_request("t", 1, 0, topic_id=TOPIC_ID), version=16)
+    (fpart,) = fetched.responses[0].partitions
+    assert fpart.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+    assert (fpart.current_leader.leader_id, fpart.current_leader.leader_epoch) == (2, 3)
+    assert [n.node_id for n in fetched.node_endpoints] == [2]
+
+
+async def test_group_requests_for_a_group_coordinated_elsewhere_are_not_coordinator(
+    cluster: Harness,
+) -> None:
+    from kbroker.wire.messages import HeartbeatRequest, OffsetCommitRequest, OffsetFetchRequest
+
+    await _set_up(cluster)
+    offsets = [("__consumer_offsets", i, [2, 3, 1][i], 0, [2, 3, 1], [2, 3, 1]) for i in range(3)]
+    await cluster.update_metadata(offsets + PARTITIONS)
+    await cluster.leader_and_isr([offsets[2]], topic_id=uuid.uuid4())
+    mine = next(g for g in (f"g{i}" for i in range(100)) if partition_for(g, 3) == 2)
+    theirs = next(g for g in (f"g{i}" for i in range(100)) if partition_for(g, 3) == 0)
+    beat = await cluster.client.request(
+        HeartbeatRequest(group_id=theirs, generation_id=1, member_id="m"), version=4
+    )
+    assert beat.error_code == ErrorCode.NOT_COORDINATOR
+
+    def commit(group: str) -> OffsetCommitRequest:
+        return OffsetCommitRequest(
+            group_id=group,
+            generation_id_or_member_epoch=-1,
+            member_id="",
+            topics=[
+                OffsetCommitRequest.OffsetCommitRequestTopic(
+                    name="t",
+                    partitions=[
+                        # Partition 2 is not hosted here: the cluster knows it, so it counts.
+                        OffsetCommitRequest.OffsetCommitRequestPartition(
+                            partition_index=2, committed_offset=7
+                        )
+                    ],
+                )
+            ],
+        )
+
+    refused = await cluster.client.request(commit(theirs), version=8)
+    assert refused.topics[0].partitions[0].error_code == ErrorCode.NOT_COORDINATOR
+    stored = await cluster.client.request(commit(mine), version=8)
+    assert stored.topics[0].partitions[0].error_code == ErrorCode.NONE
+    fetched = await cluster.client.request(
+        OffsetFetchRequest(
+            groups=[
+                OffsetFetchRequest.OffsetFetchRequestGroup(group_id=g, topics=None)
+                for g in (mine, theirs)
+            ]
+        ),
+        version=8,
+    )
+    by_group = {g.group_id: g for g in fetched.groups}
+    assert by_group[theirs].error_code == ErrorCode.NOT_COORDINATOR
+    assert by_group[mine].topics[0].partitions[0].committed_offset == 7
+
+
+async def test_a_groups_offsets_are_reloaded_when_leadership_comes_back(cluster: Harness) -> None:
+    from kbroker.wire.messages import OffsetCommitRequest, OffsetFetchRequest
+
+    await _set_up(cluster)
+    offsets_id = uuid.uuid4()
+    led_here = ("__consumer_offsets", 0, 1, 0, [1, 2], [1, 2])
+    await cluster.update_metadata([led_here, ("__consumer_offsets", 1, 2, 0, [2, 1], [2, 1])])
+    await cluster.leader_and_isr([led_here], topic_id=offsets_id)
+    group = next(g for g in (f"g{i}" for i in range(100)) if partition_for(g, 2) == 0)
+    commit = OffsetCommitRequest(
+        group_id=group,
+        generation_id_or_member_epoch=-1,
+        member_id="",
+        topics=[
+            OffsetCommitRequest.OffsetCommitRequestTopic(
+                name="t",
+                partitions=[
+                    OffsetCommitRequest.OffsetCommitRequestPartition(
+                        partition_index=0, committed_offset=42
+                    )
+                ],
+            )
+        ],
+    )
+    assert (await cluster.client.request(commit, version=8)).topics[0].partitions[0].error_code == 0
+
+    async def fetch_offset() -> tuple[int, int]:
+        resp = await cluster.client.request(
+            OffsetFetchRequest(
+                groups=[OffsetFetchRequest.OffsetFetchRequestGroup(group_id=group, topics=None)]
+            ),
+            version=8,
+        )
+        (g,) = resp.groups
+        if g.error_code:
+            return g.error_code, -1
+        return 0, g.topics[0].partitions[0].committed_offset
+
+    assert await fetch_offset() == (0, 42)
+    # Broker 2 takes the partition over: this broker unloads it and refuses the group.
+    await cluster.leader_and_isr(
+        [("__consumer_offsets", 0, 2, 1, [1, 2], [2, 1])], topic_id=offsets_id
+    )
+    assert await fetch_offset() == (ErrorCode.NOT_COORDINATOR, -1)
+    # Leadership comes back: the group's offsets are loaded again from the local log.
+    await cluster.leader_and_isr(
+        [("__consumer_offsets", 0, 1, 2, [1, 2], [1, 2])], topic_id=offsets_id
+    )
+    assert await fetch_offset() == (0, 42)

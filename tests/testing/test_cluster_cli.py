@@ -1,0 +1,53 @@
+"""``kbroker cluster`` run as a user runs it: a subprocess, one ready line, Ctrl-C stops all."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _run(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "kbroker", "cluster", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _port_open(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def test_a_broker_that_cannot_start_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    proc = _run("--brokers", "2", "--data-dir", str(tmp_path), "--override", "num.partitions=many")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert out == ""
+    first = err.splitlines()[0]
+    assert first.startswith("kbroker cluster: broker 1 exited with code 1 before it was ready")
+    assert str(tmp_path / "broker-1.log") in first
+    # Nothing left listening: no broker, no ZooKeeper.
+    logs = "".join(p.read_text() for p in tmp_path.glob("broker-*.log"))
+    ports = re.findall(r"--listen (127\.0\.0\.1:\d+)", logs)
+    zoo_cfg = (tmp_path / "zookeeper" / "zoo.cfg").read_text()
+    ports.append("127.0.0.1:" + re.findall(r"clientPort=(\d+)", zoo_cfg)[0])
+    assert len(ports) == 3
+    assert not any(_port_open(address) for address in ports)
+
+
+def test_bad_override_is_rejected_before_anything_starts(tmp_path: Path) -> None:
+    proc = _run("--data-dir", str(tmp_path), "--override", "no-equals-sign")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert err.strip() == "kbroker cluster: --override 'no-equals-sign' is not KEY=VALUE"
+    assert list(tmp_path.iterdir()) == []
