@@ -16,13 +16,26 @@ from kbroker.log.producer_state import control_type
 from kbroker.wire.records import BatchHeader, iter_records, parse_header
 
 if TYPE_CHECKING:
+    from kbroker.broker import BrokerState
     from kbroker.log.partition import PartitionLog
+    from kbroker.topics import Partition, Topic
 
 # Kafka's Topic.GROUP_METADATA_TOPIC_NAME and TRANSACTION_STATE_TOPIC_NAME; Topic.isInternal
 # is exactly these names.
 OFFSETS_TOPIC = "__consumer_offsets"
 TRANSACTION_STATE_TOPIC = "__transaction_state"
 INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC})
+
+
+def coordinated_partitions(broker: BrokerState, topic: Topic) -> list[Partition]:
+    """The partitions of an internal topic whose state this broker's coordinator loads:
+    all of them on a single node; in cluster mode those it leads (Kafka's coordinators
+    load a partition when they become its leader, and never act on a follower's copy)."""
+    cluster = broker.cluster
+    if cluster is None:
+        return list(topic.partitions)
+    return [p for p in topic.partitions if cluster.replicas.is_leader(topic.name, p.index)]
+
 
 # How much of the log one read brings in; a larger batch is still read whole (min_one).
 READ_CHUNK = 1024 * 1024

@@ -271,7 +271,7 @@ def parse_declarations(text: str) -> list[MessageDecl]:
 # ---------------------------------------------------------------------------
 
 _INT_TYPES = {"int8", "int16", "int32", "int64", "uint16"}
-_PY_TYPES = {
+PY_TYPES = {
     "int8": "int",
     "int16": "int",
     "int32": "int",
@@ -325,9 +325,9 @@ def make_message_class(decl: MessageDecl, module: str) -> type:
         for f in fields:
             const, factory = default_value(f, classes)
             pytype = (
-                f"list[{_PY_TYPES.get(f.elem, f.elem)}]"
+                f"list[{PY_TYPES.get(f.elem, f.elem)}]"
                 if f.is_array
-                else _PY_TYPES.get(f.type, f.type)
+                else PY_TYPES.get(f.type, f.type)
             )
             specs.append((f.attr, pytype, const, factory))
         specs.append(("unknown_tagged_fields", "dict[int, bytes]", None, dict))

@@ -51,6 +51,10 @@ async def _connect(config: BrokerConfig, connect: str) -> Any:
     from kbroker.cluster.zk import ZkClient, ZkUnavailable
 
     timeout_ms = config.zookeeper_connection_timeout_ms
+    # kazoo warns of every refused attempt; at start-up the one line below says it all.
+    kazoo_log = logging.getLogger("kazoo.client")
+    level = kazoo_log.level
+    kazoo_log.setLevel(logging.ERROR)
     try:
         return await ZkClient.connect(
             connect,
@@ -62,6 +66,8 @@ async def _connect(config: BrokerConfig, connect: str) -> Any:
             f"cannot reach ZooKeeper at {config['zookeeper.connect']} within "
             f"zookeeper.connection.timeout.ms={timeout_ms}"
         ) from None
+    finally:
+        kazoo_log.setLevel(level)
 
 
 async def open_zookeeper(config: BrokerConfig) -> tuple[Any, str]:
@@ -120,12 +126,18 @@ class ClusterNode:
         self.broker_id = broker.node_id
         self.broker_epoch = -1
         self.metadata = MetadataCache()
-        self.replicas = ReplicaManager(broker, config_source=self.topic_configs)
+        self.replicas = ReplicaManager(
+            broker, config_source=self.topic_configs, partition_count=self._partition_count
+        )
         self.replicas.on_leadership_change(
             lambda topic, index, leads: coordinators.unload(self, topic, index, leads)
         )
         self.controller: Any = None
         self.registered = trio.Event()
+
+    def _partition_count(self, topic: str) -> int:
+        info = self.metadata.topic(topic)
+        return 0 if info is None else len(info.partitions)
 
     # --- identity ---------------------------------------------------------------------
 

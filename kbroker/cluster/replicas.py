@@ -68,12 +68,19 @@ class ReplicaState:
 class ReplicaManager:
     """Hosted partitions, their leadership, and the controller epoch seen so far."""
 
-    def __init__(self, broker: BrokerState, *, config_source: ConfigSource | None = None) -> None:
+    def __init__(
+        self,
+        broker: BrokerState,
+        *,
+        config_source: ConfigSource | None = None,
+        partition_count: Callable[[str], int] | None = None,
+    ) -> None:
         self.broker = broker
         self.broker_id = broker.node_id
         self.controller_epoch = -1
         self.states: dict[tuple[str, int], ReplicaState] = {}
         self._config_source = config_source
+        self.partition_count = partition_count
         self._listeners: list[LeadershipListener] = []
 
     # --- questions from request handlers ----------------------------------------------
@@ -137,8 +144,13 @@ class ReplicaManager:
                 continue
             by_topic.setdefault(p.topic, []).append(p)
         for topic, parts in by_topic.items():
+            # The local copy gets the cluster's partition count when the metadata cache
+            # knows it (partition indexes stay those of the cluster; unhosted ones stay empty).
+            count = max(p.index for p in parts) + 1
+            if self.partition_count is not None:
+                count = max(count, self.partition_count(topic))
             try:
-                await self._ensure_local(topic, parts[0].topic_id, max(p.index for p in parts) + 1)
+                await self._ensure_local(topic, parts[0].topic_id, count)
             except Exception:
                 logger.exception("cannot create the local log of %s", topic)
                 for p in parts:

@@ -56,7 +56,13 @@ def coordinator_config(broker: BrokerState) -> CoordinatorConfig:
 
 def _offsets_partitions(broker: BrokerState) -> int:
     # Once the topic exists its partition count decides where groups live, even if
-    # offsets.topic.num.partitions was changed since (Kafka reads the topic too).
+    # offsets.topic.num.partitions was changed since (Kafka reads the topic too). In
+    # cluster mode that is the cluster's topic, not this broker's copy.
+    cluster = broker.cluster
+    if cluster is not None:
+        info = cluster.metadata.topic(OFFSETS_TOPIC)
+        if info is not None and info.partitions:
+            return len(info.partitions)
     topic = broker.topics.get(OFFSETS_TOPIC)
     if topic is not None:
         return len(topic.partitions)

@@ -50,7 +50,7 @@ from kbroker.coordinator.group import (
     OffsetAndMetadata,
     OffsetRecord,
 )
-from kbroker.internal_topics import OFFSETS_TOPIC, iter_stored_batches
+from kbroker.internal_topics import OFFSETS_TOPIC, coordinated_partitions, iter_stored_batches
 from kbroker.wire.errors import ProtocolError
 from kbroker.wire.messages import (
     ConsumerGroupCurrentMemberAssignmentKey,
@@ -436,7 +436,7 @@ class OffsetsTopicStore:
         if topic is None:
             return
         self.pending_txn_offsets = {}
-        for part in topic.partitions:
+        for part in coordinated_partitions(self._broker, topic):
             pending: dict[int, list[CoordinatorRecord]] = {}
             for batch in iter_stored_batches(part.log):
                 header = batch.header

@@ -33,6 +33,7 @@ import os
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kbroker import topic_config
@@ -61,6 +62,7 @@ from kbroker.wire.messages import (
 
 if TYPE_CHECKING:
     from kbroker.broker import BrokerState
+    from kbroker.cluster.metadata_cache import TopicInfo
     from kbroker.topics import Partition, Topic
 
 ZERO_UUID = uuid.UUID(int=0)
@@ -226,7 +228,14 @@ async def handle_create_topics(
                 )
             continue
         try:
-            results.append(_create_topic(broker, topic, request.validate_only, version))
+            if broker.cluster is not None:
+                results.append(
+                    await _create_topic_in_cluster(
+                        broker, topic, request.validate_only, version, request.timeout_ms
+                    )
+                )
+            else:
+                results.append(_create_topic(broker, topic, request.validate_only, version))
         except KafkaApiError as exc:
             code, message = _error(exc)
             results.append(
@@ -327,6 +336,68 @@ def _create_topic(
     return result
 
 
+async def _create_topic_in_cluster(
+    broker: BrokerState,
+    topic: CreateTopicsRequest.CreatableTopic,
+    validate_only: bool,
+    version: int,
+    timeout_ms: int,
+) -> CreateTopicsResponse.CreatableTopicResult:
+    """CreateTopics in cluster mode: Kafka's ZkAdminManager.createTopics (placement by
+    AdminUtils, the topic written to ZooKeeper, answered once the metadata shows it)."""
+    from kbroker.cluster import topic_admin
+
+    assert broker.cluster is not None
+    configs: dict[str, str | None] = {c.name: c.value for c in topic.configs}
+    _check_topic_configs(configs)
+    assignment: dict[int, list[int]] | None = None
+    if topic.assignments:
+        if topic.replication_factor != -1 or topic.num_partitions != -1:
+            raise KafkaApiError(
+                ErrorCode.INVALID_REQUEST,
+                "Both numPartitions or replicationFactor and replicasAssignments were set. "
+                "Both cannot be used at the same time.",
+            )
+        assignment = {a.partition_index: list(a.broker_ids) for a in topic.assignments}
+    elif topic.replication_factor < -1 or topic.replication_factor == 0:
+        raise KafkaApiError(
+            ErrorCode.INVALID_REPLICATION_FACTOR,
+            "Replication factor must be larger than 0, or -1 to use the default value.",
+        )
+    elif topic.num_partitions < -1 or topic.num_partitions == 0:
+        raise KafkaApiError(
+            ErrorCode.INVALID_PARTITIONS,
+            "Number of partitions was set to an invalid non-positive value.",
+        )
+    overrides = {name: value for name, value in configs.items() if value is not None}
+    topic_id, placed = await topic_admin.create_topic(
+        broker.cluster,
+        topic.name,
+        num_partitions=topic.num_partitions,
+        replication_factor=topic.replication_factor,
+        assignment=assignment,
+        configs=overrides,
+        validate_only=validate_only,
+        timeout_ms=timeout_ms,
+    )
+    result = CreateTopicsResponse.CreatableTopicResult(
+        name=topic.name, error_code=0, error_message=None
+    )
+    if version >= 7:
+        info = broker.cluster.metadata.topic(topic.name)
+        result.topic_id = info.topic_id if info is not None else topic_id
+    if version >= 5:
+        result.num_partitions = len(placed)
+        result.replication_factor = len(next(iter(placed.values()))) if placed else -1
+        result.configs = [
+            CreateTopicsResponse.CreatableTopicConfigs(
+                name=name, value=value, read_only=False, config_source=source, is_sensitive=False
+            )
+            for name, value, source, _ in topic_config_entries(broker.config, overrides)
+        ]
+    return result
+
+
 def _check_manual_assignment(
     broker_ids: Sequence[int], node_id: int, replication_factor: int | None = None
 ) -> None:
@@ -369,6 +440,7 @@ async def handle_delete_topics(
     """Delete topics named (v0+) or identified by topic id (v6+)."""
     version = ctx.api_version
     topics = ctx.broker.topics
+    cluster = ctx.broker.cluster
     Result = DeleteTopicsResponse.DeletableTopicResult
 
     # (name, topic_id) per request entry; v0-5 send names only.
@@ -407,7 +479,12 @@ async def handle_delete_topics(
                     "Duplicate topic name." if name is not None else "Duplicate topic id.",
                 )
             continue
-        topic = topics.get(name) if name is not None else topics.get_by_id(topic_id)
+        topic: Topic | TopicInfo | None
+        if cluster is not None:
+            view = cluster.metadata
+            topic = view.topic(name) if name is not None else view.topic_by_id(topic_id)
+        else:
+            topic = topics.get(name) if name is not None else topics.get_by_id(topic_id)
         if topic is None:
             # Kafka's default messages for these codes; the response carries null.
             fail(
@@ -425,7 +502,12 @@ async def handle_delete_topics(
             )
             continue
         try:
-            topics.delete(topic.name)
+            if cluster is not None:
+                from kbroker.cluster.topic_admin import delete_topic
+
+                await delete_topic(cluster, topic.name, timeout_ms=request.timeout_ms)
+            else:
+                topics.delete(topic.name)
         except KafkaApiError as exc:
             code, message = _error(exc)
             if exc.code == ErrorCode.TOPIC_DELETION_DISABLED and version < 3:
@@ -436,8 +518,8 @@ async def handle_delete_topics(
         results.append(
             Result(name=topic.name, topic_id=topic.topic_id, error_code=0, error_message=None)
         )
-    deleted = [r.name for r in results if r.error_code == 0]
-    if deleted:
+    deleted = [r.name for r in results if r.error_code == 0 and r.name is not None]
+    if deleted and cluster is None:
         # Kafka drops the groups' committed offsets of deleted partitions, so a topic
         # re-created under the same name starts from the reset policy, not stale offsets.
         on_topics_deleted(ctx.broker, deleted)
@@ -470,7 +552,23 @@ async def handle_create_partitions(
                 )
             continue
         try:
-            _create_partitions(broker, topic, request.validate_only)
+            if broker.cluster is not None:
+                from kbroker.cluster.topic_admin import add_partitions
+
+                await add_partitions(
+                    broker.cluster,
+                    topic.name,
+                    topic.count,
+                    assignment=(
+                        None
+                        if topic.assignments is None
+                        else [list(a.broker_ids) for a in topic.assignments]
+                    ),
+                    validate_only=request.validate_only,
+                    timeout_ms=request.timeout_ms,
+                )
+            else:
+                _create_partitions(broker, topic, request.validate_only)
         except KafkaApiError as exc:
             code, message = _error(exc)
             results.append(Result(name=topic.name, error_code=code, error_message=message))
@@ -545,6 +643,7 @@ async def handle_describe_configs(
     include_synonyms = version >= 1 and request.include_synonyms
     include_docs = version >= 3 and request.include_documentation
     Result = DescribeConfigsResponse.DescribeConfigsResult
+    await _read_cluster_configs(ctx.broker, request.resources)
     results = []
     for resource in request.resources:
         try:
@@ -607,7 +706,7 @@ def _describe_resource(
     if resource.resource_type == TOPIC:
         name = resource.resource_name
         broker.topics.check_name(name)
-        topic = broker.topics.get(name)
+        topic = _configured_topic(broker, name)
         if topic is None:
             raise KafkaApiError(
                 ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
@@ -726,17 +825,49 @@ def _refuse_broker_change(names: Sequence[str]) -> None:
     )
 
 
-def _topic_for_alter(broker: BrokerState, name: str) -> Topic | None:
+def _topic_for_alter(broker: BrokerState, name: str) -> Topic | TopicConfigs | None:
     if name == "":
         raise KafkaApiError(ErrorCode.INVALID_REQUEST, "Default topic resources are not allowed.")
     broker.topics.check_name(name)
-    return broker.topics.get(name)
+    return _configured_topic(broker, name)
 
 
-def _apply_topic_configs(
+@dataclass(frozen=True, slots=True)
+class TopicConfigs:
+    """A topic of the cluster and its overrides as ZooKeeper holds them (cluster mode)."""
+
+    name: str
+    configs: dict[str, str]
+
+
+def _configured_topic(broker: BrokerState, name: str) -> Topic | TopicConfigs | None:
+    """The topic whose configs are described or altered: the local one on a single node;
+    in cluster mode any topic of the cluster, with the overrides last read from ZooKeeper
+    (``_read_cluster_configs``)."""
+    cluster = broker.cluster
+    if cluster is None:
+        return broker.topics.get(name)
+    if cluster.metadata.topic(name) is None:
+        return None
+    return TopicConfigs(name, dict(cluster.topic_config_cache.get(name, {})))
+
+
+async def _read_cluster_configs(broker: BrokerState, resources: Sequence[Any]) -> None:
+    """Cluster mode: read the current overrides of the topics named (Kafka's ZK-mode
+    brokers read /config/topics/<t> for DescribeConfigs and AlterConfigs)."""
+    cluster = broker.cluster
+    if cluster is None:
+        return
+    for resource in resources:
+        name = resource.resource_name
+        if resource.resource_type == TOPIC and name and cluster.metadata.topic(name) is not None:
+            await cluster.apply_topic_configs(name)
+
+
+async def _apply_topic_configs(
     broker: BrokerState,
     name: str,
-    topic: Topic | None,
+    topic: Topic | TopicConfigs | None,
     new: dict[str, str | None],
     validate_only: bool,
 ) -> None:
@@ -747,21 +878,28 @@ def _apply_topic_configs(
         raise KafkaApiError(
             ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
         )
+    if broker.cluster is not None:
+        from kbroker.cluster.topic_admin import change_topic_config
+
+        clean = {k: v for k, v in new.items() if v is not None}
+        await change_topic_config(broker.cluster, name, clean, validate_only=validate_only)
+        return
     broker.topics.set_configs(name, new, validate_only=validate_only)
 
 
-def _alter_topic_configs(
+async def _alter_topic_configs(
     broker: BrokerState,
     resources: Sequence[Any],
     *,
     incremental: bool,
     validate_only: bool,
-    new_overrides: Callable[[Topic | None, Any], dict[str, str | None]],
+    new_overrides: Callable[[Topic | TopicConfigs | None, Any], dict[str, str | None]],
     result: Callable[..., Any],
 ) -> list[Any]:
     """Both AlterConfigs APIs, resource by resource: they differ only in how the new
     overrides follow from the request (whole replacement, or KIP-339 operations)."""
     errors = _preprocess(resources, broker.config.node_id, incremental=incremental)
+    await _read_cluster_configs(broker, resources)
     results = []
     for i, resource in enumerate(resources):
         error = errors.get(i)
@@ -769,7 +907,9 @@ def _alter_topic_configs(
             try:
                 topic = _topic_for_alter(broker, resource.resource_name)
                 new = new_overrides(topic, resource)
-                _apply_topic_configs(broker, resource.resource_name, topic, new, validate_only)
+                await _apply_topic_configs(
+                    broker, resource.resource_name, topic, new, validate_only
+                )
             except KafkaApiError as exc:
                 error = _error(exc)
         code, message = error or (0, None)
@@ -789,7 +929,7 @@ async def handle_alter_configs(
     ctx: RequestContext, request: AlterConfigsRequest
 ) -> AlterConfigsResponse:
     """Replace topics' config overrides (legacy AlterConfigs: unlisted keys are removed)."""
-    results = _alter_topic_configs(
+    results = await _alter_topic_configs(
         ctx.broker,
         request.resources,
         incremental=False,
@@ -848,7 +988,7 @@ async def handle_incremental_alter_configs(
 ) -> IncrementalAlterConfigsResponse:
     """SET / DELETE / APPEND / SUBTRACT single topic config keys (KIP-339)."""
     broker = ctx.broker
-    results = _alter_topic_configs(
+    results = await _alter_topic_configs(
         broker,
         request.resources,
         incremental=True,

@@ -140,8 +140,10 @@ async def handle_stop_replica(
             for index in t.partition_indexes:
                 targets.append((t.name, index, request.delete_partitions))
     else:
-        for p in request.ungrouped_partitions:
-            targets.append((p.topic_name, p.partition_index, request.delete_partitions))
+        for ungrouped in request.ungrouped_partitions:
+            targets.append(
+                (ungrouped.topic_name, ungrouped.partition_index, request.delete_partitions)
+            )
     errors = []
     for topic, index, delete in targets:
         code = cluster.replicas.stop_replica(topic, index, delete=delete)

@@ -31,6 +31,7 @@ from kbroker.handlers.partitions import (
     led_partition,
     local_log,
     lookup_topic,
+    point_to_leaders,
 )
 from kbroker.log.errors import OffsetOutOfRange
 from kbroker.topics import Partition, Topic
@@ -96,7 +97,24 @@ async def handle_fetch(ctx: RequestContext, request: FetchRequest) -> FetchRespo
             # max_wait_ms ran out: answer with a fresh read (DelayedFetch.onComplete).
             responses = _read_all(ctx, request, version)[0]
             break
-    return FetchResponse(throttle_time_ms=0, error_code=0, session_id=0, responses=responses)
+    response = FetchResponse(throttle_time_ms=0, error_code=0, session_id=0, responses=responses)
+    cluster = ctx.broker.cluster
+    if version >= 12 and cluster is not None:
+
+        def name_of(t: Any) -> str | None:
+            if version < 13:
+                return str(t.topic)
+            info = cluster.metadata.topic_by_id(t.topic_id)
+            return None if info is None else info.name
+
+        endpoints = point_to_leaders(
+            ctx,
+            ((name_of(t), p.partition_index, p) for t in responses for p in t.partitions),
+            FetchResponse,
+        )
+        if version >= 16:
+            response.node_endpoints = endpoints
+    return response
 
 
 async def _wait_for_change(

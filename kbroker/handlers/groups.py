@@ -155,12 +155,40 @@ async def _find_coordinator_in_cluster(
     )
 
 
+def elsewhere(ctx: RequestContext, group_id: str) -> bool:
+    """Cluster mode: whether another broker coordinates ``group_id`` (this one does not
+    lead its __consumer_offsets partition); the request is then NOT_COORDINATOR, and the
+    client asks FindCoordinator again (GroupCoordinator.validateGroupStatus)."""
+    cluster = ctx.broker.cluster
+    if cluster is None:
+        return False
+    from kbroker.cluster.coordinators import leads_coordinator
+
+    return not leads_coordinator(cluster, KEY_TYPE_GROUP, group_id)
+
+
+def _partition_exists(ctx: RequestContext, topic: str, index: int) -> bool:
+    cluster = ctx.broker.cluster
+    if cluster is not None:
+        return cluster.metadata.partition(topic, index) is not None
+    return ctx.broker.topics.partition(topic, index) is not None
+
+
 # --- JoinGroup (11) / SyncGroup (14) / Heartbeat (12) / LeaveGroup (13) -----------------
 
 
 @handles(JoinGroupRequest.API_KEY, 0, 9)
 async def handle_join_group(ctx: RequestContext, request: JoinGroupRequest) -> JoinGroupResponse:
     """Join (or rejoin) a group; answered when the rebalance completes."""
+    if elsewhere(ctx, request.group_id):
+        return JoinGroupResponse(
+            error_code=ErrorCode.NOT_COORDINATOR,
+            generation_id=-1,
+            protocol_name=None if ctx.api_version >= 7 else "",
+            leader="",
+            member_id=request.member_id,
+            members=[],
+        )
     gc = coordinator_for(ctx.broker)
     version = ctx.api_version
     event = trio.Event()
@@ -206,6 +234,8 @@ async def handle_join_group(ctx: RequestContext, request: JoinGroupRequest) -> J
 @handles(SyncGroupRequest.API_KEY, 0, 5)
 async def handle_sync_group(ctx: RequestContext, request: SyncGroupRequest) -> SyncGroupResponse:
     """Receive the leader's assignment / hand each member its own."""
+    if elsewhere(ctx, request.group_id):
+        return SyncGroupResponse(error_code=ErrorCode.NOT_COORDINATOR, assignment=b"")
     gc = coordinator_for(ctx.broker)
     version = ctx.api_version
     event = trio.Event()
@@ -232,6 +262,8 @@ async def handle_sync_group(ctx: RequestContext, request: SyncGroupRequest) -> S
 @handles(HeartbeatRequest.API_KEY, 0, 4)
 async def handle_heartbeat(ctx: RequestContext, request: HeartbeatRequest) -> HeartbeatResponse:
     """Keep a member alive; REBALANCE_IN_PROGRESS tells it to rejoin."""
+    if elsewhere(ctx, request.group_id):
+        return HeartbeatResponse(error_code=ErrorCode.NOT_COORDINATOR)
     gc = coordinator_for(ctx.broker)
     error = gc.heartbeat(
         request.group_id,
@@ -245,6 +277,8 @@ async def handle_heartbeat(ctx: RequestContext, request: HeartbeatRequest) -> He
 @handles(LeaveGroupRequest.API_KEY, 0, 5)
 async def handle_leave_group(ctx: RequestContext, request: LeaveGroupRequest) -> LeaveGroupResponse:
     """Remove members (one before v3; a batch, possibly by instance id, from v3, KIP-345)."""
+    if elsewhere(ctx, request.group_id):
+        return LeaveGroupResponse(error_code=ErrorCode.NOT_COORDINATOR, members=[])
     gc = coordinator_for(ctx.broker)
     if ctx.api_version < 3:
         top, errors = gc.leave_group(request.group_id, [(request.member_id, None)])
@@ -273,17 +307,31 @@ async def handle_offset_commit(
     ctx: RequestContext, request: OffsetCommitRequest
 ) -> OffsetCommitResponse:
     """Store committed offsets (in __consumer_offsets before answering)."""
+    if elsewhere(ctx, request.group_id):
+        return OffsetCommitResponse(
+            topics=[
+                OffsetCommitResponse.OffsetCommitResponseTopic(
+                    name=t.name,
+                    partitions=[
+                        OffsetCommitResponse.OffsetCommitResponsePartition(
+                            partition_index=p.partition_index, error_code=ErrorCode.NOT_COORDINATOR
+                        )
+                        for p in t.partitions
+                    ],
+                )
+                for t in request.topics
+            ]
+        )
     gc = coordinator_for(ctx.broker)
     version = ctx.api_version
     now = gc.now_ms()
-    topics = ctx.broker.topics
     retention = request.retention_time_ms if 2 <= version <= 4 else -1
     codes: dict[tuple[str, int], int] = {}
     offsets: dict[tuple[str, int], OffsetAndMetadata] = {}
     for t in request.topics:
         for p in t.partitions:
             tp = (t.name, p.partition_index)
-            if topics.partition(t.name, p.partition_index) is None:
+            if not _partition_exists(ctx, t.name, p.partition_index):
                 codes[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 continue
             commit_ts = p.commit_timestamp if version == 1 and p.commit_timestamp != -1 else now
@@ -357,6 +405,13 @@ async def handle_offset_fetch(
     if version >= 8:
         groups = []
         for g in request.groups:
+            if elsewhere(ctx, g.group_id):
+                groups.append(
+                    OffsetFetchResponse.OffsetFetchResponseGroup(
+                        group_id=g.group_id, error_code=ErrorCode.NOT_COORDINATOR
+                    )
+                )
+                continue
             if version >= 9:
                 # KIP-848 members identify themselves; a stale one must not read offsets.
                 error = coordinator_for(ctx.broker).validate_offset_fetch(
@@ -399,6 +454,8 @@ async def handle_offset_fetch(
                 )
             )
         return OffsetFetchResponse(groups=groups)
+    if elsewhere(ctx, request.group_id):
+        return OffsetFetchResponse(error_code=ErrorCode.NOT_COORDINATOR, topics=[])
     wanted = (
         None
         if request.topics is None
@@ -432,14 +489,15 @@ async def handle_offset_delete(
     ctx: RequestContext, request: OffsetDeleteRequest
 ) -> OffsetDeleteResponse:
     """Delete committed offsets of topics the group no longer subscribes to (KIP-496)."""
+    if elsewhere(ctx, request.group_id):
+        return OffsetDeleteResponse(error_code=ErrorCode.NOT_COORDINATOR)
     gc = coordinator_for(ctx.broker)
-    topics = ctx.broker.topics
     codes: dict[tuple[str, int], int] = {}
     wanted: list[tuple[str, int]] = []
     for t in request.topics:
         for p in t.partitions:
             tp = (t.name, p.partition_index)
-            if topics.partition(t.name, p.partition_index) is None:
+            if not _partition_exists(ctx, t.name, p.partition_index):
                 codes[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             else:
                 wanted.append(tp)

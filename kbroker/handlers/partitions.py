@@ -14,6 +14,7 @@ controller gave in LeaderAndIsr.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from kbroker.errors import KafkaApiError
@@ -79,6 +80,37 @@ def partition_of(topic: Topic, index: int) -> Partition:
     if not 0 <= index < len(topic.partitions):
         raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
     return topic.partitions[index]
+
+
+def point_to_leaders(
+    ctx: RequestContext, answers: Iterable[tuple[str | None, int, Any]], message: Any
+) -> list[Any]:
+    """KIP-951: each NOT_LEADER_OR_FOLLOWER answer names the current leader and its epoch
+    (``current_leader``), so the client need not refresh its metadata first; returns the
+    ``message.NodeEndpoint`` of each leader named, for the response's ``node_endpoints``.
+
+    ``answers`` are (topic name, partition, partition response); nothing is done on a
+    single node or for a partition without a live leader.
+    """
+    cluster = ctx.broker.cluster
+    if cluster is None:
+        return []
+    named: dict[int, Any] = {}
+    for topic, index, answer in answers:
+        if answer.error_code != ErrorCode.NOT_LEADER_OR_FOLLOWER or topic is None:
+            continue
+        state = cluster.metadata.partition(topic, index)
+        leader = cluster.metadata.leader_of(topic, index)
+        if state is None or leader is None:
+            continue
+        answer.current_leader = message.LeaderIdAndEpoch(
+            leader_id=leader, leader_epoch=state.leader_epoch
+        )
+        info = cluster.metadata.brokers[leader]
+        named[leader] = message.NodeEndpoint(
+            node_id=leader, host=info.host, port=info.port, rack=info.rack
+        )
+    return [named[n] for n in sorted(named)]
 
 
 def check_leader_epoch(current_leader_epoch: int, ours: int = LEADER_EPOCH) -> None:

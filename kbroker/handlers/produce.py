@@ -42,6 +42,7 @@ from kbroker.handlers.partitions import (
     led_partition,
     local_log,
     lookup_topic,
+    point_to_leaders,
     topic_value,
 )
 from kbroker.replication.partition import ReplicatedPartition
@@ -430,7 +431,14 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
             )
             raise CloseConnection
         return None
-    return ProduceResponse(responses=responses, throttle_time_ms=0)
+    response = ProduceResponse(responses=responses, throttle_time_ms=0)
+    if version >= 10 and ctx.broker.cluster is not None:
+        response.node_endpoints = point_to_leaders(
+            ctx,
+            ((t.name, p.index, p) for t in responses for p in t.partition_responses),
+            ProduceResponse,
+        )
+    return response
 
 
 def _produce_partition(

@@ -15,7 +15,11 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from kbroker.coordinator.group import partition_for
-from kbroker.internal_topics import TRANSACTION_STATE_TOPIC, iter_stored_batches
+from kbroker.internal_topics import (
+    TRANSACTION_STATE_TOPIC,
+    coordinated_partitions,
+    iter_stored_batches,
+)
 from kbroker.txn.coordinator import TxnMetadata, TxnState
 from kbroker.wire.errors import ProtocolError
 from kbroker.wire.messages import TransactionLogKey, TransactionLogValue
@@ -81,7 +85,13 @@ class TxnStateTopicStore:
         self._broker = broker
 
     def num_partitions(self) -> int:
-        """Partitions of the topic once it exists, else the configured count."""
+        """Partitions of the topic once it exists (the cluster's, in cluster mode), else
+        the configured count."""
+        cluster = self._broker.cluster
+        if cluster is not None:
+            info = cluster.metadata.topic(TRANSACTION_STATE_TOPIC)
+            if info is not None and info.partitions:
+                return len(info.partitions)
         topic = self._broker.topics.get(TRANSACTION_STATE_TOPIC)
         if topic is not None:
             return len(topic.partitions)
@@ -104,7 +114,7 @@ class TxnStateTopicStore:
         topic = self._broker.topics.get(TRANSACTION_STATE_TOPIC)
         if topic is None:
             return
-        for part in topic.partitions:
+        for part in coordinated_partitions(self._broker, topic):
             for batch in iter_stored_batches(part.log):
                 if batch.header.is_control:
                     continue

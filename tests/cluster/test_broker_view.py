@@ -206,6 +206,8 @@ async def test_leader_and_isr_creates_the_local_log_with_the_controllers_topic_i
     await _set_up(cluster)
     local = cluster.broker.topics.get("t")
     assert local is not None and local.topic_id == TOPIC_ID
+    # The cluster's partition count, so partition indexes mean the same everywhere.
+    assert len(local.partitions) == 3
     replicas = cluster.broker.cluster.replicas
     assert replicas.is_leader("t", 0) and not replicas.is_leader("t", 1)
     assert replicas.leader_epoch("t", 0) == 5
@@ -408,3 +410,138 @@ async def test_elect_leaders_without_a_controller_here_is_not_controller(
         version=1,
     )
     assert resp.error_code == ErrorCode.NOT_CONTROLLER
+
+
+async def test_not_leader_answers_name_the_current_leader_kip_951(cluster: Harness) -> None:
+    await _set_up(cluster)
+    from kbroker.wire.messages import ProduceRequest
+
+    resp = await cluster.client.request(
+        ProduceRequest(
+            acks=1,
+            timeout_ms=1000,
+            topic_data=[
+                ProduceRequest.TopicProduceData(
+                    name="t",
+                    partition_data=[
+                        ProduceRequest.PartitionProduceData(index=1, records=records(1))
+                    ],
+                )
+            ],
+        ),
+        version=11,
+    )
+    (part,) = resp.responses[0].partition_responses
+    assert part.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+    assert (part.current_leader.leader_id, part.current_leader.leader_epoch) == (2, 3)
+    assert [(n.node_id, n.host, n.port, n.rack) for n in resp.node_endpoints] == [
+        (2, "10.0.0.2", 9092, "r2")
+    ]
+    fetched = await cluster.client.request(fetch_request("t", 1, 0, topic_id=TOPIC_ID), version=16)
+    (fpart,) = fetched.responses[0].partitions
+    assert fpart.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+    assert (fpart.current_leader.leader_id, fpart.current_leader.leader_epoch) == (2, 3)
+    assert [n.node_id for n in fetched.node_endpoints] == [2]
+
+
+async def test_group_requests_for_a_group_coordinated_elsewhere_are_not_coordinator(
+    cluster: Harness,
+) -> None:
+    from kbroker.wire.messages import HeartbeatRequest, OffsetCommitRequest, OffsetFetchRequest
+
+    await _set_up(cluster)
+    offsets = [("__consumer_offsets", i, [2, 3, 1][i], 0, [2, 3, 1], [2, 3, 1]) for i in range(3)]
+    await cluster.update_metadata(offsets + PARTITIONS)
+    await cluster.leader_and_isr([offsets[2]], topic_id=uuid.uuid4())
+    mine = next(g for g in (f"g{i}" for i in range(100)) if partition_for(g, 3) == 2)
+    theirs = next(g for g in (f"g{i}" for i in range(100)) if partition_for(g, 3) == 0)
+    beat = await cluster.client.request(
+        HeartbeatRequest(group_id=theirs, generation_id=1, member_id="m"), version=4
+    )
+    assert beat.error_code == ErrorCode.NOT_COORDINATOR
+
+    def commit(group: str) -> OffsetCommitRequest:
+        return OffsetCommitRequest(
+            group_id=group,
+            generation_id_or_member_epoch=-1,
+            member_id="",
+            topics=[
+                OffsetCommitRequest.OffsetCommitRequestTopic(
+                    name="t",
+                    partitions=[
+                        # Partition 2 is not hosted here: the cluster knows it, so it counts.
+                        OffsetCommitRequest.OffsetCommitRequestPartition(
+                            partition_index=2, committed_offset=7
+                        )
+                    ],
+                )
+            ],
+        )
+
+    refused = await cluster.client.request(commit(theirs), version=8)
+    assert refused.topics[0].partitions[0].error_code == ErrorCode.NOT_COORDINATOR
+    stored = await cluster.client.request(commit(mine), version=8)
+    assert stored.topics[0].partitions[0].error_code == ErrorCode.NONE
+    fetched = await cluster.client.request(
+        OffsetFetchRequest(
+            groups=[
+                OffsetFetchRequest.OffsetFetchRequestGroup(group_id=g, topics=None)
+                for g in (mine, theirs)
+            ]
+        ),
+        version=8,
+    )
+    by_group = {g.group_id: g for g in fetched.groups}
+    assert by_group[theirs].error_code == ErrorCode.NOT_COORDINATOR
+    assert by_group[mine].topics[0].partitions[0].committed_offset == 7
+
+
+async def test_a_groups_offsets_are_reloaded_when_leadership_comes_back(cluster: Harness) -> None:
+    from kbroker.wire.messages import OffsetCommitRequest, OffsetFetchRequest
+
+    await _set_up(cluster)
+    offsets_id = uuid.uuid4()
+    led_here = ("__consumer_offsets", 0, 1, 0, [1, 2], [1, 2])
+    await cluster.update_metadata([led_here, ("__consumer_offsets", 1, 2, 0, [2, 1], [2, 1])])
+    await cluster.leader_and_isr([led_here], topic_id=offsets_id)
+    group = next(g for g in (f"g{i}" for i in range(100)) if partition_for(g, 2) == 0)
+    commit = OffsetCommitRequest(
+        group_id=group,
+        generation_id_or_member_epoch=-1,
+        member_id="",
+        topics=[
+            OffsetCommitRequest.OffsetCommitRequestTopic(
+                name="t",
+                partitions=[
+                    OffsetCommitRequest.OffsetCommitRequestPartition(
+                        partition_index=0, committed_offset=42
+                    )
+                ],
+            )
+        ],
+    )
+    assert (await cluster.client.request(commit, version=8)).topics[0].partitions[0].error_code == 0
+
+    async def fetch_offset() -> tuple[int, int]:
+        resp = await cluster.client.request(
+            OffsetFetchRequest(
+                groups=[OffsetFetchRequest.OffsetFetchRequestGroup(group_id=group, topics=None)]
+            ),
+            version=8,
+        )
+        (g,) = resp.groups
+        if g.error_code:
+            return g.error_code, -1
+        return 0, g.topics[0].partitions[0].committed_offset
+
+    assert await fetch_offset() == (0, 42)
+    # Broker 2 takes the partition over: this broker unloads it and refuses the group.
+    await cluster.leader_and_isr(
+        [("__consumer_offsets", 0, 2, 1, [1, 2], [2, 1])], topic_id=offsets_id
+    )
+    assert await fetch_offset() == (ErrorCode.NOT_COORDINATOR, -1)
+    # Leadership comes back: the group's offsets are loaded again from the local log.
+    await cluster.leader_and_isr(
+        [("__consumer_offsets", 0, 1, 2, [1, 2], [1, 2])], topic_id=offsets_id
+    )
+    assert await fetch_offset() == (0, 42)
