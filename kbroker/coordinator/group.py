@@ -1304,6 +1304,11 @@ class GroupCoordinator:
             result[tp] = ErrorCode.NONE
         return {tp: result[tp] for tp in offsets}
 
+    def committed_group_ids(self) -> list[str]:
+        """Every group with committed offsets, members or not (a consumer that committed
+        and left still has lag worth showing)."""
+        return sorted(g for g, offsets in self._offsets.items() if offsets)
+
     def fetch_offsets(
         self, group_id: str, partitions: list[TopicPartition] | None
     ) -> dict[TopicPartition, OffsetAndMetadata | None]:
