@@ -12,16 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from kbroker.wire.errors import ErrorCode
-
-if TYPE_CHECKING:
-    from kbroker.coordinator.group import CoordinatorConfig
 
 TopicPartition = tuple[str, int]
 # (group id, records) -> appended durably to the group's partition; raises on failure.
 Writer = Callable[[str, Sequence[Any]], None]
+
+
+class OffsetLimits(Protocol):
+    """The setting the store reads (``CoordinatorConfig`` has it): offset.metadata.max.bytes."""
+
+    offset_metadata_max_bytes: int
 
 
 @dataclass(slots=True)
@@ -48,7 +51,7 @@ class OffsetRecord:
 class OffsetStore:
     """Every group's committed offsets, kept in step with their records."""
 
-    def __init__(self, *, write: Writer, config: CoordinatorConfig) -> None:
+    def __init__(self, *, write: Writer, config: OffsetLimits) -> None:
         self._write = write
         self._config = config
         self._offsets: dict[str, dict[TopicPartition, OffsetAndMetadata]] = {}
