@@ -67,7 +67,7 @@ def group_offsets(server: Server) -> list[GroupOffset]:
         return []
     topics = server.broker.topics
     found: list[GroupOffset] = []
-    for group in gc.committed_group_ids():
+    for group in sorted(gc.offsets.group_ids()):
         for (topic, index), om in sorted(gc.fetch_offsets(group, None).items()):
             if om is None:
                 continue
