@@ -9,6 +9,7 @@ Every wait is deadline-based polling of what a user can observe.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Protocol, TypeVar
@@ -36,6 +37,59 @@ class Member(Protocol):
     def start(self) -> None: ...
     def commit(self) -> None: ...
     def close(self) -> None: ...
+
+
+class PolledMember(threading.Thread):
+    """A group member polled by its own thread, so several members of one group make
+    progress at once, as separate processes would. A client's subclass says how to poll
+    once (collecting ``values`` and ``assignment``), commit and close its consumer."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.values: list[bytes] = []
+        self.assignment: frozenset[int] = frozenset()
+        self.error: BaseException | None = None
+        self._halt = threading.Event()
+        self._commit = threading.Event()
+        self._committed = threading.Event()
+
+    def poll_once(self) -> None:
+        """One short poll: records into ``values``, the current ``assignment``."""
+        raise NotImplementedError
+
+    def commit_now(self) -> None:
+        """Commit the consumed positions synchronously."""
+        raise NotImplementedError
+
+    def close_consumer(self) -> None:
+        """Close the consumer (a dynamic member sends LeaveGroup)."""
+        raise NotImplementedError
+
+    def run(self) -> None:
+        try:
+            while not self._halt.is_set():
+                self.poll_once()
+                if self._commit.is_set():
+                    self._commit.clear()
+                    self.commit_now()
+                    self._committed.set()
+        except BaseException as exc:  # reported by close()
+            self.error = exc
+        finally:
+            self.close_consumer()
+
+    def commit(self) -> None:
+        """Commit the consumed positions (from the polling thread) and wait for it."""
+        self._committed.clear()
+        self._commit.set()
+        assert self._committed.wait(DEADLINE_S), "commit did not complete"
+
+    def close(self) -> None:
+        """Stop polling and close the consumer."""
+        self._halt.set()
+        self.join(DEADLINE_S)
+        assert not self.is_alive(), "consumer thread did not stop"
+        assert self.error is None, f"consumer failed: {self.error!r}"
 
 
 class GroupClient(Protocol):

@@ -7,7 +7,6 @@ deadline-based polling of what a user observes.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from kafka.coordinator.assignors.range import RangePartitionAssignor
 
 from compat.group_scenarios import (
     DEADLINE_S,
+    PolledMember,
     consume_all_and_commit,
     join_split_and_leave,
     kill_keeps_committed_offsets,
@@ -60,11 +60,11 @@ def produce(
     assert prod.flush(DEADLINE_S) == 0, "records left unacknowledged"
 
 
-class CkMember(threading.Thread):
+class CkMember(PolledMember):
     """One confluent-kafka group consumer polled by its own thread."""
 
     def __init__(self, broker: LiveBroker, topic: str, group: str, **configs: object) -> None:
-        super().__init__(daemon=True)
+        super().__init__()
         conf = {
             "bootstrap.servers": broker.bootstrap_servers,
             "group.id": group,
@@ -82,12 +82,6 @@ class CkMember(threading.Thread):
         self.revoked: list[set[int]] = []
         self.assigned: list[set[int]] = []
         self.consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
-        self.values: list[bytes] = []
-        self.assignment: frozenset[int] = frozenset()
-        self.error: BaseException | None = None
-        self._halt = threading.Event()
-        self._commit = threading.Event()
-        self._committed = threading.Event()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assigned.append({tp.partition for tp in partitions})
@@ -95,34 +89,17 @@ class CkMember(threading.Thread):
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.revoked.append({tp.partition for tp in partitions})
 
-    def run(self) -> None:
-        try:
-            while not self._halt.is_set():
-                msg = self.consumer.poll(0.1)
-                if msg is not None and msg.error() is None:
-                    self.values.append(msg.value())
-                self.assignment = frozenset(tp.partition for tp in self.consumer.assignment())
-                if self._commit.is_set():
-                    self._commit.clear()
-                    self.consumer.commit(asynchronous=False)
-                    self._committed.set()
-        except BaseException as exc:  # reported by close()
-            self.error = exc
-        finally:
-            self.consumer.close()
+    def poll_once(self) -> None:
+        msg = self.consumer.poll(0.1)
+        if msg is not None and msg.error() is None:
+            self.values.append(msg.value())
+        self.assignment = frozenset(tp.partition for tp in self.consumer.assignment())
 
-    def commit(self) -> None:
-        """Commit the consumed positions synchronously (from the polling thread)."""
-        self._committed.clear()
-        self._commit.set()
-        assert self._committed.wait(DEADLINE_S), "commit did not complete"
+    def commit_now(self) -> None:
+        self.consumer.commit(asynchronous=False)
 
-    def close(self) -> None:
-        """Stop polling and close the consumer (a dynamic member sends LeaveGroup)."""
-        self._halt.set()
-        self.join(DEADLINE_S)
-        assert not self.is_alive(), "consumer thread did not stop"
-        assert self.error is None, f"consumer failed: {self.error!r}"
+    def close_consumer(self) -> None:
+        self.consumer.close()
 
 
 def committed(broker: LiveBroker, group: str, topic: str, partitions: int) -> dict[int, int]:

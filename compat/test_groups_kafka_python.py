@@ -7,8 +7,6 @@ polling of what a user can observe (assignment, records, committed offsets).
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
@@ -16,7 +14,7 @@ from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.structs import OffsetAndMetadata
 
 from compat.group_scenarios import (
-    DEADLINE_S,
+    PolledMember,
     consume_all_and_commit,
     join_split_and_leave,
     kill_keeps_committed_offsets,
@@ -69,11 +67,11 @@ class Counting(ConsumerRebalanceListener):
         self.assigned += 1
 
 
-class GroupMember(threading.Thread):
+class GroupMember(PolledMember):
     """One kafka-python group consumer polled by its own thread."""
 
     def __init__(self, broker: LiveBroker, topic: str, group: str, **configs: object) -> None:
-        super().__init__(daemon=True)
+        super().__init__()
         self.listener = Counting()
         self.consumer = KafkaConsumer(
             bootstrap_servers=broker.bootstrap_servers,
@@ -83,40 +81,17 @@ class GroupMember(threading.Thread):
             **{**FAST_GROUP, **configs},
         )
         self.consumer.subscribe([topic], listener=self.listener)
-        self.values: list[bytes] = []
-        self.assignment: frozenset[int] = frozenset()
-        self.error: BaseException | None = None
-        self._halt = threading.Event()
-        self._commit = threading.Event()
-        self._committed = threading.Event()
 
-    def run(self) -> None:
-        try:
-            while not self._halt.is_set():
-                for batch in self.consumer.poll(timeout_ms=100).values():
-                    self.values.extend(r.value for r in batch)
-                self.assignment = frozenset(tp.partition for tp in self.consumer.assignment())
-                if self._commit.is_set():
-                    self._commit.clear()
-                    self.consumer.commit()
-                    self._committed.set()
-        except BaseException as exc:  # reported by close()
-            self.error = exc
-        finally:
-            self.consumer.close()
+    def poll_once(self) -> None:
+        for batch in self.consumer.poll(timeout_ms=100).values():
+            self.values.extend(r.value for r in batch)
+        self.assignment = frozenset(tp.partition for tp in self.consumer.assignment())
 
-    def commit(self) -> None:
-        """Commit the consumed positions synchronously (from the polling thread)."""
-        self._committed.clear()
-        self._commit.set()
-        assert self._committed.wait(DEADLINE_S), "commit did not complete"
+    def commit_now(self) -> None:
+        self.consumer.commit()
 
-    def close(self) -> None:
-        """Stop polling and close the consumer (a dynamic member sends LeaveGroup)."""
-        self._halt.set()
-        self.join(DEADLINE_S)
-        assert not self.is_alive(), "consumer thread did not stop"
-        assert self.error is None, f"consumer failed: {self.error!r}"
+    def close_consumer(self) -> None:
+        self.consumer.close()
 
 
 def committed(broker: LiveBroker, group: str, topic: str, partitions: int) -> dict[int, int]:
