@@ -701,6 +701,21 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
         "How long the state of an idle producer id is kept.",
         at_least(1),
     ),
+    # --- kbroker's own (no Kafka equivalent) ------------------------------------------
+    _c(
+        "kbroker.http.listener",
+        "string",
+        None,
+        "HOST:PORT of the HTTP listener serving the web console, /metrics (Prometheus), "
+        "/healthz and /readyz; null: no HTTP listener. Same as --http.",
+    ),
+    _c(
+        "kbroker.http.console.actions",
+        "boolean",
+        False,
+        "Let the web console change things (create/delete topics, reset a group's offsets, "
+        "produce a test message); read-only when false. Same as --http-actions.",
+    ),
 )
 
 _PROTOCOLS_SUPPORTED = {"PLAINTEXT"}

@@ -2,7 +2,7 @@
 
 How it works:
 
-- ``serve`` opens the ``BrokerState`` (data dir, logs), binds with ``trio.serve_tcp``
+- ``serve`` opens the ``BrokerState`` (data dir, logs), binds with ``trio.open_tcp_listeners``
   and reports a ``Server`` (bound ``address``, ``broker``, ``config``) through
   ``task_status``. Cancelling ``serve`` closes the broker; ``Server.shutdown()``
   does it gracefully (stop accepting, let in-flight requests finish within
@@ -40,8 +40,10 @@ import logging
 import math
 import os
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import trio
@@ -112,6 +114,12 @@ class Server:
     grace_s: float = DEFAULT_GRACE_S
     connections: set[Connection] = field(default_factory=set)
     draining: bool = False
+    # kbroker.stats.RequestObserver.observe, called after each request when set (the HTTP
+    # listener's metrics, DEBUG request logs); None costs the Kafka path nothing.
+    observer: Any = None
+    # kbroker.stats.BrokerStats and the HTTP listener's bound address, when it is on.
+    stats: Any = None
+    http_address: tuple[str, int] | None = None
     _accept_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     _shutdown_requested: trio.Event = field(default_factory=trio.Event)
     _all_closed: trio.Event = field(default_factory=trio.Event)
@@ -328,6 +336,8 @@ class Connection:
         return None
 
     async def _process(self, frame: bytes | memoryview) -> None:
+        observer = self.server.observer
+        started = time.perf_counter() if observer is not None else 0.0
         try:
             header, request = decode_request(frame)
         except UnsupportedVersion as exc:
@@ -361,8 +371,12 @@ class Connection:
                 api_version,
                 header.correlation_id,
             )
+            if observer is not None:
+                observer(ctx, request, None, started, len(frame), failed=True)
             raise _CloseConnection from None
         if response is None:
+            if observer is not None:
+                observer(ctx, request, None, started, len(frame))
             return  # e.g. Produce with acks=0: Kafka sends nothing back
         try:
             parts = encode_response_parts(api_key, api_version, header.correlation_id, response)
@@ -395,6 +409,8 @@ class Connection:
             raise trio.BrokenResourceError(str(exc)) from exc
         finally:
             close_parts(items)
+        if observer is not None:
+            observer(ctx, request, response, started, len(frame))
 
     async def _call_watching_peer(self, handler: Any, ctx: RequestContext, request: Any) -> Any:
         """Run a handler that may wait; cancel it if the peer closes its end meanwhile."""
@@ -710,6 +726,32 @@ def _logged(step: str) -> Iterator[None]:
         logger.exception("maintenance step %s failed", step)
 
 
+async def _start_observability(server: Server, nursery: trio.Nursery) -> None:
+    """The HTTP listener (kbroker.http.listener) and the per-request observer it and the
+    DEBUG request log (logger kbroker.requests) feed on; nothing when neither is on."""
+    from kbroker.stats import BrokerStats, RequestObserver, request_logger
+
+    address = server.config["kbroker.http.listener"]
+    log_requests = request_logger.isEnabledFor(logging.DEBUG)
+    if not address and not log_requests:
+        return
+    stats = BrokerStats() if address else None
+    server.stats = stats
+    server.observer = RequestObserver(server.broker, stats, log=log_requests).observe
+    if address and stats is not None:
+        from kbroker.http.app import serve_http
+
+        server.http_address = await nursery.start(
+            partial(
+                serve_http,
+                server,
+                stats,
+                address,
+                actions=server.config["kbroker.http.console.actions"],
+            )
+        )
+
+
 async def serve(
     config: BrokerConfig,
     *,
@@ -798,6 +840,7 @@ async def serve(
                 broker.cluster = node
                 await nursery.start(node.run)
             nursery.start_soon(_maintenance, broker)
+            await _start_observability(server, nursery)
             logger.info(
                 "kbroker node %d (cluster %s) listening on %s:%d, data in %s",
                 broker.node_id,
