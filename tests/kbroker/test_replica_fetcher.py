@@ -204,3 +204,14 @@ async def test_fetcher_moves_to_a_restarted_leader_and_resumes(
     assert _all_bytes(fp) == _all_bytes(lp)
     assert manager.fetchers[LEADER].address == leader.address
     await _wait_until(lambda: lp.replica.isr == [LEADER, FOLLOWER])
+
+
+def test_fetcher_settings_come_from_the_broker_config() -> None:
+    from kbroker.config import BrokerConfig
+
+    config = BrokerConfig.from_properties(
+        {"replica.fetch.wait.max.ms": "250", "replica.fetch.max.bytes": "4096"}
+    )
+    settings = FetcherConfig.from_broker_config(config)
+    assert (settings.fetch_wait_max_ms, settings.fetch_max_bytes) == (250, 4096)
+    assert settings.fetch_backoff_ms == 1000  # Kafka's default where the broker has no key
