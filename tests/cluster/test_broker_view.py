@@ -545,3 +545,21 @@ async def test_a_groups_offsets_are_reloaded_when_leadership_comes_back(cluster:
         [("__consumer_offsets", 0, 1, 2, [1, 2], [1, 2])], topic_id=offsets_id
     )
     assert await fetch_offset() == (0, 42)
+
+
+async def test_transaction_requests_for_an_id_coordinated_elsewhere_are_not_coordinator(
+    cluster: Harness,
+) -> None:
+    from kbroker.wire.messages import EndTxnRequest, InitProducerIdRequest
+
+    state = [("__transaction_state", i, [2, 3][i], 0, [2, 3], [2, 3]) for i in range(2)]
+    await cluster.update_metadata(state)
+    init = await cluster.client.request(
+        InitProducerIdRequest(transactional_id="tx-1", transaction_timeout_ms=60000), version=4
+    )
+    assert init.error_code == ErrorCode.NOT_COORDINATOR
+    end = await cluster.client.request(
+        EndTxnRequest(transactional_id="tx-1", producer_id=5, producer_epoch=0, committed=True),
+        version=3,
+    )
+    assert end.error_code == ErrorCode.NOT_COORDINATOR
