@@ -19,8 +19,9 @@ READY = re.compile(r"bootstrap_servers=(\S+):(\d+)")
 # a loaded 2-core CI machine without letting a hung broker stall the whole suite.
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 15.0
-# Modules with group scenarios run their broker with a short initial rebalance delay so each
-# test's fresh group forms in well under Kafka's default 3 s.
+# Modules with group scenarios run their broker with a short initial rebalance delay, set
+# explicitly (kbroker's dev default is 0, Kafka's code default 3 s): the delay is exercised
+# while each test's fresh group still forms in well under 3 s.
 GROUP_BROKER_OVERRIDES = {"group.initial.rebalance.delay.ms": "200"}
 
 

@@ -24,6 +24,8 @@ import venv
 import zipfile
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = ["pyproject.toml", "README.md", "kbroker", "wire", "log"]
 TIMEOUT_S = 300  # a failure bound for pip and the user's pytest, not a speed check
@@ -135,8 +137,12 @@ def make_venv(path: Path) -> Path:
     return python
 
 
-def test_wheel_holds_only_the_kbroker_package(tmp_path: Path) -> None:
-    wheel = build_wheel(tmp_path)
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+def test_wheel_holds_only_the_kbroker_package(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
     assert tops == {"kbroker", "kbroker-0.1.0.dist-info"}
@@ -145,8 +151,9 @@ def test_wheel_holds_only_the_kbroker_package(tmp_path: Path) -> None:
     assert b"kbroker = kbroker.pytest_plugin" in entry_points
 
 
-def test_installed_wheel_runs_the_fixtures_beside_a_users_log_and_wire(tmp_path: Path) -> None:
-    wheel = build_wheel(tmp_path)
+def test_installed_wheel_runs_the_fixtures_beside_a_users_log_and_wire(
+    wheel: Path, tmp_path: Path
+) -> None:
     python = make_venv(tmp_path / "venv")
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "-q"]

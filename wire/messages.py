@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from kbroker.wire import _defs_api, _defs_data
-from kbroker.wire.schema import MessageDecl, make_message_class, parse_declarations
+from kbroker.wire.classes import make_message_class
+from kbroker.wire.schema import MessageDecl, parse_declarations
 
 API_DECLS: list[MessageDecl] = parse_declarations(_defs_api.DECLARATIONS)
 DATA_DECLS: list[MessageDecl] = parse_declarations(_defs_data.DECLARATIONS)

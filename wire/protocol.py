@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from kbroker.wire.codec import decode_struct, encode_struct
 from kbroker.wire.errors import DecodeError, EncodeError, UnsupportedVersion
 from kbroker.wire.messages import (
     ALL,
@@ -21,7 +22,6 @@ from kbroker.wire.messages import (
     RequestHeader,
     ResponseHeader,
 )
-from kbroker.wire.schema import decode_struct, encode_struct
 
 API_VERSIONS: int = ApiVersionsRequest.API_KEY
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from kbroker.wire.schema import PY_TYPES, FieldDecl, MessageDecl
+from kbroker.wire.classes import PY_TYPES
+from kbroker.wire.schema import FieldDecl, MessageDecl
 
 STUB_PATH = Path(__file__).with_name("messages.pyi")
 

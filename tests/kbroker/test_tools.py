@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import pty
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -497,14 +499,13 @@ def _read_until(fd: int, wanted: bytes, timeout: float = 20.0) -> bytes:
     return seen
 
 
-def test_interactive_produce_prompts_sends_on_enter_and_flushes_on_ctrl_c(
-    live: kbroker.Broker, name: str
-) -> None:
-    assert main(["topics", "create", name, "--bootstrap-server", live.bootstrap_servers]) == 0
+@contextlib.contextmanager
+def _on_a_terminal(*args: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`python -m kbroker ARGS` with a pseudo-terminal as stdin/stdout/stderr: yields the
+    process and the terminal's controlling side (to type into and read from)."""
     controller, terminal = pty.openpty()
-    bootstrap = live.bootstrap_servers
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kbroker", "produce", name, "--bootstrap-server", bootstrap],
+        [sys.executable, "-m", "kbroker", *args],
         stdin=terminal,
         stdout=terminal,
         stderr=terminal,
@@ -512,40 +513,38 @@ def test_interactive_produce_prompts_sends_on_enter_and_flushes_on_ctrl_c(
     )
     os.close(terminal)
     try:
-        _read_until(controller, b">")
-        os.write(controller, b"first\n")
-        _read_until(controller, b">")
+        yield proc, controller
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(controller)
+
+
+def test_interactive_produce_prompts_sends_on_enter_and_flushes_on_ctrl_c(
+    live: kbroker.Broker, name: str
+) -> None:
+    bootstrap = live.bootstrap_servers
+    assert main(["topics", "create", name, "--bootstrap-server", bootstrap]) == 0
+    with _on_a_terminal("produce", name, "--bootstrap-server", bootstrap) as (proc, tty):
+        _read_until(tty, b">")
+        os.write(tty, b"first\n")
+        _read_until(tty, b">")
         # Sent on Enter: another client reads it while the producer is still open.
         assert [r.value for r in _read_all(bootstrap, name, 1)] == [b"first"]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
-    finally:
-        proc.kill()
-        os.close(controller)
     # Ctrl-C with records still queued (a long linger): they are delivered before exit.
-    controller, terminal = pty.openpty()
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "kbroker", "produce", name),
-            *("--bootstrap-server", bootstrap, "--command-config", "linger.ms=10000"),
-        ],
-        stdin=terminal,
-        stdout=terminal,
-        stderr=terminal,
-        cwd=REPO,
-    )
-    os.close(terminal)
-    try:
-        _read_until(controller, b">")
-        os.write(controller, b"second\n")
-        _read_until(controller, b">")
-        os.write(controller, b"third\n")
-        _read_until(controller, b">")
+    with _on_a_terminal(
+        *("produce", name, "--bootstrap-server", bootstrap),
+        *("--command-config", "linger.ms=10000"),
+    ) as (proc, tty):
+        _read_until(tty, b">")
+        os.write(tty, b"second\n")
+        _read_until(tty, b">")
+        os.write(tty, b"third\n")
+        _read_until(tty, b">")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
-    finally:
-        proc.kill()
-        os.close(controller)
     records = _read_all(bootstrap, name, 3)
     assert [r.value for r in records] == [b"first", b"second", b"third"]
 
@@ -870,3 +869,38 @@ def test_a_broker_lost_while_consuming_is_one_warning_line() -> None:
         f"kbroker consume: warning: lost the connection to 127.0.0.1:{port}; retrying",
         "Processed a total of 1 messages",
     ]
+
+
+def test_consume_prints_what_kcat_wrote_and_reads(
+    run: Kbroker, live: kbroker.Broker, name: str
+) -> None:
+    # kcat (librdkafka's C client) as an independent producer and reader: the console
+    # consumer's partition, offset, headers, key and value must match kcat's JSON view.
+    kcat = shutil.which("kcat") or shutil.which("kafkacat")
+    assert kcat, "kcat is not installed (Debian: apt-get install kcat)"
+    assert run("topics", "create", name, "--partitions", "3")[0] == 0
+    base = [kcat, "-b", live.bootstrap_servers, "-X", "log_level=3", "-t", name]
+    lines = b"".join(b"key%d:value %d\n" % (i, i) for i in range(30))
+    subprocess.run(
+        [*base, "-P", "-K", ":", "-H", "origin=kcat", "-H", "n=1"],
+        input=lines,
+        check=True,
+        timeout=60,
+    )
+    seen = subprocess.run(
+        [*base, "-C", "-o", "beginning", "-e", "-J"], capture_output=True, check=True, timeout=60
+    )
+    expected = sorted(
+        f"Partition:{r['partition']}\tOffset:{r['offset']}\t"
+        + ",".join(f"{k}:{v}" for k, v in zip(r["headers"][::2], r["headers"][1::2], strict=True))
+        + f"\t{r['key']}\t{r['payload']}"
+        for r in map(json.loads, seen.stdout.decode().splitlines())
+        if r.get("payload") is not None
+    )
+    assert len(expected) == 30
+    code, out, _ = run(
+        *("consume", name, "--offset", "earliest", "--max-messages", "30"),
+        *("--property", "print.partition=true", "--property", "print.offset=true"),
+        *("--property", "print.headers=true", "--property", "print.key=true"),
+    )
+    assert code == 0 and sorted(out.splitlines()) == expected

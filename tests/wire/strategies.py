@@ -8,7 +8,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from kbroker.wire.schema import FieldDecl, default_value
+from kbroker.wire.classes import default_value
+from kbroker.wire.schema import FieldDecl
 
 _INT_RANGES = {"int8": 8, "int16": 16, "int32": 32, "int64": 64}
 # Tags Kafka does not use in any struct we declare, for unknown tagged fields.

@@ -255,6 +255,10 @@ def test_every_declaration_matches_kafka(
     assert len(names) == len(set(names))
     checked_against_shipped = []
     for name in names:
+        assert name in schemas, (
+            f"{name} is declared but not in tests/wire/kafka_facts.json: regenerate it with "
+            "`python tests/wire/gen_facts.py KAFKA_JSON_DIR` (Kafka's JSON message schemas)"
+        )
         facts = schemas[name]
         _check_header(name, facts)
         if "fields" in facts:

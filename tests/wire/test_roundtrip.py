@@ -7,9 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kbroker.wire import protocol
+from kbroker.wire.codec import decode_struct, encode_struct
 from kbroker.wire.errors import DecodeError
 from kbroker.wire.messages import ALL, API_DECLS, DATA_DECLS, REQUESTS, RESPONSES
-from kbroker.wire.schema import decode_struct, encode_struct
 from tests.wire.strategies import struct_strategy
 
 CASES = [

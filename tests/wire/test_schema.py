@@ -7,6 +7,16 @@ import uuid
 import pytest
 
 from kbroker.wire import protocol
+from kbroker.wire.codec import (
+    decode_struct,
+    encode_struct,
+    read_uvarint,
+    read_varint,
+    read_varlong,
+    write_uvarint,
+    write_varint,
+    write_varlong,
+)
 from kbroker.wire.errors import DecodeError, EncodeError
 from kbroker.wire.messages import (
     ApiVersionsResponse,
@@ -18,18 +28,7 @@ from kbroker.wire.messages import (
     ProduceResponse,
     RequestHeader,
 )
-from kbroker.wire.schema import (
-    decode_struct,
-    encode_struct,
-    parse_versions,
-    read_uvarint,
-    read_varint,
-    read_varlong,
-    snake,
-    write_uvarint,
-    write_varint,
-    write_varlong,
-)
+from kbroker.wire.schema import parse_versions, snake
 
 
 def test_version_ranges_parse_like_kafka() -> None:
