@@ -743,6 +743,21 @@ class PartitionLog:
             self._recovery_point = self.log_end_offset
             self._checkpoint_recovery_point()
 
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        """Delete every batch and restart the log, empty, at `offset`.
+
+        Kafka's UnifiedLog.truncateFullyAndStartAt: a follower whose log ends before
+        the leader's log start cannot fetch the gap, so it starts over there.
+        """
+        self._check_open()
+        self._before_write()
+        self._truncate_fully_and_start_at(offset)
+        fsync_dir(self.directory)
+        self.txn_index.load(self._bases, self.log_end_offset)
+        for snap in list_snapshots(self.directory):
+            os.unlink(snapshot_path(self.directory, snap))
+        self._snapshot_offset = -1
+
     def _truncate_fully_and_start_at(self, offset: int) -> None:
         self._unflushed = True
         self._walked.clear()

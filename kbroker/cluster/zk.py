@@ -59,6 +59,10 @@ Stat: TypeAlias = ZnodeStat  # .version, .czxid, .mzxid, .ephemeralOwner, .numCh
 class ZkError(Exception):
     """Base of every ZooKeeper failure this module raises."""
 
+    # For a failed multi(): the index of the operation that failed (e.g. 0 for a
+    # fencing CheckOp placed first), else None.
+    failed_op: int | None = None
+
 
 class ZkUnavailable(ZkError):
     """ZooKeeper could not be reached (in time), or the connection is gone."""
@@ -281,7 +285,8 @@ class ZkClient:
         await self._call(self._client.delete, path, version, recursive)
 
     async def multi(self, ops: Sequence[Op]) -> list[Any]:
-        """All of ``ops`` or none (ZooKeeper's multi). Raises the failing op's error."""
+        """All of ``ops`` or none (ZooKeeper's multi). Raises the failing op's error, with
+        ``failed_op`` set to its index."""
 
         def run() -> list[Any]:
             tx = self._client.transaction()
@@ -300,9 +305,12 @@ class ZkClient:
             results = await trio.to_thread.run_sync(run, abandon_on_cancel=True)
         except (KazooException, KazooTimeoutError) as exc:
             raise _translate(exc) from exc
-        for r in results:
+        for i, r in enumerate(results):
             if isinstance(r, Exception) and not isinstance(r, RolledBackError):
-                raise _translate(r)
+                err = _translate(r)
+                if isinstance(err, ZkError):
+                    err.failed_op = i
+                raise err
         for r in results:
             if isinstance(r, Exception):
                 raise _translate(r)

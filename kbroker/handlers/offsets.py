@@ -85,7 +85,13 @@ async def handle_list_offsets(
                 read_committed = version >= 2 and request.isolation_level == 1
                 if read_committed:
                     poll_transactions(ctx.broker)
-                found = _offset_for(ctx, partition, p.timestamp, read_committed=read_committed)
+                found = _offset_for(
+                    ctx,
+                    partition,
+                    p.timestamp,
+                    read_committed=read_committed,
+                    from_replica=request.replica_id >= 0,
+                )
             except Exception as exc:  # noqa: BLE001 - every failure is a per-partition answer
                 resp.error_code = error_code_of(exc)
             else:
@@ -100,7 +106,12 @@ async def handle_list_offsets(
 
 
 def _offset_for(
-    ctx: RequestContext, partition: Partition, timestamp: int, *, read_committed: bool = False
+    ctx: RequestContext,
+    partition: Partition,
+    timestamp: int,
+    *,
+    read_committed: bool = False,
+    from_replica: bool = False,
 ) -> tuple[int, int, int] | None:
     """(timestamp, offset, leader epoch) for a ListOffsets query, None when nothing matches.
 
@@ -112,6 +123,9 @@ def _offset_for(
     log = partition.log
     epochs = leader_epochs(ctx, partition)
     hw = log.last_stable_offset if read_committed else log.high_watermark
+    if from_replica:
+        # A follower (replica id >= 0) reads the whole log: no isolation bound.
+        hw = log.log_end_offset
     if timestamp == LATEST_TIMESTAMP:
         return (-1, hw, current_leader_epoch(ctx, partition))
     if timestamp in (EARLIEST_TIMESTAMP, EARLIEST_LOCAL_TIMESTAMP):

@@ -586,6 +586,11 @@ def test_consume_offset_earliest_latest_and_n(run: Kbroker, stamped: str) -> Non
     assert (code, out) == (0, "")
     code, _, err = run("consume", stamped, "--offset", "first")
     assert code == 2 and "expected earliest, latest or an offset" in err
+    # A group starts from its committed offsets, as with kafka-console-consumer.
+    code, _, err = run("consume", stamped, "--group", "g", "--offset", "1")
+    assert code == 1 and "--offset N and --from-timestamp cannot be used with --group" in err
+    code, _, err = run("produce", stamped, "--partition", "5", stdin=b"x\n")
+    assert code == 1 and f"topic '{stamped}' has no partition 5" in err
 
 
 def test_consume_from_timestamp(run: Kbroker, stamped: str) -> None:

@@ -206,3 +206,19 @@ def test_follower_refuses_overlaps_and_damage(tmp_path: Path) -> None:
     assert follower.log_end_offset == 4
     leader.close()
     follower.close()
+
+
+def test_truncate_fully_and_start_at_restarts_an_empty_log(log_dir: Path) -> None:
+    log = PartitionLog.open(log_dir, LogConfig())
+    log.append(batch(3, producer_id=4, producer_epoch=0, base_sequence=0), leader_epoch=2)
+    log.truncate_fully_and_start_at(10)
+    assert (log.log_start_offset, log.log_end_offset) == (10, 10)
+    assert log.leader_epochs.entries() == []
+    empty = PartitionLog.open(log_dir.parent / "empty", LogConfig())
+    assert log.producer_state.to_json() == empty.producer_state.to_json()  # producer 4 forgotten
+    empty.close()
+    log.close()
+    log = PartitionLog.open(log_dir, LogConfig())
+    assert (log.log_start_offset, log.log_end_offset) == (10, 10)
+    assert log.append(batch(1), leader_epoch=3).base_offset == 10
+    log.close()

@@ -1,0 +1,289 @@
+"""The controller against a real ZooKeeper and fake brokers that record what they are told."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+from kazoo.client import KazooClient
+
+from kbroker.cluster import admin_zk, znodes
+from kbroker.cluster.controller import PREFERRED, Controller
+from kbroker.cluster.zk import ZkClient
+from kbroker.cluster.znodes import BrokerRegistration, PartitionState
+from tests.cluster.fake_broker import FakeBroker
+
+LEADER_AND_ISR, STOP_REPLICA, UPDATE_METADATA = 4, 5, 6
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
+    with trio.fail_after(timeout):
+        while not await check():
+            await trio.sleep(0.05)
+
+
+async def register(zk_connect: str, fake: FakeBroker) -> ZkClient:
+    """A broker registration in its own session (closing it is the broker dying)."""
+    zk = await ZkClient.connect(zk_connect, session_timeout_ms=4000)
+    reg = BrokerRegistration(
+        broker_id=fake.broker_id,
+        host="127.0.0.1",
+        port=fake.port,
+        endpoints=(f"PLAINTEXT://127.0.0.1:{fake.port}",),
+    )
+    await zk.ensure_path(znodes.BROKER_IDS)
+    await zk.create(znodes.broker_path(fake.broker_id), reg.encode(), ephemeral=True)
+    return zk
+
+
+async def state(zk: ZkClient, topic: str, p: int) -> PartitionState | None:
+    try:
+        data, stat = await zk.get(znodes.partition_state_path(topic, p))
+    except Exception:
+        return None
+    return PartitionState.decode(data, stat.version)
+
+
+@asynccontextmanager
+async def running_controller(
+    nursery: trio.Nursery, zk_connect: str, broker_id: int, **config: Any
+) -> AsyncIterator[tuple[Controller, ZkClient, trio.CancelScope]]:
+    zk = await ZkClient.connect(zk_connect, session_timeout_ms=4000)
+    ctl = Controller(
+        zk, broker_id=broker_id, config={k.replace("_", "."): v for k, v in config.items()}
+    )
+    scope = trio.CancelScope()
+
+    async def run() -> None:
+        with scope:
+            await ctl.run()
+
+    nursery.start_soon(run)
+    try:
+        yield ctl, zk, scope
+    finally:
+        scope.cancel()
+        await zk.close()
+
+
+async def test_one_controller_and_failover_bumps_the_epoch(
+    nursery: trio.Nursery, zk_connect: str
+) -> None:
+    async with running_controller(nursery, zk_connect, 1) as (a, zka, scope_a):
+        with trio.fail_after(15):
+            await a.became_active.wait()
+        async with running_controller(nursery, zk_connect, 2) as (b, _zkb, _):
+
+            async def b_sees_a() -> bool:
+                return b.active_controller_id == 1
+
+            await eventually(b_sees_a)
+            assert a.is_active and not b.is_active and a.epoch == 1
+            data, _ = await zka.get("/controller")
+            assert json.loads(data)["brokerid"] == 1
+            assert (await zka.get("/controller_epoch"))[0] == b"1"
+            # The controller's broker dies: its session ends, /controller goes.
+            scope_a.cancel()
+            await zka.close()
+            with trio.fail_after(15):
+                await b.became_active.wait()
+            assert b.epoch == 2 and b.active_controller_id == 2
+            assert (await _zkb.get("/controller_epoch"))[0] == b"2"
+
+
+async def test_topic_life_broker_death_and_return(nursery: trio.Nursery, zk_connect: str) -> None:
+    fakes = {i: FakeBroker(i) for i in (1, 2, 3)}
+    for f in fakes.values():
+        await nursery.start(f.serve)
+    regs = {i: await register(zk_connect, f) for i, f in fakes.items()}
+    async with running_controller(
+        nursery, zk_connect, 1, leader_imbalance_check_interval_seconds=3600
+    ) as (
+        ctl,
+        zk,
+        _,
+    ):
+        with trio.fail_after(15):
+            await ctl.became_active.wait()
+        assignment = {0: [1, 2, 3], 1: [2, 3, 1], 2: [3, 1, 2]}
+        await admin_zk.create_topic(zk, "t", assignment)
+
+        async def started() -> bool:
+            return all([await state(zk, "t", p) is not None for p in range(3)])
+
+        await eventually(started)
+        for p, replicas in assignment.items():
+            s = await state(zk, "t", p)
+            assert s is not None
+            assert (s.leader, s.isr, s.leader_epoch, s.controller_epoch) == (
+                replicas[0],
+                tuple(replicas),
+                0,
+                1,
+            )
+        # Every replica hears about its partitions (as new), every broker the metadata.
+        for f in fakes.values():
+            await f.wait_for(lambda f=f: any(_lai_parts(b) for b in f.of(LEADER_AND_ISR)))
+            parts = [p for b in f.of(LEADER_AND_ISR) for p in _lai_parts(b)]
+            assert sorted((p.partition_index, p.leader) for p in parts) == [(0, 1), (1, 2), (2, 3)]
+            assert all(p.is_new for p in parts)
+            await f.wait_for(lambda f=f: any(_um_parts(b) for b in f.of(UPDATE_METADATA)))
+
+        # Broker 1 dies: partition 0 moves to broker 2, the ISRs lose broker 1.
+        await regs[1].close()
+
+        async def moved() -> bool:
+            s = await state(zk, "t", 0)
+            return s is not None and s.leader == 2
+
+        await eventually(moved)
+        s0 = await state(zk, "t", 0)
+        assert s0 is not None and (s0.isr, s0.leader_epoch, s0.controller_epoch) == ((2, 3), 1, 1)
+        s1 = await state(zk, "t", 1)
+        assert s1 is not None and (s1.leader, s1.isr, s1.leader_epoch) == (2, (2, 3), 1)
+        for i in (2, 3):
+            f = fakes[i]
+            await f.wait_for(
+                lambda f=f: any(
+                    p.partition_index == 0 and p.leader == 2
+                    for b in f.of(LEADER_AND_ISR)
+                    for p in _lai_parts(b)
+                )
+            )
+            await f.wait_for(
+                lambda f=f: any(
+                    p.partition_index == 0 and p.leader == 2 and list(p.offline_replicas) == [1]
+                    for b in f.of(UPDATE_METADATA)
+                    for p in _um_parts(b)
+                )
+            )
+        assert not any(
+            p.leader == 2 and p.partition_index == 0
+            for b in fakes[1].of(LEADER_AND_ISR)
+            for p in _lai_parts(b)
+        )
+
+        # Broker 1 returns: it gets the full metadata and its replicas again.
+        before = len(fakes[1].received)
+        regs[1] = await register(zk_connect, fakes[1])
+        f1 = fakes[1]
+        await f1.wait_for(
+            lambda: (
+                any(b.type == 1 and len(_lai_parts(b)) == 3 for b in f1.of(LEADER_AND_ISR)[-1:])
+                and len(f1.received) > before
+            )
+        )
+        later = [b for k, b in f1.received[before:] if k == UPDATE_METADATA]
+        assert later and sorted(x.id for x in later[0].live_brokers) == [1, 2, 3]
+
+        # The leader of partition 0 takes broker 1 back into the ISR and says so.
+        await zk.set(
+            znodes.partition_state_path("t", 0),
+            PartitionState(leader=2, leader_epoch=1, isr=(2, 3, 1), controller_epoch=1).encode(),
+        )
+        await zk.create(
+            f"{znodes.ISR_CHANGE_NOTIFICATION}/{znodes.ISR_CHANGE_PREFIX}",
+            znodes.encode_partition_list([("t", 0)]),
+            sequence=True,
+        )
+        await fakes[3].wait_for(
+            lambda: any(
+                p.partition_index == 0 and list(p.isr) == [2, 3, 1]
+                for b in fakes[3].of(UPDATE_METADATA)
+                for p in _um_parts(b)
+            )
+        )
+        # A preferred election brings leadership back to broker 1.
+        result = await ctl.elect_leaders([("t", 0), ("t", 1), ("nope", 0)], PREFERRED)
+        assert result[("t", 0)][0] == 0
+        assert result[("t", 1)][0] == 84  # ELECTION_NOT_NEEDED: broker 2 is preferred
+        assert result[("nope", 0)][0] == 3
+        s0 = await state(zk, "t", 0)
+        assert s0 is not None and (s0.leader, s0.leader_epoch) == (1, 2)
+
+        # Controlled shutdown of broker 2: what it leads moves away first.
+        remaining = await ctl.controlled_shutdown(2, regs_epoch := -1)
+        assert remaining == [] and regs_epoch == -1
+        s1 = await state(zk, "t", 1)
+        assert s1 is not None and s1.leader == 3 and 2 not in s1.isr
+
+        # Deletion: every replica is told to delete, then the znodes go.
+        await admin_zk.delete_topic(zk, "t")
+
+        async def deleted() -> bool:
+            return await zk.exists(znodes.topic_path("t")) is None
+
+        await eventually(deleted)
+        assert await zk.get_children(znodes.DELETE_TOPICS) == []
+        assert await zk.exists(znodes.topic_config_path("t")) is None
+        for f in fakes.values():
+            await f.wait_for(
+                lambda f=f: any(
+                    p.delete_partition
+                    for b in f.of(STOP_REPLICA)
+                    for t in b.topic_states
+                    for p in t.partition_states
+                )
+            )
+    for r in regs.values():
+        await r.close()
+    for f in fakes.values():
+        f.stop()
+
+
+async def test_zombie_controller_writes_are_fenced(nursery: trio.Nursery, zk_connect: str) -> None:
+    fake = FakeBroker(1)
+    await nursery.start(fake.serve)
+    reg = await register(zk_connect, fake)
+    async with running_controller(nursery, zk_connect, 1) as (ctl, zk, _):
+        with trio.fail_after(15):
+            await ctl.became_active.wait()
+        # The epoch moved on under the controller (as when a successor takes over): its
+        # next write must fail. It then resigns and, still holding /controller here,
+        # starts a new term from the current epoch, so the write lands with epoch 8.
+        await zk.set(znodes.CONTROLLER_EPOCH, b"7")
+        await admin_zk.create_topic(zk, "z", {0: [1]})
+
+        async def written() -> bool:
+            return await state(zk, "z", 0) is not None
+
+        await eventually(written)
+        s = await state(zk, "z", 0)
+        assert s is not None and s.controller_epoch == 8 and s.zk_version == 0
+        assert ctl.is_active and ctl.epoch == 8
+        assert (await zk.get(znodes.CONTROLLER_EPOCH))[0] == b"8"
+    await reg.close()
+    fake.stop()
+
+
+async def test_session_loss_resigns_then_campaigns_again(
+    nursery: trio.Nursery, zk_connect: str
+) -> None:
+    async with running_controller(nursery, zk_connect, 1) as (ctl, zk, _):
+        with trio.fail_after(15):
+            await ctl.became_active.wait()
+        was_active: list[bool] = []
+        sid, passwd = zk._client.client_id
+        thief = KazooClient(hosts=zk_connect, client_id=(sid, passwd))
+        await trio.to_thread.run_sync(thief.start, 10)
+        await trio.to_thread.run_sync(thief.stop)
+        thief.close()
+
+        async def lost_then_back() -> bool:
+            was_active.append(ctl.is_active)
+            return ctl.epoch == 2 and ctl.is_active
+
+        await eventually(lost_then_back, timeout=20)
+        data, _ = await zk.get("/controller")
+        assert json.loads(data)["brokerid"] == 1
+
+
+def _lai_parts(body: Any) -> list[Any]:
+    return [p for t in body.topic_states for p in t.partition_states]
+
+
+def _um_parts(body: Any) -> list[Any]:
+    return [p for t in body.topic_states for p in t.partition_states]
