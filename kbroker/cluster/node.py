@@ -202,8 +202,22 @@ class ClusterNode:
         self.controller = Controller(
             self.zk, broker_id=self.broker_id, config=self.broker.config, clock=self.clock
         )
+        from kbroker.replication.fetcher import FetcherConfig, ReplicaFetcherManager
+
+        config = self.broker.config
+        fetchers = ReplicaFetcherManager(
+            broker_id=self.broker_id,
+            config=FetcherConfig.from_broker_config(config),
+            on_append=self.broker.notify_append,
+        )
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            await nursery.start(fetchers.run)
+            # Followers copy their leaders from now on (kbroker.replication).
+            self.replicas.fetchers = fetchers
+            self.replicas.endpoint_of = self._endpoint_of
+            self.replicas.isr_writer = self._write_isr
+            nursery.start_soon(self._expire_isr, config["replica.lag.time.max.ms"] / 2000)
             await nursery.start(self.controller.run)
             nursery.start_soon(self._follow_config_changes)
             nursery.start_soon(self._keep_registered)
@@ -268,6 +282,59 @@ class ClusterNode:
     def topic_config_cache(self) -> dict[str, dict[str, str]]:
         """Configs last read per topic (for topics this broker does not host)."""
         return self.broker.state.setdefault("kbroker.cluster.topic_configs", {})
+
+    # --- replication ------------------------------------------------------------------
+
+    def _endpoint_of(self, broker_id: int) -> tuple[str, int] | None:
+        info = self.metadata.brokers.get(broker_id)
+        return None if info is None else (info.host, info.port)
+
+    async def _expire_isr(self, interval_s: float) -> None:
+        """Kafka's isr-expiration task: every replica.lag.time.max.ms / 2."""
+        while True:
+            await trio.sleep(interval_s)
+            try:
+                self.replicas.shrink_isrs()
+            except Exception:
+                logger.exception("ISR expiration failed")
+
+    def _write_isr(self, topic: str, index: int, state: Any) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(self._persist_isr, topic, index, state)
+
+    async def _persist_isr(self, topic: str, index: int, state: Any) -> None:
+        """Write the leader's new ISR to the partition's state znode, conditional on the
+        version the controller gave (a controller's newer write wins), then tell the
+        controller through /isr_change_notification (ZK-mode Partition.updateIsr)."""
+        from kbroker.cluster import znodes
+        from kbroker.cluster.zk import BadVersion
+
+        new = znodes.PartitionState(
+            leader=self.broker_id,
+            leader_epoch=state.leader_epoch,
+            isr=tuple(state.isr),
+            controller_epoch=state.controller_epoch,
+        )
+        try:
+            stat = await self.zk.set(
+                znodes.partition_state_path(topic, index), new.encode(), version=state.zk_version
+            )
+        except BadVersion:
+            logger.info("ISR of %s-%d changed in ZooKeeper meanwhile; not written", topic, index)
+            return
+        except Exception:
+            logger.exception("cannot write the ISR of %s-%d", topic, index)
+            return
+        state.zk_version = stat.version
+        logger.info("ISR of %s-%d is now %s", topic, index, list(state.isr))
+        try:
+            await self.zk.create(
+                f"{znodes.ISR_CHANGE_NOTIFICATION}/{znodes.ISR_CHANGE_PREFIX}",
+                znodes.encode_partition_list([(topic, index)]),
+                sequence=True,
+            )
+        except Exception:
+            logger.exception("cannot notify the ISR change of %s-%d", topic, index)
 
     # --- transaction markers for partitions led elsewhere ------------------------------
 

@@ -117,6 +117,7 @@ def _partition(topic: str, topic_id: uuid.UUID, p: Any) -> LeaderAndIsrPartition
         isr=tuple(p.isr),
         replicas=tuple(p.replicas),
         is_new=bool(getattr(p, "is_new", False)),
+        partition_epoch=int(getattr(p, "partition_epoch", 0)),
     )
 
 

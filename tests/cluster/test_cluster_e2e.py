@@ -18,7 +18,13 @@ from pathlib import Path
 import pytest
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
-from confluent_kafka import Consumer, KafkaException, Producer  # noqa: E402
+from confluent_kafka import (  # noqa: E402
+    Consumer,
+    ElectionType,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from kazoo.client import KazooClient  # noqa: E402
 
@@ -154,13 +160,29 @@ def test_a_three_broker_cluster_end_to_end(tmp_path: Path) -> None:
         assert producer.flush(60) == 0
         assert delivered == [None]
 
-        # The killed broker comes back and gets its replicas again.
+        # What was acknowledged (acks=all) before the kill was replicated: the new
+        # leader serves it.
+        got_back = _consume(bootstrap, "orders", "after-failover", 32)
+        assert b"before" in got_back and b"after" in got_back
+
+        # The killed broker comes back, catches up into the ISR, and a preferred election
+        # (ElectLeaders) gives it its partition back.
         cluster.restart(victim)
         cluster.wait_for(
             lambda: victim in cluster.metadata([], via=victim).brokers, 30, message="rejoin"
         )
-        if cluster.controller_id() != victim:
-            assert int(_controller_epoch(cluster)) >= epoch_before
+        cluster.wait_for(
+            lambda: victim in cluster.partitions("orders")[0].isr, 30, message="back in the ISR"
+        )
+        controller_admin = AdminClient({"bootstrap.servers": bootstrap})
+        elected = controller_admin.elect_leaders(
+            ElectionType.PREFERRED, [TopicPartition("orders", 0)]
+        )
+        elected.result(30)
+        cluster.wait_for(
+            lambda: cluster.leader_of("orders", 0) == victim, 30, message="preferred leader back"
+        )
+        assert int(_controller_epoch(cluster)) >= epoch_before
 
         # Deleting the topic removes it from every broker.
         admin.delete_topics(["orders"], operation_timeout=30)["orders"].result(40)
