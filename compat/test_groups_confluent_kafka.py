@@ -7,7 +7,6 @@ deadline-based polling of what a user observes.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,18 +21,21 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 
+from compat.group_scenarios import (
+    DEADLINE_S,
+    PolledMember,
+    consume_all_and_commit,
+    join_split_and_leave,
+    kill_keeps_committed_offsets,
+    wait_until,
+)
 from compat.livebroker import (
     GROUP_BROKER_OVERRIDES,
     LiveBroker,
     private_broker,
     shared_broker,
 )
-from compat.test_groups_kafka_python import (
-    DEADLINE_S,
-    GroupMember,
-    join_split_and_leave,
-    wait_until,
-)
+from compat.test_groups_kafka_python import GroupMember
 
 pytestmark = pytest.mark.compat
 
@@ -58,11 +60,11 @@ def produce(
     assert prod.flush(DEADLINE_S) == 0, "records left unacknowledged"
 
 
-class CkMember(threading.Thread):
+class CkMember(PolledMember):
     """One confluent-kafka group consumer polled by its own thread."""
 
     def __init__(self, broker: LiveBroker, topic: str, group: str, **configs: object) -> None:
-        super().__init__(daemon=True)
+        super().__init__()
         conf = {
             "bootstrap.servers": broker.bootstrap_servers,
             "group.id": group,
@@ -80,12 +82,6 @@ class CkMember(threading.Thread):
         self.revoked: list[set[int]] = []
         self.assigned: list[set[int]] = []
         self.consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
-        self.values: list[bytes] = []
-        self.assignment: frozenset[int] = frozenset()
-        self.error: BaseException | None = None
-        self._halt = threading.Event()
-        self._commit = threading.Event()
-        self._committed = threading.Event()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assigned.append({tp.partition for tp in partitions})
@@ -93,34 +89,17 @@ class CkMember(threading.Thread):
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.revoked.append({tp.partition for tp in partitions})
 
-    def run(self) -> None:
-        try:
-            while not self._halt.is_set():
-                msg = self.consumer.poll(0.1)
-                if msg is not None and msg.error() is None:
-                    self.values.append(msg.value())
-                self.assignment = frozenset(tp.partition for tp in self.consumer.assignment())
-                if self._commit.is_set():
-                    self._commit.clear()
-                    self.consumer.commit(asynchronous=False)
-                    self._committed.set()
-        except BaseException as exc:  # reported by close()
-            self.error = exc
-        finally:
-            self.consumer.close()
+    def poll_once(self) -> None:
+        msg = self.consumer.poll(0.1)
+        if msg is not None and msg.error() is None:
+            self.values.append(msg.value())
+        self.assignment = frozenset(tp.partition for tp in self.consumer.assignment())
 
-    def commit(self) -> None:
-        """Commit the consumed positions synchronously (from the polling thread)."""
-        self._committed.clear()
-        self._commit.set()
-        assert self._committed.wait(DEADLINE_S), "commit did not complete"
+    def commit_now(self) -> None:
+        self.consumer.commit(asynchronous=False)
 
-    def close(self) -> None:
-        """Stop polling and close the consumer (a dynamic member sends LeaveGroup)."""
-        self._halt.set()
-        self.join(DEADLINE_S)
-        assert not self.is_alive(), "consumer thread did not stop"
-        assert self.error is None, f"consumer failed: {self.error!r}"
+    def close_consumer(self) -> None:
+        self.consumer.close()
 
 
 def committed(broker: LiveBroker, group: str, topic: str, partitions: int) -> dict[int, int]:
@@ -135,19 +114,24 @@ def committed(broker: LiveBroker, group: str, topic: str, partitions: int) -> di
     return {tp.partition: tp.offset for tp in found}
 
 
+class ConfluentGroups:
+    """confluent-kafka, as the shared group scenarios use it."""
+
+    create_topic = staticmethod(create_topic)
+    produce = staticmethod(produce)
+    committed = staticmethod(committed)
+
+    @staticmethod
+    def member(broker: LiveBroker, topic: str, group: str) -> CkMember:
+        return CkMember(broker, topic, group)
+
+
+CLIENT = ConfluentGroups()
+
+
 def test_group_subscribe_and_consume(group_broker: LiveBroker, topic_name: str) -> None:
     """A subscribed group consumer gets every partition, reads everything, commits."""
-    create_topic(group_broker, topic_name, 3)
-    produce(group_broker, topic_name, 3, 10)
-    member = CkMember(group_broker, topic_name, f"g-{topic_name}")
-    member.start()
-    try:
-        wait_until(lambda: len(member.values) == 30, "all 30 records consumed")
-        assert member.assignment == {0, 1, 2}
-        member.commit()
-    finally:
-        member.close()
-    assert committed(group_broker, f"g-{topic_name}", topic_name, 3) == {0: 10, 1: 10, 2: 10}
+    consume_all_and_commit(CLIENT, group_broker, topic_name, f"g-{topic_name}")
     admin = AdminClient({"bootstrap.servers": group_broker.bootstrap_servers})
     described = admin.describe_consumer_groups([f"g-{topic_name}"])[f"g-{topic_name}"].result(
         timeout=DEADLINE_S
@@ -265,28 +249,7 @@ def test_group_kill_keeps_committed_offsets(
     fresh_group_broker: LiveBroker, topic_name: str
 ) -> None:
     """Offsets acknowledged before kill -9 are there after the restart."""
-    broker = fresh_group_broker
-    create_topic(broker, topic_name, 2)
-    produce(broker, topic_name, 2, 5)
-    group = f"g-{topic_name}"
-    member = CkMember(broker, topic_name, group)
-    member.start()
-    try:
-        wait_until(lambda: len(member.values) == 10, "all 10 records consumed")
-        member.commit()
-    finally:
-        member.close()
-    broker.kill()
-    broker.start()
-    assert committed(broker, group, topic_name, 2) == {0: 5, 1: 5}
-    produce(broker, topic_name, 2, 1, prefix="new-")  # consumption must resume at these
-    member = CkMember(broker, topic_name, group)
-    member.start()
-    try:
-        wait_until(lambda: len(member.values) >= 2, "the 2 records after the commit")
-        assert sorted(member.values) == [b"new-p0-0", b"new-p1-0"]
-    finally:
-        member.close()
+    kill_keeps_committed_offsets(CLIENT, fresh_group_broker, topic_name)
 
 
 def test_group_mixed_clients(group_broker: LiveBroker, topic_name: str) -> None:

@@ -7,34 +7,26 @@ polling of what a user can observe (assignment, records, committed offsets).
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
-from typing import Protocol, TypeVar
-
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.structs import OffsetAndMetadata
 
+from compat.group_scenarios import (
+    PolledMember,
+    consume_all_and_commit,
+    join_split_and_leave,
+    kill_keeps_committed_offsets,
+    wait_until,
+)
 from compat.livebroker import LiveBroker
 
 pytestmark = pytest.mark.compat
 
-DEADLINE_S = 30.0
 # Short heartbeats make a rebalance visible to members quickly; 6 s is Kafka's minimum
 # session timeout (group.min.session.timeout.ms).
 FAST_GROUP = {"heartbeat_interval_ms": 200, "session_timeout_ms": 6000}
-
-
-def wait_until(check: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> None:
-    """Poll ``check`` until true; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + deadline_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {deadline_s:.0f} s: {what}")
-        time.sleep(0.05)
 
 
 def create_topic(broker: LiveBroker, name: str, partitions: int) -> None:
@@ -75,14 +67,11 @@ class Counting(ConsumerRebalanceListener):
         self.assigned += 1
 
 
-M = TypeVar("M", bound="Member")
-
-
-class GroupMember(threading.Thread):
+class GroupMember(PolledMember):
     """One kafka-python group consumer polled by its own thread."""
 
     def __init__(self, broker: LiveBroker, topic: str, group: str, **configs: object) -> None:
-        super().__init__(daemon=True)
+        super().__init__()
         self.listener = Counting()
         self.consumer = KafkaConsumer(
             bootstrap_servers=broker.bootstrap_servers,
@@ -92,81 +81,17 @@ class GroupMember(threading.Thread):
             **{**FAST_GROUP, **configs},
         )
         self.consumer.subscribe([topic], listener=self.listener)
-        self.values: list[bytes] = []
-        self.assignment: frozenset[int] = frozenset()
-        self.error: BaseException | None = None
-        self._halt = threading.Event()
-        self._commit = threading.Event()
-        self._committed = threading.Event()
 
-    def run(self) -> None:
-        try:
-            while not self._halt.is_set():
-                for batch in self.consumer.poll(timeout_ms=100).values():
-                    self.values.extend(r.value for r in batch)
-                self.assignment = frozenset(tp.partition for tp in self.consumer.assignment())
-                if self._commit.is_set():
-                    self._commit.clear()
-                    self.consumer.commit()
-                    self._committed.set()
-        except BaseException as exc:  # reported by close()
-            self.error = exc
-        finally:
-            self.consumer.close()
+    def poll_once(self) -> None:
+        for batch in self.consumer.poll(timeout_ms=100).values():
+            self.values.extend(r.value for r in batch)
+        self.assignment = frozenset(tp.partition for tp in self.consumer.assignment())
 
-    def commit(self) -> None:
-        """Commit the consumed positions synchronously (from the polling thread)."""
-        self._committed.clear()
-        self._commit.set()
-        assert self._committed.wait(DEADLINE_S), "commit did not complete"
+    def commit_now(self) -> None:
+        self.consumer.commit()
 
-    def close(self) -> None:
-        """Stop polling and close the consumer (a dynamic member sends LeaveGroup)."""
-        self._halt.set()
-        self.join(DEADLINE_S)
-        assert not self.is_alive(), "consumer thread did not stop"
-        assert self.error is None, f"consumer failed: {self.error!r}"
-
-
-class Member(Protocol):
-    """What the shared scenarios need of a group member thread, whichever the client."""
-
-    assignment: frozenset[int]
-
-    def start(self) -> None: ...
-    def close(self) -> None: ...
-
-
-def join_split_and_leave(
-    new_member: Callable[[], M], *, on_split: Callable[[M, M], None] | None = None
-) -> None:
-    """The rebalance scenario of every client's suite, on a 4-partition topic: a second member
-    gets half the partitions; when it leaves the first gets them back. ``on_split`` adds the
-    caller's own checks while both members are in the group."""
-    a = new_member()
-    a.start()
-    b: M | None = None
-    try:
-        wait_until(lambda: a.assignment == {0, 1, 2, 3}, "first member owns all 4 partitions")
-        b = second = new_member()
-        b.start()
-        wait_until(
-            lambda: (
-                len(a.assignment) == 2
-                and len(second.assignment) == 2
-                and a.assignment | second.assignment == {0, 1, 2, 3}
-            ),
-            "partitions split 2/2 between the members",
-        )
-        if on_split is not None:
-            on_split(a, second)
-        b.close()
-        b = None
-        wait_until(lambda: a.assignment == {0, 1, 2, 3}, "first member owns all 4 again")
-    finally:
-        if b is not None:
-            b.close()
-        a.close()
+    def close_consumer(self) -> None:
+        self.consumer.close()
 
 
 def committed(broker: LiveBroker, group: str, topic: str, partitions: int) -> dict[int, int]:
@@ -183,19 +108,24 @@ def committed(broker: LiveBroker, group: str, topic: str, partitions: int) -> di
     }
 
 
+class KafkaPythonGroups:
+    """kafka-python, as the shared group scenarios use it."""
+
+    create_topic = staticmethod(create_topic)
+    produce = staticmethod(produce)
+    committed = staticmethod(committed)
+
+    @staticmethod
+    def member(broker: LiveBroker, topic: str, group: str) -> GroupMember:
+        return GroupMember(broker, topic, group)
+
+
+CLIENT = KafkaPythonGroups()
+
+
 def test_group_subscribe_and_consume(group_broker: LiveBroker, topic_name: str) -> None:
     """A subscribed group consumer gets every partition, reads everything, commits."""
-    create_topic(group_broker, topic_name, 3)
-    produce(group_broker, topic_name, 3, 10)
-    member = GroupMember(group_broker, topic_name, f"g-{topic_name}")
-    member.start()
-    try:
-        wait_until(lambda: len(member.values) == 30, "all 30 records consumed")
-        assert member.assignment == {0, 1, 2}
-        member.commit()
-    finally:
-        member.close()
-    assert committed(group_broker, f"g-{topic_name}", topic_name, 3) == {0: 10, 1: 10, 2: 10}
+    consume_all_and_commit(CLIENT, group_broker, topic_name, f"g-{topic_name}")
     admin = KafkaAdminClient(bootstrap_servers=group_broker.bootstrap_servers)
     try:
         described = admin.describe_groups([f"g-{topic_name}"])[f"g-{topic_name}"]
@@ -315,25 +245,4 @@ def test_group_kill_keeps_committed_offsets(
     fresh_group_broker: LiveBroker, topic_name: str
 ) -> None:
     """Offsets acknowledged before kill -9 are there after the restart."""
-    broker = fresh_group_broker
-    create_topic(broker, topic_name, 2)
-    produce(broker, topic_name, 2, 5)
-    group = f"g-{topic_name}"
-    member = GroupMember(broker, topic_name, group)
-    member.start()
-    try:
-        wait_until(lambda: len(member.values) == 10, "all 10 records consumed")
-        member.commit()
-    finally:
-        member.close()
-    broker.kill()
-    broker.start()
-    assert committed(broker, group, topic_name, 2) == {0: 5, 1: 5}
-    produce(broker, topic_name, 2, 1, prefix="new-")  # consumption must resume at these
-    member = GroupMember(broker, topic_name, group)
-    member.start()
-    try:
-        wait_until(lambda: len(member.values) >= 2, "the 2 records after the commit")
-        assert sorted(member.values) == [b"new-p0-0", b"new-p1-0"]
-    finally:
-        member.close()
+    kill_keeps_committed_offsets(CLIENT, fresh_group_broker, topic_name)

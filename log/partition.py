@@ -240,12 +240,7 @@ class PartitionLog:
             if ok and last:
                 ok = seg.load_tail()
             elif ok:
-                ts, rel = seg.time_index.last_entry()
-                if ts >= 0:
-                    seg.max_timestamp = ts
-                    seg.offset_of_max_timestamp = seg.base_offset + rel
-                seg.next_offset = segs[i + 1].base_offset
-                self._trusted_indexes.add(seg.base_offset)
+                self._trust_indexes(seg, segs[i + 1].base_offset)
             if not ok:
                 # An index that fails its sanity check is only a cache: rebuild it.
                 self._indexes_rebuilt += 1
@@ -255,18 +250,23 @@ class PartitionLog:
                     self._drop_segments_after(i)
                     break
 
+    def _trust_indexes(self, seg: LogSegment, next_base: int) -> None:
+        """Take a closed segment's max timestamp from its time index and its end from the
+        next segment's base, without reading it (its indexes passed their sanity check)."""
+        ts, rel = seg.time_index.last_entry()
+        if ts >= 0:
+            seg.max_timestamp = ts
+            seg.offset_of_max_timestamp = seg.base_offset + rel
+        seg.next_offset = next_base
+        self._trusted_indexes.add(seg.base_offset)
+
     def _recover(self) -> None:
         self.open_mode = "recovered"
         segs = self._segments
         start = max(bisect_right(self._bases, self._recovery_point) - 1, 0)
         for i, seg in enumerate(segs[:start]):
             if seg.indexes_ok():
-                ts, rel = seg.time_index.last_entry()
-                if ts >= 0:
-                    seg.max_timestamp = ts
-                    seg.offset_of_max_timestamp = seg.base_offset + rel
-                seg.next_offset = segs[i + 1].base_offset
-                self._trusted_indexes.add(seg.base_offset)
+                self._trust_indexes(seg, segs[i + 1].base_offset)
                 continue
             truncated, _ = seg.recover()
             if truncated:

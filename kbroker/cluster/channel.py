@@ -116,6 +116,7 @@ class ControllerChannel:
 
     async def _sender(self, ch: _BrokerChannel) -> None:
         client: KafkaClient | None = None
+        failing = False
         with ch.scope:
             try:
                 async for item in ch.recv:
@@ -129,13 +130,17 @@ class ControllerChannel:
                             body = item.body(version) if callable(item.body) else item.body
                             response = await client.request(item.api_key, body, version=version)
                         except ConnectionLost as exc:
-                            log.info(
+                            # Once per outage at INFO: a dead broker stays "live" until its
+                            # session times out, and we retry every 100 ms meanwhile.
+                            log.log(
+                                logging.DEBUG if failing else logging.INFO,
                                 "controller channel to broker %d (%s:%d): %s; retrying",
                                 ch.broker_id,
                                 ch.host,
                                 ch.port,
                                 exc,
                             )
+                            failing = True
                             client = None
                             await trio.sleep(RETRY_BACKOFF_S)
                             continue
@@ -147,6 +152,7 @@ class ControllerChannel:
                                 exc,
                             )
                             break
+                        failing = False
                         if item.callback is not None:
                             item.callback(ch.broker_id, response)
                         break

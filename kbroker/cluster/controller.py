@@ -528,6 +528,18 @@ class ControllerCore:
         return build
 
 
+def _log_error_response(broker_id: int, response: Any) -> None:
+    """Kafka's controller does not resend a request a broker refused; it logs it."""
+    code = getattr(response, "error_code", 0)
+    if code:
+        log.warning(
+            "broker %d refused %s: %s",
+            broker_id,
+            type(response).__name__,
+            ErrorCode(code).name if code in ErrorCode._value2member_map_ else code,
+        )
+
+
 def _uuid(value: uuid.UUID | None) -> uuid.UUID:
     return value if value is not None else uuid.UUID(int=0)
 
@@ -1032,7 +1044,12 @@ class Controller:
         assert core is not None and channel is not None
         if not tps and not full:
             return
-        channel.send(broker, LEADER_AND_ISR, core.leader_and_isr(broker, tps, full=full, new=new))
+        channel.send(
+            broker,
+            LEADER_AND_ISR,
+            core.leader_and_isr(broker, tps, full=full, new=new),
+            _log_error_response,
+        )
 
     def _send_update_metadata(
         self, brokers: Iterable[int], tps: Iterable[TP] | None, *, deleted: Iterable[TP] = ()
@@ -1042,7 +1059,12 @@ class Controller:
         tps = None if tps is None else list(tps)
         deleted = list(deleted)
         for b in sorted(set(brokers)):
-            channel.send(b, UPDATE_METADATA, core.update_metadata(b, tps, deleted=deleted))
+            channel.send(
+                b,
+                UPDATE_METADATA,
+                core.update_metadata(b, tps, deleted=deleted),
+                _log_error_response,
+            )
 
     # --- events ---------------------------------------------------------------------------
 
@@ -1155,7 +1177,9 @@ class Controller:
             for b in sorted(replicas):
                 parts = [tp for tp in tps if b in core.replicas(tp)]
                 assert self._channel is not None
-                self._channel.send(b, STOP_REPLICA, core.stop_replica(b, parts, delete=True))
+                self._channel.send(
+                    b, STOP_REPLICA, core.stop_replica(b, parts, delete=True), _log_error_response
+                )
             await self._delete_topic_znodes(topic, tps)
             core.forget_topic(topic)
             scope = self._topic_watches.pop(topic, None)
@@ -1262,7 +1286,10 @@ class Controller:
         # Followers on the broker stop fetching and leave the ISR (OfflineReplica).
         if followed:
             channel.send(
-                broker_id, STOP_REPLICA, core.stop_replica(broker_id, followed, delete=False)
+                broker_id,
+                STOP_REPLICA,
+                core.stop_replica(broker_id, followed, delete=False),
+                _log_error_response,
             )
             await self._elect(followed, Election.CONTROLLED_SHUTDOWN)
         return [

@@ -1,39 +1,38 @@
-"""The classic consumer-group protocol as a synchronous state machine.
+"""The group coordinator as a synchronous state machine (Kafka's GroupMetadataManager).
 
 How it works
 ------------
-``GroupCoordinator`` holds every group and every committed offset. It never
-blocks and never reads the wall clock directly: time comes from an injected
-``clock`` (seconds, like ``time.time``), and durable state goes to an injected
+``GroupCoordinator`` holds every group and routes each group API to it: classic groups
+(``classic_group``: JoinGroup, SyncGroup and their rebalance, decided here as Kafka's
+GroupMetadataManager decides them), KIP-848 consumer groups (``consumer_group``), and the
+committed offsets of both (``offsets.OffsetStore``, after the group has validated the
+commit). It never blocks and never reads the wall clock directly: time comes from an
+injected ``clock`` (seconds, like ``time.time``), and durable state goes to an injected
 ``GroupStore`` (which appends to ``__consumer_offsets``). The async layer
-(``kbroker.coordinator.service``) only waits: a JoinGroup or SyncGroup that
-cannot be answered yet returns a ``Pending`` whose ``on_done`` callback fires
-when a later call completes it, and a timer task calls ``poll()`` at
-``next_deadline_ms()`` so rebalance, session and pending-sync timeouts fire.
-
-A group moves between Kafka's five states (GroupMetadata.scala)::
-
-    Empty ──join──► PreparingRebalance ──all joined / timeout──► CompletingRebalance
-      ▲                 ▲        │ (no members left)                    │ leader's SyncGroup
-      │                 │        ▼                                      ▼
-      └─────────────── (gen+1, Empty)      member joins/leaves/expires ◄─ Stable
-    Dead: deleted (DeleteGroups, or offsets expired on an empty group)
-
-Every state change goes through ``transition``, which checks it against
-``VALID_PREVIOUS`` exactly as Kafka's ``GroupState.validPreviousStates`` does. A group
-is born Empty, or, when loaded, in the state Kafka loads it in (GroupMetadata.loadGroup:
-Stable with members, else Empty); neither is a transition.
+(``kbroker.coordinator.service``) only waits: a JoinGroup or SyncGroup that cannot be
+answered yet returns a ``Pending`` whose ``on_done`` callback fires when a later call
+completes it, and a timer task calls ``poll()`` at ``next_deadline_ms()`` so rebalance,
+session and pending-sync timeouts fire.
 """
 
 from __future__ import annotations
 
-import enum
 import struct
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
+from kbroker.coordinator.classic_group import (
+    ClassicGroup,
+    ClassicMember,
+    GroupState,
+    JoinResult,
+    Pending,
+    SyncResult,
+    subscription_topics,
+    transition,
+)
 from kbroker.coordinator.consumer_group import (
     Assignment,
     ConsumerGroup,
@@ -48,9 +47,14 @@ from kbroker.coordinator.consumer_group import (
     TopicsView,
     image_records,
 )
-from kbroker.wire.errors import ErrorCode, ProtocolError
-from kbroker.wire.messages import ConsumerProtocolSubscription
-from kbroker.wire.protocol import decode_versioned_data
+from kbroker.coordinator.offsets import (
+    OffsetAndMetadata,
+    OffsetRecord,
+    OffsetStore,
+    TopicPartition,
+    is_expired,
+)
+from kbroker.wire.errors import ErrorCode
 
 __all__ = [
     "CoordinatorConfig",
@@ -59,49 +63,14 @@ __all__ = [
     "GroupCoordinator",
     "GroupRecord",
     "GroupSnapshot",
-    "GroupState",
     "GroupStore",
-    "JoinResult",
     "MemberSnapshot",
-    "OffsetAndMetadata",
-    "OffsetRecord",
-    "Pending",
-    "SyncResult",
     "java_string_hashcode",
     "partition_for",
 ]
 
 T = TypeVar("T")
-TopicPartition = tuple[str, int]
-
-
-class GroupState(enum.Enum):
-    """Kafka's classic group states; the value is the name DescribeGroups/ListGroups report."""
-
-    EMPTY = "Empty"
-    PREPARING_REBALANCE = "PreparingRebalance"
-    COMPLETING_REBALANCE = "CompletingRebalance"
-    STABLE = "Stable"
-    DEAD = "Dead"
-
-
 S = GroupState
-# Kafka's GroupState.validPreviousStates: a transition from any other state is a bug.
-VALID_PREVIOUS: dict[GroupState, frozenset[GroupState]] = {
-    S.EMPTY: frozenset({S.PREPARING_REBALANCE}),
-    S.PREPARING_REBALANCE: frozenset({S.STABLE, S.COMPLETING_REBALANCE, S.EMPTY}),
-    S.COMPLETING_REBALANCE: frozenset({S.PREPARING_REBALANCE}),
-    S.STABLE: frozenset({S.COMPLETING_REBALANCE}),
-    S.DEAD: frozenset({S.STABLE, S.PREPARING_REBALANCE, S.COMPLETING_REBALANCE, S.EMPTY, S.DEAD}),
-}
-
-
-def transition(group: _Group, state: GroupState, now_ms: int) -> None:
-    """The one place a classic group changes state, checked against ``VALID_PREVIOUS``."""
-    if group.state not in VALID_PREVIOUS[state]:
-        raise AssertionError(f"group {group.group_id}: {group.state.value} -> {state.value}")
-    group.state = state
-    group.state_timestamp_ms = now_ms
 
 
 def java_string_hashcode(text: str) -> int:
@@ -135,65 +104,6 @@ class CoordinatorConfig:
     consumer_heartbeat_interval_ms: int = 5000  # group.consumer.heartbeat.interval.ms
 
 
-class Pending(Generic[T]):
-    """A response that may be decided later; ``on_done`` fires once when it is."""
-
-    __slots__ = ("result", "_on_done")
-
-    def __init__(self, on_done: Callable[[], None] | None = None) -> None:
-        self.result: T | None = None
-        self._on_done = on_done
-
-    @property
-    def done(self) -> bool:
-        """Whether the result is decided."""
-        return self.result is not None
-
-    def complete(self, result: T) -> None:
-        """Decide the result (later calls are ignored: the first answer wins)."""
-        if self.result is not None:
-            return
-        self.result = result
-        if self._on_done is not None:
-            self._on_done()
-
-
-@dataclass(slots=True)
-class JoinResult:
-    """What a JoinGroup response carries."""
-
-    error_code: int
-    member_id: str = ""
-    generation_id: int = -1
-    protocol_type: str | None = None
-    protocol_name: str | None = None
-    leader: str = ""
-    # (member id, group instance id, metadata of the chosen protocol); leader only
-    members: list[tuple[str, str | None, bytes]] = field(default_factory=list)
-    skip_assignment: bool = False
-
-
-@dataclass(slots=True)
-class SyncResult:
-    """What a SyncGroup response carries."""
-
-    error_code: int
-    protocol_type: str | None = None
-    protocol_name: str | None = None
-    assignment: bytes = b""
-
-
-@dataclass(slots=True)
-class OffsetAndMetadata:
-    """One committed offset, as stored in an OffsetCommitValue record."""
-
-    offset: int
-    leader_epoch: int = -1
-    metadata: str = ""
-    commit_timestamp: int = 0
-    expire_timestamp: int | None = None  # only from OffsetCommit v2-4 retention_time_ms
-
-
 @dataclass(slots=True)
 class MemberSnapshot:
     """A member as persisted in GroupMetadataValue."""
@@ -218,16 +128,6 @@ class GroupSnapshot:
     leader: str | None
     state_timestamp: int
     members: list[MemberSnapshot]
-
-
-@dataclass(slots=True)
-class OffsetRecord:
-    """An OffsetCommitKey/Value pair; ``value`` None is a tombstone."""
-
-    group_id: str
-    topic: str
-    partition: int
-    value: OffsetAndMetadata | None
 
 
 @dataclass(slots=True)
@@ -271,98 +171,6 @@ class DescribedGroup:
     members: list[DescribedMember]
 
 
-@dataclass(slots=True, eq=False)
-class _Member:
-    member_id: str
-    group_instance_id: str | None
-    client_id: str
-    client_host: str
-    session_timeout_ms: int
-    rebalance_timeout_ms: int
-    protocol_type: str
-    protocols: list[tuple[str, bytes]]
-    assignment: bytes = b""
-    heartbeat_deadline_ms: int = 0
-    awaiting_join: Pending[JoinResult] | None = None
-    awaiting_sync: Pending[SyncResult] | None = None
-
-    def metadata(self, protocol: str) -> bytes:
-        for name, data in self.protocols:
-            if name == protocol:
-                return data
-        return b""
-
-    def matches(self, protocols: list[tuple[str, bytes]]) -> bool:
-        return self.protocols == protocols
-
-
-@dataclass(slots=True, eq=False)
-class _Group:
-    group_id: str
-    state: GroupState = S.EMPTY
-    generation_id: int = 0
-    protocol_type: str | None = None
-    protocol_name: str | None = None
-    leader_id: str | None = None
-    members: dict[str, _Member] = field(default_factory=dict)
-    static_members: dict[str, str] = field(default_factory=dict)  # instance id -> member id
-    pending_members: dict[str, int] = field(default_factory=dict)  # member id -> expiry ms
-    pending_sync: set[str] = field(default_factory=set)
-    state_timestamp_ms: int | None = None
-    join_deadline_ms: int | None = None
-    sync_deadline_ms: int | None = None
-    # group.initial.rebalance.delay.ms (Kafka's InitialDelayedJoin)
-    initial_delay_active: bool = False
-    initial_delay_remaining_ms: int = 0
-    new_member_added: bool = False
-
-    def all_members_joined(self) -> bool:
-        waiting = sum(1 for m in self.members.values() if m.awaiting_join is not None)
-        return waiting == len(self.members) and not self.pending_members
-
-    def max_rebalance_timeout_ms(self) -> int:
-        return max((m.rebalance_timeout_ms for m in self.members.values()), default=0)
-
-    def candidate_protocols(self) -> list[str]:
-        """Protocols every member supports, in the order of the first member's preference."""
-        members = list(self.members.values())
-        if not members:
-            return []
-        common = set(name for name, _ in members[0].protocols)
-        for m in members[1:]:
-            common &= {name for name, _ in m.protocols}
-        return [name for name, _ in members[0].protocols if name in common]
-
-    def select_protocol(self) -> str:
-        """Kafka's vote: each member votes its most preferred candidate; most votes wins."""
-        candidates = self.candidate_protocols()
-        votes: dict[str, int] = dict.fromkeys(candidates, 0)
-        for m in self.members.values():
-            for name, _ in m.protocols:
-                if name in votes:
-                    votes[name] += 1
-                    break
-        # Ties go to the earlier candidate, which keeps the choice deterministic.
-        return max(candidates, key=lambda name: votes[name])
-
-    def supports(self, protocol_type: str, protocols: list[tuple[str, bytes]]) -> bool:
-        """Kafka's GroupMetadata.supportsProtocols."""
-        if not self.members:
-            return bool(protocol_type) and bool(protocols)
-        if protocol_type != self.protocol_type:
-            return False
-        names = {name for name, _ in protocols}
-        # A rejoining member's own old protocols must not count (it may be changing them),
-        # but Kafka checks against every current member, so we do too.
-        return any(name in names for name in self.candidate_protocols())
-
-    def static_fenced(self, instance_id: str | None, member_id: str) -> bool:
-        if instance_id is None:
-            return False
-        known = self.static_members.get(instance_id)
-        return known is not None and known != member_id
-
-
 class GroupCoordinator:
     """Every classic group and committed offset; see the module docstring."""
 
@@ -377,13 +185,13 @@ class GroupCoordinator:
         self.config = config or CoordinatorConfig()
         self._clock = clock
         self._store = store
-        self._groups: dict[str, _Group] = {}
+        self._groups: dict[str, ClassicGroup] = {}
         # KIP-848 groups share the group id namespace and the offsets with classic ones.
         self._consumer_groups: dict[str, ConsumerGroup] = {}
         # What __consumer_offsets holds for each KIP-848 group: the base the next
         # write is diffed against (see consumer_group.py, "Persistence").
         self._consumer_images: dict[str, ConsumerGroupImage] = {}
-        self._offsets: dict[str, dict[TopicPartition, OffsetAndMetadata]] = {}
+        self.offsets = OffsetStore(write=self._write, config=self.config)
         self._new_member_id = new_member_id or (lambda client_id: f"{client_id}-{uuid.uuid4()}")
         self._next_expiry_check_ms = self._now() + self.config.offsets_retention_check_interval_ms
 
@@ -396,7 +204,7 @@ class GroupCoordinator:
         """The injected clock, in milliseconds."""
         return self._now()
 
-    def _transition(self, group: _Group, state: GroupState) -> None:
+    def _transition(self, group: ClassicGroup, state: GroupState) -> None:
         transition(group, state, self._now())
 
     def _write(
@@ -405,7 +213,7 @@ class GroupCoordinator:
         if self._store is not None and records:
             self._store.write(partition_for(group_id, self.config.num_partitions), records)
 
-    def _snapshot(self, group: _Group) -> GroupSnapshot:
+    def _snapshot(self, group: ClassicGroup) -> GroupSnapshot:
         protocol = group.protocol_name
         return GroupSnapshot(
             protocol_type=group.protocol_type or "",
@@ -430,7 +238,7 @@ class GroupCoordinator:
             ],
         )
 
-    def _store_group(self, group: _Group) -> None:
+    def _store_group(self, group: ClassicGroup) -> None:
         self._write(group.group_id, [GroupRecord(group.group_id, self._snapshot(group))])
 
     def group_state(self, group_id: str) -> GroupState:
@@ -482,7 +290,7 @@ class GroupCoordinator:
                 return pending
         group = self._groups.get(group_id)
         if group is None:
-            group = _Group(group_id)
+            group = ClassicGroup(group_id)
         if not group.supports(protocol_type, protocols):
             pending.complete(JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id=member_id))
             return pending
@@ -533,7 +341,7 @@ class GroupCoordinator:
 
     def _join_unknown_member(
         self,
-        group: _Group,
+        group: ClassicGroup,
         instance_id: str | None,
         require_known_member_id: bool,
         supports_skip_assignment: bool,
@@ -559,7 +367,7 @@ class GroupCoordinator:
 
     def _join_known_member(
         self,
-        group: _Group,
+        group: ClassicGroup,
         member_id: str,
         instance_id: str | None,
         member_args: dict,
@@ -596,7 +404,7 @@ class GroupCoordinator:
                 pending.complete(self._join_result(group, member, with_members=False))
 
     def _join_result(
-        self, group: _Group, member: _Member, *, with_members: bool = True
+        self, group: ClassicGroup, member: ClassicMember, *, with_members: bool = True
     ) -> JoinResult:
         is_leader = member.member_id == group.leader_id
         protocol = group.protocol_name or ""
@@ -618,13 +426,13 @@ class GroupCoordinator:
 
     def _add_member_and_rebalance(
         self,
-        group: _Group,
+        group: ClassicGroup,
         member_id: str,
         instance_id: str | None,
         member_args: dict,
         pending: Pending[JoinResult],
     ) -> None:
-        member = _Member(member_id=member_id, group_instance_id=instance_id, **member_args)
+        member = ClassicMember(member_id=member_id, group_instance_id=instance_id, **member_args)
         member.awaiting_join = pending
         if not group.members:
             group.protocol_type = member.protocol_type
@@ -638,7 +446,11 @@ class GroupCoordinator:
         self._maybe_prepare_rebalance(group)
 
     def _update_member_and_rebalance(
-        self, group: _Group, member: _Member, member_args: dict, pending: Pending[JoinResult]
+        self,
+        group: ClassicGroup,
+        member: ClassicMember,
+        member_args: dict,
+        pending: Pending[JoinResult],
     ) -> None:
         member.protocols = member_args["protocols"]
         member.session_timeout_ms = member_args["session_timeout_ms"]
@@ -653,7 +465,7 @@ class GroupCoordinator:
 
     def _replace_static_member(
         self,
-        group: _Group,
+        group: ClassicGroup,
         instance_id: str,
         new_id: str,
         member_args: dict,
@@ -734,11 +546,11 @@ class GroupCoordinator:
 
     # ------------------------------------------------------------------ rebalance
 
-    def _maybe_prepare_rebalance(self, group: _Group) -> None:
+    def _maybe_prepare_rebalance(self, group: ClassicGroup) -> None:
         if group.state in (S.STABLE, S.COMPLETING_REBALANCE, S.EMPTY):
             self._prepare_rebalance(group)
 
-    def _prepare_rebalance(self, group: _Group) -> None:
+    def _prepare_rebalance(self, group: ClassicGroup) -> None:
         if group.state is S.COMPLETING_REBALANCE:
             for m in group.members.values():
                 if m.awaiting_sync is not None:
@@ -760,7 +572,7 @@ class GroupCoordinator:
             group.join_deadline_ms = now + group.max_rebalance_timeout_ms()
         self._transition(group, S.PREPARING_REBALANCE)
 
-    def _maybe_complete_join(self, group: _Group) -> None:
+    def _maybe_complete_join(self, group: ClassicGroup) -> None:
         if (
             group.state is S.PREPARING_REBALANCE
             and not group.initial_delay_active
@@ -768,7 +580,7 @@ class GroupCoordinator:
         ):
             self._complete_join(group)
 
-    def _on_join_deadline(self, group: _Group) -> None:
+    def _on_join_deadline(self, group: ClassicGroup) -> None:
         delay = min(self.config.initial_rebalance_delay_ms, group.initial_delay_remaining_ms)
         if group.initial_delay_active and group.new_member_added and delay > 0:
             # Someone joined during the delay: wait once more (bounded by the rebalance timeout).
@@ -779,7 +591,7 @@ class GroupCoordinator:
         group.initial_delay_active = False
         self._complete_join(group)
 
-    def _complete_join(self, group: _Group) -> None:
+    def _complete_join(self, group: ClassicGroup) -> None:
         # Dynamic members that did not rejoin in time are gone; static members stay
         # (KIP-345: they keep their slot until their session times out).
         for m in list(group.members.values()):
@@ -819,7 +631,7 @@ class GroupCoordinator:
             except Exception:  # noqa: BLE001 - nothing to answer; the next write retries
                 pass
 
-    def _remove_member(self, group: _Group, member: _Member) -> None:
+    def _remove_member(self, group: ClassicGroup, member: ClassicMember) -> None:
         if member.awaiting_join is not None:
             # So a member that is still alive retries the join from scratch.
             member.awaiting_join.complete(JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, ""))
@@ -834,7 +646,7 @@ class GroupCoordinator:
         if group.leader_id == member.member_id:
             group.leader_id = next(iter(group.members), None)
 
-    def _remove_member_and_update_group(self, group: _Group, member: _Member) -> None:
+    def _remove_member_and_update_group(self, group: ClassicGroup, member: ClassicMember) -> None:
         self._remove_member(group, member)
         if group.state in (S.STABLE, S.COMPLETING_REBALANCE):
             self._prepare_rebalance(group)
@@ -904,7 +716,7 @@ class GroupCoordinator:
             group.sync_deadline_ms = None
         return pending
 
-    def _sync_result(self, group: _Group, member: _Member) -> SyncResult:
+    def _sync_result(self, group: ClassicGroup, member: ClassicMember) -> SyncResult:
         return SyncResult(
             ErrorCode.NONE,
             protocol_type=group.protocol_type,
@@ -912,7 +724,7 @@ class GroupCoordinator:
             assignment=member.assignment,
         )
 
-    def _apply_assignment(self, group: _Group, assignments: dict[str, bytes]) -> None:
+    def _apply_assignment(self, group: ClassicGroup, assignments: dict[str, bytes]) -> None:
         for m in group.members.values():
             # Members the leader left out get an empty assignment (Kafka does the same).
             m.assignment = assignments.get(m.member_id, b"")
@@ -1015,7 +827,7 @@ class GroupCoordinator:
                 deadline = min(deadline, next_member)
         return deadline
 
-    def _group_deadlines(self, group: _Group) -> Iterable[int]:
+    def _group_deadlines(self, group: ClassicGroup) -> Iterable[int]:
         if group.join_deadline_ms is not None:
             yield group.join_deadline_ms
         if group.sync_deadline_ms is not None:
@@ -1037,7 +849,7 @@ class GroupCoordinator:
             self._next_expiry_check_ms = now + self.config.offsets_retention_check_interval_ms
             self.expire_offsets()
 
-    def _poll_group(self, group: _Group, now: int) -> None:
+    def _poll_group(self, group: ClassicGroup, now: int) -> None:
         for member_id, expiry in list(group.pending_members.items()):
             if expiry <= now:
                 # A MEMBER_ID_REQUIRED id that was never used.
@@ -1214,7 +1026,7 @@ class GroupCoordinator:
             error = consumer_group.validate_offset_commit(member_id, generation_id)
             if error is not None:
                 return dict.fromkeys(offsets, error)
-            return self._store_offsets(group_id, offsets)
+            return self.offsets.store(group_id, offsets)
         group = self._groups.get(group_id)
         if group is None:
             if generation_id >= 0:
@@ -1222,7 +1034,7 @@ class GroupCoordinator:
                 return dict.fromkeys(offsets, ErrorCode.ILLEGAL_GENERATION)
             # Standalone consumers (assign(), no group management) commit with
             # generation -1 and no member id; the group exists only to hold offsets.
-            group = _Group(group_id)
+            group = ClassicGroup(group_id)
             self._groups[group_id] = group
         error = self._validate_commit(group, generation_id, member_id, group_instance_id)
         if error is not None:
@@ -1233,7 +1045,7 @@ class GroupCoordinator:
         member = group.members.get(member_id)
         if member is not None:
             member.heartbeat_deadline_ms = self._now() + member.session_timeout_ms
-        return self._store_offsets(group.group_id, offsets)
+        return self.offsets.store(group.group_id, offsets)
 
     def validate_transactional_commit(
         self,
@@ -1249,14 +1061,14 @@ class GroupCoordinator:
             if generation_id < 0 and not member_id:
                 return None
             return consumer_group.validate_offset_commit(member_id, generation_id)
-        group = self._groups.get(group_id) or _Group(group_id)
+        group = self._groups.get(group_id) or ClassicGroup(group_id)
         return self._validate_commit(
             group, generation_id, member_id, group_instance_id, transactional=True
         )
 
     def _validate_commit(
         self,
-        group: _Group,
+        group: ClassicGroup,
         generation_id: int,
         member_id: str,
         instance_id: str | None,
@@ -1279,39 +1091,11 @@ class GroupCoordinator:
             return ErrorCode.UNKNOWN_MEMBER_ID
         return None
 
-    def _store_offsets(
-        self, group_id: str, offsets: dict[TopicPartition, OffsetAndMetadata]
-    ) -> dict[TopicPartition, int]:
-        result: dict[TopicPartition, int] = {}
-        accepted: dict[TopicPartition, OffsetAndMetadata] = {}
-        for tp, om in offsets.items():
-            if len(om.metadata.encode()) > self.config.offset_metadata_max_bytes:
-                result[tp] = ErrorCode.OFFSET_METADATA_TOO_LARGE
-            else:
-                accepted[tp] = om
-        records: list[OffsetRecord | GroupRecord] = [
-            OffsetRecord(group_id, tp[0], tp[1], om) for tp, om in accepted.items()
-        ]
-        try:
-            self._write(group_id, records)
-        except Exception:
-            for tp in accepted:
-                result[tp] = ErrorCode.UNKNOWN_SERVER_ERROR
-            return result
-        stored = self._offsets.setdefault(group_id, {})
-        for tp, om in accepted.items():
-            stored[tp] = om
-            result[tp] = ErrorCode.NONE
-        return {tp: result[tp] for tp in offsets}
-
     def fetch_offsets(
         self, group_id: str, partitions: list[TopicPartition] | None
     ) -> dict[TopicPartition, OffsetAndMetadata | None]:
         """Committed offsets of a group (None = nothing committed); partitions None = all."""
-        stored = self._offsets.get(group_id, {})
-        if partitions is None:
-            return dict(stored)
-        return {tp: stored.get(tp) for tp in partitions}
+        return self.offsets.fetch(group_id, partitions)
 
     def delete_offsets(
         self, group_id: str, partitions: list[TopicPartition]
@@ -1331,73 +1115,21 @@ class GroupCoordinator:
                 return ErrorCode.NON_EMPTY_GROUP, {}
             if group.state is not S.EMPTY and group.protocol_type == "consumer":
                 subscribed = self._subscribed_topics(group)
-        result: dict[TopicPartition, int] = {}
-        deleted: list[TopicPartition] = []
-        stored = self._offsets.get(group_id, {})
-        for tp in partitions:
-            if tp[0] in subscribed:
-                result[tp] = ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC
-            else:
-                result[tp] = ErrorCode.NONE
-                if tp in stored:
-                    deleted.append(tp)
-        try:
-            self._write(group_id, [OffsetRecord(group_id, t, p, None) for t, p in deleted])
-        except Exception:
-            return ErrorCode.UNKNOWN_SERVER_ERROR, {}
-        for tp in deleted:
-            del stored[tp]
-        return ErrorCode.NONE, result
+        return self.offsets.delete(group_id, partitions, subscribed)
 
-    def _subscribed_topics(self, group: _Group) -> set[str]:
+    def _subscribed_topics(self, group: ClassicGroup) -> set[str]:
         topics: set[str] = set()
         protocol = group.protocol_name or ""
         for m in group.members.values():
             topics |= subscription_topics(m.metadata(protocol))
         return topics
 
-    def _unsubscribed_expired(
-        self,
-        stored: dict[TopicPartition, OffsetAndMetadata],
-        subscribed: set[str],
-        retention: int,
-        now: int,
-    ) -> list[TopicPartition]:
-        """KIP-211: a live consumer group keeps the offsets of topics it still subscribes to;
-        the others age from their commit."""
-        return [
-            tp
-            for tp, om in stored.items()
-            if tp[0] not in subscribed and self._is_expired(om, om.commit_timestamp, retention, now)
-        ]
-
-    def _drop_offsets(
-        self,
-        group_id: str,
-        stored: dict[TopicPartition, OffsetAndMetadata],
-        expired: list[TopicPartition],
-        extra: Sequence[OffsetRecord | GroupRecord] = (),
-    ) -> bool:
-        """Write tombstones for ``expired`` (and ``extra`` records) as one batch, then forget
-        those offsets; False if the write failed (tried again at the next check)."""
-        records: list[OffsetRecord | GroupRecord] = [
-            OffsetRecord(group_id, t, p, None) for t, p in expired
-        ]
-        records.extend(extra)
-        try:
-            self._write(group_id, records)
-        except Exception:  # noqa: BLE001 - try again at the next check
-            return False
-        for tp in expired:
-            del stored[tp]
-        return True
-
     def expire_offsets(self) -> None:
         """Drop offsets older than offsets.retention.minutes (KIP-211 rules); empty groups die."""
         now = self._now()
         retention = self.config.offsets_retention_ms
         for group_id, group in list(self._groups.items()):
-            stored = self._offsets.get(group_id, {})
+            stored = self.offsets.of(group_id)
             expired: list[TopicPartition] = []
             if group.state is S.EMPTY:
                 # KIP-211: for a group that used group management the clock starts when
@@ -1409,64 +1141,53 @@ class GroupCoordinator:
                             base = om.commit_timestamp
                     else:
                         base = om.commit_timestamp
-                    if self._is_expired(om, base, retention, now):
+                    if is_expired(om, base, retention, now):
                         expired.append(tp)
             elif group.state is S.STABLE and group.protocol_type == "consumer":
-                expired = self._unsubscribed_expired(
-                    stored, self._subscribed_topics(group), retention, now
+                expired = self.offsets.unsubscribed_expired(
+                    group_id, self._subscribed_topics(group), retention, now
                 )
             dies = group.state is S.EMPTY and len(expired) == len(stored)
             if not expired and not dies:
                 continue
             # A dead group's tombstone goes in the same batch as its offsets'.
             extra = [GroupRecord(group_id, None)] if dies else []
-            if not self._drop_offsets(group_id, stored, expired, extra):
+            if not self.offsets.drop(group_id, expired, extra):
                 continue
             if dies:
                 self._transition(group, S.DEAD)
                 del self._groups[group_id]
-                self._offsets.pop(group_id, None)
+                self.offsets.forget(group_id)
         for group_id, consumer_group in list(self._consumer_groups.items()):
-            stored = self._offsets.get(group_id, {})
-            expired = self._unsubscribed_expired(
-                stored, consumer_group.all_subscribed_topics(), retention, now
+            expired = self.offsets.unsubscribed_expired(
+                group_id, consumer_group.all_subscribed_topics(), retention, now
             )
-            if not expired or not self._drop_offsets(group_id, stored, expired):
+            if not expired or not self.offsets.drop(group_id, expired):
                 continue
-            if not consumer_group.members and not stored:
+            if not consumer_group.members and not self.offsets.of(group_id):
                 self._drop_consumer_group(group_id)
 
     def delete_topic_offsets(self, topics: Iterable[str]) -> None:
         """Forget every group's offsets for deleted topics (Kafka's cleanupGroupMetadata),
         so a topic re-created under the same name is not read from stale positions."""
         gone = set(topics)
-        for group_id, stored in list(self._offsets.items()):
+        for group_id in self.offsets.group_ids():
+            stored = self.offsets.of(group_id)
             doomed = [tp for tp in stored if tp[0] in gone]
             if not doomed:
                 continue
-            records: list[OffsetRecord | GroupRecord] = [
-                OffsetRecord(group_id, t, p, None) for t, p in doomed
-            ]
             group = self._groups.get(group_id)
             dies = group is not None and group.state is S.EMPTY and len(doomed) == len(stored)
-            if dies:
-                records.append(GroupRecord(group_id, None))
-            try:
-                self._write(group_id, records)
-            except Exception:  # noqa: BLE001 - the offsets stay; a later delete retries
+            # The group's tombstone goes in the same batch; if the write fails the offsets
+            # stay and a later delete retries.
+            if not self.offsets.drop(
+                group_id, doomed, [GroupRecord(group_id, None)] if dies else []
+            ):
                 continue
-            for tp in doomed:
-                del stored[tp]
             if dies and group is not None:
                 self._transition(group, S.DEAD)
                 del self._groups[group_id]
-                self._offsets.pop(group_id, None)
-
-    @staticmethod
-    def _is_expired(om: OffsetAndMetadata, base: int, retention: int, now: int) -> bool:
-        if om.expire_timestamp is not None and om.expire_timestamp >= 0:
-            return now >= om.expire_timestamp
-        return now >= base + retention
+                self.offsets.forget(group_id)
 
     # ------------------------------------------------------------------ admin
 
@@ -1541,13 +1262,13 @@ class GroupCoordinator:
                     result[group_id] = ErrorCode.NON_EMPTY_GROUP
                     continue
                 tombstones: list[OffsetRecord | GroupRecord] = [
-                    OffsetRecord(group_id, t, p, None) for t, p in self._offsets.get(group_id, {})
+                    OffsetRecord(group_id, t, p, None) for t, p in self.offsets.of(group_id)
                 ]
                 # The offsets' and the group's tombstones go in one batch.
                 if not self._drop_consumer_group(group_id, tombstones):
                     result[group_id] = ErrorCode.UNKNOWN_SERVER_ERROR
                     continue
-                self._offsets.pop(group_id, None)
+                self.offsets.forget(group_id)
                 result[group_id] = ErrorCode.NONE
                 continue
             group = self._groups.get(group_id)
@@ -1556,9 +1277,8 @@ class GroupCoordinator:
             elif group.state is not S.EMPTY:
                 result[group_id] = ErrorCode.NON_EMPTY_GROUP
             else:
-                stored = self._offsets.get(group_id, {})
                 records: list[OffsetRecord | GroupRecord] = [
-                    OffsetRecord(group_id, t, p, None) for t, p in stored
+                    OffsetRecord(group_id, t, p, None) for t, p in self.offsets.of(group_id)
                 ]
                 records.append(GroupRecord(group_id, None))
                 try:
@@ -1568,7 +1288,7 @@ class GroupCoordinator:
                     continue
                 self._transition(group, S.DEAD)
                 del self._groups[group_id]
-                self._offsets.pop(group_id, None)
+                self.offsets.forget(group_id)
                 result[group_id] = ErrorCode.NONE
         return result
 
@@ -1581,11 +1301,7 @@ class GroupCoordinator:
         images: dict[str, ConsumerGroupImage | None] = {}
         for rec in records:
             if isinstance(rec, OffsetRecord):
-                stored = self._offsets.setdefault(rec.group_id, {})
-                if rec.value is None:
-                    stored.pop((rec.topic, rec.partition), None)
-                else:
-                    stored[(rec.topic, rec.partition)] = rec.value
+                self.offsets.replay(rec)
             elif isinstance(rec, GroupRecord):
                 snapshots[rec.group_id] = rec.value
             else:
@@ -1603,14 +1319,14 @@ class GroupCoordinator:
                 self._groups.pop(group_id, None)
                 continue
             # Kafka loads a group with members as Stable and an empty one as Empty.
-            group = _Group(group_id, state=S.STABLE if snap.members else S.EMPTY)
+            group = ClassicGroup(group_id, state=S.STABLE if snap.members else S.EMPTY)
             group.generation_id = snap.generation
             group.protocol_type = snap.protocol_type or None
             group.protocol_name = snap.protocol
             group.leader_id = snap.leader
             group.state_timestamp_ms = snap.state_timestamp if snap.state_timestamp >= 0 else None
             for ms in snap.members:
-                member = _Member(
+                member = ClassicMember(
                     member_id=ms.member_id,
                     group_instance_id=ms.group_instance_id,
                     client_id=ms.client_id,
@@ -1627,13 +1343,13 @@ class GroupCoordinator:
                 if ms.group_instance_id is not None:
                     group.static_members[ms.group_instance_id] = ms.member_id
             self._groups[group_id] = group
-        for group_id, stored in self._offsets.items():
+        for group_id in self.offsets.group_ids():
+            stored = self.offsets.of(group_id)
             # Offsets alone make an (empty) classic group, unless a KIP-848 group holds the
             # id: TxnOffsetCommit results are applied through replay on a live coordinator.
             if group_id not in self._groups and group_id not in self._consumer_groups and stored:
-                self._groups[group_id] = _Group(group_id)
-        for group_id in [g for g, s in self._offsets.items() if not s]:
-            del self._offsets[group_id]
+                self._groups[group_id] = ClassicGroup(group_id)
+        self.offsets.prune()
 
 
 def _replay_consumer_record(
@@ -1666,12 +1382,3 @@ def _replay_consumer_record(
         image.current.pop(rec.member_id, None)
     else:
         image.current[rec.member_id] = rec.value
-
-
-def subscription_topics(metadata: bytes) -> set[str]:
-    """Topics named by a ConsumerProtocolSubscription (empty if it does not parse)."""
-    try:
-        _, sub = decode_versioned_data(ConsumerProtocolSubscription, metadata)
-    except ProtocolError:
-        return set()
-    return set(sub.topics)

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import trio
 
-from kbroker.coordinator.group import CoordinatorConfig, GroupCoordinator, Pending
+from kbroker.coordinator.classic_group import Pending
+from kbroker.coordinator.group import CoordinatorConfig, GroupCoordinator
 from kbroker.coordinator.store import OffsetsTopicStore
 from kbroker.internal_topics import OFFSETS_TOPIC
 

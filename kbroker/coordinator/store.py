@@ -43,13 +43,8 @@ from kbroker.coordinator.consumer_group import (
     TargetEpochRecord,
     TopicsView,
 )
-from kbroker.coordinator.group import (
-    GroupRecord,
-    GroupSnapshot,
-    MemberSnapshot,
-    OffsetAndMetadata,
-    OffsetRecord,
-)
+from kbroker.coordinator.group import GroupRecord, GroupSnapshot, MemberSnapshot
+from kbroker.coordinator.offsets import OffsetAndMetadata, OffsetRecord
 from kbroker.internal_topics import OFFSETS_TOPIC, coordinated_partitions, iter_stored_batches
 from kbroker.wire.errors import ProtocolError
 from kbroker.wire.messages import (

@@ -386,4 +386,8 @@ def _record_follower_fetch(
         if epoch_given and fp.current_leader_epoch >= 0:
             raise KafkaApiError(ErrorCode.UNKNOWN_LEADER_EPOCH)
         raise KafkaApiError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+    log = partition.log
+    if not log.log_start_offset <= fp.fetch_offset <= log.log_end_offset:
+        # Checked before the follower's position is recorded: Kafka's read fails first.
+        raise OffsetOutOfRange(fp.fetch_offset, log.log_start_offset, log.log_end_offset)
     replica.on_follower_fetch(replica_id, fp.fetch_offset, log_start_offset=fp.log_start_offset)

@@ -13,7 +13,7 @@ from typing import Any
 
 import trio
 
-from kbroker.coordinator.group import OffsetAndMetadata
+from kbroker.coordinator.offsets import OffsetAndMetadata
 from kbroker.coordinator.service import coordinator_for, wait_pending
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles

@@ -16,7 +16,8 @@ import logging
 from typing import Any
 
 from kbroker.cluster.producer_ids import ClusterProducerIds
-from kbroker.coordinator.group import OffsetAndMetadata, partition_for
+from kbroker.coordinator.group import partition_for
+from kbroker.coordinator.offsets import OffsetAndMetadata
 from kbroker.coordinator.service import coordinator_for
 from kbroker.handlers import RequestContext, handles
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC

@@ -98,14 +98,24 @@ class KafkaConnection:
         await self._stream.send_all(
             encode_request(api_key, version, correlation_id, self._client_id, body)
         )
+        sock = getattr(self._stream, "socket", None)
         while True:
-            frame = self._decoder.next_frame()
+            frame = self._decoder.next_frame_view()
             if frame is not None:
                 got, response = decode_response(api_key, version, frame)
                 if got != correlation_id:
                     raise ConnectionError(f"correlation id {got}, expected {correlation_id}")
                 return response
-            data = await self._stream.receive_some(1 << 20)
+            # A large response (a fetch's batches) is read straight into its own
+            # buffer, not copied out of a receive buffer (FrameDecoder.receive_buffer).
+            target = self._decoder.receive_buffer()
+            if target is not None and sock is not None:
+                n = await sock.recv_into(target)
+                if not n:
+                    raise ConnectionError("the source broker closed the connection")
+                self._decoder.received(n)
+                continue
+            data = await self._stream.receive_some(1 << 16)
             if not data:
                 raise ConnectionError("the source broker closed the connection")
             self._decoder.feed(data)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kbroker.coordinator.group import OffsetAndMetadata, OffsetRecord, partition_for
+from kbroker.coordinator.group import partition_for
+from kbroker.coordinator.offsets import OffsetAndMetadata, OffsetRecord
 from kbroker.coordinator.service import coordinator_for
 from kbroker.coordinator.store import OffsetsTopicStore
 from kbroker.internal_topics import OFFSETS_TOPIC

@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 
 from kbroker.coordinator.consumer_group import ConsumerGroup, ConsumerGroupState
-from kbroker.coordinator.group import CoordinatorConfig, GroupCoordinator, OffsetAndMetadata
+from kbroker.coordinator.group import CoordinatorConfig, GroupCoordinator
+from kbroker.coordinator.offsets import OffsetAndMetadata
 from kbroker.wire.errors import ErrorCode
 
 E = ErrorCode

@@ -7,18 +7,15 @@ import struct
 
 import pytest
 
+from kbroker.coordinator.classic_group import ClassicGroup, GroupState, transition
 from kbroker.coordinator.group import (
     CoordinatorConfig,
     GroupCoordinator,
     GroupRecord,
-    GroupState,
-    OffsetAndMetadata,
-    OffsetRecord,
-    _Group,
     java_string_hashcode,
     partition_for,
-    transition,
 )
+from kbroker.coordinator.offsets import OffsetAndMetadata, OffsetRecord
 from kbroker.wire.errors import ErrorCode
 
 E = ErrorCode
@@ -618,7 +615,7 @@ KAFKA_VALID_PREVIOUS = {
 def test_transition_allows_exactly_kafkas_valid_previous_states(
     source: GroupState, target: GroupState
 ) -> None:
-    group = _Group("g", state=source)
+    group = ClassicGroup("g", state=source)
     if source.value in KAFKA_VALID_PREVIOUS[target.value]:
         transition(group, target, 123)
         assert (group.state, group.state_timestamp_ms) == (target, 123)

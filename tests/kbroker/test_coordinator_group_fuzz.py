@@ -12,13 +12,9 @@ import itertools
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from kbroker.coordinator.group import (
-    CoordinatorConfig,
-    GroupCoordinator,
-    GroupState,
-    OffsetAndMetadata,
-    Pending,
-)
+from kbroker.coordinator.classic_group import GroupState, Pending
+from kbroker.coordinator.group import CoordinatorConfig, GroupCoordinator
+from kbroker.coordinator.offsets import OffsetAndMetadata
 from kbroker.wire.errors import ErrorCode
 
 S = GroupState

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import struct
 
-from kbroker.coordinator.group import (
-    GroupRecord,
-    GroupSnapshot,
-    MemberSnapshot,
-    OffsetAndMetadata,
-    OffsetRecord,
-)
+from kbroker.coordinator.group import GroupRecord, GroupSnapshot, MemberSnapshot
+from kbroker.coordinator.offsets import OffsetAndMetadata, OffsetRecord
 from kbroker.coordinator.store import decode_record, encode_record
 
 

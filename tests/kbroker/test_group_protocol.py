@@ -5,7 +5,8 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from kbroker.coordinator.group import GroupRecord, OffsetRecord, partition_for
+from kbroker.coordinator.group import GroupRecord, partition_for
+from kbroker.coordinator.offsets import OffsetRecord
 from kbroker.coordinator.store import decode_record
 from kbroker.internal_topics import OFFSETS_TOPIC
 from kbroker.wire.errors import ErrorCode

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import trio.testing
 
 from kbroker.errors import KafkaApiError
 from kbroker.log import LogConfig, PartitionLog
-from kbroker.replication.partition import ReplicatedPartition
+from kbroker.replication.partition import ReplicatedPartition, run_isr_expiration
 from kbroker.wire.errors import ErrorCode
 from tests.log.conftest import batch
 
@@ -219,3 +220,20 @@ async def test_a_restarted_replica_starts_from_its_checkpointed_high_watermark(
     other.append(batch(5))
     assert ReplicatedPartition(other, broker_id=2).high_watermark == 0  # no checkpoint
     other.close()
+
+
+async def test_the_isr_expiration_task_shrinks_without_any_request(
+    log: PartitionLog, autojump_clock: trio.testing.MockClock
+) -> None:
+    changes: list[list[int]] = []
+    p = _leader(log, changes)
+    _append(p, 1)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            functools.partial(run_isr_expiration, lambda: [p], replica_lag_time_max_ms=LAG_MS)
+        )
+        # Nobody fetches: within lag + one check interval both followers are out.
+        await trio.sleep(LAG_MS / 1000 * 1.5 + 0.1)
+        assert changes == [[1]]
+        nursery.cancel_scope.cancel()
+    assert p.high_watermark == 1

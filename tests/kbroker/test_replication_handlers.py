@@ -272,3 +272,20 @@ async def test_acks_all_times_out_without_the_follower(server: Any) -> None:
     req.timeout_ms = 200
     resp = await client.request(req)
     assert resp.responses[0].partition_responses[0].error_code == ErrorCode.REQUEST_TIMED_OUT
+
+
+async def test_a_follower_fetching_past_the_log_end_moves_nothing(server: Any) -> None:
+    client = await server.connect()
+    create_topic(server, "past")
+    partition = _lead(server, "past", epoch=1, isr=[1], replicas=[1, 2])
+    assert (await produce(client, "past", 0, records(3), acks=1)).error_code == 0
+
+    def as_follower(req: FetchRequest) -> FetchRequest:
+        _set_replica_id(req, 2, 12)
+        return req
+
+    p = await _fetch(client, server, "past", 10, version=12, shape=as_follower)
+    assert p.error_code == ErrorCode.OFFSET_OUT_OF_RANGE
+    # The bogus position was not recorded: follower 2 is still unknown and outside the ISR.
+    assert partition.replica.followers[2].log_end_offset == -1
+    assert partition.replica.isr == [1]

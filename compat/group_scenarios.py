@@ -1,0 +1,189 @@
+"""Group scenarios shared by every client's suite: one definition, a small adapter per client.
+
+A scenario states what a user of any Kafka client observes (assignments, records,
+committed offsets). ``GroupClient`` is how one client library creates a topic, produces,
+runs a group member on a thread of its own and reads a group's committed offsets, so a
+new scenario is one function here and a new client one adapter in its test module.
+Every wait is deadline-based polling of what a user can observe.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+from compat.livebroker import LiveBroker
+
+DEADLINE_S = 30.0
+
+
+def wait_until(check: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> None:
+    """Poll ``check`` until true; fail with ``what`` at the deadline."""
+    deadline = time.monotonic() + deadline_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {deadline_s:.0f} s: {what}")
+        time.sleep(0.05)
+
+
+class Member(Protocol):
+    """A group member polled by its own thread, whichever the client."""
+
+    assignment: frozenset[int]
+    values: list[bytes]
+
+    def start(self) -> None: ...
+    def commit(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class PolledMember(threading.Thread):
+    """A group member polled by its own thread, so several members of one group make
+    progress at once, as separate processes would. A client's subclass says how to poll
+    once (collecting ``values`` and ``assignment``), commit and close its consumer."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.values: list[bytes] = []
+        self.assignment: frozenset[int] = frozenset()
+        self.error: BaseException | None = None
+        self._halt = threading.Event()
+        self._commit = threading.Event()
+        self._committed = threading.Event()
+
+    def poll_once(self) -> None:
+        """One short poll: records into ``values``, the current ``assignment``."""
+        raise NotImplementedError
+
+    def commit_now(self) -> None:
+        """Commit the consumed positions synchronously."""
+        raise NotImplementedError
+
+    def close_consumer(self) -> None:
+        """Close the consumer (a dynamic member sends LeaveGroup)."""
+        raise NotImplementedError
+
+    def run(self) -> None:
+        try:
+            while not self._halt.is_set():
+                self.poll_once()
+                if self._commit.is_set():
+                    self._commit.clear()
+                    self.commit_now()
+                    self._committed.set()
+        except BaseException as exc:  # reported by close()
+            self.error = exc
+        finally:
+            self.close_consumer()
+
+    def commit(self) -> None:
+        """Commit the consumed positions (from the polling thread) and wait for it."""
+        self._committed.clear()
+        self._commit.set()
+        assert self._committed.wait(DEADLINE_S), "commit did not complete"
+
+    def close(self) -> None:
+        """Stop polling and close the consumer."""
+        self._halt.set()
+        self.join(DEADLINE_S)
+        assert not self.is_alive(), "consumer thread did not stop"
+        assert self.error is None, f"consumer failed: {self.error!r}"
+
+
+class GroupClient(Protocol):
+    """One client library, as the group scenarios use it."""
+
+    def create_topic(self, broker: LiveBroker, name: str, partitions: int) -> None:
+        """Create a topic through the client's admin API."""
+
+    def produce(
+        self, broker: LiveBroker, topic: str, partitions: int, per_partition: int, prefix: str = ""
+    ) -> None:
+        """Write ``per_partition`` records to every partition ("<prefix>p<partition>-<i>")."""
+
+    def member(self, broker: LiveBroker, topic: str, group: str) -> Member:
+        """A member of ``group`` subscribed to ``topic``, not started yet."""
+
+    def committed(
+        self, broker: LiveBroker, group: str, topic: str, partitions: int
+    ) -> dict[int, int]:
+        """The group's committed offsets, as the client reads them (OffsetFetch)."""
+
+
+M = TypeVar("M", bound=Member)
+
+
+def consume_all_and_commit(client: GroupClient, broker: LiveBroker, topic: str, group: str) -> None:
+    """A subscribed member gets every partition of a 3-partition topic, reads all 30 records
+    and commits; the committed offsets are the ends of the partitions."""
+    client.create_topic(broker, topic, 3)
+    client.produce(broker, topic, 3, 10)
+    member = client.member(broker, topic, group)
+    member.start()
+    try:
+        wait_until(lambda: len(member.values) == 30, "all 30 records consumed")
+        assert member.assignment == {0, 1, 2}
+        member.commit()
+    finally:
+        member.close()
+    assert client.committed(broker, group, topic, 3) == {0: 10, 1: 10, 2: 10}
+
+
+def kill_keeps_committed_offsets(client: GroupClient, broker: LiveBroker, topic: str) -> None:
+    """Offsets acknowledged before kill -9 are there after the restart, and a new member
+    resumes from them. ``broker`` must be the test's own."""
+    client.create_topic(broker, topic, 2)
+    client.produce(broker, topic, 2, 5)
+    group = f"g-{topic}"
+    member = client.member(broker, topic, group)
+    member.start()
+    try:
+        wait_until(lambda: len(member.values) == 10, "all 10 records consumed")
+        member.commit()
+    finally:
+        member.close()
+    broker.kill()
+    broker.start()
+    assert client.committed(broker, group, topic, 2) == {0: 5, 1: 5}
+    client.produce(broker, topic, 2, 1, prefix="new-")  # consumption must resume at these
+    member = client.member(broker, topic, group)
+    member.start()
+    try:
+        wait_until(lambda: len(member.values) >= 2, "the 2 records after the commit")
+        assert sorted(member.values) == [b"new-p0-0", b"new-p1-0"]
+    finally:
+        member.close()
+
+
+def join_split_and_leave(
+    new_member: Callable[[], M], *, on_split: Callable[[M, M], None] | None = None
+) -> None:
+    """The rebalance scenario of every client's suite, on a 4-partition topic: a second member
+    gets half the partitions; when it leaves the first gets them back. ``on_split`` adds the
+    caller's own checks while both members are in the group."""
+    a = new_member()
+    a.start()
+    b: M | None = None
+    try:
+        wait_until(lambda: a.assignment == {0, 1, 2, 3}, "first member owns all 4 partitions")
+        b = second = new_member()
+        b.start()
+        wait_until(
+            lambda: (
+                len(a.assignment) == 2
+                and len(second.assignment) == 2
+                and a.assignment | second.assignment == {0, 1, 2, 3}
+            ),
+            "partitions split 2/2 between the members",
+        )
+        if on_split is not None:
+            on_split(a, second)
+        b.close()
+        b = None
+        wait_until(lambda: a.assignment == {0, 1, 2, 3}, "first member owns all 4 again")
+    finally:
+        if b is not None:
+            b.close()
+        a.close()

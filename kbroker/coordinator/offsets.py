@@ -1,0 +1,174 @@
+"""Committed offsets: what each group has committed, their records, and when they expire.
+
+Kafka keeps offsets apart from group membership (OffsetMetadataManager beside
+GroupMetadataManager), and so does kbroker: ``OffsetStore`` holds every group's
+committed offsets and writes their ``__consumer_offsets`` records (through the
+coordinator's writer, so a group's offsets and its own records share a partition and,
+when they must, one batch). Whether a member may commit, and when a group dies with its
+offsets, is the group's business: ``GroupCoordinator`` decides, then calls in here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kbroker.wire.errors import ErrorCode
+
+TopicPartition = tuple[str, int]
+# (group id, records) -> appended durably to the group's partition; raises on failure.
+Writer = Callable[[str, Sequence[Any]], None]
+
+
+class OffsetLimits(Protocol):
+    """The setting the store reads (``CoordinatorConfig`` has it): offset.metadata.max.bytes."""
+
+    offset_metadata_max_bytes: int
+
+
+@dataclass(slots=True)
+class OffsetAndMetadata:
+    """One committed offset, as stored in an OffsetCommitValue record."""
+
+    offset: int
+    leader_epoch: int = -1
+    metadata: str = ""
+    commit_timestamp: int = 0
+    expire_timestamp: int | None = None  # only from OffsetCommit v2-4 retention_time_ms
+
+
+@dataclass(slots=True)
+class OffsetRecord:
+    """An OffsetCommitKey/Value pair; ``value`` None is a tombstone."""
+
+    group_id: str
+    topic: str
+    partition: int
+    value: OffsetAndMetadata | None
+
+
+class OffsetStore:
+    """Every group's committed offsets, kept in step with their records."""
+
+    def __init__(self, *, write: Writer, config: OffsetLimits) -> None:
+        self._write = write
+        self._config = config
+        self._offsets: dict[str, dict[TopicPartition, OffsetAndMetadata]] = {}
+
+    def of(self, group_id: str) -> dict[TopicPartition, OffsetAndMetadata]:
+        """The group's committed offsets (the live mapping; empty if it has none)."""
+        return self._offsets.get(group_id, {})
+
+    def group_ids(self) -> list[str]:
+        """Every group with offsets (committed or replayed)."""
+        return list(self._offsets)
+
+    def forget(self, group_id: str) -> None:
+        """Drop the group's offsets from memory (their tombstones are already written)."""
+        self._offsets.pop(group_id, None)
+
+    def store(
+        self, group_id: str, offsets: dict[TopicPartition, OffsetAndMetadata]
+    ) -> dict[TopicPartition, int]:
+        """Write and keep an accepted commit; the error code of each partition."""
+        result: dict[TopicPartition, int] = {}
+        accepted: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp, om in offsets.items():
+            if len(om.metadata.encode()) > self._config.offset_metadata_max_bytes:
+                result[tp] = ErrorCode.OFFSET_METADATA_TOO_LARGE
+            else:
+                accepted[tp] = om
+        records = [OffsetRecord(group_id, tp[0], tp[1], om) for tp, om in accepted.items()]
+        try:
+            self._write(group_id, records)
+        except Exception:
+            for tp in accepted:
+                result[tp] = ErrorCode.UNKNOWN_SERVER_ERROR
+            return result
+        stored = self._offsets.setdefault(group_id, {})
+        for tp, om in accepted.items():
+            stored[tp] = om
+            result[tp] = ErrorCode.NONE
+        return {tp: result[tp] for tp in offsets}
+
+    def fetch(
+        self, group_id: str, partitions: list[TopicPartition] | None
+    ) -> dict[TopicPartition, OffsetAndMetadata | None]:
+        """Committed offsets of a group (None = nothing committed); partitions None = all."""
+        stored = self._offsets.get(group_id, {})
+        if partitions is None:
+            return dict(stored)
+        return {tp: stored.get(tp) for tp in partitions}
+
+    def delete(
+        self, group_id: str, partitions: list[TopicPartition], subscribed: set[str]
+    ) -> tuple[int, dict[TopicPartition, int]]:
+        """OffsetDelete once the group allows it: partitions of ``subscribed`` topics stay
+        (GROUP_SUBSCRIBED_TO_TOPIC); (group error, per-partition errors)."""
+        result: dict[TopicPartition, int] = {}
+        deleted: list[TopicPartition] = []
+        stored = self._offsets.get(group_id, {})
+        for tp in partitions:
+            if tp[0] in subscribed:
+                result[tp] = ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC
+            else:
+                result[tp] = ErrorCode.NONE
+                if tp in stored:
+                    deleted.append(tp)
+        try:
+            self._write(group_id, [OffsetRecord(group_id, t, p, None) for t, p in deleted])
+        except Exception:
+            return ErrorCode.UNKNOWN_SERVER_ERROR, {}
+        for tp in deleted:
+            del stored[tp]
+        return ErrorCode.NONE, result
+
+    def unsubscribed_expired(
+        self, group_id: str, subscribed: set[str], retention: int, now: int
+    ) -> list[TopicPartition]:
+        """KIP-211: a live consumer group keeps the offsets of topics it still subscribes to;
+        the others age from their commit."""
+        return [
+            tp
+            for tp, om in self.of(group_id).items()
+            if tp[0] not in subscribed and is_expired(om, om.commit_timestamp, retention, now)
+        ]
+
+    def drop(
+        self, group_id: str, expired: Iterable[TopicPartition], extra: Sequence[Any] = ()
+    ) -> bool:
+        """Write tombstones for ``expired`` (and ``extra`` records) as one batch, then forget
+        those offsets; False if the write failed (tried again at the next check)."""
+        expired = list(expired)
+        records: list[Any] = [OffsetRecord(group_id, t, p, None) for t, p in expired]
+        records.extend(extra)
+        try:
+            self._write(group_id, records)
+        except Exception:  # noqa: BLE001 - try again at the next check
+            return False
+        stored = self._offsets.get(group_id, {})
+        for tp in expired:
+            del stored[tp]
+        return True
+
+    def replay(self, rec: OffsetRecord) -> None:
+        """Apply one OffsetCommit record (later records win; None is a tombstone)."""
+        stored = self._offsets.setdefault(rec.group_id, {})
+        if rec.value is None:
+            stored.pop((rec.topic, rec.partition), None)
+        else:
+            stored[(rec.topic, rec.partition)] = rec.value
+
+    def prune(self) -> None:
+        """Forget groups whose offsets were all deleted (after a replay)."""
+        for group_id in [g for g, s in self._offsets.items() if not s]:
+            del self._offsets[group_id]
+
+
+def is_expired(om: OffsetAndMetadata, base: int, retention: int, now: int) -> bool:
+    """Whether ``om`` has expired: at its own expire timestamp (OffsetCommit v2-4
+    retention_time_ms) if it has one, else ``retention`` after ``base``."""
+    if om.expire_timestamp is not None and om.expire_timestamp >= 0:
+        return now >= om.expire_timestamp
+    return now >= base + retention
