@@ -68,6 +68,18 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="this broker's id; same as broker.id (and node.id)",
     )
+    parser.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help="serve the web console, /metrics, /healthz and /readyz on this address "
+        "(default: off); same as kbroker.http.listener",
+    )
+    parser.add_argument(
+        "--http-actions",
+        action="store_true",
+        help="let the web console create/delete topics, reset offsets and produce; same as "
+        "kbroker.http.console.actions=true",
+    )
     parser.add_argument("--config", metavar="FILE", help="a Kafka server.properties file")
     parser.add_argument(
         "--override",
@@ -81,6 +93,13 @@ def _parser() -> argparse.ArgumentParser:
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="logging level (default INFO)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="text lines (default) or one JSON object per line; DEBUG adds one line per "
+        "request (API, version, client, size, time)",
     )
     parser.add_argument(
         "--list-configs",
@@ -120,6 +139,10 @@ def build_config(args: argparse.Namespace) -> BrokerConfig:
         props["listeners"] = _listener_text(args.listen)
     elif "listeners" not in props:
         props["listeners"] = _listener_text(DEFAULT_LISTEN)
+    if getattr(args, "http", None):
+        props["kbroker.http.listener"] = args.http
+    if getattr(args, "http_actions", False):
+        props["kbroker.http.console.actions"] = "true"
     if args.broker_id is not None:
         props["broker.id"] = str(args.broker_id)
         props.pop("node.id", None)
@@ -248,11 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BrokenPipeError:  # `kbroker --list-configs | head`
             sys.stderr.close()
         return 0
-    logging.basicConfig(
-        level=args.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from kbroker.logfmt import configure
+
+    configure(args.log_level, args.log_format)
     config: BrokerConfig | None = None
     try:
         config = build_config(args)

@@ -252,9 +252,32 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
         "connections.max.idle.ms",
         "long",
         600000,
-        "Close a connection after this many ms without a request (negative: never).",
+        "Close a connection after this many ms waiting on its client with no progress: "
+        "no request arriving, or a response left unread (negative: never).",
     ),
     _c("queued.max.requests", "int", 500, _NO_EFFECT, at_least(1), effective=False),
+    _c(
+        "queued.max.request.bytes",
+        "long",
+        -1,
+        "Bytes of received requests not yet answered, over all connections, beyond which "
+        "no connection starts reading a new request until memory frees up (-1: no limit).",
+    ),
+    _c(
+        "max.connections",
+        "int",
+        INT_MAX,
+        "Connections accepted at once; beyond it new connections wait in the listen "
+        "backlog until one closes.",
+        at_least(0),
+    ),
+    _c(
+        "max.connections.per.ip",
+        "int",
+        INT_MAX,
+        "Connections from one client address; one more is closed as soon as it is accepted.",
+        at_least(0),
+    ),
     _c(
         "fetch.max.bytes",
         "int",
@@ -677,6 +700,21 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
         86400000,
         "How long the state of an idle producer id is kept.",
         at_least(1),
+    ),
+    # --- kbroker's own (no Kafka equivalent) ------------------------------------------
+    _c(
+        "kbroker.http.listener",
+        "string",
+        None,
+        "HOST:PORT of the HTTP listener serving the web console, /metrics (Prometheus), "
+        "/healthz and /readyz; null: no HTTP listener. Same as --http.",
+    ),
+    _c(
+        "kbroker.http.console.actions",
+        "boolean",
+        False,
+        "Let the web console change things (create/delete topics, reset a group's offsets, "
+        "produce a test message); read-only when false. Same as --http-actions.",
     ),
 )
 

@@ -2,7 +2,7 @@
 
 How it works:
 
-- ``serve`` opens the ``BrokerState`` (data dir, logs), binds with ``trio.serve_tcp``
+- ``serve`` opens the ``BrokerState`` (data dir, logs), binds with ``trio.open_tcp_listeners``
   and reports a ``Server`` (bound ``address``, ``broker``, ``config``) through
   ``task_status``. Cancelling ``serve`` closes the broker; ``Server.shutdown()``
   does it gracefully (stop accepting, let in-flight requests finish within
@@ -15,7 +15,16 @@ How it works:
 - Anything wrong on a connection (bad frame size, undecodable request, an API
   or version we do not serve, a handler bug, a broken socket, idleness beyond
   ``connections.max.idle.ms``) is logged with the peer address and closes that
-  connection only. The one exception is KIP-511: an ApiVersions request of a
+  connection only. Idleness is time spent waiting on the client with no progress:
+  for its next request, or for it to read a response it leaves unread (the one
+  response a connection can have queued, since it reads nothing meanwhile).
+- A request that may wait (long-poll Fetch, JoinGroup, SyncGroup) is cancelled
+  when the peer closes its end meanwhile, so its socket and buffers are released
+  at once rather than when the wait ends.
+- Limits on what clients can hold: ``max.connections`` (the acceptor waits for a
+  free slot, as Kafka's ConnectionQuotas does), ``max.connections.per.ip`` (a
+  connection beyond it is closed at once), ``queued.max.request.bytes`` (beyond it
+  no connection starts reading a new request until memory frees up). The one exception is KIP-511: an ApiVersions request of a
   version we do not know gets UNSUPPORTED_VERSION in a v0 body and the
   connection stays open so the client can retry with a version we do know.
 - A maintenance task runs retention every ``log.retention.check.interval.ms``,
@@ -26,11 +35,15 @@ How it works:
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import math
 import os
+import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import trio
@@ -44,6 +57,7 @@ from kbroker.replication.checkpoints import HIGH_WATERMARK_CHECKPOINT_INTERVAL_S
 from kbroker.txn import service as txn_service
 from kbroker.wire.errors import DecodeError, UnsupportedVersion
 from kbroker.wire.frames import FrameDecoder
+from kbroker.wire.messages import FetchRequest, JoinGroupRequest, SyncGroupRequest
 from kbroker.wire.protocol import (
     API_VERSIONS,
     decode_request,
@@ -61,10 +75,21 @@ SEND_COALESCE = 1024 * 1024
 SENDFILE_MIN = 32 * 1024
 SENDFILE_CHUNK = 4 * 1024 * 1024
 DEFAULT_GRACE_S = 10.0
+# Requests whose handler can wait for a long time (Fetch's max_wait_ms reaches
+# 2^31-1 ms): while they wait, a closed peer is watched for.
+_MAY_WAIT = frozenset({FetchRequest.API_KEY, JoinGroupRequest.API_KEY, SyncGroupRequest.API_KEY})
+# accept(2) errors that mean "out of descriptors or memory": wait and retry
+# (the same set and pause as trio.serve_listeners).
+_ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+_ACCEPT_RETRY_S = 0.1
 
 
 class _CloseConnection(Exception):
     """The connection must close; the reason was already logged."""
+
+
+class SendStalled(Exception):
+    """The peer read nothing of a response for longer than the idle limit."""
 
 
 def _format_peer(address: Any) -> str:
@@ -89,9 +114,52 @@ class Server:
     grace_s: float = DEFAULT_GRACE_S
     connections: set[Connection] = field(default_factory=set)
     draining: bool = False
+    # kbroker.stats.RequestObserver.observe, called after each request when set (the HTTP
+    # listener's metrics, DEBUG request logs); None costs the Kafka path nothing.
+    observer: Any = None
+    # kbroker.stats.BrokerStats and the HTTP listener's bound address, when it is on.
+    stats: Any = None
+    http_address: tuple[str, int] | None = None
     _accept_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     _shutdown_requested: trio.Event = field(default_factory=trio.Event)
     _all_closed: trio.Event = field(default_factory=trio.Event)
+    # Connections per client address (max.connections.per.ip) and a wake-up for an
+    # acceptor waiting for a slot (max.connections).
+    per_ip: dict[str, int] = field(default_factory=dict)
+    _slot_freed: trio.Event = field(default_factory=trio.Event)
+    # Bytes of requests received and not yet answered, over all connections
+    # (queued.max.request.bytes), and a wake-up for readers waiting for memory.
+    request_bytes: int = 0
+    _memory_freed: trio.Event = field(default_factory=trio.Event)
+
+    def hold_request_bytes(self, n: int) -> None:
+        self.request_bytes += n
+
+    def release_request_bytes(self, n: int) -> None:
+        if n:
+            self.request_bytes -= n
+            self._memory_freed.set()
+            self._memory_freed = trio.Event()
+
+    async def wait_for_request_memory(self) -> None:
+        """queued.max.request.bytes: wait while requests in flight hold that much."""
+        limit = self.config["queued.max.request.bytes"]
+        while 0 < limit <= self.request_bytes:
+            await self._memory_freed.wait()
+
+    def connection_closed(self, ip: str) -> None:
+        left = self.per_ip.get(ip, 0) - 1
+        if left > 0:
+            self.per_ip[ip] = left
+        else:
+            self.per_ip.pop(ip, None)
+        self._slot_freed.set()
+        self._slot_freed = trio.Event()
+
+    async def wait_for_connection_slot(self) -> None:
+        """max.connections: Kafka's acceptor waits for a slot (the backlog holds the rest)."""
+        while len(self.connections) >= self.config["max.connections"]:
+            await self._slot_freed.wait()
 
     async def controlled_shutdown(self) -> None:
         """Cluster mode with controlled.shutdown.enable: have the controller move the
@@ -128,10 +196,9 @@ class Connection:
         self.server = server
         self.stream = stream
         sock = stream.socket
-        try:
-            self.peer = _format_peer(sock.getpeername())
-        except OSError:
-            self.peer = "<unknown>"
+        peer = sock.getpeername()
+        self.peer = _format_peer(peer)
+        self.ip = _strip_mapped(str(peer[0])) if isinstance(peer, tuple) else str(peer)
         local = sock.getsockname()
         self.local_address: tuple[str, int] = (_strip_mapped(local[0]), local[1])
         config = server.config
@@ -139,6 +206,9 @@ class Connection:
         self.idle_s = config.connections_max_idle_s
         self.busy = False
         self._read_scope: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+        # Bytes this connection counts in the server's request_bytes.
+        self._held = 0
         # One reused receive buffer: a fresh bytes object per recv is a malloc/free
         # pair in malloc, and its pages fault in again every time.
         self._fd = sock.fileno()
@@ -153,7 +223,7 @@ class Connection:
     async def run(self) -> None:
         """Serve requests until EOF, an error, idleness or shutdown; then close."""
         try:
-            await self._serve()
+            await self._serve_with_watchers()
         except _CloseConnection:
             pass
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -163,7 +233,22 @@ class Connection:
         except Exception:
             logger.exception("connection from %s: unexpected error; closing it", self.peer)
         finally:
+            self._nursery = None
+            self.server.release_request_bytes(self._held)
+            self._held = 0
             await trio.aclose_forcefully(self.stream)
+
+    async def _serve_with_watchers(self) -> None:
+        """_serve with a nursery for peer watchers; its errors come out as they are."""
+        error: Exception | None = None
+        async with trio.open_nursery() as self._nursery:
+            try:
+                await self._serve()
+            except Exception as exc:
+                error = exc
+            self._nursery.cancel_scope.cancel()
+        if error is not None:
+            raise error
 
     async def _serve(self) -> None:
         while True:
@@ -172,6 +257,11 @@ class Connection:
             if frame is None:
                 if self.server.draining:
                     return
+                if not self.decoder.buffered and self.server.request_bytes:
+                    # A new request starts: only if requests in flight leave room
+                    # (a request already begun is read to its end, or memory held
+                    # by partial requests could never be freed).
+                    await self.server.wait_for_request_memory()
                 got = self._read_available()
                 if got is None:
                     got = await self._receive()
@@ -189,6 +279,9 @@ class Connection:
                 await self._process(frame)
             finally:
                 self.busy = False
+                held = self._held - self.decoder.buffered
+                self._held -= held
+                self.server.release_request_bytes(held)
             if self.server.draining:
                 return
 
@@ -207,6 +300,8 @@ class Connection:
             raise trio.BrokenResourceError(str(exc)) from exc
         if not n:
             return False
+        self._held += n
+        self.server.hold_request_bytes(n)
         if target is None:
             self.decoder.feed(self._rview[:n])
         else:
@@ -241,6 +336,8 @@ class Connection:
         return None
 
     async def _process(self, frame: bytes | memoryview) -> None:
+        observer = self.server.observer
+        started = time.perf_counter() if observer is not None else 0.0
         try:
             header, request = decode_request(frame)
         except UnsupportedVersion as exc:
@@ -259,7 +356,10 @@ class Connection:
             return
         ctx = RequestContext(self.server.broker, header, api_version, self.peer, self.local_address)
         try:
-            response = await handler(ctx, request)
+            if api_key in _MAY_WAIT and self._nursery is not None:
+                response = await self._call_watching_peer(handler, ctx, request)
+            else:
+                response = await handler(ctx, request)
         except CloseConnection:
             raise _CloseConnection from None  # the handler has logged why
         except Exception:
@@ -271,8 +371,12 @@ class Connection:
                 api_version,
                 header.correlation_id,
             )
+            if observer is not None:
+                observer(ctx, request, None, started, len(frame), failed=True)
             raise _CloseConnection from None
         if response is None:
+            if observer is not None:
+                observer(ctx, request, None, started, len(frame))
             return  # e.g. Produce with acks=0: Kafka sends nothing back
         try:
             parts = encode_response_parts(api_key, api_version, header.correlation_id, response)
@@ -288,7 +392,14 @@ class Connection:
             )
             raise _CloseConnection from None
         try:
-            await send_parts(self.stream.socket, items)
+            await send_parts(self.stream.socket, items, idle_s=self.idle_s)
+        except SendStalled:
+            logger.info(
+                "closing connection from %s: it read nothing of its response for more than %d ms",
+                self.peer,
+                self.server.config["connections.max.idle.ms"],
+            )
+            raise _CloseConnection from None
         except RegionTruncated as exc:
             # The size prefix is out already; nothing correct can follow (Kafka's
             # FileRecords.writeTo fails the same way and the channel is closed).
@@ -298,6 +409,43 @@ class Connection:
             raise trio.BrokenResourceError(str(exc)) from exc
         finally:
             close_parts(items)
+        if observer is not None:
+            observer(ctx, request, response, started, len(frame))
+
+    async def _call_watching_peer(self, handler: Any, ctx: RequestContext, request: Any) -> Any:
+        """Run a handler that may wait; cancel it if the peer closes its end meanwhile."""
+        assert self._nursery is not None
+        with trio.CancelScope() as request_scope:
+            watch_scope = trio.CancelScope()
+            self._nursery.start_soon(self._watch_peer, request_scope, watch_scope)
+            try:
+                return await handler(ctx, request)
+            finally:
+                # Synchronous: the watcher's readiness wait is withdrawn before the
+                # connection waits for its next request on the same socket.
+                watch_scope.cancel()
+        logger.info(
+            "connection from %s closed while its request (api key %d) waited; cancelled it",
+            self.peer,
+            ctx.header.request_api_key,
+        )
+        raise _CloseConnection
+
+    async def _watch_peer(
+        self, request_scope: trio.CancelScope, watch_scope: trio.CancelScope
+    ) -> None:
+        sock = self.stream.socket
+        with watch_scope:
+            if watch_scope.cancel_called:
+                return  # the request was over before this task ran
+            try:
+                data = await sock.recv(1, socket.MSG_PEEK)
+            except OSError:
+                data = b""  # reset by the peer
+            if not data:
+                request_scope.cancel()
+            # Otherwise the next request (pipelined) is there: a close behind it
+            # shows up when it is read.
 
     async def _unsupported(self, api_key: int, api_version: int, correlation_id: int) -> None:
         if api_key == API_VERSIONS:
@@ -407,8 +555,11 @@ def _pread_region(region: _Region) -> bytes:
     return data
 
 
-async def send_parts(sock: Any, items: list[Any]) -> None:
-    """Send prepared parts in order on a trio socket: coalesced bytes, sendfile for regions."""
+async def send_parts(sock: Any, items: list[Any], *, idle_s: float = math.inf) -> None:
+    """Send prepared parts in order on a trio socket: coalesced bytes, sendfile for regions.
+
+    SendStalled if the socket stays full (the peer reads nothing) for ``idle_s``.
+    """
     pending: list[Any] = []
     size = 0
     for item in items:
@@ -419,20 +570,27 @@ async def send_parts(sock: Any, items: list[Any]) -> None:
                 if pending:
                     # Not MSG_MORE: corked bytes can sit ~200 ms when sendfile then hits a
                     # full socket buffer (measured: 10 KB consume 2.3x slower with it).
-                    await _send_bytes(sock, b"".join(pending))
+                    await _send_bytes(sock, b"".join(pending), idle_s)
                     pending, size = [], 0
-                await _sendfile(sock, item)
+                await _sendfile(sock, item, idle_s)
                 continue
         pending.append(item)
         size += len(item)
         if size >= SEND_COALESCE:
-            await _send_bytes(sock, b"".join(pending))
+            await _send_bytes(sock, b"".join(pending), idle_s)
             pending, size = [], 0
     if pending:
-        await _send_bytes(sock, pending[0] if len(pending) == 1 else b"".join(pending))
+        await _send_bytes(sock, pending[0] if len(pending) == 1 else b"".join(pending), idle_s)
 
 
-async def _send_bytes(sock: Any, data: Any) -> None:
+async def _wait_writable(sock: Any, idle_s: float) -> None:
+    with trio.move_on_after(idle_s):
+        await trio.lowlevel.wait_writable(sock)
+        return
+    raise SendStalled
+
+
+async def _send_bytes(sock: Any, data: Any, idle_s: float = math.inf) -> None:
     """Write all of ``data``; wait for the socket only when its buffer is full.
 
     Straight to the non-blocking descriptor, like the sendfile path: trio's
@@ -446,12 +604,12 @@ async def _send_bytes(sock: Any, data: Any) -> None:
         try:
             sent = os.write(fd, view)
         except BlockingIOError:
-            await trio.lowlevel.wait_writable(sock)
+            await _wait_writable(sock, idle_s)
             continue
         view = view[sent:]
 
 
-async def _sendfile(sock: Any, region: _Region) -> None:
+async def _sendfile(sock: Any, region: _Region, idle_s: float = math.inf) -> None:
     """os.sendfile the whole region: wait_writable on EAGAIN, loop on partial sends."""
     out = sock.fileno()
     position, remaining = region.position, region.length
@@ -459,7 +617,7 @@ async def _sendfile(sock: Any, region: _Region) -> None:
         try:
             sent = os.sendfile(out, region.fd, position, min(remaining, SENDFILE_CHUNK))
         except BlockingIOError:
-            await trio.lowlevel.wait_writable(sock)
+            await _wait_writable(sock, idle_s)
             continue
         if sent == 0:
             raise RegionTruncated(
@@ -539,12 +697,59 @@ async def _maintenance(broker: BrokerState) -> None:
                 broker.flush_due()
 
 
+def _admit(server: Server, stream: trio.SocketStream) -> Connection | None:
+    """A Connection for an accepted socket, or None if it must be closed at once."""
+    try:
+        connection = Connection(server, stream)
+    except OSError as exc:  # reset before we could even look at it
+        logger.info("connection dropped while being accepted: %s", exc)
+        return None
+    limit = server.config["max.connections.per.ip"]
+    if server.per_ip.get(connection.ip, 0) >= limit:
+        # Kafka's ConnectionQuotas: TooManyConnectionsException, the new connection
+        # is closed (the client sees it closed and retries after its backoff).
+        logger.info(
+            "closing connection from %s: max.connections.per.ip (%d) reached for %s",
+            connection.peer,
+            limit,
+            connection.ip,
+        )
+        return None
+    return connection
+
+
 @contextlib.contextmanager
 def _logged(step: str) -> Iterator[None]:
     try:
         yield
     except Exception:
         logger.exception("maintenance step %s failed", step)
+
+
+async def _start_observability(server: Server, nursery: trio.Nursery) -> None:
+    """The HTTP listener (kbroker.http.listener) and the per-request observer it and the
+    DEBUG request log (logger kbroker.requests) feed on; nothing when neither is on."""
+    from kbroker.stats import BrokerStats, RequestObserver, request_logger
+
+    address = server.config["kbroker.http.listener"]
+    log_requests = request_logger.isEnabledFor(logging.DEBUG)
+    if not address and not log_requests:
+        return
+    stats = BrokerStats() if address else None
+    server.stats = stats
+    server.observer = RequestObserver(server.broker, stats, log=log_requests).observe
+    if address and stats is not None:
+        from kbroker.http.app import serve_http
+
+        server.http_address = await nursery.start(
+            partial(
+                serve_http,
+                server,
+                stats,
+                address,
+                actions=server.config["kbroker.http.console.actions"],
+            )
+        )
 
 
 async def serve(
@@ -584,29 +789,45 @@ async def serve(
         async with trio.open_nursery() as nursery:
             server = Server(("", 0), broker, config, grace_s=grace_s)
 
-            async def handle(stream: trio.SocketStream) -> None:
-                try:
-                    connection = Connection(server, stream)
-                except OSError as exc:  # reset before we could even look at it
-                    logger.info("connection dropped while being accepted: %s", exc)
-                    await trio.aclose_forcefully(stream)
-                    return
-                server.connections.add(connection)
+            async def handle(connection: Connection) -> None:
                 try:
                     await connection.run()
                 finally:
                     server.connections.discard(connection)
+                    server.connection_closed(connection.ip)
                     server._check_drained()
+
+            async def accept_from(tcp: trio.SocketListener) -> None:
+                async with tcp:
+                    while True:
+                        await server.wait_for_connection_slot()
+                        try:
+                            stream = await tcp.accept()
+                        except OSError as exc:
+                            if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                                raise
+                            logger.error(
+                                "accept failed: %s; retrying in %.1f s",
+                                os.strerror(exc.errno),
+                                _ACCEPT_RETRY_S,
+                            )
+                            await trio.sleep(_ACCEPT_RETRY_S)
+                            continue
+                        connection = _admit(server, stream)
+                        if connection is None:
+                            await trio.aclose_forcefully(stream)
+                            continue
+                        server.connections.add(connection)
+                        server.per_ip[connection.ip] = server.per_ip.get(connection.ip, 0) + 1
+                        nursery.start_soon(handle, connection)
 
             async def accept(*, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
                 with server._accept_scope:
-                    await trio.serve_tcp(
-                        handle,
-                        listener.port,
-                        host=host,
-                        handler_nursery=nursery,
-                        task_status=task_status,
-                    )
+                    tcp_listeners = await trio.open_tcp_listeners(listener.port, host=host)
+                    async with trio.open_nursery() as accepting:
+                        for tcp in tcp_listeners:
+                            accepting.start_soon(accept_from, tcp)
+                        task_status.started(tcp_listeners)
 
             listeners = await nursery.start(accept)
             sockname = listeners[0].socket.getsockname()
@@ -619,6 +840,7 @@ async def serve(
                 broker.cluster = node
                 await nursery.start(node.run)
             nursery.start_soon(_maintenance, broker)
+            await _start_observability(server, nursery)
             logger.info(
                 "kbroker node %d (cluster %s) listening on %s:%d, data in %s",
                 broker.node_id,

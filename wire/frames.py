@@ -4,7 +4,10 @@ Every request and response on a Kafka connection is an int32 (big-endian)
 size followed by that many bytes. ``FrameDecoder`` is fed whatever the socket
 produced and hands out complete payloads; it checks the size prefix the moment
 its four bytes arrive, so a hostile or confused peer cannot make us buffer
-(or allocate) more than ``max_frame_size`` bytes. (Shape taken from h11's
+(or allocate) more than ``max_frame_size`` bytes. Below that, memory follows the
+bytes that actually arrive: a large frame's buffer starts at ``GROW_START`` and
+doubles as it fills, so a size prefix announcing 100 MiB followed by a trickle
+holds what was sent, not what was announced. (Shape taken from h11's
 ``receive_data`` / ``next_event``; Kafka's own check is
 ``socket.request.max.bytes`` in NetworkReceive.)
 """
@@ -16,7 +19,7 @@ import sys
 
 from kbroker.wire.errors import FrameTooLarge
 
-__all__ = ["FrameDecoder", "frame", "DEFAULT_MAX_FRAME_SIZE", "LARGE_FRAME"]
+__all__ = ["FrameDecoder", "frame", "DEFAULT_MAX_FRAME_SIZE", "GROW_START", "LARGE_FRAME"]
 
 DEFAULT_MAX_FRAME_SIZE = 100 * 1024 * 1024  # socket.request.max.bytes default
 
@@ -32,6 +35,10 @@ LARGE_FRAME = 64 * 1024
 # cap a request at about 1 MB by default (max.request.size, librdkafka's
 # message.max.bytes), so 4 MiB covers them while bounding what an idle connection holds.
 SPARE_MAX = 4 * 1024 * 1024
+# First buffer of a large frame (then doubled as it fills, up to the frame's size).
+# At the clients' usual request size (1 MB) nothing is copied while growing; beyond it
+# growing costs at most one extra copy of what was received.
+GROW_START = 1024 * 1024
 
 
 class FrameDecoder:
@@ -43,16 +50,27 @@ class FrameDecoder:
     the finished frame out without copying it.
     """
 
-    __slots__ = ("_buf", "_max", "_need", "_big", "_big_filled", "_spare", "_spare_refs")
+    __slots__ = (
+        "_buf",
+        "_max",
+        "_need",
+        "_big",
+        "_big_size",
+        "_big_filled",
+        "_spare",
+        "_spare_refs",
+    )
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         self._buf = bytearray()
         self._max = max_frame_size
         # Size of the frame being assembled, or -1 while the prefix is incomplete.
         self._need = -1
-        # A large frame being received in place: a view of exactly its size (into a
-        # buffer that may be larger) and the bytes filled so far.
+        # A large frame being received in place: a view of the room allocated so far
+        # (at most the frame's size, into a buffer that may be larger), the frame's
+        # size and the bytes filled so far.
         self._big: memoryview | None = None
+        self._big_size = 0
         self._big_filled = 0
         # The buffer of the last large frame, reused once nothing refers to it, and its
         # reference count (as _buffer_for reads it) when nothing did.
@@ -73,15 +91,17 @@ class FrameDecoder:
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append received bytes; raises FrameTooLarge as soon as a bad size prefix is complete."""
-        big = self._big
-        if big is not None:
+        if self._big is not None:
             # The rest of the large frame first; what follows it belongs to later frames.
-            take = min(len(big) - self._big_filled, len(data))
-            big[self._big_filled : self._big_filled + take] = memoryview(data)[:take]
-            self._big_filled += take
-            if take == len(data):
+            data = memoryview(data)
+            while data and self._big_filled < self._big_size:
+                big = self._room()
+                take = min(len(big) - self._big_filled, len(data))
+                big[self._big_filled : self._big_filled + take] = data[:take]
+                self._big_filled += take
+                data = data[take:]
+            if not data:
                 return
-            data = memoryview(data)[take:]
         elif not self._buf and len(data) >= 4:
             # A new frame starts here: if it is large and incomplete, its bytes go
             # straight into its own buffer (one copy, not via _buf and then again).
@@ -106,16 +126,25 @@ class FrameDecoder:
             if need < LARGE_FRAME or len(self._buf) >= 4 + need:
                 return None
             head, self._buf = memoryview(self._buf)[4:], bytearray()
-            big = self._begin_large(need, head)
-        elif self._buf or self._big_filled == len(big):
+            self._begin_large(need, head)
+        elif self._buf or self._big_filled == self._big_size:
             return None  # complete: next_frame_view() takes it
-        return big[self._big_filled :]
+        return self._room()[self._big_filled :]
 
-    def _begin_large(self, size: int, head: memoryview) -> memoryview:
+    def _begin_large(self, size: int, head: memoryview) -> None:
         """Receive a frame of ``size`` in its own buffer, starting with the ``head`` bytes."""
-        big = self._buffer_for(size)
+        big = self._buffer_for(min(size, max(GROW_START, len(head))))
         big[: len(head)] = head
-        self._big, self._big_filled, self._need = big, len(head), size
+        self._big, self._big_size, self._big_filled, self._need = big, size, len(head), size
+
+    def _room(self) -> memoryview:
+        """The large frame's buffer, grown (doubled) first if what was allocated is full."""
+        big = self._big
+        assert big is not None
+        if self._big_filled == len(big) < self._big_size:
+            grown = self._buffer_for(min(self._big_size, 2 * len(big)))
+            grown[: self._big_filled] = big[: self._big_filled]
+            self._big = big = grown
         return big
 
     def _buffer_for(self, need: int) -> memoryview:
@@ -145,9 +174,9 @@ class FrameDecoder:
         """Like ``next_frame``, but a large frame received in place comes without a copy."""
         big = self._big
         if big is not None:
-            if self._big_filled < len(big):
+            if self._big_filled < self._big_size:
                 return None
-            self._big, self._big_filled, self._need = None, 0, -1
+            self._big, self._big_size, self._big_filled, self._need = None, 0, 0, -1
             return big
         return self.next_frame()
 

@@ -56,6 +56,20 @@ def test_flags_win_over_overrides_over_file(tmp_path: Path) -> None:
     assert config.log_retention_ms == 3600000
 
 
+def test_http_listener_flag_and_key() -> None:
+    off = _config()
+    assert off["kbroker.http.listener"] is None
+    assert off["kbroker.http.console.actions"] is False
+    on = _config("--http", "127.0.0.1:8080", "--http-actions")
+    assert on["kbroker.http.listener"] == "127.0.0.1:8080"
+    assert on["kbroker.http.console.actions"] is True
+    keyed = _config("--override", "kbroker.http.listener=0.0.0.0:9000")
+    assert keyed["kbroker.http.listener"] == "0.0.0.0:9000"
+    # The flag wins over the key, as --listen wins over listeners.
+    both = _config("--override", "kbroker.http.listener=0.0.0.0:9000", "--http", ":8081")
+    assert both["kbroker.http.listener"] == ":8081"
+
+
 def test_ipv6_listen() -> None:
     assert _config("--listen", "::1:9093").listener.host == "::1"
     assert _config("--listen", "[::1]:9093").listener.port == 9093

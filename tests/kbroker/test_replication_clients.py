@@ -36,10 +36,45 @@ def _consume(consumer: Consumer, n: int, polls: int = 200) -> list[Any]:
     return out
 
 
-async def test_confluent_consumer_validates_its_position_after_a_leader_change(
-    server: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    create_topic(server, "epochs")
+def _confluent_consumer(server: Any, group: str) -> Consumer:
+    return Consumer(
+        {
+            "bootstrap.servers": server.bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "topic.metadata.refresh.interval.ms": 200,
+        }
+    )
+
+
+def _lead_at(server: Any, topic: str, epoch: int) -> Any:
+    """This broker takes topic-0 over at `epoch` (what LeaderAndIsr does after a failover)."""
+    partition = server.broker.topics.get(topic).partitions[0]
+    partition.replica = ReplicatedPartition(partition.log, broker_id=server.broker.node_id)
+    partition.replica.make_leader(leader_epoch=epoch, isr=[1], replicas=[1])
+    return partition
+
+
+async def _old_records(server: Any, topic: str) -> None:
+    """Offsets 0-6 and 7-9 in two batches (truncation cuts whole batches)."""
+    for values in ([b"old%d" % i for i in range(7)], [b"old%d" % i for i in range(7, 10)]):
+        await trio.to_thread.run_sync(_produce, server.bootstrap, topic, values)
+
+
+async def _fail_over_with_truncation(server: Any, topic: str) -> None:
+    """Epoch 1 starts on a log whose epoch 0 ended at 7 (a failover cut 7-9); new records there."""
+    partition = server.broker.topics.get(topic).partitions[0]
+    partition.log.truncate_to(7)
+    assert partition.log.log_end_offset == 7
+    _lead_at(server, topic, 1)
+    await trio.to_thread.run_sync(
+        _produce, server.bootstrap, topic, [b"new%d" % i for i in range(7, 10)]
+    )
+
+
+def _record_validations(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """(current leader epoch, leader epoch) of every OffsetForLeaderEpoch partition asked."""
     asked: list[tuple[int, int]] = []
     registration = HANDLERS[API_KEY]
 
@@ -49,27 +84,25 @@ async def test_confluent_consumer_validates_its_position_after_a_leader_change(
         return await registration.handler(ctx, request)
 
     monkeypatch.setitem(HANDLERS, API_KEY, dataclasses.replace(registration, handler=recording))
+    return asked
+
+
+async def test_confluent_consumer_validates_its_position_after_a_leader_change(
+    server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_topic(server, "epochs")
+    asked = _record_validations(monkeypatch)
     await trio.to_thread.run_sync(
         _produce, server.bootstrap, "epochs", [b"a%d" % i for i in range(5)]
     )
-    consumer = Consumer(
-        {
-            "bootstrap.servers": server.bootstrap,
-            "group.id": "g-epochs",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "topic.metadata.refresh.interval.ms": 200,
-        }
-    )
+    consumer = _confluent_consumer(server, "g-epochs")
     try:
         consumer.assign([TopicPartition("epochs", 0, 0)])
         first = await trio.to_thread.run_sync(_consume, consumer, 5)
         assert [m.offset() for m in first] == [0, 1, 2, 3, 4]
         assert {m.leader_epoch() for m in first} == {0}
         # A new leader epoch, as after a failover: new batches carry it, metadata shows it.
-        partition = server.broker.topics.get("epochs").partitions[0]
-        partition.replica = ReplicatedPartition(partition.log, broker_id=server.broker.node_id)
-        partition.replica.make_leader(leader_epoch=4, isr=[1], replicas=[1])
+        _lead_at(server, "epochs", 4)
         await trio.sleep(1)  # librdkafka's metadata refresh notices the new epoch
         await trio.to_thread.run_sync(
             _produce, server.bootstrap, "epochs", [b"b%d" % i for i in range(5)]
@@ -84,3 +117,73 @@ async def test_confluent_consumer_validates_its_position_after_a_leader_change(
     assert [(m.offset(), m.value()) for m in second] == [(5 + i, b"b%d" % i) for i in range(5)]
     assert {m.leader_epoch() for m in second} == {4}
     assert more == []
+
+
+def _kp_consume(consumer: Any, n: int, polls: int = 100) -> list[Any]:
+    out: list[Any] = []
+    for _ in range(polls):
+        if len(out) >= n:
+            break
+        for batch in consumer.poll(timeout_ms=100).values():
+            out += batch
+    return out
+
+
+async def test_kafka_python_consumer_follows_a_truncation_after_a_leader_change(
+    server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTopicPartition
+
+    create_topic(server, "trunc")
+    asked = _record_validations(monkeypatch)
+    await _old_records(server, "trunc")
+    tp = KTopicPartition("trunc", 0)
+
+    def open_consumer() -> Any:
+        # Constructed off the event loop: it connects while the broker must answer.
+        consumer = KafkaConsumer(
+            bootstrap_servers=server.bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            metadata_max_age_ms=200,
+        )
+        consumer.assign([tp])
+        consumer.seek(tp, 0)
+        return consumer
+
+    consumer = await trio.to_thread.run_sync(open_consumer)
+    try:
+        first = await trio.to_thread.run_sync(_kp_consume, consumer, 10)
+        assert [r.offset for r in first] == list(range(10))
+        await _fail_over_with_truncation(server, "trunc")
+        after = await trio.to_thread.run_sync(_kp_consume, consumer, 3)
+    finally:
+        await trio.to_thread.run_sync(consumer.close)
+    # The consumer checked its position (offset 10, epoch 0) against the new leader,
+    # learned epoch 0 ends at 7, and went back there: it reads the new records.
+    assert (1, 0) in asked
+    assert [(r.offset, r.value, r.leader_epoch) for r in after] == [
+        (7 + i, b"new%d" % (7 + i), 1) for i in range(3)
+    ]
+
+
+async def test_confluent_consumer_follows_a_truncation_after_a_leader_change(
+    server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_topic(server, "ctrunc")
+    asked = _record_validations(monkeypatch)
+    await _old_records(server, "ctrunc")
+    consumer = _confluent_consumer(server, "g-ctrunc")
+    try:
+        consumer.assign([TopicPartition("ctrunc", 0, 0)])
+        first = await trio.to_thread.run_sync(_consume, consumer, 10)
+        assert [m.offset() for m in first] == list(range(10))
+        await _fail_over_with_truncation(server, "ctrunc")
+        after = await trio.to_thread.run_sync(_consume, consumer, 3, 100)
+    finally:
+        await trio.to_thread.run_sync(consumer.close)
+    assert (1, 0) in asked
+    assert [(m.offset(), m.value(), m.leader_epoch()) for m in after] == [
+        (7 + i, b"new%d" % (7 + i), 1) for i in range(3)
+    ]

@@ -7,10 +7,13 @@ must be exactly the frames that went in, in order.
 
 from __future__ import annotations
 
+import struct
+import tracemalloc
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kbroker.wire.frames import LARGE_FRAME, FrameDecoder, frame
+from kbroker.wire.frames import GROW_START, LARGE_FRAME, FrameDecoder, frame
 
 
 def _deliver(stream: bytes, chunks: list[int], in_place: list[bool]) -> list[bytes]:
@@ -138,3 +141,32 @@ def test_a_large_frame_finished_by_a_feed_that_starts_another_is_not_lost() -> N
     dec.feed(stream[cut:])
     assert bytes(dec.next_frame_view() or b"") == first
     assert bytes(dec.next_frame_view() or b"") == second
+
+
+def test_frames_larger_than_the_first_buffer_grow_and_come_out_whole() -> None:
+    # Past GROW_START the buffer is doubled as bytes arrive; in place or fed,
+    # the frames must still come out byte for byte.
+    big = bytes(range(256)) * (GROW_START * 3 // 256 + 7)
+    stream = frame(b"a" * 10) + frame(big) + frame(b"b" * LARGE_FRAME) + frame(big[::-1])
+    for in_place in ([True], [False], [True, False, False]):
+        got = _deliver(stream, [300_000, 1_000_000, 77], in_place)
+        assert got == [b"a" * 10, big, b"b" * LARGE_FRAME, big[::-1]]
+
+
+def test_a_huge_size_prefix_allocates_what_arrives_not_what_it_announces() -> None:
+    # A peer announcing 100 MiB and trickling bytes must not make us hold 100 MiB
+    # (30 such connections held 3 GB).
+    dec = FrameDecoder(max_frame_size=200 * 1024 * 1024)
+    tracemalloc.start()
+    try:
+        dec.feed(struct.pack(">i", 100 * 1024 * 1024) + b"x")
+        target = dec.receive_buffer()
+        assert target is not None
+        target[:1] = b"y"
+        dec.received(1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= GROW_START + 64 * 1024
+    assert dec.buffered == 4 + 2
+    assert dec.next_frame_view() is None

@@ -1,0 +1,76 @@
+"""The HTTP listener: off by default, on with kbroker.http.listener, on the broker's loop."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import trio
+
+from kbroker.wire.messages import ApiVersionsRequest, MetadataRequest
+
+
+async def http_get(address: tuple[str, int], path: str) -> tuple[int, dict[str, str], bytes]:
+    """A plain HTTP/1.1 GET: (status, headers, body)."""
+    stream = await trio.open_tcp_stream(*address)
+    async with stream:
+        await stream.send_all(
+            f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode()
+        )
+        data = b""
+        while chunk := await stream.receive_some(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split()[1]), headers, body
+
+
+async def test_off_by_default(make_server: Callable[..., Awaitable[Any]]) -> None:
+    running = await make_server()
+    assert running.server.http_address is None
+    # Nothing observes requests: the Kafka path pays nothing for the feature.
+    assert running.server.observer is None
+
+
+async def test_health_readiness_and_metrics_on_the_broker_loop(
+    make_server: Callable[..., Awaitable[Any]],
+) -> None:
+    running = await make_server(**{"kbroker.http.listener": "127.0.0.1:0"})
+    address = running.server.http_address
+    assert address is not None and address[1] > 0
+    status, _, body = await http_get(address, "/healthz")
+    assert (status, body) == (200, b"ok\n")
+    status, _, body = await http_get(address, "/readyz")
+    assert (status, body) == (200, b"ready\n")
+    async with await running.connect() as client:
+        await client.request(ApiVersionsRequest(), version=3)
+        await client.request(MetadataRequest(topics=[]), version=9)
+    status, headers, body = await http_get(address, "/metrics")
+    assert status == 200
+    assert headers["content-type"].startswith("text/plain; version=0.0.4")
+    text = body.decode()
+    assert (
+        'kafka_network_requestmetrics_requests_total{request="ApiVersions",version="3"} 1.0' in text
+    )
+    assert 'kafka_network_requestmetrics_requests_total{request="Metadata",version="9"} 1.0' in text
+    status, _, _ = await http_get(address, "/no-such-page")
+    assert status == 404
+
+
+async def test_debug_logs_each_request(
+    make_server: Callable[..., Awaitable[Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="kbroker.requests")
+    running = await make_server()
+    async with await running.connect(client_id="debug-client") as client:
+        await client.request(ApiVersionsRequest(), version=3)
+    lines = [r.getMessage() for r in caplog.records if r.name == "kbroker.requests"]
+    assert len(lines) == 1
+    assert lines[0].startswith("ApiVersions v3 from 127.0.0.1:")
+    assert "client id debug-client" in lines[0] and " ms" in lines[0]
