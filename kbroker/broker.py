@@ -174,10 +174,25 @@ class BrokerState:
         for partition in self.topics.all_partitions():
             if "delete" not in self._topic_value(partition, "cleanup.policy"):
                 continue
+            log = partition.log
+            start, size = log.log_start_offset, log.size_in_bytes
             try:
-                removed += partition.log.enforce_retention()
+                n = log.enforce_retention()
             except Exception:
                 logger.exception("retention failed for %r", partition)
+                continue
+            if n:
+                logger.info(
+                    "retention deleted %d segment(s) of %s-%d: log start offset %d -> %d, "
+                    "%d bytes freed",
+                    n,
+                    partition.topic.name,
+                    partition.index,
+                    start,
+                    log.log_start_offset,
+                    size - log.size_in_bytes,
+                )
+            removed += n
         return removed
 
     def compact(self) -> int:
@@ -190,10 +205,21 @@ class BrokerState:
             end = partition.log.log_end_offset
             if self._compacted_at.get(key) == end:
                 continue
+            size = partition.log.size_in_bytes
             try:
                 partition.log.compact()
             except Exception:
                 logger.exception("compaction failed for %r", partition)
+            else:
+                if partition.log.size_in_bytes < size:
+                    logger.info(
+                        "compaction of %s-%d removed %d bytes (%d -> %d)",
+                        partition.topic.name,
+                        partition.index,
+                        size - partition.log.size_in_bytes,
+                        size,
+                        partition.log.size_in_bytes,
+                    )
             self._compacted_at[key] = end
             done += 1
         return done

@@ -95,6 +95,13 @@ def _parser() -> argparse.ArgumentParser:
         help="logging level (default INFO)",
     )
     parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="text lines (default) or one JSON object per line; DEBUG adds one line per "
+        "request (API, version, client, size, time)",
+    )
+    parser.add_argument(
         "--list-configs",
         action="store_true",
         help="print every supported setting with its default and exit",
@@ -264,11 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BrokenPipeError:  # `kbroker --list-configs | head`
             sys.stderr.close()
         return 0
-    logging.basicConfig(
-        level=args.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from kbroker.logfmt import configure
+
+    configure(args.log_level, args.log_format)
     config: BrokerConfig | None = None
     try:
         config = build_config(args)

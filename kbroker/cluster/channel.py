@@ -20,6 +20,7 @@ from typing import Any
 import trio
 
 from kbroker.cluster.client import ConnectionLost, KafkaClient, KafkaClientError
+from kbroker.wire.errors import ErrorCode
 
 __all__ = ["ControllerChannel", "Connector", "ResponseCallback"]
 
@@ -29,6 +30,7 @@ ResponseCallback = Callable[[int, Any], None]  # (broker id, response body)
 Connector = Callable[[str, int], Awaitable[KafkaClient]]
 
 RETRY_BACKOFF_S = 0.1  # Kafka's controller retries a failed send after ~100 ms
+STALE_EPOCH_RETRIES = 50  # ~5 s of resending a request refused with STALE_BROKER_EPOCH
 
 
 async def _default_connect(host: str, port: int) -> KafkaClient:
@@ -117,6 +119,7 @@ class ControllerChannel:
     async def _sender(self, ch: _BrokerChannel) -> None:
         client: KafkaClient | None = None
         failing = False
+        stale_retries = 0
         with ch.scope:
             try:
                 async for item in ch.recv:
@@ -153,6 +156,20 @@ class ControllerChannel:
                             )
                             break
                         failing = False
+                        if (
+                            getattr(response, "error_code", 0) == ErrorCode.STALE_BROKER_EPOCH
+                            and stale_retries < STALE_EPOCH_RETRIES
+                        ):
+                            # The broker has not learned its own epoch yet: we saw its
+                            # registration znode before its create() returned. Kafka's
+                            # broker only refuses epochs older than its own; one that
+                            # refuses a newer one gets the request again shortly. A truly
+                            # stale epoch ends with the retries, or sooner when the
+                            # controller replaces this channel for the new registration.
+                            stale_retries += 1
+                            await trio.sleep(RETRY_BACKOFF_S)
+                            continue
+                        stale_retries = 0
                         if item.callback is not None:
                             item.callback(ch.broker_id, response)
                         break

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from kbroker.coordinator import events
 from kbroker.coordinator.classic_group import (
     ClassicGroup,
     ClassicMember,
@@ -600,6 +601,7 @@ class GroupCoordinator:
         # (KIP-345: they keep their slot until their session times out).
         for m in list(group.members.values()):
             if m.awaiting_join is None and m.group_instance_id is None:
+                events.member_expired(group, m, "did not rejoin within the rebalance timeout")
                 self._remove_member(group, m)
         joined = [m for m in group.members.values() if m.awaiting_join is not None]
         if group.members and not joined:
@@ -615,6 +617,7 @@ class GroupCoordinator:
             group.protocol_name = group.select_protocol()
             group.protocol_type = next(iter(group.members.values())).protocol_type
             self._transition(group, S.COMPLETING_REBALANCE)
+            events.rebalanced(group, joined)
             now = self._now()
             for m in joined:
                 pending = m.awaiting_join
@@ -630,6 +633,7 @@ class GroupCoordinator:
             group.protocol_name = None
             group.leader_id = None
             self._transition(group, S.EMPTY)
+            events.emptied(group)
             try:
                 self._store_group(group)
             except Exception:  # noqa: BLE001 - nothing to answer; the next write retries
@@ -747,6 +751,7 @@ class GroupCoordinator:
             self._prepare_rebalance(group)
             return
         self._transition(group, S.STABLE)
+        events.assigned(group)
         for m in group.members.values():
             if m.awaiting_sync is not None:
                 m.awaiting_sync.complete(self._sync_result(group, m))
@@ -816,6 +821,7 @@ class GroupCoordinator:
             if member is None:
                 errors.append(ErrorCode.UNKNOWN_MEMBER_ID)
                 continue
+            events.member_left(group, member)
             self._remove_member_and_update_group(group, member)
             errors.append(ErrorCode.NONE)
         return ErrorCode.NONE, errors
@@ -869,6 +875,9 @@ class GroupCoordinator:
                 and m.awaiting_sync is None
                 and m.heartbeat_deadline_ms <= now
             ):
+                events.member_expired(
+                    group, m, f"no heartbeat within its {m.session_timeout_ms} ms session timeout"
+                )
                 self._remove_member_and_update_group(group, m)
         if group.sync_deadline_ms is not None and group.sync_deadline_ms <= now:
             group.sync_deadline_ms = None
@@ -876,6 +885,9 @@ class GroupCoordinator:
                 for member_id in list(group.pending_sync):
                     member = group.members.get(member_id)
                     if member is not None:
+                        events.member_expired(
+                            group, member, "no SyncGroup within the rebalance timeout"
+                        )
                         self._remove_member(group, member)
                 group.pending_sync.clear()
                 self._prepare_rebalance(group)

@@ -93,6 +93,16 @@ async def handle_api_versions(
     ):
         # Kafka answers an invalid client software name/version with INVALID_REQUEST.
         return ApiVersionsResponse(error_code=ErrorCode.INVALID_REQUEST)
+    # A client's first request: who connected, and with what (KIP-511's software name and
+    # version, which Kafka keeps for its client metrics).
+    logger.info(
+        "client connected from %s: client id %s, software %s %s (ApiVersions v%d)",
+        ctx.peer,
+        ctx.client_id,
+        request.client_software_name or "unknown",
+        request.client_software_version or "",
+        ctx.api_version,
+    )
     # Finalized features are left empty: a single node has nothing to negotiate.
     return ApiVersionsResponse(error_code=ErrorCode.NONE, api_keys=_api_keys(), throttle_time_ms=0)
 

@@ -222,6 +222,12 @@ class ReplicatedPartition:
             return
         if state.log_end_offset < start:
             return
+        logger.info(
+            "Expanding ISR of %s from %s: %d caught up",
+            self.log.directory.name,
+            self.isr,
+            replica_id,
+        )
         self._change_isr([*self.isr, replica_id])
 
     def maybe_shrink_isr(self) -> list[int]:

@@ -21,6 +21,7 @@ class FakeBroker:
     received: list[tuple[int, Any]] = field(default_factory=list)  # (api key, body)
     versions: dict[int, tuple[int, int]] = field(default_factory=lambda: dict(protocol.SUPPORTED))
     drop_next: int = 0  # close the connection instead of answering the next N requests
+    refuse_stale_epoch: int = 0  # answer the next N requests with STALE_BROKER_EPOCH
     connections: int = 0
     _changed: trio.Event = field(default_factory=trio.Event)
     _scope: trio.CancelScope = field(default_factory=trio.CancelScope)
@@ -77,6 +78,9 @@ class FakeBroker:
                     self._changed.set()
                     self._changed = trio.Event()
                     resp = RESPONSES[key]()
+                    if self.refuse_stale_epoch > 0 and hasattr(resp, "error_code"):
+                        self.refuse_stale_epoch -= 1
+                        resp.error_code = 77  # STALE_BROKER_EPOCH
                 await stream.send_all(
                     protocol.encode_response(key, version, header.correlation_id, resp)
                 )

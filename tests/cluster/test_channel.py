@@ -94,3 +94,25 @@ async def test_channel_to_a_dead_broker_retries_until_removed(nursery: trio.Nurs
     await trio.sleep(0.3)  # several failed attempts, none of them fatal
     channel.remove_broker(5)
     assert channel.brokers == set()
+
+
+async def test_a_broker_that_does_not_know_its_epoch_yet_gets_the_request_again(
+    nursery: trio.Nursery,
+) -> None:
+    # A broker refuses requests for an epoch it has not learned yet (its registration
+    # create() has not returned); the request is resent until it is accepted.
+    fake = FakeBroker(1, refuse_stale_epoch=3)
+    port = await nursery.start(fake.serve)
+    channel = ControllerChannel()
+    await nursery.start(channel.run)
+    channel.add_broker(1, "127.0.0.1", port)
+    answers: list[int] = []
+    channel.send(1, UPDATE_METADATA, _update(1), lambda _b, r: answers.append(r.error_code))
+    channel.send(1, UPDATE_METADATA, _update(2), lambda _b, r: answers.append(r.error_code))
+    with trio.fail_after(5):
+        while len(answers) < 2:
+            await trio.sleep(0.01)
+    assert answers == [0, 0]
+    # Seen 3 refused attempts of the first, then both accepted, in order.
+    assert [r.controller_epoch for r in fake.of(UPDATE_METADATA)] == [1, 1, 1, 1, 2]
+    fake.stop()

@@ -14,6 +14,7 @@ from kbroker.cluster import admin_zk, znodes
 from kbroker.cluster.controller import PREFERRED, Controller
 from kbroker.cluster.zk import ZkClient
 from kbroker.cluster.znodes import BrokerRegistration, PartitionState
+from kbroker.testing.zookeeper import ZooKeeperServer
 from tests.cluster.fake_broker import FakeBroker
 
 LEADER_AND_ISR, STOP_REPLICA, UPDATE_METADATA = 4, 5, 6
@@ -51,7 +52,8 @@ async def state(zk: ZkClient, topic: str, p: int) -> PartitionState | None:
 async def running_controller(
     nursery: trio.Nursery, zk_connect: str, broker_id: int, **config: Any
 ) -> AsyncIterator[tuple[Controller, ZkClient, trio.CancelScope]]:
-    zk = await ZkClient.connect(zk_connect, session_timeout_ms=4000)
+    session_ms = config.setdefault("zookeeper_session_timeout_ms", 4000)
+    zk = await ZkClient.connect(zk_connect, session_timeout_ms=session_ms)
     ctl = Controller(
         zk, broker_id=broker_id, config={k.replace("_", "."): v for k, v in config.items()}
     )
@@ -279,6 +281,35 @@ async def test_session_loss_resigns_then_campaigns_again(
         await eventually(lost_then_back, timeout=20)
         data, _ = await zk.get("/controller")
         assert json.loads(data)["brokerid"] == 1
+
+
+async def test_cut_off_from_zookeeper_it_stops_acting_then_comes_back(
+    nursery: trio.Nursery,
+) -> None:
+    # Its own server, frozen with SIGSTOP: the controller's session cannot be renewed.
+    with ZooKeeperServer() as server:
+        async with running_controller(
+            nursery, server.connect_string, 1, zookeeper_session_timeout_ms=2000
+        ) as (ctl, _zk, _):
+            with trio.fail_after(15):
+                await ctl.became_active.wait()
+            server.pause()
+            try:
+                cut = trio.current_time()
+
+                async def resigned() -> bool:
+                    return not ctl.is_active
+
+                await eventually(resigned, timeout=15)
+                # Disconnection noticed (< 2/3 of the session) + the session timeout.
+                assert trio.current_time() - cut < 2 + 2 + 2
+            finally:
+                server.resume()
+
+            async def back() -> bool:
+                return ctl.is_active and ctl.epoch == 2
+
+            await eventually(back, timeout=30)
 
 
 def _lai_parts(body: Any) -> list[Any]:

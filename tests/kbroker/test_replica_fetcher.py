@@ -174,3 +174,44 @@ async def test_follower_behind_the_leaders_log_start_starts_over_there(
     await _wait_until(lambda: fp.log.log_end_offset == 8)
     assert fp.log.log_start_offset >= 4
     assert fp.log.read(6, 1 << 20).read_bytes() == lp.log.read(6, 1 << 20).read_bytes()
+
+
+async def test_fetcher_moves_to_a_restarted_leader_and_resumes(
+    make_server: Any, nursery: trio.Nursery
+) -> None:
+    leader, follower = await make_server(), await make_server()
+    for s in (leader, follower):
+        create_topic(s, "restart")
+    _make_leader(leader, "restart", epoch=0, isr=[LEADER])
+    client = await leader.connect()
+    assert (await produce(client, "restart", 0, records(3), acks=1)).error_code == 0
+    fp = _partition(follower, "restart")
+    manager = await _follow(nursery, follower, leader, "restart", epoch=0)
+    await _wait_until(lambda: fp.log.log_end_offset == 3)
+    # The leader goes down (the fetcher's connection breaks) and comes back on a new
+    # port with the same data, leading at a new epoch.
+    await client.aclose()
+    await leader.stop()
+    leader = await make_server(log_dirs=leader.config["log.dirs"])
+    lp = _make_leader(leader, "restart", epoch=1, isr=[LEADER])
+    client = await leader.connect()
+    assert (await produce(client, "restart", 0, records(2, start=3), acks=1)).error_code == 0
+    fp.replica.make_follower(
+        leader_id=LEADER, leader_epoch=1, isr=[LEADER], replicas=[LEADER, FOLLOWER]
+    )
+    manager.add_fetcher_for_partitions([(fp, LEADER, leader.address, 1)])
+    await _wait_until(lambda: fp.log.log_end_offset == 5)
+    assert _all_bytes(fp) == _all_bytes(lp)
+    assert manager.fetchers[LEADER].address == leader.address
+    await _wait_until(lambda: lp.replica.isr == [LEADER, FOLLOWER])
+
+
+def test_fetcher_settings_come_from_the_broker_config() -> None:
+    from kbroker.config import BrokerConfig
+
+    config = BrokerConfig.from_properties(
+        {"replica.fetch.wait.max.ms": "250", "replica.fetch.max.bytes": "4096"}
+    )
+    settings = FetcherConfig.from_broker_config(config)
+    assert (settings.fetch_wait_max_ms, settings.fetch_max_bytes) == (250, 4096)
+    assert settings.fetch_backoff_ms == 1000  # Kafka's default where the broker has no key

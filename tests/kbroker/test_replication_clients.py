@@ -36,10 +36,45 @@ def _consume(consumer: Consumer, n: int, polls: int = 200) -> list[Any]:
     return out
 
 
-async def test_confluent_consumer_validates_its_position_after_a_leader_change(
-    server: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    create_topic(server, "epochs")
+def _confluent_consumer(server: Any, group: str) -> Consumer:
+    return Consumer(
+        {
+            "bootstrap.servers": server.bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "topic.metadata.refresh.interval.ms": 200,
+        }
+    )
+
+
+def _lead_at(server: Any, topic: str, epoch: int) -> Any:
+    """This broker takes topic-0 over at `epoch` (what LeaderAndIsr does after a failover)."""
+    partition = server.broker.topics.get(topic).partitions[0]
+    partition.replica = ReplicatedPartition(partition.log, broker_id=server.broker.node_id)
+    partition.replica.make_leader(leader_epoch=epoch, isr=[1], replicas=[1])
+    return partition
+
+
+async def _old_records(server: Any, topic: str) -> None:
+    """Offsets 0-6 and 7-9 in two batches (truncation cuts whole batches)."""
+    for values in ([b"old%d" % i for i in range(7)], [b"old%d" % i for i in range(7, 10)]):
+        await trio.to_thread.run_sync(_produce, server.bootstrap, topic, values)
+
+
+async def _fail_over_with_truncation(server: Any, topic: str) -> None:
+    """Epoch 1 starts on a log whose epoch 0 ended at 7 (a failover cut 7-9); new records there."""
+    partition = server.broker.topics.get(topic).partitions[0]
+    partition.log.truncate_to(7)
+    assert partition.log.log_end_offset == 7
+    _lead_at(server, topic, 1)
+    await trio.to_thread.run_sync(
+        _produce, server.bootstrap, topic, [b"new%d" % i for i in range(7, 10)]
+    )
+
+
+def _record_validations(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """(current leader epoch, leader epoch) of every OffsetForLeaderEpoch partition asked."""
     asked: list[tuple[int, int]] = []
     registration = HANDLERS[API_KEY]
 
@@ -49,27 +84,25 @@ async def test_confluent_consumer_validates_its_position_after_a_leader_change(
         return await registration.handler(ctx, request)
 
     monkeypatch.setitem(HANDLERS, API_KEY, dataclasses.replace(registration, handler=recording))
+    return asked
+
+
+async def test_confluent_consumer_validates_its_position_after_a_leader_change(
+    server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_topic(server, "epochs")
+    asked = _record_validations(monkeypatch)
     await trio.to_thread.run_sync(
         _produce, server.bootstrap, "epochs", [b"a%d" % i for i in range(5)]
     )
-    consumer = Consumer(
-        {
-            "bootstrap.servers": server.bootstrap,
-            "group.id": "g-epochs",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "topic.metadata.refresh.interval.ms": 200,
-        }
-    )
+    consumer = _confluent_consumer(server, "g-epochs")
     try:
         consumer.assign([TopicPartition("epochs", 0, 0)])
         first = await trio.to_thread.run_sync(_consume, consumer, 5)
         assert [m.offset() for m in first] == [0, 1, 2, 3, 4]
         assert {m.leader_epoch() for m in first} == {0}
         # A new leader epoch, as after a failover: new batches carry it, metadata shows it.
-        partition = server.broker.topics.get("epochs").partitions[0]
-        partition.replica = ReplicatedPartition(partition.log, broker_id=server.broker.node_id)
-        partition.replica.make_leader(leader_epoch=4, isr=[1], replicas=[1])
+        _lead_at(server, "epochs", 4)
         await trio.sleep(1)  # librdkafka's metadata refresh notices the new epoch
         await trio.to_thread.run_sync(
             _produce, server.bootstrap, "epochs", [b"b%d" % i for i in range(5)]
@@ -96,19 +129,6 @@ def _kp_consume(consumer: Any, n: int, polls: int = 100) -> list[Any]:
     return out
 
 
-def _record_validations(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
-    asked: list[tuple[int, int]] = []
-    registration = HANDLERS[API_KEY]
-
-    async def recording(ctx: Any, request: Any) -> Any:
-        for t in request.topics:
-            asked.extend((p.current_leader_epoch, p.leader_epoch) for p in t.partitions)
-        return await registration.handler(ctx, request)
-
-    monkeypatch.setitem(HANDLERS, API_KEY, dataclasses.replace(registration, handler=recording))
-    return asked
-
-
 async def test_kafka_python_consumer_follows_a_truncation_after_a_leader_change(
     server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -117,13 +137,7 @@ async def test_kafka_python_consumer_follows_a_truncation_after_a_leader_change(
 
     create_topic(server, "trunc")
     asked = _record_validations(monkeypatch)
-    # Two flushes: offsets 0-6 and 7-9 are separate batches (truncation cuts batches).
-    await trio.to_thread.run_sync(
-        _produce, server.bootstrap, "trunc", [b"old%d" % i for i in range(7)]
-    )
-    await trio.to_thread.run_sync(
-        _produce, server.bootstrap, "trunc", [b"old%d" % i for i in range(7, 10)]
-    )
+    await _old_records(server, "trunc")
     tp = KTopicPartition("trunc", 0)
 
     def open_consumer() -> Any:
@@ -142,16 +156,7 @@ async def test_kafka_python_consumer_follows_a_truncation_after_a_leader_change(
     try:
         first = await trio.to_thread.run_sync(_kp_consume, consumer, 10)
         assert [r.offset for r in first] == list(range(10))
-        # This broker becomes leader at epoch 1 of a log whose epoch 0 ended at 7 (a
-        # failover truncated offsets 7-9, never committed), and writes new records there.
-        partition = server.broker.topics.get("trunc").partitions[0]
-        partition.log.truncate_to(7)
-        assert partition.log.log_end_offset == 7
-        partition.replica = ReplicatedPartition(partition.log, broker_id=server.broker.node_id)
-        partition.replica.make_leader(leader_epoch=1, isr=[1], replicas=[1])
-        await trio.to_thread.run_sync(
-            _produce, server.bootstrap, "trunc", [b"new%d" % i for i in range(7, 10)]
-        )
+        await _fail_over_with_truncation(server, "trunc")
         after = await trio.to_thread.run_sync(_kp_consume, consumer, 3)
     finally:
         await trio.to_thread.run_sync(consumer.close)
@@ -168,33 +173,13 @@ async def test_confluent_consumer_follows_a_truncation_after_a_leader_change(
 ) -> None:
     create_topic(server, "ctrunc")
     asked = _record_validations(monkeypatch)
-    await trio.to_thread.run_sync(
-        _produce, server.bootstrap, "ctrunc", [b"old%d" % i for i in range(7)]
-    )
-    await trio.to_thread.run_sync(
-        _produce, server.bootstrap, "ctrunc", [b"old%d" % i for i in range(7, 10)]
-    )
-    consumer = Consumer(
-        {
-            "bootstrap.servers": server.bootstrap,
-            "group.id": "g-ctrunc",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "topic.metadata.refresh.interval.ms": 200,
-        }
-    )
+    await _old_records(server, "ctrunc")
+    consumer = _confluent_consumer(server, "g-ctrunc")
     try:
         consumer.assign([TopicPartition("ctrunc", 0, 0)])
         first = await trio.to_thread.run_sync(_consume, consumer, 10)
         assert [m.offset() for m in first] == list(range(10))
-        partition = server.broker.topics.get("ctrunc").partitions[0]
-        partition.log.truncate_to(7)
-        assert partition.log.log_end_offset == 7
-        partition.replica = ReplicatedPartition(partition.log, broker_id=server.broker.node_id)
-        partition.replica.make_leader(leader_epoch=1, isr=[1], replicas=[1])
-        await trio.to_thread.run_sync(
-            _produce, server.bootstrap, "ctrunc", [b"new%d" % i for i in range(7, 10)]
-        )
+        await _fail_over_with_truncation(server, "ctrunc")
         after = await trio.to_thread.run_sync(_consume, consumer, 3, 100)
     finally:
         await trio.to_thread.run_sync(consumer.close)
