@@ -19,6 +19,7 @@ from kbroker.wire.messages import (
     REQUESTS,
     RESPONSES,
     ApiVersionsRequest,
+    ControlledShutdownRequest,
     RequestHeader,
     ResponseHeader,
 )
@@ -39,7 +40,7 @@ TOO_NEW_REQUEST_HEADER: dict[int, int] = {API_VERSIONS: 2}
 #     read any ApiVersions header). Enforced by the declaration in wire/_defs_data.py.
 # (4) Request header v0 (no ClientId) is only used by ControlledShutdown v0 (api key
 #     7; Kafka's ApiKeys.requestHeaderVersion); every other request uses v1 or v2.
-REQUEST_HEADER_V0: frozenset[tuple[int, int]] = frozenset({(7, 0)})
+REQUEST_HEADER_V0: frozenset[tuple[int, int]] = frozenset({(ControlledShutdownRequest.API_KEY, 0)})
 # (5) The consumer embedded protocol is forward compatible (KIP-429): a
 #     Subscription/Assignment of a newer version than known is read with the
 #     highest known one (Kafka's ConsumerProtocol.checkSubscriptionVersion).

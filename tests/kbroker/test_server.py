@@ -130,7 +130,7 @@ async def test_handler_bug_closes_only_that_connection(
     async def broken(ctx, request):
         raise error
 
-    _replace_handler(monkeypatch, 60, broken)
+    _replace_handler(monkeypatch, DescribeClusterRequest.API_KEY, broken)
     bystander = await server.connect()
     victim = await server.connect()
     with caplog.at_level(logging.ERROR, logger="kbroker.server"):
@@ -161,7 +161,7 @@ async def test_unknown_api_key_closes_connection(server, caplog) -> None:
 async def test_unsupported_version_of_other_api_closes_connection(server) -> None:
     client = await server.connect()
     # Fetch v0..v3 exist in Kafka's schema but are not served (KIP-896).
-    served_low = client.default_version(1)
+    served_low = client.default_version(FetchRequest.API_KEY)
     assert served_low >= 4
     await client.send_raw(encode_request(1, 3, 1, "old", FetchRequest()))
     assert await client.receive_raw() is None
@@ -184,13 +184,13 @@ async def test_idle_connections_are_closed(make_server, autojump_clock, caplog) 
 
 async def test_slow_request_is_not_idleness(make_server, autojump_clock, monkeypatch) -> None:
     server = await make_server(connections_max_idle_ms=1000)
-    original = HANDLERS[60].handler
+    original = HANDLERS[DescribeClusterRequest.API_KEY].handler
 
     async def slow(ctx, request):
         await trio.sleep(5)  # virtual time: five idle periods while we work
         return await original(ctx, request)
 
-    _replace_handler(monkeypatch, 60, slow)
+    _replace_handler(monkeypatch, DescribeClusterRequest.API_KEY, slow)
     client = await server.connect()
     response = await client.request(DescribeClusterRequest(), version=1)
     assert response.cluster_id == server.broker.cluster_id
@@ -201,14 +201,14 @@ async def test_graceful_shutdown_finishes_in_flight_request(make_server, monkeyp
     server = await make_server()
     release = trio.Event()
     entered = trio.Event()
-    original = HANDLERS[60].handler
+    original = HANDLERS[DescribeClusterRequest.API_KEY].handler
 
     async def slow(ctx, request):
         entered.set()
         await release.wait()
         return await original(ctx, request)
 
-    _replace_handler(monkeypatch, 60, slow)
+    _replace_handler(monkeypatch, DescribeClusterRequest.API_KEY, slow)
     busy = await server.connect()
     idle = await server.connect()
     await idle.request(_api_versions())

@@ -9,7 +9,14 @@ from hypothesis import strategies as st
 from kbroker.wire import protocol
 from kbroker.wire.codec import decode_struct, encode_struct
 from kbroker.wire.errors import DecodeError
-from kbroker.wire.messages import ALL, API_DECLS, DATA_DECLS, REQUESTS, RESPONSES
+from kbroker.wire.messages import (
+    ALL,
+    API_DECLS,
+    DATA_DECLS,
+    REQUESTS,
+    RESPONSES,
+    ControlledShutdownRequest,
+)
 from tests.wire.strategies import struct_strategy
 
 CASES = [
@@ -81,7 +88,7 @@ def test_request_and_response_frames(key: int, version: int, data: st.DataObject
 def test_controlled_shutdown_v0_uses_request_header_v0() -> None:
     # Kafka's ApiKeys.requestHeaderVersion: ControlledShutdown v0 predates ClientId, so
     # its header is api key, version and correlation id only (8 bytes) before the body.
-    req = REQUESTS[7](broker_id=3)
+    req = REQUESTS[ControlledShutdownRequest.API_KEY](broker_id=3)
     frame = protocol.encode_request(7, 0, 9, "ignored", req)
     assert frame[4:] == b"\x00\x07\x00\x00\x00\x00\x00\x09\x00\x00\x00\x03"
     header, body = protocol.decode_request(frame[4:])
