@@ -191,3 +191,35 @@ async def test_actions_with_the_flag(make_server: Callable[..., Awaitable[Any]])
     # A refused action says why.
     status, _, body = await http_post(address, "/topics", {"name": "bad/name"})
     assert status == 400 and "INVALID_TOPIC_EXCEPTION" in body.decode()
+
+
+async def test_kip848_group_members_and_assignments(
+    make_server: Callable[..., Awaitable[Any]],
+) -> None:
+    from kbroker.wire.messages import ConsumerGroupHeartbeatRequest
+
+    running = await make_server(**{"kbroker.http.listener": "127.0.0.1:0"})
+    create_topic(running, "kip", partitions=2)
+    async with await running.connect(client_id="new-consumer") as client:
+        response = await client.request(
+            ConsumerGroupHeartbeatRequest(
+                group_id="modern",
+                member_id="m-1",
+                member_epoch=0,
+                rebalance_timeout_ms=30000,
+                subscribed_topic_names=["kip"],
+                topic_partitions=[],
+            ),
+            version=1,
+        )
+        assert response.error_code == 0
+    address = running.server.http_address
+    status, _, body = await http_get(address, "/groups")
+    assert status == 200
+    assert '<tr data-group="modern">' in body.decode() and "<td>consumer</td>" in body.decode()
+    status, _, body = await http_get(address, "/groups/modern")
+    page = body.decode()
+    assert status == 200
+    assert (
+        "<td>m-1</td>" in page and "<td>new-consumer</td>" in page and "<td>kip[0,1]</td>" in page
+    )
