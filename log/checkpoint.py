@@ -12,7 +12,9 @@ from kbroker.log.errors import LogError
 # once per log dir (one line per partition). We keep one file per partition
 # directory instead: the partition is the unit the log package owns, and a
 # per-partition file needs no cross-partition coordination. Same text format:
-# version line, entry count, then the offset.
+# version line, entry count, then the offset. The broker also writes Kafka's
+# per-log-dir files (write_offsets, kbroker.replication.checkpoints) for tools and
+# replication; recovery itself reads the per-partition one.
 RECOVERY_POINT_FILE = "recovery-point-offset-checkpoint"
 LOG_START_FILE = "log-start-offset-checkpoint"
 # Kafka's .kafka_cleanshutdown is per log dir; per partition for the same reason.

@@ -53,6 +53,7 @@ from kbroker.coordinator.offsets import (
     OffsetRecord,
     OffsetStore,
     TopicPartition,
+    append_error_code,
     is_expired,
 )
 from kbroker.wire.errors import ErrorCode
@@ -504,7 +505,7 @@ class GroupCoordinator:
                 # No rebalance: the static member gets its old assignment back at SyncGroup.
                 try:
                     self._store_group(group)
-                except Exception:
+                except Exception as exc:
                     # Undo, as Kafka does when the store fails.
                     del group.members[new_id]
                     member.member_id = old_id
@@ -512,7 +513,10 @@ class GroupCoordinator:
                     group.members[old_id] = member
                     group.static_members[instance_id] = old_id
                     group.leader_id = current_leader
-                    pending.complete(JoinResult(ErrorCode.UNKNOWN_SERVER_ERROR, ""))
+                    code = append_error_code(
+                        exc, default=ErrorCode.UNKNOWN_SERVER_ERROR, offsets=False
+                    )
+                    pending.complete(JoinResult(code, ""))
                     return
                 if supports_skip_assignment and group.leader_id == new_id:
                     # KIP-814 (JoinGroup v9): the restarted leader learns it leads and
@@ -733,12 +737,15 @@ class GroupCoordinator:
             m.assignment = assignments.get(m.member_id, b"")
         try:
             self._store_group(group)
-        except Exception:
+        except Exception as exc:
             # Kafka: resetAndPropagateAssignmentError, then rebalance.
+            code = append_error_code(
+                exc, default=ErrorCode.COORDINATOR_NOT_AVAILABLE, offsets=False
+            )
             for m in group.members.values():
                 m.assignment = b""
                 if m.awaiting_sync is not None:
-                    m.awaiting_sync.complete(SyncResult(ErrorCode.COORDINATOR_NOT_AVAILABLE))
+                    m.awaiting_sync.complete(SyncResult(code))
                     m.awaiting_sync = None
             self._prepare_rebalance(group)
             return

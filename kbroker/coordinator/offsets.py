@@ -14,11 +14,43 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from kbroker.errors import KafkaApiError
 from kbroker.wire.errors import ErrorCode
 
 TopicPartition = tuple[str, int]
 # (group id, records) -> appended durably to the group's partition; raises on failure.
 Writer = Callable[[str, Sequence[Any]], None]
+
+
+def append_error_code(exc: BaseException, *, default: ErrorCode, offsets: bool) -> ErrorCode:
+    """What a client is told when a write to ``__consumer_offsets`` failed with ``exc``.
+
+    Kafka's GroupMetadataManager turns the append's error into a coordinator error
+    (maybeConvertOffsetCommitError for offsets, the same table in storeGroup for a
+    group): a storage error or a lost leadership means "find the coordinator again"
+    (NOT_COORDINATOR), so the client retries elsewhere or later instead of failing.
+    ``default`` answers anything else (a bug, not a Kafka error).
+    """
+    if not isinstance(exc, KafkaApiError):
+        return default
+    code = exc.code
+    if code in (
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        ErrorCode.NOT_ENOUGH_REPLICAS,
+        ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+    ):
+        return ErrorCode.COORDINATOR_NOT_AVAILABLE
+    if code in (ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.KAFKA_STORAGE_ERROR):
+        return ErrorCode.NOT_COORDINATOR
+    if code == ErrorCode.REQUEST_TIMED_OUT and not offsets:
+        return ErrorCode.REBALANCE_IN_PROGRESS
+    if code in (
+        ErrorCode.MESSAGE_TOO_LARGE,
+        ErrorCode.RECORD_LIST_TOO_LARGE,
+        ErrorCode.INVALID_FETCH_SIZE,
+    ):
+        return ErrorCode.INVALID_COMMIT_OFFSET_SIZE if offsets else ErrorCode.UNKNOWN_SERVER_ERROR
+    return ErrorCode.UNKNOWN_SERVER_ERROR
 
 
 class OffsetLimits(Protocol):
@@ -82,10 +114,11 @@ class OffsetStore:
         records = [OffsetRecord(group_id, tp[0], tp[1], om) for tp, om in accepted.items()]
         try:
             self._write(group_id, records)
-        except Exception:
+        except Exception as exc:
+            code = append_error_code(exc, default=ErrorCode.UNKNOWN_SERVER_ERROR, offsets=True)
             for tp in accepted:
-                result[tp] = ErrorCode.UNKNOWN_SERVER_ERROR
-            return result
+                result[tp] = code
+            return {tp: result[tp] for tp in offsets}
         stored = self._offsets.setdefault(group_id, {})
         for tp, om in accepted.items():
             stored[tp] = om

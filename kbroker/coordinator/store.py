@@ -45,8 +45,10 @@ from kbroker.coordinator.consumer_group import (
 )
 from kbroker.coordinator.group import GroupRecord, GroupSnapshot, MemberSnapshot
 from kbroker.coordinator.offsets import OffsetAndMetadata, OffsetRecord
+from kbroker.errors import KafkaApiError
+from kbroker.failures import is_storage_error, storage_failure_kind, warn_rate_limited
 from kbroker.internal_topics import OFFSETS_TOPIC, coordinated_partitions, iter_stored_batches
-from kbroker.wire.errors import ProtocolError
+from kbroker.wire.errors import ErrorCode, ProtocolError
 from kbroker.wire.messages import (
     ConsumerGroupCurrentMemberAssignmentKey,
     ConsumerGroupCurrentMemberAssignmentValue,
@@ -408,6 +410,30 @@ class OffsetsTopicStore:
 
         With a producer id the batch is transactional (TxnOffsetCommit, KIP-98).
         """
+        try:
+            self._append(partition, records, producer_id, producer_epoch)
+        except Exception as exc:
+            if not is_storage_error(exc):
+                raise
+            # Kafka: KafkaStorageException on the append, which the coordinator
+            # answers as NOT_COORDINATOR (offsets.append_error_code).
+            warn_rate_limited(
+                logger,
+                "coordinator:" + storage_failure_kind(exc),
+                "cannot write to %s-%d: %s",
+                OFFSETS_TOPIC,
+                partition,
+                exc,
+            )
+            raise KafkaApiError(ErrorCode.KAFKA_STORAGE_ERROR, str(exc)) from exc
+
+    def _append(
+        self,
+        partition: int,
+        records: Sequence[CoordinatorRecord],
+        producer_id: int,
+        producer_epoch: int,
+    ) -> None:
         topic = self._broker.topics.get(OFFSETS_TOPIC)
         if topic is None:
             topic = self._broker.topics.create_internal(OFFSETS_TOPIC)

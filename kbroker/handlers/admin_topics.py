@@ -17,6 +17,7 @@ checked and described by ``handlers.admin_configs``.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections import Counter
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from kbroker.coordinator.service import on_topics_deleted
 from kbroker.errors import KafkaApiError
+from kbroker.failures import is_storage_error, storage_failure_kind, warn_rate_limited
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.admin_configs import (
     check_topic_configs,
@@ -47,6 +49,8 @@ if TYPE_CHECKING:
     from kbroker.broker import BrokerState
     from kbroker.cluster.metadata_cache import TopicInfo
     from kbroker.topics import Partition, Topic
+
+logger = logging.getLogger(__name__)
 
 ZERO_UUID = uuid.UUID(int=0)
 
@@ -97,6 +101,24 @@ async def handle_create_topics(
             results.append(
                 CreateTopicsResponse.CreatableTopicResult(
                     name=topic.name, error_code=code, error_message=message
+                )
+            )
+        except Exception as exc:
+            if not is_storage_error(exc):
+                raise
+            warn_rate_limited(
+                logger,
+                "create-topics:" + storage_failure_kind(exc),
+                "creating topic %r for %s failed: %s",
+                topic.name,
+                ctx.peer,
+                exc,
+            )
+            results.append(
+                CreateTopicsResponse.CreatableTopicResult(
+                    name=topic.name,
+                    error_code=ErrorCode.KAFKA_STORAGE_ERROR,
+                    error_message=f"Storage error: {exc}",
                 )
             )
     return CreateTopicsResponse(throttle_time_ms=0, topics=results)

@@ -17,6 +17,7 @@ import uuid
 
 from kbroker.cluster.metadata_cache import TopicInfo
 from kbroker.errors import KafkaApiError
+from kbroker.failures import is_storage_error, storage_failure_kind, warn_rate_limited
 from kbroker.handlers import RequestContext, advertised_versions, handles
 from kbroker.internal_topics import INTERNAL_TOPICS
 from kbroker.topics import Topic, check_name
@@ -273,6 +274,21 @@ async def _missing_topic(
     except KafkaApiError as exc:
         logger.info("auto-creating topic %r for %s failed: %s", name, ctx.peer, exc)
         return _error_topic(exc.code, name)
+    except Exception as exc:
+        if not is_storage_error(exc):
+            raise
+        # A full disk (or a failing one): the topic is not created (Topics.create
+        # undoes what it did) and the client, told KAFKA_STORAGE_ERROR (retriable),
+        # asks again later.
+        warn_rate_limited(
+            logger,
+            "auto-create:" + storage_failure_kind(exc),
+            "auto-creating topic %r for %s failed: %s",
+            name,
+            ctx.peer,
+            exc,
+        )
+        return _error_topic(ErrorCode.KAFKA_STORAGE_ERROR, name)
     logger.info(
         "auto-created topic %r (%d partitions) for a Metadata request from %s",
         name,

@@ -14,10 +14,12 @@ controller gave in LeaderAndIsr.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
 from kbroker.errors import KafkaApiError
+from kbroker.failures import storage_failure_kind, warn_rate_limited
 from kbroker.handlers import RequestContext
 from kbroker.log import PartitionLog
 from kbroker.log.errors import LogError, OffsetOutOfRange
@@ -25,6 +27,8 @@ from kbroker.log.leader_epoch import LeaderEpochCache
 from kbroker.topic_config import effective_topic_value
 from kbroker.topics import SINGLE_NODE_LEADER_EPOCH, Partition, Topic
 from kbroker.wire.errors import ErrorCode
+
+logger = logging.getLogger(__name__)
 
 # The only leader epoch a single-node broker ever has (a KRaft topic starts at 0).
 LEADER_EPOCH = SINGLE_NODE_LEADER_EPOCH
@@ -187,6 +191,9 @@ def error_code_of(exc: BaseException) -> ErrorCode:
         return ErrorCode.OFFSET_OUT_OF_RANGE
     if isinstance(exc, (LogError, OSError)):
         # Kafka turns an IOException on a log into KafkaStorageException.
+        warn_rate_limited(
+            logger, "log:" + storage_failure_kind(exc), "storage error on a log: %s", exc
+        )
         return ErrorCode.KAFKA_STORAGE_ERROR
     return ErrorCode.UNKNOWN_SERVER_ERROR
 

@@ -16,6 +16,7 @@ from kbroker.coordinator.group import (
     partition_for,
 )
 from kbroker.coordinator.offsets import OffsetAndMetadata, OffsetRecord
+from kbroker.errors import KafkaApiError
 from kbroker.wire.errors import ErrorCode
 
 E = ErrorCode
@@ -623,3 +624,37 @@ def test_transition_allows_exactly_kafkas_valid_previous_states(
         with pytest.raises(AssertionError):
             transition(group, target, 123)
         assert (group.state, group.state_timestamp_ms) == (source, None)
+
+
+def test_storage_error_on_the_offsets_topic_answers_not_coordinator():
+    # GroupMetadataManager: KAFKA_STORAGE_ERROR (and NOT_LEADER_OR_FOLLOWER) on the
+    # append becomes NOT_COORDINATOR, for a commit and for a group's assignment; a
+    # record too large becomes INVALID_COMMIT_OFFSET_SIZE for a commit.
+    gc, clock, store = make()
+    failure: list[Exception] = []
+
+    def failing(partition, records):
+        if failure:
+            raise failure[0]
+        store.written.append((partition, list(records)))
+
+    store.write = failing  # type: ignore[method-assign]
+    tp = ("t", 0)
+    for code, expected in [
+        (E.KAFKA_STORAGE_ERROR, E.NOT_COORDINATOR),
+        (E.NOT_LEADER_OR_FOLLOWER, E.NOT_COORDINATOR),
+        (E.NOT_ENOUGH_REPLICAS, E.COORDINATOR_NOT_AVAILABLE),
+        (E.MESSAGE_TOO_LARGE, E.INVALID_COMMIT_OFFSET_SIZE),
+        (E.CORRUPT_MESSAGE, E.UNKNOWN_SERVER_ERROR),
+    ]:
+        failure[:] = [KafkaApiError(code)]
+        assert gc.commit_offsets("solo", -1, "", {tp: OffsetAndMetadata(5)}) == {tp: expected}
+    failure.clear()
+    (leader, follower), gen = stable_group(gc, clock)
+    pendings = [join(gc, leader), join(gc, follower)]
+    gc.poll()
+    gen = pendings[0].result.generation_id
+    failure[:] = [KafkaApiError(E.KAFKA_STORAGE_ERROR)]
+    waiting = gc.sync_group("g", gen, follower, assignments=[])
+    gc.sync_group("g", gen, leader, assignments=[(leader, b"a"), (follower, b"b")])
+    assert waiting.result.error_code == E.NOT_COORDINATOR

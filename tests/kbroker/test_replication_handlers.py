@@ -95,6 +95,11 @@ async def test_a_follower_answers_not_leader(server: Any) -> None:
     assert (await end_offset(client, "fol", 0, version=4)).error_code == 0
     data = await fetch(client, server, "fol", 0, 0)
     assert data.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+    # Nor does it take client writes: only the leader appends.
+    for acks in (1, -1):
+        answer = await produce(client, "fol", 0, records(1), acks=acks)
+        assert answer.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+    assert partition.log.log_end_offset == 0
 
 
 @pytest.mark.parametrize("version", [9, 12, 17])

@@ -1,0 +1,157 @@
+"""A full disk: every API answers Kafka's error code for it, says so once in the log, recovers.
+
+The disk is made full by making writes of the data dir fail with ENOSPC (the
+way the operating system reports it), then letting them succeed again.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from typing import Any
+
+import pytest
+
+from kbroker import failures
+from kbroker.internal_topics import OFFSETS_TOPIC
+from kbroker.log.partition import PartitionLog
+from kbroker.topics import TopicManager
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.messages import MetadataRequest, OffsetCommitRequest, OffsetFetchRequest
+from tests.kbroker.helpers import create_topic, produce, records
+
+FAST = {"offsets.topic.num.partitions": 1}
+
+
+class FullDisk:
+    """Writes of chosen logs (and the topics file) fail with ENOSPC while ``full``."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.full = False
+        append = PartitionLog.append
+        save = TopicManager._save
+
+        def failing_append(log: PartitionLog, *args: Any, **kwargs: Any) -> Any:
+            if self.full:
+                raise OSError(errno.ENOSPC, "No space left on device", str(log.directory))
+            return append(log, *args, **kwargs)
+
+        def failing_save(topics: TopicManager, *args: Any, **kwargs: Any) -> Any:
+            if self.full:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return save(topics, *args, **kwargs)
+
+        monkeypatch.setattr(PartitionLog, "append", failing_append)
+        monkeypatch.setattr(TopicManager, "_save", failing_save)
+        monkeypatch.setattr(failures, "_last", {})
+
+
+def _commit(offset: int) -> OffsetCommitRequest:
+    return OffsetCommitRequest(
+        group_id="g",
+        generation_id_or_member_epoch=-1,
+        member_id="",
+        topics=[
+            OffsetCommitRequest.OffsetCommitRequestTopic(
+                name="t",
+                partitions=[
+                    OffsetCommitRequest.OffsetCommitRequestPartition(
+                        partition_index=0, committed_offset=offset
+                    )
+                ],
+            )
+        ],
+    )
+
+
+def _warnings(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and text in r.getMessage()
+    ]
+
+
+async def test_offset_commit_on_a_full_disk_is_not_coordinator(
+    make_server, monkeypatch, caplog
+) -> None:
+    # GroupMetadataManager.maybeConvertOffsetCommitError: KAFKA_STORAGE_ERROR on the
+    # append of __consumer_offsets answers NOT_COORDINATOR (the client looks the
+    # coordinator up again and retries), not UNKNOWN_SERVER_ERROR.
+    disk = FullDisk(monkeypatch)
+    server = await make_server(**FAST)
+    create_topic(server, "t")
+    client = await server.connect()
+    assert (await client.request(_commit(3))).topics[0].partitions[0].error_code == 0
+    disk.full = True
+    with caplog.at_level(logging.WARNING):
+        for offset in range(4, 14):
+            response = await client.request(_commit(offset))
+            assert response.topics[0].partitions[0].error_code == ErrorCode.NOT_COORDINATOR
+    lines = _warnings(caplog, OFFSETS_TOPIC)
+    assert len(lines) == 1 and "No space left on device" in lines[0]
+    disk.full = False
+    assert (await client.request(_commit(20))).topics[0].partitions[0].error_code == 0
+    fetched = await client.request(
+        OffsetFetchRequest(
+            groups=[OffsetFetchRequest.OffsetFetchRequestGroup(group_id="g", topics=None)]
+        )
+    )
+    assert fetched.groups[0].topics[0].partitions[0].committed_offset == 20
+
+
+async def test_metadata_auto_creation_on_a_full_disk_answers_an_error(
+    make_server, monkeypatch, caplog
+) -> None:
+    disk = FullDisk(monkeypatch)
+    server = await make_server()
+    client = await server.connect()
+    disk.full = True
+    with caplog.at_level(logging.WARNING):
+        for name in ("a", "b", "c"):
+            response = await client.request(
+                MetadataRequest(topics=[MetadataRequest.MetadataRequestTopic(name=name)])
+            )
+            (topic,) = response.topics
+            assert (topic.name, topic.error_code) == (name, ErrorCode.KAFKA_STORAGE_ERROR)
+    assert len(_warnings(caplog, "auto-creating topic")) == 1
+    assert server.broker.topics.get("a") is None  # nothing half-created
+    disk.full = False
+    response = await client.request(
+        MetadataRequest(topics=[MetadataRequest.MetadataRequestTopic(name="a")])
+    )
+    assert response.topics[0].error_code == ErrorCode.NONE
+    assert len(response.topics[0].partitions) == 1
+
+
+async def test_produce_on_a_full_disk_is_logged_once(make_server, monkeypatch, caplog) -> None:
+    disk = FullDisk(monkeypatch)
+    server = await make_server()
+    create_topic(server, "t")
+    client = await server.connect()
+    disk.full = True
+    with caplog.at_level(logging.WARNING):
+        for _ in range(5):
+            part = await produce(client, "t", 0, records(1))
+            assert part.error_code == ErrorCode.KAFKA_STORAGE_ERROR
+    assert len(_warnings(caplog, "No space left on device")) == 1
+    disk.full = False
+    assert (await produce(client, "t", 0, records(1))).error_code == ErrorCode.NONE
+
+
+def test_rate_limited_warning_counts_what_it_left_out(monkeypatch, caplog) -> None:
+    now = [100.0]
+    monkeypatch.setattr(failures, "_last", {})
+    monkeypatch.setattr(failures.time, "monotonic", lambda: now[0])
+    logger = logging.getLogger("kbroker.tests.failures")
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        assert failures.warn_rate_limited(logger, "k", "disk %s", "full")
+        assert not failures.warn_rate_limited(logger, "k", "disk %s", "full")
+        assert failures.warn_rate_limited(logger, "other", "something else")
+        now[0] += 61
+        assert failures.warn_rate_limited(logger, "k", "disk %s", "full")
+    assert [r.getMessage() for r in caplog.records] == [
+        "disk full",
+        "something else",
+        "disk full (1 more like it in the last 61 s)",
+    ]
