@@ -365,15 +365,9 @@ class ControllerCore:
             if version < 2:
                 body.ungrouped_partition_states = states
             else:
-                by_topic: dict[str, list[Any]] = {}
-                for (tp, *_), st in zip(parts, states, strict=True):
-                    by_topic.setdefault(tp[0], []).append(st)
-                body.topic_states = [
-                    cls.LeaderAndIsrTopicState(
-                        topic_name=t, topic_id=_uuid(topic_ids.get(t)), partition_states=sts
-                    )
-                    for t, sts in by_topic.items()
-                ]
+                body.topic_states = _group_by_topic(
+                    [p[0] for p in parts], states, cls.LeaderAndIsrTopicState, topic_ids
+                )
             return body
 
         return build
@@ -457,15 +451,9 @@ class ControllerCore:
             if version < 5:
                 body.ungrouped_partition_states = states
             else:
-                by_topic: dict[str, list[Any]] = {}
-                for (tp, *_), st in zip(parts, states, strict=True):
-                    by_topic.setdefault(tp[0], []).append(st)
-                body.topic_states = [
-                    cls.UpdateMetadataTopicState(
-                        topic_name=t, topic_id=_uuid(topic_ids.get(t)), partition_states=sts
-                    )
-                    for t, sts in by_topic.items()
-                ]
+                body.topic_states = _group_by_topic(
+                    [p[0] for p in parts], states, cls.UpdateMetadataTopicState, topic_ids
+                )
             return body
 
         return build
@@ -538,6 +526,23 @@ def _log_error_response(broker_id: int, response: Any) -> None:
             type(response).__name__,
             ErrorCode(code).name if code in ErrorCode._value2member_map_ else code,
         )
+
+
+def _group_by_topic(
+    tps: list[TP],
+    states: list[Any],
+    make: Callable[..., Any],
+    topic_ids: dict[str, uuid.UUID | None],
+) -> list[Any]:
+    """Partition states grouped per topic: the shape of LeaderAndIsr v2+ and
+    UpdateMetadata v5+ (``make`` builds one topic entry)."""
+    by_topic: dict[str, list[Any]] = {}
+    for tp, st in zip(tps, states, strict=True):
+        by_topic.setdefault(tp[0], []).append(st)
+    return [
+        make(topic_name=t, topic_id=_uuid(topic_ids.get(t)), partition_states=sts)
+        for t, sts in by_topic.items()
+    ]
 
 
 def _uuid(value: uuid.UUID | None) -> uuid.UUID:

@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
-from kazoo.client import KazooClient
 
 from kbroker.cluster import admin_zk, znodes
 from kbroker.cluster.controller import PREFERRED, Controller
@@ -16,6 +15,7 @@ from kbroker.cluster.zk import ZkClient
 from kbroker.cluster.znodes import BrokerRegistration, PartitionState
 from kbroker.testing.zookeeper import ZooKeeperServer
 from tests.cluster.fake_broker import FakeBroker
+from tests.cluster.sessions import expire_session
 
 LEADER_AND_ISR, STOP_REPLICA, UPDATE_METADATA = 4, 5, 6
 
@@ -50,8 +50,9 @@ async def state(zk: ZkClient, topic: str, p: int) -> PartitionState | None:
 
 @asynccontextmanager
 async def running_controller(
-    nursery: trio.Nursery, zk_connect: str, broker_id: int, **config: Any
+    nursery: trio.Nursery, zk_connect: str, broker_id: int, *, active: bool = True, **config: Any
 ) -> AsyncIterator[tuple[Controller, ZkClient, trio.CancelScope]]:
+    """A running Controller on its own session; ``active``: wait until it is the controller."""
     session_ms = config.setdefault("zookeeper_session_timeout_ms", 4000)
     zk = await ZkClient.connect(zk_connect, session_timeout_ms=session_ms)
     ctl = Controller(
@@ -65,6 +66,9 @@ async def running_controller(
 
     nursery.start_soon(run)
     try:
+        if active:
+            with trio.fail_after(15):
+                await ctl.became_active.wait()
         yield ctl, zk, scope
     finally:
         scope.cancel()
@@ -75,9 +79,7 @@ async def test_one_controller_and_failover_bumps_the_epoch(
     nursery: trio.Nursery, zk_connect: str
 ) -> None:
     async with running_controller(nursery, zk_connect, 1) as (a, zka, scope_a):
-        with trio.fail_after(15):
-            await a.became_active.wait()
-        async with running_controller(nursery, zk_connect, 2) as (b, _zkb, _):
+        async with running_controller(nursery, zk_connect, 2, active=False) as (b, _zkb, _):
 
             async def b_sees_a() -> bool:
                 return b.active_controller_id == 1
@@ -108,8 +110,6 @@ async def test_topic_life_broker_death_and_return(nursery: trio.Nursery, zk_conn
         zk,
         _,
     ):
-        with trio.fail_after(15):
-            await ctl.became_active.wait()
         assignment = {0: [1, 2, 3], 1: [2, 3, 1], 2: [3, 1, 2]}
         await admin_zk.create_topic(zk, "t", assignment)
 
@@ -241,8 +241,6 @@ async def test_zombie_controller_writes_are_fenced(nursery: trio.Nursery, zk_con
     await nursery.start(fake.serve)
     reg = await register(zk_connect, fake)
     async with running_controller(nursery, zk_connect, 1) as (ctl, zk, _):
-        with trio.fail_after(15):
-            await ctl.became_active.wait()
         # The epoch moved on under the controller (as when a successor takes over): its
         # next write must fail. It then resigns and, still holding /controller here,
         # starts a new term from the current epoch, so the write lands with epoch 8.
@@ -265,17 +263,9 @@ async def test_session_loss_resigns_then_campaigns_again(
     nursery: trio.Nursery, zk_connect: str
 ) -> None:
     async with running_controller(nursery, zk_connect, 1) as (ctl, zk, _):
-        with trio.fail_after(15):
-            await ctl.became_active.wait()
-        was_active: list[bool] = []
-        sid, passwd = zk._client.client_id
-        thief = KazooClient(hosts=zk_connect, client_id=(sid, passwd))
-        await trio.to_thread.run_sync(thief.start, 10)
-        await trio.to_thread.run_sync(thief.stop)
-        thief.close()
+        await expire_session(zk, zk_connect)
 
         async def lost_then_back() -> bool:
-            was_active.append(ctl.is_active)
             return ctl.epoch == 2 and ctl.is_active
 
         await eventually(lost_then_back, timeout=20)
@@ -291,8 +281,6 @@ async def test_cut_off_from_zookeeper_it_stops_acting_then_comes_back(
         async with running_controller(
             nursery, server.connect_string, 1, zookeeper_session_timeout_ms=2000
         ) as (ctl, _zk, _):
-            with trio.fail_after(15):
-                await ctl.became_active.wait()
             server.pause()
             try:
                 cut = trio.current_time()

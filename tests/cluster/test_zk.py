@@ -18,6 +18,7 @@ from kbroker.cluster.zk import (
     ZkUnavailable,
     split_chroot,
 )
+from tests.cluster.sessions import expire_session
 
 
 def test_split_chroot() -> None:
@@ -111,11 +112,7 @@ async def test_session_expiry_is_reported_and_the_session_comes_back(zk_connect:
         await zk.create("/eph", ephemeral=True)
         # Expire the session the way ZooKeeper does when a broker is cut off: another
         # client with the same session id and password closes it.
-        sid, passwd = zk._client.client_id
-        thief = KazooClient(hosts=zk_connect, client_id=(sid, passwd))
-        await trio.to_thread.run_sync(thief.start, 10)
-        await trio.to_thread.run_sync(thief.stop)
-        thief.close()
+        await expire_session(zk, zk_connect)
         seen = []
         with trio.fail_after(20):
             while SessionState.CONNECTED not in seen or SessionState.LOST not in seen:
