@@ -134,6 +134,7 @@ class ClusterNode:
         )
         self.controller: Any = None
         self.registered = trio.Event()
+        self._nursery: trio.Nursery | None = None
 
     def _partition_count(self, topic: str) -> int:
         info = self.metadata.topic(topic)
@@ -201,7 +202,22 @@ class ClusterNode:
         self.controller = Controller(
             self.zk, broker_id=self.broker_id, config=self.broker.config, clock=self.clock
         )
+        from kbroker.replication.fetcher import FetcherConfig, ReplicaFetcherManager
+
+        config = self.broker.config
+        fetchers = ReplicaFetcherManager(
+            broker_id=self.broker_id,
+            config=FetcherConfig.from_broker_config(config),
+            on_append=self.broker.notify_append,
+        )
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await nursery.start(fetchers.run)
+            # Followers copy their leaders from now on (kbroker.replication).
+            self.replicas.fetchers = fetchers
+            self.replicas.endpoint_of = self._endpoint_of
+            self.replicas.isr_writer = self._write_isr
+            nursery.start_soon(self._expire_isr, config["replica.lag.time.max.ms"] / 2000)
             await nursery.start(self.controller.run)
             nursery.start_soon(self._follow_config_changes)
             nursery.start_soon(self._keep_registered)
@@ -266,6 +282,163 @@ class ClusterNode:
     def topic_config_cache(self) -> dict[str, dict[str, str]]:
         """Configs last read per topic (for topics this broker does not host)."""
         return self.broker.state.setdefault("kbroker.cluster.topic_configs", {})
+
+    # --- replication ------------------------------------------------------------------
+
+    def _endpoint_of(self, broker_id: int) -> tuple[str, int] | None:
+        info = self.metadata.brokers.get(broker_id)
+        return None if info is None else (info.host, info.port)
+
+    async def _expire_isr(self, interval_s: float) -> None:
+        """Kafka's isr-expiration task: every replica.lag.time.max.ms / 2."""
+        while True:
+            await trio.sleep(interval_s)
+            try:
+                self.replicas.shrink_isrs()
+            except Exception:
+                logger.exception("ISR expiration failed")
+
+    def _write_isr(self, topic: str, index: int, state: Any) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(self._persist_isr, topic, index, state)
+
+    async def _persist_isr(self, topic: str, index: int, state: Any) -> None:
+        """Write the leader's new ISR to the partition's state znode, conditional on the
+        version the controller gave (a controller's newer write wins), then tell the
+        controller through /isr_change_notification (ZK-mode Partition.updateIsr)."""
+        from kbroker.cluster import znodes
+        from kbroker.cluster.zk import BadVersion
+
+        new = znodes.PartitionState(
+            leader=self.broker_id,
+            leader_epoch=state.leader_epoch,
+            isr=tuple(state.isr),
+            controller_epoch=state.controller_epoch,
+        )
+        try:
+            stat = await self.zk.set(
+                znodes.partition_state_path(topic, index), new.encode(), version=state.zk_version
+            )
+        except BadVersion:
+            logger.info("ISR of %s-%d changed in ZooKeeper meanwhile; not written", topic, index)
+            return
+        except Exception:
+            logger.exception("cannot write the ISR of %s-%d", topic, index)
+            return
+        state.zk_version = stat.version
+        logger.info("ISR of %s-%d is now %s", topic, index, list(state.isr))
+        try:
+            await self.zk.create(
+                f"{znodes.ISR_CHANGE_NOTIFICATION}/{znodes.ISR_CHANGE_PREFIX}",
+                znodes.encode_partition_list([(topic, index)]),
+                sequence=True,
+            )
+        except Exception:
+            logger.exception("cannot notify the ISR change of %s-%d", topic, index)
+
+    # --- transaction markers for partitions led elsewhere ------------------------------
+
+    def send_txn_markers(
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        commit: bool,
+        partitions: list[tuple[str, int]],
+        coordinator_epoch: int,
+    ) -> None:
+        """Have the leaders of ``partitions`` write a COMMIT/ABORT marker (in the background)."""
+        if self._nursery is None:
+            logger.warning("no cluster task to send transaction markers for %s", partitions)
+            return
+        self._nursery.start_soon(
+            self._deliver_txn_markers,
+            producer_id,
+            producer_epoch,
+            commit,
+            list(partitions),
+            coordinator_epoch,
+        )
+
+    async def _deliver_txn_markers(
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        commit: bool,
+        partitions: list[tuple[str, int]],
+        coordinator_epoch: int,
+    ) -> None:
+        """Send WriteTxnMarkers to each partition's current leader until all are written
+        (a partition deleted meanwhile is dropped, as Kafka does)."""
+        from kbroker.txn.service import write_markers
+        from kbroker.wire.errors import ErrorCode
+        from kbroker.wire.messages import WriteTxnMarkersRequest
+
+        pending = set(partitions)
+        deadline = trio.current_time() + self.broker.config["transaction.max.timeout.ms"] / 1000
+        while pending and trio.current_time() < deadline:
+            by_leader: dict[int, list[tuple[str, int]]] = {}
+            for tp in sorted(pending):
+                if self.metadata.partition(*tp) is None:
+                    pending.discard(tp)  # deleted
+                    continue
+                leader = self.metadata.leader_of(*tp)
+                if leader is not None:
+                    by_leader.setdefault(leader, []).append(tp)
+            for leader, tps in by_leader.items():
+                if leader == self.broker_id:
+                    local = [tp for tp in tps if self.replicas.is_leader(*tp)]
+                    if local:
+                        write_markers(
+                            self.broker,
+                            producer_id,
+                            producer_epoch,
+                            commit,
+                            local,
+                            coordinator_epoch=coordinator_epoch,
+                        )
+                        pending.difference_update(local)
+                    continue
+                topics: dict[str, list[int]] = {}
+                for topic, index in tps:
+                    topics.setdefault(topic, []).append(index)
+                request = WriteTxnMarkersRequest(
+                    markers=[
+                        WriteTxnMarkersRequest.WritableTxnMarker(
+                            producer_id=producer_id,
+                            producer_epoch=producer_epoch,
+                            transaction_result=commit,
+                            topics=[
+                                WriteTxnMarkersRequest.WritableTxnMarkerTopic(
+                                    name=t, partition_indexes=indexes
+                                )
+                                for t, indexes in topics.items()
+                            ],
+                            coordinator_epoch=coordinator_epoch,
+                        )
+                    ]
+                )
+                info = self.metadata.brokers[leader]
+                try:
+                    with trio.fail_after(10):
+                        response = await request_once(info.host, info.port, request, version=1)
+                except (OSError, trio.TooSlowError, ConnectionError) as exc:
+                    logger.info("transaction markers to broker %d: %s; retrying", leader, exc)
+                    continue
+                for marker in response.markers:
+                    for t in marker.topics:
+                        for p in t.partitions:
+                            if p.error_code in (
+                                ErrorCode.NONE,
+                                ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                                ErrorCode.INVALID_PRODUCER_EPOCH,
+                            ):
+                                pending.discard((t.name, p.partition_index))
+            if pending:
+                await trio.sleep(0.2)
+        if pending:
+            logger.warning(
+                "transaction markers of producer %d never reached %s", producer_id, sorted(pending)
+            )
 
     # --- controlled shutdown --------------------------------------------------------------
 

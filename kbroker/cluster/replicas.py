@@ -16,23 +16,27 @@ transactions of ``__consumer_offsets`` / ``__transaction_state`` partitions.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from kbroker.replication.partition import ReplicatedPartition
 from kbroker.topics import INTERNAL_TOPICS
 from kbroker.wire.errors import ErrorCode
 
 if TYPE_CHECKING:
     from kbroker.broker import BrokerState
+    from kbroker.replication.fetcher import ReplicaFetcherManager
 
 __all__ = ["LeaderAndIsrPartition", "ReplicaManager", "ReplicaState"]
 
 logger = logging.getLogger(__name__)
 
 LeadershipListener = Callable[[str, int, bool], None]
+IsrWriter = Callable[[str, int, "ReplicaState"], None]
 ConfigSource = Callable[[str], Awaitable[dict[str, str]]]
 
 
@@ -49,6 +53,7 @@ class LeaderAndIsrPartition:
     isr: tuple[int, ...]
     replicas: tuple[int, ...]
     is_new: bool = False
+    partition_epoch: int = 0  # the state znode's version (Kafka's partitionEpoch / zkVersion)
 
 
 @dataclass(slots=True)
@@ -59,6 +64,8 @@ class ReplicaState:
     leader_epoch: int
     isr: tuple[int, ...]
     replicas: tuple[int, ...]
+    controller_epoch: int = 0
+    zk_version: int = 0
 
     def led_by(self, broker_id: int) -> bool:
         """Whether ``broker_id`` leads it."""
@@ -81,6 +88,11 @@ class ReplicaManager:
         self.states: dict[tuple[str, int], ReplicaState] = {}
         self._config_source = config_source
         self.partition_count = partition_count
+        # Replication (kbroker.replication), set by ClusterNode.run: the follower fetchers,
+        # where a broker is reached, and how an ISR change reaches ZooKeeper.
+        self.fetchers: ReplicaFetcherManager | None = None
+        self.endpoint_of: Callable[[int], tuple[str, int] | None] = lambda _: None
+        self.isr_writer: IsrWriter | None = None
         self._listeners: list[LeadershipListener] = []
 
     # --- questions from request handlers ----------------------------------------------
@@ -165,8 +177,12 @@ class ReplicaManager:
         key = (p.topic, p.index)
         previous = self.states.get(key)
         was_leader = previous is not None and previous.leader == self.broker_id
-        self.states[key] = ReplicaState(p.leader, p.leader_epoch, p.isr, p.replicas)
+        self.states[key] = ReplicaState(
+            p.leader, p.leader_epoch, p.isr, p.replicas, p.controller_epoch, p.partition_epoch
+        )
         leads = p.leader == self.broker_id
+        if self.fetchers is not None:
+            self._replicate(p, leads)
         if leads != was_leader or previous is None:
             logger.info(
                 "%s %s-%d at leader epoch %d (replicas %s, isr %s)",
@@ -179,6 +195,58 @@ class ReplicaManager:
             )
         if leads != was_leader:
             self._tell(p.topic, p.index, leads)
+
+    def _replicate(self, p: LeaderAndIsrPartition, leads: bool) -> None:
+        """Kafka's makeLeader / makeFollower: the partition's replication state, and the
+        fetcher copying it from its leader (followers) or not (leader)."""
+        assert self.fetchers is not None
+        partition = self.broker.topics.partition(p.topic, p.index)
+        if partition is None:
+            return
+        replica = partition.replica
+        if replica is None:
+            config = self.broker.config
+            replica = ReplicatedPartition(
+                partition.log,
+                broker_id=self.broker_id,
+                replica_lag_time_max_ms=int(config["replica.lag.time.max.ms"]),
+                min_insync_replicas=int(config["min.insync.replicas"]),
+                on_isr_change=functools.partial(self._isr_changed, p.topic, p.index),
+                on_high_watermark_change=functools.partial(self.broker.notify_append, partition),
+            )
+            partition.replica = replica
+        key = (p.topic, p.index)
+        if leads:
+            self.fetchers.remove_fetcher_for_partitions([key])
+            replica.make_leader(leader_epoch=p.leader_epoch, isr=p.isr, replicas=p.replicas)
+            return
+        replica.make_follower(
+            leader_id=p.leader, leader_epoch=p.leader_epoch, isr=p.isr, replicas=p.replicas
+        )
+        address = self.endpoint_of(p.leader)
+        if p.leader < 0 or address is None:
+            self.fetchers.remove_fetcher_for_partitions([key])
+            return
+        self.fetchers.add_fetcher_for_partitions([(partition, p.leader, address, p.leader_epoch)])
+
+    def _isr_changed(self, topic: str, index: int, isr: list[int]) -> None:
+        """The leader expanded or shrank the ISR: record it in the partition's state znode
+        (conditional on its version) and notify the controller (ZK-mode Partition.updateIsr)."""
+        state = self.states.get((topic, index))
+        if state is None or self.isr_writer is None:
+            return
+        state.isr = tuple(isr)
+        self.isr_writer(topic, index, state)
+
+    def shrink_isrs(self) -> None:
+        """Drop followers that stopped keeping up from the ISR of every partition led here
+        (Kafka's isr-expiration task)."""
+        for (topic, index), state in list(self.states.items()):
+            if state.leader != self.broker_id:
+                continue
+            partition = self.broker.topics.partition(topic, index)
+            if partition is not None and partition.replica is not None:
+                partition.replica.maybe_shrink_isr()
 
     def _tell(self, topic: str, index: int, leads: bool) -> None:
         if topic not in INTERNAL_TOPICS:
@@ -212,6 +280,8 @@ class ReplicaManager:
         state = self.states.pop((topic, index), None)
         if state is not None and state.leader == self.broker_id:
             self._tell(topic, index, False)
+        if self.fetchers is not None:
+            self.fetchers.remove_fetcher_for_partitions([(topic, index)])
         if delete and not any(t == topic for t, _ in self.states):
             if self.broker.topics.get(topic) is not None:
                 try:

@@ -42,10 +42,14 @@ PREFERRED = 0
 
 
 def _broker_epoch_stale(ctx: RequestContext, request: Any) -> bool:
-    """KIP-380: a request addressed to an earlier registration of this broker is stale."""
+    """KIP-380: a request addressed to an earlier registration of this broker is stale.
+
+    Only an older epoch is (KafkaApis.isBrokerEpochStale): the controller may learn our
+    new registration, and send with its epoch, before we have read it back ourselves.
+    """
     cluster = ctx.broker.cluster
     epoch = getattr(request, "broker_epoch", -1)
-    return cluster is not None and epoch not in (-1, cluster.broker_epoch)
+    return cluster is not None and epoch != -1 and epoch < cluster.broker_epoch
 
 
 # --- LeaderAndIsr (4) -------------------------------------------------------------------
@@ -113,6 +117,7 @@ def _partition(topic: str, topic_id: uuid.UUID, p: Any) -> LeaderAndIsrPartition
         isr=tuple(p.isr),
         replicas=tuple(p.replicas),
         is_new=bool(getattr(p, "is_new", False)),
+        partition_epoch=int(getattr(p, "partition_epoch", 0)),
     )
 
 

@@ -163,12 +163,14 @@ def _add_partitions(
     verify_only: bool,
     version: int,
 ) -> list[Any]:
-    R = AddPartitionsToTxnResponse
-    tc = txn_coordinator(ctx.broker)
     wanted = [(t.name, p) for t in topics for p in t.partitions]
     codes: dict[tuple[str, int], int] = {}
+    if _txn_elsewhere(ctx, tid):
+        codes = dict.fromkeys(wanted, ErrorCode.NOT_COORDINATOR)
+        return _partition_results(topics, codes)
+    tc = txn_coordinator(ctx.broker)
     for tp in wanted:
-        if ctx.broker.topics.partition(*tp) is None:
+        if not _partition_exists(ctx, *tp):
             codes[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
     if codes:
         # KafkaApis: if any partition is unknown, none is added; the others are
@@ -183,6 +185,11 @@ def _add_partitions(
         except Exception as exc:  # noqa: BLE001 - answered in the body
             code = _storage_failure(exc)
         codes.update(dict.fromkeys(wanted, _fenced_code(code, version, 2)))
+    return _partition_results(topics, codes)
+
+
+def _partition_results(topics: list[Any], codes: dict[tuple[str, int], int]) -> list[Any]:
+    R = AddPartitionsToTxnResponse
     out: dict[str, list[Any]] = {}
     for t in topics:
         out.setdefault(t.name, [])
@@ -202,8 +209,30 @@ def _add_partitions(
 
 
 def _offsets_partition(ctx: RequestContext, group_id: str) -> int:
+    cluster = ctx.broker.cluster
+    if cluster is not None:
+        from kbroker.cluster.coordinators import KEY_TYPE_GROUP, coordinator_partition
+
+        return coordinator_partition(cluster, KEY_TYPE_GROUP, group_id)[1]
     topic = ctx.broker.topics.create_internal(OFFSETS_TOPIC)
     return partition_for(group_id, len(topic.partitions))
+
+
+def _partition_exists(ctx: RequestContext, topic: str, index: int) -> bool:
+    cluster = ctx.broker.cluster
+    if cluster is not None:
+        return cluster.metadata.partition(topic, index) is not None
+    return ctx.broker.topics.partition(topic, index) is not None
+
+
+def _txn_elsewhere(ctx: RequestContext, transactional_id: str | None) -> bool:
+    """Cluster mode: another broker coordinates this transactional id (NOT_COORDINATOR)."""
+    cluster = ctx.broker.cluster
+    if cluster is None or transactional_id is None:
+        return False
+    from kbroker.cluster.coordinators import KEY_TYPE_TRANSACTION, leads_coordinator
+
+    return not leads_coordinator(cluster, KEY_TYPE_TRANSACTION, transactional_id)
 
 
 @handles(AddOffsetsToTxnRequest.API_KEY, 0, 4)
@@ -211,6 +240,8 @@ async def handle_add_offsets_to_txn(
     ctx: RequestContext, request: AddOffsetsToTxnRequest
 ) -> AddOffsetsToTxnResponse:
     """Add the group's __consumer_offsets partition to the transaction."""
+    if _txn_elsewhere(ctx, request.transactional_id):
+        return AddOffsetsToTxnResponse(throttle_time_ms=0, error_code=ErrorCode.NOT_COORDINATOR)
     tc = txn_coordinator(ctx.broker)
     tp = (OFFSETS_TOPIC, _offsets_partition(ctx, request.group_id))
     try:
@@ -230,6 +261,8 @@ async def handle_add_offsets_to_txn(
 @handles(EndTxnRequest.API_KEY, 0, 4)
 async def handle_end_txn(ctx: RequestContext, request: EndTxnRequest) -> EndTxnResponse:
     """Commit or abort; the markers are written before the answer."""
+    if _txn_elsewhere(ctx, request.transactional_id):
+        return EndTxnResponse(throttle_time_ms=0, error_code=ErrorCode.NOT_COORDINATOR)
     tc = txn_coordinator(ctx.broker)
     try:
         code = tc.end_txn(
@@ -258,7 +291,14 @@ async def handle_write_txn_markers(
                 code = ErrorCode.NONE
                 part = ctx.broker.topics.partition(t.name, index)
                 entry = part.log.producer_state.lookup(m.producer_id) if part else None
-                if part is None:
+                cluster = ctx.broker.cluster
+                if cluster is not None and not cluster.replicas.is_leader(t.name, index):
+                    code = (
+                        ErrorCode.NOT_LEADER_OR_FOLLOWER
+                        if cluster.metadata.partition(t.name, index) is not None
+                        else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                    )
+                elif part is None:
                     code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 elif entry is not None and m.producer_epoch < entry.producer_epoch:
                     # ProducerAppendInfo.checkProducerEpoch: a marker from an older
@@ -319,7 +359,7 @@ async def handle_txn_offset_commit(
             tp = (t.name, p.partition_index)
             if error is not None:
                 codes[tp] = error
-            elif ctx.broker.topics.partition(*tp) is None:
+            elif not _partition_exists(ctx, *tp):
                 codes[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             else:
                 offsets[tp] = OffsetAndMetadata(

@@ -133,7 +133,18 @@ def write_markers(
     *,
     coordinator_epoch: int = COORDINATOR_EPOCH,
 ) -> None:
-    """Append a COMMIT/ABORT marker to each partition; complete staged group offsets."""
+    """Append a COMMIT/ABORT marker to each partition; complete staged group offsets.
+
+    In cluster mode only the partitions this broker leads are marked here; the others
+    go to their leaders as WriteTxnMarkers (Kafka's TransactionMarkerChannelManager),
+    sent in the background and retried until each leader has written its marker.
+    """
+    cluster = broker.cluster
+    if cluster is not None:
+        remote = [tp for tp in partitions if not cluster.replicas.is_leader(*tp)]
+        if remote:
+            cluster.send_txn_markers(producer_id, epoch, commit, remote, coordinator_epoch)
+            partitions = [tp for tp in partitions if tp not in remote]
     now = int(broker.clock() * 1000)
     if any(topic == OFFSETS_TOPIC for topic, _ in partitions):
         from kbroker.txn.offsets import load_pending

@@ -59,6 +59,7 @@ class Harness:
         controller: int = 2,
         epoch: int | None = None,
         offline: dict[tuple[str, int], list[int]] | None = None,
+        broker_epoch: int = -1,
     ) -> Any:
         """partitions: (topic, index, leader, leader epoch, replicas, isr)."""
         live = []
@@ -94,7 +95,7 @@ class Harness:
         request = UpdateMetadataRequest(
             controller_id=controller,
             controller_epoch=self.controller_epoch if epoch is None else epoch,
-            broker_epoch=-1,
+            broker_epoch=broker_epoch,
             topic_states=[
                 UpdateMetadataRequest.UpdateMetadataTopicState(
                     topic_name=t,
@@ -494,6 +495,18 @@ async def test_group_requests_for_a_group_coordinated_elsewhere_are_not_coordina
     by_group = {g.group_id: g for g in fetched.groups}
     assert by_group[theirs].error_code == ErrorCode.NOT_COORDINATOR
     assert by_group[mine].topics[0].partitions[0].committed_offset == 7
+    from kbroker.wire.messages import DeleteGroupsRequest, DescribeGroupsRequest
+
+    described = await cluster.client.request(
+        DescribeGroupsRequest(groups=[mine, theirs]), version=5
+    )
+    codes = {g.group_id: g.error_code for g in described.groups}
+    assert codes == {mine: ErrorCode.NONE, theirs: ErrorCode.NOT_COORDINATOR}
+    deleted = await cluster.client.request(
+        DeleteGroupsRequest(groups_names=[theirs, mine]), version=2
+    )
+    codes = {r.group_id: r.error_code for r in deleted.results}
+    assert codes == {mine: ErrorCode.NONE, theirs: ErrorCode.NOT_COORDINATOR}
 
 
 async def test_a_groups_offsets_are_reloaded_when_leadership_comes_back(cluster: Harness) -> None:
@@ -545,3 +558,31 @@ async def test_a_groups_offsets_are_reloaded_when_leadership_comes_back(cluster:
         [("__consumer_offsets", 0, 1, 2, [1, 2], [1, 2])], topic_id=offsets_id
     )
     assert await fetch_offset() == (0, 42)
+
+
+async def test_transaction_requests_for_an_id_coordinated_elsewhere_are_not_coordinator(
+    cluster: Harness,
+) -> None:
+    from kbroker.wire.messages import EndTxnRequest, InitProducerIdRequest
+
+    state = [("__transaction_state", i, [2, 3][i], 0, [2, 3], [2, 3]) for i in range(2)]
+    await cluster.update_metadata(state)
+    init = await cluster.client.request(
+        InitProducerIdRequest(transactional_id="tx-1", transaction_timeout_ms=60000), version=4
+    )
+    assert init.error_code == ErrorCode.NOT_COORDINATOR
+    end = await cluster.client.request(
+        EndTxnRequest(transactional_id="tx-1", producer_id=5, producer_epoch=0, committed=True),
+        version=3,
+    )
+    assert end.error_code == ErrorCode.NOT_COORDINATOR
+
+
+async def test_only_an_older_broker_epoch_is_stale(cluster: Harness) -> None:
+    node = cluster.broker.cluster
+    node.broker_epoch = 40
+    # The controller may know our registration before we read it back (KIP-380).
+    assert (await cluster.update_metadata(PARTITIONS, broker_epoch=41)).error_code == 0
+    assert (await cluster.update_metadata(PARTITIONS, broker_epoch=40)).error_code == 0
+    stale = await cluster.update_metadata(PARTITIONS, broker_epoch=39)
+    assert stale.error_code == ErrorCode.STALE_BROKER_EPOCH
