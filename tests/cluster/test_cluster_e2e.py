@@ -223,3 +223,26 @@ def _controller_epoch(cluster: Cluster) -> int:
     finally:
         zk.stop()
         zk.close()
+
+
+def test_a_broker_whose_session_expired_registers_again(tmp_path: Path) -> None:
+    config = {"zookeeper.session.timeout.ms": 2000, "controlled.shutdown.max.retries": 1}
+    with Cluster(brokers=2, config=config, data_dir=tmp_path / "cluster") as cluster:
+        frozen = next(b for b in (1, 2) if b != cluster.controller_id())
+        other = 3 - frozen
+        cluster.pause(frozen)  # SIGSTOP: its ZooKeeper session expires meanwhile
+        cluster.wait_for(
+            lambda: frozen not in cluster.metadata([], via=other).brokers,
+            30,
+            message="the controller to see the frozen broker gone",
+        )
+        cluster.resume(frozen)
+        # A new session: the broker registers again and the controller takes it back.
+        cluster.wait_for(
+            lambda: (
+                frozen in cluster.metadata([], via=other).brokers
+                and set(cluster.metadata([], via=frozen).brokers) == {1, 2}
+            ),
+            30,
+            message="the broker to be registered again",
+        )
