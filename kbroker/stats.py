@@ -176,7 +176,11 @@ class RequestObserver:
         api_key = ctx.header.request_api_key
         name = API_NAMES.get(api_key, str(api_key))
         errors: list[int] = []
-        if api_key == PRODUCE:
+        if failed:
+            # The handler raised: nothing was answered, so nothing is counted as moved.
+            if api_key == FETCH:
+                name = self._fetch_name(ctx, request)
+        elif api_key == PRODUCE:
             errors = self._produce(request, response)
         elif api_key == FETCH:
             name, errors = self._fetch(ctx, request, response)
@@ -223,11 +227,16 @@ class RequestObserver:
                         counters.messages_in += count_records(p.records)
         return list(failed.values())
 
-    def _fetch(self, ctx: Any, request: Any, response: Any) -> tuple[str, list[int]]:
+    @staticmethod
+    def _fetch_name(ctx: Any, request: Any) -> str:
         from kbroker.handlers.fetch import replica_id_of
 
         follower = replica_id_of(request, ctx.api_version) >= 0
-        name = "FetchFollower" if follower else "FetchConsumer"
+        return "FetchFollower" if follower else "FetchConsumer"
+
+    def _fetch(self, ctx: Any, request: Any, response: Any) -> tuple[str, list[int]]:
+        name = self._fetch_name(ctx, request)
+        follower = name == "FetchFollower"
         errors: list[int] = []
         if response is None:
             return name, errors

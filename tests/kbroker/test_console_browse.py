@@ -164,6 +164,8 @@ async def test_actions_with_the_flag(make_server: Callable[..., Awaitable[Any]])
         address, "/topics", {"name": "made", "partitions": "2"}, origin=host
     )
     assert status == 303 and headers["location"] == "/topics/made?done=created+topic+made"
+    status, _, body = await http_get(address, headers["location"])
+    assert status == 200 and '<p class="flash" id="flash">created topic made</p>' in body.decode()
     assert len(running.broker.topics.get("made").partitions) == 2
     # Produce a test message; the messages page shows it.
     status, headers, _ = await http_post(
