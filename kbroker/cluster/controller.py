@@ -869,7 +869,11 @@ class Controller:
         marked = set(await self.zk.get_children(znodes.DELETE_TOPICS))
         core.deleting = marked & set(core.topics)
 
-        channel = ControllerChannel(**({"connect": self._connect} if self._connect else {}))
+        channel = ControllerChannel(
+            **({"connect": self._connect} if self._connect else {}),
+            request_timeout_s=int(_config(self.config, "controller.socket.timeout.ms", 30000))
+            / 1000,
+        )
         scope = trio.CancelScope()
         self._term_scope = scope
         self._channel = channel
