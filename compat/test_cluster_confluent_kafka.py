@@ -31,6 +31,7 @@ from compat.clusterkit import (
     restore,
     wait_for_leaders,
     wait_for_new_leader,
+    wait_for_preferred_leaders,
     zk_client,
     zk_json,
 )
@@ -211,6 +212,18 @@ def test_restarted_broker_rejoins(cluster: Cluster, topic_name: str) -> None:
     assert producer.flush(TIMEOUT_S) == 0
     assert deliveries.errors() == []
     assert len(deliveries.reports) == 3
+
+
+def test_preferred_leaders_return_after_restart(cluster: Cluster, topic_name: str) -> None:
+    create_topic(cluster.bootstrap_servers, topic_name, 3)
+    parts = wait_for_leaders(cluster, topic_name, 3)
+    assert all(p.leader == p.replicas[0] for p in parts.values())  # preferred at creation
+    victim = parts[0].leader
+    cluster.kill(victim)
+    wait_for_new_leader(cluster, topic_name, 0, victim)
+    cluster.start_broker(victim)
+    wait_for_preferred_leaders(cluster, topic_name)
+    assert cluster.leader_of(topic_name, 0) == victim
 
 
 def test_kill_controller_new_controller_epoch_up_later_failover_works(

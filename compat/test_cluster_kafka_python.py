@@ -23,6 +23,7 @@ from compat.clusterkit import (
     restore,
     wait_for_leaders,
     wait_for_new_leader,
+    wait_for_preferred_leaders,
     zk_client,
     zk_json,
 )
@@ -199,6 +200,29 @@ def test_restarted_broker_rejoins(cluster: Cluster, topic_name: str) -> None:
             prod.send(topic_name, value=b"back", partition=partition).get(TIMEOUT_S)
     finally:
         prod.close()
+
+
+def test_preferred_leaders_return_after_restart(cluster: Cluster, topic_name: str) -> None:
+    create_topic(cluster.bootstrap_servers, topic_name, 3)
+    parts = wait_for_leaders(cluster, topic_name, 3)
+    assert all(p.leader == p.replicas[0] for p in parts.values())  # preferred at creation
+    victim = parts[0].leader
+    cluster.kill(victim)
+    wait_for_new_leader(cluster, topic_name, 0, victim)
+    cluster.start_broker(victim)
+    client = admin(cluster.bootstrap_servers)
+    try:
+        # A manual preferred election (ElectLeaders), once the broker is back in the ISR.
+        cluster.wait_for(
+            lambda: victim in cluster.partitions(topic_name)[0].isr,
+            60,
+            message=f"broker {victim} back in the ISR of {topic_name}-0",
+        )
+        client.elect_leaders(0, {topic_name: [0]}, raise_errors=False)
+    finally:
+        client.close()
+    wait_for_preferred_leaders(cluster, topic_name)
+    assert cluster.leader_of(topic_name, 0) == victim
 
 
 def test_kill_controller_new_controller_epoch_up_later_failover_works(
