@@ -131,6 +131,22 @@ def consume_all_and_commit(client: GroupClient, broker: LiveBroker, topic: str, 
     assert client.committed(broker, group, topic, 3) == {0: 10, 1: 10, 2: 10}
 
 
+def resumes_at_commits_7_and_3(
+    client: GroupClient, broker: LiveBroker, topic: str, group: str
+) -> None:
+    """A new member of ``group``, which committed offsets 7 and 3 on the two partitions of
+    ``topic`` (10 records each), reads exactly the records after the commits."""
+    member = client.member(broker, topic, group)
+    member.start()
+    try:
+        wait_until(lambda: len(member.values) >= 10, "the 3 + 7 records after the commits")
+        assert sorted(member.values) == sorted(
+            [f"p0-{i}".encode() for i in range(7, 10)] + [f"p1-{i}".encode() for i in range(3, 10)]
+        )
+    finally:
+        member.close()
+
+
 def kill_keeps_committed_offsets(client: GroupClient, broker: LiveBroker, topic: str) -> None:
     """Offsets acknowledged before kill -9 are there after the restart, and a new member
     resumes from them. ``broker`` must be the test's own."""

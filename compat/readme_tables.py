@@ -39,6 +39,12 @@ MAIN_SETTINGS = [
     "log.message.timestamp.type",
     "socket.request.max.bytes",
     "connections.max.idle.ms",
+    "max.connections",
+    "max.connections.per.ip",
+    "queued.max.request.bytes",
+    "max.broker.partitions",
+    "max.partitions.per.request",
+    "auto.create.topics.max.per.request",
     "fetch.max.bytes",
 ]
 

@@ -27,6 +27,7 @@ from compat.group_scenarios import (
     consume_all_and_commit,
     join_split_and_leave,
     kill_keeps_committed_offsets,
+    resumes_at_commits_7_and_3,
     wait_until,
 )
 from compat.livebroker import (
@@ -193,15 +194,7 @@ def test_group_commit_and_fetch_offsets(group_broker: LiveBroker, topic_name: st
         assert got[0].metadata == "seven"
     finally:
         cons.close()
-    member = CkMember(group_broker, topic_name, group)
-    member.start()
-    try:
-        wait_until(lambda: len(member.values) >= 10, "the 3 + 7 records after the commits")
-        assert sorted(member.values) == sorted(
-            [f"p0-{i}".encode() for i in range(7, 10)] + [f"p1-{i}".encode() for i in range(3, 10)]
-        )
-    finally:
-        member.close()
+    resumes_at_commits_7_and_3(CLIENT, group_broker, topic_name, group)
 
 
 def test_group_static_member_rejoin(group_broker: LiveBroker, topic_name: str) -> None:

@@ -317,6 +317,30 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
     ),
     _c("delete.topic.enable", "boolean", True, "Allow DeleteTopics."),
     _c(
+        "auto.create.topics.max.per.request",
+        "int",
+        100,
+        "Topics one Metadata request may auto-create; the rest are answered "
+        "LEADER_NOT_AVAILABLE and created when the client asks again.",
+        at_least(0),
+    ),
+    _c(
+        "max.partitions.per.request",
+        "int",
+        10000,
+        "Partitions one CreateTopics or CreatePartitions request may add (Kafka's fixed "
+        "limit); beyond it every topic of the request fails with POLICY_VIOLATION.",
+        at_least(1),
+    ),
+    _c(
+        "max.broker.partitions",
+        "int",
+        INT_MAX,
+        "Partitions this broker hosts at most (KIP-578's name); creating beyond it fails "
+        "with POLICY_VIOLATION. Internal topics are never refused.",
+        at_least(1),
+    ),
+    _c(
         "message.max.bytes",
         "int",
         1048588,

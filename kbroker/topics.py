@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from kbroker.config import BrokerConfig, ConfigError
 from kbroker.errors import KafkaApiError
 from kbroker.internal_topics import INTERNAL_TOPICS, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
-from kbroker.log.checkpoint import atomic_write, fsync_dir
+from kbroker.log.checkpoint import atomic_write, fsync_dir, replace_unsynced
 from kbroker.topic_config import to_log_config, validate_topic_configs
 from kbroker.wire.errors import ErrorCode
 
@@ -506,7 +506,7 @@ class TopicManager:
             # any partition is opened, is the record of the topic id, and a
             # partition.metadata lost or torn by a crash is read as missing
             # (_read_partition_metadata) and written again here at the next start.
-            _replace_unsynced(metadata, f"version: 0\ntopic_id: {topic_id}\n".encode())
+            replace_unsynced(metadata, f"version: 0\ntopic_id: {topic_id}\n".encode())
         if log_config is None:
             log_config = to_log_config(topic.configs, self.config)
         log = PartitionLog.open(directory, log_config, clock=self.clock)
@@ -582,10 +582,3 @@ def _read_partition_metadata(path: Path) -> str | None:
                 return None
             return value
     return None
-
-
-def _replace_unsynced(path: Path, data: bytes) -> None:
-    """Write `path` through a temporary file and a rename: readers see old or new, whole."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

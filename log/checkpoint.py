@@ -47,6 +47,15 @@ def write_synced(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
+def replace_unsynced(path: Path, data: bytes) -> None:
+    """Replace `path` through a temporary file and a rename, without fsync: readers see
+    the old or the new content, whole, but a crash may leave either (for files that are
+    rebuilt or rewritten when missing or stale)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace `path` with `data` so a crash leaves either the old or the new content."""
     tmp = path.with_name(path.name + ".tmp")

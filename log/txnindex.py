@@ -20,6 +20,8 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from pathlib import Path
 
+from kbroker.log.checkpoint import replace_unsynced
+
 _ENTRY = struct.Struct(">hqqqq")
 ENTRY_SIZE = _ENTRY.size  # 34
 SUFFIX = ".txnindex"
@@ -109,9 +111,8 @@ class TxnIndexes:
         self._lasts = [e.last_offset for e in entries]
 
     def _rewrite(self, path: Path, entries: list[AbortedTxn]) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(b"".join(encode_entry(e) for e in entries))
-        os.replace(tmp, path)
+        # An index is rebuilt from the log when it is stale, so no fsync.
+        replace_unsynced(path, b"".join(encode_entry(e) for e in entries))
 
     def has(self, producer_id: int, last_offset: int) -> bool:
         """Whether the abort marker at last_offset is indexed already."""

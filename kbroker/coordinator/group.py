@@ -21,7 +21,7 @@ import struct
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from kbroker.coordinator import events
 from kbroker.coordinator.classic_group import (
@@ -71,7 +71,6 @@ __all__ = [
     "partition_for",
 ]
 
-T = TypeVar("T")
 S = GroupState
 
 

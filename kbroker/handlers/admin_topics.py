@@ -24,6 +24,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import trio
+
 from kbroker.coordinator.service import on_topics_deleted
 from kbroker.errors import KafkaApiError
 from kbroker.failures import is_storage_error, storage_failure_kind, warn_rate_limited
@@ -33,6 +35,7 @@ from kbroker.handlers.admin_configs import (
     error_and_message,
     topic_config_entries,
 )
+from kbroker.partition_limits import check_broker_partitions, check_request_partitions
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     CreatePartitionsRequest,
@@ -73,7 +76,31 @@ async def handle_create_topics(
     dupes = _duplicates(names)
     results = []
     seen_dupes: set[str] = set()
+    default_partitions = int(broker.config["num.partitions"])
+    requested = sum(
+        len(t.assignments)
+        if t.assignments
+        else (default_partitions if t.num_partitions == -1 else max(0, t.num_partitions))
+        for t in request.topics
+    )
+    try:
+        check_request_partitions(broker, requested)
+    except KafkaApiError as exc:
+        # KAFKA-17870: the whole request is refused before anything is placed.
+        code, message = error_and_message(exc)
+        return CreateTopicsResponse(
+            throttle_time_ms=0,
+            topics=[
+                CreateTopicsResponse.CreatableTopicResult(
+                    name=name, error_code=code, error_message=message
+                )
+                for name in dict.fromkeys(names)
+            ],
+        )
     for topic in request.topics:
+        # Creating a topic is synchronous work (files, directories, an fsync):
+        # let other connections be served between topics.
+        await trio.lowlevel.checkpoint()
         if topic.name in dupes:
             # ControllerApis.createTopics: every entry of a repeated name is refused, and
             # the name is reported once.
@@ -195,6 +222,8 @@ def _create_topic(
         if num_partitions == -1:
             num_partitions = int(broker.config["num.partitions"])
     overrides = {name: value for name, value in configs.items() if value is not None}
+    if num_partitions > 0:
+        check_broker_partitions(broker, num_partitions)
     created = topics.create(topic.name, num_partitions, overrides, validate_only=validate_only)
     result = CreateTopicsResponse.CreatableTopicResult(
         name=topic.name, error_code=0, error_message=None
@@ -417,6 +446,23 @@ async def handle_create_partitions(
     dupes = _duplicates(t.name for t in request.topics)
     results = []
     reported: set[str] = set()
+    if broker.cluster is None:
+        adding = 0
+        for topic in request.topics:
+            existing = broker.topics.get(topic.name)
+            if existing is not None:
+                adding += max(0, topic.count - len(existing.partitions))
+        try:
+            check_request_partitions(broker, adding)
+        except KafkaApiError as exc:
+            code, message = error_and_message(exc)
+            return CreatePartitionsResponse(
+                throttle_time_ms=0,
+                results=[
+                    Result(name=name, error_code=code, error_message=message)
+                    for name in dict.fromkeys(t.name for t in request.topics)
+                ],
+            )
     for topic in request.topics:
         if topic.name in dupes:
             if topic.name not in reported:
@@ -485,6 +531,7 @@ def _create_partitions(
             _check_manual_assignment(
                 assignment.broker_ids, broker.config.node_id, replication_factor=1
             )
+    check_broker_partitions(broker, additional)
     broker.topics.add_partitions(topic.name, topic.count, validate_only=validate_only)
 
 

@@ -538,6 +538,19 @@ async def handle_describe_groups(
     )
     out = []
     for group_id in request.groups:
+        if elsewhere(ctx, group_id):
+            out.append(
+                DescribeGroupsResponse.DescribedGroup(
+                    error_code=ErrorCode.NOT_COORDINATOR,
+                    group_id=group_id,
+                    group_state="",
+                    protocol_type="",
+                    protocol_data="",
+                    members=[],
+                    authorized_operations=ops,
+                )
+            )
+            continue
         d = gc.describe_group(group_id)
         out.append(
             DescribeGroupsResponse.DescribedGroup(
@@ -595,7 +608,8 @@ async def handle_delete_groups(
     gc = coordinator_for(ctx.broker)
     # Results are keyed by group id (Kafka's response is a map): duplicates collapse.
     names = list(dict.fromkeys(request.groups_names))
-    result = gc.delete_groups(names)
+    result = gc.delete_groups([g for g in names if not elsewhere(ctx, g)])
+    result.update({g: ErrorCode.NOT_COORDINATOR for g in names if elsewhere(ctx, g)})
     return DeleteGroupsResponse(
         results=[
             DeleteGroupsResponse.DeletableGroupResult(group_id=g, error_code=result[g])
@@ -608,6 +622,12 @@ async def handle_delete_groups(
 
 
 def _topics_view(ctx: RequestContext) -> dict[str, tuple[Any, int]]:
+    cluster = ctx.broker.cluster
+    if cluster is not None:  # the cluster's topics, not this broker's copies
+        return {
+            name: (info.topic_id, len(info.partitions))
+            for name, info in cluster.metadata.topics.items()
+        }
     return {
         name: (topic.topic_id, len(topic.partitions))
         for name, topic in ctx.broker.topics.topics.items()
@@ -619,6 +639,8 @@ async def handle_consumer_group_heartbeat(
     ctx: RequestContext, request: ConsumerGroupHeartbeatRequest
 ) -> ConsumerGroupHeartbeatResponse:
     """The KIP-848 protocol: join, heartbeat, reconcile and leave in one API."""
+    if elsewhere(ctx, request.group_id):
+        return ConsumerGroupHeartbeatResponse(error_code=ErrorCode.NOT_COORDINATOR)
     gc = coordinator_for(ctx.broker)
     owned = None
     if request.topic_partitions is not None:
@@ -672,7 +694,7 @@ async def handle_consumer_group_describe(
 ) -> ConsumerGroupDescribeResponse:
     """Members, epochs and (target) assignments of KIP-848 groups."""
     gc = coordinator_for(ctx.broker)
-    names = {topic.topic_id: name for name, topic in ctx.broker.topics.topics.items()}
+    names = {topic_id: name for name, (topic_id, _) in _topics_view(ctx).items()}
     R = ConsumerGroupDescribeResponse
     ops = (
         GROUP_OPERATIONS if request.include_authorized_operations else AUTHORIZED_OPERATIONS_OMITTED
@@ -690,6 +712,9 @@ async def handle_consumer_group_describe(
 
     out = []
     for group_id in request.group_ids:
+        if elsewhere(ctx, group_id):
+            out.append(R.DescribedGroup(error_code=ErrorCode.NOT_COORDINATOR, group_id=group_id))
+            continue
         group = gc.consumer_group(group_id)
         if group is None:
             out.append(

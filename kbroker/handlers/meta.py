@@ -15,11 +15,14 @@ import logging
 import re
 import uuid
 
+import trio
+
 from kbroker.cluster.metadata_cache import TopicInfo
 from kbroker.errors import KafkaApiError
 from kbroker.failures import is_storage_error, storage_failure_kind, warn_rate_limited
 from kbroker.handlers import RequestContext, advertised_versions, handles
 from kbroker.internal_topics import INTERNAL_TOPICS
+from kbroker.partition_limits import check_broker_partitions
 from kbroker.topics import Topic, check_name
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
@@ -243,7 +246,11 @@ def _error_topic(
 
 
 async def _missing_topic(
-    ctx: RequestContext, name: str, auto_create: bool, include_operations: bool
+    ctx: RequestContext,
+    name: str,
+    auto_create: bool,
+    include_operations: bool,
+    budget: list[int] | None = None,
 ) -> MetadataResponse.MetadataResponseTopic:
     # Kafka (KafkaApis.getTopicMetadata): an invalid name is INVALID_TOPIC_EXCEPTION
     # whether or not auto-creation is on; otherwise create it if allowed, else
@@ -254,6 +261,14 @@ async def _missing_topic(
         return _error_topic(exc.code, name)
     if not auto_create:
         return _error_topic(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name)
+    if budget is not None:
+        # auto.create.topics.max.per.request (kbroker.partition_limits): past it the
+        # topic is "being created" for the client, which asks again.
+        if budget[0] <= 0:
+            return _error_topic(ErrorCode.LEADER_NOT_AVAILABLE, name)
+        budget[0] -= 1
+        # Each creation is synchronous work: other connections are served in between.
+        await trio.lowlevel.checkpoint()
     cluster = ctx.broker.cluster
     if cluster is not None:
         from kbroker.cluster.topic_admin import auto_create as create_in_cluster
@@ -270,6 +285,7 @@ async def _missing_topic(
         if name in INTERNAL_TOPICS:
             topic = topics.create_internal(name)
         else:
+            check_broker_partitions(ctx.broker, int(ctx.broker.config["num.partitions"]))
             topic = topics.create(name, -1)
     except KafkaApiError as exc:
         logger.info("auto-creating topic %r for %s failed: %s", name, ctx.peer, exc)
@@ -338,6 +354,7 @@ async def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> Meta
         version < 4 or request.allow_auto_topic_creation
     )
     seen: set[str | uuid.UUID] = set()
+    budget = [int(broker.config["auto.create.topics.max.per.request"])]
     for entry in requested:
         if entry.name is None or (entry.topic_id != zero and not entry.name):
             if entry.topic_id in seen:
@@ -357,7 +374,7 @@ async def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> Meta
         response.topics.append(
             found
             if found is not None
-            else await _missing_topic(ctx, entry.name, auto_create, include_ops)
+            else await _missing_topic(ctx, entry.name, auto_create, include_ops, budget)
         )
     return response
 

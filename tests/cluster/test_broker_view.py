@@ -495,6 +495,18 @@ async def test_group_requests_for_a_group_coordinated_elsewhere_are_not_coordina
     by_group = {g.group_id: g for g in fetched.groups}
     assert by_group[theirs].error_code == ErrorCode.NOT_COORDINATOR
     assert by_group[mine].topics[0].partitions[0].committed_offset == 7
+    from kbroker.wire.messages import DeleteGroupsRequest, DescribeGroupsRequest
+
+    described = await cluster.client.request(
+        DescribeGroupsRequest(groups=[mine, theirs]), version=5
+    )
+    codes = {g.group_id: g.error_code for g in described.groups}
+    assert codes == {mine: ErrorCode.NONE, theirs: ErrorCode.NOT_COORDINATOR}
+    deleted = await cluster.client.request(
+        DeleteGroupsRequest(groups_names=[theirs, mine]), version=2
+    )
+    codes = {r.group_id: r.error_code for r in deleted.results}
+    assert codes == {mine: ErrorCode.NONE, theirs: ErrorCode.NOT_COORDINATOR}
 
 
 async def test_a_groups_offsets_are_reloaded_when_leadership_comes_back(cluster: Harness) -> None:

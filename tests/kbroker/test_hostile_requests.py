@@ -6,27 +6,32 @@ negative committed offset), kbroker does too, and the broker keeps working after
 
 from __future__ import annotations
 
+import trio
+
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
+    ApiVersionsRequest,
     DeleteTopicsRequest,
     FindCoordinatorRequest,
+    MetadataRequest,
     OffsetCommitRequest,
     OffsetFetchRequest,
 )
 from tests.kbroker.helpers import create_topic
+from tests.kbroker.test_admin_topics import C, P, create, grow, new_topic
 
 FAST = {"offsets.topic.num.partitions": 1, "transaction.state.log.num.partitions": 1}
 
 
-def _commit(group: str, offset: int) -> OffsetCommitRequest:
+def _commit(group: str, offset: int, topic: str = "t") -> OffsetCommitRequest:
     return OffsetCommitRequest(
         group_id=group,
         generation_id_or_member_epoch=-1,
         member_id="",
         topics=[
             OffsetCommitRequest.OffsetCommitRequestTopic(
-                name="t",
+                name=topic,
                 partitions=[
                     OffsetCommitRequest.OffsetCommitRequestPartition(
                         partition_index=0, committed_offset=offset
@@ -85,3 +90,83 @@ async def test_negative_committed_offsets_are_kept_as_kafka_keeps_them(make_serv
     server = await make_server(log_dirs=server.config["log.dirs"][0], **FAST)
     client = await server.connect()
     assert await _committed(client, "g") == -5  # and it survives a restart
+
+
+# --- partition caps (kbroker.partition_limits) --------------------------------------------
+
+
+async def test_a_million_partitions_in_one_request_is_a_policy_violation(server) -> None:
+    # KAFKA-17870: more than 10,000 partitions in one request are refused outright,
+    # every topic of the request with the same error; nothing is created.
+    client = await server.connect()
+    [huge, small] = await create(client, new_topic("huge", 1_000_000), new_topic("small", 1))
+    for result in (huge, small):
+        assert result.error_code == ErrorCode.POLICY_VIOLATION
+        assert result.error_message == "Excessively large number of partitions per request."
+    assert server.broker.topics.get("huge") is None and server.broker.topics.get("small") is None
+    ping = await client.request(
+        ApiVersionsRequest(client_software_name="t", client_software_version="1")
+    )
+    assert ping.error_code == ErrorCode.NONE
+
+
+async def test_max_broker_partitions_refuses_creation_beyond_it(make_server) -> None:
+    server = await make_server(max_broker_partitions=5, **FAST)
+    client = await server.connect()
+    [ok] = await create(client, new_topic("a", 3))
+    assert ok.error_code == ErrorCode.NONE
+    [refused] = await create(client, new_topic("b", 3))
+    assert refused.error_code == ErrorCode.POLICY_VIOLATION
+    assert "max.broker.partitions (5)" in refused.error_message
+    assert "hosts 3" in refused.error_message
+    grown = await grow(client, P.CreatePartitionsTopic(name="a", count=6, assignments=None))
+    assert grown["a"][0] == ErrorCode.POLICY_VIOLATION
+    assert len(server.broker.topics.get("a").partitions) == 3
+    # Auto-creation is refused the same way; internal topics never are.
+    metadata = await client.request(
+        MetadataRequest(
+            topics=[MetadataRequest.MetadataRequestTopic(name=n) for n in ("c", "d", "e")]
+        )
+    )
+    assert [(t.name, t.error_code) for t in metadata.topics] == [
+        ("c", ErrorCode.NONE),
+        ("d", ErrorCode.NONE),
+        ("e", ErrorCode.POLICY_VIOLATION),
+    ]
+    committed = await client.request(_commit("g", 1, "a"))
+    assert committed.topics[0].partitions[0].error_code == 0
+    assert server.broker.topics.get(OFFSETS_TOPIC) is not None
+
+
+async def test_metadata_auto_creates_a_bounded_number_of_topics_per_request(make_server) -> None:
+    server = await make_server(auto_create_topics_max_per_request=3)
+    client = await server.connect()
+    names = [f"new-{i}" for i in range(7)]
+    request = MetadataRequest(topics=[MetadataRequest.MetadataRequestTopic(name=n) for n in names])
+    first = await client.request(request)
+    assert [t.error_code for t in first.topics] == [0, 0, 0] + [ErrorCode.LEADER_NOT_AVAILABLE] * 4
+    assert sorted(server.broker.topics.topics) == names[:3]
+    # The client asks again (LEADER_NOT_AVAILABLE is retriable) and gets further.
+    second = await client.request(request)
+    assert [t.error_code for t in second.topics] == [0] * 6 + [ErrorCode.LEADER_NOT_AVAILABLE]
+    third = await client.request(request)
+    assert [t.error_code for t in third.topics] == [0] * 7
+
+
+async def test_creating_many_topics_lets_other_clients_be_served(make_server) -> None:
+    # Topic creation is synchronous (files, an fsync of the topics file): between
+    # topics the handler yields, so a ping on another connection is answered before
+    # a CreateTopics of many topics is.
+    server = await make_server()
+    creator, pinger = await server.connect(), await server.connect()
+    await creator.send_request(C(topics=[new_topic(f"t{i}") for i in range(40)], timeout_ms=5000))
+    with trio.fail_after(30):
+        while server.broker.topics.get("t0") is None:  # creation has begun
+            await trio.sleep(0.001)
+    ping = ApiVersionsRequest(client_software_name="t", client_software_version="1")
+    await pinger.send_request(ping)
+    with trio.fail_after(30):
+        assert (await pinger.receive_response(18, pinger.default_version(18))).error_code == 0
+    assert len(server.broker.topics.topics) < 40  # answered while topics were being created
+    response = await creator.receive_response(19, creator.default_version(19))
+    assert all(t.error_code == 0 for t in response.topics)

@@ -69,8 +69,10 @@ async def test_rebalance_assignment_and_leaving_by_a_real_consumer(
     rebalanced = [m for m in lines if m.startswith("group billing rebalanced: generation 1,")]
     assert rebalanced and "protocol consumer/" in rebalanced[0]
     assert "1 member(s): billing-app-" in rebalanced[0] and "client id billing-app" in rebalanced[0]
+    # The assignment is logged for the generation whose SyncGroup completed: the first,
+    # or a later one when the consumer rejoined (a metadata refresh) before syncing.
     assert any(
-        m.startswith("group billing generation 1 assignment: billing-app-")
+        re.match(r"group billing generation \d+ assignment: billing-app-", m)
         and m.endswith("-> orders[0,1]")
         for m in lines
     ), lines
