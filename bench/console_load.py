@@ -26,9 +26,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from throughput import MB, bench_latency, bench_produce, create_topic, percentile  # noqa: E402
+from throughput import (  # noqa: E402
+    MB,
+    bench_latency,
+    bench_produce,
+    broker_cpu_s,
+    create_topic,
+    percentile,
+)
 
 from compat.http_broker import base_url, http_broker  # noqa: E402
+from compat.livebroker import LiveBroker  # noqa: E402
 
 GOAL_PCT = 5.0
 
@@ -110,6 +118,24 @@ def one_run(
     return figures, note
 
 
+def broker_cost_ms(broker: LiveBroker, base: str, topic: str, rounds: int = 60) -> float:
+    """The broker's CPU (ms) for one second's worth of load: a scrape plus one page, averaged
+    over ``rounds`` back-to-back rounds on an otherwise idle broker. Unlike throughput, the
+    broker's own CPU time hardly depends on what else the machine runs."""
+    create_topic(broker.bootstrap_servers, topic)
+    bench_produce(broker.bootstrap_servers, topic, 100, 50 * MB, 2.0)
+    pages = ["/", "/topics", f"/topics/{topic}", f"/topics/{topic}/messages", "/groups"]
+    before = broker_cpu_s(broker)
+    for i in range(rounds):
+        for path in ("/metrics", pages[i % len(pages)]):
+            with urllib.request.urlopen(base + path, timeout=10) as response:
+                response.read()
+    after = broker_cpu_s(broker)
+    if before is None or after is None:
+        return float("nan")
+    return (after - before) * 1000 / rounds
+
+
 def main() -> int:
     if sys.argv[1:2] == ["--load-only"]:
         return load_only(sys.argv[2], sys.argv[3])
@@ -142,8 +168,13 @@ def main() -> int:
                 figures, note = one_run(broker.bootstrap_servers, base, sizes, args)
                 with_load.append(figures)
                 print(f"  pair {pair + 1} with load:    {_fmt(figures)} ({note})", flush=True)
+            cost_ms = broker_cost_ms(broker, base, f"load-{sizes[0]}-cost")
         finally:
             broker.stop()
+    print(
+        f"\nbroker CPU per second of load (one /metrics scrape and one page): "
+        f"{cost_ms:.1f} ms, {cost_ms / 10:.2f}% of one core"
+    )
     # Each pair's change, then their median: the machine's drift over minutes (other
     # processes on a shared machine) moves both runs of a pair alike.
     print(

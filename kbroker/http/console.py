@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import json
 import time
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
@@ -36,6 +37,8 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 TRUNCATE_AT = 1000  # characters of a key or value shown before "show all"
 esc = html.escape
+# What the action that led to this page did (the ?done= of its redirect), shown atop it.
+_FLASH: ContextVar[str] = ContextVar("kbroker_console_flash", default="")
 
 
 def _size(n: float) -> str:
@@ -118,8 +121,6 @@ class Console:
         self.stats = stats
         self.actions = actions
 
-    _flash = ""  # what the last action did, shown atop the page it returns to
-
     @property
     def broker(self) -> Any:
         return self.server.broker
@@ -133,7 +134,8 @@ class Console:
         if request.method not in ("GET", "HEAD"):
             return text("method not allowed: the console is read-only\n", 405)
         done = request.arg("done")
-        self._flash = f'<p class="flash" id="flash">{esc(done)}</p>' if done else ""
+        # Per request: each HTTP request runs in a task of its own (its own context).
+        _FLASH.set(f'<p class="flash" id="flash">{esc(done)}</p>' if done else "")
         if not parts:
             return self.overview()
         head, rest = parts[0], parts[1:]
@@ -265,7 +267,7 @@ class Console:
             '<a href="/metrics">/metrics</a></nav>'
             f'<span class="node">node {self.broker.node_id} · {esc(self.broker.cluster_id)}'
             f"{' · actions on' if self.actions else ' · read-only'}</span>"
-            f"</header><main>{self._flash}{body}</main></body></html>"
+            f"</header><main>{_FLASH.get()}{body}</main></body></html>"
         )
 
     # --- figures --------------------------------------------------------------------------
