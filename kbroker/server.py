@@ -362,6 +362,8 @@ class Connection:
                 response = await handler(ctx, request)
         except CloseConnection:
             raise _CloseConnection from None  # the handler has logged why
+        except _CloseConnection:
+            raise  # the peer went away while the request waited (logged)
         except Exception:
             logger.exception(
                 "connection from %s: handler for api key %d v%d failed "
