@@ -27,6 +27,8 @@ EXTRA_MODULES = {
     "test_exactly_once_kafkajs": ("test_kafkajs", "eos: "),
     "test_cluster_kafka_python": ("test_kafka_python", "cluster: "),
     "test_cluster_confluent_kafka": ("test_confluent_kafka", "cluster: "),
+    "test_cluster_aiokafka": ("test_aiokafka", "cluster: "),
+    "test_cluster_kafkajs": ("test_kafkajs", "cluster: "),
 }
 _NODE = re.compile(r"(?:^|/)compat/(test_\w+)\.py::test_([^\s]+)$")
 

@@ -363,7 +363,7 @@ class Connection:
         except CloseConnection:
             raise _CloseConnection from None  # the handler has logged why
         except _CloseConnection:
-            raise  # the peer went away while the request waited (logged)
+            raise  # the peer left while its request waited: logged at INFO, not a failure
         except Exception:
             logger.exception(
                 "connection from %s: handler for api key %d v%d failed "

@@ -55,8 +55,8 @@ class UnknownTopicError(KafkaApiError):
 
 class TopicMarkedForDeletionError(KafkaApiError):
     def __init__(self, topic: str) -> None:
-        # Kafka's TopicAlreadyMarkedForDeletionException reaches clients as UNKNOWN_SERVER_ERROR
-        # in ZooKeeper mode; DeleteTopics treats a repeat as success before getting here.
+        # Kafka's TopicAlreadyMarkedForDeletionException; delete_topic() no longer raises
+        # it (a repeat succeeds, as in Kafka), the name stays for callers that catch it.
         super().__init__(
             ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"topic {topic} is already marked for deletion"
         )
@@ -279,13 +279,16 @@ async def create_topic(
 
 
 async def delete_topic(zk: ZkClient, name: str) -> None:
-    """AdminZkClient.deleteTopic: mark it in /admin/delete_topics; the controller deletes."""
+    """AdminZkClient.deleteTopic: mark it in /admin/delete_topics; the controller deletes.
+
+    A topic already marked is not an error: Kafka's ZkAdminManager swallows
+    TopicAlreadyMarkedForDeletionException, so a repeated DeleteTopics succeeds."""
     if await zk.exists(znodes.topic_path(name)) is None:
         raise UnknownTopicError(name)
     try:
         await zk.create(znodes.delete_topic_path(name), makepath=True)
     except NodeExists:
-        raise TopicMarkedForDeletionError(name) from None
+        pass
 
 
 async def add_partitions(zk: ZkClient, name: str, assignment: Mapping[int, Sequence[int]]) -> None:

@@ -597,6 +597,8 @@ class Controller:
         self._nursery: trio.Nursery | None = None
         self._topic_watches: dict[str, trio.CancelScope] = {}
         self._term_nursery: trio.Nursery | None = None
+        # topic -> replicas that have not yet confirmed StopReplica(delete) this term
+        self._deletion_pending: dict[str, set[int]] = {}
         self.became_active = trio.Event()
 
     # --- public -----------------------------------------------------------------------
@@ -753,6 +755,8 @@ class Controller:
             await self._on_isr_change(payload)
         elif kind == "preferred_election":
             await self._on_preferred_znode(payload)
+        elif kind == "stop_replica_done":
+            await self._on_stop_replica_done(*payload)
         elif kind == "rebalance":
             await self._auto_rebalance()
         elif kind == "controlled_shutdown":
@@ -840,6 +844,7 @@ class Controller:
             self._channel.remove_all()
             self._channel = None
         self._topic_watches.clear()
+        self._deletion_pending.clear()
         if self.active_controller_id == self.broker_id:
             self.active_controller_id = -1
 
@@ -864,7 +869,11 @@ class Controller:
         marked = set(await self.zk.get_children(znodes.DELETE_TOPICS))
         core.deleting = marked & set(core.topics)
 
-        channel = ControllerChannel(**({"connect": self._connect} if self._connect else {}))
+        channel = ControllerChannel(
+            **({"connect": self._connect} if self._connect else {}),
+            request_timeout_s=int(_config(self.config, "controller.socket.timeout.ms", 30000))
+            / 1000,
+        )
         scope = trio.CancelScope()
         self._term_scope = scope
         self._channel = channel
@@ -1089,7 +1098,10 @@ class Controller:
             log.info("controller: broker %d is gone", b)
             core.live.pop(b, None)
             core.shutting_down.discard(b)
-            channel.remove_broker(b)
+            channel.remove_broker(b)  # its queued requests go with it
+            for topic, pending in list(self._deletion_pending.items()):
+                if b in pending:  # its StopReplica may be lost: start over when it is back
+                    del self._deletion_pending[topic]
         if dead or bounced:
             gone = set(dead + bounced)
             affected = [tp for tp in core.all_partitions() if gone & set(core.replicas(tp))]
@@ -1165,32 +1177,63 @@ class Controller:
         await self._try_deletions()
 
     async def _try_deletions(self) -> None:
-        """TopicDeletionManager, simplified: once every replica of a marked topic is live,
-        every broker forgets its partitions (UpdateMetadata with leader -2), the replicas
-        stop and delete them (StopReplica delete_partitions=true), and the topic's znodes
-        go. A topic with a replica on a dead broker waits for it, as in Kafka, so no
-        broker keeps a log of a deleted topic."""
-        core = self.core
-        assert core is not None
+        """TopicDeletionManager: once every replica of a marked topic is live, every broker
+        forgets its partitions (UpdateMetadata with leader -2) and the replicas stop and
+        delete them (StopReplica delete_partitions=true); when every replica has confirmed,
+        the topic's znodes go. A topic with a replica on a dead broker waits for it, as in
+        Kafka, so no broker keeps a log of a deleted topic."""
+        core, channel = self.core, self._channel
+        assert core is not None and channel is not None
         for topic in sorted(core.deleting):
+            if topic in self._deletion_pending:
+                continue  # StopReplica sent, waiting for the replicas' answers
             tps = core.partitions_of(topic)
             replicas = {b for tp in tps for b in core.replicas(tp)}
             if not all(core.is_live(b) for b in replicas):
                 log.info("controller: deletion of %s waits for its replicas", topic)
                 continue
+            self._deletion_pending[topic] = set(replicas)
             self._send_update_metadata(list(core.live), [], deleted=tps)
+            gen = self._generation
             for b in sorted(replicas):
                 parts = [tp for tp in tps if b in core.replicas(tp)]
-                assert self._channel is not None
-                self._channel.send(
-                    b, STOP_REPLICA, core.stop_replica(b, parts, delete=True), _log_error_response
-                )
-            await self._delete_topic_znodes(topic, tps)
-            core.forget_topic(topic)
-            scope = self._topic_watches.pop(topic, None)
-            if scope is not None:
-                scope.cancel()
-            log.info("controller: topic %s deleted", topic)
+
+                def answered(
+                    broker: int, response: Any, topic: str = topic, gen: int = gen
+                ) -> None:
+                    ok = response.error_code == 0 and all(
+                        e.error_code == 0 for e in response.partition_errors
+                    )
+                    _log_error_response(broker, response)
+                    self._post("stop_replica_done", (topic, broker, ok), gen)
+
+                channel.send(b, STOP_REPLICA, core.stop_replica(b, parts, delete=True), answered)
+            if not replicas:
+                await self._finish_deletion(topic)
+
+    async def _on_stop_replica_done(self, topic: str, broker: int, ok: bool) -> None:
+        pending = self._deletion_pending.get(topic)
+        if pending is None:
+            return
+        if not ok:
+            # Kafka marks the replica ineligible and retries later: the next broker
+            # change (or controller term) sends StopReplica again.
+            del self._deletion_pending[topic]
+            return
+        pending.discard(broker)
+        if not pending:
+            await self._finish_deletion(topic)
+
+    async def _finish_deletion(self, topic: str) -> None:
+        core = self.core
+        assert core is not None
+        self._deletion_pending.pop(topic, None)
+        await self._delete_topic_znodes(topic, core.partitions_of(topic))
+        core.forget_topic(topic)
+        scope = self._topic_watches.pop(topic, None)
+        if scope is not None:
+            scope.cancel()
+        log.info("controller: topic %s deleted", topic)
 
     async def _delete_topic_znodes(self, topic: str, tps: list[TP]) -> None:
         ops: list[Any] = [self._fence()]

@@ -334,11 +334,23 @@ async def handle_txn_offset_commit(
     """Stage offsets in the transaction; they become visible when it commits."""
     version = ctx.api_version
     R = TxnOffsetCommitResponse
-    tc = txn_coordinator(ctx.broker)
     tp_offsets = (OFFSETS_TOPIC, _offsets_partition(ctx, request.group_id))
-    meta = tc.describe(request.transactional_id)
-    if meta is None or meta.producer_id != request.producer_id:
-        error: int | None = ErrorCode.INVALID_PRODUCER_ID_MAPPING
+    cluster = ctx.broker.cluster
+    meta = None
+    if cluster is not None and not cluster.replicas.is_leader(*tp_offsets):
+        # Sent to the group coordinator (the leader of the group's partition).
+        error: int | None = ErrorCode.NOT_COORDINATOR
+    elif cluster is not None and _txn_elsewhere(ctx, request.transactional_id):
+        # The transaction lives on another broker's coordinator: as Kafka's group
+        # coordinator, check only the group; the marker the transaction coordinator
+        # sends later (WriteTxnMarkers) resolves the staged offsets.
+        error = coordinator_for(ctx.broker).validate_transactional_commit(
+            request.group_id, request.generation_id, request.member_id, request.group_instance_id
+        )
+    elif (meta := txn_coordinator(ctx.broker).describe(request.transactional_id)) is None or (
+        meta.producer_id != request.producer_id
+    ):
+        error = ErrorCode.INVALID_PRODUCER_ID_MAPPING
     elif meta.producer_epoch != request.producer_epoch:
         error = _fenced_code(ErrorCode.PRODUCER_FENCED, version, 2)
     elif meta.state is not TxnState.ONGOING or tp_offsets not in meta.partitions:

@@ -49,9 +49,11 @@ def _read_regions(regions: list[tuple[int, int, int]]) -> bytes:
             os.close(fd)
 
 
-def decode_batches(data: bytes, partition: int, first: int, last: int) -> list[Message]:
+def decode_batches(
+    data: bytes, partition: int, first: int, last: int, limit: int | None = None
+) -> list[Message]:
     """The data records (not transaction markers) of whole batches in ``data`` with offsets in
-    [first, last)."""
+    [first, last), at most ``limit`` of them (decoding stops there)."""
     found: list[Message] = []
     pos = 0
     view = memoryview(data)
@@ -62,7 +64,9 @@ def decode_batches(data: bytes, partition: int, first: int, last: int) -> list[M
             break
         if pos + header.size > len(data):
             break
-        if not header.is_control:
+        if limit is not None and len(found) >= limit:
+            break
+        if not header.is_control and header.last_offset >= first and header.base_offset < last:
             try:
                 records = list(iter_records(view, pos, max_decompressed_size=MAX_DECOMPRESSED))
             except ProtocolError:
@@ -108,7 +112,7 @@ async def read_partition(partition: Any, start: int, count: int) -> list[Message
 
     def work() -> list[Message]:
         data = _read_regions(regions)
-        return decode_batches(data, partition.index, start, end)[:count]
+        return decode_batches(data, partition.index, start, end, count)[:count]
 
     return await trio.to_thread.run_sync(work, abandon_on_cancel=False)
 

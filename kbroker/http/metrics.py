@@ -50,8 +50,12 @@ class GroupOffset:
 
 
 def loaded_coordinator(server: Server) -> Any:
-    """The broker's group coordinator, loading it if groups have committed here before."""
+    """The broker's group coordinator; on a single node it is loaded if groups have committed
+    here before (so lag shows right after a restart). In cluster mode only one the Kafka
+    path loaded (for the groups this broker coordinates) is used: a scrape never loads one."""
     broker = server.broker
+    if broker.cluster is not None:
+        return broker.state.get(_COORDINATOR_KEY)
     if _COORDINATOR_KEY not in broker.state and broker.topics.get(OFFSETS_TOPIC) is None:
         return None
     from kbroker.coordinator.service import coordinator_for

@@ -210,6 +210,11 @@ def check_producer_batch(
             dup.first_offset,
         )
         return dup
+    if header.is_transactional and _coordinated_elsewhere(broker, transactional_id):
+        # Cluster mode, the transaction lives on another broker: Kafka's leader would ask
+        # that coordinator (AddPartitionsToTxn verify-only, KIP-890); ours does not, so
+        # the coordinator's own checks (AddPartitionsToTxn, markers) are what holds.
+        return None
     if header.is_transactional:
         tc = txn_coordinator(broker)
         current = tc.current_epoch(header.producer_id)
@@ -234,6 +239,17 @@ def check_producer_batch(
                 f"transaction of producer {header.producer_id}",
             )
     return None
+
+
+def _coordinated_elsewhere(broker: BrokerState, transactional_id: str | None) -> bool:
+    cluster = broker.cluster
+    if cluster is None:
+        return False
+    if transactional_id is None:
+        return True
+    from kbroker.cluster.coordinators import KEY_TYPE_TRANSACTION, leads_coordinator
+
+    return not leads_coordinator(cluster, KEY_TYPE_TRANSACTION, transactional_id)
 
 
 def _maybe_expire_producers(broker: BrokerState, log: Any) -> None:

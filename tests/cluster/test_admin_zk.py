@@ -108,6 +108,7 @@ async def test_create_delete_and_add_partitions(zk_connect: str) -> None:
         assert a is not None and a.partitions == {0: (1, 2), 1: (2, 1), 2: (1, 2)}
         assert a.topic_id == tid
         await admin_zk.delete_topic(zk, "t")
+        await admin_zk.delete_topic(zk, "t")  # a repeat is fine, as in Kafka
         assert await zk.get_children("/admin/delete_topics") == ["t"]
         with pytest.raises(UnknownTopicError):
             await admin_zk.delete_topic(zk, "nope")

@@ -223,3 +223,115 @@ def _controller_epoch(cluster: Cluster) -> int:
     finally:
         zk.stop()
         zk.close()
+
+
+def test_a_broker_whose_session_expired_registers_again(tmp_path: Path) -> None:
+    config = {"zookeeper.session.timeout.ms": 2000, "controlled.shutdown.max.retries": 1}
+    with Cluster(brokers=2, config=config, data_dir=tmp_path / "cluster") as cluster:
+        frozen = next(b for b in (1, 2) if b != cluster.controller_id())
+        other = 3 - frozen
+        cluster.pause(frozen)  # SIGSTOP: its ZooKeeper session expires meanwhile
+        cluster.wait_for(
+            lambda: frozen not in cluster.metadata([], via=other).brokers,
+            30,
+            message="the controller to see the frozen broker gone",
+        )
+        cluster.resume(frozen)
+        # A new session: the broker registers again and the controller takes it back.
+        cluster.wait_for(
+            lambda: (
+                frozen in cluster.metadata([], via=other).brokers
+                and set(cluster.metadata([], via=frozen).brokers) == {1, 2}
+            ),
+            30,
+            message="the broker to be registered again",
+        )
+
+
+def test_exactly_once_across_brokers(tmp_path: Path) -> None:
+    """A transaction whose coordinator, group coordinator and partition leaders are on
+    different brokers: markers reach every leader, offsets commit with the transaction."""
+    config = {
+        "offsets.topic.num.partitions": OFFSETS_PARTITIONS,
+        "transaction.state.log.num.partitions": 3,
+        "group.initial.rebalance.delay.ms": 0,
+        "controlled.shutdown.max.retries": 1,
+    }
+    with Cluster(brokers=3, config=config, data_dir=tmp_path / "cluster") as cluster:
+        bootstrap = cluster.bootstrap_servers
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        for name in ("in", "out"):
+            admin.create_topics([NewTopic(name, 3, 2)], operation_timeout=30)[name].result(40)
+        cluster.wait_for(
+            lambda: all(
+                len(cluster.partitions(t)) == 3
+                and all(p.leader > 0 for p in cluster.partitions(t).values())
+                for t in ("in", "out")
+            ),
+            30,
+            message="topics with leaders",
+        )
+        for partition in range(3):
+            _produce(bootstrap, "in", partition, [b"m%d-%d" % (partition, i) for i in range(10)])
+
+        consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": "eos",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        consumer.subscribe(["in"])
+        producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": "tx-e2e"})
+        producer.init_transactions(30)
+        seen: list[bytes] = []
+        deadline = time.monotonic() + 60
+        while len(seen) < 30 and time.monotonic() < deadline:
+            msgs = consumer.consume(30, 1.0)
+            msgs = [m for m in msgs if not m.error()]
+            if not msgs:
+                continue
+            producer.begin_transaction()
+            for m in msgs:
+                producer.produce("out", m.value().upper(), partition=m.partition())
+                seen.append(m.value())
+            producer.send_offsets_to_transaction(
+                consumer.position(consumer.assignment()), consumer.consumer_group_metadata(), 30
+            )
+            producer.commit_transaction(30)
+        assert len(seen) == 30
+        producer.begin_transaction()
+        producer.produce("out", b"aborted", partition=0)
+        producer.abort_transaction(30)
+        consumer.close()
+
+        reader = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": "reader",
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+            }
+        )
+        reader.subscribe(["out"])
+        out: list[bytes] = []
+        deadline = time.monotonic() + 60
+        while len(out) < 30 and time.monotonic() < deadline:
+            msg = reader.poll(0.5)
+            if msg is not None and not msg.error():
+                out.append(msg.value())
+        # Nothing more arrives: the aborted record stays invisible.
+        end = time.monotonic() + 2
+        while time.monotonic() < end:
+            msg = reader.poll(0.2)
+            if msg is not None and not msg.error():
+                out.append(msg.value())
+        reader.close()
+        assert sorted(out) == sorted(v.upper() for v in seen)
+
+        check = Consumer({"bootstrap.servers": bootstrap, "group.id": "eos"})
+        committed = check.committed([TopicPartition("in", p) for p in range(3)], 30)
+        check.close()
+        assert sorted(tp.offset for tp in committed) == [10, 10, 10]

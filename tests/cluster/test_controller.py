@@ -306,3 +306,60 @@ def _lai_parts(body: Any) -> list[Any]:
 
 def _um_parts(body: Any) -> list[Any]:
     return [p for t in body.topic_states for p in t.partition_states]
+
+
+async def test_auto_rebalance_returns_leadership_and_deletion_waits_for_replicas(
+    nursery: trio.Nursery, zk_connect: str
+) -> None:
+    fakes = {i: FakeBroker(i) for i in (1, 2)}
+    for f in fakes.values():
+        await nursery.start(f.serve)
+    regs = {i: await register(zk_connect, f) for i, f in fakes.items()}
+    async with running_controller(
+        nursery, zk_connect, 9, leader_imbalance_check_interval_seconds=0.5
+    ) as (_ctl, zk, _):
+        await admin_zk.create_topic(zk, "r", {0: [1, 2], 1: [2, 1]})
+
+        async def led_by(p: int, broker: int) -> bool:
+            s = await state(zk, "r", p)
+            return s is not None and s.leader == broker
+
+        await eventually(lambda: led_by(0, 1))
+        await regs[1].close()  # broker 1 dies: partition 0 goes to broker 2
+        await eventually(lambda: led_by(0, 2))
+        regs[1] = await register(zk_connect, fakes[1])
+        # Broker 2, leading, takes broker 1 back into the ISR once it has caught up.
+        s0 = await state(zk, "r", 0)
+        assert s0 is not None and s0.isr == (2,)
+        await zk.set(
+            znodes.partition_state_path("r", 0),
+            PartitionState(
+                leader=2, leader_epoch=s0.leader_epoch, isr=(2, 1), controller_epoch=1
+            ).encode(),
+            version=s0.zk_version,
+        )
+        await zk.create(
+            f"{znodes.ISR_CHANGE_NOTIFICATION}/{znodes.ISR_CHANGE_PREFIX}",
+            znodes.encode_partition_list([("r", 0)]),
+            sequence=True,
+        )
+        # The periodic imbalance check hands partition 0 back to its preferred leader.
+        await eventually(lambda: led_by(0, 1))
+
+        # A topic with a replica on a dead broker is deleted only when it returns.
+        await regs[2].close()
+        # Partition 1's ISR is broker 2 alone: no clean leader is left.
+        await eventually(lambda: led_by(1, -1))
+        await admin_zk.delete_topic(zk, "r")
+        await trio.sleep(1)
+        assert await zk.exists(znodes.topic_path("r")) is not None
+        regs[2] = await register(zk_connect, fakes[2])
+
+        async def gone() -> bool:
+            return await zk.exists(znodes.topic_path("r")) is None
+
+        await eventually(gone)
+    for r in regs.values():
+        await r.close()
+    for f in fakes.values():
+        f.stop()

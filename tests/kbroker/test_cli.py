@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -198,3 +199,45 @@ async def test_real_process_start_serve_and_sigterm(tmp_path: Path) -> None:
                 process.kill()
     assert (data / "cli-topic-0" / ".kafka_cleanshutdown").exists()
     assert (data / "meta.properties").exists()
+
+
+async def test_json_logs_and_http_listener_of_a_real_process(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with trio.fail_after(60):  # a guard against hanging forever, not a speed assertion
+        process = await trio.lowlevel.open_process(
+            [
+                sys.executable,
+                "-m",
+                "kbroker",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--http",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+            ],
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=str(tmp_path),
+        )
+        try:
+            seen = bytearray()
+            await _read_until(process.stderr, b"bootstrap_servers=", seen)
+            process.send_signal(signal.SIGTERM)
+            while chunk := await process.stderr.receive_some(4096):
+                seen += chunk
+            assert await process.wait() == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+    entries = [json.loads(line) for line in seen.decode().splitlines() if line.strip()]
+    assert entries and all(set(e) >= {"ts", "level", "logger", "message"} for e in entries)
+    messages = [e["message"] for e in entries]
+    (http_line,) = [
+        m for m in messages if m.startswith("HTTP console and metrics on http://127.0.0.1:")
+    ]
+    assert http_line.endswith("/")
+    assert any(m.startswith("kbroker ready bootstrap_servers=127.0.0.1:") for m in messages)
+    assert any(m == "SIGTERM received: shutting down" for m in messages)

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from kbroker.cluster_runner import fetch_metadata
+from kbroker.testing.zookeeper import free_port
+
+READY = re.compile(
+    r"^kbroker cluster ready bootstrap_servers=(\S+) zookeeper\.connect=(\S+) data_dir=(\S+)$"
+)
 
 
 def _run(*args: str) -> subprocess.Popen[str]:
@@ -51,3 +59,35 @@ def test_bad_override_is_rejected_before_anything_starts(tmp_path: Path) -> None
     assert proc.returncode == 1
     assert err.strip() == "kbroker cluster: --override 'no-equals-sign' is not KEY=VALUE"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ready_line_then_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    base = free_port()
+    proc = _run("--brokers", "3", "--data-dir", str(tmp_path), "--base-port", str(base))
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().rstrip("\n")
+        match = READY.match(line)
+        assert match, f"not a ready line: {line!r}"
+        addresses = match.group(1).split(",")
+        assert addresses == [f"127.0.0.1:{base + i}" for i in range(3)]
+        assert Path(match.group(3)) == tmp_path
+        zookeeper = match.group(2)
+        # Every broker answers for the whole cluster.
+        for address in addresses:
+            host, port = address.rsplit(":", 1)
+            meta = fetch_metadata(host, int(port), [])
+            assert sorted(meta.brokers) == [1, 2, 3]
+            assert meta.controller_id in (1, 2, 3)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    assert out == ""  # the ready line was the only line on stdout
+    assert not any(_port_open(a) for a in [*addresses, zookeeper])
+    for broker_id in (1, 2, 3):
+        log = (tmp_path / f"broker-{broker_id}.log").read_text()
+        assert "SIGTERM received" in log  # each broker shut down cleanly

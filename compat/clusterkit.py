@@ -1,0 +1,150 @@
+"""What the cluster scenarios of every client share: the cluster's settings, reading the
+ZooKeeper tree, Kafka's group-to-partition rule, and putting killed brokers back.
+
+The scenarios follow issue 14's list; each client module runs them on one 3-broker cluster
+of its own (``module_cluster``), each scenario leaving every broker running again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from kazoo.client import KazooClient
+
+from kbroker.cluster_runner import Cluster, PartitionInfo
+from kbroker.testing.zookeeper import ZooKeeperServer
+
+BROKERS = [1, 2, 3]
+SESSION_TIMEOUT_MS = 6000
+# The controller learns of a dead broker when its ZooKeeper session expires; the deadline adds
+# room for electing, writing the new state and telling the brokers on a loaded 2-core machine.
+FAILOVER_DEADLINE_S = SESSION_TIMEOUT_MS / 1000 + 10
+# Fewer __consumer_offsets partitions than Kafka's 50: the cluster creates them (RF 3) on the
+# first group, and the group-to-partition rule is the same for any count.
+OFFSETS_PARTITIONS = 10
+CLUSTER_CONFIG: dict[str, object] = {
+    "zookeeper.session.timeout.ms": SESSION_TIMEOUT_MS,
+    "offsets.topic.num.partitions": OFFSETS_PARTITIONS,
+    # Preferred leaders come back within seconds of a broker's return, not Kafka's 5 minutes.
+    "leader.imbalance.check.interval.seconds": 2,
+}
+# Waits that involve a broker (re)starting, joining, loading a partition.
+SETTLE_S = 60.0
+
+
+@contextmanager
+def module_cluster(zookeeper: ZooKeeperServer, data_dir: Path) -> Iterator[Cluster]:
+    """A 3-broker cluster on the session's ZooKeeper (a chroot of its own) for one module."""
+    with Cluster(len(BROKERS), zookeeper=zookeeper, config=CLUSTER_CONFIG, data_dir=data_dir) as c:
+        yield c
+
+
+def restore(cluster: Cluster) -> None:
+    """Start every broker that a scenario killed or stopped, and wait until all see each other."""
+    for broker_id in cluster.broker_ids:
+        if cluster.broker(broker_id).paused:
+            cluster.resume(broker_id)
+    stopped = [i for i in cluster.broker_ids if not cluster.broker(i).is_running()]
+    if stopped:
+        cluster.start_brokers(stopped)
+    cluster.wait_until_formed(SETTLE_S)
+
+
+def java_string_hash(text: str) -> int:
+    """Java's String.hashCode (over UTF-16 code units), as a signed 32-bit int."""
+    h = 0
+    data = text.encode("utf-16-be")
+    for i in range(0, len(data), 2):
+        h = (31 * h + int.from_bytes(data[i : i + 2], "big")) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def offsets_partition(group_id: str, partitions: int = OFFSETS_PARTITIONS) -> int:
+    """The __consumer_offsets partition of a group: Kafka's GroupMetadataManager.partitionFor,
+    Utils.abs(groupId.hashCode) % partition count (Utils.abs masks the sign bit)."""
+    return (java_string_hash(group_id) & 0x7FFFFFFF) % partitions
+
+
+def wait_for_leaders(
+    cluster: Cluster, topic: str, partitions: int, *, timeout: float = SETTLE_S
+) -> dict[int, PartitionInfo]:
+    """Wait until every running broker names a live leader for every partition, the same one."""
+
+    def settled() -> dict[int, PartitionInfo] | None:
+        running = set(cluster.running_broker_ids)
+        views = [cluster.partitions(topic, via=b) for b in sorted(running)]
+        first = views[0]
+        if len(first) != partitions or any(p.leader not in running for p in first.values()):
+            return None
+        leaders = {i: p.leader for i, p in first.items()}
+        if any({i: p.leader for i, p in v.items()} != leaders for v in views[1:]):
+            return None
+        return first
+
+    return cluster.wait_for(
+        settled, timeout, message=f"leaders of {topic}'s {partitions} partitions"
+    )
+
+
+def wait_for_preferred_leaders(cluster: Cluster, topic: str, *, timeout: float = SETTLE_S) -> None:
+    """Wait until every partition is led by its preferred (first) replica."""
+
+    def preferred() -> bool:
+        parts = cluster.partitions(topic)
+        return bool(parts) and all(p.leader == p.replicas[0] for p in parts.values())
+
+    cluster.wait_for(preferred, timeout, message=f"preferred leaders of {topic}")
+
+
+def wait_for_new_leader(cluster: Cluster, topic: str, partition: int, old: int) -> int:
+    """After ``old`` died: wait (within the failover deadline) until a running broker names
+    another live leader; returns it."""
+
+    def moved() -> int:
+        running = cluster.running_broker_ids
+        leader = cluster.leader_of(topic, partition)
+        return leader if leader != old and leader in running else 0
+
+    return cluster.wait_for(
+        moved, FAILOVER_DEADLINE_S, message=f"a new leader of {topic}-{partition} after {old}"
+    )
+
+
+@contextmanager
+def zk_client(cluster: Cluster) -> Iterator[KazooClient]:
+    """A kazoo client on the cluster's chroot (paths as Kafka's tools show them)."""
+    client = KazooClient(hosts=cluster.zookeeper_connect, timeout=10)
+    client.start(timeout=15)
+    try:
+        yield client
+    finally:
+        client.stop()
+        client.close()
+
+
+def zk_json(client: KazooClient, path: str) -> Any:
+    """A znode's JSON."""
+    return json.loads(client.get(path)[0].decode("utf-8"))
+
+
+def controller_epoch(cluster: Cluster) -> int:
+    """/controller_epoch: a plain integer."""
+    with zk_client(cluster) as client:
+        return int(client.get("/controller_epoch")[0].decode("ascii"))
+
+
+def znode_snapshot(client: KazooClient, root: str = "/") -> dict[str, tuple[bytes, int]]:
+    """Every znode under ``root``: path -> (data, mzxid), to show that nothing was written."""
+    found: dict[str, tuple[bytes, int]] = {}
+    stack = [root]
+    while stack:
+        path = stack.pop()
+        data, stat = client.get(path)
+        found[path] = (data, stat.mzxid)
+        for child in client.get_children(path):
+            stack.append(path.rstrip("/") + "/" + child)
+    return found
