@@ -19,10 +19,11 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import InvalidPartitionsError, OffsetOutOfRangeError
 from aiokafka.structs import OffsetAndMetadata
 
-from compat import record_scenarios, results
+from compat import group_scenarios, record_scenarios, results
 from compat.adapters.aiokafka import (
     DEADLINE_S,
     AiokafkaClient,
+    AiokafkaGroups,
     admin_client,
     create_topic,
     read_from,
@@ -37,7 +38,7 @@ pytestmark = pytest.mark.compat
 results.CLIENTS.setdefault("test_aiokafka", ("aiokafka", "aiokafka"))
 
 CLIENT = AiokafkaClient()
-FAST_GROUP = {"heartbeat_interval_ms": 200, "session_timeout_ms": 6000}
+GROUPS = AiokafkaGroups()
 
 
 @pytest.fixture(scope="module")
@@ -221,62 +222,25 @@ def test_consume_from_end(broker: LiveBroker, topic_name: str) -> None:
 
 
 # -- consumer groups --------------------------------------------------------------------------
-async def produce_per_partition(bootstrap: str, topic: str, partitions: int, n: int) -> None:
-    """``n`` records "p<partition>-<i>" into every partition."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        for p in range(partitions):
-            for i in range(n):
-                await producer.send(topic, f"p{p}-{i}".encode(), partition=p)
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
 def test_group_subscribe_and_consume(broker: LiveBroker, topic_name: str) -> None:
     """A subscribed member gets every partition, reads everything, commits; admin agrees."""
     group = f"g-{topic_name}"
+    group_scenarios.consume_all_and_commit(GROUPS, broker, topic_name, group)
 
-    async def scenario() -> None:
-        await create_topic(broker.bootstrap_servers, topic_name, 3)
-        await produce_per_partition(broker.bootstrap_servers, topic_name, 3, 10)
-        consumer = AIOKafkaConsumer(
-            topic_name,
-            bootstrap_servers=broker.bootstrap_servers,
-            group_id=group,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            **FAST_GROUP,
-        )
-        await consumer.start()
-        values = []
-        try:
-            async with asyncio.timeout(DEADLINE_S):
-                async for msg in consumer:
-                    values.append(msg.value)
-                    if len(values) == 30:
-                        break
-            assert {tp.partition for tp in consumer.assignment()} == {0, 1, 2}
-            await consumer.commit()
-        finally:
-            await consumer.stop()
-        assert sorted(values) == sorted(f"p{p}-{i}".encode() for p in range(3) for i in range(10))
+    async def listed() -> set[str]:
         async with admin_client(broker.bootstrap_servers) as admin:
-            offsets = await admin.list_consumer_group_offsets(group)
-            assert {tp.partition: om.offset for tp, om in offsets.items()} == {0: 10, 1: 10, 2: 10}
-            assert group in {g[0] for g in await admin.list_consumer_groups()}
+            return {g[0] for g in await admin.list_consumer_groups()}
 
-    run(scenario)
+    assert group in run(listed)
 
 
 def test_group_commit_and_fetch_offsets(broker: LiveBroker, topic_name: str) -> None:
     """Offsets committed with metadata are fetched back and a new member resumes there."""
     group = f"g-{topic_name}"
+    GROUPS.create_topic(broker, topic_name, 2)
+    GROUPS.produce(broker, topic_name, 2, 10)
 
-    async def scenario() -> None:
-        await create_topic(broker.bootstrap_servers, topic_name, 2)
-        await produce_per_partition(broker.bootstrap_servers, topic_name, 2, 10)
+    async def commit_7_and_3() -> None:
         tp0, tp1 = TopicPartition(topic_name, 0), TopicPartition(topic_name, 1)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=broker.bootstrap_servers, group_id=group, enable_auto_commit=False
@@ -290,65 +254,16 @@ def test_group_commit_and_fetch_offsets(broker: LiveBroker, topic_name: str) -> 
             assert (await consumer.committed(tp0), await consumer.committed(tp1)) == (7, 3)
         finally:
             await consumer.stop()
-        member = AIOKafkaConsumer(
-            topic_name,
-            bootstrap_servers=broker.bootstrap_servers,
-            group_id=group,
-            enable_auto_commit=False,
-            **FAST_GROUP,
-        )
-        await member.start()
-        values = []
-        try:
-            async with asyncio.timeout(DEADLINE_S):
-                async for msg in member:
-                    values.append(msg.value)
-                    if len(values) == 10:
-                        break
-        finally:
-            await member.stop()
-        assert sorted(values) == sorted(
-            [f"p0-{i}".encode() for i in range(7, 10)] + [f"p1-{i}".encode() for i in range(3, 10)]
-        )
 
-    run(scenario)
+    run(commit_7_and_3)
+    group_scenarios.resumes_at_commits_7_and_3(GROUPS, broker, topic_name, group)
 
 
 def test_group_rebalance_on_join_and_leave(broker: LiveBroker, topic_name: str) -> None:
     """A second member takes half the partitions; when it leaves the first gets them back."""
     group = f"g-{topic_name}"
-
-    async def assignment_settles(consumer: AIOKafkaConsumer, size: int) -> None:
-        async with asyncio.timeout(DEADLINE_S):
-            while len(consumer.assignment()) != size:
-                await consumer.getmany(timeout_ms=100)
-
-    async def scenario() -> None:
-        await create_topic(broker.bootstrap_servers, topic_name, 4)
-
-        def member() -> AIOKafkaConsumer:
-            return AIOKafkaConsumer(
-                topic_name, bootstrap_servers=broker.bootstrap_servers, group_id=group, **FAST_GROUP
-            )
-
-        a = member()
-        await a.start()
-        try:
-            await assignment_settles(a, 4)
-            b = member()
-            await b.start()
-            try:
-                await asyncio.gather(assignment_settles(a, 2), assignment_settles(b, 2))
-                assert a.assignment() | b.assignment() == {
-                    TopicPartition(topic_name, p) for p in range(4)
-                }
-            finally:
-                await b.stop()  # LeaveGroup
-            await assignment_settles(a, 4)
-        finally:
-            await a.stop()
-
-    run(scenario)
+    GROUPS.create_topic(broker, topic_name, 4)
+    group_scenarios.join_split_and_leave(lambda: GROUPS.member(broker, topic_name, group))
 
 
 # -- configs, offsets by time, out of range, DeleteRecords ------------------------------------

@@ -1,4 +1,5 @@
-"""kafka-python, default settings, as the shared record and exactly-once scenarios drive it."""
+"""kafka-python, default settings, as the shared record, exactly-once and group scenarios
+drive it."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from typing import Any
 import kafka.errors as Errors
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.partitioner.default import murmur2
 from kafka.structs import OffsetAndMetadata
 
+from compat.group_scenarios import PolledMember
 from compat.livebroker import LiveBroker
 from compat.record_scenarios import Got, Out, Refused, Sent
 
@@ -277,3 +280,91 @@ class KafkaPythonTxn:
         finally:
             consumer.close()
             tx.producer.close()
+
+
+# -- consumer groups --------------------------------------------------------------------------
+# Short heartbeats make a rebalance visible to members quickly; 6 s is Kafka's minimum
+# session timeout (group.min.session.timeout.ms).
+FAST_GROUP = {"heartbeat_interval_ms": 200, "session_timeout_ms": 6000}
+
+
+def produce_per_partition(
+    broker: LiveBroker, topic: str, partitions: int, per_partition: int, prefix: str = ""
+) -> None:
+    """Write ``per_partition`` records to every partition (values "<prefix>p<partition>-<i>")."""
+    # Not idempotent: producing is only the setup here (the produce suite covers it).
+    prod = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, enable_idempotence=False)
+    try:
+        for p in range(partitions):
+            for i in range(per_partition):
+                prod.send(topic, value=f"{prefix}p{p}-{i}".encode(), partition=p)
+        prod.flush(timeout=15)
+    finally:
+        prod.close(timeout=10)
+
+
+class Counting(ConsumerRebalanceListener):
+    """Counts rebalance callbacks, so a test can tell that none happened."""
+
+    def __init__(self) -> None:
+        self.revoked = 0
+        self.assigned = 0
+
+    def on_partitions_revoked(self, revoked):  # type: ignore[no-untyped-def]
+        self.revoked += 1
+
+    def on_partitions_assigned(self, assigned):  # type: ignore[no-untyped-def]
+        self.assigned += 1
+
+
+class GroupMember(PolledMember):
+    """One kafka-python group consumer polled by its own thread."""
+
+    def __init__(self, broker: LiveBroker, topic: str, group: str, **configs: object) -> None:
+        super().__init__()
+        self.listener = Counting()
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=broker.bootstrap_servers,
+            group_id=group,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            **{**FAST_GROUP, **configs},
+        )
+        self.consumer.subscribe([topic], listener=self.listener)
+
+    def poll_once(self) -> None:
+        for batch in self.consumer.poll(timeout_ms=100).values():
+            self.values.extend(r.value for r in batch)
+        self.assignment = frozenset(tp.partition for tp in self.consumer.assignment())
+
+    def commit_now(self) -> None:
+        self.consumer.commit()
+
+    def close_consumer(self) -> None:
+        self.consumer.close()
+
+
+def group_committed(broker: LiveBroker, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """The group's committed offsets as the admin client reads them (OffsetFetch)."""
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+    try:
+        found = admin.list_group_offsets({group: None})[group]
+    finally:
+        admin.close()
+    return {
+        tp.partition: om.offset
+        for tp, om in found.items()
+        if tp.topic == topic and tp.partition < partitions
+    }
+
+
+class KafkaPythonGroups:
+    """kafka-python, as the shared group scenarios use it."""
+
+    create_topic = staticmethod(create_topic)
+    produce = staticmethod(produce_per_partition)
+    committed = staticmethod(group_committed)
+
+    @staticmethod
+    def member(broker: LiveBroker, topic: str, group: str) -> GroupMember:
+        return GroupMember(broker, topic, group)
