@@ -166,13 +166,18 @@ def compression(client: RecordClient, broker: LiveBroker, topic: str, codec: str
 
 
 def topic_compression_type(
-    client: RecordClient, broker: LiveBroker, topic: str, topic_codec: str
+    client: RecordClient,
+    broker: LiveBroker,
+    topic: str,
+    topic_codec: str,
+    producer_codecs: tuple[str | None, ...] = (None, "lz4"),
 ) -> None:
     """A compression.type=<topic_codec> topic stores that codec whatever the producer sends
-    (Kafka recompresses), keeping keys, values, headers and CreateTime."""
+    (Kafka recompresses), keeping keys, values, headers and CreateTime. 50 records are sent
+    with each of ``producer_codecs`` (the ones the client has)."""
     client.create_topic(broker, topic, configs={"compression.type": topic_codec})
     sent: list[Out] = []
-    for codec in (None, "lz4"):
+    for codec in producer_codecs:
         batch: list[Out] = []
         for _ in range(50):
             n = len(sent) + len(batch)
