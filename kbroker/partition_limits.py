@@ -24,12 +24,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kbroker.errors import KafkaApiError
+from kbroker.internal_topics import INTERNAL_TOPICS
 from kbroker.wire.errors import ErrorCode
 
 if TYPE_CHECKING:
     from kbroker.broker import BrokerState
 
-__all__ = ["check_broker_partitions", "check_request_partitions"]
+__all__ = ["AutoCreateBudget", "check_broker_partitions", "check_request_partitions"]
 
 
 def check_request_partitions(broker: BrokerState, requested: int) -> None:
@@ -42,11 +43,46 @@ def check_request_partitions(broker: BrokerState, requested: int) -> None:
 
 def check_broker_partitions(broker: BrokerState, adding: int) -> None:
     """POLICY_VIOLATION if ``adding`` partitions would take the broker past max.broker.partitions."""
-    limit = broker.config["max.broker.partitions"]
-    hosted = sum(len(t.partitions) for t in broker.topics.topics.values())
+    _check(broker.config["max.broker.partitions"], hosted_partitions(broker), adding)
+
+
+def hosted_partitions(broker: BrokerState) -> int:
+    """Partitions of every topic on this broker."""
+    return sum(len(t.partitions) for t in broker.topics.topics.values())
+
+
+def _check(limit: int, hosted: int, adding: int) -> None:
     if hosted + adding > limit:
         raise KafkaApiError(
             ErrorCode.POLICY_VIOLATION,
             f"Adding {adding} partition(s) would exceed max.broker.partitions ({limit}): "
             f"this broker hosts {hosted}.",
         )
+
+
+class AutoCreateBudget:
+    """What one Metadata request may still auto-create (counted once per request:
+    thousands of names must not cost a pass over every topic each)."""
+
+    def __init__(self, broker: BrokerState) -> None:
+        config = broker.config
+        self.remaining = int(config["auto.create.topics.max.per.request"])
+        self.limit = int(config["max.broker.partitions"])
+        self.partitions = int(config["num.partitions"])
+        self.hosted = hosted_partitions(broker)
+
+    def admit(self, name: str) -> ErrorCode | None:
+        """None: create ``name`` now; LEADER_NOT_AVAILABLE: not in this request.
+
+        POLICY_VIOLATION (KafkaApiError) past max.broker.partitions; internal
+        topics are always admitted.
+        """
+        internal = name in INTERNAL_TOPICS
+        if not internal:
+            _check(self.limit, self.hosted, self.partitions)
+        if self.remaining <= 0:
+            return ErrorCode.LEADER_NOT_AVAILABLE
+        self.remaining -= 1
+        if not internal:
+            self.hosted += self.partitions
+        return None

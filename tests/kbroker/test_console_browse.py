@@ -225,3 +225,38 @@ async def test_kip848_group_members_and_assignments(
     assert (
         "<td>m-1</td>" in page and "<td>new-consumer</td>" in page and "<td>kip[0,1]</td>" in page
     )
+
+
+async def test_transactions_page_shows_an_open_transaction(
+    make_server: Callable[..., Awaitable[Any]],
+) -> None:
+    from kafka import KafkaProducer
+
+    running = await make_server(**{"kbroker.http.listener": "127.0.0.1:0"})
+    create_topic(running, "payments")
+
+    def open_transaction() -> KafkaProducer:
+        # Made in the worker thread: its constructor talks to the broker, whose event loop
+        # must keep running.
+        producer = KafkaProducer(bootstrap_servers=running.bootstrap, transactional_id="pay-tx")
+        producer.init_transactions()
+        producer.begin_transaction()
+        producer.send("payments", b"pending", partition=0)
+        producer.flush()
+        return producer
+
+    producer = await trio.to_thread.run_sync(open_transaction)
+    try:
+        status, _, body = await http_get(running.server.http_address, "/transactions")
+        page = body.decode()
+        assert status == 200
+        row = page[page.index('<tr data-txn="pay-tx">') :].split("</tr>")[0]
+        assert "<td>Ongoing</td>" in row and "<td>payments-0</td>" in row
+        assert "open since offset 0" in page
+    finally:
+
+        def finish() -> None:
+            producer.abort_transaction()
+            producer.close()
+
+        await trio.to_thread.run_sync(finish)
