@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import NewPartitions, NewTopic, RecordsToDelete
+from aiokafka.admin import NewTopic, RecordsToDelete
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import InvalidPartitionsError, OffsetOutOfRangeError
+from aiokafka.errors import OffsetOutOfRangeError
 from aiokafka.structs import OffsetAndMetadata
 
 from compat import group_scenarios, record_scenarios, results
@@ -29,7 +29,7 @@ from compat.adapters.aiokafka import (
     read_from,
     run,
 )
-from compat.conftest import DEFAULT_CONFIG, KAFKA_TOPIC_DEFAULTS
+from compat.conftest import DEFAULT_CONFIG
 from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker, shared_broker
 
 pytestmark = pytest.mark.compat
@@ -105,40 +105,12 @@ def test_create_topic_with_configs(broker: LiveBroker, topic_name: str) -> None:
 
 def test_add_partitions(broker: LiveBroker, topic_name: str) -> None:
     """CreatePartitions grows a topic and the new partition takes writes; shrinking fails."""
-
-    async def scenario() -> None:
-        async with admin_client(broker.bootstrap_servers) as admin:
-            await admin.create_topics([NewTopic(topic_name, 1, 1)])
-            await admin.create_partitions({topic_name: NewPartitions(3)})
-            [described] = await admin.describe_topics([topic_name])
-            assert len(described["partitions"]) == 3
-            with pytest.raises(InvalidPartitionsError):
-                await admin.create_partitions({topic_name: NewPartitions(2)})
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
-        await producer.start()
-        try:
-            meta = await producer.send_and_wait(topic_name, b"to-the-new-partition", partition=2)
-        finally:
-            await producer.stop()
-        assert (meta.partition, meta.offset) == (2, 0)
-
-    run(scenario)
+    record_scenarios.add_partitions(CLIENT, broker, topic_name)
 
 
 def test_delete_topic(broker: LiveBroker, topic_name: str) -> None:
     """DeleteTopics removes the topic; deleting it again is UNKNOWN_TOPIC_OR_PARTITION."""
-
-    async def scenario() -> None:
-        async with admin_client(broker.bootstrap_servers) as admin:
-            await admin.create_topics([NewTopic(topic_name, 1, 1)])
-            first = await admin.delete_topics([topic_name])
-            assert [t[1] for t in first.topic_error_codes] == [0]
-            assert topic_name not in await admin.list_topics()
-            # aiokafka hands back the DeleteTopics response rather than raising per topic.
-            again = await admin.delete_topics([topic_name])
-            assert [t[1] for t in again.topic_error_codes] == [3]  # UNKNOWN_TOPIC_OR_PARTITION
-
-    run(scenario)
+    record_scenarios.delete_topic(CLIENT, broker, topic_name)
 
 
 # -- produce and consume ----------------------------------------------------------------------
@@ -284,20 +256,7 @@ async def produce_values(
 
 def test_describe_configs_defaults(broker: LiveBroker, topic_name: str) -> None:
     """A topic without overrides reports Kafka's defaults, sourced DEFAULT_CONFIG."""
-
-    async def scenario() -> None:
-        await create_topic(broker.bootstrap_servers, topic_name)
-        async with admin_client(broker.bootstrap_servers) as admin:
-            [response] = await admin.describe_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, topic_name)]
-            )
-        [(error_code, _, _, name, entries)] = response.resources
-        assert (error_code, name) == (0, topic_name)
-        configs = {e[0]: e for e in entries}  # (name, value, read_only, source, sensitive, ...)
-        for key, value in KAFKA_TOPIC_DEFAULTS.items():
-            assert (configs[key][1], configs[key][3]) == (value, DEFAULT_CONFIG), configs[key]
-
-    run(scenario)
+    record_scenarios.describe_configs_defaults(CLIENT, broker, topic_name)
 
 
 def test_consume_from_timestamp(broker: LiveBroker, topic_name: str) -> None:

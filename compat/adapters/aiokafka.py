@@ -14,13 +14,14 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import BrokerResponseError, ProducerFenced
 from kafka.partitioner.default import murmur2
 
 from compat.group_scenarios import PolledMember
 from compat.livebroker import LiveBroker
-from compat.record_scenarios import Got, Out, Refused, Sent
+from compat.record_scenarios import Config, Got, Out, Refused, Sent
 
 DEADLINE_S = 30.0
 
@@ -141,6 +142,35 @@ async def _offsets(bootstrap: str, topic: str, partition: int) -> tuple[int, int
         await consumer.stop()
 
 
+async def _admin(bootstrap: str, what: str, topic: str, count: int = 0) -> Any:
+    """One admin call of the record scenarios (see ``RecordClient``)."""
+    async with admin_client(bootstrap) as admin:
+        if what == "partitions":
+            [described] = await admin.describe_topics([topic])
+            assert described["error_code"] == 0, described
+            return sorted(p["partition"] for p in described["partitions"])
+        if what == "topics":
+            return set(await admin.list_topics())
+        if what == "create_partitions":
+            try:
+                await admin.create_partitions({topic: NewPartitions(count)})
+            except BrokerResponseError as exc:
+                return int(exc.errno)
+            return 0
+        if what == "delete_topic":
+            # aiokafka hands back the DeleteTopics response rather than raising per topic.
+            response = await admin.delete_topics([topic])
+            [(name, code, *_)] = response.topic_error_codes
+            assert name == topic
+            return int(code)
+        assert what == "topic_configs", what
+        [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        [(error_code, _, _, name, entries)] = response.resources
+        assert (error_code, name) == (0, topic)
+        # (name, value, read_only, source, sensitive, ...)
+        return {e[0]: Config(e[1], e[3]) for e in entries}
+
+
 class AiokafkaClient:
     """aiokafka as a ``compat.record_scenarios.RecordClient``."""
 
@@ -182,6 +212,31 @@ class AiokafkaClient:
     @staticmethod
     def offsets(broker: LiveBroker, topic: str, partition: int) -> tuple[int, int]:
         result: tuple[int, int] = run(_offsets, broker.bootstrap_servers, topic, partition)
+        return result
+
+    @staticmethod
+    def partitions(broker: LiveBroker, topic: str) -> list[int]:
+        result: list[int] = run(_admin, broker.bootstrap_servers, "partitions", topic)
+        return result
+
+    @staticmethod
+    def topics(broker: LiveBroker) -> set[str]:
+        result: set[str] = run(_admin, broker.bootstrap_servers, "topics", "")
+        return result
+
+    @staticmethod
+    def create_partitions(broker: LiveBroker, topic: str, count: int) -> int:
+        result: int = run(_admin, broker.bootstrap_servers, "create_partitions", topic, count)
+        return result
+
+    @staticmethod
+    def delete_topic(broker: LiveBroker, topic: str) -> int:
+        result: int = run(_admin, broker.bootstrap_servers, "delete_topic", topic)
+        return result
+
+    @staticmethod
+    def topic_configs(broker: LiveBroker, topic: str) -> dict[str, Config]:
+        result: dict[str, Config] = run(_admin, broker.bootstrap_servers, "topic_configs", topic)
         return result
 
 

@@ -21,11 +21,18 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+    ResourceType,
+)
 
 from compat.group_scenarios import DEADLINE_S, PolledMember
 from compat.livebroker import LiveBroker
-from compat.record_scenarios import Got, Out, Refused, Sent
+from compat.record_scenarios import Config, Got, Out, Refused, Sent
 
 POLL_DEADLINE_S = 15.0
 TIMEOUT_S = 15.0
@@ -151,6 +158,21 @@ def produce_values(
     return delivery.ok()
 
 
+def topic_configs(admin: AdminClient, topic: str) -> dict[str, ConfigEntry]:
+    """Every config of a topic as DescribeConfigs reports it."""
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    return admin.describe_configs([resource], request_timeout=TIMEOUT_S)[resource].result(TIMEOUT_S)
+
+
+def _error_code(wait: Callable[[], object]) -> int:
+    """0 when ``wait`` (an admin future's result) succeeds, else Kafka's error code."""
+    try:
+        wait()
+    except KafkaException as exc:
+        return int(exc.args[0].code())
+    return 0
+
+
 class ConfluentKafkaClient:
     """confluent-kafka as a ``compat.record_scenarios.RecordClient``."""
 
@@ -238,6 +260,34 @@ class ConfluentKafkaClient:
                 TopicPartition(topic, partition), timeout=TIMEOUT_S
             )
         return low, high
+
+    @staticmethod
+    def partitions(broker: LiveBroker, topic: str) -> list[int]:
+        metadata = admin_client(broker).list_topics(topic, timeout=TIMEOUT_S)
+        return sorted(metadata.topics[topic].partitions)
+
+    @staticmethod
+    def topics(broker: LiveBroker) -> set[str]:
+        return set(admin_client(broker).list_topics(timeout=TIMEOUT_S).topics)
+
+    @staticmethod
+    def create_partitions(broker: LiveBroker, topic: str, count: int) -> int:
+        admin = admin_client(broker)
+        futures = admin.create_partitions([NewPartitions(topic, count)], request_timeout=TIMEOUT_S)
+        return _error_code(lambda: futures[topic].result(TIMEOUT_S))
+
+    @staticmethod
+    def delete_topic(broker: LiveBroker, topic: str) -> int:
+        admin = admin_client(broker)
+        futures = admin.delete_topics([topic], request_timeout=TIMEOUT_S)
+        return _error_code(lambda: futures[topic].result(TIMEOUT_S))
+
+    @staticmethod
+    def topic_configs(broker: LiveBroker, topic: str) -> dict[str, Config]:
+        return {
+            name: Config(entry.value, entry.source, entry.is_default)
+            for name, entry in topic_configs(admin_client(broker), topic).items()
+        }
 
 
 # -- transactions -----------------------------------------------------------------------------

@@ -11,13 +11,14 @@ from typing import Any
 import kafka.errors as Errors
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.partitioner.default import murmur2
 from kafka.structs import OffsetAndMetadata
 
 from compat.group_scenarios import PolledMember
 from compat.livebroker import LiveBroker
-from compat.record_scenarios import Got, Out, Refused, Sent
+from compat.record_scenarios import Config, Got, Out, Refused, Sent
 
 POLL_DEADLINE_S = 15.0
 TXN_DEADLINE_S = 20.0
@@ -96,6 +97,26 @@ def consume_all(broker: LiveBroker, topic: str, partitions: int, count: int) -> 
         return poll_records(cons, count)
 
 
+# kafka-python names a config's source; Kafka's ConfigSource ids are these names' positions.
+CONFIG_SOURCES = [
+    "UNKNOWN",
+    "DYNAMIC_TOPIC_CONFIG",
+    "DYNAMIC_BROKER_CONFIG",
+    "DYNAMIC_DEFAULT_BROKER_CONFIG",
+    "STATIC_BROKER_CONFIG",
+    "DEFAULT_CONFIG",
+    "DYNAMIC_BROKER_LOGGER_CONFIG",
+]
+
+
+def topic_configs(admin: KafkaAdminClient, topic: str) -> dict[str, dict]:
+    """Every config of a topic as DescribeConfigs reports it."""
+    result = admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all"
+    )
+    return result["topic"][topic]
+
+
 class KafkaPythonClient:
     """kafka-python as a ``compat.record_scenarios.RecordClient``."""
 
@@ -164,6 +185,44 @@ class KafkaPythonClient:
         with consumer(broker) as cons:
             tp = TopicPartition(topic, partition)
             return cons.beginning_offsets([tp])[tp], cons.end_offsets([tp])[tp]
+
+    @staticmethod
+    def partitions(broker: LiveBroker, topic: str) -> list[int]:
+        with admin_client(broker) as admin:
+            [described] = admin.describe_topics([topic])
+        return sorted(p["partition_index"] for p in described["partitions"])
+
+    @staticmethod
+    def topics(broker: LiveBroker) -> set[str]:
+        with admin_client(broker) as admin:
+            return set(admin.list_topics())
+
+    @staticmethod
+    def create_partitions(broker: LiveBroker, topic: str, count: int) -> int:
+        with admin_client(broker) as admin:
+            try:
+                admin.create_partitions({topic: count})
+            except Errors.BrokerResponseError as exc:
+                return int(exc.errno)
+        return 0
+
+    @staticmethod
+    def delete_topic(broker: LiveBroker, topic: str) -> int:
+        with admin_client(broker) as admin:
+            try:
+                admin.delete_topics([topic])
+            except Errors.BrokerResponseError as exc:
+                return int(exc.errno)
+        return 0
+
+    @staticmethod
+    def topic_configs(broker: LiveBroker, topic: str) -> dict[str, Config]:
+        with admin_client(broker) as admin:
+            configs = topic_configs(admin, topic)
+        return {
+            name: Config(entry["value"], CONFIG_SOURCES.index(entry["config_source"]))
+            for name, entry in configs.items()
+        }
 
 
 # -- transactions -----------------------------------------------------------------------------
