@@ -9,7 +9,8 @@ broker after the step, and the worst ping latency during it:
 
 - create-huge: one CreateTopics asking for 1,000,000 partitions;
 - metadata-7000: Metadata requests naming 7,000 unknown topics, auto-creation on,
-  repeated as a client retrying would (until nothing more is created);
+  repeated as a client retrying would (until nothing more is created): creation
+  stops where the descriptor limit would be reached (kbroker.partition_limits);
 - announce-100MiB: 30 connections sending a 100 MiB size prefix, then a trickle;
 - long-polls: 200 Fetch requests with max_wait_ms 2^31-1 whose clients go away;
   reports how long until the descriptors are back to what they were;
@@ -56,8 +57,6 @@ from kbroker.wire.protocol import decode_response, encode_request  # noqa: E402
 NOFILE = 1024
 IDLE_MS = 3000
 OVERRIDES = {
-    # What a 1,024-descriptor broker can hold: each partition keeps its files open.
-    "max.broker.partitions": 250,
     "connections.max.idle.ms": IDLE_MS,
     "max.connections": 800,
     "queued.max.request.bytes": 64 * 1024 * 1024,

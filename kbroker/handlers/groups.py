@@ -18,6 +18,7 @@ from kbroker.coordinator.service import coordinator_for, wait_pending
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.meta import AUTHORIZED_OPERATIONS_OMITTED, advertised_endpoint
+from kbroker.handlers.partitions import partition_errors
 from kbroker.internal_topics import OFFSETS_TOPIC
 from kbroker.txn.offsets import pending_partitions
 from kbroker.wire.errors import ErrorCode
@@ -354,19 +355,12 @@ async def handle_offset_commit(
             )
         )
     return OffsetCommitResponse(
-        topics=[
-            OffsetCommitResponse.OffsetCommitResponseTopic(
-                name=t.name,
-                partitions=[
-                    OffsetCommitResponse.OffsetCommitResponsePartition(
-                        partition_index=p.partition_index,
-                        error_code=codes[(t.name, p.partition_index)],
-                    )
-                    for p in t.partitions
-                ],
-            )
-            for t in request.topics
-        ]
+        topics=partition_errors(
+            request.topics,
+            codes,
+            OffsetCommitResponse.OffsetCommitResponseTopic,
+            OffsetCommitResponse.OffsetCommitResponsePartition,
+        )
     )
 
 
@@ -506,19 +500,12 @@ async def handle_offset_delete(
         return OffsetDeleteResponse(error_code=error)
     codes.update(result)
     return OffsetDeleteResponse(
-        topics=[
-            OffsetDeleteResponse.OffsetDeleteResponseTopic(
-                name=t.name,
-                partitions=[
-                    OffsetDeleteResponse.OffsetDeleteResponsePartition(
-                        partition_index=p.partition_index,
-                        error_code=codes[(t.name, p.partition_index)],
-                    )
-                    for p in t.partitions
-                ],
-            )
-            for t in request.topics
-        ]
+        topics=partition_errors(
+            request.topics,
+            codes,
+            OffsetDeleteResponse.OffsetDeleteResponseTopic,
+            OffsetDeleteResponse.OffsetDeleteResponsePartition,
+        )
     )
 
 

@@ -356,9 +356,11 @@ async def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> Meta
     zero = uuid.UUID(int=0)
     for entry in requested:
         if (entry.name is None or entry.topic_id != zero) and version < 12:
-            # Kafka: topic ids in Metadata requests are only accepted from v12.
+            # Kafka: topic ids in Metadata requests are only accepted from v12. A
+            # response topic's name is nullable only from v12: a null name sent in
+            # v10-11 (which the request allows) is echoed as "".
             response.topics = [
-                _error_topic(ErrorCode.INVALID_REQUEST, e.name, e.topic_id) for e in requested
+                _error_topic(ErrorCode.INVALID_REQUEST, e.name or "", e.topic_id) for e in requested
             ]
             return response
     auto_create = broker.config["auto.create.topics.enable"] and (

@@ -20,6 +20,7 @@ from kbroker.coordinator.group import partition_for
 from kbroker.coordinator.offsets import OffsetAndMetadata
 from kbroker.coordinator.service import coordinator_for
 from kbroker.handlers import RequestContext, handles
+from kbroker.handlers.partitions import partition_errors
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.txn import offsets as txn_offsets
 from kbroker.txn.coordinator import InitResult, TxnState
@@ -394,19 +395,12 @@ async def handle_txn_offset_commit(
         )
     return R(
         throttle_time_ms=0,
-        topics=[
-            R.TxnOffsetCommitResponseTopic(
-                name=t.name,
-                partitions=[
-                    R.TxnOffsetCommitResponsePartition(
-                        partition_index=p.partition_index,
-                        error_code=codes[(t.name, p.partition_index)],
-                    )
-                    for p in t.partitions
-                ],
-            )
-            for t in request.topics
-        ],
+        topics=partition_errors(
+            request.topics,
+            codes,
+            R.TxnOffsetCommitResponseTopic,
+            R.TxnOffsetCommitResponsePartition,
+        ),
     )
 
 
