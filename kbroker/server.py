@@ -53,6 +53,7 @@ from kbroker.config import BrokerConfig
 from kbroker.coordinator import service as group_service
 from kbroker.handlers import CloseConnection, RequestContext, load_handlers, lookup
 from kbroker.log.segment import pread_exact
+from kbroker.partition_limits import raise_fd_limit
 from kbroker.replication.checkpoints import HIGH_WATERMARK_CHECKPOINT_INTERVAL_S
 from kbroker.txn import service as txn_service
 from kbroker.wire.errors import DecodeError, UnsupportedVersion
@@ -767,6 +768,8 @@ async def serve(
     a port in use) propagate before ``started``.
     """
     load_handlers()
+    # Before the data dir is opened: every partition keeps descriptors open.
+    raise_fd_limit()
     zk: Any = None
     joined: str | None = None
     if config.cluster_mode:

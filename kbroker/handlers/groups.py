@@ -18,6 +18,7 @@ from kbroker.coordinator.service import coordinator_for, wait_pending
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.meta import AUTHORIZED_OPERATIONS_OMITTED, advertised_endpoint
+from kbroker.handlers.partitions import partition_errors
 from kbroker.internal_topics import OFFSETS_TOPIC
 from kbroker.replication.leader_writes import coordinator_error, wait_replicated
 from kbroker.txn.offsets import pending_partitions
@@ -378,19 +379,12 @@ async def handle_offset_commit(
             for tp in stored:
                 codes[tp] = error
     return OffsetCommitResponse(
-        topics=[
-            OffsetCommitResponse.OffsetCommitResponseTopic(
-                name=t.name,
-                partitions=[
-                    OffsetCommitResponse.OffsetCommitResponsePartition(
-                        partition_index=p.partition_index,
-                        error_code=codes[(t.name, p.partition_index)],
-                    )
-                    for p in t.partitions
-                ],
-            )
-            for t in request.topics
-        ]
+        topics=partition_errors(
+            request.topics,
+            codes,
+            OffsetCommitResponse.OffsetCommitResponseTopic,
+            OffsetCommitResponse.OffsetCommitResponsePartition,
+        )
     )
 
 
@@ -530,19 +524,12 @@ async def handle_offset_delete(
         return OffsetDeleteResponse(error_code=error)
     codes.update(result)
     return OffsetDeleteResponse(
-        topics=[
-            OffsetDeleteResponse.OffsetDeleteResponseTopic(
-                name=t.name,
-                partitions=[
-                    OffsetDeleteResponse.OffsetDeleteResponsePartition(
-                        partition_index=p.partition_index,
-                        error_code=codes[(t.name, p.partition_index)],
-                    )
-                    for p in t.partitions
-                ],
-            )
-            for t in request.topics
-        ]
+        topics=partition_errors(
+            request.topics,
+            codes,
+            OffsetDeleteResponse.OffsetDeleteResponseTopic,
+            OffsetDeleteResponse.OffsetDeleteResponsePartition,
+        )
     )
 
 

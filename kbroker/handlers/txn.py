@@ -25,6 +25,7 @@ from kbroker.handlers.groups import (
     KEY_TYPE_TRANSACTION,
     coordinator_write_replicated,
 )
+from kbroker.handlers.partitions import partition_errors
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.txn import offsets as txn_offsets
 from kbroker.txn.coordinator import InitResult, TxnState
@@ -410,19 +411,12 @@ async def handle_txn_offset_commit(
                 codes[tp] = error
     return R(
         throttle_time_ms=0,
-        topics=[
-            R.TxnOffsetCommitResponseTopic(
-                name=t.name,
-                partitions=[
-                    R.TxnOffsetCommitResponsePartition(
-                        partition_index=p.partition_index,
-                        error_code=codes[(t.name, p.partition_index)],
-                    )
-                    for p in t.partitions
-                ],
-            )
-            for t in request.topics
-        ],
+        topics=partition_errors(
+            request.topics,
+            codes,
+            R.TxnOffsetCommitResponseTopic,
+            R.TxnOffsetCommitResponsePartition,
+        ),
     )
 
 
