@@ -13,13 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from compat.conftest import now_ms
+from compat.conftest import KAFKA_TOPIC_DEFAULTS, now_ms
 from compat.diskfmt import single_record_batch_size, stored_batches, value_len_for_batch_size
 from compat.livebroker import LiveBroker
 
 Headers = list[tuple[str, bytes]]
 CREATE_TIME, LOG_APPEND_TIME = 0, 1  # Kafka's record-batch timestamp types
-MESSAGE_TOO_LARGE = 10  # Kafka's error code (Errors.java)
+# Kafka's error codes (Errors.java) and ConfigSource ids (DescribeConfigsResponse).
+UNKNOWN_TOPIC_OR_PARTITION, MESSAGE_TOO_LARGE, INVALID_PARTITIONS = 3, 10, 37
+DYNAMIC_TOPIC_CONFIG, DEFAULT_CONFIG = 1, 5
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,16 @@ class Got:
     headers: Headers
     timestamp: int
     timestamp_type: int
+
+
+@dataclass(frozen=True)
+class Config:
+    """One config entry as DescribeConfigs reports it; ``is_default`` is ``None`` for a client
+    that does not hand the flag out."""
+
+    value: str | None
+    source: int  # Kafka's ConfigSource id
+    is_default: bool | None = None
 
 
 class Refused(Exception):
@@ -114,6 +126,54 @@ class RecordClient(Protocol):
     def offsets(self, broker: LiveBroker, topic: str, partition: int) -> tuple[int, int]:
         """(log start offset, end offset) of one partition, as the client lists them."""
 
+    def partitions(self, broker: LiveBroker, topic: str) -> list[int]:
+        """The topic's partition ids as its metadata lists them, sorted."""
+
+    def topics(self, broker: LiveBroker) -> set[str]:
+        """Every topic name the client lists."""
+
+    def create_partitions(self, broker: LiveBroker, topic: str, count: int) -> int:
+        """CreatePartitions to ``count`` in all; Kafka's error code (0: done)."""
+
+    def delete_topic(self, broker: LiveBroker, topic: str) -> int:
+        """DeleteTopics of one topic; Kafka's error code (0: deleted)."""
+
+    def topic_configs(self, broker: LiveBroker, topic: str) -> dict[str, Config]:
+        """Every config of the topic as DescribeConfigs reports it."""
+
+
+# -- admin ------------------------------------------------------------------------------------
+def add_partitions(client: RecordClient, broker: LiveBroker, topic: str) -> None:
+    """CreatePartitions grows a topic; the new partitions take writes; shrinking is refused."""
+    client.create_topic(broker, topic, 1)
+    assert client.create_partitions(broker, topic, 3) == 0
+    assert client.partitions(broker, topic) == [0, 1, 2]
+    assert client.create_partitions(broker, topic, 2) == INVALID_PARTITIONS
+    [sent] = client.produce(broker, topic, [Out(b"to-the-new-partition", partition=2)])
+    assert (sent.partition, sent.offset) == (2, 0)
+
+
+def delete_topic(client: RecordClient, broker: LiveBroker, topic: str) -> None:
+    """DeleteTopics removes the topic and its data; deleting it again is
+    UNKNOWN_TOPIC_OR_PARTITION; a re-created topic starts empty."""
+    client.create_topic(broker, topic)
+    client.produce(broker, topic, [Out(b"old")])
+    assert client.delete_topic(broker, topic) == 0
+    assert topic not in client.topics(broker)
+    assert client.delete_topic(broker, topic) == UNKNOWN_TOPIC_OR_PARTITION
+    client.create_topic(broker, topic)
+    assert client.offsets(broker, topic, 0) == (0, 0)
+
+
+def describe_configs_defaults(client: RecordClient, broker: LiveBroker, topic: str) -> None:
+    """A topic without overrides reports Kafka's defaults, sourced DEFAULT_CONFIG."""
+    client.create_topic(broker, topic)
+    configs = client.topic_configs(broker, topic)
+    for name, value in KAFKA_TOPIC_DEFAULTS.items():
+        assert configs[name].value == value, (name, configs[name])
+        assert configs[name].source == DEFAULT_CONFIG, (name, configs[name])
+        assert configs[name].is_default in (None, True), (name, configs[name])
+
 
 # -- produce ----------------------------------------------------------------------------------
 def produce_keyed(client: RecordClient, broker: LiveBroker, topic: str, acks: int | str) -> None:
@@ -166,13 +226,18 @@ def compression(client: RecordClient, broker: LiveBroker, topic: str, codec: str
 
 
 def topic_compression_type(
-    client: RecordClient, broker: LiveBroker, topic: str, topic_codec: str
+    client: RecordClient,
+    broker: LiveBroker,
+    topic: str,
+    topic_codec: str,
+    producer_codecs: tuple[str | None, ...] = (None, "lz4"),
 ) -> None:
     """A compression.type=<topic_codec> topic stores that codec whatever the producer sends
-    (Kafka recompresses), keeping keys, values, headers and CreateTime."""
+    (Kafka recompresses), keeping keys, values, headers and CreateTime. 50 records are sent
+    with each of ``producer_codecs`` (the ones the client has)."""
     client.create_topic(broker, topic, configs={"compression.type": topic_codec})
     sent: list[Out] = []
-    for codec in (None, "lz4"):
+    for codec in producer_codecs:
         batch: list[Out] = []
         for _ in range(50):
             n = len(sent) + len(batch)

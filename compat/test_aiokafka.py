@@ -14,21 +14,22 @@ from collections.abc import Iterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import NewPartitions, NewTopic, RecordsToDelete
+from aiokafka.admin import NewTopic, RecordsToDelete
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import InvalidPartitionsError, OffsetOutOfRangeError
+from aiokafka.errors import OffsetOutOfRangeError
 from aiokafka.structs import OffsetAndMetadata
 
-from compat import record_scenarios, results
+from compat import group_scenarios, record_scenarios, results
 from compat.adapters.aiokafka import (
     DEADLINE_S,
     AiokafkaClient,
+    AiokafkaGroups,
     admin_client,
     create_topic,
     read_from,
     run,
 )
-from compat.conftest import DEFAULT_CONFIG, KAFKA_TOPIC_DEFAULTS
+from compat.conftest import DEFAULT_CONFIG
 from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker, shared_broker
 
 pytestmark = pytest.mark.compat
@@ -37,7 +38,7 @@ pytestmark = pytest.mark.compat
 results.CLIENTS.setdefault("test_aiokafka", ("aiokafka", "aiokafka"))
 
 CLIENT = AiokafkaClient()
-FAST_GROUP = {"heartbeat_interval_ms": 200, "session_timeout_ms": 6000}
+GROUPS = AiokafkaGroups()
 
 
 @pytest.fixture(scope="module")
@@ -104,40 +105,12 @@ def test_create_topic_with_configs(broker: LiveBroker, topic_name: str) -> None:
 
 def test_add_partitions(broker: LiveBroker, topic_name: str) -> None:
     """CreatePartitions grows a topic and the new partition takes writes; shrinking fails."""
-
-    async def scenario() -> None:
-        async with admin_client(broker.bootstrap_servers) as admin:
-            await admin.create_topics([NewTopic(topic_name, 1, 1)])
-            await admin.create_partitions({topic_name: NewPartitions(3)})
-            [described] = await admin.describe_topics([topic_name])
-            assert len(described["partitions"]) == 3
-            with pytest.raises(InvalidPartitionsError):
-                await admin.create_partitions({topic_name: NewPartitions(2)})
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
-        await producer.start()
-        try:
-            meta = await producer.send_and_wait(topic_name, b"to-the-new-partition", partition=2)
-        finally:
-            await producer.stop()
-        assert (meta.partition, meta.offset) == (2, 0)
-
-    run(scenario)
+    record_scenarios.add_partitions(CLIENT, broker, topic_name)
 
 
 def test_delete_topic(broker: LiveBroker, topic_name: str) -> None:
     """DeleteTopics removes the topic; deleting it again is UNKNOWN_TOPIC_OR_PARTITION."""
-
-    async def scenario() -> None:
-        async with admin_client(broker.bootstrap_servers) as admin:
-            await admin.create_topics([NewTopic(topic_name, 1, 1)])
-            first = await admin.delete_topics([topic_name])
-            assert [t[1] for t in first.topic_error_codes] == [0]
-            assert topic_name not in await admin.list_topics()
-            # aiokafka hands back the DeleteTopics response rather than raising per topic.
-            again = await admin.delete_topics([topic_name])
-            assert [t[1] for t in again.topic_error_codes] == [3]  # UNKNOWN_TOPIC_OR_PARTITION
-
-    run(scenario)
+    record_scenarios.delete_topic(CLIENT, broker, topic_name)
 
 
 # -- produce and consume ----------------------------------------------------------------------
@@ -221,62 +194,25 @@ def test_consume_from_end(broker: LiveBroker, topic_name: str) -> None:
 
 
 # -- consumer groups --------------------------------------------------------------------------
-async def produce_per_partition(bootstrap: str, topic: str, partitions: int, n: int) -> None:
-    """``n`` records "p<partition>-<i>" into every partition."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        for p in range(partitions):
-            for i in range(n):
-                await producer.send(topic, f"p{p}-{i}".encode(), partition=p)
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
 def test_group_subscribe_and_consume(broker: LiveBroker, topic_name: str) -> None:
     """A subscribed member gets every partition, reads everything, commits; admin agrees."""
     group = f"g-{topic_name}"
+    group_scenarios.consume_all_and_commit(GROUPS, broker, topic_name, group)
 
-    async def scenario() -> None:
-        await create_topic(broker.bootstrap_servers, topic_name, 3)
-        await produce_per_partition(broker.bootstrap_servers, topic_name, 3, 10)
-        consumer = AIOKafkaConsumer(
-            topic_name,
-            bootstrap_servers=broker.bootstrap_servers,
-            group_id=group,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            **FAST_GROUP,
-        )
-        await consumer.start()
-        values = []
-        try:
-            async with asyncio.timeout(DEADLINE_S):
-                async for msg in consumer:
-                    values.append(msg.value)
-                    if len(values) == 30:
-                        break
-            assert {tp.partition for tp in consumer.assignment()} == {0, 1, 2}
-            await consumer.commit()
-        finally:
-            await consumer.stop()
-        assert sorted(values) == sorted(f"p{p}-{i}".encode() for p in range(3) for i in range(10))
+    async def listed() -> set[str]:
         async with admin_client(broker.bootstrap_servers) as admin:
-            offsets = await admin.list_consumer_group_offsets(group)
-            assert {tp.partition: om.offset for tp, om in offsets.items()} == {0: 10, 1: 10, 2: 10}
-            assert group in {g[0] for g in await admin.list_consumer_groups()}
+            return {g[0] for g in await admin.list_consumer_groups()}
 
-    run(scenario)
+    assert group in run(listed)
 
 
 def test_group_commit_and_fetch_offsets(broker: LiveBroker, topic_name: str) -> None:
     """Offsets committed with metadata are fetched back and a new member resumes there."""
     group = f"g-{topic_name}"
+    GROUPS.create_topic(broker, topic_name, 2)
+    GROUPS.produce(broker, topic_name, 2, 10)
 
-    async def scenario() -> None:
-        await create_topic(broker.bootstrap_servers, topic_name, 2)
-        await produce_per_partition(broker.bootstrap_servers, topic_name, 2, 10)
+    async def commit_7_and_3() -> None:
         tp0, tp1 = TopicPartition(topic_name, 0), TopicPartition(topic_name, 1)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=broker.bootstrap_servers, group_id=group, enable_auto_commit=False
@@ -290,65 +226,16 @@ def test_group_commit_and_fetch_offsets(broker: LiveBroker, topic_name: str) -> 
             assert (await consumer.committed(tp0), await consumer.committed(tp1)) == (7, 3)
         finally:
             await consumer.stop()
-        member = AIOKafkaConsumer(
-            topic_name,
-            bootstrap_servers=broker.bootstrap_servers,
-            group_id=group,
-            enable_auto_commit=False,
-            **FAST_GROUP,
-        )
-        await member.start()
-        values = []
-        try:
-            async with asyncio.timeout(DEADLINE_S):
-                async for msg in member:
-                    values.append(msg.value)
-                    if len(values) == 10:
-                        break
-        finally:
-            await member.stop()
-        assert sorted(values) == sorted(
-            [f"p0-{i}".encode() for i in range(7, 10)] + [f"p1-{i}".encode() for i in range(3, 10)]
-        )
 
-    run(scenario)
+    run(commit_7_and_3)
+    group_scenarios.resumes_at_commits_7_and_3(GROUPS, broker, topic_name, group)
 
 
 def test_group_rebalance_on_join_and_leave(broker: LiveBroker, topic_name: str) -> None:
     """A second member takes half the partitions; when it leaves the first gets them back."""
     group = f"g-{topic_name}"
-
-    async def assignment_settles(consumer: AIOKafkaConsumer, size: int) -> None:
-        async with asyncio.timeout(DEADLINE_S):
-            while len(consumer.assignment()) != size:
-                await consumer.getmany(timeout_ms=100)
-
-    async def scenario() -> None:
-        await create_topic(broker.bootstrap_servers, topic_name, 4)
-
-        def member() -> AIOKafkaConsumer:
-            return AIOKafkaConsumer(
-                topic_name, bootstrap_servers=broker.bootstrap_servers, group_id=group, **FAST_GROUP
-            )
-
-        a = member()
-        await a.start()
-        try:
-            await assignment_settles(a, 4)
-            b = member()
-            await b.start()
-            try:
-                await asyncio.gather(assignment_settles(a, 2), assignment_settles(b, 2))
-                assert a.assignment() | b.assignment() == {
-                    TopicPartition(topic_name, p) for p in range(4)
-                }
-            finally:
-                await b.stop()  # LeaveGroup
-            await assignment_settles(a, 4)
-        finally:
-            await a.stop()
-
-    run(scenario)
+    GROUPS.create_topic(broker, topic_name, 4)
+    group_scenarios.join_split_and_leave(lambda: GROUPS.member(broker, topic_name, group))
 
 
 # -- configs, offsets by time, out of range, DeleteRecords ------------------------------------
@@ -369,20 +256,7 @@ async def produce_values(
 
 def test_describe_configs_defaults(broker: LiveBroker, topic_name: str) -> None:
     """A topic without overrides reports Kafka's defaults, sourced DEFAULT_CONFIG."""
-
-    async def scenario() -> None:
-        await create_topic(broker.bootstrap_servers, topic_name)
-        async with admin_client(broker.bootstrap_servers) as admin:
-            [response] = await admin.describe_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, topic_name)]
-            )
-        [(error_code, _, _, name, entries)] = response.resources
-        assert (error_code, name) == (0, topic_name)
-        configs = {e[0]: e for e in entries}  # (name, value, read_only, source, sensitive, ...)
-        for key, value in KAFKA_TOPIC_DEFAULTS.items():
-            assert (configs[key][1], configs[key][3]) == (value, DEFAULT_CONFIG), configs[key]
-
-    run(scenario)
+    record_scenarios.describe_configs_defaults(CLIENT, broker, topic_name)
 
 
 def test_consume_from_timestamp(broker: LiveBroker, topic_name: str) -> None:

@@ -32,6 +32,7 @@ from compat.clusterkit import (
     wait_for_leaders,
     wait_for_new_leader,
     wait_for_preferred_leaders,
+    while_leader_holds,
     zk_client,
     zk_json,
 )
@@ -279,13 +280,21 @@ def test_group_coordinator_leads_its_offsets_partition(cluster: Cluster, topic_n
         assert committed[0].offset == 1
     finally:
         consumer.close()
-    leader = cluster.leader_of("__consumer_offsets", offsets_partition(group))
+
+    def coordinators(leader: int) -> list[tuple[int, int]]:
+        """(FindCoordinator's answer, the admin client's coordinator) asked via each broker."""
+        seen = []
+        for broker_id in BROKERS:
+            admin = AdminClient({"bootstrap.servers": cluster.address(broker_id)})
+            description = admin.describe_consumer_groups([group])[group].result(TIMEOUT_S)
+            seen.append((cluster.coordinator_of(group, via=broker_id), description.coordinator.id))
+        return seen
+
+    leader, seen = while_leader_holds(
+        cluster, "__consumer_offsets", offsets_partition(group), coordinators
+    )
     assert leader in BROKERS
-    for broker_id in BROKERS:
-        assert cluster.coordinator_of(group, via=broker_id) == leader
-        admin = AdminClient({"bootstrap.servers": cluster.address(broker_id)})
-        description = admin.describe_consumer_groups([group])[group].result(TIMEOUT_S)
-        assert description.coordinator.id == leader
+    assert seen == [(leader, leader)] * len(BROKERS)
 
 
 def test_two_chroots_are_two_clusters(

@@ -24,6 +24,7 @@ from compat.clusterkit import (
     wait_for_leaders,
     wait_for_new_leader,
     wait_for_preferred_leaders,
+    while_leader_holds,
     zk_client,
     zk_json,
 )
@@ -275,10 +276,17 @@ def test_group_coordinator_leads_its_offsets_partition(cluster: Cluster, topic_n
         assert consumer.committed(tp) == 7
     finally:
         consumer.close()
-    leader = cluster.leader_of("__consumer_offsets", offsets_partition(group))
+
+    def coordinators(leader: int) -> list[int]:
+        """FindCoordinator's answer asked via each broker."""
+        return [cluster.coordinator_of(group, via=broker_id) for broker_id in BROKERS]
+
+    leader, seen = while_leader_holds(
+        cluster, "__consumer_offsets", offsets_partition(group), coordinators
+    )
     assert leader in BROKERS
+    assert seen == [leader] * len(BROKERS)
     for broker_id in BROKERS:
-        assert cluster.coordinator_of(group, via=broker_id) == leader
         client = admin(cluster.address(broker_id))
         try:
             offsets = client.list_group_offsets(group)

@@ -21,12 +21,10 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import (
-    AdminClient,
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
     ConfigSource,
-    NewPartitions,
     NewTopic,
     OffsetSpec,
     ResourceType,
@@ -46,6 +44,7 @@ from compat.adapters.confluent_kafka import (
     poll_messages,
     produce_values,
     producer,
+    topic_configs,
 )
 from compat.conftest import KAFKA_TOPIC_DEFAULTS, text_like_values
 from compat.diskfmt import stored_batches
@@ -67,12 +66,6 @@ def wait_partition_eof(cons: Consumer, *, deadline_s: float = POLL_DEADLINE_S) -
                 return msg
             raise AssertionError(f"consumer error: {msg.error()}")
     raise AssertionError(f"no partition-EOF event within {deadline_s:.0f} s")
-
-
-def topic_configs(admin: AdminClient, topic: str) -> dict[str, ConfigEntry]:
-    """Every config of a topic as DescribeConfigs reports it."""
-    resource = ConfigResource(ResourceType.TOPIC, topic)
-    return admin.describe_configs([resource], request_timeout=TIMEOUT_S)[resource].result(TIMEOUT_S)
 
 
 # -- bootstrap --------------------------------------------------------------------------------
@@ -133,12 +126,7 @@ def test_create_topic_with_configs(broker: LiveBroker, topic_name: str) -> None:
 
 def test_describe_configs_defaults(broker: LiveBroker, topic_name: str) -> None:
     """A topic without overrides reports Kafka's defaults, sourced DEFAULT_CONFIG."""
-    create_topic(broker, topic_name)
-    configs = topic_configs(admin_client(broker), topic_name)
-    for name, value in KAFKA_TOPIC_DEFAULTS.items():
-        assert configs[name].value == value, (name, configs[name])
-        assert configs[name].source == ConfigSource.DEFAULT_CONFIG.value, (name, configs[name])
-        assert configs[name].is_default, (name, configs[name])
+    record_scenarios.describe_configs_defaults(CLIENT, broker, topic_name)
 
 
 def test_alter_configs_incremental(broker: LiveBroker, topic_name: str) -> None:
@@ -189,42 +177,12 @@ def test_alter_configs_legacy(broker: LiveBroker, topic_name: str) -> None:
 
 def test_add_partitions(broker: LiveBroker, topic_name: str) -> None:
     """CreatePartitions grows a topic; the new partitions take writes; shrinking is refused."""
-    create_topic(broker, topic_name, partitions=1)
-    admin = admin_client(broker)
-    admin.create_partitions([NewPartitions(topic_name, 3)], request_timeout=TIMEOUT_S)[
-        topic_name
-    ].result(TIMEOUT_S)
-    assert sorted(
-        admin.list_topics(topic_name, timeout=TIMEOUT_S).topics[topic_name].partitions
-    ) == [0, 1, 2]
-    with pytest.raises(KafkaException) as excinfo:
-        admin.create_partitions([NewPartitions(topic_name, 2)], request_timeout=TIMEOUT_S)[
-            topic_name
-        ].result(TIMEOUT_S)
-    assert kafka_error(excinfo).code() == KafkaError.INVALID_PARTITIONS
-    delivery = Delivery()
-    with producer(broker) as prod:
-        prod.produce(topic_name, value=b"to-the-new-partition", partition=2, on_delivery=delivery)
-    [msg] = delivery.ok()
-    assert (msg.partition(), msg.offset()) == (2, 0)
+    record_scenarios.add_partitions(CLIENT, broker, topic_name)
 
 
 def test_delete_topic(broker: LiveBroker, topic_name: str) -> None:
     """DeleteTopics removes the topic and its data; a re-created topic starts empty."""
-    create_topic(broker, topic_name)
-    produce_values(broker, topic_name, [b"old"])
-    admin = admin_client(broker)
-    admin.delete_topics([topic_name], request_timeout=TIMEOUT_S)[topic_name].result(TIMEOUT_S)
-    assert topic_name not in admin.list_topics(timeout=TIMEOUT_S).topics
-    with pytest.raises(KafkaException) as excinfo:
-        admin.delete_topics([topic_name], request_timeout=TIMEOUT_S)[topic_name].result(TIMEOUT_S)
-    assert kafka_error(excinfo).code() == KafkaError.UNKNOWN_TOPIC_OR_PART
-    create_topic(broker, topic_name)
-    with consumer(broker) as cons:
-        assert cons.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=TIMEOUT_S) == (
-            0,
-            0,
-        )
+    record_scenarios.delete_topic(CLIENT, broker, topic_name)
 
 
 # -- produce ----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -269,6 +270,8 @@ def test_cluster_view_and_cluster_metrics(browser: Any, tmp_path: Path) -> None:
         assert len(_rows(browser, "#cluster-partitions tbody tr")) >= 4
 
         # Broker 2 dies: broker 1 leads everything with itself alone in the ISR.
+        led_by_2 = [p for p in range(4) if cluster.leader_of("ledger", p) == 2]
+        assert led_by_2
         cluster.kill(2)
         cluster.wait_for(
             lambda: (
@@ -280,3 +283,11 @@ def test_cluster_view_and_cluster_metrics(browser: Any, tmp_path: Path) -> None:
         _open(browser, f"{bases[1]}/cluster", "cluster-broker-2-down")
         assert browser.find_element("css selector", "#under").text == "4"
         assert len(_rows(browser, "#cluster-partitions tr.under-replicated")) >= 4
+        # Broker 1's log tells of each leadership it took over.
+        log = cluster.log_paths[1].read_text(errors="replace")
+        for p in led_by_2:
+            assert re.search(
+                rf"INFO kbroker\.cluster\.replicas: leading ledger-{p} at leader epoch [1-9]\d* "
+                r"\(replicas \[[12], [12]\], isr \[1\]\)",
+                log,
+            ), log

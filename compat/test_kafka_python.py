@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import kafka.errors as Errors
 import pytest
-from kafka import KafkaAdminClient, TopicPartition
+from kafka import TopicPartition
 from kafka.admin import AlterConfigOp, ConfigResource, ConfigResourceType
 
 from compat import record_scenarios
@@ -21,6 +21,7 @@ from compat.adapters.kafka_python import (
     create_topic,
     poll_records,
     producer,
+    topic_configs,
 )
 from compat.conftest import KAFKA_TOPIC_DEFAULTS, text_like_values
 from compat.diskfmt import stored_batches
@@ -32,14 +33,6 @@ CLIENT = KafkaPythonClient()
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def topic_configs(admin: KafkaAdminClient, topic: str) -> dict[str, dict]:
-    """Every config of a topic as DescribeConfigs reports it."""
-    result = admin.describe_configs(
-        [ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all"
-    )
-    return result["topic"][topic]
-
-
 # -- bootstrap --------------------------------------------------------------------------------
 def test_bootstrap(broker: LiveBroker, topic_name: str) -> None:
     """A client with only bootstrap_servers finds the one broker and its topics."""
@@ -108,12 +101,8 @@ def test_create_topic_with_configs(broker: LiveBroker, topic_name: str) -> None:
 
 def test_describe_configs_defaults(broker: LiveBroker, topic_name: str) -> None:
     """A topic without overrides reports Kafka's defaults, sourced DEFAULT_CONFIG."""
-    create_topic(broker, topic_name)
+    record_scenarios.describe_configs_defaults(CLIENT, broker, topic_name)
     with admin_client(broker) as admin:
-        configs = topic_configs(admin, topic_name)
-        for name, value in KAFKA_TOPIC_DEFAULTS.items():
-            assert configs[name]["value"] == value, (name, configs[name])
-            assert configs[name]["config_source"] == "DEFAULT_CONFIG", (name, configs[name])
         # Only the requested keys come back when keys are named.
         only = admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, topic_name, ["retention.ms"])],
@@ -180,32 +169,12 @@ def test_alter_configs_legacy(broker: LiveBroker, topic_name: str) -> None:
 
 def test_add_partitions(broker: LiveBroker, topic_name: str) -> None:
     """CreatePartitions grows a topic; the new partitions take writes; shrinking is refused."""
-    create_topic(broker, topic_name, partitions=1)
-    with admin_client(broker) as admin:
-        admin.create_partitions({topic_name: 3})
-        [described] = admin.describe_topics([topic_name])
-        assert sorted(p["partition_index"] for p in described["partitions"]) == [0, 1, 2]
-        with pytest.raises(Errors.InvalidPartitionsError):
-            admin.create_partitions({topic_name: 2})
-    with producer(broker) as prod:
-        md = prod.send(topic_name, b"to-the-new-partition", partition=2).get(timeout=15)
-        assert (md.partition, md.offset) == (2, 0)
+    record_scenarios.add_partitions(CLIENT, broker, topic_name)
 
 
 def test_delete_topic(broker: LiveBroker, topic_name: str) -> None:
     """DeleteTopics removes the topic and its data; a re-created topic starts empty."""
-    create_topic(broker, topic_name)
-    with producer(broker) as prod:
-        prod.send(topic_name, b"old").get(timeout=15)
-    with admin_client(broker) as admin:
-        admin.delete_topics([topic_name])
-        assert topic_name not in admin.list_topics()
-        with pytest.raises(Errors.UnknownTopicOrPartitionError):
-            admin.delete_topics([topic_name])
-    create_topic(broker, topic_name)
-    with consumer(broker) as cons:
-        tp = TopicPartition(topic_name, 0)
-        assert cons.end_offsets([tp]) == {tp: 0}
+    record_scenarios.delete_topic(CLIENT, broker, topic_name)
 
 
 # -- produce ----------------------------------------------------------------------------------

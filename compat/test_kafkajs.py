@@ -1,7 +1,9 @@
 """kafkajs (Node.js, pure JavaScript protocol implementation) against a live kbroker.
 
-Each scenario is a function of compat/kafkajs/scenarios.js, run with node; it prints one
-JSON line of what kafkajs observed and this module asserts on it. kafkajs is pinned in
+The scenarios shared with the other clients are defined once in compat/record_scenarios.py and
+drive kafkajs through compat/adapters/kafkajs.py (a node process answering one JSON request a
+line, compat/kafkajs/driver.js). The rest are functions of compat/kafkajs/scenarios.js, run
+with node; each prints one JSON line of what kafkajs observed and this module asserts on it. kafkajs is pinned in
 compat/kafkajs/package.json (+ package-lock.json) and installed with `npm ci` into
 compat/kafkajs/node_modules (gitignored) the first time. A missing node/npm is a failure,
 never a skip. kafkajs consumes only through groups (it has no assign()), so the consume
@@ -18,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka.partitioner.default import murmur2
 
-from compat import results
+from compat import record_scenarios, results
+from compat.adapters.kafkajs import KafkajsClient
 from compat.conftest import DEFAULT_CONFIG, DYNAMIC_TOPIC_CONFIG, KAFKA_TOPIC_DEFAULTS
-from compat.diskfmt import stored_batches, value_len_for_batch_size
 from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker, shared_broker
 
 pytestmark = pytest.mark.compat
@@ -62,12 +63,20 @@ def node() -> str:
     return node_bin
 
 
-def scenario(node: str, broker: LiveBroker, name: str, topic: str, arg: str = "") -> Any:
+@pytest.fixture(scope="module")
+def client(node: str) -> Iterator[KafkajsClient]:
+    """kafkajs as the shared scenarios drive it (compat/kafkajs/driver.js)."""
+    adapter = KafkajsClient(node)
+    try:
+        yield adapter
+    finally:
+        adapter.close()
+
+
+def scenario(node: str, broker: LiveBroker, name: str, topic: str) -> Any:
     """Run one kafkajs scenario; its JSON result, or a failure with kafkajs's own error."""
     args = [node, str(KAFKAJS_DIR / "scenarios.js"), name, broker.bootstrap_servers, topic]
-    proc = subprocess.run(
-        args + ([arg] if arg else []), capture_output=True, text=True, timeout=DEADLINE_S
-    )
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=DEADLINE_S)
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     result = json.loads(lines[-1]) if lines else {"error": {"message": "no output"}}
     if proc.returncode != 0 or "error" in result:
@@ -78,11 +87,6 @@ def scenario(node: str, broker: LiveBroker, name: str, topic: str, arg: str = ""
             f"kafkajs log:\n{proc.stderr[-3000:]}"
         )
     return result
-
-
-def expected_partition(key: bytes, partitions: int) -> int:
-    """kafkajs 2.x DefaultPartitioner = Java's: murmur2 of the key, positive, modulo."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def test_bootstrap(node: str, broker: LiveBroker, topic_name: str) -> None:
@@ -133,24 +137,11 @@ def test_delete_topic(node: str, broker: LiveBroker, topic_name: str) -> None:
 
 
 @pytest.mark.parametrize("acks", [0, 1, "all"])
-def test_produce_keyed(node: str, broker: LiveBroker, topic_name: str, acks: int | str) -> None:
+def test_produce_keyed(
+    client: KafkajsClient, broker: LiveBroker, topic_name: str, acks: int | str
+) -> None:
     """Keyed records land in kafkajs's (Java-compatible) partition for them, in order."""
-    partitions = 4
-    result = scenario(node, broker, "produce_keyed", topic_name, str(-1 if acks == "all" else acks))
-    if acks != 0:  # acks=0: no response, so kafkajs has no offsets to report
-        assert {s["partition"] for s in result["sent"]} <= set(range(partitions))
-        assert all(s["errorCode"] == 0 for s in result["sent"])
-    keys = [f"key-{i % 10}" for i in range(40)]
-    records = result["records"]
-    assert len(records) == 40
-    for p in range(partitions):
-        in_p = [r for r in records if r["partition"] == p]
-        assert [r["offset"] for r in in_p] == list(range(len(in_p)))
-        assert [(r["key"], r["value"]) for r in in_p] == [
-            (k, f"v{i}")
-            for i, k in enumerate(keys)
-            if expected_partition(k.encode(), partitions) == p
-        ]
+    record_scenarios.produce_keyed(client, broker, topic_name, acks)
 
 
 def test_describe_configs_defaults(node: str, broker: LiveBroker, topic_name: str) -> None:
@@ -201,43 +192,29 @@ def test_delete_records(node: str, broker: LiveBroker, topic_name: str) -> None:
     ]
 
 
-def test_max_message_bytes(node: str, broker: LiveBroker, topic_name: str) -> None:
+def test_max_message_bytes(client: KafkajsClient, broker: LiveBroker, topic_name: str) -> None:
     """A batch of exactly max.message.bytes is accepted; one byte more is MESSAGE_TOO_LARGE."""
     # kafkajs writes a record without key or headers the way compat.diskfmt sizes it.
-    fits = value_len_for_batch_size(10_000)
-    result = scenario(node, broker, "max_message_bytes", topic_name, json.dumps([fits]))
-    assert [(m["partition"], m["baseOffset"]) for m in result["stored"]] == [(0, "0")]
-    assert stored_batches(broker.data_dir, topic_name, 0)[0].size == 10_000
-    assert result["tooLarge"]["type"] == "MESSAGE_TOO_LARGE"
-    assert result["offsets"] == [{"partition": 0, "offset": "1", "high": "1", "low": "0"}]
+    record_scenarios.max_message_bytes(client, broker, topic_name)
 
 
-def test_log_append_time(node: str, broker: LiveBroker, topic_name: str) -> None:
+def test_log_append_time(client: KafkajsClient, broker: LiveBroker, topic_name: str) -> None:
     """On a LogAppendTime topic the broker's clock replaces the producer's timestamp."""
-    result = scenario(node, broker, "log_append_time", topic_name)
-    appended = int(result["meta"]["logAppendTime"])  # ProduceResponse log_append_time_ms
-    assert result["before"] <= appended <= result["after"]
-    assert result["record"]["timestamp"] == appended
-    assert {b.timestamp_type for b in stored_batches(broker.data_dir, topic_name, 0)} == {1}
+    record_scenarios.log_append_time(client, broker, topic_name)
 
 
-def test_topic_compression_type(node: str, broker: LiveBroker, topic_name: str) -> None:
+def test_topic_compression_type(client: KafkajsClient, broker: LiveBroker, topic_name: str) -> None:
     """A compression.type=gzip topic stores gzip whatever kafkajs sends (Kafka recompresses)."""
-    result = scenario(node, broker, "topic_compression_type", topic_name)
-    assert [
-        (r["offset"], r["key"], r["value"], r["headers"], r["timestamp"]) for r in result["records"]
-    ] == [
-        (i, m["key"], m["value"], m["headers"], int(m["timestamp"]))
-        for i, m in enumerate(result["sent"])
-    ]
-    assert {b.compression for b in stored_batches(broker.data_dir, topic_name, 0)} == {"gzip"}
+    # kafkajs has no lz4 without a plugin: its records go uncompressed.
+    record_scenarios.topic_compression_type(client, broker, topic_name, "gzip", (None,))
 
 
 @pytest.mark.parametrize("codec", ["gzip"])
-def test_compression(node: str, broker: LiveBroker, topic_name: str, codec: str) -> None:
+def test_compression(
+    client: KafkajsClient, broker: LiveBroker, topic_name: str, codec: str
+) -> None:
     """gzip batches from kafkajs (its only built-in codec) are stored and read back intact."""
-    result = scenario(node, broker, "compression", topic_name)
-    assert [r["value"] for r in result["records"]] == result["values"]
+    record_scenarios.compression(client, broker, topic_name, codec)
 
 
 def test_headers_and_create_time(node: str, broker: LiveBroker, topic_name: str) -> None:

@@ -84,6 +84,22 @@ def _collision_key(name: str) -> str:
     return name.replace(".", "_")
 
 
+def check_partition_increase(name: str, current: int, total: int) -> None:
+    """CreatePartitions' count check (AdminZkClient.addPartitions): ``total`` must grow the
+    topic's ``current`` partition count; Kafka never shrinks a topic.
+    """
+    if total == current:
+        raise KafkaApiError(
+            ErrorCode.INVALID_PARTITIONS, f"Topic already has {current} partitions."
+        )
+    if total < current:
+        raise KafkaApiError(
+            ErrorCode.INVALID_PARTITIONS,
+            f"The topic {name} currently has {current} partition(s); "
+            f"{total} would not be an increase.",
+        )
+
+
 def check_name(name: str) -> None:
     """Kafka's topic name rules (Topic.validate); KafkaApiError(INVALID_TOPIC_EXCEPTION)."""
     if not name:
@@ -378,16 +394,7 @@ class TopicManager:
                 ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
             )
         current = len(topic.partitions)
-        if total == current:
-            raise KafkaApiError(
-                ErrorCode.INVALID_PARTITIONS, f"Topic already has {current} partitions."
-            )
-        if total < current:
-            raise KafkaApiError(
-                ErrorCode.INVALID_PARTITIONS,
-                f"The topic {name} currently has {current} partition(s); "
-                f"{total} would not be an increase.",
-            )
+        check_partition_increase(name, current, total)
         if validate_only:
             return topic
         self._save(partition_counts={name: total})

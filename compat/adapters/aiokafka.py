@@ -1,4 +1,5 @@
-"""aiokafka (asyncio), default settings, as the shared record and exactly-once scenarios drive it.
+"""aiokafka (asyncio), default settings, as the shared record, exactly-once and group scenarios
+drive it.
 
 Each adapter call runs its own event loop (``asyncio.run``): the scenarios are synchronous,
 and pytest-trio owns ``async def`` tests in this suite.
@@ -13,12 +14,14 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import BrokerResponseError, ProducerFenced
 from kafka.partitioner.default import murmur2
 
+from compat.group_scenarios import PolledMember
 from compat.livebroker import LiveBroker
-from compat.record_scenarios import Got, Out, Refused, Sent
+from compat.record_scenarios import Config, Got, Out, Refused, Sent
 
 DEADLINE_S = 30.0
 
@@ -139,6 +142,35 @@ async def _offsets(bootstrap: str, topic: str, partition: int) -> tuple[int, int
         await consumer.stop()
 
 
+async def _admin(bootstrap: str, what: str, topic: str, count: int = 0) -> Any:
+    """One admin call of the record scenarios (see ``RecordClient``)."""
+    async with admin_client(bootstrap) as admin:
+        if what == "partitions":
+            [described] = await admin.describe_topics([topic])
+            assert described["error_code"] == 0, described
+            return sorted(p["partition"] for p in described["partitions"])
+        if what == "topics":
+            return set(await admin.list_topics())
+        if what == "create_partitions":
+            try:
+                await admin.create_partitions({topic: NewPartitions(count)})
+            except BrokerResponseError as exc:
+                return int(exc.errno)
+            return 0
+        if what == "delete_topic":
+            # aiokafka hands back the DeleteTopics response rather than raising per topic.
+            response = await admin.delete_topics([topic])
+            [(name, code, *_)] = response.topic_error_codes
+            assert name == topic
+            return int(code)
+        assert what == "topic_configs", what
+        [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        [(error_code, _, _, name, entries)] = response.resources
+        assert (error_code, name) == (0, topic)
+        # (name, value, read_only, source, sensitive, ...)
+        return {e[0]: Config(e[1], e[3]) for e in entries}
+
+
 class AiokafkaClient:
     """aiokafka as a ``compat.record_scenarios.RecordClient``."""
 
@@ -180,6 +212,31 @@ class AiokafkaClient:
     @staticmethod
     def offsets(broker: LiveBroker, topic: str, partition: int) -> tuple[int, int]:
         result: tuple[int, int] = run(_offsets, broker.bootstrap_servers, topic, partition)
+        return result
+
+    @staticmethod
+    def partitions(broker: LiveBroker, topic: str) -> list[int]:
+        result: list[int] = run(_admin, broker.bootstrap_servers, "partitions", topic)
+        return result
+
+    @staticmethod
+    def topics(broker: LiveBroker) -> set[str]:
+        result: set[str] = run(_admin, broker.bootstrap_servers, "topics", "")
+        return result
+
+    @staticmethod
+    def create_partitions(broker: LiveBroker, topic: str, count: int) -> int:
+        result: int = run(_admin, broker.bootstrap_servers, "create_partitions", topic, count)
+        return result
+
+    @staticmethod
+    def delete_topic(broker: LiveBroker, topic: str) -> int:
+        result: int = run(_admin, broker.bootstrap_servers, "delete_topic", topic)
+        return result
+
+    @staticmethod
+    def topic_configs(broker: LiveBroker, topic: str) -> dict[str, Config]:
+        result: dict[str, Config] = run(_admin, broker.bootstrap_servers, "topic_configs", topic)
         return result
 
 
@@ -335,5 +392,122 @@ class AiokafkaTxn:
     ) -> tuple[int, int]:
         result: tuple[int, int] = run(
             _transform, broker.bootstrap_servers, src, dst, group, f"aio-{tid}", count
+        )
+        return result
+
+
+# -- consumer groups --------------------------------------------------------------------------
+# Short heartbeats make a rebalance visible to members quickly; 6 s is Kafka's minimum
+# session timeout (group.min.session.timeout.ms).
+FAST_GROUP = {"heartbeat_interval_ms": 200, "session_timeout_ms": 6000}
+
+
+class AiokafkaMember(PolledMember):
+    """One aiokafka group consumer, polled by its own thread on an event loop of that thread."""
+
+    def __init__(self, broker: LiveBroker, topic: str, group: str) -> None:
+        super().__init__()
+        self._servers = broker.bootstrap_servers
+        self._topic = topic
+        self._group = group
+        self._runner: asyncio.Runner | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    def run(self) -> None:
+        with asyncio.Runner() as runner:
+            self._runner = runner
+            super().run()
+
+    def _loop_run(self, step: Awaitable[Any]) -> Any:
+        assert self._runner is not None
+        return self._runner.run(step)
+
+    def poll_once(self) -> None:
+        if self._consumer is None:
+
+            async def started() -> AIOKafkaConsumer:
+                # aiokafka binds a consumer to the running loop when it is built.
+                consumer = AIOKafkaConsumer(
+                    self._topic,
+                    bootstrap_servers=self._servers,
+                    group_id=self._group,
+                    auto_offset_reset="earliest",
+                    enable_auto_commit=False,
+                    **FAST_GROUP,
+                )
+                await consumer.start()
+                return consumer
+
+            self._consumer = self._loop_run(started())
+        consumer = self._consumer
+        for batch in self._loop_run(consumer.getmany(timeout_ms=100)).values():
+            self.values.extend(r.value for r in batch)
+        self.assignment = frozenset(tp.partition for tp in consumer.assignment())
+
+    def commit_now(self) -> None:
+        assert self._consumer is not None
+        self._loop_run(self._consumer.commit())
+
+    def close_consumer(self) -> None:
+        if self._consumer is not None:
+            self._loop_run(self._consumer.stop())  # LeaveGroup
+
+
+async def _produce_per_partition(
+    bootstrap: str, topic: str, partitions: int, per_partition: int, prefix: str
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for p in range(partitions):
+            for i in range(per_partition):
+                await producer.send(topic, f"{prefix}p{p}-{i}".encode(), partition=p)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _group_committed(
+    bootstrap: str, group: str, topic: str, partitions: int
+) -> dict[int, int]:
+    async with admin_client(bootstrap) as admin:
+        offsets = await admin.list_consumer_group_offsets(group)
+    return {
+        tp.partition: om.offset
+        for tp, om in offsets.items()
+        if tp.topic == topic and tp.partition < partitions
+    }
+
+
+class AiokafkaGroups:
+    """aiokafka as a ``compat.group_scenarios.GroupClient``."""
+
+    @staticmethod
+    def create_topic(broker: LiveBroker, name: str, partitions: int) -> None:
+        run(create_topic, broker.bootstrap_servers, name, partitions)
+
+    @staticmethod
+    def produce(
+        broker: LiveBroker, topic: str, partitions: int, per_partition: int, prefix: str = ""
+    ) -> None:
+        """Write ``per_partition`` records to every partition ("<prefix>p<partition>-<i>")."""
+        run(
+            _produce_per_partition,
+            broker.bootstrap_servers,
+            topic,
+            partitions,
+            per_partition,
+            prefix,
+        )
+
+    @staticmethod
+    def member(broker: LiveBroker, topic: str, group: str) -> AiokafkaMember:
+        return AiokafkaMember(broker, topic, group)
+
+    @staticmethod
+    def committed(broker: LiveBroker, group: str, topic: str, partitions: int) -> dict[int, int]:
+        """The group's committed offsets as the admin client reads them (OffsetFetch)."""
+        result: dict[int, int] = run(
+            _group_committed, broker.bootstrap_servers, group, topic, partitions
         )
         return result

@@ -1,4 +1,4 @@
-"""confluent-kafka (librdkafka), default settings, as the shared record and exactly-once
+"""confluent-kafka (librdkafka), default settings, as the shared record, exactly-once and group
 scenarios drive it."""
 
 from __future__ import annotations
@@ -21,10 +21,18 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+    ResourceType,
+)
 
+from compat.group_scenarios import DEADLINE_S, PolledMember
 from compat.livebroker import LiveBroker
-from compat.record_scenarios import Got, Out, Refused, Sent
+from compat.record_scenarios import Config, Got, Out, Refused, Sent
 
 POLL_DEADLINE_S = 15.0
 TIMEOUT_S = 15.0
@@ -150,6 +158,21 @@ def produce_values(
     return delivery.ok()
 
 
+def topic_configs(admin: AdminClient, topic: str) -> dict[str, ConfigEntry]:
+    """Every config of a topic as DescribeConfigs reports it."""
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    return admin.describe_configs([resource], request_timeout=TIMEOUT_S)[resource].result(TIMEOUT_S)
+
+
+def _error_code(wait: Callable[[], object]) -> int:
+    """0 when ``wait`` (an admin future's result) succeeds, else Kafka's error code."""
+    try:
+        wait()
+    except KafkaException as exc:
+        return int(exc.args[0].code())
+    return 0
+
+
 class ConfluentKafkaClient:
     """confluent-kafka as a ``compat.record_scenarios.RecordClient``."""
 
@@ -237,6 +260,34 @@ class ConfluentKafkaClient:
                 TopicPartition(topic, partition), timeout=TIMEOUT_S
             )
         return low, high
+
+    @staticmethod
+    def partitions(broker: LiveBroker, topic: str) -> list[int]:
+        metadata = admin_client(broker).list_topics(topic, timeout=TIMEOUT_S)
+        return sorted(metadata.topics[topic].partitions)
+
+    @staticmethod
+    def topics(broker: LiveBroker) -> set[str]:
+        return set(admin_client(broker).list_topics(timeout=TIMEOUT_S).topics)
+
+    @staticmethod
+    def create_partitions(broker: LiveBroker, topic: str, count: int) -> int:
+        admin = admin_client(broker)
+        futures = admin.create_partitions([NewPartitions(topic, count)], request_timeout=TIMEOUT_S)
+        return _error_code(lambda: futures[topic].result(TIMEOUT_S))
+
+    @staticmethod
+    def delete_topic(broker: LiveBroker, topic: str) -> int:
+        admin = admin_client(broker)
+        futures = admin.delete_topics([topic], request_timeout=TIMEOUT_S)
+        return _error_code(lambda: futures[topic].result(TIMEOUT_S))
+
+    @staticmethod
+    def topic_configs(broker: LiveBroker, topic: str) -> dict[str, Config]:
+        return {
+            name: Config(entry.value, entry.source, entry.is_default)
+            for name, entry in topic_configs(admin_client(broker), topic).items()
+        }
 
 
 # -- transactions -----------------------------------------------------------------------------
@@ -386,3 +437,84 @@ class ConfluentKafkaTxn:
             return seen, committed.offset
         finally:
             consumer.close()
+
+
+# -- consumer groups --------------------------------------------------------------------------
+FAST_GROUP = {"heartbeat.interval.ms": 200, "session.timeout.ms": 6000}
+
+
+def produce_per_partition(
+    broker: LiveBroker, topic: str, partitions: int, per_partition: int, prefix: str = ""
+) -> None:
+    """Write ``per_partition`` records to every partition (values "<prefix>p<partition>-<i>")."""
+    prod = Producer({"bootstrap.servers": broker.bootstrap_servers})
+    for p in range(partitions):
+        for i in range(per_partition):
+            prod.produce(topic, value=f"{prefix}p{p}-{i}".encode(), partition=p)
+    assert prod.flush(DEADLINE_S) == 0, "records left unacknowledged"
+
+
+class CkMember(PolledMember):
+    """One confluent-kafka group consumer polled by its own thread."""
+
+    def __init__(self, broker: LiveBroker, topic: str, group: str, **configs: object) -> None:
+        super().__init__()
+        conf = {
+            "bootstrap.servers": broker.bootstrap_servers,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            **FAST_GROUP,
+        }
+        conf.update({k.replace("_", "."): v for k, v in configs.items()})
+        if conf.get("group.protocol") == "consumer":
+            # KIP-848 moves session and heartbeat timing to the broker; librdkafka refuses
+            # the client-side settings with this protocol.
+            for name in FAST_GROUP:
+                conf.pop(name)
+        self.consumer = Consumer(conf)
+        self.revoked: list[set[int]] = []
+        self.assigned: list[set[int]] = []
+        self.consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned.append({tp.partition for tp in partitions})
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.revoked.append({tp.partition for tp in partitions})
+
+    def poll_once(self) -> None:
+        msg = self.consumer.poll(0.1)
+        if msg is not None and msg.error() is None:
+            self.values.append(msg.value())
+        self.assignment = frozenset(tp.partition for tp in self.consumer.assignment())
+
+    def commit_now(self) -> None:
+        self.consumer.commit(asynchronous=False)
+
+    def close_consumer(self) -> None:
+        self.consumer.close()
+
+
+def group_committed(broker: LiveBroker, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """The group's committed offsets as a consumer of the group reads them (OffsetFetch)."""
+    cons = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": group})
+    try:
+        found = cons.committed(
+            [TopicPartition(topic, p) for p in range(partitions)], timeout=DEADLINE_S
+        )
+    finally:
+        cons.close()
+    return {tp.partition: tp.offset for tp in found}
+
+
+class ConfluentGroups:
+    """confluent-kafka, as the shared group scenarios use it."""
+
+    create_topic = staticmethod(create_topic)
+    produce = staticmethod(produce_per_partition)
+    committed = staticmethod(group_committed)
+
+    @staticmethod
+    def member(broker: LiveBroker, topic: str, group: str) -> CkMember:
+        return CkMember(broker, topic, group)

@@ -1,4 +1,5 @@
-"""kafka-python, default settings, as the shared record and exactly-once scenarios drive it."""
+"""kafka-python, default settings, as the shared record, exactly-once and group scenarios
+drive it."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from typing import Any
 import kafka.errors as Errors
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.partitioner.default import murmur2
 from kafka.structs import OffsetAndMetadata
 
+from compat.group_scenarios import PolledMember
 from compat.livebroker import LiveBroker
-from compat.record_scenarios import Got, Out, Refused, Sent
+from compat.record_scenarios import Config, Got, Out, Refused, Sent
 
 POLL_DEADLINE_S = 15.0
 TXN_DEADLINE_S = 20.0
@@ -93,6 +97,26 @@ def consume_all(broker: LiveBroker, topic: str, partitions: int, count: int) -> 
         return poll_records(cons, count)
 
 
+# kafka-python names a config's source; Kafka's ConfigSource ids are these names' positions.
+CONFIG_SOURCES = [
+    "UNKNOWN",
+    "DYNAMIC_TOPIC_CONFIG",
+    "DYNAMIC_BROKER_CONFIG",
+    "DYNAMIC_DEFAULT_BROKER_CONFIG",
+    "STATIC_BROKER_CONFIG",
+    "DEFAULT_CONFIG",
+    "DYNAMIC_BROKER_LOGGER_CONFIG",
+]
+
+
+def topic_configs(admin: KafkaAdminClient, topic: str) -> dict[str, dict]:
+    """Every config of a topic as DescribeConfigs reports it."""
+    result = admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all"
+    )
+    return result["topic"][topic]
+
+
 class KafkaPythonClient:
     """kafka-python as a ``compat.record_scenarios.RecordClient``."""
 
@@ -161,6 +185,44 @@ class KafkaPythonClient:
         with consumer(broker) as cons:
             tp = TopicPartition(topic, partition)
             return cons.beginning_offsets([tp])[tp], cons.end_offsets([tp])[tp]
+
+    @staticmethod
+    def partitions(broker: LiveBroker, topic: str) -> list[int]:
+        with admin_client(broker) as admin:
+            [described] = admin.describe_topics([topic])
+        return sorted(p["partition_index"] for p in described["partitions"])
+
+    @staticmethod
+    def topics(broker: LiveBroker) -> set[str]:
+        with admin_client(broker) as admin:
+            return set(admin.list_topics())
+
+    @staticmethod
+    def create_partitions(broker: LiveBroker, topic: str, count: int) -> int:
+        with admin_client(broker) as admin:
+            try:
+                admin.create_partitions({topic: count})
+            except Errors.BrokerResponseError as exc:
+                return int(exc.errno)
+        return 0
+
+    @staticmethod
+    def delete_topic(broker: LiveBroker, topic: str) -> int:
+        with admin_client(broker) as admin:
+            try:
+                admin.delete_topics([topic])
+            except Errors.BrokerResponseError as exc:
+                return int(exc.errno)
+        return 0
+
+    @staticmethod
+    def topic_configs(broker: LiveBroker, topic: str) -> dict[str, Config]:
+        with admin_client(broker) as admin:
+            configs = topic_configs(admin, topic)
+        return {
+            name: Config(entry["value"], CONFIG_SOURCES.index(entry["config_source"]))
+            for name, entry in configs.items()
+        }
 
 
 # -- transactions -----------------------------------------------------------------------------
@@ -277,3 +339,91 @@ class KafkaPythonTxn:
         finally:
             consumer.close()
             tx.producer.close()
+
+
+# -- consumer groups --------------------------------------------------------------------------
+# Short heartbeats make a rebalance visible to members quickly; 6 s is Kafka's minimum
+# session timeout (group.min.session.timeout.ms).
+FAST_GROUP = {"heartbeat_interval_ms": 200, "session_timeout_ms": 6000}
+
+
+def produce_per_partition(
+    broker: LiveBroker, topic: str, partitions: int, per_partition: int, prefix: str = ""
+) -> None:
+    """Write ``per_partition`` records to every partition (values "<prefix>p<partition>-<i>")."""
+    # Not idempotent: producing is only the setup here (the produce suite covers it).
+    prod = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, enable_idempotence=False)
+    try:
+        for p in range(partitions):
+            for i in range(per_partition):
+                prod.send(topic, value=f"{prefix}p{p}-{i}".encode(), partition=p)
+        prod.flush(timeout=15)
+    finally:
+        prod.close(timeout=10)
+
+
+class Counting(ConsumerRebalanceListener):
+    """Counts rebalance callbacks, so a test can tell that none happened."""
+
+    def __init__(self) -> None:
+        self.revoked = 0
+        self.assigned = 0
+
+    def on_partitions_revoked(self, revoked):  # type: ignore[no-untyped-def]
+        self.revoked += 1
+
+    def on_partitions_assigned(self, assigned):  # type: ignore[no-untyped-def]
+        self.assigned += 1
+
+
+class GroupMember(PolledMember):
+    """One kafka-python group consumer polled by its own thread."""
+
+    def __init__(self, broker: LiveBroker, topic: str, group: str, **configs: object) -> None:
+        super().__init__()
+        self.listener = Counting()
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=broker.bootstrap_servers,
+            group_id=group,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            **{**FAST_GROUP, **configs},
+        )
+        self.consumer.subscribe([topic], listener=self.listener)
+
+    def poll_once(self) -> None:
+        for batch in self.consumer.poll(timeout_ms=100).values():
+            self.values.extend(r.value for r in batch)
+        self.assignment = frozenset(tp.partition for tp in self.consumer.assignment())
+
+    def commit_now(self) -> None:
+        self.consumer.commit()
+
+    def close_consumer(self) -> None:
+        self.consumer.close()
+
+
+def group_committed(broker: LiveBroker, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """The group's committed offsets as the admin client reads them (OffsetFetch)."""
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+    try:
+        found = admin.list_group_offsets({group: None})[group]
+    finally:
+        admin.close()
+    return {
+        tp.partition: om.offset
+        for tp, om in found.items()
+        if tp.topic == topic and tp.partition < partitions
+    }
+
+
+class KafkaPythonGroups:
+    """kafka-python, as the shared group scenarios use it."""
+
+    create_topic = staticmethod(create_topic)
+    produce = staticmethod(produce_per_partition)
+    committed = staticmethod(group_committed)
+
+    @staticmethod
+    def member(broker: LiveBroker, topic: str, group: str) -> GroupMember:
+        return GroupMember(broker, topic, group)

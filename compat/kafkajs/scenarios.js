@@ -1,14 +1,15 @@
 #!/usr/bin/env node
-// kafkajs scenarios for compat/test_kafkajs.py: `node scenarios.js SCENARIO BOOTSTRAP TOPIC [ARG]`.
+// kafkajs scenarios of its own for compat/test_kafkajs.py: `node scenarios.js SCENARIO BOOTSTRAP
+// TOPIC` (the scenarios shared with the other clients drive kafkajs through driver.js instead).
 // Each scenario drives kafkajs against the broker and prints ONE JSON line on stdout with what
 // it observed; the Python test asserts on it. kafkajs's own logs go to stderr. Any error
 // prints {"error": {...}} with kafkajs's error type and exits 1, so the test shows the
 // client's exact error.
 'use strict'
 
-const { Kafka, logLevel, ConfigResourceTypes, CompressionTypes } = require('kafkajs')
+const { Kafka, logLevel, ConfigResourceTypes } = require('kafkajs')
 
-const [scenario, bootstrap, topic, arg] = process.argv.slice(2)
+const [scenario, bootstrap, topic] = process.argv.slice(2)
 const DEADLINE_MS = 40000
 
 const kafka = new Kafka({
@@ -56,11 +57,11 @@ async function withAdmin (fn) {
   }
 }
 
-async function produce (messages, { acks = -1, compression } = {}) {
+async function produce (messages, { acks = -1 } = {}) {
   const producer = kafka.producer()
   await producer.connect()
   try {
-    return await producer.send({ topic, acks, compression, messages })
+    return await producer.send({ topic, acks, messages })
   } finally {
     await producer.disconnect()
   }
@@ -185,25 +186,6 @@ const SCENARIOS = {
       const offsets = await admin.fetchTopicOffsets(topic)
       return { stillListed: listed.includes(topic), again, offsets }
     })
-  },
-
-  async produce_keyed () {
-    const acks = Number(arg)
-    await withAdmin((admin) => admin.createTopics({ topics: [{ topic, numPartitions: 4 }] }))
-    const messages = []
-    for (let i = 0; i < 40; i++) messages.push({ key: `key-${i % 10}`, value: `v${i}` })
-    const sent = await produce(messages, { acks })
-    const records = await consumeGroup(`g-${topic}`, 40)
-    return { sent, records }
-  },
-
-  async compression () {
-    const values = []
-    for (let i = 0; i < 50; i++) values.push(`gzip-${i}-`.repeat(20))
-    await produce(values.map((value) => ({ value, partition: 0 })),
-      { compression: CompressionTypes.GZIP })
-    const records = await consumeGroup(`g-${topic}`, values.length)
-    return { values, records }
   },
 
   async headers_and_create_time () {
@@ -331,52 +313,6 @@ const SCENARIOS = {
     })
     result.records = await consumeGroup(`g-${topic}`, 6)
     return result
-  },
-
-  // A batch of exactly max.message.bytes is stored; one byte more is MESSAGE_TOO_LARGE.
-  async max_message_bytes () {
-    const [fits] = JSON.parse(arg)
-    await withAdmin((admin) => admin.createTopics({
-      topics: [{ topic, configEntries: [{ name: 'max.message.bytes', value: '10000' }] }]
-    }))
-    const stored = await produce([{ value: 'x'.repeat(fits), partition: 0 }], { acks: 1 })
-    const tooLarge = await expectError(
-      produce([{ value: 'x'.repeat(fits + 1), partition: 0 }], { acks: 1 }))
-    const offsets = await withAdmin((admin) => admin.fetchTopicOffsets(topic))
-    return { stored, tooLarge, offsets }
-  },
-
-  // On a LogAppendTime topic the broker's clock replaces the producer's timestamp.
-  async log_append_time () {
-    await withAdmin((admin) => admin.createTopics({
-      topics: [{ topic, configEntries: [{ name: 'message.timestamp.type', value: 'LogAppendTime' }] }]
-    }))
-    const before = Date.now()
-    const [meta] = await produce([{ value: 'v', partition: 0, timestamp: '1500000000000' }],
-      { acks: 1 })
-    const after = Date.now()
-    const [record] = await consumeGroup(`g-${topic}`, 1)
-    return { before, after, meta, record }
-  },
-
-  // A compression.type=gzip topic stores gzip whatever kafkajs sends.
-  async topic_compression_type () {
-    await withAdmin((admin) => admin.createTopics({
-      topics: [{ topic, configEntries: [{ name: 'compression.type', value: 'gzip' }] }]
-    }))
-    const messages = []
-    for (let i = 0; i < 50; i++) {
-      messages.push({
-        key: `k${i}`,
-        value: `${i} ` + 'compressible '.repeat(20),
-        headers: { n: String(i) },
-        timestamp: String(1600000000000 + 1000 * i),
-        partition: 0
-      })
-    }
-    await produce(messages)
-    const records = await consumeGroup(`g-${topic}`, 50)
-    return { sent: messages, records }
   },
 
   // Three transactions of five records: committed, aborted, committed.

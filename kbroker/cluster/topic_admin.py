@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from kbroker.errors import KafkaApiError
 from kbroker.internal_topics import INTERNAL_TOPICS, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.topic_config import validate_topic_configs
-from kbroker.topics import check_name, random_kafka_uuid
+from kbroker.topics import check_name, check_partition_increase, random_kafka_uuid
 from kbroker.wire.errors import ErrorCode
 
 if TYPE_CHECKING:
@@ -231,16 +231,7 @@ async def add_partitions(
             ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
         )
     current = len(info.partitions)
-    if total == current:
-        raise KafkaApiError(
-            ErrorCode.INVALID_PARTITIONS, f"Topic already has {current} partitions."
-        )
-    if total < current:
-        raise KafkaApiError(
-            ErrorCode.INVALID_PARTITIONS,
-            f"The topic {name} currently has {current} partition(s); "
-            f"{total} would not be an increase.",
-        )
+    check_partition_increase(name, current, total)
     brokers = live_brokers(cluster)
     factor = len(info.partitions[0].replicas) if 0 in info.partitions else 1
     if assignment:

@@ -560,6 +560,21 @@ def _partition_size(partition: Partition) -> int:
     return int(partition.log.size_in_bytes)
 
 
+def _offset_lag(partition: Partition) -> int:
+    """How far this replica's log end is behind the leader's high watermark (0 on the
+    leader and on a single node). Kafka's ReplicaManager.getLogEndOffsetLag computes
+    max(HW - LEO, 0) from the local high watermark; a follower's local HW is clamped to
+    its own LEO, so the leader's HW from the last fetch response is used instead, which
+    shows a replica still catching up (e.g. one being added by a reassignment)."""
+    replica = partition.replica
+    if replica is None or replica.is_leader:
+        return 0
+    leader_hw = replica.leader_high_watermark
+    if leader_hw is None:
+        return 0
+    return max(leader_hw - int(partition.log.log_end_offset), 0)
+
+
 @handles(DescribeLogDirsRequest.API_KEY, 0, 4)
 async def handle_describe_log_dirs(
     ctx: RequestContext, request: DescribeLogDirsRequest
@@ -576,6 +591,8 @@ async def handle_describe_log_dirs(
         for t in request.topics:
             parts = wanted.get(t.topic) or set()
             wanted[t.topic] = parts | set(t.partitions)
+    cluster = broker.cluster
+    hosted = None if cluster is None else set(cluster.replicas.states)
     out_topics = []
     for name in sorted(wanted):
         topic = broker.topics.get(name)
@@ -586,11 +603,14 @@ async def handle_describe_log_dirs(
             DescribeLogDirsResponse.DescribeLogDirsPartition(
                 partition_index=p.index,
                 partition_size=_partition_size(p),
-                offset_lag=0,
+                offset_lag=_offset_lag(p),
                 is_future_key=False,
             )
             for p in topic.partitions
-            if indexes is None or p.index in indexes
+            if (indexes is None or p.index in indexes)
+            # In a cluster the local topic has a folder for every partition index, but
+            # this broker hosts only the ones the controller gave it.
+            and (hosted is None or (name, p.index) in hosted)
         ]
         if partitions:
             out_topics.append(

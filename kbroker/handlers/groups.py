@@ -20,7 +20,9 @@ from kbroker.coordinator.service import coordinator_for, wait_pending
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.meta import AUTHORIZED_OPERATIONS_OMITTED, advertised_endpoint
+from kbroker.handlers.partitions import partition_errors
 from kbroker.internal_topics import OFFSETS_TOPIC
+from kbroker.replication.leader_writes import coordinator_error, wait_replicated
 from kbroker.txn.offsets import pending_partitions
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
@@ -202,6 +204,23 @@ def elsewhere(ctx: RequestContext, group_id: str) -> bool:
     from kbroker.cluster.coordinators import leads_coordinator
 
     return not leads_coordinator(cluster, KEY_TYPE_GROUP, group_id)
+
+
+async def coordinator_write_replicated(ctx: RequestContext, key_type: int, key: str) -> ErrorCode:
+    """Cluster mode: wait until the ISR of ``key``'s coordinator partition has what this
+    coordinator wrote to it (Kafka's coordinators append with acks=all and answer once
+    the write is replicated, within offsets.commit.timeout.ms); the coordinator error to
+    answer if it is not (COORDINATOR_NOT_AVAILABLE / NOT_COORDINATOR), NONE if it is."""
+    cluster = ctx.broker.cluster
+    if cluster is None:
+        return ErrorCode.NONE
+    from kbroker.cluster.coordinators import coordinator_partition
+
+    topic, index = coordinator_partition(cluster, key_type, key)
+    error = await wait_replicated(
+        ctx.broker, topic, index, timeout_ms=int(ctx.broker.config["offsets.commit.timeout.ms"])
+    )
+    return coordinator_error(error)
 
 
 def _partition_exists(ctx: RequestContext, topic: str, index: int) -> bool:
@@ -407,20 +426,19 @@ async def handle_offset_commit(
                 group_instance_id=request.group_instance_id if version >= 7 else None,
             )
         )
+        stored = [tp for tp in offsets if codes[tp] == ErrorCode.NONE]
+        if stored:
+            # A commit is acknowledged once replicated, so it survives a coordinator failover.
+            error = await coordinator_write_replicated(ctx, KEY_TYPE_GROUP, request.group_id)
+            for tp in stored:
+                codes[tp] = error
     return OffsetCommitResponse(
-        topics=[
-            OffsetCommitResponse.OffsetCommitResponseTopic(
-                name=t.name,
-                partitions=[
-                    OffsetCommitResponse.OffsetCommitResponsePartition(
-                        partition_index=p.partition_index,
-                        error_code=codes[(t.name, p.partition_index)],
-                    )
-                    for p in t.partitions
-                ],
-            )
-            for t in request.topics
-        ]
+        topics=partition_errors(
+            request.topics,
+            codes,
+            OffsetCommitResponse.OffsetCommitResponseTopic,
+            OffsetCommitResponse.OffsetCommitResponsePartition,
+        )
     )
 
 
@@ -580,19 +598,12 @@ async def handle_offset_delete(
         return OffsetDeleteResponse(error_code=error)
     codes.update(result)
     return OffsetDeleteResponse(
-        topics=[
-            OffsetDeleteResponse.OffsetDeleteResponseTopic(
-                name=t.name,
-                partitions=[
-                    OffsetDeleteResponse.OffsetDeleteResponsePartition(
-                        partition_index=p.partition_index,
-                        error_code=codes[(t.name, p.partition_index)],
-                    )
-                    for p in t.partitions
-                ],
-            )
-            for t in request.topics
-        ]
+        topics=partition_errors(
+            request.topics,
+            codes,
+            OffsetDeleteResponse.OffsetDeleteResponseTopic,
+            OffsetDeleteResponse.OffsetDeleteResponsePartition,
+        )
     )
 
 

@@ -22,6 +22,12 @@ from kbroker.coordinator.group import partition_for
 from kbroker.coordinator.offsets import OffsetAndMetadata
 from kbroker.coordinator.service import coordinator_for
 from kbroker.handlers import RequestContext, handles
+from kbroker.handlers.groups import (
+    KEY_TYPE_GROUP,
+    KEY_TYPE_TRANSACTION,
+    coordinator_write_replicated,
+)
+from kbroker.handlers.partitions import partition_errors
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.txn import offsets as txn_offsets
 from kbroker.txn.coordinator import InitResult, TxnState
@@ -302,6 +308,12 @@ async def handle_end_txn(ctx: RequestContext, request: EndTxnRequest) -> EndTxnR
         )
     except Exception as exc:  # noqa: BLE001 - answered in the body
         code = _storage_failure(exc)
+    if code == ErrorCode.NONE:
+        # The transaction's outcome is acknowledged once __transaction_state's ISR has it
+        # (TransactionStateManager.appendTransactionToLog waits for acks=all).
+        code = await coordinator_write_replicated(
+            ctx, KEY_TYPE_TRANSACTION, request.transactional_id
+        )
     return EndTxnResponse(throttle_time_ms=0, error_code=_fenced_code(code, ctx.api_version, 2))
 
 
@@ -432,21 +444,19 @@ async def handle_txn_offset_commit(
                 max_metadata_bytes=int(ctx.broker.config["offset.metadata.max.bytes"]),
             )
         )
+        stored = [tp for tp in offsets if codes[tp] == ErrorCode.NONE]
+        if stored:
+            error = await coordinator_write_replicated(ctx, KEY_TYPE_GROUP, request.group_id)
+            for tp in stored:
+                codes[tp] = error
     return R(
         throttle_time_ms=0,
-        topics=[
-            R.TxnOffsetCommitResponseTopic(
-                name=t.name,
-                partitions=[
-                    R.TxnOffsetCommitResponsePartition(
-                        partition_index=p.partition_index,
-                        error_code=codes[(t.name, p.partition_index)],
-                    )
-                    for p in t.partitions
-                ],
-            )
-            for t in request.topics
-        ],
+        topics=partition_errors(
+            request.topics,
+            codes,
+            R.TxnOffsetCommitResponseTopic,
+            R.TxnOffsetCommitResponsePartition,
+        ),
     )
 
 

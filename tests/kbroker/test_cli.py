@@ -156,26 +156,29 @@ async def _read_until(stream: trio.abc.ReceiveStream, marker: bytes, seen: bytea
     return seen[start : end if end >= 0 else None].decode()
 
 
+async def _kbroker_process(tmp_path: Path, data: Path, *args: str) -> trio.Process:
+    """``python -m kbroker --listen 127.0.0.1:0 --data-dir DATA ARGS`` with stderr piped."""
+    return await trio.lowlevel.open_process(
+        [
+            sys.executable,
+            "-m",
+            "kbroker",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(data),
+            *args,
+        ],
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=str(tmp_path),
+    )
+
+
 async def test_real_process_start_serve_and_sigterm(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with trio.fail_after(60):  # a guard against hanging forever, not a speed assertion
-        process = await trio.lowlevel.open_process(
-            [
-                sys.executable,
-                "-m",
-                "kbroker",
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-                str(data),
-                "--override",
-                "num.partitions=2",
-            ],
-            stderr=subprocess.PIPE,
-            env=env,
-            cwd=str(tmp_path),
-        )
+        process = await _kbroker_process(tmp_path, data, "--override", "num.partitions=2")
         try:
             seen = bytearray()
             line = await _read_until(process.stderr, b"bootstrap_servers=", seen)
@@ -202,25 +205,9 @@ async def test_real_process_start_serve_and_sigterm(tmp_path: Path) -> None:
 
 
 async def test_json_logs_and_http_listener_of_a_real_process(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with trio.fail_after(60):  # a guard against hanging forever, not a speed assertion
-        process = await trio.lowlevel.open_process(
-            [
-                sys.executable,
-                "-m",
-                "kbroker",
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-                str(tmp_path / "data"),
-                "--http",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-            ],
-            stderr=subprocess.PIPE,
-            env=env,
-            cwd=str(tmp_path),
+        process = await _kbroker_process(
+            tmp_path, tmp_path / "data", "--http", "127.0.0.1:0", "--log-format", "json"
         )
         try:
             seen = bytearray()

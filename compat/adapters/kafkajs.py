@@ -1,0 +1,176 @@
+"""kafkajs (Node.js) as the shared record scenarios drive it, through compat/kafkajs/driver.js.
+
+One node process per broker answers one JSON request a line (create a topic, produce, read,
+list offsets); keys, values and header values travel as base64. kafkajs consumes only through
+groups (it has no assign()), so ``read`` joins a fresh group that reads from the beginning.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from kafka.partitioner.default import murmur2
+
+from compat.livebroker import LiveBroker
+from compat.record_scenarios import Got, Out, Refused, Sent
+
+KAFKAJS_DIR = Path(__file__).resolve().parent.parent / "kafkajs"
+ANSWER_TIMEOUT_S = 60.0
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode()
+
+
+def _unb64(text: str | None) -> bytes | None:
+    return None if text is None else base64.b64decode(text)
+
+
+class Driver:
+    """One ``node driver.js`` process talking to one broker."""
+
+    def __init__(self, node: str, bootstrap: str) -> None:
+        self.proc = subprocess.Popen(
+            [node, str(KAFKAJS_DIR / "driver.js"), bootstrap],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+
+    def call(self, op: str, **args: Any) -> Any:
+        """Send one request; kafkajs's answer, or a failure with kafkajs's own error."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line, f"kafkajs driver exited (code {self.proc.poll()}) during {op}"
+        answer = json.loads(line)
+        if "error" in answer:
+            error = answer["error"]
+            raise AssertionError(
+                f"kafkajs {op}: {error.get('name')}: {error.get('message')} "
+                f"(type {error.get('type')})\n{json.dumps(error, indent=1)}"
+            )
+        return answer["result"]
+
+    def close(self) -> None:
+        """End the driver (it exits when stdin closes)."""
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _error_code(error: dict[str, Any]) -> int | None:
+    """Kafka's error code in a kafkajs error, or in the error it wraps."""
+    while error:
+        if isinstance(error.get("code"), int):
+            return int(error["code"])
+        error = error.get("cause") or {}
+    return None
+
+
+class KafkajsClient:
+    """kafkajs as a ``compat.record_scenarios.RecordClient``."""
+
+    # The driver predicts each record's partition with kafkajs's own partitioner.
+    partition_known_without_acks = True
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self._drivers: dict[str, Driver] = {}
+
+    def driver(self, broker: LiveBroker) -> Driver:
+        """The driver for ``broker``, started on first use."""
+        if broker.bootstrap_servers not in self._drivers:
+            self._drivers[broker.bootstrap_servers] = Driver(self.node, broker.bootstrap_servers)
+        return self._drivers[broker.bootstrap_servers]
+
+    def close(self) -> None:
+        """End every driver."""
+        for driver in self._drivers.values():
+            driver.close()
+        self._drivers.clear()
+
+    def create_topic(
+        self,
+        broker: LiveBroker,
+        name: str,
+        partitions: int = 1,
+        configs: dict[str, str] | None = None,
+    ) -> None:
+        self.driver(broker).call(
+            "createTopic", topic=name, partitions=partitions, configs=configs or {}
+        )
+
+    @staticmethod
+    def expected_partition(key: bytes, partitions: int) -> int:
+        """kafkajs 2.x DefaultPartitioner = Java's: murmur2 of the key, positive, modulo."""
+        return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+    def produce(
+        self,
+        broker: LiveBroker,
+        topic: str,
+        records: list[Out],
+        *,
+        acks: int | str = "all",
+        compression: str | None = None,
+        linger_ms: int | None = None,  # kafkajs sends each send() as one request: no linger
+    ) -> list[Sent]:
+        answer = self.driver(broker).call(
+            "produce",
+            topic=topic,
+            acks=-1 if acks == "all" else acks,
+            compression=compression,
+            records=[
+                {
+                    "value": _b64(r.value),
+                    "key": _b64(r.key),
+                    "headers": [[k, _b64(v)] for k, v in r.headers],
+                    "timestamp": r.timestamp,
+                    "partition": r.partition,
+                }
+                for r in records
+            ],
+        )
+        if "refused" in answer:
+            code = _error_code(answer["refused"])
+            assert code is not None, f"kafkajs refused without a Kafka error: {answer['refused']}"
+            raise Refused(code, json.dumps(answer["refused"]))
+        return [Sent(s["partition"], s["offset"], s["timestamp"]) for s in answer["sent"]]
+
+    def read(
+        self,
+        broker: LiveBroker,
+        topic: str,
+        partitions: int,
+        count: int,
+        *,
+        seek: int | None = None,
+    ) -> list[Got]:
+        records = self.driver(broker).call("read", topic=topic, count=count, seek=seek)
+        return [
+            Got(
+                r["partition"],
+                r["offset"],
+                _unb64(r["key"]),
+                _unb64(r["value"]) or b"",
+                [(k, _unb64(v) or b"") for k, v in r["headers"]],
+                r["timestamp"],
+                r["timestampType"],
+            )
+            for r in records
+        ]
+
+    def offsets(self, broker: LiveBroker, topic: str, partition: int) -> tuple[int, int]:
+        low, high = self.driver(broker).call("offsets", topic=topic, partition=partition)
+        return low, high

@@ -1,0 +1,173 @@
+#!/usr/bin/env node
+// kafkajs as the shared compat scenarios drive it: `node driver.js BOOTSTRAP`, then one JSON
+// request a line on stdin ({"op": ..., ...}), one JSON answer a line on stdout ({"result": ...}
+// or {"error": {...}} with kafkajs's error type and code). compat/adapters/kafkajs.py speaks
+// it; the scenarios themselves are Python (compat/record_scenarios.py). Keys, values and
+// header values travel as base64. kafkajs's own logs go to stderr.
+'use strict'
+
+const readline = require('readline')
+const { Kafka, logLevel, CompressionTypes, Partitioners } = require('kafkajs')
+
+const [bootstrap] = process.argv.slice(2)
+
+const kafka = new Kafka({
+  clientId: 'kbroker-compat-kafkajs',
+  brokers: [bootstrap],
+  logLevel: logLevel.WARN,
+  logCreator: () => ({ namespace, level, log }) => {
+    process.stderr.write(`[${namespace}] ${JSON.stringify(log)}\n`)
+  },
+  retry: { retries: 3, initialRetryTime: 100 }
+})
+
+// Kafka's group settings kept short so a fresh group forms quickly (6 s is Kafka's minimum
+// session timeout, group.min.session.timeout.ms).
+const FAST_GROUP = { sessionTimeout: 6000, heartbeatInterval: 500, rebalanceTimeout: 10000 }
+const CODECS = { gzip: CompressionTypes.GZIP }
+
+function describeError (err) {
+  const out = { name: err.name, message: err.message, type: err.type, code: err.code }
+  if (err.errors) out.errors = err.errors.map(describeError)
+  if (err.cause) out.cause = describeError(err.cause)
+  return out
+}
+
+const b64 = (buf) => (buf === null || buf === undefined ? null : Buffer.from(buf).toString('base64'))
+const unb64 = (text) => (text === null || text === undefined ? null : Buffer.from(text, 'base64'))
+
+async function withAdmin (fn) {
+  const admin = kafka.admin()
+  await admin.connect()
+  try {
+    return await fn(admin)
+  } finally {
+    await admin.disconnect()
+  }
+}
+
+let groupCounter = 0
+
+const OPS = {
+  async createTopic ({ topic, partitions, configs }) {
+    const configEntries = Object.entries(configs || {}).map(([name, value]) => ({ name, value }))
+    await withAdmin((admin) => admin.createTopics({
+      topics: [{ topic, numPartitions: partitions, configEntries }]
+    }))
+    return null
+  },
+
+  // Every record in one producer.send(). A record without a partition goes where kafkajs's
+  // DefaultPartitioner puts it; the answer predicts that partition with the same partitioner
+  // (the scenario checks the consumed records against Java's murmur2), and numbers each
+  // record from its partition's base offset in the ProduceResponse.
+  async produce ({ topic, records, acks, compression }) {
+    const messages = records.map((r) => {
+      const m = { value: unb64(r.value) }
+      if (r.key !== null) m.key = unb64(r.key)
+      if (r.partition !== null) m.partition = r.partition
+      if (r.timestamp !== null) m.timestamp = String(r.timestamp)
+      if (r.headers.length) {
+        m.headers = {}
+        for (const [k, v] of r.headers) {
+          const value = unb64(v)
+          m.headers[k] = m.headers[k] === undefined ? value : [].concat(m.headers[k], [value])
+        }
+      }
+      return m
+    })
+    const partitionMetadata = await withAdmin(async (admin) => {
+      const meta = await admin.fetchTopicMetadata({ topics: [topic] })
+      return meta.topics[0].partitions
+    })
+    const partitioner = Partitioners.DefaultPartitioner()
+    const chosen = messages.map((m) => (m.partition !== undefined
+      ? m.partition
+      : partitioner({ topic, partitionMetadata, message: m })))
+    const producer = kafka.producer()
+    await producer.connect()
+    let metadata
+    try {
+      metadata = await producer.send({ topic, acks, compression: CODECS[compression], messages })
+    } catch (err) {
+      return { refused: describeError(err) }
+    } finally {
+      await producer.disconnect()
+    }
+    const byPartition = Object.fromEntries(metadata.map((m) => [m.partition, m]))
+    const seen = {}
+    return {
+      sent: chosen.map((partition) => {
+        const m = byPartition[partition]
+        const index = seen[partition] || 0
+        seen[partition] = index + 1
+        const appended = m && m.logAppendTime !== '-1' ? Number(m.logAppendTime) : null
+        return { partition, offset: m ? Number(m.baseOffset) + index : -1, timestamp: appended }
+      })
+    }
+  },
+
+  // kafkajs consumes only through groups (it has no assign()): a fresh group reads every
+  // partition from the beginning (or, with seek, partition 0 from there) until `count`
+  // records arrived, then leaves.
+  async read ({ topic, count, seek }) {
+    const consumer = kafka.consumer({ groupId: `read-${process.pid}-${groupCounter++}`, ...FAST_GROUP })
+    await consumer.connect()
+    const records = []
+    let done
+    const finished = new Promise((resolve) => { done = resolve })
+    try {
+      await consumer.subscribe({ topics: [topic], fromBeginning: true })
+      await consumer.run({
+        autoCommit: false,
+        eachMessage: async ({ partition, message }) => {
+          const headers = []
+          for (const [k, v] of Object.entries(message.headers || {})) {
+            for (const one of [].concat(v)) headers.push([k, b64(one)])
+          }
+          records.push({
+            partition,
+            offset: Number(message.offset),
+            key: b64(message.key),
+            value: b64(message.value),
+            headers,
+            timestamp: Number(message.timestamp),
+            timestampType: message.batchContext.timestampType
+          })
+          if (records.length >= count) done()
+        }
+      })
+      // kafkajs seeks only once run() started; it then fetches from there.
+      if (seek !== null) consumer.seek({ topic, partition: 0, offset: String(seek) })
+      await finished
+    } finally {
+      await consumer.disconnect()
+    }
+    return records
+  },
+
+  async offsets ({ topic, partition }) {
+    const offsets = await withAdmin((admin) => admin.fetchTopicOffsets(topic))
+    const p = offsets.find((o) => o.partition === partition)
+    return [Number(p.low), Number(p.high)]
+  }
+}
+
+const lines = readline.createInterface({ input: process.stdin })
+let queue = Promise.resolve()
+lines.on('line', (line) => {
+  // One request at a time, answered in order.
+  queue = queue.then(async () => {
+    let answer
+    try {
+      const request = JSON.parse(line)
+      const fn = OPS[request.op]
+      if (!fn) throw new Error(`unknown op ${request.op}`)
+      answer = { result: await fn(request) }
+    } catch (err) {
+      answer = { error: describeError(err) }
+    }
+    process.stdout.write(JSON.stringify(answer) + '\n')
+  })
+})
+lines.on('close', () => { queue.then(() => process.exit(0)) })
