@@ -459,14 +459,8 @@ class ControllerCore:
         def build(version: int) -> Any:
             states = [
                 cls.LeaderAndIsrPartitionState(
-                    topic_name=tp[0] if version < 2 else "",
-                    partition_index=tp[1],
-                    controller_epoch=s.controller_epoch,
-                    leader=s.leader,
-                    leader_epoch=s.leader_epoch,
-                    isr=list(s.isr),
+                    **_partition_state(tp, s, replicas, named=version < 2),
                     partition_epoch=s.zk_version,
-                    replicas=list(replicas),
                     is_new=is_new,
                 )
                 for tp, s, replicas, is_new in parts
@@ -482,12 +476,14 @@ class ControllerCore:
             )
             if version >= 5:
                 body.type = 1 if full else 0  # FULL / INCREMENTAL (KIP-516)
-            if version < 2:
-                body.ungrouped_partition_states = states
-            else:
-                body.topic_states = _group_by_topic(
-                    [p[0] for p in parts], states, cls.LeaderAndIsrTopicState, topic_ids
-                )
+            _place_states(
+                body,
+                version >= 2,
+                [p[0] for p in parts],
+                states,
+                cls.LeaderAndIsrTopicState,
+                topic_ids,
+            )
             return body
 
         return build
@@ -532,14 +528,8 @@ class ControllerCore:
         def build(version: int) -> Any:
             states = [
                 cls.UpdateMetadataPartitionState(
-                    topic_name=tp[0] if version < 5 else "",
-                    partition_index=tp[1],
-                    controller_epoch=s.controller_epoch,
-                    leader=s.leader,
-                    leader_epoch=s.leader_epoch,
-                    isr=list(s.isr),
+                    **_partition_state(tp, s, replicas, named=version < 5),
                     zk_version=s.zk_version,
-                    replicas=list(replicas),
                     offline_replicas=[b for b in replicas if b not in live],
                 )
                 for tp, s, replicas in parts
@@ -568,12 +558,14 @@ class ControllerCore:
                 broker_epoch=target_epoch,
                 live_brokers=live_brokers,
             )
-            if version < 5:
-                body.ungrouped_partition_states = states
-            else:
-                body.topic_states = _group_by_topic(
-                    [p[0] for p in parts], states, cls.UpdateMetadataTopicState, topic_ids
-                )
+            _place_states(
+                body,
+                version >= 5,
+                [p[0] for p in parts],
+                states,
+                cls.UpdateMetadataTopicState,
+                topic_ids,
+            )
             return body
 
         return build
@@ -648,18 +640,40 @@ def _log_error_response(broker_id: int, response: Any) -> None:
         )
 
 
-def _group_by_topic(
+def _partition_state(
+    tp: TP, s: PartitionState, replicas: Iterable[int], *, named: bool
+) -> dict[str, Any]:
+    """The fields LeaderAndIsr and UpdateMetadata partition states share: Kafka's
+    ControllerChannelManager fills both from the same LeaderIsrAndControllerEpoch. ``named``:
+    the request version still carries the topic name in each partition (before topic ids)."""
+    return {
+        "topic_name": tp[0] if named else "",
+        "partition_index": tp[1],
+        "controller_epoch": s.controller_epoch,
+        "leader": s.leader,
+        "leader_epoch": s.leader_epoch,
+        "isr": list(s.isr),
+        "replicas": list(replicas),
+    }
+
+
+def _place_states(
+    body: Any,
+    grouped: bool,
     tps: list[TP],
     states: list[Any],
     make: Callable[..., Any],
     topic_ids: dict[str, uuid.UUID | None],
-) -> list[Any]:
-    """Partition states grouped per topic: the shape of LeaderAndIsr v2+ and
-    UpdateMetadata v5+ (``make`` builds one topic entry)."""
+) -> None:
+    """Put the partition states in ``body``: one flat list in the old versions, grouped per
+    topic (``make`` builds one topic entry) in LeaderAndIsr v2+ and UpdateMetadata v5+."""
+    if not grouped:
+        body.ungrouped_partition_states = states
+        return
     by_topic: dict[str, list[Any]] = {}
     for tp, st in zip(tps, states, strict=True):
         by_topic.setdefault(tp[0], []).append(st)
-    return [
+    body.topic_states = [
         make(topic_name=t, topic_id=_uuid(topic_ids.get(t)), partition_states=sts)
         for t, sts in by_topic.items()
     ]
