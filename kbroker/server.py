@@ -194,6 +194,9 @@ class Server:
 class Connection:
     """One client connection: its decoder, its requests, in order, one at a time."""
 
+    # Kafka's KafkaPrincipal.ANONYMOUS: who a PLAINTEXT client is.
+    principal = "User:ANONYMOUS"
+
     def __init__(self, server: Server, stream: trio.SocketStream) -> None:
         self.server = server
         self.stream = stream
@@ -356,7 +359,14 @@ class Connection:
         if handler is None:
             await self._unsupported(api_key, api_version, header.correlation_id)
             return
-        ctx = RequestContext(self.server.broker, header, api_version, self.peer, self.local_address)
+        ctx = RequestContext(
+            self.server.broker,
+            header,
+            api_version,
+            self.peer,
+            self.local_address,
+            principal=self.principal,
+        )
         try:
             if api_key in _MAY_WAIT and self._nursery is not None:
                 response = await self._call_watching_peer(handler, ctx, request)

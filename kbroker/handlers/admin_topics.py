@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from kbroker.authz.acl import Operation, ResourceType
+from kbroker.authz.checks import allowed, allowed_cluster, require
 from kbroker.coordinator.service import on_topics_deleted
 from kbroker.errors import KafkaApiError
 from kbroker.failures import is_storage_error, storage_failure_kind, warn_rate_limited
@@ -97,6 +99,12 @@ async def handle_create_topics(
                 for name in dict.fromkeys(names)
             ],
         )
+    # KafkaApis.handleCreateTopicsRequest: Create on the cluster, else on each topic.
+    create_on_cluster = allowed_cluster(ctx, Operation.CREATE)
+
+    def may_create(name: str) -> bool:
+        return create_on_cluster or allowed(ctx, Operation.CREATE, ResourceType.TOPIC, name)
+
     for topic in request.topics:
         # Creating a topic is synchronous work (files, directories, an fsync):
         # let other connections be served between topics.
@@ -115,6 +123,8 @@ async def handle_create_topics(
                 )
             continue
         try:
+            if not may_create(topic.name):
+                raise KafkaApiError(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
             if broker.cluster is not None:
                 results.append(
                     await _create_topic_in_cluster(
@@ -386,6 +396,9 @@ async def handle_delete_topics(
                     "Duplicate topic name." if name is not None else "Duplicate topic id.",
                 )
             continue
+        if name is not None and not allowed(ctx, Operation.DELETE, ResourceType.TOPIC, name):
+            fail(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
+            continue
         topic: Topic | TopicInfo | None
         if cluster is not None:
             view = cluster.metadata
@@ -400,6 +413,9 @@ async def handle_delete_topics(
                 else ErrorCode.UNKNOWN_TOPIC_ID,
                 None,
             )
+            continue
+        if name is None and not allowed(ctx, Operation.DELETE, ResourceType.TOPIC, topic.name):
+            fail(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
             continue
         if name is not None and topic.topic_id in ids_supplied:
             fail(
@@ -476,6 +492,7 @@ async def handle_create_partitions(
                 )
             continue
         try:
+            require(ctx, Operation.ALTER, ResourceType.TOPIC, topic.name)
             if broker.cluster is not None:
                 from kbroker.cluster.topic_admin import add_partitions
 

@@ -18,6 +18,8 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from kbroker.authz.acl import Operation
+from kbroker.authz.checks import allowed_cluster
 from kbroker.cluster.replicas import LeaderAndIsrPartition
 from kbroker.handlers import RequestContext, handles
 from kbroker.wire.errors import ErrorCode
@@ -69,6 +71,8 @@ async def handle_leader_and_isr(
 ) -> LeaderAndIsrResponse:
     """Lead or follow the partitions named; create their local logs if new here."""
     version = ctx.api_version
+    if not allowed_cluster(ctx, Operation.CLUSTER_ACTION):
+        return LeaderAndIsrResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
     cluster = ctx.broker.cluster
     refused = _refusal(cluster, request)
     if cluster is None or refused != ErrorCode.NONE:
@@ -137,6 +141,8 @@ async def handle_stop_replica(
 ) -> StopReplicaResponse:
     """Stop hosting partitions (deleting their logs when asked: topic deletion)."""
     version = ctx.api_version
+    if not allowed_cluster(ctx, Operation.CLUSTER_ACTION):
+        return StopReplicaResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
     cluster = ctx.broker.cluster
     refused = _refusal(cluster, request)
     if cluster is None or refused != ErrorCode.NONE:
@@ -174,6 +180,8 @@ async def handle_update_metadata(
     ctx: RequestContext, request: UpdateMetadataRequest
 ) -> UpdateMetadataResponse:
     """Replace this broker's view of the cluster (live brokers, partition states)."""
+    if not allowed_cluster(ctx, Operation.CLUSTER_ACTION):
+        return UpdateMetadataResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
     cluster = ctx.broker.cluster
     refused = _refusal(cluster, request)
     if cluster is None or refused != ErrorCode.NONE:
@@ -191,6 +199,11 @@ async def handle_controlled_shutdown(
 ) -> ControlledShutdownResponse:
     """The controller moves leadership off a broker that is about to stop; the answer
     lists the partitions it still leads (KafkaController.doControlledShutdown)."""
+    # The inter-broker APIs (keys 4-7) need ClusterAction, as in KafkaApis.
+    if not allowed_cluster(ctx, Operation.CLUSTER_ACTION):
+        return ControlledShutdownResponse(
+            error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, remaining_partitions=[]
+        )
     cluster = ctx.broker.cluster
     controller = None if cluster is None else cluster.controller
     if controller is None or not controller.is_active:
@@ -227,6 +240,13 @@ async def handle_elect_leaders(
         if request.topic_partitions is None
         else [(t.topic, p) for t in request.topic_partitions for p in t.partitions]
     )
+    if not allowed_cluster(ctx, Operation.ALTER):
+        # KafkaApis.handleElectLeaders: Alter on the cluster, else every partition fails.
+        denied = _elect_response(
+            dict.fromkeys(requested or [], (ErrorCode.CLUSTER_AUTHORIZATION_FAILED, None))
+        )
+        denied.error_code = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+        return denied
     if cluster is None:
         # One broker: every partition is led by its only, preferred replica.
         if requested is None:
