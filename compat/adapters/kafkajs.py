@@ -1,7 +1,7 @@
 """kafkajs (Node.js) as the shared record scenarios drive it, through compat/kafkajs/driver.js.
 
-One node process per broker answers one JSON request a line (create a topic, produce, read,
-list offsets); keys, values and header values travel as base64. kafkajs consumes only through
+One node process per broker answers one JSON request a line (admin calls, produce, read, list
+offsets); keys, values and header values travel as base64. kafkajs consumes only through
 groups (it has no assign()), so ``read`` joins a fresh group that reads from the beginning.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 from kafka.partitioner.default import murmur2
 
 from compat.livebroker import LiveBroker
-from compat.record_scenarios import Got, Out, Refused, Sent
+from compat.record_scenarios import Config, Got, Out, Refused, Sent
 
 KAFKAJS_DIR = Path(__file__).resolve().parent.parent / "kafkajs"
 ANSWER_TIMEOUT_S = 60.0
@@ -70,11 +70,13 @@ class Driver:
 
 
 def _error_code(error: dict[str, Any]) -> int | None:
-    """Kafka's error code in a kafkajs error, or in the error it wraps."""
+    """Kafka's error code in a kafkajs error, or in the one error it wraps (a retry's cause,
+    or the only entry of a per-topic error list)."""
     while error:
         if isinstance(error.get("code"), int):
             return int(error["code"])
-        error = error.get("cause") or {}
+        inner = error.get("errors") or []
+        error = error.get("cause") or (inner[0] if len(inner) == 1 else {})
     return None
 
 
@@ -87,6 +89,8 @@ class KafkajsClient:
     def __init__(self, node: str) -> None:
         self.node = node
         self._drivers: dict[str, Driver] = {}
+        # kafkajs's own error of the last admin call that may fail (None when it succeeded).
+        self.last_error: dict[str, Any] | None = None
 
     def driver(self, broker: LiveBroker) -> Driver:
         """The driver for ``broker``, started on first use."""
@@ -170,6 +174,33 @@ class KafkajsClient:
             )
             for r in records
         ]
+
+    def partitions(self, broker: LiveBroker, topic: str) -> list[int]:
+        result: list[int] = self.driver(broker).call("partitions", topic=topic)
+        return result
+
+    def topics(self, broker: LiveBroker) -> set[str]:
+        return set(self.driver(broker).call("topics"))
+
+    def _code(self, answer: dict[str, Any]) -> int:
+        self.last_error = answer["error"]
+        if answer["error"] is None:
+            return 0
+        code = _error_code(answer["error"])
+        assert code is not None, f"kafkajs failed without a Kafka error: {answer['error']}"
+        return code
+
+    def create_partitions(self, broker: LiveBroker, topic: str, count: int) -> int:
+        return self._code(self.driver(broker).call("createPartitions", topic=topic, count=count))
+
+    def delete_topic(self, broker: LiveBroker, topic: str) -> int:
+        return self._code(self.driver(broker).call("deleteTopic", topic=topic))
+
+    def topic_configs(self, broker: LiveBroker, topic: str) -> dict[str, Config]:
+        configs = self.driver(broker).call("topicConfigs", topic=topic)
+        return {
+            name: Config(c["value"], c["source"], c["isDefault"]) for name, c in configs.items()
+        }
 
     def offsets(self, broker: LiveBroker, topic: str, partition: int) -> tuple[int, int]:
         low, high = self.driver(broker).call("offsets", topic=topic, partition=partition)

@@ -7,7 +7,7 @@
 'use strict'
 
 const readline = require('readline')
-const { Kafka, logLevel, CompressionTypes, Partitioners } = require('kafkajs')
+const { Kafka, logLevel, CompressionTypes, ConfigResourceTypes, Partitioners } = require('kafkajs')
 
 const [bootstrap] = process.argv.slice(2)
 
@@ -31,6 +31,15 @@ function describeError (err) {
   if (err.errors) out.errors = err.errors.map(describeError)
   if (err.cause) out.cause = describeError(err.cause)
   return out
+}
+
+async function expectError (promise) {
+  try {
+    await promise
+  } catch (err) {
+    return describeError(err)
+  }
+  return null
 }
 
 const b64 = (buf) => (buf === null || buf === undefined ? null : Buffer.from(buf).toString('base64'))
@@ -144,6 +153,38 @@ const OPS = {
       await consumer.disconnect()
     }
     return records
+  },
+
+  async partitions ({ topic }) {
+    const meta = await withAdmin((admin) => admin.fetchTopicMetadata({ topics: [topic] }))
+    return meta.topics[0].partitions.map((p) => p.partitionId).sort((a, b) => a - b)
+  },
+
+  async topics () {
+    return withAdmin((admin) => admin.listTopics())
+  },
+
+  // Admin calls that may fail answer {error} with kafkajs's error, or {error: null}.
+  async createPartitions ({ topic, count }) {
+    return withAdmin(async (admin) => ({
+      error: await expectError(admin.createPartitions({ topicPartitions: [{ topic, count }] }))
+    }))
+  },
+
+  async deleteTopic ({ topic }) {
+    return withAdmin(async (admin) => ({
+      error: await expectError(admin.deleteTopics({ topics: [topic] }))
+    }))
+  },
+
+  // Every config of `topic`: name -> {value, isDefault, source} (kafkajs's configSource).
+  async topicConfigs ({ topic }) {
+    const described = await withAdmin((admin) => admin.describeConfigs({
+      includeSynonyms: false,
+      resources: [{ type: ConfigResourceTypes.TOPIC, name: topic }]
+    }))
+    return Object.fromEntries(described.resources[0].configEntries.map((e) => [
+      e.configName, { value: e.configValue, isDefault: e.isDefault, source: e.configSource }]))
   },
 
   async offsets ({ topic, partition }) {

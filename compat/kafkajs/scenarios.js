@@ -163,31 +163,6 @@ const SCENARIOS = {
     })
   },
 
-  async add_partitions () {
-    return withAdmin(async (admin) => {
-      await admin.createTopics({ topics: [{ topic, numPartitions: 1 }] })
-      await admin.createPartitions({ topicPartitions: [{ topic, count: 3 }] })
-      const meta = await admin.fetchTopicMetadata({ topics: [topic] })
-      const shrink = await expectError(
-        admin.createPartitions({ topicPartitions: [{ topic, count: 2 }] }))
-      const sent = await produce([{ value: 'to-the-new-partition', partition: 2 }])
-      return { partitions: meta.topics[0].partitions.length, shrink, sent }
-    })
-  },
-
-  async delete_topic () {
-    return withAdmin(async (admin) => {
-      await admin.createTopics({ topics: [{ topic }] })
-      await produce([{ value: 'old' }])
-      await admin.deleteTopics({ topics: [topic] })
-      const listed = await admin.listTopics()
-      const again = await expectError(admin.deleteTopics({ topics: [topic] }))
-      await admin.createTopics({ topics: [{ topic }] })
-      const offsets = await admin.fetchTopicOffsets(topic)
-      return { stillListed: listed.includes(topic), again, offsets }
-    })
-  },
-
   async headers_and_create_time () {
     await produce([{
       key: 'k', value: 'v', partition: 0, timestamp: '1600000000123', headers: { h1: 'one', h2: '' }
@@ -244,14 +219,6 @@ const SCENARIOS = {
     })
     const records = await consumeGroup(groupId, 10, { fromBeginning: true })
     return { committed, records }
-  },
-
-  // A topic without overrides: every config as DescribeConfigs reports it.
-  async describe_configs_defaults () {
-    return withAdmin(async (admin) => {
-      await admin.createTopics({ topics: [{ topic }] })
-      return { configs: await topicConfigs(admin) }
-    })
   },
 
   // Legacy AlterConfigs replaces the whole override set: keys left out revert.
