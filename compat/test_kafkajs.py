@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from compat import record_scenarios, results
-from compat.adapters.kafkajs import KafkajsClient
+from compat import group_scenarios, record_scenarios, results
+from compat.adapters.kafkajs import KafkajsClient, KafkajsGroups
 from compat.conftest import DEFAULT_CONFIG, DYNAMIC_TOPIC_CONFIG
 from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker, shared_broker
 
@@ -224,21 +224,24 @@ def test_consume_from_beginning(node: str, broker: LiveBroker, topic_name: str) 
     ]
 
 
-def test_group_subscribe_and_consume(node: str, broker: LiveBroker, topic_name: str) -> None:
+def test_group_subscribe_and_consume(
+    client: KafkajsClient, broker: LiveBroker, topic_name: str
+) -> None:
     """A member gets every partition, reads all, commits; admin lists and describes the group."""
-    result = scenario(node, broker, "group_subscribe_and_consume", topic_name)
-    assert sorted(r["value"] for r in result["records"]) == sorted(
-        f"p{p}-{i}" for p in range(3) for i in range(10)
-    )
-    assert result["committed"] == {"0": 10, "1": 10, "2": 10}
-    assert result["listed"] is True
-    assert (result["state"], result["members"]) == ("Empty", 0)
+    groups = KafkajsGroups(client)
+    group = f"g-{topic_name}"
+    group_scenarios.consume_all_and_commit(groups, broker, topic_name, group)
+    assert groups.describe(broker, group) == {"listed": True, "state": "Empty", "members": 0}
 
 
-def test_group_commit_and_fetch_offsets(node: str, broker: LiveBroker, topic_name: str) -> None:
+def test_group_commit_and_fetch_offsets(
+    client: KafkajsClient, broker: LiveBroker, topic_name: str
+) -> None:
     """admin.setOffsets commits; fetchOffsets reads them back; a member resumes there."""
-    result = scenario(node, broker, "group_commit_and_fetch_offsets", topic_name)
-    assert result["committed"] == {"0": 7, "1": 3}
-    assert sorted(r["value"] for r in result["records"]) == sorted(
-        [f"p0-{i}" for i in range(7, 10)] + [f"p1-{i}" for i in range(3, 10)]
-    )
+    groups = KafkajsGroups(client)
+    group = f"g-{topic_name}"
+    groups.create_topic(broker, topic_name, 2)
+    groups.produce(broker, topic_name, 2, 10)
+    groups.set_offsets(broker, group, topic_name, {0: 7, 1: 3})
+    assert groups.committed(broker, group, topic_name, 2) == {0: 7, 1: 3}
+    group_scenarios.resumes_at_commits_7_and_3(groups, broker, topic_name, group)

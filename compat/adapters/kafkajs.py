@@ -205,3 +205,79 @@ class KafkajsClient:
     def offsets(self, broker: LiveBroker, topic: str, partition: int) -> tuple[int, int]:
         low, high = self.driver(broker).call("offsets", topic=topic, partition=partition)
         return low, high
+
+
+# -- consumer groups --------------------------------------------------------------------------
+class KafkajsMember:
+    """A kafkajs group member running in the driver (``compat.group_scenarios.Member``):
+    ``values`` and ``assignment`` are what it has read and owns at the moment of asking."""
+
+    def __init__(self, driver: Driver, topic: str, group: str) -> None:
+        self._driver = driver
+        self._topic = topic
+        self._group = group
+        self._id = ""
+
+    def start(self) -> None:
+        self._id = self._driver.call("memberStart", topic=self._topic, group=self._group)
+
+    def _state(self) -> dict[str, Any]:
+        state: dict[str, Any] = self._driver.call("memberState", id=self._id)
+        return state
+
+    @property
+    def values(self) -> list[bytes]:
+        return [_unb64(v) or b"" for v in self._state()["values"]]
+
+    @property
+    def assignment(self) -> frozenset[int]:
+        return frozenset(self._state()["assignment"])
+
+    def commit(self) -> None:
+        self._driver.call("memberCommit", id=self._id, topic=self._topic)
+
+    def close(self) -> None:
+        self._driver.call("memberClose", id=self._id)
+
+
+class KafkajsGroups:
+    """kafkajs as a ``compat.group_scenarios.GroupClient`` (it shares the record client's
+    drivers)."""
+
+    def __init__(self, client: KafkajsClient) -> None:
+        self.client = client
+
+    def create_topic(self, broker: LiveBroker, name: str, partitions: int) -> None:
+        self.client.create_topic(broker, name, partitions)
+
+    def produce(
+        self, broker: LiveBroker, topic: str, partitions: int, per_partition: int, prefix: str = ""
+    ) -> None:
+        """Write ``per_partition`` records to every partition ("<prefix>p<partition>-<i>")."""
+        records = [
+            Out(f"{prefix}p{p}-{i}".encode(), partition=p)
+            for p in range(partitions)
+            for i in range(per_partition)
+        ]
+        self.client.produce(broker, topic, records)
+
+    def member(self, broker: LiveBroker, topic: str, group: str) -> KafkajsMember:
+        return KafkajsMember(self.client.driver(broker), topic, group)
+
+    def committed(
+        self, broker: LiveBroker, group: str, topic: str, partitions: int
+    ) -> dict[int, int]:
+        """The group's committed offsets as the admin client reads them (OffsetFetch)."""
+        found = self.client.driver(broker).call("committed", group=group, topic=topic)
+        return {int(p): offset for p, offset in found.items() if int(p) < partitions}
+
+    def set_offsets(
+        self, broker: LiveBroker, group: str, topic: str, offsets: dict[int, int]
+    ) -> None:
+        """Commit ``offsets`` for ``group`` through the admin API (admin.setOffsets)."""
+        self.client.driver(broker).call("setOffsets", group=group, topic=topic, offsets=offsets)
+
+    def describe(self, broker: LiveBroker, group: str) -> dict[str, Any]:
+        """Whether ListGroups names ``group``, and its state and member count."""
+        described: dict[str, Any] = self.client.driver(broker).call("describeGroup", group=group)
+        return described

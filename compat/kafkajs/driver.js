@@ -56,6 +56,8 @@ async function withAdmin (fn) {
 }
 
 let groupCounter = 0
+let memberCounter = 0
+const members = {}
 
 const OPS = {
   async createTopic ({ topic, partitions, configs }) {
@@ -185,6 +187,73 @@ const OPS = {
     }))
     return Object.fromEntries(described.resources[0].configEntries.map((e) => [
       e.configName, { value: e.configValue, isDefault: e.isDefault, source: e.configSource }]))
+  },
+
+  // A group member that consumes in the background until closed; memberState says what it
+  // has read and owns so far. Offsets are committed only when asked (memberCommit).
+  async memberStart ({ topic, group }) {
+    const id = `m${memberCounter++}`
+    const consumer = kafka.consumer({ groupId: group, ...FAST_GROUP })
+    const member = { consumer, values: [], assignment: [], next: {} }
+    consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+      member.assignment = payload.memberAssignment[topic] || []
+    })
+    await consumer.connect()
+    await consumer.subscribe({ topics: [topic], fromBeginning: true })
+    await consumer.run({
+      autoCommit: false,
+      eachMessage: async ({ partition, message }) => {
+        member.values.push(b64(message.value))
+        member.next[partition] = String(Number(message.offset) + 1)
+      }
+    })
+    members[id] = member
+    return id
+  },
+
+  async memberState ({ id }) {
+    return { values: members[id].values, assignment: members[id].assignment }
+  },
+
+  async memberCommit ({ id, topic }) {
+    const { consumer, next } = members[id]
+    await consumer.commitOffsets(Object.entries(next).map(([partition, offset]) => (
+      { topic, partition: Number(partition), offset })))
+    return null
+  },
+
+  async memberClose ({ id }) {
+    await members[id].consumer.disconnect() // LeaveGroup
+    delete members[id]
+    return null
+  },
+
+  async setOffsets ({ group, topic, offsets }) {
+    await withAdmin((admin) => admin.setOffsets({
+      groupId: group,
+      topic,
+      partitions: Object.entries(offsets).map(([partition, offset]) => (
+        { partition: Number(partition), offset: String(offset) }))
+    }))
+    return null
+  },
+
+  // The group's committed offsets (OffsetFetch): partition -> offset.
+  async committed ({ group, topic }) {
+    const [entry] = await withAdmin((admin) => admin.fetchOffsets({ groupId: group, topics: [topic] }))
+    return Object.fromEntries(entry.partitions.map((p) => [p.partition, Number(p.offset)]))
+  },
+
+  async describeGroup ({ group }) {
+    return withAdmin(async (admin) => {
+      const { groups } = await admin.listGroups()
+      const described = await admin.describeGroups([group])
+      return {
+        listed: groups.some((g) => g.groupId === group),
+        state: described.groups[0].state,
+        members: described.groups[0].members.length
+      }
+    })
   },
 
   async offsets ({ topic, partition }) {

@@ -113,11 +113,6 @@ async function topicConfigs (admin) {
     e.configName, { value: e.configValue, isDefault: e.isDefault, source: e.configSource }]))
 }
 
-async function groupOffsets (admin, groupId) {
-  const [entry] = await admin.fetchOffsets({ groupId, topics: [topic] })
-  return Object.fromEntries(entry.partitions.map((p) => [p.partition, Number(p.offset)]))
-}
-
 function txProducer (transactionalId) {
   return kafka.producer({ transactionalId, idempotent: true, maxInFlightRequests: 1 })
 }
@@ -178,47 +173,6 @@ const SCENARIOS = {
     const offsets = await withAdmin((admin) => admin.fetchTopicOffsets(topic))
     const records = await consumeGroup(`g-${topic}`, 10)
     return { offsets, records }
-  },
-
-  async group_subscribe_and_consume () {
-    const groupId = `g-${topic}`
-    await withAdmin((admin) => admin.createTopics({ topics: [{ topic, numPartitions: 3 }] }))
-    const messages = []
-    for (let p = 0; p < 3; p++) {
-      for (let i = 0; i < 10; i++) messages.push({ value: `p${p}-${i}`, partition: p })
-    }
-    await produce(messages)
-    const records = await consumeGroup(groupId, 30)
-    return withAdmin(async (admin) => {
-      const committed = await groupOffsets(admin, groupId)
-      const { groups } = await admin.listGroups()
-      const described = await admin.describeGroups([groupId])
-      return {
-        records,
-        committed,
-        listed: groups.some((g) => g.groupId === groupId),
-        state: described.groups[0].state,
-        members: described.groups[0].members.length
-      }
-    })
-  },
-
-  async group_commit_and_fetch_offsets () {
-    const groupId = `g-${topic}`
-    await withAdmin((admin) => admin.createTopics({ topics: [{ topic, numPartitions: 2 }] }))
-    const messages = []
-    for (let p = 0; p < 2; p++) {
-      for (let i = 0; i < 10; i++) messages.push({ value: `p${p}-${i}`, partition: p })
-    }
-    await produce(messages)
-    const committed = await withAdmin(async (admin) => {
-      await admin.setOffsets({
-        groupId, topic, partitions: [{ partition: 0, offset: '7' }, { partition: 1, offset: '3' }]
-      })
-      return groupOffsets(admin, groupId)
-    })
-    const records = await consumeGroup(groupId, 10, { fromBeginning: true })
-    return { committed, records }
   },
 
   // Legacy AlterConfigs replaces the whole override set: keys left out revert.
