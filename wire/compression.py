@@ -277,6 +277,29 @@ def _lz4_compress_hc(data: Buffer, level: int) -> bytes:
     return b"".join(parts)
 
 
+def _next_frame(mv: memoryview, pos: int, codec: str, magic: int) -> int:
+    """Where the next ``magic`` frame starts at or after ``pos``, past any skippable frames;
+    ``len(mv)`` or beyond once the data is used up.
+
+    LZ4's frame format and zstd (RFC 8878 section 3.1.2) share the skippable frame: magic
+    0x184D2A5?, a 4-byte length, then that many bytes a decoder ignores.
+    """
+    n = len(mv)
+    while pos < n:
+        if pos + 4 > n:
+            raise _corrupt(f"truncated {codec} frame magic")
+        (word,) = struct.unpack_from("<I", mv, pos)
+        if word & 0xFFFFFFF0 != 0x184D2A50:
+            if word != magic:
+                raise _corrupt(f"bad {codec} frame magic")
+            return pos
+        if pos + 8 > n:
+            raise _corrupt(f"truncated {codec} skippable frame")
+        (skip,) = struct.unpack_from("<I", mv, pos + 4)
+        pos += 8 + skip
+    return pos
+
+
 def _lz4_bound(data: Buffer) -> tuple[int, int]:
     """(upper bound of the decompressed size, largest block size), from the frame headers alone."""
     mv = memoryview(data)
@@ -284,18 +307,7 @@ def _lz4_bound(data: Buffer) -> tuple[int, int]:
     pos = 0
     total = 0
     slack = 0
-    while pos < n:
-        if pos + 4 > n:
-            raise _corrupt("truncated lz4 frame magic")
-        (magic,) = struct.unpack_from("<I", mv, pos)
-        if magic & 0xFFFFFFF0 == 0x184D2A50:  # skippable frame
-            if pos + 8 > n:
-                raise _corrupt("truncated lz4 skippable frame")
-            (skip,) = struct.unpack_from("<I", mv, pos + 4)
-            pos += 8 + skip
-            continue
-        if magic != _LZ4_MAGIC:
-            raise _corrupt("bad lz4 frame magic")
+    while (pos := _next_frame(mv, pos, "lz4", _LZ4_MAGIC)) < n:
         if pos + 7 > n:
             raise _corrupt("truncated lz4 frame header")
         flg = mv[pos + 4]
@@ -348,18 +360,7 @@ def _zstd_bound(data: Buffer) -> tuple[int, int]:
     total = 0
     if n == 0:
         raise _corrupt("empty zstd payload")
-    while pos < n:
-        if pos + 4 > n:
-            raise _corrupt("truncated zstd frame magic")
-        (magic,) = struct.unpack_from("<I", mv, pos)
-        if magic & 0xFFFFFFF0 == 0x184D2A50:  # skippable frame
-            if pos + 8 > n:
-                raise _corrupt("truncated zstd skippable frame")
-            (skip,) = struct.unpack_from("<I", mv, pos + 4)
-            pos += 8 + skip
-            continue
-        if magic != _ZSTD_MAGIC:
-            raise _corrupt("bad zstd frame magic")
+    while (pos := _next_frame(mv, pos, "zstd", _ZSTD_MAGIC)) < n:
         if pos + 5 > n:
             raise _corrupt("truncated zstd frame header")
         fhd = mv[pos + 4]

@@ -19,7 +19,7 @@ import trio
 from kbroker.log.errors import LogError
 from kbroker.log.segment import pread_exact
 from kbroker.wire.errors import ProtocolError
-from kbroker.wire.records import control_record_type, iter_records, parse_header
+from kbroker.wire.records import iter_records, parse_header
 
 # One page reads at most this much of a partition (whole batches, the first one always).
 MAX_READ_BYTES = 1024 * 1024
@@ -52,8 +52,9 @@ def _read_regions(regions: list[tuple[int, int, int]]) -> bytes:
 def decode_batches(
     data: bytes, partition: int, first: int, last: int, limit: int | None = None
 ) -> list[Message]:
-    """The data records (not transaction markers) of whole batches in ``data`` with offsets in
-    [first, last), at most ``limit`` of them (decoding stops there)."""
+    """The records of the whole batches in ``data`` with offsets in [first, last), at most
+    ``limit`` of them (decoding stops there); control batches (transaction markers) are
+    skipped."""
     found: list[Message] = []
     pos = 0
     view = memoryview(data)
@@ -67,24 +68,26 @@ def decode_batches(
         if limit is not None and len(found) >= limit:
             break
         if not header.is_control and header.last_offset >= first and header.base_offset < last:
+            # Lazily: the newest few records of a large batch need not all be built.
             try:
-                records = list(iter_records(view, pos, max_decompressed_size=MAX_DECOMPRESSED))
-            except ProtocolError:
-                records = []
-            for r in records:
-                if first <= r.offset < last and control_record_type(r) is None:
-                    found.append(
-                        Message(
-                            partition,
-                            r.offset,
-                            r.timestamp,
-                            r.key,
-                            r.value,
-                            list(r.headers),
-                            header.producer_id,
-                            header.is_transactional,
+                for r in iter_records(view, pos, max_decompressed_size=MAX_DECOMPRESSED):
+                    if r.offset >= last or (limit is not None and len(found) >= limit):
+                        break
+                    if r.offset >= first:
+                        found.append(
+                            Message(
+                                partition,
+                                r.offset,
+                                r.timestamp,
+                                r.key,
+                                r.value,
+                                list(r.headers),
+                                header.producer_id,
+                                header.is_transactional,
+                            )
                         )
-                    )
+            except ProtocolError:
+                pass  # a damaged batch shows no records; the next one may be fine
         pos += header.size
     return found
 

@@ -260,3 +260,20 @@ async def test_transactions_page_shows_an_open_transaction(
             producer.close()
 
         await trio.to_thread.run_sync(finish)
+
+
+def test_decoding_keeps_data_records_that_look_like_markers_and_skips_markers() -> None:
+    from kbroker.wire.records import build_control_batch
+
+    # A data record may have any key, even one shaped like a control key (version 0, type 1).
+    data = build_batch([Record(key=b"\x00\x00\x00\x01", value=b"v", timestamp=5)])
+    marker = build_control_batch(
+        commit=True,
+        producer_id=7,
+        producer_epoch=0,
+        coordinator_epoch=0,
+        timestamp=6,
+        base_offset=1,
+    )
+    found = browse.decode_batches(bytes(data) + marker, 0, 0, 10)
+    assert [(m.offset, m.key, m.value) for m in found] == [(0, b"\x00\x00\x00\x01", b"v")]
