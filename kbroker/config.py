@@ -514,6 +514,33 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
         "Dirty ratio that triggers compaction.",
         in_range(0, 1),
     ),
+    # --- authorization (kbroker.authz) ------------------------------------------------
+    _c(
+        "authorizer.class.name",
+        "string",
+        "",
+        "The authorizer enforcing ACLs: kafka.security.authorizer.AclAuthorizer or "
+        "org.apache.kafka.metadata.authorizer.StandardAuthorizer (both get Kafka's ACL "
+        "rules); empty: no authorization, every request is allowed.",
+        one_of(
+            "",
+            "kafka.security.authorizer.AclAuthorizer",
+            "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        ),
+    ),
+    _c(
+        "super.users",
+        "string",
+        None,
+        "Principals allowed everything whatever the ACLs, separated by semicolons "
+        "(User:admin;User:ops).",
+    ),
+    _c(
+        "allow.everyone.if.no.acl.found",
+        "boolean",
+        False,
+        "Whether a resource without any ACL is open to everyone (else only super users).",
+    ),
     # --- cluster mode (zookeeper.connect set) ------------------------------------------
     _c(
         "unclean.leader.election.enable",

@@ -98,8 +98,7 @@ def partitions_fds_allow() -> int | None:
     return max(0, (limit - reserve - used) // FDS_PER_PARTITION)
 
 
-def _check_fds(adding: int) -> None:
-    room = partitions_fds_allow()
+def _check_fds(adding: int, room: int | None) -> None:
     if room is not None and adding > room:
         raise KafkaApiError(
             ErrorCode.POLICY_VIOLATION,
@@ -120,7 +119,7 @@ def check_request_partitions(broker: BrokerState, requested: int) -> None:
 def check_broker_partitions(broker: BrokerState, adding: int) -> None:
     """POLICY_VIOLATION if ``adding`` partitions would take the broker past max.broker.partitions."""
     _check(broker.config["max.broker.partitions"], hosted_partitions(broker), adding)
-    _check_fds(adding)
+    _check_fds(adding, partitions_fds_allow())
 
 
 def hosted_partitions(broker: BrokerState) -> int:
@@ -158,9 +157,9 @@ class AutoCreateBudget:
         internal = name in INTERNAL_TOPICS
         if not internal:
             _check(self.limit, self.hosted, self.partitions)
-            if self.fd_room is not None and self.partitions > self.fd_room:
-                _check_fds(self.partitions)  # counted afresh: raises if still short
-                self.fd_room = partitions_fds_allow()
+            # Counted once per request: /proc/self/fd for each of thousands of
+            # names held the event loop for seconds.
+            _check_fds(self.partitions, self.fd_room)
         if self.remaining <= 0:
             return ErrorCode.LEADER_NOT_AVAILABLE
         self.remaining -= 1

@@ -51,6 +51,7 @@ import trio
 from kbroker.broker import BrokerState
 from kbroker.config import BrokerConfig
 from kbroker.coordinator import service as group_service
+from kbroker.failures import warn_rate_limited
 from kbroker.handlers import CloseConnection, RequestContext, load_handlers, lookup
 from kbroker.log.segment import pread_exact
 from kbroker.partition_limits import raise_fd_limit
@@ -192,6 +193,9 @@ class Server:
 
 class Connection:
     """One client connection: its decoder, its requests, in order, one at a time."""
+
+    # Kafka's KafkaPrincipal.ANONYMOUS: who a PLAINTEXT client is.
+    principal = "User:ANONYMOUS"
 
     def __init__(self, server: Server, stream: trio.SocketStream) -> None:
         self.server = server
@@ -355,7 +359,14 @@ class Connection:
         if handler is None:
             await self._unsupported(api_key, api_version, header.correlation_id)
             return
-        ctx = RequestContext(self.server.broker, header, api_version, self.peer, self.local_address)
+        ctx = RequestContext(
+            self.server.broker,
+            header,
+            api_version,
+            self.peer,
+            self.local_address,
+            principal=self.principal,
+        )
         try:
             if api_key in _MAY_WAIT and self._nursery is not None:
                 response = await self._call_watching_peer(handler, ctx, request)
@@ -811,8 +822,11 @@ async def serve(
                         except OSError as exc:
                             if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
                                 raise
-                            logger.error(
-                                "accept failed: %s; retrying in %.1f s",
+                            # Retried every 100 ms while it lasts: logged once a minute.
+                            warn_rate_limited(
+                                logger,
+                                f"accept:{exc.errno}",
+                                "accept failed: %s; retrying every %.1f s",
                                 os.strerror(exc.errno),
                                 _ACCEPT_RETRY_S,
                             )

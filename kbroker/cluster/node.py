@@ -193,6 +193,7 @@ class ClusterNode:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Register, run the controller and the watchers until cancelled."""
+        from kbroker.authz.checks import authorizer_of
         from kbroker.cluster import znodes
         from kbroker.cluster.controller import Controller
 
@@ -220,6 +221,10 @@ class ClusterNode:
             nursery.start_soon(self._expire_isr, config["replica.lag.time.max.ms"] / 2000)
             await nursery.start(self.controller.run)
             nursery.start_soon(self._follow_config_changes)
+            authorizer = authorizer_of(self.broker)
+            if authorizer is not None:
+                # Every broker enforces the ACLs kept in ZooKeeper (kbroker.authz.zk).
+                nursery.start_soon(authorizer.follow_changes, self.zk)
             nursery.start_soon(self._keep_registered)
             task_status.started(self)
 

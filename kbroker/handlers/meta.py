@@ -17,6 +17,8 @@ import uuid
 
 import trio
 
+from kbroker.authz.acl import Operation, ResourceType
+from kbroker.authz.checks import allowed, allowed_cluster, filter_allowed
 from kbroker.cluster.metadata_cache import TopicInfo
 from kbroker.errors import KafkaApiError
 from kbroker.failures import is_storage_error, storage_failure_kind, warn_rate_limited
@@ -183,14 +185,19 @@ def _all_topics(
     ctx: RequestContext, include_operations: bool, version: int
 ) -> list[MetadataResponse.MetadataResponseTopic]:
     cluster = ctx.broker.cluster
+    # KafkaApis: listing every topic silently leaves out those the principal may not Describe.
+    names = ctx.broker.topics.topics if cluster is None else cluster.metadata.topics
+    visible = filter_allowed(ctx, Operation.DESCRIBE, ResourceType.TOPIC, names)
     if cluster is None:
         return [
             _topic_metadata(ctx, t, include_operations)
-            for _, t in sorted(ctx.broker.topics.topics.items())
+            for name, t in sorted(ctx.broker.topics.topics.items())
+            if name in visible
         ]
     return [
         _cluster_topic_metadata(ctx, info, include_operations, version)
-        for _, info in sorted(cluster.metadata.topics.items())
+        for name, info in sorted(cluster.metadata.topics.items())
+        if name in visible
     ]
 
 
@@ -368,12 +375,22 @@ async def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> Meta
     )
     seen: set[str | uuid.UUID] = set()
     budget = AutoCreateBudget(broker)
+    # Auto-creation needs Create on the cluster or on the topic.
+    create_on_cluster = allowed_cluster(ctx, Operation.CREATE)
+
+    def may_create(name: str) -> bool:
+        return create_on_cluster or allowed(ctx, Operation.CREATE, ResourceType.TOPIC, name)
+
     for entry in requested:
         if entry.name is None or (entry.topic_id != zero and not entry.name):
             if entry.topic_id in seen:
                 continue
             seen.add(entry.topic_id)
             found = _known_topic(ctx, None, entry.topic_id, include_ops, version)
+            if found is not None and not allowed(
+                ctx, Operation.DESCRIBE, ResourceType.TOPIC, found.name or ""
+            ):
+                found = _error_topic(ErrorCode.TOPIC_AUTHORIZATION_FAILED, None, entry.topic_id)
             response.topics.append(
                 found
                 if found is not None
@@ -383,7 +400,14 @@ async def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> Meta
         if entry.name in seen:
             continue
         seen.add(entry.name)
+        if not allowed(ctx, Operation.DESCRIBE, ResourceType.TOPIC, entry.name):
+            # Whether it exists is not told either (KafkaApis.handleTopicMetadataRequest).
+            response.topics.append(_error_topic(ErrorCode.TOPIC_AUTHORIZATION_FAILED, entry.name))
+            continue
         found = _known_topic(ctx, entry.name, None, include_ops, version)
+        if found is None and auto_create and not may_create(entry.name):
+            response.topics.append(_error_topic(ErrorCode.TOPIC_AUTHORIZATION_FAILED, entry.name))
+            continue
         response.topics.append(
             found
             if found is not None

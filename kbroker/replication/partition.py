@@ -97,6 +97,8 @@ class ReplicatedPartition:
         self._clock = clock
         self.leader_id = -1
         self.leader_epoch = -1
+        # A follower's view of the leader's HW (last fetch response): its offset lag.
+        self.leader_high_watermark: int | None = None
         self.replicas: list[int] = []
         self.isr: list[int] = []
         self.followers: dict[int, FollowerState] = {}
@@ -326,6 +328,7 @@ class ReplicatedPartition:
     # -- follower: the leader's high watermark -----------------------------------------------
     def update_follower_high_watermark(self, leader_hw: int) -> None:
         """A fetch response's HW: a follower's is min(leader's HW, own LEO)."""
+        self.leader_high_watermark = leader_hw
         new = min(leader_hw, self.log.log_end_offset)
         if new != self.log.high_watermark:
             self.log.update_high_watermark(new)
