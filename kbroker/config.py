@@ -1042,6 +1042,20 @@ def _logical_lines(text: str) -> list[str]:
     return lines
 
 
+def parse_pairs(
+    items: Iterable[str], option: str, error: type[Exception] = ValueError
+) -> dict[str, str]:
+    """``KEY=VALUE`` command-line settings (``--override``, ``--config``, ...) to a dict,
+    key and value stripped; ``error`` naming ``option`` for one without a key or "="."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise error(f"{option} {item!r} is not KEY=VALUE")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
 def parse_properties(text: str) -> dict[str, str]:
     """Parse Java .properties text: # and ! comments, key=value / key: value / key value,
     backslash line continuations and escapes."""
