@@ -8,15 +8,17 @@ of its own (``module_cluster``), each scenario leaving every broker running agai
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kazoo.client import KazooClient
 
 from kbroker.cluster_runner import Cluster, PartitionInfo
 from kbroker.testing.zookeeper import ZooKeeperServer
+
+T = TypeVar("T")
 
 BROKERS = [1, 2, 3]
 SESSION_TIMEOUT_MS = 6000
@@ -98,6 +100,25 @@ def wait_for_preferred_leaders(cluster: Cluster, topic: str, *, timeout: float =
         return bool(parts) and all(p.leader == p.replicas[0] for p in parts.values())
 
     cluster.wait_for(preferred, timeout, message=f"preferred leaders of {topic}")
+
+
+def while_leader_holds(
+    cluster: Cluster, topic: str, partition: int, observe: Callable[[int], T]
+) -> tuple[int, T]:
+    """``observe(leader)`` at a moment when the partition's leader did not change around it.
+
+    After a broker returns, the controller moves preferred leaders back within seconds
+    (leader.imbalance.check.interval.seconds=2 here); a question about "the leader" asked
+    while that happens compares two different moments. This asks again until the leader is
+    the same before and after the observation, and returns both.
+    """
+
+    def steady() -> tuple[int, T] | None:
+        leader = cluster.leader_of(topic, partition)
+        seen = observe(leader)
+        return (leader, seen) if cluster.leader_of(topic, partition) == leader else None
+
+    return cluster.wait_for(steady, SETTLE_S, message=f"a steady leader of {topic}-{partition}")
 
 
 def wait_for_new_leader(cluster: Cluster, topic: str, partition: int, old: int) -> int:

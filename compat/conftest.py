@@ -145,6 +145,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     table = _results.markdown()
     terminalreporter.section("kbroker compat results")
     terminalreporter.write_line(table)
+    figures = _results.figures_markdown()
+    if figures:
+        terminalreporter.write_line(figures)
     target_name = os.environ.get("KBROKER_COMPAT_RESULTS")
     if not target_name:
         terminalreporter.write_line(

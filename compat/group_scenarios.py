@@ -116,14 +116,17 @@ M = TypeVar("M", bound=Member)
 
 
 def consume_all_and_commit(client: GroupClient, broker: LiveBroker, topic: str, group: str) -> None:
-    """A subscribed member gets every partition of a 3-partition topic, reads all 30 records
-    and commits; the committed offsets are the ends of the partitions."""
+    """A subscribed member gets every partition of a 3-partition topic, reads each of the 30
+    records once and commits; the committed offsets are the ends of the partitions."""
     client.create_topic(broker, topic, 3)
     client.produce(broker, topic, 3, 10)
     member = client.member(broker, topic, group)
     member.start()
     try:
         wait_until(lambda: len(member.values) == 30, "all 30 records consumed")
+        assert sorted(member.values) == sorted(
+            f"p{p}-{i}".encode() for p in range(3) for i in range(10)
+        )
         assert member.assignment == {0, 1, 2}
         member.commit()
     finally:

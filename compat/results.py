@@ -28,6 +28,9 @@ EXTRA_MODULES = {
     "test_cluster_kafka_python": ("test_kafka_python", "cluster: "),
     "test_cluster_confluent_kafka": ("test_confluent_kafka", "cluster: "),
     "test_cluster_aiokafka": ("test_aiokafka", "cluster: "),
+    "test_cluster_kafkajs": ("test_kafkajs", "cluster: "),
+    "test_replication_kafka_python": ("test_kafka_python", "replication: "),
+    "test_replication_confluent_kafka": ("test_confluent_kafka", "replication: "),
 }
 _NODE = re.compile(r"(?:^|/)compat/(test_\w+)\.py::test_([^\s]+)$")
 
@@ -46,6 +49,9 @@ class ResultsTable:
     def __init__(self) -> None:
         self.cells: dict[tuple[str, str], tuple[str, str]] = {}
         self.scenarios: list[str] = []
+        # Measured figures a test recorded with record_property("figures", {...})
+        # (the replication checker's acked / lost / duplicated counts, failover times).
+        self.figures: dict[tuple[str, str], dict[str, object]] = {}
 
     def __bool__(self) -> bool:
         return bool(self.cells)
@@ -63,6 +69,9 @@ class ResultsTable:
         if scenario not in self.scenarios:
             self.scenarios.append(scenario)
         key = (client, scenario)
+        for name, value in report.user_properties:
+            if name == "figures" and isinstance(value, dict):
+                self.figures[key] = dict(value)
         if report.when == "call" or report.failed or report.skipped:
             if report.passed:
                 outcome, detail = "pass", ""
@@ -93,6 +102,26 @@ class ResultsTable:
                 outcome, _ = self.cells.get((client, scenario), ("—", ""))
                 row.append(outcome)
             lines.append(f"| {scenario} | " + " | ".join(row) + " |")
+        return "\n".join(lines)
+
+    def figures_markdown(self) -> str:
+        """One row per (scenario, client) that recorded figures: the figures every row has
+        get a column each, the rest go into a last column as name=value."""
+        if not self.figures:
+            return ""
+        columns = [
+            name
+            for name in next(iter(self.figures.values()))
+            if all(name in values for values in self.figures.values())
+        ]
+        lines = [
+            "| scenario | client | " + " | ".join(columns) + " | other |",
+            "|---|---|" + "---|" * (len(columns) + 1),
+        ]
+        for (client, scenario), values in self.figures.items():
+            row = [str(values[name]) for name in columns]
+            other = ", ".join(f"{k}={v}" for k, v in values.items() if k not in columns)
+            lines.append(f"| {scenario} | {client} | " + " | ".join(row) + f" | {other} |")
         return "\n".join(lines)
 
     def failures(self) -> list[str]:
@@ -139,6 +168,9 @@ class ResultsTable:
             self.markdown(),
             "",
         ]
+        figures = self.figures_markdown()
+        if figures:
+            parts += ["Measured figures of the scenarios that record them:", "", figures, ""]
         notes = self.failures()
         if notes:
             parts += ["Failures (the client's own error):", "", *notes, ""]

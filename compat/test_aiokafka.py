@@ -1,32 +1,35 @@
 """aiokafka (asyncio), with its default settings, against a live kbroker.
 
-Scenario names are shared with test_kafka_python.py / test_confluent_kafka.py so the results
-table lines the clients up. pytest-trio owns `async def` tests here, so each scenario is a
-plain function that runs its asyncio coroutine with asyncio.run.
+Scenario names are shared with the other clients' modules so the results table lines the
+clients up; the scenarios common to several clients are defined once in
+compat/record_scenarios.py and run here through compat/adapters/aiokafka.py. pytest-trio owns
+`async def` tests here, so each scenario of this module's own is a plain function that runs
+its asyncio coroutine with asyncio.run.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic, RecordsToDelete
+from aiokafka.admin import NewTopic, RecordsToDelete
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import (
-    InvalidPartitionsError,
-    MessageSizeTooLargeError,
-    OffsetOutOfRangeError,
-)
+from aiokafka.errors import OffsetOutOfRangeError
 from aiokafka.structs import OffsetAndMetadata
-from kafka.partitioner.default import murmur2
 
-from compat import results
-from compat.conftest import DEFAULT_CONFIG, KAFKA_TOPIC_DEFAULTS, now_ms
-from compat.diskfmt import single_record_batch_size, stored_batches, value_len_for_batch_size
+from compat import group_scenarios, record_scenarios, results
+from compat.adapters.aiokafka import (
+    DEADLINE_S,
+    AiokafkaClient,
+    AiokafkaGroups,
+    admin_client,
+    create_topic,
+    read_from,
+    run,
+)
+from compat.conftest import DEFAULT_CONFIG
 from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker, shared_broker
 
 pytestmark = pytest.mark.compat
@@ -34,8 +37,8 @@ pytestmark = pytest.mark.compat
 # Joins the client x scenario table (compat/results.py reads CLIENTS when it records).
 results.CLIENTS.setdefault("test_aiokafka", ("aiokafka", "aiokafka"))
 
-DEADLINE_S = 30.0
-FAST_GROUP = {"heartbeat_interval_ms": 200, "session_timeout_ms": 6000}
+CLIENT = AiokafkaClient()
+GROUPS = AiokafkaGroups()
 
 
 @pytest.fixture(scope="module")
@@ -45,57 +48,6 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
         tmp_path_factory.mktemp("kbroker-aiokafka"), overrides=GROUP_BROKER_OVERRIDES
     ) as live:
         yield live
-
-
-def run(scenario: Callable[..., Awaitable[None]], *args: Any) -> None:
-    """Run one asyncio scenario with an overall deadline."""
-
-    async def bounded() -> None:
-        await asyncio.wait_for(scenario(*args), DEADLINE_S * 2)
-
-    asyncio.run(bounded())
-
-
-def expected_partition(key: bytes, partitions: int) -> int:
-    """aiokafka's DefaultPartitioner, as Java's: murmur2 of the key, positive, modulo."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-@asynccontextmanager
-async def admin_client(bootstrap: str) -> AsyncIterator[AIOKafkaAdminClient]:
-    """aiokafka's admin client, started, and closed at the end."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        yield admin
-    finally:
-        await admin.close()
-
-
-async def create_topic(
-    bootstrap: str, name: str, partitions: int = 1, configs: dict[str, str] | None = None
-) -> None:
-    """CreateTopics through aiokafka's admin client."""
-    async with admin_client(bootstrap) as admin:
-        await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs or {})])
-
-
-async def consume(bootstrap: str, topic: str, count: int, **configs: Any) -> list[Any]:
-    """Group-less consumer from the earliest offset until ``count`` records arrived."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", **configs
-    )
-    await consumer.start()
-    got: list[Any] = []
-    try:
-        async with asyncio.timeout(DEADLINE_S):
-            async for msg in consumer:
-                got.append(msg)
-                if len(got) >= count:
-                    break
-    finally:
-        await consumer.stop()
-    return got
 
 
 # -- bootstrap and admin ----------------------------------------------------------------------
@@ -153,125 +105,30 @@ def test_create_topic_with_configs(broker: LiveBroker, topic_name: str) -> None:
 
 def test_add_partitions(broker: LiveBroker, topic_name: str) -> None:
     """CreatePartitions grows a topic and the new partition takes writes; shrinking fails."""
-
-    async def scenario() -> None:
-        async with admin_client(broker.bootstrap_servers) as admin:
-            await admin.create_topics([NewTopic(topic_name, 1, 1)])
-            await admin.create_partitions({topic_name: NewPartitions(3)})
-            [described] = await admin.describe_topics([topic_name])
-            assert len(described["partitions"]) == 3
-            with pytest.raises(InvalidPartitionsError):
-                await admin.create_partitions({topic_name: NewPartitions(2)})
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
-        await producer.start()
-        try:
-            meta = await producer.send_and_wait(topic_name, b"to-the-new-partition", partition=2)
-        finally:
-            await producer.stop()
-        assert (meta.partition, meta.offset) == (2, 0)
-
-    run(scenario)
+    record_scenarios.add_partitions(CLIENT, broker, topic_name)
 
 
 def test_delete_topic(broker: LiveBroker, topic_name: str) -> None:
     """DeleteTopics removes the topic; deleting it again is UNKNOWN_TOPIC_OR_PARTITION."""
-
-    async def scenario() -> None:
-        async with admin_client(broker.bootstrap_servers) as admin:
-            await admin.create_topics([NewTopic(topic_name, 1, 1)])
-            first = await admin.delete_topics([topic_name])
-            assert [t[1] for t in first.topic_error_codes] == [0]
-            assert topic_name not in await admin.list_topics()
-            # aiokafka hands back the DeleteTopics response rather than raising per topic.
-            again = await admin.delete_topics([topic_name])
-            assert [t[1] for t in again.topic_error_codes] == [3]  # UNKNOWN_TOPIC_OR_PARTITION
-
-    run(scenario)
+    record_scenarios.delete_topic(CLIENT, broker, topic_name)
 
 
 # -- produce and consume ----------------------------------------------------------------------
 @pytest.mark.parametrize("acks", [0, 1, "all"])
 def test_produce_keyed(broker: LiveBroker, topic_name: str, acks: int | str) -> None:
     """Keyed records land in the partition aiokafka's partitioner chose, in order."""
-
-    async def scenario() -> None:
-        partitions = 4
-        await create_topic(broker.bootstrap_servers, topic_name, partitions)
-        keys = [f"key-{i % 10}".encode() for i in range(40)]
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks=acks)
-        await producer.start()
-        try:
-            futures = [
-                await producer.send(topic_name, f"v{i}".encode(), key=key)
-                for i, key in enumerate(keys)
-            ]
-            metas = await asyncio.gather(*futures)
-        finally:
-            await producer.stop()
-        if acks != 0:  # acks=0: no response, so aiokafka has no metadata to report
-            for key, meta in zip(keys, metas, strict=True):
-                assert meta.partition == expected_partition(key, partitions)
-                assert meta.offset >= 0
-        messages = await consume(broker.bootstrap_servers, topic_name, len(keys))
-        for p in range(partitions):
-            in_p = [m for m in messages if m.partition == p]
-            assert [m.offset for m in in_p] == list(range(len(in_p)))
-            assert [m.value for m in in_p] == [
-                f"v{i}".encode()
-                for i, k in enumerate(keys)
-                if expected_partition(k, partitions) == p
-            ]
-
-    run(scenario)
+    record_scenarios.produce_keyed(CLIENT, broker, topic_name, acks)
 
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
 def test_compression(broker: LiveBroker, topic_name: str, codec: str) -> None:
-    """Batches compressed by aiokafka are stored and read back intact."""
-
-    async def scenario() -> None:
-        values = [f"{codec}-{i}-".encode() * 20 for i in range(50)]
-        producer = AIOKafkaProducer(
-            bootstrap_servers=broker.bootstrap_servers, compression_type=codec, linger_ms=50
-        )
-        await producer.start()
-        try:
-            futures = [await producer.send(topic_name, v, partition=0) for v in values]
-            await asyncio.gather(*futures)
-        finally:
-            await producer.stop()
-        messages = await consume(broker.bootstrap_servers, topic_name, len(values))
-        assert [m.value for m in messages] == values
-
-    run(scenario)
+    """Compressed batches are stored as sent and come back intact."""
+    record_scenarios.compression(CLIENT, broker, topic_name, codec)
 
 
 def test_headers_and_create_time(broker: LiveBroker, topic_name: str) -> None:
-    """Headers and the producer's CreateTime timestamp come back unchanged."""
-
-    async def scenario() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
-        await producer.start()
-        try:
-            await producer.send_and_wait(
-                topic_name,
-                b"v",
-                key=b"k",
-                timestamp_ms=1_600_000_000_123,
-                headers=[("h1", b"one"), ("h2", b"")],
-            )
-        finally:
-            await producer.stop()
-        [msg] = await consume(broker.bootstrap_servers, topic_name, 1)
-        assert (msg.key, msg.value, msg.timestamp, msg.timestamp_type) == (
-            b"k",
-            b"v",
-            1_600_000_000_123,
-            0,
-        )
-        assert list(msg.headers) == [("h1", b"one"), ("h2", b"")]
-
-    run(scenario)
+    """Headers and the producer's CreateTime come back unchanged."""
+    record_scenarios.headers_and_create_time(CLIENT, broker, topic_name)
 
 
 def test_consume_from_beginning(broker: LiveBroker, topic_name: str) -> None:
@@ -337,62 +194,25 @@ def test_consume_from_end(broker: LiveBroker, topic_name: str) -> None:
 
 
 # -- consumer groups --------------------------------------------------------------------------
-async def produce_per_partition(bootstrap: str, topic: str, partitions: int, n: int) -> None:
-    """``n`` records "p<partition>-<i>" into every partition."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        for p in range(partitions):
-            for i in range(n):
-                await producer.send(topic, f"p{p}-{i}".encode(), partition=p)
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
 def test_group_subscribe_and_consume(broker: LiveBroker, topic_name: str) -> None:
     """A subscribed member gets every partition, reads everything, commits; admin agrees."""
     group = f"g-{topic_name}"
+    group_scenarios.consume_all_and_commit(GROUPS, broker, topic_name, group)
 
-    async def scenario() -> None:
-        await create_topic(broker.bootstrap_servers, topic_name, 3)
-        await produce_per_partition(broker.bootstrap_servers, topic_name, 3, 10)
-        consumer = AIOKafkaConsumer(
-            topic_name,
-            bootstrap_servers=broker.bootstrap_servers,
-            group_id=group,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            **FAST_GROUP,
-        )
-        await consumer.start()
-        values = []
-        try:
-            async with asyncio.timeout(DEADLINE_S):
-                async for msg in consumer:
-                    values.append(msg.value)
-                    if len(values) == 30:
-                        break
-            assert {tp.partition for tp in consumer.assignment()} == {0, 1, 2}
-            await consumer.commit()
-        finally:
-            await consumer.stop()
-        assert sorted(values) == sorted(f"p{p}-{i}".encode() for p in range(3) for i in range(10))
+    async def listed() -> set[str]:
         async with admin_client(broker.bootstrap_servers) as admin:
-            offsets = await admin.list_consumer_group_offsets(group)
-            assert {tp.partition: om.offset for tp, om in offsets.items()} == {0: 10, 1: 10, 2: 10}
-            assert group in {g[0] for g in await admin.list_consumer_groups()}
+            return {g[0] for g in await admin.list_consumer_groups()}
 
-    run(scenario)
+    assert group in run(listed)
 
 
 def test_group_commit_and_fetch_offsets(broker: LiveBroker, topic_name: str) -> None:
     """Offsets committed with metadata are fetched back and a new member resumes there."""
     group = f"g-{topic_name}"
+    GROUPS.create_topic(broker, topic_name, 2)
+    GROUPS.produce(broker, topic_name, 2, 10)
 
-    async def scenario() -> None:
-        await create_topic(broker.bootstrap_servers, topic_name, 2)
-        await produce_per_partition(broker.bootstrap_servers, topic_name, 2, 10)
+    async def commit_7_and_3() -> None:
         tp0, tp1 = TopicPartition(topic_name, 0), TopicPartition(topic_name, 1)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=broker.bootstrap_servers, group_id=group, enable_auto_commit=False
@@ -406,65 +226,16 @@ def test_group_commit_and_fetch_offsets(broker: LiveBroker, topic_name: str) -> 
             assert (await consumer.committed(tp0), await consumer.committed(tp1)) == (7, 3)
         finally:
             await consumer.stop()
-        member = AIOKafkaConsumer(
-            topic_name,
-            bootstrap_servers=broker.bootstrap_servers,
-            group_id=group,
-            enable_auto_commit=False,
-            **FAST_GROUP,
-        )
-        await member.start()
-        values = []
-        try:
-            async with asyncio.timeout(DEADLINE_S):
-                async for msg in member:
-                    values.append(msg.value)
-                    if len(values) == 10:
-                        break
-        finally:
-            await member.stop()
-        assert sorted(values) == sorted(
-            [f"p0-{i}".encode() for i in range(7, 10)] + [f"p1-{i}".encode() for i in range(3, 10)]
-        )
 
-    run(scenario)
+    run(commit_7_and_3)
+    group_scenarios.resumes_at_commits_7_and_3(GROUPS, broker, topic_name, group)
 
 
 def test_group_rebalance_on_join_and_leave(broker: LiveBroker, topic_name: str) -> None:
     """A second member takes half the partitions; when it leaves the first gets them back."""
     group = f"g-{topic_name}"
-
-    async def assignment_settles(consumer: AIOKafkaConsumer, size: int) -> None:
-        async with asyncio.timeout(DEADLINE_S):
-            while len(consumer.assignment()) != size:
-                await consumer.getmany(timeout_ms=100)
-
-    async def scenario() -> None:
-        await create_topic(broker.bootstrap_servers, topic_name, 4)
-
-        def member() -> AIOKafkaConsumer:
-            return AIOKafkaConsumer(
-                topic_name, bootstrap_servers=broker.bootstrap_servers, group_id=group, **FAST_GROUP
-            )
-
-        a = member()
-        await a.start()
-        try:
-            await assignment_settles(a, 4)
-            b = member()
-            await b.start()
-            try:
-                await asyncio.gather(assignment_settles(a, 2), assignment_settles(b, 2))
-                assert a.assignment() | b.assignment() == {
-                    TopicPartition(topic_name, p) for p in range(4)
-                }
-            finally:
-                await b.stop()  # LeaveGroup
-            await assignment_settles(a, 4)
-        finally:
-            await a.stop()
-
-    run(scenario)
+    GROUPS.create_topic(broker, topic_name, 4)
+    group_scenarios.join_split_and_leave(lambda: GROUPS.member(broker, topic_name, group))
 
 
 # -- configs, offsets by time, out of range, DeleteRecords ------------------------------------
@@ -483,41 +254,9 @@ async def produce_values(
         await producer.stop()
 
 
-async def read_from(
-    bootstrap: str, tp: TopicPartition, count: int, *, seek: int | None = None, **configs: Any
-) -> list[Any]:
-    """``count`` records of ``tp`` by assignment, from ``seek`` (or the reset policy)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **configs)
-    await consumer.start()
-    got: list[Any] = []
-    try:
-        consumer.assign([tp])
-        if seek is not None:
-            consumer.seek(tp, seek)
-        async with asyncio.timeout(DEADLINE_S):
-            while len(got) < count:
-                got += (await consumer.getmany(tp, timeout_ms=500)).get(tp, [])
-    finally:
-        await consumer.stop()
-    return got
-
-
 def test_describe_configs_defaults(broker: LiveBroker, topic_name: str) -> None:
     """A topic without overrides reports Kafka's defaults, sourced DEFAULT_CONFIG."""
-
-    async def scenario() -> None:
-        await create_topic(broker.bootstrap_servers, topic_name)
-        async with admin_client(broker.bootstrap_servers) as admin:
-            [response] = await admin.describe_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, topic_name)]
-            )
-        [(error_code, _, _, name, entries)] = response.resources
-        assert (error_code, name) == (0, topic_name)
-        configs = {e[0]: e for e in entries}  # (name, value, read_only, source, sensitive, ...)
-        for key, value in KAFKA_TOPIC_DEFAULTS.items():
-            assert (configs[key][1], configs[key][3]) == (value, DEFAULT_CONFIG), configs[key]
-
-    run(scenario)
+    record_scenarios.describe_configs_defaults(CLIENT, broker, topic_name)
 
 
 def test_consume_from_timestamp(broker: LiveBroker, topic_name: str) -> None:
@@ -554,20 +293,7 @@ def test_consume_from_timestamp(broker: LiveBroker, topic_name: str) -> None:
 
 def test_offset_out_of_range_resets(broker: LiveBroker, topic_name: str) -> None:
     """A fetch past the end gets OFFSET_OUT_OF_RANGE, and auto_offset_reset=earliest recovers."""
-
-    async def scenario() -> None:
-        await create_topic(broker.bootstrap_servers, topic_name)
-        await produce_values(broker.bootstrap_servers, topic_name, [b"r0", b"r1", b"r2"])
-        got = await read_from(
-            broker.bootstrap_servers,
-            TopicPartition(topic_name, 0),
-            3,
-            seek=100,
-            auto_offset_reset="earliest",
-        )
-        assert [(m.offset, m.value) for m in got] == [(0, b"r0"), (1, b"r1"), (2, b"r2")]
-
-    run(scenario)
+    record_scenarios.offset_out_of_range_resets(CLIENT, broker, topic_name)
 
 
 def test_delete_records(broker: LiveBroker, topic_name: str) -> None:
@@ -647,114 +373,14 @@ def test_alter_configs_legacy(broker: LiveBroker, topic_name: str) -> None:
 
 def test_max_message_bytes(broker: LiveBroker, topic_name: str) -> None:
     """A batch of exactly max.message.bytes is accepted; one byte more is MESSAGE_TOO_LARGE."""
-
-    async def scenario() -> None:
-        limit = 10_000
-        await create_topic(
-            broker.bootstrap_servers, topic_name, configs={"max.message.bytes": str(limit)}
-        )
-        fits = value_len_for_batch_size(limit)
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks=1)
-        await producer.start()
-        try:
-            md = await producer.send_and_wait(topic_name, b"x" * fits, partition=0)
-            assert md.offset == 0
-            [stored] = stored_batches(broker.data_dir, topic_name, 0)
-            assert stored.size == single_record_batch_size(fits) == limit
-            with pytest.raises(MessageSizeTooLargeError) as excinfo:
-                await producer.send_and_wait(topic_name, b"x" * (fits + 1), partition=0)
-            assert excinfo.value.errno == 10  # MESSAGE_TOO_LARGE
-        finally:
-            await producer.stop()
-        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap_servers)
-        await consumer.start()
-        try:
-            tp = TopicPartition(topic_name, 0)
-            assert await consumer.end_offsets([tp]) == {tp: 1}
-        finally:
-            await consumer.stop()
-
-    run(scenario)
+    record_scenarios.max_message_bytes(CLIENT, broker, topic_name)
 
 
 def test_log_append_time(broker: LiveBroker, topic_name: str) -> None:
     """On a LogAppendTime topic the broker's clock replaces the producer's timestamp."""
-
-    async def scenario() -> None:
-        await create_topic(
-            broker.bootstrap_servers,
-            topic_name,
-            configs={"message.timestamp.type": "LogAppendTime"},
-        )
-        before = now_ms()
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks=1)
-        await producer.start()
-        try:
-            md = await producer.send_and_wait(
-                topic_name, b"v", partition=0, timestamp_ms=1_500_000_000_000
-            )
-        finally:
-            await producer.stop()
-        after = now_ms()
-        [record] = await read_from(
-            broker.bootstrap_servers, TopicPartition(topic_name, 0), 1, auto_offset_reset="earliest"
-        )
-        assert record.timestamp_type == 1  # LogAppendTime
-        assert before <= record.timestamp <= after
-        assert md.timestamp == record.timestamp  # ProduceResponse carries log_append_time_ms
-        assert {b.timestamp_type for b in stored_batches(broker.data_dir, topic_name, 0)} == {1}
-
-    run(scenario)
+    record_scenarios.log_append_time(CLIENT, broker, topic_name)
 
 
 def test_topic_compression_type(broker: LiveBroker, topic_name: str) -> None:
     """A compression.type=zstd topic stores zstd whatever the producer sends (Kafka recompresses)."""
-
-    async def scenario() -> None:
-        await create_topic(
-            broker.bootstrap_servers, topic_name, configs={"compression.type": "zstd"}
-        )
-        sent = []
-        for codec in (None, "lz4"):
-            producer = AIOKafkaProducer(
-                bootstrap_servers=broker.bootstrap_servers, compression_type=codec, linger_ms=20
-            )
-            await producer.start()
-            try:
-                futures = []
-                for _ in range(50):
-                    n = len(sent)
-                    rec = (
-                        f"k{n}".encode(),
-                        f"{codec} {n} ".encode() + b"compressible " * 20,
-                        [("n", str(n).encode())],
-                        1_600_000_000_000 + 1000 * n,
-                    )
-                    sent.append(rec)
-                    futures.append(
-                        await producer.send(
-                            topic_name,
-                            key=rec[0],
-                            value=rec[1],
-                            headers=rec[2],
-                            timestamp_ms=rec[3],
-                            partition=0,
-                        )
-                    )
-                offsets = [(await f).offset for f in futures]
-            finally:
-                await producer.stop()
-            assert offsets == list(range(len(sent) - 50, len(sent)))
-        got = await read_from(
-            broker.bootstrap_servers,
-            TopicPartition(topic_name, 0),
-            len(sent),
-            auto_offset_reset="earliest",
-        )
-        assert [(m.key, m.value, list(m.headers), m.timestamp) for m in got] == sent
-        assert [m.offset for m in got] == list(range(len(sent)))
-        stored = stored_batches(broker.data_dir, topic_name, 0)
-        assert {b.compression for b in stored} == {"zstd"}
-        assert sum(b.records_count for b in stored) == len(sent)
-
-    run(scenario)
+    record_scenarios.topic_compression_type(CLIENT, broker, topic_name, "zstd")

@@ -26,6 +26,7 @@ from compat.clusterkit import (
     restore,
     wait_for_leaders,
     wait_for_new_leader,
+    while_leader_holds,
 )
 from kbroker.cluster_runner import Cluster
 from kbroker.testing.zookeeper import ZooKeeperServer
@@ -187,7 +188,11 @@ def test_group_coordinator_leads_its_offsets_partition(cluster: Cluster, topic_n
             await consumer.stop()
 
     run(scenario)
-    leader = cluster.leader_of("__consumer_offsets", offsets_partition(group))
+    leader, seen = while_leader_holds(
+        cluster,
+        "__consumer_offsets",
+        offsets_partition(group),
+        lambda _: [cluster.coordinator_of(group, via=broker_id) for broker_id in BROKERS],
+    )
     assert leader in BROKERS
-    for broker_id in BROKERS:
-        assert cluster.coordinator_of(group, via=broker_id) == leader
+    assert seen == [leader] * len(BROKERS)

@@ -31,6 +31,8 @@ from compat.clusterkit import (
     restore,
     wait_for_leaders,
     wait_for_new_leader,
+    wait_for_preferred_leaders,
+    while_leader_holds,
     zk_client,
     zk_json,
 )
@@ -213,6 +215,18 @@ def test_restarted_broker_rejoins(cluster: Cluster, topic_name: str) -> None:
     assert len(deliveries.reports) == 3
 
 
+def test_preferred_leaders_return_after_restart(cluster: Cluster, topic_name: str) -> None:
+    create_topic(cluster.bootstrap_servers, topic_name, 3)
+    parts = wait_for_leaders(cluster, topic_name, 3)
+    assert all(p.leader == p.replicas[0] for p in parts.values())  # preferred at creation
+    victim = parts[0].leader
+    cluster.kill(victim)
+    wait_for_new_leader(cluster, topic_name, 0, victim)
+    cluster.start_broker(victim)
+    wait_for_preferred_leaders(cluster, topic_name)
+    assert cluster.leader_of(topic_name, 0) == victim
+
+
 def test_kill_controller_new_controller_epoch_up_later_failover_works(
     cluster: Cluster, topic_name: str
 ) -> None:
@@ -266,13 +280,21 @@ def test_group_coordinator_leads_its_offsets_partition(cluster: Cluster, topic_n
         assert committed[0].offset == 1
     finally:
         consumer.close()
-    leader = cluster.leader_of("__consumer_offsets", offsets_partition(group))
+
+    def coordinators(leader: int) -> list[tuple[int, int]]:
+        """(FindCoordinator's answer, the admin client's coordinator) asked via each broker."""
+        seen = []
+        for broker_id in BROKERS:
+            admin = AdminClient({"bootstrap.servers": cluster.address(broker_id)})
+            description = admin.describe_consumer_groups([group])[group].result(TIMEOUT_S)
+            seen.append((cluster.coordinator_of(group, via=broker_id), description.coordinator.id))
+        return seen
+
+    leader, seen = while_leader_holds(
+        cluster, "__consumer_offsets", offsets_partition(group), coordinators
+    )
     assert leader in BROKERS
-    for broker_id in BROKERS:
-        assert cluster.coordinator_of(group, via=broker_id) == leader
-        admin = AdminClient({"bootstrap.servers": cluster.address(broker_id)})
-        description = admin.describe_consumer_groups([group])[group].result(TIMEOUT_S)
-        assert description.coordinator.id == leader
+    assert seen == [(leader, leader)] * len(BROKERS)
 
 
 def test_two_chroots_are_two_clusters(

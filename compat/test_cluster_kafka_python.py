@@ -23,6 +23,8 @@ from compat.clusterkit import (
     restore,
     wait_for_leaders,
     wait_for_new_leader,
+    wait_for_preferred_leaders,
+    while_leader_holds,
     zk_client,
     zk_json,
 )
@@ -201,6 +203,29 @@ def test_restarted_broker_rejoins(cluster: Cluster, topic_name: str) -> None:
         prod.close()
 
 
+def test_preferred_leaders_return_after_restart(cluster: Cluster, topic_name: str) -> None:
+    create_topic(cluster.bootstrap_servers, topic_name, 3)
+    parts = wait_for_leaders(cluster, topic_name, 3)
+    assert all(p.leader == p.replicas[0] for p in parts.values())  # preferred at creation
+    victim = parts[0].leader
+    cluster.kill(victim)
+    wait_for_new_leader(cluster, topic_name, 0, victim)
+    cluster.start_broker(victim)
+    client = admin(cluster.bootstrap_servers)
+    try:
+        # A manual preferred election (ElectLeaders), once the broker is back in the ISR.
+        cluster.wait_for(
+            lambda: victim in cluster.partitions(topic_name)[0].isr,
+            60,
+            message=f"broker {victim} back in the ISR of {topic_name}-0",
+        )
+        client.elect_leaders(0, {topic_name: [0]}, raise_errors=False)
+    finally:
+        client.close()
+    wait_for_preferred_leaders(cluster, topic_name)
+    assert cluster.leader_of(topic_name, 0) == victim
+
+
 def test_kill_controller_new_controller_epoch_up_later_failover_works(
     cluster: Cluster, topic_name: str
 ) -> None:
@@ -251,10 +276,17 @@ def test_group_coordinator_leads_its_offsets_partition(cluster: Cluster, topic_n
         assert consumer.committed(tp) == 7
     finally:
         consumer.close()
-    leader = cluster.leader_of("__consumer_offsets", offsets_partition(group))
+
+    def coordinators(leader: int) -> list[int]:
+        """FindCoordinator's answer asked via each broker."""
+        return [cluster.coordinator_of(group, via=broker_id) for broker_id in BROKERS]
+
+    leader, seen = while_leader_holds(
+        cluster, "__consumer_offsets", offsets_partition(group), coordinators
+    )
     assert leader in BROKERS
+    assert seen == [leader] * len(BROKERS)
     for broker_id in BROKERS:
-        assert cluster.coordinator_of(group, via=broker_id) == leader
         client = admin(cluster.address(broker_id))
         try:
             offsets = client.list_group_offsets(group)

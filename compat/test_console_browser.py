@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from compat.http_broker import base_url, http_broker
+from compat.http_broker import HTTP_READY, base_url, http_broker, scrape, value
 from compat.livebroker import REPO_ROOT, LiveBroker
 
 pytestmark = pytest.mark.compat
@@ -212,3 +214,80 @@ def test_overview_and_transactions_pages_render(console: Console, browser: Any) 
     assert position == "sticky"
     _open(browser, f"{console.base}/transactions", "transactions")
     assert _rows(browser, "#producers")
+
+
+def _http_base(log_path: Path, deadline_s: float = 30.0) -> str:
+    """A cluster broker's HTTP URL, from the line it logs in its log file."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        for line in log_path.read_text(errors="replace").splitlines():
+            match = HTTP_READY.search(line)
+            if match:
+                return match.group(1)
+        time.sleep(0.1)
+    raise AssertionError(f"no HTTP address in {log_path}")
+
+
+def test_cluster_view_and_cluster_metrics(browser: Any, tmp_path: Path) -> None:
+    from kbroker.cluster_runner import Cluster
+
+    config = {"kbroker.http.listener": "127.0.0.1:0", "zookeeper.session.timeout.ms": 6000}
+    with Cluster(brokers=2, config=config, data_dir=tmp_path / "cluster") as cluster:
+        bases = {i: _http_base(path) for i, path in cluster.log_paths.items()}
+        admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap_servers)
+        try:
+            admin.create_topics({"ledger": {"num_partitions": 4, "replication_factor": 2}})
+        finally:
+            admin.close()
+
+        def gauges(name: str) -> dict[int, float]:
+            return {i: value(scrape(base), name) or 0.0 for i, base in bases.items()}
+
+        # Every partition has a leader, all replicas in sync, one controller, two brokers.
+        cluster.wait_for(
+            lambda: (
+                sum(gauges("kafka_server_replicamanager_leadercount").values()) == 4
+                and sum(gauges("kafka_server_replicamanager_partitioncount").values()) == 8
+            ),
+            30,
+        )
+        assert gauges("kafka_server_replicamanager_underreplicatedpartitions") == {1: 0, 2: 0}
+        assert sorted(
+            gauges("kafka_controller_kafkacontroller_activecontrollercount").values()
+        ) == [
+            0,
+            1,
+        ]
+        assert gauges("kafka_brokers") == {1: 2, 2: 2}
+        assert gauges("kafka_controller_kafkacontroller_offlinepartitionscount") == {1: 0, 2: 0}
+
+        _open(browser, f"{bases[1]}/cluster", "cluster")
+        rows = _rows(browser, "#brokers tbody tr")
+        assert [r.get_attribute("data-broker") for r in rows] == ["1", "2"]
+        controller = cluster.controller_id()
+        (marked,) = [r for r in rows if "controller" in r.text]
+        assert marked.get_attribute("data-broker") == str(controller)
+        assert len(_rows(browser, "#cluster-partitions tbody tr")) >= 4
+
+        # Broker 2 dies: broker 1 leads everything with itself alone in the ISR.
+        led_by_2 = [p for p in range(4) if cluster.leader_of("ledger", p) == 2]
+        assert led_by_2
+        cluster.kill(2)
+        cluster.wait_for(
+            lambda: (
+                value(scrape(bases[1]), "kafka_server_replicamanager_underreplicatedpartitions")
+                == 4
+            ),
+            30,
+        )
+        _open(browser, f"{bases[1]}/cluster", "cluster-broker-2-down")
+        assert browser.find_element("css selector", "#under").text == "4"
+        assert len(_rows(browser, "#cluster-partitions tr.under-replicated")) >= 4
+        # Broker 1's log tells of each leadership it took over.
+        log = cluster.log_paths[1].read_text(errors="replace")
+        for p in led_by_2:
+            assert re.search(
+                rf"INFO kbroker\.cluster\.replicas: leading ledger-{p} at leader epoch [1-9]\d* "
+                r"\(replicas \[[12], [12]\], isr \[1\]\)",
+                log,
+            ), log

@@ -15,15 +15,21 @@ from confluent_kafka import (
     Consumer,
     ConsumerGroupState,
     ConsumerGroupType,
-    Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 
+from compat.adapters.confluent_kafka import (
+    CkMember,
+    ConfluentGroups,
+    create_topic,
+    group_committed,
+    produce_per_partition,
+)
+from compat.adapters.kafka_python import GroupMember
 from compat.group_scenarios import (
     DEADLINE_S,
-    PolledMember,
     consume_all_and_commit,
     join_split_and_leave,
     kill_keeps_committed_offsets,
@@ -36,96 +42,8 @@ from compat.livebroker import (
     private_broker,
     shared_broker,
 )
-from compat.test_groups_kafka_python import GroupMember
 
 pytestmark = pytest.mark.compat
-
-FAST_GROUP = {"heartbeat.interval.ms": 200, "session.timeout.ms": 6000}
-
-
-def create_topic(broker: LiveBroker, name: str, partitions: int) -> None:
-    """Create a topic through the admin API and wait for the result."""
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
-    futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
-    futures[name].result(timeout=DEADLINE_S)
-
-
-def produce(
-    broker: LiveBroker, topic: str, partitions: int, per_partition: int, prefix: str = ""
-) -> None:
-    """Write ``per_partition`` records to every partition (values "<prefix>p<partition>-<i>")."""
-    prod = Producer({"bootstrap.servers": broker.bootstrap_servers})
-    for p in range(partitions):
-        for i in range(per_partition):
-            prod.produce(topic, value=f"{prefix}p{p}-{i}".encode(), partition=p)
-    assert prod.flush(DEADLINE_S) == 0, "records left unacknowledged"
-
-
-class CkMember(PolledMember):
-    """One confluent-kafka group consumer polled by its own thread."""
-
-    def __init__(self, broker: LiveBroker, topic: str, group: str, **configs: object) -> None:
-        super().__init__()
-        conf = {
-            "bootstrap.servers": broker.bootstrap_servers,
-            "group.id": group,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            **FAST_GROUP,
-        }
-        conf.update({k.replace("_", "."): v for k, v in configs.items()})
-        if conf.get("group.protocol") == "consumer":
-            # KIP-848 moves session and heartbeat timing to the broker; librdkafka refuses
-            # the client-side settings with this protocol.
-            for name in FAST_GROUP:
-                conf.pop(name)
-        self.consumer = Consumer(conf)
-        self.revoked: list[set[int]] = []
-        self.assigned: list[set[int]] = []
-        self.consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
-
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.assigned.append({tp.partition for tp in partitions})
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.revoked.append({tp.partition for tp in partitions})
-
-    def poll_once(self) -> None:
-        msg = self.consumer.poll(0.1)
-        if msg is not None and msg.error() is None:
-            self.values.append(msg.value())
-        self.assignment = frozenset(tp.partition for tp in self.consumer.assignment())
-
-    def commit_now(self) -> None:
-        self.consumer.commit(asynchronous=False)
-
-    def close_consumer(self) -> None:
-        self.consumer.close()
-
-
-def committed(broker: LiveBroker, group: str, topic: str, partitions: int) -> dict[int, int]:
-    """The group's committed offsets as a consumer of the group reads them (OffsetFetch)."""
-    cons = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": group})
-    try:
-        found = cons.committed(
-            [TopicPartition(topic, p) for p in range(partitions)], timeout=DEADLINE_S
-        )
-    finally:
-        cons.close()
-    return {tp.partition: tp.offset for tp in found}
-
-
-class ConfluentGroups:
-    """confluent-kafka, as the shared group scenarios use it."""
-
-    create_topic = staticmethod(create_topic)
-    produce = staticmethod(produce)
-    committed = staticmethod(committed)
-
-    @staticmethod
-    def member(broker: LiveBroker, topic: str, group: str) -> CkMember:
-        return CkMember(broker, topic, group)
-
 
 CLIENT = ConfluentGroups()
 
@@ -170,7 +88,7 @@ def test_group_cooperative_sticky_rebalance(group_broker: LiveBroker, topic_name
 def test_group_commit_and_fetch_offsets(group_broker: LiveBroker, topic_name: str) -> None:
     """Offsets committed with metadata are fetched back and a new member resumes there."""
     create_topic(group_broker, topic_name, 2)
-    produce(group_broker, topic_name, 2, 10)
+    produce_per_partition(group_broker, topic_name, 2, 10)
     group = f"g-{topic_name}"
     cons = Consumer(
         {
@@ -248,7 +166,7 @@ def test_group_kill_keeps_committed_offsets(
 def test_group_mixed_clients(group_broker: LiveBroker, topic_name: str) -> None:
     """One confluent-kafka and one kafka-python member share a group (range on both)."""
     create_topic(group_broker, topic_name, 4)
-    produce(group_broker, topic_name, 4, 5)
+    produce_per_partition(group_broker, topic_name, 4, 5)
     group = f"g-{topic_name}"
     ck = CkMember(group_broker, topic_name, group, partition_assignment_strategy="range")
     kp = GroupMember(
@@ -302,7 +220,7 @@ def test_group_consumer_protocol(kip848_broker: LiveBroker, topic_name: str) -> 
     partitions back when the other leaves."""
     broker = kip848_broker
     create_topic(broker, topic_name, 4)
-    produce(broker, topic_name, 4, 5)
+    produce_per_partition(broker, topic_name, 4, 5)
     group = f"g-{topic_name}"
     a = CkMember(broker, topic_name, group, **{"group.protocol": "consumer"})
     a.start()
@@ -326,7 +244,7 @@ def test_group_consumer_protocol(kip848_broker: LiveBroker, topic_name: str) -> 
             "partitions split 2/2 between the members by the broker",
         )
         # b starts from the committed offsets: nothing is read twice.
-        produce(broker, topic_name, 4, 1, prefix="new-")
+        produce_per_partition(broker, topic_name, 4, 1, prefix="new-")
         wait_until(lambda: len(a.values) + len(b.values) == 24, "the 4 new records read once")
         assert sorted(a.values[20:] + b.values) == sorted(f"new-p{p}-0".encode() for p in range(4))
         b.close()
@@ -336,7 +254,7 @@ def test_group_consumer_protocol(kip848_broker: LiveBroker, topic_name: str) -> 
         if b is not None:
             b.close()
         a.close()
-    assert committed(broker, group, topic_name, 4) == {p: 5 for p in range(4)}
+    assert group_committed(broker, group, topic_name, 4) == {p: 5 for p in range(4)}
 
 
 def test_group_consumer_protocol_survives_kill(
@@ -347,7 +265,7 @@ def test_group_consumer_protocol_survives_kill(
     the group resumes from the offsets committed before the kill."""
     broker = fresh_kip848_broker
     create_topic(broker, topic_name, 4)
-    produce(broker, topic_name, 4, 5)
+    produce_per_partition(broker, topic_name, 4, 5)
     group = f"g-{topic_name}"
     a = CkMember(broker, topic_name, group, **{"group.protocol": "consumer"})
     a.start()
@@ -373,7 +291,7 @@ def test_group_consumer_protocol_survives_kill(
         2,
         3,
     }
-    produce(broker, topic_name, 4, 1, prefix="new-")
+    produce_per_partition(broker, topic_name, 4, 1, prefix="new-")
     b = CkMember(broker, topic_name, group, **{"group.protocol": "consumer"})
     b.start()
     try:
@@ -383,4 +301,4 @@ def test_group_consumer_protocol_survives_kill(
         assert sorted(b.values) == sorted(f"new-p{p}-0".encode() for p in range(4))
     finally:
         b.close()
-    assert committed(broker, group, topic_name, 4) == {p: 5 for p in range(4)}
+    assert group_committed(broker, group, topic_name, 4) == {p: 5 for p in range(4)}

@@ -8,13 +8,17 @@ polling of what a user can observe (assignment, records, committed offsets).
 from __future__ import annotations
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.structs import OffsetAndMetadata
 
+from compat.adapters.kafka_python import (
+    GroupMember,
+    KafkaPythonGroups,
+    create_topic,
+    produce_per_partition,
+)
 from compat.group_scenarios import (
-    PolledMember,
     consume_all_and_commit,
     join_split_and_leave,
     kill_keeps_committed_offsets,
@@ -24,102 +28,6 @@ from compat.group_scenarios import (
 from compat.livebroker import LiveBroker
 
 pytestmark = pytest.mark.compat
-
-# Short heartbeats make a rebalance visible to members quickly; 6 s is Kafka's minimum
-# session timeout (group.min.session.timeout.ms).
-FAST_GROUP = {"heartbeat_interval_ms": 200, "session_timeout_ms": 6000}
-
-
-def create_topic(broker: LiveBroker, name: str, partitions: int) -> None:
-    """Create a topic through the admin API."""
-    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
-    try:
-        admin.create_topics({name: {"num_partitions": partitions, "replication_factor": 1}})
-    finally:
-        admin.close()
-
-
-def produce(
-    broker: LiveBroker, topic: str, partitions: int, per_partition: int, prefix: str = ""
-) -> None:
-    """Write ``per_partition`` records to every partition (values "<prefix>p<partition>-<i>")."""
-    # Not idempotent: producing is only the setup here (the produce suite covers it).
-    prod = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, enable_idempotence=False)
-    try:
-        for p in range(partitions):
-            for i in range(per_partition):
-                prod.send(topic, value=f"{prefix}p{p}-{i}".encode(), partition=p)
-        prod.flush(timeout=15)
-    finally:
-        prod.close(timeout=10)
-
-
-class Counting(ConsumerRebalanceListener):
-    """Counts rebalance callbacks, so a test can tell that none happened."""
-
-    def __init__(self) -> None:
-        self.revoked = 0
-        self.assigned = 0
-
-    def on_partitions_revoked(self, revoked):  # type: ignore[no-untyped-def]
-        self.revoked += 1
-
-    def on_partitions_assigned(self, assigned):  # type: ignore[no-untyped-def]
-        self.assigned += 1
-
-
-class GroupMember(PolledMember):
-    """One kafka-python group consumer polled by its own thread."""
-
-    def __init__(self, broker: LiveBroker, topic: str, group: str, **configs: object) -> None:
-        super().__init__()
-        self.listener = Counting()
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=broker.bootstrap_servers,
-            group_id=group,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            **{**FAST_GROUP, **configs},
-        )
-        self.consumer.subscribe([topic], listener=self.listener)
-
-    def poll_once(self) -> None:
-        for batch in self.consumer.poll(timeout_ms=100).values():
-            self.values.extend(r.value for r in batch)
-        self.assignment = frozenset(tp.partition for tp in self.consumer.assignment())
-
-    def commit_now(self) -> None:
-        self.consumer.commit()
-
-    def close_consumer(self) -> None:
-        self.consumer.close()
-
-
-def committed(broker: LiveBroker, group: str, topic: str, partitions: int) -> dict[int, int]:
-    """The group's committed offsets as the admin client reads them (OffsetFetch)."""
-    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
-    try:
-        found = admin.list_group_offsets({group: None})[group]
-    finally:
-        admin.close()
-    return {
-        tp.partition: om.offset
-        for tp, om in found.items()
-        if tp.topic == topic and tp.partition < partitions
-    }
-
-
-class KafkaPythonGroups:
-    """kafka-python, as the shared group scenarios use it."""
-
-    create_topic = staticmethod(create_topic)
-    produce = staticmethod(produce)
-    committed = staticmethod(committed)
-
-    @staticmethod
-    def member(broker: LiveBroker, topic: str, group: str) -> GroupMember:
-        return GroupMember(broker, topic, group)
-
 
 CLIENT = KafkaPythonGroups()
 
@@ -148,7 +56,7 @@ def test_group_rebalance_on_join_and_leave(group_broker: LiveBroker, topic_name:
 def test_group_commit_and_fetch_offsets(group_broker: LiveBroker, topic_name: str) -> None:
     """Offsets committed with metadata are fetched back and a new member resumes there."""
     create_topic(group_broker, topic_name, 2)
-    produce(group_broker, topic_name, 2, 10)
+    produce_per_partition(group_broker, topic_name, 2, 10)
     group = f"g-{topic_name}"
     cons = KafkaConsumer(
         bootstrap_servers=group_broker.bootstrap_servers, group_id=group, enable_auto_commit=False

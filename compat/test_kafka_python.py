@@ -1,112 +1,38 @@
 """kafka-python, with its default settings (no api_version pinning), against a live kbroker.
 
-Scenario names (the test function names) are shared with test_confluent_kafka.py so the
-results table lines the two clients up.
+Scenario names (the test function names) are shared with the other clients' modules so the
+results table lines the clients up; the scenarios common to several clients are defined once
+in compat/record_scenarios.py and run here through compat/adapters/kafka_python.py.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import kafka.errors as Errors
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 from kafka.admin import AlterConfigOp, ConfigResource, ConfigResourceType
-from kafka.partitioner.default import murmur2
 
-from compat.conftest import KAFKA_TOPIC_DEFAULTS, now_ms, text_like_values
-from compat.diskfmt import single_record_batch_size, stored_batches, value_len_for_batch_size
+from compat import record_scenarios
+from compat.adapters.kafka_python import (
+    KafkaPythonClient,
+    admin_client,
+    consume_all,
+    consumer,
+    create_topic,
+    poll_records,
+    producer,
+    topic_configs,
+)
+from compat.conftest import KAFKA_TOPIC_DEFAULTS, text_like_values
+from compat.diskfmt import stored_batches
 from compat.livebroker import LiveBroker
 
 pytestmark = pytest.mark.compat
 
-POLL_DEADLINE_S = 15.0
+CLIENT = KafkaPythonClient()
 
 
 # -- helpers ----------------------------------------------------------------------------------
-@contextmanager
-def admin_client(broker: LiveBroker) -> Iterator[KafkaAdminClient]:
-    """An admin client with default settings."""
-    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
-    try:
-        yield admin
-    finally:
-        admin.close()
-
-
-@contextmanager
-def producer(broker: LiveBroker, **configs: object) -> Iterator[KafkaProducer]:
-    """A producer with default settings plus the scenario's own."""
-    prod = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, **configs)
-    try:
-        yield prod
-    finally:
-        prod.close(timeout=10)
-
-
-@contextmanager
-def consumer(broker: LiveBroker, **configs: object) -> Iterator[KafkaConsumer]:
-    """A group-less consumer (group_id=None): partitions are assigned by hand."""
-    cons = KafkaConsumer(bootstrap_servers=broker.bootstrap_servers, group_id=None, **configs)
-    try:
-        yield cons
-    finally:
-        cons.close()
-
-
-def create_topic(
-    broker: LiveBroker, name: str, partitions: int = 1, configs: dict[str, str] | None = None
-) -> None:
-    """Create a topic through the admin API (explicit replication factor 1)."""
-    with admin_client(broker) as admin:
-        admin.create_topics(
-            {
-                name: {
-                    "num_partitions": partitions,
-                    "replication_factor": 1,
-                    "configs": configs or {},
-                }
-            }
-        )
-
-
-def poll_records(cons: KafkaConsumer, count: int, *, deadline_s: float = POLL_DEADLINE_S) -> list:
-    """Poll until `count` records arrived or the deadline passed; returns them in arrival order."""
-    records: list = []
-    deadline = time.monotonic() + deadline_s
-    while len(records) < count and time.monotonic() < deadline:
-        for batch in cons.poll(timeout_ms=200).values():
-            records.extend(batch)
-    assert len(records) >= count, (
-        f"consumer received {len(records)} of {count} records within {deadline_s:.0f} s: {records[:3]}"
-    )
-    return records
-
-
-def expected_partition(key: bytes, partitions: int) -> int:
-    """kafka-python's DefaultPartitioner: murmur2 of the key, Java-compatible."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-def topic_configs(admin: KafkaAdminClient, topic: str) -> dict[str, dict]:
-    """Every config of a topic as DescribeConfigs reports it."""
-    result = admin.describe_configs(
-        [ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all"
-    )
-    return result["topic"][topic]
-
-
-def consume_all(broker: LiveBroker, topic: str, partitions: int, count: int) -> list:
-    """Read `count` records from the beginning of every partition of `topic`."""
-    with consumer(broker) as cons:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        cons.assign(tps)
-        cons.seek_to_beginning(*tps)
-        return poll_records(cons, count)
-
-
 # -- bootstrap --------------------------------------------------------------------------------
 def test_bootstrap(broker: LiveBroker, topic_name: str) -> None:
     """A client with only bootstrap_servers finds the one broker and its topics."""
@@ -175,12 +101,8 @@ def test_create_topic_with_configs(broker: LiveBroker, topic_name: str) -> None:
 
 def test_describe_configs_defaults(broker: LiveBroker, topic_name: str) -> None:
     """A topic without overrides reports Kafka's defaults, sourced DEFAULT_CONFIG."""
-    create_topic(broker, topic_name)
+    record_scenarios.describe_configs_defaults(CLIENT, broker, topic_name)
     with admin_client(broker) as admin:
-        configs = topic_configs(admin, topic_name)
-        for name, value in KAFKA_TOPIC_DEFAULTS.items():
-            assert configs[name]["value"] == value, (name, configs[name])
-            assert configs[name]["config_source"] == "DEFAULT_CONFIG", (name, configs[name])
         # Only the requested keys come back when keys are named.
         only = admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, topic_name, ["retention.ms"])],
@@ -247,113 +169,30 @@ def test_alter_configs_legacy(broker: LiveBroker, topic_name: str) -> None:
 
 def test_add_partitions(broker: LiveBroker, topic_name: str) -> None:
     """CreatePartitions grows a topic; the new partitions take writes; shrinking is refused."""
-    create_topic(broker, topic_name, partitions=1)
-    with admin_client(broker) as admin:
-        admin.create_partitions({topic_name: 3})
-        [described] = admin.describe_topics([topic_name])
-        assert sorted(p["partition_index"] for p in described["partitions"]) == [0, 1, 2]
-        with pytest.raises(Errors.InvalidPartitionsError):
-            admin.create_partitions({topic_name: 2})
-    with producer(broker) as prod:
-        md = prod.send(topic_name, b"to-the-new-partition", partition=2).get(timeout=15)
-        assert (md.partition, md.offset) == (2, 0)
+    record_scenarios.add_partitions(CLIENT, broker, topic_name)
 
 
 def test_delete_topic(broker: LiveBroker, topic_name: str) -> None:
     """DeleteTopics removes the topic and its data; a re-created topic starts empty."""
-    create_topic(broker, topic_name)
-    with producer(broker) as prod:
-        prod.send(topic_name, b"old").get(timeout=15)
-    with admin_client(broker) as admin:
-        admin.delete_topics([topic_name])
-        assert topic_name not in admin.list_topics()
-        with pytest.raises(Errors.UnknownTopicOrPartitionError):
-            admin.delete_topics([topic_name])
-    create_topic(broker, topic_name)
-    with consumer(broker) as cons:
-        tp = TopicPartition(topic_name, 0)
-        assert cons.end_offsets([tp]) == {tp: 0}
+    record_scenarios.delete_topic(CLIENT, broker, topic_name)
 
 
 # -- produce ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("acks", [0, 1, "all"])
 def test_produce_keyed(broker: LiveBroker, topic_name: str, acks: int | str) -> None:
     """Keyed records land in the partition kafka-python's partitioner chose, in order."""
-    partitions = 4
-    create_topic(broker, topic_name, partitions=partitions)
-    keys = [f"key-{i % 10}".encode() for i in range(40)]
-    with producer(broker, acks=acks) as prod:
-        futures = [prod.send(topic_name, key=k, value=f"v{i}".encode()) for i, k in enumerate(keys)]
-        prod.flush(timeout=15)
-        for key, future in zip(keys, futures, strict=True):
-            md = future.get(timeout=15)
-            assert md.partition == expected_partition(key, partitions)
-            if acks != 0:  # acks=0 gets no response, hence no offset (Kafka reports -1)
-                assert md.offset >= 0
-    records = consume_all(broker, topic_name, partitions, len(keys))
-    assert len(records) == len(keys)
-    for record in records:
-        assert record.partition == expected_partition(record.key, partitions), record
-    for p in range(partitions):
-        in_p = [r for r in records if r.partition == p]
-        assert [r.offset for r in in_p] == list(range(len(in_p)))
-        sent_order = [
-            f"v{i}".encode() for i, k in enumerate(keys) if expected_partition(k, partitions) == p
-        ]
-        assert [r.value for r in in_p] == sent_order
+    record_scenarios.produce_keyed(CLIENT, broker, topic_name, acks)
 
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
 def test_compression(broker: LiveBroker, topic_name: str, codec: str) -> None:
     """Compressed batches are stored as sent and come back intact."""
-    create_topic(broker, topic_name)
-    values = [(f"record {i} ".encode() + b"compressible " * 40) for i in range(200)]
-    with producer(broker, compression_type=codec, linger_ms=20) as prod:
-        futures = [
-            prod.send(topic_name, key=str(i).encode(), value=value)
-            for i, value in enumerate(values)
-        ]
-        prod.flush(timeout=15)
-        assert [f.get(timeout=15).offset for f in futures] == list(range(len(values)))
-    records = consume_all(broker, topic_name, 1, len(values))
-    assert [r.value for r in records] == values
-    assert [r.key for r in records] == [str(i).encode() for i in range(len(values))]
-    assert [r.offset for r in records] == list(range(len(values)))
-    assert {b.compression for b in stored_batches(broker.data_dir, topic_name, 0)} == {codec}
+    record_scenarios.compression(CLIENT, broker, topic_name, codec)
 
 
 def test_topic_compression_type(broker: LiveBroker, topic_name: str) -> None:
     """A compression.type=gzip topic stores gzip whatever the producer sends (Kafka recompresses)."""
-    create_topic(broker, topic_name, configs={"compression.type": "gzip"})
-    sent = []
-    for codec in (None, "lz4"):
-        with producer(broker, compression_type=codec, linger_ms=20) as prod:
-            futures = []
-            for _ in range(50):
-                n = len(sent)
-                rec = (
-                    f"k{n}".encode(),
-                    f"{codec} {n} ".encode() + b"compressible " * 20,
-                    [("n", str(n).encode()), ("codec", str(codec).encode())],
-                    1_600_000_000_000 + 1000 * n,
-                )
-                sent.append(rec)
-                futures.append(
-                    prod.send(
-                        topic_name, key=rec[0], value=rec[1], headers=rec[2], timestamp_ms=rec[3]
-                    )
-                )
-            prod.flush(timeout=15)
-            assert [f.get(timeout=15).offset for f in futures] == list(
-                range(len(sent) - 50, len(sent))
-            )
-    records = consume_all(broker, topic_name, 1, len(sent))
-    assert [(r.key, r.value, r.headers, r.timestamp) for r in records] == sent
-    assert [r.offset for r in records] == list(range(len(sent)))
-    assert {r.timestamp_type for r in records} == {0}  # CreateTime kept
-    stored = stored_batches(broker.data_dir, topic_name, 0)
-    assert {b.compression for b in stored} == {"gzip"}
-    assert sum(b.records_count for b in stored) == len(sent)
+    record_scenarios.topic_compression_type(CLIENT, broker, topic_name, "gzip")
 
 
 def test_topic_compression_level(broker: LiveBroker, topic_name: str) -> None:
@@ -386,50 +225,17 @@ def test_topic_compression_level(broker: LiveBroker, topic_name: str) -> None:
 
 def test_max_message_bytes(broker: LiveBroker, topic_name: str) -> None:
     """A batch of exactly max.message.bytes is accepted; one byte more is MESSAGE_TOO_LARGE."""
-    limit = 10_000
-    create_topic(broker, topic_name, configs={"max.message.bytes": str(limit)})
-    fits = value_len_for_batch_size(limit)
-    with producer(broker, acks=1) as prod:
-        md = prod.send(topic_name, value=b"x" * fits).get(timeout=15)
-        assert md.offset == 0
-        [stored] = stored_batches(broker.data_dir, topic_name, 0)
-        assert stored.size == single_record_batch_size(fits) == limit
-        with pytest.raises(Errors.MessageSizeTooLargeError) as excinfo:
-            prod.send(topic_name, value=b"x" * (fits + 1)).get(timeout=15)
-        assert excinfo.value.errno == 10  # MESSAGE_TOO_LARGE
-    with consumer(broker) as cons:
-        tp = TopicPartition(topic_name, 0)
-        assert cons.end_offsets([tp]) == {tp: 1}
+    record_scenarios.max_message_bytes(CLIENT, broker, topic_name)
 
 
 def test_headers_and_create_time(broker: LiveBroker, topic_name: str) -> None:
     """Headers and the producer's CreateTime come back unchanged."""
-    create_topic(broker, topic_name)
-    ts = 1_600_000_000_123
-    headers = [("trace-id", b"abc123"), ("empty", b""), ("trace-id", b"dup")]
-    with producer(broker) as prod:
-        md = prod.send(topic_name, key=b"k", value=b"v", headers=headers, timestamp_ms=ts).get(
-            timeout=15
-        )
-        assert md.timestamp == ts
-    [record] = consume_all(broker, topic_name, 1, 1)
-    assert record.timestamp == ts
-    assert record.timestamp_type == 0  # CreateTime
-    assert record.headers == headers
+    record_scenarios.headers_and_create_time(CLIENT, broker, topic_name)
 
 
 def test_log_append_time(broker: LiveBroker, topic_name: str) -> None:
     """On a LogAppendTime topic the broker's clock replaces the producer's timestamp."""
-    create_topic(broker, topic_name, configs={"message.timestamp.type": "LogAppendTime"})
-    before = now_ms()
-    with producer(broker, acks=1) as prod:
-        md = prod.send(topic_name, value=b"v", timestamp_ms=1_500_000_000_000).get(timeout=15)
-    after = now_ms()
-    [record] = consume_all(broker, topic_name, 1, 1)
-    assert record.timestamp_type == 1  # LogAppendTime
-    assert before <= record.timestamp <= after
-    assert md.timestamp == record.timestamp  # ProduceResponse carries log_append_time_ms
-    assert {b.timestamp_type for b in stored_batches(broker.data_dir, topic_name, 0)} == {1}
+    record_scenarios.log_append_time(CLIENT, broker, topic_name)
 
 
 # -- consume by assignment --------------------------------------------------------------------
@@ -499,14 +305,7 @@ def test_consume_from_timestamp(broker: LiveBroker, topic_name: str) -> None:
 
 def test_offset_out_of_range_resets(broker: LiveBroker, topic_name: str) -> None:
     """A fetch past the end gets OFFSET_OUT_OF_RANGE, and auto_offset_reset=earliest recovers."""
-    create_topic(broker, topic_name)
-    produce_values(broker, topic_name, [b"r0", b"r1", b"r2"])
-    with consumer(broker, auto_offset_reset="earliest") as cons:
-        tp = TopicPartition(topic_name, 0)
-        cons.assign([tp])
-        cons.seek(tp, 100)
-        records = poll_records(cons, 3)
-    assert [(r.offset, r.value) for r in records] == [(0, b"r0"), (1, b"r1"), (2, b"r2")]
+    record_scenarios.offset_out_of_range_resets(CLIENT, broker, topic_name)
 
 
 def test_delete_records(broker: LiveBroker, topic_name: str) -> None:
@@ -527,45 +326,11 @@ def test_delete_records(broker: LiveBroker, topic_name: str) -> None:
 
 
 # -- restarts ---------------------------------------------------------------------------------
-def _produce_keyed_batch(
-    broker: LiveBroker, topic: str, count: int
-) -> list[tuple[int, int, bytes, bytes]]:
-    with producer(broker, acks="all") as prod:
-        futures = [
-            (
-                prod.send(topic, key=f"k{i}".encode(), value=f"value-{i}".encode()),
-                f"k{i}".encode(),
-                f"value-{i}".encode(),
-            )
-            for i in range(count)
-        ]
-        return sorted(
-            (f.get(timeout=15).partition, f.get(timeout=15).offset, k, v) for f, k, v in futures
-        )
-
-
-def _check_survived(
-    broker: LiveBroker, topic: str, sent: list[tuple[int, int, bytes, bytes]]
-) -> None:
-    records = consume_all(broker, topic, 2, len(sent))
-    assert sorted((r.partition, r.offset, r.key, r.value) for r in records) == sent
-    with producer(broker, acks="all") as prod:
-        md = prod.send(topic, value=b"after", partition=0).get(timeout=15)
-    assert md.offset == sum(1 for p, *_ in sent if p == 0)  # offsets continue, no reuse
-
-
 def test_restart_keeps_data(fresh_broker: LiveBroker, topic_name: str) -> None:
     """After a clean restart (SIGTERM) every record is there and offsets continue."""
-    create_topic(fresh_broker, topic_name, partitions=2)
-    sent = _produce_keyed_batch(fresh_broker, topic_name, 30)
-    fresh_broker.restart()
-    _check_survived(fresh_broker, topic_name, sent)
+    record_scenarios.restart_keeps_data(CLIENT, fresh_broker, topic_name)
 
 
 def test_kill_keeps_acked_data(fresh_broker: LiveBroker, topic_name: str) -> None:
     """After SIGKILL (unclean stop) every acknowledged record is recovered."""
-    create_topic(fresh_broker, topic_name, partitions=2)
-    sent = _produce_keyed_batch(fresh_broker, topic_name, 30)
-    fresh_broker.kill()
-    fresh_broker.start()
-    _check_survived(fresh_broker, topic_name, sent)
+    record_scenarios.kill_keeps_acked_data(CLIENT, fresh_broker, topic_name)

@@ -1,7 +1,9 @@
 """kafkajs (Node.js, pure JavaScript protocol implementation) against a live kbroker.
 
-Each scenario is a function of compat/kafkajs/scenarios.js, run with node; it prints one
-JSON line of what kafkajs observed and this module asserts on it. kafkajs is pinned in
+The scenarios shared with the other clients are defined once in compat/record_scenarios.py and
+drive kafkajs through compat/adapters/kafkajs.py (a node process answering one JSON request a
+line, compat/kafkajs/driver.js). The rest are functions of compat/kafkajs/scenarios.js, run
+with node; each prints one JSON line of what kafkajs observed and this module asserts on it. kafkajs is pinned in
 compat/kafkajs/package.json (+ package-lock.json) and installed with `npm ci` into
 compat/kafkajs/node_modules (gitignored) the first time. A missing node/npm is a failure,
 never a skip. kafkajs consumes only through groups (it has no assign()), so the consume
@@ -18,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka.partitioner.default import murmur2
 
-from compat import results
-from compat.conftest import DEFAULT_CONFIG, DYNAMIC_TOPIC_CONFIG, KAFKA_TOPIC_DEFAULTS
-from compat.diskfmt import stored_batches, value_len_for_batch_size
+from compat import group_scenarios, record_scenarios, results
+from compat.adapters.kafkajs import KafkajsClient, KafkajsGroups
+from compat.conftest import DEFAULT_CONFIG, DYNAMIC_TOPIC_CONFIG
 from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker, shared_broker
 
 pytestmark = pytest.mark.compat
@@ -62,12 +63,20 @@ def node() -> str:
     return node_bin
 
 
-def scenario(node: str, broker: LiveBroker, name: str, topic: str, arg: str = "") -> Any:
+@pytest.fixture(scope="module")
+def client(node: str) -> Iterator[KafkajsClient]:
+    """kafkajs as the shared scenarios drive it (compat/kafkajs/driver.js)."""
+    adapter = KafkajsClient(node)
+    try:
+        yield adapter
+    finally:
+        adapter.close()
+
+
+def scenario(node: str, broker: LiveBroker, name: str, topic: str) -> Any:
     """Run one kafkajs scenario; its JSON result, or a failure with kafkajs's own error."""
     args = [node, str(KAFKAJS_DIR / "scenarios.js"), name, broker.bootstrap_servers, topic]
-    proc = subprocess.run(
-        args + ([arg] if arg else []), capture_output=True, text=True, timeout=DEADLINE_S
-    )
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=DEADLINE_S)
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     result = json.loads(lines[-1]) if lines else {"error": {"message": "no output"}}
     if proc.returncode != 0 or "error" in result:
@@ -78,11 +87,6 @@ def scenario(node: str, broker: LiveBroker, name: str, topic: str, arg: str = ""
             f"kafkajs log:\n{proc.stderr[-3000:]}"
         )
     return result
-
-
-def expected_partition(key: bytes, partitions: int) -> int:
-    """kafkajs 2.x DefaultPartitioner = Java's: murmur2 of the key, positive, modulo."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def test_bootstrap(node: str, broker: LiveBroker, topic_name: str) -> None:
@@ -108,56 +112,34 @@ def test_create_topic_with_configs(node: str, broker: LiveBroker, topic_name: st
     assert [e["type"] for e in result["badConfig"]["errors"]] == ["INVALID_CONFIG"]
 
 
-def test_add_partitions(node: str, broker: LiveBroker, topic_name: str) -> None:
+def test_add_partitions(client: KafkajsClient, broker: LiveBroker, topic_name: str) -> None:
     """CreatePartitions grows the topic, the new partition takes writes; shrinking fails."""
-    result = scenario(node, broker, "add_partitions", topic_name)
-    assert result["partitions"] == 3
-    assert result["shrink"]["type"] == "INVALID_PARTITIONS" or [
-        e["type"] for e in result["shrink"].get("errors", [])
-    ] == ["INVALID_PARTITIONS"]
-    [sent] = result["sent"]
-    assert (sent["partition"], sent["baseOffset"], sent["errorCode"]) == (2, "0", 0)
+    record_scenarios.add_partitions(client, broker, topic_name)
 
 
-def test_delete_topic(node: str, broker: LiveBroker, topic_name: str) -> None:
+def test_delete_topic(client: KafkajsClient, broker: LiveBroker, topic_name: str) -> None:
     """DeleteTopics removes the topic and its data; deleting it again is an error."""
-    result = scenario(node, broker, "delete_topic", topic_name)
-    assert result["stillListed"] is False
-    # kafkajs retries the retriable UNKNOWN_TOPIC_OR_PARTITION, then wraps it (as with Kafka).
-    assert result["again"]["name"] == "KafkaJSNumberOfRetriesExceeded"
-    assert (result["again"]["cause"]["type"], result["again"]["cause"]["code"]) == (
-        "UNKNOWN_TOPIC_OR_PARTITION",
-        3,
-    )
-    assert result["offsets"] == [{"partition": 0, "offset": "0", "high": "0", "low": "0"}]
+    record_scenarios.delete_topic(client, broker, topic_name)
+    # kafkajs retries the retriable UNKNOWN_TOPIC_OR_PARTITION of the second deletion (the
+    # last admin call that could fail), then wraps it (as with Kafka).
+    again = client.last_error
+    assert again is not None and again["name"] == "KafkaJSNumberOfRetriesExceeded", again
+    assert (again["cause"]["type"], again["cause"]["code"]) == ("UNKNOWN_TOPIC_OR_PARTITION", 3)
 
 
 @pytest.mark.parametrize("acks", [0, 1, "all"])
-def test_produce_keyed(node: str, broker: LiveBroker, topic_name: str, acks: int | str) -> None:
+def test_produce_keyed(
+    client: KafkajsClient, broker: LiveBroker, topic_name: str, acks: int | str
+) -> None:
     """Keyed records land in kafkajs's (Java-compatible) partition for them, in order."""
-    partitions = 4
-    result = scenario(node, broker, "produce_keyed", topic_name, str(-1 if acks == "all" else acks))
-    if acks != 0:  # acks=0: no response, so kafkajs has no offsets to report
-        assert {s["partition"] for s in result["sent"]} <= set(range(partitions))
-        assert all(s["errorCode"] == 0 for s in result["sent"])
-    keys = [f"key-{i % 10}" for i in range(40)]
-    records = result["records"]
-    assert len(records) == 40
-    for p in range(partitions):
-        in_p = [r for r in records if r["partition"] == p]
-        assert [r["offset"] for r in in_p] == list(range(len(in_p)))
-        assert [(r["key"], r["value"]) for r in in_p] == [
-            (k, f"v{i}")
-            for i, k in enumerate(keys)
-            if expected_partition(k.encode(), partitions) == p
-        ]
+    record_scenarios.produce_keyed(client, broker, topic_name, acks)
 
 
-def test_describe_configs_defaults(node: str, broker: LiveBroker, topic_name: str) -> None:
+def test_describe_configs_defaults(
+    client: KafkajsClient, broker: LiveBroker, topic_name: str
+) -> None:
     """A topic without overrides reports Kafka's defaults, sourced DEFAULT_CONFIG."""
-    configs = scenario(node, broker, "describe_configs_defaults", topic_name)["configs"]
-    for name, value in KAFKA_TOPIC_DEFAULTS.items():
-        assert configs[name] == {"value": value, "isDefault": True, "source": DEFAULT_CONFIG}, name
+    record_scenarios.describe_configs_defaults(client, broker, topic_name)
 
 
 def test_alter_configs_legacy(node: str, broker: LiveBroker, topic_name: str) -> None:
@@ -201,43 +183,29 @@ def test_delete_records(node: str, broker: LiveBroker, topic_name: str) -> None:
     ]
 
 
-def test_max_message_bytes(node: str, broker: LiveBroker, topic_name: str) -> None:
+def test_max_message_bytes(client: KafkajsClient, broker: LiveBroker, topic_name: str) -> None:
     """A batch of exactly max.message.bytes is accepted; one byte more is MESSAGE_TOO_LARGE."""
     # kafkajs writes a record without key or headers the way compat.diskfmt sizes it.
-    fits = value_len_for_batch_size(10_000)
-    result = scenario(node, broker, "max_message_bytes", topic_name, json.dumps([fits]))
-    assert [(m["partition"], m["baseOffset"]) for m in result["stored"]] == [(0, "0")]
-    assert stored_batches(broker.data_dir, topic_name, 0)[0].size == 10_000
-    assert result["tooLarge"]["type"] == "MESSAGE_TOO_LARGE"
-    assert result["offsets"] == [{"partition": 0, "offset": "1", "high": "1", "low": "0"}]
+    record_scenarios.max_message_bytes(client, broker, topic_name)
 
 
-def test_log_append_time(node: str, broker: LiveBroker, topic_name: str) -> None:
+def test_log_append_time(client: KafkajsClient, broker: LiveBroker, topic_name: str) -> None:
     """On a LogAppendTime topic the broker's clock replaces the producer's timestamp."""
-    result = scenario(node, broker, "log_append_time", topic_name)
-    appended = int(result["meta"]["logAppendTime"])  # ProduceResponse log_append_time_ms
-    assert result["before"] <= appended <= result["after"]
-    assert result["record"]["timestamp"] == appended
-    assert {b.timestamp_type for b in stored_batches(broker.data_dir, topic_name, 0)} == {1}
+    record_scenarios.log_append_time(client, broker, topic_name)
 
 
-def test_topic_compression_type(node: str, broker: LiveBroker, topic_name: str) -> None:
+def test_topic_compression_type(client: KafkajsClient, broker: LiveBroker, topic_name: str) -> None:
     """A compression.type=gzip topic stores gzip whatever kafkajs sends (Kafka recompresses)."""
-    result = scenario(node, broker, "topic_compression_type", topic_name)
-    assert [
-        (r["offset"], r["key"], r["value"], r["headers"], r["timestamp"]) for r in result["records"]
-    ] == [
-        (i, m["key"], m["value"], m["headers"], int(m["timestamp"]))
-        for i, m in enumerate(result["sent"])
-    ]
-    assert {b.compression for b in stored_batches(broker.data_dir, topic_name, 0)} == {"gzip"}
+    # kafkajs has no lz4 without a plugin: its records go uncompressed.
+    record_scenarios.topic_compression_type(client, broker, topic_name, "gzip", (None,))
 
 
 @pytest.mark.parametrize("codec", ["gzip"])
-def test_compression(node: str, broker: LiveBroker, topic_name: str, codec: str) -> None:
+def test_compression(
+    client: KafkajsClient, broker: LiveBroker, topic_name: str, codec: str
+) -> None:
     """gzip batches from kafkajs (its only built-in codec) are stored and read back intact."""
-    result = scenario(node, broker, "compression", topic_name)
-    assert [r["value"] for r in result["records"]] == result["values"]
+    record_scenarios.compression(client, broker, topic_name, codec)
 
 
 def test_headers_and_create_time(node: str, broker: LiveBroker, topic_name: str) -> None:
@@ -256,21 +224,24 @@ def test_consume_from_beginning(node: str, broker: LiveBroker, topic_name: str) 
     ]
 
 
-def test_group_subscribe_and_consume(node: str, broker: LiveBroker, topic_name: str) -> None:
+def test_group_subscribe_and_consume(
+    client: KafkajsClient, broker: LiveBroker, topic_name: str
+) -> None:
     """A member gets every partition, reads all, commits; admin lists and describes the group."""
-    result = scenario(node, broker, "group_subscribe_and_consume", topic_name)
-    assert sorted(r["value"] for r in result["records"]) == sorted(
-        f"p{p}-{i}" for p in range(3) for i in range(10)
-    )
-    assert result["committed"] == {"0": 10, "1": 10, "2": 10}
-    assert result["listed"] is True
-    assert (result["state"], result["members"]) == ("Empty", 0)
+    groups = KafkajsGroups(client)
+    group = f"g-{topic_name}"
+    group_scenarios.consume_all_and_commit(groups, broker, topic_name, group)
+    assert groups.describe(broker, group) == {"listed": True, "state": "Empty", "members": 0}
 
 
-def test_group_commit_and_fetch_offsets(node: str, broker: LiveBroker, topic_name: str) -> None:
+def test_group_commit_and_fetch_offsets(
+    client: KafkajsClient, broker: LiveBroker, topic_name: str
+) -> None:
     """admin.setOffsets commits; fetchOffsets reads them back; a member resumes there."""
-    result = scenario(node, broker, "group_commit_and_fetch_offsets", topic_name)
-    assert result["committed"] == {"0": 7, "1": 3}
-    assert sorted(r["value"] for r in result["records"]) == sorted(
-        [f"p0-{i}" for i in range(7, 10)] + [f"p1-{i}" for i in range(3, 10)]
-    )
+    groups = KafkajsGroups(client)
+    group = f"g-{topic_name}"
+    groups.create_topic(broker, topic_name, 2)
+    groups.produce(broker, topic_name, 2, 10)
+    groups.set_offsets(broker, group, topic_name, {0: 7, 1: 3})
+    assert groups.committed(broker, group, topic_name, 2) == {0: 7, 1: 3}
+    group_scenarios.resumes_at_commits_7_and_3(groups, broker, topic_name, group)

@@ -33,9 +33,9 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
+from kbroker.lifecycle import Runner
 from kbroker.testing.zookeeper import ZooKeeperServer, free_port
 
 T = TypeVar("T")
@@ -230,7 +230,7 @@ class BrokerProcess:
             ) from None
 
 
-class Cluster:
+class Cluster(Runner):
     """N real kbroker processes on 127.0.0.1 sharing one ZooKeeper path.
 
     ``zookeeper``: a connect string (``host:port[,host:port]``, optionally with a chroot) or a
@@ -375,15 +375,7 @@ class Cluster:
                     broker.kill()
         self.close()
 
-    def __enter__(self) -> Cluster:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _leave(self, exc_type: type[BaseException] | None) -> None:
         failed = exc_type is not None and not issubclass(exc_type, KeyboardInterrupt)
         if failed:
             print(self.describe_logs(), file=sys.stderr)

@@ -517,6 +517,33 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
         "Dirty ratio that triggers compaction.",
         in_range(0, 1),
     ),
+    # --- authorization (kbroker.authz) ------------------------------------------------
+    _c(
+        "authorizer.class.name",
+        "string",
+        "",
+        "The authorizer enforcing ACLs: kafka.security.authorizer.AclAuthorizer or "
+        "org.apache.kafka.metadata.authorizer.StandardAuthorizer (both get Kafka's ACL "
+        "rules); empty: no authorization, every request is allowed.",
+        one_of(
+            "",
+            "kafka.security.authorizer.AclAuthorizer",
+            "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        ),
+    ),
+    _c(
+        "super.users",
+        "string",
+        None,
+        "Principals allowed everything whatever the ACLs, separated by semicolons "
+        "(User:admin;User:ops).",
+    ),
+    _c(
+        "allow.everyone.if.no.acl.found",
+        "boolean",
+        False,
+        "Whether a resource without any ACL is open to everyone (else only super users).",
+    ),
     # --- cluster mode (zookeeper.connect set) ------------------------------------------
     _c(
         "unclean.leader.election.enable",
@@ -877,8 +904,8 @@ def unknown_key_message(key: str) -> str:
     closest known key suggested ("did you mean log.retention.hours?")."""
     if key in _SECURITY_KEYS or key.startswith(_SECURITY_PREFIXES):
         return (
-            f"config key {key!r} is not supported: kbroker has TLS and SASL "
-            "(PLAIN, SCRAM) but no authorization or delegation tokens yet"
+            f"config key {key!r} is not supported: kbroker has TLS, SASL (PLAIN, SCRAM) "
+            "and ACLs, but not this setting (delegation tokens, OAUTHBEARER, GSSAPI...)"
         )
     close = difflib.get_close_matches(key, CONFIG_DEFS, n=1, cutoff=_SUGGEST_CUTOFF)
     hint = f" (did you mean {close[0]}?)" if close else ""

@@ -19,12 +19,12 @@ import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import trio
 
 from kbroker.config import BrokerConfig
+from kbroker.lifecycle import Runner
 from kbroker.server import Server, serve
 
 DEFAULT_START_TIMEOUT_S = 30.0
@@ -49,7 +49,7 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
-class Broker:
+class Broker(Runner):
     """A kbroker on a background thread; a context manager (``with Broker() as b:``)."""
 
     def __init__(
@@ -161,15 +161,7 @@ class Broker:
             # A failure after startup (the broker crashed while serving) must not pass silently.
             raise error
 
-    def __enter__(self) -> Broker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _leave(self, exc_type: type[BaseException] | None) -> None:
         self.stop()
 
     def __repr__(self) -> str:

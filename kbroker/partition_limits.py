@@ -17,19 +17,95 @@ stalls, runs out of descriptors and cannot start again.
   this many topics; the others are answered LEADER_NOT_AVAILABLE (what Kafka
   answers for a topic being created), so the client asks again and the creation
   spreads over its retries.
+- Whatever the settings say, a partition is never created when its descriptors
+  (``FDS_PER_PARTITION``: the active segment's .log, .index and .timeindex) would
+  eat into the quarter of RLIMIT_NOFILE kept for connections and requests: past
+  that the broker could no longer accept clients, and could not open its own data
+  dir at the next start. The refusal (POLICY_VIOLATION) names the limit.
+  ``raise_fd_limit`` lifts the soft limit to the hard one at start-up, as the JVM
+  does for Kafka (HotSpot's MaxFDLimit, on by default).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import TYPE_CHECKING
 
 from kbroker.errors import KafkaApiError
+from kbroker.internal_topics import INTERNAL_TOPICS
 from kbroker.wire.errors import ErrorCode
 
 if TYPE_CHECKING:
     from kbroker.broker import BrokerState
 
-__all__ = ["check_broker_partitions", "check_request_partitions"]
+__all__ = [
+    "AutoCreateBudget",
+    "check_broker_partitions",
+    "check_request_partitions",
+    "raise_fd_limit",
+]
+
+logger = logging.getLogger(__name__)
+
+FDS_PER_PARTITION = 3
+# Share of the descriptor limit partitions may not take: connections, requests in
+# flight (a fetch response holds a duplicate per segment sent), checkpoints.
+FD_RESERVE_FRACTION = 0.25
+FD_RESERVE_MIN = 64
+
+
+def _fd_limit() -> int | None:
+    """The soft RLIMIT_NOFILE, or None where there is none to read."""
+    try:
+        import resource
+    except ImportError:  # not a Unix
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def _open_fds() -> int | None:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
+
+
+def raise_fd_limit() -> None:
+    """Lift the soft descriptor limit to the hard one (what the JVM does for Kafka)."""
+    try:
+        import resource
+    except ImportError:
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard or soft == resource.RLIM_INFINITY:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError) as exc:
+        logger.info("cannot raise the open file limit from %d to %d: %s", soft, hard, exc)
+        return
+    logger.info("raised the open file limit from %d to %d", soft, hard)
+
+
+def partitions_fds_allow() -> int | None:
+    """How many more partitions the descriptor limit leaves room for (None: no limit known)."""
+    limit, used = _fd_limit(), _open_fds()
+    if limit is None or used is None:
+        return None
+    reserve = max(FD_RESERVE_MIN, int(limit * FD_RESERVE_FRACTION))
+    return max(0, (limit - reserve - used) // FDS_PER_PARTITION)
+
+
+def _check_fds(adding: int, room: int | None) -> None:
+    if room is not None and adding > room:
+        raise KafkaApiError(
+            ErrorCode.POLICY_VIOLATION,
+            f"Adding {adding} partition(s) would leave too few file descriptors: the open "
+            f"file limit ({_fd_limit()}) leaves room for {room} more (each keeps "
+            f"{FDS_PER_PARTITION} files open; raise ulimit -n).",
+        )
 
 
 def check_request_partitions(broker: BrokerState, requested: int) -> None:
@@ -42,11 +118,53 @@ def check_request_partitions(broker: BrokerState, requested: int) -> None:
 
 def check_broker_partitions(broker: BrokerState, adding: int) -> None:
     """POLICY_VIOLATION if ``adding`` partitions would take the broker past max.broker.partitions."""
-    limit = broker.config["max.broker.partitions"]
-    hosted = sum(len(t.partitions) for t in broker.topics.topics.values())
+    _check(broker.config["max.broker.partitions"], hosted_partitions(broker), adding)
+    _check_fds(adding, partitions_fds_allow())
+
+
+def hosted_partitions(broker: BrokerState) -> int:
+    """Partitions of every topic on this broker."""
+    return sum(len(t.partitions) for t in broker.topics.topics.values())
+
+
+def _check(limit: int, hosted: int, adding: int) -> None:
     if hosted + adding > limit:
         raise KafkaApiError(
             ErrorCode.POLICY_VIOLATION,
             f"Adding {adding} partition(s) would exceed max.broker.partitions ({limit}): "
             f"this broker hosts {hosted}.",
         )
+
+
+class AutoCreateBudget:
+    """What one Metadata request may still auto-create (counted once per request:
+    thousands of names must not cost a pass over every topic each)."""
+
+    def __init__(self, broker: BrokerState) -> None:
+        config = broker.config
+        self.remaining = int(config["auto.create.topics.max.per.request"])
+        self.limit = int(config["max.broker.partitions"])
+        self.partitions = int(config["num.partitions"])
+        self.hosted = hosted_partitions(broker)
+        self.fd_room = partitions_fds_allow()
+
+    def admit(self, name: str) -> ErrorCode | None:
+        """None: create ``name`` now; LEADER_NOT_AVAILABLE: not in this request.
+
+        POLICY_VIOLATION (KafkaApiError) past max.broker.partitions; internal
+        topics are always admitted.
+        """
+        internal = name in INTERNAL_TOPICS
+        if not internal:
+            _check(self.limit, self.hosted, self.partitions)
+            # Counted once per request: /proc/self/fd for each of thousands of
+            # names held the event loop for seconds.
+            _check_fds(self.partitions, self.fd_room)
+        if self.remaining <= 0:
+            return ErrorCode.LEADER_NOT_AVAILABLE
+        self.remaining -= 1
+        if not internal:
+            self.hosted += self.partitions
+            if self.fd_room is not None:
+                self.fd_room -= self.partitions
+        return None

@@ -51,8 +51,10 @@ import trio
 from kbroker.broker import BrokerState
 from kbroker.config import BrokerConfig, Listener
 from kbroker.coordinator import service as group_service
+from kbroker.failures import warn_rate_limited
 from kbroker.handlers import CloseConnection, RequestContext, load_handlers, lookup
 from kbroker.log.segment import pread_exact
+from kbroker.partition_limits import raise_fd_limit
 from kbroker.replication.checkpoints import HIGH_WATERMARK_CHECKPOINT_INTERVAL_S
 from kbroker.txn import service as txn_service
 from kbroker.wire.errors import DecodeError, UnsupportedVersion
@@ -371,8 +373,8 @@ class Connection:
             api_version,
             self.peer,
             self.local_address,
-            self.principal,
-            self.listener_name,
+            principal=self.principal,
+            listener=self.listener_name,
         )
         try:
             if api_key in _MAY_WAIT and self._nursery is not None:
@@ -381,6 +383,8 @@ class Connection:
                 response = await handler(ctx, request)
         except CloseConnection:
             raise _CloseConnection from None  # the handler has logged why
+        except _CloseConnection:
+            raise  # the peer left while its request waited: logged at INFO, not a failure
         except Exception:
             logger.exception(
                 "connection from %s: handler for api key %d v%d failed "
@@ -790,6 +794,8 @@ async def serve(
     a port in use) propagate before ``started``.
     """
     load_handlers()
+    # Before the data dir is opened: every partition keeps descriptors open.
+    raise_fd_limit()
     zk: Any = None
     joined: str | None = None
     if config.cluster_mode:
@@ -834,8 +840,11 @@ async def serve(
                         except OSError as exc:
                             if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
                                 raise
-                            logger.error(
-                                "accept failed: %s; retrying in %.1f s",
+                            # Retried every 100 ms while it lasts: logged once a minute.
+                            warn_rate_limited(
+                                logger,
+                                f"accept:{exc.errno}",
+                                "accept failed: %s; retrying every %.1f s",
                                 os.strerror(exc.errno),
                                 _ACCEPT_RETRY_S,
                             )

@@ -66,18 +66,15 @@ _SAMPLE_EVERY_S = 5.0
 def count_records(records: Any) -> int:
     """How many records a produced record set holds (v2 batches: recordsCount; v0/v1 message
     sets: one per entry, a compressed wrapper counting as one)."""
-    if not records:
-        return 0
-    view = memoryview(records)
-    count, pos, end = 0, 0, len(view)
+    end = len(records)
+    count = pos = 0
+    unpack = _I32.unpack_from
     while pos + 17 <= end:
-        (length,) = _I32.unpack_from(view, pos + 8)
-        magic = view[pos + 16]
-        if magic >= 2 and pos + 61 <= end:
-            count += max(0, _I32.unpack_from(view, pos + 57)[0])
+        if records[pos + 16] >= 2 and pos + 61 <= end:
+            count += max(0, unpack(records, pos + 57)[0])
         else:
             count += 1
-        pos += 12 + max(0, length)
+        pos += 12 + max(0, unpack(records, pos + 8)[0])
     return count
 
 
@@ -176,7 +173,11 @@ class RequestObserver:
         api_key = ctx.header.request_api_key
         name = API_NAMES.get(api_key, str(api_key))
         errors: list[int] = []
-        if api_key == PRODUCE:
+        if failed:
+            # The handler raised: nothing was answered, so nothing is counted as moved.
+            if api_key == FETCH:
+                name = self._fetch_name(ctx, request)
+        elif api_key == PRODUCE:
             errors = self._produce(request, response)
         elif api_key == FETCH:
             name, errors = self._fetch(ctx, request, response)
@@ -202,11 +203,13 @@ class RequestObserver:
             )
 
     def _produce(self, request: Any, response: Any) -> list[int]:
-        failed: dict[tuple[str, int], int] = {}
+        failed: dict[tuple[str, int], int] | None = None
         if response is not None:
             for t in response.responses:
                 for p in t.partition_responses:
                     if p.error_code:
+                        if failed is None:
+                            failed = {}
                         failed[(t.name, p.index)] = p.error_code
         stats = self.stats
         if stats is not None:
@@ -214,20 +217,25 @@ class RequestObserver:
                 counters = stats.topics[t.name]
                 counters.produce_requests += 1
                 for p in t.partition_data:
-                    if (t.name, p.index) in failed:
+                    if failed is not None and (t.name, p.index) in failed:
                         counters.failed_produce += 1
                     elif p.records is not None:
                         # acks=0 gets no response: a failure closes the connection instead,
                         # and the request never reaches here.
                         counters.bytes_in += len(p.records)
                         counters.messages_in += count_records(p.records)
-        return list(failed.values())
+        return [] if failed is None else list(failed.values())
 
-    def _fetch(self, ctx: Any, request: Any, response: Any) -> tuple[str, list[int]]:
+    @staticmethod
+    def _fetch_name(ctx: Any, request: Any) -> str:
         from kbroker.handlers.fetch import replica_id_of
 
         follower = replica_id_of(request, ctx.api_version) >= 0
-        name = "FetchFollower" if follower else "FetchConsumer"
+        return "FetchFollower" if follower else "FetchConsumer"
+
+    def _fetch(self, ctx: Any, request: Any, response: Any) -> tuple[str, list[int]]:
+        name = self._fetch_name(ctx, request)
+        follower = name == "FetchFollower"
         errors: list[int] = []
         if response is None:
             return name, errors

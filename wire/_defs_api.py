@@ -871,6 +871,43 @@ IncrementalAlterConfigsResponse response key=44 versions=0-1 flexible=1+
     ResourceType int8
     ResourceName string
 
+AlterPartitionReassignmentsRequest request key=45 versions=0 flexible=0+
+  TimeoutMs int32 default=60000
+  Topics []ReassignableTopic
+    Name string
+    Partitions []ReassignablePartition
+      PartitionIndex int32
+      Replicas []int32 nullable=0+ default=null
+
+AlterPartitionReassignmentsResponse response key=45 versions=0 flexible=0+
+  ThrottleTimeMs int32
+  ErrorCode int16
+  ErrorMessage string nullable=0+
+  Responses []ReassignableTopicResponse
+    Name string
+    Partitions []ReassignablePartitionResponse
+      PartitionIndex int32
+      ErrorCode int16
+      ErrorMessage string nullable=0+
+
+ListPartitionReassignmentsRequest request key=46 versions=0 flexible=0+
+  TimeoutMs int32 default=60000
+  Topics []ListPartitionReassignmentsTopics nullable=0+ default=null
+    Name string
+    PartitionIndexes []int32
+
+ListPartitionReassignmentsResponse response key=46 versions=0 flexible=0+
+  ThrottleTimeMs int32
+  ErrorCode int16
+  ErrorMessage string nullable=0+
+  Topics []OngoingTopicReassignment
+    Name string
+    Partitions []OngoingPartitionReassignment
+      PartitionIndex int32
+      Replicas []int32
+      AddingReplicas []int32
+      RemovingReplicas []int32
+
 OffsetDeleteRequest request key=47 versions=0 flexible=none
   GroupId string
   Topics []OffsetDeleteRequestTopic

@@ -3468,6 +3468,175 @@ class IncrementalAlterConfigsResponse:
             unknown_tagged_fields: dict[int, bytes] = ...,
         ) -> None: ...
 
+class AlterPartitionReassignmentsRequest:
+    SCHEMA: ClassVar[MessageDecl]
+    STRUCTS: ClassVar[dict[str, type]]
+    API_KEY: ClassVar[int]
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+    timeout_ms: int
+    topics: list[AlterPartitionReassignmentsRequest.ReassignableTopic]
+    unknown_tagged_fields: dict[int, bytes]
+    def __init__(
+        self,
+        *,
+        timeout_ms: int = ...,
+        topics: list[AlterPartitionReassignmentsRequest.ReassignableTopic] = ...,
+        unknown_tagged_fields: dict[int, bytes] = ...,
+    ) -> None: ...
+
+    class ReassignableTopic:
+        __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+        name: str
+        partitions: list[AlterPartitionReassignmentsRequest.ReassignablePartition]
+        unknown_tagged_fields: dict[int, bytes]
+        def __init__(
+            self,
+            *,
+            name: str = ...,
+            partitions: list[AlterPartitionReassignmentsRequest.ReassignablePartition] = ...,
+            unknown_tagged_fields: dict[int, bytes] = ...,
+        ) -> None: ...
+
+    class ReassignablePartition:
+        __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+        partition_index: int
+        replicas: list[int] | None
+        unknown_tagged_fields: dict[int, bytes]
+        def __init__(
+            self,
+            *,
+            partition_index: int = ...,
+            replicas: list[int] | None = ...,
+            unknown_tagged_fields: dict[int, bytes] = ...,
+        ) -> None: ...
+
+class AlterPartitionReassignmentsResponse:
+    SCHEMA: ClassVar[MessageDecl]
+    STRUCTS: ClassVar[dict[str, type]]
+    API_KEY: ClassVar[int]
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+    throttle_time_ms: int
+    error_code: int
+    error_message: str | None
+    responses: list[AlterPartitionReassignmentsResponse.ReassignableTopicResponse]
+    unknown_tagged_fields: dict[int, bytes]
+    def __init__(
+        self,
+        *,
+        throttle_time_ms: int = ...,
+        error_code: int = ...,
+        error_message: str | None = ...,
+        responses: list[AlterPartitionReassignmentsResponse.ReassignableTopicResponse] = ...,
+        unknown_tagged_fields: dict[int, bytes] = ...,
+    ) -> None: ...
+
+    class ReassignableTopicResponse:
+        __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+        name: str
+        partitions: list[AlterPartitionReassignmentsResponse.ReassignablePartitionResponse]
+        unknown_tagged_fields: dict[int, bytes]
+        def __init__(
+            self,
+            *,
+            name: str = ...,
+            partitions: list[AlterPartitionReassignmentsResponse.ReassignablePartitionResponse] = ...,
+            unknown_tagged_fields: dict[int, bytes] = ...,
+        ) -> None: ...
+
+    class ReassignablePartitionResponse:
+        __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+        partition_index: int
+        error_code: int
+        error_message: str | None
+        unknown_tagged_fields: dict[int, bytes]
+        def __init__(
+            self,
+            *,
+            partition_index: int = ...,
+            error_code: int = ...,
+            error_message: str | None = ...,
+            unknown_tagged_fields: dict[int, bytes] = ...,
+        ) -> None: ...
+
+class ListPartitionReassignmentsRequest:
+    SCHEMA: ClassVar[MessageDecl]
+    STRUCTS: ClassVar[dict[str, type]]
+    API_KEY: ClassVar[int]
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+    timeout_ms: int
+    topics: list[ListPartitionReassignmentsRequest.ListPartitionReassignmentsTopics] | None
+    unknown_tagged_fields: dict[int, bytes]
+    def __init__(
+        self,
+        *,
+        timeout_ms: int = ...,
+        topics: list[ListPartitionReassignmentsRequest.ListPartitionReassignmentsTopics] | None = ...,
+        unknown_tagged_fields: dict[int, bytes] = ...,
+    ) -> None: ...
+
+    class ListPartitionReassignmentsTopics:
+        __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+        name: str
+        partition_indexes: list[int]
+        unknown_tagged_fields: dict[int, bytes]
+        def __init__(
+            self,
+            *,
+            name: str = ...,
+            partition_indexes: list[int] = ...,
+            unknown_tagged_fields: dict[int, bytes] = ...,
+        ) -> None: ...
+
+class ListPartitionReassignmentsResponse:
+    SCHEMA: ClassVar[MessageDecl]
+    STRUCTS: ClassVar[dict[str, type]]
+    API_KEY: ClassVar[int]
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+    throttle_time_ms: int
+    error_code: int
+    error_message: str | None
+    topics: list[ListPartitionReassignmentsResponse.OngoingTopicReassignment]
+    unknown_tagged_fields: dict[int, bytes]
+    def __init__(
+        self,
+        *,
+        throttle_time_ms: int = ...,
+        error_code: int = ...,
+        error_message: str | None = ...,
+        topics: list[ListPartitionReassignmentsResponse.OngoingTopicReassignment] = ...,
+        unknown_tagged_fields: dict[int, bytes] = ...,
+    ) -> None: ...
+
+    class OngoingTopicReassignment:
+        __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+        name: str
+        partitions: list[ListPartitionReassignmentsResponse.OngoingPartitionReassignment]
+        unknown_tagged_fields: dict[int, bytes]
+        def __init__(
+            self,
+            *,
+            name: str = ...,
+            partitions: list[ListPartitionReassignmentsResponse.OngoingPartitionReassignment] = ...,
+            unknown_tagged_fields: dict[int, bytes] = ...,
+        ) -> None: ...
+
+    class OngoingPartitionReassignment:
+        __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+        partition_index: int
+        replicas: list[int]
+        adding_replicas: list[int]
+        removing_replicas: list[int]
+        unknown_tagged_fields: dict[int, bytes]
+        def __init__(
+            self,
+            *,
+            partition_index: int = ...,
+            replicas: list[int] = ...,
+            adding_replicas: list[int] = ...,
+            removing_replicas: list[int] = ...,
+            unknown_tagged_fields: dict[int, bytes] = ...,
+        ) -> None: ...
+
 class OffsetDeleteRequest:
     SCHEMA: ClassVar[MessageDecl]
     STRUCTS: ClassVar[dict[str, type]]

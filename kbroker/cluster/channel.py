@@ -57,8 +57,13 @@ class _BrokerChannel:
 class ControllerChannel:
     """Start with ``await nursery.start(channel.run)``; then ``add_broker`` / ``send``."""
 
-    def __init__(self, *, connect: Connector = _default_connect) -> None:
+    def __init__(
+        self, *, connect: Connector = _default_connect, request_timeout_s: float = 30.0
+    ) -> None:
         self._connect = connect
+        # controller.socket.timeout.ms: a broker that does not answer in time (e.g. it
+        # is frozen) gets a new connection and the request again.
+        self._request_timeout_s = request_timeout_s
         self._brokers: dict[int, _BrokerChannel] = {}
         self._nursery: trio.Nursery | None = None
 
@@ -131,7 +136,12 @@ class ControllerChannel:
                             if version is None:
                                 raise KafkaClientError(f"api key {item.api_key} not supported")
                             body = item.body(version) if callable(item.body) else item.body
-                            response = await client.request(item.api_key, body, version=version)
+                            with trio.move_on_after(self._request_timeout_s) as waited:
+                                response = await client.request(item.api_key, body, version=version)
+                            if waited.cancelled_caught:
+                                raise ConnectionLost(
+                                    f"no answer within {self._request_timeout_s:g} s"
+                                )
                         except ConnectionLost as exc:
                             # Once per outage at INFO: a dead broker stays "live" until its
                             # session times out, and we retry every 100 ms meanwhile.

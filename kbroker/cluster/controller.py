@@ -95,6 +95,13 @@ class Election(enum.Enum):
     UNCLEAN = "unclean"  # ElectLeaders UNCLEAN: like OFFLINE, unclean allowed
     PREFERRED = "preferred"  # back to the first replica of the assignment
     CONTROLLED_SHUTDOWN = "controlled_shutdown"  # away from brokers shutting down
+    # Reassignment (KIP-455): a new leader epoch with the same leader and ISR, so every
+    # replica of the new replica set learns it (updateLeaderEpochAndSendRequest) ...
+    EPOCH_BUMP = "epoch_bump"
+    # ... a leader from the target replicas in the ISR (ReassignPartitionLeaderElectionStrategy)
+    REASSIGN = "reassign"
+    # ... and the removed replicas out of the ISR (OfflineReplica's removeReplicasFromIsr)
+    SHRINK_TO_REPLICAS = "shrink_to_replicas"
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +238,21 @@ class ControllerCore:
             if isr != old.isr and isr:
                 return self._with(old, old.leader, isr), ErrorCode.NONE, None
             return None, ErrorCode.NONE, None
+        if kind is Election.EPOCH_BUMP:
+            return self._with(old, old.leader, old.isr), ErrorCode.NONE, None
+        if kind is Election.REASSIGN:
+            if old.leader in replicas and self.is_live(old.leader):
+                return self._with(old, old.leader, old.isr), ErrorCode.NONE, None
+            candidates = [b for b in replicas if b in old.isr and self.is_live(b)]
+            if not candidates:
+                return None, ErrorCode.ELIGIBLE_LEADERS_NOT_AVAILABLE, None
+            return self._with(old, candidates[0], old.isr), ErrorCode.NONE, None
+        if kind is Election.SHRINK_TO_REPLICAS:
+            isr = tuple(b for b in old.isr if b in replicas)
+            if isr == old.isr:
+                return None, ErrorCode.NONE, None
+            leader = old.leader if old.leader in isr else NO_LEADER
+            return self._with(old, leader, isr or old.isr[:1]), ErrorCode.NONE, None
         # OFFLINE / UNCLEAN
         live_isr = tuple(b for b in old.isr if self.is_live(b))
         if self._eligible(old.leader):
@@ -309,6 +331,104 @@ class ControllerCore:
             out.extend(tp for tp in not_led if broker in self.states[tp].isr)
         return out
 
+    # --- partition reassignment (KIP-455) ------------------------------------------------
+    #
+    # Kafka's ReplicaAssignment: while a partition moves, its replica set RS is the target
+    # replicas TRS followed by the original ones ORS not in TRS; AR = TRS - ORS are being
+    # added and RR = ORS - TRS removed. All three live in /brokers/topics/<t> (version 3),
+    # the only place ORS is kept, so a new controller resumes from there.
+
+    def adding(self, tp: TP) -> tuple[int, ...]:
+        a = self.topics.get(tp[0])
+        return () if a is None else tuple(a.adding_replicas.get(tp[1], ()))
+
+    def removing(self, tp: TP) -> tuple[int, ...]:
+        a = self.topics.get(tp[0])
+        return () if a is None else tuple(a.removing_replicas.get(tp[1], ()))
+
+    def is_reassigning(self, tp: TP) -> bool:
+        return bool(self.adding(tp) or self.removing(tp))
+
+    def reassigning_partitions(self) -> list[TP]:
+        return [tp for tp in self.all_partitions() if self.is_reassigning(tp)]
+
+    def origin_replicas(self, tp: TP) -> tuple[int, ...]:
+        adding = set(self.adding(tp))
+        return tuple(b for b in self.replicas(tp) if b not in adding)
+
+    def target_replicas(self, tp: TP) -> tuple[int, ...]:
+        removing = set(self.removing(tp))
+        return tuple(b for b in self.replicas(tp) if b not in removing)
+
+    def reassign_to(
+        self, tp: TP, target: Iterable[int]
+    ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """ReplicaAssignment.reassignTo: (RS, AR, RR) moving ``tp`` to ``target``."""
+        target = tuple(target)
+        origin = self.origin_replicas(tp)
+        full = tuple(dict.fromkeys(target + origin))
+        return (
+            full,
+            tuple(b for b in target if b not in origin),
+            tuple(b for b in origin if b not in target),
+        )
+
+    def validate_reassignment(self, tp: TP, target: list[int]) -> tuple[ErrorCode, str] | None:
+        """KafkaController.validateReplicas: None when ``target`` may be reassigned to."""
+        if not target:
+            return (
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                "Empty replica list specified in partition reassignment.",
+            )
+        if len(set(target)) != len(target):
+            return (
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                f"Duplicate replica ids in partition reassignment replica list: {target}",
+            )
+        if any(b < 0 for b in target):
+            return (
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                f"Invalid broker id in replica list: {target}",
+            )
+        _, adding, _ = self.reassign_to(tp, target)
+        if not set(adding) <= set(self.live):
+            return (
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                "Replica assignment has brokers that are not alive. Replica list: "
+                f"{list(adding)}, live broker list: {sorted(self.live)}",
+            )
+        return None
+
+    def reassignment_complete(self, tp: TP) -> bool:
+        """Every target replica is in the ISR (isReassignmentComplete)."""
+        if not self.is_reassigning(tp):
+            return True
+        state = self.states.get(tp)
+        return state is not None and set(self.target_replicas(tp)) <= set(state.isr)
+
+    def with_assignment(
+        self,
+        tp: TP,
+        replicas: tuple[int, ...],
+        adding: tuple[int, ...] = (),
+        removing: tuple[int, ...] = (),
+    ) -> TopicAssignment:
+        """The topic's assignment with ``tp`` set to (RS, AR, RR)."""
+        old = self.topics[tp[0]]
+
+        def put(m: Any, value: tuple[int, ...]) -> dict[int, tuple[int, ...]]:
+            out = {p: tuple(r) for p, r in m.items() if p != tp[1]}
+            if value:
+                out[tp[1]] = value
+            return out
+
+        return replace(
+            old,
+            partitions=put(old.partitions, replicas),
+            adding_replicas=put(old.adding_replicas, adding),
+            removing_replicas=put(old.removing_replicas, removing),
+        )
+
     # --- requests -----------------------------------------------------------------------
 
     def _endpoint(self, broker_id: int) -> tuple[str, int]:
@@ -339,14 +459,8 @@ class ControllerCore:
         def build(version: int) -> Any:
             states = [
                 cls.LeaderAndIsrPartitionState(
-                    topic_name=tp[0] if version < 2 else "",
-                    partition_index=tp[1],
-                    controller_epoch=s.controller_epoch,
-                    leader=s.leader,
-                    leader_epoch=s.leader_epoch,
-                    isr=list(s.isr),
+                    **_partition_state(tp, s, replicas, named=version < 2),
                     partition_epoch=s.zk_version,
-                    replicas=list(replicas),
                     is_new=is_new,
                 )
                 for tp, s, replicas, is_new in parts
@@ -362,12 +476,14 @@ class ControllerCore:
             )
             if version >= 5:
                 body.type = 1 if full else 0  # FULL / INCREMENTAL (KIP-516)
-            if version < 2:
-                body.ungrouped_partition_states = states
-            else:
-                body.topic_states = _group_by_topic(
-                    [p[0] for p in parts], states, cls.LeaderAndIsrTopicState, topic_ids
-                )
+            _place_states(
+                body,
+                version >= 2,
+                [p[0] for p in parts],
+                states,
+                cls.LeaderAndIsrTopicState,
+                topic_ids,
+            )
             return body
 
         return build
@@ -412,14 +528,8 @@ class ControllerCore:
         def build(version: int) -> Any:
             states = [
                 cls.UpdateMetadataPartitionState(
-                    topic_name=tp[0] if version < 5 else "",
-                    partition_index=tp[1],
-                    controller_epoch=s.controller_epoch,
-                    leader=s.leader,
-                    leader_epoch=s.leader_epoch,
-                    isr=list(s.isr),
+                    **_partition_state(tp, s, replicas, named=version < 5),
                     zk_version=s.zk_version,
-                    replicas=list(replicas),
                     offline_replicas=[b for b in replicas if b not in live],
                 )
                 for tp, s, replicas in parts
@@ -448,12 +558,14 @@ class ControllerCore:
                 broker_epoch=target_epoch,
                 live_brokers=live_brokers,
             )
-            if version < 5:
-                body.ungrouped_partition_states = states
-            else:
-                body.topic_states = _group_by_topic(
-                    [p[0] for p in parts], states, cls.UpdateMetadataTopicState, topic_ids
-                )
+            _place_states(
+                body,
+                version >= 5,
+                [p[0] for p in parts],
+                states,
+                cls.UpdateMetadataTopicState,
+                topic_ids,
+            )
             return body
 
         return build
@@ -528,18 +640,40 @@ def _log_error_response(broker_id: int, response: Any) -> None:
         )
 
 
-def _group_by_topic(
+def _partition_state(
+    tp: TP, s: PartitionState, replicas: Iterable[int], *, named: bool
+) -> dict[str, Any]:
+    """The fields LeaderAndIsr and UpdateMetadata partition states share: Kafka's
+    ControllerChannelManager fills both from the same LeaderIsrAndControllerEpoch. ``named``:
+    the request version still carries the topic name in each partition (before topic ids)."""
+    return {
+        "topic_name": tp[0] if named else "",
+        "partition_index": tp[1],
+        "controller_epoch": s.controller_epoch,
+        "leader": s.leader,
+        "leader_epoch": s.leader_epoch,
+        "isr": list(s.isr),
+        "replicas": list(replicas),
+    }
+
+
+def _place_states(
+    body: Any,
+    grouped: bool,
     tps: list[TP],
     states: list[Any],
     make: Callable[..., Any],
     topic_ids: dict[str, uuid.UUID | None],
-) -> list[Any]:
-    """Partition states grouped per topic: the shape of LeaderAndIsr v2+ and
-    UpdateMetadata v5+ (``make`` builds one topic entry)."""
+) -> None:
+    """Put the partition states in ``body``: one flat list in the old versions, grouped per
+    topic (``make`` builds one topic entry) in LeaderAndIsr v2+ and UpdateMetadata v5+."""
+    if not grouped:
+        body.ungrouped_partition_states = states
+        return
     by_topic: dict[str, list[Any]] = {}
     for tp, st in zip(tps, states, strict=True):
         by_topic.setdefault(tp[0], []).append(st)
-    return [
+    body.topic_states = [
         make(topic_name=t, topic_id=_uuid(topic_ids.get(t)), partition_states=sts)
         for t, sts in by_topic.items()
     ]
@@ -632,6 +766,22 @@ class Controller:
         partitions, and only those where an election was needed are reported."""
         tps = None if partitions is None else list(partitions)
         return await self._call("elect_leaders", (tps, election_type))  # type: ignore[no-any-return]
+
+    async def alter_partition_reassignments(
+        self, reassignments: dict[TP, list[int] | None]
+    ) -> dict[TP, tuple[int, str | None]]:
+        """AlterPartitionReassignments (KIP-455): per partition (error code, message); a
+        ``None`` target cancels that partition's reassignment. Answers once each
+        reassignment is started, not finished. KafkaApiError(NOT_CONTROLLER)."""
+        return await self._call("alter_reassignments", dict(reassignments))  # type: ignore[no-any-return]
+
+    async def list_partition_reassignments(
+        self, partitions: Iterable[TP] | None
+    ) -> dict[TP, tuple[list[int], list[int], list[int]]]:
+        """ListPartitionReassignments: (replicas, adding, removing) of each partition
+        being reassigned among ``partitions`` (None: all). KafkaApiError(NOT_CONTROLLER)."""
+        tps = None if partitions is None else list(partitions)
+        return await self._call("list_reassignments", tps)  # type: ignore[no-any-return]
 
     async def _call(self, kind: str, payload: Any) -> Any:
         if not self.is_active:
@@ -763,6 +913,10 @@ class Controller:
             event.reply.send_nowait((True, await self._controlled_shutdown(*payload)))
         elif kind == "elect_leaders":
             event.reply.send_nowait((True, await self._elect_leaders(*payload)))
+        elif kind == "alter_reassignments":
+            event.reply.send_nowait((True, await self._alter_reassignments(payload)))
+        elif kind == "list_reassignments":
+            event.reply.send_nowait((True, self._list_reassignments(payload)))
 
     # --- election of the controller -----------------------------------------------------
 
@@ -869,7 +1023,11 @@ class Controller:
         marked = set(await self.zk.get_children(znodes.DELETE_TOPICS))
         core.deleting = marked & set(core.topics)
 
-        channel = ControllerChannel(**({"connect": self._connect} if self._connect else {}))
+        channel = ControllerChannel(
+            **({"connect": self._connect} if self._connect else {}),
+            request_timeout_s=int(_config(self.config, "controller.socket.timeout.ms", 30000))
+            / 1000,
+        )
         scope = trio.CancelScope()
         self._term_scope = scope
         self._channel = channel
@@ -913,6 +1071,9 @@ class Controller:
             self._send_leader_and_isr_to(b, core.partitions_on(b), full=True)
         await self._elect(core.new_partitions(), Election.NEW)
         await self._elect(core.offline_partitions(), Election.OFFLINE)
+        # initializePartitionReassignments: reassignments left by the last term go on.
+        for tp in core.reassigning_partitions():
+            await self._on_partition_reassignment(tp, core.target_replicas(tp))
         await self._try_deletions()
         self.became_active.set()
 
@@ -1122,6 +1283,10 @@ class Controller:
                 self._send_leader_and_isr_to(b, core.partitions_on(b), full=True)
             await self._elect(core.new_partitions(), Election.NEW)
             await self._elect(core.offline_partitions(), Election.OFFLINE)
+            # onBrokerStartup: reassignments waiting for these brokers go on.
+            for tp in core.reassigning_partitions():
+                if set(core.target_replicas(tp)) & set(started):
+                    await self._on_partition_reassignment(tp, core.target_replicas(tp))
             await self._try_deletions()
 
     async def _on_topics(self, children: list[str]) -> None:
@@ -1184,6 +1349,10 @@ class Controller:
             if topic in self._deletion_pending:
                 continue  # StopReplica sent, waiting for the replicas' answers
             tps = core.partitions_of(topic)
+            if any(core.is_reassigning(tp) for tp in tps):
+                # markTopicIneligibleForDeletion: resumed when the reassignment completes.
+                log.info("controller: deletion of %s waits for its reassignment", topic)
+                continue
             replicas = {b for tp in tps for b in core.replicas(tp)}
             if not all(core.is_live(b) for b in replicas):
                 log.info("controller: deletion of %s waits for its replicas", topic)
@@ -1279,6 +1448,15 @@ class Controller:
             await self._load_state(core, tp)
         if known:
             self._send_update_metadata(list(core.live), known)
+        # processPartitionReassignmentIsrChange: a target replica may have caught up.
+        for tp in known:
+            if core.is_reassigning(tp) and core.reassignment_complete(tp):
+                log.info(
+                    "controller: target replicas %s of %s-%d caught up",
+                    list(core.target_replicas(tp)),
+                    *tp,
+                )
+                await self._on_partition_reassignment(tp, core.target_replicas(tp))
 
     async def _on_preferred_znode(self, item: tuple[bytes | None, Any]) -> None:
         data, _ = item
@@ -1365,3 +1543,117 @@ class Controller:
         if tps is None:
             results = {tp: r for tp, r in results.items() if r[0] != ErrorCode.ELECTION_NOT_NEEDED}
         return results
+
+    # --- partition reassignment (KIP-455) ---------------------------------------------------
+
+    async def _alter_reassignments(
+        self, reassignments: dict[TP, list[int] | None]
+    ) -> dict[TP, tuple[int, str | None]]:
+        """KafkaController.processApiPartitionReassignment."""
+        core = self.core
+        assert core is not None
+        results: dict[TP, tuple[int, str | None]] = {}
+        for tp, target in sorted(reassignments.items()):
+            if target is not None:
+                invalid = core.validate_reassignment(tp, list(target))
+                if invalid is not None:
+                    results[tp] = (int(invalid[0]), invalid[1])
+                    continue
+            if tp[0] in core.deleting or not core.replicas(tp):
+                results[tp] = (
+                    int(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
+                    "The partition does not exist.",
+                )
+                continue
+            if target is None:
+                # Cancellation: back to the original replicas (maybeBuildReassignment).
+                if not core.is_reassigning(tp):
+                    results[tp] = (int(ErrorCode.NO_REASSIGNMENT_IN_PROGRESS), None)
+                    continue
+                target = list(core.origin_replicas(tp))
+            await self._on_partition_reassignment(tp, tuple(target))
+            results[tp] = (int(ErrorCode.NONE), None)
+        return results
+
+    def _list_reassignments(
+        self, tps: list[TP] | None
+    ) -> dict[TP, tuple[list[int], list[int], list[int]]]:
+        core = self.core
+        assert core is not None
+        chosen = core.reassigning_partitions() if tps is None else tps
+        return {
+            tp: (list(core.replicas(tp)), list(core.adding(tp)), list(core.removing(tp)))
+            for tp in chosen
+            if core.is_reassigning(tp)
+        }
+
+    async def _write_assignment(self, topic: str, assignment: TopicAssignment) -> None:
+        """The topic znode, fenced by the controller epoch (setTopicAssignment)."""
+        try:
+            await self.zk.multi(
+                [self._fence(), SetOp(znodes.topic_path(topic), assignment.encode(), -1)]
+            )
+        except BadVersion as exc:
+            if exc.failed_op == 0:
+                raise ControllerMoved("controller epoch changed") from exc
+            raise
+        assert self.core is not None
+        self.core.topics[topic] = assignment
+
+    async def _on_partition_reassignment(self, tp: TP, target: tuple[int, ...]) -> None:
+        """KafkaController.onPartitionReassignment: record RS = TRS + ORS, AR and RR, start
+        the new replicas (phase A); once every target replica is in the ISR, move the
+        leader into TRS if needed, drop the removed replicas and record RS = TRS (phase B).
+        The final assignment is written last: until then ZooKeeper holds ORS, so a new
+        controller can resume or revert."""
+        core = self.core
+        assert core is not None
+        current = core.replicas(tp)
+        full, adding, removing = core.reassign_to(tp, target)
+        if (full, adding, removing) != (current, core.adding(tp), core.removing(tp)):
+            # U1/U2, and U3: replicas of a replaced reassignment no longer wanted stop.
+            await self._write_assignment(tp[0], core.with_assignment(tp, full, adding, removing))
+            unneeded = [b for b in current if b not in full]
+            if unneeded:
+                await self._stop_removed_replicas(tp, unneeded)
+        if not core.reassignment_complete(tp):
+            # A1/A2: a new leader epoch to every replica of RS; the added ones create
+            # their log and start fetching from the leader.
+            log.info(
+                "controller: reassigning %s-%d to %s (adding %s, removing %s)",
+                *tp,
+                list(target),
+                list(adding),
+                list(removing),
+            )
+            await self._elect([tp], Election.EPOCH_BUMP)
+            return
+        # B2: RS = TRS in memory (ZooKeeper still has RS = TRS + ORS until B6).
+        removing = core.removing(tp)
+        completed = core.with_assignment(tp, core.target_replicas(tp))
+        core.topics[tp[0]] = completed
+        # B3: the leader must be one of TRS; either way a new leader epoch with RS = TRS.
+        await self._elect([tp], Election.REASSIGN)
+        # B4/B5: the removed replicas leave the ISR, stop and delete their logs.
+        await self._stop_removed_replicas(tp, list(removing))
+        # B6/B8: the final assignment, and every broker hears of it.
+        await self._write_assignment(tp[0], completed)
+        self._send_update_metadata(list(core.live), [tp])
+        log.info("controller: reassignment of %s-%d to %s complete", *tp, list(target))
+        await self._try_deletions()
+
+    async def _stop_removed_replicas(self, tp: TP, removed: list[int]) -> None:
+        """stopRemovedReplicasOfReassignedPartition: OfflineReplica (out of the ISR,
+        StopReplica without delete), then NonExistentReplica (StopReplica with delete)."""
+        core, channel = self.core, self._channel
+        assert core is not None and channel is not None
+        await self._elect([tp], Election.SHRINK_TO_REPLICAS)
+        for b in sorted(removed):
+            if not core.is_live(b):
+                continue
+            channel.send(
+                b, STOP_REPLICA, core.stop_replica(b, [tp], delete=False), _log_error_response
+            )
+            channel.send(
+                b, STOP_REPLICA, core.stop_replica(b, [tp], delete=True), _log_error_response
+            )

@@ -193,6 +193,7 @@ class ClusterNode:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Register, run the controller and the watchers until cancelled."""
+        from kbroker.authz.checks import authorizer_of
         from kbroker.cluster import znodes
         from kbroker.cluster.controller import Controller
 
@@ -220,6 +221,10 @@ class ClusterNode:
             nursery.start_soon(self._expire_isr, config["replica.lag.time.max.ms"] / 2000)
             await nursery.start(self.controller.run)
             nursery.start_soon(self._follow_config_changes)
+            authorizer = authorizer_of(self.broker)
+            if authorizer is not None:
+                # Every broker enforces the ACLs kept in ZooKeeper (kbroker.authz.zk).
+                nursery.start_soon(authorizer.follow_changes, self.zk)
             nursery.start_soon(self._keep_registered)
             task_status.started(self)
 
@@ -298,35 +303,49 @@ class ClusterNode:
             except Exception:
                 logger.exception("ISR expiration failed")
 
-    def _write_isr(self, topic: str, index: int, state: Any) -> None:
+    def _write_isr(self, topic: str, index: int, isr: tuple[int, ...]) -> None:
         if self._nursery is not None:
-            self._nursery.start_soon(self._persist_isr, topic, index, state)
+            self._nursery.start_soon(self._persist_isr, topic, index, isr)
+        else:
+            self.replicas.isr_change_done(topic, index, isr, None)
 
-    async def _persist_isr(self, topic: str, index: int, state: Any) -> None:
+    async def _persist_isr(self, topic: str, index: int, isr: tuple[int, ...]) -> None:
         """Write the leader's new ISR to the partition's state znode, conditional on the
         version the controller gave (a controller's newer write wins), then tell the
-        controller through /isr_change_notification (ZK-mode Partition.updateIsr)."""
+        controller through /isr_change_notification (ZK-mode Partition.updateIsr).
+        The partition acts on the new ISR only once the write succeeded."""
         from kbroker.cluster import znodes
         from kbroker.cluster.zk import BadVersion
 
-        new = znodes.PartitionState(
-            leader=self.broker_id,
-            leader_epoch=state.leader_epoch,
-            isr=tuple(state.isr),
-            controller_epoch=state.controller_epoch,
-        )
+        version: int | None = None
         try:
-            stat = await self.zk.set(
-                znodes.partition_state_path(topic, index), new.encode(), version=state.zk_version
+            state = self.replicas.states.get((topic, index))
+            if state is None or state.leader != self.broker_id:
+                return
+            new = znodes.PartitionState(
+                leader=self.broker_id,
+                leader_epoch=state.leader_epoch,
+                isr=isr,
+                controller_epoch=state.controller_epoch,
             )
-        except BadVersion:
-            logger.info("ISR of %s-%d changed in ZooKeeper meanwhile; not written", topic, index)
-            return
-        except Exception:
-            logger.exception("cannot write the ISR of %s-%d", topic, index)
-            return
-        state.zk_version = stat.version
-        logger.info("ISR of %s-%d is now %s", topic, index, list(state.isr))
+            try:
+                stat = await self.zk.set(
+                    znodes.partition_state_path(topic, index),
+                    new.encode(),
+                    version=state.zk_version,
+                )
+            except BadVersion:
+                logger.info(
+                    "ISR of %s-%d changed in ZooKeeper meanwhile; not written", topic, index
+                )
+                return
+            except Exception:
+                logger.exception("cannot write the ISR of %s-%d", topic, index)
+                return
+            version = stat.version
+        finally:
+            self.replicas.isr_change_done(topic, index, isr, version)
+        logger.info("ISR of %s-%d is now %s", topic, index, list(isr))
         try:
             await self.zk.create(
                 f"{znodes.ISR_CHANGE_NOTIFICATION}/{znodes.ISR_CHANGE_PREFIX}",

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kbroker.replication.partition import ReplicatedPartition
+from kbroker.replication.partition import ISR_CHANGE_PENDING, ReplicatedPartition
 from kbroker.topics import INTERNAL_TOPICS
 from kbroker.wire.errors import ErrorCode
 
@@ -36,7 +36,8 @@ __all__ = ["LeaderAndIsrPartition", "ReplicaManager", "ReplicaState"]
 logger = logging.getLogger(__name__)
 
 LeadershipListener = Callable[[str, int, bool], None]
-IsrWriter = Callable[[str, int, "ReplicaState"], None]
+# (topic, index, new ISR): persist it, then call ReplicaManager.isr_change_done.
+IsrWriter = Callable[[str, int, tuple[int, ...]], None]
 ConfigSource = Callable[[str], Awaitable[dict[str, str]]]
 
 
@@ -229,14 +230,32 @@ class ReplicaManager:
             return
         self.fetchers.add_fetcher_for_partitions([(partition, p.leader, address, p.leader_epoch)])
 
-    def _isr_changed(self, topic: str, index: int, isr: list[int]) -> None:
+    def _isr_changed(self, topic: str, index: int, isr: list[int]) -> bool | str | None:
         """The leader expanded or shrank the ISR: record it in the partition's state znode
-        (conditional on its version) and notify the controller (ZK-mode Partition.updateIsr)."""
+        (conditional on its version) and notify the controller (ZK-mode Partition.updateIsr).
+
+        The change stays pending until ZooKeeper took it (``isr_change_done``): as in Kafka,
+        a leader never acts on an ISR the controller may not know of (KIP-497).
+        """
         state = self.states.get((topic, index))
         if state is None or self.isr_writer is None:
-            return
-        state.isr = tuple(isr)
-        self.isr_writer(topic, index, state)
+            return None
+        self.isr_writer(topic, index, tuple(isr))
+        return ISR_CHANGE_PENDING
+
+    def isr_change_done(
+        self, topic: str, index: int, isr: tuple[int, ...], zk_version: int | None
+    ) -> None:
+        """The ISR write finished: ``zk_version`` is the state znode's new version, None
+        when ZooKeeper refused it (the controller changed the state meanwhile)."""
+        state = self.states.get((topic, index))
+        # A LeaderAndIsr applied meanwhile carries a newer version: it wins.
+        if state is not None and zk_version is not None and zk_version > state.zk_version:
+            state.isr = isr
+            state.zk_version = zk_version
+        partition = self.broker.topics.partition(topic, index)
+        if partition is not None and partition.replica is not None:
+            partition.replica.complete_isr_change(isr, zk_version is not None)
 
     def shrink_isrs(self) -> None:
         """Drop followers that stopped keeping up from the ISR of every partition led here

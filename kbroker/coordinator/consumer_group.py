@@ -34,6 +34,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 
+from kbroker.coordinator import events
 from kbroker.wire.errors import ErrorCode
 
 __all__ = [
@@ -460,6 +461,7 @@ class ConsumerGroup:
                 return HeartbeatResult(
                     ErrorCode.UNKNOWN_MEMBER_ID, f"Member {member_id} is not a member of the group."
                 )
+            events.member_left(self, member)
             self._remove(member)
             self._bump_and_assign()
             return HeartbeatResult(
@@ -509,6 +511,8 @@ class ConsumerGroup:
         if regex is not None and (regex or None) != member.regex:
             member.regex = regex or None
             changed = True
+        if member_epoch == 0:
+            events.consumer_member_joined(self, member)
         metadata = {n: topics[n] for n in self.all_subscribed_topics()}
         if metadata != self._subscribed_metadata:
             # A subscribed topic was created, deleted or gained partitions.
@@ -564,6 +568,7 @@ class ConsumerGroup:
         self._subscribed_metadata = {n: self.topics[n] for n in self.all_subscribed_topics()}
         self.target = self._compute_target()
         self.assignment_epoch = self.group_epoch
+        events.consumer_group_assigned(self)
 
     def _held_by_others(self, member: ConsumerMember) -> Assignment:
         held: Assignment = {}
@@ -683,6 +688,13 @@ class ConsumerGroup:
             or (m.revocation_deadline_ms is not None and m.revocation_deadline_ms <= now_ms)
         ]
         for m in gone:
+            events.member_expired(
+                self,
+                m,
+                f"no heartbeat within its {self.session_timeout_ms} ms session timeout"
+                if m.session_deadline_ms <= now_ms
+                else "did not revoke its partitions within its rebalance timeout",
+            )
             self._remove(m)
         if gone:
             self._bump_and_assign()

@@ -75,3 +75,34 @@ def member_left(group: Any, member: Any) -> None:
 def member_expired(group: Any, member: Any, why: str) -> None:
     """A member was removed by a timer (session timeout, missed rejoin or sync)."""
     logger.info("group %s: member %s expired: %s", group.group_id, _who(member), why)
+
+
+def consumer_member_joined(group: Any, member: Any) -> None:
+    """A member joined a KIP-848 group (ConsumerGroupHeartbeat with epoch 0)."""
+    logger.info(
+        "group %s (consumer protocol): member %s joined, subscribed to %s",
+        group.group_id,
+        _who(member),
+        member.regex or ",".join(sorted(member.subscribed_names)) or "nothing",
+    )
+
+
+def consumer_group_assigned(group: Any) -> None:
+    """A KIP-848 group's new epoch and the target assignment computed for it."""
+    names = {topic_id: name for name, (topic_id, _) in group.topics.items()}
+
+    def summary(assignment: dict[Any, set[int]]) -> str:
+        parts = [
+            f"{names.get(topic_id, topic_id)}[{','.join(str(p) for p in sorted(partitions))}]"
+            for topic_id, partitions in assignment.items()
+            if partitions
+        ]
+        return " ".join(sorted(parts)) or "nothing"
+
+    logger.info(
+        "group %s (consumer protocol) epoch %d, %d member(s), target assignment: %s",
+        group.group_id,
+        group.group_epoch,
+        len(group.members),
+        "; ".join(f"{m} -> {summary(a)}" for m, a in sorted(group.target.items())) or "none",
+    )

@@ -48,6 +48,7 @@ from kbroker.coordinator.offsets import OffsetAndMetadata, OffsetRecord
 from kbroker.errors import KafkaApiError
 from kbroker.failures import is_storage_error, storage_failure_kind, warn_rate_limited
 from kbroker.internal_topics import OFFSETS_TOPIC, coordinated_partitions, iter_stored_batches
+from kbroker.replication.leader_writes import append_as_leader
 from kbroker.wire.errors import ErrorCode, ProtocolError
 from kbroker.wire.messages import (
     ConsumerGroupCurrentMemberAssignmentKey,
@@ -448,7 +449,7 @@ class OffsetsTopicStore:
             transactional=producer_id >= 0,
         )
         part = topic.partitions[partition]
-        part.log.append(batch)
+        append_as_leader(part, batch)
         self._broker.notify_append(part)
 
     def load(self) -> Iterator[CoordinatorRecord]:

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from kbroker.authz.acl import Operation, ResourceType
+from kbroker.authz.checks import allowed, allowed_cluster, require
 from kbroker.coordinator.service import on_topics_deleted
 from kbroker.errors import KafkaApiError
 from kbroker.failures import is_storage_error, storage_failure_kind, warn_rate_limited
@@ -97,6 +99,12 @@ async def handle_create_topics(
                 for name in dict.fromkeys(names)
             ],
         )
+    # KafkaApis.handleCreateTopicsRequest: Create on the cluster, else on each topic.
+    create_on_cluster = allowed_cluster(ctx, Operation.CREATE)
+
+    def may_create(name: str) -> bool:
+        return create_on_cluster or allowed(ctx, Operation.CREATE, ResourceType.TOPIC, name)
+
     for topic in request.topics:
         # Creating a topic is synchronous work (files, directories, an fsync):
         # let other connections be served between topics.
@@ -115,6 +123,8 @@ async def handle_create_topics(
                 )
             continue
         try:
+            if not may_create(topic.name):
+                raise KafkaApiError(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
             if broker.cluster is not None:
                 results.append(
                     await _create_topic_in_cluster(
@@ -386,6 +396,9 @@ async def handle_delete_topics(
                     "Duplicate topic name." if name is not None else "Duplicate topic id.",
                 )
             continue
+        if name is not None and not allowed(ctx, Operation.DELETE, ResourceType.TOPIC, name):
+            fail(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
+            continue
         topic: Topic | TopicInfo | None
         if cluster is not None:
             view = cluster.metadata
@@ -400,6 +413,9 @@ async def handle_delete_topics(
                 else ErrorCode.UNKNOWN_TOPIC_ID,
                 None,
             )
+            continue
+        if name is None and not allowed(ctx, Operation.DELETE, ResourceType.TOPIC, topic.name):
+            fail(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
             continue
         if name is not None and topic.topic_id in ids_supplied:
             fail(
@@ -476,6 +492,7 @@ async def handle_create_partitions(
                 )
             continue
         try:
+            require(ctx, Operation.ALTER, ResourceType.TOPIC, topic.name)
             if broker.cluster is not None:
                 from kbroker.cluster.topic_admin import add_partitions
 
@@ -543,6 +560,21 @@ def _partition_size(partition: Partition) -> int:
     return int(partition.log.size_in_bytes)
 
 
+def _offset_lag(partition: Partition) -> int:
+    """How far this replica's log end is behind the leader's high watermark (0 on the
+    leader and on a single node). Kafka's ReplicaManager.getLogEndOffsetLag computes
+    max(HW - LEO, 0) from the local high watermark; a follower's local HW is clamped to
+    its own LEO, so the leader's HW from the last fetch response is used instead, which
+    shows a replica still catching up (e.g. one being added by a reassignment)."""
+    replica = partition.replica
+    if replica is None or replica.is_leader:
+        return 0
+    leader_hw = replica.leader_high_watermark
+    if leader_hw is None:
+        return 0
+    return max(leader_hw - int(partition.log.log_end_offset), 0)
+
+
 @handles(DescribeLogDirsRequest.API_KEY, 0, 4)
 async def handle_describe_log_dirs(
     ctx: RequestContext, request: DescribeLogDirsRequest
@@ -559,6 +591,8 @@ async def handle_describe_log_dirs(
         for t in request.topics:
             parts = wanted.get(t.topic) or set()
             wanted[t.topic] = parts | set(t.partitions)
+    cluster = broker.cluster
+    hosted = None if cluster is None else set(cluster.replicas.states)
     out_topics = []
     for name in sorted(wanted):
         topic = broker.topics.get(name)
@@ -569,11 +603,14 @@ async def handle_describe_log_dirs(
             DescribeLogDirsResponse.DescribeLogDirsPartition(
                 partition_index=p.index,
                 partition_size=_partition_size(p),
-                offset_lag=0,
+                offset_lag=_offset_lag(p),
                 is_future_key=False,
             )
             for p in topic.partitions
-            if indexes is None or p.index in indexes
+            if (indexes is None or p.index in indexes)
+            # In a cluster the local topic has a folder for every partition index, but
+            # this broker hosts only the ones the controller gave it.
+            and (hosted is None or (name, p.index) in hosted)
         ]
         if partitions:
             out_topics.append(

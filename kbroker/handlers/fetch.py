@@ -23,6 +23,8 @@ from typing import Any
 
 import trio
 
+from kbroker.authz.acl import Operation, ResourceType
+from kbroker.authz.checks import allowed, allowed_cluster
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.partitions import (
@@ -164,6 +166,19 @@ def _read_all(
     if read_committed:
         # Abort timed-out transactions that would hold the LSO back.
         poll_transactions(ctx.broker)
+    # KafkaApis.handleFetchRequest: a follower needs ClusterAction, a consumer Read on
+    # each topic; a topic refused answers TOPIC_AUTHORIZATION_FAILED.
+    if replica_id >= 0:
+        follower_allowed = allowed_cluster(ctx, Operation.CLUSTER_ACTION)
+
+        def may_read(name: str) -> bool:
+            return follower_allowed
+
+    else:
+
+        def may_read(name: str) -> bool:
+            return allowed(ctx, Operation.READ, ResourceType.TOPIC, name)
+
     responses = []
     watched: list[tuple[Any, int, int, int]] = []
     for fetch_topic in request.topics:
@@ -172,10 +187,14 @@ def _read_all(
         try:
             if by_id:
                 topic = _topic_by_id(ctx, fetch_topic.topic_id)
-            else:
+            elif may_read(fetch_topic.topic):
                 topic = lookup_topic(ctx, fetch_topic.topic)
         except Exception as exc:  # noqa: BLE001 - per-partition answer
             topic_error = error_code_of(exc)
+        if topic is not None and by_id and not may_read(topic.name):
+            topic = None
+        if topic is None and topic_error is None:
+            topic_error = ErrorCode.TOPIC_AUTHORIZATION_FAILED
         parts = []
         for fp in fetch_topic.partitions:
             if topic is None:

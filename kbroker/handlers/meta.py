@@ -17,12 +17,14 @@ import uuid
 
 import trio
 
+from kbroker.authz.acl import Operation, ResourceType
+from kbroker.authz.checks import allowed, allowed_cluster, filter_allowed
 from kbroker.cluster.metadata_cache import TopicInfo
 from kbroker.errors import KafkaApiError
 from kbroker.failures import is_storage_error, storage_failure_kind, warn_rate_limited
 from kbroker.handlers import RequestContext, advertised_versions, handles
 from kbroker.internal_topics import INTERNAL_TOPICS
-from kbroker.partition_limits import check_broker_partitions
+from kbroker.partition_limits import AutoCreateBudget
 from kbroker.topics import Topic, check_name
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
@@ -186,14 +188,19 @@ def _all_topics(
     ctx: RequestContext, include_operations: bool, version: int
 ) -> list[MetadataResponse.MetadataResponseTopic]:
     cluster = ctx.broker.cluster
+    # KafkaApis: listing every topic silently leaves out those the principal may not Describe.
+    names = ctx.broker.topics.topics if cluster is None else cluster.metadata.topics
+    visible = filter_allowed(ctx, Operation.DESCRIBE, ResourceType.TOPIC, names)
     if cluster is None:
         return [
             _topic_metadata(ctx, t, include_operations)
-            for _, t in sorted(ctx.broker.topics.topics.items())
+            for name, t in sorted(ctx.broker.topics.topics.items())
+            if name in visible
         ]
     return [
         _cluster_topic_metadata(ctx, info, include_operations, version)
-        for _, info in sorted(cluster.metadata.topics.items())
+        for name, info in sorted(cluster.metadata.topics.items())
+        if name in visible
     ]
 
 
@@ -253,7 +260,7 @@ async def _missing_topic(
     name: str,
     auto_create: bool,
     include_operations: bool,
-    budget: list[int] | None = None,
+    budget: AutoCreateBudget | None = None,
 ) -> MetadataResponse.MetadataResponseTopic:
     # Kafka (KafkaApis.getTopicMetadata): an invalid name is INVALID_TOPIC_EXCEPTION
     # whether or not auto-creation is on; otherwise create it if allowed, else
@@ -264,15 +271,27 @@ async def _missing_topic(
         return _error_topic(exc.code, name)
     if not auto_create:
         return _error_topic(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name)
-    if budget is not None:
-        # auto.create.topics.max.per.request (kbroker.partition_limits): past it the
-        # topic is "being created" for the client, which asks again.
-        if budget[0] <= 0:
-            return _error_topic(ErrorCode.LEADER_NOT_AVAILABLE, name)
-        budget[0] -= 1
+    cluster = ctx.broker.cluster
+    if budget is not None and cluster is None:
+        # kbroker.partition_limits: max.broker.partitions, then
+        # auto.create.topics.max.per.request (past it the topic is "being created"
+        # for the client, which asks again).
+        try:
+            code = budget.admit(name)
+        except KafkaApiError as exc:
+            warn_rate_limited(
+                logger,
+                "auto-create:limit",
+                "auto-creating topic %r for %s: %s",
+                name,
+                ctx.peer,
+                exc,
+            )
+            return _error_topic(exc.code, name)
+        if code is not None:
+            return _error_topic(code, name)
         # Each creation is synchronous work: other connections are served in between.
         await trio.lowlevel.checkpoint()
-    cluster = ctx.broker.cluster
     if cluster is not None:
         from kbroker.cluster.topic_admin import auto_create as create_in_cluster
 
@@ -288,7 +307,6 @@ async def _missing_topic(
         if name in INTERNAL_TOPICS:
             topic = topics.create_internal(name)
         else:
-            check_broker_partitions(ctx.broker, int(ctx.broker.config["num.partitions"]))
             topic = topics.create(name, -1)
     except KafkaApiError as exc:
         logger.info("auto-creating topic %r for %s failed: %s", name, ctx.peer, exc)
@@ -348,22 +366,34 @@ async def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> Meta
     zero = uuid.UUID(int=0)
     for entry in requested:
         if (entry.name is None or entry.topic_id != zero) and version < 12:
-            # Kafka: topic ids in Metadata requests are only accepted from v12.
+            # Kafka: topic ids in Metadata requests are only accepted from v12. A
+            # response topic's name is nullable only from v12: a null name sent in
+            # v10-11 (which the request allows) is echoed as "".
             response.topics = [
-                _error_topic(ErrorCode.INVALID_REQUEST, e.name, e.topic_id) for e in requested
+                _error_topic(ErrorCode.INVALID_REQUEST, e.name or "", e.topic_id) for e in requested
             ]
             return response
     auto_create = broker.config["auto.create.topics.enable"] and (
         version < 4 or request.allow_auto_topic_creation
     )
     seen: set[str | uuid.UUID] = set()
-    budget = [int(broker.config["auto.create.topics.max.per.request"])]
+    budget = AutoCreateBudget(broker)
+    # Auto-creation needs Create on the cluster or on the topic.
+    create_on_cluster = allowed_cluster(ctx, Operation.CREATE)
+
+    def may_create(name: str) -> bool:
+        return create_on_cluster or allowed(ctx, Operation.CREATE, ResourceType.TOPIC, name)
+
     for entry in requested:
         if entry.name is None or (entry.topic_id != zero and not entry.name):
             if entry.topic_id in seen:
                 continue
             seen.add(entry.topic_id)
             found = _known_topic(ctx, None, entry.topic_id, include_ops, version)
+            if found is not None and not allowed(
+                ctx, Operation.DESCRIBE, ResourceType.TOPIC, found.name or ""
+            ):
+                found = _error_topic(ErrorCode.TOPIC_AUTHORIZATION_FAILED, None, entry.topic_id)
             response.topics.append(
                 found
                 if found is not None
@@ -373,7 +403,14 @@ async def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> Meta
         if entry.name in seen:
             continue
         seen.add(entry.name)
+        if not allowed(ctx, Operation.DESCRIBE, ResourceType.TOPIC, entry.name):
+            # Whether it exists is not told either (KafkaApis.handleTopicMetadataRequest).
+            response.topics.append(_error_topic(ErrorCode.TOPIC_AUTHORIZATION_FAILED, entry.name))
+            continue
         found = _known_topic(ctx, entry.name, None, include_ops, version)
+        if found is None and auto_create and not may_create(entry.name):
+            response.topics.append(_error_topic(ErrorCode.TOPIC_AUTHORIZATION_FAILED, entry.name))
+            continue
         response.topics.append(
             found
             if found is not None

@@ -1,6 +1,7 @@
 """What the data-path handlers share: finding the partition a request names,
 checking the client's leader epoch, the error code for a failure on one partition,
-and a topic's effective config.
+a topic's effective config, and the per-partition error echo that OffsetCommit,
+TxnOffsetCommit and OffsetDelete answer with.
 
 Produce, Fetch, ListOffsets, OffsetForLeaderEpoch and DeleteRecords all answer per
 partition; these helpers raise ``KafkaApiError`` with the code Kafka's
@@ -15,8 +16,8 @@ controller gave in LeaderAndIsr.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 from kbroker.errors import KafkaApiError
 from kbroker.failures import storage_failure_kind, warn_rate_limited
@@ -29,6 +30,8 @@ from kbroker.topics import SINGLE_NODE_LEADER_EPOCH, Partition, Topic
 from kbroker.wire.errors import ErrorCode
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 # The only leader epoch a single-node broker ever has (a KRaft topic starts at 0).
 LEADER_EPOCH = SINGLE_NODE_LEADER_EPOCH
@@ -204,3 +207,32 @@ def error_code_of(exc: BaseException) -> ErrorCode:
 def topic_value(ctx: RequestContext, topic: Topic, name: str) -> Any:
     """The typed effective value of topic config ``name`` (override, else broker synonym, else default)."""
     return effective_topic_value(name, topic.configs, ctx.broker.config)
+
+
+# -- per-partition answers ---------------------------------------------------------
+
+
+def partition_errors(
+    request_topics: Iterable[Any],
+    codes: Mapping[tuple[str, int], int],
+    topic_class: Callable[..., _T],
+    partition_class: Callable[..., Any],
+) -> list[_T]:
+    """The request's topics and partitions, in its order, each partition with its code.
+
+    OffsetCommit, TxnOffsetCommit and OffsetDelete answer every partition they were asked
+    about (``name``/``partition_index``/``error_code``), whatever happened to the others.
+    """
+    return [
+        topic_class(
+            name=t.name,
+            partitions=[
+                partition_class(
+                    partition_index=p.partition_index,
+                    error_code=codes[(t.name, p.partition_index)],
+                )
+                for p in t.partitions
+            ],
+        )
+        for t in request_topics
+    ]

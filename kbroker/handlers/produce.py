@@ -34,6 +34,8 @@ from typing import Any
 
 import trio
 
+from kbroker.authz.acl import Operation, ResourceType
+from kbroker.authz.checks import allowed
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import CloseConnection, RequestContext, handles
 from kbroker.handlers.partitions import (
@@ -339,6 +341,12 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
     responses = []
     # acks=all appends on a replicated partition wait for the ISR (DelayedProduce).
     waits: list[tuple[Any, ReplicatedPartition, int, int]] = []
+    # KafkaApis.handleProduceRequest: transactional records need Write on their
+    # transactional id, and each topic needs Write.
+    txn_id = request.transactional_id if version >= 3 else None
+    txn_denied = txn_id is not None and not allowed(
+        ctx, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, txn_id
+    )
     for topic_data in request.topic_data:
         parts = []
         settings: ProduceSettings | None = None
@@ -347,6 +355,10 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
         if acks not in (0, 1, -1):
             # KafkaApis: every partition answers INVALID_REQUIRED_ACKS.
             topic_error = ErrorCode.INVALID_REQUIRED_ACKS
+        elif txn_denied:
+            topic_error = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        elif not allowed(ctx, Operation.WRITE, ResourceType.TOPIC, topic_data.name):
+            topic_error = ErrorCode.TOPIC_AUTHORIZATION_FAILED
         else:
             try:
                 # Kafka never auto-creates topics on Produce (only Metadata does).

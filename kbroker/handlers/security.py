@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
+from kbroker.authz.acl import Operation
+from kbroker.authz.checks import allowed_cluster
 from kbroker.handlers import RequestContext, handles
 from kbroker.security.scram import (
     MAX_ITERATIONS,
@@ -64,6 +66,14 @@ async def handle_sasl_authenticate(
 async def handle_describe_user_scram_credentials(
     ctx: RequestContext, request: DescribeUserScramCredentialsRequest
 ) -> DescribeUserScramCredentialsResponse:
+    if not allowed_cluster(ctx, Operation.DESCRIBE):
+        # Kafka: Describe on the cluster, else the whole request fails.
+        return DescribeUserScramCredentialsResponse(
+            throttle_time_ms=0,
+            error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
+            error_message=None,
+            results=[],
+        )
     store = scram_store(ctx.broker)
     Result = DescribeUserScramCredentialsResponse.DescribeUserScramCredentialsResult
     Info = DescribeUserScramCredentialsResponse.CredentialInfo
@@ -158,6 +168,19 @@ async def handle_alter_user_scram_credentials(
     pairs: list[tuple[str, int]] = [(d.name, d.mechanism) for d in request.deletions] + [
         (u.name, u.mechanism) for u in request.upsertions
     ]
+    if not allowed_cluster(ctx, Operation.ALTER):
+        # Kafka: Alter on the cluster, else every user's change fails.
+        return AlterUserScramCredentialsResponse(
+            throttle_time_ms=0,
+            results=[
+                Result(
+                    user=user,
+                    error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
+                    error_message=None,
+                )
+                for user in dict.fromkeys(name for name, _ in pairs)
+            ],
+        )
     for (name, _), count in Counter(pairs).items():
         if count > 1:
             errors.setdefault(

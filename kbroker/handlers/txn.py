@@ -15,11 +15,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from kbroker.authz.acl import Operation, ResourceType
+from kbroker.authz.checks import allowed, allowed_cluster, filter_allowed, may_write_any_topic
 from kbroker.cluster.producer_ids import ClusterProducerIds
 from kbroker.coordinator.group import partition_for
 from kbroker.coordinator.offsets import OffsetAndMetadata
 from kbroker.coordinator.service import coordinator_for
 from kbroker.handlers import RequestContext, handles
+from kbroker.handlers.groups import (
+    KEY_TYPE_GROUP,
+    KEY_TYPE_TRANSACTION,
+    coordinator_write_replicated,
+)
+from kbroker.handlers.partitions import partition_errors
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.txn import offsets as txn_offsets
 from kbroker.txn.coordinator import InitResult, TxnState
@@ -79,6 +87,16 @@ async def handle_init_producer_id(
     tid = request.transactional_id
     expected_pid = request.producer_id if version >= 3 else -1
     expected_epoch = request.producer_epoch if version >= 3 else -1
+    # KafkaApis.handleInitProducerIdRequest: Write on the transactional id; without one,
+    # IdempotentWrite on the cluster (Kafka 3.x also accepts Write on any topic).
+    if tid is not None:
+        denied = not allowed(ctx, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, tid)
+        code = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    else:
+        denied = not (allowed_cluster(ctx, Operation.IDEMPOTENT_WRITE) or may_write_any_topic(ctx))
+        code = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+    if denied:
+        return InitProducerIdResponse(throttle_time_ms=0, error_code=code, producer_id=-1)
     cluster = ctx.broker.cluster
     if cluster is not None:
         from kbroker.cluster.coordinators import KEY_TYPE_TRANSACTION, leads_coordinator
@@ -165,12 +183,20 @@ def _add_partitions(
 ) -> list[Any]:
     wanted = [(t.name, p) for t in topics for p in t.partitions]
     codes: dict[tuple[str, int], int] = {}
+    # KafkaApis.handleAddPartitionsToTxnRequest: Write on the transactional id, then on
+    # each topic (a refused topic fails the request, the rest OPERATION_NOT_ATTEMPTED).
+    if not allowed(ctx, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, tid):
+        codes = dict.fromkeys(wanted, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+        return _partition_results(topics, codes)
     if _txn_elsewhere(ctx, tid):
         codes = dict.fromkeys(wanted, ErrorCode.NOT_COORDINATOR)
         return _partition_results(topics, codes)
     tc = txn_coordinator(ctx.broker)
+    writable = filter_allowed(ctx, Operation.WRITE, ResourceType.TOPIC, {t for t, _ in wanted})
     for tp in wanted:
-        if not _partition_exists(ctx, *tp):
+        if tp[0] not in writable:
+            codes[tp] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+        elif not _partition_exists(ctx, *tp):
             codes[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
     if codes:
         # KafkaApis: if any partition is unknown, none is added; the others are
@@ -240,6 +266,14 @@ async def handle_add_offsets_to_txn(
     ctx: RequestContext, request: AddOffsetsToTxnRequest
 ) -> AddOffsetsToTxnResponse:
     """Add the group's __consumer_offsets partition to the transaction."""
+    if not allowed(ctx, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, request.transactional_id):
+        return AddOffsetsToTxnResponse(
+            throttle_time_ms=0, error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        )
+    if not allowed(ctx, Operation.READ, ResourceType.GROUP, request.group_id):
+        return AddOffsetsToTxnResponse(
+            throttle_time_ms=0, error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED
+        )
     if _txn_elsewhere(ctx, request.transactional_id):
         return AddOffsetsToTxnResponse(throttle_time_ms=0, error_code=ErrorCode.NOT_COORDINATOR)
     tc = txn_coordinator(ctx.broker)
@@ -261,6 +295,10 @@ async def handle_add_offsets_to_txn(
 @handles(EndTxnRequest.API_KEY, 0, 4)
 async def handle_end_txn(ctx: RequestContext, request: EndTxnRequest) -> EndTxnResponse:
     """Commit or abort; the markers are written before the answer."""
+    if not allowed(ctx, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, request.transactional_id):
+        return EndTxnResponse(
+            throttle_time_ms=0, error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        )
     if _txn_elsewhere(ctx, request.transactional_id):
         return EndTxnResponse(throttle_time_ms=0, error_code=ErrorCode.NOT_COORDINATOR)
     tc = txn_coordinator(ctx.broker)
@@ -270,6 +308,12 @@ async def handle_end_txn(ctx: RequestContext, request: EndTxnRequest) -> EndTxnR
         )
     except Exception as exc:  # noqa: BLE001 - answered in the body
         code = _storage_failure(exc)
+    if code == ErrorCode.NONE:
+        # The transaction's outcome is acknowledged once __transaction_state's ISR has it
+        # (TransactionStateManager.appendTransactionToLog waits for acks=all).
+        code = await coordinator_write_replicated(
+            ctx, KEY_TYPE_TRANSACTION, request.transactional_id
+        )
     return EndTxnResponse(throttle_time_ms=0, error_code=_fenced_code(code, ctx.api_version, 2))
 
 
@@ -283,6 +327,8 @@ async def handle_write_txn_markers(
     """Write markers as asked (tools; our coordinator writes its own in-process)."""
     R = WriteTxnMarkersResponse
     results = []
+    # An inter-broker API: ClusterAction on the cluster (KafkaApis.handleWriteTxnMarkersRequest).
+    cluster_denied = not allowed_cluster(ctx, Operation.CLUSTER_ACTION)
     for m in request.markers:
         topics = []
         for t in m.topics:
@@ -292,7 +338,9 @@ async def handle_write_txn_markers(
                 part = ctx.broker.topics.partition(t.name, index)
                 entry = part.log.producer_state.lookup(m.producer_id) if part else None
                 cluster = ctx.broker.cluster
-                if cluster is not None and not cluster.replicas.is_leader(t.name, index):
+                if cluster_denied:
+                    code = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+                elif cluster is not None and not cluster.replicas.is_leader(t.name, index):
                     code = (
                         ErrorCode.NOT_LEADER_OR_FOLLOWER
                         if cluster.metadata.partition(t.name, index) is not None
@@ -337,9 +385,13 @@ async def handle_txn_offset_commit(
     tp_offsets = (OFFSETS_TOPIC, _offsets_partition(ctx, request.group_id))
     cluster = ctx.broker.cluster
     meta = None
-    if cluster is not None and not cluster.replicas.is_leader(*tp_offsets):
+    if not allowed(ctx, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, request.transactional_id):
+        error: int | None = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    elif not allowed(ctx, Operation.READ, ResourceType.GROUP, request.group_id):
+        error = ErrorCode.GROUP_AUTHORIZATION_FAILED
+    elif cluster is not None and not cluster.replicas.is_leader(*tp_offsets):
         # Sent to the group coordinator (the leader of the group's partition).
-        error: int | None = ErrorCode.NOT_COORDINATOR
+        error = ErrorCode.NOT_COORDINATOR
     elif cluster is not None and _txn_elsewhere(ctx, request.transactional_id):
         # The transaction lives on another broker's coordinator: as Kafka's group
         # coordinator, check only the group; the marker the transaction coordinator
@@ -392,21 +444,19 @@ async def handle_txn_offset_commit(
                 max_metadata_bytes=int(ctx.broker.config["offset.metadata.max.bytes"]),
             )
         )
+        stored = [tp for tp in offsets if codes[tp] == ErrorCode.NONE]
+        if stored:
+            error = await coordinator_write_replicated(ctx, KEY_TYPE_GROUP, request.group_id)
+            for tp in stored:
+                codes[tp] = error
     return R(
         throttle_time_ms=0,
-        topics=[
-            R.TxnOffsetCommitResponseTopic(
-                name=t.name,
-                partitions=[
-                    R.TxnOffsetCommitResponsePartition(
-                        partition_index=p.partition_index,
-                        error_code=codes[(t.name, p.partition_index)],
-                    )
-                    for p in t.partitions
-                ],
-            )
-            for t in request.topics
-        ],
+        topics=partition_errors(
+            request.topics,
+            codes,
+            R.TxnOffsetCommitResponseTopic,
+            R.TxnOffsetCommitResponsePartition,
+        ),
     )
 
 

@@ -38,9 +38,21 @@ class Request:
         self.query: dict[str, list[str]] = parse_qs(
             scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
         )
+        self.headers: dict[str, str] = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
+        }
         self.form: dict[str, list[str]] = (
             parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True) if body else {}
         )
+
+    def same_origin(self) -> bool:
+        """Whether a browser sent this from one of our own pages (no Origin: not a browser's
+        cross-site form post). Actions refuse other origins, so a page elsewhere cannot
+        drive a broker on localhost."""
+        origin = self.headers.get("origin")
+        if origin is None:
+            return True
+        return origin.split("://", 1)[-1] == self.headers.get("host")
 
     def arg(self, name: str, default: str = "") -> str:
         """The first value of a query (or form) parameter."""

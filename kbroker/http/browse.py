@@ -19,7 +19,7 @@ import trio
 from kbroker.log.errors import LogError
 from kbroker.log.segment import pread_exact
 from kbroker.wire.errors import ProtocolError
-from kbroker.wire.records import control_record_type, iter_records, parse_header
+from kbroker.wire.records import iter_records, parse_header
 
 # One page reads at most this much of a partition (whole batches, the first one always).
 MAX_READ_BYTES = 1024 * 1024
@@ -49,9 +49,12 @@ def _read_regions(regions: list[tuple[int, int, int]]) -> bytes:
             os.close(fd)
 
 
-def decode_batches(data: bytes, partition: int, first: int, last: int) -> list[Message]:
-    """The data records (not transaction markers) of whole batches in ``data`` with offsets in
-    [first, last)."""
+def decode_batches(
+    data: bytes, partition: int, first: int, last: int, limit: int | None = None
+) -> list[Message]:
+    """The records of the whole batches in ``data`` with offsets in [first, last), at most
+    ``limit`` of them (decoding stops there); control batches (transaction markers) are
+    skipped."""
     found: list[Message] = []
     pos = 0
     view = memoryview(data)
@@ -62,25 +65,29 @@ def decode_batches(data: bytes, partition: int, first: int, last: int) -> list[M
             break
         if pos + header.size > len(data):
             break
-        if not header.is_control:
+        if limit is not None and len(found) >= limit:
+            break
+        if not header.is_control and header.last_offset >= first and header.base_offset < last:
+            # Lazily: the newest few records of a large batch need not all be built.
             try:
-                records = list(iter_records(view, pos, max_decompressed_size=MAX_DECOMPRESSED))
-            except ProtocolError:
-                records = []
-            for r in records:
-                if first <= r.offset < last and control_record_type(r) is None:
-                    found.append(
-                        Message(
-                            partition,
-                            r.offset,
-                            r.timestamp,
-                            r.key,
-                            r.value,
-                            list(r.headers),
-                            header.producer_id,
-                            header.is_transactional,
+                for r in iter_records(view, pos, max_decompressed_size=MAX_DECOMPRESSED):
+                    if r.offset >= last or (limit is not None and len(found) >= limit):
+                        break
+                    if r.offset >= first:
+                        found.append(
+                            Message(
+                                partition,
+                                r.offset,
+                                r.timestamp,
+                                r.key,
+                                r.value,
+                                list(r.headers),
+                                header.producer_id,
+                                header.is_transactional,
+                            )
                         )
-                    )
+            except ProtocolError:
+                pass  # a damaged batch shows no records; the next one may be fine
         pos += header.size
     return found
 
@@ -108,7 +115,7 @@ async def read_partition(partition: Any, start: int, count: int) -> list[Message
 
     def work() -> list[Message]:
         data = _read_regions(regions)
-        return decode_batches(data, partition.index, start, end)[:count]
+        return decode_batches(data, partition.index, start, end, count)[:count]
 
     return await trio.to_thread.run_sync(work, abandon_on_cancel=False)
 

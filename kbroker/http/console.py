@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import json
 import time
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
@@ -36,6 +37,8 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 TRUNCATE_AT = 1000  # characters of a key or value shown before "show all"
 esc = html.escape
+# What the action that led to this page did (the ?done= of its redirect), shown atop it.
+_FLASH: ContextVar[str] = ContextVar("kbroker_console_flash", default="")
 
 
 def _size(n: float) -> str:
@@ -126,8 +129,13 @@ class Console:
 
     async def route(self, request: Request) -> Response:
         parts = [p for p in request.path.split("/") if p]
+        if request.method == "POST" and self.actions:
+            return await self.act(request, parts)
         if request.method not in ("GET", "HEAD"):
             return text("method not allowed: the console is read-only\n", 405)
+        done = request.arg("done")
+        # Per request: each HTTP request runs in a task of its own (its own context).
+        _FLASH.set(f'<p class="flash" id="flash">{esc(done)}</p>' if done else "")
         if not parts:
             return self.overview()
         head, rest = parts[0], parts[1:]
@@ -153,6 +161,81 @@ class Console:
         if head == "cluster" and not rest:
             return self.cluster()
         return self.not_found(f"no page {request.path}")
+
+    # --- actions (kbroker.http.console.actions) -------------------------------------------
+
+    async def act(self, request: Request, parts: list[str]) -> Response:
+        """Run one action, then go back to the page it came from, saying what happened."""
+        from kbroker.http import actions
+
+        if not request.same_origin():
+            return text("forbidden: cross-origin request\n", 403)
+        back = "/topics"
+        try:
+            if parts == ["topics"]:
+                name = request.arg("name").strip()
+                await actions.create_topic(
+                    self.server,
+                    name,
+                    int(request.arg("partitions", "1")),
+                    int(request.arg("replication", "-1")),
+                )
+                back, done = _topic_path(name), f"created topic {name}"
+            elif len(parts) == 3 and parts[0] == "topics" and parts[2] == "delete":
+                name = _unquote(parts[1])
+                await actions.delete_topic(self.server, name)
+                done = f"deleted topic {name}"
+            elif len(parts) == 3 and parts[0] == "topics" and parts[2] == "produce":
+                name = _unquote(parts[1])
+                back = _topic_path(name) + "/messages"
+                headers: list[tuple[str, bytes | None]] = []
+                for line in request.arg("headers").splitlines():
+                    if line.strip():
+                        k, _, v = line.partition("=")
+                        headers.append((k.strip(), v.strip().encode()))
+                key = request.arg("key")
+                offset = await actions.produce(
+                    self.server,
+                    name,
+                    int(request.arg("partition", "0")),
+                    key.encode() if key else None,
+                    request.arg("value").encode(),
+                    headers,
+                )
+                done = f"produced one record to {name} at offset {offset}"
+            elif len(parts) == 3 and parts[0] == "groups" and parts[2] == "reset":
+                group = _unquote(parts[1])
+                back = _group_path(group)
+                offsets = self._reset_targets(group, request.arg("to", "latest").strip())
+                await actions.commit_offsets(self.server, group, offsets)
+                done = f"reset {len(offsets)} offset(s) of group {group}"
+            else:
+                return self.not_found(f"no action {request.path}")
+        except (actions.ActionError, ValueError) as exc:
+            body = (
+                f'<h1>Action failed</h1><p class="error" id="error">{esc(str(exc))}</p>'
+                f"<p>{_link(back, 'back')}</p>"
+            )
+            return Response(self.page("Action failed", body), status=400)
+        location = back + "?" + urlencode({"done": done})
+        return Response(b"", status=303, headers=[("location", location)])
+
+    def _reset_targets(self, group: str, to: str) -> dict[tuple[str, int], int]:
+        """The new offset of each partition the group committed: earliest, latest or N."""
+        targets = {}
+        for o in metrics.group_offsets(self.server):
+            partition = self.broker.topics.partition(o.topic, o.partition)
+            if o.group != group or partition is None:
+                continue
+            if to == "earliest":
+                targets[(o.topic, o.partition)] = partition.log.log_start_offset
+            elif to == "latest":
+                targets[(o.topic, o.partition)] = partition.log.high_watermark
+            else:
+                targets[(o.topic, o.partition)] = int(to)
+        if not targets:
+            raise ValueError(f"group {group} has no committed offsets to reset")
+        return targets
 
     def static(self, name: str) -> Response:
         path = STATIC_DIR / name
@@ -184,7 +267,7 @@ class Console:
             '<a href="/metrics">/metrics</a></nav>'
             f'<span class="node">node {self.broker.node_id} · {esc(self.broker.cluster_id)}'
             f"{' · actions on' if self.actions else ' · read-only'}</span>"
-            f"</header><main>{body}</main></body></html>"
+            f"</header><main>{_FLASH.get()}{body}</main></body></html>"
         )
 
     # --- figures --------------------------------------------------------------------------
@@ -271,8 +354,17 @@ class Console:
             if show_internal
             else _link("/topics", "show internal topics", internal="1")
         )
+        create = (
+            '<form class="controls" method="post" action="/topics" id="create-topic">'
+            '<label>new topic <input name="name" required></label>'
+            '<label>partitions <input name="partitions" size="3" value="1"></label>'
+            '<label>replication <input name="replication" size="3" value="-1"></label>'
+            "<button>Create</button></form>"
+            if self.actions
+            else ""
+        )
         body = (
-            f"<h1>Topics</h1><p>{toggle} · "
+            f"<h1>Topics</h1>{create}<p>{toggle} · "
             '<input type="search" class="row-filter" data-table="topics" '
             'placeholder="filter topics"></p>'
             '<table id="topics"><thead><tr><th>Topic</th><th>Partitions</th>'
@@ -323,10 +415,17 @@ class Console:
                 f"<tr><td>{esc(key)}</td><td>{esc(str(value))}</td><td>{source}</td></tr>"
             )
         name = topic.name
+        delete = (
+            f'<form method="post" action="{esc(_topic_path(name))}/delete" id="delete-topic" '
+            "onsubmit=\"return confirm('Delete this topic and all its data?')\">"
+            "<button>Delete this topic</button></form>"
+            if self.actions and not topic.internal
+            else ""
+        )
         body = (
             f"<h1>Topic {esc(name)}</h1><p>id {esc(str(topic.topic_id))}"
             f"{' · internal' if topic.internal else ''} · "
-            f"{_link(_topic_path(name) + '/messages', 'browse messages')}</p>"
+            f"{_link(_topic_path(name) + '/messages', 'browse messages')}</p>{delete}"
             '<div class="charts">'
             f"{svg_chart(self._rates(name), 'messages in / s')}"
             f"{svg_chart(self._out_rates(name), 'bytes out / s')}</div>"
@@ -429,8 +528,17 @@ class Console:
             f'<label>filter <input name="filter" value="{esc(request.arg("filter"))}"></label>'
             "<button>Show</button></form>"
         )
+        produce_form = (
+            f'<form class="controls" method="post" action="{esc(base[: -len("/messages")])}/produce" '
+            'id="produce"><label>partition <input name="partition" size="3" value="0"></label>'
+            '<label>key <input name="key"></label><label>value <textarea name="value" rows="2" '
+            'cols="40"></textarea></label><label>headers (k=v lines) <textarea name="headers" '
+            'rows="2" cols="20"></textarea></label><button>Produce</button></form>'
+            if self.actions and not topic.internal
+            else ""
+        )
         body = (
-            f"<h1>Messages of {_link(_topic_path(topic.name), topic.name)}</h1>{form}"
+            f"<h1>Messages of {_link(_topic_path(topic.name), topic.name)}</h1>{form}{produce_form}"
             f"<p>{len(found)} record(s), {esc(mode)}, as {fmt}.</p>"
             '<table id="messages"><thead><tr><th>Partition</th><th>Offset</th>'
             "<th>Timestamp</th><th>Key</th><th>Value</th><th>Headers</th><th>Bytes</th></tr>"
@@ -500,7 +608,15 @@ class Console:
             f"{esc(described.protocol_type)}/{esc(described.protocol_data or '-')} · "
             f'total lag <b id="total-lag">{total:,}</b></p>'
             f"{svg_chart(history, 'total lag')}"
-            '<h2>Members</h2><table id="members"><thead><tr><th>Member</th><th>Instance</th>'
+            + (
+                f'<form class="controls" method="post" action="{esc(_group_path(group_id))}/reset" '
+                'id="reset-offsets"><label>reset offsets to <input name="to" value="latest" '
+                'size="10" title="earliest, latest or an offset"></label>'
+                "<button>Reset</button></form>"
+                if self.actions
+                else ""
+            )
+            + '<h2>Members</h2><table id="members"><thead><tr><th>Member</th><th>Instance</th>'
             "<th>Client id</th><th>Host</th><th>Assignment</th></tr></thead>"
             f"<tbody>{''.join(member_rows)}</tbody></table>"
             '<h2>Offsets</h2><table id="offsets"><thead><tr><th>Topic</th><th>Partition</th>'

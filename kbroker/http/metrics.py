@@ -12,7 +12,7 @@ plain counters of ``kbroker.stats``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -50,8 +50,12 @@ class GroupOffset:
 
 
 def loaded_coordinator(server: Server) -> Any:
-    """The broker's group coordinator, loading it if groups have committed here before."""
+    """The broker's group coordinator; on a single node it is loaded if groups have committed
+    here before (so lag shows right after a restart). In cluster mode only one the Kafka
+    path loaded (for the groups this broker coordinates) is used: a scrape never loads one."""
     broker = server.broker
+    if broker.cluster is not None:
+        return broker.state.get(_COORDINATOR_KEY)
     if _COORDINATOR_KEY not in broker.state and broker.topics.get(OFFSETS_TOPIC) is None:
         return None
     from kbroker.coordinator.service import coordinator_for
@@ -153,37 +157,23 @@ class BrokerCollector:
         yield total
 
     def _log_metrics(self) -> Iterator[Metric]:
-        size = GaugeMetricFamily(
-            "kafka_log_log_size",
-            "Bytes of a partition's log on disk",
-            labels=["topic", "partition"],
-        )
-        end = GaugeMetricFamily(
-            "kafka_log_log_logendoffset",
-            "A partition's log end offset",
-            labels=["topic", "partition"],
-        )
-        start = GaugeMetricFamily(
-            "kafka_log_log_logstartoffset",
-            "A partition's log start offset",
-            labels=["topic", "partition"],
-        )
-        segments = GaugeMetricFamily(
-            "kafka_log_log_numlogsegments",
-            "A partition's number of segments",
-            labels=["topic", "partition"],
-        )
-        for partition in self.server.broker.topics.all_partitions():
-            labels = [partition.topic.name, str(partition.index)]
-            log = partition.log
-            size.add_metric(labels, log.size_in_bytes)
-            end.add_metric(labels, log.log_end_offset)
-            start.add_metric(labels, log.log_start_offset)
-            segments.add_metric(labels, len(log.segment_base_offsets()))
-        yield size
-        yield end
-        yield start
-        yield segments
+        # kafka.log<type=Log, name=..., topic=..., partition=...>: one gauge per partition.
+        gauges: list[tuple[str, str, Callable[[Any], int]]] = [
+            ("size", "Bytes of a partition's log on disk", lambda log: log.size_in_bytes),
+            ("logendoffset", "A partition's log end offset", lambda log: log.log_end_offset),
+            ("logstartoffset", "A partition's log start offset", lambda log: log.log_start_offset),
+            (
+                "numlogsegments",
+                "A partition's number of segments",
+                lambda log: len(log.segment_base_offsets()),
+            ),
+        ]
+        partitions = self.server.broker.topics.all_partitions()
+        for name, doc, read in gauges:
+            family = GaugeMetricFamily(f"kafka_log_log_{name}", doc, labels=["topic", "partition"])
+            for partition in partitions:
+                family.add_metric([partition.topic.name, str(partition.index)], read(partition.log))
+            yield family
 
     def _group_metrics(self) -> Iterator[Metric]:
         lag = GaugeMetricFamily(

@@ -16,8 +16,14 @@ On the leader:
   current leader epoch, joins it (``maybeExpandIsr``); a follower in the ISR
   that has not been caught up for ``replica.lag.time.max.ms`` leaves it
   (``maybe_shrink_isr``, run periodically). Each change goes through the
-  injected ``on_isr_change(new_isr)`` (cluster mode persists it in ZooKeeper;
-  returning False refuses it and the ISR stays as it was);
+  injected ``on_isr_change(new_isr)``: returning False refuses it and the ISR
+  stays as it was; returning ``ISR_CHANGE_PENDING`` says it is being persisted
+  (cluster mode writes it to ZooKeeper in the background) and
+  ``complete_isr_change(new_isr, committed)`` finishes it. Until then, as in
+  Kafka's Partition (KIP-497's "maximal ISR"), the high watermark waits for the
+  old and the new ISR members alike, so a shrink that ZooKeeper refuses never
+  let the HW pass a replica the controller may still elect; no other change
+  starts meanwhile;
 - acks=all: a Produce checks ``check_enough_replicas`` before appending
   (NOT_ENOUGH_REPLICAS when the ISR is smaller than min.insync.replicas) and
   then ``wait_for_acks(required_offset, timeout)``, done when the HW reaches the
@@ -46,7 +52,8 @@ from kbroker.wire.errors import ErrorCode
 
 logger = logging.getLogger(__name__)
 
-IsrChange = Callable[[list[int]], "bool | None"]
+ISR_CHANGE_PENDING = "pending"
+IsrChange = Callable[[list[int]], "bool | str | None"]
 
 
 @dataclass(slots=True)
@@ -90,9 +97,13 @@ class ReplicatedPartition:
         self._clock = clock
         self.leader_id = -1
         self.leader_epoch = -1
+        # A follower's view of the leader's HW (last fetch response): its offset lag.
+        self.leader_high_watermark: int | None = None
         self.replicas: list[int] = []
         self.isr: list[int] = []
         self.followers: dict[int, FollowerState] = {}
+        # An ISR change being persisted (ISR_CHANGE_PENDING), None when none is.
+        self.pending_isr: list[int] | None = None
         # Offset where this replica's leadership began (Kafka's leaderEpochStartOffsetOpt).
         self.leader_epoch_start_offset: int | None = None
         self._changed = trio.Event()  # set (and replaced) whenever the HW or ISR changes
@@ -135,6 +146,8 @@ class ReplicatedPartition:
         self.leader_epoch = leader_epoch
         self.replicas = list(replicas)
         self.isr = list(isr)
+        # The controller's state supersedes a change of ours still in flight.
+        self.pending_isr = None
         leo = self.log.log_end_offset
         if is_new_epoch or not was_leader:
             # Followers may hold batches of older epochs past this offset; the
@@ -174,6 +187,7 @@ class ReplicatedPartition:
         self.leader_epoch = leader_epoch
         self.replicas = list(replicas)
         self.isr = list(isr)
+        self.pending_isr = None
         self.followers = {}
         self.leader_epoch_start_offset = None
         self._signal()  # producers waiting for acks learn they lost the leadership
@@ -213,7 +227,7 @@ class ReplicatedPartition:
             self._maybe_increment_hw(now)
 
     def _maybe_expand_isr(self, replica_id: int, state: FollowerState) -> None:
-        if replica_id in self.isr:
+        if replica_id in self.isr or self.pending_isr is not None:
             return
         start = self.leader_epoch_start_offset
         # Kafka's isFollowerInSync: at the HW, and past the start of this leader's epoch
@@ -232,7 +246,7 @@ class ReplicatedPartition:
 
     def maybe_shrink_isr(self) -> list[int]:
         """Drop ISR followers not caught up for replica.lag.time.max.ms; returns those dropped."""
-        if not self.is_leader:
+        if not self.is_leader or self.pending_isr is not None:
             return []
         now = self._now_ms()
         leo = self.log.log_end_offset
@@ -256,11 +270,28 @@ class ReplicatedPartition:
         return []
 
     def _change_isr(self, new_isr: list[int]) -> bool:
-        if self.on_isr_change is not None and self.on_isr_change(list(new_isr)) is False:
+        answer = None if self.on_isr_change is None else self.on_isr_change(list(new_isr))
+        if answer is False:
+            return False
+        if answer == ISR_CHANGE_PENDING:
+            self.pending_isr = list(new_isr)
             return False
         self.isr = new_isr
         self._signal()
         return True
+
+    def complete_isr_change(self, new_isr: Sequence[int], committed: bool) -> None:
+        """The ISR change handed out as pending was persisted (``committed``) or refused.
+
+        Ignored unless it is the change still pending (a LeaderAndIsr in between wins).
+        """
+        if self.pending_isr is None or list(new_isr) != self.pending_isr:
+            return
+        self.pending_isr = None
+        if committed and self.is_leader:
+            self.isr = list(new_isr)
+            self._maybe_increment_hw(self._now_ms())
+            self._signal()
 
     def _maybe_increment_hw(self, now_ms: int) -> bool:
         """Move the HW to the smallest LEO of the ISR (and of caught-up followers about to join).
@@ -272,9 +303,11 @@ class ReplicatedPartition:
             return False
         leo = self.log.log_end_offset
         new_hw = leo
+        # While a change is pending, members of the old and of the new ISR both count.
+        isr = set(self.isr) | set(self.pending_isr or ())
         for r, state in self.followers.items():
             if state.log_end_offset < new_hw and (
-                r in self.isr
+                r in isr
                 or state.is_caught_up(leo, now_ms, self.replica_lag_time_max_ms)
                 and r in self.replicas
                 and state.log_end_offset >= 0
@@ -295,6 +328,7 @@ class ReplicatedPartition:
     # -- follower: the leader's high watermark -----------------------------------------------
     def update_follower_high_watermark(self, leader_hw: int) -> None:
         """A fetch response's HW: a follower's is min(leader's HW, own LEO)."""
+        self.leader_high_watermark = leader_hw
         new = min(leader_hw, self.log.log_end_offset)
         if new != self.log.high_watermark:
             self.log.update_high_watermark(new)

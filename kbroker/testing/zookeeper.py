@@ -24,7 +24,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
+
+from kbroker.lifecycle import Runner
 
 # Debian's layout (package `zookeeper` / `libzookeeper-java`). KBROKER_ZOOKEEPER_JAR points
 # elsewhere, e.g. at an Apache release's lib/*.jar classpath on another system.
@@ -97,7 +98,7 @@ def four_letter_word(host: str, port: int, word: str, timeout: float = 2.0) -> s
     return b"".join(chunks).decode("utf-8", "replace")
 
 
-class ZooKeeperServer:
+class ZooKeeperServer(Runner):
     """One standalone ZooKeeper JVM on 127.0.0.1, a free port and a temporary directory.
 
     ``port`` fixes the client port (default: a free one); ``directory`` puts config, data and
@@ -326,15 +327,7 @@ class ZooKeeperServer:
         tail = self._output_text().splitlines()[-lines:]
         return "ZooKeeper output (last {} lines):\n{}".format(len(tail), "\n".join(tail))
 
-    def __enter__(self) -> ZooKeeperServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _leave(self, exc_type: type[BaseException] | None) -> None:
         self.stop()
 
     def __repr__(self) -> str:

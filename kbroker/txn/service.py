@@ -23,6 +23,7 @@ from kbroker.cluster.producer_ids import ClusterProducerIds
 from kbroker.errors import KafkaApiError
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.log.producer_state import BatchMetadata, ProducerStateError, last_sequence
+from kbroker.replication.leader_writes import append_as_leader
 from kbroker.txn.coordinator import TopicPartition, TransactionCoordinator, TxnConfig
 from kbroker.txn.producer_ids import ProducerIdManager
 from kbroker.txn.store import TxnStateTopicStore
@@ -164,7 +165,7 @@ def write_markers(
             coordinator_epoch=coordinator_epoch,
             timestamp=now,
         )
-        part.log.append(batch)
+        append_as_leader(part, batch)
         broker.notify_append(part)
         if topic_name == OFFSETS_TOPIC:
             offsets_partitions.append(index)

@@ -20,6 +20,7 @@ from kbroker.internal_topics import (
     coordinated_partitions,
     iter_stored_batches,
 )
+from kbroker.replication.leader_writes import append_as_leader
 from kbroker.txn.coordinator import TxnMetadata, TxnState
 from kbroker.wire.errors import ProtocolError
 from kbroker.wire.messages import TransactionLogKey, TransactionLogValue
@@ -107,7 +108,9 @@ class TxnStateTopicStore:
         key, value = encode_txn_record(transactional_id, meta)
         now = int(self._broker.clock() * 1000)
         part = topic.partitions[partition_for(transactional_id, len(topic.partitions))]
-        part.log.append(build_batch([Record(key=key, value=value, timestamp=now)]))
+        append_as_leader(part, build_batch([Record(key=key, value=value, timestamp=now)]))
+        # Followers parked in a long poll copy it at once.
+        self._broker.notify_append(part)
 
     def load(self) -> Iterator[tuple[str, TxnMetadata | None]]:
         """Every record in the topic, partition by partition, oldest first."""

@@ -22,6 +22,7 @@ class FakeBroker:
     versions: dict[int, tuple[int, int]] = field(default_factory=lambda: dict(protocol.SUPPORTED))
     drop_next: int = 0  # close the connection instead of answering the next N requests
     refuse_stale_epoch: int = 0  # answer the next N requests with STALE_BROKER_EPOCH
+    hang_next: int = 0  # never answer the next N requests (the connection stays open)
     connections: int = 0
     _changed: trio.Event = field(default_factory=trio.Event)
     _scope: trio.CancelScope = field(default_factory=trio.CancelScope)
@@ -65,6 +66,9 @@ class FakeBroker:
                 if self.drop_next > 0 and key != 18:
                     self.drop_next -= 1
                     return
+                if self.hang_next > 0 and key != 18:
+                    self.hang_next -= 1
+                    await trio.sleep_forever()
                 if key == 18:
                     cls = RESPONSES[18]
                     resp = cls(

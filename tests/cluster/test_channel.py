@@ -116,3 +116,20 @@ async def test_a_broker_that_does_not_know_its_epoch_yet_gets_the_request_again(
     # Seen 3 refused attempts of the first, then both accepted, in order.
     assert [r.controller_epoch for r in fake.of(UPDATE_METADATA)] == [1, 1, 1, 1, 2]
     fake.stop()
+
+
+async def test_a_broker_that_does_not_answer_gets_the_request_again(
+    nursery: trio.Nursery,
+) -> None:
+    fake = FakeBroker(1, hang_next=1)  # swallows the first request without answering
+    port = await nursery.start(fake.serve)
+    channel = ControllerChannel(request_timeout_s=0.3)
+    await nursery.start(channel.run)
+    channel.add_broker(1, "127.0.0.1", port)
+    answers: list[int] = []
+    channel.send(1, UPDATE_METADATA, _update(5), lambda _b, r: answers.append(r.error_code))
+    with trio.fail_after(5):
+        while not answers:
+            await trio.sleep(0.01)
+    assert answers == [0] and fake.connections == 2
+    fake.stop()

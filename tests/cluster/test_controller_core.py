@@ -204,3 +204,93 @@ def test_stop_replica_encodes_at_every_version(version: int) -> None:
     else:
         p = body.topic_states[0].partition_states[0]
         assert (p.partition_index, p.delete_partition, p.leader_epoch) == (0, True, -2)
+
+
+# --- partition reassignment (KIP-455) ------------------------------------------------------
+
+
+def test_reassignment_replica_set_is_target_then_original() -> None:
+    # KafkaController's example: ORS {1,2,3}, TRS {4,5,6} -> RS {4,5,6,1,2,3}.
+    core = _core(live=(1, 2, 3, 4, 5, 6))
+    assert core.reassign_to(T0, [4, 5, 6]) == ((4, 5, 6, 1, 2, 3), (4, 5, 6), (1, 2, 3))
+    assert core.reassign_to(T0, [3, 4, 2]) == ((3, 4, 2, 1), (4,), (1,))
+    # A replacement while a reassignment runs starts again from the original replicas.
+    core.topics["t"] = core.with_assignment(T0, (4, 5, 6, 1, 2, 3), (4, 5, 6), (1, 2, 3))
+    assert core.is_reassigning(T0)
+    assert core.origin_replicas(T0) == (1, 2, 3)
+    assert core.target_replicas(T0) == (4, 5, 6)
+    assert core.reassign_to(T0, [1, 5]) == ((1, 5, 2, 3), (5,), (2, 3))
+    assert core.reassigning_partitions() == [T0]
+
+
+def test_reassignment_validation_messages_are_kafkas() -> None:
+    core = _core(live=(1, 2, 3), replicas=(1,))
+    assert core.validate_reassignment(T0, [2, 3]) is None
+    cases = {
+        (): "Empty replica list specified in partition reassignment.",
+        (2, 2): "Duplicate replica ids in partition reassignment replica list: [2, 2]",
+        (2, -1): "Invalid broker id in replica list: [2, -1]",
+        (2, 7): "Replica assignment has brokers that are not alive. Replica list: [2, 7], "
+        "live broker list: [1, 2, 3]",
+    }
+    for target, message in cases.items():
+        assert core.validate_reassignment(T0, list(target)) == (
+            ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+            message,
+        )
+    # An original replica that is down may stay: only added replicas must be alive.
+    down = _core(live=(2, 3), replicas=(1,))
+    assert down.validate_reassignment(T0, [1, 2]) is None
+
+
+def test_reassignment_completes_when_every_target_replica_is_in_the_isr() -> None:
+    core = _core(replicas=(1,))
+    core.states[T0] = _state(1, (1,), epoch=2)
+    assert core.reassignment_complete(T0)  # nothing in progress
+    core.topics["t"] = core.with_assignment(T0, *core.reassign_to(T0, [2, 3]))
+    assert core.topics["t"].partitions[0] == (2, 3, 1)
+    assert core.topics["t"].adding_replicas[0] == (2, 3)
+    assert core.topics["t"].removing_replicas[0] == (1,)
+    assert not core.reassignment_complete(T0)
+    core.states[T0] = _state(1, (1, 2), epoch=3)
+    assert not core.reassignment_complete(T0)
+    core.states[T0] = _state(1, (1, 2, 3), epoch=3)
+    assert core.reassignment_complete(T0)
+
+
+def test_reassignment_leader_epoch_bump_then_leader_moves_into_the_target() -> None:
+    core = _core(replicas=(1,))
+    core.states[T0] = _state(1, (1,), epoch=2)
+    core.topics["t"] = core.with_assignment(T0, *core.reassign_to(T0, [2, 3]))
+    # Phase A: same leader and ISR, a new leader epoch for every replica of RS.
+    new, code, _ = core.decide(T0, Election.EPOCH_BUMP)
+    assert code == ErrorCode.NONE and new is not None
+    assert (new.leader, new.isr, new.leader_epoch) == (1, (1,), 3)
+    # Phase B: RS = TRS; the leader (1) is not in it: the first target replica in the ISR.
+    core.states[T0] = _state(1, (1, 2, 3), epoch=3)
+    core.topics["t"] = core.with_assignment(T0, core.target_replicas(T0))
+    assert not core.is_reassigning(T0) and core.replicas(T0) == (2, 3)
+    new, code, _ = core.decide(T0, Election.REASSIGN)
+    assert code == ErrorCode.NONE and new is not None
+    assert (new.leader, new.isr, new.leader_epoch) == (2, (1, 2, 3), 4)
+    core.states[T0] = new
+    # ... then the removed replica leaves the ISR.
+    new, _, _ = core.decide(T0, Election.SHRINK_TO_REPLICAS)
+    assert new is not None and (new.leader, new.isr, new.leader_epoch) == (2, (2, 3), 5)
+    core.states[T0] = new
+    assert core.decide(T0, Election.SHRINK_TO_REPLICAS)[0] is None
+
+
+def test_reassignment_keeps_a_live_leader_that_stays_and_skips_dead_targets() -> None:
+    core = _core(live=(1, 3), replicas=(1, 2))
+    core.states[T0] = _state(1, (1, 2, 3), epoch=1)
+    core.topics["t"] = TopicAssignment(partitions={0: (2, 1, 3)})
+    # Leader 1 stays in the replica set and is alive: only the epoch moves.
+    new, _, _ = core.decide(T0, Election.REASSIGN)
+    assert new is not None and (new.leader, new.leader_epoch) == (1, 2)
+    # Leader 1 is not in the new replicas and 2 is dead: 3, the next one in the ISR.
+    core.topics["t"] = TopicAssignment(partitions={0: (2, 3)})
+    new, _, _ = core.decide(T0, Election.REASSIGN)
+    assert new is not None and new.leader == 3
+    core.states[T0] = _state(1, (1,), epoch=1)
+    assert core.decide(T0, Election.REASSIGN)[1] == ErrorCode.ELIGIBLE_LEADERS_NOT_AVAILABLE

@@ -7,7 +7,12 @@ import struct
 from typing import Any
 
 from kbroker.wire.errors import ErrorCode
-from kbroker.wire.messages import FetchRequest, JoinGroupRequest, ProduceRequest
+from kbroker.wire.messages import (
+    ConsumerGroupHeartbeatRequest,
+    FetchRequest,
+    JoinGroupRequest,
+    ProduceRequest,
+)
 from kbroker.wire.records import Record, build_batch, iter_records, parse_header
 
 # -- records -------------------------------------------------------------------------------
@@ -66,7 +71,7 @@ async def produce(
 
 def fetch_request(
     topic: str,
-    partition: int,
+    partition: int | tuple[int, ...],
     offset: int,
     *,
     topic_id: Any = None,
@@ -76,13 +81,15 @@ def fetch_request(
     partition_max_bytes: int = 1024 * 1024,
     **kwargs: Any,
 ) -> FetchRequest:
-    """A one-partition Fetch request (by name, or by ``topic_id`` for v13+)."""
+    """A Fetch request of one topic (by name, or by ``topic_id`` for v13+): one partition, or
+    each of a tuple of partitions in that order, all from ``offset``."""
     ft = FetchRequest.FetchTopic(
         topic=topic if topic_id is None else "",
         partitions=[
             FetchRequest.FetchPartition(
-                partition=partition, fetch_offset=offset, partition_max_bytes=partition_max_bytes
+                partition=p, fetch_offset=offset, partition_max_bytes=partition_max_bytes
             )
+            for p in ((partition,) if isinstance(partition, int) else partition)
         ],
     )
     if topic_id is not None:
@@ -173,6 +180,19 @@ def subscription(*topics: str) -> bytes:
     for t in topics:
         out += struct.pack(">h", len(t)) + t.encode()
     return out + struct.pack(">i", -1)
+
+
+def first_heartbeat(group: str, *topics: str, member_id: str = "") -> ConsumerGroupHeartbeatRequest:
+    """A KIP-848 member's first ConsumerGroupHeartbeat (epoch 0): join ``group`` subscribed
+    to ``topics``, owning nothing yet."""
+    return ConsumerGroupHeartbeatRequest(
+        group_id=group,
+        member_id=member_id,
+        member_epoch=0,
+        rebalance_timeout_ms=30000,
+        subscribed_topic_names=list(topics),
+        topic_partitions=[],
+    )
 
 
 def join_req(

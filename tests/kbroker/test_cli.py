@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -86,7 +87,7 @@ def _run_main(capsys, *argv: str) -> tuple[int, str]:
     [
         (["--override", "no.such.key=1"], "unknown config key 'no.such.key'"),
         (["--override", "log.retention.hour=1"], "(did you mean log.retention.hours?)"),
-        (["--override", "authorizer.class.name=x"], "is not supported"),
+        (["--override", "delegation.token.secret.key=x"], "is not supported"),
         (["--override", "num.partitions=many"], "num.partitions"),
         (["--override", "novalue"], "KEY=VALUE"),
         (["--listen", "nohostport"], "HOST:PORT"),
@@ -155,26 +156,29 @@ async def _read_until(stream: trio.abc.ReceiveStream, marker: bytes, seen: bytea
     return seen[start : end if end >= 0 else None].decode()
 
 
+async def _kbroker_process(tmp_path: Path, data: Path, *args: str) -> trio.Process:
+    """``python -m kbroker --listen 127.0.0.1:0 --data-dir DATA ARGS`` with stderr piped."""
+    return await trio.lowlevel.open_process(
+        [
+            sys.executable,
+            "-m",
+            "kbroker",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(data),
+            *args,
+        ],
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=str(tmp_path),
+    )
+
+
 async def test_real_process_start_serve_and_sigterm(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with trio.fail_after(60):  # a guard against hanging forever, not a speed assertion
-        process = await trio.lowlevel.open_process(
-            [
-                sys.executable,
-                "-m",
-                "kbroker",
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-                str(data),
-                "--override",
-                "num.partitions=2",
-            ],
-            stderr=subprocess.PIPE,
-            env=env,
-            cwd=str(tmp_path),
-        )
+        process = await _kbroker_process(tmp_path, data, "--override", "num.partitions=2")
         try:
             seen = bytearray()
             line = await _read_until(process.stderr, b"bootstrap_servers=", seen)
@@ -198,3 +202,29 @@ async def test_real_process_start_serve_and_sigterm(tmp_path: Path) -> None:
                 process.kill()
     assert (data / "cli-topic-0" / ".kafka_cleanshutdown").exists()
     assert (data / "meta.properties").exists()
+
+
+async def test_json_logs_and_http_listener_of_a_real_process(tmp_path: Path) -> None:
+    with trio.fail_after(60):  # a guard against hanging forever, not a speed assertion
+        process = await _kbroker_process(
+            tmp_path, tmp_path / "data", "--http", "127.0.0.1:0", "--log-format", "json"
+        )
+        try:
+            seen = bytearray()
+            await _read_until(process.stderr, b"bootstrap_servers=", seen)
+            process.send_signal(signal.SIGTERM)
+            while chunk := await process.stderr.receive_some(4096):
+                seen += chunk
+            assert await process.wait() == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+    entries = [json.loads(line) for line in seen.decode().splitlines() if line.strip()]
+    assert entries and all(set(e) >= {"ts", "level", "logger", "message"} for e in entries)
+    messages = [e["message"] for e in entries]
+    (http_line,) = [
+        m for m in messages if m.startswith("HTTP console and metrics on http://127.0.0.1:")
+    ]
+    assert http_line.endswith("/")
+    assert any(m.startswith("kbroker ready bootstrap_servers=127.0.0.1:") for m in messages)
+    assert any(m == "SIGTERM received: shutting down" for m in messages)

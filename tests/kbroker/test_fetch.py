@@ -11,7 +11,6 @@ import trio.testing
 
 from kbroker.wire.compression import GZIP, ZSTD
 from kbroker.wire.errors import ErrorCode
-from kbroker.wire.messages import FetchRequest
 from tests.kbroker.helpers import (
     batches,
     create_topic,
@@ -190,23 +189,7 @@ async def test_response_max_bytes_is_shared_across_partitions(server: Any) -> No
     for p in (0, 1):
         await produce(client, "share", p, batch)
         await produce(client, "share", p, records(10, start=10))
-    req = FetchRequest(
-        replica_id=-1,
-        max_wait_ms=0,
-        min_bytes=1,
-        max_bytes=len(batch) + 10,
-        topics=[
-            FetchRequest.FetchTopic(
-                topic="share",
-                partitions=[
-                    FetchRequest.FetchPartition(
-                        partition=p, fetch_offset=0, partition_max_bytes=1 << 20
-                    )
-                    for p in (0, 1)
-                ],
-            )
-        ],
-    )
+    req = fetch_request("share", (0, 1), 0, max_bytes=len(batch) + 10)
     resp = await client.request(req, version=11)
     p0, p1 = resp.responses[0].partitions
     # The first partition spends the budget on one batch; the second gets
@@ -222,23 +205,7 @@ async def test_first_non_empty_partition_may_overshoot_max_bytes(server: Any) ->
     client = await server.connect()
     batch = records(10)
     await produce(client, "skip", 1, batch)
-    req = FetchRequest(
-        replica_id=-1,
-        max_wait_ms=0,
-        min_bytes=1,
-        max_bytes=10,
-        topics=[
-            FetchRequest.FetchTopic(
-                topic="skip",
-                partitions=[
-                    FetchRequest.FetchPartition(
-                        partition=p, fetch_offset=0, partition_max_bytes=1 << 20
-                    )
-                    for p in (0, 1)
-                ],
-            )
-        ],
-    )
+    req = fetch_request("skip", (0, 1), 0, max_bytes=10)
     resp = await client.request(req, version=11)
     p0, p1 = resp.responses[0].partitions
     assert batches(p0.records) == []

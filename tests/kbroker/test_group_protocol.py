@@ -25,6 +25,7 @@ from kbroker.wire.messages import (
 )
 from kbroker.wire.records import iter_records, parse_header
 from tests.kbroker.helpers import (
+    first_heartbeat,
     join,
     join_req,
     subscription,
@@ -353,14 +354,7 @@ async def test_kip848_consumer_group_heartbeat_describe_and_commit(make_server):
     topic = srv.broker.topics.create("t", 2)
     async with await srv.connect() as c:
         r = await c.request(
-            ConsumerGroupHeartbeatRequest(
-                group_id="kg",
-                member_id="",
-                member_epoch=0,
-                rebalance_timeout_ms=30000,
-                subscribed_topic_names=["t"],
-                topic_partitions=[],
-            ),
+            first_heartbeat("kg", "t"),
             version=0,
         )
         assert r.error_code == E.NONE and r.member_epoch == 1 and r.member_id
@@ -513,14 +507,7 @@ async def test_kip848_group_survives_broker_restart(make_server, tmp_path):
     topic = srv.broker.topics.create("t", 2)
     async with await srv.connect() as c:
         a = await c.request(
-            ConsumerGroupHeartbeatRequest(
-                group_id="kr",
-                member_id="",
-                member_epoch=0,
-                rebalance_timeout_ms=30000,
-                subscribed_topic_names=["t"],
-                topic_partitions=[],
-            ),
+            first_heartbeat("kr", "t"),
             version=0,
         )
         owned = [

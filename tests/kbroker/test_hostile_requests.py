@@ -6,8 +6,11 @@ negative committed offset), kbroker does too, and the broker keeps working after
 
 from __future__ import annotations
 
+import os
+
 import trio
 
+from kbroker import partition_limits
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
@@ -170,3 +173,25 @@ async def test_creating_many_topics_lets_other_clients_be_served(make_server) ->
     assert len(server.broker.topics.topics) < 40  # answered while topics were being created
     response = await creator.receive_response(19, creator.default_version(19))
     assert all(t.error_code == 0 for t in response.topics)
+
+
+async def test_partitions_never_take_the_descriptors_connections_need(
+    make_server, monkeypatch
+) -> None:
+    # With 1,024 descriptors and three per partition, a few hundred partitions
+    # locked new clients out (EMFILE on accept) and the broker could not reopen its
+    # data dir. Whatever max.broker.partitions says, creation stops short of the
+    # quarter of the limit kept for connections.
+    server = await make_server(**FAST)
+    client = await server.connect()
+    in_use = len(os.listdir("/proc/self/fd"))
+    limit = in_use + 64 + 3 * 10 + 2  # room for 10 partitions above the reserve
+    monkeypatch.setattr(partition_limits, "_fd_limit", lambda: max(limit, 4 * 64))
+    room = partition_limits.partitions_fds_allow()
+    assert room is not None and 2 <= room < 200
+    [refused] = await create(client, new_topic("wide", room + 1))
+    assert refused.error_code == ErrorCode.POLICY_VIOLATION
+    assert "file descriptors" in refused.error_message
+    assert server.broker.topics.get("wide") is None
+    [ok] = await create(client, new_topic("narrow", 2))
+    assert ok.error_code == ErrorCode.NONE

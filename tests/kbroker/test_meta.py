@@ -242,6 +242,13 @@ async def test_topic_ids_in_v12_and_rejected_before(server) -> None:
     )
     assert response.topics[0].error_code == ErrorCode.INVALID_REQUEST
     assert uuid_to_base64(topic.topic_id)  # ids are Kafka-style printable
+    # A null name is allowed in a v10-11 request, not in its response: answered, not
+    # a failed encoding and a closed connection (found by the frame fuzzer).
+    for version in (10, 11):
+        response = await client.request(MetadataRequest(topics=[T(name=None)]), version=version)
+        assert [(t.name, t.error_code) for t in response.topics] == [
+            ("", ErrorCode.INVALID_REQUEST)
+        ]
 
 
 async def test_advertised_listeners_setting(make_server) -> None:

@@ -12,7 +12,11 @@ import trio.testing
 
 from kbroker.errors import KafkaApiError
 from kbroker.log import LogConfig, PartitionLog
-from kbroker.replication.partition import ReplicatedPartition, run_isr_expiration
+from kbroker.replication.partition import (
+    ISR_CHANGE_PENDING,
+    ReplicatedPartition,
+    run_isr_expiration,
+)
 from kbroker.wire.errors import ErrorCode
 from tests.log.conftest import batch
 
@@ -113,6 +117,36 @@ async def test_a_refused_isr_change_keeps_the_isr(
     await trio.sleep(2 * LAG_MS / 1000)
     assert p.maybe_shrink_isr() == []
     assert p.isr == [1, 2, 3]
+
+
+async def test_a_pending_shrink_holds_the_high_watermark_until_committed(
+    log: PartitionLog, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Cluster mode: the shrink is written to ZooKeeper first. Until it is, the controller
+    # may still elect the dropped follower, so the HW must not pass what it has.
+    requested: list[list[int]] = []
+
+    def persist_later(isr: list[int]) -> str:
+        requested.append(isr)
+        return ISR_CHANGE_PENDING
+
+    p = _leader(log, [])
+    p.on_isr_change = persist_later
+    end = _append(p, 2)
+    p.on_follower_fetch(2, end)
+    p.on_follower_fetch(3, end)
+    end = _append(p, 3)
+    await trio.sleep(2 * LAG_MS / 1000)
+    p.on_follower_fetch(2, end)  # 3 stopped fetching
+    assert p.maybe_shrink_isr() == []
+    assert requested == [[1, 2]] and p.isr == [1, 2, 3]
+    assert p.high_watermark == 2  # still waiting for 3
+    assert p.maybe_shrink_isr() == [] and len(requested) == 1  # one change at a time
+    p.complete_isr_change([1, 2], committed=False)  # ZooKeeper refused it
+    assert p.isr == [1, 2, 3] and p.high_watermark == 2
+    p.maybe_shrink_isr()
+    p.complete_isr_change([1, 2], committed=True)
+    assert p.isr == [1, 2] and p.high_watermark == end
 
 
 async def test_acks_all_waits_for_every_isr_member(

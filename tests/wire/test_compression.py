@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import zlib
 
 import cramjam
@@ -99,6 +100,19 @@ def test_garbage_is_corrupt_message(codec: int, garbage: bytes) -> None:
         # Some codecs legitimately decode tiny inputs (empty gzip is an error,
         # but e.g. raw snappy b"\x00" is the empty string).
         assert len(out) <= 40 * 64
+
+
+@pytest.mark.parametrize("codec", [C.LZ4, C.ZSTD])
+def test_skippable_frames_are_passed_over(codec: int) -> None:
+    # Both frame formats let a writer put skippable frames (magic 0x184D2A5?, a length, that
+    # many ignored bytes) before, between or after real frames; the size bound must skip them.
+    skippable = struct.pack("<II", 0x184D2A53, 5) + b"extra"
+    frame = C.compress(codec, DATA)
+    assert C.decompress(codec, skippable + frame + skippable + frame) == DATA + DATA
+    with pytest.raises(InvalidRecordBatch):  # a skippable frame cut inside its length
+        C.decompress(codec, frame + skippable[:6])
+    with pytest.raises(InvalidRecordBatch):  # a bound over a frame whose magic is wrong
+        C.decompress(codec, skippable + b"\x00\x01\x02\x03" + frame)
 
 
 def test_unknown_codec() -> None:

@@ -1,0 +1,123 @@
+#!/usr/bin/env node
+// kafkajs cluster scenarios for compat/test_cluster_kafkajs.py:
+// `node cluster.js SCENARIO BOOTSTRAP TOPIC [ARG]`, BOOTSTRAP a comma-separated broker list.
+// Prints ONE JSON line on stdout with what kafkajs observed (kafkajs's logs go to stderr);
+// an error prints {"error": {...}} and exits 1.
+'use strict'
+
+const { Kafka, logLevel } = require('kafkajs')
+
+const [scenario, bootstrap, topic, arg] = process.argv.slice(2)
+const DEADLINE_MS = 60000
+
+const kafka = new Kafka({
+  clientId: 'kbroker-compat-kafkajs-cluster',
+  brokers: bootstrap.split(','),
+  logLevel: logLevel.WARN,
+  logCreator: () => ({ namespace, level, log }) => {
+    process.stderr.write(`[${namespace}] ${JSON.stringify(log)}\n`)
+  },
+  // Enough patience to ride out a leader failover (6 s sessions) on its own retries.
+  retry: { retries: 30, initialRetryTime: 200, maxRetryTime: 2000 }
+})
+
+function describeError (err) {
+  const out = { name: err.name, message: err.message, type: err.type, code: err.code }
+  if (err.errors) out.errors = err.errors.map(describeError)
+  if (err.cause) out.cause = describeError(err.cause)
+  return out
+}
+
+const SCENARIOS = {
+  // CreateTopics: ARG partitions, replication factor 3.
+  async create () {
+    const admin = kafka.admin()
+    await admin.connect()
+    try {
+      const created = await admin.createTopics({
+        waitForLeaders: true,
+        topics: [{ topic, numPartitions: Number(arg), replicationFactor: 3 }]
+      })
+      return { created }
+    } finally {
+      await admin.disconnect()
+    }
+  },
+
+  // What kafkajs's admin client sees of the cluster and the topic.
+  async metadata () {
+    const admin = kafka.admin()
+    await admin.connect()
+    try {
+      const cluster = await admin.describeCluster()
+      const { topics } = await admin.fetchTopicMetadata({ topics: [topic] })
+      return {
+        brokers: cluster.brokers.map((b) => b.nodeId).sort(),
+        controller: cluster.controller,
+        partitions: topics[0].partitions.map((p) => ({
+          partition: p.partitionId, leader: p.leader, replicas: p.replicas, isr: p.isr
+        }))
+      }
+    } finally {
+      await admin.disconnect()
+    }
+  },
+
+  // One record to each of ARG partitions (value "<tag>-p<partition>"), acks=1.
+  async produce () {
+    const [count, tag] = arg.split(':')
+    const producer = kafka.producer()
+    await producer.connect()
+    try {
+      const messages = []
+      for (let p = 0; p < Number(count); p++) messages.push({ partition: p, value: `${tag}-p${p}` })
+      const sent = await producer.send({ topic, acks: 1, messages })
+      return { sent: sent.map((r) => ({ partition: r.partition, errorCode: r.errorCode })) }
+    } finally {
+      await producer.disconnect()
+    }
+  },
+
+  // A fresh group reads from the beginning until it has ARG records, or (ARG "until:V")
+  // until it has seen the value V.
+  async consume () {
+    const until = arg.startsWith('until:') ? arg.slice(6) : null
+    const consumer = kafka.consumer({
+      groupId: `${topic}-${Date.now()}`, sessionTimeout: 6000, heartbeatInterval: 500
+    })
+    await consumer.connect()
+    const values = []
+    let done
+    const finished = new Promise((resolve) => { done = resolve })
+    try {
+      await consumer.subscribe({ topics: [topic], fromBeginning: true })
+      await consumer.run({
+        eachMessage: async ({ message }) => {
+          values.push(message.value.toString())
+          if (until === null ? values.length >= Number(arg) : values.includes(until)) done()
+        }
+      })
+      await finished
+    } finally {
+      await consumer.disconnect()
+    }
+    return { values: values.sort() }
+  }
+}
+
+async function main () {
+  const fn = SCENARIOS[scenario]
+  if (!fn) throw new Error(`unknown scenario ${scenario}`)
+  const timer = setTimeout(() => {
+    process.stdout.write(JSON.stringify({ error: { message: `not done within ${DEADLINE_MS} ms` } }) + '\n')
+    process.exit(1)
+  }, DEADLINE_MS)
+  const result = await fn()
+  clearTimeout(timer)
+  process.stdout.write(JSON.stringify(result) + '\n')
+}
+
+main().then(() => process.exit(0), (err) => {
+  process.stdout.write(JSON.stringify({ error: describeError(err) }) + '\n')
+  process.exit(1)
+})

@@ -1,0 +1,421 @@
+"""Issue 15's failover scenarios on a 3-broker cluster, for any client with an adapter.
+
+Each scenario drives a real client against ``kbroker.Cluster`` (real ZooKeeper, three
+real broker processes, replication factor 3, ``min.insync.replicas=2``, acks=all,
+idempotent producer), records every send / acknowledgement / read in a
+``compat.checker.History`` and asserts what acks=all promises: nothing acknowledged is
+lost, nothing is read twice, per-partition order holds, and no consumer sees an offset
+go back. The figures (acked, read, lost, duplicated, failover times) are returned and
+the test modules record them for the results table (compat/results.py).
+
+``KBROKER_REPLICATION_KILLS`` sets how many leader kills scenario 1 makes (default 3
+per client, so both clients' modules stay within a few minutes; the issue's "ten times
+in a row" is ``KBROKER_REPLICATION_KILLS=10``).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from compat.checker import Analysis, History
+from kbroker.cluster_runner import Cluster
+
+# Kafka settings of the scenarios' cluster: acks=all needs 2 of 3 replicas; a follower
+# that stops fetching leaves the ISR after 3 s; a killed broker's session ends after 6 s.
+CLUSTER_CONFIG = {
+    "min.insync.replicas": 2,
+    "default.replication.factor": 3,
+    "offsets.topic.replication.factor": 3,
+    "transaction.state.log.replication.factor": 3,
+    "replica.lag.time.max.ms": 3000,
+    "zookeeper.session.timeout.ms": 6000,
+    "offsets.topic.num.partitions": 3,
+    "transaction.state.log.num.partitions": 3,
+}
+PARTITIONS = 3
+RATE_PER_S = 300  # records per second of the steady producer
+KILLS = int(os.environ.get("KBROKER_REPLICATION_KILLS", "3"))
+SETTLE_S = 60.0  # time allowed for a cluster to elect, catch up and refill its ISRs
+
+
+class ProducerHandle(Protocol):
+    """One client's producer, as the scenarios use it."""
+
+    def send(self, topic: str, partition: int, value: bytes) -> None:
+        """Hand one record to the client; the history hears of its delivery report."""
+
+    def poll(self) -> None:
+        """Serve delivery reports (clients that need it)."""
+
+    def flush(self, timeout_s: float) -> None:
+        """Wait for every outstanding delivery report."""
+
+    def close(self) -> None:
+        """Release the client."""
+
+
+class ClientAdapter(Protocol):
+    """What a client library must offer the scenarios."""
+
+    name: str
+
+    def producer(
+        self, bootstrap: str, history: History | None, *, idempotent: bool, retries: int | None
+    ) -> ProducerHandle:
+        """An acks=all producer reporting to ``history``; ``retries=0`` fails at once."""
+
+    def create_topic(self, bootstrap: str, topic: str, partitions: int, rf: int) -> None:
+        """Create a topic and return once it exists."""
+
+    def read_all(
+        self, bootstrap: str, topic: str, partitions: int, history: History, reader: str
+    ) -> None:
+        """Read every partition from its start to its current end into ``history``."""
+
+    def live_reader(
+        self, bootstrap: str, topic: str, partitions: int, history: History, stop: threading.Event
+    ) -> None:
+        """Read from the start until ``stop`` is set (a consumer running through failovers)."""
+
+    def send_error(self, bootstrap: str, topic: str, partition: int) -> str:
+        """Produce one record with acks=all and no retry: the error's name ("" on success)."""
+
+
+# -- cluster helpers -------------------------------------------------------------------------------
+def reset(cluster: Cluster) -> None:
+    """Every broker running and unpaused again (a scenario may have left one down)."""
+    for broker_id in cluster.broker_ids:
+        broker = cluster.broker(broker_id)
+        if broker.paused:
+            cluster.resume(broker_id)
+    down = [i for i in cluster.broker_ids if not cluster.broker(i).is_running()]
+    if down:
+        cluster.start_brokers(down)
+
+
+def wait_full_isr(cluster: Cluster, topic: str, timeout: float = SETTLE_S) -> None:
+    """Wait until every partition has a leader and all its replicas in the ISR."""
+
+    def full() -> bool:
+        parts = cluster.partitions(topic)
+        return len(parts) == PARTITIONS and all(
+            p.leader > 0 and set(p.isr) == set(p.replicas) for p in parts.values()
+        )
+
+    cluster.wait_for(full, timeout, interval=0.2, message=f"the full ISR of {topic}")
+
+
+def replica_bytes(cluster: Cluster, topic: str, partition: int) -> dict[int, bytes]:
+    """Each broker's log of one partition: its segments' bytes in offset order."""
+    out = {}
+    for broker_id in cluster.broker_ids:
+        directory = Path(cluster.broker(broker_id).data_dir) / f"{topic}-{partition}"
+        out[broker_id] = b"".join(p.read_bytes() for p in sorted(directory.glob("*.log")))
+    return out
+
+
+def wait_identical_replicas(cluster: Cluster, topic: str) -> int:
+    """Wait until every partition's replicas hold the same bytes; the total size."""
+
+    def identical() -> bool:
+        return all(
+            len(set(replica_bytes(cluster, topic, p).values())) == 1 for p in range(PARTITIONS)
+        )
+
+    cluster.wait_for(identical, SETTLE_S, interval=0.5, message=f"identical replicas of {topic}")
+    return sum(len(replica_bytes(cluster, topic, p)[cluster.broker_ids[0]]) for p in range(3))
+
+
+def describe(cluster: Cluster, topic: str) -> dict[str, Any]:
+    """Partition 0 as ``kbroker topics describe --json TOPIC`` shows it to a user
+    (leader, replicas, isr, offsets), asked of a running broker."""
+    via = cluster.running_broker_ids[0]
+    result = subprocess.run(
+        [sys.executable, "-m", "kbroker", "topics", "describe", "--json", topic]
+        + ["--bootstrap-server", cluster.address(via)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    (entry,) = json.loads(result.stdout)
+    partition: dict[str, Any] = entry["partitions"][0]
+    return partition
+
+
+# -- a steady producer -------------------------------------------------------------------------
+class SteadyProducer:
+    """Sends ``RATE_PER_S`` records a second round-robin over the partitions, in a thread."""
+
+    def __init__(
+        self,
+        producer: ProducerHandle,
+        history: History,
+        topic: str,
+        tag: str,
+        partitions: int = PARTITIONS,
+    ) -> None:
+        self.producer = producer
+        self.partitions = partitions
+        self.history = history
+        self.topic = topic
+        self.tag = tag
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.sent = 0
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        interval = 1.0 / RATE_PER_S
+        next_at = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                partition = self.sent % self.partitions
+                value = f"{self.tag}-{self.sent}".encode()
+                self.history.sent(partition, value)
+                self.producer.send(self.topic, partition, value)
+                self.sent += 1
+                self.producer.poll()
+                next_at += interval
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+        except BaseException as exc:  # noqa: BLE001 - reported by stop()
+            self.error = exc
+
+    def __enter__(self) -> SteadyProducer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def finish(self, timeout_s: float = SETTLE_S) -> None:
+        """Stop sending and wait for every delivery report."""
+        self._stop.set()
+        self._thread.join(30)
+        self.producer.flush(timeout_s)
+        if self.error is not None:
+            raise self.error
+
+
+@contextmanager
+def live_reading(
+    client: ClientAdapter, cluster: Cluster, topic: str, history: History
+) -> Iterator[None]:
+    """A consumer reading ``topic`` throughout the block (its reads go into ``history``)."""
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=client.live_reader,
+        args=(cluster.bootstrap_servers, topic, PARTITIONS, history, stop),
+        daemon=True,
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+def check(
+    client: ClientAdapter, cluster: Cluster, topic: str, history: History, partitions: int
+) -> Analysis:
+    """Read everything back and analyse; fails the test on any anomaly."""
+    client.read_all(cluster.bootstrap_servers, topic, partitions, history, "final")
+    analysis = history.analyse()
+    assert analysis.acknowledged > 0, "nothing was acknowledged"
+    assert not analysis.problems(), analysis.problems()
+    return analysis
+
+
+def wait_acked(cluster: Cluster, history: History, more_than: int, timeout: float) -> None:
+    """Wait until the history has more than ``more_than`` acknowledgements."""
+    cluster.wait_for(
+        lambda: history.acked_count > more_than,
+        timeout,
+        message=f"more than {more_than} acknowledgements",
+    )
+
+
+# -- scenario 1 -----------------------------------------------------------------------------------
+def leader_kills(client: ClientAdapter, cluster: Cluster, topic: str) -> dict[str, Any]:
+    """Steady acks=all produce while the leader of each partition in turn is killed -9 and
+    restarted: nothing acknowledged lost or duplicated, replicas byte-identical after."""
+    reset(cluster)
+    client.create_topic(cluster.bootstrap_servers, topic, PARTITIONS, 3)
+    wait_full_isr(cluster, topic)
+    history = History()
+    failovers: list[float] = []
+    producer = client.producer(cluster.bootstrap_servers, history, idempotent=True, retries=None)
+    try:
+        with (
+            live_reading(client, cluster, topic, history),
+            SteadyProducer(producer, history, topic, "k") as steady,
+        ):
+            wait_acked(cluster, history, 200, 30)
+            for kill in range(KILLS):
+                partition = kill % PARTITIONS
+                leader = cluster.leader_of(topic, partition)
+                killed_at = time.monotonic()
+                cluster.kill(leader)
+                first = cluster.wait_for(
+                    functools.partial(history.first_ack_after, partition, killed_at),
+                    SETTLE_S,
+                    message=f"an acknowledgement on partition {partition} after the kill",
+                )
+                assert first is not None
+                failovers.append(first - killed_at)
+                cluster.start_broker(leader)
+                wait_full_isr(cluster, topic)
+            steady.finish()
+    finally:
+        producer.close()
+    size = wait_identical_replicas(cluster, topic)
+    analysis = check(client, cluster, topic, history, PARTITIONS)
+    return {
+        **analysis.figures(),
+        "kills": KILLS,
+        "failover_p50_s": round(statistics.median(failovers), 2),
+        "failover_max_s": round(max(failovers), 2),
+        "replica_bytes": size,
+    }
+
+
+# -- scenario 2 -----------------------------------------------------------------------------------
+def two_of_three_down(client: ClientAdapter, cluster: Cluster, topic: str) -> dict[str, Any]:
+    """Two brokers killed: acks=all is refused with NOT_ENOUGH_REPLICAS; one restarted:
+    the producer succeeds again and nothing acknowledged is lost. ``kbroker topics
+    describe`` shows the ISR shrink and grow back (scenario 6)."""
+    reset(cluster)
+    client.create_topic(cluster.bootstrap_servers, topic, 1, 3)
+    cluster.wait_for(
+        lambda: len(cluster.partitions(topic).get(0, _NO_PARTITION).isr) == 3,
+        SETTLE_S,
+        message=f"the full ISR of {topic}",
+    )
+    described_before = describe(cluster, topic)
+    history = History()
+    producer = client.producer(cluster.bootstrap_servers, history, idempotent=True, retries=None)
+    try:
+        for i in range(50):
+            history.sent(0, f"before-{i}".encode())
+            producer.send(topic, 0, f"before-{i}".encode())
+        producer.flush(30)
+        assert history.acked_count == 50, history.failure_kinds()
+        survivor = cluster.leader_of(topic, 0)
+        victims = [b for b in cluster.broker_ids if b != survivor]
+        for victim in victims:
+            cluster.kill(victim)
+        cluster.wait_for(
+            lambda: cluster.partitions(topic, via=survivor)[0].isr == (survivor,),
+            SETTLE_S,
+            message="the ISR to shrink to the survivor",
+        )
+        described_alone = describe(cluster, topic)
+        refused = client.send_error(cluster.address(survivor), topic, 0)
+        assert refused == "NOT_ENOUGH_REPLICAS", refused
+        # The idempotent producer keeps retrying these until a replica is back.
+        for i in range(50):
+            history.sent(0, f"during-{i}".encode())
+            producer.send(topic, 0, f"during-{i}".encode())
+            producer.poll()
+        time.sleep(1.0)
+        producer.poll()
+        assert history.acked_count == 50, "acknowledged with one replica in the ISR"
+        restarted_at = time.monotonic()
+        cluster.start_broker(victims[0])
+        producer.flush(SETTLE_S)
+        recovered_s = time.monotonic() - restarted_at
+        assert history.acked_count == 100, history.failure_kinds()
+        expected = sorted([survivor, victims[0]])
+
+        def isr_back() -> dict[str, Any] | None:
+            described = describe(cluster, topic)
+            return described if sorted(described["isr"]) == expected else None
+
+        cluster.wait_for(
+            isr_back,
+            SETTLE_S,
+            message=f"describe to show the ISR {expected}",
+        )
+    finally:
+        producer.close()
+    # What a user sees from the command line: the ISR went down to one broker and back.
+    assert sorted(described_before["isr"]) == sorted(cluster.broker_ids), described_before
+    assert described_alone["leader"] == survivor, described_alone
+    assert described_alone["isr"] == [survivor], described_alone
+    analysis = check(client, cluster, topic, history, 1)
+    reset(cluster)
+    return {**analysis.figures(), "recovered_after_restart_s": round(recovered_s, 2)}
+
+
+# -- scenario 3 -----------------------------------------------------------------------------------
+def paused_follower(client: ClientAdapter, cluster: Cluster, topic: str) -> dict[str, Any]:
+    """A follower SIGSTOPped past replica.lag.time.max.ms leaves the ISR, acks=all carries
+    on with the other two; after SIGCONT it catches up and rejoins."""
+    reset(cluster)
+    client.create_topic(cluster.bootstrap_servers, topic, 1, 3)
+    cluster.wait_for(
+        lambda: len(cluster.partitions(topic).get(0, _NO_PARTITION).isr) == 3,
+        SETTLE_S,
+        message=f"the full ISR of {topic}",
+    )
+    leader = cluster.leader_of(topic, 0)
+    controller = cluster.controller_id()
+    # A follower that is not the controller: pausing the controller would also stop the
+    # cluster's reaction to the ISR change this scenario is about.
+    follower = next(b for b in cluster.broker_ids if b not in (leader, controller))
+    history = History()
+    producer = client.producer(cluster.bootstrap_servers, history, idempotent=True, retries=None)
+    try:
+        with SteadyProducer(producer, history, topic, "p", 1) as steady:
+            wait_acked(cluster, history, 100, 30)
+            paused_at = time.monotonic()
+            cluster.pause(follower)
+            try:
+                cluster.wait_for(
+                    lambda: follower not in cluster.partitions(topic, via=leader)[0].isr,
+                    SETTLE_S,
+                    message=f"broker {follower} to leave the ISR",
+                )
+                left_s = time.monotonic() - paused_at
+                acked = history.acked_count
+                wait_acked(cluster, history, acked + 100, 30)  # acks=all carries on
+            finally:
+                cluster.resume(follower)
+            resumed_at = time.monotonic()
+            cluster.wait_for(
+                lambda: follower in cluster.partitions(topic, via=leader)[0].isr,
+                SETTLE_S,
+                message=f"broker {follower} to rejoin the ISR",
+            )
+            rejoined_s = time.monotonic() - resumed_at
+            steady.finish()
+    finally:
+        producer.close()
+    analysis = check(client, cluster, topic, history, 1)
+    return {
+        **analysis.figures(),
+        "left_isr_after_s": round(left_s, 2),
+        "rejoined_after_s": round(rejoined_s, 2),
+    }
+
+
+class _NoPartition:
+    isr: tuple[int, ...] = ()
+
+
+_NO_PARTITION: Any = _NoPartition()

@@ -1,0 +1,183 @@
+"""Issue 15's replication scenarios with confluent-kafka (librdkafka) on a 3-broker cluster.
+
+The scenarios and the checker are shared (compat/replication_scenarios.py,
+compat/checker.py); this module is confluent-kafka's adapter. Each test records its
+figures (acked, read, lost, duplicated, failover times) for the results table.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from compat import replication_scenarios as scenarios
+from compat.checker import History
+from kbroker.cluster_runner import Cluster
+
+pytestmark = pytest.mark.compat
+
+
+class ConfluentProducer:
+    """An acks=all confluent-kafka producer reporting to a History."""
+
+    def __init__(self, bootstrap: str, history: History | None, settings: dict[str, Any]) -> None:
+        self.history = history
+        self.producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", **settings})
+
+    def _report(self, err: KafkaError | None, msg: Any) -> None:
+        if self.history is None:
+            return
+        if err is not None:
+            self.history.failed(msg.value(), err.name())
+        else:
+            self.history.acked(msg.partition(), msg.offset(), msg.value())
+
+    def send(self, topic: str, partition: int, value: bytes) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value, partition=partition, on_delivery=self._report)
+                return
+            except BufferError:  # the local queue is full while no leader answers
+                self.producer.poll(0.1)
+
+    def poll(self) -> None:
+        self.producer.poll(0)
+
+    def flush(self, timeout_s: float) -> None:
+        self.producer.flush(timeout_s)
+
+    def close(self) -> None:
+        self.producer.flush(5)
+
+
+class ConfluentClient:
+    """confluent-kafka's adapter for the scenarios."""
+
+    name = "confluent-kafka"
+
+    def producer(
+        self, bootstrap: str, history: History | None, *, idempotent: bool, retries: int | None
+    ) -> ConfluentProducer:
+        settings: dict[str, Any] = {
+            "enable.idempotence": idempotent,
+            "linger.ms": 5,
+            "message.timeout.ms": 120_000,
+        }
+        if retries is not None:
+            settings["retries"] = retries
+        return ConfluentProducer(bootstrap, history, settings)
+
+    def create_topic(self, bootstrap: str, topic: str, partitions: int, rf: int) -> None:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        for future in admin.create_topics([NewTopic(topic, partitions, rf)]).values():
+            future.result(30)
+
+    def _consumer(self, bootstrap: str) -> Consumer:
+        return Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": "replication-checker",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            }
+        )
+
+    def read_all(
+        self, bootstrap: str, topic: str, partitions: int, history: History, reader: str
+    ) -> None:
+        consumer = self._consumer(bootstrap)
+        try:
+            ends = {
+                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+                for p in range(partitions)
+            }
+            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+            positions = dict.fromkeys(range(partitions), 0)
+            deadline = time.monotonic() + scenarios.SETTLE_S
+            while any(positions[p] < ends[p] for p in ends) and time.monotonic() < deadline:
+                msg = consumer.poll(0.5)
+                if msg is None or msg.error():
+                    continue
+                history.read(reader, msg.partition(), msg.offset(), msg.value())
+                positions[msg.partition()] = msg.offset() + 1
+            assert all(positions[p] >= ends[p] for p in ends), (positions, ends)
+        finally:
+            consumer.close()
+
+    def live_reader(
+        self, bootstrap: str, topic: str, partitions: int, history: History, stop: threading.Event
+    ) -> None:
+        consumer = self._consumer(bootstrap)
+        try:
+            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+            while not stop.is_set():
+                msg = consumer.poll(0.2)
+                if msg is None or msg.error():
+                    continue
+                history.read("live", msg.partition(), msg.offset(), msg.value())
+        finally:
+            consumer.close()
+
+    def send_error(self, bootstrap: str, topic: str, partition: int) -> str:
+        errors: list[str] = []
+        producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "acks": "all",
+                "enable.idempotence": False,
+                "retries": 0,
+                "message.timeout.ms": 15_000,
+            }
+        )
+        producer.produce(
+            topic,
+            b"probe",
+            partition=partition,
+            on_delivery=lambda err, _msg: errors.append(err.name() if err else ""),
+        )
+        producer.flush(20)
+        return errors[0] if errors else "no delivery report"
+
+
+CLIENT = ConfluentClient()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """Three brokers, RF 3, min.insync.replicas 2, shared by the module's scenarios."""
+    with Cluster(3, config=scenarios.CLUSTER_CONFIG) as running:
+        yield running
+
+
+def _run(
+    scenario: Callable[..., dict[str, Any]],
+    cluster: Cluster,
+    topic_name: str,
+    record_property: Callable[[str, object], None],
+) -> None:
+    figures = scenario(CLIENT, cluster, topic_name)
+    record_property("figures", figures)
+
+
+def test_leader_killed_repeatedly_loses_nothing(
+    cluster: Cluster, topic_name: str, record_property: Callable[[str, object], None]
+) -> None:
+    _run(scenarios.leader_kills, cluster, topic_name, record_property)
+
+
+def test_two_of_three_down_refuses_then_recovers(
+    cluster: Cluster, topic_name: str, record_property: Callable[[str, object], None]
+) -> None:
+    _run(scenarios.two_of_three_down, cluster, topic_name, record_property)
+
+
+def test_paused_follower_leaves_and_rejoins_the_isr(
+    cluster: Cluster, topic_name: str, record_property: Callable[[str, object], None]
+) -> None:
+    _run(scenarios.paused_follower, cluster, topic_name, record_property)

@@ -1,0 +1,183 @@
+"""Issue 15's replication scenarios with kafka-python on a 3-broker cluster.
+
+The scenarios and the checker are shared (compat/replication_scenarios.py,
+compat/checker.py); this module is kafka-python's adapter.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError
+
+from compat import replication_scenarios as scenarios
+from compat.checker import History
+from kbroker.cluster_runner import Cluster
+
+pytestmark = pytest.mark.compat
+
+
+def _error_name(exc: BaseException) -> str:
+    # kafka-python's broker errors carry Kafka's name in ``message`` (NotEnoughReplicasError:
+    # "NOT_ENOUGH_REPLICAS"); anything else is named by its class.
+    return str(getattr(exc, "message", None) or type(exc).__name__)
+
+
+class KafkaPythonProducer:
+    """An acks=all KafkaProducer reporting to a History."""
+
+    def __init__(self, bootstrap: str, history: History | None, settings: dict[str, Any]) -> None:
+        self.history = history
+        self.producer = KafkaProducer(
+            bootstrap_servers=bootstrap.split(","), acks="all", **settings
+        )
+
+    def send(self, topic: str, partition: int, value: bytes) -> None:
+        future = self.producer.send(topic, value=value, partition=partition)
+        history = self.history
+        if history is not None:
+            future.add_callback(lambda md: history.acked(md.partition, md.offset, value))
+            future.add_errback(lambda exc: history.failed(value, _error_name(exc)))
+
+    def poll(self) -> None:
+        pass  # kafka-python's sender thread runs the callbacks
+
+    def flush(self, timeout_s: float) -> None:
+        try:
+            self.producer.flush(timeout=timeout_s)
+        except KafkaError:
+            pass  # the records that could not be sent are failed in the history
+
+    def close(self) -> None:
+        self.producer.close(timeout=5)
+
+
+class KafkaPythonClient:
+    """kafka-python's adapter for the scenarios."""
+
+    name = "kafka-python"
+
+    def producer(
+        self, bootstrap: str, history: History | None, *, idempotent: bool, retries: int | None
+    ) -> KafkaPythonProducer:
+        settings: dict[str, Any] = {
+            "enable_idempotence": idempotent,
+            "linger_ms": 5,
+            "delivery_timeout_ms": 120_000,
+            "request_timeout_ms": 30_000,
+        }
+        if retries is not None:
+            settings["retries"] = retries
+        return KafkaPythonProducer(bootstrap, history, settings)
+
+    def create_topic(self, bootstrap: str, topic: str, partitions: int, rf: int) -> None:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","))
+        try:
+            admin.create_topics([NewTopic(topic, partitions, rf)])
+        finally:
+            admin.close()
+
+    def _consumer(self, bootstrap: str) -> KafkaConsumer:
+        return KafkaConsumer(
+            bootstrap_servers=bootstrap.split(","),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+
+    def read_all(
+        self, bootstrap: str, topic: str, partitions: int, history: History, reader: str
+    ) -> None:
+        consumer = self._consumer(bootstrap)
+        try:
+            tps = [TopicPartition(topic, p) for p in range(partitions)]
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            ends = consumer.end_offsets(tps)
+            deadline = time.monotonic() + scenarios.SETTLE_S
+            while (
+                any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline
+            ):
+                for tp, records in consumer.poll(timeout_ms=500).items():
+                    for r in records:
+                        history.read(reader, tp.partition, r.offset, r.value)
+            assert all(consumer.position(tp) >= ends[tp] for tp in tps), ends
+        finally:
+            consumer.close()
+
+    def live_reader(
+        self, bootstrap: str, topic: str, partitions: int, history: History, stop: threading.Event
+    ) -> None:
+        consumer = self._consumer(bootstrap)
+        try:
+            tps = [TopicPartition(topic, p) for p in range(partitions)]
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            while not stop.is_set():
+                try:
+                    polled = consumer.poll(timeout_ms=200)
+                except KafkaError:
+                    continue  # the client re-discovers the leader by itself
+                for tp, records in polled.items():
+                    for r in records:
+                        history.read("live", tp.partition, r.offset, r.value)
+        finally:
+            consumer.close()
+
+    def send_error(self, bootstrap: str, topic: str, partition: int) -> str:
+        producer = KafkaProducer(
+            bootstrap_servers=bootstrap.split(","),
+            acks="all",
+            enable_idempotence=False,
+            retries=0,
+        )
+        try:
+            producer.send(topic, value=b"probe", partition=partition).get(timeout=20)
+            return ""
+        except KafkaError as exc:
+            return _error_name(exc)
+        finally:
+            producer.close(timeout=5)
+
+
+CLIENT = KafkaPythonClient()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """Three brokers, RF 3, min.insync.replicas 2, shared by the module's scenarios."""
+    with Cluster(3, config=scenarios.CLUSTER_CONFIG) as running:
+        yield running
+
+
+def _run(
+    scenario: Callable[..., dict[str, Any]],
+    cluster: Cluster,
+    topic_name: str,
+    record_property: Callable[[str, object], None],
+) -> None:
+    figures = scenario(CLIENT, cluster, topic_name)
+    record_property("figures", figures)
+
+
+def test_leader_killed_repeatedly_loses_nothing(
+    cluster: Cluster, topic_name: str, record_property: Callable[[str, object], None]
+) -> None:
+    _run(scenarios.leader_kills, cluster, topic_name, record_property)
+
+
+def test_two_of_three_down_refuses_then_recovers(
+    cluster: Cluster, topic_name: str, record_property: Callable[[str, object], None]
+) -> None:
+    _run(scenarios.two_of_three_down, cluster, topic_name, record_property)
+
+
+def test_paused_follower_leaves_and_rejoins_the_isr(
+    cluster: Cluster, topic_name: str, record_property: Callable[[str, object], None]
+) -> None:
+    _run(scenarios.paused_follower, cluster, topic_name, record_property)

@@ -1,0 +1,160 @@
+"""Partition reassignment (KIP-455): AlterPartitionReassignments (45) and
+ListPartitionReassignments (46).
+
+In ZooKeeper mode only the active controller serves them (KafkaController's
+processApiPartitionReassignment / processListPartitionReassignments): any other broker
+answers a top-level NOT_CONTROLLER and the admin client, which sends these to the
+controller named by Metadata, refreshes its metadata and retries.
+
+A single node is its own controller with one live broker: a partition can only be
+"moved" to the replica it already has, so there is never a reassignment in progress.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kbroker.errors import KafkaApiError
+from kbroker.handlers import RequestContext, handles
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.messages import (
+    AlterPartitionReassignmentsRequest,
+    AlterPartitionReassignmentsResponse,
+    ListPartitionReassignmentsRequest,
+    ListPartitionReassignmentsResponse,
+)
+
+logger = logging.getLogger(__name__)
+
+TP = tuple[str, int]
+
+
+def _active_controller(ctx: RequestContext) -> Any:
+    cluster = ctx.broker.cluster
+    controller = None if cluster is None else cluster.controller
+    if controller is None or not controller.is_active:
+        return None
+    return controller
+
+
+def _single_node_alter(
+    ctx: RequestContext, tp: TP, target: list[int] | None
+) -> tuple[int, str | None]:
+    """KafkaController.validateReplicas with this node as the only live broker."""
+    node_id = ctx.broker.config.node_id
+    if target is not None:
+        if not target:
+            return (
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                "Empty replica list specified in partition reassignment.",
+            )
+        if len(set(target)) != len(target):
+            return (
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                f"Duplicate replica ids in partition reassignment replica list: {target}",
+            )
+        if any(b < 0 for b in target):
+            return (
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                f"Invalid broker id in replica list: {target}",
+            )
+        adding = [b for b in target if b != node_id]
+        if adding:
+            return (
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                "Replica assignment has brokers that are not alive. Replica list: "
+                f"{adding}, live broker list: [{node_id}]",
+            )
+    if ctx.broker.topics.partition(*tp) is None:
+        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "The partition does not exist."
+    if target is None:
+        return ErrorCode.NO_REASSIGNMENT_IN_PROGRESS, None
+    return ErrorCode.NONE, None
+
+
+@handles(AlterPartitionReassignmentsRequest.API_KEY, 0, 0)
+async def handle_alter_partition_reassignments(
+    ctx: RequestContext, request: AlterPartitionReassignmentsRequest
+) -> AlterPartitionReassignmentsResponse:
+    """Start (or cancel, with null replicas) moving partitions to new replicas."""
+    wanted: dict[TP, list[int] | None] = {}
+    for topic in request.topics:
+        for p in topic.partitions:
+            wanted[(topic.name, p.partition_index)] = (
+                None if p.replicas is None else list(p.replicas)
+            )
+    results: dict[TP, tuple[int, str | None]]
+    if ctx.broker.cluster is None:
+        results = {tp: _single_node_alter(ctx, tp, target) for tp, target in wanted.items()}
+    else:
+        controller = _active_controller(ctx)
+        try:
+            if controller is None:
+                raise KafkaApiError(ErrorCode.NOT_CONTROLLER, None)
+            results = await controller.alter_partition_reassignments(wanted)
+        except KafkaApiError as exc:
+            return AlterPartitionReassignmentsResponse(
+                throttle_time_ms=0, error_code=exc.code, error_message=None, responses=[]
+            )
+    by_topic: dict[str, list[Any]] = {}
+    for (topic_name, index), (code, message) in sorted(results.items()):
+        by_topic.setdefault(topic_name, []).append(
+            AlterPartitionReassignmentsResponse.ReassignablePartitionResponse(
+                partition_index=index, error_code=int(code), error_message=message
+            )
+        )
+    return AlterPartitionReassignmentsResponse(
+        throttle_time_ms=0,
+        error_code=ErrorCode.NONE,
+        error_message=None,
+        responses=[
+            AlterPartitionReassignmentsResponse.ReassignableTopicResponse(
+                name=name, partitions=parts
+            )
+            for name, parts in by_topic.items()
+        ],
+    )
+
+
+@handles(ListPartitionReassignmentsRequest.API_KEY, 0, 0)
+async def handle_list_partition_reassignments(
+    ctx: RequestContext, request: ListPartitionReassignmentsRequest
+) -> ListPartitionReassignmentsResponse:
+    """The partitions being reassigned: their replica set, and the replicas being added
+    and removed."""
+    requested: list[TP] | None = (
+        None
+        if request.topics is None
+        else [(t.name, p) for t in request.topics for p in t.partition_indexes]
+    )
+    ongoing: dict[TP, tuple[list[int], list[int], list[int]]] = {}
+    if ctx.broker.cluster is not None:
+        controller = _active_controller(ctx)
+        try:
+            if controller is None:
+                raise KafkaApiError(ErrorCode.NOT_CONTROLLER, None)
+            ongoing = await controller.list_partition_reassignments(requested)
+        except KafkaApiError as exc:
+            return ListPartitionReassignmentsResponse(
+                throttle_time_ms=0, error_code=exc.code, error_message=None, topics=[]
+            )
+    by_topic: dict[str, list[Any]] = {}
+    for (topic_name, index), (replicas, adding, removing) in sorted(ongoing.items()):
+        by_topic.setdefault(topic_name, []).append(
+            ListPartitionReassignmentsResponse.OngoingPartitionReassignment(
+                partition_index=index,
+                replicas=replicas,
+                adding_replicas=adding,
+                removing_replicas=removing,
+            )
+        )
+    return ListPartitionReassignmentsResponse(
+        throttle_time_ms=0,
+        error_code=ErrorCode.NONE,
+        error_message=None,
+        topics=[
+            ListPartitionReassignmentsResponse.OngoingTopicReassignment(name=name, partitions=parts)
+            for name, parts in by_topic.items()
+        ],
+    )

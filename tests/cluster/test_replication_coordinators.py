@@ -1,0 +1,107 @@
+"""A coordinator's own writes are replicated before it answers (real processes).
+
+Kafka's group coordinator appends committed offsets to ``__consumer_offsets`` with
+acks=all and acknowledges the OffsetCommit only once the partition's ISR has the
+write; so a commit that was acknowledged survives the coordinator's failover, and
+one that cannot be replicated is answered COORDINATOR_NOT_AVAILABLE, not NONE.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+confluent_kafka = pytest.importorskip("confluent_kafka")
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+from kbroker.cluster_runner import HOST, Cluster, request  # noqa: E402
+from kbroker.wire.errors import ErrorCode  # noqa: E402
+from kbroker.wire.messages import OffsetCommitRequest, OffsetFetchRequest  # noqa: E402
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("java") is None or not Path("/usr/share/java/zookeeper.jar").exists(),
+    reason="ZooKeeper (Debian package zookeeper) or java is not installed",
+)
+
+CONFIG = {
+    "zookeeper.session.timeout.ms": 10000,
+    "min.insync.replicas": 2,
+    "replica.lag.time.max.ms": 2000,
+    "offsets.topic.num.partitions": 1,
+    "offsets.topic.replication.factor": 3,
+    "offsets.commit.timeout.ms": 5000,
+}
+GROUP = "replicated-commits"
+
+
+def _commit(cluster: Cluster, broker_id: int, topic: str, offset: int) -> int:
+    body = OffsetCommitRequest(
+        group_id=GROUP,
+        generation_id_or_member_epoch=-1,
+        member_id="",
+        topics=[
+            OffsetCommitRequest.OffsetCommitRequestTopic(
+                name=topic,
+                partitions=[
+                    OffsetCommitRequest.OffsetCommitRequestPartition(
+                        partition_index=0, committed_offset=offset, committed_metadata=""
+                    )
+                ],
+            )
+        ],
+    )
+    response = request(HOST, cluster.broker(broker_id).port, body, 8, timeout=30)
+    return int(response.topics[0].partitions[0].error_code)
+
+
+def _committed(cluster: Cluster, broker_id: int, topic: str) -> int:
+    body = OffsetFetchRequest(
+        group_id=GROUP,
+        topics=[OffsetFetchRequest.OffsetFetchRequestTopic(name=topic, partition_indexes=[0])],
+    )
+    response = request(HOST, cluster.broker(broker_id).port, body, 7, timeout=30)
+    assert response.error_code == ErrorCode.NONE
+    return int(response.topics[0].partitions[0].committed_offset)
+
+
+def test_commits_are_answered_once_replicated_and_survive_the_coordinator(
+    tmp_path: Path,
+) -> None:
+    with Cluster(3, config=CONFIG, data_dir=tmp_path) as cluster:
+        admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+        for future in admin.create_topics([NewTopic("orders", 1, 3)]).values():
+            future.result(30)
+        coordinator = cluster.wait_for(lambda: max(cluster.coordinator_of(GROUP), 0), 30)
+        cluster.wait_for(lambda: len(cluster.partitions("__consumer_offsets")[0].isr) == 3, 30)
+        assert _commit(cluster, coordinator, "orders", 5) == ErrorCode.NONE
+
+        # Both followers silent: the write cannot reach min.insync.replicas, so the commit
+        # is not acknowledged (the ISR shrinks to the leader, NOT_ENOUGH_REPLICAS_AFTER_APPEND
+        # for the append, which a coordinator answers as COORDINATOR_NOT_AVAILABLE).
+        followers = [b for b in cluster.broker_ids if b != coordinator]
+        for follower in followers:
+            cluster.pause(follower)
+        try:
+            assert _commit(cluster, coordinator, "orders", 7) == (
+                ErrorCode.COORDINATOR_NOT_AVAILABLE
+            )
+        finally:
+            for follower in followers:
+                cluster.resume(follower)
+        cluster.wait_for(
+            lambda: len(cluster.partitions("__consumer_offsets", via=coordinator)[0].isr) == 3,
+            30,
+            message="the followers back in the ISR",
+        )
+        assert _commit(cluster, coordinator, "orders", 9) == ErrorCode.NONE
+
+        # The acknowledged commit is on the followers: the next coordinator has it.
+        cluster.kill(coordinator)
+        successor = cluster.wait_for(
+            lambda: (c := cluster.coordinator_of(GROUP)) not in (-1, coordinator) and c,
+            30,
+            message="a new coordinator",
+        )
+        assert cluster.wait_for(lambda: _committed(cluster, successor, "orders") == 9, 30)
