@@ -178,6 +178,14 @@ async def run(config: BrokerConfig) -> None:
 
             server = await nursery.start(serve_then_stop)
             logger.info("kbroker ready bootstrap_servers=%s", _bootstrap(config, server.address))
+            if len(server.addresses) > 1:
+                for name, address in server.addresses.items():
+                    logger.info(
+                        "kbroker listener %s (%s) at %s:%d",
+                        name,
+                        config.security_protocol(name),
+                        *address,
+                    )
 
             async def stop() -> None:
                 # Cluster mode: leadership moves to other brokers before we stop serving.
