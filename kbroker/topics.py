@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kbroker.config import BrokerConfig
-from kbroker.errors import KafkaApiError
+from kbroker.errors import KafkaApiError, unknown_topic
 from kbroker.internal_topics import INTERNAL_TOPICS, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.log.checkpoint import fsync_dir, replace_unsynced
 from kbroker.topic_config import to_log_config, validate_topic_configs
@@ -391,9 +391,7 @@ class TopicManager:
         """Grow a topic to ``total`` partitions (CreatePartitions semantics)."""
         topic = self.topics.get(name)
         if topic is None:
-            raise KafkaApiError(
-                ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
-            )
+            raise unknown_topic(name)
         current = len(topic.partitions)
         check_partition_increase(name, current, total)
         if validate_only:
@@ -411,9 +409,7 @@ class TopicManager:
         """Replace a topic's config overrides (AlterConfigs semantics) and apply them."""
         topic = self.topics.get(name)
         if topic is None:
-            raise KafkaApiError(
-                ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
-            )
+            raise unknown_topic(name)
         clean = validate_topic_configs(overrides)
         if validate_only:
             return topic

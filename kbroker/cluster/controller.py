@@ -375,28 +375,12 @@ class ControllerCore:
 
     def validate_reassignment(self, tp: TP, target: list[int]) -> tuple[ErrorCode, str] | None:
         """KafkaController.validateReplicas: None when ``target`` may be reassigned to."""
-        if not target:
-            return (
-                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                "Empty replica list specified in partition reassignment.",
-            )
-        if len(set(target)) != len(target):
-            return (
-                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                f"Duplicate replica ids in partition reassignment replica list: {target}",
-            )
-        if any(b < 0 for b in target):
-            return (
-                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                f"Invalid broker id in replica list: {target}",
-            )
+        error = invalid_replica_list(target)
+        if error is not None:
+            return error
         _, adding, _ = self.reassign_to(tp, target)
         if not set(adding) <= set(self.live):
-            return (
-                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                "Replica assignment has brokers that are not alive. Replica list: "
-                f"{list(adding)}, live broker list: {sorted(self.live)}",
-            )
+            return dead_replicas(list(adding), sorted(self.live))
         return None
 
     def reassignment_complete(self, tp: TP) -> bool:
@@ -638,6 +622,35 @@ def _log_error_response(broker_id: int, response: Any) -> None:
             type(response).__name__,
             ErrorCode(code).name if code in ErrorCode._value2member_map_ else code,
         )
+
+
+def invalid_replica_list(target: list[int]) -> tuple[ErrorCode, str] | None:
+    """KafkaController.validateReplicas' checks of the list itself: None when it is usable."""
+    if not target:
+        return (
+            ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+            "Empty replica list specified in partition reassignment.",
+        )
+    if len(set(target)) != len(target):
+        return (
+            ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+            f"Duplicate replica ids in partition reassignment replica list: {target}",
+        )
+    if any(b < 0 for b in target):
+        return (
+            ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+            f"Invalid broker id in replica list: {target}",
+        )
+    return None
+
+
+def dead_replicas(adding: list[int], live: list[int]) -> tuple[ErrorCode, str]:
+    """KafkaController.validateReplicas: replicas to add on brokers that are not alive."""
+    return (
+        ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+        "Replica assignment has brokers that are not alive. Replica list: "
+        f"{adding}, live broker list: {live}",
+    )
 
 
 def _partition_state(

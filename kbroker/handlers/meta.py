@@ -17,8 +17,8 @@ import uuid
 
 import trio
 
-from kbroker.authz.acl import Operation, ResourceType
-from kbroker.authz.checks import allowed, allowed_cluster, filter_allowed
+from kbroker.authz.acl import CLUSTER_NAME, Operation, ResourceType
+from kbroker.authz.checks import allowed, allowed_cluster, authorized_operations, filter_allowed
 from kbroker.cluster.metadata_cache import TopicInfo
 from kbroker.errors import KafkaApiError
 from kbroker.failures import is_storage_error, storage_failure_kind, warn_rate_limited
@@ -138,7 +138,9 @@ def _topic_metadata(
         is_internal=topic.internal,
         partitions=partitions,
         topic_authorized_operations=(
-            TOPIC_OPERATIONS if include_operations else AUTHORIZED_OPERATIONS_OMITTED
+            authorized_operations(ctx, ResourceType.TOPIC, topic.name, TOPIC_OPERATIONS)
+            if include_operations
+            else AUTHORIZED_OPERATIONS_OMITTED
         ),
     )
 
@@ -176,7 +178,9 @@ def _cluster_topic_metadata(
         is_internal=info.name in INTERNAL_TOPICS,
         partitions=partitions,
         topic_authorized_operations=(
-            TOPIC_OPERATIONS if include_operations else AUTHORIZED_OPERATIONS_OMITTED
+            authorized_operations(ctx, ResourceType.TOPIC, info.name, TOPIC_OPERATIONS)
+            if include_operations
+            else AUTHORIZED_OPERATIONS_OMITTED
         ),
     )
 
@@ -350,7 +354,7 @@ async def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> Meta
         controller_id=controller_id(ctx),
         topics=[],
         cluster_authorized_operations=(
-            CLUSTER_OPERATIONS
+            authorized_operations(ctx, ResourceType.CLUSTER, CLUSTER_NAME, CLUSTER_OPERATIONS)
             if request.include_cluster_authorized_operations
             else AUTHORIZED_OPERATIONS_OMITTED
         ),
@@ -447,7 +451,7 @@ async def handle_describe_cluster(
             for n, h, p, r in cluster_brokers(ctx)
         ],
         cluster_authorized_operations=(
-            CLUSTER_OPERATIONS
+            authorized_operations(ctx, ResourceType.CLUSTER, CLUSTER_NAME, CLUSTER_OPERATIONS)
             if request.include_cluster_authorized_operations
             else AUTHORIZED_OPERATIONS_OMITTED
         ),
