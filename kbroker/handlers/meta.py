@@ -53,13 +53,16 @@ def advertised_endpoint(ctx: RequestContext) -> tuple[str, int]:
     """The (host, port) clients should use: advertised.listeners, else the listen address;
     a wildcard host is replaced by the address this client connected to."""
     broker = ctx.broker
-    advertised = broker.config.advertised_listener
+    config = broker.config
+    # The client's own listener: a client of the SASL_SSL listener must be sent back to it.
+    listener = next((x for x in config.listeners if x.name == ctx.listener), config.listener)
+    advertised = config.advertised_for(listener.name)
     if advertised is not None:
         host = advertised.host or ctx.local_address[0]
         return host, advertised.port
-    listener = broker.config.listener
     host = ctx.local_address[0] if listener.host in WILDCARD_HOSTS else listener.host
-    port = broker.listen_address[1] if broker.listen_address else listener.port
+    bound = broker.listen_addresses.get(listener.name, broker.listen_address)
+    port = bound[1] if bound else listener.port
     return host, port
 
 
