@@ -906,8 +906,8 @@ class ConfigError(Exception):
     """A broker setting is unknown or has a bad value; ``str(error)`` is one stderr line."""
 
 
-# Kafka's security settings kbroker does not implement yet (authorization, delegation
-# tokens, other SASL mechanisms' options): "unknown" would mislead, since Kafka knows them
+# Kafka's security settings kbroker does not implement yet (delegation tokens, other
+# SASL mechanisms' options, authorizer plug-in settings): "unknown" would mislead, since Kafka knows them
 # and a server.properties copied from a secured cluster has them.
 _SECURITY_PREFIXES = (
     "ssl.",

@@ -387,6 +387,24 @@ class TopicManager:
             shutil.rmtree(self.data_dir / partition.directory_name, ignore_errors=True)
         logger.info("deleted topic %s (id %s)", name, uuid_to_base64(topic.topic_id))
 
+    def wipe_partition(self, name: str, index: int) -> None:
+        """Remove this broker's copy of one partition of a topic it still hosts others of
+        (cluster mode: StopReplica with delete, e.g. a replica moved away by a
+        reassignment): its log goes, and an empty one takes its place, as for every
+        partition index of a local topic that this broker does not host."""
+        topic = self.topics.get(name)
+        if topic is None or not 0 <= index < len(topic.partitions):
+            return
+        old = topic.partitions[index]
+        try:
+            old.log.close()
+        except Exception:
+            logger.exception("closing the log of %r during deletion", old)
+        shutil.rmtree(self.data_dir / old.directory_name, ignore_errors=True)
+        topic.partitions[index] = self._open_partition(topic, index)
+        fsync_dir(self.data_dir)
+        logger.info("deleted the local replica of %s-%d", name, index)
+
     def add_partitions(self, name: str, total: int, *, validate_only: bool = False) -> Topic:
         """Grow a topic to ``total`` partitions (CreatePartitions semantics)."""
         topic = self.topics.get(name)
