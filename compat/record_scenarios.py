@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import pytest
+
 from compat.conftest import KAFKA_TOPIC_DEFAULTS, now_ms
 from compat.diskfmt import single_record_batch_size, stored_batches, value_len_for_batch_size
 from compat.livebroker import LiveBroker
@@ -362,3 +364,88 @@ def kill_keeps_acked_data(client: RecordClient, broker: LiveBroker, topic: str) 
     broker.kill()
     broker.start()
     _check_survived(client, broker, topic, sent)
+
+
+# -- the scenarios as tests -------------------------------------------------------------------
+# A client module runs a family by subclassing it as a ``Test...`` class; the tests take the
+# module's ``client`` (its RecordClient) and ``broker`` / ``fresh_broker`` fixtures, and their
+# names are the results table's rows (compat/results.py drops the class from the cell name).
+class ProduceScenarios:
+    """Produce, compression and timestamps, for a client module's ``Test...`` class."""
+
+    # compression.type of the topic in test_topic_compression_type, and the codecs the client
+    # produces with there.
+    topic_codec = "zstd"
+    producer_codecs: tuple[str | None, ...] = (None, "lz4")
+
+    @pytest.mark.parametrize("acks", [0, 1, "all"])
+    def test_produce_keyed(
+        self, client: RecordClient, broker: LiveBroker, topic_name: str, acks: int | str
+    ) -> None:
+        produce_keyed(client, broker, topic_name, acks)
+
+    @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+    def test_compression(
+        self, client: RecordClient, broker: LiveBroker, topic_name: str, codec: str
+    ) -> None:
+        compression(client, broker, topic_name, codec)
+
+    def test_topic_compression_type(
+        self, client: RecordClient, broker: LiveBroker, topic_name: str
+    ) -> None:
+        topic_compression_type(client, broker, topic_name, self.topic_codec, self.producer_codecs)
+
+    def test_max_message_bytes(
+        self, client: RecordClient, broker: LiveBroker, topic_name: str
+    ) -> None:
+        max_message_bytes(client, broker, topic_name)
+
+    def test_log_append_time(
+        self, client: RecordClient, broker: LiveBroker, topic_name: str
+    ) -> None:
+        log_append_time(client, broker, topic_name)
+
+
+class AdminScenarios:
+    """Topic lifecycle and configs, for a client module's ``Test...`` class."""
+
+    def test_add_partitions(
+        self, client: RecordClient, broker: LiveBroker, topic_name: str
+    ) -> None:
+        add_partitions(client, broker, topic_name)
+
+    def test_delete_topic(self, client: RecordClient, broker: LiveBroker, topic_name: str) -> None:
+        delete_topic(client, broker, topic_name)
+
+    def test_describe_configs_defaults(
+        self, client: RecordClient, broker: LiveBroker, topic_name: str
+    ) -> None:
+        describe_configs_defaults(client, broker, topic_name)
+
+
+class AssignedScenarios:
+    """Headers and offset reset, read by assignment, for a client module's ``Test...`` class."""
+
+    def test_headers_and_create_time(
+        self, client: RecordClient, broker: LiveBroker, topic_name: str
+    ) -> None:
+        headers_and_create_time(client, broker, topic_name)
+
+    def test_offset_out_of_range_resets(
+        self, client: RecordClient, broker: LiveBroker, topic_name: str
+    ) -> None:
+        offset_out_of_range_resets(client, broker, topic_name)
+
+
+class RestartScenarios:
+    """Data across a restart and a kill -9 of the test's own broker (``fresh_broker``)."""
+
+    def test_restart_keeps_data(
+        self, client: RecordClient, fresh_broker: LiveBroker, topic_name: str
+    ) -> None:
+        restart_keeps_data(client, fresh_broker, topic_name)
+
+    def test_kill_keeps_acked_data(
+        self, client: RecordClient, fresh_broker: LiveBroker, topic_name: str
+    ) -> None:
+        kill_keeps_acked_data(client, fresh_broker, topic_name)
