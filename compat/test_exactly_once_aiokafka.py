@@ -18,8 +18,6 @@ from compat.txn_scenarios import SMALL_INTERNAL_TOPICS
 
 pytestmark = pytest.mark.compat
 
-CLIENT = AiokafkaTxn()
-
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
@@ -28,15 +26,11 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
         yield live
 
 
-def test_commit_abort_commit_counts_per_isolation_level(
-    broker: LiveBroker, topic_name: str
-) -> None:
-    txn_scenarios.commit_abort_commit_counts_per_isolation_level(CLIENT, broker, topic_name)
+@pytest.fixture(scope="module")
+def txn_client() -> AiokafkaTxn:
+    """aiokafka as the shared exactly-once scenarios drive it."""
+    return AiokafkaTxn()
 
 
-def test_consume_transform_produce_with_offsets(broker: LiveBroker, topic_name: str) -> None:
-    txn_scenarios.consume_transform_produce_with_offsets(CLIENT, broker, topic_name)
-
-
-def test_zombie_is_fenced_by_new_instance(broker: LiveBroker, topic_name: str) -> None:
-    txn_scenarios.zombie_is_fenced_by_new_instance(CLIENT, broker, topic_name)
+class TestSharedScenarios(txn_scenarios.TxnScenarios):
+    """The exactly-once scenarios of every client, through compat/adapters/aiokafka.py."""
