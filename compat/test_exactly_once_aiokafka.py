@@ -7,23 +7,13 @@ pytest-trio owns `async def` tests here).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from compat import txn_scenarios
 from compat.adapters.aiokafka import AiokafkaTxn
-from compat.livebroker import LiveBroker, shared_broker
-from compat.txn_scenarios import SMALL_INTERNAL_TOPICS
+from compat.txn_scenarios import broker  # noqa: F401 - the module's broker fixture
 
 pytestmark = pytest.mark.compat
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
-    """A broker shared by the module's scenarios."""
-    with shared_broker(tmp_path_factory.mktemp("eos-aio"), overrides=SMALL_INTERNAL_TOPICS) as live:
-        yield live
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ here through compat/adapters/kafka_python.py; the rest are bounded the same way.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,24 +14,18 @@ from kafka.admin import KafkaAdminClient
 
 from compat import txn_scenarios
 from compat.adapters.kafka_python import KafkaPythonTxn, create_topic, read_all
-from compat.livebroker import LiveBroker, private_broker, shared_broker
+from compat.livebroker import LiveBroker, private_broker
 from compat.txn_scenarios import (
     SMALL_INTERNAL_TOPICS,
     LossyProxy,
     SamePortBroker,
+    broker,  # noqa: F401 - the module's broker fixture
     proxied_broker,  # noqa: F401 - a fixture shared with the other clients' modules
 )
 
 pytestmark = pytest.mark.compat
 
 DEADLINE_S = 20.0
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
-    """A broker shared by the module's transaction scenarios."""
-    with shared_broker(tmp_path_factory.mktemp("eos-kp"), overrides=SMALL_INTERNAL_TOPICS) as live:
-        yield live
 
 
 def test_idempotent_producer_survives_kill_9(tmp_path: Path, topic_name: str) -> None:

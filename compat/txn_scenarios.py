@@ -19,7 +19,7 @@ from typing import Protocol
 
 import pytest
 
-from compat.livebroker import LiveBroker, private_broker
+from compat.livebroker import LiveBroker, private_broker, shared_broker
 
 DEADLINE_S = 20.0
 SMALL_INTERNAL_TOPICS = {
@@ -126,6 +126,14 @@ def proxied_broker(tmp_path: Path) -> Iterator[tuple[LiveBroker, LossyProxy]]:
     finally:
         proxy.close()
         live.kill()
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
+    """A broker shared by a module's transaction scenarios (small internal topics, so it
+    starts fast); a client's exactly-once module imports it as its ``broker``."""
+    with shared_broker(tmp_path_factory.mktemp("eos"), overrides=SMALL_INTERNAL_TOPICS) as live:
+        yield live
 
 
 class TxProducer(Protocol):

@@ -365,9 +365,7 @@ class ConfluentKafkaTxProducer:
 class ConfluentKafkaTxn:
     """confluent-kafka as a ``compat.txn_scenarios.TxnClient``."""
 
-    @staticmethod
-    def create_topic(broker: LiveBroker, name: str) -> None:
-        create_topic(broker, name)
+    create_topic = staticmethod(create_topic)
 
     @staticmethod
     def tx_producer(

@@ -271,9 +271,7 @@ def read_all(broker: LiveBroker, topic: str, isolation: str) -> list[bytes]:
 class KafkaPythonTxn:
     """kafka-python as a ``compat.txn_scenarios.TxnClient``."""
 
-    @staticmethod
-    def create_topic(broker: LiveBroker, name: str) -> None:
-        create_topic(broker, name)
+    create_topic = staticmethod(create_topic)
 
     @staticmethod
     def tx_producer(
