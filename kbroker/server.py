@@ -49,7 +49,7 @@ from typing import Any
 import trio
 
 from kbroker.broker import BrokerState
-from kbroker.config import BrokerConfig
+from kbroker.config import BrokerConfig, Listener
 from kbroker.coordinator import service as group_service
 from kbroker.failures import warn_rate_limited
 from kbroker.handlers import CloseConnection, RequestContext, load_handlers, lookup
@@ -113,6 +113,8 @@ class Server:
     address: tuple[str, int]
     broker: BrokerState
     config: BrokerConfig
+    # Every listener's bound (host, port) by listener name; ``address`` is the first's.
+    addresses: dict[str, tuple[str, int]] = field(default_factory=dict)
     grace_s: float = DEFAULT_GRACE_S
     connections: set[Connection] = field(default_factory=set)
     draining: bool = False
@@ -192,14 +194,20 @@ class Server:
 
 
 class Connection:
-    """One client connection: its decoder, its requests, in order, one at a time."""
+    """One client connection: its decoder, its requests, in order, one at a time.
+
+    A PLAINTEXT listener's; kbroker.security.connection.SecureConnection adds TLS and SASL.
+    """
 
     # Kafka's KafkaPrincipal.ANONYMOUS: who a PLAINTEXT client is.
     principal = "User:ANONYMOUS"
 
-    def __init__(self, server: Server, stream: trio.SocketStream) -> None:
+    def __init__(
+        self, server: Server, stream: trio.SocketStream, listener: Listener | None = None
+    ) -> None:
         self.server = server
         self.stream = stream
+        self.listener_name = (listener or server.config.listener).name
         sock = stream.socket
         peer = sock.getpeername()
         self.peer = _format_peer(peer)
@@ -366,6 +374,7 @@ class Connection:
             self.peer,
             self.local_address,
             principal=self.principal,
+            listener=self.listener_name,
         )
         try:
             if api_key in _MAY_WAIT and self._nursery is not None:
@@ -406,7 +415,7 @@ class Connection:
             )
             raise _CloseConnection from None
         try:
-            await send_parts(self.stream.socket, items, idle_s=self.idle_s)
+            await self._send_items(items)
         except SendStalled:
             logger.info(
                 "closing connection from %s: it read nothing of its response for more than %d ms",
@@ -425,6 +434,10 @@ class Connection:
             close_parts(items)
         if observer is not None:
             observer(ctx, request, response, started, len(frame))
+
+    async def _send_items(self, items: list[Any]) -> None:
+        """Send a prepared response (prepare_parts); SendStalled if the peer reads nothing."""
+        await send_parts(self.stream.socket, items, idle_s=self.idle_s)
 
     async def _call_watching_peer(self, handler: Any, ctx: RequestContext, request: Any) -> Any:
         """Run a handler that may wait; cancel it if the peer closes its end meanwhile."""
@@ -472,10 +485,12 @@ class Connection:
                 self.peer,
                 api_version,
             )
-            await self.stream.send_all(
-                encode_response(
-                    API_VERSIONS, 0, correlation_id, unsupported_api_versions_response()
-                )
+            await self._send_items(
+                [
+                    encode_response(
+                        API_VERSIONS, 0, correlation_id, unsupported_api_versions_response()
+                    )
+                ]
             )
             return
         # Kafka closes the connection on a request it cannot parse.
@@ -711,10 +726,10 @@ async def _maintenance(broker: BrokerState) -> None:
                 broker.flush_due()
 
 
-def _admit(server: Server, stream: trio.SocketStream) -> Connection | None:
+def _admit(server: Server, stream: trio.SocketStream, make: Any = Connection) -> Connection | None:
     """A Connection for an accepted socket, or None if it must be closed at once."""
     try:
-        connection = Connection(server, stream)
+        connection = make(server, stream)
     except OSError as exc:  # reset before we could even look at it
         logger.info("connection dropped while being accepted: %s", exc)
         return None
@@ -798,10 +813,13 @@ async def serve(
         raise
     node: Any = None
     try:
-        listener = config.listener
-        # Kafka: an empty host binds every interface. With port 0 trio would give the
-        # IPv4 and IPv6 sockets different ports, so bind IPv4 only then.
-        host = listener.host or (None if listener.port else "0.0.0.0")
+        # Each listener's connection class (TLS and SASL ones from kbroker.security); a
+        # listener whose key material or SASL settings are wrong stops the start here.
+        from kbroker.security.connection import connection_factory
+
+        factories = {
+            listener.name: connection_factory(config, listener) for listener in config.listeners
+        }
         async with trio.open_nursery() as nursery:
             server = Server(("", 0), broker, config, grace_s=grace_s)
 
@@ -813,7 +831,7 @@ async def serve(
                     server.connection_closed(connection.ip)
                     server._check_drained()
 
-            async def accept_from(tcp: trio.SocketListener) -> None:
+            async def accept_from(tcp: trio.SocketListener, make: Any) -> None:
                 async with tcp:
                     while True:
                         await server.wait_for_connection_slot()
@@ -832,7 +850,7 @@ async def serve(
                             )
                             await trio.sleep(_ACCEPT_RETRY_S)
                             continue
-                        connection = _admit(server, stream)
+                        connection = _admit(server, stream, make)
                         if connection is None:
                             await trio.aclose_forcefully(stream)
                             continue
@@ -842,16 +860,27 @@ async def serve(
 
             async def accept(*, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
                 with server._accept_scope:
-                    tcp_listeners = await trio.open_tcp_listeners(listener.port, host=host)
+                    bound: dict[str, list[trio.SocketListener]] = {}
+                    for listener in config.listeners:
+                        # Kafka: an empty host binds every interface. With port 0 trio would
+                        # give the IPv4 and IPv6 sockets different ports, so bind IPv4 only then.
+                        host = listener.host or (None if listener.port else "0.0.0.0")
+                        bound[listener.name] = await trio.open_tcp_listeners(
+                            listener.port, host=host
+                        )
                     async with trio.open_nursery() as accepting:
-                        for tcp in tcp_listeners:
-                            accepting.start_soon(accept_from, tcp)
-                        task_status.started(tcp_listeners)
+                        for name, tcp_listeners in bound.items():
+                            for tcp in tcp_listeners:
+                                accepting.start_soon(accept_from, tcp, factories[name])
+                        task_status.started(bound)
 
-            listeners = await nursery.start(accept)
-            sockname = listeners[0].socket.getsockname()
-            server.address = (_strip_mapped(sockname[0]), sockname[1])
+            bound = await nursery.start(accept)
+            for name, tcp_listeners in bound.items():
+                sockname = tcp_listeners[0].socket.getsockname()
+                server.addresses[name] = (_strip_mapped(sockname[0]), sockname[1])
+            server.address = server.addresses[config.listener.name]
             broker.listen_address = server.address
+            broker.listen_addresses = dict(server.addresses)
             if zk is not None:
                 from kbroker.cluster.node import ClusterNode
 

@@ -924,6 +924,40 @@ OffsetDeleteResponse response key=47 versions=0 flexible=none
       PartitionIndex int32
       ErrorCode int16
 
+DescribeUserScramCredentialsRequest request key=50 versions=0 flexible=0+
+  Users []UserName nullable=0+
+    Name string
+
+DescribeUserScramCredentialsResponse response key=50 versions=0 flexible=0+
+  ThrottleTimeMs int32
+  ErrorCode int16
+  ErrorMessage string nullable=0+
+  Results []DescribeUserScramCredentialsResult
+    User string
+    ErrorCode int16
+    ErrorMessage string nullable=0+
+    CredentialInfos []CredentialInfo
+      Mechanism int8
+      Iterations int32
+
+AlterUserScramCredentialsRequest request key=51 versions=0 flexible=0+
+  Deletions []ScramCredentialDeletion
+    Name string
+    Mechanism int8
+  Upsertions []ScramCredentialUpsertion
+    Name string
+    Mechanism int8
+    Iterations int32
+    Salt bytes
+    SaltedPassword bytes
+
+AlterUserScramCredentialsResponse response key=51 versions=0 flexible=0+
+  ThrottleTimeMs int32
+  Results []AlterUserScramCredentialsResult
+    User string
+    ErrorCode int16
+    ErrorMessage string nullable=0+
+
 DescribeClusterRequest request key=60 versions=0-1 flexible=0+
   IncludeClusterAuthorizedOperations bool
   EndpointType int8 v1+ default=1

@@ -39,6 +39,7 @@ __all__ = [
     "Authorizer",
     "allowed",
     "allowed_cluster",
+    "authorized_operations",
     "authorizer_of",
     "client_host",
     "denied_code",
@@ -224,3 +225,22 @@ def may_write_any_topic(ctx: RequestContext) -> bool:
     return authorizer.store.may_on_some(
         ctx.principal, client_host(ctx), Operation.WRITE, ResourceType.TOPIC
     )
+
+
+def authorized_operations(
+    ctx: RequestContext, resource_type: ResourceType, name: str, operations: int
+) -> int:
+    """The bits of ``operations`` (1 << AclOperation code) the principal is allowed on the
+    resource: Metadata's and DescribeGroups' authorized operations (KIP-430)."""
+    authorizer = authorizer_of(ctx.broker)
+    if authorizer is None:
+        return operations
+    host = client_host(ctx)
+    mask = 0
+    for op in Operation:
+        bit = 1 << op.value
+        if operations & bit and authorizer.store.authorize(
+            ctx.principal, host, op, resource_type, name
+        ):
+            mask |= bit
+    return mask

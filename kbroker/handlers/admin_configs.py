@@ -29,7 +29,7 @@ from kbroker import topic_config
 from kbroker.authz.acl import Operation, ResourceType
 from kbroker.authz.checks import require
 from kbroker.config import CONFIG_DEFS, BrokerConfig
-from kbroker.errors import KafkaApiError
+from kbroker.errors import KafkaApiError, unknown_topic
 from kbroker.handlers import RequestContext, handles
 from kbroker.topic_config import ConfigSource
 from kbroker.wire.errors import ErrorCode
@@ -283,9 +283,7 @@ def _describe_resource(
         broker.topics.check_name(name)
         topic = _configured_topic(broker, name)
         if topic is None:
-            raise KafkaApiError(
-                ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
-            )
+            raise unknown_topic(name)
         return [
             (
                 c_name,
@@ -450,9 +448,7 @@ async def _apply_topic_configs(
     # as a whole, then the topic's existence is checked.
     check_topic_configs(dict(new))
     if topic is None:
-        raise KafkaApiError(
-            ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
-        )
+        raise unknown_topic(name)
     if broker.cluster is not None:
         from kbroker.cluster.topic_admin import change_topic_config
 

@@ -581,6 +581,12 @@ async def handle_describe_log_dirs(
 ) -> DescribeLogDirsResponse:
     """Describe our one log directory: per-partition sizes and (v4) volume space."""
     version = ctx.api_version
+    if not allowed_cluster(ctx, Operation.DESCRIBE):
+        # KafkaApis.handleDescribeLogDirsRequest: Describe on the cluster, else no results.
+        denied = DescribeLogDirsResponse(throttle_time_ms=0, results=[])
+        if version >= 3:
+            denied.error_code = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+        return denied
     broker = ctx.broker
     # Kafka reports File.getAbsolutePath: absolute, symlinks left as configured.
     data_dir = os.path.abspath(broker.config.data_dir)

@@ -14,7 +14,13 @@ from typing import Any
 import trio
 
 from kbroker.authz.acl import Operation, ResourceType
-from kbroker.authz.checks import allowed, allowed_cluster, denied_code, filter_allowed
+from kbroker.authz.checks import (
+    allowed,
+    allowed_cluster,
+    authorized_operations,
+    denied_code,
+    filter_allowed,
+)
 from kbroker.coordinator.offsets import OffsetAndMetadata
 from kbroker.coordinator.service import coordinator_for, wait_pending
 from kbroker.errors import KafkaApiError
@@ -76,6 +82,13 @@ GROUP_DENIED = ErrorCode.GROUP_AUTHORIZATION_FAILED
 def _may(ctx: RequestContext, operation: Operation, group_id: str) -> bool:
     """Whether the principal may do ``operation`` on the group (KafkaApis' checks)."""
     return allowed(ctx, operation, ResourceType.GROUP, group_id)
+
+
+def _group_ops(ctx: RequestContext, group_id: str, include: bool) -> int:
+    """KIP-430: the operations the principal may do on the group, when asked for."""
+    if not include:
+        return AUTHORIZED_OPERATIONS_OMITTED
+    return authorized_operations(ctx, ResourceType.GROUP, group_id, GROUP_OPERATIONS)
 
 
 def _may_topic(ctx: RequestContext, operation: Operation, name: str) -> bool:
@@ -616,11 +629,7 @@ async def handle_describe_groups(
 ) -> DescribeGroupsResponse:
     """State, protocol and members of each group (unknown groups are Dead)."""
     gc = coordinator_for(ctx.broker)
-    ops = (
-        GROUP_OPERATIONS
-        if ctx.api_version >= 3 and request.include_authorized_operations
-        else AUTHORIZED_OPERATIONS_OMITTED
-    )
+    include_ops = ctx.api_version >= 3 and request.include_authorized_operations
     out = []
     for group_id in request.groups:
         denied = not _may(ctx, Operation.DESCRIBE, group_id)
@@ -633,7 +642,7 @@ async def handle_describe_groups(
                     protocol_type="",
                     protocol_data="",
                     members=[],
-                    authorized_operations=ops,
+                    authorized_operations=_group_ops(ctx, group_id, include_ops),
                 )
             )
             continue
@@ -656,7 +665,7 @@ async def handle_describe_groups(
                     )
                     for m in d.members
                 ],
-                authorized_operations=ops,
+                authorized_operations=_group_ops(ctx, group_id, include_ops),
             )
         )
     return DescribeGroupsResponse(groups=out)
@@ -791,9 +800,6 @@ async def handle_consumer_group_describe(
     gc = coordinator_for(ctx.broker)
     names = {topic_id: name for name, (topic_id, _) in _topics_view(ctx).items()}
     R = ConsumerGroupDescribeResponse
-    ops = (
-        GROUP_OPERATIONS if request.include_authorized_operations else AUTHORIZED_OPERATIONS_OMITTED
-    )
 
     def assignment(a: dict) -> Any:
         return R.Assignment(
@@ -830,7 +836,9 @@ async def handle_consumer_group_describe(
                 group_epoch=group.group_epoch,
                 assignment_epoch=group.assignment_epoch,
                 assignor_name=group.assignor,
-                authorized_operations=ops,
+                authorized_operations=_group_ops(
+                    ctx, group_id, request.include_authorized_operations
+                ),
                 members=[
                     R.Member(
                         member_id=m.member_id,

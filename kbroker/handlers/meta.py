@@ -17,8 +17,8 @@ import uuid
 
 import trio
 
-from kbroker.authz.acl import Operation, ResourceType
-from kbroker.authz.checks import allowed, allowed_cluster, filter_allowed
+from kbroker.authz.acl import CLUSTER_NAME, Operation, ResourceType
+from kbroker.authz.checks import allowed, allowed_cluster, authorized_operations, filter_allowed
 from kbroker.cluster.metadata_cache import TopicInfo
 from kbroker.errors import KafkaApiError
 from kbroker.failures import is_storage_error, storage_failure_kind, warn_rate_limited
@@ -53,13 +53,16 @@ def advertised_endpoint(ctx: RequestContext) -> tuple[str, int]:
     """The (host, port) clients should use: advertised.listeners, else the listen address;
     a wildcard host is replaced by the address this client connected to."""
     broker = ctx.broker
-    advertised = broker.config.advertised_listener
+    config = broker.config
+    # The client's own listener: a client of the SASL_SSL listener must be sent back to it.
+    listener = next((x for x in config.listeners if x.name == ctx.listener), config.listener)
+    advertised = config.advertised_for(listener.name)
     if advertised is not None:
         host = advertised.host or ctx.local_address[0]
         return host, advertised.port
-    listener = broker.config.listener
     host = ctx.local_address[0] if listener.host in WILDCARD_HOSTS else listener.host
-    port = broker.listen_address[1] if broker.listen_address else listener.port
+    bound = broker.listen_addresses.get(listener.name, broker.listen_address)
+    port = bound[1] if bound else listener.port
     return host, port
 
 
@@ -138,7 +141,9 @@ def _topic_metadata(
         is_internal=topic.internal,
         partitions=partitions,
         topic_authorized_operations=(
-            TOPIC_OPERATIONS if include_operations else AUTHORIZED_OPERATIONS_OMITTED
+            authorized_operations(ctx, ResourceType.TOPIC, topic.name, TOPIC_OPERATIONS)
+            if include_operations
+            else AUTHORIZED_OPERATIONS_OMITTED
         ),
     )
 
@@ -176,7 +181,9 @@ def _cluster_topic_metadata(
         is_internal=info.name in INTERNAL_TOPICS,
         partitions=partitions,
         topic_authorized_operations=(
-            TOPIC_OPERATIONS if include_operations else AUTHORIZED_OPERATIONS_OMITTED
+            authorized_operations(ctx, ResourceType.TOPIC, info.name, TOPIC_OPERATIONS)
+            if include_operations
+            else AUTHORIZED_OPERATIONS_OMITTED
         ),
     )
 
@@ -350,7 +357,7 @@ async def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> Meta
         controller_id=controller_id(ctx),
         topics=[],
         cluster_authorized_operations=(
-            CLUSTER_OPERATIONS
+            authorized_operations(ctx, ResourceType.CLUSTER, CLUSTER_NAME, CLUSTER_OPERATIONS)
             if request.include_cluster_authorized_operations
             else AUTHORIZED_OPERATIONS_OMITTED
         ),
@@ -447,7 +454,7 @@ async def handle_describe_cluster(
             for n, h, p, r in cluster_brokers(ctx)
         ],
         cluster_authorized_operations=(
-            CLUSTER_OPERATIONS
+            authorized_operations(ctx, ResourceType.CLUSTER, CLUSTER_NAME, CLUSTER_OPERATIONS)
             if request.include_cluster_authorized_operations
             else AUTHORIZED_OPERATIONS_OMITTED
         ),

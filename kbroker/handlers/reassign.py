@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from kbroker.cluster.controller import dead_replicas, invalid_replica_list
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.wire.errors import ErrorCode
@@ -44,28 +45,12 @@ def _single_node_alter(
     """KafkaController.validateReplicas with this node as the only live broker."""
     node_id = ctx.broker.config.node_id
     if target is not None:
-        if not target:
-            return (
-                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                "Empty replica list specified in partition reassignment.",
-            )
-        if len(set(target)) != len(target):
-            return (
-                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                f"Duplicate replica ids in partition reassignment replica list: {target}",
-            )
-        if any(b < 0 for b in target):
-            return (
-                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                f"Invalid broker id in replica list: {target}",
-            )
+        error = invalid_replica_list(target)
+        if error is not None:
+            return error
         adding = [b for b in target if b != node_id]
         if adding:
-            return (
-                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                "Replica assignment has brokers that are not alive. Replica list: "
-                f"{adding}, live broker list: [{node_id}]",
-            )
+            return dead_replicas(adding, [node_id])
     if ctx.broker.topics.partition(*tp) is None:
         return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "The partition does not exist."
     if target is None:

@@ -473,8 +473,17 @@ async def handle_describe_producers(
     topics = []
     for t in request.topics:
         parts = []
+        readable = allowed(ctx, Operation.READ, ResourceType.TOPIC, t.name)
         for index in t.partition_indexes:
             part = ctx.broker.topics.partition(t.name, index)
+            if not readable:
+                # KafkaApis.handleDescribeProducersRequest: Read on the topic.
+                parts.append(
+                    R.PartitionResponse(
+                        partition_index=index, error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED
+                    )
+                )
+                continue
             if part is None:
                 parts.append(
                     R.PartitionResponse(
@@ -511,6 +520,17 @@ async def handle_describe_transactions(
     states = []
     for tid in request.transactional_ids:
         meta = tc.describe(tid)
+        if not allowed(ctx, Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, tid):
+            states.append(
+                R.TransactionState(
+                    error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                    transactional_id=tid,
+                    producer_id=-1,
+                    producer_epoch=-1,
+                    transaction_start_time_ms=-1,
+                )
+            )
+            continue
         if meta is None:
             states.append(
                 R.TransactionState(
@@ -553,7 +573,11 @@ async def handle_list_transactions(
     duration = request.duration_filter if ctx.api_version >= 1 else -1
     now = tc.now_ms()
     out = []
+    # KafkaApis.handleListTransactionsRequest: only ids the principal may Describe.
+    visible = filter_allowed(ctx, Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, tc.txns)
     for tid, meta in sorted(tc.txns.items()):
+        if tid not in visible:
+            continue
         if request.state_filters and meta.state not in wanted_states:
             continue
         if pids and meta.producer_id not in pids:

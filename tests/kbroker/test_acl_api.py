@@ -17,6 +17,9 @@ from kbroker.wire.messages import (
     DeleteTopicsRequest,
     DescribeAclsRequest,
     DescribeConfigsRequest,
+    DescribeGroupsRequest,
+    DescribeLogDirsRequest,
+    DescribeTransactionsRequest,
     FindCoordinatorRequest,
     HeartbeatRequest,
     InitProducerIdRequest,
@@ -492,3 +495,42 @@ async def test_allow_everyone_if_no_acl_found(make_server: MakeServer) -> None:
     async with await connect_as(server, ALICE) as alice:
         assert (await produce(alice, "open", 0, records(1))).error_code == 0
         assert (await produce(alice, "closed", 0, records(1))).error_code == 29
+
+
+async def test_authorized_operations_are_what_the_acls_allow(make_server: MakeServer) -> None:
+    server = await secured(make_server)
+    create_topic(server, "t")
+    async with await connect_as(server, ADMIN) as admin:
+        await grant(
+            admin,
+            creation(TOPIC, "t", ALICE, READ),
+            creation(GROUP, "g", ALICE, DESCRIBE),
+            creation(CLUSTER, "kafka-cluster", ALICE, DESCRIBE_CONFIGS),
+        )
+    async with await connect_as(server, ALICE) as alice:
+        resp = await alice.request(
+            MetadataRequest(
+                topics=[MetadataRequest.MetadataRequestTopic(name="t")],
+                include_cluster_authorized_operations=True,
+                include_topic_authorized_operations=True,
+            ),
+            version=10,
+        )
+        # Read, and the Describe it implies (KIP-430 bit sets).
+        assert resp.topics[0].topic_authorized_operations == (1 << READ) | (1 << DESCRIBE)
+        assert resp.cluster_authorized_operations == 1 << DESCRIBE_CONFIGS
+        groups = await alice.request(
+            DescribeGroupsRequest(groups=["g"], include_authorized_operations=True)
+        )
+        assert groups.groups[0].authorized_operations == 1 << DESCRIBE
+
+
+async def test_admin_reads_need_their_permissions(make_server: MakeServer) -> None:
+    server = await secured(make_server)
+    async with await connect_as(server, ALICE) as alice:
+        dirs = await alice.request(DescribeLogDirsRequest(topics=None))
+        assert (dirs.error_code, dirs.results) == (ErrorCode.CLUSTER_AUTHORIZATION_FAILED, [])
+        txns = await alice.request(DescribeTransactionsRequest(transactional_ids=["tx"]))
+        assert (
+            txns.transaction_states[0].error_code == ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        )
