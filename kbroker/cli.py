@@ -23,7 +23,13 @@ from typing import Any
 import trio
 
 from kbroker import __version__
-from kbroker.config import CONFIG_DEFS, BrokerConfig, ConfigError, parse_properties
+from kbroker.config import (
+    CONFIG_DEFS,
+    BrokerConfig,
+    ConfigError,
+    parse_pairs,
+    parse_properties,
+)
 from kbroker.server import serve
 
 logger = logging.getLogger("kbroker")
@@ -130,11 +136,7 @@ def build_config(args: argparse.Namespace) -> BrokerConfig:
             raise ConfigError(
                 f"cannot read config file {args.config}: {exc.strerror or exc}"
             ) from None
-    for item in args.override:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--override {item!r} is not KEY=VALUE")
-        props[key.strip()] = value.strip()
+    props.update(parse_pairs(args.override, "--override", ConfigError))
     if args.listen:
         props["listeners"] = _listener_text(args.listen)
     elif "listeners" not in props:

@@ -875,8 +875,8 @@ class ConfigError(Exception):
     """A broker setting is unknown or has a bad value; ``str(error)`` is one stderr line."""
 
 
-# Kafka's security settings kbroker does not implement yet (authorization, delegation
-# tokens, other SASL mechanisms' options): "unknown" would mislead, since Kafka knows them
+# Kafka's security settings kbroker does not implement yet (delegation tokens, other
+# SASL mechanisms' options, authorizer plug-in settings): "unknown" would mislead, since Kafka knows them
 # and a server.properties copied from a secured cluster has them.
 _SECURITY_PREFIXES = (
     "ssl.",
@@ -1214,6 +1214,20 @@ def _logical_lines(text: str) -> list[str]:
     if pending is not None:
         lines.append(pending)
     return lines
+
+
+def parse_pairs(
+    items: Iterable[str], option: str, error: type[Exception] = ValueError
+) -> dict[str, str]:
+    """``KEY=VALUE`` command-line settings (``--override``, ``--config``, ...) to a dict,
+    key and value stripped; ``error`` naming ``option`` for one without a key or "="."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise error(f"{option} {item!r} is not KEY=VALUE")
+        pairs[key.strip()] = value.strip()
+    return pairs
 
 
 def parse_properties(text: str) -> dict[str, str]:

@@ -223,7 +223,9 @@ class ClusterNode:
             nursery.start_soon(self._follow_config_changes)
             authorizer = authorizer_of(self.broker)
             if authorizer is not None:
-                # Every broker enforces the ACLs kept in ZooKeeper (kbroker.authz.zk).
+                # Every broker enforces the ACLs kept in ZooKeeper (kbroker.authz.zk): read
+                # them all before the broker reports ready, as AclAuthorizer.configure does.
+                await authorizer.ensure_loaded()
                 nursery.start_soon(authorizer.follow_changes, self.zk)
             nursery.start_soon(self._keep_registered)
             task_status.started(self)
