@@ -256,6 +256,9 @@ class AclStore:
         self.super_users = frozenset(super_users)
         self.allow_if_no_acls = allow_if_no_acls
         self._acls: dict[ResourcePattern, set[AclEntry]] = {}
+        # (type, pattern type) -> name -> ACLs: an authorization looks up the resource's
+        # name, the wildcard and each prefix of the name instead of scanning every ACL.
+        self._index: dict[tuple[ResourceType, PatternType], dict[str, set[AclEntry]]] | None = None
 
     # --- contents ----------------------------------------------------------------------
 
@@ -268,6 +271,7 @@ class AclStore:
 
     def set_entries(self, pattern: ResourcePattern, entries: Iterable[AclEntry]) -> None:
         """Replace a pattern's ACLs (as read back from ZooKeeper)."""
+        self._index = None
         found = set(entries)
         if found:
             self._acls[pattern] = found
@@ -277,6 +281,7 @@ class AclStore:
     def add(self, binding: AclBinding) -> bool:
         """Add one ACL (validated); True if it was new."""
         binding.validate()
+        self._index = None
         entries = self._acls.setdefault(binding.pattern, set())
         if binding.entry in entries:
             return False
@@ -285,6 +290,7 @@ class AclStore:
 
     def remove_matching(self, acl_filter: AclFilter) -> list[AclBinding]:
         """Remove and return every ACL the filter matches."""
+        self._index = None
         removed: list[AclBinding] = []
         for pattern in list(self._acls):
             if not acl_filter.matches_pattern(pattern):
@@ -303,17 +309,29 @@ class AclStore:
 
     # --- decisions ---------------------------------------------------------------------
 
+    def _indexed(self) -> dict[tuple[ResourceType, PatternType], dict[str, set[AclEntry]]]:
+        if self._index is None:
+            index: dict[tuple[ResourceType, PatternType], dict[str, set[AclEntry]]] = {}
+            for pattern, entries in self._acls.items():
+                key = (pattern.resource_type, pattern.pattern_type)
+                index.setdefault(key, {})[pattern.name] = entries
+            self._index = index
+        return self._index
+
     def _applicable(self, resource_type: ResourceType, name: str) -> list[AclEntry]:
+        index = self._indexed()
         found: list[AclEntry] = []
-        for pattern, entries in self._acls.items():
-            if pattern.resource_type != resource_type:
-                continue
-            if pattern.pattern_type == PatternType.LITERAL:
-                applies = pattern.name == name or pattern.name == WILDCARD
-            else:
-                applies = name.startswith(pattern.name)
-            if applies:
-                found.extend(entries)
+        literal = index.get((resource_type, PatternType.LITERAL))
+        if literal:
+            found.extend(literal.get(name, ()))
+            if name != WILDCARD:
+                found.extend(literal.get(WILDCARD, ()))
+        prefixed = index.get((resource_type, PatternType.PREFIXED))
+        if prefixed:
+            for end in range(1, len(name) + 1):
+                entries = prefixed.get(name[:end])
+                if entries:
+                    found.extend(entries)
         return found
 
     def authorize(
@@ -331,20 +349,21 @@ class AclStore:
         if not acls:
             return self.allow_if_no_acls
 
-        def exists(op: Operation, permission: Permission) -> bool:
-            return any(
-                acl.permission == permission
-                and acl.operation in (op, Operation.ALL)
-                and acl.principal in (principal, WILDCARD_PRINCIPAL)
-                and acl.host in (host, WILDCARD)
-                for acl in acls
-            )
-
+        # Only the ACLs of this principal (or User:*) from this host (or *) count.
+        mine = [
+            acl
+            for acl in acls
+            if acl.principal in (principal, WILDCARD_PRINCIPAL) and acl.host in (host, WILDCARD)
+        ]
         # DENY is checked for the operation itself only: a deny of Read does not deny
         # Describe, just as in AclAuthorizer.
-        if exists(operation, Permission.DENY):
+        if any(
+            acl.permission == Permission.DENY and acl.operation in (operation, Operation.ALL)
+            for acl in mine
+        ):
             return False
-        return any(exists(op, Permission.ALLOW) for op in _IMPLIED_BY.get(operation, (operation,)))
+        granting = _IMPLIED_BY.get(operation, frozenset({operation})) | {Operation.ALL}
+        return any(acl.permission == Permission.ALLOW and acl.operation in granting for acl in mine)
 
     def may_on_some(
         self, principal: str, host: str, operation: Operation, resource_type: ResourceType
@@ -403,6 +422,7 @@ class AclStore:
         )
 
     def load_json(self, text: str) -> None:
+        self._index = None
         self._acls.clear()
         for item in json.loads(text)["acls"]:
             pattern = ResourcePattern(
