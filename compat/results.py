@@ -31,6 +31,7 @@ EXTRA_MODULES = {
     "test_cluster_kafkajs": ("test_kafkajs", "cluster: "),
     "test_replication_kafka_python": ("test_kafka_python", "replication: "),
     "test_replication_confluent_kafka": ("test_confluent_kafka", "replication: "),
+    "test_reassign_kafka_python": ("test_kafka_python", "replication: "),
     "test_security_kafka_python": ("test_kafka_python", "security: "),
     "test_security_confluent_kafka": ("test_confluent_kafka", "security: "),
 }

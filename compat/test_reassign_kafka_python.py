@@ -53,7 +53,7 @@ def log_dirs(admin: KafkaAdminClient) -> dict[int, dict[tuple[str, int], dict[st
 
 
 def test_move_a_partition_to_two_other_brokers(
-    kbroker_cluster: Callable[..., Cluster],
+    kbroker_cluster: Callable[..., Cluster], record_property: Callable[[str, object], None]
 ) -> None:
     cluster = kbroker_cluster(
         3,
@@ -111,12 +111,14 @@ def test_move_a_partition_to_two_other_brokers(
             )
         finally:
             cluster.resume(held)
+        resumed = time.monotonic()
 
         cluster.wait_for(
             lambda: admin.list_partition_reassignments() == {},
             SETTLE_S,
             message="the reassignment to complete",
         )
+        complete_s = time.monotonic() - resumed
         parts = cluster.partitions(TOPIC)
         assert list(parts[0].replicas) == [2, 3]
         assert sorted(parts[0].isr) == [2, 3]
@@ -155,5 +157,13 @@ def test_move_a_partition_to_two_other_brokers(
             entry = dirs[b][(TOPIC, 0)]
             assert entry["partition_size"] == len(original)
             assert entry["is_future_key"] is False
+        record_property(
+            "figures",
+            {
+                "moved_records": RECORDS,
+                "moved_bytes": len(original),
+                "complete_after_resume_s": round(complete_s, 2),
+            },
+        )
     finally:
         admin.close()

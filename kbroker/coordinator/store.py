@@ -46,7 +46,7 @@ from kbroker.coordinator.consumer_group import (
 from kbroker.coordinator.group import GroupRecord, GroupSnapshot, MemberSnapshot
 from kbroker.coordinator.offsets import OffsetAndMetadata, OffsetRecord
 from kbroker.errors import KafkaApiError
-from kbroker.failures import is_storage_error, storage_failure_kind, warn_rate_limited
+from kbroker.failures import warn_storage_failure
 from kbroker.internal_topics import OFFSETS_TOPIC, coordinated_partitions, iter_stored_batches
 from kbroker.replication.leader_writes import append_as_leader
 from kbroker.wire.errors import ErrorCode, ProtocolError
@@ -414,13 +414,12 @@ class OffsetsTopicStore:
         try:
             self._append(partition, records, producer_id, producer_epoch)
         except Exception as exc:
-            if not is_storage_error(exc):
-                raise
             # Kafka: KafkaStorageException on the append, which the coordinator
             # answers as NOT_COORDINATOR (offsets.append_error_code).
-            warn_rate_limited(
+            warn_storage_failure(
+                exc,
                 logger,
-                "coordinator:" + storage_failure_kind(exc),
+                "coordinator",
                 "cannot write to %s-%d: %s",
                 OFFSETS_TOPIC,
                 partition,

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from kbroker.authz.acl import Operation
+from kbroker.authz.checks import allowed_cluster
 from kbroker.cluster.controller import dead_replicas, invalid_replica_list
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
@@ -63,6 +65,14 @@ async def handle_alter_partition_reassignments(
     ctx: RequestContext, request: AlterPartitionReassignmentsRequest
 ) -> AlterPartitionReassignmentsResponse:
     """Start (or cancel, with null replicas) moving partitions to new replicas."""
+    if not allowed_cluster(ctx, Operation.ALTER):
+        # KafkaApis.handleAlterPartitionReassignmentsRequest: Alter on the cluster.
+        return AlterPartitionReassignmentsResponse(
+            throttle_time_ms=0,
+            error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
+            error_message=None,
+            responses=[],
+        )
     wanted: dict[TP, list[int] | None] = {}
     for topic in request.topics:
         for p in topic.partitions:
@@ -108,6 +118,14 @@ async def handle_list_partition_reassignments(
 ) -> ListPartitionReassignmentsResponse:
     """The partitions being reassigned: their replica set, and the replicas being added
     and removed."""
+    if not allowed_cluster(ctx, Operation.DESCRIBE):
+        # KafkaApis.handleListPartitionReassignmentsRequest: Describe on the cluster.
+        return ListPartitionReassignmentsResponse(
+            throttle_time_ms=0,
+            error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
+            error_message=None,
+            topics=[],
+        )
     requested: list[TP] | None = (
         None
         if request.topics is None

@@ -14,6 +14,7 @@ from kbroker.wire.messages import (
     AlterPartitionReassignmentsRequest,
     ListPartitionReassignmentsRequest,
 )
+from tests.kbroker.test_acl_api import ALICE, connect_as, secured
 from tests.kbroker.test_admin_configs import create_topic
 
 A = AlterPartitionReassignmentsRequest
@@ -86,3 +87,13 @@ async def test_single_node_reassignments(server: Any) -> None:
         L(topics=[L.ListPartitionReassignmentsTopics(name="r", partition_indexes=[0])])
     )
     assert (listed.error_code, listed.topics) == (0, [])
+
+
+async def test_reassignments_need_alter_and_describe_on_the_cluster(make_server: Any) -> None:
+    """KafkaApis: Alter on the cluster to reassign, Describe to list."""
+    server = await secured(make_server)
+    async with await connect_as(server, ALICE) as alice:
+        altered = await alice.request(A(topics=[]))
+        assert altered.error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+        listed = await alice.request(L(topics=None))
+        assert listed.error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
