@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from kbroker.errors import KafkaApiError
 from kbroker.internal_topics import INTERNAL_TOPICS
-from kbroker.log.filecache import OPEN_FILES
+from kbroker.log.filecache import open_files as open_files_cache
 from kbroker.wire.errors import ErrorCode
 
 if TYPE_CHECKING:
@@ -86,8 +86,9 @@ def raise_fd_limit(open_files: int = 0) -> None:
     """Lift the soft descriptor limit to the hard one (what the JVM does for Kafka), then
     size the log's cache of open files: ``open_files`` (log.max.open.files), or from the limit when 0."""
     _raise_soft_limit()
-    OPEN_FILES.set_capacity(open_files_capacity(open_files, _fd_limit()))
-    logger.info("keeping at most %d segment files open", OPEN_FILES.capacity)
+    cache = open_files_cache()
+    cache.set_capacity(open_files_capacity(open_files, _fd_limit()))
+    logger.info("keeping at most %d segment files open", cache.capacity)
 
 
 def _raise_soft_limit() -> None:
@@ -133,7 +134,8 @@ def partitions_fds_allow() -> int | None:
     if limit is None or used is None:
         return None
     free = limit - _reserve(limit) - used
-    if free + len(OPEN_FILES) >= OPEN_FILES.capacity:
+    cache = open_files_cache()
+    if free + len(cache) >= cache.capacity:
         return None
     return max(0, free // FDS_PER_PARTITION)
 
@@ -144,7 +146,7 @@ def _check_fds(adding: int, room: int | None) -> None:
             ErrorCode.POLICY_VIOLATION,
             f"Adding {adding} partition(s) would leave too few file descriptors: the open "
             f"file limit ({_fd_limit()}) leaves room for {room} more beside the "
-            f"log.max.open.files cache ({OPEN_FILES.capacity}); raise ulimit -n or lower "
+            f"log.max.open.files cache ({open_files_cache().capacity}); raise ulimit -n or lower "
             "log.max.open.files).",
         )
 

@@ -20,16 +20,23 @@ Rules the owners follow so that closing never breaks an operation:
 
 Touching an open entry costs one OrderedDict move and no syscall: the active
 segment's append path goes through here on every write.
+
+The cache belongs to the thread that opens through it (`open_files()`): a broker
+runs its log on one Trio thread, and a broker embedded in a thread of its own must
+never have its descriptors closed by another broker's open in between two of its
+syscalls. The main thread's cache is `OPEN_FILES`; owners remember the cache that
+opened them.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import threading
 from collections import OrderedDict
 from typing import Protocol
 
-__all__ = ["DEFAULT_CAPACITY", "OPEN_FILES", "OpenFileCache", "Evictable"]
+__all__ = ["DEFAULT_CAPACITY", "OPEN_FILES", "OpenFileCache", "Evictable", "open_files"]
 
 # Used until the broker sizes the cache from its descriptor limit (log.max.open.files).
 DEFAULT_CAPACITY = 256
@@ -106,5 +113,21 @@ class OpenFileCache:
         return True
 
 
-# The one cache all partitions share.
+# The one cache all partitions of the main thread share.
 OPEN_FILES = OpenFileCache()
+
+
+class _ThreadCache(threading.local):
+    cache: OpenFileCache | None = None
+
+
+_THREAD = _ThreadCache()
+
+
+def open_files() -> OpenFileCache:
+    """The cache of the calling thread (OPEN_FILES in the main thread)."""
+    cache = _THREAD.cache
+    if cache is None:
+        main = threading.current_thread() is threading.main_thread()
+        cache = _THREAD.cache = OPEN_FILES if main else OpenFileCache()
+    return cache

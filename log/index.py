@@ -30,7 +30,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from pathlib import Path
 
-from kbroker.log.filecache import OPEN_FILES
+from kbroker.log.filecache import OPEN_FILES, OpenFileCache, open_files
 
 _BIG_ENDIAN = sys.byteorder == "big"
 OFFSET_ENTRY = 8
@@ -69,6 +69,7 @@ class _IndexFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd = -1
+        self._cache: OpenFileCache = OPEN_FILES  # the one that opened it
         self._closed = False
         # Written (or truncated) since the last fsync, maybe through a descriptor the
         # cache has closed since: fsync must then reopen the file to flush it.
@@ -108,11 +109,12 @@ class _IndexFile:
     def fd(self) -> int:
         """The descriptor, reopened (through the cache) if closed while idle."""
         if self._fd >= 0:
-            OPEN_FILES.touch(self)
+            self._cache.touch(self)
             return self._fd
         if self._closed:
             raise OSError(f"index {self.path} is closed")
-        self._fd = OPEN_FILES.open(self, self.path, os.O_RDWR | os.O_CREAT)
+        self._cache = open_files()
+        self._fd = self._cache.open(self, self.path, os.O_RDWR | os.O_CREAT)
         return self._fd
 
     def evict(self) -> None:
@@ -126,7 +128,7 @@ class _IndexFile:
         """Close the descriptor until the next use (the in-memory state stays)."""
         self.write_pending()
         if self._fd >= 0:
-            OPEN_FILES.forget(self)
+            self._cache.forget(self)
             fd, self._fd = self._fd, -1
             os.close(fd)
 

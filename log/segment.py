@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kbroker.log.filecache import OPEN_FILES
+from kbroker.log.filecache import OPEN_FILES, OpenFileCache, open_files
 from kbroker.log.index import OffsetIndex, TimeIndex
 from kbroker.log.scan import BatchSpan, header_size, span_at, spans_in, valid_spans
 from kbroker.wire.records import RECORD_BATCH_OVERHEAD
@@ -200,6 +200,7 @@ class LogSegment:
         # The `.log` descriptor, from the shared cache of open files: None while closed
         # for idleness (reopened on the next use), or after close()/release().
         self._handle: FileHandle | None = None
+        self._cache: OpenFileCache = OPEN_FILES  # the one that opened it
         self._closed = False
         self.size = os.fstat(self.fd).st_size  # opens (and creates) the .log
         self.index = OffsetIndex(Path(index_path), segment_index_bytes // 8)
@@ -217,12 +218,13 @@ class LogSegment:
         """The `.log` FileHandle (what a FileRegion keeps alive), opened if closed while idle."""
         handle = self._handle
         if handle is not None:
-            OPEN_FILES.touch(self)
+            self._cache.touch(self)
             return handle
         if self._closed:
             raise OSError(f"segment {self.log_path} is closed")
+        self._cache = open_files()
         handle = self._handle = FileHandle(
-            OPEN_FILES.open(self, self.log_path, os.O_RDWR | os.O_CREAT)
+            self._cache.open(self, self.log_path, os.O_RDWR | os.O_CREAT)
         )
         return handle
 
@@ -528,7 +530,7 @@ class LogSegment:
         self._drop_log_handle()
 
     def _drop_log_handle(self) -> None:
-        OPEN_FILES.forget(self)
+        self._cache.forget(self)
         self._handle = None
         self._closed = True
 

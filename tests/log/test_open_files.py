@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kbroker.log import LogConfig, PartitionLog
-from kbroker.log.filecache import OPEN_FILES
+from kbroker.log.filecache import OPEN_FILES, OpenFileCache, open_files
 from kbroker.log.index import OFFSET_ENTRY
 from tests.log.conftest import batch
 
@@ -154,3 +155,32 @@ def test_fsync_after_the_cache_closed_an_index_reaches_the_file(
     for other in others:
         other.close()
     log.close()
+
+
+def test_opens_in_one_thread_never_close_the_files_of_a_log_run_by_another(
+    tmp_path: Path, small_cache: None
+) -> None:
+    # A broker embedded in its own thread: closing its descriptor between two of its
+    # syscalls would let the number be reused under it.
+    found: dict[str, object] = {}
+
+    def in_thread() -> None:
+        log = PartitionLog.open(tmp_path / "t-0", _config())
+        log.append(batch(1))
+        found["cache"], found["log"] = open_files(), log
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join()
+    cache = found["cache"]
+    assert isinstance(cache, OpenFileCache) and cache is not OPEN_FILES
+    held = len(cache)
+    assert held == 3  # .log, .index, .timeindex
+    others = [PartitionLog.open(tmp_path / f"o-{i}", _config()) for i in range(2 * BOUND)]
+    assert len(cache) == held and len(OPEN_FILES) <= BOUND
+    for other in others:
+        other.close()
+    log = found["log"]
+    assert isinstance(log, PartitionLog)
+    log.close()
+    assert len(cache) == 0
