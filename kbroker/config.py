@@ -87,6 +87,29 @@ def gzip_level() -> Validator:
     return check
 
 
+def parse_ip_overrides(value: str | None) -> dict[str, int]:
+    """max.connections.per.ip.overrides as host -> count; ValueError if malformed."""
+    overrides: dict[str, int] = {}
+    for item in (value or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        host, sep, count = item.rpartition(":")
+        if not sep or not host or not count.strip().isdigit():
+            raise ValueError(f"{item!r} is not host:count")
+        overrides[host.strip()] = int(count)
+    return overrides
+
+
+def _check_ip_overrides(value: Any) -> str | None:
+    # Kafka's DynamicConfig validation of the same key.
+    try:
+        parse_ip_overrides(value)
+    except ValueError as exc:
+        return f"Invalid format: {exc}"
+    return None
+
+
 def one_of(*choices: str, case_insensitive: bool = False) -> Validator:
     """Kafka's ``ValidString.in`` / ``ValidList.in`` (lists: every item)."""
 
@@ -280,6 +303,14 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
         INT_MAX,
         "Connections from one client address; one more is closed as soon as it is accepted.",
         at_least(0),
+    ),
+    _c(
+        "max.connections.per.ip.overrides",
+        "string",
+        "",
+        "Per-address exceptions to max.connections.per.ip, as host:count[,host:count...] "
+        "(a host name is resolved once, at start-up).",
+        lambda value: _check_ip_overrides(value),
     ),
     _c(
         "fetch.max.bytes",

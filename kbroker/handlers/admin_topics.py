@@ -30,7 +30,7 @@ from kbroker.authz.acl import Operation, ResourceType
 from kbroker.authz.checks import allowed, allowed_cluster, require
 from kbroker.coordinator.service import on_topics_deleted
 from kbroker.errors import KafkaApiError
-from kbroker.failures import is_storage_error, storage_failure_kind, warn_rate_limited
+from kbroker.failures import warn_storage_failure
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.admin_configs import (
     check_topic_configs,
@@ -141,11 +141,10 @@ async def handle_create_topics(
                 )
             )
         except Exception as exc:
-            if not is_storage_error(exc):
-                raise
-            warn_rate_limited(
+            warn_storage_failure(
+                exc,
                 logger,
-                "create-topics:" + storage_failure_kind(exc),
+                "create-topics",
                 "creating topic %r for %s failed: %s",
                 topic.name,
                 ctx.peer,

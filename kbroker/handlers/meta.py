@@ -21,7 +21,7 @@ from kbroker.authz.acl import CLUSTER_NAME, Operation, ResourceType
 from kbroker.authz.checks import allowed, allowed_cluster, authorized_operations, filter_allowed
 from kbroker.cluster.metadata_cache import TopicInfo
 from kbroker.errors import KafkaApiError
-from kbroker.failures import is_storage_error, storage_failure_kind, warn_rate_limited
+from kbroker.failures import warn_rate_limited, warn_storage_failure
 from kbroker.handlers import RequestContext, advertised_versions, handles
 from kbroker.internal_topics import INTERNAL_TOPICS
 from kbroker.partition_limits import AutoCreateBudget
@@ -316,14 +316,13 @@ async def _missing_topic(
         logger.info("auto-creating topic %r for %s failed: %s", name, ctx.peer, exc)
         return _error_topic(exc.code, name)
     except Exception as exc:
-        if not is_storage_error(exc):
-            raise
         # A full disk (or a failing one): the topic is not created (Topics.create
         # undoes what it did) and the client, told KAFKA_STORAGE_ERROR (retriable),
         # asks again later.
-        warn_rate_limited(
+        warn_storage_failure(
+            exc,
             logger,
-            "auto-create:" + storage_failure_kind(exc),
+            "auto-create",
             "auto-creating topic %r for %s failed: %s",
             name,
             ctx.peer,

@@ -418,11 +418,17 @@ async def handle_txn_offset_commit(
     codes: dict[tuple[str, int], int] = {}
     offsets: dict[tuple[str, int], OffsetAndMetadata] = {}
     now = int(ctx.broker.clock() * 1000)
+    # KafkaApis.handleTxnOffsetCommitRequest: Read on each topic, as OffsetCommit.
+    readable = filter_allowed(
+        ctx, Operation.READ, ResourceType.TOPIC, {t.name for t in request.topics}
+    )
     for t in request.topics:
         for p in t.partitions:
             tp = (t.name, p.partition_index)
             if error is not None:
                 codes[tp] = error
+            elif t.name not in readable:
+                codes[tp] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
             elif not _partition_exists(ctx, *tp):
                 codes[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             else:

@@ -11,6 +11,7 @@ import trio
 
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
+    AddPartitionsToTxnRequest,
     CreateAclsRequest,
     CreateTopicsRequest,
     DeleteAclsRequest,
@@ -20,6 +21,7 @@ from kbroker.wire.messages import (
     DescribeGroupsRequest,
     DescribeLogDirsRequest,
     DescribeTransactionsRequest,
+    EndTxnRequest,
     FindCoordinatorRequest,
     HeartbeatRequest,
     InitProducerIdRequest,
@@ -534,3 +536,49 @@ async def test_admin_reads_need_their_permissions(make_server: MakeServer) -> No
         assert (
             txns.transaction_states[0].error_code == ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
         )
+
+
+async def test_transactions_need_the_transactional_id_and_the_topics(
+    make_server: MakeServer,
+) -> None:
+    server = await secured(make_server, transaction_state_log_num_partitions=1)
+    create_topic(server, "allowed")
+    create_topic(server, "other")
+    async with await connect_as(server, ADMIN) as admin:
+        await grant(
+            admin,
+            creation(TXN_ID, "tx", ALICE, WRITE),
+            creation(TOPIC, "allowed", ALICE, WRITE),
+        )
+    async with await connect_as(server, ALICE) as alice:
+        init = await alice.request(
+            InitProducerIdRequest(transactional_id="tx", transaction_timeout_ms=60000)
+        )
+        assert init.error_code == 0
+        T = AddPartitionsToTxnRequest.AddPartitionsToTxnTopic
+        added = await alice.request(
+            AddPartitionsToTxnRequest(
+                v3_and_below_transactional_id="tx",
+                v3_and_below_producer_id=init.producer_id,
+                v3_and_below_producer_epoch=init.producer_epoch,
+                v3_and_below_topics=[
+                    T(name="allowed", partitions=[0]),
+                    T(name="other", partitions=[0]),
+                ],
+            ),
+            version=3,
+        )
+        codes = {
+            t.name: t.results_by_partition[0].partition_error_code
+            for t in added.results_by_topic_v3_and_below
+        }
+        # A refused topic fails the request; the others are not attempted (KafkaApis).
+        assert codes == {
+            "allowed": ErrorCode.OPERATION_NOT_ATTEMPTED,
+            "other": ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+        }
+    async with await connect_as(server, BOB) as bob:
+        end = await bob.request(
+            EndTxnRequest(transactional_id="tx", producer_id=0, producer_epoch=0, committed=True)
+        )
+        assert end.error_code == ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
