@@ -11,36 +11,16 @@ import pytest
 
 from compat import txn_scenarios
 from compat.adapters.kafkajs import KafkajsClient, KafkajsTxn
-from compat.livebroker import LiveBroker
 from compat.test_kafkajs import broker, client, node  # noqa: F401 - fixtures of that module
 
 pytestmark = pytest.mark.compat
 
 
-def test_commit_abort_commit_counts_per_isolation_level(
-    client: KafkajsClient,  # noqa: F811
-    broker: LiveBroker,  # noqa: F811
-    topic_name: str,
-) -> None:
-    """read_committed sees the two committed transactions only; read_uncommitted sees all 15."""
-    txn_scenarios.commit_abort_commit_counts_per_isolation_level(
-        KafkajsTxn(client), broker, topic_name
-    )
+@pytest.fixture(scope="module")
+def txn_client(client: KafkajsClient) -> KafkajsTxn:  # noqa: F811
+    """kafkajs as the shared exactly-once scenarios drive it (the module's node driver)."""
+    return KafkajsTxn(client)
 
 
-def test_consume_transform_produce_with_offsets(
-    client: KafkajsClient,  # noqa: F811
-    broker: LiveBroker,  # noqa: F811
-    topic_name: str,
-) -> None:
-    """Output and consumed offsets commit together: all 10 transformed, group offset 10."""
-    txn_scenarios.consume_transform_produce_with_offsets(KafkajsTxn(client), broker, topic_name)
-
-
-def test_zombie_is_fenced_by_new_instance(
-    client: KafkajsClient,  # noqa: F811
-    broker: LiveBroker,  # noqa: F811
-    topic_name: str,
-) -> None:
-    """A new instance fences the old one: the old commit fails, only the new record is read."""
-    txn_scenarios.zombie_is_fenced_by_new_instance(KafkajsTxn(client), broker, topic_name)
+class TestSharedScenarios(txn_scenarios.TxnScenarios):
+    """The exactly-once scenarios of every client, through compat/adapters/kafkajs.py."""

@@ -87,6 +87,29 @@ def gzip_level() -> Validator:
     return check
 
 
+def parse_ip_overrides(value: str | None) -> dict[str, int]:
+    """max.connections.per.ip.overrides as host -> count; ValueError if malformed."""
+    overrides: dict[str, int] = {}
+    for item in (value or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        host, sep, count = item.rpartition(":")
+        if not sep or not host or not count.strip().isdigit():
+            raise ValueError(f"{item!r} is not host:count")
+        overrides[host.strip()] = int(count)
+    return overrides
+
+
+def _check_ip_overrides(value: Any) -> str | None:
+    # Kafka's DynamicConfig validation of the same key.
+    try:
+        parse_ip_overrides(value)
+    except ValueError as exc:
+        return f"Invalid format: {exc}"
+    return None
+
+
 def one_of(*choices: str, case_insensitive: bool = False) -> Validator:
     """Kafka's ``ValidString.in`` / ``ValidList.in`` (lists: every item)."""
 
@@ -280,6 +303,14 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
         INT_MAX,
         "Connections from one client address; one more is closed as soon as it is accepted.",
         at_least(0),
+    ),
+    _c(
+        "max.connections.per.ip.overrides",
+        "string",
+        "",
+        "Per-address exceptions to max.connections.per.ip, as host:count[,host:count...] "
+        "(a host name is resolved once, at start-up).",
+        lambda value: _check_ip_overrides(value),
     ),
     _c(
         "fetch.max.bytes",
@@ -824,9 +855,16 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
         "list",
         ["GSSAPI"],
         "SASL mechanisms of SASL_PLAINTEXT/SASL_SSL listeners: PLAIN, SCRAM-SHA-256, "
-        "SCRAM-SHA-512 (GSSAPI, Kafka's default, is not offered).",
+        "SCRAM-SHA-512, OAUTHBEARER (unsecured JWS tokens, as Kafka's default validator); "
+        "GSSAPI, Kafka's default, is not offered.",
     ),
-    _c("sasl.jaas.config", "password", None, "JAAS login module configuration (PLAIN users)."),
+    _c(
+        "sasl.jaas.config",
+        "password",
+        None,
+        'JAAS login module configuration: PlainLoginModule\'s user_<name>="password" '
+        "options; OAuthBearerLoginModule's unsecuredValidator* options.",
+    ),
     _c("sasl.mechanism.inter.broker.protocol", "string", "GSSAPI", _NO_EFFECT, effective=False),
     _c("security.inter.broker.protocol", "string", "PLAINTEXT", _NO_EFFECT, effective=False),
     _c(
@@ -905,7 +943,7 @@ def unknown_key_message(key: str) -> str:
     if key in _SECURITY_KEYS or key.startswith(_SECURITY_PREFIXES):
         return (
             f"config key {key!r} is not supported: kbroker has TLS, SASL (PLAIN, SCRAM) "
-            "and ACLs, but not this setting (delegation tokens, OAUTHBEARER, GSSAPI...)"
+            "and ACLs, but not this setting (delegation tokens, GSSAPI, OAuth JWKS...)"
         )
     close = difflib.get_close_matches(key, CONFIG_DEFS, n=1, cutoff=_SUGGEST_CUTOFF)
     hint = f" (did you mean {close[0]}?)" if close else ""

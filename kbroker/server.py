@@ -49,7 +49,7 @@ from typing import Any
 import trio
 
 from kbroker.broker import BrokerState
-from kbroker.config import BrokerConfig, Listener
+from kbroker.config import BrokerConfig, ConfigError, Listener, parse_ip_overrides
 from kbroker.coordinator import service as group_service
 from kbroker.failures import warn_rate_limited
 from kbroker.handlers import CloseConnection, RequestContext, load_handlers, lookup
@@ -130,6 +130,9 @@ class Server:
     # Connections per client address (max.connections.per.ip) and a wake-up for an
     # acceptor waiting for a slot (max.connections).
     per_ip: dict[str, int] = field(default_factory=dict)
+    # max.connections.per.ip.overrides, host names resolved (as Kafka's
+    # ConnectionQuotas does with InetAddress.getByName).
+    ip_overrides: dict[str, int] = field(default_factory=dict)
     _slot_freed: trio.Event = field(default_factory=trio.Event)
     # Bytes of requests received and not yet answered, over all connections
     # (queued.max.request.bytes), and a wake-up for readers waiting for memory.
@@ -735,6 +738,22 @@ async def _maintenance(broker: BrokerState) -> None:
                 broker.flush_due()
 
 
+async def _resolve_ip_overrides(value: str | None) -> dict[str, int]:
+    """max.connections.per.ip.overrides by address; a name that does not resolve is
+    a start-up error, as in Kafka."""
+    resolved: dict[str, int] = {}
+    for host, count in parse_ip_overrides(value).items():
+        try:
+            infos = await trio.socket.getaddrinfo(host, None)
+        except OSError as exc:
+            raise ConfigError(
+                f"max.connections.per.ip.overrides: cannot resolve {host!r}: {exc}"
+            ) from None
+        for info in infos:
+            resolved[_strip_mapped(str(info[4][0]))] = count
+    return resolved
+
+
 def _admit(server: Server, stream: trio.SocketStream, make: Any = Connection) -> Connection | None:
     """A Connection for an accepted socket, or None if it must be closed at once."""
     try:
@@ -742,7 +761,7 @@ def _admit(server: Server, stream: trio.SocketStream, make: Any = Connection) ->
     except OSError as exc:  # reset before we could even look at it
         logger.info("connection dropped while being accepted: %s", exc)
         return None
-    limit = server.config["max.connections.per.ip"]
+    limit = server.ip_overrides.get(connection.ip, server.config["max.connections.per.ip"])
     if server.per_ip.get(connection.ip, 0) >= limit:
         # Kafka's ConnectionQuotas: TooManyConnectionsException, the new connection
         # is closed (the client sees it closed and retries after its backoff).
@@ -831,6 +850,9 @@ async def serve(
         }
         async with trio.open_nursery() as nursery:
             server = Server(("", 0), broker, config, grace_s=grace_s)
+            server.ip_overrides = await _resolve_ip_overrides(
+                config["max.connections.per.ip.overrides"]
+            )
 
             async def handle(connection: Connection) -> None:
                 try:

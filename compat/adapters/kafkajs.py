@@ -16,7 +16,7 @@ from typing import Any
 from kafka.partitioner.default import murmur2
 
 from compat.livebroker import LiveBroker
-from compat.record_scenarios import Config, Got, Out, Refused, Sent
+from compat.record_scenarios import PLAIN, Config, Got, Out, Producing, Refused, Sent
 
 KAFKAJS_DIR = Path(__file__).resolve().parent.parent / "kafkajs"
 ANSWER_TIMEOUT_S = 60.0
@@ -121,20 +121,14 @@ class KafkajsClient:
         return (murmur2(key) & 0x7FFFFFFF) % partitions
 
     def produce(
-        self,
-        broker: LiveBroker,
-        topic: str,
-        records: list[Out],
-        *,
-        acks: int | str = "all",
-        compression: str | None = None,
-        linger_ms: int | None = None,  # kafkajs sends each send() as one request: no linger
+        self, broker: LiveBroker, topic: str, records: list[Out], how: Producing = PLAIN
     ) -> list[Sent]:
+        # how.linger_ms: kafkajs sends each send() as one request, it has no linger.
         answer = self.driver(broker).call(
             "produce",
             topic=topic,
-            acks=-1 if acks == "all" else acks,
-            compression=compression,
+            acks=-1 if how.acks == "all" else how.acks,
+            compression=how.compression,
             records=[
                 {
                     "value": _b64(r.value),

@@ -429,3 +429,108 @@ async def test_sasl_ssl_scram_512(make_server: MakeServer, certs: Certificates) 
     async with await tls_client(address, certs.client_context()) as client:
         assert await scram_login(client, "SCRAM-SHA-512", "dave", "dave-secret") == 0
         assert _metadata_port(await client.request(MetadataRequest(topics=[]))) == address[1]
+
+
+def test_the_kafka_style_properties_file_loads(certs: Certificates, tmp_path: Path) -> None:
+    from kbroker.config import parse_properties
+    from kbroker.security.connection import connection_factory
+
+    text = f"""
+listeners=PLAINTEXT://127.0.0.1:9092,SASL_SSL://127.0.0.1:9094
+advertised.listeners=PLAINTEXT://localhost:9092,SASL_SSL://localhost:9094
+log.dirs={tmp_path}
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required \\
+    username="admin" password="admin-secret" user_admin="admin-secret" user_alice="alice-secret";
+ssl.keystore.type=PEM
+ssl.keystore.location={certs.keystore}
+"""
+    config = BrokerConfig.from_properties(parse_properties(text))
+    for listener in config.listeners:
+        assert connection_factory(config, listener) is not None
+    sasl = connection_factory(config, config.listeners[1]).keywords["sasl"]
+    assert sasl.plain_users == {"admin": "admin-secret", "alice": "alice-secret"}
+    advertised = config.advertised_for("SASL_SSL")
+    assert advertised is not None and advertised.port == 9094
+
+
+async def test_a_thousand_failed_logins(
+    make_server: MakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await _sasl_server(make_server, **{"connection.failed.authentication.delay.ms": 0})
+    caplog.set_level(logging.INFO, logger="kbroker")
+    good = await _connect(server, "SASL_PLAINTEXT")
+    assert await plain_login(good, "alice", "alice-secret") == (0, None)
+    peers: list[str] = []
+
+    async def fail_once() -> None:
+        async with await _connect(server, "SASL_PLAINTEXT") as client:
+            peers.append(f"127.0.0.1:{client.stream.socket.getsockname()[1]}")
+            code, _ = await plain_login(client, "alice", "guess")
+            assert code == ErrorCode.SASL_AUTHENTICATION_FAILED
+            assert await _closed(client)
+
+    for _ in range(20):
+        async with trio.open_nursery() as nursery:
+            for _ in range(50):
+                nursery.start_soon(fail_once)
+            # The logged-in client is served meanwhile.
+            with trio.fail_after(5):
+                assert (await good.request(_API_VERSIONS)).error_code == 0
+    assert len(peers) == 1000
+    with trio.fail_after(5):
+        while len(server.server.connections) > 1:
+            await trio.sleep(0.01)
+    messages = [r.getMessage() for r in caplog.records]
+    failures = [m for m in messages if "failed SASL PLAIN authentication" in m]
+    assert len(failures) == 1000
+    # One line per failed login, naming its peer (plus the ApiVersions line of the client).
+    assert {m.split("connection from ")[1].split(" ")[0] for m in failures} == set(peers)
+    assert server.server.request_bytes < 64 * 1024
+    await good.aclose()
+
+
+def _unsecured_jws(**claims: Any) -> str:
+    import base64
+    import json
+
+    def part(obj: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'none'})}.{part(claims)}."
+
+
+def _bearer(token: str) -> bytes:
+    return f"n,,\x01auth=Bearer {token}\x01\x01".encode()
+
+
+async def test_oauthbearer_unsecured_jws(make_server: MakeServer) -> None:
+    import time
+
+    server = await _sasl_server(make_server, **{"sasl.enabled.mechanisms": "OAUTHBEARER"})
+    async with await _connect(server, "SASL_PLAINTEXT") as client:
+        assert await sasl_handshake(client, "OAUTHBEARER") == 0
+        token = _unsecured_jws(sub="erin", exp=time.time() + 60, iat=time.time())
+        assert (await sasl_authenticate(client, _bearer(token)))[0] == 0
+        assert (await client.request(MetadataRequest(topics=[]))).brokers
+        (connection,) = [
+            c for c in server.server.connections if c.listener_name == "SASL_PLAINTEXT"
+        ]
+        assert connection.principal == "User:erin"
+    # An expired token: RFC 7628's error challenge, then SASL_AUTHENTICATION_FAILED.
+    async with await _connect(server, "SASL_PLAINTEXT") as client:
+        assert await sasl_handshake(client, "OAUTHBEARER") == 0
+        expired = _unsecured_jws(sub="erin", exp=time.time() - 60)
+        code, _, challenge = await sasl_authenticate(client, _bearer(expired))
+        assert (code, challenge) == (0, b'{"status": "invalid_token"}')
+        code, message, _ = await sasl_authenticate(client, b"\x01")
+        assert code == ErrorCode.SASL_AUTHENTICATION_FAILED
+        assert message == "Authentication failed: the token has expired"
+        assert await _closed(client)
+    # A signed token is not an unsecured one.
+    async with await _connect(server, "SASL_PLAINTEXT") as client:
+        assert await sasl_handshake(client, "OAUTHBEARER") == 0
+        signed = _unsecured_jws(sub="erin", exp=time.time() + 60)[:-1] + ".c2ln"
+        signed = signed.replace(signed.split(".")[0], "eyJhbGciOiJIUzI1NiJ9")
+        code, _, challenge = await sasl_authenticate(client, _bearer(signed))
+        assert challenge == b'{"status": "invalid_token"}'
