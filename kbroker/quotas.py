@@ -13,7 +13,8 @@ throttled for ``(rate - quota) / quota * window`` ms (QuotaUtils.throttleTime): 
 response carries throttle_time_ms and the connection reads nothing more for that long
 (KIP-219; a throttled fetch answers no data, as Kafka's).
 
-A single broker keeps its quotas in ``quotas.json`` in the data dir.
+A single broker keeps its quotas in ``quotas.json`` in the data dir; a cluster keeps them
+in ZooKeeper (kbroker.quotas_zk).
 """
 
 from __future__ import annotations
@@ -24,14 +25,21 @@ import os
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kbroker.broker import BrokerState
 
 __all__ = [
     "CONSUMER_BYTE_RATE",
     "PRODUCER_BYTE_RATE",
     "QUOTA_FILE",
     "Entity",
+    "QUOTA_KEYS",
     "InvalidQuota",
     "QuotaManager",
+    "make_entity",
+    "quota_manager",
     "user_of",
 ]
 
@@ -39,7 +47,7 @@ QUOTA_FILE = "quotas.json"
 PRODUCER_BYTE_RATE = "producer_byte_rate"
 CONSUMER_BYTE_RATE = "consumer_byte_rate"
 # QuotaConfigs: the keys a user / client-id entity may carry; the byte rates are longs.
-_KEYS = {
+QUOTA_KEYS = _KEYS = {
     PRODUCER_BYTE_RATE: "long",
     CONSUMER_BYTE_RATE: "long",
     "request_percentage": "double",
@@ -140,6 +148,14 @@ class QuotaManager:
         if self.path is not None:
             self._save(self.path)
 
+    def replace(self, entity: Entity, values: dict[str, float]) -> None:
+        """Set an entity's values as read back from ZooKeeper (none: no quota)."""
+        if values:
+            self.quotas[entity] = dict(values)
+        else:
+            self.quotas.pop(entity, None)
+        self._rates.clear()
+
     def describe(
         self, components: list[tuple[str, int, str | None]], strict: bool
     ) -> list[tuple[Entity, dict[str, float]]]:
@@ -237,3 +253,16 @@ class QuotaManager:
         for item in data["quotas"]:
             entity = make_entity([(e["type"], e["name"]) for e in item["entity"]])
             self.quotas[entity] = {k: float(v) for k, v in item["values"].items()}
+
+
+_STATE_KEY = "kbroker.quotas"
+
+
+def quota_manager(broker: BrokerState) -> QuotaManager:
+    """The broker's quotas: from the data dir on a single node (loaded on first use); in
+    cluster mode filled from ZooKeeper by the cluster node (kbroker.quotas_zk)."""
+    found = broker.state.get(_STATE_KEY)
+    if found is None:
+        path = None if broker.cluster is not None else broker.data_dir / QUOTA_FILE
+        found = broker.state[_STATE_KEY] = QuotaManager(path)
+    return found  # type: ignore[no-any-return]

@@ -35,9 +35,8 @@ from kbroker.handlers.partitions import (
     lookup_topic,
     point_to_leaders,
 )
-from kbroker.handlers.quotas import quota_manager
 from kbroker.log.errors import OffsetOutOfRange
-from kbroker.quotas import CONSUMER_BYTE_RATE
+from kbroker.quotas import CONSUMER_BYTE_RATE, quota_manager
 from kbroker.topics import Partition, Topic
 from kbroker.txn.service import poll as poll_transactions
 from kbroker.wire.compression import ZSTD

@@ -47,8 +47,7 @@ from kbroker.handlers.partitions import (
     point_to_leaders,
     topic_value,
 )
-from kbroker.handlers.quotas import quota_manager
-from kbroker.quotas import PRODUCER_BYTE_RATE
+from kbroker.quotas import PRODUCER_BYTE_RATE, quota_manager
 from kbroker.replication.partition import ReplicatedPartition
 from kbroker.topics import Partition, Topic
 from kbroker.txn.service import check_producer_batch

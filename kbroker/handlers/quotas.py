@@ -2,19 +2,16 @@
 
 Describing needs DescribeConfigs on the cluster, altering AlterConfigs
 (CLUSTER_AUTHORIZATION_FAILED otherwise), as in KafkaApis. A single broker keeps its
-quotas in the data dir; in cluster mode they would have to live in ZooKeeper under
-/config/users and /config/clients, which kbroker does not do yet: altering them there
-is refused rather than applied to one broker only.
+quotas in the data dir; a cluster in ZooKeeper under /config/users and /config/clients,
+as Kafka does (kbroker.quotas_zk), so every broker enforces the same quotas.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from kbroker.authz.acl import Operation
 from kbroker.authz.checks import allowed_cluster
 from kbroker.handlers import RequestContext, handles
-from kbroker.quotas import QUOTA_FILE, InvalidQuota, QuotaManager, make_entity
+from kbroker.quotas import Entity, InvalidQuota, QuotaManager, make_entity, quota_manager
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     AlterClientQuotasRequest,
@@ -22,20 +19,6 @@ from kbroker.wire.messages import (
     DescribeClientQuotasRequest,
     DescribeClientQuotasResponse,
 )
-
-if TYPE_CHECKING:
-    from kbroker.broker import BrokerState
-
-_STATE_KEY = "kbroker.quotas"
-
-
-def quota_manager(broker: BrokerState) -> QuotaManager:
-    """The broker's quotas (loaded from the data dir on first use)."""
-    found = broker.state.get(_STATE_KEY)
-    if found is None:
-        path = None if broker.cluster is not None else broker.data_dir / QUOTA_FILE
-        found = broker.state[_STATE_KEY] = QuotaManager(path)
-    return found  # type: ignore[no-any-return]
 
 
 @handles(DescribeClientQuotasRequest.API_KEY, 0, 1)
@@ -72,6 +55,26 @@ async def handle_describe_client_quotas(
     )
 
 
+async def _alter(
+    ctx: RequestContext, manager: QuotaManager, entity: Entity, ops: list[tuple[str, float, bool]]
+) -> None:
+    cluster = ctx.broker.cluster
+    if cluster is None:
+        manager.alter(entity, ops)
+        return
+    # Cluster mode: ZooKeeper is the truth every broker follows (kbroker.quotas_zk).
+    from kbroker import quotas_zk
+
+    values = dict(manager.quotas.get(entity, {}))
+    for key, value, remove in ops:
+        if remove:
+            values.pop(key, None)
+        else:
+            values[key] = value
+    await quotas_zk.write(cluster.zk, entity, values)
+    manager.replace(entity, values)
+
+
 @handles(AlterClientQuotasRequest.API_KEY, 0, 1)
 async def handle_alter_client_quotas(
     ctx: RequestContext, request: AlterClientQuotasRequest
@@ -87,15 +90,13 @@ async def handle_alter_client_quotas(
         try:
             if denied:
                 code = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
-            elif ctx.broker.cluster is not None:
-                raise InvalidQuota("client quotas are not supported in cluster mode yet")
             else:
                 entity = make_entity(pairs)
                 ops = [(op.key, op.value, op.remove) for op in entry.ops]
                 for key, value, remove in ops:
                     QuotaManager.check_op(key, value, remove)
                 if not request.validate_only:
-                    manager.alter(entity, ops)
+                    await _alter(ctx, manager, entity, ops)
         except InvalidQuota as exc:
             code, message = ErrorCode.INVALID_REQUEST, str(exc)
         results.append(
