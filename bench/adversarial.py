@@ -34,7 +34,6 @@ import resource
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,6 +44,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench._process import KbrokerProcess  # noqa: E402
 from kbroker.testing.fuzz_frames import mutated_frames  # noqa: E402
 from kbroker.wire.messages import (  # noqa: E402
     ApiVersionsRequest,
@@ -77,32 +77,17 @@ def _limit_fds() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
 
 
-class Broker:
+class Broker(KbrokerProcess):
     """One broker process limited to NOFILE descriptors."""
 
     def __init__(self, data_dir: Path, port: int) -> None:
         self.port = port
-        cmd = [sys.executable, "-m", "kbroker", "--listen", f"127.0.0.1:{port}"]
-        cmd += ["--data-dir", str(data_dir), "--log-level", "WARNING"]
+        args = ["--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)]
+        args += ["--log-level", "WARNING"]
         for key, value in OVERRIDES.items():
-            cmd += ["--override", f"{key}={value}"]
-        self.t0 = time.perf_counter()
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_limit_fds,
-        )
-        self.lines: list[str] = []
-        threading.Thread(target=self._drain, daemon=True).start()
+            args += ["--override", f"{key}={value}"]
+        super().__init__(args, preexec_fn=_limit_fds)
         self.started_s = self._wait_ready()
-
-    def _drain(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            self.lines.append(raw.decode("utf-8", "replace").rstrip())
 
     def _wait_ready(self) -> float:
         deadline = time.perf_counter() + 120

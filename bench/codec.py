@@ -1,4 +1,5 @@
-"""Codec micro-benchmarks: record-batch validation and patching, Produce/Fetch codec.
+"""Codec micro-benchmarks: record-batch validation and patching, Produce/Fetch codec,
+and the per-call cost of the hot requests and responses across their versions.
 
 Run standalone: ``.venv/bin/python bench/codec.py``. Prints figures; asserts nothing.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
+import timeit
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +18,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import crc32c  # noqa: E402
 
+from kbroker.wire import protocol  # noqa: E402
 from kbroker.wire import records as R  # noqa: E402
+from kbroker.wire.messages import (  # noqa: E402
+    FetchResponse,
+    MetadataResponse,
+    ProduceRequest,
+)
 
 MIB = 1024 * 1024
 
@@ -30,6 +38,12 @@ def best(fn: Callable[[], object], *, repeat: int = 7, number: int = 5) -> float
             fn()
         times.append((time.perf_counter() - t) / number)
     return min(times)
+
+
+def cpu_best(fn: Callable[[], object], number: int = 500) -> float:
+    """Best-of-5 mean CPU seconds per call, for calls of microseconds."""
+    # CPU time, not wall time: other processes on a shared machine distort wall time.
+    return min(timeit.repeat(fn, number=number, repeat=5, timer=time.process_time)) / number
 
 
 def mb_s(nbytes: int, seconds: float) -> str:
@@ -49,6 +63,16 @@ def one_mib_batch(codec: int = 0, value_size: int = 1000) -> bytes:
         for i in range(n)
     ]
     return R.build_batch(recs, compression=codec, producer_id=1, producer_epoch=0, base_sequence=0)
+
+
+def produce_request(batches: list[bytes], acks: int = -1) -> ProduceRequest:
+    """A Produce request to topic "bench"; partition i carries ``batches[i]``."""
+    parts = [ProduceRequest.PartitionProduceData(index=i, records=b) for i, b in enumerate(batches)]
+    return ProduceRequest(
+        acks=acks,
+        timeout_ms=30_000,
+        topic_data=[ProduceRequest.TopicProduceData(name="bench", partition_data=parts)],
+    )
 
 
 def bench_records() -> None:
@@ -84,25 +108,10 @@ def bench_records() -> None:
 
 def bench_protocol() -> None:
     """Produce request decode/encode and Fetch response encode/decode with 1 MiB of batches."""
-    try:
-        from kbroker.wire import protocol
-        from kbroker.wire.messages import FetchResponse, ProduceRequest
-    except ImportError as exc:  # the schema engineer's module may not exist yet
-        print(f"wire.protocol unavailable ({exc}); skipping protocol figures")
-        return
     pv = protocol.SUPPORTED[0][1]
     fv = protocol.SUPPORTED[1][1]
     batch = one_mib_batch()
-    req = ProduceRequest(
-        acks=-1,
-        timeout_ms=30_000,
-        topic_data=[
-            ProduceRequest.TopicProduceData(
-                name="bench",
-                partition_data=[ProduceRequest.PartitionProduceData(index=0, records=batch)],
-            )
-        ],
-    )
+    req = produce_request([batch])
     frame = protocol.encode_request(0, pv, 1, "bench", req)
     payload = frame[4:]
     print(f"Produce v{pv} request, 1 partition, {len(payload)} bytes:")
@@ -112,18 +121,7 @@ def bench_protocol() -> None:
     print(f"  encode_request                      {mb_s(len(payload), t)}  ({t * 1e6:8.1f} us)")
 
     small = R.build_batch([R.Record(key=b"k", value=b"v" * 100, timestamp=1)])
-    req100 = ProduceRequest(
-        acks=1,
-        timeout_ms=30_000,
-        topic_data=[
-            ProduceRequest.TopicProduceData(
-                name="bench",
-                partition_data=[
-                    ProduceRequest.PartitionProduceData(index=i, records=small) for i in range(100)
-                ],
-            )
-        ],
-    )
+    req100 = produce_request([small] * 100, acks=1)
     payload100 = protocol.encode_request(0, pv, 2, "bench", req100)[4:]
     t = best(lambda: protocol.decode_request(payload100), repeat=7, number=50)
     print(f"Produce v{pv} request, 100 partitions x {len(small)} B batch: decode {t * 1e6:8.1f} us")
@@ -160,6 +158,50 @@ def bench_protocol() -> None:
     print(f"  decode_response                     {mb_s(len(out), t)}  ({t * 1e6:8.1f} us)")
 
 
+def bench_versions() -> None:
+    """Per-call CPU cost of many-partition requests and responses at the versions clients use."""
+    req = produce_request([b"x" * 200] * 100)
+    for v in (7, 9, 11):
+        frame = protocol.encode_request(0, v, 7, "cli", req)[4:]
+        t = cpu_best(lambda f=frame: protocol.decode_request(f))
+        print(f"decode_request Produce v{v}, 100 partitions: {t * 1e6:7.1f} us")
+    resp = FetchResponse(
+        responses=[
+            FetchResponse.FetchableTopicResponse(
+                topic="bench",
+                partitions=[
+                    FetchResponse.PartitionData(
+                        partition_index=i, high_watermark=10, records=b"x" * 300
+                    )
+                    for i in range(100)
+                ],
+            )
+        ]
+    )
+    for v in (11, 12, 16):
+        t = cpu_best(lambda v=v: protocol.encode_response(1, v, 7, resp))
+        print(f"encode_response Fetch v{v}, 100 partitions: {t * 1e6:7.1f} us")
+    meta = MetadataResponse(
+        topics=[
+            MetadataResponse.MetadataResponseTopic(
+                name=f"topic-{i}",
+                partitions=[
+                    MetadataResponse.MetadataResponsePartition(
+                        partition_index=p, replica_nodes=[1], isr_nodes=[1]
+                    )
+                    for p in range(10)
+                ],
+            )
+            for i in range(50)
+        ]
+    )
+    t = cpu_best(lambda: protocol.encode_response(3, 12, 7, meta), number=100)
+    print(f"encode_response Metadata v12, 50 topics x 10 partitions: {t * 1e6:7.1f} us")
+    small = protocol.encode_request(18, 3, 1, "c", protocol.request_class(18)())[4:]
+    t = cpu_best(lambda: protocol.decode_request(small), number=5000)
+    print(f"decode_request ApiVersions v3: {t * 1e6:7.1f} us")
+
+
 def bench_frames() -> None:
     """FrameDecoder throughput: 1 MiB frames fed in 64 KiB socket-sized chunks."""
     from kbroker.wire.frames import FrameDecoder, frame
@@ -183,6 +225,7 @@ def main() -> None:
     bench_frames()
     bench_records()
     bench_protocol()
+    bench_versions()
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
+from bench._process import KbrokerProcess  # noqa: E402
 from kbroker.wire.messages import ApiVersionsRequest  # noqa: E402
 from kbroker.wire.protocol import decode_response, encode_request  # noqa: E402
 
@@ -69,39 +69,17 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-class Run:
+class Run(KbrokerProcess):
     """One broker process on a fixed port; records when it logged ready and answered."""
 
     def __init__(self, data_dir: Path) -> None:
         self.port = free_port()
-        cmd = [
-            sys.executable,
-            "-m",
-            "kbroker",
-            "--listen",
-            f"127.0.0.1:{self.port}",
-            "--data-dir",
-            str(data_dir),
-        ]
-        self.t0 = time.perf_counter()
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
         self.ready_s: float | None = None
-        self.lines: list[str] = []
-        threading.Thread(target=self._drain, daemon=True).start()
+        super().__init__(["--listen", f"127.0.0.1:{self.port}", "--data-dir", str(data_dir)])
 
-    def _drain(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip()
-            self.lines.append(line)
-            if self.ready_s is None and "bootstrap_servers=" in line:
-                self.ready_s = time.perf_counter() - self.t0
+    def on_line(self, line: str) -> None:
+        if self.ready_s is None and "bootstrap_servers=" in line:
+            self.ready_s = time.perf_counter() - self.t0
 
     def wait_api_versions(self) -> float:
         """Seconds from spawn to the first successful ApiVersions."""

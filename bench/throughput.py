@@ -249,36 +249,25 @@ def main() -> int:
             for size in (int(x) for x in args.sizes.split(",")):
                 topic = f"bench-{size}-{run_id}"
                 create_topic(broker.bootstrap_servers, topic)
-                cpu0 = broker_cpu_s(broker)
-                n, nbytes, secs = bench_produce(
-                    broker.bootstrap_servers, topic, size, int(args.megabytes * MB), args.seconds
-                )
-                mbps = nbytes / MB / secs
-                rows.append(
-                    (
-                        f"produce {size} B",
-                        f"{mbps:8.1f} MB/s",
-                        f"{n / secs:10.0f} msg/s",
-                        target_text("produce", size),
-                        per_cpu(nbytes, cpu0, broker_cpu_s(broker)),
+                # Produce gets a byte budget; consume then reads back the count produce wrote.
+                limit = int(args.megabytes * MB)
+                for op, run in (("produce", bench_produce), ("consume", bench_consume)):
+                    cpu0 = broker_cpu_s(broker)
+                    n, nbytes, secs = run(
+                        broker.bootstrap_servers, topic, size, limit, args.seconds
                     )
-                )
-                print("  " + "  ".join(s.strip() for s in rows[-1]), flush=True)  # progress
-                cpu0 = broker_cpu_s(broker)
-                n, nbytes, secs = bench_consume(
-                    broker.bootstrap_servers, topic, size, n, args.seconds
-                )
-                mbps = nbytes / MB / secs
-                rows.append(
-                    (
-                        f"consume {size} B",
-                        f"{mbps:8.1f} MB/s",
-                        f"{n / secs:10.0f} msg/s",
-                        target_text("consume", size),
-                        per_cpu(nbytes, cpu0, broker_cpu_s(broker)),
+                    limit = n
+                    mbps = nbytes / MB / secs
+                    rows.append(
+                        (
+                            f"{op} {size} B",
+                            f"{mbps:8.1f} MB/s",
+                            f"{n / secs:10.0f} msg/s",
+                            target_text(op, size),
+                            per_cpu(nbytes, cpu0, broker_cpu_s(broker)),
+                        )
                     )
-                )
-                print("  " + "  ".join(s.strip() for s in rows[-1]), flush=True)  # progress
+                    print("  " + "  ".join(s.strip() for s in rows[-1]), flush=True)  # progress
             lat = None
             if not args.no_latency:
                 create_topic(broker.bootstrap_servers, f"bench-latency-{run_id}")

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import pytest
+
 from compat.conftest import KAFKA_TOPIC_DEFAULTS, now_ms
 from compat.diskfmt import single_record_batch_size, stored_batches, value_len_for_batch_size
 from compat.livebroker import LiveBroker
@@ -33,6 +35,19 @@ class Out:
     headers: Headers = field(default_factory=list)
     timestamp: int | None = None
     partition: int | None = None
+
+
+@dataclass(frozen=True)
+class Producing:
+    """How a producer is configured: acks, a compression codec (``None``: none), linger.ms
+    (``None``: the client's default)."""
+
+    acks: int | str = "all"
+    compression: str | None = None
+    linger_ms: int | None = None
+
+
+PLAIN = Producing()
 
 
 @dataclass(frozen=True)
@@ -99,17 +114,10 @@ class RecordClient(Protocol):
         """The partition the client's default partitioner picks for ``key``."""
 
     def produce(
-        self,
-        broker: LiveBroker,
-        topic: str,
-        records: list[Out],
-        *,
-        acks: int | str = "all",
-        compression: str | None = None,
-        linger_ms: int | None = None,
+        self, broker: LiveBroker, topic: str, records: list[Out], how: Producing = PLAIN
     ) -> list[Sent]:
-        """Produce ``records`` with one producer and wait for every delivery, in order;
-        raises ``Refused`` when the broker refuses one."""
+        """Produce ``records`` with one producer configured ``how`` and wait for every
+        delivery, in order; raises ``Refused`` when the broker refuses one."""
 
     def read(
         self,
@@ -182,7 +190,10 @@ def produce_keyed(client: RecordClient, broker: LiveBroker, topic: str, acks: in
     client.create_topic(broker, topic, partitions)
     keys = [f"key-{i % 10}".encode() for i in range(40)]
     sent = client.produce(
-        broker, topic, [Out(f"v{i}".encode(), key) for i, key in enumerate(keys)], acks=acks
+        broker,
+        topic,
+        [Out(f"v{i}".encode(), key) for i, key in enumerate(keys)],
+        Producing(acks=acks),
     )
     assert len(sent) == len(keys)
     for key, report in zip(keys, sent, strict=True):
@@ -214,8 +225,7 @@ def compression(client: RecordClient, broker: LiveBroker, topic: str, codec: str
         broker,
         topic,
         [Out(value, str(i).encode()) for i, value in enumerate(values)],
-        compression=codec,
-        linger_ms=20,
+        Producing(compression=codec, linger_ms=20),
     )
     assert [s.offset for s in sent] == list(range(len(values)))
     records = client.read(broker, topic, 1, len(values))
@@ -250,7 +260,7 @@ def topic_compression_type(
                     partition=0,
                 )
             )
-        reports = client.produce(broker, topic, batch, compression=codec, linger_ms=20)
+        reports = client.produce(broker, topic, batch, Producing(compression=codec, linger_ms=20))
         assert [s.offset for s in reports] == list(range(len(sent), len(sent) + 50))
         sent += batch
     records = client.read(broker, topic, 1, len(sent))
@@ -269,12 +279,12 @@ def max_message_bytes(client: RecordClient, broker: LiveBroker, topic: str) -> N
     limit = 10_000
     client.create_topic(broker, topic, configs={"max.message.bytes": str(limit)})
     fits = value_len_for_batch_size(limit)
-    [sent] = client.produce(broker, topic, [Out(b"x" * fits, partition=0)], acks=1)
+    [sent] = client.produce(broker, topic, [Out(b"x" * fits, partition=0)], Producing(acks=1))
     assert sent.offset == 0
     [stored] = stored_batches(broker.data_dir, topic, 0)
     assert stored.size == single_record_batch_size(fits) == limit
     try:
-        client.produce(broker, topic, [Out(b"x" * (fits + 1), partition=0)], acks=1)
+        client.produce(broker, topic, [Out(b"x" * (fits + 1), partition=0)], Producing(acks=1))
     except Refused as refused:
         assert refused.code == MESSAGE_TOO_LARGE, refused
     else:
@@ -300,7 +310,9 @@ def log_append_time(client: RecordClient, broker: LiveBroker, topic: str) -> Non
     """On a LogAppendTime topic the broker's clock replaces the producer's timestamp."""
     client.create_topic(broker, topic, configs={"message.timestamp.type": "LogAppendTime"})
     before = now_ms()
-    [sent] = client.produce(broker, topic, [Out(b"v", timestamp=1_500_000_000_000)], acks=1)
+    [sent] = client.produce(
+        broker, topic, [Out(b"v", timestamp=1_500_000_000_000)], Producing(acks=1)
+    )
     after = now_ms()
     [record] = client.read(broker, topic, 1, 1)
     assert record.timestamp_type == LOG_APPEND_TIME
@@ -327,7 +339,7 @@ def _produce_keyed_batch(
     client: RecordClient, broker: LiveBroker, topic: str, count: int
 ) -> list[tuple[int, int, bytes | None, bytes]]:
     records = [Out(f"value-{i}".encode(), f"k{i}".encode()) for i in range(count)]
-    sent = client.produce(broker, topic, records, acks="all")
+    sent = client.produce(broker, topic, records)
     return sorted(
         (s.partition, s.offset, r.key, r.value) for s, r in zip(sent, records, strict=True)
     )
@@ -341,7 +353,7 @@ def _check_survived(
 ) -> None:
     records = client.read(broker, topic, 2, len(sent))
     assert sorted((r.partition, r.offset, r.key, r.value) for r in records) == sent
-    [after] = client.produce(broker, topic, [Out(b"after", partition=0)], acks="all")
+    [after] = client.produce(broker, topic, [Out(b"after", partition=0)])
     assert after.offset == sum(1 for p, *_ in sent if p == 0)  # offsets continue, no reuse
 
 
@@ -362,3 +374,88 @@ def kill_keeps_acked_data(client: RecordClient, broker: LiveBroker, topic: str) 
     broker.kill()
     broker.start()
     _check_survived(client, broker, topic, sent)
+
+
+# -- the scenarios as tests -------------------------------------------------------------------
+# A client module runs a family by subclassing it as a ``Test...`` class; the tests take the
+# module's ``client`` (its RecordClient) and ``broker`` / ``fresh_broker`` fixtures, and their
+# names are the results table's rows (compat/results.py drops the class from the cell name).
+class ProduceScenarios:
+    """Produce, compression and timestamps, for a client module's ``Test...`` class."""
+
+    # compression.type of the topic in test_topic_compression_type, and the codecs the client
+    # produces with there.
+    topic_codec = "zstd"
+    producer_codecs: tuple[str | None, ...] = (None, "lz4")
+
+    @pytest.mark.parametrize("acks", [0, 1, "all"])
+    def test_produce_keyed(
+        self, client: RecordClient, broker: LiveBroker, topic_name: str, acks: int | str
+    ) -> None:
+        produce_keyed(client, broker, topic_name, acks)
+
+    @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+    def test_compression(
+        self, client: RecordClient, broker: LiveBroker, topic_name: str, codec: str
+    ) -> None:
+        compression(client, broker, topic_name, codec)
+
+    def test_topic_compression_type(
+        self, client: RecordClient, broker: LiveBroker, topic_name: str
+    ) -> None:
+        topic_compression_type(client, broker, topic_name, self.topic_codec, self.producer_codecs)
+
+    def test_max_message_bytes(
+        self, client: RecordClient, broker: LiveBroker, topic_name: str
+    ) -> None:
+        max_message_bytes(client, broker, topic_name)
+
+    def test_log_append_time(
+        self, client: RecordClient, broker: LiveBroker, topic_name: str
+    ) -> None:
+        log_append_time(client, broker, topic_name)
+
+
+class AdminScenarios:
+    """Topic lifecycle and configs, for a client module's ``Test...`` class."""
+
+    def test_add_partitions(
+        self, client: RecordClient, broker: LiveBroker, topic_name: str
+    ) -> None:
+        add_partitions(client, broker, topic_name)
+
+    def test_delete_topic(self, client: RecordClient, broker: LiveBroker, topic_name: str) -> None:
+        delete_topic(client, broker, topic_name)
+
+    def test_describe_configs_defaults(
+        self, client: RecordClient, broker: LiveBroker, topic_name: str
+    ) -> None:
+        describe_configs_defaults(client, broker, topic_name)
+
+
+class AssignedScenarios:
+    """Headers and offset reset, read by assignment, for a client module's ``Test...`` class."""
+
+    def test_headers_and_create_time(
+        self, client: RecordClient, broker: LiveBroker, topic_name: str
+    ) -> None:
+        headers_and_create_time(client, broker, topic_name)
+
+    def test_offset_out_of_range_resets(
+        self, client: RecordClient, broker: LiveBroker, topic_name: str
+    ) -> None:
+        offset_out_of_range_resets(client, broker, topic_name)
+
+
+class RestartScenarios:
+    """Data across a restart and a kill -9 of the test's own broker (``fresh_broker``)."""
+
+    def test_restart_keeps_data(
+        self, client: RecordClient, fresh_broker: LiveBroker, topic_name: str
+    ) -> None:
+        restart_keeps_data(client, fresh_broker, topic_name)
+
+    def test_kill_keeps_acked_data(
+        self, client: RecordClient, fresh_broker: LiveBroker, topic_name: str
+    ) -> None:
+        kill_keeps_acked_data(client, fresh_broker, topic_name)

@@ -31,8 +31,14 @@ EXTRA_MODULES = {
     "test_cluster_kafkajs": ("test_kafkajs", "cluster: "),
     "test_replication_kafka_python": ("test_kafka_python", "replication: "),
     "test_replication_confluent_kafka": ("test_confluent_kafka", "replication: "),
+    "test_reassign_kafka_python": ("test_kafka_python", "replication: "),
+    "test_security_kafka_python": ("test_kafka_python", "security: "),
+    "test_security_confluent_kafka": ("test_confluent_kafka", "security: "),
+    "test_security_aiokafka": ("test_aiokafka", "security: "),
 }
-_NODE = re.compile(r"(?:^|/)compat/(test_\w+)\.py::test_([^\s]+)$")
+# A shared scenario runs as a method of a client module's Test... class (compat/*_scenarios.py):
+# its cell is named like a module-level test's, without the class.
+_NODE = re.compile(r"(?:^|/)compat/(test_\w+)\.py::(?:Test\w+::)?test_([^\s]+)$")
 
 
 def _short(text: str, limit: int = 160) -> str:

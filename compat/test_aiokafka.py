@@ -37,7 +37,6 @@ pytestmark = pytest.mark.compat
 # Joins the client x scenario table (compat/results.py reads CLIENTS when it records).
 results.CLIENTS.setdefault("test_aiokafka", ("aiokafka", "aiokafka"))
 
-CLIENT = AiokafkaClient()
 GROUPS = AiokafkaGroups()
 
 
@@ -103,34 +102,7 @@ def test_create_topic_with_configs(broker: LiveBroker, topic_name: str) -> None:
     run(scenario)
 
 
-def test_add_partitions(broker: LiveBroker, topic_name: str) -> None:
-    """CreatePartitions grows a topic and the new partition takes writes; shrinking fails."""
-    record_scenarios.add_partitions(CLIENT, broker, topic_name)
-
-
-def test_delete_topic(broker: LiveBroker, topic_name: str) -> None:
-    """DeleteTopics removes the topic; deleting it again is UNKNOWN_TOPIC_OR_PARTITION."""
-    record_scenarios.delete_topic(CLIENT, broker, topic_name)
-
-
 # -- produce and consume ----------------------------------------------------------------------
-@pytest.mark.parametrize("acks", [0, 1, "all"])
-def test_produce_keyed(broker: LiveBroker, topic_name: str, acks: int | str) -> None:
-    """Keyed records land in the partition aiokafka's partitioner chose, in order."""
-    record_scenarios.produce_keyed(CLIENT, broker, topic_name, acks)
-
-
-@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
-def test_compression(broker: LiveBroker, topic_name: str, codec: str) -> None:
-    """Compressed batches are stored as sent and come back intact."""
-    record_scenarios.compression(CLIENT, broker, topic_name, codec)
-
-
-def test_headers_and_create_time(broker: LiveBroker, topic_name: str) -> None:
-    """Headers and the producer's CreateTime come back unchanged."""
-    record_scenarios.headers_and_create_time(CLIENT, broker, topic_name)
-
-
 def test_consume_from_beginning(broker: LiveBroker, topic_name: str) -> None:
     """seek_to_beginning reads every record from 0; beginning/end offsets agree."""
 
@@ -254,11 +226,6 @@ async def produce_values(
         await producer.stop()
 
 
-def test_describe_configs_defaults(broker: LiveBroker, topic_name: str) -> None:
-    """A topic without overrides reports Kafka's defaults, sourced DEFAULT_CONFIG."""
-    record_scenarios.describe_configs_defaults(CLIENT, broker, topic_name)
-
-
 def test_consume_from_timestamp(broker: LiveBroker, topic_name: str) -> None:
     """offsets_for_times finds the first record at or after a timestamp (ListOffsets v1+)."""
 
@@ -289,11 +256,6 @@ def test_consume_from_timestamp(broker: LiveBroker, topic_name: str) -> None:
         ]
 
     run(scenario)
-
-
-def test_offset_out_of_range_resets(broker: LiveBroker, topic_name: str) -> None:
-    """A fetch past the end gets OFFSET_OUT_OF_RANGE, and auto_offset_reset=earliest recovers."""
-    record_scenarios.offset_out_of_range_resets(CLIENT, broker, topic_name)
 
 
 def test_delete_records(broker: LiveBroker, topic_name: str) -> None:
@@ -371,16 +333,16 @@ def test_alter_configs_legacy(broker: LiveBroker, topic_name: str) -> None:
     run(scenario)
 
 
-def test_max_message_bytes(broker: LiveBroker, topic_name: str) -> None:
-    """A batch of exactly max.message.bytes is accepted; one byte more is MESSAGE_TOO_LARGE."""
-    record_scenarios.max_message_bytes(CLIENT, broker, topic_name)
+# -- the shared scenarios (compat/record_scenarios.py) ------------------------------------------
+@pytest.fixture(scope="module")
+def client() -> AiokafkaClient:
+    """aiokafka as the shared scenarios drive it."""
+    return AiokafkaClient()
 
 
-def test_log_append_time(broker: LiveBroker, topic_name: str) -> None:
-    """On a LogAppendTime topic the broker's clock replaces the producer's timestamp."""
-    record_scenarios.log_append_time(CLIENT, broker, topic_name)
-
-
-def test_topic_compression_type(broker: LiveBroker, topic_name: str) -> None:
-    """A compression.type=zstd topic stores zstd whatever the producer sends (Kafka recompresses)."""
-    record_scenarios.topic_compression_type(CLIENT, broker, topic_name, "zstd")
+class TestSharedScenarios(
+    record_scenarios.ProduceScenarios,
+    record_scenarios.AdminScenarios,
+    record_scenarios.AssignedScenarios,
+):
+    """The scenarios every client runs, through compat/adapters/aiokafka.py."""

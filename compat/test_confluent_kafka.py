@@ -52,8 +52,6 @@ from compat.livebroker import LiveBroker
 
 pytestmark = pytest.mark.compat
 
-CLIENT = ConfluentKafkaClient()
-
 
 # -- helpers ----------------------------------------------------------------------------------
 def wait_partition_eof(cons: Consumer, *, deadline_s: float = POLL_DEADLINE_S) -> Message:
@@ -124,11 +122,6 @@ def test_create_topic_with_configs(broker: LiveBroker, topic_name: str) -> None:
     assert kafka_error(excinfo).code() == KafkaError.INVALID_REPLICATION_FACTOR
 
 
-def test_describe_configs_defaults(broker: LiveBroker, topic_name: str) -> None:
-    """A topic without overrides reports Kafka's defaults, sourced DEFAULT_CONFIG."""
-    record_scenarios.describe_configs_defaults(CLIENT, broker, topic_name)
-
-
 def test_alter_configs_incremental(broker: LiveBroker, topic_name: str) -> None:
     """IncrementalAlterConfigs SET and DELETE change one key and leave the others alone."""
     create_topic(broker, topic_name, configs={"cleanup.policy": "compact"})
@@ -175,34 +168,7 @@ def test_alter_configs_legacy(broker: LiveBroker, topic_name: str) -> None:
     assert configs["cleanup.policy"].source == ConfigSource.DEFAULT_CONFIG.value
 
 
-def test_add_partitions(broker: LiveBroker, topic_name: str) -> None:
-    """CreatePartitions grows a topic; the new partitions take writes; shrinking is refused."""
-    record_scenarios.add_partitions(CLIENT, broker, topic_name)
-
-
-def test_delete_topic(broker: LiveBroker, topic_name: str) -> None:
-    """DeleteTopics removes the topic and its data; a re-created topic starts empty."""
-    record_scenarios.delete_topic(CLIENT, broker, topic_name)
-
-
 # -- produce ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("acks", [0, 1, "all"])
-def test_produce_keyed(broker: LiveBroker, topic_name: str, acks: int | str) -> None:
-    """Keyed records land in the partition librdkafka's partitioner chose, in order."""
-    record_scenarios.produce_keyed(CLIENT, broker, topic_name, acks)
-
-
-@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
-def test_compression(broker: LiveBroker, topic_name: str, codec: str) -> None:
-    """Compressed batches are stored as sent and come back intact."""
-    record_scenarios.compression(CLIENT, broker, topic_name, codec)
-
-
-def test_topic_compression_type(broker: LiveBroker, topic_name: str) -> None:
-    """A compression.type=zstd topic stores zstd whatever the producer sends (Kafka recompresses)."""
-    record_scenarios.topic_compression_type(CLIENT, broker, topic_name, "zstd")
-
-
 def test_topic_compression_level(broker: LiveBroker, topic_name: str) -> None:
     """compression.zstd.level (KIP-390) is the level the broker compresses at: same records, fewer bytes at 19 than at 1."""
     values = text_like_values()
@@ -242,21 +208,6 @@ def test_topic_compression_level(broker: LiveBroker, topic_name: str) -> None:
         assert batch.compression == "zstd"
         stored[level] = batch.size
     assert stored[19] < stored[1]
-
-
-def test_max_message_bytes(broker: LiveBroker, topic_name: str) -> None:
-    """A batch of exactly max.message.bytes is accepted; one byte more is MESSAGE_TOO_LARGE."""
-    record_scenarios.max_message_bytes(CLIENT, broker, topic_name)
-
-
-def test_headers_and_create_time(broker: LiveBroker, topic_name: str) -> None:
-    """Headers and the producer's CreateTime come back unchanged."""
-    record_scenarios.headers_and_create_time(CLIENT, broker, topic_name)
-
-
-def test_log_append_time(broker: LiveBroker, topic_name: str) -> None:
-    """On a LogAppendTime topic the broker's clock replaces the producer's timestamp."""
-    record_scenarios.log_append_time(CLIENT, broker, topic_name)
 
 
 # -- consume by assignment --------------------------------------------------------------------
@@ -328,11 +279,6 @@ def test_consume_from_timestamp(broker: LiveBroker, topic_name: str) -> None:
     ]
 
 
-def test_offset_out_of_range_resets(broker: LiveBroker, topic_name: str) -> None:
-    """A fetch past the end gets OFFSET_OUT_OF_RANGE, and auto.offset.reset=earliest recovers."""
-    record_scenarios.offset_out_of_range_resets(CLIENT, broker, topic_name)
-
-
 def test_delete_records(broker: LiveBroker, topic_name: str) -> None:
     """DeleteRecords moves the log start offset; consumers start there; past the end is refused."""
     create_topic(broker, topic_name)
@@ -361,11 +307,19 @@ def test_delete_records(broker: LiveBroker, topic_name: str) -> None:
 
 
 # -- restarts ---------------------------------------------------------------------------------
-def test_restart_keeps_data(fresh_broker: LiveBroker, topic_name: str) -> None:
-    """After a clean restart (SIGTERM) every record is there and offsets continue."""
-    record_scenarios.restart_keeps_data(CLIENT, fresh_broker, topic_name)
 
 
-def test_kill_keeps_acked_data(fresh_broker: LiveBroker, topic_name: str) -> None:
-    """After SIGKILL (unclean stop) every acknowledged record is recovered."""
-    record_scenarios.kill_keeps_acked_data(CLIENT, fresh_broker, topic_name)
+# -- the shared scenarios (compat/record_scenarios.py) ------------------------------------------
+@pytest.fixture(scope="module")
+def client() -> ConfluentKafkaClient:
+    """confluent-kafka as the shared scenarios drive it."""
+    return ConfluentKafkaClient()
+
+
+class TestSharedScenarios(
+    record_scenarios.ProduceScenarios,
+    record_scenarios.AdminScenarios,
+    record_scenarios.AssignedScenarios,
+    record_scenarios.RestartScenarios,
+):
+    """The scenarios every client runs, through compat/adapters/confluent_kafka.py."""

@@ -7,36 +7,20 @@ pytest-trio owns `async def` tests here).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from compat import txn_scenarios
 from compat.adapters.aiokafka import AiokafkaTxn
-from compat.livebroker import LiveBroker, shared_broker
-from compat.txn_scenarios import SMALL_INTERNAL_TOPICS
+from compat.txn_scenarios import broker  # noqa: F401 - the module's broker fixture
 
 pytestmark = pytest.mark.compat
 
-CLIENT = AiokafkaTxn()
-
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
-    """A broker shared by the module's scenarios."""
-    with shared_broker(tmp_path_factory.mktemp("eos-aio"), overrides=SMALL_INTERNAL_TOPICS) as live:
-        yield live
+def txn_client() -> AiokafkaTxn:
+    """aiokafka as the shared exactly-once scenarios drive it."""
+    return AiokafkaTxn()
 
 
-def test_commit_abort_commit_counts_per_isolation_level(
-    broker: LiveBroker, topic_name: str
-) -> None:
-    txn_scenarios.commit_abort_commit_counts_per_isolation_level(CLIENT, broker, topic_name)
-
-
-def test_consume_transform_produce_with_offsets(broker: LiveBroker, topic_name: str) -> None:
-    txn_scenarios.consume_transform_produce_with_offsets(CLIENT, broker, topic_name)
-
-
-def test_zombie_is_fenced_by_new_instance(broker: LiveBroker, topic_name: str) -> None:
-    txn_scenarios.zombie_is_fenced_by_new_instance(CLIENT, broker, topic_name)
+class TestSharedScenarios(txn_scenarios.TxnScenarios):
+    """The exactly-once scenarios of every client, through compat/adapters/aiokafka.py."""

@@ -8,7 +8,6 @@ topics so it starts fast.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,39 +15,18 @@ from confluent_kafka import Producer
 
 from compat import txn_scenarios
 from compat.adapters.confluent_kafka import ConfluentKafkaTxn, create_topic, read_all
-from compat.livebroker import LiveBroker, private_broker, shared_broker
+from compat.livebroker import LiveBroker, private_broker
 from compat.txn_scenarios import (
     SMALL_INTERNAL_TOPICS,
     LossyProxy,
     SamePortBroker,
+    broker,  # noqa: F401 - the module's broker fixture
     proxied_broker,  # noqa: F401 - a fixture shared with the other clients' modules
 )
 
 pytestmark = pytest.mark.compat
 
 DEADLINE_S = 20.0
-CLIENT = ConfluentKafkaTxn()
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
-    """A broker shared by the module's transaction scenarios."""
-    with shared_broker(tmp_path_factory.mktemp("eos-ck"), overrides=SMALL_INTERNAL_TOPICS) as live:
-        yield live
-
-
-def test_commit_abort_commit_counts_per_isolation_level(
-    broker: LiveBroker, topic_name: str
-) -> None:
-    txn_scenarios.commit_abort_commit_counts_per_isolation_level(CLIENT, broker, topic_name)
-
-
-def test_consume_transform_produce_with_offsets(broker: LiveBroker, topic_name: str) -> None:
-    txn_scenarios.consume_transform_produce_with_offsets(CLIENT, broker, topic_name)
-
-
-def test_zombie_is_fenced_by_new_instance(broker: LiveBroker, topic_name: str) -> None:
-    txn_scenarios.zombie_is_fenced_by_new_instance(CLIENT, broker, topic_name)
 
 
 def test_idempotent_producer_survives_kill_9(tmp_path: Path, topic_name: str) -> None:
@@ -94,10 +72,6 @@ def test_idempotent_producer_survives_kill_9(tmp_path: Path, topic_name: str) ->
         assert values == sorted(values)  # and in order
 
 
-def test_transaction_commits_across_kill_9(tmp_path: Path, topic_name: str) -> None:
-    txn_scenarios.transaction_commits_across_kill_9(CLIENT, tmp_path, topic_name)
-
-
 def test_idempotent_retries_of_lost_responses_are_not_written_twice(
     proxied_broker: tuple[LiveBroker, LossyProxy], topic_name: str
 ) -> None:
@@ -130,3 +104,14 @@ def test_idempotent_retries_of_lost_responses_are_not_written_twice(
     assert errors == [] and cuts == 4
     values = read_all(live, topic_name, "read_uncommitted")
     assert len(values) == total and values == [b"%06d" % i for i in range(total)]
+
+
+# -- the shared scenarios (compat/txn_scenarios.py) ---------------------------------------------
+@pytest.fixture(scope="module")
+def txn_client() -> ConfluentKafkaTxn:
+    """confluent-kafka as the shared exactly-once scenarios drive it."""
+    return ConfluentKafkaTxn()
+
+
+class TestSharedScenarios(txn_scenarios.TxnScenarios, txn_scenarios.TxnKillScenarios):
+    """The exactly-once scenarios of every client, through compat/adapters/confluent_kafka.py."""

@@ -6,7 +6,6 @@ here through compat/adapters/kafka_python.py; the rest are bounded the same way.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,39 +14,18 @@ from kafka.admin import KafkaAdminClient
 
 from compat import txn_scenarios
 from compat.adapters.kafka_python import KafkaPythonTxn, create_topic, read_all
-from compat.livebroker import LiveBroker, private_broker, shared_broker
+from compat.livebroker import LiveBroker, private_broker
 from compat.txn_scenarios import (
     SMALL_INTERNAL_TOPICS,
     LossyProxy,
     SamePortBroker,
+    broker,  # noqa: F401 - the module's broker fixture
     proxied_broker,  # noqa: F401 - a fixture shared with the other clients' modules
 )
 
 pytestmark = pytest.mark.compat
 
 DEADLINE_S = 20.0
-CLIENT = KafkaPythonTxn()
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
-    """A broker shared by the module's transaction scenarios."""
-    with shared_broker(tmp_path_factory.mktemp("eos-kp"), overrides=SMALL_INTERNAL_TOPICS) as live:
-        yield live
-
-
-def test_commit_abort_commit_counts_per_isolation_level(
-    broker: LiveBroker, topic_name: str
-) -> None:
-    txn_scenarios.commit_abort_commit_counts_per_isolation_level(CLIENT, broker, topic_name)
-
-
-def test_consume_transform_produce_with_offsets(broker: LiveBroker, topic_name: str) -> None:
-    txn_scenarios.consume_transform_produce_with_offsets(CLIENT, broker, topic_name)
-
-
-def test_zombie_is_fenced_by_new_instance(broker: LiveBroker, topic_name: str) -> None:
-    txn_scenarios.zombie_is_fenced_by_new_instance(CLIENT, broker, topic_name)
 
 
 def test_idempotent_producer_survives_kill_9(tmp_path: Path, topic_name: str) -> None:
@@ -87,7 +65,7 @@ def test_transaction_tooling_lists_describes_and_aborts(
 
     create_topic(broker, topic_name)
     tid = f"tool-{topic_name}"
-    p = CLIENT.tx_producer(broker, tid).producer
+    p = KafkaPythonTxn.tx_producer(broker, tid).producer
     p.begin_transaction()
     p.send(topic_name, value=b"open")
     p.flush()
@@ -109,10 +87,6 @@ def test_transaction_tooling_lists_describes_and_aborts(
         p.close(timeout=1)
     assert read_all(broker, topic_name, "read_committed") == []
     assert read_all(broker, topic_name, "read_uncommitted") == [b"open"]
-
-
-def test_transaction_commits_across_kill_9(tmp_path: Path, topic_name: str) -> None:
-    txn_scenarios.transaction_commits_across_kill_9(CLIENT, tmp_path, topic_name)
 
 
 def test_idempotent_retries_of_lost_responses_are_not_written_twice(
@@ -143,3 +117,14 @@ def test_idempotent_retries_of_lost_responses_are_not_written_twice(
     assert cuts == 4
     values = read_all(live, topic_name, "read_uncommitted")
     assert len(values) == total and values == [b"%06d" % i for i in range(total)]
+
+
+# -- the shared scenarios (compat/txn_scenarios.py) ---------------------------------------------
+@pytest.fixture(scope="module")
+def txn_client() -> KafkaPythonTxn:
+    """kafka-python as the shared exactly-once scenarios drive it."""
+    return KafkaPythonTxn()
+
+
+class TestSharedScenarios(txn_scenarios.TxnScenarios, txn_scenarios.TxnKillScenarios):
+    """The exactly-once scenarios of every client, through compat/adapters/kafka_python.py."""

@@ -29,8 +29,6 @@ from compat.livebroker import LiveBroker
 
 pytestmark = pytest.mark.compat
 
-CLIENT = KafkaPythonClient()
-
 
 # -- helpers ----------------------------------------------------------------------------------
 # -- bootstrap --------------------------------------------------------------------------------
@@ -99,18 +97,6 @@ def test_create_topic_with_configs(broker: LiveBroker, topic_name: str) -> None:
         assert topic_name + ".bad" not in admin.list_topics()
 
 
-def test_describe_configs_defaults(broker: LiveBroker, topic_name: str) -> None:
-    """A topic without overrides reports Kafka's defaults, sourced DEFAULT_CONFIG."""
-    record_scenarios.describe_configs_defaults(CLIENT, broker, topic_name)
-    with admin_client(broker) as admin:
-        # Only the requested keys come back when keys are named.
-        only = admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topic_name, ["retention.ms"])],
-            config_filter="all",
-        )
-        assert list(only["topic"][topic_name]) == ["retention.ms"]
-
-
 def test_alter_configs_incremental(broker: LiveBroker, topic_name: str) -> None:
     """IncrementalAlterConfigs SET and DELETE change one key and leave the others alone."""
     create_topic(broker, topic_name, configs={"cleanup.policy": "compact"})
@@ -167,34 +153,7 @@ def test_alter_configs_legacy(broker: LiveBroker, topic_name: str) -> None:
         assert configs["max.message.bytes"]["config_source"] == "DYNAMIC_TOPIC_CONFIG"
 
 
-def test_add_partitions(broker: LiveBroker, topic_name: str) -> None:
-    """CreatePartitions grows a topic; the new partitions take writes; shrinking is refused."""
-    record_scenarios.add_partitions(CLIENT, broker, topic_name)
-
-
-def test_delete_topic(broker: LiveBroker, topic_name: str) -> None:
-    """DeleteTopics removes the topic and its data; a re-created topic starts empty."""
-    record_scenarios.delete_topic(CLIENT, broker, topic_name)
-
-
 # -- produce ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("acks", [0, 1, "all"])
-def test_produce_keyed(broker: LiveBroker, topic_name: str, acks: int | str) -> None:
-    """Keyed records land in the partition kafka-python's partitioner chose, in order."""
-    record_scenarios.produce_keyed(CLIENT, broker, topic_name, acks)
-
-
-@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
-def test_compression(broker: LiveBroker, topic_name: str, codec: str) -> None:
-    """Compressed batches are stored as sent and come back intact."""
-    record_scenarios.compression(CLIENT, broker, topic_name, codec)
-
-
-def test_topic_compression_type(broker: LiveBroker, topic_name: str) -> None:
-    """A compression.type=gzip topic stores gzip whatever the producer sends (Kafka recompresses)."""
-    record_scenarios.topic_compression_type(CLIENT, broker, topic_name, "gzip")
-
-
 def test_topic_compression_level(broker: LiveBroker, topic_name: str) -> None:
     """compression.gzip.level (KIP-390) is the level the broker compresses at: same records, fewer bytes at 9 than at 1."""
     values = text_like_values()
@@ -221,21 +180,6 @@ def test_topic_compression_level(broker: LiveBroker, topic_name: str) -> None:
         assert batch.compression == "gzip"
         stored[level] = batch.size
     assert stored[9] < stored[1]
-
-
-def test_max_message_bytes(broker: LiveBroker, topic_name: str) -> None:
-    """A batch of exactly max.message.bytes is accepted; one byte more is MESSAGE_TOO_LARGE."""
-    record_scenarios.max_message_bytes(CLIENT, broker, topic_name)
-
-
-def test_headers_and_create_time(broker: LiveBroker, topic_name: str) -> None:
-    """Headers and the producer's CreateTime come back unchanged."""
-    record_scenarios.headers_and_create_time(CLIENT, broker, topic_name)
-
-
-def test_log_append_time(broker: LiveBroker, topic_name: str) -> None:
-    """On a LogAppendTime topic the broker's clock replaces the producer's timestamp."""
-    record_scenarios.log_append_time(CLIENT, broker, topic_name)
 
 
 # -- consume by assignment --------------------------------------------------------------------
@@ -303,11 +247,6 @@ def test_consume_from_timestamp(broker: LiveBroker, topic_name: str) -> None:
     ]
 
 
-def test_offset_out_of_range_resets(broker: LiveBroker, topic_name: str) -> None:
-    """A fetch past the end gets OFFSET_OUT_OF_RANGE, and auto_offset_reset=earliest recovers."""
-    record_scenarios.offset_out_of_range_resets(CLIENT, broker, topic_name)
-
-
 def test_delete_records(broker: LiveBroker, topic_name: str) -> None:
     """DeleteRecords moves the log start offset; consumers start there; past the end is refused."""
     create_topic(broker, topic_name)
@@ -326,11 +265,33 @@ def test_delete_records(broker: LiveBroker, topic_name: str) -> None:
 
 
 # -- restarts ---------------------------------------------------------------------------------
-def test_restart_keeps_data(fresh_broker: LiveBroker, topic_name: str) -> None:
-    """After a clean restart (SIGTERM) every record is there and offsets continue."""
-    record_scenarios.restart_keeps_data(CLIENT, fresh_broker, topic_name)
 
 
-def test_kill_keeps_acked_data(fresh_broker: LiveBroker, topic_name: str) -> None:
-    """After SIGKILL (unclean stop) every acknowledged record is recovered."""
-    record_scenarios.kill_keeps_acked_data(CLIENT, fresh_broker, topic_name)
+# -- the shared scenarios (compat/record_scenarios.py) ------------------------------------------
+@pytest.fixture(scope="module")
+def client() -> KafkaPythonClient:
+    """kafka-python as the shared scenarios drive it."""
+    return KafkaPythonClient()
+
+
+class TestSharedScenarios(
+    record_scenarios.ProduceScenarios,
+    record_scenarios.AdminScenarios,
+    record_scenarios.AssignedScenarios,
+    record_scenarios.RestartScenarios,
+):
+    """The scenarios every client runs, through compat/adapters/kafka_python.py."""
+
+    topic_codec = "gzip"
+
+    def test_describe_configs_defaults(
+        self, client: KafkaPythonClient, broker: LiveBroker, topic_name: str
+    ) -> None:
+        super().test_describe_configs_defaults(client, broker, topic_name)
+        with admin_client(broker) as admin:
+            # Only the requested keys come back when keys are named.
+            only = admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, topic_name, ["retention.ms"])],
+                config_filter="all",
+            )
+            assert list(only["topic"][topic_name]) == ["retention.ms"]

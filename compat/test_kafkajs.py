@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from compat import record_scenarios, results
-from compat.adapters.kafkajs import KafkajsClient
-from compat.conftest import DEFAULT_CONFIG, DYNAMIC_TOPIC_CONFIG, KAFKA_TOPIC_DEFAULTS
+from compat import group_scenarios, record_scenarios, results
+from compat.adapters.kafkajs import KafkajsClient, KafkajsGroups
+from compat.conftest import DEFAULT_CONFIG, DYNAMIC_TOPIC_CONFIG
 from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker, shared_broker
 
 pytestmark = pytest.mark.compat
@@ -112,45 +112,6 @@ def test_create_topic_with_configs(node: str, broker: LiveBroker, topic_name: st
     assert [e["type"] for e in result["badConfig"]["errors"]] == ["INVALID_CONFIG"]
 
 
-def test_add_partitions(node: str, broker: LiveBroker, topic_name: str) -> None:
-    """CreatePartitions grows the topic, the new partition takes writes; shrinking fails."""
-    result = scenario(node, broker, "add_partitions", topic_name)
-    assert result["partitions"] == 3
-    assert result["shrink"]["type"] == "INVALID_PARTITIONS" or [
-        e["type"] for e in result["shrink"].get("errors", [])
-    ] == ["INVALID_PARTITIONS"]
-    [sent] = result["sent"]
-    assert (sent["partition"], sent["baseOffset"], sent["errorCode"]) == (2, "0", 0)
-
-
-def test_delete_topic(node: str, broker: LiveBroker, topic_name: str) -> None:
-    """DeleteTopics removes the topic and its data; deleting it again is an error."""
-    result = scenario(node, broker, "delete_topic", topic_name)
-    assert result["stillListed"] is False
-    # kafkajs retries the retriable UNKNOWN_TOPIC_OR_PARTITION, then wraps it (as with Kafka).
-    assert result["again"]["name"] == "KafkaJSNumberOfRetriesExceeded"
-    assert (result["again"]["cause"]["type"], result["again"]["cause"]["code"]) == (
-        "UNKNOWN_TOPIC_OR_PARTITION",
-        3,
-    )
-    assert result["offsets"] == [{"partition": 0, "offset": "0", "high": "0", "low": "0"}]
-
-
-@pytest.mark.parametrize("acks", [0, 1, "all"])
-def test_produce_keyed(
-    client: KafkajsClient, broker: LiveBroker, topic_name: str, acks: int | str
-) -> None:
-    """Keyed records land in kafkajs's (Java-compatible) partition for them, in order."""
-    record_scenarios.produce_keyed(client, broker, topic_name, acks)
-
-
-def test_describe_configs_defaults(node: str, broker: LiveBroker, topic_name: str) -> None:
-    """A topic without overrides reports Kafka's defaults, sourced DEFAULT_CONFIG."""
-    configs = scenario(node, broker, "describe_configs_defaults", topic_name)["configs"]
-    for name, value in KAFKA_TOPIC_DEFAULTS.items():
-        assert configs[name] == {"value": value, "isDefault": True, "source": DEFAULT_CONFIG}, name
-
-
 def test_alter_configs_legacy(node: str, broker: LiveBroker, topic_name: str) -> None:
     """AlterConfigs (pre-KIP-339) replaces the whole override set: omitted keys revert."""
     configs = scenario(node, broker, "alter_configs_legacy", topic_name)["configs"]
@@ -192,31 +153,6 @@ def test_delete_records(node: str, broker: LiveBroker, topic_name: str) -> None:
     ]
 
 
-def test_max_message_bytes(client: KafkajsClient, broker: LiveBroker, topic_name: str) -> None:
-    """A batch of exactly max.message.bytes is accepted; one byte more is MESSAGE_TOO_LARGE."""
-    # kafkajs writes a record without key or headers the way compat.diskfmt sizes it.
-    record_scenarios.max_message_bytes(client, broker, topic_name)
-
-
-def test_log_append_time(client: KafkajsClient, broker: LiveBroker, topic_name: str) -> None:
-    """On a LogAppendTime topic the broker's clock replaces the producer's timestamp."""
-    record_scenarios.log_append_time(client, broker, topic_name)
-
-
-def test_topic_compression_type(client: KafkajsClient, broker: LiveBroker, topic_name: str) -> None:
-    """A compression.type=gzip topic stores gzip whatever kafkajs sends (Kafka recompresses)."""
-    # kafkajs has no lz4 without a plugin: its records go uncompressed.
-    record_scenarios.topic_compression_type(client, broker, topic_name, "gzip", (None,))
-
-
-@pytest.mark.parametrize("codec", ["gzip"])
-def test_compression(
-    client: KafkajsClient, broker: LiveBroker, topic_name: str, codec: str
-) -> None:
-    """gzip batches from kafkajs (its only built-in codec) are stored and read back intact."""
-    record_scenarios.compression(client, broker, topic_name, codec)
-
-
 def test_headers_and_create_time(node: str, broker: LiveBroker, topic_name: str) -> None:
     """Headers and the producer's CreateTime timestamp come back unchanged."""
     [record] = scenario(node, broker, "headers_and_create_time", topic_name)["records"]
@@ -233,21 +169,49 @@ def test_consume_from_beginning(node: str, broker: LiveBroker, topic_name: str) 
     ]
 
 
-def test_group_subscribe_and_consume(node: str, broker: LiveBroker, topic_name: str) -> None:
+def test_group_subscribe_and_consume(
+    client: KafkajsClient, broker: LiveBroker, topic_name: str
+) -> None:
     """A member gets every partition, reads all, commits; admin lists and describes the group."""
-    result = scenario(node, broker, "group_subscribe_and_consume", topic_name)
-    assert sorted(r["value"] for r in result["records"]) == sorted(
-        f"p{p}-{i}" for p in range(3) for i in range(10)
-    )
-    assert result["committed"] == {"0": 10, "1": 10, "2": 10}
-    assert result["listed"] is True
-    assert (result["state"], result["members"]) == ("Empty", 0)
+    groups = KafkajsGroups(client)
+    group = f"g-{topic_name}"
+    group_scenarios.consume_all_and_commit(groups, broker, topic_name, group)
+    assert groups.describe(broker, group) == {"listed": True, "state": "Empty", "members": 0}
 
 
-def test_group_commit_and_fetch_offsets(node: str, broker: LiveBroker, topic_name: str) -> None:
+def test_group_commit_and_fetch_offsets(
+    client: KafkajsClient, broker: LiveBroker, topic_name: str
+) -> None:
     """admin.setOffsets commits; fetchOffsets reads them back; a member resumes there."""
-    result = scenario(node, broker, "group_commit_and_fetch_offsets", topic_name)
-    assert result["committed"] == {"0": 7, "1": 3}
-    assert sorted(r["value"] for r in result["records"]) == sorted(
-        [f"p0-{i}" for i in range(7, 10)] + [f"p1-{i}" for i in range(3, 10)]
-    )
+    groups = KafkajsGroups(client)
+    group = f"g-{topic_name}"
+    groups.create_topic(broker, topic_name, 2)
+    groups.produce(broker, topic_name, 2, 10)
+    groups.set_offsets(broker, group, topic_name, {0: 7, 1: 3})
+    assert groups.committed(broker, group, topic_name, 2) == {0: 7, 1: 3}
+    group_scenarios.resumes_at_commits_7_and_3(groups, broker, topic_name, group)
+
+
+# -- the shared scenarios (compat/record_scenarios.py) ------------------------------------------
+class TestSharedScenarios(record_scenarios.ProduceScenarios, record_scenarios.AdminScenarios):
+    """The scenarios every client runs, through compat/adapters/kafkajs.py (``client``)."""
+
+    topic_codec = "gzip"
+    producer_codecs = (None,)  # no lz4 in kafkajs without a plugin: uncompressed only
+
+    @pytest.mark.parametrize("codec", ["gzip"])  # kafkajs's only built-in codec
+    def test_compression(
+        self, client: KafkajsClient, broker: LiveBroker, topic_name: str, codec: str
+    ) -> None:
+        super().test_compression(client, broker, topic_name, codec)
+
+    def test_delete_topic(self, client: KafkajsClient, broker: LiveBroker, topic_name: str) -> None:
+        super().test_delete_topic(client, broker, topic_name)
+        # kafkajs retries the retriable UNKNOWN_TOPIC_OR_PARTITION of the second deletion (the
+        # last admin call that could fail), then wraps it (as with Kafka).
+        again = client.last_error
+        assert again is not None and again["name"] == "KafkaJSNumberOfRetriesExceeded", again
+        assert (again["cause"]["type"], again["cause"]["code"]) == (
+            "UNKNOWN_TOPIC_OR_PARTITION",
+            3,
+        )

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import pytest
 
-from compat.livebroker import LiveBroker, private_broker
+from compat.livebroker import LiveBroker, private_broker, shared_broker
 
 DEADLINE_S = 20.0
 SMALL_INTERNAL_TOPICS = {
@@ -128,6 +128,14 @@ def proxied_broker(tmp_path: Path) -> Iterator[tuple[LiveBroker, LossyProxy]]:
         live.kill()
 
 
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
+    """A broker shared by a module's transaction scenarios (small internal topics, so it
+    starts fast); a client's exactly-once module imports it as its ``broker``."""
+    with shared_broker(tmp_path_factory.mktemp("eos"), overrides=SMALL_INTERNAL_TOPICS) as live:
+        yield live
+
+
 class TxProducer(Protocol):
     """A transactional producer, initialised (InitProducerId done)."""
 
@@ -177,7 +185,7 @@ def commit_abort_commit_counts_per_isolation_level(
     client: TxnClient, broker: LiveBroker, topic: str
 ) -> None:
     """Of three transactions, committed / aborted / committed, read_committed sees the two
-    committed ones in order and read_uncommitted all 15 records."""
+    committed ones in order and read_uncommitted all 15 records in order."""
     client.create_topic(broker, topic)
     p = client.tx_producer(broker, f"tid-{topic}")
     try:
@@ -195,7 +203,9 @@ def commit_abort_commit_counts_per_isolation_level(
         p.close()
     committed = client.read_all(broker, topic, "read_committed")
     assert committed == [b"0-%d" % i for i in range(5)] + [b"2-%d" % i for i in range(5)]
-    assert len(client.read_all(broker, topic, "read_uncommitted")) == 15
+    assert client.read_all(broker, topic, "read_uncommitted") == [
+        b"%d-%d" % (n, i) for n in range(3) for i in range(5)
+    ]
 
 
 def consume_transform_produce_with_offsets(
@@ -210,9 +220,8 @@ def consume_transform_produce_with_offsets(
     seen, committed = client.transform(broker, src, dst, group, f"ctp-{topic}", 10)
     assert seen == 10
     assert committed == 10
-    assert sorted(client.read_all(broker, dst, "read_committed")) == sorted(
-        b"x%d" % i for i in range(10)
-    )
+    # One input partition, one transaction after the other: the output keeps the input order.
+    assert client.read_all(broker, dst, "read_committed") == [b"x%d" % i for i in range(10)]
 
 
 def zombie_is_fenced_by_new_instance(client: TxnClient, broker: LiveBroker, topic: str) -> None:
@@ -257,3 +266,35 @@ def transaction_commits_across_kill_9(client: TxnClient, tmp_path: Path, topic: 
         finally:
             p.close()
         assert client.read_all(live, topic, "read_committed") == [b"%03d" % i for i in range(100)]
+
+
+# -- the scenarios as tests -------------------------------------------------------------------
+# A client module runs them by subclassing as a ``Test...`` class; the tests take the module's
+# ``txn_client`` (its TxnClient) and ``broker`` fixtures, and their names are the results
+# table's rows (compat/results.py drops the class from the cell name).
+class TxnScenarios:
+    """Isolation levels, offsets in a transaction and fencing, for a ``Test...`` class."""
+
+    def test_commit_abort_commit_counts_per_isolation_level(
+        self, txn_client: TxnClient, broker: LiveBroker, topic_name: str
+    ) -> None:
+        commit_abort_commit_counts_per_isolation_level(txn_client, broker, topic_name)
+
+    def test_consume_transform_produce_with_offsets(
+        self, txn_client: TxnClient, broker: LiveBroker, topic_name: str
+    ) -> None:
+        consume_transform_produce_with_offsets(txn_client, broker, topic_name)
+
+    def test_zombie_is_fenced_by_new_instance(
+        self, txn_client: TxnClient, broker: LiveBroker, topic_name: str
+    ) -> None:
+        zombie_is_fenced_by_new_instance(txn_client, broker, topic_name)
+
+
+class TxnKillScenarios:
+    """A transaction across a kill -9 of a broker of the test's own, for a ``Test...`` class."""
+
+    def test_transaction_commits_across_kill_9(
+        self, txn_client: TxnClient, tmp_path: Path, topic_name: str
+    ) -> None:
+        transaction_commits_across_kill_9(txn_client, tmp_path, topic_name)

@@ -73,6 +73,8 @@ class BrokerState:
         self.state: dict[str, Any] = {}
         # (host, port) actually bound; set by kbroker.server once listening.
         self.listen_address: tuple[str, int] | None = None
+        # The same for every listener, by listener name (the first is listen_address).
+        self.listen_addresses: dict[str, tuple[str, int]] = {}
         # Cluster mode (zookeeper.connect): the ClusterNode, set by kbroker.server; None
         # on a single node, where this broker is the whole cluster.
         self.cluster: ClusterNode | None = None

@@ -23,7 +23,13 @@ from typing import Any
 import trio
 
 from kbroker import __version__
-from kbroker.config import CONFIG_DEFS, BrokerConfig, ConfigError, parse_properties
+from kbroker.config import (
+    CONFIG_DEFS,
+    BrokerConfig,
+    ConfigError,
+    parse_pairs,
+    parse_properties,
+)
 from kbroker.server import serve
 
 logger = logging.getLogger("kbroker")
@@ -31,7 +37,7 @@ logger = logging.getLogger("kbroker")
 DEFAULT_LISTEN = "127.0.0.1:9092"
 DEFAULT_DATA_DIR = "./kbroker-data"
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
-TOOL_COMMANDS = frozenset({"topics", "groups", "produce", "consume"})
+TOOL_COMMANDS = frozenset({"topics", "groups", "acls", "produce", "consume"})
 COMPLETION_SHELLS = ("bash", "zsh")
 
 
@@ -130,11 +136,7 @@ def build_config(args: argparse.Namespace) -> BrokerConfig:
             raise ConfigError(
                 f"cannot read config file {args.config}: {exc.strerror or exc}"
             ) from None
-    for item in args.override:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--override {item!r} is not KEY=VALUE")
-        props[key.strip()] = value.strip()
+    props.update(parse_pairs(args.override, "--override", ConfigError))
     if args.listen:
         props["listeners"] = _listener_text(args.listen)
     elif "listeners" not in props:
@@ -176,6 +178,14 @@ async def run(config: BrokerConfig) -> None:
 
             server = await nursery.start(serve_then_stop)
             logger.info("kbroker ready bootstrap_servers=%s", _bootstrap(config, server.address))
+            if len(server.addresses) > 1:
+                for name, address in server.addresses.items():
+                    logger.info(
+                        "kbroker listener %s (%s) at %s:%d",
+                        name,
+                        config.security_protocol(name),
+                        *address,
+                    )
 
             async def stop() -> None:
                 # Cluster mode: leadership moves to other brokers before we stop serving.

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from kbroker.cluster_runner import Cluster, ClusterError
+from kbroker.config import parse_pairs
 from kbroker.testing.zookeeper import ZooKeeperError
 
 
@@ -64,16 +65,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _overrides(items: list[str]) -> dict[str, str]:
-    settings: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--override {item!r} is not KEY=VALUE")
-        settings[key.strip()] = value.strip()
-    return settings
-
-
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -85,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("kbroker cluster: --brokers must be at least 1", file=sys.stderr)
         return 1
     try:
-        config = _overrides(args.override)
+        config = parse_pairs(args.override, "--override")
     except ValueError as exc:
         print(f"kbroker cluster: {exc}", file=sys.stderr)
         return 1

@@ -87,6 +87,29 @@ def gzip_level() -> Validator:
     return check
 
 
+def parse_ip_overrides(value: str | None) -> dict[str, int]:
+    """max.connections.per.ip.overrides as host -> count; ValueError if malformed."""
+    overrides: dict[str, int] = {}
+    for item in (value or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        host, sep, count = item.rpartition(":")
+        if not sep or not host or not count.strip().isdigit():
+            raise ValueError(f"{item!r} is not host:count")
+        overrides[host.strip()] = int(count)
+    return overrides
+
+
+def _check_ip_overrides(value: Any) -> str | None:
+    # Kafka's DynamicConfig validation of the same key.
+    try:
+        parse_ip_overrides(value)
+    except ValueError as exc:
+        return f"Invalid format: {exc}"
+    return None
+
+
 def one_of(*choices: str, case_insensitive: bool = False) -> Validator:
     """Kafka's ``ValidString.in`` / ``ValidList.in`` (lists: every item)."""
 
@@ -191,23 +214,26 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
         "listeners",
         "list",
         ["PLAINTEXT://:9092"],
-        "The address to listen on, as "
-        "NAME://host:port (only the first listener is served; only PLAINTEXT). An empty host "
+        "The addresses to listen on, as "
+        "NAME://host:port, comma-separated; each listener's security protocol comes from "
+        "listener.security.protocol.map (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL). Listeners "
+        "named in controller.listener.names are not served. An empty host "
         "or 0.0.0.0 binds every interface.",
     ),
     _c(
         "advertised.listeners",
         "list",
         None,
-        "The address given to clients in Metadata, as "
-        "NAME://host:port. If unset: the listen address, or the address the client connected "
+        "The addresses given to clients in Metadata, as "
+        "NAME://host:port; a client gets the one named like the listener it connected to. "
+        "If unset: the listen address, or the address the client connected "
         "to when listening on every interface.",
     ),
     _c(
         "listener.security.protocol.map",
         "string",
         "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
-        "Listener name to security protocol. Only PLAINTEXT is supported.",
+        "Listener name to security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL).",
     ),
     _c("inter.broker.listener.name", "string", None, _NO_EFFECT, effective=False),
     _c("controller.listener.names", "string", None, _NO_EFFECT, effective=False),
@@ -277,6 +303,14 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
         INT_MAX,
         "Connections from one client address; one more is closed as soon as it is accepted.",
         at_least(0),
+    ),
+    _c(
+        "max.connections.per.ip.overrides",
+        "string",
+        "",
+        "Per-address exceptions to max.connections.per.ip, as host:count[,host:count...] "
+        "(a host name is resolved once, at start-up).",
+        lambda value: _check_ip_overrides(value),
     ),
     _c(
         "fetch.max.bytes",
@@ -514,6 +548,33 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
         "Dirty ratio that triggers compaction.",
         in_range(0, 1),
     ),
+    # --- authorization (kbroker.authz) ------------------------------------------------
+    _c(
+        "authorizer.class.name",
+        "string",
+        "",
+        "The authorizer enforcing ACLs: kafka.security.authorizer.AclAuthorizer or "
+        "org.apache.kafka.metadata.authorizer.StandardAuthorizer (both get Kafka's ACL "
+        "rules); empty: no authorization, every request is allowed.",
+        one_of(
+            "",
+            "kafka.security.authorizer.AclAuthorizer",
+            "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        ),
+    ),
+    _c(
+        "super.users",
+        "string",
+        None,
+        "Principals allowed everything whatever the ACLs, separated by semicolons "
+        "(User:admin;User:ops).",
+    ),
+    _c(
+        "allow.everyone.if.no.acl.found",
+        "boolean",
+        False,
+        "Whether a resource without any ACL is open to everyone (else only super users).",
+    ),
     # --- cluster mode (zookeeper.connect set) ------------------------------------------
     _c(
         "unclean.leader.election.enable",
@@ -725,6 +786,109 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
         "How long the state of an idle producer id is kept.",
         at_least(1),
     ),
+    # --- security (kbroker.security): TLS and SASL ------------------------------------
+    # Any of these may also be set for one listener as listener.name.<name>.<key>
+    # (sasl.jaas.config as listener.name.<name>.<mechanism>.sasl.jaas.config), as in Kafka.
+    _c(
+        "ssl.keystore.type",
+        "string",
+        "PEM",
+        "Format of the key store; kbroker reads PEM (Kafka's default is JKS, which needs a JVM).",
+        one_of("PEM", case_insensitive=True),
+    ),
+    _c(
+        "ssl.keystore.location",
+        "string",
+        None,
+        "PEM file with the private key and the certificate chain of SSL/SASL_SSL listeners.",
+    ),
+    _c("ssl.keystore.password", "password", None, "Not needed for PEM key stores."),
+    _c("ssl.key.password", "password", None, "Password of an encrypted PEM private key."),
+    _c("ssl.keystore.key", "password", None, "The private key in PEM, inline."),
+    _c(
+        "ssl.keystore.certificate.chain",
+        "string",
+        None,
+        "The certificate chain in PEM, inline (with ssl.keystore.key).",
+    ),
+    _c(
+        "ssl.truststore.type",
+        "string",
+        "PEM",
+        "Format of the trust store (PEM).",
+        one_of("PEM", case_insensitive=True),
+    ),
+    _c(
+        "ssl.truststore.location",
+        "string",
+        None,
+        "PEM file with the CA certificates client certificates are checked against.",
+    ),
+    _c("ssl.truststore.password", "password", None, "Not needed for PEM trust stores."),
+    _c("ssl.truststore.certificates", "string", None, "Trusted CA certificates in PEM, inline."),
+    _c(
+        "ssl.client.auth",
+        "string",
+        "none",
+        "Client certificates: none, requested (checked when given) or required (mutual TLS).",
+        one_of("none", "requested", "required"),
+    ),
+    _c(
+        "ssl.enabled.protocols",
+        "list",
+        ["TLSv1.2", "TLSv1.3"],
+        "TLS versions accepted.",
+        one_of("TLSv1.2", "TLSv1.3"),
+    ),
+    _c("ssl.protocol", "string", "TLSv1.3", _NO_EFFECT, effective=False),
+    _c("ssl.cipher.suites", "list", [], "TLS 1.2 cipher suites (OpenSSL names); empty: defaults."),
+    _c("ssl.endpoint.identification.algorithm", "string", "https", _NO_EFFECT, effective=False),
+    _c(
+        "ssl.principal.mapping.rules",
+        "string",
+        "DEFAULT",
+        "Rules turning a client certificate's distinguished name into a principal name "
+        "(RULE:pattern/replacement/[LU], ..., DEFAULT), as Kafka's SslPrincipalMapper.",
+    ),
+    _c(
+        "sasl.enabled.mechanisms",
+        "list",
+        ["GSSAPI"],
+        "SASL mechanisms of SASL_PLAINTEXT/SASL_SSL listeners: PLAIN, SCRAM-SHA-256, "
+        "SCRAM-SHA-512, OAUTHBEARER (unsecured JWS tokens, as Kafka's default validator); "
+        "GSSAPI, Kafka's default, is not offered.",
+    ),
+    _c(
+        "sasl.jaas.config",
+        "password",
+        None,
+        'JAAS login module configuration: PlainLoginModule\'s user_<name>="password" '
+        "options; OAuthBearerLoginModule's unsecuredValidator* options.",
+    ),
+    _c("sasl.mechanism.inter.broker.protocol", "string", "GSSAPI", _NO_EFFECT, effective=False),
+    _c("security.inter.broker.protocol", "string", "PLAINTEXT", _NO_EFFECT, effective=False),
+    _c(
+        "connection.failed.authentication.delay.ms",
+        "int",
+        100,
+        "How long a failed authentication is held before its connection closes.",
+        at_least(0),
+    ),
+    _c(
+        "sasl.server.max.receive.size",
+        "int",
+        524288,
+        "Largest request accepted from a client that has not authenticated yet.",
+        at_least(1),
+    ),
+    _c(
+        "kbroker.authentication.timeout.ms",
+        "int",
+        10000,
+        "How long a client has to finish its TLS handshake and SASL authentication before "
+        "the connection is dropped.",
+        at_least(1),
+    ),
     # --- kbroker's own (no Kafka equivalent) ------------------------------------------
     _c(
         "kbroker.http.listener",
@@ -742,16 +906,16 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
     ),
 )
 
-_PROTOCOLS_SUPPORTED = {"PLAINTEXT"}
+_PROTOCOLS_SUPPORTED = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
 class ConfigError(Exception):
     """A broker setting is unknown or has a bad value; ``str(error)`` is one stderr line."""
 
 
-# Kafka's security settings. kbroker speaks PLAINTEXT only (no TLS, SASL, ACLs or
-# delegation tokens yet), so for these "unknown" would mislead: Kafka knows them, and
-# a server.properties copied from a secured cluster has them.
+# Kafka's security settings kbroker does not implement yet (delegation tokens, other
+# SASL mechanisms' options, authorizer plug-in settings): "unknown" would mislead, since Kafka knows them
+# and a server.properties copied from a secured cluster has them.
 _SECURITY_PREFIXES = (
     "ssl.",
     "sasl.",
@@ -778,8 +942,8 @@ def unknown_key_message(key: str) -> str:
     closest known key suggested ("did you mean log.retention.hours?")."""
     if key in _SECURITY_KEYS or key.startswith(_SECURITY_PREFIXES):
         return (
-            f"config key {key!r} is not supported: kbroker serves PLAINTEXT only "
-            "(no TLS, SASL or authorization yet)"
+            f"config key {key!r} is not supported: kbroker has TLS, SASL (PLAIN, SCRAM) "
+            "and ACLs, but not this setting (delegation tokens, GSSAPI, OAuth JWKS...)"
         )
     close = difflib.get_close_matches(key, CONFIG_DEFS, n=1, cutoff=_SUGGEST_CUTOFF)
     hint = f" (did you mean {close[0]}?)" if close else ""
@@ -827,6 +991,29 @@ def _protocol_map(text: str) -> dict[str, str]:
     return result
 
 
+_LISTENER_KEY_RE = re.compile(r"^listener\.name\.([A-Za-z0-9_]+)\.(.+)$")
+
+
+def _normalise_listener_key(key: str) -> str:
+    """listener.name.<NAME>.x → listener.name.<name>.x (Kafka lower-cases the name)."""
+    match = _LISTENER_KEY_RE.match(key)
+    return f"listener.name.{match.group(1).lower()}.{match.group(2)}" if match else key
+
+
+def _listener_scoped_def(key: str) -> ConfigDef | None:
+    """The definition of a per-listener key (listener.name.<l>.ssl.*, .sasl.*, and
+    listener.name.<l>.<mechanism>.sasl.jaas.config), or None."""
+    match = _LISTENER_KEY_RE.match(key)
+    if match is None:
+        return None
+    inner = match.group(2)
+    if inner.endswith(".sasl.jaas.config"):
+        return CONFIG_DEFS["sasl.jaas.config"]
+    if inner.startswith(("ssl.", "sasl.", "connection.failed.authentication.")):
+        return CONFIG_DEFS.get(inner)
+    return None
+
+
 class BrokerConfig:
     """Typed, validated broker settings; read with ``config["name"]`` or the properties."""
 
@@ -841,7 +1028,9 @@ class BrokerConfig:
         originals: dict[str, str] = {}
         for key, raw in props.items():
             key = key.strip()
-            defn = CONFIG_DEFS.get(key)
+            if key.startswith("listener.name."):
+                key = _normalise_listener_key(key)
+            defn = CONFIG_DEFS.get(key) or _listener_scoped_def(key)
             if defn is None:
                 raise ConfigError(unknown_key_message(key))
             try:
@@ -870,8 +1059,8 @@ class BrokerConfig:
                 )
             self._values["node.id"] = broker_id
         try:
-            self.listener  # noqa: B018 - validates the listener settings
-            self.advertised_listener  # noqa: B018
+            self.listeners  # noqa: B018 - validates the listener settings
+            self.advertised_listeners  # noqa: B018
         except ValueError as exc:
             raise ConfigError(f"invalid listeners: {exc}") from None
 
@@ -893,27 +1082,77 @@ class BrokerConfig:
         """This broker's id."""
         return int(self._values["node.id"])
 
-    def _pick_listener(self, entries: list[str]) -> Listener:
-        listeners = [parse_listener(e) for e in entries]
-        if not listeners:
-            raise ValueError("no listener configured")
+    def security_protocol(self, listener_name: str) -> str:
+        """The security protocol of a listener (listener.security.protocol.map; a listener
+        named like a protocol uses that protocol, as in Kafka)."""
         protocols = _protocol_map(self._values["listener.security.protocol.map"])
-        first = listeners[0]
-        protocol = protocols.get(first.name, first.name)
-        if protocol not in _PROTOCOLS_SUPPORTED:
-            raise ValueError(f"listener {first} uses {protocol}; only PLAINTEXT is supported")
-        return first
+        return protocols.get(listener_name.upper(), listener_name.upper())
+
+    def _parse_listeners(self, entries: list[str]) -> list[Listener]:
+        listeners = [parse_listener(e) for e in entries]
+        names = [listener.name for listener in listeners]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"listener name {name} is used more than once")
+        return listeners
 
     @functools.cached_property
+    def listeners(self) -> list[Listener]:
+        """The listeners we bind: ``listeners`` less the KRaft controller listeners."""
+        controllers = {
+            name.strip().upper()
+            for name in (self._values["controller.listener.names"] or "").split(",")
+        }
+        served = [
+            listener
+            for listener in self._parse_listeners(self._values["listeners"])
+            if listener.name not in controllers
+        ]
+        if not served:
+            raise ValueError("no listener configured")
+        for listener in served:
+            protocol = self.security_protocol(listener.name)
+            if protocol not in _PROTOCOLS_SUPPORTED:
+                raise ValueError(
+                    f"listener {listener} uses {protocol}; supported: "
+                    + ", ".join(_PROTOCOLS_SUPPORTED)
+                )
+        return served
+
+    @property
     def listener(self) -> Listener:
-        """The listener we bind (first entry of ``listeners``)."""
-        return self._pick_listener(self._values["listeners"])
+        """The first listener we bind (the one cluster mode registers)."""
+        return self.listeners[0]
 
     @functools.cached_property
+    def advertised_listeners(self) -> dict[str, Listener]:
+        """advertised.listeners by listener name."""
+        entries = self._values["advertised.listeners"] or []
+        return {listener.name: listener for listener in self._parse_listeners(entries)}
+
+    @property
     def advertised_listener(self) -> Listener | None:
-        """The listener given to clients, or None to derive it from the bound socket."""
-        entries = self._values["advertised.listeners"]
-        return self._pick_listener(entries) if entries else None
+        """The advertised address of the first listener, or None to derive it from the
+        bound socket."""
+        return self.advertised_for(self.listener.name)
+
+    def advertised_for(self, listener_name: str) -> Listener | None:
+        """The address advertised for clients of this listener, or None if not set."""
+        advertised = self.advertised_listeners
+        found = advertised.get(listener_name.upper())
+        if found is None and len(advertised) == 1 and len(self.listeners) == 1:
+            # One listener advertised under another name: it is the one.
+            found = next(iter(advertised.values()))
+        return found
+
+    def for_listener(self, listener_name: str, key: str, mechanism: str | None = None) -> Any:
+        """``key`` for one listener: listener.name.<listener>.[<mechanism>.]<key>, else ``key``."""
+        prefix = f"listener.name.{listener_name.lower()}."
+        if mechanism is not None:
+            scoped = f"{prefix}{mechanism.lower()}.{key}"
+            if scoped in self._values:
+                return self._values[scoped]
+        return self._values.get(prefix + key, self._values[key])
 
     @property
     def cluster_mode(self) -> bool:
@@ -1013,6 +1252,20 @@ def _logical_lines(text: str) -> list[str]:
     if pending is not None:
         lines.append(pending)
     return lines
+
+
+def parse_pairs(
+    items: Iterable[str], option: str, error: type[Exception] = ValueError
+) -> dict[str, str]:
+    """``KEY=VALUE`` command-line settings (``--override``, ``--config``, ...) to a dict,
+    key and value stripped; ``error`` naming ``option`` for one without a key or "="."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise error(f"{option} {item!r} is not KEY=VALUE")
+        pairs[key.strip()] = value.strip()
+    return pairs
 
 
 def parse_properties(text: str) -> dict[str, str]:

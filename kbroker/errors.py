@@ -20,3 +20,11 @@ class KafkaApiError(Exception):
         super().__init__(f"{code.name}({int(code)})" + (f": {message}" if message else ""))
         self.code: ErrorCode = code
         self.message: str | None = message
+
+
+def unknown_topic(name: str) -> KafkaApiError:
+    """UNKNOWN_TOPIC_OR_PARTITION with Kafka's text (UnknownTopicOrPartitionException as
+    AdminManager and the controller word it)."""
+    return KafkaApiError(
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
+    )

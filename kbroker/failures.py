@@ -15,7 +15,12 @@ from typing import Any
 
 from kbroker.log.errors import LogError
 
-__all__ = ["is_storage_error", "storage_failure_kind", "warn_rate_limited"]
+__all__ = [
+    "is_storage_error",
+    "storage_failure_kind",
+    "warn_rate_limited",
+    "warn_storage_failure",
+]
 
 DEFAULT_INTERVAL_S = 60.0
 
@@ -56,3 +61,13 @@ def storage_failure_kind(exc: BaseException) -> str:
     """A kind for warn_rate_limited: the exception type and errno (ENOSPC, EIO...)."""
     errno = getattr(exc, "errno", None)
     return f"{type(exc).__name__}:{errno}" if errno is not None else type(exc).__name__
+
+
+def warn_storage_failure(
+    exc: BaseException, logger: logging.Logger, area: str, message: str, *args: Any
+) -> None:
+    """Called in an ``except`` block: re-raise ``exc`` unless it is a storage failure; warn
+    of one (rate-limited per ``area`` and kind), so the caller can answer KAFKA_STORAGE_ERROR."""
+    if not is_storage_error(exc):
+        raise exc
+    warn_rate_limited(logger, f"{area}:{storage_failure_kind(exc)}", message, *args)

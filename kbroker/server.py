@@ -49,7 +49,7 @@ from typing import Any
 import trio
 
 from kbroker.broker import BrokerState
-from kbroker.config import BrokerConfig
+from kbroker.config import BrokerConfig, ConfigError, Listener, parse_ip_overrides
 from kbroker.coordinator import service as group_service
 from kbroker.failures import warn_rate_limited
 from kbroker.handlers import CloseConnection, RequestContext, load_handlers, lookup
@@ -113,6 +113,8 @@ class Server:
     address: tuple[str, int]
     broker: BrokerState
     config: BrokerConfig
+    # Every listener's bound (host, port) by listener name; ``address`` is the first's.
+    addresses: dict[str, tuple[str, int]] = field(default_factory=dict)
     grace_s: float = DEFAULT_GRACE_S
     connections: set[Connection] = field(default_factory=set)
     draining: bool = False
@@ -128,6 +130,9 @@ class Server:
     # Connections per client address (max.connections.per.ip) and a wake-up for an
     # acceptor waiting for a slot (max.connections).
     per_ip: dict[str, int] = field(default_factory=dict)
+    # max.connections.per.ip.overrides, host names resolved (as Kafka's
+    # ConnectionQuotas does with InetAddress.getByName).
+    ip_overrides: dict[str, int] = field(default_factory=dict)
     _slot_freed: trio.Event = field(default_factory=trio.Event)
     # Bytes of requests received and not yet answered, over all connections
     # (queued.max.request.bytes), and a wake-up for readers waiting for memory.
@@ -191,12 +196,28 @@ class Server:
             self._all_closed.set()
 
 
-class Connection:
-    """One client connection: its decoder, its requests, in order, one at a time."""
+async def _mute(ctx: RequestContext) -> None:
+    """KIP-219: a client over its quota has its answer at once, then the connection reads
+    nothing more for the throttle time (Kafka mutes the channel)."""
+    if ctx.throttle_ms > 0:
+        await trio.sleep(ctx.throttle_ms / 1000)
 
-    def __init__(self, server: Server, stream: trio.SocketStream) -> None:
+
+class Connection:
+    """One client connection: its decoder, its requests, in order, one at a time.
+
+    A PLAINTEXT listener's; kbroker.security.connection.SecureConnection adds TLS and SASL.
+    """
+
+    # Kafka's KafkaPrincipal.ANONYMOUS: who a PLAINTEXT client is.
+    principal = "User:ANONYMOUS"
+
+    def __init__(
+        self, server: Server, stream: trio.SocketStream, listener: Listener | None = None
+    ) -> None:
         self.server = server
         self.stream = stream
+        self.listener_name = (listener or server.config.listener).name
         sock = stream.socket
         peer = sock.getpeername()
         self.peer = _format_peer(peer)
@@ -356,7 +377,15 @@ class Connection:
         if handler is None:
             await self._unsupported(api_key, api_version, header.correlation_id)
             return
-        ctx = RequestContext(self.server.broker, header, api_version, self.peer, self.local_address)
+        ctx = RequestContext(
+            self.server.broker,
+            header,
+            api_version,
+            self.peer,
+            self.local_address,
+            principal=self.principal,
+            listener=self.listener_name,
+        )
         try:
             if api_key in _MAY_WAIT and self._nursery is not None:
                 response = await self._call_watching_peer(handler, ctx, request)
@@ -381,6 +410,7 @@ class Connection:
         if response is None:
             if observer is not None:
                 observer(ctx, request, None, started, len(frame))
+            await _mute(ctx)
             return  # e.g. Produce with acks=0: Kafka sends nothing back
         try:
             parts = encode_response_parts(api_key, api_version, header.correlation_id, response)
@@ -396,7 +426,7 @@ class Connection:
             )
             raise _CloseConnection from None
         try:
-            await send_parts(self.stream.socket, items, idle_s=self.idle_s)
+            await self._send_items(items)
         except SendStalled:
             logger.info(
                 "closing connection from %s: it read nothing of its response for more than %d ms",
@@ -415,6 +445,11 @@ class Connection:
             close_parts(items)
         if observer is not None:
             observer(ctx, request, response, started, len(frame))
+        await _mute(ctx)
+
+    async def _send_items(self, items: list[Any]) -> None:
+        """Send a prepared response (prepare_parts); SendStalled if the peer reads nothing."""
+        await send_parts(self.stream.socket, items, idle_s=self.idle_s)
 
     async def _call_watching_peer(self, handler: Any, ctx: RequestContext, request: Any) -> Any:
         """Run a handler that may wait; cancel it if the peer closes its end meanwhile."""
@@ -462,10 +497,12 @@ class Connection:
                 self.peer,
                 api_version,
             )
-            await self.stream.send_all(
-                encode_response(
-                    API_VERSIONS, 0, correlation_id, unsupported_api_versions_response()
-                )
+            await self._send_items(
+                [
+                    encode_response(
+                        API_VERSIONS, 0, correlation_id, unsupported_api_versions_response()
+                    )
+                ]
             )
             return
         # Kafka closes the connection on a request it cannot parse.
@@ -701,14 +738,30 @@ async def _maintenance(broker: BrokerState) -> None:
                 broker.flush_due()
 
 
-def _admit(server: Server, stream: trio.SocketStream) -> Connection | None:
+async def _resolve_ip_overrides(value: str | None) -> dict[str, int]:
+    """max.connections.per.ip.overrides by address; a name that does not resolve is
+    a start-up error, as in Kafka."""
+    resolved: dict[str, int] = {}
+    for host, count in parse_ip_overrides(value).items():
+        try:
+            infos = await trio.socket.getaddrinfo(host, None)
+        except OSError as exc:
+            raise ConfigError(
+                f"max.connections.per.ip.overrides: cannot resolve {host!r}: {exc}"
+            ) from None
+        for info in infos:
+            resolved[_strip_mapped(str(info[4][0]))] = count
+    return resolved
+
+
+def _admit(server: Server, stream: trio.SocketStream, make: Any = Connection) -> Connection | None:
     """A Connection for an accepted socket, or None if it must be closed at once."""
     try:
-        connection = Connection(server, stream)
+        connection = make(server, stream)
     except OSError as exc:  # reset before we could even look at it
         logger.info("connection dropped while being accepted: %s", exc)
         return None
-    limit = server.config["max.connections.per.ip"]
+    limit = server.ip_overrides.get(connection.ip, server.config["max.connections.per.ip"])
     if server.per_ip.get(connection.ip, 0) >= limit:
         # Kafka's ConnectionQuotas: TooManyConnectionsException, the new connection
         # is closed (the client sees it closed and retries after its backoff).
@@ -788,12 +841,18 @@ async def serve(
         raise
     node: Any = None
     try:
-        listener = config.listener
-        # Kafka: an empty host binds every interface. With port 0 trio would give the
-        # IPv4 and IPv6 sockets different ports, so bind IPv4 only then.
-        host = listener.host or (None if listener.port else "0.0.0.0")
+        # Each listener's connection class (TLS and SASL ones from kbroker.security); a
+        # listener whose key material or SASL settings are wrong stops the start here.
+        from kbroker.security.connection import connection_factory
+
+        factories = {
+            listener.name: connection_factory(config, listener) for listener in config.listeners
+        }
         async with trio.open_nursery() as nursery:
             server = Server(("", 0), broker, config, grace_s=grace_s)
+            server.ip_overrides = await _resolve_ip_overrides(
+                config["max.connections.per.ip.overrides"]
+            )
 
             async def handle(connection: Connection) -> None:
                 try:
@@ -803,7 +862,7 @@ async def serve(
                     server.connection_closed(connection.ip)
                     server._check_drained()
 
-            async def accept_from(tcp: trio.SocketListener) -> None:
+            async def accept_from(tcp: trio.SocketListener, make: Any) -> None:
                 async with tcp:
                     while True:
                         await server.wait_for_connection_slot()
@@ -822,7 +881,7 @@ async def serve(
                             )
                             await trio.sleep(_ACCEPT_RETRY_S)
                             continue
-                        connection = _admit(server, stream)
+                        connection = _admit(server, stream, make)
                         if connection is None:
                             await trio.aclose_forcefully(stream)
                             continue
@@ -832,16 +891,27 @@ async def serve(
 
             async def accept(*, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
                 with server._accept_scope:
-                    tcp_listeners = await trio.open_tcp_listeners(listener.port, host=host)
+                    bound: dict[str, list[trio.SocketListener]] = {}
+                    for listener in config.listeners:
+                        # Kafka: an empty host binds every interface. With port 0 trio would
+                        # give the IPv4 and IPv6 sockets different ports, so bind IPv4 only then.
+                        host = listener.host or (None if listener.port else "0.0.0.0")
+                        bound[listener.name] = await trio.open_tcp_listeners(
+                            listener.port, host=host
+                        )
                     async with trio.open_nursery() as accepting:
-                        for tcp in tcp_listeners:
-                            accepting.start_soon(accept_from, tcp)
-                        task_status.started(tcp_listeners)
+                        for name, tcp_listeners in bound.items():
+                            for tcp in tcp_listeners:
+                                accepting.start_soon(accept_from, tcp, factories[name])
+                        task_status.started(bound)
 
-            listeners = await nursery.start(accept)
-            sockname = listeners[0].socket.getsockname()
-            server.address = (_strip_mapped(sockname[0]), sockname[1])
+            bound = await nursery.start(accept)
+            for name, tcp_listeners in bound.items():
+                sockname = tcp_listeners[0].socket.getsockname()
+                server.addresses[name] = (_strip_mapped(sockname[0]), sockname[1])
+            server.address = server.addresses[config.listener.name]
             broker.listen_address = server.address
+            broker.listen_addresses = dict(server.addresses)
             if zk is not None:
                 from kbroker.cluster.node import ClusterNode
 

@@ -5,11 +5,11 @@ How it is stored (under the data dir, Kafka-like):
 - ``<topic>-<n>/`` per partition: the ``PartitionLog`` files plus a
   ``partition.metadata`` file (``version: 0`` / ``topic_id: <base64 uuid>``),
   as Kafka writes since KIP-516.
-- ``kbroker-topics.json``: the source of truth for which topics exist, with
-  their topic id, partition count, config overrides and internal flag. It is
-  replaced atomically (temporary file, fsync, ``os.replace``, fsync of the
-  directory) before any directory is created or removed, so a crash leaves
-  either the old or the new set of topics. On startup a partition directory
+- ``kbroker-topics.json`` and its journal (``kbroker.topics_store``): the source
+  of truth for which topics exist, with their topic id, partition count, config
+  overrides and internal flag. A change is made durable (a journal line, or a new
+  snapshot replaced atomically) before any directory is created or removed, so a
+  crash leaves either the old or the new set of topics. On startup a partition directory
   whose ``partition.metadata`` names an unknown topic id (a deletion or a
   re-creation interrupted by a crash) is removed, and missing partition
   directories are created empty.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import logging
 import os
 import re
@@ -31,11 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kbroker.config import BrokerConfig, ConfigError
-from kbroker.errors import KafkaApiError
+from kbroker.config import BrokerConfig
+from kbroker.errors import KafkaApiError, unknown_topic
 from kbroker.internal_topics import INTERNAL_TOPICS, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
-from kbroker.log.checkpoint import atomic_write, fsync_dir, replace_unsynced
+from kbroker.log.checkpoint import fsync_dir, replace_unsynced
 from kbroker.topic_config import to_log_config, validate_topic_configs
+from kbroker.topics_store import SNAPSHOT_FILE, TopicStore
 from kbroker.wire.errors import ErrorCode
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 MAX_NAME_LENGTH = 249  # Kafka's Topic.MAX_NAME_LENGTH (255 minus room for "-<partition>")
 _LEGAL_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
-TOPICS_FILE = "kbroker-topics.json"
+TOPICS_FILE = SNAPSHOT_FILE
 PARTITION_METADATA = "partition.metadata"
 _PARTITION_DIR = re.compile(r"^(.+)-(\d+)$")
 # The only leader epoch a single-node broker ever has (a KRaft topic starts at 0).
@@ -172,6 +172,7 @@ class TopicManager:
         self.clock = clock
         self.topics: dict[str, Topic] = {}
         self._by_id: dict[uuid.UUID, Topic] = {}
+        self._store = TopicStore(self.data_dir)
         self._load()
 
     # --- lookups ------------------------------------------------------------------------
@@ -386,13 +387,29 @@ class TopicManager:
             shutil.rmtree(self.data_dir / partition.directory_name, ignore_errors=True)
         logger.info("deleted topic %s (id %s)", name, uuid_to_base64(topic.topic_id))
 
+    def wipe_partition(self, name: str, index: int) -> None:
+        """Remove this broker's copy of one partition of a topic it still hosts others of
+        (cluster mode: StopReplica with delete, e.g. a replica moved away by a
+        reassignment): its log goes, and an empty one takes its place, as for every
+        partition index of a local topic that this broker does not host."""
+        topic = self.topics.get(name)
+        if topic is None or not 0 <= index < len(topic.partitions):
+            return
+        old = topic.partitions[index]
+        try:
+            old.log.close()
+        except Exception:
+            logger.exception("closing the log of %r during deletion", old)
+        shutil.rmtree(self.data_dir / old.directory_name, ignore_errors=True)
+        topic.partitions[index] = self._open_partition(topic, index)
+        fsync_dir(self.data_dir)
+        logger.info("deleted the local replica of %s-%d", name, index)
+
     def add_partitions(self, name: str, total: int, *, validate_only: bool = False) -> Topic:
         """Grow a topic to ``total`` partitions (CreatePartitions semantics)."""
         topic = self.topics.get(name)
         if topic is None:
-            raise KafkaApiError(
-                ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
-            )
+            raise unknown_topic(name)
         current = len(topic.partitions)
         check_partition_increase(name, current, total)
         if validate_only:
@@ -410,9 +427,7 @@ class TopicManager:
         """Replace a topic's config overrides (AlterConfigs semantics) and apply them."""
         topic = self.topics.get(name)
         if topic is None:
-            raise KafkaApiError(
-                ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
-            )
+            raise unknown_topic(name)
         clean = validate_topic_configs(overrides)
         if validate_only:
             return topic
@@ -460,9 +475,8 @@ class TopicManager:
 
     def _save(self, *, partition_counts: Mapping[str, int] | None = None) -> None:
         counts = partition_counts or {}
-        doc = {
-            "version": 1,
-            "topics": {
+        self._store.save(
+            {
                 t.name: {
                     "topic_id": uuid_to_base64(t.topic_id),
                     "partitions": counts.get(t.name, len(t.partitions)),
@@ -470,10 +484,7 @@ class TopicManager:
                     "internal": t.internal,
                 }
                 for t in self.topics.values()
-            },
-        }
-        atomic_write(
-            self.data_dir / TOPICS_FILE, json.dumps(doc, indent=1, sort_keys=True).encode()
+            }
         )
 
     def _open_partition(
@@ -521,16 +532,7 @@ class TopicManager:
 
     def _load(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        path = self.data_dir / TOPICS_FILE
-        entries: dict[str, dict] = {}
-        if path.exists():
-            try:
-                entries = json.loads(path.read_text())["topics"]
-            except (ValueError, KeyError, TypeError) as exc:
-                # Written atomically, so this is outside damage: refuse rather than guess.
-                raise ConfigError(
-                    f"{path} is damaged ({exc}); restore it or remove the data dir"
-                ) from None
+        entries = self._store.load()
         known_ids = {e["topic_id"] for e in entries.values()}
         # Remove partition dirs of topics that no longer exist (deletion cut by a crash).
         scanned: dict[str, str | None] = {}  # partition dir name -> topic id it names

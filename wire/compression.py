@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable
+from typing import Any
 
 import cramjam
 
@@ -115,16 +117,13 @@ def decompress(codec: int, data: Buffer, *, max_size: int = DEFAULT_MAX_DECOMPRE
     try:
         if codec == SNAPPY:
             out = _snappy_decompress(data, max_size)
-        elif codec == LZ4:
-            bound, slack = _lz4_bound(data)
-            if bound > max_size + slack:
-                raise _too_big("lz4", bound, max_size)
-            out = bytes(cramjam.lz4.decompress(data))
         else:
-            bound, slack = _zstd_bound(data)
+            # Bound the output from the frame headers before inflating anything.
+            name, magic, scan, inflate = _FRAMED[codec]
+            bound, slack = _frames_bound(data, name, magic, scan)
             if bound > max_size + slack:
-                raise _too_big("zstd", bound, max_size)
-            out = bytes(cramjam.zstd.decompress(data))
+                raise _too_big(name, bound, max_size)
+            out = bytes(inflate(data))
     except InvalidRecordBatch:
         raise
     except (cramjam.DecompressionError, ValueError, struct.error, IndexError) as exc:
@@ -300,110 +299,125 @@ def _next_frame(mv: memoryview, pos: int, codec: str, magic: int) -> int:
     return pos
 
 
-def _lz4_bound(data: Buffer) -> tuple[int, int]:
-    """(upper bound of the decompressed size, largest block size), from the frame headers alone."""
+# What a frame scanner reports from the header and block headers of the frame at ``pos``:
+# where its blocks end, whether a content checksum follows them, the content size the
+# header declares (-1: none), the decompressed size its blocks allow, and their maximum.
+_FrameScan = tuple[int, bool, int, int, int]
+
+
+def _frames_bound(
+    data: Buffer, codec: str, magic: int, scan: Callable[[memoryview, int], _FrameScan]
+) -> tuple[int, int]:
+    """(upper bound of the decompressed size, largest block size), from the frame headers alone.
+
+    LZ4 and zstd data are both a run of frames, each a header, blocks and an optional
+    4-byte content checksum; ``scan`` reads one codec's header and blocks.
+    """
     mv = memoryview(data)
     n = len(mv)
+    if n == 0:
+        raise _corrupt(f"empty {codec} payload")
     pos = 0
     total = 0
     slack = 0
-    while (pos := _next_frame(mv, pos, "lz4", _LZ4_MAGIC)) < n:
-        if pos + 7 > n:
-            raise _corrupt("truncated lz4 frame header")
-        flg = mv[pos + 4]
-        bd = mv[pos + 5]
-        block_max = _LZ4_BLOCK_MAX.get((bd >> 4) & 7)
-        if block_max is None:
-            raise _corrupt("bad lz4 block maximum size")
+    while (pos := _next_frame(mv, pos, codec, magic)) < n:
+        pos, content_checksum, content_size, frame_total, block_max = scan(mv, pos)
         slack = max(slack, block_max)
-        hdr = pos + 6
-        content_size = -1
-        if flg & 0x08:
-            if hdr + 8 > n:
-                raise _corrupt("truncated lz4 content size")
-            (content_size,) = struct.unpack_from("<Q", mv, hdr)
-            hdr += 8
-        if flg & 0x01:
-            hdr += 4  # dictionary id
-        pos = hdr + 1  # header checksum byte
-        block_checksum = 4 if flg & 0x10 else 0
-        frame_total = 0
-        while True:
-            if pos + 4 > n:
-                raise _corrupt("truncated lz4 block")
-            (bsize,) = struct.unpack_from("<I", mv, pos)
+        if content_checksum:
             pos += 4
-            if bsize == 0:  # end mark
-                break
-            raw = bsize & 0x80000000
-            bsize &= 0x7FFFFFFF
-            if bsize > block_max:
-                raise _corrupt("lz4 block larger than its frame's maximum")
-            frame_total += bsize if raw else block_max
-            pos += bsize + block_checksum
-        if flg & 0x04:
-            pos += 4  # content checksum
         if pos > n:
-            raise _corrupt("truncated lz4 frame")
+            raise _corrupt(f"truncated {codec} frame")
         total += content_size if 0 <= content_size < frame_total else frame_total
     return total, slack
+
+
+def _lz4_frame(mv: memoryview, pos: int) -> _FrameScan:
+    n = len(mv)
+    if pos + 7 > n:
+        raise _corrupt("truncated lz4 frame header")
+    flg = mv[pos + 4]
+    bd = mv[pos + 5]
+    block_max = _LZ4_BLOCK_MAX.get((bd >> 4) & 7)
+    if block_max is None:
+        raise _corrupt("bad lz4 block maximum size")
+    hdr = pos + 6
+    content_size = -1
+    if flg & 0x08:
+        if hdr + 8 > n:
+            raise _corrupt("truncated lz4 content size")
+        (content_size,) = struct.unpack_from("<Q", mv, hdr)
+        hdr += 8
+    if flg & 0x01:
+        hdr += 4  # dictionary id
+    pos = hdr + 1  # header checksum byte
+    block_checksum = 4 if flg & 0x10 else 0
+    frame_total = 0
+    while True:
+        if pos + 4 > n:
+            raise _corrupt("truncated lz4 block")
+        (bsize,) = struct.unpack_from("<I", mv, pos)
+        pos += 4
+        if bsize == 0:  # end mark
+            break
+        raw = bsize & 0x80000000
+        bsize &= 0x7FFFFFFF
+        if bsize > block_max:
+            raise _corrupt("lz4 block larger than its frame's maximum")
+        frame_total += bsize if raw else block_max
+        pos += bsize + block_checksum
+    return pos, bool(flg & 0x04), content_size, frame_total, block_max
 
 
 # -- zstd ---------------------------------------------------------------------
 
 
-def _zstd_bound(data: Buffer) -> tuple[int, int]:
-    """(upper bound of the decompressed size, largest block size), from the frame headers alone."""
-    mv = memoryview(data)
+def _zstd_frame(mv: memoryview, pos: int) -> _FrameScan:
     n = len(mv)
-    pos = 0
-    total = 0
-    if n == 0:
-        raise _corrupt("empty zstd payload")
-    while (pos := _next_frame(mv, pos, "zstd", _ZSTD_MAGIC)) < n:
-        if pos + 5 > n:
-            raise _corrupt("truncated zstd frame header")
-        fhd = mv[pos + 4]
-        pos += 5
-        single_segment = fhd & 0x20
-        fcs_flag = fhd >> 6
-        if not single_segment:
-            pos += 1  # window descriptor
-        pos += (0, 1, 2, 4)[fhd & 0x03]  # dictionary id
-        fcs_len = (1 if single_segment else 0, 2, 4, 8)[fcs_flag]
-        content_size = -1
-        if fcs_len:
-            if pos + fcs_len > n:
-                raise _corrupt("truncated zstd frame content size")
-            content_size = int.from_bytes(mv[pos : pos + fcs_len], "little")
-            if fcs_len == 2:
-                content_size += 256
-            pos += fcs_len
-        frame_total = 0
-        while True:
-            if pos + 3 > n:
-                raise _corrupt("truncated zstd block header")
-            bh = mv[pos] | (mv[pos + 1] << 8) | (mv[pos + 2] << 16)
-            pos += 3
-            last = bh & 1
-            btype = (bh >> 1) & 3
-            bsize = bh >> 3
-            if btype == 0:  # raw
-                frame_total += bsize
-                pos += bsize
-            elif btype == 1:  # RLE: one byte repeated bsize times
-                frame_total += bsize
-                pos += 1
-            elif btype == 2:
-                frame_total += _ZSTD_BLOCK_MAX
-                pos += bsize
-            else:
-                raise _corrupt("reserved zstd block type")
-            if last:
-                break
-        if fhd & 0x04:
-            pos += 4  # content checksum
-        if pos > n:
-            raise _corrupt("truncated zstd frame")
-        total += content_size if 0 <= content_size < frame_total else frame_total
-    return total, _ZSTD_BLOCK_MAX
+    if pos + 5 > n:
+        raise _corrupt("truncated zstd frame header")
+    fhd = mv[pos + 4]
+    pos += 5
+    single_segment = fhd & 0x20
+    fcs_flag = fhd >> 6
+    if not single_segment:
+        pos += 1  # window descriptor
+    pos += (0, 1, 2, 4)[fhd & 0x03]  # dictionary id
+    fcs_len = (1 if single_segment else 0, 2, 4, 8)[fcs_flag]
+    content_size = -1
+    if fcs_len:
+        if pos + fcs_len > n:
+            raise _corrupt("truncated zstd frame content size")
+        content_size = int.from_bytes(mv[pos : pos + fcs_len], "little")
+        if fcs_len == 2:
+            content_size += 256
+        pos += fcs_len
+    frame_total = 0
+    while True:
+        if pos + 3 > n:
+            raise _corrupt("truncated zstd block header")
+        bh = mv[pos] | (mv[pos + 1] << 8) | (mv[pos + 2] << 16)
+        pos += 3
+        last = bh & 1
+        btype = (bh >> 1) & 3
+        bsize = bh >> 3
+        if btype == 0:  # raw
+            frame_total += bsize
+            pos += bsize
+        elif btype == 1:  # RLE: one byte repeated bsize times
+            frame_total += bsize
+            pos += 1
+        elif btype == 2:
+            frame_total += _ZSTD_BLOCK_MAX
+            pos += bsize
+        else:
+            raise _corrupt("reserved zstd block type")
+        if last:
+            break
+    return pos, bool(fhd & 0x04), content_size, frame_total, _ZSTD_BLOCK_MAX
+
+
+# The framed codecs: name, frame magic, frame scanner, decompressor.
+_FRAMED: dict[int, tuple[str, int, Callable[[memoryview, int], _FrameScan], Callable[..., Any]]] = {
+    LZ4: ("lz4", _LZ4_MAGIC, _lz4_frame, cramjam.lz4.decompress),
+    ZSTD: ("zstd", _ZSTD_MAGIC, _zstd_frame, cramjam.zstd.decompress),
+}

@@ -21,7 +21,7 @@ from kafka.partitioner.default import murmur2
 
 from compat.group_scenarios import PolledMember
 from compat.livebroker import LiveBroker
-from compat.record_scenarios import Config, Got, Out, Refused, Sent
+from compat.record_scenarios import PLAIN, Config, Got, Out, Producing, Refused, Sent
 
 DEADLINE_S = 30.0
 
@@ -182,23 +182,15 @@ class AiokafkaClient:
     ) -> None:
         run(create_topic, broker.bootstrap_servers, name, partitions, configs)
 
-    @staticmethod
-    def expected_partition(key: bytes, partitions: int) -> int:
-        return expected_partition(key, partitions)
+    expected_partition = staticmethod(expected_partition)
 
     @staticmethod
     def produce(
-        broker: LiveBroker,
-        topic: str,
-        records: list[Out],
-        *,
-        acks: int | str = "all",
-        compression: str | None = None,
-        linger_ms: int | None = None,
+        broker: LiveBroker, topic: str, records: list[Out], how: Producing = PLAIN
     ) -> list[Sent]:
-        configs: dict[str, Any] = {"acks": acks, "compression_type": compression}
-        if linger_ms is not None:
-            configs["linger_ms"] = linger_ms
+        configs: dict[str, Any] = {"acks": how.acks, "compression_type": how.compression}
+        if how.linger_ms is not None:
+            configs["linger_ms"] = how.linger_ms
         result: list[Sent] = run(_produce, broker.bootstrap_servers, topic, records, configs)
         return result
 

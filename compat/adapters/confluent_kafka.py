@@ -32,7 +32,7 @@ from confluent_kafka.admin import (
 
 from compat.group_scenarios import DEADLINE_S, PolledMember
 from compat.livebroker import LiveBroker
-from compat.record_scenarios import Config, Got, Out, Refused, Sent
+from compat.record_scenarios import PLAIN, Config, Got, Out, Producing, Refused, Sent
 
 POLL_DEADLINE_S = 15.0
 TIMEOUT_S = 15.0
@@ -178,29 +178,16 @@ class ConfluentKafkaClient:
 
     partition_known_without_acks = True  # the partitioner runs before the send
 
-    @staticmethod
-    def create_topic(
-        broker: LiveBroker, name: str, partitions: int = 1, configs: dict[str, str] | None = None
-    ) -> None:
-        create_topic(broker, name, partitions, configs)
-
-    @staticmethod
-    def expected_partition(key: bytes, partitions: int) -> int:
-        return expected_partition(key, partitions)
+    create_topic = staticmethod(create_topic)
+    expected_partition = staticmethod(expected_partition)
 
     @staticmethod
     def produce(
-        broker: LiveBroker,
-        topic: str,
-        records: list[Out],
-        *,
-        acks: int | str = "all",
-        compression: str | None = None,
-        linger_ms: int | None = None,
+        broker: LiveBroker, topic: str, records: list[Out], how: Producing = PLAIN
     ) -> list[Sent]:
-        configs: dict[str, Any] = {"acks": acks, "compression.type": compression or "none"}
-        if linger_ms is not None:
-            configs["linger.ms"] = linger_ms
+        configs: dict[str, Any] = {"acks": how.acks, "compression.type": how.compression or "none"}
+        if how.linger_ms is not None:
+            configs["linger.ms"] = how.linger_ms
         # Delivery reports come per partition in order, but not in produce order across
         # partitions: each record's report goes to its own slot.
         reports: list[tuple[KafkaError | None, Message] | None] = [None] * len(records)
@@ -378,9 +365,7 @@ class ConfluentKafkaTxProducer:
 class ConfluentKafkaTxn:
     """confluent-kafka as a ``compat.txn_scenarios.TxnClient``."""
 
-    @staticmethod
-    def create_topic(broker: LiveBroker, name: str) -> None:
-        create_topic(broker, name)
+    create_topic = staticmethod(create_topic)
 
     @staticmethod
     def tx_producer(

@@ -18,7 +18,7 @@ from kafka.structs import OffsetAndMetadata
 
 from compat.group_scenarios import PolledMember
 from compat.livebroker import LiveBroker
-from compat.record_scenarios import Config, Got, Out, Refused, Sent
+from compat.record_scenarios import PLAIN, Config, Got, Out, Producing, Refused, Sent
 
 POLL_DEADLINE_S = 15.0
 TXN_DEADLINE_S = 20.0
@@ -122,29 +122,16 @@ class KafkaPythonClient:
 
     partition_known_without_acks = True  # the partitioner runs before the send
 
-    @staticmethod
-    def create_topic(
-        broker: LiveBroker, name: str, partitions: int = 1, configs: dict[str, str] | None = None
-    ) -> None:
-        create_topic(broker, name, partitions, configs)
-
-    @staticmethod
-    def expected_partition(key: bytes, partitions: int) -> int:
-        return expected_partition(key, partitions)
+    create_topic = staticmethod(create_topic)
+    expected_partition = staticmethod(expected_partition)
 
     @staticmethod
     def produce(
-        broker: LiveBroker,
-        topic: str,
-        records: list[Out],
-        *,
-        acks: int | str = "all",
-        compression: str | None = None,
-        linger_ms: int | None = None,
+        broker: LiveBroker, topic: str, records: list[Out], how: Producing = PLAIN
     ) -> list[Sent]:
-        configs: dict[str, Any] = {"acks": acks, "compression_type": compression}
-        if linger_ms is not None:
-            configs["linger_ms"] = linger_ms
+        configs: dict[str, Any] = {"acks": how.acks, "compression_type": how.compression}
+        if how.linger_ms is not None:
+            configs["linger_ms"] = how.linger_ms
         with producer(broker, **configs) as prod:
             futures = [
                 prod.send(
@@ -284,9 +271,7 @@ def read_all(broker: LiveBroker, topic: str, isolation: str) -> list[bytes]:
 class KafkaPythonTxn:
     """kafka-python as a ``compat.txn_scenarios.TxnClient``."""
 
-    @staticmethod
-    def create_topic(broker: LiveBroker, name: str) -> None:
-        create_topic(broker, name)
+    create_topic = staticmethod(create_topic)
 
     @staticmethod
     def tx_producer(

@@ -7,46 +7,33 @@
 'use strict'
 
 const readline = require('readline')
-const { Kafka, logLevel, CompressionTypes, Partitioners } = require('kafkajs')
+const { CompressionTypes, ConfigResourceTypes, Partitioners } = require('kafkajs')
+const common = require('./common')
+
+const { makeKafka, FAST_GROUP, describeError, expectError } = common
 
 const [bootstrap] = process.argv.slice(2)
+const DEADLINE_MS = 40000 // one request; the test fails with this rather than hang
 
-const kafka = new Kafka({
-  clientId: 'kbroker-compat-kafkajs',
-  brokers: [bootstrap],
-  logLevel: logLevel.WARN,
-  logCreator: () => ({ namespace, level, log }) => {
-    process.stderr.write(`[${namespace}] ${JSON.stringify(log)}\n`)
-  },
-  retry: { retries: 3, initialRetryTime: 100 }
-})
-
-// Kafka's group settings kept short so a fresh group forms quickly (6 s is Kafka's minimum
-// session timeout, group.min.session.timeout.ms).
-const FAST_GROUP = { sessionTimeout: 6000, heartbeatInterval: 500, rebalanceTimeout: 10000 }
+const kafka = makeKafka(bootstrap)
+const withAdmin = (fn) => common.withAdmin(kafka, fn)
 const CODECS = { gzip: CompressionTypes.GZIP }
-
-function describeError (err) {
-  const out = { name: err.name, message: err.message, type: err.type, code: err.code }
-  if (err.errors) out.errors = err.errors.map(describeError)
-  if (err.cause) out.cause = describeError(err.cause)
-  return out
-}
 
 const b64 = (buf) => (buf === null || buf === undefined ? null : Buffer.from(buf).toString('base64'))
 const unb64 = (text) => (text === null || text === undefined ? null : Buffer.from(text, 'base64'))
 
-async function withAdmin (fn) {
-  const admin = kafka.admin()
-  await admin.connect()
-  try {
-    return await fn(admin)
-  } finally {
-    await admin.disconnect()
-  }
-}
-
 let groupCounter = 0
+let memberCounter = 0
+const members = {}
+let producerCounter = 0
+const producers = {}
+
+async function flushQueue (tx) {
+  const byTopic = {}
+  for (const { topic, value } of tx.queue) (byTopic[topic] = byTopic[topic] || []).push({ value })
+  tx.queue = []
+  for (const [topic, messages] of Object.entries(byTopic)) await tx.txn.send({ topic, messages })
+}
 
 const OPS = {
   async createTopic ({ topic, partitions, configs }) {
@@ -146,6 +133,228 @@ const OPS = {
     return records
   },
 
+  async partitions ({ topic }) {
+    const meta = await withAdmin((admin) => admin.fetchTopicMetadata({ topics: [topic] }))
+    return meta.topics[0].partitions.map((p) => p.partitionId).sort((a, b) => a - b)
+  },
+
+  async topics () {
+    return withAdmin((admin) => admin.listTopics())
+  },
+
+  // Admin calls that may fail answer {error} with kafkajs's error, or {error: null}.
+  async createPartitions ({ topic, count }) {
+    return withAdmin(async (admin) => ({
+      error: await expectError(admin.createPartitions({ topicPartitions: [{ topic, count }] }))
+    }))
+  },
+
+  async deleteTopic ({ topic }) {
+    return withAdmin(async (admin) => ({
+      error: await expectError(admin.deleteTopics({ topics: [topic] }))
+    }))
+  },
+
+  // Every config of `topic`: name -> {value, isDefault, source} (kafkajs's configSource).
+  async topicConfigs ({ topic }) {
+    const described = await withAdmin((admin) => admin.describeConfigs({
+      includeSynonyms: false,
+      resources: [{ type: ConfigResourceTypes.TOPIC, name: topic }]
+    }))
+    return Object.fromEntries(described.resources[0].configEntries.map((e) => [
+      e.configName, { value: e.configValue, isDefault: e.isDefault, source: e.configSource }]))
+  },
+
+  // A group member that consumes in the background until closed; memberState says what it
+  // has read and owns so far. Offsets are committed only when asked (memberCommit).
+  async memberStart ({ topic, group }) {
+    const id = `m${memberCounter++}`
+    const consumer = kafka.consumer({ groupId: group, ...FAST_GROUP })
+    const member = { consumer, values: [], assignment: [], next: {} }
+    consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+      member.assignment = payload.memberAssignment[topic] || []
+    })
+    await consumer.connect()
+    await consumer.subscribe({ topics: [topic], fromBeginning: true })
+    await consumer.run({
+      autoCommit: false,
+      eachMessage: async ({ partition, message }) => {
+        member.values.push(b64(message.value))
+        member.next[partition] = String(Number(message.offset) + 1)
+      }
+    })
+    members[id] = member
+    return id
+  },
+
+  async memberState ({ id }) {
+    return { values: members[id].values, assignment: members[id].assignment }
+  },
+
+  async memberCommit ({ id, topic }) {
+    const { consumer, next } = members[id]
+    await consumer.commitOffsets(Object.entries(next).map(([partition, offset]) => (
+      { topic, partition: Number(partition), offset })))
+    return null
+  },
+
+  async memberClose ({ id }) {
+    await members[id].consumer.disconnect() // LeaveGroup
+    delete members[id]
+    return null
+  },
+
+  async setOffsets ({ group, topic, offsets }) {
+    await withAdmin((admin) => admin.setOffsets({
+      groupId: group,
+      topic,
+      partitions: Object.entries(offsets).map(([partition, offset]) => (
+        { partition: Number(partition), offset: String(offset) }))
+    }))
+    return null
+  },
+
+  // The group's committed offsets (OffsetFetch): partition -> offset.
+  async committed ({ group, topic }) {
+    const [entry] = await withAdmin((admin) => admin.fetchOffsets({ groupId: group, topics: [topic] }))
+    return Object.fromEntries(entry.partitions.map((p) => [p.partition, Number(p.offset)]))
+  },
+
+  async describeGroup ({ group }) {
+    return withAdmin(async (admin) => {
+      const { groups } = await admin.listGroups()
+      const described = await admin.describeGroups([group])
+      return {
+        listed: groups.some((g) => g.groupId === group),
+        state: described.groups[0].state,
+        members: described.groups[0].members.length
+      }
+    })
+  },
+
+  // A transactional producer (idempotent, one request in flight, as kafkajs requires);
+  // txSend only queues, txFlush sends the queue within the open transaction.
+  async txStart ({ tid }) {
+    const id = `p${producerCounter++}`
+    const producer = kafka.producer({ transactionalId: tid, idempotent: true, maxInFlightRequests: 1 })
+    await producer.connect() // InitProducerId
+    producers[id] = { producer, txn: null, queue: [] }
+    return id
+  },
+
+  async txBegin ({ id }) {
+    producers[id].txn = await producers[id].producer.transaction()
+    return null
+  },
+
+  async txSend ({ id, topic, value }) {
+    producers[id].queue.push({ topic, value: unb64(value) })
+    return null
+  },
+
+  async txFlush ({ id }) {
+    await flushQueue(producers[id])
+    return null
+  },
+
+  async txCommit ({ id }) {
+    await flushQueue(producers[id])
+    await producers[id].txn.commit()
+    return null
+  },
+
+  async txAbort ({ id }) {
+    await flushQueue(producers[id])
+    await producers[id].txn.abort()
+    return null
+  },
+
+  // Commit where the producer must be fenced: kafkajs's error, or null if the commit worked.
+  async txCommitFenced ({ id }) {
+    return expectError(producers[id].txn.commit())
+  },
+
+  async txClose ({ id }) {
+    await producers[id].producer.disconnect()
+    delete producers[id]
+    return null
+  },
+
+  // Every value of partition 0 readable at `isolation`, up to the end offset: a fresh group
+  // reads from the beginning until a processed batch (records, or only aborted / control
+  // records, which kafkajs skips but still reports) ends at the high watermark.
+  async readAll ({ topic, isolation }) {
+    const offsets = await withAdmin((admin) => admin.fetchTopicOffsets(topic))
+    if (offsets.every((o) => o.high === '0')) return []
+    const consumer = kafka.consumer({
+      groupId: `read-${process.pid}-${groupCounter++}`,
+      readUncommitted: isolation === 'read_uncommitted',
+      ...FAST_GROUP
+    })
+    const values = []
+    let done
+    const finished = new Promise((resolve) => { done = resolve })
+    consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+      if (Number(payload.lastOffset) + 1 >= Number(payload.highWatermark)) done()
+    })
+    await consumer.connect()
+    try {
+      await consumer.subscribe({ topics: [topic], fromBeginning: true })
+      await consumer.run({
+        autoCommit: false,
+        eachMessage: async ({ message }) => { values.push(b64(message.value)) }
+      })
+      await finished
+    } finally {
+      await consumer.disconnect()
+    }
+    return values
+  },
+
+  // Consume `src` (read_committed) and, one transaction per batch, write b"x" + value to
+  // `dst` with the batch's offsets committed in the same transaction (sendOffsets:
+  // AddOffsetsToTxn + TxnOffsetCommit); [records seen, the group's committed offset].
+  async transform ({ src, dst, group, tid, count }) {
+    const producer = kafka.producer({ transactionalId: tid, idempotent: true, maxInFlightRequests: 1 })
+    await producer.connect()
+    const consumer = kafka.consumer({ groupId: group, ...FAST_GROUP })
+    await consumer.connect()
+    let seen = 0
+    let done
+    const finished = new Promise((resolve) => { done = resolve })
+    try {
+      await consumer.subscribe({ topics: [src], fromBeginning: true })
+      await consumer.run({
+        autoCommit: false,
+        eachBatch: async ({ batch }) => {
+          if (batch.messages.length === 0) return
+          const txn = await producer.transaction()
+          await txn.send({
+            topic: dst,
+            messages: batch.messages.map((m) => ({ value: Buffer.concat([Buffer.from('x'), m.value]) }))
+          })
+          const last = batch.messages[batch.messages.length - 1]
+          await txn.sendOffsets({
+            consumerGroupId: group,
+            topics: [{
+              topic: src,
+              partitions: [{ partition: batch.partition, offset: String(Number(last.offset) + 1) }]
+            }]
+          })
+          await txn.commit()
+          seen += batch.messages.length
+          if (seen >= count) done()
+        }
+      })
+      await finished
+    } finally {
+      await consumer.disconnect()
+      await producer.disconnect()
+    }
+    const [entry] = await withAdmin((admin) => admin.fetchOffsets({ groupId: group, topics: [src] }))
+    return [seen, Number(entry.partitions.find((p) => p.partition === 0).offset)]
+  },
+
   async offsets ({ topic, partition }) {
     const offsets = await withAdmin((admin) => admin.fetchTopicOffsets(topic))
     const p = offsets.find((o) => o.partition === partition)
@@ -163,7 +372,15 @@ lines.on('line', (line) => {
       const request = JSON.parse(line)
       const fn = OPS[request.op]
       if (!fn) throw new Error(`unknown op ${request.op}`)
-      answer = { result: await fn(request) }
+      let timer
+      const late = new Promise((resolve, reject) => {
+        timer = setTimeout(() => reject(new Error(`${request.op} not done within ${DEADLINE_MS} ms`)), DEADLINE_MS)
+      })
+      try {
+        answer = { result: await Promise.race([fn(request), late]) }
+      } finally {
+        clearTimeout(timer)
+      }
     } catch (err) {
       answer = { error: describeError(err) }
     }

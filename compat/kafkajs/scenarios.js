@@ -7,55 +7,16 @@
 // client's exact error.
 'use strict'
 
-const { Kafka, logLevel, ConfigResourceTypes } = require('kafkajs')
+const { ConfigResourceTypes } = require('kafkajs')
+const common = require('./common')
+
+const { makeKafka, FAST_GROUP, describeError, expectError } = common
 
 const [scenario, bootstrap, topic] = process.argv.slice(2)
 const DEADLINE_MS = 40000
 
-const kafka = new Kafka({
-  clientId: 'kbroker-compat-kafkajs',
-  brokers: [bootstrap],
-  logLevel: logLevel.WARN,
-  logCreator: () => ({ namespace, level, log }) => {
-    process.stderr.write(`[${namespace}] ${JSON.stringify(log)}\n`)
-  },
-  retry: { retries: 3, initialRetryTime: 100 }
-})
-
-// Kafka's group settings kept short so a fresh group forms quickly (6 s is Kafka's minimum
-// session timeout, group.min.session.timeout.ms).
-const FAST_GROUP = { sessionTimeout: 6000, heartbeatInterval: 500, rebalanceTimeout: 10000 }
-
-function describeError (err) {
-  const out = { name: err.name, message: err.message, type: err.type, code: err.code }
-  if (err.errors) out.errors = err.errors.map(describeError)
-  if (err.partitions) {
-    out.partitions = err.partitions.map((p) => ({
-      partition: p.partition, error: p.error ? describeError(p.error) : null
-    }))
-  }
-  if (err.cause) out.cause = describeError(err.cause)
-  return out
-}
-
-async function expectError (promise) {
-  try {
-    await promise
-  } catch (err) {
-    return describeError(err)
-  }
-  return null
-}
-
-async function withAdmin (fn) {
-  const admin = kafka.admin()
-  await admin.connect()
-  try {
-    return await fn(admin)
-  } finally {
-    await admin.disconnect()
-  }
-}
+const kafka = makeKafka(bootstrap)
+const withAdmin = (fn) => common.withAdmin(kafka, fn)
 
 async function produce (messages, { acks = -1 } = {}) {
   const producer = kafka.producer()
@@ -68,19 +29,15 @@ async function produce (messages, { acks = -1 } = {}) {
 }
 
 // Consume `count` records as a member of `groupId`, then leave the group (disconnect).
-// kafkajs reads read_committed unless readUncommitted is set.
-async function consumeGroup (groupId, count, {
-  fromBeginning = true, autoCommit = true, readUncommitted = false, from = topic, seekTo = null
-} = {}) {
-  const consumer = kafka.consumer({ groupId, readUncommitted, ...FAST_GROUP })
+async function consumeGroup (groupId, count, { fromBeginning = true, seekTo = null } = {}) {
+  const consumer = kafka.consumer({ groupId, ...FAST_GROUP })
   await consumer.connect()
   const records = []
   let done
   const finished = new Promise((resolve) => { done = resolve })
   try {
-    await consumer.subscribe({ topics: [from], fromBeginning })
+    await consumer.subscribe({ topics: [topic], fromBeginning })
     await consumer.run({
-      autoCommit,
       eachMessage: async ({ partition, message }) => {
         records.push({
           partition,
@@ -95,7 +52,7 @@ async function consumeGroup (groupId, count, {
       }
     })
     // kafkajs seeks only once run() started; it then fetches from there.
-    if (seekTo !== null) consumer.seek({ topic: from, partition: 0, offset: String(seekTo) })
+    if (seekTo !== null) consumer.seek({ topic, partition: 0, offset: String(seekTo) })
     await finished
   } finally {
     await consumer.disconnect() // commits what eachMessage resolved, then LeaveGroup
@@ -111,15 +68,6 @@ async function topicConfigs (admin) {
   })
   return Object.fromEntries(described.resources[0].configEntries.map((e) => [
     e.configName, { value: e.configValue, isDefault: e.isDefault, source: e.configSource }]))
-}
-
-async function groupOffsets (admin, groupId) {
-  const [entry] = await admin.fetchOffsets({ groupId, topics: [topic] })
-  return Object.fromEntries(entry.partitions.map((p) => [p.partition, Number(p.offset)]))
-}
-
-function txProducer (transactionalId) {
-  return kafka.producer({ transactionalId, idempotent: true, maxInFlightRequests: 1 })
 }
 
 const SCENARIOS = {
@@ -163,31 +111,6 @@ const SCENARIOS = {
     })
   },
 
-  async add_partitions () {
-    return withAdmin(async (admin) => {
-      await admin.createTopics({ topics: [{ topic, numPartitions: 1 }] })
-      await admin.createPartitions({ topicPartitions: [{ topic, count: 3 }] })
-      const meta = await admin.fetchTopicMetadata({ topics: [topic] })
-      const shrink = await expectError(
-        admin.createPartitions({ topicPartitions: [{ topic, count: 2 }] }))
-      const sent = await produce([{ value: 'to-the-new-partition', partition: 2 }])
-      return { partitions: meta.topics[0].partitions.length, shrink, sent }
-    })
-  },
-
-  async delete_topic () {
-    return withAdmin(async (admin) => {
-      await admin.createTopics({ topics: [{ topic }] })
-      await produce([{ value: 'old' }])
-      await admin.deleteTopics({ topics: [topic] })
-      const listed = await admin.listTopics()
-      const again = await expectError(admin.deleteTopics({ topics: [topic] }))
-      await admin.createTopics({ topics: [{ topic }] })
-      const offsets = await admin.fetchTopicOffsets(topic)
-      return { stillListed: listed.includes(topic), again, offsets }
-    })
-  },
-
   async headers_and_create_time () {
     await produce([{
       key: 'k', value: 'v', partition: 0, timestamp: '1600000000123', headers: { h1: 'one', h2: '' }
@@ -203,55 +126,6 @@ const SCENARIOS = {
     const offsets = await withAdmin((admin) => admin.fetchTopicOffsets(topic))
     const records = await consumeGroup(`g-${topic}`, 10)
     return { offsets, records }
-  },
-
-  async group_subscribe_and_consume () {
-    const groupId = `g-${topic}`
-    await withAdmin((admin) => admin.createTopics({ topics: [{ topic, numPartitions: 3 }] }))
-    const messages = []
-    for (let p = 0; p < 3; p++) {
-      for (let i = 0; i < 10; i++) messages.push({ value: `p${p}-${i}`, partition: p })
-    }
-    await produce(messages)
-    const records = await consumeGroup(groupId, 30)
-    return withAdmin(async (admin) => {
-      const committed = await groupOffsets(admin, groupId)
-      const { groups } = await admin.listGroups()
-      const described = await admin.describeGroups([groupId])
-      return {
-        records,
-        committed,
-        listed: groups.some((g) => g.groupId === groupId),
-        state: described.groups[0].state,
-        members: described.groups[0].members.length
-      }
-    })
-  },
-
-  async group_commit_and_fetch_offsets () {
-    const groupId = `g-${topic}`
-    await withAdmin((admin) => admin.createTopics({ topics: [{ topic, numPartitions: 2 }] }))
-    const messages = []
-    for (let p = 0; p < 2; p++) {
-      for (let i = 0; i < 10; i++) messages.push({ value: `p${p}-${i}`, partition: p })
-    }
-    await produce(messages)
-    const committed = await withAdmin(async (admin) => {
-      await admin.setOffsets({
-        groupId, topic, partitions: [{ partition: 0, offset: '7' }, { partition: 1, offset: '3' }]
-      })
-      return groupOffsets(admin, groupId)
-    })
-    const records = await consumeGroup(groupId, 10, { fromBeginning: true })
-    return { committed, records }
-  },
-
-  // A topic without overrides: every config as DescribeConfigs reports it.
-  async describe_configs_defaults () {
-    return withAdmin(async (admin) => {
-      await admin.createTopics({ topics: [{ topic }] })
-      return { configs: await topicConfigs(admin) }
-    })
   },
 
   // Legacy AlterConfigs replaces the whole override set: keys left out revert.
@@ -313,109 +187,6 @@ const SCENARIOS = {
     })
     result.records = await consumeGroup(`g-${topic}`, 6)
     return result
-  },
-
-  // Three transactions of five records: committed, aborted, committed.
-  async eos_commit_abort_commit () {
-    await withAdmin((admin) => admin.createTopics({ topics: [{ topic, numPartitions: 1 }] }))
-    const producer = txProducer(`tid-${topic}`)
-    await producer.connect()
-    try {
-      for (const [n, commit] of [[0, true], [1, false], [2, true]]) {
-        const txn = await producer.transaction()
-        const messages = []
-        for (let i = 0; i < 5; i++) messages.push({ value: `${n}-${i}`, partition: 0 })
-        await txn.send({ topic, messages })
-        if (commit) await txn.commit()
-        else await txn.abort()
-      }
-    } finally {
-      await producer.disconnect()
-    }
-    const committed = await consumeGroup(`gc-${topic}`, 10)
-    const uncommitted = await consumeGroup(`gu-${topic}`, 15, { readUncommitted: true })
-    return {
-      committed: committed.map((r) => r.value),
-      uncommitted: uncommitted.map((r) => r.value)
-    }
-  },
-
-  // A second producer with the same transactional id fences the first, whose open
-  // transaction is aborted; the first can then neither commit nor write.
-  async eos_zombie_fenced () {
-    await withAdmin((admin) => admin.createTopics({ topics: [{ topic, numPartitions: 1 }] }))
-    const tid = `zombie-${topic}`
-    const old = txProducer(tid)
-    await old.connect()
-    const oldTxn = await old.transaction()
-    await oldTxn.send({ topic, messages: [{ value: 'zombie', partition: 0 }] })
-    const fresh = txProducer(tid)
-    await fresh.connect() // InitProducerId: fences `old`
-    const txn = await fresh.transaction()
-    await txn.send({ topic, messages: [{ value: 'live', partition: 0 }] })
-    await txn.commit()
-    await fresh.disconnect()
-    const fenced = await expectError(oldTxn.commit())
-    await old.disconnect()
-    const records = await consumeGroup(`g-${topic}`, 1)
-    return { fenced, records: records.map((r) => r.value) }
-  },
-
-  // Read a topic, write each batch transformed to another, and commit the read offsets in
-  // the same transaction (sendOffsets: AddOffsetsToTxn + TxnOffsetCommit).
-  async eos_consume_transform_produce () {
-    const src = `${topic}.in`
-    const dst = `${topic}.out`
-    const groupId = `g-${topic}`
-    await withAdmin((admin) => admin.createTopics({ topics: [{ topic: src }, { topic: dst }] }))
-    const plain = kafka.producer()
-    await plain.connect()
-    const values = []
-    for (let i = 0; i < 10; i++) values.push({ value: `${i}`, partition: 0 })
-    await plain.send({ topic: src, messages: values })
-    await plain.disconnect()
-    const producer = txProducer(`ctp-${topic}`)
-    await producer.connect()
-    const consumer = kafka.consumer({ groupId, ...FAST_GROUP })
-    await consumer.connect()
-    let seen = 0
-    let done
-    const finished = new Promise((resolve) => { done = resolve })
-    try {
-      await consumer.subscribe({ topics: [src], fromBeginning: true })
-      await consumer.run({
-        autoCommit: false,
-        eachBatch: async ({ batch }) => {
-          if (batch.messages.length === 0) return
-          const txn = await producer.transaction()
-          await txn.send({
-            topic: dst,
-            messages: batch.messages.map((m) => ({ value: `t${m.value.toString()}`, partition: 0 }))
-          })
-          const last = batch.messages[batch.messages.length - 1]
-          await txn.sendOffsets({
-            consumerGroupId: groupId,
-            topics: [{
-              topic: src,
-              partitions: [{ partition: batch.partition, offset: String(Number(last.offset) + 1) }]
-            }]
-          })
-          await txn.commit()
-          seen += batch.messages.length
-          if (seen >= 10) done()
-        }
-      })
-      await finished
-    } finally {
-      await consumer.disconnect()
-      await producer.disconnect()
-    }
-    const committed = await withAdmin(async (admin) => {
-      const [entry] = await admin.fetchOffsets({ groupId, topics: [src] })
-      return Object.fromEntries(entry.partitions.map((p) => [p.partition, Number(p.offset)]))
-    })
-    const out = await consumeGroup(`gout-${topic}`, 10, { from: dst })
-    return { committed, out: out.map((r) => r.value) }
   }
 }
 

@@ -35,6 +35,7 @@ import trio
 
 from kbroker.cluster import znodes
 from kbroker.cluster.channel import Connector, ControllerChannel
+from kbroker.cluster.reassignment import dead_replicas, invalid_replica_list
 from kbroker.cluster.zk import (
     BadVersion,
     CheckOp,
@@ -375,28 +376,12 @@ class ControllerCore:
 
     def validate_reassignment(self, tp: TP, target: list[int]) -> tuple[ErrorCode, str] | None:
         """KafkaController.validateReplicas: None when ``target`` may be reassigned to."""
-        if not target:
-            return (
-                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                "Empty replica list specified in partition reassignment.",
-            )
-        if len(set(target)) != len(target):
-            return (
-                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                f"Duplicate replica ids in partition reassignment replica list: {target}",
-            )
-        if any(b < 0 for b in target):
-            return (
-                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                f"Invalid broker id in replica list: {target}",
-            )
+        error = invalid_replica_list(target)
+        if error is not None:
+            return error
         _, adding, _ = self.reassign_to(tp, target)
         if not set(adding) <= set(self.live):
-            return (
-                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                "Replica assignment has brokers that are not alive. Replica list: "
-                f"{list(adding)}, live broker list: {sorted(self.live)}",
-            )
+            return dead_replicas(list(adding), sorted(self.live))
         return None
 
     def reassignment_complete(self, tp: TP) -> bool:
@@ -459,14 +444,8 @@ class ControllerCore:
         def build(version: int) -> Any:
             states = [
                 cls.LeaderAndIsrPartitionState(
-                    topic_name=tp[0] if version < 2 else "",
-                    partition_index=tp[1],
-                    controller_epoch=s.controller_epoch,
-                    leader=s.leader,
-                    leader_epoch=s.leader_epoch,
-                    isr=list(s.isr),
+                    **_partition_state(tp, s, replicas, named=version < 2),
                     partition_epoch=s.zk_version,
-                    replicas=list(replicas),
                     is_new=is_new,
                 )
                 for tp, s, replicas, is_new in parts
@@ -482,12 +461,14 @@ class ControllerCore:
             )
             if version >= 5:
                 body.type = 1 if full else 0  # FULL / INCREMENTAL (KIP-516)
-            if version < 2:
-                body.ungrouped_partition_states = states
-            else:
-                body.topic_states = _group_by_topic(
-                    [p[0] for p in parts], states, cls.LeaderAndIsrTopicState, topic_ids
-                )
+            _place_states(
+                body,
+                version >= 2,
+                [p[0] for p in parts],
+                states,
+                cls.LeaderAndIsrTopicState,
+                topic_ids,
+            )
             return body
 
         return build
@@ -532,14 +513,8 @@ class ControllerCore:
         def build(version: int) -> Any:
             states = [
                 cls.UpdateMetadataPartitionState(
-                    topic_name=tp[0] if version < 5 else "",
-                    partition_index=tp[1],
-                    controller_epoch=s.controller_epoch,
-                    leader=s.leader,
-                    leader_epoch=s.leader_epoch,
-                    isr=list(s.isr),
+                    **_partition_state(tp, s, replicas, named=version < 5),
                     zk_version=s.zk_version,
-                    replicas=list(replicas),
                     offline_replicas=[b for b in replicas if b not in live],
                 )
                 for tp, s, replicas in parts
@@ -568,12 +543,14 @@ class ControllerCore:
                 broker_epoch=target_epoch,
                 live_brokers=live_brokers,
             )
-            if version < 5:
-                body.ungrouped_partition_states = states
-            else:
-                body.topic_states = _group_by_topic(
-                    [p[0] for p in parts], states, cls.UpdateMetadataTopicState, topic_ids
-                )
+            _place_states(
+                body,
+                version >= 5,
+                [p[0] for p in parts],
+                states,
+                cls.UpdateMetadataTopicState,
+                topic_ids,
+            )
             return body
 
         return build
@@ -648,18 +625,40 @@ def _log_error_response(broker_id: int, response: Any) -> None:
         )
 
 
-def _group_by_topic(
+def _partition_state(
+    tp: TP, s: PartitionState, replicas: Iterable[int], *, named: bool
+) -> dict[str, Any]:
+    """The fields LeaderAndIsr and UpdateMetadata partition states share: Kafka's
+    ControllerChannelManager fills both from the same LeaderIsrAndControllerEpoch. ``named``:
+    the request version still carries the topic name in each partition (before topic ids)."""
+    return {
+        "topic_name": tp[0] if named else "",
+        "partition_index": tp[1],
+        "controller_epoch": s.controller_epoch,
+        "leader": s.leader,
+        "leader_epoch": s.leader_epoch,
+        "isr": list(s.isr),
+        "replicas": list(replicas),
+    }
+
+
+def _place_states(
+    body: Any,
+    grouped: bool,
     tps: list[TP],
     states: list[Any],
     make: Callable[..., Any],
     topic_ids: dict[str, uuid.UUID | None],
-) -> list[Any]:
-    """Partition states grouped per topic: the shape of LeaderAndIsr v2+ and
-    UpdateMetadata v5+ (``make`` builds one topic entry)."""
+) -> None:
+    """Put the partition states in ``body``: one flat list in the old versions, grouped per
+    topic (``make`` builds one topic entry) in LeaderAndIsr v2+ and UpdateMetadata v5+."""
+    if not grouped:
+        body.ungrouped_partition_states = states
+        return
     by_topic: dict[str, list[Any]] = {}
     for tp, st in zip(tps, states, strict=True):
         by_topic.setdefault(tp[0], []).append(st)
-    return [
+    body.topic_states = [
         make(topic_name=t, topic_id=_uuid(topic_ids.get(t)), partition_states=sts)
         for t, sts in by_topic.items()
     ]
@@ -719,6 +718,7 @@ class Controller:
         self._term_nursery: trio.Nursery | None = None
         # topic -> replicas that have not yet confirmed StopReplica(delete) this term
         self._deletion_pending: dict[str, set[int]] = {}
+        self._zk_reassignment_czxid: int | None = None  # the /admin/reassign_partitions acted on
         self.became_active = trio.Event()
 
     # --- public -----------------------------------------------------------------------
@@ -899,6 +899,8 @@ class Controller:
             event.reply.send_nowait((True, await self._controlled_shutdown(*payload)))
         elif kind == "elect_leaders":
             event.reply.send_nowait((True, await self._elect_leaders(*payload)))
+        elif kind == "zk_reassignment":
+            await self._on_zk_reassignment(payload)
         elif kind == "alter_reassignments":
             event.reply.send_nowait((True, await self._alter_reassignments(payload)))
         elif kind == "list_reassignments":
@@ -985,6 +987,7 @@ class Controller:
             self._channel = None
         self._topic_watches.clear()
         self._deletion_pending.clear()
+        self._zk_reassignment_czxid = None
         if self.active_controller_id == self.broker_id:
             self.active_controller_id = -1
 
@@ -1039,6 +1042,12 @@ class Controller:
                         "preferred_election",
                         gen,
                     )
+                    n.start_soon(
+                        self._forward,
+                        await self.zk.watch_data(znodes.REASSIGN_PARTITIONS),
+                        "zk_reassignment",
+                        gen,
+                    )
                     for topic in core.topics:
                         await self._start_topic_watch(n, topic, gen)
                     self._term_nursery = n
@@ -1057,9 +1066,16 @@ class Controller:
             self._send_leader_and_isr_to(b, core.partitions_on(b), full=True)
         await self._elect(core.new_partitions(), Election.NEW)
         await self._elect(core.offline_partitions(), Election.OFFLINE)
-        # initializePartitionReassignments: reassignments left by the last term go on.
+        # initializePartitionReassignments: ones asked for in /admin/reassign_partitions
+        # meanwhile (the znode's watch delivers it), and those left by the last term, go on.
+        try:
+            data, stat = await self.zk.get(znodes.REASSIGN_PARTITIONS)
+            resumed = await self._on_zk_reassignment((data, stat))
+        except NoNode:
+            resumed = set()
         for tp in core.reassigning_partitions():
-            await self._on_partition_reassignment(tp, core.target_replicas(tp))
+            if tp not in resumed:
+                await self._on_partition_reassignment(tp, core.target_replicas(tp))
         await self._try_deletions()
         self.became_active.set()
 
@@ -1539,6 +1555,8 @@ class Controller:
         core = self.core
         assert core is not None
         results: dict[TP, tuple[int, str | None]] = {}
+        # The latest request wins over one made through /admin/reassign_partitions.
+        await self._remove_from_zk_reassignment(lambda tp, _: tp in reassignments)
         for tp, target in sorted(reassignments.items()):
             if target is not None:
                 invalid = core.validate_reassignment(tp, list(target))
@@ -1624,6 +1642,9 @@ class Controller:
         await self._stop_removed_replicas(tp, list(removing))
         # B6/B8: the final assignment, and every broker hears of it.
         await self._write_assignment(tp[0], completed)
+        # B7: done, so out of /admin/reassign_partitions if it was asked for there.
+        final = core.replicas(tp)
+        await self._remove_from_zk_reassignment(lambda t, r: t == tp and r == final)
         self._send_update_metadata(list(core.live), [tp])
         log.info("controller: reassignment of %s-%d to %s complete", *tp, list(target))
         await self._try_deletions()
@@ -1643,3 +1664,67 @@ class Controller:
             channel.send(
                 b, STOP_REPLICA, core.stop_replica(b, [tp], delete=True), _log_error_response
             )
+
+    async def _on_zk_reassignment(self, item: tuple[bytes | None, Any]) -> set[TP]:
+        """processZkPartitionReassignment: a reassignment asked for by creating
+        /admin/reassign_partitions (the pre-KIP-455 tools). Acted on once per znode
+        (its creation, as Kafka's handler); partitions that cannot be moved are taken out
+        of it. The partitions started."""
+        core = self.core
+        assert core is not None
+        data, stat = item
+        if data is None or stat is None:
+            self._zk_reassignment_czxid = None
+            return set()
+        if stat.czxid == self._zk_reassignment_czxid:
+            return set()  # our own update of a znode already acted on
+        self._zk_reassignment_czxid = stat.czxid
+        try:
+            wanted = znodes.decode_reassignment(data)
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring malformed %s: %r", znodes.REASSIGN_PARTITIONS, data)
+            return set()
+        started: set[TP] = set()
+        failed: set[TP] = set()
+        for tp, target in sorted(wanted.items()):
+            if tp[0] in core.deleting or not core.replicas(tp) or not target:
+                failed.add(tp)
+                continue
+            await self._on_partition_reassignment(tp, target)
+            started.add(tp)
+        if failed:
+            log.warning(
+                "controller: failed reassignment through ZooKeeper of %s: the partition does not exist",
+                sorted(failed),
+            )
+            await self._remove_from_zk_reassignment(lambda t, _: t in failed)
+        return started
+
+    async def _remove_from_zk_reassignment(
+        self, remove: Callable[[TP, tuple[int, ...]], bool]
+    ) -> None:
+        """maybeRemoveFromZkReassignment: rewrite /admin/reassign_partitions without the
+        chosen partitions, or delete it when none is left (fenced writes)."""
+        try:
+            data, stat = await self.zk.get(znodes.REASSIGN_PARTITIONS)
+        except NoNode:
+            return
+        try:
+            wanted = znodes.decode_reassignment(data)
+        except (ValueError, KeyError, TypeError):
+            wanted = {}
+        rest = {tp: r for tp, r in wanted.items() if not remove(tp, r)}
+        if wanted and len(rest) == len(wanted):
+            return
+        if rest:
+            op: Any = SetOp(
+                znodes.REASSIGN_PARTITIONS, znodes.encode_reassignment(rest), stat.version
+            )
+        else:
+            op = DeleteOp(znodes.REASSIGN_PARTITIONS, stat.version)
+        try:
+            await self.zk.multi([self._fence(), op])
+        except (BadVersion, NoNode) as exc:
+            if exc.failed_op == 0:
+                raise ControllerMoved("controller epoch changed") from exc
+            # Changed by a tool meanwhile: its watch brings the new content.

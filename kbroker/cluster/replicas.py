@@ -308,6 +308,13 @@ class ReplicaManager:
                 except Exception:
                     logger.exception("cannot delete the local log of %s", topic)
                     return ErrorCode.KAFKA_STORAGE_ERROR
+        elif delete:
+            # Other partitions of the topic stay here (a reassignment moved this one away).
+            try:
+                self.broker.topics.wipe_partition(topic, index)
+            except Exception:
+                logger.exception("cannot delete the local log of %s-%d", topic, index)
+                return ErrorCode.KAFKA_STORAGE_ERROR
         return ErrorCode.NONE
 
     def _forget_topic(self, topic: str) -> None:

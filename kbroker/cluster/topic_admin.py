@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from kbroker.errors import KafkaApiError
+from kbroker.errors import KafkaApiError, unknown_topic
 from kbroker.internal_topics import INTERNAL_TOPICS, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.topic_config import validate_topic_configs
 from kbroker.topics import check_name, check_partition_increase, random_kafka_uuid
@@ -227,9 +227,7 @@ async def add_partitions(
 
     info = cluster.metadata.topic(name)
     if info is None:
-        raise KafkaApiError(
-            ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
-        )
+        raise unknown_topic(name)
     current = len(info.partitions)
     check_partition_increase(name, current, total)
     brokers = live_brokers(cluster)
@@ -291,9 +289,7 @@ async def change_topic_config(
     from kbroker.cluster import admin_zk
 
     if cluster.metadata.topic(name) is None:
-        raise KafkaApiError(
-            ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
-        )
+        raise unknown_topic(name)
     clean = validate_topic_configs(configs)
     if validate_only:
         return

@@ -32,6 +32,7 @@ __all__ = [
     "LATEST_PRODUCER_ID_BLOCK",
     "PERSISTENT_PATHS",
     "PREFERRED_REPLICA_ELECTION",
+    "REASSIGN_PARTITIONS",
     "TOPICS",
     "BrokerRegistration",
     "ControllerInfo",
@@ -44,12 +45,14 @@ __all__ = [
     "decode_config_change",
     "decode_controller_epoch",
     "decode_partition_list",
+    "decode_reassignment",
     "decode_topic_config",
     "delete_topic_path",
     "encode_cluster_id",
     "encode_config_change",
     "encode_controller_epoch",
     "encode_partition_list",
+    "encode_reassignment",
     "encode_topic_config",
     "partition_state_path",
     "partitions_path",
@@ -73,6 +76,8 @@ CONFIG_CHANGES = "/config/changes"
 CONFIG_CHANGE_PREFIX = "config_change_"
 DELETE_TOPICS = "/admin/delete_topics"
 PREFERRED_REPLICA_ELECTION = "/admin/preferred_replica_election"
+# The pre-KIP-455 way to ask for a reassignment (ReassignPartitionsZNode), still honoured.
+REASSIGN_PARTITIONS = "/admin/reassign_partitions"
 ISR_CHANGE_NOTIFICATION = "/isr_change_notification"
 ISR_CHANGE_PREFIX = "isr_change_"
 LATEST_PRODUCER_ID_BLOCK = "/latest_producer_id_block"
@@ -407,6 +412,30 @@ def encode_partition_list(partitions: Iterable[TopicPartition]) -> bytes:
 def decode_partition_list(data: bytes) -> set[TopicPartition]:
     js = _load(data)
     return {(str(e["topic"]), int(e["partition"])) for e in js.get("partitions") or []}
+
+
+# --- /admin/reassign_partitions ----------------------------------------------------------
+
+
+def encode_reassignment(reassignment: Mapping[TopicPartition, Iterable[int]]) -> bytes:
+    """ReassignPartitionsZNode (LegacyPartitionAssignment v1)."""
+    return _dump(
+        {
+            "version": 1,
+            "partitions": [
+                {"topic": t, "partition": p, "replicas": list(r)}
+                for (t, p), r in sorted(reassignment.items())
+            ],
+        }
+    )
+
+
+def decode_reassignment(data: bytes) -> dict[TopicPartition, tuple[int, ...]]:
+    js = _load(data)
+    return {
+        (str(e["topic"]), int(e["partition"])): tuple(int(b) for b in e["replicas"])
+        for e in js.get("partitions") or []
+    }
 
 
 # --- /latest_producer_id_block --------------------------------------------------------

@@ -33,6 +33,7 @@ import enum
 import re
 import uuid
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from kbroker.coordinator import events
 from kbroker.wire.errors import ErrorCode
@@ -84,6 +85,21 @@ class HeartbeatResult:
     member_id: str | None = None
     member_epoch: int = 0
     assignment: Assignment | None = None
+
+
+class MemberFields(TypedDict, total=False):
+    """What a ConsumerGroupHeartbeat says of its member besides id and epoch; the
+    coordinator passes these through to ``ConsumerGroup.heartbeat`` unchanged."""
+
+    instance_id: str | None
+    rack_id: str | None
+    rebalance_timeout_ms: int
+    subscribed_names: list[str] | None
+    regex: str | None
+    server_assignor: str | None
+    owned: Assignment | None
+    client_id: str
+    client_host: str
 
 
 @dataclass(slots=True, eq=False)

@@ -21,7 +21,7 @@ import struct
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, Unpack
 
 from kbroker.coordinator import events
 from kbroker.coordinator.classic_group import (
@@ -35,13 +35,13 @@ from kbroker.coordinator.classic_group import (
     transition,
 )
 from kbroker.coordinator.consumer_group import (
-    Assignment,
     ConsumerGroup,
     ConsumerGroupEpochRecord,
     ConsumerGroupImage,
     ConsumerGroupRecord,
     ConsumerGroupTopicsRecord,
     HeartbeatResult,
+    MemberFields,
     MemberMetadataRecord,
     TargetAssignmentRecord,
     TargetEpochRecord,
@@ -907,15 +907,7 @@ class GroupCoordinator:
         member_epoch: int,
         *,
         topics: TopicsView,
-        instance_id: str | None = None,
-        rack_id: str | None = None,
-        rebalance_timeout_ms: int = -1,
-        subscribed_names: list[str] | None = None,
-        regex: str | None = None,
-        server_assignor: str | None = None,
-        owned: Assignment | None = None,
-        client_id: str = "",
-        client_host: str = "",
+        **member: Unpack[MemberFields],
     ) -> HeartbeatResult:
         """Handle ConsumerGroupHeartbeat (KIP-848); see consumer_group.py."""
         if not group_id:
@@ -938,19 +930,7 @@ class GroupCoordinator:
             )
             self._consumer_groups[group_id] = consumer_group
         result = consumer_group.heartbeat(
-            member_id,
-            member_epoch,
-            now_ms=self._now(),
-            topics=topics,
-            instance_id=instance_id,
-            rack_id=rack_id,
-            rebalance_timeout_ms=rebalance_timeout_ms,
-            subscribed_names=subscribed_names,
-            regex=regex,
-            server_assignor=server_assignor,
-            owned=owned,
-            client_id=client_id,
-            client_host=client_host,
+            member_id, member_epoch, now_ms=self._now(), topics=topics, **member
         )
         if group_id not in self._consumer_images and result.error_code != ErrorCode.NONE:
             # A first heartbeat that was refused creates no group.

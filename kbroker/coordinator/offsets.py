@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kbroker.errors import KafkaApiError
+from kbroker.replication.leader_writes import COORDINATOR_APPEND_ERRORS
 from kbroker.wire.errors import ErrorCode
 
 TopicPartition = tuple[str, int]
@@ -34,14 +35,8 @@ def append_error_code(exc: BaseException, *, default: ErrorCode, offsets: bool) 
     if not isinstance(exc, KafkaApiError):
         return default
     code = exc.code
-    if code in (
-        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-        ErrorCode.NOT_ENOUGH_REPLICAS,
-        ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-    ):
-        return ErrorCode.COORDINATOR_NOT_AVAILABLE
-    if code in (ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.KAFKA_STORAGE_ERROR):
-        return ErrorCode.NOT_COORDINATOR
+    if code in COORDINATOR_APPEND_ERRORS:
+        return COORDINATOR_APPEND_ERRORS[code]
     if code == ErrorCode.REQUEST_TIMED_OUT and not offsets:
         return ErrorCode.REBALANCE_IN_PROGRESS
     if code in (

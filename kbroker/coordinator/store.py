@@ -27,7 +27,8 @@ is acknowledged its batch is in the OS page cache, which survives kill -9.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from kbroker.coordinator.consumer_group import (
@@ -46,7 +47,7 @@ from kbroker.coordinator.consumer_group import (
 from kbroker.coordinator.group import GroupRecord, GroupSnapshot, MemberSnapshot
 from kbroker.coordinator.offsets import OffsetAndMetadata, OffsetRecord
 from kbroker.errors import KafkaApiError
-from kbroker.failures import is_storage_error, storage_failure_kind, warn_rate_limited
+from kbroker.failures import warn_storage_failure
 from kbroker.internal_topics import OFFSETS_TOPIC, coordinated_partitions, iter_stored_batches
 from kbroker.replication.leader_writes import append_as_leader
 from kbroker.wire.errors import ErrorCode, ProtocolError
@@ -95,172 +96,161 @@ def _assignment(entries: list[Any]) -> Assignment:
     return {e.topic_id: set(e.partitions) for e in entries if e.partitions}
 
 
+def _topics_value(topics: TopicsView) -> Any:
+    Meta = ConsumerGroupPartitionMetadataValue.TopicMetadata
+    return ConsumerGroupPartitionMetadataValue(
+        topics=[
+            Meta(topic_id=tid, topic_name=name, num_partitions=count)
+            for name, (tid, count) in sorted(topics.items())
+        ]
+    )
+
+
+def _subscription_value(sub: MemberSubscription) -> Any:
+    return ConsumerGroupMemberMetadataValue(
+        instance_id=sub.instance_id,
+        rack_id=sub.rack_id,
+        client_id=sub.client_id,
+        client_host=sub.client_host,
+        subscribed_topic_names=list(sub.subscribed_names),
+        subscribed_topic_regex=sub.regex,
+        rebalance_timeout_ms=sub.rebalance_timeout_ms,
+        server_assignor=sub.server_assignor,
+    )
+
+
+def _subscription(v: Any) -> MemberSubscription:
+    return MemberSubscription(
+        instance_id=v.instance_id,
+        rack_id=v.rack_id,
+        client_id=v.client_id,
+        client_host=v.client_host,
+        subscribed_names=list(v.subscribed_topic_names),
+        regex=v.subscribed_topic_regex,
+        rebalance_timeout_ms=v.rebalance_timeout_ms,
+        server_assignor=v.server_assignor,
+    )
+
+
+def _current_value(cur: MemberAssignment) -> Any:
+    TP = ConsumerGroupCurrentMemberAssignmentValue.TopicPartitions
+    return ConsumerGroupCurrentMemberAssignmentValue(
+        member_epoch=cur.epoch,
+        previous_member_epoch=cur.previous_epoch,
+        state=cur.state,
+        assigned_partitions=_topic_partitions(TP, cur.assigned),
+        partitions_pending_revocation=_topic_partitions(TP, cur.pending_revocation),
+    )
+
+
+def _current(v: Any) -> MemberAssignment:
+    return MemberAssignment(
+        epoch=v.member_epoch,
+        previous_epoch=v.previous_member_epoch,
+        state=v.state,
+        assigned=_assignment(v.assigned_partitions),
+        pending_revocation=_assignment(v.partitions_pending_revocation),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Kip848Kind:
+    """One KIP-848 record kind. Every such record is a key (the group id, and the member
+    id for per-member kinds) at a fixed key version, and a value at version 0 (None: a
+    tombstone); our record classes hold the ids, then the value's content (the payload)."""
+
+    record: type
+    key_version: int
+    key_class: Any
+    value_class: Any
+    to_value: Callable[[Any], Any]  # payload -> value message
+    from_value: Callable[[Any], Any]  # value message -> payload
+
+
+_KIP848_KINDS = [
+    _Kip848Kind(
+        ConsumerGroupEpochRecord,
+        3,
+        ConsumerGroupMetadataKey,
+        ConsumerGroupMetadataValue,
+        lambda epoch: ConsumerGroupMetadataValue(epoch=epoch),
+        lambda v: v.epoch,
+    ),
+    _Kip848Kind(
+        ConsumerGroupTopicsRecord,
+        4,
+        ConsumerGroupPartitionMetadataKey,
+        ConsumerGroupPartitionMetadataValue,
+        _topics_value,
+        lambda v: {t.topic_name: (t.topic_id, t.num_partitions) for t in v.topics},
+    ),
+    _Kip848Kind(
+        MemberMetadataRecord,
+        5,
+        ConsumerGroupMemberMetadataKey,
+        ConsumerGroupMemberMetadataValue,
+        _subscription_value,
+        _subscription,
+    ),
+    _Kip848Kind(
+        TargetEpochRecord,
+        6,
+        ConsumerGroupTargetAssignmentMetadataKey,
+        ConsumerGroupTargetAssignmentMetadataValue,
+        lambda epoch: ConsumerGroupTargetAssignmentMetadataValue(assignment_epoch=epoch),
+        lambda v: v.assignment_epoch,
+    ),
+    _Kip848Kind(
+        TargetAssignmentRecord,
+        7,
+        ConsumerGroupTargetAssignmentMemberKey,
+        ConsumerGroupTargetAssignmentMemberValue,
+        lambda assignment: ConsumerGroupTargetAssignmentMemberValue(
+            topic_partitions=_topic_partitions(
+                ConsumerGroupTargetAssignmentMemberValue.TopicPartition, assignment
+            )
+        ),
+        lambda v: _assignment(v.topic_partitions),
+    ),
+    _Kip848Kind(
+        CurrentAssignmentRecord,
+        8,
+        ConsumerGroupCurrentMemberAssignmentKey,
+        ConsumerGroupCurrentMemberAssignmentValue,
+        _current_value,
+        _current,
+    ),
+]
+_KIP848_BY_RECORD = {kind.record: kind for kind in _KIP848_KINDS}
+_KIP848_BY_VERSION = {kind.key_version: kind for kind in _KIP848_KINDS}
+
+
 def _encode_consumer_group(rec: ConsumerGroupRecord) -> tuple[bytes, bytes | None]:
     """A KIP-848 record: key at its fixed version (3-8), value at version 0."""
-    g = rec.group_id
-    value: bytes | None = None
-    if isinstance(rec, ConsumerGroupEpochRecord):
-        key = encode_versioned_data(
-            ConsumerGroupMetadataKey, 3, ConsumerGroupMetadataKey(group_id=g)
-        )
-        if rec.epoch is not None:
-            value = encode_versioned_data(
-                ConsumerGroupMetadataValue, 0, ConsumerGroupMetadataValue(epoch=rec.epoch)
-            )
-    elif isinstance(rec, ConsumerGroupTopicsRecord):
-        key = encode_versioned_data(
-            ConsumerGroupPartitionMetadataKey, 4, ConsumerGroupPartitionMetadataKey(group_id=g)
-        )
-        if rec.topics is not None:
-            Meta = ConsumerGroupPartitionMetadataValue.TopicMetadata
-            value = encode_versioned_data(
-                ConsumerGroupPartitionMetadataValue,
-                0,
-                ConsumerGroupPartitionMetadataValue(
-                    topics=[
-                        Meta(topic_id=tid, topic_name=name, num_partitions=count)
-                        for name, (tid, count) in sorted(rec.topics.items())
-                    ]
-                ),
-            )
-    elif isinstance(rec, MemberMetadataRecord):
-        key = encode_versioned_data(
-            ConsumerGroupMemberMetadataKey,
-            5,
-            ConsumerGroupMemberMetadataKey(group_id=g, member_id=rec.member_id),
-        )
-        sub = rec.value
-        if sub is not None:
-            value = encode_versioned_data(
-                ConsumerGroupMemberMetadataValue,
-                0,
-                ConsumerGroupMemberMetadataValue(
-                    instance_id=sub.instance_id,
-                    rack_id=sub.rack_id,
-                    client_id=sub.client_id,
-                    client_host=sub.client_host,
-                    subscribed_topic_names=list(sub.subscribed_names),
-                    subscribed_topic_regex=sub.regex,
-                    rebalance_timeout_ms=sub.rebalance_timeout_ms,
-                    server_assignor=sub.server_assignor,
-                ),
-            )
-    elif isinstance(rec, TargetEpochRecord):
-        key = encode_versioned_data(
-            ConsumerGroupTargetAssignmentMetadataKey,
-            6,
-            ConsumerGroupTargetAssignmentMetadataKey(group_id=g),
-        )
-        if rec.epoch is not None:
-            value = encode_versioned_data(
-                ConsumerGroupTargetAssignmentMetadataValue,
-                0,
-                ConsumerGroupTargetAssignmentMetadataValue(assignment_epoch=rec.epoch),
-            )
-    elif isinstance(rec, TargetAssignmentRecord):
-        key = encode_versioned_data(
-            ConsumerGroupTargetAssignmentMemberKey,
-            7,
-            ConsumerGroupTargetAssignmentMemberKey(group_id=g, member_id=rec.member_id),
-        )
-        if rec.value is not None:
-            value = encode_versioned_data(
-                ConsumerGroupTargetAssignmentMemberValue,
-                0,
-                ConsumerGroupTargetAssignmentMemberValue(
-                    topic_partitions=_topic_partitions(
-                        ConsumerGroupTargetAssignmentMemberValue.TopicPartition, rec.value
-                    )
-                ),
-            )
-    else:
-        key = encode_versioned_data(
-            ConsumerGroupCurrentMemberAssignmentKey,
-            8,
-            ConsumerGroupCurrentMemberAssignmentKey(group_id=g, member_id=rec.member_id),
-        )
-        cur = rec.value
-        if cur is not None:
-            TP = ConsumerGroupCurrentMemberAssignmentValue.TopicPartitions
-            value = encode_versioned_data(
-                ConsumerGroupCurrentMemberAssignmentValue,
-                0,
-                ConsumerGroupCurrentMemberAssignmentValue(
-                    member_epoch=cur.epoch,
-                    previous_member_epoch=cur.previous_epoch,
-                    state=cur.state,
-                    assigned_partitions=_topic_partitions(TP, cur.assigned),
-                    partitions_pending_revocation=_topic_partitions(TP, cur.pending_revocation),
-                ),
-            )
-    return key, value
+    kind = _KIP848_BY_RECORD[type(rec)]
+    *ids, payload = (getattr(rec, f.name) for f in fields(rec))
+    names = ("group_id", "member_id")[: len(ids)]
+    key = encode_versioned_data(
+        kind.key_class, kind.key_version, kind.key_class(**dict(zip(names, ids, strict=True)))
+    )
+    if payload is None:
+        return key, None
+    return key, encode_versioned_data(kind.value_class, 0, kind.to_value(payload))
 
 
 def _decode_consumer_group(
     version: int, key: bytes, value: bytes | None
 ) -> ConsumerGroupRecord | None:
     """The KIP-848 record for key versions 3-8 (None for other versions)."""
-    if version == 3:
-        _, k = decode_versioned_data(ConsumerGroupMetadataKey, key)
-        if value is None:
-            return ConsumerGroupEpochRecord(k.group_id, None)
-        _, v = decode_versioned_data(ConsumerGroupMetadataValue, value)
-        return ConsumerGroupEpochRecord(k.group_id, v.epoch)
-    if version == 4:
-        _, k = decode_versioned_data(ConsumerGroupPartitionMetadataKey, key)
-        if value is None:
-            return ConsumerGroupTopicsRecord(k.group_id, None)
-        _, v = decode_versioned_data(ConsumerGroupPartitionMetadataValue, value)
-        topics: TopicsView = {t.topic_name: (t.topic_id, t.num_partitions) for t in v.topics}
-        return ConsumerGroupTopicsRecord(k.group_id, topics)
-    if version == 5:
-        _, k = decode_versioned_data(ConsumerGroupMemberMetadataKey, key)
-        if value is None:
-            return MemberMetadataRecord(k.group_id, k.member_id, None)
-        _, v = decode_versioned_data(ConsumerGroupMemberMetadataValue, value)
-        return MemberMetadataRecord(
-            k.group_id,
-            k.member_id,
-            MemberSubscription(
-                instance_id=v.instance_id,
-                rack_id=v.rack_id,
-                client_id=v.client_id,
-                client_host=v.client_host,
-                subscribed_names=list(v.subscribed_topic_names),
-                regex=v.subscribed_topic_regex,
-                rebalance_timeout_ms=v.rebalance_timeout_ms,
-                server_assignor=v.server_assignor,
-            ),
-        )
-    if version == 6:
-        _, k = decode_versioned_data(ConsumerGroupTargetAssignmentMetadataKey, key)
-        if value is None:
-            return TargetEpochRecord(k.group_id, None)
-        _, v = decode_versioned_data(ConsumerGroupTargetAssignmentMetadataValue, value)
-        return TargetEpochRecord(k.group_id, v.assignment_epoch)
-    if version == 7:
-        _, k = decode_versioned_data(ConsumerGroupTargetAssignmentMemberKey, key)
-        if value is None:
-            return TargetAssignmentRecord(k.group_id, k.member_id, None)
-        _, v = decode_versioned_data(ConsumerGroupTargetAssignmentMemberValue, value)
-        return TargetAssignmentRecord(k.group_id, k.member_id, _assignment(v.topic_partitions))
-    if version == 8:
-        _, k = decode_versioned_data(ConsumerGroupCurrentMemberAssignmentKey, key)
-        if value is None:
-            return CurrentAssignmentRecord(k.group_id, k.member_id, None)
-        _, v = decode_versioned_data(ConsumerGroupCurrentMemberAssignmentValue, value)
-        return CurrentAssignmentRecord(
-            k.group_id,
-            k.member_id,
-            MemberAssignment(
-                epoch=v.member_epoch,
-                previous_epoch=v.previous_member_epoch,
-                state=v.state,
-                assigned=_assignment(v.assigned_partitions),
-                pending_revocation=_assignment(v.partitions_pending_revocation),
-            ),
-        )
-    return None
+    kind = _KIP848_BY_VERSION.get(version)
+    if kind is None:
+        return None
+    _, k = decode_versioned_data(kind.key_class, key)
+    ids = [k.group_id] if len(fields(kind.record)) == 2 else [k.group_id, k.member_id]
+    if value is None:
+        return kind.record(*ids, None)
+    _, v = decode_versioned_data(kind.value_class, value)
+    return kind.record(*ids, kind.from_value(v))
 
 
 def encode_record(rec: CoordinatorRecord) -> tuple[bytes, bytes | None]:
@@ -414,13 +404,12 @@ class OffsetsTopicStore:
         try:
             self._append(partition, records, producer_id, producer_epoch)
         except Exception as exc:
-            if not is_storage_error(exc):
-                raise
             # Kafka: KafkaStorageException on the append, which the coordinator
             # answers as NOT_COORDINATOR (offsets.append_error_code).
-            warn_rate_limited(
+            warn_storage_failure(
+                exc,
                 logger,
-                "coordinator:" + storage_failure_kind(exc),
+                "coordinator",
                 "cannot write to %s-%d: %s",
                 OFFSETS_TOPIC,
                 partition,

@@ -149,6 +149,13 @@ class RequestContext:
     api_version: int
     peer: str  # "host:port" of the client, for logs
     local_address: tuple[str, int]  # our end of the connection (advertised when bound to 0.0.0.0)
+    # Who the client authenticated as (Kafka's KafkaPrincipal, "User:name"), and the name
+    # of the listener it came in on (Metadata answers with that listener's endpoints).
+    principal: str = "User:ANONYMOUS"
+    listener: str | None = None
+    # Set by a handler whose client went over its quota (kbroker.quotas): the server
+    # reads nothing more from the connection for that long after answering (KIP-219).
+    throttle_ms: int = 0
 
     @property
     def client_id(self) -> str | None:

@@ -26,8 +26,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kbroker import topic_config
+from kbroker.authz.acl import Operation, ResourceType
+from kbroker.authz.checks import require
 from kbroker.config import CONFIG_DEFS, BrokerConfig
-from kbroker.errors import KafkaApiError
+from kbroker.errors import KafkaApiError, unknown_topic
 from kbroker.handlers import RequestContext, handles
 from kbroker.topic_config import ConfigSource
 from kbroker.wire.errors import ErrorCode
@@ -197,6 +199,15 @@ def _check_broker_name(name: str, node_id: int, *, describe: bool) -> None:
         )
 
 
+def _require_config_access(ctx: RequestContext, resource: Any, operation: Operation) -> None:
+    """KafkaApis / ConfigAdminManager: a topic's configs need the operation on the topic,
+    a broker's (or its loggers') on the cluster."""
+    if resource.resource_type == TOPIC:
+        require(ctx, operation, ResourceType.TOPIC, resource.resource_name)
+    else:
+        require(ctx, operation)
+
+
 @handles(DescribeConfigsRequest.API_KEY, 0, 4)
 async def handle_describe_configs(
     ctx: RequestContext, request: DescribeConfigsRequest
@@ -210,6 +221,7 @@ async def handle_describe_configs(
     results = []
     for resource in request.resources:
         try:
+            _require_config_access(ctx, resource, Operation.DESCRIBE_CONFIGS)
             entries = _describe_resource(ctx.broker, resource)
         except KafkaApiError as exc:
             code, message = error_and_message(exc)
@@ -271,9 +283,7 @@ def _describe_resource(
         broker.topics.check_name(name)
         topic = _configured_topic(broker, name)
         if topic is None:
-            raise KafkaApiError(
-                ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
-            )
+            raise unknown_topic(name)
         return [
             (
                 c_name,
@@ -438,9 +448,7 @@ async def _apply_topic_configs(
     # as a whole, then the topic's existence is checked.
     check_topic_configs(dict(new))
     if topic is None:
-        raise KafkaApiError(
-            ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
-        )
+        raise unknown_topic(name)
     if broker.cluster is not None:
         from kbroker.cluster.topic_admin import change_topic_config
 
@@ -451,7 +459,7 @@ async def _apply_topic_configs(
 
 
 async def _alter_topic_configs(
-    broker: BrokerState,
+    ctx: RequestContext,
     resources: Sequence[Any],
     *,
     incremental: bool,
@@ -461,11 +469,17 @@ async def _alter_topic_configs(
 ) -> list[Any]:
     """Both AlterConfigs APIs, resource by resource: they differ only in how the new
     overrides follow from the request (whole replacement, or KIP-339 operations)."""
+    broker = ctx.broker
     errors = _preprocess(resources, broker.config.node_id, incremental=incremental)
     await _read_cluster_configs(broker, resources)
     results = []
     for i, resource in enumerate(resources):
         error = errors.get(i)
+        if error is None:
+            try:
+                _require_config_access(ctx, resource, Operation.ALTER_CONFIGS)
+            except KafkaApiError as exc:
+                error = error_and_message(exc)
         if error is None and resource.resource_type == TOPIC:
             try:
                 topic = _topic_for_alter(broker, resource.resource_name)
@@ -493,7 +507,7 @@ async def handle_alter_configs(
 ) -> AlterConfigsResponse:
     """Replace topics' config overrides (legacy AlterConfigs: unlisted keys are removed)."""
     results = await _alter_topic_configs(
-        ctx.broker,
+        ctx,
         request.resources,
         incremental=False,
         validate_only=request.validate_only,
@@ -552,7 +566,7 @@ async def handle_incremental_alter_configs(
     """SET / DELETE / APPEND / SUBTRACT single topic config keys (KIP-339)."""
     broker = ctx.broker
     results = await _alter_topic_configs(
-        broker,
+        ctx,
         request.resources,
         incremental=True,
         validate_only=request.validate_only,

@@ -26,9 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from kbroker.authz.acl import Operation, ResourceType
+from kbroker.authz.checks import allowed, allowed_cluster, require
 from kbroker.coordinator.service import on_topics_deleted
 from kbroker.errors import KafkaApiError
-from kbroker.failures import is_storage_error, storage_failure_kind, warn_rate_limited
+from kbroker.failures import warn_storage_failure
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.admin_configs import (
     check_topic_configs,
@@ -97,6 +99,12 @@ async def handle_create_topics(
                 for name in dict.fromkeys(names)
             ],
         )
+    # KafkaApis.handleCreateTopicsRequest: Create on the cluster, else on each topic.
+    create_on_cluster = allowed_cluster(ctx, Operation.CREATE)
+
+    def may_create(name: str) -> bool:
+        return create_on_cluster or allowed(ctx, Operation.CREATE, ResourceType.TOPIC, name)
+
     for topic in request.topics:
         # Creating a topic is synchronous work (files, directories, an fsync):
         # let other connections be served between topics.
@@ -115,6 +123,8 @@ async def handle_create_topics(
                 )
             continue
         try:
+            if not may_create(topic.name):
+                raise KafkaApiError(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
             if broker.cluster is not None:
                 results.append(
                     await _create_topic_in_cluster(
@@ -131,11 +141,10 @@ async def handle_create_topics(
                 )
             )
         except Exception as exc:
-            if not is_storage_error(exc):
-                raise
-            warn_rate_limited(
+            warn_storage_failure(
+                exc,
                 logger,
-                "create-topics:" + storage_failure_kind(exc),
+                "create-topics",
                 "creating topic %r for %s failed: %s",
                 topic.name,
                 ctx.peer,
@@ -386,6 +395,9 @@ async def handle_delete_topics(
                     "Duplicate topic name." if name is not None else "Duplicate topic id.",
                 )
             continue
+        if name is not None and not allowed(ctx, Operation.DELETE, ResourceType.TOPIC, name):
+            fail(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
+            continue
         topic: Topic | TopicInfo | None
         if cluster is not None:
             view = cluster.metadata
@@ -400,6 +412,9 @@ async def handle_delete_topics(
                 else ErrorCode.UNKNOWN_TOPIC_ID,
                 None,
             )
+            continue
+        if name is None and not allowed(ctx, Operation.DELETE, ResourceType.TOPIC, topic.name):
+            fail(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
             continue
         if name is not None and topic.topic_id in ids_supplied:
             fail(
@@ -476,6 +491,7 @@ async def handle_create_partitions(
                 )
             continue
         try:
+            require(ctx, Operation.ALTER, ResourceType.TOPIC, topic.name)
             if broker.cluster is not None:
                 from kbroker.cluster.topic_admin import add_partitions
 
@@ -564,6 +580,12 @@ async def handle_describe_log_dirs(
 ) -> DescribeLogDirsResponse:
     """Describe our one log directory: per-partition sizes and (v4) volume space."""
     version = ctx.api_version
+    if not allowed_cluster(ctx, Operation.DESCRIBE):
+        # KafkaApis.handleDescribeLogDirsRequest: Describe on the cluster, else no results.
+        denied = DescribeLogDirsResponse(throttle_time_ms=0, results=[])
+        if version >= 3:
+            denied.error_code = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+        return denied
     broker = ctx.broker
     # Kafka reports File.getAbsolutePath: absolute, symlinks left as configured.
     data_dir = os.path.abspath(broker.config.data_dir)

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from kbroker.authz.acl import Operation
+from kbroker.authz.checks import allowed_cluster
 from kbroker.cluster.replicas import LeaderAndIsrPartition
 from kbroker.handlers import RequestContext, handles
 from kbroker.wire.errors import ErrorCode
@@ -34,6 +36,9 @@ from kbroker.wire.messages import (
     UpdateMetadataResponse,
 )
 
+if TYPE_CHECKING:
+    from kbroker.cluster.node import ClusterNode
+
 logger = logging.getLogger(__name__)
 
 ZERO_UUID = uuid.UUID(int=0)
@@ -41,15 +46,20 @@ ZERO_UUID = uuid.UUID(int=0)
 PREFERRED = 0
 
 
-def _broker_epoch_stale(ctx: RequestContext, request: Any) -> bool:
-    """KIP-380: a request addressed to an earlier registration of this broker is stale.
+def _refusal(cluster: ClusterNode | None, request: Any) -> ErrorCode:
+    """Why LeaderAndIsr, StopReplica or UpdateMetadata is refused unread, or NONE.
 
-    Only an older epoch is (KafkaApis.isBrokerEpochStale): the controller may learn our
-    new registration, and send with its epoch, before we have read it back ourselves.
+    No controller here (a single node), or a deposed one: STALE_CONTROLLER_EPOCH. KIP-380: a
+    request addressed to an earlier registration of this broker: STALE_BROKER_EPOCH. Only an
+    older epoch is stale (KafkaApis.isBrokerEpochStale): the controller may learn our new
+    registration, and send with its epoch, before we have read it back ourselves.
     """
-    cluster = ctx.broker.cluster
+    if cluster is None or not cluster.replicas.check_controller_epoch(request.controller_epoch):
+        return ErrorCode.STALE_CONTROLLER_EPOCH
     epoch = getattr(request, "broker_epoch", -1)
-    return cluster is not None and epoch != -1 and epoch < cluster.broker_epoch
+    if epoch != -1 and epoch < cluster.broker_epoch:
+        return ErrorCode.STALE_BROKER_EPOCH
+    return ErrorCode.NONE
 
 
 # --- LeaderAndIsr (4) -------------------------------------------------------------------
@@ -61,11 +71,12 @@ async def handle_leader_and_isr(
 ) -> LeaderAndIsrResponse:
     """Lead or follow the partitions named; create their local logs if new here."""
     version = ctx.api_version
+    if not allowed_cluster(ctx, Operation.CLUSTER_ACTION):
+        return LeaderAndIsrResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
     cluster = ctx.broker.cluster
-    if cluster is None or not cluster.replicas.check_controller_epoch(request.controller_epoch):
-        return LeaderAndIsrResponse(error_code=ErrorCode.STALE_CONTROLLER_EPOCH)
-    if _broker_epoch_stale(ctx, request):
-        return LeaderAndIsrResponse(error_code=ErrorCode.STALE_BROKER_EPOCH)
+    refused = _refusal(cluster, request)
+    if cluster is None or refused != ErrorCode.NONE:
+        return LeaderAndIsrResponse(error_code=refused)
     parts: list[LeaderAndIsrPartition] = []
     topic_ids: dict[str, uuid.UUID] = {}
     if version >= 2:
@@ -130,11 +141,12 @@ async def handle_stop_replica(
 ) -> StopReplicaResponse:
     """Stop hosting partitions (deleting their logs when asked: topic deletion)."""
     version = ctx.api_version
+    if not allowed_cluster(ctx, Operation.CLUSTER_ACTION):
+        return StopReplicaResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
     cluster = ctx.broker.cluster
-    if cluster is None or not cluster.replicas.check_controller_epoch(request.controller_epoch):
-        return StopReplicaResponse(error_code=ErrorCode.STALE_CONTROLLER_EPOCH)
-    if _broker_epoch_stale(ctx, request):
-        return StopReplicaResponse(error_code=ErrorCode.STALE_BROKER_EPOCH)
+    refused = _refusal(cluster, request)
+    if cluster is None or refused != ErrorCode.NONE:
+        return StopReplicaResponse(error_code=refused)
     targets: list[tuple[str, int, bool]] = []
     if version >= 3:
         for topic_state in request.topic_states:
@@ -168,11 +180,12 @@ async def handle_update_metadata(
     ctx: RequestContext, request: UpdateMetadataRequest
 ) -> UpdateMetadataResponse:
     """Replace this broker's view of the cluster (live brokers, partition states)."""
+    if not allowed_cluster(ctx, Operation.CLUSTER_ACTION):
+        return UpdateMetadataResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
     cluster = ctx.broker.cluster
-    if cluster is None or not cluster.replicas.check_controller_epoch(request.controller_epoch):
-        return UpdateMetadataResponse(error_code=ErrorCode.STALE_CONTROLLER_EPOCH)
-    if _broker_epoch_stale(ctx, request):
-        return UpdateMetadataResponse(error_code=ErrorCode.STALE_BROKER_EPOCH)
+    refused = _refusal(cluster, request)
+    if cluster is None or refused != ErrorCode.NONE:
+        return UpdateMetadataResponse(error_code=refused)
     cluster.metadata.apply_update_metadata(request, ctx.api_version)
     return UpdateMetadataResponse(error_code=ErrorCode.NONE)
 
@@ -186,6 +199,11 @@ async def handle_controlled_shutdown(
 ) -> ControlledShutdownResponse:
     """The controller moves leadership off a broker that is about to stop; the answer
     lists the partitions it still leads (KafkaController.doControlledShutdown)."""
+    # The inter-broker APIs (keys 4-7) need ClusterAction, as in KafkaApis.
+    if not allowed_cluster(ctx, Operation.CLUSTER_ACTION):
+        return ControlledShutdownResponse(
+            error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, remaining_partitions=[]
+        )
     cluster = ctx.broker.cluster
     controller = None if cluster is None else cluster.controller
     if controller is None or not controller.is_active:
@@ -222,6 +240,13 @@ async def handle_elect_leaders(
         if request.topic_partitions is None
         else [(t.topic, p) for t in request.topic_partitions for p in t.partitions]
     )
+    if not allowed_cluster(ctx, Operation.ALTER):
+        # KafkaApis.handleElectLeaders: Alter on the cluster, else every partition fails.
+        denied = _elect_response(
+            dict.fromkeys(requested or [], (ErrorCode.CLUSTER_AUTHORIZATION_FAILED, None))
+        )
+        denied.error_code = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+        return denied
     if cluster is None:
         # One broker: every partition is led by its only, preferred replica.
         if requested is None:

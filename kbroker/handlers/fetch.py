@@ -23,6 +23,8 @@ from typing import Any
 
 import trio
 
+from kbroker.authz.acl import Operation, ResourceType
+from kbroker.authz.checks import allowed, allowed_cluster
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.partitions import (
@@ -34,6 +36,7 @@ from kbroker.handlers.partitions import (
     point_to_leaders,
 )
 from kbroker.log.errors import OffsetOutOfRange
+from kbroker.quotas import CONSUMER_BYTE_RATE, quota_manager
 from kbroker.topics import Partition, Topic
 from kbroker.txn.service import poll as poll_transactions
 from kbroker.wire.compression import ZSTD
@@ -97,6 +100,19 @@ async def handle_fetch(ctx: RequestContext, request: FetchRequest) -> FetchRespo
             # max_wait_ms ran out: answer with a fresh read (DelayedFetch.onComplete).
             responses = _read_all(ctx, request, version)[0]
             break
+    if replica_id_of(request, version) < 0:
+        # Consumer byte-rate quota (KafkaApis.handleFetchRequest): a fetch that takes the
+        # client over its quota is not counted and answers no data, only the throttle time.
+        quotas = quota_manager(ctx.broker)
+        size = sum(len(p.records or b"") for t in responses for p in t.partitions)
+        now = trio.current_time()
+        client_id = ctx.client_id or ""
+        ctx.throttle_ms = quotas.record(CONSUMER_BYTE_RATE, ctx.principal, client_id, size, now)
+        if ctx.throttle_ms:
+            quotas.unrecord(CONSUMER_BYTE_RATE, ctx.principal, client_id, size, now)
+            return FetchResponse(
+                throttle_time_ms=ctx.throttle_ms, error_code=0, session_id=0, responses=[]
+            )
     response = FetchResponse(throttle_time_ms=0, error_code=0, session_id=0, responses=responses)
     cluster = ctx.broker.cluster
     if version >= 12 and cluster is not None:
@@ -164,6 +180,19 @@ def _read_all(
     if read_committed:
         # Abort timed-out transactions that would hold the LSO back.
         poll_transactions(ctx.broker)
+    # KafkaApis.handleFetchRequest: a follower needs ClusterAction, a consumer Read on
+    # each topic; a topic refused answers TOPIC_AUTHORIZATION_FAILED.
+    if replica_id >= 0:
+        follower_allowed = allowed_cluster(ctx, Operation.CLUSTER_ACTION)
+
+        def may_read(name: str) -> bool:
+            return follower_allowed
+
+    else:
+
+        def may_read(name: str) -> bool:
+            return allowed(ctx, Operation.READ, ResourceType.TOPIC, name)
+
     responses = []
     watched: list[tuple[Any, int, int, int]] = []
     for fetch_topic in request.topics:
@@ -172,10 +201,14 @@ def _read_all(
         try:
             if by_id:
                 topic = _topic_by_id(ctx, fetch_topic.topic_id)
-            else:
+            elif may_read(fetch_topic.topic):
                 topic = lookup_topic(ctx, fetch_topic.topic)
         except Exception as exc:  # noqa: BLE001 - per-partition answer
             topic_error = error_code_of(exc)
+        if topic is not None and by_id and not may_read(topic.name):
+            topic = None
+        if topic is None and topic_error is None:
+            topic_error = ErrorCode.TOPIC_AUTHORIZATION_FAILED
         parts = []
         for fp in fetch_topic.partitions:
             if topic is None:

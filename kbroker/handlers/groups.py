@@ -13,6 +13,14 @@ from typing import Any
 
 import trio
 
+from kbroker.authz.acl import Operation, ResourceType
+from kbroker.authz.checks import (
+    allowed,
+    allowed_cluster,
+    authorized_operations,
+    denied_code,
+    filter_allowed,
+)
 from kbroker.coordinator.offsets import OffsetAndMetadata
 from kbroker.coordinator.service import coordinator_for, wait_pending
 from kbroker.errors import KafkaApiError
@@ -68,12 +76,54 @@ def client_host(ctx: RequestContext) -> str:
 # --- FindCoordinator (10) ---------------------------------------------------------------
 
 
+GROUP_DENIED = ErrorCode.GROUP_AUTHORIZATION_FAILED
+
+
+def _may(ctx: RequestContext, operation: Operation, group_id: str) -> bool:
+    """Whether the principal may do ``operation`` on the group (KafkaApis' checks)."""
+    return allowed(ctx, operation, ResourceType.GROUP, group_id)
+
+
+def _group_ops(ctx: RequestContext, group_id: str, include: bool) -> int:
+    """KIP-430: the operations the principal may do on the group, when asked for."""
+    if not include:
+        return AUTHORIZED_OPERATIONS_OMITTED
+    return authorized_operations(ctx, ResourceType.GROUP, group_id, GROUP_OPERATIONS)
+
+
+def _may_topic(ctx: RequestContext, operation: Operation, name: str) -> bool:
+    return allowed(ctx, operation, ResourceType.TOPIC, name)
+
+
 @handles(FindCoordinatorRequest.API_KEY, 0, 6)
 async def handle_find_coordinator(
     ctx: RequestContext, request: FindCoordinatorRequest
 ) -> FindCoordinatorResponse:
     """This node coordinates every group and transactional id (in cluster mode: the
     leader of the key's internal-topic partition)."""
+    response = await _find_coordinator(ctx, request)
+    # KafkaApis.handleFindCoordinatorRequest: Describe on the group / transactional id.
+    version = ctx.api_version
+    key_type = request.key_type if version >= 1 else KEY_TYPE_GROUP
+    resource_type = {
+        KEY_TYPE_GROUP: ResourceType.GROUP,
+        KEY_TYPE_TRANSACTION: ResourceType.TRANSACTIONAL_ID,
+    }.get(key_type)
+    if resource_type is None:
+        return response
+    entries: list[Any] = response.coordinators if version >= 4 else [response]
+    keys = request.coordinator_keys if version >= 4 else [request.key]
+    for entry, key in zip(entries, keys, strict=False):
+        if not allowed(ctx, Operation.DESCRIBE, resource_type, key):
+            entry.error_code = denied_code(resource_type)
+            entry.error_message = None
+            entry.node_id, entry.host, entry.port = -1, "", -1
+    return response
+
+
+async def _find_coordinator(
+    ctx: RequestContext, request: FindCoordinatorRequest
+) -> FindCoordinatorResponse:
     if ctx.broker.cluster is not None:
         return await _find_coordinator_in_cluster(ctx, request)
     host, port = advertised_endpoint(ctx)
@@ -199,9 +249,12 @@ def _partition_exists(ctx: RequestContext, topic: str, index: int) -> bool:
 @handles(JoinGroupRequest.API_KEY, 0, 9)
 async def handle_join_group(ctx: RequestContext, request: JoinGroupRequest) -> JoinGroupResponse:
     """Join (or rejoin) a group; answered when the rebalance completes."""
-    if elsewhere(ctx, request.group_id):
+    denied = not _may(ctx, Operation.READ, request.group_id)
+    if denied or elsewhere(ctx, request.group_id):
         return JoinGroupResponse(
-            error_code=ErrorCode.NOT_COORDINATOR,
+            error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED
+            if denied
+            else ErrorCode.NOT_COORDINATOR,
             generation_id=-1,
             protocol_name=None if ctx.api_version >= 7 else "",
             leader="",
@@ -253,6 +306,8 @@ async def handle_join_group(ctx: RequestContext, request: JoinGroupRequest) -> J
 @handles(SyncGroupRequest.API_KEY, 0, 5)
 async def handle_sync_group(ctx: RequestContext, request: SyncGroupRequest) -> SyncGroupResponse:
     """Receive the leader's assignment / hand each member its own."""
+    if not _may(ctx, Operation.READ, request.group_id):
+        return SyncGroupResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, assignment=b"")
     if elsewhere(ctx, request.group_id):
         return SyncGroupResponse(error_code=ErrorCode.NOT_COORDINATOR, assignment=b"")
     gc = coordinator_for(ctx.broker)
@@ -281,6 +336,8 @@ async def handle_sync_group(ctx: RequestContext, request: SyncGroupRequest) -> S
 @handles(HeartbeatRequest.API_KEY, 0, 4)
 async def handle_heartbeat(ctx: RequestContext, request: HeartbeatRequest) -> HeartbeatResponse:
     """Keep a member alive; REBALANCE_IN_PROGRESS tells it to rejoin."""
+    if not _may(ctx, Operation.READ, request.group_id):
+        return HeartbeatResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
     if elsewhere(ctx, request.group_id):
         return HeartbeatResponse(error_code=ErrorCode.NOT_COORDINATOR)
     gc = coordinator_for(ctx.broker)
@@ -296,6 +353,8 @@ async def handle_heartbeat(ctx: RequestContext, request: HeartbeatRequest) -> He
 @handles(LeaveGroupRequest.API_KEY, 0, 5)
 async def handle_leave_group(ctx: RequestContext, request: LeaveGroupRequest) -> LeaveGroupResponse:
     """Remove members (one before v3; a batch, possibly by instance id, from v3, KIP-345)."""
+    if not _may(ctx, Operation.READ, request.group_id):
+        return LeaveGroupResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, members=[])
     if elsewhere(ctx, request.group_id):
         return LeaveGroupResponse(error_code=ErrorCode.NOT_COORDINATOR, members=[])
     gc = coordinator_for(ctx.broker)
@@ -326,14 +385,16 @@ async def handle_offset_commit(
     ctx: RequestContext, request: OffsetCommitRequest
 ) -> OffsetCommitResponse:
     """Store committed offsets (in __consumer_offsets before answering)."""
-    if elsewhere(ctx, request.group_id):
+    group_denied = not _may(ctx, Operation.READ, request.group_id)
+    if group_denied or elsewhere(ctx, request.group_id):
+        code = ErrorCode.GROUP_AUTHORIZATION_FAILED if group_denied else ErrorCode.NOT_COORDINATOR
         return OffsetCommitResponse(
             topics=[
                 OffsetCommitResponse.OffsetCommitResponseTopic(
                     name=t.name,
                     partitions=[
                         OffsetCommitResponse.OffsetCommitResponsePartition(
-                            partition_index=p.partition_index, error_code=ErrorCode.NOT_COORDINATOR
+                            partition_index=p.partition_index, error_code=code
                         )
                         for p in t.partitions
                     ],
@@ -347,9 +408,15 @@ async def handle_offset_commit(
     retention = request.retention_time_ms if 2 <= version <= 4 else -1
     codes: dict[tuple[str, int], int] = {}
     offsets: dict[tuple[str, int], OffsetAndMetadata] = {}
+    readable = filter_allowed(
+        ctx, Operation.READ, ResourceType.TOPIC, {t.name for t in request.topics}
+    )
     for t in request.topics:
         for p in t.partitions:
             tp = (t.name, p.partition_index)
+            if t.name not in readable:
+                codes[tp] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+                continue
             if not _partition_exists(ctx, t.name, p.partition_index):
                 codes[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 continue
@@ -401,11 +468,18 @@ def _fetch_group(
     # KIP-447: with require_stable, a partition whose offset an open transaction is about
     # to change is UNSTABLE_OFFSET_COMMIT (no offset), so the consumer retries after it.
     unstable = pending_partitions(ctx.broker, group_id) if require_stable else set()
+    # KafkaApis.handleOffsetFetchRequest: a topic the principal may not Describe is
+    # TOPIC_AUTHORIZATION_FAILED when named, and left out when all topics are asked for.
+    visible = filter_allowed(ctx, Operation.DESCRIBE, ResourceType.TOPIC, {t for t, _ in found})
     out: dict[str, list[tuple[int, Any, int]]] = {}
     if topics is not None:
         for name, _ in topics:
             out.setdefault(name, [])
     for (topic, partition), om in found.items():
+        if topic not in visible:
+            if topics is not None:
+                out[topic].append((partition, None, ErrorCode.TOPIC_AUTHORIZATION_FAILED))
+            continue
         if (topic, partition) in unstable:
             out.setdefault(topic, []).append((partition, None, ErrorCode.UNSTABLE_OFFSET_COMMIT))
         else:
@@ -423,6 +497,13 @@ async def handle_offset_fetch(
     if version >= 8:
         groups = []
         for g in request.groups:
+            if not _may(ctx, Operation.DESCRIBE, g.group_id):
+                groups.append(
+                    OffsetFetchResponse.OffsetFetchResponseGroup(
+                        group_id=g.group_id, error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED
+                    )
+                )
+                continue
             if elsewhere(ctx, g.group_id):
                 groups.append(
                     OffsetFetchResponse.OffsetFetchResponseGroup(
@@ -472,6 +553,8 @@ async def handle_offset_fetch(
                 )
             )
         return OffsetFetchResponse(groups=groups)
+    if not _may(ctx, Operation.DESCRIBE, request.group_id):
+        return OffsetFetchResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, topics=[])
     if elsewhere(ctx, request.group_id):
         return OffsetFetchResponse(error_code=ErrorCode.NOT_COORDINATOR, topics=[])
     wanted = (
@@ -507,6 +590,8 @@ async def handle_offset_delete(
     ctx: RequestContext, request: OffsetDeleteRequest
 ) -> OffsetDeleteResponse:
     """Delete committed offsets of topics the group no longer subscribes to (KIP-496)."""
+    if not _may(ctx, Operation.DELETE, request.group_id):
+        return OffsetDeleteResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
     if elsewhere(ctx, request.group_id):
         return OffsetDeleteResponse(error_code=ErrorCode.NOT_COORDINATOR)
     gc = coordinator_for(ctx.broker)
@@ -515,7 +600,9 @@ async def handle_offset_delete(
     for t in request.topics:
         for p in t.partitions:
             tp = (t.name, p.partition_index)
-            if not _partition_exists(ctx, t.name, p.partition_index):
+            if not _may_topic(ctx, Operation.READ, t.name):
+                codes[tp] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            elif not _partition_exists(ctx, t.name, p.partition_index):
                 codes[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             else:
                 wanted.append(tp)
@@ -542,23 +629,20 @@ async def handle_describe_groups(
 ) -> DescribeGroupsResponse:
     """State, protocol and members of each group (unknown groups are Dead)."""
     gc = coordinator_for(ctx.broker)
-    ops = (
-        GROUP_OPERATIONS
-        if ctx.api_version >= 3 and request.include_authorized_operations
-        else AUTHORIZED_OPERATIONS_OMITTED
-    )
+    include_ops = ctx.api_version >= 3 and request.include_authorized_operations
     out = []
     for group_id in request.groups:
-        if elsewhere(ctx, group_id):
+        denied = not _may(ctx, Operation.DESCRIBE, group_id)
+        if denied or elsewhere(ctx, group_id):
             out.append(
                 DescribeGroupsResponse.DescribedGroup(
-                    error_code=ErrorCode.NOT_COORDINATOR,
+                    error_code=GROUP_DENIED if denied else ErrorCode.NOT_COORDINATOR,
                     group_id=group_id,
                     group_state="",
                     protocol_type="",
                     protocol_data="",
                     members=[],
-                    authorized_operations=ops,
+                    authorized_operations=_group_ops(ctx, group_id, include_ops),
                 )
             )
             continue
@@ -581,7 +665,7 @@ async def handle_describe_groups(
                     )
                     for m in d.members
                 ],
-                authorized_operations=ops,
+                authorized_operations=_group_ops(ctx, group_id, include_ops),
             )
         )
     return DescribeGroupsResponse(groups=out)
@@ -595,7 +679,12 @@ async def handle_list_groups(ctx: RequestContext, request: ListGroupsRequest) ->
     states = {s.lower() for s in request.states_filter} if version >= 4 else set()
     types = {t.lower() for t in request.types_filter} if version >= 5 else set()
     groups = []
+    # KafkaApis.handleListGroupsRequest: Describe on the cluster lists every group,
+    # else only the groups the principal may Describe.
+    see_all = allowed_cluster(ctx, Operation.DESCRIBE)
     for group_id, protocol_type, state, group_type in gc.list_groups():
+        if not see_all and not _may(ctx, Operation.DESCRIBE, group_id):
+            continue
         if states and state.lower() not in states:
             continue
         if types and group_type not in types:
@@ -619,8 +708,10 @@ async def handle_delete_groups(
     gc = coordinator_for(ctx.broker)
     # Results are keyed by group id (Kafka's response is a map): duplicates collapse.
     names = list(dict.fromkeys(request.groups_names))
-    result = gc.delete_groups([g for g in names if not elsewhere(ctx, g)])
+    denied = {g for g in names if not _may(ctx, Operation.DELETE, g)}
+    result = gc.delete_groups([g for g in names if g not in denied and not elsewhere(ctx, g)])
     result.update({g: ErrorCode.NOT_COORDINATOR for g in names if elsewhere(ctx, g)})
+    result.update({g: GROUP_DENIED for g in denied})
     return DeleteGroupsResponse(
         results=[
             DeleteGroupsResponse.DeletableGroupResult(group_id=g, error_code=result[g])
@@ -650,6 +741,8 @@ async def handle_consumer_group_heartbeat(
     ctx: RequestContext, request: ConsumerGroupHeartbeatRequest
 ) -> ConsumerGroupHeartbeatResponse:
     """The KIP-848 protocol: join, heartbeat, reconcile and leave in one API."""
+    if not _may(ctx, Operation.READ, request.group_id):
+        return ConsumerGroupHeartbeatResponse(error_code=GROUP_DENIED)
     if elsewhere(ctx, request.group_id):
         return ConsumerGroupHeartbeatResponse(error_code=ErrorCode.NOT_COORDINATOR)
     gc = coordinator_for(ctx.broker)
@@ -707,9 +800,6 @@ async def handle_consumer_group_describe(
     gc = coordinator_for(ctx.broker)
     names = {topic_id: name for name, (topic_id, _) in _topics_view(ctx).items()}
     R = ConsumerGroupDescribeResponse
-    ops = (
-        GROUP_OPERATIONS if request.include_authorized_operations else AUTHORIZED_OPERATIONS_OMITTED
-    )
 
     def assignment(a: dict) -> Any:
         return R.Assignment(
@@ -723,6 +813,9 @@ async def handle_consumer_group_describe(
 
     out = []
     for group_id in request.group_ids:
+        if not _may(ctx, Operation.DESCRIBE, group_id):
+            out.append(R.DescribedGroup(error_code=GROUP_DENIED, group_id=group_id))
+            continue
         if elsewhere(ctx, group_id):
             out.append(R.DescribedGroup(error_code=ErrorCode.NOT_COORDINATOR, group_id=group_id))
             continue
@@ -743,7 +836,9 @@ async def handle_consumer_group_describe(
                 group_epoch=group.group_epoch,
                 assignment_epoch=group.assignment_epoch,
                 assignor_name=group.assignor,
-                authorized_operations=ops,
+                authorized_operations=_group_ops(
+                    ctx, group_id, request.include_authorized_operations
+                ),
                 members=[
                     R.Member(
                         member_id=m.member_id,

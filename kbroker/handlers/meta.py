@@ -17,9 +17,11 @@ import uuid
 
 import trio
 
+from kbroker.authz.acl import CLUSTER_NAME, Operation, ResourceType
+from kbroker.authz.checks import allowed, allowed_cluster, authorized_operations, filter_allowed
 from kbroker.cluster.metadata_cache import TopicInfo
 from kbroker.errors import KafkaApiError
-from kbroker.failures import is_storage_error, storage_failure_kind, warn_rate_limited
+from kbroker.failures import warn_rate_limited, warn_storage_failure
 from kbroker.handlers import RequestContext, advertised_versions, handles
 from kbroker.internal_topics import INTERNAL_TOPICS
 from kbroker.partition_limits import AutoCreateBudget
@@ -51,13 +53,16 @@ def advertised_endpoint(ctx: RequestContext) -> tuple[str, int]:
     """The (host, port) clients should use: advertised.listeners, else the listen address;
     a wildcard host is replaced by the address this client connected to."""
     broker = ctx.broker
-    advertised = broker.config.advertised_listener
+    config = broker.config
+    # The client's own listener: a client of the SASL_SSL listener must be sent back to it.
+    listener = next((x for x in config.listeners if x.name == ctx.listener), config.listener)
+    advertised = config.advertised_for(listener.name)
     if advertised is not None:
         host = advertised.host or ctx.local_address[0]
         return host, advertised.port
-    listener = broker.config.listener
     host = ctx.local_address[0] if listener.host in WILDCARD_HOSTS else listener.host
-    port = broker.listen_address[1] if broker.listen_address else listener.port
+    bound = broker.listen_addresses.get(listener.name, broker.listen_address)
+    port = bound[1] if bound else listener.port
     return host, port
 
 
@@ -136,7 +141,9 @@ def _topic_metadata(
         is_internal=topic.internal,
         partitions=partitions,
         topic_authorized_operations=(
-            TOPIC_OPERATIONS if include_operations else AUTHORIZED_OPERATIONS_OMITTED
+            authorized_operations(ctx, ResourceType.TOPIC, topic.name, TOPIC_OPERATIONS)
+            if include_operations
+            else AUTHORIZED_OPERATIONS_OMITTED
         ),
     )
 
@@ -174,7 +181,9 @@ def _cluster_topic_metadata(
         is_internal=info.name in INTERNAL_TOPICS,
         partitions=partitions,
         topic_authorized_operations=(
-            TOPIC_OPERATIONS if include_operations else AUTHORIZED_OPERATIONS_OMITTED
+            authorized_operations(ctx, ResourceType.TOPIC, info.name, TOPIC_OPERATIONS)
+            if include_operations
+            else AUTHORIZED_OPERATIONS_OMITTED
         ),
     )
 
@@ -183,14 +192,19 @@ def _all_topics(
     ctx: RequestContext, include_operations: bool, version: int
 ) -> list[MetadataResponse.MetadataResponseTopic]:
     cluster = ctx.broker.cluster
+    # KafkaApis: listing every topic silently leaves out those the principal may not Describe.
+    names = ctx.broker.topics.topics if cluster is None else cluster.metadata.topics
+    visible = filter_allowed(ctx, Operation.DESCRIBE, ResourceType.TOPIC, names)
     if cluster is None:
         return [
             _topic_metadata(ctx, t, include_operations)
-            for _, t in sorted(ctx.broker.topics.topics.items())
+            for name, t in sorted(ctx.broker.topics.topics.items())
+            if name in visible
         ]
     return [
         _cluster_topic_metadata(ctx, info, include_operations, version)
-        for _, info in sorted(cluster.metadata.topics.items())
+        for name, info in sorted(cluster.metadata.topics.items())
+        if name in visible
     ]
 
 
@@ -302,14 +316,13 @@ async def _missing_topic(
         logger.info("auto-creating topic %r for %s failed: %s", name, ctx.peer, exc)
         return _error_topic(exc.code, name)
     except Exception as exc:
-        if not is_storage_error(exc):
-            raise
         # A full disk (or a failing one): the topic is not created (Topics.create
         # undoes what it did) and the client, told KAFKA_STORAGE_ERROR (retriable),
         # asks again later.
-        warn_rate_limited(
+        warn_storage_failure(
+            exc,
             logger,
-            "auto-create:" + storage_failure_kind(exc),
+            "auto-create",
             "auto-creating topic %r for %s failed: %s",
             name,
             ctx.peer,
@@ -343,7 +356,7 @@ async def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> Meta
         controller_id=controller_id(ctx),
         topics=[],
         cluster_authorized_operations=(
-            CLUSTER_OPERATIONS
+            authorized_operations(ctx, ResourceType.CLUSTER, CLUSTER_NAME, CLUSTER_OPERATIONS)
             if request.include_cluster_authorized_operations
             else AUTHORIZED_OPERATIONS_OMITTED
         ),
@@ -368,12 +381,22 @@ async def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> Meta
     )
     seen: set[str | uuid.UUID] = set()
     budget = AutoCreateBudget(broker)
+    # Auto-creation needs Create on the cluster or on the topic.
+    create_on_cluster = allowed_cluster(ctx, Operation.CREATE)
+
+    def may_create(name: str) -> bool:
+        return create_on_cluster or allowed(ctx, Operation.CREATE, ResourceType.TOPIC, name)
+
     for entry in requested:
         if entry.name is None or (entry.topic_id != zero and not entry.name):
             if entry.topic_id in seen:
                 continue
             seen.add(entry.topic_id)
             found = _known_topic(ctx, None, entry.topic_id, include_ops, version)
+            if found is not None and not allowed(
+                ctx, Operation.DESCRIBE, ResourceType.TOPIC, found.name or ""
+            ):
+                found = _error_topic(ErrorCode.TOPIC_AUTHORIZATION_FAILED, None, entry.topic_id)
             response.topics.append(
                 found
                 if found is not None
@@ -383,7 +406,14 @@ async def handle_metadata(ctx: RequestContext, request: MetadataRequest) -> Meta
         if entry.name in seen:
             continue
         seen.add(entry.name)
+        if not allowed(ctx, Operation.DESCRIBE, ResourceType.TOPIC, entry.name):
+            # Whether it exists is not told either (KafkaApis.handleTopicMetadataRequest).
+            response.topics.append(_error_topic(ErrorCode.TOPIC_AUTHORIZATION_FAILED, entry.name))
+            continue
         found = _known_topic(ctx, entry.name, None, include_ops, version)
+        if found is None and auto_create and not may_create(entry.name):
+            response.topics.append(_error_topic(ErrorCode.TOPIC_AUTHORIZATION_FAILED, entry.name))
+            continue
         response.topics.append(
             found
             if found is not None
@@ -423,7 +453,7 @@ async def handle_describe_cluster(
             for n, h, p, r in cluster_brokers(ctx)
         ],
         cluster_authorized_operations=(
-            CLUSTER_OPERATIONS
+            authorized_operations(ctx, ResourceType.CLUSTER, CLUSTER_NAME, CLUSTER_OPERATIONS)
             if request.include_cluster_authorized_operations
             else AUTHORIZED_OPERATIONS_OMITTED
         ),

@@ -9,6 +9,8 @@ partition's current leader epoch (0 on a single node, which leads everything).
 
 from __future__ import annotations
 
+from kbroker.authz.acl import Operation, ResourceType
+from kbroker.authz.checks import allowed_cluster, require
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.partitions import (
@@ -75,6 +77,7 @@ async def handle_list_offsets(
             try:
                 if (t.name, p.partition_index) in duplicates:
                     raise KafkaApiError(ErrorCode.INVALID_REQUEST)
+                require(ctx, Operation.DESCRIBE, ResourceType.TOPIC, t.name)
                 partition = lookup_partition(ctx, t.name, p.partition_index)
                 local_log(
                     ctx,
@@ -158,6 +161,8 @@ async def handle_offset_for_leader_epoch(
 ) -> OffsetForLeaderEpochResponse:
     """End offset of a requested leader epoch (KIP-101 / KIP-320 truncation detection)."""
     version = ctx.api_version
+    # KIP-320: followers ask with ClusterAction, consumers with Describe on the topic.
+    follower_allowed = allowed_cluster(ctx, Operation.CLUSTER_ACTION)
     topics = []
     for t in request.topics:
         parts = []
@@ -166,6 +171,8 @@ async def handle_offset_for_leader_epoch(
                 partition=p.partition, leader_epoch=-1, end_offset=-1
             )
             try:
+                if not follower_allowed:
+                    require(ctx, Operation.DESCRIBE, ResourceType.TOPIC, t.topic)
                 partition = lookup_partition(ctx, t.topic, p.partition)
                 # Partition.lastOffsetForLeaderEpoch: only the leader answers, except
                 # to a debugging tool (replica id -2, v3+).
@@ -205,6 +212,7 @@ async def handle_delete_records(
                 partition_index=p.partition_index, low_watermark=-1
             )
             try:
+                require(ctx, Operation.DELETE, ResourceType.TOPIC, t.name)
                 topic = lookup_topic(ctx, t.name)
                 partition = led_partition(ctx, topic, p.partition_index)
                 resp.low_watermark = _delete_records(ctx, topic, partition, p.offset)

@@ -34,6 +34,8 @@ from typing import Any
 
 import trio
 
+from kbroker.authz.acl import Operation, ResourceType
+from kbroker.authz.checks import allowed
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import CloseConnection, RequestContext, handles
 from kbroker.handlers.partitions import (
@@ -45,6 +47,7 @@ from kbroker.handlers.partitions import (
     point_to_leaders,
     topic_value,
 )
+from kbroker.quotas import PRODUCER_BYTE_RATE, quota_manager
 from kbroker.replication.partition import ReplicatedPartition
 from kbroker.topics import Partition, Topic
 from kbroker.txn.service import check_producer_batch
@@ -339,6 +342,12 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
     responses = []
     # acks=all appends on a replicated partition wait for the ISR (DelayedProduce).
     waits: list[tuple[Any, ReplicatedPartition, int, int]] = []
+    # KafkaApis.handleProduceRequest: transactional records need Write on their
+    # transactional id, and each topic needs Write.
+    txn_id = request.transactional_id if version >= 3 else None
+    txn_denied = txn_id is not None and not allowed(
+        ctx, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, txn_id
+    )
     for topic_data in request.topic_data:
         parts = []
         settings: ProduceSettings | None = None
@@ -347,6 +356,10 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
         if acks not in (0, 1, -1):
             # KafkaApis: every partition answers INVALID_REQUIRED_ACKS.
             topic_error = ErrorCode.INVALID_REQUIRED_ACKS
+        elif txn_denied:
+            topic_error = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        elif not allowed(ctx, Operation.WRITE, ResourceType.TOPIC, topic_data.name):
+            topic_error = ErrorCode.TOPIC_AUTHORIZATION_FAILED
         else:
             try:
                 # Kafka never auto-creates topics on Produce (only Metadata does).
@@ -410,6 +423,14 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
             )
             if error:
                 resp.error_code = error
+    # Produce byte-rate quota (KafkaApis: recorded after the append, acks=0 included).
+    ctx.throttle_ms = quota_manager(ctx.broker).record(
+        PRODUCER_BYTE_RATE,
+        ctx.principal,
+        client_id or "",
+        sum(len(p.records or b"") for t in request.topic_data for p in t.partition_data),
+        trio.current_time(),
+    )
     if acks == 0:
         # The producer does not read a response to acks=0 (Kafka sends none). A
         # failure can only be signalled by closing the connection, as KafkaApis does,
@@ -431,7 +452,7 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
             )
             raise CloseConnection
         return None
-    response = ProduceResponse(responses=responses, throttle_time_ms=0)
+    response = ProduceResponse(responses=responses, throttle_time_ms=ctx.throttle_ms)
     if version >= 10 and ctx.broker.cluster is not None:
         response.node_endpoints = point_to_leaders(
             ctx,

@@ -15,6 +15,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from kbroker.authz.acl import Operation
+from kbroker.authz.checks import allowed_cluster
+from kbroker.cluster.reassignment import dead_replicas, invalid_replica_list
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.wire.errors import ErrorCode
@@ -44,28 +47,12 @@ def _single_node_alter(
     """KafkaController.validateReplicas with this node as the only live broker."""
     node_id = ctx.broker.config.node_id
     if target is not None:
-        if not target:
-            return (
-                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                "Empty replica list specified in partition reassignment.",
-            )
-        if len(set(target)) != len(target):
-            return (
-                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                f"Duplicate replica ids in partition reassignment replica list: {target}",
-            )
-        if any(b < 0 for b in target):
-            return (
-                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                f"Invalid broker id in replica list: {target}",
-            )
+        error = invalid_replica_list(target)
+        if error is not None:
+            return error
         adding = [b for b in target if b != node_id]
         if adding:
-            return (
-                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                "Replica assignment has brokers that are not alive. Replica list: "
-                f"{adding}, live broker list: [{node_id}]",
-            )
+            return dead_replicas(adding, [node_id])
     if ctx.broker.topics.partition(*tp) is None:
         return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "The partition does not exist."
     if target is None:
@@ -78,6 +65,14 @@ async def handle_alter_partition_reassignments(
     ctx: RequestContext, request: AlterPartitionReassignmentsRequest
 ) -> AlterPartitionReassignmentsResponse:
     """Start (or cancel, with null replicas) moving partitions to new replicas."""
+    if not allowed_cluster(ctx, Operation.ALTER):
+        # KafkaApis.handleAlterPartitionReassignmentsRequest: Alter on the cluster.
+        return AlterPartitionReassignmentsResponse(
+            throttle_time_ms=0,
+            error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
+            error_message=None,
+            responses=[],
+        )
     wanted: dict[TP, list[int] | None] = {}
     for topic in request.topics:
         for p in topic.partitions:
@@ -123,6 +118,14 @@ async def handle_list_partition_reassignments(
 ) -> ListPartitionReassignmentsResponse:
     """The partitions being reassigned: their replica set, and the replicas being added
     and removed."""
+    if not allowed_cluster(ctx, Operation.DESCRIBE):
+        # KafkaApis.handleListPartitionReassignmentsRequest: Describe on the cluster.
+        return ListPartitionReassignmentsResponse(
+            throttle_time_ms=0,
+            error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
+            error_message=None,
+            topics=[],
+        )
     requested: list[TP] | None = (
         None
         if request.topics is None

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from kbroker.authz.acl import Operation, ResourceType
+from kbroker.authz.checks import allowed, allowed_cluster, filter_allowed, may_write_any_topic
 from kbroker.cluster.producer_ids import ClusterProducerIds
 from kbroker.coordinator.group import partition_for
 from kbroker.coordinator.offsets import OffsetAndMetadata
@@ -85,6 +87,16 @@ async def handle_init_producer_id(
     tid = request.transactional_id
     expected_pid = request.producer_id if version >= 3 else -1
     expected_epoch = request.producer_epoch if version >= 3 else -1
+    # KafkaApis.handleInitProducerIdRequest: Write on the transactional id; without one,
+    # IdempotentWrite on the cluster (Kafka 3.x also accepts Write on any topic).
+    if tid is not None:
+        denied = not allowed(ctx, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, tid)
+        code = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    else:
+        denied = not (allowed_cluster(ctx, Operation.IDEMPOTENT_WRITE) or may_write_any_topic(ctx))
+        code = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+    if denied:
+        return InitProducerIdResponse(throttle_time_ms=0, error_code=code, producer_id=-1)
     cluster = ctx.broker.cluster
     if cluster is not None:
         from kbroker.cluster.coordinators import KEY_TYPE_TRANSACTION, leads_coordinator
@@ -171,12 +183,20 @@ def _add_partitions(
 ) -> list[Any]:
     wanted = [(t.name, p) for t in topics for p in t.partitions]
     codes: dict[tuple[str, int], int] = {}
+    # KafkaApis.handleAddPartitionsToTxnRequest: Write on the transactional id, then on
+    # each topic (a refused topic fails the request, the rest OPERATION_NOT_ATTEMPTED).
+    if not allowed(ctx, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, tid):
+        codes = dict.fromkeys(wanted, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+        return _partition_results(topics, codes)
     if _txn_elsewhere(ctx, tid):
         codes = dict.fromkeys(wanted, ErrorCode.NOT_COORDINATOR)
         return _partition_results(topics, codes)
     tc = txn_coordinator(ctx.broker)
+    writable = filter_allowed(ctx, Operation.WRITE, ResourceType.TOPIC, {t for t, _ in wanted})
     for tp in wanted:
-        if not _partition_exists(ctx, *tp):
+        if tp[0] not in writable:
+            codes[tp] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+        elif not _partition_exists(ctx, *tp):
             codes[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
     if codes:
         # KafkaApis: if any partition is unknown, none is added; the others are
@@ -246,6 +266,14 @@ async def handle_add_offsets_to_txn(
     ctx: RequestContext, request: AddOffsetsToTxnRequest
 ) -> AddOffsetsToTxnResponse:
     """Add the group's __consumer_offsets partition to the transaction."""
+    if not allowed(ctx, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, request.transactional_id):
+        return AddOffsetsToTxnResponse(
+            throttle_time_ms=0, error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        )
+    if not allowed(ctx, Operation.READ, ResourceType.GROUP, request.group_id):
+        return AddOffsetsToTxnResponse(
+            throttle_time_ms=0, error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED
+        )
     if _txn_elsewhere(ctx, request.transactional_id):
         return AddOffsetsToTxnResponse(throttle_time_ms=0, error_code=ErrorCode.NOT_COORDINATOR)
     tc = txn_coordinator(ctx.broker)
@@ -267,6 +295,10 @@ async def handle_add_offsets_to_txn(
 @handles(EndTxnRequest.API_KEY, 0, 4)
 async def handle_end_txn(ctx: RequestContext, request: EndTxnRequest) -> EndTxnResponse:
     """Commit or abort; the markers are written before the answer."""
+    if not allowed(ctx, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, request.transactional_id):
+        return EndTxnResponse(
+            throttle_time_ms=0, error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        )
     if _txn_elsewhere(ctx, request.transactional_id):
         return EndTxnResponse(throttle_time_ms=0, error_code=ErrorCode.NOT_COORDINATOR)
     tc = txn_coordinator(ctx.broker)
@@ -295,6 +327,8 @@ async def handle_write_txn_markers(
     """Write markers as asked (tools; our coordinator writes its own in-process)."""
     R = WriteTxnMarkersResponse
     results = []
+    # An inter-broker API: ClusterAction on the cluster (KafkaApis.handleWriteTxnMarkersRequest).
+    cluster_denied = not allowed_cluster(ctx, Operation.CLUSTER_ACTION)
     for m in request.markers:
         topics = []
         for t in m.topics:
@@ -304,7 +338,9 @@ async def handle_write_txn_markers(
                 part = ctx.broker.topics.partition(t.name, index)
                 entry = part.log.producer_state.lookup(m.producer_id) if part else None
                 cluster = ctx.broker.cluster
-                if cluster is not None and not cluster.replicas.is_leader(t.name, index):
+                if cluster_denied:
+                    code = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+                elif cluster is not None and not cluster.replicas.is_leader(t.name, index):
                     code = (
                         ErrorCode.NOT_LEADER_OR_FOLLOWER
                         if cluster.metadata.partition(t.name, index) is not None
@@ -349,9 +385,13 @@ async def handle_txn_offset_commit(
     tp_offsets = (OFFSETS_TOPIC, _offsets_partition(ctx, request.group_id))
     cluster = ctx.broker.cluster
     meta = None
-    if cluster is not None and not cluster.replicas.is_leader(*tp_offsets):
+    if not allowed(ctx, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, request.transactional_id):
+        error: int | None = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    elif not allowed(ctx, Operation.READ, ResourceType.GROUP, request.group_id):
+        error = ErrorCode.GROUP_AUTHORIZATION_FAILED
+    elif cluster is not None and not cluster.replicas.is_leader(*tp_offsets):
         # Sent to the group coordinator (the leader of the group's partition).
-        error: int | None = ErrorCode.NOT_COORDINATOR
+        error = ErrorCode.NOT_COORDINATOR
     elif cluster is not None and _txn_elsewhere(ctx, request.transactional_id):
         # The transaction lives on another broker's coordinator: as Kafka's group
         # coordinator, check only the group; the marker the transaction coordinator
@@ -378,11 +418,17 @@ async def handle_txn_offset_commit(
     codes: dict[tuple[str, int], int] = {}
     offsets: dict[tuple[str, int], OffsetAndMetadata] = {}
     now = int(ctx.broker.clock() * 1000)
+    # KafkaApis.handleTxnOffsetCommitRequest: Read on each topic, as OffsetCommit.
+    readable = filter_allowed(
+        ctx, Operation.READ, ResourceType.TOPIC, {t.name for t in request.topics}
+    )
     for t in request.topics:
         for p in t.partitions:
             tp = (t.name, p.partition_index)
             if error is not None:
                 codes[tp] = error
+            elif t.name not in readable:
+                codes[tp] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
             elif not _partition_exists(ctx, *tp):
                 codes[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             else:
@@ -433,8 +479,17 @@ async def handle_describe_producers(
     topics = []
     for t in request.topics:
         parts = []
+        readable = allowed(ctx, Operation.READ, ResourceType.TOPIC, t.name)
         for index in t.partition_indexes:
             part = ctx.broker.topics.partition(t.name, index)
+            if not readable:
+                # KafkaApis.handleDescribeProducersRequest: Read on the topic.
+                parts.append(
+                    R.PartitionResponse(
+                        partition_index=index, error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED
+                    )
+                )
+                continue
             if part is None:
                 parts.append(
                     R.PartitionResponse(
@@ -471,6 +526,17 @@ async def handle_describe_transactions(
     states = []
     for tid in request.transactional_ids:
         meta = tc.describe(tid)
+        if not allowed(ctx, Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, tid):
+            states.append(
+                R.TransactionState(
+                    error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                    transactional_id=tid,
+                    producer_id=-1,
+                    producer_epoch=-1,
+                    transaction_start_time_ms=-1,
+                )
+            )
+            continue
         if meta is None:
             states.append(
                 R.TransactionState(
@@ -513,7 +579,11 @@ async def handle_list_transactions(
     duration = request.duration_filter if ctx.api_version >= 1 else -1
     now = tc.now_ms()
     out = []
+    # KafkaApis.handleListTransactionsRequest: only ids the principal may Describe.
+    visible = filter_allowed(ctx, Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, tc.txns)
     for tid, meta in sorted(tc.txns.items()):
+        if tid not in visible:
+            continue
         if request.state_filters and meta.state not in wanted_states:
             continue
         if pids and meta.producer_id not in pids:

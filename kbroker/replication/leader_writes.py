@@ -59,16 +59,23 @@ async def wait_replicated(
     return await replica.wait_for_acks(required, timeout_ms / 1000)
 
 
+# The part of the table every coordinator applies to a failed append of its own records
+# (GroupMetadataManager.storeGroup / storeOffsets, TransactionStateManager
+# .appendTransactionToLog): the partition is not writable here now, so the client looks
+# for the coordinator again instead of failing.
+COORDINATOR_APPEND_ERRORS: dict[ErrorCode, ErrorCode] = {
+    ErrorCode.UNKNOWN_TOPIC_OR_PARTITION: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.NOT_ENOUGH_REPLICAS: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.NOT_LEADER_OR_FOLLOWER: ErrorCode.NOT_COORDINATOR,
+    ErrorCode.KAFKA_STORAGE_ERROR: ErrorCode.NOT_COORDINATOR,
+}
+
+
 def coordinator_error(error: ErrorCode) -> ErrorCode:
     """What a coordinator answers for a failed append of its own records (Kafka's
-    GroupMetadataManager.storeOffsets / TransactionStateManager.appendTransactionToLog)."""
-    if error in (
-        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-        ErrorCode.NOT_ENOUGH_REPLICAS,
-        ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-        ErrorCode.REQUEST_TIMED_OUT,
-    ):
+    GroupMetadataManager.storeOffsets / TransactionStateManager.appendTransactionToLog):
+    the common table, and an acks timeout is COORDINATOR_NOT_AVAILABLE too."""
+    if error == ErrorCode.REQUEST_TIMED_OUT:
         return ErrorCode.COORDINATOR_NOT_AVAILABLE
-    if error in (ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.KAFKA_STORAGE_ERROR):
-        return ErrorCode.NOT_COORDINATOR
-    return error
+    return COORDINATOR_APPEND_ERRORS.get(error, error)

@@ -2,6 +2,7 @@
 
     kbroker topics list|describe|create|delete|alter ...   (kafka-topics, kafka-configs)
     kbroker groups list | describe GROUP                   (kafka-consumer-groups)
+    kbroker acls list | add | remove ...                   (kafka-acls)
     kbroker produce TOPIC  < lines                          (kafka-console-producer)
     kbroker consume TOPIC [--from-beginning] ...           (kafka-console-consumer)
 
@@ -51,11 +52,12 @@ def _common() -> argparse.ArgumentParser:
 
 def add_commands(commands: Any) -> None:
     """Register every ops command on a subparsers action (shared with shell completion)."""
-    from kbroker.tools import console, groups, topics
+    from kbroker.tools import acls, console, groups, topics
 
     common = _common()
     topics.add_parser(commands, common)
     groups.add_parser(commands, common)
+    acls.add_parser(commands, common)
     console.add_parsers(commands, common)
 
 

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
+from kbroker.config import parse_pairs as _parse_pairs
+
 # How long the reachability check waits for a TCP connection to a bootstrap server.
 CONNECT_TIMEOUT_S = 3.0
 
@@ -44,13 +46,7 @@ def kafka():  # type: ignore[no-untyped-def]
 
 def parse_pairs(items: Sequence[str], what: str) -> dict[str, str]:
     """``KEY=VALUE`` strings to a dict (ToolError naming the option on a bad one)."""
-    pairs: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ToolError(f"{what} {item!r} is not KEY=VALUE")
-        pairs[key.strip()] = value.strip()
-    return pairs
+    return _parse_pairs(items, what, ToolError)
 
 
 def client_config(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from kbroker.server import serve
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     DescribeClusterRequest,
+    DescribeLogDirsRequest,
     ElectLeadersRequest,
     FindCoordinatorRequest,
     LeaderAndIsrRequest,
@@ -358,6 +359,29 @@ async def test_stop_replica_with_delete_removes_the_local_log(cluster: Harness) 
     # The controller then removes the partitions from every cache.
     await cluster.update_metadata([("t", i, LEADER_DURING_DELETE, 0, [], []) for i in range(3)])
     assert cluster.broker.cluster.metadata.topic("t") is None
+
+
+async def test_stop_replica_with_delete_of_one_partition_empties_only_its_log(
+    cluster: Harness,
+) -> None:
+    """A reassignment moved partition 0 away while partition 1 stays: partition 0's records
+    go, its folder is left empty like any partition index this broker does not host, and
+    DescribeLogDirs no longer lists it."""
+    await _set_up(cluster)
+    for index in (0, 1):
+        partition = cluster.broker.topics.partition("t", index)
+        assert partition is not None
+        partition.log.append(records(3), leader_epoch=0)
+    await cluster.stop_replica("t", 0, delete=True)
+    data_dir = cluster.broker.data_dir
+    wiped = cluster.broker.topics.partition("t", 0)
+    assert wiped is not None and wiped.log.log_end_offset == 0
+    assert wiped.log.size_in_bytes == 0 and (data_dir / "t-0").is_dir()
+    kept = cluster.broker.topics.partition("t", 1)
+    assert kept is not None and kept.log.log_end_offset == 3
+    resp = await cluster.client.request(DescribeLogDirsRequest(topics=None))
+    listed = {(t.name, p.partition_index) for t in resp.results[0].topics for p in t.partitions}
+    assert ("t", 0) not in listed and ("t", 1) in listed
 
 
 async def test_find_coordinator_names_the_leader_of_the_groups_partition(

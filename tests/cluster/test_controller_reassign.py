@@ -211,3 +211,57 @@ async def test_cancel_reverts_and_a_new_controller_resumes(
         await r.close()
     for f in fakes.values():
         f.stop()
+
+
+async def test_legacy_reassign_partitions_znode(nursery: trio.Nursery, zk_connect: str) -> None:
+    """The pre-KIP-455 tools write /admin/reassign_partitions; the controller moves the
+    partitions listed there and takes each out when done (the znode goes when empty);
+    a partition that does not exist is taken out at once."""
+    fakes = {i: FakeBroker(i) for i in (1, 2, 3)}
+    for f in fakes.values():
+        await nursery.start(f.serve)
+    regs = {i: await register(zk_connect, f) for i, f in fakes.items()}
+    async with running_controller(
+        nursery, zk_connect, 1, leader_imbalance_check_interval_seconds=3600
+    ) as (ctl, zk, _):
+        await admin_zk.create_topic(zk, "z", {0: [1], 1: [1]})
+
+        async def started() -> bool:
+            return all([await state(zk, "z", p) is not None for p in (0, 1)])
+
+        await eventually(started)
+        await zk.create(
+            znodes.REASSIGN_PARTITIONS,
+            znodes.encode_reassignment({("z", 0): [2], ("z", 1): [3], ("gone", 0): [1]}),
+        )
+
+        async def both_moving() -> bool:
+            return len(await ctl.list_partition_reassignments(None)) == 2
+
+        await eventually(both_moving)
+        assert await ctl.list_partition_reassignments(None) == {
+            ("z", 0): ([2, 1], [2], [1]),
+            ("z", 1): ([3, 1], [3], [1]),
+        }
+
+        async def gone_dropped() -> bool:
+            data, _ = await zk.get(znodes.REASSIGN_PARTITIONS)
+            return set(znodes.decode_reassignment(data)) == {("z", 0), ("z", 1)}
+
+        await eventually(gone_dropped)
+        # An API request for a partition supplants the znode's entry for it.
+        assert await ctl.alter_partition_reassignments({("z", 1): [2]}) == {("z", 1): (0, None)}
+        data, _ = await zk.get(znodes.REASSIGN_PARTITIONS)
+        assert znodes.decode_reassignment(data) == {("z", 0): (2,)}
+        await _isr_caught_up(zk, "z", 0, (1, 2))
+
+        async def znode_gone() -> bool:
+            return await zk.exists(znodes.REASSIGN_PARTITIONS) is None
+
+        await eventually(znode_gone)
+        assert (await _topic_json(zk, "z"))["partitions"] == {"0": [2], "1": [2, 1]}
+        assert await ctl.list_partition_reassignments(None) == {("z", 1): ([2, 1], [2], [1])}
+    for r in regs.values():
+        await r.close()
+    for f in fakes.values():
+        f.stop()

@@ -157,3 +157,16 @@ def test_producer_id_block() -> None:
 def test_cluster_id() -> None:
     assert json.loads(znodes.encode_cluster_id("abc")) == {"version": "1", "id": "abc"}
     assert znodes.decode_cluster_id(znodes.encode_cluster_id("abc")) == "abc"
+
+
+def test_reassign_partitions_znode_is_kafkas_legacy_format() -> None:
+    data = znodes.encode_reassignment({("t", 1): [3, 1], ("a", 0): [2]})
+    assert json.loads(data) == {
+        "version": 1,
+        "partitions": [
+            {"topic": "a", "partition": 0, "replicas": [2]},
+            {"topic": "t", "partition": 1, "replicas": [3, 1]},
+        ],
+    }
+    assert znodes.decode_reassignment(data) == {("a", 0): (2,), ("t", 1): (3, 1)}
+    assert znodes.REASSIGN_PARTITIONS == "/admin/reassign_partitions"

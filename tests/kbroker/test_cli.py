@@ -87,7 +87,7 @@ def _run_main(capsys, *argv: str) -> tuple[int, str]:
     [
         (["--override", "no.such.key=1"], "unknown config key 'no.such.key'"),
         (["--override", "log.retention.hour=1"], "(did you mean log.retention.hours?)"),
-        (["--override", "ssl.truststore.location=t.jks"], "is not supported"),
+        (["--override", "delegation.token.secret.key=x"], "is not supported"),
         (["--override", "num.partitions=many"], "num.partitions"),
         (["--override", "novalue"], "KEY=VALUE"),
         (["--listen", "nohostport"], "HOST:PORT"),

@@ -13,8 +13,10 @@ import socket
 import struct
 import tracemalloc
 
+import pytest
 import trio
 
+from kbroker.config import BrokerConfig, ConfigError
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import ApiVersionsRequest
 from kbroker.wire.protocol import encode_request
@@ -166,3 +168,20 @@ async def test_max_connections_makes_new_connections_wait_for_a_slot(
     await first.aclose()
     assert (await waiting.receive_response(18, 3, 1)).error_code == ErrorCode.NONE
     assert (await second.request(_ping())).error_code == ErrorCode.NONE
+
+
+async def test_max_connections_per_ip_overrides_raise_one_address(make_server) -> None:
+    server = await make_server(
+        max_connections_per_ip=1, max_connections_per_ip_overrides="localhost:3"
+    )
+    clients = [await server.connect() for _ in range(3)]  # 127.0.0.1 is localhost
+    for client in clients:
+        assert (await client.request(_ping())).error_code == ErrorCode.NONE
+    extra = await server.connect()
+    await extra.send_raw(_ping_frame())
+    assert await extra.receive_raw() is None
+
+
+def test_max_connections_per_ip_overrides_format_is_checked() -> None:
+    with pytest.raises(ConfigError, match="max.connections.per.ip.overrides"):
+        BrokerConfig.from_properties({"max.connections.per.ip.overrides": "hostA:x"})

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from kbroker.wire.messages import ApiVersionsRequest, MetadataRequest
 
@@ -74,3 +75,24 @@ async def test_debug_logs_each_request(
     assert len(lines) == 1
     assert lines[0].startswith("ApiVersions v3 from 127.0.0.1:")
     assert "client id debug-client" in lines[0] and " ms" in lines[0]
+
+
+async def test_readyz_says_not_ready_while_shutting_down(
+    make_server: Callable[..., Awaitable[Any]],
+) -> None:
+    from tests.kbroker.helpers import create_topic, fetch_request
+
+    running = await make_server(**{"kbroker.http.listener": "127.0.0.1:0"})
+    create_topic(running, "quiet")
+    address = running.server.http_address
+    async with await running.connect() as client:
+        # A long-polling Fetch keeps the broker draining (it finishes its in-flight requests).
+        await client.send_request(fetch_request("quiet", 0, 0, max_wait_ms=5000), version=11)
+        await trio.testing.wait_all_tasks_blocked()
+        assert any(c.busy for c in running.server.connections)
+        assert (await http_get(address, "/readyz"))[0] == 200
+        running.server.shutdown()
+        status, _, body = await http_get(address, "/readyz")
+        assert (status, body) == (503, b"not ready: shutting down\n")
+        # Liveness is another question: the process still answers.
+        assert (await http_get(address, "/healthz"))[0] == 200

@@ -7,6 +7,8 @@ with the codes and messages Kafka's controller gives (KafkaController.validateRe
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 from kbroker.wire.errors import ErrorCode
@@ -14,6 +16,7 @@ from kbroker.wire.messages import (
     AlterPartitionReassignmentsRequest,
     ListPartitionReassignmentsRequest,
 )
+from tests.kbroker.test_acl_api import ALICE, connect_as, secured
 from tests.kbroker.test_admin_configs import create_topic
 
 A = AlterPartitionReassignmentsRequest
@@ -86,3 +89,27 @@ async def test_single_node_reassignments(server: Any) -> None:
         L(topics=[L.ListPartitionReassignmentsTopics(name="r", partition_indexes=[0])])
     )
     assert (listed.error_code, listed.topics) == (0, [])
+
+
+async def test_reassignments_need_alter_and_describe_on_the_cluster(make_server: Any) -> None:
+    """KafkaApis: Alter on the cluster to reassign, Describe to list."""
+    server = await secured(make_server)
+    async with await connect_as(server, ALICE) as alice:
+        altered = await alice.request(A(topics=[]))
+        assert altered.error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+        listed = await alice.request(L(topics=None))
+        assert listed.error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+
+
+def test_a_single_node_never_loads_kazoo() -> None:
+    """Every handler module, the reassignment ones included, loads without ZooKeeper's client."""
+    code = (
+        "import sys\n"
+        "from kbroker.handlers import load_handlers\n"
+        "load_handlers()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'kazoo'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    assert out.strip() == "[]"

@@ -32,6 +32,7 @@ import kbroker
 from kbroker.cli import main
 from kbroker.tools.common import topic_id_text
 from kbroker.topics import uuid_to_base64
+from kbroker.topics_store import read_entries
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -134,8 +135,8 @@ def test_topics_describe_shows_offsets_size_and_the_brokers_topic_id(
         (p["partition"], p["start_offset"], p["end_offset"], p["size"]) for p in topic["partitions"]
     ] == [(0, 0, 0, on_disk[0]), (1, 1, 3, on_disk[1])]
     # The id as the broker stores (and logs) it: Kafka's URL-safe base64.
-    stored = json.loads((live.data_dir / "kbroker-topics.json").read_text())
-    assert topic["topic_id"] == stored["topics"][name]["topic_id"]
+    stored, _, _ = read_entries(live.data_dir)
+    assert topic["topic_id"] == stored[name]["topic_id"]
     assert topic | {"partitions": []} == {
         "topic": name,
         "topic_id": topic["topic_id"],

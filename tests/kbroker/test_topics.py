@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -20,6 +19,7 @@ from kbroker.topics import (
     uuid_from_base64,
     uuid_to_base64,
 )
+from kbroker.topics_store import read_entries
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.records import Record, build_batch
 
@@ -251,8 +251,8 @@ def test_stale_directory_of_a_recreated_topic_is_replaced(manager: TopicManager)
     # Simulate the old directory still being there when the new topic's entry is read.
     shutil.rmtree(manager.data_dir / "t-0")
     shutil.move(stale, manager.data_dir / "t-0")
-    doc = json.loads((manager.data_dir / TOPICS_FILE).read_text())
-    assert doc["topics"]["t"]["topic_id"] == uuid_to_base64(new.topic_id)
+    stored, _, _ = read_entries(manager.data_dir)
+    assert stored["t"]["topic_id"] == uuid_to_base64(new.topic_id)
     reopened = TopicManager(manager.data_dir, manager.config)
     partition = reopened.partition("t", 0)
     assert partition is not None and partition.log.log_end_offset == 0

@@ -1,0 +1,114 @@
+"""confluent-kafka (librdkafka) against kbroker's TLS and SASL listeners: produce, consume in a
+group, commit; a wrong password fails with librdkafka's authentication error."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from compat.security_kit import (
+    CASES,
+    WRONG_PASSWORD,
+    Case,
+    ConfigFileBroker,
+    Material,
+    secured_broker,
+)
+
+pytestmark = pytest.mark.compat
+TIMEOUT_S = 30.0
+
+
+@pytest.fixture(scope="module")
+def secured(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[ConfigFileBroker, Material]]:
+    with secured_broker(tmp_path_factory.mktemp("secured")) as pair:
+        yield pair
+
+
+def settings(live: ConfigFileBroker, material: Material, case: Case) -> dict[str, object]:
+    conf: dict[str, object] = {
+        "bootstrap.servers": live.bootstrap(case.listener),
+        "security.protocol": case.protocol,
+    }
+    if case.protocol in ("SSL", "SASL_SSL"):
+        conf["ssl.ca.location"] = str(material.ca_file)
+    if case.client_certificate:
+        conf["ssl.certificate.location"] = str(material.client_cert)
+        conf["ssl.key.location"] = str(material.client_key)
+    if case.mechanism == "OAUTHBEARER":
+        # librdkafka's built-in unsecured JWT builder (sasl.oauthbearer.config principal=...).
+        conf.update(
+            {
+                "sasl.mechanism": "OAUTHBEARER",
+                "enable.sasl.oauthbearer.unsecure.jwt": True,
+                "sasl.oauthbearer.config": f"principal={case.user}",
+            }
+        )
+    elif case.mechanism:
+        conf.update(
+            {
+                "sasl.mechanism": case.mechanism,
+                "sasl.username": case.user,
+                "sasl.password": case.password,
+            }
+        )
+    return conf
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_produce_consume_commit(secured: tuple[ConfigFileBroker, Material], name: str) -> None:
+    live, material = secured
+    conf = settings(live, material, CASES[name])
+    topic = f"security-ck-{name.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
+    admin = AdminClient(conf)
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(TIMEOUT_S)
+    producer = Producer(conf)
+    delivered: list[object] = []
+    for i in range(5):
+        producer.produce(
+            topic, f"value-{i}".encode(), on_delivery=lambda err, msg: delivered.append(err)
+        )
+    assert producer.flush(TIMEOUT_S) == 0
+    assert delivered == [None] * 5
+    group = f"group-{uuid.uuid4().hex[:6]}"
+    consumer = Consumer(
+        {**conf, "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False}
+    )
+    try:
+        consumer.subscribe([topic])
+        values: list[bytes] = []
+        while len(values) < 5:
+            msg = consumer.poll(TIMEOUT_S)
+            assert msg is not None, f"only {len(values)} of 5 messages consumed"
+            assert msg.error() is None, msg.error()
+            values.append(msg.value())
+        assert values == [f"value-{i}".encode() for i in range(5)]
+        consumer.commit(asynchronous=False)
+        (committed,) = consumer.committed([TopicPartition(topic, 0)], TIMEOUT_S)
+        assert committed.offset == 5
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize("name", list(WRONG_PASSWORD))
+def test_wrong_password_fails_authentication(
+    secured: tuple[ConfigFileBroker, Material], name: str
+) -> None:
+    live, material = secured
+    errors: list[KafkaError] = []
+    conf = settings(live, material, WRONG_PASSWORD[name])
+    producer = Producer({**conf, "error_cb": errors.append})
+    for _ in range(100):
+        producer.poll(0.2)
+        if errors:
+            break
+    assert errors, "no error reported"
+    assert errors[0].code() == KafkaError._AUTHENTICATION, errors[0]
+    assert "Authentication failed" in errors[0].str()
+    assert "failed SASL" in live.log
