@@ -167,3 +167,46 @@ def test_move_a_partition_to_two_other_brokers(
         )
     finally:
         admin.close()
+
+
+def test_move_one_partition_of_a_topic_the_old_broker_keeps(
+    kbroker_cluster: Callable[..., Cluster],
+) -> None:
+    """Broker 1 loses partition 0 but keeps partition 1: partition 0's records go from its
+    disk, partition 1 is untouched, and DescribeLogDirs on broker 1 lists only partition 1."""
+    cluster = kbroker_cluster(3, config={"zookeeper.session.timeout.ms": 10000})
+    admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap_servers, request_timeout_ms=30000)
+    try:
+        admin.create_topics([NewTopic("split", -1, -1, replica_assignments={0: [1], 1: [1]})])
+        cluster.wait_for(lambda: all(cluster.leader_of("split", p) == 1 for p in (0, 1)), SETTLE_S)
+        producer = KafkaProducer(bootstrap_servers=cluster.bootstrap_servers, acks="all")
+        for i in range(500):
+            producer.send("split", b"v%d" % i, partition=i % 2)
+        producer.flush(30)
+        producer.close()
+        before = {p: partition_bytes(cluster, 1, "split", p) for p in (0, 1)}
+        assert all(before.values())
+
+        tp = TopicPartition("split", 0)
+        assert admin.alter_partition_reassignments({tp: [3]}) == {tp: None}
+        cluster.wait_for(
+            lambda: (
+                admin.list_partition_reassignments() == {}
+                and list(cluster.partitions("split")[0].replicas) == [3]
+            ),
+            SETTLE_S,
+            message="the reassignment to complete",
+        )
+        assert cluster.leader_of("split", 0) == 3
+        assert partition_bytes(cluster, 3, "split", 0) == before[0]
+        cluster.wait_for(
+            lambda: partition_bytes(cluster, 1, "split", 0) == b"",
+            SETTLE_S,
+            message="broker 1 to drop partition 0's records",
+        )
+        assert partition_bytes(cluster, 1, "split", 1) == before[1]
+        dirs = log_dirs(admin)
+        assert ("split", 0) not in dirs[1] and ("split", 1) in dirs[1]
+        assert dirs[3][("split", 0)]["partition_size"] == len(before[0] or b"")
+    finally:
+        admin.close()

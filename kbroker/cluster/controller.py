@@ -35,6 +35,7 @@ import trio
 
 from kbroker.cluster import znodes
 from kbroker.cluster.channel import Connector, ControllerChannel
+from kbroker.cluster.reassignment import dead_replicas, invalid_replica_list
 from kbroker.cluster.zk import (
     BadVersion,
     CheckOp,
@@ -622,35 +623,6 @@ def _log_error_response(broker_id: int, response: Any) -> None:
             type(response).__name__,
             ErrorCode(code).name if code in ErrorCode._value2member_map_ else code,
         )
-
-
-def invalid_replica_list(target: list[int]) -> tuple[ErrorCode, str] | None:
-    """KafkaController.validateReplicas' checks of the list itself: None when it is usable."""
-    if not target:
-        return (
-            ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-            "Empty replica list specified in partition reassignment.",
-        )
-    if len(set(target)) != len(target):
-        return (
-            ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-            f"Duplicate replica ids in partition reassignment replica list: {target}",
-        )
-    if any(b < 0 for b in target):
-        return (
-            ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-            f"Invalid broker id in replica list: {target}",
-        )
-    return None
-
-
-def dead_replicas(adding: list[int], live: list[int]) -> tuple[ErrorCode, str]:
-    """KafkaController.validateReplicas: replicas to add on brokers that are not alive."""
-    return (
-        ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-        "Replica assignment has brokers that are not alive. Replica list: "
-        f"{adding}, live broker list: {live}",
-    )
 
 
 def _partition_state(

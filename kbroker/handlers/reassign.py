@@ -17,7 +17,7 @@ from typing import Any
 
 from kbroker.authz.acl import Operation
 from kbroker.authz.checks import allowed_cluster
-from kbroker.cluster.controller import dead_replicas, invalid_replica_list
+from kbroker.cluster.reassignment import dead_replicas, invalid_replica_list
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.wire.errors import ErrorCode

@@ -7,6 +7,8 @@ with the codes and messages Kafka's controller gives (KafkaController.validateRe
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 from kbroker.wire.errors import ErrorCode
@@ -97,3 +99,17 @@ async def test_reassignments_need_alter_and_describe_on_the_cluster(make_server:
         assert altered.error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
         listed = await alice.request(L(topics=None))
         assert listed.error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+
+
+def test_a_single_node_never_loads_kazoo() -> None:
+    """Every handler module, the reassignment ones included, loads without ZooKeeper's client."""
+    code = (
+        "import sys\n"
+        "from kbroker.handlers import load_handlers\n"
+        "load_handlers()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'kazoo'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    assert out.strip() == "[]"
