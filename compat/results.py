@@ -34,6 +34,7 @@ EXTRA_MODULES = {
     "test_reassign_kafka_python": ("test_kafka_python", "replication: "),
     "test_security_kafka_python": ("test_kafka_python", "security: "),
     "test_security_confluent_kafka": ("test_confluent_kafka", "security: "),
+    "test_security_aiokafka": ("test_aiokafka", "security: "),
 }
 # A shared scenario runs as a method of a client module's Test... class (compat/*_scenarios.py):
 # its cell is named like a module-level test's, without the class.

@@ -9,6 +9,8 @@ case into its library's settings.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import sys
 import time
@@ -57,7 +59,22 @@ CASES = {
     "sasl_ssl_scram_sha_512": Case(
         "SASL_SSL", "SASL_SSL", "SCRAM-SHA-512", *SCRAM_USERS["SCRAM-SHA-512"]
     ),
+    # Kafka's unsecured JWS validator (development tokens, alg "none"), user "erin".
+    "sasl_plaintext_oauthbearer": Case("SASL_PLAINTEXT", "SASL_PLAINTEXT", "OAUTHBEARER", "erin"),
 }
+
+
+def unsecured_jws(principal: str, lifetime_s: float = 3600.0) -> str:
+    """An unsigned JWT (alg "none") as Kafka's unsecured login module makes them."""
+    now = time.time()
+    claims = {"sub": principal, "iat": now, "exp": now + lifetime_s}
+
+    def part(obj: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'none'})}.{part(claims)}."
+
+
 WRONG_PASSWORD = {
     "sasl_plaintext_plain": Case("SASL_PLAINTEXT", "SASL_PLAINTEXT", "PLAIN", "alice", "wrong"),
     "sasl_ssl_scram_sha_512": Case("SASL_SSL", "SASL_SSL", "SCRAM-SHA-512", "scram512", "wrong"),
@@ -122,7 +139,7 @@ listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SSL:SSL,MTLS:SSL,SASL_PLAINTE
 log.dirs={data_dir}
 group.initial.rebalance.delay.ms=0
 offsets.topic.num.partitions=1
-sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,OAUTHBEARER
 listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
 listener.name.sasl_plaintext.plain.sasl.jaas.config={JAAS}
 connection.failed.authentication.delay.ms=100

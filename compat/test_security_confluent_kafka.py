@@ -41,7 +41,16 @@ def settings(live: ConfigFileBroker, material: Material, case: Case) -> dict[str
     if case.client_certificate:
         conf["ssl.certificate.location"] = str(material.client_cert)
         conf["ssl.key.location"] = str(material.client_key)
-    if case.mechanism:
+    if case.mechanism == "OAUTHBEARER":
+        # librdkafka's built-in unsecured JWT builder (sasl.oauthbearer.config principal=...).
+        conf.update(
+            {
+                "sasl.mechanism": "OAUTHBEARER",
+                "enable.sasl.oauthbearer.unsecure.jwt": True,
+                "sasl.oauthbearer.config": f"principal={case.user}",
+            }
+        )
+    elif case.mechanism:
         conf.update(
             {
                 "sasl.mechanism": case.mechanism,

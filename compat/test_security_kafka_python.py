@@ -11,6 +11,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError
+from kafka.net.sasl.oauth import AbstractTokenProvider
 
 from compat.security_kit import (
     CASES,
@@ -19,6 +20,7 @@ from compat.security_kit import (
     ConfigFileBroker,
     Material,
     secured_broker,
+    unsecured_jws,
 )
 
 pytestmark = pytest.mark.compat
@@ -33,6 +35,16 @@ def secured(
         yield pair
 
 
+class _UnsecuredTokens(AbstractTokenProvider):
+    """kafka-python's token provider hook, handing out unsecured JWS tokens."""
+
+    def __init__(self, principal: str | None) -> None:
+        self.principal = principal or "anonymous"
+
+    def token(self) -> str:
+        return unsecured_jws(self.principal)
+
+
 def settings(live: ConfigFileBroker, material: Material, case: Case) -> dict[str, object]:
     conf: dict[str, object] = {
         "bootstrap_servers": live.bootstrap(case.listener),
@@ -43,7 +55,10 @@ def settings(live: ConfigFileBroker, material: Material, case: Case) -> dict[str
     if case.client_certificate:
         conf["ssl_certfile"] = str(material.client_cert)
         conf["ssl_keyfile"] = str(material.client_key)
-    if case.mechanism:
+    if case.mechanism == "OAUTHBEARER":
+        conf["sasl_mechanism"] = "OAUTHBEARER"
+        conf["sasl_oauth_token_provider"] = _UnsecuredTokens(case.user)
+    elif case.mechanism:
         conf.update(
             {
                 "sasl_mechanism": case.mechanism,

@@ -855,9 +855,16 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
         "list",
         ["GSSAPI"],
         "SASL mechanisms of SASL_PLAINTEXT/SASL_SSL listeners: PLAIN, SCRAM-SHA-256, "
-        "SCRAM-SHA-512 (GSSAPI, Kafka's default, is not offered).",
+        "SCRAM-SHA-512, OAUTHBEARER (unsecured JWS tokens, as Kafka's default validator); "
+        "GSSAPI, Kafka's default, is not offered.",
     ),
-    _c("sasl.jaas.config", "password", None, "JAAS login module configuration (PLAIN users)."),
+    _c(
+        "sasl.jaas.config",
+        "password",
+        None,
+        'JAAS login module configuration: PlainLoginModule\'s user_<name>="password" '
+        "options; OAuthBearerLoginModule's unsecuredValidator* options.",
+    ),
     _c("sasl.mechanism.inter.broker.protocol", "string", "GSSAPI", _NO_EFFECT, effective=False),
     _c("security.inter.broker.protocol", "string", "PLAINTEXT", _NO_EFFECT, effective=False),
     _c(
@@ -936,7 +943,7 @@ def unknown_key_message(key: str) -> str:
     if key in _SECURITY_KEYS or key.startswith(_SECURITY_PREFIXES):
         return (
             f"config key {key!r} is not supported: kbroker has TLS, SASL (PLAIN, SCRAM) "
-            "and ACLs, but not this setting (delegation tokens, OAUTHBEARER, GSSAPI...)"
+            "and ACLs, but not this setting (delegation tokens, GSSAPI, OAuth JWKS...)"
         )
     close = difflib.get_close_matches(key, CONFIG_DEFS, n=1, cutoff=_SUGGEST_CUTOFF)
     hint = f" (did you mean {close[0]}?)" if close else ""

@@ -196,6 +196,13 @@ class Server:
             self._all_closed.set()
 
 
+async def _mute(ctx: RequestContext) -> None:
+    """KIP-219: a client over its quota has its answer at once, then the connection reads
+    nothing more for the throttle time (Kafka mutes the channel)."""
+    if ctx.throttle_ms > 0:
+        await trio.sleep(ctx.throttle_ms / 1000)
+
+
 class Connection:
     """One client connection: its decoder, its requests, in order, one at a time.
 
@@ -403,6 +410,7 @@ class Connection:
         if response is None:
             if observer is not None:
                 observer(ctx, request, None, started, len(frame))
+            await _mute(ctx)
             return  # e.g. Produce with acks=0: Kafka sends nothing back
         try:
             parts = encode_response_parts(api_key, api_version, header.correlation_id, response)
@@ -437,6 +445,7 @@ class Connection:
             close_parts(items)
         if observer is not None:
             observer(ctx, request, response, started, len(frame))
+        await _mute(ctx)
 
     async def _send_items(self, items: list[Any]) -> None:
         """Send a prepared response (prepare_parts); SendStalled if the peer reads nothing."""

@@ -924,6 +924,45 @@ OffsetDeleteResponse response key=47 versions=0 flexible=none
       PartitionIndex int32
       ErrorCode int16
 
+DescribeClientQuotasRequest request key=48 versions=0-1 flexible=1+
+  Components []ComponentData
+    EntityType string
+    MatchType int8
+    Match string nullable=0+
+  Strict bool
+
+DescribeClientQuotasResponse response key=48 versions=0-1 flexible=1+
+  ThrottleTimeMs int32
+  ErrorCode int16
+  ErrorMessage string nullable=0+
+  Entries []EntryData nullable=0+
+    Entity []EntityData
+      EntityType string
+      EntityName string nullable=0+
+    Values []ValueData
+      Key string
+      Value float64
+
+AlterClientQuotasRequest request key=49 versions=0-1 flexible=1+
+  Entries []EntryData
+    Entity []EntityData
+      EntityType string
+      EntityName string nullable=0+
+    Ops []OpData
+      Key string
+      Value float64
+      Remove bool
+  ValidateOnly bool
+
+AlterClientQuotasResponse response key=49 versions=0-1 flexible=1+
+  ThrottleTimeMs int32
+  Entries []EntryData
+    ErrorCode int16
+    ErrorMessage string nullable=0+
+    Entity []EntityData
+      EntityType string
+      EntityName string nullable=0+
+
 DescribeUserScramCredentialsRequest request key=50 versions=0 flexible=0+
   Users []UserName nullable=0+
     Name string

@@ -3721,6 +3721,197 @@ class OffsetDeleteResponse:
             unknown_tagged_fields: dict[int, bytes] = ...,
         ) -> None: ...
 
+class DescribeClientQuotasRequest:
+    SCHEMA: ClassVar[MessageDecl]
+    STRUCTS: ClassVar[dict[str, type]]
+    API_KEY: ClassVar[int]
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+    components: list[DescribeClientQuotasRequest.ComponentData]
+    strict: bool
+    unknown_tagged_fields: dict[int, bytes]
+    def __init__(
+        self,
+        *,
+        components: list[DescribeClientQuotasRequest.ComponentData] = ...,
+        strict: bool = ...,
+        unknown_tagged_fields: dict[int, bytes] = ...,
+    ) -> None: ...
+
+    class ComponentData:
+        __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+        entity_type: str
+        match_type: int
+        match: str | None
+        unknown_tagged_fields: dict[int, bytes]
+        def __init__(
+            self,
+            *,
+            entity_type: str = ...,
+            match_type: int = ...,
+            match: str | None = ...,
+            unknown_tagged_fields: dict[int, bytes] = ...,
+        ) -> None: ...
+
+class DescribeClientQuotasResponse:
+    SCHEMA: ClassVar[MessageDecl]
+    STRUCTS: ClassVar[dict[str, type]]
+    API_KEY: ClassVar[int]
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+    throttle_time_ms: int
+    error_code: int
+    error_message: str | None
+    entries: list[DescribeClientQuotasResponse.EntryData] | None
+    unknown_tagged_fields: dict[int, bytes]
+    def __init__(
+        self,
+        *,
+        throttle_time_ms: int = ...,
+        error_code: int = ...,
+        error_message: str | None = ...,
+        entries: list[DescribeClientQuotasResponse.EntryData] | None = ...,
+        unknown_tagged_fields: dict[int, bytes] = ...,
+    ) -> None: ...
+
+    class EntryData:
+        __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+        entity: list[DescribeClientQuotasResponse.EntityData]
+        values: list[DescribeClientQuotasResponse.ValueData]
+        unknown_tagged_fields: dict[int, bytes]
+        def __init__(
+            self,
+            *,
+            entity: list[DescribeClientQuotasResponse.EntityData] = ...,
+            values: list[DescribeClientQuotasResponse.ValueData] = ...,
+            unknown_tagged_fields: dict[int, bytes] = ...,
+        ) -> None: ...
+
+    class EntityData:
+        __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+        entity_type: str
+        entity_name: str | None
+        unknown_tagged_fields: dict[int, bytes]
+        def __init__(
+            self,
+            *,
+            entity_type: str = ...,
+            entity_name: str | None = ...,
+            unknown_tagged_fields: dict[int, bytes] = ...,
+        ) -> None: ...
+
+    class ValueData:
+        __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+        key: str
+        value: float
+        unknown_tagged_fields: dict[int, bytes]
+        def __init__(
+            self,
+            *,
+            key: str = ...,
+            value: float = ...,
+            unknown_tagged_fields: dict[int, bytes] = ...,
+        ) -> None: ...
+
+class AlterClientQuotasRequest:
+    SCHEMA: ClassVar[MessageDecl]
+    STRUCTS: ClassVar[dict[str, type]]
+    API_KEY: ClassVar[int]
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+    entries: list[AlterClientQuotasRequest.EntryData]
+    validate_only: bool
+    unknown_tagged_fields: dict[int, bytes]
+    def __init__(
+        self,
+        *,
+        entries: list[AlterClientQuotasRequest.EntryData] = ...,
+        validate_only: bool = ...,
+        unknown_tagged_fields: dict[int, bytes] = ...,
+    ) -> None: ...
+
+    class EntryData:
+        __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+        entity: list[AlterClientQuotasRequest.EntityData]
+        ops: list[AlterClientQuotasRequest.OpData]
+        unknown_tagged_fields: dict[int, bytes]
+        def __init__(
+            self,
+            *,
+            entity: list[AlterClientQuotasRequest.EntityData] = ...,
+            ops: list[AlterClientQuotasRequest.OpData] = ...,
+            unknown_tagged_fields: dict[int, bytes] = ...,
+        ) -> None: ...
+
+    class EntityData:
+        __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+        entity_type: str
+        entity_name: str | None
+        unknown_tagged_fields: dict[int, bytes]
+        def __init__(
+            self,
+            *,
+            entity_type: str = ...,
+            entity_name: str | None = ...,
+            unknown_tagged_fields: dict[int, bytes] = ...,
+        ) -> None: ...
+
+    class OpData:
+        __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+        key: str
+        value: float
+        remove: bool
+        unknown_tagged_fields: dict[int, bytes]
+        def __init__(
+            self,
+            *,
+            key: str = ...,
+            value: float = ...,
+            remove: bool = ...,
+            unknown_tagged_fields: dict[int, bytes] = ...,
+        ) -> None: ...
+
+class AlterClientQuotasResponse:
+    SCHEMA: ClassVar[MessageDecl]
+    STRUCTS: ClassVar[dict[str, type]]
+    API_KEY: ClassVar[int]
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+    throttle_time_ms: int
+    entries: list[AlterClientQuotasResponse.EntryData]
+    unknown_tagged_fields: dict[int, bytes]
+    def __init__(
+        self,
+        *,
+        throttle_time_ms: int = ...,
+        entries: list[AlterClientQuotasResponse.EntryData] = ...,
+        unknown_tagged_fields: dict[int, bytes] = ...,
+    ) -> None: ...
+
+    class EntryData:
+        __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+        error_code: int
+        error_message: str | None
+        entity: list[AlterClientQuotasResponse.EntityData]
+        unknown_tagged_fields: dict[int, bytes]
+        def __init__(
+            self,
+            *,
+            error_code: int = ...,
+            error_message: str | None = ...,
+            entity: list[AlterClientQuotasResponse.EntityData] = ...,
+            unknown_tagged_fields: dict[int, bytes] = ...,
+        ) -> None: ...
+
+    class EntityData:
+        __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+        entity_type: str
+        entity_name: str | None
+        unknown_tagged_fields: dict[int, bytes]
+        def __init__(
+            self,
+            *,
+            entity_type: str = ...,
+            entity_name: str | None = ...,
+            unknown_tagged_fields: dict[int, bytes] = ...,
+        ) -> None: ...
+
 class DescribeUserScramCredentialsRequest:
     SCHEMA: ClassVar[MessageDecl]
     STRUCTS: ClassVar[dict[str, type]]

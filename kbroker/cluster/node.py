@@ -193,9 +193,11 @@ class ClusterNode:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Register, run the controller and the watchers until cancelled."""
+        from kbroker import quotas_zk
         from kbroker.authz.checks import authorizer_of
         from kbroker.cluster import znodes
         from kbroker.cluster.controller import Controller
+        from kbroker.quotas import quota_manager
 
         for path in znodes.PERSISTENT_PATHS:
             await self.zk.ensure_path(path)
@@ -227,6 +229,8 @@ class ClusterNode:
                 # them all before the broker reports ready, as AclAuthorizer.configure does.
                 await authorizer.ensure_loaded()
                 nursery.start_soon(authorizer.follow_changes, self.zk)
+            # Client quotas live in ZooKeeper too; changes arrive in /config/changes.
+            await quotas_zk.load_all(self.zk, quota_manager(self.broker))
             nursery.start_soon(self._keep_registered)
             task_status.started(self)
 
@@ -265,6 +269,8 @@ class ClusterNode:
                 kind, _, name = entity.partition("/")
                 if kind == "topics" and name:
                     await self.apply_topic_configs(name)
+                elif kind in ("users", "clients") and name:
+                    await self._apply_quota_change(entity)
             seen = names
 
     async def topic_configs(self, topic: str) -> dict[str, str]:
@@ -274,6 +280,16 @@ class ClusterNode:
         if self.zk is None:  # driven by controller requests alone (tests)
             return dict(self.topic_config_cache.get(topic, {}))
         return await admin_zk.read_topic_config(self.zk, topic)
+
+    async def _apply_quota_change(self, entity_path: str) -> None:
+        """Re-read a user / client quota entity another broker changed."""
+        from kbroker import quotas_zk
+        from kbroker.quotas import quota_manager
+
+        try:
+            await quotas_zk.reload(self.zk, quota_manager(self.broker), entity_path)
+        except Exception:  # noqa: BLE001 - malformed or deleted meanwhile
+            logger.warning("ignoring unreadable quota change for %s", entity_path)
 
     async def apply_topic_configs(self, topic: str) -> None:
         """Read a topic's configs from ZooKeeper into the local copy, if hosted here."""

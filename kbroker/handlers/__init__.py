@@ -153,6 +153,9 @@ class RequestContext:
     # of the listener it came in on (Metadata answers with that listener's endpoints).
     principal: str = "User:ANONYMOUS"
     listener: str | None = None
+    # Set by a handler whose client went over its quota (kbroker.quotas): the server
+    # reads nothing more from the connection for that long after answering (KIP-219).
+    throttle_ms: int = 0
 
     @property
     def client_id(self) -> str | None:

@@ -36,6 +36,7 @@ from kbroker.handlers.partitions import (
     point_to_leaders,
 )
 from kbroker.log.errors import OffsetOutOfRange
+from kbroker.quotas import CONSUMER_BYTE_RATE, quota_manager
 from kbroker.topics import Partition, Topic
 from kbroker.txn.service import poll as poll_transactions
 from kbroker.wire.compression import ZSTD
@@ -99,6 +100,19 @@ async def handle_fetch(ctx: RequestContext, request: FetchRequest) -> FetchRespo
             # max_wait_ms ran out: answer with a fresh read (DelayedFetch.onComplete).
             responses = _read_all(ctx, request, version)[0]
             break
+    if replica_id_of(request, version) < 0:
+        # Consumer byte-rate quota (KafkaApis.handleFetchRequest): a fetch that takes the
+        # client over its quota is not counted and answers no data, only the throttle time.
+        quotas = quota_manager(ctx.broker)
+        size = sum(len(p.records or b"") for t in responses for p in t.partitions)
+        now = trio.current_time()
+        client_id = ctx.client_id or ""
+        ctx.throttle_ms = quotas.record(CONSUMER_BYTE_RATE, ctx.principal, client_id, size, now)
+        if ctx.throttle_ms:
+            quotas.unrecord(CONSUMER_BYTE_RATE, ctx.principal, client_id, size, now)
+            return FetchResponse(
+                throttle_time_ms=ctx.throttle_ms, error_code=0, session_id=0, responses=[]
+            )
     response = FetchResponse(throttle_time_ms=0, error_code=0, session_id=0, responses=responses)
     cluster = ctx.broker.cluster
     if version >= 12 and cluster is not None:

@@ -47,6 +47,7 @@ from kbroker.handlers.partitions import (
     point_to_leaders,
     topic_value,
 )
+from kbroker.quotas import PRODUCER_BYTE_RATE, quota_manager
 from kbroker.replication.partition import ReplicatedPartition
 from kbroker.topics import Partition, Topic
 from kbroker.txn.service import check_producer_batch
@@ -422,6 +423,14 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
             )
             if error:
                 resp.error_code = error
+    # Produce byte-rate quota (KafkaApis: recorded after the append, acks=0 included).
+    ctx.throttle_ms = quota_manager(ctx.broker).record(
+        PRODUCER_BYTE_RATE,
+        ctx.principal,
+        client_id or "",
+        sum(len(p.records or b"") for t in request.topic_data for p in t.partition_data),
+        trio.current_time(),
+    )
     if acks == 0:
         # The producer does not read a response to acks=0 (Kafka sends none). A
         # failure can only be signalled by closing the connection, as KafkaApis does,
@@ -443,7 +452,7 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
             )
             raise CloseConnection
         return None
-    response = ProduceResponse(responses=responses, throttle_time_ms=0)
+    response = ProduceResponse(responses=responses, throttle_time_ms=ctx.throttle_ms)
     if version >= 10 and ctx.broker.cluster is not None:
         response.node_endpoints = point_to_leaders(
             ctx,

@@ -54,6 +54,9 @@ from kbroker.wire.protocol import API_VERSIONS, decode_request, encode_response
 logger = logging.getLogger(__name__)
 
 _API_KEY_AND_VERSION = struct.Struct(">hh")
+# SSLStream hands decrypted bytes out as new objects (it cannot read into the decoder's
+# buffer); the server's read size keeps each such object, and its copy, small.
+TLS_RECEIVE_SIZE = RECEIVE_SIZE
 _SASL_APIS = frozenset({SaslHandshakeRequest.API_KEY, SaslAuthenticateRequest.API_KEY})
 
 
@@ -161,7 +164,7 @@ class SecureConnection(Connection):
         with trio.move_on_after(self.idle_s) as idle, trio.CancelScope() as self._read_scope:
             if self.server.draining:
                 return None
-            data = await self.tls.receive_some(RECEIVE_SIZE)
+            data = await self.tls.receive_some(TLS_RECEIVE_SIZE)
             if not data:
                 return False
             self._held += len(data)

@@ -8,14 +8,21 @@ is what Kafka tells the client (never a password).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
+import json
 import logging
+import math
+import secrets
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import scramp
 
 from kbroker.config import BrokerConfig, ConfigError
-from kbroker.security.jaas import plain_users
+from kbroker.security.jaas import parse_jaas, plain_users
 from kbroker.security.scram import MECHANISM_CODES, MIN_ITERATIONS, scram_store
 
 if TYPE_CHECKING:
@@ -23,7 +30,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+SUPPORTED_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+OAUTHBEARER_LOGIN_MODULE = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule"
 
 
 class AuthenticationFailed(Exception):
@@ -89,7 +97,9 @@ class ScramServer:
                 raise scramp.ScramException("unknown user")
             return found.salt, found.stored_key, found.server_key, found.iterations
 
-        self._server = scramp.ScramMechanism(mechanism).make_server(credential)
+        self._server = scramp.ScramMechanism(mechanism).make_server(
+            credential, s_nonce=_server_nonce()
+        )
         self._steps = 0
 
     def step(self, token: bytes) -> bytes:
@@ -113,6 +123,113 @@ class ScramServer:
             "Authentication failed during authentication due to invalid credentials with "
             f"SASL mechanism {self.mechanism}"
         )
+
+
+class OAuthBearerServer:
+    """OAUTHBEARER (RFC 7628) with Kafka's unsecured JWS validator
+    (OAuthBearerUnsecuredValidatorCallbackHandler), for development: the token is an
+    unsigned JWT (``alg: none``) whose ``sub`` names the principal and whose ``exp`` must
+    not be past. A refused token gets the RFC 7628 error challenge; the client's one-byte
+    answer to it ends the exchange with SASL_AUTHENTICATION_FAILED, as on Kafka."""
+
+    def __init__(self, options: dict[str, str], clock: Callable[[], float] = time.time) -> None:
+        self.principal_claim = options.get("unsecuredValidatorPrincipalClaimName", "sub")
+        self.scope_claim = options.get("unsecuredValidatorScopeClaimName", "scope")
+        self.required_scope = options.get("unsecuredValidatorRequiredScope", "").split()
+        self.skew_s = int(options.get("unsecuredValidatorAllowableClockSkewMs", "0")) / 1000.0
+        self.clock = clock
+        self.complete = False
+        self.user: str | None = None
+        self._error: str | None = None
+
+    def step(self, token: bytes) -> bytes:
+        if self._error is not None:
+            if token == b"\x01":
+                raise AuthenticationFailed(f"Authentication failed: {self._error}")
+            raise AuthenticationFailed("Authentication failed: unexpected OAUTHBEARER message")
+        try:
+            self.user = self._validate(self._bearer_token(token))
+        except AuthenticationFailed as exc:
+            self._error = str(exc)
+            # RFC 7628 §3.2.2: the error as a JSON challenge; the client answers %x01.
+            return json.dumps({"status": "invalid_token"}).encode()
+        self.complete = True
+        return b""
+
+    @staticmethod
+    def _bearer_token(message: bytes) -> str:
+        # gs2-header, then %x01-separated key=value pairs: auth=Bearer <token> (RFC 7628 §3.1).
+        try:
+            text = message.decode("utf-8")
+        except UnicodeDecodeError:
+            raise AuthenticationFailed("Invalid OAUTHBEARER client first message") from None
+        header, sep, rest = text.partition("\x01")
+        if not sep or not header.startswith(("n,", "y,")):
+            raise AuthenticationFailed("Invalid OAUTHBEARER client first message")
+        for pair in rest.split("\x01"):
+            key, _, value = pair.partition("=")
+            if key == "auth":
+                scheme, _, bearer = value.partition(" ")
+                if scheme.lower() == "bearer" and bearer:
+                    return bearer.strip()
+        raise AuthenticationFailed("Invalid OAUTHBEARER client first message: no bearer token")
+
+    def _validate(self, token: str) -> str:
+        parts = token.split(".")
+        if len(parts) != 3:
+            raise AuthenticationFailed("malformed unsecured JWS: expected 3 parts")
+        try:
+            header = json.loads(_b64url(parts[0]))
+            claims = json.loads(_b64url(parts[1]))
+        except (ValueError, binascii.Error):
+            raise AuthenticationFailed("malformed unsecured JWS: bad base64url or JSON") from None
+        if not isinstance(header, dict) or header.get("alg") != "none" or parts[2]:
+            raise AuthenticationFailed('unsecured JWS must have "alg": "none" and no signature')
+        if not isinstance(claims, dict):
+            raise AuthenticationFailed("malformed unsecured JWS: claims are not a JSON object")
+        now = self.clock()
+        expires = claims.get("exp")
+        if (
+            not isinstance(expires, int | float)
+            or isinstance(expires, bool)
+            or not math.isfinite(expires)
+        ):
+            raise AuthenticationFailed('the token has no numeric "exp" claim')
+        if now > expires + self.skew_s:
+            raise AuthenticationFailed("the token has expired")
+        issued = claims.get("iat")
+        if isinstance(issued, int | float) and issued > now + self.skew_s:
+            raise AuthenticationFailed("the token was issued in the future")
+        principal = claims.get(self.principal_claim)
+        if not isinstance(principal, str) or not principal:
+            raise AuthenticationFailed(f'the token has no "{self.principal_claim}" claim')
+        if self.required_scope:
+            scope = claims.get(self.scope_claim, [])
+            scopes = scope.split() if isinstance(scope, str) else scope
+            missing = [s for s in self.required_scope if s not in scopes]
+            if missing:
+                raise AuthenticationFailed(f"the token lacks the required scope {missing}")
+        return principal
+
+
+def _b64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _server_nonce() -> str:
+    """A server nonce as Kafka's ScramFormatter.secureRandomString makes it: 130 random bits
+    in base 36 (about 26 characters).
+
+    The client must echo the combined nonce exactly (RFC 5802 §7); Kafka once accepted any
+    final nonce that merely ended with it, and librdkafka 2.0.x (kcat 1.7's builtin) relies
+    on that by sending its own nonce twice. Like Kafka since, kbroker refuses it."""
+    value = secrets.randbits(130)
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    while value:
+        value, digit = divmod(value, 36)
+        text = digits[digit] + text
+    return text or "0"
 
 
 def enabled_mechanisms(config: BrokerConfig, listener: str) -> list[str]:
@@ -149,6 +266,13 @@ class SaslSettings:
         self.plain_users = (
             listener_plain_users(config, listener) if "PLAIN" in self.mechanisms else {}
         )
+        self.oauthbearer_options: dict[str, str] = {}
+        if "OAUTHBEARER" in self.mechanisms:
+            jaas = config.for_listener(listener, "sasl.jaas.config", mechanism="OAUTHBEARER")
+            if jaas:
+                for module in parse_jaas(str(jaas)):
+                    if module.name == OAUTHBEARER_LOGIN_MODULE:
+                        self.oauthbearer_options = dict(module.options)
         self.failed_delay_s = (
             config.for_listener(listener, "connection.failed.authentication.delay.ms") / 1000.0
         )
@@ -158,6 +282,8 @@ class SaslSettings:
         """A new exchange for an enabled mechanism."""
         if mechanism == "PLAIN":
             return PlainServer(self.plain_users)
+        if mechanism == "OAUTHBEARER":
+            return OAuthBearerServer(self.oauthbearer_options)
         assert mechanism in MECHANISM_CODES
         return ScramServer(mechanism, broker)
 
@@ -166,6 +292,7 @@ __all__ = [
     "MIN_ITERATIONS",
     "AuthenticationFailed",
     "MechanismServer",
+    "OAuthBearerServer",
     "PlainServer",
     "SaslSettings",
     "ScramServer",

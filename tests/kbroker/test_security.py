@@ -488,3 +488,49 @@ async def test_a_thousand_failed_logins(
     assert {m.split("connection from ")[1].split(" ")[0] for m in failures} == set(peers)
     assert server.server.request_bytes < 64 * 1024
     await good.aclose()
+
+
+def _unsecured_jws(**claims: Any) -> str:
+    import base64
+    import json
+
+    def part(obj: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'none'})}.{part(claims)}."
+
+
+def _bearer(token: str) -> bytes:
+    return f"n,,\x01auth=Bearer {token}\x01\x01".encode()
+
+
+async def test_oauthbearer_unsecured_jws(make_server: MakeServer) -> None:
+    import time
+
+    server = await _sasl_server(make_server, **{"sasl.enabled.mechanisms": "OAUTHBEARER"})
+    async with await _connect(server, "SASL_PLAINTEXT") as client:
+        assert await sasl_handshake(client, "OAUTHBEARER") == 0
+        token = _unsecured_jws(sub="erin", exp=time.time() + 60, iat=time.time())
+        assert (await sasl_authenticate(client, _bearer(token)))[0] == 0
+        assert (await client.request(MetadataRequest(topics=[]))).brokers
+        (connection,) = [
+            c for c in server.server.connections if c.listener_name == "SASL_PLAINTEXT"
+        ]
+        assert connection.principal == "User:erin"
+    # An expired token: RFC 7628's error challenge, then SASL_AUTHENTICATION_FAILED.
+    async with await _connect(server, "SASL_PLAINTEXT") as client:
+        assert await sasl_handshake(client, "OAUTHBEARER") == 0
+        expired = _unsecured_jws(sub="erin", exp=time.time() - 60)
+        code, _, challenge = await sasl_authenticate(client, _bearer(expired))
+        assert (code, challenge) == (0, b'{"status": "invalid_token"}')
+        code, message, _ = await sasl_authenticate(client, b"\x01")
+        assert code == ErrorCode.SASL_AUTHENTICATION_FAILED
+        assert message == "Authentication failed: the token has expired"
+        assert await _closed(client)
+    # A signed token is not an unsecured one.
+    async with await _connect(server, "SASL_PLAINTEXT") as client:
+        assert await sasl_handshake(client, "OAUTHBEARER") == 0
+        signed = _unsecured_jws(sub="erin", exp=time.time() + 60)[:-1] + ".c2ln"
+        signed = signed.replace(signed.split(".")[0], "eyJhbGciOiJIUzI1NiJ9")
+        code, _, challenge = await sasl_authenticate(client, _bearer(signed))
+        assert challenge == b'{"status": "invalid_token"}'
