@@ -8,6 +8,11 @@ lost, nothing is read twice, per-partition order holds, and no consumer sees an 
 go back. The figures (acked, read, lost, duplicated, failover times) are returned and
 the test modules record them for the results table (compat/results.py).
 
+Scenarios (issue 15's numbering): 1 ``leader_kills``; 2 and 6 ``two_of_three_down``
+(the ISR as ``kbroker topics describe`` shows it); 3 ``paused_follower``; 4
+``old_leader_truncates``. Scenario 5 (coordinator failover) is covered at the protocol
+level by tests/cluster/test_replication_coordinators.py.
+
 ``KBROKER_REPLICATION_KILLS`` sets how many leader kills scenario 1 makes (default 3
 per client, so both clients' modules stay within a few minutes; the issue's "ten times
 in a row" is ``KBROKER_REPLICATION_KILLS=10``).
@@ -71,9 +76,16 @@ class ClientAdapter(Protocol):
     name: str
 
     def producer(
-        self, bootstrap: str, history: History | None, *, idempotent: bool, retries: int | None
+        self,
+        bootstrap: str,
+        history: History | None,
+        *,
+        idempotent: bool,
+        retries: int | None,
+        acks: str = "all",
     ) -> ProducerHandle:
-        """An acks=all producer reporting to ``history``; ``retries=0`` fails at once."""
+        """A producer (acks=all unless said) reporting to ``history``; ``retries=0`` fails
+        at once."""
 
     def create_topic(self, bootstrap: str, topic: str, partitions: int, rf: int) -> None:
         """Create a topic and return once it exists."""
@@ -125,16 +137,17 @@ def replica_bytes(cluster: Cluster, topic: str, partition: int) -> dict[int, byt
     return out
 
 
-def wait_identical_replicas(cluster: Cluster, topic: str) -> int:
+def wait_identical_replicas(cluster: Cluster, topic: str, partitions: int = PARTITIONS) -> int:
     """Wait until every partition's replicas hold the same bytes; the total size."""
 
     def identical() -> bool:
         return all(
-            len(set(replica_bytes(cluster, topic, p).values())) == 1 for p in range(PARTITIONS)
+            len(set(replica_bytes(cluster, topic, p).values())) == 1 for p in range(partitions)
         )
 
     cluster.wait_for(identical, SETTLE_S, interval=0.5, message=f"identical replicas of {topic}")
-    return sum(len(replica_bytes(cluster, topic, p)[cluster.broker_ids[0]]) for p in range(3))
+    first = cluster.broker_ids[0]
+    return sum(len(replica_bytes(cluster, topic, p)[first]) for p in range(partitions))
 
 
 def describe(cluster: Cluster, topic: str) -> dict[str, Any]:
@@ -411,6 +424,93 @@ def paused_follower(client: ClientAdapter, cluster: Cluster, topic: str) -> dict
         **analysis.figures(),
         "left_isr_after_s": round(left_s, 2),
         "rejoined_after_s": round(rejoined_s, 2),
+    }
+
+
+# -- scenario 4 -----------------------------------------------------------------------------------
+def old_leader_truncates(client: ClientAdapter, cluster: Cluster, topic: str) -> dict[str, Any]:
+    """A leader gets records its followers never copied (acks=1, followers paused), is cut
+    off (SIGSTOP past the session timeout) while another is elected and takes acks=all
+    writes, then comes back: it truncates its divergent tail, the replicas end up
+    identical, nothing acknowledged with acks=all is lost, and no consumer ever read a
+    truncated record (they stay above the high watermark)."""
+    reset(cluster)
+    client.create_topic(cluster.bootstrap_servers, topic, 1, 3)
+    cluster.wait_for(
+        lambda: len(cluster.partitions(topic).get(0, _NO_PARTITION).isr) == 3,
+        SETTLE_S,
+        message=f"the full ISR of {topic}",
+    )
+    old = cluster.leader_of(topic, 0)
+    followers = [b for b in cluster.broker_ids if b != old]
+    history = History()  # acks=all records, and every consumer's reads
+    tail = History()  # acks=1 records only the old leader gets
+    safe = client.producer(cluster.bootstrap_servers, history, idempotent=True, retries=None)
+    unsafe = client.producer(cluster.address(old), tail, idempotent=False, retries=0, acks="1")
+    try:
+        with live_reading(client, cluster, topic, history):
+            for i in range(50):
+                history.sent(0, f"before-{i}".encode())
+                safe.send(topic, 0, f"before-{i}".encode())
+            safe.flush(30)
+            # The acks=1 producer connected and holding metadata before anything is paused:
+            # the followers must stay paused well within the session timeout.
+            history.sent(0, b"warm-up")
+            unsafe.send(topic, 0, b"warm-up")
+            unsafe.flush(30)
+            assert tail.acked_count == 1, tail.failure_kinds()
+            for follower in followers:
+                cluster.pause(follower)
+            try:
+                # Fetches the followers had parked at the leader are answered (empty) within
+                # replica.fetch.wait.max.ms; after that no fetch of theirs can carry the tail.
+                time.sleep(1.0)
+                for i in range(20):
+                    tail.sent(0, f"tail-{i}".encode())
+                    unsafe.send(topic, 0, f"tail-{i}".encode())
+                unsafe.flush(3)
+            finally:
+                cut_at = time.monotonic()
+                cluster.pause(old)
+                for follower in followers:
+                    cluster.resume(follower)
+            try:
+                new = cluster.wait_for(
+                    lambda: (
+                        (leader := cluster.leader_of(topic, 0, via=followers[0])) in followers
+                        and leader
+                    ),
+                    SETTLE_S,
+                    message="a new leader among the followers",
+                )
+                elected_s = time.monotonic() - cut_at
+            finally:
+                # Back at once: clients would otherwise wait out request timeouts on it.
+                cluster.resume(old)
+            for i in range(50):
+                history.sent(0, f"after-{i}".encode())
+                safe.send(topic, 0, f"after-{i}".encode())
+            safe.flush(SETTLE_S)
+            cluster.wait_for(
+                lambda: len(cluster.partitions(topic, via=new)[0].isr) == 3,
+                SETTLE_S,
+                message=f"broker {old} back in the ISR",
+            )
+            wait_identical_replicas(cluster, topic, partitions=1)
+            time.sleep(1.0)  # let the live consumer catch up with the end
+    finally:
+        safe.close()
+        unsafe.close()
+    analysis = check(client, cluster, topic, history, 1)
+    acked_tail = set(tail.acks)
+    final = {value for _, _, value in history.reads["final"]}
+    truncated = len(acked_tail - final)
+    assert tail.acks, "the old leader acknowledged no acks=1 record"
+    assert truncated > 0, "the old leader's unreplicated acks=1 records were not truncated"
+    return {
+        **analysis.figures(),
+        "acks1_tail_truncated": truncated,
+        "new_leader_after_s": round(elected_s, 2),
     }
 
 

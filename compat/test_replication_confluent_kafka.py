@@ -24,11 +24,11 @@ pytestmark = pytest.mark.compat
 
 
 class ConfluentProducer:
-    """An acks=all confluent-kafka producer reporting to a History."""
+    """A confluent-kafka producer reporting to a History."""
 
     def __init__(self, bootstrap: str, history: History | None, settings: dict[str, Any]) -> None:
         self.history = history
-        self.producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", **settings})
+        self.producer = Producer({"bootstrap.servers": bootstrap, **settings})
 
     def _report(self, err: KafkaError | None, msg: Any) -> None:
         if self.history is None:
@@ -62,9 +62,16 @@ class ConfluentClient:
     name = "confluent-kafka"
 
     def producer(
-        self, bootstrap: str, history: History | None, *, idempotent: bool, retries: int | None
+        self,
+        bootstrap: str,
+        history: History | None,
+        *,
+        idempotent: bool,
+        retries: int | None,
+        acks: str = "all",
     ) -> ConfluentProducer:
         settings: dict[str, Any] = {
+            "acks": acks,
             "enable.idempotence": idempotent,
             "linger.ms": 5,
             "message.timeout.ms": 120_000,
@@ -181,3 +188,9 @@ def test_paused_follower_leaves_and_rejoins_the_isr(
     cluster: Cluster, topic_name: str, record_property: Callable[[str, object], None]
 ) -> None:
     _run(scenarios.paused_follower, cluster, topic_name, record_property)
+
+
+def test_old_leader_truncates_its_divergent_tail(
+    cluster: Cluster, topic_name: str, record_property: Callable[[str, object], None]
+) -> None:
+    _run(scenarios.old_leader_truncates, cluster, topic_name, record_property)

@@ -30,13 +30,11 @@ def _error_name(exc: BaseException) -> str:
 
 
 class KafkaPythonProducer:
-    """An acks=all KafkaProducer reporting to a History."""
+    """A KafkaProducer reporting to a History."""
 
     def __init__(self, bootstrap: str, history: History | None, settings: dict[str, Any]) -> None:
         self.history = history
-        self.producer = KafkaProducer(
-            bootstrap_servers=bootstrap.split(","), acks="all", **settings
-        )
+        self.producer = KafkaProducer(bootstrap_servers=bootstrap.split(","), **settings)
 
     def send(self, topic: str, partition: int, value: bytes) -> None:
         future = self.producer.send(topic, value=value, partition=partition)
@@ -64,9 +62,16 @@ class KafkaPythonClient:
     name = "kafka-python"
 
     def producer(
-        self, bootstrap: str, history: History | None, *, idempotent: bool, retries: int | None
+        self,
+        bootstrap: str,
+        history: History | None,
+        *,
+        idempotent: bool,
+        retries: int | None,
+        acks: str = "all",
     ) -> KafkaPythonProducer:
         settings: dict[str, Any] = {
+            "acks": acks if acks == "all" else int(acks),
             "enable_idempotence": idempotent,
             "linger_ms": 5,
             "delivery_timeout_ms": 120_000,
@@ -181,3 +186,9 @@ def test_paused_follower_leaves_and_rejoins_the_isr(
     cluster: Cluster, topic_name: str, record_property: Callable[[str, object], None]
 ) -> None:
     _run(scenarios.paused_follower, cluster, topic_name, record_property)
+
+
+def test_old_leader_truncates_its_divergent_tail(
+    cluster: Cluster, topic_name: str, record_property: Callable[[str, object], None]
+) -> None:
+    _run(scenarios.old_leader_truncates, cluster, topic_name, record_property)

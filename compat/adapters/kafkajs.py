@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +35,20 @@ class Driver:
     """One ``node driver.js`` process talking to one broker."""
 
     def __init__(self, node: str, bootstrap: str) -> None:
+        # kafkajs's log, for the message of a failing call.
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
         self.proc = subprocess.Popen(
             [node, str(KAFKAJS_DIR / "driver.js"), bootstrap],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=self.log,
             text=True,
         )
+
+    def log_tail(self, limit: int = 3000) -> str:
+        """The end of what kafkajs logged so far."""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-limit:]
 
     def call(self, op: str, **args: Any) -> Any:
         """Send one request; kafkajs's answer, or a failure with kafkajs's own error."""
@@ -48,13 +56,16 @@ class Driver:
         self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
-        assert line, f"kafkajs driver exited (code {self.proc.poll()}) during {op}"
+        assert line, (
+            f"kafkajs driver exited (code {self.proc.poll()}) during {op}\n{self.log_tail()}"
+        )
         answer = json.loads(line)
         if "error" in answer:
             error = answer["error"]
             raise AssertionError(
                 f"kafkajs {op}: {error.get('name')}: {error.get('message')} "
-                f"(type {error.get('type')})\n{json.dumps(error, indent=1)}"
+                f"(type {error.get('type')})\n{json.dumps(error, indent=1)}\n"
+                f"kafkajs log:\n{self.log_tail()}"
             )
         return answer["result"]
 
@@ -67,6 +78,7 @@ class Driver:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.log.close()
 
 
 def _error_code(error: dict[str, Any]) -> int | None:

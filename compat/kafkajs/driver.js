@@ -7,54 +7,20 @@
 'use strict'
 
 const readline = require('readline')
-const { Kafka, logLevel, CompressionTypes, ConfigResourceTypes, Partitioners } = require('kafkajs')
+const { CompressionTypes, ConfigResourceTypes, Partitioners } = require('kafkajs')
+const common = require('./common')
+
+const { makeKafka, FAST_GROUP, describeError, expectError } = common
 
 const [bootstrap] = process.argv.slice(2)
 const DEADLINE_MS = 40000 // one request; the test fails with this rather than hang
 
-const kafka = new Kafka({
-  clientId: 'kbroker-compat-kafkajs',
-  brokers: [bootstrap],
-  logLevel: logLevel.WARN,
-  logCreator: () => ({ namespace, level, log }) => {
-    process.stderr.write(`[${namespace}] ${JSON.stringify(log)}\n`)
-  },
-  retry: { retries: 3, initialRetryTime: 100 }
-})
-
-// Kafka's group settings kept short so a fresh group forms quickly (6 s is Kafka's minimum
-// session timeout, group.min.session.timeout.ms).
-const FAST_GROUP = { sessionTimeout: 6000, heartbeatInterval: 500, rebalanceTimeout: 10000 }
+const kafka = makeKafka(bootstrap)
+const withAdmin = (fn) => common.withAdmin(kafka, fn)
 const CODECS = { gzip: CompressionTypes.GZIP }
-
-function describeError (err) {
-  const out = { name: err.name, message: err.message, type: err.type, code: err.code }
-  if (err.errors) out.errors = err.errors.map(describeError)
-  if (err.cause) out.cause = describeError(err.cause)
-  return out
-}
-
-async function expectError (promise) {
-  try {
-    await promise
-  } catch (err) {
-    return describeError(err)
-  }
-  return null
-}
 
 const b64 = (buf) => (buf === null || buf === undefined ? null : Buffer.from(buf).toString('base64'))
 const unb64 = (text) => (text === null || text === undefined ? null : Buffer.from(text, 'base64'))
-
-async function withAdmin (fn) {
-  const admin = kafka.admin()
-  await admin.connect()
-  try {
-    return await fn(admin)
-  } finally {
-    await admin.disconnect()
-  }
-}
 
 let groupCounter = 0
 let memberCounter = 0

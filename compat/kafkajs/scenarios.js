@@ -7,55 +7,16 @@
 // client's exact error.
 'use strict'
 
-const { Kafka, logLevel, ConfigResourceTypes } = require('kafkajs')
+const { ConfigResourceTypes } = require('kafkajs')
+const common = require('./common')
+
+const { makeKafka, FAST_GROUP, describeError, expectError } = common
 
 const [scenario, bootstrap, topic] = process.argv.slice(2)
 const DEADLINE_MS = 40000
 
-const kafka = new Kafka({
-  clientId: 'kbroker-compat-kafkajs',
-  brokers: [bootstrap],
-  logLevel: logLevel.WARN,
-  logCreator: () => ({ namespace, level, log }) => {
-    process.stderr.write(`[${namespace}] ${JSON.stringify(log)}\n`)
-  },
-  retry: { retries: 3, initialRetryTime: 100 }
-})
-
-// Kafka's group settings kept short so a fresh group forms quickly (6 s is Kafka's minimum
-// session timeout, group.min.session.timeout.ms).
-const FAST_GROUP = { sessionTimeout: 6000, heartbeatInterval: 500, rebalanceTimeout: 10000 }
-
-function describeError (err) {
-  const out = { name: err.name, message: err.message, type: err.type, code: err.code }
-  if (err.errors) out.errors = err.errors.map(describeError)
-  if (err.partitions) {
-    out.partitions = err.partitions.map((p) => ({
-      partition: p.partition, error: p.error ? describeError(p.error) : null
-    }))
-  }
-  if (err.cause) out.cause = describeError(err.cause)
-  return out
-}
-
-async function expectError (promise) {
-  try {
-    await promise
-  } catch (err) {
-    return describeError(err)
-  }
-  return null
-}
-
-async function withAdmin (fn) {
-  const admin = kafka.admin()
-  await admin.connect()
-  try {
-    return await fn(admin)
-  } finally {
-    await admin.disconnect()
-  }
-}
+const kafka = makeKafka(bootstrap)
+const withAdmin = (fn) => common.withAdmin(kafka, fn)
 
 async function produce (messages, { acks = -1 } = {}) {
   const producer = kafka.producer()

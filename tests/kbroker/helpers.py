@@ -11,6 +11,7 @@ from kbroker.wire.messages import (
     ConsumerGroupHeartbeatRequest,
     FetchRequest,
     JoinGroupRequest,
+    OffsetCommitRequest,
     ProduceRequest,
 )
 from kbroker.wire.records import Record, build_batch, iter_records, parse_header
@@ -180,6 +181,38 @@ def subscription(*topics: str) -> bytes:
     for t in topics:
         out += struct.pack(">h", len(t)) + t.encode()
     return out + struct.pack(">i", -1)
+
+
+def commit_request(
+    group: str,
+    offsets: dict[tuple[str, int], int],
+    *,
+    generation: int = -1,
+    member: str = "",
+    metadata: str | None = None,
+    **kwargs: Any,
+) -> OffsetCommitRequest:
+    """An OffsetCommit of ``offsets`` ({(topic, partition): offset}); by default from outside
+    any generation (-1 and no member id: a simple, "manual" commit), each with ``metadata``
+    when one is given."""
+    extra = {} if metadata is None else {"committed_metadata": metadata}
+    by_topic: dict[str, list[Any]] = {}
+    for (topic, partition), offset in offsets.items():
+        by_topic.setdefault(topic, []).append(
+            OffsetCommitRequest.OffsetCommitRequestPartition(
+                partition_index=partition, committed_offset=offset, **extra
+            )
+        )
+    return OffsetCommitRequest(
+        group_id=group,
+        generation_id_or_member_epoch=generation,
+        member_id=member,
+        topics=[
+            OffsetCommitRequest.OffsetCommitRequestTopic(name=t, partitions=ps)
+            for t, ps in by_topic.items()
+        ],
+        **kwargs,
+    )
 
 
 def first_heartbeat(group: str, *topics: str, member_id: str = "") -> ConsumerGroupHeartbeatRequest:

@@ -25,6 +25,7 @@ from kbroker.wire.messages import (
 )
 from kbroker.wire.records import iter_records, parse_header
 from tests.kbroker.helpers import (
+    commit_request,
     first_heartbeat,
     join,
     join_req,
@@ -37,23 +38,7 @@ FAST = {"group.initial.rebalance.delay.ms": 0, "offsets.topic.num.partitions": 3
 
 
 def commit_req(group, generation, member, offsets, **kw) -> OffsetCommitRequest:
-    by_topic: dict[str, list] = {}
-    for (topic, part), off in offsets.items():
-        by_topic.setdefault(topic, []).append(
-            OffsetCommitRequest.OffsetCommitRequestPartition(
-                partition_index=part, committed_offset=off, committed_metadata="m"
-            )
-        )
-    return OffsetCommitRequest(
-        group_id=group,
-        generation_id_or_member_epoch=generation,
-        member_id=member,
-        topics=[
-            OffsetCommitRequest.OffsetCommitRequestTopic(name=t, partitions=ps)
-            for t, ps in by_topic.items()
-        ],
-        **kw,
-    )
+    return commit_request(group, offsets, generation=generation, member=member, metadata="m", **kw)
 
 
 async def test_find_coordinator_every_version_and_creates_offsets_topic(make_server):

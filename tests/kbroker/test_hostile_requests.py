@@ -21,28 +21,14 @@ from kbroker.wire.messages import (
     OffsetCommitRequest,
     OffsetFetchRequest,
 )
-from tests.kbroker.helpers import create_topic
+from tests.kbroker.helpers import commit_request, create_topic
 from tests.kbroker.test_admin_topics import C, P, create, grow, new_topic
 
 FAST = {"offsets.topic.num.partitions": 1, "transaction.state.log.num.partitions": 1}
 
 
 def _commit(group: str, offset: int, topic: str = "t") -> OffsetCommitRequest:
-    return OffsetCommitRequest(
-        group_id=group,
-        generation_id_or_member_epoch=-1,
-        member_id="",
-        topics=[
-            OffsetCommitRequest.OffsetCommitRequestTopic(
-                name=topic,
-                partitions=[
-                    OffsetCommitRequest.OffsetCommitRequestPartition(
-                        partition_index=0, committed_offset=offset
-                    )
-                ],
-            )
-        ],
-    )
+    return commit_request(group, {(topic, 0): offset})
 
 
 async def _committed(client, group: str) -> int:

@@ -18,7 +18,7 @@ from kbroker.log.partition import PartitionLog
 from kbroker.topics import TopicManager
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import MetadataRequest, OffsetCommitRequest, OffsetFetchRequest
-from tests.kbroker.helpers import create_topic, produce, records
+from tests.kbroker.helpers import commit_request, create_topic, produce, records
 
 FAST = {"offsets.topic.num.partitions": 1}
 
@@ -47,21 +47,7 @@ class FullDisk:
 
 
 def _commit(offset: int) -> OffsetCommitRequest:
-    return OffsetCommitRequest(
-        group_id="g",
-        generation_id_or_member_epoch=-1,
-        member_id="",
-        topics=[
-            OffsetCommitRequest.OffsetCommitRequestTopic(
-                name="t",
-                partitions=[
-                    OffsetCommitRequest.OffsetCommitRequestPartition(
-                        partition_index=0, committed_offset=offset
-                    )
-                ],
-            )
-        ],
-    )
+    return commit_request("g", {("t", 0): offset})
 
 
 def _warnings(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
