@@ -161,9 +161,17 @@ async def handle_stop_replica(
             targets.append(
                 (ungrouped.topic_name, ungrouped.partition_index, request.delete_partitions)
             )
-    errors = []
+    # Every partition stops first, then the logs go: when a request deletes all the
+    # partitions of a topic this broker hosts (topic deletion) the whole local topic goes
+    # at once, and only a partition moved away from a topic that stays here is emptied
+    # on its own.
+    codes = {(t, i): cluster.replicas.stop_replica(t, i, delete=False) for t, i, _ in targets}
     for topic, index, delete in targets:
-        code = cluster.replicas.stop_replica(topic, index, delete=delete)
+        if delete:
+            codes[(topic, index)] = cluster.replicas.stop_replica(topic, index, delete=True)
+    errors = []
+    for topic, index, _ in targets:
+        code = codes[(topic, index)]
         errors.append(
             StopReplicaResponse.StopReplicaPartitionError(
                 topic_name=topic, partition_index=index, error_code=code

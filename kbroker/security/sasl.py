@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import math
+import secrets
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
@@ -96,7 +97,9 @@ class ScramServer:
                 raise scramp.ScramException("unknown user")
             return found.salt, found.stored_key, found.server_key, found.iterations
 
-        self._server = scramp.ScramMechanism(mechanism).make_server(credential)
+        self._server = scramp.ScramMechanism(mechanism).make_server(
+            credential, s_nonce=_server_nonce()
+        )
         self._steps = 0
 
     def step(self, token: bytes) -> bytes:
@@ -211,6 +214,22 @@ class OAuthBearerServer:
 
 def _b64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _server_nonce() -> str:
+    """A server nonce as Kafka's ScramFormatter.secureRandomString makes it: 130 random bits
+    in base 36 (about 26 characters).
+
+    The client must echo the combined nonce exactly (RFC 5802 §7); Kafka once accepted any
+    final nonce that merely ended with it, and librdkafka 2.0.x (kcat 1.7's builtin) relies
+    on that by sending its own nonce twice. Like Kafka since, kbroker refuses it."""
+    value = secrets.randbits(130)
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    while value:
+        value, digit = divmod(value, 36)
+        text = digits[digit] + text
+    return text or "0"
 
 
 def enabled_mechanisms(config: BrokerConfig, listener: str) -> list[str]:

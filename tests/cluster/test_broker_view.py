@@ -384,6 +384,37 @@ async def test_stop_replica_with_delete_of_one_partition_empties_only_its_log(
     assert ("t", 0) not in listed and ("t", 1) in listed
 
 
+async def test_stop_replica_deleting_every_hosted_partition_deletes_the_topic_at_once(
+    cluster: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Topic deletion: one StopReplica names all of the topic's partitions here; the local
+    topic goes as a whole, no partition is emptied on its own first."""
+    await _set_up(cluster)
+    request = StopReplicaRequest(
+        controller_id=2,
+        controller_epoch=cluster.controller_epoch,
+        broker_epoch=-1,
+        topic_states=[
+            StopReplicaRequest.StopReplicaTopicState(
+                topic_name="t",
+                partition_states=[
+                    StopReplicaRequest.StopReplicaPartitionState(
+                        partition_index=i, leader_epoch=-1, delete_partition=True
+                    )
+                    for i in (0, 1)
+                ],
+            )
+        ],
+    )
+    with caplog.at_level("INFO", logger="kbroker.topics"):
+        resp = await cluster.client.request(request, version=3)
+    assert [p.error_code for p in resp.partition_errors] == [0, 0]
+    assert cluster.broker.topics.get("t") is None
+    assert not (cluster.broker.data_dir / "t-0").exists()
+    assert "deleted the local replica" not in caplog.text
+    assert "deleted topic t" in caplog.text
+
+
 async def test_find_coordinator_names_the_leader_of_the_groups_partition(
     cluster: Harness,
 ) -> None:

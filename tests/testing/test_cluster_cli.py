@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 import signal
 import socket
@@ -10,7 +11,6 @@ import sys
 from pathlib import Path
 
 from kbroker.cluster_runner import fetch_metadata
-from kbroker.testing.zookeeper import free_port
 
 READY = re.compile(
     r"^kbroker cluster ready bootstrap_servers=(\S+) zookeeper\.connect=(\S+) data_dir=(\S+)$"
@@ -61,8 +61,33 @@ def test_bad_override_is_rejected_before_anything_starts(tmp_path: Path) -> None
     assert list(tmp_path.iterdir()) == []
 
 
+def _free_port_run(count: int) -> int:
+    """A base port with ``count`` free ports from it, below the kernel's ephemeral range.
+
+    ``--base-port`` takes consecutive ports; next to a port the kernel just handed out
+    (the ephemeral range), any outgoing connection may take the following one meanwhile.
+    """
+    low, _ = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(10000, max(10001, low - count))
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free ports below {low}")
+
+
 def test_ready_line_then_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    base = free_port()
+    base = _free_port_run(3)
     proc = _run("--brokers", "3", "--data-dir", str(tmp_path), "--base-port", str(base))
     try:
         assert proc.stdout is not None
