@@ -10,8 +10,9 @@ the test modules record them for the results table (compat/results.py).
 
 Scenarios (issue 15's numbering): 1 ``leader_kills``; 2 and 6 ``two_of_three_down``
 (the ISR as ``kbroker topics describe`` shows it); 3 ``paused_follower``; 4
-``old_leader_truncates``. Scenario 5 (coordinator failover) is covered at the protocol
-level by tests/cluster/test_replication_coordinators.py.
+``old_leader_truncates``; 5 ``group_coordinator_killed`` (the consumer-group half; the
+commit path is also checked at the protocol level by
+tests/cluster/test_replication_coordinators.py).
 
 ``KBROKER_REPLICATION_KILLS`` sets how many leader kills scenario 1 makes (default 3
 per client, so both clients' modules stay within a few minutes; the issue's "ten times
@@ -102,6 +103,18 @@ class ClientAdapter(Protocol):
 
     def send_error(self, bootstrap: str, topic: str, partition: int) -> str:
         """Produce one record with acks=all and no retry: the error's name ("" on success)."""
+
+    def group_reader(
+        self,
+        bootstrap: str,
+        topic: str,
+        group: str,
+        history: History,
+        reader: str,
+        stop: threading.Event,
+    ) -> None:
+        """A member of ``group`` reading ``topic`` until ``stop``, committing synchronously
+        after each record it hands over (retrying a failed commit until it succeeds)."""
 
 
 # -- cluster helpers -------------------------------------------------------------------------------
@@ -511,6 +524,74 @@ def old_leader_truncates(client: ClientAdapter, cluster: Cluster, topic: str) ->
         **analysis.figures(),
         "acks1_tail_truncated": truncated,
         "new_leader_after_s": round(elected_s, 2),
+    }
+
+
+# -- scenario 5 -----------------------------------------------------------------------------------
+def group_coordinator_killed(client: ClientAdapter, cluster: Cluster, topic: str) -> dict[str, Any]:
+    """A consumer group committing after every record keeps going when its coordinator's
+    broker is killed -9: every acknowledged record is consumed once, and a new member of
+    the group afterwards finds nothing left (the committed offsets survived)."""
+    reset(cluster)
+    client.create_topic(cluster.bootstrap_servers, topic, PARTITIONS, 3)
+    wait_full_isr(cluster, topic)
+    group = f"{topic}-group"
+    history = History()
+    producer = client.producer(cluster.bootstrap_servers, history, idempotent=True, retries=None)
+    total = 300
+    try:
+        for i in range(total):
+            history.sent(i % PARTITIONS, f"g-{i}".encode())
+            producer.send(topic, i % PARTITIONS, f"g-{i}".encode())
+        producer.flush(30)
+    finally:
+        producer.close()
+    assert history.acked_count == total, history.failure_kinds()
+
+    def group_reads(reader: str) -> int:
+        return len(history.reads.get(reader, []))
+
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=client.group_reader,
+        args=(cluster.bootstrap_servers, topic, group, history, "group", stop),
+        daemon=True,
+    )
+    thread.start()
+    try:
+        cluster.wait_for(lambda: group_reads("group") >= total // 3, SETTLE_S, message="reads")
+        coordinator = cluster.wait_for(lambda: max(cluster.coordinator_of(group), 0), 30)
+        killed_at = time.monotonic()
+        cluster.kill(coordinator)
+        cluster.wait_for(
+            lambda: group_reads("group") >= total,
+            SETTLE_S * 2,
+            message="the group to read everything",
+        )
+        resumed_s = time.monotonic() - killed_at
+        time.sleep(1.0)  # the last commit
+    finally:
+        stop.set()
+        thread.join(60)
+    # A new member of the group starts from the committed offsets: nothing is left.
+    stop = threading.Event()
+    late = threading.Thread(
+        target=client.group_reader,
+        args=(cluster.bootstrap_servers, topic, group, history, "group-after", stop),
+        daemon=True,
+    )
+    late.start()
+    time.sleep(8.0)
+    stop.set()
+    late.join(60)
+    reread = group_reads("group-after")
+    analysis = check(client, cluster, topic, history, PARTITIONS)
+    assert reread == 0, f"{reread} records consumed again after the coordinator failover"
+    reset(cluster)
+    return {
+        **analysis.figures(),
+        "read_again_after_failover": reread,
+        "group_done_after_kill_s": round(resumed_s, 2),
     }
 
 

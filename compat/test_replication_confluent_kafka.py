@@ -13,7 +13,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from compat import replication_scenarios as scenarios
@@ -151,6 +158,39 @@ class ConfluentClient:
         producer.flush(20)
         return errors[0] if errors else "no delivery report"
 
+    def group_reader(
+        self,
+        bootstrap: str,
+        topic: str,
+        group: str,
+        history: History,
+        reader: str,
+        stop: threading.Event,
+    ) -> None:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            }
+        )
+        try:
+            consumer.subscribe([topic])
+            while not stop.is_set():
+                msg = consumer.poll(0.2)
+                if msg is None or msg.error():
+                    continue
+                history.read(reader, msg.partition(), msg.offset(), msg.value())
+                while not stop.is_set():
+                    try:
+                        consumer.commit(message=msg, asynchronous=False)
+                        break
+                    except KafkaException:
+                        time.sleep(0.2)  # no coordinator yet: the client finds the next
+        finally:
+            consumer.close()
+
 
 CLIENT = ConfluentClient()
 
@@ -194,3 +234,9 @@ def test_old_leader_truncates_its_divergent_tail(
     cluster: Cluster, topic_name: str, record_property: Callable[[str, object], None]
 ) -> None:
     _run(scenarios.old_leader_truncates, cluster, topic_name, record_property)
+
+
+def test_group_keeps_its_offsets_when_the_coordinator_is_killed(
+    cluster: Cluster, topic_name: str, record_property: Callable[[str, object], None]
+) -> None:
+    _run(scenarios.group_coordinator_killed, cluster, topic_name, record_property)

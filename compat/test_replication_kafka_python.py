@@ -149,6 +149,43 @@ class KafkaPythonClient:
         finally:
             producer.close(timeout=5)
 
+    def group_reader(
+        self,
+        bootstrap: str,
+        topic: str,
+        group: str,
+        history: History,
+        reader: str,
+        stop: threading.Event,
+    ) -> None:
+        consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap.split(","),
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=1,
+        )
+        try:
+            consumer.subscribe([topic])
+            while not stop.is_set():
+                try:
+                    polled = consumer.poll(timeout_ms=200)
+                except KafkaError:
+                    continue
+                if not polled:
+                    continue
+                for tp, records in polled.items():
+                    for r in records:
+                        history.read(reader, tp.partition, r.offset, r.value)
+                while not stop.is_set():
+                    try:
+                        consumer.commit()  # the positions after what was just handed over
+                        break
+                    except KafkaError:
+                        time.sleep(0.2)  # no coordinator yet: the client finds the next
+        finally:
+            consumer.close()
+
 
 CLIENT = KafkaPythonClient()
 
@@ -192,3 +229,9 @@ def test_old_leader_truncates_its_divergent_tail(
     cluster: Cluster, topic_name: str, record_property: Callable[[str, object], None]
 ) -> None:
     _run(scenarios.old_leader_truncates, cluster, topic_name, record_property)
+
+
+def test_group_keeps_its_offsets_when_the_coordinator_is_killed(
+    cluster: Cluster, topic_name: str, record_property: Callable[[str, object], None]
+) -> None:
+    _run(scenarios.group_coordinator_killed, cluster, topic_name, record_property)

@@ -37,7 +37,7 @@ logger = logging.getLogger("kbroker")
 DEFAULT_LISTEN = "127.0.0.1:9092"
 DEFAULT_DATA_DIR = "./kbroker-data"
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
-TOOL_COMMANDS = frozenset({"topics", "groups", "acls", "produce", "consume"})
+TOOL_COMMANDS = frozenset({"topics", "groups", "acls", "users", "produce", "consume"})
 COMPLETION_SHELLS = ("bash", "zsh")
 
 

@@ -884,6 +884,15 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
         at_least(0),
     ),
     _c(
+        "connections.max.reauth.ms",
+        "long",
+        0,
+        "KIP-368: a SASL client must re-authenticate within this many ms of its login (told "
+        "in SaslAuthenticate's session_lifetime_ms), else its next request closes the "
+        "connection; 0: sessions never expire.",
+        at_least(0),
+    ),
+    _c(
         "sasl.server.max.receive.size",
         "int",
         524288,
@@ -939,7 +948,6 @@ _SECURITY_KEYS = frozenset(
     {
         "super.users",
         "allow.everyone.if.no.acl.found",
-        "connections.max.reauth.ms",
     }
 )
 # How alike a key must be to a known one to be suggested (difflib's ratio).
@@ -1018,7 +1026,9 @@ def _listener_scoped_def(key: str) -> ConfigDef | None:
     inner = match.group(2)
     if inner.endswith(".sasl.jaas.config"):
         return CONFIG_DEFS["sasl.jaas.config"]
-    if inner.startswith(("ssl.", "sasl.", "connection.failed.authentication.")):
+    if inner.startswith(("ssl.", "sasl.", "connection.failed.authentication.")) or inner == (
+        "connections.max.reauth.ms"
+    ):
         return CONFIG_DEFS.get(inner)
     return None
 

@@ -3,6 +3,7 @@
     kbroker topics list|describe|create|delete|alter ...   (kafka-topics, kafka-configs)
     kbroker groups list | describe GROUP                   (kafka-consumer-groups)
     kbroker acls list | add | remove ...                   (kafka-acls)
+    kbroker users list | add NAME | remove NAME            (kafka-configs, SCRAM users)
     kbroker produce TOPIC  < lines                          (kafka-console-producer)
     kbroker consume TOPIC [--from-beginning] ...           (kafka-console-consumer)
 
@@ -52,12 +53,13 @@ def _common() -> argparse.ArgumentParser:
 
 def add_commands(commands: Any) -> None:
     """Register every ops command on a subparsers action (shared with shell completion)."""
-    from kbroker.tools import acls, console, groups, topics
+    from kbroker.tools import acls, console, groups, topics, users
 
     common = _common()
     topics.add_parser(commands, common)
     groups.add_parser(commands, common)
     acls.add_parser(commands, common)
+    users.add_parser(commands, common)
     console.add_parsers(commands, common)
 
 

@@ -27,7 +27,7 @@ def _subcommands(
 
 def test_the_completion_parser_has_every_command() -> None:
     names = {path for path, _ in _subcommands(completion_parser())}
-    expected_top = {"topics", "groups", "acls", "produce", "consume", "completion"}
+    expected_top = {"topics", "groups", "acls", "users", "produce", "consume", "completion"}
     assert {path[0] for path in names} == expected_top
     assert {p[1] for p in names if p[0] == "groups" and len(p) == 2} == {
         "list",
@@ -36,6 +36,7 @@ def test_the_completion_parser_has_every_command() -> None:
         "delete",
     }
     assert {p[1] for p in names if p[0] == "acls" and len(p) == 2} == {"list", "add", "remove"}
+    assert {p[1] for p in names if p[0] == "users" and len(p) == 2} == {"list", "add", "remove"}
     assert {p[1] for p in names if p[0] == "topics" and len(p) == 2} == {
         "list",
         "describe",
@@ -89,7 +90,7 @@ def test_bash_completes_commands_actions_and_options() -> None:
     assert result.returncode == 0, result.stderr
     script = result.stdout
     assert _bash_complete(script, ["kbroker", ""]) == sorted(
-        ["topics", "groups", "acls", "produce", "consume", "completion"]
+        ["topics", "groups", "acls", "users", "produce", "consume", "completion"]
     )
     assert _bash_complete(script, ["kbroker", "groups", "re"]) == ["reset-offsets"]
     assert _bash_complete(script, ["kbroker", "consume", "t", "--from-"]) == [

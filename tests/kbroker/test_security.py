@@ -534,3 +534,73 @@ async def test_oauthbearer_unsecured_jws(make_server: MakeServer) -> None:
         signed = signed.replace(signed.split(".")[0], "eyJhbGciOiJIUzI1NiJ9")
         code, _, challenge = await sasl_authenticate(client, _bearer(signed))
         assert challenge == b'{"status": "invalid_token"}'
+
+
+async def test_the_sasl_principal_is_what_acls_check(make_server: MakeServer) -> None:
+    from kbroker.wire.messages import CreateAclsRequest
+    from tests.kbroker.helpers import create_topic, fetch_request, produce, records
+
+    server = await _sasl_server(
+        make_server,
+        **{
+            "authorizer.class.name": "kafka.security.authorizer.AclAuthorizer",
+            "super.users": "User:admin",
+        },
+    )
+    create_topic(server, "orders")
+    async with await _connect(server, "SASL_PLAINTEXT") as admin:
+        assert await plain_login(admin, "admin", "admin-secret") == (0, None)
+        granted = await admin.request(
+            CreateAclsRequest(
+                creations=[
+                    CreateAclsRequest.AclCreation(
+                        resource_type=2,  # TOPIC
+                        resource_name="orders",
+                        resource_pattern_type=3,  # LITERAL
+                        principal="User:alice",
+                        host="*",
+                        operation=4,  # WRITE
+                        permission_type=3,  # ALLOW
+                    )
+                ]
+            )
+        )
+        assert [r.error_code for r in granted.results] == [0]
+    async with await _connect(server, "SASL_PLAINTEXT") as alice:
+        assert await plain_login(alice, "alice", "alice-secret") == (0, None)
+        assert (await produce(alice, "orders", 0, records(2))).error_code == 0
+        fetched = await alice.request(fetch_request("orders", 0, 0), version=12)
+        code = fetched.responses[0].partitions[0].error_code
+        assert code == ErrorCode.TOPIC_AUTHORIZATION_FAILED
+    # The same PLAINTEXT client is User:ANONYMOUS, with no ACL at all.
+    async with await _connect(server, "PLAINTEXT") as anonymous:
+        part = await produce(anonymous, "orders", 0, records(1))
+        assert part.error_code == ErrorCode.TOPIC_AUTHORIZATION_FAILED
+
+
+async def test_reauthentication_kip368(make_server: MakeServer) -> None:
+    server = await _sasl_server(make_server, **{"connections.max.reauth.ms": 400})
+
+    async def login(client: RawClient, user: str, password: str) -> Any:
+        assert await sasl_handshake(client, "PLAIN") == 0
+        return await client.request(SaslAuthenticateRequest(auth_bytes=plain_token(user, password)))
+
+    async with await _connect(server, "SASL_PLAINTEXT") as client:
+        response = await login(client, "alice", "alice-secret")
+        assert (response.error_code, response.session_lifetime_ms) == (0, 400)
+        await trio.sleep(0.25)
+        # Re-authenticating (same principal) before the session ends starts a new one.
+        assert (await login(client, "alice", "alice-secret")).error_code == 0
+        await trio.sleep(0.25)  # past the first session's end, inside the second
+        assert (await client.request(MetadataRequest(topics=[]))).brokers
+        await trio.sleep(0.45)
+        # The session ended without re-authentication: the next request closes the connection.
+        await client.send_request(MetadataRequest(topics=[]))
+        assert await _closed(client)
+    async with await _connect(server, "SASL_PLAINTEXT") as client:
+        assert (await login(client, "alice", "alice-secret")).error_code == 0
+        # A re-authentication may not change who the connection is.
+        response = await login(client, "admin", "admin-secret")
+        assert response.error_code == ErrorCode.SASL_AUTHENTICATION_FAILED
+        assert "Cannot change principals" in response.error_message
+        assert await _closed(client)
