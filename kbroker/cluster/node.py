@@ -198,6 +198,8 @@ class ClusterNode:
         from kbroker.cluster import znodes
         from kbroker.cluster.controller import Controller
         from kbroker.quotas import quota_manager
+        from kbroker.security import scram_zk
+        from kbroker.security.scram import scram_store
 
         for path in znodes.PERSISTENT_PATHS:
             await self.zk.ensure_path(path)
@@ -231,6 +233,8 @@ class ClusterNode:
                 nursery.start_soon(authorizer.follow_changes, self.zk)
             # Client quotas live in ZooKeeper too; changes arrive in /config/changes.
             await quotas_zk.load_all(self.zk, quota_manager(self.broker))
+            # SCRAM credentials too, in the same /config/users znodes (kbroker.security).
+            await scram_zk.load_all(self.zk, scram_store(self.broker))
             nursery.start_soon(self._keep_registered)
             task_status.started(self)
 
@@ -271,6 +275,8 @@ class ClusterNode:
                     await self.apply_topic_configs(name)
                 elif kind in ("users", "clients") and name:
                     await self._apply_quota_change(entity)
+                    if kind == "users":
+                        await self._apply_scram_change(entity)
             seen = names
 
     async def topic_configs(self, topic: str) -> dict[str, str]:
@@ -280,6 +286,16 @@ class ClusterNode:
         if self.zk is None:  # driven by controller requests alone (tests)
             return dict(self.topic_config_cache.get(topic, {}))
         return await admin_zk.read_topic_config(self.zk, topic)
+
+    async def _apply_scram_change(self, entity_path: str) -> None:
+        """Re-read the SCRAM credentials of a user another broker changed."""
+        from kbroker.security import scram_zk
+        from kbroker.security.scram import scram_store
+
+        try:
+            await scram_zk.reload_user(self.zk, scram_store(self.broker), entity_path)
+        except Exception:  # noqa: BLE001 - malformed or deleted meanwhile
+            logger.warning("ignoring unreadable SCRAM credential change for %s", entity_path)
 
     async def _apply_quota_change(self, entity_path: str) -> None:
         """Re-read a user / client quota entity another broker changed."""
