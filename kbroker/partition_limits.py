@@ -147,7 +147,7 @@ def _check_fds(adding: int, room: int | None) -> None:
             f"Adding {adding} partition(s) would leave too few file descriptors: the open "
             f"file limit ({_fd_limit()}) leaves room for {room} more beside the "
             f"log.max.open.files cache ({open_files_cache().capacity}); raise ulimit -n or lower "
-            "log.max.open.files).",
+            "log.max.open.files.",
         )
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import trio
 
+from kbroker import partition_limits
+from kbroker.log.filecache import OPEN_FILES
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import FetchRequest
 from tests.kbroker.conftest import RawClient
@@ -25,6 +27,7 @@ from tests.kbroker.test_admin_topics import create, new_topic
 ROOT = Path(__file__).resolve().parents[2]
 FD_LIMIT = 256
 PARTITIONS = 3000
+FAST = {"offsets.topic.num.partitions": 1, "transaction.state.log.num.partitions": 1}
 TOPIC = "wide"
 # Partitions per Fetch: a response holds a descriptor per partition it sends (two once
 # the server duplicates them), outside the cache, until it is written out.
@@ -141,3 +144,25 @@ async def test_3000_partitions_under_256_descriptors_then_restart(tmp_path: Path
         finally:
             if process.returncode is None:
                 process.kill()
+
+
+async def test_partitions_beyond_the_old_descriptor_rule_take_turns_in_the_cache(
+    make_server, monkeypatch
+) -> None:
+    # Three descriptors per partition used to be counted against the limit: with
+    # room for 10 partitions above the reserve, 11 were refused. Now they only take
+    # turns in the bounded cache, whose size is what must fit.
+    saved = OPEN_FILES.capacity
+    try:
+        server = await make_server(**{"log.max.open.files": 16}, **FAST)
+        client = await server.connect()
+        in_use = len(os.listdir("/proc/self/fd"))
+        limit = in_use + 64 + 3 * 10 + 2
+        monkeypatch.setattr(partition_limits, "_fd_limit", lambda: max(limit, 4 * 64))
+        [ok] = await create(client, new_topic("wide", 200))
+        assert ok.error_code == ErrorCode.NONE, ok.error_message
+        assert len(server.broker.topics.get("wide").partitions) == 200
+        assert len(OPEN_FILES) <= 16
+        assert len(os.listdir("/proc/self/fd")) <= in_use + 16
+    finally:
+        OPEN_FILES.set_capacity(saved)
