@@ -375,6 +375,15 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
         at_least(1),
     ),
     _c(
+        "log.max.open.files",
+        "int",
+        0,
+        "Segment files (.log, .index, .timeindex of every partition) kept open at once; "
+        "the least recently used is closed beyond it and reopened on demand. 0: half of "
+        "what the open file limit leaves after the share kept for connections.",
+        at_least(0),
+    ),
+    _c(
         "message.max.bytes",
         "int",
         1048588,

@@ -822,8 +822,8 @@ async def serve(
     a port in use) propagate before ``started``.
     """
     load_handlers()
-    # Before the data dir is opened: every partition keeps descriptors open.
-    raise_fd_limit()
+    # Before the data dir is opened: sizes the cache of open segment files too.
+    raise_fd_limit(config["log.max.open.files"])
     zk: Any = None
     joined: str | None = None
     if config.cluster_mode:
