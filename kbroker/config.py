@@ -1008,6 +1008,7 @@ def _protocol_map(text: str) -> dict[str, str]:
     return result
 
 
+_ANY = ConfigDef("", "string", None, "")
 _LISTENER_KEY_RE = re.compile(r"^listener\.name\.([A-Za-z0-9_]+)\.(.+)$")
 
 
@@ -1213,7 +1214,14 @@ class BrokerConfig:
         return math.inf if idle_ms < 0 else idle_ms / 1000.0
 
     def __repr__(self) -> str:
-        return f"BrokerConfig({self.originals!r})"
+        # Passwords (ssl.key.password, sasl.jaas.config's user_ entries...) never reach a log.
+        shown = {
+            key: "[hidden]"
+            if (CONFIG_DEFS.get(key) or _listener_scoped_def(key) or _ANY).type == "password"
+            else value
+            for key, value in self.originals.items()
+        }
+        return f"BrokerConfig({shown!r})"
 
 
 def _to_text(raw: Any) -> str:

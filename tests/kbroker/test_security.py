@@ -604,3 +604,16 @@ async def test_reauthentication_kip368(make_server: MakeServer) -> None:
         assert response.error_code == ErrorCode.SASL_AUTHENTICATION_FAILED
         assert "Cannot change principals" in response.error_message
         assert await _closed(client)
+
+
+def test_passwords_stay_out_of_the_config_repr() -> None:
+    config = BrokerConfig.from_properties(
+        {
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config": JAAS,
+            "ssl.key.password": "key-secret",
+            "num.partitions": "2",
+        }
+    )
+    text = repr(config)
+    assert "alice-secret" not in text and "key-secret" not in text
+    assert "'num.partitions': '2'" in text
