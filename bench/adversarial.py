@@ -124,8 +124,8 @@ class Broker(KbrokerProcess):
         """The last line of each traceback (the exception), counted."""
         kinds: dict[str, int] = {}
         inside = False
-        lines = list(self.lines)  # a snapshot: the reader thread may still be appending
-        for line, following in zip(lines, [*lines[1:], ""], strict=True):
+        lines = list(self.lines)
+        for line, following in zip(lines, [*lines[1:], ""][: len(lines)], strict=True):
             if line.startswith("Traceback"):
                 inside = True
             elif inside and not following.startswith(" ") and not line.startswith(" "):
