@@ -235,7 +235,14 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
         "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
         "Listener name to security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL).",
     ),
-    _c("inter.broker.listener.name", "string", None, _NO_EFFECT, effective=False),
+    _c(
+        "inter.broker.listener.name",
+        "string",
+        None,
+        "Cluster mode: the listener brokers use to reach each other (controller channel, "
+        "replica fetchers, transaction markers). Unset: the listener named after "
+        "security.inter.broker.protocol.",
+    ),
     _c("controller.listener.names", "string", None, _NO_EFFECT, effective=False),
     _c("controller.quorum.voters", "list", [], _NO_EFFECT, effective=False),
     _c("controller.quorum.bootstrap.servers", "list", [], _NO_EFFECT, effective=False),
@@ -875,7 +882,13 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
         "options; OAuthBearerLoginModule's unsecuredValidator* options.",
     ),
     _c("sasl.mechanism.inter.broker.protocol", "string", "GSSAPI", _NO_EFFECT, effective=False),
-    _c("security.inter.broker.protocol", "string", "PLAINTEXT", _NO_EFFECT, effective=False),
+    _c(
+        "security.inter.broker.protocol",
+        "string",
+        "PLAINTEXT",
+        "Cluster mode: names the inter-broker listener when inter.broker.listener.name is "
+        "unset (the listener called like the protocol, as in Kafka).",
+    ),
     _c(
         "connection.failed.authentication.delay.ms",
         "int",
@@ -1164,6 +1177,39 @@ class BrokerConfig:
             # One listener advertised under another name: it is the one.
             found = next(iter(advertised.values()))
         return found
+
+    @functools.cached_property
+    def inter_broker_listener_name(self) -> str:
+        """The listener other brokers reach us on (KafkaConfig.interBrokerListenerName):
+        inter.broker.listener.name, else the listener named like
+        security.inter.broker.protocol. Kafka rejects setting both."""
+        names = [listener.name for listener in self.listeners]
+        explicit = self._values["inter.broker.listener.name"]
+        if explicit:
+            if self.is_set("security.inter.broker.protocol"):
+                raise ValueError(
+                    "only one of inter.broker.listener.name and "
+                    "security.inter.broker.protocol may be set"
+                )
+            name = explicit.strip().upper()
+            if name not in names:
+                raise ValueError(f"inter.broker.listener.name {name} is not in listeners")
+        else:
+            name = str(self._values["security.inter.broker.protocol"]).strip().upper()
+            if name not in names:
+                if self.is_set("security.inter.broker.protocol"):
+                    raise ValueError(f"security.inter.broker.protocol {name}: no such listener")
+                # Neither key given and no PLAINTEXT listener (a single-node setup, where
+                # Kafka would refuse to start): the first listener serves.
+                name = names[0]
+        # Brokers talk to each other with kbroker's plain client: no TLS or SASL yet.
+        protocol = self.security_protocol(name)
+        if protocol != "PLAINTEXT":
+            raise ValueError(
+                f"inter-broker listener {name} uses {protocol}; kbroker brokers talk to "
+                "each other over PLAINTEXT only"
+            )
+        return name
 
     def for_listener(self, listener_name: str, key: str, mechanism: str | None = None) -> Any:
         """``key`` for one listener: listener.name.<listener>.[<mechanism>.]<key>, else ``key``."""
