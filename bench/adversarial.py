@@ -124,7 +124,8 @@ class Broker(KbrokerProcess):
         """The last line of each traceback (the exception), counted."""
         kinds: dict[str, int] = {}
         inside = False
-        for line, following in zip(self.lines, [*self.lines[1:], ""], strict=True):
+        lines = list(self.lines)
+        for line, following in zip(lines, [*lines[1:], ""][: len(lines)], strict=True):
             if line.startswith("Traceback"):
                 inside = True
             elif inside and not following.startswith(" ") and not line.startswith(" "):
