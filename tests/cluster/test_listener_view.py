@@ -21,6 +21,7 @@ from kbroker.wire.messages import (
     UpdateMetadataRequest,
 )
 from tests.kbroker.conftest import RawClient
+from tests.kbroker.helpers import produce_request, records
 
 R = UpdateMetadataRequest
 # Brokers 1 (this one) and 2 have both listeners; broker 3 only PLAINTEXT.
@@ -124,6 +125,14 @@ async def test_each_listener_sees_its_own_endpoints(nursery: trio.Nursery, tmp_p
             1: ports["EXTERNAL"],
             2: EXTERNAL[2],
         }
+
+        # KIP-951 hints name the leader's endpoint on the client's listener, or nothing.
+        resp = await external.request(
+            produce_request("t", 0, records(1), extra=[(1, records(1))]), version=11
+        )
+        codes = {p.index: p.error_code for p in resp.responses[0].partition_responses}
+        assert codes == {0: ErrorCode.NOT_LEADER_OR_FOLLOWER, 1: ErrorCode.NOT_LEADER_OR_FOLLOWER}
+        assert [(n.node_id, n.host, n.port) for n in resp.node_endpoints] == [(2, *EXTERNAL[2])]
 
         def group_on(partition: int) -> str:
             return next(
