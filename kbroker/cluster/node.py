@@ -356,6 +356,7 @@ class ClusterNode:
                 logger.info(
                     "ISR of %s-%d changed in ZooKeeper meanwhile; not written", topic, index
                 )
+                await self._adopt_partition_state(topic, index)
                 return
             except Exception:
                 logger.exception("cannot write the ISR of %s-%d", topic, index)
@@ -372,6 +373,35 @@ class ClusterNode:
             )
         except Exception:
             logger.exception("cannot notify the ISR change of %s-%d", topic, index)
+
+    async def _adopt_partition_state(self, topic: str, index: int) -> None:
+        """After a refused ISR write: when ZooKeeper's state still names this broker leader
+        at its epoch, take its ISR and version, as the LeaderAndIsr carrying them would do,
+        so the next change is computed from it instead of failing on the version forever."""
+        from kbroker.cluster import znodes
+
+        try:
+            data, stat = await self.zk.get(znodes.partition_state_path(topic, index))
+            current = znodes.PartitionState.decode(data, stat.version)
+        except Exception:  # noqa: BLE001 - the next LeaderAndIsr sets it anyway
+            logger.exception("cannot read the state of %s-%d", topic, index)
+            return
+        state = self.replicas.states.get((topic, index))
+        partition = self.broker.topics.partition(topic, index)
+        if (
+            state is None
+            or current.leader != self.broker_id
+            or current.leader_epoch != state.leader_epoch
+            or stat.version <= state.zk_version
+        ):
+            return
+        state.isr = tuple(current.isr)
+        state.zk_version = stat.version
+        if partition is not None and partition.replica is not None:
+            partition.replica.make_leader(
+                leader_epoch=state.leader_epoch, isr=state.isr, replicas=state.replicas
+            )
+        logger.info("ISR of %s-%d taken from ZooKeeper: %s", topic, index, list(state.isr))
 
     # --- transaction markers for partitions led elsewhere ------------------------------
 
