@@ -201,10 +201,6 @@ class ClusterNode:
 
         for path in znodes.PERSISTENT_PATHS:
             await self.zk.ensure_path(path)
-        await self.register()
-        self.controller = Controller(
-            self.zk, broker_id=self.broker_id, config=self.broker.config, clock=self.clock
-        )
         from kbroker.replication.fetcher import FetcherConfig, ReplicaFetcherManager
 
         config = self.broker.config
@@ -216,11 +212,17 @@ class ClusterNode:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await nursery.start(fetchers.run)
-            # Followers copy their leaders from now on (kbroker.replication).
+            # Followers copy their leaders from now on (kbroker.replication). Set before
+            # registering: the controller's LeaderAndIsr can arrive as soon as the
+            # registration is seen, and a follower made without its fetcher never fetches.
             self.replicas.fetchers = fetchers
             self.replicas.endpoint_of = self._endpoint_of
             self.replicas.isr_writer = self._write_isr
             nursery.start_soon(self._expire_isr, config["replica.lag.time.max.ms"] / 2000)
+            await self.register()
+            self.controller = Controller(
+                self.zk, broker_id=self.broker_id, config=self.broker.config, clock=self.clock
+            )
             await nursery.start(self.controller.run)
             nursery.start_soon(self._follow_config_changes)
             authorizer = authorizer_of(self.broker)
