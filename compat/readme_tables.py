@@ -45,6 +45,7 @@ MAIN_SETTINGS = [
     "max.broker.partitions",
     "max.partitions.per.request",
     "auto.create.topics.max.per.request",
+    "log.max.open.files",
     "fetch.max.bytes",
 ]
 

@@ -152,8 +152,9 @@ listener.name.mtls.ssl.client.auth=required
 
 
 @contextmanager
-def secured_broker(directory: Path) -> Iterator[tuple[ConfigFileBroker, Material]]:
-    """The broker, started, with the SCRAM users created; killed at the end."""
+def secured_broker(directory: Path, extra: str = "") -> Iterator[tuple[ConfigFileBroker, Material]]:
+    """The broker, started, with the SCRAM users created; killed at the end. ``extra``:
+    more server.properties lines."""
     from confluent_kafka.admin import (
         AdminClient,
         ScramCredentialInfo,
@@ -163,7 +164,7 @@ def secured_broker(directory: Path) -> Iterator[tuple[ConfigFileBroker, Material
 
     material, keystore, ca_file = write_material(directory / "tls")
     properties = directory / "server.properties"
-    properties.write_text(server_properties(directory / "data", keystore, ca_file))
+    properties.write_text(server_properties(directory / "data", keystore, ca_file) + extra)
     live = ConfigFileBroker(directory / "data", properties)
     live.start()
     try:

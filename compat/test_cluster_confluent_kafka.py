@@ -170,8 +170,16 @@ def test_kill_leader_new_leader_from_isr_and_clients_carry_on(
         after_kill = cluster.partitions(topic_name)[0]
         assert after_kill.leader_epoch > before.leader_epoch
         assert before.leader not in after_kill.isr
-        for broker_id in cluster.running_broker_ids:
-            assert cluster.leader_of(topic_name, 0, via=broker_id) == new_leader
+        # Every running broker's Metadata names it once the controller's UpdateMetadata has
+        # reached it (sent to each broker on its own channel, so not at the same instant).
+        cluster.wait_for(
+            lambda: all(
+                cluster.leader_of(topic_name, 0, via=broker_id) == new_leader
+                for broker_id in cluster.running_broker_ids
+            ),
+            FAILOVER_DEADLINE_S,
+            message=f"every broker naming {new_leader} as leader",
+        )
 
         after = {f"after-{i}".encode() for i in range(5)}
         for value in sorted(after):

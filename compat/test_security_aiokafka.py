@@ -16,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 
+from compat import results
 from compat.security_kit import (
     CASES,
     WRONG_PASSWORD,
@@ -27,6 +28,7 @@ from compat.security_kit import (
 )
 
 pytestmark = pytest.mark.compat
+results.CLIENTS.setdefault("test_aiokafka", ("aiokafka", "aiokafka"))
 TIMEOUT_S = 30.0
 
 

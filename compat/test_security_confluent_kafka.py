@@ -3,8 +3,10 @@ group, commit; a wrong password fails with librdkafka's authentication error."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
@@ -112,3 +114,26 @@ def test_wrong_password_fails_authentication(
     assert errors[0].code() == KafkaError._AUTHENTICATION, errors[0]
     assert "Authentication failed" in errors[0].str()
     assert "failed SASL" in live.log
+
+
+def test_reauthentication(tmp_path: Path) -> None:
+    """KIP-368: with connections.max.reauth.ms, librdkafka re-authenticates its long-lived
+    connections before their sessions end and keeps producing without a reconnect."""
+
+    with secured_broker(tmp_path, extra="connections.max.reauth.ms=1500\n") as (live, material):
+        conf = settings(live, material, CASES["sasl_plaintext_scram_sha_256"])
+        topic = f"security-ck-reauth-{uuid.uuid4().hex[:6]}"
+        admin = AdminClient(conf)
+        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(TIMEOUT_S)
+        producer = Producer(conf)
+        errors: list[object] = []
+        deadline = time.monotonic() + 4.5
+        sent = 0
+        while time.monotonic() < deadline:
+            producer.produce(topic, b"x", on_delivery=lambda err, msg: errors.append(err))
+            sent += 1
+            producer.flush(TIMEOUT_S)
+            time.sleep(0.3)
+        assert errors == [None] * sent
+        assert "re-authenticated as User:scram256" in live.log
+        assert "session expired" not in live.log

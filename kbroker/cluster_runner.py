@@ -109,9 +109,13 @@ class BrokerProcess:
         log_path: Path,
         overrides: Mapping[str, str],
         broker_id_flag: bool,
+        extra_listeners: Mapping[str, int] | None = None,
     ) -> None:
         self.broker_id = broker_id
         self.port = port
+        # Listener name -> port of the listeners besides PLAINTEXT on ``port`` (fixed
+        # across restarts, like ``port``).
+        self.extra_listeners = dict(extra_listeners or {})
         self.data_dir = data_dir
         self.log_path = log_path
         self.overrides = dict(overrides)
@@ -125,6 +129,12 @@ class BrokerProcess:
         """``127.0.0.1:PORT``."""
         return f"{HOST}:{self.port}"
 
+    def listener_address(self, name: str) -> str:
+        """``127.0.0.1:PORT`` of listener ``name`` (PLAINTEXT is :attr:`address`)."""
+        if name.upper() == "PLAINTEXT":
+            return self.address
+        return f"{HOST}:{self.extra_listeners[name.upper()]}"
+
     def command(self) -> list[str]:
         """The exact command line of this broker."""
         cmd = [sys.executable, "-m", "kbroker"]
@@ -132,7 +142,14 @@ class BrokerProcess:
             cmd += ["--broker-id", str(self.broker_id)]
         else:
             cmd += ["--override", f"broker.id={self.broker_id}"]
-        cmd += ["--listen", self.address, "--data-dir", str(self.data_dir)]
+        if self.extra_listeners:
+            listeners = [f"PLAINTEXT://{self.address}"] + [
+                f"{name}://{HOST}:{port}" for name, port in self.extra_listeners.items()
+            ]
+            cmd += ["--override", "listeners=" + ",".join(listeners)]
+        else:
+            cmd += ["--listen", self.address]
+        cmd += ["--data-dir", str(self.data_dir)]
         for key, value in self.overrides.items():
             cmd += ["--override", f"{key}={value}"]
         return cmd
@@ -258,6 +275,7 @@ class Cluster(Runner):
         start_timeout: float = START_TIMEOUT_S,
         stop_timeout: float = STOP_TIMEOUT_S,
         wait_for_members: bool = True,
+        listeners: Sequence[str] = (),
     ) -> None:
         ids = list(broker_ids) if broker_ids is not None else list(range(1, brokers + 1))
         if not ids or len(set(ids)) != len(ids):
@@ -271,6 +289,9 @@ class Cluster(Runner):
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.wait_for_members = wait_for_members
+        # Listener names each broker serves besides PLAINTEXT (which stays inter-broker),
+        # on ports of their own: e.g. ("SASL_PLAINTEXT",).
+        self.extra_listener_names = [name.upper() for name in listeners]
         self.zookeeper_server: ZooKeeperServer | None = None
         self.zookeeper_connect = ""  # with the chroot: what brokers get as zookeeper.connect
         self.zookeeper_hosts = ""  # without it
@@ -325,6 +346,7 @@ class Cluster(Runner):
                 log_path=self.data_dir / f"broker-{broker_id}.log",
                 overrides=overrides,
                 broker_id_flag=flag,
+                extra_listeners={name: free_port(HOST) for name in self.extra_listener_names},
             )
         # All at once: in cluster mode a broker's start-up waits on ZooKeeper, not on the
         # others, and a serial start would multiply the interpreter start-up time by N.
@@ -346,6 +368,7 @@ class Cluster(Runner):
                 raise
             broker.kill()
             broker.port = free_port(HOST)
+            broker.extra_listeners = {name: free_port(HOST) for name in broker.extra_listeners}
             broker.wait_ready(broker.launch(), self.start_timeout)
 
     def close(self, *, keep_data: bool = False) -> None:

@@ -235,7 +235,14 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
         "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
         "Listener name to security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL).",
     ),
-    _c("inter.broker.listener.name", "string", None, _NO_EFFECT, effective=False),
+    _c(
+        "inter.broker.listener.name",
+        "string",
+        None,
+        "Cluster mode: the listener brokers use to reach each other (controller channel, "
+        "replica fetchers, transaction markers). Unset: the listener named after "
+        "security.inter.broker.protocol.",
+    ),
     _c("controller.listener.names", "string", None, _NO_EFFECT, effective=False),
     _c("controller.quorum.voters", "list", [], _NO_EFFECT, effective=False),
     _c("controller.quorum.bootstrap.servers", "list", [], _NO_EFFECT, effective=False),
@@ -373,6 +380,15 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
         "Partitions this broker hosts at most (KIP-578's name); creating beyond it fails "
         "with POLICY_VIOLATION. Internal topics are never refused.",
         at_least(1),
+    ),
+    _c(
+        "log.max.open.files",
+        "int",
+        0,
+        "Segment files (.log, .index, .timeindex of every partition) kept open at once; "
+        "the least recently used is closed beyond it and reopened on demand. 0: half of "
+        "what the open file limit leaves after the share kept for connections.",
+        at_least(0),
     ),
     _c(
         "message.max.bytes",
@@ -874,12 +890,27 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
         "options; OAuthBearerLoginModule's unsecuredValidator* options.",
     ),
     _c("sasl.mechanism.inter.broker.protocol", "string", "GSSAPI", _NO_EFFECT, effective=False),
-    _c("security.inter.broker.protocol", "string", "PLAINTEXT", _NO_EFFECT, effective=False),
+    _c(
+        "security.inter.broker.protocol",
+        "string",
+        "PLAINTEXT",
+        "Cluster mode: names the inter-broker listener when inter.broker.listener.name is "
+        "unset (the listener called like the protocol, as in Kafka).",
+    ),
     _c(
         "connection.failed.authentication.delay.ms",
         "int",
         100,
         "How long a failed authentication is held before its connection closes.",
+        at_least(0),
+    ),
+    _c(
+        "connections.max.reauth.ms",
+        "long",
+        0,
+        "KIP-368: a SASL client must re-authenticate within this many ms of its login (told "
+        "in SaslAuthenticate's session_lifetime_ms), else its next request closes the "
+        "connection; 0: sessions never expire.",
         at_least(0),
     ),
     _c(
@@ -938,7 +969,6 @@ _SECURITY_KEYS = frozenset(
     {
         "super.users",
         "allow.everyone.if.no.acl.found",
-        "connections.max.reauth.ms",
     }
 )
 # How alike a key must be to a known one to be suggested (difflib's ratio).
@@ -999,6 +1029,7 @@ def _protocol_map(text: str) -> dict[str, str]:
     return result
 
 
+_ANY = ConfigDef("", "string", None, "")
 _LISTENER_KEY_RE = re.compile(r"^listener\.name\.([A-Za-z0-9_]+)\.(.+)$")
 
 
@@ -1017,7 +1048,9 @@ def _listener_scoped_def(key: str) -> ConfigDef | None:
     inner = match.group(2)
     if inner.endswith(".sasl.jaas.config"):
         return CONFIG_DEFS["sasl.jaas.config"]
-    if inner.startswith(("ssl.", "sasl.", "connection.failed.authentication.")):
+    if inner.startswith(("ssl.", "sasl.", "connection.failed.authentication.")) or inner == (
+        "connections.max.reauth.ms"
+    ):
         return CONFIG_DEFS.get(inner)
     return None
 
@@ -1153,6 +1186,39 @@ class BrokerConfig:
             found = next(iter(advertised.values()))
         return found
 
+    @functools.cached_property
+    def inter_broker_listener_name(self) -> str:
+        """The listener other brokers reach us on (KafkaConfig.interBrokerListenerName):
+        inter.broker.listener.name, else the listener named like
+        security.inter.broker.protocol. Kafka rejects setting both."""
+        names = [listener.name for listener in self.listeners]
+        explicit = self._values["inter.broker.listener.name"]
+        if explicit:
+            if self.is_set("security.inter.broker.protocol"):
+                raise ValueError(
+                    "only one of inter.broker.listener.name and "
+                    "security.inter.broker.protocol may be set"
+                )
+            name = explicit.strip().upper()
+            if name not in names:
+                raise ValueError(f"inter.broker.listener.name {name} is not in listeners")
+        else:
+            name = str(self._values["security.inter.broker.protocol"]).strip().upper()
+            if name not in names:
+                if self.is_set("security.inter.broker.protocol"):
+                    raise ValueError(f"security.inter.broker.protocol {name}: no such listener")
+                # Neither key given and no PLAINTEXT listener (a single-node setup, where
+                # Kafka would refuse to start): the first listener serves.
+                name = names[0]
+        # Brokers talk to each other with kbroker's plain client: no TLS or SASL yet.
+        protocol = self.security_protocol(name)
+        if protocol != "PLAINTEXT":
+            raise ValueError(
+                f"inter-broker listener {name} uses {protocol}; kbroker brokers talk to "
+                "each other over PLAINTEXT only"
+            )
+        return name
+
     def for_listener(self, listener_name: str, key: str, mechanism: str | None = None) -> Any:
         """``key`` for one listener: listener.name.<listener>.[<mechanism>.]<key>, else ``key``."""
         prefix = f"listener.name.{listener_name.lower()}."
@@ -1202,7 +1268,14 @@ class BrokerConfig:
         return math.inf if idle_ms < 0 else idle_ms / 1000.0
 
     def __repr__(self) -> str:
-        return f"BrokerConfig({self.originals!r})"
+        # Passwords (ssl.key.password, sasl.jaas.config's user_ entries...) never reach a log.
+        shown = {
+            key: "[hidden]"
+            if (CONFIG_DEFS.get(key) or _listener_scoped_def(key) or _ANY).type == "password"
+            else value
+            for key, value in self.originals.items()
+        }
+        return f"BrokerConfig({shown!r})"
 
 
 def _to_text(raw: Any) -> str:

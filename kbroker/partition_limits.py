@@ -17,13 +17,18 @@ stalls, runs out of descriptors and cannot start again.
   this many topics; the others are answered LEADER_NOT_AVAILABLE (what Kafka
   answers for a topic being created), so the client asks again and the creation
   spreads over its retries.
-- Whatever the settings say, a partition is never created when its descriptors
-  (``FDS_PER_PARTITION``: the active segment's .log, .index and .timeindex) would
-  eat into the quarter of RLIMIT_NOFILE kept for connections and requests: past
-  that the broker could no longer accept clients, and could not open its own data
-  dir at the next start. The refusal (POLICY_VIOLATION) names the limit.
-  ``raise_fd_limit`` lifts the soft limit to the hard one at start-up, as the JVM
-  does for Kafka (HotSpot's MaxFDLimit, on by default).
+- Segment files are opened through one bounded cache shared by every partition
+  (``kbroker.log.filecache``, sized by ``log.max.open.files``; by default half of
+  what RLIMIT_NOFILE leaves after the quarter kept for connections and requests),
+  so a hosted partition holds no descriptor of its own and the descriptor limit
+  no longer caps the partition count. Only when the cache could not reach its
+  bound without eating into that quarter (a cache configured larger than the
+  limit allows) are partitions counted at ``FDS_PER_PARTITION`` each (the active
+  segment's .log, .index and .timeindex) against what is left, and refused
+  (POLICY_VIOLATION, naming the limit) beyond it: past that the broker could no
+  longer accept clients. ``raise_fd_limit`` lifts the soft limit to the hard one
+  at start-up, as the JVM does for Kafka (HotSpot's MaxFDLimit, on by default),
+  and sizes the cache.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import TYPE_CHECKING
 
 from kbroker.errors import KafkaApiError
 from kbroker.internal_topics import INTERNAL_TOPICS
+from kbroker.log.filecache import open_files as open_files_cache
 from kbroker.wire.errors import ErrorCode
 
 if TYPE_CHECKING:
@@ -43,6 +49,7 @@ __all__ = [
     "AutoCreateBudget",
     "check_broker_partitions",
     "check_request_partitions",
+    "open_files_capacity",
     "raise_fd_limit",
 ]
 
@@ -53,6 +60,9 @@ FDS_PER_PARTITION = 3
 # flight (a fetch response holds a duplicate per segment sent), checkpoints.
 FD_RESERVE_FRACTION = 0.25
 FD_RESERVE_MIN = 64
+# Cache bound when the limit is unknown, and the least it is ever sized to.
+DEFAULT_OPEN_FILES = 1024
+OPEN_FILES_MIN = 16
 
 
 def _fd_limit() -> int | None:
@@ -72,8 +82,16 @@ def _open_fds() -> int | None:
         return None
 
 
-def raise_fd_limit() -> None:
-    """Lift the soft descriptor limit to the hard one (what the JVM does for Kafka)."""
+def raise_fd_limit(open_files: int = 0) -> None:
+    """Lift the soft descriptor limit to the hard one (what the JVM does for Kafka), then
+    size the log's cache of open files: ``open_files`` (log.max.open.files), or from the limit when 0."""
+    _raise_soft_limit()
+    cache = open_files_cache()
+    cache.set_capacity(open_files_capacity(open_files, _fd_limit()))
+    logger.info("keeping at most %d segment files open", cache.capacity)
+
+
+def _raise_soft_limit() -> None:
     try:
         import resource
     except ImportError:
@@ -89,13 +107,37 @@ def raise_fd_limit() -> None:
     logger.info("raised the open file limit from %d to %d", soft, hard)
 
 
+def _reserve(limit: int) -> int:
+    return max(FD_RESERVE_MIN, int(limit * FD_RESERVE_FRACTION))
+
+
+def open_files_capacity(configured: int, limit: int | None) -> int:
+    """The cache bound: ``configured`` if set, else half of what the limit leaves after the reserve.
+
+    Half, not all: the other half is for what the cache does not hold (descriptors
+    duplicated for responses being sent, checkpoints, ZooKeeper, the process's own).
+    """
+    if configured > 0:
+        return configured
+    if limit is None:
+        return DEFAULT_OPEN_FILES
+    return max(OPEN_FILES_MIN, (limit - _reserve(limit)) // 2)
+
+
 def partitions_fds_allow() -> int | None:
-    """How many more partitions the descriptor limit leaves room for (None: no limit known)."""
+    """How many more partitions the descriptor limit leaves room for (None: no limit).
+
+    None whenever the cache of open files can grow to its bound without eating into
+    the reserve: new partitions then only take turns in the cache.
+    """
     limit, used = _fd_limit(), _open_fds()
     if limit is None or used is None:
         return None
-    reserve = max(FD_RESERVE_MIN, int(limit * FD_RESERVE_FRACTION))
-    return max(0, (limit - reserve - used) // FDS_PER_PARTITION)
+    free = limit - _reserve(limit) - used
+    cache = open_files_cache()
+    if free + len(cache) >= cache.capacity:
+        return None
+    return max(0, free // FDS_PER_PARTITION)
 
 
 def _check_fds(adding: int, room: int | None) -> None:
@@ -103,8 +145,9 @@ def _check_fds(adding: int, room: int | None) -> None:
         raise KafkaApiError(
             ErrorCode.POLICY_VIOLATION,
             f"Adding {adding} partition(s) would leave too few file descriptors: the open "
-            f"file limit ({_fd_limit()}) leaves room for {room} more (each keeps "
-            f"{FDS_PER_PARTITION} files open; raise ulimit -n).",
+            f"file limit ({_fd_limit()}) leaves room for {room} more beside the "
+            f"log.max.open.files cache ({open_files_cache().capacity}); raise ulimit -n or lower "
+            "log.max.open.files.",
         )
 
 

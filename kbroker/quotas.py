@@ -13,6 +13,13 @@ throttled for ``(rate - quota) / quota * window`` ms (QuotaUtils.throttleTime): 
 response carries throttle_time_ms and the connection reads nothing more for that long
 (KIP-219; a throttled fetch answers no data, as Kafka's).
 
+Request-rate quotas (``request_percentage``, ClientRequestQuotaManager) bound the time a
+client's requests keep the broker busy, as a percentage of one request thread over the
+quota window (200 = two threads' worth): each request's handler time is recorded as
+``seconds * 100`` on a rate per second, and a request that takes the rate over the quota
+is throttled the same way, for at most one quota window
+(ClientRequestQuotaManager.maxThrottleTimeMs). Requests brokers send each other are exempt.
+
 A single broker keeps its quotas in ``quotas.json`` in the data dir; a cluster keeps them
 in ZooKeeper (kbroker.quotas_zk).
 """
@@ -36,6 +43,7 @@ __all__ = [
     "QUOTA_FILE",
     "Entity",
     "QUOTA_KEYS",
+    "REQUEST_PERCENTAGE",
     "InvalidQuota",
     "QuotaManager",
     "make_entity",
@@ -47,10 +55,11 @@ QUOTA_FILE = "quotas.json"
 PRODUCER_BYTE_RATE = "producer_byte_rate"
 CONSUMER_BYTE_RATE = "consumer_byte_rate"
 # QuotaConfigs: the keys a user / client-id entity may carry; the byte rates are longs.
+REQUEST_PERCENTAGE = "request_percentage"
 QUOTA_KEYS = _KEYS = {
     PRODUCER_BYTE_RATE: "long",
     CONSUMER_BYTE_RATE: "long",
-    "request_percentage": "double",
+    REQUEST_PERCENTAGE: "double",
     "controller_mutation_rate": "double",
 }
 USER, CLIENT_ID = "user", "client-id"
@@ -211,9 +220,9 @@ class QuotaManager:
                 return value, (user if u != "-" else ""), (client_id if c != "-" else "")
         return None
 
-    def record(self, key: str, principal: str, client_id: str, size: int, now: float) -> int:
-        """Count ``size`` bytes for the client; the throttle time in ms (0 when within
-        its quota, or when no quota applies)."""
+    def record(self, key: str, principal: str, client_id: str, size: float, now: float) -> int:
+        """Count ``size`` (bytes, or request time in percent) for the client; the throttle
+        time in ms (0 when within its quota, or when no quota applies)."""
         if not self.quotas:
             return 0
         found = self._quota_for(user_of(principal), client_id, key)
@@ -226,6 +235,24 @@ class QuotaManager:
         if observed <= bound:
             return 0
         return round((observed - bound) / bound * window_s * 1000)
+
+    @property
+    def request_quotas_set(self) -> bool:
+        """Whether any entity has a request-rate quota (Kafka's quotasEnabled: no time
+        is recorded otherwise)."""
+        return any(REQUEST_PERCENTAGE in values for values in self.quotas.values())
+
+    def record_request_time(
+        self, principal: str, client_id: str, seconds: float, now: float
+    ) -> int:
+        """Count ``seconds`` of handler time for the client against its request_percentage
+        quota (ClientRequestQuotaManager.maybeRecordAndGetThrottleTimeMs); the throttle
+        time in ms, at most one quota window."""
+        if not self.request_quotas_set:
+            return 0
+        # nanosToPercentage: time per second of wall clock, as a percentage of one thread.
+        throttle = self.record(REQUEST_PERCENTAGE, principal, client_id, seconds * 100, now)
+        return min(throttle, round(WINDOW_S * 1000))
 
     def unrecord(self, key: str, principal: str, client_id: str, size: int, now: float) -> None:
         """Take back bytes counted for a response not sent (a throttled fetch)."""

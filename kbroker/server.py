@@ -53,6 +53,7 @@ from kbroker.config import BrokerConfig, ConfigError, Listener, parse_ip_overrid
 from kbroker.coordinator import service as group_service
 from kbroker.failures import warn_rate_limited
 from kbroker.handlers import CloseConnection, RequestContext, load_handlers, lookup
+from kbroker.handlers.quotas import apply_request_quota
 from kbroker.log.segment import pread_exact
 from kbroker.partition_limits import raise_fd_limit
 from kbroker.replication.checkpoints import HIGH_WATERMARK_CHECKPOINT_INTERVAL_S
@@ -201,6 +202,38 @@ async def _mute(ctx: RequestContext) -> None:
     nothing more for the throttle time (Kafka mutes the channel)."""
     if ctx.throttle_ms > 0:
         await trio.sleep(ctx.throttle_ms / 1000)
+
+
+class _BusyTime:
+    """Await a coroutine, adding up the time it runs between its suspensions: Kafka's
+    request thread time (RequestChannel.Request.requestThreadTimeNanos), which leaves out
+    a request's time parked in purgatory, and here the turns of other tasks too."""
+
+    __slots__ = ("coro", "busy_s")
+
+    def __init__(self, coro: Any) -> None:
+        self.coro = coro
+        self.busy_s = 0.0
+
+    def __await__(self) -> Any:
+        coro = self.coro
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            started = time.perf_counter()
+            try:
+                trap = coro.send(value) if error is None else coro.throw(error)
+            except StopIteration as done:
+                return done.value
+            finally:
+                self.busy_s += time.perf_counter() - started
+            try:
+                value, error = (yield trap), None
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                value, error = None, exc
 
 
 class Connection:
@@ -386,11 +419,12 @@ class Connection:
             principal=self.principal,
             listener=self.listener_name,
         )
+        timed = _BusyTime(handler(ctx, request))
         try:
             if api_key in _MAY_WAIT and self._nursery is not None:
-                response = await self._call_watching_peer(handler, ctx, request)
+                response = await self._call_watching_peer(lambda *_: timed, ctx, request)
             else:
-                response = await handler(ctx, request)
+                response = await timed
         except CloseConnection:
             raise _CloseConnection from None  # the handler has logged why
         except _CloseConnection:
@@ -407,6 +441,7 @@ class Connection:
             if observer is not None:
                 observer(ctx, request, None, started, len(frame), failed=True)
             raise _CloseConnection from None
+        apply_request_quota(ctx, request, response, timed.busy_s)
         if response is None:
             if observer is not None:
                 observer(ctx, request, None, started, len(frame))
@@ -822,8 +857,8 @@ async def serve(
     a port in use) propagate before ``started``.
     """
     load_handlers()
-    # Before the data dir is opened: every partition keeps descriptors open.
-    raise_fd_limit()
+    # Before the data dir is opened: sizes the cache of open segment files too.
+    raise_fd_limit(config["log.max.open.files"])
     zk: Any = None
     joined: str | None = None
     if config.cluster_mode:

@@ -30,14 +30,12 @@ from array import array
 from bisect import bisect_left, bisect_right
 from pathlib import Path
 
+from kbroker.log.filecache import OPEN_FILES, OpenFileCache, open_files
+
 _BIG_ENDIAN = sys.byteorder == "big"
 OFFSET_ENTRY = 8
 TIME_ENTRY = 12
 _TIME = struct.Struct(">qi")
-
-
-def _open(path: Path) -> int:
-    return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
 
 
 def _pread_all(fd: int, size: int) -> bytes:
@@ -61,17 +59,21 @@ def _write_at(fd: int, data: bytes | bytearray, pos: int) -> None:
 
 
 class _IndexFile:
-    """An index file whose descriptor can be parked (closed) while the segment is idle.
+    """An index file whose descriptor comes from the shared cache of open files.
 
-    Closed segments are read rarely, so their index descriptors are closed
-    after loading and reopened on demand: a partition with many segments then
-    holds one descriptor per segment (its `.log`) instead of three.
+    It is opened on first use and closed when idle (evicted by the cache, or
+    parked once a segment is closed), then reopened on demand: a partition's
+    indexes cost no descriptor while nobody reads them.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fd = _open(path)
+        self._fd = -1
+        self._cache: OpenFileCache = OPEN_FILES  # the one that opened it
         self._closed = False
+        # Written (or truncated) since the last fsync, maybe through a descriptor the
+        # cache has closed since: fsync must then reopen the file to flush it.
+        self._unsynced = False
         # Entries appended but not yet written, and the file position they start at.
         self._pending = bytearray()
         self._pending_at = 0
@@ -82,10 +84,14 @@ class _IndexFile:
         self._pending += data
 
     def write_pending(self) -> None:
-        """Write the entries appended since the last write (flush, roll, park, close)."""
+        """Write the entries appended since the last write (flush, roll, park, close, eviction)."""
         if self._pending:
-            _write_at(self.fd, self._pending, self._pending_at)
-            del self._pending[:]
+            self._write_pending_to(self.fd)
+
+    def _write_pending_to(self, fd: int) -> None:
+        _write_at(fd, self._pending, self._pending_at)
+        del self._pending[:]
+        self._unsynced = True
 
     def _drop_pending(self) -> None:
         del self._pending[:]
@@ -95,27 +101,43 @@ class _IndexFile:
         self.write_pending()
         return os.fstat(self.fd).st_size
 
+    def _truncate(self, size: int) -> None:
+        os.ftruncate(self.fd, size)
+        self._unsynced = True
+
     @property
     def fd(self) -> int:
-        """The descriptor, reopened if parked."""
-        if self._fd < 0:
-            if self._closed:
-                raise OSError(f"index {self.path} is closed")
-            self._fd = _open(self.path)
+        """The descriptor, reopened (through the cache) if closed while idle."""
+        if self._fd >= 0:
+            self._cache.touch(self)
+            return self._fd
+        if self._closed:
+            raise OSError(f"index {self.path} is closed")
+        self._cache = open_files()
+        self._fd = self._cache.open(self, self.path, os.O_RDWR | os.O_CREAT)
         return self._fd
+
+    def evict(self) -> None:
+        """Called by the cache: write pending entries, then close until the next use."""
+        if self._pending:
+            self._write_pending_to(self._fd)
+        os.close(self._fd)
+        self._fd = -1
 
     def park(self) -> None:
         """Close the descriptor until the next use (the in-memory state stays)."""
         self.write_pending()
         if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+            self._cache.forget(self)
+            fd, self._fd = self._fd, -1
+            os.close(fd)
 
     def fsync(self) -> None:
-        """Flush the index file to disk (nothing to do while parked: parking follows a flush)."""
+        """Flush the index file to disk (reopening it if written through a closed descriptor)."""
         self.write_pending()
-        if self._fd >= 0:
-            os.fsync(self._fd)
+        if self._fd >= 0 or self._unsynced:
+            os.fsync(self.fd)
+        self._unsynced = False
 
     def close(self) -> None:
         """Close the file descriptor for good."""
@@ -224,7 +246,7 @@ class OffsetIndex(_IndexFile):
         del pos[keep:]
         self._count = keep
         self.write_pending()
-        os.ftruncate(self.fd, keep * OFFSET_ENTRY)
+        self._truncate(keep * OFFSET_ENTRY)
 
     def reset(self, entries: list[tuple[int, int]]) -> None:
         """Replace the whole index (rebuild after recovery or compaction)."""
@@ -232,7 +254,7 @@ class OffsetIndex(_IndexFile):
         self._pos = array("i")
         self._count = 0
         self._drop_pending()
-        os.ftruncate(self.fd, 0)
+        self._truncate(0)
         if entries:
             self.append_entries(entries)
 
@@ -335,7 +357,7 @@ class TimeIndex(_IndexFile):
         del rel[keep:]
         self._count = keep
         self.write_pending()
-        os.ftruncate(self.fd, keep * TIME_ENTRY)
+        self._truncate(keep * TIME_ENTRY)
 
     def reset(self, entries: list[tuple[int, int]]) -> None:
         """Replace the whole index."""
@@ -343,6 +365,6 @@ class TimeIndex(_IndexFile):
         self._rel = []
         self._count = 0
         self._drop_pending()
-        os.ftruncate(self.fd, 0)
+        self._truncate(0)
         if entries:
             self.maybe_append(entries)

@@ -652,7 +652,8 @@ class PartitionLog:
                 seg.position_for(offset), offset, limit, max_bytes - total, min_one and total == 0
             )
             if start >= 0:
-                regions.append(FileRegion(seg.fd, start, taken, seg.handle))
+                handle = seg.handle
+                regions.append(FileRegion(handle.fd, start, taken, handle))
                 total += taken
                 if first < 0:
                     first = seg_first

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kbroker.log.filecache import OPEN_FILES, OpenFileCache, open_files
 from kbroker.log.index import OffsetIndex, TimeIndex
 from kbroker.log.scan import BatchSpan, header_size, span_at, spans_in, valid_spans
 from kbroker.wire.records import RECORD_BATCH_OVERHEAD
@@ -49,11 +50,13 @@ class FileHandle:
     def __init__(self, fd: int) -> None:
         self.fd = fd
 
-    def close(self) -> None:
+    def close(self, _close: Callable[[int], None] = os.close) -> None:
         """Close the descriptor now (idempotent)."""
+        # os.close bound at definition: handles still cached when the interpreter
+        # exits are closed after module globals are gone.
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
-            os.close(fd)
+            _close(fd)
 
     def __del__(self) -> None:
         try:
@@ -194,11 +197,15 @@ class LogSegment:
         self.log_path = Path(stem + ".log")
         index_path, time_path = stem + ".index", stem + ".timeindex"
         self.index_missing = not (os.path.exists(index_path) and os.path.exists(time_path))
-        self.handle = FileHandle(os.open(stem + ".log", os.O_RDWR | os.O_CREAT, 0o644))
+        # The `.log` descriptor, from the shared cache of open files: None while closed
+        # for idleness (reopened on the next use), or after close()/release().
+        self._handle: FileHandle | None = None
+        self._cache: OpenFileCache = OPEN_FILES  # the one that opened it
+        self._closed = False
+        self.size = os.fstat(self.fd).st_size  # opens (and creates) the .log
         self.index = OffsetIndex(Path(index_path), segment_index_bytes // 8)
         self.time_index = TimeIndex(Path(time_path), segment_index_bytes // 12)
         self.index_interval_bytes = index_interval_bytes
-        self.size = os.fstat(self.handle.fd).st_size
         self.next_offset = base_offset
         self.max_timestamp = -1
         self.offset_of_max_timestamp = base_offset
@@ -207,9 +214,32 @@ class LogSegment:
         self.bytes_since_last_index_entry = 0
 
     @property
+    def handle(self) -> FileHandle:
+        """The `.log` FileHandle (what a FileRegion keeps alive), opened if closed while idle."""
+        handle = self._handle
+        if handle is not None:
+            self._cache.touch(self)
+            return handle
+        if self._closed:
+            raise OSError(f"segment {self.log_path} is closed")
+        self._cache = open_files()
+        handle = self._handle = FileHandle(
+            self._cache.open(self, self.log_path, os.O_RDWR | os.O_CREAT)
+        )
+        return handle
+
+    @property
     def fd(self) -> int:
-        """The `.log` file descriptor."""
+        """The `.log` file descriptor; read it again after anything that may open a file."""
         return self.handle.fd
+
+    def evict(self) -> None:
+        """Called by the open-file cache: let go of the `.log` descriptor until the next use.
+
+        Dropping the handle closes the descriptor at once unless a FileRegion being
+        sent still refers to it; then it closes when that region is done.
+        """
+        self._handle = None
 
     # -- appends ---------------------------------------------------------------
     def append(
@@ -298,11 +328,12 @@ class LogSegment:
     def iter_spans(self, start: int = 0, end: int | None = None) -> Iterator[BatchSpan]:
         """Each whole batch from `start` (a batch boundary), read in chunks; stops at a torn or bad tail."""
         end = self.size if end is None else end
-        fd = self.fd
         pos = start
         want = _SCAN_CHUNK
         while pos + RECORD_BATCH_OVERHEAD <= end:
-            buf = os.pread(fd, min(want, end - pos), pos)
+            # self.fd each time: between yields the caller may open files, and the
+            # cache may close this one meanwhile.
+            buf = os.pread(self.fd, min(want, end - pos), pos)
             consumed, spans = spans_in(buf, pos)
             if spans:
                 yield from spans
@@ -484,15 +515,24 @@ class LogSegment:
         self.time_index.fsync()
 
     def close(self) -> None:
-        """Close the indexes; the `.log` descriptor closes when no FileRegion uses it."""
+        """Close the indexes and the `.log` descriptor, for good."""
         self.index.close()
         self.time_index.close()
-        self.handle.close()
+        handle = self._handle
+        self._drop_log_handle()
+        if handle is not None:
+            handle.close()
 
     def release(self) -> None:
         """Drop our own descriptors but let outstanding FileRegions keep the `.log` one."""
         self.index.close()
         self.time_index.close()
+        self._drop_log_handle()
+
+    def _drop_log_handle(self) -> None:
+        self._cache.forget(self)
+        self._handle = None
+        self._closed = True
 
     def delete_files(self) -> None:
         """Unlink the segment's files (`.log` first, so a crash leaves only orphan indexes)."""

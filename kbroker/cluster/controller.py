@@ -144,6 +144,8 @@ class ControllerCore:
     broker_id: int
     epoch: int
     unclean_leader_election: bool = False
+    # The listener brokers reach each other on (every broker of a cluster names it alike).
+    inter_broker_listener: str = "PLAINTEXT"
     live: dict[int, LiveBroker] = field(default_factory=dict)
     topics: dict[str, TopicAssignment] = field(default_factory=dict)
     states: dict[TP, PartitionState] = field(default_factory=dict)
@@ -421,7 +423,7 @@ class ControllerCore:
         if b is None:
             return "", -1
         reg = b.registration
-        return reg.endpoint("PLAINTEXT") or (reg.host, reg.port)
+        return reg.endpoint(self.inter_broker_listener) or (reg.host, reg.port)
 
     def leader_and_isr(
         self, broker_id: int, tps: Iterable[TP], *, full: bool = False, new: Iterable[TP] = ()
@@ -998,7 +1000,12 @@ class Controller:
         assert self._nursery is not None
         self._generation += 1
         gen = self._generation
-        core = ControllerCore(self.broker_id, self.epoch, unclean_leader_election=self.unclean)
+        core = ControllerCore(
+            self.broker_id,
+            self.epoch,
+            unclean_leader_election=self.unclean,
+            inter_broker_listener=getattr(self.config, "inter_broker_listener_name", "PLAINTEXT"),
+        )
         for path in (
             znodes.BROKER_IDS,
             znodes.TOPICS,

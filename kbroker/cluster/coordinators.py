@@ -58,7 +58,9 @@ def coordinator_partition(cluster: ClusterNode, key_type: int, key: str) -> tupl
     return topic, partition_for(key, count)
 
 
-async def locate(cluster: ClusterNode, key_type: int, key: str) -> tuple[int, str, int]:
+async def locate(
+    cluster: ClusterNode, key_type: int, key: str, listener: str | None = None
+) -> tuple[int, str, int]:
     """(node id, host, port) of ``key``'s coordinator; KafkaApiError
     COORDINATOR_NOT_AVAILABLE while its partition has no live leader."""
     from kbroker.cluster.topic_admin import auto_create
@@ -73,8 +75,12 @@ async def locate(cluster: ClusterNode, key_type: int, key: str) -> tuple[int, st
     leader = cluster.metadata.leader_of(topic, partition)
     if leader is None:
         raise KafkaApiError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
-    info = cluster.metadata.brokers[leader]
-    return leader, info.host, info.port
+    # The coordinator's endpoint on the client's listener; a coordinator without it is
+    # not available to this client (Kafka answers COORDINATOR_NOT_AVAILABLE too).
+    endpoint = cluster.metadata.brokers[leader].endpoint_for(listener)
+    if endpoint is None:
+        raise KafkaApiError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
+    return leader, endpoint[0], endpoint[1]
 
 
 def leads_coordinator(cluster: ClusterNode, key_type: int, key: str) -> bool:

@@ -11,7 +11,7 @@ topic to appear, as Kafka's DelayedCreatePartitions) are woken on every change.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,12 +28,22 @@ ZERO_UUID = uuid.UUID(int=0)
 
 @dataclass(frozen=True, slots=True)
 class BrokerInfo:
-    """A live broker: id, the endpoint clients use, rack."""
+    """A live broker: id, its inter-broker endpoint, rack, and every listener's endpoint."""
 
     broker_id: int
     host: str
     port: int
     rack: str | None = None
+    # listener name -> (host, port); empty when the controller sent no listener names
+    # (UpdateMetadata v0), and then host/port serve every client.
+    listeners: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+
+    def endpoint_for(self, listener: str | None) -> tuple[str, int] | None:
+        """Where clients of ``listener`` reach this broker; None if it has no such
+        listener (Kafka leaves such a broker out of the answer)."""
+        if not self.listeners or listener is None:
+            return self.host, self.port
+        return self.listeners.get(listener)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +75,8 @@ class MetadataCache:
 
     def __init__(self) -> None:
         self.brokers: dict[int, BrokerInfo] = {}
+        # The listener whose endpoints host/port of each BrokerInfo are (inter-broker).
+        self.inter_broker_listener = "PLAINTEXT"
         self.controller_id: int = NO_LEADER
         self.controller_epoch: int = -1
         self.topics: dict[str, TopicInfo] = {}
@@ -162,11 +174,15 @@ class MetadataCache:
         brokers = []
         for live in request.live_brokers:
             endpoints = list(getattr(live, "endpoints", None) or [])
+            listeners = {
+                e.listener: (e.host, e.port) for e in endpoints if getattr(e, "listener", None)
+            }
             if endpoints:
-                host, port = endpoints[0].host, endpoints[0].port
+                first = (endpoints[0].host, endpoints[0].port)
+                host, port = listeners.get(self.inter_broker_listener, first)
             else:  # v0 carried one host/port per broker
                 host, port = getattr(live, "v0_host", ""), getattr(live, "v0_port", -1)
-            brokers.append(BrokerInfo(live.id, host, port, getattr(live, "rack", None)))
+            brokers.append(BrokerInfo(live.id, host, port, getattr(live, "rack", None), listeners))
         self.brokers = {b.broker_id: b for b in brokers}
         self.controller_id = request.controller_id
         self.controller_epoch = request.controller_epoch

@@ -142,11 +142,17 @@ class ClusterNode:
 
     # --- identity ---------------------------------------------------------------------
 
-    def endpoint(self) -> tuple[str, int]:
-        """The (host, port) other brokers and clients reach this broker at."""
+    def endpoint(self, listener_name: str | None = None) -> tuple[str, int]:
+        """The (host, port) other brokers (or clients of ``listener_name``) reach us at."""
         config = self.broker.config
-        advertised = config.advertised_listener
-        bound = self.broker.listen_address or (config.listener.host, config.listener.port)
+        name = listener_name or config.inter_broker_listener_name
+        listener = next((x for x in config.listeners if x.name == name), config.listener)
+        advertised = config.advertised_for(listener.name)
+        bound = self.broker.listen_addresses.get(listener.name) or (
+            self.broker.listen_address
+            if listener is config.listener and self.broker.listen_address
+            else (listener.host, listener.port)
+        )
         if advertised is not None:
             host = advertised.host or bound[0]
             port = advertised.port
@@ -157,16 +163,33 @@ class ClusterNode:
         return host, port
 
     async def register(self) -> None:
-        """Create the ephemeral /brokers/ids/<id> (BrokerIdZNode v5); the czxid is our epoch."""
+        """Create the ephemeral /brokers/ids/<id> (BrokerIdZNode v5) listing every listener
+        (ZkData's BrokerIdZNode.encode); the czxid is our epoch."""
         from kbroker.cluster import znodes
         from kbroker.cluster.zk import NodeExists
 
-        host, port = self.endpoint()
+        config = self.broker.config
+        try:
+            self.metadata.inter_broker_listener = config.inter_broker_listener_name
+        except ValueError as exc:
+            raise ClusterStartupError(str(exc)) from None
+        endpoints: list[str] = []
+        protocols: dict[str, str] = {}
+        for listener in config.listeners:
+            host, port = self.endpoint(listener.name)
+            shown = f"[{host}]" if ":" in host else host
+            endpoints.append(f"{listener.name}://{shown}:{port}")
+            protocols[listener.name] = config.security_protocol(listener.name)
+        # Kafka fills the legacy host/port fields from the PLAINTEXT listener only
+        # (null/-1 without one); readers then take the first endpoint.
+        plain = next((n for n, p in protocols.items() if p == "PLAINTEXT"), None)
+        host, port = self.endpoint(plain) if plain is not None else ("", -1)
         registration = znodes.BrokerRegistration(
             broker_id=self.broker_id,
             host=host,
             port=port,
-            endpoints=(f"PLAINTEXT://{host}:{port}",),
+            endpoints=tuple(endpoints),
+            listener_security_protocol_map=protocols,
             rack=self.broker.config["broker.rack"],
             timestamp_ms=int(self.clock() * 1000),
         )
@@ -198,6 +221,8 @@ class ClusterNode:
         from kbroker.cluster import znodes
         from kbroker.cluster.controller import Controller
         from kbroker.quotas import quota_manager
+        from kbroker.security import scram_zk
+        from kbroker.security.scram import scram_store
 
         for path in znodes.PERSISTENT_PATHS:
             await self.zk.ensure_path(path)
@@ -233,6 +258,8 @@ class ClusterNode:
                 nursery.start_soon(authorizer.follow_changes, self.zk)
             # Client quotas live in ZooKeeper too; changes arrive in /config/changes.
             await quotas_zk.load_all(self.zk, quota_manager(self.broker))
+            # SCRAM credentials too, in the same /config/users znodes (kbroker.security).
+            await scram_zk.load_all(self.zk, scram_store(self.broker))
             nursery.start_soon(self._keep_registered)
             task_status.started(self)
 
@@ -273,6 +300,8 @@ class ClusterNode:
                     await self.apply_topic_configs(name)
                 elif kind in ("users", "clients") and name:
                     await self._apply_quota_change(entity)
+                    if kind == "users":
+                        await self._apply_scram_change(entity)
             seen = names
 
     async def topic_configs(self, topic: str) -> dict[str, str]:
@@ -282,6 +311,16 @@ class ClusterNode:
         if self.zk is None:  # driven by controller requests alone (tests)
             return dict(self.topic_config_cache.get(topic, {}))
         return await admin_zk.read_topic_config(self.zk, topic)
+
+    async def _apply_scram_change(self, entity_path: str) -> None:
+        """Re-read the SCRAM credentials of a user another broker changed."""
+        from kbroker.security import scram_zk
+        from kbroker.security.scram import scram_store
+
+        try:
+            await scram_zk.reload_user(self.zk, scram_store(self.broker), entity_path)
+        except Exception:  # noqa: BLE001 - malformed or deleted meanwhile
+            logger.warning("ignoring unreadable SCRAM credential change for %s", entity_path)
 
     async def _apply_quota_change(self, entity_path: str) -> None:
         """Re-read a user / client quota entity another broker changed."""

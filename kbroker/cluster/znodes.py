@@ -193,7 +193,7 @@ class BrokerRegistration:
                 "endpoints": list(self.endpoints),
                 "jmx_port": self.jmx_port,
                 "features": dict(self.features),
-                "host": self.host,
+                "host": self.host or None,  # null without a PLAINTEXT listener
                 "timestamp": str(self.timestamp_ms),
                 "port": self.port,
                 "version": self.version,

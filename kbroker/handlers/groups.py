@@ -182,7 +182,7 @@ async def _find_coordinator_in_cluster(
             )
             continue
         try:
-            node_id, host, port = await locate(cluster, key_type, key)
+            node_id, host, port = await locate(cluster, key_type, key, ctx.listener)
         except KafkaApiError as exc:
             answers.append((exc.code, None, -1, "", -1))
         else:

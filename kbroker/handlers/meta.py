@@ -163,9 +163,13 @@ def _cluster_topic_metadata(
             replicas = [r for r in replicas if r in live]
             isr = [r for r in isr if r in live]
         leader_live = state.leader >= 0 and state.leader in live
+        error = ErrorCode.NONE if leader_live else ErrorCode.LEADER_NOT_AVAILABLE
+        if leader_live and live[state.leader].endpoint_for(ctx.listener) is None:
+            # A live leader without the client's listener (ZkMetadataCache).
+            leader_live, error = False, ErrorCode.LISTENER_NOT_FOUND
         partitions.append(
             MetadataResponse.MetadataResponsePartition(
-                error_code=ErrorCode.NONE if leader_live else ErrorCode.LEADER_NOT_AVAILABLE,
+                error_code=error,
                 partition_index=index,
                 leader_id=state.leader if leader_live else -1,
                 leader_epoch=state.leader_epoch,
@@ -237,10 +241,14 @@ def cluster_brokers(ctx: RequestContext) -> list[tuple[int, str, int, str | None
     (this broker alone until the first UpdateMetadata), else this broker."""
     cluster = ctx.broker.cluster
     if cluster is not None and cluster.metadata.brokers:
-        return [
-            (b.broker_id, b.host, b.port, b.rack)
-            for _, b in sorted(cluster.metadata.brokers.items())
-        ]
+        # Each client sees the endpoints of the listener it came in on; a broker without
+        # that listener is left out (ZkMetadataCache.getAliveEndpoints).
+        found = []
+        for _, b in sorted(cluster.metadata.brokers.items()):
+            endpoint = b.endpoint_for(ctx.listener)
+            if endpoint is not None:
+                found.append((b.broker_id, *endpoint, b.rack))
+        return found
     host, port = advertised_endpoint(ctx)
     return [(ctx.broker.node_id, host, port, ctx.broker.config["broker.rack"])]
 

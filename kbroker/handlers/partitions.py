@@ -114,8 +114,11 @@ def point_to_leaders(
             leader_id=leader, leader_epoch=state.leader_epoch
         )
         info = cluster.metadata.brokers[leader]
+        endpoint = info.endpoint_for(ctx.listener)
+        if endpoint is None:  # the leader lacks the client's listener: no hint
+            continue
         named[leader] = message.NodeEndpoint(
-            node_id=leader, host=info.host, port=info.port, rack=info.rack
+            node_id=leader, host=endpoint[0], port=endpoint[1], rack=info.rack
         )
     return [named[n] for n in sorted(named)]
 

@@ -1,4 +1,5 @@
-"""DescribeClientQuotas and AlterClientQuotas (KIP-546), and the broker's QuotaManager.
+"""DescribeClientQuotas and AlterClientQuotas (KIP-546), the broker's QuotaManager, and
+the request-rate quota every request is checked against (apply_request_quota).
 
 Describing needs DescribeConfigs on the cluster, altering AlterConfigs
 (CLUSTER_AUTHORIZATION_FAILED otherwise), as in KafkaApis. A single broker keeps its
@@ -8,9 +9,14 @@ as Kafka does (kbroker.quotas_zk), so every broker enforces the same quotas.
 
 from __future__ import annotations
 
+from typing import Any
+
+import trio
+
 from kbroker.authz.acl import Operation
 from kbroker.authz.checks import allowed_cluster
 from kbroker.handlers import RequestContext, handles
+from kbroker.handlers.fetch import replica_id_of
 from kbroker.quotas import Entity, InvalidQuota, QuotaManager, make_entity, quota_manager
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
@@ -18,6 +24,7 @@ from kbroker.wire.messages import (
     AlterClientQuotasResponse,
     DescribeClientQuotasRequest,
     DescribeClientQuotasResponse,
+    FetchRequest,
 )
 
 
@@ -107,3 +114,31 @@ async def handle_alter_client_quotas(
             )
         )
     return R(throttle_time_ms=0, entries=results)
+
+
+# Requests brokers send each other are never throttled (ApiKeys' clusterAction APIs:
+# KafkaApis answers them with sendResponseExemptThrottle): LeaderAndIsr, StopReplica,
+# UpdateMetadata, ControlledShutdown, WriteTxnMarkers, AlterPartition, Envelope.
+_EXEMPT_API_KEYS = frozenset({4, 5, 6, 7, 27, 56, 58})
+
+
+def apply_request_quota(ctx: RequestContext, request: Any, response: Any, busy_s: float) -> None:
+    """Count a request's handler time against the client's request_percentage quota; when
+    that throttles it, raise the response's throttle_time_ms and ``ctx.throttle_ms`` to it
+    (the larger of this and a byte-rate throttle wins, as in KafkaApis)."""
+    manager = quota_manager(ctx.broker)
+    if not manager.request_quotas_set:
+        return
+    api_key = ctx.header.request_api_key
+    if api_key in _EXEMPT_API_KEYS:
+        return
+    if api_key == FetchRequest.API_KEY and replica_id_of(request, ctx.api_version) >= 0:
+        return  # a follower's fetch (handleFetchRequest: isFromFollower)
+    throttle_ms = manager.record_request_time(
+        ctx.principal, ctx.client_id or "", busy_s, trio.current_time()
+    )
+    if throttle_ms <= ctx.throttle_ms:
+        return
+    ctx.throttle_ms = throttle_ms
+    if response is not None and hasattr(response, "throttle_time_ms"):
+        response.throttle_time_ms = max(response.throttle_time_ms or 0, throttle_ms)

@@ -210,26 +210,34 @@ async def handle_alter_user_scram_credentials(
         if problem is not None:
             errors.setdefault(upsertion.name, problem)
     # A user's changes apply all together or not at all.
-    changed = False
+    changes: dict[str, dict[str, ScramCredential | None]] = {}
     for deletion in request.deletions:
         if deletion.name not in errors:
-            store.delete(deletion.name, MECHANISMS[deletion.mechanism][0])
-            changed = True
+            changes.setdefault(deletion.name, {})[MECHANISMS[deletion.mechanism][0]] = None
     for upsertion in request.upsertions:
         if upsertion.name not in errors:
             mechanism_name = MECHANISMS[upsertion.mechanism][0]
-            store.put(
-                upsertion.name,
-                mechanism_name,
+            changes.setdefault(upsertion.name, {})[mechanism_name] = (
                 ScramCredential.from_salted_password(
                     mechanism_name,
                     bytes(upsertion.salt),
                     bytes(upsertion.salted_password),
                     upsertion.iterations,
-                ),
+                )
             )
-            changed = True
-    if changed:
+    zk = getattr(ctx.broker.cluster, "zk", None)
+    for user, user_changes in changes.items():
+        if zk is not None:
+            # Cluster mode: where Kafka keeps them, so every broker logs the user in.
+            from kbroker.security import scram_zk
+
+            await scram_zk.write_user(zk, user, user_changes)
+        for mechanism_name, credential in user_changes.items():
+            if credential is None:
+                store.delete(user, mechanism_name)
+            else:
+                store.put(user, mechanism_name, credential)
+    if changes and zk is None:
         store.save()
     users = dict.fromkeys(name for name, _ in pairs)
     results = [

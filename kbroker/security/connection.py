@@ -104,6 +104,12 @@ class SecureConnection(Connection):
             self.decoder = FrameDecoder(max_frame_size=limit)
         self._timeout_s = server.config["kbroker.authentication.timeout.ms"] / 1000.0
         self._watchdog = trio.CancelScope()
+        # KIP-368: when the session ends (connections.max.reauth.ms), and whether a
+        # re-authentication (SaslHandshake after login) is under way, with the principal
+        # it must keep.
+        self._session_expires: float | None = None
+        self._reauthenticating = False
+        self._previous_principal: str | None = None
 
     # --- set-up: TLS handshake, then requests -------------------------------------------
 
@@ -194,6 +200,24 @@ class SecureConnection(Connection):
 
     async def _process(self, frame_data: bytes | memoryview) -> None:
         if self.authenticated:
+            if self.sasl is not None and len(frame_data) >= _API_KEY_AND_VERSION.size:
+                api_key, _ = _API_KEY_AND_VERSION.unpack_from(frame_data)
+                if api_key == SaslHandshakeRequest.API_KEY:
+                    # KIP-368 re-authentication: the same exchange again, on this connection.
+                    self.authenticated = False
+                    self._reauthenticating = True
+                    self._previous_principal = self.principal
+                    self._mechanism = None
+                    await self._before_authentication(frame_data)
+                    return
+                expires = self._session_expires
+                if expires is not None and trio.current_time() >= expires:
+                    logger.info(
+                        "closing connection from %s: its SASL session expired "
+                        "(connections.max.reauth.ms) without re-authentication",
+                        self.peer,
+                    )
+                    raise _CloseConnection
             await super()._process(frame_data)
         elif self._raw_tokens:
             await self._raw_token(bytes(frame_data))
@@ -252,6 +276,21 @@ class SecureConnection(Connection):
             logger.warning("connection from %s sent a second SaslHandshake; closing it", self.peer)
             raise _CloseConnection
         mechanism = request.mechanism
+        if self._reauthenticating and mechanism != self._mechanism_name:
+            # Kafka: re-authentication must use the mechanism of the first login.
+            await self._reply(
+                header,
+                SaslHandshakeResponse(
+                    error_code=ErrorCode.UNSUPPORTED_SASL_MECHANISM, mechanisms=enabled
+                ),
+            )
+            logger.warning(
+                "connection from %s tried to re-authenticate with %r instead of %s; closing it",
+                self.peer,
+                mechanism[:64],
+                self._mechanism_name,
+            )
+            raise _CloseConnection
         if mechanism not in enabled:
             # Kafka answers with the enabled mechanisms, then closes the connection.
             await self._reply(
@@ -292,6 +331,15 @@ class SecureConnection(Connection):
             raise _CloseConnection
         try:
             answer = self._mechanism.step(bytes(request.auth_bytes))
+            if (
+                self._mechanism.complete
+                and self._reauthenticating
+                and f"User:{self._mechanism.user}" != self._previous_principal
+            ):
+                raise AuthenticationFailed(
+                    "Cannot change principals during re-authentication from "
+                    f"{self._previous_principal}: User:{self._mechanism.user}"
+                )
         except AuthenticationFailed as exc:
             await self._failed(exc)
             await self._reply(
@@ -303,10 +351,20 @@ class SecureConnection(Connection):
                 ),
             )
             raise _CloseConnection from None
+        lifetime_ms = 0
+        assert self.sasl is not None
+        if self._mechanism.complete and self.sasl.reauth_ms > 0:
+            # KIP-368: the client learns how long its session lasts and re-authenticates
+            # before; a client of SaslAuthenticate v0 cannot learn it and is closed then.
+            lifetime_ms = self.sasl.reauth_ms
+            self._session_expires = trio.current_time() + lifetime_ms / 1000.0
         await self._reply(
             header,
             SaslAuthenticateResponse(
-                error_code=ErrorCode.NONE, error_message=None, auth_bytes=answer
+                error_code=ErrorCode.NONE,
+                error_message=None,
+                auth_bytes=answer,
+                session_lifetime_ms=lifetime_ms,
             ),
         )
         self._maybe_complete()
@@ -341,10 +399,12 @@ class SecureConnection(Connection):
             return
         self.principal = f"User:{mechanism.user}"
         self._raw_tokens = False
+        again, self._reauthenticating = self._reauthenticating, False
         self._done_authenticating()
         logger.info(
-            "connection from %s authenticated as %s (SASL %s)",
+            "connection from %s %s as %s (SASL %s)",
             self.peer,
+            "re-authenticated" if again else "authenticated",
             self.principal,
             self._mechanism_name,
         )

@@ -277,6 +277,7 @@ class SaslSettings:
             config.for_listener(listener, "connection.failed.authentication.delay.ms") / 1000.0
         )
         self.max_receive_size: int = config["sasl.server.max.receive.size"]
+        self.reauth_ms: int = config.for_listener(listener, "connections.max.reauth.ms")
 
     def server_for(self, mechanism: str, broker: BrokerState) -> MechanismServer:
         """A new exchange for an enabled mechanism."""

@@ -77,10 +77,11 @@ def _b64(data: bytes) -> str:
 class ScramStore:
     """The SCRAM credentials of every user: user → mechanism name → credential."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | None) -> None:
+        """``path``: the file kept in the data dir; None: in memory only (cluster mode)."""
         self.path = path
         self.users: dict[str, dict[str, ScramCredential]] = {}
-        if path.exists():
+        if path is not None and path.exists():
             doc = json.loads(path.read_text())
             for user, mechanisms in doc.get("users", {}).items():
                 self.users[user] = {
@@ -112,6 +113,8 @@ class ScramStore:
 
     def save(self) -> None:
         """Write every credential (salted keys only) to the data dir, atomically."""
+        if self.path is None:
+            return
         doc: dict[str, Any] = {
             "version": 1,
             "users": {
@@ -131,8 +134,10 @@ class ScramStore:
 
 
 def scram_store(broker: BrokerState) -> ScramStore:
-    """The broker's SCRAM credentials, loaded from its data dir on first use."""
+    """The broker's SCRAM credentials: on a single node loaded from its data dir on first
+    use; in cluster mode filled from ZooKeeper (kbroker.security.scram_zk)."""
     store = broker.state.get(__name__)
     if store is None:
-        store = broker.state[__name__] = ScramStore(broker.data_dir / CREDENTIALS_FILE)
+        path = None if broker.config.cluster_mode else broker.data_dir / CREDENTIALS_FILE
+        store = broker.state[__name__] = ScramStore(path)
     return store  # type: ignore[no-any-return]

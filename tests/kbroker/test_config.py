@@ -135,6 +135,25 @@ def test_listeners() -> None:
     assert parse_listener("PLAINTEXT://:9092").host == ""
 
 
+def test_inter_broker_listener_as_kafka_chooses_it() -> None:
+    two = "SASL_PLAINTEXT://:9093,PLAINTEXT://:9092,INTERNAL://:9094"
+    mapping = "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,INTERNAL:PLAINTEXT"
+    props = {"listeners": two, "listener.security.protocol.map": mapping}
+    # security.inter.broker.protocol (default PLAINTEXT) names the listener, not the first.
+    assert BrokerConfig.from_properties(props).inter_broker_listener_name == "PLAINTEXT"
+    named = {**props, "inter.broker.listener.name": "internal"}
+    assert BrokerConfig.from_properties(named).inter_broker_listener_name == "INTERNAL"
+    both = {**named, "security.inter.broker.protocol": "PLAINTEXT"}
+    with pytest.raises(ValueError, match="only one of"):
+        _ = BrokerConfig.from_properties(both).inter_broker_listener_name
+    missing = {**props, "inter.broker.listener.name": "OTHER"}
+    with pytest.raises(ValueError, match="not in listeners"):
+        _ = BrokerConfig.from_properties(missing).inter_broker_listener_name
+    sasl = {**props, "inter.broker.listener.name": "SASL_PLAINTEXT"}
+    with pytest.raises(ValueError, match="PLAINTEXT only"):
+        _ = BrokerConfig.from_properties(sasl).inter_broker_listener_name
+
+
 def test_log_dirs_first_entry_wins_over_log_dir() -> None:
     config = BrokerConfig.from_properties({"log.dirs": "/a,/b", "log.dir": "/c"})
     assert config.data_dir == Path("/a")

@@ -3,6 +3,7 @@ rates enforced with throttle_time_ms and a muted connection (kbroker.quotas)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -13,15 +14,18 @@ import trio
 from kbroker.quotas import (
     CONSUMER_BYTE_RATE,
     PRODUCER_BYTE_RATE,
+    REQUEST_PERCENTAGE,
     InvalidQuota,
     QuotaManager,
     make_entity,
 )
+from kbroker.server import _BusyTime
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     AlterClientQuotasRequest,
     ApiVersionsRequest,
     DescribeClientQuotasRequest,
+    MetadataRequest,
 )
 from tests.kbroker.helpers import create_topic, fetch_request, produce, produce_request, records
 from tests.kbroker.test_acl_api import connect_as, secured
@@ -69,6 +73,46 @@ def test_throttle_time_is_kafkas_formula() -> None:
     assert q.record(PRODUCER_BYTE_RATE, "User:bob", "c", 50_000, 100.5) == 0
     # Samples older than 11 windows are forgotten.
     assert q.record(PRODUCER_BYTE_RATE, "User:alice", "c", 1, 112.0) == 0
+
+
+def test_request_time_is_a_percentage_of_a_thread_with_kafkas_throttle() -> None:
+    q = QuotaManager()
+    assert q.record_request_time("User:alice", "c", 100.0, 100.0) == 0  # no request quota
+    q.alter(make_entity([("user", "alice")]), [(REQUEST_PERCENTAGE, 50.0, False)])
+    # 4 s of handler time over the padded 10 s window: 40% of one thread, within 50%.
+    assert q.record_request_time("User:alice", "c", 4.0, 100.0) == 0
+    # 5.2 s: 52%, throttled (52 - 50) / 50 * 10 s.
+    assert q.record_request_time("User:alice", "c", 1.2, 100.0) == 400
+    # Far over: never more than one quota window (ClientRequestQuotaManager).
+    assert q.record_request_time("User:alice", "c", 5.0, 100.0) == 1000
+    assert q.record_request_time("User:bob", "c", 50.0, 100.0) == 0
+
+
+async def test_busy_time_counts_the_handler_running_not_waiting() -> None:
+    def burn(seconds: float) -> None:
+        until = time.perf_counter() + seconds
+        while time.perf_counter() < until:
+            pass
+
+    async def handler() -> int:
+        burn(0.02)
+        await trio.sleep(0.01)  # another task runs meanwhile: not this request's time
+        burn(0.02)
+        return 7
+
+    async def other() -> None:
+        await trio.sleep(0)
+        burn(0.2)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other)
+        timed = _BusyTime(handler())
+        assert await timed == 7
+    assert 0.04 <= timed.busy_s < 0.15
+    # Cancellation reaches the wrapped coroutine.
+    with trio.move_on_after(0.01) as scope:
+        await _BusyTime(trio.sleep(5))
+    assert scope.cancelled_caught
 
 
 @pytest.mark.parametrize(
@@ -211,6 +255,21 @@ async def test_a_consumer_over_its_quota_gets_no_data(make_server: MakeServer) -
         # The fetch that goes over is not counted, and answers nothing but the throttle time.
         assert resp.throttle_time_ms > 0
         assert resp.responses == []
+
+
+async def test_a_client_over_its_request_quota_is_throttled(make_server: MakeServer) -> None:
+    server = await make_server()
+    async with await server.connect(client_id="admin") as admin:
+        # A millionth of a thread: any request goes over; the throttle is one window.
+        quota = alter([("client-id", "busy")], (REQUEST_PERCENTAGE, 1e-6, False))
+        assert (await admin.request(quota)).entries[0].error_code == 0
+    async with await server.connect(client_id="busy") as busy:
+        resp = await busy.request(MetadataRequest(topics=None), version=12)
+        assert resp.throttle_time_ms == 1000
+    # Another client id has no request quota.
+    async with await server.connect(client_id="other") as other:
+        resp = await other.request(MetadataRequest(topics=None), version=12)
+        assert resp.throttle_time_ms == 0
 
 
 async def test_quotas_need_configs_permissions_on_the_cluster(make_server: MakeServer) -> None:

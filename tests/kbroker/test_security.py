@@ -576,3 +576,44 @@ async def test_the_sasl_principal_is_what_acls_check(make_server: MakeServer) ->
     async with await _connect(server, "PLAINTEXT") as anonymous:
         part = await produce(anonymous, "orders", 0, records(1))
         assert part.error_code == ErrorCode.TOPIC_AUTHORIZATION_FAILED
+
+
+async def test_reauthentication_kip368(make_server: MakeServer) -> None:
+    server = await _sasl_server(make_server, **{"connections.max.reauth.ms": 400})
+
+    async def login(client: RawClient, user: str, password: str) -> Any:
+        assert await sasl_handshake(client, "PLAIN") == 0
+        return await client.request(SaslAuthenticateRequest(auth_bytes=plain_token(user, password)))
+
+    async with await _connect(server, "SASL_PLAINTEXT") as client:
+        response = await login(client, "alice", "alice-secret")
+        assert (response.error_code, response.session_lifetime_ms) == (0, 400)
+        await trio.sleep(0.25)
+        # Re-authenticating (same principal) before the session ends starts a new one.
+        assert (await login(client, "alice", "alice-secret")).error_code == 0
+        await trio.sleep(0.25)  # past the first session's end, inside the second
+        assert (await client.request(MetadataRequest(topics=[]))).brokers
+        await trio.sleep(0.45)
+        # The session ended without re-authentication: the next request closes the connection.
+        await client.send_request(MetadataRequest(topics=[]))
+        assert await _closed(client)
+    async with await _connect(server, "SASL_PLAINTEXT") as client:
+        assert (await login(client, "alice", "alice-secret")).error_code == 0
+        # A re-authentication may not change who the connection is.
+        response = await login(client, "admin", "admin-secret")
+        assert response.error_code == ErrorCode.SASL_AUTHENTICATION_FAILED
+        assert "Cannot change principals" in response.error_message
+        assert await _closed(client)
+
+
+def test_passwords_stay_out_of_the_config_repr() -> None:
+    config = BrokerConfig.from_properties(
+        {
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config": JAAS,
+            "ssl.key.password": "key-secret",
+            "num.partitions": "2",
+        }
+    )
+    text = repr(config)
+    assert "alice-secret" not in text and "key-secret" not in text
+    assert "'num.partitions': '2'" in text

@@ -1,0 +1,96 @@
+"""kafkajs (Node.js) against kbroker's TLS and SASL listeners: produce, consume in a group,
+commit; a wrong password fails with kafkajs's authentication error
+(compat/kafkajs/security.js does what a kafkajs application would)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from compat import results
+from compat.security_kit import (
+    CASES,
+    WRONG_PASSWORD,
+    Case,
+    ConfigFileBroker,
+    Material,
+    secured_broker,
+    unsecured_jws,
+)
+from compat.test_kafkajs import KAFKAJS_DIR, node  # noqa: F401 - the node fixture
+
+pytestmark = pytest.mark.compat
+results.CLIENTS.setdefault("test_kafkajs", ("kafkajs", "kafkajs"))
+results.EXTRA_MODULES.setdefault("test_security_kafkajs", ("test_kafkajs", "security: "))
+DEADLINE_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def secured(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[ConfigFileBroker, Material]]:
+    with secured_broker(tmp_path_factory.mktemp("secured")) as pair:
+        yield pair
+
+
+def settings(live: ConfigFileBroker, material: Material, case: Case) -> dict[str, Any]:
+    out: dict[str, Any] = {"bootstrap": live.bootstrap(case.listener), "ssl": None, "sasl": None}
+    if case.protocol in ("SSL", "SASL_SSL"):
+        out["ssl"] = {"ca": str(material.ca_file)}
+        if case.client_certificate:
+            out["ssl"].update(cert=str(material.client_cert), key=str(material.client_key))
+    if case.mechanism == "OAUTHBEARER":
+        out["sasl"] = {"mechanism": "oauthbearer", "token": unsecured_jws(case.user or "")}
+    elif case.mechanism:
+        out["sasl"] = {
+            "mechanism": case.mechanism.lower(),
+            "username": case.user,
+            "password": case.password,
+        }
+    return out
+
+
+def run(node: str, conf: dict[str, Any]) -> dict[str, Any]:  # noqa: F811
+    proc = subprocess.run(
+        [node, str(KAFKAJS_DIR / "security.js"), json.dumps(conf)],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_S,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    return json.loads(lines[-1]) if lines else {"error": {"message": proc.stderr[-2000:]}}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_produce_consume_commit(
+    node: str,  # noqa: F811
+    secured: tuple[ConfigFileBroker, Material],
+    name: str,
+) -> None:
+    live, material = secured
+    conf = settings(live, material, CASES[name])
+    conf["topic"] = f"security-js-{name.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
+    conf["group"] = f"group-{uuid.uuid4().hex[:6]}"
+    result = run(node, conf)
+    assert "error" not in result, result
+    assert result == {"values": [f"value-{i}" for i in range(5)], "committed": "5"}
+
+
+@pytest.mark.parametrize("name", list(WRONG_PASSWORD))
+def test_wrong_password_fails_authentication(
+    node: str,  # noqa: F811
+    secured: tuple[ConfigFileBroker, Material],
+    name: str,
+) -> None:
+    live, material = secured
+    conf = settings(live, material, WRONG_PASSWORD[name])
+    conf["expectFailure"] = True
+    result = run(node, conf)
+    assert "failed" in result, result
+    text = json.dumps(result["failed"])
+    assert "KafkaJSSASLAuthenticationError" in text, text

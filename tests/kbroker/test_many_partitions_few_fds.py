@@ -1,0 +1,168 @@
+"""A broker process with 256 descriptors serves 3,000 partitions and restarts on its data.
+
+Before segment files went through one bounded cache, each partition kept three
+descriptors open: 256 allowed about 60 partitions, and a data dir with more could
+not be opened again ("Too many open files").
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import trio
+
+from kbroker import partition_limits
+from kbroker.log.filecache import OPEN_FILES
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.messages import FetchRequest
+from tests.kbroker.conftest import RawClient
+from tests.kbroker.helpers import produce_request, records
+from tests.kbroker.test_admin_topics import create, new_topic
+
+ROOT = Path(__file__).resolve().parents[2]
+FD_LIMIT = 256
+PARTITIONS = 3000
+FAST = {"offsets.topic.num.partitions": 1, "transaction.state.log.num.partitions": 1}
+TOPIC = "wide"
+# Partitions per Fetch: a response holds a descriptor per partition it sends (two once
+# the server duplicates them), outside the cache, until it is written out.
+FETCH_GROUP = 20
+
+
+def _low_fd_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+
+
+async def _start(tmp_path: Path, data: Path) -> tuple[trio.Process, RawClient]:
+    process = await trio.lowlevel.open_process(
+        [
+            sys.executable,
+            "-m",
+            "kbroker",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(data),
+        ],
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=str(tmp_path),
+        preexec_fn=_low_fd_limit,
+    )
+    seen = bytearray()
+    assert process.stderr is not None
+    while b"bootstrap_servers=" not in seen or not seen.endswith(b"\n"):
+        chunk = await process.stderr.receive_some(4096)
+        assert chunk, f"kbroker exited: {seen.decode()}"
+        seen += chunk
+    line = seen[seen.index(b"bootstrap_servers=") :].split(b"\n")[0].decode()
+    host, port = line.split("=", 1)[1].split()[0].rsplit(":", 1)
+    return process, RawClient(await trio.open_tcp_stream(host, int(port)))
+
+
+async def _drain(process: trio.Process) -> None:
+    assert process.stderr is not None
+    while await process.stderr.receive_some(65536):
+        pass
+
+
+async def _fetch_all(client: RawClient) -> dict[int, bytes]:
+    """Every partition's records from offset 0, FETCH_GROUP partitions per request."""
+    got: dict[int, bytes] = {}
+    for first in range(0, PARTITIONS, FETCH_GROUP):
+        group = range(first, min(first + FETCH_GROUP, PARTITIONS))
+        response = await client.request(
+            FetchRequest(
+                replica_id=-1,
+                max_wait_ms=0,
+                min_bytes=1,
+                max_bytes=50 << 20,
+                topics=[
+                    FetchRequest.FetchTopic(
+                        topic=TOPIC,
+                        partitions=[
+                            FetchRequest.FetchPartition(
+                                partition=p, fetch_offset=0, partition_max_bytes=1 << 20
+                            )
+                            for p in group
+                        ],
+                    )
+                ],
+            ),
+            version=12,
+        )
+        for part in response.responses[0].partitions:
+            assert part.error_code == ErrorCode.NONE, part
+            got[part.partition_index] = bytes(part.records or b"")
+    return got
+
+
+def _open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+async def test_3000_partitions_under_256_descriptors_then_restart(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    sent = {p: records(2, start=p) for p in range(PARTITIONS)}
+    with trio.fail_after(600):  # a guard against hanging forever, not a speed assertion
+        process, client = await _start(tmp_path, data)
+        try:
+            [created] = await create(client, new_topic(TOPIC, PARTITIONS))
+            assert created.error_code == ErrorCode.NONE, created.error_message
+            for first in range(0, PARTITIONS, 500):
+                request = produce_request(
+                    TOPIC,
+                    first,
+                    sent[first],
+                    extra=[(p, sent[p]) for p in range(first + 1, min(first + 500, PARTITIONS))],
+                )
+                response = await client.request(request)
+                for part in response.responses[0].partition_responses:
+                    assert part.error_code == ErrorCode.NONE, part
+            got = await _fetch_all(client)
+            assert all(got[p].endswith(sent[p][61:]) for p in range(PARTITIONS))
+            assert _open_fds(process.pid) < FD_LIMIT
+            process.send_signal(signal.SIGTERM)
+            await _drain(process)
+            assert await process.wait() == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+        # The same data dir, the same limit: it opens, and every record is there.
+        process, client = await _start(tmp_path, data)
+        try:
+            got = await _fetch_all(client)
+            assert all(got[p].endswith(sent[p][61:]) for p in range(PARTITIONS))
+            process.send_signal(signal.SIGTERM)
+            await _drain(process)
+            assert await process.wait() == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+
+
+async def test_partitions_beyond_the_old_descriptor_rule_take_turns_in_the_cache(
+    make_server, monkeypatch
+) -> None:
+    # Three descriptors per partition used to be counted against the limit: with
+    # room for 10 partitions above the reserve, 11 were refused. Now they only take
+    # turns in the bounded cache, whose size is what must fit.
+    saved = OPEN_FILES.capacity
+    try:
+        server = await make_server(**{"log.max.open.files": 16}, **FAST)
+        client = await server.connect()
+        in_use = len(os.listdir("/proc/self/fd"))
+        limit = in_use + 64 + 3 * 10 + 2
+        monkeypatch.setattr(partition_limits, "_fd_limit", lambda: max(limit, 4 * 64))
+        [ok] = await create(client, new_topic("wide", 200))
+        assert ok.error_code == ErrorCode.NONE, ok.error_message
+        assert len(server.broker.topics.get("wide").partitions) == 200
+        assert len(OPEN_FILES) <= 16
+        assert len(os.listdir("/proc/self/fd")) <= in_use + 16
+    finally:
+        OPEN_FILES.set_capacity(saved)
