@@ -705,7 +705,15 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
         "How often expired offsets are removed.",
         at_least(1),
     ),
-    _c("offsets.commit.timeout.ms", "int", 5000, _NO_EFFECT, at_least(1), effective=False),
+    _c(
+        "offsets.commit.timeout.ms",
+        "int",
+        5000,
+        "How long a coordinator waits for the ISR of its __consumer_offsets or "
+        "__transaction_state partition to have its write (cluster mode; a single node "
+        "answers at once).",
+        at_least(1),
+    ),
     _c("offsets.load.buffer.size", "int", 5242880, _NO_EFFECT, at_least(1), effective=False),
     _c(
         "offset.metadata.max.bytes",

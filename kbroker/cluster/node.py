@@ -226,10 +226,6 @@ class ClusterNode:
 
         for path in znodes.PERSISTENT_PATHS:
             await self.zk.ensure_path(path)
-        await self.register()
-        self.controller = Controller(
-            self.zk, broker_id=self.broker_id, config=self.broker.config, clock=self.clock
-        )
         from kbroker.replication.fetcher import FetcherConfig, ReplicaFetcherManager
 
         config = self.broker.config
@@ -241,11 +237,17 @@ class ClusterNode:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await nursery.start(fetchers.run)
-            # Followers copy their leaders from now on (kbroker.replication).
+            # Followers copy their leaders from now on (kbroker.replication). Set before
+            # registering: the controller's LeaderAndIsr can arrive as soon as the
+            # registration is seen, and a follower made without its fetcher never fetches.
             self.replicas.fetchers = fetchers
             self.replicas.endpoint_of = self._endpoint_of
             self.replicas.isr_writer = self._write_isr
             nursery.start_soon(self._expire_isr, config["replica.lag.time.max.ms"] / 2000)
+            await self.register()
+            self.controller = Controller(
+                self.zk, broker_id=self.broker_id, config=self.broker.config, clock=self.clock
+            )
             await nursery.start(self.controller.run)
             nursery.start_soon(self._follow_config_changes)
             authorizer = authorizer_of(self.broker)
@@ -395,6 +397,7 @@ class ClusterNode:
                 logger.info(
                     "ISR of %s-%d changed in ZooKeeper meanwhile; not written", topic, index
                 )
+                await self._adopt_partition_state(topic, index)
                 return
             except Exception:
                 logger.exception("cannot write the ISR of %s-%d", topic, index)
@@ -411,6 +414,35 @@ class ClusterNode:
             )
         except Exception:
             logger.exception("cannot notify the ISR change of %s-%d", topic, index)
+
+    async def _adopt_partition_state(self, topic: str, index: int) -> None:
+        """After a refused ISR write: when ZooKeeper's state still names this broker leader
+        at its epoch, take its ISR and version, as the LeaderAndIsr carrying them would do,
+        so the next change is computed from it instead of failing on the version forever."""
+        from kbroker.cluster import znodes
+
+        try:
+            data, stat = await self.zk.get(znodes.partition_state_path(topic, index))
+            current = znodes.PartitionState.decode(data, stat.version)
+        except Exception:  # noqa: BLE001 - the next LeaderAndIsr sets it anyway
+            logger.exception("cannot read the state of %s-%d", topic, index)
+            return
+        state = self.replicas.states.get((topic, index))
+        partition = self.broker.topics.partition(topic, index)
+        if (
+            state is None
+            or current.leader != self.broker_id
+            or current.leader_epoch != state.leader_epoch
+            or stat.version <= state.zk_version
+        ):
+            return
+        state.isr = tuple(current.isr)
+        state.zk_version = stat.version
+        if partition is not None and partition.replica is not None:
+            partition.replica.make_leader(
+                leader_epoch=state.leader_epoch, isr=state.isr, replicas=state.replicas
+            )
+        logger.info("ISR of %s-%d taken from ZooKeeper: %s", topic, index, list(state.isr))
 
     # --- transaction markers for partitions led elsewhere ------------------------------
 

@@ -155,6 +155,23 @@ class ReplicaManager:
             if self.broker_id not in p.replicas:
                 errors[(p.topic, p.index)] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 continue
+            if (
+                current is not None
+                and p.leader_epoch == current.leader_epoch
+                and p.partition_epoch < current.zk_version
+            ):
+                # The same epoch as read before this leader's own ISR write (Kafka's
+                # Partition.makeLeader skips an older partition epoch): applying it would
+                # restore the old ISR and a version every later conditional write fails on.
+                logger.info(
+                    "skipping LeaderAndIsr for %s-%d: partition epoch %d is older than %d",
+                    p.topic,
+                    p.index,
+                    p.partition_epoch,
+                    current.zk_version,
+                )
+                errors[(p.topic, p.index)] = ErrorCode.NONE
+                continue
             by_topic.setdefault(p.topic, []).append(p)
         for topic, parts in by_topic.items():
             # The local copy gets the cluster's partition count when the metadata cache

@@ -13,7 +13,9 @@ How a broker uses them (Kafka's ReplicaManager.becomeLeaderOrFollower):
   on_isr_change=..., on_high_watermark_change=broker.notify_append,
   high_watermark=broker.offset_checkpoints.high_watermarks().get((topic, index)))``
   when it is first hosted. ``on_isr_change(new_isr)`` persists the ISR (ZooKeeper's
-  partition state with the controller-epoch checks); returning False refuses it.
+  partition state with the controller-epoch checks); returning False refuses it, and
+  ``ISR_CHANGE_PENDING`` defers it until ``complete_isr_change(new_isr, committed)``
+  (cluster mode: once the ZooKeeper write is done; the HW waits for old and new members).
 - LeaderAndIsr, this broker the leader: ``fetchers.remove_fetcher_for_partitions([(t, p)])``
   then ``partition.replica.make_leader(leader_epoch=..., isr=..., replicas=...)``.
 - LeaderAndIsr, another broker the leader: ``fetchers.remove_fetcher_for_partitions``,
@@ -24,6 +26,10 @@ How a broker uses them (Kafka's ReplicaManager.becomeLeaderOrFollower):
 - Tasks: ``ReplicaFetcherManager(broker_id=..., config=FetcherConfig.from_broker_config(config),
   on_append=broker.notify_append).run`` and ``run_isr_expiration(partitions_led,
   replica_lag_time_max_ms=...)``, both in the server's nursery.
+
+The broker's own writes as a leader (coordinator records, transaction markers) go
+through ``leader_writes.append_as_leader`` (stamped with the leader epoch), and the
+coordinators answer only after ``leader_writes.wait_replicated`` (acks=all).
 
 With ``partition.replica`` set, the handlers already do the rest: Produce appends only
 on the leader with its epoch and waits for the ISR on acks=all, Fetch serves followers

@@ -115,6 +115,7 @@ class Harness:
         *,
         epoch: int | None = None,
         topic_id: uuid.UUID = TOPIC_ID,
+        partition_epoch: int = 0,
     ) -> Any:
         by_topic: dict[str, list[Any]] = {}
         for topic, index, leader, leader_epoch, replicas, isr in partitions:
@@ -125,7 +126,7 @@ class Harness:
                     leader=leader,
                     leader_epoch=leader_epoch,
                     isr=isr,
-                    partition_epoch=0,
+                    partition_epoch=partition_epoch,
                     replicas=replicas,
                     is_new=True,
                 )
@@ -344,6 +345,21 @@ async def test_an_older_leader_epoch_is_refused_per_partition(cluster: Harness) 
     assert (await produce(cluster.client, "t", 0, records(1))).error_code == (
         ErrorCode.NOT_LEADER_OR_FOLLOWER
     )
+
+
+async def test_a_same_epoch_state_older_than_the_znode_we_wrote_is_skipped(
+    cluster: Harness,
+) -> None:
+    """The leader wrote an ISR change (state znode version 3) while the controller sent
+    state it had read before (version 2, same leader epoch): applying it would bring back
+    the old ISR and a version every later conditional write fails on (Kafka's
+    Partition.makeLeader skips a partition epoch older than its own)."""
+    await _set_up(cluster)
+    await cluster.leader_and_isr([("t", 0, 1, 5, [1, 2, 3], [1, 3])], partition_epoch=3)
+    resp = await cluster.leader_and_isr([("t", 0, 1, 5, [1, 2, 3], [1, 2, 3])], partition_epoch=2)
+    assert [p.error_code for t in resp.topics for p in t.partition_errors] == [ErrorCode.NONE]
+    state = cluster.broker.cluster.replicas.states[("t", 0)]
+    assert (state.isr, state.zk_version) == ((1, 3), 3)
 
 
 async def test_stop_replica_with_delete_removes_the_local_log(cluster: Harness) -> None:

@@ -95,7 +95,12 @@ def test_commits_are_answered_once_replicated_and_survive_the_coordinator(
             30,
             message="the followers back in the ISR",
         )
-        assert _commit(cluster, coordinator, "orders", 9) == ErrorCode.NONE
+        # Clients retry COORDINATOR_NOT_AVAILABLE; once the followers are back it succeeds.
+        cluster.wait_for(
+            lambda: _commit(cluster, coordinator, "orders", 9) == ErrorCode.NONE,
+            30,
+            message="a replicated commit",
+        )
 
         # The acknowledged commit is on the followers: the next coordinator has it.
         cluster.kill(coordinator)
