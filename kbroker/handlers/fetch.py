@@ -161,6 +161,14 @@ def replica_id_of(request: FetchRequest, version: int) -> int:
     return request.replica_state.replica_id if version >= 15 else request.replica_id
 
 
+# A file region keeps its segment file's descriptor (outside the bounded open-file cache,
+# log/filecache.py) until the response is written, and the server duplicates it for
+# sendfile. A consumer fetching thousands of partitions in one request would hold as many:
+# past this many partitions a response carries copies of the bytes instead (bounded by the
+# request's max_bytes), so one Fetch cannot exhaust the broker's descriptors.
+REGIONS_HELD_PER_FETCH = 64
+
+
 def _read_all(
     ctx: RequestContext, request: FetchRequest, version: int
 ) -> tuple[list[Any], int, bool, list[tuple[Any, int, int, int]]]:
@@ -195,6 +203,7 @@ def _read_all(
 
     responses = []
     watched: list[tuple[Any, int, int, int]] = []
+    held = 0  # partitions answered with file regions (each holds its segment's descriptor)
     for fetch_topic in request.topics:
         topic: Topic | None = None
         topic_error: ErrorCode | None = None
@@ -237,6 +246,10 @@ def _read_all(
             watched.append((log, log.log_end_offset, log.log_start_offset, log.high_watermark))
             if data.error_code:
                 errored = True
+            if size > 0 and isinstance(data.records, FetchedRecords):
+                held += 1
+                if held > REGIONS_HELD_PER_FETCH:
+                    data.records = bytes(data.records)
             if size > 0:
                 min_one = False
                 limit = max(0, limit - size)

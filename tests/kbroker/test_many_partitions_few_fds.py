@@ -29,9 +29,10 @@ FD_LIMIT = 256
 PARTITIONS = 3000
 FAST = {"offsets.topic.num.partitions": 1, "transaction.state.log.num.partitions": 1}
 TOPIC = "wide"
-# Partitions per Fetch: a response holds a descriptor per partition it sends (two once
-# the server duplicates them), outside the cache, until it is written out.
-FETCH_GROUP = 20
+# Partitions per Fetch: more than the descriptor limit, so one request reads more segment
+# files than the broker may hold open (a response keeps file regions for the first
+# REGIONS_HELD_PER_FETCH partitions only, and copies the rest).
+FETCH_GROUP = 1000
 
 
 def _low_fd_limit() -> None:
