@@ -8,6 +8,8 @@ connection every 20 ms. For each step it prints the open descriptors and RSS of 
 broker after the step, and the worst ping latency during it:
 
 - create-huge: one CreateTopics asking for 1,000,000 partitions;
+- create-wide: one CreateTopics of one topic of 5,000 partitions (opened a slice
+  at a time: the pings go on being answered);
 - metadata-7000: Metadata requests naming 7,000 unknown topics, auto-creation on,
   repeated as a client retrying would (until nothing more is created): all are
   created, since segment files share one bounded cache of open descriptors
@@ -236,6 +238,16 @@ def step_create_huge(port: int) -> str:
     return f"error {result.error_code} ({result.error_message})"
 
 
+def step_create_wide(port: int) -> str:
+    topic = CreateTopicsRequest.CreatableTopic(
+        name="wide", num_partitions=5000, replication_factor=1
+    )
+    with Client(port, timeout=120) as client:
+        response = client.request(CreateTopicsRequest(topics=[topic], timeout_ms=120000), 7)
+    result = response.topics[0]  # type: ignore[attr-defined]
+    return f"error {result.error_code} ({result.error_message})"
+
+
 def step_metadata_7000(port: int) -> str:
     names = [f"unknown-{i}" for i in range(7000)]
     request = MetadataRequest(topics=[MetadataRequest.MetadataRequestTopic(name=n) for n in names])
@@ -399,6 +411,7 @@ def main() -> int:
         pinger.start()
         steps: list[tuple[str, Callable[[], str]]] = [
             ("create-huge", lambda: step_create_huge(port)),
+            ("create-wide", lambda: step_create_wide(port)),
             ("metadata-7000", lambda: step_metadata_7000(port)),
             ("announce-100MiB", lambda: step_announce(port, broker)),
             ("long-polls", lambda: step_long_polls(port, broker)),

@@ -25,10 +25,12 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import trio
 
 from kbroker.config import BrokerConfig
 from kbroker.errors import KafkaApiError, unknown_topic
@@ -51,6 +53,10 @@ PARTITION_METADATA = "partition.metadata"
 _PARTITION_DIR = re.compile(r"^(.+)-(\d+)$")
 # The only leader epoch a single-node broker ever has (a KRaft topic starts at 0).
 SINGLE_NODE_LEADER_EPOCH = 0
+# The longest an asynchronous creation opens partitions before letting the event loop
+# serve other connections (one partition takes about a millisecond to open: a topic
+# of 5,000 partitions held the loop for seconds).
+CREATION_SLICE_SECONDS = 0.005
 
 
 def uuid_to_base64(value: uuid.UUID) -> str:
@@ -172,6 +178,9 @@ class TopicManager:
         self.clock = clock
         self.topics: dict[str, Topic] = {}
         self._by_id: dict[uuid.UUID, Topic] = {}
+        # Topics whose partitions are being opened (asynchronously): saved in the store,
+        # their names taken, but not visible until every partition is open.
+        self._pending: dict[str, tuple[Topic, int]] = {}
         self._store = TopicStore(self.data_dir)
         self._load()
 
@@ -218,16 +227,58 @@ class TopicManager:
         Raises KafkaApiError with the code Kafka answers: INVALID_TOPIC_EXCEPTION,
         TOPIC_ALREADY_EXISTS, INVALID_PARTITIONS, INVALID_REPLICATION_FACTOR, INVALID_CONFIG.
         With validate_only, checks everything and returns an unsaved Topic without logs.
+        Opens every partition in one go: from a request handler, use ``create_async``.
         """
+        topic, count = self._check_new(
+            name, num_partitions, configs, internal=internal, replication_factor=replication_factor
+        )
+        if validate_only:
+            return topic
+        for _ in self._build(topic, count):
+            pass
+        self._log_created(topic, count)
+        return topic
+
+    async def create_async(
+        self,
+        name: str,
+        num_partitions: int = -1,
+        configs: Mapping[str, str | None] | None = None,
+        *,
+        validate_only: bool = False,
+        internal: bool = False,
+        replication_factor: int = -1,
+    ) -> Topic:
+        """``create``, letting other tasks run every few milliseconds while the partitions
+        are opened; the topic is visible (``get``) only once all of them are open."""
+        topic, count = self._check_new(
+            name, num_partitions, configs, internal=internal, replication_factor=replication_factor
+        )
+        if validate_only:
+            return topic
+        await _drive(self._build(topic, count))
+        self._log_created(topic, count)
+        return topic
+
+    def _check_new(
+        self,
+        name: str,
+        num_partitions: int,
+        configs: Mapping[str, str | None] | None,
+        *,
+        internal: bool,
+        replication_factor: int,
+    ) -> tuple[Topic, int]:
+        """CreateTopics' checks; the unsaved topic and its partition count."""
         check_name(name)
-        if name in self.topics:
+        if name in self.topics or name in self._pending:
             raise KafkaApiError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
         if name in INTERNAL_TOPICS and not internal:
             raise KafkaApiError(
                 ErrorCode.INVALID_TOPIC_EXCEPTION, f"Topic '{name}' is reserved for internal use."
             )
         key = _collision_key(name)
-        for existing in self.topics:
+        for existing in [*self.topics, *self._pending]:
             if _collision_key(existing) == key:
                 raise KafkaApiError(
                     ErrorCode.INVALID_TOPIC_EXCEPTION,
@@ -255,44 +306,71 @@ class TopicManager:
                 "be reached because only 1 broker(s) are registered.",
             )
         overrides = validate_topic_configs(configs or {})
-        topic = Topic(name, random_kafka_uuid(), [], overrides, internal)
-        if validate_only:
-            return topic
-        if has_collision_chars(name) and not internal:
+        return Topic(name, random_kafka_uuid(), [], overrides, internal), num_partitions
+
+    def _log_created(self, topic: Topic, count: int) -> None:
+        if has_collision_chars(topic.name) and not topic.internal:
             # As kafka-topics warns its user; the internal names are fixed and known.
             logger.warning(
                 "topic %r: due to limitations in metric names, topics with a period "
                 "('.') or underscore ('_') could collide; it is best to use either, "
                 "but not both",
-                name,
+                topic.name,
             )
-        self.topics[name] = topic
-        self._by_id[topic.topic_id] = topic
+        logger.info(
+            "created topic %s (id %s, %d partitions, configs %s)",
+            topic.name,
+            uuid_to_base64(topic.topic_id),
+            count,
+            topic.configs,
+        )
+
+    def _build(self, topic: Topic, count: int) -> Generator[None, None, None]:
+        """Save ``topic`` with ``count`` partitions, open them, then make it visible;
+        yields between slices of partitions (the caller may let other tasks run there).
+
+        Saved before the partitions are opened: a crash in between re-creates them at
+        the next start. On any failure (or cancellation) the topic is forgotten, its
+        logs closed and the store saved without it; the next start removes the
+        directories left behind.
+        """
+        if topic.name in self.topics or topic.name in self._pending:
+            raise KafkaApiError(
+                ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{topic.name}' already exists."
+            )
+        self._pending[topic.name] = (topic, count)
         try:
-            # Saved before the partitions are opened: a crash in between re-creates them.
-            self._save(partition_counts={name: num_partitions})
-            for index in range(num_partitions):
-                topic.partitions.append(self._open_partition(topic, index))
+            self._save()
+            log_config = to_log_config(topic.configs, self.config)
+            started = time.monotonic()
+            for index in range(count):
+                topic.partitions.append(self._open_partition(topic, index, log_config=log_config))
+                if time.monotonic() - started >= CREATION_SLICE_SECONDS:
+                    yield
+                    started = time.monotonic()
             fsync_dir(self.data_dir)  # the new partition directories, all at once
         except BaseException:
-            self._forget(topic)
+            self._pending.pop(topic.name, None)
             for partition in topic.partitions:
-                partition.log.close()
+                with contextlib.suppress(Exception):
+                    partition.log.close()
             with contextlib.suppress(OSError):
                 self._save()  # the next start removes the directories left behind
             raise
-        logger.info(
-            "created topic %s (id %s, %d partitions, configs %s)",
-            name,
-            uuid_to_base64(topic.topic_id),
-            num_partitions,
-            overrides,
-        )
-        return topic
+        del self._pending[topic.name]
+        self.topics[topic.name] = topic
+        self._by_id[topic.topic_id] = topic
 
     def create_internal(self, name: str) -> Topic:
         """Create ``__consumer_offsets`` / ``__transaction_state`` as Kafka does
         (partition count and segment size from the broker config, compacted)."""
+        existing = self.topics.get(name)
+        if existing is not None:
+            return existing
+        count, configs = self._internal_settings(name)
+        return self.create(name, count, configs, internal=True, replication_factor=1)
+
+    def _internal_settings(self, name: str) -> tuple[int, dict[str, str | None]]:
         if name == OFFSETS_TOPIC:
             partitions = self.config["offsets.topic.num.partitions"]
             segment = self.config["offsets.topic.segment.bytes"]
@@ -301,20 +379,11 @@ class TopicManager:
             segment = self.config["transaction.state.log.segment.bytes"]
         else:
             raise KafkaApiError(ErrorCode.INVALID_TOPIC_EXCEPTION, f"{name} is not internal")
-        existing = self.topics.get(name)
-        if existing is not None:
-            return existing
-        return self.create(
-            name,
-            partitions,
-            {
-                "cleanup.policy": "compact",
-                "segment.bytes": str(segment),
-                "compression.type": "producer",
-            },
-            internal=True,
-            replication_factor=1,
-        )
+        return partitions, {
+            "cleanup.policy": "compact",
+            "segment.bytes": str(segment),
+            "compression.type": "producer",
+        }
 
     def delete(self, name: str) -> None:
         """Delete a topic and its directories; UNKNOWN_TOPIC_OR_PARTITION if absent."""
@@ -336,35 +405,44 @@ class TopicManager:
     ) -> Topic:
         """Host a topic the cluster's controller created (cluster mode): no naming or
         replication checks (they were made where it was created), its topic id kept."""
-        if name in self.topics:
+        topic = self._adoptee(name, topic_id, configs)
+        for _ in self._build(topic, num_partitions):
+            pass
+        self._log_adopted(topic, num_partitions)
+        return topic
+
+    async def adopt_async(
+        self,
+        name: str,
+        topic_id: uuid.UUID | None,
+        num_partitions: int,
+        configs: Mapping[str, str | None] | None = None,
+    ) -> Topic:
+        """``adopt``, yielding to other tasks while the partitions are opened."""
+        topic = self._adoptee(name, topic_id, configs)
+        await _drive(self._build(topic, num_partitions))
+        self._log_adopted(topic, num_partitions)
+        return topic
+
+    def _adoptee(
+        self, name: str, topic_id: uuid.UUID | None, configs: Mapping[str, str | None] | None
+    ) -> Topic:
+        if name in self.topics or name in self._pending:
             raise KafkaApiError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
         try:
             overrides = validate_topic_configs(configs or {})
         except KafkaApiError:
             logger.warning("topic %s: ignoring invalid configs %s", name, configs)
             overrides = {}
-        topic = Topic(name, topic_id or random_kafka_uuid(), [], overrides, name in INTERNAL_TOPICS)
-        self.topics[name] = topic
-        self._by_id[topic.topic_id] = topic
-        try:
-            self._save(partition_counts={name: num_partitions})
-            for index in range(num_partitions):
-                topic.partitions.append(self._open_partition(topic, index))
-            fsync_dir(self.data_dir)
-        except BaseException:
-            self._forget(topic)
-            for partition in topic.partitions:
-                partition.log.close()
-            with contextlib.suppress(OSError):
-                self._save()
-            raise
+        return Topic(name, topic_id or random_kafka_uuid(), [], overrides, name in INTERNAL_TOPICS)
+
+    def _log_adopted(self, topic: Topic, count: int) -> None:
         logger.info(
             "hosting topic %s (id %s, %d partitions)",
-            name,
+            topic.name,
             uuid_to_base64(topic.topic_id),
-            num_partitions,
+            count,
         )
-        return topic
 
     def delete_local(self, name: str) -> None:
         """Remove this broker's copy of a topic (cluster mode: StopReplica with delete),
@@ -474,7 +552,11 @@ class TopicManager:
         self._by_id.pop(topic.topic_id, None)
 
     def _save(self, *, partition_counts: Mapping[str, int] | None = None) -> None:
-        counts = partition_counts or {}
+        # Topics being created are saved with their full partition count (their
+        # directories are being made: a crash re-creates the missing ones at start-up).
+        counts = {name: count for name, (_, count) in self._pending.items()}
+        counts.update(partition_counts or {})
+        topics = [*self.topics.values(), *(t for t, _ in self._pending.values())]
         self._store.save(
             {
                 t.name: {
@@ -483,7 +565,7 @@ class TopicManager:
                     "configs": t.configs,
                     "internal": t.internal,
                 }
-                for t in self.topics.values()
+                for t in topics
             }
         )
 
@@ -567,6 +649,16 @@ class TopicManager:
                 )
         if entries:
             logger.info("loaded %d topics from %s", len(entries), self.data_dir)
+
+
+async def _drive(steps: Generator[None, None, None]) -> None:
+    """Run ``steps``, letting other tasks run at each of its pauses. Cancelled there,
+    ``steps`` is closed: it undoes its work before the cancellation goes on."""
+    try:
+        for _ in steps:
+            await trio.sleep(0)
+    finally:
+        steps.close()
 
 
 def _read_partition_metadata(path: Path) -> str | None:

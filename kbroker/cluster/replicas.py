@@ -306,7 +306,14 @@ class ReplicaManager:
             local = None
         if local is None:
             configs = await self._config_source(topic) if self._config_source else {}
-            topics.adopt(topic, topic_id if topic_id.int else None, count, configs)
+            known_id = topic_id if topic_id.int else None
+            if topic in INTERNAL_TOPICS:
+                # The coordinators create these on first use and expect them whole.
+                topics.adopt(topic, known_id, count, configs)
+            else:
+                # Thousands of partitions take seconds to open: a slice at a time, the
+                # topic invisible until whole, other connections served in between.
+                await topics.adopt_async(topic, known_id, count, configs)
         elif len(local.partitions) < count:
             topics.add_partitions(topic, count)
 

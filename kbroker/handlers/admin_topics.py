@@ -132,7 +132,7 @@ async def handle_create_topics(
                     )
                 )
             else:
-                results.append(_create_topic(broker, topic, request.validate_only, version))
+                results.append(await _create_topic(broker, topic, request.validate_only, version))
         except KafkaApiError as exc:
             code, message = error_and_message(exc)
             results.append(
@@ -160,7 +160,7 @@ async def handle_create_topics(
     return CreateTopicsResponse(throttle_time_ms=0, topics=results)
 
 
-def _create_topic(
+async def _create_topic(
     broker: BrokerState,
     topic: CreateTopicsRequest.CreatableTopic,
     validate_only: bool,
@@ -233,7 +233,11 @@ def _create_topic(
     overrides = {name: value for name, value in configs.items() if value is not None}
     if num_partitions > 0:
         check_broker_partitions(broker, num_partitions)
-    created = topics.create(topic.name, num_partitions, overrides, validate_only=validate_only)
+    # Opening thousands of partitions takes seconds: other connections are served
+    # every few milliseconds meanwhile.
+    created = await topics.create_async(
+        topic.name, num_partitions, overrides, validate_only=validate_only
+    )
     result = CreateTopicsResponse.CreatableTopicResult(
         name=topic.name, error_code=0, error_message=None
     )

@@ -317,10 +317,18 @@ async def _missing_topic(
     topics = ctx.broker.topics
     try:
         if name in INTERNAL_TOPICS:
+            # Synchronous: the coordinators create these on first use and expect
+            # them whole (their partition count is the broker's config, 50 by default).
             topic = topics.create_internal(name)
         else:
-            topic = topics.create(name, -1)
+            # Opened a slice of partitions at a time; other connections are served
+            # in between and the topic stays invisible until it is whole.
+            topic = await topics.create_async(name, -1)
     except KafkaApiError as exc:
+        if exc.code == ErrorCode.TOPIC_ALREADY_EXISTS:
+            # Another request is creating it right now (AdminZkClient's
+            # TopicExistsException in KafkaApis.createTopic): the client asks again.
+            return _error_topic(ErrorCode.LEADER_NOT_AVAILABLE, name)
         logger.info("auto-creating topic %r for %s failed: %s", name, ctx.peer, exc)
         return _error_topic(exc.code, name)
     except Exception as exc:

@@ -181,3 +181,42 @@ async def test_partitions_never_take_the_descriptors_connections_need(
     assert server.broker.topics.get("wide") is None
     [ok] = await create(client, new_topic("narrow", 2))
     assert ok.error_code == ErrorCode.NONE
+
+
+async def test_one_topic_of_thousands_of_partitions_lets_other_clients_be_served(
+    make_server,
+) -> None:
+    # One topic of 5,000 partitions was opened in one synchronous loop: the broker
+    # answered nobody for seconds. Now a ping on another connection is answered all
+    # along, each far sooner than the whole creation, and the topic only appears
+    # once it is whole. (Relative, not absolute, times: the machine's speed varies.)
+    count = 3000
+    server = await make_server(**FAST)
+    creator, pinger = await server.connect(), await server.connect()
+    ping = ApiVersionsRequest(client_software_name="t", client_software_version="1")
+    gaps: list[float] = []
+    partial: list[int] = []
+    done = trio.Event()
+
+    async def keep_pinging() -> None:
+        while not done.is_set():
+            sent = trio.current_time()
+            assert (await pinger.request(ping)).error_code == ErrorCode.NONE
+            gaps.append(trio.current_time() - sent)
+            seen = server.broker.topics.get("wide")
+            if seen is not None and len(seen.partitions) != count:
+                partial.append(len(seen.partitions))
+
+    async with trio.open_nursery() as nursery:
+        started = trio.current_time()
+        nursery.start_soon(keep_pinging)
+        [result] = await create(creator, new_topic("wide", count))
+        took = trio.current_time() - started
+        done.set()
+    assert result.error_code == ErrorCode.NONE
+    topic = server.broker.topics.get("wide")
+    assert topic is not None and len(topic.partitions) == count
+    assert [p.index for p in topic.partitions] == list(range(count))
+    assert partial == []  # never seen half made
+    assert len(gaps) >= 10, (len(gaps), took)
+    assert max(gaps) < took / 5, (max(gaps), took)

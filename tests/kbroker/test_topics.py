@@ -7,7 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+import trio
 
+from kbroker import topics as topics_module
 from kbroker.config import BrokerConfig
 from kbroker.errors import KafkaApiError
 from kbroker.topics import (
@@ -316,4 +318,101 @@ def test_failed_creation_leaves_no_topic(manager: TopicManager, monkeypatch) -> 
     assert reopened.get("half") is None
     assert not (reopened.data_dir / "half-0").exists()
     assert reopened.create("half", 1).partitions
+    reopened.close()
+
+
+# --- creation that yields to the event loop ---------------------------------------------
+
+
+async def test_async_creation_lets_others_run_and_shows_the_topic_only_whole(
+    manager: TopicManager, monkeypatch
+) -> None:
+    # A topic of thousands of partitions took seconds to open in one go; create_async
+    # lets other tasks run between slices, and nobody sees the topic half made.
+    monkeypatch.setattr(topics_module, "CREATION_SLICE_SECONDS", 0.0)  # a slice = 1 partition
+    seen: list[int | None] = []
+    stored: list[int] = []
+    done = trio.Event()
+
+    async def watch() -> None:
+        while not done.is_set():
+            topic = manager.get("wide")
+            seen.append(None if topic is None else len(topic.partitions))
+            if topic is None and not stored and (manager.data_dir / "wide-0").exists():
+                # Durable before its directories are made: a crash re-creates them.
+                stored.append(read_entries(manager.data_dir)[0]["wide"]["partitions"])
+                # The name is taken meanwhile.
+                with pytest.raises(KafkaApiError) as exc_info:
+                    manager.create("wide", 1)
+                assert _code(exc_info) == ErrorCode.TOPIC_ALREADY_EXISTS
+            await trio.sleep(0)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch)
+        await trio.sleep(0)
+        topic = await manager.create_async("wide", 20)
+        done.set()
+    assert seen.count(None) >= 10  # ran while the partitions were opened
+    assert set(seen) <= {None, 20}
+    assert stored == [20]
+    assert manager.get("wide") is topic and len(topic.partitions) == 20
+    reopened = _reopen(manager)
+    assert len(reopened.get("wide").partitions) == 20
+    reopened.close()
+
+
+@pytest.mark.parametrize("how", ["create_async", "adopt_async"])
+async def test_failed_async_creation_leaves_no_topic(
+    manager: TopicManager, monkeypatch, how: str
+) -> None:
+    from kbroker import log
+
+    monkeypatch.setattr(topics_module, "CREATION_SLICE_SECONDS", 0.0)
+    real_open = log.PartitionLog.open
+    opened: list[int] = []
+
+    def flaky_open(directory, config, **kwargs):
+        opened.append(1)
+        if len(opened) == 5:
+            raise OSError(28, "No space left on device")
+        return real_open(directory, config, **kwargs)
+
+    monkeypatch.setattr(log.PartitionLog, "open", flaky_open)
+    with pytest.raises(OSError):
+        if how == "create_async":
+            await manager.create_async("half", 8)
+        else:
+            await manager.adopt_async("half", random_kafka_uuid(), 8)
+    assert manager.get("half") is None
+    assert "half" not in read_entries(manager.data_dir)[0]
+    monkeypatch.setattr(log.PartitionLog, "open", real_open)
+    reopened = _reopen(manager)
+    assert reopened.get("half") is None
+    assert not (reopened.data_dir / "half-0").exists()
+    assert len((await reopened.create_async("half", 2)).partitions) == 2
+    reopened.close()
+
+
+async def test_cancelled_async_creation_leaves_no_topic(manager: TopicManager, monkeypatch) -> None:
+    from kbroker import log
+
+    monkeypatch.setattr(topics_module, "CREATION_SLICE_SECONDS", 0.0)
+    real_open = log.PartitionLog.open
+    opened: list[int] = []
+    with trio.CancelScope() as scope:
+
+        def open_then_cancel(directory, config, **kwargs):
+            opened.append(1)
+            if len(opened) == 4:
+                scope.cancel()  # e.g. the connection goes away mid-creation
+            return real_open(directory, config, **kwargs)
+
+        monkeypatch.setattr(log.PartitionLog, "open", open_then_cancel)
+        await manager.create_async("half", 8)
+    assert scope.cancelled_caught and len(opened) == 4
+    monkeypatch.setattr(log.PartitionLog, "open", real_open)
+    assert manager.get("half") is None
+    reopened = _reopen(manager)
+    assert reopened.get("half") is None
+    assert not (reopened.data_dir / "half-0").exists()
     reopened.close()
