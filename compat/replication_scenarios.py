@@ -12,7 +12,8 @@ Scenarios (issue 15's numbering): 1 ``leader_kills``; 2 and 6 ``two_of_three_dow
 (the ISR as ``kbroker topics describe`` shows it); 3 ``paused_follower``; 4
 ``old_leader_truncates``; 5 ``group_coordinator_killed`` (the consumer-group half; the
 commit path is also checked at the protocol level by
-tests/cluster/test_replication_coordinators.py).
+tests/cluster/test_replication_coordinators.py) and ``transaction_coordinator_killed``
+(the transactional consume-transform-produce half).
 
 ``KBROKER_REPLICATION_KILLS`` sets how many leader kills scenario 1 makes (default 3
 per client, so both clients' modules stay within a few minutes; the issue's "ten times
@@ -115,6 +116,29 @@ class ClientAdapter(Protocol):
     ) -> None:
         """A member of ``group`` reading ``topic`` until ``stop``, committing synchronously
         after each record it hands over (retrying a failed commit until it succeeds)."""
+
+    def transform_loop(
+        self,
+        bootstrap: str,
+        source: str,
+        sink: str,
+        group: str,
+        transactional_id: str,
+        progress: dict[str, int],
+        stop: threading.Event,
+    ) -> None:
+        """A consume-transform-produce loop until ``stop``: a read_committed member of
+        ``group`` reads ``source``; each batch's records go to ``sink`` (same partition,
+        value prefixed ``out-``) with the batch's offsets, in one transaction. A failed
+        transaction is aborted and the consumer rewound to the committed offsets (Kafka's
+        exactly-once recipe). ``progress["committed"]`` counts the source records whose
+        transaction committed, ``progress["aborted"]`` the aborted transactions."""
+
+    def read_committed(
+        self, bootstrap: str, topic: str, partitions: int, history: History, reader: str
+    ) -> None:
+        """Read every partition from its start with read_committed into ``history``, until
+        nothing new arrives for a few seconds."""
 
 
 # -- cluster helpers -------------------------------------------------------------------------------
@@ -592,6 +616,91 @@ def group_coordinator_killed(client: ClientAdapter, cluster: Cluster, topic: str
         **analysis.figures(),
         "read_again_after_failover": reread,
         "group_done_after_kill_s": round(resumed_s, 2),
+    }
+
+
+def transaction_coordinator_killed(
+    client: ClientAdapter, cluster: Cluster, topic: str
+) -> dict[str, Any]:
+    """A transactional consume-transform-produce loop keeps going when the broker leading
+    its transaction coordinator's ``__transaction_state`` partition is killed -9: every
+    source record's output is in the sink exactly once for a read_committed consumer, in
+    source order per partition (KIP-98's exactly-once promise across a failover)."""
+    reset(cluster)
+    sink = f"{topic}-out"
+    for name in (topic, sink):
+        client.create_topic(cluster.bootstrap_servers, name, PARTITIONS, 3)
+        wait_full_isr(cluster, name)
+    source_history = History()
+    producer = client.producer(
+        cluster.bootstrap_servers, source_history, idempotent=True, retries=None
+    )
+    total = 600
+    try:
+        for i in range(total):
+            source_history.sent(i % PARTITIONS, f"t-{i}".encode())
+            producer.send(topic, i % PARTITIONS, f"t-{i}".encode())
+        producer.flush(30)
+    finally:
+        producer.close()
+    assert source_history.acked_count == total, source_history.failure_kinds()
+
+    transactional_id = f"{topic}-txn"
+    progress = {"committed": 0, "aborted": 0}
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=client.transform_loop,
+        args=(
+            cluster.bootstrap_servers,
+            topic,
+            sink,
+            f"{topic}-group",
+            transactional_id,
+            progress,
+            stop,
+        ),
+        daemon=True,
+    )
+    thread.start()
+    try:
+        cluster.wait_for(
+            lambda: progress["committed"] >= total // 4, SETTLE_S, message="transactions"
+        )
+        coordinator = cluster.wait_for(
+            lambda: max(cluster.coordinator_of(transactional_id, key_type=1), 0), 30
+        )
+        killed_at = time.monotonic()
+        cluster.kill(coordinator)
+        cluster.wait_for(
+            lambda: progress["committed"] >= total,
+            SETTLE_S,
+            message="the loop to commit every source record",
+        )
+        done_s = time.monotonic() - killed_at
+    finally:
+        stop.set()
+        thread.join(60)
+    assert not thread.is_alive(), "the transform loop did not stop"
+
+    # The sink, read_committed, holds each source record's output once, in source order.
+    output = History()
+    source_values = sorted(source_history.acks.items(), key=lambda item: item[1])
+    for value, (partition, _offset) in source_values:
+        output.sent(partition, b"out-" + value)
+    client.read_committed(cluster.bootstrap_servers, sink, PARTITIONS, output, "final")
+    analysis = output.analyse()
+    seen = {value for _p, _o, value in output.reads.get("final", [])}
+    missing = [value for value, _ in source_values if b"out-" + value not in seen]
+    assert not analysis.problems(), analysis.problems()
+    assert not missing, f"{len(missing)} source records have no output, e.g. {missing[:5]}"
+    assert analysis.read == total, (analysis.read, total)
+    reset(cluster)
+    return {
+        **analysis.figures(),
+        "source_records": total,
+        "lost": len(missing),
+        "aborted_transactions": progress["aborted"],
+        "all_committed_after_kill_s": round(done_s, 2),
     }
 
 

@@ -191,6 +191,109 @@ class ConfluentClient:
         finally:
             consumer.close()
 
+    def transform_loop(
+        self,
+        bootstrap: str,
+        source: str,
+        sink: str,
+        group: str,
+        transactional_id: str,
+        progress: dict[str, int],
+        stop: threading.Event,
+    ) -> None:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+            }
+        )
+        producer = Producer(
+            {"bootstrap.servers": bootstrap, "transactional.id": transactional_id, "linger.ms": 5}
+        )
+        try:
+            producer.init_transactions(60)
+            consumer.subscribe([source])
+            while not stop.is_set():
+                batch = [m for m in consumer.consume(50, 0.5) if not m.error()]
+                if not batch:
+                    continue
+                offsets: dict[int, int] = {}
+                try:
+                    producer.begin_transaction()
+                    for msg in batch:
+                        producer.produce(sink, b"out-" + msg.value(), partition=msg.partition())
+                        offsets[msg.partition()] = msg.offset() + 1
+                    producer.send_offsets_to_transaction(
+                        [TopicPartition(source, p, o) for p, o in offsets.items()],
+                        consumer.consumer_group_metadata(),
+                        60,
+                    )
+                    _commit_transaction(producer)
+                    progress["committed"] += len(batch)
+                except KafkaException as exc:
+                    error = exc.args[0]
+                    if not error.txn_requires_abort():
+                        raise
+                    producer.abort_transaction(60)
+                    progress["aborted"] += 1
+                    _rewind_to_committed(consumer)
+        finally:
+            consumer.close()
+            producer.flush(5)
+
+    def read_committed(
+        self, bootstrap: str, topic: str, partitions: int, history: History, reader: str
+    ) -> None:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": "replication-checker",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        try:
+            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+            quiet_until = time.monotonic() + 10.0
+            deadline = time.monotonic() + scenarios.SETTLE_S
+            while time.monotonic() < min(quiet_until, deadline):
+                msg = consumer.poll(0.5)
+                if msg is None or msg.error():
+                    continue
+                history.read(reader, msg.partition(), msg.offset(), msg.value())
+                quiet_until = time.monotonic() + 3.0
+        finally:
+            consumer.close()
+
+
+def _commit_transaction(producer: Producer) -> None:
+    """Commit, retrying while the error is retriable (the coordinator is moving)."""
+    while True:
+        try:
+            producer.commit_transaction(60)
+            return
+        except KafkaException as exc:
+            if not exc.args[0].retriable():
+                raise
+            time.sleep(0.2)
+
+
+def _rewind_to_committed(consumer: Consumer) -> None:
+    """Seek every assigned partition back to its committed offset (after an abort)."""
+    while True:
+        try:
+            committed = consumer.committed(consumer.assignment(), 30)
+            break
+        except KafkaException:
+            time.sleep(0.2)  # no group coordinator yet
+    for tp in committed:
+        if tp.offset < 0:
+            tp.offset = OFFSET_BEGINNING
+        consumer.seek(tp)
+
 
 CLIENT = ConfluentClient()
 
@@ -240,3 +343,9 @@ def test_group_keeps_its_offsets_when_the_coordinator_is_killed(
     cluster: Cluster, topic_name: str, record_property: Callable[[str, object], None]
 ) -> None:
     _run(scenarios.group_coordinator_killed, cluster, topic_name, record_property)
+
+
+def test_transactions_survive_a_killed_transaction_coordinator(
+    cluster: Cluster, topic_name: str, record_property: Callable[[str, object], None]
+) -> None:
+    _run(scenarios.transaction_coordinator_killed, cluster, topic_name, record_property)
