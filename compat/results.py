@@ -81,6 +81,9 @@ class ResultsTable:
         if report.when == "call" or report.failed or report.skipped:
             if report.passed:
                 outcome, detail = "pass", ""
+            elif report.skipped and hasattr(report, "wasxfail"):
+                # A client defect marked xfail(strict=True): its reason says what fails.
+                outcome, detail = "xfail", _short(str(report.wasxfail))
             elif report.skipped:
                 outcome, detail = "SKIP", _short(str(report.longrepr))
             else:
@@ -120,14 +123,12 @@ class ResultsTable:
             for name in next(iter(self.figures.values()))
             if all(name in values for values in self.figures.values())
         ]
-        lines = [
-            "| scenario | client | " + " | ".join(columns) + " | other |",
-            "|---|---|" + "---|" * (len(columns) + 1),
-        ]
+        header = ["scenario", "client", *columns, "other"]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for (client, scenario), values in self.figures.items():
-            row = [str(values[name]) for name in columns]
             other = ", ".join(f"{k}={v}" for k, v in values.items() if k not in columns)
-            lines.append(f"| {scenario} | {client} | " + " | ".join(row) + f" | {other} |")
+            row = [scenario, client, *(str(values[name]) for name in columns), other]
+            lines.append("| " + " | ".join(row) + " |")
         return "\n".join(lines)
 
     def failures(self) -> list[str]:
