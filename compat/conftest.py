@@ -2,7 +2,9 @@
 
 `broker` is shared by every test in a module (tests use unique topic names, so they do not
 interfere and the suite stays fast); `fresh_broker` is a private one for tests that restart
-or kill it. The results table (client x scenario) is printed in the terminal summary of any run that
+or kill it. `cluster` is a module's 3-broker cluster on the session's ZooKeeper (issue 14's
+scenarios), `replication_cluster` the one issue 15's replication scenarios run on, and
+`secured` the module's broker with TLS and SASL listeners. The results table (client x scenario) is printed in the terminal summary of any run that
 executed compat tests; it is written to a file only when asked, with
 ``KBROKER_COMPAT_RESULTS=<path>`` (``compat/RESULTS.md`` refreshes the committed table), so
 an ordinary run leaves the checkout unchanged.
@@ -20,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from compat import replication_scenarios
+from compat.clusterkit import module_cluster, restore
 from compat.livebroker import (
     GROUP_BROKER_OVERRIDES,
     LiveBroker,
@@ -27,7 +31,9 @@ from compat.livebroker import (
     shared_broker,
 )
 from compat.results import ResultsTable
+from compat.security_kit import ConfigFileBroker, Material, secured_broker
 from kbroker.cluster_runner import Cluster
+from kbroker.testing.zookeeper import ZooKeeperServer
 
 _topic_counter = itertools.count()
 
@@ -60,6 +66,42 @@ def fresh_group_broker(tmp_path: Path) -> Iterator[LiveBroker]:
     """A private kbroker (group overrides) for tests that kill or restart it."""
     with private_broker(tmp_path / "kbroker-data", overrides=GROUP_BROKER_OVERRIDES) as live:
         yield live
+
+
+@pytest.fixture(scope="module")
+def shared_cluster(
+    zookeeper: ZooKeeperServer,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> Iterator[Cluster]:
+    """One module's 3-broker cluster (compat/clusterkit.py's settings), a chroot of its own."""
+    name = request.module.__name__.rpartition(".")[2].replace("_", "-")
+    with module_cluster(zookeeper, tmp_path_factory.mktemp(name)) as running:
+        yield running
+
+
+@pytest.fixture
+def cluster(shared_cluster: Cluster) -> Iterator[Cluster]:
+    """The module's cluster: every scenario starts, and leaves the next one, with all three
+    brokers running (a scenario that kills or pauses brokers has them started again)."""
+    yield shared_cluster
+    restore(shared_cluster)
+
+
+@pytest.fixture(scope="module")
+def replication_cluster() -> Iterator[Cluster]:
+    """Three brokers, RF 3, min.insync.replicas 2, shared by a module's replication scenarios."""
+    with Cluster(3, config=replication_scenarios.CLUSTER_CONFIG) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def secured(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[ConfigFileBroker, Material]]:
+    """The module's broker with TLS and SASL listeners, and the key material it was made with."""
+    with secured_broker(tmp_path_factory.mktemp("secured")) as pair:
+        yield pair
 
 
 @pytest.fixture
@@ -127,7 +169,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
                 report.sections.append((f"kbroker output ({name})", live.log_tail(80)))
                 break
         # A cluster scenario: where each broker's log is, and how each one ended.
-        cluster = getattr(item, "funcargs", {}).get("cluster")
+        funcargs = getattr(item, "funcargs", {})
+        cluster = funcargs.get("cluster", funcargs.get("replication_cluster"))
         if isinstance(cluster, Cluster):
             tails = "\n".join(cluster.broker(i).tail(15) for i in cluster.broker_ids)
             report.sections.append(("kbroker cluster", f"{cluster.describe_logs()}\n{tails}"))

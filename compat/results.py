@@ -15,6 +15,9 @@ import pytest
 CLIENTS = {
     "test_kafka_python": ("kafka-python", "kafka-python"),
     "test_confluent_kafka": ("confluent-kafka", "confluent-kafka"),
+    "test_aiokafka": ("aiokafka", "aiokafka"),
+    "test_kafkajs": ("kafkajs", "kafkajs"),
+    "test_kcat": ("kcat", "kcat"),
 }
 # Further modules folded into a client's column (module -> client module, row prefix), e.g.
 # consumer-group scenarios of the same client (their tests are already named test_group_*).
@@ -35,6 +38,8 @@ EXTRA_MODULES = {
     "test_security_kafka_python": ("test_kafka_python", "security: "),
     "test_security_confluent_kafka": ("test_confluent_kafka", "security: "),
     "test_security_aiokafka": ("test_aiokafka", "security: "),
+    "test_security_kafkajs": ("test_kafkajs", "security: "),
+    "test_security_kcat": ("test_kcat", "security: "),
 }
 # A shared scenario runs as a method of a client module's Test... class (compat/*_scenarios.py):
 # its cell is named like a module-level test's, without the class.

@@ -14,7 +14,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +73,41 @@ def unsecured_jws(principal: str, lifetime_s: float = 3600.0) -> str:
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
 
     return f"{part({'alg': 'none'})}.{part(claims)}."
+
+
+class UnsecuredTokens:
+    """An OAUTHBEARER token provider's state: the unsecured JWS it hands out for a case's
+    user. A client module adds its library's provider base class and ``token`` method."""
+
+    def __init__(self, principal: str | None) -> None:
+        self.principal = principal or "anonymous"
+
+    def jws(self) -> str:
+        return unsecured_jws(self.principal)
+
+
+def python_client_settings(
+    bootstrap: str,
+    case: Case,
+    tls: dict[str, object],
+    token_provider: Callable[[str | None], object],
+) -> dict[str, object]:
+    """A case as kafka-python names its settings (aiokafka uses the same names): the
+    library's own TLS settings ``tls``, and ``token_provider(user)`` for OAUTHBEARER."""
+    conf: dict[str, object] = {"bootstrap_servers": bootstrap, "security_protocol": case.protocol}
+    conf.update(tls)
+    if case.mechanism == "OAUTHBEARER":
+        conf["sasl_mechanism"] = "OAUTHBEARER"
+        conf["sasl_oauth_token_provider"] = token_provider(case.user)
+    elif case.mechanism:
+        conf.update(
+            {
+                "sasl_mechanism": case.mechanism,
+                "sasl_plain_username": case.user,
+                "sasl_plain_password": case.password,
+            }
+        )
+    return conf
 
 
 WRONG_PASSWORD = {

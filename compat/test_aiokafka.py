@@ -10,7 +10,6 @@ its asyncio coroutine with asyncio.run.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -19,7 +18,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import OffsetOutOfRangeError
 from aiokafka.structs import OffsetAndMetadata
 
-from compat import group_scenarios, record_scenarios, results
+from compat import group_scenarios, record_scenarios
 from compat.adapters.aiokafka import (
     DEADLINE_S,
     AiokafkaClient,
@@ -30,23 +29,18 @@ from compat.adapters.aiokafka import (
     run,
 )
 from compat.conftest import DEFAULT_CONFIG
-from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker, shared_broker
+from compat.livebroker import LiveBroker
 
 pytestmark = pytest.mark.compat
 
-# Joins the client x scenario table (compat/results.py reads CLIENTS when it records).
-results.CLIENTS.setdefault("test_aiokafka", ("aiokafka", "aiokafka"))
 
 GROUPS = AiokafkaGroups()
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
+def broker(group_broker: LiveBroker) -> LiveBroker:
     """This module's live kbroker (short initial rebalance delay for the group scenarios)."""
-    with shared_broker(
-        tmp_path_factory.mktemp("kbroker-aiokafka"), overrides=GROUP_BROKER_OVERRIDES
-    ) as live:
-        yield live
+    return group_broker
 
 
 # -- bootstrap and admin ----------------------------------------------------------------------

@@ -21,14 +21,13 @@ from typing import Any
 
 import pytest
 
-from compat import group_scenarios, record_scenarios, results
+from compat import group_scenarios, record_scenarios
 from compat.adapters.kafkajs import KafkajsClient, KafkajsGroups
 from compat.conftest import DEFAULT_CONFIG, DYNAMIC_TOPIC_CONFIG
-from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker, shared_broker
+from compat.livebroker import LiveBroker
 
 pytestmark = pytest.mark.compat
 
-results.CLIENTS.setdefault("test_kafkajs", ("kafkajs", "kafkajs"))
 
 KAFKAJS_DIR = Path(__file__).resolve().parent / "kafkajs"
 DEADLINE_S = 60.0
@@ -36,12 +35,9 @@ NPM_CI_TIMEOUT_S = 300.0
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
+def broker(group_broker: LiveBroker) -> LiveBroker:
     """This module's live kbroker (short initial rebalance delay: kafkajs always uses groups)."""
-    with shared_broker(
-        tmp_path_factory.mktemp("kbroker-kafkajs"), overrides=GROUP_BROKER_OVERRIDES
-    ) as live:
-        yield live
+    return group_broker
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,14 +22,6 @@ from compat.security_kit import (
 
 pytestmark = pytest.mark.compat
 TIMEOUT_S = 30.0
-
-
-@pytest.fixture(scope="module")
-def secured(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[ConfigFileBroker, Material]]:
-    with secured_broker(tmp_path_factory.mktemp("secured")) as pair:
-        yield pair
 
 
 def settings(live: ConfigFileBroker, material: Material, case: Case) -> dict[str, object]:

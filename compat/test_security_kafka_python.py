@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -19,54 +18,29 @@ from compat.security_kit import (
     Case,
     ConfigFileBroker,
     Material,
-    secured_broker,
-    unsecured_jws,
+    UnsecuredTokens,
+    python_client_settings,
 )
 
 pytestmark = pytest.mark.compat
 TIMEOUT_S = 30.0
 
 
-@pytest.fixture(scope="module")
-def secured(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[ConfigFileBroker, Material]]:
-    with secured_broker(tmp_path_factory.mktemp("secured")) as pair:
-        yield pair
-
-
-class _UnsecuredTokens(AbstractTokenProvider):
+class _UnsecuredTokens(UnsecuredTokens, AbstractTokenProvider):
     """kafka-python's token provider hook, handing out unsecured JWS tokens."""
 
-    def __init__(self, principal: str | None) -> None:
-        self.principal = principal or "anonymous"
-
     def token(self) -> str:
-        return unsecured_jws(self.principal)
+        return self.jws()
 
 
 def settings(live: ConfigFileBroker, material: Material, case: Case) -> dict[str, object]:
-    conf: dict[str, object] = {
-        "bootstrap_servers": live.bootstrap(case.listener),
-        "security_protocol": case.protocol,
-    }
+    tls: dict[str, object] = {}
     if case.protocol in ("SSL", "SASL_SSL"):
-        conf["ssl_cafile"] = str(material.ca_file)
+        tls["ssl_cafile"] = str(material.ca_file)
     if case.client_certificate:
-        conf["ssl_certfile"] = str(material.client_cert)
-        conf["ssl_keyfile"] = str(material.client_key)
-    if case.mechanism == "OAUTHBEARER":
-        conf["sasl_mechanism"] = "OAUTHBEARER"
-        conf["sasl_oauth_token_provider"] = _UnsecuredTokens(case.user)
-    elif case.mechanism:
-        conf.update(
-            {
-                "sasl_mechanism": case.mechanism,
-                "sasl_plain_username": case.user,
-                "sasl_plain_password": case.password,
-            }
-        )
-    return conf
+        tls["ssl_certfile"] = str(material.client_cert)
+        tls["ssl_keyfile"] = str(material.client_key)
+    return python_client_settings(live.bootstrap(case.listener), case, tls, _UnsecuredTokens)
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -7,35 +7,22 @@ from __future__ import annotations
 import json
 import subprocess
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from compat import results
 from compat.security_kit import (
     CASES,
     WRONG_PASSWORD,
     Case,
     ConfigFileBroker,
     Material,
-    secured_broker,
     unsecured_jws,
 )
 from compat.test_kafkajs import KAFKAJS_DIR, node  # noqa: F401 - the node fixture
 
 pytestmark = pytest.mark.compat
-results.CLIENTS.setdefault("test_kafkajs", ("kafkajs", "kafkajs"))
-results.EXTRA_MODULES.setdefault("test_security_kafkajs", ("test_kafkajs", "security: "))
 DEADLINE_S = 60.0
-
-
-@pytest.fixture(scope="module")
-def secured(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[ConfigFileBroker, Material]]:
-    with secured_broker(tmp_path_factory.mktemp("secured")) as pair:
-        yield pair
 
 
 def settings(live: ConfigFileBroker, material: Material, case: Case) -> dict[str, Any]:

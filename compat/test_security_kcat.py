@@ -4,48 +4,31 @@ The client settings are librdkafka's, as with confluent-kafka."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from compat import results
 from compat.security_kit import (
     CASES,
     WRONG_PASSWORD,
     ConfigFileBroker,
     Material,
-    secured_broker,
 )
+from compat.test_kcat import kcat_bin  # noqa: F401 - the kcat_bin fixture
 from compat.test_security_confluent_kafka import settings
 
 pytestmark = pytest.mark.compat
-results.CLIENTS.setdefault("test_kcat", ("kcat", "kcat"))
-results.EXTRA_MODULES.setdefault("test_security_kcat", ("test_kcat", "security: "))
 DEADLINE_S = 30.0
 
 
-@pytest.fixture(scope="module")
-def secured(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[ConfigFileBroker, Material]]:
-    with secured_broker(tmp_path_factory.mktemp("secured")) as pair:
-        yield pair
-
-
-@pytest.fixture(scope="module")
-def kcat_bin() -> str:
-    path = shutil.which("kcat") or shutil.which("kafkacat")
-    assert path, "kcat is not installed (Debian: apt-get install kcat); compat needs it"
-    return path
-
-
 def kcat(
-    kcat_bin: str, conf: dict[str, object], *args: str, stdin: bytes | None = None
+    kcat_bin: str,  # noqa: F811
+    conf: dict[str, object],
+    *args: str,
+    stdin: bytes | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     options: list[str] = []
     for key, value in conf.items():
@@ -76,7 +59,9 @@ _LIBRDKAFKA_2_0_SCRAM = pytest.mark.xfail(
     ],
 )
 def test_produce_consume_commit(
-    kcat_bin: str, secured: tuple[ConfigFileBroker, Material], name: str
+    kcat_bin: str,  # noqa: F811
+    secured: tuple[ConfigFileBroker, Material],
+    name: str,
 ) -> None:
     live, material = secured
     conf = settings(live, material, CASES[name])
@@ -115,7 +100,9 @@ def test_produce_consume_commit(
 
 @pytest.mark.parametrize("name", list(WRONG_PASSWORD))
 def test_wrong_password_fails_authentication(
-    kcat_bin: str, secured: tuple[ConfigFileBroker, Material], name: str
+    kcat_bin: str,  # noqa: F811
+    secured: tuple[ConfigFileBroker, Material],
+    name: str,
 ) -> None:
     live, material = secured
     conf = settings(live, material, WRONG_PASSWORD[name])

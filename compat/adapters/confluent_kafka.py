@@ -52,9 +52,13 @@ class Delivery:
     def __call__(self, err: KafkaError | None, msg: Message) -> None:
         self.reports.append((err, msg))
 
+    def errors(self) -> list[KafkaError]:
+        """The delivery errors, in produce order."""
+        return [err for err, _ in self.reports if err is not None]
+
     def ok(self) -> list[Message]:
         """The delivered messages; fails on any delivery error."""
-        errors = [err for err, _ in self.reports if err is not None]
+        errors = self.errors()
         assert not errors, f"delivery failed: {errors[:3]}"
         return [msg for _, msg in self.reports]
 
