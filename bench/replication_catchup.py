@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+from replication_cluster import log_bytes  # noqa: E402
 from throughput import bench_consume, bench_produce  # noqa: E402
 
 from kbroker.cluster_runner import Cluster  # noqa: E402
@@ -39,20 +40,6 @@ from kbroker.cluster_runner import Cluster  # noqa: E402
 MB = 1_000_000
 TOPIC = "catchup"
 CONFIG = {"zookeeper.session.timeout.ms": 10000}
-
-
-def log_bytes(cluster: Cluster, broker_id: int) -> int:
-    """Bytes of record batches in one broker's replica of TOPIC-0 (its .log segment files)."""
-    directory = cluster.broker(broker_id).data_dir / f"{TOPIC}-0"
-    total = 0
-    try:
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                if entry.name.endswith(".log"):
-                    total += entry.stat().st_size
-    except FileNotFoundError:
-        return 0
-    return total
 
 
 class SizeSampler:
@@ -66,7 +53,9 @@ class SizeSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.perf_counter(), log_bytes(self._cluster, self._broker_id)))
+            self.samples.append(
+                (time.perf_counter(), log_bytes(self._cluster, self._broker_id, TOPIC))
+            )
             self._stop.wait(self._interval)
 
     def __enter__(self) -> SizeSampler:
@@ -108,13 +97,13 @@ def run(cluster: Cluster, megabytes: int, size: int) -> None:
     count, nbytes, seconds = bench_produce(
         cluster.bootstrap_servers, TOPIC, size, megabytes * MB, 600.0, {"acks": "1"}
     )
-    behind = log_bytes(cluster, leader)
+    behind = log_bytes(cluster, leader, TOPIC)
     print(
         f"  produced {count} records of {size} B with acks=1 in {seconds:.1f} s "
         f"({nbytes / MB / seconds:.1f} MB/s); the leader's log: {behind / MB:.0f} MB"
     )
     cluster.wait_for(
-        lambda: log_bytes(cluster, other) >= behind, 600, message="the running follower"
+        lambda: log_bytes(cluster, other, TOPIC) >= behind, 600, message="the running follower"
     )
     load = os.getloadavg()[0]
     with SizeSampler(cluster, follower) as sampler:
@@ -122,7 +111,7 @@ def run(cluster: Cluster, megabytes: int, size: int) -> None:
         cluster.start_broker(follower)
         ready = time.perf_counter()
         cluster.wait_for(
-            lambda: log_bytes(cluster, follower) >= behind,
+            lambda: log_bytes(cluster, follower, TOPIC) >= behind,
             1200,
             interval=0.02,
             message=f"follower {follower} to catch up",
