@@ -10,7 +10,10 @@ replication factor 3:
   delivery report (p50/p99/max ms), the MB/s acknowledged, and the produce requests'
   round trip as librdkafka measures it (``rtt``: from the request's send to its
   response, without the client's batching and queueing; median of its 1 s windows'
-  p50 and p99). Then the medians over the runs;
+  p50 and p99), and the leader's own time to answer a Produce, from reading it to
+  sending the answer, acks=all's wait for the followers included (its /metrics
+  histogram of RequestMetrics TotalTimeMs: bucket bounds, so "<="). Then the medians
+  over the runs;
 - flat out: as many records as the producer takes for ``--seconds``, MB/s acknowledged.
 Every process runs on this machine, so the figures depend on its cores and load. Next to
 each paced figure are the load average and, for each broker's event loop (/proc/PID/
@@ -30,9 +33,11 @@ import argparse
 import gc
 import json
 import os
+import re
 import statistics
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +49,18 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from kbroker.cluster_runner import Cluster  # noqa: E402
 
 MB = 1_000_000
-CONFIG = {"min.insync.replicas": 2, "zookeeper.session.timeout.ms": 10000}
+CONFIG = {
+    "min.insync.replicas": 2,
+    "zookeeper.session.timeout.ms": 10000,
+    # /metrics on a port of each broker's own: the leader's Produce TotalTimeMs histogram.
+    "kbroker.http.listener": "127.0.0.1:0",
+}
+HTTP_LINE = re.compile(r"HTTP console and metrics on (http://\S+/)")
+PRODUCE_BUCKET = re.compile(
+    r'^kafka_network_requestmetrics_totaltimems_bucket\{(?=[^}]*request="Produce")'
+    r'(?=[^}]*le="([^"]+)")[^}]*\} (\S+)$',
+    re.MULTILINE,
+)
 
 
 def _producer(bootstrap: str, acks: str, **extra: Any) -> Producer:
@@ -98,6 +114,34 @@ def wait_in_sync(cluster: Cluster, topic: str) -> None:
     )
 
 
+def metrics_url(cluster: Cluster, broker_id: int) -> str:
+    """Where one broker serves /metrics (from its log)."""
+
+    def find() -> str | None:
+        found = HTTP_LINE.search(cluster.broker(broker_id).log_path.read_text())
+        return None if found is None else found.group(1) + "metrics"
+
+    return cluster.wait_for(find, 30, message=f"broker {broker_id}'s HTTP listener")
+
+
+def produce_time_buckets(url: str) -> list[tuple[float, float]]:
+    """The Produce TotalTimeMs histogram: (upper bound ms, cumulative count) pairs."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return sorted((float(le), float(n)) for le, n in PRODUCE_BUCKET.findall(text))
+
+
+def bucket_percentile(
+    before: list[tuple[float, float]], after: list[tuple[float, float]], q: float
+) -> float:
+    """The bucket bound (ms) under which a share ``q`` of the requests in between answered."""
+    counts = dict(before)
+    delta = [(le, n - counts.get(le, 0.0)) for le, n in after]
+    if not delta or delta[-1][1] <= 0:
+        return float("nan")
+    return next(le for le, n in delta if n >= q * delta[-1][1])
+
+
 def scheduler_times(pids: list[int]) -> list[tuple[int, int]]:
     """Each process's main thread (a broker's event loop): ns on a CPU, ns runnable but
     waiting for one (/proc/PID/schedstat)."""
@@ -144,7 +188,9 @@ def paced(
     per_tick = max(1, int(rate * tick))
     load = os.getloadavg()[0]
     pids = [cluster.broker(b).proc.pid for b in cluster.broker_ids]  # type: ignore[union-attr]
+    leader_metrics = metrics_url(cluster, cluster.leader_of(topic, 0))
     before = scheduler_times(pids)
+    buckets = produce_time_buckets(leader_metrics)
     # The client's own collector pauses would count as broker latency: none while measuring
     # (the loop makes no reference cycles; reference counting frees everything).
     gc.collect()
@@ -171,6 +217,7 @@ def paced(
     finally:
         gc.enable()
     after = scheduler_times(pids)
+    answered = produce_time_buckets(leader_metrics)
     cpu = [(a[0] - b[0]) / 1e9 / elapsed * 100 for a, b in zip(after, before, strict=True)]
     waited = [(a[1] - b[1]) / 1e6 for a, b in zip(after, before, strict=True)]
     ms = sorted(x * 1000 for x in latencies)
@@ -181,6 +228,8 @@ def paced(
         "mbps": len(ms) * size / MB / elapsed,
         "rtt50": statistics.median(w[0] for w in windows) if windows else float("nan"),
         "rtt99": statistics.median(w[1] for w in windows) if windows else float("nan"),
+        "leader50": bucket_percentile(buckets, answered, 0.5),
+        "leader99": bucket_percentile(buckets, answered, 0.99),
         "load": load,
         "cpu": sum(cpu),
         "waited": sum(waited),
@@ -189,7 +238,8 @@ def paced(
         f"  paced acks={acks:<3}: {len(ms)} acked / {total} sent at {rate}/s, "
         f"{result['mbps']:.2f} MB/s, latency p50 {result['p50']:.1f} ms, "
         f"p99 {result['p99']:.1f} ms, max {result['max']:.1f} ms; rtt p50 "
-        f"{result['rtt50']:.1f} p99 {result['rtt99']:.1f} ms; errors {len(errors)} | load "
+        f"{result['rtt50']:.1f} p99 {result['rtt99']:.1f} ms; the leader answered p50 <= "
+        f"{result['leader50']:g} p99 <= {result['leader99']:g} ms; errors {len(errors)} | load "
         f"{load:.1f}; brokers' event loops on a CPU "
         f"{'/'.join(f'{c:.0f}' for c in cpu)}%, waiting for one "
         f"{'/'.join(f'{w:.0f}' for w in waited)} ms"
@@ -262,7 +312,8 @@ def main() -> None:
             med = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
             print(
                 f"  median of {len(runs)} paced acks={acks:<3}: latency p50 {med['p50']:.1f} ms, "
-                f"p99 {med['p99']:.1f} ms; rtt p50 {med['rtt50']:.1f} p99 {med['rtt99']:.1f} ms "
+                f"p99 {med['p99']:.1f} ms; rtt p50 {med['rtt50']:.1f} p99 {med['rtt99']:.1f} ms; "
+                f"leader p50 <= {med['leader50']:g} p99 <= {med['leader99']:g} ms "
                 f"| load {med['load']:.1f}; brokers on a CPU {med['cpu']:.0f}%, waiting for one "
                 f"{med['waited']:.0f} ms"
             )
