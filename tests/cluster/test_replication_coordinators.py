@@ -8,7 +8,6 @@ one that cannot be replicated is answered COORDINATOR_NOT_AVAILABLE, not NONE.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -19,12 +18,10 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from kbroker.cluster_runner import HOST, Cluster, request  # noqa: E402
 from kbroker.wire.errors import ErrorCode  # noqa: E402
 from kbroker.wire.messages import OffsetFetchRequest  # noqa: E402
+from tests.cluster.real_cluster import needs_zookeeper  # noqa: E402
 from tests.kbroker.helpers import commit_request  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("java") is None or not Path("/usr/share/java/zookeeper.jar").exists(),
-    reason="ZooKeeper (Debian package zookeeper) or java is not installed",
-)
+pytestmark = needs_zookeeper
 
 CONFIG = {
     "zookeeper.session.timeout.ms": 10000,
