@@ -1,10 +1,19 @@
-"""Helpers the broker tests share: building and sending Produce, Fetch and JoinGroup
-requests over a RawClient, and reading fetched record bytes back."""
+"""Helpers the broker tests share: building and sending Produce, Fetch, ListOffsets and
+group requests over a RawClient, reading fetched record bytes back, and running the
+kbroker command as a real process."""
 
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
+
+import trio
 
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
@@ -348,3 +357,39 @@ async def join(
             version=version,
         )
     return r
+
+
+# -- a real kbroker process ----------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@asynccontextmanager
+async def kbroker_process(
+    cwd: Path, data: Path, *args: str, **popen: Any
+) -> AsyncIterator[trio.Process]:
+    """``python -m kbroker --listen 127.0.0.1:0 --data-dir DATA ARGS`` with stderr piped
+    (``popen``: more open_process arguments); killed on the way out if still running."""
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "kbroker", "--listen", "127.0.0.1:0", "--data-dir", str(data)]
+        + list(args),
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=str(cwd),
+        **popen,
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+
+
+async def read_until(stream: trio.abc.ReceiveStream, marker: bytes, seen: bytearray) -> str:
+    """Read ``stream`` into ``seen`` until ``marker`` and the end of its line; that line."""
+    while marker not in seen or b"\n" not in seen[seen.index(marker) :]:
+        chunk = await stream.receive_some(4096)
+        assert chunk, f"kbroker exited before printing {marker!r}: {seen.decode()}"
+        seen += chunk
+    start = seen.index(marker)
+    return seen[start : seen.index(b"\n", start)].decode()
