@@ -38,6 +38,7 @@ from kbroker.handlers.admin_configs import (
     topic_config_entries,
 )
 from kbroker.partition_limits import check_broker_partitions, check_request_partitions
+from kbroker.wire.classes import ZERO_UUID
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     CreatePartitionsRequest,
@@ -56,8 +57,6 @@ if TYPE_CHECKING:
     from kbroker.topics import Partition, Topic
 
 logger = logging.getLogger(__name__)
-
-ZERO_UUID = uuid.UUID(int=0)
 
 
 def _duplicates(items: Iterable[Any]) -> set[Any]:

@@ -22,6 +22,7 @@ from kbroker.authz.acl import Operation
 from kbroker.authz.checks import allowed_cluster
 from kbroker.cluster.replicas import LeaderAndIsrPartition
 from kbroker.handlers import RequestContext, handles
+from kbroker.wire.classes import ZERO_UUID
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     ControlledShutdownRequest,
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ZERO_UUID = uuid.UUID(int=0)
 # ElectLeaders election types (ElectionType.PREFERRED / UNCLEAN).
 PREFERRED = 0
 
