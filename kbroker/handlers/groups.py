@@ -469,12 +469,16 @@ async def handle_offset_commit(
     )
 
 
+# OffsetFetch's answer for one group: topic -> [(partition, committed offset or None, error)].
+_Found = dict[str, list[tuple[int, OffsetAndMetadata | None, int]]]
+
+
 def _fetch_group(
     ctx: RequestContext,
     group_id: str,
     topics: list[tuple[str, list[int]]] | None,
     require_stable: bool,
-) -> dict[str, list[tuple[int, Any, int]]]:
+) -> _Found:
     """topic → [(partition, OffsetAndMetadata | None, error)] in request order (or all)."""
     gc = coordinator_for(ctx.broker)
     wanted = None if topics is None else [(name, p) for name, parts in topics for p in parts]
@@ -490,7 +494,7 @@ def _fetch_group(
     # KafkaApis.handleOffsetFetchRequest: a topic the principal may not Describe is
     # TOPIC_AUTHORIZATION_FAILED when named, and left out when all topics are asked for.
     visible = filter_allowed(ctx, Operation.DESCRIBE, ResourceType.TOPIC, {t for t, _ in found})
-    out: dict[str, list[tuple[int, Any, int]]] = {}
+    out: _Found = {}
     if topics is not None:
         for name, _ in topics:
             out.setdefault(name, [])
@@ -513,95 +517,74 @@ async def handle_offset_fetch(
     """Committed offsets of one group (v0-7) or several (v8+); null topics = all."""
     version = ctx.api_version
     require_stable = version >= 7 and request.require_stable
+    R = OffsetFetchResponse
     if version >= 8:
         groups = []
         for g in request.groups:
-            if not _may(ctx, Operation.DESCRIBE, g.group_id):
-                groups.append(
-                    OffsetFetchResponse.OffsetFetchResponseGroup(
-                        group_id=g.group_id, error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED
-                    )
-                )
-                continue
-            if elsewhere(ctx, g.group_id):
-                groups.append(
-                    OffsetFetchResponse.OffsetFetchResponseGroup(
-                        group_id=g.group_id, error_code=ErrorCode.NOT_COORDINATOR
-                    )
-                )
-                continue
-            if version >= 9:
-                # KIP-848 members identify themselves; a stale one must not read offsets.
-                error = coordinator_for(ctx.broker).validate_offset_fetch(
-                    g.group_id, g.member_id, g.member_epoch
-                )
-                if error != ErrorCode.NONE:
-                    groups.append(
-                        OffsetFetchResponse.OffsetFetchResponseGroup(
-                            group_id=g.group_id, error_code=error
-                        )
-                    )
-                    continue
-            wanted = (
-                None
-                if g.topics is None
-                else [(t.name, list(t.partition_indexes)) for t in g.topics]
-            )
-            found = _fetch_group(ctx, g.group_id, wanted, require_stable)
-            P = OffsetFetchResponse.OffsetFetchResponsePartitions
+            # v9+: KIP-848 members identify themselves; a stale one must not read offsets.
+            member = (g.member_id, g.member_epoch) if version >= 9 else None
+            error, found = _group_offsets(ctx, g.group_id, g.topics, require_stable, member)
             groups.append(
-                OffsetFetchResponse.OffsetFetchResponseGroup(
+                R.OffsetFetchResponseGroup(
                     group_id=g.group_id,
-                    topics=[
-                        OffsetFetchResponse.OffsetFetchResponseTopics(
-                            name=name,
-                            partitions=[
-                                P(
-                                    partition_index=p,
-                                    committed_offset=om.offset if om else -1,
-                                    committed_leader_epoch=om.leader_epoch if om else -1,
-                                    metadata=om.metadata if om else "",
-                                    error_code=error,
-                                )
-                                for p, om, error in parts
-                            ],
-                        )
-                        for name, parts in found.items()
-                    ],
-                    error_code=ErrorCode.NONE,
+                    error_code=error,
+                    topics=_offset_topics(
+                        found, R.OffsetFetchResponseTopics, R.OffsetFetchResponsePartitions
+                    ),
                 )
             )
-        return OffsetFetchResponse(groups=groups)
-    if not _may(ctx, Operation.DESCRIBE, request.group_id):
-        return OffsetFetchResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, topics=[])
-    if elsewhere(ctx, request.group_id):
-        return OffsetFetchResponse(error_code=ErrorCode.NOT_COORDINATOR, topics=[])
-    wanted = (
-        None
-        if request.topics is None
-        else [(t.name, list(t.partition_indexes)) for t in request.topics]
+        return R(groups=groups)
+    error, found = _group_offsets(ctx, request.group_id, request.topics, require_stable)
+    return R(
+        error_code=error,
+        topics=_offset_topics(found, R.OffsetFetchResponseTopic, R.OffsetFetchResponsePartition),
     )
-    found = _fetch_group(ctx, request.group_id, wanted, require_stable)
-    P0 = OffsetFetchResponse.OffsetFetchResponsePartition
-    return OffsetFetchResponse(
-        error_code=ErrorCode.NONE,
-        topics=[
-            OffsetFetchResponse.OffsetFetchResponseTopic(
-                name=name,
-                partitions=[
-                    P0(
-                        partition_index=p,
-                        committed_offset=om.offset if om else -1,
-                        committed_leader_epoch=om.leader_epoch if om else -1,
-                        metadata=om.metadata if om else "",
-                        error_code=error,
-                    )
-                    for p, om, error in parts
-                ],
-            )
-            for name, parts in found.items()
-        ],
-    )
+
+
+def _group_offsets(
+    ctx: RequestContext,
+    group_id: str,
+    topics: list[Any] | None,
+    require_stable: bool,
+    member: tuple[str | None, int] | None = None,
+) -> tuple[int, _Found]:
+    """One group's part of OffsetFetch: an error for the whole group (and no offsets), or
+    NONE and the offsets of the topics asked for (None: all the group has)."""
+    if not _may(ctx, Operation.DESCRIBE, group_id):
+        return ErrorCode.GROUP_AUTHORIZATION_FAILED, {}
+    if elsewhere(ctx, group_id):
+        return ErrorCode.NOT_COORDINATOR, {}
+    if member is not None:
+        error = coordinator_for(ctx.broker).validate_offset_fetch(group_id, *member)
+        if error != ErrorCode.NONE:
+            return error, {}
+    wanted = None if topics is None else [(t.name, list(t.partition_indexes)) for t in topics]
+    return ErrorCode.NONE, _fetch_group(ctx, group_id, wanted, require_stable)
+
+
+def _offset_topics(
+    found: _Found,
+    topic_class: Any,
+    partition_class: Any,
+) -> list[Any]:
+    """OffsetFetch's topics (the v0-7 or the v8+ classes): -1 and "" where nothing is
+    committed."""
+    return [
+        topic_class(
+            name=name,
+            partitions=[
+                partition_class(
+                    partition_index=p,
+                    committed_offset=om.offset if om else -1,
+                    committed_leader_epoch=om.leader_epoch if om else -1,
+                    metadata=om.metadata if om else "",
+                    error_code=error,
+                )
+                for p, om, error in parts
+            ],
+        )
+        for name, parts in found.items()
+    ]
 
 
 @handles(OffsetDeleteRequest.API_KEY, 0, 0)

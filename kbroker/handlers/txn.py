@@ -498,20 +498,14 @@ async def handle_describe_producers(
         readable = allowed(ctx, Operation.READ, ResourceType.TOPIC, t.name)
         for index in t.partition_indexes:
             part = ctx.broker.topics.partition(t.name, index)
-            if not readable:
+            if not readable or part is None:
                 # KafkaApis.handleDescribeProducersRequest: Read on the topic.
-                parts.append(
-                    R.PartitionResponse(
-                        partition_index=index, error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED
-                    )
+                error = (
+                    ErrorCode.TOPIC_AUTHORIZATION_FAILED
+                    if not readable
+                    else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 )
-                continue
-            if part is None:
-                parts.append(
-                    R.PartitionResponse(
-                        partition_index=index, error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-                    )
-                )
+                parts.append(R.PartitionResponse(partition_index=index, error_code=error))
                 continue
             active = [
                 R.ProducerState(
@@ -542,21 +536,16 @@ async def handle_describe_transactions(
     states = []
     for tid in request.transactional_ids:
         meta = tc.describe(tid)
-        if not allowed(ctx, Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, tid):
-            states.append(
-                R.TransactionState(
-                    error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-                    transactional_id=tid,
-                    producer_id=-1,
-                    producer_epoch=-1,
-                    transaction_start_time_ms=-1,
-                )
+        readable = allowed(ctx, Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, tid)
+        if not readable or meta is None:
+            error = (
+                ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+                if not readable
+                else ErrorCode.TRANSACTIONAL_ID_NOT_FOUND
             )
-            continue
-        if meta is None:
             states.append(
                 R.TransactionState(
-                    error_code=ErrorCode.TRANSACTIONAL_ID_NOT_FOUND,
+                    error_code=error,
                     transactional_id=tid,
                     producer_id=-1,
                     producer_epoch=-1,

@@ -10,7 +10,6 @@ only once the ISR has the record (TransactionStateManager.appendTransactionToLog
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +25,12 @@ from kbroker.wire.messages import (  # noqa: E402
     DescribeTransactionsRequest,
     EndTxnRequest,
     InitProducerIdRequest,
-    OffsetCommitRequest,
     OffsetFetchRequest,
 )
+from tests.cluster.real_cluster import needs_zookeeper  # noqa: E402
+from tests.kbroker.helpers import commit_request  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("java") is None or not Path("/usr/share/java/zookeeper.jar").exists(),
-    reason="ZooKeeper (Debian package zookeeper) or java is not installed",
-)
+pytestmark = needs_zookeeper
 
 CONFIG = {
     "zookeeper.session.timeout.ms": 10000,
@@ -47,21 +44,7 @@ GROUP = "replicated-commits"
 
 
 def _commit(cluster: Cluster, broker_id: int, topic: str, offset: int) -> int:
-    body = OffsetCommitRequest(
-        group_id=GROUP,
-        generation_id_or_member_epoch=-1,
-        member_id="",
-        topics=[
-            OffsetCommitRequest.OffsetCommitRequestTopic(
-                name=topic,
-                partitions=[
-                    OffsetCommitRequest.OffsetCommitRequestPartition(
-                        partition_index=0, committed_offset=offset, committed_metadata=""
-                    )
-                ],
-            )
-        ],
-    )
+    body = commit_request(GROUP, {(topic, 0): offset}, metadata="")
     response = request(HOST, cluster.broker(broker_id).port, body, 8, timeout=30)
     return int(response.topics[0].partitions[0].error_code)
 
