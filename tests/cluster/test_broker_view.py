@@ -30,13 +30,20 @@ from kbroker.wire.messages import (
     ElectLeadersRequest,
     FindCoordinatorRequest,
     LeaderAndIsrRequest,
-    ListOffsetsRequest,
     MetadataRequest,
     StopReplicaRequest,
     UpdateMetadataRequest,
 )
 from tests.kbroker.conftest import RawClient
-from tests.kbroker.helpers import fetch, fetch_request, produce, records
+from tests.kbroker.helpers import (
+    LATEST,
+    commit_request,
+    fetch,
+    fetch_request,
+    list_offsets_request,
+    produce,
+    records,
+)
 
 ME = 1
 TOPIC_ID = uuid.UUID("6f1c1b0e-3d5e-4b4a-9a55-0e2c0b1e4f11")
@@ -261,21 +268,7 @@ async def test_list_offsets_answers_not_leader_for_a_partition_led_elsewhere(
     cluster: Harness,
 ) -> None:
     await _set_up(cluster)
-    req = ListOffsetsRequest(
-        replica_id=-1,
-        isolation_level=0,
-        topics=[
-            ListOffsetsRequest.ListOffsetsTopic(
-                name="t",
-                partitions=[
-                    ListOffsetsRequest.ListOffsetsPartition(
-                        partition_index=i, current_leader_epoch=-1, timestamp=-1
-                    )
-                    for i in (0, 1, 2)
-                ],
-            )
-        ],
-    )
+    req = list_offsets_request("t", *((i, LATEST) for i in (0, 1, 2)))
     resp = await cluster.client.request(req, version=7)
     parts = {p.partition_index: p for p in resp.topics[0].partitions}
     assert parts[0].error_code == ErrorCode.NONE and parts[0].leader_epoch == 5
@@ -533,22 +526,8 @@ async def test_group_requests_for_a_group_coordinated_elsewhere_are_not_coordina
     assert beat.error_code == ErrorCode.NOT_COORDINATOR
 
     def commit(group: str) -> OffsetCommitRequest:
-        return OffsetCommitRequest(
-            group_id=group,
-            generation_id_or_member_epoch=-1,
-            member_id="",
-            topics=[
-                OffsetCommitRequest.OffsetCommitRequestTopic(
-                    name="t",
-                    partitions=[
-                        # Partition 2 is not hosted here: the cluster knows it, so it counts.
-                        OffsetCommitRequest.OffsetCommitRequestPartition(
-                            partition_index=2, committed_offset=7
-                        )
-                    ],
-                )
-            ],
-        )
+        # Partition 2 is not hosted here: the cluster knows it, so it counts.
+        return commit_request(group, {("t", 2): 7})
 
     refused = await cluster.client.request(commit(theirs), version=8)
     assert refused.topics[0].partitions[0].error_code == ErrorCode.NOT_COORDINATOR
@@ -581,7 +560,7 @@ async def test_group_requests_for_a_group_coordinated_elsewhere_are_not_coordina
 
 
 async def test_a_groups_offsets_are_reloaded_when_leadership_comes_back(cluster: Harness) -> None:
-    from kbroker.wire.messages import OffsetCommitRequest, OffsetFetchRequest
+    from kbroker.wire.messages import OffsetFetchRequest
 
     await _set_up(cluster)
     offsets_id = uuid.uuid4()
@@ -589,21 +568,7 @@ async def test_a_groups_offsets_are_reloaded_when_leadership_comes_back(cluster:
     await cluster.update_metadata([led_here, ("__consumer_offsets", 1, 2, 0, [2, 1], [2, 1])])
     await cluster.leader_and_isr([led_here], topic_id=offsets_id)
     group = next(g for g in (f"g{i}" for i in range(100)) if partition_for(g, 2) == 0)
-    commit = OffsetCommitRequest(
-        group_id=group,
-        generation_id_or_member_epoch=-1,
-        member_id="",
-        topics=[
-            OffsetCommitRequest.OffsetCommitRequestTopic(
-                name="t",
-                partitions=[
-                    OffsetCommitRequest.OffsetCommitRequestPartition(
-                        partition_index=0, committed_offset=42
-                    )
-                ],
-            )
-        ],
-    )
+    commit = commit_request(group, {("t", 0): 42})
     assert (await cluster.client.request(commit, version=8)).topics[0].partitions[0].error_code == 0
 
     async def fetch_offset() -> tuple[int, int]:

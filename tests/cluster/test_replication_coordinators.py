@@ -8,7 +8,6 @@ one that cannot be replicated is answered COORDINATOR_NOT_AVAILABLE, not NONE.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,12 +17,11 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 from kbroker.cluster_runner import HOST, Cluster, request  # noqa: E402
 from kbroker.wire.errors import ErrorCode  # noqa: E402
-from kbroker.wire.messages import OffsetCommitRequest, OffsetFetchRequest  # noqa: E402
+from kbroker.wire.messages import OffsetFetchRequest  # noqa: E402
+from tests.cluster.real_cluster import needs_zookeeper  # noqa: E402
+from tests.kbroker.helpers import commit_request  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("java") is None or not Path("/usr/share/java/zookeeper.jar").exists(),
-    reason="ZooKeeper (Debian package zookeeper) or java is not installed",
-)
+pytestmark = needs_zookeeper
 
 CONFIG = {
     "zookeeper.session.timeout.ms": 10000,
@@ -37,21 +35,7 @@ GROUP = "replicated-commits"
 
 
 def _commit(cluster: Cluster, broker_id: int, topic: str, offset: int) -> int:
-    body = OffsetCommitRequest(
-        group_id=GROUP,
-        generation_id_or_member_epoch=-1,
-        member_id="",
-        topics=[
-            OffsetCommitRequest.OffsetCommitRequestTopic(
-                name=topic,
-                partitions=[
-                    OffsetCommitRequest.OffsetCommitRequestPartition(
-                        partition_index=0, committed_offset=offset, committed_metadata=""
-                    )
-                ],
-            )
-        ],
-    )
+    body = commit_request(GROUP, {(topic, 0): offset}, metadata="")
     response = request(HOST, cluster.broker(broker_id).port, body, 8, timeout=30)
     return int(response.topics[0].partitions[0].error_code)
 

@@ -16,13 +16,21 @@ from kbroker.wire.messages import (
     EndTxnRequest,
     FindCoordinatorRequest,
     InitProducerIdRequest,
-    ListOffsetsRequest,
     ListTransactionsRequest,
     OffsetFetchRequest,
     TxnOffsetCommitRequest,
     WriteTxnMarkersRequest,
 )
-from tests.kbroker.helpers import all_values, batch, create_topic, fetch, join, produce_request
+from tests.kbroker.helpers import (
+    LATEST,
+    all_values,
+    batch,
+    create_topic,
+    fetch,
+    join,
+    list_offset,
+    produce_request,
+)
 
 TID = "txn-1"
 # Small internal topics keep each test's broker start cheap.
@@ -94,19 +102,7 @@ async def tx_produce(c: Any, topic: str, data: bytes, tid: str = TID) -> Any:
 
 async def latest(c: Any, topic: str, isolation: int) -> int:
     """ListOffsets LATEST for partition 0 at the given isolation level."""
-    P = ListOffsetsRequest.ListOffsetsPartition
-    resp = await c.request(
-        ListOffsetsRequest(
-            replica_id=-1,
-            isolation_level=isolation,
-            topics=[
-                ListOffsetsRequest.ListOffsetsTopic(
-                    name=topic, partitions=[P(partition_index=0, timestamp=-1)]
-                )
-            ],
-        )
-    )
-    return resp.topics[0].partitions[0].offset
+    return (await list_offset(c, topic, LATEST, isolation_level=isolation)).offset
 
 
 async def add_and_produce(c: Any, pid: int, epoch: int, seq: int, topic: str = "t") -> None:
