@@ -59,6 +59,29 @@ class Harness:
         self.client = client
         self.controller_epoch = 1
 
+    def _states(
+        self,
+        partitions: list[tuple[str, int, int, int, list[int], list[int]]],
+        state: Any,
+        **extra: Any,
+    ) -> dict[str, list[Any]]:
+        """Each (topic, index, leader, leader epoch, replicas, isr) as a ``state`` (the
+        partition state of UpdateMetadata or LeaderAndIsr: the same fields), by topic."""
+        by_topic: dict[str, list[Any]] = {}
+        for topic, index, leader, leader_epoch, replicas, isr in partitions:
+            by_topic.setdefault(topic, []).append(
+                state(
+                    partition_index=index,
+                    controller_epoch=self.controller_epoch,
+                    leader=leader,
+                    leader_epoch=leader_epoch,
+                    isr=isr,
+                    replicas=replicas,
+                    **extra,
+                )
+            )
+        return by_topic
+
     async def update_metadata(
         self,
         partitions: list[tuple[str, int, int, int, list[int], list[int]]],
@@ -86,20 +109,12 @@ class Harness:
                     rack=rack,
                 )
             )
-        by_topic: dict[str, list[Any]] = {}
-        for topic, index, leader, leader_epoch, replicas, isr in partitions:
-            by_topic.setdefault(topic, []).append(
-                UpdateMetadataRequest.UpdateMetadataPartitionState(
-                    partition_index=index,
-                    controller_epoch=self.controller_epoch,
-                    leader=leader,
-                    leader_epoch=leader_epoch,
-                    isr=isr,
-                    zk_version=0,
-                    replicas=replicas,
-                    offline_replicas=(offline or {}).get((topic, index), []),
-                )
-            )
+        by_topic = self._states(
+            partitions, UpdateMetadataRequest.UpdateMetadataPartitionState, zk_version=0
+        )
+        for topic, states in by_topic.items():
+            for state in states:
+                state.offline_replicas = (offline or {}).get((topic, state.partition_index), [])
         request = UpdateMetadataRequest(
             controller_id=controller,
             controller_epoch=self.controller_epoch if epoch is None else epoch,
@@ -124,20 +139,12 @@ class Harness:
         topic_id: uuid.UUID = TOPIC_ID,
         partition_epoch: int = 0,
     ) -> Any:
-        by_topic: dict[str, list[Any]] = {}
-        for topic, index, leader, leader_epoch, replicas, isr in partitions:
-            by_topic.setdefault(topic, []).append(
-                LeaderAndIsrRequest.LeaderAndIsrPartitionState(
-                    partition_index=index,
-                    controller_epoch=self.controller_epoch,
-                    leader=leader,
-                    leader_epoch=leader_epoch,
-                    isr=isr,
-                    partition_epoch=partition_epoch,
-                    replicas=replicas,
-                    is_new=True,
-                )
-            )
+        by_topic = self._states(
+            partitions,
+            LeaderAndIsrRequest.LeaderAndIsrPartitionState,
+            partition_epoch=partition_epoch,
+            is_new=True,
+        )
         request = LeaderAndIsrRequest(
             controller_id=2,
             controller_epoch=self.controller_epoch if epoch is None else epoch,

@@ -111,18 +111,20 @@ async def grant(admin: Any, *creations: CreateAclsRequest.AclCreation) -> None:
     assert [r.error_code for r in resp.results] == [0] * len(creations), resp
 
 
+# A filter that matches every ACL; tests narrow it field by field.
+EVERY_ACL: dict[str, Any] = dict(
+    resource_type_filter=ANY,
+    resource_name_filter=None,
+    pattern_type_filter=ANY,
+    principal_filter=None,
+    host_filter=None,
+    operation=ANY,
+    permission_type=ANY,
+)
+
+
 def describe_filter(**kw: Any) -> DescribeAclsRequest:
-    base: dict[str, Any] = dict(
-        resource_type_filter=ANY,
-        resource_name_filter=None,
-        pattern_type_filter=ANY,
-        principal_filter=None,
-        host_filter=None,
-        operation=ANY,
-        permission_type=ANY,
-    )
-    base.update(kw)
-    return DescribeAclsRequest(**base)
+    return DescribeAclsRequest(**{**EVERY_ACL, **kw})
 
 
 def described(resp: Any) -> set[tuple[int, str, int, str, str, int, int]]:
@@ -186,15 +188,7 @@ async def test_acls_are_created_described_and_deleted(make_server: MakeServer) -
         resp = await admin.request(
             DeleteAclsRequest(
                 filters=[
-                    DeleteAclsRequest.DeleteAclsFilter(
-                        resource_type_filter=ANY,
-                        resource_name_filter=None,
-                        pattern_type_filter=ANY,
-                        principal_filter=ALICE,
-                        host_filter=None,
-                        operation=ANY,
-                        permission_type=ANY,
-                    )
+                    DeleteAclsRequest.DeleteAclsFilter(**{**EVERY_ACL, "principal_filter": ALICE})
                 ]
             )
         )
