@@ -160,7 +160,8 @@ class Harness:
         )
         return await self.client.request(request, version=5)
 
-    async def stop_replica(self, topic: str, index: int, *, delete: bool) -> Any:
+    async def stop_replica(self, topic: str, *indexes: int, delete: bool) -> Any:
+        """StopReplica of partitions ``indexes`` of ``topic``, in one request."""
         request = StopReplicaRequest(
             controller_id=2,
             controller_epoch=self.controller_epoch,
@@ -172,6 +173,7 @@ class Harness:
                         StopReplicaRequest.StopReplicaPartitionState(
                             partition_index=index, leader_epoch=-1, delete_partition=delete
                         )
+                        for index in indexes
                     ],
                 )
             ],
@@ -406,24 +408,8 @@ async def test_stop_replica_deleting_every_hosted_partition_deletes_the_topic_at
     """Topic deletion: one StopReplica names all of the topic's partitions here; the local
     topic goes as a whole, no partition is emptied on its own first."""
     await _set_up(cluster)
-    request = StopReplicaRequest(
-        controller_id=2,
-        controller_epoch=cluster.controller_epoch,
-        broker_epoch=-1,
-        topic_states=[
-            StopReplicaRequest.StopReplicaTopicState(
-                topic_name="t",
-                partition_states=[
-                    StopReplicaRequest.StopReplicaPartitionState(
-                        partition_index=i, leader_epoch=-1, delete_partition=True
-                    )
-                    for i in (0, 1)
-                ],
-            )
-        ],
-    )
     with caplog.at_level("INFO", logger="kbroker.topics"):
-        resp = await cluster.client.request(request, version=3)
+        resp = await cluster.stop_replica("t", 0, 1, delete=True)
     assert [p.error_code for p in resp.partition_errors] == [0, 0]
     assert cluster.broker.topics.get("t") is None
     assert not (cluster.broker.data_dir / "t-0").exists()
