@@ -257,28 +257,19 @@ def encode_record(rec: CoordinatorRecord) -> tuple[bytes, bytes | None]:
         om = rec.value
         if om is None:
             return key, None
-        if om.expire_timestamp is not None:
-            value = encode_versioned_data(
-                OffsetCommitValue,
-                1,
-                OffsetCommitValue(
-                    offset=om.offset,
-                    metadata=om.metadata,
-                    commit_timestamp=om.commit_timestamp,
-                    expire_timestamp=om.expire_timestamp,
-                ),
-            )
-        else:
-            value = encode_versioned_data(
-                OffsetCommitValue,
-                3,
-                OffsetCommitValue(
-                    offset=om.offset,
-                    leader_epoch=om.leader_epoch,
-                    metadata=om.metadata,
-                    commit_timestamp=om.commit_timestamp,
-                ),
-            )
+        # v1, the only version with an expire timestamp, when there is one; else v3 with the
+        # leader epoch. Both fields are ignorable: the version without one leaves it out.
+        value = encode_versioned_data(
+            OffsetCommitValue,
+            3 if om.expire_timestamp is None else 1,
+            OffsetCommitValue(
+                offset=om.offset,
+                leader_epoch=om.leader_epoch,
+                metadata=om.metadata,
+                commit_timestamp=om.commit_timestamp,
+                expire_timestamp=-1 if om.expire_timestamp is None else om.expire_timestamp,
+            ),
+        )
         return key, value
     key = encode_versioned_data(GroupMetadataKey, 2, GroupMetadataKey(group=rec.group_id))
     snap = rec.value

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+import trio.testing
 
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
@@ -140,6 +141,28 @@ async def fetch(
     (t,) = resp.responses
     (part,) = t.partitions
     return part
+
+
+@asynccontextmanager
+async def parked_fetch(
+    server: Any, request: FetchRequest, *, version: int
+) -> AsyncIterator[tuple[Any, list[tuple[float, Any]]]]:
+    """Send the one-partition Fetch ``request`` on a connection of its own and wait until
+    everything blocks (the fetch parked, if it had nothing to return). Inside: a producer's
+    connection, and the answer as [(trio time it came, PartitionData)] once it has come.
+    Leaving waits for the answer."""
+    consumer = await server.connect()
+    producer = await server.connect()
+    got: list[tuple[float, Any]] = []
+
+    async def long_fetch() -> None:
+        resp = await consumer.request(request, version=version)
+        got.append((trio.current_time(), resp.responses[0].partitions[0]))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(long_fetch)
+        await trio.testing.wait_all_tasks_blocked()
+        yield producer, got
 
 
 def batches(data: Any) -> list[Any]:

@@ -111,7 +111,9 @@ async def grant(admin: Any, *creations: CreateAclsRequest.AclCreation) -> None:
     assert [r.error_code for r in resp.results] == [0] * len(creations), resp
 
 
-def describe_filter(**kw: Any) -> DescribeAclsRequest:
+def acl_filter(request: Any, **kw: Any) -> Any:
+    """``request`` (DescribeAclsRequest, or DeleteAclsRequest's filter: the same fields)
+    matching every ACL, narrowed by ``kw``."""
     base: dict[str, Any] = dict(
         resource_type_filter=ANY,
         resource_name_filter=None,
@@ -122,7 +124,11 @@ def describe_filter(**kw: Any) -> DescribeAclsRequest:
         permission_type=ANY,
     )
     base.update(kw)
-    return DescribeAclsRequest(**base)
+    return request(**base)
+
+
+def describe_filter(**kw: Any) -> DescribeAclsRequest:
+    return acl_filter(DescribeAclsRequest, **kw)
 
 
 def described(resp: Any) -> set[tuple[int, str, int, str, str, int, int]]:
@@ -185,17 +191,7 @@ async def test_acls_are_created_described_and_deleted(make_server: MakeServer) -
 
         resp = await admin.request(
             DeleteAclsRequest(
-                filters=[
-                    DeleteAclsRequest.DeleteAclsFilter(
-                        resource_type_filter=ANY,
-                        resource_name_filter=None,
-                        pattern_type_filter=ANY,
-                        principal_filter=ALICE,
-                        host_filter=None,
-                        operation=ANY,
-                        permission_type=ANY,
-                    )
-                ]
+                filters=[acl_filter(DeleteAclsRequest.DeleteAclsFilter, principal_filter=ALICE)]
             )
         )
         (result,) = resp.filter_results

@@ -194,12 +194,18 @@ def test_leader_assignment_reaches_followers_and_group_becomes_stable():
     }
 
 
-def test_follower_sync_waits_for_leader():
-    gc, clock, _ = make()
+def joined_pair(gc):
+    """Members a and b join group g and the join completes: (leader id, follower id)."""
     a, b = join(gc, client="a"), join(gc, client="b")
     gc.poll()
     leader = a.result.leader
-    follower = b.result.member_id if b.result.member_id != leader else a.result.member_id
+    (follower,) = {a.result.member_id, b.result.member_id} - {leader}
+    return leader, follower
+
+
+def test_follower_sync_waits_for_leader():
+    gc, clock, _ = make()
+    leader, follower = joined_pair(gc)
     waiting = gc.sync_group("g", 1, follower)
     assert not waiting.done
     gc.sync_group("g", 1, leader, assignments=[(follower, b"mine")])
@@ -332,9 +338,7 @@ def test_sync_and_heartbeat_errors():
 
 def test_duplicate_sync_answers_the_older_request():
     gc, clock, _ = make()
-    a, b = join(gc, client="a"), join(gc, client="b")
-    gc.poll()
-    follower = next(r.member_id for r in (a.result, b.result) if not r.members)
+    _, follower = joined_pair(gc)
     first = gc.sync_group("g", 1, follower)
     second = gc.sync_group("g", 1, follower)
     assert first.result.error_code == E.REBALANCE_IN_PROGRESS and not second.done
@@ -342,9 +346,7 @@ def test_duplicate_sync_answers_the_older_request():
 
 def test_rebalance_during_completing_rebalance_fails_waiting_syncs():
     gc, clock, _ = make()
-    a, b = join(gc, client="a"), join(gc, client="b")
-    gc.poll()
-    follower = next(r.member_id for r in (a.result, b.result) if not r.members)
+    _, follower = joined_pair(gc)
     waiting = gc.sync_group("g", 1, follower)
     join(gc, client="late")
     assert waiting.result.error_code == E.REBALANCE_IN_PROGRESS
