@@ -406,6 +406,44 @@ def test_standalone_commit_and_fetch():
     assert isinstance(store.records()[0], OffsetRecord)
 
 
+def test_a_pending_commit_is_fetched_only_once_its_write_completes():
+    # GroupMetadataManager.storeOffsets: a commit is pending until its append is
+    # replicated (onOffsetCommitAppend), dropped if it is not (failPendingOffsetWrite).
+    gc, clock, store = make()
+    tp = ("t", 0)
+    codes, first = gc.prepare_offset_commit("solo", -1, "", {tp: OffsetAndMetadata(10)})
+    assert codes == {tp: E.NONE} and first is not None
+    assert store.records()[-1].value.offset == 10  # written...
+    assert gc.fetch_offsets("solo", [tp]) == {tp: None}  # ...but not committed yet
+    assert gc.pending_offset_partitions("solo") == {tp}
+    gc.complete_offset_commit(first, replicated=True)
+    assert gc.fetch_offsets("solo", [tp])[tp].offset == 10
+    assert gc.pending_offset_partitions("solo") == set()
+
+    _, failed = gc.prepare_offset_commit("solo", -1, "", {tp: OffsetAndMetadata(20)})
+    gc.complete_offset_commit(failed, replicated=False)
+    assert gc.fetch_offsets("solo", [tp])[tp].offset == 10
+    assert gc.pending_offset_partitions("solo") == set()
+
+    # Two commits in flight: the partition stays pending until the newer one completes,
+    # and the older one completing last does not replace it.
+    _, older = gc.prepare_offset_commit("solo", -1, "", {tp: OffsetAndMetadata(30)})
+    _, newer = gc.prepare_offset_commit("solo", -1, "", {tp: OffsetAndMetadata(40)})
+    gc.complete_offset_commit(newer, replicated=True)
+    assert gc.fetch_offsets("solo", [tp])[tp].offset == 40
+    gc.complete_offset_commit(older, replicated=True)
+    assert gc.fetch_offsets("solo", [tp])[tp].offset == 40
+    assert gc.pending_offset_partitions("solo") == set()
+    _, older = gc.prepare_offset_commit("solo", -1, "", {tp: OffsetAndMetadata(50)})
+    _, newer = gc.prepare_offset_commit("solo", -1, "", {tp: OffsetAndMetadata(60)})
+    gc.complete_offset_commit(older, replicated=True)
+    assert gc.fetch_offsets("solo", [tp])[tp].offset == 50
+    assert gc.pending_offset_partitions("solo") == {tp}  # 60 is still in flight
+    gc.complete_offset_commit(newer, replicated=False)
+    assert gc.fetch_offsets("solo", [tp])[tp].offset == 50
+    assert gc.pending_offset_partitions("solo") == set()
+
+
 def test_commit_validation():
     gc, clock, store = make(offset_metadata_max_bytes=4)
     tp = ("t", 0)
