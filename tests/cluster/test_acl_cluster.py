@@ -3,9 +3,6 @@ every broker answers (and enforces) the same ACLs, whichever broker changed them
 
 from __future__ import annotations
 
-import json
-import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -20,14 +17,11 @@ from confluent_kafka.admin import (  # noqa: E402
     ResourcePatternType,
     ResourceType,
 )
-from kazoo.client import KazooClient  # noqa: E402
 
 from kbroker.cluster_runner import Cluster  # noqa: E402
+from tests.cluster.real_cluster import eventually, needs_zookeeper, zk_client, zk_json  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("java") is None or not Path("/usr/share/java/zookeeper.jar").exists(),
-    reason="ZooKeeper (Debian package zookeeper) or java is not installed",
-)
+pytestmark = needs_zookeeper
 
 EVERYTHING = AclBindingFilter(
     ResourceType.ANY,
@@ -45,14 +39,6 @@ def _listed(admin: AdminClient) -> set[tuple[str, str, str, str]]:
         (b.name, b.resource_pattern_type.name, b.principal, b.operation.name)
         for b in admin.describe_acls(EVERYTHING, request_timeout=20).result(30)
     }
-
-
-def _eventually(check, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("not reached in time")
-        time.sleep(0.1)
 
 
 def test_acls_are_shared_through_zookeeper(tmp_path: Path) -> None:
@@ -96,13 +82,11 @@ def test_acls_are_shared_through_zookeeper(tmp_path: Path) -> None:
             ("sales-", "PREFIXED", "User:bob", "IDEMPOTENT_WRITE"),
         }
         # Broker 2 learnt them from the change notifications.
-        _eventually(lambda: _listed(two) == expected)
+        eventually(lambda: _listed(two) == expected)
 
         # The znodes are Kafka's: a Kafka broker on the same ensemble reads them.
-        zk = KazooClient(hosts=cluster.zookeeper_connect)
-        zk.start(timeout=15)
-        try:
-            literal = json.loads(zk.get("/kafka-acl/Topic/orders")[0])
+        with zk_client(cluster) as zk:
+            literal = zk_json(zk, "/kafka-acl/Topic/orders")
             assert literal == {
                 "version": 1,
                 "acls": [
@@ -114,13 +98,13 @@ def test_acls_are_shared_through_zookeeper(tmp_path: Path) -> None:
                     }
                 ],
             }
-            prefixed = json.loads(zk.get("/kafka-acl-extended/prefixed/Topic/sales-")[0])
+            prefixed = zk_json(zk, "/kafka-acl-extended/prefixed/Topic/sales-")
             assert prefixed["acls"][0]["operation"] == "IdempotentWrite"
             assert prefixed["acls"][0]["permissionType"] == "Deny"
             changes = zk.get_children("/kafka-acl-changes")
             assert [zk.get(f"/kafka-acl-changes/{c}")[0] for c in changes] == [b"Topic:orders"]
             (extended,) = zk.get_children("/kafka-acl-extended-changes")
-            assert json.loads(zk.get(f"/kafka-acl-extended-changes/{extended}")[0]) == {
+            assert zk_json(zk, f"/kafka-acl-extended-changes/{extended}") == {
                 "version": 1,
                 "resourceType": "Topic",
                 "name": "sales-",
@@ -145,7 +129,7 @@ def test_acls_are_shared_through_zookeeper(tmp_path: Path) -> None:
             for future in deleted.values():
                 assert len(future.result(30)) == 1
             assert zk.exists("/kafka-acl/Topic/orders") is None
-            _eventually(
+            eventually(
                 lambda: _listed(one) == {("sales-", "PREFIXED", "User:bob", "IDEMPOTENT_WRITE")}
             )
 
@@ -154,9 +138,6 @@ def test_acls_are_shared_through_zookeeper(tmp_path: Path) -> None:
             cluster.restart(2)
             assert list((tmp_path / "cluster").rglob("acls.json")) == []
             again = AdminClient({"bootstrap.servers": cluster.broker(2).address})
-            _eventually(
+            eventually(
                 lambda: _listed(again) == {("sales-", "PREFIXED", "User:bob", "IDEMPOTENT_WRITE")}
             )
-        finally:
-            zk.stop()
-            zk.close()
