@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -214,26 +215,21 @@ def describe(cluster: Cluster, topic: str) -> dict[str, Any]:
 
 
 # -- a steady producer -------------------------------------------------------------------------
+@dataclass
 class SteadyProducer:
     """Sends ``RATE_PER_S`` records a second round-robin over the partitions, in a thread."""
 
-    def __init__(
-        self,
-        producer: ProducerHandle,
-        history: History,
-        topic: str,
-        tag: str,
-        partitions: int = PARTITIONS,
-    ) -> None:
-        self.producer = producer
-        self.partitions = partitions
-        self.history = history
-        self.topic = topic
-        self.tag = tag
-        self._stop = threading.Event()
+    producer: ProducerHandle
+    history: History
+    topic: str
+    tag: str
+    partitions: int = PARTITIONS
+    sent: int = field(default=0, init=False)
+    error: BaseException | None = field(default=None, init=False)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+
+    def __post_init__(self) -> None:
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self.sent = 0
-        self.error: BaseException | None = None
 
     def _run(self) -> None:
         interval = 1.0 / RATE_PER_S
@@ -692,24 +688,27 @@ def transaction_coordinator_killed(
 
 
 # -- the scenarios as tests -------------------------------------------------------------------
-# A client module runs them by subclassing as a ``Test...`` class; the tests take the module's
-# ``replication_client`` (its ClientAdapter) and the ``replication_cluster`` fixture, record
-# their figures for the results table, and their names are its rows (compat/results.py drops
-# the class from the cell name).
+# A client module runs them by subclassing as a ``Test...`` class whose ``client`` is its
+# ClientAdapter; the tests take the ``replication_cluster`` fixture, record their figures for
+# the results table, and their names are its rows (compat/results.py drops the class from the
+# cell name).
 Scenario = Callable[[ClientAdapter, Cluster, str], dict[str, Any]]
+
+
+class _WithClient(Protocol):
+    client: ClientAdapter
 
 
 def _as_test(scenario: Scenario) -> Callable[..., None]:
     """A test method that runs ``scenario`` and records its figures."""
 
     def test(
-        self: object,
-        replication_client: ClientAdapter,
+        self: _WithClient,
         replication_cluster: Cluster,
         topic_name: str,
         record_property: Callable[[str, object], None],
     ) -> None:
-        record_property("figures", scenario(replication_client, replication_cluster, topic_name))
+        record_property("figures", scenario(self.client, replication_cluster, topic_name))
 
     test.__doc__ = scenario.__doc__
     return test

@@ -150,6 +150,11 @@ class ConfigFileBroker(LiveBroker):
         return f"{host}:{port}"
 
 
+# What the ``secured`` fixture (compat/conftest.py) gives a test: the broker and the key
+# material its certificates were made with.
+Secured = tuple[ConfigFileBroker, Material]
+
+
 def write_material(directory: Path) -> tuple[Material, Path, Path]:
     """CA, broker key store (one PEM: key + chain) and a client certificate (CN=alice)."""
     ca = trustme.CA()

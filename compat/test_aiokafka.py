@@ -10,6 +10,7 @@ its asyncio coroutine with asyncio.run.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -29,18 +30,23 @@ from compat.adapters.aiokafka import (
     run,
 )
 from compat.conftest import DEFAULT_CONFIG
-from compat.livebroker import LiveBroker
+from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker
 
 pytestmark = pytest.mark.compat
 
 
 GROUPS = AiokafkaGroups()
+BROKER_OVERRIDES = GROUP_BROKER_OVERRIDES  # a short initial rebalance delay for the group tests
 
 
-@pytest.fixture(scope="module")
-def broker(group_broker: LiveBroker) -> LiveBroker:
-    """This module's live kbroker (short initial rebalance delay for the group scenarios)."""
-    return group_broker
+async def fetch(consumer: AIOKafkaConsumer, tp: TopicPartition, count: int) -> list[Any]:
+    """Records of ``tp`` fetched until there are ``count`` (within DEADLINE_S)."""
+    got: list[Any] = []
+    async with asyncio.timeout(DEADLINE_S):
+        while len(got) < count:
+            batch = await consumer.getmany(tp, timeout_ms=500)
+            got += batch.get(tp, [])
+    return got
 
 
 # -- bootstrap and admin ----------------------------------------------------------------------
@@ -117,11 +123,7 @@ def test_consume_from_beginning(broker: LiveBroker, topic_name: str) -> None:
             assert await consumer.beginning_offsets([tp]) == {tp: 0}
             assert await consumer.end_offsets([tp]) == {tp: 10}
             await consumer.seek_to_beginning(tp)
-            got = []
-            async with asyncio.timeout(DEADLINE_S):
-                while len(got) < 10:
-                    batch = await consumer.getmany(tp, timeout_ms=500)
-                    got += batch.get(tp, [])
+            got = await fetch(consumer, tp, 10)
         finally:
             await consumer.stop()
         assert [(m.offset, m.value) for m in got] == list(enumerate(values))
@@ -146,11 +148,7 @@ def test_consume_from_end(broker: LiveBroker, topic_name: str) -> None:
             assert await consumer.position(tp) == 3  # resolved: later records come after
             for v in (b"new-1", b"new-2"):
                 await producer.send_and_wait(topic_name, v, partition=0)
-            got = []
-            async with asyncio.timeout(DEADLINE_S):
-                while len(got) < 2:
-                    batch = await consumer.getmany(tp, timeout_ms=500)
-                    got += batch.get(tp, [])
+            got = await fetch(consumer, tp, 2)
         finally:
             await consumer.stop()
             await producer.stop()

@@ -18,7 +18,7 @@ from compat.clusterkit import (
     wait_for_leaders,
     wait_for_new_leader,
 )
-from compat.test_kafkajs import KAFKAJS_DIR, node  # noqa: F401 - the node fixture
+from compat.conftest import KAFKAJS_DIR
 from kbroker.cluster_runner import Cluster
 
 pytestmark = pytest.mark.compat
@@ -44,7 +44,7 @@ def run(node: str, name: str, bootstrap: str, topic: str, arg: str = "") -> Any:
 
 
 def test_leaders_on_every_broker_and_any_bootstrap(
-    node: str,  # noqa: F811
+    node: str,
     cluster: Cluster,
     topic_name: str,
 ) -> None:
@@ -68,7 +68,7 @@ def test_leaders_on_every_broker_and_any_bootstrap(
 
 
 def test_kill_leader_produce_rides_out_the_failover(
-    node: str,  # noqa: F811
+    node: str,
     cluster: Cluster,
     topic_name: str,
 ) -> None:

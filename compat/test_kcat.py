@@ -8,7 +8,6 @@ missing kcat is a failure, never a skip: `apt-get install kcat` (.ci/run does it
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 import zlib
@@ -17,26 +16,12 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from compat.livebroker import LiveBroker
+from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker
 
 pytestmark = pytest.mark.compat
 
-
+BROKER_OVERRIDES = GROUP_BROKER_OVERRIDES  # a short initial rebalance delay for the group test
 DEADLINE_S = 30.0
-
-
-@pytest.fixture(scope="module")
-def broker(group_broker: LiveBroker) -> LiveBroker:
-    """This module's live kbroker (short initial rebalance delay for the group scenario)."""
-    return group_broker
-
-
-@pytest.fixture(scope="module")
-def kcat_bin() -> str:
-    """Path of the kcat binary; its absence fails the test."""
-    path = shutil.which("kcat") or shutil.which("kafkacat")
-    assert path, "kcat is not installed (Debian: apt-get install kcat); compat needs it"
-    return path
 
 
 def kcat(

@@ -282,15 +282,11 @@ def _rewind_to_committed(consumer: Consumer) -> None:
         consumer.seek(tp)
 
 
-@pytest.fixture(scope="module")
-def replication_client() -> ConfluentClient:
-    """confluent-kafka as the shared replication scenarios drive it."""
-    return ConfluentClient()
-
-
 class TestReplicationScenarios(
     # pytest collects the last base's tests first: scenario 5's transactional half runs last.
     scenarios.TransactionReplicationScenarios,
     scenarios.ReplicationScenarios,
 ):
     """Issue 15's scenarios, through this module's adapter."""
+
+    client = ConfluentClient()

@@ -186,11 +186,7 @@ class KafkaPythonClient:
             consumer.close()
 
 
-@pytest.fixture(scope="module")
-def replication_client() -> KafkaPythonClient:
-    """kafka-python as the shared replication scenarios drive it."""
-    return KafkaPythonClient()
-
-
 class TestReplicationScenarios(scenarios.ReplicationScenarios):
     """Issue 15's scenarios, through this module's adapter."""
+
+    client = KafkaPythonClient()

@@ -19,8 +19,7 @@ from compat.security_kit import (
     CASES,
     WRONG_PASSWORD,
     Case,
-    ConfigFileBroker,
-    Material,
+    Secured,
     UnsecuredTokens,
     python_client_settings,
 )
@@ -36,7 +35,9 @@ class _UnsecuredTokens(UnsecuredTokens, AbstractTokenProvider):
         return self.jws()
 
 
-def settings(live: ConfigFileBroker, material: Material, case: Case) -> dict[str, object]:
+def settings(secured: Secured, case: Case) -> dict[str, object]:
+    """The client settings a case connects with."""
+    live, material = secured
     tls: dict[str, object] = {}
     if case.protocol in ("SSL", "SASL_SSL"):
         tls["ssl_context"] = create_ssl_context(
@@ -86,10 +87,9 @@ async def _produce_consume_commit(conf: dict[str, object], topic: str) -> None:
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_produce_consume_commit(secured: tuple[ConfigFileBroker, Material], name: str) -> None:
-    live, material = secured
+def test_produce_consume_commit(secured: Secured, name: str) -> None:
     topic = f"security-aio-{name.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
-    asyncio.run(_produce_consume_commit(settings(live, material, CASES[name]), topic))
+    asyncio.run(_produce_consume_commit(settings(secured, CASES[name]), topic))
 
 
 async def _start_producer(conf: dict[str, object]) -> None:
@@ -102,14 +102,13 @@ async def _start_producer(conf: dict[str, object]) -> None:
 
 @pytest.mark.parametrize("name", list(WRONG_PASSWORD))
 def test_wrong_password_fails_authentication(
-    secured: tuple[ConfigFileBroker, Material], name: str, caplog: pytest.LogCaptureFixture
+    secured: Secured, name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    live, material = secured
     caplog.set_level(logging.ERROR, logger="aiokafka")
     # aiokafka's start() fails with "Unable to bootstrap"; why is in its error log: the
     # broker's SASL_AUTHENTICATION_FAILED (error 58) with Kafka's message.
     with pytest.raises(KafkaError):
-        asyncio.run(_start_producer(settings(live, material, WRONG_PASSWORD[name])))
+        asyncio.run(_start_producer(settings(secured, WRONG_PASSWORD[name])))
     reported = [
         r.getMessage() for r in caplog.records if "SaslAuthenticationFailed" in r.getMessage()
     ]

@@ -16,8 +16,7 @@ from compat.security_kit import (
     CASES,
     WRONG_PASSWORD,
     Case,
-    ConfigFileBroker,
-    Material,
+    Secured,
     UnsecuredTokens,
     python_client_settings,
 )
@@ -33,7 +32,9 @@ class _UnsecuredTokens(UnsecuredTokens, AbstractTokenProvider):
         return self.jws()
 
 
-def settings(live: ConfigFileBroker, material: Material, case: Case) -> dict[str, object]:
+def settings(secured: Secured, case: Case) -> dict[str, object]:
+    """The client settings a case connects with."""
+    live, material = secured
     tls: dict[str, object] = {}
     if case.protocol in ("SSL", "SASL_SSL"):
         tls["ssl_cafile"] = str(material.ca_file)
@@ -44,9 +45,8 @@ def settings(live: ConfigFileBroker, material: Material, case: Case) -> dict[str
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_produce_consume_commit(secured: tuple[ConfigFileBroker, Material], name: str) -> None:
-    live, material = secured
-    conf = settings(live, material, CASES[name])
+def test_produce_consume_commit(secured: Secured, name: str) -> None:
+    conf = settings(secured, CASES[name])
     topic = f"security-kp-{name.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
     admin = KafkaAdminClient(**conf)
     try:
@@ -84,10 +84,10 @@ def test_produce_consume_commit(secured: tuple[ConfigFileBroker, Material], name
 
 @pytest.mark.parametrize("name", list(WRONG_PASSWORD))
 def test_wrong_password_fails_authentication(
-    secured: tuple[ConfigFileBroker, Material], name: str, caplog: pytest.LogCaptureFixture
+    secured: Secured, name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    live, material = secured
-    conf = settings(live, material, WRONG_PASSWORD[name])
+    live, _ = secured
+    conf = settings(secured, WRONG_PASSWORD[name])
     caplog.set_level(logging.WARNING, logger="kafka")
     # kafka-python 3.0 keeps retrying its bootstrap after a failed login (as against Kafka),
     # so the application gets a timeout, and the client reports why: the broker's

@@ -11,13 +11,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from compat.security_kit import (
-    CASES,
-    WRONG_PASSWORD,
-    ConfigFileBroker,
-    Material,
-)
-from compat.test_kcat import kcat_bin  # noqa: F401 - the kcat_bin fixture
+from compat.security_kit import CASES, WRONG_PASSWORD, Secured
 from compat.test_security_confluent_kafka import settings
 
 pytestmark = pytest.mark.compat
@@ -25,7 +19,7 @@ DEADLINE_S = 30.0
 
 
 def kcat(
-    kcat_bin: str,  # noqa: F811
+    kcat_bin: str,
     conf: dict[str, object],
     *args: str,
     stdin: bytes | None = None,
@@ -58,13 +52,9 @@ _LIBRDKAFKA_2_0_SCRAM = pytest.mark.xfail(
         for name in CASES
     ],
 )
-def test_produce_consume_commit(
-    kcat_bin: str,  # noqa: F811
-    secured: tuple[ConfigFileBroker, Material],
-    name: str,
-) -> None:
-    live, material = secured
-    conf = settings(live, material, CASES[name])
+def test_produce_consume_commit(kcat_bin: str, secured: Secured, name: str) -> None:
+    live, _ = secured
+    conf = settings(secured, CASES[name])
     topic = f"security-kcat-{name.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
     plain = {"bootstrap.servers": live.bootstrap("PLAINTEXT")}
     admin = AdminClient(plain)
@@ -99,13 +89,8 @@ def test_produce_consume_commit(
 
 
 @pytest.mark.parametrize("name", list(WRONG_PASSWORD))
-def test_wrong_password_fails_authentication(
-    kcat_bin: str,  # noqa: F811
-    secured: tuple[ConfigFileBroker, Material],
-    name: str,
-) -> None:
-    live, material = secured
-    conf = settings(live, material, WRONG_PASSWORD[name])
+def test_wrong_password_fails_authentication(kcat_bin: str, secured: Secured, name: str) -> None:
+    conf = settings(secured, WRONG_PASSWORD[name])
     proc = kcat(kcat_bin, conf, "-L", "-m", "5", "-X", "log_level=7")
     assert proc.returncode != 0
     assert "Authentication failed" in proc.stderr.decode(), proc.stderr.decode()[-2000:]

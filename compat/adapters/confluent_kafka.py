@@ -189,9 +189,7 @@ class ConfluentKafkaClient:
     def produce(
         broker: LiveBroker, topic: str, records: list[Out], how: Producing = PLAIN
     ) -> list[Sent]:
-        configs: dict[str, Any] = {"acks": how.acks, "compression.type": how.compression or "none"}
-        if how.linger_ms is not None:
-            configs["linger.ms"] = how.linger_ms
+        configs = how.settings(dotted=True)
         # Delivery reports come per partition in order, but not in produce order across
         # partitions: each record's report goes to its own slot.
         reports: list[tuple[KafkaError | None, Message] | None] = [None] * len(records)
