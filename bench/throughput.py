@@ -46,6 +46,13 @@ def create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
     admin.create_topics([NewTopic(name, partitions, 1)])[name].result(30)
 
 
+def delete_topics(bootstrap: str, names: list[str]) -> None:
+    """Free what a run wrote: a time-bounded 10 KB phase writes several GB, and runs add up."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.delete_topics(names).values():
+        future.result(30)
+
+
 def bench_produce(
     bootstrap: str,
     topic: str,

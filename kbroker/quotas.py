@@ -141,14 +141,19 @@ class QuotaManager:
         if kind == "long" and value != int(value):
             raise InvalidQuota(f"Invalid value {value} for configuration {key}: must be a long")
 
-    def alter(self, entity: Entity, ops: list[tuple[str, float, bool]]) -> None:
-        """Apply validated set/remove operations to one entity and persist."""
+    def altered(self, entity: Entity, ops: list[tuple[str, float, bool]]) -> dict[str, float]:
+        """The entity's values once validated set/remove operations are applied (unsaved)."""
         values = dict(self.quotas.get(entity, {}))
         for key, value, remove in ops:
             if remove:
                 values.pop(key, None)
             else:
                 values[key] = value
+        return values
+
+    def alter(self, entity: Entity, ops: list[tuple[str, float, bool]]) -> None:
+        """Apply validated set/remove operations to one entity and persist."""
+        values = self.altered(entity, ops)
         if values:
             self.quotas[entity] = values
         else:

@@ -12,6 +12,7 @@ ConfigType.Client, kafka.zk.ZkData):
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -51,7 +52,8 @@ def entity_of(path: str) -> Entity:
     return make_entity(pairs)
 
 
-async def _read(zk: Any, path: str) -> tuple[dict[str, Any], int | None]:
+async def read_config(zk: Any, path: str) -> tuple[dict[str, Any], int | None]:
+    """The config map of ``/config/<path>`` and the znode's version (None when absent)."""
     from kbroker.cluster.zk import NoNode
 
     try:
@@ -62,19 +64,18 @@ async def _read(zk: Any, path: str) -> tuple[dict[str, Any], int | None]:
     return dict(body.get("config") or {}), stat.version
 
 
-def _quota_values(config: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in config.items() if k in QUOTA_KEYS}
-
-
-async def write(zk: Any, entity: Entity, values: dict[str, float]) -> None:
-    """Replace the entity's quota values (other keys of the znode kept) and announce it."""
+async def update_config(
+    zk: Any, path: str, change: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
+    """Replace the config map of ``/config/<path>`` by ``change`` of it and announce the change
+    with a ``/config/changes`` notification (AdminZkClient.changeConfigs). Quotas and SCRAM
+    credentials share a user's znode, so ``change`` keeps the keys it does not own; when
+    another writer got there first the map is read and changed again."""
     from kbroker.cluster.zk import BadVersion, NodeExists
 
-    path = entity_path(entity)
     while True:
-        config, version = await _read(zk, path)
-        config = {k: v for k, v in config.items() if k not in QUOTA_KEYS}
-        config.update({k: repr(v) if k not in _LONGS else str(int(v)) for k, v in values.items()})
+        config, version = await read_config(zk, path)
+        config = change(config)
         data = json.dumps({"version": 1, "config": config}, separators=(",", ":")).encode()
         try:
             if version is None:
@@ -82,7 +83,7 @@ async def write(zk: Any, entity: Entity, values: dict[str, float]) -> None:
             else:
                 await zk.set(f"{CONFIG_ROOT}/{path}", data, version)
         except (BadVersion, NodeExists):
-            continue
+            continue  # changed meanwhile: merge again
         break
     await zk.create(
         f"{znodes.CONFIG_CHANGES}/{znodes.CONFIG_CHANGE_PREFIX}",
@@ -92,12 +93,27 @@ async def write(zk: Any, entity: Entity, values: dict[str, float]) -> None:
     )
 
 
+def _quota_values(config: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in config.items() if k in QUOTA_KEYS}
+
+
+async def write(zk: Any, entity: Entity, values: dict[str, float]) -> None:
+    """Replace the entity's quota values (other keys of the znode kept) and announce it."""
+
+    def change(config: dict[str, Any]) -> dict[str, Any]:
+        config = {k: v for k, v in config.items() if k not in QUOTA_KEYS}
+        config.update({k: repr(v) if k not in _LONGS else str(int(v)) for k, v in values.items()})
+        return config
+
+    await update_config(zk, entity_path(entity), change)
+
+
 _LONGS = frozenset({"producer_byte_rate", "consumer_byte_rate"})
 
 
 async def reload(zk: Any, manager: QuotaManager, path: str) -> None:
     """Re-read one entity (after a change notification)."""
-    config, _ = await _read(zk, path)
+    config, _ = await read_config(zk, path)
     manager.replace(entity_of(path), _quota_values(config))
 
 

@@ -29,6 +29,7 @@ import sys
 from array import array
 from bisect import bisect_left, bisect_right
 from pathlib import Path
+from typing import ClassVar
 
 from kbroker.log.filecache import OPEN_FILES, OpenFileCache, open_files
 
@@ -145,21 +146,54 @@ class _IndexFile:
         self._closed = True
 
 
-class OffsetIndex(_IndexFile):
-    """Sparse relative-offset -> position index of one segment."""
+class _SparseIndex(_IndexFile):
+    """What both indexes share: fixed-size entries, kept in memory as two columns, at most
+    ``max_entries`` of them (segment.index.bytes), counted before the columns are loaded."""
+
+    ENTRY: ClassVar[int]  # bytes per entry
 
     def __init__(self, path: Path, max_entries: int) -> None:
         super().__init__(path)
         self.max_entries = max(1, max_entries)
+        self._count = os.fstat(self.fd).st_size // self.ENTRY
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def is_full(self) -> bool:
+        """No room for another entry (segment.index.bytes reached): the segment must roll."""
+        return self._count >= self.max_entries
+
+    def _whole_size(self) -> int | None:
+        """The file's size, or None when it ends in a partial entry (a damaged file)."""
+        size = self._size_on_disk()
+        return None if size % self.ENTRY else size
+
+    def _cut(self, columns: tuple[list[int] | array, ...], keep: int) -> None:
+        """Keep only the first ``keep`` entries, in memory and in the file."""
+        for column in columns:
+            del column[keep:]
+        self._count = keep
+        self.write_pending()
+        self._truncate(keep * self.ENTRY)
+
+
+class OffsetIndex(_SparseIndex):
+    """Sparse relative-offset -> position index of one segment."""
+
+    ENTRY = OFFSET_ENTRY
+
+    def __init__(self, path: Path, max_entries: int) -> None:
+        super().__init__(path, max_entries)
         self._rel: array | None = None
         self._pos: array | None = None
-        self._count = os.fstat(self.fd).st_size // OFFSET_ENTRY
 
     # -- loading -------------------------------------------------------------
     def file_ok(self, log_size: int) -> bool:
         """Cheap sanity check (as Kafka's sanityCheck): whole entries, last one inside the log."""
-        size = self._size_on_disk()
-        if size % OFFSET_ENTRY:
+        size = self._whole_size()
+        if size is None:
             return False
         if size == 0:
             return True
@@ -201,14 +235,6 @@ class OffsetIndex(_IndexFile):
         return self._rel, self._pos
 
     # -- queries ---------------------------------------------------------------
-    def __len__(self) -> int:
-        return self._count
-
-    @property
-    def is_full(self) -> bool:
-        """No room for another entry (segment.index.bytes reached): the segment must roll."""
-        return self._count >= self.max_entries
-
     def lookup(self, relative_offset: int) -> tuple[int, int]:
         """Largest entry with offset <= relative_offset as (relative offset, position), else (-1, 0)."""
         rel, pos = self._arrays()
@@ -241,12 +267,7 @@ class OffsetIndex(_IndexFile):
     def truncate_to_position(self, position: int) -> None:
         """Drop entries pointing at or beyond `position` (the log was cut there)."""
         rel, pos = self._arrays()
-        keep = bisect_left(pos, position)
-        del rel[keep:]
-        del pos[keep:]
-        self._count = keep
-        self.write_pending()
-        self._truncate(keep * OFFSET_ENTRY)
+        self._cut((rel, pos), bisect_left(pos, position))
 
     def reset(self, entries: list[tuple[int, int]]) -> None:
         """Replace the whole index (rebuild after recovery or compaction)."""
@@ -259,20 +280,20 @@ class OffsetIndex(_IndexFile):
             self.append_entries(entries)
 
 
-class TimeIndex(_IndexFile):
+class TimeIndex(_SparseIndex):
     """Sparse timestamp -> relative-offset index of one segment."""
 
+    ENTRY = TIME_ENTRY
+
     def __init__(self, path: Path, max_entries: int) -> None:
-        super().__init__(path)
-        self.max_entries = max(1, max_entries)
+        super().__init__(path, max_entries)
         self._ts: list[int] | None = None
         self._rel: list[int] | None = None
-        self._count = os.fstat(self.fd).st_size // TIME_ENTRY
 
     def file_ok(self, max_relative_offset: int | None = None) -> bool:
         """Cheap sanity check: whole entries, last offset not negative."""
-        size = self._size_on_disk()
-        if size % TIME_ENTRY:
+        size = self._whole_size()
+        if size is None:
             return False
         if size == 0:
             return True
@@ -305,14 +326,6 @@ class TimeIndex(_IndexFile):
             self._load()
         assert self._ts is not None and self._rel is not None
         return self._ts, self._rel
-
-    def __len__(self) -> int:
-        return self._count
-
-    @property
-    def is_full(self) -> bool:
-        """No room for another entry: the segment must roll."""
-        return self._count >= self.max_entries
 
     def last_entry(self) -> tuple[int, int]:
         """The last (timestamp, relative offset), or (-1, -1) when empty."""
@@ -352,12 +365,7 @@ class TimeIndex(_IndexFile):
     def truncate_to_offset(self, relative_offset: int) -> None:
         """Drop entries at or beyond `relative_offset`."""
         ts, rel = self._lists()
-        keep = bisect_left(rel, relative_offset)
-        del ts[keep:]
-        del rel[keep:]
-        self._count = keep
-        self.write_pending()
-        self._truncate(keep * TIME_ENTRY)
+        self._cut((ts, rel), bisect_left(rel, relative_offset))
 
     def reset(self, entries: list[tuple[int, int]]) -> None:
         """Replace the whole index."""

@@ -17,13 +17,14 @@ from typing import Any
 
 import trio
 
+from kbroker.wire.classes import ZERO_UUID
+
 __all__ = ["BrokerInfo", "MetadataCache", "PartitionInfo", "TopicInfo", "LEADER_DURING_DELETE"]
 
 # LeaderAndIsr.LeaderDuringDelete: the controller marks a partition of a topic being
 # deleted with this leader; the cache drops it (ZkMetadataCache.updateMetadata).
 LEADER_DURING_DELETE = -2
 NO_LEADER = -1
-ZERO_UUID = uuid.UUID(int=0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,8 +32,10 @@ from __future__ import annotations
 import enum
 import re
 import uuid
-from dataclasses import dataclass, field
-from typing import TypedDict
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from types import MappingProxyType
+from typing import Any, TypedDict
 
 from kbroker.coordinator import events
 from kbroker.wire.errors import ErrorCode
@@ -142,6 +144,18 @@ class MemberSubscription:
     regex: str | None = None
     rebalance_timeout_ms: int = -1
     server_assignor: str | None = None
+
+    @classmethod
+    def of(cls, source: Any, names: Mapping[str, str] = MappingProxyType({})) -> MemberSubscription:
+        """The subscription fields of ``source``: a live ConsumerMember, or a record value
+        whose field names differ as ``names`` (ours -> its) says; lists are copied."""
+        return cls(
+            **{f.name: _copied(getattr(source, names.get(f.name, f.name))) for f in fields(cls)}
+        )
+
+
+def _copied(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value
 
 
 @dataclass(slots=True)
@@ -361,16 +375,7 @@ class ConsumerGroup:
         members: dict[str, MemberSubscription] = {}
         current: dict[str, MemberAssignment] = {}
         for m in self.members.values():
-            members[m.member_id] = MemberSubscription(
-                instance_id=m.instance_id,
-                rack_id=m.rack_id,
-                client_id=m.client_id,
-                client_host=m.client_host,
-                subscribed_names=list(m.subscribed_names),
-                regex=m.regex,
-                rebalance_timeout_ms=m.rebalance_timeout_ms,
-                server_assignor=m.server_assignor,
-            )
+            members[m.member_id] = MemberSubscription.of(m)
             if m.pending_revocation:
                 state = MEMBER_STATE_UNREVOKED_PARTITIONS
             elif m.epoch == self.assignment_epoch and m.assigned != self.target.get(
@@ -416,19 +421,14 @@ class ConsumerGroup:
         # Until a heartbeat brings fresh metadata, timers work from the persisted view.
         group.topics = dict(image.topics or {})
         for member_id, sub in image.members.items():
+            subscription = asdict(sub)
+            if sub.rebalance_timeout_ms < 0:
+                del subscription["rebalance_timeout_ms"]  # not persisted: the default
             member = ConsumerMember(
                 member_id=member_id,
-                instance_id=sub.instance_id,
-                rack_id=sub.rack_id,
-                client_id=sub.client_id,
-                client_host=sub.client_host,
-                subscribed_names=list(sub.subscribed_names),
-                regex=sub.regex,
-                server_assignor=sub.server_assignor,
                 session_deadline_ms=now_ms + session_timeout_ms,
+                **subscription,
             )
-            if sub.rebalance_timeout_ms >= 0:
-                member.rebalance_timeout_ms = sub.rebalance_timeout_ms
             current = image.current.get(member_id)
             if current is not None:
                 member.epoch = current.epoch

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from kbroker.coordinator.consumer_group import (
@@ -106,30 +106,21 @@ def _topics_value(topics: TopicsView) -> Any:
     )
 
 
+# MemberSubscription's fields as ConsumerGroupMemberMetadataValue names them.
+_SUBSCRIPTION_NAMES = {
+    "subscribed_names": "subscribed_topic_names",
+    "regex": "subscribed_topic_regex",
+}
+
+
 def _subscription_value(sub: MemberSubscription) -> Any:
     return ConsumerGroupMemberMetadataValue(
-        instance_id=sub.instance_id,
-        rack_id=sub.rack_id,
-        client_id=sub.client_id,
-        client_host=sub.client_host,
-        subscribed_topic_names=list(sub.subscribed_names),
-        subscribed_topic_regex=sub.regex,
-        rebalance_timeout_ms=sub.rebalance_timeout_ms,
-        server_assignor=sub.server_assignor,
+        **{_SUBSCRIPTION_NAMES.get(name, name): value for name, value in asdict(sub).items()}
     )
 
 
 def _subscription(v: Any) -> MemberSubscription:
-    return MemberSubscription(
-        instance_id=v.instance_id,
-        rack_id=v.rack_id,
-        client_id=v.client_id,
-        client_host=v.client_host,
-        subscribed_names=list(v.subscribed_topic_names),
-        regex=v.subscribed_topic_regex,
-        rebalance_timeout_ms=v.rebalance_timeout_ms,
-        server_assignor=v.server_assignor,
-    )
+    return MemberSubscription.of(v, _SUBSCRIPTION_NAMES)
 
 
 def _current_value(cur: MemberAssignment) -> Any:
@@ -266,28 +257,19 @@ def encode_record(rec: CoordinatorRecord) -> tuple[bytes, bytes | None]:
         om = rec.value
         if om is None:
             return key, None
-        if om.expire_timestamp is not None:
-            value = encode_versioned_data(
-                OffsetCommitValue,
-                1,
-                OffsetCommitValue(
-                    offset=om.offset,
-                    metadata=om.metadata,
-                    commit_timestamp=om.commit_timestamp,
-                    expire_timestamp=om.expire_timestamp,
-                ),
-            )
-        else:
-            value = encode_versioned_data(
-                OffsetCommitValue,
-                3,
-                OffsetCommitValue(
-                    offset=om.offset,
-                    leader_epoch=om.leader_epoch,
-                    metadata=om.metadata,
-                    commit_timestamp=om.commit_timestamp,
-                ),
-            )
+        # v1, the only version with an expire timestamp, when there is one; else v3 with the
+        # leader epoch. Both fields are ignorable: the version without one leaves it out.
+        value = encode_versioned_data(
+            OffsetCommitValue,
+            3 if om.expire_timestamp is None else 1,
+            OffsetCommitValue(
+                offset=om.offset,
+                leader_epoch=om.leader_epoch,
+                metadata=om.metadata,
+                commit_timestamp=om.commit_timestamp,
+                expire_timestamp=-1 if om.expire_timestamp is None else om.expire_timestamp,
+            ),
+        )
         return key, value
     key = encode_versioned_data(GroupMetadataKey, 2, GroupMetadataKey(group=rec.group_id))
     snap = rec.value

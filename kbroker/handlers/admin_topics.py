@@ -38,6 +38,7 @@ from kbroker.handlers.admin_configs import (
     topic_config_entries,
 )
 from kbroker.partition_limits import check_broker_partitions, check_request_partitions
+from kbroker.wire.classes import ZERO_UUID
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     CreatePartitionsRequest,
@@ -56,8 +57,6 @@ if TYPE_CHECKING:
     from kbroker.topics import Partition, Topic
 
 logger = logging.getLogger(__name__)
-
-ZERO_UUID = uuid.UUID(int=0)
 
 
 def _duplicates(items: Iterable[Any]) -> set[Any]:
@@ -206,16 +205,7 @@ async def _create_topic(
     else:
         # Older request versions (< 4) cannot send -1 from Kafka's own clients, but the
         # broker resolves the defaults whatever the version, as Kafka's does.
-        if topic.replication_factor < -1 or topic.replication_factor == 0:
-            raise KafkaApiError(
-                ErrorCode.INVALID_REPLICATION_FACTOR,
-                "Replication factor must be larger than 0, or -1 to use the default value.",
-            )
-        if topic.num_partitions < -1 or topic.num_partitions == 0:
-            raise KafkaApiError(
-                ErrorCode.INVALID_PARTITIONS,
-                "Number of partitions was set to an invalid non-positive value.",
-            )
+        _check_counts(topic)
         replication = topic.replication_factor
         if replication == -1:
             replication = int(broker.config["default.replication.factor"])
@@ -247,12 +237,7 @@ async def _create_topic(
         # KIP-525: the created topic's partitions, replication factor and full config.
         result.num_partitions = num_partitions
         result.replication_factor = 1
-        result.configs = [
-            CreateTopicsResponse.CreatableTopicConfigs(
-                name=name, value=value, read_only=False, config_source=source, is_sensitive=False
-            )
-            for name, value, source, _ in topic_config_entries(broker.config, overrides)
-        ]
+        result.configs = _created_configs(broker, overrides)
     return result
 
 
@@ -279,16 +264,8 @@ async def _create_topic_in_cluster(
                 "Both cannot be used at the same time.",
             )
         assignment = {a.partition_index: list(a.broker_ids) for a in topic.assignments}
-    elif topic.replication_factor < -1 or topic.replication_factor == 0:
-        raise KafkaApiError(
-            ErrorCode.INVALID_REPLICATION_FACTOR,
-            "Replication factor must be larger than 0, or -1 to use the default value.",
-        )
-    elif topic.num_partitions < -1 or topic.num_partitions == 0:
-        raise KafkaApiError(
-            ErrorCode.INVALID_PARTITIONS,
-            "Number of partitions was set to an invalid non-positive value.",
-        )
+    else:
+        _check_counts(topic)
     overrides = {name: value for name, value in configs.items() if value is not None}
     topic_id, placed = await topic_admin.create_topic(
         broker.cluster,
@@ -309,13 +286,35 @@ async def _create_topic_in_cluster(
     if version >= 5:
         result.num_partitions = len(placed)
         result.replication_factor = len(next(iter(placed.values()))) if placed else -1
-        result.configs = [
-            CreateTopicsResponse.CreatableTopicConfigs(
-                name=name, value=value, read_only=False, config_source=source, is_sensitive=False
-            )
-            for name, value, source, _ in topic_config_entries(broker.config, overrides)
-        ]
+        result.configs = _created_configs(broker, overrides)
     return result
+
+
+def _check_counts(topic: CreateTopicsRequest.CreatableTopic) -> None:
+    """The partition count and replication factor asked for: positive, or -1 for the
+    broker's default (ReplicationControlManager.createTopic's messages)."""
+    if topic.replication_factor < -1 or topic.replication_factor == 0:
+        raise KafkaApiError(
+            ErrorCode.INVALID_REPLICATION_FACTOR,
+            "Replication factor must be larger than 0, or -1 to use the default value.",
+        )
+    if topic.num_partitions < -1 or topic.num_partitions == 0:
+        raise KafkaApiError(
+            ErrorCode.INVALID_PARTITIONS,
+            "Number of partitions was set to an invalid non-positive value.",
+        )
+
+
+def _created_configs(
+    broker: BrokerState, overrides: dict[str, str]
+) -> list[CreateTopicsResponse.CreatableTopicConfigs]:
+    """KIP-525: the created topic's full config, as CreateTopics v5+ answers it."""
+    return [
+        CreateTopicsResponse.CreatableTopicConfigs(
+            name=name, value=value, read_only=False, config_source=source, is_sensitive=False
+        )
+        for name, value, source, _ in topic_config_entries(broker.config, overrides)
+    ]
 
 
 def _check_manual_assignment(

@@ -22,6 +22,7 @@ from kbroker.authz.acl import Operation
 from kbroker.authz.checks import allowed_cluster
 from kbroker.cluster.replicas import LeaderAndIsrPartition
 from kbroker.handlers import RequestContext, handles
+from kbroker.wire.classes import ZERO_UUID
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     ControlledShutdownRequest,
@@ -41,25 +42,28 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ZERO_UUID = uuid.UUID(int=0)
 # ElectLeaders election types (ElectionType.PREFERRED / UNCLEAN).
 PREFERRED = 0
 
 
-def _refusal(cluster: ClusterNode | None, request: Any) -> ErrorCode:
-    """Why LeaderAndIsr, StopReplica or UpdateMetadata is refused unread, or NONE.
+def _admit(ctx: RequestContext, request: Any) -> tuple[ClusterNode | None, ErrorCode]:
+    """The node to apply LeaderAndIsr, StopReplica or UpdateMetadata to, or (None, why not).
 
-    No controller here (a single node), or a deposed one: STALE_CONTROLLER_EPOCH. KIP-380: a
-    request addressed to an earlier registration of this broker: STALE_BROKER_EPOCH. Only an
-    older epoch is stale (KafkaApis.isBrokerEpochStale): the controller may learn our new
-    registration, and send with its epoch, before we have read it back ourselves.
+    The inter-broker APIs need ClusterAction, as in KafkaApis. No controller here (a single
+    node), or a deposed one: STALE_CONTROLLER_EPOCH. KIP-380: a request addressed to an
+    earlier registration of this broker: STALE_BROKER_EPOCH. Only an older epoch is stale
+    (KafkaApis.isBrokerEpochStale): the controller may learn our new registration, and send
+    with its epoch, before we have read it back ourselves.
     """
+    if not allowed_cluster(ctx, Operation.CLUSTER_ACTION):
+        return None, ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+    cluster = ctx.broker.cluster
     if cluster is None or not cluster.replicas.check_controller_epoch(request.controller_epoch):
-        return ErrorCode.STALE_CONTROLLER_EPOCH
+        return None, ErrorCode.STALE_CONTROLLER_EPOCH
     epoch = getattr(request, "broker_epoch", -1)
     if epoch != -1 and epoch < cluster.broker_epoch:
-        return ErrorCode.STALE_BROKER_EPOCH
-    return ErrorCode.NONE
+        return None, ErrorCode.STALE_BROKER_EPOCH
+    return cluster, ErrorCode.NONE
 
 
 # --- LeaderAndIsr (4) -------------------------------------------------------------------
@@ -71,11 +75,8 @@ async def handle_leader_and_isr(
 ) -> LeaderAndIsrResponse:
     """Lead or follow the partitions named; create their local logs if new here."""
     version = ctx.api_version
-    if not allowed_cluster(ctx, Operation.CLUSTER_ACTION):
-        return LeaderAndIsrResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
-    cluster = ctx.broker.cluster
-    refused = _refusal(cluster, request)
-    if cluster is None or refused != ErrorCode.NONE:
+    cluster, refused = _admit(ctx, request)
+    if cluster is None:
         return LeaderAndIsrResponse(error_code=refused)
     parts: list[LeaderAndIsrPartition] = []
     topic_ids: dict[str, uuid.UUID] = {}
@@ -141,11 +142,8 @@ async def handle_stop_replica(
 ) -> StopReplicaResponse:
     """Stop hosting partitions (deleting their logs when asked: topic deletion)."""
     version = ctx.api_version
-    if not allowed_cluster(ctx, Operation.CLUSTER_ACTION):
-        return StopReplicaResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
-    cluster = ctx.broker.cluster
-    refused = _refusal(cluster, request)
-    if cluster is None or refused != ErrorCode.NONE:
+    cluster, refused = _admit(ctx, request)
+    if cluster is None:
         return StopReplicaResponse(error_code=refused)
     targets: list[tuple[str, int, bool]] = []
     if version >= 3:
@@ -188,11 +186,8 @@ async def handle_update_metadata(
     ctx: RequestContext, request: UpdateMetadataRequest
 ) -> UpdateMetadataResponse:
     """Replace this broker's view of the cluster (live brokers, partition states)."""
-    if not allowed_cluster(ctx, Operation.CLUSTER_ACTION):
-        return UpdateMetadataResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
-    cluster = ctx.broker.cluster
-    refused = _refusal(cluster, request)
-    if cluster is None or refused != ErrorCode.NONE:
+    cluster, refused = _admit(ctx, request)
+    if cluster is None:
         return UpdateMetadataResponse(error_code=refused)
     cluster.metadata.apply_update_metadata(request, ctx.api_version)
     return UpdateMetadataResponse(error_code=ErrorCode.NONE)

@@ -21,13 +21,14 @@ from kbroker.authz.checks import (
     denied_code,
     filter_allowed,
 )
+from kbroker.coordinator.group import partition_for
 from kbroker.coordinator.offsets import OffsetAndMetadata
 from kbroker.coordinator.service import coordinator_for, wait_pending
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.meta import AUTHORIZED_OPERATIONS_OMITTED, advertised_endpoint
 from kbroker.handlers.partitions import partition_errors
-from kbroker.internal_topics import OFFSETS_TOPIC
+from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.replication.leader_writes import coordinator_error, wait_replicated
 from kbroker.txn.offsets import pending_partitions
 from kbroker.wire.errors import ErrorCode
@@ -220,19 +221,32 @@ def elsewhere(ctx: RequestContext, group_id: str) -> bool:
 
 
 async def coordinator_write_replicated(ctx: RequestContext, key_type: int, key: str) -> ErrorCode:
-    """Cluster mode: wait until the ISR of ``key``'s coordinator partition has what this
-    coordinator wrote to it (Kafka's coordinators append with acks=all and answer once
-    the write is replicated, within offsets.commit.timeout.ms); the coordinator error to
-    answer if it is not (COORDINATOR_NOT_AVAILABLE / NOT_COORDINATOR), NONE if it is."""
-    cluster = ctx.broker.cluster
-    if cluster is None:
-        return ErrorCode.NONE
-    from kbroker.cluster.coordinators import coordinator_partition
+    """Wait until the ISR of ``key``'s coordinator partition has what this coordinator
+    wrote to it (Kafka's coordinators append with acks=all and answer once the write is
+    replicated, within offsets.commit.timeout.ms); the coordinator error to answer if it
+    is not (COORDINATOR_NOT_AVAILABLE / NOT_COORDINATOR), NONE if it is. A partition
+    without replication state (a single node) has it at once.
 
-    topic, index = coordinator_partition(cluster, key_type, key)
-    error = await wait_replicated(
-        ctx.broker, topic, index, timeout_ms=int(ctx.broker.config["offsets.commit.timeout.ms"])
-    )
+    Shielded: the wait decides what becomes of a pending commit, whether or not the
+    client is still there to hear it (it is bounded by the timeout)."""
+    cluster = ctx.broker.cluster
+    if cluster is not None:
+        from kbroker.cluster.coordinators import coordinator_partition
+
+        topic, index = coordinator_partition(cluster, key_type, key)
+    else:
+        topic = OFFSETS_TOPIC if key_type == KEY_TYPE_GROUP else TRANSACTION_STATE_TOPIC
+        local = ctx.broker.topics.get(topic)
+        if local is None:
+            return ErrorCode.NONE
+        index = partition_for(key, len(local.partitions))
+    with trio.CancelScope(shield=True):
+        error = await wait_replicated(
+            ctx.broker,
+            topic,
+            index,
+            timeout_ms=int(ctx.broker.config["offsets.commit.timeout.ms"]),
+        )
     return coordinator_error(error)
 
 
@@ -430,20 +444,20 @@ async def handle_offset_commit(
                 expire_timestamp=now + retention if retention != -1 else None,
             )
     if offsets:
-        codes.update(
-            gc.commit_offsets(
-                request.group_id,
-                request.generation_id_or_member_epoch if version >= 1 else -1,
-                request.member_id if version >= 1 else "",
-                offsets,
-                group_instance_id=request.group_instance_id if version >= 7 else None,
-            )
+        accepted, commit = gc.prepare_offset_commit(
+            request.group_id,
+            request.generation_id_or_member_epoch if version >= 1 else -1,
+            request.member_id if version >= 1 else "",
+            offsets,
+            group_instance_id=request.group_instance_id if version >= 7 else None,
         )
-        stored = [tp for tp in offsets if codes[tp] == ErrorCode.NONE]
-        if stored:
-            # A commit is acknowledged once replicated, so it survives a coordinator failover.
+        codes.update(accepted)
+        if commit is not None:
+            # A commit is acknowledged, and shown by OffsetFetch, once replicated, so it
+            # survives a coordinator failover; one that is not is dropped again.
             error = await coordinator_write_replicated(ctx, KEY_TYPE_GROUP, request.group_id)
-            for tp in stored:
+            gc.complete_offset_commit(commit, replicated=error == ErrorCode.NONE)
+            for tp in commit.offsets:
                 codes[tp] = error
     return OffsetCommitResponse(
         topics=partition_errors(
@@ -455,23 +469,32 @@ async def handle_offset_commit(
     )
 
 
+# OffsetFetch's answer for one group: topic -> [(partition, committed offset or None, error)].
+_Found = dict[str, list[tuple[int, OffsetAndMetadata | None, int]]]
+
+
 def _fetch_group(
     ctx: RequestContext,
     group_id: str,
     topics: list[tuple[str, list[int]]] | None,
     require_stable: bool,
-) -> dict[str, list[tuple[int, Any, int]]]:
+) -> _Found:
     """topic → [(partition, OffsetAndMetadata | None, error)] in request order (or all)."""
     gc = coordinator_for(ctx.broker)
     wanted = None if topics is None else [(name, p) for name, parts in topics for p in parts]
     found = gc.fetch_offsets(group_id, wanted)
-    # KIP-447: with require_stable, a partition whose offset an open transaction is about
-    # to change is UNSTABLE_OFFSET_COMMIT (no offset), so the consumer retries after it.
-    unstable = pending_partitions(ctx.broker, group_id) if require_stable else set()
+    # KIP-447: with require_stable, a partition whose offset an open transaction or a
+    # commit not yet replicated is about to change is UNSTABLE_OFFSET_COMMIT (no offset),
+    # so the consumer retries after it (GroupMetadata.hasPendingOffsetCommitsForTopicPartition).
+    unstable = (
+        pending_partitions(ctx.broker, group_id) | gc.pending_offset_partitions(group_id)
+        if require_stable
+        else set()
+    )
     # KafkaApis.handleOffsetFetchRequest: a topic the principal may not Describe is
     # TOPIC_AUTHORIZATION_FAILED when named, and left out when all topics are asked for.
     visible = filter_allowed(ctx, Operation.DESCRIBE, ResourceType.TOPIC, {t for t, _ in found})
-    out: dict[str, list[tuple[int, Any, int]]] = {}
+    out: _Found = {}
     if topics is not None:
         for name, _ in topics:
             out.setdefault(name, [])
@@ -494,95 +517,74 @@ async def handle_offset_fetch(
     """Committed offsets of one group (v0-7) or several (v8+); null topics = all."""
     version = ctx.api_version
     require_stable = version >= 7 and request.require_stable
+    R = OffsetFetchResponse
     if version >= 8:
         groups = []
         for g in request.groups:
-            if not _may(ctx, Operation.DESCRIBE, g.group_id):
-                groups.append(
-                    OffsetFetchResponse.OffsetFetchResponseGroup(
-                        group_id=g.group_id, error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED
-                    )
-                )
-                continue
-            if elsewhere(ctx, g.group_id):
-                groups.append(
-                    OffsetFetchResponse.OffsetFetchResponseGroup(
-                        group_id=g.group_id, error_code=ErrorCode.NOT_COORDINATOR
-                    )
-                )
-                continue
-            if version >= 9:
-                # KIP-848 members identify themselves; a stale one must not read offsets.
-                error = coordinator_for(ctx.broker).validate_offset_fetch(
-                    g.group_id, g.member_id, g.member_epoch
-                )
-                if error != ErrorCode.NONE:
-                    groups.append(
-                        OffsetFetchResponse.OffsetFetchResponseGroup(
-                            group_id=g.group_id, error_code=error
-                        )
-                    )
-                    continue
-            wanted = (
-                None
-                if g.topics is None
-                else [(t.name, list(t.partition_indexes)) for t in g.topics]
-            )
-            found = _fetch_group(ctx, g.group_id, wanted, require_stable)
-            P = OffsetFetchResponse.OffsetFetchResponsePartitions
+            # v9+: KIP-848 members identify themselves; a stale one must not read offsets.
+            member = (g.member_id, g.member_epoch) if version >= 9 else None
+            error, found = _group_offsets(ctx, g.group_id, g.topics, require_stable, member)
             groups.append(
-                OffsetFetchResponse.OffsetFetchResponseGroup(
+                R.OffsetFetchResponseGroup(
                     group_id=g.group_id,
-                    topics=[
-                        OffsetFetchResponse.OffsetFetchResponseTopics(
-                            name=name,
-                            partitions=[
-                                P(
-                                    partition_index=p,
-                                    committed_offset=om.offset if om else -1,
-                                    committed_leader_epoch=om.leader_epoch if om else -1,
-                                    metadata=om.metadata if om else "",
-                                    error_code=error,
-                                )
-                                for p, om, error in parts
-                            ],
-                        )
-                        for name, parts in found.items()
-                    ],
-                    error_code=ErrorCode.NONE,
+                    error_code=error,
+                    topics=_offset_topics(
+                        found, R.OffsetFetchResponseTopics, R.OffsetFetchResponsePartitions
+                    ),
                 )
             )
-        return OffsetFetchResponse(groups=groups)
-    if not _may(ctx, Operation.DESCRIBE, request.group_id):
-        return OffsetFetchResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, topics=[])
-    if elsewhere(ctx, request.group_id):
-        return OffsetFetchResponse(error_code=ErrorCode.NOT_COORDINATOR, topics=[])
-    wanted = (
-        None
-        if request.topics is None
-        else [(t.name, list(t.partition_indexes)) for t in request.topics]
+        return R(groups=groups)
+    error, found = _group_offsets(ctx, request.group_id, request.topics, require_stable)
+    return R(
+        error_code=error,
+        topics=_offset_topics(found, R.OffsetFetchResponseTopic, R.OffsetFetchResponsePartition),
     )
-    found = _fetch_group(ctx, request.group_id, wanted, require_stable)
-    P0 = OffsetFetchResponse.OffsetFetchResponsePartition
-    return OffsetFetchResponse(
-        error_code=ErrorCode.NONE,
-        topics=[
-            OffsetFetchResponse.OffsetFetchResponseTopic(
-                name=name,
-                partitions=[
-                    P0(
-                        partition_index=p,
-                        committed_offset=om.offset if om else -1,
-                        committed_leader_epoch=om.leader_epoch if om else -1,
-                        metadata=om.metadata if om else "",
-                        error_code=error,
-                    )
-                    for p, om, error in parts
-                ],
-            )
-            for name, parts in found.items()
-        ],
-    )
+
+
+def _group_offsets(
+    ctx: RequestContext,
+    group_id: str,
+    topics: list[Any] | None,
+    require_stable: bool,
+    member: tuple[str | None, int] | None = None,
+) -> tuple[int, _Found]:
+    """One group's part of OffsetFetch: an error for the whole group (and no offsets), or
+    NONE and the offsets of the topics asked for (None: all the group has)."""
+    if not _may(ctx, Operation.DESCRIBE, group_id):
+        return ErrorCode.GROUP_AUTHORIZATION_FAILED, {}
+    if elsewhere(ctx, group_id):
+        return ErrorCode.NOT_COORDINATOR, {}
+    if member is not None:
+        error = coordinator_for(ctx.broker).validate_offset_fetch(group_id, *member)
+        if error != ErrorCode.NONE:
+            return error, {}
+    wanted = None if topics is None else [(t.name, list(t.partition_indexes)) for t in topics]
+    return ErrorCode.NONE, _fetch_group(ctx, group_id, wanted, require_stable)
+
+
+def _offset_topics(
+    found: _Found,
+    topic_class: Any,
+    partition_class: Any,
+) -> list[Any]:
+    """OffsetFetch's topics (the v0-7 or the v8+ classes): -1 and "" where nothing is
+    committed."""
+    return [
+        topic_class(
+            name=name,
+            partitions=[
+                partition_class(
+                    partition_index=p,
+                    committed_offset=om.offset if om else -1,
+                    committed_leader_epoch=om.leader_epoch if om else -1,
+                    metadata=om.metadata if om else "",
+                    error_code=error,
+                )
+                for p, om, error in parts
+            ],
+        )
+        for name, parts in found.items()
+    ]
 
 
 @handles(OffsetDeleteRequest.API_KEY, 0, 0)

@@ -134,17 +134,8 @@ def _topic_metadata(
         )
         for p in topic.partitions
     ]
-    return MetadataResponse.MetadataResponseTopic(
-        error_code=ErrorCode.NONE,
-        name=topic.name,
-        topic_id=topic.topic_id,
-        is_internal=topic.internal,
-        partitions=partitions,
-        topic_authorized_operations=(
-            authorized_operations(ctx, ResourceType.TOPIC, topic.name, TOPIC_OPERATIONS)
-            if include_operations
-            else AUTHORIZED_OPERATIONS_OMITTED
-        ),
+    return _found_topic(
+        ctx, topic.name, topic.topic_id, topic.internal, partitions, include_operations
     )
 
 
@@ -178,14 +169,29 @@ def _cluster_topic_metadata(
                 offline_replicas=[r for r in state.offline_replicas],
             )
         )
+    return _found_topic(
+        ctx, info.name, info.topic_id, info.name in INTERNAL_TOPICS, partitions, include_operations
+    )
+
+
+def _found_topic(
+    ctx: RequestContext,
+    name: str,
+    topic_id: uuid.UUID,
+    internal: bool,
+    partitions: list[MetadataResponse.MetadataResponsePartition],
+    include_operations: bool,
+) -> MetadataResponse.MetadataResponseTopic:
+    """A topic's entry in a Metadata response; its authorized operations only when asked
+    (KIP-430)."""
     return MetadataResponse.MetadataResponseTopic(
         error_code=ErrorCode.NONE,
-        name=info.name,
-        topic_id=info.topic_id,
-        is_internal=info.name in INTERNAL_TOPICS,
+        name=name,
+        topic_id=topic_id,
+        is_internal=internal,
         partitions=partitions,
         topic_authorized_operations=(
-            authorized_operations(ctx, ResourceType.TOPIC, info.name, TOPIC_OPERATIONS)
+            authorized_operations(ctx, ResourceType.TOPIC, name, TOPIC_OPERATIONS)
             if include_operations
             else AUTHORIZED_OPERATIONS_OMITTED
         ),

@@ -72,12 +72,7 @@ async def _alter(
     # Cluster mode: ZooKeeper is the truth every broker follows (kbroker.quotas_zk).
     from kbroker import quotas_zk
 
-    values = dict(manager.quotas.get(entity, {}))
-    for key, value, remove in ops:
-        if remove:
-            values.pop(key, None)
-        else:
-            values[key] = value
+    values = manager.altered(entity, ops)
     await quotas_zk.write(cluster.zk, entity, values)
     manager.replace(entity, values)
 

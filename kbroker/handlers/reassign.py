@@ -33,12 +33,18 @@ logger = logging.getLogger(__name__)
 TP = tuple[str, int]
 
 
-def _active_controller(ctx: RequestContext) -> Any:
+def _active_controller(ctx: RequestContext, operation: Operation) -> Any:
+    """The active controller once the cluster-level ACL is checked (KafkaApis: Alter to
+    reassign, Describe to list), or None on a single node (its own controller); otherwise
+    KafkaApiError, which answers the whole request."""
+    if not allowed_cluster(ctx, operation):
+        raise KafkaApiError(ErrorCode.CLUSTER_AUTHORIZATION_FAILED, None)
     cluster = ctx.broker.cluster
-    controller = None if cluster is None else cluster.controller
-    if controller is None or not controller.is_active:
+    if cluster is None:
         return None
-    return controller
+    if cluster.controller is None or not cluster.controller.is_active:
+        raise KafkaApiError(ErrorCode.NOT_CONTROLLER, None)
+    return cluster.controller
 
 
 def _single_node_alter(
@@ -65,14 +71,6 @@ async def handle_alter_partition_reassignments(
     ctx: RequestContext, request: AlterPartitionReassignmentsRequest
 ) -> AlterPartitionReassignmentsResponse:
     """Start (or cancel, with null replicas) moving partitions to new replicas."""
-    if not allowed_cluster(ctx, Operation.ALTER):
-        # KafkaApis.handleAlterPartitionReassignmentsRequest: Alter on the cluster.
-        return AlterPartitionReassignmentsResponse(
-            throttle_time_ms=0,
-            error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
-            error_message=None,
-            responses=[],
-        )
     wanted: dict[TP, list[int] | None] = {}
     for topic in request.topics:
         for p in topic.partitions:
@@ -80,18 +78,16 @@ async def handle_alter_partition_reassignments(
                 None if p.replicas is None else list(p.replicas)
             )
     results: dict[TP, tuple[int, str | None]]
-    if ctx.broker.cluster is None:
-        results = {tp: _single_node_alter(ctx, tp, target) for tp, target in wanted.items()}
-    else:
-        controller = _active_controller(ctx)
-        try:
-            if controller is None:
-                raise KafkaApiError(ErrorCode.NOT_CONTROLLER, None)
+    try:
+        controller = _active_controller(ctx, Operation.ALTER)
+        if controller is None:
+            results = {tp: _single_node_alter(ctx, tp, target) for tp, target in wanted.items()}
+        else:
             results = await controller.alter_partition_reassignments(wanted)
-        except KafkaApiError as exc:
-            return AlterPartitionReassignmentsResponse(
-                throttle_time_ms=0, error_code=exc.code, error_message=None, responses=[]
-            )
+    except KafkaApiError as exc:
+        return AlterPartitionReassignmentsResponse(
+            throttle_time_ms=0, error_code=exc.code, error_message=None, responses=[]
+        )
     by_topic: dict[str, list[Any]] = {}
     for (topic_name, index), (code, message) in sorted(results.items()):
         by_topic.setdefault(topic_name, []).append(
@@ -118,30 +114,21 @@ async def handle_list_partition_reassignments(
 ) -> ListPartitionReassignmentsResponse:
     """The partitions being reassigned: their replica set, and the replicas being added
     and removed."""
-    if not allowed_cluster(ctx, Operation.DESCRIBE):
-        # KafkaApis.handleListPartitionReassignmentsRequest: Describe on the cluster.
-        return ListPartitionReassignmentsResponse(
-            throttle_time_ms=0,
-            error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
-            error_message=None,
-            topics=[],
-        )
     requested: list[TP] | None = (
         None
         if request.topics is None
         else [(t.name, p) for t in request.topics for p in t.partition_indexes]
     )
     ongoing: dict[TP, tuple[list[int], list[int], list[int]]] = {}
-    if ctx.broker.cluster is not None:
-        controller = _active_controller(ctx)
-        try:
-            if controller is None:
-                raise KafkaApiError(ErrorCode.NOT_CONTROLLER, None)
+    try:
+        controller = _active_controller(ctx, Operation.DESCRIBE)
+        # A single node never has a reassignment in progress.
+        if controller is not None:
             ongoing = await controller.list_partition_reassignments(requested)
-        except KafkaApiError as exc:
-            return ListPartitionReassignmentsResponse(
-                throttle_time_ms=0, error_code=exc.code, error_message=None, topics=[]
-            )
+    except KafkaApiError as exc:
+        return ListPartitionReassignmentsResponse(
+            throttle_time_ms=0, error_code=exc.code, error_message=None, topics=[]
+        )
     by_topic: dict[str, list[Any]] = {}
     for (topic_name, index), (replicas, adding, removing) in sorted(ongoing.items()):
         by_topic.setdefault(topic_name, []).append(

@@ -9,11 +9,9 @@ names ``users/<user>`` and every broker re-reads that user.
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
-from kbroker.cluster import znodes
-from kbroker.quotas_zk import CONFIG_ROOT, _desanitize, _sanitize
+from kbroker.quotas_zk import CONFIG_ROOT, _desanitize, _sanitize, read_config, update_config
 from kbroker.security.scram import MECHANISM_CODES, ScramCredential, ScramStore
 
 
@@ -40,45 +38,19 @@ def parse_credential_text(text: str) -> ScramCredential:
     )
 
 
-async def _read(zk: Any, path: str) -> tuple[dict[str, Any], int | None]:
-    from kbroker.cluster.zk import NoNode
-
-    try:
-        data, stat = await zk.get(f"{CONFIG_ROOT}/{path}")
-    except NoNode:
-        return {}, None
-    body = json.loads(data) if data else {}
-    return dict(body.get("config") or {}), stat.version
-
-
 async def write_user(zk: Any, user: str, changes: dict[str, ScramCredential | None]) -> None:
     """Set (or with None remove) a user's credentials per mechanism, keeping the znode's other
     keys, and announce the change."""
-    from kbroker.cluster.zk import BadVersion, NodeExists
 
-    path = f"users/{_sanitize(user)}"
-    while True:
-        config, version = await _read(zk, path)
+    def change(config: dict[str, Any]) -> dict[str, Any]:
         for mechanism, credential in changes.items():
             if credential is None:
                 config.pop(mechanism, None)
             else:
                 config[mechanism] = credential_text(credential)
-        data = json.dumps({"version": 1, "config": config}, separators=(",", ":")).encode()
-        try:
-            if version is None:
-                await zk.create(f"{CONFIG_ROOT}/{path}", data, makepath=True)
-            else:
-                await zk.set(f"{CONFIG_ROOT}/{path}", data, version)
-        except (BadVersion, NodeExists):
-            continue  # changed meanwhile: merge again
-        break
-    await zk.create(
-        f"{znodes.CONFIG_CHANGES}/{znodes.CONFIG_CHANGE_PREFIX}",
-        znodes.encode_config_change(path),
-        sequence=True,
-        makepath=True,
-    )
+        return config
+
+    await update_config(zk, f"users/{_sanitize(user)}", change)
 
 
 async def reload_user(zk: Any, store: ScramStore, entity_path: str) -> None:
@@ -89,7 +61,7 @@ async def reload_user(zk: Any, store: ScramStore, entity_path: str) -> None:
     user = _desanitize(parts[1])
     if user is None:
         return
-    config, _ = await _read(zk, entity_path)
+    config, _ = await read_config(zk, entity_path)
     store.users.pop(user, None)
     for mechanism in MECHANISM_CODES:
         if mechanism in config:

@@ -70,13 +70,31 @@ def admin_client(args: argparse.Namespace) -> Any:
     return ck.admin.AdminClient(client_config(args))
 
 
-def error_text(exc: BaseException) -> str:
-    """A KafkaException as Kafka's tools print it: ``ERROR_NAME: message``."""
+def _kafka_error(exc: BaseException) -> Any:
+    """The KafkaError a KafkaException carries, or None."""
     ck = kafka()
     if isinstance(exc, ck.KafkaException) and exc.args and isinstance(exc.args[0], ck.KafkaError):
-        err = exc.args[0]
+        return exc.args[0]
+    return None
+
+
+def error_code(exc: BaseException) -> int | None:
+    """The Kafka error code a KafkaException carries, or None."""
+    err = _kafka_error(exc)
+    return None if err is None else int(err.code())
+
+
+def error_text(exc: BaseException) -> str:
+    """A KafkaException as Kafka's tools print it: ``ERROR_NAME: message``."""
+    err = _kafka_error(exc)
+    if err is not None:
         return f"{err.name()}: {err.str()}"
     return str(exc) or type(exc).__name__
+
+
+def no_answer(args: argparse.Namespace) -> ToolError:
+    """The error for a request that got no answer within --request-timeout."""
+    return ToolError(f"no answer from {args.bootstrap_server} within {args.request_timeout:g} s")
 
 
 def wait(future: Future[Any], args: argparse.Namespace) -> Any:
@@ -85,9 +103,7 @@ def wait(future: Future[Any], args: argparse.Namespace) -> Any:
     try:
         return future.result(timeout=args.request_timeout)
     except TimeoutError:
-        raise ToolError(
-            f"no answer from {args.bootstrap_server} within {args.request_timeout:g} s"
-        ) from None
+        raise no_answer(args) from None
     except ck.KafkaException as exc:
         raise ToolError(error_text(exc)) from None
 

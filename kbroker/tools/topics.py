@@ -10,8 +10,10 @@ from kbroker.tools.common import (
     ToolError,
     admin_client,
     cluster_metadata,
+    error_code,
     error_text,
     kafka,
+    no_answer,
     parse_pairs,
     print_json,
     topic_id_text,
@@ -153,14 +155,11 @@ def run_describe(args: argparse.Namespace) -> int:
         try:
             descriptions[name] = futures[name].result(timeout=args.request_timeout)
         except ck.KafkaException as exc:
-            err = exc.args[0] if exc.args else None
-            if isinstance(err, ck.KafkaError) and err.code() == ck.KafkaError.UNKNOWN_TOPIC_OR_PART:
+            if error_code(exc) == ck.KafkaError.UNKNOWN_TOPIC_OR_PART:
                 raise ToolError(f"topic '{name}' does not exist") from None
             raise ToolError(f"topic '{name}': {error_text(exc)}") from None
         except TimeoutError:
-            raise ToolError(
-                f"no answer from {args.bootstrap_server} within {args.request_timeout:g} s"
-            ) from None
+            raise no_answer(args) from None
     configs = _overrides(admin, names, args)
     offsets = _offsets(admin, descriptions, args)
     sizes = _sizes(descriptions, args)
@@ -269,18 +268,11 @@ def run_create(args: argparse.Namespace) -> int:
     try:
         futures[args.topic].result(timeout=args.request_timeout)
     except ck.KafkaException as exc:
-        err = exc.args[0] if exc.args else None
-        if (
-            args.if_not_exists
-            and isinstance(err, ck.KafkaError)
-            and err.code() == ck.KafkaError.TOPIC_ALREADY_EXISTS
-        ):
+        if args.if_not_exists and error_code(exc) == ck.KafkaError.TOPIC_ALREADY_EXISTS:
             return 0
         raise ToolError(error_text(exc)) from None
     except TimeoutError:
-        raise ToolError(
-            f"no answer from {args.bootstrap_server} within {args.request_timeout:g} s"
-        ) from None
+        raise no_answer(args) from None
     print(f"Created topic {args.topic}.")
     return 0
 
@@ -295,12 +287,7 @@ def run_delete(args: argparse.Namespace) -> int:
         try:
             futures[name].result(timeout=args.request_timeout)
         except ck.KafkaException as exc:
-            err = exc.args[0] if exc.args else None
-            if (
-                args.if_exists
-                and isinstance(err, ck.KafkaError)
-                and err.code() == ck.KafkaError.UNKNOWN_TOPIC_OR_PART
-            ):
+            if args.if_exists and error_code(exc) == ck.KafkaError.UNKNOWN_TOPIC_OR_PART:
                 continue
             failed.append(f"{name}: {error_text(exc)}")
             continue

@@ -4,8 +4,6 @@ every broker answers (and enforces) the same ACLs, whichever broker changed them
 from __future__ import annotations
 
 import json
-import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -23,11 +21,9 @@ from confluent_kafka.admin import (  # noqa: E402
 from kazoo.client import KazooClient  # noqa: E402
 
 from kbroker.cluster_runner import Cluster  # noqa: E402
+from tests.cluster.real_cluster import eventually, needs_zookeeper  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("java") is None or not Path("/usr/share/java/zookeeper.jar").exists(),
-    reason="ZooKeeper (Debian package zookeeper) or java is not installed",
-)
+pytestmark = needs_zookeeper
 
 EVERYTHING = AclBindingFilter(
     ResourceType.ANY,
@@ -45,14 +41,6 @@ def _listed(admin: AdminClient) -> set[tuple[str, str, str, str]]:
         (b.name, b.resource_pattern_type.name, b.principal, b.operation.name)
         for b in admin.describe_acls(EVERYTHING, request_timeout=20).result(30)
     }
-
-
-def _eventually(check, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("not reached in time")
-        time.sleep(0.1)
 
 
 def test_acls_are_shared_through_zookeeper(tmp_path: Path) -> None:
@@ -96,7 +84,7 @@ def test_acls_are_shared_through_zookeeper(tmp_path: Path) -> None:
             ("sales-", "PREFIXED", "User:bob", "IDEMPOTENT_WRITE"),
         }
         # Broker 2 learnt them from the change notifications.
-        _eventually(lambda: _listed(two) == expected)
+        eventually(lambda: _listed(two) == expected)
 
         # The znodes are Kafka's: a Kafka broker on the same ensemble reads them.
         zk = KazooClient(hosts=cluster.zookeeper_connect)
@@ -145,7 +133,7 @@ def test_acls_are_shared_through_zookeeper(tmp_path: Path) -> None:
             for future in deleted.values():
                 assert len(future.result(30)) == 1
             assert zk.exists("/kafka-acl/Topic/orders") is None
-            _eventually(
+            eventually(
                 lambda: _listed(one) == {("sales-", "PREFIXED", "User:bob", "IDEMPOTENT_WRITE")}
             )
 
@@ -154,7 +142,7 @@ def test_acls_are_shared_through_zookeeper(tmp_path: Path) -> None:
             cluster.restart(2)
             assert list((tmp_path / "cluster").rglob("acls.json")) == []
             again = AdminClient({"bootstrap.servers": cluster.broker(2).address})
-            _eventually(
+            eventually(
                 lambda: _listed(again) == {("sales-", "PREFIXED", "User:bob", "IDEMPOTENT_WRITE")}
             )
         finally:

@@ -30,13 +30,20 @@ from kbroker.wire.messages import (
     ElectLeadersRequest,
     FindCoordinatorRequest,
     LeaderAndIsrRequest,
-    ListOffsetsRequest,
     MetadataRequest,
     StopReplicaRequest,
     UpdateMetadataRequest,
 )
 from tests.kbroker.conftest import RawClient
-from tests.kbroker.helpers import fetch, fetch_request, produce, records
+from tests.kbroker.helpers import (
+    LATEST,
+    commit_request,
+    fetch,
+    fetch_request,
+    list_offsets_request,
+    produce,
+    records,
+)
 
 ME = 1
 TOPIC_ID = uuid.UUID("6f1c1b0e-3d5e-4b4a-9a55-0e2c0b1e4f11")
@@ -51,6 +58,29 @@ class Harness:
         self.broker = server.broker
         self.client = client
         self.controller_epoch = 1
+
+    def _states(
+        self,
+        partitions: list[tuple[str, int, int, int, list[int], list[int]]],
+        state: Any,
+        **extra: Any,
+    ) -> dict[str, list[Any]]:
+        """Each (topic, index, leader, leader epoch, replicas, isr) as a ``state`` (the
+        partition state of UpdateMetadata or LeaderAndIsr: the same fields), by topic."""
+        by_topic: dict[str, list[Any]] = {}
+        for topic, index, leader, leader_epoch, replicas, isr in partitions:
+            by_topic.setdefault(topic, []).append(
+                state(
+                    partition_index=index,
+                    controller_epoch=self.controller_epoch,
+                    leader=leader,
+                    leader_epoch=leader_epoch,
+                    isr=isr,
+                    replicas=replicas,
+                    **extra,
+                )
+            )
+        return by_topic
 
     async def update_metadata(
         self,
@@ -79,20 +109,12 @@ class Harness:
                     rack=rack,
                 )
             )
-        by_topic: dict[str, list[Any]] = {}
-        for topic, index, leader, leader_epoch, replicas, isr in partitions:
-            by_topic.setdefault(topic, []).append(
-                UpdateMetadataRequest.UpdateMetadataPartitionState(
-                    partition_index=index,
-                    controller_epoch=self.controller_epoch,
-                    leader=leader,
-                    leader_epoch=leader_epoch,
-                    isr=isr,
-                    zk_version=0,
-                    replicas=replicas,
-                    offline_replicas=(offline or {}).get((topic, index), []),
-                )
-            )
+        by_topic = self._states(
+            partitions, UpdateMetadataRequest.UpdateMetadataPartitionState, zk_version=0
+        )
+        for topic, states in by_topic.items():
+            for state in states:
+                state.offline_replicas = (offline or {}).get((topic, state.partition_index), [])
         request = UpdateMetadataRequest(
             controller_id=controller,
             controller_epoch=self.controller_epoch if epoch is None else epoch,
@@ -117,20 +139,12 @@ class Harness:
         topic_id: uuid.UUID = TOPIC_ID,
         partition_epoch: int = 0,
     ) -> Any:
-        by_topic: dict[str, list[Any]] = {}
-        for topic, index, leader, leader_epoch, replicas, isr in partitions:
-            by_topic.setdefault(topic, []).append(
-                LeaderAndIsrRequest.LeaderAndIsrPartitionState(
-                    partition_index=index,
-                    controller_epoch=self.controller_epoch,
-                    leader=leader,
-                    leader_epoch=leader_epoch,
-                    isr=isr,
-                    partition_epoch=partition_epoch,
-                    replicas=replicas,
-                    is_new=True,
-                )
-            )
+        by_topic = self._states(
+            partitions,
+            LeaderAndIsrRequest.LeaderAndIsrPartitionState,
+            partition_epoch=partition_epoch,
+            is_new=True,
+        )
         request = LeaderAndIsrRequest(
             controller_id=2,
             controller_epoch=self.controller_epoch if epoch is None else epoch,
@@ -146,7 +160,8 @@ class Harness:
         )
         return await self.client.request(request, version=5)
 
-    async def stop_replica(self, topic: str, index: int, *, delete: bool) -> Any:
+    async def stop_replica(self, topic: str, *indexes: int, delete: bool) -> Any:
+        """StopReplica of partitions ``indexes`` of ``topic``, in one request."""
         request = StopReplicaRequest(
             controller_id=2,
             controller_epoch=self.controller_epoch,
@@ -158,6 +173,7 @@ class Harness:
                         StopReplicaRequest.StopReplicaPartitionState(
                             partition_index=index, leader_epoch=-1, delete_partition=delete
                         )
+                        for index in indexes
                     ],
                 )
             ],
@@ -261,21 +277,7 @@ async def test_list_offsets_answers_not_leader_for_a_partition_led_elsewhere(
     cluster: Harness,
 ) -> None:
     await _set_up(cluster)
-    req = ListOffsetsRequest(
-        replica_id=-1,
-        isolation_level=0,
-        topics=[
-            ListOffsetsRequest.ListOffsetsTopic(
-                name="t",
-                partitions=[
-                    ListOffsetsRequest.ListOffsetsPartition(
-                        partition_index=i, current_leader_epoch=-1, timestamp=-1
-                    )
-                    for i in (0, 1, 2)
-                ],
-            )
-        ],
-    )
+    req = list_offsets_request("t", *((i, LATEST) for i in (0, 1, 2)))
     resp = await cluster.client.request(req, version=7)
     parts = {p.partition_index: p for p in resp.topics[0].partitions}
     assert parts[0].error_code == ErrorCode.NONE and parts[0].leader_epoch == 5
@@ -406,24 +408,8 @@ async def test_stop_replica_deleting_every_hosted_partition_deletes_the_topic_at
     """Topic deletion: one StopReplica names all of the topic's partitions here; the local
     topic goes as a whole, no partition is emptied on its own first."""
     await _set_up(cluster)
-    request = StopReplicaRequest(
-        controller_id=2,
-        controller_epoch=cluster.controller_epoch,
-        broker_epoch=-1,
-        topic_states=[
-            StopReplicaRequest.StopReplicaTopicState(
-                topic_name="t",
-                partition_states=[
-                    StopReplicaRequest.StopReplicaPartitionState(
-                        partition_index=i, leader_epoch=-1, delete_partition=True
-                    )
-                    for i in (0, 1)
-                ],
-            )
-        ],
-    )
     with caplog.at_level("INFO", logger="kbroker.topics"):
-        resp = await cluster.client.request(request, version=3)
+        resp = await cluster.stop_replica("t", 0, 1, delete=True)
     assert [p.error_code for p in resp.partition_errors] == [0, 0]
     assert cluster.broker.topics.get("t") is None
     assert not (cluster.broker.data_dir / "t-0").exists()
@@ -533,22 +519,8 @@ async def test_group_requests_for_a_group_coordinated_elsewhere_are_not_coordina
     assert beat.error_code == ErrorCode.NOT_COORDINATOR
 
     def commit(group: str) -> OffsetCommitRequest:
-        return OffsetCommitRequest(
-            group_id=group,
-            generation_id_or_member_epoch=-1,
-            member_id="",
-            topics=[
-                OffsetCommitRequest.OffsetCommitRequestTopic(
-                    name="t",
-                    partitions=[
-                        # Partition 2 is not hosted here: the cluster knows it, so it counts.
-                        OffsetCommitRequest.OffsetCommitRequestPartition(
-                            partition_index=2, committed_offset=7
-                        )
-                    ],
-                )
-            ],
-        )
+        # Partition 2 is not hosted here: the cluster knows it, so it counts.
+        return commit_request(group, {("t", 2): 7})
 
     refused = await cluster.client.request(commit(theirs), version=8)
     assert refused.topics[0].partitions[0].error_code == ErrorCode.NOT_COORDINATOR
@@ -581,7 +553,7 @@ async def test_group_requests_for_a_group_coordinated_elsewhere_are_not_coordina
 
 
 async def test_a_groups_offsets_are_reloaded_when_leadership_comes_back(cluster: Harness) -> None:
-    from kbroker.wire.messages import OffsetCommitRequest, OffsetFetchRequest
+    from kbroker.wire.messages import OffsetFetchRequest
 
     await _set_up(cluster)
     offsets_id = uuid.uuid4()
@@ -589,21 +561,7 @@ async def test_a_groups_offsets_are_reloaded_when_leadership_comes_back(cluster:
     await cluster.update_metadata([led_here, ("__consumer_offsets", 1, 2, 0, [2, 1], [2, 1])])
     await cluster.leader_and_isr([led_here], topic_id=offsets_id)
     group = next(g for g in (f"g{i}" for i in range(100)) if partition_for(g, 2) == 0)
-    commit = OffsetCommitRequest(
-        group_id=group,
-        generation_id_or_member_epoch=-1,
-        member_id="",
-        topics=[
-            OffsetCommitRequest.OffsetCommitRequestTopic(
-                name="t",
-                partitions=[
-                    OffsetCommitRequest.OffsetCommitRequestPartition(
-                        partition_index=0, committed_offset=42
-                    )
-                ],
-            )
-        ],
-    )
+    commit = commit_request(group, {("t", 0): 42})
     assert (await cluster.client.request(commit, version=8)).topics[0].partitions[0].error_code == 0
 
     async def fetch_offset() -> tuple[int, int]:

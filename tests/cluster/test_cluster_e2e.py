@@ -11,7 +11,6 @@ itself, and topic deletion removing every broker's copy.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -30,11 +29,9 @@ from kazoo.client import KazooClient  # noqa: E402
 
 from kbroker.cluster_runner import Cluster  # noqa: E402
 from kbroker.coordinator.group import partition_for  # noqa: E402
+from tests.cluster.real_cluster import needs_zookeeper  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("java") is None or not Path("/usr/share/java/zookeeper.jar").exists(),
-    reason="ZooKeeper (Debian package zookeeper) or java is not installed",
-)
+pytestmark = needs_zookeeper
 
 SESSION_MS = 6000
 OFFSETS_PARTITIONS = 3

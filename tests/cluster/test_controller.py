@@ -3,76 +3,27 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
 
 from kbroker.cluster import admin_zk, znodes
-from kbroker.cluster.controller import PREFERRED, Controller
-from kbroker.cluster.zk import ZkClient
-from kbroker.cluster.znodes import BrokerRegistration, PartitionState
+from kbroker.cluster.controller import PREFERRED
+from kbroker.cluster.znodes import PartitionState
 from kbroker.testing.zookeeper import ZooKeeperServer
+from tests.cluster.controller_kit import (
+    LEADER_AND_ISR,
+    STOP_REPLICA,
+    UPDATE_METADATA,
+    create_started_topic,
+    eventually,
+    fake_brokers,
+    register,
+    running_controller,
+    state,
+)
 from tests.cluster.fake_broker import FakeBroker
 from tests.cluster.sessions import expire_session
-
-LEADER_AND_ISR, STOP_REPLICA, UPDATE_METADATA = 4, 5, 6
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
-    with trio.fail_after(timeout):
-        while not await check():
-            await trio.sleep(0.05)
-
-
-async def register(zk_connect: str, fake: FakeBroker) -> ZkClient:
-    """A broker registration in its own session (closing it is the broker dying)."""
-    zk = await ZkClient.connect(zk_connect, session_timeout_ms=4000)
-    reg = BrokerRegistration(
-        broker_id=fake.broker_id,
-        host="127.0.0.1",
-        port=fake.port,
-        endpoints=(f"PLAINTEXT://127.0.0.1:{fake.port}",),
-    )
-    await zk.ensure_path(znodes.BROKER_IDS)
-    await zk.create(znodes.broker_path(fake.broker_id), reg.encode(), ephemeral=True)
-    return zk
-
-
-async def state(zk: ZkClient, topic: str, p: int) -> PartitionState | None:
-    try:
-        data, stat = await zk.get(znodes.partition_state_path(topic, p))
-    except Exception:
-        return None
-    return PartitionState.decode(data, stat.version)
-
-
-@asynccontextmanager
-async def running_controller(
-    nursery: trio.Nursery, zk_connect: str, broker_id: int, *, active: bool = True, **config: Any
-) -> AsyncIterator[tuple[Controller, ZkClient, trio.CancelScope]]:
-    """A running Controller on its own session; ``active``: wait until it is the controller."""
-    session_ms = config.setdefault("zookeeper_session_timeout_ms", 4000)
-    zk = await ZkClient.connect(zk_connect, session_timeout_ms=session_ms)
-    ctl = Controller(
-        zk, broker_id=broker_id, config={k.replace("_", "."): v for k, v in config.items()}
-    )
-    scope = trio.CancelScope()
-
-    async def run() -> None:
-        with scope:
-            await ctl.run()
-
-    nursery.start_soon(run)
-    try:
-        if active:
-            with trio.fail_after(15):
-                await ctl.became_active.wait()
-        yield ctl, zk, scope
-    finally:
-        scope.cancel()
-        await zk.close()
 
 
 async def test_one_controller_and_failover_bumps_the_epoch(
@@ -99,141 +50,139 @@ async def test_one_controller_and_failover_bumps_the_epoch(
 
 
 async def test_topic_life_broker_death_and_return(nursery: trio.Nursery, zk_connect: str) -> None:
-    fakes = {i: FakeBroker(i) for i in (1, 2, 3)}
-    for f in fakes.values():
-        await nursery.start(f.serve)
-    regs = {i: await register(zk_connect, f) for i, f in fakes.items()}
-    async with running_controller(
-        nursery, zk_connect, 1, leader_imbalance_check_interval_seconds=3600
-    ) as (
-        ctl,
-        zk,
-        _,
-    ):
-        assignment = {0: [1, 2, 3], 1: [2, 3, 1], 2: [3, 1, 2]}
-        await admin_zk.create_topic(zk, "t", assignment)
+    async with fake_brokers(nursery, zk_connect) as (fakes, regs):
+        async with running_controller(
+            nursery, zk_connect, 1, leader_imbalance_check_interval_seconds=3600
+        ) as (
+            ctl,
+            zk,
+            _,
+        ):
+            assignment = {0: [1, 2, 3], 1: [2, 3, 1], 2: [3, 1, 2]}
+            await create_started_topic(zk, "t", assignment)
+            for p, replicas in assignment.items():
+                s = await state(zk, "t", p)
+                assert s is not None
+                assert (s.leader, s.isr, s.leader_epoch, s.controller_epoch) == (
+                    replicas[0],
+                    tuple(replicas),
+                    0,
+                    1,
+                )
+            # Every replica hears about its partitions (as new), every broker the metadata.
+            for f in fakes.values():
+                await f.wait_for(lambda f=f: any(_lai_parts(b) for b in f.of(LEADER_AND_ISR)))
+                parts = [p for b in f.of(LEADER_AND_ISR) for p in _lai_parts(b)]
+                assert sorted((p.partition_index, p.leader) for p in parts) == [
+                    (0, 1),
+                    (1, 2),
+                    (2, 3),
+                ]
+                assert all(p.is_new for p in parts)
+                await f.wait_for(lambda f=f: any(_um_parts(b) for b in f.of(UPDATE_METADATA)))
 
-        async def started() -> bool:
-            return all([await state(zk, "t", p) is not None for p in range(3)])
+            # Broker 1 dies: partition 0 moves to broker 2, the ISRs lose broker 1.
+            await regs[1].close()
 
-        await eventually(started)
-        for p, replicas in assignment.items():
-            s = await state(zk, "t", p)
-            assert s is not None
-            assert (s.leader, s.isr, s.leader_epoch, s.controller_epoch) == (
-                replicas[0],
-                tuple(replicas),
-                0,
+            async def moved() -> bool:
+                s = await state(zk, "t", 0)
+                return s is not None and s.leader == 2
+
+            await eventually(moved)
+            s0 = await state(zk, "t", 0)
+            assert s0 is not None and (s0.isr, s0.leader_epoch, s0.controller_epoch) == (
+                (2, 3),
+                1,
                 1,
             )
-        # Every replica hears about its partitions (as new), every broker the metadata.
-        for f in fakes.values():
-            await f.wait_for(lambda f=f: any(_lai_parts(b) for b in f.of(LEADER_AND_ISR)))
-            parts = [p for b in f.of(LEADER_AND_ISR) for p in _lai_parts(b)]
-            assert sorted((p.partition_index, p.leader) for p in parts) == [(0, 1), (1, 2), (2, 3)]
-            assert all(p.is_new for p in parts)
-            await f.wait_for(lambda f=f: any(_um_parts(b) for b in f.of(UPDATE_METADATA)))
+            s1 = await state(zk, "t", 1)
+            assert s1 is not None and (s1.leader, s1.isr, s1.leader_epoch) == (2, (2, 3), 1)
+            for i in (2, 3):
+                f = fakes[i]
+                await f.wait_for(
+                    lambda f=f: any(
+                        p.partition_index == 0 and p.leader == 2
+                        for b in f.of(LEADER_AND_ISR)
+                        for p in _lai_parts(b)
+                    )
+                )
+                await f.wait_for(
+                    lambda f=f: any(
+                        p.partition_index == 0 and p.leader == 2 and list(p.offline_replicas) == [1]
+                        for b in f.of(UPDATE_METADATA)
+                        for p in _um_parts(b)
+                    )
+                )
+            assert not any(
+                p.leader == 2 and p.partition_index == 0
+                for b in fakes[1].of(LEADER_AND_ISR)
+                for p in _lai_parts(b)
+            )
 
-        # Broker 1 dies: partition 0 moves to broker 2, the ISRs lose broker 1.
-        await regs[1].close()
-
-        async def moved() -> bool:
-            s = await state(zk, "t", 0)
-            return s is not None and s.leader == 2
-
-        await eventually(moved)
-        s0 = await state(zk, "t", 0)
-        assert s0 is not None and (s0.isr, s0.leader_epoch, s0.controller_epoch) == ((2, 3), 1, 1)
-        s1 = await state(zk, "t", 1)
-        assert s1 is not None and (s1.leader, s1.isr, s1.leader_epoch) == (2, (2, 3), 1)
-        for i in (2, 3):
-            f = fakes[i]
-            await f.wait_for(
-                lambda f=f: any(
-                    p.partition_index == 0 and p.leader == 2
-                    for b in f.of(LEADER_AND_ISR)
-                    for p in _lai_parts(b)
+            # Broker 1 returns: it gets the full metadata and its replicas again.
+            before = len(fakes[1].received)
+            regs[1] = await register(zk_connect, fakes[1])
+            f1 = fakes[1]
+            await f1.wait_for(
+                lambda: (
+                    any(b.type == 1 and len(_lai_parts(b)) == 3 for b in f1.of(LEADER_AND_ISR)[-1:])
+                    and len(f1.received) > before
                 )
             )
-            await f.wait_for(
-                lambda f=f: any(
-                    p.partition_index == 0 and p.leader == 2 and list(p.offline_replicas) == [1]
-                    for b in f.of(UPDATE_METADATA)
+            later = [b for k, b in f1.received[before:] if k == UPDATE_METADATA]
+            assert later and sorted(x.id for x in later[0].live_brokers) == [1, 2, 3]
+
+            # The leader of partition 0 takes broker 1 back into the ISR and says so.
+            await zk.set(
+                znodes.partition_state_path("t", 0),
+                PartitionState(
+                    leader=2, leader_epoch=1, isr=(2, 3, 1), controller_epoch=1
+                ).encode(),
+            )
+            await zk.create(
+                f"{znodes.ISR_CHANGE_NOTIFICATION}/{znodes.ISR_CHANGE_PREFIX}",
+                znodes.encode_partition_list([("t", 0)]),
+                sequence=True,
+            )
+            await fakes[3].wait_for(
+                lambda: any(
+                    p.partition_index == 0 and list(p.isr) == [2, 3, 1]
+                    for b in fakes[3].of(UPDATE_METADATA)
                     for p in _um_parts(b)
                 )
             )
-        assert not any(
-            p.leader == 2 and p.partition_index == 0
-            for b in fakes[1].of(LEADER_AND_ISR)
-            for p in _lai_parts(b)
-        )
+            # A preferred election brings leadership back to broker 1.
+            result = await ctl.elect_leaders([("t", 0), ("t", 1), ("nope", 0)], PREFERRED)
+            assert result[("t", 0)][0] == 0
+            assert result[("t", 1)][0] == 84  # ELECTION_NOT_NEEDED: broker 2 is preferred
+            assert result[("nope", 0)][0] == 3
+            s0 = await state(zk, "t", 0)
+            assert s0 is not None and (s0.leader, s0.leader_epoch) == (1, 2)
 
-        # Broker 1 returns: it gets the full metadata and its replicas again.
-        before = len(fakes[1].received)
-        regs[1] = await register(zk_connect, fakes[1])
-        f1 = fakes[1]
-        await f1.wait_for(
-            lambda: (
-                any(b.type == 1 and len(_lai_parts(b)) == 3 for b in f1.of(LEADER_AND_ISR)[-1:])
-                and len(f1.received) > before
-            )
-        )
-        later = [b for k, b in f1.received[before:] if k == UPDATE_METADATA]
-        assert later and sorted(x.id for x in later[0].live_brokers) == [1, 2, 3]
+            # Controlled shutdown of broker 2: what it leads moves away first.
+            remaining = await ctl.controlled_shutdown(2, regs_epoch := -1)
+            assert remaining == [] and regs_epoch == -1
+            s1 = await state(zk, "t", 1)
+            assert s1 is not None and s1.leader == 3 and 2 not in s1.isr
 
-        # The leader of partition 0 takes broker 1 back into the ISR and says so.
-        await zk.set(
-            znodes.partition_state_path("t", 0),
-            PartitionState(leader=2, leader_epoch=1, isr=(2, 3, 1), controller_epoch=1).encode(),
-        )
-        await zk.create(
-            f"{znodes.ISR_CHANGE_NOTIFICATION}/{znodes.ISR_CHANGE_PREFIX}",
-            znodes.encode_partition_list([("t", 0)]),
-            sequence=True,
-        )
-        await fakes[3].wait_for(
-            lambda: any(
-                p.partition_index == 0 and list(p.isr) == [2, 3, 1]
-                for b in fakes[3].of(UPDATE_METADATA)
-                for p in _um_parts(b)
-            )
-        )
-        # A preferred election brings leadership back to broker 1.
-        result = await ctl.elect_leaders([("t", 0), ("t", 1), ("nope", 0)], PREFERRED)
-        assert result[("t", 0)][0] == 0
-        assert result[("t", 1)][0] == 84  # ELECTION_NOT_NEEDED: broker 2 is preferred
-        assert result[("nope", 0)][0] == 3
-        s0 = await state(zk, "t", 0)
-        assert s0 is not None and (s0.leader, s0.leader_epoch) == (1, 2)
+            # Deletion: every replica is told to delete, then the znodes go.
+            await admin_zk.delete_topic(zk, "t")
 
-        # Controlled shutdown of broker 2: what it leads moves away first.
-        remaining = await ctl.controlled_shutdown(2, regs_epoch := -1)
-        assert remaining == [] and regs_epoch == -1
-        s1 = await state(zk, "t", 1)
-        assert s1 is not None and s1.leader == 3 and 2 not in s1.isr
+            async def deleted() -> bool:
+                return await zk.exists(znodes.topic_path("t")) is None
 
-        # Deletion: every replica is told to delete, then the znodes go.
-        await admin_zk.delete_topic(zk, "t")
-
-        async def deleted() -> bool:
-            return await zk.exists(znodes.topic_path("t")) is None
-
-        await eventually(deleted)
-        assert await zk.get_children(znodes.DELETE_TOPICS) == []
-        assert await zk.exists(znodes.topic_config_path("t")) is None
-        for f in fakes.values():
-            await f.wait_for(
-                lambda f=f: any(
-                    p.delete_partition
-                    for b in f.of(STOP_REPLICA)
-                    for t in b.topic_states
-                    for p in t.partition_states
+            await eventually(deleted)
+            assert await zk.get_children(znodes.DELETE_TOPICS) == []
+            assert await zk.exists(znodes.topic_config_path("t")) is None
+            for f in fakes.values():
+                await f.wait_for(
+                    lambda f=f: any(
+                        p.delete_partition
+                        for b in f.of(STOP_REPLICA)
+                        for t in b.topic_states
+                        for p in t.partition_states
+                    )
                 )
-            )
-    for r in regs.values():
-        await r.close()
-    for f in fakes.values():
-        f.stop()
 
 
 async def test_zombie_controller_writes_are_fenced(nursery: trio.Nursery, zk_connect: str) -> None:
@@ -311,55 +260,48 @@ def _um_parts(body: Any) -> list[Any]:
 async def test_auto_rebalance_returns_leadership_and_deletion_waits_for_replicas(
     nursery: trio.Nursery, zk_connect: str
 ) -> None:
-    fakes = {i: FakeBroker(i) for i in (1, 2)}
-    for f in fakes.values():
-        await nursery.start(f.serve)
-    regs = {i: await register(zk_connect, f) for i, f in fakes.items()}
-    async with running_controller(
-        nursery, zk_connect, 9, leader_imbalance_check_interval_seconds=0.5
-    ) as (_ctl, zk, _):
-        await admin_zk.create_topic(zk, "r", {0: [1, 2], 1: [2, 1]})
+    async with fake_brokers(nursery, zk_connect, (1, 2)) as (fakes, regs):
+        async with running_controller(
+            nursery, zk_connect, 9, leader_imbalance_check_interval_seconds=0.5
+        ) as (_ctl, zk, _):
+            await admin_zk.create_topic(zk, "r", {0: [1, 2], 1: [2, 1]})
 
-        async def led_by(p: int, broker: int) -> bool:
-            s = await state(zk, "r", p)
-            return s is not None and s.leader == broker
+            async def led_by(p: int, broker: int) -> bool:
+                s = await state(zk, "r", p)
+                return s is not None and s.leader == broker
 
-        await eventually(lambda: led_by(0, 1))
-        await regs[1].close()  # broker 1 dies: partition 0 goes to broker 2
-        await eventually(lambda: led_by(0, 2))
-        regs[1] = await register(zk_connect, fakes[1])
-        # Broker 2, leading, takes broker 1 back into the ISR once it has caught up.
-        s0 = await state(zk, "r", 0)
-        assert s0 is not None and s0.isr == (2,)
-        await zk.set(
-            znodes.partition_state_path("r", 0),
-            PartitionState(
-                leader=2, leader_epoch=s0.leader_epoch, isr=(2, 1), controller_epoch=1
-            ).encode(),
-            version=s0.zk_version,
-        )
-        await zk.create(
-            f"{znodes.ISR_CHANGE_NOTIFICATION}/{znodes.ISR_CHANGE_PREFIX}",
-            znodes.encode_partition_list([("r", 0)]),
-            sequence=True,
-        )
-        # The periodic imbalance check hands partition 0 back to its preferred leader.
-        await eventually(lambda: led_by(0, 1))
+            await eventually(lambda: led_by(0, 1))
+            await regs[1].close()  # broker 1 dies: partition 0 goes to broker 2
+            await eventually(lambda: led_by(0, 2))
+            regs[1] = await register(zk_connect, fakes[1])
+            # Broker 2, leading, takes broker 1 back into the ISR once it has caught up.
+            s0 = await state(zk, "r", 0)
+            assert s0 is not None and s0.isr == (2,)
+            await zk.set(
+                znodes.partition_state_path("r", 0),
+                PartitionState(
+                    leader=2, leader_epoch=s0.leader_epoch, isr=(2, 1), controller_epoch=1
+                ).encode(),
+                version=s0.zk_version,
+            )
+            await zk.create(
+                f"{znodes.ISR_CHANGE_NOTIFICATION}/{znodes.ISR_CHANGE_PREFIX}",
+                znodes.encode_partition_list([("r", 0)]),
+                sequence=True,
+            )
+            # The periodic imbalance check hands partition 0 back to its preferred leader.
+            await eventually(lambda: led_by(0, 1))
 
-        # A topic with a replica on a dead broker is deleted only when it returns.
-        await regs[2].close()
-        # Partition 1's ISR is broker 2 alone: no clean leader is left.
-        await eventually(lambda: led_by(1, -1))
-        await admin_zk.delete_topic(zk, "r")
-        await trio.sleep(1)
-        assert await zk.exists(znodes.topic_path("r")) is not None
-        regs[2] = await register(zk_connect, fakes[2])
+            # A topic with a replica on a dead broker is deleted only when it returns.
+            await regs[2].close()
+            # Partition 1's ISR is broker 2 alone: no clean leader is left.
+            await eventually(lambda: led_by(1, -1))
+            await admin_zk.delete_topic(zk, "r")
+            await trio.sleep(1)
+            assert await zk.exists(znodes.topic_path("r")) is not None
+            regs[2] = await register(zk_connect, fakes[2])
 
-        async def gone() -> bool:
-            return await zk.exists(znodes.topic_path("r")) is None
+            async def gone() -> bool:
+                return await zk.exists(znodes.topic_path("r")) is None
 
-        await eventually(gone)
-    for r in regs.values():
-        await r.close()
-    for f in fakes.values():
-        f.stop()
+            await eventually(gone)

@@ -5,7 +5,6 @@ the endpoints of the listener they came in on (as Kafka does)."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,11 +15,9 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from kazoo.client import KazooClient  # noqa: E402
 
 from kbroker.cluster_runner import Cluster  # noqa: E402
+from tests.cluster.real_cluster import needs_zookeeper  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("java") is None or not Path("/usr/share/java/zookeeper.jar").exists(),
-    reason="ZooKeeper (Debian package zookeeper) or java is not installed",
-)
+pytestmark = needs_zookeeper
 
 JAAS = (
     "org.apache.kafka.common.security.plain.PlainLoginModule required "

@@ -4,21 +4,17 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from kazoo.client import KazooClient
 
 from kbroker.cluster_runner import HOST, Cluster, request
 from kbroker.wire.messages import AlterClientQuotasRequest, DescribeClientQuotasRequest
+from tests.cluster.real_cluster import needs_zookeeper
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("java") is None or not Path("/usr/share/java/zookeeper.jar").exists(),
-    reason="ZooKeeper (Debian package zookeeper) or java is not installed",
-)
+pytestmark = needs_zookeeper
 
 
 def _alter(

@@ -4,8 +4,6 @@ so a user created through one broker is known to every broker."""
 from __future__ import annotations
 
 import json
-import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -21,11 +19,9 @@ from confluent_kafka.admin import (  # noqa: E402
 from kazoo.client import KazooClient  # noqa: E402
 
 from kbroker.cluster_runner import Cluster  # noqa: E402
+from tests.cluster.real_cluster import eventually, needs_zookeeper  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("java") is None or not Path("/usr/share/java/zookeeper.jar").exists(),
-    reason="ZooKeeper (Debian package zookeeper) or java is not installed",
-)
+pytestmark = needs_zookeeper
 
 
 def _described(admin: AdminClient) -> dict[str, list[tuple[str, int]]]:
@@ -34,14 +30,6 @@ def _described(admin: AdminClient) -> dict[str, list[tuple[str, int]]]:
         user: sorted((i.mechanism.name, i.iterations) for i in d.scram_credential_infos)
         for user, d in found.items()
     }
-
-
-def _eventually(check, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("not reached in time")
-        time.sleep(0.1)
 
 
 def test_scram_users_are_shared_through_zookeeper(tmp_path: Path) -> None:
@@ -54,7 +42,7 @@ def test_scram_users_are_shared_through_zookeeper(tmp_path: Path) -> None:
         )
         for future in one.alter_user_scram_credentials([upsert]).values():
             future.result(30)
-        _eventually(lambda: _described(two) == {"bob": [("SCRAM_SHA_256", 8192)]})
+        eventually(lambda: _described(two) == {"bob": [("SCRAM_SHA_256", 8192)]})
         # Kafka's znode layout: one key per mechanism, salted keys only.
         zk = KazooClient(hosts=cluster.zookeeper_connect)
         zk.start()
@@ -68,4 +56,4 @@ def test_scram_users_are_shared_through_zookeeper(tmp_path: Path) -> None:
         delete = UserScramCredentialDeletion("bob", ScramMechanism.SCRAM_SHA_256)
         for future in two.alter_user_scram_credentials([delete]).values():
             future.result(30)
-        _eventually(lambda: _described(one) == {})
+        eventually(lambda: _described(one) == {})

@@ -1,17 +1,29 @@
-"""Helpers the broker tests share: building and sending Produce, Fetch and JoinGroup
-requests over a RawClient, and reading fetched record bytes back."""
+"""Helpers the broker tests share: building and sending Produce, Fetch, ListOffsets and
+group requests over a RawClient, reading fetched record bytes back, and running the
+kbroker command as a real process."""
 
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
+
+import trio
+import trio.testing
 
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     ConsumerGroupHeartbeatRequest,
     FetchRequest,
     JoinGroupRequest,
+    ListOffsetsRequest,
     OffsetCommitRequest,
+    OffsetForLeaderEpochRequest,
     ProduceRequest,
 )
 from kbroker.wire.records import Record, build_batch, iter_records, parse_header
@@ -41,6 +53,7 @@ def produce_request(
     data: bytes | None,
     *,
     acks: int = -1,
+    timeout_ms: int = 30_000,
     extra: list[tuple[int, bytes | None]] = (),
 ) -> ProduceRequest:  # type: ignore[assignment]
     """A Produce request for one topic, partition ``partition`` (+ ``extra`` partitions)."""
@@ -48,7 +61,7 @@ def produce_request(
     parts += [ProduceRequest.PartitionProduceData(index=i, records=d) for i, d in extra]
     return ProduceRequest(
         acks=acks,
-        timeout_ms=30_000,
+        timeout_ms=timeout_ms,
         topic_data=[ProduceRequest.TopicProduceData(name=topic, partition_data=parts)],
     )
 
@@ -130,6 +143,28 @@ async def fetch(
     return part
 
 
+@asynccontextmanager
+async def parked_fetch(
+    server: Any, request: FetchRequest, *, version: int
+) -> AsyncIterator[tuple[Any, list[tuple[float, Any]]]]:
+    """Send the one-partition Fetch ``request`` on a connection of its own and wait until
+    everything blocks (the fetch parked, if it had nothing to return). Inside: a producer's
+    connection, and the answer as [(trio time it came, PartitionData)] once it has come.
+    Leaving waits for the answer."""
+    consumer = await server.connect()
+    producer = await server.connect()
+    got: list[tuple[float, Any]] = []
+
+    async def long_fetch() -> None:
+        resp = await consumer.request(request, version=version)
+        got.append((trio.current_time(), resp.responses[0].partitions[0]))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(long_fetch)
+        await trio.testing.wait_all_tasks_blocked()
+        yield producer, got
+
+
 def batches(data: Any) -> list[Any]:
     """The batch headers in fetched record bytes."""
     buf = bytes(data or b"")
@@ -170,6 +205,83 @@ def all_values(data: bytes) -> list[bytes | None]:
         out += [r.value for r in iter_records(data, pos)]
         pos += parse_header(data, pos).size
     return out
+
+
+# -- offsets -------------------------------------------------------------------------------
+
+# ListOffsets timestamps with a meaning (ListOffsetsRequest.EARLIEST_TIMESTAMP etc.).
+EARLIEST, LATEST, MAX_TS, EARLIEST_LOCAL, LATEST_TIERED = -2, -1, -3, -4, -5
+
+
+def list_offsets_request(
+    topic: str, *queries: tuple[int, int], isolation_level: int = 0
+) -> ListOffsetsRequest:
+    """ListOffsets for (partition, timestamp) queries of one topic."""
+    return ListOffsetsRequest(
+        replica_id=-1,
+        isolation_level=isolation_level,
+        topics=[
+            ListOffsetsRequest.ListOffsetsTopic(
+                name=topic,
+                partitions=[
+                    ListOffsetsRequest.ListOffsetsPartition(partition_index=p, timestamp=ts)
+                    for p, ts in queries
+                ],
+            )
+        ],
+    )
+
+
+async def list_offset(
+    client: Any,
+    topic: str,
+    timestamp: int,
+    *,
+    version: int | None = None,
+    partition: int = 0,
+    isolation_level: int = 0,
+) -> Any:
+    """One ListOffsets answer."""
+    resp = await client.request(
+        list_offsets_request(topic, (partition, timestamp), isolation_level=isolation_level),
+        version=version,
+    )
+    (t,) = resp.topics
+    assert t.name == topic
+    (p,) = t.partitions
+    assert p.partition_index == partition
+    return p
+
+
+def epoch_request(
+    topic: str, partition: int, leader_epoch: int, current_leader_epoch: int = -1
+) -> OffsetForLeaderEpochRequest:
+    """OffsetForLeaderEpoch for one partition."""
+    return OffsetForLeaderEpochRequest(
+        topics=[
+            OffsetForLeaderEpochRequest.OffsetForLeaderTopic(
+                topic=topic,
+                partitions=[
+                    OffsetForLeaderEpochRequest.OffsetForLeaderPartition(
+                        partition=partition,
+                        leader_epoch=leader_epoch,
+                        current_leader_epoch=current_leader_epoch,
+                    )
+                ],
+            )
+        ]
+    )
+
+
+async def end_offset(
+    client: Any, topic: str, epoch: int, *, version: int, partition: int = 0, current: int = -1
+) -> Any:
+    """One OffsetForLeaderEpoch answer."""
+    resp = await client.request(epoch_request(topic, partition, epoch, current), version=version)
+    (t,) = resp.topics
+    (p,) = t.partitions
+    assert (t.topic, p.partition) == (topic, partition)
+    return p
 
 
 # -- groups --------------------------------------------------------------------------------
@@ -268,3 +380,39 @@ async def join(
             version=version,
         )
     return r
+
+
+# -- a real kbroker process ----------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@asynccontextmanager
+async def kbroker_process(
+    cwd: Path, data: Path, *args: str, **popen: Any
+) -> AsyncIterator[trio.Process]:
+    """``python -m kbroker --listen 127.0.0.1:0 --data-dir DATA ARGS`` with stderr piped
+    (``popen``: more open_process arguments); killed on the way out if still running."""
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "kbroker", "--listen", "127.0.0.1:0", "--data-dir", str(data)]
+        + list(args),
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=str(cwd),
+        **popen,
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+
+
+async def read_until(stream: trio.abc.ReceiveStream, marker: bytes, seen: bytearray) -> str:
+    """Read ``stream`` into ``seen`` until ``marker`` and the end of its line; that line."""
+    while marker not in seen or b"\n" not in seen[seen.index(marker) :]:
+        chunk = await stream.receive_some(4096)
+        assert chunk, f"kbroker exited before printing {marker!r}: {seen.decode()}"
+        seen += chunk
+    start = seen.index(marker)
+    return seen[start : seen.index(b"\n", start)].decode()

@@ -27,12 +27,19 @@ from kbroker.wire.messages import (
     InitProducerIdRequest,
     LeaderAndIsrRequest,
     ListGroupsRequest,
-    ListOffsetsRequest,
     MetadataRequest,
-    OffsetCommitRequest,
     OffsetFetchRequest,
 )
-from tests.kbroker.helpers import create_topic, fetch_request, join, produce, records
+from tests.kbroker.helpers import (
+    LATEST,
+    commit_request,
+    create_topic,
+    fetch_request,
+    join,
+    list_offset,
+    produce,
+    records,
+)
 
 AUTHORIZER = "kafka.security.authorizer.AclAuthorizer"
 ADMIN, ALICE, BOB = "User:admin", "User:alice", "User:bob"
@@ -46,10 +53,23 @@ DENY, ALLOW = 2, 3
 MakeServer = Callable[..., Awaitable[Any]]
 
 
-async def secured(make_server: MakeServer, **overrides: Any) -> Any:
-    return await make_server(
+async def secured(
+    make_server: MakeServer,
+    *grants: CreateAclsRequest.AclCreation,
+    topics: tuple[str, ...] = (),
+    **overrides: Any,
+) -> Any:
+    """A broker with the ACL authorizer (super users admin and ops), its ``topics`` created
+    and the ACLs ``grants`` granted by the admin."""
+    server = await make_server(
         authorizer_class_name=AUTHORIZER, super_users=f"{ADMIN};User:ops", **overrides
     )
+    for name in topics:
+        create_topic(server, name)
+    if grants:
+        async with await connect_as(server, ADMIN) as admin:
+            await grant(admin, *grants)
+    return server
 
 
 async def connect_as(server: Any, principal: str) -> Any:
@@ -91,7 +111,9 @@ async def grant(admin: Any, *creations: CreateAclsRequest.AclCreation) -> None:
     assert [r.error_code for r in resp.results] == [0] * len(creations), resp
 
 
-def describe_filter(**kw: Any) -> DescribeAclsRequest:
+def acl_filter(request: Any, **kw: Any) -> Any:
+    """``request`` (DescribeAclsRequest, or DeleteAclsRequest's filter: the same fields)
+    matching every ACL, narrowed by ``kw``."""
     base: dict[str, Any] = dict(
         resource_type_filter=ANY,
         resource_name_filter=None,
@@ -102,7 +124,11 @@ def describe_filter(**kw: Any) -> DescribeAclsRequest:
         permission_type=ANY,
     )
     base.update(kw)
-    return DescribeAclsRequest(**base)
+    return request(**base)
+
+
+def describe_filter(**kw: Any) -> DescribeAclsRequest:
+    return acl_filter(DescribeAclsRequest, **kw)
 
 
 def described(resp: Any) -> set[tuple[int, str, int, str, str, int, int]]:
@@ -165,17 +191,7 @@ async def test_acls_are_created_described_and_deleted(make_server: MakeServer) -
 
         resp = await admin.request(
             DeleteAclsRequest(
-                filters=[
-                    DeleteAclsRequest.DeleteAclsFilter(
-                        resource_type_filter=ANY,
-                        resource_name_filter=None,
-                        pattern_type_filter=ANY,
-                        principal_filter=ALICE,
-                        host_filter=None,
-                        operation=ANY,
-                        permission_type=ANY,
-                    )
-                ]
+                filters=[acl_filter(DeleteAclsRequest.DeleteAclsFilter, principal_filter=ALICE)]
             )
         )
         (result,) = resp.filter_results
@@ -226,9 +242,9 @@ async def test_changing_acls_needs_alter_on_the_cluster(make_server: MakeServer)
 
 async def test_acls_survive_a_restart(make_server: MakeServer, tmp_path: Path) -> None:
     data = str(tmp_path / "kept")
-    server = await secured(make_server, log_dirs=data)
-    async with await connect_as(server, ADMIN) as admin:
-        await grant(admin, creation(TOPIC, "orders", ALICE, READ, pattern=PREFIXED))
+    server = await secured(
+        make_server, creation(TOPIC, "orders", ALICE, READ, pattern=PREFIXED), log_dirs=data
+    )
     await server.stop()
     again = await secured(make_server, log_dirs=data)
     async with await connect_as(again, ADMIN) as admin:
@@ -246,57 +262,30 @@ async def test_acls_survive_a_restart(make_server: MakeServer, tmp_path: Path) -
 
 
 async def test_write_without_read_produces_but_cannot_fetch(make_server: MakeServer) -> None:
-    server = await secured(make_server)
-    create_topic(server, "orders")
-    async with await connect_as(server, ADMIN) as admin:
-        await grant(admin, creation(TOPIC, "orders", ALICE, WRITE))
+    server = await secured(make_server, creation(TOPIC, "orders", ALICE, WRITE), topics=("orders",))
     async with await connect_as(server, ALICE) as alice:
         part = await produce(alice, "orders", 0, records(2))
         assert part.error_code == 0
         resp = await alice.request(fetch_request("orders", 0, 0), version=12)
         assert resp.responses[0].partitions[0].error_code == ErrorCode.TOPIC_AUTHORIZATION_FAILED
         # Write implies Describe: offsets and metadata are visible.
-        offsets = await alice.request(
-            ListOffsetsRequest(
-                replica_id=-1,
-                topics=[
-                    ListOffsetsRequest.ListOffsetsTopic(
-                        name="orders",
-                        partitions=[
-                            ListOffsetsRequest.ListOffsetsPartition(partition_index=0, timestamp=-1)
-                        ],
-                    )
-                ],
-            )
-        )
-        p = offsets.topics[0].partitions[0]
+        p = await list_offset(alice, "orders", LATEST)
         assert (p.error_code, p.offset) == (0, 2)
     async with await connect_as(server, BOB) as bob:
         part = await produce(bob, "orders", 0, records(1))
         assert part.error_code == ErrorCode.TOPIC_AUTHORIZATION_FAILED
-        offsets = await bob.request(
-            ListOffsetsRequest(
-                replica_id=-1,
-                topics=[
-                    ListOffsetsRequest.ListOffsetsTopic(
-                        name="orders",
-                        partitions=[
-                            ListOffsetsRequest.ListOffsetsPartition(partition_index=0, timestamp=-1)
-                        ],
-                    )
-                ],
-            )
-        )
-        assert offsets.topics[0].partitions[0].error_code == ErrorCode.TOPIC_AUTHORIZATION_FAILED
+        offset = await list_offset(bob, "orders", LATEST)
+        assert offset.error_code == ErrorCode.TOPIC_AUTHORIZATION_FAILED
     assert server.broker.topics.get("orders").partitions[0].log.log_end_offset == 2
 
 
 async def test_metadata_hides_topics_without_describe(make_server: MakeServer) -> None:
-    server = await secured(make_server, auto_create_topics_enable=True)
-    for name in ("sales-eu", "sales-us", "secret"):
-        create_topic(server, name)
-    async with await connect_as(server, ADMIN) as admin:
-        await grant(admin, creation(TOPIC, "sales-", ALICE, READ, pattern=PREFIXED))
+    server = await secured(
+        make_server,
+        creation(TOPIC, "sales-", ALICE, READ, pattern=PREFIXED),
+        topics=("sales-eu", "sales-us", "secret"),
+        auto_create_topics_enable=True,
+    )
     async with await connect_as(server, ALICE) as alice:
         every = await alice.request(MetadataRequest(topics=None))
         assert sorted(t.name for t in every.topics) == ["sales-eu", "sales-us"]
@@ -321,28 +310,24 @@ async def test_metadata_hides_topics_without_describe(make_server: MakeServer) -
 
 
 async def test_a_deny_overrides_an_allow_on_the_wire(make_server: MakeServer) -> None:
-    server = await secured(make_server)
-    create_topic(server, "sales-eu")
-    async with await connect_as(server, ADMIN) as admin:
-        await grant(
-            admin,
-            creation(TOPIC, "sales-", ALICE, WRITE, pattern=PREFIXED),
-            creation(TOPIC, "sales-eu", ALICE, WRITE, permission=DENY),
-        )
+    server = await secured(
+        make_server,
+        creation(TOPIC, "sales-", ALICE, WRITE, pattern=PREFIXED),
+        creation(TOPIC, "sales-eu", ALICE, WRITE, permission=DENY),
+        topics=("sales-eu",),
+    )
     async with await connect_as(server, ALICE) as alice:
         part = await produce(alice, "sales-eu", 0, records(1))
         assert part.error_code == ErrorCode.TOPIC_AUTHORIZATION_FAILED
 
 
 async def test_acl_host_is_the_client_address(make_server: MakeServer) -> None:
-    server = await secured(make_server)
-    create_topic(server, "t")
-    async with await connect_as(server, ADMIN) as admin:
-        await grant(
-            admin,
-            creation(TOPIC, "t", ALICE, WRITE, host="10.9.9.9"),
-            creation(TOPIC, "t", BOB, WRITE, host="127.0.0.1"),
-        )
+    server = await secured(
+        make_server,
+        creation(TOPIC, "t", ALICE, WRITE, host="10.9.9.9"),
+        creation(TOPIC, "t", BOB, WRITE, host="127.0.0.1"),
+        topics=("t",),
+    )
     async with await connect_as(server, ALICE) as alice:
         assert (await produce(alice, "t", 0, records(1))).error_code == 29
     async with await connect_as(server, BOB) as bob:
@@ -350,15 +335,13 @@ async def test_acl_host_is_the_client_address(make_server: MakeServer) -> None:
 
 
 async def test_groups_need_read(make_server: MakeServer) -> None:
-    server = await secured(make_server)
-    create_topic(server, "t")
-    async with await connect_as(server, ADMIN) as admin:
-        await grant(
-            admin,
-            creation(TOPIC, "t", ALICE, READ),
-            creation(GROUP, "mine", ALICE, READ),
-            creation(GROUP, "watched", ALICE, DESCRIBE),
-        )
+    server = await secured(
+        make_server,
+        creation(TOPIC, "t", ALICE, READ),
+        creation(GROUP, "mine", ALICE, READ),
+        creation(GROUP, "watched", ALICE, DESCRIBE),
+        topics=("t",),
+    )
     async with await connect_as(server, ALICE) as alice:
         found = await alice.request(FindCoordinatorRequest(key="other", key_type=0), version=3)
         assert found.error_code == ErrorCode.GROUP_AUTHORIZATION_FAILED
@@ -373,24 +356,7 @@ async def test_groups_need_read(make_server: MakeServer) -> None:
 
         joined = await join(alice, "mine")
         assert joined.error_code == 0
-        commit = await alice.request(
-            OffsetCommitRequest(
-                group_id="other",
-                generation_id_or_member_epoch=-1,
-                member_id="",
-                topics=[
-                    OffsetCommitRequest.OffsetCommitRequestTopic(
-                        name="t",
-                        partitions=[
-                            OffsetCommitRequest.OffsetCommitRequestPartition(
-                                partition_index=0, committed_offset=1
-                            )
-                        ],
-                    )
-                ],
-            ),
-            version=8,
-        )
+        commit = await alice.request(commit_request("other", {("t", 0): 1}), version=8)
         assert commit.topics[0].partitions[0].error_code == ErrorCode.GROUP_AUTHORIZATION_FAILED
         fetched = await alice.request(OffsetFetchRequest(group_id="other", topics=None), version=7)
         assert fetched.error_code == ErrorCode.GROUP_AUTHORIZATION_FAILED
@@ -400,13 +366,9 @@ async def test_groups_need_read(make_server: MakeServer) -> None:
 
 
 async def test_create_and_delete_topics_need_their_operations(make_server: MakeServer) -> None:
-    server = await secured(make_server)
-    create_topic(server, "old")
-    async with await connect_as(server, ADMIN) as admin:
-        await grant(
-            admin,
-            creation(TOPIC, "team-", ALICE, CREATE, pattern=PREFIXED),
-        )
+    server = await secured(
+        make_server, creation(TOPIC, "team-", ALICE, CREATE, pattern=PREFIXED), topics=("old",)
+    )
 
     def topic(name: str) -> Any:
         return CreateTopicsRequest.CreatableTopic(
@@ -489,26 +451,25 @@ async def test_inter_broker_apis_need_cluster_action(make_server: MakeServer) ->
 
 
 async def test_allow_everyone_if_no_acl_found(make_server: MakeServer) -> None:
-    server = await secured(make_server, allow_everyone_if_no_acl_found=True)
-    create_topic(server, "open")
-    create_topic(server, "closed")
-    async with await connect_as(server, ADMIN) as admin:
-        await grant(admin, creation(TOPIC, "closed", BOB, WRITE))
+    server = await secured(
+        make_server,
+        creation(TOPIC, "closed", BOB, WRITE),
+        topics=("open", "closed"),
+        allow_everyone_if_no_acl_found=True,
+    )
     async with await connect_as(server, ALICE) as alice:
         assert (await produce(alice, "open", 0, records(1))).error_code == 0
         assert (await produce(alice, "closed", 0, records(1))).error_code == 29
 
 
 async def test_authorized_operations_are_what_the_acls_allow(make_server: MakeServer) -> None:
-    server = await secured(make_server)
-    create_topic(server, "t")
-    async with await connect_as(server, ADMIN) as admin:
-        await grant(
-            admin,
-            creation(TOPIC, "t", ALICE, READ),
-            creation(GROUP, "g", ALICE, DESCRIBE),
-            creation(CLUSTER, "kafka-cluster", ALICE, DESCRIBE_CONFIGS),
-        )
+    server = await secured(
+        make_server,
+        creation(TOPIC, "t", ALICE, READ),
+        creation(GROUP, "g", ALICE, DESCRIBE),
+        creation(CLUSTER, "kafka-cluster", ALICE, DESCRIBE_CONFIGS),
+        topics=("t",),
+    )
     async with await connect_as(server, ALICE) as alice:
         resp = await alice.request(
             MetadataRequest(
@@ -541,15 +502,13 @@ async def test_admin_reads_need_their_permissions(make_server: MakeServer) -> No
 async def test_transactions_need_the_transactional_id_and_the_topics(
     make_server: MakeServer,
 ) -> None:
-    server = await secured(make_server, transaction_state_log_num_partitions=1)
-    create_topic(server, "allowed")
-    create_topic(server, "other")
-    async with await connect_as(server, ADMIN) as admin:
-        await grant(
-            admin,
-            creation(TXN_ID, "tx", ALICE, WRITE),
-            creation(TOPIC, "allowed", ALICE, WRITE),
-        )
+    server = await secured(
+        make_server,
+        creation(TXN_ID, "tx", ALICE, WRITE),
+        creation(TOPIC, "allowed", ALICE, WRITE),
+        topics=("allowed", "other"),
+        transaction_state_log_num_partitions=1,
+    )
     async with await connect_as(server, ALICE) as alice:
         init = await alice.request(
             InitProducerIdRequest(transactional_id="tx", transaction_timeout_ms=60000)

@@ -88,23 +88,23 @@ def by_name(result: Any) -> dict[str, Any]:
     return {c.name: c for c in result.configs}
 
 
-async def alter(
+async def _alter_one(
     client: Any,
+    request: Any,
     name: str,
-    configs: dict[str, str | None],
+    configs: list[Any],
     *,
     resource_type: int = TOPIC,
     version: int | None = None,
     validate_only: bool = False,
 ) -> tuple[int, str | None]:
-    """Legacy AlterConfigs of one resource; (error code, message)."""
+    """``request`` (AlterConfigs or IncrementalAlterConfigs: the same frame) of one
+    resource; (error code, message)."""
     response = await client.request(
-        A(
+        request(
             resources=[
-                A.AlterConfigsResource(
-                    resource_type=resource_type,
-                    resource_name=name,
-                    configs=[A.AlterableConfig(name=k, value=v) for k, v in configs.items()],
+                request.AlterConfigsResource(
+                    resource_type=resource_type, resource_name=name, configs=configs
                 )
             ],
             validate_only=validate_only,
@@ -113,34 +113,24 @@ async def alter(
     )
     [result] = response.responses
     return result.error_code, result.error_message
+
+
+async def alter(
+    client: Any, name: str, configs: dict[str, str | None], **kw: Any
+) -> tuple[int, str | None]:
+    """Legacy AlterConfigs of one resource (``kw``: resource_type, version,
+    validate_only); (error code, message)."""
+    entries = [A.AlterableConfig(name=k, value=v) for k, v in configs.items()]
+    return await _alter_one(client, A, name, entries, **kw)
 
 
 async def incremental(
-    client: Any,
-    name: str,
-    *ops: tuple[str, int, str | None],
-    resource_type: int = TOPIC,
-    version: int | None = None,
-    validate_only: bool = False,
+    client: Any, name: str, *ops: tuple[str, int, str | None], **kw: Any
 ) -> tuple[int, str | None]:
-    """IncrementalAlterConfigs of one resource; (error code, message)."""
-    response = await client.request(
-        I(
-            resources=[
-                I.AlterConfigsResource(
-                    resource_type=resource_type,
-                    resource_name=name,
-                    configs=[
-                        I.AlterableConfig(name=k, config_operation=op, value=v) for k, op, v in ops
-                    ],
-                )
-            ],
-            validate_only=validate_only,
-        ),
-        version=version,
-    )
-    [result] = response.responses
-    return result.error_code, result.error_message
+    """IncrementalAlterConfigs of one resource, ``ops`` (name, operation, value) (``kw``:
+    resource_type, version, validate_only); (error code, message)."""
+    entries = [I.AlterableConfig(name=k, config_operation=op, value=v) for k, op, v in ops]
+    return await _alter_one(client, I, name, entries, **kw)
 
 
 # --- DescribeConfigs --------------------------------------------------------------------

@@ -15,13 +15,13 @@ from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     ApiVersionsRequest,
     DescribeClusterRequest,
-    FetchRequest,
     MetadataRequest,
     ProduceRequest,
 )
 from kbroker.wire.protocol import decode_response, encode_request
 from kbroker.wire.records import Record, build_batch
 from tests.kbroker.conftest import RawClient
+from tests.kbroker.helpers import fetch_request, produce_request
 
 GUARD = "guard"
 
@@ -32,16 +32,7 @@ def _peer_of(client: RawClient) -> str:
 
 
 def _produce(records: bytes, *, acks: int = 1) -> ProduceRequest:
-    return ProduceRequest(
-        acks=acks,
-        timeout_ms=1000,
-        topic_data=[
-            ProduceRequest.TopicProduceData(
-                name=GUARD,
-                partition_data=[ProduceRequest.PartitionProduceData(index=0, records=records)],
-            )
-        ],
-    )
+    return produce_request(GUARD, 0, records, acks=acks, timeout_ms=1000)
 
 
 def _batch(value: bytes = b"value") -> bytes:
@@ -209,21 +200,7 @@ async def test_mutated_frame_stream(harness, caplog) -> None:
             12,
             1,
             "fuzz",
-            FetchRequest(
-                max_wait_ms=0,
-                min_bytes=1,
-                max_bytes=1 << 20,
-                topics=[
-                    FetchRequest.FetchTopic(
-                        topic=GUARD,
-                        partitions=[
-                            FetchRequest.FetchPartition(
-                                partition=0, fetch_offset=0, partition_max_bytes=1 << 20
-                            )
-                        ],
-                    )
-                ],
-            ),
+            fetch_request(GUARD, 0, 0, max_bytes=1 << 20),
         ),
     ]
     produce_frame = encode_request(0, 9, 1, "fuzz", _produce(good_batch))

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +14,7 @@ from kbroker.cli import _parser, build_config, main
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import MetadataRequest
 from tests.kbroker.conftest import RawClient
+from tests.kbroker.helpers import kbroker_process, read_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -146,42 +144,12 @@ def test_list_configs(capsys) -> None:
     assert "log.retention.check.interval.ms" in out
 
 
-async def _read_until(stream: trio.abc.ReceiveStream, marker: bytes, seen: bytearray) -> str:
-    while marker not in seen:
-        chunk = await stream.receive_some(4096)
-        assert chunk, f"kbroker exited before printing {marker!r}: {seen.decode()}"
-        seen += chunk
-    start = seen.index(marker)
-    end = seen.find(b"\n", start)
-    return seen[start : end if end >= 0 else None].decode()
-
-
-async def _kbroker_process(tmp_path: Path, data: Path, *args: str) -> trio.Process:
-    """``python -m kbroker --listen 127.0.0.1:0 --data-dir DATA ARGS`` with stderr piped."""
-    return await trio.lowlevel.open_process(
-        [
-            sys.executable,
-            "-m",
-            "kbroker",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            str(data),
-            *args,
-        ],
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        cwd=str(tmp_path),
-    )
-
-
 async def test_real_process_start_serve_and_sigterm(tmp_path: Path) -> None:
     data = tmp_path / "data"
     with trio.fail_after(60):  # a guard against hanging forever, not a speed assertion
-        process = await _kbroker_process(tmp_path, data, "--override", "num.partitions=2")
-        try:
+        async with kbroker_process(tmp_path, data, "--override", "num.partitions=2") as process:
             seen = bytearray()
-            line = await _read_until(process.stderr, b"bootstrap_servers=", seen)
+            line = await read_until(process.stderr, b"bootstrap_servers=", seen)
             host, port = line.split("=", 1)[1].split()[0].rsplit(":", 1)
             assert host == "127.0.0.1" and int(port) > 0
             assert seen.count(b"bootstrap_servers=") == 1
@@ -197,28 +165,21 @@ async def test_real_process_start_serve_and_sigterm(tmp_path: Path) -> None:
             while await process.stderr.receive_some(4096):
                 pass
             assert await process.wait() == 0
-        finally:
-            if process.returncode is None:
-                process.kill()
     assert (data / "cli-topic-0" / ".kafka_cleanshutdown").exists()
     assert (data / "meta.properties").exists()
 
 
 async def test_json_logs_and_http_listener_of_a_real_process(tmp_path: Path) -> None:
     with trio.fail_after(60):  # a guard against hanging forever, not a speed assertion
-        process = await _kbroker_process(
+        async with kbroker_process(
             tmp_path, tmp_path / "data", "--http", "127.0.0.1:0", "--log-format", "json"
-        )
-        try:
+        ) as process:
             seen = bytearray()
-            await _read_until(process.stderr, b"bootstrap_servers=", seen)
+            await read_until(process.stderr, b"bootstrap_servers=", seen)
             process.send_signal(signal.SIGTERM)
             while chunk := await process.stderr.receive_some(4096):
                 seen += chunk
             assert await process.wait() == 0
-        finally:
-            if process.returncode is None:
-                process.kill()
     entries = [json.loads(line) for line in seen.decode().splitlines() if line.strip()]
     assert entries and all(set(e) >= {"ts", "level", "logger", "message"} for e in entries)
     messages = [e["message"] for e in entries]

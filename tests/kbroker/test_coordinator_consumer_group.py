@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from kbroker.coordinator.consumer_group import ConsumerGroup, ConsumerGroupState
 from kbroker.coordinator.group import CoordinatorConfig, GroupCoordinator
@@ -124,6 +125,19 @@ def test_uniform_assignor_is_sticky():
     assert sorted(len(g.target[m].get(T, ())) for m in "abc") == [1, 1, 2]
 
 
+def _classic_join(gc: GroupCoordinator, group: str) -> Any:
+    """A new member's classic JoinGroup (a consumer, the range protocol)."""
+    return gc.join_group(
+        group,
+        "",
+        group_instance_id=None,
+        protocol_type="consumer",
+        protocols=[("range", b"")],
+        session_timeout_ms=10000,
+        rebalance_timeout_ms=10000,
+    )
+
+
 def test_coordinator_integration_offsets_and_namespaces():
     gc = GroupCoordinator(config=CoordinatorConfig(initial_rebalance_delay_ms=0), clock=lambda: 0.0)
     r = gc.consumer_group_heartbeat("g", "a", 0, topics=TOPICS, subscribed_names=["t"])
@@ -134,29 +148,13 @@ def test_coordinator_integration_offsets_and_namespaces():
     assert gc.fetch_offsets("g", [tp])[tp].offset == 5
     assert gc.validate_offset_fetch("g", "a", 0) == E.STALE_MEMBER_EPOCH
     assert gc.validate_offset_fetch("g", "a", 1) == E.NONE
-    join = gc.join_group(
-        "g",
-        "",
-        group_instance_id=None,
-        protocol_type="consumer",
-        protocols=[("range", b"")],
-        session_timeout_ms=10000,
-        rebalance_timeout_ms=10000,
-    )
+    join = _classic_join(gc, "g")
     assert join.result.error_code == E.INCONSISTENT_GROUP_PROTOCOL
     assert gc.list_groups() == [("g", "consumer", "Stable", "consumer")]
     assert gc.delete_groups(["g"]) == {"g": E.NON_EMPTY_GROUP}
     gc.consumer_group_heartbeat("g", "a", -1, topics=TOPICS)
     assert gc.delete_groups(["g"]) == {"g": E.NONE}
     # A classic group with members is not taken over by a KIP-848 member.
-    gc.join_group(
-        "c",
-        "",
-        group_instance_id=None,
-        protocol_type="consumer",
-        protocols=[("range", b"")],
-        session_timeout_ms=10000,
-        rebalance_timeout_ms=10000,
-    )
+    _classic_join(gc, "c")
     r = gc.consumer_group_heartbeat("c", "x", 0, topics=TOPICS, subscribed_names=["t"])
     assert r.error_code == E.GROUP_ID_NOT_FOUND

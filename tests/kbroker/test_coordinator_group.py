@@ -194,12 +194,18 @@ def test_leader_assignment_reaches_followers_and_group_becomes_stable():
     }
 
 
-def test_follower_sync_waits_for_leader():
-    gc, clock, _ = make()
+def joined_pair(gc):
+    """Members a and b join group g and the join completes: (leader id, follower id)."""
     a, b = join(gc, client="a"), join(gc, client="b")
     gc.poll()
     leader = a.result.leader
-    follower = b.result.member_id if b.result.member_id != leader else a.result.member_id
+    (follower,) = {a.result.member_id, b.result.member_id} - {leader}
+    return leader, follower
+
+
+def test_follower_sync_waits_for_leader():
+    gc, clock, _ = make()
+    leader, follower = joined_pair(gc)
     waiting = gc.sync_group("g", 1, follower)
     assert not waiting.done
     gc.sync_group("g", 1, leader, assignments=[(follower, b"mine")])
@@ -332,9 +338,7 @@ def test_sync_and_heartbeat_errors():
 
 def test_duplicate_sync_answers_the_older_request():
     gc, clock, _ = make()
-    a, b = join(gc, client="a"), join(gc, client="b")
-    gc.poll()
-    follower = next(r.member_id for r in (a.result, b.result) if not r.members)
+    _, follower = joined_pair(gc)
     first = gc.sync_group("g", 1, follower)
     second = gc.sync_group("g", 1, follower)
     assert first.result.error_code == E.REBALANCE_IN_PROGRESS and not second.done
@@ -342,9 +346,7 @@ def test_duplicate_sync_answers_the_older_request():
 
 def test_rebalance_during_completing_rebalance_fails_waiting_syncs():
     gc, clock, _ = make()
-    a, b = join(gc, client="a"), join(gc, client="b")
-    gc.poll()
-    follower = next(r.member_id for r in (a.result, b.result) if not r.members)
+    _, follower = joined_pair(gc)
     waiting = gc.sync_group("g", 1, follower)
     join(gc, client="late")
     assert waiting.result.error_code == E.REBALANCE_IN_PROGRESS
@@ -402,6 +404,44 @@ def test_standalone_commit_and_fetch():
     assert set(gc.fetch_offsets("solo", None)) == {("t", 0)}
     assert gc.fetch_offsets("unknown", None) == {}
     assert isinstance(store.records()[0], OffsetRecord)
+
+
+def test_a_pending_commit_is_fetched_only_once_its_write_completes():
+    # GroupMetadataManager.storeOffsets: a commit is pending until its append is
+    # replicated (onOffsetCommitAppend), dropped if it is not (failPendingOffsetWrite).
+    gc, clock, store = make()
+    tp = ("t", 0)
+    codes, first = gc.prepare_offset_commit("solo", -1, "", {tp: OffsetAndMetadata(10)})
+    assert codes == {tp: E.NONE} and first is not None
+    assert store.records()[-1].value.offset == 10  # written...
+    assert gc.fetch_offsets("solo", [tp]) == {tp: None}  # ...but not committed yet
+    assert gc.pending_offset_partitions("solo") == {tp}
+    gc.complete_offset_commit(first, replicated=True)
+    assert gc.fetch_offsets("solo", [tp])[tp].offset == 10
+    assert gc.pending_offset_partitions("solo") == set()
+
+    _, failed = gc.prepare_offset_commit("solo", -1, "", {tp: OffsetAndMetadata(20)})
+    gc.complete_offset_commit(failed, replicated=False)
+    assert gc.fetch_offsets("solo", [tp])[tp].offset == 10
+    assert gc.pending_offset_partitions("solo") == set()
+
+    # Two commits in flight: the partition stays pending until the newer one completes,
+    # and the older one completing last does not replace it.
+    _, older = gc.prepare_offset_commit("solo", -1, "", {tp: OffsetAndMetadata(30)})
+    _, newer = gc.prepare_offset_commit("solo", -1, "", {tp: OffsetAndMetadata(40)})
+    gc.complete_offset_commit(newer, replicated=True)
+    assert gc.fetch_offsets("solo", [tp])[tp].offset == 40
+    gc.complete_offset_commit(older, replicated=True)
+    assert gc.fetch_offsets("solo", [tp])[tp].offset == 40
+    assert gc.pending_offset_partitions("solo") == set()
+    _, older = gc.prepare_offset_commit("solo", -1, "", {tp: OffsetAndMetadata(50)})
+    _, newer = gc.prepare_offset_commit("solo", -1, "", {tp: OffsetAndMetadata(60)})
+    gc.complete_offset_commit(older, replicated=True)
+    assert gc.fetch_offsets("solo", [tp])[tp].offset == 50
+    assert gc.pending_offset_partitions("solo") == {tp}  # 60 is still in flight
+    gc.complete_offset_commit(newer, replicated=False)
+    assert gc.fetch_offsets("solo", [tp])[tp].offset == 50
+    assert gc.pending_offset_partitions("solo") == set()
 
 
 def test_commit_validation():

@@ -17,6 +17,7 @@ from tests.kbroker.helpers import (
     fetch,
     fetch_request,
     fetched_records,
+    parked_fetch,
     produce,
     records,
 )
@@ -76,25 +77,15 @@ async def test_long_poll_is_woken_by_a_produce_from_another_connection(
     clock: trio.testing.MockClock, server: Any
 ) -> None:
     create_topic(server, "lp")
-    consumer = await server.connect()
-    producer = await server.connect()
-    got: list[Any] = []
-
-    async def long_fetch() -> None:
-        req = fetch_request("lp", 0, 0, max_wait_ms=600_000, min_bytes=1)
-        resp = await consumer.request(req, version=11)
-        got.append(resp.responses[0].partitions[0])
-
     start = trio.current_time()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(long_fetch)
-        await trio.testing.wait_all_tasks_blocked()
+    request = fetch_request("lp", 0, 0, max_wait_ms=600_000, min_bytes=1)
+    async with parked_fetch(server, request, version=11) as (producer, got):
         assert got == []  # parked: nothing to read yet, and max_wait is ten minutes
         resp = await produce(producer, "lp", 0, records(2))
         assert resp.error_code == 0
     # Woken by the append, not by max_wait running out (virtual time).
     assert trio.current_time() - start < 600.0
-    (part,) = got
+    ((_, part),) = got
     assert [v for _, _, v in fetched_records(part.records)] == [b"v0", b"v1"]
 
 
@@ -102,26 +93,17 @@ async def test_long_poll_waits_for_min_bytes_across_appends(
     clock: trio.testing.MockClock, server: Any
 ) -> None:
     create_topic(server, "mb")
-    consumer = await server.connect()
-    producer = await server.connect()
     one = records(1)
-    got: list[Any] = []
-
-    async def long_fetch() -> None:
-        req = fetch_request("mb", 0, 0, max_wait_ms=600_000, min_bytes=2 * len(one) + 1)
-        got.append((await consumer.request(req, version=11)).responses[0].partitions[0])
-
     start = trio.current_time()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(long_fetch)
-        await trio.testing.wait_all_tasks_blocked()
+    request = fetch_request("mb", 0, 0, max_wait_ms=600_000, min_bytes=2 * len(one) + 1)
+    async with parked_fetch(server, request, version=11) as (producer, got):
         await produce(producer, "mb", 0, records(1))
         await produce(producer, "mb", 0, records(1))
         await trio.testing.wait_all_tasks_blocked()
         assert got == []  # two batches are still below min_bytes
         await produce(producer, "mb", 0, records(1))
     assert trio.current_time() - start < 600.0
-    assert len(batches(got[0].records)) == 3
+    assert len(batches(got[0][1].records)) == 3
 
 
 async def test_append_to_another_partition_does_not_answer_a_parked_fetch(
@@ -129,25 +111,16 @@ async def test_append_to_another_partition_does_not_answer_a_parked_fetch(
 ) -> None:
     create_topic(server, "quiet")
     create_topic(server, "busy")
-    consumer = await server.connect()
-    producer = await server.connect()
-    got: list[Any] = []
-
-    async def long_fetch() -> None:
-        req = fetch_request("quiet", 0, 0, max_wait_ms=600_000, min_bytes=1)
-        got.append((await consumer.request(req, version=11)).responses[0].partitions[0])
-
     start = trio.current_time()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(long_fetch)
-        await trio.testing.wait_all_tasks_blocked()
+    request = fetch_request("quiet", 0, 0, max_wait_ms=600_000, min_bytes=1)
+    async with parked_fetch(server, request, version=11) as (producer, got):
         for _ in range(3):
             await produce(producer, "busy", 0, records(1))
         await trio.testing.wait_all_tasks_blocked()
         assert got == []
         await produce(producer, "quiet", 0, records(1, ts=77))
     assert trio.current_time() - start < 600.0
-    assert fetched_records(got[0].records) == [(0, b"k0", b"v0")]
+    assert fetched_records(got[0][1].records) == [(0, b"k0", b"v0")]
 
 
 async def test_max_wait_elapses_with_nothing_to_read(

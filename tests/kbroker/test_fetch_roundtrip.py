@@ -19,9 +19,9 @@ from kbroker.handlers import RequestContext
 from kbroker.handlers.fetch import handle_fetch
 from kbroker.handlers.produce import handle_produce
 from kbroker.wire.errors import ErrorCode
-from kbroker.wire.messages import FetchRequest, ProduceRequest
 from kbroker.wire.protocol import decode_request, decode_response, encode_request, encode_response
 from kbroker.wire.records import Record, build_batch, iter_records, parse_header
+from tests.kbroker.helpers import fetch_request, produce_request
 
 optional_bytes = st.none() | st.binary(max_size=64)
 record_st = st.builds(
@@ -75,40 +75,13 @@ def test_produced_records_come_back_unchanged(
             broker.topics.create("prop", 1, {})
             offset = 0
             for recs, codec in batches:
-                req = ProduceRequest(
-                    acks=-1,
-                    timeout_ms=1000,
-                    topic_data=[
-                        ProduceRequest.TopicProduceData(
-                            name="prop",
-                            partition_data=[
-                                ProduceRequest.PartitionProduceData(
-                                    index=0, records=build_batch(recs, compression=codec)
-                                )
-                            ],
-                        )
-                    ],
-                )
+                data = build_batch(recs, compression=codec)
+                req = produce_request("prop", 0, data, timeout_ms=1000)
                 resp = await _call(broker, handle_produce, req, produce_version)
                 part = resp.responses[0].partition_responses[0]
                 assert (part.error_code, part.base_offset) == (0, offset)
                 offset += len(recs)
-            fetch = FetchRequest(
-                replica_id=-1,
-                max_wait_ms=0,
-                min_bytes=1,
-                max_bytes=1 << 24,
-                topics=[
-                    FetchRequest.FetchTopic(
-                        topic="prop",
-                        partitions=[
-                            FetchRequest.FetchPartition(
-                                partition=0, fetch_offset=0, partition_max_bytes=1 << 24
-                            )
-                        ],
-                    )
-                ],
-            )
+            fetch = fetch_request("prop", 0, 0, max_bytes=1 << 24, partition_max_bytes=1 << 24)
             resp = await _call(broker, handle_fetch, fetch, fetch_version)
             part = resp.responses[0].partitions[0]
             assert part.high_watermark == offset

@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import resource
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import trio
@@ -19,9 +17,14 @@ import trio
 from kbroker import partition_limits
 from kbroker.log.filecache import OPEN_FILES
 from kbroker.wire.errors import ErrorCode
-from kbroker.wire.messages import FetchRequest
 from tests.kbroker.conftest import RawClient
-from tests.kbroker.helpers import produce_request, records
+from tests.kbroker.helpers import (
+    fetch_request,
+    kbroker_process,
+    produce_request,
+    read_until,
+    records,
+)
 from tests.kbroker.test_admin_topics import create, new_topic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,37 +42,21 @@ def _low_fd_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
 
 
-async def _start(tmp_path: Path, data: Path) -> tuple[trio.Process, RawClient]:
-    process = await trio.lowlevel.open_process(
-        [
-            sys.executable,
-            "-m",
-            "kbroker",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            str(data),
-        ],
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        cwd=str(tmp_path),
-        preexec_fn=_low_fd_limit,
-    )
-    seen = bytearray()
+async def _connect(process: trio.Process) -> RawClient:
+    """A client of the broker ``process``, once it says where it listens."""
     assert process.stderr is not None
-    while b"bootstrap_servers=" not in seen or not seen.endswith(b"\n"):
-        chunk = await process.stderr.receive_some(4096)
-        assert chunk, f"kbroker exited: {seen.decode()}"
-        seen += chunk
-    line = seen[seen.index(b"bootstrap_servers=") :].split(b"\n")[0].decode()
+    line = await read_until(process.stderr, b"bootstrap_servers=", bytearray())
     host, port = line.split("=", 1)[1].split()[0].rsplit(":", 1)
-    return process, RawClient(await trio.open_tcp_stream(host, int(port)))
+    return RawClient(await trio.open_tcp_stream(host, int(port)))
 
 
-async def _drain(process: trio.Process) -> None:
+async def _stop(process: trio.Process) -> None:
+    """SIGTERM, and the broker exits cleanly."""
+    process.send_signal(signal.SIGTERM)
     assert process.stderr is not None
     while await process.stderr.receive_some(65536):
         pass
+    assert await process.wait() == 0
 
 
 async def _fetch_all(client: RawClient) -> dict[int, bytes]:
@@ -77,26 +64,7 @@ async def _fetch_all(client: RawClient) -> dict[int, bytes]:
     got: dict[int, bytes] = {}
     for first in range(0, PARTITIONS, FETCH_GROUP):
         group = range(first, min(first + FETCH_GROUP, PARTITIONS))
-        response = await client.request(
-            FetchRequest(
-                replica_id=-1,
-                max_wait_ms=0,
-                min_bytes=1,
-                max_bytes=50 << 20,
-                topics=[
-                    FetchRequest.FetchTopic(
-                        topic=TOPIC,
-                        partitions=[
-                            FetchRequest.FetchPartition(
-                                partition=p, fetch_offset=0, partition_max_bytes=1 << 20
-                            )
-                            for p in group
-                        ],
-                    )
-                ],
-            ),
-            version=12,
-        )
+        response = await client.request(fetch_request(TOPIC, tuple(group), 0), version=12)
         for part in response.responses[0].partitions:
             assert part.error_code == ErrorCode.NONE, part
             got[part.partition_index] = bytes(part.records or b"")
@@ -111,8 +79,8 @@ async def test_3000_partitions_under_256_descriptors_then_restart(tmp_path: Path
     data = tmp_path / "data"
     sent = {p: records(2, start=p) for p in range(PARTITIONS)}
     with trio.fail_after(600):  # a guard against hanging forever, not a speed assertion
-        process, client = await _start(tmp_path, data)
-        try:
+        async with kbroker_process(tmp_path, data, preexec_fn=_low_fd_limit) as process:
+            client = await _connect(process)
             [created] = await create(client, new_topic(TOPIC, PARTITIONS))
             assert created.error_code == ErrorCode.NONE, created.error_message
             for first in range(0, PARTITIONS, 500):
@@ -128,23 +96,12 @@ async def test_3000_partitions_under_256_descriptors_then_restart(tmp_path: Path
             got = await _fetch_all(client)
             assert all(got[p].endswith(sent[p][61:]) for p in range(PARTITIONS))
             assert _open_fds(process.pid) < FD_LIMIT
-            process.send_signal(signal.SIGTERM)
-            await _drain(process)
-            assert await process.wait() == 0
-        finally:
-            if process.returncode is None:
-                process.kill()
+            await _stop(process)
         # The same data dir, the same limit: it opens, and every record is there.
-        process, client = await _start(tmp_path, data)
-        try:
-            got = await _fetch_all(client)
+        async with kbroker_process(tmp_path, data, preexec_fn=_low_fd_limit) as process:
+            got = await _fetch_all(await _connect(process))
             assert all(got[p].endswith(sent[p][61:]) for p in range(PARTITIONS))
-            process.send_signal(signal.SIGTERM)
-            await _drain(process)
-            assert await process.wait() == 0
-        finally:
-            if process.returncode is None:
-                process.kill()
+            await _stop(process)
 
 
 async def test_partitions_beyond_the_old_descriptor_rule_take_turns_in_the_cache(

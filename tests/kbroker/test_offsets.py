@@ -9,45 +9,21 @@ import pytest
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     DeleteRecordsRequest,
-    ListOffsetsRequest,
-    OffsetForLeaderEpochRequest,
 )
-from tests.kbroker.helpers import create_topic, fetch, produce, records
-
-EARLIEST, LATEST, MAX_TS, EARLIEST_LOCAL, LATEST_TIERED = -2, -1, -3, -4, -5
-
-
-def list_offsets_request(
-    topic: str, *queries: tuple[int, int], isolation_level: int = 0
-) -> ListOffsetsRequest:
-    """ListOffsets for (partition, timestamp) queries of one topic."""
-    return ListOffsetsRequest(
-        replica_id=-1,
-        isolation_level=isolation_level,
-        topics=[
-            ListOffsetsRequest.ListOffsetsTopic(
-                name=topic,
-                partitions=[
-                    ListOffsetsRequest.ListOffsetsPartition(partition_index=p, timestamp=ts)
-                    for p, ts in queries
-                ],
-            )
-        ],
-    )
-
-
-async def list_offset(
-    client: Any, topic: str, timestamp: int, *, version: int, partition: int = 0
-) -> Any:
-    """One ListOffsets answer."""
-    resp = await client.request(
-        list_offsets_request(topic, (partition, timestamp)), version=version
-    )
-    (t,) = resp.topics
-    assert t.name == topic
-    (p,) = t.partitions
-    assert p.partition_index == partition
-    return p
+from tests.kbroker.helpers import (
+    EARLIEST,
+    EARLIEST_LOCAL,
+    LATEST,
+    LATEST_TIERED,
+    MAX_TS,
+    create_topic,
+    end_offset,
+    fetch,
+    list_offset,
+    list_offsets_request,
+    produce,
+    records,
+)
 
 
 async def fill(server: Any, client: Any, topic: str) -> None:
@@ -153,37 +129,6 @@ async def test_list_offsets_current_leader_epoch(server: Any) -> None:
 
 
 # -- OffsetForLeaderEpoch --------------------------------------------------------------------
-
-
-def epoch_request(
-    topic: str, partition: int, leader_epoch: int, current_leader_epoch: int = -1
-) -> OffsetForLeaderEpochRequest:
-    """OffsetForLeaderEpoch for one partition."""
-    return OffsetForLeaderEpochRequest(
-        topics=[
-            OffsetForLeaderEpochRequest.OffsetForLeaderTopic(
-                topic=topic,
-                partitions=[
-                    OffsetForLeaderEpochRequest.OffsetForLeaderPartition(
-                        partition=partition,
-                        leader_epoch=leader_epoch,
-                        current_leader_epoch=current_leader_epoch,
-                    )
-                ],
-            )
-        ]
-    )
-
-
-async def end_offset(
-    client: Any, topic: str, epoch: int, *, version: int, partition: int = 0, current: int = -1
-) -> Any:
-    """One OffsetForLeaderEpoch answer."""
-    resp = await client.request(epoch_request(topic, partition, epoch, current), version=version)
-    (t,) = resp.topics
-    (p,) = t.partitions
-    assert (t.topic, p.partition) == (topic, partition)
-    return p
 
 
 @pytest.mark.parametrize("version", [0, 2, 4])

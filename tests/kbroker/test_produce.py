@@ -7,14 +7,15 @@ from typing import Any
 import pytest
 
 from kbroker.wire.errors import ErrorCode
-from kbroker.wire.messages import ListOffsetsRequest
 from kbroker.wire.protocol import encode_request
 from kbroker.wire.records import Record, build_batch
 from tests.kbroker.helpers import (
+    LATEST,
     batches,
     create_topic,
     fetch,
     fetched_records,
+    list_offset,
     log_end,
     produce,
     produce_request,
@@ -116,20 +117,7 @@ async def test_acks_0_gets_no_response_but_is_written(server: Any) -> None:
     await client.send_raw(encode_request(0, 9, 4242, "test", req))
     # The next request on the connection gets its own answer first: nothing
     # was sent for the acks=0 produce (the client would choke on it).
-    resp = await client.request(
-        ListOffsetsRequest(
-            replica_id=-1,
-            topics=[
-                ListOffsetsRequest.ListOffsetsTopic(
-                    name="fire",
-                    partitions=[
-                        ListOffsetsRequest.ListOffsetsPartition(partition_index=0, timestamp=-1)
-                    ],
-                )
-            ],
-        )
-    )
-    assert resp.topics[0].partitions[0].offset == 4
+    assert (await list_offset(client, "fire", LATEST)).offset == 4
 
 
 async def test_log_append_time_topic_stamps_batches(server: Any) -> None:

@@ -13,15 +13,18 @@ from kbroker.replication.partition import ReplicatedPartition
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import FetchRequest
 from tests.kbroker.helpers import (
+    LATEST,
     create_topic,
+    end_offset,
+    epoch_request,
     fetch,
     fetch_request,
     fetched_records,
+    list_offset,
     produce,
     produce_request,
     records,
 )
-from tests.kbroker.test_offsets import LATEST, end_offset, epoch_request, list_offset
 
 
 def _lead(server: Any, topic: str, *, epoch: int, isr: list[int], replicas: list[int]) -> Any:

@@ -20,6 +20,7 @@ from kbroker.wire.messages import (
 )
 from kbroker.wire.protocol import decode_response, encode_request
 from kbroker.wire.records import Record, build_batch
+from tests.kbroker.helpers import produce_request
 
 
 def _api_versions() -> ApiVersionsRequest:
@@ -28,16 +29,7 @@ def _api_versions() -> ApiVersionsRequest:
 
 def _produce(topic: str, acks: int, value: bytes) -> ProduceRequest:
     batch = build_batch([Record(value=value, timestamp=1)])
-    return ProduceRequest(
-        acks=acks,
-        timeout_ms=1000,
-        topic_data=[
-            ProduceRequest.TopicProduceData(
-                name=topic,
-                partition_data=[ProduceRequest.PartitionProduceData(index=0, records=batch)],
-            )
-        ],
-    )
+    return produce_request(topic, 0, batch, acks=acks, timeout_ms=1000)
 
 
 async def test_bound_address_is_real(server) -> None:

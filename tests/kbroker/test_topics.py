@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -40,6 +42,30 @@ def manager(tmp_path: Path):
 def _reopen(manager: TopicManager) -> TopicManager:
     manager.close()
     return TopicManager(manager.data_dir, manager.config)
+
+
+def _on_open(
+    monkeypatch: pytest.MonkeyPatch, nth: int, then: Callable[[], object]
+) -> tuple[Any, list[int]]:
+    """Count PartitionLog.open calls; the ``nth`` runs ``then`` first (which may raise).
+    The real open (to put back) and the calls so far."""
+    from kbroker import log
+
+    real_open = log.PartitionLog.open
+    opened: list[int] = []
+
+    def counting_open(directory, config, **kwargs):  # type: ignore[no-untyped-def]
+        opened.append(1)
+        if len(opened) == nth:
+            then()
+        return real_open(directory, config, **kwargs)
+
+    monkeypatch.setattr(log.PartitionLog, "open", counting_open)
+    return real_open, opened
+
+
+def _disk_full() -> None:
+    raise OSError(28, "No space left on device")
 
 
 def _code(exc_info: pytest.ExceptionInfo[KafkaApiError]) -> ErrorCode:
@@ -300,16 +326,7 @@ def test_damaged_topics_file_is_refused(manager: TopicManager) -> None:
 def test_failed_creation_leaves_no_topic(manager: TopicManager, monkeypatch) -> None:
     from kbroker import log
 
-    real_open = log.PartitionLog.open
-    opened: list[int] = []
-
-    def flaky_open(directory, config, **kwargs):
-        opened.append(1)
-        if len(opened) == 2:
-            raise OSError(28, "No space left on device")
-        return real_open(directory, config, **kwargs)
-
-    monkeypatch.setattr(log.PartitionLog, "open", flaky_open)
+    real_open, _ = _on_open(monkeypatch, 2, _disk_full)
     with pytest.raises(OSError):
         manager.create("half", 3)
     assert manager.get("half") is None
@@ -368,16 +385,7 @@ async def test_failed_async_creation_leaves_no_topic(
     from kbroker import log
 
     monkeypatch.setattr(topics_module, "CREATION_SLICE_SECONDS", 0.0)
-    real_open = log.PartitionLog.open
-    opened: list[int] = []
-
-    def flaky_open(directory, config, **kwargs):
-        opened.append(1)
-        if len(opened) == 5:
-            raise OSError(28, "No space left on device")
-        return real_open(directory, config, **kwargs)
-
-    monkeypatch.setattr(log.PartitionLog, "open", flaky_open)
+    real_open, _ = _on_open(monkeypatch, 5, _disk_full)
     with pytest.raises(OSError):
         if how == "create_async":
             await manager.create_async("half", 8)
@@ -397,17 +405,9 @@ async def test_cancelled_async_creation_leaves_no_topic(manager: TopicManager, m
     from kbroker import log
 
     monkeypatch.setattr(topics_module, "CREATION_SLICE_SECONDS", 0.0)
-    real_open = log.PartitionLog.open
-    opened: list[int] = []
     with trio.CancelScope() as scope:
-
-        def open_then_cancel(directory, config, **kwargs):
-            opened.append(1)
-            if len(opened) == 4:
-                scope.cancel()  # e.g. the connection goes away mid-creation
-            return real_open(directory, config, **kwargs)
-
-        monkeypatch.setattr(log.PartitionLog, "open", open_then_cancel)
+        # The 4th open cancels, as when the connection goes away mid-creation.
+        real_open, opened = _on_open(monkeypatch, 4, scope.cancel)
         await manager.create_async("half", 8)
     assert scope.cancelled_caught and len(opened) == 4
     monkeypatch.setattr(log.PartitionLog, "open", real_open)

@@ -16,13 +16,21 @@ from kbroker.wire.messages import (
     EndTxnRequest,
     FindCoordinatorRequest,
     InitProducerIdRequest,
-    ListOffsetsRequest,
     ListTransactionsRequest,
     OffsetFetchRequest,
     TxnOffsetCommitRequest,
     WriteTxnMarkersRequest,
 )
-from tests.kbroker.helpers import all_values, batch, create_topic, fetch, join, produce_request
+from tests.kbroker.helpers import (
+    LATEST,
+    all_values,
+    batch,
+    create_topic,
+    fetch,
+    join,
+    list_offset,
+    produce_request,
+)
 
 TID = "txn-1"
 # Small internal topics keep each test's broker start cheap.
@@ -40,6 +48,13 @@ async def init(c: Any, tid: str = TID, timeout_ms: int = 60_000, **kw: Any) -> A
     return await c.request(
         InitProducerIdRequest(transactional_id=tid, transaction_timeout_ms=timeout_ms, **kw)
     )
+
+
+async def begin(c: Any, **kw: Any) -> tuple[int, int]:
+    """A transactional producer's InitProducerId (see ``init``): its id and epoch."""
+    r = await init(c, **kw)
+    assert r.error_code == 0, r
+    return r.producer_id, r.producer_epoch
 
 
 async def add(
@@ -94,19 +109,7 @@ async def tx_produce(c: Any, topic: str, data: bytes, tid: str = TID) -> Any:
 
 async def latest(c: Any, topic: str, isolation: int) -> int:
     """ListOffsets LATEST for partition 0 at the given isolation level."""
-    P = ListOffsetsRequest.ListOffsetsPartition
-    resp = await c.request(
-        ListOffsetsRequest(
-            replica_id=-1,
-            isolation_level=isolation,
-            topics=[
-                ListOffsetsRequest.ListOffsetsTopic(
-                    name=topic, partitions=[P(partition_index=0, timestamp=-1)]
-                )
-            ],
-        )
-    )
-    return resp.topics[0].partitions[0].offset
+    return (await list_offset(c, topic, LATEST, isolation_level=isolation)).offset
 
 
 async def add_and_produce(c: Any, pid: int, epoch: int, seq: int, topic: str = "t") -> None:
@@ -163,6 +166,14 @@ async def committed(c: Any) -> int:
     return resp.topics[0].partitions[0].committed_offset
 
 
+async def server_on_disk(make_server: Any, tmp_path: Any) -> tuple[Any, Any]:
+    """A broker with topic t whose data dir (returned too) outlives it: for crash_and_restart."""
+    data = tmp_path / "crash"
+    server = await make_server(log_dirs=str(data), **SMALL)
+    create_topic(server, "t")
+    return server, data
+
+
 async def crash_and_restart(server: Any, make_server: Any, data: Any) -> Any:
     """Stop ``server`` as kill -9 would (no clean-shutdown marker); a new one on its data."""
     for part in server.broker.topics.all_partitions():
@@ -201,8 +212,7 @@ async def test_commit_makes_records_visible_to_read_committed(server: Any) -> No
 async def test_abort_is_listed_for_read_committed_fetches(server: Any) -> None:
     create_topic(server, "t")
     async with await server.connect() as c:
-        r = await init(c)
-        pid, epoch = r.producer_id, r.producer_epoch
+        pid, epoch = await begin(c)
         await add_and_produce(c, pid, epoch, 0)
         assert await end(c, pid, epoch, False) == 0
         await add_and_produce(c, pid, epoch, 2)
@@ -219,8 +229,7 @@ async def test_abort_is_listed_for_read_committed_fetches(server: Any) -> None:
 async def test_end_txn_state_errors(server: Any) -> None:
     create_topic(server, "t")
     async with await server.connect() as c:
-        r = await init(c)
-        pid, epoch = r.producer_id, r.producer_epoch
+        pid, epoch = await begin(c)
         assert await end(c, pid, epoch, True) == ErrorCode.INVALID_TXN_STATE  # nothing begun
         await add(c, pid, epoch, [("t", 0)])
         assert await end(c, pid, epoch + 1, True) == ErrorCode.PRODUCER_FENCED
@@ -281,8 +290,7 @@ async def test_new_instance_fences_zombie_and_aborts_its_transaction(server: Any
 
 async def test_kip360_init_with_current_epoch_bumps_and_stale_epoch_is_fenced(server: Any) -> None:
     async with await server.connect() as c:
-        r = await init(c)
-        pid, e = r.producer_id, r.producer_epoch
+        pid, e = await begin(c)
         again = await init(c, producer_id=pid, producer_epoch=e)
         assert (again.error_code, again.producer_id, again.producer_epoch) == (0, pid, e + 1)
         stale = await init(c, producer_id=pid, producer_epoch=e - 5 if e >= 5 else 99)
@@ -305,8 +313,7 @@ async def test_transaction_timeout_aborts_and_fences(make_server: Any) -> None:
     server.broker.clock = lambda: now[0]
     create_topic(server, "t")
     async with await server.connect() as c:
-        r = await init(c, timeout_ms=10_000)
-        pid, e = r.producer_id, r.producer_epoch
+        pid, e = await begin(c, timeout_ms=10_000)
         await add_and_produce(c, pid, e, 0)
         now[0] += 11
         # A read_committed fetch observes the expired transaction and aborts it.
@@ -319,8 +326,7 @@ async def test_transaction_timeout_aborts_and_fences(make_server: Any) -> None:
 async def test_txn_offset_commit_visible_only_after_commit(server: Any) -> None:
     create_topic(server, "t")
     async with await server.connect() as c:
-        r = await init(c)
-        pid, e = r.producer_id, r.producer_epoch
+        pid, e = await begin(c)
         # Without AddOffsetsToTxn the group is not part of the transaction.
         assert await txn_commit_offset(c, pid, e, 5) == ErrorCode.INVALID_TXN_STATE
         assert await add_offsets(c, pid, e) == 0
@@ -337,8 +343,7 @@ async def test_txn_offset_commit_visible_only_after_commit(server: Any) -> None:
 async def test_describe_and_list_transactions_and_producers(server: Any) -> None:
     create_topic(server, "t")
     async with await server.connect() as c:
-        r = await init(c)
-        pid, e = r.producer_id, r.producer_epoch
+        pid, e = await begin(c)
         await add_and_produce(c, pid, e, 0)
         d = await c.request(DescribeTransactionsRequest(transactional_ids=[TID, "unknown"]))
         known, unknown = d.transaction_states
@@ -364,12 +369,9 @@ async def test_describe_and_list_transactions_and_producers(server: Any) -> None
 async def test_open_and_prepared_state_survive_an_unclean_restart(
     make_server: Any, tmp_path: Any
 ) -> None:
-    data = tmp_path / "crash"
-    server = await make_server(log_dirs=str(data), **SMALL)
-    create_topic(server, "t")
+    server, data = await server_on_disk(make_server, tmp_path)
     async with await server.connect() as c:
-        r = await init(c)
-        pid, e = r.producer_id, r.producer_epoch
+        pid, e = await begin(c)
         await add_and_produce(c, pid, e, 0)
     server = await crash_and_restart(server, make_server, data)
     async with await server.connect() as c:
@@ -484,8 +486,7 @@ async def test_staged_offsets_are_reported_pending_until_the_transaction_ends(se
 
     create_topic(server, "t")
     async with await server.connect() as c:
-        r = await init(c)
-        pid, e = r.producer_id, r.producer_epoch
+        pid, e = await begin(c)
         await add_offsets(c, pid, e)
         await txn_commit_offset(c, pid, e, 3)
         assert pending_partitions(server.broker, "g") == {("t", 0)}
@@ -494,12 +495,9 @@ async def test_staged_offsets_are_reported_pending_until_the_transaction_ends(se
 
 
 async def test_staged_offsets_survive_an_unclean_restart(make_server: Any, tmp_path: Any) -> None:
-    data = tmp_path / "crash"
-    server = await make_server(log_dirs=str(data), **SMALL)
-    create_topic(server, "t")
+    server, data = await server_on_disk(make_server, tmp_path)
     async with await server.connect() as c:
-        r = await init(c)
-        pid, e = r.producer_id, r.producer_epoch
+        pid, e = await begin(c)
         await add_offsets(c, pid, e)
         await txn_commit_offset(c, pid, e, 9)
     server = await crash_and_restart(server, make_server, data)
@@ -515,9 +513,7 @@ async def test_staged_offsets_survive_an_unclean_restart(make_server: Any, tmp_p
 async def test_open_transaction_times_out_after_restart_without_its_producer(
     make_server: Any, tmp_path: Any
 ) -> None:
-    data = tmp_path / "crash"
-    server = await make_server(log_dirs=str(data), **SMALL)
-    create_topic(server, "t")
+    server, data = await server_on_disk(make_server, tmp_path)
     async with await server.connect() as c:
         r = await init(c, timeout_ms=10_000)
         await add_and_produce(c, r.producer_id, r.producer_epoch, 0)
@@ -543,8 +539,7 @@ async def test_maintenance_aborts_a_timed_out_transaction_without_any_request(
     server.broker.clock = lambda: now[0]
     create_topic(server, "t")
     async with await server.connect() as c:
-        r = await init(c, timeout_ms=10_000)
-        pid, e = r.producer_id, r.producer_epoch
+        pid, e = await begin(c, timeout_ms=10_000)
         await add_and_produce(c, pid, e, 0)
     log = server.broker.topics.partition("t", 0).log
     assert log.last_stable_offset == 0  # the open transaction holds the LSO
@@ -562,8 +557,7 @@ async def test_txn_offset_commit_checks_the_member_generation(server: Any) -> No
     async with await server.connect() as c:
         joined = await join(c, "g")
         assert joined.error_code == 0
-        r = await init(c)
-        pid, e = r.producer_id, r.producer_epoch
+        pid, e = await begin(c)
         await add_offsets(c, pid, e)
 
         async def commit(generation: int, member: str) -> int:

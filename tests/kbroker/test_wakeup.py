@@ -12,6 +12,7 @@ from tests.kbroker.helpers import (
     create_topic,
     fetch_request,
     fetched_records,
+    parked_fetch,
     produce,
     records,
 )
@@ -28,19 +29,9 @@ async def test_append_releases_a_parked_fetch_with_no_time_passing(
     clock: trio.testing.MockClock, server: Any
 ) -> None:
     create_topic(server, "wake", 2)
-    consumer = await server.connect()
-    producer = await server.connect()
-    got: list[Any] = []
-
-    async def long_fetch() -> None:
-        # The consumer's default fetch.wait.max.ms (librdkafka / the Java client): 500 ms.
-        req = fetch_request("wake", 0, 0, max_wait_ms=500, min_bytes=1)
-        resp = await consumer.request(req, version=12)
-        got.append((trio.current_time(), resp.responses[0].partitions[0]))
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(long_fetch)
-        await trio.testing.wait_all_tasks_blocked()
+    # The consumer's default fetch.wait.max.ms (librdkafka / the Java client): 500 ms.
+    request = fetch_request("wake", 0, 0, max_wait_ms=500, min_bytes=1)
+    async with parked_fetch(server, request, version=12) as (producer, got):
         assert got == []
         # An append to another partition does not answer it...
         await produce(producer, "wake", 1, records(1))

@@ -66,6 +66,21 @@ def fast_fsync(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
+def fsynced(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The path of every file fsynced during the test, in order (the real fsync still
+    happens); clear it to watch one step."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+@pytest.fixture
 def clock() -> FakeClock:
     """An injected clock."""
     return FakeClock()

@@ -3,7 +3,6 @@ logs, kill/stop/restart/pause/resume, and nothing left running afterwards."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,14 +11,7 @@ import pytest
 import kbroker
 from kbroker.cluster_runner import Cluster, ClusterError, fetch_metadata
 from kbroker.testing.zookeeper import ZooKeeperServer
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+from tests.testing.processes import alive
 
 
 def _answers(cluster: Cluster, broker_id: int, timeout: float = 2.0) -> bool:
@@ -60,7 +52,7 @@ def test_kill_stop_restart_pause_resume(zookeeper: ZooKeeperServer) -> None:
         port, data_dir = first.port, first.data_dir
         old_pid = first.proc.pid  # type: ignore[union-attr]
         cluster.kill(1)
-        assert not _alive(old_pid)
+        assert not alive(old_pid)
         assert cluster.running_broker_ids == [2]
         assert cluster.bootstrap_servers == cluster.address(2)
         assert not _answers(cluster, 1)
@@ -90,7 +82,7 @@ def test_close_leaves_no_process_and_removes_a_temporary_dir() -> None:
     assert data_dir is not None and (data_dir / "zookeeper" / "zookeeper.log").is_file()
     cluster.pause(1)  # a paused broker is killed too
     cluster.close()
-    assert not any(_alive(pid) for pid in [*pids, zk_pid])
+    assert not any(alive(pid) for pid in [*pids, zk_pid])
     assert not data_dir.exists()
 
 
@@ -106,7 +98,7 @@ def test_a_failing_block_keeps_the_logs_and_names_them(
     err = capsys.readouterr().err
     assert f"broker 1: {c.log_paths[1]}" in err
     assert c.log_paths[1].is_file()
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(alive(pid) for pid in pids)
     assert c.data_dir is not None
     c.close()  # the kept temporary dir, removed by hand here
     assert not c.data_dir.exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -10,14 +9,7 @@ from kazoo.client import KazooClient
 
 from kbroker.testing import zookeeper as zkmod
 from kbroker.testing.zookeeper import ZooKeeperError, ZooKeeperServer
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+from tests.testing.processes import alive
 
 
 def _kazoo(connect_string: str, timeout: float = 6.0) -> KazooClient:
@@ -45,7 +37,7 @@ def test_serves_a_client_then_leaves_no_process_or_files() -> None:
         assert directory is not None and (directory / "zoo.cfg").is_file()
         # ZooKeeper's own log goes to the temporary directory, not to the terminal.
         assert "binding to port" in server.log_path.read_text()
-    assert not _alive(pid)
+    assert not alive(pid)
     assert not directory.exists()
 
 
@@ -56,7 +48,7 @@ def test_failing_test_still_stops_the_server() -> None:
         pid = server.proc.pid
         directory = server.dir
         raise RuntimeError("test body failed")
-    assert not _alive(pid)
+    assert not alive(pid)
     assert directory is not None and not directory.exists()
     server.stop()  # a second stop is harmless
 

@@ -94,6 +94,24 @@ def test_compressed_batches_are_left_to_the_deep_walk() -> None:
         R.check_record_framing(data)
 
 
+def _verdicts(forged: bytes) -> tuple[bool, bool]:
+    """Whether the deep walk (check_records) and the cheap framing check accept ``forged``."""
+    try:
+        R.check_records(forged)
+    except InvalidRecordBatch:
+        deep_ok = False
+    else:
+        deep_ok = True
+    try:
+        R.check_record_framing(forged)
+    except InvalidRecordBatch as exc:
+        assert exc.error_code == INVALID_RECORD
+        cheap_ok = False
+    else:
+        cheap_ok = True
+    return deep_ok, cheap_ok
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(st.integers(min_value=0, max_value=9_000), min_size=1, max_size=20),
@@ -110,19 +128,7 @@ def test_agrees_with_the_deep_walk(
     forged = _forge(
         data, count=count, cut=min(cut, len(data) - R.RECORD_BATCH_OVERHEAD), extra=extra
     )
-    try:
-        R.check_records(forged)
-    except InvalidRecordBatch:
-        deep_ok = False
-    else:
-        deep_ok = True
-    try:
-        R.check_record_framing(forged)
-    except InvalidRecordBatch as exc:
-        assert exc.error_code == INVALID_RECORD
-        cheap_ok = False
-    else:
-        cheap_ok = True
+    deep_ok, cheap_ok = _verdicts(forged)
     # The cheap check never rejects what the deep walk accepts...
     if deep_ok:
         assert cheap_ok
@@ -153,18 +159,7 @@ def test_runs_of_same_size_records_agree_with_the_deep_walk(
     sizes = [size for size, repeat in runs for _ in range(repeat)]
     data = _batch(sizes)
     forged = _forge(data, count=max(1, len(sizes) + count_change), cut=cut)
-    try:
-        R.check_records(forged)
-    except InvalidRecordBatch:
-        deep_ok = False
-    else:
-        deep_ok = True
-    try:
-        R.check_record_framing(forged)
-    except InvalidRecordBatch:
-        cheap_ok = False
-    else:
-        cheap_ok = True
+    deep_ok, cheap_ok = _verdicts(forged)
     if deep_ok:
         assert cheap_ok
     if max(1, len(sizes) + count_change) == len(sizes) and not cut:
