@@ -555,7 +555,11 @@ def _same_size_run(data: bytes, p: int, width: int, stride: int, limit: int) -> 
     run = limit
     for k in range(width):
         column = data[p + k : stop : stride]
-        run = min(run, limit - len(column.lstrip(column[:1])))
+        first = column[:1]
+        # Usually the whole column is one byte: one comparison says so (a memcmp);
+        # lstrip, which finds where it changes, costs a memchr per byte.
+        if column != first * len(column):
+            run = min(run, limit - len(column.lstrip(first)))
     return run
 
 
