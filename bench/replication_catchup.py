@@ -31,8 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
-from replication_cluster import log_bytes  # noqa: E402
+from replication_cluster import create_replicated, log_bytes  # noqa: E402
 from throughput import bench_consume, bench_produce  # noqa: E402
 
 from kbroker.cluster_runner import Cluster  # noqa: E402
@@ -71,25 +70,9 @@ class SizeSampler:
         return next((t for t, n in self.samples if t >= after and n >= size), None)
 
 
-def _create(cluster: Cluster) -> None:
-    admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
-    topic = NewTopic(TOPIC, 1, 3, config={"min.insync.replicas": "1"})
-    for future in admin.create_topics([topic]).values():
-        future.result(30)
-    cluster.wait_for(
-        lambda: len(cluster.partitions(TOPIC).get(0, _Empty()).isr) == 3,
-        30,
-        message=f"the full ISR of {TOPIC}",
-    )
-
-
-class _Empty:
-    isr: tuple[int, ...] = ()
-
-
 def run(cluster: Cluster, megabytes: int, size: int) -> None:
     """The four steps of the module docstring; prints as it goes."""
-    _create(cluster)
+    create_replicated(cluster, TOPIC, {"min.insync.replicas": "1"})
     leader = cluster.leader_of(TOPIC, 0)
     follower, other = (b for b in cluster.broker_ids if b != leader)
     print(f"  leader {leader}; stopping follower {follower} (SIGTERM)")

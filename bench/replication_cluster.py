@@ -76,9 +76,11 @@ def _producer(bootstrap: str, acks: str, **extra: Any) -> Producer:
     )
 
 
-def _create(cluster: Cluster, topic: str) -> None:
+def create_replicated(cluster: Cluster, topic: str, config: dict[str, str] | None = None) -> None:
+    """Create ``topic`` with one partition on all three brokers (``config``: topic configs)
+    and wait until its ISR is all three."""
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
-    for future in admin.create_topics([NewTopic(topic, 1, 3)]).values():
+    for future in admin.create_topics([NewTopic(topic, 1, 3, config=config or {})]).values():
         future.result(30)
     cluster.wait_for(
         lambda: len(cluster.partitions(topic).get(0, _Empty()).isr) == 3,
@@ -307,7 +309,7 @@ def main() -> None:
         )
         topics = {acks: f"bench-acks-{acks}" for acks in ("1", "all")}
         for topic in topics.values():
-            _create(cluster, topic)
+            create_replicated(cluster, topic)
         results: dict[str, list[dict[str, float]]] = {acks: [] for acks in topics}
         for _ in range(args.runs):
             for acks, topic in topics.items():
