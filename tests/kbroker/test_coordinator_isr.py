@@ -21,7 +21,7 @@ from kbroker.replication.partition import ReplicatedPartition
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import DescribeTransactionsRequest, OffsetFetchRequest
 from tests.kbroker.helpers import commit_request, create_topic
-from tests.kbroker.test_txn import (
+from tests.kbroker.txn_helpers import (
     TID,
     add,
     add_offsets,
