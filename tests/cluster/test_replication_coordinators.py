@@ -10,6 +10,8 @@ only once the ISR has the record (TransactionStateManager.appendTransactionToLog
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,25 @@ def _committed(cluster: Cluster, broker_id: int, topic: str) -> int:
     return int(response.topics[0].partitions[0].committed_offset)
 
 
+@contextmanager
+def _followers_paused(cluster: Cluster, leader: int, topic: str) -> Iterator[None]:
+    """Every broker but ``leader`` stopped (SIGSTOP) inside; on the way out they resume,
+    and ``topic``-0's ISR (replication factor 3) is whole again before the test goes on."""
+    followers = [b for b in cluster.broker_ids if b != leader]
+    for follower in followers:
+        cluster.pause(follower)
+    try:
+        yield
+    finally:
+        for follower in followers:
+            cluster.resume(follower)
+    cluster.wait_for(
+        lambda: len(cluster.partitions(topic, via=leader)[0].isr) == 3,
+        30,
+        message="the followers back in the ISR",
+    )
+
+
 def test_commits_are_answered_once_replicated_and_survive_the_coordinator(
     tmp_path: Path,
 ) -> None:
@@ -73,21 +94,10 @@ def test_commits_are_answered_once_replicated_and_survive_the_coordinator(
         # Both followers silent: the write cannot reach min.insync.replicas, so the commit
         # is not acknowledged (the ISR shrinks to the leader, NOT_ENOUGH_REPLICAS_AFTER_APPEND
         # for the append, which a coordinator answers as COORDINATOR_NOT_AVAILABLE).
-        followers = [b for b in cluster.broker_ids if b != coordinator]
-        for follower in followers:
-            cluster.pause(follower)
-        try:
+        with _followers_paused(cluster, coordinator, "__consumer_offsets"):
             assert _commit(cluster, coordinator, "orders", 7) == (
                 ErrorCode.COORDINATOR_NOT_AVAILABLE
             )
-        finally:
-            for follower in followers:
-                cluster.resume(follower)
-        cluster.wait_for(
-            lambda: len(cluster.partitions("__consumer_offsets", via=coordinator)[0].isr) == 3,
-            30,
-            message="the followers back in the ISR",
-        )
         # Clients retry COORDINATOR_NOT_AVAILABLE; once the followers are back it succeeds.
         cluster.wait_for(
             lambda: _commit(cluster, coordinator, "orders", 9) == ErrorCode.NONE,
@@ -168,22 +178,11 @@ def test_transaction_state_is_changed_once_replicated_and_survives_the_coordinat
         # Both followers silent: PrepareCommit cannot reach transaction.state.log.min.isr
         # (2). The ISR shrinks to the leader while EndTxn waits (NOT_ENOUGH_REPLICAS_AFTER_
         # APPEND), answered COORDINATOR_NOT_AVAILABLE, and the transaction stays Ongoing.
-        followers = [b for b in cluster.broker_ids if b != coordinator]
-        for follower in followers:
-            cluster.pause(follower)
-        try:
+        with _followers_paused(cluster, coordinator, "__transaction_state"):
             assert _end_txn(cluster, coordinator, pid, epoch) == (
                 ErrorCode.COORDINATOR_NOT_AVAILABLE
             )
             assert _txn_state(cluster, coordinator) == ("Ongoing", pid, epoch)
-        finally:
-            for follower in followers:
-                cluster.resume(follower)
-        cluster.wait_for(
-            lambda: len(cluster.partitions("__transaction_state", via=coordinator)[0].isr) == 3,
-            30,
-            message="the followers back in the ISR",
-        )
         # The client retries; once replicated the commit completes.
         cluster.wait_for(
             lambda: _end_txn(cluster, coordinator, pid, epoch) == ErrorCode.NONE,

@@ -25,7 +25,7 @@ from kbroker.wire.messages import (
     WriteTxnMarkersRequest,
 )
 from tests.kbroker.helpers import commit_request, create_topic
-from tests.kbroker.test_txn import (
+from tests.kbroker.txn_helpers import (
     TID,
     add,
     add_offsets,

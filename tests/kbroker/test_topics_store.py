@@ -10,7 +10,7 @@ import pytest
 from kbroker.config import ConfigError
 from kbroker.topics import TopicManager
 from kbroker.topics_store import JOURNAL_MIN, SNAPSHOT_FILE, TopicStore, read_entries
-from tests.kbroker.test_topics import _config
+from tests.kbroker.helpers import broker_config
 
 
 def _journals(data_dir: Path) -> list[str]:
@@ -22,7 +22,7 @@ def _entry(n: int) -> dict:
 
 
 def test_creating_topics_appends_to_the_journal_not_the_snapshot(tmp_path: Path) -> None:
-    manager = TopicManager(tmp_path, _config(tmp_path))
+    manager = TopicManager(tmp_path, broker_config(tmp_path))
     manager.create("first", 1)
     snapshot = (
         (tmp_path / SNAPSHOT_FILE).read_bytes() if (tmp_path / SNAPSHOT_FILE).exists() else b""
