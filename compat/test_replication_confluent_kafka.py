@@ -299,9 +299,14 @@ CLIENT = ConfluentClient()
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    """Three brokers, RF 3, min.insync.replicas 2, shared by the module's scenarios."""
-    with Cluster(3, config=scenarios.CLUSTER_CONFIG) as running:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Three brokers, RF 3, min.insync.replicas 2, shared by the module's scenarios.
+
+    Their data dirs and logs go under pytest's temporary directory: a scenario's failure
+    does not reach this block, and a temporary dir of the Cluster's own would be removed
+    with the evidence."""
+    data_dir = tmp_path_factory.mktemp("cluster")
+    with Cluster(3, config=scenarios.CLUSTER_CONFIG, data_dir=data_dir) as running:
         yield running
 
 
