@@ -48,11 +48,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench._process import KbrokerProcess  # noqa: E402
+from bench._requests import fetch_request  # noqa: E402
 from kbroker.testing.fuzz_frames import mutated_frames  # noqa: E402
 from kbroker.wire.messages import (  # noqa: E402
     ApiVersionsRequest,
     CreateTopicsRequest,
-    FetchRequest,
     MetadataRequest,
 )
 from kbroker.wire.protocol import decode_response, encode_request  # noqa: E402
@@ -281,21 +281,8 @@ def step_announce(port: int, broker: Broker) -> str:
 
 def step_long_polls(port: int, broker: Broker) -> str:
     baseline = broker.settle()
-    fetch = FetchRequest(
-        replica_id=-1,
-        max_wait_ms=2**31 - 1,
-        min_bytes=1,
-        max_bytes=1024,
-        topics=[
-            FetchRequest.FetchTopic(
-                topic="unknown-0",
-                partitions=[
-                    FetchRequest.FetchPartition(
-                        partition=0, fetch_offset=0, partition_max_bytes=1024
-                    )
-                ],
-            )
-        ],
+    fetch = fetch_request(
+        "unknown-0", 0, 0, max_wait_ms=2**31 - 1, max_bytes=1024, partition_max_bytes=1024
     )
     clients = [Client(port) for _ in range(200)]
     for client in clients:
@@ -317,22 +304,7 @@ def step_long_polls(port: int, broker: Broker) -> str:
 
 def step_never_read(port: int, broker: Broker) -> str:
     baseline = broker.settle()
-    fetch = FetchRequest(
-        replica_id=-1,
-        max_wait_ms=0,
-        min_bytes=1,
-        max_bytes=50 * 1024 * 1024,
-        topics=[
-            FetchRequest.FetchTopic(
-                topic="__consumer_offsets",
-                partitions=[
-                    FetchRequest.FetchPartition(
-                        partition=0, fetch_offset=0, partition_max_bytes=1024 * 1024
-                    )
-                ],
-            )
-        ],
-    )
+    fetch = fetch_request("__consumer_offsets", 0, 0, max_bytes=50 * 1024 * 1024)
     clients = []
     for _ in range(20):
         sock = socket.socket()

@@ -18,12 +18,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import crc32c  # noqa: E402
 
+from bench._requests import produce_request  # noqa: E402
 from kbroker.wire import protocol  # noqa: E402
 from kbroker.wire import records as R  # noqa: E402
 from kbroker.wire.messages import (  # noqa: E402
     FetchResponse,
     MetadataResponse,
-    ProduceRequest,
 )
 
 MIB = 1024 * 1024
@@ -65,16 +65,6 @@ def one_mib_batch(codec: int = 0, value_size: int = 1000) -> bytes:
     return R.build_batch(recs, compression=codec, producer_id=1, producer_epoch=0, base_sequence=0)
 
 
-def produce_request(batches: list[bytes], acks: int = -1) -> ProduceRequest:
-    """A Produce request to topic "bench"; partition i carries ``batches[i]``."""
-    parts = [ProduceRequest.PartitionProduceData(index=i, records=b) for i, b in enumerate(batches)]
-    return ProduceRequest(
-        acks=acks,
-        timeout_ms=30_000,
-        topic_data=[ProduceRequest.TopicProduceData(name="bench", partition_data=parts)],
-    )
-
-
 def bench_records() -> None:
     """Validation, patching and deep-walk throughput on a 1 MiB batch."""
     batch = one_mib_batch()
@@ -111,7 +101,7 @@ def bench_protocol() -> None:
     pv = protocol.SUPPORTED[0][1]
     fv = protocol.SUPPORTED[1][1]
     batch = one_mib_batch()
-    req = produce_request([batch])
+    req = produce_request("bench", [batch])
     frame = protocol.encode_request(0, pv, 1, "bench", req)
     payload = frame[4:]
     print(f"Produce v{pv} request, 1 partition, {len(payload)} bytes:")
@@ -121,7 +111,7 @@ def bench_protocol() -> None:
     print(f"  encode_request                      {mb_s(len(payload), t)}  ({t * 1e6:8.1f} us)")
 
     small = R.build_batch([R.Record(key=b"k", value=b"v" * 100, timestamp=1)])
-    req100 = produce_request([small] * 100, acks=1)
+    req100 = produce_request("bench", [small] * 100, acks=1)
     payload100 = protocol.encode_request(0, pv, 2, "bench", req100)[4:]
     t = best(lambda: protocol.decode_request(payload100), repeat=7, number=50)
     print(f"Produce v{pv} request, 100 partitions x {len(small)} B batch: decode {t * 1e6:8.1f} us")
@@ -160,7 +150,7 @@ def bench_protocol() -> None:
 
 def bench_versions() -> None:
     """Per-call CPU cost of many-partition requests and responses at the versions clients use."""
-    req = produce_request([b"x" * 200] * 100)
+    req = produce_request("bench", [b"x" * 200] * 100)
     for v in (7, 9, 11):
         frame = protocol.encode_request(0, v, 7, "cli", req)[4:]
         t = cpu_best(lambda f=frame: protocol.decode_request(f))

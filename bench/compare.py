@@ -44,6 +44,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -71,6 +72,20 @@ MOCK_LIMITS = (
 
 # ----------------------------------------------------------------------------------------
 # The mock cluster, in its own process so its CPU time can be measured apart from the clients.
+
+# The librdkafka functions the mock cluster needs (rdkafka.h, rdkafka_mock.h):
+# name -> (return type, argument types).
+_V, _S, _I, _N = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_size_t
+_LIBRDKAFKA_SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
+    "rd_kafka_conf_new": (_V, []),
+    "rd_kafka_conf_set": (_I, [_V, _S, _S, _S, _N]),
+    "rd_kafka_new": (_V, [_I, _V, _S, _N]),
+    "rd_kafka_mock_cluster_new": (_V, [_V, _I]),
+    "rd_kafka_mock_cluster_bootstraps": (_S, [_V]),
+    "rd_kafka_mock_topic_create": (_I, [_V, _S, _I, _I]),
+}
+
+
 def _librdkafka() -> ctypes.CDLL:
     """The librdkafka shared library bundled with confluent-kafka."""
     import confluent_kafka
@@ -81,28 +96,9 @@ def _librdkafka() -> ctypes.CDLL:
     if not candidates:
         raise RuntimeError(f"no bundled librdkafka found next to {pkg}")
     lib = ctypes.CDLL(candidates[0])
-    lib.rd_kafka_conf_new.restype = ctypes.c_void_p
-    lib.rd_kafka_conf_set.restype = ctypes.c_int
-    lib.rd_kafka_conf_set.argtypes = [
-        ctypes.c_void_p,
-        ctypes.c_char_p,
-        ctypes.c_char_p,
-        ctypes.c_char_p,
-        ctypes.c_size_t,
-    ]
-    lib.rd_kafka_new.restype = ctypes.c_void_p
-    lib.rd_kafka_new.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
-    lib.rd_kafka_mock_cluster_new.restype = ctypes.c_void_p
-    lib.rd_kafka_mock_cluster_new.argtypes = [ctypes.c_void_p, ctypes.c_int]
-    lib.rd_kafka_mock_cluster_bootstraps.restype = ctypes.c_char_p
-    lib.rd_kafka_mock_cluster_bootstraps.argtypes = [ctypes.c_void_p]
-    lib.rd_kafka_mock_topic_create.restype = ctypes.c_int
-    lib.rd_kafka_mock_topic_create.argtypes = [
-        ctypes.c_void_p,
-        ctypes.c_char_p,
-        ctypes.c_int,
-        ctypes.c_int,
-    ]
+    for name, (restype, argtypes) in _LIBRDKAFKA_SIGNATURES.items():
+        function = getattr(lib, name)
+        function.restype, function.argtypes = restype, argtypes
     return lib
 
 

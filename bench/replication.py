@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import trio  # noqa: E402
 
+from bench._requests import fetch_request, produce_request  # noqa: E402
 from kbroker.config import BrokerConfig  # noqa: E402
 from kbroker.replication.fetcher import (  # noqa: E402
     FetcherConfig,
@@ -33,7 +34,6 @@ from kbroker.replication.fetcher import (  # noqa: E402
 )
 from kbroker.replication.partition import ReplicatedPartition  # noqa: E402
 from kbroker.server import serve  # noqa: E402
-from kbroker.wire.messages import FetchRequest, ProduceRequest  # noqa: E402
 from kbroker.wire.records import Record, build_batch  # noqa: E402
 
 MB = 1_000_000
@@ -45,6 +45,17 @@ async def _broker(nursery: trio.Nursery, data_dir: Path) -> Any:
         {"listeners": "PLAINTEXT://127.0.0.1:0", "log.dirs": str(data_dir)}
     )
     return await nursery.start(serve, config)
+
+
+async def _pair(
+    nursery: trio.Nursery, tmp: Path, topic: str, configs: dict[str, str]
+) -> tuple[Any, Any]:
+    """A leader and a follower broker in ``tmp``, each with one-partition ``topic``."""
+    leader = await _broker(nursery, tmp / "leader")
+    follower = await _broker(nursery, tmp / "follower")
+    for s in (leader, follower):
+        s.broker.topics.create(topic, 1, configs)
+    return leader, follower
 
 
 def _batch(n: int, size: int, start: int = 0) -> bytes:
@@ -63,22 +74,7 @@ async def _consume_rate(server: Any, topic: str, total: int) -> float:
     start = time.perf_counter()
     end = _partition(server, topic).log.log_end_offset
     while offset < end:
-        req = FetchRequest(
-            replica_id=-1,
-            max_wait_ms=0,
-            min_bytes=1,
-            max_bytes=10 * 1024 * 1024,
-            topics=[
-                FetchRequest.FetchTopic(
-                    topic=topic,
-                    partitions=[
-                        FetchRequest.FetchPartition(
-                            partition=0, fetch_offset=offset, partition_max_bytes=1024 * 1024
-                        )
-                    ],
-                )
-            ],
-        )
+        req = fetch_request(topic, 0, offset, max_bytes=10 * 1024 * 1024)
         resp = await conn.request(req, version=12)
         data = bytes(resp.responses[0].partitions[0].records or b"")
         got += len(data)
@@ -92,10 +88,7 @@ async def bench_catch_up(megabytes: int) -> None:
     """Fill a leader's log, then time a follower copying it from scratch."""
     with tempfile.TemporaryDirectory() as tmp:
         async with trio.open_nursery() as nursery:
-            leader = await _broker(nursery, Path(tmp) / "leader")
-            follower = await _broker(nursery, Path(tmp) / "follower")
-            for s in (leader, follower):
-                s.broker.topics.create("catchup", 1, {})
+            leader, follower = await _pair(nursery, Path(tmp), "catchup", {})
             lp, fp = _partition(leader, "catchup"), _partition(follower, "catchup")
             batch = _batch(160, 100)  # ~19 KB batches of 100 B records, as producers send
             while lp.log.size_in_bytes < megabytes * MB:
@@ -127,10 +120,7 @@ async def bench_acks(records: int) -> None:
     """Sequential 100 B produce latency: acks=1 vs acks=all with one follower in the ISR."""
     with tempfile.TemporaryDirectory() as tmp:
         async with trio.open_nursery() as nursery:
-            leader = await _broker(nursery, Path(tmp) / "leader")
-            follower = await _broker(nursery, Path(tmp) / "follower")
-            for s in (leader, follower):
-                s.broker.topics.create("acks", 1, {"min.insync.replicas": "2"})
+            leader, follower = await _pair(nursery, Path(tmp), "acks", {"min.insync.replicas": "2"})
             lp, fp = _partition(leader, "acks"), _partition(follower, "acks")
             lp.replica = ReplicatedPartition(
                 lp.log, broker_id=LEADER, on_high_watermark_change=leader.broker.notify_append
@@ -153,18 +143,7 @@ async def bench_acks(records: int) -> None:
             for acks in (1, -1):
                 lat = []
                 for _ in range(records):
-                    req = ProduceRequest(
-                        acks=acks,
-                        timeout_ms=30_000,
-                        topic_data=[
-                            ProduceRequest.TopicProduceData(
-                                name="acks",
-                                partition_data=[
-                                    ProduceRequest.PartitionProduceData(index=0, records=value)
-                                ],
-                            )
-                        ],
-                    )
+                    req = produce_request("acks", [value], acks=acks)
                     t = time.perf_counter()
                     resp = await conn.request(req, version=9)
                     lat.append((time.perf_counter() - t) * 1000)

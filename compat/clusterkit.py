@@ -2,7 +2,9 @@
 ZooKeeper tree, Kafka's group-to-partition rule, and putting killed brokers back.
 
 The scenarios follow issue 14's list; each client module runs them on one 3-broker cluster
-of its own (``module_cluster``), each scenario leaving every broker running again.
+of its own (``module_cluster``, the ``cluster`` fixture of compat/conftest.py), each scenario
+leaving every broker running again. The steps below are the parts of a scenario that only
+the cluster takes part in; each client module adds what its own client sees.
 """
 
 from __future__ import annotations
@@ -133,6 +135,81 @@ def wait_for_new_leader(cluster: Cluster, topic: str, partition: int, old: int) 
     return cluster.wait_for(
         moved, FAILOVER_DEADLINE_S, message=f"a new leader of {topic}-{partition} after {old}"
     )
+
+
+def kill_preferred_leader(cluster: Cluster, topic: str, partitions: int = 3) -> int:
+    """Kill -9 the leader of partition 0 (its preferred replica at creation) and wait until
+    another broker leads it; returns the killed broker."""
+    parts = wait_for_leaders(cluster, topic, partitions)
+    assert all(p.leader == p.replicas[0] for p in parts.values())  # preferred at creation
+    victim = parts[0].leader
+    cluster.kill(victim)
+    wait_for_new_leader(cluster, topic, 0, victim)
+    return victim
+
+
+def rejoin(cluster: Cluster, topic: str, victim: int) -> None:
+    """Once every live broker has dropped the killed ``victim``, start it again: every broker
+    lists it, and it knows ``topic``'s leaders as the others do."""
+    cluster.wait_for(
+        lambda: all(
+            victim not in cluster.metadata([], via=b).brokers for b in cluster.running_broker_ids
+        ),
+        10,
+        message=f"every live broker to drop broker {victim}",
+    )
+    cluster.start_broker(victim)  # waits until every broker lists it again
+    for broker_id in BROKERS:
+        assert victim in cluster.metadata([], via=broker_id).brokers
+    leaders = {i: p.leader for i, p in cluster.partitions(topic).items()}
+    assert {i: p.leader for i, p in cluster.partitions(topic, via=victim).items()} == leaders
+
+
+def kill_controller(cluster: Cluster) -> int:
+    """Kill -9 the controller: another broker takes over with a higher epoch, and
+    /controller names it; returns the new controller."""
+    old = cluster.controller_id()
+    assert old in BROKERS
+    epoch = controller_epoch(cluster)
+    cluster.kill(old)
+    new: int = cluster.wait_for(
+        lambda: (c := cluster.controller_id()) in cluster.running_broker_ids and c,
+        FAILOVER_DEADLINE_S,
+        message="a new controller",
+    )
+    assert new != old
+    assert cluster.wait_for(lambda: controller_epoch(cluster) > epoch, 10)
+    with zk_client(cluster) as client:
+        assert zk_json(client, "/controller")["brokerid"] == new
+    return new
+
+
+def fail_over_to_controller(cluster: Cluster, topic: str, partitions: int, controller: int) -> int:
+    """After the old controller's kill: kill -9 the leader of a partition that ``controller``
+    does not lead, and see ``controller``, the last broker running, elect itself its leader;
+    returns the partition."""
+    parts = wait_for_leaders(cluster, topic, partitions)
+    partition, info = next((i, p) for i, p in parts.items() if p.leader != controller)
+    cluster.kill(info.leader)
+    assert wait_for_new_leader(cluster, topic, partition, info.leader) == controller
+    return partition
+
+
+def coordinator_views(cluster: Cluster, group: str, observe: Callable[[int], T]) -> tuple[int, T]:
+    """The leader of the group's __consumer_offsets partition, one of the cluster's brokers,
+    and ``observe(leader)`` at a moment it held (see ``while_leader_holds``)."""
+    leader, seen = while_leader_holds(
+        cluster, "__consumer_offsets", offsets_partition(group), observe
+    )
+    assert leader in BROKERS
+    return leader, seen
+
+
+def second_cluster(cluster: Cluster, kbroker_cluster: Callable[..., Cluster]) -> Cluster:
+    """A 2-broker cluster on the same ZooKeeper as ``cluster``, in a chroot of its own."""
+    other = kbroker_cluster(brokers=2)
+    assert other.zookeeper_connect != cluster.zookeeper_connect
+    return other
 
 
 @contextmanager

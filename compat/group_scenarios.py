@@ -37,6 +37,7 @@ class Member(Protocol):
     def start(self) -> None: ...
     def commit(self) -> None: ...
     def close(self) -> None: ...
+    def is_alive(self) -> bool: ...
 
 
 class PolledMember(threading.Thread):
@@ -115,6 +116,18 @@ class GroupClient(Protocol):
 M = TypeVar("M", bound=Member)
 
 
+def wait_split(a: Member, b: Member, how: str) -> None:
+    """Wait until ``a`` and ``b`` own two partitions each of a 4-partition topic."""
+    wait_until(
+        lambda: (
+            len(a.assignment) == 2
+            and len(b.assignment) == 2
+            and a.assignment | b.assignment == {0, 1, 2, 3}
+        ),
+        f"partitions split 2/2 {how}",
+    )
+
+
 def consume_all_and_commit(client: GroupClient, broker: LiveBroker, topic: str, group: str) -> None:
     """A subscribed member gets every partition of a 3-partition topic, reads each of the 30
     records once and commits; the committed offsets are the ends of the partitions."""
@@ -177,26 +190,25 @@ def kill_keeps_committed_offsets(client: GroupClient, broker: LiveBroker, topic:
 
 
 def join_split_and_leave(
-    new_member: Callable[[], M], *, on_split: Callable[[M, M], None] | None = None
+    new_member: Callable[[], M],
+    *,
+    on_alone: Callable[[M], None] | None = None,
+    on_split: Callable[[M, M], None] | None = None,
 ) -> None:
     """The rebalance scenario of every client's suite, on a 4-partition topic: a second member
-    gets half the partitions; when it leaves the first gets them back. ``on_split`` adds the
-    caller's own checks while both members are in the group."""
+    gets half the partitions; when it leaves the first gets them back. ``on_alone`` and
+    ``on_split`` add the caller's own checks while the first member is alone in the group and
+    while both are in it."""
     a = new_member()
     a.start()
     b: M | None = None
     try:
         wait_until(lambda: a.assignment == {0, 1, 2, 3}, "first member owns all 4 partitions")
+        if on_alone is not None:
+            on_alone(a)
         b = second = new_member()
         b.start()
-        wait_until(
-            lambda: (
-                len(a.assignment) == 2
-                and len(second.assignment) == 2
-                and a.assignment | second.assignment == {0, 1, 2, 3}
-            ),
-            "partitions split 2/2 between the members",
-        )
+        wait_split(a, second, "between the members")
         if on_split is not None:
             on_split(a, second)
         b.close()
@@ -206,3 +218,39 @@ def join_split_and_leave(
         if b is not None:
             b.close()
         a.close()
+
+
+def static_members_rejoin(
+    start: Callable[[str], M], callbacks: Callable[[M], tuple[int, int]]
+) -> None:
+    """Two static members, "a" and "b", of a group on a 2-partition topic (``start(name)``
+    starts one with group.instance.id ``name``): each in turn (so the leader too, KIP-814)
+    restarts and takes its partition back without a rebalance, the other member's
+    rebalance callbacks (``callbacks(member)``: how often it was revoked and assigned)
+    never running again (KIP-345)."""
+    members = {name: start(name) for name in ("a", "b")}
+    try:
+        wait_until(
+            lambda: (
+                sorted(len(m.assignment) for m in members.values()) == [1, 1]
+                and members["a"].assignment | members["b"].assignment == {0, 1}
+            ),
+            "one partition each",
+        )
+        for restarting, other in (("b", "a"), ("a", "b")):
+            wait_until(
+                lambda o=other: callbacks(members[o])[1] >= 1, f"{other}'s assignment callback ran"
+            )
+            before = callbacks(members[other])
+            partitions = members[restarting].assignment
+            members[restarting].close()  # a static member does not send LeaveGroup
+            members[restarting] = start(restarting)
+            wait_until(
+                lambda r=restarting, p=partitions: members[r].assignment == p,
+                f"restarted {restarting} owns its partition again",
+            )
+            assert callbacks(members[other]) == before
+    finally:
+        for m in members.values():
+            if m.is_alive():
+                m.close()

@@ -11,7 +11,7 @@ scenarios have their own module, ``compat.group_scenarios``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
@@ -45,6 +45,17 @@ class Producing:
     acks: int | str = "all"
     compression: str | None = None
     linger_ms: int | None = None
+
+    def settings(self, *, dotted: bool) -> dict[str, Any]:
+        """As a producer's settings: named as in Kafka's Java client (``dotted``, librdkafka)
+        or as kafka-python and aiokafka name them."""
+        if dotted:
+            out = {"acks": self.acks, "compression.type": self.compression or "none"}
+        else:
+            out = {"acks": self.acks, "compression_type": self.compression}
+        if self.linger_ms is not None:
+            out["linger.ms" if dotted else "linger_ms"] = self.linger_ms
+        return out
 
 
 PLAIN = Producing()

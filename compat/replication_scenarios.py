@@ -30,8 +30,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -153,16 +154,25 @@ def reset(cluster: Cluster) -> None:
         cluster.start_brokers(down)
 
 
-def wait_full_isr(cluster: Cluster, topic: str, timeout: float = SETTLE_S) -> None:
+def wait_full_isr(
+    cluster: Cluster, topic: str, timeout: float = SETTLE_S, partitions: int = PARTITIONS
+) -> None:
     """Wait until every partition has a leader and all its replicas in the ISR."""
 
     def full() -> bool:
         parts = cluster.partitions(topic)
-        return len(parts) == PARTITIONS and all(
+        return len(parts) == partitions and all(
             p.leader > 0 and set(p.isr) == set(p.replicas) for p in parts.values()
         )
 
     cluster.wait_for(full, timeout, interval=0.2, message=f"the full ISR of {topic}")
+
+
+def new_topic(client: ClientAdapter, cluster: Cluster, topic: str, partitions: int) -> None:
+    """Every broker running again, then ``topic`` created (RF 3) with its full ISR."""
+    reset(cluster)
+    client.create_topic(cluster.bootstrap_servers, topic, partitions, 3)
+    wait_full_isr(cluster, topic, partitions=partitions)
 
 
 def replica_bytes(cluster: Cluster, topic: str, partition: int) -> dict[int, bytes]:
@@ -205,26 +215,21 @@ def describe(cluster: Cluster, topic: str) -> dict[str, Any]:
 
 
 # -- a steady producer -------------------------------------------------------------------------
+@dataclass
 class SteadyProducer:
     """Sends ``RATE_PER_S`` records a second round-robin over the partitions, in a thread."""
 
-    def __init__(
-        self,
-        producer: ProducerHandle,
-        history: History,
-        topic: str,
-        tag: str,
-        partitions: int = PARTITIONS,
-    ) -> None:
-        self.producer = producer
-        self.partitions = partitions
-        self.history = history
-        self.topic = topic
-        self.tag = tag
-        self._stop = threading.Event()
+    producer: ProducerHandle
+    history: History
+    topic: str
+    tag: str
+    partitions: int = PARTITIONS
+    sent: int = field(default=0, init=False)
+    error: BaseException | None = field(default=None, init=False)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+
+    def __post_init__(self) -> None:
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self.sent = 0
-        self.error: BaseException | None = None
 
     def _run(self) -> None:
         interval = 1.0 / RATE_PER_S
@@ -291,6 +296,34 @@ def check(
     return analysis
 
 
+def send_each(
+    producer: ProducerHandle, history: History, topic: str, records: Iterable[tuple[int, bytes]]
+) -> None:
+    """Hand each (partition, value) to the producer, telling the history first."""
+    for partition, value in records:
+        history.sent(partition, value)
+        producer.send(topic, partition, value)
+
+
+def produce_acknowledged(
+    client: ClientAdapter, cluster: Cluster, topic: str, history: History, tag: str, total: int
+) -> None:
+    """``total`` records round-robin over the partitions with an idempotent acks=all
+    producer; every one of them acknowledged."""
+    producer = client.producer(cluster.bootstrap_servers, history, idempotent=True, retries=None)
+    try:
+        send_each(
+            producer,
+            history,
+            topic,
+            ((i % PARTITIONS, f"{tag}-{i}".encode()) for i in range(total)),
+        )
+        producer.flush(30)
+    finally:
+        producer.close()
+    assert history.acked_count == total, history.failure_kinds()
+
+
 def wait_acked(cluster: Cluster, history: History, more_than: int, timeout: float) -> None:
     """Wait until the history has more than ``more_than`` acknowledgements."""
     cluster.wait_for(
@@ -304,9 +337,7 @@ def wait_acked(cluster: Cluster, history: History, more_than: int, timeout: floa
 def leader_kills(client: ClientAdapter, cluster: Cluster, topic: str) -> dict[str, Any]:
     """Steady acks=all produce while the leader of each partition in turn is killed -9 and
     restarted: nothing acknowledged lost or duplicated, replicas byte-identical after."""
-    reset(cluster)
-    client.create_topic(cluster.bootstrap_servers, topic, PARTITIONS, 3)
-    wait_full_isr(cluster, topic)
+    new_topic(client, cluster, topic, PARTITIONS)
     history = History()
     failovers: list[float] = []
     producer = client.producer(cluster.bootstrap_servers, history, idempotent=True, retries=None)
@@ -349,20 +380,12 @@ def two_of_three_down(client: ClientAdapter, cluster: Cluster, topic: str) -> di
     """Two brokers killed: acks=all is refused with NOT_ENOUGH_REPLICAS; one restarted:
     the producer succeeds again and nothing acknowledged is lost. ``kbroker topics
     describe`` shows the ISR shrink and grow back (scenario 6)."""
-    reset(cluster)
-    client.create_topic(cluster.bootstrap_servers, topic, 1, 3)
-    cluster.wait_for(
-        lambda: len(cluster.partitions(topic).get(0, _NO_PARTITION).isr) == 3,
-        SETTLE_S,
-        message=f"the full ISR of {topic}",
-    )
+    new_topic(client, cluster, topic, 1)
     described_before = describe(cluster, topic)
     history = History()
     producer = client.producer(cluster.bootstrap_servers, history, idempotent=True, retries=None)
     try:
-        for i in range(50):
-            history.sent(0, f"before-{i}".encode())
-            producer.send(topic, 0, f"before-{i}".encode())
+        send_each(producer, history, topic, ((0, f"before-{i}".encode()) for i in range(50)))
         producer.flush(30)
         assert history.acked_count == 50, history.failure_kinds()
         survivor = cluster.leader_of(topic, 0)
@@ -416,13 +439,7 @@ def two_of_three_down(client: ClientAdapter, cluster: Cluster, topic: str) -> di
 def paused_follower(client: ClientAdapter, cluster: Cluster, topic: str) -> dict[str, Any]:
     """A follower SIGSTOPped past replica.lag.time.max.ms leaves the ISR, acks=all carries
     on with the other two; after SIGCONT it catches up and rejoins."""
-    reset(cluster)
-    client.create_topic(cluster.bootstrap_servers, topic, 1, 3)
-    cluster.wait_for(
-        lambda: len(cluster.partitions(topic).get(0, _NO_PARTITION).isr) == 3,
-        SETTLE_S,
-        message=f"the full ISR of {topic}",
-    )
+    new_topic(client, cluster, topic, 1)
     leader = cluster.leader_of(topic, 0)
     controller = cluster.controller_id()
     # A follower that is not the controller: pausing the controller would also stop the
@@ -471,13 +488,7 @@ def old_leader_truncates(client: ClientAdapter, cluster: Cluster, topic: str) ->
     writes, then comes back: it truncates its divergent tail, the replicas end up
     identical, nothing acknowledged with acks=all is lost, and no consumer ever read a
     truncated record (they stay above the high watermark)."""
-    reset(cluster)
-    client.create_topic(cluster.bootstrap_servers, topic, 1, 3)
-    cluster.wait_for(
-        lambda: len(cluster.partitions(topic).get(0, _NO_PARTITION).isr) == 3,
-        SETTLE_S,
-        message=f"the full ISR of {topic}",
-    )
+    new_topic(client, cluster, topic, 1)
     old = cluster.leader_of(topic, 0)
     followers = [b for b in cluster.broker_ids if b != old]
     history = History()  # acks=all records, and every consumer's reads
@@ -486,14 +497,11 @@ def old_leader_truncates(client: ClientAdapter, cluster: Cluster, topic: str) ->
     unsafe = client.producer(cluster.address(old), tail, idempotent=False, retries=0, acks="1")
     try:
         with live_reading(client, cluster, topic, history):
-            for i in range(50):
-                history.sent(0, f"before-{i}".encode())
-                safe.send(topic, 0, f"before-{i}".encode())
+            send_each(safe, history, topic, ((0, f"before-{i}".encode()) for i in range(50)))
             safe.flush(30)
             # The acks=1 producer connected and holding metadata before anything is paused:
             # the followers must stay paused well within the session timeout.
-            history.sent(0, b"warm-up")
-            unsafe.send(topic, 0, b"warm-up")
+            send_each(unsafe, history, topic, [(0, b"warm-up")])
             unsafe.flush(30)
             assert tail.acked_count == 1, tail.failure_kinds()
             for follower in followers:
@@ -502,9 +510,7 @@ def old_leader_truncates(client: ClientAdapter, cluster: Cluster, topic: str) ->
                 # Fetches the followers had parked at the leader are answered (empty) within
                 # replica.fetch.wait.max.ms; after that no fetch of theirs can carry the tail.
                 time.sleep(1.0)
-                for i in range(20):
-                    tail.sent(0, f"tail-{i}".encode())
-                    unsafe.send(topic, 0, f"tail-{i}".encode())
+                send_each(unsafe, tail, topic, ((0, f"tail-{i}".encode()) for i in range(20)))
                 unsafe.flush(3)
             finally:
                 cut_at = time.monotonic()
@@ -524,9 +530,7 @@ def old_leader_truncates(client: ClientAdapter, cluster: Cluster, topic: str) ->
             finally:
                 # Back at once: clients would otherwise wait out request timeouts on it.
                 cluster.resume(old)
-            for i in range(50):
-                history.sent(0, f"after-{i}".encode())
-                safe.send(topic, 0, f"after-{i}".encode())
+            send_each(safe, history, topic, ((0, f"after-{i}".encode()) for i in range(50)))
             safe.flush(SETTLE_S)
             cluster.wait_for(
                 lambda: len(cluster.partitions(topic, via=new)[0].isr) == 3,
@@ -556,32 +560,26 @@ def group_coordinator_killed(client: ClientAdapter, cluster: Cluster, topic: str
     """A consumer group committing after every record keeps going when its coordinator's
     broker is killed -9: every acknowledged record is consumed once, and a new member of
     the group afterwards finds nothing left (the committed offsets survived)."""
-    reset(cluster)
-    client.create_topic(cluster.bootstrap_servers, topic, PARTITIONS, 3)
-    wait_full_isr(cluster, topic)
+    new_topic(client, cluster, topic, PARTITIONS)
     group = f"{topic}-group"
     history = History()
-    producer = client.producer(cluster.bootstrap_servers, history, idempotent=True, retries=None)
     total = 300
-    try:
-        for i in range(total):
-            history.sent(i % PARTITIONS, f"g-{i}".encode())
-            producer.send(topic, i % PARTITIONS, f"g-{i}".encode())
-        producer.flush(30)
-    finally:
-        producer.close()
-    assert history.acked_count == total, history.failure_kinds()
+    produce_acknowledged(client, cluster, topic, history, "g", total)
 
     def group_reads(reader: str) -> int:
         return len(history.reads.get(reader, []))
 
+    def group_reader(reader: str, stop: threading.Event) -> threading.Thread:
+        thread = threading.Thread(
+            target=client.group_reader,
+            args=(cluster.bootstrap_servers, topic, group, history, reader, stop),
+            daemon=True,
+        )
+        thread.start()
+        return thread
+
     stop = threading.Event()
-    thread = threading.Thread(
-        target=client.group_reader,
-        args=(cluster.bootstrap_servers, topic, group, history, "group", stop),
-        daemon=True,
-    )
-    thread.start()
+    thread = group_reader("group", stop)
     try:
         cluster.wait_for(lambda: group_reads("group") >= total // 3, SETTLE_S, message="reads")
         coordinator = cluster.wait_for(lambda: max(cluster.coordinator_of(group), 0), 30)
@@ -599,12 +597,7 @@ def group_coordinator_killed(client: ClientAdapter, cluster: Cluster, topic: str
         thread.join(60)
     # A new member of the group starts from the committed offsets: nothing is left.
     stop = threading.Event()
-    late = threading.Thread(
-        target=client.group_reader,
-        args=(cluster.bootstrap_servers, topic, group, history, "group-after", stop),
-        daemon=True,
-    )
-    late.start()
+    late = group_reader("group-after", stop)
     time.sleep(8.0)
     stop.set()
     late.join(60)
@@ -632,18 +625,8 @@ def transaction_coordinator_killed(
         client.create_topic(cluster.bootstrap_servers, name, PARTITIONS, 3)
         wait_full_isr(cluster, name)
     source_history = History()
-    producer = client.producer(
-        cluster.bootstrap_servers, source_history, idempotent=True, retries=None
-    )
     total = 600
-    try:
-        for i in range(total):
-            source_history.sent(i % PARTITIONS, f"t-{i}".encode())
-            producer.send(topic, i % PARTITIONS, f"t-{i}".encode())
-        producer.flush(30)
-    finally:
-        producer.close()
-    assert source_history.acked_count == total, source_history.failure_kinds()
+    produce_acknowledged(client, cluster, topic, source_history, "t", total)
 
     transactional_id = f"{topic}-txn"
     progress = {"committed": 0, "aborted": 0}
@@ -704,8 +687,47 @@ def transaction_coordinator_killed(
     }
 
 
-class _NoPartition:
-    isr: tuple[int, ...] = ()
+# -- the scenarios as tests -------------------------------------------------------------------
+# A client module runs them by subclassing as a ``Test...`` class whose ``client`` is its
+# ClientAdapter; the tests take the ``replication_cluster`` fixture, record their figures for
+# the results table, and their names are its rows (compat/results.py drops the class from the
+# cell name).
+Scenario = Callable[[ClientAdapter, Cluster, str], dict[str, Any]]
 
 
-_NO_PARTITION: Any = _NoPartition()
+class _WithClient(Protocol):
+    client: ClientAdapter
+
+
+def _as_test(scenario: Scenario) -> Callable[..., None]:
+    """A test method that runs ``scenario`` and records its figures."""
+
+    def test(
+        self: _WithClient,
+        replication_cluster: Cluster,
+        topic_name: str,
+        record_property: Callable[[str, object], None],
+    ) -> None:
+        record_property("figures", scenario(self.client, replication_cluster, topic_name))
+
+    test.__doc__ = scenario.__doc__
+    return test
+
+
+class ReplicationScenarios:
+    """Scenarios 1 to 5 (the consumer-group half), for a client module's ``Test...`` class."""
+
+    test_leader_killed_repeatedly_loses_nothing = _as_test(leader_kills)
+    test_two_of_three_down_refuses_then_recovers = _as_test(two_of_three_down)
+    test_paused_follower_leaves_and_rejoins_the_isr = _as_test(paused_follower)
+    test_old_leader_truncates_its_divergent_tail = _as_test(old_leader_truncates)
+    test_group_keeps_its_offsets_when_the_coordinator_is_killed = _as_test(group_coordinator_killed)
+
+
+class TransactionReplicationScenarios:
+    """Scenario 5's transactional half, for a client module's ``Test...`` class whose adapter
+    has ``transform_loop`` and ``read_committed``."""
+
+    test_transactions_survive_a_killed_transaction_coordinator = _as_test(
+        transaction_coordinator_killed
+    )

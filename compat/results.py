@@ -15,26 +15,25 @@ import pytest
 CLIENTS = {
     "test_kafka_python": ("kafka-python", "kafka-python"),
     "test_confluent_kafka": ("confluent-kafka", "confluent-kafka"),
+    "test_aiokafka": ("aiokafka", "aiokafka"),
+    "test_kafkajs": ("kafkajs", "kafkajs"),
+    "test_kcat": ("kcat", "kcat"),
 }
-# Further modules folded into a client's column (module -> client module, row prefix), e.g.
-# consumer-group scenarios of the same client (their tests are already named test_group_*).
+# Further modules of a client folded into its column: test_<family>_<client> goes to
+# test_<client>'s column, its rows named with the family's prefix (the consumer-group modules'
+# tests are already named test_group_*).
+_FAMILIES = {
+    "test_groups_": "",
+    "test_exactly_once_": "eos: ",
+    "test_cluster_": "cluster: ",
+    "test_replication_": "replication: ",
+    "test_reassign_": "replication: ",
+    "test_security_": "security: ",
+}
 EXTRA_MODULES = {
-    "test_groups_kafka_python": ("test_kafka_python", ""),
-    "test_groups_confluent_kafka": ("test_confluent_kafka", ""),
-    "test_exactly_once_kafka_python": ("test_kafka_python", "eos: "),
-    "test_exactly_once_confluent_kafka": ("test_confluent_kafka", "eos: "),
-    "test_exactly_once_aiokafka": ("test_aiokafka", "eos: "),
-    "test_exactly_once_kafkajs": ("test_kafkajs", "eos: "),
-    "test_cluster_kafka_python": ("test_kafka_python", "cluster: "),
-    "test_cluster_confluent_kafka": ("test_confluent_kafka", "cluster: "),
-    "test_cluster_aiokafka": ("test_aiokafka", "cluster: "),
-    "test_cluster_kafkajs": ("test_kafkajs", "cluster: "),
-    "test_replication_kafka_python": ("test_kafka_python", "replication: "),
-    "test_replication_confluent_kafka": ("test_confluent_kafka", "replication: "),
-    "test_reassign_kafka_python": ("test_kafka_python", "replication: "),
-    "test_security_kafka_python": ("test_kafka_python", "security: "),
-    "test_security_confluent_kafka": ("test_confluent_kafka", "security: "),
-    "test_security_aiokafka": ("test_aiokafka", "security: "),
+    family + module.removeprefix("test_"): (module, prefix)
+    for family, prefix in _FAMILIES.items()
+    for module in CLIENTS
 }
 # A shared scenario runs as a method of a client module's Test... class (compat/*_scenarios.py):
 # its cell is named like a module-level test's, without the class.

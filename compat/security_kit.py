@@ -14,7 +14,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +75,41 @@ def unsecured_jws(principal: str, lifetime_s: float = 3600.0) -> str:
     return f"{part({'alg': 'none'})}.{part(claims)}."
 
 
+class UnsecuredTokens:
+    """An OAUTHBEARER token provider's state: the unsecured JWS it hands out for a case's
+    user. A client module adds its library's provider base class and ``token`` method."""
+
+    def __init__(self, principal: str | None) -> None:
+        self.principal = principal or "anonymous"
+
+    def jws(self) -> str:
+        return unsecured_jws(self.principal)
+
+
+def python_client_settings(
+    bootstrap: str,
+    case: Case,
+    tls: dict[str, object],
+    token_provider: Callable[[str | None], object],
+) -> dict[str, object]:
+    """A case as kafka-python names its settings (aiokafka uses the same names): the
+    library's own TLS settings ``tls``, and ``token_provider(user)`` for OAUTHBEARER."""
+    conf: dict[str, object] = {"bootstrap_servers": bootstrap, "security_protocol": case.protocol}
+    conf.update(tls)
+    if case.mechanism == "OAUTHBEARER":
+        conf["sasl_mechanism"] = "OAUTHBEARER"
+        conf["sasl_oauth_token_provider"] = token_provider(case.user)
+    elif case.mechanism:
+        conf.update(
+            {
+                "sasl_mechanism": case.mechanism,
+                "sasl_plain_username": case.user,
+                "sasl_plain_password": case.password,
+            }
+        )
+    return conf
+
+
 WRONG_PASSWORD = {
     "sasl_plaintext_plain": Case("SASL_PLAINTEXT", "SASL_PLAINTEXT", "PLAIN", "alice", "wrong"),
     "sasl_ssl_scram_sha_512": Case("SASL_SSL", "SASL_SSL", "SCRAM-SHA-512", "scram512", "wrong"),
@@ -113,6 +148,11 @@ class ConfigFileBroker(LiveBroker):
     def bootstrap(self, listener: str) -> str:
         host, port = self.listeners[listener]
         return f"{host}:{port}"
+
+
+# What the ``secured`` fixture (compat/conftest.py) gives a test: the broker and the key
+# material its certificates were made with.
+Secured = tuple[ConfigFileBroker, Material]
 
 
 def write_material(directory: Path) -> tuple[Material, Path, Path]:

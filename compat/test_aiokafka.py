@@ -10,7 +10,7 @@ its asyncio coroutine with asyncio.run.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -19,7 +19,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import OffsetOutOfRangeError
 from aiokafka.structs import OffsetAndMetadata
 
-from compat import group_scenarios, record_scenarios, results
+from compat import group_scenarios, record_scenarios
 from compat.adapters.aiokafka import (
     DEADLINE_S,
     AiokafkaClient,
@@ -30,23 +30,23 @@ from compat.adapters.aiokafka import (
     run,
 )
 from compat.conftest import DEFAULT_CONFIG
-from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker, shared_broker
+from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker
 
 pytestmark = pytest.mark.compat
 
-# Joins the client x scenario table (compat/results.py reads CLIENTS when it records).
-results.CLIENTS.setdefault("test_aiokafka", ("aiokafka", "aiokafka"))
 
 GROUPS = AiokafkaGroups()
+BROKER_OVERRIDES = GROUP_BROKER_OVERRIDES  # a short initial rebalance delay for the group tests
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
-    """This module's live kbroker (short initial rebalance delay for the group scenarios)."""
-    with shared_broker(
-        tmp_path_factory.mktemp("kbroker-aiokafka"), overrides=GROUP_BROKER_OVERRIDES
-    ) as live:
-        yield live
+async def fetch(consumer: AIOKafkaConsumer, tp: TopicPartition, count: int) -> list[Any]:
+    """Records of ``tp`` fetched until there are ``count`` (within DEADLINE_S)."""
+    got: list[Any] = []
+    async with asyncio.timeout(DEADLINE_S):
+        while len(got) < count:
+            batch = await consumer.getmany(tp, timeout_ms=500)
+            got += batch.get(tp, [])
+    return got
 
 
 # -- bootstrap and admin ----------------------------------------------------------------------
@@ -123,11 +123,7 @@ def test_consume_from_beginning(broker: LiveBroker, topic_name: str) -> None:
             assert await consumer.beginning_offsets([tp]) == {tp: 0}
             assert await consumer.end_offsets([tp]) == {tp: 10}
             await consumer.seek_to_beginning(tp)
-            got = []
-            async with asyncio.timeout(DEADLINE_S):
-                while len(got) < 10:
-                    batch = await consumer.getmany(tp, timeout_ms=500)
-                    got += batch.get(tp, [])
+            got = await fetch(consumer, tp, 10)
         finally:
             await consumer.stop()
         assert [(m.offset, m.value) for m in got] == list(enumerate(values))
@@ -152,11 +148,7 @@ def test_consume_from_end(broker: LiveBroker, topic_name: str) -> None:
             assert await consumer.position(tp) == 3  # resolved: later records come after
             for v in (b"new-1", b"new-2"):
                 await producer.send_and_wait(topic_name, v, partition=0)
-            got = []
-            async with asyncio.timeout(DEADLINE_S):
-                while len(got) < 2:
-                    batch = await consumer.getmany(tp, timeout_ms=500)
-                    got += batch.get(tp, [])
+            got = await fetch(consumer, tp, 2)
         finally:
             await consumer.stop()
             await producer.stop()

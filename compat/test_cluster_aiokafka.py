@@ -9,7 +9,7 @@ its coroutine with asyncio.run (pytest-trio owns ``async def`` tests here).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -17,41 +17,19 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
 
-from compat import results
 from compat.clusterkit import (
     BROKERS,
     FAILOVER_DEADLINE_S,
-    module_cluster,
-    offsets_partition,
-    restore,
+    coordinator_views,
     wait_for_leaders,
     wait_for_new_leader,
-    while_leader_holds,
 )
 from kbroker.cluster_runner import Cluster
-from kbroker.testing.zookeeper import ZooKeeperServer
 
 pytestmark = pytest.mark.compat
 
-results.CLIENTS.setdefault("test_aiokafka", ("aiokafka", "aiokafka"))
 
 TIMEOUT_S = 30.0
-
-
-@pytest.fixture(scope="module")
-def cluster(
-    zookeeper: ZooKeeperServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Cluster]:
-    """The module's 3-broker cluster."""
-    with module_cluster(zookeeper, tmp_path_factory.mktemp("cluster-aiokafka")) as c:
-        yield c
-
-
-@pytest.fixture(autouse=True)
-def _all_brokers_back(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield
-    if "cluster" in request.fixturenames:
-        restore(request.getfixturevalue("cluster"))
 
 
 def run(scenario: Callable[..., Awaitable[None]], *args: Any) -> None:
@@ -188,11 +166,7 @@ def test_group_coordinator_leads_its_offsets_partition(cluster: Cluster, topic_n
             await consumer.stop()
 
     run(scenario)
-    leader, seen = while_leader_holds(
-        cluster,
-        "__consumer_offsets",
-        offsets_partition(group),
-        lambda _: [cluster.coordinator_of(group, via=broker_id) for broker_id in BROKERS],
+    leader, seen = coordinator_views(
+        cluster, group, lambda _: [cluster.coordinator_of(group, via=b) for b in BROKERS]
     )
-    assert leader in BROKERS
     assert seen == [leader] * len(BROKERS)

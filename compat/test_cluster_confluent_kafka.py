@@ -9,69 +9,32 @@ ZooKeeper. One cluster serves the module; a scenario that kills brokers starts t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    Message,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from compat.adapters.confluent_kafka import Delivery
 from compat.clusterkit import (
     BROKERS,
     FAILOVER_DEADLINE_S,
     controller_epoch,
-    module_cluster,
-    offsets_partition,
-    restore,
+    coordinator_views,
+    fail_over_to_controller,
+    kill_controller,
+    kill_preferred_leader,
+    rejoin,
+    second_cluster,
     wait_for_leaders,
     wait_for_new_leader,
     wait_for_preferred_leaders,
-    while_leader_holds,
-    zk_client,
-    zk_json,
 )
 from kbroker.cluster_runner import Cluster
-from kbroker.testing.zookeeper import ZooKeeperServer
 
 pytestmark = pytest.mark.compat
 
 TIMEOUT_S = 30.0
-
-
-@pytest.fixture(scope="module")
-def cluster(
-    zookeeper: ZooKeeperServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Cluster]:
-    """The module's 3-broker cluster."""
-    with module_cluster(zookeeper, tmp_path_factory.mktemp("cluster-confluent")) as c:
-        yield c
-
-
-@pytest.fixture(autouse=True)
-def _all_brokers_back(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Every scenario starts, and leaves the next one, with all three brokers running."""
-    yield
-    if "cluster" in request.fixturenames:
-        restore(request.getfixturevalue("cluster"))
-
-
-class Deliveries:
-    """Collects delivery reports."""
-
-    def __init__(self) -> None:
-        self.reports: list[tuple[KafkaError | None, Message]] = []
-
-    def __call__(self, err: KafkaError | None, msg: Message) -> None:
-        self.reports.append((err, msg))
-
-    def errors(self) -> list[KafkaError]:
-        return [err for err, _ in self.reports if err is not None]
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int, replication_factor: int = 3) -> None:
@@ -105,7 +68,7 @@ def test_leaders_on_every_broker_and_any_bootstrap(cluster: Cluster, topic_name:
     expected: set[bytes] = set()
     for broker_id in BROKERS:
         # Only one broker as bootstrap: the client finds the others from its Metadata.
-        deliveries = Deliveries()
+        deliveries = Delivery()
         producer = Producer({"bootstrap.servers": cluster.address(broker_id), "acks": 1})
         for partition in range(6):
             value = f"via-{broker_id}-p{partition}".encode()
@@ -134,7 +97,7 @@ def test_kill_leader_new_leader_from_isr_and_clients_carry_on(
 ) -> None:
     create_topic(cluster.bootstrap_servers, topic_name, 3)
     before = wait_for_leaders(cluster, topic_name, 3)[0]
-    deliveries = Deliveries()
+    deliveries = Delivery()
     producer = Producer(
         {
             "bootstrap.servers": cluster.bootstrap_servers,
@@ -195,26 +158,10 @@ def test_kill_leader_new_leader_from_isr_and_clients_carry_on(
 
 def test_restarted_broker_rejoins(cluster: Cluster, topic_name: str) -> None:
     create_topic(cluster.bootstrap_servers, topic_name, 3)
-    parts = wait_for_leaders(cluster, topic_name, 3)
-    assert all(p.leader == p.replicas[0] for p in parts.values())  # preferred at creation
-    victim = parts[0].leader
-    cluster.kill(victim)
-    wait_for_new_leader(cluster, topic_name, 0, victim)
-    cluster.wait_for(
-        lambda: all(
-            victim not in cluster.metadata([], via=b).brokers for b in cluster.running_broker_ids
-        ),
-        10,
-        message=f"every live broker to drop broker {victim}",
-    )
-    cluster.start_broker(victim)  # waits until every broker lists it again
-    for broker_id in BROKERS:
-        assert victim in cluster.metadata([], via=broker_id).brokers
-    # It knows the partitions again, as the others do.
-    leaders = {i: p.leader for i, p in cluster.partitions(topic_name).items()}
-    assert {i: p.leader for i, p in cluster.partitions(topic_name, via=victim).items()} == leaders
+    victim = kill_preferred_leader(cluster, topic_name)
+    rejoin(cluster, topic_name, victim)
     # A client that knows only the returned broker finds every partition through it.
-    deliveries = Deliveries()
+    deliveries = Delivery()
     producer = Producer({"bootstrap.servers": cluster.address(victim), "acks": 1})
     for partition in range(3):
         producer.produce(topic_name, value=b"back", partition=partition, on_delivery=deliveries)
@@ -225,11 +172,7 @@ def test_restarted_broker_rejoins(cluster: Cluster, topic_name: str) -> None:
 
 def test_preferred_leaders_return_after_restart(cluster: Cluster, topic_name: str) -> None:
     create_topic(cluster.bootstrap_servers, topic_name, 3)
-    parts = wait_for_leaders(cluster, topic_name, 3)
-    assert all(p.leader == p.replicas[0] for p in parts.values())  # preferred at creation
-    victim = parts[0].leader
-    cluster.kill(victim)
-    wait_for_new_leader(cluster, topic_name, 0, victim)
+    victim = kill_preferred_leader(cluster, topic_name)
     cluster.start_broker(victim)
     wait_for_preferred_leaders(cluster, topic_name)
     assert cluster.leader_of(topic_name, 0) == victim
@@ -238,27 +181,11 @@ def test_preferred_leaders_return_after_restart(cluster: Cluster, topic_name: st
 def test_kill_controller_new_controller_epoch_up_later_failover_works(
     cluster: Cluster, topic_name: str
 ) -> None:
-    old = cluster.controller_id()
-    assert old in BROKERS
-    epoch = controller_epoch(cluster)
-    cluster.kill(old)
-    new = cluster.wait_for(
-        lambda: (c := cluster.controller_id()) in cluster.running_broker_ids and c,
-        FAILOVER_DEADLINE_S,
-        message="a new controller",
-    )
-    assert new != old
-    assert cluster.wait_for(lambda: controller_epoch(cluster) > epoch, 10)
-    with zk_client(cluster) as client:
-        assert zk_json(client, "/controller")["brokerid"] == new
-
+    new = kill_controller(cluster)
     # The new controller runs the cluster: it places a new topic, then moves a leader.
     create_topic(cluster.bootstrap_servers, topic_name, 4, replication_factor=2)
-    parts = wait_for_leaders(cluster, topic_name, 4)
-    partition, info = next((i, p) for i, p in parts.items() if p.leader != new)
-    cluster.kill(info.leader)
-    assert wait_for_new_leader(cluster, topic_name, partition, info.leader) == new
-    deliveries = Deliveries()
+    partition = fail_over_to_controller(cluster, topic_name, 4, new)
+    deliveries = Delivery()
     producer = Producer({"bootstrap.servers": cluster.bootstrap_servers, "acks": 1})
     producer.produce(topic_name, value=b"later", partition=partition, on_delivery=deliveries)
     assert producer.flush(TIMEOUT_S) == 0
@@ -298,18 +225,14 @@ def test_group_coordinator_leads_its_offsets_partition(cluster: Cluster, topic_n
             seen.append((cluster.coordinator_of(group, via=broker_id), description.coordinator.id))
         return seen
 
-    leader, seen = while_leader_holds(
-        cluster, "__consumer_offsets", offsets_partition(group), coordinators
-    )
-    assert leader in BROKERS
+    leader, seen = coordinator_views(cluster, group, coordinators)
     assert seen == [(leader, leader)] * len(BROKERS)
 
 
 def test_two_chroots_are_two_clusters(
     cluster: Cluster, kbroker_cluster: Callable[..., Cluster], topic_name: str
 ) -> None:
-    other = kbroker_cluster(brokers=2)
-    assert other.zookeeper_connect != cluster.zookeeper_connect
+    other = second_cluster(cluster, kbroker_cluster)
     create_topic(other.bootstrap_servers, topic_name, 2, replication_factor=2)
     wait_for_leaders(other, topic_name, 2)
     ours = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})

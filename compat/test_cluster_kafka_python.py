@@ -8,7 +8,7 @@ ElectLeaders API here (a manual preferred election) rather than the automatic re
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -17,40 +17,21 @@ from kafka.structs import OffsetAndMetadata
 from compat.clusterkit import (
     BROKERS,
     FAILOVER_DEADLINE_S,
-    controller_epoch,
-    module_cluster,
-    offsets_partition,
-    restore,
+    coordinator_views,
+    fail_over_to_controller,
+    kill_controller,
+    kill_preferred_leader,
+    rejoin,
+    second_cluster,
     wait_for_leaders,
     wait_for_new_leader,
     wait_for_preferred_leaders,
-    while_leader_holds,
-    zk_client,
-    zk_json,
 )
 from kbroker.cluster_runner import Cluster
-from kbroker.testing.zookeeper import ZooKeeperServer
 
 pytestmark = pytest.mark.compat
 
 TIMEOUT_S = 30.0
-
-
-@pytest.fixture(scope="module")
-def cluster(
-    zookeeper: ZooKeeperServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Cluster]:
-    """The module's 3-broker cluster."""
-    with module_cluster(zookeeper, tmp_path_factory.mktemp("cluster-kafka-python")) as c:
-        yield c
-
-
-@pytest.fixture(autouse=True)
-def _all_brokers_back(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Every scenario starts, and leaves the next one, with all three brokers running."""
-    yield
-    if "cluster" in request.fixturenames:
-        restore(request.getfixturevalue("cluster"))
 
 
 def admin(bootstrap: str) -> KafkaAdminClient:
@@ -176,24 +157,8 @@ def test_kill_leader_new_leader_from_isr_and_clients_carry_on(
 
 def test_restarted_broker_rejoins(cluster: Cluster, topic_name: str) -> None:
     create_topic(cluster.bootstrap_servers, topic_name, 3)
-    parts = wait_for_leaders(cluster, topic_name, 3)
-    assert all(p.leader == p.replicas[0] for p in parts.values())  # preferred at creation
-    victim = parts[0].leader
-    cluster.kill(victim)
-    wait_for_new_leader(cluster, topic_name, 0, victim)
-    cluster.wait_for(
-        lambda: all(
-            victim not in cluster.metadata([], via=b).brokers for b in cluster.running_broker_ids
-        ),
-        10,
-        message=f"every live broker to drop broker {victim}",
-    )
-    cluster.start_broker(victim)  # waits until every broker lists it again
-    for broker_id in BROKERS:
-        assert victim in cluster.metadata([], via=broker_id).brokers
-    # It knows the partitions again, as the others do.
-    leaders = {i: p.leader for i, p in cluster.partitions(topic_name).items()}
-    assert {i: p.leader for i, p in cluster.partitions(topic_name, via=victim).items()} == leaders
+    victim = kill_preferred_leader(cluster, topic_name)
+    rejoin(cluster, topic_name, victim)
     # A client that knows only the returned broker finds every partition through it.
     prod = producer(cluster.address(victim))
     try:
@@ -205,11 +170,7 @@ def test_restarted_broker_rejoins(cluster: Cluster, topic_name: str) -> None:
 
 def test_preferred_leaders_return_after_restart(cluster: Cluster, topic_name: str) -> None:
     create_topic(cluster.bootstrap_servers, topic_name, 3)
-    parts = wait_for_leaders(cluster, topic_name, 3)
-    assert all(p.leader == p.replicas[0] for p in parts.values())  # preferred at creation
-    victim = parts[0].leader
-    cluster.kill(victim)
-    wait_for_new_leader(cluster, topic_name, 0, victim)
+    victim = kill_preferred_leader(cluster, topic_name)
     cluster.start_broker(victim)
     client = admin(cluster.bootstrap_servers)
     try:
@@ -229,19 +190,7 @@ def test_preferred_leaders_return_after_restart(cluster: Cluster, topic_name: st
 def test_kill_controller_new_controller_epoch_up_later_failover_works(
     cluster: Cluster, topic_name: str
 ) -> None:
-    old = cluster.controller_id()
-    assert old in BROKERS
-    epoch = controller_epoch(cluster)
-    cluster.kill(old)
-    new = cluster.wait_for(
-        lambda: (c := cluster.controller_id()) in cluster.running_broker_ids and c,
-        FAILOVER_DEADLINE_S,
-        message="a new controller",
-    )
-    assert new != old
-    assert cluster.wait_for(lambda: controller_epoch(cluster) > epoch, 10)
-    with zk_client(cluster) as client:
-        assert zk_json(client, "/controller")["brokerid"] == new
+    new = kill_controller(cluster)
     client = admin(cluster.bootstrap_servers)
     try:
         assert client.describe_cluster()["controller_id"] == new
@@ -249,10 +198,7 @@ def test_kill_controller_new_controller_epoch_up_later_failover_works(
         client.close()
 
     create_topic(cluster.bootstrap_servers, topic_name, 4, replication_factor=2)
-    parts = wait_for_leaders(cluster, topic_name, 4)
-    partition, info = next((i, p) for i, p in parts.items() if p.leader != new)
-    cluster.kill(info.leader)
-    assert wait_for_new_leader(cluster, topic_name, partition, info.leader) == new
+    partition = fail_over_to_controller(cluster, topic_name, 4, new)
     prod = producer(cluster.bootstrap_servers)
     try:
         prod.send(topic_name, value=b"later", partition=partition).get(FAILOVER_DEADLINE_S)
@@ -281,10 +227,7 @@ def test_group_coordinator_leads_its_offsets_partition(cluster: Cluster, topic_n
         """FindCoordinator's answer asked via each broker."""
         return [cluster.coordinator_of(group, via=broker_id) for broker_id in BROKERS]
 
-    leader, seen = while_leader_holds(
-        cluster, "__consumer_offsets", offsets_partition(group), coordinators
-    )
-    assert leader in BROKERS
+    leader, seen = coordinator_views(cluster, group, coordinators)
     assert seen == [leader] * len(BROKERS)
     for broker_id in BROKERS:
         client = admin(cluster.address(broker_id))
@@ -298,8 +241,7 @@ def test_group_coordinator_leads_its_offsets_partition(cluster: Cluster, topic_n
 def test_two_chroots_are_two_clusters(
     cluster: Cluster, kbroker_cluster: Callable[..., Cluster], topic_name: str
 ) -> None:
-    other = kbroker_cluster(brokers=2)
-    assert other.zookeeper_connect != cluster.zookeeper_connect
+    other = second_cluster(cluster, kbroker_cluster)
     create_topic(other.bootstrap_servers, topic_name, 2, replication_factor=2)
     wait_for_leaders(other, topic_name, 2)
     ours, theirs = admin(cluster.bootstrap_servers), admin(other.bootstrap_servers)

@@ -9,44 +9,22 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from compat import results
 from compat.clusterkit import (
     BROKERS,
-    module_cluster,
-    restore,
     wait_for_leaders,
     wait_for_new_leader,
 )
-from compat.test_kafkajs import KAFKAJS_DIR, node  # noqa: F401 - the node fixture
+from compat.conftest import KAFKAJS_DIR
 from kbroker.cluster_runner import Cluster
-from kbroker.testing.zookeeper import ZooKeeperServer
 
 pytestmark = pytest.mark.compat
 
-results.CLIENTS.setdefault("test_kafkajs", ("kafkajs", "kafkajs"))
 
 DEADLINE_S = 90.0
-
-
-@pytest.fixture(scope="module")
-def cluster(
-    zookeeper: ZooKeeperServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Cluster]:
-    """The module's 3-broker cluster."""
-    with module_cluster(zookeeper, tmp_path_factory.mktemp("cluster-kafkajs")) as c:
-        yield c
-
-
-@pytest.fixture(autouse=True)
-def _all_brokers_back(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield
-    if "cluster" in request.fixturenames:
-        restore(request.getfixturevalue("cluster"))
 
 
 def run(node: str, name: str, bootstrap: str, topic: str, arg: str = "") -> Any:
@@ -66,7 +44,7 @@ def run(node: str, name: str, bootstrap: str, topic: str, arg: str = "") -> Any:
 
 
 def test_leaders_on_every_broker_and_any_bootstrap(
-    node: str,  # noqa: F811
+    node: str,
     cluster: Cluster,
     topic_name: str,
 ) -> None:
@@ -90,7 +68,7 @@ def test_leaders_on_every_broker_and_any_bootstrap(
 
 
 def test_kill_leader_produce_rides_out_the_failover(
-    node: str,  # noqa: F811
+    node: str,
     cluster: Cluster,
     topic_name: str,
 ) -> None:

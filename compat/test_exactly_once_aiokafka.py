@@ -11,9 +11,11 @@ import pytest
 
 from compat import txn_scenarios
 from compat.adapters.aiokafka import AiokafkaTxn
-from compat.txn_scenarios import broker  # noqa: F401 - the module's broker fixture
+from compat.txn_scenarios import SMALL_INTERNAL_TOPICS
 
 pytestmark = pytest.mark.compat
+
+BROKER_OVERRIDES = SMALL_INTERNAL_TOPICS  # a broker that starts fast
 
 
 @pytest.fixture(scope="module")

@@ -8,68 +8,60 @@ topics so it starts fast.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from confluent_kafka import Producer
 
 from compat import txn_scenarios
 from compat.adapters.confluent_kafka import ConfluentKafkaTxn, create_topic, read_all
-from compat.livebroker import LiveBroker, private_broker
-from compat.txn_scenarios import (
-    SMALL_INTERNAL_TOPICS,
-    LossyProxy,
-    SamePortBroker,
-    broker,  # noqa: F401 - the module's broker fixture
-    proxied_broker,  # noqa: F401 - a fixture shared with the other clients' modules
-)
+from compat.livebroker import LiveBroker
+from compat.txn_scenarios import SMALL_INTERNAL_TOPICS, LossyProxy
 
 pytestmark = pytest.mark.compat
+
+BROKER_OVERRIDES = SMALL_INTERNAL_TOPICS  # a broker that starts fast
 
 DEADLINE_S = 20.0
 
 
-def test_idempotent_producer_survives_kill_9(tmp_path: Path, topic_name: str) -> None:
-    with private_broker(
-        tmp_path / "data", overrides=SMALL_INTERNAL_TOPICS, kind=SamePortBroker
-    ) as live:
-        create_topic(live, topic_name)
-        p = Producer(
-            {
-                "bootstrap.servers": live.bootstrap_servers,
-                "enable.idempotence": True,
-                "linger.ms": 5,
-                "message.timeout.ms": 30000,
-                "reconnect.backoff.max.ms": 200,
-            }
-        )
-        errors: list[object] = []
-        delivered = [0]
+def test_idempotent_producer_survives_kill_9(same_port_broker: LiveBroker, topic_name: str) -> None:
+    live = same_port_broker
+    create_topic(live, topic_name)
+    p = Producer(
+        {
+            "bootstrap.servers": live.bootstrap_servers,
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "message.timeout.ms": 30000,
+            "reconnect.backoff.max.ms": 200,
+        }
+    )
+    errors: list[object] = []
+    delivered = [0]
 
-        def on_delivery(err: object, _msg: object) -> None:
-            if err is not None:
-                errors.append(err)
-            else:
-                delivered[0] += 1
+    def on_delivery(err: object, _msg: object) -> None:
+        if err is not None:
+            errors.append(err)
+        else:
+            delivered[0] += 1
 
-        total = 20000
-        killed = False
-        for i in range(total):
-            p.produce(topic_name, value=b"%06d" % i, on_delivery=on_delivery)
-            p.poll(0)
-            while len(p) > 500 and not killed:  # keep a few requests' worth in flight
-                p.poll(0.002)
-            if not killed and delivered[0] >= total // 4:
-                # kill -9 while produce requests are in flight (some written, not answered).
-                live.kill()
-                live.start()  # same port: the producer reconnects and retries
-                killed = True
-        assert killed
-        assert p.flush(DEADLINE_S * 2) == 0
-        assert errors == []
-        values = read_all(live, topic_name, "read_uncommitted")
-        assert sorted(values) == [b"%06d" % i for i in range(total)]  # each exactly once
-        assert values == sorted(values)  # and in order
+    total = 20000
+    killed = False
+    for i in range(total):
+        p.produce(topic_name, value=b"%06d" % i, on_delivery=on_delivery)
+        p.poll(0)
+        while len(p) > 500 and not killed:  # keep a few requests' worth in flight
+            p.poll(0.002)
+        if not killed and delivered[0] >= total // 4:
+            # kill -9 while produce requests are in flight (some written, not answered).
+            live.kill()
+            live.start()  # same port: the producer reconnects and retries
+            killed = True
+    assert killed
+    assert p.flush(DEADLINE_S * 2) == 0
+    assert errors == []
+    values = read_all(live, topic_name, "read_uncommitted")
+    assert sorted(values) == [b"%06d" % i for i in range(total)]  # each exactly once
+    assert values == sorted(values)  # and in order
 
 
 def test_idempotent_retries_of_lost_responses_are_not_written_twice(

@@ -6,55 +6,47 @@ here through compat/adapters/kafka_python.py; the rest are bounded the same way.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from kafka import KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
 from compat import txn_scenarios
 from compat.adapters.kafka_python import KafkaPythonTxn, create_topic, read_all
-from compat.livebroker import LiveBroker, private_broker
-from compat.txn_scenarios import (
-    SMALL_INTERNAL_TOPICS,
-    LossyProxy,
-    SamePortBroker,
-    broker,  # noqa: F401 - the module's broker fixture
-    proxied_broker,  # noqa: F401 - a fixture shared with the other clients' modules
-)
+from compat.livebroker import LiveBroker
+from compat.txn_scenarios import SMALL_INTERNAL_TOPICS, LossyProxy
 
 pytestmark = pytest.mark.compat
+
+BROKER_OVERRIDES = SMALL_INTERNAL_TOPICS  # a broker that starts fast
 
 DEADLINE_S = 20.0
 
 
-def test_idempotent_producer_survives_kill_9(tmp_path: Path, topic_name: str) -> None:
-    with private_broker(
-        tmp_path / "data", overrides=SMALL_INTERNAL_TOPICS, kind=SamePortBroker
-    ) as live:
-        create_topic(live, topic_name)
-        # kafka-python 3.x: idempotence is on by default.
-        p = KafkaProducer(
-            bootstrap_servers=live.bootstrap_servers,
-            linger_ms=5,
-            retries=2**31 - 1,
-            delivery_timeout_ms=60000,
-            reconnect_backoff_max_ms=200,
-        )
-        total = 2000
-        futures = []
-        for i in range(total):
-            futures.append(p.send(topic_name, value=b"%06d" % i))
-            if i == total // 2:
-                live.kill()  # kill -9 mid-stream, unacknowledged batches in flight
-                live.start()  # same port: the producer reconnects and retries
-        p.flush(timeout=DEADLINE_S * 2)
-        for f in futures:
-            f.get(timeout=1)  # every send succeeded
-        p.close()
-        values = read_all(live, topic_name, "read_uncommitted")
-        assert sorted(values) == [b"%06d" % i for i in range(total)]  # each exactly once
-        assert values == sorted(values)  # and in order
+def test_idempotent_producer_survives_kill_9(same_port_broker: LiveBroker, topic_name: str) -> None:
+    live = same_port_broker
+    create_topic(live, topic_name)
+    # kafka-python 3.x: idempotence is on by default.
+    p = KafkaProducer(
+        bootstrap_servers=live.bootstrap_servers,
+        linger_ms=5,
+        retries=2**31 - 1,
+        delivery_timeout_ms=60000,
+        reconnect_backoff_max_ms=200,
+    )
+    total = 2000
+    futures = []
+    for i in range(total):
+        futures.append(p.send(topic_name, value=b"%06d" % i))
+        if i == total // 2:
+            live.kill()  # kill -9 mid-stream, unacknowledged batches in flight
+            live.start()  # same port: the producer reconnects and retries
+    p.flush(timeout=DEADLINE_S * 2)
+    for f in futures:
+        f.get(timeout=1)  # every send succeeded
+    p.close()
+    values = read_all(live, topic_name, "read_uncommitted")
+    assert sorted(values) == [b"%06d" % i for i in range(total)]  # each exactly once
+    assert values == sorted(values)  # and in order
 
 
 def test_transaction_tooling_lists_describes_and_aborts(
@@ -91,7 +83,7 @@ def test_transaction_tooling_lists_describes_and_aborts(
 
 def test_idempotent_retries_of_lost_responses_are_not_written_twice(
     proxied_broker: tuple[LiveBroker, LossyProxy], topic_name: str
-) -> None:  # noqa: F811
+) -> None:
     live, proxy = proxied_broker
     create_topic(live, topic_name)
     p = KafkaProducer(

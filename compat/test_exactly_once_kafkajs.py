@@ -11,9 +11,12 @@ import pytest
 
 from compat import txn_scenarios
 from compat.adapters.kafkajs import KafkajsClient, KafkajsTxn
-from compat.test_kafkajs import broker, client, node  # noqa: F401 - fixtures of that module
+from compat.livebroker import GROUP_BROKER_OVERRIDES
+from compat.test_kafkajs import client  # noqa: F401 - the module's kafkajs driver fixture
 
 pytestmark = pytest.mark.compat
+
+BROKER_OVERRIDES = GROUP_BROKER_OVERRIDES  # kafkajs always consumes through groups
 
 
 @pytest.fixture(scope="module")

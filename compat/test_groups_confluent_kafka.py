@@ -20,6 +20,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 
+from compat import group_scenarios
 from compat.adapters.confluent_kafka import (
     CkMember,
     ConfluentGroups,
@@ -28,14 +29,7 @@ from compat.adapters.confluent_kafka import (
     produce_per_partition,
 )
 from compat.adapters.kafka_python import GroupMember
-from compat.group_scenarios import (
-    DEADLINE_S,
-    consume_all_and_commit,
-    join_split_and_leave,
-    kill_keeps_committed_offsets,
-    resumes_at_commits_7_and_3,
-    wait_until,
-)
+from compat.group_scenarios import DEADLINE_S, wait_split, wait_until
 from compat.livebroker import (
     GROUP_BROKER_OVERRIDES,
     LiveBroker,
@@ -50,7 +44,7 @@ CLIENT = ConfluentGroups()
 
 def test_group_subscribe_and_consume(group_broker: LiveBroker, topic_name: str) -> None:
     """A subscribed group consumer gets every partition, reads everything, commits."""
-    consume_all_and_commit(CLIENT, group_broker, topic_name, f"g-{topic_name}")
+    group_scenarios.consume_all_and_commit(CLIENT, group_broker, topic_name, f"g-{topic_name}")
     admin = AdminClient({"bootstrap.servers": group_broker.bootstrap_servers})
     described = admin.describe_consumer_groups([f"g-{topic_name}"])[f"g-{topic_name}"].result(
         timeout=DEADLINE_S
@@ -64,7 +58,7 @@ def test_group_rebalance_on_join_and_leave(group_broker: LiveBroker, topic_name:
     """A second member gets half the partitions; when it leaves the first gets them back."""
     create_topic(group_broker, topic_name, 4)
     group = f"g-{topic_name}"
-    join_split_and_leave(
+    group_scenarios.join_split_and_leave(
         lambda: CkMember(group_broker, topic_name, group, partition_assignment_strategy="range")
     )
 
@@ -80,7 +74,7 @@ def test_group_cooperative_sticky_rebalance(group_broker: LiveBroker, topic_name
         # Incremental: a gave up exactly the two partitions b now owns, nothing else.
         assert [r for r in a.revoked if r] == [set(b.assignment)]
 
-    join_split_and_leave(
+    group_scenarios.join_split_and_leave(
         lambda: CkMember(group_broker, topic_name, group, **coop), on_split=incremental
     )
 
@@ -112,7 +106,7 @@ def test_group_commit_and_fetch_offsets(group_broker: LiveBroker, topic_name: st
         assert got[0].metadata == "seven"
     finally:
         cons.close()
-    resumes_at_commits_7_and_3(CLIENT, group_broker, topic_name, group)
+    group_scenarios.resumes_at_commits_7_and_3(CLIENT, group_broker, topic_name, group)
 
 
 def test_group_static_member_rejoin(group_broker: LiveBroker, topic_name: str) -> None:
@@ -128,39 +122,14 @@ def test_group_static_member_rejoin(group_broker: LiveBroker, topic_name: str) -
         member.start()
         return member
 
-    members = {name: start(name) for name in ("a", "b")}
-    try:
-        wait_until(
-            lambda: (
-                sorted(len(m.assignment) for m in members.values()) == [1, 1]
-                and members["a"].assignment | members["b"].assignment == {0, 1}
-            ),
-            "one partition each",
-        )
-        for restarting, other in (("b", "a"), ("a", "b")):
-            wait_until(
-                lambda o=other: len(members[o].assigned) >= 1, f"{other}'s assignment callback ran"
-            )
-            before = (len(members[other].revoked), len(members[other].assigned))
-            partitions = members[restarting].assignment
-            members[restarting].close()  # a static member does not send LeaveGroup
-            members[restarting] = start(restarting)
-            wait_until(
-                lambda r=restarting, p=partitions: members[r].assignment == p,
-                f"restarted {restarting} owns its partition again",
-            )
-            assert (len(members[other].revoked), len(members[other].assigned)) == before
-    finally:
-        for m in members.values():
-            if m.is_alive():
-                m.close()
+    group_scenarios.static_members_rejoin(start, lambda m: (len(m.revoked), len(m.assigned)))
 
 
 def test_group_kill_keeps_committed_offsets(
     fresh_group_broker: LiveBroker, topic_name: str
 ) -> None:
     """Offsets acknowledged before kill -9 are there after the restart."""
-    kill_keeps_committed_offsets(CLIENT, fresh_group_broker, topic_name)
+    group_scenarios.kill_keeps_committed_offsets(CLIENT, fresh_group_broker, topic_name)
 
 
 def test_group_mixed_clients(group_broker: LiveBroker, topic_name: str) -> None:
@@ -175,14 +144,7 @@ def test_group_mixed_clients(group_broker: LiveBroker, topic_name: str) -> None:
     ck.start()
     kp.start()
     try:
-        wait_until(
-            lambda: (
-                len(ck.assignment) == 2
-                and len(kp.assignment) == 2
-                and ck.assignment | kp.assignment == {0, 1, 2, 3}
-            ),
-            "partitions split 2/2 between the two clients",
-        )
+        wait_split(ck, kp, "between the two clients")
         # Together they read every record once the assignment settled.
         wait_until(lambda: len(set(ck.values) | set(kp.values)) == 20, "all 20 records read")
     finally:
@@ -214,6 +176,23 @@ def fresh_kip848_broker(tmp_path: Path) -> Iterator[LiveBroker]:
         yield live
 
 
+def consumer_protocol_member(broker: LiveBroker, topic: str, group: str) -> CkMember:
+    """A KIP-848 (`group.protocol=consumer`) member of ``group``, alone on a 4-partition
+    topic of 5 records each: started, given every partition, all read and committed."""
+    create_topic(broker, topic, 4)
+    produce_per_partition(broker, topic, 4, 5)
+    member = CkMember(broker, topic, group, **{"group.protocol": "consumer"})
+    member.start()
+    try:
+        wait_until(lambda: member.assignment == {0, 1, 2, 3}, "the member owns all 4 partitions")
+        wait_until(lambda: len(member.values) == 20, "the member read all 20 records")
+        member.commit()
+    except BaseException:
+        member.close()
+        raise
+    return member
+
+
 def test_group_consumer_protocol(kip848_broker: LiveBroker, topic_name: str) -> None:
     """KIP-848 (`group.protocol=consumer`): the broker assigns; a second member gets half
     the partitions, everything is read once, commits land, and the survivor takes the
@@ -222,38 +201,26 @@ def test_group_consumer_protocol(kip848_broker: LiveBroker, topic_name: str) -> 
     create_topic(broker, topic_name, 4)
     produce_per_partition(broker, topic_name, 4, 5)
     group = f"g-{topic_name}"
-    a = CkMember(broker, topic_name, group, **{"group.protocol": "consumer"})
-    a.start()
-    b: CkMember | None = None
-    try:
-        wait_until(lambda: a.assignment == {0, 1, 2, 3}, "first member owns all 4 partitions")
+
+    def alone(a: CkMember) -> None:
         wait_until(lambda: len(a.values) == 20, "first member read all 20 records")
         a.commit()
         admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
         described = admin.describe_consumer_groups([group])[group].result(timeout=DEADLINE_S)
         assert described.type == ConsumerGroupType.CONSUMER  # not a classic group
         assert described.state == ConsumerGroupState.STABLE and len(described.members) == 1
-        b = CkMember(broker, topic_name, group, **{"group.protocol": "consumer"})
-        b.start()
-        wait_until(
-            lambda: (
-                len(a.assignment) == 2
-                and len(b.assignment) == 2
-                and a.assignment | b.assignment == {0, 1, 2, 3}
-            ),
-            "partitions split 2/2 between the members by the broker",
-        )
+
+    def split(a: CkMember, b: CkMember) -> None:
         # b starts from the committed offsets: nothing is read twice.
         produce_per_partition(broker, topic_name, 4, 1, prefix="new-")
         wait_until(lambda: len(a.values) + len(b.values) == 24, "the 4 new records read once")
         assert sorted(a.values[20:] + b.values) == sorted(f"new-p{p}-0".encode() for p in range(4))
-        b.close()
-        b = None
-        wait_until(lambda: a.assignment == {0, 1, 2, 3}, "first member owns all 4 again")
-    finally:
-        if b is not None:
-            b.close()
-        a.close()
+
+    group_scenarios.join_split_and_leave(
+        lambda: CkMember(broker, topic_name, group, **{"group.protocol": "consumer"}),
+        on_alone=alone,
+        on_split=split,
+    )
     assert group_committed(broker, group, topic_name, 4) == {p: 5 for p in range(4)}
 
 
@@ -264,15 +231,9 @@ def test_group_consumer_protocol_survives_kill(
     is described as a consumer-protocol group with its member, and a new consumer of
     the group resumes from the offsets committed before the kill."""
     broker = fresh_kip848_broker
-    create_topic(broker, topic_name, 4)
-    produce_per_partition(broker, topic_name, 4, 5)
     group = f"g-{topic_name}"
-    a = CkMember(broker, topic_name, group, **{"group.protocol": "consumer"})
-    a.start()
+    a = consumer_protocol_member(broker, topic_name, group)
     try:
-        wait_until(lambda: a.assignment == {0, 1, 2, 3}, "the member owns all 4 partitions")
-        wait_until(lambda: len(a.values) == 20, "the member read all 20 records")
-        a.commit()
         admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
         before = admin.describe_consumer_groups([group])[group].result(timeout=DEADLINE_S)
         member_ids = [m.member_id for m in before.members]

@@ -12,19 +12,14 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.structs import OffsetAndMetadata
 
+from compat import group_scenarios
 from compat.adapters.kafka_python import (
     GroupMember,
     KafkaPythonGroups,
     create_topic,
     produce_per_partition,
 )
-from compat.group_scenarios import (
-    consume_all_and_commit,
-    join_split_and_leave,
-    kill_keeps_committed_offsets,
-    resumes_at_commits_7_and_3,
-    wait_until,
-)
+from compat.group_scenarios import wait_until
 from compat.livebroker import LiveBroker
 
 pytestmark = pytest.mark.compat
@@ -34,7 +29,7 @@ CLIENT = KafkaPythonGroups()
 
 def test_group_subscribe_and_consume(group_broker: LiveBroker, topic_name: str) -> None:
     """A subscribed group consumer gets every partition, reads everything, commits."""
-    consume_all_and_commit(CLIENT, group_broker, topic_name, f"g-{topic_name}")
+    group_scenarios.consume_all_and_commit(CLIENT, group_broker, topic_name, f"g-{topic_name}")
     admin = KafkaAdminClient(bootstrap_servers=group_broker.bootstrap_servers)
     try:
         described = admin.describe_groups([f"g-{topic_name}"])[f"g-{topic_name}"]
@@ -50,7 +45,7 @@ def test_group_rebalance_on_join_and_leave(group_broker: LiveBroker, topic_name:
     """A second member gets half the partitions; when it leaves the first gets them back."""
     create_topic(group_broker, topic_name, 4)
     group = f"g-{topic_name}"
-    join_split_and_leave(lambda: GroupMember(group_broker, topic_name, group))
+    group_scenarios.join_split_and_leave(lambda: GroupMember(group_broker, topic_name, group))
 
 
 def test_group_commit_and_fetch_offsets(group_broker: LiveBroker, topic_name: str) -> None:
@@ -72,7 +67,7 @@ def test_group_commit_and_fetch_offsets(group_broker: LiveBroker, topic_name: st
         assert meta.metadata == "seven"
     finally:
         cons.close()
-    resumes_at_commits_7_and_3(CLIENT, group_broker, topic_name, group)
+    group_scenarios.resumes_at_commits_7_and_3(CLIENT, group_broker, topic_name, group)
 
 
 def test_group_static_member_rejoin(group_broker: LiveBroker, topic_name: str) -> None:
@@ -85,41 +80,15 @@ def test_group_static_member_rejoin(group_broker: LiveBroker, topic_name: str) -
         "session_timeout_ms": 20000,
         "partition_assignment_strategy": [RangePartitionAssignor],
     }
-    members = {
-        name: GroupMember(group_broker, topic_name, group, group_instance_id=name, **static)
-        for name in ("a", "b")
-    }
-    for m in members.values():
-        m.start()
-    try:
-        wait_until(
-            lambda: (
-                sorted(len(m.assignment) for m in members.values()) == [1, 1]
-                and members["a"].assignment | members["b"].assignment == {0, 1}
-            ),
-            "one partition each",
-        )
-        for restarting, other in (("b", "a"), ("a", "b")):
-            wait_until(
-                lambda o=other: members[o].listener.assigned >= 1,
-                f"{other}'s assignment callback ran",
-            )
-            before = (members[other].listener.revoked, members[other].listener.assigned)
-            partitions = members[restarting].assignment
-            members[restarting].close()  # a static member does not send LeaveGroup
-            members[restarting] = GroupMember(
-                group_broker, topic_name, group, group_instance_id=restarting, **static
-            )
-            members[restarting].start()
-            wait_until(
-                lambda r=restarting, p=partitions: members[r].assignment == p,
-                f"restarted {restarting} owns its partition again",
-            )
-            assert (members[other].listener.revoked, members[other].listener.assigned) == before
-    finally:
-        for m in members.values():
-            if m.is_alive():
-                m.close()
+
+    def start(name: str) -> GroupMember:
+        member = GroupMember(group_broker, topic_name, group, group_instance_id=name, **static)
+        member.start()
+        return member
+
+    group_scenarios.static_members_rejoin(
+        start, lambda m: (m.listener.revoked, m.listener.assigned)
+    )
 
 
 def test_group_silent_member_expires(group_broker: LiveBroker, topic_name: str) -> None:
@@ -146,4 +115,4 @@ def test_group_kill_keeps_committed_offsets(
     fresh_group_broker: LiveBroker, topic_name: str
 ) -> None:
     """Offsets acknowledged before kill -9 are there after the restart."""
-    kill_keeps_committed_offsets(CLIENT, fresh_group_broker, topic_name)
+    group_scenarios.kill_keeps_committed_offsets(CLIENT, fresh_group_broker, topic_name)

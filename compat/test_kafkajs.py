@@ -13,54 +13,22 @@ scenarios read with a fresh group from the beginning.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from compat import group_scenarios, record_scenarios, results
+from compat import group_scenarios, record_scenarios
 from compat.adapters.kafkajs import KafkajsClient, KafkajsGroups
-from compat.conftest import DEFAULT_CONFIG, DYNAMIC_TOPIC_CONFIG
-from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker, shared_broker
+from compat.conftest import DEFAULT_CONFIG, DYNAMIC_TOPIC_CONFIG, KAFKAJS_DIR
+from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker
 
 pytestmark = pytest.mark.compat
 
-results.CLIENTS.setdefault("test_kafkajs", ("kafkajs", "kafkajs"))
-
-KAFKAJS_DIR = Path(__file__).resolve().parent / "kafkajs"
+# kafkajs always consumes through groups: a short initial rebalance delay.
+BROKER_OVERRIDES = GROUP_BROKER_OVERRIDES
 DEADLINE_S = 60.0
-NPM_CI_TIMEOUT_S = 300.0
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
-    """This module's live kbroker (short initial rebalance delay: kafkajs always uses groups)."""
-    with shared_broker(
-        tmp_path_factory.mktemp("kbroker-kafkajs"), overrides=GROUP_BROKER_OVERRIDES
-    ) as live:
-        yield live
-
-
-@pytest.fixture(scope="module")
-def node() -> str:
-    """The node binary, with kafkajs installed from the lock file (npm ci) if needed."""
-    node_bin = shutil.which("node")
-    assert node_bin, "node is not installed (Debian: apt-get install nodejs npm); compat needs it"
-    if not (KAFKAJS_DIR / "node_modules" / "kafkajs" / "package.json").exists():
-        npm = shutil.which("npm")
-        assert npm, "npm is not installed (Debian: apt-get install npm); compat needs it"
-        proc = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"],
-            cwd=KAFKAJS_DIR,
-            capture_output=True,
-            text=True,
-            timeout=NPM_CI_TIMEOUT_S,
-        )
-        assert proc.returncode == 0, f"npm ci failed:\n{proc.stdout}\n{proc.stderr}"
-    return node_bin
 
 
 @pytest.fixture(scope="module")

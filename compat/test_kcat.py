@@ -8,41 +8,20 @@ missing kcat is a failure, never a skip: `apt-get install kcat` (.ci/run does it
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 import zlib
-from collections.abc import Iterator
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from compat import results
-from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker, shared_broker
+from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker
 
 pytestmark = pytest.mark.compat
 
-results.CLIENTS.setdefault("test_kcat", ("kcat", "kcat"))
-
+BROKER_OVERRIDES = GROUP_BROKER_OVERRIDES  # a short initial rebalance delay for the group test
 DEADLINE_S = 30.0
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
-    """This module's live kbroker (short initial rebalance delay for the group scenario)."""
-    with shared_broker(
-        tmp_path_factory.mktemp("kbroker-kcat"), overrides=GROUP_BROKER_OVERRIDES
-    ) as live:
-        yield live
-
-
-@pytest.fixture(scope="module")
-def kcat_bin() -> str:
-    """Path of the kcat binary; its absence fails the test."""
-    path = shutil.which("kcat") or shutil.which("kafkacat")
-    assert path, "kcat is not installed (Debian: apt-get install kcat); compat needs it"
-    return path
 
 
 def kcat(
@@ -57,6 +36,14 @@ def kcat(
     )
     assert proc.returncode == 0, f"kcat {' '.join(args)} failed: {proc.stderr.decode()}"
     return proc
+
+
+def produce(
+    kcat_bin: str, broker: LiveBroker, topic: str, partition: int, lines: list[str], *args: str
+) -> None:
+    """`kcat -P` into one partition, a record per line (``args`` add producer options)."""
+    stdin = "".join(line + "\n" for line in lines).encode()
+    kcat(kcat_bin, broker, "-P", "-t", topic, "-p", str(partition), *args, stdin=stdin)
 
 
 def create_topic(broker: LiveBroker, name: str, partitions: int) -> None:
@@ -111,38 +98,14 @@ def test_produce_keyed(kcat_bin: str, broker: LiveBroker, topic_name: str, acks:
 def test_compression(kcat_bin: str, broker: LiveBroker, topic_name: str, codec: str) -> None:
     """`kcat -P -z CODEC` batches are stored and read back intact."""
     values = [f"{codec}-{i}-" * 20 for i in range(50)]
-    kcat(
-        kcat_bin,
-        broker,
-        "-P",
-        "-t",
-        topic_name,
-        "-p",
-        "0",
-        "-z",
-        codec,
-        stdin="".join(v + "\n" for v in values).encode(),
-    )
+    produce(kcat_bin, broker, topic_name, 0, values, "-z", codec)
     assert [r["payload"] for r in consume_json(kcat_bin, broker, topic_name)] == values
 
 
 def test_headers_and_create_time(kcat_bin: str, broker: LiveBroker, topic_name: str) -> None:
     """`-H` headers come back; the timestamp is the producer's CreateTime."""
     before = int(time.time() * 1000)
-    kcat(
-        kcat_bin,
-        broker,
-        "-P",
-        "-t",
-        topic_name,
-        "-p",
-        "0",
-        "-H",
-        "h1=one",
-        "-H",
-        "h2=two",
-        stdin=b"with-headers\n",
-    )
+    produce(kcat_bin, broker, topic_name, 0, ["with-headers"], "-H", "h1=one", "-H", "h2=two")
     [record] = consume_json(kcat_bin, broker, topic_name)
     assert record["payload"] == "with-headers"
     assert record["headers"] == ["h1", "one", "h2", "two"]
@@ -152,16 +115,7 @@ def test_headers_and_create_time(kcat_bin: str, broker: LiveBroker, topic_name: 
 def test_consume_from_beginning(kcat_bin: str, broker: LiveBroker, topic_name: str) -> None:
     """`-o beginning -e` prints every record from offset 0, then exits."""
     values = [f"m{i}" for i in range(10)]
-    kcat(
-        kcat_bin,
-        broker,
-        "-P",
-        "-t",
-        topic_name,
-        "-p",
-        "0",
-        stdin="".join(v + "\n" for v in values).encode(),
-    )
+    produce(kcat_bin, broker, topic_name, 0, values)
     proc = kcat(kcat_bin, broker, "-C", "-t", topic_name, "-o", "beginning", "-e", "-f", "%o %s\n")
     assert proc.stdout.decode().splitlines() == [f"{i} {v}" for i, v in enumerate(values)]
     # A relative offset from the end (-o -3) is resolved through ListOffsets.
@@ -171,7 +125,7 @@ def test_consume_from_beginning(kcat_bin: str, broker: LiveBroker, topic_name: s
 
 def test_consume_from_end(kcat_bin: str, broker: LiveBroker, topic_name: str) -> None:
     """`-o end` skips what is there and prints only what is produced afterwards."""
-    kcat(kcat_bin, broker, "-P", "-t", topic_name, "-p", "0", stdin=b"old-1\nold-2\nold-3\n")
+    produce(kcat_bin, broker, topic_name, 0, ["old-1", "old-2", "old-3"])
     proc = subprocess.Popen(
         [
             kcat_bin,
@@ -198,7 +152,7 @@ def test_consume_from_end(kcat_bin: str, broker: LiveBroker, topic_name: str) ->
         # kcat reports partition EOF on stderr once OFFSET_END is resolved and fetched.
         line = proc.stderr.readline().decode()
         assert "Reached end of topic" in line and "at offset 3" in line, line
-        kcat(kcat_bin, broker, "-P", "-t", topic_name, "-p", "0", stdin=b"new-1\nnew-2\n")
+        produce(kcat_bin, broker, topic_name, 0, ["new-1", "new-2"])
         out, _ = proc.communicate(timeout=DEADLINE_S)
     finally:
         if proc.poll() is None:
@@ -212,16 +166,7 @@ def test_group_subscribe_and_consume(kcat_bin: str, broker: LiveBroker, topic_na
     group = f"g-{topic_name}"
     create_topic(broker, topic_name, 3)
     for p in range(3):
-        kcat(
-            kcat_bin,
-            broker,
-            "-P",
-            "-t",
-            topic_name,
-            "-p",
-            str(p),
-            stdin="".join(f"p{p}-{i}\n" for i in range(10)).encode(),
-        )
+        produce(kcat_bin, broker, topic_name, p, [f"p{p}-{i}" for i in range(10)])
     proc = kcat(
         kcat_bin,
         broker,
@@ -249,15 +194,15 @@ def test_group_subscribe_and_consume(kcat_bin: str, broker: LiveBroker, topic_na
         consumer.close()
     assert {tp.partition: tp.offset for tp in found} == {0: 10, 1: 10, 2: 10}
     # A second run of the same group resumes after the commits: nothing is left to read.
-    kcat(kcat_bin, broker, "-P", "-t", topic_name, "-p", "1", stdin=b"late\n")
+    produce(kcat_bin, broker, topic_name, 1, ["late"])
     proc = kcat(kcat_bin, broker, "-G", group, "-c", "1", "-f", "%p %o %s\n", topic_name)
     assert proc.stdout.decode().split() == ["1", "10", "late"]
 
 
 def test_consume_from_timestamp(kcat_bin: str, broker: LiveBroker, topic_name: str) -> None:
     """`-o s@TS` (and `-Q`) resolve a timestamp through ListOffsets to the first record at or after it."""
-    kcat(kcat_bin, broker, "-P", "-t", topic_name, "-p", "0", stdin=b"early-0\nearly-1\nearly-2\n")
-    kcat(kcat_bin, broker, "-P", "-t", topic_name, "-p", "0", stdin=b"late-3\nlate-4\n")
+    produce(kcat_bin, broker, topic_name, 0, ["early-0", "early-1", "early-2"])
+    produce(kcat_bin, broker, topic_name, 0, ["late-3", "late-4"])
     # The split point is the first late record's own timestamp (kcat stamps records when
     # it sends them), read back rather than taken from the wall clock between the runs.
     stamps = kcat(kcat_bin, broker, "-C", "-t", topic_name, "-e", "-f", "%T\n").stdout.split()
@@ -274,7 +219,7 @@ def test_consume_from_timestamp(kcat_bin: str, broker: LiveBroker, topic_name: s
 
 def test_offset_out_of_range_resets(kcat_bin: str, broker: LiveBroker, topic_name: str) -> None:
     """A start past the end gets OFFSET_OUT_OF_RANGE; auto.offset.reset=earliest recovers."""
-    kcat(kcat_bin, broker, "-P", "-t", topic_name, "-p", "0", stdin=b"r0\nr1\nr2\n")
+    produce(kcat_bin, broker, topic_name, 0, ["r0", "r1", "r2"])
     proc = kcat(
         kcat_bin,
         broker,

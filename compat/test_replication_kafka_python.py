@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +17,6 @@ from kafka.errors import KafkaError
 
 from compat import replication_scenarios as scenarios
 from compat.checker import History
-from kbroker.cluster_runner import Cluster
 
 pytestmark = pytest.mark.compat
 
@@ -88,21 +86,25 @@ class KafkaPythonClient:
         finally:
             admin.close()
 
-    def _consumer(self, bootstrap: str) -> KafkaConsumer:
-        return KafkaConsumer(
+    def _from_start(
+        self, bootstrap: str, topic: str, partitions: int
+    ) -> tuple[KafkaConsumer, list[TopicPartition]]:
+        """A consumer assigned every partition of ``topic``, at its start."""
+        consumer = KafkaConsumer(
             bootstrap_servers=bootstrap.split(","),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        return consumer, tps
 
     def read_all(
         self, bootstrap: str, topic: str, partitions: int, history: History, reader: str
     ) -> None:
-        consumer = self._consumer(bootstrap)
+        consumer, tps = self._from_start(bootstrap, topic, partitions)
         try:
-            tps = [TopicPartition(topic, p) for p in range(partitions)]
-            consumer.assign(tps)
-            consumer.seek_to_beginning(*tps)
             ends = consumer.end_offsets(tps)
             deadline = time.monotonic() + scenarios.SETTLE_S
             while (
@@ -118,11 +120,8 @@ class KafkaPythonClient:
     def live_reader(
         self, bootstrap: str, topic: str, partitions: int, history: History, stop: threading.Event
     ) -> None:
-        consumer = self._consumer(bootstrap)
+        consumer, _ = self._from_start(bootstrap, topic, partitions)
         try:
-            tps = [TopicPartition(topic, p) for p in range(partitions)]
-            consumer.assign(tps)
-            consumer.seek_to_beginning(*tps)
             while not stop.is_set():
                 try:
                     polled = consumer.poll(timeout_ms=200)
@@ -187,56 +186,7 @@ class KafkaPythonClient:
             consumer.close()
 
 
-CLIENT = KafkaPythonClient()
+class TestReplicationScenarios(scenarios.ReplicationScenarios):
+    """Issue 15's scenarios, through this module's adapter."""
 
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """Three brokers, RF 3, min.insync.replicas 2, shared by the module's scenarios.
-
-    Their data dirs and logs go under pytest's temporary directory: a scenario's failure
-    does not reach this block, and a temporary dir of the Cluster's own would be removed
-    with the evidence."""
-    data_dir = tmp_path_factory.mktemp("cluster")
-    with Cluster(3, config=scenarios.CLUSTER_CONFIG, data_dir=data_dir) as running:
-        yield running
-
-
-def _run(
-    scenario: Callable[..., dict[str, Any]],
-    cluster: Cluster,
-    topic_name: str,
-    record_property: Callable[[str, object], None],
-) -> None:
-    figures = scenario(CLIENT, cluster, topic_name)
-    record_property("figures", figures)
-
-
-def test_leader_killed_repeatedly_loses_nothing(
-    cluster: Cluster, topic_name: str, record_property: Callable[[str, object], None]
-) -> None:
-    _run(scenarios.leader_kills, cluster, topic_name, record_property)
-
-
-def test_two_of_three_down_refuses_then_recovers(
-    cluster: Cluster, topic_name: str, record_property: Callable[[str, object], None]
-) -> None:
-    _run(scenarios.two_of_three_down, cluster, topic_name, record_property)
-
-
-def test_paused_follower_leaves_and_rejoins_the_isr(
-    cluster: Cluster, topic_name: str, record_property: Callable[[str, object], None]
-) -> None:
-    _run(scenarios.paused_follower, cluster, topic_name, record_property)
-
-
-def test_old_leader_truncates_its_divergent_tail(
-    cluster: Cluster, topic_name: str, record_property: Callable[[str, object], None]
-) -> None:
-    _run(scenarios.old_leader_truncates, cluster, topic_name, record_property)
-
-
-def test_group_keeps_its_offsets_when_the_coordinator_is_killed(
-    cluster: Cluster, topic_name: str, record_property: Callable[[str, object], None]
-) -> None:
-    _run(scenarios.group_coordinator_killed, cluster, topic_name, record_property)
+    client = KafkaPythonClient()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -16,63 +15,37 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 
-from compat import results
 from compat.security_kit import (
     CASES,
     WRONG_PASSWORD,
     Case,
-    ConfigFileBroker,
-    Material,
-    secured_broker,
-    unsecured_jws,
+    Secured,
+    UnsecuredTokens,
+    python_client_settings,
 )
 
 pytestmark = pytest.mark.compat
-results.CLIENTS.setdefault("test_aiokafka", ("aiokafka", "aiokafka"))
 TIMEOUT_S = 30.0
 
 
-@pytest.fixture(scope="module")
-def secured(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[ConfigFileBroker, Material]]:
-    with secured_broker(tmp_path_factory.mktemp("secured")) as pair:
-        yield pair
-
-
-class _UnsecuredTokens(AbstractTokenProvider):
+class _UnsecuredTokens(UnsecuredTokens, AbstractTokenProvider):
     """aiokafka's token provider hook, handing out unsecured JWS tokens."""
 
-    def __init__(self, principal: str | None) -> None:
-        self.principal = principal or "anonymous"
-
     async def token(self) -> str:
-        return unsecured_jws(self.principal)
+        return self.jws()
 
 
-def settings(live: ConfigFileBroker, material: Material, case: Case) -> dict[str, object]:
-    conf: dict[str, object] = {
-        "bootstrap_servers": live.bootstrap(case.listener),
-        "security_protocol": case.protocol,
-    }
+def settings(secured: Secured, case: Case) -> dict[str, object]:
+    """The client settings a case connects with."""
+    live, material = secured
+    tls: dict[str, object] = {}
     if case.protocol in ("SSL", "SASL_SSL"):
-        conf["ssl_context"] = create_ssl_context(
+        tls["ssl_context"] = create_ssl_context(
             cafile=str(material.ca_file),
             certfile=str(material.client_cert) if case.client_certificate else None,
             keyfile=str(material.client_key) if case.client_certificate else None,
         )
-    if case.mechanism == "OAUTHBEARER":
-        conf["sasl_mechanism"] = "OAUTHBEARER"
-        conf["sasl_oauth_token_provider"] = _UnsecuredTokens(case.user)
-    elif case.mechanism:
-        conf.update(
-            {
-                "sasl_mechanism": case.mechanism,
-                "sasl_plain_username": case.user,
-                "sasl_plain_password": case.password,
-            }
-        )
-    return conf
+    return python_client_settings(live.bootstrap(case.listener), case, tls, _UnsecuredTokens)
 
 
 async def _produce_consume_commit(conf: dict[str, object], topic: str) -> None:
@@ -114,10 +87,9 @@ async def _produce_consume_commit(conf: dict[str, object], topic: str) -> None:
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_produce_consume_commit(secured: tuple[ConfigFileBroker, Material], name: str) -> None:
-    live, material = secured
+def test_produce_consume_commit(secured: Secured, name: str) -> None:
     topic = f"security-aio-{name.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
-    asyncio.run(_produce_consume_commit(settings(live, material, CASES[name]), topic))
+    asyncio.run(_produce_consume_commit(settings(secured, CASES[name]), topic))
 
 
 async def _start_producer(conf: dict[str, object]) -> None:
@@ -130,14 +102,13 @@ async def _start_producer(conf: dict[str, object]) -> None:
 
 @pytest.mark.parametrize("name", list(WRONG_PASSWORD))
 def test_wrong_password_fails_authentication(
-    secured: tuple[ConfigFileBroker, Material], name: str, caplog: pytest.LogCaptureFixture
+    secured: Secured, name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    live, material = secured
     caplog.set_level(logging.ERROR, logger="aiokafka")
     # aiokafka's start() fails with "Unable to bootstrap"; why is in its error log: the
     # broker's SASL_AUTHENTICATION_FAILED (error 58) with Kafka's message.
     with pytest.raises(KafkaError):
-        asyncio.run(_start_producer(settings(live, material, WRONG_PASSWORD[name])))
+        asyncio.run(_start_producer(settings(secured, WRONG_PASSWORD[name])))
     reported = [
         r.getMessage() for r in caplog.records if "SaslAuthenticationFailed" in r.getMessage()
     ]

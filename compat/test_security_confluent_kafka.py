@@ -5,35 +5,21 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from compat.security_kit import (
-    CASES,
-    WRONG_PASSWORD,
-    Case,
-    ConfigFileBroker,
-    Material,
-    secured_broker,
-)
+from compat.security_kit import CASES, WRONG_PASSWORD, Case, Secured, secured_broker
 
 pytestmark = pytest.mark.compat
 TIMEOUT_S = 30.0
 
 
-@pytest.fixture(scope="module")
-def secured(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[ConfigFileBroker, Material]]:
-    with secured_broker(tmp_path_factory.mktemp("secured")) as pair:
-        yield pair
-
-
-def settings(live: ConfigFileBroker, material: Material, case: Case) -> dict[str, object]:
+def settings(secured: Secured, case: Case) -> dict[str, object]:
+    """The client settings a case connects with."""
+    live, material = secured
     conf: dict[str, object] = {
         "bootstrap.servers": live.bootstrap(case.listener),
         "security.protocol": case.protocol,
@@ -64,9 +50,8 @@ def settings(live: ConfigFileBroker, material: Material, case: Case) -> dict[str
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_produce_consume_commit(secured: tuple[ConfigFileBroker, Material], name: str) -> None:
-    live, material = secured
-    conf = settings(live, material, CASES[name])
+def test_produce_consume_commit(secured: Secured, name: str) -> None:
+    conf = settings(secured, CASES[name])
     topic = f"security-ck-{name.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
     admin = AdminClient(conf)
     admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(TIMEOUT_S)
@@ -99,12 +84,10 @@ def test_produce_consume_commit(secured: tuple[ConfigFileBroker, Material], name
 
 
 @pytest.mark.parametrize("name", list(WRONG_PASSWORD))
-def test_wrong_password_fails_authentication(
-    secured: tuple[ConfigFileBroker, Material], name: str
-) -> None:
-    live, material = secured
+def test_wrong_password_fails_authentication(secured: Secured, name: str) -> None:
+    live, _ = secured
     errors: list[KafkaError] = []
-    conf = settings(live, material, WRONG_PASSWORD[name])
+    conf = settings(secured, WRONG_PASSWORD[name])
     producer = Producer({**conf, "error_cb": errors.append})
     for _ in range(100):
         producer.poll(0.2)
@@ -121,7 +104,7 @@ def test_reauthentication(tmp_path: Path) -> None:
     connections before their sessions end and keeps producing without a reconnect."""
 
     with secured_broker(tmp_path, extra="connections.max.reauth.ms=1500\n") as (live, material):
-        conf = settings(live, material, CASES["sasl_plaintext_scram_sha_256"])
+        conf = settings((live, material), CASES["sasl_plaintext_scram_sha_256"])
         topic = f"security-ck-reauth-{uuid.uuid4().hex[:6]}"
         admin = AdminClient(conf)
         admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(TIMEOUT_S)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -18,62 +17,37 @@ from compat.security_kit import (
     CASES,
     WRONG_PASSWORD,
     Case,
-    ConfigFileBroker,
-    Material,
-    secured_broker,
-    unsecured_jws,
+    Secured,
+    UnsecuredTokens,
+    python_client_settings,
 )
 
 pytestmark = pytest.mark.compat
 TIMEOUT_S = 30.0
 
 
-@pytest.fixture(scope="module")
-def secured(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[ConfigFileBroker, Material]]:
-    with secured_broker(tmp_path_factory.mktemp("secured")) as pair:
-        yield pair
-
-
-class _UnsecuredTokens(AbstractTokenProvider):
+class _UnsecuredTokens(UnsecuredTokens, AbstractTokenProvider):
     """kafka-python's token provider hook, handing out unsecured JWS tokens."""
 
-    def __init__(self, principal: str | None) -> None:
-        self.principal = principal or "anonymous"
-
     def token(self) -> str:
-        return unsecured_jws(self.principal)
+        return self.jws()
 
 
-def settings(live: ConfigFileBroker, material: Material, case: Case) -> dict[str, object]:
-    conf: dict[str, object] = {
-        "bootstrap_servers": live.bootstrap(case.listener),
-        "security_protocol": case.protocol,
-    }
+def settings(secured: Secured, case: Case) -> dict[str, object]:
+    """The client settings a case connects with."""
+    live, material = secured
+    tls: dict[str, object] = {}
     if case.protocol in ("SSL", "SASL_SSL"):
-        conf["ssl_cafile"] = str(material.ca_file)
+        tls["ssl_cafile"] = str(material.ca_file)
     if case.client_certificate:
-        conf["ssl_certfile"] = str(material.client_cert)
-        conf["ssl_keyfile"] = str(material.client_key)
-    if case.mechanism == "OAUTHBEARER":
-        conf["sasl_mechanism"] = "OAUTHBEARER"
-        conf["sasl_oauth_token_provider"] = _UnsecuredTokens(case.user)
-    elif case.mechanism:
-        conf.update(
-            {
-                "sasl_mechanism": case.mechanism,
-                "sasl_plain_username": case.user,
-                "sasl_plain_password": case.password,
-            }
-        )
-    return conf
+        tls["ssl_certfile"] = str(material.client_cert)
+        tls["ssl_keyfile"] = str(material.client_key)
+    return python_client_settings(live.bootstrap(case.listener), case, tls, _UnsecuredTokens)
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_produce_consume_commit(secured: tuple[ConfigFileBroker, Material], name: str) -> None:
-    live, material = secured
-    conf = settings(live, material, CASES[name])
+def test_produce_consume_commit(secured: Secured, name: str) -> None:
+    conf = settings(secured, CASES[name])
     topic = f"security-kp-{name.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
     admin = KafkaAdminClient(**conf)
     try:
@@ -111,10 +85,10 @@ def test_produce_consume_commit(secured: tuple[ConfigFileBroker, Material], name
 
 @pytest.mark.parametrize("name", list(WRONG_PASSWORD))
 def test_wrong_password_fails_authentication(
-    secured: tuple[ConfigFileBroker, Material], name: str, caplog: pytest.LogCaptureFixture
+    secured: Secured, name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    live, material = secured
-    conf = settings(live, material, WRONG_PASSWORD[name])
+    live, _ = secured
+    conf = settings(secured, WRONG_PASSWORD[name])
     caplog.set_level(logging.WARNING, logger="kafka")
 
     # kafka-python 3.0 keeps retrying its bootstrap after a failed login (as against Kafka),

@@ -7,38 +7,20 @@ from __future__ import annotations
 import json
 import subprocess
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from compat import results
-from compat.security_kit import (
-    CASES,
-    WRONG_PASSWORD,
-    Case,
-    ConfigFileBroker,
-    Material,
-    secured_broker,
-    unsecured_jws,
-)
-from compat.test_kafkajs import KAFKAJS_DIR, node  # noqa: F401 - the node fixture
+from compat.conftest import KAFKAJS_DIR
+from compat.security_kit import CASES, WRONG_PASSWORD, Case, Secured, unsecured_jws
 
 pytestmark = pytest.mark.compat
-results.CLIENTS.setdefault("test_kafkajs", ("kafkajs", "kafkajs"))
-results.EXTRA_MODULES.setdefault("test_security_kafkajs", ("test_kafkajs", "security: "))
 DEADLINE_S = 60.0
 
 
-@pytest.fixture(scope="module")
-def secured(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[ConfigFileBroker, Material]]:
-    with secured_broker(tmp_path_factory.mktemp("secured")) as pair:
-        yield pair
-
-
-def settings(live: ConfigFileBroker, material: Material, case: Case) -> dict[str, Any]:
+def settings(secured: Secured, case: Case) -> dict[str, Any]:
+    """The client settings a case connects with."""
+    live, material = secured
     out: dict[str, Any] = {"bootstrap": live.bootstrap(case.listener), "ssl": None, "sasl": None}
     if case.protocol in ("SSL", "SASL_SSL"):
         out["ssl"] = {"ca": str(material.ca_file)}
@@ -55,7 +37,7 @@ def settings(live: ConfigFileBroker, material: Material, case: Case) -> dict[str
     return out
 
 
-def run(node: str, conf: dict[str, Any]) -> dict[str, Any]:  # noqa: F811
+def run(node: str, conf: dict[str, Any]) -> dict[str, Any]:
     proc = subprocess.run(
         [node, str(KAFKAJS_DIR / "security.js"), json.dumps(conf)],
         capture_output=True,
@@ -67,13 +49,8 @@ def run(node: str, conf: dict[str, Any]) -> dict[str, Any]:  # noqa: F811
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_produce_consume_commit(
-    node: str,  # noqa: F811
-    secured: tuple[ConfigFileBroker, Material],
-    name: str,
-) -> None:
-    live, material = secured
-    conf = settings(live, material, CASES[name])
+def test_produce_consume_commit(node: str, secured: Secured, name: str) -> None:
+    conf = settings(secured, CASES[name])
     conf["topic"] = f"security-js-{name.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
     conf["group"] = f"group-{uuid.uuid4().hex[:6]}"
     result = run(node, conf)
@@ -82,13 +59,8 @@ def test_produce_consume_commit(
 
 
 @pytest.mark.parametrize("name", list(WRONG_PASSWORD))
-def test_wrong_password_fails_authentication(
-    node: str,  # noqa: F811
-    secured: tuple[ConfigFileBroker, Material],
-    name: str,
-) -> None:
-    live, material = secured
-    conf = settings(live, material, WRONG_PASSWORD[name])
+def test_wrong_password_fails_authentication(node: str, secured: Secured, name: str) -> None:
+    conf = settings(secured, WRONG_PASSWORD[name])
     conf["expectFailure"] = True
     result = run(node, conf)
     assert "failed" in result, result

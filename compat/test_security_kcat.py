@@ -4,48 +4,25 @@ The client settings are librdkafka's, as with confluent-kafka."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from compat import results
-from compat.security_kit import (
-    CASES,
-    WRONG_PASSWORD,
-    ConfigFileBroker,
-    Material,
-    secured_broker,
-)
+from compat.security_kit import CASES, WRONG_PASSWORD, Secured
 from compat.test_security_confluent_kafka import settings
 
 pytestmark = pytest.mark.compat
-results.CLIENTS.setdefault("test_kcat", ("kcat", "kcat"))
-results.EXTRA_MODULES.setdefault("test_security_kcat", ("test_kcat", "security: "))
 DEADLINE_S = 30.0
 
 
-@pytest.fixture(scope="module")
-def secured(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[ConfigFileBroker, Material]]:
-    with secured_broker(tmp_path_factory.mktemp("secured")) as pair:
-        yield pair
-
-
-@pytest.fixture(scope="module")
-def kcat_bin() -> str:
-    path = shutil.which("kcat") or shutil.which("kafkacat")
-    assert path, "kcat is not installed (Debian: apt-get install kcat); compat needs it"
-    return path
-
-
 def kcat(
-    kcat_bin: str, conf: dict[str, object], *args: str, stdin: bytes | None = None
+    kcat_bin: str,
+    conf: dict[str, object],
+    *args: str,
+    stdin: bytes | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     options: list[str] = []
     for key, value in conf.items():
@@ -75,11 +52,9 @@ _LIBRDKAFKA_2_0_SCRAM = pytest.mark.xfail(
         for name in CASES
     ],
 )
-def test_produce_consume_commit(
-    kcat_bin: str, secured: tuple[ConfigFileBroker, Material], name: str
-) -> None:
-    live, material = secured
-    conf = settings(live, material, CASES[name])
+def test_produce_consume_commit(kcat_bin: str, secured: Secured, name: str) -> None:
+    live, _ = secured
+    conf = settings(secured, CASES[name])
     topic = f"security-kcat-{name.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
     plain = {"bootstrap.servers": live.bootstrap("PLAINTEXT")}
     admin = AdminClient(plain)
@@ -114,11 +89,8 @@ def test_produce_consume_commit(
 
 
 @pytest.mark.parametrize("name", list(WRONG_PASSWORD))
-def test_wrong_password_fails_authentication(
-    kcat_bin: str, secured: tuple[ConfigFileBroker, Material], name: str
-) -> None:
-    live, material = secured
-    conf = settings(live, material, WRONG_PASSWORD[name])
+def test_wrong_password_fails_authentication(kcat_bin: str, secured: Secured, name: str) -> None:
+    conf = settings(secured, WRONG_PASSWORD[name])
     proc = kcat(kcat_bin, conf, "-L", "-m", "5", "-X", "log_level=7")
     assert proc.returncode != 0
     assert "Authentication failed" in proc.stderr.decode(), proc.stderr.decode()[-2000:]

@@ -13,13 +13,9 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Protocol
 
-import pytest
-
-from compat.livebroker import LiveBroker, private_broker, shared_broker
+from compat.livebroker import LiveBroker
 
 DEADLINE_S = 20.0
 SMALL_INTERNAL_TOPICS = {
@@ -103,37 +99,6 @@ class LossyProxy:
         """Stop accepting and drop every connection."""
         self.listener.close()
         self.lose_responses(0)
-
-
-@pytest.fixture
-def proxied_broker(tmp_path: Path) -> Iterator[tuple[LiveBroker, LossyProxy]]:
-    """A broker reachable only through a LossyProxy (it advertises the proxy's port)."""
-    proxy = LossyProxy()
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        broker_port = probe.getsockname()[1]
-    live = SamePortBroker(
-        tmp_path / "proxied",
-        overrides={
-            **SMALL_INTERNAL_TOPICS,
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{proxy.port}",
-        },
-    )
-    live.port = broker_port  # its ready line names the advertised (proxy) port instead
-    proxy.target = ("127.0.0.1", broker_port)
-    live.start()
-    try:
-        yield live, proxy
-    finally:
-        proxy.close()
-        live.kill()
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
-    """A broker shared by a module's transaction scenarios (small internal topics, so it
-    starts fast); a client's exactly-once module imports it as its ``broker``."""
-    with shared_broker(tmp_path_factory.mktemp("eos"), overrides=SMALL_INTERNAL_TOPICS) as live:
-        yield live
 
 
 class TxProducer(Protocol):
@@ -247,31 +212,30 @@ def zombie_is_fenced_by_new_instance(client: TxnClient, broker: LiveBroker, topi
     assert client.read_all(broker, topic, "read_committed") == [b"live"]
 
 
-def transaction_commits_across_kill_9(client: TxnClient, tmp_path: Path, topic: str) -> None:
+def transaction_commits_across_kill_9(client: TxnClient, live: LiveBroker, topic: str) -> None:
     """A transaction open when the broker is killed (-9) commits after the restart: the
-    coordinator reloads it from __transaction_state."""
-    with private_broker(
-        tmp_path / "data", overrides=SMALL_INTERNAL_TOPICS, kind=SamePortBroker
-    ) as live:
-        client.create_topic(live, topic)
-        p = client.tx_producer(live, f"crash-{topic}", fast_reconnect=True)
-        try:
-            p.begin()
-            for i in range(100):
-                p.send(topic, b"%03d" % i)
-            p.flush()
-            live.kill()  # kill -9 with the transaction open
-            live.start()  # same port: the producer reconnects
-            p.commit()
-        finally:
-            p.close()
-        assert client.read_all(live, topic, "read_committed") == [b"%03d" % i for i in range(100)]
+    coordinator reloads it from __transaction_state. ``live`` is the test's own broker, back
+    on its port after a restart (``same_port_broker``)."""
+    client.create_topic(live, topic)
+    p = client.tx_producer(live, f"crash-{topic}", fast_reconnect=True)
+    try:
+        p.begin()
+        for i in range(100):
+            p.send(topic, b"%03d" % i)
+        p.flush()
+        live.kill()  # kill -9 with the transaction open
+        live.start()  # same port: the producer reconnects
+        p.commit()
+    finally:
+        p.close()
+    assert client.read_all(live, topic, "read_committed") == [b"%03d" % i for i in range(100)]
 
 
 # -- the scenarios as tests -------------------------------------------------------------------
 # A client module runs them by subclassing as a ``Test...`` class; the tests take the module's
-# ``txn_client`` (its TxnClient) and ``broker`` fixtures, and their names are the results
-# table's rows (compat/results.py drops the class from the cell name).
+# ``txn_client`` (its TxnClient) and ``broker`` fixtures (the module sets BROKER_OVERRIDES =
+# SMALL_INTERNAL_TOPICS), and their names are the results table's rows (compat/results.py
+# drops the class from the cell name).
 class TxnScenarios:
     """Isolation levels, offsets in a transaction and fencing, for a ``Test...`` class."""
 
@@ -295,6 +259,6 @@ class TxnKillScenarios:
     """A transaction across a kill -9 of a broker of the test's own, for a ``Test...`` class."""
 
     def test_transaction_commits_across_kill_9(
-        self, txn_client: TxnClient, tmp_path: Path, topic_name: str
+        self, txn_client: TxnClient, same_port_broker: LiveBroker, topic_name: str
     ) -> None:
-        transaction_commits_across_kill_9(txn_client, tmp_path, topic_name)
+        transaction_commits_across_kill_9(txn_client, same_port_broker, topic_name)

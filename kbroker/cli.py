@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
 import logging
 import signal
 import sys
@@ -167,6 +168,22 @@ def _bootstrap(config: BrokerConfig, address: tuple[str, int]) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def freeze_startup_heap() -> None:
+    """Move everything alive after start-up out of the cyclic GC's reach (``gc.freeze``).
+
+    Modules, classes, the codec's schemas and the loaded logs are some 50,000 objects
+    that live as long as the process. Each full (generation 2) collection walked them
+    all again: 30 to 50 ms with the event loop stopped, once every several seconds of
+    traffic, measured on a loaded 2-core machine. A replicated acks=all produce waits
+    on three brokers in turn, so it met such a pause three times as often as a single
+    broker's. Frozen, they are never scanned again (a full collection then takes about
+    a millisecond); cycles among them are never freed, but they were all alive at
+    start-up and live as long as the broker.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 async def run(config: BrokerConfig) -> None:
     """Serve until SIGINT/SIGTERM, then shut down gracefully (a second signal: at once)."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -177,6 +194,7 @@ async def run(config: BrokerConfig) -> None:
                 nursery.cancel_scope.cancel()  # drained: stop watching for signals
 
             server = await nursery.start(serve_then_stop)
+            freeze_startup_heap()
             logger.info("kbroker ready bootstrap_servers=%s", _bootstrap(config, server.address))
             if len(server.addresses) > 1:
                 for name, address in server.addresses.items():

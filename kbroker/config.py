@@ -774,7 +774,15 @@ CONFIG_DEFS: dict[str, ConfigDef] = _defs(
         "brokers when it is created).",
         at_least(1),
     ),
-    _c("transaction.state.log.min.isr", "int", 2, _NO_EFFECT, at_least(1), effective=False),
+    _c(
+        "transaction.state.log.min.isr",
+        "int",
+        2,
+        "min.insync.replicas of __transaction_state in cluster mode (set on the topic when "
+        "it is created, at most its replication factor): the coordinator's writes need "
+        "that many in-sync replicas.",
+        at_least(1),
+    ),
     _c(
         "transaction.state.log.segment.bytes",
         "int",

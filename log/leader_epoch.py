@@ -16,7 +16,9 @@ truncates its log to the answer before fetching, so replicas never diverge.
 The file, ``leader-epoch-checkpoint`` in the partition directory, has Kafka's
 CheckpointFile format: a version line ``0``, a count line, then one
 ``epoch startOffset`` line per entry. It is rewritten atomically whenever the
-entries change.
+entries change, with one exception (``assign_first_unwritten``): the first entry
+of a log that has no file and no batches yet, which the log writes at its next
+flush, roll or close instead (see PartitionLog.append for why that loses nothing).
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ class LeaderEpochCache:
         self.path = path
         self._epochs: list[int] = []
         self._starts: list[int] = []
+        # Entries not in the file yet (assign_first_unwritten); flush() writes them.
+        self.unwritten = False
+        # Whether this cache has written its file (then the file holds what it says).
+        self._written = False
         for epoch, start in entries or ():
             self._epochs.append(epoch)
             self._starts.append(start)
@@ -131,6 +137,23 @@ class LeaderEpochCache:
             self.flush()
         return True
 
+    def assign_first_unwritten(self, epoch: int, start_offset: int) -> bool:
+        """The first entry, kept in memory only until ``flush``/``flush_unwritten``.
+
+        Only for a cache with no entries that has not written its file: the caller
+        vouches that there is no file and that, until the write, the same entry can
+        be rebuilt from the log itself. False (nothing done) otherwise.
+        """
+        if self._epochs or self._written or not self.assign(epoch, start_offset, flush=False):
+            return False
+        self.unwritten = True
+        return True
+
+    def flush_unwritten(self) -> None:
+        """Write the file if it lacks entries (assign_first_unwritten)."""
+        if self.unwritten:
+            self.flush()
+
     def _insert(self, epoch: int, start_offset: int) -> None:
         while self._epochs and (self._epochs[-1] >= epoch or self._starts[-1] >= start_offset):
             self._epochs.pop()
@@ -173,3 +196,5 @@ class LeaderEpochCache:
         lines = [str(_VERSION), str(len(self._epochs))]
         lines += [f"{e} {s}" for e, s in zip(self._epochs, self._starts, strict=True)]
         atomic_write(self.path, ("\n".join(lines) + "\n").encode())
+        self.unwritten = False
+        self._written = True

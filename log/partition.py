@@ -127,6 +127,9 @@ class PartitionLog:
         # Offset of the newest producer-state snapshot on disk (-1: none).
         self._snapshot_offset = -1
         self._trusted_indexes: set[int] = set()  # segments whose indexes open only read
+        # True while the log holds no batch and has no leader-epoch-checkpoint file:
+        # its first epoch entry can then wait for the next flush (see append).
+        self._epochs_from_batches = False
         self._indexes_rebuilt = 0  # segments whose indexes a clean open had to rebuild
 
     # -- opening ---------------------------------------------------------------------
@@ -307,6 +310,7 @@ class PartitionLog:
         cache = LeaderEpochCache(path)
         self.leader_epochs = cache
         if self.log_end_offset == self._segments[0].base_offset:
+            self._epochs_from_batches = True
             return  # empty: nothing to describe, no file needed yet
         for seg in self._segments:
             walked = self._walked.get(seg.base_offset)
@@ -516,7 +520,20 @@ class PartitionLog:
         if self._should_roll(n, max_ts_all, offset - 1, now_ms):
             self.roll()
         # UnifiedLog.append: a batch of a newer leader epoch starts a new epoch entry.
-        self.leader_epochs.assign(leader_epoch, base)
+        # The first entry of a new log (no checkpoint file, no batch before this one)
+        # says exactly what this batch's header says, and _load_leader_epochs rebuilds
+        # a missing file from the batches; so that entry is written at the log's next
+        # flush, roll or close, and a crash before then rebuilds the same entry. Kafka
+        # does not write it on the produce path either (Partition.makeLeader assigns
+        # it when the replica becomes leader). Creating the file here (a new inode,
+        # two fsyncs) cost ~0.7 ms of CPU on the first produce to each partition.
+        if not (
+            self._epochs_from_batches
+            and base == self._segments[0].base_offset
+            and self.leader_epochs.assign_first_unwritten(leader_epoch, base)
+        ):
+            self.leader_epochs.assign(leader_epoch, base)
+        self._epochs_from_batches = False
         seg = self._active
         seg.append(buf if rest is None else [buf, rest], batches)
         for h, first_offset, ts in producer_batches:
@@ -614,6 +631,7 @@ class PartitionLog:
         if old.size == 0:
             return
         self._before_write()
+        self.leader_epochs.flush_unwritten()
         old.seal()
         new = self._new_segment(self.log_end_offset)
         self._segments.append(new)
@@ -770,6 +788,7 @@ class PartitionLog:
         self._recovery_point = min(self._recovery_point, offset)
         self.producer_state.clear()
         self.leader_epochs.clear()  # truncateFullyAndStartAt: clearAndFlush
+        self._epochs_from_batches = False
         if self._high_watermark is not None:
             self._high_watermark = offset
         self._checkpoint_log_start()
@@ -887,6 +906,7 @@ class PartitionLog:
     def flush(self) -> None:
         """fsync everything and move the recovery point to the LEO."""
         self._check_open()
+        self.leader_epochs.flush_unwritten()
         if self._unflushed:
             for seg in self._segments:
                 if seg.next_offset > self._recovery_point or seg is self._active:

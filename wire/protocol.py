@@ -20,11 +20,14 @@ from kbroker.wire.messages import (
     RESPONSES,
     ApiVersionsRequest,
     ControlledShutdownRequest,
+    ProduceRequest,
     RequestHeader,
     ResponseHeader,
 )
+from kbroker.wire.produce import decode_produce_request, encode_produce_response
 
 API_VERSIONS: int = ApiVersionsRequest.API_KEY
+_PRODUCE: int = ProduceRequest.API_KEY
 
 # --- Protocol quirks: the one table ------------------------------------------------
 # (1) KIP-511: the ApiVersions response always uses response header v0 (no tagged
@@ -111,6 +114,12 @@ def decode_request(frame: Any) -> tuple[Any, Any]:
         if too_new is not None and api_version > SUPPORTED[api_key][1]:
             decode_struct(RequestHeader, too_new, mv, 0)  # a malformed header is a DecodeError
         raise UnsupportedVersion(api_key, api_version, correlation_id)
+    if api_key == _PRODUCE:
+        # The ordinary Produce frame, read in one pass (wire.produce); anything else
+        # about it goes through the generic codec below.
+        fast = decode_produce_request(mv)
+        if fast is not None:
+            return fast
     header, pos = decode_struct(RequestHeader, request_header_version(api_key, api_version), mv, 0)
     body, _ = decode_struct(REQUESTS[api_key], api_version, mv, pos)
     return header, body
@@ -153,6 +162,10 @@ def encode_response_parts(
 ) -> list[Any]:
     """Like encode_response, but records values that are not bytes-like (file regions)
     stay separate list items so the server can sendfile them; the size prefix counts them."""
+    if api_key == _PRODUCE:
+        fast = encode_produce_response(api_version, correlation_id, body)
+        if fast is not None:
+            return [fast]
     out, ext = _response_parts(api_key, api_version, correlation_id, body)
     if not ext:
         return [bytes(out)]

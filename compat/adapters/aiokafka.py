@@ -188,9 +188,7 @@ class AiokafkaClient:
     def produce(
         broker: LiveBroker, topic: str, records: list[Out], how: Producing = PLAIN
     ) -> list[Sent]:
-        configs: dict[str, Any] = {"acks": how.acks, "compression_type": how.compression}
-        if how.linger_ms is not None:
-            configs["linger_ms"] = how.linger_ms
+        configs = how.settings(dotted=False)
         result: list[Sent] = run(_produce, broker.bootstrap_servers, topic, records, configs)
         return result
 

@@ -52,9 +52,13 @@ class Delivery:
     def __call__(self, err: KafkaError | None, msg: Message) -> None:
         self.reports.append((err, msg))
 
+    def errors(self) -> list[KafkaError]:
+        """The delivery errors, in produce order."""
+        return [err for err, _ in self.reports if err is not None]
+
     def ok(self) -> list[Message]:
         """The delivered messages; fails on any delivery error."""
-        errors = [err for err, _ in self.reports if err is not None]
+        errors = self.errors()
         assert not errors, f"delivery failed: {errors[:3]}"
         return [msg for _, msg in self.reports]
 
@@ -185,9 +189,7 @@ class ConfluentKafkaClient:
     def produce(
         broker: LiveBroker, topic: str, records: list[Out], how: Producing = PLAIN
     ) -> list[Sent]:
-        configs: dict[str, Any] = {"acks": how.acks, "compression.type": how.compression or "none"}
-        if how.linger_ms is not None:
-            configs["linger.ms"] = how.linger_ms
+        configs = how.settings(dotted=True)
         # Delivery reports come per partition in order, but not in produce order across
         # partitions: each record's report goes to its own slot.
         reports: list[tuple[KafkaError | None, Message] | None] = [None] * len(records)

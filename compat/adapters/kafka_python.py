@@ -129,9 +129,7 @@ class KafkaPythonClient:
     def produce(
         broker: LiveBroker, topic: str, records: list[Out], how: Producing = PLAIN
     ) -> list[Sent]:
-        configs: dict[str, Any] = {"acks": how.acks, "compression_type": how.compression}
-        if how.linger_ms is not None:
-            configs["linger_ms"] = how.linger_ms
+        configs = how.settings(dotted=False)
         with producer(broker, **configs) as prod:
             futures = [
                 prod.send(

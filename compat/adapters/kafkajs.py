@@ -70,11 +70,9 @@ class Driver:
         return answer["result"]
 
     def close(self) -> None:
-        """End the driver (it exits when stdin closes)."""
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
+        """End the driver: it exits when communicate() closes its stdin."""
         try:
-            self.proc.wait(10)
+            self.proc.communicate(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()

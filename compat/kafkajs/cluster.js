@@ -5,28 +5,13 @@
 // an error prints {"error": {...}} and exits 1.
 'use strict'
 
-const { Kafka, logLevel } = require('kafkajs')
+const { deferred, makeKafka, runScenario } = require('./common')
 
 const [scenario, bootstrap, topic, arg] = process.argv.slice(2)
 const DEADLINE_MS = 60000
 
-const kafka = new Kafka({
-  clientId: 'kbroker-compat-kafkajs-cluster',
-  brokers: bootstrap.split(','),
-  logLevel: logLevel.WARN,
-  logCreator: () => ({ namespace, level, log }) => {
-    process.stderr.write(`[${namespace}] ${JSON.stringify(log)}\n`)
-  },
-  // Enough patience to ride out a leader failover (6 s sessions) on its own retries.
-  retry: { retries: 30, initialRetryTime: 200, maxRetryTime: 2000 }
-})
-
-function describeError (err) {
-  const out = { name: err.name, message: err.message, type: err.type, code: err.code }
-  if (err.errors) out.errors = err.errors.map(describeError)
-  if (err.cause) out.cause = describeError(err.cause)
-  return out
-}
+// Enough patience to ride out a leader failover (6 s sessions) on its own retries.
+const kafka = makeKafka(bootstrap, { retries: 30, initialRetryTime: 200, maxRetryTime: 2000 })
 
 const SCENARIOS = {
   // CreateTopics: ARG partitions, replication factor 3.
@@ -87,17 +72,16 @@ const SCENARIOS = {
     })
     await consumer.connect()
     const values = []
-    let done
-    const finished = new Promise((resolve) => { done = resolve })
+    const finished = deferred()
     try {
       await consumer.subscribe({ topics: [topic], fromBeginning: true })
       await consumer.run({
         eachMessage: async ({ message }) => {
           values.push(message.value.toString())
-          if (until === null ? values.length >= Number(arg) : values.includes(until)) done()
+          if (until === null ? values.length >= Number(arg) : values.includes(until)) finished.resolve()
         }
       })
-      await finished
+      await finished.promise
     } finally {
       await consumer.disconnect()
     }
@@ -105,19 +89,4 @@ const SCENARIOS = {
   }
 }
 
-async function main () {
-  const fn = SCENARIOS[scenario]
-  if (!fn) throw new Error(`unknown scenario ${scenario}`)
-  const timer = setTimeout(() => {
-    process.stdout.write(JSON.stringify({ error: { message: `not done within ${DEADLINE_MS} ms` } }) + '\n')
-    process.exit(1)
-  }, DEADLINE_MS)
-  const result = await fn()
-  clearTimeout(timer)
-  process.stdout.write(JSON.stringify(result) + '\n')
-}
-
-main().then(() => process.exit(0), (err) => {
-  process.stdout.write(JSON.stringify({ error: describeError(err) }) + '\n')
-  process.exit(1)
-})
+runScenario(SCENARIOS, scenario, DEADLINE_MS)

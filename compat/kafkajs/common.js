@@ -1,18 +1,47 @@
 'use strict'
-// What driver.js and scenarios.js share: the kafkajs client as the compat suite configures
-// it (logs to stderr, few retries), short group timings, and kafkajs's errors as JSON.
+// What the kafkajs scripts share: the kafkajs client as the compat suite configures it (logs
+// to stderr, few retries unless said), short group timings, kafkajs's errors as JSON, and
+// running one scenario of a script to one JSON line.
 
 const { Kafka, logLevel } = require('kafkajs')
 
-function makeKafka (bootstrap) {
+// BOOTSTRAP is a comma-separated broker list.
+function makeKafka (bootstrap, retry = { retries: 3, initialRetryTime: 100 }) {
   return new Kafka({
     clientId: 'kbroker-compat-kafkajs',
-    brokers: [bootstrap],
+    brokers: bootstrap.split(','),
     logLevel: logLevel.WARN,
     logCreator: () => ({ namespace, level, log }) => {
       process.stderr.write(`[${namespace}] ${JSON.stringify(log)}\n`)
     },
-    retry: { retries: 3, initialRetryTime: 100 }
+    retry
+  })
+}
+
+// A promise and the function that resolves it (a consumer's run ends when it is called).
+function deferred () {
+  let resolve
+  const promise = new Promise((resolve_) => { resolve = resolve_ })
+  return { promise, resolve }
+}
+
+// Run SCENARIOS[name] and print its result as ONE JSON line on stdout, or {"error": {...}}
+// and exit 1 when it fails or is not done within deadlineMs.
+function runScenario (scenarios, name, deadlineMs) {
+  async function main () {
+    const fn = scenarios[name]
+    if (!fn) throw new Error(`unknown scenario ${name}`)
+    const timer = setTimeout(() => {
+      process.stdout.write(JSON.stringify({ error: { message: `not done within ${deadlineMs} ms` } }) + '\n')
+      process.exit(1)
+    }, deadlineMs)
+    const result = await fn()
+    clearTimeout(timer)
+    process.stdout.write(JSON.stringify(result) + '\n')
+  }
+  main().then(() => process.exit(0), (err) => {
+    process.stdout.write(JSON.stringify({ error: describeError(err) }) + '\n')
+    process.exit(1)
   })
 }
 
@@ -53,4 +82,4 @@ async function withAdmin (kafka, fn) {
   }
 }
 
-module.exports = { makeKafka, FAST_GROUP, describeError, expectError, withAdmin }
+module.exports = { makeKafka, FAST_GROUP, deferred, describeError, expectError, runScenario, withAdmin }

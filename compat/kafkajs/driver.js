@@ -10,7 +10,7 @@ const readline = require('readline')
 const { CompressionTypes, ConfigResourceTypes, Partitioners } = require('kafkajs')
 const common = require('./common')
 
-const { makeKafka, FAST_GROUP, describeError, expectError } = common
+const { makeKafka, FAST_GROUP, deferred, describeError, expectError } = common
 
 const [bootstrap] = process.argv.slice(2)
 const DEADLINE_MS = 40000 // one request; the test fails with this rather than hang
@@ -101,8 +101,7 @@ const OPS = {
     const consumer = kafka.consumer({ groupId: `read-${process.pid}-${groupCounter++}`, ...FAST_GROUP })
     await consumer.connect()
     const records = []
-    let done
-    const finished = new Promise((resolve) => { done = resolve })
+    const finished = deferred()
     try {
       await consumer.subscribe({ topics: [topic], fromBeginning: true })
       await consumer.run({
@@ -121,12 +120,12 @@ const OPS = {
             timestamp: Number(message.timestamp),
             timestampType: message.batchContext.timestampType
           })
-          if (records.length >= count) done()
+          if (records.length >= count) finished.resolve()
         }
       })
       // kafkajs seeks only once run() started; it then fetches from there.
       if (seek !== null) consumer.seek({ topic, partition: 0, offset: String(seek) })
-      await finished
+      await finished.promise
     } finally {
       await consumer.disconnect()
     }
@@ -292,10 +291,9 @@ const OPS = {
       ...FAST_GROUP
     })
     const values = []
-    let done
-    const finished = new Promise((resolve) => { done = resolve })
+    const finished = deferred()
     consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
-      if (Number(payload.lastOffset) + 1 >= Number(payload.highWatermark)) done()
+      if (Number(payload.lastOffset) + 1 >= Number(payload.highWatermark)) finished.resolve()
     })
     await consumer.connect()
     try {
@@ -304,7 +302,7 @@ const OPS = {
         autoCommit: false,
         eachMessage: async ({ message }) => { values.push(b64(message.value)) }
       })
-      await finished
+      await finished.promise
     } finally {
       await consumer.disconnect()
     }
@@ -320,8 +318,7 @@ const OPS = {
     const consumer = kafka.consumer({ groupId: group, ...FAST_GROUP })
     await consumer.connect()
     let seen = 0
-    let done
-    const finished = new Promise((resolve) => { done = resolve })
+    const finished = deferred()
     try {
       await consumer.subscribe({ topics: [src], fromBeginning: true })
       await consumer.run({
@@ -343,10 +340,10 @@ const OPS = {
           })
           await txn.commit()
           seen += batch.messages.length
-          if (seen >= count) done()
+          if (seen >= count) finished.resolve()
         }
       })
-      await finished
+      await finished.promise
     } finally {
       await consumer.disconnect()
       await producer.disconnect()

@@ -10,7 +10,7 @@
 const { ConfigResourceTypes } = require('kafkajs')
 const common = require('./common')
 
-const { makeKafka, FAST_GROUP, describeError, expectError } = common
+const { makeKafka, FAST_GROUP, deferred, expectError, runScenario } = common
 
 const [scenario, bootstrap, topic] = process.argv.slice(2)
 const DEADLINE_MS = 40000
@@ -33,8 +33,7 @@ async function consumeGroup (groupId, count, { fromBeginning = true, seekTo = nu
   const consumer = kafka.consumer({ groupId, ...FAST_GROUP })
   await consumer.connect()
   const records = []
-  let done
-  const finished = new Promise((resolve) => { done = resolve })
+  const finished = deferred()
   try {
     await consumer.subscribe({ topics: [topic], fromBeginning })
     await consumer.run({
@@ -48,12 +47,12 @@ async function consumeGroup (groupId, count, { fromBeginning = true, seekTo = nu
           headers: Object.fromEntries(Object.entries(message.headers || {})
             .map(([k, v]) => [k, v === null || v === undefined ? null : v.toString()]))
         })
-        if (records.length >= count) done()
+        if (records.length >= count) finished.resolve()
       }
     })
     // kafkajs seeks only once run() started; it then fetches from there.
     if (seekTo !== null) consumer.seek({ topic, partition: 0, offset: String(seekTo) })
-    await finished
+    await finished.promise
   } finally {
     await consumer.disconnect() // commits what eachMessage resolved, then LeaveGroup
   }
@@ -190,19 +189,4 @@ const SCENARIOS = {
   }
 }
 
-async function main () {
-  const fn = SCENARIOS[scenario]
-  if (!fn) throw new Error(`unknown scenario ${scenario}`)
-  const timer = setTimeout(() => {
-    process.stdout.write(JSON.stringify({ error: { message: `not done within ${DEADLINE_MS} ms` } }) + '\n')
-    process.exit(1)
-  }, DEADLINE_MS)
-  const result = await fn()
-  clearTimeout(timer)
-  process.stdout.write(JSON.stringify(result) + '\n')
-}
-
-main().then(() => process.exit(0), (err) => {
-  process.stdout.write(JSON.stringify({ error: describeError(err) }) + '\n')
-  process.exit(1)
-})
+runScenario(SCENARIOS, scenario, DEADLINE_MS)

@@ -71,6 +71,12 @@ def internal_topic_spec(cluster: ClusterNode, name: str) -> tuple[int, int, dict
         "segment.bytes": str(segment),
         "compression.type": "producer",
     }
+    if name == TRANSACTION_STATE_TOPIC:
+        # TransactionStateManager.transactionTopicConfigs: the coordinator appends with
+        # acks=all against this min.insync.replicas. Capped at the (capped) replication
+        # factor, or a cluster smaller than the setting could never write a transaction.
+        min_isr = min(int(config["transaction.state.log.min.isr"]), factor)
+        configs["min.insync.replicas"] = str(min_isr)
     return int(partitions), factor, configs
 
 

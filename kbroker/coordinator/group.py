@@ -52,6 +52,7 @@ from kbroker.coordinator.offsets import (
     OffsetAndMetadata,
     OffsetRecord,
     OffsetStore,
+    PendingCommit,
     TopicPartition,
     append_error_code,
     is_expired,
@@ -1015,7 +1016,27 @@ class GroupCoordinator:
         *,
         group_instance_id: str | None = None,
     ) -> dict[TopicPartition, int]:
-        """Handle OffsetCommit; stores accepted offsets durably before returning their codes."""
+        """Handle OffsetCommit; stores accepted offsets durably before returning their codes
+        (with no replication to wait for: see ``prepare_offset_commit``)."""
+        codes, commit = self.prepare_offset_commit(
+            group_id, generation_id, member_id, offsets, group_instance_id=group_instance_id
+        )
+        if commit is not None:
+            self.offsets.complete(commit, replicated=True)
+        return codes
+
+    def prepare_offset_commit(
+        self,
+        group_id: str,
+        generation_id: int,
+        member_id: str,
+        offsets: dict[TopicPartition, OffsetAndMetadata],
+        *,
+        group_instance_id: str | None = None,
+    ) -> tuple[dict[TopicPartition, int], PendingCommit | None]:
+        """OffsetCommit up to the write: the codes, and the commit written but pending
+        (invisible to OffsetFetch) until ``complete_offset_commit`` says whether the
+        write reached the ISR (GroupMetadataManager.storeOffsets)."""
         # The empty group id is valid here (Kafka's isValidGroupId keeps it for the offset
         # APIs, DescribeGroups and DeleteGroups, for backwards compatibility).
         consumer_group = self._consumer_groups.get(group_id)
@@ -1023,27 +1044,36 @@ class GroupCoordinator:
             # KIP-848: generation_id_or_member_epoch carries the member epoch.
             error = consumer_group.validate_offset_commit(member_id, generation_id)
             if error is not None:
-                return dict.fromkeys(offsets, error)
-            return self.offsets.store(group_id, offsets)
+                return dict.fromkeys(offsets, error), None
+            return self.offsets.store_pending(group_id, offsets)
         group = self._groups.get(group_id)
         if group is None:
             if generation_id >= 0:
                 # A commit from a generation this coordinator never saw.
-                return dict.fromkeys(offsets, ErrorCode.ILLEGAL_GENERATION)
+                return dict.fromkeys(offsets, ErrorCode.ILLEGAL_GENERATION), None
             # Standalone consumers (assign(), no group management) commit with
             # generation -1 and no member id; the group exists only to hold offsets.
             group = ClassicGroup(group_id)
             self._groups[group_id] = group
         error = self._validate_commit(group, generation_id, member_id, group_instance_id)
         if error is not None:
-            return dict.fromkeys(offsets, error)
+            return dict.fromkeys(offsets, error), None
         if group.state is S.COMPLETING_REBALANCE:
             # Valid generation but the assignment is not known yet: let the client retry.
-            return dict.fromkeys(offsets, ErrorCode.REBALANCE_IN_PROGRESS)
+            return dict.fromkeys(offsets, ErrorCode.REBALANCE_IN_PROGRESS), None
         member = group.members.get(member_id)
         if member is not None:
             member.heartbeat_deadline_ms = self._now() + member.session_timeout_ms
-        return self.offsets.store(group.group_id, offsets)
+        return self.offsets.store_pending(group.group_id, offsets)
+
+    def complete_offset_commit(self, commit: PendingCommit, *, replicated: bool) -> None:
+        """The pending commit's write reached the ISR (its offsets are committed now) or
+        not (dropped; the client was answered an error and retries)."""
+        self.offsets.complete(commit, replicated=replicated)
+
+    def pending_offset_partitions(self, group_id: str) -> set[TopicPartition]:
+        """Partitions of the group with a commit whose write is not replicated yet."""
+        return self.offsets.pending_partitions(group_id)
 
     def validate_transactional_commit(
         self,

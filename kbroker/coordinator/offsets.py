@@ -6,12 +6,20 @@ committed offsets and writes their ``__consumer_offsets`` records (through the
 coordinator's writer, so a group's offsets and its own records share a partition and,
 when they must, one batch). Whether a member may commit, and when a group dies with its
 offsets, is the group's business: ``GroupCoordinator`` decides, then calls in here.
+
+A commit whose write must still reach the ISR (cluster mode) is *pending*, as in Kafka's
+GroupMetadata.pendingOffsetCommits: ``store_pending`` writes it and holds it apart, so
+OffsetFetch does not show it (and with require_stable, KIP-447, answers the partition
+UNSTABLE_OFFSET_COMMIT); ``complete`` then makes it the committed offset once the write
+is replicated (onOffsetCommitAppend), or drops it when the wait failed
+(failPendingOffsetWrite): the client was told the commit failed and retries.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kbroker.errors import KafkaApiError
@@ -75,6 +83,17 @@ class OffsetRecord:
     value: OffsetAndMetadata | None
 
 
+@dataclass(slots=True)
+class PendingCommit:
+    """A commit written but not yet known to be replicated (``OffsetStore.store_pending``)."""
+
+    group_id: str
+    # Order of the writes: a commit completing late never replaces a newer one (Kafka
+    # compares the records' log offsets, CommitRecordMetadataAndOffset.olderThan).
+    sequence: int
+    offsets: dict[TopicPartition, OffsetAndMetadata] = field(default_factory=dict)
+
+
 class OffsetStore:
     """Every group's committed offsets, kept in step with their records."""
 
@@ -82,6 +101,11 @@ class OffsetStore:
         self._write = write
         self._config = config
         self._offsets: dict[str, dict[TopicPartition, OffsetAndMetadata]] = {}
+        # group -> partition -> (sequence, offset) of the latest commit still in flight.
+        self._pending: dict[str, dict[TopicPartition, tuple[int, OffsetAndMetadata]]] = {}
+        # group -> partition -> sequence of the write the committed offset came from.
+        self._committed_by: dict[str, dict[TopicPartition, int]] = {}
+        self._sequence = itertools.count(1)
 
     def of(self, group_id: str) -> dict[TopicPartition, OffsetAndMetadata]:
         """The group's committed offsets (the live mapping; empty if it has none)."""
@@ -94,11 +118,24 @@ class OffsetStore:
     def forget(self, group_id: str) -> None:
         """Drop the group's offsets from memory (their tombstones are already written)."""
         self._offsets.pop(group_id, None)
+        self._pending.pop(group_id, None)
+        self._committed_by.pop(group_id, None)
 
     def store(
         self, group_id: str, offsets: dict[TopicPartition, OffsetAndMetadata]
     ) -> dict[TopicPartition, int]:
-        """Write and keep an accepted commit; the error code of each partition."""
+        """Write and keep an accepted commit (durable once written: no replication to
+        wait for); the error code of each partition."""
+        result, commit = self.store_pending(group_id, offsets)
+        if commit is not None:
+            self.complete(commit, replicated=True)
+        return result
+
+    def store_pending(
+        self, group_id: str, offsets: dict[TopicPartition, OffsetAndMetadata]
+    ) -> tuple[dict[TopicPartition, int], PendingCommit | None]:
+        """Write an accepted commit and hold it pending until ``complete``; the error code
+        of each partition, and the pending commit (None if nothing was written)."""
         result: dict[TopicPartition, int] = {}
         accepted: dict[TopicPartition, OffsetAndMetadata] = {}
         for tp, om in offsets.items():
@@ -113,12 +150,36 @@ class OffsetStore:
             code = append_error_code(exc, default=ErrorCode.UNKNOWN_SERVER_ERROR, offsets=True)
             for tp in accepted:
                 result[tp] = code
-            return {tp: result[tp] for tp in offsets}
-        stored = self._offsets.setdefault(group_id, {})
+            return {tp: result[tp] for tp in offsets}, None
+        commit = PendingCommit(group_id, next(self._sequence), dict(accepted))
+        pending = self._pending.setdefault(group_id, {})
         for tp, om in accepted.items():
-            stored[tp] = om
+            pending[tp] = (commit.sequence, om)
             result[tp] = ErrorCode.NONE
-        return {tp: result[tp] for tp in offsets}
+        return {tp: result[tp] for tp in offsets}, commit if accepted else None
+
+    def complete(self, commit: PendingCommit, *, replicated: bool) -> None:
+        """The commit's write is replicated (its offsets become the committed ones, unless
+        a newer write already completed) or failed (dropped): Kafka's
+        GroupMetadata.onOffsetCommitAppend / failPendingOffsetWrite."""
+        group_id = commit.group_id
+        pending = self._pending.get(group_id, {})
+        for tp, om in commit.offsets.items():
+            staged = pending.get(tp)
+            if staged is None:
+                continue  # deleted meanwhile (OffsetDelete, the group's removal)
+            committed_by = self._committed_by.setdefault(group_id, {})
+            if replicated and committed_by.get(tp, 0) < commit.sequence:
+                self._offsets.setdefault(group_id, {})[tp] = om
+                committed_by[tp] = commit.sequence
+            if staged[0] == commit.sequence:
+                del pending[tp]  # else a newer commit of the partition is still in flight
+        if not pending:
+            self._pending.pop(group_id, None)
+
+    def pending_partitions(self, group_id: str) -> set[TopicPartition]:
+        """Partitions with a commit still waiting for its replication."""
+        return set(self._pending.get(group_id, {}))
 
     def fetch(
         self, group_id: str, partitions: list[TopicPartition] | None
@@ -150,6 +211,10 @@ class OffsetStore:
             return ErrorCode.UNKNOWN_SERVER_ERROR, {}
         for tp in deleted:
             del stored[tp]
+        pending = self._pending.get(group_id, {})
+        for tp in partitions:
+            if result[tp] == ErrorCode.NONE:
+                pending.pop(tp, None)  # GroupMetadata.removeOffsets drops pending ones too
         return ErrorCode.NONE, result
 
     def unsubscribed_expired(
@@ -183,10 +248,14 @@ class OffsetStore:
     def replay(self, rec: OffsetRecord) -> None:
         """Apply one OffsetCommit record (later records win; None is a tombstone)."""
         stored = self._offsets.setdefault(rec.group_id, {})
+        tp = (rec.topic, rec.partition)
+        # Newer than any commit in flight now (a transaction's offsets, published by
+        # its COMMIT marker, are applied through here).
+        self._committed_by.setdefault(rec.group_id, {})[tp] = next(self._sequence)
         if rec.value is None:
-            stored.pop((rec.topic, rec.partition), None)
+            stored.pop(tp, None)
         else:
-            stored[(rec.topic, rec.partition)] = rec.value
+            stored[tp] = rec.value
 
     def prune(self) -> None:
         """Forget groups whose offsets were all deleted (after a replay)."""

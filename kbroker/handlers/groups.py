@@ -21,13 +21,14 @@ from kbroker.authz.checks import (
     denied_code,
     filter_allowed,
 )
+from kbroker.coordinator.group import partition_for
 from kbroker.coordinator.offsets import OffsetAndMetadata
 from kbroker.coordinator.service import coordinator_for, wait_pending
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.meta import AUTHORIZED_OPERATIONS_OMITTED, advertised_endpoint
 from kbroker.handlers.partitions import partition_errors
-from kbroker.internal_topics import OFFSETS_TOPIC
+from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.replication.leader_writes import coordinator_error, wait_replicated
 from kbroker.txn.offsets import pending_partitions
 from kbroker.wire.errors import ErrorCode
@@ -220,19 +221,32 @@ def elsewhere(ctx: RequestContext, group_id: str) -> bool:
 
 
 async def coordinator_write_replicated(ctx: RequestContext, key_type: int, key: str) -> ErrorCode:
-    """Cluster mode: wait until the ISR of ``key``'s coordinator partition has what this
-    coordinator wrote to it (Kafka's coordinators append with acks=all and answer once
-    the write is replicated, within offsets.commit.timeout.ms); the coordinator error to
-    answer if it is not (COORDINATOR_NOT_AVAILABLE / NOT_COORDINATOR), NONE if it is."""
-    cluster = ctx.broker.cluster
-    if cluster is None:
-        return ErrorCode.NONE
-    from kbroker.cluster.coordinators import coordinator_partition
+    """Wait until the ISR of ``key``'s coordinator partition has what this coordinator
+    wrote to it (Kafka's coordinators append with acks=all and answer once the write is
+    replicated, within offsets.commit.timeout.ms); the coordinator error to answer if it
+    is not (COORDINATOR_NOT_AVAILABLE / NOT_COORDINATOR), NONE if it is. A partition
+    without replication state (a single node) has it at once.
 
-    topic, index = coordinator_partition(cluster, key_type, key)
-    error = await wait_replicated(
-        ctx.broker, topic, index, timeout_ms=int(ctx.broker.config["offsets.commit.timeout.ms"])
-    )
+    Shielded: the wait decides what becomes of a pending commit, whether or not the
+    client is still there to hear it (it is bounded by the timeout)."""
+    cluster = ctx.broker.cluster
+    if cluster is not None:
+        from kbroker.cluster.coordinators import coordinator_partition
+
+        topic, index = coordinator_partition(cluster, key_type, key)
+    else:
+        topic = OFFSETS_TOPIC if key_type == KEY_TYPE_GROUP else TRANSACTION_STATE_TOPIC
+        local = ctx.broker.topics.get(topic)
+        if local is None:
+            return ErrorCode.NONE
+        index = partition_for(key, len(local.partitions))
+    with trio.CancelScope(shield=True):
+        error = await wait_replicated(
+            ctx.broker,
+            topic,
+            index,
+            timeout_ms=int(ctx.broker.config["offsets.commit.timeout.ms"]),
+        )
     return coordinator_error(error)
 
 
@@ -430,20 +444,20 @@ async def handle_offset_commit(
                 expire_timestamp=now + retention if retention != -1 else None,
             )
     if offsets:
-        codes.update(
-            gc.commit_offsets(
-                request.group_id,
-                request.generation_id_or_member_epoch if version >= 1 else -1,
-                request.member_id if version >= 1 else "",
-                offsets,
-                group_instance_id=request.group_instance_id if version >= 7 else None,
-            )
+        accepted, commit = gc.prepare_offset_commit(
+            request.group_id,
+            request.generation_id_or_member_epoch if version >= 1 else -1,
+            request.member_id if version >= 1 else "",
+            offsets,
+            group_instance_id=request.group_instance_id if version >= 7 else None,
         )
-        stored = [tp for tp in offsets if codes[tp] == ErrorCode.NONE]
-        if stored:
-            # A commit is acknowledged once replicated, so it survives a coordinator failover.
+        codes.update(accepted)
+        if commit is not None:
+            # A commit is acknowledged, and shown by OffsetFetch, once replicated, so it
+            # survives a coordinator failover; one that is not is dropped again.
             error = await coordinator_write_replicated(ctx, KEY_TYPE_GROUP, request.group_id)
-            for tp in stored:
+            gc.complete_offset_commit(commit, replicated=error == ErrorCode.NONE)
+            for tp in commit.offsets:
                 codes[tp] = error
     return OffsetCommitResponse(
         topics=partition_errors(
@@ -469,9 +483,14 @@ def _fetch_group(
     gc = coordinator_for(ctx.broker)
     wanted = None if topics is None else [(name, p) for name, parts in topics for p in parts]
     found = gc.fetch_offsets(group_id, wanted)
-    # KIP-447: with require_stable, a partition whose offset an open transaction is about
-    # to change is UNSTABLE_OFFSET_COMMIT (no offset), so the consumer retries after it.
-    unstable = pending_partitions(ctx.broker, group_id) if require_stable else set()
+    # KIP-447: with require_stable, a partition whose offset an open transaction or a
+    # commit not yet replicated is about to change is UNSTABLE_OFFSET_COMMIT (no offset),
+    # so the consumer retries after it (GroupMetadata.hasPendingOffsetCommitsForTopicPartition).
+    unstable = (
+        pending_partitions(ctx.broker, group_id) | gc.pending_offset_partitions(group_id)
+        if require_stable
+        else set()
+    )
     # KafkaApis.handleOffsetFetchRequest: a topic the principal may not Describe is
     # TOPIC_AUTHORIZATION_FAILED when named, and left out when all topics are asked for.
     visible = filter_allowed(ctx, Operation.DESCRIBE, ResourceType.TOPIC, {t for t, _ in found})

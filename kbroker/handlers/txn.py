@@ -13,7 +13,9 @@ EndTxn < 2, TxnOffsetCommit < 2 — KafkaApis).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypeVar
+
+import trio
 
 from kbroker.authz.acl import Operation, ResourceType
 from kbroker.authz.checks import allowed, allowed_cluster, filter_allowed, may_write_any_topic
@@ -24,13 +26,12 @@ from kbroker.coordinator.service import coordinator_for
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.groups import (
     KEY_TYPE_GROUP,
-    KEY_TYPE_TRANSACTION,
     coordinator_write_replicated,
 )
 from kbroker.handlers.partitions import partition_errors
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.txn import offsets as txn_offsets
-from kbroker.txn.coordinator import InitResult, TxnState
+from kbroker.txn.coordinator import InitResult, Outcome, TxnState
 from kbroker.txn.service import poll, producer_ids, txn_coordinator, write_markers
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
@@ -55,6 +56,18 @@ from kbroker.wire.messages import (
 )
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+async def _answer(outcome: Outcome[T]) -> T:
+    """The coordinator's answer once its ``__transaction_state`` writes are complete
+    (replicated to the ISR in cluster mode; at once on a single node)."""
+    if not outcome.done:
+        written = trio.Event()
+        outcome.on_done(lambda _answer: written.set())
+        await written.wait()
+    return outcome.result()
 
 
 def _fenced_code(code: int, version: int, first_fenced_version: int) -> int:
@@ -120,11 +133,12 @@ async def handle_init_producer_id(
         if tid is not None and cluster is None:
             _ensure_state_topic(ctx)
         tc = txn_coordinator(ctx.broker)
-        result = tc.init_producer_id(
+        outcome = tc.init_producer_id(
             tid, request.transaction_timeout_ms, expected_pid, expected_epoch
         )
     except Exception as exc:  # noqa: BLE001 - answered in the body
-        result = InitResult(ErrorCode(_storage_failure(exc)))
+        outcome = Outcome.of(InitResult(ErrorCode(_storage_failure(exc))))
+    result = await _answer(outcome)
     return InitProducerIdResponse(
         throttle_time_ms=0,
         error_code=_fenced_code(result.error, version, 4),
@@ -144,7 +158,7 @@ async def handle_add_partitions_to_txn(
     version = ctx.api_version
     R = AddPartitionsToTxnResponse
     if version <= 3:
-        results = _add_partitions(
+        results = await _add_partitions(
             ctx,
             request.v3_and_below_transactional_id,
             request.v3_and_below_producer_id,
@@ -157,7 +171,7 @@ async def handle_add_partitions_to_txn(
     by_txn = [
         R.AddPartitionsToTxnResult(
             transactional_id=t.transactional_id,
-            topic_results=_add_partitions(
+            topic_results=await _add_partitions(
                 ctx,
                 t.transactional_id,
                 t.producer_id,
@@ -172,7 +186,7 @@ async def handle_add_partitions_to_txn(
     return R(throttle_time_ms=0, error_code=0, results_by_transaction=by_txn)
 
 
-def _add_partitions(
+async def _add_partitions(
     ctx: RequestContext,
     tid: str,
     pid: int,
@@ -207,9 +221,10 @@ def _add_partitions(
         codes.update(tc.verify_partitions(tid, pid, epoch, wanted))
     else:
         try:
-            code = tc.add_partitions(tid, pid, epoch, wanted)
+            added = tc.add_partitions(tid, pid, epoch, wanted)
         except Exception as exc:  # noqa: BLE001 - answered in the body
-            code = _storage_failure(exc)
+            added = Outcome.of(_storage_failure(exc))
+        code = await _answer(added)
         codes.update(dict.fromkeys(wanted, _fenced_code(code, version, 2)))
     return _partition_results(topics, codes)
 
@@ -279,11 +294,12 @@ async def handle_add_offsets_to_txn(
     tc = txn_coordinator(ctx.broker)
     tp = (OFFSETS_TOPIC, _offsets_partition(ctx, request.group_id))
     try:
-        code = tc.add_partitions(
+        added = tc.add_partitions(
             request.transactional_id, request.producer_id, request.producer_epoch, [tp]
         )
     except Exception as exc:  # noqa: BLE001 - answered in the body
-        code = _storage_failure(exc)
+        added = Outcome.of(_storage_failure(exc))
+    code = await _answer(added)
     return AddOffsetsToTxnResponse(
         throttle_time_ms=0, error_code=_fenced_code(code, ctx.api_version, 2)
     )
@@ -303,17 +319,13 @@ async def handle_end_txn(ctx: RequestContext, request: EndTxnRequest) -> EndTxnR
         return EndTxnResponse(throttle_time_ms=0, error_code=ErrorCode.NOT_COORDINATOR)
     tc = txn_coordinator(ctx.broker)
     try:
-        code = tc.end_txn(
+        ended = tc.end_txn(
             request.transactional_id, request.producer_id, request.producer_epoch, request.committed
         )
     except Exception as exc:  # noqa: BLE001 - answered in the body
-        code = _storage_failure(exc)
-    if code == ErrorCode.NONE:
-        # The transaction's outcome is acknowledged once __transaction_state's ISR has it
-        # (TransactionStateManager.appendTransactionToLog waits for acks=all).
-        code = await coordinator_write_replicated(
-            ctx, KEY_TYPE_TRANSACTION, request.transactional_id
-        )
+        ended = Outcome.of(_storage_failure(exc))
+    # Answered once the outcome is in __transaction_state's ISR (acks=all).
+    code = await _answer(ended)
     return EndTxnResponse(throttle_time_ms=0, error_code=_fenced_code(code, ctx.api_version, 2))
 
 
@@ -453,6 +465,10 @@ async def handle_txn_offset_commit(
         stored = [tp for tp in offsets if codes[tp] == ErrorCode.NONE]
         if stored:
             error = await coordinator_write_replicated(ctx, KEY_TYPE_GROUP, request.group_id)
+            if error != ErrorCode.NONE:
+                # GroupMetadata.failPendingTxnOffsetCommit: the client is told the commit
+                # failed and sends it again; the marker must not publish this one.
+                txn_offsets.unstage(ctx.broker, request.group_id, request.producer_id, stored)
             for tp in stored:
                 codes[tp] = error
     return R(

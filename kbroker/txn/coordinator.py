@@ -1,29 +1,41 @@
 """The transaction coordinator: a synchronous state machine (KIP-98, KIP-360, KIP-588).
 
 How it works: one ``TxnMetadata`` per transactional id, in the states of
-Kafka's TransactionState. Every transition is persisted through the injected
-``store`` (a ``__transaction_state`` record) before it is answered, and the
-markers are written in-process through the injected ``markers`` callback:
+Kafka's TransactionState. Every transition is a write to ``__transaction_state``
+through the injected ``store``, as Kafka's TransactionStateManager
+.appendTransactionToLog does it: the coordinator computes the new metadata, marks
+the transactional id with a ``pending_state`` while the write is in flight, and
+changes its in-memory metadata only once the store reports the write complete
+(in cluster mode: replicated to the partition's ISR, acks=all). A failed write
+changes nothing but clears the pending state; requests arriving meanwhile are
+answered CONCURRENT_TRANSACTIONS, as Kafka's pendingTransitionInProgress.
+
+The store may complete a write at once (a single node) or later (waiting for the
+ISR), so each call answers through an ``Outcome`` (Kafka's response callbacks):
 
     Empty / CompleteCommit / CompleteAbort --AddPartitions--> Ongoing
     Ongoing --EndTxn--> PrepareCommit|PrepareAbort --markers--> CompleteCommit|CompleteAbort
 
 The Prepare* record is written before the markers and the Complete* record
 after them, so a crash between the two leaves a Prepare* state that ``load``
-finishes by writing the markers again (a repeated marker is harmless: it
-closes no open transaction). Timers (transaction.timeout.ms,
-transactional.id.expiration.ms) fire from ``poll``, called by the Trio side;
-the clock is injected, so tests drive time by hand.
+(or, after a failed Complete* write, ``poll``) finishes by writing the markers
+again (a repeated marker is harmless: it closes no open transaction). Timers
+(transaction.timeout.ms, transactional.id.expiration.ms) fire from ``poll``,
+called by the Trio side; the clock is injected, so tests drive time by hand.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from kbroker.wire.errors import ErrorCode
+
+logger = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
 NO_PRODUCER_ID = -1
@@ -91,6 +103,9 @@ _COMPLETE = (TxnState.EMPTY, TxnState.COMPLETE_COMMIT, TxnState.COMPLETE_ABORT)
 _PREPARE = (TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT)
 
 
+T = TypeVar("T")
+
+
 @dataclass(slots=True)
 class TxnMetadata:
     """What the coordinator knows about one transactional id."""
@@ -105,6 +120,18 @@ class TxnMetadata:
     last_update_ms: int = -1
     last_producer_id: int = NO_PRODUCER_ID
     last_producer_epoch: int = NO_PRODUCER_EPOCH
+    # The state a write in flight moves to (Kafka's TransactionMetadata.pendingState);
+    # memory only, never in the log.
+    pending_state: TxnState | None = None
+    # Prepare*: the markers are written; a completion tried again only writes the
+    # Complete* record. Memory only.
+    markers_written: bool = False
+
+    def copy(self) -> TxnMetadata:
+        """The metadata to change into the next state (Kafka's TxnTransitMetadata)."""
+        return dataclasses.replace(
+            self, partitions=set(self.partitions), pending_state=None, markers_written=False
+        )
 
 
 def transition(meta: TxnMetadata, state: TxnState) -> None:
@@ -116,14 +143,74 @@ def transition(meta: TxnMetadata, state: TxnState) -> None:
     meta.state = state
 
 
-class TxnStore(Protocol):
-    """Persists a transactional id's metadata (None = tombstone)."""
+AppendDone = Callable[[ErrorCode], None]
+"""Told how a ``__transaction_state`` write ended: NONE, or the coordinator error to answer."""
 
-    def write(self, transactional_id: str, meta: TxnMetadata | None) -> None: ...
+
+class TxnStore(Protocol):
+    """Appends a transactional id's metadata to ``__transaction_state`` (None = tombstone)."""
+
+    def append(self, transactional_id: str, meta: TxnMetadata | None, done: AppendDone) -> None:
+        """Append the record; call ``done`` once the write is complete: NONE when it is
+        durable (cluster mode: the partition's ISR has it, acks=all), else the error the
+        coordinator answers (COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR). ``done`` may run
+        before this returns. Raises if the local append failed (then ``done`` never runs)."""
 
 
 MarkerWriter = Callable[[int, int, bool, list[TopicPartition]], None]
 """(producer id, producer epoch, commit?, partitions) -> writes the markers."""
+
+
+class Outcome(Generic[T]):
+    """The answer to a coordinator call, known once its writes are complete (Kafka's
+    response callbacks): at once on a single node, once the ISR has them in cluster mode."""
+
+    __slots__ = ("_callbacks", "_done", "_value")
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[[T], None]] = []
+        self._done = False
+        self._value: T | None = None
+
+    @classmethod
+    def of(cls, value: T) -> Outcome[T]:
+        """An outcome known already."""
+        outcome: Outcome[T] = cls()
+        outcome.set(value)
+        return outcome
+
+    @property
+    def done(self) -> bool:
+        """Whether the answer is known."""
+        return self._done
+
+    def set(self, value: T) -> None:
+        """Give the answer (once) and run the callbacks waiting for it."""
+        if self._done:
+            raise RuntimeError("outcome already set")
+        self._done = True
+        self._value = value
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback(value)
+
+    def result(self) -> T:
+        """The answer; RuntimeError while a write is still in flight."""
+        if not self._done:
+            raise RuntimeError("the coordinator's write is still in flight")
+        return self._value  # type: ignore[return-value]
+
+    def on_done(self, callback: Callable[[T], None]) -> None:
+        """Call ``callback`` with the answer (now if it is known)."""
+        if self._done:
+            callback(self._value)  # type: ignore[arg-type]
+        else:
+            self._callbacks.append(callback)
+
+
+def _ignore(_error: ErrorCode) -> None:
+    """A write nobody waits for (timeouts, expiry, completions on load): a failure is
+    logged by ``_write`` and tried again by a later ``poll``."""
 
 
 @dataclass(slots=True)
@@ -168,10 +255,76 @@ class TransactionCoordinator:
         """The injected clock in milliseconds."""
         return int(self._clock() * 1000)
 
-    def _persist(self, meta: TxnMetadata) -> None:
-        meta.last_update_ms = self.now_ms()
+    # -- writes ----------------------------------------------------------------------------
+    def _write(self, meta: TxnMetadata, new: TxnMetadata | None, then: AppendDone) -> None:
+        """Write ``new`` (None: a tombstone) as ``meta``'s next state, then call ``then``.
+
+        TransactionStateManager.appendTransactionToLog: ``meta`` carries the pending state
+        while the write is in flight and takes the new values only once the write is
+        complete; a failed write leaves it as it was (pending state cleared). If the
+        coordinator no longer holds ``meta`` by then (its partition was unloaded, or
+        loaded again), the answer is NOT_COORDINATOR, as Kafka's coordinator epoch check.
+        """
+        tid = meta.transactional_id
+        target = new.state if new is not None else TxnState.DEAD
+        if meta.pending_state is not None:
+            raise AssertionError(
+                f"transaction {tid}: a write to {meta.pending_state.display} is in flight"
+            )
+        if meta.state not in VALID_PREVIOUS[target]:
+            raise AssertionError(f"transaction {tid}: {meta.state.display} -> {target.display}")
+        if new is not None:
+            new.last_update_ms = self.now_ms()
+        meta.pending_state = target
+        completed = False
+
+        def done(error: ErrorCode) -> None:
+            nonlocal completed
+            completed = True
+            meta.pending_state = None
+            if self.txns.get(tid) is not meta:
+                then(ErrorCode.NOT_COORDINATOR if error == ErrorCode.NONE else error)
+                return
+            if error != ErrorCode.NONE:
+                logger.info(
+                    "transaction %s: writing %s failed (%s); it stays %s",
+                    tid,
+                    target.display,
+                    error.name,
+                    meta.state.display,
+                )
+            elif new is None:
+                del self.txns[tid]
+                if self._by_pid.get(meta.producer_id) == tid:
+                    del self._by_pid[meta.producer_id]
+            else:
+                self._apply(meta, new)
+            then(error)
+
+        try:
+            self._store.append(tid, new, done)
+        except Exception:
+            if completed:
+                raise  # raised by ``then``, after the write
+            meta.pending_state = None
+            logger.warning(
+                "transaction %s: appending %s failed", tid, target.display, exc_info=True
+            )
+            then(ErrorCode.COORDINATOR_NOT_AVAILABLE)
+
+    def _apply(self, meta: TxnMetadata, new: TxnMetadata) -> None:
+        """TransactionMetadata.completeTransitionTo: the written state becomes current."""
+        transition(meta, new.state)
+        meta.producer_id = new.producer_id
+        meta.producer_epoch = new.producer_epoch
+        meta.timeout_ms = new.timeout_ms
+        meta.partitions = set(new.partitions)
+        meta.start_ms = new.start_ms
+        meta.last_update_ms = new.last_update_ms
+        meta.last_producer_id = new.last_producer_id
+        meta.last_producer_epoch = new.last_producer_epoch
+        meta.markers_written = False
         self._by_pid[meta.producer_id] = meta.transactional_id
-        self._store.write(meta.transactional_id, meta)
 
     # -- InitProducerId -----------------------------------------------------------------
     def init_producer_id(
@@ -180,31 +333,44 @@ class TransactionCoordinator:
         timeout_ms: int,
         expected_producer_id: int = NO_PRODUCER_ID,
         expected_epoch: int = NO_PRODUCER_EPOCH,
-    ) -> InitResult:
+    ) -> Outcome[InitResult]:
         """InitProducerId: a fresh id (idempotent) or the transactional id's bumped epoch."""
         if transactional_id is None:
             # Idempotent producer: always a new id (KIP-360 recovery gets one too).
-            return InitResult(ErrorCode.NONE, self._next_pid(), 0)
+            return Outcome.of(InitResult(ErrorCode.NONE, self._next_pid(), 0))
         if transactional_id == "":
-            return InitResult(ErrorCode.INVALID_REQUEST)
+            return Outcome.of(InitResult(ErrorCode.INVALID_REQUEST))
         if not 0 < timeout_ms <= self.config.max_timeout_ms:
-            return InitResult(ErrorCode.INVALID_TRANSACTION_TIMEOUT)
+            return Outcome.of(InitResult(ErrorCode.INVALID_TRANSACTION_TIMEOUT))
         meta = self.txns.get(transactional_id)
         if meta is None:
+            # TransactionCoordinator.handleInitProducerId: a new id is cached Empty with
+            # no epoch; its first epoch is written like any other transition.
             meta = TxnMetadata(transactional_id, self._next_pid(), NO_PRODUCER_EPOCH, timeout_ms)
+            meta.last_update_ms = self.now_ms()
             self.txns[transactional_id] = meta
-            meta.producer_epoch = 0
-            transition(meta, TxnState.EMPTY)  # a new id starts Empty; Kafka moves it Empty->Empty
-            meta.timeout_ms = timeout_ms
-            self._persist(meta)
-            return InitResult(ErrorCode.NONE, meta.producer_id, meta.producer_epoch)
-        if meta.state in _PREPARE:
-            # Markers are written synchronously, so this only happens if they failed.
-            self._complete(meta)
-            if meta.state in _PREPARE:
-                return InitResult(ErrorCode.CONCURRENT_TRANSACTIONS)
-        expected = expected_producer_id != NO_PRODUCER_ID
-        if expected:
+        if meta.pending_state is None and meta.state in _PREPARE:
+            # Its completion failed earlier (markers or the Complete* write): try again.
+            self._complete(meta, _ignore)
+        if meta.pending_state is not None or meta.state in _PREPARE:
+            # A write in flight (pendingTransitionInProgress) or markers not written yet.
+            return Outcome.of(InitResult(ErrorCode.CONCURRENT_TRANSACTIONS))
+        outcome: Outcome[InitResult] = Outcome()
+        new = meta.copy()
+
+        def answer(error: ErrorCode) -> None:
+            if error == ErrorCode.NONE:
+                outcome.set(InitResult(error, new.producer_id, new.producer_epoch))
+            else:
+                outcome.set(InitResult(error))
+
+        if meta.producer_epoch == NO_PRODUCER_EPOCH:
+            new.producer_epoch = 0
+            new.timeout_ms = timeout_ms
+            new.state = TxnState.EMPTY  # a new id starts Empty; Kafka moves it Empty->Empty
+            self._write(meta, new, answer)
+            return outcome
+        if expected_producer_id != NO_PRODUCER_ID:
             if expected_producer_id == meta.producer_id and expected_epoch == meta.producer_epoch:
                 pass  # the producer's current epoch: bump it below
             elif (
@@ -213,25 +379,29 @@ class TransactionCoordinator:
                 and meta.state in _COMPLETE
             ):
                 # A retry whose first answer was lost: hand back the same id and epoch.
-                return InitResult(ErrorCode.NONE, meta.producer_id, meta.producer_epoch)
+                return Outcome.of(InitResult(ErrorCode.NONE, meta.producer_id, meta.producer_epoch))
             else:
-                return InitResult(ErrorCode.PRODUCER_FENCED)
+                return Outcome.of(InitResult(ErrorCode.PRODUCER_FENCED))
+        self._bump_epoch(new)
         if meta.state is TxnState.ONGOING:
             # A new instance fences the old one, as TransactionCoordinator does: abort
             # its transaction under a bumped epoch (never handed out) and answer
             # CONCURRENT_TRANSACTIONS; the client retries once the abort is complete
-            # (at once here: markers are written synchronously) and gets the epoch
-            # after that, so a fenced epoch is never reused.
-            self._bump_epoch(meta)
-            self._end(meta, commit=False)
-            return InitResult(ErrorCode.CONCURRENT_TRANSACTIONS)
-        self._bump_epoch(meta)
-        meta.timeout_ms = timeout_ms
-        transition(meta, TxnState.EMPTY)
-        meta.partitions = set()
-        meta.start_ms = -1
-        self._persist(meta)
-        return InitResult(ErrorCode.NONE, meta.producer_id, meta.producer_epoch)
+            # and gets the epoch after that, so a fenced epoch is never reused.
+            new.state = TxnState.PREPARE_ABORT
+
+            def fenced(error: ErrorCode) -> None:
+                ok = error == ErrorCode.NONE
+                outcome.set(InitResult(ErrorCode.CONCURRENT_TRANSACTIONS if ok else error))
+
+            self._end(meta, new, fenced)
+            return outcome
+        new.timeout_ms = timeout_ms
+        new.state = TxnState.EMPTY
+        new.partitions = set()
+        new.start_ms = -1
+        self._write(meta, new, answer)
+        return outcome
 
     def _bump_epoch(self, meta: TxnMetadata) -> None:
         meta.last_producer_id = meta.producer_id
@@ -260,25 +430,27 @@ class TransactionCoordinator:
         producer_id: int,
         epoch: int,
         partitions: Iterable[TopicPartition],
-    ) -> ErrorCode:
+    ) -> Outcome[ErrorCode]:
         """Add partitions to the producer's transaction (starting it if needed)."""
         meta = self._check(transactional_id, producer_id, epoch)
         if isinstance(meta, ErrorCode):
-            return meta
-        if meta.state in _PREPARE:
-            return ErrorCode.CONCURRENT_TRANSACTIONS
+            return Outcome.of(meta)
+        if meta.pending_state is not None or meta.state in _PREPARE:
+            return Outcome.of(ErrorCode.CONCURRENT_TRANSACTIONS)
         if meta.state not in (TxnState.ONGOING, *_COMPLETE):
-            return ErrorCode.INVALID_TXN_STATE
-        new = set(partitions) - meta.partitions
-        if meta.state is TxnState.ONGOING and not new:
-            return ErrorCode.NONE
+            return Outcome.of(ErrorCode.INVALID_TXN_STATE)
+        added = set(partitions) - meta.partitions
+        if meta.state is TxnState.ONGOING and not added:
+            return Outcome.of(ErrorCode.NONE)
+        new = meta.copy()
         if meta.state is not TxnState.ONGOING:
-            meta.partitions = set()
-            meta.start_ms = self.now_ms()
-        meta.partitions |= new
-        transition(meta, TxnState.ONGOING)
-        self._persist(meta)
-        return ErrorCode.NONE
+            new.partitions = set()
+            new.start_ms = self.now_ms()
+        new.partitions |= added
+        new.state = TxnState.ONGOING
+        outcome: Outcome[ErrorCode] = Outcome()
+        self._write(meta, new, outcome.set)
+        return outcome
 
     def verify_partitions(
         self,
@@ -319,73 +491,114 @@ class TransactionCoordinator:
     # -- EndTxn ------------------------------------------------------------------------------
     def end_txn(
         self, transactional_id: str, producer_id: int, epoch: int, commit: bool
-    ) -> ErrorCode:
+    ) -> Outcome[ErrorCode]:
         """Commit or abort: write the markers to every partition of the transaction."""
         meta = self._check(transactional_id, producer_id, epoch)
         if isinstance(meta, ErrorCode):
-            return meta
+            return Outcome.of(meta)
+        if meta.pending_state is None and meta.state in _PREPARE:
+            # Its completion failed earlier: try again (answered below as it stands).
+            self._complete(meta, _ignore)
+        if meta.pending_state is not None:
+            return Outcome.of(ErrorCode.CONCURRENT_TRANSACTIONS)
         state = meta.state
         if state is TxnState.ONGOING:
-            self._end(meta, commit=commit)
-            return ErrorCode.NONE
+            new = meta.copy()
+            new.state = TxnState.PREPARE_COMMIT if commit else TxnState.PREPARE_ABORT
+            outcome: Outcome[ErrorCode] = Outcome()
+            self._end(meta, new, outcome.set)
+            return outcome
         if state is TxnState.COMPLETE_COMMIT:
-            return ErrorCode.NONE if commit else ErrorCode.INVALID_TXN_STATE
+            return Outcome.of(ErrorCode.NONE if commit else ErrorCode.INVALID_TXN_STATE)
         if state is TxnState.COMPLETE_ABORT:
-            return ErrorCode.INVALID_TXN_STATE if commit else ErrorCode.NONE
+            return Outcome.of(ErrorCode.INVALID_TXN_STATE if commit else ErrorCode.NONE)
         if state in _PREPARE:
             if (state is TxnState.PREPARE_COMMIT) == commit:
-                return ErrorCode.CONCURRENT_TRANSACTIONS
-            return ErrorCode.INVALID_TXN_STATE
-        return ErrorCode.INVALID_TXN_STATE
+                return Outcome.of(ErrorCode.CONCURRENT_TRANSACTIONS)
+            return Outcome.of(ErrorCode.INVALID_TXN_STATE)
+        return Outcome.of(ErrorCode.INVALID_TXN_STATE)
 
-    def _end(self, meta: TxnMetadata, *, commit: bool) -> None:
-        transition(meta, TxnState.PREPARE_COMMIT if commit else TxnState.PREPARE_ABORT)
-        self._persist(meta)
-        self._complete(meta)
+    def _end(self, meta: TxnMetadata, prepare: TxnMetadata, then: AppendDone) -> None:
+        """Write Prepare*, then the markers and Complete*; ``then`` hears how it ended.
 
-    def _complete(self, meta: TxnMetadata) -> None:
+        Once the Prepare* record is written the outcome is decided and ``then`` hears
+        NONE (Kafka answers EndTxn at that point); a completion that fails is finished
+        by a later ``poll`` or by the next coordinator's load.
+        """
+
+        def prepared(error: ErrorCode) -> None:
+            if error != ErrorCode.NONE:
+                then(error)
+            else:
+                self._complete(meta, lambda _completed: then(ErrorCode.NONE))
+
+        self._write(meta, prepare, prepared)
+
+    def _complete(self, meta: TxnMetadata, then: AppendDone) -> None:
         """Write the markers of a Prepare* transaction and record its completion."""
         commit = meta.state is TxnState.PREPARE_COMMIT
-        self._markers(meta.producer_id, meta.producer_epoch, commit, sorted(meta.partitions))
-        transition(meta, TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT)
-        meta.partitions = set()
-        meta.start_ms = -1
-        self._persist(meta)
+        if not meta.markers_written:
+            try:
+                self._markers(
+                    meta.producer_id, meta.producer_epoch, commit, sorted(meta.partitions)
+                )
+            except Exception:
+                logger.warning(
+                    "transaction %s: writing its markers failed; tried again later",
+                    meta.transactional_id,
+                    exc_info=True,
+                )
+                then(ErrorCode.COORDINATOR_NOT_AVAILABLE)
+                return
+            meta.markers_written = True
+        new = meta.copy()
+        new.state = TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT
+        new.partitions = set()
+        new.start_ms = -1
+        self._write(meta, new, then)
 
     # -- timers ------------------------------------------------------------------------------
     def next_deadline_ms(self) -> int | None:
         """When poll() next has something to do (None = nothing pending)."""
         best: int | None = None
         for meta in self.txns.values():
+            if meta.pending_state is not None:
+                continue  # its write completes by itself
             if meta.state is TxnState.ONGOING:
                 due = meta.start_ms + meta.timeout_ms
             elif meta.state in _COMPLETE:
                 due = meta.last_update_ms + self.config.id_expiration_ms
             else:
-                continue
+                due = meta.last_update_ms  # a Prepare* to finish (its completion failed)
             if best is None or due < best:
                 best = due
         return best
 
     def poll(self) -> list[str]:
-        """Abort timed-out transactions and expire idle transactional ids; returns aborted ids."""
+        """Abort timed-out transactions, finish Prepare* ones, expire idle transactional
+        ids; returns the ids whose abort started."""
         now = self.now_ms()
         aborted = []
         for tid, meta in list(self.txns.items()):
+            if meta.pending_state is not None:
+                continue
             if meta.state is TxnState.ONGOING and now >= meta.start_ms + meta.timeout_ms:
                 # TransactionCoordinator.abortTimedOutTransactions: fence the producer
                 # with a bumped epoch, then abort under it, so the stale producer's
                 # next request is refused.
-                self._bump_epoch(meta)
-                self._end(meta, commit=False)
+                new = meta.copy()
+                self._bump_epoch(new)
+                new.state = TxnState.PREPARE_ABORT
+                self._end(meta, new, _ignore)
                 aborted.append(tid)
+            elif meta.state in _PREPARE:
+                self._complete(meta, _ignore)
             elif (
                 meta.state in _COMPLETE
                 and now >= meta.last_update_ms + self.config.id_expiration_ms
             ):
                 # transactional.id.expiration.ms: forget the id (tombstone).
-                del self.txns[tid]
-                self._store.write(tid, None)
+                self._write(meta, None, _ignore)
         return aborted
 
     # -- loading -------------------------------------------------------------------------------
@@ -399,7 +612,7 @@ class TransactionCoordinator:
                 self._by_pid[meta.producer_id] = tid
         for meta in list(self.txns.values()):
             if meta.state in _PREPARE:
-                self._complete(meta)
+                self._complete(meta, _ignore)
 
     # -- tooling ---------------------------------------------------------------------------------
     def describe(self, transactional_id: str) -> TxnMetadata | None:

@@ -82,6 +82,24 @@ def stage(
     return codes
 
 
+def unstage(
+    broker: BrokerState, group_id: str, producer_id: int, partitions: list[TopicPartition]
+) -> None:
+    """Forget the producer's staged offsets of ``partitions`` for the group: their write
+    did not reach the ISR (Kafka's GroupMetadata.failPendingTxnOffsetCommit)."""
+    pending = _pending(broker)
+    dropped = set(partitions)
+    kept = [
+        r
+        for r in pending.get(producer_id, [])
+        if r.group_id != group_id or (r.topic, r.partition) not in dropped
+    ]
+    if kept:
+        pending[producer_id] = kept
+    else:
+        pending.pop(producer_id, None)
+
+
 def complete(broker: BrokerState, producer_id: int, commit: bool) -> None:
     """The producer's transaction ended: publish (commit) or drop (abort) its staged offsets."""
     staged = _pending(broker).pop(producer_id, [])

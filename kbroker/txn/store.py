@@ -14,21 +14,26 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import trio
+
 from kbroker.coordinator.group import partition_for
+from kbroker.errors import KafkaApiError
 from kbroker.internal_topics import (
     TRANSACTION_STATE_TOPIC,
     coordinated_partitions,
     iter_stored_batches,
 )
-from kbroker.replication.leader_writes import append_as_leader
-from kbroker.txn.coordinator import TxnMetadata, TxnState
-from kbroker.wire.errors import ProtocolError
+from kbroker.replication.leader_writes import append_as_leader, coordinator_error
+from kbroker.topic_config import effective_topic_value
+from kbroker.txn.coordinator import AppendDone, TxnMetadata, TxnState
+from kbroker.wire.errors import ErrorCode, ProtocolError
 from kbroker.wire.messages import TransactionLogKey, TransactionLogValue
 from kbroker.wire.protocol import decode_versioned_data, encode_versioned_data
 from kbroker.wire.records import Record, build_batch
 
 if TYPE_CHECKING:
     from kbroker.broker import BrokerState
+    from kbroker.replication.partition import ReplicatedPartition
 
 logger = logging.getLogger(__name__)
 
@@ -102,15 +107,48 @@ class TxnStateTopicStore:
         """The partition holding ``tid``'s state."""
         return partition_for(tid, self.num_partitions())
 
-    def write(self, transactional_id: str, meta: TxnMetadata | None) -> None:
-        """Append one record for ``transactional_id`` (created on first use)."""
+    def append(self, transactional_id: str, meta: TxnMetadata | None, done: AppendDone) -> None:
+        """Append one record for ``transactional_id`` (the topic is created on first use)
+        with acks=all, as TransactionStateManager.appendTransactionToLog: ``done`` hears
+        NONE once every ISR member has it, else the coordinator error.
+
+        A partition without replication state (a single node) is durable at once. A
+        replicated one refuses the write below the topic's min.insync.replicas
+        (transaction.state.log.min.isr; NOT_ENOUGH_REPLICAS, nothing appended) and
+        otherwise waits, within the transaction's timeout as Kafka does, in a task of
+        its own: the coordinator's callbacks are the rest of the request.
+        """
         topic = self._broker.topics.create_internal(TRANSACTION_STATE_TOPIC)
+        part = topic.partitions[partition_for(transactional_id, len(topic.partitions))]
+        replica = part.replica
+        min_isr = int(
+            effective_topic_value("min.insync.replicas", topic.configs, self._broker.config)
+        )
+        if replica is not None:
+            try:
+                replica.check_enough_replicas(min_isr)
+            except KafkaApiError as exc:
+                done(coordinator_error(ErrorCode(exc.code)))
+                return
         key, value = encode_txn_record(transactional_id, meta)
         now = int(self._broker.clock() * 1000)
-        part = topic.partitions[partition_for(transactional_id, len(topic.partitions))]
         append_as_leader(part, build_batch([Record(key=key, value=value, timestamp=now)]))
         # Followers parked in a long poll copy it at once.
         self._broker.notify_append(part)
+        if replica is None:
+            done(ErrorCode.NONE)
+            return
+        required = part.log.log_end_offset
+        finished, error = replica.ack_status(required, min_isr)
+        if finished:
+            done(coordinator_error(error))
+            return
+        timeout_ms = meta.timeout_ms if meta is not None else _TOMBSTONE_TIMEOUT_MS
+        # A system task: the wait outlives the request that started it (a client that
+        # hangs up does not undo the write) and is bounded by the timeout.
+        trio.lowlevel.spawn_system_task(
+            _await_isr, replica, required, min_isr, timeout_ms / 1000, done
+        )
 
     def load(self) -> Iterator[tuple[str, TxnMetadata | None]]:
         """Every record in the topic, partition by partition, oldest first."""
@@ -131,3 +169,27 @@ class TxnStateTopicStore:
                             part.index,
                             offset,
                         )
+
+
+# The wait for a tombstone's replication (transactional.id.expiration.ms): Kafka bounds
+# it by the expired transaction's timeout, whose default this is.
+_TOMBSTONE_TIMEOUT_MS = 60_000
+
+
+async def _await_isr(
+    replica: ReplicatedPartition,
+    required: int,
+    min_isr: int,
+    timeout_s: float,
+    done: AppendDone,
+) -> None:
+    """Wait for the ISR to have ``required`` (acks=all), then tell ``done``."""
+    epoch = replica.leader_epoch
+    error = await replica.wait_for_acks(required, timeout_s, min_insync_replicas=min_isr)
+    if error == ErrorCode.NONE and replica.leader_epoch != epoch:
+        # Led again under a newer epoch meanwhile: Kafka's coordinator epoch check.
+        error = ErrorCode.NOT_LEADER_OR_FOLLOWER
+    try:
+        done(coordinator_error(error))
+    except Exception:  # a system task must not raise: that would end the broker
+        logger.exception("completing a __transaction_state write failed")

@@ -3,7 +3,6 @@ every broker answers (and enforces) the same ACLs, whichever broker changed them
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -18,10 +17,9 @@ from confluent_kafka.admin import (  # noqa: E402
     ResourcePatternType,
     ResourceType,
 )
-from kazoo.client import KazooClient  # noqa: E402
 
 from kbroker.cluster_runner import Cluster  # noqa: E402
-from tests.cluster.real_cluster import eventually, needs_zookeeper  # noqa: E402
+from tests.cluster.real_cluster import eventually, needs_zookeeper, zk_client, zk_json  # noqa: E402
 
 pytestmark = needs_zookeeper
 
@@ -87,10 +85,8 @@ def test_acls_are_shared_through_zookeeper(tmp_path: Path) -> None:
         eventually(lambda: _listed(two) == expected)
 
         # The znodes are Kafka's: a Kafka broker on the same ensemble reads them.
-        zk = KazooClient(hosts=cluster.zookeeper_connect)
-        zk.start(timeout=15)
-        try:
-            literal = json.loads(zk.get("/kafka-acl/Topic/orders")[0])
+        with zk_client(cluster) as zk:
+            literal = zk_json(zk, "/kafka-acl/Topic/orders")
             assert literal == {
                 "version": 1,
                 "acls": [
@@ -102,13 +98,13 @@ def test_acls_are_shared_through_zookeeper(tmp_path: Path) -> None:
                     }
                 ],
             }
-            prefixed = json.loads(zk.get("/kafka-acl-extended/prefixed/Topic/sales-")[0])
+            prefixed = zk_json(zk, "/kafka-acl-extended/prefixed/Topic/sales-")
             assert prefixed["acls"][0]["operation"] == "IdempotentWrite"
             assert prefixed["acls"][0]["permissionType"] == "Deny"
             changes = zk.get_children("/kafka-acl-changes")
             assert [zk.get(f"/kafka-acl-changes/{c}")[0] for c in changes] == [b"Topic:orders"]
             (extended,) = zk.get_children("/kafka-acl-extended-changes")
-            assert json.loads(zk.get(f"/kafka-acl-extended-changes/{extended}")[0]) == {
+            assert zk_json(zk, f"/kafka-acl-extended-changes/{extended}") == {
                 "version": 1,
                 "resourceType": "Topic",
                 "name": "sales-",
@@ -145,6 +141,3 @@ def test_acls_are_shared_through_zookeeper(tmp_path: Path) -> None:
             eventually(
                 lambda: _listed(again) == {("sales-", "PREFIXED", "User:bob", "IDEMPOTENT_WRITE")}
             )
-        finally:
-            zk.stop()
-            zk.close()

@@ -59,6 +59,29 @@ class Harness:
         self.client = client
         self.controller_epoch = 1
 
+    def _states(
+        self,
+        partitions: list[tuple[str, int, int, int, list[int], list[int]]],
+        state: Any,
+        **extra: Any,
+    ) -> dict[str, list[Any]]:
+        """Each (topic, index, leader, leader epoch, replicas, isr) as a ``state`` (the
+        partition state of UpdateMetadata or LeaderAndIsr: the same fields), by topic."""
+        by_topic: dict[str, list[Any]] = {}
+        for topic, index, leader, leader_epoch, replicas, isr in partitions:
+            by_topic.setdefault(topic, []).append(
+                state(
+                    partition_index=index,
+                    controller_epoch=self.controller_epoch,
+                    leader=leader,
+                    leader_epoch=leader_epoch,
+                    isr=isr,
+                    replicas=replicas,
+                    **extra,
+                )
+            )
+        return by_topic
+
     async def update_metadata(
         self,
         partitions: list[tuple[str, int, int, int, list[int], list[int]]],
@@ -86,20 +109,12 @@ class Harness:
                     rack=rack,
                 )
             )
-        by_topic: dict[str, list[Any]] = {}
-        for topic, index, leader, leader_epoch, replicas, isr in partitions:
-            by_topic.setdefault(topic, []).append(
-                UpdateMetadataRequest.UpdateMetadataPartitionState(
-                    partition_index=index,
-                    controller_epoch=self.controller_epoch,
-                    leader=leader,
-                    leader_epoch=leader_epoch,
-                    isr=isr,
-                    zk_version=0,
-                    replicas=replicas,
-                    offline_replicas=(offline or {}).get((topic, index), []),
-                )
-            )
+        by_topic = self._states(
+            partitions, UpdateMetadataRequest.UpdateMetadataPartitionState, zk_version=0
+        )
+        for topic, states in by_topic.items():
+            for state in states:
+                state.offline_replicas = (offline or {}).get((topic, state.partition_index), [])
         request = UpdateMetadataRequest(
             controller_id=controller,
             controller_epoch=self.controller_epoch if epoch is None else epoch,
@@ -124,20 +139,12 @@ class Harness:
         topic_id: uuid.UUID = TOPIC_ID,
         partition_epoch: int = 0,
     ) -> Any:
-        by_topic: dict[str, list[Any]] = {}
-        for topic, index, leader, leader_epoch, replicas, isr in partitions:
-            by_topic.setdefault(topic, []).append(
-                LeaderAndIsrRequest.LeaderAndIsrPartitionState(
-                    partition_index=index,
-                    controller_epoch=self.controller_epoch,
-                    leader=leader,
-                    leader_epoch=leader_epoch,
-                    isr=isr,
-                    partition_epoch=partition_epoch,
-                    replicas=replicas,
-                    is_new=True,
-                )
-            )
+        by_topic = self._states(
+            partitions,
+            LeaderAndIsrRequest.LeaderAndIsrPartitionState,
+            partition_epoch=partition_epoch,
+            is_new=True,
+        )
         request = LeaderAndIsrRequest(
             controller_id=2,
             controller_epoch=self.controller_epoch if epoch is None else epoch,
@@ -153,7 +160,8 @@ class Harness:
         )
         return await self.client.request(request, version=5)
 
-    async def stop_replica(self, topic: str, index: int, *, delete: bool) -> Any:
+    async def stop_replica(self, topic: str, *indexes: int, delete: bool) -> Any:
+        """StopReplica of partitions ``indexes`` of ``topic``, in one request."""
         request = StopReplicaRequest(
             controller_id=2,
             controller_epoch=self.controller_epoch,
@@ -165,6 +173,7 @@ class Harness:
                         StopReplicaRequest.StopReplicaPartitionState(
                             partition_index=index, leader_epoch=-1, delete_partition=delete
                         )
+                        for index in indexes
                     ],
                 )
             ],
@@ -399,24 +408,8 @@ async def test_stop_replica_deleting_every_hosted_partition_deletes_the_topic_at
     """Topic deletion: one StopReplica names all of the topic's partitions here; the local
     topic goes as a whole, no partition is emptied on its own first."""
     await _set_up(cluster)
-    request = StopReplicaRequest(
-        controller_id=2,
-        controller_epoch=cluster.controller_epoch,
-        broker_epoch=-1,
-        topic_states=[
-            StopReplicaRequest.StopReplicaTopicState(
-                topic_name="t",
-                partition_states=[
-                    StopReplicaRequest.StopReplicaPartitionState(
-                        partition_index=i, leader_epoch=-1, delete_partition=True
-                    )
-                    for i in (0, 1)
-                ],
-            )
-        ],
-    )
     with caplog.at_level("INFO", logger="kbroker.topics"):
-        resp = await cluster.client.request(request, version=3)
+        resp = await cluster.stop_replica("t", 0, 1, delete=True)
     assert [p.error_code for p in resp.partition_errors] == [0, 0]
     assert cluster.broker.topics.get("t") is None
     assert not (cluster.broker.data_dir / "t-0").exists()

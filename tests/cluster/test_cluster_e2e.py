@@ -10,7 +10,6 @@ itself, and topic deletion removing every broker's copy.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -25,11 +24,10 @@ from confluent_kafka import (  # noqa: E402
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
-from kazoo.client import KazooClient  # noqa: E402
 
 from kbroker.cluster_runner import Cluster  # noqa: E402
 from kbroker.coordinator.group import partition_for  # noqa: E402
-from tests.cluster.real_cluster import needs_zookeeper  # noqa: E402
+from tests.cluster.real_cluster import needs_zookeeper, zk_client, zk_json  # noqa: E402
 
 pytestmark = needs_zookeeper
 
@@ -121,16 +119,11 @@ def test_a_three_broker_cluster_end_to_end(tmp_path: Path) -> None:
         assert described.result(20).coordinator.id == offsets_leader
 
         # Kafka's znodes: the registration of each broker, read with kazoo.
-        zk = KazooClient(hosts=cluster.zookeeper_connect)
-        zk.start(timeout=15)
-        try:
-            registration = json.loads(zk.get("/brokers/ids/2")[0])
+        with zk_client(cluster) as zk:
+            registration = zk_json(zk, "/brokers/ids/2")
             assert registration["version"] == 5 and registration["jmx_port"] == -1
             assert registration["endpoints"] == [f"PLAINTEXT://127.0.0.1:{registration['port']}"]
             epoch_before = int(zk.get("/controller_epoch")[0])
-        finally:
-            zk.stop()
-            zk.close()
 
         # kill -9 the leader of partition 0: another replica of the ISR takes over within
         # the session timeout, and a producer started before carries on by itself.
@@ -213,13 +206,8 @@ def test_a_three_broker_cluster_end_to_end(tmp_path: Path) -> None:
 
 
 def _controller_epoch(cluster: Cluster) -> int:
-    zk = KazooClient(hosts=cluster.zookeeper_connect)
-    zk.start(timeout=15)
-    try:
+    with zk_client(cluster) as zk:
         return int(zk.get("/controller_epoch")[0])
-    finally:
-        zk.stop()
-        zk.close()
 
 
 def test_a_broker_whose_session_expired_registers_again(tmp_path: Path) -> None:

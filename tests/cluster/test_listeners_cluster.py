@@ -4,7 +4,6 @@ the endpoints of the listener they came in on (as Kafka does)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -12,10 +11,9 @@ import pytest
 confluent_kafka = pytest.importorskip("confluent_kafka")
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
-from kazoo.client import KazooClient  # noqa: E402
 
 from kbroker.cluster_runner import Cluster  # noqa: E402
-from tests.cluster.real_cluster import needs_zookeeper  # noqa: E402
+from tests.cluster.real_cluster import needs_zookeeper, zk_client, zk_json  # noqa: E402
 
 pytestmark = needs_zookeeper
 
@@ -46,12 +44,8 @@ def test_sasl_clients_get_sasl_endpoints_and_work_across_brokers(tmp_path: Path)
         plain_addresses = {b: cluster.broker(b).address for b in (1, 2)}
 
         # Kafka's BrokerIdZNode JSON lists both listeners and their protocols.
-        zk = KazooClient(hosts=cluster.zookeeper_connect)
-        zk.start()
-        try:
-            registration = json.loads(zk.get("/brokers/ids/2")[0])
-        finally:
-            zk.stop()
+        with zk_client(cluster) as zk:
+            registration = zk_json(zk, "/brokers/ids/2")
         assert sorted(registration["endpoints"]) == [
             f"PLAINTEXT://{plain_addresses[2]}",
             f"SASL_PLAINTEXT://{sasl_addresses[2]}",

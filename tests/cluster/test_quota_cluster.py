@@ -3,16 +3,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-from kazoo.client import KazooClient
-
 from kbroker.cluster_runner import HOST, Cluster, request
 from kbroker.wire.messages import AlterClientQuotasRequest, DescribeClientQuotasRequest
-from tests.cluster.real_cluster import needs_zookeeper
+from tests.cluster.real_cluster import needs_zookeeper, zk_client, zk_json
 
 pytestmark = needs_zookeeper
 
@@ -61,21 +58,16 @@ def test_quotas_are_shared_through_zookeeper(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, _described(cluster, 2)
             time.sleep(0.1)
 
-        zk = KazooClient(hosts=cluster.zookeeper_connect)
-        zk.start(timeout=15)
-        try:
-            alice = json.loads(zk.get("/config/users/alice")[0])
+        with zk_client(cluster) as zk:
+            alice = zk_json(zk, "/config/users/alice")
             assert alice == {"version": 1, "config": {"producer_byte_rate": "1048576"}}
-            default = json.loads(zk.get("/config/users/<default>/clients/app%20x")[0])
+            default = zk_json(zk, "/config/users/<default>/clients/app%20x")
             assert default["config"] == {"consumer_byte_rate": "2048"}
             notified = {
-                json.loads(zk.get(f"/config/changes/{c}")[0])["entity_path"]
+                zk_json(zk, f"/config/changes/{c}")["entity_path"]
                 for c in zk.get_children("/config/changes")
             }
             assert {"users/alice", "users/<default>/clients/app%20x"} <= notified
-        finally:
-            zk.stop()
-            zk.close()
         # A broker restarted reads them from ZooKeeper.
         cluster.restart(2)
         assert _described(cluster, 2) == expected

@@ -3,12 +3,17 @@
 Kafka's group coordinator appends committed offsets to ``__consumer_offsets`` with
 acks=all and acknowledges the OffsetCommit only once the partition's ISR has the
 write; so a commit that was acknowledged survives the coordinator's failover, and
-one that cannot be replicated is answered COORDINATOR_NOT_AVAILABLE, not NONE.
+one that cannot be replicated is answered COORDINATOR_NOT_AVAILABLE, not NONE. The
+transaction coordinator's writes to ``__transaction_state`` likewise: its state changes
+only once the ISR has the record (TransactionStateManager.appendTransactionToLog).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +22,13 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 from kbroker.cluster_runner import HOST, Cluster, request  # noqa: E402
 from kbroker.wire.errors import ErrorCode  # noqa: E402
-from kbroker.wire.messages import OffsetFetchRequest  # noqa: E402
+from kbroker.wire.messages import (  # noqa: E402
+    AddPartitionsToTxnRequest,
+    DescribeTransactionsRequest,
+    EndTxnRequest,
+    InitProducerIdRequest,
+    OffsetFetchRequest,
+)
 from tests.cluster.real_cluster import needs_zookeeper  # noqa: E402
 from tests.kbroker.helpers import commit_request  # noqa: E402
 
@@ -50,6 +61,25 @@ def _committed(cluster: Cluster, broker_id: int, topic: str) -> int:
     return int(response.topics[0].partitions[0].committed_offset)
 
 
+@contextmanager
+def _followers_paused(cluster: Cluster, leader: int, topic: str) -> Iterator[None]:
+    """Every broker but ``leader`` stopped (SIGSTOP) inside; on the way out they resume,
+    and ``topic``-0's ISR (replication factor 3) is whole again before the test goes on."""
+    followers = [b for b in cluster.broker_ids if b != leader]
+    for follower in followers:
+        cluster.pause(follower)
+    try:
+        yield
+    finally:
+        for follower in followers:
+            cluster.resume(follower)
+    cluster.wait_for(
+        lambda: len(cluster.partitions(topic, via=leader)[0].isr) == 3,
+        30,
+        message="the followers back in the ISR",
+    )
+
+
 def test_commits_are_answered_once_replicated_and_survive_the_coordinator(
     tmp_path: Path,
 ) -> None:
@@ -64,21 +94,10 @@ def test_commits_are_answered_once_replicated_and_survive_the_coordinator(
         # Both followers silent: the write cannot reach min.insync.replicas, so the commit
         # is not acknowledged (the ISR shrinks to the leader, NOT_ENOUGH_REPLICAS_AFTER_APPEND
         # for the append, which a coordinator answers as COORDINATOR_NOT_AVAILABLE).
-        followers = [b for b in cluster.broker_ids if b != coordinator]
-        for follower in followers:
-            cluster.pause(follower)
-        try:
+        with _followers_paused(cluster, coordinator, "__consumer_offsets"):
             assert _commit(cluster, coordinator, "orders", 7) == (
                 ErrorCode.COORDINATOR_NOT_AVAILABLE
             )
-        finally:
-            for follower in followers:
-                cluster.resume(follower)
-        cluster.wait_for(
-            lambda: len(cluster.partitions("__consumer_offsets", via=coordinator)[0].isr) == 3,
-            30,
-            message="the followers back in the ISR",
-        )
         # Clients retry COORDINATOR_NOT_AVAILABLE; once the followers are back it succeeds.
         cluster.wait_for(
             lambda: _commit(cluster, coordinator, "orders", 9) == ErrorCode.NONE,
@@ -94,3 +113,95 @@ def test_commits_are_answered_once_replicated_and_survive_the_coordinator(
             message="a new coordinator",
         )
         assert cluster.wait_for(lambda: _committed(cluster, successor, "orders") == 9, 30)
+
+
+TXN_CONFIG = {
+    **CONFIG,
+    "transaction.state.log.num.partitions": 1,
+    "transaction.state.log.replication.factor": 3,
+}
+TXN_ID = "replicated-txn"
+
+
+def _txn_call(cluster: Cluster, broker_id: int, body: Any, version: int) -> Any:
+    return request(HOST, cluster.broker(broker_id).port, body, version, timeout=90)
+
+
+def _end_txn(cluster: Cluster, broker_id: int, pid: int, epoch: int) -> int:
+    body = EndTxnRequest(
+        transactional_id=TXN_ID, producer_id=pid, producer_epoch=epoch, committed=True
+    )
+    return int(_txn_call(cluster, broker_id, body, 3).error_code)
+
+
+def _txn_state(cluster: Cluster, broker_id: int) -> tuple[str, int, int]:
+    body = DescribeTransactionsRequest(transactional_ids=[TXN_ID])
+    state = _txn_call(cluster, broker_id, body, 0).transaction_states[0]
+    return str(state.transaction_state), int(state.producer_id), int(state.producer_epoch)
+
+
+def test_transaction_state_is_changed_once_replicated_and_survives_the_coordinator(
+    tmp_path: Path,
+) -> None:
+    with Cluster(3, config=TXN_CONFIG, data_dir=tmp_path) as cluster:
+        admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+        for future in admin.create_topics([NewTopic("out", 1, 3)]).values():
+            future.result(30)
+        coordinator = cluster.wait_for(
+            lambda: max(cluster.coordinator_of(TXN_ID, key_type=1), 0), 30
+        )
+        cluster.wait_for(lambda: len(cluster.partitions("__transaction_state")[0].isr) == 3, 30)
+        init = _txn_call(
+            cluster,
+            coordinator,
+            InitProducerIdRequest(transactional_id=TXN_ID, transaction_timeout_ms=60_000),
+            4,
+        )
+        assert init.error_code == ErrorCode.NONE
+        pid, epoch = init.producer_id, init.producer_epoch
+        T = AddPartitionsToTxnRequest.AddPartitionsToTxnTopic
+        added = _txn_call(
+            cluster,
+            coordinator,
+            AddPartitionsToTxnRequest(
+                v3_and_below_transactional_id=TXN_ID,
+                v3_and_below_producer_id=pid,
+                v3_and_below_producer_epoch=epoch,
+                v3_and_below_topics=[T(name="out", partitions=[0])],
+            ),
+            3,
+        )
+        assert (
+            added.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code == 0
+        )
+
+        # Both followers silent: PrepareCommit cannot reach transaction.state.log.min.isr
+        # (2). The ISR shrinks to the leader while EndTxn waits (NOT_ENOUGH_REPLICAS_AFTER_
+        # APPEND), answered COORDINATOR_NOT_AVAILABLE, and the transaction stays Ongoing.
+        with _followers_paused(cluster, coordinator, "__transaction_state"):
+            assert _end_txn(cluster, coordinator, pid, epoch) == (
+                ErrorCode.COORDINATOR_NOT_AVAILABLE
+            )
+            assert _txn_state(cluster, coordinator) == ("Ongoing", pid, epoch)
+        # The client retries; once replicated the commit completes.
+        cluster.wait_for(
+            lambda: _end_txn(cluster, coordinator, pid, epoch) == ErrorCode.NONE,
+            60,
+            message="a replicated EndTxn",
+        )
+        assert _txn_state(cluster, coordinator) == ("CompleteCommit", pid, epoch)
+
+        # What was acknowledged is on the followers: the next coordinator has it.
+        cluster.kill(coordinator)
+        successor = cluster.wait_for(
+            lambda: (
+                (c := cluster.coordinator_of(TXN_ID, key_type=1)) not in (-1, coordinator) and c
+            ),
+            30,
+            message="a new transaction coordinator",
+        )
+        cluster.wait_for(
+            lambda: _txn_state(cluster, successor) == ("CompleteCommit", pid, epoch),
+            30,
+            message="the successor to load the committed transaction",
+        )

@@ -16,10 +16,9 @@ from confluent_kafka.admin import (  # noqa: E402
     UserScramCredentialDeletion,
     UserScramCredentialUpsertion,
 )
-from kazoo.client import KazooClient  # noqa: E402
 
 from kbroker.cluster_runner import Cluster  # noqa: E402
-from tests.cluster.real_cluster import eventually, needs_zookeeper  # noqa: E402
+from tests.cluster.real_cluster import eventually, needs_zookeeper, zk_client  # noqa: E402
 
 pytestmark = needs_zookeeper
 
@@ -44,15 +43,11 @@ def test_scram_users_are_shared_through_zookeeper(tmp_path: Path) -> None:
             future.result(30)
         eventually(lambda: _described(two) == {"bob": [("SCRAM_SHA_256", 8192)]})
         # Kafka's znode layout: one key per mechanism, salted keys only.
-        zk = KazooClient(hosts=cluster.zookeeper_connect)
-        zk.start()
-        try:
+        with zk_client(cluster) as zk:
             data, _ = zk.get("/config/users/bob")
             stored = json.loads(data)["config"]["SCRAM-SHA-256"]
             assert stored.startswith("salt=") and "iterations=8192" in stored
             assert "bob-secret" not in data.decode()
-        finally:
-            zk.stop()
         delete = UserScramCredentialDeletion("bob", ScramMechanism.SCRAM_SHA_256)
         for future in two.alter_user_scram_credentials([delete]).values():
             future.result(30)

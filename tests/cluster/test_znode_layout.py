@@ -8,7 +8,6 @@ import base64
 import json
 import re
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from confluent_kafka import Producer
@@ -24,6 +23,7 @@ from kazoo.client import KazooClient
 
 from kbroker.cluster_runner import Cluster
 from kbroker.testing.zookeeper import ZooKeeperServer
+from tests.cluster.real_cluster import zk_client, zk_json
 
 TIMEOUT_S = 30.0
 TOPIC = "layout-topic"
@@ -70,17 +70,8 @@ def _populate(cluster: Cluster) -> None:
 
 @pytest.fixture
 def zk(cluster: Cluster) -> Iterator[KazooClient]:
-    client = KazooClient(hosts=cluster.zookeeper_connect, timeout=10)
-    client.start(timeout=15)
-    try:
+    with zk_client(cluster) as client:
         yield client
-    finally:
-        client.stop()
-        client.close()
-
-
-def read_json(zk: KazooClient, path: str) -> Any:
-    return json.loads(zk.get(path)[0].decode("utf-8"))
 
 
 def is_ms_timestamp(value: object) -> bool:
@@ -106,13 +97,13 @@ def test_top_level_paths(zk: KazooClient) -> None:
     # have Kafka's sequential names and JSON.
     for child in zk.get_children("/isr_change_notification"):
         assert re.fullmatch(r"isr_change_\d{10}", child)
-        node = read_json(zk, f"/isr_change_notification/{child}")
+        node = zk_json(zk, f"/isr_change_notification/{child}")
         assert node["version"] == 1
         assert all(set(p) == {"topic", "partition"} for p in node["partitions"])
 
 
 def test_cluster_id(zk: KazooClient, cluster: Cluster) -> None:
-    node = read_json(zk, "/cluster/id")
+    node = zk_json(zk, "/cluster/id")
     assert set(node) == {"version", "id"}
     assert node["version"] == "1"  # a string in Kafka's ClusterIdZNode
     assert node["id"] == cluster.metadata([]).cluster_id
@@ -159,7 +150,7 @@ def test_controller_and_epoch(zk: KazooClient, cluster: Cluster) -> None:
 
 
 def test_topic_assignment(zk: KazooClient, cluster: Cluster) -> None:
-    node = read_json(zk, f"/brokers/topics/{TOPIC}")
+    node = zk_json(zk, f"/brokers/topics/{TOPIC}")
     assert set(node) == {
         "partitions",
         "topic_id",
@@ -184,7 +175,7 @@ def test_partition_state(zk: KazooClient, cluster: Cluster) -> None:
     epoch = int(zk.get("/controller_epoch")[0])
     metadata = cluster.partitions(TOPIC)
     for partition in range(3):
-        node = read_json(zk, f"/brokers/topics/{TOPIC}/partitions/{partition}/state")
+        node = zk_json(zk, f"/brokers/topics/{TOPIC}/partitions/{partition}/state")
         assert set(node) == {"controller_epoch", "leader", "version", "leader_epoch", "isr"}
         assert node["version"] == 1
         assert 1 <= node["controller_epoch"] <= epoch
@@ -194,19 +185,19 @@ def test_partition_state(zk: KazooClient, cluster: Cluster) -> None:
 
 
 def test_topic_config_and_change_notification(zk: KazooClient) -> None:
-    node = read_json(zk, f"/config/topics/{TOPIC}")
+    node = zk_json(zk, f"/config/topics/{TOPIC}")
     assert set(node) == {"version", "config"}
     assert node["version"] == 1
     assert node["config"] == {"retention.ms": "123456", "cleanup.policy": "compact"}
     changes = zk.get_children("/config/changes")
     assert changes and all(re.fullmatch(r"config_change_\d{10}", c) for c in changes)
-    notifications = [read_json(zk, f"/config/changes/{c}") for c in sorted(changes)]
+    notifications = [zk_json(zk, f"/config/changes/{c}") for c in sorted(changes)]
     assert {"version": 2, "entity_path": f"topics/{TOPIC}"} in notifications
     assert all(set(n) == {"version", "entity_path"} for n in notifications)
 
 
 def test_producer_id_block(zk: KazooClient, cluster: Cluster) -> None:
-    node = read_json(zk, "/latest_producer_id_block")
+    node = zk_json(zk, "/latest_producer_id_block")
     assert set(node) == {"version", "broker", "block_start", "block_end"}
     assert node["version"] == 1
     assert node["broker"] in (1, 2, 3)

@@ -1,6 +1,6 @@
-"""Helpers the broker tests share: building and sending Produce, Fetch, ListOffsets and
-group requests over a RawClient, reading fetched record bytes back, and running the
-kbroker command as a real process."""
+"""Helpers the broker tests share: a broker config for a data directory, building and
+sending Produce, Fetch, ListOffsets and group requests over a RawClient, reading fetched
+record bytes back, running the kbroker command as a real process, and a plain HTTP GET."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Any
 import trio
 import trio.testing
 
+from kbroker.config import BrokerConfig
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     ConsumerGroupHeartbeatRequest,
@@ -27,6 +28,14 @@ from kbroker.wire.messages import (
     ProduceRequest,
 )
 from kbroker.wire.records import Record, build_batch, iter_records, parse_header
+
+# -- config --------------------------------------------------------------------------------
+
+
+def broker_config(tmp_path: Path, **props: str) -> BrokerConfig:
+    """A BrokerConfig with its log directory ``tmp_path`` and the given properties."""
+    return BrokerConfig.from_properties({"log.dirs": str(tmp_path), **props})
+
 
 # -- records -------------------------------------------------------------------------------
 
@@ -416,3 +425,25 @@ async def read_until(stream: trio.abc.ReceiveStream, marker: bytes, seen: bytear
         seen += chunk
     start = seen.index(marker)
     return seen[start : seen.index(b"\n", start)].decode()
+
+
+# -- HTTP ----------------------------------------------------------------------------------
+
+
+async def http_get(address: tuple[str, int], path: str) -> tuple[int, dict[str, str], bytes]:
+    """A plain HTTP/1.1 GET: (status, headers, body)."""
+    stream = await trio.open_tcp_stream(*address)
+    async with stream:
+        await stream.send_all(
+            f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode()
+        )
+        data = b""
+        while chunk := await stream.receive_some(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split()[1]), headers, body

@@ -3,11 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-
-import trio
 
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
@@ -30,6 +27,7 @@ from kbroker.wire.messages import (
     MetadataRequest,
     OffsetFetchRequest,
 )
+from tests.kbroker.acl_helpers import ADMIN, ALICE, BOB, MakeServer, connect_as, grant, secured
 from tests.kbroker.helpers import (
     LATEST,
     commit_request,
@@ -41,48 +39,12 @@ from tests.kbroker.helpers import (
     records,
 )
 
-AUTHORIZER = "kafka.security.authorizer.AclAuthorizer"
-ADMIN, ALICE, BOB = "User:admin", "User:alice", "User:bob"
 # Wire codes (org.apache.kafka.common.acl / resource).
 TOPIC, GROUP, CLUSTER, TXN_ID = 2, 3, 4, 5
 ANY, MATCH, LITERAL, PREFIXED = 1, 2, 3, 4
 ALL, READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE = 2, 3, 4, 5, 6, 7, 8
 CLUSTER_ACTION, DESCRIBE_CONFIGS, IDEMPOTENT_WRITE = 9, 10, 12
 DENY, ALLOW = 2, 3
-
-MakeServer = Callable[..., Awaitable[Any]]
-
-
-async def secured(
-    make_server: MakeServer,
-    *grants: CreateAclsRequest.AclCreation,
-    topics: tuple[str, ...] = (),
-    **overrides: Any,
-) -> Any:
-    """A broker with the ACL authorizer (super users admin and ops), its ``topics`` created
-    and the ACLs ``grants`` granted by the admin."""
-    server = await make_server(
-        authorizer_class_name=AUTHORIZER, super_users=f"{ADMIN};User:ops", **overrides
-    )
-    for name in topics:
-        create_topic(server, name)
-    if grants:
-        async with await connect_as(server, ADMIN) as admin:
-            await grant(admin, *grants)
-    return server
-
-
-async def connect_as(server: Any, principal: str) -> Any:
-    """A RawClient whose connection is ``principal`` (what SASL would have set)."""
-    client = await server.connect()
-    host, port = client.stream.socket.getsockname()[:2]
-    for _ in range(1000):
-        for conn in server.server.connections:
-            if conn.peer == f"{host}:{port}":
-                conn.principal = principal
-                return client
-        await trio.sleep(0)
-    raise AssertionError("the broker never registered the connection")
 
 
 def creation(
@@ -106,12 +68,9 @@ def creation(
     )
 
 
-async def grant(admin: Any, *creations: CreateAclsRequest.AclCreation) -> None:
-    resp = await admin.request(CreateAclsRequest(creations=list(creations)))
-    assert [r.error_code for r in resp.results] == [0] * len(creations), resp
-
-
-def describe_filter(**kw: Any) -> DescribeAclsRequest:
+def acl_filter(request: Any, **kw: Any) -> Any:
+    """``request`` (DescribeAclsRequest, or DeleteAclsRequest's filter: the same fields)
+    matching every ACL, narrowed by ``kw``."""
     base: dict[str, Any] = dict(
         resource_type_filter=ANY,
         resource_name_filter=None,
@@ -122,7 +81,11 @@ def describe_filter(**kw: Any) -> DescribeAclsRequest:
         permission_type=ANY,
     )
     base.update(kw)
-    return DescribeAclsRequest(**base)
+    return request(**base)
+
+
+def describe_filter(**kw: Any) -> DescribeAclsRequest:
+    return acl_filter(DescribeAclsRequest, **kw)
 
 
 def described(resp: Any) -> set[tuple[int, str, int, str, str, int, int]]:
@@ -185,17 +148,7 @@ async def test_acls_are_created_described_and_deleted(make_server: MakeServer) -
 
         resp = await admin.request(
             DeleteAclsRequest(
-                filters=[
-                    DeleteAclsRequest.DeleteAclsFilter(
-                        resource_type_filter=ANY,
-                        resource_name_filter=None,
-                        pattern_type_filter=ANY,
-                        principal_filter=ALICE,
-                        host_filter=None,
-                        operation=ANY,
-                        permission_type=ANY,
-                    )
-                ]
+                filters=[acl_filter(DeleteAclsRequest.DeleteAclsFilter, principal_filter=ALICE)]
             )
         )
         (result,) = resp.filter_results

@@ -16,12 +16,12 @@ import pytest
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     AlterConfigsRequest,
-    CreateTopicsRequest,
     DescribeConfigsRequest,
     DescribeLogDirsRequest,
     IncrementalAlterConfigsRequest,
 )
 from kbroker.wire.records import build_batch
+from tests.kbroker.admin_helpers import create_topic
 
 A = AlterConfigsRequest
 I = IncrementalAlterConfigsRequest  # noqa: E741 - mirrors the other one-letter aliases
@@ -30,29 +30,6 @@ L = DescribeLogDirsRequest
 TOPIC, BROKER = 2, 4
 DYNAMIC_TOPIC_CONFIG, STATIC_BROKER_CONFIG, DEFAULT_CONFIG = 1, 4, 5
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
-
-
-async def create_topic(
-    client: Any, name: str, partitions: int = 1, configs: dict[str, str] | None = None
-) -> None:
-    """Create a topic and check it worked."""
-    C = CreateTopicsRequest
-    response = await client.request(
-        C(
-            topics=[
-                C.CreatableTopic(
-                    name=name,
-                    num_partitions=partitions,
-                    replication_factor=1,
-                    configs=[
-                        C.CreatableTopicConfig(name=k, value=v) for k, v in (configs or {}).items()
-                    ],
-                )
-            ],
-            timeout_ms=5000,
-        )
-    )
-    assert response.topics[0].error_code == 0, response.topics[0].error_message
 
 
 async def describe(

@@ -13,8 +13,7 @@ import trio
 from kbroker.http import browse
 from kbroker.http.console import render_bytes
 from kbroker.wire.records import Record, build_batch
-from tests.kbroker.helpers import create_topic, produce
-from tests.kbroker.test_http import http_get
+from tests.kbroker.helpers import create_topic, http_get, produce
 
 
 async def _fill(running: Any, topic: str, batches: int, per_batch: int, size: int = 10) -> None:

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
-import struct
-
 import pytest
 
 from kbroker.coordinator.classic_group import ClassicGroup, GroupState, transition
 from kbroker.coordinator.group import (
-    CoordinatorConfig,
     GroupCoordinator,
     GroupRecord,
     java_string_hashcode,
@@ -18,114 +14,11 @@ from kbroker.coordinator.group import (
 from kbroker.coordinator.offsets import OffsetAndMetadata, OffsetRecord
 from kbroker.errors import KafkaApiError
 from kbroker.wire.errors import ErrorCode
+from tests.kbroker.group_coordinator_helpers import REBALANCE, SESSION, join, make, stable_group
+from tests.kbroker.helpers import subscription
 
 E = ErrorCode
 S = GroupState
-SESSION = 10_000
-REBALANCE = 30_000
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.ms = 1_000_000
-
-    def __call__(self) -> float:
-        return self.ms / 1000
-
-    def advance(self, ms: int) -> None:
-        self.ms += ms
-
-
-class FakeStore:
-    def __init__(self) -> None:
-        self.written: list[tuple[int, list[OffsetRecord | GroupRecord]]] = []
-        self.fail = False
-
-    def write(self, partition: int, records: list[OffsetRecord | GroupRecord]) -> None:
-        if self.fail:
-            raise OSError("disk full")
-        self.written.append((partition, list(records)))
-
-    def records(self) -> list[OffsetRecord | GroupRecord]:
-        return [r for _, batch in self.written for r in batch]
-
-
-def subscription(*topics: str) -> bytes:
-    out = struct.pack(">hi", 0, len(topics))
-    for t in topics:
-        out += struct.pack(">h", len(t)) + t.encode()
-    return out + struct.pack(">i", -1)
-
-
-def make(delay: int = 0, **kw: int) -> tuple[GroupCoordinator, FakeClock, FakeStore]:
-    clock = FakeClock()
-    store = FakeStore()
-    ids = itertools.count(1)
-    gc = GroupCoordinator(
-        config=CoordinatorConfig(initial_rebalance_delay_ms=delay, **kw),
-        clock=clock,
-        store=store,
-        new_member_id=lambda client: f"{client}-{next(ids)}",
-    )
-    return gc, clock, store
-
-
-def join(
-    gc,
-    member_id="",
-    *,
-    group="g",
-    instance=None,
-    protocols=None,
-    client="c",
-    session=SESSION,
-    rebalance=REBALANCE,
-    require_known=False,
-    ptype="consumer",
-    skip=False,
-):
-    return gc.join_group(
-        group,
-        member_id,
-        group_instance_id=instance,
-        protocol_type=ptype,
-        protocols=protocols if protocols is not None else [("range", subscription("t"))],
-        session_timeout_ms=session,
-        rebalance_timeout_ms=rebalance,
-        client_id=client,
-        client_host="/127.0.0.1",
-        require_known_member_id=require_known,
-        supports_skip_assignment=skip,
-    )
-
-
-def stable_group(gc, clock, n=2, group="g", instance_ids=None, session=SESSION):
-    """Bring a group of n members to Stable; returns their member ids (leader first)."""
-    pendings = [
-        join(
-            gc,
-            group=group,
-            client=f"c{i}",
-            session=session,
-            instance=instance_ids[i] if instance_ids else None,
-        )
-        for i in range(n)
-    ]
-    gc.poll()
-    results = [p.result for p in pendings]
-    assert all(r is not None and r.error_code == E.NONE for r in results)
-    leader = results[0].leader
-    gen = results[0].generation_id
-    ids = [r.member_id for r in results]
-    syncs = [
-        gc.sync_group(
-            group, gen, m, assignments=[(x, x.encode()) for x in ids] if m == leader else []
-        )
-        for m in ids
-    ]
-    assert all(s.result.error_code == E.NONE for s in syncs)
-    assert gc.group_state(group) is S.STABLE
-    return sorted(ids, key=lambda m: m != leader), gen
 
 
 def test_java_hashcode_and_partition_match_kafka():
@@ -194,12 +87,18 @@ def test_leader_assignment_reaches_followers_and_group_becomes_stable():
     }
 
 
-def test_follower_sync_waits_for_leader():
-    gc, clock, _ = make()
+def joined_pair(gc):
+    """Members a and b join group g and the join completes: (leader id, follower id)."""
     a, b = join(gc, client="a"), join(gc, client="b")
     gc.poll()
     leader = a.result.leader
-    follower = b.result.member_id if b.result.member_id != leader else a.result.member_id
+    (follower,) = {a.result.member_id, b.result.member_id} - {leader}
+    return leader, follower
+
+
+def test_follower_sync_waits_for_leader():
+    gc, clock, _ = make()
+    leader, follower = joined_pair(gc)
     waiting = gc.sync_group("g", 1, follower)
     assert not waiting.done
     gc.sync_group("g", 1, leader, assignments=[(follower, b"mine")])
@@ -332,9 +231,7 @@ def test_sync_and_heartbeat_errors():
 
 def test_duplicate_sync_answers_the_older_request():
     gc, clock, _ = make()
-    a, b = join(gc, client="a"), join(gc, client="b")
-    gc.poll()
-    follower = next(r.member_id for r in (a.result, b.result) if not r.members)
+    _, follower = joined_pair(gc)
     first = gc.sync_group("g", 1, follower)
     second = gc.sync_group("g", 1, follower)
     assert first.result.error_code == E.REBALANCE_IN_PROGRESS and not second.done
@@ -342,9 +239,7 @@ def test_duplicate_sync_answers_the_older_request():
 
 def test_rebalance_during_completing_rebalance_fails_waiting_syncs():
     gc, clock, _ = make()
-    a, b = join(gc, client="a"), join(gc, client="b")
-    gc.poll()
-    follower = next(r.member_id for r in (a.result, b.result) if not r.members)
+    _, follower = joined_pair(gc)
     waiting = gc.sync_group("g", 1, follower)
     join(gc, client="late")
     assert waiting.result.error_code == E.REBALANCE_IN_PROGRESS
@@ -402,6 +297,44 @@ def test_standalone_commit_and_fetch():
     assert set(gc.fetch_offsets("solo", None)) == {("t", 0)}
     assert gc.fetch_offsets("unknown", None) == {}
     assert isinstance(store.records()[0], OffsetRecord)
+
+
+def test_a_pending_commit_is_fetched_only_once_its_write_completes():
+    # GroupMetadataManager.storeOffsets: a commit is pending until its append is
+    # replicated (onOffsetCommitAppend), dropped if it is not (failPendingOffsetWrite).
+    gc, clock, store = make()
+    tp = ("t", 0)
+    codes, first = gc.prepare_offset_commit("solo", -1, "", {tp: OffsetAndMetadata(10)})
+    assert codes == {tp: E.NONE} and first is not None
+    assert store.records()[-1].value.offset == 10  # written...
+    assert gc.fetch_offsets("solo", [tp]) == {tp: None}  # ...but not committed yet
+    assert gc.pending_offset_partitions("solo") == {tp}
+    gc.complete_offset_commit(first, replicated=True)
+    assert gc.fetch_offsets("solo", [tp])[tp].offset == 10
+    assert gc.pending_offset_partitions("solo") == set()
+
+    _, failed = gc.prepare_offset_commit("solo", -1, "", {tp: OffsetAndMetadata(20)})
+    gc.complete_offset_commit(failed, replicated=False)
+    assert gc.fetch_offsets("solo", [tp])[tp].offset == 10
+    assert gc.pending_offset_partitions("solo") == set()
+
+    # Two commits in flight: the partition stays pending until the newer one completes,
+    # and the older one completing last does not replace it.
+    _, older = gc.prepare_offset_commit("solo", -1, "", {tp: OffsetAndMetadata(30)})
+    _, newer = gc.prepare_offset_commit("solo", -1, "", {tp: OffsetAndMetadata(40)})
+    gc.complete_offset_commit(newer, replicated=True)
+    assert gc.fetch_offsets("solo", [tp])[tp].offset == 40
+    gc.complete_offset_commit(older, replicated=True)
+    assert gc.fetch_offsets("solo", [tp])[tp].offset == 40
+    assert gc.pending_offset_partitions("solo") == set()
+    _, older = gc.prepare_offset_commit("solo", -1, "", {tp: OffsetAndMetadata(50)})
+    _, newer = gc.prepare_offset_commit("solo", -1, "", {tp: OffsetAndMetadata(60)})
+    gc.complete_offset_commit(older, replicated=True)
+    assert gc.fetch_offsets("solo", [tp])[tp].offset == 50
+    assert gc.pending_offset_partitions("solo") == {tp}  # 60 is still in flight
+    gc.complete_offset_commit(newer, replicated=False)
+    assert gc.fetch_offsets("solo", [tp])[tp].offset == 50
+    assert gc.pending_offset_partitions("solo") == set()
 
 
 def test_commit_validation():

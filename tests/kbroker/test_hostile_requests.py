@@ -15,15 +15,19 @@ from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     ApiVersionsRequest,
+    CreatePartitionsRequest,
+    CreateTopicsRequest,
     DeleteTopicsRequest,
     FindCoordinatorRequest,
     MetadataRequest,
     OffsetCommitRequest,
     OffsetFetchRequest,
 )
+from tests.kbroker.admin_helpers import create, grow, new_topic
 from tests.kbroker.helpers import commit_request, create_topic
-from tests.kbroker.test_admin_topics import C, P, create, grow, new_topic
 
+C = CreateTopicsRequest
+P = CreatePartitionsRequest
 FAST = {"offsets.topic.num.partitions": 1, "transaction.state.log.num.partitions": 1}
 
 

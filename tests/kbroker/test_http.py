@@ -11,25 +11,7 @@ import trio
 import trio.testing
 
 from kbroker.wire.messages import ApiVersionsRequest, MetadataRequest
-
-
-async def http_get(address: tuple[str, int], path: str) -> tuple[int, dict[str, str], bytes]:
-    """A plain HTTP/1.1 GET: (status, headers, body)."""
-    stream = await trio.open_tcp_stream(*address)
-    async with stream:
-        await stream.send_all(
-            f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode()
-        )
-        data = b""
-        while chunk := await stream.receive_some(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return int(lines[0].split()[1]), headers, body
+from tests.kbroker.helpers import http_get
 
 
 async def test_off_by_default(make_server: Callable[..., Awaitable[Any]]) -> None:

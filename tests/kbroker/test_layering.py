@@ -3,6 +3,10 @@ imports log. They install as kbroker.wire and kbroker.log, so a package is named
 first two components (``kbroker.wire``) when it lives under kbroker, else by its first.
 
 Checked on the source (AST), so an import hidden inside a function counts too.
+
+And in the tests: a test module never imports another test module. Importing one runs its
+module body again under another name and hides what the importer depends on; what tests
+share lives in helpers modules (``helpers.py``, ``*_helpers.py``, ``conftest.py``, ...).
 """
 
 from __future__ import annotations
@@ -129,3 +133,79 @@ def test_no_import_cycles_inside_wire_and_log(package: str) -> None:
 def test_the_cycle_finder_finds_cycles() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+# Where test modules, and the helpers and tools that might import them, live.
+TEST_TREES = ("tests", "compat", "bench")
+# Imports of test modules made before the rule, still to move into helpers modules; a new
+# one fails the check below.
+NOT_YET_MOVED = {
+    "bench/security.py": ["compat.test_security_confluent_kafka"],
+    "compat/test_cluster_kafkajs.py": ["compat.test_kafkajs"],
+    "compat/test_exactly_once_kafkajs.py": ["compat.test_kafkajs"],
+    "compat/test_security_kafkajs.py": ["compat.test_kafkajs"],
+    "compat/test_security_kcat.py": ["compat.test_security_confluent_kafka"],
+}
+
+
+def _relative_imports(path: Path, root: Path) -> set[str]:
+    """Every module named by a relative import in ``path``, as an absolute dotted name."""
+    package = path.relative_to(root).parts[:-1]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            base = list(package[: len(package) - (node.level - 1)])
+            module = ".".join(base + (node.module.split(".") if node.module else []))
+            if node.module:
+                found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _imported_test_modules(path: Path, root: Path) -> list[str]:
+    """The test modules (``test_*.py`` files under ``root``) that ``path`` imports."""
+    names = _imported_modules(path) | _relative_imports(path, root)
+    return sorted(
+        name
+        for name in names
+        if name.rpartition(".")[2].startswith("test_")
+        and root.joinpath(*name.split(".")).with_suffix(".py").is_file()
+    )
+
+
+def test_no_module_imports_a_test_module() -> None:
+    found = {
+        str(path.relative_to(ROOT)): imported
+        for tree in TEST_TREES
+        for path in sorted((ROOT / tree).rglob("*.py"))
+        if (imported := _imported_test_modules(path, ROOT))
+        and imported != NOT_YET_MOVED.get(str(path.relative_to(ROOT)))
+    }
+    assert found == {}, "move what these share into a helpers module"
+
+
+def test_the_test_import_check_sees_every_form(tmp_path: Path) -> None:
+    suite = tmp_path / "tests" / "unit"
+    suite.mkdir(parents=True)
+    for name in ("__init__.py", "unit/__init__.py", "unit/test_a.py", "unit/helpers.py"):
+        (tmp_path / "tests" / name).write_text("")
+    (suite / "conftest.py").write_text("")
+    forms = [
+        "from tests.unit.test_a import f",
+        "import tests.unit.test_a",
+        "from tests.unit import test_a",
+        "from .test_a import f",
+        "from . import helpers, test_a",
+        "from ..unit.test_a import f",
+        "def g():\n    from tests.unit.test_a import f",
+    ]
+    for n, form in enumerate(forms):
+        importer = suite / f"test_b{n}.py"
+        importer.write_text(form + "\n")
+        assert _imported_test_modules(importer, tmp_path) == ["tests.unit.test_a"], form
+    fine = suite / "test_c.py"
+    fine.write_text(
+        "from tests.unit.helpers import test_thing\nfrom tests.unit.conftest import x\n"
+        "from . import helpers\nimport pytest\nfrom test_missing import y\n"
+    )
+    assert _imported_test_modules(fine, tmp_path) == []

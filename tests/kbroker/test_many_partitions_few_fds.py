@@ -17,6 +17,7 @@ import trio
 from kbroker import partition_limits
 from kbroker.log.filecache import OPEN_FILES
 from kbroker.wire.errors import ErrorCode
+from tests.kbroker.admin_helpers import create, new_topic
 from tests.kbroker.conftest import RawClient
 from tests.kbroker.helpers import (
     fetch_request,
@@ -25,7 +26,6 @@ from tests.kbroker.helpers import (
     read_until,
     records,
 )
-from tests.kbroker.test_admin_topics import create, new_topic
 
 ROOT = Path(__file__).resolve().parents[2]
 FD_LIMIT = 256

@@ -126,6 +126,16 @@ def test_the_previous_tests_brokers_were_stopped():
 """
 
 
+def _run(
+    pytester: pytest.Pytester, tests: str, ini: str | None = None, *args: str
+) -> pytest.RunResult:
+    """Run ``tests`` (the source of test_user.py) in a user project with ``ini``."""
+    pytester.makepyfile(test_user=tests)
+    if ini is not None:
+        pytester.makeini(ini)
+    return pytester.runpytest(*args)
+
+
 def test_entry_point_is_registered() -> None:
     points = {ep.name: ep.value for ep in metadata.entry_points(group="pytest11")}
     assert points.get("kbroker") == "kbroker.pytest_plugin"
@@ -134,9 +144,7 @@ def test_entry_point_is_registered() -> None:
 def test_a_user_project_gets_a_session_broker_without_any_conftest(
     pytester: pytest.Pytester,
 ) -> None:
-    pytester.makepyfile(test_user=USER_TESTS)
-    pytester.makeini(PYTEST_INI)
-    result = pytester.runpytest()
+    result = _run(pytester, USER_TESTS, PYTEST_INI)
     result.assert_outcomes(passed=2)
     data_dir = Path((pytester.path / "data_dir.txt").read_text())
     # Stopped cleanly at the end of the session: each partition log closed with its marker.
@@ -144,16 +152,15 @@ def test_a_user_project_gets_a_session_broker_without_any_conftest(
 
 
 def test_bad_kbroker_config_is_a_usage_error(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_user="def test_x(kbroker):\n    pass\n")
-    pytester.makeini("[pytest]\nkbroker_config = no.such.key=1\n")
-    result = pytester.runpytest()
+    result = _run(
+        pytester, "def test_x(kbroker):\n    pass\n", "[pytest]\nkbroker_config = no.such.key=1\n"
+    )
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*no.such.key*"])
 
 
 def test_plugin_can_be_disabled(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_user="def test_x(kbroker):\n    pass\n")
-    result = pytester.runpytest("-p", "no:kbroker")
+    result = _run(pytester, "def test_x(kbroker):\n    pass\n", None, "-p", "no:kbroker")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*fixture 'kbroker' not found*"])
 
@@ -176,16 +183,13 @@ async def test_fixture_lives_beside_the_projects_own_server_fixture(
 def test_factory_gives_each_call_a_fresh_broker_stopped_after_the_test(
     pytester: pytest.Pytester,
 ) -> None:
-    pytester.makepyfile(test_user=FACTORY_TESTS)
-    pytester.makeini(PYTEST_INI)
-    result = pytester.runpytest()
+    result = _run(pytester, FACTORY_TESTS, PYTEST_INI)
     result.assert_outcomes(passed=4)
 
 
 def test_bad_factory_config_is_a_usage_error(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
-        test_user="def test_x(kbroker_factory):\n    kbroker_factory({'no.such.key': 1})\n"
+    result = _run(
+        pytester, "def test_x(kbroker_factory):\n    kbroker_factory({'no.such.key': 1})\n"
     )
-    result = pytester.runpytest()
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*no.such.key*"])

@@ -27,8 +27,8 @@ from kbroker.wire.messages import (
     DescribeClientQuotasRequest,
     MetadataRequest,
 )
+from tests.kbroker.acl_helpers import connect_as, secured
 from tests.kbroker.helpers import create_topic, fetch_request, produce, produce_request, records
-from tests.kbroker.test_acl_api import connect_as, secured
 
 MakeServer = Callable[..., Awaitable[Any]]
 

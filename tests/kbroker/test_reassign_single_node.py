@@ -16,8 +16,8 @@ from kbroker.wire.messages import (
     AlterPartitionReassignmentsRequest,
     ListPartitionReassignmentsRequest,
 )
-from tests.kbroker.test_acl_api import ALICE, connect_as, secured
-from tests.kbroker.test_admin_configs import create_topic
+from tests.kbroker.acl_helpers import ALICE, connect_as, secured
+from tests.kbroker.admin_helpers import create_topic
 
 A = AlterPartitionReassignmentsRequest
 L = ListPartitionReassignmentsRequest

@@ -23,6 +23,16 @@ async def _wait_until(predicate: Callable[[], bool], timeout: float = 10) -> Non
             await trio.sleep(0.01)
 
 
+async def _pair(
+    make_server: Any, topic: str, configs: dict[str, str] | None = None
+) -> tuple[Any, Any]:
+    """A leader and a follower broker, each with the one-partition ``topic``."""
+    leader, follower = await make_server(), await make_server()
+    for s in (leader, follower):
+        create_topic(s, topic, configs=configs)
+    return leader, follower
+
+
 def _partition(server: Any, topic: str) -> Any:
     return server.broker.topics.get(topic).partitions[0]
 
@@ -65,9 +75,7 @@ def _all_bytes(p: Any) -> bytes:
 async def test_follower_copies_the_leader_byte_for_byte(
     make_server: Any, nursery: trio.Nursery
 ) -> None:
-    leader, follower = await make_server(), await make_server()
-    for s in (leader, follower):
-        create_topic(s, "copy")
+    leader, follower = await _pair(make_server, "copy")
     lp = _make_leader(leader, "copy", epoch=1, isr=[LEADER])
     client = await leader.connect()
     assert (await produce(client, "copy", 0, records(3), acks=1)).error_code == 0
@@ -108,9 +116,7 @@ async def test_follower_copies_the_leader_byte_for_byte(
 async def test_acks_all_is_answered_when_the_follower_has_the_batch(
     make_server: Any, nursery: trio.Nursery
 ) -> None:
-    leader, follower = await make_server(), await make_server()
-    for s in (leader, follower):
-        create_topic(s, "acks", configs={"min.insync.replicas": "2"})
+    leader, follower = await _pair(make_server, "acks", {"min.insync.replicas": "2"})
     lp = _make_leader(leader, "acks", epoch=0, isr=[LEADER, FOLLOWER])
     await _follow(nursery, follower, leader, "acks", epoch=0)
     client = await leader.connect()
@@ -126,9 +132,7 @@ async def test_acks_all_is_answered_when_the_follower_has_the_batch(
 async def test_follower_truncates_a_divergent_tail_before_fetching(
     make_server: Any, nursery: trio.Nursery
 ) -> None:
-    leader, follower = await make_server(), await make_server()
-    for s in (leader, follower):
-        create_topic(s, "div")
+    leader, follower = await _pair(make_server, "div")
     lp, fp = _partition(leader, "div"), _partition(follower, "div")
     # Both have offsets 0-2 of epoch 0. Then the follower, briefly leader in epochs 1
     # and 3, wrote offsets 3-4 and 5-6 nobody else got; the leader wrote 3-5 in epoch
@@ -161,9 +165,7 @@ async def test_follower_truncates_a_divergent_tail_before_fetching(
 async def test_follower_behind_the_leaders_log_start_starts_over_there(
     make_server: Any, nursery: trio.Nursery
 ) -> None:
-    leader, follower = await make_server(), await make_server()
-    for s in (leader, follower):
-        create_topic(s, "gone")
+    leader, follower = await _pair(make_server, "gone")
     lp = _make_leader(leader, "gone", epoch=0, isr=[LEADER])
     client = await leader.connect()
     for i in range(4):
@@ -179,9 +181,7 @@ async def test_follower_behind_the_leaders_log_start_starts_over_there(
 async def test_fetcher_moves_to_a_restarted_leader_and_resumes(
     make_server: Any, nursery: trio.Nursery
 ) -> None:
-    leader, follower = await make_server(), await make_server()
-    for s in (leader, follower):
-        create_topic(s, "restart")
+    leader, follower = await _pair(make_server, "restart")
     _make_leader(leader, "restart", epoch=0, isr=[LEADER])
     client = await leader.connect()
     assert (await produce(client, "restart", 0, records(3), acks=1)).error_code == 0

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -149,19 +150,29 @@ async def test_a_pending_shrink_holds_the_high_watermark_until_committed(
     assert p.isr == [1, 2] and p.high_watermark == end
 
 
+@asynccontextmanager
+async def waiting_producer(
+    p: ReplicatedPartition, end: int, timeout: float
+) -> AsyncIterator[list[ErrorCode]]:
+    """An acks=all producer waiting (in the background) for offsets up to ``end``; its
+    answer lands in the list. Leaving waits for the answer."""
+    results: list[ErrorCode] = []
+
+    async def produce() -> None:
+        results.append(await p.wait_for_acks(end, timeout))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(produce)
+        yield results
+
+
 async def test_acks_all_waits_for_every_isr_member(
     log: PartitionLog, autojump_clock: trio.testing.MockClock
 ) -> None:
     p = _leader(log, [])
     p.check_enough_replicas()
     end = _append(p, 3)
-    results: list[ErrorCode] = []
-
-    async def produce() -> None:
-        results.append(await p.wait_for_acks(end, 30.0))
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(produce)
+    async with waiting_producer(p, end, 30.0) as results:
         await trio.sleep(1)
         p.on_follower_fetch(2, end)
         await trio.sleep(1)
@@ -187,13 +198,7 @@ async def test_not_enough_replicas_before_and_after_the_append(
     p = _leader(log, [], min_isr=3)
     end = _append(p, 2)
     p.on_follower_fetch(2, end)
-    results: list[ErrorCode] = []
-
-    async def produce() -> None:
-        results.append(await p.wait_for_acks(end, 60.0))
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(produce)
+    async with waiting_producer(p, end, 60.0) as results:
         # Follower 3 stops; after replica.lag.time.max.ms it leaves the ISR, the HW
         # moves, and the waiting producer learns the ISR is now too small.
         await trio.sleep(2 * LAG_MS / 1000)
@@ -219,13 +224,7 @@ async def test_losing_the_leadership_releases_waiting_producers(
 ) -> None:
     p = _leader(log, [])
     end = _append(p, 1)
-    results: list[ErrorCode] = []
-
-    async def produce() -> None:
-        results.append(await p.wait_for_acks(end, 30.0))
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(produce)
+    async with waiting_producer(p, end, 30.0) as results:
         await trio.sleep(1)
         p.make_follower(leader_id=2, leader_epoch=4, isr=[2, 3], replicas=[1, 2, 3])
     assert results == [ErrorCode.NOT_LEADER_OR_FOLLOWER]

@@ -119,71 +119,70 @@ async def test_confluent_consumer_validates_its_position_after_a_leader_change(
     assert more == []
 
 
-def _kp_consume(consumer: Any, n: int, polls: int = 100) -> list[Any]:
-    out: list[Any] = []
-    for _ in range(polls):
-        if len(out) >= n:
-            break
-        for batch in consumer.poll(timeout_ms=100).values():
-            out += batch
-    return out
+class _KafkaPythonReader:
+    """kafka-python's KafkaConsumer assigned topic-0 from offset 0, read as (offset, value,
+    leader epoch)."""
 
+    def __init__(self, server: Any, topic: str) -> None:
+        from kafka import KafkaConsumer
+        from kafka import TopicPartition as KTopicPartition
 
-async def test_kafka_python_consumer_follows_a_truncation_after_a_leader_change(
-    server: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from kafka import KafkaConsumer
-    from kafka import TopicPartition as KTopicPartition
-
-    create_topic(server, "trunc")
-    asked = _record_validations(monkeypatch)
-    await _old_records(server, "trunc")
-    tp = KTopicPartition("trunc", 0)
-
-    def open_consumer() -> Any:
+        tp = KTopicPartition(topic, 0)
         # Constructed off the event loop: it connects while the broker must answer.
-        consumer = KafkaConsumer(
+        self.consumer = KafkaConsumer(
             bootstrap_servers=server.bootstrap,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             metadata_max_age_ms=200,
         )
-        consumer.assign([tp])
-        consumer.seek(tp, 0)
-        return consumer
+        self.consumer.assign([tp])
+        self.consumer.seek(tp, 0)
 
-    consumer = await trio.to_thread.run_sync(open_consumer)
+    def read(self, n: int) -> list[tuple[int, bytes, int]]:
+        out: list[Any] = []
+        for _ in range(100):
+            if len(out) >= n:
+                break
+            for batch in self.consumer.poll(timeout_ms=100).values():
+                out += batch
+        return [(r.offset, r.value, r.leader_epoch) for r in out]
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class _ConfluentReader:
+    """confluent-kafka's Consumer assigned topic-0 from offset 0, read the same way."""
+
+    def __init__(self, server: Any, topic: str) -> None:
+        self.consumer = _confluent_consumer(server, f"g-{topic}")
+        self.consumer.assign([TopicPartition(topic, 0, 0)])
+
+    def read(self, n: int) -> list[tuple[int, bytes, int]]:
+        return [(m.offset(), m.value(), m.leader_epoch()) for m in _consume(self.consumer, n)]
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+@pytest.mark.parametrize(
+    ("reader", "topic"), [(_KafkaPythonReader, "trunc"), (_ConfluentReader, "ctrunc")]
+)
+async def test_consumer_follows_a_truncation_after_a_leader_change(
+    server: Any, monkeypatch: pytest.MonkeyPatch, reader: Any, topic: str
+) -> None:
+    create_topic(server, topic)
+    asked = _record_validations(monkeypatch)
+    await _old_records(server, topic)
+    consumer = await trio.to_thread.run_sync(reader, server, topic)
     try:
-        first = await trio.to_thread.run_sync(_kp_consume, consumer, 10)
-        assert [r.offset for r in first] == list(range(10))
-        await _fail_over_with_truncation(server, "trunc")
-        after = await trio.to_thread.run_sync(_kp_consume, consumer, 3)
+        first = await trio.to_thread.run_sync(consumer.read, 10)
+        assert [offset for offset, _, _ in first] == list(range(10))
+        await _fail_over_with_truncation(server, topic)
+        after = await trio.to_thread.run_sync(consumer.read, 3)
     finally:
         await trio.to_thread.run_sync(consumer.close)
     # The consumer checked its position (offset 10, epoch 0) against the new leader,
     # learned epoch 0 ends at 7, and went back there: it reads the new records.
     assert (1, 0) in asked
-    assert [(r.offset, r.value, r.leader_epoch) for r in after] == [
-        (7 + i, b"new%d" % (7 + i), 1) for i in range(3)
-    ]
-
-
-async def test_confluent_consumer_follows_a_truncation_after_a_leader_change(
-    server: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    create_topic(server, "ctrunc")
-    asked = _record_validations(monkeypatch)
-    await _old_records(server, "ctrunc")
-    consumer = _confluent_consumer(server, "g-ctrunc")
-    try:
-        consumer.assign([TopicPartition("ctrunc", 0, 0)])
-        first = await trio.to_thread.run_sync(_consume, consumer, 10)
-        assert [m.offset() for m in first] == list(range(10))
-        await _fail_over_with_truncation(server, "ctrunc")
-        after = await trio.to_thread.run_sync(_consume, consumer, 3, 100)
-    finally:
-        await trio.to_thread.run_sync(consumer.close)
-    assert (1, 0) in asked
-    assert [(m.offset(), m.value(), m.leader_epoch()) for m in after] == [
-        (7 + i, b"new%d" % (7 + i), 1) for i in range(3)
-    ]
+    assert after == [(7 + i, b"new%d" % (7 + i), 1) for i in range(3)]

@@ -19,8 +19,8 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
 from kbroker.logfmt import JsonFormatter
 from kbroker.wire.messages import ApiVersionsRequest
+from tests.kbroker.group_coordinator_helpers import SESSION, make, stable_group
 from tests.kbroker.helpers import create_topic, produce, records
-from tests.kbroker.test_coordinator_group import SESSION, make, stable_group
 
 
 def messages(caplog: pytest.LogCaptureFixture, logger: str) -> list[str]:

@@ -12,7 +12,6 @@ import pytest
 import trio
 
 from kbroker import topics as topics_module
-from kbroker.config import BrokerConfig
 from kbroker.errors import KafkaApiError
 from kbroker.topics import (
     PARTITION_METADATA,
@@ -26,15 +25,14 @@ from kbroker.topics import (
 from kbroker.topics_store import read_entries
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.records import Record, build_batch
-
-
-def _config(tmp_path: Path, **props: str) -> BrokerConfig:
-    return BrokerConfig.from_properties({"log.dirs": str(tmp_path), **props})
+from tests.kbroker.helpers import broker_config
 
 
 @pytest.fixture
 def manager(tmp_path: Path):
-    topics = TopicManager(tmp_path, _config(tmp_path, **{"offsets.topic.num.partitions": "3"}))
+    topics = TopicManager(
+        tmp_path, broker_config(tmp_path, **{"offsets.topic.num.partitions": "3"})
+    )
     yield topics
     topics.close()
 
@@ -110,7 +108,7 @@ def test_create_and_look_up(manager: TopicManager) -> None:
 
 
 def test_default_partitions_from_broker_config(tmp_path: Path) -> None:
-    manager = TopicManager(tmp_path, _config(tmp_path, **{"num.partitions": "4"}))
+    manager = TopicManager(tmp_path, broker_config(tmp_path, **{"num.partitions": "4"}))
     assert len(manager.create("t", -1).partitions) == 4
     manager.close()
 
@@ -213,7 +211,7 @@ def test_delete_removes_directories_for_good(manager: TopicManager) -> None:
 
 
 def test_delete_disabled(tmp_path: Path) -> None:
-    manager = TopicManager(tmp_path, _config(tmp_path, **{"delete.topic.enable": "false"}))
+    manager = TopicManager(tmp_path, broker_config(tmp_path, **{"delete.topic.enable": "false"}))
     manager.create("t", 1)
     with pytest.raises(KafkaApiError) as info:
         manager.delete("t")

@@ -10,7 +10,7 @@ import pytest
 from kbroker.config import ConfigError
 from kbroker.topics import TopicManager
 from kbroker.topics_store import JOURNAL_MIN, SNAPSHOT_FILE, TopicStore, read_entries
-from tests.kbroker.test_topics import _config
+from tests.kbroker.helpers import broker_config
 
 
 def _journals(data_dir: Path) -> list[str]:
@@ -22,7 +22,7 @@ def _entry(n: int) -> dict:
 
 
 def test_creating_topics_appends_to_the_journal_not_the_snapshot(tmp_path: Path) -> None:
-    manager = TopicManager(tmp_path, _config(tmp_path))
+    manager = TopicManager(tmp_path, broker_config(tmp_path))
     manager.create("first", 1)
     snapshot = (
         (tmp_path / SNAPSHOT_FILE).read_bytes() if (tmp_path / SNAPSHOT_FILE).exists() else b""
@@ -63,12 +63,18 @@ def test_many_changes_rewrite_the_snapshot_rarely(tmp_path: Path) -> None:
     assert read_entries(tmp_path)[0] == entries
 
 
-def test_a_torn_last_journal_line_is_dropped_and_folded_away(tmp_path: Path) -> None:
+def _two_saves(tmp_path: Path) -> str:
+    """A store that saved topic a, then a and b: the name of the journal holding both."""
     store = TopicStore(tmp_path)
     store.load()
     store.save({"a": _entry(1)})
     store.save({"a": _entry(1), "b": _entry(2)})
     [journal] = _journals(tmp_path)
+    return journal
+
+
+def test_a_torn_last_journal_line_is_dropped_and_folded_away(tmp_path: Path) -> None:
+    journal = _two_saves(tmp_path)
     with open(tmp_path / journal, "ab") as f:
         f.write(b'{"set": {"c": {"topic_')  # a crash in the middle of an append
     again = TopicStore(tmp_path)
@@ -78,11 +84,7 @@ def test_a_torn_last_journal_line_is_dropped_and_folded_away(tmp_path: Path) -> 
 
 
 def test_damage_inside_the_journal_is_refused(tmp_path: Path) -> None:
-    store = TopicStore(tmp_path)
-    store.load()
-    store.save({"a": _entry(1)})
-    store.save({"a": _entry(1), "b": _entry(2)})
-    [journal] = _journals(tmp_path)
+    journal = _two_saves(tmp_path)
     lines = (tmp_path / journal).read_bytes().splitlines()
     (tmp_path / journal).write_bytes(b"garbage\n" + lines[1] + b"\n")
     with pytest.raises(ConfigError, match="damaged at line 1"):

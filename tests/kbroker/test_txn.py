@@ -9,30 +9,28 @@ import trio
 
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
-    AddOffsetsToTxnRequest,
     AddPartitionsToTxnRequest,
     DescribeProducersRequest,
     DescribeTransactionsRequest,
-    EndTxnRequest,
     FindCoordinatorRequest,
     InitProducerIdRequest,
     ListTransactionsRequest,
-    OffsetFetchRequest,
-    TxnOffsetCommitRequest,
     WriteTxnMarkersRequest,
 )
-from tests.kbroker.helpers import (
-    LATEST,
-    all_values,
-    batch,
-    create_topic,
-    fetch,
-    join,
-    list_offset,
-    produce_request,
+from tests.kbroker.helpers import all_values, create_topic, fetch, join
+from tests.kbroker.txn_helpers import (
+    TID,
+    add,
+    add_offsets,
+    committed,
+    end,
+    init,
+    latest,
+    tx_produce,
+    txn_batch,
+    txn_commit_offset,
 )
 
-TID = "txn-1"
 # Small internal topics keep each test's broker start cheap.
 SMALL = {"transaction_state_log_num_partitions": 2, "offsets_topic_num_partitions": 2}
 
@@ -43,13 +41,6 @@ async def server(make_server: Any) -> Any:
     return await make_server(**SMALL)
 
 
-async def init(c: Any, tid: str = TID, timeout_ms: int = 60_000, **kw: Any) -> Any:
-    """InitProducerId for a transactional id."""
-    return await c.request(
-        InitProducerIdRequest(transactional_id=tid, transaction_timeout_ms=timeout_ms, **kw)
-    )
-
-
 async def begin(c: Any, **kw: Any) -> tuple[int, int]:
     """A transactional producer's InitProducerId (see ``init``): its id and epoch."""
     r = await init(c, **kw)
@@ -57,113 +48,10 @@ async def begin(c: Any, **kw: Any) -> tuple[int, int]:
     return r.producer_id, r.producer_epoch
 
 
-async def add(
-    c: Any, pid: int, epoch: int, parts: list[tuple[str, int]], *, tid: str = TID, version: int = 3
-) -> dict[tuple[str, int], int]:
-    """AddPartitionsToTxn (v3 form); partition -> error code."""
-    topics: dict[str, list[int]] = {}
-    for t, p in parts:
-        topics.setdefault(t, []).append(p)
-    T = AddPartitionsToTxnRequest.AddPartitionsToTxnTopic
-    resp = await c.request(
-        AddPartitionsToTxnRequest(
-            v3_and_below_transactional_id=tid,
-            v3_and_below_producer_id=pid,
-            v3_and_below_producer_epoch=epoch,
-            v3_and_below_topics=[T(name=n, partitions=ps) for n, ps in topics.items()],
-        ),
-        version=version,
-    )
-    return {
-        (t.name, r.partition_index): r.partition_error_code
-        for t in resp.results_by_topic_v3_and_below
-        for r in t.results_by_partition
-    }
-
-
-async def end(
-    c: Any, pid: int, epoch: int, commit: bool, *, tid: str = TID, version: int | None = None
-) -> int:
-    """EndTxn; its error code."""
-    resp = await c.request(
-        EndTxnRequest(
-            transactional_id=tid, producer_id=pid, producer_epoch=epoch, committed=commit
-        ),
-        version=version,
-    )
-    return resp.error_code
-
-
-def txn_batch(pid: int, epoch: int, seq: int, n: int = 2, **kw: Any) -> bytes:
-    """A transactional batch."""
-    return batch(pid, epoch, seq, n, transactional=True, **kw)
-
-
-async def tx_produce(c: Any, topic: str, data: bytes, tid: str = TID) -> Any:
-    """Produce a transactional batch to partition 0 with the request's transactional id."""
-    req = produce_request(topic, 0, data)
-    req.transactional_id = tid
-    resp = await c.request(req)
-    return resp.responses[0].partition_responses[0]
-
-
-async def latest(c: Any, topic: str, isolation: int) -> int:
-    """ListOffsets LATEST for partition 0 at the given isolation level."""
-    return (await list_offset(c, topic, LATEST, isolation_level=isolation)).offset
-
-
 async def add_and_produce(c: Any, pid: int, epoch: int, seq: int, topic: str = "t") -> None:
     """Add ``topic``-0 to the transaction and write a two-record transactional batch there."""
     await add(c, pid, epoch, [(topic, 0)])
     await tx_produce(c, topic, txn_batch(pid, epoch, seq))
-
-
-async def add_offsets(c: Any, pid: int, epoch: int) -> int:
-    """AddOffsetsToTxn for group "g"; its error code."""
-    resp = await c.request(
-        AddOffsetsToTxnRequest(
-            transactional_id=TID, producer_id=pid, producer_epoch=epoch, group_id="g"
-        )
-    )
-    return resp.error_code
-
-
-async def txn_commit_offset(
-    c: Any, pid: int, epoch: int, offset: int, *, version: int | None = None, **member: Any
-) -> int:
-    """TxnOffsetCommit of ``offset`` for group "g" on "t"-0; its error code."""
-    T = TxnOffsetCommitRequest
-    resp = await c.request(
-        T(
-            transactional_id=TID,
-            group_id="g",
-            producer_id=pid,
-            producer_epoch=epoch,
-            **member,
-            topics=[
-                T.TxnOffsetCommitRequestTopic(
-                    name="t",
-                    partitions=[
-                        T.TxnOffsetCommitRequestPartition(
-                            partition_index=0, committed_offset=offset
-                        )
-                    ],
-                )
-            ],
-        ),
-        version=version,
-    )
-    return resp.topics[0].partitions[0].error_code
-
-
-async def committed(c: Any) -> int:
-    """The offset group "g" has committed (visibly) for "t"-0, by OffsetFetch v7."""
-    OF = OffsetFetchRequest
-    resp = await c.request(
-        OF(group_id="g", topics=[OF.OffsetFetchRequestTopic(name="t", partition_indexes=[0])]),
-        version=7,
-    )
-    return resp.topics[0].partitions[0].committed_offset
 
 
 async def server_on_disk(make_server: Any, tmp_path: Any) -> tuple[Any, Any]:

@@ -7,20 +7,11 @@ import os
 import pytest
 
 from kbroker.log import LogConfig, PartitionLog
-from kbroker.wire.records import build_control_batch, iter_records, parse_header, valid_prefix
+from kbroker.wire.records import build_control_batch, parse_header
 from tests.log.conftest import batch
+from tests.log.helpers import records_and_headers
 
 DAY = 86_400_000
-
-
-def _records(log):
-    data = log.read(log.log_start_offset, 1 << 30).read_bytes()
-    end, headers = valid_prefix(data)
-    assert end == len(data)  # every rewritten batch has a valid CRC
-    out = []
-    for pos, _h in headers:
-        out += [(r.offset, r.key, r.value) for r in iter_records(data, pos)]
-    return out, [h for _p, h in headers]
 
 
 def _kv_log(open_log, clock, **cfg):
@@ -34,9 +25,9 @@ def _kv_log(open_log, clock, **cfg):
 def test_latest_record_per_key_survives_with_original_offsets(open_log, clock):
     log = _kv_log(open_log, clock)
     active_base = log.segment_base_offsets()[-1]
-    before, _ = _records(log)
+    before, _ = records_and_headers(log)
     log.compact()
-    after, _ = _records(log)
+    after, _ = records_and_headers(log)
     kept = [(o, k) for o, k, _v in after]
     latest = {}
     for o, k, _v in before:
@@ -56,15 +47,15 @@ def test_active_segment_is_never_cleaned(open_log, clock):
     for _ in range(3):
         log.append(batch(1, key=b"same"))
     log.compact()
-    assert len(_records(log)[0]) == 3
+    assert len(records_and_headers(log)[0]) == 3
 
 
 def test_delete_policy_does_not_compact(open_log, clock):
     log = _kv_log(open_log, clock, retention_ms=-1)
     log.config.cleanup_policy = "delete"
-    before = _records(log)[0]
+    before = records_and_headers(log)[0]
     log.compact()
-    assert _records(log)[0] == before
+    assert records_and_headers(log)[0] == before
 
 
 def test_tombstones_dropped_only_after_delete_retention(open_log, clock):
@@ -74,11 +65,11 @@ def test_tombstones_dropped_only_after_delete_retention(open_log, clock):
     log.append(batch(1, key=b"other", value_size=150, ts=clock.now_ms))
     log.append(batch(1, key=b"active", value_size=150, ts=clock.now_ms))
     log.compact()
-    recs = _records(log)[0]
+    recs = records_and_headers(log)[0]
     assert (1, b"k", None) in recs and all(o != 0 for o, _k, _v in recs)
     clock.advance_ms(DAY + 1)
     log.compact()
-    assert all(k != b"k" for _o, k, _v in _records(log)[0])
+    assert all(k != b"k" for _o, k, _v in records_and_headers(log)[0])
 
 
 def test_keyless_records_are_dropped(open_log, clock):
@@ -86,7 +77,7 @@ def test_keyless_records_are_dropped(open_log, clock):
     log.append(batch(2, keys=[None, b"a"], value_size=50))
     log.append(batch(1, key=b"b", value_size=150))
     log.compact()
-    assert [(o, k) for o, k, _v in _records(log)[0]] == [(1, b"a"), (2, b"b")]
+    assert [(o, k) for o, k, _v in records_and_headers(log)[0]] == [(1, b"a"), (2, b"b")]
 
 
 @pytest.mark.parametrize("codec", [1, 2, 3, 4])
@@ -95,7 +86,7 @@ def test_compressed_batches_are_recompressed_with_their_codec(open_log, clock, c
     log.append(batch(4, keys=[b"a", b"b", b"a", b"c"], value_size=30, compression=codec))
     log.append(batch(1, key=b"z", value_size=300))
     log.compact()
-    recs, headers = _records(log)
+    recs, headers = records_and_headers(log)
     assert [(o, k) for o, k, _v in recs] == [(1, b"b"), (2, b"a"), (3, b"c"), (4, b"z")]
     h = headers[0]
     assert h.compression == codec and h.base_offset == 0
@@ -115,7 +106,7 @@ def test_control_batches_are_kept(open_log, clock):
     log.append(batch(1, key=b"a", value_size=300))
     log.append(batch(1, key=b"z", value_size=300))
     log.compact()
-    _recs, headers = _records(log)
+    _recs, headers = records_and_headers(log)
     assert any(h.is_control and h.base_offset == 1 for h in headers)
 
 
@@ -125,7 +116,7 @@ def test_producers_last_batch_stays_as_empty_batch(open_log, clock):
     log.append(batch(1, key=b"a", value_size=40))  # supersedes the producer's records
     log.append(batch(1, key=b"z", value_size=300))
     log.compact()
-    _recs, headers = _records(log)
+    _recs, headers = records_and_headers(log)
     h = headers[0]
     assert (h.base_offset, h.records_count, h.last_offset_delta) == (0, 0, 1)
     assert (h.producer_id, h.producer_epoch, h.base_sequence) == (9, 1, 0)
@@ -135,22 +126,22 @@ def test_producers_last_batch_stays_as_empty_batch(open_log, clock):
 
 def test_min_compaction_lag_holds_back_young_segments(open_log, clock):
     log = _kv_log(open_log, clock, min_compaction_lag_ms=DAY)
-    before = _records(log)[0]
+    before = records_and_headers(log)[0]
     log.compact()
-    assert _records(log)[0] == before
+    assert records_and_headers(log)[0] == before
     clock.advance_ms(DAY + 100)
     log.compact()
-    assert len(_records(log)[0]) < len(before)
+    assert len(records_and_headers(log)[0]) < len(before)
 
 
 def test_compacted_log_reopens_clean_and_after_crash(open_log, clock, log_dir):
     log = _kv_log(open_log, clock)
     log.compact()
-    after = _records(log)[0]
+    after = records_and_headers(log)[0]
     ts = log.offset_for_timestamp(0)
     log.close()
     log = open_log(cleanup_policy="compact", segment_bytes=300)
-    assert log.open_mode == "clean" and _records(log)[0] == after
+    assert log.open_mode == "clean" and records_and_headers(log)[0] == after
     assert log.offset_for_timestamp(0) == ts
     log.abandon()
     # A crash between the log replace and the new indexes leaves no indexes: rebuilt.
@@ -160,7 +151,7 @@ def test_compacted_log_reopens_clean_and_after_crash(open_log, clock, log_dir):
     log = PartitionLog.open(
         log_dir, LogConfig(cleanup_policy="compact", segment_bytes=300), clock=clock
     )
-    assert _records(log)[0] == after
+    assert records_and_headers(log)[0] == after
     assert not (log_dir / "00000000000000000000.log.cleaned").exists()
     assert log.append(batch(1)).base_offset == 9
     assert parse_header(log.read(9, 1).read_bytes()).base_offset == 9
@@ -186,4 +177,4 @@ def test_update_config_applies_to_next_appends(open_log):
     log.append(batch(1, key=b"k", value_size=100))
     assert log.segment_base_offsets() == [0, 3]
     log.compact()
-    assert [o for o, _k, _v in _records(log)[0]] == [2, 3]
+    assert [o for o, _k, _v in records_and_headers(log)[0]] == [2, 3]

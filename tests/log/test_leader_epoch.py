@@ -98,6 +98,65 @@ def test_appends_record_each_new_leader_epoch(open_log) -> None:  # type: ignore
     reopened.close()
 
 
+def test_a_new_logs_first_epoch_is_written_at_its_flush_not_its_first_append(
+    log_dir: Path,
+) -> None:
+    path = log_dir / LEADER_EPOCH_FILE
+    log = PartitionLog.open(log_dir, LogConfig())
+    log.append(batch(3), leader_epoch=4)
+    log.append(batch(2), leader_epoch=4)
+    # Known at once (OffsetForLeaderEpoch answers from memory) ...
+    assert log.leader_epochs.entries() == [(4, 0)]
+    assert log.leader_epochs.end_offset_for(4, log.log_end_offset) == (4, 5)
+    # ... but the file waits: the batches say the same thing.
+    assert not path.exists()
+    log.flush()
+    assert path.read_text() == "0\n1\n4 0\n"
+    log.close()
+    assert PartitionLog.open(log_dir, LogConfig()).leader_epochs.entries() == [(4, 0)]
+
+
+def test_a_crash_before_that_flush_rebuilds_the_same_epochs(log_dir: Path) -> None:
+    log = PartitionLog.open(log_dir, LogConfig())
+    log.append(batch(3), leader_epoch=2)
+    log.abandon()  # a crash: no flush, no close
+    assert not (log_dir / LEADER_EPOCH_FILE).exists()
+    log = PartitionLog.open(log_dir, LogConfig())
+    assert log.log_end_offset == 3
+    assert log.leader_epochs.entries() == [(2, 0)]
+    assert _epoch_file(log) == "0\n1\n2 0\n"
+    log.close()
+
+
+def test_a_second_epoch_or_a_roll_writes_the_first_one_too(log_dir: Path) -> None:
+    log = PartitionLog.open(log_dir, LogConfig(segment_bytes=150))
+    log.append(batch(2, value_size=40), leader_epoch=1)
+    log.append(batch(2, value_size=40), leader_epoch=1)  # rolls: the file is written
+    assert _epoch_file(log) == "0\n1\n1 0\n"
+    log.close()
+    other = PartitionLog.open(log_dir.parent / "other-0", LogConfig())
+    other.append(batch(1), leader_epoch=0)
+    other.append(batch(1), leader_epoch=3)
+    assert _epoch_file(other) == "0\n2\n0 0\n3 1\n"
+    other.abandon()
+    assert PartitionLog.open(other.directory, LogConfig()).leader_epochs.entries() == [
+        (0, 0),
+        (3, 1),
+    ]
+
+
+def test_an_epoch_assigned_before_the_first_append_is_kept(log_dir: Path) -> None:
+    # Becoming leader assigns the epoch at the log end before any batch exists
+    # (kbroker.replication): that file is written, and the first append adds to it.
+    log = PartitionLog.open(log_dir, LogConfig())
+    log.leader_epochs.assign(5, 0)
+    log.append(batch(2), leader_epoch=6)
+    assert _epoch_file(log) == "0\n1\n6 0\n"  # an entry at the same offset replaces it
+    assert log.leader_epochs.entries() == [(6, 0)]
+    log.abandon()
+    assert PartitionLog.open(log_dir, LogConfig()).leader_epochs.entries() == [(6, 0)]
+
+
 def test_truncation_retention_and_delete_records_keep_it_true(open_log, clock) -> None:  # type: ignore[no-untyped-def]
     log = open_log(segment_bytes=200, retention_ms=10_000)
     for epoch in (0, 0, 1, 1, 2, 2, 4, 4):

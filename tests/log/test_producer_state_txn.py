@@ -10,7 +10,7 @@ from kbroker.log.producer_state import ProducerState, ProducerStateError, in_seq
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.records import build_control_batch
 from tests.log.conftest import batch
-from tests.log.test_compaction import _records
+from tests.log.helpers import records_and_headers
 
 
 def _tx(n: int, seq: int, pid: int = 1, epoch: int = 0) -> bytes:
@@ -149,7 +149,7 @@ def test_compaction_drops_aborted_records_and_stops_at_open_transactions(open_lo
     log.roll()
     log.append(batch(1, key=b"z"))
     log.compact()
-    recs, _headers = _records(log)
+    recs, _headers = records_and_headers(log)
     offsets = [offset for offset, _key, _value in recs]
     # The committed value survives (the aborted one never superseded it), the
     # aborted record is gone, and the open transaction's record is untouched.

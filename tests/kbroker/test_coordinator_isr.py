@@ -1,0 +1,298 @@
+"""Coordinator writes wait for the ISR: what a client sees before, after and when it fails.
+
+Kafka's coordinators append to ``__consumer_offsets`` / ``__transaction_state`` with
+acks=all and change their in-memory state only once the append is replicated
+(GroupMetadataManager's pending offset commits, TransactionStateManager
+.appendTransactionToLog's pending state). Here the broker's internal partitions are
+given replication state with a second, silent replica (broker 2); the test plays that
+follower by reporting its fetch position, so every step is observed in between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any
+
+import pytest
+import trio
+
+from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
+from kbroker.replication.partition import ReplicatedPartition
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.messages import DescribeTransactionsRequest, OffsetFetchRequest
+from tests.kbroker.helpers import commit_request, create_topic
+from tests.kbroker.txn_helpers import (
+    TID,
+    add,
+    add_offsets,
+    committed,
+    end,
+    init,
+    latest,
+    tx_produce,
+    txn_batch,
+    txn_commit_offset,
+)
+
+READ_COMMITTED = 1
+ONE_PARTITION = {
+    "transaction_state_log_num_partitions": 1,
+    "offsets_topic_num_partitions": 1,
+    "offsets_commit_timeout_ms": 30_000,
+}
+# replica.lag.time.max.ms of the internal partitions: short, so a test can let the
+# silent follower fall out of the ISR.
+LAG_MS = 100
+
+
+@pytest.fixture
+async def server(make_server: Any) -> Any:
+    """A broker whose internal topics have one partition each."""
+    return await make_server(**ONE_PARTITION)
+
+
+def _replicate(server: Any, topic: str) -> ReplicatedPartition:
+    """Make ``topic``-0 a replicated partition led here, ISR {1, 2}, min ISR 2 (the
+    topic's min.insync.replicas, as transaction.state.log.min.isr sets it in a cluster)."""
+    internal = server.broker.topics.create_internal(topic)
+    internal.configs["min.insync.replicas"] = "2"
+    part = internal.partitions[0]
+    part.replica = ReplicatedPartition(
+        part.log,
+        broker_id=1,
+        replica_lag_time_max_ms=LAG_MS,
+        min_insync_replicas=2,
+        on_high_watermark_change=server.broker.notify_append,
+    )
+    part.replica.make_leader(leader_epoch=1, isr=[1, 2], replicas=[1, 2])
+    return part.replica
+
+
+def _confirm(replica: ReplicatedPartition) -> None:
+    """Follower 2 fetches from the leader's log end: it has everything written so far."""
+    replica.on_follower_fetch(2, replica.log.log_end_offset)
+
+
+async def _drop_follower(replica: ReplicatedPartition) -> None:
+    """Follower 2 stays silent past replica.lag.time.max.ms and leaves the ISR."""
+    await trio.sleep(2 * LAG_MS / 1000)
+    assert replica.maybe_shrink_isr() == [2]
+
+
+async def _appended(replica: ReplicatedPartition, end: int) -> None:
+    """Wait until the leader's log goes past ``end`` (the coordinator wrote its record)."""
+    with trio.fail_after(5):
+        while replica.log.log_end_offset <= end:
+            await trio.sleep(0.005)
+
+
+class Pending:
+    """A request running in the background; ``answer`` once it is answered."""
+
+    def __init__(self) -> None:
+        self.answered = trio.Event()
+        self.answer: Any = None
+
+    async def run(self, request: Awaitable[Any]) -> None:
+        self.answer = await request
+        self.answered.set()
+
+
+async def _state(client: Any, tid: str = TID) -> str:
+    resp = await client.request(DescribeTransactionsRequest(transactional_ids=[tid]))
+    return str(resp.transaction_states[0].transaction_state)
+
+
+async def _stable(client: Any) -> tuple[int, int]:
+    """OffsetFetch v7 with require_stable (KIP-447): (error, offset) of group "g" on "t"-0."""
+    OF = OffsetFetchRequest
+    resp = await client.request(
+        OF(
+            group_id="g",
+            topics=[OF.OffsetFetchRequestTopic(name="t", partition_indexes=[0])],
+            require_stable=True,
+        ),
+        version=7,
+    )
+    p = resp.topics[0].partitions[0]
+    return p.error_code, p.committed_offset
+
+
+async def _commit(client: Any, offset: int) -> int:
+    resp = await client.request(commit_request("g", {("t", 0): offset}))
+    return int(resp.topics[0].partitions[0].error_code)
+
+
+async def test_a_commit_is_fetched_only_once_replicated(server: Any) -> None:
+    create_topic(server, "t")
+    replica = _replicate(server, OFFSETS_TOPIC)
+    committer, probe = await server.connect(), await server.connect()
+
+    first = Pending()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(first.run, _commit(committer, 5))
+        await _appended(replica, 0)
+        # Written on the leader, not yet on the follower: not committed for anybody.
+        assert await committed(probe) == -1
+        assert await _stable(probe) == (ErrorCode.UNSTABLE_OFFSET_COMMIT, -1)
+        assert not first.answered.is_set()
+        _confirm(replica)
+    assert first.answer == ErrorCode.NONE
+    assert await committed(probe) == 5
+    assert await _stable(probe) == (ErrorCode.NONE, 5)
+
+    # The follower drops out of the ISR while a commit waits: below min.insync.replicas,
+    # NOT_ENOUGH_REPLICAS_AFTER_APPEND, which a coordinator answers COORDINATOR_NOT_AVAILABLE.
+    # The pending commit is dropped: the committed offset stays the last replicated one.
+    second = Pending()
+    end_before = replica.log.log_end_offset
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(second.run, _commit(committer, 9))
+        await _appended(replica, end_before)
+        await _drop_follower(replica)
+    assert second.answer == ErrorCode.COORDINATOR_NOT_AVAILABLE
+    assert await committed(probe) == 5
+    assert await _stable(probe) == (ErrorCode.NONE, 5)
+
+    # The follower catches up and rejoins the ISR; the client's retry is committed.
+    _confirm(replica)
+    assert replica.isr == [1, 2]
+    retry = Pending()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(retry.run, _commit(committer, 9))
+        await _appended(replica, replica.log.log_end_offset)
+        _confirm(replica)
+    assert retry.answer == ErrorCode.NONE
+    assert await committed(probe) == 9
+
+
+async def test_a_commit_that_times_out_is_not_committed(make_server: Any) -> None:
+    server = await make_server(**{**ONE_PARTITION, "offsets_commit_timeout_ms": 200})
+    create_topic(server, "t")
+    _replicate(server, OFFSETS_TOPIC)
+    client = await server.connect()
+    # The follower never fetches: REQUEST_TIMED_OUT, answered COORDINATOR_NOT_AVAILABLE.
+    assert await _commit(client, 3) == ErrorCode.COORDINATOR_NOT_AVAILABLE
+    assert await committed(client) == -1
+    assert await _stable(client) == (ErrorCode.NONE, -1)
+
+
+async def test_transaction_state_changes_only_once_replicated(server: Any) -> None:
+    create_topic(server, "t")
+    replica = _replicate(server, TRANSACTION_STATE_TOPIC)
+    client, probe = await server.connect(), await server.connect()
+
+    # InitProducerId: answered once its Empty record is in the ISR; meanwhile the id
+    # has a write in flight and a second InitProducerId is told to retry.
+    started = Pending()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(started.run, init(client))
+        await _appended(replica, 0)
+        assert (await init(probe)).error_code == ErrorCode.CONCURRENT_TRANSACTIONS
+        assert not started.answered.is_set()
+        _confirm(replica)
+    assert started.answer.error_code == ErrorCode.NONE
+    pid, epoch = started.answer.producer_id, started.answer.producer_epoch
+
+    # AddPartitionsToTxn: the partition is in the transaction only once replicated, so a
+    # transactional write to it is refused until then (KIP-890 verification).
+    added = Pending()
+    end_before = replica.log.log_end_offset
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(added.run, add(client, pid, epoch, [("t", 0)]))
+        await _appended(replica, end_before)
+        assert await _state(probe) == "Empty"
+        refused = await tx_produce(probe, "t", txn_batch(pid, epoch, 0))
+        assert refused.error_code == ErrorCode.INVALID_TXN_STATE
+        _confirm(replica)
+    assert added.answer == {("t", 0): ErrorCode.NONE}
+    assert await _state(probe) == "Ongoing"
+    assert (await tx_produce(probe, "t", txn_batch(pid, epoch, 0))).error_code == 0
+
+    # EndTxn: PrepareCommit must be replicated before any marker is written, and the
+    # answer waits for CompleteCommit.
+    ended = Pending()
+    end_before = replica.log.log_end_offset
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ended.run, end(client, pid, epoch, True))
+        await _appended(replica, end_before)
+        assert await _state(probe) == "Ongoing"
+        assert await latest(probe, "t", READ_COMMITTED) == 0  # no marker yet
+        end_before = replica.log.log_end_offset
+        _confirm(replica)
+        await _appended(replica, end_before)  # the markers, then CompleteCommit
+        assert await _state(probe) == "PrepareCommit"
+        assert await latest(probe, "t", READ_COMMITTED) == 3
+        assert not ended.answered.is_set()
+        _confirm(replica)
+    assert ended.answer == ErrorCode.NONE
+    assert await _state(probe) == "CompleteCommit"
+
+
+async def test_transaction_writes_that_fail_map_to_kafkas_coordinator_errors(
+    server: Any,
+) -> None:
+    create_topic(server, "t")
+    replica = _replicate(server, TRANSACTION_STATE_TOPIC)
+    client = await server.connect()
+    started = Pending()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(started.run, init(client))
+        await _appended(replica, 0)
+        _confirm(replica)
+    pid, epoch = started.answer.producer_id, started.answer.producer_epoch
+
+    # ISR below transaction.state.log.min.isr: NOT_ENOUGH_REPLICAS before anything is
+    # written (acks=all), answered COORDINATOR_NOT_AVAILABLE so the client retries.
+    replica.make_leader(leader_epoch=1, isr=[1], replicas=[1, 2])
+    end_before = replica.log.log_end_offset
+    codes = await add(client, pid, epoch, [("t", 0)])
+    assert codes == {("t", 0): ErrorCode.COORDINATOR_NOT_AVAILABLE}
+    assert replica.log.log_end_offset == end_before
+    assert await _state(client) == "Empty"
+
+    # Leadership lost while the write waits: NOT_LEADER_OR_FOLLOWER -> NOT_COORDINATOR,
+    # and the state is unchanged.
+    replica.make_leader(leader_epoch=2, isr=[1, 2], replicas=[1, 2])
+    added = Pending()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(added.run, add(client, pid, epoch, [("t", 0)]))
+        await _appended(replica, end_before)
+        replica.make_follower(leader_id=2, leader_epoch=3, isr=[1, 2], replicas=[1, 2])
+    assert added.answer == {("t", 0): ErrorCode.NOT_COORDINATOR}
+    assert await _state(client) == "Empty"
+
+    # The follower never confirms: REQUEST_TIMED_OUT after the transaction timeout (the
+    # bound Kafka gives the append), answered COORDINATOR_NOT_AVAILABLE.
+    replica.make_leader(leader_epoch=4, isr=[1, 2], replicas=[1, 2])
+    with trio.fail_after(5):
+        timed_out = await init(client, "short", timeout_ms=300)
+    assert timed_out.error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
+
+
+async def test_a_transactional_commit_not_replicated_is_not_published(server: Any) -> None:
+    create_topic(server, "t")
+    offsets = _replicate(server, OFFSETS_TOPIC)
+    client = await server.connect()
+    r = await init(client)
+    pid, epoch = r.producer_id, r.producer_epoch
+    assert await add_offsets(client, pid, epoch) == ErrorCode.NONE
+    staged = Pending()
+    end_before = offsets.log.log_end_offset
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(staged.run, txn_commit_offset(client, pid, epoch, 7))
+        await _appended(offsets, end_before)
+        await _drop_follower(offsets)
+    assert staged.answer == ErrorCode.COORDINATOR_NOT_AVAILABLE
+    # The producer commits anyway (a client that ignored the error): the marker must not
+    # publish offsets whose write failed (GroupMetadata.failPendingTxnOffsetCommit).
+    _confirm(offsets)
+    assert offsets.isr == [1, 2]
+    ended = Pending()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ended.run, end(client, pid, epoch, True))
+        while not ended.answered.is_set():
+            _confirm(offsets)
+            await trio.sleep(0.01)
+    assert ended.answer == ErrorCode.NONE
+    assert await committed(client) == -1

@@ -1,0 +1,215 @@
+"""wire.produce: the Produce fast path reads and writes exactly what the generic codec does.
+
+Requests and responses are generated (hypothesis) and encoded with the generic codec;
+the fast decoder must give the same header and body objects, records as views of the
+frame, and the fast encoder the same bytes. Whatever it does not handle it must
+decline, so that the generic codec (and its errors) still decide.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kbroker.wire import protocol
+from kbroker.wire.codec import decode_struct
+from kbroker.wire.errors import DecodeError
+from kbroker.wire.messages import ProduceRequest, ProduceResponse, RequestHeader
+from kbroker.wire.produce import decode_produce_request, encode_produce_response
+
+VERSIONS = st.integers(3, 11)
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+INT16 = st.integers(-(2**15), 2**15 - 1)
+INT32 = st.integers(-(2**31), 2**31 - 1)
+INT64 = st.integers(-(2**63), 2**63 - 1)
+# Long enough, now and then, that compact lengths take more than one varint byte.
+RECORDS = st.none() | st.binary(max_size=40) | st.binary(min_size=126, max_size=300)
+
+requests = st.builds(
+    ProduceRequest,
+    transactional_id=st.none() | TEXT,
+    acks=INT16,
+    timeout_ms=INT32,
+    topic_data=st.lists(
+        st.builds(
+            ProduceRequest.TopicProduceData,
+            name=TEXT | st.text(min_size=130, max_size=140),
+            partition_data=st.lists(
+                st.builds(ProduceRequest.PartitionProduceData, index=INT32, records=RECORDS),
+                max_size=4,
+            ),
+        ),
+        max_size=3,
+    ),
+)
+
+
+def generic_decode(frame: bytes) -> tuple[Any, Any]:
+    """What decode_request gave before the fast path: the generic codec, header then body."""
+    mv = memoryview(frame)
+    version = int.from_bytes(frame[2:4], "big")
+    header_version = protocol.request_header_version(ProduceRequest.API_KEY, version)
+    header, pos = decode_struct(RequestHeader, header_version, mv, 0)
+    body, _ = decode_struct(ProduceRequest, version, mv, pos)
+    return header, body
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    request=requests,
+    version=VERSIONS,
+    correlation_id=INT32,
+    client_id=st.none() | TEXT,
+)
+def test_fast_decode_equals_the_generic_codec(
+    request: Any, version: int, correlation_id: int, client_id: str | None
+) -> None:
+    frame = protocol.encode_request(
+        ProduceRequest.API_KEY, version, correlation_id, client_id, request
+    )[4:]
+    fast = decode_produce_request(memoryview(frame))
+    assert fast is not None, "an ordinary Produce frame is read by the fast path"
+    assert fast == generic_decode(frame)
+    header, body = fast
+    assert body == request
+    # Records are views of the frame itself, as the generic codec hands them out.
+    for topic in body.topic_data:
+        for partition in topic.partition_data:
+            if partition.records is not None:
+                assert isinstance(partition.records, memoryview)
+                assert partition.records.obj is frame
+    # decode_request is what the server calls: the same answer.
+    assert protocol.decode_request(frame) == fast
+
+
+def _frame(version: int, request: Any) -> bytes:
+    return protocol.encode_request(ProduceRequest.API_KEY, version, 7, "client", request)[4:]
+
+
+def _one_partition(records: bytes | None = b"batch") -> Any:
+    return ProduceRequest(
+        transactional_id=None,
+        acks=-1,
+        timeout_ms=30_000,
+        topic_data=[
+            ProduceRequest.TopicProduceData(
+                name="t",
+                partition_data=[ProduceRequest.PartitionProduceData(index=0, records=records)],
+            )
+        ],
+    )
+
+
+@pytest.mark.parametrize("where", ["body", "topic", "partition"])
+def test_tagged_fields_are_left_to_the_generic_codec(where: str) -> None:
+    request = _one_partition()
+    target = {
+        "body": request,
+        "topic": request.topic_data[0],
+        "partition": request.topic_data[0].partition_data[0],
+    }[where]
+    target.unknown_tagged_fields = {9: b"x"}
+    frame = _frame(9, request)
+    assert decode_produce_request(memoryview(frame)) is None
+    assert protocol.decode_request(frame) == generic_decode(frame)
+    assert protocol.decode_request(frame)[1].topic_data[0].partition_data[0].records == b"batch"
+
+
+@pytest.mark.parametrize("version", [2, 12])
+def test_versions_outside_3_to_11_are_declined(version: int) -> None:
+    frame = bytearray(_frame(9, _one_partition()))
+    frame[2:4] = version.to_bytes(2, "big")
+    assert decode_produce_request(memoryview(frame)) is None
+
+
+@pytest.mark.parametrize("version", [8, 9])
+def test_a_cut_frame_is_declined_and_the_generic_codec_rejects_it(version: int) -> None:
+    frame = _frame(version, _one_partition(b"b" * 50))
+    for cut in range(8, len(frame) - 1):
+        short = frame[:cut]
+        assert decode_produce_request(memoryview(short)) is None
+        with pytest.raises(DecodeError):
+            protocol.decode_request(short)
+
+
+def test_a_null_topic_array_is_declined() -> None:
+    frame = bytearray(_frame(8, ProduceRequest(acks=1, timeout_ms=1, topic_data=[])))
+    frame[-4:] = (-1).to_bytes(4, "big", signed=True)  # TopicData count: null
+    assert decode_produce_request(memoryview(frame)) is None
+    with pytest.raises(DecodeError):
+        protocol.decode_request(bytes(frame))
+
+
+# -- the response -------------------------------------------------------------------------
+ordinary_partitions = st.builds(
+    ProduceResponse.PartitionProduceResponse,
+    index=INT32,
+    error_code=INT16,
+    base_offset=INT64,
+    log_append_time_ms=INT64,
+    log_start_offset=INT64,
+)
+ordinary_responses = st.builds(
+    ProduceResponse,
+    responses=st.lists(
+        st.builds(
+            ProduceResponse.TopicProduceResponse,
+            name=TEXT | st.text(min_size=130, max_size=140),
+            partition_responses=st.lists(ordinary_partitions, max_size=4),
+        ),
+        max_size=3,
+    ),
+    throttle_time_ms=INT32,
+)
+
+
+def generic_encode(version: int, correlation_id: int, body: Any) -> bytes:
+    """What encode_response_parts gave before the fast path."""
+    return protocol.encode_response(ProduceRequest.API_KEY, version, correlation_id, body)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=ordinary_responses, version=VERSIONS, correlation_id=INT32)
+def test_fast_encode_equals_the_generic_codec(body: Any, version: int, correlation_id: int) -> None:
+    fast = encode_produce_response(version, correlation_id, body)
+    assert fast is not None, "an ordinary response is written by the fast path"
+    assert fast == generic_encode(version, correlation_id, body)
+    assert protocol.encode_response_parts(
+        ProduceRequest.API_KEY, version, correlation_id, body
+    ) == [fast]
+
+
+def _unusual(kind: str) -> Any:
+    part = ProduceResponse.PartitionProduceResponse(index=0, error_code=87, base_offset=-1)
+    body = ProduceResponse(
+        responses=[ProduceResponse.TopicProduceResponse(name="t", partition_responses=[part])]
+    )
+    if kind == "record errors":
+        part.record_errors = [
+            ProduceResponse.BatchIndexAndErrorMessage(batch_index=0, batch_index_error_message="x")
+        ]
+    elif kind == "error message":
+        part.error_message = "bad"
+    elif kind == "leader hint":
+        part.current_leader = ProduceResponse.LeaderIdAndEpoch(leader_id=2, leader_epoch=5)
+    elif kind == "node endpoints":
+        body.node_endpoints = [
+            ProduceResponse.NodeEndpoint(node_id=2, host="h", port=9092, rack=None)
+        ]
+    elif kind == "tagged":
+        part.unknown_tagged_fields = {5: b"z"}
+    return body
+
+
+@pytest.mark.parametrize(
+    "kind", ["record errors", "error message", "leader hint", "node endpoints", "tagged"]
+)
+def test_unusual_responses_are_left_to_the_generic_codec(kind: str) -> None:
+    body = _unusual(kind)
+    assert encode_produce_response(11, 3, body) is None
+    assert protocol.encode_response_parts(ProduceRequest.API_KEY, 11, 3, body) == [
+        generic_encode(11, 3, body)
+    ]
