@@ -20,9 +20,9 @@ each paced figure are the load average and, for each broker's event loop (/proc/
 schedstat), the share of the phase it ran on a CPU and the ms it was ready to run but
 waited for a CPU held by another process (the client, the other brokers, anything else
 on the machine): time the broker could not answer through no doing of its own, and an
-acks=all produce waits on all three. Before each phase every replica holds the whole
-log (their log files have the same size), so no phase pays for the previous one's
-replication.
+acks=all produce waits on all three. The same for the client's threads (ours and
+librdkafka's), summed. Before each phase every replica holds the whole log (their log
+files have the same size), so no phase pays for the previous one's replication.
 Prints figures only, asserting nothing (issue 15's targets: acks=all at least 50% of the
 acks=1 throughput, p99 below 20 ms at 100 B and 10,000 records/s).
 """
@@ -144,6 +144,18 @@ def bucket_percentile(
     return next(le for le, n in delta if n >= q * delta[-1][1])
 
 
+def client_wait_ns() -> int:
+    """ns this process's threads (ours and librdkafka's) were runnable but off a CPU."""
+    total = 0
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/schedstat") as fh:
+                total += int(fh.read().split()[1])
+        except FileNotFoundError:
+            continue  # a thread that ended
+    return total
+
+
 def scheduler_times(pids: list[int]) -> list[tuple[int, int]]:
     """Each process's main thread (a broker's event loop): ns on a CPU, ns runnable but
     waiting for one (/proc/PID/schedstat)."""
@@ -192,6 +204,7 @@ def paced(
     pids = [cluster.broker(b).proc.pid for b in cluster.broker_ids]  # type: ignore[union-attr]
     leader_metrics = metrics_url(cluster, cluster.leader_of(topic, 0))
     before = scheduler_times(pids)
+    client_before = client_wait_ns()
     buckets = produce_time_buckets(leader_metrics)
     # The client's own collector pauses would count as broker latency: none while measuring
     # (the loop makes no reference cycles; reference counting frees everything).
@@ -219,6 +232,7 @@ def paced(
     finally:
         gc.enable()
     after = scheduler_times(pids)
+    client_waited = (client_wait_ns() - client_before) / 1e6
     answered = produce_time_buckets(leader_metrics)
     cpu = [(a[0] - b[0]) / 1e9 / elapsed * 100 for a, b in zip(after, before, strict=True)]
     waited = [(a[1] - b[1]) / 1e6 for a, b in zip(after, before, strict=True)]
@@ -235,6 +249,7 @@ def paced(
         "load": load,
         "cpu": sum(cpu),
         "waited": sum(waited),
+        "client_waited": client_waited,
     }
     print(
         f"  paced acks={acks:<3}: {len(ms)} acked / {total} sent at {rate}/s, "
@@ -244,7 +259,7 @@ def paced(
         f"{result['leader50']:g} p99 <= {result['leader99']:g} ms; errors {len(errors)} | load "
         f"{load:.1f}; brokers' event loops on a CPU "
         f"{'/'.join(f'{c:.0f}' for c in cpu)}%, waiting for one "
-        f"{'/'.join(f'{w:.0f}' for w in waited)} ms"
+        f"{'/'.join(f'{w:.0f}' for w in waited)} ms, the client {client_waited:.0f} ms"
     )
     return result
 
@@ -317,7 +332,7 @@ def main() -> None:
                 f"p99 {med['p99']:.1f} ms; rtt p50 {med['rtt50']:.1f} p99 {med['rtt99']:.1f} ms; "
                 f"leader p50 <= {med['leader50']:g} p99 <= {med['leader99']:g} ms "
                 f"| load {med['load']:.1f}; brokers on a CPU {med['cpu']:.0f}%, waiting for one "
-                f"{med['waited']:.0f} ms"
+                f"{med['waited']:.0f} ms, the client {med['client_waited']:.0f} ms"
             )
         rates = {}
         for acks, topic in topics.items():

@@ -261,6 +261,14 @@ class BrokerState:
         """Write recovery-point-offset-checkpoint (LogManager's checkpointLogRecoveryOffsets)."""
         self.offset_checkpoints.write_recovery_points(self.topics.all_partitions())
 
+    async def checkpoint_high_watermarks_in_thread(self) -> None:
+        """``checkpoint_high_watermarks`` with the file written (fsynced) on a worker thread."""
+        await self.offset_checkpoints.write_high_watermarks_in_thread(self.topics.all_partitions())
+
+    async def checkpoint_recovery_points_in_thread(self) -> None:
+        """``checkpoint_recovery_points`` with the file written (fsynced) on a worker thread."""
+        await self.offset_checkpoints.write_recovery_points_in_thread(self.topics.all_partitions())
+
     def close(self) -> None:
         """Flush and close every log (clean-shutdown markers), release the data dir."""
         try:

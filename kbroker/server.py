@@ -746,11 +746,12 @@ async def _maintenance(broker: BrokerState) -> None:
         if now >= next_hw_checkpoint:
             next_hw_checkpoint = now + hw_checkpoint_s
             with _logged("high watermark checkpoint"):
-                broker.checkpoint_high_watermarks()
+                # Off the event loop: the write fsyncs (kbroker.replication.checkpoints).
+                await broker.checkpoint_high_watermarks_in_thread()
         if now >= next_rp_checkpoint:
             next_rp_checkpoint = now + rp_checkpoint_s
             with _logged("recovery point checkpoint"):
-                broker.checkpoint_recovery_points()
+                await broker.checkpoint_recovery_points_in_thread()
         if now >= next_coordinators:
             next_coordinators = now + coordinators_s
             with _logged("coordinator timers"):

@@ -8,6 +8,13 @@ restarted replica starts from its checkpointed high watermark (never above its
 LEO), so consumers never see offsets a restart cannot vouch for.
 
 Both files have Kafka's OffsetCheckpointFile format (``kbroker.log.checkpoint.write_offsets``).
+In the broker's maintenance task the files are written on a worker thread (Kafka's
+kafka-scheduler threads do the same): each write fsyncs the file and the directory,
+which takes milliseconds on an idle disk and far more while the disk flushes
+gigabytes, and on the event loop every request in flight would wait for it,
+replicated acks=all produces most of all (they wait on three brokers). The offsets
+are read on the event loop first, so the thread never touches a live log.
+
 The recovery a partition log actually relies on is still its own per-directory
 checkpoint (see ``kbroker.log.checkpoint``); this file mirrors it in Kafka's layout.
 """
@@ -17,6 +24,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from pathlib import Path
+
+import trio
 
 from kbroker.log.checkpoint import read_offsets, write_offsets
 from kbroker.log.errors import LogError
@@ -57,6 +66,16 @@ class OffsetCheckpoints:
             RECOVERY_POINT_CHECKPOINT,
             {(p.topic.name, p.index): p.log.recovery_point for p in partitions},
         )
+
+    async def write_high_watermarks_in_thread(self, partitions: Iterable[Partition]) -> bool:
+        """``write_high_watermarks``, the file written on a worker thread."""
+        entries = {(p.topic.name, p.index): p.log.high_watermark for p in partitions}
+        return await trio.to_thread.run_sync(self._write, REPLICATION_OFFSET_CHECKPOINT, entries)
+
+    async def write_recovery_points_in_thread(self, partitions: Iterable[Partition]) -> bool:
+        """``write_recovery_points``, the file written on a worker thread."""
+        entries = {(p.topic.name, p.index): p.log.recovery_point for p in partitions}
+        return await trio.to_thread.run_sync(self._write, RECOVERY_POINT_CHECKPOINT, entries)
 
     def write_all(self, partitions: Iterable[Partition]) -> None:
         """Both checkpoints (at shutdown)."""

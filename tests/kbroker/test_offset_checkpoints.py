@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from kbroker.log import LogError
 from kbroker.log.checkpoint import read_offsets, write_offsets
@@ -68,3 +70,31 @@ def test_unchanged_checkpoints_are_not_rewritten(tmp_path: Path) -> None:
     assert not checkpoints.write_high_watermarks([])
     (tmp_path / REPLICATION_OFFSET_CHECKPOINT).write_text("garbage")
     assert checkpoints.high_watermarks() == {}
+
+
+async def test_checkpoint_writes_leave_the_event_loop_free(
+    make_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A checkpoint fsyncs; on a disk busy flushing that can take long. The broker keeps
+    # answering meanwhile, and the file gets the offsets as they were when it started.
+    server = await make_server()
+    client = await server.connect()
+    create_topic(server, "cpc")
+    assert (await produce(client, "cpc", 0, records(3))).error_code == 0
+    writing, release = threading.Event(), threading.Event()
+
+    def slow_disk(path: Path, entries: Any) -> None:
+        writing.set()
+        if not release.wait(5):
+            raise AssertionError("the broker answered nothing while the checkpoint was written")
+        write_offsets(path, entries)
+
+    monkeypatch.setattr("kbroker.replication.checkpoints.write_offsets", slow_disk)
+    data_dir = Path(server.config.data_dir)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.broker.checkpoint_high_watermarks_in_thread)
+        await trio.to_thread.run_sync(writing.wait, 5)
+        assert (await produce(client, "cpc", 0, records(2))).error_code == 0
+        release.set()
+    assert read_offsets(data_dir / REPLICATION_OFFSET_CHECKPOINT) == {("cpc", 0): 3}
+    await client.aclose()
