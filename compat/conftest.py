@@ -136,9 +136,14 @@ def cluster(shared_cluster: Cluster) -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="module")
-def replication_cluster() -> Iterator[Cluster]:
-    """Three brokers, RF 3, min.insync.replicas 2, shared by a module's replication scenarios."""
-    with Cluster(3, config=replication_scenarios.CLUSTER_CONFIG) as running:
+def replication_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Three brokers, RF 3, min.insync.replicas 2, shared by a module's replication scenarios.
+
+    Their data dirs and logs go under pytest's temporary directory: a scenario's failure
+    does not reach this block, and a temporary dir of the Cluster's own would be removed
+    with the evidence."""
+    data_dir = tmp_path_factory.mktemp("replication-cluster")
+    with Cluster(3, config=replication_scenarios.CLUSTER_CONFIG, data_dir=data_dir) as running:
         yield running
 
 
