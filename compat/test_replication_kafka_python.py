@@ -112,6 +112,18 @@ class KafkaPythonClient:
         finally:
             admin.close()
 
+    @staticmethod
+    def _group_member(bootstrap: str, group: str, **configs: Any) -> KafkaConsumer:
+        """A member of ``group`` that commits only when told, from the start where the group
+        has no offset."""
+        return KafkaConsumer(
+            bootstrap_servers=bootstrap.split(","),
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **configs,
+        )
+
     def _from_start(
         self, bootstrap: str, topic: str, partitions: int
     ) -> tuple[KafkaConsumer, list[TopicPartition]]:
@@ -183,13 +195,7 @@ class KafkaPythonClient:
         reader: str,
         stop: threading.Event,
     ) -> None:
-        consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap.split(","),
-            group_id=group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=1,
-        )
+        consumer = self._group_member(bootstrap, group, max_poll_records=1)
         try:
             consumer.subscribe([topic])
             while not stop.is_set():
@@ -221,13 +227,8 @@ class KafkaPythonClient:
         progress: dict[str, int],
         stop: threading.Event,
     ) -> None:
-        consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap.split(","),
-            group_id=group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            max_poll_records=50,
+        consumer = self._group_member(
+            bootstrap, group, isolation_level="read_committed", max_poll_records=50
         )
         producer = KafkaProducer(
             bootstrap_servers=bootstrap.split(","),
