@@ -23,8 +23,12 @@ import scramp  # noqa: E402
 from confluent_kafka import Consumer, Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
-from compat.security_kit import CASES, ConfigFileBroker, secured_broker  # noqa: E402
-from compat.test_security_confluent_kafka import settings  # noqa: E402
+from compat.security_kit import (  # noqa: E402
+    CASES,
+    ConfigFileBroker,
+    librdkafka_settings,
+    secured_broker,
+)
 from kbroker.wire.frames import FrameDecoder  # noqa: E402
 from kbroker.wire.messages import (  # noqa: E402
     ApiVersionsRequest,
@@ -127,7 +131,7 @@ def main() -> None:
             conf = (
                 {"bootstrap.servers": live.bootstrap("PLAINTEXT")}
                 if case is None
-                else settings(live, material, case)
+                else librdkafka_settings(pair, case)
             )
             rows.append((label, *throughput(conf, args.megabytes)))
         logins = scram_logins(live, args.logins)

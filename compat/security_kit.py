@@ -223,3 +223,35 @@ def secured_broker(directory: Path, extra: str = "") -> Iterator[tuple[ConfigFil
         assert live.is_running(), f"kbroker died during the module\n{live.log_tail()}"
     finally:
         live.kill()
+
+
+def librdkafka_settings(secured: Secured, case: Case) -> dict[str, object]:
+    """librdkafka's settings for a case (confluent-kafka, kcat, the security bench)."""
+    live, material = secured
+    conf: dict[str, object] = {
+        "bootstrap.servers": live.bootstrap(case.listener),
+        "security.protocol": case.protocol,
+    }
+    if case.protocol in ("SSL", "SASL_SSL"):
+        conf["ssl.ca.location"] = str(material.ca_file)
+    if case.client_certificate:
+        conf["ssl.certificate.location"] = str(material.client_cert)
+        conf["ssl.key.location"] = str(material.client_key)
+    if case.mechanism == "OAUTHBEARER":
+        # librdkafka's built-in unsecured JWT builder (sasl.oauthbearer.config principal=...).
+        conf.update(
+            {
+                "sasl.mechanism": "OAUTHBEARER",
+                "enable.sasl.oauthbearer.unsecure.jwt": True,
+                "sasl.oauthbearer.config": f"principal={case.user}",
+            }
+        )
+    elif case.mechanism:
+        conf.update(
+            {
+                "sasl.mechanism": case.mechanism,
+                "sasl.username": case.user,
+                "sasl.password": case.password,
+            }
+        )
+    return conf

@@ -7,12 +7,13 @@ compat/txn_scenarios.py and drive kafkajs through compat/adapters/kafkajs.py.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from compat import txn_scenarios
 from compat.adapters.kafkajs import KafkajsClient, KafkajsTxn
 from compat.livebroker import GROUP_BROKER_OVERRIDES
-from compat.test_kafkajs import client  # noqa: F401 - the module's kafkajs driver fixture
 
 pytestmark = pytest.mark.compat
 
@@ -20,9 +21,13 @@ BROKER_OVERRIDES = GROUP_BROKER_OVERRIDES  # kafkajs always consumes through gro
 
 
 @pytest.fixture(scope="module")
-def txn_client(client: KafkajsClient) -> KafkajsTxn:  # noqa: F811
-    """kafkajs as the shared exactly-once scenarios drive it (the module's node driver)."""
-    return KafkajsTxn(client)
+def txn_client(node: str) -> Iterator[KafkajsTxn]:
+    """kafkajs as the shared exactly-once scenarios drive it (a node driver for the module)."""
+    client = KafkajsClient(node)
+    try:
+        yield KafkajsTxn(client)
+    finally:
+        client.close()
 
 
 class TestSharedScenarios(txn_scenarios.TxnScenarios):

@@ -11,47 +11,15 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from compat.security_kit import CASES, WRONG_PASSWORD, Case, Secured, secured_broker
+from compat.security_kit import CASES, WRONG_PASSWORD, Secured, librdkafka_settings, secured_broker
 
 pytestmark = pytest.mark.compat
 TIMEOUT_S = 30.0
 
 
-def settings(secured: Secured, case: Case) -> dict[str, object]:
-    """The client settings a case connects with."""
-    live, material = secured
-    conf: dict[str, object] = {
-        "bootstrap.servers": live.bootstrap(case.listener),
-        "security.protocol": case.protocol,
-    }
-    if case.protocol in ("SSL", "SASL_SSL"):
-        conf["ssl.ca.location"] = str(material.ca_file)
-    if case.client_certificate:
-        conf["ssl.certificate.location"] = str(material.client_cert)
-        conf["ssl.key.location"] = str(material.client_key)
-    if case.mechanism == "OAUTHBEARER":
-        # librdkafka's built-in unsecured JWT builder (sasl.oauthbearer.config principal=...).
-        conf.update(
-            {
-                "sasl.mechanism": "OAUTHBEARER",
-                "enable.sasl.oauthbearer.unsecure.jwt": True,
-                "sasl.oauthbearer.config": f"principal={case.user}",
-            }
-        )
-    elif case.mechanism:
-        conf.update(
-            {
-                "sasl.mechanism": case.mechanism,
-                "sasl.username": case.user,
-                "sasl.password": case.password,
-            }
-        )
-    return conf
-
-
 @pytest.mark.parametrize("name", list(CASES))
 def test_produce_consume_commit(secured: Secured, name: str) -> None:
-    conf = settings(secured, CASES[name])
+    conf = librdkafka_settings(secured, CASES[name])
     topic = f"security-ck-{name.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
     admin = AdminClient(conf)
     admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(TIMEOUT_S)
@@ -87,7 +55,7 @@ def test_produce_consume_commit(secured: Secured, name: str) -> None:
 def test_wrong_password_fails_authentication(secured: Secured, name: str) -> None:
     live, _ = secured
     errors: list[KafkaError] = []
-    conf = settings(secured, WRONG_PASSWORD[name])
+    conf = librdkafka_settings(secured, WRONG_PASSWORD[name])
     producer = Producer({**conf, "error_cb": errors.append})
     for _ in range(100):
         producer.poll(0.2)
@@ -104,7 +72,7 @@ def test_reauthentication(tmp_path: Path) -> None:
     connections before their sessions end and keeps producing without a reconnect."""
 
     with secured_broker(tmp_path, extra="connections.max.reauth.ms=1500\n") as (live, material):
-        conf = settings((live, material), CASES["sasl_plaintext_scram_sha_256"])
+        conf = librdkafka_settings((live, material), CASES["sasl_plaintext_scram_sha_256"])
         topic = f"security-ck-reauth-{uuid.uuid4().hex[:6]}"
         admin = AdminClient(conf)
         admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(TIMEOUT_S)

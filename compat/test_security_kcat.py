@@ -11,8 +11,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from compat.security_kit import CASES, WRONG_PASSWORD, Secured
-from compat.test_security_confluent_kafka import settings
+from compat.security_kit import CASES, WRONG_PASSWORD, Secured, librdkafka_settings
 
 pytestmark = pytest.mark.compat
 DEADLINE_S = 30.0
@@ -54,7 +53,7 @@ _LIBRDKAFKA_2_0_SCRAM = pytest.mark.xfail(
 )
 def test_produce_consume_commit(kcat_bin: str, secured: Secured, name: str) -> None:
     live, _ = secured
-    conf = settings(secured, CASES[name])
+    conf = librdkafka_settings(secured, CASES[name])
     topic = f"security-kcat-{name.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
     plain = {"bootstrap.servers": live.bootstrap("PLAINTEXT")}
     admin = AdminClient(plain)
@@ -90,7 +89,7 @@ def test_produce_consume_commit(kcat_bin: str, secured: Secured, name: str) -> N
 
 @pytest.mark.parametrize("name", list(WRONG_PASSWORD))
 def test_wrong_password_fails_authentication(kcat_bin: str, secured: Secured, name: str) -> None:
-    conf = settings(secured, WRONG_PASSWORD[name])
+    conf = librdkafka_settings(secured, WRONG_PASSWORD[name])
     proc = kcat(kcat_bin, conf, "-L", "-m", "5", "-X", "log_level=7")
     assert proc.returncode != 0
     assert "Authentication failed" in proc.stderr.decode(), proc.stderr.decode()[-2000:]

@@ -137,15 +137,6 @@ def test_the_cycle_finder_finds_cycles() -> None:
 
 # Where test modules, and the helpers and tools that might import them, live.
 TEST_TREES = ("tests", "compat", "bench")
-# Imports of test modules made before the rule, still to move into helpers modules; a new
-# one fails the check below.
-NOT_YET_MOVED = {
-    "bench/security.py": ["compat.test_security_confluent_kafka"],
-    "compat/test_cluster_kafkajs.py": ["compat.test_kafkajs"],
-    "compat/test_exactly_once_kafkajs.py": ["compat.test_kafkajs"],
-    "compat/test_security_kafkajs.py": ["compat.test_kafkajs"],
-    "compat/test_security_kcat.py": ["compat.test_security_confluent_kafka"],
-}
 
 
 def _relative_imports(path: Path, root: Path) -> set[str]:
@@ -179,7 +170,6 @@ def test_no_module_imports_a_test_module() -> None:
         for tree in TEST_TREES
         for path in sorted((ROOT / tree).rglob("*.py"))
         if (imported := _imported_test_modules(path, ROOT))
-        and imported != NOT_YET_MOVED.get(str(path.relative_to(ROOT)))
     }
     assert found == {}, "move what these share into a helpers module"
 
