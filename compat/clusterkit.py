@@ -10,10 +10,11 @@ the cluster takes part in; each client module adds what its own client sees.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from kazoo.client import KazooClient
 
@@ -56,6 +57,18 @@ def restore(cluster: Cluster) -> None:
     if stopped:
         cluster.start_brokers(stopped)
     cluster.wait_until_formed(SETTLE_S)
+
+
+def collect_values(
+    poll: Callable[[], Iterable[bytes | None]], wanted: set[bytes], deadline_s: float
+) -> set[bytes]:
+    """Call ``poll`` (one poll of a consumer: the values it returned) until every value in
+    ``wanted`` was seen, or the deadline; returns what was seen."""
+    seen: set[bytes] = set()
+    deadline = time.monotonic() + deadline_s
+    while not wanted <= seen and time.monotonic() < deadline:
+        seen.update(value for value in poll() if value is not None)
+    return seen
 
 
 def java_string_hash(text: str) -> int:
@@ -246,3 +259,109 @@ def znode_snapshot(client: KazooClient, root: str = "/") -> dict[str, tuple[byte
         for child in client.get_children(path):
             stack.append(path.rstrip("/") + "/" + child)
     return found
+
+
+# -- the scenarios as tests ---------------------------------------------------------------------
+class ClusterClient(Protocol):
+    """One client library, as the shared cluster scenarios use it."""
+
+    def create_topic(
+        self, bootstrap: str, topic: str, partitions: int, replication_factor: int = 3
+    ) -> None:
+        """Create a topic through the client's admin API."""
+
+    def produce(self, bootstrap: str, topic: str, records: list[tuple[int, bytes]]) -> None:
+        """Send each (partition, value) with acks=1 through a producer that knows only
+        ``bootstrap``; fails unless every one is acknowledged on its partition."""
+
+    def read(self, bootstrap: str, topic: str, partitions: int, wanted: set[bytes]) -> set[bytes]:
+        """Read every partition from its start, through a consumer that knows only
+        ``bootstrap``, until every value in ``wanted`` was seen or a deadline; what was seen."""
+
+    def check_metadata(self, cluster: Cluster, topic: str, parts: dict[int, PartitionInfo]) -> None:
+        """What the client's own metadata API shows of ``topic`` and the cluster, asked
+        through each broker alone (``parts``: the partitions as kbroker reports them)."""
+
+    def elect_preferred(self, cluster: Cluster, topic: str, victim: int) -> None:
+        """After ``victim`` (partition 0's preferred leader) came back: what the client does
+        for the preferred leaders to return (nothing: the controller's own rebalance)."""
+
+    def check_controller(self, bootstrap: str, controller: int) -> None:
+        """What the client's metadata says of the new ``controller`` (if it says anything)."""
+
+    def topics(self, bootstrap: str) -> set[str]:
+        """The topics the cluster at ``bootstrap`` lists."""
+
+    def broker_ports(self, bootstrap: str) -> set[int]:
+        """The ports of the brokers the cluster at ``bootstrap`` lists."""
+
+
+class ClusterScenarios:
+    """Issue 14's scenarios every client states the same way, for a client module's
+    ``Test...`` class whose ``client`` is its ClusterClient; the tests take the ``cluster``
+    fixture (compat/conftest.py), and their names are the results table's rows
+    (compat/results.py drops the class from the cell name)."""
+
+    client: ClusterClient
+
+    def test_leaders_on_every_broker_and_any_bootstrap(
+        self, cluster: Cluster, topic_name: str
+    ) -> None:
+        self.client.create_topic(cluster.bootstrap_servers, topic_name, 6)
+        parts = wait_for_leaders(cluster, topic_name, 6)
+        assert {p.leader for p in parts.values()} == set(BROKERS)
+        assert all(sorted(p.replicas) == BROKERS for p in parts.values())
+        # Every broker gives the same answer for the whole cluster.
+        for broker_id in BROKERS:
+            view = cluster.partitions(topic_name, via=broker_id)
+            assert {i: p.leader for i, p in view.items()} == {i: p.leader for i, p in parts.items()}
+        self.client.check_metadata(cluster, topic_name, parts)
+        expected: set[bytes] = set()
+        for broker_id in BROKERS:
+            # Only one broker as bootstrap: the client finds the others from its Metadata.
+            records = [(p, f"via-{broker_id}-p{p}".encode()) for p in range(6)]
+            self.client.produce(cluster.address(broker_id), topic_name, records)
+            expected |= {value for _, value in records}
+        for broker_id in BROKERS:
+            assert self.client.read(cluster.address(broker_id), topic_name, 6, expected) == expected
+
+    def test_restarted_broker_rejoins(self, cluster: Cluster, topic_name: str) -> None:
+        self.client.create_topic(cluster.bootstrap_servers, topic_name, 3)
+        victim = kill_preferred_leader(cluster, topic_name)
+        rejoin(cluster, topic_name, victim)
+        # A client that knows only the returned broker finds every partition through it.
+        self.client.produce(cluster.address(victim), topic_name, [(p, b"back") for p in range(3)])
+
+    def test_preferred_leaders_return_after_restart(
+        self, cluster: Cluster, topic_name: str
+    ) -> None:
+        self.client.create_topic(cluster.bootstrap_servers, topic_name, 3)
+        victim = kill_preferred_leader(cluster, topic_name)
+        cluster.start_broker(victim)
+        self.client.elect_preferred(cluster, topic_name, victim)
+        wait_for_preferred_leaders(cluster, topic_name)
+        assert cluster.leader_of(topic_name, 0) == victim
+
+    def test_kill_controller_new_controller_epoch_up_later_failover_works(
+        self, cluster: Cluster, topic_name: str
+    ) -> None:
+        new = kill_controller(cluster)
+        self.client.check_controller(cluster.bootstrap_servers, new)
+        # The new controller runs the cluster: it places a new topic, then moves a leader.
+        self.client.create_topic(cluster.bootstrap_servers, topic_name, 4, replication_factor=2)
+        partition = fail_over_to_controller(cluster, topic_name, 4, new)
+        self.client.produce(cluster.bootstrap_servers, topic_name, [(partition, b"later")])
+
+    def test_two_chroots_are_two_clusters(
+        self, cluster: Cluster, kbroker_cluster: Callable[..., Cluster], topic_name: str
+    ) -> None:
+        other = second_cluster(cluster, kbroker_cluster)
+        self.client.create_topic(other.bootstrap_servers, topic_name, 2, replication_factor=2)
+        wait_for_leaders(other, topic_name, 2)
+        assert topic_name in self.client.topics(other.bootstrap_servers)
+        assert topic_name not in self.client.topics(cluster.bootstrap_servers)
+        ours = self.client.broker_ports(cluster.bootstrap_servers)
+        assert ours == {cluster.broker(i).port for i in BROKERS}
+        theirs = self.client.broker_ports(other.bootstrap_servers)
+        assert theirs == {other.broker(i).port for i in other.broker_ids}
+        assert controller_epoch(other) >= 1

@@ -1,13 +1,16 @@
-"""Fixtures for the real-client suite: a live kbroker subprocess, plus the results table.
+"""Fixtures for the real-client suite: live kbrokers and clusters, the clients' programs, and
+the results table.
 
 `broker` is shared by every test in a module (tests use unique topic names, so they do not
-interfere and the suite stays fast); `fresh_broker` is a private one for tests that restart
-or kill it. `cluster` is a module's 3-broker cluster on the session's ZooKeeper (issue 14's
-scenarios), `replication_cluster` the one issue 15's replication scenarios run on, and
-`secured` the module's broker with TLS and SASL listeners. The results table (client x
-scenario) is printed in the terminal summary of any run that executed compat tests; it is written to a file only when asked, with
-``KBROKER_COMPAT_RESULTS=<path>`` (``compat/RESULTS.md`` refreshes the committed table), so
-an ordinary run leaves the checkout unchanged.
+interfere and the suite stays fast), with the module's BROKER_OVERRIDES if it sets them;
+`fresh_broker` is a private one (the same overrides) for tests that restart or kill it. `cluster` is a module's
+3-broker cluster on the session's ZooKeeper (issue 14's scenarios), `replication_cluster`
+the one issue 15's replication scenarios run on, and `secured` the module's broker with TLS
+and SASL listeners; `node` and `kcat_bin` are the client programs. The results table
+(client x scenario) is printed in the terminal summary of any run that executed compat
+tests; it is written to a file only when asked, with ``KBROKER_COMPAT_RESULTS=<path>``
+(``compat/RESULTS.md`` refreshes the committed table), so an ordinary run leaves the checkout
+unchanged.
 """
 
 from __future__ import annotations
@@ -55,9 +58,11 @@ def broker(
 
 
 @pytest.fixture
-def fresh_broker(tmp_path: Path) -> Iterator[LiveBroker]:
-    """A live kbroker of the test's own, free to be restarted or killed."""
-    with private_broker(tmp_path / "kbroker-data") as live:
+def fresh_broker(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveBroker]:
+    """A live kbroker of the test's own, free to be restarted or killed (with the module's
+    ``BROKER_OVERRIDES`` too)."""
+    overrides = getattr(request.module, "BROKER_OVERRIDES", None)
+    with private_broker(tmp_path / "kbroker-data", overrides=overrides) as live:
         yield live
 
 
@@ -131,9 +136,14 @@ def cluster(shared_cluster: Cluster) -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="module")
-def replication_cluster() -> Iterator[Cluster]:
-    """Three brokers, RF 3, min.insync.replicas 2, shared by a module's replication scenarios."""
-    with Cluster(3, config=replication_scenarios.CLUSTER_CONFIG) as running:
+def replication_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Three brokers, RF 3, min.insync.replicas 2, shared by a module's replication scenarios.
+
+    Their data dirs and logs go under pytest's temporary directory: a scenario's failure
+    does not reach this block, and a temporary dir of the Cluster's own would be removed
+    with the evidence."""
+    data_dir = tmp_path_factory.mktemp("replication-cluster")
+    with Cluster(3, config=replication_scenarios.CLUSTER_CONFIG, data_dir=data_dir) as running:
         yield running
 
 

@@ -613,12 +613,15 @@ def group_coordinator_killed(client: ClientAdapter, cluster: Cluster, topic: str
 
 
 def transaction_coordinator_killed(
-    client: ClientAdapter, cluster: Cluster, topic: str
+    client: ClientAdapter, cluster: Cluster, topic: str, *, settle_s: float = SETTLE_S
 ) -> dict[str, Any]:
     """A transactional consume-transform-produce loop keeps going when the broker leading
     its transaction coordinator's ``__transaction_state`` partition is killed -9: every
     source record's output is in the sink exactly once for a read_committed consumer, in
-    source order per partition (KIP-98's exactly-once promise across a failover)."""
+    source order per partition (KIP-98's exactly-once promise across a failover).
+
+    ``settle_s`` bounds the wait for the loop to finish after the kill, and for it to
+    stop (a client known to hang there is given less, so its case ends quickly)."""
     reset(cluster)
     sink = f"{topic}-out"
     for name in (topic, sink):
@@ -656,13 +659,13 @@ def transaction_coordinator_killed(
         cluster.kill(coordinator)
         cluster.wait_for(
             lambda: progress["committed"] >= total,
-            SETTLE_S,
+            settle_s,
             message="the loop to commit every source record",
         )
         done_s = time.monotonic() - killed_at
     finally:
         stop.set()
-        thread.join(60)
+        thread.join(settle_s)
     assert not thread.is_alive(), "the transform loop did not stop"
 
     # The sink, read_committed, holds each source record's output once, in source order.

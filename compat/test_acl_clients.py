@@ -116,6 +116,15 @@ def _allow(
         future.result(30)
 
 
+def _write_only_topic(broker: LiveBroker) -> tuple[str, str]:
+    """A new topic alice may write but not read, and a new group she may use."""
+    topic, group = _name(), _name("g")
+    _topics(broker, topic)
+    _allow(broker, ResourceType.TOPIC, topic, "alice", AclOperation.WRITE)
+    _allow(broker, ResourceType.GROUP, group, "alice", AclOperation.READ)
+    return topic, group
+
+
 def _confluent_produce(broker: LiveBroker, user: str, topic: str) -> Any:
     """Produce one record; the delivery error (None when delivered)."""
     results: list[Any] = []
@@ -148,10 +157,7 @@ def _confluent_consume_error(broker: LiveBroker, user: str, topic: str, group: s
 
 
 def test_confluent_write_without_read_produces_but_cannot_consume(broker: LiveBroker) -> None:
-    topic, group = _name(), _name("g")
-    _topics(broker, topic)
-    _allow(broker, ResourceType.TOPIC, topic, "alice", AclOperation.WRITE)
-    _allow(broker, ResourceType.GROUP, group, "alice", AclOperation.READ)
+    topic, group = _write_only_topic(broker)
     assert _confluent_produce(broker, "alice", topic) is None
     error = _confluent_consume_error(broker, "alice", topic, group)
     assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
@@ -223,10 +229,7 @@ def _kp_consume(broker: LiveBroker, user: str, topic: str, group: str) -> None:
 
 
 def test_kafka_python_write_without_read_produces_but_cannot_consume(broker: LiveBroker) -> None:
-    topic, group = _name(), _name("g")
-    _topics(broker, topic)
-    _allow(broker, ResourceType.TOPIC, topic, "alice", AclOperation.WRITE)
-    _allow(broker, ResourceType.GROUP, group, "alice", AclOperation.READ)
+    topic, group = _write_only_topic(broker)
     _kp_produce(broker, "alice", topic)
     with pytest.raises(TopicAuthorizationFailedError):
         _kp_consume(broker, "alice", topic, group)

@@ -8,9 +8,6 @@ ZooKeeper. One cluster serves the module; a scenario that kills brokers starts t
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -19,83 +16,35 @@ from compat.adapters.confluent_kafka import Delivery
 from compat.clusterkit import (
     BROKERS,
     FAILOVER_DEADLINE_S,
-    controller_epoch,
+    ClusterScenarios,
+    collect_values,
     coordinator_views,
-    fail_over_to_controller,
-    kill_controller,
-    kill_preferred_leader,
-    rejoin,
-    second_cluster,
     wait_for_leaders,
     wait_for_new_leader,
-    wait_for_preferred_leaders,
 )
-from kbroker.cluster_runner import Cluster
+from kbroker.cluster_runner import Cluster, PartitionInfo
 
 pytestmark = pytest.mark.compat
 
 TIMEOUT_S = 30.0
 
 
-def create_topic(bootstrap: str, topic: str, partitions: int, replication_factor: int = 3) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(topic, partitions, replication_factor)])
-    futures[topic].result(TIMEOUT_S)
-
-
 def poll_values(
     consumer: Consumer, wanted: set[bytes], deadline_s: float = TIMEOUT_S
 ) -> set[bytes]:
     """Poll until every value in ``wanted`` was seen (or the deadline); returns what was seen."""
-    seen: set[bytes] = set()
-    deadline = time.monotonic() + deadline_s
-    while not wanted <= seen and time.monotonic() < deadline:
+
+    def poll() -> list[bytes | None]:
         msg = consumer.poll(0.5)
-        if msg is not None and msg.error() is None and msg.value() is not None:
-            seen.add(msg.value())
-    return seen
+        return [msg.value()] if msg is not None and msg.error() is None else []
 
-
-def test_leaders_on_every_broker_and_any_bootstrap(cluster: Cluster, topic_name: str) -> None:
-    create_topic(cluster.bootstrap_servers, topic_name, 6)
-    parts = wait_for_leaders(cluster, topic_name, 6)
-    assert {p.leader for p in parts.values()} == set(BROKERS)
-    assert all(sorted(p.replicas) == BROKERS for p in parts.values())
-    # Every broker gives the same answer for the whole cluster.
-    for broker_id in BROKERS:
-        view = cluster.partitions(topic_name, via=broker_id)
-        assert {i: p.leader for i, p in view.items()} == {i: p.leader for i, p in parts.items()}
-    expected: set[bytes] = set()
-    for broker_id in BROKERS:
-        # Only one broker as bootstrap: the client finds the others from its Metadata.
-        deliveries = Delivery()
-        producer = Producer({"bootstrap.servers": cluster.address(broker_id), "acks": 1})
-        for partition in range(6):
-            value = f"via-{broker_id}-p{partition}".encode()
-            expected.add(value)
-            producer.produce(topic_name, value=value, partition=partition, on_delivery=deliveries)
-        assert producer.flush(TIMEOUT_S) == 0
-        assert deliveries.errors() == []
-        assert {msg.partition() for _, msg in deliveries.reports} == set(range(6))
-    for broker_id in BROKERS:
-        consumer = Consumer(
-            {
-                "bootstrap.servers": cluster.address(broker_id),
-                "group.id": f"{topic_name}-reader-{broker_id}",
-                "enable.auto.commit": False,
-            }
-        )
-        try:
-            consumer.assign([TopicPartition(topic_name, p, OFFSET_BEGINNING) for p in range(6)])
-            assert poll_values(consumer, expected) == expected
-        finally:
-            consumer.close()
+    return collect_values(poll, wanted, deadline_s)
 
 
 def test_kill_leader_new_leader_from_isr_and_clients_carry_on(
     cluster: Cluster, topic_name: str
 ) -> None:
-    create_topic(cluster.bootstrap_servers, topic_name, 3)
+    ConfluentCluster.create_topic(cluster.bootstrap_servers, topic_name, 3)
     before = wait_for_leaders(cluster, topic_name, 3)[0]
     deliveries = Delivery()
     producer = Producer(
@@ -156,44 +105,8 @@ def test_kill_leader_new_leader_from_isr_and_clients_carry_on(
         consumer.close()
 
 
-def test_restarted_broker_rejoins(cluster: Cluster, topic_name: str) -> None:
-    create_topic(cluster.bootstrap_servers, topic_name, 3)
-    victim = kill_preferred_leader(cluster, topic_name)
-    rejoin(cluster, topic_name, victim)
-    # A client that knows only the returned broker finds every partition through it.
-    deliveries = Delivery()
-    producer = Producer({"bootstrap.servers": cluster.address(victim), "acks": 1})
-    for partition in range(3):
-        producer.produce(topic_name, value=b"back", partition=partition, on_delivery=deliveries)
-    assert producer.flush(TIMEOUT_S) == 0
-    assert deliveries.errors() == []
-    assert len(deliveries.reports) == 3
-
-
-def test_preferred_leaders_return_after_restart(cluster: Cluster, topic_name: str) -> None:
-    create_topic(cluster.bootstrap_servers, topic_name, 3)
-    victim = kill_preferred_leader(cluster, topic_name)
-    cluster.start_broker(victim)
-    wait_for_preferred_leaders(cluster, topic_name)
-    assert cluster.leader_of(topic_name, 0) == victim
-
-
-def test_kill_controller_new_controller_epoch_up_later_failover_works(
-    cluster: Cluster, topic_name: str
-) -> None:
-    new = kill_controller(cluster)
-    # The new controller runs the cluster: it places a new topic, then moves a leader.
-    create_topic(cluster.bootstrap_servers, topic_name, 4, replication_factor=2)
-    partition = fail_over_to_controller(cluster, topic_name, 4, new)
-    deliveries = Delivery()
-    producer = Producer({"bootstrap.servers": cluster.bootstrap_servers, "acks": 1})
-    producer.produce(topic_name, value=b"later", partition=partition, on_delivery=deliveries)
-    assert producer.flush(TIMEOUT_S) == 0
-    assert deliveries.errors() == []
-
-
 def test_group_coordinator_leads_its_offsets_partition(cluster: Cluster, topic_name: str) -> None:
-    create_topic(cluster.bootstrap_servers, topic_name, 1)
+    ConfluentCluster.create_topic(cluster.bootstrap_servers, topic_name, 1)
     wait_for_leaders(cluster, topic_name, 1)
     producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
     producer.produce(topic_name, value=b"x", partition=0)
@@ -229,18 +142,70 @@ def test_group_coordinator_leads_its_offsets_partition(cluster: Cluster, topic_n
     assert seen == [(leader, leader)] * len(BROKERS)
 
 
-def test_two_chroots_are_two_clusters(
-    cluster: Cluster, kbroker_cluster: Callable[..., Cluster], topic_name: str
-) -> None:
-    other = second_cluster(cluster, kbroker_cluster)
-    create_topic(other.bootstrap_servers, topic_name, 2, replication_factor=2)
-    wait_for_leaders(other, topic_name, 2)
-    ours = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
-    theirs = AdminClient({"bootstrap.servers": other.bootstrap_servers})
-    assert topic_name in theirs.list_topics(timeout=TIMEOUT_S).topics
-    assert topic_name not in ours.list_topics(timeout=TIMEOUT_S).topics
-    ours_brokers = {b.port for b in ours.list_topics(timeout=TIMEOUT_S).brokers.values()}
-    theirs_brokers = {b.port for b in theirs.list_topics(timeout=TIMEOUT_S).brokers.values()}
-    assert ours_brokers == {cluster.broker(i).port for i in BROKERS}
-    assert theirs_brokers == {other.broker(i).port for i in other.broker_ids}
-    assert controller_epoch(other) >= 1
+class ConfluentCluster:
+    """confluent-kafka as a ``compat.clusterkit.ClusterClient``."""
+
+    @staticmethod
+    def create_topic(
+        bootstrap: str, topic: str, partitions: int, replication_factor: int = 3
+    ) -> None:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        futures = admin.create_topics([NewTopic(topic, partitions, replication_factor)])
+        futures[topic].result(TIMEOUT_S)
+
+    @staticmethod
+    def produce(bootstrap: str, topic: str, records: list[tuple[int, bytes]]) -> None:
+        deliveries = Delivery()
+        producer = Producer({"bootstrap.servers": bootstrap, "acks": 1})
+        for partition, value in records:
+            producer.produce(topic, value=value, partition=partition, on_delivery=deliveries)
+        assert producer.flush(TIMEOUT_S) == 0
+        assert deliveries.errors() == []
+        # Reports come in order per partition, not across partitions.
+        assert sorted(msg.partition() for _, msg in deliveries.reports) == sorted(
+            p for p, _ in records
+        )
+
+    @staticmethod
+    def read(bootstrap: str, topic: str, partitions: int, wanted: set[bytes]) -> set[bytes]:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"{topic}-reader-{bootstrap}",
+                "enable.auto.commit": False,
+            }
+        )
+        try:
+            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+            return poll_values(consumer, wanted)
+        finally:
+            consumer.close()
+
+    @staticmethod
+    def check_metadata(cluster: Cluster, topic: str, parts: dict[int, PartitionInfo]) -> None:
+        """librdkafka's metadata is what it produces and reads through each broker with."""
+
+    @staticmethod
+    def elect_preferred(cluster: Cluster, topic: str, victim: int) -> None:
+        """Nothing: the controller moves preferred leaders back by itself."""
+
+    @staticmethod
+    def check_controller(bootstrap: str, controller: int) -> None:
+        """librdkafka's producer does not ask for the controller."""
+
+    @staticmethod
+    def topics(bootstrap: str) -> set[str]:
+        return set(
+            AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=TIMEOUT_S).topics
+        )
+
+    @staticmethod
+    def broker_ports(bootstrap: str) -> set[int]:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        return {b.port for b in admin.list_topics(timeout=TIMEOUT_S).brokers.values()}
+
+
+class TestClusterScenarios(ClusterScenarios):
+    """The scenarios every client states the same way, through ConfluentCluster."""
+
+    client = ConfluentCluster()

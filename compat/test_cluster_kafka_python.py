@@ -7,8 +7,8 @@ ElectLeaders API here (a manual preferred election) rather than the automatic re
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -17,35 +17,34 @@ from kafka.structs import OffsetAndMetadata
 from compat.clusterkit import (
     BROKERS,
     FAILOVER_DEADLINE_S,
+    ClusterScenarios,
+    collect_values,
     coordinator_views,
-    fail_over_to_controller,
-    kill_controller,
-    kill_preferred_leader,
-    rejoin,
-    second_cluster,
     wait_for_leaders,
     wait_for_new_leader,
-    wait_for_preferred_leaders,
 )
-from kbroker.cluster_runner import Cluster
+from kbroker.cluster_runner import Cluster, PartitionInfo
 
 pytestmark = pytest.mark.compat
 
 TIMEOUT_S = 30.0
 
 
-def admin(bootstrap: str) -> KafkaAdminClient:
-    return KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(TIMEOUT_S * 1000))
+@contextmanager
+def admin(bootstrap: str) -> Iterator[KafkaAdminClient]:
+    """An admin client that knows only ``bootstrap``, closed on the way out."""
+    client = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(TIMEOUT_S * 1000))
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int, replication_factor: int = 3) -> None:
-    client = admin(bootstrap)
-    try:
+    with admin(bootstrap) as client:
         client.create_topics(
             {topic: {"num_partitions": partitions, "replication_factor": replication_factor}}
         )
-    finally:
-        client.close()
 
 
 def producer(bootstrap: str, **configs: object) -> KafkaProducer:
@@ -66,52 +65,11 @@ def poll_values(
     consumer: KafkaConsumer, wanted: set[bytes], deadline_s: float = TIMEOUT_S
 ) -> set[bytes]:
     """Poll until every value in ``wanted`` was seen (or the deadline); returns what was seen."""
-    seen: set[bytes] = set()
-    deadline = time.monotonic() + deadline_s
-    while not wanted <= seen and time.monotonic() < deadline:
-        for records in consumer.poll(timeout_ms=500).values():
-            seen.update(r.value for r in records if r.value is not None)
-    return seen
-
-
-def test_leaders_on_every_broker_and_any_bootstrap(cluster: Cluster, topic_name: str) -> None:
-    create_topic(cluster.bootstrap_servers, topic_name, 6)
-    parts = wait_for_leaders(cluster, topic_name, 6)
-    assert {p.leader for p in parts.values()} == set(BROKERS)
-    # What the client's admin API shows, asked through each broker alone.
-    for broker_id in BROKERS:
-        client = admin(cluster.address(broker_id))
-        try:
-            (described,) = client.describe_topics([topic_name])
-            cluster_info = client.describe_cluster()
-        finally:
-            client.close()
-        leaders = {p["partition_index"]: p["leader_id"] for p in described["partitions"]}
-        assert leaders == {i: p.leader for i, p in parts.items()}
-        assert all(sorted(p["replica_nodes"]) == BROKERS for p in described["partitions"])
-        assert sorted(b["broker_id"] for b in cluster_info["brokers"]) == BROKERS
-        assert cluster_info["controller_id"] in BROKERS
-    expected: set[bytes] = set()
-    for broker_id in BROKERS:
-        prod = producer(cluster.address(broker_id))
-        try:
-            for partition in range(6):
-                value = f"via-{broker_id}-p{partition}".encode()
-                expected.add(value)
-                metadata = prod.send(topic_name, value=value, partition=partition).get(TIMEOUT_S)
-                assert metadata.partition == partition
-        finally:
-            prod.close()
-    for broker_id in BROKERS:
-        consumer = KafkaConsumer(
-            bootstrap_servers=cluster.address(broker_id), enable_auto_commit=False
-        )
-        try:
-            consumer.assign([TopicPartition(topic_name, p) for p in range(6)])
-            consumer.seek_to_beginning()
-            assert poll_values(consumer, expected) == expected
-        finally:
-            consumer.close()
+    return collect_values(
+        lambda: [r.value for records in consumer.poll(timeout_ms=500).values() for r in records],
+        wanted,
+        deadline_s,
+    )
 
 
 def test_kill_leader_new_leader_from_isr_and_clients_carry_on(
@@ -155,57 +113,6 @@ def test_kill_leader_new_leader_from_isr_and_clients_carry_on(
         prod.close()
 
 
-def test_restarted_broker_rejoins(cluster: Cluster, topic_name: str) -> None:
-    create_topic(cluster.bootstrap_servers, topic_name, 3)
-    victim = kill_preferred_leader(cluster, topic_name)
-    rejoin(cluster, topic_name, victim)
-    # A client that knows only the returned broker finds every partition through it.
-    prod = producer(cluster.address(victim))
-    try:
-        for partition in range(3):
-            prod.send(topic_name, value=b"back", partition=partition).get(TIMEOUT_S)
-    finally:
-        prod.close()
-
-
-def test_preferred_leaders_return_after_restart(cluster: Cluster, topic_name: str) -> None:
-    create_topic(cluster.bootstrap_servers, topic_name, 3)
-    victim = kill_preferred_leader(cluster, topic_name)
-    cluster.start_broker(victim)
-    client = admin(cluster.bootstrap_servers)
-    try:
-        # A manual preferred election (ElectLeaders), once the broker is back in the ISR.
-        cluster.wait_for(
-            lambda: victim in cluster.partitions(topic_name)[0].isr,
-            60,
-            message=f"broker {victim} back in the ISR of {topic_name}-0",
-        )
-        client.elect_leaders(0, {topic_name: [0]}, raise_errors=False)
-    finally:
-        client.close()
-    wait_for_preferred_leaders(cluster, topic_name)
-    assert cluster.leader_of(topic_name, 0) == victim
-
-
-def test_kill_controller_new_controller_epoch_up_later_failover_works(
-    cluster: Cluster, topic_name: str
-) -> None:
-    new = kill_controller(cluster)
-    client = admin(cluster.bootstrap_servers)
-    try:
-        assert client.describe_cluster()["controller_id"] == new
-    finally:
-        client.close()
-
-    create_topic(cluster.bootstrap_servers, topic_name, 4, replication_factor=2)
-    partition = fail_over_to_controller(cluster, topic_name, 4, new)
-    prod = producer(cluster.bootstrap_servers)
-    try:
-        prod.send(topic_name, value=b"later", partition=partition).get(FAILOVER_DEADLINE_S)
-    finally:
-        prod.close()
-
-
 def test_group_coordinator_leads_its_offsets_partition(cluster: Cluster, topic_name: str) -> None:
     create_topic(cluster.bootstrap_servers, topic_name, 1)
     wait_for_leaders(cluster, topic_name, 1)
@@ -230,28 +137,77 @@ def test_group_coordinator_leads_its_offsets_partition(cluster: Cluster, topic_n
     leader, seen = coordinator_views(cluster, group, coordinators)
     assert seen == [leader] * len(BROKERS)
     for broker_id in BROKERS:
-        client = admin(cluster.address(broker_id))
-        try:
+        with admin(cluster.address(broker_id)) as client:
             offsets = client.list_group_offsets(group)
-        finally:
-            client.close()
         assert offsets[group][TopicPartition(topic_name, 0)].offset == 7
 
 
-def test_two_chroots_are_two_clusters(
-    cluster: Cluster, kbroker_cluster: Callable[..., Cluster], topic_name: str
-) -> None:
-    other = second_cluster(cluster, kbroker_cluster)
-    create_topic(other.bootstrap_servers, topic_name, 2, replication_factor=2)
-    wait_for_leaders(other, topic_name, 2)
-    ours, theirs = admin(cluster.bootstrap_servers), admin(other.bootstrap_servers)
-    try:
-        assert topic_name in theirs.list_topics()
-        assert topic_name not in ours.list_topics()
-        ours_ports = {b["port"] for b in ours.describe_cluster()["brokers"]}
-        theirs_ports = {b["port"] for b in theirs.describe_cluster()["brokers"]}
-    finally:
-        ours.close()
-        theirs.close()
-    assert ours_ports == {cluster.broker(i).port for i in BROKERS}
-    assert theirs_ports == {other.broker(i).port for i in other.broker_ids}
+class KafkaPythonCluster:
+    """kafka-python as a ``compat.clusterkit.ClusterClient``."""
+
+    create_topic = staticmethod(create_topic)
+
+    @staticmethod
+    def produce(bootstrap: str, topic: str, records: list[tuple[int, bytes]]) -> None:
+        prod = producer(bootstrap)
+        try:
+            for partition, value in records:
+                metadata = prod.send(topic, value=value, partition=partition).get(TIMEOUT_S)
+                assert metadata.partition == partition
+        finally:
+            prod.close()
+
+    @staticmethod
+    def read(bootstrap: str, topic: str, partitions: int, wanted: set[bytes]) -> set[bytes]:
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        try:
+            consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+            consumer.seek_to_beginning()
+            return poll_values(consumer, wanted)
+        finally:
+            consumer.close()
+
+    @staticmethod
+    def check_metadata(cluster: Cluster, topic: str, parts: dict[int, PartitionInfo]) -> None:
+        for broker_id in BROKERS:
+            with admin(cluster.address(broker_id)) as client:
+                (described,) = client.describe_topics([topic])
+                cluster_info = client.describe_cluster()
+            leaders = {p["partition_index"]: p["leader_id"] for p in described["partitions"]}
+            assert leaders == {i: p.leader for i, p in parts.items()}
+            assert all(sorted(p["replica_nodes"]) == BROKERS for p in described["partitions"])
+            assert sorted(b["broker_id"] for b in cluster_info["brokers"]) == BROKERS
+            assert cluster_info["controller_id"] in BROKERS
+
+    @staticmethod
+    def elect_preferred(cluster: Cluster, topic: str, victim: int) -> None:
+        """A manual preferred election (ElectLeaders), once the broker is back in the ISR."""
+        with admin(cluster.bootstrap_servers) as client:
+            cluster.wait_for(
+                lambda: victim in cluster.partitions(topic)[0].isr,
+                60,
+                message=f"broker {victim} back in the ISR of {topic}-0",
+            )
+            client.elect_leaders(0, {topic: [0]}, raise_errors=False)
+
+    @staticmethod
+    def check_controller(bootstrap: str, controller: int) -> None:
+        with admin(bootstrap) as client:
+            assert client.describe_cluster()["controller_id"] == controller
+
+    @staticmethod
+    def topics(bootstrap: str) -> set[str]:
+        with admin(bootstrap) as client:
+            return set(client.list_topics())
+
+    @staticmethod
+    def broker_ports(bootstrap: str) -> set[int]:
+        with admin(bootstrap) as client:
+            return {b["port"] for b in client.describe_cluster()["brokers"]}
+
+
+class TestClusterScenarios(ClusterScenarios):
+    """The scenarios every client states the same way, through KafkaPythonCluster; the
+    restarted broker's leadership comes back through ElectLeaders here."""
+
+    client = KafkaPythonCluster()

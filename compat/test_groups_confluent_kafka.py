@@ -7,9 +7,6 @@ deadline-based polling of what a user observes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from confluent_kafka import (
     Consumer,
@@ -30,12 +27,7 @@ from compat.adapters.confluent_kafka import (
 )
 from compat.adapters.kafka_python import GroupMember
 from compat.group_scenarios import DEADLINE_S, wait_split, wait_until
-from compat.livebroker import (
-    GROUP_BROKER_OVERRIDES,
-    LiveBroker,
-    private_broker,
-    shared_broker,
-)
+from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker
 
 pytestmark = pytest.mark.compat
 
@@ -152,28 +144,13 @@ def test_group_mixed_clients(group_broker: LiveBroker, topic_name: str) -> None:
         ck.close()
 
 
-# A short KIP-848 heartbeat interval, so assignments move fast.
-KIP848_OVERRIDES = {
+# The module's `broker` and `fresh_broker` (compat/conftest.py) for the KIP-848 tests: a short
+# heartbeat interval, so assignments move fast (its classic-group tests use `group_broker`).
+BROKER_OVERRIDES = {
     **GROUP_BROKER_OVERRIDES,
     "group.consumer.heartbeat.interval.ms": "200",
     "group.consumer.session.timeout.ms": "6000",
 }
-
-
-@pytest.fixture(scope="module")
-def kip848_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
-    """A live kbroker whose KIP-848 heartbeat interval is short, so assignments move fast."""
-    with shared_broker(
-        tmp_path_factory.mktemp("kbroker-kip848"), overrides=KIP848_OVERRIDES
-    ) as live:
-        yield live
-
-
-@pytest.fixture
-def fresh_kip848_broker(tmp_path: Path) -> Iterator[LiveBroker]:
-    """A private kbroker with the KIP-848 overrides, for tests that kill or restart it."""
-    with private_broker(tmp_path / "kbroker-data", overrides=KIP848_OVERRIDES) as live:
-        yield live
 
 
 def consumer_protocol_member(broker: LiveBroker, topic: str, group: str) -> CkMember:
@@ -193,11 +170,10 @@ def consumer_protocol_member(broker: LiveBroker, topic: str, group: str) -> CkMe
     return member
 
 
-def test_group_consumer_protocol(kip848_broker: LiveBroker, topic_name: str) -> None:
+def test_group_consumer_protocol(broker: LiveBroker, topic_name: str) -> None:
     """KIP-848 (`group.protocol=consumer`): the broker assigns; a second member gets half
     the partitions, everything is read once, commits land, and the survivor takes the
     partitions back when the other leaves."""
-    broker = kip848_broker
     create_topic(broker, topic_name, 4)
     produce_per_partition(broker, topic_name, 4, 5)
     group = f"g-{topic_name}"
@@ -224,13 +200,11 @@ def test_group_consumer_protocol(kip848_broker: LiveBroker, topic_name: str) -> 
     assert group_committed(broker, group, topic_name, 4) == {p: 5 for p in range(4)}
 
 
-def test_group_consumer_protocol_survives_kill(
-    fresh_kip848_broker: LiveBroker, topic_name: str
-) -> None:
+def test_group_consumer_protocol_survives_kill(fresh_broker: LiveBroker, topic_name: str) -> None:
     """KIP-848 membership is in __consumer_offsets: after kill -9 and a restart the group
     is described as a consumer-protocol group with its member, and a new consumer of
     the group resumes from the offsets committed before the kill."""
-    broker = fresh_kip848_broker
+    broker = fresh_broker
     group = f"g-{topic_name}"
     a = consumer_protocol_member(broker, topic_name, group)
     try:

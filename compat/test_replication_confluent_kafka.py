@@ -26,6 +26,8 @@ from compat import replication_scenarios as scenarios
 from compat.checker import History
 
 pytestmark = pytest.mark.compat
+# How long send_offsets_to_transaction may take (see ConfluentClient.transform_loop).
+OFFSETS_TIMEOUT_S = 10
 
 
 class ConfluentProducer:
@@ -198,7 +200,18 @@ class ConfluentClient:
     ) -> None:
         consumer = self._consumer(bootstrap, group, **{"isolation.level": "read_committed"})
         producer = Producer(
-            {"bootstrap.servers": bootstrap, "transactional.id": transactional_id, "linger.ms": 5}
+            {
+                "bootstrap.servers": bootstrap,
+                "transactional.id": transactional_id,
+                "linger.ms": 5,
+                # librdkafka caches the group coordinator for TxnOffsetCommit and, when that
+                # broker is gone from the metadata (kill -9 of a broker that was both this
+                # group's and this transaction's coordinator), waits for it forever
+                # instead of asking FindCoordinator again (librdkafka issue #5511). Its
+                # cache entries expire after metadata.max.age.ms unused (default 15 min):
+                # a short age lets the next transaction find the new coordinator.
+                "metadata.max.age.ms": 5000,
+            }
         )
         try:
             producer.init_transactions(60)
@@ -213,10 +226,13 @@ class ConfluentClient:
                     for msg in batch:
                         producer.produce(sink, b"out-" + msg.value(), partition=msg.partition())
                         offsets[msg.partition()] = msg.offset() + 1
+                    # Bounded well within the scenario's wait: a send stuck on a stale
+                    # coordinator (above) times out as an abortable error, and the
+                    # transaction is aborted and redone as for any other.
                     producer.send_offsets_to_transaction(
                         [TopicPartition(source, p, o) for p, o in offsets.items()],
                         consumer.consumer_group_metadata(),
-                        60,
+                        OFFSETS_TIMEOUT_S,
                     )
                     _commit_transaction(producer)
                     progress["committed"] += len(batch)

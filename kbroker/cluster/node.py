@@ -453,10 +453,15 @@ class ClusterNode:
         commit: bool,
         partitions: list[tuple[str, int]],
         coordinator_epoch: int,
+        *,
+        on_done: Callable[[bool], None] | None = None,
     ) -> None:
-        """Have the leaders of ``partitions`` write a COMMIT/ABORT marker (in the background)."""
+        """Have the leaders of ``partitions`` write a COMMIT/ABORT marker (in the background);
+        ``on_done`` hears whether every one was written (and replicated there)."""
         if self._nursery is None:
             logger.warning("no cluster task to send transaction markers for %s", partitions)
+            if on_done is not None:
+                on_done(False)
             return
         self._nursery.start_soon(
             self._deliver_txn_markers,
@@ -465,6 +470,7 @@ class ClusterNode:
             commit,
             list(partitions),
             coordinator_epoch,
+            on_done,
         )
 
     async def _deliver_txn_markers(
@@ -474,10 +480,36 @@ class ClusterNode:
         commit: bool,
         partitions: list[tuple[str, int]],
         coordinator_epoch: int,
+        on_done: Callable[[bool], None] | None = None,
     ) -> None:
         """Send WriteTxnMarkers to each partition's current leader until all are written
-        (a partition deleted meanwhile is dropped, as Kafka does)."""
-        from kbroker.txn.service import write_markers
+        (a partition deleted meanwhile is dropped, as Kafka does), then tell ``on_done``.
+
+        The leaders answer once the marker is in the partition's ISR (acks=all); any
+        other error (NOT_ENOUGH_REPLICAS, a moved leader) is retried."""
+        try:
+            written = await self._send_txn_markers(
+                producer_id, producer_epoch, commit, partitions, coordinator_epoch
+            )
+        except Exception:  # noqa: BLE001 - reported to the coordinator, which retries
+            logger.exception("delivering transaction markers failed")
+            written = False
+        if on_done is not None:
+            try:
+                on_done(written)
+            except Exception:  # a cluster task must not end the node
+                logger.exception("completing a transaction's markers failed")
+
+    async def _send_txn_markers(
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        commit: bool,
+        partitions: list[tuple[str, int]],
+        coordinator_epoch: int,
+    ) -> bool:
+        """The delivery loop of ``_deliver_txn_markers``; True once every marker is written."""
+        from kbroker.txn.service import MARKER_ACKS_TIMEOUT_S, write_markers
         from kbroker.wire.errors import ErrorCode
         from kbroker.wire.messages import WriteTxnMarkersRequest
 
@@ -496,6 +528,15 @@ class ClusterNode:
                 if leader == self.broker_id:
                     local = [tp for tp in tps if self.replicas.is_leader(*tp)]
                     if local:
+                        outcome: list[bool] = []
+                        replicated = trio.Event()
+
+                        def local_done(
+                            ok: bool, _box: list[bool] = outcome, _event: trio.Event = replicated
+                        ) -> None:
+                            _box.append(ok)
+                            _event.set()
+
                         write_markers(
                             self.broker,
                             producer_id,
@@ -503,8 +544,11 @@ class ClusterNode:
                             commit,
                             local,
                             coordinator_epoch=coordinator_epoch,
+                            on_written=local_done,
                         )
-                        pending.difference_update(local)
+                        await replicated.wait()
+                        if outcome[0]:
+                            pending.difference_update(local)
                     continue
                 topics: dict[str, list[int]] = {}
                 for topic, index in tps:
@@ -527,7 +571,8 @@ class ClusterNode:
                 )
                 info = self.metadata.brokers[leader]
                 try:
-                    with trio.fail_after(10):
+                    # The leader answers once its ISR has the markers (acks=all).
+                    with trio.fail_after(MARKER_ACKS_TIMEOUT_S + 10):
                         response = await request_once(info.host, info.port, request, version=1)
                 except (OSError, trio.TooSlowError, ConnectionError) as exc:
                     logger.info("transaction markers to broker %d: %s; retrying", leader, exc)
@@ -547,6 +592,7 @@ class ClusterNode:
             logger.warning(
                 "transaction markers of producer %d never reached %s", producer_id, sorted(pending)
             )
+        return not pending
 
     # --- controlled shutdown --------------------------------------------------------------
 

@@ -30,9 +30,16 @@ from kbroker.handlers.groups import (
 )
 from kbroker.handlers.partitions import partition_errors
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
+from kbroker.replication.leader_writes import wait_replicated
 from kbroker.txn import offsets as txn_offsets
 from kbroker.txn.coordinator import InitResult, Outcome, TxnState
-from kbroker.txn.service import poll, producer_ids, txn_coordinator, write_markers
+from kbroker.txn.service import (
+    MARKER_ACKS_TIMEOUT_S,
+    poll,
+    producer_ids,
+    txn_coordinator,
+    write_markers,
+)
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     AddOffsetsToTxnRequest,
@@ -339,6 +346,7 @@ async def handle_write_txn_markers(
     """Write markers as asked (tools; our coordinator writes its own in-process)."""
     R = WriteTxnMarkersResponse
     results = []
+    written: list[tuple[Any, str, int]] = []
     # An inter-broker API: ClusterAction on the cluster (KafkaApis.handleWriteTxnMarkersRequest).
     cluster_denied = not allowed_cluster(ctx, Operation.CLUSTER_ACTION)
     for m in request.markers:
@@ -376,11 +384,18 @@ async def handle_write_txn_markers(
                         )
                     except Exception:  # noqa: BLE001 - per-partition answer
                         code = ErrorCode.KAFKA_STORAGE_ERROR
-                parts.append(
-                    R.WritableTxnMarkerPartitionResult(partition_index=index, error_code=code)
-                )
+                result = R.WritableTxnMarkerPartitionResult(partition_index=index, error_code=code)
+                if code == ErrorCode.NONE:
+                    written.append((result, t.name, index))
+                parts.append(result)
             topics.append(R.WritableTxnMarkerTopicResult(name=t.name, partitions=parts))
         results.append(R.WritableTxnMarkerResult(producer_id=m.producer_id, topics=topics))
+    # KafkaApis.handleWriteTxnMarkersRequest appends with acks=all: a marker is written
+    # once its partition's ISR has it, else the coordinator sends it again.
+    for result, topic, index in written:
+        result.error_code = await wait_replicated(
+            ctx.broker, topic, index, timeout_ms=int(MARKER_ACKS_TIMEOUT_S * 1000)
+        )
     return R(markers=results)
 
 

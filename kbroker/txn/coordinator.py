@@ -17,9 +17,9 @@ ISR), so each call answers through an ``Outcome`` (Kafka's response callbacks):
     Ongoing --EndTxn--> PrepareCommit|PrepareAbort --markers--> CompleteCommit|CompleteAbort
 
 The Prepare* record is written before the markers and the Complete* record
-after them, so a crash between the two leaves a Prepare* state that ``load``
-(or, after a failed Complete* write, ``poll``) finishes by writing the markers
-again (a repeated marker is harmless: it closes no open transaction). Timers
+only once every marker is written, so a crash between the two leaves a Prepare*
+state that ``load`` (or, after a failed completion, ``poll``) finishes by writing
+the markers again (a repeated marker is harmless: it closes no open transaction). Timers
 (transaction.timeout.ms, transactional.id.expiration.ms) fire from ``poll``,
 called by the Trio side; the clock is injected, so tests drive time by hand.
 """
@@ -157,8 +157,12 @@ class TxnStore(Protocol):
         before this returns. Raises if the local append failed (then ``done`` never runs)."""
 
 
-MarkerWriter = Callable[[int, int, bool, list[TopicPartition]], None]
-"""(producer id, producer epoch, commit?, partitions) -> writes the markers."""
+MarkersDone = Callable[[bool], None]
+"""Told whether every marker of a transaction is written (and replicated), or not."""
+
+MarkerWriter = Callable[[int, int, bool, list[TopicPartition], MarkersDone], None]
+"""(producer id, producer epoch, commit?, partitions, done) -> writes the markers, then
+calls ``done`` (at once, or once the partitions' leaders and their ISRs have them)."""
 
 
 class Outcome(Generic[T]):
@@ -535,27 +539,56 @@ class TransactionCoordinator:
         self._write(meta, prepare, prepared)
 
     def _complete(self, meta: TxnMetadata, then: AppendDone) -> None:
-        """Write the markers of a Prepare* transaction and record its completion."""
+        """Write the markers of a Prepare* transaction and, once every one is written,
+        record its completion.
+
+        As Kafka's TransactionMarkerChannelManager: Complete* is written only after all
+        the markers are, so a coordinator that dies in between leaves Prepare* for the
+        next one to finish; a Complete* written earlier could leave a partition whose
+        marker never arrived with its transaction open for good. Meanwhile the
+        transaction has Complete* pending (Kafka's prepareComplete).
+        """
         commit = meta.state is TxnState.PREPARE_COMMIT
-        if not meta.markers_written:
-            try:
-                self._markers(
-                    meta.producer_id, meta.producer_epoch, commit, sorted(meta.partitions)
-                )
-            except Exception:
-                logger.warning(
-                    "transaction %s: writing its markers failed; tried again later",
-                    meta.transactional_id,
-                    exc_info=True,
-                )
+        target = TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT
+        tid = meta.transactional_id
+
+        def record() -> None:
+            new = meta.copy()
+            new.state = target
+            new.partitions = set()
+            new.start_ms = -1
+            self._write(meta, new, then)
+
+        if meta.markers_written:
+            record()
+            return
+
+        def markers_done(written: bool) -> None:
+            meta.pending_state = None
+            if self.txns.get(tid) is not meta:
+                then(ErrorCode.NOT_COORDINATOR)  # a newer coordinator finishes it
+            elif not written:
+                logger.warning("transaction %s: a marker was not written; tried again later", tid)
                 then(ErrorCode.COORDINATOR_NOT_AVAILABLE)
-                return
-            meta.markers_written = True
-        new = meta.copy()
-        new.state = TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT
-        new.partitions = set()
-        new.start_ms = -1
-        self._write(meta, new, then)
+            else:
+                meta.markers_written = True
+                record()
+
+        meta.pending_state = target
+        try:
+            self._markers(
+                meta.producer_id, meta.producer_epoch, commit, sorted(meta.partitions), markers_done
+            )
+        except Exception:
+            if meta.pending_state is None:
+                raise  # raised after the markers were written, by what followed
+            meta.pending_state = None
+            logger.warning(
+                "transaction %s: writing its markers failed; tried again later",
+                tid,
+                exc_info=True,
+            )
+            then(ErrorCode.COORDINATOR_NOT_AVAILABLE)
 
     # -- timers ------------------------------------------------------------------------------
     def next_deadline_ms(self) -> int | None:

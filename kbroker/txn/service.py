@@ -19,12 +19,15 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+import trio
+
 from kbroker.cluster.producer_ids import ClusterProducerIds
 from kbroker.errors import KafkaApiError
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.log.producer_state import BatchMetadata, ProducerStateError, last_sequence
 from kbroker.replication.leader_writes import append_as_leader
-from kbroker.txn.coordinator import TopicPartition, TransactionCoordinator, TxnConfig
+from kbroker.topic_config import effective_topic_value
+from kbroker.txn.coordinator import MarkersDone, TopicPartition, TransactionCoordinator, TxnConfig
 from kbroker.txn.producer_ids import ProducerIdManager
 from kbroker.txn.store import TxnStateTopicStore
 from kbroker.wire.errors import ErrorCode
@@ -32,6 +35,7 @@ from kbroker.wire.records import build_control_batch
 
 if TYPE_CHECKING:
     from kbroker.broker import BrokerState
+    from kbroker.replication.partition import ReplicatedPartition
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +47,9 @@ _POLLED_KEY = "kbroker.txn.polled_ms"
 PRODUCER_EXPIRATION_CHECK_MS = 600000
 # A single node is always coordinator epoch 0.
 COORDINATOR_EPOCH = 0
+# How long a marker's append waits for its partition's ISR: Kafka's WriteTxnMarkers
+# appends with acks=all within request.timeout.ms (30 s by default).
+MARKER_ACKS_TIMEOUT_S = 30.0
 
 
 def producer_ids(broker: BrokerState) -> ProducerIdManager | ClusterProducerIds:
@@ -77,8 +84,8 @@ def txn_coordinator(broker: BrokerState) -> TransactionCoordinator:
             clock=broker.clock,
             next_producer_id=producer_ids(broker).next_id,
             store=store,
-            markers=lambda pid, epoch, commit, parts: write_markers(
-                broker, pid, epoch, commit, parts
+            markers=lambda pid, epoch, commit, parts, done: write_markers(
+                broker, pid, epoch, commit, parts, on_written=done
             ),
         )
         # Register before loading: finishing a Prepare* transaction writes markers.
@@ -133,18 +140,26 @@ def write_markers(
     partitions: list[TopicPartition],
     *,
     coordinator_epoch: int = COORDINATOR_EPOCH,
+    on_written: MarkersDone | None = None,
 ) -> None:
     """Append a COMMIT/ABORT marker to each partition; complete staged group offsets.
 
     In cluster mode only the partitions this broker leads are marked here; the others
     go to their leaders as WriteTxnMarkers (Kafka's TransactionMarkerChannelManager),
     sent in the background and retried until each leader has written its marker.
+
+    ``on_written`` (the coordinator's) hears True once every marker is written and in its
+    partition's ISR (acks=all, as Kafka appends markers), False if one could not be.
     """
+    written = _AllWritten(on_written)
     cluster = broker.cluster
     if cluster is not None:
         remote = [tp for tp in partitions if not cluster.replicas.is_leader(*tp)]
         if remote:
-            cluster.send_txn_markers(producer_id, epoch, commit, remote, coordinator_epoch)
+            written.expect()
+            cluster.send_txn_markers(
+                producer_id, epoch, commit, remote, coordinator_epoch, on_done=written.one
+            )
             partitions = [tp for tp in partitions if tp not in remote]
     now = int(broker.clock() * 1000)
     if any(topic == OFFSETS_TOPIC for topic, _ in partitions):
@@ -153,6 +168,7 @@ def write_markers(
         # Staged offsets must be known before the marker resolves them in the log.
         load_pending(broker)
     offsets_partitions = []
+    waits: list[tuple[ReplicatedPartition, int, int]] = []
     for topic_name, index in partitions:
         part = broker.topics.partition(topic_name, index)
         if part is None:
@@ -167,12 +183,57 @@ def write_markers(
         )
         append_as_leader(part, batch)
         broker.notify_append(part)
+        if part.replica is not None and on_written is not None:
+            min_isr = effective_topic_value(
+                "min.insync.replicas", part.topic.configs, broker.config
+            )
+            waits.append((part.replica, part.log.log_end_offset, int(min_isr)))
         if topic_name == OFFSETS_TOPIC:
             offsets_partitions.append(index)
     if offsets_partitions:
         from kbroker.txn.offsets import complete
 
         complete(broker, producer_id, commit)
+    if waits:
+        written.expect()
+        trio.lowlevel.spawn_system_task(_await_markers, waits, written.one)
+    written.one(True)
+
+
+class _AllWritten:
+    """Counts the marker writes still outstanding; tells ``done`` once all are over."""
+
+    def __init__(self, done: MarkersDone | None) -> None:
+        self._done = done
+        self._outstanding = 1  # the local part, over when write_markers returns
+        self._ok = True
+
+    def expect(self) -> None:
+        self._outstanding += 1
+
+    def one(self, ok: bool) -> None:
+        self._ok = self._ok and ok
+        self._outstanding -= 1
+        if self._outstanding == 0 and self._done is not None:
+            self._done(self._ok)
+
+
+async def _await_markers(
+    waits: list[tuple[ReplicatedPartition, int, int]], done: MarkersDone
+) -> None:
+    """Wait until each partition's ISR has its marker (acks=all), then tell ``done``."""
+    ok = True
+    for replica, required, min_isr in waits:
+        error = await replica.wait_for_acks(
+            required, MARKER_ACKS_TIMEOUT_S, min_insync_replicas=min_isr
+        )
+        if error != ErrorCode.NONE:
+            logger.info("a transaction marker is not in its ISR: %s", error.name)
+            ok = False
+    try:
+        done(ok)
+    except Exception:  # a system task must not raise: that would end the broker
+        logger.exception("completing a transaction's markers failed")
 
 
 def check_producer_batch(

@@ -19,7 +19,11 @@ import trio
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.replication.partition import ReplicatedPartition
 from kbroker.wire.errors import ErrorCode
-from kbroker.wire.messages import DescribeTransactionsRequest, OffsetFetchRequest
+from kbroker.wire.messages import (
+    DescribeTransactionsRequest,
+    OffsetFetchRequest,
+    WriteTxnMarkersRequest,
+)
 from tests.kbroker.helpers import commit_request, create_topic
 from tests.kbroker.txn_helpers import (
     TID,
@@ -296,3 +300,34 @@ async def test_a_transactional_commit_not_replicated_is_not_published(server: An
             await trio.sleep(0.01)
     assert ended.answer == ErrorCode.NONE
     assert await committed(client) == -1
+
+
+async def test_write_txn_markers_answers_once_the_marker_is_replicated(server: Any) -> None:
+    # KafkaApis.handleWriteTxnMarkersRequest appends with acks=all: the coordinator counts
+    # a marker as written (and may then write CompleteCommit) only once it is replicated.
+    create_topic(server, "t")
+    part = server.broker.topics.partition("t", 0)
+    part.log.append(txn_batch(900, 0, 0))  # an open transaction of producer 900
+    part.replica = ReplicatedPartition(part.log, broker_id=1, min_insync_replicas=2)
+    part.replica.make_leader(leader_epoch=1, isr=[1, 2], replicas=[1, 2])
+    client = await server.connect()
+    W = WriteTxnMarkersRequest
+    request = W(
+        markers=[
+            W.WritableTxnMarker(
+                producer_id=900,
+                producer_epoch=0,
+                transaction_result=True,
+                coordinator_epoch=0,
+                topics=[W.WritableTxnMarkerTopic(name="t", partition_indexes=[0])],
+            )
+        ]
+    )
+    answered = Pending()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(answered.run, client.request(request))
+        await _appended(part.replica, 2)  # the marker follows the batch's two records
+        await trio.sleep(0.05)
+        assert not answered.answered.is_set()
+        _confirm(part.replica)
+    assert answered.answer.markers[0].topics[0].partitions[0].error_code == ErrorCode.NONE

@@ -30,6 +30,8 @@ class Fake:
         self.fail_markers = False
         self.hold = False
         self.held: list[Any] = []
+        self.hold_markers = False
+        self.held_markers: list[Any] = []
         self.ids = itertools.count(1000)
 
     def append(self, tid: str, meta: TxnMetadata | None, done: Any) -> None:
@@ -46,10 +48,16 @@ class Fake:
         """Complete the oldest write held back (its replication wait ended with ``error``)."""
         self.held.pop(0)(error)
 
-    def write_markers(self, pid: int, epoch: int, commit: bool, parts: list[Any]) -> None:
+    def write_markers(
+        self, pid: int, epoch: int, commit: bool, parts: list[Any], done: Any
+    ) -> None:
         if self.fail_markers:
             raise OSError("disk full")
         self.markers.append((pid, epoch, commit, parts))
+        if self.hold_markers:
+            self.held_markers.append(done)  # remote leaders or ISRs still to confirm
+        else:
+            done(True)
 
     def coordinator(self, **cfg: Any) -> TransactionCoordinator:
         return TransactionCoordinator(
@@ -206,6 +214,33 @@ def test_a_failed_completion_is_finished_by_poll(fake: Fake) -> None:
         TxnState.COMPLETE_COMMIT,
         TxnState.COMPLETE_COMMIT,
     ]
+
+
+def test_complete_is_written_only_once_every_marker_is(fake: Fake) -> None:
+    # TransactionMarkerChannelManager: CompleteCommit follows the markers' acknowledgement.
+    # Written earlier, a coordinator dying before a remote leader had its marker would
+    # leave that partition's transaction open for good.
+    tc = fake.coordinator()
+    r = tc.init_producer_id("a", 60_000).result()
+    tc.add_partitions("a", r.producer_id, r.producer_epoch, [("t", 0)]).result()
+    fake.hold_markers = True
+    end = tc.end_txn("a", r.producer_id, r.producer_epoch, True)
+    assert fake.markers and fake.writes[-1][1].state is TxnState.PREPARE_COMMIT
+    assert not end.done and tc.describe("a").state is TxnState.PREPARE_COMMIT
+    assert (
+        tc.add_partitions("a", r.producer_id, r.producer_epoch, [("t", 1)]).result()
+        == ErrorCode.CONCURRENT_TRANSACTIONS
+    )
+    assert tc.poll() == [] and len(fake.markers) == 1  # in flight: not sent twice
+    fake.held_markers.pop(0)(False)  # a leader never confirmed
+    assert end.result() == ErrorCode.NONE  # decided: PrepareCommit is written
+    assert fake.writes[-1][1].state is TxnState.PREPARE_COMMIT
+    # A later poll sends the markers again; once confirmed, CompleteCommit is written.
+    tc.poll()
+    assert len(fake.markers) == 2
+    fake.held_markers.pop(0)(True)
+    assert fake.writes[-1][1].state is TxnState.COMPLETE_COMMIT
+    assert tc.describe("a").state is TxnState.COMPLETE_COMMIT
 
 
 def test_a_timeout_abort_waits_for_its_writes(fake: Fake) -> None:
