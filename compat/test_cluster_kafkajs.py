@@ -13,11 +13,7 @@ from typing import Any
 
 import pytest
 
-from compat.clusterkit import (
-    BROKERS,
-    wait_for_leaders,
-    wait_for_new_leader,
-)
+from compat.clusterkit import BROKERS, wait_for_leaders, wait_for_new_leader
 from compat.conftest import KAFKAJS_DIR
 from kbroker.cluster_runner import Cluster
 

@@ -14,7 +14,7 @@ from confluent_kafka import Producer
 from compat import txn_scenarios
 from compat.adapters.confluent_kafka import ConfluentKafkaTxn, create_topic, read_all
 from compat.livebroker import LiveBroker
-from compat.txn_scenarios import SMALL_INTERNAL_TOPICS, LossyProxy
+from compat.txn_scenarios import SMALL_INTERNAL_TOPICS
 
 pytestmark = pytest.mark.compat
 
@@ -64,38 +64,8 @@ def test_idempotent_producer_survives_kill_9(same_port_broker: LiveBroker, topic
     assert values == sorted(values)  # and in order
 
 
-def test_idempotent_retries_of_lost_responses_are_not_written_twice(
-    proxied_broker: tuple[LiveBroker, LossyProxy], topic_name: str
-) -> None:
-    live, proxy = proxied_broker
-    create_topic(live, topic_name)
-    bootstrap = f"127.0.0.1:{proxy.port}"
-    p = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,
-            "linger.ms": 2,
-            "reconnect.backoff.max.ms": 100,
-        }
-    )
-    errors: list[object] = []
-    total, cuts = 20000, 0
-    for i in range(total):
-        p.produce(
-            topic_name,
-            value=b"%06d" % i,
-            on_delivery=lambda err, _m: err is None or errors.append(err),
-        )
-        p.poll(0)
-        while len(p) > 500:
-            p.poll(0.002)
-        if i % 5000 == 2500:
-            proxy.lose_responses()  # written batches whose acks never arrive: retried
-            cuts += 1
-    assert p.flush(DEADLINE_S * 2) == 0
-    assert errors == [] and cuts == 4
-    values = read_all(live, topic_name, "read_uncommitted")
-    assert len(values) == total and values == [b"%06d" % i for i in range(total)]
+class TestIdempotence(txn_scenarios.IdempotenceScenarios):
+    """Idempotent retries through lost responses, through compat/adapters/confluent_kafka.py."""
 
 
 # -- the shared scenarios (compat/txn_scenarios.py) ---------------------------------------------

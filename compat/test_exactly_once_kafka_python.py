@@ -13,7 +13,7 @@ from kafka.admin import KafkaAdminClient
 from compat import txn_scenarios
 from compat.adapters.kafka_python import KafkaPythonTxn, create_topic, read_all
 from compat.livebroker import LiveBroker
-from compat.txn_scenarios import SMALL_INTERNAL_TOPICS, LossyProxy
+from compat.txn_scenarios import SMALL_INTERNAL_TOPICS
 
 pytestmark = pytest.mark.compat
 
@@ -81,34 +81,8 @@ def test_transaction_tooling_lists_describes_and_aborts(
     assert read_all(broker, topic_name, "read_uncommitted") == [b"open"]
 
 
-def test_idempotent_retries_of_lost_responses_are_not_written_twice(
-    proxied_broker: tuple[LiveBroker, LossyProxy], topic_name: str
-) -> None:
-    live, proxy = proxied_broker
-    create_topic(live, topic_name)
-    p = KafkaProducer(
-        bootstrap_servers=f"127.0.0.1:{proxy.port}",
-        linger_ms=2,
-        reconnect_backoff_max_ms=100,
-        retries=2**31 - 1,
-        delivery_timeout_ms=60000,
-    )
-    total, cuts = 20000, 0
-    futures = []
-    for i in range(total):
-        futures.append(p.send(topic_name, value=b"%06d" % i))
-        if i >= 500:
-            futures[i - 500].get(timeout=DEADLINE_S)  # keep a few requests' worth in flight
-        if i % 5000 == 2500:
-            proxy.lose_responses()  # written batches whose acks never arrive: retried
-            cuts += 1
-    p.flush(timeout=DEADLINE_S * 2)
-    for f in futures:
-        f.get(timeout=1)
-    p.close()
-    assert cuts == 4
-    values = read_all(live, topic_name, "read_uncommitted")
-    assert len(values) == total and values == [b"%06d" % i for i in range(total)]
+class TestIdempotence(txn_scenarios.IdempotenceScenarios):
+    """Idempotent retries through lost responses, through compat/adapters/kafka_python.py."""
 
 
 # -- the shared scenarios (compat/txn_scenarios.py) ---------------------------------------------

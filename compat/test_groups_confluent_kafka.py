@@ -27,10 +27,7 @@ from compat.adapters.confluent_kafka import (
 )
 from compat.adapters.kafka_python import GroupMember
 from compat.group_scenarios import DEADLINE_S, wait_split, wait_until
-from compat.livebroker import (
-    GROUP_BROKER_OVERRIDES,
-    LiveBroker,
-)
+from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker
 
 pytestmark = pytest.mark.compat
 

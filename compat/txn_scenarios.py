@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from compat.livebroker import LiveBroker
@@ -262,3 +263,51 @@ class TxnKillScenarios:
         self, txn_client: TxnClient, same_port_broker: LiveBroker, topic_name: str
     ) -> None:
         transaction_commits_across_kill_9(txn_client, same_port_broker, topic_name)
+
+
+# -- idempotence through lost responses -------------------------------------------------------
+class IdempotentClient(TxnClient, Protocol):
+    """A client whose idempotent producer the scenarios drive value by value."""
+
+    def produce_idempotent(
+        self, bootstrap: str, topic: str, values: list[bytes], after_send: Callable[[int], None]
+    ) -> None:
+        """Send ``values`` in order with an idempotent producer that retries without limit
+        and keeps a few requests' worth in flight, calling ``after_send(i)`` once the i-th
+        is handed over; fails unless every one is acknowledged."""
+
+
+def idempotent_retries_of_lost_responses(
+    client: IdempotentClient, live: LiveBroker, proxy: LossyProxy, topic: str
+) -> None:
+    """Batches that were written but whose acknowledgements were lost four times are
+    retried by the idempotent producer, and stored once: every value exactly once, in
+    order (``proxy`` is the only way to ``live``, see the ``proxied_broker`` fixture)."""
+    client.create_topic(live, topic)
+    total, cuts = 20000, 0
+
+    def after_send(i: int) -> None:
+        nonlocal cuts
+        if i % 5000 == 2500:
+            proxy.lose_responses()  # written batches whose acks never arrive: retried
+            cuts += 1
+
+    values = [b"%06d" % i for i in range(total)]
+    client.produce_idempotent(f"127.0.0.1:{proxy.port}", topic, values, after_send)
+    assert cuts == 4
+    stored = client.read_all(live, topic, "read_uncommitted")
+    assert len(stored) == total and stored == values
+
+
+class IdempotenceScenarios:
+    """Idempotence through lost responses, for a ``Test...`` class whose module's
+    ``txn_client`` is an IdempotentClient."""
+
+    def test_idempotent_retries_of_lost_responses_are_not_written_twice(
+        self,
+        txn_client: IdempotentClient,
+        proxied_broker: tuple[LiveBroker, LossyProxy],
+        topic_name: str,
+    ) -> None:
+        live, proxy = proxied_broker
+        idempotent_retries_of_lost_responses(txn_client, live, proxy, topic_name)

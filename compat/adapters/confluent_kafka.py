@@ -388,6 +388,30 @@ class ConfluentKafkaTxn:
         return read_all(broker, topic, isolation)
 
     @staticmethod
+    def produce_idempotent(
+        bootstrap: str, topic: str, values: list[bytes], after_send: Callable[[int], None]
+    ) -> None:
+        p = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "enable.idempotence": True,
+                "linger.ms": 2,
+                "reconnect.backoff.max.ms": 100,
+            }
+        )
+        errors: list[object] = []
+        for i, value in enumerate(values):
+            p.produce(
+                topic, value=value, on_delivery=lambda err, _m: err is None or errors.append(err)
+            )
+            p.poll(0)
+            while len(p) > 500:  # keep a few requests' worth in flight
+                p.poll(0.002)
+            after_send(i)
+        assert p.flush(TXN_DEADLINE_S * 2) == 0
+        assert errors == []
+
+    @staticmethod
     def transform(
         broker: LiveBroker, src: str, dst: str, group: str, tid: str, count: int
     ) -> tuple[int, int]:

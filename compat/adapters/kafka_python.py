@@ -4,7 +4,7 @@ drive it."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -288,6 +288,28 @@ class KafkaPythonTxn:
     @staticmethod
     def read_all(broker: LiveBroker, topic: str, isolation: str) -> list[bytes]:
         return read_all(broker, topic, isolation)
+
+    @staticmethod
+    def produce_idempotent(
+        bootstrap: str, topic: str, values: list[bytes], after_send: Callable[[int], None]
+    ) -> None:
+        p = KafkaProducer(
+            bootstrap_servers=bootstrap,
+            linger_ms=2,
+            reconnect_backoff_max_ms=100,
+            retries=2**31 - 1,
+            delivery_timeout_ms=60000,
+        )
+        futures = []
+        for i, value in enumerate(values):
+            futures.append(p.send(topic, value=value))
+            if i >= 500:
+                futures[i - 500].get(timeout=TXN_DEADLINE_S)  # a few requests' worth in flight
+            after_send(i)
+        p.flush(timeout=TXN_DEADLINE_S * 2)
+        for f in futures:
+            f.get(timeout=1)
+        p.close()
 
     @staticmethod
     def transform(
