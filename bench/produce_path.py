@@ -34,6 +34,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -119,13 +120,19 @@ def client_main(
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     buf = bytearray(1 << 16)
     started = time.perf_counter()
+    pipelined = os.environ.get("PRODUCE_PATH_PIPELINE") == "1"
+    if pipelined:
+        # As librdkafka does: requests go out without waiting for responses.
+        threading.Thread(target=lambda: [sock.sendall(f) for f in frames], daemon=True).start()
     for frame in frames:
-        sock.sendall(frame)
+        if not pipelined:
+            sock.sendall(frame)
         got = 0
         need = 4
         size_known = False
         while got < need:
-            n = sock.recv_into(memoryview(buf)[got:], len(buf) - got)
+            # Exactly what this response still lacks: the next one may follow at once.
+            n = sock.recv_into(memoryview(buf)[got:need], need - got)
             if not n:
                 print("broker closed the connection", file=sys.stderr)
                 return 1
@@ -240,6 +247,12 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--perf", default="", help="perf record the requests into this file")
     parser.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="the client sends every request without waiting for responses (as librdkafka "
+        "does with several requests in flight); per-request figures are then averages",
+    )
+    parser.add_argument(
         "--mock", action="store_true", help="against librdkafka's mock cluster instead"
     )
     parser.add_argument(
@@ -248,6 +261,8 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--sort", default="tottime", help="cProfile sort key")
     args = parser.parse_args()
+    if args.pipeline:
+        os.environ["PRODUCE_PATH_PIPELINE"] = "1"
     shapes = list(SHAPES) if args.shape == "all" and not args.frames else [args.shape]
     for shape in shapes:
         if args.mock:

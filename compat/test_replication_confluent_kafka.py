@@ -26,7 +26,7 @@ from compat import replication_scenarios as scenarios
 from compat.checker import History
 
 pytestmark = pytest.mark.compat
-# How long send_offsets_to_transaction may take (see ConfluentClient.transform_loop).
+# How long one send_offsets_to_transaction may take (see _send_offsets).
 OFFSETS_TIMEOUT_S = 10
 
 
@@ -226,13 +226,10 @@ class ConfluentClient:
                     for msg in batch:
                         producer.produce(sink, b"out-" + msg.value(), partition=msg.partition())
                         offsets[msg.partition()] = msg.offset() + 1
-                    # Bounded well within the scenario's wait: a send stuck on a stale
-                    # coordinator (above) times out as an abortable error, and the
-                    # transaction is aborted and redone as for any other.
-                    producer.send_offsets_to_transaction(
+                    _send_offsets(
+                        producer,
                         [TopicPartition(source, p, o) for p, o in offsets.items()],
                         consumer.consumer_group_metadata(),
-                        OFFSETS_TIMEOUT_S,
                     )
                     _commit_transaction(producer)
                     progress["committed"] += len(batch)
@@ -270,6 +267,23 @@ class ConfluentClient:
                 quiet_until = time.monotonic() + 3.0
         finally:
             consumer.close()
+
+
+def _send_offsets(producer: Producer, offsets: list[TopicPartition], group: Any) -> None:
+    """Add the consumed offsets to the transaction, retrying while the error is retriable
+    (the transaction coordinator is moving), as librdkafka documents.
+
+    Each attempt is bounded well within the scenario's wait: one stuck on a stale group
+    coordinator (see transform_loop) times out as an abortable error, and the transaction
+    is aborted and redone as for any other."""
+    while True:
+        try:
+            producer.send_offsets_to_transaction(offsets, group, OFFSETS_TIMEOUT_S)
+            return
+        except KafkaException as exc:
+            if not exc.args[0].retriable():
+                raise
+            time.sleep(0.2)
 
 
 def _commit_transaction(producer: Producer) -> None:

@@ -51,12 +51,26 @@ def _commit(cluster: Cluster, broker_id: int, topic: str, offset: int) -> int:
     return int(response.topics[0].partitions[0].error_code)
 
 
-def _committed(cluster: Cluster, broker_id: int, topic: str) -> int:
+# What a broker answers while it is not (yet) the group's coordinator: a client looks for the
+# coordinator again and retries (ConsumerCoordinator), so a wait goes on through them.
+_NOT_COORDINATOR_YET = (
+    ErrorCode.NOT_COORDINATOR,
+    ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
+    ErrorCode.COORDINATOR_NOT_AVAILABLE,
+)
+
+
+def _committed(cluster: Cluster, broker_id: int, topic: str) -> int | None:
+    """The group's committed offset as ``broker_id`` answers it; None while that broker is
+    not yet the coordinator (FindCoordinator, answered from another broker's metadata,
+    can name a successor before the controller's LeaderAndIsr has reached it)."""
     body = OffsetFetchRequest(
         group_id=GROUP,
         topics=[OffsetFetchRequest.OffsetFetchRequestTopic(name=topic, partition_indexes=[0])],
     )
     response = request(HOST, cluster.broker(broker_id).port, body, 7, timeout=30)
+    if response.error_code in _NOT_COORDINATOR_YET:
+        return None
     assert response.error_code == ErrorCode.NONE
     return int(response.topics[0].partitions[0].committed_offset)
 
