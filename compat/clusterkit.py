@@ -192,7 +192,7 @@ def kill_controller(cluster: Cluster) -> int:
     )
     assert new != old
     assert cluster.wait_for(lambda: controller_epoch(cluster) > epoch, 10)
-    with zk_client(cluster) as client:
+    with cluster.zookeeper_client() as client:
         assert zk_json(client, "/controller")["brokerid"] == new
     return new
 
@@ -225,18 +225,6 @@ def second_cluster(cluster: Cluster, kbroker_cluster: Callable[..., Cluster]) ->
     return other
 
 
-@contextmanager
-def zk_client(cluster: Cluster) -> Iterator[KazooClient]:
-    """A kazoo client on the cluster's chroot (paths as Kafka's tools show them)."""
-    client = KazooClient(hosts=cluster.zookeeper_connect, timeout=10)
-    client.start(timeout=15)
-    try:
-        yield client
-    finally:
-        client.stop()
-        client.close()
-
-
 def zk_json(client: KazooClient, path: str) -> Any:
     """A znode's JSON."""
     return json.loads(client.get(path)[0].decode("utf-8"))
@@ -244,7 +232,7 @@ def zk_json(client: KazooClient, path: str) -> Any:
 
 def controller_epoch(cluster: Cluster) -> int:
     """/controller_epoch: a plain integer."""
-    with zk_client(cluster) as client:
+    with cluster.zookeeper_client() as client:
         return int(client.get("/controller_epoch")[0].decode("ascii"))
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 
-from compat.clusterkit import zk_client, znode_snapshot
+from compat.clusterkit import znode_snapshot
 from kbroker.cluster_runner import Cluster
 from kbroker.testing.zookeeper import ZooKeeperServer, free_port
 
@@ -47,7 +47,7 @@ def test_broker_id_already_registered(
     kbroker_cluster: Callable[..., Cluster], tmp_path: Path
 ) -> None:
     cluster = kbroker_cluster(brokers=1)
-    with zk_client(cluster) as zk:
+    with cluster.zookeeper_client() as zk:
         before = znode_snapshot(zk)
     result = run_broker(
         tmp_path / "second", "broker.id=1", f"zookeeper.connect={cluster.zookeeper_connect}"
@@ -57,7 +57,7 @@ def test_broker_id_already_registered(
     lines = error_lines(result.stderr)
     assert len(lines) == 1, result.stderr
     assert "1" in lines[0] and "registered" in lines[0].lower(), lines[0]
-    with zk_client(cluster) as zk:
+    with cluster.zookeeper_client() as zk:
         assert znode_snapshot(zk) == before  # nothing written, the first broker's node intact
     assert cluster.metadata([]).brokers.keys() == {1}  # and the first broker still serves
 

@@ -20,6 +20,7 @@ then it is kept and the log paths are printed, so a failed test can be looked in
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -30,7 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -480,15 +481,24 @@ class Cluster(Runner):
     def _session_timeout_s(self) -> float:
         return int(self.config.get("zookeeper.session.timeout.ms", "18000")) / 1000
 
-    def _wait_unregistered(self, broker_ids: list[int]) -> None:
-        try:
-            from kazoo.client import KazooClient
-        except ImportError:  # pragma: no cover - kazoo comes with cluster mode
-            return
-        # Connected above the chroot: before the first broker ran it may not exist yet.
-        client = KazooClient(hosts=self.zookeeper_hosts, timeout=10)
+    @contextlib.contextmanager
+    def zookeeper_client(self, *, chroot: bool = True) -> Iterator[Any]:
+        """A started kazoo client, stopped and closed on the way out. On the cluster's chroot
+        by default, so paths read as Kafka's tools show them (``/brokers/ids/1``)."""
+        from kazoo.client import KazooClient  # kazoo comes with cluster mode only
+
+        hosts = self.zookeeper_connect if chroot else self.zookeeper_hosts
+        client = KazooClient(hosts=hosts, timeout=10)
         client.start(timeout=30)
         try:
+            yield client
+        finally:
+            client.stop()
+            client.close()
+
+    def _wait_unregistered(self, broker_ids: list[int]) -> None:
+        # Connected above the chroot: before the first broker ran it may not exist yet.
+        with self.zookeeper_client(chroot=False) as client:
             self.wait_for(
                 lambda: (
                     not any(client.exists(f"{self.chroot}/brokers/ids/{i}") for i in broker_ids)
@@ -497,9 +507,6 @@ class Cluster(Runner):
                 interval=0.1,
                 message=f"the old registrations of brokers {broker_ids} to expire",
             )
-        finally:
-            client.stop()
-            client.close()
 
     def restart(self, broker_id: int) -> None:
         """Stop (SIGTERM, if running) then start one broker on the same port and data dir."""

@@ -7,15 +7,13 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kazoo.client import KazooClient
 
-from kbroker.cluster_runner import Cluster
 from kbroker.testing.zookeeper import DEFAULT_JAR
 
 # The multi-process tests start ZooKeeper from Debian's package with java; without them
@@ -34,19 +32,6 @@ def eventually(check: Callable[[], bool], timeout: float = 20) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("not reached in time")
         time.sleep(0.1)
-
-
-@contextmanager
-def zk_client(cluster: Cluster) -> Iterator[KazooClient]:
-    """A kazoo client on the cluster's chroot (paths as Kafka's tools show them), stopped
-    and closed on the way out."""
-    client = KazooClient(hosts=cluster.zookeeper_connect, timeout=10)
-    client.start(timeout=15)
-    try:
-        yield client
-    finally:
-        client.stop()
-        client.close()
 
 
 def zk_json(client: KazooClient, path: str) -> Any:

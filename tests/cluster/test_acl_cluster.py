@@ -19,7 +19,7 @@ from confluent_kafka.admin import (  # noqa: E402
 )
 
 from kbroker.cluster_runner import Cluster  # noqa: E402
-from tests.cluster.real_cluster import eventually, needs_zookeeper, zk_client, zk_json  # noqa: E402
+from tests.cluster.real_cluster import eventually, needs_zookeeper, zk_json  # noqa: E402
 
 pytestmark = needs_zookeeper
 
@@ -85,7 +85,7 @@ def test_acls_are_shared_through_zookeeper(tmp_path: Path) -> None:
         eventually(lambda: _listed(two) == expected)
 
         # The znodes are Kafka's: a Kafka broker on the same ensemble reads them.
-        with zk_client(cluster) as zk:
+        with cluster.zookeeper_client() as zk:
             literal = zk_json(zk, "/kafka-acl/Topic/orders")
             assert literal == {
                 "version": 1,

@@ -27,7 +27,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 from kbroker.cluster_runner import Cluster  # noqa: E402
 from kbroker.coordinator.group import partition_for  # noqa: E402
-from tests.cluster.real_cluster import needs_zookeeper, zk_client, zk_json  # noqa: E402
+from tests.cluster.real_cluster import needs_zookeeper, zk_json  # noqa: E402
 
 pytestmark = needs_zookeeper
 
@@ -119,7 +119,7 @@ def test_a_three_broker_cluster_end_to_end(tmp_path: Path) -> None:
         assert described.result(20).coordinator.id == offsets_leader
 
         # Kafka's znodes: the registration of each broker, read with kazoo.
-        with zk_client(cluster) as zk:
+        with cluster.zookeeper_client() as zk:
             registration = zk_json(zk, "/brokers/ids/2")
             assert registration["version"] == 5 and registration["jmx_port"] == -1
             assert registration["endpoints"] == [f"PLAINTEXT://127.0.0.1:{registration['port']}"]
@@ -206,7 +206,7 @@ def test_a_three_broker_cluster_end_to_end(tmp_path: Path) -> None:
 
 
 def _controller_epoch(cluster: Cluster) -> int:
-    with zk_client(cluster) as zk:
+    with cluster.zookeeper_client() as zk:
         return int(zk.get("/controller_epoch")[0])
 
 

@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 from kbroker.cluster_runner import Cluster  # noqa: E402
-from tests.cluster.real_cluster import needs_zookeeper, zk_client, zk_json  # noqa: E402
+from tests.cluster.real_cluster import needs_zookeeper, zk_json  # noqa: E402
 
 pytestmark = needs_zookeeper
 
@@ -44,7 +44,7 @@ def test_sasl_clients_get_sasl_endpoints_and_work_across_brokers(tmp_path: Path)
         plain_addresses = {b: cluster.broker(b).address for b in (1, 2)}
 
         # Kafka's BrokerIdZNode JSON lists both listeners and their protocols.
-        with zk_client(cluster) as zk:
+        with cluster.zookeeper_client() as zk:
             registration = zk_json(zk, "/brokers/ids/2")
         assert sorted(registration["endpoints"]) == [
             f"PLAINTEXT://{plain_addresses[2]}",

@@ -9,7 +9,7 @@ from typing import Any
 
 from kbroker.cluster_runner import HOST, Cluster, request
 from kbroker.wire.messages import AlterClientQuotasRequest, DescribeClientQuotasRequest
-from tests.cluster.real_cluster import needs_zookeeper, zk_client, zk_json
+from tests.cluster.real_cluster import needs_zookeeper, zk_json
 
 pytestmark = needs_zookeeper
 
@@ -58,7 +58,7 @@ def test_quotas_are_shared_through_zookeeper(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, _described(cluster, 2)
             time.sleep(0.1)
 
-        with zk_client(cluster) as zk:
+        with cluster.zookeeper_client() as zk:
             alice = zk_json(zk, "/config/users/alice")
             assert alice == {"version": 1, "config": {"producer_byte_rate": "1048576"}}
             default = zk_json(zk, "/config/users/<default>/clients/app%20x")

@@ -18,7 +18,7 @@ from confluent_kafka.admin import (  # noqa: E402
 )
 
 from kbroker.cluster_runner import Cluster  # noqa: E402
-from tests.cluster.real_cluster import eventually, needs_zookeeper, zk_client  # noqa: E402
+from tests.cluster.real_cluster import eventually, needs_zookeeper  # noqa: E402
 
 pytestmark = needs_zookeeper
 
@@ -43,7 +43,7 @@ def test_scram_users_are_shared_through_zookeeper(tmp_path: Path) -> None:
             future.result(30)
         eventually(lambda: _described(two) == {"bob": [("SCRAM_SHA_256", 8192)]})
         # Kafka's znode layout: one key per mechanism, salted keys only.
-        with zk_client(cluster) as zk:
+        with cluster.zookeeper_client() as zk:
             data, _ = zk.get("/config/users/bob")
             stored = json.loads(data)["config"]["SCRAM-SHA-256"]
             assert stored.startswith("salt=") and "iterations=8192" in stored

@@ -23,7 +23,7 @@ from kazoo.client import KazooClient
 
 from kbroker.cluster_runner import Cluster
 from kbroker.testing.zookeeper import ZooKeeperServer
-from tests.cluster.real_cluster import zk_client, zk_json
+from tests.cluster.real_cluster import zk_json
 
 TIMEOUT_S = 30.0
 TOPIC = "layout-topic"
@@ -70,7 +70,7 @@ def _populate(cluster: Cluster) -> None:
 
 @pytest.fixture
 def zk(cluster: Cluster) -> Iterator[KazooClient]:
-    with zk_client(cluster) as client:
+    with cluster.zookeeper_client() as client:
         yield client
 
 
