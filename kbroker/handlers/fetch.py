@@ -5,10 +5,20 @@ How it works: the handler reads every requested partition in request order
 goes; only the first partition that returns data may exceed its limit, and then
 only by one whole batch (KIP-74). If the bytes read reach ``min_bytes``, or
 ``max_wait_ms`` is 0, or a partition failed, it answers at once. Otherwise it
-parks on ``BrokerState.wait_for_append`` until an append wakes it (it reads again
-only if one of its partitions' end or start offset moved) or ``max_wait_ms``
-runs out (then answers with a fresh read) — woken by appends, never by a
-polling timer (Kafka's DelayedFetch).
+parks on ``BrokerState.wait_for_append`` until an append or a high-watermark move
+wakes it, or ``max_wait_ms`` runs out (then answers with a fresh read) — never by
+a polling timer (Kafka's DelayedFetch).
+
+A woken fetch reads again only if, for one of its partitions, the end offset its
+isolation reads up to moved (or the log start did): the log end offset for a
+follower, the high watermark for a read_uncommitted consumer, the last stable
+offset for read_committed (DelayedFetch.tryComplete's FetchIsolation LOG_END,
+HIGH_WATERMARK, TXN_COMMITTED). So a follower parked at the leader's log end is
+not woken by the high watermark moving (its read would find nothing new and park
+again: on a replicated topic every acks=all produce moves the HW once per
+follower); it learns the HW from its next response, like Kafka's followers. A
+consumer is woken by the HW (or LSO) moving, which is what makes acks=all
+records visible, and not by appends above it that it cannot read yet.
 
 Fetch sessions (KIP-227): this broker never creates one, so every full fetch
 is answered sessionless (session_id 0) and clients keep sending full fetches;
@@ -18,6 +28,7 @@ FETCH_SESSION_ID_NOT_FOUND, like a Kafka broker whose session cache lost it.
 
 from __future__ import annotations
 
+import enum
 import uuid
 from typing import Any
 
@@ -90,13 +101,16 @@ async def handle_fetch(ctx: RequestContext, request: FetchRequest) -> FetchRespo
     # Forgotten topics only matter to incremental sessions: ignored.
     max_wait_s = max(0, request.max_wait_ms) / 1000.0
     deadline = trio.current_time() + max_wait_s
+    isolation = FetchIsolation.of(
+        replica_id_of(request, version), request.isolation_level == _READ_COMMITTED
+    )
     while True:
         responses, size, must_answer, watched = _read_all(ctx, request, version)
         if must_answer or request.max_wait_ms <= 0 or size >= request.min_bytes:
             break
         # No await between the read above and this wait, so no append can slip
         # in unnoticed (Trio runs one task at a time).
-        if not await _wait_for_change(ctx, watched, deadline):
+        if not await _wait_for_change(ctx, watched, isolation, deadline):
             # max_wait_ms ran out: answer with a fresh read (DelayedFetch.onComplete).
             responses = _read_all(ctx, request, version)[0]
             break
@@ -133,26 +147,51 @@ async def handle_fetch(ctx: RequestContext, request: FetchRequest) -> FetchRespo
     return response
 
 
+class FetchIsolation(enum.Enum):
+    """How far a fetch may read in each partition (Kafka's FetchIsolation)."""
+
+    LOG_END = "log_end"  # a follower copies everything the leader has
+    HIGH_WATERMARK = "high_watermark"  # a read_uncommitted consumer: committed records
+    TXN_COMMITTED = "txn_committed"  # read_committed: below the last stable offset
+
+    @classmethod
+    def of(cls, replica_id: int, read_committed: bool) -> FetchIsolation:
+        """Kafka's FetchIsolation.of: a broker's fetch (replica id >= 0) reads to the log end."""
+        if replica_id >= 0:
+            return cls.LOG_END
+        return cls.TXN_COMMITTED if read_committed else cls.HIGH_WATERMARK
+
+    def end_offset(self, log: Any) -> int:
+        """The offset this isolation reads up to (DelayedFetch.tryComplete's endOffset)."""
+        if self is FetchIsolation.LOG_END:
+            return int(log.log_end_offset)
+        if self is FetchIsolation.TXN_COMMITTED:
+            return int(log.last_stable_offset)
+        return int(log.high_watermark)
+
+
+# What a parked fetch watches in one partition: (log, end offset, log start offset).
+Watched = tuple[Any, int, int]
+
+
 async def _wait_for_change(
-    ctx: RequestContext, watched: list[tuple[Any, int, int, int]], deadline: float
+    ctx: RequestContext, watched: list[Watched], isolation: FetchIsolation, deadline: float
 ) -> bool:
-    """Wait until a watched log's end, start or high watermark moves (True) or the deadline (False).
+    """Wait until a watched log's end offset for ``isolation`` or its start moves (True),
+    or the deadline (False).
 
     Every append anywhere (and every high-watermark move) wakes every parked
-    fetch; checking three integers per partition spares re-reading the logs for
-    appends to partitions not fetched.
+    fetch; checking two integers per partition spares re-reading the logs for
+    changes this fetch cannot read: appends to partitions it does not fetch, a
+    high watermark moving under a follower, an append above a consumer's HW.
     """
     while True:
         remaining = deadline - trio.current_time()
         if remaining <= 0:
             return False
         await ctx.broker.wait_for_append(remaining)
-        for log, end, start, hw in watched:
-            if (
-                log.log_end_offset != end
-                or log.log_start_offset != start
-                or log.high_watermark != hw
-            ):
+        for log, end, start in watched:
+            if isolation.end_offset(log) != end or log.log_start_offset != start:
                 return True
 
 
@@ -171,11 +210,12 @@ REGIONS_HELD_PER_FETCH = 64
 
 def _read_all(
     ctx: RequestContext, request: FetchRequest, version: int
-) -> tuple[list[Any], int, bool, list[tuple[Any, int, int, int]]]:
+) -> tuple[list[Any], int, bool, list[Watched]]:
     """Read every requested partition once.
 
-    Returns (topic responses, bytes read, answer now?, and (log, end offset,
-    start offset, high watermark) of each partition read, to notice when it changes).
+    Returns (topic responses, bytes read, answer now?, and (log, end offset for the
+    fetch's isolation, log start offset) of each partition read, to notice when it
+    changes).
     """
     by_id = version >= _FIRST_TOPIC_ID_VERSION
     limit = request.max_bytes if request.max_bytes > 0 else 0
@@ -185,6 +225,7 @@ def _read_all(
     interesting = 0
     read_committed = request.isolation_level == _READ_COMMITTED
     replica_id = replica_id_of(request, version)
+    isolation = FetchIsolation.of(replica_id, read_committed)
     if read_committed:
         # Abort timed-out transactions that would hold the LSO back.
         poll_transactions(ctx.broker)
@@ -202,7 +243,7 @@ def _read_all(
             return allowed(ctx, Operation.READ, ResourceType.TOPIC, name)
 
     responses = []
-    watched: list[tuple[Any, int, int, int]] = []
+    watched: list[Watched] = []
     held = 0  # partitions answered with file regions (each holds its segment's descriptor)
     for fetch_topic in request.topics:
         topic: Topic | None = None
@@ -243,7 +284,7 @@ def _read_all(
                 read_committed=read_committed,
                 replica_id=replica_id,
             )
-            watched.append((log, log.log_end_offset, log.log_start_offset, log.high_watermark))
+            watched.append((log, isolation.end_offset(log), log.log_start_offset))
             if data.error_code:
                 errored = True
             if size > 0 and isinstance(data.records, FetchedRecords):
