@@ -237,10 +237,15 @@ class ReplicaManager:
         if leads:
             self.fetchers.remove_fetcher_for_partitions([key])
             replica.make_leader(leader_epoch=p.leader_epoch, isr=p.isr, replicas=p.replicas)
+            # Fetches parked on the old epoch answer FENCED_LEADER_EPOCH now, not at max_wait.
+            self.broker.notify_append(partition)
             return
         replica.make_follower(
             leader_id=p.leader, leader_epoch=p.leader_epoch, isr=p.isr, replicas=p.replicas
         )
+        # ReplicaManager.makeFollowers' completeDelayedFetchOrProduceRequests: fetches
+        # parked here while this broker led answer NOT_LEADER_OR_FOLLOWER at once.
+        self.broker.notify_append(partition)
         address = self.endpoint_of(p.leader)
         if p.leader < 0 or address is None:
             self.fetchers.remove_fetcher_for_partitions([key])

@@ -5,12 +5,13 @@ How it works: the handler reads every requested partition in request order
 goes; only the first partition that returns data may exceed its limit, and then
 only by one whole batch (KIP-74). If the bytes read reach ``min_bytes``, or
 ``max_wait_ms`` is 0, or a partition failed, it answers at once. Otherwise it
-parks on ``BrokerState.wait_for_append`` until an append or a high-watermark move
-wakes it, or ``max_wait_ms`` runs out (then answers with a fresh read) — never by
-a polling timer (Kafka's DelayedFetch).
+parks on ``BrokerState.wait_for_append`` until an append, a high-watermark move or
+a leader change wakes it, or ``max_wait_ms`` runs out (then answers with a fresh
+read) — never by a polling timer (Kafka's DelayedFetch).
 
 A woken fetch reads again only if, for one of its partitions, the end offset its
-isolation reads up to moved (or the log start did): the log end offset for a
+isolation reads up to moved, or the log start or the leader epoch did (then the
+read answers the error: out of range, not leader, fenced): the log end offset for a
 follower, the high watermark for a read_uncommitted consumer, the last stable
 offset for read_committed (DelayedFetch.tryComplete's FetchIsolation LOG_END,
 HIGH_WATERMARK, TXN_COMMITTED). So a follower parked at the leader's log end is
@@ -170,28 +171,44 @@ class FetchIsolation(enum.Enum):
         return int(log.high_watermark)
 
 
-# What a parked fetch watches in one partition: (log, end offset, log start offset).
-Watched = tuple[Any, int, int]
+# What a parked fetch watches in one partition (``_watch``): the end offset its
+# isolation reads to, the log start offset, and the leader epoch.
+Watched = tuple[Partition, tuple[int, int, int]]
+
+
+def _watch(partition: Partition, isolation: FetchIsolation) -> tuple[int, int, int]:
+    """What, when it changes, may complete a parked fetch of ``partition``.
+
+    DelayedFetch.tryComplete: new data up to the isolation's end offset (or a log
+    truncated below the fetch offset), an offset now out of range, and a change of
+    leader or leader epoch (the next read answers NOT_LEADER_OR_FOLLOWER or
+    FENCED_LEADER_EPOCH instead of letting the fetcher wait out max_wait_ms).
+    """
+    log = partition.log
+    replica = partition.replica
+    epoch = -1 if replica is None else replica.leader_epoch
+    return isolation.end_offset(log), log.log_start_offset, epoch
 
 
 async def _wait_for_change(
     ctx: RequestContext, watched: list[Watched], isolation: FetchIsolation, deadline: float
 ) -> bool:
-    """Wait until a watched log's end offset for ``isolation`` or its start moves (True),
-    or the deadline (False).
+    """Wait until a watched partition changes in a way the fetch can see (True), or the
+    deadline (False).
 
-    Every append anywhere (and every high-watermark move) wakes every parked
-    fetch; checking two integers per partition spares re-reading the logs for
-    changes this fetch cannot read: appends to partitions it does not fetch, a
-    high watermark moving under a follower, an append above a consumer's HW.
+    Every append anywhere, every high-watermark move and every leader change
+    (the broker's notify_append) wakes every parked fetch; comparing a few
+    integers per partition spares re-reading the logs for changes this fetch
+    cannot read: appends to partitions it does not fetch, a high watermark moving
+    under a follower, an append above a consumer's HW.
     """
     while True:
         remaining = deadline - trio.current_time()
         if remaining <= 0:
             return False
         await ctx.broker.wait_for_append(remaining)
-        for log, end, start in watched:
-            if isolation.end_offset(log) != end or log.log_start_offset != start:
+        for partition, seen in watched:
+            if _watch(partition, isolation) != seen:
                 return True
 
 
@@ -214,8 +231,7 @@ def _read_all(
     """Read every requested partition once.
 
     Returns (topic responses, bytes read, answer now?, and (log, end offset for the
-    fetch's isolation, log start offset) of each partition read, to notice when it
-    changes).
+    each partition read with what ``_watch`` saw, to notice when it changes).
     """
     by_id = version >= _FIRST_TOPIC_ID_VERSION
     limit = request.max_bytes if request.max_bytes > 0 else 0
@@ -273,7 +289,6 @@ def _read_all(
                 parts.append(_error_partition(fp.partition, error_code_of(exc)))
                 continue
             interesting += 1
-            log = partition.log
             data, size = _read_partition(
                 ctx,
                 partition,
@@ -284,7 +299,7 @@ def _read_all(
                 read_committed=read_committed,
                 replica_id=replica_id,
             )
-            watched.append((log, isolation.end_offset(log), log.log_start_offset))
+            watched.append((partition, _watch(partition, isolation)))
             if data.error_code:
                 errored = True
             if size > 0 and isinstance(data.records, FetchedRecords):

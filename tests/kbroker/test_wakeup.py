@@ -10,6 +10,7 @@ import trio.testing
 
 from kbroker.handlers import fetch as fetch_handler
 from kbroker.replication.partition import ReplicatedPartition
+from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import FetchRequest
 from tests.kbroker.helpers import (
     create_topic,
@@ -154,3 +155,26 @@ async def test_a_parked_consumer_is_not_woken_by_records_above_the_high_watermar
     answered_at, part = got[0]
     assert answered_at == committed_at
     assert [o for o, _, _ in fetched_records(part.records)] == [0, 1]
+
+
+async def test_a_parked_fetch_answers_at_once_when_the_leader_changes(
+    clock: trio.testing.MockClock, server: Any
+) -> None:
+    """DelayedFetch's "no longer the leader" case: LeaderAndIsr making this broker a follower
+    wakes the parked fetches (ReplicaManager.makeFollowers), which answer
+    NOT_LEADER_OR_FOLLOWER then, not after max_wait_ms, so the client looks for the new leader."""
+    create_topic(server, "moved")
+    partition = server.broker.topics.get("moved").partitions[0]
+    partition.replica = ReplicatedPartition(
+        partition.log, broker_id=1, on_high_watermark_change=server.broker.notify_append
+    )
+    partition.replica.make_leader(leader_epoch=1, isr=[1, 2], replicas=[1, 2])
+    request = fetch_request("moved", 0, 0, max_wait_ms=500, min_bytes=1)
+    async with parked_fetch(server, request, version=12) as (_, got):
+        moved_at = trio.current_time()
+        # What ClusterReplicas does on a LeaderAndIsr naming broker 2 the leader.
+        partition.replica.make_follower(leader_id=2, leader_epoch=2, isr=[1, 2], replicas=[1, 2])
+        server.broker.notify_append(partition)
+    answered_at, part = got[0]
+    assert answered_at == moved_at
+    assert part.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
