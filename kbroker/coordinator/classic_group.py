@@ -10,6 +10,9 @@ between Kafka's five states (GroupMetadata.scala)::
       └─────────────── (gen+1, Empty)      member joins/leaves/expires ◄─ Stable
     Dead: deleted (DeleteGroups, or offsets expired on an empty group)
 
+The leader's assignment becomes the members' (and the group Stable) only once its group
+record is replicated (``PendingAssignment``), as in Kafka's doSyncGroup.
+
 Every state change goes through ``transition``, which checks it against
 ``VALID_PREVIOUS`` exactly as Kafka's ``GroupState.validPreviousStates`` does. A group
 is born Empty, or, when loaded, in the state Kafka loads it in (GroupMetadata.loadGroup:
@@ -107,6 +110,20 @@ class SyncResult:
     protocol_type: str | None = None
     protocol_name: str | None = None
     assignment: bytes = b""
+
+
+@dataclass(slots=True, eq=False)
+class PendingAssignment:
+    """The leader's assignment of one generation, written to ``__consumer_offsets`` but not
+    yet known to be replicated (Kafka's doSyncGroup between storeGroup and its callback).
+
+    Until ``GroupCoordinator.complete_assignment`` decides, the group stays
+    CompletingRebalance and no member is handed its part: an assignment a coordinator
+    failover could lose must not be acted on."""
+
+    group: ClassicGroup
+    generation_id: int
+    assignment: dict[str, bytes]  # member id -> its assignment (every member has one)
 
 
 @dataclass(slots=True, eq=False)

@@ -30,6 +30,7 @@ from kbroker.coordinator.classic_group import (
     GroupState,
     JoinResult,
     Pending,
+    PendingAssignment,
     SyncResult,
     subscription_topics,
     transition,
@@ -215,7 +216,11 @@ class GroupCoordinator:
         if self._store is not None and records:
             self._store.write(partition_for(group_id, self.config.num_partitions), records)
 
-    def _snapshot(self, group: ClassicGroup) -> GroupSnapshot:
+    def _snapshot(
+        self, group: ClassicGroup, assignment: dict[str, bytes] | None = None
+    ) -> GroupSnapshot:
+        """The group as its record stores it; with ``assignment``, holding that one
+        instead of the members' current one (Kafka's groupMetadataValue(group, assignment))."""
         protocol = group.protocol_name
         return GroupSnapshot(
             protocol_type=group.protocol_type or "",
@@ -234,7 +239,9 @@ class GroupCoordinator:
                     rebalance_timeout_ms=m.rebalance_timeout_ms,
                     session_timeout_ms=m.session_timeout_ms,
                     subscription=m.metadata(protocol) if protocol else b"",
-                    assignment=m.assignment,
+                    assignment=m.assignment
+                    if assignment is None
+                    else assignment.get(m.member_id, b""),
                 )
                 for m in group.members.values()
             ],
@@ -557,10 +564,9 @@ class GroupCoordinator:
 
     def _prepare_rebalance(self, group: ClassicGroup) -> None:
         if group.state is S.COMPLETING_REBALANCE:
-            for m in group.members.values():
-                if m.awaiting_sync is not None:
-                    m.awaiting_sync.complete(SyncResult(ErrorCode.REBALANCE_IN_PROGRESS))
-                    m.awaiting_sync = None
+            # Members waiting for an assignment rejoin instead (one still being stored
+            # is dropped when its write completes: the group moved on).
+            self._reset_and_propagate_assignment_error(group, ErrorCode.REBALANCE_IN_PROGRESS)
         group.pending_sync.clear()
         group.sync_deadline_ms = None
         now = self._now()
@@ -674,34 +680,54 @@ class GroupCoordinator:
         assignments: Iterable[tuple[str, bytes]] = (),
         on_done: Callable[[], None] | None = None,
     ) -> Pending[SyncResult]:
-        """Handle SyncGroup; followers wait for the leader's assignment."""
+        """Handle SyncGroup; followers wait for the leader's assignment (stored with no
+        replication to wait for: see ``prepare_sync_group``)."""
+        pending, stored = self.prepare_sync_group(
+            group_id,
+            generation_id,
+            member_id,
+            group_instance_id=group_instance_id,
+            protocol_type=protocol_type,
+            protocol_name=protocol_name,
+            assignments=assignments,
+            on_done=on_done,
+        )
+        if stored is not None:
+            self.complete_assignment(stored, ErrorCode.NONE)
+        return pending
+
+    def prepare_sync_group(
+        self,
+        group_id: str,
+        generation_id: int,
+        member_id: str,
+        *,
+        group_instance_id: str | None = None,
+        protocol_type: str | None = None,
+        protocol_name: str | None = None,
+        assignments: Iterable[tuple[str, bytes]] = (),
+        on_done: Callable[[], None] | None = None,
+    ) -> tuple[Pending[SyncResult], PendingAssignment | None]:
+        """SyncGroup up to the write: the member's answer (decided now or later), and,
+        when the leader's assignment was written, that assignment, pending until
+        ``complete_assignment`` says whether its write reached the ISR (Kafka's
+        doSyncGroup: groupManager.storeGroup, then the members get it in the callback)."""
         pending: Pending[SyncResult] = Pending(on_done)
         group = self._groups.get(group_id)
-        if not group_id:
-            pending.complete(SyncResult(ErrorCode.INVALID_GROUP_ID))
-            return pending
-        if group is None:
-            pending.complete(SyncResult(ErrorCode.UNKNOWN_MEMBER_ID))
-            return pending
-        if group.state is S.DEAD:
-            pending.complete(SyncResult(ErrorCode.COORDINATOR_NOT_AVAILABLE))
-            return pending
-        if group.static_fenced(group_instance_id, member_id):
-            pending.complete(SyncResult(ErrorCode.FENCED_INSTANCE_ID))
-            return pending
-        member = group.members.get(member_id)
-        if member is None:
-            pending.complete(SyncResult(ErrorCode.UNKNOWN_MEMBER_ID))
-            return pending
-        if generation_id != group.generation_id:
-            pending.complete(SyncResult(ErrorCode.ILLEGAL_GENERATION))
-            return pending
-        # SyncGroup v5 (KIP-559) lets the client check it runs the group's protocol.
-        if (protocol_type is not None and protocol_type != group.protocol_type) or (
-            protocol_name is not None and protocol_name != group.protocol_name
-        ):
-            pending.complete(SyncResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL))
-            return pending
+        error = self._sync_error(group_id, group, generation_id, member_id, group_instance_id)
+        if error is None:
+            assert group is not None  # _sync_error checked it
+            # SyncGroup v5 (KIP-559) lets the client check it runs the group's protocol.
+            if (protocol_type is not None and protocol_type != group.protocol_type) or (
+                protocol_name is not None and protocol_name != group.protocol_name
+            ):
+                error = ErrorCode.INCONSISTENT_GROUP_PROTOCOL
+        if error is not None:
+            pending.complete(SyncResult(error))
+            return pending, None
+        assert group is not None
+        member = group.members[member_id]
+        stored = None
         if group.state is S.EMPTY:
             pending.complete(SyncResult(ErrorCode.UNKNOWN_MEMBER_ID))
         elif group.state is S.PREPARING_REBALANCE:
@@ -715,14 +741,37 @@ class GroupCoordinator:
             member.awaiting_sync = pending
             member.heartbeat_deadline_ms = self._now() + member.session_timeout_ms
             if member_id == group.leader_id:
-                self._apply_assignment(group, dict(assignments))
+                stored = self._store_assignment(group, dict(assignments))
         else:  # Stable: the assignment is already known (e.g. a retried SyncGroup)
             group.pending_sync.discard(member_id)
             member.heartbeat_deadline_ms = self._now() + member.session_timeout_ms
             pending.complete(self._sync_result(group, member))
         if not group.pending_sync:
             group.sync_deadline_ms = None
-        return pending
+        return pending, stored
+
+    def _sync_error(
+        self,
+        group_id: str,
+        group: ClassicGroup | None,
+        generation_id: int,
+        member_id: str,
+        instance_id: str | None,
+    ) -> int | None:
+        """Kafka's validateSyncGroup, up to the protocol check: the error, or None."""
+        if not group_id:
+            return ErrorCode.INVALID_GROUP_ID
+        if group is None:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        if group.state is S.DEAD:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        if group.static_fenced(instance_id, member_id):
+            return ErrorCode.FENCED_INSTANCE_ID
+        if member_id not in group.members:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        if generation_id != group.generation_id:
+            return ErrorCode.ILLEGAL_GENERATION
+        return None
 
     def _sync_result(self, group: ClassicGroup, member: ClassicMember) -> SyncResult:
         return SyncResult(
@@ -732,30 +781,71 @@ class GroupCoordinator:
             assignment=member.assignment,
         )
 
-    def _apply_assignment(self, group: ClassicGroup, assignments: dict[str, bytes]) -> None:
-        for m in group.members.values():
-            # Members the leader left out get an empty assignment (Kafka does the same).
-            m.assignment = assignments.get(m.member_id, b"")
+    def _store_assignment(
+        self, group: ClassicGroup, assignments: dict[str, bytes]
+    ) -> PendingAssignment | None:
+        """Write the group's record with the leader's assignment; the assignment, pending
+        its replication (None if the write itself failed: the members were told)."""
+        # Members the leader left out get an empty assignment (Kafka does the same).
+        assignment = {m: assignments.get(m, b"") for m in group.members}
+        record = GroupRecord(group.group_id, self._snapshot(group, assignment))
         try:
-            self._store_group(group)
-        except Exception as exc:
-            # Kafka: resetAndPropagateAssignmentError, then rebalance.
+            self._write(group.group_id, [record])
+        except Exception as exc:  # noqa: BLE001 - any store failure is answered
             code = append_error_code(
                 exc, default=ErrorCode.COORDINATOR_NOT_AVAILABLE, offsets=False
             )
-            for m in group.members.values():
-                m.assignment = b""
-                if m.awaiting_sync is not None:
-                    m.awaiting_sync.complete(SyncResult(code))
-                    m.awaiting_sync = None
-            self._prepare_rebalance(group)
+            self._fail_assignment(group, code)
+            return None
+        return PendingAssignment(group, group.generation_id, assignment)
+
+    def complete_assignment(self, stored: PendingAssignment, error: int) -> None:
+        """The write of a leader's assignment reached the ISR (``error`` NONE: the members
+        get their parts, the group is Stable) or not (the error as GroupMetadataManager
+        .storeGroup maps it: the members are told and the group rebalances). Nothing
+        happens if the group moved on meanwhile (another generation, a rebalance), as in
+        Kafka's storeGroup callback."""
+        group = stored.group
+        if (
+            self._groups.get(group.group_id) is not group
+            or group.state is not S.COMPLETING_REBALANCE
+            or group.generation_id != stored.generation_id
+        ):
             return
+        if error != ErrorCode.NONE:
+            self._fail_assignment(group, error)
+            return
+        # Kafka's setAndPropagateAssignment.
+        for m in group.members.values():
+            m.assignment = stored.assignment.get(m.member_id, b"")
         self._transition(group, S.STABLE)
         events.assigned(group)
+        self._propagate_assignment(group, ErrorCode.NONE)
+
+    def _fail_assignment(self, group: ClassicGroup, error: int) -> None:
+        """The assignment could not be stored: every member waiting for it gets ``error``
+        and the group rebalances (Kafka: resetAndPropagateAssignmentError, then
+        maybePrepareRebalance)."""
+        self._reset_and_propagate_assignment_error(group, error)
+        self._prepare_rebalance(group)
+
+    def _reset_and_propagate_assignment_error(self, group: ClassicGroup, error: int) -> None:
         for m in group.members.values():
-            if m.awaiting_sync is not None:
-                m.awaiting_sync.complete(self._sync_result(group, m))
-                m.awaiting_sync = None
+            m.assignment = b""
+        self._propagate_assignment(group, error)
+
+    def _propagate_assignment(self, group: ClassicGroup, error: int) -> None:
+        """Answer every member waiting in SyncGroup: its assignment, or ``error``."""
+        now = self._now()
+        for m in group.members.values():
+            if m.awaiting_sync is None:
+                continue
+            result = self._sync_result(group, m) if error == ErrorCode.NONE else SyncResult(error)
+            m.awaiting_sync.complete(result)
+            m.awaiting_sync = None
+            # Its session restarts now: it may have waited for the leader, then for the
+            # write, longer than its session timeout (Kafka's propagateAssignment).
+            m.heartbeat_deadline_ms = now + m.session_timeout_ms
 
     # ------------------------------------------------------------------ Heartbeat / LeaveGroup
 

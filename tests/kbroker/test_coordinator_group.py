@@ -11,7 +11,7 @@ from kbroker.coordinator.group import (
     java_string_hashcode,
     partition_for,
 )
-from kbroker.coordinator.offsets import OffsetAndMetadata, OffsetRecord
+from kbroker.coordinator.offsets import OffsetAndMetadata, OffsetRecord, write_error_code
 from kbroker.errors import KafkaApiError
 from kbroker.wire.errors import ErrorCode
 from tests.kbroker.group_coordinator_helpers import REBALANCE, SESSION, join, make, stable_group
@@ -103,6 +103,82 @@ def test_follower_sync_waits_for_leader():
     assert not waiting.done
     gc.sync_group("g", 1, leader, assignments=[(follower, b"mine")])
     assert waiting.result.error_code == E.NONE and waiting.result.assignment == b"mine"
+
+
+def _sync_pending_replication(gc):
+    """Two members joined; the follower waits in SyncGroup and the leader's assignment is
+    written but not yet replicated: (leader, follower, both SyncGroups, the assignment)."""
+    leader, follower = joined_pair(gc)
+    waiting = gc.sync_group("g", 1, follower)
+    leading, stored = gc.prepare_sync_group(
+        "g", 1, leader, assignments=[(leader, b"L"), (follower, b"F")]
+    )
+    assert stored is not None
+    return leader, follower, (leading, waiting), stored
+
+
+def test_an_assignment_is_handed_out_only_once_its_record_is_replicated():
+    # GroupCoordinator.doSyncGroup: groupManager.storeGroup writes the record; the members
+    # get their assignment, and the group is Stable, in its callback.
+    gc, clock, store = make()
+    leader, follower, syncs, stored = _sync_pending_replication(gc)
+    snap = [r for r in store.records() if isinstance(r, GroupRecord)][-1].value
+    assert {m.member_id: m.assignment for m in snap.members} == {leader: b"L", follower: b"F"}
+    assert not any(p.done for p in syncs)
+    assert gc.group_state("g") is S.COMPLETING_REBALANCE
+    assert [m.assignment for m in gc.describe_group("g").members] == [b"", b""]
+    # The wait may outlast a session: members waiting in SyncGroup are not expired.
+    clock.advance(SESSION + 1)
+    gc.poll()
+    assert gc.group_state("g") is S.COMPLETING_REBALANCE
+    gc.complete_assignment(stored, E.NONE)
+    assert [(p.result.error_code, p.result.assignment) for p in syncs] == [
+        (E.NONE, b"L"),
+        (E.NONE, b"F"),
+    ]
+    assert gc.group_state("g") is S.STABLE
+    # Their sessions restart once answered (Kafka's propagateAssignment).
+    assert gc.heartbeat("g", 1, follower) == E.NONE
+    assert gc.sync_group("g", 1, follower).result.assignment == b"F"
+
+
+@pytest.mark.parametrize(
+    ("wait_error", "answered"),
+    [
+        # GroupMetadataManager.storeGroup's table: the ISR shrank below min.insync.replicas
+        # while waiting, the leadership moved, the acks=all wait timed out.
+        (E.NOT_ENOUGH_REPLICAS_AFTER_APPEND, E.COORDINATOR_NOT_AVAILABLE),
+        (E.NOT_LEADER_OR_FOLLOWER, E.NOT_COORDINATOR),
+        (E.REQUEST_TIMED_OUT, E.REBALANCE_IN_PROGRESS),
+    ],
+)
+def test_an_assignment_whose_record_is_not_replicated_is_not_handed_out(wait_error, answered):
+    gc, clock, store = make()
+    leader, follower, syncs, stored = _sync_pending_replication(gc)
+    gc.complete_assignment(stored, write_error_code(wait_error, offsets=False))
+    # resetAndPropagateAssignmentError, then a rebalance: every member is told, none gets
+    # its part, and they rejoin for a new generation.
+    assert [(p.result.error_code, p.result.assignment) for p in syncs] == [
+        (answered, b""),
+        (answered, b""),
+    ]
+    assert gc.group_state("g") is S.PREPARING_REBALANCE
+    assert gc.heartbeat("g", 1, follower) == E.REBALANCE_IN_PROGRESS
+    rejoined = [join(gc, leader), join(gc, follower)]
+    assert [p.result.generation_id for p in rejoined] == [2, 2]
+
+
+def test_an_assignment_replicated_after_the_group_moved_on_is_dropped():
+    # storeGroup's callback acts only if the group is still CompletingRebalance in the
+    # same generation: a member that joined meanwhile started a new rebalance.
+    gc, clock, store = make()
+    leader, follower, syncs, stored = _sync_pending_replication(gc)
+    late = join(gc, client="late")
+    assert [p.result.error_code for p in syncs] == [E.REBALANCE_IN_PROGRESS] * 2
+    gc.complete_assignment(stored, E.NONE)
+    assert gc.group_state("g") is S.PREPARING_REBALANCE
+    assert not late.done
+    assert all(m.assignment == b"" for m in gc.describe_group("g").members)
 
 
 def test_new_member_triggers_rebalance_and_existing_member_rejoins():
