@@ -127,6 +127,25 @@ class PendingAssignment:
 
 
 @dataclass(slots=True, eq=False)
+class PendingStaticJoin:
+    """A static member that took over its slot in a Stable group (KIP-345), the group's
+    record written but not yet known to be replicated: Kafka's
+    updateStaticMemberAndRebalance answers the JoinGroup in storeGroup's callback and,
+    if the write failed, gives the slot back to the old member id. Until then the new
+    member id is not handed out: a failover that lost the record would fence it."""
+
+    group: ClassicGroup
+    member: ClassicMember
+    instance_id: str
+    old_id: str
+    old_protocols: list[tuple[str, bytes]]
+    old_session_timeout_ms: int
+    old_rebalance_timeout_ms: int
+    result: JoinResult  # the answer once the record is replicated
+    pending: Pending[JoinResult]
+
+
+@dataclass(slots=True, eq=False)
 class ClassicMember:
     """A member of a classic group (Kafka's ClassicGroupMember)."""
 

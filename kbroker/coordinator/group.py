@@ -31,6 +31,7 @@ from kbroker.coordinator.classic_group import (
     JoinResult,
     Pending,
     PendingAssignment,
+    PendingStaticJoin,
     SyncResult,
     subscription_topics,
     transition,
@@ -277,12 +278,52 @@ class GroupCoordinator:
         supports_skip_assignment: bool = False,
         on_done: Callable[[], None] | None = None,
     ) -> Pending[JoinResult]:
-        """Handle JoinGroup; the result is decided now or when the rebalance completes."""
+        """Handle JoinGroup; the result is decided now or when the rebalance completes
+        (a group record it writes has no replication to wait for: see
+        ``prepare_join_group``)."""
+        pending, stored = self.prepare_join_group(
+            group_id,
+            member_id,
+            group_instance_id=group_instance_id,
+            protocol_type=protocol_type,
+            protocols=protocols,
+            session_timeout_ms=session_timeout_ms,
+            rebalance_timeout_ms=rebalance_timeout_ms,
+            client_id=client_id,
+            client_host=client_host,
+            require_known_member_id=require_known_member_id,
+            supports_skip_assignment=supports_skip_assignment,
+            on_done=on_done,
+        )
+        if stored is not None:
+            self.complete_static_join(stored, ErrorCode.NONE)
+        return pending
+
+    def prepare_join_group(
+        self,
+        group_id: str,
+        member_id: str,
+        *,
+        group_instance_id: str | None,
+        protocol_type: str,
+        protocols: list[tuple[str, bytes]],
+        session_timeout_ms: int,
+        rebalance_timeout_ms: int,
+        client_id: str = "",
+        client_host: str = "",
+        require_known_member_id: bool = False,
+        supports_skip_assignment: bool = False,
+        on_done: Callable[[], None] | None = None,
+    ) -> tuple[Pending[JoinResult], PendingStaticJoin | None]:
+        """JoinGroup up to the write: the member's answer (decided now or later), and,
+        when a static member took over its slot in a Stable group and the group's record
+        was written, that takeover, answered by ``complete_static_join`` once the write
+        reached the ISR or failed (Kafka's updateStaticMemberAndRebalance)."""
         pending: Pending[JoinResult] = Pending(on_done)
         err = self._join_error(group_id, member_id, session_timeout_ms)
         if err is not None:
             pending.complete(JoinResult(err, member_id=member_id))
-            return pending
+            return pending, None
         consumer_group = self._consumer_groups.get(group_id)
         if consumer_group is not None:
             if consumer_group.members:
@@ -290,19 +331,19 @@ class GroupCoordinator:
                 pending.complete(
                     JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id=member_id)
                 )
-                return pending
+                return pending, None
             # An empty one simply becomes classic; its records are tombstoned first.
             if not self._drop_consumer_group(group_id):
                 pending.complete(
                     JoinResult(ErrorCode.COORDINATOR_NOT_AVAILABLE, member_id=member_id)
                 )
-                return pending
+                return pending, None
         group = self._groups.get(group_id)
         if group is None:
             group = ClassicGroup(group_id)
         if not group.supports(protocol_type, protocols):
             pending.complete(JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id=member_id))
-            return pending
+            return pending, None
         # Created only once the join is acceptable, so a refused join leaves no group behind.
         self._groups.setdefault(group_id, group)
         if (
@@ -310,7 +351,7 @@ class GroupCoordinator:
             and len(group.members) + len(group.pending_members) >= self.config.max_group_size
         ):
             pending.complete(JoinResult(ErrorCode.GROUP_MAX_SIZE_REACHED, member_id=member_id))
-            return pending
+            return pending, None
         member_args = dict(
             client_id=client_id,
             client_host=client_host,
@@ -319,8 +360,9 @@ class GroupCoordinator:
             protocol_type=protocol_type,
             protocols=protocols,
         )
+        stored = None
         if member_id == "":
-            self._join_unknown_member(
+            stored = self._join_unknown_member(
                 group,
                 group_instance_id,
                 require_known_member_id,
@@ -331,7 +373,7 @@ class GroupCoordinator:
         else:
             self._join_known_member(group, member_id, group_instance_id, member_args, pending)
         self._maybe_complete_join(group)
-        return pending
+        return pending, stored
 
     def _join_error(self, group_id: str, member_id: str, session_timeout_ms: int) -> int | None:
         if not group_id:
@@ -356,12 +398,12 @@ class GroupCoordinator:
         supports_skip_assignment: bool,
         member_args: dict,
         pending: Pending[JoinResult],
-    ) -> None:
+    ) -> PendingStaticJoin | None:
         new_id = self._new_member_id(member_args["client_id"])
         if instance_id is not None:
             # KIP-345: a static member never needs the MEMBER_ID_REQUIRED round trip.
             if instance_id in group.static_members:
-                self._replace_static_member(
+                return self._replace_static_member(
                     group, instance_id, new_id, member_args, pending, supports_skip_assignment
                 )
             else:
@@ -373,6 +415,7 @@ class GroupCoordinator:
             pending.complete(JoinResult(ErrorCode.MEMBER_ID_REQUIRED, member_id=new_id))
         else:
             self._add_member_and_rebalance(group, new_id, None, member_args, pending)
+        return None
 
     def _join_known_member(
         self,
@@ -480,8 +523,10 @@ class GroupCoordinator:
         member_args: dict,
         pending: Pending[JoinResult],
         supports_skip_assignment: bool = False,
-    ) -> None:
-        """KIP-345: a known static member rejoining with no member id takes over its slot."""
+    ) -> PendingStaticJoin | None:
+        """KIP-345: a known static member rejoining with no member id takes over its slot
+        (in a Stable group whose protocol does not change, answered once the group's
+        record with its new member id is replicated: the takeover is returned)."""
         old_id = group.static_members[instance_id]
         old = group.members.pop(old_id)
         current_leader = group.leader_id
@@ -491,6 +536,7 @@ class GroupCoordinator:
         if old.awaiting_sync is not None:
             old.awaiting_sync.complete(SyncResult(ErrorCode.FENCED_INSTANCE_ID))
         old_protocols = old.protocols
+        old_timeouts = old.session_timeout_ms, old.rebalance_timeout_ms
         member = old
         member.member_id = new_id
         member.awaiting_join = None
@@ -511,41 +557,27 @@ class GroupCoordinator:
         if group.state is S.STABLE:
             if group.select_protocol() == group.protocol_name:
                 # No rebalance: the static member gets its old assignment back at SyncGroup.
+                takeover = PendingStaticJoin(
+                    group,
+                    member,
+                    instance_id,
+                    old_id,
+                    old_protocols,
+                    *old_timeouts,
+                    result=self._static_join_result(
+                        group, member, current_leader, supports_skip_assignment
+                    ),
+                    pending=pending,
+                )
                 try:
                     self._store_group(group)
-                except Exception as exc:
-                    # Undo, as Kafka does when the store fails.
-                    del group.members[new_id]
-                    member.member_id = old_id
-                    member.protocols = old_protocols
-                    group.members[old_id] = member
-                    group.static_members[instance_id] = old_id
-                    group.leader_id = current_leader
+                except Exception as exc:  # noqa: BLE001 - any store failure is answered
                     code = append_error_code(
                         exc, default=ErrorCode.UNKNOWN_SERVER_ERROR, offsets=False
                     )
-                    pending.complete(JoinResult(code, ""))
-                    return
-                if supports_skip_assignment and group.leader_id == new_id:
-                    # KIP-814 (JoinGroup v9): the restarted leader learns it leads and
-                    # gets the members (to rebuild its state) but must skip assigning.
-                    result = self._join_result(group, member)
-                    result.skip_assignment = True
-                    pending.complete(result)
-                    return
-                # Before v9 the old leader id is returned on purpose (Kafka does the same):
-                # a leader that rejoins must not compute an assignment a Stable group would
-                # not send, and a member id that is not its own tells it it does not lead.
-                pending.complete(
-                    JoinResult(
-                        ErrorCode.NONE,
-                        member_id=new_id,
-                        generation_id=group.generation_id,
-                        protocol_type=group.protocol_type,
-                        protocol_name=group.protocol_name,
-                        leader=current_leader or "",
-                    )
-                )
+                    self.complete_static_join(takeover, code)
+                    return None
+                return takeover
             else:
                 member.awaiting_join = pending
                 self._prepare_rebalance(group)
@@ -555,6 +587,66 @@ class GroupCoordinator:
             self._prepare_rebalance(group)
         else:  # PreparingRebalance
             member.awaiting_join = pending
+        return None
+
+    def _static_join_result(
+        self,
+        group: ClassicGroup,
+        member: ClassicMember,
+        current_leader: str | None,
+        supports_skip_assignment: bool,
+    ) -> JoinResult:
+        """The JoinGroup answer of a static member that took over its slot in a Stable group."""
+        if supports_skip_assignment and group.leader_id == member.member_id:
+            # KIP-814 (JoinGroup v9): the restarted leader learns it leads and gets the
+            # members (to rebuild its state) but must skip assigning.
+            result = self._join_result(group, member)
+            result.skip_assignment = True
+            return result
+        # Before v9 the old leader id is returned on purpose (Kafka does the same): a
+        # leader that rejoins must not compute an assignment a Stable group would not
+        # send, and a member id that is not its own tells it it does not lead.
+        return JoinResult(
+            ErrorCode.NONE,
+            member_id=member.member_id,
+            generation_id=group.generation_id,
+            protocol_type=group.protocol_type,
+            protocol_name=group.protocol_name,
+            leader=current_leader or "",
+        )
+
+    def complete_static_join(self, takeover: PendingStaticJoin, error: int) -> None:
+        """The group record of a static member's takeover reached the ISR (``error``
+        NONE: its JoinGroup is answered with the new member id) or not: the slot goes
+        back to the old member id and the member is told the error (as storeGroup maps
+        it), so it joins again (Kafka's updateStaticMemberAndRebalance callback)."""
+        if takeover.pending.done:
+            return
+        if error == ErrorCode.NONE:
+            takeover.pending.complete(takeover.result)
+            return
+        group, member = takeover.group, takeover.member
+        new_id = member.member_id
+        # Unless another incarnation of the instance took the slot meanwhile.
+        if (
+            self._groups.get(group.group_id) is group
+            and group.members.get(new_id) is member
+            and group.static_members.get(takeover.instance_id) == new_id
+        ):
+            old_id = takeover.old_id
+            del group.members[new_id]
+            member.member_id = old_id
+            member.protocols = takeover.old_protocols
+            member.session_timeout_ms = takeover.old_session_timeout_ms
+            member.rebalance_timeout_ms = takeover.old_rebalance_timeout_ms
+            group.members[old_id] = member
+            group.static_members[takeover.instance_id] = old_id
+            if group.leader_id == new_id:
+                group.leader_id = old_id
+            if new_id in group.pending_sync:
+                group.pending_sync.discard(new_id)
+                group.pending_sync.add(old_id)
+        takeover.pending.complete(JoinResult(error, ""))
 
     # ------------------------------------------------------------------ rebalance
 

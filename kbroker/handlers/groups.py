@@ -286,7 +286,7 @@ async def handle_join_group(ctx: RequestContext, request: JoinGroupRequest) -> J
     gc = coordinator_for(ctx.broker)
     version = ctx.api_version
     event = trio.Event()
-    pending = gc.join_group(
+    pending, takeover = gc.prepare_join_group(
         request.group_id,
         request.member_id,
         group_instance_id=request.group_instance_id if version >= 5 else None,
@@ -304,6 +304,12 @@ async def handle_join_group(ctx: RequestContext, request: JoinGroupRequest) -> J
         supports_skip_assignment=version >= 9,
         on_done=event.set,
     )
+    if takeover is not None:
+        # A static member that took over its slot (KIP-345) learns its new member id only
+        # once the group's record with it is replicated: a failover that lost it would
+        # fence the member (Kafka's updateStaticMemberAndRebalance, storeGroup's callback).
+        error = await coordinator_write_wait(ctx, KEY_TYPE_GROUP, request.group_id)
+        gc.complete_static_join(takeover, write_error_code(error, offsets=False))
     result = await wait_pending(gc, pending, event)
     protocol_name = result.protocol_name
     if protocol_name is None and version < 7:

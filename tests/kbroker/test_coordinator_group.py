@@ -340,6 +340,61 @@ def test_static_member_rejoins_without_rebalance():
     assert {m.group_instance_id: m.member_id for m in snap.members}["i1"] == r.member_id
 
 
+def _static_takeover(gc, clock):
+    """A Stable group of two static members; the follower restarts and takes over its
+    slot, the group's record written but not yet replicated: (leader, old follower id,
+    the JoinGroup, the takeover)."""
+    (leader, follower), gen = stable_group(gc, clock, instance_ids=["i0", "i1"])
+    joining, takeover = gc.prepare_join_group(
+        "g",
+        "",
+        group_instance_id="i1",
+        protocol_type="consumer",
+        protocols=[("range", subscription("t"))],
+        session_timeout_ms=SESSION,
+        rebalance_timeout_ms=REBALANCE,
+        client_id="c1",
+    )
+    assert takeover is not None and not joining.done
+    return leader, follower, joining, takeover
+
+
+def test_a_static_member_learns_its_new_id_once_the_record_is_replicated():
+    # GroupCoordinator.updateStaticMemberAndRebalance: the JoinGroup is answered in
+    # storeGroup's callback, once the record holding the new member id is replicated.
+    gc, clock, store = make()
+    leader, follower, joining, takeover = _static_takeover(gc, clock)
+    new_id = takeover.member.member_id
+    snap = [r for r in store.records() if isinstance(r, GroupRecord)][-1].value
+    assert {m.member_id for m in snap.members} == {leader, new_id}
+    gc.complete_static_join(takeover, E.NONE)
+    r = joining.result
+    assert r.error_code == E.NONE and r.member_id == new_id and r.generation_id == 1
+    assert gc.group_state("g") is S.STABLE
+    assert gc.sync_group("g", 1, new_id, group_instance_id="i1").result.assignment == (
+        follower.encode()
+    )
+
+
+def test_a_static_takeover_whose_record_is_not_replicated_is_undone():
+    # On a failed store Kafka puts the old member id back in the slot and answers the
+    # JoinGroup with the error: the member joins again; the new id was never handed out.
+    gc, clock, store = make()
+    leader, follower, joining, takeover = _static_takeover(gc, clock)
+    new_id = takeover.member.member_id
+    gc.complete_static_join(
+        takeover, write_error_code(E.NOT_ENOUGH_REPLICAS_AFTER_APPEND, offsets=False)
+    )
+    assert joining.result.error_code == E.COORDINATOR_NOT_AVAILABLE
+    assert joining.result.member_id == ""
+    assert gc.group_state("g") is S.STABLE
+    assert gc.heartbeat("g", 1, follower, "i1") == E.NONE
+    assert gc.heartbeat("g", 1, new_id, "i1") == E.FENCED_INSTANCE_ID
+    # The member's retry takes the slot over again.
+    retry = join(gc, instance="i1", client="c1").result
+    assert retry.error_code == E.NONE and retry.member_id not in (follower, new_id)
+
+
 def test_static_member_survives_rebalance_without_rejoining():
     gc, clock, _ = make()
     (leader, follower), gen = stable_group(

@@ -22,6 +22,7 @@ from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     DescribeGroupsRequest,
     DescribeTransactionsRequest,
+    HeartbeatRequest,
     OffsetFetchRequest,
     SyncGroupRequest,
     WriteTxnMarkersRequest,
@@ -332,6 +333,55 @@ async def test_a_group_assignment_whose_write_times_out_is_not_handed_out(
         follower: (ErrorCode.REBALANCE_IN_PROGRESS, b""),
     }
     assert (await _group_state(probe))[0] == "PreparingRebalance"
+
+
+async def test_a_static_member_gets_its_new_id_only_once_replicated(server: Any) -> None:
+    # KIP-345: a restarted static member takes over its slot in a Stable group; Kafka's
+    # updateStaticMemberAndRebalance answers its JoinGroup in storeGroup's callback and
+    # gives the slot back to the old member id if the record is not replicated.
+    replica = _replicate(server, OFFSETS_TOPIC)
+    first, probe = await server.connect(), await server.connect()
+    joined = await join(first, "g", instance="i")
+    synced = Pending()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            synced.run, _sync(first, joined.member_id, 1, **{joined.member_id: b"mine"})
+        )
+        await _appended(replica, replica.log.log_end_offset)
+        _confirm(replica)
+    assert synced.answer == (ErrorCode.NONE, b"mine")
+
+    async def rejoin() -> Any:
+        return await join(await server.connect(), "g", instance="i")
+
+    refused = Pending()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(refused.run, rejoin())
+        await _appended(replica, replica.log.log_end_offset)
+        await trio.sleep(0.05)
+        assert not refused.answered.is_set()
+        await _drop_follower(replica)
+    assert refused.answer.error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
+    assert refused.answer.member_id == ""
+    # The old incarnation still holds the slot.
+    beat = HeartbeatRequest(
+        group_id="g", generation_id=1, member_id=joined.member_id, group_instance_id="i"
+    )
+    assert (await first.request(beat)).error_code == ErrorCode.NONE
+
+    _confirm(replica)
+    accepted = Pending()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(accepted.run, rejoin())
+        await _appended(replica, replica.log.log_end_offset)
+        await trio.sleep(0.05)
+        assert not accepted.answered.is_set()
+        _confirm(replica)
+    assert accepted.answer.error_code == ErrorCode.NONE
+    assert accepted.answer.generation_id == 1
+    assert accepted.answer.member_id != joined.member_id
+    assert (await first.request(beat)).error_code == ErrorCode.FENCED_INSTANCE_ID
+    assert (await _group_state(probe)) == ("Stable", [b"mine"])
 
 
 async def test_transaction_state_changes_only_once_replicated(server: Any) -> None:
