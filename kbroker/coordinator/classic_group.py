@@ -10,6 +10,9 @@ between Kafka's five states (GroupMetadata.scala)::
       └─────────────── (gen+1, Empty)      member joins/leaves/expires ◄─ Stable
     Dead: deleted (DeleteGroups, or offsets expired on an empty group)
 
+The leader's assignment becomes the members' (and the group Stable) only once its group
+record is replicated (``PendingAssignment``), as in Kafka's doSyncGroup.
+
 Every state change goes through ``transition``, which checks it against
 ``VALID_PREVIOUS`` exactly as Kafka's ``GroupState.validPreviousStates`` does. A group
 is born Empty, or, when loaded, in the state Kafka loads it in (GroupMetadata.loadGroup:
@@ -107,6 +110,39 @@ class SyncResult:
     protocol_type: str | None = None
     protocol_name: str | None = None
     assignment: bytes = b""
+
+
+@dataclass(slots=True, eq=False)
+class PendingAssignment:
+    """The leader's assignment of one generation, written to ``__consumer_offsets`` but not
+    yet known to be replicated (Kafka's doSyncGroup between storeGroup and its callback).
+
+    Until ``GroupCoordinator.complete_assignment`` decides, the group stays
+    CompletingRebalance and no member is handed its part: an assignment a coordinator
+    failover could lose must not be acted on."""
+
+    group: ClassicGroup
+    generation_id: int
+    assignment: dict[str, bytes]  # member id -> its assignment (every member has one)
+
+
+@dataclass(slots=True, eq=False)
+class PendingStaticJoin:
+    """A static member that took over its slot in a Stable group (KIP-345), the group's
+    record written but not yet known to be replicated: Kafka's
+    updateStaticMemberAndRebalance answers the JoinGroup in storeGroup's callback and,
+    if the write failed, gives the slot back to the old member id. Until then the new
+    member id is not handed out: a failover that lost the record would fence it."""
+
+    group: ClassicGroup
+    member: ClassicMember
+    instance_id: str
+    old_id: str
+    old_protocols: list[tuple[str, bytes]]
+    old_session_timeout_ms: int
+    old_rebalance_timeout_ms: int
+    result: JoinResult  # the answer once the record is replicated
+    pending: Pending[JoinResult]
 
 
 @dataclass(slots=True, eq=False)

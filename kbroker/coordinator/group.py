@@ -30,6 +30,8 @@ from kbroker.coordinator.classic_group import (
     GroupState,
     JoinResult,
     Pending,
+    PendingAssignment,
+    PendingStaticJoin,
     SyncResult,
     subscription_topics,
     transition,
@@ -215,7 +217,11 @@ class GroupCoordinator:
         if self._store is not None and records:
             self._store.write(partition_for(group_id, self.config.num_partitions), records)
 
-    def _snapshot(self, group: ClassicGroup) -> GroupSnapshot:
+    def _snapshot(
+        self, group: ClassicGroup, assignment: dict[str, bytes] | None = None
+    ) -> GroupSnapshot:
+        """The group as its record stores it; with ``assignment``, holding that one
+        instead of the members' current one (Kafka's groupMetadataValue(group, assignment))."""
         protocol = group.protocol_name
         return GroupSnapshot(
             protocol_type=group.protocol_type or "",
@@ -234,7 +240,9 @@ class GroupCoordinator:
                     rebalance_timeout_ms=m.rebalance_timeout_ms,
                     session_timeout_ms=m.session_timeout_ms,
                     subscription=m.metadata(protocol) if protocol else b"",
-                    assignment=m.assignment,
+                    assignment=m.assignment
+                    if assignment is None
+                    else assignment.get(m.member_id, b""),
                 )
                 for m in group.members.values()
             ],
@@ -270,12 +278,52 @@ class GroupCoordinator:
         supports_skip_assignment: bool = False,
         on_done: Callable[[], None] | None = None,
     ) -> Pending[JoinResult]:
-        """Handle JoinGroup; the result is decided now or when the rebalance completes."""
+        """Handle JoinGroup; the result is decided now or when the rebalance completes
+        (a group record it writes has no replication to wait for: see
+        ``prepare_join_group``)."""
+        pending, stored = self.prepare_join_group(
+            group_id,
+            member_id,
+            group_instance_id=group_instance_id,
+            protocol_type=protocol_type,
+            protocols=protocols,
+            session_timeout_ms=session_timeout_ms,
+            rebalance_timeout_ms=rebalance_timeout_ms,
+            client_id=client_id,
+            client_host=client_host,
+            require_known_member_id=require_known_member_id,
+            supports_skip_assignment=supports_skip_assignment,
+            on_done=on_done,
+        )
+        if stored is not None:
+            self.complete_static_join(stored, ErrorCode.NONE)
+        return pending
+
+    def prepare_join_group(
+        self,
+        group_id: str,
+        member_id: str,
+        *,
+        group_instance_id: str | None,
+        protocol_type: str,
+        protocols: list[tuple[str, bytes]],
+        session_timeout_ms: int,
+        rebalance_timeout_ms: int,
+        client_id: str = "",
+        client_host: str = "",
+        require_known_member_id: bool = False,
+        supports_skip_assignment: bool = False,
+        on_done: Callable[[], None] | None = None,
+    ) -> tuple[Pending[JoinResult], PendingStaticJoin | None]:
+        """JoinGroup up to the write: the member's answer (decided now or later), and,
+        when a static member took over its slot in a Stable group and the group's record
+        was written, that takeover, answered by ``complete_static_join`` once the write
+        reached the ISR or failed (Kafka's updateStaticMemberAndRebalance)."""
         pending: Pending[JoinResult] = Pending(on_done)
         err = self._join_error(group_id, member_id, session_timeout_ms)
         if err is not None:
             pending.complete(JoinResult(err, member_id=member_id))
-            return pending
+            return pending, None
         consumer_group = self._consumer_groups.get(group_id)
         if consumer_group is not None:
             if consumer_group.members:
@@ -283,19 +331,19 @@ class GroupCoordinator:
                 pending.complete(
                     JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id=member_id)
                 )
-                return pending
+                return pending, None
             # An empty one simply becomes classic; its records are tombstoned first.
             if not self._drop_consumer_group(group_id):
                 pending.complete(
                     JoinResult(ErrorCode.COORDINATOR_NOT_AVAILABLE, member_id=member_id)
                 )
-                return pending
+                return pending, None
         group = self._groups.get(group_id)
         if group is None:
             group = ClassicGroup(group_id)
         if not group.supports(protocol_type, protocols):
             pending.complete(JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id=member_id))
-            return pending
+            return pending, None
         # Created only once the join is acceptable, so a refused join leaves no group behind.
         self._groups.setdefault(group_id, group)
         if (
@@ -303,7 +351,7 @@ class GroupCoordinator:
             and len(group.members) + len(group.pending_members) >= self.config.max_group_size
         ):
             pending.complete(JoinResult(ErrorCode.GROUP_MAX_SIZE_REACHED, member_id=member_id))
-            return pending
+            return pending, None
         member_args = dict(
             client_id=client_id,
             client_host=client_host,
@@ -312,8 +360,9 @@ class GroupCoordinator:
             protocol_type=protocol_type,
             protocols=protocols,
         )
+        stored = None
         if member_id == "":
-            self._join_unknown_member(
+            stored = self._join_unknown_member(
                 group,
                 group_instance_id,
                 require_known_member_id,
@@ -324,7 +373,7 @@ class GroupCoordinator:
         else:
             self._join_known_member(group, member_id, group_instance_id, member_args, pending)
         self._maybe_complete_join(group)
-        return pending
+        return pending, stored
 
     def _join_error(self, group_id: str, member_id: str, session_timeout_ms: int) -> int | None:
         if not group_id:
@@ -349,12 +398,12 @@ class GroupCoordinator:
         supports_skip_assignment: bool,
         member_args: dict,
         pending: Pending[JoinResult],
-    ) -> None:
+    ) -> PendingStaticJoin | None:
         new_id = self._new_member_id(member_args["client_id"])
         if instance_id is not None:
             # KIP-345: a static member never needs the MEMBER_ID_REQUIRED round trip.
             if instance_id in group.static_members:
-                self._replace_static_member(
+                return self._replace_static_member(
                     group, instance_id, new_id, member_args, pending, supports_skip_assignment
                 )
             else:
@@ -366,6 +415,7 @@ class GroupCoordinator:
             pending.complete(JoinResult(ErrorCode.MEMBER_ID_REQUIRED, member_id=new_id))
         else:
             self._add_member_and_rebalance(group, new_id, None, member_args, pending)
+        return None
 
     def _join_known_member(
         self,
@@ -473,8 +523,10 @@ class GroupCoordinator:
         member_args: dict,
         pending: Pending[JoinResult],
         supports_skip_assignment: bool = False,
-    ) -> None:
-        """KIP-345: a known static member rejoining with no member id takes over its slot."""
+    ) -> PendingStaticJoin | None:
+        """KIP-345: a known static member rejoining with no member id takes over its slot
+        (in a Stable group whose protocol does not change, answered once the group's
+        record with its new member id is replicated: the takeover is returned)."""
         old_id = group.static_members[instance_id]
         old = group.members.pop(old_id)
         current_leader = group.leader_id
@@ -484,6 +536,7 @@ class GroupCoordinator:
         if old.awaiting_sync is not None:
             old.awaiting_sync.complete(SyncResult(ErrorCode.FENCED_INSTANCE_ID))
         old_protocols = old.protocols
+        old_timeouts = old.session_timeout_ms, old.rebalance_timeout_ms
         member = old
         member.member_id = new_id
         member.awaiting_join = None
@@ -504,41 +557,27 @@ class GroupCoordinator:
         if group.state is S.STABLE:
             if group.select_protocol() == group.protocol_name:
                 # No rebalance: the static member gets its old assignment back at SyncGroup.
+                takeover = PendingStaticJoin(
+                    group,
+                    member,
+                    instance_id,
+                    old_id,
+                    old_protocols,
+                    *old_timeouts,
+                    result=self._static_join_result(
+                        group, member, current_leader, supports_skip_assignment
+                    ),
+                    pending=pending,
+                )
                 try:
                     self._store_group(group)
-                except Exception as exc:
-                    # Undo, as Kafka does when the store fails.
-                    del group.members[new_id]
-                    member.member_id = old_id
-                    member.protocols = old_protocols
-                    group.members[old_id] = member
-                    group.static_members[instance_id] = old_id
-                    group.leader_id = current_leader
+                except Exception as exc:  # noqa: BLE001 - any store failure is answered
                     code = append_error_code(
                         exc, default=ErrorCode.UNKNOWN_SERVER_ERROR, offsets=False
                     )
-                    pending.complete(JoinResult(code, ""))
-                    return
-                if supports_skip_assignment and group.leader_id == new_id:
-                    # KIP-814 (JoinGroup v9): the restarted leader learns it leads and
-                    # gets the members (to rebuild its state) but must skip assigning.
-                    result = self._join_result(group, member)
-                    result.skip_assignment = True
-                    pending.complete(result)
-                    return
-                # Before v9 the old leader id is returned on purpose (Kafka does the same):
-                # a leader that rejoins must not compute an assignment a Stable group would
-                # not send, and a member id that is not its own tells it it does not lead.
-                pending.complete(
-                    JoinResult(
-                        ErrorCode.NONE,
-                        member_id=new_id,
-                        generation_id=group.generation_id,
-                        protocol_type=group.protocol_type,
-                        protocol_name=group.protocol_name,
-                        leader=current_leader or "",
-                    )
-                )
+                    self.complete_static_join(takeover, code)
+                    return None
+                return takeover
             else:
                 member.awaiting_join = pending
                 self._prepare_rebalance(group)
@@ -548,6 +587,66 @@ class GroupCoordinator:
             self._prepare_rebalance(group)
         else:  # PreparingRebalance
             member.awaiting_join = pending
+        return None
+
+    def _static_join_result(
+        self,
+        group: ClassicGroup,
+        member: ClassicMember,
+        current_leader: str | None,
+        supports_skip_assignment: bool,
+    ) -> JoinResult:
+        """The JoinGroup answer of a static member that took over its slot in a Stable group."""
+        if supports_skip_assignment and group.leader_id == member.member_id:
+            # KIP-814 (JoinGroup v9): the restarted leader learns it leads and gets the
+            # members (to rebuild its state) but must skip assigning.
+            result = self._join_result(group, member)
+            result.skip_assignment = True
+            return result
+        # Before v9 the old leader id is returned on purpose (Kafka does the same): a
+        # leader that rejoins must not compute an assignment a Stable group would not
+        # send, and a member id that is not its own tells it it does not lead.
+        return JoinResult(
+            ErrorCode.NONE,
+            member_id=member.member_id,
+            generation_id=group.generation_id,
+            protocol_type=group.protocol_type,
+            protocol_name=group.protocol_name,
+            leader=current_leader or "",
+        )
+
+    def complete_static_join(self, takeover: PendingStaticJoin, error: int) -> None:
+        """The group record of a static member's takeover reached the ISR (``error``
+        NONE: its JoinGroup is answered with the new member id) or not: the slot goes
+        back to the old member id and the member is told the error (as storeGroup maps
+        it), so it joins again (Kafka's updateStaticMemberAndRebalance callback)."""
+        if takeover.pending.done:
+            return
+        if error == ErrorCode.NONE:
+            takeover.pending.complete(takeover.result)
+            return
+        group, member = takeover.group, takeover.member
+        new_id = member.member_id
+        # Unless another incarnation of the instance took the slot meanwhile.
+        if (
+            self._groups.get(group.group_id) is group
+            and group.members.get(new_id) is member
+            and group.static_members.get(takeover.instance_id) == new_id
+        ):
+            old_id = takeover.old_id
+            del group.members[new_id]
+            member.member_id = old_id
+            member.protocols = takeover.old_protocols
+            member.session_timeout_ms = takeover.old_session_timeout_ms
+            member.rebalance_timeout_ms = takeover.old_rebalance_timeout_ms
+            group.members[old_id] = member
+            group.static_members[takeover.instance_id] = old_id
+            if group.leader_id == new_id:
+                group.leader_id = old_id
+            if new_id in group.pending_sync:
+                group.pending_sync.discard(new_id)
+                group.pending_sync.add(old_id)
+        takeover.pending.complete(JoinResult(error, ""))
 
     # ------------------------------------------------------------------ rebalance
 
@@ -557,10 +656,9 @@ class GroupCoordinator:
 
     def _prepare_rebalance(self, group: ClassicGroup) -> None:
         if group.state is S.COMPLETING_REBALANCE:
-            for m in group.members.values():
-                if m.awaiting_sync is not None:
-                    m.awaiting_sync.complete(SyncResult(ErrorCode.REBALANCE_IN_PROGRESS))
-                    m.awaiting_sync = None
+            # Members waiting for an assignment rejoin instead (one still being stored
+            # is dropped when its write completes: the group moved on).
+            self._reset_and_propagate_assignment_error(group, ErrorCode.REBALANCE_IN_PROGRESS)
         group.pending_sync.clear()
         group.sync_deadline_ms = None
         now = self._now()
@@ -674,34 +772,54 @@ class GroupCoordinator:
         assignments: Iterable[tuple[str, bytes]] = (),
         on_done: Callable[[], None] | None = None,
     ) -> Pending[SyncResult]:
-        """Handle SyncGroup; followers wait for the leader's assignment."""
+        """Handle SyncGroup; followers wait for the leader's assignment (stored with no
+        replication to wait for: see ``prepare_sync_group``)."""
+        pending, stored = self.prepare_sync_group(
+            group_id,
+            generation_id,
+            member_id,
+            group_instance_id=group_instance_id,
+            protocol_type=protocol_type,
+            protocol_name=protocol_name,
+            assignments=assignments,
+            on_done=on_done,
+        )
+        if stored is not None:
+            self.complete_assignment(stored, ErrorCode.NONE)
+        return pending
+
+    def prepare_sync_group(
+        self,
+        group_id: str,
+        generation_id: int,
+        member_id: str,
+        *,
+        group_instance_id: str | None = None,
+        protocol_type: str | None = None,
+        protocol_name: str | None = None,
+        assignments: Iterable[tuple[str, bytes]] = (),
+        on_done: Callable[[], None] | None = None,
+    ) -> tuple[Pending[SyncResult], PendingAssignment | None]:
+        """SyncGroup up to the write: the member's answer (decided now or later), and,
+        when the leader's assignment was written, that assignment, pending until
+        ``complete_assignment`` says whether its write reached the ISR (Kafka's
+        doSyncGroup: groupManager.storeGroup, then the members get it in the callback)."""
         pending: Pending[SyncResult] = Pending(on_done)
         group = self._groups.get(group_id)
-        if not group_id:
-            pending.complete(SyncResult(ErrorCode.INVALID_GROUP_ID))
-            return pending
-        if group is None:
-            pending.complete(SyncResult(ErrorCode.UNKNOWN_MEMBER_ID))
-            return pending
-        if group.state is S.DEAD:
-            pending.complete(SyncResult(ErrorCode.COORDINATOR_NOT_AVAILABLE))
-            return pending
-        if group.static_fenced(group_instance_id, member_id):
-            pending.complete(SyncResult(ErrorCode.FENCED_INSTANCE_ID))
-            return pending
-        member = group.members.get(member_id)
-        if member is None:
-            pending.complete(SyncResult(ErrorCode.UNKNOWN_MEMBER_ID))
-            return pending
-        if generation_id != group.generation_id:
-            pending.complete(SyncResult(ErrorCode.ILLEGAL_GENERATION))
-            return pending
-        # SyncGroup v5 (KIP-559) lets the client check it runs the group's protocol.
-        if (protocol_type is not None and protocol_type != group.protocol_type) or (
-            protocol_name is not None and protocol_name != group.protocol_name
-        ):
-            pending.complete(SyncResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL))
-            return pending
+        error = self._sync_error(group_id, group, generation_id, member_id, group_instance_id)
+        if error is None:
+            assert group is not None  # _sync_error checked it
+            # SyncGroup v5 (KIP-559) lets the client check it runs the group's protocol.
+            if (protocol_type is not None and protocol_type != group.protocol_type) or (
+                protocol_name is not None and protocol_name != group.protocol_name
+            ):
+                error = ErrorCode.INCONSISTENT_GROUP_PROTOCOL
+        if error is not None:
+            pending.complete(SyncResult(error))
+            return pending, None
+        assert group is not None
+        member = group.members[member_id]
+        stored = None
         if group.state is S.EMPTY:
             pending.complete(SyncResult(ErrorCode.UNKNOWN_MEMBER_ID))
         elif group.state is S.PREPARING_REBALANCE:
@@ -715,14 +833,37 @@ class GroupCoordinator:
             member.awaiting_sync = pending
             member.heartbeat_deadline_ms = self._now() + member.session_timeout_ms
             if member_id == group.leader_id:
-                self._apply_assignment(group, dict(assignments))
+                stored = self._store_assignment(group, dict(assignments))
         else:  # Stable: the assignment is already known (e.g. a retried SyncGroup)
             group.pending_sync.discard(member_id)
             member.heartbeat_deadline_ms = self._now() + member.session_timeout_ms
             pending.complete(self._sync_result(group, member))
         if not group.pending_sync:
             group.sync_deadline_ms = None
-        return pending
+        return pending, stored
+
+    def _sync_error(
+        self,
+        group_id: str,
+        group: ClassicGroup | None,
+        generation_id: int,
+        member_id: str,
+        instance_id: str | None,
+    ) -> int | None:
+        """Kafka's validateSyncGroup, up to the protocol check: the error, or None."""
+        if not group_id:
+            return ErrorCode.INVALID_GROUP_ID
+        if group is None:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        if group.state is S.DEAD:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        if group.static_fenced(instance_id, member_id):
+            return ErrorCode.FENCED_INSTANCE_ID
+        if member_id not in group.members:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        if generation_id != group.generation_id:
+            return ErrorCode.ILLEGAL_GENERATION
+        return None
 
     def _sync_result(self, group: ClassicGroup, member: ClassicMember) -> SyncResult:
         return SyncResult(
@@ -732,30 +873,71 @@ class GroupCoordinator:
             assignment=member.assignment,
         )
 
-    def _apply_assignment(self, group: ClassicGroup, assignments: dict[str, bytes]) -> None:
-        for m in group.members.values():
-            # Members the leader left out get an empty assignment (Kafka does the same).
-            m.assignment = assignments.get(m.member_id, b"")
+    def _store_assignment(
+        self, group: ClassicGroup, assignments: dict[str, bytes]
+    ) -> PendingAssignment | None:
+        """Write the group's record with the leader's assignment; the assignment, pending
+        its replication (None if the write itself failed: the members were told)."""
+        # Members the leader left out get an empty assignment (Kafka does the same).
+        assignment = {m: assignments.get(m, b"") for m in group.members}
+        record = GroupRecord(group.group_id, self._snapshot(group, assignment))
         try:
-            self._store_group(group)
-        except Exception as exc:
-            # Kafka: resetAndPropagateAssignmentError, then rebalance.
+            self._write(group.group_id, [record])
+        except Exception as exc:  # noqa: BLE001 - any store failure is answered
             code = append_error_code(
                 exc, default=ErrorCode.COORDINATOR_NOT_AVAILABLE, offsets=False
             )
-            for m in group.members.values():
-                m.assignment = b""
-                if m.awaiting_sync is not None:
-                    m.awaiting_sync.complete(SyncResult(code))
-                    m.awaiting_sync = None
-            self._prepare_rebalance(group)
+            self._fail_assignment(group, code)
+            return None
+        return PendingAssignment(group, group.generation_id, assignment)
+
+    def complete_assignment(self, stored: PendingAssignment, error: int) -> None:
+        """The write of a leader's assignment reached the ISR (``error`` NONE: the members
+        get their parts, the group is Stable) or not (the error as GroupMetadataManager
+        .storeGroup maps it: the members are told and the group rebalances). Nothing
+        happens if the group moved on meanwhile (another generation, a rebalance), as in
+        Kafka's storeGroup callback."""
+        group = stored.group
+        if (
+            self._groups.get(group.group_id) is not group
+            or group.state is not S.COMPLETING_REBALANCE
+            or group.generation_id != stored.generation_id
+        ):
             return
+        if error != ErrorCode.NONE:
+            self._fail_assignment(group, error)
+            return
+        # Kafka's setAndPropagateAssignment.
+        for m in group.members.values():
+            m.assignment = stored.assignment.get(m.member_id, b"")
         self._transition(group, S.STABLE)
         events.assigned(group)
+        self._propagate_assignment(group, ErrorCode.NONE)
+
+    def _fail_assignment(self, group: ClassicGroup, error: int) -> None:
+        """The assignment could not be stored: every member waiting for it gets ``error``
+        and the group rebalances (Kafka: resetAndPropagateAssignmentError, then
+        maybePrepareRebalance)."""
+        self._reset_and_propagate_assignment_error(group, error)
+        self._prepare_rebalance(group)
+
+    def _reset_and_propagate_assignment_error(self, group: ClassicGroup, error: int) -> None:
         for m in group.members.values():
-            if m.awaiting_sync is not None:
-                m.awaiting_sync.complete(self._sync_result(group, m))
-                m.awaiting_sync = None
+            m.assignment = b""
+        self._propagate_assignment(group, error)
+
+    def _propagate_assignment(self, group: ClassicGroup, error: int) -> None:
+        """Answer every member waiting in SyncGroup: its assignment, or ``error``."""
+        now = self._now()
+        for m in group.members.values():
+            if m.awaiting_sync is None:
+                continue
+            result = self._sync_result(group, m) if error == ErrorCode.NONE else SyncResult(error)
+            m.awaiting_sync.complete(result)
+            m.awaiting_sync = None
+            # Its session restarts now: it may have waited for the leader, then for the
+            # write, longer than its session timeout (Kafka's propagateAssignment).
+            m.heartbeat_deadline_ms = now + m.session_timeout_ms
 
     # ------------------------------------------------------------------ Heartbeat / LeaveGroup
 

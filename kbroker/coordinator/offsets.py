@@ -42,7 +42,17 @@ def append_error_code(exc: BaseException, *, default: ErrorCode, offsets: bool) 
     """
     if not isinstance(exc, KafkaApiError):
         return default
-    code = exc.code
+    return write_error_code(exc.code, offsets=offsets)
+
+
+def write_error_code(code: ErrorCode, *, offsets: bool) -> ErrorCode:
+    """``append_error_code`` for an error code: that of the append itself, or of the
+    acks=all wait for its replication (``replication.leader_writes.wait_replicated``).
+    For a group's record this is GroupMetadataManager.storeGroup's table, where an
+    acks timeout is REBALANCE_IN_PROGRESS (the member rejoins at the same coordinator)
+    and a shrunk ISR COORDINATOR_NOT_AVAILABLE (it looks for the coordinator again)."""
+    if code == ErrorCode.NONE:
+        return ErrorCode.NONE
     if code in COORDINATOR_APPEND_ERRORS:
         return COORDINATOR_APPEND_ERRORS[code]
     if code == ErrorCode.REQUEST_TIMED_OUT and not offsets:

@@ -22,7 +22,7 @@ from kbroker.authz.checks import (
     filter_allowed,
 )
 from kbroker.coordinator.group import partition_for
-from kbroker.coordinator.offsets import OffsetAndMetadata
+from kbroker.coordinator.offsets import OffsetAndMetadata, write_error_code
 from kbroker.coordinator.service import coordinator_for, wait_pending
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
@@ -225,10 +225,18 @@ async def coordinator_write_replicated(ctx: RequestContext, key_type: int, key: 
     wrote to it (Kafka's coordinators append with acks=all and answer once the write is
     replicated, within offsets.commit.timeout.ms); the coordinator error to answer if it
     is not (COORDINATOR_NOT_AVAILABLE / NOT_COORDINATOR), NONE if it is. A partition
-    without replication state (a single node) has it at once.
+    without replication state (a single node) has it at once."""
+    return coordinator_error(await coordinator_write_wait(ctx, key_type, key))
 
-    Shielded: the wait decides what becomes of a pending commit, whether or not the
-    client is still there to hear it (it is bounded by the timeout)."""
+
+async def coordinator_write_wait(ctx: RequestContext, key_type: int, key: str) -> ErrorCode:
+    """``coordinator_write_replicated``'s wait, answering the acks=all error itself
+    (NONE, NOT_ENOUGH_REPLICAS_AFTER_APPEND, NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT),
+    for a caller that maps it its own way.
+
+    Shielded: the wait decides what becomes of a pending write (a commit, a group's
+    assignment), whether or not the client is still there to hear it (it is bounded by
+    the timeout)."""
     cluster = ctx.broker.cluster
     if cluster is not None:
         from kbroker.cluster.coordinators import coordinator_partition
@@ -247,7 +255,7 @@ async def coordinator_write_replicated(ctx: RequestContext, key_type: int, key: 
             index,
             timeout_ms=int(ctx.broker.config["offsets.commit.timeout.ms"]),
         )
-    return coordinator_error(error)
+    return error
 
 
 def _partition_exists(ctx: RequestContext, topic: str, index: int) -> bool:
@@ -278,7 +286,7 @@ async def handle_join_group(ctx: RequestContext, request: JoinGroupRequest) -> J
     gc = coordinator_for(ctx.broker)
     version = ctx.api_version
     event = trio.Event()
-    pending = gc.join_group(
+    pending, takeover = gc.prepare_join_group(
         request.group_id,
         request.member_id,
         group_instance_id=request.group_instance_id if version >= 5 else None,
@@ -296,6 +304,12 @@ async def handle_join_group(ctx: RequestContext, request: JoinGroupRequest) -> J
         supports_skip_assignment=version >= 9,
         on_done=event.set,
     )
+    if takeover is not None:
+        # A static member that took over its slot (KIP-345) learns its new member id only
+        # once the group's record with it is replicated: a failover that lost it would
+        # fence the member (Kafka's updateStaticMemberAndRebalance, storeGroup's callback).
+        error = await coordinator_write_wait(ctx, KEY_TYPE_GROUP, request.group_id)
+        gc.complete_static_join(takeover, write_error_code(error, offsets=False))
     result = await wait_pending(gc, pending, event)
     protocol_name = result.protocol_name
     if protocol_name is None and version < 7:
@@ -327,7 +341,7 @@ async def handle_sync_group(ctx: RequestContext, request: SyncGroupRequest) -> S
     gc = coordinator_for(ctx.broker)
     version = ctx.api_version
     event = trio.Event()
-    pending = gc.sync_group(
+    pending, stored = gc.prepare_sync_group(
         request.group_id,
         request.generation_id,
         request.member_id,
@@ -337,6 +351,12 @@ async def handle_sync_group(ctx: RequestContext, request: SyncGroupRequest) -> S
         assignments=[(a.member_id, bytes(a.assignment)) for a in request.assignments],
         on_done=event.set,
     )
+    if stored is not None:
+        # The leader's assignment is handed out, and the group Stable, only once its
+        # record is replicated (Kafka's doSyncGroup: storeGroup's callback), so no member
+        # acts on an assignment a coordinator failover would lose.
+        error = await coordinator_write_wait(ctx, KEY_TYPE_GROUP, request.group_id)
+        gc.complete_assignment(stored, write_error_code(error, offsets=False))
     result = await wait_pending(gc, pending, event)
     ok = result.error_code == ErrorCode.NONE
     return SyncGroupResponse(

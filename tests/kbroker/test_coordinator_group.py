@@ -11,7 +11,7 @@ from kbroker.coordinator.group import (
     java_string_hashcode,
     partition_for,
 )
-from kbroker.coordinator.offsets import OffsetAndMetadata, OffsetRecord
+from kbroker.coordinator.offsets import OffsetAndMetadata, OffsetRecord, write_error_code
 from kbroker.errors import KafkaApiError
 from kbroker.wire.errors import ErrorCode
 from tests.kbroker.group_coordinator_helpers import REBALANCE, SESSION, join, make, stable_group
@@ -103,6 +103,82 @@ def test_follower_sync_waits_for_leader():
     assert not waiting.done
     gc.sync_group("g", 1, leader, assignments=[(follower, b"mine")])
     assert waiting.result.error_code == E.NONE and waiting.result.assignment == b"mine"
+
+
+def _sync_pending_replication(gc):
+    """Two members joined; the follower waits in SyncGroup and the leader's assignment is
+    written but not yet replicated: (leader, follower, both SyncGroups, the assignment)."""
+    leader, follower = joined_pair(gc)
+    waiting = gc.sync_group("g", 1, follower)
+    leading, stored = gc.prepare_sync_group(
+        "g", 1, leader, assignments=[(leader, b"L"), (follower, b"F")]
+    )
+    assert stored is not None
+    return leader, follower, (leading, waiting), stored
+
+
+def test_an_assignment_is_handed_out_only_once_its_record_is_replicated():
+    # GroupCoordinator.doSyncGroup: groupManager.storeGroup writes the record; the members
+    # get their assignment, and the group is Stable, in its callback.
+    gc, clock, store = make()
+    leader, follower, syncs, stored = _sync_pending_replication(gc)
+    snap = [r for r in store.records() if isinstance(r, GroupRecord)][-1].value
+    assert {m.member_id: m.assignment for m in snap.members} == {leader: b"L", follower: b"F"}
+    assert not any(p.done for p in syncs)
+    assert gc.group_state("g") is S.COMPLETING_REBALANCE
+    assert [m.assignment for m in gc.describe_group("g").members] == [b"", b""]
+    # The wait may outlast a session: members waiting in SyncGroup are not expired.
+    clock.advance(SESSION + 1)
+    gc.poll()
+    assert gc.group_state("g") is S.COMPLETING_REBALANCE
+    gc.complete_assignment(stored, E.NONE)
+    assert [(p.result.error_code, p.result.assignment) for p in syncs] == [
+        (E.NONE, b"L"),
+        (E.NONE, b"F"),
+    ]
+    assert gc.group_state("g") is S.STABLE
+    # Their sessions restart once answered (Kafka's propagateAssignment).
+    assert gc.heartbeat("g", 1, follower) == E.NONE
+    assert gc.sync_group("g", 1, follower).result.assignment == b"F"
+
+
+@pytest.mark.parametrize(
+    ("wait_error", "answered"),
+    [
+        # GroupMetadataManager.storeGroup's table: the ISR shrank below min.insync.replicas
+        # while waiting, the leadership moved, the acks=all wait timed out.
+        (E.NOT_ENOUGH_REPLICAS_AFTER_APPEND, E.COORDINATOR_NOT_AVAILABLE),
+        (E.NOT_LEADER_OR_FOLLOWER, E.NOT_COORDINATOR),
+        (E.REQUEST_TIMED_OUT, E.REBALANCE_IN_PROGRESS),
+    ],
+)
+def test_an_assignment_whose_record_is_not_replicated_is_not_handed_out(wait_error, answered):
+    gc, clock, store = make()
+    leader, follower, syncs, stored = _sync_pending_replication(gc)
+    gc.complete_assignment(stored, write_error_code(wait_error, offsets=False))
+    # resetAndPropagateAssignmentError, then a rebalance: every member is told, none gets
+    # its part, and they rejoin for a new generation.
+    assert [(p.result.error_code, p.result.assignment) for p in syncs] == [
+        (answered, b""),
+        (answered, b""),
+    ]
+    assert gc.group_state("g") is S.PREPARING_REBALANCE
+    assert gc.heartbeat("g", 1, follower) == E.REBALANCE_IN_PROGRESS
+    rejoined = [join(gc, leader), join(gc, follower)]
+    assert [p.result.generation_id for p in rejoined] == [2, 2]
+
+
+def test_an_assignment_replicated_after_the_group_moved_on_is_dropped():
+    # storeGroup's callback acts only if the group is still CompletingRebalance in the
+    # same generation: a member that joined meanwhile started a new rebalance.
+    gc, clock, store = make()
+    leader, follower, syncs, stored = _sync_pending_replication(gc)
+    late = join(gc, client="late")
+    assert [p.result.error_code for p in syncs] == [E.REBALANCE_IN_PROGRESS] * 2
+    gc.complete_assignment(stored, E.NONE)
+    assert gc.group_state("g") is S.PREPARING_REBALANCE
+    assert not late.done
+    assert all(m.assignment == b"" for m in gc.describe_group("g").members)
 
 
 def test_new_member_triggers_rebalance_and_existing_member_rejoins():
@@ -262,6 +338,61 @@ def test_static_member_rejoins_without_rebalance():
     assert gc.heartbeat("g", gen, r.member_id, "i1") == E.NONE
     snap = [x for x in store.records() if isinstance(x, GroupRecord)][-1].value
     assert {m.group_instance_id: m.member_id for m in snap.members}["i1"] == r.member_id
+
+
+def _static_takeover(gc, clock):
+    """A Stable group of two static members; the follower restarts and takes over its
+    slot, the group's record written but not yet replicated: (leader, old follower id,
+    the JoinGroup, the takeover)."""
+    (leader, follower), gen = stable_group(gc, clock, instance_ids=["i0", "i1"])
+    joining, takeover = gc.prepare_join_group(
+        "g",
+        "",
+        group_instance_id="i1",
+        protocol_type="consumer",
+        protocols=[("range", subscription("t"))],
+        session_timeout_ms=SESSION,
+        rebalance_timeout_ms=REBALANCE,
+        client_id="c1",
+    )
+    assert takeover is not None and not joining.done
+    return leader, follower, joining, takeover
+
+
+def test_a_static_member_learns_its_new_id_once_the_record_is_replicated():
+    # GroupCoordinator.updateStaticMemberAndRebalance: the JoinGroup is answered in
+    # storeGroup's callback, once the record holding the new member id is replicated.
+    gc, clock, store = make()
+    leader, follower, joining, takeover = _static_takeover(gc, clock)
+    new_id = takeover.member.member_id
+    snap = [r for r in store.records() if isinstance(r, GroupRecord)][-1].value
+    assert {m.member_id for m in snap.members} == {leader, new_id}
+    gc.complete_static_join(takeover, E.NONE)
+    r = joining.result
+    assert r.error_code == E.NONE and r.member_id == new_id and r.generation_id == 1
+    assert gc.group_state("g") is S.STABLE
+    assert gc.sync_group("g", 1, new_id, group_instance_id="i1").result.assignment == (
+        follower.encode()
+    )
+
+
+def test_a_static_takeover_whose_record_is_not_replicated_is_undone():
+    # On a failed store Kafka puts the old member id back in the slot and answers the
+    # JoinGroup with the error: the member joins again; the new id was never handed out.
+    gc, clock, store = make()
+    leader, follower, joining, takeover = _static_takeover(gc, clock)
+    new_id = takeover.member.member_id
+    gc.complete_static_join(
+        takeover, write_error_code(E.NOT_ENOUGH_REPLICAS_AFTER_APPEND, offsets=False)
+    )
+    assert joining.result.error_code == E.COORDINATOR_NOT_AVAILABLE
+    assert joining.result.member_id == ""
+    assert gc.group_state("g") is S.STABLE
+    assert gc.heartbeat("g", 1, follower, "i1") == E.NONE
+    assert gc.heartbeat("g", 1, new_id, "i1") == E.FENCED_INSTANCE_ID
+    # The member's retry takes the slot over again.
+    retry = join(gc, instance="i1", client="c1").result
+    assert retry.error_code == E.NONE and retry.member_id not in (follower, new_id)
 
 
 def test_static_member_survives_rebalance_without_rejoining():

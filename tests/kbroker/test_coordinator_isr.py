@@ -20,11 +20,14 @@ from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.replication.partition import ReplicatedPartition
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
+    DescribeGroupsRequest,
     DescribeTransactionsRequest,
+    HeartbeatRequest,
     OffsetFetchRequest,
+    SyncGroupRequest,
     WriteTxnMarkersRequest,
 )
-from tests.kbroker.helpers import commit_request, create_topic
+from tests.kbroker.helpers import commit_request, create_topic, join, join_req
 from tests.kbroker.txn_helpers import (
     TID,
     add,
@@ -179,6 +182,206 @@ async def test_a_commit_that_times_out_is_not_committed(make_server: Any) -> Non
     assert await _commit(client, 3) == ErrorCode.COORDINATOR_NOT_AVAILABLE
     assert await committed(client) == -1
     assert await _stable(client) == (ErrorCode.NONE, -1)
+
+
+async def _group_state(client: Any) -> tuple[str, list[bytes]]:
+    """DescribeGroups of group "g": its state and the assignment shown for each member."""
+    group = (await client.request(DescribeGroupsRequest(groups=["g"]))).groups[0]
+    return group.group_state, [bytes(m.member_assignment) for m in group.members]
+
+
+async def _join_two(a: Any, b: Any) -> tuple[dict[str, Any], str, str, int]:
+    """Members on ``a`` and ``b`` join group "g" in one generation: (each member's client,
+    leader, follower, generation); the initial rebalance delay gathers them."""
+    joined: dict[str, Any] = {}
+
+    async def one(name: str, client: Any) -> None:
+        joined[name] = await join(client, "g")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(one, "a", a)
+        nursery.start_soon(one, "b", b)
+    ra, rb = joined["a"], joined["b"]
+    assert ra.error_code == rb.error_code == ErrorCode.NONE
+    assert ra.generation_id == rb.generation_id
+    leader = ra.leader
+    (follower,) = {ra.member_id, rb.member_id} - {leader}
+    return {ra.member_id: a, rb.member_id: b}, leader, follower, ra.generation_id
+
+
+async def _sync(client: Any, member_id: str, generation: int, **assignment: bytes) -> Any:
+    """SyncGroup of group "g": (error, the member's assignment)."""
+    SG = SyncGroupRequest
+    resp = await client.request(
+        SG(
+            group_id="g",
+            generation_id=generation,
+            member_id=member_id,
+            assignments=[
+                SG.SyncGroupRequestAssignment(member_id=m, assignment=a)
+                for m, a in assignment.items()
+            ],
+        )
+    )
+    return resp.error_code, bytes(resp.assignment)
+
+
+async def _sync_both(
+    replica: ReplicatedPartition,
+    clients: dict[str, Any],
+    generation: int,
+    leader: str,
+    follower: str,
+    meanwhile: Any,
+) -> dict[str, Any]:
+    """The follower and the leader (with its assignment) send SyncGroup; once the group's
+    record is written, ``meanwhile()`` plays the ISR. Their answers by member id."""
+    answers = {leader: Pending(), follower: Pending()}
+    end_before = replica.log.log_end_offset
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(answers[follower].run, _sync(clients[follower], follower, generation))
+        nursery.start_soon(
+            answers[leader].run,
+            _sync(
+                clients[leader],
+                leader,
+                generation,
+                **{leader: b"to-" + leader.encode(), follower: b"to-" + follower.encode()},
+            ),
+        )
+        await _appended(replica, end_before)
+        await meanwhile()
+    return {member: pending.answer for member, pending in answers.items()}
+
+
+async def test_a_group_assignment_is_handed_out_only_once_replicated(make_server: Any) -> None:
+    # GroupCoordinator.doSyncGroup: the leader's assignment reaches the members, and the
+    # group is Stable, in the callback of storeGroup's acks=all append; a write the ISR
+    # does not confirm is answered with its error and the members rejoin.
+    server = await make_server(**ONE_PARTITION, group_initial_rebalance_delay_ms=100)
+    replica = _replicate(server, OFFSETS_TOPIC)
+    a, b, probe = await server.connect(), await server.connect(), await server.connect()
+    clients, leader, follower, generation = await _join_two(a, b)
+
+    async def not_yet_then_drop_the_follower() -> None:
+        await trio.sleep(0.05)
+        # Written on the leader only: nobody has an assignment, the group is not Stable.
+        assert await _group_state(probe) == ("CompletingRebalance", [b"", b""])
+        await _drop_follower(replica)
+
+    # The follower falls out of the ISR while the record waits: below min.insync.replicas
+    # (NOT_ENOUGH_REPLICAS_AFTER_APPEND), which storeGroup answers COORDINATOR_NOT_AVAILABLE.
+    answers = await _sync_both(
+        replica, clients, generation, leader, follower, not_yet_then_drop_the_follower
+    )
+    assert answers == {
+        leader: (ErrorCode.COORDINATOR_NOT_AVAILABLE, b""),
+        follower: (ErrorCode.COORDINATOR_NOT_AVAILABLE, b""),
+    }
+    assert (await _group_state(probe))[0] == "PreparingRebalance"
+
+    # The follower catches up and rejoins the ISR; the members rejoin the group, and this
+    # time the assignment is handed out once the follower has the record.
+    _confirm(replica)
+    assert replica.isr == [1, 2]
+    rejoined: dict[str, Any] = {}
+
+    async def rejoin(member: str) -> None:
+        rejoined[member] = await clients[member].request(join_req("g", member))
+
+    async with trio.open_nursery() as nursery:
+        for member in (leader, follower):
+            nursery.start_soon(rejoin, member)
+    assert {r.error_code for r in rejoined.values()} == {ErrorCode.NONE}
+    generation = rejoined[leader].generation_id
+    assert generation == rejoined[follower].generation_id > 1
+    leader = rejoined[leader].leader
+
+    async def confirm() -> None:
+        await trio.sleep(0.05)
+        assert (await _group_state(probe))[0] == "CompletingRebalance"
+        _confirm(replica)
+
+    follower = next(m for m in clients if m != leader)
+    answers = await _sync_both(replica, clients, generation, leader, follower, confirm)
+    assert answers == {
+        leader: (ErrorCode.NONE, b"to-" + leader.encode()),
+        follower: (ErrorCode.NONE, b"to-" + follower.encode()),
+    }
+    state, assignments = await _group_state(probe)
+    assert state == "Stable" and sorted(assignments) == sorted(b"to-" + m.encode() for m in clients)
+
+
+async def test_a_group_assignment_whose_write_times_out_is_not_handed_out(
+    make_server: Any,
+) -> None:
+    server = await make_server(
+        **{**ONE_PARTITION, "offsets_commit_timeout_ms": 200},
+        group_initial_rebalance_delay_ms=100,
+    )
+    replica = _replicate(server, OFFSETS_TOPIC)
+    a, b, probe = await server.connect(), await server.connect(), await server.connect()
+    clients, leader, follower, generation = await _join_two(a, b)
+
+    async def never() -> None:
+        pass  # the follower never fetches
+
+    # storeGroup: an acks=all timeout is REBALANCE_IN_PROGRESS, the members rejoin.
+    answers = await _sync_both(replica, clients, generation, leader, follower, never)
+    assert answers == {
+        leader: (ErrorCode.REBALANCE_IN_PROGRESS, b""),
+        follower: (ErrorCode.REBALANCE_IN_PROGRESS, b""),
+    }
+    assert (await _group_state(probe))[0] == "PreparingRebalance"
+
+
+async def test_a_static_member_gets_its_new_id_only_once_replicated(server: Any) -> None:
+    # KIP-345: a restarted static member takes over its slot in a Stable group; Kafka's
+    # updateStaticMemberAndRebalance answers its JoinGroup in storeGroup's callback and
+    # gives the slot back to the old member id if the record is not replicated.
+    replica = _replicate(server, OFFSETS_TOPIC)
+    first, probe = await server.connect(), await server.connect()
+    joined = await join(first, "g", instance="i")
+    synced = Pending()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            synced.run, _sync(first, joined.member_id, 1, **{joined.member_id: b"mine"})
+        )
+        await _appended(replica, replica.log.log_end_offset)
+        _confirm(replica)
+    assert synced.answer == (ErrorCode.NONE, b"mine")
+
+    async def rejoin() -> Any:
+        return await join(await server.connect(), "g", instance="i")
+
+    refused = Pending()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(refused.run, rejoin())
+        await _appended(replica, replica.log.log_end_offset)
+        await trio.sleep(0.05)
+        assert not refused.answered.is_set()
+        await _drop_follower(replica)
+    assert refused.answer.error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
+    assert refused.answer.member_id == ""
+    # The old incarnation still holds the slot.
+    beat = HeartbeatRequest(
+        group_id="g", generation_id=1, member_id=joined.member_id, group_instance_id="i"
+    )
+    assert (await first.request(beat)).error_code == ErrorCode.NONE
+
+    _confirm(replica)
+    accepted = Pending()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(accepted.run, rejoin())
+        await _appended(replica, replica.log.log_end_offset)
+        await trio.sleep(0.05)
+        assert not accepted.answered.is_set()
+        _confirm(replica)
+    assert accepted.answer.error_code == ErrorCode.NONE
+    assert accepted.answer.generation_id == 1
+    assert accepted.answer.member_id != joined.member_id
+    assert (await first.request(beat)).error_code == ErrorCode.FENCED_INSTANCE_ID
+    assert (await _group_state(probe)) == ("Stable", [b"mine"])
 
 
 async def test_transaction_state_changes_only_once_replicated(server: Any) -> None:
