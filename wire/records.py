@@ -569,25 +569,52 @@ def _same_size_run(data: bytes | bytearray, p: int, width: int, stride: int, lim
 
 def _same_size_run_in_view(view: memoryview, p: int, width: int, stride: int, limit: int) -> int:
     """_same_size_run on strided views of the batch: nothing is copied but a column of
-    the byte repeated to compare with."""
-    stop = p + limit * stride
+    the byte repeated to compare with.
+
+    The first two bytes of a length varint of two bytes or more (records of 64 bytes
+    and up) are compared together, as 16-bit items: half the comparisons, each about
+    as cheap. Of an odd stride the 16-bit items of every other record line up, so the
+    records at even and at odd places are then two columns of their own.
+    """
     run = limit
-    for k in range(width):
+    bytewise = 0  # the first varint byte compared one at a time
+    if width >= 2:
+        step = 1 if stride % 2 == 0 else 2  # records from one 16-bit item to the next
+        for first in range(step):
+            n = (limit - first + step - 1) // step
+            if n <= 0:
+                continue
+            start = p + first * stride
+            # Ends 2 bytes into the last record, within the batch (stride > 2).
+            span = view[start : start + (n - 1) * step * stride + 2]
+            column = span.cast("H")[:: step * stride // 2]
+            # Compared with the run's first record (the odd places start one later).
+            m = _equal_prefix(column, memoryview(view[p : p + 2].tobytes() * n).cast("H"))
+            if m < n:
+                run = min(run, first + m * step)
+        bytewise = 2
+    stop = p + limit * stride
+    for k in range(bytewise, width):
         column = view[p + k : stop : stride][:run]
-        n = len(column)
-        same = memoryview(column[:1].tobytes() * n)
-        # Usually the whole column is one byte: one comparison says so. A run that
-        # ends early is bisected: column[:lo] is all that byte, column[:hi] is not.
-        if column != same:
-            lo, hi = 1, n
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if column[:mid] == same[:mid]:
-                    lo = mid
-                else:
-                    hi = mid
-            run = lo
+        run = _equal_prefix(column, memoryview(column[:1].tobytes() * len(column)))
     return run
+
+
+def _equal_prefix(column: memoryview, same: memoryview) -> int:
+    """How many leading items of ``column`` equal ``same``'s (same length, one value)."""
+    n = len(column)
+    # Usually the whole column is one value: one comparison says so. A run that ends
+    # early is bisected: column[:lo] is all that value, column[:hi] is not.
+    if column == same:
+        return n
+    lo, hi = 0, n
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if column[:mid] == same[:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 def iter_records(

@@ -212,3 +212,27 @@ def test_a_view_of_a_batch_is_checked_without_copying_it(value_size: int) -> Non
     finally:
         tracemalloc.stop()
     assert peak < len(data) // 20
+
+
+@pytest.mark.parametrize("size", [100, 101, 5000, 5001])
+@pytest.mark.parametrize("first_run", [2, 3, 20, 21])
+def test_runs_ending_at_odd_and_even_places_are_followed_exactly(size: int, first_run: int) -> None:
+    # Two-byte length varints are compared two bytes at a time; with an odd record
+    # size the records at even and odd places are compared apart. Either way a run
+    # that ends early (here: the next record is a byte longer, or its length varint
+    # is forged one longer, so the chain overruns) must be found where it ends.
+    sizes = [size] * first_run + [size + 1] * 30
+    data = _batch(sizes)
+    assert _framing_ok(memoryview(bytearray(data))) and _framing_ok(data)
+    longer = bytearray(data)
+    pos = R.RECORD_BATCH_OVERHEAD
+    for index in range(first_run):
+        length, after = R._read_varint(longer, pos, len(longer), 5)
+        if index == first_run - 1:
+            # The last record of the first run claims one byte more.
+            longer[pos:after] = R._varint(length + 1)
+        pos = after + length
+    forged = _forge(bytes(longer))
+    assert not _framing_ok(memoryview(bytearray(forged)))
+    assert not _framing_ok(forged)
+    _both_reject(forged)
