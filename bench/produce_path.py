@@ -28,6 +28,7 @@ import cProfile
 import io
 import os
 import pstats
+import resource
 import signal
 import socket
 import struct
@@ -186,19 +187,26 @@ async def run(args: argparse.Namespace, shape: str, data_dir: Path) -> dict[str,
                 stderr=subprocess.DEVNULL,
             )
             await trio.sleep(1.0)
-        c0 = time.process_time()
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
         if profiler is not None:
             profiler.enable()
         out = await client(requests, 1)
         if profiler is not None:
             profiler.disable()
-        c1 = time.process_time()
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
         if perf is not None:
             perf.send_signal(signal.SIGINT)
             perf.wait()
         nursery.cancel_scope.cancel()
     wall = float(out.decode().strip() or "nan")
-    result: dict[str, Any] = {"requests": requests, "cpu_s": c1 - c0, "wall_s": wall}
+    user_s, sys_s = r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime
+    result: dict[str, Any] = {
+        "requests": requests,
+        "cpu_s": user_s + sys_s,
+        "user_s": user_s,
+        "sys_s": sys_s,
+        "wall_s": wall,
+    }
     if profiler is not None:
         text = io.StringIO()
         stats = pstats.Stats(profiler, stream=text)
@@ -279,10 +287,15 @@ def main() -> int:
             nbytes = n * len(shape_frame(shape))
         per_req = result["cpu_s"] / n * 1e6 if n else float("nan")
         mb_cpu = nbytes / 1e6 / result["cpu_s"] if result["cpu_s"] > 0 else float("nan")
+        split = ""
+        if "user_s" in result:
+            split = (
+                f" (user {result['user_s'] * 1e3:.1f} ms, system {result['sys_s'] * 1e3:.1f} ms)"
+            )
         print(
             f"{'mock' if args.mock else 'kbroker'} {args.frames or shape}: {n} requests, {nbytes / 1e6:.1f} MB; broker CPU "
             f"{result['cpu_s'] * 1e3:.1f} ms = {per_req:.1f} us per request, "
-            f"{mb_cpu:.0f} MB per CPU-s; wall {result['wall_s'] * 1e3:.1f} ms "
+            f"{mb_cpu:.0f} MB per CPU-s{split}; wall {result['wall_s'] * 1e3:.1f} ms "
             f"({n / result['wall_s']:.0f} requests/s)",
             flush=True,
         )

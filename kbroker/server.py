@@ -70,9 +70,10 @@ from kbroker.wire.protocol import (
 
 logger = logging.getLogger(__name__)
 
-# The first read of a request goes to a shared buffer (its size is not known yet) and
-# is copied out; the rest of a large request is read in place. Keeping this read at the
-# in-place threshold (wire.frames.LARGE_FRAME) bounds that copy to 64 KiB per request.
+# The first read of a request goes to the connection's buffer for large requests when
+# it is free (FrameDecoder.start_buffer), else to a shared buffer copied from (its size
+# is not known yet); the rest of a large request is read in place. Keeping this read at
+# the in-place threshold (wire.frames.LARGE_FRAME) bounds any copy to 64 KiB.
 RECEIVE_SIZE = 64 * 1024
 SEND_COALESCE = 1024 * 1024
 SENDFILE_MIN = 32 * 1024
@@ -347,9 +348,16 @@ class Connection:
         A large request is read straight into its own buffer (FrameDecoder.receive_buffer);
         anything else into one reused buffer the decoder copies from.
         """
-        target = self.decoder.receive_buffer()
+        decoder = self.decoder
+        target = decoder.receive_buffer()
+        start = None
+        if target is None:
+            # A new request: into the large requests' buffer when it is free, so the
+            # start of a large one is not copied out of the shared buffer (64 KiB).
+            start = decoder.start_buffer(RECEIVE_SIZE)
         try:
-            n = os.readv(self._fd, [self._rbuf if target is None else target])
+            into = target if target is not None else start if start is not None else self._rbuf
+            n = os.readv(self._fd, [into])
         except BlockingIOError:
             return None
         except OSError as exc:  # reset by the peer and friends
@@ -358,10 +366,12 @@ class Connection:
             return False
         self._held += n
         self.server.hold_request_bytes(n)
-        if target is None:
-            self.decoder.feed(self._rview[:n])
+        if target is not None:
+            decoder.received(n)
+        elif start is not None:
+            decoder.started(n)
         else:
-            self.decoder.received(n)
+            decoder.feed(self._rview[:n])
         return True
 
     def _log_partial_request(self) -> None:

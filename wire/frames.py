@@ -47,7 +47,8 @@ class FrameDecoder:
     Large frames can also be received in place: ``receive_buffer()`` gives a
     writable view of the missing part of the frame being assembled, the caller
     reads into it and reports ``received(n)``, and ``next_frame_view()`` hands
-    the finished frame out without copying it.
+    the finished frame out without copying it. ``start_buffer()`` / ``started(n)``
+    do the same for the first read of a frame, whose size is not known yet.
     """
 
     __slots__ = (
@@ -148,22 +149,63 @@ class FrameDecoder:
         return big
 
     def _buffer_for(self, need: int) -> memoryview:
-        """A view of `need` writable bytes: the spare buffer if no frame view still uses it."""
+        """A view of `need` writable bytes for a large frame: the spare buffer if no frame
+        view still uses it. Each buffer starts with room for the frame's size prefix, so
+        that a read can also land the prefix and the frame in place (start_buffer)."""
         spare = self._spare
         # A memoryview (and every slice of it) holds a reference to its bytearray, so a
         # count back at what it was when the buffer was new means no frame handed out
         # earlier is still in use and the bytes may be overwritten. The count is taken
         # the same way both times rather than assumed: interpreters differ in which
         # references (locals, arguments) they count.
-        if spare is not None and len(spare) >= need and sys.getrefcount(spare) == self._spare_refs:
-            return memoryview(spare)[:need]
-        spare = bytearray(need)
+        if (
+            spare is not None
+            and len(spare) >= 4 + need
+            and sys.getrefcount(spare) == self._spare_refs
+        ):
+            return memoryview(spare)[4 : 4 + need]
+        spare = bytearray(4 + need)
         if need <= SPARE_MAX:
             self._spare = spare
             self._spare_refs = sys.getrefcount(spare)
         else:
             self._spare = None
-        return memoryview(spare)
+        return memoryview(spare)[4:]
+
+    def start_buffer(self, limit: int) -> memoryview | None:
+        """Where to read the next bytes when nothing is buffered: the spare buffer of large
+        frames (at most ``limit`` bytes of it), or None if there is none or a frame still
+        uses it. Report what was read with ``started(n)``.
+
+        The start of a large frame then stays where it was read (the rest is received in
+        place after it), rather than being copied there from a shared receive buffer.
+        """
+        if self._buf or self._big is not None:
+            return None
+        spare = self._spare
+        if spare is None or sys.getrefcount(spare) != self._spare_refs:
+            return None
+        return memoryview(spare)[: min(limit, len(spare))]
+
+    def started(self, n: int) -> None:
+        """Take the ``n`` bytes read into the last ``start_buffer()`` view."""
+        spare = self._spare
+        assert spare is not None and not self._buf and self._big is None
+        if n >= 4:
+            (size,) = _SIZE.unpack_from(spare, 0)
+            if LARGE_FRAME <= size <= self._max and n < 4 + size:
+                # A large frame, incomplete: it continues in place (receive_buffer);
+                # one larger than this buffer moves to one of its own size at once,
+                # while only this read's bytes need copying.
+                if size <= len(spare) - 4:
+                    self._big = memoryview(spare)[4 : 4 + size]
+                    self._big_size, self._big_filled, self._need = size, n - 4, size
+                else:
+                    self._begin_large(size, memoryview(spare)[4:n])
+                return
+        # Anything else is taken as from any read (small frames are copied out).
+        with memoryview(spare) as view:
+            self.feed(view[:n])
 
     def received(self, n: int) -> None:
         """Record that ``n`` bytes were written into the last ``receive_buffer()`` view."""

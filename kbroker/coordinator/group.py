@@ -13,6 +13,16 @@ injected ``clock`` (seconds, like ``time.time``), and durable state goes to an i
 answered yet returns a ``Pending`` whose ``on_done`` callback fires when a later call
 completes it, and a timer task calls ``poll()`` at ``next_deadline_ms()`` so rebalance,
 session and pending-sync timeouts fire.
+
+A write whose effect a client may act on waits for the ISR of the group's partition, as
+Kafka's coordinator appends with acks=all and acts in the append's callback: the
+``prepare_*`` methods write and return the change pending (an offset commit, a leader's
+assignment, a static member's takeover), the handler waits for the replication and calls
+the matching ``complete_*`` with the outcome. The plain methods (``commit_offsets``,
+``sync_group``, ``join_group``) complete at once, for callers with nothing to wait for.
+Writes nobody is answered for (a group that became empty, expired or deleted offsets)
+change memory first and are not waited for, as in Kafka (onCompleteJoin's warning-only
+callback, cleanupGroupMetadata's acks=0 tombstones).
 """
 
 from __future__ import annotations

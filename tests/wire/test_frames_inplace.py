@@ -25,11 +25,19 @@ def _deliver(stream: bytes, chunks: list[int], in_place: list[bool]) -> list[byt
     while pos < len(stream):
         size = chunks[step % len(chunks)]
         target = dec.receive_buffer() if in_place[step % len(in_place)] else None
+        start = None
+        if target is None and in_place[step % len(in_place)]:
+            start = dec.start_buffer(size)  # a first read, into the large frames' buffer
         step += 1
         if target is not None:
             n = min(size, len(target), len(stream) - pos)
             target[:n] = stream[pos : pos + n]
             dec.received(n)
+        elif start is not None:
+            n = min(len(start), len(stream) - pos)
+            start[:n] = stream[pos : pos + n]
+            del start
+            dec.started(n)
         else:
             n = min(size, len(stream) - pos)
             dec.feed(stream[pos : pos + n])
@@ -54,6 +62,54 @@ def test_large_frame_is_received_in_place_and_handed_out_without_copy() -> None:
     assert isinstance(view, memoryview) and view == payload
     dec.feed(data[4 + len(payload) :])
     assert dec.next_frame_view() == b"next"
+
+
+def test_the_first_read_of_a_large_frame_lands_in_place() -> None:
+    # The server reads a new request into the large frames' buffer when it is free:
+    # the start of a large request then needs no copy into a buffer of its own.
+    dec = FrameDecoder()
+    assert dec.start_buffer(1000) is None  # no large frame yet: no buffer to offer
+    _receive_in_place(dec, b"a" * (3 * LARGE_FRAME))  # the view is dropped at once
+    payload = bytes(range(256)) * (2 * LARGE_FRAME // 256)
+    data = frame(payload) + frame(b"next")
+    start = dec.start_buffer(1000)
+    assert start is not None and len(start) == 1000
+    buffer = id(start.obj)  # an id: a reference would pin the buffer
+    start[:] = data[:1000]
+    del start
+    dec.started(1000)
+    target = dec.receive_buffer()
+    assert target is not None and id(target.obj) == buffer
+    target[:] = data[1000 : 4 + len(payload)]
+    del target
+    dec.received(4 + len(payload) - 1000)
+    view = dec.next_frame_view()
+    assert isinstance(view, memoryview) and id(view.obj) == buffer and view == payload
+    # While that frame is in use its buffer is not offered; small frames still come
+    # out of ordinary reads.
+    assert dec.start_buffer(1000) is None
+    dec.feed(data[4 + len(payload) :])
+    assert dec.next_frame_view() == b"next"
+    del view
+    start = dec.start_buffer(100)
+    assert start is not None
+    start[:10] = frame(b"small!")
+    del start
+    dec.started(10)
+    assert dec.next_frame_view() == b"small!"
+    # A frame larger than the buffer moves to a buffer of its own.
+    larger = b"L" * (4 * LARGE_FRAME)
+    start = dec.start_buffer(1000)
+    assert start is not None
+    start[:] = frame(larger)[:1000]
+    del start
+    dec.started(1000)
+    target = dec.receive_buffer()
+    assert target is not None and id(target.obj) != buffer and len(target) == len(larger) - 996
+    target[:] = frame(larger)[1000:]
+    del target
+    dec.received(len(larger) - 996)
+    assert dec.next_frame_view() == larger
 
 
 def test_small_frames_are_never_received_in_place() -> None:
@@ -120,12 +176,13 @@ def test_the_buffer_is_reused_once_the_previous_frame_is_released() -> None:
     dec = FrameDecoder()
     first = _receive_in_place(dec, b"a" * (2 * LARGE_FRAME))
     del first
-    # Smaller than the last: a prefix of the same (larger) buffer, not a new one.
+    # Smaller than the last: a prefix of the same (larger) buffer, not a new one
+    # (every buffer has 4 bytes of room for a size prefix before the frame).
     second = _receive_in_place(dec, b"b" * LARGE_FRAME)
-    assert second == b"b" * LARGE_FRAME and len(second.obj) == 2 * LARGE_FRAME  # type: ignore[arg-type]
+    assert second == b"b" * LARGE_FRAME and len(second.obj) == 4 + 2 * LARGE_FRAME  # type: ignore[arg-type]
     del second
     third = _receive_in_place(dec, b"c" * (3 * LARGE_FRAME))  # larger: a new buffer
-    assert third == b"c" * (3 * LARGE_FRAME) and len(third.obj) == 3 * LARGE_FRAME  # type: ignore[arg-type]
+    assert third == b"c" * (3 * LARGE_FRAME) and len(third.obj) == 4 + 3 * LARGE_FRAME  # type: ignore[arg-type]
 
 
 def test_a_large_frame_finished_by_a_feed_that_starts_another_is_not_lost() -> None:

@@ -146,7 +146,7 @@ def test_agrees_with_the_deep_walk(
 @given(
     st.lists(
         st.tuples(
-            # Small records are checked on a copy of the batch, large ones in place.
+            # Record sizes with one- and two-byte length varints, and larger ones.
             st.integers(min_value=0, max_value=300) | st.integers(min_value=240, max_value=3000),
             st.integers(min_value=1, max_value=120),
         ),
@@ -165,8 +165,10 @@ def test_runs_of_same_size_records_agree_with_the_deep_walk(
     data = _batch(sizes)
     forged = _forge(data, count=max(1, len(sizes) + count_change), cut=cut)
     deep_ok, cheap_ok = _verdicts(forged)
-    # The server hands the check a view of the request frame: same verdict.
+    # The server hands the check a view of the request frame (strided views of it
+    # measure a run, where bytes and bytearrays are sliced): same verdict.
     assert _framing_ok(memoryview(bytearray(b"head" + forged))[4:]) == cheap_ok
+    assert _framing_ok(bytearray(forged)) == cheap_ok
     if deep_ok:
         assert cheap_ok
     if max(1, len(sizes) + count_change) == len(sizes) and not cut:
@@ -192,3 +194,45 @@ def test_a_record_of_another_size_inside_a_run_breaks_the_chain() -> None:
     assert data[pos] == length << 1
     data[pos] = (length + 40) << 1
     _both_reject(_forge(bytes(data)))
+
+
+@pytest.mark.parametrize("value_size", [100, 10_000])
+def test_a_view_of_a_batch_is_checked_without_copying_it(value_size: int) -> None:
+    # What the server checks is a view of the request frame; a copy of the batch
+    # would be a second pass over every byte (470 KB for a producer's batch of
+    # 100 B records), so what the check allocates must stay far below its size.
+    import tracemalloc
+
+    data = _batch([value_size] * (470_000 // (value_size + 10)))
+    frame = memoryview(bytearray(b"head" + data))[4:]
+    tracemalloc.start()
+    try:
+        R.check_record_framing(frame)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < len(data) // 20
+
+
+@pytest.mark.parametrize("size", [100, 101, 5000, 5001])
+@pytest.mark.parametrize("first_run", [2, 3, 20, 21])
+def test_runs_ending_at_odd_and_even_places_are_followed_exactly(size: int, first_run: int) -> None:
+    # Two-byte length varints are compared two bytes at a time; with an odd record
+    # size the records at even and odd places are compared apart. Either way a run
+    # that ends early (here: the next record is a byte longer, or its length varint
+    # is forged one longer, so the chain overruns) must be found where it ends.
+    sizes = [size] * first_run + [size + 1] * 30
+    data = _batch(sizes)
+    assert _framing_ok(memoryview(bytearray(data))) and _framing_ok(data)
+    longer = bytearray(data)
+    pos = R.RECORD_BATCH_OVERHEAD
+    for index in range(first_run):
+        length, after = R._read_varint(longer, pos, len(longer), 5)
+        if index == first_run - 1:
+            # The last record of the first run claims one byte more.
+            longer[pos:after] = R._varint(length + 1)
+        pos = after + length
+    forged = _forge(bytes(longer))
+    assert not _framing_ok(memoryview(bytearray(forged)))
+    assert not _framing_ok(forged)
+    _both_reject(forged)
