@@ -230,8 +230,8 @@ def _read_all(
 ) -> tuple[list[Any], int, bool, list[Watched]]:
     """Read every requested partition once.
 
-    Returns (topic responses, bytes read, answer now?, and (log, end offset for the
-    each partition read with what ``_watch`` saw, to notice when it changes).
+    Returns (topic responses, bytes read, answer now?, and each partition read with
+    what ``_watch`` saw of it, to notice when it changes).
     """
     by_id = version >= _FIRST_TOPIC_ID_VERSION
     limit = request.max_bytes if request.max_bytes > 0 else 0
