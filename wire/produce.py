@@ -76,16 +76,7 @@ def _decode(mv: memoryview) -> tuple[Any, Any] | None:
             return None  # tagged fields in the header
         pos += 1
     # TransactionalId: nullable string.
-    if flexible:
-        n = mv[pos] - 1
-        if n >= 0x7F:
-            n, pos = read_uvarint(mv, pos)
-            n -= 1
-        else:
-            pos += 1
-    else:
-        (n,) = _I16.unpack_from(mv, pos)
-        pos += 2
+    n, pos = _length(mv, pos, flexible, _I16)
     if n < 0:
         if n != -1:
             return None
@@ -103,16 +94,7 @@ def _decode(mv: memoryview) -> tuple[Any, Any] | None:
     topics = []
     for _ in range(topic_count):
         # Name: a string, never null.
-        if flexible:
-            n = mv[pos] - 1
-            if n >= 0x7F:
-                n, pos = read_uvarint(mv, pos)
-                n -= 1
-            else:
-                pos += 1
-        else:
-            (n,) = _I16.unpack_from(mv, pos)
-            pos += 2
+        n, pos = _length(mv, pos, flexible, _I16)
         if n < 0 or pos + n > end:
             return None
         name = str(mv[pos : pos + n], "utf-8", "replace")
@@ -125,16 +107,7 @@ def _decode(mv: memoryview) -> tuple[Any, Any] | None:
             (index,) = _I32.unpack_from(mv, pos)
             pos += 4
             # Records: nullable bytes, handed out as a view of the frame.
-            if flexible:
-                n = mv[pos] - 1
-                if n >= 0x7F:
-                    n, pos = read_uvarint(mv, pos)
-                    n -= 1
-                else:
-                    pos += 1
-            else:
-                (n,) = _I32.unpack_from(mv, pos)
-                pos += 4
+            n, pos = _length(mv, pos, flexible, _I32)
             if n < 0:
                 if n != -1:
                     return None
@@ -166,6 +139,19 @@ def _decode(mv: memoryview) -> tuple[Any, Any] | None:
         transactional_id=transactional_id, acks=acks, timeout_ms=timeout_ms, topic_data=topics
     )
     return header, body
+
+
+def _length(mv: memoryview, pos: int, flexible: bool, fixed: struct.Struct) -> tuple[int, int]:
+    """A string or bytes length: compact (unsigned varint, length + 1; one byte below 127
+    read inline) or ``fixed`` (int16 for strings, int32 for bytes); -1 is null."""
+    if flexible:
+        n = mv[pos] - 1
+        if n >= 0x7F:
+            n, pos = read_uvarint(mv, pos)
+            return n - 1, pos
+        return n, pos + 1
+    (n,) = fixed.unpack_from(mv, pos)
+    return n, pos + fixed.size
 
 
 def _count(mv: memoryview, pos: int, flexible: bool) -> tuple[int, int]:
