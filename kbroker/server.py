@@ -393,13 +393,16 @@ class Connection:
                 if got is not None:
                     return got
         if idle.cancelled_caught:
-            # Kafka's connections.max.idle.ms: an idle connection is closed by the broker.
-            logger.info(
-                "closing connection from %s: idle for more than %d ms",
-                self.peer,
-                self.server.config["connections.max.idle.ms"],
-            )
+            self._log_idle_close()
         return None
+
+    def _log_idle_close(self) -> None:
+        # Kafka's connections.max.idle.ms: an idle connection is closed by the broker.
+        logger.info(
+            "closing connection from %s: idle for more than %d ms",
+            self.peer,
+            self.server.config["connections.max.idle.ms"],
+        )
 
     async def _process(self, frame: bytes | memoryview) -> None:
         observer = self.server.observer

@@ -178,11 +178,7 @@ class SecureConnection(Connection):
             self.decoder.feed(data)
             return True
         if idle.cancelled_caught:
-            logger.info(
-                "closing connection from %s: idle for more than %d ms",
-                self.peer,
-                self.server.config["connections.max.idle.ms"],
-            )
+            self._log_idle_close()
         return None
 
     async def _send_items(self, items: list[Any]) -> None:
