@@ -263,6 +263,7 @@ class Connection:
         self.idle_s = config.connections_max_idle_s
         self.busy = False
         self._read_scope: trio.CancelScope | None = None
+        self._stop_requested = False  # stop_reading() was called (not an idle close)
         self._nursery: trio.Nursery | None = None
         # Bytes this connection counts in the server's request_bytes.
         self._held = 0
@@ -274,6 +275,7 @@ class Connection:
 
     def stop_reading(self) -> None:
         """Used by shutdown: stop waiting for new requests (a request in flight finishes)."""
+        self._stop_requested = True
         if self._read_scope is not None:
             self._read_scope.cancel()
 
@@ -384,7 +386,11 @@ class Connection:
 
     async def _receive(self) -> bool | None:
         """Wait for bytes, then _read_available; None on idleness or shutdown."""
-        with trio.move_on_after(self.idle_s) as idle, trio.CancelScope() as self._read_scope:
+        # One cancel scope for both ways the wait ends: its deadline is the idle
+        # timeout and stop_reading() cancels it. This runs once per request of a client
+        # that waits for each answer, and a second nested scope cost ~4 us of the
+        # ~45 us such a request takes.
+        with trio.CancelScope(relative_deadline=self.idle_s) as self._read_scope:
             if self.server.draining:
                 return None
             while True:
@@ -392,7 +398,7 @@ class Connection:
                 got = self._read_available()
                 if got is not None:
                     return got
-        if idle.cancelled_caught:
+        if self._read_scope.cancelled_caught and not self._stop_requested:
             self._log_idle_close()
         return None
 
