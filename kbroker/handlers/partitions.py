@@ -1,7 +1,8 @@
 """What the data-path handlers share: finding the partition a request names,
 checking the client's leader epoch, the error code for a failure on one partition,
-a topic's effective config, and the per-partition error echo that OffsetCommit,
-TxnOffsetCommit and OffsetDelete answer with.
+a topic's effective config, and for the group and transaction APIs the partitions
+refused before the coordinator acts and the per-partition error echo that
+OffsetCommit, TxnOffsetCommit and OffsetDelete answer with.
 
 Produce, Fetch, ListOffsets, OffsetForLeaderEpoch and DeleteRecords all answer per
 partition; these helpers raise ``KafkaApiError`` with the code Kafka's
@@ -19,6 +20,8 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
+from kbroker.authz.acl import Operation, ResourceType
+from kbroker.authz.checks import filter_allowed
 from kbroker.errors import KafkaApiError
 from kbroker.failures import storage_failure_kind, warn_rate_limited
 from kbroker.handlers import RequestContext
@@ -213,6 +216,42 @@ def topic_value(ctx: RequestContext, topic: Topic, name: str) -> Any:
 
 
 # -- per-partition answers ---------------------------------------------------------
+
+
+def partition_exists(ctx: RequestContext, topic: str, index: int) -> bool:
+    """Whether the partition exists: in the cluster's metadata in cluster mode (this
+    broker need not host it), else on this broker."""
+    cluster = ctx.broker.cluster
+    if cluster is not None:
+        return cluster.metadata.partition(topic, index) is not None
+    return ctx.broker.topics.partition(topic, index) is not None
+
+
+def refused_partitions(
+    ctx: RequestContext, operation: Operation, wanted: Iterable[tuple[str, int]]
+) -> dict[tuple[str, int], int]:
+    """The partitions of ``wanted`` a group or transaction API must not act on, each with
+    its code: TOPIC_AUTHORIZATION_FAILED where the principal may not do ``operation`` on
+    the topic, else UNKNOWN_TOPIC_OR_PARTITION where the partition does not exist.
+
+    KafkaApis checks these before it hands the rest to a coordinator (OffsetCommit,
+    TxnOffsetCommit and OffsetDelete with Read, AddPartitionsToTxn with Write).
+    """
+    wanted = list(wanted)
+    permitted = filter_allowed(ctx, operation, ResourceType.TOPIC, {t for t, _ in wanted})
+    refused: dict[tuple[str, int], int] = {}
+    for tp in wanted:
+        if tp[0] not in permitted:
+            refused[tp] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+        elif not partition_exists(ctx, *tp):
+            refused[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    return refused
+
+
+def requested_partitions(request_topics: Iterable[Any]) -> list[tuple[str, int]]:
+    """(topic, partition) of every partition the request's topics list
+    (``name``/``partition_index``), in its order."""
+    return [(t.name, p.partition_index) for t in request_topics for p in t.partitions]
 
 
 def partition_errors(
