@@ -248,6 +248,32 @@ def refused_partitions(
     return refused
 
 
+def answer_partitions(
+    request_topics: Iterable[Any],
+    blank: Callable[[Any], Any],
+    fill: Callable[[Any, Any, Any], None],
+) -> list[tuple[Any, list[Any]]]:
+    """Each requested topic with the answers to its ``partitions``, in request order.
+
+    A partition's answer is ``blank(partition)`` with what ``fill(topic, partition,
+    answer)`` sets; an exception from ``fill`` becomes that answer's ``error_code``
+    (``error_code_of``), so one partition's failure never fails the request
+    (ListOffsets, OffsetForLeaderEpoch, DeleteRecords).
+    """
+    answered = []
+    for t in request_topics:
+        answers = []
+        for p in t.partitions:
+            answer = blank(p)
+            try:
+                fill(t, p, answer)
+            except Exception as exc:  # noqa: BLE001 - every failure is a per-partition answer
+                answer.error_code = error_code_of(exc)
+            answers.append(answer)
+        answered.append((t, answers))
+    return answered
+
+
 def requested_partitions(request_topics: Iterable[Any]) -> list[tuple[str, int]]:
     """(topic, partition) of every partition the request's topics list
     (``name``/``partition_index``), in its order."""
