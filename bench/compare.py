@@ -291,7 +291,7 @@ def main() -> int:
         return mock_server_main()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=10.0, help="time bound per phase")
+    throughput.add_phase_arguments(parser, seconds=10.0, latency_messages=1000)
     parser.add_argument(
         "--megabytes-small",
         type=float,
@@ -302,8 +302,6 @@ def main() -> int:
     parser.add_argument(
         "--megabytes-large", type=float, default=150.0, help="MB produced per 10 KB phase"
     )
-    parser.add_argument("--latency-messages", type=int, default=1000)
-    parser.add_argument("--latency-rate", type=float, default=500.0)
     args = parser.parse_args()
 
     print(MOCK_LIMITS, flush=True)

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from throughput import (  # noqa: E402
     MB,
+    add_phase_arguments,
     bench_latency,
     bench_produce,
     broker_cpu_s,
@@ -152,7 +153,7 @@ def main() -> int:
     if sys.argv[1:2] == ["--load-only"]:
         return load_only(sys.argv[2], sys.argv[3])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="time bound per produce phase")
+    add_phase_arguments(parser, seconds=10.0, latency_messages=2000)
     parser.add_argument(
         "--megabytes",
         type=float,
@@ -162,8 +163,6 @@ def main() -> int:
     )
     parser.add_argument("--pairs", type=int, default=2, help="runs without and with the load")
     parser.add_argument("--warmup", type=int, default=1, help="uncounted runs before the pairs")
-    parser.add_argument("--latency-messages", type=int, default=2000)
-    parser.add_argument("--latency-rate", type=float, default=500.0)
     parser.add_argument("--sizes", default="100,10000")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]

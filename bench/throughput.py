@@ -229,13 +229,21 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, int(round(q / 100 * len(ordered))) - 1))]
 
 
+def add_phase_arguments(
+    parser: argparse.ArgumentParser, *, seconds: float, latency_messages: int
+) -> None:
+    """--seconds, a produce / consume phase's time bound, and --latency-messages and
+    --latency-rate, what ``bench_latency`` sends (the benchmarks built on this one share them)."""
+    parser.add_argument("--seconds", type=float, default=seconds, help="time bound per phase")
+    parser.add_argument("--latency-messages", type=int, default=latency_messages)
+    parser.add_argument("--latency-rate", type=float, default=500.0, help="messages per second")
+
+
 def main() -> int:
     """Run every phase against a fresh broker and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=20.0, help="time bound per phase")
+    add_phase_arguments(parser, seconds=20.0, latency_messages=3000)
     parser.add_argument("--megabytes", type=float, default=200.0, help="size bound per phase")
-    parser.add_argument("--latency-messages", type=int, default=3000)
-    parser.add_argument("--latency-rate", type=float, default=500.0, help="messages per second")
     parser.add_argument("--sizes", default="100,10000", help="value sizes in bytes (comma list)")
     parser.add_argument("--no-latency", action="store_true", help="skip the latency phase")
     parser.add_argument(

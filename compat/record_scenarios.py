@@ -18,6 +18,7 @@ import pytest
 from compat.conftest import KAFKA_TOPIC_DEFAULTS, now_ms
 from compat.diskfmt import single_record_batch_size, stored_batches, value_len_for_batch_size
 from compat.livebroker import LiveBroker
+from compat.scenario_tests import as_test
 
 Headers = list[tuple[str, bytes]]
 CREATE_TIME, LOG_APPEND_TIME = 0, 1  # Kafka's record-batch timestamp types
@@ -389,8 +390,9 @@ def kill_keeps_acked_data(client: RecordClient, broker: LiveBroker, topic: str) 
 
 # -- the scenarios as tests -------------------------------------------------------------------
 # A client module runs a family by subclassing it as a ``Test...`` class; the tests take the
-# module's ``client`` (its RecordClient) and ``broker`` / ``fresh_broker`` fixtures, and their
-# names are the results table's rows (compat/results.py drops the class from the cell name).
+# module's ``client`` (its RecordClient) and ``broker`` / ``fresh_broker`` fixtures (``as_test``
+# where a scenario needs nothing more), and their names are the results table's rows
+# (compat/results.py drops the class from the cell name).
 class ProduceScenarios:
     """Produce, compression and timestamps, for a client module's ``Test...`` class."""
 
@@ -416,57 +418,27 @@ class ProduceScenarios:
     ) -> None:
         topic_compression_type(client, broker, topic_name, self.topic_codec, self.producer_codecs)
 
-    def test_max_message_bytes(
-        self, client: RecordClient, broker: LiveBroker, topic_name: str
-    ) -> None:
-        max_message_bytes(client, broker, topic_name)
-
-    def test_log_append_time(
-        self, client: RecordClient, broker: LiveBroker, topic_name: str
-    ) -> None:
-        log_append_time(client, broker, topic_name)
+    test_max_message_bytes = as_test(max_message_bytes)
+    test_log_append_time = as_test(log_append_time)
 
 
 class AdminScenarios:
     """Topic lifecycle and configs, for a client module's ``Test...`` class."""
 
-    def test_add_partitions(
-        self, client: RecordClient, broker: LiveBroker, topic_name: str
-    ) -> None:
-        add_partitions(client, broker, topic_name)
-
-    def test_delete_topic(self, client: RecordClient, broker: LiveBroker, topic_name: str) -> None:
-        delete_topic(client, broker, topic_name)
-
-    def test_describe_configs_defaults(
-        self, client: RecordClient, broker: LiveBroker, topic_name: str
-    ) -> None:
-        describe_configs_defaults(client, broker, topic_name)
+    test_add_partitions = as_test(add_partitions)
+    test_delete_topic = as_test(delete_topic)
+    test_describe_configs_defaults = as_test(describe_configs_defaults)
 
 
 class AssignedScenarios:
     """Headers and offset reset, read by assignment, for a client module's ``Test...`` class."""
 
-    def test_headers_and_create_time(
-        self, client: RecordClient, broker: LiveBroker, topic_name: str
-    ) -> None:
-        headers_and_create_time(client, broker, topic_name)
-
-    def test_offset_out_of_range_resets(
-        self, client: RecordClient, broker: LiveBroker, topic_name: str
-    ) -> None:
-        offset_out_of_range_resets(client, broker, topic_name)
+    test_headers_and_create_time = as_test(headers_and_create_time)
+    test_offset_out_of_range_resets = as_test(offset_out_of_range_resets)
 
 
 class RestartScenarios:
     """Data across a restart and a kill -9 of the test's own broker (``fresh_broker``)."""
 
-    def test_restart_keeps_data(
-        self, client: RecordClient, fresh_broker: LiveBroker, topic_name: str
-    ) -> None:
-        restart_keeps_data(client, fresh_broker, topic_name)
-
-    def test_kill_keeps_acked_data(
-        self, client: RecordClient, fresh_broker: LiveBroker, topic_name: str
-    ) -> None:
-        kill_keeps_acked_data(client, fresh_broker, topic_name)
+    test_restart_keeps_data = as_test(restart_keeps_data, broker="fresh_broker")
+    test_kill_keeps_acked_data = as_test(kill_keeps_acked_data, broker="fresh_broker")

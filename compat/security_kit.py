@@ -46,6 +46,11 @@ class Case:
     password: str | None = None
     client_certificate: bool = False
 
+    def login(self, mechanism: str, username: str, password: str) -> dict[str, object]:
+        """The SASL mechanism, user and password (PLAIN, SCRAM) under the names a library
+        gives those settings."""
+        return {mechanism: self.mechanism, username: self.user, password: self.password}
+
 
 CASES = {
     "ssl": Case("SSL", "SSL"),
@@ -100,13 +105,7 @@ def python_client_settings(
         conf["sasl_mechanism"] = "OAUTHBEARER"
         conf["sasl_oauth_token_provider"] = token_provider(case.user)
     elif case.mechanism:
-        conf.update(
-            {
-                "sasl_mechanism": case.mechanism,
-                "sasl_plain_username": case.user,
-                "sasl_plain_password": case.password,
-            }
-        )
+        conf.update(case.login("sasl_mechanism", "sasl_plain_username", "sasl_plain_password"))
     return conf
 
 
@@ -247,11 +246,5 @@ def librdkafka_settings(secured: Secured, case: Case) -> dict[str, object]:
             }
         )
     elif case.mechanism:
-        conf.update(
-            {
-                "sasl.mechanism": case.mechanism,
-                "sasl.username": case.user,
-                "sasl.password": case.password,
-            }
-        )
+        conf.update(case.login("sasl.mechanism", "sasl.username", "sasl.password"))
     return conf

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from compat.livebroker import LiveBroker
+from compat.scenario_tests import as_test
 
 DEADLINE_S = 20.0
 SMALL_INTERNAL_TOPICS = {
@@ -240,29 +241,23 @@ def transaction_commits_across_kill_9(client: TxnClient, live: LiveBroker, topic
 class TxnScenarios:
     """Isolation levels, offsets in a transaction and fencing, for a ``Test...`` class."""
 
-    def test_commit_abort_commit_counts_per_isolation_level(
-        self, txn_client: TxnClient, broker: LiveBroker, topic_name: str
-    ) -> None:
-        commit_abort_commit_counts_per_isolation_level(txn_client, broker, topic_name)
-
-    def test_consume_transform_produce_with_offsets(
-        self, txn_client: TxnClient, broker: LiveBroker, topic_name: str
-    ) -> None:
-        consume_transform_produce_with_offsets(txn_client, broker, topic_name)
-
-    def test_zombie_is_fenced_by_new_instance(
-        self, txn_client: TxnClient, broker: LiveBroker, topic_name: str
-    ) -> None:
-        zombie_is_fenced_by_new_instance(txn_client, broker, topic_name)
+    test_commit_abort_commit_counts_per_isolation_level = as_test(
+        commit_abort_commit_counts_per_isolation_level, client="txn_client"
+    )
+    test_consume_transform_produce_with_offsets = as_test(
+        consume_transform_produce_with_offsets, client="txn_client"
+    )
+    test_zombie_is_fenced_by_new_instance = as_test(
+        zombie_is_fenced_by_new_instance, client="txn_client"
+    )
 
 
 class TxnKillScenarios:
     """A transaction across a kill -9 of a broker of the test's own, for a ``Test...`` class."""
 
-    def test_transaction_commits_across_kill_9(
-        self, txn_client: TxnClient, same_port_broker: LiveBroker, topic_name: str
-    ) -> None:
-        transaction_commits_across_kill_9(txn_client, same_port_broker, topic_name)
+    test_transaction_commits_across_kill_9 = as_test(
+        transaction_commits_across_kill_9, client="txn_client", broker="same_port_broker"
+    )
 
 
 # -- idempotence through a kill -9 and through lost responses ---------------------------------

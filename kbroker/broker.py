@@ -45,11 +45,13 @@ def read_meta_properties(path: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _logged_failure(what: str) -> Iterator[None]:
+def logged_failure(log: logging.Logger, message: str, *args: object) -> Iterator[None]:
+    """Log an exception of the block (``message % args``, with its traceback) and go on:
+    for steps whose failure must not stop the ones after them (closing, maintenance)."""
     try:
         yield
     except Exception:
-        logger.exception("writing %s failed", what)
+        log.exception(message, *args)
 
 
 class BrokerState:
@@ -273,11 +275,11 @@ class BrokerState:
         """Flush and close every log (clean-shutdown markers), release the data dir."""
         try:
             partitions = self.topics.all_partitions()
-            with _logged_failure("replication-offset-checkpoint"):
+            with logged_failure(logger, "writing replication-offset-checkpoint failed"):
                 self.offset_checkpoints.write_high_watermarks(partitions)
             self.topics.close()
             # Closing flushed every log: their recovery points are now their ends.
-            with _logged_failure("recovery-point-offset-checkpoint"):
+            with logged_failure(logger, "writing recovery-point-offset-checkpoint failed"):
                 self.offset_checkpoints.write_recovery_points(partitions)
         finally:
             self._unlock()

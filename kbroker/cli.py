@@ -28,6 +28,7 @@ from kbroker.config import (
     CONFIG_DEFS,
     BrokerConfig,
     ConfigError,
+    add_pairs_option,
     parse_pairs,
     parse_properties,
 )
@@ -88,13 +89,7 @@ def _parser() -> argparse.ArgumentParser:
         "kbroker.http.console.actions=true",
     )
     parser.add_argument("--config", metavar="FILE", help="a Kafka server.properties file")
-    parser.add_argument(
-        "--override",
-        metavar="KEY=VALUE",
-        action="append",
-        default=[],
-        help="set one Kafka broker setting (repeatable)",
-    )
+    add_pairs_option(parser, "--override", "set one Kafka broker setting (repeatable)")
     parser.add_argument(
         "--log-level",
         default="INFO",

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from kbroker.cluster_runner import Cluster, ClusterError
-from kbroker.config import parse_pairs
+from kbroker.config import add_pairs_option, parse_pairs
 from kbroker.testing.zookeeper import ZooKeeperError
 
 
@@ -55,13 +55,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PORT",
         help="brokers listen on PORT, PORT+1, ...; default free ports",
     )
-    parser.add_argument(
-        "--override",
-        metavar="KEY=VALUE",
-        action="append",
-        default=[],
-        help="a Kafka broker setting for every broker (repeatable)",
-    )
+    add_pairs_option(parser, "--override", "a Kafka broker setting for every broker (repeatable)")
     return parser
 
 

@@ -15,6 +15,7 @@ loads, and documented as having no effect.
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import functools
 import math
@@ -1341,6 +1342,12 @@ def _logical_lines(text: str) -> list[str]:
     if pending is not None:
         lines.append(pending)
     return lines
+
+
+def add_pairs_option(parser: argparse.ArgumentParser, flag: str, help: str) -> None:
+    """A repeatable ``flag KEY=VALUE`` command-line option: its values gather in a list
+    (empty when the option is absent), for ``parse_pairs`` or the caller's own parsing."""
+    parser.add_argument(flag, action="append", default=[], metavar="KEY=VALUE", help=help)
 
 
 def parse_pairs(

@@ -41,14 +41,13 @@ import math
 import os
 import socket
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import trio
 
-from kbroker.broker import BrokerState
+from kbroker.broker import BrokerState, logged_failure
 from kbroker.config import BrokerConfig, ConfigError, Listener, parse_ip_overrides
 from kbroker.coordinator import service as group_service
 from kbroker.failures import warn_rate_limited
@@ -824,12 +823,9 @@ def _admit(server: Server, stream: trio.SocketStream, make: Any = Connection) ->
     return connection
 
 
-@contextlib.contextmanager
-def _logged(step: str) -> Iterator[None]:
-    try:
-        yield
-    except Exception:
-        logger.exception("maintenance step %s failed", step)
+def _logged(step: str) -> contextlib.AbstractContextManager[None]:
+    """A maintenance step: a failure is logged, and the step runs again next time."""
+    return logged_failure(logger, "maintenance step %s failed", step)
 
 
 async def _start_observability(server: Server, nursery: trio.Nursery) -> None:

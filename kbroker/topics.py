@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import logging
 import os
 import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import trio
 
@@ -45,6 +46,9 @@ if TYPE_CHECKING:
     from kbroker.replication.partition import ReplicatedPartition
 
 logger = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 MAX_NAME_LENGTH = 249  # Kafka's Topic.MAX_NAME_LENGTH (255 minus room for "-<partition>")
 _LEGAL_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
@@ -167,6 +171,43 @@ class Topic:
         return f"Topic({self.name!r}, {len(self.partitions)} partitions)"
 
 
+def _at_once(steps: Callable[_P, Generator[None, None, _T]]) -> Callable[_P, _T]:
+    """``steps`` as a function that runs them to the end without pausing."""
+
+    @functools.wraps(steps)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        pending = steps(*args, **kwargs)
+        try:
+            while True:
+                next(pending)
+        except StopIteration as done:
+            result: _T = done.value
+            return result
+
+    return run
+
+
+def _in_slices(steps: Callable[_P, Generator[None, None, _T]]) -> Callable[_P, Awaitable[_T]]:
+    """``steps`` as an async function that lets other tasks run at each of their pauses.
+    Cancelled there, the steps are closed: they undo their work before the cancellation
+    goes on."""
+
+    @functools.wraps(steps)
+    async def run(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        pending = steps(*args, **kwargs)
+        try:
+            while True:
+                next(pending)
+                await trio.sleep(0)
+        except StopIteration as done:
+            result: _T = done.value
+            return result
+        finally:
+            pending.close()
+
+    return run
+
+
 class TopicManager:
     """All topics of the broker; every change is persisted before it is visible."""
 
@@ -212,7 +253,12 @@ class TopicManager:
 
     # --- changes ------------------------------------------------------------------------
 
-    def create(
+    # Creating and adopting a topic are written once, as generators that pause between
+    # slices of partitions; ``create``/``adopt`` run them through in one go (startup,
+    # tests), ``create_async``/``adopt_async`` let other tasks run at each pause (request
+    # handlers). Either way the topic is visible (``get``) only once every partition is open.
+
+    def _create(
         self,
         name: str,
         num_partitions: int = -1,
@@ -221,44 +267,24 @@ class TopicManager:
         validate_only: bool = False,
         internal: bool = False,
         replication_factor: int = -1,
-    ) -> Topic:
+    ) -> Generator[None, None, Topic]:
         """Create a topic (CreateTopics semantics; -1 partitions/replicas = broker default).
 
         Raises KafkaApiError with the code Kafka answers: INVALID_TOPIC_EXCEPTION,
         TOPIC_ALREADY_EXISTS, INVALID_PARTITIONS, INVALID_REPLICATION_FACTOR, INVALID_CONFIG.
         With validate_only, checks everything and returns an unsaved Topic without logs.
-        Opens every partition in one go: from a request handler, use ``create_async``.
         """
         topic, count = self._check_new(
             name, num_partitions, configs, internal=internal, replication_factor=replication_factor
         )
         if validate_only:
             return topic
-        for _ in self._build(topic, count):
-            pass
+        yield from self._build(topic, count)
         self._log_created(topic, count)
         return topic
 
-    async def create_async(
-        self,
-        name: str,
-        num_partitions: int = -1,
-        configs: Mapping[str, str | None] | None = None,
-        *,
-        validate_only: bool = False,
-        internal: bool = False,
-        replication_factor: int = -1,
-    ) -> Topic:
-        """``create``, letting other tasks run every few milliseconds while the partitions
-        are opened; the topic is visible (``get``) only once all of them are open."""
-        topic, count = self._check_new(
-            name, num_partitions, configs, internal=internal, replication_factor=replication_factor
-        )
-        if validate_only:
-            return topic
-        await _drive(self._build(topic, count))
-        self._log_created(topic, count)
-        return topic
+    create = _at_once(_create)
+    create_async = _in_slices(_create)
 
     def _check_new(
         self,
@@ -284,20 +310,18 @@ class TopicManager:
                     ErrorCode.INVALID_TOPIC_EXCEPTION,
                     f"Topic '{name}' collides with existing topic: {existing}",
                 )
-        if num_partitions == -1:
-            num_partitions = self.config["num.partitions"]
-        if num_partitions <= 0:
-            raise KafkaApiError(
-                ErrorCode.INVALID_PARTITIONS,
-                "Number of partitions was set to an invalid non-positive value.",
-            )
-        if replication_factor == -1:
-            replication_factor = self.config["default.replication.factor"]
-        if replication_factor <= 0:
-            raise KafkaApiError(
-                ErrorCode.INVALID_REPLICATION_FACTOR,
-                "Replication factor must be larger than 0, or -1 to use the default value.",
-            )
+        num_partitions = self._count_or_default(
+            num_partitions,
+            "num.partitions",
+            ErrorCode.INVALID_PARTITIONS,
+            "Number of partitions was set to an invalid non-positive value.",
+        )
+        replication_factor = self._count_or_default(
+            replication_factor,
+            "default.replication.factor",
+            ErrorCode.INVALID_REPLICATION_FACTOR,
+            "Replication factor must be larger than 0, or -1 to use the default value.",
+        )
         if replication_factor > 1:
             raise KafkaApiError(
                 ErrorCode.INVALID_REPLICATION_FACTOR,
@@ -307,6 +331,15 @@ class TopicManager:
             )
         overrides = validate_topic_configs(configs or {})
         return Topic(name, random_kafka_uuid(), [], overrides, internal), num_partitions
+
+    def _count_or_default(self, value: int, key: str, error: ErrorCode, message: str) -> int:
+        """A CreateTopics count: -1 is the broker's ``key``; any other value below 1 is
+        refused with ``error``."""
+        if value == -1:
+            value = self.config[key]
+        if value <= 0:
+            raise KafkaApiError(error, message)
+        return value
 
     def _log_created(self, topic: Topic, count: int) -> None:
         if has_collision_chars(topic.name) and not topic.internal:
@@ -396,37 +429,15 @@ class TopicManager:
             )
         self.delete_local(name)
 
-    def adopt(
+    def _adopt(
         self,
         name: str,
         topic_id: uuid.UUID | None,
         num_partitions: int,
         configs: Mapping[str, str | None] | None = None,
-    ) -> Topic:
+    ) -> Generator[None, None, Topic]:
         """Host a topic the cluster's controller created (cluster mode): no naming or
         replication checks (they were made where it was created), its topic id kept."""
-        topic = self._adoptee(name, topic_id, configs)
-        for _ in self._build(topic, num_partitions):
-            pass
-        self._log_adopted(topic, num_partitions)
-        return topic
-
-    async def adopt_async(
-        self,
-        name: str,
-        topic_id: uuid.UUID | None,
-        num_partitions: int,
-        configs: Mapping[str, str | None] | None = None,
-    ) -> Topic:
-        """``adopt``, yielding to other tasks while the partitions are opened."""
-        topic = self._adoptee(name, topic_id, configs)
-        await _drive(self._build(topic, num_partitions))
-        self._log_adopted(topic, num_partitions)
-        return topic
-
-    def _adoptee(
-        self, name: str, topic_id: uuid.UUID | None, configs: Mapping[str, str | None] | None
-    ) -> Topic:
         if name in self.topics or name in self._pending:
             raise KafkaApiError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
         try:
@@ -434,15 +445,18 @@ class TopicManager:
         except KafkaApiError:
             logger.warning("topic %s: ignoring invalid configs %s", name, configs)
             overrides = {}
-        return Topic(name, topic_id or random_kafka_uuid(), [], overrides, name in INTERNAL_TOPICS)
-
-    def _log_adopted(self, topic: Topic, count: int) -> None:
+        topic = Topic(name, topic_id or random_kafka_uuid(), [], overrides, name in INTERNAL_TOPICS)
+        yield from self._build(topic, num_partitions)
         logger.info(
             "hosting topic %s (id %s, %d partitions)",
             topic.name,
             uuid_to_base64(topic.topic_id),
-            count,
+            num_partitions,
         )
+        return topic
+
+    adopt = _at_once(_adopt)
+    adopt_async = _in_slices(_adopt)
 
     def delete_local(self, name: str) -> None:
         """Remove this broker's copy of a topic (cluster mode: StopReplica with delete),
@@ -649,16 +663,6 @@ class TopicManager:
                 )
         if entries:
             logger.info("loaded %d topics from %s", len(entries), self.data_dir)
-
-
-async def _drive(steps: Generator[None, None, None]) -> None:
-    """Run ``steps``, letting other tasks run at each of its pauses. Cancelled there,
-    ``steps`` is closed: it undoes its work before the cancellation goes on."""
-    try:
-        for _ in steps:
-            await trio.sleep(0)
-    finally:
-        steps.close()
 
 
 def _read_partition_metadata(path: Path) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -24,12 +24,13 @@ from compat.livebroker import LiveBroker
 from compat.record_scenarios import PLAIN, Config, Got, Out, Producing, Refused, Sent
 
 DEADLINE_S = 30.0
+T = TypeVar("T")
 
 
-def run(scenario: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+def run(scenario: Callable[..., Awaitable[T]], *args: Any) -> T:
     """Run one asyncio coroutine function with an overall deadline; its result."""
 
-    async def bounded() -> Any:
+    async def bounded() -> T:
         return await asyncio.wait_for(scenario(*args), DEADLINE_S * 2)
 
     return asyncio.run(bounded())
@@ -142,37 +143,47 @@ async def _offsets(bootstrap: str, topic: str, partition: int) -> tuple[int, int
         await consumer.stop()
 
 
-async def _admin(bootstrap: str, what: str, topic: str, count: int = 0) -> Any:
-    """One admin call of the record scenarios (see ``RecordClient``)."""
+async def _partitions(bootstrap: str, topic: str) -> list[int]:
     async with admin_client(bootstrap) as admin:
-        if what == "partitions":
-            [described] = await admin.describe_topics([topic])
-            assert described["error_code"] == 0, described
-            return sorted(p["partition"] for p in described["partitions"])
-        if what == "topics":
-            return set(await admin.list_topics())
-        if what == "create_partitions":
-            try:
-                await admin.create_partitions({topic: NewPartitions(count)})
-            except BrokerResponseError as exc:
-                return int(exc.errno)
-            return 0
-        if what == "delete_topic":
-            # aiokafka hands back the DeleteTopics response rather than raising per topic.
-            response = await admin.delete_topics([topic])
-            [(name, code, *_)] = response.topic_error_codes
-            assert name == topic
-            return int(code)
-        assert what == "topic_configs", what
+        [described] = await admin.describe_topics([topic])
+    assert described["error_code"] == 0, described
+    return sorted(p["partition"] for p in described["partitions"])
+
+
+async def _topics(bootstrap: str) -> set[str]:
+    async with admin_client(bootstrap) as admin:
+        return set(await admin.list_topics())
+
+
+async def _create_partitions(bootstrap: str, topic: str, count: int) -> int:
+    async with admin_client(bootstrap) as admin:
+        try:
+            await admin.create_partitions({topic: NewPartitions(count)})
+        except BrokerResponseError as exc:
+            return int(exc.errno)
+    return 0
+
+
+async def _delete_topic(bootstrap: str, topic: str) -> int:
+    async with admin_client(bootstrap) as admin:
+        # aiokafka hands back the DeleteTopics response rather than raising per topic.
+        response = await admin.delete_topics([topic])
+    [(name, code, *_)] = response.topic_error_codes
+    assert name == topic
+    return int(code)
+
+
+async def _topic_configs(bootstrap: str, topic: str) -> dict[str, Config]:
+    async with admin_client(bootstrap) as admin:
         [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
-        [(error_code, _, _, name, entries)] = response.resources
-        assert (error_code, name) == (0, topic)
-        # (name, value, read_only, source, sensitive, ...)
-        return {e[0]: Config(e[1], e[3]) for e in entries}
+    [(error_code, _, _, name, entries)] = response.resources
+    assert (error_code, name) == (0, topic)
+    # (name, value, read_only, source, sensitive, ...)
+    return {e[0]: Config(e[1], e[3]) for e in entries}
 
 
 class AiokafkaClient:
-    """aiokafka as a ``compat.record_scenarios.RecordClient``."""
+    """aiokafka as a ``compat.record_scenarios.RecordClient``: each call one ``run``."""
 
     partition_known_without_acks = False  # acks=0: no metadata to report
 
@@ -188,46 +199,37 @@ class AiokafkaClient:
     def produce(
         broker: LiveBroker, topic: str, records: list[Out], how: Producing = PLAIN
     ) -> list[Sent]:
-        configs = how.settings(dotted=False)
-        result: list[Sent] = run(_produce, broker.bootstrap_servers, topic, records, configs)
-        return result
+        return run(_produce, broker.bootstrap_servers, topic, records, how.settings(dotted=False))
 
     @staticmethod
     def read(
         broker: LiveBroker, topic: str, partitions: int, count: int, *, seek: int | None = None
     ) -> list[Got]:
-        result: list[Got] = run(_read, broker.bootstrap_servers, topic, partitions, count, seek)
-        return result
+        return run(_read, broker.bootstrap_servers, topic, partitions, count, seek)
 
     @staticmethod
     def offsets(broker: LiveBroker, topic: str, partition: int) -> tuple[int, int]:
-        result: tuple[int, int] = run(_offsets, broker.bootstrap_servers, topic, partition)
-        return result
+        return run(_offsets, broker.bootstrap_servers, topic, partition)
 
     @staticmethod
     def partitions(broker: LiveBroker, topic: str) -> list[int]:
-        result: list[int] = run(_admin, broker.bootstrap_servers, "partitions", topic)
-        return result
+        return run(_partitions, broker.bootstrap_servers, topic)
 
     @staticmethod
     def topics(broker: LiveBroker) -> set[str]:
-        result: set[str] = run(_admin, broker.bootstrap_servers, "topics", "")
-        return result
+        return run(_topics, broker.bootstrap_servers)
 
     @staticmethod
     def create_partitions(broker: LiveBroker, topic: str, count: int) -> int:
-        result: int = run(_admin, broker.bootstrap_servers, "create_partitions", topic, count)
-        return result
+        return run(_create_partitions, broker.bootstrap_servers, topic, count)
 
     @staticmethod
     def delete_topic(broker: LiveBroker, topic: str) -> int:
-        result: int = run(_admin, broker.bootstrap_servers, "delete_topic", topic)
-        return result
+        return run(_delete_topic, broker.bootstrap_servers, topic)
 
     @staticmethod
     def topic_configs(broker: LiveBroker, topic: str) -> dict[str, Config]:
-        result: dict[str, Config] = run(_admin, broker.bootstrap_servers, "topic_configs", topic)
-        return result
+        return run(_topic_configs, broker.bootstrap_servers, topic)
 
 
 # -- transactions -----------------------------------------------------------------------------
@@ -373,17 +375,13 @@ class AiokafkaTxn:
 
     @staticmethod
     def read_all(broker: LiveBroker, topic: str, isolation: str) -> list[bytes]:
-        result: list[bytes] = run(read_all, broker.bootstrap_servers, topic, isolation)
-        return result
+        return run(read_all, broker.bootstrap_servers, topic, isolation)
 
     @staticmethod
     def transform(
         broker: LiveBroker, src: str, dst: str, group: str, tid: str, count: int
     ) -> tuple[int, int]:
-        result: tuple[int, int] = run(
-            _transform, broker.bootstrap_servers, src, dst, group, f"aio-{tid}", count
-        )
-        return result
+        return run(_transform, broker.bootstrap_servers, src, dst, group, f"aio-{tid}", count)
 
 
 # -- consumer groups --------------------------------------------------------------------------
@@ -497,7 +495,4 @@ class AiokafkaGroups:
     @staticmethod
     def committed(broker: LiveBroker, group: str, topic: str, partitions: int) -> dict[int, int]:
         """The group's committed offsets as the admin client reads them (OffsetFetch)."""
-        result: dict[int, int] = run(
-            _group_committed, broker.bootstrap_servers, group, topic, partitions
-        )
-        return result
+        return run(_group_committed, broker.bootstrap_servers, group, topic, partitions)

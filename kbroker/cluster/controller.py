@@ -425,12 +425,23 @@ class ControllerCore:
         reg = b.registration
         return reg.endpoint(self.inter_broker_listener) or (reg.host, reg.port)
 
+    def _control_header(self, broker_id: int) -> dict[str, Any]:
+        """The fields every controller-to-broker request starts with (Kafka's
+        AbstractControlRequest): the sender, its controller epoch, and the epoch of the
+        target's registration (-1 if it is not live), by which a restarted broker refuses
+        a request meant for its previous incarnation (KIP-380)."""
+        return {
+            "controller_id": self.broker_id,
+            "controller_epoch": self.epoch,
+            "broker_epoch": self.live[broker_id].epoch if broker_id in self.live else -1,
+        }
+
     def leader_and_isr(
         self, broker_id: int, tps: Iterable[TP], *, full: bool = False, new: Iterable[TP] = ()
     ) -> Callable[[int], Any]:
         """A LeaderAndIsr for ``broker_id`` with the current state of ``tps`` (a snapshot
         taken now), as a function of the negotiated version."""
-        target_epoch = self.live[broker_id].epoch if broker_id in self.live else -1
+        header = self._control_header(broker_id)
         fresh = set(new)
         parts = [
             (tp, self.states[tp], self.replicas(tp), tp in fresh)
@@ -440,7 +451,6 @@ class ControllerCore:
         leaders = sorted({s.leader for _, s, _, _ in parts if self.is_live(s.leader)})
         live_leaders = [(b, *self._endpoint(b)) for b in leaders]
         topic_ids = {t: a.topic_id for t, a in self.topics.items()}
-        controller_id, controller_epoch = self.broker_id, self.epoch
         cls = LeaderAndIsrRequest
 
         def build(version: int) -> Any:
@@ -453,9 +463,7 @@ class ControllerCore:
                 for tp, s, replicas, is_new in parts
             ]
             body = cls(
-                controller_id=controller_id,
-                controller_epoch=controller_epoch,
-                broker_epoch=target_epoch,
+                **header,
                 live_leaders=[
                     cls.LeaderAndIsrLiveLeader(broker_id=b, host_name=h, port=p)
                     for b, h, p in live_leaders
@@ -484,7 +492,7 @@ class ControllerCore:
     ) -> Callable[[int], Any]:
         """An UpdateMetadata for ``broker_id``: all live brokers, and the state of ``tps``
         (None: every partition); ``deleted`` partitions go with leader -2 so brokers drop them."""
-        target_epoch = self.live[broker_id].epoch if broker_id in self.live else -1
+        header = self._control_header(broker_id)
         chosen = self.all_partitions() if tps is None else sorted(set(tps))
         parts: list[tuple[TP, PartitionState, tuple[int, ...]]] = [
             (tp, self.states[tp], self.replicas(tp)) for tp in chosen if tp in self.states
@@ -509,7 +517,6 @@ class ControllerCore:
             (b.id, self._endpoint(b.id), b.registration) for _, b in sorted(self.live.items())
         ]
         topic_ids = {t: a.topic_id for t, a in self.topics.items()}
-        controller_id, controller_epoch = self.broker_id, self.epoch
         cls = UpdateMetadataRequest
 
         def build(version: int) -> Any:
@@ -540,9 +547,7 @@ class ControllerCore:
                     ]
                 live_brokers.append(b)
             body = cls(
-                controller_id=controller_id,
-                controller_epoch=controller_epoch,
-                broker_epoch=target_epoch,
+                **header,
                 live_brokers=live_brokers,
             )
             _place_states(
@@ -562,7 +567,7 @@ class ControllerCore:
     ) -> Callable[[int], Any]:
         """A StopReplica for ``broker_id``: stop following ``tps``, and delete their logs
         if ``delete`` (one flag per request, so every version can carry it)."""
-        target_epoch = self.live[broker_id].epoch if broker_id in self.live else -1
+        header = self._control_header(broker_id)
         chosen = sorted(set(tps))
         epochs = {
             tp: (
@@ -572,15 +577,10 @@ class ControllerCore:
             )
             for tp in chosen
         }
-        controller_id, controller_epoch = self.broker_id, self.epoch
         cls = StopReplicaRequest
 
         def build(version: int) -> Any:
-            body = cls(
-                controller_id=controller_id,
-                controller_epoch=controller_epoch,
-                broker_epoch=target_epoch,
-            )
+            body = cls(**header)
             by_topic: dict[str, list[int]] = {}
             for t, p in chosen:
                 by_topic.setdefault(t, []).append(p)

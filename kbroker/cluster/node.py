@@ -23,6 +23,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -112,6 +113,18 @@ async def _get_or_create_cluster_id(zk: Any) -> str:
     except NodeExists:  # another broker was first
         data, _ = await zk.get(znodes.CLUSTER_ID)
         return znodes.decode_cluster_id(data)
+
+
+@dataclass(frozen=True, slots=True)
+class _TxnMarkers:
+    """The COMMIT/ABORT markers of one transaction bound for partitions other brokers
+    lead (Kafka's TxnMarkerEntry)."""
+
+    producer_id: int
+    producer_epoch: int
+    commit: bool
+    partitions: tuple[tuple[str, int], ...]
+    coordinator_epoch: int
 
 
 class ClusterNode:
@@ -463,24 +476,13 @@ class ClusterNode:
             if on_done is not None:
                 on_done(False)
             return
-        self._nursery.start_soon(
-            self._deliver_txn_markers,
-            producer_id,
-            producer_epoch,
-            commit,
-            list(partitions),
-            coordinator_epoch,
-            on_done,
+        markers = _TxnMarkers(
+            producer_id, producer_epoch, commit, tuple(partitions), coordinator_epoch
         )
+        self._nursery.start_soon(self._deliver_txn_markers, markers, on_done)
 
     async def _deliver_txn_markers(
-        self,
-        producer_id: int,
-        producer_epoch: int,
-        commit: bool,
-        partitions: list[tuple[str, int]],
-        coordinator_epoch: int,
-        on_done: Callable[[bool], None] | None = None,
+        self, markers: _TxnMarkers, on_done: Callable[[bool], None] | None
     ) -> None:
         """Send WriteTxnMarkers to each partition's current leader until all are written
         (a partition deleted meanwhile is dropped, as Kafka does), then tell ``on_done``.
@@ -488,9 +490,7 @@ class ClusterNode:
         The leaders answer once the marker is in the partition's ISR (acks=all); any
         other error (NOT_ENOUGH_REPLICAS, a moved leader) is retried."""
         try:
-            written = await self._send_txn_markers(
-                producer_id, producer_epoch, commit, partitions, coordinator_epoch
-            )
+            written = await self._send_txn_markers(markers)
         except Exception:  # noqa: BLE001 - reported to the coordinator, which retries
             logger.exception("delivering transaction markers failed")
             written = False
@@ -500,20 +500,13 @@ class ClusterNode:
             except Exception:  # a cluster task must not end the node
                 logger.exception("completing a transaction's markers failed")
 
-    async def _send_txn_markers(
-        self,
-        producer_id: int,
-        producer_epoch: int,
-        commit: bool,
-        partitions: list[tuple[str, int]],
-        coordinator_epoch: int,
-    ) -> bool:
+    async def _send_txn_markers(self, markers: _TxnMarkers) -> bool:
         """The delivery loop of ``_deliver_txn_markers``; True once every marker is written."""
         from kbroker.txn.service import MARKER_ACKS_TIMEOUT_S, write_markers
         from kbroker.wire.errors import ErrorCode
         from kbroker.wire.messages import WriteTxnMarkersRequest
 
-        pending = set(partitions)
+        pending = set(markers.partitions)
         deadline = trio.current_time() + self.broker.config["transaction.max.timeout.ms"] / 1000
         while pending and trio.current_time() < deadline:
             by_leader: dict[int, list[tuple[str, int]]] = {}
@@ -539,11 +532,11 @@ class ClusterNode:
 
                         write_markers(
                             self.broker,
-                            producer_id,
-                            producer_epoch,
-                            commit,
+                            markers.producer_id,
+                            markers.producer_epoch,
+                            markers.commit,
                             local,
-                            coordinator_epoch=coordinator_epoch,
+                            coordinator_epoch=markers.coordinator_epoch,
                             on_written=local_done,
                         )
                         await replicated.wait()
@@ -556,16 +549,16 @@ class ClusterNode:
                 request = WriteTxnMarkersRequest(
                     markers=[
                         WriteTxnMarkersRequest.WritableTxnMarker(
-                            producer_id=producer_id,
-                            producer_epoch=producer_epoch,
-                            transaction_result=commit,
+                            producer_id=markers.producer_id,
+                            producer_epoch=markers.producer_epoch,
+                            transaction_result=markers.commit,
                             topics=[
                                 WriteTxnMarkersRequest.WritableTxnMarkerTopic(
                                     name=t, partition_indexes=indexes
                                 )
                                 for t, indexes in topics.items()
                             ],
-                            coordinator_epoch=coordinator_epoch,
+                            coordinator_epoch=markers.coordinator_epoch,
                         )
                     ]
                 )
@@ -590,7 +583,9 @@ class ClusterNode:
                 await trio.sleep(0.2)
         if pending:
             logger.warning(
-                "transaction markers of producer %d never reached %s", producer_id, sorted(pending)
+                "transaction markers of producer %d never reached %s",
+                markers.producer_id,
+                sorted(pending),
             )
         return not pending
 

@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from types import MappingProxyType
-from typing import Any, TypedDict
+from typing import Any, Generic, TypedDict, TypeVar
 
 from kbroker.coordinator import events
 from kbroker.wire.errors import ErrorCode
@@ -182,12 +182,29 @@ class ConsumerGroupImage:
 
 
 # One record per Kafka record type; a None value is that key's tombstone.
+_Value = TypeVar("_Value")
+
+
 @dataclass(slots=True)
-class ConsumerGroupEpochRecord:
-    """ConsumerGroupMetadataKey/Value: the group epoch (its tombstone deletes the group)."""
+class _MemberRecord(Generic[_Value]):
+    """A record keyed by the group and one member's id (the per-member record types)."""
+
+    group_id: str
+    member_id: str
+    value: _Value | None
+
+
+@dataclass(slots=True)
+class _EpochRecord:
+    """A record keyed by the group alone that holds one of its epochs."""
 
     group_id: str
     epoch: int | None
+
+
+@dataclass(slots=True)
+class ConsumerGroupEpochRecord(_EpochRecord):
+    """ConsumerGroupMetadataKey/Value: the group epoch (its tombstone deletes the group)."""
 
 
 @dataclass(slots=True)
@@ -199,38 +216,23 @@ class ConsumerGroupTopicsRecord:
 
 
 @dataclass(slots=True)
-class MemberMetadataRecord:
+class MemberMetadataRecord(_MemberRecord[MemberSubscription]):
     """ConsumerGroupMemberMetadataKey/Value: one member's subscription."""
 
-    group_id: str
-    member_id: str
-    value: MemberSubscription | None
-
 
 @dataclass(slots=True)
-class TargetAssignmentRecord:
+class TargetAssignmentRecord(_MemberRecord[Assignment]):
     """ConsumerGroupTargetAssignmentMemberKey/Value: one member's target partitions."""
 
-    group_id: str
-    member_id: str
-    value: Assignment | None
-
 
 @dataclass(slots=True)
-class TargetEpochRecord:
+class TargetEpochRecord(_EpochRecord):
     """ConsumerGroupTargetAssignmentMetadataKey/Value: the target assignment's epoch."""
 
-    group_id: str
-    epoch: int | None
-
 
 @dataclass(slots=True)
-class CurrentAssignmentRecord:
+class CurrentAssignmentRecord(_MemberRecord[MemberAssignment]):
     """ConsumerGroupCurrentMemberAssignmentKey/Value: one member's epochs and partitions."""
-
-    group_id: str
-    member_id: str
-    value: MemberAssignment | None
 
 
 ConsumerGroupRecord = (

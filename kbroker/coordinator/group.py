@@ -30,8 +30,8 @@ from __future__ import annotations
 import struct
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Protocol, Unpack
+from dataclasses import dataclass, replace
+from typing import Protocol, Required, TypedDict, TypeVar, Unpack
 
 from kbroker.coordinator import events
 from kbroker.coordinator.classic_group import (
@@ -161,6 +161,40 @@ class GroupStore(Protocol):
         """Append the records to ``__consumer_offsets`` partition ``partition``."""
 
 
+class JoinOptions(TypedDict, total=False):
+    """JoinGroup's arguments besides the group and member id, as ``prepare_join_group``
+    takes them (``join_group`` passes them on unchanged)."""
+
+    group_instance_id: Required[str | None]
+    protocol_type: Required[str]
+    protocols: Required[list[tuple[str, bytes]]]
+    session_timeout_ms: Required[int]
+    rebalance_timeout_ms: Required[int]
+    client_id: str
+    client_host: str
+    require_known_member_id: bool
+    supports_skip_assignment: bool
+    on_done: Callable[[], None] | None
+
+
+class SyncOptions(TypedDict, total=False):
+    """SyncGroup's optional arguments, as ``prepare_sync_group`` takes them
+    (``sync_group`` passes them on unchanged)."""
+
+    group_instance_id: str | None
+    protocol_type: str | None
+    protocol_name: str | None
+    assignments: Iterable[tuple[str, bytes]]
+    on_done: Callable[[], None] | None
+
+
+class CommitOptions(TypedDict, total=False):
+    """OffsetCommit's optional arguments, as ``prepare_offset_commit`` takes them
+    (``commit_offsets`` passes them on unchanged)."""
+
+    group_instance_id: str | None
+
+
 @dataclass(slots=True)
 class DescribedMember:
     """One member in a DescribeGroups answer."""
@@ -183,6 +217,21 @@ class DescribedGroup:
     protocol_type: str
     protocol_data: str
     members: list[DescribedMember]
+
+
+_Answer = TypeVar("_Answer")
+_Written = TypeVar("_Written")
+
+
+def _completed_at_once(
+    prepared: tuple[_Answer, _Written | None], complete: Callable[[_Written, int], None]
+) -> _Answer:
+    """The answer of a ``prepare_*`` call whose write has no replication to wait for:
+    the change it wrote (if any) is completed at once, as written."""
+    answer, written = prepared
+    if written is not None:
+        complete(written, ErrorCode.NONE)
+    return answer
 
 
 class GroupCoordinator:
@@ -273,41 +322,14 @@ class GroupCoordinator:
     # ------------------------------------------------------------------ JoinGroup
 
     def join_group(
-        self,
-        group_id: str,
-        member_id: str,
-        *,
-        group_instance_id: str | None,
-        protocol_type: str,
-        protocols: list[tuple[str, bytes]],
-        session_timeout_ms: int,
-        rebalance_timeout_ms: int,
-        client_id: str = "",
-        client_host: str = "",
-        require_known_member_id: bool = False,
-        supports_skip_assignment: bool = False,
-        on_done: Callable[[], None] | None = None,
+        self, group_id: str, member_id: str, **options: Unpack[JoinOptions]
     ) -> Pending[JoinResult]:
         """Handle JoinGroup; the result is decided now or when the rebalance completes
         (a group record it writes has no replication to wait for: see
         ``prepare_join_group``)."""
-        pending, stored = self.prepare_join_group(
-            group_id,
-            member_id,
-            group_instance_id=group_instance_id,
-            protocol_type=protocol_type,
-            protocols=protocols,
-            session_timeout_ms=session_timeout_ms,
-            rebalance_timeout_ms=rebalance_timeout_ms,
-            client_id=client_id,
-            client_host=client_host,
-            require_known_member_id=require_known_member_id,
-            supports_skip_assignment=supports_skip_assignment,
-            on_done=on_done,
+        return _completed_at_once(
+            self.prepare_join_group(group_id, member_id, **options), self.complete_static_join
         )
-        if stored is not None:
-            self.complete_static_join(stored, ErrorCode.NONE)
-        return pending
 
     def prepare_join_group(
         self,
@@ -362,7 +384,12 @@ class GroupCoordinator:
         ):
             pending.complete(JoinResult(ErrorCode.GROUP_MAX_SIZE_REACHED, member_id=member_id))
             return pending, None
-        member_args = dict(
+        # The member as this JoinGroup describes it: added under its id, or its protocols
+        # and timeouts copied onto the member the group knows (Kafka reads them from the
+        # JoinGroupRequestData at each step).
+        joining = ClassicMember(
+            member_id=member_id,
+            group_instance_id=group_instance_id,
             client_id=client_id,
             client_host=client_host,
             session_timeout_ms=session_timeout_ms,
@@ -373,15 +400,10 @@ class GroupCoordinator:
         stored = None
         if member_id == "":
             stored = self._join_unknown_member(
-                group,
-                group_instance_id,
-                require_known_member_id,
-                supports_skip_assignment,
-                member_args,
-                pending,
+                group, joining, pending, require_known_member_id, supports_skip_assignment
             )
         else:
-            self._join_known_member(group, member_id, group_instance_id, member_args, pending)
+            self._join_known_member(group, joining, pending)
         self._maybe_complete_join(group)
         return pending, stored
 
@@ -403,38 +425,34 @@ class GroupCoordinator:
     def _join_unknown_member(
         self,
         group: ClassicGroup,
-        instance_id: str | None,
+        joining: ClassicMember,
+        pending: Pending[JoinResult],
         require_known_member_id: bool,
         supports_skip_assignment: bool,
-        member_args: dict,
-        pending: Pending[JoinResult],
     ) -> PendingStaticJoin | None:
-        new_id = self._new_member_id(member_args["client_id"])
+        new_id = self._new_member_id(joining.client_id)
+        instance_id = joining.group_instance_id
         if instance_id is not None:
             # KIP-345: a static member never needs the MEMBER_ID_REQUIRED round trip.
             if instance_id in group.static_members:
                 return self._replace_static_member(
-                    group, instance_id, new_id, member_args, pending, supports_skip_assignment
+                    group, instance_id, new_id, joining, pending, supports_skip_assignment
                 )
             else:
-                self._add_member_and_rebalance(group, new_id, instance_id, member_args, pending)
+                self._add_member_and_rebalance(group, new_id, joining, pending)
         elif require_known_member_id:
             # KIP-394: hand out the id first so a client that times out and retries
             # rejoins as the same member instead of leaving a ghost behind.
-            group.pending_members[new_id] = self._now() + member_args["session_timeout_ms"]
+            group.pending_members[new_id] = self._now() + joining.session_timeout_ms
             pending.complete(JoinResult(ErrorCode.MEMBER_ID_REQUIRED, member_id=new_id))
         else:
-            self._add_member_and_rebalance(group, new_id, None, member_args, pending)
+            self._add_member_and_rebalance(group, new_id, joining, pending)
         return None
 
     def _join_known_member(
-        self,
-        group: ClassicGroup,
-        member_id: str,
-        instance_id: str | None,
-        member_args: dict,
-        pending: Pending[JoinResult],
+        self, group: ClassicGroup, joining: ClassicMember, pending: Pending[JoinResult]
     ) -> None:
+        member_id, instance_id = joining.member_id, joining.group_instance_id
         if group.static_fenced(instance_id, member_id):
             pending.complete(JoinResult(ErrorCode.FENCED_INSTANCE_ID, member_id=member_id))
             return
@@ -443,25 +461,25 @@ class GroupCoordinator:
             return
         if member_id in group.pending_members:
             del group.pending_members[member_id]
-            self._add_member_and_rebalance(group, member_id, instance_id, member_args, pending)
+            self._add_member_and_rebalance(group, member_id, joining, pending)
             return
         member = group.members.get(member_id)
         if member is None or group.state in (S.EMPTY, S.DEAD):
             pending.complete(JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, member_id=member_id))
             return
         if group.state is S.PREPARING_REBALANCE:
-            self._update_member_and_rebalance(group, member, member_args, pending)
+            self._update_member_and_rebalance(group, member, joining, pending)
         elif group.state is S.COMPLETING_REBALANCE:
-            if member.matches(member_args["protocols"]):
+            if member.matches(joining.protocols):
                 # A retried JoinGroup (the response was lost): answer with this generation.
                 pending.complete(self._join_result(group, member))
             else:
-                self._update_member_and_rebalance(group, member, member_args, pending)
+                self._update_member_and_rebalance(group, member, joining, pending)
         else:  # Stable
-            if member.member_id == group.leader_id or not member.matches(member_args["protocols"]):
+            if member.member_id == group.leader_id or not member.matches(joining.protocols):
                 # The leader rejoining forces a rebalance: that is how a consumer leader
                 # reacts to topic metadata changes the member metadata does not show.
-                self._update_member_and_rebalance(group, member, member_args, pending)
+                self._update_member_and_rebalance(group, member, joining, pending)
             else:
                 pending.complete(self._join_result(group, member, with_members=False))
 
@@ -490,12 +508,13 @@ class GroupCoordinator:
         self,
         group: ClassicGroup,
         member_id: str,
-        instance_id: str | None,
-        member_args: dict,
+        joining: ClassicMember,
         pending: Pending[JoinResult],
     ) -> None:
-        member = ClassicMember(member_id=member_id, group_instance_id=instance_id, **member_args)
-        member.awaiting_join = pending
+        """Add the joining member under ``member_id`` (its own, or the one just made for
+        it) and rebalance."""
+        member = replace(joining, member_id=member_id, awaiting_join=pending)
+        instance_id = member.group_instance_id
         if not group.members:
             group.protocol_type = member.protocol_type
         if group.leader_id is None:
@@ -511,12 +530,12 @@ class GroupCoordinator:
         self,
         group: ClassicGroup,
         member: ClassicMember,
-        member_args: dict,
+        joining: ClassicMember,
         pending: Pending[JoinResult],
     ) -> None:
-        member.protocols = member_args["protocols"]
-        member.session_timeout_ms = member_args["session_timeout_ms"]
-        member.rebalance_timeout_ms = member_args["rebalance_timeout_ms"]
+        member.protocols = joining.protocols
+        member.session_timeout_ms = joining.session_timeout_ms
+        member.rebalance_timeout_ms = joining.rebalance_timeout_ms
         if member.awaiting_join is not None:
             # A duplicate JoinGroup: the newer request gets the answer.
             member.awaiting_join.complete(
@@ -530,7 +549,7 @@ class GroupCoordinator:
         group: ClassicGroup,
         instance_id: str,
         new_id: str,
-        member_args: dict,
+        joining: ClassicMember,
         pending: Pending[JoinResult],
         supports_skip_assignment: bool = False,
     ) -> PendingStaticJoin | None:
@@ -551,11 +570,11 @@ class GroupCoordinator:
         member.member_id = new_id
         member.awaiting_join = None
         member.awaiting_sync = None
-        member.client_id = member_args["client_id"]
-        member.client_host = member_args["client_host"]
-        member.protocols = member_args["protocols"]
-        member.session_timeout_ms = member_args["session_timeout_ms"]
-        member.rebalance_timeout_ms = member_args["rebalance_timeout_ms"]
+        member.client_id = joining.client_id
+        member.client_host = joining.client_host
+        member.protocols = joining.protocols
+        member.session_timeout_ms = joining.session_timeout_ms
+        member.rebalance_timeout_ms = joining.rebalance_timeout_ms
         member.heartbeat_deadline_ms = self._now() + member.session_timeout_ms
         group.members[new_id] = member
         group.static_members[instance_id] = new_id
@@ -616,14 +635,9 @@ class GroupCoordinator:
         # Before v9 the old leader id is returned on purpose (Kafka does the same): a
         # leader that rejoins must not compute an assignment a Stable group would not
         # send, and a member id that is not its own tells it it does not lead.
-        return JoinResult(
-            ErrorCode.NONE,
-            member_id=member.member_id,
-            generation_id=group.generation_id,
-            protocol_type=group.protocol_type,
-            protocol_name=group.protocol_name,
-            leader=current_leader or "",
-        )
+        result = self._join_result(group, member, with_members=False)
+        result.leader = current_leader or ""
+        return result
 
     def complete_static_join(self, takeover: PendingStaticJoin, error: int) -> None:
         """The group record of a static member's takeover reached the ISR (``error``
@@ -771,32 +785,14 @@ class GroupCoordinator:
     # ------------------------------------------------------------------ SyncGroup
 
     def sync_group(
-        self,
-        group_id: str,
-        generation_id: int,
-        member_id: str,
-        *,
-        group_instance_id: str | None = None,
-        protocol_type: str | None = None,
-        protocol_name: str | None = None,
-        assignments: Iterable[tuple[str, bytes]] = (),
-        on_done: Callable[[], None] | None = None,
+        self, group_id: str, generation_id: int, member_id: str, **options: Unpack[SyncOptions]
     ) -> Pending[SyncResult]:
         """Handle SyncGroup; followers wait for the leader's assignment (stored with no
         replication to wait for: see ``prepare_sync_group``)."""
-        pending, stored = self.prepare_sync_group(
-            group_id,
-            generation_id,
-            member_id,
-            group_instance_id=group_instance_id,
-            protocol_type=protocol_type,
-            protocol_name=protocol_name,
-            assignments=assignments,
-            on_done=on_done,
+        return _completed_at_once(
+            self.prepare_sync_group(group_id, generation_id, member_id, **options),
+            self.complete_assignment,
         )
-        if stored is not None:
-            self.complete_assignment(stored, ErrorCode.NONE)
-        return pending
 
     def prepare_sync_group(
         self,
@@ -816,9 +812,9 @@ class GroupCoordinator:
         doSyncGroup: groupManager.storeGroup, then the members get it in the callback)."""
         pending: Pending[SyncResult] = Pending(on_done)
         group = self._groups.get(group_id)
-        error = self._sync_error(group_id, group, generation_id, member_id, group_instance_id)
+        error = self._member_error(group_id, group, generation_id, member_id, group_instance_id)
         if error is None:
-            assert group is not None  # _sync_error checked it
+            assert group is not None  # _member_error checked it
             # SyncGroup v5 (KIP-559) lets the client check it runs the group's protocol.
             if (protocol_type is not None and protocol_type != group.protocol_type) or (
                 protocol_name is not None and protocol_name != group.protocol_name
@@ -852,7 +848,7 @@ class GroupCoordinator:
             group.sync_deadline_ms = None
         return pending, stored
 
-    def _sync_error(
+    def _member_error(
         self,
         group_id: str,
         group: ClassicGroup | None,
@@ -860,13 +856,23 @@ class GroupCoordinator:
         member_id: str,
         instance_id: str | None,
     ) -> int | None:
-        """Kafka's validateSyncGroup, up to the protocol check: the error, or None."""
+        """The checks SyncGroup and Heartbeat make before looking at the group's state
+        (Kafka's validateSyncGroup, up to the protocol check, and validateHeartbeat): the
+        error, or None."""
         if not group_id:
             return ErrorCode.INVALID_GROUP_ID
         if group is None:
             return ErrorCode.UNKNOWN_MEMBER_ID
         if group.state is S.DEAD:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        return self._generation_error(group, generation_id, member_id, instance_id)
+
+    @staticmethod
+    def _generation_error(
+        group: ClassicGroup, generation_id: int, member_id: str, instance_id: str | None
+    ) -> int | None:
+        """Whether the sender is a current member of this generation (not a fenced static
+        member's old id, a member, of the group's generation): the error, or None."""
         if group.static_fenced(instance_id, member_id):
             return ErrorCode.FENCED_INSTANCE_ID
         if member_id not in group.members:
@@ -960,19 +966,11 @@ class GroupCoordinator:
     ) -> int:
         """Handle Heartbeat; returns the error code."""
         group = self._groups.get(group_id)
-        if not group_id:
-            return ErrorCode.INVALID_GROUP_ID
-        if group is None:
-            return ErrorCode.UNKNOWN_MEMBER_ID
-        if group.state is S.DEAD:
-            return ErrorCode.COORDINATOR_NOT_AVAILABLE
-        if group.static_fenced(group_instance_id, member_id):
-            return ErrorCode.FENCED_INSTANCE_ID
-        member = group.members.get(member_id)
-        if member is None:
-            return ErrorCode.UNKNOWN_MEMBER_ID
-        if generation_id != group.generation_id:
-            return ErrorCode.ILLEGAL_GENERATION
+        error = self._member_error(group_id, group, generation_id, member_id, group_instance_id)
+        if error is not None:
+            return error
+        assert group is not None  # _member_error checked it
+        member = group.members[member_id]
         if group.state is S.EMPTY:
             return ErrorCode.UNKNOWN_MEMBER_ID
         member.heartbeat_deadline_ms = self._now() + member.session_timeout_ms
@@ -1205,13 +1203,12 @@ class GroupCoordinator:
         generation_id: int,
         member_id: str,
         offsets: dict[TopicPartition, OffsetAndMetadata],
-        *,
-        group_instance_id: str | None = None,
+        **options: Unpack[CommitOptions],
     ) -> dict[TopicPartition, int]:
         """Handle OffsetCommit; stores accepted offsets durably before returning their codes
         (with no replication to wait for: see ``prepare_offset_commit``)."""
         codes, commit = self.prepare_offset_commit(
-            group_id, generation_id, member_id, offsets, group_instance_id=group_instance_id
+            group_id, generation_id, member_id, offsets, **options
         )
         if commit is not None:
             self.offsets.complete(commit, replicated=True)
@@ -1298,13 +1295,7 @@ class GroupCoordinator:
         if group.state is S.DEAD:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE
         if generation_id >= 0 or member_id != "" or instance_id is not None:
-            if group.static_fenced(instance_id, member_id):
-                return ErrorCode.FENCED_INSTANCE_ID
-            if member_id not in group.members:
-                return ErrorCode.UNKNOWN_MEMBER_ID
-            if generation_id != group.generation_id:
-                return ErrorCode.ILLEGAL_GENERATION
-            return None
+            return self._generation_error(group, generation_id, member_id, instance_id)
         if not transactional and group.state is not S.EMPTY:
             # Only members may commit for a group that has members (older transactional
             # clients send no member id, so Kafka exempts TxnOffsetCommit).

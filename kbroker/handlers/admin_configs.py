@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kbroker import topic_config
 from kbroker.authz.acl import Operation, ResourceType
@@ -45,6 +45,8 @@ from kbroker.wire.messages import (
 if TYPE_CHECKING:
     from kbroker.broker import BrokerState
     from kbroker.topics import Topic
+
+_T = TypeVar("_T")
 
 # ConfigResource.Type ids (org.apache.kafka.common.config.ConfigResource).
 RESOURCE_TYPE_NAMES = {
@@ -101,6 +103,21 @@ TOPIC_CONFIG_DOCS: dict[str, str] = {
 def error_and_message(exc: KafkaApiError) -> tuple[int, str | None]:
     """The (error code, error message) pair an admin response entry carries."""
     return int(exc.code), exc.message
+
+
+def _resource_result(
+    result: Callable[..., _T], resource: Any, error: tuple[int, str | None] | None, **fields: Any
+) -> _T:
+    """One resource's entry in a config API's response: the resource as the request named
+    it, with its (error code, message), or none."""
+    code, message = error or (0, None)
+    return result(
+        error_code=code,
+        error_message=message,
+        resource_type=resource.resource_type,
+        resource_name=resource.resource_name,
+        **fields,
+    )
 
 
 # --- topic config helpers ------------------------------------------------------------------
@@ -224,16 +241,7 @@ async def handle_describe_configs(
             _require_config_access(ctx, resource, Operation.DESCRIBE_CONFIGS)
             entries = _describe_resource(ctx.broker, resource)
         except KafkaApiError as exc:
-            code, message = error_and_message(exc)
-            results.append(
-                Result(
-                    error_code=code,
-                    error_message=message,
-                    resource_type=resource.resource_type,
-                    resource_name=resource.resource_name,
-                    configs=[],
-                )
-            )
+            results.append(_resource_result(Result, resource, error_and_message(exc), configs=[]))
             continue
         keys = resource.configuration_keys
         configs = []
@@ -261,15 +269,7 @@ async def handle_describe_configs(
                 entry.config_type = CONFIG_TYPE_IDS.get(kind, 0)
                 entry.documentation = doc if include_docs else None
             configs.append(entry)
-        results.append(
-            Result(
-                error_code=0,
-                error_message=None,
-                resource_type=resource.resource_type,
-                resource_name=resource.resource_name,
-                configs=configs,
-            )
-        )
+        results.append(_resource_result(Result, resource, None, configs=configs))
     return DescribeConfigsResponse(throttle_time_ms=0, results=results)
 
 
@@ -489,15 +489,7 @@ async def _alter_topic_configs(
                 )
             except KafkaApiError as exc:
                 error = error_and_message(exc)
-        code, message = error or (0, None)
-        results.append(
-            result(
-                error_code=code,
-                error_message=message,
-                resource_type=resource.resource_type,
-                resource_name=resource.resource_name,
-            )
-        )
+        results.append(_resource_result(result, resource, error))
     return results
 
 

@@ -21,8 +21,8 @@ import logging
 import os
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
@@ -56,7 +56,26 @@ if TYPE_CHECKING:
     from kbroker.cluster.metadata_cache import TopicInfo
     from kbroker.topics import Partition, Topic
 
+_T = TypeVar("_T")
+
 logger = logging.getLogger(__name__)
+
+
+def _refused_over_request_limit(
+    broker: BrokerState, requested: int, names: Iterable[str], result: Callable[..., _T]
+) -> list[_T] | None:
+    """A request for more partitions than max.partitions.per.request is refused whole,
+    before anything is placed (KAFKA-17870): each topic it names answers, once, with the
+    error. None when it is within the limit."""
+    try:
+        check_request_partitions(broker, requested)
+    except KafkaApiError as exc:
+        code, message = error_and_message(exc)
+        return [
+            result(name=name, error_code=code, error_message=message)
+            for name in dict.fromkeys(names)
+        ]
+    return None
 
 
 def _duplicates(items: Iterable[Any]) -> set[Any]:
@@ -84,20 +103,11 @@ async def handle_create_topics(
         else (default_partitions if t.num_partitions == -1 else max(0, t.num_partitions))
         for t in request.topics
     )
-    try:
-        check_request_partitions(broker, requested)
-    except KafkaApiError as exc:
-        # KAFKA-17870: the whole request is refused before anything is placed.
-        code, message = error_and_message(exc)
-        return CreateTopicsResponse(
-            throttle_time_ms=0,
-            topics=[
-                CreateTopicsResponse.CreatableTopicResult(
-                    name=name, error_code=code, error_message=message
-                )
-                for name in dict.fromkeys(names)
-            ],
-        )
+    refused = _refused_over_request_limit(
+        broker, requested, names, CreateTopicsResponse.CreatableTopicResult
+    )
+    if refused is not None:
+        return CreateTopicsResponse(throttle_time_ms=0, topics=refused)
     # KafkaApis.handleCreateTopicsRequest: Create on the cluster, else on each topic.
     create_on_cluster = allowed_cluster(ctx, Operation.CREATE)
 
@@ -470,17 +480,11 @@ async def handle_create_partitions(
             existing = broker.topics.get(topic.name)
             if existing is not None:
                 adding += max(0, topic.count - len(existing.partitions))
-        try:
-            check_request_partitions(broker, adding)
-        except KafkaApiError as exc:
-            code, message = error_and_message(exc)
-            return CreatePartitionsResponse(
-                throttle_time_ms=0,
-                results=[
-                    Result(name=name, error_code=code, error_message=message)
-                    for name in dict.fromkeys(t.name for t in request.topics)
-                ],
-            )
+        refused = _refused_over_request_limit(
+            broker, adding, (t.name for t in request.topics), Result
+        )
+        if refused is not None:
+            return CreatePartitionsResponse(throttle_time_ms=0, results=refused)
     for topic in request.topics:
         if topic.name in dupes:
             if topic.name not in reported:

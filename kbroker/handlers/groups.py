@@ -27,7 +27,11 @@ from kbroker.coordinator.service import coordinator_for, wait_pending
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.meta import AUTHORIZED_OPERATIONS_OMITTED, advertised_endpoint
-from kbroker.handlers.partitions import partition_errors
+from kbroker.handlers.partitions import (
+    partition_errors,
+    refused_partitions,
+    requested_partitions,
+)
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.replication.leader_writes import coordinator_error, wait_replicated
 from kbroker.txn.offsets import pending_partitions
@@ -90,10 +94,6 @@ def _group_ops(ctx: RequestContext, group_id: str, include: bool) -> int:
     if not include:
         return AUTHORIZED_OPERATIONS_OMITTED
     return authorized_operations(ctx, ResourceType.GROUP, group_id, GROUP_OPERATIONS)
-
-
-def _may_topic(ctx: RequestContext, operation: Operation, name: str) -> bool:
-    return allowed(ctx, operation, ResourceType.TOPIC, name)
 
 
 @handles(FindCoordinatorRequest.API_KEY, 0, 6)
@@ -256,13 +256,6 @@ async def coordinator_write_wait(ctx: RequestContext, key_type: int, key: str) -
             timeout_ms=int(ctx.broker.config["offsets.commit.timeout.ms"]),
         )
     return error
-
-
-def _partition_exists(ctx: RequestContext, topic: str, index: int) -> bool:
-    cluster = ctx.broker.cluster
-    if cluster is not None:
-        return cluster.metadata.partition(topic, index) is not None
-    return ctx.broker.topics.partition(topic, index) is not None
 
 
 # --- JoinGroup (11) / SyncGroup (14) / Heartbeat (12) / LeaveGroup (13) -----------------
@@ -440,19 +433,12 @@ async def handle_offset_commit(
     version = ctx.api_version
     now = gc.now_ms()
     retention = request.retention_time_ms if 2 <= version <= 4 else -1
-    codes: dict[tuple[str, int], int] = {}
+    codes = refused_partitions(ctx, Operation.READ, requested_partitions(request.topics))
     offsets: dict[tuple[str, int], OffsetAndMetadata] = {}
-    readable = filter_allowed(
-        ctx, Operation.READ, ResourceType.TOPIC, {t.name for t in request.topics}
-    )
     for t in request.topics:
         for p in t.partitions:
             tp = (t.name, p.partition_index)
-            if t.name not in readable:
-                codes[tp] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
-                continue
-            if not _partition_exists(ctx, t.name, p.partition_index):
-                codes[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            if tp in codes:
                 continue
             commit_ts = p.commit_timestamp if version == 1 and p.commit_timestamp != -1 else now
             offsets[tp] = OffsetAndMetadata(
@@ -617,18 +603,9 @@ async def handle_offset_delete(
     if elsewhere(ctx, request.group_id):
         return OffsetDeleteResponse(error_code=ErrorCode.NOT_COORDINATOR)
     gc = coordinator_for(ctx.broker)
-    codes: dict[tuple[str, int], int] = {}
-    wanted: list[tuple[str, int]] = []
-    for t in request.topics:
-        for p in t.partitions:
-            tp = (t.name, p.partition_index)
-            if not _may_topic(ctx, Operation.READ, t.name):
-                codes[tp] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
-            elif not _partition_exists(ctx, t.name, p.partition_index):
-                codes[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-            else:
-                wanted.append(tp)
-    error, result = gc.delete_offsets(request.group_id, wanted)
+    requested = requested_partitions(request.topics)
+    codes = refused_partitions(ctx, Operation.READ, requested)
+    error, result = gc.delete_offsets(request.group_id, [tp for tp in requested if tp not in codes])
     if error != ErrorCode.NONE:
         return OffsetDeleteResponse(error_code=error)
     codes.update(result)

@@ -9,14 +9,16 @@ partition's current leader epoch (0 on a single node, which leads everything).
 
 from __future__ import annotations
 
+from typing import Any
+
 from kbroker.authz.acl import Operation, ResourceType
 from kbroker.authz.checks import allowed_cluster, require
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.partitions import (
+    answer_partitions,
     current_leader_epoch,
     end_offset_for_epoch,
-    error_code_of,
     leader_epochs,
     led_partition,
     local_log,
@@ -66,46 +68,64 @@ async def handle_list_offsets(
         for p in t.partitions:
             key = (t.name, p.partition_index)
             (duplicates if key in seen else seen).add(key)
+    R = ListOffsetsResponse
 
-    topics = []
-    for t in request.topics:
-        parts = []
-        for p in t.partitions:
-            resp = ListOffsetsResponse.ListOffsetsPartitionResponse(
-                partition_index=p.partition_index, timestamp=-1, offset=-1
-            )
-            try:
-                if (t.name, p.partition_index) in duplicates:
-                    raise KafkaApiError(ErrorCode.INVALID_REQUEST)
-                require(ctx, Operation.DESCRIBE, ResourceType.TOPIC, t.name)
-                partition = lookup_partition(ctx, t.name, p.partition_index)
-                local_log(
-                    ctx,
-                    partition,
-                    p.current_leader_epoch if version >= 4 else -1,
-                    require_leader=request.replica_id != DEBUGGING_REPLICA_ID,
-                )
-                read_committed = version >= 2 and request.isolation_level == 1
-                if read_committed:
-                    poll_transactions(ctx.broker)
-                found = _offset_for(
-                    ctx,
-                    partition,
-                    p.timestamp,
-                    read_committed=read_committed,
-                    from_replica=request.replica_id >= 0,
-                )
-            except Exception as exc:  # noqa: BLE001 - every failure is a per-partition answer
-                resp.error_code = error_code_of(exc)
-            else:
-                if found is not None:
-                    resp.timestamp, resp.offset, epoch = found
-                    # LeaderEpoch exists from v4 (KIP-320); not ignorable, so never set below.
-                    if version >= 4:
-                        resp.leader_epoch = epoch
-            parts.append(resp)
-        topics.append(ListOffsetsResponse.ListOffsetsTopicResponse(name=t.name, partitions=parts))
-    return ListOffsetsResponse(throttle_time_ms=0, topics=topics)
+    def fill(t: Any, p: Any, resp: Any) -> None:
+        if (t.name, p.partition_index) in duplicates:
+            raise KafkaApiError(ErrorCode.INVALID_REQUEST)
+        partition = _asked_partition(
+            ctx,
+            t.name,
+            p.partition_index,
+            p.current_leader_epoch if version >= 4 else -1,
+            require_leader=request.replica_id != DEBUGGING_REPLICA_ID,
+        )
+        read_committed = version >= 2 and request.isolation_level == 1
+        if read_committed:
+            poll_transactions(ctx.broker)
+        found = _offset_for(
+            ctx,
+            partition,
+            p.timestamp,
+            read_committed=read_committed,
+            from_replica=request.replica_id >= 0,
+        )
+        if found is not None:
+            resp.timestamp, resp.offset, epoch = found
+            # LeaderEpoch exists from v4 (KIP-320); not ignorable, so never set below.
+            if version >= 4:
+                resp.leader_epoch = epoch
+
+    answered = answer_partitions(
+        request.topics,
+        lambda p: R.ListOffsetsPartitionResponse(
+            partition_index=p.partition_index, timestamp=-1, offset=-1
+        ),
+        fill,
+    )
+    return R(
+        throttle_time_ms=0,
+        topics=[R.ListOffsetsTopicResponse(name=t.name, partitions=ps) for t, ps in answered],
+    )
+
+
+def _asked_partition(
+    ctx: RequestContext,
+    topic: str,
+    index: int,
+    client_epoch: int,
+    *,
+    require_leader: bool,
+    check_describe: bool = True,
+) -> Partition:
+    """The partition a ListOffsets or OffsetForLeaderEpoch question is about, once the
+    principal may Describe its topic (when ``check_describe``), this broker has it, and
+    the client's leader epoch and this replica's role allow an answer (``local_log``)."""
+    if check_describe:
+        require(ctx, Operation.DESCRIBE, ResourceType.TOPIC, topic)
+    partition = lookup_partition(ctx, topic, index)
+    local_log(ctx, partition, client_epoch, require_leader=require_leader)
+    return partition
 
 
 def _offset_for(
@@ -163,37 +183,33 @@ async def handle_offset_for_leader_epoch(
     version = ctx.api_version
     # KIP-320: followers ask with ClusterAction, consumers with Describe on the topic.
     follower_allowed = allowed_cluster(ctx, Operation.CLUSTER_ACTION)
-    topics = []
-    for t in request.topics:
-        parts = []
-        for p in t.partitions:
-            resp = OffsetForLeaderEpochResponse.EpochEndOffset(
-                partition=p.partition, leader_epoch=-1, end_offset=-1
-            )
-            try:
-                if not follower_allowed:
-                    require(ctx, Operation.DESCRIBE, ResourceType.TOPIC, t.topic)
-                partition = lookup_partition(ctx, t.topic, p.partition)
-                # Partition.lastOffsetForLeaderEpoch: only the leader answers, except
-                # to a debugging tool (replica id -2, v3+).
-                local_log(
-                    ctx,
-                    partition,
-                    p.current_leader_epoch if version >= 2 else -1,
-                    require_leader=version < 3 or request.replica_id != DEBUGGING_REPLICA_ID,
-                )
-                epoch, end = end_offset_for_epoch(ctx, partition, p.leader_epoch)
-            except Exception as exc:  # noqa: BLE001 - per-partition answer
-                resp.error_code = error_code_of(exc)
-            else:
-                resp.end_offset = end
-                if version >= 1:
-                    resp.leader_epoch = epoch
-            parts.append(resp)
-        topics.append(
-            OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult(topic=t.topic, partitions=parts)
+    R = OffsetForLeaderEpochResponse
+
+    def fill(t: Any, p: Any, resp: Any) -> None:
+        # Partition.lastOffsetForLeaderEpoch: only the leader answers, except
+        # to a debugging tool (replica id -2, v3+).
+        partition = _asked_partition(
+            ctx,
+            t.topic,
+            p.partition,
+            p.current_leader_epoch if version >= 2 else -1,
+            require_leader=version < 3 or request.replica_id != DEBUGGING_REPLICA_ID,
+            check_describe=not follower_allowed,
         )
-    return OffsetForLeaderEpochResponse(throttle_time_ms=0, topics=topics)
+        epoch, end = end_offset_for_epoch(ctx, partition, p.leader_epoch)
+        resp.end_offset = end
+        if version >= 1:
+            resp.leader_epoch = epoch
+
+    answered = answer_partitions(
+        request.topics,
+        lambda p: R.EpochEndOffset(partition=p.partition, leader_epoch=-1, end_offset=-1),
+        fill,
+    )
+    return R(
+        throttle_time_ms=0,
+        topics=[R.OffsetForLeaderTopicResult(topic=t.topic, partitions=ps) for t, ps in answered],
+    )
 
 
 # -- DeleteRecords (api key 21) ------------------------------------------------------------
@@ -204,24 +220,25 @@ async def handle_delete_records(
     ctx: RequestContext, request: DeleteRecordsRequest
 ) -> DeleteRecordsResponse:
     """Move each partition's log start offset forward (deleting whole segments below it)."""
-    topics = []
-    for t in request.topics:
-        parts = []
-        for p in t.partitions:
-            resp = DeleteRecordsResponse.DeleteRecordsPartitionResult(
-                partition_index=p.partition_index, low_watermark=-1
-            )
-            try:
-                require(ctx, Operation.DELETE, ResourceType.TOPIC, t.name)
-                topic = lookup_topic(ctx, t.name)
-                partition = led_partition(ctx, topic, p.partition_index)
-                resp.low_watermark = _delete_records(ctx, topic, partition, p.offset)
-            except Exception as exc:  # noqa: BLE001 - per-partition answer
-                resp.error_code = error_code_of(exc)
-                resp.low_watermark = -1
-            parts.append(resp)
-        topics.append(DeleteRecordsResponse.DeleteRecordsTopicResult(name=t.name, partitions=parts))
-    return DeleteRecordsResponse(throttle_time_ms=0, topics=topics)
+    R = DeleteRecordsResponse
+
+    def fill(t: Any, p: Any, resp: Any) -> None:
+        require(ctx, Operation.DELETE, ResourceType.TOPIC, t.name)
+        topic = lookup_topic(ctx, t.name)
+        partition = led_partition(ctx, topic, p.partition_index)
+        resp.low_watermark = _delete_records(ctx, topic, partition, p.offset)
+
+    answered = answer_partitions(
+        request.topics,
+        lambda p: R.DeleteRecordsPartitionResult(
+            partition_index=p.partition_index, low_watermark=-1
+        ),
+        fill,
+    )
+    return R(
+        throttle_time_ms=0,
+        topics=[R.DeleteRecordsTopicResult(name=t.name, partitions=ps) for t, ps in answered],
+    )
 
 
 def _delete_records(ctx: RequestContext, topic: Topic, partition: Partition, offset: int) -> int:

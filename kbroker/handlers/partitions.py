@@ -1,7 +1,8 @@
 """What the data-path handlers share: finding the partition a request names,
 checking the client's leader epoch, the error code for a failure on one partition,
-a topic's effective config, and the per-partition error echo that OffsetCommit,
-TxnOffsetCommit and OffsetDelete answer with.
+a topic's effective config, and for the group and transaction APIs the partitions
+refused before the coordinator acts and the per-partition error echo that
+OffsetCommit, TxnOffsetCommit and OffsetDelete answer with.
 
 Produce, Fetch, ListOffsets, OffsetForLeaderEpoch and DeleteRecords all answer per
 partition; these helpers raise ``KafkaApiError`` with the code Kafka's
@@ -19,6 +20,8 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
+from kbroker.authz.acl import Operation, ResourceType
+from kbroker.authz.checks import filter_allowed
 from kbroker.errors import KafkaApiError
 from kbroker.failures import storage_failure_kind, warn_rate_limited
 from kbroker.handlers import RequestContext
@@ -213,6 +216,68 @@ def topic_value(ctx: RequestContext, topic: Topic, name: str) -> Any:
 
 
 # -- per-partition answers ---------------------------------------------------------
+
+
+def partition_exists(ctx: RequestContext, topic: str, index: int) -> bool:
+    """Whether the partition exists: in the cluster's metadata in cluster mode (this
+    broker need not host it), else on this broker."""
+    cluster = ctx.broker.cluster
+    if cluster is not None:
+        return cluster.metadata.partition(topic, index) is not None
+    return ctx.broker.topics.partition(topic, index) is not None
+
+
+def refused_partitions(
+    ctx: RequestContext, operation: Operation, wanted: Iterable[tuple[str, int]]
+) -> dict[tuple[str, int], int]:
+    """The partitions of ``wanted`` a group or transaction API must not act on, each with
+    its code: TOPIC_AUTHORIZATION_FAILED where the principal may not do ``operation`` on
+    the topic, else UNKNOWN_TOPIC_OR_PARTITION where the partition does not exist.
+
+    KafkaApis checks these before it hands the rest to a coordinator (OffsetCommit,
+    TxnOffsetCommit and OffsetDelete with Read, AddPartitionsToTxn with Write).
+    """
+    wanted = list(wanted)
+    permitted = filter_allowed(ctx, operation, ResourceType.TOPIC, {t for t, _ in wanted})
+    refused: dict[tuple[str, int], int] = {}
+    for tp in wanted:
+        if tp[0] not in permitted:
+            refused[tp] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+        elif not partition_exists(ctx, *tp):
+            refused[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    return refused
+
+
+def answer_partitions(
+    request_topics: Iterable[Any],
+    blank: Callable[[Any], Any],
+    fill: Callable[[Any, Any, Any], None],
+) -> list[tuple[Any, list[Any]]]:
+    """Each requested topic with the answers to its ``partitions``, in request order.
+
+    A partition's answer is ``blank(partition)`` with what ``fill(topic, partition,
+    answer)`` sets; an exception from ``fill`` becomes that answer's ``error_code``
+    (``error_code_of``), so one partition's failure never fails the request
+    (ListOffsets, OffsetForLeaderEpoch, DeleteRecords).
+    """
+    answered = []
+    for t in request_topics:
+        answers = []
+        for p in t.partitions:
+            answer = blank(p)
+            try:
+                fill(t, p, answer)
+            except Exception as exc:  # noqa: BLE001 - every failure is a per-partition answer
+                answer.error_code = error_code_of(exc)
+            answers.append(answer)
+        answered.append((t, answers))
+    return answered
+
+
+def requested_partitions(request_topics: Iterable[Any]) -> list[tuple[str, int]]:
+    """(topic, partition) of every partition the request's topics list
+    (``name``/``partition_index``), in its order."""
+    return [(t.name, p.partition_index) for t in request_topics for p in t.partitions]
 
 
 def partition_errors(

@@ -28,7 +28,11 @@ from kbroker.handlers.groups import (
     KEY_TYPE_GROUP,
     coordinator_write_replicated,
 )
-from kbroker.handlers.partitions import partition_errors
+from kbroker.handlers.partitions import (
+    partition_errors,
+    refused_partitions,
+    requested_partitions,
+)
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.replication.leader_writes import wait_replicated
 from kbroker.txn import offsets as txn_offsets
@@ -203,22 +207,15 @@ async def _add_partitions(
     version: int,
 ) -> list[Any]:
     wanted = [(t.name, p) for t in topics for p in t.partitions]
-    codes: dict[tuple[str, int], int] = {}
     # KafkaApis.handleAddPartitionsToTxnRequest: Write on the transactional id, then on
     # each topic (a refused topic fails the request, the rest OPERATION_NOT_ATTEMPTED).
     if not allowed(ctx, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, tid):
-        codes = dict.fromkeys(wanted, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
-        return _partition_results(topics, codes)
+        error = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        return _partition_results(topics, dict.fromkeys(wanted, error))
     if _txn_elsewhere(ctx, tid):
-        codes = dict.fromkeys(wanted, ErrorCode.NOT_COORDINATOR)
-        return _partition_results(topics, codes)
+        return _partition_results(topics, dict.fromkeys(wanted, ErrorCode.NOT_COORDINATOR))
     tc = txn_coordinator(ctx.broker)
-    writable = filter_allowed(ctx, Operation.WRITE, ResourceType.TOPIC, {t for t, _ in wanted})
-    for tp in wanted:
-        if tp[0] not in writable:
-            codes[tp] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
-        elif not _partition_exists(ctx, *tp):
-            codes[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    codes = refused_partitions(ctx, Operation.WRITE, wanted)
     if codes:
         # KafkaApis: if any partition is unknown, none is added; the others are
         # answered OPERATION_NOT_ATTEMPTED.
@@ -264,13 +261,6 @@ def _offsets_partition(ctx: RequestContext, group_id: str) -> int:
         return coordinator_partition(cluster, KEY_TYPE_GROUP, group_id)[1]
     topic = ctx.broker.topics.create_internal(OFFSETS_TOPIC)
     return partition_for(group_id, len(topic.partitions))
-
-
-def _partition_exists(ctx: RequestContext, topic: str, index: int) -> bool:
-    cluster = ctx.broker.cluster
-    if cluster is not None:
-        return cluster.metadata.partition(topic, index) is not None
-    return ctx.broker.topics.partition(topic, index) is not None
 
 
 def _txn_elsewhere(ctx: RequestContext, transactional_id: str | None) -> bool:
@@ -442,23 +432,19 @@ async def handle_txn_offset_commit(
         error = coordinator_for(ctx.broker).validate_transactional_commit(
             request.group_id, request.generation_id, request.member_id, request.group_instance_id
         )
-    codes: dict[tuple[str, int], int] = {}
+    requested = requested_partitions(request.topics)
+    # KafkaApis.handleTxnOffsetCommitRequest: Read on each topic, as OffsetCommit.
+    codes = (
+        dict.fromkeys(requested, error)
+        if error is not None
+        else refused_partitions(ctx, Operation.READ, requested)
+    )
     offsets: dict[tuple[str, int], OffsetAndMetadata] = {}
     now = int(ctx.broker.clock() * 1000)
-    # KafkaApis.handleTxnOffsetCommitRequest: Read on each topic, as OffsetCommit.
-    readable = filter_allowed(
-        ctx, Operation.READ, ResourceType.TOPIC, {t.name for t in request.topics}
-    )
     for t in request.topics:
         for p in t.partitions:
             tp = (t.name, p.partition_index)
-            if error is not None:
-                codes[tp] = error
-            elif t.name not in readable:
-                codes[tp] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
-            elif not _partition_exists(ctx, *tp):
-                codes[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-            else:
+            if tp not in codes:
                 offsets[tp] = OffsetAndMetadata(
                     offset=p.committed_offset,
                     leader_epoch=p.committed_leader_epoch if version >= 2 else -1,

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from kbroker.config import add_pairs_option
 from kbroker.tools.common import ToolError, check_reachable
 
 DEFAULT_BOOTSTRAP = "localhost:9092"
@@ -34,12 +35,10 @@ def _common() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help=f"a broker to connect to (default {DEFAULT_BOOTSTRAP})",
     )
-    common.add_argument(
+    add_pairs_option(
+        common,
         "--command-config",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a librdkafka client setting, e.g. security.protocol=SSL (repeatable)",
+        "a librdkafka client setting, e.g. security.protocol=SSL (repeatable)",
     )
     common.add_argument(
         "--request-timeout",

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from kbroker.config import add_pairs_option
 from kbroker.tools.common import ToolError, client_config, error_text, kafka
 
 
@@ -41,12 +42,8 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--compression", default="none", choices=["none", "gzip", "snappy", "lz4", "zstd"]
     )
-    p.add_argument(
-        "--header",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a header on every record (repeatable; a key may repeat, as Kafka allows)",
+    add_pairs_option(
+        p, "--header", "a header on every record (repeatable; a key may repeat, as Kafka allows)"
     )
     p.set_defaults(run=run_produce)
 
@@ -75,12 +72,10 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="exit when no record arrives for this long (default: never)",
     )
-    p.add_argument(
+    add_pairs_option(
+        p,
         "--property",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a print option of Kafka's console consumer (repeatable): print.key, "
+        "a print option of Kafka's console consumer (repeatable): print.key, "
         "print.timestamp, print.headers, print.partition, print.offset, print.value "
         "(true/false), key.separator (default a tab), line.separator, headers.separator, "
         "headers.key.separator, null.literal",

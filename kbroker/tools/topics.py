@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from kbroker.config import add_pairs_option
 from kbroker.internal_topics import INTERNAL_TOPICS
 from kbroker.tools.common import (
     ToolError,
@@ -66,13 +67,7 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
         default=-1,
         help="replication factor (default: the broker's default)",
     )
-    p.add_argument(
-        "--config",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a topic config override, e.g. retention.ms=60000 (repeatable)",
-    )
+    add_pairs_option(p, "--config", "a topic config override, e.g. retention.ms=60000 (repeatable)")
     p.add_argument(
         "--if-not-exists", action="store_true", help="succeed if the topic already exists"
     )
@@ -88,13 +83,7 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("topic", metavar="TOPIC")
     p.add_argument("--partitions", type=int, help="the new (larger) partition count")
-    p.add_argument(
-        "--config",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="set a topic config override (repeatable)",
-    )
+    add_pairs_option(p, "--config", "set a topic config override (repeatable)")
     p.add_argument(
         "--delete-config",
         action="append",

@@ -76,6 +76,16 @@ def _committed(cluster: Cluster, broker_id: int, topic: str) -> int | None:
 
 
 @contextmanager
+def _cluster(tmp_path: Path, config: dict[str, Any], topic: str) -> Iterator[Cluster]:
+    """Three brokers with ``config``, and ``topic`` created: one partition on all three."""
+    with Cluster(3, config=config, data_dir=tmp_path) as cluster:
+        admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+        for future in admin.create_topics([NewTopic(topic, 1, 3)]).values():
+            future.result(30)
+        yield cluster
+
+
+@contextmanager
 def _followers_paused(cluster: Cluster, leader: int, topic: str) -> Iterator[None]:
     """Every broker but ``leader`` stopped (SIGSTOP) inside; on the way out they resume,
     and ``topic``-0's ISR (replication factor 3) is whole again before the test goes on."""
@@ -97,10 +107,7 @@ def _followers_paused(cluster: Cluster, leader: int, topic: str) -> Iterator[Non
 def test_commits_are_answered_once_replicated_and_survive_the_coordinator(
     tmp_path: Path,
 ) -> None:
-    with Cluster(3, config=CONFIG, data_dir=tmp_path) as cluster:
-        admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
-        for future in admin.create_topics([NewTopic("orders", 1, 3)]).values():
-            future.result(30)
+    with _cluster(tmp_path, CONFIG, "orders") as cluster:
         coordinator = cluster.wait_for(lambda: max(cluster.coordinator_of(GROUP), 0), 30)
         cluster.wait_for(lambda: len(cluster.partitions("__consumer_offsets")[0].isr) == 3, 30)
         assert _commit(cluster, coordinator, "orders", 5) == ErrorCode.NONE
@@ -157,10 +164,7 @@ def _txn_state(cluster: Cluster, broker_id: int) -> tuple[str, int, int]:
 def test_transaction_state_is_changed_once_replicated_and_survives_the_coordinator(
     tmp_path: Path,
 ) -> None:
-    with Cluster(3, config=TXN_CONFIG, data_dir=tmp_path) as cluster:
-        admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
-        for future in admin.create_topics([NewTopic("out", 1, 3)]).values():
-            future.result(30)
+    with _cluster(tmp_path, TXN_CONFIG, "out") as cluster:
         coordinator = cluster.wait_for(
             lambda: max(cluster.coordinator_of(TXN_ID, key_type=1), 0), 30
         )

@@ -9,7 +9,7 @@ from typing import Any
 import trio
 
 from kbroker.wire.messages import CreateAclsRequest
-from tests.kbroker.helpers import create_topic
+from tests.kbroker.helpers import create_topic, produce, records
 
 AUTHORIZER = "kafka.security.authorizer.AclAuthorizer"
 ADMIN, ALICE, BOB = "User:admin", "User:alice", "User:bob"
@@ -52,3 +52,9 @@ async def connect_as(server: Any, principal: str) -> Any:
 async def grant(admin: Any, *creations: CreateAclsRequest.AclCreation) -> None:
     resp = await admin.request(CreateAclsRequest(creations=list(creations)))
     assert [r.error_code for r in resp.results] == [0] * len(creations), resp
+
+
+async def produce_as(server: Any, principal: str, topic: str) -> int:
+    """The error code of ``principal`` producing one record to ``topic``'s partition 0."""
+    async with await connect_as(server, principal) as client:
+        return int((await produce(client, topic, 0, records(1))).error_code)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from kbroker.coordinator.classic_group import ClassicGroup, GroupState, transition
@@ -435,36 +437,42 @@ def test_a_pending_commit_is_fetched_only_once_its_write_completes():
     # replicated (onOffsetCommitAppend), dropped if it is not (failPendingOffsetWrite).
     gc, clock, store = make()
     tp = ("t", 0)
-    codes, first = gc.prepare_offset_commit("solo", -1, "", {tp: OffsetAndMetadata(10)})
-    assert codes == {tp: E.NONE} and first is not None
+
+    def prepare(offset: int) -> Any:
+        """A standalone commit of ``offset``, written but not yet replicated."""
+        codes, pending = gc.prepare_offset_commit("solo", -1, "", {tp: OffsetAndMetadata(offset)})
+        assert codes == {tp: E.NONE} and pending is not None
+        return pending
+
+    def committed() -> int:
+        return gc.fetch_offsets("solo", [tp])[tp].offset
+
+    first = prepare(10)
     assert store.records()[-1].value.offset == 10  # written...
     assert gc.fetch_offsets("solo", [tp]) == {tp: None}  # ...but not committed yet
     assert gc.pending_offset_partitions("solo") == {tp}
     gc.complete_offset_commit(first, replicated=True)
-    assert gc.fetch_offsets("solo", [tp])[tp].offset == 10
+    assert committed() == 10
     assert gc.pending_offset_partitions("solo") == set()
 
-    _, failed = gc.prepare_offset_commit("solo", -1, "", {tp: OffsetAndMetadata(20)})
-    gc.complete_offset_commit(failed, replicated=False)
-    assert gc.fetch_offsets("solo", [tp])[tp].offset == 10
+    gc.complete_offset_commit(prepare(20), replicated=False)
+    assert committed() == 10
     assert gc.pending_offset_partitions("solo") == set()
 
     # Two commits in flight: the partition stays pending until the newer one completes,
     # and the older one completing last does not replace it.
-    _, older = gc.prepare_offset_commit("solo", -1, "", {tp: OffsetAndMetadata(30)})
-    _, newer = gc.prepare_offset_commit("solo", -1, "", {tp: OffsetAndMetadata(40)})
+    older, newer = prepare(30), prepare(40)
     gc.complete_offset_commit(newer, replicated=True)
-    assert gc.fetch_offsets("solo", [tp])[tp].offset == 40
+    assert committed() == 40
     gc.complete_offset_commit(older, replicated=True)
-    assert gc.fetch_offsets("solo", [tp])[tp].offset == 40
+    assert committed() == 40
     assert gc.pending_offset_partitions("solo") == set()
-    _, older = gc.prepare_offset_commit("solo", -1, "", {tp: OffsetAndMetadata(50)})
-    _, newer = gc.prepare_offset_commit("solo", -1, "", {tp: OffsetAndMetadata(60)})
+    older, newer = prepare(50), prepare(60)
     gc.complete_offset_commit(older, replicated=True)
-    assert gc.fetch_offsets("solo", [tp])[tp].offset == 50
+    assert committed() == 50
     assert gc.pending_offset_partitions("solo") == {tp}  # 60 is still in flight
     gc.complete_offset_commit(newer, replicated=False)
-    assert gc.fetch_offsets("solo", [tp])[tp].offset == 50
+    assert committed() == 50
     assert gc.pending_offset_partitions("solo") == set()
 
 

@@ -10,7 +10,8 @@ follower by reporting its fetch position, so every step is observed in between.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -105,6 +106,21 @@ class Pending:
         self.answered.set()
 
 
+@asynccontextmanager
+async def _in_flight(
+    replica: ReplicatedPartition, request: Awaitable[Any]
+) -> AsyncIterator[Pending]:
+    """Send ``request`` in the background and wait until the coordinator has appended
+    its record to ``replica``'s log; the block runs while the write is in flight, and
+    leaving it waits for the answer."""
+    pending = Pending()
+    end_before = replica.log.log_end_offset
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pending.run, request)
+        await _appended(replica, end_before)
+        yield pending
+
+
 async def _state(client: Any, tid: str = TID) -> str:
     resp = await client.request(DescribeTransactionsRequest(transactional_ids=[tid]))
     return str(resp.transaction_states[0].transaction_state)
@@ -135,10 +151,7 @@ async def test_a_commit_is_fetched_only_once_replicated(server: Any) -> None:
     replica = _replicate(server, OFFSETS_TOPIC)
     committer, probe = await server.connect(), await server.connect()
 
-    first = Pending()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(first.run, _commit(committer, 5))
-        await _appended(replica, 0)
+    async with _in_flight(replica, _commit(committer, 5)) as first:
         # Written on the leader, not yet on the follower: not committed for anybody.
         assert await committed(probe) == -1
         assert await _stable(probe) == (ErrorCode.UNSTABLE_OFFSET_COMMIT, -1)
@@ -151,11 +164,7 @@ async def test_a_commit_is_fetched_only_once_replicated(server: Any) -> None:
     # The follower drops out of the ISR while a commit waits: below min.insync.replicas,
     # NOT_ENOUGH_REPLICAS_AFTER_APPEND, which a coordinator answers COORDINATOR_NOT_AVAILABLE.
     # The pending commit is dropped: the committed offset stays the last replicated one.
-    second = Pending()
-    end_before = replica.log.log_end_offset
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(second.run, _commit(committer, 9))
-        await _appended(replica, end_before)
+    async with _in_flight(replica, _commit(committer, 9)) as second:
         await _drop_follower(replica)
     assert second.answer == ErrorCode.COORDINATOR_NOT_AVAILABLE
     assert await committed(probe) == 5
@@ -164,10 +173,7 @@ async def test_a_commit_is_fetched_only_once_replicated(server: Any) -> None:
     # The follower catches up and rejoins the ISR; the client's retry is committed.
     _confirm(replica)
     assert replica.isr == [1, 2]
-    retry = Pending()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(retry.run, _commit(committer, 9))
-        await _appended(replica, replica.log.log_end_offset)
+    async with _in_flight(replica, _commit(committer, 9)) as retry:
         _confirm(replica)
     assert retry.answer == ErrorCode.NONE
     assert await committed(probe) == 9
@@ -342,22 +348,15 @@ async def test_a_static_member_gets_its_new_id_only_once_replicated(server: Any)
     replica = _replicate(server, OFFSETS_TOPIC)
     first, probe = await server.connect(), await server.connect()
     joined = await join(first, "g", instance="i")
-    synced = Pending()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            synced.run, _sync(first, joined.member_id, 1, **{joined.member_id: b"mine"})
-        )
-        await _appended(replica, replica.log.log_end_offset)
+    assignment = {joined.member_id: b"mine"}
+    async with _in_flight(replica, _sync(first, joined.member_id, 1, **assignment)) as synced:
         _confirm(replica)
     assert synced.answer == (ErrorCode.NONE, b"mine")
 
     async def rejoin() -> Any:
         return await join(await server.connect(), "g", instance="i")
 
-    refused = Pending()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(refused.run, rejoin())
-        await _appended(replica, replica.log.log_end_offset)
+    async with _in_flight(replica, rejoin()) as refused:
         await trio.sleep(0.05)
         assert not refused.answered.is_set()
         await _drop_follower(replica)
@@ -370,10 +369,7 @@ async def test_a_static_member_gets_its_new_id_only_once_replicated(server: Any)
     assert (await first.request(beat)).error_code == ErrorCode.NONE
 
     _confirm(replica)
-    accepted = Pending()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(accepted.run, rejoin())
-        await _appended(replica, replica.log.log_end_offset)
+    async with _in_flight(replica, rejoin()) as accepted:
         await trio.sleep(0.05)
         assert not accepted.answered.is_set()
         _confirm(replica)
@@ -391,10 +387,7 @@ async def test_transaction_state_changes_only_once_replicated(server: Any) -> No
 
     # InitProducerId: answered once its Empty record is in the ISR; meanwhile the id
     # has a write in flight and a second InitProducerId is told to retry.
-    started = Pending()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(started.run, init(client))
-        await _appended(replica, 0)
+    async with _in_flight(replica, init(client)) as started:
         assert (await init(probe)).error_code == ErrorCode.CONCURRENT_TRANSACTIONS
         assert not started.answered.is_set()
         _confirm(replica)
@@ -403,11 +396,7 @@ async def test_transaction_state_changes_only_once_replicated(server: Any) -> No
 
     # AddPartitionsToTxn: the partition is in the transaction only once replicated, so a
     # transactional write to it is refused until then (KIP-890 verification).
-    added = Pending()
-    end_before = replica.log.log_end_offset
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(added.run, add(client, pid, epoch, [("t", 0)]))
-        await _appended(replica, end_before)
+    async with _in_flight(replica, add(client, pid, epoch, [("t", 0)])) as added:
         assert await _state(probe) == "Empty"
         refused = await tx_produce(probe, "t", txn_batch(pid, epoch, 0))
         assert refused.error_code == ErrorCode.INVALID_TXN_STATE
@@ -418,11 +407,7 @@ async def test_transaction_state_changes_only_once_replicated(server: Any) -> No
 
     # EndTxn: PrepareCommit must be replicated before any marker is written, and the
     # answer waits for CompleteCommit.
-    ended = Pending()
-    end_before = replica.log.log_end_offset
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(ended.run, end(client, pid, epoch, True))
-        await _appended(replica, end_before)
+    async with _in_flight(replica, end(client, pid, epoch, True)) as ended:
         assert await _state(probe) == "Ongoing"
         assert await latest(probe, "t", READ_COMMITTED) == 0  # no marker yet
         end_before = replica.log.log_end_offset
@@ -442,10 +427,7 @@ async def test_transaction_writes_that_fail_map_to_kafkas_coordinator_errors(
     create_topic(server, "t")
     replica = _replicate(server, TRANSACTION_STATE_TOPIC)
     client = await server.connect()
-    started = Pending()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(started.run, init(client))
-        await _appended(replica, 0)
+    async with _in_flight(replica, init(client)) as started:
         _confirm(replica)
     pid, epoch = started.answer.producer_id, started.answer.producer_epoch
 
@@ -461,10 +443,7 @@ async def test_transaction_writes_that_fail_map_to_kafkas_coordinator_errors(
     # Leadership lost while the write waits: NOT_LEADER_OR_FOLLOWER -> NOT_COORDINATOR,
     # and the state is unchanged.
     replica.make_leader(leader_epoch=2, isr=[1, 2], replicas=[1, 2])
-    added = Pending()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(added.run, add(client, pid, epoch, [("t", 0)]))
-        await _appended(replica, end_before)
+    async with _in_flight(replica, add(client, pid, epoch, [("t", 0)])) as added:
         replica.make_follower(leader_id=2, leader_epoch=3, isr=[1, 2], replicas=[1, 2])
     assert added.answer == {("t", 0): ErrorCode.NOT_COORDINATOR}
     assert await _state(client) == "Empty"
@@ -484,11 +463,7 @@ async def test_a_transactional_commit_not_replicated_is_not_published(server: An
     r = await init(client)
     pid, epoch = r.producer_id, r.producer_epoch
     assert await add_offsets(client, pid, epoch) == ErrorCode.NONE
-    staged = Pending()
-    end_before = offsets.log.log_end_offset
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(staged.run, txn_commit_offset(client, pid, epoch, 7))
-        await _appended(offsets, end_before)
+    async with _in_flight(offsets, txn_commit_offset(client, pid, epoch, 7)) as staged:
         await _drop_follower(offsets)
     assert staged.answer == ErrorCode.COORDINATOR_NOT_AVAILABLE
     # The producer commits anyway (a client that ignored the error): the marker must not
@@ -526,10 +501,8 @@ async def test_write_txn_markers_answers_once_the_marker_is_replicated(server: A
             )
         ]
     )
-    answered = Pending()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(answered.run, client.request(request))
-        await _appended(part.replica, 2)  # the marker follows the batch's two records
+    async with _in_flight(part.replica, client.request(request)) as answered:
+        # The marker is written after the batch's two records, but not yet replicated.
         await trio.sleep(0.05)
         assert not answered.answered.is_set()
         _confirm(part.replica)

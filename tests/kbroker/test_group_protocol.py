@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import trio
 import trio.testing
 
@@ -179,43 +181,31 @@ async def test_join_v0_and_errors(make_server):
 
 async def test_static_member_rejoins_with_same_generation(make_server):
     srv = await make_server(**FAST)
+
+    def member(joined: Any) -> dict[str, Any]:
+        """The fields naming static member host-1 of group gs, as ``joined`` made it."""
+        return {
+            "group_id": "gs",
+            "generation_id": joined.generation_id,
+            "member_id": joined.member_id,
+            "group_instance_id": "host-1",
+        }
+
     async with await srv.connect() as c:
         j = await join(c, "gs", instance="host-1")
         assert j.error_code == E.NONE
-        await c.request(
-            SyncGroupRequest(
-                group_id="gs",
-                generation_id=j.generation_id,
-                member_id=j.member_id,
-                group_instance_id="host-1",
-                assignments=[
-                    SyncGroupRequest.SyncGroupRequestAssignment(
-                        member_id=j.member_id, assignment=b"A"
-                    )
-                ],
-            )
+        assignment = SyncGroupRequest.SyncGroupRequestAssignment(
+            member_id=j.member_id, assignment=b"A"
         )
+        await c.request(SyncGroupRequest(**member(j), assignments=[assignment]))
     async with await srv.connect() as c:  # "restarted" client, same instance id
         again = await c.request(join_req("gs", instance="host-1"))
         assert again.error_code == E.NONE and again.generation_id == j.generation_id
         assert again.member_id != j.member_id
-        s = await c.request(
-            SyncGroupRequest(
-                group_id="gs",
-                generation_id=again.generation_id,
-                member_id=again.member_id,
-                group_instance_id="host-1",
-            )
-        )
+        s = await c.request(SyncGroupRequest(**member(again)))
         assert bytes(s.assignment) == b"A"
-        h = await c.request(
-            HeartbeatRequest(
-                group_id="gs",
-                generation_id=j.generation_id,
-                member_id=j.member_id,
-                group_instance_id="host-1",
-            )
-        )
+        # The old member id of the same instance is fenced.
+        h = await c.request(HeartbeatRequest(**member(j)))
         assert h.error_code == E.FENCED_INSTANCE_ID
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import InitProducerIdRequest
 from tests.kbroker.helpers import (
@@ -81,23 +83,31 @@ async def test_sequence_gap_is_out_of_order_and_writes_nothing(server: Any) -> N
         assert server.broker.topics.partition("t", 0).log.log_end_offset == 2
 
 
-async def test_older_epoch_is_invalid_producer_epoch(server: Any) -> None:
+@pytest.mark.parametrize(
+    "steps",
+    [
+        pytest.param(
+            [(1, 0, ErrorCode.NONE), (0, 2, ErrorCode.INVALID_PRODUCER_EPOCH)],
+            id="older_epoch_is_invalid_producer_epoch",
+        ),
+        pytest.param(
+            [
+                (0, 0, ErrorCode.NONE),
+                (1, 7, ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER),
+                (1, 0, ErrorCode.NONE),
+            ],
+            id="new_epoch_must_restart_at_sequence_zero",
+        ),
+    ],
+)
+async def test_producer_epochs(server: Any, steps: list[tuple[int, int, ErrorCode]]) -> None:
+    """Batches of (epoch, base sequence) produced in turn, each answered as given."""
     create_topic(server, "t")
     async with await server.connect() as c:
         pid = (await init_pid(c)).producer_id
-        assert (await produce(c, "t", 0, batch(pid, 1, 0))).error_code == 0
-        stale = await produce(c, "t", 0, batch(pid, 0, 2))
-        assert stale.error_code == ErrorCode.INVALID_PRODUCER_EPOCH
-
-
-async def test_new_epoch_must_restart_at_sequence_zero(server: Any) -> None:
-    create_topic(server, "t")
-    async with await server.connect() as c:
-        pid = (await init_pid(c)).producer_id
-        assert (await produce(c, "t", 0, batch(pid, 0, 0))).error_code == 0
-        bad = await produce(c, "t", 0, batch(pid, 1, 7))
-        assert bad.error_code == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
-        assert (await produce(c, "t", 0, batch(pid, 1, 0))).error_code == 0
+        for epoch, sequence, expected in steps:
+            resp = await produce(c, "t", 0, batch(pid, epoch, sequence))
+            assert resp.error_code == expected, (epoch, sequence)
 
 
 async def test_unknown_producer_may_start_at_any_sequence(server: Any) -> None:

@@ -26,11 +26,14 @@ from tests.kbroker.helpers import (
 )
 
 
-async def fill(server: Any, client: Any, topic: str) -> None:
-    """Three batches: offsets 0-2 at ts 1000.., 3-5 at ts 3000.., 6-8 at ts 2000.."""
+async def filled(server: Any, topic: str) -> Any:
+    """A client that created ``topic`` and produced three batches to it: offsets 0-2 at
+    ts 1000.., 3-5 at ts 3000.., 6-8 at ts 2000.."""
+    client = await server.connect()
     create_topic(server, topic)
     for start, ts in ((0, 1_000), (3, 3_000), (6, 2_000)):
         assert (await produce(client, topic, 0, records(3, start=start, ts=ts))).error_code == 0
+    return client
 
 
 # -- ListOffsets ------------------------------------------------------------------------
@@ -51,8 +54,7 @@ async def test_list_offsets_on_an_empty_partition(server: Any, version: int) -> 
 
 @pytest.mark.parametrize("version", [1, 4, 7, 10])
 async def test_list_offsets_earliest_latest_and_by_timestamp(server: Any, version: int) -> None:
-    client = await server.connect()
-    await fill(server, client, "lo")
+    client = await filled(server, "lo")
     earliest = await list_offset(client, "lo", EARLIEST, version=version)
     latest = await list_offset(client, "lo", LATEST, version=version)
     assert (earliest.offset, earliest.timestamp) == (0, -1)
@@ -73,31 +75,27 @@ async def test_list_offsets_earliest_latest_and_by_timestamp(server: Any, versio
 @pytest.mark.parametrize("version", [7, 10])
 async def test_list_offsets_max_timestamp(server: Any, version: int) -> None:
     # KIP-734: the offset of the record with the largest timestamp.
-    client = await server.connect()
-    await fill(server, client, "mx")
+    client = await filled(server, "mx")
     p = await list_offset(client, "mx", MAX_TS, version=version)
     assert (p.error_code, p.offset, p.timestamp) == (0, 5, 3_002)
 
 
 @pytest.mark.parametrize("version", [8, 10])
 async def test_list_offsets_earliest_local_is_log_start(server: Any, version: int) -> None:
-    client = await server.connect()
-    await fill(server, client, "el")
+    client = await filled(server, "el")
     p = await list_offset(client, "el", EARLIEST_LOCAL, version=version)
     assert (p.error_code, p.offset) == (0, 0)
 
 
 @pytest.mark.parametrize("version", [9, 10])
 async def test_list_offsets_latest_tiered_without_tiered_storage(server: Any, version: int) -> None:
-    client = await server.connect()
-    await fill(server, client, "lt")
+    client = await filled(server, "lt")
     p = await list_offset(client, "lt", LATEST_TIERED, version=version)
     assert (p.error_code, p.offset, p.leader_epoch) == (0, -1, -1)
 
 
 async def test_list_offsets_read_committed_latest_is_the_lso(server: Any) -> None:
-    client = await server.connect()
-    await fill(server, client, "rcl")
+    client = await filled(server, "rcl")
     resp = await client.request(
         list_offsets_request("rcl", (0, LATEST), isolation_level=1), version=5
     )
@@ -133,8 +131,7 @@ async def test_list_offsets_current_leader_epoch(server: Any) -> None:
 
 @pytest.mark.parametrize("version", [0, 2, 4])
 async def test_offset_for_leader_epoch(server: Any, version: int) -> None:
-    client = await server.connect()
-    await fill(server, client, "ofle")
+    client = await filled(server, "ofle")
     current = await end_offset(client, "ofle", 0, version=version)
     # The current epoch's end is the log end offset (a consumer validating its
     # position after a leader change, KIP-320).
@@ -191,8 +188,7 @@ async def delete_records(
 
 @pytest.mark.parametrize("version", [0, 1, 2])
 async def test_delete_records_then_fetch_below_is_out_of_range(server: Any, version: int) -> None:
-    client = await server.connect()
-    await fill(server, client, "dr")
+    client = await filled(server, "dr")
     p = await delete_records(client, "dr", 4, version=version)
     assert (p.error_code, p.low_watermark) == (0, 4)
     below = await fetch(client, server, "dr", 0, 2)
@@ -208,8 +204,7 @@ async def test_delete_records_then_fetch_below_is_out_of_range(server: Any, vers
 
 
 async def test_delete_records_to_high_watermark_and_beyond(server: Any) -> None:
-    client = await server.connect()
-    await fill(server, client, "drh")
+    client = await filled(server, "drh")
     beyond = await delete_records(client, "drh", 10, version=2)
     assert (beyond.error_code, beyond.low_watermark) == (ErrorCode.OFFSET_OUT_OF_RANGE, -1)
     hw = await delete_records(client, "drh", -1, version=2)

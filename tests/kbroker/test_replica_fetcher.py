@@ -48,6 +48,22 @@ def _make_leader(server: Any, topic: str, *, epoch: int, isr: list[int]) -> Any:
     return p
 
 
+async def _leading(
+    make_server: Any,
+    topic: str,
+    *,
+    epoch: int,
+    isr: list[int] | None = None,
+    configs: dict[str, str] | None = None,
+) -> tuple[Any, Any, Any, Any]:
+    """A leader and a follower broker with ``topic`` (see ``_pair``), the leader leading
+    it at ``epoch`` with ``isr`` (itself alone by default): (leader, follower, the
+    leader's partition, a client of the leader)."""
+    leader, follower = await _pair(make_server, topic, configs)
+    lp = _make_leader(leader, topic, epoch=epoch, isr=isr or [LEADER])
+    return leader, follower, lp, await leader.connect()
+
+
 async def _follow(
     nursery: trio.Nursery, follower: Any, leader: Any, topic: str, *, epoch: int
 ) -> ReplicaFetcherManager:
@@ -75,9 +91,7 @@ def _all_bytes(p: Any) -> bytes:
 async def test_follower_copies_the_leader_byte_for_byte(
     make_server: Any, nursery: trio.Nursery
 ) -> None:
-    leader, follower = await _pair(make_server, "copy")
-    lp = _make_leader(leader, "copy", epoch=1, isr=[LEADER])
-    client = await leader.connect()
+    leader, follower, lp, client = await _leading(make_server, "copy", epoch=1)
     assert (await produce(client, "copy", 0, records(3), acks=1)).error_code == 0
     # An idempotent producer's batch, a transaction and its abort marker, a new epoch.
     lp.log.append(records(2, producer_id=9, producer_epoch=0, base_sequence=0), leader_epoch=1)
@@ -116,10 +130,10 @@ async def test_follower_copies_the_leader_byte_for_byte(
 async def test_acks_all_is_answered_when_the_follower_has_the_batch(
     make_server: Any, nursery: trio.Nursery
 ) -> None:
-    leader, follower = await _pair(make_server, "acks", {"min.insync.replicas": "2"})
-    lp = _make_leader(leader, "acks", epoch=0, isr=[LEADER, FOLLOWER])
+    leader, follower, lp, client = await _leading(
+        make_server, "acks", epoch=0, isr=[LEADER, FOLLOWER], configs={"min.insync.replicas": "2"}
+    )
     await _follow(nursery, follower, leader, "acks", epoch=0)
-    client = await leader.connect()
     for i in range(5):
         with trio.fail_after(10):
             answer = await produce(client, "acks", 0, records(2, start=2 * i), acks=-1)
@@ -165,9 +179,7 @@ async def test_follower_truncates_a_divergent_tail_before_fetching(
 async def test_follower_behind_the_leaders_log_start_starts_over_there(
     make_server: Any, nursery: trio.Nursery
 ) -> None:
-    leader, follower = await _pair(make_server, "gone")
-    lp = _make_leader(leader, "gone", epoch=0, isr=[LEADER])
-    client = await leader.connect()
+    leader, follower, lp, client = await _leading(make_server, "gone", epoch=0)
     for i in range(4):
         assert (await produce(client, "gone", 0, records(2, start=2 * i), acks=1)).error_code == 0
     lp.log.delete_records_before(5)  # DeleteRecords: offsets below 5 are gone
@@ -181,9 +193,7 @@ async def test_follower_behind_the_leaders_log_start_starts_over_there(
 async def test_fetcher_moves_to_a_restarted_leader_and_resumes(
     make_server: Any, nursery: trio.Nursery
 ) -> None:
-    leader, follower = await _pair(make_server, "restart")
-    _make_leader(leader, "restart", epoch=0, isr=[LEADER])
-    client = await leader.connect()
+    leader, follower, _, client = await _leading(make_server, "restart", epoch=0)
     assert (await produce(client, "restart", 0, records(3), acks=1)).error_code == 0
     fp = _partition(follower, "restart")
     manager = await _follow(nursery, follower, leader, "restart", epoch=0)

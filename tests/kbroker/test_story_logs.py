@@ -27,11 +27,18 @@ def messages(caplog: pytest.LogCaptureFixture, logger: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == logger]
 
 
-async def test_client_connecting_names_its_software(
+@pytest.fixture
+async def running(
     make_server: Callable[..., Awaitable[Any]], caplog: pytest.LogCaptureFixture
-) -> None:
+) -> Any:
+    """A broker whose INFO lines ``caplog`` captures."""
     caplog.set_level(logging.INFO)
-    running = await make_server()
+    return await make_server()
+
+
+async def test_client_connecting_names_its_software(
+    running: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     async with await running.connect(client_id="billing-1") as client:
         await client.request(
             ApiVersionsRequest(client_software_name="kbroker-tests", client_software_version="9.1"),
@@ -43,10 +50,8 @@ async def test_client_connecting_names_its_software(
 
 
 async def test_rebalance_assignment_and_leaving_by_a_real_consumer(
-    make_server: Callable[..., Awaitable[Any]], caplog: pytest.LogCaptureFixture
+    running: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO)
-    running = await make_server()
     create_topic(running, "orders", partitions=2)
 
     def consume_then_leave() -> None:
@@ -99,11 +104,8 @@ def test_member_expiry(caplog: pytest.LogCaptureFixture) -> None:
 
 
 async def test_topic_created_changed_and_deleted(
-    make_server: Callable[..., Awaitable[Any]], caplog: pytest.LogCaptureFixture
+    running: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO)
-    running = await make_server()
-
     def admin_work() -> None:
         admin = KafkaAdminClient(bootstrap_servers=running.bootstrap)
         try:
@@ -152,10 +154,8 @@ async def test_transaction_aborted_by_timeout(
 
 
 async def test_retention_names_what_it_deleted(
-    make_server: Callable[..., Awaitable[Any]], caplog: pytest.LogCaptureFixture
+    running: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="kbroker.broker")
-    running = await make_server()
     create_topic(running, "metrics", configs={"segment.bytes": "1024", "retention.bytes": "1"})
     async with await running.connect() as client:
         for i in range(4):
@@ -167,10 +167,8 @@ async def test_retention_names_what_it_deleted(
 
 
 async def test_compaction_names_what_it_removed(
-    make_server: Callable[..., Awaitable[Any]], caplog: pytest.LogCaptureFixture
+    running: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="kbroker.broker")
-    running = await make_server()
     create_topic(
         running, "profiles", configs={"segment.bytes": "1024", "cleanup.policy": "compact"}
     )
@@ -223,12 +221,10 @@ async def test_isr_shrink_and_expand(
 
 
 async def test_kip848_member_joins_is_assigned_and_leaves(
-    make_server: Callable[..., Awaitable[Any]], caplog: pytest.LogCaptureFixture
+    running: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     from kbroker.wire.messages import ConsumerGroupHeartbeatRequest
 
-    caplog.set_level(logging.INFO, logger="kbroker.coordinator")
-    running = await make_server()
     create_topic(running, "kip", partitions=2)
 
     def heartbeat(epoch: int) -> Any:

@@ -297,17 +297,10 @@ def test_groups_list_and_describe_show_offsets_and_lag(run: Kbroker, name: str) 
     assert code == 0
     assert f"Consumer group '{group}' has no active members." in out
     table = [line.split() for line in out.splitlines() if line.strip()][1:]
-    assert table[0] == [
-        "GROUP",
-        "TOPIC",
-        "PARTITION",
-        "CURRENT-OFFSET",
-        "LOG-END-OFFSET",
-        "LAG",
-        "CONSUMER-ID",
-        "HOST",
-        "CLIENT-ID",
-    ]
+    # kafka-consumer-groups.sh --describe's columns.
+    assert table[0] == (
+        "GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG CONSUMER-ID HOST CLIENT-ID".split()
+    )
     assert table[1:] == [[group, name, "0", "3", "5", "2", "-", "-", "-"]]
     code, _, err = run("groups", "describe", f"{group}-missing")
     assert code == 1 and f"consumer group '{group}-missing' does not exist" in err
@@ -346,34 +339,38 @@ def test_groups_describe_shows_the_active_member(
     assert all(r[6].startswith("member-one") for r in rows)
 
 
+def _started(*args: str, **popen: Any) -> subprocess.Popen[bytes]:
+    """`python -m kbroker ARGS` started as a real process (``popen``: its Popen arguments)."""
+    return subprocess.Popen([sys.executable, "-m", "kbroker", *args], cwd=REPO, **popen)
+
+
+def _kbroker_process(*args: str, timeout: float = 60) -> tuple[int, str, str, float]:
+    """`python -m kbroker ARGS` as a real process: (status, stdout, stderr, seconds).
+
+    A process, because librdkafka writes its log lines to file descriptor 2 directly,
+    where pytest's capsys would not see them.
+    """
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "kbroker", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    return result.returncode, result.stdout, result.stderr, time.monotonic() - started
+
+
 def test_the_kbroker_script_dispatches_subcommands(live: kbroker.Broker, name: str) -> None:
     # The real entry point: `kbroker topics ...` runs a tool, plain `kbroker` runs a broker.
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kbroker",
-            "topics",
-            "create",
-            name,
-            "--bootstrap-server",
-            live.bootstrap_servers,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    code, out, err, _ = _kbroker_process(
+        "topics", "create", name, "--bootstrap-server", live.bootstrap_servers
     )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == f"Created topic {name}.\n"
-    result = subprocess.run(
-        [sys.executable, "-m", "kbroker", "--help"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0 and "--listen" in result.stdout
+    assert code == 0, err
+    assert out == f"Created topic {name}.\n"
+    code, out, _, _ = _kbroker_process("--help")
+    assert code == 0 and "--listen" in out
 
 
 def test_unreachable_broker_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -505,13 +502,7 @@ def _on_a_terminal(*args: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """`python -m kbroker ARGS` with a pseudo-terminal as stdin/stdout/stderr: yields the
     process and the terminal's controlling side (to type into and read from)."""
     controller, terminal = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kbroker", *args],
-        stdin=terminal,
-        stdout=terminal,
-        stderr=terminal,
-        cwd=REPO,
-    )
+    proc = _started(*args, stdin=terminal, stdout=terminal, stderr=terminal)
     os.close(terminal)
     try:
         yield proc, controller
@@ -598,28 +589,12 @@ def test_consume_from_timestamp(run: Kbroker, stamped: str) -> None:
     code, out, _ = run("consume", stamped, "--from-timestamp", "2500", "--timeout", "2")
     assert code == 0 and sorted(out.splitlines()) == ["lone", "v2", "v3"]
     # 1970-01-01T00:00:03 UTC is 3000 ms; with an explicit zone offset, the same moment.
-    code, out, _ = run(
-        "consume",
-        stamped,
-        "--partition",
-        "0",
-        "--from-timestamp",
-        "1970-01-01T00:00:03",
-        "--timeout",
-        "2",
-    )
-    assert code == 0 and out.splitlines() == ["v2", "v3"]
-    code, out, _ = run(
-        "consume",
-        stamped,
-        "--partition",
-        "0",
-        "--from-timestamp",
-        "1970-01-01T01:00:03+01:00",
-        "--timeout",
-        "2",
-    )
-    assert code == 0 and out.splitlines() == ["v2", "v3"]
+    for moment in ("1970-01-01T00:00:03", "1970-01-01T01:00:03+01:00"):
+        code, out, _ = run(
+            *("consume", stamped, "--partition", "0"),
+            *("--from-timestamp", moment, "--timeout", "2"),
+        )
+        assert code == 0 and out.splitlines() == ["v2", "v3"], moment
     # After the last record: nothing, as from the end.
     code, out, _ = run("consume", stamped, "--from-timestamp", "9999", "--timeout", "2")
     assert (code, out) == (0, "")
@@ -774,24 +749,6 @@ def test_groups_delete_and_json(run: Kbroker, live: kbroker.Broker, stamped: str
     assert code == 1 and "GROUP_ID_NOT_FOUND" in err
 
 
-def _kbroker_process(*args: str, timeout: float = 60) -> tuple[int, str, str, float]:
-    """`python -m kbroker ARGS` as a real process: (status, stdout, stderr, seconds).
-
-    A process, because librdkafka writes its log lines to file descriptor 2 directly,
-    where pytest's capsys would not see them.
-    """
-    started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "kbroker", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-    return result.returncode, result.stdout, result.stderr, time.monotonic() - started
-
-
 @pytest.mark.parametrize(
     "command",
     [
@@ -849,15 +806,12 @@ def test_a_broker_lost_while_consuming_is_one_warning_line() -> None:
     with kbroker.Broker(config={"num.partitions": 1}) as broker:
         bootstrap = broker.bootstrap_servers
         assert main(["topics", "create", "t", "--bootstrap-server", bootstrap]) == 0
-        proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "kbroker", "consume", "t", "--offset", "earliest"),
-                *("--timeout", "5", "--bootstrap-server", bootstrap),
-            ],
+        proc = _started(
+            *("consume", "t", "--offset", "earliest", "--timeout", "5"),
+            *("--bootstrap-server", bootstrap),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
-            cwd=REPO,
         )
         try:
             producer = Producer({"bootstrap.servers": bootstrap, "log_level": 3})

@@ -74,6 +74,14 @@ def fake() -> Fake:
     return Fake()
 
 
+def _ongoing(tc: TransactionCoordinator, timeout_ms: int = 60_000) -> Any:
+    """Transactional id "a" initialised and ("t", 0) added: an Ongoing transaction; the
+    InitProducerId result."""
+    r = tc.init_producer_id("a", timeout_ms).result()
+    tc.add_partitions("a", r.producer_id, r.producer_epoch, [("t", 0)]).result()
+    return r
+
+
 def test_commit_writes_prepare_markers_then_complete(fake: Fake) -> None:
     tc = fake.coordinator()
     r = tc.init_producer_id("a", 60_000).result()
@@ -93,8 +101,7 @@ def test_commit_writes_prepare_markers_then_complete(fake: Fake) -> None:
 
 def test_crash_between_prepare_and_markers_is_finished_on_load(fake: Fake) -> None:
     tc = fake.coordinator()
-    r = tc.init_producer_id("a", 60_000).result()
-    tc.add_partitions("a", r.producer_id, r.producer_epoch, [("t", 0)]).result()
+    r = _ongoing(tc)
     fake.fail_markers = True
     # PrepareAbort is written: the abort is decided and answered (Kafka answers EndTxn
     # then); the markers are owed, and the transaction stays PrepareAbort until written.
@@ -193,8 +200,7 @@ def test_a_write_completing_after_the_coordinator_moved_is_not_coordinator(fake:
 
 def test_a_failed_completion_is_finished_by_poll(fake: Fake) -> None:
     tc = fake.coordinator()
-    r = tc.init_producer_id("a", 60_000).result()
-    tc.add_partitions("a", r.producer_id, r.producer_epoch, [("t", 0)]).result()
+    r = _ongoing(tc)
     fake.hold = True
     end = tc.end_txn("a", r.producer_id, r.producer_epoch, True)
     fake.release()  # PrepareCommit
@@ -221,8 +227,7 @@ def test_complete_is_written_only_once_every_marker_is(fake: Fake) -> None:
     # Written earlier, a coordinator dying before a remote leader had its marker would
     # leave that partition's transaction open for good.
     tc = fake.coordinator()
-    r = tc.init_producer_id("a", 60_000).result()
-    tc.add_partitions("a", r.producer_id, r.producer_epoch, [("t", 0)]).result()
+    r = _ongoing(tc)
     fake.hold_markers = True
     end = tc.end_txn("a", r.producer_id, r.producer_epoch, True)
     assert fake.markers and fake.writes[-1][1].state is TxnState.PREPARE_COMMIT
@@ -245,8 +250,7 @@ def test_complete_is_written_only_once_every_marker_is(fake: Fake) -> None:
 
 def test_a_timeout_abort_waits_for_its_writes(fake: Fake) -> None:
     tc = fake.coordinator()
-    r = tc.init_producer_id("a", 10_000).result()
-    tc.add_partitions("a", r.producer_id, r.producer_epoch, [("t", 0)]).result()
+    r = _ongoing(tc, timeout_ms=10_000)
     fake.hold = True
     fake.now += 11
     assert tc.poll() == ["a"]
@@ -272,8 +276,7 @@ def test_epoch_exhaustion_rotates_to_a_new_producer_id(fake: Fake) -> None:
 
 def test_concurrent_add_during_prepare_and_timeouts(fake: Fake) -> None:
     tc = fake.coordinator()
-    r = tc.init_producer_id("a", 10_000).result()
-    tc.add_partitions("a", r.producer_id, r.producer_epoch, [("t", 0)]).result()
+    r = _ongoing(tc, timeout_ms=10_000)
     assert tc.next_deadline_ms() == int(fake.now * 1000) + 10_000
     fake.now += 9.999
     assert tc.poll() == []

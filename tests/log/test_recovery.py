@@ -27,6 +27,17 @@ def _build(d: Path, n_batches: int, **config: object) -> list[tuple[int, int, in
     return out
 
 
+def _write(d: Path, *counts: int, clean: bool) -> None:
+    """Write a log of one batch per count of records, then stop it cleanly or crash."""
+    log = PartitionLog.open(d, LogConfig())
+    for n in counts:
+        log.append(batch(n))
+    if clean:
+        log.close()
+    else:
+        log.abandon()
+
+
 def _segments(d: Path) -> list[Path]:
     return sorted(d.glob("*.log"))
 
@@ -156,9 +167,7 @@ def test_damaged_indexes_are_rebuilt(tmp_path, damage, clean):
 
 def test_clean_open_trusts_indexes_and_removes_marker_while_open(tmp_path):
     d = tmp_path / "t-0"
-    log = PartitionLog.open(d, LogConfig())
-    log.append(batch(3))
-    log.close()
+    _write(d, 3, clean=True)
     assert (d / CLEAN_SHUTDOWN_FILE).exists()
     log = PartitionLog.open(d, LogConfig())
     assert log.open_mode == "clean" and log.log_end_offset == 3
@@ -175,10 +184,7 @@ def test_clean_open_trusts_indexes_and_removes_marker_while_open(tmp_path):
 
 def test_clean_marker_with_torn_tail_still_recovers(tmp_path):
     d = tmp_path / "t-0"
-    log = PartitionLog.open(d, LogConfig())
-    log.append(batch(3))
-    log.append(batch(3))
-    log.close()
+    _write(d, 3, 3, clean=True)
     seg = d / "00000000000000000000.log"
     os.truncate(seg, seg.stat().st_size - 1)
     log = PartitionLog.open(d, LogConfig())
@@ -208,9 +214,7 @@ def test_recovery_point_limits_the_walk_to_later_segments(tmp_path):
 
 def test_leftover_temp_files_are_removed(tmp_path):
     d = tmp_path / "t-0"
-    log = PartitionLog.open(d, LogConfig())
-    log.append(batch(1))
-    log.abandon()
+    _write(d, 1, clean=False)
     for name in (
         "00000000000000000000.log.cleaned",
         "recovery-point-offset-checkpoint.tmp",
