@@ -322,10 +322,9 @@ class IdempotenceScenarios:
     """Idempotence through a kill -9 and through lost responses, for a ``Test...`` class whose
     module's ``txn_client`` is an IdempotentClient."""
 
-    def test_idempotent_producer_survives_kill_9(
-        self, txn_client: IdempotentClient, same_port_broker: LiveBroker, topic_name: str
-    ) -> None:
-        idempotent_producer_survives_kill_9(txn_client, same_port_broker, topic_name)
+    test_idempotent_producer_survives_kill_9 = as_test(
+        idempotent_producer_survives_kill_9, client="txn_client", broker="same_port_broker"
+    )
 
     def test_idempotent_retries_of_lost_responses_are_not_written_twice(
         self,
