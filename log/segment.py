@@ -299,7 +299,7 @@ class LogSegment:
             return False
         if self.size == 0:
             return len(self.index) == 0 and len(self.time_index) == 0
-        if not (self.index.file_ok(self.size) and self.time_index.file_ok()):
+        if not (self.index.file_ok(self.size) and self.time_index.file_ok(self.size)):
             return False
         if len(self.time_index) == 0:
             return False
