@@ -174,6 +174,73 @@ def cpu_s(pid: int) -> float:
     return total / 1e9
 
 
+_VMSTAT_KEYS = ("pgfault", "pgalloc_normal", "pgfree", "pgscan_kswapd", "pgscan_direct")
+_PAGE_REPORTING = Path("/sys/module/page_reporting/parameters/reported_kib")
+
+
+@dataclass
+class MemorySample:
+    """What a phase cost in memory terms: the broker's user/system CPU and faults, the machine's.
+
+    utime/stime come from /proc/PID/stat (10 ms ticks, summed over the process's live and
+    exited threads); `reported_kib` is the guest's free-page-reporting counter, the memory
+    handed back to a VM host (which the next first touch must fault back in).
+    """
+
+    utime: float
+    stime: float
+    minflt: int
+    rss_mb: float
+    free_mb: float
+    vm: dict[str, int]
+    reported_mb: float
+    syscalls: tuple[int, int]  # read-type and write-type system calls (/proc/PID/io)
+
+    @staticmethod
+    def take(pid: int) -> MemorySample:
+        """One reading for process `pid` and the machine."""
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        tick = os.sysconf("SC_CLK_TCK")
+        vm: dict[str, int] = {}
+        for line in Path("/proc/vmstat").read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key in _VMSTAT_KEYS:
+                vm[key] = int(value)
+        free_kb = 0
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemFree:"):
+                free_kb = int(line.split()[1])
+        try:
+            reported = int(_PAGE_REPORTING.read_text()) / 1024
+        except (OSError, ValueError):
+            reported = float("nan")  # no free page reporting on this machine
+        io = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+        return MemorySample(
+            utime=int(fields[11]) / tick,
+            stime=int(fields[12]) / tick,
+            minflt=int(fields[7]),
+            rss_mb=int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20),
+            free_mb=free_kb / 1024,
+            vm=vm,
+            reported_mb=reported,
+            syscalls=(int(io["syscr"]), int(io["syscw"])),
+        )
+
+    def since(self, before: MemorySample) -> str:
+        """The phase's deltas, as one line."""
+        vm = {k: (self.vm.get(k, 0) - before.vm.get(k, 0)) * 4 // 1024 for k in _VMSTAT_KEYS}
+        return (
+            f"user {self.utime - before.utime:.2f} s, sys {self.stime - before.stime:.2f} s, "
+            f"minflt {self.minflt - before.minflt}, rss {self.rss_mb:.0f} MB, "
+            f"read/write calls {self.syscalls[0] - before.syscalls[0]}/"
+            f"{self.syscalls[1] - before.syscalls[1]}; machine: "
+            f"MemFree {self.free_mb - before.free_mb:+.0f} MB, allocated "
+            f"{vm['pgalloc_normal']} MB, freed {vm['pgfree']} MB, faulted {vm['pgfault']} MB, "
+            f"scanned {vm['pgscan_kswapd'] + vm['pgscan_direct']} MB, reported to the host "
+            f"{self.reported_mb - before.reported_mb:.0f} MB"
+        )
+
+
 # ----------------------------------------------------------------------------------------
 @dataclass
 class Target:
@@ -242,11 +309,16 @@ def run_once(target: Target, args: argparse.Namespace) -> None:
         topic = f"cmp-{size}-{run}"
         target.create_topic(topic, partitions)
         budget = args.megabytes_small if size < 1000 else args.megabytes_large
+        m0 = MemorySample.take(target.pid)
         c0, k0 = cpu_s(target.pid), time.process_time()
         n, nbytes, secs = throughput.bench_produce(
             target.bootstrap, topic, size, int(budget * MB), args.seconds, extra
         )
         c1, k1 = cpu_s(target.pid), time.process_time()
+        m1 = MemorySample.take(target.pid)
+        target.record(f"produce {label} broker sys share", (m1.stime - m0.stime) / (c1 - c0))
+        if args.memory:
+            print(f"  {target.name:<7} produce {label}: {m1.since(m0)}", flush=True)
         target.record(f"produce {label} MB/s", nbytes / MB / secs)
         target.record(f"produce {label} MB/CPU-s", nbytes / MB / max(c1 - c0, 0.01))
         target.record(f"produce {label} client cores", (k1 - k0) / secs)
@@ -302,6 +374,12 @@ def main() -> int:
     parser.add_argument(
         "--megabytes-large", type=float, default=150.0, help="MB produced per 10 KB phase"
     )
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="per produce phase, print the broker's user/system CPU and faults and the "
+        "machine's page allocation, reclaim and free-page-reporting deltas",
+    )
     args = parser.parse_args()
 
     print(MOCK_LIMITS, flush=True)
@@ -346,7 +424,7 @@ def main() -> int:
         ours, theirs = kb.results[key], mk.results.get(key, [])
         if not theirs:
             continue
-        if key.endswith("client cores"):
+        if key.endswith(("client cores", "sys share")):
             # Not a score: how busy the client was (near 2 = the whole machine).
             print(
                 f"| {key:<28} | {statistics.median(ours):16.2f} | "

@@ -4,7 +4,7 @@ A scenario states what a user of any Kafka client observes: where records land, 
 timestamps and headers, what the broker stored (read from disk by ``compat.diskfmt``), which
 error a refused write gets. ``RecordClient`` is how one client library creates a topic,
 produces, reads by assignment and lists offsets, so a new scenario is one function here and a
-new client one adapter (``compat/adapters.py`` for the Python clients). The consumer-group
+new client one adapter module in ``compat/adapters/``. The consumer-group
 scenarios have their own module, ``compat.group_scenarios``.
 """
 

@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
+from compat.adapters.kafka_python import consumer, create_topic, producer
 from compat.http_broker import base_url, get, http_broker, scrape, total, value
 from compat.livebroker import LiveBroker
 
@@ -33,22 +34,15 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveBroker,
 
 
 def _produce(broker: LiveBroker, topic: str) -> list[tuple[bytes, bytes]]:
-    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
-    try:
-        admin.create_topics({topic: {"num_partitions": PARTITIONS, "replication_factor": 1}})
-    finally:
-        admin.close()
+    create_topic(broker, topic, PARTITIONS)
     sent = []
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, linger_ms=5)
-    try:
+    with producer(broker, linger_ms=5) as prod:
         for p in range(PARTITIONS):
             for i in range(PER_PARTITION):
                 key, val = f"k{i}".encode(), f"value {p}-{i} ".encode() * (1 + i % 5)
-                producer.send(topic, key=key, value=val, partition=p)
+                prod.send(topic, key=key, value=val, partition=p)
                 sent.append((key, val))
-        producer.flush(timeout=15)
-    finally:
-        producer.close()
+        prod.flush(timeout=15)
     return sent
 
 
@@ -105,22 +99,18 @@ def test_lag_matches_committed_offsets_and_bytes_out_count_fetches(
     broker, base = live
     _produce(broker, topic_name)
     group = f"lag-{topic_name}"
-    consumer = KafkaConsumer(
-        bootstrap_servers=broker.bootstrap_servers,
-        group_id=group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    try:
+    with consumer(
+        broker, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest"
+    ) as cons:
         parts = [TopicPartition(topic_name, p) for p in range(PARTITIONS)]
-        consumer.assign(parts)
+        cons.assign(parts)
         seen = 0
         while seen < PARTITIONS * PER_PARTITION:
-            batch = consumer.poll(timeout_ms=5000)
+            batch = cons.poll(timeout_ms=5000)
             assert batch, "no records fetched within 5 s"
             seen += sum(len(records) for records in batch.values())
         committed = {parts[0]: 13, parts[1]: 31}
-        consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in committed.items()})
+        cons.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in committed.items()})
         samples = scrape(base)
         assert (
             value(
@@ -128,8 +118,6 @@ def test_lag_matches_committed_offsets_and_bytes_out_count_fetches(
             )
             >= 1
         )  # type: ignore[operator]
-    finally:
-        consumer.close()
     for tp, offset in committed.items():
         labels = {"group": group, "topic": topic_name, "partition": str(tp.partition)}
         assert value(samples, "kafka_consumergroup_current_offset", **labels) == offset

@@ -262,6 +262,7 @@ class Connection:
         self.idle_s = config.connections_max_idle_s
         self.busy = False
         self._read_scope: trio.CancelScope | None = None
+        self._stop_requested = False  # stop_reading() was called (not an idle close)
         self._nursery: trio.Nursery | None = None
         # Bytes this connection counts in the server's request_bytes.
         self._held = 0
@@ -273,6 +274,7 @@ class Connection:
 
     def stop_reading(self) -> None:
         """Used by shutdown: stop waiting for new requests (a request in flight finishes)."""
+        self._stop_requested = True
         if self._read_scope is not None:
             self._read_scope.cancel()
 
@@ -318,12 +320,17 @@ class Connection:
                     # (a request already begun is read to its end, or memory held
                     # by partial requests could never be freed).
                     await self.server.wait_for_request_memory()
+                continuing = self.decoder.buffered > 0
                 got = self._read_available()
                 if got is None:
                     got = await self._receive()
-                else:
+                elif not continuing:
                     # Bytes were already waiting (a pipelining client): no cancel
-                    # scopes or readiness wait needed, just a scheduling point.
+                    # scopes or readiness wait needed, just a scheduling point. Once
+                    # per request: the rest of a request that is already arriving is
+                    # read without one (a 470 KB Produce took 3-4 reads, each a pass
+                    # through Trio's scheduler and an epoll_wait), so other
+                    # connections still get their turn between requests.
                     await trio.lowlevel.checkpoint()
                 if not got:
                     if got is not None:
@@ -383,7 +390,11 @@ class Connection:
 
     async def _receive(self) -> bool | None:
         """Wait for bytes, then _read_available; None on idleness or shutdown."""
-        with trio.move_on_after(self.idle_s) as idle, trio.CancelScope() as self._read_scope:
+        # One cancel scope for both ways the wait ends: its deadline is the idle
+        # timeout and stop_reading() cancels it. This runs once per request of a client
+        # that waits for each answer, and a second nested scope cost ~4 us of the
+        # ~45 us such a request takes.
+        with trio.CancelScope(relative_deadline=self.idle_s) as self._read_scope:
             if self.server.draining:
                 return None
             while True:
@@ -391,7 +402,7 @@ class Connection:
                 got = self._read_available()
                 if got is not None:
                     return got
-        if idle.cancelled_caught:
+        if self._read_scope.cancelled_caught and not self._stop_requested:
             self._log_idle_close()
         return None
 

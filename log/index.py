@@ -36,6 +36,7 @@ from kbroker.log.filecache import OPEN_FILES, OpenFileCache, open_files
 _BIG_ENDIAN = sys.byteorder == "big"
 OFFSET_ENTRY = 8
 TIME_ENTRY = 12
+_OFFSET = struct.Struct(">ii")
 _TIME = struct.Struct(">qi")
 
 
@@ -151,6 +152,8 @@ class _SparseIndex(_IndexFile):
     ``max_entries`` of them (segment.index.bytes), counted before the columns are loaded."""
 
     ENTRY: ClassVar[int]  # bytes per entry
+    FORMAT: ClassVar[struct.Struct]  # one entry on disk
+    NO_ENTRY: ClassVar[tuple[int, int]]  # what last_entry says of an empty index
 
     def __init__(self, path: Path, max_entries: int) -> None:
         super().__init__(path)
@@ -165,10 +168,31 @@ class _SparseIndex(_IndexFile):
         """No room for another entry (segment.index.bytes reached): the segment must roll."""
         return self._count >= self.max_entries
 
-    def _whole_size(self) -> int | None:
-        """The file's size, or None when it ends in a partial entry (a damaged file)."""
+    def _entry_on_disk(self, n: int) -> tuple[int, int]:
+        return self.FORMAT.unpack(os.pread(self.fd, self.ENTRY, n * self.ENTRY))
+
+    def last_entry_from_file(self) -> tuple[int, int]:
+        """The last entry on disk (a trailing partial one ignored), or ``NO_ENTRY``."""
+        count = self._size_on_disk() // self.ENTRY
+        return self._entry_on_disk(count - 1) if count else self.NO_ENTRY
+
+    def file_ok(self, log_size: int) -> bool:
+        """Cheap sanity check (as Kafka's sanityCheck) of the file of a segment whose log
+        holds ``log_size`` bytes: whole entries, the first and last of them plausible."""
         size = self._size_on_disk()
-        return None if size % self.ENTRY else size
+        if size % self.ENTRY:
+            return False  # ends in a partial entry
+        count = size // self.ENTRY
+        if count == 0:
+            return True
+        first, last = self._entry_on_disk(0), self._entry_on_disk(count - 1)
+        return self._ends_ok(first, last, count, log_size)
+
+    def _ends_ok(
+        self, first: tuple[int, int], last: tuple[int, int], count: int, log_size: int
+    ) -> bool:
+        """Whether a file of ``count`` entries that starts and ends with these can be sound."""
+        raise NotImplementedError
 
     def _cut(self, columns: tuple[list[int] | array, ...], keep: int) -> None:
         """Keep only the first ``keep`` entries, in memory and in the file."""
@@ -183,6 +207,8 @@ class OffsetIndex(_SparseIndex):
     """Sparse relative-offset -> position index of one segment."""
 
     ENTRY = OFFSET_ENTRY
+    FORMAT = _OFFSET
+    NO_ENTRY = (-1, 0)  # (relative offset, position)
 
     def __init__(self, path: Path, max_entries: int) -> None:
         super().__init__(path, max_entries)
@@ -190,32 +216,17 @@ class OffsetIndex(_SparseIndex):
         self._pos: array | None = None
 
     # -- loading -------------------------------------------------------------
-    def file_ok(self, log_size: int) -> bool:
-        """Cheap sanity check (as Kafka's sanityCheck): whole entries, last one inside the log."""
-        size = self._whole_size()
-        if size is None:
-            return False
-        if size == 0:
-            return True
-        rel, pos = self.last_entry_from_file()
-        first_rel, first_pos = struct.unpack(">ii", os.pread(self.fd, OFFSET_ENTRY, 0))
+    def _ends_ok(
+        self, first: tuple[int, int], last: tuple[int, int], count: int, log_size: int
+    ) -> bool:
+        (first_rel, first_pos), (rel, pos) = first, last
         # The first batch of a segment is never indexed, so no entry points at
         # position 0; entries strictly grow (catches zero-filled files).
         if first_pos <= 0 or first_rel < 0:
             return False
-        if size > OFFSET_ENTRY and not (rel > first_rel and pos > first_pos):
+        if count > 1 and not (rel > first_rel and pos > first_pos):
             return False
         return 0 < pos < log_size
-
-    def last_entry_from_file(self) -> tuple[int, int]:
-        """The last (relative offset, position) on disk, or (-1, 0) when empty."""
-        size = self._size_on_disk()
-        if size < OFFSET_ENTRY:
-            return -1, 0
-        rel, pos = struct.unpack(
-            ">ii", os.pread(self.fd, OFFSET_ENTRY, size - size % OFFSET_ENTRY - OFFSET_ENTRY)
-        )
-        return rel, pos
 
     def _load(self) -> None:
         size = self._size_on_disk()
@@ -257,7 +268,7 @@ class OffsetIndex(_SparseIndex):
         """Append (relative offset, position) entries in memory and to the file."""
         rel, pos = self._arrays()
         start = len(rel)
-        data = b"".join(struct.pack(">ii", r, p) for r, p in entries)
+        data = b"".join(_OFFSET.pack(r, p) for r, p in entries)
         for r, p in entries:
             rel.append(r)
             pos.append(p)
@@ -284,34 +295,20 @@ class TimeIndex(_SparseIndex):
     """Sparse timestamp -> relative-offset index of one segment."""
 
     ENTRY = TIME_ENTRY
+    FORMAT = _TIME
+    NO_ENTRY = (-1, -1)  # (timestamp, relative offset)
 
     def __init__(self, path: Path, max_entries: int) -> None:
         super().__init__(path, max_entries)
         self._ts: list[int] | None = None
         self._rel: list[int] | None = None
 
-    def file_ok(self, max_relative_offset: int | None = None) -> bool:
-        """Cheap sanity check: whole entries, last offset not negative."""
-        size = self._whole_size()
-        if size is None:
-            return False
-        if size == 0:
-            return True
-        ts, rel = self.last_entry_from_file()
-        if size > TIME_ENTRY:
-            first_ts, first_rel = _TIME.unpack(os.pread(self.fd, TIME_ENTRY, 0))
-            if not (ts > first_ts and rel >= first_rel >= 0):
-                return False
-        return rel >= 0 and (max_relative_offset is None or rel <= max_relative_offset)
-
-    def last_entry_from_file(self) -> tuple[int, int]:
-        """The last (timestamp, relative offset) on disk, or (-1, -1) when empty."""
-        size = self._size_on_disk()
-        size -= size % TIME_ENTRY
-        if size < TIME_ENTRY:
-            return -1, -1
-        ts, rel = _TIME.unpack(os.pread(self.fd, TIME_ENTRY, size - TIME_ENTRY))
-        return ts, rel
+    def _ends_ok(
+        self, first: tuple[int, int], last: tuple[int, int], count: int, log_size: int
+    ) -> bool:
+        # Timestamps strictly grow; offsets never go back, nor below the segment's base.
+        (first_ts, first_rel), (ts, rel) = first, last
+        return rel >= first_rel >= 0 and (count == 1 or ts > first_ts)
 
     def _load(self) -> None:
         size = self._size_on_disk()

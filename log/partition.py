@@ -496,8 +496,9 @@ class PartitionLog:
         messages = 0
         pos = 0
         while pos < n:
-            # The server validated the batches; only the header fields are needed here.
-            h = parse_span(buf, pos)
+            # The server validated the batches; only the header fields are needed here
+            # (the first batch's were read above, from the same bytes).
+            h = first if pos == 0 and first is not None else parse_span(buf, pos)
             if h is None:
                 raise LogError(f"bad batch header at byte {pos} of the append")
             if pos + h.size > n:

@@ -108,20 +108,26 @@ def write_all(fd: int, data: bytes | bytearray | memoryview, position: int) -> N
 
 
 def write_all_parts(fd: int, parts: list[bytes | bytearray | memoryview], position: int) -> int:
-    """pwritev all of `parts`, one after the other, at `position`; returns bytes written."""
+    """pwritev all of `parts` (byte buffers), one after the other, at `position`; returns bytes written."""
+    total = 0
+    for part in parts:
+        total += len(part)
+    n = os.pwritev(fd, parts, position)
+    if n == total:
+        return total  # the usual case: one call wrote everything, no views needed
     views = [memoryview(p) for p in parts]
-    total = sum(len(v) for v in views)
     remaining = total
-    while remaining:
-        n = os.pwritev(fd, views, position)
+    while True:
         position += n
         remaining -= n
+        if not remaining:
+            return total
         while views and n >= len(views[0]):  # drop what was written, keep the rest
             n -= len(views[0])
             views.pop(0)
         if n:
             views[0] = views[0][n:]
-    return total
+        n = os.pwritev(fd, views, position)
 
 
 def walk_valid_batches(fd: int, size: int) -> tuple[int, list[BatchSpan]]:
@@ -299,7 +305,7 @@ class LogSegment:
             return False
         if self.size == 0:
             return len(self.index) == 0 and len(self.time_index) == 0
-        if not (self.index.file_ok(self.size) and self.time_index.file_ok()):
+        if not (self.index.file_ok(self.size) and self.time_index.file_ok(self.size)):
             return False
         if len(self.time_index) == 0:
             return False

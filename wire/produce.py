@@ -60,6 +60,7 @@ def _decode(mv: memoryview) -> tuple[Any, Any] | None:
     flexible = version >= _FLEXIBLE
     end = len(mv)
     # Request header v1/v2: the client id is never a compact string (RequestHeader.json).
+    # Read in place rather than with _view: a call fewer on every request.
     (n,) = _I16.unpack_from(mv, 8)
     pos = 10
     if n < 0:
@@ -76,16 +77,8 @@ def _decode(mv: memoryview) -> tuple[Any, Any] | None:
             return None  # tagged fields in the header
         pos += 1
     # TransactionalId: nullable string.
-    n, pos = _length(mv, pos, flexible, _I16)
-    if n < 0:
-        if n != -1:
-            return None
-        transactional_id = None
-    else:
-        if pos + n > end:
-            return None
-        transactional_id = str(mv[pos : pos + n], "utf-8", "replace")
-        pos += n
+    raw, pos = _view(mv, pos, flexible, _I16)
+    transactional_id = None if raw is None else str(raw, "utf-8", "replace")
     acks, timeout_ms = _ACKS_TIMEOUT.unpack_from(mv, pos)
     pos += 6
     topic_count, pos = _count(mv, pos, flexible)
@@ -94,11 +87,10 @@ def _decode(mv: memoryview) -> tuple[Any, Any] | None:
     topics = []
     for _ in range(topic_count):
         # Name: a string, never null.
-        n, pos = _length(mv, pos, flexible, _I16)
-        if n < 0 or pos + n > end:
+        raw, pos = _view(mv, pos, flexible, _I16)
+        if raw is None:
             return None
-        name = str(mv[pos : pos + n], "utf-8", "replace")
-        pos += n
+        name = str(raw, "utf-8", "replace")
         count, pos = _count(mv, pos, flexible)
         if count < 0 or count > end - pos:
             return None
@@ -107,16 +99,7 @@ def _decode(mv: memoryview) -> tuple[Any, Any] | None:
             (index,) = _I32.unpack_from(mv, pos)
             pos += 4
             # Records: nullable bytes, handed out as a view of the frame.
-            n, pos = _length(mv, pos, flexible, _I32)
-            if n < 0:
-                if n != -1:
-                    return None
-                records = None
-            else:
-                if pos + n > end:
-                    return None
-                records = mv[pos : pos + n]
-                pos += n
+            records, pos = _view(mv, pos, flexible, _I32)
             if flexible:
                 if mv[pos]:
                     return None
@@ -141,17 +124,31 @@ def _decode(mv: memoryview) -> tuple[Any, Any] | None:
     return header, body
 
 
-def _length(mv: memoryview, pos: int, flexible: bool, fixed: struct.Struct) -> tuple[int, int]:
-    """A string or bytes length: compact (unsigned varint, length + 1; one byte below 127
-    read inline) or ``fixed`` (int16 for strings, int32 for bytes); -1 is null."""
+def _view(
+    mv: memoryview, pos: int, flexible: bool, fixed: struct.Struct
+) -> tuple[memoryview | None, int]:
+    """The nullable string or bytes at ``pos``, as a view of the frame (None for null), and
+    the position after it. Its length is compact (unsigned varint, length + 1; one byte
+    below 127 read inline) or ``fixed`` (int16 for strings, int32 for bytes); -1 is null.
+    Any other negative length, or one past the frame, declines."""
     if flexible:
         n = mv[pos] - 1
-        if n >= 0x7F:
+        if n < 0x7F:
+            pos += 1
+        else:
             n, pos = read_uvarint(mv, pos)
-            return n - 1, pos
-        return n, pos + 1
-    (n,) = fixed.unpack_from(mv, pos)
-    return n, pos + fixed.size
+            n -= 1
+    else:
+        (n,) = fixed.unpack_from(mv, pos)
+        pos += fixed.size
+    if n < 0:
+        if n != -1:
+            raise DecodeError(f"invalid length {n}")
+        return None, pos
+    end = pos + n
+    if end > len(mv):
+        raise DecodeError(f"length {n} past the end of the frame")
+    return mv[pos:end], end
 
 
 def _count(mv: memoryview, pos: int, flexible: bool) -> tuple[int, int]:

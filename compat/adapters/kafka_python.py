@@ -45,9 +45,12 @@ def producer(broker: LiveBroker, **configs: object) -> Iterator[KafkaProducer]:
 
 
 @contextmanager
-def consumer(broker: LiveBroker, **configs: object) -> Iterator[KafkaConsumer]:
-    """A group-less consumer (group_id=None): partitions are assigned by hand."""
-    cons = KafkaConsumer(bootstrap_servers=broker.bootstrap_servers, group_id=None, **configs)
+def consumer(
+    broker: LiveBroker, *, group_id: str | None = None, **configs: object
+) -> Iterator[KafkaConsumer]:
+    """A consumer whose partitions are assigned by hand: group-less unless ``group_id`` names
+    the group it commits offsets for."""
+    cons = KafkaConsumer(bootstrap_servers=broker.bootstrap_servers, group_id=group_id, **configs)
     try:
         yield cons
     finally:
@@ -245,13 +248,9 @@ class KafkaPythonTxProducer:
 
 def read_all(broker: LiveBroker, topic: str, isolation: str) -> list[bytes]:
     """Values readable at ``isolation`` from offset 0 to the partition's end for that level."""
-    c = KafkaConsumer(
-        bootstrap_servers=broker.bootstrap_servers,
-        isolation_level=isolation,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    try:
+    with consumer(
+        broker, isolation_level=isolation, enable_auto_commit=False, auto_offset_reset="earliest"
+    ) as c:
         tp = TopicPartition(topic, 0)
         c.assign([tp])
         end = c.end_offsets([tp])[tp]  # the LSO for read_committed
@@ -262,8 +261,6 @@ def read_all(broker: LiveBroker, topic: str, isolation: str) -> list[bytes]:
                 values += [r.value for r in records]
         assert c.position(tp) >= end, "consumer never reached the end offset"
         return values
-    finally:
-        c.close()
 
 
 class KafkaPythonTxn:

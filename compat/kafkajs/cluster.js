@@ -5,7 +5,7 @@
 // an error prints {"error": {...}} and exits 1.
 'use strict'
 
-const { deferred, makeKafka, runScenario } = require('./common')
+const { consumeUntilDone, makeKafka, runScenario } = require('./common')
 
 const [scenario, bootstrap, topic, arg] = process.argv.slice(2)
 const DEADLINE_MS = 60000
@@ -70,21 +70,13 @@ const SCENARIOS = {
     const consumer = kafka.consumer({
       groupId: `${topic}-${Date.now()}`, sessionTimeout: 6000, heartbeatInterval: 500
     })
-    await consumer.connect()
     const values = []
-    const finished = deferred()
-    try {
-      await consumer.subscribe({ topics: [topic], fromBeginning: true })
-      await consumer.run({
-        eachMessage: async ({ message }) => {
-          values.push(message.value.toString())
-          if (until === null ? values.length >= Number(arg) : values.includes(until)) finished.resolve()
-        }
-      })
-      await finished.promise
-    } finally {
-      await consumer.disconnect()
-    }
+    await consumeUntilDone(consumer, { topics: [topic], fromBeginning: true }, (done) => ({
+      eachMessage: async ({ message }) => {
+        values.push(message.value.toString())
+        if (until === null ? values.length >= Number(arg) : values.includes(until)) done()
+      }
+    }))
     return { values: values.sort() }
   }
 }

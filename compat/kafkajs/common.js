@@ -25,6 +25,24 @@ function deferred () {
   return { promise, resolve }
 }
 
+// Run `consumer` subscribed as `subscription` ({ topics, fromBeginning }) until `done` is
+// called, then leave the group (disconnect). `runConfig(done)` gives consumer.run()'s settings:
+// its eachMessage / eachBatch calls done once it has what it waits for. `started()` runs once
+// run() has started (kafkajs seeks only then).
+async function consumeUntilDone (consumer, subscription, runConfig, started = () => {}) {
+  const finished = deferred()
+  const config = runConfig(finished.resolve)
+  await consumer.connect()
+  try {
+    await consumer.subscribe(subscription)
+    await consumer.run(config)
+    started()
+    await finished.promise
+  } finally {
+    await consumer.disconnect()
+  }
+}
+
 // Run SCENARIOS[name] and print its result as ONE JSON line on stdout, or {"error": {...}}
 // and exit 1 when it fails or is not done within deadlineMs.
 function runScenario (scenarios, name, deadlineMs) {
@@ -82,4 +100,6 @@ async function withAdmin (kafka, fn) {
   }
 }
 
-module.exports = { makeKafka, FAST_GROUP, deferred, describeError, expectError, runScenario, withAdmin }
+module.exports = {
+  makeKafka, FAST_GROUP, consumeUntilDone, describeError, expectError, runScenario, withAdmin
+}

@@ -10,7 +10,7 @@ const readline = require('readline')
 const { CompressionTypes, ConfigResourceTypes, Partitioners } = require('kafkajs')
 const common = require('./common')
 
-const { makeKafka, FAST_GROUP, deferred, describeError, expectError } = common
+const { makeKafka, FAST_GROUP, consumeUntilDone, describeError, expectError } = common
 
 const [bootstrap] = process.argv.slice(2)
 const DEADLINE_MS = 40000 // one request; the test fails with this rather than hang
@@ -99,36 +99,28 @@ const OPS = {
   // records arrived, then leaves.
   async read ({ topic, count, seek }) {
     const consumer = kafka.consumer({ groupId: `read-${process.pid}-${groupCounter++}`, ...FAST_GROUP })
-    await consumer.connect()
     const records = []
-    const finished = deferred()
-    try {
-      await consumer.subscribe({ topics: [topic], fromBeginning: true })
-      await consumer.run({
-        autoCommit: false,
-        eachMessage: async ({ partition, message }) => {
-          const headers = []
-          for (const [k, v] of Object.entries(message.headers || {})) {
-            for (const one of [].concat(v)) headers.push([k, b64(one)])
-          }
-          records.push({
-            partition,
-            offset: Number(message.offset),
-            key: b64(message.key),
-            value: b64(message.value),
-            headers,
-            timestamp: Number(message.timestamp),
-            timestampType: message.batchContext.timestampType
-          })
-          if (records.length >= count) finished.resolve()
+    await consumeUntilDone(consumer, { topics: [topic], fromBeginning: true }, (done) => ({
+      autoCommit: false,
+      eachMessage: async ({ partition, message }) => {
+        const headers = []
+        for (const [k, v] of Object.entries(message.headers || {})) {
+          for (const one of [].concat(v)) headers.push([k, b64(one)])
         }
-      })
-      // kafkajs seeks only once run() started; it then fetches from there.
+        records.push({
+          partition,
+          offset: Number(message.offset),
+          key: b64(message.key),
+          value: b64(message.value),
+          headers,
+          timestamp: Number(message.timestamp),
+          timestampType: message.batchContext.timestampType
+        })
+        if (records.length >= count) done()
+      }
+    }), () => {
       if (seek !== null) consumer.seek({ topic, partition: 0, offset: String(seek) })
-      await finished.promise
-    } finally {
-      await consumer.disconnect()
-    }
+    })
     return records
   },
 
@@ -291,21 +283,15 @@ const OPS = {
       ...FAST_GROUP
     })
     const values = []
-    const finished = deferred()
-    consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
-      if (Number(payload.lastOffset) + 1 >= Number(payload.highWatermark)) finished.resolve()
-    })
-    await consumer.connect()
-    try {
-      await consumer.subscribe({ topics: [topic], fromBeginning: true })
-      await consumer.run({
+    await consumeUntilDone(consumer, { topics: [topic], fromBeginning: true }, (done) => {
+      consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+        if (Number(payload.lastOffset) + 1 >= Number(payload.highWatermark)) done()
+      })
+      return {
         autoCommit: false,
         eachMessage: async ({ message }) => { values.push(b64(message.value)) }
-      })
-      await finished.promise
-    } finally {
-      await consumer.disconnect()
-    }
+      }
+    })
     return values
   },
 
@@ -316,12 +302,9 @@ const OPS = {
     const producer = kafka.producer({ transactionalId: tid, idempotent: true, maxInFlightRequests: 1 })
     await producer.connect()
     const consumer = kafka.consumer({ groupId: group, ...FAST_GROUP })
-    await consumer.connect()
     let seen = 0
-    const finished = deferred()
     try {
-      await consumer.subscribe({ topics: [src], fromBeginning: true })
-      await consumer.run({
+      await consumeUntilDone(consumer, { topics: [src], fromBeginning: true }, (done) => ({
         autoCommit: false,
         eachBatch: async ({ batch }) => {
           if (batch.messages.length === 0) return
@@ -340,12 +323,10 @@ const OPS = {
           })
           await txn.commit()
           seen += batch.messages.length
-          if (seen >= count) finished.resolve()
+          if (seen >= count) done()
         }
-      })
-      await finished.promise
+      }))
     } finally {
-      await consumer.disconnect()
       await producer.disconnect()
     }
     const [entry] = await withAdmin((admin) => admin.fetchOffsets({ groupId: group, topics: [src] }))

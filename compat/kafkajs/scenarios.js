@@ -10,7 +10,7 @@
 const { ConfigResourceTypes } = require('kafkajs')
 const common = require('./common')
 
-const { makeKafka, FAST_GROUP, deferred, expectError, runScenario } = common
+const { makeKafka, FAST_GROUP, consumeUntilDone, expectError, runScenario } = common
 
 const [scenario, bootstrap, topic] = process.argv.slice(2)
 const DEADLINE_MS = 40000
@@ -31,31 +31,24 @@ async function produce (messages, { acks = -1 } = {}) {
 // Consume `count` records as a member of `groupId`, then leave the group (disconnect).
 async function consumeGroup (groupId, count, { fromBeginning = true, seekTo = null } = {}) {
   const consumer = kafka.consumer({ groupId, ...FAST_GROUP })
-  await consumer.connect()
   const records = []
-  const finished = deferred()
-  try {
-    await consumer.subscribe({ topics: [topic], fromBeginning })
-    await consumer.run({
-      eachMessage: async ({ partition, message }) => {
-        records.push({
-          partition,
-          offset: Number(message.offset),
-          key: message.key === null ? null : message.key.toString(),
-          value: message.value === null ? null : message.value.toString(),
-          timestamp: Number(message.timestamp),
-          headers: Object.fromEntries(Object.entries(message.headers || {})
-            .map(([k, v]) => [k, v === null || v === undefined ? null : v.toString()]))
-        })
-        if (records.length >= count) finished.resolve()
-      }
-    })
-    // kafkajs seeks only once run() started; it then fetches from there.
+  // Leaving the group (disconnect) commits what eachMessage resolved, then LeaveGroup.
+  await consumeUntilDone(consumer, { topics: [topic], fromBeginning }, (done) => ({
+    eachMessage: async ({ partition, message }) => {
+      records.push({
+        partition,
+        offset: Number(message.offset),
+        key: message.key === null ? null : message.key.toString(),
+        value: message.value === null ? null : message.value.toString(),
+        timestamp: Number(message.timestamp),
+        headers: Object.fromEntries(Object.entries(message.headers || {})
+          .map(([k, v]) => [k, v === null || v === undefined ? null : v.toString()]))
+      })
+      if (records.length >= count) done()
+    }
+  }), () => {
     if (seekTo !== null) consumer.seek({ topic, partition: 0, offset: String(seekTo) })
-    await finished.promise
-  } finally {
-    await consumer.disconnect() // commits what eachMessage resolved, then LeaveGroup
-  }
+  })
   return records
 }
 

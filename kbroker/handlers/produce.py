@@ -424,13 +424,15 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
             if error:
                 resp.error_code = error
     # Produce byte-rate quota (KafkaApis: recorded after the append, acks=0 included).
-    ctx.throttle_ms = quota_manager(ctx.broker).record(
-        PRODUCER_BYTE_RATE,
-        ctx.principal,
-        client_id or "",
-        sum(len(p.records or b"") for t in request.topic_data for p in t.partition_data),
-        trio.current_time(),
-    )
+    quotas = quota_manager(ctx.broker)
+    if quotas.quotas:  # with none set (the usual case) there is nothing to count
+        ctx.throttle_ms = quotas.record(
+            PRODUCER_BYTE_RATE,
+            ctx.principal,
+            client_id or "",
+            sum(len(p.records or b"") for t in request.topic_data for p in t.partition_data),
+            trio.current_time(),
+        )
     if acks == 0:
         # The producer does not read a response to acks=0 (Kafka sends none). A
         # failure can only be signalled by closing the connection, as KafkaApis does,

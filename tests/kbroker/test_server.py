@@ -218,6 +218,19 @@ async def test_graceful_shutdown_finishes_in_flight_request(make_server, monkeyp
         await server._done.wait()
 
 
+async def test_shutdown_is_not_reported_as_idleness(make_server, caplog) -> None:
+    """A connection waiting for its next request closes at shutdown at once, and the log
+    says shutdown, not connections.max.idle.ms (one cancel scope serves both)."""
+    server = await make_server(connections_max_idle_ms=60_000)
+    client = await server.connect()
+    assert (await client.request(_api_versions())).error_code == ErrorCode.NONE
+    with caplog.at_level(logging.INFO, logger="kbroker.server"):
+        server.server.shutdown()
+        with trio.fail_after(5):
+            assert await client.receive_raw() is None
+    assert not any("idle for more than" in r.getMessage() for r in caplog.records)
+
+
 async def test_stopped_broker_releases_its_data_dir(make_server, tmp_path) -> None:
     data = str(tmp_path / "shared")
     first = await make_server(log_dirs=data)

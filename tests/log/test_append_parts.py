@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from kbroker.log import segment
 from kbroker.log.config import LogConfig
 from kbroker.log.partition import PartitionLog
 from kbroker.log.segment import write_all_parts
@@ -50,5 +54,30 @@ def test_write_all_parts_writes_the_pieces_back_to_back(tmp_path: Path) -> None:
         parts = [b"abc", memoryview(b"0123456789")[2:7], bytearray(b"xyz" * 100_000)]
         assert write_all_parts(fd, parts, 10) == 3 + 5 + 300_000
         assert os.pread(fd, 3 + 5 + 300_000 + 10, 0) == bytes(10) + b"abc23456" + b"xyz" * 100_000
+    finally:
+        os.close(fd)
+
+
+def test_write_all_parts_finishes_after_short_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pwritev may write less than asked (a signal, a full disk's last blocks): the rest
+    follows, from inside a part as well as from a part's boundary."""
+    real = os.pwritev
+    calls: list[int] = []
+
+    def at_most_4(fd: int, buffers: list[Any], offset: int) -> int:
+        data = b"".join(bytes(b) for b in buffers)[:4]
+        calls.append(len(data))
+        return real(fd, [data], offset)
+
+    monkeypatch.setattr(segment.os, "pwritev", at_most_4)
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        parts = [b"abc", memoryview(b"0123456789")[2:7], bytearray(b"xyz")]
+        assert write_all_parts(fd, parts, 2) == 11
+        assert os.pread(fd, 20, 0) == bytes(2) + b"abc23456xyz"
+        assert calls == [4, 4, 3]
     finally:
         os.close(fd)
