@@ -270,8 +270,8 @@ class Partition0(Protocol):
         """Release both clients."""
 
 
-class ClusterClient(Protocol):
-    """One client library, as the shared cluster scenarios use it."""
+class LeadershipClient(Protocol):
+    """One client library, as the shared leadership scenarios use it."""
 
     def create_topic(
         self, bootstrap: str, topic: str, partitions: int, replication_factor: int = 3
@@ -290,19 +290,6 @@ class ClusterClient(Protocol):
         """What the client's own metadata API shows of ``topic`` and the cluster, asked
         through each broker alone (``parts``: the partitions as kbroker reports them)."""
 
-    def elect_preferred(self, cluster: Cluster, topic: str, victim: int) -> None:
-        """After ``victim`` (partition 0's preferred leader) came back: what the client does
-        for the preferred leaders to return (nothing: the controller's own rebalance)."""
-
-    def check_controller(self, bootstrap: str, controller: int) -> None:
-        """What the client's metadata says of the new ``controller`` (if it says anything)."""
-
-    def topics(self, bootstrap: str) -> set[str]:
-        """The topics the cluster at ``bootstrap`` lists."""
-
-    def broker_ports(self, bootstrap: str) -> set[int]:
-        """The ports of the brokers the cluster at ``bootstrap`` lists."""
-
     def partition_0(self, bootstrap: str, topic: str) -> Partition0:
         """A producer and a consumer of ``topic``'s partition 0."""
 
@@ -319,13 +306,31 @@ class ClusterClient(Protocol):
         lists it, asked through ``bootstrap`` alone."""
 
 
-class ClusterScenarios:
-    """Issue 14's scenarios every client states the same way, for a client module's
-    ``Test...`` class whose ``client`` is its ClusterClient; the tests take the ``cluster``
-    fixture (compat/conftest.py), and their names are the results table's rows
-    (compat/results.py drops the class from the cell name)."""
+class ClusterClient(LeadershipClient, Protocol):
+    """One client library, as every shared cluster scenario uses it."""
 
-    client: ClusterClient
+    def elect_preferred(self, cluster: Cluster, topic: str, victim: int) -> None:
+        """After ``victim`` (partition 0's preferred leader) came back: what the client does
+        for the preferred leaders to return (nothing: the controller's own rebalance)."""
+
+    def check_controller(self, bootstrap: str, controller: int) -> None:
+        """What the client's metadata says of the new ``controller`` (if it says anything)."""
+
+    def topics(self, bootstrap: str) -> set[str]:
+        """The topics the cluster at ``bootstrap`` lists."""
+
+    def broker_ports(self, bootstrap: str) -> set[int]:
+        """The ports of the brokers the cluster at ``bootstrap`` lists."""
+
+
+class LeadershipScenarios:
+    """Issue 14's leadership scenarios (leaders and bootstrap, a leader's kill -9, the group
+    coordinator) for a client module's ``Test...`` class whose ``client`` is its
+    LeadershipClient; the tests take the ``cluster`` fixture (compat/conftest.py), and their
+    names are the results table's rows (compat/results.py drops the class from the cell
+    name)."""
+
+    client: LeadershipClient
 
     def test_kill_leader_new_leader_from_isr_and_clients_carry_on(
         self, cluster: Cluster, topic_name: str
@@ -412,6 +417,13 @@ class ClusterScenarios:
             expected |= {value for _, value in records}
         for broker_id in BROKERS:
             assert self.client.read(cluster.address(broker_id), topic_name, 6, expected) == expected
+
+
+class ClusterScenarios(LeadershipScenarios):
+    """Every issue 14 scenario (the leadership ones, then restarts, the controller and two
+    clusters on one ZooKeeper), for a ``Test...`` class whose ``client`` is its ClusterClient."""
+
+    client: ClusterClient
 
     def test_restarted_broker_rejoins(self, cluster: Cluster, topic_name: str) -> None:
         self.client.create_topic(cluster.bootstrap_servers, topic_name, 3)
