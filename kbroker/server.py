@@ -309,6 +309,10 @@ class Connection:
             raise error
 
     async def _serve(self) -> None:
+        # Whether a request was served since the last read: the next read is then a
+        # scheduling point even if it continues a request (pipelined requests seldom end
+        # where a read does, and _send_bytes relies on the next read to yield).
+        served = False
         while True:
             # A large request comes as a view of its own buffer (received in place).
             frame = self.decoder.next_frame_view()
@@ -320,7 +324,8 @@ class Connection:
                     # (a request already begun is read to its end, or memory held
                     # by partial requests could never be freed).
                     await self.server.wait_for_request_memory()
-                continuing = self.decoder.buffered > 0
+                continuing = self.decoder.buffered > 0 and not served
+                served = False
                 got = self._read_available()
                 if got is None:
                     got = await self._receive()
@@ -338,6 +343,7 @@ class Connection:
                     return
                 continue
             self.busy = True
+            served = True
             try:
                 await self._process(frame)
             finally:
