@@ -80,8 +80,10 @@ async def test_pipelined_requests_leave_other_tasks_their_turn(server) -> None:
                     seen.append(log.log_end_offset)
     finally:
         sock.close()
-    # Tasks run in a random order within a batch: two reads may fall between turns.
-    assert max(b - a for a, b in itertools.pairwise(seen)) <= 2 * per_read
+    # Tasks run in a random order within a batch, so two of the connection's turns may
+    # fall between two of ours, and a turn may end a short read's request with a full
+    # read: a few reads' worth at most (without the scheduling point, all 4000 at once).
+    assert max(b - a for a, b in itertools.pairwise(seen)) <= 3 * per_read
 
 
 async def test_produce_acks_0_gets_no_response_but_is_written(server) -> None:
