@@ -39,6 +39,8 @@ CLUSTER_CONFIG: dict[str, object] = {
 }
 # Waits that involve a broker (re)starting, joining, loading a partition.
 SETTLE_S = 60.0
+# A client's own waits (a request, a delivery, a read) when no broker is down.
+TIMEOUT_S = 30.0
 
 
 @contextmanager
@@ -250,8 +252,26 @@ def znode_snapshot(client: KazooClient, root: str = "/") -> dict[str, tuple[byte
 
 
 # -- the scenarios as tests ---------------------------------------------------------------------
-class ClusterClient(Protocol):
-    """One client library, as the shared cluster scenarios use it."""
+class Partition0(Protocol):
+    """A producer (acks=1, retrying through a leader's failover) and a consumer assigned
+    partition 0 of one topic from its start, both knowing the cluster by its bootstrap list."""
+
+    def send(self, values: list[bytes]) -> None:
+        """Hand each value to the producer for partition 0, in order, without waiting."""
+
+    def wait_acknowledged(self, timeout_s: float) -> None:
+        """Wait until every value sent so far is acknowledged on partition 0; fails otherwise."""
+
+    def read(self, wanted: set[bytes], deadline_s: float) -> set[bytes]:
+        """Poll the consumer until every value in ``wanted`` was seen, or the deadline; what
+        was seen."""
+
+    def close(self) -> None:
+        """Release both clients."""
+
+
+class LeadershipClient(Protocol):
+    """One client library, as the shared leadership scenarios use it."""
 
     def create_topic(
         self, bootstrap: str, topic: str, partitions: int, replication_factor: int = 3
@@ -270,6 +290,25 @@ class ClusterClient(Protocol):
         """What the client's own metadata API shows of ``topic`` and the cluster, asked
         through each broker alone (``parts``: the partitions as kbroker reports them)."""
 
+    def partition_0(self, bootstrap: str, topic: str) -> Partition0:
+        """A producer and a consumer of ``topic``'s partition 0."""
+
+    def commit_in_group(self, bootstrap: str, topic: str, group: str) -> int:
+        """Commit an offset of ``topic``'s partition 0 for ``group`` the client's way and
+        check that the client reads it back; returns it."""
+
+    def group_coordinator(self, bootstrap: str, group: str) -> int | None:
+        """The coordinator of ``group`` as the client's admin API names it, asked through
+        ``bootstrap`` alone (None: the client's admin API does not name it)."""
+
+    def group_offset(self, bootstrap: str, group: str, topic: str) -> int:
+        """``group``'s committed offset of ``topic``'s partition 0 as the client's admin API
+        lists it, asked through ``bootstrap`` alone."""
+
+
+class ClusterClient(LeadershipClient, Protocol):
+    """One client library, as every shared cluster scenario uses it."""
+
     def elect_preferred(self, cluster: Cluster, topic: str, victim: int) -> None:
         """After ``victim`` (partition 0's preferred leader) came back: what the client does
         for the preferred leaders to return (nothing: the controller's own rebalance)."""
@@ -284,13 +323,79 @@ class ClusterClient(Protocol):
         """The ports of the brokers the cluster at ``bootstrap`` lists."""
 
 
-class ClusterScenarios:
-    """Issue 14's scenarios every client states the same way, for a client module's
-    ``Test...`` class whose ``client`` is its ClusterClient; the tests take the ``cluster``
-    fixture (compat/conftest.py), and their names are the results table's rows
-    (compat/results.py drops the class from the cell name)."""
+class LeadershipScenarios:
+    """Issue 14's leadership scenarios (leaders and bootstrap, a leader's kill -9, the group
+    coordinator) for a client module's ``Test...`` class whose ``client`` is its
+    LeadershipClient; the tests take the ``cluster`` fixture (compat/conftest.py), and their
+    names are the results table's rows (compat/results.py drops the class from the cell
+    name)."""
 
-    client: ClusterClient
+    client: LeadershipClient
+
+    def test_kill_leader_new_leader_from_isr_and_clients_carry_on(
+        self, cluster: Cluster, topic_name: str
+    ) -> None:
+        self.client.create_topic(cluster.bootstrap_servers, topic_name, 3)
+        before = wait_for_leaders(cluster, topic_name, 3)[0]
+        p0 = self.client.partition_0(cluster.bootstrap_servers, topic_name)
+        try:
+            first = {f"before-{i}".encode() for i in range(5)}
+            p0.send(sorted(first))
+            p0.wait_acknowledged(TIMEOUT_S)
+            assert p0.read(first, TIMEOUT_S) == first
+
+            cluster.kill(before.leader)
+            # Sent while the partition has no live leader: the client holds them and retries.
+            during = {f"during-{i}".encode() for i in range(5)}
+            p0.send(sorted(during))
+            new_leader = wait_for_new_leader(cluster, topic_name, 0, before.leader)
+            assert new_leader in before.isr  # no unclean election
+            after_kill = cluster.partitions(topic_name)[0]
+            assert after_kill.leader_epoch > before.leader_epoch
+            assert before.leader not in after_kill.isr
+            # Every running broker's Metadata names it once the controller's UpdateMetadata has
+            # reached it (sent to each broker on its own channel, so not at the same instant).
+            cluster.wait_for(
+                lambda: all(
+                    cluster.leader_of(topic_name, 0, via=broker_id) == new_leader
+                    for broker_id in cluster.running_broker_ids
+                ),
+                FAILOVER_DEADLINE_S,
+                message=f"every broker naming {new_leader} as leader",
+            )
+
+            after = {f"after-{i}".encode() for i in range(5)}
+            p0.send(sorted(after))
+            p0.wait_acknowledged(FAILOVER_DEADLINE_S * 3)
+            # The consumer follows the leader change by itself and reads what came after it.
+            assert after <= p0.read(during | after, FAILOVER_DEADLINE_S * 2)
+        finally:
+            p0.close()
+
+    def test_group_coordinator_leads_its_offsets_partition(
+        self, cluster: Cluster, topic_name: str
+    ) -> None:
+        self.client.create_topic(cluster.bootstrap_servers, topic_name, 1)
+        wait_for_leaders(cluster, topic_name, 1)
+        group = f"{topic_name}-group"
+        committed = self.client.commit_in_group(cluster.bootstrap_servers, topic_name, group)
+
+        def coordinators(leader: int) -> list[tuple[int, int | None]]:
+            """(FindCoordinator's answer, the client's admin API's) asked via each broker."""
+            return [
+                (
+                    cluster.coordinator_of(group, via=broker_id),
+                    self.client.group_coordinator(cluster.address(broker_id), group),
+                )
+                for broker_id in BROKERS
+            ]
+
+        leader, seen = coordinator_views(cluster, group, coordinators)
+        assert [found for found, _ in seen] == [leader] * len(BROKERS), seen
+        assert all(named in (None, leader) for _, named in seen), seen
+        for broker_id in BROKERS:
+            offset = self.client.group_offset(cluster.address(broker_id), group, topic_name)
+            assert offset == committed, (broker_id, offset)
 
     def test_leaders_on_every_broker_and_any_bootstrap(
         self, cluster: Cluster, topic_name: str
@@ -312,6 +417,13 @@ class ClusterScenarios:
             expected |= {value for _, value in records}
         for broker_id in BROKERS:
             assert self.client.read(cluster.address(broker_id), topic_name, 6, expected) == expected
+
+
+class ClusterScenarios(LeadershipScenarios):
+    """Every issue 14 scenario (the leadership ones, then restarts, the controller and two
+    clusters on one ZooKeeper), for a ``Test...`` class whose ``client`` is its ClusterClient."""
+
+    client: ClusterClient
 
     def test_restarted_broker_rejoins(self, cluster: Cluster, topic_name: str) -> None:
         self.client.create_topic(cluster.bootstrap_servers, topic_name, 3)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from compat.livebroker import LiveBroker
 
@@ -254,3 +254,80 @@ def static_members_rejoin(
         for m in members.values():
             if m.is_alive():
                 m.close()
+
+
+# -- the scenarios as tests -------------------------------------------------------------------
+class GroupScenarios(Generic[M]):
+    """The group scenarios of every client, for a client module's ``Test...`` class whose
+    ``client`` is its GroupClient and which supplies the client's own parts below (members
+    configured the client's way, and what its admin API shows). The tests take the
+    ``group_broker`` and ``fresh_group_broker`` fixtures (compat/conftest.py); their names are
+    the results table's rows (compat/results.py drops the class from the cell name)."""
+
+    client: GroupClient
+
+    def rebalancing_member(self, broker: LiveBroker, topic: str, group: str) -> M:
+        """A member of ``group`` assigning partitions by range, not started yet."""
+        raise NotImplementedError
+
+    def static_member(self, broker: LiveBroker, topic: str, group: str, name: str) -> M:
+        """A static member (group.instance.id ``name``, a 20 s session, range assignment),
+        not started yet."""
+        raise NotImplementedError
+
+    def rebalance_callbacks(self, member: M) -> tuple[int, int]:
+        """How often ``member``'s rebalance callbacks ran: (revoked, assigned)."""
+        raise NotImplementedError
+
+    def check_left_empty(self, broker: LiveBroker, group: str) -> None:
+        """What the client's admin API shows of ``group`` once its only member left."""
+        raise NotImplementedError
+
+    def commit_7_and_3(self, broker: LiveBroker, topic: str, group: str) -> None:
+        """Commit offsets 7 (with metadata "seven") and 3 on ``topic``'s two partitions for
+        ``group``, and check the client fetches them back."""
+        raise NotImplementedError
+
+    def test_group_subscribe_and_consume(self, group_broker: LiveBroker, topic_name: str) -> None:
+        """A subscribed group consumer gets every partition, reads everything, commits."""
+        group = f"g-{topic_name}"
+        consume_all_and_commit(self.client, group_broker, topic_name, group)
+        self.check_left_empty(group_broker, group)
+
+    def test_group_rebalance_on_join_and_leave(
+        self, group_broker: LiveBroker, topic_name: str
+    ) -> None:
+        """A second member gets half the partitions; when it leaves the first gets them back."""
+        self.client.create_topic(group_broker, topic_name, 4)
+        group = f"g-{topic_name}"
+        join_split_and_leave(lambda: self.rebalancing_member(group_broker, topic_name, group))
+
+    def test_group_commit_and_fetch_offsets(
+        self, group_broker: LiveBroker, topic_name: str
+    ) -> None:
+        """Offsets committed with metadata are fetched back and a new member resumes there."""
+        self.client.create_topic(group_broker, topic_name, 2)
+        self.client.produce(group_broker, topic_name, 2, 10)
+        group = f"g-{topic_name}"
+        self.commit_7_and_3(group_broker, topic_name, group)
+        resumes_at_commits_7_and_3(self.client, group_broker, topic_name, group)
+
+    def test_group_static_member_rejoin(self, group_broker: LiveBroker, topic_name: str) -> None:
+        """Each static member in turn (so the leader too, KIP-814) restarts with its
+        group.instance.id and takes its partition back without a rebalance: the other member
+        is never revoked (KIP-345)."""
+        self.client.create_topic(group_broker, topic_name, 2)
+        group = f"g-{topic_name}"
+
+        def start(name: str) -> M:
+            member = self.static_member(group_broker, topic_name, group, name)
+            member.start()
+            return member
+
+        static_members_rejoin(start, self.rebalance_callbacks)
+
+    def test_group_kill_keeps_committed_offsets(
+        self, fresh_group_broker: LiveBroker, topic_name: str
+    ) -> None:
+        """Offsets acknowledged before kill -9 are there after the restart."""
+        kill_keeps_committed_offsets(self.client, fresh_group_broker, topic_name)

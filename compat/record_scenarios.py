@@ -10,12 +10,13 @@ scenarios have their own module, ``compat.group_scenarios``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pytest
 
-from compat.conftest import KAFKA_TOPIC_DEFAULTS, now_ms
+from compat.conftest import KAFKA_TOPIC_DEFAULTS, now_ms, text_like_values
 from compat.diskfmt import single_record_batch_size, stored_batches, value_len_for_batch_size
 from compat.livebroker import LiveBroker
 from compat.scenario_tests import as_test
@@ -286,6 +287,37 @@ def topic_compression_type(
     assert sum(b.records_count for b in stored) == len(sent)
 
 
+def topic_compression_level(
+    client: RecordClient,
+    broker: LiveBroker,
+    topic: str,
+    codec: str,
+    levels: tuple[int, int],
+    produce_one_batch: Callable[[LiveBroker, str, list[bytes]], list[int]],
+) -> None:
+    """compression.<codec>.level (KIP-390) is the level the broker compresses at: the same
+    records, sent as one batch (``produce_one_batch``: their offsets) to a topic at each of
+    ``levels`` (low, high), take fewer bytes at the high one."""
+    values = text_like_values()
+    level_name = f"compression.{codec}.level"
+    stored = {}
+    for level in levels:
+        name = f"{topic}-{level}"
+        client.create_topic(
+            broker, name, configs={"compression.type": codec, level_name: str(level)}
+        )
+        config = client.topic_configs(broker, name)[level_name]
+        assert (config.value, config.source) == (str(level), DYNAMIC_TOPIC_CONFIG), config
+        # One batch per topic, so the two levels compress exactly the same records.
+        assert produce_one_batch(broker, name, values) == list(range(len(values)))
+        assert [r.value for r in client.read(broker, name, 1, len(values))] == values
+        [batch] = stored_batches(broker.data_dir, name, 0)
+        assert batch.compression == codec
+        stored[level] = batch.size
+    low, high = levels
+    assert stored[high] < stored[low], stored
+
+
 def max_message_bytes(client: RecordClient, broker: LiveBroker, topic: str) -> None:
     """A batch of exactly max.message.bytes is accepted; one byte more is MESSAGE_TOO_LARGE."""
     limit = 10_000
@@ -442,3 +474,22 @@ class RestartScenarios:
 
     test_restart_keeps_data = as_test(restart_keeps_data, broker="fresh_broker")
     test_kill_keeps_acked_data = as_test(kill_keeps_acked_data, broker="fresh_broker")
+
+
+class CompressionLevelScenarios:
+    """KIP-390's topic compression levels, for a client module's ``Test...`` class that names
+    a codec and two of its levels and says how the client sends records as one batch."""
+
+    level_codec: str
+    levels: tuple[int, int]  # low, high
+
+    def produce_one_batch(self, broker: LiveBroker, topic: str, values: list[bytes]) -> list[int]:
+        """Send ``values`` to the topic's one partition as a single batch; their offsets."""
+        raise NotImplementedError
+
+    def test_topic_compression_level(
+        self, client: RecordClient, broker: LiveBroker, topic_name: str
+    ) -> None:
+        topic_compression_level(
+            client, broker, topic_name, self.level_codec, self.levels, self.produce_one_batch
+        )

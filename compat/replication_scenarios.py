@@ -57,6 +57,47 @@ KILLS = int(os.environ.get("KBROKER_REPLICATION_KILLS", "3"))
 SETTLE_S = 60.0  # time allowed for a cluster to elect, catch up and refill its ISRs
 
 
+@dataclass(frozen=True)
+class ProducerSettings:
+    """How a scenario's producer is configured."""
+
+    acks: str = "all"
+    idempotent: bool = True
+    retries: int | None = None  # None: the client's default (retry until the delivery timeout)
+
+
+# What acks=all promises are checked against: an idempotent acks=all producer.
+SAFE = ProducerSettings()
+# Scenario 4's divergent tail: records the leader alone acknowledges, never retried.
+LEADER_ONLY = ProducerSettings(acks="1", idempotent=False, retries=0)
+
+
+@dataclass
+class GroupReading:
+    """A member of ``group`` reading ``topic`` into ``history`` (as ``reader``) until ``stop``."""
+
+    bootstrap: str
+    topic: str
+    group: str
+    history: History
+    reader: str
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class TransformLoop:
+    """A consume-transform-produce loop: what it reads and writes, and how far it got."""
+
+    bootstrap: str
+    source: str
+    sink: str
+    group: str
+    transactional_id: str
+    stop: threading.Event = field(default_factory=threading.Event)
+    committed: int = 0  # source records whose transaction committed
+    aborted: int = 0  # transactions aborted
+
+
 class ProducerHandle(Protocol):
     """One client's producer, as the scenarios use it."""
 
@@ -79,16 +120,10 @@ class ClientAdapter(Protocol):
     name: str
 
     def producer(
-        self,
-        bootstrap: str,
-        history: History | None,
-        *,
-        idempotent: bool,
-        retries: int | None,
-        acks: str = "all",
+        self, bootstrap: str, history: History | None, settings: ProducerSettings = SAFE
     ) -> ProducerHandle:
-        """A producer (acks=all unless said) reporting to ``history``; ``retries=0`` fails
-        at once."""
+        """A producer configured by ``settings``, reporting to ``history``; ``retries=0``
+        fails at once."""
 
     def create_topic(self, bootstrap: str, topic: str, partitions: int, rf: int) -> None:
         """Create a topic and return once it exists."""
@@ -106,34 +141,16 @@ class ClientAdapter(Protocol):
     def send_error(self, bootstrap: str, topic: str, partition: int) -> str:
         """Produce one record with acks=all and no retry: the error's name ("" on success)."""
 
-    def group_reader(
-        self,
-        bootstrap: str,
-        topic: str,
-        group: str,
-        history: History,
-        reader: str,
-        stop: threading.Event,
-    ) -> None:
-        """A member of ``group`` reading ``topic`` until ``stop``, committing synchronously
-        after each record it hands over (retrying a failed commit until it succeeds)."""
+    def group_reader(self, reading: GroupReading) -> None:
+        """A group member reading as ``reading`` says, committing synchronously after each
+        record it hands over (retrying a failed commit until it succeeds)."""
 
-    def transform_loop(
-        self,
-        bootstrap: str,
-        source: str,
-        sink: str,
-        group: str,
-        transactional_id: str,
-        progress: dict[str, int],
-        stop: threading.Event,
-    ) -> None:
-        """A consume-transform-produce loop until ``stop``: a read_committed member of
-        ``group`` reads ``source``; each batch's records go to ``sink`` (same partition,
-        value prefixed ``out-``) with the batch's offsets, in one transaction. A failed
+    def transform_loop(self, loop: TransformLoop) -> None:
+        """The loop until ``loop.stop``: a read_committed member of ``loop.group`` reads
+        ``loop.source``; each batch's records go to ``loop.sink`` (same partition, value
+        prefixed ``out-``) with the batch's offsets, in one transaction. A failed
         transaction is aborted and the consumer rewound to the committed offsets (Kafka's
-        exactly-once recipe). ``progress["committed"]`` counts the source records whose
-        transaction committed, ``progress["aborted"]`` the aborted transactions."""
+        exactly-once recipe). The loop counts ``committed`` and ``aborted`` as it goes."""
 
     def read_committed(
         self, bootstrap: str, topic: str, partitions: int, history: History, reader: str
@@ -310,7 +327,7 @@ def produce_acknowledged(
 ) -> None:
     """``total`` records round-robin over the partitions with an idempotent acks=all
     producer; every one of them acknowledged."""
-    producer = client.producer(cluster.bootstrap_servers, history, idempotent=True, retries=None)
+    producer = client.producer(cluster.bootstrap_servers, history)
     try:
         send_each(
             producer,
@@ -340,7 +357,7 @@ def leader_kills(client: ClientAdapter, cluster: Cluster, topic: str) -> dict[st
     new_topic(client, cluster, topic, PARTITIONS)
     history = History()
     failovers: list[float] = []
-    producer = client.producer(cluster.bootstrap_servers, history, idempotent=True, retries=None)
+    producer = client.producer(cluster.bootstrap_servers, history)
     try:
         with (
             live_reading(client, cluster, topic, history),
@@ -383,7 +400,7 @@ def two_of_three_down(client: ClientAdapter, cluster: Cluster, topic: str) -> di
     new_topic(client, cluster, topic, 1)
     described_before = describe(cluster, topic)
     history = History()
-    producer = client.producer(cluster.bootstrap_servers, history, idempotent=True, retries=None)
+    producer = client.producer(cluster.bootstrap_servers, history)
     try:
         send_each(producer, history, topic, ((0, f"before-{i}".encode()) for i in range(50)))
         producer.flush(30)
@@ -446,7 +463,7 @@ def paused_follower(client: ClientAdapter, cluster: Cluster, topic: str) -> dict
     # cluster's reaction to the ISR change this scenario is about.
     follower = next(b for b in cluster.broker_ids if b not in (leader, controller))
     history = History()
-    producer = client.producer(cluster.bootstrap_servers, history, idempotent=True, retries=None)
+    producer = client.producer(cluster.bootstrap_servers, history)
     try:
         with SteadyProducer(producer, history, topic, "p", 1) as steady:
             wait_acked(cluster, history, 100, 30)
@@ -493,8 +510,8 @@ def old_leader_truncates(client: ClientAdapter, cluster: Cluster, topic: str) ->
     followers = [b for b in cluster.broker_ids if b != old]
     history = History()  # acks=all records, and every consumer's reads
     tail = History()  # acks=1 records only the old leader gets
-    safe = client.producer(cluster.bootstrap_servers, history, idempotent=True, retries=None)
-    unsafe = client.producer(cluster.address(old), tail, idempotent=False, retries=0, acks="1")
+    safe = client.producer(cluster.bootstrap_servers, history)
+    unsafe = client.producer(cluster.address(old), tail, LEADER_ONLY)
     try:
         with live_reading(client, cluster, topic, history):
             send_each(safe, history, topic, ((0, f"before-{i}".encode()) for i in range(50)))
@@ -569,17 +586,13 @@ def group_coordinator_killed(client: ClientAdapter, cluster: Cluster, topic: str
     def group_reads(reader: str) -> int:
         return len(history.reads.get(reader, []))
 
-    def group_reader(reader: str, stop: threading.Event) -> threading.Thread:
-        thread = threading.Thread(
-            target=client.group_reader,
-            args=(cluster.bootstrap_servers, topic, group, history, reader, stop),
-            daemon=True,
-        )
+    def group_reader(reader: str) -> tuple[GroupReading, threading.Thread]:
+        reading = GroupReading(cluster.bootstrap_servers, topic, group, history, reader)
+        thread = threading.Thread(target=client.group_reader, args=(reading,), daemon=True)
         thread.start()
-        return thread
+        return reading, thread
 
-    stop = threading.Event()
-    thread = group_reader("group", stop)
+    reading, thread = group_reader("group")
     try:
         cluster.wait_for(lambda: group_reads("group") >= total // 3, SETTLE_S, message="reads")
         coordinator = cluster.wait_for(lambda: max(cluster.coordinator_of(group), 0), 30)
@@ -593,13 +606,12 @@ def group_coordinator_killed(client: ClientAdapter, cluster: Cluster, topic: str
         resumed_s = time.monotonic() - killed_at
         time.sleep(1.0)  # the last commit
     finally:
-        stop.set()
+        reading.stop.set()
         thread.join(60)
     # A new member of the group starts from the committed offsets: nothing is left.
-    stop = threading.Event()
-    late = group_reader("group-after", stop)
+    late_reading, late = group_reader("group-after")
     time.sleep(8.0)
-    stop.set()
+    late_reading.stop.set()
     late.join(60)
     reread = group_reads("group-after")
     analysis = check(client, cluster, topic, history, PARTITIONS)
@@ -632,39 +644,24 @@ def transaction_coordinator_killed(
     produce_acknowledged(client, cluster, topic, source_history, "t", total)
 
     transactional_id = f"{topic}-txn"
-    progress = {"committed": 0, "aborted": 0}
-    stop = threading.Event()
-    thread = threading.Thread(
-        target=client.transform_loop,
-        args=(
-            cluster.bootstrap_servers,
-            topic,
-            sink,
-            f"{topic}-group",
-            transactional_id,
-            progress,
-            stop,
-        ),
-        daemon=True,
-    )
+    loop = TransformLoop(cluster.bootstrap_servers, topic, sink, f"{topic}-group", transactional_id)
+    thread = threading.Thread(target=client.transform_loop, args=(loop,), daemon=True)
     thread.start()
     try:
-        cluster.wait_for(
-            lambda: progress["committed"] >= total // 4, SETTLE_S, message="transactions"
-        )
+        cluster.wait_for(lambda: loop.committed >= total // 4, SETTLE_S, message="transactions")
         coordinator = cluster.wait_for(
             lambda: max(cluster.coordinator_of(transactional_id, key_type=1), 0), 30
         )
         killed_at = time.monotonic()
         cluster.kill(coordinator)
         cluster.wait_for(
-            lambda: progress["committed"] >= total,
+            lambda: loop.committed >= total,
             settle_s,
             message="the loop to commit every source record",
         )
         done_s = time.monotonic() - killed_at
     finally:
-        stop.set()
+        loop.stop.set()
         thread.join(settle_s)
     assert not thread.is_alive(), "the transform loop did not stop"
 
@@ -685,7 +682,7 @@ def transaction_coordinator_killed(
         **analysis.figures(),
         "source_records": total,
         "lost": len(missing),
-        "aborted_transactions": progress["aborted"],
+        "aborted_transactions": loop.aborted,
         "all_committed_after_kill_s": round(done_s, 2),
     }
 

@@ -1,59 +1,69 @@
 """aiokafka (asyncio) against a 3-broker kbroker cluster with a real ZooKeeper.
 
-A subset of issue 14's scenarios (see test_cluster_confluent_kafka.py for all of them):
-leaders on every broker and any bootstrap broker, kill -9 of a leader with the client
-carrying on by itself, and the group coordinator. Each scenario is a plain function running
-its coroutine with asyncio.run (pytest-trio owns ``async def`` tests here).
+Issue 14's leadership scenarios (compat/clusterkit.py's LeadershipScenarios; see
+test_cluster_confluent_kafka.py for all of them): leaders on every broker and any bootstrap
+broker, kill -9 of a leader with the client carrying on by itself, and the group
+coordinator. This module is aiokafka's adapter: its clients run on an event loop of their
+own, on a thread of its own (pytest-trio owns the tests' loop), so they keep sending,
+fetching and retrying while a scenario waits on the cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
 
-from compat.clusterkit import (
-    BROKERS,
-    FAILOVER_DEADLINE_S,
-    coordinator_views,
-    wait_for_leaders,
-    wait_for_new_leader,
-)
-from kbroker.cluster_runner import Cluster
+from compat.clusterkit import FAILOVER_DEADLINE_S, LeadershipScenarios
+from kbroker.cluster_runner import Cluster, PartitionInfo
 
 pytestmark = pytest.mark.compat
 
-
-TIMEOUT_S = 30.0
-
-
-def run(scenario: Callable[..., Awaitable[None]], *args: Any) -> None:
-    """Run one asyncio scenario with an overall deadline."""
-
-    async def bounded() -> None:
-        await asyncio.wait_for(scenario(*args), FAILOVER_DEADLINE_S * 6)
-
-    asyncio.run(bounded())
+T = TypeVar("T")
 
 
-async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, partitions, 3)])
-    finally:
-        await admin.close()
+def bounded(coroutine: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
+    """``coroutine`` with an overall deadline."""
+    return asyncio.wait_for(coroutine, FAILOVER_DEADLINE_S * 6)
 
 
-async def consume_values(consumer: AIOKafkaConsumer, wanted: set[bytes]) -> set[bytes]:
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run one coroutine on an event loop of its own."""
+    return asyncio.run(bounded(coroutine))
+
+
+class EventLoop:
+    """An asyncio event loop running on a thread of its own until ``close``: clients started
+    on it keep working between the calls a scenario makes."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the loop; its result."""
+        return asyncio.run_coroutine_threadsafe(bounded(coroutine), self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+async def consume_values(
+    consumer: AIOKafkaConsumer, wanted: set[bytes], deadline_s: float
+) -> set[bytes]:
+    """Read until every value in ``wanted`` was seen (or the deadline); what was seen."""
     seen: set[bytes] = set()
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + FAILOVER_DEADLINE_S * 2
+    deadline = loop.time() + deadline_s
     while not wanted <= seen and loop.time() < deadline:
         batches = await consumer.getmany(timeout_ms=500)
         for records in batches.values():
@@ -61,112 +71,163 @@ async def consume_values(consumer: AIOKafkaConsumer, wanted: set[bytes]) -> set[
     return seen
 
 
-def test_leaders_on_every_broker_and_any_bootstrap(cluster: Cluster, topic_name: str) -> None:
-    asyncio.run(create_topic(cluster.bootstrap_servers, topic_name, 6))
-    parts = wait_for_leaders(cluster, topic_name, 6)
-    assert {p.leader for p in parts.values()} == set(BROKERS)
+class AiokafkaPartition0:
+    """aiokafka as a ``compat.clusterkit.Partition0``."""
 
-    async def scenario() -> None:
-        expected: set[bytes] = set()
-        for broker_id in BROKERS:
-            producer = AIOKafkaProducer(bootstrap_servers=cluster.address(broker_id), acks=1)
-            await producer.start()
-            try:
-                for partition in range(6):
-                    value = f"via-{broker_id}-p{partition}".encode()
-                    expected.add(value)
-                    meta = await producer.send_and_wait(topic_name, value, partition=partition)
-                    assert meta.partition == partition
-            finally:
-                await producer.stop()
-        for broker_id in BROKERS:
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=cluster.address(broker_id),
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-            )
-            await consumer.start()
-            try:
-                consumer.assign([TopicPartition(topic_name, p) for p in range(6)])
-                await consumer.seek_to_beginning()
-                assert await consume_values(consumer, expected) == expected
-            finally:
-                await consumer.stop()
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self.loop = EventLoop()
+        self.futures: list[asyncio.Future[Any]] = []
+        self.producer, self.consumer = self.loop.run(self._start(bootstrap))
 
-    run(scenario)
-
-
-def test_kill_leader_new_leader_from_isr_and_clients_carry_on(
-    cluster: Cluster, topic_name: str
-) -> None:
-    asyncio.run(create_topic(cluster.bootstrap_servers, topic_name, 3))
-    before = wait_for_leaders(cluster, topic_name, 3)[0]
-
-    async def scenario() -> None:
+    async def _start(self, bootstrap: str) -> tuple[AIOKafkaProducer, AIOKafkaConsumer]:
         producer = AIOKafkaProducer(
-            bootstrap_servers=cluster.bootstrap_servers,
+            bootstrap_servers=bootstrap,
             acks=1,
             request_timeout_ms=int(FAILOVER_DEADLINE_S * 3000),
             retry_backoff_ms=200,
         )
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=cluster.bootstrap_servers,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
         )
         await producer.start()
         await consumer.start()
-        try:
-            tp = TopicPartition(topic_name, 0)
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            first = {f"before-{i}".encode() for i in range(5)}
-            for value in sorted(first):
-                await producer.send_and_wait(topic_name, value, partition=0)
-            assert await consume_values(consumer, first) == first
+        tp = TopicPartition(self.topic, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        return producer, consumer
 
-            cluster.kill(before.leader)
-            # Sent while the partition has no live leader: the client retries by itself.
-            during = {f"during-{i}".encode() for i in range(5)}
-            futures = [await producer.send(topic_name, v, partition=0) for v in sorted(during)]
-            new_leader = await asyncio.to_thread(
-                wait_for_new_leader, cluster, topic_name, 0, before.leader
+    def send(self, values: list[bytes]) -> None:
+        async def send() -> list[asyncio.Future[Any]]:
+            return [await self.producer.send(self.topic, v, partition=0) for v in values]
+
+        self.futures += self.loop.run(send())
+
+    def wait_acknowledged(self, timeout_s: float) -> None:
+        async def acknowledged() -> list[int]:
+            return [(await future).partition for future in self.futures]
+
+        partitions = self.loop.run(asyncio.wait_for(acknowledged(), timeout_s))
+        assert partitions == [0] * len(self.futures)
+
+    def read(self, wanted: set[bytes], deadline_s: float) -> set[bytes]:
+        return self.loop.run(consume_values(self.consumer, wanted, deadline_s))
+
+    def close(self) -> None:
+        async def stop() -> None:
+            await self.consumer.stop()
+            await self.producer.stop()
+
+        try:
+            self.loop.run(stop())
+        finally:
+            self.loop.close()
+
+
+class AiokafkaCluster:
+    """aiokafka as a ``compat.clusterkit.LeadershipClient``."""
+
+    @staticmethod
+    def create_topic(
+        bootstrap: str, topic: str, partitions: int, replication_factor: int = 3
+    ) -> None:
+        async def create() -> None:
+            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+            await admin.start()
+            try:
+                await admin.create_topics([NewTopic(topic, partitions, replication_factor)])
+            finally:
+                await admin.close()
+
+        run(create())
+
+    @staticmethod
+    def produce(bootstrap: str, topic: str, records: list[tuple[int, bytes]]) -> None:
+        async def produce() -> None:
+            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1)
+            await producer.start()
+            try:
+                for partition, value in records:
+                    meta = await producer.send_and_wait(topic, value, partition=partition)
+                    assert meta.partition == partition
+            finally:
+                await producer.stop()
+
+        run(produce())
+
+    @staticmethod
+    def read(bootstrap: str, topic: str, partitions: int, wanted: set[bytes]) -> set[bytes]:
+        async def read() -> set[bytes]:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
             )
-            assert new_leader in before.isr
-            after = {f"after-{i}".encode() for i in range(5)}
-            futures += [await producer.send(topic_name, v, partition=0) for v in sorted(after)]
-            for future in futures:
-                assert (await future).partition == 0
-            assert after <= await consume_values(consumer, during | after)
-        finally:
-            await consumer.stop()
-            await producer.stop()
+            await consumer.start()
+            try:
+                consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+                await consumer.seek_to_beginning()
+                return await consume_values(consumer, wanted, FAILOVER_DEADLINE_S * 2)
+            finally:
+                await consumer.stop()
 
-    run(scenario)
+        return run(read())
+
+    @staticmethod
+    def check_metadata(cluster: Cluster, topic: str, parts: dict[int, PartitionInfo]) -> None:
+        """aiokafka's metadata is what it produces and reads through each broker with."""
+
+    partition_0 = AiokafkaPartition0
+
+    @staticmethod
+    def commit_in_group(bootstrap: str, topic: str, group: str) -> int:
+        """An explicit commit of offset 5 by a consumer assigned the partition."""
+
+        async def commit() -> int:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+            )
+            await consumer.start()
+            try:
+                tp = TopicPartition(topic, 0)
+                consumer.assign([tp])
+                await consumer.commit({tp: OffsetAndMetadata(5, "")})
+                committed: int = await consumer.committed(tp)
+                return committed
+            finally:
+                await consumer.stop()
+
+        committed = run(commit())
+        assert committed == 5
+        return committed
+
+    @staticmethod
+    def group_coordinator(bootstrap: str, group: str) -> int | None:
+        async def find() -> int:
+            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+            await admin.start()
+            try:
+                coordinator: int = await admin.find_coordinator(group)
+                return coordinator
+            finally:
+                await admin.close()
+
+        return run(find())
+
+    @staticmethod
+    def group_offset(bootstrap: str, group: str, topic: str) -> int:
+        async def offsets() -> int:
+            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+            await admin.start()
+            try:
+                listed = await admin.list_consumer_group_offsets(group)
+            finally:
+                await admin.close()
+            offset: int = listed[TopicPartition(topic, 0)].offset
+            return offset
+
+        return run(offsets())
 
 
-def test_group_coordinator_leads_its_offsets_partition(cluster: Cluster, topic_name: str) -> None:
-    asyncio.run(create_topic(cluster.bootstrap_servers, topic_name, 1))
-    wait_for_leaders(cluster, topic_name, 1)
-    group = f"{topic_name}-group"
+class TestLeadershipScenarios(LeadershipScenarios):
+    """Issue 14's leadership scenarios, through AiokafkaCluster."""
 
-    async def scenario() -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=cluster.bootstrap_servers,
-            group_id=group,
-            enable_auto_commit=False,
-        )
-        await consumer.start()
-        try:
-            tp = TopicPartition(topic_name, 0)
-            consumer.assign([tp])
-            await consumer.commit({tp: OffsetAndMetadata(5, "")})
-            assert await consumer.committed(tp) == 5
-        finally:
-            await consumer.stop()
-
-    run(scenario)
-    leader, seen = coordinator_views(
-        cluster, group, lambda _: [cluster.coordinator_of(group, via=b) for b in BROKERS]
-    )
-    assert seen == [leader] * len(BROKERS)
+    client = AiokafkaCluster()

@@ -4,29 +4,27 @@ Issue 14's scenarios: leaders on every broker, any bootstrap broker; kill -9 of 
 and of the controller with the client carrying on by its own retries; a restarted broker
 rejoining with its preferred leaderships; the group coordinator; two clusters on one
 ZooKeeper. One cluster serves the module; a scenario that kills brokers starts them again.
+The scenarios are stated once in compat/clusterkit.py; this module is confluent-kafka's
+adapter (``ConfluentCluster``).
 """
 
 from __future__ import annotations
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from compat.adapters.confluent_kafka import Delivery
-from compat.clusterkit import (
-    BROKERS,
-    FAILOVER_DEADLINE_S,
-    ClusterScenarios,
-    collect_values,
-    coordinator_views,
-    wait_for_leaders,
-    wait_for_new_leader,
-)
+from compat.clusterkit import FAILOVER_DEADLINE_S, TIMEOUT_S, ClusterScenarios, collect_values
 from kbroker.cluster_runner import Cluster, PartitionInfo
 
 pytestmark = pytest.mark.compat
-
-TIMEOUT_S = 30.0
 
 
 def poll_values(
@@ -41,105 +39,47 @@ def poll_values(
     return collect_values(poll, wanted, deadline_s)
 
 
-def test_kill_leader_new_leader_from_isr_and_clients_carry_on(
-    cluster: Cluster, topic_name: str
-) -> None:
-    ConfluentCluster.create_topic(cluster.bootstrap_servers, topic_name, 3)
-    before = wait_for_leaders(cluster, topic_name, 3)[0]
-    deliveries = Delivery()
-    producer = Producer(
-        {
-            "bootstrap.servers": cluster.bootstrap_servers,
-            "acks": 1,
-            "message.timeout.ms": int(FAILOVER_DEADLINE_S * 1000 * 3),
-            "retry.backoff.ms": 200,
-        }
-    )
-    consumer = Consumer(
-        {
-            "bootstrap.servers": cluster.bootstrap_servers,
-            "group.id": f"{topic_name}-reader",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
-    )
-    try:
-        consumer.assign([TopicPartition(topic_name, 0, OFFSET_BEGINNING)])
-        first = {f"before-{i}".encode() for i in range(5)}
-        for value in sorted(first):
-            producer.produce(topic_name, value=value, partition=0, on_delivery=deliveries)
-        assert producer.flush(TIMEOUT_S) == 0
-        assert poll_values(consumer, first) == first
+class ConfluentPartition0:
+    """confluent-kafka as a ``compat.clusterkit.Partition0``."""
 
-        cluster.kill(before.leader)
-        # Sent while the partition has no live leader: the client holds them and retries.
-        during = {f"during-{i}".encode() for i in range(5)}
-        for value in sorted(during):
-            producer.produce(topic_name, value=value, partition=0, on_delivery=deliveries)
-        producer.poll(0)
-        new_leader = wait_for_new_leader(cluster, topic_name, 0, before.leader)
-        assert new_leader in before.isr  # no unclean election
-        after_kill = cluster.partitions(topic_name)[0]
-        assert after_kill.leader_epoch > before.leader_epoch
-        assert before.leader not in after_kill.isr
-        # Every running broker's Metadata names it once the controller's UpdateMetadata has
-        # reached it (sent to each broker on its own channel, so not at the same instant).
-        cluster.wait_for(
-            lambda: all(
-                cluster.leader_of(topic_name, 0, via=broker_id) == new_leader
-                for broker_id in cluster.running_broker_ids
-            ),
-            FAILOVER_DEADLINE_S,
-            message=f"every broker naming {new_leader} as leader",
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self.deliveries = Delivery()
+        self.sent = 0
+        self.producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "acks": 1,
+                "message.timeout.ms": int(FAILOVER_DEADLINE_S * 1000 * 3),
+                "retry.backoff.ms": 200,
+            }
         )
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"{topic}-reader",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            }
+        )
+        self.consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
 
-        after = {f"after-{i}".encode() for i in range(5)}
-        for value in sorted(after):
-            producer.produce(topic_name, value=value, partition=0, on_delivery=deliveries)
-        assert producer.flush(FAILOVER_DEADLINE_S * 3) == 0
-        assert deliveries.errors() == []
-        assert len(deliveries.reports) == 15
-        # The consumer follows the leader change by itself and reads what came after it.
-        assert after <= poll_values(consumer, during | after, FAILOVER_DEADLINE_S * 2)
-    finally:
-        consumer.close()
+    def send(self, values: list[bytes]) -> None:
+        for value in values:
+            self.producer.produce(self.topic, value=value, partition=0, on_delivery=self.deliveries)
+        self.sent += len(values)
+        self.producer.poll(0)
 
+    def wait_acknowledged(self, timeout_s: float) -> None:
+        assert self.producer.flush(timeout_s) == 0
+        assert self.deliveries.errors() == []
+        assert len(self.deliveries.reports) == self.sent
 
-def test_group_coordinator_leads_its_offsets_partition(cluster: Cluster, topic_name: str) -> None:
-    ConfluentCluster.create_topic(cluster.bootstrap_servers, topic_name, 1)
-    wait_for_leaders(cluster, topic_name, 1)
-    producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
-    producer.produce(topic_name, value=b"x", partition=0)
-    assert producer.flush(TIMEOUT_S) == 0
-    group = f"{topic_name}-group"
-    consumer = Consumer(
-        {
-            "bootstrap.servers": cluster.bootstrap_servers,
-            "group.id": group,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
-    )
-    try:
-        consumer.subscribe([topic_name])
-        assert poll_values(consumer, {b"x"}) == {b"x"}
-        consumer.commit(asynchronous=False)
-        committed = consumer.committed([TopicPartition(topic_name, 0)], timeout=TIMEOUT_S)
-        assert committed[0].offset == 1
-    finally:
-        consumer.close()
+    def read(self, wanted: set[bytes], deadline_s: float) -> set[bytes]:
+        return poll_values(self.consumer, wanted, deadline_s)
 
-    def coordinators(leader: int) -> list[tuple[int, int]]:
-        """(FindCoordinator's answer, the admin client's coordinator) asked via each broker."""
-        seen = []
-        for broker_id in BROKERS:
-            admin = AdminClient({"bootstrap.servers": cluster.address(broker_id)})
-            description = admin.describe_consumer_groups([group])[group].result(TIMEOUT_S)
-            seen.append((cluster.coordinator_of(group, via=broker_id), description.coordinator.id))
-        return seen
-
-    leader, seen = coordinator_views(cluster, group, coordinators)
-    assert seen == [(leader, leader)] * len(BROKERS)
+    def close(self) -> None:
+        self.consumer.close()
 
 
 class ConfluentCluster:
@@ -203,6 +143,48 @@ class ConfluentCluster:
     def broker_ports(bootstrap: str) -> set[int]:
         admin = AdminClient({"bootstrap.servers": bootstrap})
         return {b.port for b in admin.list_topics(timeout=TIMEOUT_S).brokers.values()}
+
+    partition_0 = ConfluentPartition0
+
+    @staticmethod
+    def commit_in_group(bootstrap: str, topic: str, group: str) -> int:
+        """A subscribed member reads the one record it is given and commits after it."""
+        producer = Producer({"bootstrap.servers": bootstrap})
+        producer.produce(topic, value=b"x", partition=0)
+        assert producer.flush(TIMEOUT_S) == 0
+        consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            }
+        )
+        try:
+            consumer.subscribe([topic])
+            assert poll_values(consumer, {b"x"}) == {b"x"}
+            consumer.commit(asynchronous=False)
+            committed = consumer.committed([TopicPartition(topic, 0)], timeout=TIMEOUT_S)
+            assert committed[0].offset == 1
+        finally:
+            consumer.close()
+        return 1
+
+    @staticmethod
+    def group_coordinator(bootstrap: str, group: str) -> int | None:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        description = admin.describe_consumer_groups([group])[group].result(TIMEOUT_S)
+        coordinator: int = description.coordinator.id
+        return coordinator
+
+    @staticmethod
+    def group_offset(bootstrap: str, group: str, topic: str) -> int:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0)])
+        listed = admin.list_consumer_group_offsets([request])[group].result(TIMEOUT_S)
+        (partition,) = listed.topic_partitions
+        offset: int = partition.offset
+        return offset
 
 
 class TestClusterScenarios(ClusterScenarios):

@@ -3,6 +3,8 @@
 The same scenarios as test_cluster_confluent_kafka.py (issue 14), seen through kafka-python's
 own metadata, admin and retry logic; the restarted broker's leadership comes back through the
 ElectLeaders API here (a manual preferred election) rather than the automatic rebalance.
+The scenarios are stated once in compat/clusterkit.py; this module is kafka-python's adapter
+(``KafkaPythonCluster``).
 """
 
 from __future__ import annotations
@@ -12,22 +14,19 @@ from contextlib import contextmanager
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata
 
 from compat.clusterkit import (
     BROKERS,
     FAILOVER_DEADLINE_S,
+    TIMEOUT_S,
     ClusterScenarios,
     collect_values,
-    coordinator_views,
-    wait_for_leaders,
-    wait_for_new_leader,
 )
 from kbroker.cluster_runner import Cluster, PartitionInfo
 
 pytestmark = pytest.mark.compat
-
-TIMEOUT_S = 30.0
 
 
 @contextmanager
@@ -72,74 +71,35 @@ def poll_values(
     )
 
 
-def test_kill_leader_new_leader_from_isr_and_clients_carry_on(
-    cluster: Cluster, topic_name: str
-) -> None:
-    create_topic(cluster.bootstrap_servers, topic_name, 3)
-    before = wait_for_leaders(cluster, topic_name, 3)[0]
-    prod = producer(cluster.bootstrap_servers)
-    consumer = KafkaConsumer(
-        bootstrap_servers=cluster.bootstrap_servers,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    try:
-        tp = TopicPartition(topic_name, 0)
-        consumer.assign([tp])
-        consumer.seek_to_beginning(tp)
-        first = {f"before-{i}".encode() for i in range(5)}
-        for value in sorted(first):
-            prod.send(topic_name, value=value, partition=0).get(TIMEOUT_S)
-        assert poll_values(consumer, first) == first
+class KafkaPythonPartition0:
+    """kafka-python as a ``compat.clusterkit.Partition0``."""
 
-        cluster.kill(before.leader)
-        # Sent while the partition has no live leader: the client holds them and retries.
-        during = {f"during-{i}".encode() for i in range(5)}
-        futures = [prod.send(topic_name, value=v, partition=0) for v in sorted(during)]
-        new_leader = wait_for_new_leader(cluster, topic_name, 0, before.leader)
-        assert new_leader in before.isr  # no unclean election
-        after_kill = cluster.partitions(topic_name)[0]
-        assert after_kill.leader_epoch > before.leader_epoch
-        assert before.leader not in after_kill.isr
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self.futures: list[FutureRecordMetadata] = []
+        self.producer = producer(bootstrap)
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        tp = TopicPartition(topic, 0)
+        self.consumer.assign([tp])
+        self.consumer.seek_to_beginning(tp)
 
-        after = {f"after-{i}".encode() for i in range(5)}
-        futures += [prod.send(topic_name, value=v, partition=0) for v in sorted(after)]
-        for future in futures:
-            assert future.get(FAILOVER_DEADLINE_S * 3).partition == 0
-        # The consumer follows the leader change by itself and reads what came after it.
-        assert after <= poll_values(consumer, during | after, FAILOVER_DEADLINE_S * 2)
-    finally:
-        consumer.close()
-        prod.close()
+    def send(self, values: list[bytes]) -> None:
+        self.futures += [self.producer.send(self.topic, value=v, partition=0) for v in values]
 
+    def wait_acknowledged(self, timeout_s: float) -> None:
+        for future in self.futures:
+            assert future.get(timeout_s).partition == 0
 
-def test_group_coordinator_leads_its_offsets_partition(cluster: Cluster, topic_name: str) -> None:
-    create_topic(cluster.bootstrap_servers, topic_name, 1)
-    wait_for_leaders(cluster, topic_name, 1)
-    group = f"{topic_name}-group"
-    consumer = KafkaConsumer(
-        bootstrap_servers=cluster.bootstrap_servers,
-        group_id=group,
-        enable_auto_commit=False,
-    )
-    try:
-        tp = TopicPartition(topic_name, 0)
-        consumer.assign([tp])
-        consumer.commit({tp: OffsetAndMetadata(7, "", -1)})
-        assert consumer.committed(tp) == 7
-    finally:
-        consumer.close()
+    def read(self, wanted: set[bytes], deadline_s: float) -> set[bytes]:
+        return poll_values(self.consumer, wanted, deadline_s)
 
-    def coordinators(leader: int) -> list[int]:
-        """FindCoordinator's answer asked via each broker."""
-        return [cluster.coordinator_of(group, via=broker_id) for broker_id in BROKERS]
-
-    leader, seen = coordinator_views(cluster, group, coordinators)
-    assert seen == [leader] * len(BROKERS)
-    for broker_id in BROKERS:
-        with admin(cluster.address(broker_id)) as client:
-            offsets = client.list_group_offsets(group)
-        assert offsets[group][TopicPartition(topic_name, 0)].offset == 7
+    def close(self) -> None:
+        self.consumer.close()
+        self.producer.close()
 
 
 class KafkaPythonCluster:
@@ -204,6 +164,35 @@ class KafkaPythonCluster:
     def broker_ports(bootstrap: str) -> set[int]:
         with admin(bootstrap) as client:
             return {b["port"] for b in client.describe_cluster()["brokers"]}
+
+    partition_0 = KafkaPythonPartition0
+
+    @staticmethod
+    def commit_in_group(bootstrap: str, topic: str, group: str) -> int:
+        """An explicit commit of offset 7 by a consumer assigned the partition."""
+        consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+        )
+        try:
+            tp = TopicPartition(topic, 0)
+            consumer.assign([tp])
+            consumer.commit({tp: OffsetAndMetadata(7, "", -1)})
+            assert consumer.committed(tp) == 7
+        finally:
+            consumer.close()
+        return 7
+
+    @staticmethod
+    def group_coordinator(bootstrap: str, group: str) -> int | None:
+        """kafka-python's admin API does not name a group's coordinator."""
+        return None
+
+    @staticmethod
+    def group_offset(bootstrap: str, group: str, topic: str) -> int:
+        with admin(bootstrap) as client:
+            offsets = client.list_group_offsets(group)
+        offset: int = offsets[group][TopicPartition(topic, 0)].offset
+        return offset
 
 
 class TestClusterScenarios(ClusterScenarios):

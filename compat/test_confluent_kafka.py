@@ -37,7 +37,6 @@ from compat.adapters.confluent_kafka import (
     ConfluentKafkaClient,
     Delivery,
     admin_client,
-    consume_all,
     consumer,
     create_topic,
     kafka_error,
@@ -46,8 +45,7 @@ from compat.adapters.confluent_kafka import (
     producer,
     topic_configs,
 )
-from compat.conftest import KAFKA_TOPIC_DEFAULTS, text_like_values
-from compat.diskfmt import stored_batches
+from compat.conftest import KAFKA_TOPIC_DEFAULTS
 from compat.livebroker import LiveBroker
 
 pytestmark = pytest.mark.compat
@@ -168,48 +166,6 @@ def test_alter_configs_legacy(broker: LiveBroker, topic_name: str) -> None:
     assert configs["cleanup.policy"].source == ConfigSource.DEFAULT_CONFIG.value
 
 
-# -- produce ----------------------------------------------------------------------------------
-def test_topic_compression_level(broker: LiveBroker, topic_name: str) -> None:
-    """compression.zstd.level (KIP-390) is the level the broker compresses at: same records, fewer bytes at 19 than at 1."""
-    values = text_like_values()
-    stored = {}
-    for level in (1, 19):
-        topic = f"{topic_name}-{level}"
-        create_topic(
-            broker,
-            topic,
-            configs={"compression.type": "zstd", "compression.zstd.level": str(level)},
-        )
-        configs = topic_configs(admin_client(broker), topic)
-        assert configs["compression.zstd.level"].value == str(level)
-        assert configs["compression.zstd.level"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
-        delivery = Delivery()
-        # One batch per topic, so the two levels compress exactly the same records: sent at
-        # flush (linger.ms far away), under every size limit (the ~110 KB of values against
-        # batch.size, batch.num.messages and message.max.bytes). And the producer learns the
-        # topic's partitions first: a record produced before that waits in librdkafka's
-        # unassigned queue, and when the metadata arrives during flush() the records are
-        # moved to the partition one by one (rd_kafka_topic_assign_uas) while the woken
-        # broker thread already sends the first few, as a batch of their own.
-        settings = {
-            "compression.type": "none",
-            "linger.ms": 60_000,
-            "batch.size": 1_000_000,
-            "batch.num.messages": 10_000,
-            "message.max.bytes": 1_000_000,
-        }
-        with producer(broker, **settings) as prod:
-            assert topic in prod.list_topics(topic, timeout=TIMEOUT_S).topics
-            for value in values:
-                prod.produce(topic, value=value, on_delivery=delivery)
-        delivery.ok()
-        assert [m.value() for m in consume_all(broker, topic, 1, len(values))] == values
-        [batch] = stored_batches(broker.data_dir, topic, 0)
-        assert batch.compression == "zstd"
-        stored[level] = batch.size
-    assert stored[19] < stored[1]
-
-
 # -- consume by assignment --------------------------------------------------------------------
 def test_consume_from_beginning(broker: LiveBroker, topic_name: str) -> None:
     """assign(OFFSET_BEGINNING) reads every record from offset 0; ListOffsets agrees."""
@@ -318,8 +274,32 @@ def client() -> ConfluentKafkaClient:
 
 class TestSharedScenarios(
     record_scenarios.ProduceScenarios,
+    record_scenarios.CompressionLevelScenarios,
     record_scenarios.AdminScenarios,
     record_scenarios.AssignedScenarios,
     record_scenarios.RestartScenarios,
 ):
     """The scenarios every client runs, through compat/adapters/confluent_kafka.py."""
+
+    level_codec, levels = "zstd", (1, 19)
+
+    def produce_one_batch(self, broker: LiveBroker, topic: str, values: list[bytes]) -> list[int]:
+        # Sent at flush (linger.ms far away), under every size limit (the ~110 KB of values
+        # against batch.size, batch.num.messages and message.max.bytes). And the producer
+        # learns the topic's partitions first: a record produced before that waits in
+        # librdkafka's unassigned queue, and when the metadata arrives during flush() the
+        # records are moved to the partition one by one (rd_kafka_topic_assign_uas) while the
+        # woken broker thread already sends the first few, as a batch of their own.
+        settings = {
+            "compression.type": "none",
+            "linger.ms": 60_000,
+            "batch.size": 1_000_000,
+            "batch.num.messages": 10_000,
+            "message.max.bytes": 1_000_000,
+        }
+        delivery = Delivery()
+        with producer(broker, **settings) as prod:
+            assert topic in prod.list_topics(topic, timeout=TIMEOUT_S).topics
+            for value in values:
+                prod.produce(topic, value=value, on_delivery=delivery)
+        return [m.offset() for m in delivery.ok()]

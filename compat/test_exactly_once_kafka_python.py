@@ -7,7 +7,7 @@ here through compat/adapters/kafka_python.py; the rest are bounded the same way.
 from __future__ import annotations
 
 import pytest
-from kafka import KafkaProducer, TopicPartition
+from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient
 
 from compat import txn_scenarios
@@ -18,35 +18,6 @@ from compat.txn_scenarios import SMALL_INTERNAL_TOPICS
 pytestmark = pytest.mark.compat
 
 BROKER_OVERRIDES = SMALL_INTERNAL_TOPICS  # a broker that starts fast
-
-DEADLINE_S = 20.0
-
-
-def test_idempotent_producer_survives_kill_9(same_port_broker: LiveBroker, topic_name: str) -> None:
-    live = same_port_broker
-    create_topic(live, topic_name)
-    # kafka-python 3.x: idempotence is on by default.
-    p = KafkaProducer(
-        bootstrap_servers=live.bootstrap_servers,
-        linger_ms=5,
-        retries=2**31 - 1,
-        delivery_timeout_ms=60000,
-        reconnect_backoff_max_ms=200,
-    )
-    total = 2000
-    futures = []
-    for i in range(total):
-        futures.append(p.send(topic_name, value=b"%06d" % i))
-        if i == total // 2:
-            live.kill()  # kill -9 mid-stream, unacknowledged batches in flight
-            live.start()  # same port: the producer reconnects and retries
-    p.flush(timeout=DEADLINE_S * 2)
-    for f in futures:
-        f.get(timeout=1)  # every send succeeded
-    p.close()
-    values = read_all(live, topic_name, "read_uncommitted")
-    assert sorted(values) == [b"%06d" % i for i in range(total)]  # each exactly once
-    assert values == sorted(values)  # and in order
 
 
 def test_transaction_tooling_lists_describes_and_aborts(
@@ -81,10 +52,6 @@ def test_transaction_tooling_lists_describes_and_aborts(
     assert read_all(broker, topic_name, "read_uncommitted") == [b"open"]
 
 
-class TestIdempotence(txn_scenarios.IdempotenceScenarios):
-    """Idempotent retries through lost responses, through compat/adapters/kafka_python.py."""
-
-
 # -- the shared scenarios (compat/txn_scenarios.py) ---------------------------------------------
 @pytest.fixture(scope="module")
 def txn_client() -> KafkaPythonTxn:
@@ -92,5 +59,7 @@ def txn_client() -> KafkaPythonTxn:
     return KafkaPythonTxn()
 
 
-class TestSharedScenarios(txn_scenarios.TxnScenarios, txn_scenarios.TxnKillScenarios):
+class TestSharedScenarios(
+    txn_scenarios.TxnScenarios, txn_scenarios.TxnKillScenarios, txn_scenarios.IdempotenceScenarios
+):
     """The exactly-once scenarios of every client, through compat/adapters/kafka_python.py."""

@@ -1,8 +1,9 @@
 """Consumer groups with confluent-kafka (librdkafka) against a live kbroker.
 
-Same scenarios as test_groups_kafka_python.py, plus KIP-429 cooperative-sticky rebalancing
-and a group mixing the two clients. Members are polled by their own threads; every wait is
-deadline-based polling of what a user observes.
+The scenarios every client shares are stated once in compat/group_scenarios.py and run here
+through ``TestGroupScenarios``; this module adds KIP-429 cooperative-sticky rebalancing, a
+group mixing two clients and KIP-848's consumer protocol. Members are polled by their own
+threads; every wait is deadline-based polling of what a user observes.
 """
 
 from __future__ import annotations
@@ -31,29 +32,6 @@ from compat.livebroker import GROUP_BROKER_OVERRIDES, LiveBroker
 
 pytestmark = pytest.mark.compat
 
-CLIENT = ConfluentGroups()
-
-
-def test_group_subscribe_and_consume(group_broker: LiveBroker, topic_name: str) -> None:
-    """A subscribed group consumer gets every partition, reads everything, commits."""
-    group_scenarios.consume_all_and_commit(CLIENT, group_broker, topic_name, f"g-{topic_name}")
-    admin = AdminClient({"bootstrap.servers": group_broker.bootstrap_servers})
-    described = admin.describe_consumer_groups([f"g-{topic_name}"])[f"g-{topic_name}"].result(
-        timeout=DEADLINE_S
-    )
-    assert described.state.name == "EMPTY" and described.members == []
-    listed = admin.list_consumer_groups().result(timeout=DEADLINE_S)
-    assert f"g-{topic_name}" in {g.group_id for g in listed.valid}
-
-
-def test_group_rebalance_on_join_and_leave(group_broker: LiveBroker, topic_name: str) -> None:
-    """A second member gets half the partitions; when it leaves the first gets them back."""
-    create_topic(group_broker, topic_name, 4)
-    group = f"g-{topic_name}"
-    group_scenarios.join_split_and_leave(
-        lambda: CkMember(group_broker, topic_name, group, partition_assignment_strategy="range")
-    )
-
 
 def test_group_cooperative_sticky_rebalance(group_broker: LiveBroker, topic_name: str) -> None:
     """KIP-429: with cooperative-sticky, a joining member only takes partitions away; the
@@ -69,59 +47,6 @@ def test_group_cooperative_sticky_rebalance(group_broker: LiveBroker, topic_name
     group_scenarios.join_split_and_leave(
         lambda: CkMember(group_broker, topic_name, group, **coop), on_split=incremental
     )
-
-
-def test_group_commit_and_fetch_offsets(group_broker: LiveBroker, topic_name: str) -> None:
-    """Offsets committed with metadata are fetched back and a new member resumes there."""
-    create_topic(group_broker, topic_name, 2)
-    produce_per_partition(group_broker, topic_name, 2, 10)
-    group = f"g-{topic_name}"
-    cons = Consumer(
-        {
-            "bootstrap.servers": group_broker.bootstrap_servers,
-            "group.id": group,
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        cons.commit(
-            offsets=[
-                TopicPartition(topic_name, 0, 7, metadata="seven"),
-                TopicPartition(topic_name, 1, 3),
-            ],
-            asynchronous=False,
-        )
-        got = cons.committed(
-            [TopicPartition(topic_name, 0), TopicPartition(topic_name, 1)], timeout=DEADLINE_S
-        )
-        assert [(tp.partition, tp.offset) for tp in got] == [(0, 7), (1, 3)]
-        assert got[0].metadata == "seven"
-    finally:
-        cons.close()
-    group_scenarios.resumes_at_commits_7_and_3(CLIENT, group_broker, topic_name, group)
-
-
-def test_group_static_member_rejoin(group_broker: LiveBroker, topic_name: str) -> None:
-    """Each static member in turn (so the leader too, KIP-814) restarts with its
-    group.instance.id and takes its partition back without a rebalance: the other member
-    is never revoked (KIP-345)."""
-    create_topic(group_broker, topic_name, 2)
-    group = f"g-{topic_name}"
-    static = {"session.timeout.ms": 20000, "partition.assignment.strategy": "range"}
-
-    def start(name: str) -> CkMember:
-        member = CkMember(group_broker, topic_name, group, **{"group.instance.id": name}, **static)
-        member.start()
-        return member
-
-    group_scenarios.static_members_rejoin(start, lambda m: (len(m.revoked), len(m.assigned)))
-
-
-def test_group_kill_keeps_committed_offsets(
-    fresh_group_broker: LiveBroker, topic_name: str
-) -> None:
-    """Offsets acknowledged before kill -9 are there after the restart."""
-    group_scenarios.kill_keeps_committed_offsets(CLIENT, fresh_group_broker, topic_name)
 
 
 def test_group_mixed_clients(group_broker: LiveBroker, topic_name: str) -> None:
@@ -142,6 +67,53 @@ def test_group_mixed_clients(group_broker: LiveBroker, topic_name: str) -> None:
     finally:
         kp.close()
         ck.close()
+
+
+class TestGroupScenarios(group_scenarios.GroupScenarios[CkMember]):
+    """The group scenarios of every client (compat/group_scenarios.py), through ConfluentGroups."""
+
+    client = ConfluentGroups()
+
+    def rebalancing_member(self, broker: LiveBroker, topic: str, group: str) -> CkMember:
+        return CkMember(broker, topic, group, partition_assignment_strategy="range")
+
+    def static_member(self, broker: LiveBroker, topic: str, group: str, name: str) -> CkMember:
+        static = {"session.timeout.ms": 20000, "partition.assignment.strategy": "range"}
+        return CkMember(broker, topic, group, **{"group.instance.id": name}, **static)
+
+    def rebalance_callbacks(self, member: CkMember) -> tuple[int, int]:
+        return len(member.revoked), len(member.assigned)
+
+    def check_left_empty(self, broker: LiveBroker, group: str) -> None:
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
+        described = admin.describe_consumer_groups([group])[group].result(timeout=DEADLINE_S)
+        assert described.state.name == "EMPTY" and described.members == []
+        listed = admin.list_consumer_groups().result(timeout=DEADLINE_S)
+        assert group in {g.group_id for g in listed.valid}
+
+    def commit_7_and_3(self, broker: LiveBroker, topic: str, group: str) -> None:
+        cons = Consumer(
+            {
+                "bootstrap.servers": broker.bootstrap_servers,
+                "group.id": group,
+                "enable.auto.commit": False,
+            }
+        )
+        try:
+            cons.commit(
+                offsets=[
+                    TopicPartition(topic, 0, 7, metadata="seven"),
+                    TopicPartition(topic, 1, 3),
+                ],
+                asynchronous=False,
+            )
+            got = cons.committed(
+                [TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=DEADLINE_S
+            )
+            assert [(tp.partition, tp.offset) for tp in got] == [(0, 7), (1, 3)]
+            assert got[0].metadata == "seven"
+        finally:
+            cons.close()
 
 
 # The module's `broker` and `fresh_broker` (compat/conftest.py) for the KIP-848 tests: a short

@@ -16,15 +16,13 @@ from compat import record_scenarios
 from compat.adapters.kafka_python import (
     KafkaPythonClient,
     admin_client,
-    consume_all,
     consumer,
     create_topic,
     poll_records,
     producer,
     topic_configs,
 )
-from compat.conftest import KAFKA_TOPIC_DEFAULTS, text_like_values
-from compat.diskfmt import stored_batches
+from compat.conftest import KAFKA_TOPIC_DEFAULTS
 from compat.livebroker import LiveBroker
 
 pytestmark = pytest.mark.compat
@@ -153,35 +151,6 @@ def test_alter_configs_legacy(broker: LiveBroker, topic_name: str) -> None:
         assert configs["max.message.bytes"]["config_source"] == "DYNAMIC_TOPIC_CONFIG"
 
 
-# -- produce ----------------------------------------------------------------------------------
-def test_topic_compression_level(broker: LiveBroker, topic_name: str) -> None:
-    """compression.gzip.level (KIP-390) is the level the broker compresses at: same records, fewer bytes at 9 than at 1."""
-    values = text_like_values()
-    stored = {}
-    for level in (1, 9):
-        topic = f"{topic_name}-{level}"
-        create_topic(
-            broker,
-            topic,
-            configs={"compression.type": "gzip", "compression.gzip.level": str(level)},
-        )
-        with admin_client(broker) as admin:
-            level_config = topic_configs(admin, topic)["compression.gzip.level"]
-        assert level_config["value"] == str(level)
-        assert level_config["config_source"] == "DYNAMIC_TOPIC_CONFIG"
-        # One batch per topic (sent at flush, long before linger or batch_size would cut
-        # it), so the two levels compress exactly the same records.
-        with producer(broker, linger_ms=60_000, batch_size=1_000_000) as prod:
-            futures = [prod.send(topic, value=value) for value in values]
-            prod.flush(timeout=15)
-            assert [f.get(timeout=15).offset for f in futures] == list(range(len(values)))
-        assert [r.value for r in consume_all(broker, topic, 1, len(values))] == values
-        [batch] = stored_batches(broker.data_dir, topic, 0)
-        assert batch.compression == "gzip"
-        stored[level] = batch.size
-    assert stored[9] < stored[1]
-
-
 # -- consume by assignment --------------------------------------------------------------------
 def produce_values(
     broker: LiveBroker, topic: str, values: list[bytes], timestamps: list[int] | None = None
@@ -276,6 +245,7 @@ def client() -> KafkaPythonClient:
 
 class TestSharedScenarios(
     record_scenarios.ProduceScenarios,
+    record_scenarios.CompressionLevelScenarios,
     record_scenarios.AdminScenarios,
     record_scenarios.AssignedScenarios,
     record_scenarios.RestartScenarios,
@@ -283,6 +253,14 @@ class TestSharedScenarios(
     """The scenarios every client runs, through compat/adapters/kafka_python.py."""
 
     topic_codec = "gzip"
+    level_codec, levels = "gzip", (1, 9)
+
+    def produce_one_batch(self, broker: LiveBroker, topic: str, values: list[bytes]) -> list[int]:
+        # Sent at flush, long before linger or batch_size would cut it.
+        with producer(broker, linger_ms=60_000, batch_size=1_000_000) as prod:
+            futures = [prod.send(topic, value=value) for value in values]
+            prod.flush(timeout=15)
+            return [f.get(timeout=15).offset for f in futures]
 
     def test_describe_configs_defaults(
         self, client: KafkaPythonClient, broker: LiveBroker, topic_name: str

@@ -58,6 +58,12 @@ def consume_json(kcat_bin: str, broker: LiveBroker, topic: str, *args: str) -> l
     return [json.loads(line) for line in proc.stdout.decode().splitlines() if line.strip()]
 
 
+def consume_partition_0(topic: str, offset: str, *args: str) -> list[str]:
+    """kcat's arguments to consume partition 0 of ``topic`` from ``offset`` (``-o``), then
+    ``args``."""
+    return ["-C", "-t", topic, "-p", "0", "-o", offset, *args]
+
+
 def expected_partition(key: bytes, partitions: int) -> int:
     """librdkafka's default partitioner (consistent_random): CRC-32 of the key."""
     return zlib.crc32(key) % partitions
@@ -126,24 +132,9 @@ def test_consume_from_beginning(kcat_bin: str, broker: LiveBroker, topic_name: s
 def test_consume_from_end(kcat_bin: str, broker: LiveBroker, topic_name: str) -> None:
     """`-o end` skips what is there and prints only what is produced afterwards."""
     produce(kcat_bin, broker, topic_name, 0, ["old-1", "old-2", "old-3"])
+    args = consume_partition_0(topic_name, "end", "-c", "2", "-u", "-f", "%o %s\n")
     proc = subprocess.Popen(
-        [
-            kcat_bin,
-            "-b",
-            broker.bootstrap_servers,
-            "-C",
-            "-t",
-            topic_name,
-            "-p",
-            "0",
-            "-o",
-            "end",
-            "-c",
-            "2",
-            "-u",
-            "-f",
-            "%o %s\n",
-        ],
+        [kcat_bin, "-b", broker.bootstrap_servers, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -220,20 +211,8 @@ def test_consume_from_timestamp(kcat_bin: str, broker: LiveBroker, topic_name: s
 def test_offset_out_of_range_resets(kcat_bin: str, broker: LiveBroker, topic_name: str) -> None:
     """A start past the end gets OFFSET_OUT_OF_RANGE; auto.offset.reset=earliest recovers."""
     produce(kcat_bin, broker, topic_name, 0, ["r0", "r1", "r2"])
-    proc = kcat(
-        kcat_bin,
-        broker,
-        "-C",
-        "-t",
-        topic_name,
-        "-p",
-        "0",
-        "-o",
-        "100",
-        "-e",
-        "-X",
-        "auto.offset.reset=earliest",
-        "-f",
-        "%o %s\n",
+    args = consume_partition_0(
+        topic_name, "100", "-e", "-X", "auto.offset.reset=earliest", "-f", "%o %s\n"
     )
+    proc = kcat(kcat_bin, broker, *args)
     assert proc.stdout.decode().splitlines() == ["0 r0", "1 r1", "2 r2"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,7 +27,7 @@ from compat import replication_scenarios as scenarios
 from compat.checker import History
 
 pytestmark = pytest.mark.compat
-# How long one send_offsets_to_transaction may take (see _send_offsets).
+# How long one send_offsets_to_transaction may take (see transform_loop).
 OFFSETS_TIMEOUT_S = 10
 
 
@@ -72,20 +73,17 @@ class ConfluentClient:
         self,
         bootstrap: str,
         history: History | None,
-        *,
-        idempotent: bool,
-        retries: int | None,
-        acks: str = "all",
+        settings: scenarios.ProducerSettings = scenarios.SAFE,
     ) -> ConfluentProducer:
-        settings: dict[str, Any] = {
-            "acks": acks,
-            "enable.idempotence": idempotent,
+        config: dict[str, Any] = {
+            "acks": settings.acks,
+            "enable.idempotence": settings.idempotent,
             "linger.ms": 5,
             "message.timeout.ms": 120_000,
         }
-        if retries is not None:
-            settings["retries"] = retries
-        return ConfluentProducer(bootstrap, history, settings)
+        if settings.retries is not None:
+            config["retries"] = settings.retries
+        return ConfluentProducer(bootstrap, history, config)
 
     def create_topic(self, bootstrap: str, topic: str, partitions: int, rf: int) -> None:
         admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -162,24 +160,16 @@ class ConfluentClient:
         producer.flush(20)
         return errors[0] if errors else "no delivery report"
 
-    def group_reader(
-        self,
-        bootstrap: str,
-        topic: str,
-        group: str,
-        history: History,
-        reader: str,
-        stop: threading.Event,
-    ) -> None:
-        consumer = self._consumer(bootstrap, group)
+    def group_reader(self, reading: scenarios.GroupReading) -> None:
+        consumer = self._consumer(reading.bootstrap, reading.group)
         try:
-            consumer.subscribe([topic])
-            while not stop.is_set():
+            consumer.subscribe([reading.topic])
+            while not reading.stop.is_set():
                 msg = consumer.poll(0.2)
                 if msg is None or msg.error():
                     continue
-                history.read(reader, msg.partition(), msg.offset(), msg.value())
-                while not stop.is_set():
+                reading.history.read(reading.reader, msg.partition(), msg.offset(), msg.value())
+                while not reading.stop.is_set():
                     try:
                         consumer.commit(message=msg, asynchronous=False)
                         break
@@ -188,21 +178,14 @@ class ConfluentClient:
         finally:
             consumer.close()
 
-    def transform_loop(
-        self,
-        bootstrap: str,
-        source: str,
-        sink: str,
-        group: str,
-        transactional_id: str,
-        progress: dict[str, int],
-        stop: threading.Event,
-    ) -> None:
-        consumer = self._consumer(bootstrap, group, **{"isolation.level": "read_committed"})
+    def transform_loop(self, loop: scenarios.TransformLoop) -> None:
+        consumer = self._consumer(
+            loop.bootstrap, loop.group, **{"isolation.level": "read_committed"}
+        )
         producer = Producer(
             {
-                "bootstrap.servers": bootstrap,
-                "transactional.id": transactional_id,
+                "bootstrap.servers": loop.bootstrap,
+                "transactional.id": loop.transactional_id,
                 "linger.ms": 5,
                 # librdkafka caches the group coordinator for TxnOffsetCommit and, when that
                 # broker is gone from the metadata (kill -9 of a broker that was both this
@@ -215,8 +198,8 @@ class ConfluentClient:
         )
         try:
             producer.init_transactions(60)
-            consumer.subscribe([source])
-            while not stop.is_set():
+            consumer.subscribe([loop.source])
+            while not loop.stop.is_set():
                 batch = [m for m in consumer.consume(50, 0.5) if not m.error()]
                 if not batch:
                     continue
@@ -224,21 +207,26 @@ class ConfluentClient:
                 try:
                     producer.begin_transaction()
                     for msg in batch:
-                        producer.produce(sink, b"out-" + msg.value(), partition=msg.partition())
+                        value = b"out-" + msg.value()
+                        producer.produce(loop.sink, value, partition=msg.partition())
                         offsets[msg.partition()] = msg.offset() + 1
-                    _send_offsets(
-                        producer,
-                        [TopicPartition(source, p, o) for p, o in offsets.items()],
+                    # Each attempt to add the offsets is bounded well within the scenario's
+                    # wait: one stuck on a stale group coordinator (see above) times out as an
+                    # abortable error, and the transaction is aborted and redone as any other.
+                    _while_retriable(
+                        producer.send_offsets_to_transaction,
+                        [TopicPartition(loop.source, p, o) for p, o in offsets.items()],
                         consumer.consumer_group_metadata(),
+                        OFFSETS_TIMEOUT_S,
                     )
-                    _commit_transaction(producer)
-                    progress["committed"] += len(batch)
+                    _while_retriable(producer.commit_transaction, 60)
+                    loop.committed += len(batch)
                 except KafkaException as exc:
                     error = exc.args[0]
                     if not error.txn_requires_abort():
                         raise
                     producer.abort_transaction(60)
-                    progress["aborted"] += 1
+                    loop.aborted += 1
                     _rewind_to_committed(consumer)
         finally:
             consumer.close()
@@ -269,28 +257,12 @@ class ConfluentClient:
             consumer.close()
 
 
-def _send_offsets(producer: Producer, offsets: list[TopicPartition], group: Any) -> None:
-    """Add the consumed offsets to the transaction, retrying while the error is retriable
-    (the transaction coordinator is moving), as librdkafka documents.
-
-    Each attempt is bounded well within the scenario's wait: one stuck on a stale group
-    coordinator (see transform_loop) times out as an abortable error, and the transaction
-    is aborted and redone as for any other."""
+def _while_retriable(call: Callable[..., object], *args: object) -> None:
+    """``call(*args)`` until it succeeds, again while its error is retriable (the transaction
+    coordinator is moving), as librdkafka documents for the transactional calls."""
     while True:
         try:
-            producer.send_offsets_to_transaction(offsets, group, OFFSETS_TIMEOUT_S)
-            return
-        except KafkaException as exc:
-            if not exc.args[0].retriable():
-                raise
-            time.sleep(0.2)
-
-
-def _commit_transaction(producer: Producer) -> None:
-    """Commit, retrying while the error is retriable (the coordinator is moving)."""
-    while True:
-        try:
-            producer.commit_transaction(60)
+            call(*args)
             return
         except KafkaException as exc:
             if not exc.args[0].retriable():

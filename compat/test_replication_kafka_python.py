@@ -89,21 +89,19 @@ class KafkaPythonClient:
         self,
         bootstrap: str,
         history: History | None,
-        *,
-        idempotent: bool,
-        retries: int | None,
-        acks: str = "all",
+        settings: scenarios.ProducerSettings = scenarios.SAFE,
     ) -> KafkaPythonProducer:
-        settings: dict[str, Any] = {
+        acks = settings.acks
+        config: dict[str, Any] = {
             "acks": acks if acks == "all" else int(acks),
-            "enable_idempotence": idempotent,
+            "enable_idempotence": settings.idempotent,
             "linger_ms": 5,
             "delivery_timeout_ms": 120_000,
             "request_timeout_ms": 30_000,
         }
-        if retries is not None:
-            settings["retries"] = retries
-        return KafkaPythonProducer(bootstrap, history, settings)
+        if settings.retries is not None:
+            config["retries"] = settings.retries
+        return KafkaPythonProducer(bootstrap, history, config)
 
     def create_topic(self, bootstrap: str, topic: str, partitions: int, rf: int) -> None:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","))
@@ -186,19 +184,11 @@ class KafkaPythonClient:
         finally:
             producer.close(timeout=5)
 
-    def group_reader(
-        self,
-        bootstrap: str,
-        topic: str,
-        group: str,
-        history: History,
-        reader: str,
-        stop: threading.Event,
-    ) -> None:
-        consumer = self._group_member(bootstrap, group, max_poll_records=1)
+    def group_reader(self, reading: scenarios.GroupReading) -> None:
+        consumer = self._group_member(reading.bootstrap, reading.group, max_poll_records=1)
         try:
-            consumer.subscribe([topic])
-            while not stop.is_set():
+            consumer.subscribe([reading.topic])
+            while not reading.stop.is_set():
                 try:
                     polled = consumer.poll(timeout_ms=200)
                 except KafkaError:
@@ -207,8 +197,8 @@ class KafkaPythonClient:
                     continue
                 for tp, records in polled.items():
                     for r in records:
-                        history.read(reader, tp.partition, r.offset, r.value)
-                while not stop.is_set():
+                        reading.history.read(reading.reader, tp.partition, r.offset, r.value)
+                while not reading.stop.is_set():
                     try:
                         consumer.commit()  # the positions after what was just handed over
                         break
@@ -217,22 +207,13 @@ class KafkaPythonClient:
         finally:
             consumer.close()
 
-    def transform_loop(
-        self,
-        bootstrap: str,
-        source: str,
-        sink: str,
-        group: str,
-        transactional_id: str,
-        progress: dict[str, int],
-        stop: threading.Event,
-    ) -> None:
+    def transform_loop(self, loop: scenarios.TransformLoop) -> None:
         consumer = self._group_member(
-            bootstrap, group, isolation_level="read_committed", max_poll_records=50
+            loop.bootstrap, loop.group, isolation_level="read_committed", max_poll_records=50
         )
         producer = KafkaProducer(
-            bootstrap_servers=bootstrap.split(","),
-            transactional_id=transactional_id,
+            bootstrap_servers=loop.bootstrap.split(","),
+            transactional_id=loop.transactional_id,
             linger_ms=5,
         )
         finished = threading.Event()
@@ -241,7 +222,7 @@ class KafkaPythonClient:
             # A transactional call that never returns (see _KAFKA_PYTHON_DROPS_TXN_REQUEST)
             # would leave the sender spinning for the rest of the session: once the loop
             # is told to stop and has not, close both clients under it.
-            stop.wait()
+            loop.stop.wait()
             if not finished.wait(_UNSTICK_AFTER_S):
                 producer.close(timeout=0)
                 consumer.close()
@@ -249,8 +230,8 @@ class KafkaPythonClient:
         threading.Thread(target=unstick, daemon=True).start()
         try:
             producer.init_transactions()
-            consumer.subscribe([source])
-            while not stop.is_set():
+            consumer.subscribe([loop.source])
+            while not loop.stop.is_set():
                 polled = consumer.poll(timeout_ms=500)
                 batch = [r for records in polled.values() for r in records]
                 if not batch:
@@ -259,16 +240,16 @@ class KafkaPythonClient:
                 try:
                     producer.begin_transaction()
                     for r in batch:
-                        producer.send(sink, value=b"out-" + r.value, partition=r.partition)
+                        producer.send(loop.sink, value=b"out-" + r.value, partition=r.partition)
                         offsets[TopicPartition(r.topic, r.partition)] = OffsetAndMetadata(
                             r.offset + 1, "", -1
                         )
                     producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
                     producer.commit_transaction()
-                    progress["committed"] += len(batch)
+                    loop.committed += len(batch)
                 except KafkaError:
                     producer.abort_transaction()
-                    progress["aborted"] += 1
+                    loop.aborted += 1
                     _rewind_to_committed(consumer)
         finally:
             finished.set()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -16,16 +15,15 @@ from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 
 from compat.security_kit import (
-    CASES,
     WRONG_PASSWORD,
     Case,
     Secured,
     UnsecuredTokens,
     python_client_settings,
 )
+from compat.security_scenarios import TIMEOUT_S, SecurityScenarios
 
 pytestmark = pytest.mark.compat
-TIMEOUT_S = 30.0
 
 
 class _UnsecuredTokens(UnsecuredTokens, AbstractTokenProvider):
@@ -48,48 +46,63 @@ def settings(secured: Secured, case: Case) -> dict[str, object]:
     return python_client_settings(live.bootstrap(case.listener), case, tls, _UnsecuredTokens)
 
 
-async def _produce_consume_commit(conf: dict[str, object], topic: str) -> None:
-    admin = AIOKafkaAdminClient(**conf)  # type: ignore[arg-type]
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 1, 1)])
-    finally:
-        await admin.close()
-    producer = AIOKafkaProducer(**conf)  # type: ignore[arg-type]
-    await producer.start()
-    try:
-        offsets = [
-            (await producer.send_and_wait(topic, f"value-{i}".encode())).offset for i in range(5)
-        ]
-        assert offsets == [0, 1, 2, 3, 4]
-    finally:
-        await producer.stop()
-    consumer = AIOKafkaConsumer(
-        topic,
-        group_id=f"group-{uuid.uuid4().hex[:6]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        **conf,  # type: ignore[arg-type]
-    )
-    await consumer.start()
-    try:
-        values: list[bytes] = []
-        async with asyncio.timeout(TIMEOUT_S):
-            async for msg in consumer:
-                values.append(msg.value)
-                if len(values) == 5:
-                    break
-        assert values == [f"value-{i}".encode() for i in range(5)]
-        await consumer.commit()
-        assert await consumer.committed(TopicPartition(topic, 0)) == 5
-    finally:
-        await consumer.stop()
+class AiokafkaSecured:
+    """aiokafka as a ``compat.security_scenarios.SecuredClient``: each step runs its coroutine
+    with asyncio.run."""
 
+    tag = "aio"
+    settings = staticmethod(settings)
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_produce_consume_commit(secured: Secured, name: str) -> None:
-    topic = f"security-aio-{name.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
-    asyncio.run(_produce_consume_commit(settings(secured, CASES[name]), topic))
+    @staticmethod
+    def create_topic(conf: dict[str, object], topic: str) -> None:
+        async def create() -> None:
+            admin = AIOKafkaAdminClient(**conf)  # type: ignore[arg-type]
+            await admin.start()
+            try:
+                await admin.create_topics([NewTopic(topic, 1, 1)])
+            finally:
+                await admin.close()
+
+        asyncio.run(create())
+
+    @staticmethod
+    def produce(conf: dict[str, object], topic: str, values: list[bytes]) -> list[int]:
+        async def produce() -> list[int]:
+            producer = AIOKafkaProducer(**conf)  # type: ignore[arg-type]
+            await producer.start()
+            try:
+                return [(await producer.send_and_wait(topic, v)).offset for v in values]
+            finally:
+                await producer.stop()
+
+        return asyncio.run(produce())
+
+    @staticmethod
+    def consume_and_commit(
+        conf: dict[str, object], topic: str, group: str, count: int
+    ) -> tuple[list[bytes], int]:
+        async def consume() -> tuple[list[bytes], int]:
+            consumer = AIOKafkaConsumer(
+                topic,
+                group_id=group,
+                auto_offset_reset="earliest",
+                enable_auto_commit=False,
+                **conf,  # type: ignore[arg-type]
+            )
+            await consumer.start()
+            try:
+                values: list[bytes] = []
+                async with asyncio.timeout(TIMEOUT_S):
+                    async for msg in consumer:
+                        values.append(msg.value)
+                        if len(values) == count:
+                            break
+                await consumer.commit()
+                return values, await consumer.committed(TopicPartition(topic, 0))
+            finally:
+                await consumer.stop()
+
+        return asyncio.run(consume())
 
 
 async def _start_producer(conf: dict[str, object]) -> None:
@@ -113,3 +126,9 @@ def test_wrong_password_fails_authentication(
         r.getMessage() for r in caplog.records if "SaslAuthenticationFailed" in r.getMessage()
     ]
     assert reported and "Authentication failed" in reported[0], reported
+
+
+class TestSecurityScenarios(SecurityScenarios):
+    """The secured-listener scenario of every Python client, through AiokafkaSecured."""
+
+    client = AiokafkaSecured()

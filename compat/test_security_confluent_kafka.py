@@ -8,47 +8,64 @@ import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from compat.security_kit import CASES, WRONG_PASSWORD, Secured, librdkafka_settings, secured_broker
+from compat.security_scenarios import TIMEOUT_S, SecurityScenarios
 
 pytestmark = pytest.mark.compat
-TIMEOUT_S = 30.0
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_produce_consume_commit(secured: Secured, name: str) -> None:
-    conf = librdkafka_settings(secured, CASES[name])
-    topic = f"security-ck-{name.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
-    admin = AdminClient(conf)
-    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(TIMEOUT_S)
-    producer = Producer(conf)
-    delivered: list[object] = []
-    for i in range(5):
-        producer.produce(
-            topic, f"value-{i}".encode(), on_delivery=lambda err, msg: delivered.append(err)
+class ConfluentSecured:
+    """confluent-kafka as a ``compat.security_scenarios.SecuredClient``."""
+
+    tag = "ck"
+    settings = staticmethod(librdkafka_settings)
+
+    @staticmethod
+    def create_topic(conf: dict[str, object], topic: str) -> None:
+        admin = AdminClient(conf)
+        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(TIMEOUT_S)
+
+    @staticmethod
+    def produce(conf: dict[str, object], topic: str, values: list[bytes]) -> list[int]:
+        producer = Producer(conf)
+        delivered: list[tuple[KafkaError | None, Message]] = []
+        for value in values:
+            producer.produce(
+                topic, value, on_delivery=lambda err, msg: delivered.append((err, msg))
+            )
+        assert producer.flush(TIMEOUT_S) == 0
+        assert [err for err, _ in delivered] == [None] * len(values)
+        return [msg.offset() for _, msg in delivered]
+
+    @staticmethod
+    def consume_and_commit(
+        conf: dict[str, object], topic: str, group: str, count: int
+    ) -> tuple[list[bytes], int]:
+        consumer = Consumer(
+            {
+                **conf,
+                "group.id": group,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
         )
-    assert producer.flush(TIMEOUT_S) == 0
-    assert delivered == [None] * 5
-    group = f"group-{uuid.uuid4().hex[:6]}"
-    consumer = Consumer(
-        {**conf, "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False}
-    )
-    try:
-        consumer.subscribe([topic])
-        values: list[bytes] = []
-        while len(values) < 5:
-            msg = consumer.poll(TIMEOUT_S)
-            assert msg is not None, f"only {len(values)} of 5 messages consumed"
-            assert msg.error() is None, msg.error()
-            values.append(msg.value())
-        assert values == [f"value-{i}".encode() for i in range(5)]
-        consumer.commit(asynchronous=False)
-        (committed,) = consumer.committed([TopicPartition(topic, 0)], TIMEOUT_S)
-        assert committed.offset == 5
-    finally:
-        consumer.close()
+        try:
+            consumer.subscribe([topic])
+            values: list[bytes] = []
+            while len(values) < count:
+                msg = consumer.poll(TIMEOUT_S)
+                assert msg is not None, f"only {len(values)} of {count} messages consumed"
+                assert msg.error() is None, msg.error()
+                values.append(msg.value())
+            consumer.commit(asynchronous=False)
+            (committed,) = consumer.committed([TopicPartition(topic, 0)], TIMEOUT_S)
+            offset: int = committed.offset
+            return values, offset
+        finally:
+            consumer.close()
 
 
 @pytest.mark.parametrize("name", list(WRONG_PASSWORD))
@@ -88,3 +105,9 @@ def test_reauthentication(tmp_path: Path) -> None:
         assert errors == [None] * sent
         assert "re-authenticated as User:scram256" in live.log
         assert "session expired" not in live.log
+
+
+class TestSecurityScenarios(SecurityScenarios):
+    """The secured-listener scenario of every Python client, through ConfluentSecured."""
+
+    client = ConfluentSecured()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -14,16 +13,15 @@ from kafka.errors import KafkaError
 from kafka.net.sasl.oauth import AbstractTokenProvider
 
 from compat.security_kit import (
-    CASES,
     WRONG_PASSWORD,
     Case,
     Secured,
     UnsecuredTokens,
     python_client_settings,
 )
+from compat.security_scenarios import TIMEOUT_S, SecurityScenarios
 
 pytestmark = pytest.mark.compat
-TIMEOUT_S = 30.0
 
 
 class _UnsecuredTokens(UnsecuredTokens, AbstractTokenProvider):
@@ -45,42 +43,51 @@ def settings(secured: Secured, case: Case) -> dict[str, object]:
     return python_client_settings(live.bootstrap(case.listener), case, tls, _UnsecuredTokens)
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_produce_consume_commit(secured: Secured, name: str) -> None:
-    conf = settings(secured, CASES[name])
-    topic = f"security-kp-{name.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
-    admin = KafkaAdminClient(**conf)
-    try:
-        admin.create_topics([NewTopic(topic, 1, 1)])
-    finally:
-        admin.close()
-    producer = KafkaProducer(**conf)
-    try:
-        futures = [producer.send(topic, f"value-{i}".encode()) for i in range(5)]
-        offsets = [f.get(TIMEOUT_S).offset for f in futures]
-        assert offsets == [0, 1, 2, 3, 4]
-    finally:
-        producer.close()
-    group = f"group-{uuid.uuid4().hex[:6]}"
-    consumer = KafkaConsumer(
-        topic,
-        group_id=group,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=int(TIMEOUT_S * 1000),
-        **conf,
-    )
-    try:
-        values = []
-        for msg in consumer:
-            values.append(msg.value)
-            if len(values) == 5:
-                break
-        assert values == [f"value-{i}".encode() for i in range(5)]
-        consumer.commit()
-        assert consumer.committed(TopicPartition(topic, 0)) == 5
-    finally:
-        consumer.close()
+class KafkaPythonSecured:
+    """kafka-python as a ``compat.security_scenarios.SecuredClient``."""
+
+    tag = "kp"
+    settings = staticmethod(settings)
+
+    @staticmethod
+    def create_topic(conf: dict[str, object], topic: str) -> None:
+        admin = KafkaAdminClient(**conf)
+        try:
+            admin.create_topics([NewTopic(topic, 1, 1)])
+        finally:
+            admin.close()
+
+    @staticmethod
+    def produce(conf: dict[str, object], topic: str, values: list[bytes]) -> list[int]:
+        producer = KafkaProducer(**conf)
+        try:
+            futures = [producer.send(topic, value) for value in values]
+            return [f.get(TIMEOUT_S).offset for f in futures]
+        finally:
+            producer.close()
+
+    @staticmethod
+    def consume_and_commit(
+        conf: dict[str, object], topic: str, group: str, count: int
+    ) -> tuple[list[bytes], int]:
+        consumer = KafkaConsumer(
+            topic,
+            group_id=group,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            consumer_timeout_ms=int(TIMEOUT_S * 1000),
+            **conf,
+        )
+        try:
+            values = []
+            for msg in consumer:
+                values.append(msg.value)
+                if len(values) == count:
+                    break
+            consumer.commit()
+            return values, consumer.committed(TopicPartition(topic, 0))
+        finally:
+            consumer.close()
 
 
 @pytest.mark.parametrize("name", list(WRONG_PASSWORD))
@@ -122,3 +129,9 @@ def test_wrong_password_fails_authentication(
     assert reported(), "kafka-python reported no authentication failure"
     assert "Authentication failed" in reported()[0]
     assert "failed SASL" in live.log
+
+
+class TestSecurityScenarios(SecurityScenarios):
+    """The secured-listener scenario of every Python client, through KafkaPythonSecured."""
+
+    client = KafkaPythonSecured()

@@ -260,7 +260,7 @@ class TxnKillScenarios:
     )
 
 
-# -- idempotence through lost responses -------------------------------------------------------
+# -- idempotence through a kill -9 and through lost responses ---------------------------------
 class IdempotentClient(TxnClient, Protocol):
     """A client whose idempotent producer the scenarios drive value by value."""
 
@@ -294,9 +294,37 @@ def idempotent_retries_of_lost_responses(
     assert len(stored) == total and stored == values
 
 
+def idempotent_producer_survives_kill_9(
+    client: IdempotentClient, live: LiveBroker, topic: str
+) -> None:
+    """A kill -9 of the broker while idempotent produce requests are in flight (some written,
+    not answered), restarted on the same port: the producer reconnects and retries, and every
+    value is stored exactly once, in order. ``live`` must be the test's own."""
+    client.create_topic(live, topic)
+    total, killed = 20000, False
+
+    def after_send(i: int) -> None:
+        nonlocal killed
+        if i == total // 2:
+            live.kill()
+            live.start()  # same port: the producer reconnects and retries
+            killed = True
+
+    values = [b"%06d" % i for i in range(total)]
+    client.produce_idempotent(live.bootstrap_servers, topic, values, after_send)
+    assert killed
+    stored = client.read_all(live, topic, "read_uncommitted")
+    assert sorted(stored) == values  # each exactly once
+    assert stored == values  # and in order
+
+
 class IdempotenceScenarios:
-    """Idempotence through lost responses, for a ``Test...`` class whose module's
-    ``txn_client`` is an IdempotentClient."""
+    """Idempotence through a kill -9 and through lost responses, for a ``Test...`` class whose
+    module's ``txn_client`` is an IdempotentClient."""
+
+    test_idempotent_producer_survives_kill_9 = as_test(
+        idempotent_producer_survives_kill_9, client="txn_client", broker="same_port_broker"
+    )
 
     def test_idempotent_retries_of_lost_responses_are_not_written_twice(
         self,

@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypedDict
 
 import trio
 
@@ -135,6 +135,14 @@ def _config(config: Any, name: str, default: Any) -> Any:
 
 
 # --- the synchronous core ---------------------------------------------------------------
+
+
+class _ControlHeader(TypedDict):
+    """The fields every controller-to-broker request starts with (AbstractControlRequest)."""
+
+    controller_id: int
+    controller_epoch: int
+    broker_epoch: int
 
 
 @dataclass
@@ -425,7 +433,7 @@ class ControllerCore:
         reg = b.registration
         return reg.endpoint(self.inter_broker_listener) or (reg.host, reg.port)
 
-    def _control_header(self, broker_id: int) -> dict[str, Any]:
+    def _control_header(self, broker_id: int) -> _ControlHeader:
         """The fields every controller-to-broker request starts with (Kafka's
         AbstractControlRequest): the sender, its controller epoch, and the epoch of the
         target's registration (-1 if it is not live), by which a restarted broker refuses

@@ -871,8 +871,9 @@ class GroupCoordinator:
     def _generation_error(
         group: ClassicGroup, generation_id: int, member_id: str, instance_id: str | None
     ) -> int | None:
-        """Whether the sender is a current member of this generation (not a fenced static
-        member's old id, a member, of the group's generation): the error, or None."""
+        """Whether the sender is a member of the group's current generation: the error
+        (FENCED_INSTANCE_ID for a static member's replaced id, UNKNOWN_MEMBER_ID for no
+        member, ILLEGAL_GENERATION for another generation), or None."""
         if group.static_fenced(instance_id, member_id):
             return ErrorCode.FENCED_INSTANCE_ID
         if member_id not in group.members:

@@ -18,7 +18,7 @@ from kbroker.authz.acl import (
     ResourcePattern,
     ResourceType,
 )
-from kbroker.authz.checks import allowed_cluster, authorizer_of
+from kbroker.authz.checks import Authorizer, allowed_cluster, authorizer_of
 from kbroker.handlers import RequestContext, handles
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
@@ -64,41 +64,51 @@ def _binding(c: CreateAclsRequest.AclCreation) -> AclBinding:
     )
 
 
+def _refusal(ctx: RequestContext, operation: Operation) -> tuple[ErrorCode, str | None] | None:
+    """Why an ACL request may not go ahead, answered for each part of it (AclApis):
+    CLUSTER_AUTHORIZATION_FAILED without ``operation`` on the cluster, SECURITY_DISABLED
+    without an authorizer; None when it may."""
+    if not allowed_cluster(ctx, operation):
+        return ErrorCode.CLUSTER_AUTHORIZATION_FAILED, None
+    if authorizer_of(ctx.broker) is None:
+        return ErrorCode.SECURITY_DISABLED, NO_AUTHORIZER
+    return None
+
+
+def _invalid(acl: AclBinding | AclFilter) -> tuple[ErrorCode, str | None] | None:
+    """INVALID_REQUEST and why when a binding or filter has an UNKNOWN element, else None."""
+    try:
+        acl.validate()
+    except InvalidAcl as exc:
+        return ErrorCode.INVALID_REQUEST, str(exc)
+    return None
+
+
+def _authorizer(ctx: RequestContext) -> Authorizer:
+    """The authorizer of a request that ``_refusal`` let through."""
+    authorizer = authorizer_of(ctx.broker)
+    assert authorizer is not None
+    return authorizer
+
+
 @handles(CreateAclsRequest.API_KEY, 0, 3)
 async def handle_create_acls(ctx: RequestContext, request: CreateAclsRequest) -> CreateAclsResponse:
     """Validate each creation on its own; persist the valid ones together."""
-    authorizer = authorizer_of(ctx.broker)
-
-    def every(code: ErrorCode, message: str | None) -> CreateAclsResponse:
-        return CreateAclsResponse(
-            throttle_time_ms=0,
-            results=[
-                CreateAclsResponse.AclCreationResult(error_code=code, error_message=message)
-                for _ in request.creations
-            ],
-        )
-
-    if not allowed_cluster(ctx, Operation.ALTER):
-        return every(ErrorCode.CLUSTER_AUTHORIZATION_FAILED, None)
-    if authorizer is None:
-        return every(ErrorCode.SECURITY_DISABLED, NO_AUTHORIZER)
+    refused = _refusal(ctx, Operation.ALTER)
     results: list[CreateAclsResponse.AclCreationResult] = []
     valid: list[AclBinding] = []
     for creation in request.creations:
         binding = _binding(creation)
-        try:
-            binding.validate()
-        except InvalidAcl as exc:
+        error = refused or _invalid(binding)
+        if error is not None:
             results.append(
-                CreateAclsResponse.AclCreationResult(
-                    error_code=ErrorCode.INVALID_REQUEST, error_message=str(exc)
-                )
+                CreateAclsResponse.AclCreationResult(error_code=error[0], error_message=error[1])
             )
             continue
         valid.append(binding)
         results.append(CreateAclsResponse.AclCreationResult(error_code=ErrorCode.NONE))
     if valid:
-        await authorizer.create(valid)
+        await _authorizer(ctx).create(valid)
     return CreateAclsResponse(throttle_time_ms=0, results=results)
 
 
@@ -107,22 +117,13 @@ async def handle_describe_acls(
     ctx: RequestContext, request: DescribeAclsRequest
 ) -> DescribeAclsResponse:
     """Every ACL the filter matches, grouped by resource pattern."""
-    authorizer = authorizer_of(ctx.broker)
-
-    def failed(code: ErrorCode, message: str | None) -> DescribeAclsResponse:
-        return DescribeAclsResponse(
-            throttle_time_ms=0, error_code=code, error_message=message, resources=[]
-        )
-
-    if not allowed_cluster(ctx, Operation.DESCRIBE):
-        return failed(ErrorCode.CLUSTER_AUTHORIZATION_FAILED, None)
-    if authorizer is None:
-        return failed(ErrorCode.SECURITY_DISABLED, NO_AUTHORIZER)
     acl_filter = _filter(request)
-    try:
-        acl_filter.validate()
-    except InvalidAcl as exc:
-        return failed(ErrorCode.INVALID_REQUEST, str(exc))
+    error = _refusal(ctx, Operation.DESCRIBE) or _invalid(acl_filter)
+    if error is not None:
+        return DescribeAclsResponse(
+            throttle_time_ms=0, error_code=error[0], error_message=error[1], resources=[]
+        )
+    authorizer = _authorizer(ctx)
     await authorizer.ensure_loaded()
     grouped: dict[ResourcePattern, list[DescribeAclsResponse.AclDescription]] = {}
     for binding in authorizer.store.matching(acl_filter):
@@ -153,36 +154,19 @@ async def handle_describe_acls(
 @handles(DeleteAclsRequest.API_KEY, 0, 3)
 async def handle_delete_acls(ctx: RequestContext, request: DeleteAclsRequest) -> DeleteAclsResponse:
     """Remove what each filter matches; each filter lists the ACLs it removed."""
-    authorizer = authorizer_of(ctx.broker)
-
-    def every(code: ErrorCode, message: str | None) -> DeleteAclsResponse:
-        return DeleteAclsResponse(
-            throttle_time_ms=0,
-            filter_results=[
-                DeleteAclsResponse.DeleteAclsFilterResult(
-                    error_code=code, error_message=message, matching_acls=[]
-                )
-                for _ in request.filters
-            ],
-        )
-
-    if not allowed_cluster(ctx, Operation.ALTER):
-        return every(ErrorCode.CLUSTER_AUTHORIZATION_FAILED, None)
-    if authorizer is None:
-        return every(ErrorCode.SECURITY_DISABLED, NO_AUTHORIZER)
+    refused = _refusal(ctx, Operation.ALTER)
     results: list[DeleteAclsResponse.DeleteAclsFilterResult] = []
     for item in request.filters:
         acl_filter = _filter(item)
-        try:
-            acl_filter.validate()
-        except InvalidAcl as exc:
+        error = refused or _invalid(acl_filter)
+        if error is not None:
             results.append(
                 DeleteAclsResponse.DeleteAclsFilterResult(
-                    error_code=ErrorCode.INVALID_REQUEST, error_message=str(exc), matching_acls=[]
+                    error_code=error[0], error_message=error[1], matching_acls=[]
                 )
             )
             continue
-        removed = await authorizer.delete(acl_filter)
+        removed = await _authorizer(ctx).delete(acl_filter)
         results.append(
             DeleteAclsResponse.DeleteAclsFilterResult(
                 error_code=ErrorCode.NONE,

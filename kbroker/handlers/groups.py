@@ -81,9 +81,6 @@ def client_host(ctx: RequestContext) -> str:
 # --- FindCoordinator (10) ---------------------------------------------------------------
 
 
-GROUP_DENIED = ErrorCode.GROUP_AUTHORIZATION_FAILED
-
-
 def _may(ctx: RequestContext, operation: Operation, group_id: str) -> bool:
     """Whether the principal may do ``operation`` on the group (KafkaApis' checks)."""
     return allowed(ctx, operation, ResourceType.GROUP, group_id)
@@ -220,6 +217,17 @@ def elsewhere(ctx: RequestContext, group_id: str) -> bool:
     return not leads_coordinator(cluster, KEY_TYPE_GROUP, group_id)
 
 
+def _group_refusal(ctx: RequestContext, operation: Operation, group_id: str) -> ErrorCode | None:
+    """Why this broker may not act on ``group_id`` for the request: GROUP_AUTHORIZATION_FAILED
+    without ``operation`` on the group (KafkaApis), NOT_COORDINATOR when another broker
+    coordinates it; None when it may."""
+    if not _may(ctx, operation, group_id):
+        return ErrorCode.GROUP_AUTHORIZATION_FAILED
+    if elsewhere(ctx, group_id):
+        return ErrorCode.NOT_COORDINATOR
+    return None
+
+
 async def coordinator_write_replicated(ctx: RequestContext, key_type: int, key: str) -> ErrorCode:
     """Wait until the ISR of ``key``'s coordinator partition has what this coordinator
     wrote to it (Kafka's coordinators append with acks=all and answer once the write is
@@ -264,12 +272,10 @@ async def coordinator_write_wait(ctx: RequestContext, key_type: int, key: str) -
 @handles(JoinGroupRequest.API_KEY, 0, 9)
 async def handle_join_group(ctx: RequestContext, request: JoinGroupRequest) -> JoinGroupResponse:
     """Join (or rejoin) a group; answered when the rebalance completes."""
-    denied = not _may(ctx, Operation.READ, request.group_id)
-    if denied or elsewhere(ctx, request.group_id):
+    refused = _group_refusal(ctx, Operation.READ, request.group_id)
+    if refused is not None:
         return JoinGroupResponse(
-            error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED
-            if denied
-            else ErrorCode.NOT_COORDINATOR,
+            error_code=refused,
             generation_id=-1,
             protocol_name=None if ctx.api_version >= 7 else "",
             leader="",
@@ -327,10 +333,9 @@ async def handle_join_group(ctx: RequestContext, request: JoinGroupRequest) -> J
 @handles(SyncGroupRequest.API_KEY, 0, 5)
 async def handle_sync_group(ctx: RequestContext, request: SyncGroupRequest) -> SyncGroupResponse:
     """Receive the leader's assignment / hand each member its own."""
-    if not _may(ctx, Operation.READ, request.group_id):
-        return SyncGroupResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, assignment=b"")
-    if elsewhere(ctx, request.group_id):
-        return SyncGroupResponse(error_code=ErrorCode.NOT_COORDINATOR, assignment=b"")
+    refused = _group_refusal(ctx, Operation.READ, request.group_id)
+    if refused is not None:
+        return SyncGroupResponse(error_code=refused, assignment=b"")
     gc = coordinator_for(ctx.broker)
     version = ctx.api_version
     event = trio.Event()
@@ -363,10 +368,9 @@ async def handle_sync_group(ctx: RequestContext, request: SyncGroupRequest) -> S
 @handles(HeartbeatRequest.API_KEY, 0, 4)
 async def handle_heartbeat(ctx: RequestContext, request: HeartbeatRequest) -> HeartbeatResponse:
     """Keep a member alive; REBALANCE_IN_PROGRESS tells it to rejoin."""
-    if not _may(ctx, Operation.READ, request.group_id):
-        return HeartbeatResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
-    if elsewhere(ctx, request.group_id):
-        return HeartbeatResponse(error_code=ErrorCode.NOT_COORDINATOR)
+    refused = _group_refusal(ctx, Operation.READ, request.group_id)
+    if refused is not None:
+        return HeartbeatResponse(error_code=refused)
     gc = coordinator_for(ctx.broker)
     error = gc.heartbeat(
         request.group_id,
@@ -380,10 +384,9 @@ async def handle_heartbeat(ctx: RequestContext, request: HeartbeatRequest) -> He
 @handles(LeaveGroupRequest.API_KEY, 0, 5)
 async def handle_leave_group(ctx: RequestContext, request: LeaveGroupRequest) -> LeaveGroupResponse:
     """Remove members (one before v3; a batch, possibly by instance id, from v3, KIP-345)."""
-    if not _may(ctx, Operation.READ, request.group_id):
-        return LeaveGroupResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, members=[])
-    if elsewhere(ctx, request.group_id):
-        return LeaveGroupResponse(error_code=ErrorCode.NOT_COORDINATOR, members=[])
+    refused = _group_refusal(ctx, Operation.READ, request.group_id)
+    if refused is not None:
+        return LeaveGroupResponse(error_code=refused, members=[])
     gc = coordinator_for(ctx.broker)
     if ctx.api_version < 3:
         top, errors = gc.leave_group(request.group_id, [(request.member_id, None)])
@@ -412,16 +415,15 @@ async def handle_offset_commit(
     ctx: RequestContext, request: OffsetCommitRequest
 ) -> OffsetCommitResponse:
     """Store committed offsets (in __consumer_offsets before answering)."""
-    group_denied = not _may(ctx, Operation.READ, request.group_id)
-    if group_denied or elsewhere(ctx, request.group_id):
-        code = ErrorCode.GROUP_AUTHORIZATION_FAILED if group_denied else ErrorCode.NOT_COORDINATOR
+    refused = _group_refusal(ctx, Operation.READ, request.group_id)
+    if refused is not None:
         return OffsetCommitResponse(
             topics=[
                 OffsetCommitResponse.OffsetCommitResponseTopic(
                     name=t.name,
                     partitions=[
                         OffsetCommitResponse.OffsetCommitResponsePartition(
-                            partition_index=p.partition_index, error_code=code
+                            partition_index=p.partition_index, error_code=refused
                         )
                         for p in t.partitions
                     ],
@@ -556,10 +558,9 @@ def _group_offsets(
 ) -> tuple[int, _Found]:
     """One group's part of OffsetFetch: an error for the whole group (and no offsets), or
     NONE and the offsets of the topics asked for (None: all the group has)."""
-    if not _may(ctx, Operation.DESCRIBE, group_id):
-        return ErrorCode.GROUP_AUTHORIZATION_FAILED, {}
-    if elsewhere(ctx, group_id):
-        return ErrorCode.NOT_COORDINATOR, {}
+    refused = _group_refusal(ctx, Operation.DESCRIBE, group_id)
+    if refused is not None:
+        return refused, {}
     if member is not None:
         error = coordinator_for(ctx.broker).validate_offset_fetch(group_id, *member)
         if error != ErrorCode.NONE:
@@ -598,10 +599,9 @@ async def handle_offset_delete(
     ctx: RequestContext, request: OffsetDeleteRequest
 ) -> OffsetDeleteResponse:
     """Delete committed offsets of topics the group no longer subscribes to (KIP-496)."""
-    if not _may(ctx, Operation.DELETE, request.group_id):
-        return OffsetDeleteResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
-    if elsewhere(ctx, request.group_id):
-        return OffsetDeleteResponse(error_code=ErrorCode.NOT_COORDINATOR)
+    refused = _group_refusal(ctx, Operation.DELETE, request.group_id)
+    if refused is not None:
+        return OffsetDeleteResponse(error_code=refused)
     gc = coordinator_for(ctx.broker)
     requested = requested_partitions(request.topics)
     codes = refused_partitions(ctx, Operation.READ, requested)
@@ -631,11 +631,11 @@ async def handle_describe_groups(
     include_ops = ctx.api_version >= 3 and request.include_authorized_operations
     out = []
     for group_id in request.groups:
-        denied = not _may(ctx, Operation.DESCRIBE, group_id)
-        if denied or elsewhere(ctx, group_id):
+        refused = _group_refusal(ctx, Operation.DESCRIBE, group_id)
+        if refused is not None:
             out.append(
                 DescribeGroupsResponse.DescribedGroup(
-                    error_code=GROUP_DENIED if denied else ErrorCode.NOT_COORDINATOR,
+                    error_code=refused,
                     group_id=group_id,
                     group_state="",
                     protocol_type="",
@@ -707,10 +707,9 @@ async def handle_delete_groups(
     gc = coordinator_for(ctx.broker)
     # Results are keyed by group id (Kafka's response is a map): duplicates collapse.
     names = list(dict.fromkeys(request.groups_names))
-    denied = {g for g in names if not _may(ctx, Operation.DELETE, g)}
-    result = gc.delete_groups([g for g in names if g not in denied and not elsewhere(ctx, g)])
-    result.update({g: ErrorCode.NOT_COORDINATOR for g in names if elsewhere(ctx, g)})
-    result.update({g: GROUP_DENIED for g in denied})
+    refusals = {g: _group_refusal(ctx, Operation.DELETE, g) for g in names}
+    result = gc.delete_groups([g for g in names if refusals[g] is None])
+    result.update({g: refused for g, refused in refusals.items() if refused is not None})
     return DeleteGroupsResponse(
         results=[
             DeleteGroupsResponse.DeletableGroupResult(group_id=g, error_code=result[g])
@@ -740,10 +739,9 @@ async def handle_consumer_group_heartbeat(
     ctx: RequestContext, request: ConsumerGroupHeartbeatRequest
 ) -> ConsumerGroupHeartbeatResponse:
     """The KIP-848 protocol: join, heartbeat, reconcile and leave in one API."""
-    if not _may(ctx, Operation.READ, request.group_id):
-        return ConsumerGroupHeartbeatResponse(error_code=GROUP_DENIED)
-    if elsewhere(ctx, request.group_id):
-        return ConsumerGroupHeartbeatResponse(error_code=ErrorCode.NOT_COORDINATOR)
+    refused = _group_refusal(ctx, Operation.READ, request.group_id)
+    if refused is not None:
+        return ConsumerGroupHeartbeatResponse(error_code=refused)
     gc = coordinator_for(ctx.broker)
     owned = None
     if request.topic_partitions is not None:
@@ -812,11 +810,9 @@ async def handle_consumer_group_describe(
 
     out = []
     for group_id in request.group_ids:
-        if not _may(ctx, Operation.DESCRIBE, group_id):
-            out.append(R.DescribedGroup(error_code=GROUP_DENIED, group_id=group_id))
-            continue
-        if elsewhere(ctx, group_id):
-            out.append(R.DescribedGroup(error_code=ErrorCode.NOT_COORDINATOR, group_id=group_id))
+        refused = _group_refusal(ctx, Operation.DESCRIBE, group_id)
+        if refused is not None:
+            out.append(R.DescribedGroup(error_code=refused, group_id=group_id))
             continue
         group = gc.consumer_group(group_id)
         if group is None:

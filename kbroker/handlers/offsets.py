@@ -9,8 +9,6 @@ partition's current leader epoch (0 on a single node, which leads everything).
 
 from __future__ import annotations
 
-from typing import Any
-
 from kbroker.authz.acl import Operation, ResourceType
 from kbroker.authz.checks import allowed_cluster, require
 from kbroker.errors import KafkaApiError
@@ -70,7 +68,11 @@ async def handle_list_offsets(
             (duplicates if key in seen else seen).add(key)
     R = ListOffsetsResponse
 
-    def fill(t: Any, p: Any, resp: Any) -> None:
+    def fill(
+        t: ListOffsetsRequest.ListOffsetsTopic,
+        p: ListOffsetsRequest.ListOffsetsPartition,
+        resp: ListOffsetsResponse.ListOffsetsPartitionResponse,
+    ) -> None:
         if (t.name, p.partition_index) in duplicates:
             raise KafkaApiError(ErrorCode.INVALID_REQUEST)
         partition = _asked_partition(
@@ -185,7 +187,11 @@ async def handle_offset_for_leader_epoch(
     follower_allowed = allowed_cluster(ctx, Operation.CLUSTER_ACTION)
     R = OffsetForLeaderEpochResponse
 
-    def fill(t: Any, p: Any, resp: Any) -> None:
+    def fill(
+        t: OffsetForLeaderEpochRequest.OffsetForLeaderTopic,
+        p: OffsetForLeaderEpochRequest.OffsetForLeaderPartition,
+        resp: OffsetForLeaderEpochResponse.EpochEndOffset,
+    ) -> None:
         # Partition.lastOffsetForLeaderEpoch: only the leader answers, except
         # to a debugging tool (replica id -2, v3+).
         partition = _asked_partition(
@@ -222,7 +228,11 @@ async def handle_delete_records(
     """Move each partition's log start offset forward (deleting whole segments below it)."""
     R = DeleteRecordsResponse
 
-    def fill(t: Any, p: Any, resp: Any) -> None:
+    def fill(
+        t: DeleteRecordsRequest.DeleteRecordsTopic,
+        p: DeleteRecordsRequest.DeleteRecordsPartition,
+        resp: DeleteRecordsResponse.DeleteRecordsPartitionResult,
+    ) -> None:
         require(ctx, Operation.DELETE, ResourceType.TOPIC, t.name)
         topic = lookup_topic(ctx, t.name)
         partition = led_partition(ctx, topic, p.partition_index)

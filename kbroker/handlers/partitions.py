@@ -17,8 +17,8 @@ controller gave in LeaderAndIsr.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 from kbroker.authz.acl import Operation, ResourceType
 from kbroker.authz.checks import filter_allowed
@@ -35,6 +35,24 @@ from kbroker.wire.errors import ErrorCode
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+
+
+class _AskedTopic(Protocol):
+    """A request's topic entry: the partitions it asks about."""
+
+    @property
+    def partitions(self) -> Sequence[Any]: ...
+
+
+class _Answer(Protocol):
+    """A per-partition answer: it carries an error code."""
+
+    error_code: int
+
+
+_Asked = TypeVar("_Asked", bound=_AskedTopic)
+_Question = TypeVar("_Question")
+_Answered = TypeVar("_Answered", bound=_Answer)
 
 # The only leader epoch a single-node broker ever has (a KRaft topic starts at 0).
 LEADER_EPOCH = SINGLE_NODE_LEADER_EPOCH
@@ -249,10 +267,10 @@ def refused_partitions(
 
 
 def answer_partitions(
-    request_topics: Iterable[Any],
-    blank: Callable[[Any], Any],
-    fill: Callable[[Any, Any, Any], None],
-) -> list[tuple[Any, list[Any]]]:
+    request_topics: Iterable[_Asked],
+    blank: Callable[[_Question], _Answered],
+    fill: Callable[[_Asked, _Question, _Answered], None],
+) -> list[tuple[_Asked, list[_Answered]]]:
     """Each requested topic with the answers to its ``partitions``, in request order.
 
     A partition's answer is ``blank(partition)`` with what ``fill(topic, partition,

@@ -209,11 +209,9 @@ async def _add_partitions(
     wanted = [(t.name, p) for t in topics for p in t.partitions]
     # KafkaApis.handleAddPartitionsToTxnRequest: Write on the transactional id, then on
     # each topic (a refused topic fails the request, the rest OPERATION_NOT_ATTEMPTED).
-    if not allowed(ctx, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, tid):
-        error = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
-        return _partition_results(topics, dict.fromkeys(wanted, error))
-    if _txn_elsewhere(ctx, tid):
-        return _partition_results(topics, dict.fromkeys(wanted, ErrorCode.NOT_COORDINATOR))
+    refused = _txn_refusal(ctx, tid)
+    if refused is not None:
+        return _partition_results(topics, dict.fromkeys(wanted, refused))
     tc = txn_coordinator(ctx.broker)
     codes = refused_partitions(ctx, Operation.WRITE, wanted)
     if codes:
@@ -273,6 +271,17 @@ def _txn_elsewhere(ctx: RequestContext, transactional_id: str | None) -> bool:
     return not leads_coordinator(cluster, KEY_TYPE_TRANSACTION, transactional_id)
 
 
+def _txn_refusal(ctx: RequestContext, transactional_id: str) -> ErrorCode | None:
+    """Why the coordinator may not act on ``transactional_id`` for this request:
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED without Write on it (KafkaApis), NOT_COORDINATOR
+    when another broker coordinates it; None when it may."""
+    if not allowed(ctx, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, transactional_id):
+        return ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    if _txn_elsewhere(ctx, transactional_id):
+        return ErrorCode.NOT_COORDINATOR
+    return None
+
+
 @handles(AddOffsetsToTxnRequest.API_KEY, 0, 4)
 async def handle_add_offsets_to_txn(
     ctx: RequestContext, request: AddOffsetsToTxnRequest
@@ -308,12 +317,9 @@ async def handle_add_offsets_to_txn(
 @handles(EndTxnRequest.API_KEY, 0, 4)
 async def handle_end_txn(ctx: RequestContext, request: EndTxnRequest) -> EndTxnResponse:
     """Commit or abort; the markers are written before the answer."""
-    if not allowed(ctx, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, request.transactional_id):
-        return EndTxnResponse(
-            throttle_time_ms=0, error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
-        )
-    if _txn_elsewhere(ctx, request.transactional_id):
-        return EndTxnResponse(throttle_time_ms=0, error_code=ErrorCode.NOT_COORDINATOR)
+    refused = _txn_refusal(ctx, request.transactional_id)
+    if refused is not None:
+        return EndTxnResponse(throttle_time_ms=0, error_code=refused)
     tc = txn_coordinator(ctx.broker)
     try:
         ended = tc.end_txn(

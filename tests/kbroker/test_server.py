@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import socket
 import struct
 
 import pytest
@@ -10,6 +12,7 @@ import trio
 
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import HANDLERS, Registration
+from kbroker.server import RECEIVE_SIZE
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     ApiVersionsRequest,
@@ -54,6 +57,33 @@ async def test_pipelined_requests_are_answered_in_order(server) -> None:
         )
         assert correlation_id == 100 + i
         assert type(response).__name__ == type(body).__name__.replace("Request", "Response")
+
+
+async def test_pipelined_requests_leave_other_tasks_their_turn(server) -> None:
+    """A client that keeps the socket full of pipelined requests (acks=0 Produce: no
+    answer to write) does not hold the event loop: between two turns of another task
+    the connection serves about one read's worth of requests, although its reads seldom
+    end where a request does."""
+    log = server.broker.topics.create("flood", 1).partitions[0].log
+    frame = encode_request(0, 9, 1, "flood", _produce("flood", 0, b"v" * 900))
+    count = 4000
+    per_read = RECEIVE_SIZE // len(frame) + 1
+    sock = socket.create_connection(server.address)
+    seen = [0]
+    try:
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                # A thread keeps sending while the broker reads, as a real producer does.
+                nursery.start_soon(trio.to_thread.run_sync, sock.sendall, frame * count)
+                while seen[-1] < count:
+                    await trio.lowlevel.checkpoint()
+                    seen.append(log.log_end_offset)
+    finally:
+        sock.close()
+    # Tasks run in a random order within a batch, so two of the connection's turns may
+    # fall between two of ours, and a turn may end a short read's request with a full
+    # read: a few reads' worth at most (without the scheduling point, all 4000 at once).
+    assert max(b - a for a, b in itertools.pairwise(seen)) <= 3 * per_read
 
 
 async def test_produce_acks_0_gets_no_response_but_is_written(server) -> None:
