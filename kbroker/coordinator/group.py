@@ -1364,9 +1364,25 @@ class GroupCoordinator:
             heartbeat_interval_ms=self.config.consumer_heartbeat_interval_ms,
         )
 
+    def _committed_view(self, group_id: str) -> ConsumerGroup | None:
+        """The KIP-848 group as reads see it: its committed state (Kafka's runtime reads
+        at the last committed offset), which is the live group unless a write is in
+        flight."""
+        live = self._consumer_groups.get(group_id)
+        if group_id not in self._consumer_writes:
+            return live
+        committed = self._consumer_committed.get(group_id)
+        if committed is None:
+            return None
+        view = self._restore_consumer_group(group_id, committed)
+        if live is not None:
+            view.assignor = live.assignor
+        return view
+
     def validate_offset_fetch(self, group_id: str, member_id: str | None, member_epoch: int) -> int:
-        """OffsetFetch v9 from a KIP-848 member: check its id and epoch (else NONE)."""
-        consumer_group = self._consumer_groups.get(group_id)
+        """OffsetFetch v9 from a KIP-848 member: check its id and epoch (else NONE), as its
+        committed state has them (the member knows no epoch whose write is in flight)."""
+        consumer_group = self._committed_view(group_id)
         if consumer_group is None or member_id is None:
             return ErrorCode.NONE
         member = consumer_group.members.get(member_id)
@@ -1587,7 +1603,7 @@ class GroupCoordinator:
 
     def describe_group(self, group_id: str) -> DescribedGroup:
         """Handle DescribeGroups for one group (unknown groups are reported Dead)."""
-        consumer_group = self._consumer_groups.get(group_id)
+        consumer_group = self._committed_view(group_id)
         if consumer_group is not None:
             # The classic API sees a KIP-848 group's members, without protocol metadata.
             return DescribedGroup(
@@ -1636,15 +1652,18 @@ class GroupCoordinator:
             for g in self._groups.values()
             if g.state is not S.DEAD
         ]
+        views = (
+            self._committed_view(g) for g in {**self._consumer_groups, **self._consumer_writes}
+        )
         groups += [
-            (c.group_id, "consumer", c.state.value, "consumer")
-            for c in self._consumer_groups.values()
+            (c.group_id, "consumer", c.state.value, "consumer") for c in views if c is not None
         ]
         return groups
 
     def consumer_group(self, group_id: str) -> ConsumerGroup | None:
-        """The KIP-848 group with this id, if there is one."""
-        return self._consumer_groups.get(group_id)
+        """The KIP-848 group with this id, if there is one, as reads see it: committed
+        (see ``_committed_view``)."""
+        return self._committed_view(group_id)
 
     def delete_groups(self, group_ids: list[str]) -> dict[str, int]:
         """Handle DeleteGroups: only empty groups may go (NON_EMPTY_GROUP otherwise); with

@@ -591,6 +591,8 @@ async def test_a_consumer_group_heartbeat_is_answered_only_once_replicated(serve
     async with _in_flight(replica, _first_beat(a, "a")) as joined:
         await trio.sleep(0.05)
         assert not joined.answered.is_set()
+        # Reads see the committed state: no group yet.
+        assert await _described(probe) is None
         _confirm(replica)
     assert joined.answer.error_code == ErrorCode.NONE
     assert (joined.answer.member_epoch, _assigned(joined.answer)) == (1, {topic.topic_id: [0, 1]})
@@ -601,6 +603,7 @@ async def test_a_consumer_group_heartbeat_is_answered_only_once_replicated(serve
     # follower leaves the ISR: below min.insync.replicas, COORDINATOR_NOT_AVAILABLE, and
     # the group is back to what was replicated.
     async with _in_flight(replica, _first_beat(b, "b")) as refused:
+        assert await _described(probe) == committed_state
         await _drop_follower(replica)
     assert refused.answer.error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
     assert refused.answer.member_epoch == 0 and refused.answer.assignment is None
