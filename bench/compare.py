@@ -237,8 +237,18 @@ class MemorySample:
             f"MemFree {self.free_mb - before.free_mb:+.0f} MB, allocated "
             f"{vm['pgalloc_normal']} MB, freed {vm['pgfree']} MB, faulted {vm['pgfault']} MB, "
             f"scanned {vm['pgscan_kswapd'] + vm['pgscan_direct']} MB, reported to the host "
-            f"{self.reported_mb - before.reported_mb:.0f} MB"
+            f"{self.reported_mb - before.reported_mb:.0f} MB; client threads "
+            f"{_threads(os.getpid())}"
         )
+
+
+def _threads(pid: int) -> int:
+    """Threads of process ``pid`` (the clients' process: librdkafka threads that outlive
+    their client would slow every later phase)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return 0
 
 
 # ----------------------------------------------------------------------------------------
