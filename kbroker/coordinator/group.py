@@ -23,6 +23,15 @@ the matching ``complete_*`` with the outcome. The plain methods (``commit_offset
 Writes nobody is answered for (a group that became empty, expired or deleted offsets)
 change memory first and are not waited for, as in Kafka (onCompleteJoin's warning-only
 callback, cleanupGroupMetadata's acks=0 tombstones).
+
+KIP-848 groups follow the new group coordinator (CoordinatorRuntime): a heartbeat, a
+leave, a conversion from a classic group and a deletion are answered once their records
+are replicated (``prepare_consumer_group_heartbeat``, ``prepare_delete_groups``, then
+``complete_consumer_write``); a write that is not is undone, and each group has at most
+one write in flight (see ``prepare_consumer_group_heartbeat`` for why). Reads see a
+group's committed state. A session or revocation expiry (``poll``) is answered to
+nobody: it is committed at once and never undone, as the runtime keeps a write whose
+commit nobody waits for; a group with a write in flight is polled once it is settled.
 """
 
 from __future__ import annotations

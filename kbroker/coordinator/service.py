@@ -115,15 +115,15 @@ async def wait_pending(gc: GroupCoordinator, pending: Pending[T], event: trio.Ev
     return pending.result
 
 
-async def settled(gc: GroupCoordinator, group_id: str) -> None:
-    """Wait until the KIP-848 group ``group_id`` has no write in flight (at once if it
-    has none), so the caller's change neither sees nor builds on state a failed write
-    would undo; the timers that fell due meanwhile are fired."""
+async def settled(gc: GroupCoordinator, group_id: str) -> bool:
+    """Wait until the KIP-848 group ``group_id`` has no write in flight (at once, without
+    yielding, if it has none), so the caller's change neither sees nor builds on state a
+    failed write would undo; whether it waited (the caller then checks again that this
+    broker still coordinates the group: its partition may have moved meanwhile)."""
     waited = False
     while (write := gc.consumer_write_in_flight(group_id)) is not None:
         done = trio.Event()
         write.watch(done.set)
         await done.wait()
         waited = True
-    if waited:
-        gc.poll()
+    return waited

@@ -284,7 +284,18 @@ async def handle_join_group(ctx: RequestContext, request: JoinGroupRequest) -> J
         )
     gc = coordinator_for(ctx.broker)
     # An empty KIP-848 group it would take over must not have a write in flight.
-    await settled(gc, request.group_id)
+    while await settled(gc, request.group_id):
+        refused = _group_refusal(ctx, Operation.READ, request.group_id)
+        if refused is not None:
+            return JoinGroupResponse(
+                error_code=refused,
+                generation_id=-1,
+                protocol_name=None if ctx.api_version >= 7 else "",
+                leader="",
+                member_id=request.member_id,
+                members=[],
+            )
+        gc = coordinator_for(ctx.broker)
     version = ctx.api_version
     event = trio.Event()
     pending, takeover = gc.prepare_join_group(
@@ -713,6 +724,7 @@ async def handle_delete_groups(
     allowed_names = [g for g in names if refusals[g] is None]
     while (busy := next(filter(gc.consumer_write_in_flight, allowed_names), None)) is not None:
         await settled(gc, busy)
+        gc = coordinator_for(ctx.broker)
     result, writes = gc.prepare_delete_groups(allowed_names)
     for write in writes:
         # A KIP-848 group's deletion is answered once its tombstones are replicated.
@@ -774,7 +786,11 @@ async def handle_consumer_group_heartbeat(
             tp.topic_id: set(tp.partitions) for tp in request.topic_partitions if tp.partitions
         }
     # One write in flight per group: see GroupCoordinator.prepare_consumer_group_heartbeat.
-    await settled(gc, request.group_id)
+    while await settled(gc, request.group_id):
+        refused = _group_refusal(ctx, Operation.READ, request.group_id)
+        if refused is not None:
+            return ConsumerGroupHeartbeatResponse(error_code=refused)
+        gc = coordinator_for(ctx.broker)  # polled: timers due meanwhile fire
     result, write = gc.prepare_consumer_group_heartbeat(
         request.group_id,
         request.member_id,
