@@ -1253,9 +1253,15 @@ class GroupCoordinator:
                 "The coordinator could not store the group's state.",
             ), None
         self._groups.pop(group_id, None)
+        logged = self._consumer_images.get(group_id)
         if not written:
-            return result, None
-        write = ConsumerGroupWrite(group_id, self._consumer_images.get(group_id), classic=classic)
+            committed = self._consumer_committed.get(group_id)
+            if logged is committed or logged == committed:
+                return result, None
+            # Nothing to append, but the group now is what an undone write left in the
+            # log (its state could not be written again after it): that must be
+            # replicated before the answer stands.
+        write = ConsumerGroupWrite(group_id, logged, classic=classic)
         self._consumer_writes[group_id] = write
         return result, write
 
@@ -1281,10 +1287,18 @@ class GroupCoordinator:
                 self._consumer_committed[group_id] = write.written
         else:
             self._restore_committed(group_id)
+            extra: list[OffsetRecord | GroupRecord] = []
             if write.classic is not None and group_id not in self._consumer_groups:
-                self._groups.setdefault(group_id, write.classic)
+                classic = self._groups.setdefault(group_id, write.classic)
+                extra.append(GroupRecord(group_id, self._snapshot(classic)))
             if write.offsets is not None and group_id in self._consumer_groups:
                 self.offsets.restore(group_id, write.offsets)
+                stored = self.offsets.of(group_id)
+                extra += [OffsetRecord(group_id, *tp, stored[tp]) for tp in write.offsets]
+            # The log keeps the undone records: the committed state is written again after
+            # them, so the log replays to it (nobody waits for this write; if it fails
+            # too, the group's next write is diffed against the undone one instead).
+            self._write_consumer_group(group_id, extra)
         write.settle()
 
     def _write_consumer_group(

@@ -563,15 +563,20 @@ async def _described(client: Any) -> tuple[int, dict[str, tuple[int, list[int]]]
     }
 
 
-def _replayed(server: Any) -> Any:
-    """Group "g" as a coordinator loading this broker's __consumer_offsets would see it
-    (its image), or None."""
+def _reloaded(server: Any) -> GroupCoordinator:
+    """A coordinator loaded from this broker's __consumer_offsets, as a successor would."""
     store = OffsetsTopicStore(server.broker)
     reloaded = GroupCoordinator(
         config=coordinator_config(server.broker), clock=server.broker.clock, store=store
     )
     reloaded.replay(store.load())
-    group = reloaded.consumer_group("g")
+    return reloaded
+
+
+def _replayed(server: Any) -> Any:
+    """Group "g" as a coordinator loading this broker's __consumer_offsets would see it
+    (its image), or None."""
+    group = _reloaded(server).consumer_group("g")
     return group.image() if group is not None else None
 
 
@@ -609,16 +614,16 @@ async def test_a_consumer_group_heartbeat_is_answered_only_once_replicated(serve
     assert refused.answer.member_epoch == 0 and refused.answer.assignment is None
     assert await _described(probe) == committed_state
 
-    # The log still holds b's records: the group's next write, a's heartbeat, is diffed
-    # against them, so the log replays to the group as it is (a keeps everything).
+    # The log still holds b's records; the committed state is written again after them,
+    # so the log replays to the group as it is.
+    assert _replayed(server) == _live(server)
+    # a keeps everything: nothing changed, so it is answered without a write.
+    kept = await _beat(a, "a", 1, {topic.topic_id: [0, 1]})
+    assert kept.error_code == ErrorCode.NONE and kept.member_epoch == 1
+    assert _assigned(kept) in (None, {topic.topic_id: [0, 1]})
+
     _confirm(replica)
     assert replica.isr == [1, 2]
-    assert _replayed(server) != _live(server)
-    async with _in_flight(replica, _beat(a, "a", 1, {topic.topic_id: [0, 1]})) as kept:
-        _confirm(replica)
-    assert kept.answer.error_code == ErrorCode.NONE and kept.answer.member_epoch == 1
-    assert _assigned(kept.answer) in (None, {topic.topic_id: [0, 1]})
-    assert _replayed(server) == _live(server)
 
     async with _in_flight(replica, _first_beat(b, "b")) as accepted:
         _confirm(replica)
@@ -733,6 +738,9 @@ async def test_a_consumer_group_deletion_not_replicated_is_undone(server: Any) -
     assert deleted.answer == ErrorCode.COORDINATOR_NOT_AVAILABLE
     assert await _described(probe) == (2, {})
     assert await committed(probe) == 4
+    # The tombstones stay in the log, and the group and its offsets are written again.
+    assert _replayed(server) == _live(server)
+    assert _reloaded(server).fetch_offsets("g", [("t", 0)])[("t", 0)].offset == 4
 
     _confirm(replica)
     async with _in_flight(replica, delete()) as again:
