@@ -262,9 +262,6 @@ def test_delete_records(broker: LiveBroker, topic_name: str) -> None:
     ]
 
 
-# -- restarts ---------------------------------------------------------------------------------
-
-
 # -- the shared scenarios (compat/record_scenarios.py) ------------------------------------------
 @pytest.fixture(scope="module")
 def client() -> ConfluentKafkaClient:

@@ -28,7 +28,6 @@ from compat.livebroker import LiveBroker
 pytestmark = pytest.mark.compat
 
 
-# -- helpers ----------------------------------------------------------------------------------
 # -- bootstrap --------------------------------------------------------------------------------
 def test_bootstrap(broker: LiveBroker, topic_name: str) -> None:
     """A client with only bootstrap_servers finds the one broker and its topics."""
@@ -231,9 +230,6 @@ def test_delete_records(broker: LiveBroker, topic_name: str) -> None:
         cons.seek_to_beginning(tp)
         records = poll_records(cons, 6)
     assert [(r.offset, r.value) for r in records] == [(i, f"d{i}".encode()) for i in range(4, 10)]
-
-
-# -- restarts ---------------------------------------------------------------------------------
 
 
 # -- the shared scenarios (compat/record_scenarios.py) ------------------------------------------

@@ -397,6 +397,9 @@ class ConfluentKafkaTxn:
                 "enable.idempotence": True,
                 "linger.ms": 2,
                 "reconnect.backoff.max.ms": 100,
+                # A record not acknowledged in 30 s fails (librdkafka's default is 300 s), so
+                # a broker that does not recover fails the scenario instead of stalling it.
+                "message.timeout.ms": 30000,
             }
         )
         errors: list[object] = []
@@ -405,7 +408,10 @@ class ConfluentKafkaTxn:
                 topic, value=value, on_delivery=lambda err, _m: err is None or errors.append(err)
             )
             p.poll(0)
+            deadline = time.monotonic() + TXN_DEADLINE_S
             while len(p) > 500:  # keep a few requests' worth in flight
+                assert errors == [], errors[:3]
+                assert time.monotonic() < deadline, f"{len(p)} records unacknowledged"
                 p.poll(0.002)
             after_send(i)
         assert p.flush(TXN_DEADLINE_S * 2) == 0

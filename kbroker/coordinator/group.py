@@ -23,6 +23,15 @@ the matching ``complete_*`` with the outcome. The plain methods (``commit_offset
 Writes nobody is answered for (a group that became empty, expired or deleted offsets)
 change memory first and are not waited for, as in Kafka (onCompleteJoin's warning-only
 callback, cleanupGroupMetadata's acks=0 tombstones).
+
+KIP-848 groups follow the new group coordinator (CoordinatorRuntime): a heartbeat, a
+leave, a conversion from a classic group and a deletion are answered once their records
+are replicated (``prepare_consumer_group_heartbeat``, ``prepare_delete_groups``, then
+``complete_consumer_write``); a write that is not is undone, and each group has at most
+one write in flight (see ``prepare_consumer_group_heartbeat`` for why). Reads see a
+group's committed state. A session or revocation expiry (``poll``) is answered to
+nobody: it is committed at once and never undone, as the runtime keeps a write whose
+commit nobody waits for; a group with a write in flight is polled once it is settled.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ from __future__ import annotations
 import struct
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol, Required, TypedDict, TypeVar, Unpack
 
 from kbroker.coordinator import events
@@ -72,6 +81,7 @@ from kbroker.coordinator.offsets import (
 from kbroker.wire.errors import ErrorCode
 
 __all__ = [
+    "ConsumerGroupWrite",
     "CoordinatorConfig",
     "DescribedGroup",
     "DescribedMember",
@@ -219,6 +229,37 @@ class DescribedGroup:
     members: list[DescribedMember]
 
 
+@dataclass(slots=True, eq=False)
+class ConsumerGroupWrite:
+    """A KIP-848 group's records appended and waiting for the ISR (see
+    ``GroupCoordinator.prepare_consumer_group_heartbeat``); ``complete_consumer_write``
+    settles it, and the next write of the group waits until it is settled."""
+
+    group_id: str
+    # The image the write brings the group to (None: the group is deleted).
+    written: ConsumerGroupImage | None
+    # The empty classic group the write took over (its GroupMetadata tombstoned with the
+    # consumer group's first records): back in place if the write fails.
+    classic: ClassicGroup | None = None
+    # The committed offsets a DeleteGroups' tombstones remove: back if the write fails.
+    offsets: dict[TopicPartition, OffsetAndMetadata] | None = None
+    done: bool = False
+    _watchers: list[Callable[[], None]] = field(default_factory=list)
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the write is settled (at once if it is)."""
+        if self.done:
+            callback()
+        else:
+            self._watchers.append(callback)
+
+    def settle(self) -> None:
+        self.done = True
+        watchers, self._watchers = self._watchers, []
+        for callback in watchers:
+            callback()
+
+
 _Answer = TypeVar("_Answer")
 _Written = TypeVar("_Written")
 
@@ -251,9 +292,16 @@ class GroupCoordinator:
         self._groups: dict[str, ClassicGroup] = {}
         # KIP-848 groups share the group id namespace and the offsets with classic ones.
         self._consumer_groups: dict[str, ConsumerGroup] = {}
-        # What __consumer_offsets holds for each KIP-848 group: the base the next
-        # write is diffed against (see consumer_group.py, "Persistence").
+        # What __consumer_offsets holds for each KIP-848 group (the replay of this
+        # leader's log, replicated or not): the base the next write is diffed against
+        # (see consumer_group.py, "Persistence").
         self._consumer_images: dict[str, ConsumerGroupImage] = {}
+        # The state each KIP-848 group goes back to if its write in flight fails: what
+        # it was once its last write was replicated (or needed no waiting).
+        self._consumer_committed: dict[str, ConsumerGroupImage] = {}
+        # The write in flight of each KIP-848 group (at most one: see
+        # prepare_consumer_group_heartbeat).
+        self._consumer_writes: dict[str, ConsumerGroupWrite] = {}
         self.offsets = OffsetStore(write=self._write, config=self.config)
         self._new_member_id = new_member_id or (lambda client_id: f"{client_id}-{uuid.uuid4()}")
         self._next_expiry_check_ms = self._now() + self.config.offsets_retention_check_interval_ms
@@ -270,7 +318,19 @@ class GroupCoordinator:
     def _transition(self, group: ClassicGroup, state: GroupState) -> None:
         transition(group, state, self._now())
 
-    def _write(
+    def _write(self, group_id: str, records: Sequence[OffsetRecord | GroupRecord]) -> None:
+        """Append a classic group's or offsets' records. If the log still holds a KIP-848
+        group of that id that memory no longer has (its conversion was written but not
+        replicated, and undone), its tombstones go first, so the log does not replay
+        into that group."""
+        logged = self._consumer_images.get(group_id)
+        if logged is not None and group_id not in self._consumer_groups:
+            self._append(group_id, [*image_records(group_id, logged, None), *records])
+            del self._consumer_images[group_id]
+            return
+        self._append(group_id, records)
+
+    def _append(
         self, group_id: str, records: Sequence[OffsetRecord | GroupRecord | ConsumerGroupRecord]
     ) -> None:
         if self._store is not None and records:
@@ -355,6 +415,13 @@ class GroupCoordinator:
         err = self._join_error(group_id, member_id, session_timeout_ms)
         if err is not None:
             pending.complete(JoinResult(err, member_id=member_id))
+            return pending, None
+        if group_id in self._consumer_writes:
+            # Callers wait for the KIP-848 group's write in flight first (its state may
+            # still be undone); retried without a lookup.
+            pending.complete(
+                JoinResult(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, member_id=member_id)
+            )
             return pending, None
         consumer_group = self._consumer_groups.get(group_id)
         if consumer_group is not None:
@@ -1026,6 +1093,8 @@ class GroupCoordinator:
             for d in self._group_deadlines(group):
                 deadline = min(deadline, d)
         for consumer_group in self._consumer_groups.values():
+            if consumer_group.group_id in self._consumer_writes:
+                continue  # not polled until its write is settled
             next_member = consumer_group.next_deadline_ms()
             if next_member is not None:
                 deadline = min(deadline, next_member)
@@ -1047,6 +1116,10 @@ class GroupCoordinator:
         for group in list(self._groups.values()):
             self._poll_group(group, now)
         for consumer_group in list(self._consumer_groups.values()):
+            # A group with a write in flight expires its members once the write is
+            # settled: meanwhile its state may still be undone.
+            if consumer_group.group_id in self._consumer_writes:
+                continue
             if consumer_group.poll(now):
                 self._persist_consumer_group(consumer_group.group_id)
         if now >= self._next_expiry_check_ms:
@@ -1101,20 +1174,61 @@ class GroupCoordinator:
         topics: TopicsView,
         **member: Unpack[MemberFields],
     ) -> HeartbeatResult:
-        """Handle ConsumerGroupHeartbeat (KIP-848); see consumer_group.py."""
+        """Handle ConsumerGroupHeartbeat (KIP-848) with no replication to wait for (see
+        ``prepare_consumer_group_heartbeat``); see consumer_group.py."""
+        return _completed_at_once(
+            self.prepare_consumer_group_heartbeat(
+                group_id, member_id, member_epoch, topics=topics, **member
+            ),
+            self.complete_consumer_write,
+        )
+
+    def prepare_consumer_group_heartbeat(
+        self,
+        group_id: str,
+        member_id: str,
+        member_epoch: int,
+        *,
+        topics: TopicsView,
+        **member: Unpack[MemberFields],
+    ) -> tuple[HeartbeatResult, ConsumerGroupWrite | None]:
+        """ConsumerGroupHeartbeat up to the write: the answer, and, when the group's
+        records were appended, the write, which the caller waits for and settles with
+        ``complete_consumer_write`` before answering (the answer stands only if the
+        records reached the ISR; a heartbeat that changed nothing has no write).
+
+        Kafka's CoordinatorRuntime applies a write to the in-memory state at once,
+        parks the answer until the high watermark passes the records, lets the next
+        write build on that uncommitted state, and reverts only a failed append; a
+        write that is not replicated in time is answered REQUEST_TIMED_OUT (mapped to
+        COORDINATOR_NOT_AVAILABLE) but stays in memory and in the leader's log. Here a
+        write that is not replicated is undone instead: the group goes back to its
+        committed image and the member, told the error, retries from what it had. For
+        that to be safe a group has at most one write in flight: its next heartbeat
+        (or leave, expiry, conversion, deletion) waits until the write is settled, so it
+        neither sees nor builds on state that may be undone, and is not lost under
+        it. The cost is one replication round trip between two writes of the same
+        group (other groups are not held up); Kafka's pipelining would save it but
+        requires never undoing a write short of reloading the partition. The log
+        keeps an undone write's records, so the next write is diffed against what the
+        log holds (``_consumer_images``), not against the committed image."""
         if not group_id:
-            return HeartbeatResult(ErrorCode.INVALID_GROUP_ID, "GroupId can't be empty.")
+            return HeartbeatResult(ErrorCode.INVALID_GROUP_ID, "GroupId can't be empty."), None
+        if group_id in self._consumer_writes:
+            # Callers wait for the write in flight first; retried without a lookup.
+            return HeartbeatResult(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS), None
         consumer_group = self._consumer_groups.get(group_id)
+        created = consumer_group is None
         if consumer_group is None:
             classic = self._groups.get(group_id)
             if classic is not None and (classic.members or classic.pending_members):
                 return HeartbeatResult(
                     ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group."
-                )
+                ), None
             if member_epoch != 0:
                 return HeartbeatResult(
                     ErrorCode.UNKNOWN_MEMBER_ID, f"Member {member_id} is not a member of the group."
-                )
+                ), None
             consumer_group = ConsumerGroup(
                 group_id,
                 session_timeout_ms=self.config.consumer_session_timeout_ms,
@@ -1124,44 +1238,107 @@ class GroupCoordinator:
         result = consumer_group.heartbeat(
             member_id, member_epoch, now_ms=self._now(), topics=topics, **member
         )
-        if group_id not in self._consumer_images and result.error_code != ErrorCode.NONE:
+        if created and result.error_code != ErrorCode.NONE:
             # A first heartbeat that was refused creates no group.
             del self._consumer_groups[group_id]
-            return result
+            return result, None
         # An empty classic group (e.g. only offsets) is taken over, offsets included;
         # its GroupMetadata is tombstoned in the same batch, as Kafka does on conversion.
         classic = self._groups.get(group_id)
         extra = [GroupRecord(group_id, None)] if classic is not None else []
-        if not self._persist_consumer_group(group_id, extra):
+        written = self._write_consumer_group(group_id, extra)
+        if written is None:
             return HeartbeatResult(
                 ErrorCode.COORDINATOR_NOT_AVAILABLE,
                 "The coordinator could not store the group's state.",
-            )
+            ), None
         self._groups.pop(group_id, None)
-        return result
+        logged = self._consumer_images.get(group_id)
+        if not written:
+            committed = self._consumer_committed.get(group_id)
+            if logged is committed or logged == committed:
+                return result, None
+            # Nothing to append, but the group now is what an undone write left in the
+            # log (its state could not be written again after it): that must be
+            # replicated before the answer stands.
+        write = ConsumerGroupWrite(group_id, logged, classic=classic)
+        self._consumer_writes[group_id] = write
+        return result, write
 
-    def _persist_consumer_group(
+    def consumer_write_in_flight(self, group_id: str) -> ConsumerGroupWrite | None:
+        """The KIP-848 group's write waiting for the ISR, if any: whoever changes the
+        group next waits until it is settled (``ConsumerGroupWrite.watch``)."""
+        return self._consumer_writes.get(group_id)
+
+    def complete_consumer_write(self, write: ConsumerGroupWrite, error: int) -> None:
+        """The write's records reached the ISR (``error`` NONE: its state is committed)
+        or not (the group goes back to its committed image, and what the write removed,
+        a converted classic group or deleted offsets, comes back); then whoever waits
+        for the group goes on."""
+        if write.done:
+            return
+        group_id = write.group_id
+        if self._consumer_writes.get(group_id) is write:
+            del self._consumer_writes[group_id]
+        if error == ErrorCode.NONE:
+            if write.written is None:
+                self._consumer_committed.pop(group_id, None)
+            else:
+                self._consumer_committed[group_id] = write.written
+        else:
+            self._restore_committed(group_id)
+            extra: list[OffsetRecord | GroupRecord] = []
+            if write.classic is not None and group_id not in self._consumer_groups:
+                classic = self._groups.setdefault(group_id, write.classic)
+                extra.append(GroupRecord(group_id, self._snapshot(classic)))
+            if write.offsets is not None and group_id in self._consumer_groups:
+                self.offsets.restore(group_id, write.offsets)
+                stored = self.offsets.of(group_id)
+                extra += [OffsetRecord(group_id, *tp, stored[tp]) for tp in write.offsets]
+            # The log keeps the undone records: the committed state is written again after
+            # them, so the log replays to it (nobody waits for this write; if it fails
+            # too, the group's next write is diffed against the undone one instead).
+            self._write_consumer_group(group_id, extra)
+        write.settle()
+
+    def _write_consumer_group(
         self, group_id: str, extra: Sequence[OffsetRecord | GroupRecord] = ()
-    ) -> bool:
-        """Append what changed in a KIP-848 group since its last write (before answering,
-        like offsets). On a failed write the group goes back to its stored state."""
+    ) -> bool | None:
+        """Append what changed in a KIP-848 group since what the log holds: whether
+        there was anything, or None if the append failed (the group is then back to its
+        committed image)."""
         group = self._consumer_groups.get(group_id)
         old = self._consumer_images.get(group_id)
         new = group.image() if group is not None else None
         records: list[OffsetRecord | GroupRecord | ConsumerGroupRecord] = list(extra)
         records += image_records(group_id, old, new)
-        try:
-            self._write(group_id, records)
-        except Exception:  # noqa: BLE001 - any store failure: answer with an error instead
-            if old is None:
-                self._consumer_groups.pop(group_id, None)
-            else:
-                self._consumer_groups[group_id] = self._restore_consumer_group(group_id, old)
+        if not records:
             return False
+        try:
+            self._append(group_id, records)
+        except Exception:  # noqa: BLE001 - any store failure: answer with an error instead
+            self._restore_committed(group_id)
+            return None
         if new is None:
             self._consumer_images.pop(group_id, None)
         else:
             self._consumer_images[group_id] = new
+        return True
+
+    def _persist_consumer_group(
+        self, group_id: str, extra: Sequence[OffsetRecord | GroupRecord] = ()
+    ) -> bool:
+        """Append what changed in a KIP-848 group, for a change nobody is answered for
+        (a session expiry, a group emptied or dropped): committed at once, as Kafka's
+        runtime keeps a write nobody waits for. On a failed append the group goes back
+        to its committed state and False is returned."""
+        if self._write_consumer_group(group_id, extra) is None:
+            return False
+        logged = self._consumer_images.get(group_id)
+        if logged is None:
+            self._consumer_committed.pop(group_id, None)
+        else:
+            self._consumer_committed[group_id] = logged
         return True
 
     def _drop_consumer_group(
@@ -1175,6 +1352,32 @@ class GroupCoordinator:
             self._consumer_groups[group_id] = group
         return False
 
+    def _write_consumer_group_drop(
+        self, group_id: str, extra: Sequence[OffsetRecord | GroupRecord] = ()
+    ) -> bool | None:
+        """Remove a KIP-848 group from memory and append its tombstones (and ``extra``);
+        None if the append failed (the group stays)."""
+        group = self._consumer_groups.pop(group_id, None)
+        written = self._write_consumer_group(group_id, extra)
+        if written is None and group is not None:
+            self._consumer_groups[group_id] = group
+        return written
+
+    def _restore_committed(self, group_id: str) -> None:
+        """Put a KIP-848 group back to its committed image (gone if it has none). Members
+        keep their session deadlines: only what was written is undone."""
+        live = self._consumer_groups.pop(group_id, None)
+        committed = self._consumer_committed.get(group_id)
+        if committed is None:
+            return
+        group = self._restore_consumer_group(group_id, committed)
+        if live is not None:
+            for member in group.members.values():
+                was = live.members.get(member.member_id)
+                if was is not None:
+                    member.session_deadline_ms = was.session_deadline_ms
+        self._consumer_groups[group_id] = group
+
     def _restore_consumer_group(self, group_id: str, image: ConsumerGroupImage) -> ConsumerGroup:
         return ConsumerGroup.restore(
             group_id,
@@ -1184,9 +1387,25 @@ class GroupCoordinator:
             heartbeat_interval_ms=self.config.consumer_heartbeat_interval_ms,
         )
 
+    def _committed_view(self, group_id: str) -> ConsumerGroup | None:
+        """The KIP-848 group as reads see it: its committed state (Kafka's runtime reads
+        at the last committed offset), which is the live group unless a write is in
+        flight."""
+        live = self._consumer_groups.get(group_id)
+        if group_id not in self._consumer_writes:
+            return live
+        committed = self._consumer_committed.get(group_id)
+        if committed is None:
+            return None
+        view = self._restore_consumer_group(group_id, committed)
+        if live is not None:
+            view.assignor = live.assignor
+        return view
+
     def validate_offset_fetch(self, group_id: str, member_id: str | None, member_epoch: int) -> int:
-        """OffsetFetch v9 from a KIP-848 member: check its id and epoch (else NONE)."""
-        consumer_group = self._consumer_groups.get(group_id)
+        """OffsetFetch v9 from a KIP-848 member: check its id and epoch (else NONE), as its
+        committed state has them (the member knows no epoch whose write is in flight)."""
+        consumer_group = self._committed_view(group_id)
         if consumer_group is None or member_id is None:
             return ErrorCode.NONE
         member = consumer_group.members.get(member_id)
@@ -1371,6 +1590,8 @@ class GroupCoordinator:
                 del self._groups[group_id]
                 self.offsets.forget(group_id)
         for group_id, consumer_group in list(self._consumer_groups.items()):
+            if group_id in self._consumer_writes:
+                continue  # its state may still be undone: the next check
             expired = self.offsets.unsubscribed_expired(
                 group_id, consumer_group.all_subscribed_topics(), retention, now
             )
@@ -1405,7 +1626,7 @@ class GroupCoordinator:
 
     def describe_group(self, group_id: str) -> DescribedGroup:
         """Handle DescribeGroups for one group (unknown groups are reported Dead)."""
-        consumer_group = self._consumer_groups.get(group_id)
+        consumer_group = self._committed_view(group_id)
         if consumer_group is not None:
             # The classic API sees a KIP-848 group's members, without protocol metadata.
             return DescribedGroup(
@@ -1454,33 +1675,60 @@ class GroupCoordinator:
             for g in self._groups.values()
             if g.state is not S.DEAD
         ]
+        views = (
+            self._committed_view(g) for g in {**self._consumer_groups, **self._consumer_writes}
+        )
         groups += [
-            (c.group_id, "consumer", c.state.value, "consumer")
-            for c in self._consumer_groups.values()
+            (c.group_id, "consumer", c.state.value, "consumer") for c in views if c is not None
         ]
         return groups
 
     def consumer_group(self, group_id: str) -> ConsumerGroup | None:
-        """The KIP-848 group with this id, if there is one."""
-        return self._consumer_groups.get(group_id)
+        """The KIP-848 group with this id, if there is one, as reads see it: committed
+        (see ``_committed_view``)."""
+        return self._committed_view(group_id)
 
     def delete_groups(self, group_ids: list[str]) -> dict[str, int]:
-        """Handle DeleteGroups: only empty groups may go (NON_EMPTY_GROUP otherwise)."""
+        """Handle DeleteGroups: only empty groups may go (NON_EMPTY_GROUP otherwise); with
+        no replication to wait for (see ``prepare_delete_groups``)."""
+        result, writes = self.prepare_delete_groups(group_ids)
+        for write in writes:
+            self.complete_consumer_write(write, ErrorCode.NONE)
+        return result
+
+    def prepare_delete_groups(
+        self, group_ids: list[str]
+    ) -> tuple[dict[str, int], list[ConsumerGroupWrite]]:
+        """DeleteGroups up to the write: each group's code, and the deletions of KIP-848
+        groups, which the caller waits for and settles with ``complete_consumer_write``
+        (a deletion that is not replicated is answered its error, and the group and its
+        offsets come back). Kafka's GroupCoordinatorService.deleteGroups answers once
+        the tombstones are committed; a classic group's tombstones are not waited for
+        (the old coordinator's cleanupGroupMetadata appends them with acks=0)."""
         result: dict[str, int] = {}
+        writes: list[ConsumerGroupWrite] = []
         for group_id in group_ids:
+            if group_id in self._consumer_writes:
+                # Callers wait for the write in flight first; retried without a lookup.
+                result[group_id] = ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+                continue
             consumer_group = self._consumer_groups.get(group_id)
             if consumer_group is not None:
                 if consumer_group.members:
                     result[group_id] = ErrorCode.NON_EMPTY_GROUP
                     continue
+                offsets = dict(self.offsets.of(group_id))
                 tombstones: list[OffsetRecord | GroupRecord] = [
-                    OffsetRecord(group_id, t, p, None) for t, p in self.offsets.of(group_id)
+                    OffsetRecord(group_id, t, p, None) for t, p in offsets
                 ]
                 # The offsets' and the group's tombstones go in one batch.
-                if not self._drop_consumer_group(group_id, tombstones):
+                if self._write_consumer_group_drop(group_id, tombstones) is None:
                     result[group_id] = ErrorCode.UNKNOWN_SERVER_ERROR
                     continue
                 self.offsets.forget(group_id)
+                write = ConsumerGroupWrite(group_id, None, offsets=offsets)
+                self._consumer_writes[group_id] = write
+                writes.append(write)
                 result[group_id] = ErrorCode.NONE
                 continue
             group = self._groups.get(group_id)
@@ -1502,7 +1750,7 @@ class GroupCoordinator:
                 del self._groups[group_id]
                 self.offsets.forget(group_id)
                 result[group_id] = ErrorCode.NONE
-        return result
+        return result, writes
 
     # ------------------------------------------------------------------ replay
 
@@ -1522,10 +1770,12 @@ class GroupCoordinator:
             if image is None:
                 self._consumer_groups.pop(group_id, None)
                 self._consumer_images.pop(group_id, None)
+                self._consumer_committed.pop(group_id, None)
                 continue
             # KIP-848 members resume with their id and epoch; sessions restart now.
             self._consumer_groups[group_id] = self._restore_consumer_group(group_id, image)
             self._consumer_images[group_id] = self._consumer_groups[group_id].image()
+            self._consumer_committed[group_id] = self._consumer_images[group_id]
         for group_id, snap in snapshots.items():
             if snap is None or group_id in self._consumer_groups:
                 self._groups.pop(group_id, None)

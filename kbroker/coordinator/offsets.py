@@ -131,6 +131,13 @@ class OffsetStore:
         self._pending.pop(group_id, None)
         self._committed_by.pop(group_id, None)
 
+    def restore(self, group_id: str, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        """Put back offsets ``forget`` dropped whose tombstones were not replicated (a
+        partition committed again since keeps its newer offset)."""
+        stored = self._offsets.setdefault(group_id, {})
+        for tp, om in offsets.items():
+            stored.setdefault(tp, om)
+
     def store(
         self, group_id: str, offsets: dict[TopicPartition, OffsetAndMetadata]
     ) -> dict[TopicPartition, int]:

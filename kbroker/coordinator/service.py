@@ -30,6 +30,7 @@ __all__ = [
     "coordinator_for",
     "on_topics_deleted",
     "poll_loaded",
+    "settled",
     "wait_pending",
 ]
 
@@ -112,3 +113,17 @@ async def wait_pending(gc: GroupCoordinator, pending: Pending[T], event: trio.Ev
             await event.wait()
         gc.poll()
     return pending.result
+
+
+async def settled(gc: GroupCoordinator, group_id: str) -> bool:
+    """Wait until the KIP-848 group ``group_id`` has no write in flight (at once, without
+    yielding, if it has none), so the caller's change neither sees nor builds on state a
+    failed write would undo; whether it waited (the caller then checks again that this
+    broker still coordinates the group: its partition may have moved meanwhile)."""
+    waited = False
+    while (write := gc.consumer_write_in_flight(group_id)) is not None:
+        done = trio.Event()
+        write.watch(done.set)
+        await done.wait()
+        waited = True
+    return waited

@@ -21,9 +21,9 @@ from kbroker.authz.checks import (
     denied_code,
     filter_allowed,
 )
-from kbroker.coordinator.group import partition_for
+from kbroker.coordinator.group import ConsumerGroupWrite, GroupCoordinator, partition_for
 from kbroker.coordinator.offsets import OffsetAndMetadata, write_error_code
-from kbroker.coordinator.service import coordinator_for, wait_pending
+from kbroker.coordinator.service import coordinator_for, settled, wait_pending
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.meta import AUTHORIZED_OPERATIONS_OMITTED, advertised_endpoint
@@ -283,6 +283,19 @@ async def handle_join_group(ctx: RequestContext, request: JoinGroupRequest) -> J
             members=[],
         )
     gc = coordinator_for(ctx.broker)
+    # An empty KIP-848 group it would take over must not have a write in flight.
+    while await settled(gc, request.group_id):
+        refused = _group_refusal(ctx, Operation.READ, request.group_id)
+        if refused is not None:
+            return JoinGroupResponse(
+                error_code=refused,
+                generation_id=-1,
+                protocol_name=None if ctx.api_version >= 7 else "",
+                leader="",
+                member_id=request.member_id,
+                members=[],
+            )
+        gc = coordinator_for(ctx.broker)
     version = ctx.api_version
     event = trio.Event()
     pending, takeover = gc.prepare_join_group(
@@ -708,7 +721,14 @@ async def handle_delete_groups(
     # Results are keyed by group id (Kafka's response is a map): duplicates collapse.
     names = list(dict.fromkeys(request.groups_names))
     refusals = {g: _group_refusal(ctx, Operation.DELETE, g) for g in names}
-    result = gc.delete_groups([g for g in names if refusals[g] is None])
+    allowed_names = [g for g in names if refusals[g] is None]
+    while (busy := next(filter(gc.consumer_write_in_flight, allowed_names), None)) is not None:
+        await settled(gc, busy)
+        gc = coordinator_for(ctx.broker)
+    result, writes = gc.prepare_delete_groups(allowed_names)
+    for write in writes:
+        # A KIP-848 group's deletion is answered once its tombstones are replicated.
+        result[write.group_id] = await _consumer_write_replicated(ctx, gc, write)
     result.update({g: refused for g, refused in refusals.items() if refused is not None})
     return DeleteGroupsResponse(
         results=[
@@ -734,6 +754,23 @@ def _topics_view(ctx: RequestContext) -> dict[str, tuple[Any, int]]:
     }
 
 
+async def _consumer_write_replicated(
+    ctx: RequestContext, gc: GroupCoordinator, write: ConsumerGroupWrite
+) -> ErrorCode:
+    """Wait for a KIP-848 group's write to reach the ISR and settle it: NONE, or the
+    error to answer, the group being back to its committed state. Errors as Kafka's
+    CoordinatorOperationExceptionHelper.handleOperationException maps a failed write
+    of the new group coordinator: REQUEST_TIMED_OUT and too small an ISR are
+    COORDINATOR_NOT_AVAILABLE, a lost leadership NOT_COORDINATOR (``coordinator_error``)."""
+    error = ErrorCode.COORDINATOR_NOT_AVAILABLE
+    try:
+        error = await coordinator_write_replicated(ctx, KEY_TYPE_GROUP, write.group_id)
+    finally:
+        # Settled even if the wait is torn down, so the group's next writer goes on.
+        gc.complete_consumer_write(write, error)
+    return error
+
+
 @handles(ConsumerGroupHeartbeatRequest.API_KEY, 0, 1)
 async def handle_consumer_group_heartbeat(
     ctx: RequestContext, request: ConsumerGroupHeartbeatRequest
@@ -748,7 +785,13 @@ async def handle_consumer_group_heartbeat(
         owned = {
             tp.topic_id: set(tp.partitions) for tp in request.topic_partitions if tp.partitions
         }
-    result = gc.consumer_group_heartbeat(
+    # One write in flight per group: see GroupCoordinator.prepare_consumer_group_heartbeat.
+    while await settled(gc, request.group_id):
+        refused = _group_refusal(ctx, Operation.READ, request.group_id)
+        if refused is not None:
+            return ConsumerGroupHeartbeatResponse(error_code=refused)
+        gc = coordinator_for(ctx.broker)  # polled: timers due meanwhile fire
+    result, write = gc.prepare_consumer_group_heartbeat(
         request.group_id,
         request.member_id,
         request.member_epoch,
@@ -767,6 +810,13 @@ async def handle_consumer_group_heartbeat(
         client_id=ctx.client_id or "",
         client_host=client_host(ctx),
     )
+    if write is not None:
+        # Answered once the group's records are replicated, so a member never acts on
+        # an epoch or assignment a coordinator failover would lose (Kafka's
+        # CoordinatorRuntime completes the write when the high watermark passes it).
+        error = await _consumer_write_replicated(ctx, gc, write)
+        if error != ErrorCode.NONE:
+            return ConsumerGroupHeartbeatResponse(error_code=error)
     if result.error_code != ErrorCode.NONE:
         return ConsumerGroupHeartbeatResponse(
             error_code=result.error_code, error_message=result.error_message

@@ -5,7 +5,10 @@ acks=all and acknowledges the OffsetCommit only once the partition's ISR has the
 write; so a commit that was acknowledged survives the coordinator's failover, and
 one that cannot be replicated is answered COORDINATOR_NOT_AVAILABLE, not NONE. The
 transaction coordinator's writes to ``__transaction_state`` likewise: its state changes
-only once the ISR has the record (TransactionStateManager.appendTransactionToLog).
+only once the ISR has the record (TransactionStateManager.appendTransactionToLog). And a
+KIP-848 group's ConsumerGroupHeartbeat is answered once its records are committed (the
+new group coordinator's CoordinatorRuntime), so the epochs and assignments members act
+on survive the coordinator.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from kbroker.cluster_runner import HOST, Cluster, request  # noqa: E402
 from kbroker.wire.errors import ErrorCode  # noqa: E402
 from kbroker.wire.messages import (  # noqa: E402
     AddPartitionsToTxnRequest,
+    ConsumerGroupDescribeRequest,
+    ConsumerGroupHeartbeatRequest,
     DescribeTransactionsRequest,
     EndTxnRequest,
     InitProducerIdRequest,
@@ -223,3 +228,107 @@ def test_transaction_state_is_changed_once_replicated_and_survives_the_coordinat
             30,
             message="the successor to load the committed transaction",
         )
+
+
+CONSUMER_GROUP = "replicated-consumer-group"
+CGH = ConsumerGroupHeartbeatRequest
+# A KIP-848 member's assignment as the test follows it: topic id -> partitions.
+Owned = dict[Any, list[int]]
+
+
+def _heartbeat(
+    cluster: Cluster, broker_id: int, member_id: str, epoch: int, owned: Owned | None = None
+) -> Any:
+    """ConsumerGroupHeartbeat v1 of ``member_id`` at ``epoch`` (0: it joins, subscribed to
+    "events"), owning ``owned``."""
+    body = CGH(
+        group_id=CONSUMER_GROUP,
+        member_id=member_id,
+        member_epoch=epoch,
+        rebalance_timeout_ms=30_000 if epoch == 0 else -1,
+        subscribed_topic_names=["events"] if epoch == 0 else None,
+        topic_partitions=[
+            CGH.TopicPartitions(topic_id=topic_id, partitions=parts)
+            for topic_id, parts in (owned or {}).items()
+        ],
+    )
+    return request(HOST, cluster.broker(broker_id).port, body, 1, timeout=30)
+
+
+def _answered(cluster: Cluster, broker_id: int, member_id: str, epoch: int, owned: Owned) -> Any:
+    """The heartbeat, retried through the coordinator errors a client retries on."""
+
+    def attempt() -> Any:
+        answer = _heartbeat(cluster, broker_id, member_id, epoch, owned)
+        return None if answer.error_code in _NOT_COORDINATOR_YET else answer
+
+    answer = cluster.wait_for(attempt, 30, message=f"{member_id}'s heartbeat answered")
+    assert answer.error_code == ErrorCode.NONE, answer
+    return answer
+
+
+def _owned(answer: Any, before: Owned) -> Owned:
+    """What the member owns after the answer (an absent assignment: unchanged)."""
+    if answer.assignment is None:
+        return before
+    return {tp.topic_id: sorted(tp.partitions) for tp in answer.assignment.topic_partitions}
+
+
+def _members(cluster: Cluster, broker_id: int) -> tuple[int, dict[str, tuple[int, list[int]]]]:
+    """ConsumerGroupDescribe via ``broker_id``: (group epoch, member -> (epoch, partitions))."""
+    body = ConsumerGroupDescribeRequest(group_ids=[CONSUMER_GROUP])
+    group = request(HOST, cluster.broker(broker_id).port, body, 0, timeout=30).groups[0]
+    assert group.error_code == ErrorCode.NONE, group
+    return group.group_epoch, {
+        m.member_id: (
+            m.member_epoch,
+            sorted(p for tp in m.assignment.topic_partitions for p in tp.partitions),
+        )
+        for m in group.members
+    }
+
+
+def test_a_consumer_group_assignment_survives_the_coordinator(tmp_path: Path) -> None:
+    # KIP-848: Kafka's group coordinator answers a ConsumerGroupHeartbeat once its records
+    # are committed, so an epoch and assignment a member acted on survive a failover.
+    with _cluster(tmp_path, CONFIG, "orders") as cluster:
+        admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+        for future in admin.create_topics([NewTopic("events", 2, 3)]).values():
+            future.result(30)
+        coordinator = cluster.wait_for(lambda: max(cluster.coordinator_of(CONSUMER_GROUP), 0), 30)
+        cluster.wait_for(lambda: len(cluster.partitions("__consumer_offsets")[0].isr) == 3, 30)
+        first = _answered(cluster, coordinator, "m1", 0, {})
+        assert first.member_epoch == 1
+        m1 = _owned(first, {})
+        assert [len(parts) for parts in m1.values()] == [2]
+
+        # Both followers silent: m2's join is not replicated, so it is refused and undone.
+        with _followers_paused(cluster, coordinator, "__consumer_offsets"):
+            refused = _heartbeat(cluster, coordinator, "m2", 0)
+            assert refused.error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
+        assert _members(cluster, coordinator) == (1, {"m1": (1, sorted(*m1.values()))})
+
+        # m2 joins for real; m1 gives up a partition, and each ends at epoch 2 with one.
+        assert _answered(cluster, coordinator, "m2", 0, {}).member_epoch == 2
+        revoking = _answered(cluster, coordinator, "m1", 1, m1)
+        m1 = _owned(revoking, m1)
+        assert [len(parts) for parts in m1.values()] == [1]
+        assert _answered(cluster, coordinator, "m1", 1, m1).member_epoch == 2
+        joined = _answered(cluster, coordinator, "m2", 2, {})
+        m2 = _owned(joined, {})
+        assert [len(parts) for parts in m2.values()] == [1] and m2 != m1
+        acknowledged = (2, {"m1": (2, sorted(*m1.values())), "m2": (2, sorted(*m2.values()))})
+        assert _members(cluster, coordinator) == acknowledged
+
+        # What was acknowledged is on the followers: the next coordinator has it, and the
+        # members go on at their epochs (not FENCED_MEMBER_EPOCH / UNKNOWN_MEMBER_ID).
+        cluster.kill(coordinator)
+        successor = cluster.wait_for(
+            lambda: (c := cluster.coordinator_of(CONSUMER_GROUP)) not in (-1, coordinator) and c,
+            30,
+            message="a new coordinator",
+        )
+        for member_id, owned in (("m1", m1), ("m2", m2)):
+            answer = _answered(cluster, successor, member_id, 2, owned)
+            assert (answer.member_epoch, _owned(answer, owned)) == (2, owned)
+        assert _members(cluster, successor) == acknowledged

@@ -17,10 +17,18 @@ from typing import Any
 import pytest
 import trio
 
+from kbroker.coordinator.group import GroupCoordinator
+from kbroker.coordinator.service import coordinator_config, coordinator_for
+from kbroker.coordinator.store import OffsetsTopicStore
+from kbroker.handlers import RequestContext
+from kbroker.handlers.groups import handle_consumer_group_heartbeat
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.replication.partition import ReplicatedPartition
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
+    ConsumerGroupDescribeRequest,
+    ConsumerGroupHeartbeatRequest,
+    DeleteGroupsRequest,
     DescribeGroupsRequest,
     DescribeTransactionsRequest,
     HeartbeatRequest,
@@ -28,7 +36,8 @@ from kbroker.wire.messages import (
     SyncGroupRequest,
     WriteTxnMarkersRequest,
 )
-from tests.kbroker.helpers import commit_request, create_topic, join, join_req
+from kbroker.wire.protocol import decode_request, encode_request
+from tests.kbroker.helpers import commit_request, create_topic, first_heartbeat, join, join_req
 from tests.kbroker.txn_helpers import (
     TID,
     add,
@@ -507,3 +516,260 @@ async def test_write_txn_markers_answers_once_the_marker_is_replicated(server: A
         assert not answered.answered.is_set()
         _confirm(part.replica)
     assert answered.answer.markers[0].topics[0].partitions[0].error_code == ErrorCode.NONE
+
+
+# --- KIP-848 consumer groups ------------------------------------------------------------
+
+
+async def _first_beat(client: Any, member_id: str) -> Any:
+    """Member ``member_id`` joins consumer group "g" subscribed to "t"."""
+    return await client.request(first_heartbeat("g", "t", member_id=member_id))
+
+
+async def _beat(client: Any, member_id: str, epoch: int, owned: dict[Any, list[int]]) -> Any:
+    """A member's heartbeat at ``epoch``, owning ``owned`` (topic id -> partitions)."""
+    CGH = ConsumerGroupHeartbeatRequest
+    return await client.request(
+        CGH(
+            group_id="g",
+            member_id=member_id,
+            member_epoch=epoch,
+            topic_partitions=[
+                CGH.TopicPartitions(topic_id=topic_id, partitions=parts)
+                for topic_id, parts in owned.items()
+            ],
+        )
+    )
+
+
+def _assigned(answer: Any) -> dict[Any, list[int]] | None:
+    if answer.assignment is None:
+        return None
+    return {tp.topic_id: sorted(tp.partitions) for tp in answer.assignment.topic_partitions}
+
+
+async def _described(client: Any) -> tuple[int, dict[str, tuple[int, list[int]]]] | None:
+    """ConsumerGroupDescribe of group "g": (group epoch, member -> (epoch, partitions of
+    "t")), None if there is no such group."""
+    group = (await client.request(ConsumerGroupDescribeRequest(group_ids=["g"]))).groups[0]
+    if group.error_code == ErrorCode.GROUP_ID_NOT_FOUND:
+        return None
+    return group.group_epoch, {
+        m.member_id: (
+            m.member_epoch,
+            sorted(p for tp in m.assignment.topic_partitions for p in tp.partitions),
+        )
+        for m in group.members
+    }
+
+
+def _reloaded(server: Any) -> GroupCoordinator:
+    """A coordinator loaded from this broker's __consumer_offsets, as a successor would."""
+    store = OffsetsTopicStore(server.broker)
+    reloaded = GroupCoordinator(
+        config=coordinator_config(server.broker), clock=server.broker.clock, store=store
+    )
+    reloaded.replay(store.load())
+    return reloaded
+
+
+def _replayed(server: Any) -> Any:
+    """Group "g" as a coordinator loading this broker's __consumer_offsets would see it
+    (its image), or None."""
+    group = _reloaded(server).consumer_group("g")
+    return group.image() if group is not None else None
+
+
+def _live(server: Any) -> Any:
+    group = coordinator_for(server.broker).consumer_group("g")
+    return group.image() if group is not None else None
+
+
+async def test_a_consumer_group_heartbeat_is_answered_only_once_replicated(server: Any) -> None:
+    # Kafka's CoordinatorRuntime completes ConsumerGroupHeartbeat once the high watermark
+    # passes its records; a write that is not replicated is answered with
+    # handleOperationException's mapping and, here, undone.
+    topic = create_topic(server, "t", 2)
+    replica = _replicate(server, OFFSETS_TOPIC)
+    a, b, probe = await server.connect(), await server.connect(), await server.connect()
+
+    async with _in_flight(replica, _first_beat(a, "a")) as joined:
+        await trio.sleep(0.05)
+        assert not joined.answered.is_set()
+        # Reads see the committed state: no group yet.
+        assert await _described(probe) is None
+        _confirm(replica)
+    assert joined.answer.error_code == ErrorCode.NONE
+    assert (joined.answer.member_epoch, _assigned(joined.answer)) == (1, {topic.topic_id: [0, 1]})
+    committed_state = (1, {"a": (1, [0, 1])})
+    assert await _described(probe) == committed_state
+
+    # b's join is written (group epoch 2, a target giving b a partition), then the
+    # follower leaves the ISR: below min.insync.replicas, COORDINATOR_NOT_AVAILABLE, and
+    # the group is back to what was replicated.
+    async with _in_flight(replica, _first_beat(b, "b")) as refused:
+        assert await _described(probe) == committed_state
+        await _drop_follower(replica)
+    assert refused.answer.error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
+    assert refused.answer.member_epoch == 0 and refused.answer.assignment is None
+    assert await _described(probe) == committed_state
+
+    # The log still holds b's records; the committed state is written again after them,
+    # so the log replays to the group as it is.
+    assert _replayed(server) == _live(server)
+    # a keeps everything: nothing changed, so it is answered without a write.
+    kept = await _beat(a, "a", 1, {topic.topic_id: [0, 1]})
+    assert kept.error_code == ErrorCode.NONE and kept.member_epoch == 1
+    assert _assigned(kept) in (None, {topic.topic_id: [0, 1]})
+
+    _confirm(replica)
+    assert replica.isr == [1, 2]
+
+    async with _in_flight(replica, _first_beat(b, "b")) as accepted:
+        _confirm(replica)
+    assert accepted.answer.error_code == ErrorCode.NONE
+    assert accepted.answer.member_epoch == 2
+    assert _replayed(server) == _live(server)
+    epoch, members = await _described(probe) or (0, {})
+    assert epoch == 2 and set(members) == {"a", "b"}
+
+
+async def test_a_consumer_group_write_that_times_out_creates_no_group(make_server: Any) -> None:
+    server = await make_server(**{**ONE_PARTITION, "offsets_commit_timeout_ms": 200})
+    create_topic(server, "t", 2)
+    _replicate(server, OFFSETS_TOPIC)
+    client = await server.connect()
+    # The follower never fetches: REQUEST_TIMED_OUT, COORDINATOR_NOT_AVAILABLE for the
+    # new coordinator (handleOperationException), and the join is undone.
+    with trio.fail_after(5):
+        answer = await _first_beat(client, "a")
+    assert answer.error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
+    assert await _described(client) is None
+
+
+async def test_a_consumer_group_write_losing_leadership_is_not_coordinator(server: Any) -> None:
+    create_topic(server, "t", 2)
+    replica = _replicate(server, OFFSETS_TOPIC)
+    client = await server.connect()
+    async with _in_flight(replica, _first_beat(client, "a")) as joined:
+        replica.make_follower(leader_id=2, leader_epoch=2, isr=[1, 2], replicas=[1, 2])
+    assert joined.answer.error_code == ErrorCode.NOT_COORDINATOR
+    assert _live(server) is None
+
+
+async def test_a_heartbeat_waits_for_the_groups_write_in_flight(make_server: Any) -> None:
+    # One write in flight per group: a second member's heartbeat is neither answered nor
+    # written while the first's write may still be undone, and then works from what the
+    # first write became.
+    server = await make_server(**{**ONE_PARTITION, "offsets_commit_timeout_ms": 300})
+    topic = create_topic(server, "t", 2)
+    replica = _replicate(server, OFFSETS_TOPIC)
+    a, b, probe = await server.connect(), await server.connect(), await server.connect()
+    async with _in_flight(replica, _first_beat(a, "a")) as first:
+        written = replica.log.log_end_offset
+        second = Pending()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(second.run, _first_beat(b, "b"))
+            await trio.sleep(0.05)
+            assert not first.answered.is_set() and not second.answered.is_set()
+            assert replica.log.log_end_offset == written  # b's join is not written yet
+            _confirm(replica)
+            await first.answered.wait()
+            await _appended(replica, written)  # now b's join is
+            assert not second.answered.is_set()
+            _confirm(replica)
+    assert (first.answer.error_code, first.answer.member_epoch) == (ErrorCode.NONE, 1)
+    assert (second.answer.error_code, second.answer.member_epoch) == (ErrorCode.NONE, 2)
+
+    # a gives up the partition b's target holds and moves to epoch 2.
+    async with _in_flight(replica, _beat(a, "a", 1, _assigned(first.answer) or {})) as revoked:
+        _confirm(replica)
+    a_keeps = _assigned(revoked.answer) or {}
+    assert revoked.answer.member_epoch == 1 and len(a_keeps[topic.topic_id]) == 1
+    async with _in_flight(replica, _beat(a, "a", 1, a_keeps)) as released:
+        _confirm(replica)
+    assert released.answer.member_epoch == 2
+
+    # c's join is written (group epoch 3) but never replicated; b's heartbeat waits behind
+    # it, and once c's write is undone gets the partition a released at epoch 2, not an
+    # epoch 3 assignment the group would not know after the undo.
+    async with _in_flight(replica, _first_beat(await server.connect(), "c")) as third:
+        written = replica.log.log_end_offset
+        waiting = Pending()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(waiting.run, _beat(b, "b", 2, {}))
+            await third.answered.wait()  # the 300 ms acks timeout
+            assert third.answer.error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
+            await _appended(replica, written)
+            assert not waiting.answered.is_set()
+            _confirm(replica)
+    assert waiting.answer.error_code == ErrorCode.NONE
+    assert waiting.answer.member_epoch == 2
+    b_gets = _assigned(waiting.answer) or {}
+    assert len(b_gets[topic.topic_id]) == 1 and b_gets[topic.topic_id] != a_keeps[topic.topic_id]
+    epoch, members = await _described(probe) or (0, {})
+    assert epoch == 2 and set(members) == {"a", "b"}
+    assert _replayed(server) == _live(server)
+
+
+async def test_a_consumer_group_deletion_not_replicated_is_undone(server: Any) -> None:
+    create_topic(server, "t", 2)
+    replica = _replicate(server, OFFSETS_TOPIC)
+    client, probe = await server.connect(), await server.connect()
+    async with _in_flight(replica, _first_beat(client, "a")) as joined:
+        _confirm(replica)
+    assert joined.answer.error_code == ErrorCode.NONE
+    CGH = ConsumerGroupHeartbeatRequest
+    async with _in_flight(
+        replica, client.request(CGH(group_id="g", member_id="a", member_epoch=-1))
+    ) as left:
+        _confirm(replica)
+    assert left.answer.error_code == ErrorCode.NONE
+    async with _in_flight(replica, _commit(client, 4)) as commit:
+        _confirm(replica)
+    assert commit.answer == ErrorCode.NONE
+
+    async def delete() -> int:
+        resp = await client.request(DeleteGroupsRequest(groups_names=["g"]))
+        return int(resp.results[0].error_code)
+
+    async with _in_flight(replica, delete()) as deleted:
+        await _drop_follower(replica)
+    assert deleted.answer == ErrorCode.COORDINATOR_NOT_AVAILABLE
+    assert await _described(probe) == (2, {})
+    assert await committed(probe) == 4
+    # The tombstones stay in the log, and the group and its offsets are written again.
+    assert _replayed(server) == _live(server)
+    assert _reloaded(server).fetch_offsets("g", [("t", 0)])[("t", 0)].offset == 4
+
+    _confirm(replica)
+    async with _in_flight(replica, delete()) as again:
+        await trio.sleep(0.05)
+        assert not again.answered.is_set()
+        _confirm(replica)
+    assert again.answer == ErrorCode.NONE
+    assert await _described(probe) is None
+    assert await committed(probe) == -1
+    assert _replayed(server) is None
+
+
+async def test_a_single_node_answers_a_consumer_group_heartbeat_without_waiting(
+    server: Any,
+) -> None:
+    # No replication state: the write needs no waiting, so the handler runs to its answer
+    # without ever yielding (no added latency), and the group is in the log.
+    topic = create_topic(server, "t", 2)
+    body = first_heartbeat("g", "t", member_id="a")
+    frame = encode_request(body.API_KEY, 1, 7, "client", body)
+    header, request = decode_request(frame[4:])
+    ctx = RequestContext(server.broker, header, 1, "127.0.0.1:1", ("127.0.0.1", 0))
+    coordinator_for(server.broker)  # loaded beforehand: loading reads the log
+    with trio.testing.assert_no_checkpoints():
+        coro = handle_consumer_group_heartbeat(ctx, request)
+        try:
+            coro.send(None)
+        except StopIteration as done:
+            answer = done.value
+    assert answer.error_code == ErrorCode.NONE
+    assert (answer.member_epoch, _assigned(answer)) == (1, {topic.topic_id: [0, 1]})
+    assert _replayed(server) == _live(server)
