@@ -254,6 +254,7 @@ class ConsumerGroupWrite:
             self._watchers.append(callback)
 
     def settle(self) -> None:
+        """Mark the write settled and call whoever waits for it."""
         self.done = True
         watchers, self._watchers = self._watchers, []
         for callback in watchers:
