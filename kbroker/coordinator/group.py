@@ -1403,6 +1403,14 @@ class GroupCoordinator:
             view.assignor = live.assignor
         return view
 
+    def _converting(self, group_id: str) -> ClassicGroup | None:
+        """The classic group a KIP-848 group's write in flight takes over: reads still see
+        it, as the conversion is not committed yet."""
+        write = self._consumer_writes.get(group_id)
+        if write is None or self._consumer_committed.get(group_id) is not None:
+            return None
+        return write.classic
+
     def validate_offset_fetch(self, group_id: str, member_id: str | None, member_epoch: int) -> int:
         """OffsetFetch v9 from a KIP-848 member: check its id and epoch (else NONE), as its
         committed state has them (the member knows no epoch whose write is in flight)."""
@@ -1643,7 +1651,7 @@ class GroupCoordinator:
                     for m in consumer_group.members.values()
                 ],
             )
-        group = self._groups.get(group_id)
+        group = self._groups.get(group_id) or self._converting(group_id)
         if group is None:
             return DescribedGroup(ErrorCode.NONE, group_id, S.DEAD.value, "", "", [])
         stable = group.state is S.STABLE
@@ -1671,9 +1679,11 @@ class GroupCoordinator:
 
     def list_groups(self) -> list[tuple[str, str, str, str]]:
         """(group id, protocol type, state, type "classic"/"consumer") of every live group."""
+        classic = [*self._groups.values()]
+        classic += [g for g in map(self._converting, self._consumer_writes) if g is not None]
         groups = [
             (g.group_id, g.protocol_type or "", g.state.value, "classic")
-            for g in self._groups.values()
+            for g in classic
             if g.state is not S.DEAD
         ]
         views = (
