@@ -1299,7 +1299,10 @@ class GroupCoordinator:
             # The log keeps the undone records: the committed state is written again after
             # them, so the log replays to it (nobody waits for this write; if it fails
             # too, the group's next write is diffed against the undone one instead).
-            self._write_consumer_group(group_id, extra)
+            # Not if the partition is no longer led here: its new leader's log is the
+            # group's, and this coordinator is unloaded.
+            if error != ErrorCode.NOT_COORDINATOR:
+                self._write_consumer_group(group_id, extra)
         write.settle()
 
     def _write_consumer_group(

@@ -652,9 +652,12 @@ async def test_a_consumer_group_write_losing_leadership_is_not_coordinator(serve
     replica = _replicate(server, OFFSETS_TOPIC)
     client = await server.connect()
     async with _in_flight(replica, _first_beat(client, "a")) as joined:
+        written = replica.log.log_end_offset
         replica.make_follower(leader_id=2, leader_epoch=2, isr=[1, 2], replicas=[1, 2])
     assert joined.answer.error_code == ErrorCode.NOT_COORDINATOR
     assert _live(server) is None
+    # A follower now: nothing more is written to its log (the leader's is the group's).
+    assert replica.log.log_end_offset == written
 
 
 async def test_a_heartbeat_waits_for_the_groups_write_in_flight(make_server: Any) -> None:
