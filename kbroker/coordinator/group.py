@@ -254,6 +254,7 @@ class ConsumerGroupWrite:
             self._watchers.append(callback)
 
     def settle(self) -> None:
+        """Mark the write settled and call whoever waits for it."""
         self.done = True
         watchers, self._watchers = self._watchers, []
         for callback in watchers:
@@ -1298,7 +1299,10 @@ class GroupCoordinator:
             # The log keeps the undone records: the committed state is written again after
             # them, so the log replays to it (nobody waits for this write; if it fails
             # too, the group's next write is diffed against the undone one instead).
-            self._write_consumer_group(group_id, extra)
+            # Not if the partition is no longer led here: its new leader's log is the
+            # group's, and this coordinator is unloaded.
+            if error != ErrorCode.NOT_COORDINATOR:
+                self._write_consumer_group(group_id, extra)
         write.settle()
 
     def _write_consumer_group(
@@ -1401,6 +1405,14 @@ class GroupCoordinator:
         if live is not None:
             view.assignor = live.assignor
         return view
+
+    def _converting(self, group_id: str) -> ClassicGroup | None:
+        """The classic group a KIP-848 group's write in flight takes over: reads still see
+        it, as the conversion is not committed yet."""
+        write = self._consumer_writes.get(group_id)
+        if write is None or self._consumer_committed.get(group_id) is not None:
+            return None
+        return write.classic
 
     def validate_offset_fetch(self, group_id: str, member_id: str | None, member_epoch: int) -> int:
         """OffsetFetch v9 from a KIP-848 member: check its id and epoch (else NONE), as its
@@ -1642,7 +1654,7 @@ class GroupCoordinator:
                     for m in consumer_group.members.values()
                 ],
             )
-        group = self._groups.get(group_id)
+        group = self._groups.get(group_id) or self._converting(group_id)
         if group is None:
             return DescribedGroup(ErrorCode.NONE, group_id, S.DEAD.value, "", "", [])
         stable = group.state is S.STABLE
@@ -1670,9 +1682,11 @@ class GroupCoordinator:
 
     def list_groups(self) -> list[tuple[str, str, str, str]]:
         """(group id, protocol type, state, type "classic"/"consumer") of every live group."""
+        classic = [*self._groups.values()]
+        classic += [g for g in map(self._converting, self._consumer_writes) if g is not None]
         groups = [
             (g.group_id, g.protocol_type or "", g.state.value, "classic")
-            for g in self._groups.values()
+            for g in classic
             if g.state is not S.DEAD
         ]
         views = (

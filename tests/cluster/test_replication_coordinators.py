@@ -13,6 +13,8 @@ on survive the coordinator.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 import pytest
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
+from confluent_kafka import Consumer, Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 from kbroker.cluster_runner import HOST, Cluster, request  # noqa: E402
@@ -332,3 +335,100 @@ def test_a_consumer_group_assignment_survives_the_coordinator(tmp_path: Path) ->
             answer = _answered(cluster, successor, member_id, 2, owned)
             assert (answer.member_epoch, _owned(answer, owned)) == (2, owned)
         assert _members(cluster, successor) == acknowledged
+
+
+class _Member:
+    """A librdkafka consumer of "events" with ``group.protocol=consumer`` (KIP-848), polled
+    by its own thread; what its rebalance callbacks were told, and what it read."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": cluster.bootstrap_servers,
+                "group.id": CONSUMER_GROUP,
+                "group.protocol": "consumer",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+        self.calls: list[tuple[str, set[int]]] = []  # ("assign" / "revoke" / "lost", parts)
+        self.values: list[bytes] = []
+        self.assignment: frozenset[int] = frozenset()
+        self._stop = threading.Event()
+        self.consumer.subscribe(
+            ["events"],
+            on_assign=lambda c, tps: self.calls.append(("assign", {tp.partition for tp in tps})),
+            on_revoke=lambda c, tps: self.calls.append(("revoke", {tp.partition for tp in tps})),
+            on_lost=lambda c, tps: self.calls.append(("lost", {tp.partition for tp in tps})),
+        )
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            msg = self.consumer.poll(0.1)
+            if msg is not None and msg.error() is None:
+                self.values.append(msg.value())
+            self.assignment = frozenset(tp.partition for tp in self.consumer.assignment())
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        self.consumer.close()
+
+
+def test_a_kip848_consumer_keeps_its_assignment_through_a_coordinator_kill(
+    tmp_path: Path,
+) -> None:
+    # librdkafka's KIP-848 consumer: two members share "events"; the coordinator is
+    # killed; the successor loads what was acknowledged, so neither member is fenced
+    # (no on_lost, no new rebalance) and both go on reading their partitions.
+    config = {**CONFIG, "group.consumer.heartbeat.interval.ms": 500}
+    with _cluster(tmp_path, config, "orders") as cluster:
+        admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+        for future in admin.create_topics([NewTopic("events", 2, 3)]).values():
+            future.result(30)
+        coordinator = cluster.wait_for(lambda: max(cluster.coordinator_of(CONSUMER_GROUP), 0), 30)
+        cluster.wait_for(lambda: len(cluster.partitions("__consumer_offsets")[0].isr) == 3, 30)
+        members = [_Member(cluster)]
+        try:
+            cluster.wait_for(lambda: members[0].assignment == {0, 1}, 60, message="one member")
+            members.append(_Member(cluster))
+            cluster.wait_for(
+                lambda: (
+                    sorted(len(m.assignment) for m in members) == [1, 1]
+                    and _members(cluster, coordinator)[1].keys() != set()
+                    and all(e == 2 for e, _ in _members(cluster, coordinator)[1].values())
+                ),
+                60,
+                message="the partitions split between the two members at epoch 2",
+            )
+            before = _members(cluster, coordinator)
+            calls_before = [list(m.calls) for m in members]
+
+            cluster.kill(coordinator)
+            successor = cluster.wait_for(
+                lambda: (
+                    (c := cluster.coordinator_of(CONSUMER_GROUP)) not in (-1, coordinator) and c
+                ),
+                30,
+                message="a new coordinator",
+            )
+            # Both members read what is produced after the failover, each its partition.
+            producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
+            for partition in (0, 1):
+                producer.produce("events", value=b"after-%d" % partition, partition=partition)
+            assert producer.flush(30) == 0
+            cluster.wait_for(
+                lambda: sorted(v for m in members for v in m.values) == [b"after-0", b"after-1"],
+                60,
+                message="the records produced after the failover read once",
+            )
+            # A few more heartbeats to the successor: still the same members and epochs.
+            time.sleep(2)
+            assert _members(cluster, successor) == before
+            assert [m.calls for m in members] == calls_before
+            assert all(len(m.assignment) == 1 for m in members)
+        finally:
+            for member in members:
+                member.close()

@@ -652,9 +652,12 @@ async def test_a_consumer_group_write_losing_leadership_is_not_coordinator(serve
     replica = _replicate(server, OFFSETS_TOPIC)
     client = await server.connect()
     async with _in_flight(replica, _first_beat(client, "a")) as joined:
+        written = replica.log.log_end_offset
         replica.make_follower(leader_id=2, leader_epoch=2, isr=[1, 2], replicas=[1, 2])
     assert joined.answer.error_code == ErrorCode.NOT_COORDINATOR
     assert _live(server) is None
+    # A follower now: nothing more is written to its log (the leader's is the group's).
+    assert replica.log.log_end_offset == written
 
 
 async def test_a_heartbeat_waits_for_the_groups_write_in_flight(make_server: Any) -> None:
@@ -773,3 +776,37 @@ async def test_a_single_node_answers_a_consumer_group_heartbeat_without_waiting(
     assert answer.error_code == ErrorCode.NONE
     assert (answer.member_epoch, _assigned(answer)) == (1, {topic.topic_id: [0, 1]})
     assert _replayed(server) == _live(server)
+
+
+async def test_a_classic_group_taken_over_stays_until_the_conversion_is_replicated(
+    server: Any,
+) -> None:
+    # An empty classic group (offsets only) becomes a consumer group with its first
+    # member's heartbeat; until that write is committed, reads see the classic group,
+    # and if it is undone the classic group and its offsets are back, in the log too.
+    create_topic(server, "t", 2)
+    replica = _replicate(server, OFFSETS_TOPIC)
+    client, probe = await server.connect(), await server.connect()
+    async with _in_flight(replica, _commit(client, 3)) as commit:
+        _confirm(replica)
+    assert commit.answer == ErrorCode.NONE
+    assert await _group_state(probe) == ("Empty", [])
+
+    async with _in_flight(replica, _first_beat(client, "a")) as refused:
+        assert await _group_state(probe) == ("Empty", [])
+        assert await _described(probe) is None
+        await _drop_follower(replica)
+    assert refused.answer.error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
+    assert await _group_state(probe) == ("Empty", [])
+    assert await committed(probe) == 3
+    reloaded = _reloaded(server)
+    assert reloaded.consumer_group("g") is None
+    assert reloaded.fetch_offsets("g", [("t", 0)])[("t", 0)].offset == 3
+
+    _confirm(replica)
+    async with _in_flight(replica, _first_beat(client, "a")) as converted:
+        _confirm(replica)
+    assert converted.answer.error_code == ErrorCode.NONE
+    assert (await _group_state(probe))[0] == "Stable"
+    assert await _described(probe) == (1, {"a": (1, [0, 1])})
+    assert await committed(probe) == 3
