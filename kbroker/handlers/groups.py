@@ -724,6 +724,10 @@ async def handle_delete_groups(
     allowed_names = [g for g in names if refusals[g] is None]
     while (busy := next(filter(gc.consumer_write_in_flight, allowed_names), None)) is not None:
         await settled(gc, busy)
+        # Checked again, as a heartbeat does: the partition may have moved meanwhile, and
+        # a group led elsewhere is NOT_COORDINATOR, not what this broker's log says.
+        refusals = {g: refusals[g] or _group_refusal(ctx, Operation.DELETE, g) for g in names}
+        allowed_names = [g for g in names if refusals[g] is None]
         gc = coordinator_for(ctx.broker)
     result, writes = gc.prepare_delete_groups(allowed_names)
     for write in writes:
