@@ -1271,11 +1271,16 @@ class GroupCoordinator:
         group next waits until it is settled (``ConsumerGroupWrite.watch``)."""
         return self._consumer_writes.get(group_id)
 
-    def complete_consumer_write(self, write: ConsumerGroupWrite, error: int) -> None:
+    def complete_consumer_write(
+        self, write: ConsumerGroupWrite, error: int, *, loaded: bool = True
+    ) -> None:
         """The write's records reached the ISR (``error`` NONE: its state is committed)
         or not (the group goes back to its committed image, and what the write removed,
         a converted classic group or deleted offsets, comes back); then whoever waits
-        for the group goes on."""
+        for the group goes on. ``loaded`` False: this coordinator was dropped while the
+        write was in flight (a leadership move of any of its partitions unloads it), so
+        it writes nothing more: its successor was loaded from the log, this write
+        included, and only it may append to that log."""
         if write.done:
             return
         group_id = write.group_id
@@ -1300,8 +1305,9 @@ class GroupCoordinator:
             # them, so the log replays to it (nobody waits for this write; if it fails
             # too, the group's next write is diffed against the undone one instead).
             # Not if the partition is no longer led here: its new leader's log is the
-            # group's, and this coordinator is unloaded.
-            if error != ErrorCode.NOT_COORDINATOR:
+            # group's, and this coordinator is unloaded; nor once this coordinator is
+            # unloaded: its successor holds the undone write's state, as the log does.
+            if loaded and error != ErrorCode.NOT_COORDINATOR:
                 self._write_consumer_group(group_id, extra)
         write.settle()
 

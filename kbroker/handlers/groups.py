@@ -23,7 +23,7 @@ from kbroker.authz.checks import (
 )
 from kbroker.coordinator.group import ConsumerGroupWrite, GroupCoordinator, partition_for
 from kbroker.coordinator.offsets import OffsetAndMetadata, write_error_code
-from kbroker.coordinator.service import coordinator_for, settled, wait_pending
+from kbroker.coordinator.service import coordinator_for, is_loaded, settled, wait_pending
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.meta import AUTHORIZED_OPERATIONS_OMITTED, advertised_endpoint
@@ -724,6 +724,10 @@ async def handle_delete_groups(
     allowed_names = [g for g in names if refusals[g] is None]
     while (busy := next(filter(gc.consumer_write_in_flight, allowed_names), None)) is not None:
         await settled(gc, busy)
+        # Checked again, as a heartbeat does: the partition may have moved meanwhile, and
+        # a group led elsewhere is NOT_COORDINATOR, not what this broker's log says.
+        refusals = {g: refusals[g] or _group_refusal(ctx, Operation.DELETE, g) for g in names}
+        allowed_names = [g for g in names if refusals[g] is None]
         gc = coordinator_for(ctx.broker)
     result, writes = gc.prepare_delete_groups(allowed_names)
     for write in writes:
@@ -767,7 +771,7 @@ async def _consumer_write_replicated(
         error = await coordinator_write_replicated(ctx, KEY_TYPE_GROUP, write.group_id)
     finally:
         # Settled even if the wait is torn down, so the group's next writer goes on.
-        gc.complete_consumer_write(write, error)
+        gc.complete_consumer_write(write, error, loaded=is_loaded(ctx.broker, gc))
     return error
 
 

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 import trio
 
+from kbroker.cluster.coordinators import unload
 from kbroker.coordinator.group import GroupCoordinator
 from kbroker.coordinator.service import coordinator_config, coordinator_for
 from kbroker.coordinator.store import OffsetsTopicStore
 from kbroker.handlers import RequestContext
+from kbroker.handlers import groups as groups_handlers
 from kbroker.handlers.groups import handle_consumer_group_heartbeat
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.replication.partition import ReplicatedPartition
@@ -810,3 +813,67 @@ async def test_a_classic_group_taken_over_stays_until_the_conversion_is_replicat
     assert (await _group_state(probe))[0] == "Stable"
     assert await _described(probe) == (1, {"a": (1, [0, 1])})
     assert await committed(probe) == 3
+
+
+async def test_an_unloaded_coordinator_leaves_the_log_to_its_successor(server: Any) -> None:
+    # Leadership of any __consumer_offsets partition moving drops the whole coordinator
+    # (kbroker.cluster.coordinators.unload); the next request loads a successor from the
+    # log, a write still in flight included. If that write then fails, the dropped
+    # coordinator must not append its undo after it: the successor, which holds the
+    # write's state, would no longer be what its log replays to.
+    create_topic(server, "t", 2)
+    replica = _replicate(server, OFFSETS_TOPIC)
+    a, b, probe = await server.connect(), await server.connect(), await server.connect()
+    async with _in_flight(replica, _first_beat(a, "a")) as joined:
+        _confirm(replica)
+    assert joined.answer.error_code == ErrorCode.NONE
+    async with _in_flight(replica, _first_beat(b, "b")) as refused:
+        unload(cast(Any, SimpleNamespace(broker=server.broker)), OFFSETS_TOPIC, 1, True)
+        epoch, members = await _described(probe) or (0, {})
+        assert (epoch, set(members)) == (2, {"a", "b"})  # the successor, loaded from the log
+        written = replica.log.log_end_offset
+        await _drop_follower(replica)
+    assert refused.answer.error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
+    assert replica.log.log_end_offset == written
+    assert _replayed(server) == _live(server)
+    # The follower is back: b, told to retry, joins again and the log goes on from the
+    # successor's state.
+    _confirm(replica)
+    async with _in_flight(replica, _first_beat(b, "b")) as again:
+        _confirm(replica)
+    assert again.answer.error_code == ErrorCode.NONE
+    assert _replayed(server) == _live(server)
+
+
+async def test_a_deletion_waiting_for_a_write_checks_the_coordinator_again(
+    server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DeleteGroups waits for the group's write in flight; if the partition's leadership
+    # moves meanwhile, the deletion is NOT_COORDINATOR (the client finds the new
+    # coordinator), as a waiting heartbeat is, and nothing is written here.
+    create_topic(server, "t", 2)
+    replica = _replicate(server, OFFSETS_TOPIC)
+    client, admin = await server.connect(), await server.connect()
+    async with _in_flight(replica, _first_beat(client, "a")) as joined:
+        _confirm(replica)
+    assert joined.answer.error_code == ErrorCode.NONE
+    moved = False
+    monkeypatch.setattr(groups_handlers, "elsewhere", lambda ctx, group_id: moved)
+    CGH = ConsumerGroupHeartbeatRequest
+    async with _in_flight(
+        replica, client.request(CGH(group_id="g", member_id="a", member_epoch=-1))
+    ) as left:
+        deletion = Pending()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(deletion.run, admin.request(DeleteGroupsRequest(groups_names=["g"])))
+            write = coordinator_for(server.broker).consumer_write_in_flight("g")
+            assert write is not None
+            with trio.fail_after(5):
+                while not write._watchers:  # the deletion waits for the leave
+                    await trio.sleep(0.005)
+            written = replica.log.log_end_offset
+            moved = True
+            replica.make_follower(leader_id=2, leader_epoch=2, isr=[1, 2], replicas=[1, 2])
+    assert left.answer.error_code == ErrorCode.NOT_COORDINATOR
+    assert deletion.answer.results[0].error_code == ErrorCode.NOT_COORDINATOR
+    assert replica.log.log_end_offset == written
