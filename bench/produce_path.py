@@ -304,7 +304,11 @@ def main() -> int:
         os.environ["PRODUCE_PATH_GAP_MS"] = str(args.gap_ms)
     if args.gap_busy:
         os.environ["PRODUCE_PATH_GAP_BUSY"] = "1"
-    shapes = list(SHAPES) if args.shape == "all" and not args.frames else [args.shape]
+    if args.frames:
+        # Captured frames are the workload; a shape only lends its defaults.
+        shapes = ["100B" if args.shape == "all" else args.shape]
+    else:
+        shapes = list(SHAPES) if args.shape == "all" else [args.shape]
     for shape in shapes:
         if args.mock:
             result = run_mock(args, shape)
