@@ -276,6 +276,16 @@ def _completed_at_once(
     return answer
 
 
+def _set_image(
+    images: dict[str, ConsumerGroupImage], group_id: str, image: ConsumerGroupImage | None
+) -> None:
+    """Record a KIP-848 group's image; None (the group is gone) removes its entry."""
+    if image is None:
+        images.pop(group_id, None)
+    else:
+        images[group_id] = image
+
+
 class GroupCoordinator:
     """Every classic group and committed offset; see the module docstring."""
 
@@ -1287,10 +1297,7 @@ class GroupCoordinator:
         if self._consumer_writes.get(group_id) is write:
             del self._consumer_writes[group_id]
         if error == ErrorCode.NONE:
-            if write.written is None:
-                self._consumer_committed.pop(group_id, None)
-            else:
-                self._consumer_committed[group_id] = write.written
+            _set_image(self._consumer_committed, group_id, write.written)
         else:
             self._restore_committed(group_id)
             extra: list[OffsetRecord | GroupRecord] = []
@@ -1329,10 +1336,7 @@ class GroupCoordinator:
         except Exception:  # noqa: BLE001 - any store failure: answer with an error instead
             self._restore_committed(group_id)
             return None
-        if new is None:
-            self._consumer_images.pop(group_id, None)
-        else:
-            self._consumer_images[group_id] = new
+        _set_image(self._consumer_images, group_id, new)
         return True
 
     def _persist_consumer_group(
@@ -1344,11 +1348,7 @@ class GroupCoordinator:
         to its committed state and False is returned."""
         if self._write_consumer_group(group_id, extra) is None:
             return False
-        logged = self._consumer_images.get(group_id)
-        if logged is None:
-            self._consumer_committed.pop(group_id, None)
-        else:
-            self._consumer_committed[group_id] = logged
+        _set_image(self._consumer_committed, group_id, self._consumer_images.get(group_id))
         return True
 
     def _drop_consumer_group(

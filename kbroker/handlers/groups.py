@@ -228,6 +228,22 @@ def _group_refusal(ctx: RequestContext, operation: Operation, group_id: str) -> 
     return None
 
 
+async def _settled_coordinator(
+    ctx: RequestContext, operation: Operation, group_id: str
+) -> GroupCoordinator | ErrorCode:
+    """The coordinator to act on ``group_id`` once its KIP-848 group has no write in
+    flight (``settled``: at once, without yielding, if it has none), or the refusal to
+    answer. The refusals are checked again after every wait: the group's partition may
+    have moved meanwhile, and a group led elsewhere is NOT_COORDINATOR."""
+    while True:
+        refused = _group_refusal(ctx, operation, group_id)
+        if refused is not None:
+            return refused
+        gc = coordinator_for(ctx.broker)  # polled: timers due meanwhile fire
+        if not await settled(gc, group_id):
+            return gc
+
+
 async def coordinator_write_replicated(ctx: RequestContext, key_type: int, key: str) -> ErrorCode:
     """Wait until the ISR of ``key``'s coordinator partition has what this coordinator
     wrote to it (Kafka's coordinators append with acks=all and answer once the write is
@@ -272,30 +288,17 @@ async def coordinator_write_wait(ctx: RequestContext, key_type: int, key: str) -
 @handles(JoinGroupRequest.API_KEY, 0, 9)
 async def handle_join_group(ctx: RequestContext, request: JoinGroupRequest) -> JoinGroupResponse:
     """Join (or rejoin) a group; answered when the rebalance completes."""
-    refused = _group_refusal(ctx, Operation.READ, request.group_id)
-    if refused is not None:
+    # An empty KIP-848 group it would take over must not have a write in flight.
+    gc = await _settled_coordinator(ctx, Operation.READ, request.group_id)
+    if not isinstance(gc, GroupCoordinator):
         return JoinGroupResponse(
-            error_code=refused,
+            error_code=gc,
             generation_id=-1,
             protocol_name=None if ctx.api_version >= 7 else "",
             leader="",
             member_id=request.member_id,
             members=[],
         )
-    gc = coordinator_for(ctx.broker)
-    # An empty KIP-848 group it would take over must not have a write in flight.
-    while await settled(gc, request.group_id):
-        refused = _group_refusal(ctx, Operation.READ, request.group_id)
-        if refused is not None:
-            return JoinGroupResponse(
-                error_code=refused,
-                generation_id=-1,
-                protocol_name=None if ctx.api_version >= 7 else "",
-                leader="",
-                member_id=request.member_id,
-                members=[],
-            )
-        gc = coordinator_for(ctx.broker)
     version = ctx.api_version
     event = trio.Event()
     pending, takeover = gc.prepare_join_group(
@@ -780,21 +783,15 @@ async def handle_consumer_group_heartbeat(
     ctx: RequestContext, request: ConsumerGroupHeartbeatRequest
 ) -> ConsumerGroupHeartbeatResponse:
     """The KIP-848 protocol: join, heartbeat, reconcile and leave in one API."""
-    refused = _group_refusal(ctx, Operation.READ, request.group_id)
-    if refused is not None:
-        return ConsumerGroupHeartbeatResponse(error_code=refused)
-    gc = coordinator_for(ctx.broker)
+    # One write in flight per group: see GroupCoordinator.prepare_consumer_group_heartbeat.
+    gc = await _settled_coordinator(ctx, Operation.READ, request.group_id)
+    if not isinstance(gc, GroupCoordinator):
+        return ConsumerGroupHeartbeatResponse(error_code=gc)
     owned = None
     if request.topic_partitions is not None:
         owned = {
             tp.topic_id: set(tp.partitions) for tp in request.topic_partitions if tp.partitions
         }
-    # One write in flight per group: see GroupCoordinator.prepare_consumer_group_heartbeat.
-    while await settled(gc, request.group_id):
-        refused = _group_refusal(ctx, Operation.READ, request.group_id)
-        if refused is not None:
-            return ConsumerGroupHeartbeatResponse(error_code=refused)
-        gc = coordinator_for(ctx.broker)  # polled: timers due meanwhile fire
     result, write = gc.prepare_consumer_group_heartbeat(
         request.group_id,
         request.member_id,
