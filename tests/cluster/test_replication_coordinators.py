@@ -38,7 +38,7 @@ from kbroker.wire.messages import (  # noqa: E402
     OffsetFetchRequest,
 )
 from tests.cluster.real_cluster import needs_zookeeper  # noqa: E402
-from tests.kbroker.helpers import commit_request  # noqa: E402
+from tests.kbroker.helpers import commit_request, described_members  # noqa: E402
 
 pytestmark = needs_zookeeper
 
@@ -282,24 +282,25 @@ def _members(cluster: Cluster, broker_id: int) -> tuple[int, dict[str, tuple[int
     body = ConsumerGroupDescribeRequest(group_ids=[CONSUMER_GROUP])
     group = request(HOST, cluster.broker(broker_id).port, body, 0, timeout=30).groups[0]
     assert group.error_code == ErrorCode.NONE, group
-    return group.group_epoch, {
-        m.member_id: (
-            m.member_epoch,
-            sorted(p for tp in m.assignment.topic_partitions for p in tp.partitions),
-        )
-        for m in group.members
-    }
+    return described_members(group)
+
+
+def _events_and_coordinator(cluster: Cluster) -> int:
+    """Create "events" (2 partitions, RF 3) and wait until the consumer group's coordinator
+    is known and its offsets partition fully in sync; the coordinator's id."""
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+    for future in admin.create_topics([NewTopic("events", 2, 3)]).values():
+        future.result(30)
+    coordinator = cluster.wait_for(lambda: max(cluster.coordinator_of(CONSUMER_GROUP), 0), 30)
+    cluster.wait_for(lambda: len(cluster.partitions("__consumer_offsets")[0].isr) == 3, 30)
+    return coordinator
 
 
 def test_a_consumer_group_assignment_survives_the_coordinator(tmp_path: Path) -> None:
     # KIP-848: Kafka's group coordinator answers a ConsumerGroupHeartbeat once its records
     # are committed, so an epoch and assignment a member acted on survive a failover.
     with _cluster(tmp_path, CONFIG, "orders") as cluster:
-        admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
-        for future in admin.create_topics([NewTopic("events", 2, 3)]).values():
-            future.result(30)
-        coordinator = cluster.wait_for(lambda: max(cluster.coordinator_of(CONSUMER_GROUP), 0), 30)
-        cluster.wait_for(lambda: len(cluster.partitions("__consumer_offsets")[0].isr) == 3, 30)
+        coordinator = _events_and_coordinator(cluster)
         first = _answered(cluster, coordinator, "m1", 0, {})
         assert first.member_epoch == 1
         m1 = _owned(first, {})
@@ -385,11 +386,7 @@ def test_a_kip848_consumer_keeps_its_assignment_through_a_coordinator_kill(
     # (no on_lost, no new rebalance) and both go on reading their partitions.
     config = {**CONFIG, "group.consumer.heartbeat.interval.ms": 500}
     with _cluster(tmp_path, config, "orders") as cluster:
-        admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
-        for future in admin.create_topics([NewTopic("events", 2, 3)]).values():
-            future.result(30)
-        coordinator = cluster.wait_for(lambda: max(cluster.coordinator_of(CONSUMER_GROUP), 0), 30)
-        cluster.wait_for(lambda: len(cluster.partitions("__consumer_offsets")[0].isr) == 3, 30)
+        coordinator = _events_and_coordinator(cluster)
         members = [_Member(cluster)]
         try:
             cluster.wait_for(lambda: members[0].assignment == {0, 1}, 60, message="one member")

@@ -40,7 +40,14 @@ from kbroker.wire.messages import (
     WriteTxnMarkersRequest,
 )
 from kbroker.wire.protocol import decode_request, encode_request
-from tests.kbroker.helpers import commit_request, create_topic, first_heartbeat, join, join_req
+from tests.kbroker.helpers import (
+    commit_request,
+    create_topic,
+    described_members,
+    first_heartbeat,
+    join,
+    join_req,
+)
 from tests.kbroker.txn_helpers import (
     TID,
     add,
@@ -557,13 +564,7 @@ async def _described(client: Any) -> tuple[int, dict[str, tuple[int, list[int]]]
     group = (await client.request(ConsumerGroupDescribeRequest(group_ids=["g"]))).groups[0]
     if group.error_code == ErrorCode.GROUP_ID_NOT_FOUND:
         return None
-    return group.group_epoch, {
-        m.member_id: (
-            m.member_epoch,
-            sorted(p for tp in m.assignment.topic_partitions for p in tp.partitions),
-        )
-        for m in group.members
-    }
+    return described_members(group)
 
 
 def _reloaded(server: Any) -> GroupCoordinator:
