@@ -80,7 +80,9 @@ class BrokerState:
         # Cluster mode (zookeeper.connect): the ClusterNode, set by kbroker.server; None
         # on a single node, where this broker is the whole cluster.
         self.cluster: ClusterNode | None = None
-        self._append_event = trio.Event()
+        # Made by the first wait_for_append after an append: an append that nobody
+        # waits for (every Produce without a parked fetch) builds and sets no Event.
+        self._append_event: trio.Event | None = None
         # The data dir's replication-offset-checkpoint / recovery-point-offset-checkpoint.
         self.offset_checkpoints = OffsetCheckpoints(config.data_dir)
         self._lock_file: IO[bytes] | None = None
@@ -158,12 +160,16 @@ class BrokerState:
 
     def notify_append(self, partition: Partition | None = None) -> None:
         """Wake every ``wait_for_append`` (call after appending to any partition)."""
-        event, self._append_event = self._append_event, trio.Event()
-        event.set()
+        event = self._append_event
+        if event is not None:
+            self._append_event = None
+            event.set()
 
     async def wait_for_append(self, timeout_s: float) -> None:
         """Return after the next append anywhere, or after ``timeout_s`` seconds."""
         event = self._append_event
+        if event is None:
+            event = self._append_event = trio.Event()
         with trio.move_on_after(max(0.0, timeout_s)):
             await event.wait()
 

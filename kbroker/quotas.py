@@ -245,7 +245,10 @@ class QuotaManager:
     def request_quotas_set(self) -> bool:
         """Whether any entity has a request-rate quota (Kafka's quotasEnabled: no time
         is recorded otherwise)."""
-        return any(REQUEST_PERCENTAGE in values for values in self.quotas.values())
+        # Asked once per request: with no quota at all (the usual case), no generator.
+        return bool(self.quotas) and any(
+            REQUEST_PERCENTAGE in values for values in self.quotas.values()
+        )
 
     def record_request_time(
         self, principal: str, client_id: str, seconds: float, now: float

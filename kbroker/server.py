@@ -138,7 +138,9 @@ class Server:
     # Bytes of requests received and not yet answered, over all connections
     # (queued.max.request.bytes), and a wake-up for readers waiting for memory.
     request_bytes: int = 0
-    _memory_freed: trio.Event = field(default_factory=trio.Event)
+    # Made by the first reader that waits for memory: a release with nobody waiting
+    # (every request, usually) then builds and sets no Event.
+    _memory_freed: trio.Event | None = None
 
     def hold_request_bytes(self, n: int) -> None:
         self.request_bytes += n
@@ -146,14 +148,19 @@ class Server:
     def release_request_bytes(self, n: int) -> None:
         if n:
             self.request_bytes -= n
-            self._memory_freed.set()
-            self._memory_freed = trio.Event()
+            freed = self._memory_freed
+            if freed is not None:
+                self._memory_freed = None
+                freed.set()
 
     async def wait_for_request_memory(self) -> None:
         """queued.max.request.bytes: wait while requests in flight hold that much."""
         limit = self.config["queued.max.request.bytes"]
         while 0 < limit <= self.request_bytes:
-            await self._memory_freed.wait()
+            freed = self._memory_freed
+            if freed is None:
+                freed = self._memory_freed = trio.Event()
+            await freed.wait()
 
     def connection_closed(self, ip: str) -> None:
         left = self.per_ip.get(ip, 0) - 1

@@ -166,6 +166,10 @@ class Topic:
     partitions: list[Partition] = field(default_factory=list)
     configs: dict[str, str] = field(default_factory=dict)
     internal: bool = False
+    # Produce's settings of this topic and the `configs` dict they were computed from
+    # (kbroker.handlers.produce.produce_settings): set_configs installs a new dict, so
+    # identity tells whether they are current; a recreated topic is a new object.
+    produce_settings: tuple[dict[str, str], object] | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         return f"Topic({self.name!r}, {len(self.partitions)} partitions)"

@@ -28,7 +28,6 @@ only a different codec does.
 from __future__ import annotations
 
 import logging
-import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,14 +108,16 @@ def validate_produce_records(
     0, max.message.bytes, CRC), then LogValidator (offset range vs count, no
     control batches, sequence set with producer id, per-record checks).
     """
-    if records is None or len(records) == 0:
+    # The header's size and codec are properties: each is read once, into a local.
+    n = 0 if records is None else len(records)
+    if n == 0:
         raise RejectedBatch(
             ErrorCode.INVALID_RECORD,
             f"Produce requests with version {version} must have at least one record batch per partition",
         )
     buf = memoryview(records)
     # Produce v3+ accepts only magic 2 (message format v2).
-    if len(buf) > wire_records.MAGIC_POS and buf[wire_records.MAGIC_POS] != wire_records.MAGIC:
+    if n > wire_records.MAGIC_POS and buf[wire_records.MAGIC_POS] != wire_records.MAGIC:
         raise RejectedBatch(
             ErrorCode.INVALID_RECORD,
             f"Produce requests with version {version} are only allowed to contain record "
@@ -126,17 +127,19 @@ def validate_produce_records(
         header = wire_records.parse_header(buf, 0)
     except InvalidRecordBatch as exc:
         raise RejectedBatch(ErrorCode(exc.error_code)) from exc
-    if header.size > len(buf):
+    size = header.size
+    if size > n:
         # A truncated batch: the Java batch iterator finds no complete batch and
         # the broker reports a corrupt request.
         raise RejectedBatch(ErrorCode.CORRUPT_MESSAGE)
-    if header.size < len(buf):
+    if size < n:
         raise RejectedBatch(
             ErrorCode.INVALID_RECORD,
             f"Produce requests with version {version} are only allowed to contain exactly "
             "one record batch",
         )
-    if header.compression == ZSTD and version < 7:
+    compression = header.compression
+    if compression == ZSTD and version < 7:
         # KIP-110: zstd needs Produce v7+.
         raise RejectedBatch(
             ErrorCode.UNSUPPORTED_COMPRESSION_TYPE,
@@ -148,7 +151,7 @@ def validate_produce_records(
             f"The baseOffset of the record batch in the append should be 0, but it is "
             f"{header.base_offset}",
         )
-    if header.size > settings.max_message_bytes:
+    if size > settings.max_message_bytes:
         # Kafka compares the whole batch (log overhead included) to max.message.bytes.
         raise RejectedBatch(ErrorCode.MESSAGE_TOO_LARGE)
     try:
@@ -180,8 +183,9 @@ def validate_produce_records(
             f"Invalid sequence number {header.base_sequence} in record batch with producerId "
             f"{header.producer_id}",
         )
+    walk = _needs_record_walk(header, settings)
     try:
-        if header.compression == NONE and not _needs_record_walk(header, settings):
+        if compression == NONE and not walk:
             # Uncompressed: the records must tile the batch (Java's batch iterator);
             # the CRC checked above covers the bytes inside each record. Kafka's
             # LogValidator also parses every field of every record, which costs
@@ -194,7 +198,8 @@ def validate_produce_records(
             wire_records.check_records(buf, 0)
     except InvalidRecordBatch as exc:
         raise RejectedBatch(ErrorCode(exc.error_code), str(exc)) from exc
-    _validate_each_record(buf, header, settings, now_ms)
+    if walk:
+        _validate_each_record(buf, header, settings, now_ms)
     return header
 
 
@@ -267,15 +272,17 @@ def _validate_each_record(
 
 
 def produce_settings(ctx: RequestContext, topic: Topic) -> ProduceSettings:
-    """The ProduceSettings of ``topic``, cached until its config overrides are replaced."""
-    cache = ctx.broker.state.setdefault(__name__, weakref.WeakKeyDictionary())
-    cached = cache.get(topic)
+    """The ProduceSettings of ``topic``, cached on it until its config overrides are replaced."""
+    cached = topic.produce_settings
     # TopicManager.set_configs installs a new overrides dict, so identity tells
-    # whether the cached settings are still current.
+    # whether the cached settings are still current. (Broker settings, the
+    # fallbacks, are static: kbroker refuses dynamic broker config changes.) On the
+    # topic itself rather than in a WeakKeyDictionary: that lookup built a weak
+    # reference per request.
     if cached is not None and cached[0] is topic.configs:
-        return cached[1]
+        return cached[1]  # type: ignore[return-value]
     settings = _compute_settings(ctx, topic)
-    cache[topic] = (topic.configs, settings)
+    topic.produce_settings = (topic.configs, settings)
     return settings
 
 

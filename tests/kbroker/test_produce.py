@@ -188,3 +188,20 @@ async def test_topic_config_changes_apply_to_the_next_produce(server: Any) -> No
     stamped = await produce(client, "alter", 0, records(1))
     assert (stamped.error_code, stamped.base_offset) == (0, 1)
     assert stamped.log_append_time_ms > 0
+
+
+async def test_a_recreated_topic_is_produced_to_with_its_own_configs(server: Any) -> None:
+    # Produce settings are cached per topic; the new topic of the same name must not
+    # inherit the deleted one's (a max.message.bytes both ways, a timestamp type).
+    create_topic(server, "again", configs={"max.message.bytes": "100"})
+    client = await server.connect()
+    big = build_batch([Record(key=b"k", value=b"x" * 500, timestamp=1)])
+    assert (await produce(client, "again", 0, big)).error_code == ErrorCode.MESSAGE_TOO_LARGE
+    server.broker.topics.delete("again")
+    create_topic(server, "again", configs={"message.timestamp.type": "LogAppendTime"})
+    stamped = await produce(client, "again", 0, big)
+    assert (stamped.error_code, stamped.base_offset) == (0, 0)
+    assert stamped.log_append_time_ms > 0
+    server.broker.topics.delete("again")
+    create_topic(server, "again", configs={"max.message.bytes": "100"})
+    assert (await produce(client, "again", 0, big)).error_code == ErrorCode.MESSAGE_TOO_LARGE
