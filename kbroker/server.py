@@ -55,6 +55,7 @@ from kbroker.handlers import CloseConnection, RequestContext, load_handlers, loo
 from kbroker.handlers.quotas import apply_request_quota
 from kbroker.log.segment import pread_exact
 from kbroker.partition_limits import raise_fd_limit
+from kbroker.quotas import quota_manager
 from kbroker.replication.checkpoints import HIGH_WATERMARK_CHECKPOINT_INTERVAL_S
 from kbroker.txn import service as txn_service
 from kbroker.wire.errors import DecodeError, UnsupportedVersion
@@ -455,12 +456,18 @@ class Connection:
             principal=self.principal,
             listener=self.listener_name,
         )
-        timed = _BusyTime(handler(ctx, request))
+        # The handler's busy time only counts against request_percentage quotas, so it
+        # is measured only when one is set (Kafka records it only then, quotasEnabled):
+        # the timing wrapper is a generator, two clock reads and a frame per request.
+        # A quota set while this request runs counts from the next request on.
+        call = handler(ctx, request)
+        timed = _BusyTime(call) if quota_manager(ctx.broker).request_quotas_set else None
+        awaited = call if timed is None else timed
         try:
             if api_key in _MAY_WAIT and self._nursery is not None:
-                response = await self._call_watching_peer(lambda *_: timed, ctx, request)
+                response = await self._call_watching_peer(lambda *_: awaited, ctx, request)
             else:
-                response = await timed
+                response = await awaited
         except CloseConnection:
             raise _CloseConnection from None  # the handler has logged why
         except _CloseConnection:
@@ -477,7 +484,8 @@ class Connection:
             if observer is not None:
                 observer(ctx, request, None, started, len(frame), failed=True)
             raise _CloseConnection from None
-        apply_request_quota(ctx, request, response, timed.busy_s)
+        if timed is not None:
+            apply_request_quota(ctx, request, response, timed.busy_s)
         if response is None:
             if observer is not None:
                 observer(ctx, request, None, started, len(frame))
@@ -487,7 +495,8 @@ class Connection:
             parts = encode_response_parts(api_key, api_version, header.correlation_id, response)
             # Before the first await: file regions get their own descriptor (os.dup), so
             # retention, compaction or a closing log cannot pull the file from under us.
-            items = prepare_parts(parts)
+            # One bytes part (every Produce answer) needs no preparing.
+            items = parts if len(parts) == 1 and type(parts[0]) is bytes else prepare_parts(parts)
         except Exception:
             logger.exception(
                 "connection from %s: cannot encode the response to api key %d v%d; closing it",
@@ -520,7 +529,10 @@ class Connection:
 
     async def _send_items(self, items: list[Any]) -> None:
         """Send a prepared response (prepare_parts); SendStalled if the peer reads nothing."""
-        await send_parts(self.stream.socket, items, idle_s=self.idle_s)
+        if len(items) == 1 and type(items[0]) is bytes:
+            await _send_bytes(self.stream.socket, items[0], self.idle_s)
+        else:
+            await send_parts(self.stream.socket, items, idle_s=self.idle_s)
 
     async def _call_watching_peer(self, handler: Any, ctx: RequestContext, request: Any) -> Any:
         """Run a handler that may wait; cancel it if the peer closes its end meanwhile."""
