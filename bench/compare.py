@@ -194,11 +194,12 @@ class MemorySample:
     free_mb: float
     vm: dict[str, int]
     reported_mb: float
-    syscalls: tuple[int, int]  # read-type and write-type system calls (/proc/PID/io)
+    syscalls: tuple[int, int] | None  # read- and write-type system calls (/proc/PID/io)
 
     @staticmethod
-    def take(pid: int) -> MemorySample:
-        """One reading for process `pid` and the machine."""
+    def take(pid: int, io: bool = False) -> MemorySample:
+        """One reading for process `pid` and the machine; its system calls only if `io`
+        (/proc/PID/io is readable only by the process's owner, or with ptrace rights)."""
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         tick = os.sysconf("SC_CLK_TCK")
         vm: dict[str, int] = {}
@@ -214,7 +215,15 @@ class MemorySample:
             reported = int(_PAGE_REPORTING.read_text()) / 1024
         except (OSError, ValueError):
             reported = float("nan")  # no free page reporting on this machine
-        io = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+        syscalls = None
+        if io:
+            try:
+                counts = dict(
+                    line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines()
+                )
+                syscalls = (int(counts["syscr"]), int(counts["syscw"]))
+            except (OSError, KeyError, ValueError):
+                pass  # not ours to read: the line leaves the counts out
         return MemorySample(
             utime=int(fields[11]) / tick,
             stime=int(fields[12]) / tick,
@@ -223,17 +232,21 @@ class MemorySample:
             free_mb=free_kb / 1024,
             vm=vm,
             reported_mb=reported,
-            syscalls=(int(io["syscr"]), int(io["syscw"])),
+            syscalls=syscalls,
         )
 
     def since(self, before: MemorySample) -> str:
         """The phase's deltas, as one line."""
         vm = {k: (self.vm.get(k, 0) - before.vm.get(k, 0)) * 4 // 1024 for k in _VMSTAT_KEYS}
+        calls = ""
+        if self.syscalls is not None and before.syscalls is not None:
+            calls = (
+                f", read/write calls {self.syscalls[0] - before.syscalls[0]}/"
+                f"{self.syscalls[1] - before.syscalls[1]}"
+            )
         return (
             f"user {self.utime - before.utime:.2f} s, sys {self.stime - before.stime:.2f} s, "
-            f"minflt {self.minflt - before.minflt}, rss {self.rss_mb:.0f} MB, "
-            f"read/write calls {self.syscalls[0] - before.syscalls[0]}/"
-            f"{self.syscalls[1] - before.syscalls[1]}; machine: "
+            f"minflt {self.minflt - before.minflt}, rss {self.rss_mb:.0f} MB{calls}; machine: "
             f"MemFree {self.free_mb - before.free_mb:+.0f} MB, allocated "
             f"{vm['pgalloc_normal']} MB, freed {vm['pgfree']} MB, faulted {vm['pgfault']} MB, "
             f"scanned {vm['pgscan_kswapd'] + vm['pgscan_direct']} MB, reported to the host "
@@ -319,14 +332,15 @@ def run_once(target: Target, args: argparse.Namespace) -> None:
         topic = f"cmp-{size}-{run}"
         target.create_topic(topic, partitions)
         budget = args.megabytes_small if size < 1000 else args.megabytes_large
-        m0 = MemorySample.take(target.pid)
+        m0 = MemorySample.take(target.pid, io=args.memory)
         c0, k0 = cpu_s(target.pid), time.process_time()
         n, nbytes, secs = throughput.bench_produce(
             target.bootstrap, topic, size, int(budget * MB), args.seconds, extra
         )
         c1, k1 = cpu_s(target.pid), time.process_time()
-        m1 = MemorySample.take(target.pid)
-        target.record(f"produce {label} broker sys share", (m1.stime - m0.stime) / (c1 - c0))
+        m1 = MemorySample.take(target.pid, io=args.memory)
+        if c1 > c0:  # a phase that used no measurable CPU has no share to give
+            target.record(f"produce {label} broker sys share", (m1.stime - m0.stime) / (c1 - c0))
         if args.memory:
             print(f"  {target.name:<7} produce {label}: {m1.since(m0)}", flush=True)
         target.record(f"produce {label} MB/s", nbytes / MB / secs)

@@ -1,7 +1,7 @@
 """The produce path, request by request: a fixed workload, the broker's CPU per request.
 
 Run: `.venv/bin/python bench/produce_path.py [--shape 100B|10KB|1rec|all] [--requests N]
-[--profile] [--frames FILE]`. Prints figures; asserts nothing.
+[--profile] [--frames FILE] [--pipeline] [--gap-ms MS [--gap-busy]]`. Prints figures; asserts nothing.
 
 A broker is served in this process (kbroker.server.serve, a fresh data dir in /tmp that is
 deleted afterwards); a child process, the client, sends pre-encoded Produce requests over
@@ -18,6 +18,11 @@ The workload is the same on every run, so under `valgrind --tool=callgrind` (run
 with --requests N and --requests 0, and subtract: the difference is the requests' own
 instructions) it gives instruction counts that do not depend on the machine's load.
 `--profile` prints the broker's cProfile (tottime per request) over the requests.
+`--gap-ms MS` spaces the requests out as a live producer does (librdkafka sends a batch
+every few ms in bench/compare.py's phases), with `--gap-busy` spinning through each gap:
+a request served after the broker idled costs several times the CPU of one served
+back to back (caches and predictors cold after other work ran), which is most of the
+difference between this in-process figure and bench/compare.py's live one.
 `--frames FILE` replays captured request frames instead (4-byte size, frame) pairs.
 """
 
@@ -122,10 +127,21 @@ def client_main(
     buf = bytearray(1 << 16)
     started = time.perf_counter()
     pipelined = os.environ.get("PRODUCE_PATH_PIPELINE") == "1"
+    gap_s = float(os.environ.get("PRODUCE_PATH_GAP_MS", "0")) / 1000
+    busy = os.environ.get("PRODUCE_PATH_GAP_BUSY") == "1"
     if pipelined:
         # As librdkafka does: requests go out without waiting for responses.
         threading.Thread(target=lambda: [sock.sendall(f) for f in frames], daemon=True).start()
     for frame in frames:
+        if gap_s and not pipelined:
+            # As a producer whose batches fill over a few ms: the broker idles in
+            # between, and with --gap-busy this process keeps a core busy meanwhile.
+            if busy:
+                until = time.perf_counter() + gap_s
+                while time.perf_counter() < until:
+                    pass
+            else:
+                time.sleep(gap_s)
         if not pipelined:
             sock.sendall(frame)
         got = 0
@@ -261,6 +277,19 @@ def main() -> int:
         "does with several requests in flight); per-request figures are then averages",
     )
     parser.add_argument(
+        "--gap-ms",
+        type=float,
+        default=0.0,
+        help="the client waits this long before each request (not with --pipeline), as a "
+        "producer does while its next batch fills: the broker idles between requests",
+    )
+    parser.add_argument(
+        "--gap-busy",
+        action="store_true",
+        help="the client spins through each gap instead of sleeping (as librdkafka's "
+        "application thread keeps a core busy), so other work runs while the broker waits",
+    )
+    parser.add_argument(
         "--mock", action="store_true", help="against librdkafka's mock cluster instead"
     )
     parser.add_argument(
@@ -271,7 +300,15 @@ def main() -> int:
     args = parser.parse_args()
     if args.pipeline:
         os.environ["PRODUCE_PATH_PIPELINE"] = "1"
-    shapes = list(SHAPES) if args.shape == "all" and not args.frames else [args.shape]
+    if args.gap_ms:
+        os.environ["PRODUCE_PATH_GAP_MS"] = str(args.gap_ms)
+    if args.gap_busy:
+        os.environ["PRODUCE_PATH_GAP_BUSY"] = "1"
+    if args.frames:
+        # Captured frames are the workload; a shape only lends its defaults.
+        shapes = ["100B" if args.shape == "all" else args.shape]
+    else:
+        shapes = list(SHAPES) if args.shape == "all" else [args.shape]
     for shape in shapes:
         if args.mock:
             result = run_mock(args, shape)

@@ -601,20 +601,36 @@ def _same_size_run_in_view(view: memoryview, p: int, width: int, stride: int, li
 
 
 def _equal_prefix(column: memoryview, same: memoryview) -> int:
-    """How many leading items of ``column`` equal ``same``'s (same length, one value)."""
+    """How many leading items of ``column`` equal ``same``'s (same length, one value).
+
+    Compared in chunks that double from _FIRST_CHUNK items, each item once: a run that
+    ends early is found near where it ends, then bisected within its chunk, comparing
+    only the part not yet known to match. (Comparing the whole column first and
+    bisecting on prefixes cost up to log2(n) passes over it: librdkafka's batches of
+    100 B records change record size at offset delta 64 and 8192, and a 940 KB batch
+    whose run ended at record 8,192 took 258 us for the framing check instead of ~45.)
+    """
     n = len(column)
-    # Usually the whole column is one value: one comparison says so. A run that ends
-    # early is bisected: column[:lo] is all that value, column[:hi] is not.
-    if column == same:
-        return n
-    lo, hi = 0, n
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if column[:mid] == same[:mid]:
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    lo, size = 0, _FIRST_CHUNK
+    while lo < n:
+        hi = min(n, lo + size)
+        if column[lo:hi] != same[lo:hi]:
+            # column[:lo] matches, column[lo:hi] does not: bisect within.
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if column[lo:mid] == same[lo:mid]:
+                    lo = mid
+                else:
+                    hi = mid
+            return lo
+        lo = hi
+        size *= 2
+    return n
+
+
+# The first chunk _equal_prefix compares: past the first 64 records, where a
+# producer's offset deltas widen to two bytes (a new record size), in one go.
+_FIRST_CHUNK = 48
 
 
 def iter_records(

@@ -21,9 +21,10 @@ Persistence (Kafka's GroupMetadataManager / GroupCoordinatorRecordHelpers): the 
 that survives a restart is the ``ConsumerGroupImage`` -- group epoch, subscribed topic
 metadata, each member's subscription, the target assignment and its epoch, and each
 member's current assignment. After every call that may change a group the coordinator
-diffs the new image against the last written one (``image_records``) and appends exactly
-the changed records to ``__consumer_offsets`` before answering; a departed member or a
-deleted group becomes tombstones. On load ``ConsumerGroup.restore`` rebuilds the group
+diffs the new image against the last written one (``image_records``), appends exactly
+the changed records to ``__consumer_offsets`` and answers once they are replicated (a
+write that is not is undone: see ``GroupCoordinator.prepare_consumer_group_heartbeat``);
+a departed member or a deleted group becomes tombstones. On load ``ConsumerGroup.restore`` rebuilds the group
 from the replayed image, and every member's session timer starts afresh, as in Kafka.
 """
 

@@ -254,6 +254,7 @@ class ConsumerGroupWrite:
             self._watchers.append(callback)
 
     def settle(self) -> None:
+        """Mark the write settled and call whoever waits for it."""
         self.done = True
         watchers, self._watchers = self._watchers, []
         for callback in watchers:
@@ -273,6 +274,16 @@ def _completed_at_once(
     if written is not None:
         complete(written, ErrorCode.NONE)
     return answer
+
+
+def _set_image(
+    images: dict[str, ConsumerGroupImage], group_id: str, image: ConsumerGroupImage | None
+) -> None:
+    """Record a KIP-848 group's image; None (the group is gone) removes its entry."""
+    if image is None:
+        images.pop(group_id, None)
+    else:
+        images[group_id] = image
 
 
 class GroupCoordinator:
@@ -1253,9 +1264,15 @@ class GroupCoordinator:
                 "The coordinator could not store the group's state.",
             ), None
         self._groups.pop(group_id, None)
+        logged = self._consumer_images.get(group_id)
         if not written:
-            return result, None
-        write = ConsumerGroupWrite(group_id, self._consumer_images.get(group_id), classic=classic)
+            committed = self._consumer_committed.get(group_id)
+            if logged is committed or logged == committed:
+                return result, None
+            # Nothing to append, but the group now is what an undone write left in the
+            # log (its state could not be written again after it): that must be
+            # replicated before the answer stands.
+        write = ConsumerGroupWrite(group_id, logged, classic=classic)
         self._consumer_writes[group_id] = write
         return result, write
 
@@ -1264,27 +1281,41 @@ class GroupCoordinator:
         group next waits until it is settled (``ConsumerGroupWrite.watch``)."""
         return self._consumer_writes.get(group_id)
 
-    def complete_consumer_write(self, write: ConsumerGroupWrite, error: int) -> None:
+    def complete_consumer_write(
+        self, write: ConsumerGroupWrite, error: int, *, loaded: bool = True
+    ) -> None:
         """The write's records reached the ISR (``error`` NONE: its state is committed)
         or not (the group goes back to its committed image, and what the write removed,
         a converted classic group or deleted offsets, comes back); then whoever waits
-        for the group goes on."""
+        for the group goes on. ``loaded`` False: this coordinator was dropped while the
+        write was in flight (a leadership move of any of its partitions unloads it), so
+        it writes nothing more: its successor was loaded from the log, this write
+        included, and only it may append to that log."""
         if write.done:
             return
         group_id = write.group_id
         if self._consumer_writes.get(group_id) is write:
             del self._consumer_writes[group_id]
         if error == ErrorCode.NONE:
-            if write.written is None:
-                self._consumer_committed.pop(group_id, None)
-            else:
-                self._consumer_committed[group_id] = write.written
+            _set_image(self._consumer_committed, group_id, write.written)
         else:
             self._restore_committed(group_id)
+            extra: list[OffsetRecord | GroupRecord] = []
             if write.classic is not None and group_id not in self._consumer_groups:
-                self._groups.setdefault(group_id, write.classic)
+                classic = self._groups.setdefault(group_id, write.classic)
+                extra.append(GroupRecord(group_id, self._snapshot(classic)))
             if write.offsets is not None and group_id in self._consumer_groups:
                 self.offsets.restore(group_id, write.offsets)
+                stored = self.offsets.of(group_id)
+                extra += [OffsetRecord(group_id, *tp, stored[tp]) for tp in write.offsets]
+            # The log keeps the undone records: the committed state is written again after
+            # them, so the log replays to it (nobody waits for this write; if it fails
+            # too, the group's next write is diffed against the undone one instead).
+            # Not if the partition is no longer led here: its new leader's log is the
+            # group's, and this coordinator is unloaded; nor once this coordinator is
+            # unloaded: its successor holds the undone write's state, as the log does.
+            if loaded and error != ErrorCode.NOT_COORDINATOR:
+                self._write_consumer_group(group_id, extra)
         write.settle()
 
     def _write_consumer_group(
@@ -1305,10 +1336,7 @@ class GroupCoordinator:
         except Exception:  # noqa: BLE001 - any store failure: answer with an error instead
             self._restore_committed(group_id)
             return None
-        if new is None:
-            self._consumer_images.pop(group_id, None)
-        else:
-            self._consumer_images[group_id] = new
+        _set_image(self._consumer_images, group_id, new)
         return True
 
     def _persist_consumer_group(
@@ -1320,11 +1348,7 @@ class GroupCoordinator:
         to its committed state and False is returned."""
         if self._write_consumer_group(group_id, extra) is None:
             return False
-        logged = self._consumer_images.get(group_id)
-        if logged is None:
-            self._consumer_committed.pop(group_id, None)
-        else:
-            self._consumer_committed[group_id] = logged
+        _set_image(self._consumer_committed, group_id, self._consumer_images.get(group_id))
         return True
 
     def _drop_consumer_group(
@@ -1387,6 +1411,14 @@ class GroupCoordinator:
         if live is not None:
             view.assignor = live.assignor
         return view
+
+    def _converting(self, group_id: str) -> ClassicGroup | None:
+        """The classic group a KIP-848 group's write in flight takes over: reads still see
+        it, as the conversion is not committed yet."""
+        write = self._consumer_writes.get(group_id)
+        if write is None or self._consumer_committed.get(group_id) is not None:
+            return None
+        return write.classic
 
     def validate_offset_fetch(self, group_id: str, member_id: str | None, member_epoch: int) -> int:
         """OffsetFetch v9 from a KIP-848 member: check its id and epoch (else NONE), as its
@@ -1628,7 +1660,7 @@ class GroupCoordinator:
                     for m in consumer_group.members.values()
                 ],
             )
-        group = self._groups.get(group_id)
+        group = self._groups.get(group_id) or self._converting(group_id)
         if group is None:
             return DescribedGroup(ErrorCode.NONE, group_id, S.DEAD.value, "", "", [])
         stable = group.state is S.STABLE
@@ -1656,9 +1688,11 @@ class GroupCoordinator:
 
     def list_groups(self) -> list[tuple[str, str, str, str]]:
         """(group id, protocol type, state, type "classic"/"consumer") of every live group."""
+        classic = [*self._groups.values()]
+        classic += [g for g in map(self._converting, self._consumer_writes) if g is not None]
         groups = [
             (g.group_id, g.protocol_type or "", g.state.value, "classic")
-            for g in self._groups.values()
+            for g in classic
             if g.state is not S.DEAD
         ]
         views = (

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "coordinator_config",
     "coordinator_for",
+    "is_loaded",
     "on_topics_deleted",
     "poll_loaded",
     "settled",
@@ -82,6 +83,13 @@ def coordinator_for(broker: BrokerState) -> GroupCoordinator:
         broker.state[_STATE_KEY] = gc
     gc.poll()
     return gc
+
+
+def is_loaded(broker: BrokerState, gc: GroupCoordinator) -> bool:
+    """Whether ``gc`` is still the broker's coordinator: not dropped since it was loaded
+    (kbroker.cluster.coordinators.unload drops it when leadership of any of its
+    partitions moves; the next request loads a successor from the logs)."""
+    return broker.state.get(_STATE_KEY) is gc
 
 
 def poll_loaded(broker: BrokerState) -> None:

@@ -23,7 +23,7 @@ from kbroker.authz.checks import (
 )
 from kbroker.coordinator.group import ConsumerGroupWrite, GroupCoordinator, partition_for
 from kbroker.coordinator.offsets import OffsetAndMetadata, write_error_code
-from kbroker.coordinator.service import coordinator_for, settled, wait_pending
+from kbroker.coordinator.service import coordinator_for, is_loaded, settled, wait_pending
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.meta import AUTHORIZED_OPERATIONS_OMITTED, advertised_endpoint
@@ -228,6 +228,22 @@ def _group_refusal(ctx: RequestContext, operation: Operation, group_id: str) -> 
     return None
 
 
+async def _settled_coordinator(
+    ctx: RequestContext, operation: Operation, group_id: str
+) -> GroupCoordinator | ErrorCode:
+    """The coordinator to act on ``group_id`` once its KIP-848 group has no write in
+    flight (``settled``: at once, without yielding, if it has none), or the refusal to
+    answer. The refusals are checked again after every wait: the group's partition may
+    have moved meanwhile, and a group led elsewhere is NOT_COORDINATOR."""
+    while True:
+        refused = _group_refusal(ctx, operation, group_id)
+        if refused is not None:
+            return refused
+        gc = coordinator_for(ctx.broker)  # polled: timers due meanwhile fire
+        if not await settled(gc, group_id):
+            return gc
+
+
 async def coordinator_write_replicated(ctx: RequestContext, key_type: int, key: str) -> ErrorCode:
     """Wait until the ISR of ``key``'s coordinator partition has what this coordinator
     wrote to it (Kafka's coordinators append with acks=all and answer once the write is
@@ -272,30 +288,17 @@ async def coordinator_write_wait(ctx: RequestContext, key_type: int, key: str) -
 @handles(JoinGroupRequest.API_KEY, 0, 9)
 async def handle_join_group(ctx: RequestContext, request: JoinGroupRequest) -> JoinGroupResponse:
     """Join (or rejoin) a group; answered when the rebalance completes."""
-    refused = _group_refusal(ctx, Operation.READ, request.group_id)
-    if refused is not None:
+    # An empty KIP-848 group it would take over must not have a write in flight.
+    gc = await _settled_coordinator(ctx, Operation.READ, request.group_id)
+    if not isinstance(gc, GroupCoordinator):
         return JoinGroupResponse(
-            error_code=refused,
+            error_code=gc,
             generation_id=-1,
             protocol_name=None if ctx.api_version >= 7 else "",
             leader="",
             member_id=request.member_id,
             members=[],
         )
-    gc = coordinator_for(ctx.broker)
-    # An empty KIP-848 group it would take over must not have a write in flight.
-    while await settled(gc, request.group_id):
-        refused = _group_refusal(ctx, Operation.READ, request.group_id)
-        if refused is not None:
-            return JoinGroupResponse(
-                error_code=refused,
-                generation_id=-1,
-                protocol_name=None if ctx.api_version >= 7 else "",
-                leader="",
-                member_id=request.member_id,
-                members=[],
-            )
-        gc = coordinator_for(ctx.broker)
     version = ctx.api_version
     event = trio.Event()
     pending, takeover = gc.prepare_join_group(
@@ -724,6 +727,10 @@ async def handle_delete_groups(
     allowed_names = [g for g in names if refusals[g] is None]
     while (busy := next(filter(gc.consumer_write_in_flight, allowed_names), None)) is not None:
         await settled(gc, busy)
+        # Checked again, as a heartbeat does: the partition may have moved meanwhile, and
+        # a group led elsewhere is NOT_COORDINATOR, not what this broker's log says.
+        refusals = {g: refusals[g] or _group_refusal(ctx, Operation.DELETE, g) for g in names}
+        allowed_names = [g for g in names if refusals[g] is None]
         gc = coordinator_for(ctx.broker)
     result, writes = gc.prepare_delete_groups(allowed_names)
     for write in writes:
@@ -767,7 +774,7 @@ async def _consumer_write_replicated(
         error = await coordinator_write_replicated(ctx, KEY_TYPE_GROUP, write.group_id)
     finally:
         # Settled even if the wait is torn down, so the group's next writer goes on.
-        gc.complete_consumer_write(write, error)
+        gc.complete_consumer_write(write, error, loaded=is_loaded(ctx.broker, gc))
     return error
 
 
@@ -776,21 +783,15 @@ async def handle_consumer_group_heartbeat(
     ctx: RequestContext, request: ConsumerGroupHeartbeatRequest
 ) -> ConsumerGroupHeartbeatResponse:
     """The KIP-848 protocol: join, heartbeat, reconcile and leave in one API."""
-    refused = _group_refusal(ctx, Operation.READ, request.group_id)
-    if refused is not None:
-        return ConsumerGroupHeartbeatResponse(error_code=refused)
-    gc = coordinator_for(ctx.broker)
+    # One write in flight per group: see GroupCoordinator.prepare_consumer_group_heartbeat.
+    gc = await _settled_coordinator(ctx, Operation.READ, request.group_id)
+    if not isinstance(gc, GroupCoordinator):
+        return ConsumerGroupHeartbeatResponse(error_code=gc)
     owned = None
     if request.topic_partitions is not None:
         owned = {
             tp.topic_id: set(tp.partitions) for tp in request.topic_partitions if tp.partitions
         }
-    # One write in flight per group: see GroupCoordinator.prepare_consumer_group_heartbeat.
-    while await settled(gc, request.group_id):
-        refused = _group_refusal(ctx, Operation.READ, request.group_id)
-        if refused is not None:
-            return ConsumerGroupHeartbeatResponse(error_code=refused)
-        gc = coordinator_for(ctx.broker)  # polled: timers due meanwhile fire
     result, write = gc.prepare_consumer_group_heartbeat(
         request.group_id,
         request.member_id,

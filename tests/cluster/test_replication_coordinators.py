@@ -13,6 +13,8 @@ on survive the coordinator.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 import pytest
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
+from confluent_kafka import Consumer, Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 from kbroker.cluster_runner import HOST, Cluster, request  # noqa: E402
@@ -35,7 +38,7 @@ from kbroker.wire.messages import (  # noqa: E402
     OffsetFetchRequest,
 )
 from tests.cluster.real_cluster import needs_zookeeper  # noqa: E402
-from tests.kbroker.helpers import commit_request  # noqa: E402
+from tests.kbroker.helpers import commit_request, described_members  # noqa: E402
 
 pytestmark = needs_zookeeper
 
@@ -279,24 +282,25 @@ def _members(cluster: Cluster, broker_id: int) -> tuple[int, dict[str, tuple[int
     body = ConsumerGroupDescribeRequest(group_ids=[CONSUMER_GROUP])
     group = request(HOST, cluster.broker(broker_id).port, body, 0, timeout=30).groups[0]
     assert group.error_code == ErrorCode.NONE, group
-    return group.group_epoch, {
-        m.member_id: (
-            m.member_epoch,
-            sorted(p for tp in m.assignment.topic_partitions for p in tp.partitions),
-        )
-        for m in group.members
-    }
+    return described_members(group)
+
+
+def _events_and_coordinator(cluster: Cluster) -> int:
+    """Create "events" (2 partitions, RF 3) and wait until the consumer group's coordinator
+    is known and its offsets partition fully in sync; the coordinator's id."""
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+    for future in admin.create_topics([NewTopic("events", 2, 3)]).values():
+        future.result(30)
+    coordinator = cluster.wait_for(lambda: max(cluster.coordinator_of(CONSUMER_GROUP), 0), 30)
+    cluster.wait_for(lambda: len(cluster.partitions("__consumer_offsets")[0].isr) == 3, 30)
+    return coordinator
 
 
 def test_a_consumer_group_assignment_survives_the_coordinator(tmp_path: Path) -> None:
     # KIP-848: Kafka's group coordinator answers a ConsumerGroupHeartbeat once its records
     # are committed, so an epoch and assignment a member acted on survive a failover.
     with _cluster(tmp_path, CONFIG, "orders") as cluster:
-        admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
-        for future in admin.create_topics([NewTopic("events", 2, 3)]).values():
-            future.result(30)
-        coordinator = cluster.wait_for(lambda: max(cluster.coordinator_of(CONSUMER_GROUP), 0), 30)
-        cluster.wait_for(lambda: len(cluster.partitions("__consumer_offsets")[0].isr) == 3, 30)
+        coordinator = _events_and_coordinator(cluster)
         first = _answered(cluster, coordinator, "m1", 0, {})
         assert first.member_epoch == 1
         m1 = _owned(first, {})
@@ -332,3 +336,96 @@ def test_a_consumer_group_assignment_survives_the_coordinator(tmp_path: Path) ->
             answer = _answered(cluster, successor, member_id, 2, owned)
             assert (answer.member_epoch, _owned(answer, owned)) == (2, owned)
         assert _members(cluster, successor) == acknowledged
+
+
+class _Member:
+    """A librdkafka consumer of "events" with ``group.protocol=consumer`` (KIP-848), polled
+    by its own thread; what its rebalance callbacks were told, and what it read."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": cluster.bootstrap_servers,
+                "group.id": CONSUMER_GROUP,
+                "group.protocol": "consumer",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+        self.calls: list[tuple[str, set[int]]] = []  # ("assign" / "revoke" / "lost", parts)
+        self.values: list[bytes] = []
+        self.assignment: frozenset[int] = frozenset()
+        self._stop = threading.Event()
+        self.consumer.subscribe(
+            ["events"],
+            on_assign=lambda c, tps: self.calls.append(("assign", {tp.partition for tp in tps})),
+            on_revoke=lambda c, tps: self.calls.append(("revoke", {tp.partition for tp in tps})),
+            on_lost=lambda c, tps: self.calls.append(("lost", {tp.partition for tp in tps})),
+        )
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            msg = self.consumer.poll(0.1)
+            if msg is not None and msg.error() is None:
+                self.values.append(msg.value())
+            self.assignment = frozenset(tp.partition for tp in self.consumer.assignment())
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        self.consumer.close()
+
+
+def test_a_kip848_consumer_keeps_its_assignment_through_a_coordinator_kill(
+    tmp_path: Path,
+) -> None:
+    # librdkafka's KIP-848 consumer: two members share "events"; the coordinator is
+    # killed; the successor loads what was acknowledged, so neither member is fenced
+    # (no on_lost, no new rebalance) and both go on reading their partitions.
+    config = {**CONFIG, "group.consumer.heartbeat.interval.ms": 500}
+    with _cluster(tmp_path, config, "orders") as cluster:
+        coordinator = _events_and_coordinator(cluster)
+        members = [_Member(cluster)]
+        try:
+            cluster.wait_for(lambda: members[0].assignment == {0, 1}, 60, message="one member")
+            members.append(_Member(cluster))
+            cluster.wait_for(
+                lambda: (
+                    sorted(len(m.assignment) for m in members) == [1, 1]
+                    and _members(cluster, coordinator)[1].keys() != set()
+                    and all(e == 2 for e, _ in _members(cluster, coordinator)[1].values())
+                ),
+                60,
+                message="the partitions split between the two members at epoch 2",
+            )
+            before = _members(cluster, coordinator)
+            calls_before = [list(m.calls) for m in members]
+
+            cluster.kill(coordinator)
+            successor = cluster.wait_for(
+                lambda: (
+                    (c := cluster.coordinator_of(CONSUMER_GROUP)) not in (-1, coordinator) and c
+                ),
+                30,
+                message="a new coordinator",
+            )
+            # Both members read what is produced after the failover, each its partition.
+            producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
+            for partition in (0, 1):
+                producer.produce("events", value=b"after-%d" % partition, partition=partition)
+            assert producer.flush(30) == 0
+            cluster.wait_for(
+                lambda: sorted(v for m in members for v in m.values) == [b"after-0", b"after-1"],
+                60,
+                message="the records produced after the failover read once",
+            )
+            # A few more heartbeats to the successor: still the same members and epochs.
+            time.sleep(2)
+            assert _members(cluster, successor) == before
+            assert [m.calls for m in members] == calls_before
+            assert all(len(m.assignment) == 1 for m in members)
+        finally:
+            for member in members:
+                member.close()

@@ -349,6 +349,18 @@ def first_heartbeat(group: str, *topics: str, member_id: str = "") -> ConsumerGr
     )
 
 
+def described_members(group: Any) -> tuple[int, dict[str, tuple[int, list[int]]]]:
+    """A ConsumerGroupDescribe answer's group as (group epoch, member -> (member epoch,
+    the partitions assigned to it, of every topic, sorted))."""
+    return group.group_epoch, {
+        m.member_id: (
+            m.member_epoch,
+            sorted(p for tp in m.assignment.topic_partitions for p in tp.partitions),
+        )
+        for m in group.members
+    }
+
+
 def join_req(
     group: str,
     member_id: str = "",

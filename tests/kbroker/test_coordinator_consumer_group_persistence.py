@@ -6,6 +6,9 @@ import dataclasses
 import struct
 import uuid
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from kbroker.coordinator.consumer_group import (
     ConsumerGroupEpochRecord,
     ConsumerGroupTopicsRecord,
@@ -199,3 +202,69 @@ def test_refused_first_heartbeat_writes_nothing():
     gc = coordinator(store, clock)
     assert hb(gc, "a", 0).error_code == E.INVALID_REQUEST  # no subscription
     assert store.pairs == [] and gc.consumer_group("g") is None
+
+
+def _image(gc: GroupCoordinator):
+    group = gc.consumer_group("g")
+    return group.image() if group is not None else None
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["join", "beat", "beat", "leave", "tick"]),
+            st.integers(0, 2),
+            st.sampled_from(["replicated", "replicated", "failed", "failed, log down"]),
+        ),
+        max_size=30,
+    )
+)
+def test_undone_writes_leave_the_committed_state_and_a_log_that_replays_to_it(ops):
+    # A write that is not replicated is undone in memory but stays in the log: the
+    # committed state is written again after it, or, if the log refuses that too, the
+    # next write is diffed against what the log holds; either way a reload finds the
+    # group as memory has it once something could be written.
+    store, clock = ListStore(), Clock()
+    gc = coordinator(store, clock)
+    epochs: dict[str, int] = {}
+    owned: dict[str, dict] = {}
+    behind = False  # the log holds an undone write nothing was written after
+    for kind, who, outcome in ops:
+        if kind == "tick":
+            clock.now += 20  # members not heard from for a session expire
+            gc.poll()
+            if not behind:
+                assert _image(reload(store, clock)) == _image(gc)
+            continue
+        member = f"m{who}"
+        epoch = {"join": 0, "leave": -1}.get(kind, epochs.get(member, 0))
+        before = _image(gc)
+        result, write = gc.prepare_consumer_group_heartbeat(
+            "g",
+            member,
+            epoch,
+            topics=TOPICS,
+            subscribed_names=["t"] if epoch == 0 else None,
+            owned=owned.get(member, {}),
+        )
+        if write is not None and outcome != "replicated":
+            store.fail = outcome == "failed, log down"
+            gc.complete_consumer_write(write, E.COORDINATOR_NOT_AVAILABLE)
+            store.fail = False
+            assert _image(gc) == before
+            behind = outcome == "failed, log down"
+            if not behind:
+                assert _image(reload(store, clock)) == _image(gc)
+            continue
+        if write is not None:
+            gc.complete_consumer_write(write, E.NONE)
+            assert _image(reload(store, clock)) == _image(gc)
+            behind = False
+        if result.error_code != E.NONE or kind == "leave":
+            epochs.pop(member, None)
+            owned.pop(member, None)
+            continue
+        epochs[member] = result.member_epoch
+        if result.assignment is not None:
+            owned[member] = {t: set(p) for t, p in result.assignment.items()}

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 import trio
 
+from kbroker.cluster.coordinators import unload
 from kbroker.coordinator.group import GroupCoordinator
 from kbroker.coordinator.service import coordinator_config, coordinator_for
 from kbroker.coordinator.store import OffsetsTopicStore
 from kbroker.handlers import RequestContext
+from kbroker.handlers import groups as groups_handlers
 from kbroker.handlers.groups import handle_consumer_group_heartbeat
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.replication.partition import ReplicatedPartition
@@ -37,7 +40,14 @@ from kbroker.wire.messages import (
     WriteTxnMarkersRequest,
 )
 from kbroker.wire.protocol import decode_request, encode_request
-from tests.kbroker.helpers import commit_request, create_topic, first_heartbeat, join, join_req
+from tests.kbroker.helpers import (
+    commit_request,
+    create_topic,
+    described_members,
+    first_heartbeat,
+    join,
+    join_req,
+)
 from tests.kbroker.txn_helpers import (
     TID,
     add,
@@ -554,24 +564,23 @@ async def _described(client: Any) -> tuple[int, dict[str, tuple[int, list[int]]]
     group = (await client.request(ConsumerGroupDescribeRequest(group_ids=["g"]))).groups[0]
     if group.error_code == ErrorCode.GROUP_ID_NOT_FOUND:
         return None
-    return group.group_epoch, {
-        m.member_id: (
-            m.member_epoch,
-            sorted(p for tp in m.assignment.topic_partitions for p in tp.partitions),
-        )
-        for m in group.members
-    }
+    return described_members(group)
 
 
-def _replayed(server: Any) -> Any:
-    """Group "g" as a coordinator loading this broker's __consumer_offsets would see it
-    (its image), or None."""
+def _reloaded(server: Any) -> GroupCoordinator:
+    """A coordinator loaded from this broker's __consumer_offsets, as a successor would."""
     store = OffsetsTopicStore(server.broker)
     reloaded = GroupCoordinator(
         config=coordinator_config(server.broker), clock=server.broker.clock, store=store
     )
     reloaded.replay(store.load())
-    group = reloaded.consumer_group("g")
+    return reloaded
+
+
+def _replayed(server: Any) -> Any:
+    """Group "g" as a coordinator loading this broker's __consumer_offsets would see it
+    (its image), or None."""
+    group = _reloaded(server).consumer_group("g")
     return group.image() if group is not None else None
 
 
@@ -609,16 +618,16 @@ async def test_a_consumer_group_heartbeat_is_answered_only_once_replicated(serve
     assert refused.answer.member_epoch == 0 and refused.answer.assignment is None
     assert await _described(probe) == committed_state
 
-    # The log still holds b's records: the group's next write, a's heartbeat, is diffed
-    # against them, so the log replays to the group as it is (a keeps everything).
+    # The log still holds b's records; the committed state is written again after them,
+    # so the log replays to the group as it is.
+    assert _replayed(server) == _live(server)
+    # a keeps everything: nothing changed, so it is answered without a write.
+    kept = await _beat(a, "a", 1, {topic.topic_id: [0, 1]})
+    assert kept.error_code == ErrorCode.NONE and kept.member_epoch == 1
+    assert _assigned(kept) in (None, {topic.topic_id: [0, 1]})
+
     _confirm(replica)
     assert replica.isr == [1, 2]
-    assert _replayed(server) != _live(server)
-    async with _in_flight(replica, _beat(a, "a", 1, {topic.topic_id: [0, 1]})) as kept:
-        _confirm(replica)
-    assert kept.answer.error_code == ErrorCode.NONE and kept.answer.member_epoch == 1
-    assert _assigned(kept.answer) in (None, {topic.topic_id: [0, 1]})
-    assert _replayed(server) == _live(server)
 
     async with _in_flight(replica, _first_beat(b, "b")) as accepted:
         _confirm(replica)
@@ -647,9 +656,12 @@ async def test_a_consumer_group_write_losing_leadership_is_not_coordinator(serve
     replica = _replicate(server, OFFSETS_TOPIC)
     client = await server.connect()
     async with _in_flight(replica, _first_beat(client, "a")) as joined:
+        written = replica.log.log_end_offset
         replica.make_follower(leader_id=2, leader_epoch=2, isr=[1, 2], replicas=[1, 2])
     assert joined.answer.error_code == ErrorCode.NOT_COORDINATOR
     assert _live(server) is None
+    # A follower now: nothing more is written to its log (the leader's is the group's).
+    assert replica.log.log_end_offset == written
 
 
 async def test_a_heartbeat_waits_for_the_groups_write_in_flight(make_server: Any) -> None:
@@ -733,6 +745,9 @@ async def test_a_consumer_group_deletion_not_replicated_is_undone(server: Any) -
     assert deleted.answer == ErrorCode.COORDINATOR_NOT_AVAILABLE
     assert await _described(probe) == (2, {})
     assert await committed(probe) == 4
+    # The tombstones stay in the log, and the group and its offsets are written again.
+    assert _replayed(server) == _live(server)
+    assert _reloaded(server).fetch_offsets("g", [("t", 0)])[("t", 0)].offset == 4
 
     _confirm(replica)
     async with _in_flight(replica, delete()) as again:
@@ -765,3 +780,101 @@ async def test_a_single_node_answers_a_consumer_group_heartbeat_without_waiting(
     assert answer.error_code == ErrorCode.NONE
     assert (answer.member_epoch, _assigned(answer)) == (1, {topic.topic_id: [0, 1]})
     assert _replayed(server) == _live(server)
+
+
+async def test_a_classic_group_taken_over_stays_until_the_conversion_is_replicated(
+    server: Any,
+) -> None:
+    # An empty classic group (offsets only) becomes a consumer group with its first
+    # member's heartbeat; until that write is committed, reads see the classic group,
+    # and if it is undone the classic group and its offsets are back, in the log too.
+    create_topic(server, "t", 2)
+    replica = _replicate(server, OFFSETS_TOPIC)
+    client, probe = await server.connect(), await server.connect()
+    async with _in_flight(replica, _commit(client, 3)) as commit:
+        _confirm(replica)
+    assert commit.answer == ErrorCode.NONE
+    assert await _group_state(probe) == ("Empty", [])
+
+    async with _in_flight(replica, _first_beat(client, "a")) as refused:
+        assert await _group_state(probe) == ("Empty", [])
+        assert await _described(probe) is None
+        await _drop_follower(replica)
+    assert refused.answer.error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
+    assert await _group_state(probe) == ("Empty", [])
+    assert await committed(probe) == 3
+    reloaded = _reloaded(server)
+    assert reloaded.consumer_group("g") is None
+    assert reloaded.fetch_offsets("g", [("t", 0)])[("t", 0)].offset == 3
+
+    _confirm(replica)
+    async with _in_flight(replica, _first_beat(client, "a")) as converted:
+        _confirm(replica)
+    assert converted.answer.error_code == ErrorCode.NONE
+    assert (await _group_state(probe))[0] == "Stable"
+    assert await _described(probe) == (1, {"a": (1, [0, 1])})
+    assert await committed(probe) == 3
+
+
+async def test_an_unloaded_coordinator_leaves_the_log_to_its_successor(server: Any) -> None:
+    # Leadership of any __consumer_offsets partition moving drops the whole coordinator
+    # (kbroker.cluster.coordinators.unload); the next request loads a successor from the
+    # log, a write still in flight included. If that write then fails, the dropped
+    # coordinator must not append its undo after it: the successor, which holds the
+    # write's state, would no longer be what its log replays to.
+    create_topic(server, "t", 2)
+    replica = _replicate(server, OFFSETS_TOPIC)
+    a, b, probe = await server.connect(), await server.connect(), await server.connect()
+    async with _in_flight(replica, _first_beat(a, "a")) as joined:
+        _confirm(replica)
+    assert joined.answer.error_code == ErrorCode.NONE
+    async with _in_flight(replica, _first_beat(b, "b")) as refused:
+        unload(cast(Any, SimpleNamespace(broker=server.broker)), OFFSETS_TOPIC, 1, True)
+        epoch, members = await _described(probe) or (0, {})
+        assert (epoch, set(members)) == (2, {"a", "b"})  # the successor, loaded from the log
+        written = replica.log.log_end_offset
+        await _drop_follower(replica)
+    assert refused.answer.error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
+    assert replica.log.log_end_offset == written
+    assert _replayed(server) == _live(server)
+    # The follower is back: b, told to retry, joins again and the log goes on from the
+    # successor's state.
+    _confirm(replica)
+    async with _in_flight(replica, _first_beat(b, "b")) as again:
+        _confirm(replica)
+    assert again.answer.error_code == ErrorCode.NONE
+    assert _replayed(server) == _live(server)
+
+
+async def test_a_deletion_waiting_for_a_write_checks_the_coordinator_again(
+    server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DeleteGroups waits for the group's write in flight; if the partition's leadership
+    # moves meanwhile, the deletion is NOT_COORDINATOR (the client finds the new
+    # coordinator), as a waiting heartbeat is, and nothing is written here.
+    create_topic(server, "t", 2)
+    replica = _replicate(server, OFFSETS_TOPIC)
+    client, admin = await server.connect(), await server.connect()
+    async with _in_flight(replica, _first_beat(client, "a")) as joined:
+        _confirm(replica)
+    assert joined.answer.error_code == ErrorCode.NONE
+    moved = False
+    monkeypatch.setattr(groups_handlers, "elsewhere", lambda ctx, group_id: moved)
+    CGH = ConsumerGroupHeartbeatRequest
+    async with _in_flight(
+        replica, client.request(CGH(group_id="g", member_id="a", member_epoch=-1))
+    ) as left:
+        deletion = Pending()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(deletion.run, admin.request(DeleteGroupsRequest(groups_names=["g"])))
+            write = coordinator_for(server.broker).consumer_write_in_flight("g")
+            assert write is not None
+            with trio.fail_after(5):
+                while not write._watchers:  # the deletion waits for the leave
+                    await trio.sleep(0.005)
+            written = replica.log.log_end_offset
+            moved = True
+            replica.make_follower(leader_id=2, leader_epoch=2, isr=[1, 2], replicas=[1, 2])
+    assert left.answer.error_code == ErrorCode.NOT_COORDINATOR
+    assert deletion.answer.results[0].error_code == ErrorCode.NOT_COORDINATOR
+    assert replica.log.log_end_offset == written

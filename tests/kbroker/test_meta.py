@@ -185,6 +185,33 @@ async def test_v3_always_auto_creates(server) -> None:
     assert response.topics[0].error_code == ErrorCode.NONE
 
 
+async def test_descriptors_are_counted_only_when_a_topic_is_created(
+    server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every producer's first Metadata names its topics; counting the open descriptors
+    # (a listing of /proc/self/fd) and the hosted partitions is for auto-creation only.
+    from kbroker import partition_limits
+
+    counted: list[int] = []
+    real = partition_limits._open_fds
+
+    def counting() -> int | None:
+        counted.append(1)
+        return real()
+
+    monkeypatch.setattr(partition_limits, "_open_fds", counting)
+    server.broker.topics.create("known", 2)
+    client = await server.connect()
+    response = await client.request(MetadataRequest(topics=_topics("known", "known")))
+    assert [t.error_code for t in response.topics] == [ErrorCode.NONE]
+    assert counted == []
+    response = await client.request(MetadataRequest(topics=_topics("known", "new-1", "new-2")))
+    assert [t.error_code for t in response.topics] == [ErrorCode.NONE] * 3
+    assert server.broker.topics.get("new-2") is not None
+    # Once per request, however many names it creates.
+    assert counted == [1]
+
+
 @pytest.mark.parametrize("auto", [True, False])
 async def test_invalid_topic_names(make_server, auto: bool) -> None:
     server = await make_server(auto_create_topics_enable=auto)

@@ -236,3 +236,26 @@ def test_runs_ending_at_odd_and_even_places_are_followed_exactly(size: int, firs
     assert not _framing_ok(memoryview(bytearray(forged)))
     assert not _framing_ok(forged)
     _both_reject(forged)
+
+
+@pytest.mark.parametrize("size", [100, 101])
+@pytest.mark.parametrize("where", [1, 47, 48, 49, 95, 96, 97, 144, 145, 700, 1198])
+def test_a_run_is_followed_to_its_end_wherever_it_ends(size: int, where: int) -> None:
+    # A run is compared in growing chunks and bisected inside the chunk where it
+    # ends: record `where` of 1,200 claims one byte more (the chain overruns), or is
+    # one byte longer indeed (a well-formed batch), at and around the chunk edges.
+    sizes = [size] * 1200
+    assert _framing_ok(memoryview(bytearray(_batch(sizes))))
+    sizes[where] += 1
+    data = _batch(sizes)
+    assert _framing_ok(memoryview(bytearray(data))) and _framing_ok(data)
+    forged = bytearray(_batch([size] * 1200))
+    pos = R.RECORD_BATCH_OVERHEAD
+    for _ in range(where):
+        length, after = R._read_varint(forged, pos, len(forged), 5)
+        pos = after + length
+    length, after = R._read_varint(forged, pos, len(forged), 5)
+    forged[pos:after] = R._varint(length + 1)
+    bad = _forge(bytes(forged))
+    assert not _framing_ok(memoryview(bytearray(bad)))
+    _both_reject(bad)
