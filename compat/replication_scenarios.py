@@ -82,6 +82,16 @@ class GroupReading:
     history: History
     reader: str
     stop: threading.Event = field(default_factory=threading.Event)
+    committed: int = 0  # how many of the reader's reads the last successful commit covers
+
+    def reads(self) -> int:
+        """How many records this member has handed over so far."""
+        return len(self.history.reads.get(self.reader, []))
+
+    def commit_done(self) -> None:
+        """A commit succeeded: it covers every record handed over so far (the member's
+        own thread calls this, between its reads)."""
+        self.committed = self.reads()
 
 
 @dataclass
@@ -143,7 +153,8 @@ class ClientAdapter(Protocol):
 
     def group_reader(self, reading: GroupReading) -> None:
         """A group member reading as ``reading`` says, committing synchronously after each
-        record it hands over (retrying a failed commit until it succeeds)."""
+        record it hands over (retrying a failed commit until it succeeds), and telling
+        ``reading.commit_done()`` after each commit that succeeded."""
 
     def transform_loop(self, loop: TransformLoop) -> None:
         """The loop until ``loop.stop``: a read_committed member of ``loop.group`` reads
@@ -598,13 +609,20 @@ def group_coordinator_killed(client: ClientAdapter, cluster: Cluster, topic: str
         coordinator = cluster.wait_for(lambda: max(cluster.coordinator_of(group), 0), 30)
         killed_at = time.monotonic()
         cluster.kill(coordinator)
+
+        def everything_read_and_committed() -> bool:
+            # Distinct records: a rebalance after the failover may hand some over twice.
+            # The late member below must find nothing, so the wait is for the commit that
+            # covers the last read too, not only for the read.
+            read = {(p, o) for p, o, _ in list(history.reads.get("group", []))}
+            return len(read) >= total and reading.committed == reading.reads()
+
         cluster.wait_for(
-            lambda: group_reads("group") >= total,
+            everything_read_and_committed,
             SETTLE_S * 2,
-            message="the group to read everything",
+            message="the group to read and commit everything",
         )
         resumed_s = time.monotonic() - killed_at
-        time.sleep(1.0)  # the last commit
     finally:
         reading.stop.set()
         thread.join(60)

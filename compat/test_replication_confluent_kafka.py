@@ -172,6 +172,7 @@ class ConfluentClient:
                 while not reading.stop.is_set():
                     try:
                         consumer.commit(message=msg, asynchronous=False)
+                        reading.commit_done()
                         break
                     except KafkaException:
                         time.sleep(0.2)  # no coordinator yet: the client finds the next

@@ -201,6 +201,7 @@ class KafkaPythonClient:
                 while not reading.stop.is_set():
                     try:
                         consumer.commit()  # the positions after what was just handed over
+                        reading.commit_done()
                         break
                     except KafkaError:
                         time.sleep(0.2)  # no coordinator yet: the client finds the next

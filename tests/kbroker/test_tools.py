@@ -33,6 +33,7 @@ from kbroker.cli import main
 from kbroker.tools.common import topic_id_text
 from kbroker.topics import uuid_to_base64
 from kbroker.topics_store import read_entries
+from tests.interrupt import ctrl_c_reaches_children
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -502,7 +503,8 @@ def _on_a_terminal(*args: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """`python -m kbroker ARGS` with a pseudo-terminal as stdin/stdout/stderr: yields the
     process and the terminal's controlling side (to type into and read from)."""
     controller, terminal = pty.openpty()
-    proc = _started(*args, stdin=terminal, stdout=terminal, stderr=terminal)
+    with ctrl_c_reaches_children():  # the tests end it with Ctrl-C
+        proc = _started(*args, stdin=terminal, stdout=terminal, stderr=terminal)
     os.close(terminal)
     try:
         yield proc, controller

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from kbroker.cluster_runner import fetch_metadata
+from tests.interrupt import ctrl_c_reaches_children
 
 READY = re.compile(
     r"^kbroker cluster ready bootstrap_servers=(\S+) zookeeper\.connect=(\S+) data_dir=(\S+)$"
@@ -18,13 +19,14 @@ READY = re.compile(
 
 
 def _run(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "kbroker", "cluster", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    with ctrl_c_reaches_children():  # a test stops it with Ctrl-C
+        return subprocess.Popen(
+            [sys.executable, "-m", "kbroker", "cluster", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
 
 def _port_open(address: str) -> bool:
