@@ -56,12 +56,16 @@ async def test_rebalance_assignment_and_leaving_by_a_real_consumer(
 
     def consume_then_leave() -> None:
         consumer = KafkaConsumer(
-            "orders",
-            bootstrap_servers=running.bootstrap,
-            group_id="billing",
-            client_id="billing-app",
+            bootstrap_servers=running.bootstrap, group_id="billing", client_id="billing-app"
         )
         try:
+            # The topic's metadata first, then the subscription: after a rejoin that a
+            # metadata change caused, kafka-python 3.0.12 can leave a SyncGroup answer
+            # unapplied (it logs "Received SyncGroup response", never "Updated partition
+            # assignment", and does not rejoin), and a first join that races the
+            # consumer's first metadata of "orders" leads there.
+            assert consumer.partitions_for_topic("orders") == {0, 1}
+            consumer.subscribe(["orders"])
             deadline = time.monotonic() + 20
             while not consumer.assignment() and time.monotonic() < deadline:
                 consumer.poll(timeout_ms=100)
