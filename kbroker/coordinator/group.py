@@ -36,6 +36,7 @@ commit nobody waits for; a group with a write in flight is polled once it is set
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -77,6 +78,7 @@ from kbroker.coordinator.offsets import (
     TopicPartition,
     append_error_code,
     is_expired,
+    operation_error_code,
 )
 from kbroker.wire.errors import ErrorCode
 
@@ -443,10 +445,10 @@ class GroupCoordinator:
                 )
                 return pending, None
             # An empty one simply becomes classic; its records are tombstoned first.
-            if not self._drop_consumer_group(group_id):
-                pending.complete(
-                    JoinResult(ErrorCode.COORDINATOR_NOT_AVAILABLE, member_id=member_id)
-                )
+            try:
+                self._drop_consumer_group(group_id)
+            except Exception as exc:  # noqa: BLE001 - any store failure is answered
+                pending.complete(JoinResult(operation_error_code(exc), member_id=member_id))
                 return pending, None
         group = self._groups.get(group_id)
         if group is None:
@@ -1132,7 +1134,10 @@ class GroupCoordinator:
             if consumer_group.group_id in self._consumer_writes:
                 continue
             if consumer_group.poll(now):
-                self._persist_consumer_group(consumer_group.group_id)
+                # Nobody to answer if the append fails: the group stays as it was and
+                # the next poll expires its members again.
+                with contextlib.suppress(Exception):
+                    self._persist_consumer_group(consumer_group.group_id)
         if now >= self._next_expiry_check_ms:
             self._next_expiry_check_ms = now + self.config.offsets_retention_check_interval_ms
             self.expire_offsets()
@@ -1257,12 +1262,10 @@ class GroupCoordinator:
         # its GroupMetadata is tombstoned in the same batch, as Kafka does on conversion.
         classic = self._groups.get(group_id)
         extra = [GroupRecord(group_id, None)] if classic is not None else []
-        written = self._write_consumer_group(group_id, extra)
-        if written is None:
-            return HeartbeatResult(
-                ErrorCode.COORDINATOR_NOT_AVAILABLE,
-                "The coordinator could not store the group's state.",
-            ), None
+        try:
+            written = self._write_consumer_group(group_id, extra)
+        except Exception as exc:  # noqa: BLE001 - any store failure is answered
+            return HeartbeatResult(operation_error_code(exc)), None
         self._groups.pop(group_id, None)
         logged = self._consumer_images.get(group_id)
         if not written:
@@ -1315,15 +1318,16 @@ class GroupCoordinator:
             # group's, and this coordinator is unloaded; nor once this coordinator is
             # unloaded: its successor holds the undone write's state, as the log does.
             if loaded and error != ErrorCode.NOT_COORDINATOR:
-                self._write_consumer_group(group_id, extra)
+                with contextlib.suppress(Exception):
+                    self._write_consumer_group(group_id, extra)
         write.settle()
 
     def _write_consumer_group(
         self, group_id: str, extra: Sequence[OffsetRecord | GroupRecord] = ()
-    ) -> bool | None:
+    ) -> bool:
         """Append what changed in a KIP-848 group since what the log holds: whether
-        there was anything, or None if the append failed (the group is then back to its
-        committed image)."""
+        there was anything. If the append fails the group is back to its committed
+        image and the append's exception is raised."""
         group = self._consumer_groups.get(group_id)
         old = self._consumer_images.get(group_id)
         new = group.image() if group is not None else None
@@ -1333,45 +1337,47 @@ class GroupCoordinator:
             return False
         try:
             self._append(group_id, records)
-        except Exception:  # noqa: BLE001 - any store failure: answer with an error instead
+        except Exception:
             self._restore_committed(group_id)
-            return None
+            raise
         _set_image(self._consumer_images, group_id, new)
         return True
 
     def _persist_consumer_group(
         self, group_id: str, extra: Sequence[OffsetRecord | GroupRecord] = ()
-    ) -> bool:
+    ) -> None:
         """Append what changed in a KIP-848 group, for a change nobody is answered for
         (a session expiry, a group emptied or dropped): committed at once, as Kafka's
         runtime keeps a write nobody waits for. On a failed append the group goes back
-        to its committed state and False is returned."""
-        if self._write_consumer_group(group_id, extra) is None:
-            return False
+        to its committed state and the append's exception is raised."""
+        self._write_consumer_group(group_id, extra)
         _set_image(self._consumer_committed, group_id, self._consumer_images.get(group_id))
-        return True
 
     def _drop_consumer_group(
         self, group_id: str, extra: Sequence[OffsetRecord | GroupRecord] = ()
-    ) -> bool:
-        """Forget a KIP-848 group after writing its tombstones; False if the write failed."""
+    ) -> None:
+        """Forget a KIP-848 group after writing its tombstones; raises what the append
+        raised (the group stays)."""
         group = self._consumer_groups.pop(group_id, None)
-        if self._persist_consumer_group(group_id, extra):
-            return True
-        if group is not None:
-            self._consumer_groups[group_id] = group
-        return False
+        try:
+            self._persist_consumer_group(group_id, extra)
+        except Exception:
+            if group is not None:
+                self._consumer_groups[group_id] = group
+            raise
 
     def _write_consumer_group_drop(
         self, group_id: str, extra: Sequence[OffsetRecord | GroupRecord] = ()
-    ) -> bool | None:
+    ) -> None:
         """Remove a KIP-848 group from memory and append its tombstones (and ``extra``);
-        None if the append failed (the group stays)."""
+        raises what the append raised (the group stays)."""
         group = self._consumer_groups.pop(group_id, None)
-        written = self._write_consumer_group(group_id, extra)
-        if written is None and group is not None:
-            self._consumer_groups[group_id] = group
-        return written
+        try:
+            self._write_consumer_group(group_id, extra)
+        except Exception:
+            if group is not None:
+                self._consumer_groups[group_id] = group
+            raise
 
     def _restore_committed(self, group_id: str) -> None:
         """Put a KIP-848 group back to its committed image (gone if it has none). Members
@@ -1616,7 +1622,8 @@ class GroupCoordinator:
             if not expired or not self.offsets.drop(group_id, expired):
                 continue
             if not consumer_group.members and not self.offsets.of(group_id):
-                self._drop_consumer_group(group_id)
+                with contextlib.suppress(Exception):  # kept; the next check retries
+                    self._drop_consumer_group(group_id)
 
     def delete_topic_offsets(self, topics: Iterable[str]) -> None:
         """Forget every group's offsets for deleted topics (Kafka's cleanupGroupMetadata),
@@ -1741,9 +1748,12 @@ class GroupCoordinator:
                 tombstones: list[OffsetRecord | GroupRecord] = [
                     OffsetRecord(group_id, t, p, None) for t, p in offsets
                 ]
-                # The offsets' and the group's tombstones go in one batch.
-                if self._write_consumer_group_drop(group_id, tombstones) is None:
-                    result[group_id] = ErrorCode.UNKNOWN_SERVER_ERROR
+                # The offsets' and the group's tombstones go in one batch; a failed append
+                # is answered as Kafka's deleteGroups write (handleOperationException).
+                try:
+                    self._write_consumer_group_drop(group_id, tombstones)
+                except Exception as exc:  # noqa: BLE001 - any store failure is answered
+                    result[group_id] = operation_error_code(exc)
                     continue
                 self.offsets.forget(group_id)
                 write = ConsumerGroupWrite(group_id, None, offsets=offsets)
