@@ -80,6 +80,7 @@ from kbroker.coordinator.offsets import (
     is_expired,
     operation_error_code,
 )
+from kbroker.errors import KafkaApiError
 from kbroker.wire.errors import ErrorCode
 
 __all__ = [
@@ -318,6 +319,8 @@ class GroupCoordinator:
         self.offsets = OffsetStore(write=self._write, config=self.config)
         self._new_member_id = new_member_id or (lambda client_id: f"{client_id}-{uuid.uuid4()}")
         self._next_expiry_check_ms = self._now() + self.config.offsets_retention_check_interval_ms
+        # Set by ``unload``: this coordinator is no longer the broker's.
+        self.unloaded = False
 
     # ------------------------------------------------------------------ helpers
 
@@ -346,6 +349,11 @@ class GroupCoordinator:
     def _append(
         self, group_id: str, records: Sequence[OffsetRecord | GroupRecord | ConsumerGroupRecord]
     ) -> None:
+        if self.unloaded:
+            # The log is its successor's now (see ``unload``): refused as an append to a
+            # partition this broker no longer leads is, which every path answers
+            # NOT_COORDINATOR.
+            raise KafkaApiError(ErrorCode.NOT_LEADER_OR_FOLLOWER, "the coordinator was unloaded")
         if self._store is not None and records:
             self._store.write(partition_for(group_id, self.config.num_partitions), records)
 
@@ -1097,6 +1105,30 @@ class GroupCoordinator:
             errors.append(ErrorCode.NONE)
         return ErrorCode.NONE, errors
 
+    # ------------------------------------------------------------------ unloading
+
+    def unload(self) -> None:
+        """This coordinator is dropped (a leadership move of any of its partitions drops
+        it, and the next request loads its successor from the log): Kafka's
+        GroupCoordinator.onResignation, whose onGroupUnloaded makes each group Dead and
+        answers every member waiting in JoinGroup or SyncGroup NOT_COORDINATOR, so it
+        looks the coordinator up again and rejoins there. From now on it fires no timer
+        and appends nothing: the log is its successor's (or another broker's). A write
+        still in flight is settled as its wait decides, in memory only."""
+        if self.unloaded:
+            return
+        self.unloaded = True
+        for group in self._groups.values():
+            self._transition(group, S.DEAD)
+            group.join_deadline_ms = group.sync_deadline_ms = None
+            for m in group.members.values():
+                if m.awaiting_join is not None:
+                    m.awaiting_join.complete(JoinResult(ErrorCode.NOT_COORDINATOR, m.member_id))
+                    m.awaiting_join = None
+                if m.awaiting_sync is not None:
+                    m.awaiting_sync.complete(SyncResult(ErrorCode.NOT_COORDINATOR))
+                    m.awaiting_sync = None
+
     # ------------------------------------------------------------------ timers
 
     def next_deadline_ms(self) -> int:
@@ -1124,7 +1156,10 @@ class GroupCoordinator:
                 yield m.heartbeat_deadline_ms
 
     def poll(self) -> None:
-        """Fire every timer that is due: rebalance, session, pending-sync, offset expiry."""
+        """Fire every timer that is due: rebalance, session, pending-sync, offset expiry
+        (none once unloaded: its groups are its successor's)."""
+        if self.unloaded:
+            return
         now = self._now()
         for group in list(self._groups.values()):
             self._poll_group(group, now)
@@ -1284,16 +1319,14 @@ class GroupCoordinator:
         group next waits until it is settled (``ConsumerGroupWrite.watch``)."""
         return self._consumer_writes.get(group_id)
 
-    def complete_consumer_write(
-        self, write: ConsumerGroupWrite, error: int, *, loaded: bool = True
-    ) -> None:
+    def complete_consumer_write(self, write: ConsumerGroupWrite, error: int) -> None:
         """The write's records reached the ISR (``error`` NONE: its state is committed)
         or not (the group goes back to its committed image, and what the write removed,
         a converted classic group or deleted offsets, comes back); then whoever waits
-        for the group goes on. ``loaded`` False: this coordinator was dropped while the
-        write was in flight (a leadership move of any of its partitions unloads it), so
-        it writes nothing more: its successor was loaded from the log, this write
-        included, and only it may append to that log."""
+        for the group goes on. If this coordinator was unloaded while the write was in
+        flight (a leadership move of any of its partitions drops it), it writes nothing
+        more: its successor was loaded from the log, this write included, and only it
+        may append to that log."""
         if write.done:
             return
         group_id = write.group_id
@@ -1317,7 +1350,7 @@ class GroupCoordinator:
             # Not if the partition is no longer led here: its new leader's log is the
             # group's, and this coordinator is unloaded; nor once this coordinator is
             # unloaded: its successor holds the undone write's state, as the log does.
-            if loaded and error != ErrorCode.NOT_COORDINATOR:
+            if not self.unloaded and error != ErrorCode.NOT_COORDINATOR:
                 with contextlib.suppress(Exception):
                     self._write_consumer_group(group_id, extra)
         write.settle()

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "coordinator_config",
     "coordinator_for",
-    "is_loaded",
+    "drop",
     "on_topics_deleted",
     "poll_loaded",
     "settled",
@@ -85,11 +85,16 @@ def coordinator_for(broker: BrokerState) -> GroupCoordinator:
     return gc
 
 
-def is_loaded(broker: BrokerState, gc: GroupCoordinator) -> bool:
-    """Whether ``gc`` is still the broker's coordinator: not dropped since it was loaded
-    (kbroker.cluster.coordinators.unload drops it when leadership of any of its
-    partitions moves; the next request loads a successor from the logs)."""
-    return broker.state.get(_STATE_KEY) is gc
+def drop(broker: BrokerState) -> bool:
+    """Drop the broker's coordinator, if one is loaded (whether one was): the next
+    request loads its successor from the logs. The dropped one is unloaded
+    (``GroupCoordinator.unload``): whoever still waits in it is answered
+    NOT_COORDINATOR, and it writes nothing more."""
+    gc: GroupCoordinator | None = broker.state.pop(_STATE_KEY, None)
+    if gc is None:
+        return False
+    gc.unload()
+    return True
 
 
 def poll_loaded(broker: BrokerState) -> None:

@@ -23,7 +23,7 @@ from kbroker.authz.checks import (
 )
 from kbroker.coordinator.group import ConsumerGroupWrite, GroupCoordinator, partition_for
 from kbroker.coordinator.offsets import OffsetAndMetadata, write_error_code
-from kbroker.coordinator.service import coordinator_for, is_loaded, settled, wait_pending
+from kbroker.coordinator.service import coordinator_for, settled, wait_pending
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.meta import AUTHORIZED_OPERATIONS_OMITTED, advertised_endpoint
@@ -774,7 +774,7 @@ async def _consumer_write_replicated(
         error = await coordinator_write_replicated(ctx, KEY_TYPE_GROUP, write.group_id)
     finally:
         # Settled even if the wait is torn down, so the group's next writer goes on.
-        gc.complete_consumer_write(write, error, loaded=is_loaded(ctx.broker, gc))
+        gc.complete_consumer_write(write, error)
     return error
 
 
