@@ -432,21 +432,25 @@ async def handle_offset_commit(
 ) -> OffsetCommitResponse:
     """Store committed offsets (in __consumer_offsets before answering)."""
     refused = _group_refusal(ctx, Operation.READ, request.group_id)
-    if refused is not None:
-        return OffsetCommitResponse(
-            topics=[
-                OffsetCommitResponse.OffsetCommitResponseTopic(
-                    name=t.name,
-                    partitions=[
-                        OffsetCommitResponse.OffsetCommitResponsePartition(
-                            partition_index=p.partition_index, error_code=refused
-                        )
-                        for p in t.partitions
-                    ],
-                )
-                for t in request.topics
-            ]
+    codes = (
+        dict.fromkeys(requested_partitions(request.topics), refused)
+        if refused is not None
+        else await _commit_offsets(ctx, request)
+    )
+    return OffsetCommitResponse(
+        topics=partition_errors(
+            request.topics,
+            codes,
+            OffsetCommitResponse.OffsetCommitResponseTopic,
+            OffsetCommitResponse.OffsetCommitResponsePartition,
         )
+    )
+
+
+async def _commit_offsets(
+    ctx: RequestContext, request: OffsetCommitRequest
+) -> dict[tuple[str, int], int]:
+    """OffsetCommit for a group the principal may Read: each partition's error code."""
     gc = coordinator_for(ctx.broker)
     version = ctx.api_version
     now = gc.now_ms()
@@ -483,14 +487,7 @@ async def handle_offset_commit(
             gc.complete_offset_commit(commit, replicated=error == ErrorCode.NONE)
             for tp in commit.offsets:
                 codes[tp] = error
-    return OffsetCommitResponse(
-        topics=partition_errors(
-            request.topics,
-            codes,
-            OffsetCommitResponse.OffsetCommitResponseTopic,
-            OffsetCommitResponse.OffsetCommitResponsePartition,
-        )
-    )
+    return codes
 
 
 # OffsetFetch's answer for one group: topic -> [(partition, committed offset or None, error)].
