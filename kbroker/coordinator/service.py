@@ -128,15 +128,16 @@ async def wait_pending(gc: GroupCoordinator, pending: Pending[T], event: trio.Ev
     return pending.result
 
 
-async def settled(gc: GroupCoordinator, group_id: str) -> bool:
+async def settled(gc: GroupCoordinator, group_id: str, deadline: float) -> None:
     """Wait until the KIP-848 group ``group_id`` has no write in flight (at once, without
     yielding, if it has none), so the caller's change neither sees nor builds on state a
-    failed write would undo; whether it waited (the caller then checks again that this
-    broker still coordinates the group: its partition may have moved meanwhile)."""
-    waited = False
+    failed write would undo, or until ``deadline`` (trio time) passes. The caller then
+    checks again that this broker still coordinates the group (its partition may have
+    moved meanwhile), and whether the group is settled."""
     while (write := gc.consumer_write_in_flight(group_id)) is not None:
+        if trio.current_time() >= deadline:
+            return
         done = trio.Event()
         write.watch(done.set)
-        await done.wait()
-        waited = True
-    return waited
+        with trio.move_on_at(deadline):
+            await done.wait()

@@ -966,3 +966,52 @@ async def test_a_join_waiting_in_an_unloaded_coordinator_is_not_coordinator(
     successor = coordinator_for(broker)
     assert successor is not dropped
     assert successor.describe_group("g").state == "Stable"
+
+
+async def test_queued_consumer_group_writes_time_out_together(
+    autojump_clock: trio.testing.MockClock, virtual_broker: BrokerState
+) -> None:
+    # A follower that died but is still in the ISR (replica.lag.time.max.ms not over
+    # yet): no write of the group is replicated. Kafka's runtime appends the queued
+    # heartbeats at once and times each out offsets.commit.timeout.ms (5 s) after it;
+    # here they wait for each other, and share the first's deadline instead of waiting
+    # 5 s each in turn: every member is answered COORDINATOR_NOT_AVAILABLE after 5 s.
+    broker = virtual_broker
+    holder = cast(Any, SimpleNamespace(broker=broker))
+    create_topic(holder, "t", 2)
+    replica = _replicate(holder, OFFSETS_TOPIC)
+    client = InProcessClient(broker)
+    start = trio.current_time()
+    answered: dict[str, tuple[int, float]] = {}
+
+    async def first_beat(member: str) -> None:
+        answer = await _first_beat(client, member)
+        answered[member] = (answer.error_code, trio.current_time() - start)
+
+    async with trio.open_nursery() as nursery:
+        for member in ("a", "b", "c", "d"):
+            nursery.start_soon(first_beat, member)
+    assert answered == {
+        m: (ErrorCode.COORDINATOR_NOT_AVAILABLE, pytest.approx(5.0)) for m in "abcd"
+    }
+    assert replica.isr == [1, 2]
+    # Nothing is left half done: the log replays to the group memory has (none).
+    assert _live(holder) is None and _replayed(holder) is None
+
+    # The follower is back: queued writes go through one after the other, each on top
+    # of the last, well within the timeout.
+    async def confirm() -> None:
+        while len(answered) < 3:
+            _confirm(replica)
+            await trio.sleep(0.01)
+
+    answered.clear()
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(confirm)
+        for member in ("a", "b", "c"):
+            nursery.start_soon(first_beat, member)
+    assert {code for code, _ in answered.values()} == {ErrorCode.NONE}
+    assert max(elapsed for _, elapsed in answered.values()) < 1
+    epoch, members = await _described(client) or (0, {})
+    assert epoch == 3 and set(members) == {"a", "b", "c"}
