@@ -117,7 +117,9 @@ def on_topics_deleted(broker: BrokerState, topics: list[str]) -> None:
 async def wait_pending(gc: GroupCoordinator, pending: Pending[T], event: trio.Event) -> T:
     """Wait until ``pending`` is decided, firing the machine's timers as they fall due.
 
-    ``event`` must be the one whose ``set`` was given to the machine as ``on_done``.
+    ``event`` must be the one whose ``set`` was given to the machine as ``on_done``. A
+    coordinator dropped meanwhile (``drop``) decides it at once (NOT_COORDINATOR) and
+    fires no timer any more, so its waiters never act for it.
     """
     while pending.result is None:
         # At least 1 ms: a due timer is fired by poll(), so never spin on one.
