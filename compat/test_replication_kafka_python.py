@@ -198,13 +198,8 @@ class KafkaPythonClient:
                 for tp, records in polled.items():
                     for r in records:
                         reading.history.read(reading.reader, tp.partition, r.offset, r.value)
-                while not reading.stop.is_set():
-                    try:
-                        consumer.commit()  # the positions after what was just handed over
-                        reading.commit_done()
-                        break
-                    except KafkaError:
-                        time.sleep(0.2)  # no coordinator yet: the client finds the next
+                # The positions after what was just handed over.
+                reading.commit(consumer.commit, KafkaError)
         finally:
             consumer.close()
 
