@@ -161,13 +161,23 @@ class ConfluentClient:
         return errors[0] if errors else "no delivery report"
 
     def group_reader(self, reading: scenarios.GroupReading) -> None:
-        consumer = self._consumer(reading.bootstrap, reading.group)
+        # librdkafka tells when a fetch reaches the high watermark, after the records
+        # before it: what ``reading.caught_up`` is kept from.
+        consumer = self._consumer(
+            reading.bootstrap, reading.group, **{"enable.partition.eof": True}
+        )
         try:
             consumer.subscribe([reading.topic])
             while not reading.stop.is_set():
                 msg = consumer.poll(0.2)
-                if msg is None or msg.error():
+                if msg is None:
                     continue
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        reading.caught_up.add(msg.partition())
+                    continue
+                reading.caught_up.discard(msg.partition())
                 reading.history.read(reading.reader, msg.partition(), msg.offset(), msg.value())
                 while not reading.stop.is_set():
                     try:

@@ -193,11 +193,12 @@ class KafkaPythonClient:
                     polled = consumer.poll(timeout_ms=200)
                 except KafkaError:
                     continue
-                if not polled:
-                    continue
                 for tp, records in polled.items():
                     for r in records:
                         reading.history.read(reading.reader, tp.partition, r.offset, r.value)
+                _note_caught_up(consumer, reading)
+                if not polled:
+                    continue
                 while not reading.stop.is_set():
                     try:
                         consumer.commit()  # the positions after what was just handed over
@@ -278,6 +279,17 @@ class KafkaPythonClient:
                         quiet_until = time.monotonic() + 3.0
         finally:
             consumer.close()
+
+
+def _note_caught_up(consumer: KafkaConsumer, reading: scenarios.GroupReading) -> None:
+    """Keep ``reading.caught_up``: the assigned partitions whose position (past the records
+    handed over) has reached the high watermark of the latest fetch (None before any)."""
+    caught_up: set[int] = set()
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is not None and consumer.position(tp) >= highwater:
+            caught_up.add(tp.partition)
+    reading.caught_up = caught_up
 
 
 def _rewind_to_committed(consumer: KafkaConsumer) -> None:
