@@ -173,8 +173,8 @@ class ClientAdapter(Protocol):
     def read_committed(
         self, bootstrap: str, topic: str, partitions: int, history: History, reader: str
     ) -> None:
-        """Read every partition from its start with read_committed into ``history``, until
-        nothing new arrives for a few seconds."""
+        """Read every partition from its start with read_committed into ``history``, up to
+        its end (the last stable offset; nothing writes to it any more)."""
 
 
 # -- cluster helpers -------------------------------------------------------------------------------
