@@ -24,7 +24,12 @@ from compat.scenario_tests import as_test
 Headers = list[tuple[str, bytes]]
 CREATE_TIME, LOG_APPEND_TIME = 0, 1  # Kafka's record-batch timestamp types
 # Kafka's error codes (Errors.java) and ConfigSource ids (DescribeConfigsResponse).
-UNKNOWN_TOPIC_OR_PARTITION, MESSAGE_TOO_LARGE, INVALID_PARTITIONS = 3, 10, 37
+OFFSET_OUT_OF_RANGE, UNKNOWN_TOPIC_OR_PARTITION, MESSAGE_TOO_LARGE, INVALID_PARTITIONS = (
+    1,
+    3,
+    10,
+    37,
+)
 DYNAMIC_TOPIC_CONFIG, DEFAULT_CONFIG = 1, 5
 
 
@@ -159,6 +164,13 @@ class RecordClient(Protocol):
     def delete_topic(self, broker: LiveBroker, topic: str) -> int:
         """DeleteTopics of one topic; Kafka's error code (0: deleted)."""
 
+    def delete_records(
+        self, broker: LiveBroker, topic: str, partition: int, before: int
+    ) -> tuple[int, int | None]:
+        """DeleteRecords of one partition's records before offset ``before``: Kafka's error
+        code (0: done) and the low watermark the response reports (``None`` when refused, or
+        for a client that does not hand it over)."""
+
     def topic_configs(self, broker: LiveBroker, topic: str) -> dict[str, Config]:
         """Every config of the topic as DescribeConfigs reports it."""
 
@@ -184,6 +196,18 @@ def delete_topic(client: RecordClient, broker: LiveBroker, topic: str) -> None:
     assert client.delete_topic(broker, topic) == UNKNOWN_TOPIC_OR_PARTITION
     client.create_topic(broker, topic)
     assert client.offsets(broker, topic, 0) == (0, 0)
+
+
+def delete_records(client: RecordClient, broker: LiveBroker, topic: str) -> None:
+    """DeleteRecords moves the log start offset; consumers start there; past the end is refused."""
+    client.create_topic(broker, topic)
+    client.produce(broker, topic, [Out(f"d{i}".encode(), partition=0) for i in range(10)])
+    code, low_watermark = client.delete_records(broker, topic, 0, 4)
+    assert code == 0 and low_watermark in (4, None)
+    assert client.delete_records(broker, topic, 0, 11)[0] == OFFSET_OUT_OF_RANGE  # past the HW
+    assert client.offsets(broker, topic, 0) == (4, 10)
+    records = client.read(broker, topic, 1, 6)
+    assert [(r.offset, r.value) for r in records] == [(i, f"d{i}".encode()) for i in range(4, 10)]
 
 
 def describe_configs_defaults(client: RecordClient, broker: LiveBroker, topic: str) -> None:
@@ -459,6 +483,7 @@ class AdminScenarios:
 
     test_add_partitions = as_test(add_partitions)
     test_delete_topic = as_test(delete_topic)
+    test_delete_records = as_test(delete_records)
     test_describe_configs_defaults = as_test(describe_configs_defaults)
 
 

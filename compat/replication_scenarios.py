@@ -94,10 +94,19 @@ class GroupReading:
         """How many records this member has handed over so far."""
         return len(self.history.reads.get(self.reader, []))
 
-    def commit_done(self) -> None:
-        """A commit succeeded: it covers every record handed over so far (the member's
-        own thread calls this, between its reads)."""
-        self.committed = self.reads()
+    def commit(self, commit: Callable[[], object], failed: type[Exception]) -> None:
+        """``commit()`` (a synchronous commit of what the member has handed over so far,
+        called from the member's own thread between its reads) until it succeeds or ``stop``
+        is set, then ``committed`` covers those reads. A commit failing with ``failed`` is
+        tried again: the group has no coordinator yet, and the client finds the next."""
+        while not self.stop.is_set():
+            try:
+                commit()
+            except failed:
+                time.sleep(0.2)
+                continue
+            self.committed = self.reads()
+            return
 
 
 @dataclass
@@ -158,10 +167,9 @@ class ClientAdapter(Protocol):
         """Produce one record with acks=all and no retry: the error's name ("" on success)."""
 
     def group_reader(self, reading: GroupReading) -> None:
-        """A group member reading as ``reading`` says, committing synchronously after each
-        record it hands over (retrying a failed commit until it succeeds), and telling
-        ``reading.commit_done()`` after each commit that succeeded; ``reading.caught_up``
-        holds the partitions it has read to their high watermark."""
+        """A group member reading as ``reading`` says, committing synchronously through
+        ``reading.commit`` after each record it hands over; ``reading.caught_up`` holds the
+        partitions it has read to their high watermark."""
 
     def transform_loop(self, loop: TransformLoop) -> None:
         """The loop until ``loop.stop``: a read_committed member of ``loop.group`` reads

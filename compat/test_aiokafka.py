@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import NewTopic, RecordsToDelete
+from aiokafka.admin import NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import OffsetOutOfRangeError
 from aiokafka.structs import OffsetAndMetadata
 
 from compat import group_scenarios, record_scenarios
@@ -246,31 +245,6 @@ def test_consume_from_timestamp(broker: LiveBroker, topic_name: str) -> None:
             (3, b"t3", base + 3000),
             (4, b"t4", base + 4000),
         ]
-
-    run(scenario)
-
-
-def test_delete_records(broker: LiveBroker, topic_name: str) -> None:
-    """DeleteRecords moves the log start offset; consumers start there; past the end is refused."""
-
-    async def scenario() -> None:
-        await create_topic(broker.bootstrap_servers, topic_name)
-        await produce_values(
-            broker.bootstrap_servers, topic_name, [f"d{i}".encode() for i in range(10)]
-        )
-        tp = TopicPartition(topic_name, 0)
-        async with admin_client(broker.bootstrap_servers) as admin:
-            assert await admin.delete_records({tp: RecordsToDelete(4)}) == {tp: 4}
-            with pytest.raises(OffsetOutOfRangeError):
-                await admin.delete_records({tp: RecordsToDelete(11)})  # past the high watermark
-        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap_servers)
-        await consumer.start()
-        try:
-            assert await consumer.beginning_offsets([tp]) == {tp: 4}
-        finally:
-            await consumer.stop()
-        got = await read_from(broker.bootstrap_servers, tp, 6, auto_offset_reset="earliest")
-        assert [(m.offset, m.value) for m in got] == [(i, f"d{i}".encode()) for i in range(4, 10)]
 
     run(scenario)
 

@@ -235,33 +235,6 @@ def test_consume_from_timestamp(broker: LiveBroker, topic_name: str) -> None:
     ]
 
 
-def test_delete_records(broker: LiveBroker, topic_name: str) -> None:
-    """DeleteRecords moves the log start offset; consumers start there; past the end is refused."""
-    create_topic(broker, topic_name)
-    produce_values(broker, topic_name, [f"d{i}".encode() for i in range(10)])
-    admin = admin_client(broker)
-    [future] = admin.delete_records(
-        [TopicPartition(topic_name, 0, 4)], request_timeout=TIMEOUT_S
-    ).values()
-    assert future.result(TIMEOUT_S).low_watermark == 4
-    [future] = admin.delete_records(
-        [TopicPartition(topic_name, 0, 11)], request_timeout=TIMEOUT_S
-    ).values()
-    with pytest.raises(KafkaException) as excinfo:
-        future.result(TIMEOUT_S)  # beyond the high watermark
-    assert kafka_error(excinfo).code() == KafkaError.OFFSET_OUT_OF_RANGE
-    with consumer(broker) as cons:
-        assert cons.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=TIMEOUT_S) == (
-            4,
-            10,
-        )
-        cons.assign([TopicPartition(topic_name, 0, OFFSET_BEGINNING)])
-        messages = poll_messages(cons, 6)
-    assert [(m.offset(), m.value()) for m in messages] == [
-        (i, f"d{i}".encode()) for i in range(4, 10)
-    ]
-
-
 # -- the shared scenarios (compat/record_scenarios.py) ------------------------------------------
 @pytest.fixture(scope="module")
 def client() -> ConfluentKafkaClient:

@@ -215,23 +215,6 @@ def test_consume_from_timestamp(broker: LiveBroker, topic_name: str) -> None:
     ]
 
 
-def test_delete_records(broker: LiveBroker, topic_name: str) -> None:
-    """DeleteRecords moves the log start offset; consumers start there; past the end is refused."""
-    create_topic(broker, topic_name)
-    produce_values(broker, topic_name, [f"d{i}".encode() for i in range(10)])
-    tp = TopicPartition(topic_name, 0)
-    with admin_client(broker) as admin:
-        assert admin.delete_records({tp: 4})[tp]["low_watermark"] == 4
-        with pytest.raises(Errors.OffsetOutOfRangeError):
-            admin.delete_records({tp: 11})  # beyond the high watermark
-    with consumer(broker) as cons:
-        assert cons.beginning_offsets([tp]) == {tp: 4}
-        cons.assign([tp])
-        cons.seek_to_beginning(tp)
-        records = poll_records(cons, 6)
-    assert [(r.offset, r.value) for r in records] == [(i, f"d{i}".encode()) for i in range(4, 10)]
-
-
 # -- the shared scenarios (compat/record_scenarios.py) ------------------------------------------
 @pytest.fixture(scope="module")
 def client() -> KafkaPythonClient:

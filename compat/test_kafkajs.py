@@ -110,17 +110,6 @@ def test_consume_from_timestamp(node: str, broker: LiveBroker, topic_name: str) 
     ]
 
 
-def test_delete_records(node: str, broker: LiveBroker, topic_name: str) -> None:
-    """DeleteRecords moves the log start offset; consumers start there; past the end is refused."""
-    result = scenario(node, broker, "delete_records", topic_name)
-    assert result["offsets"] == [{"partition": 0, "offset": "10", "high": "10", "low": "4"}]
-    [refused] = result["beyond"]["cause"]["partitions"]  # KafkaJSDeleteTopicRecordsError
-    assert (refused["partition"], refused["error"]["type"]) == (0, "OFFSET_OUT_OF_RANGE")
-    assert [(r["offset"], r["value"]) for r in result["records"]] == [
-        (i, f"d{i}") for i in range(4, 10)
-    ]
-
-
 def test_headers_and_create_time(node: str, broker: LiveBroker, topic_name: str) -> None:
     """Headers and the producer's CreateTime timestamp come back unchanged."""
     [record] = scenario(node, broker, "headers_and_create_time", topic_name)["records"]

@@ -7,6 +7,7 @@ figures (acked, read, lost, duplicated, failover times) for the results table.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -179,13 +180,10 @@ class ConfluentClient:
                     continue
                 reading.caught_up.discard(msg.partition())
                 reading.history.read(reading.reader, msg.partition(), msg.offset(), msg.value())
-                while not reading.stop.is_set():
-                    try:
-                        consumer.commit(message=msg, asynchronous=False)
-                        reading.commit_done()
-                        break
-                    except KafkaException:
-                        time.sleep(0.2)  # no coordinator yet: the client finds the next
+                reading.commit(
+                    functools.partial(consumer.commit, message=msg, asynchronous=False),
+                    KafkaException,
+                )
         finally:
             consumer.close()
 

@@ -206,13 +206,8 @@ class KafkaPythonClient:
                 _note_caught_up(consumer, reading)
                 if not polled:
                     continue
-                while not reading.stop.is_set():
-                    try:
-                        consumer.commit()  # the positions after what was just handed over
-                        reading.commit_done()
-                        break
-                    except KafkaError:
-                        time.sleep(0.2)  # no coordinator yet: the client finds the next
+                # The positions after what was just handed over.
+                reading.commit(consumer.commit, KafkaError)
         finally:
             consumer.close()
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic, RecordsToDelete
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import BrokerResponseError, ProducerFenced
 from kafka.partitioner.default import murmur2
@@ -164,6 +164,18 @@ async def _create_partitions(bootstrap: str, topic: str, count: int) -> int:
     return 0
 
 
+async def _delete_records(
+    bootstrap: str, topic: str, partition: int, before: int
+) -> tuple[int, int | None]:
+    tp = TopicPartition(topic, partition)
+    async with admin_client(bootstrap) as admin:
+        try:
+            low_watermarks = await admin.delete_records({tp: RecordsToDelete(before)})
+        except BrokerResponseError as exc:
+            return int(exc.errno), None
+    return 0, low_watermarks[tp]
+
+
 async def _delete_topic(bootstrap: str, topic: str) -> int:
     async with admin_client(bootstrap) as admin:
         # aiokafka hands back the DeleteTopics response rather than raising per topic.
@@ -226,6 +238,12 @@ class AiokafkaClient:
     @staticmethod
     def delete_topic(broker: LiveBroker, topic: str) -> int:
         return run(_delete_topic, broker.bootstrap_servers, topic)
+
+    @staticmethod
+    def delete_records(
+        broker: LiveBroker, topic: str, partition: int, before: int
+    ) -> tuple[int, int | None]:
+        return run(_delete_records, broker.bootstrap_servers, topic, partition, before)
 
     @staticmethod
     def topic_configs(broker: LiveBroker, topic: str) -> dict[str, Config]:

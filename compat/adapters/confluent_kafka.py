@@ -272,6 +272,19 @@ class ConfluentKafkaClient:
         return _error_code(lambda: futures[topic].result(TIMEOUT_S))
 
     @staticmethod
+    def delete_records(
+        broker: LiveBroker, topic: str, partition: int, before: int
+    ) -> tuple[int, int | None]:
+        admin = admin_client(broker)
+        [future] = admin.delete_records(
+            [TopicPartition(topic, partition, before)], request_timeout=TIMEOUT_S
+        ).values()
+        try:
+            return 0, future.result(TIMEOUT_S).low_watermark
+        except KafkaException as exc:
+            return int(exc.args[0].code()), None
+
+    @staticmethod
     def topic_configs(broker: LiveBroker, topic: str) -> dict[str, Config]:
         return {
             name: Config(entry.value, entry.source, entry.is_default)

@@ -204,6 +204,18 @@ class KafkaPythonClient:
         return 0
 
     @staticmethod
+    def delete_records(
+        broker: LiveBroker, topic: str, partition: int, before: int
+    ) -> tuple[int, int | None]:
+        tp = TopicPartition(topic, partition)
+        with admin_client(broker) as admin:
+            try:
+                deleted = admin.delete_records({tp: before})
+            except Errors.BrokerResponseError as exc:
+                return int(exc.errno), None
+        return 0, deleted[tp]["low_watermark"]
+
+    @staticmethod
     def topic_configs(broker: LiveBroker, topic: str) -> dict[str, Config]:
         with admin_client(broker) as admin:
             configs = topic_configs(admin, topic)

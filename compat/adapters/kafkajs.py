@@ -81,11 +81,11 @@ class Driver:
 
 def _error_code(error: dict[str, Any]) -> int | None:
     """Kafka's error code in a kafkajs error, or in the one error it wraps (a retry's cause,
-    or the only entry of a per-topic error list)."""
+    or the only entry of a per-topic or per-partition error list)."""
     while error:
         if isinstance(error.get("code"), int):
             return int(error["code"])
-        inner = error.get("errors") or []
+        inner = error.get("errors") or [p["error"] for p in error.get("partitions") or []]
         error = error.get("cause") or (inner[0] if len(inner) == 1 else {})
     return None
 
@@ -199,6 +199,14 @@ class KafkajsClient:
 
     def delete_topic(self, broker: LiveBroker, topic: str) -> int:
         return self._code(self.driver(broker).call("deleteTopic", topic=topic))
+
+    def delete_records(
+        self, broker: LiveBroker, topic: str, partition: int, before: int
+    ) -> tuple[int, int | None]:
+        answer = self.driver(broker).call(
+            "deleteRecords", topic=topic, partition=partition, before=before
+        )
+        return self._code(answer), None  # kafkajs does not hand over the low watermark
 
     def topic_configs(self, broker: LiveBroker, topic: str) -> dict[str, Config]:
         configs = self.driver(broker).call("topicConfigs", topic=topic)

@@ -146,6 +146,16 @@ const OPS = {
     }))
   },
 
+  // DeleteRecords of one partition before `before`. deleteTopicRecords resolves to nothing
+  // (no low watermark), and looks the leader up in metadata it does not load itself.
+  async deleteRecords ({ topic, partition, before }) {
+    return withAdmin(async (admin) => {
+      await admin.fetchTopicMetadata({ topics: [topic] })
+      const partitions = [{ partition, offset: String(before) }]
+      return { error: await expectError(admin.deleteTopicRecords({ topic, partitions })) }
+    })
+  },
+
   // Every config of `topic`: name -> {value, isDefault, source} (kafkajs's configSource).
   async topicConfigs ({ topic }) {
     const described = await withAdmin((admin) => admin.describeConfigs({

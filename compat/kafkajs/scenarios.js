@@ -160,25 +160,6 @@ const SCENARIOS = {
       fromBeginning: false, seekTo: Number(found.mid[0].offset)
     })
     return { found, records }
-  },
-
-  // DeleteRecords moves the log start; past the high watermark is refused.
-  async delete_records () {
-    await withAdmin((admin) => admin.createTopics({ topics: [{ topic }] }))
-    const messages = []
-    for (let i = 0; i < 10; i++) messages.push({ value: `d${i}`, partition: 0 })
-    await produce(messages)
-    const result = await withAdmin(async (admin) => {
-      // deleteTopicRecords looks the leader up in metadata it does not load itself.
-      await admin.fetchTopicMetadata({ topics: [topic] })
-      await admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: '4' }] })
-      const offsets = await admin.fetchTopicOffsets(topic)
-      const beyond = await expectError(
-        admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: '11' }] }))
-      return { offsets, beyond }
-    })
-    result.records = await consumeGroup(`g-${topic}`, 6)
-    return result
   }
 }
 

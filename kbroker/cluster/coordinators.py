@@ -20,6 +20,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from kbroker.coordinator.group import partition_for
+from kbroker.coordinator.service import drop as drop_group_coordinator
 from kbroker.errors import KafkaApiError
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.wire.errors import ErrorCode
@@ -33,8 +34,7 @@ logger = logging.getLogger(__name__)
 
 KEY_TYPE_GROUP = 0
 KEY_TYPE_TRANSACTION = 1
-# broker.state keys of the loaded coordinators (kbroker.coordinator.service, kbroker.txn.service).
-_GROUP_STATE_KEY = "kbroker.coordinator"
+# broker.state key of the loaded transaction coordinator (kbroker.txn.service).
 _TXN_STATE_KEY = "kbroker.txn"
 
 
@@ -91,9 +91,14 @@ def leads_coordinator(cluster: ClusterNode, key_type: int, key: str) -> bool:
 
 def unload(cluster: ClusterNode, topic: str, index: int, leads: bool) -> None:
     """Leadership of an internal partition moved: drop the coordinator built from the
-    local logs, so the next request loads it again from what this broker now leads."""
-    key = _GROUP_STATE_KEY if topic == OFFSETS_TOPIC else _TXN_STATE_KEY
-    if cluster.broker.state.pop(key, None) is not None:
+    local logs, so the next request loads it again from what this broker now leads (a
+    dropped group coordinator answers whoever waits in it NOT_COORDINATOR and writes
+    nothing more: ``GroupCoordinator.unload``)."""
+    if topic == OFFSETS_TOPIC:
+        dropped = drop_group_coordinator(cluster.broker)
+    else:
+        dropped = cluster.broker.state.pop(_TXN_STATE_KEY, None) is not None
+    if dropped:
         logger.info(
             "%s-%d %s: the %s coordinator reloads on next use",
             topic,

@@ -36,6 +36,7 @@ commit nobody waits for; a group with a write in flight is polled once it is set
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -77,7 +78,9 @@ from kbroker.coordinator.offsets import (
     TopicPartition,
     append_error_code,
     is_expired,
+    operation_error_code,
 )
+from kbroker.errors import KafkaApiError
 from kbroker.wire.errors import ErrorCode
 
 __all__ = [
@@ -316,6 +319,8 @@ class GroupCoordinator:
         self.offsets = OffsetStore(write=self._write, config=self.config)
         self._new_member_id = new_member_id or (lambda client_id: f"{client_id}-{uuid.uuid4()}")
         self._next_expiry_check_ms = self._now() + self.config.offsets_retention_check_interval_ms
+        # Set by ``unload``: this coordinator is no longer the broker's.
+        self.unloaded = False
 
     # ------------------------------------------------------------------ helpers
 
@@ -344,6 +349,11 @@ class GroupCoordinator:
     def _append(
         self, group_id: str, records: Sequence[OffsetRecord | GroupRecord | ConsumerGroupRecord]
     ) -> None:
+        if self.unloaded:
+            # The log is its successor's now (see ``unload``): refused as an append to a
+            # partition this broker no longer leads is, which every path answers
+            # NOT_COORDINATOR.
+            raise KafkaApiError(ErrorCode.NOT_LEADER_OR_FOLLOWER, "the coordinator was unloaded")
         if self._store is not None and records:
             self._store.write(partition_for(group_id, self.config.num_partitions), records)
 
@@ -443,10 +453,10 @@ class GroupCoordinator:
                 )
                 return pending, None
             # An empty one simply becomes classic; its records are tombstoned first.
-            if not self._drop_consumer_group(group_id):
-                pending.complete(
-                    JoinResult(ErrorCode.COORDINATOR_NOT_AVAILABLE, member_id=member_id)
-                )
+            try:
+                self._drop_consumer_group(group_id)
+            except Exception as exc:  # noqa: BLE001 - any store failure is answered
+                pending.complete(JoinResult(operation_error_code(exc), member_id=member_id))
                 return pending, None
         group = self._groups.get(group_id)
         if group is None:
@@ -1095,6 +1105,30 @@ class GroupCoordinator:
             errors.append(ErrorCode.NONE)
         return ErrorCode.NONE, errors
 
+    # ------------------------------------------------------------------ unloading
+
+    def unload(self) -> None:
+        """This coordinator is dropped (a leadership move of any of its partitions drops
+        it, and the next request loads its successor from the log): Kafka's
+        GroupCoordinator.onResignation, whose onGroupUnloaded makes each group Dead and
+        answers every member waiting in JoinGroup or SyncGroup NOT_COORDINATOR, so it
+        looks the coordinator up again and rejoins there. From now on it fires no timer
+        and appends nothing: the log is its successor's (or another broker's). A write
+        still in flight is settled as its wait decides, in memory only."""
+        if self.unloaded:
+            return
+        self.unloaded = True
+        for group in self._groups.values():
+            self._transition(group, S.DEAD)
+            group.join_deadline_ms = group.sync_deadline_ms = None
+            for m in group.members.values():
+                if m.awaiting_join is not None:
+                    m.awaiting_join.complete(JoinResult(ErrorCode.NOT_COORDINATOR, m.member_id))
+                    m.awaiting_join = None
+                if m.awaiting_sync is not None:
+                    m.awaiting_sync.complete(SyncResult(ErrorCode.NOT_COORDINATOR))
+                    m.awaiting_sync = None
+
     # ------------------------------------------------------------------ timers
 
     def next_deadline_ms(self) -> int:
@@ -1122,7 +1156,10 @@ class GroupCoordinator:
                 yield m.heartbeat_deadline_ms
 
     def poll(self) -> None:
-        """Fire every timer that is due: rebalance, session, pending-sync, offset expiry."""
+        """Fire every timer that is due: rebalance, session, pending-sync, offset expiry
+        (none once unloaded: its groups are its successor's)."""
+        if self.unloaded:
+            return
         now = self._now()
         for group in list(self._groups.values()):
             self._poll_group(group, now)
@@ -1132,7 +1169,10 @@ class GroupCoordinator:
             if consumer_group.group_id in self._consumer_writes:
                 continue
             if consumer_group.poll(now):
-                self._persist_consumer_group(consumer_group.group_id)
+                # Nobody to answer if the append fails: the group stays as it was and
+                # the next poll expires its members again.
+                with contextlib.suppress(Exception):
+                    self._persist_consumer_group(consumer_group.group_id)
         if now >= self._next_expiry_check_ms:
             self._next_expiry_check_ms = now + self.config.offsets_retention_check_interval_ms
             self.expire_offsets()
@@ -1257,12 +1297,10 @@ class GroupCoordinator:
         # its GroupMetadata is tombstoned in the same batch, as Kafka does on conversion.
         classic = self._groups.get(group_id)
         extra = [GroupRecord(group_id, None)] if classic is not None else []
-        written = self._write_consumer_group(group_id, extra)
-        if written is None:
-            return HeartbeatResult(
-                ErrorCode.COORDINATOR_NOT_AVAILABLE,
-                "The coordinator could not store the group's state.",
-            ), None
+        try:
+            written = self._write_consumer_group(group_id, extra)
+        except Exception as exc:  # noqa: BLE001 - any store failure is answered
+            return HeartbeatResult(operation_error_code(exc)), None
         self._groups.pop(group_id, None)
         logged = self._consumer_images.get(group_id)
         if not written:
@@ -1281,16 +1319,14 @@ class GroupCoordinator:
         group next waits until it is settled (``ConsumerGroupWrite.watch``)."""
         return self._consumer_writes.get(group_id)
 
-    def complete_consumer_write(
-        self, write: ConsumerGroupWrite, error: int, *, loaded: bool = True
-    ) -> None:
+    def complete_consumer_write(self, write: ConsumerGroupWrite, error: int) -> None:
         """The write's records reached the ISR (``error`` NONE: its state is committed)
         or not (the group goes back to its committed image, and what the write removed,
         a converted classic group or deleted offsets, comes back); then whoever waits
-        for the group goes on. ``loaded`` False: this coordinator was dropped while the
-        write was in flight (a leadership move of any of its partitions unloads it), so
-        it writes nothing more: its successor was loaded from the log, this write
-        included, and only it may append to that log."""
+        for the group goes on. If this coordinator was unloaded while the write was in
+        flight (a leadership move of any of its partitions drops it), it writes nothing
+        more: its successor was loaded from the log, this write included, and only it
+        may append to that log."""
         if write.done:
             return
         group_id = write.group_id
@@ -1314,16 +1350,17 @@ class GroupCoordinator:
             # Not if the partition is no longer led here: its new leader's log is the
             # group's, and this coordinator is unloaded; nor once this coordinator is
             # unloaded: its successor holds the undone write's state, as the log does.
-            if loaded and error != ErrorCode.NOT_COORDINATOR:
-                self._write_consumer_group(group_id, extra)
+            if not self.unloaded and error != ErrorCode.NOT_COORDINATOR:
+                with contextlib.suppress(Exception):
+                    self._write_consumer_group(group_id, extra)
         write.settle()
 
     def _write_consumer_group(
         self, group_id: str, extra: Sequence[OffsetRecord | GroupRecord] = ()
-    ) -> bool | None:
+    ) -> bool:
         """Append what changed in a KIP-848 group since what the log holds: whether
-        there was anything, or None if the append failed (the group is then back to its
-        committed image)."""
+        there was anything. If the append fails the group is back to its committed
+        image and the append's exception is raised."""
         group = self._consumer_groups.get(group_id)
         old = self._consumer_images.get(group_id)
         new = group.image() if group is not None else None
@@ -1333,45 +1370,47 @@ class GroupCoordinator:
             return False
         try:
             self._append(group_id, records)
-        except Exception:  # noqa: BLE001 - any store failure: answer with an error instead
+        except Exception:
             self._restore_committed(group_id)
-            return None
+            raise
         _set_image(self._consumer_images, group_id, new)
         return True
 
     def _persist_consumer_group(
         self, group_id: str, extra: Sequence[OffsetRecord | GroupRecord] = ()
-    ) -> bool:
+    ) -> None:
         """Append what changed in a KIP-848 group, for a change nobody is answered for
         (a session expiry, a group emptied or dropped): committed at once, as Kafka's
         runtime keeps a write nobody waits for. On a failed append the group goes back
-        to its committed state and False is returned."""
-        if self._write_consumer_group(group_id, extra) is None:
-            return False
+        to its committed state and the append's exception is raised."""
+        self._write_consumer_group(group_id, extra)
         _set_image(self._consumer_committed, group_id, self._consumer_images.get(group_id))
-        return True
 
     def _drop_consumer_group(
         self, group_id: str, extra: Sequence[OffsetRecord | GroupRecord] = ()
-    ) -> bool:
-        """Forget a KIP-848 group after writing its tombstones; False if the write failed."""
+    ) -> None:
+        """Forget a KIP-848 group after writing its tombstones; raises what the append
+        raised (the group stays)."""
         group = self._consumer_groups.pop(group_id, None)
-        if self._persist_consumer_group(group_id, extra):
-            return True
-        if group is not None:
-            self._consumer_groups[group_id] = group
-        return False
+        try:
+            self._persist_consumer_group(group_id, extra)
+        except Exception:
+            if group is not None:
+                self._consumer_groups[group_id] = group
+            raise
 
     def _write_consumer_group_drop(
         self, group_id: str, extra: Sequence[OffsetRecord | GroupRecord] = ()
-    ) -> bool | None:
+    ) -> None:
         """Remove a KIP-848 group from memory and append its tombstones (and ``extra``);
-        None if the append failed (the group stays)."""
+        raises what the append raised (the group stays)."""
         group = self._consumer_groups.pop(group_id, None)
-        written = self._write_consumer_group(group_id, extra)
-        if written is None and group is not None:
-            self._consumer_groups[group_id] = group
-        return written
+        try:
+            self._write_consumer_group(group_id, extra)
+        except Exception:
+            if group is not None:
+                self._consumer_groups[group_id] = group
+            raise
 
     def _restore_committed(self, group_id: str) -> None:
         """Put a KIP-848 group back to its committed image (gone if it has none). Members
@@ -1616,7 +1655,8 @@ class GroupCoordinator:
             if not expired or not self.offsets.drop(group_id, expired):
                 continue
             if not consumer_group.members and not self.offsets.of(group_id):
-                self._drop_consumer_group(group_id)
+                with contextlib.suppress(Exception):  # kept; the next check retries
+                    self._drop_consumer_group(group_id)
 
     def delete_topic_offsets(self, topics: Iterable[str]) -> None:
         """Forget every group's offsets for deleted topics (Kafka's cleanupGroupMetadata),
@@ -1741,9 +1781,12 @@ class GroupCoordinator:
                 tombstones: list[OffsetRecord | GroupRecord] = [
                     OffsetRecord(group_id, t, p, None) for t, p in offsets
                 ]
-                # The offsets' and the group's tombstones go in one batch.
-                if self._write_consumer_group_drop(group_id, tombstones) is None:
-                    result[group_id] = ErrorCode.UNKNOWN_SERVER_ERROR
+                # The offsets' and the group's tombstones go in one batch; a failed append
+                # is answered as Kafka's deleteGroups write (handleOperationException).
+                try:
+                    self._write_consumer_group_drop(group_id, tombstones)
+                except Exception as exc:  # noqa: BLE001 - any store failure is answered
+                    result[group_id] = operation_error_code(exc)
                     continue
                 self.offsets.forget(group_id)
                 write = ConsumerGroupWrite(group_id, None, offsets=offsets)

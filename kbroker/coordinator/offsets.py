@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kbroker.errors import KafkaApiError
-from kbroker.replication.leader_writes import COORDINATOR_APPEND_ERRORS
+from kbroker.replication.leader_writes import COORDINATOR_APPEND_ERRORS, coordinator_error
 from kbroker.wire.errors import ErrorCode
 
 TopicPartition = tuple[str, int]
@@ -43,6 +43,26 @@ def append_error_code(exc: BaseException, *, default: ErrorCode, offsets: bool) 
     if not isinstance(exc, KafkaApiError):
         return default
     return write_error_code(exc.code, offsets=offsets)
+
+
+def operation_error_code(exc: BaseException) -> ErrorCode:
+    """What a KIP-848 group's operation answers when the append of its records failed
+    with ``exc``. Kafka's new group coordinator runs these writes through its
+    CoordinatorRuntime, where a failed append throws the partition's error
+    (CoordinatorPartitionWriter.append) and CoordinatorOperationExceptionHelper
+    .handleOperationException maps it: a storage error or a lost leadership is
+    NOT_COORDINATOR (the client finds the coordinator again), too few replicas
+    COORDINATOR_NOT_AVAILABLE, a batch too large UNKNOWN_SERVER_ERROR, any other Kafka
+    error itself, and an unexpected exception (not a Kafka error) UNKNOWN_SERVER_ERROR."""
+    if not isinstance(exc, KafkaApiError):
+        return ErrorCode.UNKNOWN_SERVER_ERROR
+    if exc.code in (
+        ErrorCode.MESSAGE_TOO_LARGE,
+        ErrorCode.RECORD_LIST_TOO_LARGE,
+        ErrorCode.INVALID_FETCH_SIZE,
+    ):
+        return ErrorCode.UNKNOWN_SERVER_ERROR
+    return coordinator_error(exc.code)
 
 
 def write_error_code(code: ErrorCode, *, offsets: bool) -> ErrorCode:

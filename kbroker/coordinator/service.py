@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "coordinator_config",
     "coordinator_for",
-    "is_loaded",
+    "drop",
     "on_topics_deleted",
     "poll_loaded",
     "settled",
@@ -85,11 +85,16 @@ def coordinator_for(broker: BrokerState) -> GroupCoordinator:
     return gc
 
 
-def is_loaded(broker: BrokerState, gc: GroupCoordinator) -> bool:
-    """Whether ``gc`` is still the broker's coordinator: not dropped since it was loaded
-    (kbroker.cluster.coordinators.unload drops it when leadership of any of its
-    partitions moves; the next request loads a successor from the logs)."""
-    return broker.state.get(_STATE_KEY) is gc
+def drop(broker: BrokerState) -> bool:
+    """Drop the broker's coordinator, if one is loaded (whether one was): the next
+    request loads its successor from the logs. The dropped one is unloaded
+    (``GroupCoordinator.unload``): whoever still waits in it is answered
+    NOT_COORDINATOR, and it writes nothing more."""
+    gc: GroupCoordinator | None = broker.state.pop(_STATE_KEY, None)
+    if gc is None:
+        return False
+    gc.unload()
+    return True
 
 
 def poll_loaded(broker: BrokerState) -> None:
@@ -112,7 +117,9 @@ def on_topics_deleted(broker: BrokerState, topics: list[str]) -> None:
 async def wait_pending(gc: GroupCoordinator, pending: Pending[T], event: trio.Event) -> T:
     """Wait until ``pending`` is decided, firing the machine's timers as they fall due.
 
-    ``event`` must be the one whose ``set`` was given to the machine as ``on_done``.
+    ``event`` must be the one whose ``set`` was given to the machine as ``on_done``. A
+    coordinator dropped meanwhile (``drop``) decides it at once (NOT_COORDINATOR) and
+    fires no timer any more, so its waiters never act for it.
     """
     while pending.result is None:
         # At least 1 ms: a due timer is fired by poll(), so never spin on one.
@@ -123,15 +130,16 @@ async def wait_pending(gc: GroupCoordinator, pending: Pending[T], event: trio.Ev
     return pending.result
 
 
-async def settled(gc: GroupCoordinator, group_id: str) -> bool:
+async def settled(gc: GroupCoordinator, group_id: str, deadline: float) -> None:
     """Wait until the KIP-848 group ``group_id`` has no write in flight (at once, without
     yielding, if it has none), so the caller's change neither sees nor builds on state a
-    failed write would undo; whether it waited (the caller then checks again that this
-    broker still coordinates the group: its partition may have moved meanwhile)."""
-    waited = False
+    failed write would undo, or until ``deadline`` (trio time) passes. The caller then
+    checks again that this broker still coordinates the group (its partition may have
+    moved meanwhile), and whether the group is settled."""
     while (write := gc.consumer_write_in_flight(group_id)) is not None:
+        if trio.current_time() >= deadline:
+            return
         done = trio.Event()
         write.watch(done.set)
-        await done.wait()
-        waited = True
-    return waited
+        with trio.move_on_at(deadline):
+            await done.wait()

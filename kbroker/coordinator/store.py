@@ -387,7 +387,8 @@ class OffsetsTopicStore:
             self._append(partition, records, producer_id, producer_epoch)
         except Exception as exc:
             # Kafka: KafkaStorageException on the append, which the coordinator
-            # answers as NOT_COORDINATOR (offsets.append_error_code).
+            # answers as NOT_COORDINATOR (offsets.append_error_code for classic groups
+            # and offsets, offsets.operation_error_code for KIP-848 groups).
             warn_storage_failure(
                 exc,
                 logger,

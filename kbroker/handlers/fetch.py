@@ -30,7 +30,6 @@ FETCH_SESSION_ID_NOT_FOUND, like a Kafka broker whose session cache lost it.
 from __future__ import annotations
 
 import enum
-import uuid
 from typing import Any
 
 import trio
@@ -45,6 +44,7 @@ from kbroker.handlers.partitions import (
     led_partition,
     local_log,
     lookup_topic,
+    lookup_topic_id,
     point_to_leaders,
 )
 from kbroker.log.errors import OffsetOutOfRange
@@ -266,7 +266,7 @@ def _read_all(
         topic_error: ErrorCode | None = None
         try:
             if by_id:
-                topic = _topic_by_id(ctx, fetch_topic.topic_id)
+                topic = lookup_topic_id(ctx, fetch_topic.topic_id)
             elif may_read(fetch_topic.topic):
                 topic = lookup_topic(ctx, fetch_topic.topic)
         except Exception as exc:  # noqa: BLE001 - per-partition answer
@@ -334,17 +334,6 @@ def _has_zstd(regions: list[Any]) -> bool:
             return True
         pos += header.size
     return False
-
-
-def _topic_by_id(ctx: RequestContext, topic_id: uuid.UUID) -> Topic:
-    """The Topic with ``topic_id``; UNKNOWN_TOPIC_ID when none (Fetch v13+, KIP-516)."""
-    topic = ctx.broker.topics.get_by_id(topic_id)
-    if topic is None:
-        cluster = ctx.broker.cluster
-        if cluster is not None and cluster.metadata.topic_by_id(topic_id) is not None:
-            raise KafkaApiError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
-        raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_ID)
-    return topic
 
 
 def _error_partition(index: int, code: ErrorCode | int) -> Any:

@@ -23,7 +23,7 @@ from kbroker.authz.checks import (
 )
 from kbroker.coordinator.group import ConsumerGroupWrite, GroupCoordinator, partition_for
 from kbroker.coordinator.offsets import OffsetAndMetadata, write_error_code
-from kbroker.coordinator.service import coordinator_for, is_loaded, settled, wait_pending
+from kbroker.coordinator.service import coordinator_for, settled, wait_pending
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.meta import AUTHORIZED_OPERATIONS_OMITTED, advertised_endpoint
@@ -228,32 +228,55 @@ def _group_refusal(ctx: RequestContext, operation: Operation, group_id: str) -> 
     return None
 
 
+def _write_deadline(ctx: RequestContext) -> float:
+    """When a coordinator write the request makes must be answered by (trio time):
+    offsets.commit.timeout.ms from now, waiting for an earlier write of its group
+    included. Kafka's CoordinatorRuntime appends the writes of a partition one after
+    the other without waiting for their replication, and times each out
+    offsets.commit.timeout.ms after its append (CoordinatorWriteEvent's
+    OperationTimeout): writes queued behind a write that cannot be replicated time out
+    together, not one after the other. Here a group's writes wait for each other (see
+    GroupCoordinator.prepare_consumer_group_heartbeat), so they share this deadline
+    instead of each waiting the whole timeout in turn."""
+    return trio.current_time() + ctx.broker.config["offsets.commit.timeout.ms"] / 1000
+
+
 async def _settled_coordinator(
-    ctx: RequestContext, operation: Operation, group_id: str
+    ctx: RequestContext, operation: Operation, group_id: str, deadline: float
 ) -> GroupCoordinator | ErrorCode:
     """The coordinator to act on ``group_id`` once its KIP-848 group has no write in
     flight (``settled``: at once, without yielding, if it has none), or the refusal to
     answer. The refusals are checked again after every wait: the group's partition may
-    have moved meanwhile, and a group led elsewhere is NOT_COORDINATOR."""
+    have moved meanwhile, and a group led elsewhere is NOT_COORDINATOR. A group still
+    not settled at ``deadline`` is COORDINATOR_NOT_AVAILABLE, what Kafka answers for a
+    write that timed out (handleOperationException's REQUEST_TIMED_OUT)."""
     while True:
         refused = _group_refusal(ctx, operation, group_id)
         if refused is not None:
             return refused
         gc = coordinator_for(ctx.broker)  # polled: timers due meanwhile fire
-        if not await settled(gc, group_id):
+        if gc.consumer_write_in_flight(group_id) is None:
             return gc
+        if trio.current_time() >= deadline:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        await settled(gc, group_id, deadline)
 
 
-async def coordinator_write_replicated(ctx: RequestContext, key_type: int, key: str) -> ErrorCode:
+async def coordinator_write_replicated(
+    ctx: RequestContext, key_type: int, key: str, deadline: float | None = None
+) -> ErrorCode:
     """Wait until the ISR of ``key``'s coordinator partition has what this coordinator
     wrote to it (Kafka's coordinators append with acks=all and answer once the write is
-    replicated, within offsets.commit.timeout.ms); the coordinator error to answer if it
-    is not (COORDINATOR_NOT_AVAILABLE / NOT_COORDINATOR), NONE if it is. A partition
-    without replication state (a single node) has it at once."""
-    return coordinator_error(await coordinator_write_wait(ctx, key_type, key))
+    replicated, within offsets.commit.timeout.ms, or by ``deadline``, trio time, if
+    given: ``_write_deadline``); the coordinator error to answer if it is not
+    (COORDINATOR_NOT_AVAILABLE / NOT_COORDINATOR), NONE if it is. A partition without
+    replication state (a single node) has it at once."""
+    return coordinator_error(await coordinator_write_wait(ctx, key_type, key, deadline))
 
 
-async def coordinator_write_wait(ctx: RequestContext, key_type: int, key: str) -> ErrorCode:
+async def coordinator_write_wait(
+    ctx: RequestContext, key_type: int, key: str, deadline: float | None = None
+) -> ErrorCode:
     """``coordinator_write_replicated``'s wait, answering the acks=all error itself
     (NONE, NOT_ENOUGH_REPLICAS_AFTER_APPEND, NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT),
     for a caller that maps it its own way.
@@ -272,13 +295,12 @@ async def coordinator_write_wait(ctx: RequestContext, key_type: int, key: str) -
         if local is None:
             return ErrorCode.NONE
         index = partition_for(key, len(local.partitions))
+    if deadline is None:
+        timeout_ms = int(ctx.broker.config["offsets.commit.timeout.ms"])
+    else:
+        timeout_ms = max(0, int((deadline - trio.current_time()) * 1000))
     with trio.CancelScope(shield=True):
-        error = await wait_replicated(
-            ctx.broker,
-            topic,
-            index,
-            timeout_ms=int(ctx.broker.config["offsets.commit.timeout.ms"]),
-        )
+        error = await wait_replicated(ctx.broker, topic, index, timeout_ms=timeout_ms)
     return error
 
 
@@ -289,7 +311,7 @@ async def coordinator_write_wait(ctx: RequestContext, key_type: int, key: str) -
 async def handle_join_group(ctx: RequestContext, request: JoinGroupRequest) -> JoinGroupResponse:
     """Join (or rejoin) a group; answered when the rebalance completes."""
     # An empty KIP-848 group it would take over must not have a write in flight.
-    gc = await _settled_coordinator(ctx, Operation.READ, request.group_id)
+    gc = await _settled_coordinator(ctx, Operation.READ, request.group_id, _write_deadline(ctx))
     if not isinstance(gc, GroupCoordinator):
         return JoinGroupResponse(
             error_code=gc,
@@ -432,21 +454,25 @@ async def handle_offset_commit(
 ) -> OffsetCommitResponse:
     """Store committed offsets (in __consumer_offsets before answering)."""
     refused = _group_refusal(ctx, Operation.READ, request.group_id)
-    if refused is not None:
-        return OffsetCommitResponse(
-            topics=[
-                OffsetCommitResponse.OffsetCommitResponseTopic(
-                    name=t.name,
-                    partitions=[
-                        OffsetCommitResponse.OffsetCommitResponsePartition(
-                            partition_index=p.partition_index, error_code=refused
-                        )
-                        for p in t.partitions
-                    ],
-                )
-                for t in request.topics
-            ]
+    codes = (
+        dict.fromkeys(requested_partitions(request.topics), refused)
+        if refused is not None
+        else await _commit_offsets(ctx, request)
+    )
+    return OffsetCommitResponse(
+        topics=partition_errors(
+            request.topics,
+            codes,
+            OffsetCommitResponse.OffsetCommitResponseTopic,
+            OffsetCommitResponse.OffsetCommitResponsePartition,
         )
+    )
+
+
+async def _commit_offsets(
+    ctx: RequestContext, request: OffsetCommitRequest
+) -> dict[tuple[str, int], int]:
+    """OffsetCommit for a group the principal may Read: each partition's error code."""
     gc = coordinator_for(ctx.broker)
     version = ctx.api_version
     now = gc.now_ms()
@@ -483,14 +509,7 @@ async def handle_offset_commit(
             gc.complete_offset_commit(commit, replicated=error == ErrorCode.NONE)
             for tp in commit.offsets:
                 codes[tp] = error
-    return OffsetCommitResponse(
-        topics=partition_errors(
-            request.topics,
-            codes,
-            OffsetCommitResponse.OffsetCommitResponseTopic,
-            OffsetCommitResponse.OffsetCommitResponsePartition,
-        )
-    )
+    return codes
 
 
 # OffsetFetch's answer for one group: topic -> [(partition, committed offset or None, error)].
@@ -721,21 +740,27 @@ async def handle_delete_groups(
 ) -> DeleteGroupsResponse:
     """Delete empty groups and their offsets (NON_EMPTY_GROUP while members remain)."""
     gc = coordinator_for(ctx.broker)
+    deadline = _write_deadline(ctx)
     # Results are keyed by group id (Kafka's response is a map): duplicates collapse.
     names = list(dict.fromkeys(request.groups_names))
     refusals = {g: _group_refusal(ctx, Operation.DELETE, g) for g in names}
     allowed_names = [g for g in names if refusals[g] is None]
     while (busy := next(filter(gc.consumer_write_in_flight, allowed_names), None)) is not None:
-        await settled(gc, busy)
-        # Checked again, as a heartbeat does: the partition may have moved meanwhile, and
-        # a group led elsewhere is NOT_COORDINATOR, not what this broker's log says.
-        refusals = {g: refusals[g] or _group_refusal(ctx, Operation.DELETE, g) for g in names}
+        if trio.current_time() >= deadline:
+            # Not settled in time: a timed-out write (see _settled_coordinator).
+            refusals[busy] = ErrorCode.COORDINATOR_NOT_AVAILABLE
+        else:
+            await settled(gc, busy, deadline)
+            # Checked again, as a heartbeat does: the partition may have moved meanwhile,
+            # and a group led elsewhere is NOT_COORDINATOR, not what this broker's log says.
+            refusals = {g: refusals[g] or _group_refusal(ctx, Operation.DELETE, g) for g in names}
         allowed_names = [g for g in names if refusals[g] is None]
         gc = coordinator_for(ctx.broker)
     result, writes = gc.prepare_delete_groups(allowed_names)
     for write in writes:
-        # A KIP-848 group's deletion is answered once its tombstones are replicated.
-        result[write.group_id] = await _consumer_write_replicated(ctx, gc, write)
+        # A KIP-848 group's deletion is answered once its tombstones are replicated; the
+        # deletions were all appended first, so their waits share the deadline.
+        result[write.group_id] = await _consumer_write_replicated(ctx, gc, write, deadline)
     result.update({g: refused for g, refused in refusals.items() if refused is not None})
     return DeleteGroupsResponse(
         results=[
@@ -762,7 +787,7 @@ def _topics_view(ctx: RequestContext) -> dict[str, tuple[Any, int]]:
 
 
 async def _consumer_write_replicated(
-    ctx: RequestContext, gc: GroupCoordinator, write: ConsumerGroupWrite
+    ctx: RequestContext, gc: GroupCoordinator, write: ConsumerGroupWrite, deadline: float
 ) -> ErrorCode:
     """Wait for a KIP-848 group's write to reach the ISR and settle it: NONE, or the
     error to answer, the group being back to its committed state. Errors as Kafka's
@@ -771,10 +796,10 @@ async def _consumer_write_replicated(
     COORDINATOR_NOT_AVAILABLE, a lost leadership NOT_COORDINATOR (``coordinator_error``)."""
     error = ErrorCode.COORDINATOR_NOT_AVAILABLE
     try:
-        error = await coordinator_write_replicated(ctx, KEY_TYPE_GROUP, write.group_id)
+        error = await coordinator_write_replicated(ctx, KEY_TYPE_GROUP, write.group_id, deadline)
     finally:
         # Settled even if the wait is torn down, so the group's next writer goes on.
-        gc.complete_consumer_write(write, error, loaded=is_loaded(ctx.broker, gc))
+        gc.complete_consumer_write(write, error)
     return error
 
 
@@ -784,7 +809,8 @@ async def handle_consumer_group_heartbeat(
 ) -> ConsumerGroupHeartbeatResponse:
     """The KIP-848 protocol: join, heartbeat, reconcile and leave in one API."""
     # One write in flight per group: see GroupCoordinator.prepare_consumer_group_heartbeat.
-    gc = await _settled_coordinator(ctx, Operation.READ, request.group_id)
+    deadline = _write_deadline(ctx)
+    gc = await _settled_coordinator(ctx, Operation.READ, request.group_id, deadline)
     if not isinstance(gc, GroupCoordinator):
         return ConsumerGroupHeartbeatResponse(error_code=gc)
     owned = None
@@ -815,7 +841,7 @@ async def handle_consumer_group_heartbeat(
         # Answered once the group's records are replicated, so a member never acts on
         # an epoch or assignment a coordinator failover would lose (Kafka's
         # CoordinatorRuntime completes the write when the high watermark passes it).
-        error = await _consumer_write_replicated(ctx, gc, write)
+        error = await _consumer_write_replicated(ctx, gc, write, deadline)
         if error != ErrorCode.NONE:
             return ConsumerGroupHeartbeatResponse(error_code=error)
     if result.error_code != ErrorCode.NONE:

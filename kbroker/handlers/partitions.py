@@ -17,6 +17,7 @@ controller gave in LeaderAndIsr.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -72,11 +73,31 @@ def lookup_topic(ctx: RequestContext, topic_name: str) -> Topic:
     (NOT_LEADER_OR_FOLLOWER in cluster mode when the cluster has it but not this broker)."""
     topic = ctx.broker.topics.get(topic_name)
     if topic is None:
-        cluster = ctx.broker.cluster
-        if cluster is not None and cluster.metadata.topic(topic_name) is not None:
-            raise KafkaApiError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
-        raise KafkaApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        raise _absent_topic(ctx, topic_name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
     return topic
+
+
+def lookup_topic_id(ctx: RequestContext, topic_id: uuid.UUID) -> Topic:
+    """The broker's Topic by id (Fetch v13+, KIP-516); KafkaApiError UNKNOWN_TOPIC_ID if
+    none (NOT_LEADER_OR_FOLLOWER in cluster mode when the cluster has it but not this broker)."""
+    topic = ctx.broker.topics.get_by_id(topic_id)
+    if topic is None:
+        raise _absent_topic(ctx, topic_id, ErrorCode.UNKNOWN_TOPIC_ID)
+    return topic
+
+
+def _absent_topic(ctx: RequestContext, topic: str | uuid.UUID, unknown: ErrorCode) -> KafkaApiError:
+    """The error for a topic this broker has no log of: NOT_LEADER_OR_FOLLOWER when the
+    cluster's metadata knows it (another broker hosts it), else ``unknown``."""
+    cluster = ctx.broker.cluster
+    if cluster is not None:
+        metadata = cluster.metadata
+        known = (
+            metadata.topic_by_id(topic) if isinstance(topic, uuid.UUID) else metadata.topic(topic)
+        )
+        if known is not None:
+            return KafkaApiError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+    return KafkaApiError(unknown)
 
 
 def led_partition(ctx: RequestContext, topic: Topic, index: int) -> Partition:

@@ -6,6 +6,7 @@ import dataclasses
 import struct
 import uuid
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +27,7 @@ from kbroker.coordinator.group import (
     GroupSnapshot,
 )
 from kbroker.coordinator.store import decode_record, encode_record
+from kbroker.errors import KafkaApiError
 from kbroker.wire.errors import ErrorCode
 
 E = ErrorCode
@@ -40,10 +42,12 @@ class ListStore:
     def __init__(self) -> None:
         self.pairs: list[tuple[bytes, bytes | None]] = []
         self.fail = False
+        # What a failed write raises: OffsetsTopicStore's error for a disk that fails.
+        self.error: Exception = KafkaApiError(E.KAFKA_STORAGE_ERROR, "disk full")
 
     def write(self, partition, records) -> None:
         if self.fail:
-            raise OSError("disk full")
+            raise self.error
         self.pairs += [encode_record(r) for r in records]
 
     def records(self):
@@ -183,18 +187,60 @@ def test_taking_over_an_empty_classic_group_tombstones_it():
     assert gc2.list_groups() == [("g", "consumer", "Stable", "consumer")]
 
 
-def test_failed_write_fails_the_heartbeat_and_changes_nothing():
+@pytest.mark.parametrize(
+    ("raised", "answered"),
+    [
+        # CoordinatorOperationExceptionHelper.handleOperationException's table for the
+        # exception a failed append throws (CoordinatorPartitionWriter.append).
+        (KafkaApiError(E.KAFKA_STORAGE_ERROR), E.NOT_COORDINATOR),
+        (KafkaApiError(E.NOT_LEADER_OR_FOLLOWER), E.NOT_COORDINATOR),
+        (KafkaApiError(E.NOT_ENOUGH_REPLICAS), E.COORDINATOR_NOT_AVAILABLE),
+        (KafkaApiError(E.UNKNOWN_TOPIC_OR_PARTITION), E.COORDINATOR_NOT_AVAILABLE),
+        (KafkaApiError(E.RECORD_LIST_TOO_LARGE), E.UNKNOWN_SERVER_ERROR),
+        (KafkaApiError(E.CORRUPT_MESSAGE), E.CORRUPT_MESSAGE),
+        (RuntimeError("a bug"), E.UNKNOWN_SERVER_ERROR),
+    ],
+    ids=lambda v: v.name if isinstance(v, E) else repr(v),
+)
+def test_failed_write_fails_the_heartbeat_and_changes_nothing(raised, answered):
     store, clock = ListStore(), Clock()
     gc = coordinator(store, clock)
     hb(gc, "a", 0, subscribed_names=["t"])
-    store.fail = True
+    store.fail, store.error = True, raised
     r = hb(gc, "b", 0, subscribed_names=["t"])
-    assert r.error_code == E.COORDINATOR_NOT_AVAILABLE
+    assert (r.error_code, r.member_epoch, r.assignment) == (answered, 0, None)
     g = gc.consumer_group("g")
     assert set(g.members) == {"a"} and g.group_epoch == 1
     store.fail = False
     assert hb(gc, "b", 0, subscribed_names=["t"]).member_epoch == 2
     assert reload(store, clock).consumer_group("g").group_epoch == 2
+
+
+def test_failed_conversion_or_deletion_of_an_empty_group_is_not_coordinator():
+    # A classic JoinGroup that takes over an empty KIP-848 group, and a DeleteGroups of
+    # one, are writes of the new coordinator too: a storage error is NOT_COORDINATOR
+    # (handleOperationException) and the group stays as it was.
+    store, clock = ListStore(), Clock()
+    gc = coordinator(store, clock)
+    hb(gc, "a", 0, subscribed_names=["t"])
+    assert hb(gc, "a", -1).error_code == E.NONE
+    store.fail = True
+    joined = gc.join_group(
+        "g",
+        "",
+        group_instance_id=None,
+        protocol_type="consumer",
+        protocols=[("range", b"")],
+        session_timeout_ms=SESSION,
+        rebalance_timeout_ms=SESSION,
+    )
+    assert joined.result is not None and joined.result.error_code == E.NOT_COORDINATOR
+    assert gc.delete_groups(["g"]) == {"g": E.NOT_COORDINATOR}
+    assert gc.consumer_group("g").group_epoch == 2
+    assert gc.group_ids() == []
+    store.fail = False
+    assert gc.delete_groups(["g"]) == {"g": E.NONE}
+    assert reload(store, clock).consumer_group("g") is None
 
 
 def test_refused_first_heartbeat_writes_nothing():

@@ -730,3 +730,33 @@ def test_storage_error_on_the_offsets_topic_answers_not_coordinator():
     waiting = gc.sync_group("g", gen, follower, assignments=[])
     gc.sync_group("g", gen, leader, assignments=[(leader, b"a"), (follower, b"b")])
     assert waiting.result.error_code == E.NOT_COORDINATOR
+
+
+def test_unloading_answers_waiting_members_not_coordinator_and_stops_writing():
+    # GroupCoordinator.onGroupUnloaded: every group is Dead, a member waiting in
+    # JoinGroup or SyncGroup is answered NOT_COORDINATOR (it finds the coordinator again
+    # and rejoins there). The unloaded coordinator's timers fire nothing and it appends
+    # nothing more: the log belongs to its successor.
+    gc, clock, store = make()
+    (leader, follower), gen = stable_group(gc, clock)
+    rejoining = join(gc, leader)  # the leader rejoins: "g" waits for the follower
+    assert rejoining.result is None
+    (x, y), gen_h = stable_group(gc, clock, group="h")
+    joined_h = [join(gc, x, group="h"), join(gc, y, group="h")]
+    gc.poll()
+    gen_h = joined_h[0].result.generation_id
+    syncing = gc.sync_group("h", gen_h, y if x == joined_h[0].result.leader else x)
+    assert syncing.result is None  # waits for the leader's assignment
+    gc.commit_offsets("solo", -1, "", {("t", 0): OffsetAndMetadata(5)})
+    written = len(store.written)
+
+    gc.unload()
+    assert rejoining.result.error_code == E.NOT_COORDINATOR
+    assert syncing.result.error_code == E.NOT_COORDINATOR
+    assert gc.group_state("g") is S.DEAD and gc.group_state("h") is S.DEAD
+    clock.advance(7 * 24 * 3600 * 1000 + REBALANCE + SESSION)  # every timer falls due
+    gc.poll()
+    # Anything still sent to it is refused as an append to a partition led elsewhere.
+    tp = ("t", 0)
+    assert gc.commit_offsets("other", -1, "", {tp: OffsetAndMetadata(6)}) == {tp: E.NOT_COORDINATOR}
+    assert len(store.written) == written

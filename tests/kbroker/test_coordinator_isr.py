@@ -18,11 +18,13 @@ from typing import Any, cast
 import pytest
 import trio
 
+from kbroker.broker import BrokerState
 from kbroker.cluster.coordinators import unload
+from kbroker.config import BrokerConfig
 from kbroker.coordinator.group import GroupCoordinator
 from kbroker.coordinator.service import coordinator_config, coordinator_for
 from kbroker.coordinator.store import OffsetsTopicStore
-from kbroker.handlers import RequestContext
+from kbroker.handlers import RequestContext, advertised_versions, load_handlers, lookup
 from kbroker.handlers import groups as groups_handlers
 from kbroker.handlers.groups import handle_consumer_group_heartbeat
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
@@ -878,3 +880,138 @@ async def test_a_deletion_waiting_for_a_write_checks_the_coordinator_again(
     assert left.answer.error_code == ErrorCode.NOT_COORDINATOR
     assert deletion.answer.results[0].error_code == ErrorCode.NOT_COORDINATOR
     assert replica.log.log_end_offset == written
+
+
+# --- A coordinator dropped while a classic group's request waits in it -----------------
+
+
+class InProcessClient:
+    """A RawClient's ``request`` without the socket: the request is encoded, decoded and
+    handed to its handler, so a test on virtual time (MockClock) drives the broker."""
+
+    def __init__(self, broker: BrokerState) -> None:
+        self.broker = broker
+
+    async def request(self, body: Any, *, version: int | None = None) -> Any:
+        version = advertised_versions()[body.API_KEY][1] if version is None else version
+        frame = encode_request(body.API_KEY, version, 1, "client", body)
+        header, request = decode_request(frame[4:])
+        ctx = RequestContext(self.broker, header, version, "127.0.0.1:1", ("127.0.0.1", 0))
+        handler = lookup(body.API_KEY, version)
+        assert handler is not None
+        return await handler(ctx, request)
+
+
+@pytest.fixture
+async def virtual_broker(tmp_path: Any) -> AsyncIterator[BrokerState]:
+    """A single node whose wall clock is trio's clock (virtual in a test that asks for
+    ``autojump_clock``), so group timers fall due as that time passes: offsets expire
+    after a minute, checked every second."""
+    config = BrokerConfig.from_properties(
+        {
+            "log.dirs": str(tmp_path / "data"),
+            "offsets.topic.num.partitions": 1,
+            "group.initial.rebalance.delay.ms": 0,
+            "offsets.retention.minutes": 1,
+            "offsets.retention.check.interval.ms": 1000,
+        }
+    )
+    broker = BrokerState(config, clock=lambda: 1_800_000_000 + trio.current_time())
+    load_handlers()
+    yield broker
+    broker.close()
+
+
+async def test_a_join_waiting_in_an_unloaded_coordinator_is_not_coordinator(
+    autojump_clock: trio.testing.MockClock, virtual_broker: BrokerState
+) -> None:
+    # Kafka's onResignation unloads the partition's groups (GroupCoordinator
+    # .onGroupUnloaded): each is Dead, and a member waiting in JoinGroup is answered
+    # NOT_COORDINATOR, so it looks the coordinator up again and rejoins there. Here the
+    # whole coordinator is dropped; a JoinGroup still waiting in it must be answered so
+    # too, and its waiting must not fire the dropped coordinator's timers: they would
+    # append to a log that is now its successor's (or another broker's).
+    broker = virtual_broker
+    create_topic(cast(Any, SimpleNamespace(broker=broker)), "t")
+    client = InProcessClient(broker)
+    # Offsets of a standalone consumer, which expire a minute from now.
+    assert (await client.request(commit_request("solo", {("t", 0): 5}))).topics[0].partitions[
+        0
+    ].error_code == ErrorCode.NONE
+    a = await join(client, "g", session=300_000, rebalance=300_000)
+    assert a.error_code == ErrorCode.NONE
+    assert await _sync(client, a.member_id, a.generation_id, **{a.member_id: b"all"}) == (
+        ErrorCode.NONE,
+        b"all",
+    )
+    await trio.sleep(30)
+    # b's JoinGroup waits for a to rejoin (up to the 300 s rebalance timeout).
+    b = Pending()
+    log = broker.topics.partition(OFFSETS_TOPIC, 0).log
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(b.run, join(client, "g", session=300_000, rebalance=300_000))
+        await trio.testing.wait_all_tasks_blocked()
+        assert not b.answered.is_set()
+        dropped = coordinator_for(broker)
+        unload(cast(Any, SimpleNamespace(broker=broker)), OFFSETS_TOPIC, 0, False)
+        written = log.log_end_offset
+        with trio.fail_after(1):
+            await b.answered.wait()
+    assert b.answer.error_code == ErrorCode.NOT_COORDINATOR
+    # The dropped coordinator's timers (the offsets' expiry, a's session) fire nothing.
+    await trio.sleep(600)
+    dropped.poll()
+    assert log.log_end_offset == written
+    # Its successor, loaded from the log, has the group as it was, and b joins there.
+    successor = coordinator_for(broker)
+    assert successor is not dropped
+    assert successor.describe_group("g").state == "Stable"
+
+
+async def test_queued_consumer_group_writes_time_out_together(
+    autojump_clock: trio.testing.MockClock, virtual_broker: BrokerState
+) -> None:
+    # A follower that died but is still in the ISR (replica.lag.time.max.ms not over
+    # yet): no write of the group is replicated. Kafka's runtime appends the queued
+    # heartbeats at once and times each out offsets.commit.timeout.ms (5 s) after it;
+    # here they wait for each other, and share the first's deadline instead of waiting
+    # 5 s each in turn: every member is answered COORDINATOR_NOT_AVAILABLE after 5 s.
+    broker = virtual_broker
+    holder = cast(Any, SimpleNamespace(broker=broker))
+    create_topic(holder, "t", 2)
+    replica = _replicate(holder, OFFSETS_TOPIC)
+    client = InProcessClient(broker)
+    start = trio.current_time()
+    answered: dict[str, tuple[int, float]] = {}
+
+    async def first_beat(member: str) -> None:
+        answer = await _first_beat(client, member)
+        answered[member] = (answer.error_code, trio.current_time() - start)
+
+    async with trio.open_nursery() as nursery:
+        for member in ("a", "b", "c", "d"):
+            nursery.start_soon(first_beat, member)
+    assert answered == {
+        m: (ErrorCode.COORDINATOR_NOT_AVAILABLE, pytest.approx(5.0)) for m in "abcd"
+    }
+    assert replica.isr == [1, 2]
+    # Nothing is left half done: the log replays to the group memory has (none).
+    assert _live(holder) is None and _replayed(holder) is None
+
+    # The follower is back: queued writes go through one after the other, each on top
+    # of the last, well within the timeout.
+    async def confirm() -> None:
+        while len(answered) < 3:
+            _confirm(replica)
+            await trio.sleep(0.01)
+
+    answered.clear()
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(confirm)
+        for member in ("a", "b", "c"):
+            nursery.start_soon(first_beat, member)
+    assert {code for code, _ in answered.values()} == {ErrorCode.NONE}
+    assert max(elapsed for _, elapsed in answered.values()) < 1
+    epoch, members = await _described(client) or (0, {})
+    assert epoch == 3 and set(members) == {"a", "b", "c"}

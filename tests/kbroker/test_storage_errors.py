@@ -17,8 +17,20 @@ from kbroker.internal_topics import OFFSETS_TOPIC
 from kbroker.log.partition import PartitionLog
 from kbroker.topics import TopicManager
 from kbroker.wire.errors import ErrorCode
-from kbroker.wire.messages import MetadataRequest, OffsetCommitRequest, OffsetFetchRequest
-from tests.kbroker.helpers import commit_request, create_topic, produce, records
+from kbroker.wire.messages import (
+    ConsumerGroupDescribeRequest,
+    MetadataRequest,
+    OffsetCommitRequest,
+    OffsetFetchRequest,
+)
+from tests.kbroker.helpers import (
+    commit_request,
+    create_topic,
+    described_members,
+    first_heartbeat,
+    produce,
+    records,
+)
 
 FAST = {"offsets.topic.num.partitions": 1}
 
@@ -84,6 +96,32 @@ async def test_offset_commit_on_a_full_disk_is_not_coordinator(
         )
     )
     assert fetched.groups[0].topics[0].partitions[0].committed_offset == 20
+
+
+async def test_consumer_group_heartbeat_on_a_full_disk_is_not_coordinator(
+    make_server, monkeypatch, caplog
+) -> None:
+    # KIP-848: the new group coordinator's failed append (KafkaStorageException) goes
+    # through CoordinatorOperationExceptionHelper.handleOperationException, which answers
+    # NOT_COORDINATOR, as the classic path's storeGroup / storeOffsets do; the member
+    # looks the coordinator up again and rejoins from what it had.
+    disk = FullDisk(monkeypatch)
+    server = await make_server(**FAST)
+    create_topic(server, "t")
+    client = await server.connect()
+    assert (await client.request(first_heartbeat("g", "t", member_id="a"))).error_code == 0
+    disk.full = True
+    with caplog.at_level(logging.WARNING):
+        for member in ("b", "c"):
+            response = await client.request(first_heartbeat("g", "t", member_id=member))
+            assert response.error_code == ErrorCode.NOT_COORDINATOR
+            assert (response.member_epoch, response.assignment) == (0, None)
+    assert len(_warnings(caplog, OFFSETS_TOPIC)) == 1
+    described = await client.request(ConsumerGroupDescribeRequest(group_ids=["g"]))
+    assert described_members(described.groups[0]) == (1, {"a": (1, [0])})
+    disk.full = False
+    joined = await client.request(first_heartbeat("g", "t", member_id="b"))
+    assert (joined.error_code, joined.member_epoch) == (ErrorCode.NONE, 2)
 
 
 async def test_metadata_auto_creation_on_a_full_disk_answers_an_error(
