@@ -1652,9 +1652,17 @@ class GroupCoordinator:
             expired = self.offsets.unsubscribed_expired(
                 group_id, consumer_group.all_subscribed_topics(), retention, now
             )
-            if not expired or not self.offsets.drop(group_id, expired):
-                continue
-            if not consumer_group.members and not self.offsets.of(group_id):
+            if expired and not self.offsets.drop(group_id, expired):
+                continue  # tried again at the next check
+            # Kafka's GroupCoordinatorShard.cleanupGroupMetadata: an empty group none of
+            # whose offsets remain is deleted (maybeDeleteGroup), whether or not this
+            # check expired any: one that never committed goes too. A commit in flight
+            # counts as an offset (Kafka's runtime sees uncommitted writes).
+            if (
+                not consumer_group.members
+                and not self.offsets.of(group_id)
+                and not self.offsets.pending_partitions(group_id)
+            ):
                 with contextlib.suppress(Exception):  # kept; the next check retries
                     self._drop_consumer_group(group_id)
 
