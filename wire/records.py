@@ -40,6 +40,7 @@ and Kafka 4 dropped produce v0-v2 altogether (KIP-896).
 
 from __future__ import annotations
 
+import ctypes
 import struct
 import time
 from collections.abc import Iterable, Iterator
@@ -495,7 +496,10 @@ def check_record_framing(buf: Buffer, pos: int = 0, header: BatchHeader | None =
     count = h.records_count
     p = pos + RECORD_BATCH_OVERHEAD
     previous = -1
-    view: memoryview | None = None
+    # Where runs are measured: the bytes or bytearray holding the batch, and the offset
+    # of buf's first byte in it (found at the first run; None until then).
+    data: bytes | bytearray | None = None
+    shift = 0
     i = 0
     while i < count:
         if p >= end:
@@ -525,19 +529,12 @@ def check_record_framing(buf: Buffer, pos: int = 0, header: BatchHeader | None =
             width, stride = q - p, q - p + length
         if stride == previous and count - i > 8:
             # Two records of one size in a row: measure the run of same-size records
-            # with strided slices, at C speed. Of bytes, strided bytes slices;
-            # of anything else (the server passes a view of the request frame),
-            # strided views of it: copying a batch of 100 B records to bytes first
-            # cost more than the check itself (a 470 KB copy per batch).
+            # with strided slices, at C speed. Only within the batch: ``limit`` records
+            # from p end at or before ``end`` (data may hold more after it).
             limit = min(count - i, (end - p) // stride)
-            if isinstance(buf, bytes | bytearray):
-                run = _same_size_run(buf, p, width, stride, limit)
-            else:
-                if view is None:
-                    view = memoryview(buf)
-                    if view.format != "B":
-                        view = view.cast("B")
-                run = _same_size_run_in_view(view, p, width, stride, limit)
+            if data is None:
+                data, shift = _byte_source(buf, pos, end)
+            run = _same_size_run(data, p + shift, width, stride, limit)
             if run:
                 p += run * stride
                 i += run
@@ -552,88 +549,72 @@ def check_record_framing(buf: Buffer, pos: int = 0, header: BatchHeader | None =
         raise _invalid(f"{end - p} trailing bytes after {count} records")
 
 
+def _byte_source(buf: Buffer, start: int, stop: int) -> tuple[bytes | bytearray, int]:
+    """A bytes or bytearray holding ``buf[start:stop]``, and where ``buf[0]`` sits in it.
+
+    Runs are measured with strided slices, which bytes and bytearray take as a C loop
+    of a few instructions per byte; a memoryview has no such loop (a strided view is
+    compared or copied item by item through its generic buffer code, ~25 instructions
+    per item, and that was most of the framing check's cost). The server checks a view
+    of the request frame, which sits in the frame decoder's bytearray: its offset there
+    is the difference of the two buffer addresses (the view pins the bytearray, which
+    cannot be resized or moved while it is exported), and slicing the bytearray itself
+    reads the same bytes without copying them. Anything else is copied, between
+    ``start`` and ``stop`` only.
+    """
+    if isinstance(buf, bytes | bytearray):
+        return buf, 0
+    view = memoryview(buf)
+    obj = view.obj
+    if type(obj) is bytearray and not view.readonly and view.c_contiguous and len(view):
+        shift = _address(view) - _address(obj)
+        if 0 <= shift <= len(obj) - view.nbytes:
+            return obj, shift
+    with view.cast("B") if view.format != "B" else view as flat:
+        return flat[start:stop].tobytes(), -start
+
+
+def _address(buf: bytearray | memoryview) -> int:
+    """The address of a writable buffer's first byte."""
+    return ctypes.addressof(ctypes.c_char.from_buffer(buf))
+
+
 def _same_size_run(data: bytes | bytearray, p: int, width: int, stride: int, limit: int) -> int:
     """How many records from ``p`` (at most ``limit``) start with the same length varint.
 
     Each such record is exactly ``stride`` bytes, so the chain walk would step
     over all of them; taking every record's k-th varint byte with one strided
-    slice and finding the first that differs gives the same verdict at C speed.
+    slice and comparing it with that byte repeated (a memset and a memcmp) gives
+    the same verdict at C speed. The run is followed in chunks that grow fourfold
+    from _FIRST_CHUNK records, so that a run ending early costs about as much as
+    it is long, and a long one only a few steps of Python.
     """
-    stop = p + limit * stride
-    run = limit
-    for k in range(width):
-        column = data[p + k : stop : stride]
-        first = column[:1]
-        # Usually the whole column is one byte: one comparison says so (a memcmp);
-        # lstrip, which finds where it changes, costs a memchr per byte.
-        if column != first * len(column):
-            run = min(run, limit - len(column.lstrip(first)))
+    heads = [data[p + k : p + k + 1] for k in range(width)]
+    run = 0
+    size = _FIRST_CHUNK
+    while run < limit:
+        n = min(size, limit - run)
+        start = p + run * stride
+        same = n
+        for byte in heads:
+            # This byte of the records' varints, as far as the earlier bytes matched
+            # (the last one read is in record `same` - 1, inside the batch).
+            column = data[start : start + (same - 1) * stride + 1 : stride]
+            if column != byte * same:
+                # Where the column first differs: the run ends at the first other size.
+                same -= len(column.lstrip(byte))
+                if not same:
+                    break
+            start += 1
+        run += same
+        if same < n:
+            break
+        size *= 4
     return run
 
 
-def _same_size_run_in_view(view: memoryview, p: int, width: int, stride: int, limit: int) -> int:
-    """_same_size_run on strided views of the batch: nothing is copied but a column of
-    the byte repeated to compare with.
-
-    The first two bytes of a length varint of two bytes or more (records of 64 bytes
-    and up) are compared together, as 16-bit items: half the comparisons, each about
-    as cheap. Of an odd stride the 16-bit items of every other record line up, so the
-    records at even and at odd places are then two columns of their own.
-    """
-    run = limit
-    bytewise = 0  # the first varint byte compared one at a time
-    if width >= 2:
-        step = 1 if stride % 2 == 0 else 2  # records from one 16-bit item to the next
-        for first in range(step):
-            n = (limit - first + step - 1) // step
-            if n <= 0:
-                continue
-            start = p + first * stride
-            # Ends 2 bytes into the last record, within the batch (stride > 2).
-            span = view[start : start + (n - 1) * step * stride + 2]
-            column = span.cast("H")[:: step * stride // 2]
-            # Compared with the run's first record (the odd places start one later).
-            m = _equal_prefix(column, memoryview(view[p : p + 2].tobytes() * n).cast("H"))
-            if m < n:
-                run = min(run, first + m * step)
-        bytewise = 2
-    stop = p + limit * stride
-    for k in range(bytewise, width):
-        column = view[p + k : stop : stride][:run]
-        run = _equal_prefix(column, memoryview(column[:1].tobytes() * len(column)))
-    return run
-
-
-def _equal_prefix(column: memoryview, same: memoryview) -> int:
-    """How many leading items of ``column`` equal ``same``'s (same length, one value).
-
-    Compared in chunks that double from _FIRST_CHUNK items, each item once: a run that
-    ends early is found near where it ends, then bisected within its chunk, comparing
-    only the part not yet known to match. (Comparing the whole column first and
-    bisecting on prefixes cost up to log2(n) passes over it: librdkafka's batches of
-    100 B records change record size at offset delta 64 and 8192, and a 940 KB batch
-    whose run ended at record 8,192 took 258 us for the framing check instead of ~45.)
-    """
-    n = len(column)
-    lo, size = 0, _FIRST_CHUNK
-    while lo < n:
-        hi = min(n, lo + size)
-        if column[lo:hi] != same[lo:hi]:
-            # column[:lo] matches, column[lo:hi] does not: bisect within.
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if column[lo:mid] == same[lo:mid]:
-                    lo = mid
-                else:
-                    hi = mid
-            return lo
-        lo = hi
-        size *= 2
-    return n
-
-
-# The first chunk _equal_prefix compares: past the first 64 records, where a
-# producer's offset deltas widen to two bytes (a new record size), in one go.
+# The first chunk of a run: a producer's batch changes record size past its first 64
+# records (offset deltas of two bytes from there on), and a run starts at record 1.
 _FIRST_CHUNK = 48
 
 

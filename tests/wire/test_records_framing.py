@@ -165,9 +165,10 @@ def test_runs_of_same_size_records_agree_with_the_deep_walk(
     data = _batch(sizes)
     forged = _forge(data, count=max(1, len(sizes) + count_change), cut=cut)
     deep_ok, cheap_ok = _verdicts(forged)
-    # The server hands the check a view of the request frame (strided views of it
-    # measure a run, where bytes and bytearrays are sliced): same verdict.
+    # The server hands the check a view of the request frame (runs are then measured
+    # in the bytearray under it), or of a bytes frame (copied): same verdict.
     assert _framing_ok(memoryview(bytearray(b"head" + forged))[4:]) == cheap_ok
+    assert _framing_ok(memoryview(b"head" + forged)[4:]) == cheap_ok
     assert _framing_ok(bytearray(forged)) == cheap_ok
     if deep_ok:
         assert cheap_ok
@@ -259,3 +260,25 @@ def test_a_run_is_followed_to_its_end_wherever_it_ends(size: int, where: int) ->
     bad = _forge(bytes(forged))
     assert not _framing_ok(memoryview(bytearray(bad)))
     _both_reject(bad)
+
+
+@pytest.mark.parametrize("size", [10, 100])
+def test_a_view_is_judged_on_its_own_bytes_not_those_after_it(size: int) -> None:
+    # A view of a frame sits in a larger buffer, and runs are measured in that buffer.
+    # Here the batch lacks its last record (its count says 200) and that record
+    # follows the view in the buffer: the verdict is still the view's own.
+    whole = _batch([size] * 200)
+    pos = R.RECORD_BATCH_OVERHEAD
+    for _ in range(199):
+        length, after = R._read_varint(whole, pos, len(whole), 5)
+        pos = after + length
+    cut = len(whole) - pos  # the last record's bytes
+    short = _forge(whole, cut=cut)
+    buffer = bytearray(b"head" + short + whole[len(whole) - cut :])
+    view = memoryview(buffer)[4 : 4 + len(short)]
+    assert not _framing_ok(view)
+    _both_reject(short)
+    # The same bytes with the count of records present pass, in the same buffer.
+    fixed = _forge(whole, cut=cut, count=199)
+    buffer = bytearray(b"head" + fixed + whole[len(whole) - cut :])
+    assert _framing_ok(memoryview(buffer)[4 : 4 + len(fixed)])
