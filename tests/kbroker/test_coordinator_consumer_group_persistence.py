@@ -364,3 +364,20 @@ def test_undone_writes_leave_the_committed_state_and_a_log_that_replays_to_it(op
         epochs[member] = result.member_epoch
         if result.assignment is not None:
             owned[member] = {t: set(p) for t, p in result.assignment.items()}
+
+
+def test_failed_offset_deletion_of_a_consumer_group_deletes_nothing():
+    # A KIP-848 group's OffsetDelete is a write of the new coordinator: its failure is
+    # answered as handleOperationException maps it (a storage error NOT_COORDINATOR), and
+    # the offsets stay (unlike a classic group's, whose tombstones are best effort).
+    store, clock = ListStore(), Clock()
+    gc = coordinator(store, clock)
+    epoch = hb(gc, "a", 0, subscribed_names=["t"]).member_epoch
+    tp = ("u", 0)
+    assert gc.commit_offsets("g", epoch, "a", {tp: OffsetAndMetadata(4)}) == {tp: E.NONE}
+    store.fail = True
+    assert gc.delete_offsets("g", [tp]) == (E.NOT_COORDINATOR, {})
+    assert gc.fetch_offsets("g", [tp]) == {tp: OffsetAndMetadata(4)}
+    store.fail = False
+    assert gc.delete_offsets("g", [tp]) == (E.NONE, {tp: E.NONE})
+    assert gc.fetch_offsets("g", [tp]) == {tp: None}
