@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from compat.checker import Analysis, History
-from kbroker.cluster_runner import Cluster
+from kbroker.cluster_runner import Cluster, request
+from kbroker.wire.messages import FetchRequest
 
 # Kafka settings of the scenarios' cluster: acks=all needs 2 of 3 replicas; a follower
 # that stops fetching leaves the ISR after 3 s; a killed broker's session ends after 6 s.
@@ -50,6 +51,8 @@ CLUSTER_CONFIG = {
     "zookeeper.session.timeout.ms": 6000,
     "offsets.topic.num.partitions": 3,
     "transaction.state.log.num.partitions": 3,
+    # Kafka's default, set here because old_leader_truncates waits out fetches parked this long.
+    "replica.fetch.wait.max.ms": 500,
 }
 PARTITIONS = 3
 RATE_PER_S = 300  # records per second of the steady producer
@@ -83,6 +86,9 @@ class GroupReading:
     reader: str
     stop: threading.Event = field(default_factory=threading.Event)
     committed: int = 0  # how many of the reader's reads the last successful commit covers
+    # Partitions the member has read to their end: it has handed over every record below
+    # the high watermark its latest fetch saw (the adapter keeps this, from its client).
+    caught_up: set[int] = field(default_factory=set)
 
     def reads(self) -> int:
         """How many records this member has handed over so far."""
@@ -162,7 +168,8 @@ class ClientAdapter(Protocol):
 
     def group_reader(self, reading: GroupReading) -> None:
         """A group member reading as ``reading`` says, committing synchronously through
-        ``reading.commit`` after each record it hands over."""
+        ``reading.commit`` after each record it hands over; ``reading.caught_up`` holds the
+        partitions it has read to their high watermark."""
 
     def transform_loop(self, loop: TransformLoop) -> None:
         """The loop until ``loop.stop``: a read_committed member of ``loop.group`` reads
@@ -174,8 +181,8 @@ class ClientAdapter(Protocol):
     def read_committed(
         self, bootstrap: str, topic: str, partitions: int, history: History, reader: str
     ) -> None:
-        """Read every partition from its start with read_committed into ``history``, until
-        nothing new arrives for a few seconds."""
+        """Read every partition from its start with read_committed into ``history``, up to
+        its end (the last stable offset; nothing writes to it any more)."""
 
 
 # -- cluster helpers -------------------------------------------------------------------------------
@@ -231,6 +238,64 @@ def wait_identical_replicas(cluster: Cluster, topic: str, partitions: int = PART
     cluster.wait_for(identical, SETTLE_S, interval=0.5, message=f"identical replicas of {topic}")
     first = cluster.broker_ids[0]
     return sum(len(replica_bytes(cluster, topic, p)[first]) for p in range(partitions))
+
+
+def _consumer_fetch(cluster: Cluster, broker_id: int, topic: str, offset: int, wait_ms: int) -> int:
+    """One consumer Fetch of partition 0 at ``offset`` from ``broker_id`` (its leader), with
+    ``max_wait_ms`` ``wait_ms``; the high watermark it answers."""
+    fetch = FetchRequest(
+        replica_id=-1,
+        max_wait_ms=wait_ms,
+        min_bytes=1,
+        max_bytes=1024 * 1024,
+        topics=[
+            FetchRequest.FetchTopic(
+                topic=topic,
+                partitions=[
+                    FetchRequest.FetchPartition(
+                        partition=0, fetch_offset=offset, partition_max_bytes=1024 * 1024
+                    )
+                ],
+            )
+        ],
+    )
+    response = request("127.0.0.1", cluster.broker(broker_id).port, fetch, 12, timeout=SETTLE_S)
+    (answer,) = response.responses[0].partitions
+    assert answer.error_code == 0, answer
+    high_watermark: int = answer.high_watermark
+    return high_watermark
+
+
+def wait_out_parked_fetches(cluster: Cluster, leader: int, topic: str) -> None:
+    """Return once ``leader`` has answered every follower fetch of ``topic``'s partition 0
+    parked at it, its followers being paused (they send no new one).
+
+    A parked fetch is answered after replica.fetch.wait.max.ms on the leader's clock, which
+    on a loaded machine runs late against the test's: so the leader itself measures the
+    time. A consumer fetch parked at the high watermark (which cannot move while the
+    followers are paused) for as long comes back only after the leader's timers have
+    fired that far. Two in a row: the second is parked after the first came back, so
+    it also covers a follower fetch the leader read just after the first, and leaves
+    every woken one a whole wait to be sent."""
+    wait_ms = int(CLUSTER_CONFIG["replica.fetch.wait.max.ms"])
+    high_watermark = _consumer_fetch(cluster, leader, topic, 0, 0)
+    for _ in range(2):
+        _consumer_fetch(cluster, leader, topic, high_watermark, wait_ms)
+
+
+def wait_read_to_end(cluster: Cluster, history: History, reader: str) -> None:
+    """Wait until ``reader`` has read each partition up to its last acknowledged offset."""
+    ends: dict[int, int] = {}
+    for partition, offset in list(history.acks.values()):
+        ends[partition] = max(offset, ends.get(partition, -1))
+
+    def read_to_end() -> bool:
+        last: dict[int, int] = {}
+        for partition, offset, _value in list(history.reads.get(reader, [])):
+            last[partition] = max(offset, last.get(partition, -1))
+        return all(last.get(partition, -1) >= end for partition, end in ends.items())
+
+    cluster.wait_for(read_to_end, SETTLE_S, message=f"{reader} to read up to the last ack")
 
 
 def describe(cluster: Cluster, topic: str) -> dict[str, Any]:
@@ -545,7 +610,7 @@ def old_leader_truncates(client: ClientAdapter, cluster: Cluster, topic: str) ->
             try:
                 # Fetches the followers had parked at the leader are answered (empty) within
                 # replica.fetch.wait.max.ms; after that no fetch of theirs can carry the tail.
-                time.sleep(1.0)
+                wait_out_parked_fetches(cluster, old, topic)
                 send_each(unsafe, tail, topic, ((0, f"tail-{i}".encode()) for i in range(20)))
                 unsafe.flush(3)
             finally:
@@ -574,7 +639,7 @@ def old_leader_truncates(client: ClientAdapter, cluster: Cluster, topic: str) ->
                 message=f"broker {old} back in the ISR",
             )
             wait_identical_replicas(cluster, topic, partitions=1)
-            time.sleep(1.0)  # let the live consumer catch up with the end
+            wait_read_to_end(cluster, history, "live")  # its reads span the whole story
     finally:
         safe.close()
         unsafe.close()
@@ -634,11 +699,19 @@ def group_coordinator_killed(client: ClientAdapter, cluster: Cluster, topic: str
     finally:
         reading.stop.set()
         thread.join(60)
-    # A new member of the group starts from the committed offsets: nothing is left.
+    # A new member of the group starts from the committed offsets: nothing is left. It
+    # reads until its own fetches have reached the end of every partition (a member still
+    # joining would find nothing either, so no fixed time can stand for that).
     late_reading, late = group_reader("group-after")
-    time.sleep(8.0)
-    late_reading.stop.set()
-    late.join(60)
+    try:
+        cluster.wait_for(
+            lambda: late_reading.caught_up >= set(range(PARTITIONS)),
+            SETTLE_S,
+            message="the new member to read every partition to its end",
+        )
+    finally:
+        late_reading.stop.set()
+        late.join(60)
     reread = group_reads("group-after")
     analysis = check(client, cluster, topic, history, PARTITIONS)
     assert reread == 0, f"{reread} records consumed again after the coordinator failover"

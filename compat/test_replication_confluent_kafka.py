@@ -162,13 +162,23 @@ class ConfluentClient:
         return errors[0] if errors else "no delivery report"
 
     def group_reader(self, reading: scenarios.GroupReading) -> None:
-        consumer = self._consumer(reading.bootstrap, reading.group)
+        # librdkafka tells when a fetch reaches the high watermark, after the records
+        # before it: what ``reading.caught_up`` is kept from.
+        consumer = self._consumer(
+            reading.bootstrap, reading.group, **{"enable.partition.eof": True}
+        )
         try:
             consumer.subscribe([reading.topic])
             while not reading.stop.is_set():
                 msg = consumer.poll(0.2)
-                if msg is None or msg.error():
+                if msg is None:
                     continue
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        reading.caught_up.add(msg.partition())
+                    continue
+                reading.caught_up.discard(msg.partition())
                 reading.history.read(reading.reader, msg.partition(), msg.offset(), msg.value())
                 reading.commit(
                     functools.partial(consumer.commit, message=msg, asynchronous=False),
@@ -240,18 +250,27 @@ class ConfluentClient:
                 "group.id": "replication-checker",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
+                # Reported when a fetch reaches the last stable offset: the end for this
+                # reader, since nothing writes to the topic any more.
+                "enable.partition.eof": True,
             }
         )
         try:
             consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
-            quiet_until = time.monotonic() + 10.0
+            at_end: set[int] = set()
             deadline = time.monotonic() + scenarios.SETTLE_S
-            while time.monotonic() < min(quiet_until, deadline):
+            while len(at_end) < partitions and time.monotonic() < deadline:
                 msg = consumer.poll(0.5)
-                if msg is None or msg.error():
+                if msg is None:
                     continue
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        at_end.add(msg.partition())
+                    continue
+                at_end.discard(msg.partition())
                 history.read(reader, msg.partition(), msg.offset(), msg.value())
-                quiet_until = time.monotonic() + 3.0
+            assert len(at_end) == partitions, f"read to the end of partitions {sorted(at_end)} only"
         finally:
             consumer.close()
 

@@ -187,17 +187,25 @@ class KafkaPythonClient:
     def group_reader(self, reading: scenarios.GroupReading) -> None:
         consumer = self._group_member(reading.bootstrap, reading.group, max_poll_records=1)
         try:
+            # The topic's metadata first, then the subscription: after a rejoin that a
+            # metadata change caused, kafka-python 3.0.12 can leave a SyncGroup answer
+            # unapplied (no assignment, no heartbeat, no rejoin), and a first join that
+            # races the consumer's first metadata of the topic leads there (a generation
+            # assigning nothing, then that rejoin).
+            while not consumer.partitions_for_topic(reading.topic) and not reading.stop.is_set():
+                time.sleep(0.2)
             consumer.subscribe([reading.topic])
             while not reading.stop.is_set():
                 try:
                     polled = consumer.poll(timeout_ms=200)
                 except KafkaError:
                     continue
-                if not polled:
-                    continue
                 for tp, records in polled.items():
                     for r in records:
                         reading.history.read(reading.reader, tp.partition, r.offset, r.value)
+                _note_caught_up(consumer, reading)
+                if not polled:
+                    continue
                 # The positions after what was just handed over.
                 reading.commit(consumer.commit, KafkaError)
         finally:
@@ -264,15 +272,30 @@ class KafkaPythonClient:
             tps = [TopicPartition(topic, p) for p in range(partitions)]
             consumer.assign(tps)
             consumer.seek_to_beginning(*tps)
-            quiet_until = time.monotonic() + 10.0
+            # The end for a read_committed consumer: the last stable offset (nothing writes
+            # to the topic any more). Its position moves past control batches too.
+            ends = consumer.end_offsets(tps)
             deadline = time.monotonic() + scenarios.SETTLE_S
-            while time.monotonic() < min(quiet_until, deadline):
+            while (
+                any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline
+            ):
                 for tp, records in consumer.poll(timeout_ms=500).items():
                     for r in records:
                         history.read(reader, tp.partition, r.offset, r.value)
-                        quiet_until = time.monotonic() + 3.0
+            assert all(consumer.position(tp) >= ends[tp] for tp in tps), ends
         finally:
             consumer.close()
+
+
+def _note_caught_up(consumer: KafkaConsumer, reading: scenarios.GroupReading) -> None:
+    """Keep ``reading.caught_up``: the assigned partitions whose position (past the records
+    handed over) has reached the high watermark of the latest fetch (None before any)."""
+    caught_up: set[int] = set()
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is not None and consumer.position(tp) >= highwater:
+            caught_up.add(tp.partition)
+    reading.caught_up = caught_up
 
 
 def _rewind_to_committed(consumer: KafkaConsumer) -> None:

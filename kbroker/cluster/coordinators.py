@@ -23,6 +23,7 @@ from kbroker.coordinator.group import partition_for
 from kbroker.coordinator.service import drop as drop_group_coordinator
 from kbroker.errors import KafkaApiError
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
+from kbroker.txn.service import drop as drop_txn_coordinator
 from kbroker.wire.errors import ErrorCode
 
 if TYPE_CHECKING:
@@ -34,8 +35,6 @@ logger = logging.getLogger(__name__)
 
 KEY_TYPE_GROUP = 0
 KEY_TYPE_TRANSACTION = 1
-# broker.state key of the loaded transaction coordinator (kbroker.txn.service).
-_TXN_STATE_KEY = "kbroker.txn"
 
 
 def _topic_for(key_type: int) -> str:
@@ -92,12 +91,13 @@ def leads_coordinator(cluster: ClusterNode, key_type: int, key: str) -> bool:
 def unload(cluster: ClusterNode, topic: str, index: int, leads: bool) -> None:
     """Leadership of an internal partition moved: drop the coordinator built from the
     local logs, so the next request loads it again from what this broker now leads (a
-    dropped group coordinator answers whoever waits in it NOT_COORDINATOR and writes
-    nothing more: ``GroupCoordinator.unload``)."""
+    dropped coordinator answers whoever waits in it as Kafka's resigned coordinator does,
+    NOT_COORDINATOR, and writes nothing more: ``GroupCoordinator.unload``,
+    ``TransactionCoordinator.unload``)."""
     if topic == OFFSETS_TOPIC:
         dropped = drop_group_coordinator(cluster.broker)
     else:
-        dropped = cluster.broker.state.pop(_TXN_STATE_KEY, None) is not None
+        dropped = drop_txn_coordinator(cluster.broker)
     if dropped:
         logger.info(
             "%s-%d %s: the %s coordinator reloads on next use",

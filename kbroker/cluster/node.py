@@ -468,9 +468,12 @@ class ClusterNode:
         coordinator_epoch: int,
         *,
         on_done: Callable[[bool], None] | None = None,
+        abandoned: Callable[[], bool] | None = None,
     ) -> None:
         """Have the leaders of ``partitions`` write a COMMIT/ABORT marker (in the background);
-        ``on_done`` hears whether every one was written (and replicated there)."""
+        ``on_done`` hears whether every one was written (and replicated there). Once
+        ``abandoned()`` is true (the coordinator was unloaded) no marker is sent any more:
+        Kafka's TransactionMarkerChannelManager.removeMarkersForTxnTopicPartition."""
         if self._nursery is None:
             logger.warning("no cluster task to send transaction markers for %s", partitions)
             if on_done is not None:
@@ -479,10 +482,13 @@ class ClusterNode:
         markers = _TxnMarkers(
             producer_id, producer_epoch, commit, tuple(partitions), coordinator_epoch
         )
-        self._nursery.start_soon(self._deliver_txn_markers, markers, on_done)
+        self._nursery.start_soon(self._deliver_txn_markers, markers, on_done, abandoned)
 
     async def _deliver_txn_markers(
-        self, markers: _TxnMarkers, on_done: Callable[[bool], None] | None
+        self,
+        markers: _TxnMarkers,
+        on_done: Callable[[bool], None] | None,
+        abandoned: Callable[[], bool] | None = None,
     ) -> None:
         """Send WriteTxnMarkers to each partition's current leader until all are written
         (a partition deleted meanwhile is dropped, as Kafka does), then tell ``on_done``.
@@ -490,7 +496,7 @@ class ClusterNode:
         The leaders answer once the marker is in the partition's ISR (acks=all); any
         other error (NOT_ENOUGH_REPLICAS, a moved leader) is retried."""
         try:
-            written = await self._send_txn_markers(markers)
+            written = await self._send_txn_markers(markers, abandoned)
         except Exception:  # noqa: BLE001 - reported to the coordinator, which retries
             logger.exception("delivering transaction markers failed")
             written = False
@@ -500,8 +506,11 @@ class ClusterNode:
             except Exception:  # a cluster task must not end the node
                 logger.exception("completing a transaction's markers failed")
 
-    async def _send_txn_markers(self, markers: _TxnMarkers) -> bool:
-        """The delivery loop of ``_deliver_txn_markers``; True once every marker is written."""
+    async def _send_txn_markers(
+        self, markers: _TxnMarkers, abandoned: Callable[[], bool] | None = None
+    ) -> bool:
+        """The delivery loop of ``_deliver_txn_markers``; True once every marker is written,
+        False if they are not within transaction.max.timeout.ms or were abandoned."""
         from kbroker.txn.service import MARKER_ACKS_TIMEOUT_S, write_markers
         from kbroker.wire.errors import ErrorCode
         from kbroker.wire.messages import WriteTxnMarkersRequest
@@ -509,6 +518,14 @@ class ClusterNode:
         pending = set(markers.partitions)
         deadline = trio.current_time() + self.broker.config["transaction.max.timeout.ms"] / 1000
         while pending and trio.current_time() < deadline:
+            if abandoned is not None and abandoned():
+                logger.info(
+                    "transaction markers of producer %d to %s dropped: the coordinator was "
+                    "unloaded, its successor sends them",
+                    markers.producer_id,
+                    sorted(pending),
+                )
+                return False
             by_leader: dict[int, list[tuple[str, int]]] = {}
             for tp in sorted(pending):
                 if self.metadata.partition(*tp) is None:

@@ -37,6 +37,7 @@ commit nobody waits for; a group with a write in flight is polled once it is set
 from __future__ import annotations
 
 import contextlib
+import logging
 import struct
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -98,6 +99,7 @@ __all__ = [
 ]
 
 S = GroupState
+logger = logging.getLogger(__name__)
 
 
 def java_string_hashcode(text: str) -> int:
@@ -1591,6 +1593,9 @@ class GroupCoordinator:
         """Handle OffsetDelete: (group error, per-partition errors)."""
         if not group_id:
             return ErrorCode.INVALID_GROUP_ID, {}
+        if self.unloaded:
+            # GroupCoordinator.validateGroupStatus: not the group's coordinator any more.
+            return ErrorCode.NOT_COORDINATOR, {}
         subscribed: set[str] = set()
         consumer_group = self._consumer_groups.get(group_id)
         if consumer_group is not None:
@@ -1603,7 +1608,10 @@ class GroupCoordinator:
                 return ErrorCode.NON_EMPTY_GROUP, {}
             if group.state is not S.EMPTY and group.protocol_type == "consumer":
                 subscribed = self._subscribed_topics(group)
-        return self.offsets.delete(group_id, partitions, subscribed)
+        # A classic group's tombstones are best effort (see OffsetStore.delete).
+        return self.offsets.delete(
+            group_id, partitions, subscribed, best_effort=consumer_group is None
+        )
 
     def _subscribed_topics(self, group: ClassicGroup) -> set[str]:
         topics: set[str] = set()
@@ -1652,9 +1660,17 @@ class GroupCoordinator:
             expired = self.offsets.unsubscribed_expired(
                 group_id, consumer_group.all_subscribed_topics(), retention, now
             )
-            if not expired or not self.offsets.drop(group_id, expired):
-                continue
-            if not consumer_group.members and not self.offsets.of(group_id):
+            if expired and not self.offsets.drop(group_id, expired):
+                continue  # tried again at the next check
+            # Kafka's GroupCoordinatorShard.cleanupGroupMetadata: an empty group none of
+            # whose offsets remain is deleted (maybeDeleteGroup), whether or not this
+            # check expired any: one that never committed goes too. A commit in flight
+            # counts as an offset (Kafka's runtime sees uncommitted writes).
+            if (
+                not consumer_group.members
+                and not self.offsets.of(group_id)
+                and not self.offsets.pending_partitions(group_id)
+            ):
                 with contextlib.suppress(Exception):  # kept; the next check retries
                     self._drop_consumer_group(group_id)
 
@@ -1767,6 +1783,9 @@ class GroupCoordinator:
         (the old coordinator's cleanupGroupMetadata appends them with acks=0)."""
         result: dict[str, int] = {}
         writes: list[ConsumerGroupWrite] = []
+        if self.unloaded:
+            # GroupCoordinator.validateGroupStatus: not the groups' coordinator any more.
+            return dict.fromkeys(group_ids, ErrorCode.NOT_COORDINATOR), writes
         for group_id in group_ids:
             if group_id in self._consumer_writes:
                 # Callers wait for the write in flight first; retried without a lookup.
@@ -1804,11 +1823,19 @@ class GroupCoordinator:
                     OffsetRecord(group_id, t, p, None) for t, p in self.offsets.of(group_id)
                 ]
                 records.append(GroupRecord(group_id, None))
+                # GroupCoordinator.handleDeleteGroups makes the group Dead and drops its
+                # offsets before GroupMetadataManager.cleanupGroupMetadata appends the
+                # tombstones, with acks=0 and a failed append only logged ("even if the
+                # tombstone is lost, it will be appended again"): the deletion is NONE
+                # either way, and a coordinator loaded from the log has the group again.
                 try:
                     self._write(group_id, records)
-                except Exception:
-                    result[group_id] = ErrorCode.UNKNOWN_SERVER_ERROR
-                    continue
+                except Exception as exc:  # noqa: BLE001 - logged, as Kafka does
+                    logger.error(
+                        "group %s is deleted, but its tombstones were not written: %s",
+                        group_id,
+                        exc,
+                    )
                 self._transition(group, S.DEAD)
                 del self._groups[group_id]
                 self.offsets.forget(group_id)

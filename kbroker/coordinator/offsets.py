@@ -18,6 +18,7 @@ is replicated (onOffsetCommitAppend), or drops it when the wait failed
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -25,6 +26,8 @@ from typing import Any, Protocol
 from kbroker.errors import KafkaApiError
 from kbroker.replication.leader_writes import COORDINATOR_APPEND_ERRORS, coordinator_error
 from kbroker.wire.errors import ErrorCode
+
+logger = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
 # (group id, records) -> appended durably to the group's partition; raises on failure.
@@ -228,10 +231,23 @@ class OffsetStore:
         return {tp: stored.get(tp) for tp in partitions}
 
     def delete(
-        self, group_id: str, partitions: list[TopicPartition], subscribed: set[str]
+        self,
+        group_id: str,
+        partitions: list[TopicPartition],
+        subscribed: set[str],
+        *,
+        best_effort: bool,
     ) -> tuple[int, dict[TopicPartition, int]]:
         """OffsetDelete once the group allows it: partitions of ``subscribed`` topics stay
-        (GROUP_SUBSCRIBED_TO_TOPIC); (group error, per-partition errors)."""
+        (GROUP_SUBSCRIBED_TO_TOPIC); (group error, per-partition errors).
+
+        How a failed append of the tombstones is answered depends on the coordinator
+        Kafka runs the group on. ``best_effort`` (a classic group): the old coordinator's
+        handleDeleteOffsets removes the offsets from memory, then cleanupGroupMetadata
+        appends the tombstones with acks=0 and only logs a failure, so the deletion is
+        answered NONE either way (a coordinator loaded from the log has the offsets
+        again). Otherwise (a KIP-848 group) nothing is deleted and the failure is
+        answered as the new coordinator's handleOperationException maps it."""
         result: dict[TopicPartition, int] = {}
         deleted: list[TopicPartition] = []
         stored = self._offsets.get(group_id, {})
@@ -244,8 +260,15 @@ class OffsetStore:
                     deleted.append(tp)
         try:
             self._write(group_id, [OffsetRecord(group_id, t, p, None) for t, p in deleted])
-        except Exception:
-            return ErrorCode.UNKNOWN_SERVER_ERROR, {}
+        except Exception as exc:
+            if not best_effort:
+                return operation_error_code(exc), {}
+            logger.error(
+                "group %s: the tombstones of %d deleted offset(s) were not written: %s",
+                group_id,
+                len(deleted),
+                exc,
+            )
         for tp in deleted:
             del stored[tp]
         pending = self._pending.get(group_id, {})

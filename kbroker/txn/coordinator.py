@@ -22,6 +22,11 @@ state that ``load`` (or, after a failed completion, ``poll``) finishes by writin
 the markers again (a repeated marker is harmless: it closes no open transaction). Timers
 (transaction.timeout.ms, transactional.id.expiration.ms) fire from ``poll``,
 called by the Trio side; the clock is injected, so tests drive time by hand.
+
+A coordinator whose partitions move is ``unload``-ed and a successor is loaded from the
+log: the unloaded one writes nothing more (no record, no marker, no timer), and what
+was in flight in it is answered as Kafka answers it (NOT_COORDINATOR), leaving the
+transactions to its successor.
 """
 
 from __future__ import annotations
@@ -254,6 +259,11 @@ class TransactionCoordinator:
         self.txns: dict[str, TxnMetadata] = {}
         # producer id -> transactional id, for the produce path's verification.
         self._by_pid: dict[int, str] = {}
+        # Set by ``unload``: this coordinator is no longer the broker's.
+        self.unloaded = False
+        # Completions waiting for their markers, by transactional id: ``unload`` answers
+        # them at once (their markers are its successor's to write).
+        self._awaiting_markers: dict[str, Callable[[], None]] = {}
 
     def now_ms(self) -> int:
         """The injected clock in milliseconds."""
@@ -267,10 +277,15 @@ class TransactionCoordinator:
         while the write is in flight and takes the new values only once the write is
         complete; a failed write leaves it as it was (pending state cleared). If the
         coordinator no longer holds ``meta`` by then (its partition was unloaded, or
-        loaded again), the answer is NOT_COORDINATOR, as Kafka's coordinator epoch check.
+        loaded again), the answer is NOT_COORDINATOR, as Kafka's coordinator epoch check;
+        an unloaded coordinator appends nothing and answers NOT_COORDINATOR at once (its
+        partition is not loaded any more).
         """
         tid = meta.transactional_id
         target = new.state if new is not None else TxnState.DEAD
+        if self.unloaded:
+            then(ErrorCode.NOT_COORDINATOR)
+            return
         if meta.pending_state is not None:
             raise AssertionError(
                 f"transaction {tid}: a write to {meta.pending_state.display} is in flight"
@@ -286,7 +301,9 @@ class TransactionCoordinator:
             nonlocal completed
             completed = True
             meta.pending_state = None
-            if self.txns.get(tid) is not meta:
+            if self.unloaded or self.txns.get(tid) is not meta:
+                # Its successor loaded the log, this record included if it was appended,
+                # and holds the transaction now: nothing changes here.
                 then(ErrorCode.NOT_COORDINATOR if error == ErrorCode.NONE else error)
                 return
             if error != ErrorCode.NONE:
@@ -551,6 +568,9 @@ class TransactionCoordinator:
         commit = meta.state is TxnState.PREPARE_COMMIT
         target = TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT
         tid = meta.transactional_id
+        if self.unloaded:
+            then(ErrorCode.NOT_COORDINATOR)  # a marker is its successor's to write
+            return
 
         def record() -> None:
             new = meta.copy()
@@ -563,10 +583,20 @@ class TransactionCoordinator:
             record()
             return
 
+        answered = False
+
         def markers_done(written: bool) -> None:
+            nonlocal answered
+            if answered:
+                return  # answered by ``unload`` already
+            answered = True
+            self._awaiting_markers.pop(tid, None)
             meta.pending_state = None
-            if self.txns.get(tid) is not meta:
-                then(ErrorCode.NOT_COORDINATOR)  # a newer coordinator finishes it
+            if self.unloaded or self.txns.get(tid) is not meta:
+                # TransactionMarkerChannelManager.writeTxnCompletion: no longer the
+                # coordinator, so Complete* is not appended; the successor loaded
+                # Prepare* and finishes the transaction.
+                then(ErrorCode.NOT_COORDINATOR)
             elif not written:
                 logger.warning("transaction %s: a marker was not written; tried again later", tid)
                 then(ErrorCode.COORDINATOR_NOT_AVAILABLE)
@@ -575,13 +605,16 @@ class TransactionCoordinator:
                 record()
 
         meta.pending_state = target
+        self._awaiting_markers[tid] = lambda: markers_done(False)
         try:
             self._markers(
                 meta.producer_id, meta.producer_epoch, commit, sorted(meta.partitions), markers_done
             )
         except Exception:
-            if meta.pending_state is None:
+            if answered:
                 raise  # raised after the markers were written, by what followed
+            answered = True
+            self._awaiting_markers.pop(tid, None)
             meta.pending_state = None
             logger.warning(
                 "transaction %s: writing its markers failed; tried again later",
@@ -592,7 +625,9 @@ class TransactionCoordinator:
 
     # -- timers ------------------------------------------------------------------------------
     def next_deadline_ms(self) -> int | None:
-        """When poll() next has something to do (None = nothing pending)."""
+        """When poll() next has something to do (None = nothing pending, or unloaded)."""
+        if self.unloaded:
+            return None
         best: int | None = None
         for meta in self.txns.values():
             if meta.pending_state is not None:
@@ -609,7 +644,11 @@ class TransactionCoordinator:
 
     def poll(self) -> list[str]:
         """Abort timed-out transactions, finish Prepare* ones, expire idle transactional
-        ids; returns the ids whose abort started."""
+        ids; returns the ids whose abort started. An unloaded coordinator does nothing:
+        Kafka's abortTimedOutTransactions and removeExpiredTransactionalIds walk only the
+        partitions still loaded."""
+        if self.unloaded:
+            return []
         now = self.now_ms()
         aborted = []
         for tid, meta in list(self.txns.items()):
@@ -635,6 +674,28 @@ class TransactionCoordinator:
         return aborted
 
     # -- loading -------------------------------------------------------------------------------
+    def unload(self) -> None:
+        """This coordinator is dropped (a leadership move of any ``__transaction_state``
+        partition drops it, and the next request loads its successor from the log):
+        Kafka's TransactionCoordinator.onResignation, which removes the partition's
+        transactions from the cache (TransactionStateManager
+        .removeTransactionsForTxnTopicPartition) and the markers still to be sent for
+        them (TransactionMarkerChannelManager.removeMarkersForTxnTopicPartition).
+
+        From now on it appends nothing and fires no timer. A write still in flight is
+        answered NOT_COORDINATOR once it ends (appendTransactionToLog's coordinator epoch
+        check) and changes nothing; a completion waiting for its markers is answered at
+        once (EndTxn hears NONE: Kafka answered it once Prepare* was written) and writes
+        no Complete*: its successor loaded Prepare* and finishes the transaction.
+        """
+        if self.unloaded:
+            return
+        self.unloaded = True
+        waiting = list(self._awaiting_markers.values())
+        self._awaiting_markers.clear()
+        for answer in waiting:
+            answer()
+
     def load(self, records: Iterable[tuple[str, TxnMetadata | None]]) -> None:
         """Replay __transaction_state (later records win), then finish Prepare* transactions."""
         for tid, meta in records:

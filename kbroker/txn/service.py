@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -76,16 +77,23 @@ def txn_config(broker: BrokerState) -> TxnConfig:
 
 def txn_coordinator(broker: BrokerState) -> TransactionCoordinator:
     """The broker's transaction coordinator, loaded on first use, then polled."""
-    tc = broker.state.get(_STATE_KEY)
+    tc: TransactionCoordinator | None = broker.state.get(_STATE_KEY)
     if tc is None:
         store = TxnStateTopicStore(broker)
-        tc = TransactionCoordinator(
+        tc = loaded = TransactionCoordinator(
             config=txn_config(broker),
             clock=broker.clock,
             next_producer_id=producer_ids(broker).next_id,
             store=store,
+            # Markers still being sent when it is unloaded are left to its successor.
             markers=lambda pid, epoch, commit, parts, done: write_markers(
-                broker, pid, epoch, commit, parts, on_written=done
+                broker,
+                pid,
+                epoch,
+                commit,
+                parts,
+                on_written=done,
+                abandoned=lambda: loaded.unloaded,
             ),
         )
         # Register before loading: finishing a Prepare* transaction writes markers.
@@ -94,6 +102,18 @@ def txn_coordinator(broker: BrokerState) -> TransactionCoordinator:
         logger.info("transaction coordinator loaded %d transactional id(s)", len(tc.txns))
     poll(broker, tc)
     return tc
+
+
+def drop(broker: BrokerState) -> bool:
+    """Drop the broker's transaction coordinator, if one is loaded (whether one was): the
+    next request loads its successor from the logs. The dropped one is unloaded
+    (``TransactionCoordinator.unload``): it writes nothing more, and what waits in it is
+    answered as Kafka answers a request whose coordinator resigned."""
+    tc: TransactionCoordinator | None = broker.state.pop(_STATE_KEY, None)
+    if tc is None:
+        return False
+    tc.unload()
+    return True
 
 
 def poll(broker: BrokerState, tc: TransactionCoordinator | None = None) -> None:
@@ -141,6 +161,7 @@ def write_markers(
     *,
     coordinator_epoch: int = COORDINATOR_EPOCH,
     on_written: MarkersDone | None = None,
+    abandoned: Callable[[], bool] | None = None,
 ) -> None:
     """Append a COMMIT/ABORT marker to each partition; complete staged group offsets.
 
@@ -150,6 +171,9 @@ def write_markers(
 
     ``on_written`` (the coordinator's) hears True once every marker is written and in its
     partition's ISR (acks=all, as Kafka appends markers), False if one could not be.
+    ``abandoned`` tells the background sending to stop: its coordinator was unloaded, and
+    the successor sends the markers again (TransactionMarkerChannelManager
+    .removeMarkersForTxnTopicPartition).
     """
     written = _AllWritten(on_written)
     cluster = broker.cluster
@@ -158,7 +182,13 @@ def write_markers(
         if remote:
             written.expect()
             cluster.send_txn_markers(
-                producer_id, epoch, commit, remote, coordinator_epoch, on_done=written.one
+                producer_id,
+                epoch,
+                commit,
+                remote,
+                coordinator_epoch,
+                on_done=written.one,
+                abandoned=abandoned,
             )
             partitions = [tp for tp in partitions if tp not in remote]
     now = int(broker.clock() * 1000)

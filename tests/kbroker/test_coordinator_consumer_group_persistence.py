@@ -26,6 +26,7 @@ from kbroker.coordinator.group import (
     GroupRecord,
     GroupSnapshot,
 )
+from kbroker.coordinator.offsets import OffsetAndMetadata
 from kbroker.coordinator.store import decode_record, encode_record
 from kbroker.errors import KafkaApiError
 from kbroker.wire.errors import ErrorCode
@@ -243,6 +244,55 @@ def test_failed_conversion_or_deletion_of_an_empty_group_is_not_coordinator():
     assert reload(store, clock).consumer_group("g") is None
 
 
+def test_an_empty_group_without_offsets_goes_at_the_next_retention_check():
+    # Kafka's GroupCoordinatorShard.cleanupGroupMetadata, every
+    # offsets.retention.check.interval.ms: a group none of whose offsets remain
+    # (OffsetMetadataManager.cleanupExpiredOffsets holds for one that never committed
+    # any) is deleted if it is empty (GroupMetadataManager.maybeDeleteGroup), whether or
+    # not that check expired offsets. A failed write keeps the group for the next check.
+    store, clock = ListStore(), Clock()
+    gc = coordinator(store, clock)
+    hb(gc, "a", 0, subscribed_names=["t"])
+    assert hb(gc, "a", -1).error_code == E.NONE
+    interval_s = gc.config.offsets_retention_check_interval_ms / 1000
+    store.fail = True
+    clock.now += interval_s
+    gc.poll()
+    assert gc.consumer_group("g") is not None
+    store.fail = False
+    clock.now += interval_s
+    gc.poll()
+    assert gc.consumer_group("g") is None
+    assert gc.describe_group("g").state == "Dead"
+    assert reload(store, clock).consumer_group("g") is None
+
+
+def test_a_group_with_members_or_offsets_stays_at_the_retention_check():
+    store, clock = ListStore(), Clock()
+    gc = coordinator(store, clock)
+    interval_s = gc.config.offsets_retention_check_interval_ms / 1000
+    hb(gc, "a", 0, subscribed_names=["t"])
+    # A member that keeps heartbeating, through a whole check interval.
+    for _ in range(int(interval_s // (SESSION / 2000)) + 1):
+        clock.now += SESSION / 2000
+        assert hb(gc, "a", 1).error_code == E.NONE
+    assert gc.consumer_group("g") is not None
+    # An empty group with a commit in flight (an admin's, epoch -1) keeps it, and itself.
+    assert hb(gc, "a", -1).error_code == E.NONE
+    tp = ("t", 0)
+    codes, commit = gc.prepare_offset_commit("g", -1, "", {tp: OffsetAndMetadata(3)})
+    assert codes == {tp: E.NONE} and commit is not None
+    clock.now += interval_s
+    gc.poll()
+    assert gc.consumer_group("g") is not None
+    # Committed now, and not expired yet: the same.
+    gc.complete_offset_commit(commit, replicated=True)
+    clock.now += interval_s
+    gc.poll()
+    assert gc.consumer_group("g") is not None
+    assert reload(store, clock).fetch_offsets("g", [tp])[tp].offset == 3
+
+
 def test_refused_first_heartbeat_writes_nothing():
     store, clock = ListStore(), Clock()
     gc = coordinator(store, clock)
@@ -314,3 +364,20 @@ def test_undone_writes_leave_the_committed_state_and_a_log_that_replays_to_it(op
         epochs[member] = result.member_epoch
         if result.assignment is not None:
             owned[member] = {t: set(p) for t, p in result.assignment.items()}
+
+
+def test_failed_offset_deletion_of_a_consumer_group_deletes_nothing():
+    # A KIP-848 group's OffsetDelete is a write of the new coordinator: its failure is
+    # answered as handleOperationException maps it (a storage error NOT_COORDINATOR), and
+    # the offsets stay (unlike a classic group's, whose tombstones are best effort).
+    store, clock = ListStore(), Clock()
+    gc = coordinator(store, clock)
+    epoch = hb(gc, "a", 0, subscribed_names=["t"]).member_epoch
+    tp = ("u", 0)
+    assert gc.commit_offsets("g", epoch, "a", {tp: OffsetAndMetadata(4)}) == {tp: E.NONE}
+    store.fail = True
+    assert gc.delete_offsets("g", [tp]) == (E.NOT_COORDINATOR, {})
+    assert gc.fetch_offsets("g", [tp]) == {tp: OffsetAndMetadata(4)}
+    store.fail = False
+    assert gc.delete_offsets("g", [tp]) == (E.NONE, {tp: E.NONE})
+    assert gc.fetch_offsets("g", [tp]) == {tp: None}

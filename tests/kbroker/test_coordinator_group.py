@@ -759,4 +759,36 @@ def test_unloading_answers_waiting_members_not_coordinator_and_stops_writing():
     # Anything still sent to it is refused as an append to a partition led elsewhere.
     tp = ("t", 0)
     assert gc.commit_offsets("other", -1, "", {tp: OffsetAndMetadata(6)}) == {tp: E.NOT_COORDINATOR}
+    # Deletions too, though a classic group's tombstones are otherwise best effort: the
+    # groups are not this coordinator's to delete (GroupCoordinator.validateGroupStatus).
+    assert gc.delete_groups(["solo"]) == {"solo": E.NOT_COORDINATOR}
+    assert gc.delete_offsets("solo", [tp]) == (E.NOT_COORDINATOR, {})
     assert len(store.written) == written
+
+
+def test_a_classic_deletion_whose_tombstones_fail_is_still_answered_none():
+    # GroupCoordinator.handleDeleteGroups / handleDeleteOffsets (Kafka 3.9's classic
+    # coordinator) drop the group or the offsets from memory before
+    # GroupMetadataManager.cleanupGroupMetadata appends the tombstones, with acks=0 and a
+    # failed append only logged: the deletion is NONE, and the group is gone here until
+    # the coordinator is loaded again from a log that has no tombstone.
+    gc, clock, store = make()
+    (a,), gen = stable_group(gc, clock, n=1)
+    gc.commit_offsets("g", gen, a, {("t", 0): OffsetAndMetadata(1), ("u", 0): OffsetAndMetadata(2)})
+    gc.commit_offsets("solo", -1, "", {("t", 0): OffsetAndMetadata(3)})
+    store.fail = True
+    assert gc.delete_offsets("g", [("t", 0), ("u", 0)]) == (
+        E.NONE,
+        {("t", 0): E.GROUP_SUBSCRIBED_TO_TOPIC, ("u", 0): E.NONE},
+    )
+    assert set(gc.fetch_offsets("g", None)) == {("t", 0)}
+    assert gc.delete_groups(["solo"]) == {"solo": E.NONE}
+    assert gc.describe_group("solo").state == "Dead"
+    assert gc.fetch_offsets("solo", None) == {}
+    assert [group_id for group_id, *_ in gc.list_groups()] == ["g"]
+    # Nothing reached the log: a coordinator loaded from it has both again.
+    store.fail = False
+    fresh = GroupCoordinator(config=gc.config, clock=clock, store=None)
+    fresh.replay(store.records())
+    assert set(fresh.fetch_offsets("g", None)) == {("t", 0), ("u", 0)}
+    assert fresh.fetch_offsets("solo", None) == {("t", 0): OffsetAndMetadata(3)}

@@ -17,11 +17,13 @@ from typing import Any, cast
 
 import pytest
 import trio
+import trio.testing
 
 from kbroker.broker import BrokerState
 from kbroker.cluster.coordinators import unload
+from kbroker.cluster.node import ClusterNode, _TxnMarkers
 from kbroker.config import BrokerConfig
-from kbroker.coordinator.group import GroupCoordinator
+from kbroker.coordinator.group import GroupCoordinator, partition_for
 from kbroker.coordinator.service import coordinator_config, coordinator_for
 from kbroker.coordinator.store import OffsetsTopicStore
 from kbroker.handlers import RequestContext, advertised_versions, load_handlers, lookup
@@ -29,6 +31,8 @@ from kbroker.handlers import groups as groups_handlers
 from kbroker.handlers.groups import handle_consumer_group_heartbeat
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.replication.partition import ReplicatedPartition
+from kbroker.txn.coordinator import TransactionCoordinator
+from kbroker.txn.service import txn_coordinator
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     ConsumerGroupDescribeRequest,
@@ -106,6 +110,13 @@ async def _drop_follower(replica: ReplicatedPartition) -> None:
     """Follower 2 stays silent past replica.lag.time.max.ms and leaves the ISR."""
     await trio.sleep(2 * LAG_MS / 1000)
     assert replica.maybe_shrink_isr() == [2]
+
+
+async def _settled() -> None:
+    """Until every task is blocked: the broker has done all it can without the follower,
+    so a check that no answer came yet means something (a fixed sleep proves nothing on a
+    machine too slow to have answered within it)."""
+    await trio.testing.wait_all_tasks_blocked()
 
 
 async def _appended(replica: ReplicatedPartition, end: int) -> None:
@@ -291,7 +302,7 @@ async def test_a_group_assignment_is_handed_out_only_once_replicated(make_server
     clients, leader, follower, generation = await _join_two(a, b)
 
     async def not_yet_then_drop_the_follower() -> None:
-        await trio.sleep(0.05)
+        await _settled()
         # Written on the leader only: nobody has an assignment, the group is not Stable.
         assert await _group_state(probe) == ("CompletingRebalance", [b"", b""])
         await _drop_follower(replica)
@@ -325,7 +336,7 @@ async def test_a_group_assignment_is_handed_out_only_once_replicated(make_server
     leader = rejoined[leader].leader
 
     async def confirm() -> None:
-        await trio.sleep(0.05)
+        await _settled()
         assert (await _group_state(probe))[0] == "CompletingRebalance"
         _confirm(replica)
 
@@ -378,7 +389,7 @@ async def test_a_static_member_gets_its_new_id_only_once_replicated(server: Any)
         return await join(await server.connect(), "g", instance="i")
 
     async with _in_flight(replica, rejoin()) as refused:
-        await trio.sleep(0.05)
+        await _settled()
         assert not refused.answered.is_set()
         await _drop_follower(replica)
     assert refused.answer.error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
@@ -391,7 +402,7 @@ async def test_a_static_member_gets_its_new_id_only_once_replicated(server: Any)
 
     _confirm(replica)
     async with _in_flight(replica, rejoin()) as accepted:
-        await trio.sleep(0.05)
+        await _settled()
         assert not accepted.answered.is_set()
         _confirm(replica)
     assert accepted.answer.error_code == ErrorCode.NONE
@@ -524,7 +535,7 @@ async def test_write_txn_markers_answers_once_the_marker_is_replicated(server: A
     )
     async with _in_flight(part.replica, client.request(request)) as answered:
         # The marker is written after the batch's two records, but not yet replicated.
-        await trio.sleep(0.05)
+        await _settled()
         assert not answered.answered.is_set()
         _confirm(part.replica)
     assert answered.answer.markers[0].topics[0].partitions[0].error_code == ErrorCode.NONE
@@ -600,7 +611,7 @@ async def test_a_consumer_group_heartbeat_is_answered_only_once_replicated(serve
     a, b, probe = await server.connect(), await server.connect(), await server.connect()
 
     async with _in_flight(replica, _first_beat(a, "a")) as joined:
-        await trio.sleep(0.05)
+        await _settled()
         assert not joined.answered.is_set()
         # Reads see the committed state: no group yet.
         assert await _described(probe) is None
@@ -666,10 +677,13 @@ async def test_a_consumer_group_write_losing_leadership_is_not_coordinator(serve
     assert replica.log.log_end_offset == written
 
 
-async def test_a_heartbeat_waits_for_the_groups_write_in_flight(make_server: Any) -> None:
+async def test_a_heartbeat_waits_for_the_groups_write_in_flight(
+    make_server: Any, autojump_clock: trio.testing.MockClock
+) -> None:
     # One write in flight per group: a second member's heartbeat is neither answered nor
     # written while the first's write may still be undone, and then works from what the
-    # first write became.
+    # first write became. Virtual time: c's write must time out (300 ms) and b's, behind
+    # it, must not before the follower confirms it, however slowly the machine runs.
     server = await make_server(**{**ONE_PARTITION, "offsets_commit_timeout_ms": 300})
     topic = create_topic(server, "t", 2)
     replica = _replicate(server, OFFSETS_TOPIC)
@@ -679,7 +693,7 @@ async def test_a_heartbeat_waits_for_the_groups_write_in_flight(make_server: Any
         second = Pending()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(second.run, _first_beat(b, "b"))
-            await trio.sleep(0.05)
+            await _settled()
             assert not first.answered.is_set() and not second.answered.is_set()
             assert replica.log.log_end_offset == written  # b's join is not written yet
             _confirm(replica)
@@ -753,7 +767,7 @@ async def test_a_consumer_group_deletion_not_replicated_is_undone(server: Any) -
 
     _confirm(replica)
     async with _in_flight(replica, delete()) as again:
-        await trio.sleep(0.05)
+        await _settled()
         assert not again.answered.is_set()
         _confirm(replica)
     assert again.answer == ErrorCode.NONE
@@ -906,11 +920,13 @@ class InProcessClient:
 async def virtual_broker(tmp_path: Any) -> AsyncIterator[BrokerState]:
     """A single node whose wall clock is trio's clock (virtual in a test that asks for
     ``autojump_clock``), so group timers fall due as that time passes: offsets expire
-    after a minute, checked every second."""
+    after a minute, checked every second. ``__transaction_state`` has two partitions, and
+    the test's transactional id lives in partition 0."""
     config = BrokerConfig.from_properties(
         {
             "log.dirs": str(tmp_path / "data"),
             "offsets.topic.num.partitions": 1,
+            "transaction.state.log.num.partitions": 2,
             "group.initial.rebalance.delay.ms": 0,
             "offsets.retention.minutes": 1,
             "offsets.retention.check.interval.ms": 1000,
@@ -950,7 +966,7 @@ async def test_a_join_waiting_in_an_unloaded_coordinator_is_not_coordinator(
     log = broker.topics.partition(OFFSETS_TOPIC, 0).log
     async with trio.open_nursery() as nursery:
         nursery.start_soon(b.run, join(client, "g", session=300_000, rebalance=300_000))
-        await trio.testing.wait_all_tasks_blocked()
+        await _settled()
         assert not b.answered.is_set()
         dropped = coordinator_for(broker)
         unload(cast(Any, SimpleNamespace(broker=broker)), OFFSETS_TOPIC, 0, False)
@@ -1015,3 +1031,185 @@ async def test_queued_consumer_group_writes_time_out_together(
     assert max(elapsed for _, elapsed in answered.values()) < 1
     epoch, members = await _described(client) or (0, {})
     assert epoch == 3 and set(members) == {"a", "b", "c"}
+
+
+# --- A transaction coordinator dropped while its writes, markers or timers are due -----
+
+
+def _state_partition(broker: BrokerState) -> Any:
+    """The ``__transaction_state`` partition of the transactional id TID (created here)."""
+    topic = broker.topics.create_internal(TRANSACTION_STATE_TOPIC)
+    index = partition_for(TID, len(topic.partitions))
+    assert index == 0  # so that moving partition 1 leaves TID's partition led here
+    return topic.partitions[index]
+
+
+def _drop_txn_coordinator(broker: BrokerState, index: int) -> TransactionCoordinator:
+    """Leadership of ``__transaction_state``-``index`` moves: the loaded coordinator is
+    dropped (kbroker.cluster.coordinators.unload); returns the dropped one."""
+    dropped = txn_coordinator(broker)
+    unload(cast(Any, SimpleNamespace(broker=broker)), TRANSACTION_STATE_TOPIC, index, False)
+    return dropped
+
+
+async def _ongoing(client: Any, timeout_ms: int = 60_000) -> tuple[int, int]:
+    """TID's transaction, with "t"-0 added and a batch of two records written to it."""
+    started = await init(client, timeout_ms=timeout_ms)
+    assert started.error_code == ErrorCode.NONE
+    pid, epoch = started.producer_id, started.producer_epoch
+    assert await add(client, pid, epoch, [("t", 0)]) == {("t", 0): ErrorCode.NONE}
+    assert (await tx_produce(client, "t", txn_batch(pid, epoch, 0))).error_code == ErrorCode.NONE
+    return pid, epoch
+
+
+async def test_an_unloaded_transaction_coordinator_leaves_its_completion_to_its_successor(
+    autojump_clock: trio.testing.MockClock, virtual_broker: BrokerState
+) -> None:
+    # Kafka answers EndTxn once PrepareCommit is written and sends the markers after. When
+    # the coordinator resigns meanwhile (TransactionCoordinator.onResignation), the markers
+    # still queued are dropped (TransactionMarkerChannelManager
+    # .removeMarkersForTxnTopicPartition) and a completion whose markers arrive later is
+    # not appended (writeTxnCompletion: no longer the coordinator): the successor loads
+    # PrepareCommit and finishes the transaction itself. Here EndTxn waits for its markers;
+    # a dropped coordinator must answer it at once and write no CompleteCommit after.
+    broker = virtual_broker
+    create_topic(cast(Any, SimpleNamespace(broker=broker)), "t")
+    state_log = _state_partition(broker).log
+    client = InProcessClient(broker)
+    pid, epoch = await _ongoing(client)
+    # "t"-0 gets a second, silent replica: the COMMIT marker waits for its ISR.
+    part = broker.topics.partition("t", 0)
+    part.replica = ReplicatedPartition(part.log, broker_id=1, min_insync_replicas=2)
+    part.replica.make_leader(leader_epoch=1, isr=[1, 2], replicas=[1, 2])
+    ended = Pending()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ended.run, end(client, pid, epoch, True))
+        await trio.testing.wait_all_tasks_blocked()
+        assert not ended.answered.is_set()  # PrepareCommit written, the marker in flight
+        assert part.log.log_end_offset == 3
+        dropped = _drop_txn_coordinator(broker, 0)
+        written = state_log.log_end_offset
+        with trio.fail_after(1):
+            await ended.answered.wait()
+    assert ended.answer == ErrorCode.NONE
+    _confirm(part.replica)  # the marker reaches the ISR: nothing more for the dropped one
+    await trio.testing.wait_all_tasks_blocked()
+    assert state_log.log_end_offset == written
+    assert dropped.describe(TID) is not None
+    # The successor, loaded from the log, finishes the transaction: its markers again (a
+    # repeated marker closes nothing), then CompleteCommit.
+    assert await _state(client) == "PrepareCommit"
+    _confirm(part.replica)
+    await trio.testing.wait_all_tasks_blocked()
+    assert await _state(client) == "CompleteCommit"
+    assert state_log.log_end_offset == written + 1
+    assert await end(client, pid, epoch, True) == ErrorCode.NONE
+
+
+async def test_a_transaction_write_completing_in_an_unloaded_coordinator_is_not_coordinator(
+    autojump_clock: trio.testing.MockClock, virtual_broker: BrokerState
+) -> None:
+    # TransactionStateManager.appendTransactionToLog: a write that completes once its
+    # partition is unloaded or loaded again (a new coordinator epoch) changes nothing and
+    # is answered NOT_COORDINATOR, and EndTxn then sends no marker. Leadership of any
+    # __transaction_state partition moving drops the whole coordinator; when TID's
+    # PrepareCommit is replicated afterwards, the dropped coordinator must write neither
+    # the markers nor CompleteCommit: the successor, loaded from the log, does.
+    broker = virtual_broker
+    create_topic(cast(Any, SimpleNamespace(broker=broker)), "t", 2)
+    state = _state_partition(broker)
+    replica = _replicate(SimpleNamespace(broker=broker), TRANSACTION_STATE_TOPIC)
+    assert state.replica is replica
+    client = InProcessClient(broker)
+    async with _in_flight(replica, init(client)) as started:
+        _confirm(replica)
+    pid, epoch = started.answer.producer_id, started.answer.producer_epoch
+    async with _in_flight(replica, add(client, pid, epoch, [("t", 0)])) as added:
+        _confirm(replica)
+    assert added.answer == {("t", 0): ErrorCode.NONE}
+    assert (await tx_produce(client, "t", txn_batch(pid, epoch, 0))).error_code == ErrorCode.NONE
+    data_log = broker.topics.partition("t", 0).log
+    before_marker = data_log.log_end_offset
+
+    # AddPartitionsToTxn in flight when partition 1 moves: NOT_COORDINATOR, though its
+    # record is in the log (the successor has it; the client's retry there succeeds).
+    async with _in_flight(replica, add(client, pid, epoch, [("t", 1)])) as moved:
+        _drop_txn_coordinator(broker, 1)
+        _confirm(replica)
+    assert moved.answer == {("t", 1): ErrorCode.NOT_COORDINATOR}
+    assert await add(client, pid, epoch, [("t", 1)]) == {("t", 1): ErrorCode.NONE}
+
+    async with _in_flight(replica, end(client, pid, epoch, True)) as ended:
+        _drop_txn_coordinator(broker, 1)
+        written = replica.log.log_end_offset
+        _confirm(replica)  # PrepareCommit is replicated
+    assert ended.answer == ErrorCode.NOT_COORDINATOR
+    await trio.testing.wait_all_tasks_blocked()
+    assert replica.log.log_end_offset == written
+    assert data_log.log_end_offset == before_marker
+
+    # The client looks the coordinator up again and retries: the successor writes the
+    # markers (once), then CompleteCommit.
+    assert await end(client, pid, epoch, True) == ErrorCode.CONCURRENT_TRANSACTIONS
+    assert data_log.log_end_offset == before_marker + 1
+    _confirm(replica)
+    await trio.testing.wait_all_tasks_blocked()
+    assert await end(client, pid, epoch, True) == ErrorCode.NONE
+    assert await _state(client) == "CompleteCommit"
+    assert data_log.log_end_offset == before_marker + 1
+
+
+async def test_an_unloaded_transaction_coordinator_fires_no_timer(
+    autojump_clock: trio.testing.MockClock, virtual_broker: BrokerState
+) -> None:
+    # Timeouts and transactional.id expiry are the coordinator's only writes of its own
+    # (TransactionCoordinator.abortTimedOutTransactions, TransactionStateManager
+    # .removeExpiredTransactionalIds); both walk only the partitions still loaded, so a
+    # dropped coordinator aborts and expires nothing: its successor does.
+    broker = virtual_broker
+    create_topic(cast(Any, SimpleNamespace(broker=broker)), "t")
+    state_log = _state_partition(broker).log
+    client = InProcessClient(broker)
+    pid, epoch = await _ongoing(client, timeout_ms=1000)
+    data_log = broker.topics.partition("t", 0).log
+    dropped = _drop_txn_coordinator(broker, 0)
+    written, data_end = state_log.log_end_offset, data_log.log_end_offset
+    await trio.sleep(7 * 24 * 3600 + 10)  # past the timeout and transactional.id expiry
+    assert dropped.next_deadline_ms() is None
+    assert dropped.poll() == []
+    assert (state_log.log_end_offset, data_log.log_end_offset) == (written, data_end)
+    # The successor aborts the transaction under a bumped epoch: the producer is fenced.
+    assert await _state(client) == "CompleteAbort"
+    assert data_log.log_end_offset == data_end + 1
+    assert await end(client, pid, epoch, True) == ErrorCode.PRODUCER_FENCED
+
+
+async def test_markers_an_unloaded_coordinator_still_sends_are_dropped(
+    autojump_clock: trio.testing.MockClock, virtual_broker: BrokerState
+) -> None:
+    # TransactionMarkerChannelManager.removeMarkersForTxnTopicPartition: the markers a
+    # resigned coordinator has not delivered yet are dropped (its successor sends them
+    # again) instead of being retried up to transaction.max.timeout.ms.
+    node = ClusterNode(virtual_broker, zk=None)
+    # "t"-0 has no live leader: the markers wait, asked again every 200 ms.
+    node.metadata = cast(
+        Any, SimpleNamespace(partition=lambda *tp: object(), leader_of=lambda *tp: None)
+    )
+    unloaded = False
+    markers = _TxnMarkers(7, 0, True, (("t", 0),), 0)
+    delivered: list[bool] = []
+    async with trio.open_nursery() as nursery:
+        node._nursery = nursery
+        node.send_txn_markers(7, 0, True, [("t", 0)], 0, on_done=delivered.append)
+        node.send_txn_markers(
+            7, 0, True, [("t", 0)], 0, on_done=delivered.append, abandoned=lambda: unloaded
+        )
+        await trio.sleep(60)
+        assert delivered == []
+        unloaded = True
+        with trio.fail_after(1):
+            while not delivered:
+                await trio.sleep(0.01)
+        assert delivered == [False]  # the abandoned one; the other goes on
+        assert await node._send_txn_markers(markers, lambda: unloaded) is False
+        nursery.cancel_scope.cancel()

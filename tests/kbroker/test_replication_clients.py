@@ -103,7 +103,11 @@ async def test_confluent_consumer_validates_its_position_after_a_leader_change(
         assert {m.leader_epoch() for m in first} == {0}
         # A new leader epoch, as after a failover: new batches carry it, metadata shows it.
         _lead_at(server, "epochs", 4)
-        await trio.sleep(1)  # librdkafka's metadata refresh notices the new epoch
+        # librdkafka's metadata refresh notices the new epoch and validates the position
+        # before any record of it exists (a fixed wait could end before the refresh).
+        with trio.fail_after(30):
+            while (4, 0) not in asked:
+                await trio.sleep(0.05)
         await trio.to_thread.run_sync(
             _produce, server.bootstrap, "epochs", [b"b%d" % i for i in range(5)]
         )

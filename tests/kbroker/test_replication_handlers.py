@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from kbroker.log.leader_epoch import LEADER_EPOCH_FILE
 from kbroker.replication.partition import ReplicatedPartition
@@ -228,7 +229,7 @@ async def test_consumers_read_only_up_to_the_high_watermark(server: Any, version
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(consume)
-        await trio.sleep(0.05)
+        await trio.testing.wait_all_tasks_blocked()  # the consumer's fetch is parked
         assert got == []
         start = trio.current_time()
         caught_up = await _fetch(follower, server, "hw", 4, version=version, shape=as_follower)
@@ -255,10 +256,16 @@ async def test_acks_all_answers_once_the_isr_has_the_batch(server: Any) -> None:
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(producer)
-        await trio.sleep(0.05)
+        # The follower fetches below only once the batch is on the leader (the producer's
+        # request may not even have been read yet), and everything has settled before
+        # each check that no answer came.
+        with trio.fail_after(10):
+            while partition.log.log_end_offset < 3:
+                await trio.sleep(0.005)
+        await trio.testing.wait_all_tasks_blocked()
         assert answers == []  # appended on the leader only
         await _fetch(follower, server, "acks", 0, version=12, shape=as_follower)
-        await trio.sleep(0.05)
+        await trio.testing.wait_all_tasks_blocked()
         assert answers == []  # the follower has read it but not confirmed it
         await _fetch(follower, server, "acks", 3, version=12, shape=as_follower)
     assert (answers[0].error_code, answers[0].base_offset) == (0, 0)

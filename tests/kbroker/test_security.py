@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from kbroker.config import BrokerConfig, ConfigError
 from kbroker.security.jaas import parse_jaas, plain_users
@@ -578,7 +579,11 @@ async def test_the_sasl_principal_is_what_acls_check(make_server: MakeServer) ->
         assert part.error_code == ErrorCode.TOPIC_AUTHORIZATION_FAILED
 
 
-async def test_reauthentication_kip368(make_server: MakeServer) -> None:
+async def test_reauthentication_kip368(
+    make_server: MakeServer, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Virtual time: each sleep below lands where it says against the 400 ms sessions,
+    # however slowly the machine runs the logins between them.
     server = await _sasl_server(make_server, **{"connections.max.reauth.ms": 400})
 
     async def login(client: RawClient, user: str, password: str) -> Any:

@@ -13,14 +13,18 @@ from typing import Any
 import pytest
 
 from kbroker import failures
+from kbroker.coordinator.service import drop
 from kbroker.internal_topics import OFFSETS_TOPIC
 from kbroker.log.partition import PartitionLog
 from kbroker.topics import TopicManager
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     ConsumerGroupDescribeRequest,
+    DeleteGroupsRequest,
+    ListGroupsRequest,
     MetadataRequest,
     OffsetCommitRequest,
+    OffsetDeleteRequest,
     OffsetFetchRequest,
 )
 from tests.kbroker.helpers import (
@@ -179,3 +183,63 @@ def test_rate_limited_warning_counts_what_it_left_out(monkeypatch, caplog) -> No
         "something else",
         "disk full (1 more like it in the last 61 s)",
     ]
+
+
+async def test_classic_group_deletions_on_a_full_disk_are_answered_none(
+    make_server, monkeypatch, caplog
+) -> None:
+    # Kafka 3.9's classic coordinator (GroupCoordinator.handleDeleteGroups /
+    # handleDeleteOffsets) drops the group or the offsets from memory, then
+    # GroupMetadataManager.cleanupGroupMetadata appends their tombstones with acks=0 and
+    # only logs a failed append: DeleteGroups and OffsetDelete answer NONE, and what was
+    # deleted is gone until the coordinator is loaded again from the log.
+    disk = FullDisk(monkeypatch)
+    server = await make_server(**FAST)
+    create_topic(server, "t", 2)
+    client = await server.connect()
+    for group_id, tps in (("solo", {("t", 0): 3, ("t", 1): 4}), ("gone", {("t", 0): 5})):
+        committed = await client.request(commit_request(group_id, tps))
+        assert {p.error_code for p in committed.topics[0].partitions} == {ErrorCode.NONE}
+    disk.full = True
+    with caplog.at_level(logging.WARNING):
+        OD = OffsetDeleteRequest
+        deleted = await client.request(
+            OD(
+                group_id="solo",
+                topics=[
+                    OD.OffsetDeleteRequestTopic(
+                        name="t", partitions=[OD.OffsetDeleteRequestPartition(partition_index=0)]
+                    )
+                ],
+            )
+        )
+        assert deleted.error_code == ErrorCode.NONE
+        assert deleted.topics[0].partitions[0].error_code == ErrorCode.NONE
+        gone = await client.request(DeleteGroupsRequest(groups_names=["gone"]))
+        assert gone.results[0].error_code == ErrorCode.NONE
+    assert len(_warnings(caplog, OFFSETS_TOPIC)) == 1  # the disk, said once
+    assert [
+        r for r in caplog.records if r.levelno == logging.ERROR and "tombstones" in r.getMessage()
+    ]
+    assert await _fetched(client, "solo") == {("t", 1): 4}
+    assert await _fetched(client, "gone") == {}
+    listed = await client.request(ListGroupsRequest())
+    assert sorted(g.group_id for g in listed.groups) == ["solo"]
+    # No tombstone reached the log: a coordinator loaded from it has both again.
+    disk.full = False
+    drop(server.broker)
+    assert await _fetched(client, "solo") == {("t", 0): 3, ("t", 1): 4}
+    assert await _fetched(client, "gone") == {("t", 0): 5}
+
+
+async def _fetched(client: Any, group_id: str) -> dict[tuple[str, int], int]:
+    """Group ``group_id``'s committed offsets (OffsetFetch of every partition)."""
+    OF = OffsetFetchRequest
+    fetched = await client.request(
+        OF(groups=[OF.OffsetFetchRequestGroup(group_id=group_id, topics=None)])
+    )
+    return {
+        (t.name, p.partition_index): p.committed_offset
+        for t in fetched.groups[0].topics
+        for p in t.partitions
+    }

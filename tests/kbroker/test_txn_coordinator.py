@@ -333,3 +333,33 @@ def test_transition_allows_exactly_kafkas_valid_previous_states(
         with pytest.raises(AssertionError):
             transition(meta, target)
         assert meta.state is source
+
+
+def test_an_unloaded_coordinator_writes_nothing_more(fake: Fake) -> None:
+    # TransactionCoordinator.onResignation: the partition's transactions leave the cache,
+    # so a write ending afterwards is NOT_COORDINATOR and changes nothing
+    # (appendTransactionToLog), a transaction whose markers are in flight appends no
+    # Complete* (writeTxnCompletion) and EndTxn, answered NONE once Prepare* was written,
+    # is not kept waiting; no timer fires and nothing new is appended.
+    tc = fake.coordinator()
+    r = _ongoing(tc)
+    b = tc.init_producer_id("b", 1000).result()
+    fake.hold_markers = True
+    ended = tc.end_txn("a", r.producer_id, r.producer_epoch, True)
+    assert not ended.done and len(fake.held_markers) == 1
+    fake.hold = True
+    added = tc.add_partitions("b", b.producer_id, b.producer_epoch, [("t", 1)])
+    writes = len(fake.writes)
+
+    tc.unload()
+    assert ended.result() == ErrorCode.NONE
+    fake.held_markers.pop()(True)  # the markers arrive: no CompleteCommit
+    fake.release()  # b's Ongoing record is replicated: not applied here
+    assert added.result() == ErrorCode.NOT_COORDINATOR
+    assert tc.describe("b").state is TxnState.EMPTY
+    fake.now += 7 * 24 * 3600  # every transaction times out, every id expires
+    assert tc.next_deadline_ms() is None and tc.poll() == []
+    refused = tc.add_partitions("b", b.producer_id, b.producer_epoch, [("t", 1)])
+    assert refused.result() == ErrorCode.NOT_COORDINATOR
+    assert len(fake.writes) == writes
+    assert len(fake.markers) == 1
