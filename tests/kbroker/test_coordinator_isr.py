@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import pytest
 import trio
+import trio.testing
 
 from kbroker.broker import BrokerState
 from kbroker.cluster.coordinators import unload
@@ -109,6 +110,13 @@ async def _drop_follower(replica: ReplicatedPartition) -> None:
     """Follower 2 stays silent past replica.lag.time.max.ms and leaves the ISR."""
     await trio.sleep(2 * LAG_MS / 1000)
     assert replica.maybe_shrink_isr() == [2]
+
+
+async def _settled() -> None:
+    """Until every task is blocked: the broker has done all it can without the follower,
+    so a check that no answer came yet means something (a fixed sleep proves nothing on a
+    machine too slow to have answered within it)."""
+    await trio.testing.wait_all_tasks_blocked()
 
 
 async def _appended(replica: ReplicatedPartition, end: int) -> None:
@@ -294,7 +302,7 @@ async def test_a_group_assignment_is_handed_out_only_once_replicated(make_server
     clients, leader, follower, generation = await _join_two(a, b)
 
     async def not_yet_then_drop_the_follower() -> None:
-        await trio.sleep(0.05)
+        await _settled()
         # Written on the leader only: nobody has an assignment, the group is not Stable.
         assert await _group_state(probe) == ("CompletingRebalance", [b"", b""])
         await _drop_follower(replica)
@@ -328,7 +336,7 @@ async def test_a_group_assignment_is_handed_out_only_once_replicated(make_server
     leader = rejoined[leader].leader
 
     async def confirm() -> None:
-        await trio.sleep(0.05)
+        await _settled()
         assert (await _group_state(probe))[0] == "CompletingRebalance"
         _confirm(replica)
 
@@ -381,7 +389,7 @@ async def test_a_static_member_gets_its_new_id_only_once_replicated(server: Any)
         return await join(await server.connect(), "g", instance="i")
 
     async with _in_flight(replica, rejoin()) as refused:
-        await trio.sleep(0.05)
+        await _settled()
         assert not refused.answered.is_set()
         await _drop_follower(replica)
     assert refused.answer.error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
@@ -394,7 +402,7 @@ async def test_a_static_member_gets_its_new_id_only_once_replicated(server: Any)
 
     _confirm(replica)
     async with _in_flight(replica, rejoin()) as accepted:
-        await trio.sleep(0.05)
+        await _settled()
         assert not accepted.answered.is_set()
         _confirm(replica)
     assert accepted.answer.error_code == ErrorCode.NONE
@@ -527,7 +535,7 @@ async def test_write_txn_markers_answers_once_the_marker_is_replicated(server: A
     )
     async with _in_flight(part.replica, client.request(request)) as answered:
         # The marker is written after the batch's two records, but not yet replicated.
-        await trio.sleep(0.05)
+        await _settled()
         assert not answered.answered.is_set()
         _confirm(part.replica)
     assert answered.answer.markers[0].topics[0].partitions[0].error_code == ErrorCode.NONE
@@ -603,7 +611,7 @@ async def test_a_consumer_group_heartbeat_is_answered_only_once_replicated(serve
     a, b, probe = await server.connect(), await server.connect(), await server.connect()
 
     async with _in_flight(replica, _first_beat(a, "a")) as joined:
-        await trio.sleep(0.05)
+        await _settled()
         assert not joined.answered.is_set()
         # Reads see the committed state: no group yet.
         assert await _described(probe) is None
@@ -669,10 +677,13 @@ async def test_a_consumer_group_write_losing_leadership_is_not_coordinator(serve
     assert replica.log.log_end_offset == written
 
 
-async def test_a_heartbeat_waits_for_the_groups_write_in_flight(make_server: Any) -> None:
+async def test_a_heartbeat_waits_for_the_groups_write_in_flight(
+    make_server: Any, autojump_clock: trio.testing.MockClock
+) -> None:
     # One write in flight per group: a second member's heartbeat is neither answered nor
     # written while the first's write may still be undone, and then works from what the
-    # first write became.
+    # first write became. Virtual time: c's write must time out (300 ms) and b's, behind
+    # it, must not before the follower confirms it, however slowly the machine runs.
     server = await make_server(**{**ONE_PARTITION, "offsets_commit_timeout_ms": 300})
     topic = create_topic(server, "t", 2)
     replica = _replicate(server, OFFSETS_TOPIC)
@@ -682,7 +693,7 @@ async def test_a_heartbeat_waits_for_the_groups_write_in_flight(make_server: Any
         second = Pending()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(second.run, _first_beat(b, "b"))
-            await trio.sleep(0.05)
+            await _settled()
             assert not first.answered.is_set() and not second.answered.is_set()
             assert replica.log.log_end_offset == written  # b's join is not written yet
             _confirm(replica)
@@ -756,7 +767,7 @@ async def test_a_consumer_group_deletion_not_replicated_is_undone(server: Any) -
 
     _confirm(replica)
     async with _in_flight(replica, delete()) as again:
-        await trio.sleep(0.05)
+        await _settled()
         assert not again.answered.is_set()
         _confirm(replica)
     assert again.answer == ErrorCode.NONE
@@ -955,7 +966,7 @@ async def test_a_join_waiting_in_an_unloaded_coordinator_is_not_coordinator(
     log = broker.topics.partition(OFFSETS_TOPIC, 0).log
     async with trio.open_nursery() as nursery:
         nursery.start_soon(b.run, join(client, "g", session=300_000, rebalance=300_000))
-        await trio.testing.wait_all_tasks_blocked()
+        await _settled()
         assert not b.answered.is_set()
         dropped = coordinator_for(broker)
         unload(cast(Any, SimpleNamespace(broker=broker)), OFFSETS_TOPIC, 0, False)
