@@ -198,6 +198,7 @@ class AiokafkaClient:
     """aiokafka as a ``compat.record_scenarios.RecordClient``: each call one ``run``."""
 
     partition_known_without_acks = False  # acks=0: no metadata to report
+    reports_low_watermark = True
 
     @staticmethod
     def create_topic(

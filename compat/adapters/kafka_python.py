@@ -124,6 +124,7 @@ class KafkaPythonClient:
     """kafka-python as a ``compat.record_scenarios.RecordClient``."""
 
     partition_known_without_acks = True  # the partitioner runs before the send
+    reports_low_watermark = True
 
     create_topic = staticmethod(create_topic)
     expected_partition = staticmethod(expected_partition)

@@ -95,6 +95,7 @@ class KafkajsClient:
 
     # The driver predicts each record's partition with kafkajs's own partitioner.
     partition_known_without_acks = True
+    reports_low_watermark = False  # deleteTopicRecords resolves to nothing
 
     def __init__(self, node: str) -> None:
         self.node = node
