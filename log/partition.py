@@ -25,6 +25,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from kbroker.log.checkpoint import (
     CLEAN_SHUTDOWN_FILE,
@@ -64,9 +65,12 @@ _TEMP_SUFFIXES = (".tmp", ".cleaned", ".deleted", ".swap")
 _SNAPSHOTS_TO_KEEP = 2
 
 
-@dataclass(frozen=True, slots=True)
-class AppendResult:
-    """Offsets assigned to an append (ProduceResponse's base offset, log append time, log start)."""
+class AppendResult(NamedTuple):
+    """Offsets assigned to an append (ProduceResponse's base offset, log append time, log start).
+
+    A NamedTuple, not a frozen dataclass: one is built per Produce request, and a frozen
+    dataclass's __init__ sets each field through object.__setattr__.
+    """
 
     base_offset: int
     last_offset: int
