@@ -52,6 +52,7 @@ from kbroker.log.segment import INT32_MAX, FileRegion, LogSegment
 from kbroker.log.txnindex import AbortedTxn, TxnIndexes
 from kbroker.wire.records import (
     RECORD_BATCH_OVERHEAD,
+    BatchHeader,
     iter_records,
     set_base_offset,
     set_log_append_time,
@@ -465,19 +466,27 @@ class PartitionLog:
         *,
         leader_epoch: int = 0,
         log_append_time: bool = False,
+        header: BatchHeader | None = None,
     ) -> AppendResult:
-        """Append already-validated batches: assign offsets in place, write, index."""
+        """Append already-validated batches: assign offsets in place, write, index.
+
+        ``header``: the header of the one batch ``records`` holds, as the caller read it
+        validating the batch (a Produce request). The log then takes the fields it needs
+        from it instead of parsing the header again (~10 k instructions, as much as
+        the rest of the header work of an append).
+        """
         self._check_open()
         self._before_write()
         view = memoryview(records)
         n = len(view)
         if n == 0:
             raise LogError("nothing to append")
-        first = parse_span(view, 0)
+        first: BatchHeader | BatchSpan | None = parse_span(view, 0) if header is None else header
+        first_size = -1 if first is None else first.size
         rest: memoryview | None = None
         if (
             first is not None
-            and first.size == n
+            and first_size == n
             and n > RECORD_BATCH_OVERHEAD
             and not log_append_time
             and not first.is_control
@@ -491,17 +500,22 @@ class PartitionLog:
         now_ms = self._now_ms()
         base = offset = self.log_end_offset
         batches: list[tuple[int, int, int, int]] = []
-        producer_batches: list[tuple[BatchSpan, int, int]] = []
+        producer_batches: list[tuple[BatchHeader | BatchSpan, int, int, int]] = []
         max_ts_all = -1
         messages = 0
         pos = 0
         while pos < n:
             # The server validated the batches; only the header fields are needed here
-            # (the first batch's were read above, from the same bytes).
-            h = first if pos == 0 and first is not None else parse_span(buf, pos)
-            if h is None:
-                raise LogError(f"bad batch header at byte {pos} of the append")
-            if pos + h.size > n:
+            # (the first batch's were read above, from the same bytes, or given).
+            h: BatchHeader | BatchSpan | None
+            if pos == 0 and first is not None:
+                h, size = first, first_size
+            else:
+                h = parse_span(buf, pos)
+                if h is None:
+                    raise LogError(f"bad batch header at byte {pos} of the append")
+                size = h.size
+            if pos + size > n:
                 raise LogError(f"batch at byte {pos} overruns the append")
             set_base_offset(buf, pos, offset)
             set_partition_leader_epoch(buf, pos, leader_epoch)
@@ -511,13 +525,13 @@ class PartitionLog:
                 set_log_append_time(buf, pos, now_ms)
                 max_ts = now_ms
             last = offset + h.last_offset_delta
-            batches.append((pos, h.size, last, max_ts))
+            batches.append((pos, size, last, max_ts))
             if h.producer_id >= 0:
-                producer_batches.append((h, offset, max_ts))
+                producer_batches.append((h, pos, offset, max_ts))
             max_ts_all = max(max_ts_all, max_ts)
             messages += h.last_offset_delta + 1
             offset = last + 1
-            pos += h.size
+            pos += size
         if self._should_roll(n, max_ts_all, offset - 1, now_ms):
             self.roll()
         # UnifiedLog.append: a batch of a newer leader epoch starts a new epoch entry.
@@ -537,8 +551,8 @@ class PartitionLog:
         self._epochs_from_batches = False
         seg = self._active
         seg.append(buf if rest is None else [buf, rest], batches)
-        for h, first_offset, ts in producer_batches:
-            marker = control_type(buf, h.pos) if h.is_control else -1
+        for h, at, first_offset, ts in producer_batches:
+            marker = control_type(buf, at) if h.is_control else -1
             done = self.producer_state.update_from_batch(h, ts, first_offset, marker=marker)
             if done is not None:
                 self._index_abort(seg, done)

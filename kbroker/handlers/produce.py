@@ -524,6 +524,7 @@ def _produce_partition(
         records,
         leader_epoch=current_leader_epoch(ctx, partition),
         log_append_time=settings.log_append_time,
+        header=header,
     )
     if replica is not None:
         replica.on_leader_append()

@@ -12,7 +12,14 @@ from kbroker.log import segment
 from kbroker.log.config import LogConfig
 from kbroker.log.partition import PartitionLog
 from kbroker.log.segment import write_all_parts
-from kbroker.wire.records import Record, build_batch, iter_records, parse_header, validate_batch
+from kbroker.wire.records import (
+    Record,
+    build_batch,
+    build_control_batch,
+    iter_records,
+    parse_header,
+    validate_batch,
+)
 
 
 def _batch(n: int, start: int = 0) -> bytes:
@@ -81,3 +88,51 @@ def test_write_all_parts_finishes_after_short_writes(
         assert calls == [4, 4, 3]
     finally:
         os.close(fd)
+
+
+def test_an_append_given_the_batch_header_is_the_append_that_parses_it(tmp_path: Path) -> None:
+    # Produce hands the log the header it read validating the batch, so the log does
+    # not parse it again; what is stored and tracked must be exactly what the log does
+    # when it reads the header itself: offsets, producer state, an aborted
+    # transaction closed by a control batch, LogAppendTime stamping.
+    def appends() -> list[tuple[bytes, bool]]:
+        txn = build_batch(
+            [Record(value=b"t%d" % i, timestamp=1_000 + i) for i in range(3)],
+            producer_id=7,
+            producer_epoch=2,
+            base_sequence=0,
+            transactional=True,
+        )
+        idempotent = build_batch(
+            [Record(value=b"i", timestamp=1_005)], producer_id=9, producer_epoch=0, base_sequence=0
+        )
+        abort = build_control_batch(
+            commit=False, producer_id=7, producer_epoch=2, coordinator_epoch=1, timestamp=1_006
+        )
+        plain = _batch(2)
+        return [(txn, False), (idempotent, False), (abort, False), (plain, True)]
+
+    logs = []
+    for given in (False, True):
+        log = PartitionLog.open(tmp_path / f"t-{int(given)}", LogConfig(), clock=lambda: 2_000.0)
+        results = []
+        for data, log_append_time in appends():
+            frame = memoryview(bytearray(b"head" + data))[4:]
+            header = parse_header(frame, 0) if given else None
+            result = log.append(
+                frame, leader_epoch=3, log_append_time=log_append_time, header=header
+            )
+            results.append(result)
+        logs.append((log, results))
+    (plain, plain_results), (given_log, given_results) = logs
+    assert given_results == plain_results
+    assert given_results[-1].log_append_time_ms == 2_000_000
+    leo = plain.log_end_offset
+    assert given_log.log_end_offset == leo == 3 + 1 + 1 + 2
+    assert given_log.read(0, 1 << 20).read_bytes() == plain.read(0, 1 << 20).read_bytes()
+    assert given_log.aborted_transactions(0, leo) == plain.aborted_transactions(0, leo) != []
+    assert given_log.last_stable_offset == plain.last_stable_offset == leo
+    for pid in (7, 9):
+        assert given_log.producer_state.entries[pid] == plain.producer_state.entries[pid]
+    for log, _ in logs:
+        log.close()
