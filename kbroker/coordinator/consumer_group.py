@@ -721,13 +721,20 @@ class ConsumerGroup:
 
     # ------------------------------------------------------------------ offsets
 
-    def validate_offset_commit(self, member_id: str, member_epoch: int) -> int | None:
-        """Kafka's ConsumerGroup.validateOffsetCommit: None if the commit may proceed."""
+    def validate_offset_commit(
+        self, member_id: str, member_epoch: int, *, api_version: int | None = None
+    ) -> int | None:
+        """Kafka's ConsumerGroup.validateOffsetCommit: None if the commit may proceed.
+        ``api_version``: the OffsetCommit version (None for a TxnOffsetCommit)."""
         if member_epoch < 0 and not self.members:
             return None  # an admin/standalone commit to an empty group
         member = self.members.get(member_id)
         if member is None:
             return ErrorCode.UNKNOWN_MEMBER_ID
+        if api_version is not None and api_version < 9:
+            # A member of this protocol commits with OffsetCommit v9+, the version that
+            # carries its member epoch (KIP-848); an older one is not its client's.
+            return ErrorCode.UNSUPPORTED_VERSION
         if member_epoch != member.epoch:
             return ErrorCode.STALE_MEMBER_EPOCH
         return None

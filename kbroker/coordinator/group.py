@@ -208,6 +208,8 @@ class CommitOptions(TypedDict, total=False):
     (``commit_offsets`` passes them on unchanged)."""
 
     group_instance_id: str | None
+    # The OffsetCommit version (a KIP-848 group's members must use v9+); omitted: any.
+    api_version: int | None
 
 
 @dataclass(slots=True)
@@ -1501,6 +1503,7 @@ class GroupCoordinator:
         offsets: dict[TopicPartition, OffsetAndMetadata],
         *,
         group_instance_id: str | None = None,
+        api_version: int | None = None,
     ) -> tuple[dict[TopicPartition, int], PendingCommit | None]:
         """OffsetCommit up to the write: the codes, and the commit written but pending
         (invisible to OffsetFetch) until ``complete_offset_commit`` says whether the
@@ -1510,7 +1513,9 @@ class GroupCoordinator:
         consumer_group = self._consumer_groups.get(group_id)
         if consumer_group is not None:
             # KIP-848: generation_id_or_member_epoch carries the member epoch.
-            error = consumer_group.validate_offset_commit(member_id, generation_id)
+            error = consumer_group.validate_offset_commit(
+                member_id, generation_id, api_version=api_version
+            )
             if error is not None:
                 return dict.fromkeys(offsets, error), None
             return self.offsets.store_pending(group_id, offsets)

@@ -500,6 +500,7 @@ async def _commit_offsets(
             request.member_id if version >= 1 else "",
             offsets,
             group_instance_id=request.group_instance_id if version >= 7 else None,
+            api_version=version,
         )
         codes.update(accepted)
         if commit is not None:

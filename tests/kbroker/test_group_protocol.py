@@ -318,6 +318,32 @@ async def test_rebalance_completes_at_timeout_without_the_silent_member(make_ser
         assert h.error_code == E.UNKNOWN_MEMBER_ID
 
 
+async def test_a_kip848_member_commits_with_offset_commit_v9_or_later(make_server):
+    """ConsumerGroup.validateOffsetCommit: a member of a KIP-848 group commits with
+    OffsetCommit v9+ (the version that carries its member epoch); before v9 its commit is
+    UNSUPPORTED_VERSION. An admin's commit (epoch -1) to the empty group may use any."""
+    from kbroker.wire.messages import ConsumerGroupHeartbeatRequest
+
+    srv = await make_server(**FAST)
+    srv.broker.topics.create("t", 2)
+    tp = ("t", 0)
+    async with await srv.connect() as c:
+        r = await c.request(first_heartbeat("kg", "t"), version=0)
+        assert (r.error_code, r.member_epoch) == (E.NONE, 1)
+        for version in (1, 8):
+            old = await c.request(commit_req("kg", 1, r.member_id, {tp: 3}), version=version)
+            assert old.topics[0].partitions[0].error_code == E.UNSUPPORTED_VERSION
+        ok = await c.request(commit_req("kg", 1, r.member_id, {tp: 3}), version=9)
+        assert ok.topics[0].partitions[0].error_code == E.NONE
+        left = await c.request(
+            ConsumerGroupHeartbeatRequest(group_id="kg", member_id=r.member_id, member_epoch=-1),
+            version=0,
+        )
+        assert left.error_code == E.NONE
+        admin = await c.request(commit_req("kg", -1, "", {tp: 4}), version=8)
+        assert admin.topics[0].partitions[0].error_code == E.NONE
+
+
 async def test_kip848_consumer_group_heartbeat_describe_and_commit(make_server):
     """ConsumerGroupHeartbeat v0: the broker assigns; commits carry the member epoch."""
     from kbroker.wire.messages import (
