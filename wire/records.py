@@ -92,6 +92,10 @@ CRC_POS = 17  # where the CRC-32C sits
 CRC_START = 21  # first byte the CRC covers (attributes)
 _LENGTH_AND_MAGIC = struct.Struct(">i4xb")  # batch_length at 8, magic at 16
 _INT64 = struct.Struct(">q")
+# The first 16 bytes of a batch: base offset, batch length, partition leader epoch. The
+# log writes a batch as this prefix (offset and epoch assigned) and the received bytes
+# after it: the CRC covers neither field (it starts at the attributes).
+BATCH_PREFIX = struct.Struct(">qii")
 _INT32 = struct.Struct(">i")
 _UINT32 = struct.Struct(">I")
 _INT16 = struct.Struct(">h")

@@ -136,3 +136,54 @@ def test_an_append_given_the_batch_header_is_the_append_that_parses_it(tmp_path:
         assert given_log.producer_state.entries[pid] == plain.producer_state.entries[pid]
     for log, _ in logs:
         log.close()
+
+
+def test_header_appends_roll_index_and_reopen_as_parsed_appends_do(tmp_path: Path) -> None:
+    # The usual Produce append (one data batch, its header given) skips the general
+    # loop of append; across segment rolls (size and index), sparse index entries,
+    # leader epoch changes and a reopen it must leave the log exactly as the general
+    # path does: same segments, bytes, indexes, epochs, producer state and results.
+    def batches() -> list[tuple[bytes, int]]:
+        out = []
+        for i in range(60):
+            records = [Record(value=b"x" * (50 + 37 * (i % 9)), timestamp=1_000 + i)] * (1 + i % 4)
+            if i % 3 == 0:
+                data = build_batch(records, producer_id=5, producer_epoch=0, base_sequence=i * 10)
+            else:
+                data = build_batch(records)
+            out.append((data, 1 + i // 25))
+        return out
+
+    config = dict(segment_bytes=9_000, index_interval_bytes=700, segment_index_bytes=8 * 12)
+    logs, results = [], []
+    for given in (False, True):
+        directory = tmp_path / f"t-{int(given)}"
+        log = PartitionLog.open(directory, LogConfig(**config), clock=lambda: 2_000.0)
+        appended = []
+        for data, epoch in batches():
+            frame = memoryview(bytearray(b"head" + data))[4:]
+            header = parse_header(frame, 0) if given else None
+            appended.append(log.append(frame, leader_epoch=epoch, header=header))
+        results.append(appended)
+        logs.append(log)
+    parsed, given_log = logs
+    assert results[0] == results[1]
+    assert len(parsed.segment_base_offsets()) > 3
+    assert given_log.segment_base_offsets() == parsed.segment_base_offsets()
+    leo = parsed.log_end_offset
+    assert given_log.read(0, 1 << 22).read_bytes() == parsed.read(0, 1 << 22).read_bytes()
+    assert given_log.leader_epochs.entries() == parsed.leader_epochs.entries()
+    assert given_log.producer_state.entries[5] == parsed.producer_state.entries[5]
+    for offset in range(0, leo, 7):
+        assert given_log.read(offset, 1).first_offset == parsed.read(offset, 1).first_offset
+    assert given_log.offset_for_timestamp(1_030) == parsed.offset_for_timestamp(1_030)
+    for log in logs:
+        log.close()
+    names = sorted(p.name for p in (tmp_path / "t-0").iterdir())
+    assert sorted(p.name for p in (tmp_path / "t-1").iterdir()) == names
+    for name in names:
+        if name.endswith((".log", ".index", ".timeindex")):
+            assert (tmp_path / "t-1" / name).read_bytes() == (tmp_path / "t-0" / name).read_bytes()
+    reopened = PartitionLog.open(tmp_path / "t-1", LogConfig(**config))
+    assert reopened.open_mode == "clean" and reopened.log_end_offset == leo
+    reopened.close()
