@@ -346,9 +346,11 @@ def _coordinated_elsewhere(broker: BrokerState, transactional_id: str | None) ->
 
 def _maybe_expire_producers(broker: BrokerState, log: Any) -> None:
     """producer.id.expiration.ms, checked every producer.id.expiration.check.interval.ms per log."""
-    now_ms = int(broker.clock() * 1000)
-    checked = broker.state.setdefault(_EXPIRY_KEY, {})
+    checked = broker.state.get(_EXPIRY_KEY)
+    if checked is None:  # not setdefault: that built a dict on every Produce batch
+        checked = broker.state[_EXPIRY_KEY] = {}
     last = checked.get(id(log))
+    now_ms = int(broker.clock() * 1000)
     if last is None:
         checked[id(log)] = now_ms
         return
