@@ -382,3 +382,22 @@ def test_build_iter_round_trip_and_kafka_python_agrees(
     kb = DefaultRecordBatch(data)
     assert kb.validate_crc()
     assert [(r.offset, r.timestamp, r.key, r.value, list(r.headers)) for r in kb] == want
+
+
+def test_a_parsed_header_is_a_batch_header_with_every_field_in_place() -> None:
+    # parse_header builds the NamedTuple straight from the unpacked struct (no __new__
+    # call): every field must land under its own name and the properties must work.
+    data = R.build_batch(
+        [R.Record(value=b"v", timestamp=1_000), R.Record(value=b"w", timestamp=1_007)],
+        producer_id=42,
+        producer_epoch=3,
+        base_sequence=9,
+        transactional=True,
+    )
+    h = R.parse_header(data, 0)
+    assert type(h) is R.BatchHeader
+    assert h == R.BatchHeader(*R.BATCH_HEADER.unpack_from(data, 0))
+    assert (h.base_offset, h.magic, h.last_offset_delta, h.records_count) == (0, 2, 1, 2)
+    assert (h.base_timestamp, h.max_timestamp) == (1_000, 1_007)
+    assert (h.producer_id, h.producer_epoch, h.base_sequence) == (42, 3, 9)
+    assert h.size == len(data) and h.is_transactional and not h.is_control
