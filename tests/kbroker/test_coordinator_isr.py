@@ -30,6 +30,7 @@ from kbroker.handlers import RequestContext, advertised_versions, load_handlers,
 from kbroker.handlers import groups as groups_handlers
 from kbroker.handlers.groups import handle_consumer_group_heartbeat
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
+from kbroker.log.partition import PartitionLog
 from kbroker.replication.partition import ReplicatedPartition
 from kbroker.txn.coordinator import TransactionCoordinator
 from kbroker.txn.service import txn_coordinator
@@ -1052,14 +1053,20 @@ def _drop_txn_coordinator(broker: BrokerState, index: int) -> TransactionCoordin
     return dropped
 
 
-async def _ongoing(client: Any, timeout_ms: int = 60_000) -> tuple[int, int]:
-    """TID's transaction, with "t"-0 added and a batch of two records written to it."""
+async def _ongoing(
+    broker: BrokerState, timeout_ms: int = 60_000
+) -> tuple[InProcessClient, PartitionLog, int, int]:
+    """TID's transaction on ``broker``, with a new topic "t", "t"-0 added and a batch of
+    two records written to it: a client, the ``__transaction_state`` log, the producer."""
+    create_topic(cast(Any, SimpleNamespace(broker=broker)), "t")
+    state_log = _state_partition(broker).log
+    client = InProcessClient(broker)
     started = await init(client, timeout_ms=timeout_ms)
     assert started.error_code == ErrorCode.NONE
     pid, epoch = started.producer_id, started.producer_epoch
     assert await add(client, pid, epoch, [("t", 0)]) == {("t", 0): ErrorCode.NONE}
     assert (await tx_produce(client, "t", txn_batch(pid, epoch, 0))).error_code == ErrorCode.NONE
-    return pid, epoch
+    return client, state_log, pid, epoch
 
 
 async def test_an_unloaded_transaction_coordinator_leaves_its_completion_to_its_successor(
@@ -1073,10 +1080,7 @@ async def test_an_unloaded_transaction_coordinator_leaves_its_completion_to_its_
     # PrepareCommit and finishes the transaction itself. Here EndTxn waits for its markers;
     # a dropped coordinator must answer it at once and write no CompleteCommit after.
     broker = virtual_broker
-    create_topic(cast(Any, SimpleNamespace(broker=broker)), "t")
-    state_log = _state_partition(broker).log
-    client = InProcessClient(broker)
-    pid, epoch = await _ongoing(client)
+    client, state_log, pid, epoch = await _ongoing(broker)
     # "t"-0 gets a second, silent replica: the COMMIT marker waits for its ISR.
     part = broker.topics.partition("t", 0)
     part.replica = ReplicatedPartition(part.log, broker_id=1, min_insync_replicas=2)
@@ -1167,10 +1171,7 @@ async def test_an_unloaded_transaction_coordinator_fires_no_timer(
     # .removeExpiredTransactionalIds); both walk only the partitions still loaded, so a
     # dropped coordinator aborts and expires nothing: its successor does.
     broker = virtual_broker
-    create_topic(cast(Any, SimpleNamespace(broker=broker)), "t")
-    state_log = _state_partition(broker).log
-    client = InProcessClient(broker)
-    pid, epoch = await _ongoing(client, timeout_ms=1000)
+    client, state_log, pid, epoch = await _ongoing(broker, timeout_ms=1000)
     data_log = broker.topics.partition("t", 0).log
     dropped = _drop_txn_coordinator(broker, 0)
     written, data_end = state_log.log_end_offset, data_log.log_end_offset

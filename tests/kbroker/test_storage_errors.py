@@ -66,6 +66,18 @@ def _commit(offset: int) -> OffsetCommitRequest:
     return commit_request("g", {("t", 0): offset})
 
 
+async def _on_full_disk(
+    make_server: Any, monkeypatch: pytest.MonkeyPatch, partitions: int = 1, **config: Any
+) -> tuple[FullDisk, Any, Any]:
+    """A disk that fills on demand, a server on it with topic "t" of ``partitions``
+    partitions (none if 0), and a client connected to it."""
+    disk = FullDisk(monkeypatch)
+    server = await make_server(**config)
+    if partitions:
+        create_topic(server, "t", partitions)
+    return disk, server, await server.connect()
+
+
 def _warnings(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
     return [
         r.getMessage()
@@ -80,10 +92,7 @@ async def test_offset_commit_on_a_full_disk_is_not_coordinator(
     # GroupMetadataManager.maybeConvertOffsetCommitError: KAFKA_STORAGE_ERROR on the
     # append of __consumer_offsets answers NOT_COORDINATOR (the client looks the
     # coordinator up again and retries), not UNKNOWN_SERVER_ERROR.
-    disk = FullDisk(monkeypatch)
-    server = await make_server(**FAST)
-    create_topic(server, "t")
-    client = await server.connect()
+    disk, server, client = await _on_full_disk(make_server, monkeypatch, **FAST)
     assert (await client.request(_commit(3))).topics[0].partitions[0].error_code == 0
     disk.full = True
     with caplog.at_level(logging.WARNING):
@@ -109,10 +118,7 @@ async def test_consumer_group_heartbeat_on_a_full_disk_is_not_coordinator(
     # through CoordinatorOperationExceptionHelper.handleOperationException, which answers
     # NOT_COORDINATOR, as the classic path's storeGroup / storeOffsets do; the member
     # looks the coordinator up again and rejoins from what it had.
-    disk = FullDisk(monkeypatch)
-    server = await make_server(**FAST)
-    create_topic(server, "t")
-    client = await server.connect()
+    disk, server, client = await _on_full_disk(make_server, monkeypatch, **FAST)
     assert (await client.request(first_heartbeat("g", "t", member_id="a"))).error_code == 0
     disk.full = True
     with caplog.at_level(logging.WARNING):
@@ -131,9 +137,7 @@ async def test_consumer_group_heartbeat_on_a_full_disk_is_not_coordinator(
 async def test_metadata_auto_creation_on_a_full_disk_answers_an_error(
     make_server, monkeypatch, caplog
 ) -> None:
-    disk = FullDisk(monkeypatch)
-    server = await make_server()
-    client = await server.connect()
+    disk, server, client = await _on_full_disk(make_server, monkeypatch, partitions=0)
     disk.full = True
     with caplog.at_level(logging.WARNING):
         for name in ("a", "b", "c"):
@@ -153,10 +157,7 @@ async def test_metadata_auto_creation_on_a_full_disk_answers_an_error(
 
 
 async def test_produce_on_a_full_disk_is_logged_once(make_server, monkeypatch, caplog) -> None:
-    disk = FullDisk(monkeypatch)
-    server = await make_server()
-    create_topic(server, "t")
-    client = await server.connect()
+    disk, server, client = await _on_full_disk(make_server, monkeypatch)
     disk.full = True
     with caplog.at_level(logging.WARNING):
         for _ in range(5):
@@ -193,10 +194,7 @@ async def test_classic_group_deletions_on_a_full_disk_are_answered_none(
     # GroupMetadataManager.cleanupGroupMetadata appends their tombstones with acks=0 and
     # only logs a failed append: DeleteGroups and OffsetDelete answer NONE, and what was
     # deleted is gone until the coordinator is loaded again from the log.
-    disk = FullDisk(monkeypatch)
-    server = await make_server(**FAST)
-    create_topic(server, "t", 2)
-    client = await server.connect()
+    disk, server, client = await _on_full_disk(make_server, monkeypatch, 2, **FAST)
     for group_id, tps in (("solo", {("t", 0): 3, ("t", 1): 4}), ("gone", {("t", 0): 5})):
         committed = await client.request(commit_request(group_id, tps))
         assert {p.error_code for p in committed.topics[0].partitions} == {ErrorCode.NONE}
