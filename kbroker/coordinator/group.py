@@ -1391,26 +1391,20 @@ class GroupCoordinator:
         _set_image(self._consumer_committed, group_id, self._consumer_images.get(group_id))
 
     def _drop_consumer_group(
-        self, group_id: str, extra: Sequence[OffsetRecord | GroupRecord] = ()
+        self,
+        group_id: str,
+        extra: Sequence[OffsetRecord | GroupRecord] = (),
+        *,
+        answered: bool = False,
     ) -> None:
-        """Forget a KIP-848 group after writing its tombstones; raises what the append
-        raised (the group stays)."""
+        """Forget a KIP-848 group and append its tombstones (and ``extra``): kept at once
+        when nobody is answered for the drop (``_persist_consumer_group``), otherwise a
+        write the caller answers once it is replicated (``_write_consumer_group``).
+        Raises what the append raised (the group stays)."""
         group = self._consumer_groups.pop(group_id, None)
+        write = self._write_consumer_group if answered else self._persist_consumer_group
         try:
-            self._persist_consumer_group(group_id, extra)
-        except Exception:
-            if group is not None:
-                self._consumer_groups[group_id] = group
-            raise
-
-    def _write_consumer_group_drop(
-        self, group_id: str, extra: Sequence[OffsetRecord | GroupRecord] = ()
-    ) -> None:
-        """Remove a KIP-848 group from memory and append its tombstones (and ``extra``);
-        raises what the append raised (the group stays)."""
-        group = self._consumer_groups.pop(group_id, None)
-        try:
-            self._write_consumer_group(group_id, extra)
+            write(group_id, extra)
         except Exception:
             if group is not None:
                 self._consumer_groups[group_id] = group
@@ -1808,7 +1802,7 @@ class GroupCoordinator:
                 # The offsets' and the group's tombstones go in one batch; a failed append
                 # is answered as Kafka's deleteGroups write (handleOperationException).
                 try:
-                    self._write_consumer_group_drop(group_id, tombstones)
+                    self._drop_consumer_group(group_id, tombstones, answered=True)
                 except Exception as exc:  # noqa: BLE001 - any store failure is answered
                     result[group_id] = operation_error_code(exc)
                     continue
