@@ -276,19 +276,10 @@ class LogSegment:
         offset_entries: list[tuple[int, int]] = []
         time_entries: list[tuple[int, int]] = []
         for pos, size, last_offset, max_ts in batches:
-            if self.rolling_timestamp is None:
-                self.rolling_timestamp = max_ts
-            if max_ts > self.max_timestamp:
-                self.max_timestamp = max_ts
-                self.offset_of_max_timestamp = last_offset
-            if self.bytes_since_last_index_entry > self.index_interval_bytes:
-                offset_entries.append((last_offset - self.base_offset, start + pos))
-                time_entries.append(
-                    (self.max_timestamp, self.offset_of_max_timestamp - self.base_offset)
-                )
-                self.bytes_since_last_index_entry = 0
-            self.bytes_since_last_index_entry += size
-            self.next_offset = last_offset + 1
+            entry = self._account(start + pos, size, last_offset, max_ts)
+            if entry is not None:
+                offset_entries.append(entry[0])
+                time_entries.append(entry[1])
         self.size = start + length
         if offset_entries:
             self.index.append_entries(offset_entries)
@@ -310,22 +301,34 @@ class LogSegment:
         n = os.pwritev(self.fd, parts, start)
         if n != size:
             write_rest(self.fd, parts, start, n, size)
+        entry = self._account(start, size, last_offset, max_ts)
+        if entry is not None:
+            self.index.append_entries([entry[0]])
+            self.time_index.maybe_append([entry[1]])
+        self.size = start + size
+
+    def _account(
+        self, position: int, size: int, last_offset: int, max_ts: int
+    ) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        """The bookkeeping of one batch of ``size`` bytes written at ``position``: the
+        segment's timestamps and next offset; and, as Kafka's LogSegment.append does,
+        the index entries (offset index, time index) to add before it when more than
+        index.interval.bytes were written since the last ones, else None."""
         if self.rolling_timestamp is None:
             self.rolling_timestamp = max_ts
         if max_ts > self.max_timestamp:
             self.max_timestamp = max_ts
             self.offset_of_max_timestamp = last_offset
-        if self.bytes_since_last_index_entry > self.index_interval_bytes:
-            base = self.base_offset
-            self.index.append_entries([(last_offset - base, start)])
-            self.time_index.maybe_append(
-                [(self.max_timestamp, self.offset_of_max_timestamp - base)]
-            )
-            self.bytes_since_last_index_entry = size
-        else:
-            self.bytes_since_last_index_entry += size
         self.next_offset = last_offset + 1
-        self.size = start + size
+        if self.bytes_since_last_index_entry > self.index_interval_bytes:
+            self.bytes_since_last_index_entry = size
+            base = self.base_offset
+            return (
+                (last_offset - base, position),
+                (self.max_timestamp, self.offset_of_max_timestamp - base),
+            )
+        self.bytes_since_last_index_entry += size
+        return None
 
     def seal(self) -> None:
         """On roll/close: a final time-index entry so the max timestamp survives a clean restart."""
