@@ -501,18 +501,18 @@ def check_record_framing(buf: Buffer, pos: int = 0, header: BatchHeader | None =
     ~0.25 us per record against ~3 us for the deep walk.
     """
     h = parse_header(buf, pos) if header is None else header
-    if h.compression != _compression.NONE:
+    if h.attributes & ATTR_COMPRESSION_MASK:
         raise ValueError("check_record_framing is for uncompressed batches; use check_records")
-    end = pos + h.size
+    end = pos + h.batch_length + LOG_OVERHEAD
     if end > len(buf):
         raise _corrupt(f"record batch of {h.size} bytes truncated to {len(buf) - pos}")
     count = h.records_count
     p = pos + RECORD_BATCH_OVERHEAD
-    previous = -1
     # Where runs are measured: the bytes or bytearray holding the batch, and the offset
     # of buf's first byte in it (found at the first run; None until then).
     data: bytes | bytearray | None = None
     shift = 0
+    tail = True  # the one run of the batch that may be compared in a single chunk
     i = 0
     while i < count:
         if p >= end:
@@ -540,21 +540,30 @@ def check_record_framing(buf: Buffer, pos: int = 0, header: BatchHeader | None =
             if length <= 0:
                 raise _invalid(f"record {i} length {length} overruns the batch")
             width, stride = q - p, q - p + length
-        if stride == previous and count - i > 8:
-            # Two records of one size in a row: measure the run of same-size records
-            # with strided slices, at C speed. Only within the batch: ``limit`` records
-            # from p end at or before ``end`` (data may hold more after it).
-            limit = min(count - i, (end - p) // stride)
+        q = p + stride
+        if count - i > 8 and q < end and buf[q] == b:
+            # The next record's length varint starts with the same byte, so it is likely
+            # as long as this one: measure the run of records whose length varint is
+            # this one's, byte for byte, with strided slices at C speed (each is then
+            # ``stride`` bytes, so the chain walk would step over all of them). Only
+            # within the batch: ``limit`` records from p end at or before ``end`` (data
+            # may hold more after it). The run holds this record at least.
             if data is None:
                 data, shift = _byte_source(buf, pos, end)
-            run = _same_size_run(data, p + shift, width, stride, limit)
-            if run:
-                p += run * stride
-                i += run
-                previous = -1
-                continue
-        previous = stride
-        p += stride
+            limit = min(count - i, (end - p) // stride)
+            chunk = _FIRST_CHUNK
+            if tail and p + limit * stride == end:
+                # The records left fill the batch exactly if all are this size, as
+                # with fixed-size values past record 63: compare them in one chunk.
+                # Once per batch, so that a forged batch cannot make every run
+                # compare all the records after it.
+                chunk = limit
+                tail = False
+            run = _same_size_run(data, p + shift, width, stride, limit, chunk)
+            p += run * stride
+            i += run
+            continue
+        p = q
         i += 1
         if p > end:
             raise _invalid(f"record {i - 1} overruns the batch by {p - end} bytes")
@@ -563,7 +572,8 @@ def check_record_framing(buf: Buffer, pos: int = 0, header: BatchHeader | None =
 
 
 def _byte_source(buf: Buffer, start: int, stop: int) -> tuple[bytes | bytearray, int]:
-    """A bytes or bytearray holding ``buf[start:stop]``, and where ``buf[0]`` sits in it.
+    """A bytes or bytearray holding ``buf[start:stop]`` (not empty), and where ``buf[0]``
+    sits in it.
 
     Runs are measured with strided slices, which bytes and bytearray take as a C loop
     of a few instructions per byte; a memoryview has no such loop (a strided view is
@@ -575,60 +585,64 @@ def _byte_source(buf: Buffer, start: int, stop: int) -> tuple[bytes | bytearray,
     reads the same bytes without copying them. Anything else is copied, between
     ``start`` and ``stop`` only.
     """
-    if isinstance(buf, bytes | bytearray):
+    if type(buf) is memoryview:
+        # The server's case first: a writable view of a bytearray, read in place.
+        obj = buf.obj
+        if type(obj) is bytearray and not buf.readonly and buf.c_contiguous:
+            shift = _addressof(_c_char_at(buf)) - _addressof(_c_char_at(obj))
+            if 0 <= shift <= len(obj) - buf.nbytes:
+                return obj, shift
+    elif isinstance(buf, (bytes, bytearray)):
         return buf, 0
-    view = memoryview(buf)
-    obj = view.obj
-    if type(obj) is bytearray and not view.readonly and view.c_contiguous and len(view):
-        shift = _address(view) - _address(obj)
-        if 0 <= shift <= len(obj) - view.nbytes:
-            return obj, shift
-    with view.cast("B") if view.format != "B" else view as flat:
+    with memoryview(buf) as view, view.cast("B") if view.format != "B" else view as flat:
         return flat[start:stop].tobytes(), -start
 
 
-def _address(buf: bytearray | memoryview) -> int:
-    """The address of a writable buffer's first byte."""
-    return ctypes.addressof(ctypes.c_char.from_buffer(buf))
+# A writable buffer's first byte as a ctypes object, and its address.
+_c_char_at = ctypes.c_char.from_buffer
+_addressof = ctypes.addressof
 
 
-def _same_size_run(data: bytes | bytearray, p: int, width: int, stride: int, limit: int) -> int:
-    """How many records from ``p`` (at most ``limit``) start with the same length varint.
+def _same_size_run(
+    data: bytes | bytearray, p: int, width: int, stride: int, limit: int, chunk: int
+) -> int:
+    """How many records from ``p`` (at least that one, at most ``limit``) start with the
+    length varint of the record at ``p`` (its ``width`` bytes).
 
     Each such record is exactly ``stride`` bytes, so the chain walk would step
     over all of them; taking every record's k-th varint byte with one strided
     slice and comparing it with that byte repeated (a memset and a memcmp) gives
-    the same verdict at C speed. The run is followed in chunks that grow fourfold
-    from _FIRST_CHUNK records, so that a run ending early costs about as much as
-    it is long, and a long one only a few steps of Python.
+    the same verdict at C speed. The run is followed in chunks that grow eightfold
+    from ``chunk`` records, so that a run ending early costs at most a few times its
+    length, and a long one only a few steps of Python (a step costs as much as
+    gathering a few hundred records' bytes).
     """
-    heads = [data[p + k : p + k + 1] for k in range(width)]
+    first = data[p]
     run = 0
-    size = _FIRST_CHUNK
-    while run < limit:
-        n = min(size, limit - run)
+    n = min(chunk, limit)
+    while True:
         start = p + run * stride
-        same = n
-        for byte in heads:
-            # This byte of the records' varints, as far as the earlier bytes matched
-            # (the last one read is in record `same` - 1, inside the batch).
-            column = data[start : start + (same - 1) * stride + 1 : stride]
-            if column != byte * same:
-                # Where the column first differs: the run ends at the first other size.
-                same -= len(column.lstrip(byte))
-                if not same:
-                    break
-            start += 1
-        run += same
-        if same < n:
-            break
-        size *= 4
-    return run
+        span = (n - 1) * stride + 1
+        full = n
+        for k in range(width):
+            # Byte k of the varints of the chunk's first n records (n shrinks to where
+            # an earlier byte first differed; the last one read is inside the batch).
+            byte = data[p + k : p + k + 1]
+            column = data[start + k : start + k + span : stride]
+            if column != byte * n:
+                n -= len(column.lstrip(byte))
+                span = (n - 1) * stride + 1
+        run += n
+        if n < full or run == limit or data[p + run * stride] != first:
+            # The run ended in this chunk, or at its end: the next record (if any, and
+            # inside the batch: run < limit) does not start like this one.
+            return run
+        n = min(n * 8, limit - run)
 
 
-# The first chunk of a run: a producer's batch changes record size past its first 64
-# records (offset deltas of two bytes from there on), and a run starts at record 1.
-_FIRST_CHUNK = 48
+# The first chunk of a run: a producer's batch changes record size at record 64 (offset
+# deltas of two bytes from there on), and a run starts at record 0.
+_FIRST_CHUNK = 64
 
 
 def iter_records(

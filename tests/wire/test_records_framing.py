@@ -282,3 +282,143 @@ def test_a_view_is_judged_on_its_own_bytes_not_those_after_it(size: int) -> None
     fixed = _forge(whole, cut=cut, count=199)
     buffer = bytearray(b"head" + fixed + whole[len(whole) - cut :])
     assert _framing_ok(memoryview(buffer)[4 : 4 + len(fixed)])
+
+
+def _chain_walk_ok(batch: bytes) -> bool:
+    """The framing rule walked record by record, with no shortcut: count positive-length
+    records from the records section; they must end exactly at the batch's end."""
+    header = R.parse_header(batch)
+    end = header.size
+    p = R.RECORD_BATCH_OVERHEAD
+    for _ in range(header.records_count):
+        if p >= end:
+            return False
+        try:
+            length, p = R._read_varint(batch, p, end, 5)
+        except InvalidRecordBatch:
+            return False
+        if length <= 0:
+            return False
+        p += length
+        if p > end:
+            return False
+    return p == end
+
+
+def _with_length(batch: bytes, index: int, change: int) -> bytes:
+    """The batch with record ``index``'s length varint claiming ``change`` bytes more
+    (a forgery: the bytes stay where they are); length and CRC fixed up."""
+    out = bytearray(batch)
+    pos = R.RECORD_BATCH_OVERHEAD
+    for _ in range(index):
+        length, after = R._read_varint(out, pos, len(out), 5)
+        pos = after + length
+    length, after = R._read_varint(out, pos, len(out), 5)
+    out[pos:after] = R._varint(length + change)
+    return _forge(bytes(out))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    # Few sizes, so that runs, runs of one record, and sizes whose length varints share
+    # a first byte (sizes 64 apart) all come up; some runs long enough for the chunks.
+    st.lists(
+        st.tuples(st.sampled_from([5, 6, 69, 100, 101, 164, 300, 8200]), st.integers(1, 700)),
+        min_size=1,
+        max_size=5,
+    ),
+    st.integers(min_value=0, max_value=10_000),
+    st.sampled_from([0, 0, 1, -1, 64, -64, 2]),
+    st.integers(min_value=-1, max_value=1),
+)
+def test_agrees_with_the_plain_chain_walk(
+    runs: list[tuple[int, int]], where: int, change: int, count_change: int
+) -> None:
+    # The run shortcuts (strided columns in growing chunks, the look at the record
+    # after a chunk, the one-chunk comparison of the batch's tail) give the verdict of
+    # the record-by-record walk, on every kind of buffer the server may hand it: one
+    # record's length forged (by 64: a varint with the same first byte), or the count.
+    sizes = [size for size, repeat in runs for _ in range(repeat)][:2000]
+    data = _batch(sizes)
+    if change:
+        data = _with_length(data, where % len(sizes), change)
+    if count_change:
+        data = _forge(data, count=max(1, len(sizes) + count_change))
+    expected = _chain_walk_ok(data)
+    if not change and not count_change:
+        assert expected
+    for buf in (
+        data,
+        bytearray(data),
+        memoryview(bytearray(b"head" + data + b"tail"))[4 : 4 + len(data)],
+        memoryview(b"head" + data)[4:],
+    ):
+        assert _framing_ok(buf) == expected
+
+
+@pytest.mark.parametrize("where", [63, 64, 65, 575, 576, 577, 4000])
+@pytest.mark.parametrize("forged", [False, True])
+def test_runs_ending_at_the_chunk_edges_are_followed_exactly(where: int, forged: bool) -> None:
+    # A run is compared in chunks of 64, then 512, ... records, and the record after
+    # a chunk that matched is looked at before the next one: runs ending at, just
+    # before and just after those edges, with the next record longer indeed or only
+    # claiming to be (the chain then overruns).
+    sizes = [100] * 4200
+    if forged:
+        data = _with_length(_batch(sizes), where, 1)
+    else:
+        sizes[where] += 1
+        data = _batch(sizes)
+    view = memoryview(bytearray(b"head" + data))[4:]
+    assert _framing_ok(view) == _framing_ok(data) == (not forged) == _chain_walk_ok(data)
+
+
+def test_the_tail_is_compared_in_one_chunk_once_per_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Sizes 100, 100, 99, 101 over and over: at every fourth record the records left
+    # would fill the batch exactly if all were 100 bytes, so every run there could be
+    # compared to the end of the batch at once; that one-chunk comparison is taken
+    # once per batch only, so a forged batch cannot make the check quadratic.
+    data = _fixed_batch([100, 100, 99, 101] * 500)
+    chunks: list[int] = []
+    real = R._same_size_run
+
+    def spy(data: Any, p: int, width: int, stride: int, limit: int, chunk: int) -> int:
+        chunks.append(chunk)
+        return real(data, p, width, stride, limit, chunk)
+
+    monkeypatch.setattr(R, "_same_size_run", spy)
+    R.check_record_framing(memoryview(bytearray(data)))
+    assert len(chunks) > 100
+    assert sum(chunk > R._FIRST_CHUNK for chunk in chunks) == 1
+    assert _chain_walk_ok(data)
+
+
+def test_a_forged_tail_is_found_where_it_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The tail looks uniform (its bytes fill the batch as 300 records of 100 bytes
+    # would) but record 160 is one byte shorter and record 161 one longer: the
+    # one-chunk comparison finds where the run ends, and the walk goes on from there;
+    # forged instead (record 161 claims its own size but is a byte longer), it fails.
+    sizes = [50] * 70 + [100] * 300
+    sizes[160] -= 1
+    sizes[161] += 1
+    data = _fixed_batch(sizes)
+    chunks: list[int] = []
+    real = R._same_size_run
+
+    def spy(data: Any, p: int, width: int, stride: int, limit: int, chunk: int) -> int:
+        chunks.append(chunk)
+        return real(data, p, width, stride, limit, chunk)
+
+    monkeypatch.setattr(R, "_same_size_run", spy)
+    assert _framing_ok(memoryview(bytearray(data))) and _chain_walk_ok(data)
+    assert 300 in chunks  # the tail was compared in one chunk
+    bad = _with_length(data, 161, -1)
+    assert not _framing_ok(memoryview(bytearray(bad))) and not _chain_walk_ok(bad)
+
+
+def _fixed_batch(sizes: list[int]) -> bytes:
+    """Records of these value sizes, all with a key and one timestamp: a record's size is
+    its value's, plus one byte from record 64 on (two-byte offset deltas)."""
+    return R.build_batch([R.Record(key=b"k", value=b"v" * n, timestamp=1_000) for n in sizes])
