@@ -28,157 +28,209 @@ from kbroker.wire.codec import read_uvarint, write_uvarint
 from kbroker.wire.errors import DecodeError
 from kbroker.wire.messages import ProduceRequest, ProduceResponse, RequestHeader
 
-__all__ = ["decode_produce_request", "encode_produce_response"]
+__all__ = ["PRODUCE_FAST_VERSIONS", "decode_produce_request", "encode_produce_response"]
 
 _FIRST, _LAST = 3, 11  # Produce versions served here (v9+ flexible)
+PRODUCE_FAST_VERSIONS = (_FIRST, _LAST)
 _FLEXIBLE = 9
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _ACKS_TIMEOUT = struct.Struct(">hi")
 _HEADER = struct.Struct(">hhi")
 
+_PRODUCE = ProduceRequest.API_KEY
 _Request = ProduceRequest
 _Topic = ProduceRequest.TopicProduceData
 _Partition = ProduceRequest.PartitionProduceData
 _Header = RequestHeader
+# Objects are made as the generic codec makes them (wire.codec's compiled readers):
+# object.__new__ and one store per field. Calling the class with keywords costs twice
+# as much in CPython 3.11 (the keywords become a dict for type.__call__, then
+# arguments again for the generated __init__).
+_new = object.__new__
 # What a malformed buffer raises in here; each just means "let the generic codec say".
 _DECLINE = (IndexError, struct.error, DecodeError, ValueError)
 
 
 def decode_produce_request(frame: memoryview) -> tuple[Any, Any] | None:
-    """(RequestHeader, ProduceRequest) of a Produce frame (no size prefix), or None to decline."""
+    """(RequestHeader, ProduceRequest) of a Produce frame (no size prefix), or None to decline.
+
+    One function, no helper per field: a call costs as much as reading a field in line.
+    """
+    mv = frame
     try:
-        return _decode(frame)
-    except _DECLINE:
-        return None
-
-
-def _decode(mv: memoryview) -> tuple[Any, Any] | None:
-    api_key, version, correlation_id = _HEADER.unpack_from(mv, 0)
-    if api_key != ProduceRequest.API_KEY or not _FIRST <= version <= _LAST:
-        return None
-    flexible = version >= _FLEXIBLE
-    end = len(mv)
-    # Request header v1/v2: the client id is never a compact string (RequestHeader.json).
-    # Read in place rather than with _view: a call fewer on every request.
-    (n,) = _I16.unpack_from(mv, 8)
-    pos = 10
-    if n < 0:
-        if n != -1:
+        api_key, version, correlation_id = _HEADER.unpack_from(mv, 0)
+        if api_key != _PRODUCE or not _FIRST <= version <= _LAST:
             return None
-        client_id = None
-    else:
-        if pos + n > end:
-            return None
-        client_id = str(mv[pos : pos + n], "utf-8", "replace")
-        pos += n
-    if flexible:
-        if mv[pos]:
-            return None  # tagged fields in the header
-        pos += 1
-    # TransactionalId: nullable string.
-    raw, pos = _view(mv, pos, flexible, _I16)
-    transactional_id = None if raw is None else str(raw, "utf-8", "replace")
-    acks, timeout_ms = _ACKS_TIMEOUT.unpack_from(mv, pos)
-    pos += 6
-    topic_count, pos = _count(mv, pos, flexible)
-    if topic_count < 0 or topic_count > end - pos:
-        return None
-    topics = []
-    for _ in range(topic_count):
-        # Name: a string, never null.
-        raw, pos = _view(mv, pos, flexible, _I16)
-        if raw is None:
-            return None
-        name = str(raw, "utf-8", "replace")
-        count, pos = _count(mv, pos, flexible)
-        if count < 0 or count > end - pos:
-            return None
-        partitions = []
-        for _ in range(count):
-            (index,) = _I32.unpack_from(mv, pos)
+        flexible = version >= _FLEXIBLE
+        end = len(mv)
+        # Request header v1/v2: the client id is never a compact string (RequestHeader.json).
+        (n,) = _I16.unpack_from(mv, 8)
+        pos = 10
+        if n < 0:
+            if n != -1:
+                return None
+            client_id = None
+        else:
+            pos += n
+            if pos > end:
+                return None
+            client_id = str(mv[10:pos], "utf-8", "replace")
+        if flexible:
+            if mv[pos]:
+                return None  # tagged fields in the header
+            # TransactionalId: compact nullable string (unsigned varint length + 1).
+            n = mv[pos + 1]
+            if n < 0x80:
+                pos += 2
+            else:
+                n, pos = read_uvarint(mv, pos + 1)
+            n -= 1
+        else:
+            (n,) = _I16.unpack_from(mv, pos)
+            pos += 2
+        if n < 0:
+            if n != -1:
+                return None
+            transactional_id = None
+        else:
+            start = pos
+            pos += n
+            if pos > end:
+                return None
+            transactional_id = str(mv[start:pos], "utf-8", "replace")
+        acks, timeout_ms = _ACKS_TIMEOUT.unpack_from(mv, pos)
+        pos += 6
+        if flexible:
+            topic_count = mv[pos]
+            if topic_count < 0x80:
+                pos += 1
+            else:
+                topic_count, pos = read_uvarint(mv, pos)
+            topic_count -= 1
+        else:
+            (topic_count,) = _I32.unpack_from(mv, pos)
             pos += 4
-            # Records: nullable bytes, handed out as a view of the frame.
-            records, pos = _view(mv, pos, flexible, _I32)
+        if topic_count < 0 or topic_count > end - pos:
+            return None
+        topics = []
+        for _ in range(topic_count):
+            # Name: a string, never null.
+            if flexible:
+                n = mv[pos]
+                if n < 0x80:
+                    pos += 1
+                else:
+                    n, pos = read_uvarint(mv, pos)
+                n -= 1
+                start = pos
+                pos += n
+                if n < 0 or pos > end:
+                    return None
+                name = str(mv[start:pos], "utf-8", "replace")
+                count = mv[pos]
+                if count < 0x80:
+                    pos += 1
+                else:
+                    count, pos = read_uvarint(mv, pos)
+                count -= 1
+            else:
+                (n,) = _I16.unpack_from(mv, pos)
+                start = pos + 2
+                pos = start + n
+                if n < 0 or pos > end:
+                    return None
+                name = str(mv[start:pos], "utf-8", "replace")
+                (count,) = _I32.unpack_from(mv, pos)
+                pos += 4
+            if count < 0 or count > end - pos:
+                return None
+            partitions = []
+            for _ in range(count):
+                # Index, then the records: nullable bytes, handed out as a view of the frame.
+                (index,) = _I32.unpack_from(mv, pos)
+                if flexible:
+                    n = mv[pos + 4]
+                    if n < 0x80:
+                        pos += 5
+                    else:
+                        n, pos = read_uvarint(mv, pos + 4)
+                    n -= 1
+                else:
+                    (n,) = _I32.unpack_from(mv, pos + 4)
+                    pos += 8
+                if n < 0:
+                    if n != -1:
+                        return None
+                    records = None
+                else:
+                    start = pos
+                    pos += n
+                    if pos > end:
+                        return None
+                    records = mv[start:pos]
+                if flexible:
+                    if mv[pos]:
+                        return None
+                    pos += 1
+                partition = _new(_Partition)
+                partition.index = index
+                partition.records = records
+                partition.unknown_tagged_fields = {}
+                partitions.append(partition)
             if flexible:
                 if mv[pos]:
                     return None
                 pos += 1
-            partitions.append(_Partition(index=index, records=records))
-        if flexible:
-            if mv[pos]:
-                return None
-            pos += 1
-        topics.append(_Topic(name=name, partition_data=partitions))
-    if flexible and mv[pos]:
+            topic = _new(_Topic)
+            topic.name = name
+            topic.partition_data = partitions
+            topic.unknown_tagged_fields = {}
+            topics.append(topic)
+        if flexible and mv[pos]:
+            return None
+    except _DECLINE:
         return None
-    header = _Header(
-        request_api_key=api_key,
-        request_api_version=version,
-        correlation_id=correlation_id,
-        client_id=client_id,
-    )
-    body = _Request(
-        transactional_id=transactional_id, acks=acks, timeout_ms=timeout_ms, topic_data=topics
-    )
+    header = _new(_Header)
+    header.request_api_key = api_key
+    header.request_api_version = version
+    header.correlation_id = correlation_id
+    header.client_id = client_id
+    header.unknown_tagged_fields = {}
+    body = _new(_Request)
+    body.transactional_id = transactional_id
+    body.acks = acks
+    body.timeout_ms = timeout_ms
+    body.topic_data = topics
+    body.unknown_tagged_fields = {}
     return header, body
 
 
-def _view(
-    mv: memoryview, pos: int, flexible: bool, fixed: struct.Struct
-) -> tuple[memoryview | None, int]:
-    """The nullable string or bytes at ``pos``, as a view of the frame (None for null), and
-    the position after it. Its length is compact (unsigned varint, length + 1; one byte
-    below 127 read inline) or ``fixed`` (int16 for strings, int32 for bytes); -1 is null.
-    Any other negative length, or one past the frame, declines."""
-    if flexible:
-        n = mv[pos] - 1
-        if n < 0x7F:
-            pos += 1
-        else:
-            n, pos = read_uvarint(mv, pos)
-            n -= 1
-    else:
-        (n,) = fixed.unpack_from(mv, pos)
-        pos += fixed.size
-    if n < 0:
-        if n != -1:
-            raise DecodeError(f"invalid length {n}")
-        return None, pos
-    end = pos + n
-    if end > len(mv):
-        raise DecodeError(f"length {n} past the end of the frame")
-    return mv[pos:end], end
-
-
-def _count(mv: memoryview, pos: int, flexible: bool) -> tuple[int, int]:
-    """An array length: compact (unsigned varint, length + 1) or int32; -1 is null."""
-    if flexible:
-        n, pos = read_uvarint(mv, pos)
-        return n - 1, pos
-    (n,) = _I32.unpack_from(mv, pos)
-    return n, pos + 4
-
-
 # -- the response --------------------------------------------------------------------------
-# Per version: the struct of one partition's fixed fields, and the bytes after them in the
-# ordinary case (no record errors, no error message, no tagged fields).
-_PARTITION_V3 = struct.Struct(">ihqq")  # index, error code, base offset, log append time
-_PARTITION_V5 = struct.Struct(">ihqqq")  # ... and log start offset
-_PARTITION_FORMS: dict[int, tuple[struct.Struct, bytes]] = {
-    3: (_PARTITION_V3, b""),
-    4: (_PARTITION_V3, b""),
-    5: (_PARTITION_V5, b""),
-    6: (_PARTITION_V5, b""),
-    7: (_PARTITION_V5, b""),
+# Per version: how to write one partition's fixed fields (index, error code, base offset,
+# log append time, and from v5 log start offset), the bytes after them in the ordinary
+# case (no record errors, no error message, no tagged fields), and whether it is flexible.
+_PARTITION_V3 = struct.Struct(">ihqq")
+_PARTITION_V5 = struct.Struct(">ihqqq")
+_PARTITION_FORMS: dict[int, tuple[struct.Struct, bytes, bool]] = {
+    3: (_PARTITION_V3, b"", False),
+    4: (_PARTITION_V3, b"", False),
+    5: (_PARTITION_V5, b"", False),
+    6: (_PARTITION_V5, b"", False),
+    7: (_PARTITION_V5, b"", False),
     # v8: RecordErrors (int32 0, empty) and ErrorMessage (int16 -1, null).
-    8: (_PARTITION_V5, _I32.pack(0) + _I16.pack(-1)),
+    8: (_PARTITION_V5, _I32.pack(0) + _I16.pack(-1), False),
     # v9+: compact: empty array (1), null string (0), no tagged fields (0).
-    9: (_PARTITION_V5, b"\x01\x00\x00"),
-    10: (_PARTITION_V5, b"\x01\x00\x00"),
-    11: (_PARTITION_V5, b"\x01\x00\x00"),
+    9: (_PARTITION_V5, b"\x01\x00\x00", True),
+    10: (_PARTITION_V5, b"\x01\x00\x00", True),
+    11: (_PARTITION_V5, b"\x01\x00\x00", True),
 }
-_LEADER_UNKNOWN = (-1, -1)
+# Size (patched at the end), correlation id, then for response header v0 the topic count,
+# for v1 an empty tagged-field section (the compact topic count follows it).
+_HEAD_V0 = struct.Struct(">iii")
+_HEAD_V1 = struct.Struct(">iiB")
+# ThrottleTimeMs, then in flexible versions an empty tagged-field section.
+_THROTTLE_FLEXIBLE = struct.Struct(">iB")
 
 
 def encode_produce_response(version: int, correlation_id: int, body: Any) -> bytes | None:
@@ -192,45 +244,53 @@ def encode_produce_response(version: int, correlation_id: int, body: Any) -> byt
         or body.node_endpoints
     ):
         return None
-    partition, tail = form
+    partition, tail, flexible = form
     pack = partition.pack
-    flexible = version >= _FLEXIBLE
-    out = bytearray(8)
-    _I32.pack_into(out, 4, correlation_id)
-    if flexible:
-        out.append(0)  # response header v1: no tagged fields
+    with_log_start = version >= 5
     topics = body.responses
-    if flexible:
-        write_uvarint(out, len(topics) + 1)
-    else:
-        out += _I32.pack(len(topics))
     try:
+        if flexible:
+            out = bytearray(_HEAD_V1.pack(0, correlation_id, 0))
+            n = len(topics) + 1
+            if n < 0x80:
+                out.append(n)
+            else:
+                write_uvarint(out, n)
+        else:
+            out = bytearray(_HEAD_V0.pack(0, correlation_id, len(topics)))
         for topic in topics:
             if topic.unknown_tagged_fields:
                 return None
             name = topic.name.encode()
-            if flexible:
-                write_uvarint(out, len(name) + 1)
-            else:
-                out += _I16.pack(len(name))
-            out += name
             parts = topic.partition_responses
             if flexible:
-                write_uvarint(out, len(parts) + 1)
+                n = len(name) + 1
+                if n < 0x80:
+                    out.append(n)
+                else:
+                    write_uvarint(out, n)
+                out += name
+                n = len(parts) + 1
+                if n < 0x80:
+                    out.append(n)
+                else:
+                    write_uvarint(out, n)
             else:
+                out += _I16.pack(len(name))
+                out += name
                 out += _I32.pack(len(parts))
             for p in parts:
-                if p.record_errors or p.error_message is not None or p.unknown_tagged_fields:
-                    return None
                 leader = p.current_leader
                 if (
-                    leader.leader_id,
-                    leader.leader_epoch,
-                ) != _LEADER_UNKNOWN or leader.unknown_tagged_fields:
+                    p.record_errors
+                    or p.error_message is not None
+                    or p.unknown_tagged_fields
+                    or leader.leader_id != -1
+                    or leader.leader_epoch != -1
+                    or leader.unknown_tagged_fields
+                ):
                     return None
-                if version < 5:
-                    out += pack(p.index, p.error_code, p.base_offset, p.log_append_time_ms)
-                else:
+                if with_log_start:
                     out += pack(
                         p.index,
                         p.error_code,
@@ -238,13 +298,17 @@ def encode_produce_response(version: int, correlation_id: int, body: Any) -> byt
                         p.log_append_time_ms,
                         p.log_start_offset,
                     )
+                else:
+                    out += pack(p.index, p.error_code, p.base_offset, p.log_append_time_ms)
                 out += tail
             if flexible:
                 out.append(0)
-        out += _I32.pack(body.throttle_time_ms)
+        if flexible:
+            # No node endpoints, no unknown tagged fields.
+            out += _THROTTLE_FLEXIBLE.pack(body.throttle_time_ms, 0)
+        else:
+            out += _I32.pack(body.throttle_time_ms)
     except (struct.error, AttributeError, TypeError, UnicodeEncodeError):
         return None  # not encodable as it is: the generic codec reports how
-    if flexible:
-        out.append(0)  # no node endpoints, no unknown tagged fields
     _I32.pack_into(out, 0, len(out) - 4)
     return bytes(out)

@@ -24,7 +24,11 @@ from kbroker.wire.messages import (
     RequestHeader,
     ResponseHeader,
 )
-from kbroker.wire.produce import decode_produce_request, encode_produce_response
+from kbroker.wire.produce import (
+    PRODUCE_FAST_VERSIONS,
+    decode_produce_request,
+    encode_produce_response,
+)
 
 API_VERSIONS: int = ApiVersionsRequest.API_KEY
 _PRODUCE: int = ProduceRequest.API_KEY
@@ -64,6 +68,15 @@ STABLE: dict[int, tuple[int, int]] = {
     key: (lo, hi - 1 if REQUESTS[key].SCHEMA.latest_unstable else hi)
     for key, (lo, hi) in SUPPORTED.items()
 }
+
+if (
+    not SUPPORTED[_PRODUCE][0]
+    <= PRODUCE_FAST_VERSIONS[0]
+    <= PRODUCE_FAST_VERSIONS[1]
+    <= (SUPPORTED[_PRODUCE][1])
+):
+    # decode_request hands Produce frames to the fast path before checking the version.
+    raise ImportError("wire.produce reads Produce versions the codec does not support")
 
 _HDR = struct.Struct(">hhi")
 _I32 = struct.Struct(">i")
@@ -105,21 +118,22 @@ def _supported(api_key: int, api_version: int) -> bool:
 
 def decode_request(frame: Any) -> tuple[Any, Any]:
     """Decode a request frame (no size prefix) into (RequestHeader, request body)."""
-    mv = frame if isinstance(frame, memoryview) else memoryview(frame)
-    if len(mv) < _HDR.size:
+    mv = frame if type(frame) is memoryview else memoryview(frame)
+    if len(mv) < 8:
         raise DecodeError(f"request of {len(mv)} bytes is shorter than a request header")
     api_key, api_version, correlation_id = _HDR.unpack_from(mv, 0)
+    if api_key == _PRODUCE:
+        # The ordinary Produce frame, read in one pass (wire.produce; it reads only
+        # supported versions, checked at import); anything else about it goes through
+        # the generic codec below.
+        fast = decode_produce_request(mv)
+        if fast is not None:
+            return fast
     if not _supported(api_key, api_version):
         too_new = TOO_NEW_REQUEST_HEADER.get(api_key)
         if too_new is not None and api_version > SUPPORTED[api_key][1]:
             decode_struct(RequestHeader, too_new, mv, 0)  # a malformed header is a DecodeError
         raise UnsupportedVersion(api_key, api_version, correlation_id)
-    if api_key == _PRODUCE:
-        # The ordinary Produce frame, read in one pass (wire.produce); anything else
-        # about it goes through the generic codec below.
-        fast = decode_produce_request(mv)
-        if fast is not None:
-            return fast
     header, pos = decode_struct(RequestHeader, request_header_version(api_key, api_version), mv, 0)
     body, _ = decode_struct(REQUESTS[api_key], api_version, mv, pos)
     return header, body
