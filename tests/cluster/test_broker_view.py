@@ -22,6 +22,7 @@ from kbroker.cluster.metadata_cache import LEADER_DURING_DELETE
 from kbroker.cluster.node import ClusterNode
 from kbroker.config import BrokerConfig
 from kbroker.coordinator.group import partition_for
+from kbroker.errors import KafkaApiError
 from kbroker.server import serve
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
@@ -441,18 +442,35 @@ async def test_find_coordinator_names_the_leader_of_the_groups_partition(
     assert resp.coordinators[0].error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
 
 
-async def test_the_group_coordinator_reloads_when_leadership_of_its_partition_moves(
+async def test_only_the_moved_partitions_group_coordinator_reloads(
     cluster: Harness,
 ) -> None:
+    # Each __consumer_offsets partition led here has its own coordinator; a leadership
+    # move unloads that partition's alone (Kafka's onResignation / onElection).
     parts = [("__consumer_offsets", i, 1, 0, [1, 2], [1, 2]) for i in range(3)]
     await cluster.update_metadata(parts)
-    await cluster.leader_and_isr(parts, topic_id=uuid.uuid4())
+    topic_id = uuid.uuid4()
+    await cluster.leader_and_isr(parts, topic_id=topic_id)
     from kbroker.coordinator.service import coordinator_for
 
-    coordinator_for(cluster.broker)
-    assert "kbroker.coordinator" in cluster.broker.state
-    await cluster.leader_and_isr([("__consumer_offsets", 0, 2, 1, [1, 2], [1, 2])])
-    assert "kbroker.coordinator" not in cluster.broker.state
+    assert partition_for("c", 3) == 0 and partition_for("g", 3) == 1
+    moved, kept = coordinator_for(cluster.broker, "c"), coordinator_for(cluster.broker, "g")
+    assert moved is not kept
+    await cluster.leader_and_isr(
+        [("__consumer_offsets", 0, 2, 1, [1, 2], [1, 2])], topic_id=topic_id
+    )
+    assert moved.unloaded and not kept.unloaded
+    assert coordinator_for(cluster.broker, "g") is kept
+    with pytest.raises(KafkaApiError) as refused:
+        coordinator_for(cluster.broker, "c")
+    assert refused.value.code == ErrorCode.NOT_COORDINATOR
+    # Led here again: loaded afresh from the log, not the unloaded one reused.
+    await cluster.leader_and_isr(
+        [("__consumer_offsets", 0, 1, 2, [1, 2], [1, 2])], topic_id=topic_id
+    )
+    again = coordinator_for(cluster.broker, "c")
+    assert again is not moved and not again.unloaded
+    assert coordinator_for(cluster.broker, "g") is kept
 
 
 async def test_elect_leaders_without_a_controller_here_is_not_controller(
