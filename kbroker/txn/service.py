@@ -50,6 +50,7 @@ _PARTITIONS_KEY = "kbroker.txn.partitions"
 _PID_KEY = "kbroker.txn.producer_ids"
 _EXPIRY_KEY = "kbroker.txn.producer_expiry"
 _POLLED_KEY = "kbroker.txn.polled_ms"
+_SWEPT_KEY = "kbroker.txn.swept_ms"
 # Kafka's producer.id.expiration.check.interval.ms default (10 minutes).
 PRODUCER_EXPIRATION_CHECK_MS = 600000
 # A single node is always coordinator epoch 0.
@@ -221,6 +222,11 @@ def _unload(broker: BrokerState, tc: TransactionCoordinator) -> None:
 def poll(broker: BrokerState, coordinators: list[TransactionCoordinator] | None = None) -> None:
     """Fire due coordinator timers, loading the coordinators if transactions were ever used."""
     if coordinators is None:
+        # The produce and fetch paths call this per request: look at most every 100 ms.
+        now = int(broker.clock() * 1000)
+        if now - broker.state.get(_SWEPT_KEY, -1000) < 100:
+            return
+        broker.state[_SWEPT_KEY] = now
         coordinators = loaded_txn_coordinators(broker)
         if broker.cluster is not None:
             if broker.topics.get(TRANSACTION_STATE_TOPIC) is not None:
