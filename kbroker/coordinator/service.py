@@ -13,6 +13,7 @@ next request that could observe it.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 import trio
@@ -78,6 +79,11 @@ def coordinator_for(broker: BrokerState) -> GroupCoordinator:
     if gc is None:
         store = OffsetsTopicStore(broker)
         gc = GroupCoordinator(config=coordinator_config(broker), clock=broker.clock, store=store)
+        # Imported here: the transaction side builds on this module.
+        from kbroker.txn.offsets import discard, pending_partitions
+
+        gc.pending_txn_partitions = partial(pending_partitions, broker)
+        gc.discard_txn_offsets = partial(discard, broker)
         gc.replay(store.load())
         logger.info("group coordinator loaded %d group(s)", len(gc.group_ids()))
         broker.state[_STATE_KEY] = gc

@@ -12,6 +12,7 @@ transactions still open are recovered from the topic.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from kbroker.coordinator.group import partition_for
@@ -98,6 +99,25 @@ def unstage(
         pending[producer_id] = kept
     else:
         pending.pop(producer_id, None)
+
+
+def discard(
+    broker: BrokerState, group_id: str, partitions: Iterable[TopicPartition] | None
+) -> None:
+    """Forget every open transaction's staged offsets of the group for ``partitions``
+    (None: all of them): the group or those offsets were deleted (DeleteGroups,
+    OffsetDelete), so a later commit of the transaction must not bring them back."""
+    pending = _pending(broker)
+    doomed = None if partitions is None else set(partitions)
+    for producer_id, records in list(pending.items()):
+        kept = [
+            r
+            for r in records
+            if r.group_id != group_id
+            or (doomed is not None and (r.topic, r.partition) not in doomed)
+        ]
+        if len(kept) != len(records):
+            pending[producer_id] = kept
 
 
 def complete(broker: BrokerState, producer_id: int, commit: bool) -> None:

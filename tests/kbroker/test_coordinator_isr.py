@@ -42,6 +42,7 @@ from kbroker.wire.messages import (
     DescribeGroupsRequest,
     DescribeTransactionsRequest,
     HeartbeatRequest,
+    OffsetDeleteRequest,
     OffsetFetchRequest,
     SyncGroupRequest,
     WriteTxnMarkersRequest,
@@ -1295,3 +1296,78 @@ async def test_markers_an_unloaded_coordinator_still_sends_are_dropped(
         assert delivered == [False]  # the abandoned one; the other goes on
         assert await node._send_txn_markers(markers, lambda: unloaded) is False
         nursery.cancel_scope.cancel()
+
+
+# --- Offsets staged by an open transaction keep an Empty classic group ------------------
+
+
+async def _staged_in_open_transaction(broker: BrokerState) -> tuple[InProcessClient, int, int]:
+    """Group "g": a standalone commit of 3 on "t"-0 (an Empty classic group, offsets
+    only), then TxnOffsetCommit of 5 on "t"-0 in a transaction left open (its timeout
+    far away): a client, the producer id and epoch."""
+    create_topic(cast(Any, SimpleNamespace(broker=broker)), "t")
+    client = InProcessClient(broker)
+    assert await _commit(client, 3) == ErrorCode.NONE
+    started = await init(client, timeout_ms=600_000)
+    pid, epoch = started.producer_id, started.producer_epoch
+    assert await add_offsets(client, pid, epoch) == ErrorCode.NONE
+    assert await txn_commit_offset(client, pid, epoch, 5) == ErrorCode.NONE
+    assert await _group_state(client) == ("Empty", [])
+    return client, pid, epoch
+
+
+async def test_offsets_staged_by_an_open_transaction_keep_an_empty_group(
+    autojump_clock: trio.testing.MockClock, virtual_broker: BrokerState
+) -> None:
+    # GroupMetadataManager.cleanupGroupMetadata makes an Empty group Dead only once
+    # GroupMetadata.hasOffsets is false, and pending transactional offset commits count:
+    # the retention check expires the committed offset but keeps the group, and the
+    # transaction's commit then lands in it.
+    client, pid, epoch = await _staged_in_open_transaction(virtual_broker)
+    await trio.sleep(65)  # past offsets.retention.minutes (1), checked every second
+    assert await committed(client) == -1  # the committed offset expired
+    assert await _group_state(client) == ("Empty", [])
+    assert await end(client, pid, epoch, True) == ErrorCode.NONE
+    assert await committed(client) == 5
+    assert await _group_state(client) == ("Empty", [])
+    # Nothing staged any more: once the offset expires the group goes at the next check.
+    await trio.sleep(65)
+    assert await committed(client) == -1
+    assert await _group_state(client) == ("Dead", [])
+
+
+async def test_deleting_a_group_drops_the_offsets_its_open_transaction_staged(
+    autojump_clock: trio.testing.MockClock, virtual_broker: BrokerState
+) -> None:
+    # GroupCoordinator.handleDeleteGroups deletes an Empty group whatever its open
+    # transactions staged; their commit finds no group (handleTxnCompletion) and adds
+    # nothing. OffsetDelete likewise drops the staged offsets of the partitions it
+    # deletes (GroupMetadata.removeOffsets).
+    client, pid, epoch = await _staged_in_open_transaction(virtual_broker)
+    deleted = await client.request(DeleteGroupsRequest(groups_names=["g"]))
+    assert deleted.results[0].error_code == ErrorCode.NONE
+    assert await end(client, pid, epoch, True) == ErrorCode.NONE
+    assert await committed(client) == -1
+    assert await _group_state(client) == ("Dead", [])
+
+    # OffsetDelete: the same, partition by partition.
+    assert await _commit(client, 3) == ErrorCode.NONE
+    started = await init(client, timeout_ms=600_000)
+    pid, epoch = started.producer_id, started.producer_epoch
+    assert await add_offsets(client, pid, epoch) == ErrorCode.NONE
+    assert await txn_commit_offset(client, pid, epoch, 5) == ErrorCode.NONE
+    OD = OffsetDeleteRequest
+    answer = await client.request(
+        OD(
+            group_id="g",
+            topics=[
+                OD.OffsetDeleteRequestTopic(
+                    name="t", partitions=[OD.OffsetDeleteRequestPartition(partition_index=0)]
+                )
+            ],
+        )
+    )
+    assert answer.error_code == ErrorCode.NONE
+    assert answer.topics[0].partitions[0].error_code == ErrorCode.NONE
+    assert await end(client, pid, epoch, True) == ErrorCode.NONE
+    assert await committed(client) == -1
