@@ -18,6 +18,7 @@ next request that could observe it.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 import trio
@@ -37,6 +38,7 @@ __all__ = [
     "coordinator_for",
     "coordinators",
     "drop",
+    "load_led",
     "loaded_coordinators",
     "offsets_partitions",
     "on_topics_deleted",
@@ -113,6 +115,11 @@ def coordinator_for(broker: BrokerState, group_id: str | None = None) -> GroupCo
 def _load(broker: BrokerState, store: OffsetsTopicStore, where: str = "") -> GroupCoordinator:
     """A coordinator loaded from what ``store`` reads."""
     gc = GroupCoordinator(config=coordinator_config(broker), clock=broker.clock, store=store)
+    # Imported here: the transaction side builds on this module.
+    from kbroker.txn.offsets import discard, pending_partitions
+
+    gc.pending_txn_partitions = partial(pending_partitions, broker)
+    gc.discard_txn_offsets = partial(discard, broker)
     gc.replay(store.load())
     logger.info("group coordinator loaded %d group(s)%s", len(gc.group_ids()), where)
     return gc
@@ -150,13 +157,20 @@ def coordinators(broker: BrokerState) -> list[GroupCoordinator]:
     deletion): the single node's, or one per ``__consumer_offsets`` partition it leads."""
     if broker.cluster is None:
         return [coordinator_for(broker)]
-    topic = broker.topics.get(OFFSETS_TOPIC)
-    if topic is None:
-        return []
-    found = [_partition_coordinator(broker, p.index) for p in coordinated_partitions(broker, topic)]
+    found = load_led(broker)
     for gc in found:
         gc.poll()
     return found
+
+
+def load_led(broker: BrokerState) -> list[GroupCoordinator]:
+    """Cluster mode: the coordinator of every ``__consumer_offsets`` partition led here,
+    each loaded if it is not yet; none is polled (for the transaction side, which may be
+    asked from within a coordinator's poll)."""
+    topic = broker.topics.get(OFFSETS_TOPIC)
+    if topic is None:
+        return []
+    return [_partition_coordinator(broker, p.index) for p in coordinated_partitions(broker, topic)]
 
 
 def loaded_coordinators(broker: BrokerState) -> list[GroupCoordinator]:

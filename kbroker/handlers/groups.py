@@ -274,19 +274,32 @@ async def _settled_coordinator(
 
 
 async def coordinator_write_replicated(
-    ctx: RequestContext, key_type: int, key: str, deadline: float | None = None
+    ctx: RequestContext,
+    key_type: int,
+    key: str,
+    deadline: float | None = None,
+    *,
+    acks_all: bool = True,
 ) -> ErrorCode:
     """Wait until the ISR of ``key``'s coordinator partition has what this coordinator
     wrote to it (Kafka's coordinators append with acks=all and answer once the write is
     replicated, within offsets.commit.timeout.ms, or by ``deadline``, trio time, if
     given: ``_write_deadline``); the coordinator error to answer if it is not
     (COORDINATOR_NOT_AVAILABLE / NOT_COORDINATOR), NONE if it is. A partition without
-    replication state (a single node) has it at once."""
-    return coordinator_error(await coordinator_write_wait(ctx, key_type, key, deadline))
+    replication state (a single node) has it at once. ``acks_all`` False is a KIP-848
+    group's write: see ``_consumer_write_replicated``."""
+    return coordinator_error(
+        await coordinator_write_wait(ctx, key_type, key, deadline, acks_all=acks_all)
+    )
 
 
 async def coordinator_write_wait(
-    ctx: RequestContext, key_type: int, key: str, deadline: float | None = None
+    ctx: RequestContext,
+    key_type: int,
+    key: str,
+    deadline: float | None = None,
+    *,
+    acks_all: bool = True,
 ) -> ErrorCode:
     """``coordinator_write_replicated``'s wait, answering the acks=all error itself
     (NONE, NOT_ENOUGH_REPLICAS_AFTER_APPEND, NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT),
@@ -311,7 +324,9 @@ async def coordinator_write_wait(
     else:
         timeout_ms = max(0, int((deadline - trio.current_time()) * 1000))
     with trio.CancelScope(shield=True):
-        error = await wait_replicated(ctx.broker, topic, index, timeout_ms=timeout_ms)
+        error = await wait_replicated(
+            ctx.broker, topic, index, timeout_ms=timeout_ms, acks_all=acks_all
+        )
     return error
 
 
@@ -505,6 +520,10 @@ async def _commit_offsets(
                 expire_timestamp=now + retention if retention != -1 else None,
             )
     if offsets:
+        # A KIP-848 group's commit is the new group coordinator's write (acks=1, waiting
+        # for the high watermark: see _consumer_write_replicated); a classic group's is
+        # GroupMetadataManager.storeOffsets's acks=all.
+        acks_all = gc.consumer_group(request.group_id) is None
         accepted, commit = gc.prepare_offset_commit(
             request.group_id,
             request.generation_id_or_member_epoch if version >= 1 else -1,
@@ -517,7 +536,9 @@ async def _commit_offsets(
         if commit is not None:
             # A commit is acknowledged, and shown by OffsetFetch, once replicated, so it
             # survives a coordinator failover; one that is not is dropped again.
-            error = await coordinator_write_replicated(ctx, KEY_TYPE_GROUP, request.group_id)
+            error = await coordinator_write_replicated(
+                ctx, KEY_TYPE_GROUP, request.group_id, acks_all=acks_all
+            )
             gc.complete_offset_commit(commit, replicated=error == ErrorCode.NONE)
             for tp in commit.offsets:
                 codes[tp] = error
@@ -817,14 +838,21 @@ def _topics_view(ctx: RequestContext) -> dict[str, tuple[Any, int]]:
 async def _consumer_write_replicated(
     ctx: RequestContext, gc: GroupCoordinator, write: ConsumerGroupWrite, deadline: float
 ) -> ErrorCode:
-    """Wait for a KIP-848 group's write to reach the ISR and settle it: NONE, or the
-    error to answer, the group being back to its committed state. Errors as Kafka's
-    CoordinatorOperationExceptionHelper.handleOperationException maps a failed write
-    of the new group coordinator: REQUEST_TIMED_OUT and too small an ISR are
-    COORDINATOR_NOT_AVAILABLE, a lost leadership NOT_COORDINATOR (``coordinator_error``)."""
+    """Wait for a KIP-848 group's write to be committed and settle it: NONE, or the
+    error to answer, the group being back to its committed state.
+
+    Kafka's new group coordinator appends with acks=1 (CoordinatorPartitionWriter
+    .append) and completes the operation once the high watermark passes its records
+    (CoordinatorRuntime), so an ISR below min.insync.replicas does not fail it: only a
+    high watermark that does not get there within the timeout does. Errors as
+    GroupCoordinatorService.handleOperationException maps a failed write:
+    REQUEST_TIMED_OUT is COORDINATOR_NOT_AVAILABLE, a lost leadership NOT_COORDINATOR
+    (``coordinator_error``)."""
     error = ErrorCode.COORDINATOR_NOT_AVAILABLE
     try:
-        error = await coordinator_write_replicated(ctx, KEY_TYPE_GROUP, write.group_id, deadline)
+        error = await coordinator_write_replicated(
+            ctx, KEY_TYPE_GROUP, write.group_id, deadline, acks_all=False
+        )
     finally:
         # Settled even if the wait is torn down, so the group's next writer goes on.
         gc.complete_consumer_write(write, error)

@@ -480,7 +480,16 @@ async def handle_txn_offset_commit(
         )
         stored = [tp for tp in offsets if codes[tp] == ErrorCode.NONE]
         if stored:
-            error = await coordinator_write_replicated(ctx, KEY_TYPE_GROUP, request.group_id)
+            # A KIP-848 group's offsets are written as the new group coordinator writes
+            # (acks=1, waiting for the high watermark: CoordinatorPartitionWriter.append),
+            # a classic group's as GroupMetadataManager.storeOffsets does (acks=all).
+            acks_all = (
+                coordinator_for(ctx.broker, request.group_id).consumer_group(request.group_id)
+                is None
+            )
+            error = await coordinator_write_replicated(
+                ctx, KEY_TYPE_GROUP, request.group_id, acks_all=acks_all
+            )
             if error != ErrorCode.NONE:
                 # GroupMetadata.failPendingTxnOffsetCommit: the client is told the commit
                 # failed and sends it again; the marker must not publish this one.

@@ -15,11 +15,12 @@ are read when its group coordinator loads it and forgotten when it is unloaded
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from kbroker.coordinator.group import partition_for
 from kbroker.coordinator.offsets import OffsetAndMetadata, OffsetRecord
-from kbroker.coordinator.service import coordinator_for, coordinators, offsets_partitions
+from kbroker.coordinator.service import coordinator_for, load_led, offsets_partitions
 from kbroker.coordinator.store import CoordinatorRecord, OffsetsTopicStore
 from kbroker.internal_topics import OFFSETS_TOPIC
 from kbroker.wire.errors import ErrorCode
@@ -41,7 +42,7 @@ def _pending(broker: BrokerState) -> dict[int, list[OffsetRecord]]:
     if broker.cluster is not None:
         # Loading the coordinator of each partition led here brings in its staged
         # offsets (``partition_loaded``).
-        coordinators(broker)
+        load_led(broker)
         pending = broker.state.get(_STATE_KEY)
         if pending is None:
             pending = broker.state[_STATE_KEY] = {}
@@ -139,6 +140,25 @@ def unstage(
         pending[producer_id] = kept
     else:
         pending.pop(producer_id, None)
+
+
+def discard(
+    broker: BrokerState, group_id: str, partitions: Iterable[TopicPartition] | None
+) -> None:
+    """Forget every open transaction's staged offsets of the group for ``partitions``
+    (None: all of them): the group or those offsets were deleted (DeleteGroups,
+    OffsetDelete), so a later commit of the transaction must not bring them back."""
+    pending = _pending(broker)
+    doomed = None if partitions is None else set(partitions)
+    for producer_id, records in list(pending.items()):
+        kept = [
+            r
+            for r in records
+            if r.group_id != group_id
+            or (doomed is not None and (r.topic, r.partition) not in doomed)
+        ]
+        if len(kept) != len(records):
+            pending[producer_id] = kept
 
 
 def complete(broker: BrokerState, producer_id: int, commit: bool) -> None:

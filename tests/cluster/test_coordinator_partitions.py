@@ -36,10 +36,10 @@ from kbroker.wire.messages import (
     OffsetFetchRequest,
     SyncGroupRequest,
 )
-from tests.cluster.test_broker_view import ME, Harness
+from tests.cluster.scripted_controller import ME, Harness
 from tests.kbroker.conftest import RawClient
 from tests.kbroker.helpers import commit_request, join, join_req
-from tests.kbroker.test_coordinator_isr import _confirm, _replicate
+from tests.kbroker.isr_helpers import confirm, replicate
 from tests.kbroker.txn_helpers import add, end, init, txn_batch
 
 OFFSETS = "__consumer_offsets"
@@ -247,7 +247,7 @@ async def test_transactions_of_another_partition_are_undisturbed_when_a_partitio
         assert await add(client, *producers[tid], [("t", 0)], tid=tid) == {("t", 0): 0}
     # The kept id's partition is replicated to follower 2 (the harness has no fetchers
     # of its own): its writes now wait for it.
-    replica = _replicate(cluster.server, TXN_STATE)
+    replica = replicate(cluster.server, TXN_STATE)
     kept = txn_coordinator(cluster.broker, KEPT_TID)
     ending = Pending()
     async with trio.open_nursery() as nursery:
@@ -262,7 +262,7 @@ async def test_transactions_of_another_partition_are_undisturbed_when_a_partitio
         # commit goes on in the same coordinator to its end.
         with trio.fail_after(5):
             while not ending.answered.is_set():  # PrepareCommit, then CompleteCommit
-                _confirm(replica)
+                confirm(replica)
                 await trio.sleep(0.005)
     assert ending.answer == ErrorCode.NONE
     assert txn_coordinator(cluster.broker, KEPT_TID) is kept and not kept.unloaded
