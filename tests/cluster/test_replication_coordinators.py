@@ -13,8 +13,8 @@ on survive the coordinator.
 
 from __future__ import annotations
 
+import json
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -370,8 +370,15 @@ class _Member:
                 "group.protocol": "consumer",
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
+                # librdkafka's statistics count the responses from each broker, its
+                # group coordinator connection apart (the "logical" broker).
+                "statistics.interval.ms": 100,
+                "stats_cb": self._on_stats,
             }
         )
+        # Coordinator address -> responses received from it as the group's coordinator,
+        # as last reported: heartbeats, once the member is reconciled (it commits nothing).
+        self.heartbeats: dict[str, int] = {}
         self.calls: list[tuple[str, set[int]]] = []  # ("assign" / "revoke" / "lost", parts)
         self.values: list[bytes] = []
         self.assignment: frozenset[int] = frozenset()
@@ -384,6 +391,13 @@ class _Member:
         )
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
+
+    def _on_stats(self, text: str) -> None:
+        self.heartbeats = {
+            broker["nodename"]: broker["rx"]
+            for broker in json.loads(text).get("brokers", {}).values()
+            if broker.get("source") == "logical"
+        }
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -441,8 +455,23 @@ def test_a_kip848_consumer_keeps_its_assignment_through_a_coordinator_kill(
                 60,
                 message="the records produced after the failover read once",
             )
-            # A few more heartbeats to the successor: still the same members and epochs.
-            time.sleep(2)
+            # A few more heartbeats answered by the successor (each member's client counts
+            # them): still the same members and epochs.
+            address = cluster.address(successor)
+            cluster.wait_for(
+                lambda: all(m.heartbeats.get(address, 0) > 0 for m in members),
+                30,
+                message="both members heartbeating to the successor",
+            )
+            baseline = [m.heartbeats[address] for m in members]
+            cluster.wait_for(
+                lambda: all(
+                    m.heartbeats.get(address, 0) >= sent + 3
+                    for m, sent in zip(members, baseline, strict=True)
+                ),
+                30,
+                message="three more heartbeats of each member answered by the successor",
+            )
             assert _members(cluster, successor) == before
             assert [m.calls for m in members] == calls_before
             assert all(len(m.assignment) == 1 for m in members)
