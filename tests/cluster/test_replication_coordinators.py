@@ -33,6 +33,7 @@ from kbroker.wire.messages import (  # noqa: E402
     AddPartitionsToTxnRequest,
     ConsumerGroupDescribeRequest,
     ConsumerGroupHeartbeatRequest,
+    DescribeGroupsRequest,
     DescribeTransactionsRequest,
     EndTxnRequest,
     InitProducerIdRequest,
@@ -506,6 +507,15 @@ def _join(cluster: Cluster, broker_id: int, group: str, member_id: str = "") -> 
     return answer
 
 
+def _group_state(cluster: Cluster, broker_id: int, group: str) -> str | None:
+    """The group's state as ``broker_id`` describes it; None if it is not its coordinator."""
+    body = DescribeGroupsRequest(groups=[group])
+    (described,) = request(HOST, cluster.broker(broker_id).port, body, 5, timeout=30).groups
+    if described.error_code == ErrorCode.NOT_COORDINATOR:
+        return None
+    return str(described.group_state)
+
+
 def test_a_returning_broker_taking_its_partition_back_disturbs_no_other_group(
     tmp_path: Path,
 ) -> None:
@@ -561,8 +571,11 @@ def test_a_returning_broker_taking_its_partition_back_disturbs_no_other_group(
             target=lambda: second.append(_join(cluster, taker, group)), daemon=True
         )
         waiting.start()
-        time.sleep(1)
-        assert not second, second
+        cluster.wait_for(
+            lambda: _group_state(cluster, taker, group) == "PreparingRebalance",
+            30,
+            message="the second member waiting in the rebalance",
+        )
 
         cluster.start_broker(returning)
         cluster.wait_for(
@@ -570,7 +583,13 @@ def test_a_returning_broker_taking_its_partition_back_disturbs_no_other_group(
             60,
             message="the returning broker leading its partition again",
         )
-        time.sleep(1)  # what the taker does on losing the partition has been done
+        # The taker has given the partition up: its groups are another broker's now.
+        moved = next(g for g in (f"group-{i}" for i in range(1000)) if partition_for(g, 3) == 0)
+        cluster.wait_for(
+            lambda: _group_state(cluster, taker, moved) is None,
+            30,
+            message="the taker to unload the partition it gave back",
+        )
         assert not second, second  # still waiting, not told to look elsewhere
         rejoined = _join(cluster, taker, group, first.member_id)
         waiting.join(30)
