@@ -1120,8 +1120,9 @@ class GroupCoordinator:
     # ------------------------------------------------------------------ unloading
 
     def unload(self) -> None:
-        """This coordinator is dropped (a leadership move of any of its partitions drops
-        it, and the next request loads its successor from the log): Kafka's
+        """This coordinator is dropped (in cluster mode a leadership move of its
+        ``__consumer_offsets`` partition drops it, on a single node any move drops the
+        one coordinator; the next request loads its successor from the log): Kafka's
         GroupCoordinator.onResignation, whose onGroupUnloaded makes each group Dead and
         answers every member waiting in JoinGroup or SyncGroup NOT_COORDINATOR, so it
         looks the coordinator up again and rejoins there. From now on it fires no timer

@@ -27,18 +27,21 @@ from confluent_kafka import Consumer, Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 from kbroker.cluster_runner import HOST, Cluster, request  # noqa: E402
+from kbroker.coordinator.group import partition_for  # noqa: E402
 from kbroker.wire.errors import ErrorCode  # noqa: E402
 from kbroker.wire.messages import (  # noqa: E402
     AddPartitionsToTxnRequest,
     ConsumerGroupDescribeRequest,
     ConsumerGroupHeartbeatRequest,
+    DescribeGroupsRequest,
     DescribeTransactionsRequest,
     EndTxnRequest,
     InitProducerIdRequest,
     OffsetFetchRequest,
+    SyncGroupRequest,
 )
 from tests.cluster.real_cluster import needs_zookeeper  # noqa: E402
-from tests.kbroker.helpers import commit_request, described_members  # noqa: E402
+from tests.kbroker.helpers import commit_request, described_members, join_req  # noqa: E402
 
 pytestmark = needs_zookeeper
 
@@ -476,3 +479,119 @@ def test_a_kip848_consumer_keeps_its_assignment_through_a_coordinator_kill(
         finally:
             for member in members:
                 member.close()
+
+
+# --- A broker taking its partitions back disturbs no other partition's group ----------------
+
+RETURN_CONFIG = {
+    **CONFIG,
+    "offsets.topic.num.partitions": 3,
+    "group.initial.rebalance.delay.ms": 0,
+    # The controller moves leadership back to the preferred replicas within a second.
+    "leader.imbalance.check.interval.seconds": 1,
+}
+# Long enough that nothing expires or times out while the test moves leadership around.
+_PATIENT_MS = 120_000
+
+
+def _join(cluster: Cluster, broker_id: int, group: str, member_id: str = "") -> Any:
+    """JoinGroup (v5, with the KIP-394 MEMBER_ID_REQUIRED round trip) sent to ``broker_id``."""
+
+    def send(member: str) -> Any:
+        body = join_req(group, member, session=_PATIENT_MS, rebalance=_PATIENT_MS)
+        return request(HOST, cluster.broker(broker_id).port, body, 5, timeout=_PATIENT_MS / 1000)
+
+    answer = send(member_id)
+    if answer.error_code == ErrorCode.MEMBER_ID_REQUIRED:
+        answer = send(answer.member_id)
+    return answer
+
+
+def _group_state(cluster: Cluster, broker_id: int, group: str) -> str | None:
+    """The group's state as ``broker_id`` describes it; None if it is not its coordinator."""
+    body = DescribeGroupsRequest(groups=[group])
+    (described,) = request(HOST, cluster.broker(broker_id).port, body, 5, timeout=30).groups
+    if described.error_code == ErrorCode.NOT_COORDINATOR:
+        return None
+    return str(described.group_state)
+
+
+def test_a_returning_broker_taking_its_partition_back_disturbs_no_other_group(
+    tmp_path: Path,
+) -> None:
+    # A broker goes away and its __consumer_offsets partition moves to another broker,
+    # the "taker"; it comes back, and the preferred leader election gives the partition
+    # back to it. A group the taker coordinates from another partition, mid-rebalance
+    # meanwhile, must not notice: its waiting member is not told NOT_COORDINATOR, and the
+    # rebalance ends with one generation more, not two (Kafka unloads the moved
+    # partition's groups only: GroupCoordinator.onResignation).
+    with _cluster(tmp_path, RETURN_CONFIG, "orders") as cluster:
+        cluster.wait_for(lambda: cluster.coordinator_of("probe") > 0, 30)
+
+        def offsets_partitions() -> dict[int, Any]:
+            parts = cluster.partitions("__consumer_offsets")
+            whole = len(parts) == 3 and all(len(p.isr) == 3 for p in parts.values())
+            return parts if whole else {}
+
+        leaders = {i: p.leader for i, p in cluster.wait_for(offsets_partitions, 30).items()}
+        assert sorted(leaders.values()) == [1, 2, 3], leaders  # each leads its preferred one
+        returning = leaders[0]
+        cluster.stop(returning)
+        taker = cluster.wait_for(
+            lambda: (
+                (leader := cluster.leader_of("__consumer_offsets", 0)) not in (-1, returning)
+                and leader
+            ),
+            30,
+            message="partition 0 led by another broker",
+        )
+        kept = next(i for i, leader in leaders.items() if leader == taker)
+        group = next(g for g in (f"group-{i}" for i in range(1000)) if partition_for(g, 3) == kept)
+        first = _join(cluster, taker, group)
+        assert first.error_code == ErrorCode.NONE
+        synced = request(
+            HOST,
+            cluster.broker(taker).port,
+            SyncGroupRequest(
+                group_id=group,
+                generation_id=first.generation_id,
+                member_id=first.member_id,
+                assignments=[
+                    SyncGroupRequest.SyncGroupRequestAssignment(
+                        member_id=first.member_id, assignment=b"all"
+                    )
+                ],
+            ),
+            3,
+        )
+        assert synced.error_code == ErrorCode.NONE
+        # A second member joins: the group rebalances, waiting for the first to rejoin.
+        second: list[Any] = []
+        waiting = threading.Thread(
+            target=lambda: second.append(_join(cluster, taker, group)), daemon=True
+        )
+        waiting.start()
+        cluster.wait_for(
+            lambda: _group_state(cluster, taker, group) == "PreparingRebalance",
+            30,
+            message="the second member waiting in the rebalance",
+        )
+
+        cluster.start_broker(returning)
+        cluster.wait_for(
+            lambda: cluster.leader_of("__consumer_offsets", 0, via=taker) == returning,
+            60,
+            message="the returning broker leading its partition again",
+        )
+        # The taker has given the partition up: its groups are another broker's now.
+        moved = next(g for g in (f"group-{i}" for i in range(1000)) if partition_for(g, 3) == 0)
+        cluster.wait_for(
+            lambda: _group_state(cluster, taker, moved) is None,
+            30,
+            message="the taker to unload the partition it gave back",
+        )
+        assert not second, second  # still waiting, not told to look elsewhere
+        rejoined = _join(cluster, taker, group, first.member_id)
+        waiting.join(30)
+        assert [rejoined.error_code, second[0].error_code] == [ErrorCode.NONE, ErrorCode.NONE]
+        assert rejoined.generation_id == second[0].generation_id == first.generation_id + 1
