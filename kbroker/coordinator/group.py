@@ -1627,7 +1627,31 @@ class GroupCoordinator:
             self.discard_txn_offsets(
                 group_id, [tp for tp, code in result.items() if code == ErrorCode.NONE]
             )
+            if consumer_group is None:
+                self._maybe_drop_emptied(group_id)
         return error, result
+
+    def _maybe_drop_emptied(self, group_id: str) -> None:
+        """After OffsetDelete: GroupCoordinator.handleDeleteOffsets runs the classic group
+        through GroupMetadataManager.cleanupGroupMetadata, which makes an Empty group
+        left without offsets (GroupMetadata.hasOffsets: none committed, in flight or
+        staged by an open transaction) Dead; its tombstone is best effort there too."""
+        group = self._groups.get(group_id)
+        if (
+            group is None
+            or group.state is not S.EMPTY
+            or self.offsets.of(group_id)
+            or self.offsets.pending_partitions(group_id)
+            or self.pending_txn_partitions(group_id)
+        ):
+            return
+        try:
+            self._write(group_id, [GroupRecord(group_id, None)])
+        except Exception as exc:  # noqa: BLE001 - logged, as Kafka does
+            logger.error("group %s is dead, but its tombstone was not written: %s", group_id, exc)
+        self._transition(group, S.DEAD)
+        del self._groups[group_id]
+        self.offsets.forget(group_id)
 
     def _subscribed_topics(self, group: ClassicGroup) -> set[str]:
         topics: set[str] = set()

@@ -1344,5 +1344,8 @@ async def test_deleting_a_group_drops_the_offsets_its_open_transaction_staged(
     )
     assert answer.error_code == ErrorCode.NONE
     assert answer.topics[0].partitions[0].error_code == ErrorCode.NONE
+    # Nothing committed, in flight or staged is left: the Empty group is Dead
+    # (cleanupGroupMetadata after handleDeleteOffsets).
+    assert await _group_state(client) == ("Dead", [])
     assert await end(client, pid, epoch, True) == ErrorCode.NONE
     assert await committed(client) == -1
