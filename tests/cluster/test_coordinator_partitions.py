@@ -281,3 +281,40 @@ async def test_staged_offsets_follow_their_partition(cluster: Harness) -> None:
     assert await _committed(client, MOVED_GROUP) == (0, -1)
     assert await end(client, pid, epoch, True, tid=KEPT_TID) == ErrorCode.NONE
     assert await _committed(client, MOVED_GROUP) == (0, 7)
+
+
+async def test_delete_groups_answers_a_group_whose_partition_moved_while_it_waited(
+    cluster: Harness,
+) -> None:
+    # DeleteGroups of groups in two partitions: it waits for the KIP-848 group of the
+    # first to settle, and meanwhile the second's partition moves away. That group is
+    # answered NOT_COORDINATOR (the client asks the new coordinator), the request is not
+    # lost with its connection.
+    from kbroker.wire.messages import DeleteGroupsRequest
+    from tests.kbroker.helpers import first_heartbeat
+
+    busy, gone = MOVED_GROUP, KEPT_GROUP
+    assert partition_for(busy, 3) == 0 and partition_for(gone, 3) == 1
+    replica = replicate(cluster.server, OFFSETS)
+    member, deleter = await _connect(cluster), await _connect(cluster)
+    joined, deleted = Pending(), Pending()
+    async with trio.open_nursery() as nursery:
+        written = replica.log.log_end_offset
+        # The member's join is written, not yet replicated: the group has a write in flight.
+        nursery.start_soon(joined.run, member.request(first_heartbeat(busy, "t")))
+        with trio.fail_after(5):
+            while replica.log.log_end_offset == written:
+                await trio.sleep(0.005)
+        nursery.start_soon(
+            deleted.run, deleter.request(DeleteGroupsRequest(groups_names=[busy, gone]))
+        )
+        await _settled()
+        assert not deleted.answered.is_set()
+        await _move(cluster, OFFSETS, 1, leader=2, epoch=1)
+        with trio.fail_after(5):
+            while not deleted.answered.is_set():
+                confirm(replica)
+                await trio.sleep(0.005)
+    assert joined.answer.error_code == ErrorCode.NONE
+    results = {r.group_id: r.error_code for r in deleted.answer.results}
+    assert results == {busy: ErrorCode.NON_EMPTY_GROUP, gone: ErrorCode.NOT_COORDINATOR}
