@@ -5,8 +5,16 @@ the broker side of cluster mode without ZooKeeper."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import trio
+
+from kbroker.cluster.node import ClusterNode
+from kbroker.config import BrokerConfig
+from kbroker.server import serve
 from kbroker.wire.messages import (
     LeaderAndIsrRequest,
     StopReplicaRequest,
@@ -148,3 +156,26 @@ class Harness:
             ],
         )
         return await self.client.request(request, version=3)
+
+
+@asynccontextmanager
+async def served(nursery: trio.Nursery, tmp_path: Path, **props: str) -> AsyncIterator[Harness]:
+    """Broker ``ME`` served in ``nursery`` with a ClusterNode but no ZooKeeper (the test
+    plays the controller), its data in ``tmp_path``, with the extra config ``props``."""
+    config = BrokerConfig.from_properties(
+        {
+            "listeners": "PLAINTEXT://127.0.0.1:0",
+            "log.dirs": str(tmp_path / "data"),
+            "broker.id": str(ME),
+            **props,
+        }
+    )
+    server = await nursery.start(serve, config)
+    # What serve() builds with a ZooKeeper session; the tests play the controller instead.
+    server.broker.cluster = ClusterNode(server.broker, zk=None)
+    client = RawClient(await trio.open_tcp_stream(*server.address))
+    try:
+        yield Harness(server, client)
+    finally:
+        await client.aclose()
+        server.shutdown()

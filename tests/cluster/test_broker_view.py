@@ -18,11 +18,8 @@ import pytest
 import trio
 
 from kbroker.cluster.metadata_cache import LEADER_DURING_DELETE
-from kbroker.cluster.node import ClusterNode
-from kbroker.config import BrokerConfig
 from kbroker.coordinator.group import partition_for
 from kbroker.errors import KafkaApiError
-from kbroker.server import serve
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     DescribeClusterRequest,
@@ -31,8 +28,7 @@ from kbroker.wire.messages import (
     FindCoordinatorRequest,
     MetadataRequest,
 )
-from tests.cluster.scripted_controller import BROKERS, ME, TOPIC_ID, Harness
-from tests.kbroker.conftest import RawClient
+from tests.cluster.scripted_controller import BROKERS, ME, TOPIC_ID, Harness, served
 from tests.kbroker.helpers import (
     LATEST,
     commit_request,
@@ -46,22 +42,10 @@ from tests.kbroker.helpers import (
 
 @pytest.fixture
 async def cluster(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[Harness]:
-    config = BrokerConfig.from_properties(
-        {
-            "listeners": "PLAINTEXT://127.0.0.1:0",
-            "log.dirs": str(tmp_path / "data"),
-            "broker.id": str(ME),
-            "broker.rack": "r1",
-            "offsets.topic.num.partitions": "3",
-        }
-    )
-    server = await nursery.start(serve, config)
-    # What serve() builds with a ZooKeeper session; the tests play the controller instead.
-    server.broker.cluster = ClusterNode(server.broker, zk=None)
-    client = RawClient(await trio.open_tcp_stream(*server.address))
-    yield Harness(server, client)
-    await client.aclose()
-    server.shutdown()
+    async with served(
+        nursery, tmp_path, **{"broker.rack": "r1", "offsets.topic.num.partitions": "3"}
+    ) as harness:
+        yield harness
 
 
 # Partition 0 led here at epoch 5, partition 1 led by broker 2 (a follower here),

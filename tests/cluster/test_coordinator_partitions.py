@@ -21,11 +21,8 @@ from typing import Any
 import pytest
 import trio
 
-from kbroker.cluster.node import ClusterNode
-from kbroker.config import BrokerConfig
 from kbroker.coordinator.group import partition_for
 from kbroker.coordinator.service import coordinator_for
-from kbroker.server import serve
 from kbroker.txn.producer_ids import ProducerIdManager
 from kbroker.txn.service import txn_coordinator
 from kbroker.wire.errors import ErrorCode
@@ -34,13 +31,12 @@ from kbroker.wire.messages import (
     DescribeTransactionsRequest,
     HeartbeatRequest,
     OffsetFetchRequest,
-    SyncGroupRequest,
 )
-from tests.cluster.scripted_controller import ME, Harness
+from tests.cluster.scripted_controller import ME, Harness, served
 from tests.kbroker.conftest import RawClient
-from tests.kbroker.helpers import commit_request, join, join_req
+from tests.kbroker.helpers import commit_request, join, join_req, sole_member_sync
 from tests.kbroker.isr_helpers import confirm, replicate
-from tests.kbroker.txn_helpers import add, end, init, txn_batch
+from tests.kbroker.txn_helpers import add, add_offsets, end, init, txn_batch, txn_commit_offset
 
 OFFSETS = "__consumer_offsets"
 TXN_STATE = "__transaction_state"
@@ -55,33 +51,28 @@ KEPT_TID, MOVED_TID = "kept", "moved"
 
 @pytest.fixture
 async def cluster(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[Harness]:
-    config = BrokerConfig.from_properties(
-        {
-            "listeners": "PLAINTEXT://127.0.0.1:0",
-            "log.dirs": str(tmp_path / "data"),
-            "broker.id": str(ME),
-            "offsets.topic.num.partitions": "3",
-            "transaction.state.log.num.partitions": "2",
-            "group.initial.rebalance.delay.ms": "0",
-        }
-    )
-    server = await nursery.start(serve, config)
-    server.broker.cluster = ClusterNode(server.broker, zk=None)
-    # Producer ids from the data dir: there is no ZooKeeper to take blocks from.
-    server.broker.state["kbroker.txn.producer_ids"] = ProducerIdManager(server.broker.data_dir)
-    client = RawClient(await trio.open_tcp_stream(*server.address))
-    harness = Harness(server, client)
-    # Everything led here with this broker alone in the ISR (writes are acknowledged at
-    # once), broker 2 a replica that can take over.
+    props = {
+        "offsets.topic.num.partitions": "3",
+        "transaction.state.log.num.partitions": "2",
+        "group.initial.rebalance.delay.ms": "0",
+    }
+    async with served(nursery, tmp_path, **props) as harness:
+        # Producer ids from the data dir: there is no ZooKeeper to take blocks from.
+        broker = harness.broker
+        broker.state["kbroker.txn.producer_ids"] = ProducerIdManager(broker.data_dir)
+        await _lead_everything(harness)
+        yield harness
+
+
+async def _lead_everything(harness: Harness) -> None:
+    """Everything led here with this broker alone in the ISR (writes are acknowledged at
+    once), broker 2 a replica that can take over."""
     offsets = [(OFFSETS, i, ME, 0, [ME, 2], [ME]) for i in range(3)]
     txn_state = [(TXN_STATE, i, ME, 0, [ME, 2], [ME]) for i in range(2)]
     data = [("t", 0, ME, 0, [ME, 2], [ME])]
     assert (await harness.update_metadata(offsets + txn_state + data)).error_code == 0
     for parts, topic_id in ((offsets, OFFSETS_ID), (txn_state, TXN_STATE_ID), (data, DATA_ID)):
         assert (await harness.leader_and_isr(parts, topic_id=topic_id)).error_code == 0
-    yield harness
-    await client.aclose()
-    server.shutdown()
 
 
 async def _move(cluster: Harness, topic: str, index: int, leader: int, epoch: int) -> None:
@@ -116,18 +107,7 @@ async def _stable_member(client: RawClient, group: str) -> tuple[str, int]:
     """A member that joined ``group`` alone and synced: (member id, generation)."""
     joined = await join(client, group, session=30_000, rebalance=30_000)
     assert joined.error_code == ErrorCode.NONE
-    synced = await client.request(
-        SyncGroupRequest(
-            group_id=group,
-            generation_id=joined.generation_id,
-            member_id=joined.member_id,
-            assignments=[
-                SyncGroupRequest.SyncGroupRequestAssignment(
-                    member_id=joined.member_id, assignment=b"all"
-                )
-            ],
-        )
-    )
+    synced = await client.request(sole_member_sync(group, joined))
     assert synced.error_code == ErrorCode.NONE
     return joined.member_id, joined.generation_id
 
@@ -293,32 +273,9 @@ async def test_staged_offsets_follow_their_partition(cluster: Harness) -> None:
     assert await add(client, pid, epoch, [("t", 0)], tid=KEPT_TID) == {("t", 0): 0}
     produced = await tx_produce(client, "t", txn_batch(pid, epoch, 0), tid=KEPT_TID)
     assert produced.error_code == ErrorCode.NONE
-    from kbroker.wire.messages import AddOffsetsToTxnRequest, TxnOffsetCommitRequest
-
-    added = await client.request(
-        AddOffsetsToTxnRequest(
-            transactional_id=KEPT_TID, producer_id=pid, producer_epoch=epoch, group_id=MOVED_GROUP
-        )
-    )
-    assert added.error_code == ErrorCode.NONE
-    T = TxnOffsetCommitRequest
-    staged = await client.request(
-        T(
-            transactional_id=KEPT_TID,
-            group_id=MOVED_GROUP,
-            producer_id=pid,
-            producer_epoch=epoch,
-            topics=[
-                T.TxnOffsetCommitRequestTopic(
-                    name="t",
-                    partitions=[
-                        T.TxnOffsetCommitRequestPartition(partition_index=0, committed_offset=7)
-                    ],
-                )
-            ],
-        )
-    )
-    assert staged.topics[0].partitions[0].error_code == ErrorCode.NONE
+    assert await add_offsets(client, pid, epoch, tid=KEPT_TID, group=MOVED_GROUP) == 0
+    staged = await txn_commit_offset(client, pid, epoch, 7, tid=KEPT_TID, group=MOVED_GROUP)
+    assert staged == ErrorCode.NONE
     await _move(cluster, OFFSETS, 0, leader=2, epoch=1)
     await _move(cluster, OFFSETS, 0, leader=ME, epoch=2)
     assert await _committed(client, MOVED_GROUP) == (0, -1)

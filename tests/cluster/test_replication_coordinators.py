@@ -38,10 +38,14 @@ from kbroker.wire.messages import (  # noqa: E402
     EndTxnRequest,
     InitProducerIdRequest,
     OffsetFetchRequest,
-    SyncGroupRequest,
 )
 from tests.cluster.real_cluster import needs_zookeeper  # noqa: E402
-from tests.kbroker.helpers import commit_request, described_members, join_req  # noqa: E402
+from tests.kbroker.helpers import (  # noqa: E402
+    commit_request,
+    described_members,
+    join_req,
+    sole_member_sync,
+)
 
 pytestmark = needs_zookeeper
 
@@ -549,21 +553,7 @@ def test_a_returning_broker_taking_its_partition_back_disturbs_no_other_group(
         group = next(g for g in (f"group-{i}" for i in range(1000)) if partition_for(g, 3) == kept)
         first = _join(cluster, taker, group)
         assert first.error_code == ErrorCode.NONE
-        synced = request(
-            HOST,
-            cluster.broker(taker).port,
-            SyncGroupRequest(
-                group_id=group,
-                generation_id=first.generation_id,
-                member_id=first.member_id,
-                assignments=[
-                    SyncGroupRequest.SyncGroupRequestAssignment(
-                        member_id=first.member_id, assignment=b"all"
-                    )
-                ],
-            ),
-            3,
-        )
+        synced = request(HOST, cluster.broker(taker).port, sole_member_sync(group, first), 3)
         assert synced.error_code == ErrorCode.NONE
         # A second member joins: the group rebalances, waiting for the first to rejoin.
         second: list[Any] = []
