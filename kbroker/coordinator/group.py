@@ -1709,19 +1709,30 @@ class GroupCoordinator:
         for group_id, consumer_group in list(self._consumer_groups.items()):
             if group_id in self._consumer_writes:
                 continue  # its state may still be undone: the next check
-            expired = self.offsets.unsubscribed_expired(
-                group_id, consumer_group.all_subscribed_topics(), retention, now
-            )
+            # OffsetMetadataManager.cleanupExpiredOffsets: an offset an open transaction
+            # staged a new one for does not expire, and a group with offsets is not
+            # deleted while such a transaction is open.
+            staged = self.pending_txn_partitions(group_id)
+            had_offsets = bool(self.offsets.of(group_id))
+            expired = [
+                tp
+                for tp in self.offsets.unsubscribed_expired(
+                    group_id, consumer_group.all_subscribed_topics(), retention, now
+                )
+                if tp not in staged
+            ]
             if expired and not self.offsets.drop(group_id, expired):
                 continue  # tried again at the next check
             # Kafka's GroupCoordinatorShard.cleanupGroupMetadata: an empty group none of
             # whose offsets remain is deleted (maybeDeleteGroup), whether or not this
-            # check expired any: one that never committed goes too. A commit in flight
+            # check expired any: one that never committed goes too (Kafka looks at open
+            # transactions only for a group with committed offsets). A commit in flight
             # counts as an offset (Kafka's runtime sees uncommitted writes).
             if (
                 not consumer_group.members
                 and not self.offsets.of(group_id)
                 and not self.offsets.pending_partitions(group_id)
+                and not (had_offsets and staged)
             ):
                 with contextlib.suppress(Exception):  # kept; the next check retries
                     self._drop_consumer_group(group_id)
