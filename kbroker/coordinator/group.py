@@ -26,8 +26,10 @@ callback, cleanupGroupMetadata's acks=0 tombstones).
 
 KIP-848 groups follow the new group coordinator (CoordinatorRuntime): a heartbeat, a
 leave, a conversion from a classic group and a deletion are answered once their records
-are replicated (``prepare_consumer_group_heartbeat``, ``prepare_delete_groups``, then
-``complete_consumer_write``); a write that is not is undone, and each group has at most
+are committed (``prepare_consumer_group_heartbeat``, ``prepare_delete_groups``, then
+``complete_consumer_write``): the high watermark past them, however small the ISR, as
+the new coordinator appends with acks=1 (CoordinatorPartitionWriter.append). A write
+that is not committed in time is undone, and each group has at most
 one write in flight (see ``prepare_consumer_group_heartbeat`` for why). Reads see a
 group's committed state. A session or revocation expiry (``poll``) is answered to
 nobody: it is committed at once and never undone, as the runtime keeps a write whose
