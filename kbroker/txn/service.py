@@ -267,15 +267,21 @@ async def _await_markers(
 
 
 def check_producer_batch(
-    broker: BrokerState, topic: Any, partition: Any, header: Any, transactional_id: str | None
+    broker: BrokerState,
+    topic: Any,
+    partition: Any,
+    header: Any,
+    transactional_id: str | None,
+    now_ms: int,
 ) -> BatchMetadata | None:
     """Idempotence / transaction checks for one Produce batch before it is appended.
 
+    ``now_ms``: the broker clock's time, as the caller read it for this batch.
     Returns the original batch when this one is a retry (the caller answers its
     offsets and writes nothing); raises KafkaApiError with Kafka's code.
     """
     log = partition.log
-    _maybe_expire_producers(broker, log)
+    _maybe_expire_producers(broker, log, now_ms)
     if header.producer_id < 0:
         return None
     state = log.producer_state
@@ -344,13 +350,12 @@ def _coordinated_elsewhere(broker: BrokerState, transactional_id: str | None) ->
     return not leads_coordinator(cluster, KEY_TYPE_TRANSACTION, transactional_id)
 
 
-def _maybe_expire_producers(broker: BrokerState, log: Any) -> None:
+def _maybe_expire_producers(broker: BrokerState, log: Any, now_ms: int) -> None:
     """producer.id.expiration.ms, checked every producer.id.expiration.check.interval.ms per log."""
     checked = broker.state.get(_EXPIRY_KEY)
     if checked is None:  # not setdefault: that built a dict on every Produce batch
         checked = broker.state[_EXPIRY_KEY] = {}
     last = checked.get(id(log))
-    now_ms = int(broker.clock() * 1000)
     if last is None:
         checked[id(log)] = now_ms
         return
