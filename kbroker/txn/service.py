@@ -42,7 +42,6 @@ logger = logging.getLogger(__name__)
 
 _STATE_KEY = "kbroker.txn"
 _PID_KEY = "kbroker.txn.producer_ids"
-_EXPIRY_KEY = "kbroker.txn.producer_expiry"
 _POLLED_KEY = "kbroker.txn.polled_ms"
 # Kafka's producer.id.expiration.check.interval.ms default (10 minutes).
 PRODUCER_EXPIRATION_CHECK_MS = 600000
@@ -352,14 +351,15 @@ def _coordinated_elsewhere(broker: BrokerState, transactional_id: str | None) ->
 
 def _maybe_expire_producers(broker: BrokerState, log: Any, now_ms: int) -> None:
     """producer.id.expiration.ms, checked every producer.id.expiration.check.interval.ms per log."""
-    checked = broker.state.get(_EXPIRY_KEY)
-    if checked is None:  # not setdefault: that built a dict on every Produce batch
-        checked = broker.state[_EXPIRY_KEY] = {}
-    last = checked.get(id(log))
+    # The time of the last check is kept on the log's producer state (one attribute
+    # read per batch), not in a broker-wide table keyed by id(log): that cost two
+    # dict lookups per batch and kept an entry for every log ever deleted.
+    state = log.producer_state
+    last = state.expiry_checked_ms
     if last is None:
-        checked[id(log)] = now_ms
+        state.expiry_checked_ms = now_ms
         return
     if now_ms - last < PRODUCER_EXPIRATION_CHECK_MS:
         return
-    checked[id(log)] = now_ms
-    log.producer_state.remove_expired(now_ms, int(broker.config["producer.id.expiration.ms"]))
+    state.expiry_checked_ms = now_ms
+    state.remove_expired(now_ms, int(broker.config["producer.id.expiration.ms"]))
