@@ -325,6 +325,14 @@ class GroupCoordinator:
         self._next_expiry_check_ms = self._now() + self.config.offsets_retention_check_interval_ms
         # Set by ``unload``: this coordinator is no longer the broker's.
         self.unloaded = False
+        # The offsets a group has staged by transactions still open (TxnOffsetCommit,
+        # KIP-98) are kept by the transaction side (kbroker.txn.offsets), which the
+        # broker's coordinator_for plugs in here: which partitions have some, and
+        # forgetting them (partitions None: all of the group's). None by default.
+        self.pending_txn_partitions: Callable[[str], set[TopicPartition]] = lambda _: set()
+        self.discard_txn_offsets: Callable[[str, Iterable[TopicPartition] | None], None] = (
+            lambda _group, _partitions: None
+        )
 
     # ------------------------------------------------------------------ helpers
 
@@ -1112,8 +1120,9 @@ class GroupCoordinator:
     # ------------------------------------------------------------------ unloading
 
     def unload(self) -> None:
-        """This coordinator is dropped (a leadership move of any of its partitions drops
-        it, and the next request loads its successor from the log): Kafka's
+        """This coordinator is dropped (in cluster mode a leadership move of its
+        ``__consumer_offsets`` partition drops it, on a single node any move drops the
+        one coordinator; the next request loads its successor from the log): Kafka's
         GroupCoordinator.onResignation, whose onGroupUnloaded makes each group Dead and
         answers every member waiting in JoinGroup or SyncGroup NOT_COORDINATOR, so it
         looks the coordinator up again and rejoins there. From now on it fires no timer
@@ -1608,9 +1617,41 @@ class GroupCoordinator:
             if group.state is not S.EMPTY and group.protocol_type == "consumer":
                 subscribed = self._subscribed_topics(group)
         # A classic group's tombstones are best effort (see OffsetStore.delete).
-        return self.offsets.delete(
+        error, result = self.offsets.delete(
             group_id, partitions, subscribed, best_effort=consumer_group is None
         )
+        if error == ErrorCode.NONE:
+            # Offsets staged by an open transaction go too, so its commit does not bring
+            # them back: GroupMetadata.removeOffsets (classic groups), the tombstone
+            # OffsetMetadataManager.deleteOffsets writes for them (KIP-848 groups).
+            self.discard_txn_offsets(
+                group_id, [tp for tp, code in result.items() if code == ErrorCode.NONE]
+            )
+            if consumer_group is None:
+                self._maybe_drop_emptied(group_id)
+        return error, result
+
+    def _maybe_drop_emptied(self, group_id: str) -> None:
+        """After OffsetDelete: GroupCoordinator.handleDeleteOffsets runs the classic group
+        through GroupMetadataManager.cleanupGroupMetadata, which makes an Empty group
+        left without offsets (GroupMetadata.hasOffsets: none committed, in flight or
+        staged by an open transaction) Dead; its tombstone is best effort there too."""
+        group = self._groups.get(group_id)
+        if (
+            group is None
+            or group.state is not S.EMPTY
+            or self.offsets.of(group_id)
+            or self.offsets.pending_partitions(group_id)
+            or self.pending_txn_partitions(group_id)
+        ):
+            return
+        try:
+            self._write(group_id, [GroupRecord(group_id, None)])
+        except Exception as exc:  # noqa: BLE001 - logged, as Kafka does
+            logger.error("group %s is dead, but its tombstone was not written: %s", group_id, exc)
+        self._transition(group, S.DEAD)
+        del self._groups[group_id]
+        self.offsets.forget(group_id)
 
     def _subscribed_topics(self, group: ClassicGroup) -> set[str]:
         topics: set[str] = set()
@@ -1626,6 +1667,9 @@ class GroupCoordinator:
         for group_id, group in list(self._groups.items()):
             stored = self.offsets.of(group_id)
             expired: list[TopicPartition] = []
+            # GroupMetadata.removeExpiredOffsets: an offset with a commit in flight does
+            # not expire.
+            pending = self.offsets.pending_partitions(group_id)
             if group.state is S.EMPTY:
                 # KIP-211: for a group that used group management the clock starts when
                 # it became empty; a standalone group's offsets age from their commit.
@@ -1642,7 +1686,16 @@ class GroupCoordinator:
                 expired = self.offsets.unsubscribed_expired(
                     group_id, self._subscribed_topics(group), retention, now
                 )
-            dies = group.state is S.EMPTY and len(expired) == len(stored)
+            expired = [tp for tp in expired if tp not in pending]
+            # GroupMetadataManager.cleanupGroupMetadata: an Empty group dies only once it
+            # has no offsets left (GroupMetadata.hasOffsets): none committed, none in
+            # flight and none staged by a transaction still open.
+            dies = (
+                group.state is S.EMPTY
+                and len(expired) == len(stored)
+                and not pending
+                and not self.pending_txn_partitions(group_id)
+            )
             if not expired and not dies:
                 continue
             # A dead group's tombstone goes in the same batch as its offsets'.
@@ -1807,6 +1860,8 @@ class GroupCoordinator:
                     result[group_id] = operation_error_code(exc)
                     continue
                 self.offsets.forget(group_id)
+                # OffsetMetadataManager.deleteAllOffsets: staged ones go too.
+                self.discard_txn_offsets(group_id, None)
                 write = ConsumerGroupWrite(group_id, None, offsets=offsets)
                 self._consumer_writes[group_id] = write
                 writes.append(write)
@@ -1838,6 +1893,10 @@ class GroupCoordinator:
                 self._transition(group, S.DEAD)
                 del self._groups[group_id]
                 self.offsets.forget(group_id)
+                # Deleted even with offsets staged by an open transaction (Kafka checks
+                # only that the group is Empty); they go with it, as a completed
+                # transaction finds no group to add them to (handleTxnCompletion).
+                self.discard_txn_offsets(group_id, None)
                 result[group_id] = ErrorCode.NONE
         return result, writes
 
