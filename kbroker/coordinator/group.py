@@ -26,8 +26,10 @@ callback, cleanupGroupMetadata's acks=0 tombstones).
 
 KIP-848 groups follow the new group coordinator (CoordinatorRuntime): a heartbeat, a
 leave, a conversion from a classic group and a deletion are answered once their records
-are replicated (``prepare_consumer_group_heartbeat``, ``prepare_delete_groups``, then
-``complete_consumer_write``); a write that is not is undone, and each group has at most
+are committed (``prepare_consumer_group_heartbeat``, ``prepare_delete_groups``, then
+``complete_consumer_write``): the high watermark past them, however small the ISR, as
+the new coordinator appends with acks=1 (CoordinatorPartitionWriter.append). A write
+that is not committed in time is undone, and each group has at most
 one write in flight (see ``prepare_consumer_group_heartbeat`` for why). Reads see a
 group's committed state. A session or revocation expiry (``poll``) is answered to
 nobody: it is committed at once and never undone, as the runtime keeps a write whose
@@ -1709,19 +1711,30 @@ class GroupCoordinator:
         for group_id, consumer_group in list(self._consumer_groups.items()):
             if group_id in self._consumer_writes:
                 continue  # its state may still be undone: the next check
-            expired = self.offsets.unsubscribed_expired(
-                group_id, consumer_group.all_subscribed_topics(), retention, now
-            )
+            # OffsetMetadataManager.cleanupExpiredOffsets: an offset an open transaction
+            # staged a new one for does not expire, and a group with offsets is not
+            # deleted while such a transaction is open.
+            staged = self.pending_txn_partitions(group_id)
+            had_offsets = bool(self.offsets.of(group_id))
+            expired = [
+                tp
+                for tp in self.offsets.unsubscribed_expired(
+                    group_id, consumer_group.all_subscribed_topics(), retention, now
+                )
+                if tp not in staged
+            ]
             if expired and not self.offsets.drop(group_id, expired):
                 continue  # tried again at the next check
             # Kafka's GroupCoordinatorShard.cleanupGroupMetadata: an empty group none of
             # whose offsets remain is deleted (maybeDeleteGroup), whether or not this
-            # check expired any: one that never committed goes too. A commit in flight
+            # check expired any: one that never committed goes too (Kafka looks at open
+            # transactions only for a group with committed offsets). A commit in flight
             # counts as an offset (Kafka's runtime sees uncommitted writes).
             if (
                 not consumer_group.members
                 and not self.offsets.of(group_id)
                 and not self.offsets.pending_partitions(group_id)
+                and not (had_offsets and staged)
             ):
                 with contextlib.suppress(Exception):  # kept; the next check retries
                     self._drop_consumer_group(group_id)

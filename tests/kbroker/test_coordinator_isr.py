@@ -1349,3 +1349,35 @@ async def test_deleting_a_group_drops_the_offsets_its_open_transaction_staged(
     assert await _group_state(client) == ("Dead", [])
     assert await end(client, pid, epoch, True) == ErrorCode.NONE
     assert await committed(client) == -1
+
+
+async def test_offsets_staged_by_an_open_transaction_keep_a_consumer_groups_offsets(
+    autojump_clock: trio.testing.MockClock, virtual_broker: BrokerState
+) -> None:
+    # KIP-848 groups: OffsetMetadataManager.cleanupExpiredOffsets keeps an offset an open
+    # transaction staged a new one for, and the empty group with it while the
+    # transaction is open; once it committed, the offset ages and the group goes.
+    broker = virtual_broker
+    create_topic(cast(Any, SimpleNamespace(broker=broker)), "t", 2)
+    client = InProcessClient(broker)
+    assert (await _first_beat(client, "a")).error_code == ErrorCode.NONE
+    commit = commit_request("g", {("t", 0): 3}, generation=1, member="a")
+    assert (await client.request(commit, version=9)).topics[0].partitions[
+        0
+    ].error_code == ErrorCode.NONE
+    CGH = ConsumerGroupHeartbeatRequest
+    left = await client.request(CGH(group_id="g", member_id="a", member_epoch=-1))
+    assert left.error_code == ErrorCode.NONE
+    started = await init(client, timeout_ms=600_000)
+    pid, epoch = started.producer_id, started.producer_epoch
+    assert await add_offsets(client, pid, epoch) == ErrorCode.NONE
+    assert await txn_commit_offset(client, pid, epoch, 5) == ErrorCode.NONE
+
+    await trio.sleep(65)  # past offsets.retention.minutes (1), checked every second
+    assert await committed(client) == 3
+    assert await _described(client) == (2, {})
+    assert await end(client, pid, epoch, True) == ErrorCode.NONE
+    assert await committed(client) == 5
+    await trio.sleep(65)
+    assert await committed(client) == -1
+    assert await _described(client) is None
