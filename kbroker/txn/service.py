@@ -48,7 +48,6 @@ _STATE_KEY = "kbroker.txn"
 # Cluster mode: __transaction_state partition -> its coordinator.
 _PARTITIONS_KEY = "kbroker.txn.partitions"
 _PID_KEY = "kbroker.txn.producer_ids"
-_EXPIRY_KEY = "kbroker.txn.producer_expiry"
 _POLLED_KEY = "kbroker.txn.polled_ms"
 _SWEPT_KEY = "kbroker.txn.swept_ms"
 # Kafka's producer.id.expiration.check.interval.ms default (10 minutes).
@@ -385,15 +384,21 @@ async def _await_markers(
 
 
 def check_producer_batch(
-    broker: BrokerState, topic: Any, partition: Any, header: Any, transactional_id: str | None
+    broker: BrokerState,
+    topic: Any,
+    partition: Any,
+    header: Any,
+    transactional_id: str | None,
+    now_ms: int,
 ) -> BatchMetadata | None:
     """Idempotence / transaction checks for one Produce batch before it is appended.
 
+    ``now_ms``: the broker clock's time, as the caller read it for this batch.
     Returns the original batch when this one is a retry (the caller answers its
     offsets and writes nothing); raises KafkaApiError with Kafka's code.
     """
     log = partition.log
-    _maybe_expire_producers(broker, log)
+    _maybe_expire_producers(broker, log, now_ms)
     if header.producer_id < 0:
         return None
     state = log.producer_state
@@ -462,17 +467,17 @@ def _coordinated_elsewhere(broker: BrokerState, transactional_id: str | None) ->
     return not leads_coordinator(cluster, KEY_TYPE_TRANSACTION, transactional_id)
 
 
-def _maybe_expire_producers(broker: BrokerState, log: Any) -> None:
+def _maybe_expire_producers(broker: BrokerState, log: Any, now_ms: int) -> None:
     """producer.id.expiration.ms, checked every producer.id.expiration.check.interval.ms per log."""
-    checked = broker.state.get(_EXPIRY_KEY)
-    if checked is None:  # not setdefault: that built a dict on every Produce batch
-        checked = broker.state[_EXPIRY_KEY] = {}
-    last = checked.get(id(log))
-    now_ms = int(broker.clock() * 1000)
+    # The time of the last check is kept on the log's producer state (one attribute
+    # read per batch), not in a broker-wide table keyed by id(log): that cost two
+    # dict lookups per batch and kept an entry for every log ever deleted.
+    state = log.producer_state
+    last = state.expiry_checked_ms
     if last is None:
-        checked[id(log)] = now_ms
+        state.expiry_checked_ms = now_ms
         return
     if now_ms - last < PRODUCER_EXPIRATION_CHECK_MS:
         return
-    checked[id(log)] = now_ms
-    log.producer_state.remove_expired(now_ms, int(broker.config["producer.id.expiration.ms"]))
+    state.expiry_checked_ms = now_ms
+    state.remove_expired(now_ms, int(broker.config["producer.id.expiration.ms"]))
