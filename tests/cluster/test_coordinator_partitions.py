@@ -318,3 +318,26 @@ async def test_delete_groups_answers_a_group_whose_partition_moved_while_it_wait
     assert joined.answer.error_code == ErrorCode.NONE
     results = {r.group_id: r.error_code for r in deleted.answer.results}
     assert results == {busy: ErrorCode.NON_EMPTY_GROUP, gone: ErrorCode.NOT_COORDINATOR}
+
+
+async def test_a_deleted_topics_offsets_go_from_every_group_coordinated_here(
+    cluster: Harness,
+) -> None:
+    # The controller tells every broker of a deleted topic's partitions by UpdateMetadata
+    # (leader -2, LeaderDuringDelete); Kafka's KafkaApis.handleUpdateMetadataRequest then
+    # has its group coordinator drop their committed offsets (onPartitionsDeleted), so a
+    # topic re-created under the same name is read from the reset policy, not from where
+    # groups of the old one were.
+    client = await _connect(cluster)
+    for group in (KEPT_GROUP, MOVED_GROUP):  # two __consumer_offsets partitions
+        commit = commit_request(group, {("t", 0): 42})
+        assert (await client.request(commit, version=8)).topics[0].partitions[0].error_code == 0
+        assert await _committed(client, group) == (0, 42)
+    deleted = await cluster.update_metadata([("t", 0, -2, 1, [ME, 2], [ME])])
+    assert deleted.error_code == ErrorCode.NONE
+    for group in (KEPT_GROUP, MOVED_GROUP):
+        assert await _committed(client, group) == (0, -1)
+    # Reloaded from the log (the partition moves away and back): still gone.
+    await _move(cluster, OFFSETS, 0, leader=2, epoch=1)
+    await _move(cluster, OFFSETS, 0, leader=ME, epoch=2)
+    assert await _committed(client, MOVED_GROUP) == (0, -1)
