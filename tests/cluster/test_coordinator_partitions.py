@@ -341,3 +341,39 @@ async def test_a_deleted_topics_offsets_go_from_every_group_coordinated_here(
     await _move(cluster, OFFSETS, 0, leader=2, epoch=1)
     await _move(cluster, OFFSETS, 0, leader=ME, epoch=2)
     assert await _committed(client, MOVED_GROUP) == (0, -1)
+
+
+async def test_a_marker_publishes_the_offsets_staged_in_its_own_partition_only(
+    cluster: Harness,
+) -> None:
+    # One transaction staged offsets for groups of two __consumer_offsets partitions.
+    # A COMMIT marker written to one of them publishes that partition's offsets, not the
+    # other's, whose marker is still to come (GroupMetadataManager.handleTxnCompletion
+    # completes the groups of the marked partitions only): what OffsetFetch shows is
+    # what the partition's log holds, and loading it again gives the same.
+    from kbroker.wire.messages import WriteTxnMarkersRequest
+
+    client = await _connect(cluster)
+    r = await init(client, KEPT_TID)
+    pid, epoch = r.producer_id, r.producer_epoch
+    for group in (MOVED_GROUP, KEPT_GROUP):  # __consumer_offsets-0 and -1
+        assert await add_offsets(client, pid, epoch, tid=KEPT_TID, group=group) == 0
+        staged = await txn_commit_offset(client, pid, epoch, 7, tid=KEPT_TID, group=group)
+        assert staged == ErrorCode.NONE
+    W = WriteTxnMarkersRequest
+    marker = W.WritableTxnMarker(
+        producer_id=pid,
+        producer_epoch=epoch,
+        transaction_result=True,
+        coordinator_epoch=0,
+        topics=[W.WritableTxnMarkerTopic(name=OFFSETS, partition_indexes=[0])],
+    )
+    answer = await cluster.client.request(W(markers=[marker]))
+    assert answer.markers[0].topics[0].partitions[0].error_code == ErrorCode.NONE
+    assert await _committed(client, MOVED_GROUP) == (0, 7)
+    assert await _committed(client, KEPT_GROUP) == (0, -1)
+    # Its own marker publishes the other.
+    marker.topics = [W.WritableTxnMarkerTopic(name=OFFSETS, partition_indexes=[1])]
+    answer = await cluster.client.request(W(markers=[marker]))
+    assert answer.markers[0].topics[0].partitions[0].error_code == ErrorCode.NONE
+    assert await _committed(client, KEPT_GROUP) == (0, 7)
