@@ -1743,13 +1743,27 @@ class GroupCoordinator:
         """Forget every group's offsets for deleted topics (Kafka's cleanupGroupMetadata),
         so a topic re-created under the same name is not read from stale positions."""
         gone = set(topics)
-        for group_id in self.offsets.group_ids():
+        for group_id in dict.fromkeys([*self.offsets.group_ids(), *self._groups]):
+            # GroupMetadata.removeOffsets (OffsetMetadataManager.onPartitionsDeleted for
+            # KIP-848 groups): what open transactions staged for the deleted partitions
+            # goes too, or their commit would bring it back.
+            staged = [tp for tp in self.pending_txn_partitions(group_id) if tp[0] in gone]
+            if staged:
+                self.discard_txn_offsets(group_id, staged)
             stored = self.offsets.of(group_id)
             doomed = [tp for tp in stored if tp[0] in gone]
             if not doomed:
                 continue
             group = self._groups.get(group_id)
-            dies = group is not None and group.state is S.EMPTY and len(doomed) == len(stored)
+            # cleanupGroupMetadata: an Empty group dies once it has no offsets left
+            # (GroupMetadata.hasOffsets: none committed, in flight or staged).
+            dies = (
+                group is not None
+                and group.state is S.EMPTY
+                and len(doomed) == len(stored)
+                and not self.offsets.pending_partitions(group_id)
+                and not self.pending_txn_partitions(group_id)
+            )
             # The group's tombstone goes in the same batch; if the write fails the offsets
             # stay and a later delete retries.
             if not self.offsets.drop(

@@ -784,7 +784,12 @@ async def handle_delete_groups(
     result: dict[str, int] = {}
     writes: list[tuple[GroupCoordinator, ConsumerGroupWrite]] = []
     for shard_names in shards.values():
-        allowed_names = shard_names
+        # Checked again: an earlier shard may have waited, and this one's partition may
+        # have moved meanwhile (NOT_COORDINATOR, not a request that fails whole).
+        refusals.update({g: _group_refusal(ctx, Operation.DELETE, g) for g in shard_names})
+        allowed_names = [g for g in shard_names if refusals[g] is None]
+        if not allowed_names:
+            continue
         gc = coordinator_for(ctx.broker, allowed_names[0])
         while (busy := next(filter(gc.consumer_write_in_flight, allowed_names), None)) is not None:
             if trio.current_time() >= deadline:

@@ -161,9 +161,23 @@ def discard(
             pending[producer_id] = kept
 
 
-def complete(broker: BrokerState, producer_id: int, commit: bool) -> None:
-    """The producer's transaction ended: publish (commit) or drop (abort) its staged offsets."""
-    staged = _pending(broker).pop(producer_id, [])
+def complete(
+    broker: BrokerState, producer_id: int, commit: bool, partitions: Iterable[int]
+) -> None:
+    """The producer's transaction ended and its marker is in ``__consumer_offsets``
+    ``partitions``: publish (commit) or drop (abort) what it staged in them. What it
+    staged in other partitions waits for their own marker (GroupMetadataManager
+    .handleTxnCompletion completes the groups of the marked partitions only), so what
+    is served is what each partition's log holds."""
+    pending = _pending(broker)
+    marked = set(partitions)
+    count = offsets_partitions(broker)
+    staged: list[OffsetRecord] = []
+    kept: list[OffsetRecord] = []
+    for r in pending.pop(producer_id, []):
+        (staged if partition_for(r.group_id, count) in marked else kept).append(r)
+    if kept:
+        pending[producer_id] = kept
     if not commit or not staged:
         return
     if broker.cluster is None:

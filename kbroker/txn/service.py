@@ -340,7 +340,7 @@ def write_markers(
     if offsets_partitions:
         from kbroker.txn.offsets import complete
 
-        complete(broker, producer_id, commit)
+        complete(broker, producer_id, commit, offsets_partitions)
     if waits:
         written.expect()
         trio.lowlevel.spawn_system_task(_await_markers, waits, written.one)

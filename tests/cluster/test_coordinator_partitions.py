@@ -281,3 +281,99 @@ async def test_staged_offsets_follow_their_partition(cluster: Harness) -> None:
     assert await _committed(client, MOVED_GROUP) == (0, -1)
     assert await end(client, pid, epoch, True, tid=KEPT_TID) == ErrorCode.NONE
     assert await _committed(client, MOVED_GROUP) == (0, 7)
+
+
+async def test_delete_groups_answers_a_group_whose_partition_moved_while_it_waited(
+    cluster: Harness,
+) -> None:
+    # DeleteGroups of groups in two partitions: it waits for the KIP-848 group of the
+    # first to settle, and meanwhile the second's partition moves away. That group is
+    # answered NOT_COORDINATOR (the client asks the new coordinator), the request is not
+    # lost with its connection.
+    from kbroker.wire.messages import DeleteGroupsRequest
+    from tests.kbroker.helpers import first_heartbeat
+
+    busy, gone = MOVED_GROUP, KEPT_GROUP
+    assert partition_for(busy, 3) == 0 and partition_for(gone, 3) == 1
+    replica = replicate(cluster.server, OFFSETS)
+    member, deleter = await _connect(cluster), await _connect(cluster)
+    joined, deleted = Pending(), Pending()
+    async with trio.open_nursery() as nursery:
+        written = replica.log.log_end_offset
+        # The member's join is written, not yet replicated: the group has a write in flight.
+        nursery.start_soon(joined.run, member.request(first_heartbeat(busy, "t")))
+        with trio.fail_after(5):
+            while replica.log.log_end_offset == written:
+                await trio.sleep(0.005)
+        nursery.start_soon(
+            deleted.run, deleter.request(DeleteGroupsRequest(groups_names=[busy, gone]))
+        )
+        await _settled()
+        assert not deleted.answered.is_set()
+        await _move(cluster, OFFSETS, 1, leader=2, epoch=1)
+        with trio.fail_after(5):
+            while not deleted.answered.is_set():
+                confirm(replica)
+                await trio.sleep(0.005)
+    assert joined.answer.error_code == ErrorCode.NONE
+    results = {r.group_id: r.error_code for r in deleted.answer.results}
+    assert results == {busy: ErrorCode.NON_EMPTY_GROUP, gone: ErrorCode.NOT_COORDINATOR}
+
+
+async def test_a_deleted_topics_offsets_go_from_every_group_coordinated_here(
+    cluster: Harness,
+) -> None:
+    # The controller tells every broker of a deleted topic's partitions by UpdateMetadata
+    # (leader -2, LeaderDuringDelete); Kafka's KafkaApis.handleUpdateMetadataRequest then
+    # has its group coordinator drop their committed offsets (onPartitionsDeleted), so a
+    # topic re-created under the same name is read from the reset policy, not from where
+    # groups of the old one were.
+    client = await _connect(cluster)
+    for group in (KEPT_GROUP, MOVED_GROUP):  # two __consumer_offsets partitions
+        commit = commit_request(group, {("t", 0): 42})
+        assert (await client.request(commit, version=8)).topics[0].partitions[0].error_code == 0
+        assert await _committed(client, group) == (0, 42)
+    deleted = await cluster.update_metadata([("t", 0, -2, 1, [ME, 2], [ME])])
+    assert deleted.error_code == ErrorCode.NONE
+    for group in (KEPT_GROUP, MOVED_GROUP):
+        assert await _committed(client, group) == (0, -1)
+    # Reloaded from the log (the partition moves away and back): still gone.
+    await _move(cluster, OFFSETS, 0, leader=2, epoch=1)
+    await _move(cluster, OFFSETS, 0, leader=ME, epoch=2)
+    assert await _committed(client, MOVED_GROUP) == (0, -1)
+
+
+async def test_a_marker_publishes_the_offsets_staged_in_its_own_partition_only(
+    cluster: Harness,
+) -> None:
+    # One transaction staged offsets for groups of two __consumer_offsets partitions.
+    # A COMMIT marker written to one of them publishes that partition's offsets, not the
+    # other's, whose marker is still to come (GroupMetadataManager.handleTxnCompletion
+    # completes the groups of the marked partitions only): what OffsetFetch shows is
+    # what the partition's log holds, and loading it again gives the same.
+    from kbroker.wire.messages import WriteTxnMarkersRequest
+
+    client = await _connect(cluster)
+    r = await init(client, KEPT_TID)
+    pid, epoch = r.producer_id, r.producer_epoch
+    for group in (MOVED_GROUP, KEPT_GROUP):  # __consumer_offsets-0 and -1
+        assert await add_offsets(client, pid, epoch, tid=KEPT_TID, group=group) == 0
+        staged = await txn_commit_offset(client, pid, epoch, 7, tid=KEPT_TID, group=group)
+        assert staged == ErrorCode.NONE
+    W = WriteTxnMarkersRequest
+    marker = W.WritableTxnMarker(
+        producer_id=pid,
+        producer_epoch=epoch,
+        transaction_result=True,
+        coordinator_epoch=0,
+        topics=[W.WritableTxnMarkerTopic(name=OFFSETS, partition_indexes=[0])],
+    )
+    answer = await cluster.client.request(W(markers=[marker]))
+    assert answer.markers[0].topics[0].partitions[0].error_code == ErrorCode.NONE
+    assert await _committed(client, MOVED_GROUP) == (0, 7)
+    assert await _committed(client, KEPT_GROUP) == (0, -1)
+    # Its own marker publishes the other.
+    marker.topics = [W.WritableTxnMarkerTopic(name=OFFSETS, partition_indexes=[1])]
+    answer = await cluster.client.request(W(markers=[marker]))
+    assert answer.markers[0].topics[0].partitions[0].error_code == ErrorCode.NONE
+    assert await _committed(client, KEPT_GROUP) == (0, 7)
