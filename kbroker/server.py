@@ -316,6 +316,8 @@ class Connection:
         # reads find bytes (a client that sends without waiting for answers), else poll
         # first (a client that waits for each answer, as most do between batches).
         self._expect_bytes = False
+        # A request whose read brought exactly it (FrameDecoder.whole_frame), not yet served.
+        self._whole: bytes | None = None
         self._poll = select.poll()
         self._poll.register(self._fd, select.POLLIN)
 
@@ -370,7 +372,11 @@ class Connection:
         served = False
         while True:
             # A large request comes as a view of its own buffer (received in place).
-            frame = self.decoder.next_frame_view()
+            frame = self._whole
+            if frame is not None:
+                self._whole = None
+            else:
+                frame = self.decoder.next_frame_view()
             if frame is None:
                 if self.server.draining:
                     return
@@ -448,7 +454,10 @@ class Connection:
         elif start is not None:
             decoder.started(n)
         else:
-            decoder.feed(self._rview[:n])
+            data = self._rview[:n]
+            self._whole = decoder.whole_frame(data)
+            if self._whole is None:
+                decoder.feed(data)
         return True
 
     def _log_partial_request(self) -> None:
