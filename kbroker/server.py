@@ -372,7 +372,7 @@ class Connection:
         served = False
         while True:
             # A large request comes as a view of its own buffer (received in place).
-            frame = self._whole
+            frame: bytes | memoryview | None = self._whole
             if frame is not None:
                 self._whole = None
             else:
