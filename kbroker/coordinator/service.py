@@ -217,9 +217,17 @@ def unload_partition(broker: BrokerState, index: int) -> bool:
 
 def poll_loaded(broker: BrokerState) -> None:
     """Fire the group coordinators' due timers (session expiry, rebalance deadlines,
-    offsets retention) if loaded; for the server's maintenance loop, so groups whose
-    members all went silent still expire without waiting for another group request."""
-    for gc in loaded_coordinators(broker):
+    offsets retention); for the server's maintenance loop, so groups whose members all
+    went silent still expire without waiting for another group request.
+
+    A single node polls its coordinator if one is loaded (nothing creates
+    ``__consumer_offsets`` for this). In cluster mode every partition led here is loaded
+    first: Kafka loads a partition's groups when the broker becomes its leader
+    (GroupCoordinator.onElection) and schedules their members' session expiry from then,
+    so the groups of a coordinator that died expire on its successor even if none of
+    their members ever comes back to ask."""
+    found = loaded_coordinators(broker) if broker.cluster is None else load_led(broker)
+    for gc in found:
         gc.poll()
 
 

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import trio
 
-from kbroker.coordinator.group import partition_for
-from kbroker.coordinator.service import coordinator_for
+from kbroker.coordinator.group import GroupState, partition_for
+from kbroker.coordinator.service import coordinator_for, loaded_coordinators
 from kbroker.txn.producer_ids import ProducerIdManager
 from kbroker.txn.service import txn_coordinator
 from kbroker.wire.errors import ErrorCode
@@ -377,3 +377,39 @@ async def test_a_marker_publishes_the_offsets_staged_in_its_own_partition_only(
     answer = await cluster.client.request(W(markers=[marker]))
     assert answer.markers[0].topics[0].partitions[0].error_code == ErrorCode.NONE
     assert await _committed(client, KEPT_GROUP) == (0, 7)
+
+
+async def test_a_partition_gained_is_loaded_and_its_members_expire_without_a_request(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # A coordinator that takes over a partition loads its groups then
+    # (GroupCoordinator.onElection), not when a member next asks: a group whose members
+    # died with the old coordinator must still become Empty after their session timeout
+    # on the new one, though none of them ever sends another request.
+    props = {
+        "offsets.topic.num.partitions": "3",
+        "transaction.state.log.num.partitions": "2",
+        "group.initial.rebalance.delay.ms": "0",
+        "group.min.session.timeout.ms": "100",
+        # The maintenance loop's period for coordinator timers.
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms": "50",
+    }
+    async with served(nursery, tmp_path, **props) as harness:
+        await _lead_everything(harness)
+        client = await _connect(harness)
+        joined = await join(client, MOVED_GROUP, session=2_000, rebalance=30_000)
+        assert joined.error_code == ErrorCode.NONE
+        synced = await client.request(sole_member_sync(MOVED_GROUP, joined))
+        assert synced.error_code == ErrorCode.NONE
+        index = partition_for(MOVED_GROUP, 3)
+        await _move(harness, OFFSETS, index, 2, 1)  # the coordinator moves away ...
+        await _move(harness, OFFSETS, index, ME, 2)  # ... and back: loaded from the log
+        # No request for the group from here on.
+        with trio.fail_after(15):
+            while True:
+                states = [gc.group_state(MOVED_GROUP) for gc in loaded_coordinators(harness.broker)]
+                if GroupState.EMPTY in states:
+                    break
+                await trio.sleep(0.05)
+        assert await _described(client, MOVED_GROUP) == (ErrorCode.NONE, "Empty", 0)
+        await client.aclose()
