@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from compat.checker import Analysis, History
+from compat.http_broker import HTTP_READY, scrape, total
 from kbroker.cluster_runner import Cluster, request
 from kbroker.wire.messages import FetchRequest
 
@@ -53,6 +54,8 @@ CLUSTER_CONFIG = {
     "transaction.state.log.num.partitions": 3,
     # Kafka's default, set here because old_leader_truncates waits out fetches parked this long.
     "replica.fetch.wait.max.ms": 500,
+    # Each broker's /metrics, so a scenario can wait for what a broker answered.
+    "kbroker.http.listener": "127.0.0.1:0",
 }
 PARTITIONS = 3
 RATE_PER_S = 300  # records per second of the steady producer
@@ -298,6 +301,23 @@ def wait_read_to_end(cluster: Cluster, history: History, reader: str) -> None:
     cluster.wait_for(read_to_end, SETTLE_S, message=f"{reader} to read up to the last ack")
 
 
+def produce_refusals(cluster: Cluster, broker_id: int) -> float:
+    """How many Produce partitions ``broker_id`` has answered NOT_ENOUGH_REPLICAS so far
+    (RequestMetrics ErrorsPerSec on its /metrics, at the address its log names last)."""
+    urls = [
+        match.group(1)
+        for line in cluster.broker(broker_id).output_since(0).splitlines()
+        if (match := HTTP_READY.search(line))
+    ]
+    assert urls, f"broker {broker_id} logged no HTTP address"
+    return total(
+        scrape(urls[-1]),
+        "kafka_network_requestmetrics_errors_total",
+        request="Produce",
+        error="NOT_ENOUGH_REPLICAS",
+    )
+
+
 def describe(cluster: Cluster, topic: str) -> dict[str, Any]:
     """Partition 0 as ``kbroker topics describe --json TOPIC`` shows it to a user
     (leader, replicas, isr, offsets), asked of a running broker."""
@@ -501,12 +521,23 @@ def two_of_three_down(client: ClientAdapter, cluster: Cluster, topic: str) -> di
         described_alone = describe(cluster, topic)
         refused = client.send_error(cluster.address(survivor), topic, 0)
         assert refused == "NOT_ENOUGH_REPLICAS", refused
-        # The idempotent producer keeps retrying these until a replica is back.
+        # The idempotent producer keeps retrying these until a replica is back. Once the
+        # survivor has refused a send after the probe (its /metrics count them), the
+        # producer's batches have reached it: none may be acknowledged.
+        refused_before = produce_refusals(cluster, survivor)
         for i in range(50):
             history.sent(0, f"during-{i}".encode())
             producer.send(topic, 0, f"during-{i}".encode())
             producer.poll()
-        time.sleep(1.0)
+
+        def producer_refused() -> bool:
+            producer.poll()
+            assert history.acked_count == 50, "acknowledged with one replica in the ISR"
+            return produce_refusals(cluster, survivor) > refused_before
+
+        cluster.wait_for(
+            producer_refused, SETTLE_S, message="the survivor to refuse the producer's sends"
+        )
         producer.poll()
         assert history.acked_count == 50, "acknowledged with one replica in the ISR"
         restarted_at = time.monotonic()

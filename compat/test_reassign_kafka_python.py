@@ -101,14 +101,20 @@ def test_move_a_partition_to_two_other_brokers(
                 )
             )
             assert answer.error_code == ErrorCode.NOT_CONTROLLER
-            time.sleep(1.0)  # on the real clock: the held replica really cannot catch up
-            assert admin.list_partition_reassignments() == ongoing
-            # The unpaused new replica copies the data meanwhile.
+            # The unpaused new replica copies the data meanwhile and joins the ISR; once
+            # the metadata shows it there, the controller has handled that ISR change,
+            # and with the held replica still out the reassignment is still in progress.
             cluster.wait_for(
                 lambda: partition_bytes(cluster, other, TOPIC, 0) == original,
                 SETTLE_S,
                 message="the first new replica to catch up",
             )
+            cluster.wait_for(
+                lambda: other in cluster.partitions(TOPIC)[0].isr,
+                SETTLE_S,
+                message="the first new replica in the ISR",
+            )
+            assert admin.list_partition_reassignments() == ongoing
         finally:
             cluster.resume(held)
         resumed = time.monotonic()

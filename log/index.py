@@ -275,6 +275,14 @@ class OffsetIndex(_SparseIndex):
         self._count = len(rel)
         self._defer(data, start * OFFSET_ENTRY)
 
+    def append_entry(self, relative_offset: int, position: int) -> None:
+        """``append_entries`` of one entry, as a Produce append adds it (no list, no join)."""
+        rel, pos = self._arrays()
+        self._defer(_OFFSET.pack(relative_offset, position), len(rel) * OFFSET_ENTRY)
+        rel.append(relative_offset)
+        pos.append(position)
+        self._count = len(rel)
+
     def truncate_to_position(self, position: int) -> None:
         """Drop entries pointing at or beyond `position` (the log was cut there)."""
         rel, pos = self._arrays()
@@ -358,6 +366,16 @@ class TimeIndex(_SparseIndex):
         self._count = len(ts)
         if parts:
             self._defer(b"".join(parts), start * TIME_ENTRY)
+
+    def maybe_append_one(self, timestamp: int, relative_offset: int) -> None:
+        """``maybe_append`` of one entry, as a Produce append adds it (no list, no join)."""
+        ts, rel = self._lists()
+        if ts and timestamp <= ts[-1]:
+            return
+        self._defer(_TIME.pack(timestamp, relative_offset), len(ts) * TIME_ENTRY)
+        ts.append(timestamp)
+        rel.append(relative_offset)
+        self._count = len(ts)
 
     def truncate_to_offset(self, relative_offset: int) -> None:
         """Drop entries at or beyond `relative_offset`."""

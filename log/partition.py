@@ -81,6 +81,9 @@ class AppendResult(NamedTuple):
     log_start_offset: int
 
 
+_new_result = tuple.__new__
+
+
 @dataclass(frozen=True, slots=True)
 class ReadResult:
     """Whole batches for a fetch, as file regions ready for sendfile."""
@@ -606,7 +609,9 @@ class PartitionLog:
             if done is not None:
                 self._index_abort(seg, done)
         self._after_append(seg, last - base + 1, now_ms)
-        return AppendResult(base, last, -1, self._log_start)
+        # tuple.__new__: the NamedTuple's own __new__ is a Python function binding
+        # four arguments, once per Produce request.
+        return _new_result(AppendResult, (base, last, -1, self._log_start))
 
     def append_as_follower(self, records: bytes | bytearray | memoryview) -> AppendResult:
         """Append a leader's batches unchanged (a follower's fetch): offsets, epochs, CRCs as sent.

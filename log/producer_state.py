@@ -131,6 +131,10 @@ class ProducerState:
         self.entries: dict[int, ProducerStateEntry] = {}
         # producer id -> first offset of its open transaction (Kafka's ongoingTxns).
         self.ongoing: dict[int, int] = {}
+        # When the broker last checked for expired producers (its clock, ms); None
+        # before the first check. Kept here by the broker's produce path, which
+        # checks every producer.id.expiration.check.interval.ms (remove_expired).
+        self.expiry_checked_ms: int | None = None
 
     def first_unstable_offset(self) -> int | None:
         """First offset of the earliest open transaction, None when there is none."""

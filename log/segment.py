@@ -303,8 +303,9 @@ class LogSegment:
             write_rest(self.fd, parts, start, n, size)
         entry = self._account(start, size, last_offset, max_ts)
         if entry is not None:
-            self.index.append_entries([entry[0]])
-            self.time_index.maybe_append([entry[1]])
+            (rel, position), (ts, ts_rel) = entry
+            self.index.append_entry(rel, position)
+            self.time_index.maybe_append_one(ts, ts_rel)
         self.size = start + size
 
     def _account(

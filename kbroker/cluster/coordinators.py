@@ -7,11 +7,14 @@ transaction coordinator of a transactional id the leader of its
 metadata cache, creating the internal topic on first use (COORDINATOR_NOT_AVAILABLE
 meanwhile, as KafkaApis.getCoordinator does).
 
-When this broker starts or stops leading one of those partitions, the coordinator
-state built from the local logs is dropped, and rebuilt from them by the next
-request that needs it (``coordinator_for`` / ``txn_coordinator`` load lazily),
-so a new leader serves the groups and transactions of its new partitions from
-what its log holds.
+Each of those partitions led here has its own coordinator, built from that
+partition's log. When this broker starts or stops leading one, that partition's
+coordinator alone is unloaded, and rebuilt from the log by the next request that
+needs it (``coordinator_for`` / ``txn_coordinator`` load lazily): a new leader serves
+the groups and transactions of its new partitions from what its log holds, and the
+groups and transactions of its other partitions go on undisturbed (Kafka's
+GroupCoordinator and TransactionCoordinator onElection / onResignation work per
+partition too).
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ import logging
 from typing import TYPE_CHECKING
 
 from kbroker.coordinator.group import partition_for
-from kbroker.coordinator.service import drop as drop_group_coordinator
+from kbroker.coordinator.service import unload_partition as unload_groups
 from kbroker.errors import KafkaApiError
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
-from kbroker.txn.service import drop as drop_txn_coordinator
+from kbroker.txn.service import unload_partition as unload_transactions
 from kbroker.wire.errors import ErrorCode
 
 if TYPE_CHECKING:
@@ -89,18 +92,18 @@ def leads_coordinator(cluster: ClusterNode, key_type: int, key: str) -> bool:
 
 
 def unload(cluster: ClusterNode, topic: str, index: int, leads: bool) -> None:
-    """Leadership of an internal partition moved: drop the coordinator built from the
-    local logs, so the next request loads it again from what this broker now leads (a
-    dropped coordinator answers whoever waits in it as Kafka's resigned coordinator does,
-    NOT_COORDINATOR, and writes nothing more: ``GroupCoordinator.unload``,
-    ``TransactionCoordinator.unload``)."""
+    """Leadership of an internal partition moved: unload its coordinator, so the next
+    request loads it again from the log if this broker now leads the partition. An
+    unloaded coordinator answers whoever waits in it as Kafka's resigned coordinator does,
+    NOT_COORDINATOR, and writes nothing more (``GroupCoordinator.unload``,
+    ``TransactionCoordinator.unload``); those of the other partitions are untouched."""
     if topic == OFFSETS_TOPIC:
-        dropped = drop_group_coordinator(cluster.broker)
+        unloaded = unload_groups(cluster.broker, index)
     else:
-        dropped = drop_txn_coordinator(cluster.broker)
-    if dropped:
+        unloaded = unload_transactions(cluster.broker, index)
+    if unloaded:
         logger.info(
-            "%s-%d %s: the %s coordinator reloads on next use",
+            "%s-%d %s: its %s coordinator reloads on next use",
             topic,
             index,
             "now led here" if leads else "no longer led here",

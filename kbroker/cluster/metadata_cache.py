@@ -130,10 +130,11 @@ class MetadataCache:
 
     def update_partitions(
         self, states: Iterable[PartitionInfo], topic_ids: dict[str, uuid.UUID] | None = None
-    ) -> None:
+    ) -> list[str]:
         """Add or replace partition states; a LEADER_DURING_DELETE state removes its partition
-        (and the topic with its last partition)."""
+        (and the topic with its last partition). The topics so removed."""
         ids = topic_ids or {}
+        deleted: list[str] = []
         for state in states:
             info = self.topics.get(state.topic)
             if state.leader == LEADER_DURING_DELETE:
@@ -141,6 +142,7 @@ class MetadataCache:
                     info.partitions.pop(state.index, None)
                     if not info.partitions:
                         self._remove_topic(info)
+                        deleted.append(info.name)
                 continue
             topic_id = ids.get(state.topic, ZERO_UUID)
             if info is None:
@@ -157,6 +159,7 @@ class MetadataCache:
                 self._by_id[info.topic_id] = info
             info.partitions[state.index] = state
         self._notify()
+        return deleted
 
     def remove_topic(self, name: str) -> None:
         """Forget a topic entirely."""
@@ -170,8 +173,9 @@ class MetadataCache:
         if self._by_id.get(info.topic_id) is info:
             del self._by_id[info.topic_id]
 
-    def apply_update_metadata(self, request: Any, version: int) -> None:
-        """Apply an UpdateMetadata request (any version the codec decodes)."""
+    def apply_update_metadata(self, request: Any, version: int) -> list[str]:
+        """Apply an UpdateMetadata request (any version the codec decodes); the topics it
+        deleted (their last partitions' states LEADER_DURING_DELETE)."""
         brokers = []
         for live in request.live_brokers:
             endpoints = list(getattr(live, "endpoints", None) or [])
@@ -199,7 +203,7 @@ class MetadataCache:
         else:
             for p in request.ungrouped_partition_states:
                 states.append(_partition_info(p.topic_name, p))
-        self.update_partitions(states, topic_ids)
+        return self.update_partitions(states, topic_ids)
 
     # --- waiting -------------------------------------------------------------------------
 

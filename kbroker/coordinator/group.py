@@ -26,8 +26,10 @@ callback, cleanupGroupMetadata's acks=0 tombstones).
 
 KIP-848 groups follow the new group coordinator (CoordinatorRuntime): a heartbeat, a
 leave, a conversion from a classic group and a deletion are answered once their records
-are replicated (``prepare_consumer_group_heartbeat``, ``prepare_delete_groups``, then
-``complete_consumer_write``); a write that is not is undone, and each group has at most
+are committed (``prepare_consumer_group_heartbeat``, ``prepare_delete_groups``, then
+``complete_consumer_write``): the high watermark past them, however small the ISR, as
+the new coordinator appends with acks=1 (CoordinatorPartitionWriter.append). A write
+that is not committed in time is undone, and each group has at most
 one write in flight (see ``prepare_consumer_group_heartbeat`` for why). Reads see a
 group's committed state. A session or revocation expiry (``poll``) is answered to
 nobody: it is committed at once and never undone, as the runtime keeps a write whose
@@ -325,6 +327,14 @@ class GroupCoordinator:
         self._next_expiry_check_ms = self._now() + self.config.offsets_retention_check_interval_ms
         # Set by ``unload``: this coordinator is no longer the broker's.
         self.unloaded = False
+        # The offsets a group has staged by transactions still open (TxnOffsetCommit,
+        # KIP-98) are kept by the transaction side (kbroker.txn.offsets), which the
+        # broker's coordinator_for plugs in here: which partitions have some, and
+        # forgetting them (partitions None: all of the group's). None by default.
+        self.pending_txn_partitions: Callable[[str], set[TopicPartition]] = lambda _: set()
+        self.discard_txn_offsets: Callable[[str, Iterable[TopicPartition] | None], None] = (
+            lambda _group, _partitions: None
+        )
 
     # ------------------------------------------------------------------ helpers
 
@@ -1112,8 +1122,9 @@ class GroupCoordinator:
     # ------------------------------------------------------------------ unloading
 
     def unload(self) -> None:
-        """This coordinator is dropped (a leadership move of any of its partitions drops
-        it, and the next request loads its successor from the log): Kafka's
+        """This coordinator is dropped (in cluster mode a leadership move of its
+        ``__consumer_offsets`` partition drops it, on a single node any move drops the
+        one coordinator; the next request loads its successor from the log): Kafka's
         GroupCoordinator.onResignation, whose onGroupUnloaded makes each group Dead and
         answers every member waiting in JoinGroup or SyncGroup NOT_COORDINATOR, so it
         looks the coordinator up again and rejoins there. From now on it fires no timer
@@ -1608,9 +1619,41 @@ class GroupCoordinator:
             if group.state is not S.EMPTY and group.protocol_type == "consumer":
                 subscribed = self._subscribed_topics(group)
         # A classic group's tombstones are best effort (see OffsetStore.delete).
-        return self.offsets.delete(
+        error, result = self.offsets.delete(
             group_id, partitions, subscribed, best_effort=consumer_group is None
         )
+        if error == ErrorCode.NONE:
+            # Offsets staged by an open transaction go too, so its commit does not bring
+            # them back: GroupMetadata.removeOffsets (classic groups), the tombstone
+            # OffsetMetadataManager.deleteOffsets writes for them (KIP-848 groups).
+            self.discard_txn_offsets(
+                group_id, [tp for tp, code in result.items() if code == ErrorCode.NONE]
+            )
+            if consumer_group is None:
+                self._maybe_drop_emptied(group_id)
+        return error, result
+
+    def _maybe_drop_emptied(self, group_id: str) -> None:
+        """After OffsetDelete: GroupCoordinator.handleDeleteOffsets runs the classic group
+        through GroupMetadataManager.cleanupGroupMetadata, which makes an Empty group
+        left without offsets (GroupMetadata.hasOffsets: none committed, in flight or
+        staged by an open transaction) Dead; its tombstone is best effort there too."""
+        group = self._groups.get(group_id)
+        if (
+            group is None
+            or group.state is not S.EMPTY
+            or self.offsets.of(group_id)
+            or self.offsets.pending_partitions(group_id)
+            or self.pending_txn_partitions(group_id)
+        ):
+            return
+        try:
+            self._write(group_id, [GroupRecord(group_id, None)])
+        except Exception as exc:  # noqa: BLE001 - logged, as Kafka does
+            logger.error("group %s is dead, but its tombstone was not written: %s", group_id, exc)
+        self._transition(group, S.DEAD)
+        del self._groups[group_id]
+        self.offsets.forget(group_id)
 
     def _subscribed_topics(self, group: ClassicGroup) -> set[str]:
         topics: set[str] = set()
@@ -1626,6 +1669,9 @@ class GroupCoordinator:
         for group_id, group in list(self._groups.items()):
             stored = self.offsets.of(group_id)
             expired: list[TopicPartition] = []
+            # GroupMetadata.removeExpiredOffsets: an offset with a commit in flight does
+            # not expire.
+            pending = self.offsets.pending_partitions(group_id)
             if group.state is S.EMPTY:
                 # KIP-211: for a group that used group management the clock starts when
                 # it became empty; a standalone group's offsets age from their commit.
@@ -1642,7 +1688,16 @@ class GroupCoordinator:
                 expired = self.offsets.unsubscribed_expired(
                     group_id, self._subscribed_topics(group), retention, now
                 )
-            dies = group.state is S.EMPTY and len(expired) == len(stored)
+            expired = [tp for tp in expired if tp not in pending]
+            # GroupMetadataManager.cleanupGroupMetadata: an Empty group dies only once it
+            # has no offsets left (GroupMetadata.hasOffsets): none committed, none in
+            # flight and none staged by a transaction still open.
+            dies = (
+                group.state is S.EMPTY
+                and len(expired) == len(stored)
+                and not pending
+                and not self.pending_txn_partitions(group_id)
+            )
             if not expired and not dies:
                 continue
             # A dead group's tombstone goes in the same batch as its offsets'.
@@ -1656,19 +1711,30 @@ class GroupCoordinator:
         for group_id, consumer_group in list(self._consumer_groups.items()):
             if group_id in self._consumer_writes:
                 continue  # its state may still be undone: the next check
-            expired = self.offsets.unsubscribed_expired(
-                group_id, consumer_group.all_subscribed_topics(), retention, now
-            )
+            # OffsetMetadataManager.cleanupExpiredOffsets: an offset an open transaction
+            # staged a new one for does not expire, and a group with offsets is not
+            # deleted while such a transaction is open.
+            staged = self.pending_txn_partitions(group_id)
+            had_offsets = bool(self.offsets.of(group_id))
+            expired = [
+                tp
+                for tp in self.offsets.unsubscribed_expired(
+                    group_id, consumer_group.all_subscribed_topics(), retention, now
+                )
+                if tp not in staged
+            ]
             if expired and not self.offsets.drop(group_id, expired):
                 continue  # tried again at the next check
             # Kafka's GroupCoordinatorShard.cleanupGroupMetadata: an empty group none of
             # whose offsets remain is deleted (maybeDeleteGroup), whether or not this
-            # check expired any: one that never committed goes too. A commit in flight
+            # check expired any: one that never committed goes too (Kafka looks at open
+            # transactions only for a group with committed offsets). A commit in flight
             # counts as an offset (Kafka's runtime sees uncommitted writes).
             if (
                 not consumer_group.members
                 and not self.offsets.of(group_id)
                 and not self.offsets.pending_partitions(group_id)
+                and not (had_offsets and staged)
             ):
                 with contextlib.suppress(Exception):  # kept; the next check retries
                     self._drop_consumer_group(group_id)
@@ -1677,13 +1743,27 @@ class GroupCoordinator:
         """Forget every group's offsets for deleted topics (Kafka's cleanupGroupMetadata),
         so a topic re-created under the same name is not read from stale positions."""
         gone = set(topics)
-        for group_id in self.offsets.group_ids():
+        for group_id in dict.fromkeys([*self.offsets.group_ids(), *self._groups]):
+            # GroupMetadata.removeOffsets (OffsetMetadataManager.onPartitionsDeleted for
+            # KIP-848 groups): what open transactions staged for the deleted partitions
+            # goes too, or their commit would bring it back.
+            staged = [tp for tp in self.pending_txn_partitions(group_id) if tp[0] in gone]
+            if staged:
+                self.discard_txn_offsets(group_id, staged)
             stored = self.offsets.of(group_id)
             doomed = [tp for tp in stored if tp[0] in gone]
             if not doomed:
                 continue
             group = self._groups.get(group_id)
-            dies = group is not None and group.state is S.EMPTY and len(doomed) == len(stored)
+            # cleanupGroupMetadata: an Empty group dies once it has no offsets left
+            # (GroupMetadata.hasOffsets: none committed, in flight or staged).
+            dies = (
+                group is not None
+                and group.state is S.EMPTY
+                and len(doomed) == len(stored)
+                and not self.offsets.pending_partitions(group_id)
+                and not self.pending_txn_partitions(group_id)
+            )
             # The group's tombstone goes in the same batch; if the write fails the offsets
             # stay and a later delete retries.
             if not self.offsets.drop(
@@ -1807,6 +1887,8 @@ class GroupCoordinator:
                     result[group_id] = operation_error_code(exc)
                     continue
                 self.offsets.forget(group_id)
+                # OffsetMetadataManager.deleteAllOffsets: staged ones go too.
+                self.discard_txn_offsets(group_id, None)
                 write = ConsumerGroupWrite(group_id, None, offsets=offsets)
                 self._consumer_writes[group_id] = write
                 writes.append(write)
@@ -1838,6 +1920,10 @@ class GroupCoordinator:
                 self._transition(group, S.DEAD)
                 del self._groups[group_id]
                 self.offsets.forget(group_id)
+                # Deleted even with offsets staged by an open transaction (Kafka checks
+                # only that the group is Empty); they go with it, as a completed
+                # transaction finds no group to add them to (handleTxnCompletion).
+                self.discard_txn_offsets(group_id, None)
                 result[group_id] = ErrorCode.NONE
         return result, writes
 

@@ -1,4 +1,9 @@
-"""The Trio side of the coordinator: one ``GroupCoordinator`` per broker, and waiting.
+"""The Trio side of the coordinator: which ``GroupCoordinator`` holds a group, and waiting.
+
+A single node has one coordinator for every group. In cluster mode each
+``__consumer_offsets`` partition this broker leads has its own, loaded from that
+partition's log on first use and unloaded when its leadership moves
+(``unload_partition``), so a move touches the groups of that partition only.
 
 The state machine never blocks; this module only waits. There is no
 background task: every group request first calls ``poll()`` (so timers that
@@ -13,14 +18,17 @@ next request that could observe it.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 import trio
 
 from kbroker.coordinator.classic_group import Pending
-from kbroker.coordinator.group import CoordinatorConfig, GroupCoordinator
+from kbroker.coordinator.group import CoordinatorConfig, GroupCoordinator, partition_for
 from kbroker.coordinator.store import OffsetsTopicStore
-from kbroker.internal_topics import OFFSETS_TOPIC
+from kbroker.errors import KafkaApiError
+from kbroker.internal_topics import OFFSETS_TOPIC, coordinated_partitions
+from kbroker.wire.errors import ErrorCode
 
 if TYPE_CHECKING:
     from kbroker.broker import BrokerState
@@ -28,16 +36,23 @@ if TYPE_CHECKING:
 __all__ = [
     "coordinator_config",
     "coordinator_for",
+    "coordinators",
     "drop",
+    "load_led",
+    "loaded_coordinators",
+    "offsets_partitions",
     "on_topics_deleted",
     "poll_loaded",
     "settled",
+    "unload_partition",
     "wait_pending",
 ]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 _STATE_KEY = "kbroker.coordinator"
+# Cluster mode: __consumer_offsets partition -> its coordinator.
+_PARTITIONS_KEY = "kbroker.coordinator.partitions"
 
 
 def coordinator_config(broker: BrokerState) -> CoordinatorConfig:
@@ -51,13 +66,14 @@ def coordinator_config(broker: BrokerState) -> CoordinatorConfig:
         offsets_retention_ms=c["offsets.retention.minutes"] * 60 * 1000,
         offsets_retention_check_interval_ms=c["offsets.retention.check.interval.ms"],
         offset_metadata_max_bytes=c["offset.metadata.max.bytes"],
-        num_partitions=_offsets_partitions(broker),
+        num_partitions=offsets_partitions(broker),
         consumer_session_timeout_ms=c["group.consumer.session.timeout.ms"],
         consumer_heartbeat_interval_ms=c["group.consumer.heartbeat.interval.ms"],
     )
 
 
-def _offsets_partitions(broker: BrokerState) -> int:
+def offsets_partitions(broker: BrokerState) -> int:
+    """How many partitions ``__consumer_offsets`` has (or will have)."""
     # Once the topic exists its partition count decides where groups live, even if
     # offsets.topic.num.partitions was changed since (Kafka reads the topic too). In
     # cluster mode that is the cluster's topic, not this broker's copy.
@@ -72,25 +88,127 @@ def _offsets_partitions(broker: BrokerState) -> int:
     return int(broker.config["offsets.topic.num.partitions"])
 
 
-def coordinator_for(broker: BrokerState) -> GroupCoordinator:
-    """The broker's coordinator, loaded from ``__consumer_offsets`` on first use; polled."""
-    gc = broker.state.get(_STATE_KEY)
-    if gc is None:
-        store = OffsetsTopicStore(broker)
-        gc = GroupCoordinator(config=coordinator_config(broker), clock=broker.clock, store=store)
-        gc.replay(store.load())
-        logger.info("group coordinator loaded %d group(s)", len(gc.group_ids()))
-        broker.state[_STATE_KEY] = gc
+def coordinator_for(broker: BrokerState, group_id: str | None = None) -> GroupCoordinator:
+    """The coordinator of ``group_id``, loaded from ``__consumer_offsets`` on first use;
+    polled.
+
+    On a single node one coordinator holds every group (``group_id`` is not needed). In
+    cluster mode each ``__consumer_offsets`` partition this broker leads has its own,
+    loaded from that partition alone and unloaded when its leadership moves
+    (``unload_partition``), as Kafka's coordinators load and unload per partition
+    (GroupMetadataManager.scheduleLoadGroupAndOffsets / removeGroupsForPartition):
+    groups of the other partitions are left as they are. KafkaApiError NOT_COORDINATOR
+    when this broker does not lead ``group_id``'s partition."""
+    cluster = broker.cluster
+    if cluster is None:
+        gc = broker.state.get(_STATE_KEY)
+        if gc is None:
+            gc = broker.state[_STATE_KEY] = _load(broker, OffsetsTopicStore(broker))
+    else:
+        if group_id is None:
+            raise ValueError("in cluster mode a group's coordinator depends on the group")
+        gc = _partition_coordinator(broker, partition_for(group_id, offsets_partitions(broker)))
     gc.poll()
     return gc
 
 
+def _load(broker: BrokerState, store: OffsetsTopicStore, where: str = "") -> GroupCoordinator:
+    """A coordinator loaded from what ``store`` reads."""
+    gc = GroupCoordinator(config=coordinator_config(broker), clock=broker.clock, store=store)
+    # Imported here: the transaction side builds on this module.
+    from kbroker.txn.offsets import discard, pending_partitions
+
+    gc.pending_txn_partitions = partial(pending_partitions, broker)
+    gc.discard_txn_offsets = partial(discard, broker)
+    gc.replay(store.load())
+    logger.info("group coordinator loaded %d group(s)%s", len(gc.group_ids()), where)
+    return gc
+
+
+def _partitions(broker: BrokerState) -> dict[int, GroupCoordinator]:
+    """Cluster mode: the coordinator of each ``__consumer_offsets`` partition loaded here."""
+    loaded: dict[int, GroupCoordinator] | None = broker.state.get(_PARTITIONS_KEY)
+    if loaded is None:
+        loaded = broker.state[_PARTITIONS_KEY] = {}
+    return loaded
+
+
+def _partition_coordinator(broker: BrokerState, index: int) -> GroupCoordinator:
+    cluster = broker.cluster
+    assert cluster is not None
+    loaded = _partitions(broker)
+    gc = loaded.get(index)
+    if gc is None:
+        if not cluster.replicas.is_leader(OFFSETS_TOPIC, index):
+            raise KafkaApiError(
+                ErrorCode.NOT_COORDINATOR, f"{OFFSETS_TOPIC}-{index} is not led here"
+            )
+        store = OffsetsTopicStore(broker, [index])
+        gc = loaded[index] = _load(broker, store, f" from {OFFSETS_TOPIC}-{index}")
+        # Transactional offset commits of that partition still waiting for their marker.
+        from kbroker.txn.offsets import partition_loaded
+
+        partition_loaded(broker, index, store.pending_txn_offsets)
+    return gc
+
+
+def coordinators(broker: BrokerState) -> list[GroupCoordinator]:
+    """Every group coordinator of this broker, loaded if needed (ListGroups, a topic's
+    deletion): the single node's, or one per ``__consumer_offsets`` partition it leads."""
+    if broker.cluster is None:
+        return [coordinator_for(broker)]
+    found = load_led(broker)
+    for gc in found:
+        gc.poll()
+    return found
+
+
+def load_led(broker: BrokerState) -> list[GroupCoordinator]:
+    """Cluster mode: the coordinator of every ``__consumer_offsets`` partition led here,
+    each loaded if it is not yet; none is polled (for the transaction side, which may be
+    asked from within a coordinator's poll)."""
+    topic = broker.topics.get(OFFSETS_TOPIC)
+    if topic is None:
+        return []
+    return [_partition_coordinator(broker, p.index) for p in coordinated_partitions(broker, topic)]
+
+
+def loaded_coordinators(broker: BrokerState) -> list[GroupCoordinator]:
+    """The group coordinators already loaded (none is loaded for this)."""
+    if broker.cluster is None:
+        gc = broker.state.get(_STATE_KEY)
+        return [] if gc is None else [gc]
+    return list(_partitions(broker).values())
+
+
 def drop(broker: BrokerState) -> bool:
-    """Drop the broker's coordinator, if one is loaded (whether one was): the next
-    request loads its successor from the logs. The dropped one is unloaded
-    (``GroupCoordinator.unload``): whoever still waits in it is answered
-    NOT_COORDINATOR, and it writes nothing more."""
+    """Drop every group coordinator loaded here (whether one was): the next request loads
+    its successor from the logs. A dropped one is unloaded (``GroupCoordinator.unload``):
+    whoever still waits in it is answered NOT_COORDINATOR, and it writes nothing more."""
+    dropped: list[GroupCoordinator] = []
     gc: GroupCoordinator | None = broker.state.pop(_STATE_KEY, None)
+    if gc is not None:
+        dropped.append(gc)
+    dropped.extend(broker.state.pop(_PARTITIONS_KEY, {}).values())
+    for gc in dropped:
+        gc.unload()
+    return bool(dropped)
+
+
+def unload_partition(broker: BrokerState, index: int) -> bool:
+    """Leadership of ``__consumer_offsets`` partition ``index`` moved (to or from this
+    broker): its coordinator, if one is loaded, is unloaded, and the next request for one
+    of its groups loads it from the log again (never from what memory held: a partition
+    lost and regained may have been written by another leader meanwhile). Kafka's
+    onResignation / onElection: the groups of the other partitions are left as they are.
+    On a single node one coordinator holds every partition: it is dropped whole. Whether
+    one was unloaded."""
+    if broker.cluster is None:
+        return drop(broker)
+    from kbroker.txn.offsets import partition_unloaded
+
+    partition_unloaded(broker, index)
+    gc = _partitions(broker).pop(index, None)
     if gc is None:
         return False
     gc.unload()
@@ -98,20 +216,28 @@ def drop(broker: BrokerState) -> bool:
 
 
 def poll_loaded(broker: BrokerState) -> None:
-    """Fire the group coordinator's due timers (session expiry, rebalance deadlines,
-    offsets retention) if it is loaded; for the server's maintenance loop, so groups whose
-    members all went silent still expire without waiting for another group request."""
-    gc = broker.state.get(_STATE_KEY)
-    if gc is not None:
+    """Fire the group coordinators' due timers (session expiry, rebalance deadlines,
+    offsets retention); for the server's maintenance loop, so groups whose members all
+    went silent still expire without waiting for another group request.
+
+    A single node polls its coordinator if one is loaded (nothing creates
+    ``__consumer_offsets`` for this). In cluster mode every partition led here is loaded
+    first: Kafka loads a partition's groups when the broker becomes its leader
+    (GroupCoordinator.onElection) and schedules their members' session expiry from then,
+    so the groups of a coordinator that died expire on its successor even if none of
+    their members ever comes back to ask."""
+    found = loaded_coordinators(broker) if broker.cluster is None else load_led(broker)
+    for gc in found:
         gc.poll()
 
 
 def on_topics_deleted(broker: BrokerState, topics: list[str]) -> None:
     """Call after DeleteTopics: committed offsets of those topics are dropped (Kafka does
     this when partitions are deleted), so a re-created topic starts from the reset policy."""
-    if _STATE_KEY not in broker.state and broker.topics.get(OFFSETS_TOPIC) is None:
+    if not loaded_coordinators(broker) and broker.topics.get(OFFSETS_TOPIC) is None:
         return  # no group ever committed anything: don't create __consumer_offsets for this
-    coordinator_for(broker).delete_topic_offsets(topics)
+    for gc in coordinators(broker):
+        gc.delete_topic_offsets(topics)
 
 
 async def wait_pending(gc: GroupCoordinator, pending: Pending[T], event: trio.Event) -> T:

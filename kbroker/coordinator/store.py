@@ -366,8 +366,10 @@ def decode_record(key: bytes, value: bytes | None) -> CoordinatorRecord | None:
 class OffsetsTopicStore:
     """``GroupStore`` backed by the broker's ``__consumer_offsets`` partitions."""
 
-    def __init__(self, broker: BrokerState) -> None:
+    def __init__(self, broker: BrokerState, partitions: Sequence[int] | None = None) -> None:
         self._broker = broker
+        # The partitions ``load`` reads (None: every one this broker coordinates).
+        self._partitions = None if partitions is None else set(partitions)
         # Producer id -> TxnOffsetCommit records without a marker yet (set by load()).
         self.pending_txn_offsets: dict[int, list[CoordinatorRecord]] = {}
 
@@ -381,8 +383,14 @@ class OffsetsTopicStore:
     ) -> None:
         """Append the records as one batch to ``partition`` (created on first use).
 
-        With a producer id the batch is transactional (TxnOffsetCommit, KIP-98).
+        With a producer id the batch is transactional (TxnOffsetCommit, KIP-98). A store
+        of some partitions writes to no other: the groups of those belong to another
+        coordinator (NOT_COORDINATOR, as an append to a partition not led here).
         """
+        if self._partitions is not None and partition not in self._partitions:
+            raise KafkaApiError(
+                ErrorCode.NOT_COORDINATOR, f"{OFFSETS_TOPIC}-{partition} is not this store's"
+            )
         try:
             self._append(partition, records, producer_id, producer_epoch)
         except Exception as exc:
@@ -425,12 +433,15 @@ class OffsetsTopicStore:
         self._broker.notify_append(part)
 
     def load(self) -> Iterator[CoordinatorRecord]:
-        """Every coordinator record in the topic, partition by partition, oldest first."""
+        """Every coordinator record of the store's partitions, partition by partition,
+        oldest first."""
         topic = self._broker.topics.get(OFFSETS_TOPIC)
         if topic is None:
             return
         self.pending_txn_offsets = {}
         for part in coordinated_partitions(self._broker, topic):
+            if self._partitions is not None and part.index not in self._partitions:
+                continue
             pending: dict[int, list[CoordinatorRecord]] = {}
             for batch in iter_stored_batches(part.log):
                 header = batch.header

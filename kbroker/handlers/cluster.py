@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from kbroker.authz.acl import Operation
 from kbroker.authz.checks import allowed_cluster
 from kbroker.cluster.replicas import LeaderAndIsrPartition
+from kbroker.coordinator.service import on_topics_deleted
 from kbroker.handlers import RequestContext, handles
 from kbroker.wire.classes import ZERO_UUID
 from kbroker.wire.errors import ErrorCode
@@ -189,7 +190,16 @@ async def handle_update_metadata(
     cluster, refused = _admit(ctx, request)
     if cluster is None:
         return UpdateMetadataResponse(error_code=refused)
-    cluster.metadata.apply_update_metadata(request, ctx.api_version)
+    deleted = cluster.metadata.apply_update_metadata(request, ctx.api_version)
+    if deleted:
+        # KafkaApis.handleUpdateMetadataRequest: the group coordinator drops the deleted
+        # partitions' offsets (GroupCoordinator.onPartitionsDeleted) on every broker, as
+        # each coordinates its own groups; a topic re-created under the same name is then
+        # read from the reset policy, not from where the old one's consumers were.
+        try:
+            on_topics_deleted(ctx.broker, deleted)
+        except Exception:  # noqa: BLE001 - the metadata is applied; the offsets stay
+            logger.exception("dropping the offsets of deleted topics %s failed", deleted)
     return UpdateMetadataResponse(error_code=ErrorCode.NONE)
 
 

@@ -23,7 +23,7 @@ from kbroker.authz.checks import (
 )
 from kbroker.coordinator.group import ConsumerGroupWrite, GroupCoordinator, partition_for
 from kbroker.coordinator.offsets import OffsetAndMetadata, write_error_code
-from kbroker.coordinator.service import coordinator_for, settled, wait_pending
+from kbroker.coordinator.service import coordinator_for, coordinators, settled, wait_pending
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.meta import AUTHORIZED_OPERATIONS_OMITTED, advertised_endpoint
@@ -217,6 +217,17 @@ def elsewhere(ctx: RequestContext, group_id: str) -> bool:
     return not leads_coordinator(cluster, KEY_TYPE_GROUP, group_id)
 
 
+def _coordinator_key(ctx: RequestContext, group_id: str) -> int:
+    """Which coordinator holds ``group_id``: its ``__consumer_offsets`` partition in
+    cluster mode; on a single node one coordinator holds every group."""
+    cluster = ctx.broker.cluster
+    if cluster is None:
+        return 0
+    from kbroker.cluster.coordinators import coordinator_partition
+
+    return coordinator_partition(cluster, KEY_TYPE_GROUP, group_id)[1]
+
+
 def _group_refusal(ctx: RequestContext, operation: Operation, group_id: str) -> ErrorCode | None:
     """Why this broker may not act on ``group_id`` for the request: GROUP_AUTHORIZATION_FAILED
     without ``operation`` on the group (KafkaApis), NOT_COORDINATOR when another broker
@@ -254,7 +265,7 @@ async def _settled_coordinator(
         refused = _group_refusal(ctx, operation, group_id)
         if refused is not None:
             return refused
-        gc = coordinator_for(ctx.broker)  # polled: timers due meanwhile fire
+        gc = coordinator_for(ctx.broker, group_id)  # polled: timers due meanwhile fire
         if gc.consumer_write_in_flight(group_id) is None:
             return gc
         if trio.current_time() >= deadline:
@@ -263,19 +274,32 @@ async def _settled_coordinator(
 
 
 async def coordinator_write_replicated(
-    ctx: RequestContext, key_type: int, key: str, deadline: float | None = None
+    ctx: RequestContext,
+    key_type: int,
+    key: str,
+    deadline: float | None = None,
+    *,
+    acks_all: bool = True,
 ) -> ErrorCode:
     """Wait until the ISR of ``key``'s coordinator partition has what this coordinator
     wrote to it (Kafka's coordinators append with acks=all and answer once the write is
     replicated, within offsets.commit.timeout.ms, or by ``deadline``, trio time, if
     given: ``_write_deadline``); the coordinator error to answer if it is not
     (COORDINATOR_NOT_AVAILABLE / NOT_COORDINATOR), NONE if it is. A partition without
-    replication state (a single node) has it at once."""
-    return coordinator_error(await coordinator_write_wait(ctx, key_type, key, deadline))
+    replication state (a single node) has it at once. ``acks_all`` False is a KIP-848
+    group's write: see ``_consumer_write_replicated``."""
+    return coordinator_error(
+        await coordinator_write_wait(ctx, key_type, key, deadline, acks_all=acks_all)
+    )
 
 
 async def coordinator_write_wait(
-    ctx: RequestContext, key_type: int, key: str, deadline: float | None = None
+    ctx: RequestContext,
+    key_type: int,
+    key: str,
+    deadline: float | None = None,
+    *,
+    acks_all: bool = True,
 ) -> ErrorCode:
     """``coordinator_write_replicated``'s wait, answering the acks=all error itself
     (NONE, NOT_ENOUGH_REPLICAS_AFTER_APPEND, NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT),
@@ -300,7 +324,9 @@ async def coordinator_write_wait(
     else:
         timeout_ms = max(0, int((deadline - trio.current_time()) * 1000))
     with trio.CancelScope(shield=True):
-        error = await wait_replicated(ctx.broker, topic, index, timeout_ms=timeout_ms)
+        error = await wait_replicated(
+            ctx.broker, topic, index, timeout_ms=timeout_ms, acks_all=acks_all
+        )
     return error
 
 
@@ -374,7 +400,7 @@ async def handle_sync_group(ctx: RequestContext, request: SyncGroupRequest) -> S
     refused = _group_refusal(ctx, Operation.READ, request.group_id)
     if refused is not None:
         return SyncGroupResponse(error_code=refused, assignment=b"")
-    gc = coordinator_for(ctx.broker)
+    gc = coordinator_for(ctx.broker, request.group_id)
     version = ctx.api_version
     event = trio.Event()
     pending, stored = gc.prepare_sync_group(
@@ -409,7 +435,7 @@ async def handle_heartbeat(ctx: RequestContext, request: HeartbeatRequest) -> He
     refused = _group_refusal(ctx, Operation.READ, request.group_id)
     if refused is not None:
         return HeartbeatResponse(error_code=refused)
-    gc = coordinator_for(ctx.broker)
+    gc = coordinator_for(ctx.broker, request.group_id)
     error = gc.heartbeat(
         request.group_id,
         request.generation_id,
@@ -425,7 +451,7 @@ async def handle_leave_group(ctx: RequestContext, request: LeaveGroupRequest) ->
     refused = _group_refusal(ctx, Operation.READ, request.group_id)
     if refused is not None:
         return LeaveGroupResponse(error_code=refused, members=[])
-    gc = coordinator_for(ctx.broker)
+    gc = coordinator_for(ctx.broker, request.group_id)
     if ctx.api_version < 3:
         top, errors = gc.leave_group(request.group_id, [(request.member_id, None)])
         # Before v3 the member's error is the response's error.
@@ -473,7 +499,7 @@ async def _commit_offsets(
     ctx: RequestContext, request: OffsetCommitRequest
 ) -> dict[tuple[str, int], int]:
     """OffsetCommit for a group the principal may Read: each partition's error code."""
-    gc = coordinator_for(ctx.broker)
+    gc = coordinator_for(ctx.broker, request.group_id)
     version = ctx.api_version
     now = gc.now_ms()
     retention = request.retention_time_ms if 2 <= version <= 4 else -1
@@ -494,6 +520,10 @@ async def _commit_offsets(
                 expire_timestamp=now + retention if retention != -1 else None,
             )
     if offsets:
+        # A KIP-848 group's commit is the new group coordinator's write (acks=1, waiting
+        # for the high watermark: see _consumer_write_replicated); a classic group's is
+        # GroupMetadataManager.storeOffsets's acks=all.
+        acks_all = gc.consumer_group(request.group_id) is None
         accepted, commit = gc.prepare_offset_commit(
             request.group_id,
             request.generation_id_or_member_epoch if version >= 1 else -1,
@@ -506,7 +536,9 @@ async def _commit_offsets(
         if commit is not None:
             # A commit is acknowledged, and shown by OffsetFetch, once replicated, so it
             # survives a coordinator failover; one that is not is dropped again.
-            error = await coordinator_write_replicated(ctx, KEY_TYPE_GROUP, request.group_id)
+            error = await coordinator_write_replicated(
+                ctx, KEY_TYPE_GROUP, request.group_id, acks_all=acks_all
+            )
             gc.complete_offset_commit(commit, replicated=error == ErrorCode.NONE)
             for tp in commit.offsets:
                 codes[tp] = error
@@ -524,7 +556,7 @@ def _fetch_group(
     require_stable: bool,
 ) -> _Found:
     """topic → [(partition, OffsetAndMetadata | None, error)] in request order (or all)."""
-    gc = coordinator_for(ctx.broker)
+    gc = coordinator_for(ctx.broker, group_id)
     wanted = None if topics is None else [(name, p) for name, parts in topics for p in parts]
     found = gc.fetch_offsets(group_id, wanted)
     # KIP-447: with require_stable, a partition whose offset an open transaction or a
@@ -598,7 +630,7 @@ def _group_offsets(
     if refused is not None:
         return refused, {}
     if member is not None:
-        error = coordinator_for(ctx.broker).validate_offset_fetch(group_id, *member)
+        error = coordinator_for(ctx.broker, group_id).validate_offset_fetch(group_id, *member)
         if error != ErrorCode.NONE:
             return error, {}
     wanted = None if topics is None else [(t.name, list(t.partition_indexes)) for t in topics]
@@ -638,7 +670,7 @@ async def handle_offset_delete(
     refused = _group_refusal(ctx, Operation.DELETE, request.group_id)
     if refused is not None:
         return OffsetDeleteResponse(error_code=refused)
-    gc = coordinator_for(ctx.broker)
+    gc = coordinator_for(ctx.broker, request.group_id)
     requested = requested_partitions(request.topics)
     codes = refused_partitions(ctx, Operation.READ, requested)
     error, result = gc.delete_offsets(request.group_id, [tp for tp in requested if tp not in codes])
@@ -663,7 +695,6 @@ async def handle_describe_groups(
     ctx: RequestContext, request: DescribeGroupsRequest
 ) -> DescribeGroupsResponse:
     """State, protocol and members of each group (unknown groups are Dead)."""
-    gc = coordinator_for(ctx.broker)
     include_ops = ctx.api_version >= 3 and request.include_authorized_operations
     out = []
     for group_id in request.groups:
@@ -681,7 +712,7 @@ async def handle_describe_groups(
                 )
             )
             continue
-        d = gc.describe_group(group_id)
+        d = coordinator_for(ctx.broker, group_id).describe_group(group_id)
         out.append(
             DescribeGroupsResponse.DescribedGroup(
                 error_code=d.error_code,
@@ -709,7 +740,6 @@ async def handle_describe_groups(
 @handles(ListGroupsRequest.API_KEY, 0, 5)
 async def handle_list_groups(ctx: RequestContext, request: ListGroupsRequest) -> ListGroupsResponse:
     """Every group, filtered by state (v4+, KIP-518) and type (v5+, KIP-848)."""
-    gc = coordinator_for(ctx.broker)
     version = ctx.api_version
     states = {s.lower() for s in request.states_filter} if version >= 4 else set()
     types = {t.lower() for t in request.types_filter} if version >= 5 else set()
@@ -717,7 +747,8 @@ async def handle_list_groups(ctx: RequestContext, request: ListGroupsRequest) ->
     # KafkaApis.handleListGroupsRequest: Describe on the cluster lists every group,
     # else only the groups the principal may Describe.
     see_all = allowed_cluster(ctx, Operation.DESCRIBE)
-    for group_id, protocol_type, state, group_type in gc.list_groups():
+    listed = [g for gc in coordinators(ctx.broker) for g in gc.list_groups()]
+    for group_id, protocol_type, state, group_type in listed:
         if not see_all and not _may(ctx, Operation.DESCRIBE, group_id):
             continue
         if states and state.lower() not in states:
@@ -740,25 +771,47 @@ async def handle_delete_groups(
     ctx: RequestContext, request: DeleteGroupsRequest
 ) -> DeleteGroupsResponse:
     """Delete empty groups and their offsets (NON_EMPTY_GROUP while members remain)."""
-    gc = coordinator_for(ctx.broker)
     deadline = _write_deadline(ctx)
     # Results are keyed by group id (Kafka's response is a map): duplicates collapse.
     names = list(dict.fromkeys(request.groups_names))
     refusals = {g: _group_refusal(ctx, Operation.DELETE, g) for g in names}
-    allowed_names = [g for g in names if refusals[g] is None]
-    while (busy := next(filter(gc.consumer_write_in_flight, allowed_names), None)) is not None:
-        if trio.current_time() >= deadline:
-            # Not settled in time: a timed-out write (see _settled_coordinator).
-            refusals[busy] = ErrorCode.COORDINATOR_NOT_AVAILABLE
-        else:
-            await settled(gc, busy, deadline)
-            # Checked again, as a heartbeat does: the partition may have moved meanwhile,
-            # and a group led elsewhere is NOT_COORDINATOR, not what this broker's log says.
-            refusals = {g: refusals[g] or _group_refusal(ctx, Operation.DELETE, g) for g in names}
-        allowed_names = [g for g in names if refusals[g] is None]
-        gc = coordinator_for(ctx.broker)
-    result, writes = gc.prepare_delete_groups(allowed_names)
-    for write in writes:
+    # The groups of each coordinator together (in cluster mode one coordinator per
+    # __consumer_offsets partition, as Kafka's new coordinator deletes per partition).
+    shards: dict[int, list[str]] = {}
+    for g in names:
+        if refusals[g] is None:
+            shards.setdefault(_coordinator_key(ctx, g), []).append(g)
+    result: dict[str, int] = {}
+    writes: list[tuple[GroupCoordinator, ConsumerGroupWrite]] = []
+    for shard_names in shards.values():
+        # Checked again: an earlier shard may have waited, and this one's partition may
+        # have moved meanwhile (NOT_COORDINATOR, not a request that fails whole).
+        refusals.update({g: _group_refusal(ctx, Operation.DELETE, g) for g in shard_names})
+        allowed_names = [g for g in shard_names if refusals[g] is None]
+        if not allowed_names:
+            continue
+        gc = coordinator_for(ctx.broker, allowed_names[0])
+        while (busy := next(filter(gc.consumer_write_in_flight, allowed_names), None)) is not None:
+            if trio.current_time() >= deadline:
+                # Not settled in time: a timed-out write (see _settled_coordinator).
+                refusals[busy] = ErrorCode.COORDINATOR_NOT_AVAILABLE
+            else:
+                await settled(gc, busy, deadline)
+                # Checked again, as a heartbeat does: the partition may have moved
+                # meanwhile, and a group led elsewhere is NOT_COORDINATOR, not what this
+                # broker's log says.
+                refusals.update(
+                    {g: _group_refusal(ctx, Operation.DELETE, g) for g in allowed_names}
+                )
+            allowed_names = [g for g in shard_names if refusals[g] is None]
+            if not allowed_names:
+                break
+            gc = coordinator_for(ctx.broker, allowed_names[0])
+        if allowed_names:
+            deleted, shard_writes = gc.prepare_delete_groups(allowed_names)
+            result.update(deleted)
+            writes.extend((gc, write) for write in shard_writes)
+    for gc, write in writes:
         # A KIP-848 group's deletion is answered once its tombstones are replicated; the
         # deletions were all appended first, so their waits share the deadline.
         result[write.group_id] = await _consumer_write_replicated(ctx, gc, write, deadline)
@@ -790,14 +843,21 @@ def _topics_view(ctx: RequestContext) -> dict[str, tuple[Any, int]]:
 async def _consumer_write_replicated(
     ctx: RequestContext, gc: GroupCoordinator, write: ConsumerGroupWrite, deadline: float
 ) -> ErrorCode:
-    """Wait for a KIP-848 group's write to reach the ISR and settle it: NONE, or the
-    error to answer, the group being back to its committed state. Errors as Kafka's
-    CoordinatorOperationExceptionHelper.handleOperationException maps a failed write
-    of the new group coordinator: REQUEST_TIMED_OUT and too small an ISR are
-    COORDINATOR_NOT_AVAILABLE, a lost leadership NOT_COORDINATOR (``coordinator_error``)."""
+    """Wait for a KIP-848 group's write to be committed and settle it: NONE, or the
+    error to answer, the group being back to its committed state.
+
+    Kafka's new group coordinator appends with acks=1 (CoordinatorPartitionWriter
+    .append) and completes the operation once the high watermark passes its records
+    (CoordinatorRuntime), so an ISR below min.insync.replicas does not fail it: only a
+    high watermark that does not get there within the timeout does. Errors as
+    GroupCoordinatorService.handleOperationException maps a failed write:
+    REQUEST_TIMED_OUT is COORDINATOR_NOT_AVAILABLE, a lost leadership NOT_COORDINATOR
+    (``coordinator_error``)."""
     error = ErrorCode.COORDINATOR_NOT_AVAILABLE
     try:
-        error = await coordinator_write_replicated(ctx, KEY_TYPE_GROUP, write.group_id, deadline)
+        error = await coordinator_write_replicated(
+            ctx, KEY_TYPE_GROUP, write.group_id, deadline, acks_all=False
+        )
     finally:
         # Settled even if the wait is torn down, so the group's next writer goes on.
         gc.complete_consumer_write(write, error)
@@ -872,7 +932,6 @@ async def handle_consumer_group_describe(
     ctx: RequestContext, request: ConsumerGroupDescribeRequest
 ) -> ConsumerGroupDescribeResponse:
     """Members, epochs and (target) assignments of KIP-848 groups."""
-    gc = coordinator_for(ctx.broker)
     names = {topic_id: name for name, (topic_id, _) in _topics_view(ctx).items()}
     R = ConsumerGroupDescribeResponse
 
@@ -892,7 +951,7 @@ async def handle_consumer_group_describe(
         if refused is not None:
             out.append(R.DescribedGroup(error_code=refused, group_id=group_id))
             continue
-        group = gc.consumer_group(group_id)
+        group = coordinator_for(ctx.broker, group_id).consumer_group(group_id)
         if group is None:
             out.append(
                 R.DescribedGroup(

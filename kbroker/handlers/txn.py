@@ -23,6 +23,7 @@ from kbroker.cluster.producer_ids import ClusterProducerIds
 from kbroker.coordinator.group import partition_for
 from kbroker.coordinator.offsets import OffsetAndMetadata
 from kbroker.coordinator.service import coordinator_for
+from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.groups import (
     KEY_TYPE_GROUP,
@@ -36,12 +37,13 @@ from kbroker.handlers.partitions import (
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kbroker.replication.leader_writes import wait_replicated
 from kbroker.txn import offsets as txn_offsets
-from kbroker.txn.coordinator import InitResult, Outcome, TxnState
+from kbroker.txn.coordinator import InitResult, Outcome, TxnMetadata, TxnState
 from kbroker.txn.service import (
     MARKER_ACKS_TIMEOUT_S,
     poll,
     producer_ids,
     txn_coordinator,
+    txn_coordinators,
     write_markers,
 )
 from kbroker.wire.errors import ErrorCode
@@ -143,10 +145,15 @@ async def handle_init_producer_id(
     try:
         if tid is not None and cluster is None:
             _ensure_state_topic(ctx)
-        tc = txn_coordinator(ctx.broker)
-        outcome = tc.init_producer_id(
-            tid, request.transaction_timeout_ms, expected_pid, expected_epoch
-        )
+        if tid is None and cluster is not None:
+            # An idempotent producer: any broker hands out a producer id, whatever
+            # transactional ids it coordinates.
+            outcome = Outcome.of(InitResult(ErrorCode.NONE, producer_ids(ctx.broker).next_id(), 0))
+        else:
+            tc = txn_coordinator(ctx.broker, tid)
+            outcome = tc.init_producer_id(
+                tid, request.transaction_timeout_ms, expected_pid, expected_epoch
+            )
     except Exception as exc:  # noqa: BLE001 - answered in the body
         outcome = Outcome.of(InitResult(ErrorCode(_storage_failure(exc))))
     result = await _answer(outcome)
@@ -212,7 +219,7 @@ async def _add_partitions(
     refused = _txn_refusal(ctx, tid)
     if refused is not None:
         return _partition_results(topics, dict.fromkeys(wanted, refused))
-    tc = txn_coordinator(ctx.broker)
+    tc = txn_coordinator(ctx.broker, tid)
     codes = refused_partitions(ctx, Operation.WRITE, wanted)
     if codes:
         # KafkaApis: if any partition is unknown, none is added; the others are
@@ -297,7 +304,7 @@ async def handle_add_offsets_to_txn(
         )
     if _txn_elsewhere(ctx, request.transactional_id):
         return AddOffsetsToTxnResponse(throttle_time_ms=0, error_code=ErrorCode.NOT_COORDINATOR)
-    tc = txn_coordinator(ctx.broker)
+    tc = txn_coordinator(ctx.broker, request.transactional_id)
     tp = (OFFSETS_TOPIC, _offsets_partition(ctx, request.group_id))
     try:
         added = tc.add_partitions(
@@ -320,7 +327,7 @@ async def handle_end_txn(ctx: RequestContext, request: EndTxnRequest) -> EndTxnR
     refused = _txn_refusal(ctx, request.transactional_id)
     if refused is not None:
         return EndTxnResponse(throttle_time_ms=0, error_code=refused)
-    tc = txn_coordinator(ctx.broker)
+    tc = txn_coordinator(ctx.broker, request.transactional_id)
     try:
         ended = tc.end_txn(
             request.transactional_id, request.producer_id, request.producer_epoch, request.committed
@@ -419,12 +426,14 @@ async def handle_txn_offset_commit(
         # The transaction lives on another broker's coordinator: as Kafka's group
         # coordinator, check only the group; the marker the transaction coordinator
         # sends later (WriteTxnMarkers) resolves the staged offsets.
-        error = coordinator_for(ctx.broker).validate_transactional_commit(
+        error = coordinator_for(ctx.broker, request.group_id).validate_transactional_commit(
             request.group_id, request.generation_id, request.member_id, request.group_instance_id
         )
-    elif (meta := txn_coordinator(ctx.broker).describe(request.transactional_id)) is None or (
-        meta.producer_id != request.producer_id
-    ):
+    elif (
+        meta := txn_coordinator(ctx.broker, request.transactional_id).describe(
+            request.transactional_id
+        )
+    ) is None or (meta.producer_id != request.producer_id):
         error = ErrorCode.INVALID_PRODUCER_ID_MAPPING
     elif meta.producer_epoch != request.producer_epoch:
         error = _fenced_code(ErrorCode.PRODUCER_FENCED, version, 2)
@@ -435,7 +444,7 @@ async def handle_txn_offset_commit(
         # KIP-447 (v3+): a consumer-group-aware producer sends the member's generation, and
         # a zombie from an old generation is refused as in OffsetCommit. Older versions
         # send none (generation -1, empty member), which is always accepted.
-        error = coordinator_for(ctx.broker).validate_transactional_commit(
+        error = coordinator_for(ctx.broker, request.group_id).validate_transactional_commit(
             request.group_id, request.generation_id, request.member_id, request.group_instance_id
         )
     requested = requested_partitions(request.topics)
@@ -471,7 +480,16 @@ async def handle_txn_offset_commit(
         )
         stored = [tp for tp in offsets if codes[tp] == ErrorCode.NONE]
         if stored:
-            error = await coordinator_write_replicated(ctx, KEY_TYPE_GROUP, request.group_id)
+            # A KIP-848 group's offsets are written as the new group coordinator writes
+            # (acks=1, waiting for the high watermark: CoordinatorPartitionWriter.append),
+            # a classic group's as GroupMetadataManager.storeOffsets does (acks=all).
+            acks_all = (
+                coordinator_for(ctx.broker, request.group_id).consumer_group(request.group_id)
+                is None
+            )
+            error = await coordinator_write_replicated(
+                ctx, KEY_TYPE_GROUP, request.group_id, acks_all=acks_all
+            )
             if error != ErrorCode.NONE:
                 # GroupMetadata.failPendingTxnOffsetCommit: the client is told the commit
                 # failed and sends it again; the marker must not publish this one.
@@ -538,18 +556,15 @@ async def handle_describe_transactions(
     ctx: RequestContext, request: DescribeTransactionsRequest
 ) -> DescribeTransactionsResponse:
     """State, producer and partitions of each transactional id."""
-    tc = txn_coordinator(ctx.broker)
     R = DescribeTransactionsResponse
     states = []
     for tid in request.transactional_ids:
-        meta = tc.describe(tid)
-        readable = allowed(ctx, Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, tid)
-        if not readable or meta is None:
-            error = (
-                ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
-                if not readable
-                else ErrorCode.TRANSACTIONAL_ID_NOT_FOUND
-            )
+        if not allowed(ctx, Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, tid):
+            found: TxnMetadata | ErrorCode = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        else:
+            found = _described(ctx, tid)
+        if not isinstance(found, TxnMetadata):
+            error = found
             states.append(
                 R.TransactionState(
                     error_code=error,
@@ -560,6 +575,7 @@ async def handle_describe_transactions(
                 )
             )
             continue
+        meta = found
         by_topic: dict[str, list[int]] = {}
         for topic, p in sorted(meta.partitions):
             by_topic.setdefault(topic, []).append(p)
@@ -578,22 +594,33 @@ async def handle_describe_transactions(
     return R(throttle_time_ms=0, transaction_states=states)
 
 
+def _described(ctx: RequestContext, tid: str) -> TxnMetadata | ErrorCode:
+    """A transactional id's metadata, TRANSACTIONAL_ID_NOT_FOUND if unknown; in cluster
+    mode NOT_COORDINATOR when another broker coordinates it
+    (TransactionStateManager.getTransactionState)."""
+    try:
+        meta = txn_coordinator(ctx.broker, tid).describe(tid)
+    except KafkaApiError as exc:
+        return ErrorCode(exc.code)
+    return meta if meta is not None else ErrorCode.TRANSACTIONAL_ID_NOT_FOUND
+
+
 @handles(ListTransactionsRequest.API_KEY, 0, 1)
 async def handle_list_transactions(
     ctx: RequestContext, request: ListTransactionsRequest
 ) -> ListTransactionsResponse:
     """Transactional ids, filtered by state, producer id and (v1, KIP-994) running time."""
-    tc = txn_coordinator(ctx.broker)
+    txns = {tid: meta for tc in txn_coordinators(ctx.broker) for tid, meta in tc.txns.items()}
     R = ListTransactionsResponse
     unknown = [s for s in request.state_filters if TxnState.from_display(s) is None]
     wanted_states = {TxnState.from_display(s) for s in request.state_filters} - {None}
     pids = set(request.producer_id_filters)
     duration = request.duration_filter if ctx.api_version >= 1 else -1
-    now = tc.now_ms()
+    now = int(ctx.broker.clock() * 1000)
     out = []
     # KafkaApis.handleListTransactionsRequest: only ids the principal may Describe.
-    visible = filter_allowed(ctx, Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, tc.txns)
-    for tid, meta in sorted(tc.txns.items()):
+    visible = filter_allowed(ctx, Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, txns)
+    for tid, meta in sorted(txns.items()):
         if tid not in visible:
             continue
         if request.state_filters and meta.state not in wanted_states:

@@ -547,17 +547,18 @@ class Console:
         return Response(self.page(f"Messages of {topic.name}", body, refresh=False))
 
     def groups(self) -> Response:
-        gc = metrics.loaded_coordinator(self.server)
         lag = metrics.group_lag(self.server)
         listed: dict[str, tuple[str, str, str]] = {}
-        if gc is not None:
+        members_of: dict[str, int] = {}
+        for gc in metrics.loaded_coordinators(self.server):
             for group_id, protocol_type, state, kind in gc.list_groups():
                 listed[group_id] = (protocol_type, state, kind)
+                members_of[group_id] = len(gc.describe_group(group_id).members)
         for group_id in lag:
             listed.setdefault(group_id, ("", "Empty", "classic"))
         rows = []
         for group_id, (protocol_type, state, kind) in sorted(listed.items()):
-            members = len(gc.describe_group(group_id).members) if gc is not None else 0
+            members = members_of.get(group_id, 0)
             rows.append(
                 f'<tr data-group="{esc(group_id)}"><td>{_link(_group_path(group_id), group_id)}</td>'
                 f"<td>{esc(kind)}</td><td>{esc(protocol_type)}</td><td>{esc(state)}</td>"
@@ -574,7 +575,7 @@ class Console:
     def group(self, group_id: str) -> Response:
         from kbroker.coordinator.events import assignment_summary
 
-        gc = metrics.loaded_coordinator(self.server)
+        gc = metrics.group_coordinator(self.server, group_id)
         offsets = [o for o in metrics.group_offsets(self.server) if o.group == group_id]
         if gc is None or (not offsets and group_id not in {g[0] for g in gc.list_groups()}):
             return self.not_found(f"no group {group_id!r}")
@@ -626,11 +627,13 @@ class Console:
         return Response(self.page(f"Group {group_id}", body))
 
     def transactions(self) -> Response:
-        tc = self.broker.state.get("kbroker.txn")  # kbroker.txn.service's state key
+        from kbroker.txn.service import loaded_txn_coordinators
+
+        txns = {t: m for tc in loaded_txn_coordinators(self.broker) for t, m in tc.txns.items()}
         now_ms = int(self.broker.clock() * 1000)
         txn_rows = []
-        if tc is not None:
-            for tid, meta in sorted(tc.txns.items()):
+        if txns:
+            for tid, meta in sorted(txns.items()):
                 parts = ", ".join(f"{t}-{p}" for t, p in sorted(meta.partitions))
                 age = (now_ms - meta.start_ms) / 1000 if meta.start_ms >= 0 else None
                 txn_rows.append(

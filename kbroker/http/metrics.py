@@ -49,29 +49,38 @@ class GroupOffset:
         return max(0, self.end_offset - self.committed)
 
 
-def loaded_coordinator(server: Server) -> Any:
-    """The broker's group coordinator; on a single node it is loaded if groups have committed
-    here before (so lag shows right after a restart). In cluster mode only one the Kafka
-    path loaded (for the groups this broker coordinates) is used: a scrape never loads one."""
+def loaded_coordinators(server: Server) -> list[Any]:
+    """The broker's group coordinators; on a single node the one is loaded if groups have
+    committed here before (so lag shows right after a restart). In cluster mode only those
+    the Kafka path loaded (one per __consumer_offsets partition this broker coordinates)
+    are used: a scrape never loads one."""
+    from kbroker.coordinator.service import coordinator_for
+    from kbroker.coordinator.service import loaded_coordinators as loaded
+
     broker = server.broker
     if broker.cluster is not None:
-        return broker.state.get(_COORDINATOR_KEY)
+        return loaded(broker)
     if _COORDINATOR_KEY not in broker.state and broker.topics.get(OFFSETS_TOPIC) is None:
-        return None
-    from kbroker.coordinator.service import coordinator_for
+        return []
+    return [coordinator_for(broker)]
 
-    return coordinator_for(broker)
+
+def group_coordinator(server: Server, group_id: str) -> Any:
+    """The loaded coordinator holding ``group_id`` (on a single node, the one), or None."""
+    found = loaded_coordinators(server)
+    for gc in found:
+        if group_id in gc.offsets.group_ids() or group_id in {g[0] for g in gc.list_groups()}:
+            return gc
+    return found[0] if server.broker.cluster is None and found else None
 
 
 def group_offsets(server: Server) -> list[GroupOffset]:
     """Every committed offset of every group coordinated here, with its partition's end
     (the high watermark, which is what a consumer can reach: Kafka's lag definition)."""
-    gc = loaded_coordinator(server)
-    if gc is None:
-        return []
     topics = server.broker.topics
     found: list[GroupOffset] = []
-    for group in sorted(gc.offsets.group_ids()):
+    held = [(group, gc) for gc in loaded_coordinators(server) for group in gc.offsets.group_ids()]
+    for group, gc in sorted(held, key=lambda held_by: held_by[0]):
         for (topic, index), om in sorted(gc.fetch_offsets(group, None).items()):
             if om is None:
                 continue

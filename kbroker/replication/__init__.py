@@ -29,7 +29,8 @@ How a broker uses them (Kafka's ReplicaManager.becomeLeaderOrFollower):
 
 The broker's own writes as a leader (coordinator records, transaction markers) go
 through ``leader_writes.append_as_leader`` (stamped with the leader epoch), and the
-coordinators answer only after ``leader_writes.wait_replicated`` (acks=all).
+coordinators answer only after ``leader_writes.wait_replicated`` (acks=all; for a
+KIP-848 group's writes only the high watermark, as Kafka's new group coordinator).
 
 With ``partition.replica`` set, the handlers already do the rest: Produce appends only
 on the leader with its epoch and waits for the ISR on acks=all, Fetch serves followers

@@ -1,7 +1,8 @@
 """Writes the broker makes itself as a partition's leader: coordinator records and markers.
 
 Kafka's group and transaction coordinators append to ``__consumer_offsets`` /
-``__transaction_state`` through ``ReplicaManager.appendRecords`` with acks=all, and
+``__transaction_state`` through ``ReplicaManager.appendRecords`` with acks=all (the
+new group coordinator of KIP-848 with acks=1, waiting for the high watermark), and
 the transaction coordinator's markers go through the same leader append path as a
 Produce. Two things follow, which this module gives the broker's own writes:
 
@@ -41,13 +42,18 @@ def append_as_leader(partition: Any, records: bytes | bytearray | memoryview) ->
 
 
 async def wait_replicated(
-    broker: BrokerState, topic: str, index: int, *, timeout_ms: int
+    broker: BrokerState, topic: str, index: int, *, timeout_ms: int, acks_all: bool = True
 ) -> ErrorCode:
     """Wait until every ISR member has what this leader appended to ``topic``-``index`` so
-    far (acks=all); NONE at once on a partition without replication state (a single node).
+    far; NONE at once on a partition without replication state (a single node).
 
-    Returns NONE, NOT_ENOUGH_REPLICAS_AFTER_APPEND, NOT_LEADER_OR_FOLLOWER or
-    REQUEST_TIMED_OUT.
+    ``acks_all`` (the classic group and transaction coordinators) is an acks=all wait,
+    answering NOT_ENOUGH_REPLICAS_AFTER_APPEND once the HW passes if the ISR is then
+    below min.insync.replicas. Without it (a KIP-848 group's write, Kafka's
+    CoordinatorRuntime) only the high watermark counts: ``wait_for_high_watermark``.
+
+    Returns NONE, NOT_ENOUGH_REPLICAS_AFTER_APPEND (acks=all only),
+    NOT_LEADER_OR_FOLLOWER or REQUEST_TIMED_OUT.
     """
     partition = broker.topics.partition(topic, index)
     if partition is None:
@@ -56,6 +62,8 @@ async def wait_replicated(
     if replica is None:
         return ErrorCode.NONE
     required = partition.log.log_end_offset
+    if not acks_all:
+        return await replica.wait_for_high_watermark(required, timeout_ms / 1000)
     return await replica.wait_for_acks(required, timeout_ms / 1000)
 
 

@@ -34,7 +34,10 @@ On the leader:
 On a follower the fetcher appends the leader's batches and sets the HW to
 min(leader's HW, own LEO) from each fetch response (``update_follower_high_watermark``).
 
-Everything but ``wait_for_acks`` is synchronous; time comes from the injected
+A KIP-848 group coordinator's own writes are acks=1 and wait only for the HW
+(``wait_for_high_watermark``), not for min.insync.replicas.
+
+Everything but the waits is synchronous; time comes from the injected
 ``clock`` (seconds; trio's clock by default, so tests drive it with MockClock).
 """
 
@@ -382,6 +385,19 @@ class ReplicatedPartition:
                 await self._changed.wait()
         done, error = self.ack_status(required_offset, min_insync_replicas)
         return error if done else ErrorCode.REQUEST_TIMED_OUT
+
+    async def wait_for_high_watermark(self, required_offset: int, timeout_s: float) -> ErrorCode:
+        """Wait until the HW reaches `required_offset`, however small the ISR: an acks=1
+        append whose writer still waits for it to be committed. Kafka's new group
+        coordinator appends so (CoordinatorPartitionWriter.append: requiredAcks=1, origin
+        COORDINATOR, which Partition.appendRecordsToLeader checks against
+        min.insync.replicas only for acks=-1) and completes the operation once the HW
+        passes it (CoordinatorRuntime's HighWatermarkListener).
+
+        Returns NONE, NOT_LEADER_OR_FOLLOWER, or REQUEST_TIMED_OUT when `timeout_s` runs
+        out first (the runtime's OperationTimeout).
+        """
+        return await self.wait_for_acks(required_offset, timeout_s, min_insync_replicas=0)
 
 
 async def run_isr_expiration(

@@ -675,8 +675,9 @@ class TransactionCoordinator:
 
     # -- loading -------------------------------------------------------------------------------
     def unload(self) -> None:
-        """This coordinator is dropped (a leadership move of any ``__transaction_state``
-        partition drops it, and the next request loads its successor from the log):
+        """This coordinator is dropped (in cluster mode a leadership move of its
+        ``__transaction_state`` partition drops it, on a single node any move drops the one
+        coordinator; the next request loads its successor from the log):
         Kafka's TransactionCoordinator.onResignation, which removes the partition's
         transactions from the cache (TransactionStateManager
         .removeTransactionsForTxnTopicPartition) and the markers still to be sent for

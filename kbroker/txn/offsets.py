@@ -7,17 +7,21 @@ the coordinator's marker lands in that partition and ``complete`` hands the
 offsets of a COMMIT to the group coordinator (through its ``replay``, the
 same path a restart takes: store.load yields them once the COMMIT marker
 follows) or drops them on ABORT. On first use the staged offsets of
-transactions still open are recovered from the topic.
+transactions still open are recovered from the topic. In cluster mode they are
+those of the ``__consumer_offsets`` partitions this broker leads: each partition's
+are read when its group coordinator loads it and forgotten when it is unloaded
+(Kafka keeps them in the partition's GroupMetadata, loaded and removed with it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from kbroker.coordinator.group import partition_for
 from kbroker.coordinator.offsets import OffsetAndMetadata, OffsetRecord
-from kbroker.coordinator.service import coordinator_for
-from kbroker.coordinator.store import OffsetsTopicStore
+from kbroker.coordinator.service import coordinator_for, load_led, offsets_partitions
+from kbroker.coordinator.store import CoordinatorRecord, OffsetsTopicStore
 from kbroker.internal_topics import OFFSETS_TOPIC
 from kbroker.wire.errors import ErrorCode
 
@@ -35,6 +39,14 @@ def load_pending(broker: BrokerState) -> None:
 
 def _pending(broker: BrokerState) -> dict[int, list[OffsetRecord]]:
     pending = broker.state.get(_STATE_KEY)
+    if broker.cluster is not None:
+        # Loading the coordinator of each partition led here brings in its staged
+        # offsets (``partition_loaded``).
+        load_led(broker)
+        pending = broker.state.get(_STATE_KEY)
+        if pending is None:
+            pending = broker.state[_STATE_KEY] = {}
+        return pending
     if pending is None:
         store = OffsetsTopicStore(broker)
         for _ in store.load():
@@ -45,6 +57,36 @@ def _pending(broker: BrokerState) -> dict[int, list[OffsetRecord]]:
         }
         broker.state[_STATE_KEY] = pending
     return pending
+
+
+def partition_loaded(
+    broker: BrokerState, index: int, staged: dict[int, list[CoordinatorRecord]]
+) -> None:
+    """Cluster mode: ``__consumer_offsets`` partition ``index`` was just loaded from its
+    log, which holds ``staged`` (by producer id): they replace whatever was known of it."""
+    partition_unloaded(broker, index)
+    pending: dict[int, list[OffsetRecord]] | None = broker.state.get(_STATE_KEY)
+    if pending is None:
+        pending = broker.state[_STATE_KEY] = {}
+    for pid, records in staged.items():
+        offsets = [r for r in records if isinstance(r, OffsetRecord)]
+        if offsets:
+            pending.setdefault(pid, []).extend(offsets)
+
+
+def partition_unloaded(broker: BrokerState, index: int) -> None:
+    """Cluster mode: ``__consumer_offsets`` partition ``index`` is no longer loaded here:
+    its staged offsets are its next leader's (a marker for them is not ours to apply)."""
+    pending: dict[int, list[OffsetRecord]] | None = broker.state.get(_STATE_KEY)
+    if not pending:
+        return
+    count = offsets_partitions(broker)
+    for pid in list(pending):
+        kept = [r for r in pending[pid] if partition_for(r.group_id, count) != index]
+        if kept:
+            pending[pid] = kept
+        else:
+            del pending[pid]
 
 
 def stage(
@@ -100,11 +142,53 @@ def unstage(
         pending.pop(producer_id, None)
 
 
-def complete(broker: BrokerState, producer_id: int, commit: bool) -> None:
-    """The producer's transaction ended: publish (commit) or drop (abort) its staged offsets."""
-    staged = _pending(broker).pop(producer_id, [])
-    if commit and staged:
+def discard(
+    broker: BrokerState, group_id: str, partitions: Iterable[TopicPartition] | None
+) -> None:
+    """Forget every open transaction's staged offsets of the group for ``partitions``
+    (None: all of them): the group or those offsets were deleted (DeleteGroups,
+    OffsetDelete), so a later commit of the transaction must not bring them back."""
+    pending = _pending(broker)
+    doomed = None if partitions is None else set(partitions)
+    for producer_id, records in list(pending.items()):
+        kept = [
+            r
+            for r in records
+            if r.group_id != group_id
+            or (doomed is not None and (r.topic, r.partition) not in doomed)
+        ]
+        if len(kept) != len(records):
+            pending[producer_id] = kept
+
+
+def complete(
+    broker: BrokerState, producer_id: int, commit: bool, partitions: Iterable[int]
+) -> None:
+    """The producer's transaction ended and its marker is in ``__consumer_offsets``
+    ``partitions``: publish (commit) or drop (abort) what it staged in them. What it
+    staged in other partitions waits for their own marker (GroupMetadataManager
+    .handleTxnCompletion completes the groups of the marked partitions only), so what
+    is served is what each partition's log holds."""
+    pending = _pending(broker)
+    marked = set(partitions)
+    count = offsets_partitions(broker)
+    staged: list[OffsetRecord] = []
+    kept: list[OffsetRecord] = []
+    for r in pending.pop(producer_id, []):
+        (staged if partition_for(r.group_id, count) in marked else kept).append(r)
+    if kept:
+        pending[producer_id] = kept
+    if not commit or not staged:
+        return
+    if broker.cluster is None:
         coordinator_for(broker).replay(staged)
+        return
+    # Each group's offsets go to the coordinator of its partition.
+    by_group: dict[str, list[OffsetRecord]] = {}
+    for r in staged:
+        by_group.setdefault(r.group_id, []).append(r)
+    for group_id, records in by_group.items():
+        coordinator_for(broker, group_id).replay(records)
 
 
 def pending_partitions(broker: BrokerState, group_id: str) -> set[TopicPartition]:

@@ -1,11 +1,15 @@
 """Glue between the broker and the transaction machinery.
 
-- ``txn_coordinator(broker)``: the broker's TransactionCoordinator, loaded from
-  ``__transaction_state`` on first use and polled (timeouts, expiry) on every
-  call. There is no background task: produce, fetch, list-offsets and every
-  transaction API call it, so a stale transaction is aborted by the next
-  request that could observe it (a read_committed consumer polls at least
-  every fetch.max.wait.ms).
+- ``txn_coordinator(broker, transactional_id)``: the TransactionCoordinator of a
+  transactional id, loaded from ``__transaction_state`` on first use and polled
+  (timeouts, expiry) on every call. A single node has one for every partition; in
+  cluster mode each partition this broker leads has its own, loaded from that
+  partition and unloaded when its leadership moves (``unload_partition``), as
+  Kafka's TransactionStateManager loads and removes the transactions of one
+  partition, leaving the others alone. There is no background task: produce, fetch,
+  list-offsets and every transaction API call it, so a stale transaction is aborted
+  by the next request that could observe it (a read_committed consumer polls at
+  least every fetch.max.wait.ms).
 - ``write_markers``: COMMIT/ABORT control batches appended in-process to every
   partition of a transaction (Kafka's coordinator sends WriteTxnMarkers to the
   leaders; here the leader is us); a ``__consumer_offsets`` partition also
@@ -24,7 +28,7 @@ import trio
 
 from kbroker.cluster.producer_ids import ClusterProducerIds
 from kbroker.errors import KafkaApiError
-from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
+from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC, coordinated_partitions
 from kbroker.log.producer_state import BatchMetadata, ProducerStateError, last_sequence
 from kbroker.replication.leader_writes import append_as_leader
 from kbroker.topic_config import effective_topic_value
@@ -41,9 +45,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _STATE_KEY = "kbroker.txn"
+# Cluster mode: __transaction_state partition -> its coordinator.
+_PARTITIONS_KEY = "kbroker.txn.partitions"
 _PID_KEY = "kbroker.txn.producer_ids"
-_EXPIRY_KEY = "kbroker.txn.producer_expiry"
 _POLLED_KEY = "kbroker.txn.polled_ms"
+_SWEPT_KEY = "kbroker.txn.swept_ms"
 # Kafka's producer.id.expiration.check.interval.ms default (10 minutes).
 PRODUCER_EXPIRATION_CHECK_MS = 600000
 # A single node is always coordinator epoch 0.
@@ -75,68 +81,179 @@ def txn_config(broker: BrokerState) -> TxnConfig:
     )
 
 
-def txn_coordinator(broker: BrokerState) -> TransactionCoordinator:
-    """The broker's transaction coordinator, loaded on first use, then polled."""
-    tc: TransactionCoordinator | None = broker.state.get(_STATE_KEY)
-    if tc is None:
-        store = TxnStateTopicStore(broker)
-        tc = loaded = TransactionCoordinator(
-            config=txn_config(broker),
-            clock=broker.clock,
-            next_producer_id=producer_ids(broker).next_id,
-            store=store,
-            # Markers still being sent when it is unloaded are left to its successor.
-            markers=lambda pid, epoch, commit, parts, done: write_markers(
-                broker,
-                pid,
-                epoch,
-                commit,
-                parts,
-                on_written=done,
-                abandoned=lambda: loaded.unloaded,
-            ),
+def txn_coordinator(
+    broker: BrokerState, transactional_id: str | None = None
+) -> TransactionCoordinator:
+    """The coordinator of ``transactional_id``, loaded on first use, then polled: on a
+    single node the broker's one (``transactional_id`` is not needed); in cluster mode
+    the one of the id's ``__transaction_state`` partition, KafkaApiError NOT_COORDINATOR
+    if this broker does not lead it."""
+    if broker.cluster is None:
+        tc: TransactionCoordinator | None = broker.state.get(_STATE_KEY)
+        if tc is None:
+            tc = _load(broker, TxnStateTopicStore(broker), lambda loaded: _register(broker, loaded))
+    else:
+        if transactional_id is None:
+            raise ValueError("in cluster mode a transaction's coordinator depends on its id")
+        tc = _partition_coordinator(
+            broker, TxnStateTopicStore(broker).partition_of(transactional_id)
         )
-        # Register before loading: finishing a Prepare* transaction writes markers.
-        broker.state[_STATE_KEY] = tc
-        tc.load(store.load())
-        logger.info("transaction coordinator loaded %d transactional id(s)", len(tc.txns))
-    poll(broker, tc)
+    poll(broker, [tc])
     return tc
 
 
+def _register(broker: BrokerState, tc: TransactionCoordinator) -> None:
+    broker.state[_STATE_KEY] = tc
+
+
+def _load(
+    broker: BrokerState,
+    store: TxnStateTopicStore,
+    register: Callable[[TransactionCoordinator], None],
+    where: str = "",
+) -> TransactionCoordinator:
+    """A coordinator loaded from what ``store`` reads, registered by ``register``."""
+    tc = loaded = TransactionCoordinator(
+        config=txn_config(broker),
+        clock=broker.clock,
+        next_producer_id=producer_ids(broker).next_id,
+        store=store,
+        # Markers still being sent when it is unloaded are left to its successor.
+        markers=lambda pid, epoch, commit, parts, done: write_markers(
+            broker,
+            pid,
+            epoch,
+            commit,
+            parts,
+            on_written=done,
+            abandoned=lambda: loaded.unloaded,
+        ),
+    )
+    # Register before loading: finishing a Prepare* transaction writes markers.
+    register(tc)
+    tc.load(store.load())
+    logger.info("transaction coordinator loaded %d transactional id(s)%s", len(tc.txns), where)
+    return tc
+
+
+def _partitions(broker: BrokerState) -> dict[int, TransactionCoordinator]:
+    """Cluster mode: the coordinator of each ``__transaction_state`` partition loaded here."""
+    loaded: dict[int, TransactionCoordinator] | None = broker.state.get(_PARTITIONS_KEY)
+    if loaded is None:
+        loaded = broker.state[_PARTITIONS_KEY] = {}
+    return loaded
+
+
+def _partition_coordinator(broker: BrokerState, index: int) -> TransactionCoordinator:
+    cluster = broker.cluster
+    assert cluster is not None
+    loaded = _partitions(broker)
+    tc = loaded.get(index)
+    if tc is None:
+        if not cluster.replicas.is_leader(TRANSACTION_STATE_TOPIC, index):
+            raise KafkaApiError(
+                ErrorCode.NOT_COORDINATOR, f"{TRANSACTION_STATE_TOPIC}-{index} is not led here"
+            )
+        tc = _load(
+            broker,
+            TxnStateTopicStore(broker, [index]),
+            lambda new: loaded.__setitem__(index, new),
+            f" from {TRANSACTION_STATE_TOPIC}-{index}",
+        )
+    return tc
+
+
+def txn_coordinators(broker: BrokerState) -> list[TransactionCoordinator]:
+    """Every transaction coordinator of this broker, loaded if needed (ListTransactions):
+    the single node's, or one per ``__transaction_state`` partition it leads."""
+    if broker.cluster is None:
+        return [txn_coordinator(broker)]
+    topic = broker.topics.get(TRANSACTION_STATE_TOPIC)
+    if topic is None:
+        return []
+    return [_partition_coordinator(broker, p.index) for p in coordinated_partitions(broker, topic)]
+
+
+def loaded_txn_coordinators(broker: BrokerState) -> list[TransactionCoordinator]:
+    """The transaction coordinators already loaded (none is loaded for this)."""
+    if broker.cluster is None:
+        tc = broker.state.get(_STATE_KEY)
+        return [] if tc is None else [tc]
+    return list(_partitions(broker).values())
+
+
 def drop(broker: BrokerState) -> bool:
-    """Drop the broker's transaction coordinator, if one is loaded (whether one was): the
-    next request loads its successor from the logs. The dropped one is unloaded
+    """Drop every transaction coordinator loaded here (whether one was): the next request
+    loads its successor from the logs. A dropped one is unloaded
     (``TransactionCoordinator.unload``): it writes nothing more, and what waits in it is
     answered as Kafka answers a request whose coordinator resigned."""
+    dropped: list[TransactionCoordinator] = []
     tc: TransactionCoordinator | None = broker.state.pop(_STATE_KEY, None)
+    if tc is not None:
+        dropped.append(tc)
+    dropped.extend(broker.state.pop(_PARTITIONS_KEY, {}).values())
+    for tc in dropped:
+        _unload(broker, tc)
+    return bool(dropped)
+
+
+def unload_partition(broker: BrokerState, index: int) -> bool:
+    """Leadership of ``__transaction_state`` partition ``index`` moved (to or from this
+    broker): its coordinator, if one is loaded, is unloaded, and the next request for one
+    of its transactional ids loads it from the log again (Kafka's
+    TransactionCoordinator.onResignation / onElection: the transactions of the other
+    partitions are left alone). On a single node one coordinator holds every partition:
+    it is dropped whole. Whether one was unloaded."""
+    if broker.cluster is None:
+        return drop(broker)
+    tc = _partitions(broker).pop(index, None)
     if tc is None:
         return False
-    tc.unload()
+    _unload(broker, tc)
     return True
 
 
-def poll(broker: BrokerState, tc: TransactionCoordinator | None = None) -> None:
-    """Fire due coordinator timers, loading the coordinator if transactions were ever used."""
-    tc = tc if tc is not None else broker.state.get(_STATE_KEY)
-    if tc is None:
-        if broker.topics.get(TRANSACTION_STATE_TOPIC) is None:
+def _unload(broker: BrokerState, tc: TransactionCoordinator) -> None:
+    tc.unload()
+    broker.state.get(_POLLED_KEY, {}).pop(id(tc), None)
+
+
+def poll(broker: BrokerState, coordinators: list[TransactionCoordinator] | None = None) -> None:
+    """Fire due coordinator timers, loading the coordinators if transactions were ever used."""
+    if coordinators is None:
+        # The produce and fetch paths call this per request: look at most every 100 ms.
+        now = int(broker.clock() * 1000)
+        if now - broker.state.get(_SWEPT_KEY, -1000) < 100:
             return
-        # After a restart an open transaction must still time out even if its
-        # producer never comes back: the first read_committed fetch loads it.
-        txn_coordinator(broker)
-        return
-    now = tc.now_ms()
-    # next_deadline_ms walks every transactional id: look at most every 100 ms
-    # (the produce and fetch paths call this per request).
-    if now - broker.state.get(_POLLED_KEY, -1000) < 100:
-        return
-    broker.state[_POLLED_KEY] = now
-    due = tc.next_deadline_ms()
-    if due is not None and due <= now:
-        aborted = tc.poll()
-        if aborted:
-            logger.info("aborted timed-out transactions: %s", ", ".join(aborted))
+        broker.state[_SWEPT_KEY] = now
+        coordinators = loaded_txn_coordinators(broker)
+        if broker.cluster is not None:
+            if broker.topics.get(TRANSACTION_STATE_TOPIC) is not None:
+                # An open transaction must time out even if its producer never comes
+                # back: the partitions led here are loaded.
+                coordinators = txn_coordinators(broker)
+        elif not coordinators:
+            if broker.topics.get(TRANSACTION_STATE_TOPIC) is None:
+                return
+            # After a restart an open transaction must still time out even if its
+            # producer never comes back: the first read_committed fetch loads it.
+            txn_coordinator(broker)
+            return
+    polled: dict[int, int] | None = broker.state.get(_POLLED_KEY)
+    if polled is None:
+        polled = broker.state[_POLLED_KEY] = {}
+    for tc in coordinators:
+        now = tc.now_ms()
+        # next_deadline_ms walks every transactional id: look at most every 100 ms
+        # (the produce and fetch paths call this per request).
+        if now - polled.get(id(tc), -1000) < 100:
+            continue
+        polled[id(tc)] = now
+        due = tc.next_deadline_ms()
+        if due is not None and due <= now:
+            aborted = tc.poll()
+            if aborted:
+                logger.info("aborted timed-out transactions: %s", ", ".join(aborted))
 
 
 def maintain(broker: BrokerState) -> None:
@@ -223,7 +340,7 @@ def write_markers(
     if offsets_partitions:
         from kbroker.txn.offsets import complete
 
-        complete(broker, producer_id, commit)
+        complete(broker, producer_id, commit, offsets_partitions)
     if waits:
         written.expect()
         trio.lowlevel.spawn_system_task(_await_markers, waits, written.one)
@@ -267,15 +384,21 @@ async def _await_markers(
 
 
 def check_producer_batch(
-    broker: BrokerState, topic: Any, partition: Any, header: Any, transactional_id: str | None
+    broker: BrokerState,
+    topic: Any,
+    partition: Any,
+    header: Any,
+    transactional_id: str | None,
+    now_ms: int,
 ) -> BatchMetadata | None:
     """Idempotence / transaction checks for one Produce batch before it is appended.
 
+    ``now_ms``: the broker clock's time, as the caller read it for this batch.
     Returns the original batch when this one is a retry (the caller answers its
     offsets and writes nothing); raises KafkaApiError with Kafka's code.
     """
     log = partition.log
-    _maybe_expire_producers(broker, log)
+    _maybe_expire_producers(broker, log, now_ms)
     if header.producer_id < 0:
         return None
     state = log.producer_state
@@ -308,7 +431,7 @@ def check_producer_batch(
         # the coordinator's own checks (AddPartitionsToTxn, markers) are what holds.
         return None
     if header.is_transactional:
-        tc = txn_coordinator(broker)
+        tc = txn_coordinator(broker, transactional_id)
         current = tc.current_epoch(header.producer_id)
         if current is not None and header.producer_epoch < current:
             # A zombie fenced by a newer instance (or a timed-out abort).
@@ -344,17 +467,17 @@ def _coordinated_elsewhere(broker: BrokerState, transactional_id: str | None) ->
     return not leads_coordinator(cluster, KEY_TYPE_TRANSACTION, transactional_id)
 
 
-def _maybe_expire_producers(broker: BrokerState, log: Any) -> None:
+def _maybe_expire_producers(broker: BrokerState, log: Any, now_ms: int) -> None:
     """producer.id.expiration.ms, checked every producer.id.expiration.check.interval.ms per log."""
-    checked = broker.state.get(_EXPIRY_KEY)
-    if checked is None:  # not setdefault: that built a dict on every Produce batch
-        checked = broker.state[_EXPIRY_KEY] = {}
-    last = checked.get(id(log))
-    now_ms = int(broker.clock() * 1000)
+    # The time of the last check is kept on the log's producer state (one attribute
+    # read per batch), not in a broker-wide table keyed by id(log): that cost two
+    # dict lookups per batch and kept an entry for every log ever deleted.
+    state = log.producer_state
+    last = state.expiry_checked_ms
     if last is None:
-        checked[id(log)] = now_ms
+        state.expiry_checked_ms = now_ms
         return
     if now_ms - last < PRODUCER_EXPIRATION_CHECK_MS:
         return
-    checked[id(log)] = now_ms
-    log.producer_state.remove_expired(now_ms, int(broker.config["producer.id.expiration.ms"]))
+    state.expiry_checked_ms = now_ms
+    state.remove_expired(now_ms, int(broker.config["producer.id.expiration.ms"]))

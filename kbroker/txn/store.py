@@ -11,7 +11,7 @@ in partition ``abs(javaHashCode(id)) % n`` (Utils.abs, as for groups).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import trio
@@ -87,8 +87,10 @@ def decode_txn_record(key: bytes, value: bytes | None) -> tuple[str, TxnMetadata
 class TxnStateTopicStore:
     """``TxnStore`` backed by the broker's ``__transaction_state`` partitions."""
 
-    def __init__(self, broker: BrokerState) -> None:
+    def __init__(self, broker: BrokerState, partitions: Sequence[int] | None = None) -> None:
         self._broker = broker
+        # The partitions it loads and writes (None: every one this broker coordinates).
+        self._partitions = None if partitions is None else set(partitions)
 
     def num_partitions(self) -> int:
         """Partitions of the topic once it exists (the cluster's, in cluster mode), else
@@ -119,7 +121,12 @@ class TxnStateTopicStore:
         its own: the coordinator's callbacks are the rest of the request.
         """
         topic = self._broker.topics.create_internal(TRANSACTION_STATE_TOPIC)
-        part = topic.partitions[partition_for(transactional_id, len(topic.partitions))]
+        index = partition_for(transactional_id, len(topic.partitions))
+        if self._partitions is not None and index not in self._partitions:
+            # Another partition's coordinator holds that id.
+            done(ErrorCode.NOT_COORDINATOR)
+            return
+        part = topic.partitions[index]
         replica = part.replica
         min_isr = int(
             effective_topic_value("min.insync.replicas", topic.configs, self._broker.config)
@@ -151,11 +158,13 @@ class TxnStateTopicStore:
         )
 
     def load(self) -> Iterator[tuple[str, TxnMetadata | None]]:
-        """Every record in the topic, partition by partition, oldest first."""
+        """Every record of the store's partitions, partition by partition, oldest first."""
         topic = self._broker.topics.get(TRANSACTION_STATE_TOPIC)
         if topic is None:
             return
         for part in coordinated_partitions(self._broker, topic):
+            if self._partitions is not None and part.index not in self._partitions:
+                continue
             for batch in iter_stored_batches(part.log):
                 if batch.header.is_control:
                     continue

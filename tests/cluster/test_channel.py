@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import trio
 
@@ -83,7 +85,10 @@ async def test_channel_keeps_order_per_broker_and_retries(nursery: trio.Nursery)
     b.stop()
 
 
-async def test_channel_to_a_dead_broker_retries_until_removed(nursery: trio.Nursery) -> None:
+async def test_channel_to_a_dead_broker_retries_until_removed(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="kbroker.cluster.channel")
     with trio.socket.socket() as s:
         await s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -91,7 +96,15 @@ async def test_channel_to_a_dead_broker_retries_until_removed(nursery: trio.Nurs
     await nursery.start(channel.run)
     channel.add_broker(5, "127.0.0.1", port)
     channel.send(5, UPDATE_METADATA, _update(0))
-    await trio.sleep(0.3)  # several failed attempts, none of them fatal
+
+    def attempts() -> int:
+        """The failed attempts so far (each is logged, the first at INFO)."""
+        return sum("retrying" in rec.getMessage() for rec in caplog.records)
+
+    # Several failed attempts, none of them fatal.
+    with trio.fail_after(10):
+        while attempts() < 3:
+            await trio.sleep(0.01)
     channel.remove_broker(5)
     assert channel.brokers == set()
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
+import pytest
 import trio
 
 from kbroker.cluster import admin_zk, znodes
@@ -258,8 +260,9 @@ def _um_parts(body: Any) -> list[Any]:
 
 
 async def test_auto_rebalance_returns_leadership_and_deletion_waits_for_replicas(
-    nursery: trio.Nursery, zk_connect: str
+    nursery: trio.Nursery, zk_connect: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="kbroker.cluster.controller")
     async with fake_brokers(nursery, zk_connect, (1, 2)) as (fakes, regs):
         async with running_controller(
             nursery, zk_connect, 9, leader_imbalance_check_interval_seconds=0.5
@@ -297,8 +300,23 @@ async def test_auto_rebalance_returns_leadership_and_deletion_waits_for_replicas
             # Partition 1's ISR is broker 2 alone: no clean leader is left.
             await eventually(lambda: led_by(1, -1))
             await admin_zk.delete_topic(zk, "r")
-            await trio.sleep(1)
+
+            # The controller has taken the deletion up and decided to wait (what it logs
+            # then); nothing of the topic is deleted, not even on the live replica.
+            async def deferred() -> bool:
+                return any(
+                    rec.getMessage() == "controller: deletion of r waits for its replicas"
+                    for rec in caplog.records
+                )
+
+            await eventually(deferred)
             assert await zk.exists(znodes.topic_path("r")) is not None
+            assert not any(
+                p.delete_partition
+                for body in fakes[1].of(STOP_REPLICA)
+                for t in body.topic_states
+                for p in t.partition_states
+            )
             regs[2] = await register(zk_connect, fakes[2])
 
             async def gone() -> bool:

@@ -13,8 +13,8 @@ on survive the coordinator.
 
 from __future__ import annotations
 
+import json
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,18 +27,25 @@ from confluent_kafka import Consumer, Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 from kbroker.cluster_runner import HOST, Cluster, request  # noqa: E402
+from kbroker.coordinator.group import partition_for  # noqa: E402
 from kbroker.wire.errors import ErrorCode  # noqa: E402
 from kbroker.wire.messages import (  # noqa: E402
     AddPartitionsToTxnRequest,
     ConsumerGroupDescribeRequest,
     ConsumerGroupHeartbeatRequest,
+    DescribeGroupsRequest,
     DescribeTransactionsRequest,
     EndTxnRequest,
     InitProducerIdRequest,
     OffsetFetchRequest,
 )
 from tests.cluster.real_cluster import needs_zookeeper  # noqa: E402
-from tests.kbroker.helpers import commit_request, described_members  # noqa: E402
+from tests.kbroker.helpers import (  # noqa: E402
+    commit_request,
+    described_members,
+    join_req,
+    sole_member_sync,
+)
 
 pytestmark = needs_zookeeper
 
@@ -298,22 +305,40 @@ def _events_and_coordinator(cluster: Cluster) -> int:
 
 def test_a_consumer_group_assignment_survives_the_coordinator(tmp_path: Path) -> None:
     # KIP-848: Kafka's group coordinator answers a ConsumerGroupHeartbeat once its records
-    # are committed, so an epoch and assignment a member acted on survive a failover.
-    with _cluster(tmp_path, CONFIG, "orders") as cluster:
+    # are committed (the high watermark passes them), so an epoch and assignment a member
+    # acted on survive a failover. Its writes are acks=1 (CoordinatorPartitionWriter
+    # .append), so min.insync.replicas does not refuse them; a write the high watermark
+    # does not pass within offsets.commit.timeout.ms is refused and undone
+    # (tests/kbroker/test_coordinator_isr.py has both on a single broker).
+    # The timeout is long enough for the ISR to shrink within it, however slow the machine.
+    config = {**CONFIG, "offsets.commit.timeout.ms": 25_000}
+    with _cluster(tmp_path, config, "orders") as cluster:
         coordinator = _events_and_coordinator(cluster)
         first = _answered(cluster, coordinator, "m1", 0, {})
         assert first.member_epoch == 1
         m1 = _owned(first, {})
         assert [len(parts) for parts in m1.values()] == [2]
 
-        # Both followers silent: m2's join is not replicated, so it is refused and undone.
+        # Both followers silent: the ISR shrinks to the coordinator, below
+        # min.insync.replicas (2), and the high watermark passes m2's join: answered.
         with _followers_paused(cluster, coordinator, "__consumer_offsets"):
-            refused = _heartbeat(cluster, coordinator, "m2", 0)
-            assert refused.error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
-        assert _members(cluster, coordinator) == (1, {"m1": (1, sorted(*m1.values()))})
+            joined_alone = _heartbeat(cluster, coordinator, "m2", 0)
+            assert (joined_alone.error_code, joined_alone.member_epoch) == (ErrorCode.NONE, 2)
+            # (The metadata shows the shrink once the controller has propagated it.)
+            cluster.wait_for(
+                lambda: (
+                    cluster.partitions("__consumer_offsets", via=coordinator)[0].isr
+                    == (coordinator,)
+                ),
+                30,
+                message="the ISR shrunk to the coordinator",
+            )
+        assert _members(cluster, coordinator) == (
+            2,
+            {"m1": (1, sorted(*m1.values())), "m2": (2, [])},
+        )
 
-        # m2 joins for real; m1 gives up a partition, and each ends at epoch 2 with one.
-        assert _answered(cluster, coordinator, "m2", 0, {}).member_epoch == 2
+        # m1 gives up a partition to m2, and each ends at epoch 2 with one.
         revoking = _answered(cluster, coordinator, "m1", 1, m1)
         m1 = _owned(revoking, m1)
         assert [len(parts) for parts in m1.values()] == [1]
@@ -350,8 +375,15 @@ class _Member:
                 "group.protocol": "consumer",
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
+                # librdkafka's statistics count the responses from each broker, its
+                # group coordinator connection apart (the "logical" broker).
+                "statistics.interval.ms": 100,
+                "stats_cb": self._on_stats,
             }
         )
+        # Coordinator address -> responses received from it as the group's coordinator,
+        # as last reported: heartbeats, once the member is reconciled (it commits nothing).
+        self.heartbeats: dict[str, int] = {}
         self.calls: list[tuple[str, set[int]]] = []  # ("assign" / "revoke" / "lost", parts)
         self.values: list[bytes] = []
         self.assignment: frozenset[int] = frozenset()
@@ -364,6 +396,13 @@ class _Member:
         )
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
+
+    def _on_stats(self, text: str) -> None:
+        self.heartbeats = {
+            broker["nodename"]: broker["rx"]
+            for broker in json.loads(text).get("brokers", {}).values()
+            if broker.get("source") == "logical"
+        }
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -421,11 +460,128 @@ def test_a_kip848_consumer_keeps_its_assignment_through_a_coordinator_kill(
                 60,
                 message="the records produced after the failover read once",
             )
-            # A few more heartbeats to the successor: still the same members and epochs.
-            time.sleep(2)
+            # A few more heartbeats answered by the successor (each member's client counts
+            # them): still the same members and epochs.
+            address = cluster.address(successor)
+            cluster.wait_for(
+                lambda: all(m.heartbeats.get(address, 0) > 0 for m in members),
+                30,
+                message="both members heartbeating to the successor",
+            )
+            baseline = [m.heartbeats[address] for m in members]
+            cluster.wait_for(
+                lambda: all(
+                    m.heartbeats.get(address, 0) >= sent + 3
+                    for m, sent in zip(members, baseline, strict=True)
+                ),
+                30,
+                message="three more heartbeats of each member answered by the successor",
+            )
             assert _members(cluster, successor) == before
             assert [m.calls for m in members] == calls_before
             assert all(len(m.assignment) == 1 for m in members)
         finally:
             for member in members:
                 member.close()
+
+
+# --- A broker taking its partitions back disturbs no other partition's group ----------------
+
+RETURN_CONFIG = {
+    **CONFIG,
+    "offsets.topic.num.partitions": 3,
+    "group.initial.rebalance.delay.ms": 0,
+    # The controller moves leadership back to the preferred replicas within a second.
+    "leader.imbalance.check.interval.seconds": 1,
+}
+# Long enough that nothing expires or times out while the test moves leadership around.
+_PATIENT_MS = 120_000
+
+
+def _join(cluster: Cluster, broker_id: int, group: str, member_id: str = "") -> Any:
+    """JoinGroup (v5, with the KIP-394 MEMBER_ID_REQUIRED round trip) sent to ``broker_id``."""
+
+    def send(member: str) -> Any:
+        body = join_req(group, member, session=_PATIENT_MS, rebalance=_PATIENT_MS)
+        return request(HOST, cluster.broker(broker_id).port, body, 5, timeout=_PATIENT_MS / 1000)
+
+    answer = send(member_id)
+    if answer.error_code == ErrorCode.MEMBER_ID_REQUIRED:
+        answer = send(answer.member_id)
+    return answer
+
+
+def _group_state(cluster: Cluster, broker_id: int, group: str) -> str | None:
+    """The group's state as ``broker_id`` describes it; None if it is not its coordinator."""
+    body = DescribeGroupsRequest(groups=[group])
+    (described,) = request(HOST, cluster.broker(broker_id).port, body, 5, timeout=30).groups
+    if described.error_code == ErrorCode.NOT_COORDINATOR:
+        return None
+    return str(described.group_state)
+
+
+def test_a_returning_broker_taking_its_partition_back_disturbs_no_other_group(
+    tmp_path: Path,
+) -> None:
+    # A broker goes away and its __consumer_offsets partition moves to another broker,
+    # the "taker"; it comes back, and the preferred leader election gives the partition
+    # back to it. A group the taker coordinates from another partition, mid-rebalance
+    # meanwhile, must not notice: its waiting member is not told NOT_COORDINATOR, and the
+    # rebalance ends with one generation more, not two (Kafka unloads the moved
+    # partition's groups only: GroupCoordinator.onResignation).
+    with _cluster(tmp_path, RETURN_CONFIG, "orders") as cluster:
+        cluster.wait_for(lambda: cluster.coordinator_of("probe") > 0, 30)
+
+        def offsets_partitions() -> dict[int, Any]:
+            parts = cluster.partitions("__consumer_offsets")
+            whole = len(parts) == 3 and all(len(p.isr) == 3 for p in parts.values())
+            return parts if whole else {}
+
+        leaders = {i: p.leader for i, p in cluster.wait_for(offsets_partitions, 30).items()}
+        assert sorted(leaders.values()) == [1, 2, 3], leaders  # each leads its preferred one
+        returning = leaders[0]
+        cluster.stop(returning)
+        taker = cluster.wait_for(
+            lambda: (
+                (leader := cluster.leader_of("__consumer_offsets", 0)) not in (-1, returning)
+                and leader
+            ),
+            30,
+            message="partition 0 led by another broker",
+        )
+        kept = next(i for i, leader in leaders.items() if leader == taker)
+        group = next(g for g in (f"group-{i}" for i in range(1000)) if partition_for(g, 3) == kept)
+        first = _join(cluster, taker, group)
+        assert first.error_code == ErrorCode.NONE
+        synced = request(HOST, cluster.broker(taker).port, sole_member_sync(group, first), 3)
+        assert synced.error_code == ErrorCode.NONE
+        # A second member joins: the group rebalances, waiting for the first to rejoin.
+        second: list[Any] = []
+        waiting = threading.Thread(
+            target=lambda: second.append(_join(cluster, taker, group)), daemon=True
+        )
+        waiting.start()
+        cluster.wait_for(
+            lambda: _group_state(cluster, taker, group) == "PreparingRebalance",
+            30,
+            message="the second member waiting in the rebalance",
+        )
+
+        cluster.start_broker(returning)
+        cluster.wait_for(
+            lambda: cluster.leader_of("__consumer_offsets", 0, via=taker) == returning,
+            60,
+            message="the returning broker leading its partition again",
+        )
+        # The taker has given the partition up: its groups are another broker's now.
+        moved = next(g for g in (f"group-{i}" for i in range(1000)) if partition_for(g, 3) == 0)
+        cluster.wait_for(
+            lambda: _group_state(cluster, taker, moved) is None,
+            30,
+            message="the taker to unload the partition it gave back",
+        )
+        assert not second, second  # still waiting, not told to look elsewhere
+        rejoined = _join(cluster, taker, group, first.member_id)
+        waiting.join(30)
+        assert [rejoined.error_code, second[0].error_code] == [ErrorCode.NONE, ErrorCode.NONE]
+        assert rejoined.generation_id == second[0].generation_id == first.generation_id + 1

@@ -26,6 +26,7 @@ from kbroker.wire.messages import (
     OffsetCommitRequest,
     OffsetForLeaderEpochRequest,
     ProduceRequest,
+    SyncGroupRequest,
 )
 from kbroker.wire.records import Record, build_batch, iter_records, parse_header
 
@@ -401,6 +402,21 @@ async def join(
             version=version,
         )
     return r
+
+
+def sole_member_sync(group: str, joined: Any) -> SyncGroupRequest:
+    """The SyncGroup of the one member of ``group`` (``joined``, its JoinGroup answer): as
+    the leader it assigns itself everything."""
+    return SyncGroupRequest(
+        group_id=group,
+        generation_id=joined.generation_id,
+        member_id=joined.member_id,
+        assignments=[
+            SyncGroupRequest.SyncGroupRequestAssignment(
+                member_id=joined.member_id, assignment=b"all"
+            )
+        ],
+    )
 
 
 # -- a real kbroker process ----------------------------------------------------------------

@@ -245,6 +245,35 @@ async def test_write_without_read_produces_but_cannot_fetch(make_server: MakeSer
     assert server.broker.topics.get("orders").partitions[0].log.log_end_offset == 2
 
 
+async def test_acl_changes_apply_to_the_next_produce_on_an_open_connection(
+    make_server: MakeServer,
+) -> None:
+    # Nothing about a principal's Write on a topic is remembered between requests: a
+    # deny created, then deleted, while the producer's connection stays open decides
+    # its very next Produce each time.
+    server = await secured(make_server, creation(TOPIC, "orders", ALICE, WRITE), topics=("orders",))
+    deny = creation(TOPIC, "orders", ALICE, WRITE, permission=DENY)
+    async with await connect_as(server, ALICE) as alice, await connect_as(server, ADMIN) as admin:
+        assert (await produce(alice, "orders", 0, records(1))).error_code == 0
+        await grant(admin, deny)
+        part = await produce(alice, "orders", 0, records(1))
+        assert part.error_code == ErrorCode.TOPIC_AUTHORIZATION_FAILED
+        resp = await admin.request(
+            DeleteAclsRequest(
+                filters=[
+                    acl_filter(
+                        DeleteAclsRequest.DeleteAclsFilter,
+                        principal_filter=ALICE,
+                        permission_type=DENY,
+                    )
+                ]
+            )
+        )
+        assert [len(r.matching_acls) for r in resp.filter_results] == [1]
+        assert (await produce(alice, "orders", 0, records(1))).error_code == 0
+    assert server.broker.topics.get("orders").partitions[0].log.log_end_offset == 2
+
+
 async def test_metadata_hides_topics_without_describe(make_server: MakeServer) -> None:
     server = await secured(
         make_server,

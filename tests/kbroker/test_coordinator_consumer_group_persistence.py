@@ -381,3 +381,32 @@ def test_failed_offset_deletion_of_a_consumer_group_deletes_nothing():
     store.fail = False
     assert gc.delete_offsets("g", [tp]) == (E.NONE, {tp: E.NONE})
     assert gc.fetch_offsets("g", [tp]) == {tp: None}
+
+
+def test_offsets_staged_by_an_open_transaction_keep_an_empty_group_and_their_offset():
+    # OffsetMetadataManager.cleanupExpiredOffsets: an offset with a transactional commit
+    # pending for its partition does not expire yet, and a group with an open
+    # transaction (openTransactionsByGroup) is not deleted, however empty.
+    store, clock = ListStore(), Clock()
+    gc = coordinator(store, clock)
+    staged: set[tuple[str, int]] = {("t", 0)}
+    gc.pending_txn_partitions = lambda group_id: set(staged) if group_id == "g" else set()
+    hb(gc, "a", 0, subscribed_names=["t"])
+    assert hb(gc, "a", -1).error_code == E.NONE  # empty: every topic unsubscribed
+    for tp in (("t", 0), ("t", 1)):
+        codes, commit = gc.prepare_offset_commit("g", -1, "", {tp: OffsetAndMetadata(3)})
+        assert codes == {tp: E.NONE} and commit is not None
+        gc.complete_offset_commit(commit, replicated=True)
+    clock.now += gc.config.offsets_retention_ms / 1000
+    interval_s = gc.config.offsets_retention_check_interval_ms / 1000
+    clock.now += interval_s
+    gc.poll()
+    assert gc.consumer_group("g") is not None
+    assert set(gc.fetch_offsets("g", None)) == {("t", 0)}
+    # The transaction ended (its offsets published or dropped): the next check expires
+    # the offset and deletes the group.
+    staged.clear()
+    clock.now += interval_s
+    gc.poll()
+    assert gc.consumer_group("g") is None
+    assert reload(store, clock).consumer_group("g") is None

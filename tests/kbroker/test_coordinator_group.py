@@ -792,3 +792,50 @@ def test_a_classic_deletion_whose_tombstones_fail_is_still_answered_none():
     fresh.replay(store.records())
     assert set(fresh.fetch_offsets("g", None)) == {("t", 0), ("u", 0)}
     assert fresh.fetch_offsets("solo", None) == {("t", 0): OffsetAndMetadata(3)}
+
+
+def test_offset_delete_leaves_an_empty_group_dead_once_nothing_is_staged():
+    # GroupCoordinator.handleDeleteOffsets runs the group through cleanupGroupMetadata:
+    # Empty and without offsets (GroupMetadata.hasOffsets counts those an open
+    # transaction staged) it is Dead, and its tombstone written.
+    gc, _clock, store = make()
+    staged: set[tuple[str, int]] = {("t", 1)}
+    gc.pending_txn_partitions = lambda group_id: set(staged) if group_id == "solo" else set()
+    gc.commit_offsets("solo", -1, "", {("t", 0): OffsetAndMetadata(1)})
+    assert gc.delete_offsets("solo", [("t", 0)]) == (E.NONE, {("t", 0): E.NONE})
+    assert gc.group_state("solo") is S.EMPTY
+    staged.clear()
+    gc.commit_offsets("solo", -1, "", {("t", 0): OffsetAndMetadata(2)})
+    assert gc.delete_offsets("solo", [("t", 0)]) == (E.NONE, {("t", 0): E.NONE})
+    assert "solo" not in gc.group_ids()
+    last = store.records()[-1]
+    assert isinstance(last, GroupRecord) and last.group_id == "solo" and last.value is None
+
+
+def test_deleting_a_topic_drops_its_staged_offsets_and_keeps_a_group_with_others():
+    # GroupCoordinator.onPartitionsDeleted runs each group through
+    # GroupMetadata.removeOffsets, which drops the deleted partitions' offsets staged by
+    # open transactions too (their commit must not bring them back to a re-created
+    # topic), then cleanupGroupMetadata: an Empty group still holding offsets staged
+    # on other topics (GroupMetadata.hasOffsets) stays.
+    gc, _clock, store = make()
+    staged: set[tuple[str, int]] = {("x", 0), ("t", 1)}
+    gc.pending_txn_partitions = lambda group_id: set(staged) if group_id == "solo" else set()
+
+    def discard(group_id: str, partitions: Any) -> None:
+        assert group_id == "solo" and partitions is not None
+        staged.difference_update(partitions)
+
+    gc.discard_txn_offsets = discard
+    gc.commit_offsets("solo", -1, "", {("x", 0): OffsetAndMetadata(1)})
+    gc.delete_topic_offsets(["x"])
+    assert staged == {("t", 1)}
+    assert gc.fetch_offsets("solo", None) == {}
+    assert gc.group_state("solo") is S.EMPTY
+    # Nothing staged left: the next deletion that empties it makes it Dead.
+    staged.clear()
+    gc.commit_offsets("solo", -1, "", {("x", 0): OffsetAndMetadata(2)})
+    gc.delete_topic_offsets(["x"])
+    assert "solo" not in gc.group_ids()
+    last = store.records()[-1]
+    assert isinstance(last, GroupRecord) and last.group_id == "solo" and last.value is None

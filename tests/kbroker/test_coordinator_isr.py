@@ -42,6 +42,7 @@ from kbroker.wire.messages import (
     DescribeGroupsRequest,
     DescribeTransactionsRequest,
     HeartbeatRequest,
+    OffsetDeleteRequest,
     OffsetFetchRequest,
     SyncGroupRequest,
     WriteTxnMarkersRequest,
@@ -55,6 +56,9 @@ from tests.kbroker.helpers import (
     join,
     join_req,
 )
+from tests.kbroker.isr_helpers import LAG_MS
+from tests.kbroker.isr_helpers import confirm as _confirm
+from tests.kbroker.isr_helpers import replicate as _replicate
 from tests.kbroker.txn_helpers import (
     TID,
     add,
@@ -74,37 +78,12 @@ ONE_PARTITION = {
     "offsets_topic_num_partitions": 1,
     "offsets_commit_timeout_ms": 30_000,
 }
-# replica.lag.time.max.ms of the internal partitions: short, so a test can let the
-# silent follower fall out of the ISR.
-LAG_MS = 100
 
 
 @pytest.fixture
 async def server(make_server: Any) -> Any:
     """A broker whose internal topics have one partition each."""
     return await make_server(**ONE_PARTITION)
-
-
-def _replicate(server: Any, topic: str) -> ReplicatedPartition:
-    """Make ``topic``-0 a replicated partition led here, ISR {1, 2}, min ISR 2 (the
-    topic's min.insync.replicas, as transaction.state.log.min.isr sets it in a cluster)."""
-    internal = server.broker.topics.create_internal(topic)
-    internal.configs["min.insync.replicas"] = "2"
-    part = internal.partitions[0]
-    part.replica = ReplicatedPartition(
-        part.log,
-        broker_id=1,
-        replica_lag_time_max_ms=LAG_MS,
-        min_insync_replicas=2,
-        on_high_watermark_change=server.broker.notify_append,
-    )
-    part.replica.make_leader(leader_epoch=1, isr=[1, 2], replicas=[1, 2])
-    return part.replica
-
-
-def _confirm(replica: ReplicatedPartition) -> None:
-    """Follower 2 fetches from the leader's log end: it has everything written so far."""
-    replica.on_follower_fetch(2, replica.log.log_end_offset)
 
 
 async def _drop_follower(replica: ReplicatedPartition) -> None:
@@ -603,10 +582,21 @@ def _live(server: Any) -> Any:
     return group.image() if group is not None else None
 
 
-async def test_a_consumer_group_heartbeat_is_answered_only_once_replicated(server: Any) -> None:
+async def _write_timing_out(make_server: Any) -> Any:
+    """A broker whose coordinator writes time out after 1 s (offsets.commit.timeout.ms):
+    with a silent follower still in the ISR the high watermark never passes a write, so
+    it fails. Tests using it run on virtual time (autojump_clock), so nothing times out
+    just because the machine is slow."""
+    return await make_server(**{**ONE_PARTITION, "offsets_commit_timeout_ms": 1000})
+
+
+async def test_a_consumer_group_heartbeat_is_answered_only_once_replicated(
+    make_server: Any, autojump_clock: trio.testing.MockClock
+) -> None:
     # Kafka's CoordinatorRuntime completes ConsumerGroupHeartbeat once the high watermark
-    # passes its records; a write that is not replicated is answered with
+    # passes its records; a write it never passes times out, is answered with
     # handleOperationException's mapping and, here, undone.
+    server = await _write_timing_out(make_server)
     topic = create_topic(server, "t", 2)
     replica = _replicate(server, OFFSETS_TOPIC)
     a, b, probe = await server.connect(), await server.connect(), await server.connect()
@@ -622,13 +612,13 @@ async def test_a_consumer_group_heartbeat_is_answered_only_once_replicated(serve
     committed_state = (1, {"a": (1, [0, 1])})
     assert await _described(probe) == committed_state
 
-    # b's join is written (group epoch 2, a target giving b a partition), then the
-    # follower leaves the ISR: below min.insync.replicas, COORDINATOR_NOT_AVAILABLE, and
-    # the group is back to what was replicated.
+    # b's join is written (group epoch 2, a target giving b a partition), and the
+    # follower, still in the ISR, never fetches it: the write times out,
+    # COORDINATOR_NOT_AVAILABLE, and the group is back to what was replicated.
     async with _in_flight(replica, _first_beat(b, "b")) as refused:
         assert await _described(probe) == committed_state
-        await _drop_follower(replica)
     assert refused.answer.error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
+    assert replica.isr == [1, 2]
     assert refused.answer.member_epoch == 0 and refused.answer.assignment is None
     assert await _described(probe) == committed_state
 
@@ -641,8 +631,6 @@ async def test_a_consumer_group_heartbeat_is_answered_only_once_replicated(serve
     assert _assigned(kept) in (None, {topic.topic_id: [0, 1]})
 
     _confirm(replica)
-    assert replica.isr == [1, 2]
-
     async with _in_flight(replica, _first_beat(b, "b")) as accepted:
         _confirm(replica)
     assert accepted.answer.error_code == ErrorCode.NONE
@@ -663,6 +651,68 @@ async def test_a_consumer_group_write_that_times_out_creates_no_group(make_serve
         answer = await _first_beat(client, "a")
     assert answer.error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
     assert await _described(client) is None
+
+
+async def test_a_consumer_group_write_is_committed_with_the_isr_below_min_insync(
+    make_server: Any, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Kafka's new group coordinator appends with acks=1 (CoordinatorPartitionWriter
+    # .append; Partition.appendRecordsToLeader checks min.insync.replicas only for
+    # acks=-1) and completes an operation once the high watermark passes its records
+    # (CoordinatorRuntime): an ISR below min.insync.replicas does not fail it. (A classic
+    # group's commit is acks=all and does: test_a_commit_is_fetched_only_once_replicated.)
+    server = await _write_timing_out(make_server)
+    create_topic(server, "t", 2)
+    replica = _replicate(server, OFFSETS_TOPIC)
+    a, probe = await server.connect(), await server.connect()
+    async with _in_flight(replica, _first_beat(a, "a")) as joined:
+        await _settled()
+        assert not joined.answered.is_set()  # the follower has not fetched it: HW behind
+        # The follower leaves the ISR: {1}, below min.insync.replicas (2), and the HW
+        # moves to the leader's log end, past the write.
+        await _drop_follower(replica)
+    assert replica.isr == [1]
+    assert (joined.answer.error_code, joined.answer.member_epoch) == (ErrorCode.NONE, 1)
+    assert await _described(probe) == (1, {"a": (1, [0, 1])})
+
+    # The member's commit (OffsetCommit v9, its member epoch) and a second member's join
+    # are committed too, each once the HW passes it.
+    resp = await a.request(commit_request("g", {("t", 0): 7}, generation=1, member="a"), version=9)
+    assert resp.topics[0].partitions[0].error_code == ErrorCode.NONE
+    assert await committed(probe) == 7
+    b = await _first_beat(await server.connect(), "b")
+    assert (b.error_code, b.member_epoch) == (ErrorCode.NONE, 2)
+    assert replica.high_watermark == replica.log.log_end_offset
+    assert _replayed(server) == _live(server)
+    assert _reloaded(server).fetch_offsets("g", [("t", 0)])[("t", 0)].offset == 7
+
+
+async def test_a_consumer_group_write_the_high_watermark_never_passes_times_out(
+    make_server: Any, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Replicas {1, 2, 3}, ISR {1, 2}: below min.insync.replicas (3) all along. A write
+    # waits for the HW only, so it is answered once follower 2 has it; while follower 2
+    # stays in the ISR without fetching, the HW never passes the next write, which times
+    # out after offsets.commit.timeout.ms (1 s; the runtime's OperationTimeout):
+    # COORDINATOR_NOT_AVAILABLE (GroupCoordinatorService.handleOperationException), undone.
+    server = await _write_timing_out(make_server)
+    create_topic(server, "t", 2)
+    replica = _replicate(server, OFFSETS_TOPIC, replicas=[1, 2, 3], min_isr=3)
+    a, b, probe = await server.connect(), await server.connect(), await server.connect()
+    async with _in_flight(replica, _first_beat(a, "a")) as joined:
+        await _settled()
+        assert not joined.answered.is_set()
+        _confirm(replica)
+    assert (joined.answer.error_code, joined.answer.member_epoch) == (ErrorCode.NONE, 1)
+
+    start = trio.current_time()
+    async with _in_flight(replica, _first_beat(b, "b")) as refused:
+        await _settled()
+        assert not refused.answered.is_set()
+    assert refused.answer.error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
+    assert trio.current_time() - start == pytest.approx(1.0, abs=0.1)
+    assert replica.isr == [1, 2] and replica.high_watermark < replica.log.log_end_offset
+    assert await _described(probe) == (1, {"a": (1, [0, 1])})
 
 
 async def test_a_consumer_group_write_losing_leadership_is_not_coordinator(server: Any) -> None:
@@ -736,7 +786,10 @@ async def test_a_heartbeat_waits_for_the_groups_write_in_flight(
     assert _replayed(server) == _live(server)
 
 
-async def test_a_consumer_group_deletion_not_replicated_is_undone(server: Any) -> None:
+async def test_a_consumer_group_deletion_not_replicated_is_undone(
+    make_server: Any, autojump_clock: trio.testing.MockClock
+) -> None:
+    server = await _write_timing_out(make_server)
     create_topic(server, "t", 2)
     replica = _replicate(server, OFFSETS_TOPIC)
     client, probe = await server.connect(), await server.connect()
@@ -757,8 +810,9 @@ async def test_a_consumer_group_deletion_not_replicated_is_undone(server: Any) -
         resp = await client.request(DeleteGroupsRequest(groups_names=["g"]))
         return int(resp.results[0].error_code)
 
+    # The follower never fetches the tombstones: the deletion times out.
     async with _in_flight(replica, delete()) as deleted:
-        await _drop_follower(replica)
+        pass
     assert deleted.answer == ErrorCode.COORDINATOR_NOT_AVAILABLE
     assert await _described(probe) == (2, {})
     assert await committed(probe) == 4
@@ -800,11 +854,13 @@ async def test_a_single_node_answers_a_consumer_group_heartbeat_without_waiting(
 
 
 async def test_a_classic_group_taken_over_stays_until_the_conversion_is_replicated(
-    server: Any,
+    make_server: Any, autojump_clock: trio.testing.MockClock
 ) -> None:
     # An empty classic group (offsets only) becomes a consumer group with its first
     # member's heartbeat; until that write is committed, reads see the classic group,
-    # and if it is undone the classic group and its offsets are back, in the log too.
+    # and if it is undone (here: it times out) the classic group and its offsets are
+    # back, in the log too.
+    server = await _write_timing_out(make_server)
     create_topic(server, "t", 2)
     replica = _replicate(server, OFFSETS_TOPIC)
     client, probe = await server.connect(), await server.connect()
@@ -816,7 +872,6 @@ async def test_a_classic_group_taken_over_stays_until_the_conversion_is_replicat
     async with _in_flight(replica, _first_beat(client, "a")) as refused:
         assert await _group_state(probe) == ("Empty", [])
         assert await _described(probe) is None
-        await _drop_follower(replica)
     assert refused.answer.error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
     assert await _group_state(probe) == ("Empty", [])
     assert await committed(probe) == 3
@@ -833,12 +888,15 @@ async def test_a_classic_group_taken_over_stays_until_the_conversion_is_replicat
     assert await committed(probe) == 3
 
 
-async def test_an_unloaded_coordinator_leaves_the_log_to_its_successor(server: Any) -> None:
+async def test_an_unloaded_coordinator_leaves_the_log_to_its_successor(
+    make_server: Any, autojump_clock: trio.testing.MockClock
+) -> None:
     # Leadership of any __consumer_offsets partition moving drops the whole coordinator
     # (kbroker.cluster.coordinators.unload); the next request loads a successor from the
-    # log, a write still in flight included. If that write then fails, the dropped
-    # coordinator must not append its undo after it: the successor, which holds the
-    # write's state, would no longer be what its log replays to.
+    # log, a write still in flight included. If that write then fails (times out), the
+    # dropped coordinator must not append its undo after it: the successor, which holds
+    # the write's state, would no longer be what its log replays to.
+    server = await _write_timing_out(make_server)
     create_topic(server, "t", 2)
     replica = _replicate(server, OFFSETS_TOPIC)
     a, b, probe = await server.connect(), await server.connect(), await server.connect()
@@ -850,7 +908,6 @@ async def test_an_unloaded_coordinator_leaves_the_log_to_its_successor(server: A
         epoch, members = await _described(probe) or (0, {})
         assert (epoch, set(members)) == (2, {"a", "b"})  # the successor, loaded from the log
         written = replica.log.log_end_offset
-        await _drop_follower(replica)
     assert refused.answer.error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
     assert replica.log.log_end_offset == written
     assert _replayed(server) == _live(server)
@@ -1214,3 +1271,113 @@ async def test_markers_an_unloaded_coordinator_still_sends_are_dropped(
         assert delivered == [False]  # the abandoned one; the other goes on
         assert await node._send_txn_markers(markers, lambda: unloaded) is False
         nursery.cancel_scope.cancel()
+
+
+# --- Offsets staged by an open transaction keep an Empty classic group ------------------
+
+
+async def _staged_in_open_transaction(broker: BrokerState) -> tuple[InProcessClient, int, int]:
+    """Group "g": a standalone commit of 3 on "t"-0 (an Empty classic group, offsets
+    only), then TxnOffsetCommit of 5 on "t"-0 in a transaction left open (its timeout
+    far away): a client, the producer id and epoch."""
+    create_topic(cast(Any, SimpleNamespace(broker=broker)), "t")
+    client = InProcessClient(broker)
+    assert await _commit(client, 3) == ErrorCode.NONE
+    started = await init(client, timeout_ms=600_000)
+    pid, epoch = started.producer_id, started.producer_epoch
+    assert await add_offsets(client, pid, epoch) == ErrorCode.NONE
+    assert await txn_commit_offset(client, pid, epoch, 5) == ErrorCode.NONE
+    assert await _group_state(client) == ("Empty", [])
+    return client, pid, epoch
+
+
+async def test_offsets_staged_by_an_open_transaction_keep_an_empty_group(
+    autojump_clock: trio.testing.MockClock, virtual_broker: BrokerState
+) -> None:
+    # GroupMetadataManager.cleanupGroupMetadata makes an Empty group Dead only once
+    # GroupMetadata.hasOffsets is false, and pending transactional offset commits count:
+    # the retention check expires the committed offset but keeps the group, and the
+    # transaction's commit then lands in it.
+    client, pid, epoch = await _staged_in_open_transaction(virtual_broker)
+    await trio.sleep(65)  # past offsets.retention.minutes (1), checked every second
+    assert await committed(client) == -1  # the committed offset expired
+    assert await _group_state(client) == ("Empty", [])
+    assert await end(client, pid, epoch, True) == ErrorCode.NONE
+    assert await committed(client) == 5
+    assert await _group_state(client) == ("Empty", [])
+    # Nothing staged any more: once the offset expires the group goes at the next check.
+    await trio.sleep(65)
+    assert await committed(client) == -1
+    assert await _group_state(client) == ("Dead", [])
+
+
+async def test_deleting_a_group_drops_the_offsets_its_open_transaction_staged(
+    autojump_clock: trio.testing.MockClock, virtual_broker: BrokerState
+) -> None:
+    # GroupCoordinator.handleDeleteGroups deletes an Empty group whatever its open
+    # transactions staged; their commit finds no group (handleTxnCompletion) and adds
+    # nothing. OffsetDelete likewise drops the staged offsets of the partitions it
+    # deletes (GroupMetadata.removeOffsets).
+    client, pid, epoch = await _staged_in_open_transaction(virtual_broker)
+    deleted = await client.request(DeleteGroupsRequest(groups_names=["g"]))
+    assert deleted.results[0].error_code == ErrorCode.NONE
+    assert await end(client, pid, epoch, True) == ErrorCode.NONE
+    assert await committed(client) == -1
+    assert await _group_state(client) == ("Dead", [])
+
+    # OffsetDelete: the same, partition by partition.
+    assert await _commit(client, 3) == ErrorCode.NONE
+    started = await init(client, timeout_ms=600_000)
+    pid, epoch = started.producer_id, started.producer_epoch
+    assert await add_offsets(client, pid, epoch) == ErrorCode.NONE
+    assert await txn_commit_offset(client, pid, epoch, 5) == ErrorCode.NONE
+    OD = OffsetDeleteRequest
+    answer = await client.request(
+        OD(
+            group_id="g",
+            topics=[
+                OD.OffsetDeleteRequestTopic(
+                    name="t", partitions=[OD.OffsetDeleteRequestPartition(partition_index=0)]
+                )
+            ],
+        )
+    )
+    assert answer.error_code == ErrorCode.NONE
+    assert answer.topics[0].partitions[0].error_code == ErrorCode.NONE
+    # Nothing committed, in flight or staged is left: the Empty group is Dead
+    # (cleanupGroupMetadata after handleDeleteOffsets).
+    assert await _group_state(client) == ("Dead", [])
+    assert await end(client, pid, epoch, True) == ErrorCode.NONE
+    assert await committed(client) == -1
+
+
+async def test_offsets_staged_by_an_open_transaction_keep_a_consumer_groups_offsets(
+    autojump_clock: trio.testing.MockClock, virtual_broker: BrokerState
+) -> None:
+    # KIP-848 groups: OffsetMetadataManager.cleanupExpiredOffsets keeps an offset an open
+    # transaction staged a new one for, and the empty group with it while the
+    # transaction is open; once it committed, the offset ages and the group goes.
+    broker = virtual_broker
+    create_topic(cast(Any, SimpleNamespace(broker=broker)), "t", 2)
+    client = InProcessClient(broker)
+    assert (await _first_beat(client, "a")).error_code == ErrorCode.NONE
+    commit = commit_request("g", {("t", 0): 3}, generation=1, member="a")
+    assert (await client.request(commit, version=9)).topics[0].partitions[
+        0
+    ].error_code == ErrorCode.NONE
+    CGH = ConsumerGroupHeartbeatRequest
+    left = await client.request(CGH(group_id="g", member_id="a", member_epoch=-1))
+    assert left.error_code == ErrorCode.NONE
+    started = await init(client, timeout_ms=600_000)
+    pid, epoch = started.producer_id, started.producer_epoch
+    assert await add_offsets(client, pid, epoch) == ErrorCode.NONE
+    assert await txn_commit_offset(client, pid, epoch, 5) == ErrorCode.NONE
+
+    await trio.sleep(65)  # past offsets.retention.minutes (1), checked every second
+    assert await committed(client) == 3
+    assert await _described(client) == (2, {})
+    assert await end(client, pid, epoch, True) == ErrorCode.NONE
+    assert await committed(client) == 5
+    await trio.sleep(65)
+    assert await committed(client) == -1
+    assert await _described(client) is None

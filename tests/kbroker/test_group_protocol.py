@@ -290,10 +290,16 @@ async def test_list_describe_delete_groups(make_server):
             )
         )
         assert od.error_code == E.NONE and od.topics[0].partitions[0].error_code == E.NONE
-        dg = await c.request(DeleteGroupsRequest(groups_names=["busy", "idle", "nope"]))
+        # Its last offset gone, the Empty group is Dead (GroupCoordinator.handleDeleteOffsets
+        # runs it through cleanupGroupMetadata): nothing left to delete.
+        d = await c.request(DescribeGroupsRequest(groups=["idle"]))
+        assert d.groups[0].group_state == "Dead"
+        await c.request(commit_req("idle2", -1, "", {("t", 0): 1}))
+        dg = await c.request(DeleteGroupsRequest(groups_names=["busy", "idle", "idle2", "nope"]))
         assert {r.group_id: r.error_code for r in dg.results} == {
             "busy": E.NON_EMPTY_GROUP,
-            "idle": E.NONE,
+            "idle": E.GROUP_ID_NOT_FOUND,
+            "idle2": E.NONE,
             "nope": E.GROUP_ID_NOT_FOUND,
         }
         assert j.error_code == E.NONE

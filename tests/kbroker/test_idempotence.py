@@ -167,3 +167,30 @@ async def test_idle_producer_state_expires(make_server: Any) -> None:
         await produce(c, "t", 0, records(1))  # any produce to the partition runs the check
         await produce(c, "t", 0, records(1))
         assert log.producer_state.lookup(5) is None
+
+
+async def test_producer_expiry_runs_once_per_check_interval_of_each_partition(
+    make_server: Any,
+) -> None:
+    # Kafka checks every producer.id.expiration.check.interval.ms (10 minutes): an idle
+    # producer outlives producer.id.expiration.ms until its partition's next check, and
+    # each partition keeps its own schedule from its first produce.
+    now = [1_000_000.0]
+    server = await make_server(producer_id_expiration_ms=60_000)
+    server.broker.clock = lambda: now[0]
+    create_topic(server, "t", partitions=2)
+    logs = [server.broker.topics.partition("t", i).log for i in (0, 1)]
+    async with await server.connect() as c:
+        await produce(c, "t", 0, batch(5, 0, 0, ts=int(now[0] * 1000)))
+        now[0] += 300  # 5 minutes: idle past expiration, but no check is due
+        await produce(c, "t", 1, batch(6, 0, 0, ts=int(now[0] * 1000)))
+        await produce(c, "t", 0, records(1))
+        assert logs[0].producer_state.lookup(5) is not None
+        now[0] += 360  # 11 minutes after partition 0's first produce, 6 after 1's
+        await produce(c, "t", 0, records(1))
+        await produce(c, "t", 1, records(1))
+        assert logs[0].producer_state.lookup(5) is None
+        assert logs[1].producer_state.lookup(6) is not None
+        now[0] += 300  # 11 minutes after partition 1's first produce
+        await produce(c, "t", 1, records(1))
+        assert logs[1].producer_state.lookup(6) is None

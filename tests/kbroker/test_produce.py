@@ -190,6 +190,25 @@ async def test_topic_config_changes_apply_to_the_next_produce(server: Any) -> No
     assert stamped.log_append_time_ms > 0
 
 
+async def test_per_record_checks_follow_the_topic_config_from_the_next_produce(
+    server: Any,
+) -> None:
+    # Whether a batch's records are walked (keys of a compacted topic, timestamp bounds)
+    # is derived once per topic settings: an altered config must switch it both ways.
+    create_topic(server, "walk")
+    client = await server.connect()
+    keyless = build_batch([Record(value=b"v", timestamp=1)])
+    assert (await produce(client, "walk", 0, keyless)).error_code == 0
+    server.broker.topics.set_configs("walk", {"cleanup.policy": "compact"})
+    assert (await produce(client, "walk", 0, keyless)).error_code == ErrorCode.INVALID_RECORD
+    server.broker.topics.set_configs("walk", {"message.timestamp.before.max.ms": "60000"})
+    # Timestamp 1 (1970) is far outside a minute's bound; the key no longer matters.
+    assert (await produce(client, "walk", 0, keyless)).error_code == ErrorCode.INVALID_TIMESTAMP
+    server.broker.topics.set_configs("walk", {})
+    part = await produce(client, "walk", 0, keyless)
+    assert (part.error_code, part.base_offset) == (0, 1)
+
+
 async def test_a_recreated_topic_is_produced_to_with_its_own_configs(server: Any) -> None:
     # Produce settings are cached per topic; the new topic of the same name must not
     # inherit the deleted one's (a max.message.bytes both ways, a timestamp type).

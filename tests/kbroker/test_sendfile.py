@@ -65,6 +65,14 @@ async def _send_and_receive(items: list[Any]) -> bytes:
     return bytes(received)
 
 
+async def test_a_bytes_answer_larger_than_the_socket_buffer_arrives_whole() -> None:
+    # The first write takes only part of it (the rest waits for the reader); a small
+    # one goes in one write. Either way every byte arrives, in order.
+    large = bytes(range(256)) * (8 * 1024 * 1024 // 256)
+    assert await _send_and_receive([large]) == large
+    assert await _send_and_receive([b"small"]) == b"small"
+
+
 async def test_sendfile_bytes_equal_the_plain_encoding(tmp_path: Path) -> None:
     log = _open_log(tmp_path / "t-0")
     # Segments of big batches (sendfile) and of small ones (copied): one region each.

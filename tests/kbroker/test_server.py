@@ -204,6 +204,36 @@ async def test_idle_connections_are_closed(make_server, autojump_clock, caplog) 
     )
 
 
+async def test_only_the_idle_connection_of_several_is_closed(make_server, autojump_clock) -> None:
+    """The idle limit counts from each connection's own last request: a connection that
+    keeps asking stays open past the limit, one that went quiet closes on time, and one
+    that sent half a request and stopped is idle too."""
+    server = await make_server(connections_max_idle_ms=1000)
+    quiet = await server.connect()
+    busy = await server.connect()
+    stalled = await server.connect()
+    frame = encode_request(18, 3, 1, "half", _api_versions())
+    start = trio.current_time()
+    assert (await quiet.request(_api_versions())).error_code == ErrorCode.NONE
+    await stalled.send_raw(frame[: len(frame) // 2])
+    closed: dict[str, float] = {}
+
+    async def watch(name: str, client) -> None:
+        assert await client.receive_raw() is None
+        closed[name] = trio.current_time() - start
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch, "quiet", quiet)
+        nursery.start_soon(watch, "stalled", stalled)
+        for _ in range(10):  # 4 s in all, a request every 0.4 s
+            await trio.sleep(0.4)
+            assert (await busy.request(_api_versions())).error_code == ErrorCode.NONE
+    assert 1.0 <= closed["quiet"] < 1.1 and 1.0 <= closed["stalled"] < 1.1
+    assert len(server.server.connections) == 1  # busy, 4 s after it began
+    await trio.sleep(1.5)
+    assert not server.server.connections  # and closed once it goes quiet
+
+
 async def test_slow_request_is_not_idleness(make_server, autojump_clock, monkeypatch) -> None:
     server = await make_server(connections_max_idle_ms=1000)
     original = HANDLERS[DescribeClusterRequest.API_KEY].handler
@@ -250,7 +280,7 @@ async def test_graceful_shutdown_finishes_in_flight_request(make_server, monkeyp
 
 async def test_shutdown_is_not_reported_as_idleness(make_server, caplog) -> None:
     """A connection waiting for its next request closes at shutdown at once, and the log
-    says shutdown, not connections.max.idle.ms (one cancel scope serves both)."""
+    says shutdown, not connections.max.idle.ms."""
     server = await make_server(connections_max_idle_ms=60_000)
     client = await server.connect()
     assert (await client.request(_api_versions())).error_code == ErrorCode.NONE

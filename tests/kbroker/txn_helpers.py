@@ -81,25 +81,33 @@ async def latest(c: Any, topic: str, isolation: int) -> int:
     return (await list_offset(c, topic, LATEST, isolation_level=isolation)).offset
 
 
-async def add_offsets(c: Any, pid: int, epoch: int) -> int:
-    """AddOffsetsToTxn for group "g"; its error code."""
+async def add_offsets(c: Any, pid: int, epoch: int, *, tid: str = TID, group: str = "g") -> int:
+    """AddOffsetsToTxn for ``group``; its error code."""
     resp = await c.request(
         AddOffsetsToTxnRequest(
-            transactional_id=TID, producer_id=pid, producer_epoch=epoch, group_id="g"
+            transactional_id=tid, producer_id=pid, producer_epoch=epoch, group_id=group
         )
     )
     return resp.error_code
 
 
 async def txn_commit_offset(
-    c: Any, pid: int, epoch: int, offset: int, *, version: int | None = None, **member: Any
+    c: Any,
+    pid: int,
+    epoch: int,
+    offset: int,
+    *,
+    version: int | None = None,
+    tid: str = TID,
+    group: str = "g",
+    **member: Any,
 ) -> int:
-    """TxnOffsetCommit of ``offset`` for group "g" on "t"-0; its error code."""
+    """TxnOffsetCommit of ``offset`` for ``group`` on "t"-0; its error code."""
     T = TxnOffsetCommitRequest
     resp = await c.request(
         T(
-            transactional_id=TID,
-            group_id="g",
+            transactional_id=tid,
+            group_id=group,
             producer_id=pid,
             producer_epoch=epoch,
             **member,

@@ -81,3 +81,43 @@ def test_max_size_frame_accepted() -> None:
     dec = FrameDecoder(max_frame_size=10)
     dec.feed(frame(b"x" * 10))
     assert dec.next_frame() == b"x" * 10
+
+
+@pytest.mark.parametrize(
+    ("buffered", "data"),
+    [
+        (b"", frame(b"hello")),
+        (b"", frame(b"")),
+        (b"", frame(bytes(300))),
+        (b"", frame(b"hello") + frame(b"next")),  # more than one frame
+        (b"", frame(b"hello")[:-1]),  # not all of it yet
+        (b"", frame(b"hello")[:3]),  # not even the size
+        (b"", struct.pack(">i", -1) + b"abc"),  # a negative size
+        (b"", frame(bytes(200))),  # over the limit (max_frame_size=100)
+        (frame(b"first")[:6], frame(b"hello")),  # behind a partial frame
+        (frame(b"first"), frame(b"hello")),  # behind a whole one not taken yet
+    ],
+)
+def test_whole_frame_agrees_with_feed(buffered: bytes, data: bytes) -> None:
+    """whole_frame takes a read that is exactly one frame with nothing buffered, as feed
+    and next_frame would; anything else it leaves to them, size checks included."""
+    fast, slow = FrameDecoder(max_frame_size=100), FrameDecoder(max_frame_size=100)
+    for dec in (fast, slow):
+        dec.feed(buffered)
+    taken = fast.whole_frame(memoryview(data))
+    try:
+        slow.feed(data)
+        expected = drain(slow)
+    except FrameTooLarge:
+        assert taken is None
+        with pytest.raises(FrameTooLarge):
+            fast.feed(data)
+            drain(fast)
+        return
+    if taken is not None:
+        assert not buffered and expected == [taken] and not slow.buffered
+        assert fast.buffered == 0 and fast.next_frame() is None
+    else:
+        assert not (not buffered and len(expected) == 1 and not slow.buffered)
+        fast.feed(data)
+        assert drain(fast) == expected and fast.buffered == slow.buffered

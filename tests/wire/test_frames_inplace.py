@@ -97,8 +97,9 @@ def test_the_first_read_of_a_large_frame_lands_in_place() -> None:
     del start
     dec.started(10)
     assert dec.next_frame_view() == b"small!"
-    # A frame larger than the buffer moves to a buffer of its own.
-    larger = b"L" * (4 * LARGE_FRAME)
+    # A frame larger than the buffer (3 LARGE_FRAME rounded up to 4) moves to a buffer
+    # of its own.
+    larger = b"L" * (5 * LARGE_FRAME)
     start = dec.start_buffer(1000)
     assert start is not None
     start[:] = frame(larger)[:1000]
@@ -182,7 +183,44 @@ def test_the_buffer_is_reused_once_the_previous_frame_is_released() -> None:
     assert second == b"b" * LARGE_FRAME and len(second.obj) == 4 + 2 * LARGE_FRAME  # type: ignore[arg-type]
     del second
     third = _receive_in_place(dec, b"c" * (3 * LARGE_FRAME))  # larger: a new buffer
-    assert third == b"c" * (3 * LARGE_FRAME) and len(third.obj) == 4 + 3 * LARGE_FRAME  # type: ignore[arg-type]
+    # ... with room to spare: the next power of two.
+    assert third == b"c" * (3 * LARGE_FRAME) and len(third.obj) == 4 + 4 * LARGE_FRAME  # type: ignore[arg-type]
+
+
+def test_requests_a_little_larger_than_the_last_reuse_its_buffer() -> None:
+    # A producer's requests vary in size by a few bytes to a few hundred KB; each one
+    # a little larger than the buffer must not cost a new (zero-filled) buffer.
+    dec = FrameDecoder()
+    sizes = [991_286, 991_294, 991_316, 1_000_000, 700_000, 1_048_576]
+    buffers = set()
+    for i, size in enumerate(sizes):
+        view = _receive_in_place(dec, bytes([i]) * size)
+        assert view == bytes([i]) * size
+        buffers.add(id(view.obj))
+        del view
+    assert len(buffers) == 1
+
+
+def test_a_buffer_replaced_while_in_use_keeps_its_size() -> None:
+    # A smaller request that arrives while a large one is still held gets a buffer of
+    # its own, as large as the held one: the large requests that follow fit in it.
+    dec = FrameDecoder()
+    held = _receive_in_place(dec, b"a" * 1_000_000)
+    small = _receive_in_place(dec, b"b" * 100_000)
+    replacement = id(small.obj)
+    assert replacement != id(held.obj) and len(small.obj) >= 4 + 1_000_000  # type: ignore[arg-type]
+    del held, small
+    again = _receive_in_place(dec, b"c" * 1_000_016)
+    assert again == b"c" * 1_000_016 and id(again.obj) == replacement
+
+
+def test_a_claimed_size_gets_no_more_than_grow_start_before_its_bytes_arrive() -> None:
+    # Rounding up never hands a client more memory than GROW_START for bytes it has
+    # not sent: a frame claiming 1.5 MiB starts in a 1 MiB buffer.
+    dec = FrameDecoder()
+    dec.feed(frame(b"x" * (GROW_START + GROW_START // 2))[:100])
+    target = dec.receive_buffer()
+    assert target is not None and len(target.obj) == 4 + GROW_START  # type: ignore[arg-type]
 
 
 def test_a_large_frame_finished_by_a_feed_that_starts_another_is_not_lost() -> None:

@@ -1,0 +1,415 @@
+"""Coordinators load and unload per internal partition (cluster mode).
+
+Kafka's group and transaction coordinators load a ``__consumer_offsets`` /
+``__transaction_state`` partition when this broker becomes its leader and unload it
+when it stops (GroupCoordinator / TransactionCoordinator onElection, onResignation):
+the groups and transactions of the other partitions go on undisturbed. A broker that
+comes back and takes its partitions back (preferred leader election) must not make
+unrelated groups rebalance.
+
+The broker is served in-process with a ClusterNode; the tests play the controller
+(UpdateMetadata / LeaderAndIsr), as tests/cluster/test_broker_view.py does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from kbroker.coordinator.group import GroupState, partition_for
+from kbroker.coordinator.service import coordinator_for, loaded_coordinators
+from kbroker.txn.producer_ids import ProducerIdManager
+from kbroker.txn.service import txn_coordinator
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.messages import (
+    DescribeGroupsRequest,
+    DescribeTransactionsRequest,
+    HeartbeatRequest,
+    OffsetFetchRequest,
+)
+from tests.cluster.scripted_controller import ME, Harness, served
+from tests.kbroker.conftest import RawClient
+from tests.kbroker.helpers import commit_request, join, join_req, sole_member_sync
+from tests.kbroker.isr_helpers import confirm, replicate
+from tests.kbroker.txn_helpers import add, add_offsets, end, init, txn_batch, txn_commit_offset
+
+OFFSETS = "__consumer_offsets"
+TXN_STATE = "__transaction_state"
+OFFSETS_ID = uuid.uuid4()
+TXN_STATE_ID = uuid.uuid4()
+DATA_ID = uuid.uuid4()
+# Group "g" lives in __consumer_offsets-1, which stays here; "c" in partition 0, which
+# moves. Transactional id "kept" lives in __transaction_state-0, "moved" in partition 1.
+KEPT_GROUP, MOVED_GROUP = "g", "c"
+KEPT_TID, MOVED_TID = "kept", "moved"
+
+
+@pytest.fixture
+async def cluster(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[Harness]:
+    props = {
+        "offsets.topic.num.partitions": "3",
+        "transaction.state.log.num.partitions": "2",
+        "group.initial.rebalance.delay.ms": "0",
+    }
+    async with served(nursery, tmp_path, **props) as harness:
+        # Producer ids from the data dir: there is no ZooKeeper to take blocks from.
+        broker = harness.broker
+        broker.state["kbroker.txn.producer_ids"] = ProducerIdManager(broker.data_dir)
+        await _lead_everything(harness)
+        yield harness
+
+
+async def _lead_everything(harness: Harness) -> None:
+    """Everything led here with this broker alone in the ISR (writes are acknowledged at
+    once), broker 2 a replica that can take over."""
+    offsets = [(OFFSETS, i, ME, 0, [ME, 2], [ME]) for i in range(3)]
+    txn_state = [(TXN_STATE, i, ME, 0, [ME, 2], [ME]) for i in range(2)]
+    data = [("t", 0, ME, 0, [ME, 2], [ME])]
+    assert (await harness.update_metadata(offsets + txn_state + data)).error_code == 0
+    for parts, topic_id in ((offsets, OFFSETS_ID), (txn_state, TXN_STATE_ID), (data, DATA_ID)):
+        assert (await harness.leader_and_isr(parts, topic_id=topic_id)).error_code == 0
+
+
+async def _move(cluster: Harness, topic: str, index: int, leader: int, epoch: int) -> None:
+    """The controller moves the partition's leadership to ``leader`` (this broker or 2):
+    LeaderAndIsr, which makes this broker load or unload the partition (the metadata
+    cache, which only FindCoordinator reads, is left as it is)."""
+    topic_id = OFFSETS_ID if topic == OFFSETS else TXN_STATE_ID
+    isr = [leader]
+    resp = await cluster.leader_and_isr(
+        [(topic, index, leader, epoch, [ME, 2], isr)], topic_id=topic_id
+    )
+    assert resp.error_code == ErrorCode.NONE
+
+
+async def _connect(cluster: Harness) -> RawClient:
+    return RawClient(await trio.open_tcp_stream(*cluster.server.address))
+
+
+class Pending:
+    """A request running in the background; ``answer`` once it is answered."""
+
+    def __init__(self) -> None:
+        self.answered = trio.Event()
+        self.answer: Any = None
+
+    async def run(self, request: Any) -> None:
+        self.answer = await request
+        self.answered.set()
+
+
+async def _stable_member(client: RawClient, group: str) -> tuple[str, int]:
+    """A member that joined ``group`` alone and synced: (member id, generation)."""
+    joined = await join(client, group, session=30_000, rebalance=30_000)
+    assert joined.error_code == ErrorCode.NONE
+    synced = await client.request(sole_member_sync(group, joined))
+    assert synced.error_code == ErrorCode.NONE
+    return joined.member_id, joined.generation_id
+
+
+async def _waiting_join(client: RawClient, group: str) -> Any:
+    """A new member's JoinGroup, which waits for the group's members to rejoin."""
+    return await join(client, group, session=30_000, rebalance=30_000)
+
+
+async def _described(client: RawClient, group: str) -> tuple[int, str, int]:
+    """(error, state, member count) of ``group`` by DescribeGroups."""
+    (d,) = (await client.request(DescribeGroupsRequest(groups=[group]))).groups
+    return d.error_code, d.group_state, len(d.members)
+
+
+async def _committed(client: RawClient, group: str) -> tuple[int, int]:
+    """(error, committed offset of "t"-0) of ``group``."""
+    OF = OffsetFetchRequest
+    resp = await client.request(
+        OF(groups=[OF.OffsetFetchRequestGroup(group_id=group, topics=None)]), version=8
+    )
+    (g,) = resp.groups
+    if g.error_code or not g.topics:
+        return g.error_code, -1
+    return 0, g.topics[0].partitions[0].committed_offset
+
+
+async def _settled() -> None:
+    """Let the background requests reach their waits."""
+    for _ in range(50):
+        await trio.sleep(0.01)
+
+
+async def test_a_group_of_another_partition_is_undisturbed_when_a_partition_moves(
+    cluster: Harness,
+) -> None:
+    assert partition_for(KEPT_GROUP, 3) == 1 and partition_for(MOVED_GROUP, 3) == 0
+    kept_a, kept_b, moved_x, moved_y = [await _connect(cluster) for _ in range(4)]
+    a, generation = await _stable_member(kept_a, KEPT_GROUP)
+    x, x_generation = await _stable_member(moved_x, MOVED_GROUP)
+    committed = commit_request(MOVED_GROUP, {("t", 0): 42}, generation=x_generation, member=x)
+    assert (await moved_x.request(committed, version=8)).topics[0].partitions[0].error_code == 0
+    kept_coordinator = coordinator_for(cluster.broker, KEPT_GROUP)
+    b, y = Pending(), Pending()
+    async with trio.open_nursery() as nursery:
+        # A rebalance in each group: the new member waits for the old one to rejoin.
+        nursery.start_soon(b.run, _waiting_join(kept_b, KEPT_GROUP))
+        nursery.start_soon(y.run, _waiting_join(moved_y, MOVED_GROUP))
+        await _settled()
+        assert not b.answered.is_set() and not y.answered.is_set()
+        # Broker 2 takes __consumer_offsets-0 over: its group's waiter is told to find
+        # the new coordinator ...
+        await _move(cluster, OFFSETS, 0, leader=2, epoch=1)
+        with trio.fail_after(5):
+            await y.answered.wait()
+        assert y.answer.error_code == ErrorCode.NOT_COORDINATOR
+        assert await _committed(moved_x, MOVED_GROUP) == (ErrorCode.NOT_COORDINATOR, -1)
+        # ... and this broker takes it back (a preferred leader election).
+        await _move(cluster, OFFSETS, 0, leader=ME, epoch=2)
+        await _settled()
+        # The other group's rebalance went on meanwhile, untouched: its waiter still
+        # waits, its member is asked to rejoin (not to find another coordinator).
+        assert not b.answered.is_set()
+        beat = await kept_a.request(
+            HeartbeatRequest(group_id=KEPT_GROUP, generation_id=generation, member_id=a)
+        )
+        assert beat.error_code == ErrorCode.REBALANCE_IN_PROGRESS
+        rejoined = await kept_a.request(join_req(KEPT_GROUP, a, session=30_000, rebalance=30_000))
+        with trio.fail_after(5):
+            await b.answered.wait()
+    # One rebalance, the one the new member started: generation + 1, nobody refused.
+    assert rejoined.error_code == ErrorCode.NONE and b.answer.error_code == ErrorCode.NONE
+    assert rejoined.generation_id == b.answer.generation_id == generation + 1
+    assert coordinator_for(cluster.broker, KEPT_GROUP) is kept_coordinator
+    assert not kept_coordinator.unloaded
+    # The moved group is loaded again from the log: as its last record left it (the
+    # member that waited never got in), with its offsets.
+    assert await _described(moved_x, MOVED_GROUP) == (ErrorCode.NONE, "Stable", 1)
+    assert await _committed(moved_x, MOVED_GROUP) == (0, 42)
+
+
+async def test_a_partition_regained_is_loaded_from_the_log_not_from_memory(
+    cluster: Harness,
+) -> None:
+    # While another broker led __consumer_offsets-0, the group's offsets moved on there;
+    # this broker, a follower meanwhile, copied the new record. Taking the partition
+    # back, it must serve what its log says, not what it held before.
+    client = await _connect(cluster)
+    first = commit_request(MOVED_GROUP, {("t", 0): 5})
+    assert (await client.request(first, version=8)).topics[0].partitions[0].error_code == 0
+    assert await _committed(client, MOVED_GROUP) == (0, 5)
+    await _move(cluster, OFFSETS, 0, leader=2, epoch=1)
+    # What the follower copies from the new leader (appended as a replica would).
+    from kbroker.coordinator.offsets import OffsetAndMetadata, OffsetRecord
+    from kbroker.coordinator.store import encode_record
+    from kbroker.wire.records import Record, build_batch
+
+    part = cluster.broker.topics.partition(OFFSETS, 0)
+    key, value = encode_record(
+        OffsetRecord(MOVED_GROUP, "t", 0, OffsetAndMetadata(9, -1, "", 1, None))
+    )
+    part.log.append(build_batch([Record(key=key, value=value, timestamp=1)]), leader_epoch=1)
+    await _move(cluster, OFFSETS, 0, leader=ME, epoch=2)
+    assert await _committed(client, MOVED_GROUP) == (0, 9)
+
+
+async def test_transactions_of_another_partition_are_undisturbed_when_a_partition_moves(
+    cluster: Harness,
+) -> None:
+    assert partition_for(KEPT_TID, 2) == 0 and partition_for(MOVED_TID, 2) == 1
+    client = await _connect(cluster)
+    producers = {}
+    for tid in (KEPT_TID, MOVED_TID):
+        r = await init(client, tid)
+        assert r.error_code == ErrorCode.NONE
+        producers[tid] = (r.producer_id, r.producer_epoch)
+        assert await add(client, *producers[tid], [("t", 0)], tid=tid) == {("t", 0): 0}
+    # The kept id's partition is replicated to follower 2 (the harness has no fetchers
+    # of its own): its writes now wait for it.
+    replica = replicate(cluster.server, TXN_STATE)
+    kept = txn_coordinator(cluster.broker, KEPT_TID)
+    ending = Pending()
+    async with trio.open_nursery() as nursery:
+        written = replica.log.log_end_offset
+        nursery.start_soon(ending.run, end(client, *producers[KEPT_TID], True, tid=KEPT_TID))
+        with trio.fail_after(5):
+            while replica.log.log_end_offset == written:  # its PrepareCommit is written
+                await trio.sleep(0.005)
+        # Meanwhile broker 2 takes the other id's partition over ...
+        await _move(cluster, TXN_STATE, 1, leader=2, epoch=1)
+        # ... which leaves the kept id's write in flight alone: once replicated, the
+        # commit goes on in the same coordinator to its end.
+        with trio.fail_after(5):
+            while not ending.answered.is_set():  # PrepareCommit, then CompleteCommit
+                confirm(replica)
+                await trio.sleep(0.005)
+    assert ending.answer == ErrorCode.NONE
+    assert txn_coordinator(cluster.broker, KEPT_TID) is kept and not kept.unloaded
+    # The moved id's transaction is the new leader's now.
+    other = await _connect(cluster)
+    assert await end(other, *producers[MOVED_TID], True, tid=MOVED_TID) == (
+        ErrorCode.NOT_COORDINATOR
+    )
+    # Taken back: the moved id is loaded from the log, its transaction still open, and
+    # its producer can end it.
+    await _move(cluster, TXN_STATE, 1, leader=ME, epoch=2)
+    assert txn_coordinator(cluster.broker, KEPT_TID) is kept and not kept.unloaded
+    described = await other.request(DescribeTransactionsRequest(transactional_ids=[MOVED_TID]))
+    (state,) = described.transaction_states
+    assert (state.error_code, state.transaction_state) == (ErrorCode.NONE, "Ongoing")
+    assert await end(other, *producers[MOVED_TID], False, tid=MOVED_TID) == ErrorCode.NONE
+
+
+async def test_staged_offsets_follow_their_partition(cluster: Harness) -> None:
+    # A TxnOffsetCommit staged in __consumer_offsets-0 waits for its transaction's
+    # marker. The partition moves away and back meanwhile: its staged offsets are
+    # loaded again with it, and the COMMIT marker publishes them.
+    from tests.kbroker.txn_helpers import tx_produce
+
+    client = await _connect(cluster)
+    r = await init(client, KEPT_TID)
+    pid, epoch = r.producer_id, r.producer_epoch
+    assert await add(client, pid, epoch, [("t", 0)], tid=KEPT_TID) == {("t", 0): 0}
+    produced = await tx_produce(client, "t", txn_batch(pid, epoch, 0), tid=KEPT_TID)
+    assert produced.error_code == ErrorCode.NONE
+    assert await add_offsets(client, pid, epoch, tid=KEPT_TID, group=MOVED_GROUP) == 0
+    staged = await txn_commit_offset(client, pid, epoch, 7, tid=KEPT_TID, group=MOVED_GROUP)
+    assert staged == ErrorCode.NONE
+    await _move(cluster, OFFSETS, 0, leader=2, epoch=1)
+    await _move(cluster, OFFSETS, 0, leader=ME, epoch=2)
+    assert await _committed(client, MOVED_GROUP) == (0, -1)
+    assert await end(client, pid, epoch, True, tid=KEPT_TID) == ErrorCode.NONE
+    assert await _committed(client, MOVED_GROUP) == (0, 7)
+
+
+async def test_delete_groups_answers_a_group_whose_partition_moved_while_it_waited(
+    cluster: Harness,
+) -> None:
+    # DeleteGroups of groups in two partitions: it waits for the KIP-848 group of the
+    # first to settle, and meanwhile the second's partition moves away. That group is
+    # answered NOT_COORDINATOR (the client asks the new coordinator), the request is not
+    # lost with its connection.
+    from kbroker.wire.messages import DeleteGroupsRequest
+    from tests.kbroker.helpers import first_heartbeat
+
+    busy, gone = MOVED_GROUP, KEPT_GROUP
+    assert partition_for(busy, 3) == 0 and partition_for(gone, 3) == 1
+    replica = replicate(cluster.server, OFFSETS)
+    member, deleter = await _connect(cluster), await _connect(cluster)
+    joined, deleted = Pending(), Pending()
+    async with trio.open_nursery() as nursery:
+        written = replica.log.log_end_offset
+        # The member's join is written, not yet replicated: the group has a write in flight.
+        nursery.start_soon(joined.run, member.request(first_heartbeat(busy, "t")))
+        with trio.fail_after(5):
+            while replica.log.log_end_offset == written:
+                await trio.sleep(0.005)
+        nursery.start_soon(
+            deleted.run, deleter.request(DeleteGroupsRequest(groups_names=[busy, gone]))
+        )
+        await _settled()
+        assert not deleted.answered.is_set()
+        await _move(cluster, OFFSETS, 1, leader=2, epoch=1)
+        with trio.fail_after(5):
+            while not deleted.answered.is_set():
+                confirm(replica)
+                await trio.sleep(0.005)
+    assert joined.answer.error_code == ErrorCode.NONE
+    results = {r.group_id: r.error_code for r in deleted.answer.results}
+    assert results == {busy: ErrorCode.NON_EMPTY_GROUP, gone: ErrorCode.NOT_COORDINATOR}
+
+
+async def test_a_deleted_topics_offsets_go_from_every_group_coordinated_here(
+    cluster: Harness,
+) -> None:
+    # The controller tells every broker of a deleted topic's partitions by UpdateMetadata
+    # (leader -2, LeaderDuringDelete); Kafka's KafkaApis.handleUpdateMetadataRequest then
+    # has its group coordinator drop their committed offsets (onPartitionsDeleted), so a
+    # topic re-created under the same name is read from the reset policy, not from where
+    # groups of the old one were.
+    client = await _connect(cluster)
+    for group in (KEPT_GROUP, MOVED_GROUP):  # two __consumer_offsets partitions
+        commit = commit_request(group, {("t", 0): 42})
+        assert (await client.request(commit, version=8)).topics[0].partitions[0].error_code == 0
+        assert await _committed(client, group) == (0, 42)
+    deleted = await cluster.update_metadata([("t", 0, -2, 1, [ME, 2], [ME])])
+    assert deleted.error_code == ErrorCode.NONE
+    for group in (KEPT_GROUP, MOVED_GROUP):
+        assert await _committed(client, group) == (0, -1)
+    # Reloaded from the log (the partition moves away and back): still gone.
+    await _move(cluster, OFFSETS, 0, leader=2, epoch=1)
+    await _move(cluster, OFFSETS, 0, leader=ME, epoch=2)
+    assert await _committed(client, MOVED_GROUP) == (0, -1)
+
+
+async def test_a_marker_publishes_the_offsets_staged_in_its_own_partition_only(
+    cluster: Harness,
+) -> None:
+    # One transaction staged offsets for groups of two __consumer_offsets partitions.
+    # A COMMIT marker written to one of them publishes that partition's offsets, not the
+    # other's, whose marker is still to come (GroupMetadataManager.handleTxnCompletion
+    # completes the groups of the marked partitions only): what OffsetFetch shows is
+    # what the partition's log holds, and loading it again gives the same.
+    from kbroker.wire.messages import WriteTxnMarkersRequest
+
+    client = await _connect(cluster)
+    r = await init(client, KEPT_TID)
+    pid, epoch = r.producer_id, r.producer_epoch
+    for group in (MOVED_GROUP, KEPT_GROUP):  # __consumer_offsets-0 and -1
+        assert await add_offsets(client, pid, epoch, tid=KEPT_TID, group=group) == 0
+        staged = await txn_commit_offset(client, pid, epoch, 7, tid=KEPT_TID, group=group)
+        assert staged == ErrorCode.NONE
+    W = WriteTxnMarkersRequest
+    marker = W.WritableTxnMarker(
+        producer_id=pid,
+        producer_epoch=epoch,
+        transaction_result=True,
+        coordinator_epoch=0,
+        topics=[W.WritableTxnMarkerTopic(name=OFFSETS, partition_indexes=[0])],
+    )
+    answer = await cluster.client.request(W(markers=[marker]))
+    assert answer.markers[0].topics[0].partitions[0].error_code == ErrorCode.NONE
+    assert await _committed(client, MOVED_GROUP) == (0, 7)
+    assert await _committed(client, KEPT_GROUP) == (0, -1)
+    # Its own marker publishes the other.
+    marker.topics = [W.WritableTxnMarkerTopic(name=OFFSETS, partition_indexes=[1])]
+    answer = await cluster.client.request(W(markers=[marker]))
+    assert answer.markers[0].topics[0].partitions[0].error_code == ErrorCode.NONE
+    assert await _committed(client, KEPT_GROUP) == (0, 7)
+
+
+async def test_a_partition_gained_is_loaded_and_its_members_expire_without_a_request(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # A coordinator that takes over a partition loads its groups then
+    # (GroupCoordinator.onElection), not when a member next asks: a group whose members
+    # died with the old coordinator must still become Empty after their session timeout
+    # on the new one, though none of them ever sends another request.
+    props = {
+        "offsets.topic.num.partitions": "3",
+        "transaction.state.log.num.partitions": "2",
+        "group.initial.rebalance.delay.ms": "0",
+        "group.min.session.timeout.ms": "100",
+        # The maintenance loop's period for coordinator timers.
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms": "50",
+    }
+    async with served(nursery, tmp_path, **props) as harness:
+        await _lead_everything(harness)
+        client = await _connect(harness)
+        joined = await join(client, MOVED_GROUP, session=2_000, rebalance=30_000)
+        assert joined.error_code == ErrorCode.NONE
+        synced = await client.request(sole_member_sync(MOVED_GROUP, joined))
+        assert synced.error_code == ErrorCode.NONE
+        index = partition_for(MOVED_GROUP, 3)
+        await _move(harness, OFFSETS, index, 2, 1)  # the coordinator moves away ...
+        await _move(harness, OFFSETS, index, ME, 2)  # ... and back: loaded from the log
+        # No request for the group from here on.
+        with trio.fail_after(15):
+            while True:
+                states = [gc.group_state(MOVED_GROUP) for gc in loaded_coordinators(harness.broker)]
+                if GroupState.EMPTY in states:
+                    break
+                await trio.sleep(0.05)
+        assert await _described(client, MOVED_GROUP) == (ErrorCode.NONE, "Empty", 0)
+        await client.aclose()
