@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from kbroker.coordinator.group import GroupState, partition_for
 from kbroker.coordinator.service import coordinator_for, loaded_coordinators
@@ -136,9 +137,10 @@ async def _committed(client: RawClient, group: str) -> tuple[int, int]:
 
 
 async def _settled() -> None:
-    """Let the background requests reach their waits."""
-    for _ in range(50):
-        await trio.sleep(0.01)
+    """Let the background requests reach their waits: every task, the broker's included
+    (it is served in this process), blocked. Loopback delivers a sent request at once,
+    so a request still to be read keeps its connection's task runnable."""
+    await trio.testing.wait_all_tasks_blocked(cushion=0.01)
 
 
 async def test_a_group_of_another_partition_is_undisturbed_when_a_partition_moves(
