@@ -373,14 +373,8 @@ def test_runs_ending_at_the_chunk_edges_are_followed_exactly(where: int, forged:
     assert _framing_ok(view) == _framing_ok(data) == (not forged) == _chain_walk_ok(data)
 
 
-def test_the_tail_is_compared_in_one_chunk_once_per_batch(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Sizes 100, 100, 99, 101 over and over: at every fourth record the records left
-    # would fill the batch exactly if all were 100 bytes, so every run there could be
-    # compared to the end of the batch at once; that one-chunk comparison is taken
-    # once per batch only, so a forged batch cannot make the check quadratic.
-    data = _fixed_batch([100, 100, 99, 101] * 500)
+def _chunks_compared(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The first chunk size of every run the framing check measures from now on."""
     chunks: list[int] = []
     real = R._same_size_run
 
@@ -389,6 +383,18 @@ def test_the_tail_is_compared_in_one_chunk_once_per_batch(
         return real(data, p, width, stride, limit, chunk)
 
     monkeypatch.setattr(R, "_same_size_run", spy)
+    return chunks
+
+
+def test_the_tail_is_compared_in_one_chunk_once_per_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Sizes 100, 100, 99, 101 over and over: at every fourth record the records left
+    # would fill the batch exactly if all were 100 bytes, so every run there could be
+    # compared to the end of the batch at once; that one-chunk comparison is taken
+    # once per batch only, so a forged batch cannot make the check quadratic.
+    data = _fixed_batch([100, 100, 99, 101] * 500)
+    chunks = _chunks_compared(monkeypatch)
     R.check_record_framing(memoryview(bytearray(data)))
     assert len(chunks) > 100
     assert sum(chunk > R._FIRST_CHUNK for chunk in chunks) == 1
@@ -404,14 +410,7 @@ def test_a_forged_tail_is_found_where_it_ends(monkeypatch: pytest.MonkeyPatch) -
     sizes[160] -= 1
     sizes[161] += 1
     data = _fixed_batch(sizes)
-    chunks: list[int] = []
-    real = R._same_size_run
-
-    def spy(data: Any, p: int, width: int, stride: int, limit: int, chunk: int) -> int:
-        chunks.append(chunk)
-        return real(data, p, width, stride, limit, chunk)
-
-    monkeypatch.setattr(R, "_same_size_run", spy)
+    chunks = _chunks_compared(monkeypatch)
     assert _framing_ok(memoryview(bytearray(data))) and _chain_walk_ok(data)
     assert 300 in chunks  # the tail was compared in one chunk
     bad = _with_length(data, 161, -1)
