@@ -24,6 +24,7 @@ from kbroker.wire.messages import (
     JoinGroupRequest,
     ListOffsetsRequest,
     OffsetCommitRequest,
+    OffsetDeleteRequest,
     OffsetForLeaderEpochRequest,
     ProduceRequest,
     SyncGroupRequest,
@@ -334,6 +335,20 @@ def commit_request(
             for t, ps in by_topic.items()
         ],
         **kwargs,
+    )
+
+
+def offset_delete_request(group: str, topic: str, *partitions: int) -> OffsetDeleteRequest:
+    """An OffsetDelete of ``group``'s committed offsets of ``topic``'s ``partitions``."""
+    OD = OffsetDeleteRequest
+    return OD(
+        group_id=group,
+        topics=[
+            OD.OffsetDeleteRequestTopic(
+                name=topic,
+                partitions=[OD.OffsetDeleteRequestPartition(partition_index=i) for i in partitions],
+            )
+        ],
     )
 
 

@@ -42,7 +42,6 @@ from kbroker.wire.messages import (
     DescribeGroupsRequest,
     DescribeTransactionsRequest,
     HeartbeatRequest,
-    OffsetDeleteRequest,
     OffsetFetchRequest,
     SyncGroupRequest,
     WriteTxnMarkersRequest,
@@ -55,6 +54,7 @@ from tests.kbroker.helpers import (
     first_heartbeat,
     join,
     join_req,
+    offset_delete_request,
 )
 from tests.kbroker.isr_helpers import LAG_MS
 from tests.kbroker.isr_helpers import confirm as _confirm
@@ -1331,17 +1331,7 @@ async def test_deleting_a_group_drops_the_offsets_its_open_transaction_staged(
     pid, epoch = started.producer_id, started.producer_epoch
     assert await add_offsets(client, pid, epoch) == ErrorCode.NONE
     assert await txn_commit_offset(client, pid, epoch, 5) == ErrorCode.NONE
-    OD = OffsetDeleteRequest
-    answer = await client.request(
-        OD(
-            group_id="g",
-            topics=[
-                OD.OffsetDeleteRequestTopic(
-                    name="t", partitions=[OD.OffsetDeleteRequestPartition(partition_index=0)]
-                )
-            ],
-        )
-    )
+    answer = await client.request(offset_delete_request("g", "t", 0))
     assert answer.error_code == ErrorCode.NONE
     assert answer.topics[0].partitions[0].error_code == ErrorCode.NONE
     # Nothing committed, in flight or staged is left: the Empty group is Dead

@@ -21,7 +21,6 @@ from kbroker.wire.messages import (
     LeaveGroupRequest,
     ListGroupsRequest,
     OffsetCommitRequest,
-    OffsetDeleteRequest,
     OffsetFetchRequest,
     SyncGroupRequest,
 )
@@ -31,6 +30,7 @@ from tests.kbroker.helpers import (
     first_heartbeat,
     join,
     join_req,
+    offset_delete_request,
     subscription,
 )
 
@@ -276,19 +276,7 @@ async def test_list_describe_delete_groups(make_server):
         assert sorted(g.group_id for g in lg.groups) == ["busy", "idle"]
         d = await c.request(DescribeGroupsRequest(groups=["nope"]))
         assert (d.groups[0].error_code, d.groups[0].group_state) == (E.NONE, "Dead")
-        od = await c.request(
-            OffsetDeleteRequest(
-                group_id="idle",
-                topics=[
-                    OffsetDeleteRequest.OffsetDeleteRequestTopic(
-                        name="t",
-                        partitions=[
-                            OffsetDeleteRequest.OffsetDeleteRequestPartition(partition_index=0)
-                        ],
-                    )
-                ],
-            )
-        )
+        od = await c.request(offset_delete_request("idle", "t", 0))
         assert od.error_code == E.NONE and od.topics[0].partitions[0].error_code == E.NONE
         # Its last offset gone, the Empty group is Dead (GroupCoordinator.handleDeleteOffsets
         # runs it through cleanupGroupMetadata): nothing left to delete.

@@ -24,7 +24,6 @@ from kbroker.wire.messages import (
     ListGroupsRequest,
     MetadataRequest,
     OffsetCommitRequest,
-    OffsetDeleteRequest,
     OffsetFetchRequest,
 )
 from tests.kbroker.helpers import (
@@ -32,6 +31,7 @@ from tests.kbroker.helpers import (
     create_topic,
     described_members,
     first_heartbeat,
+    offset_delete_request,
     produce,
     records,
 )
@@ -200,17 +200,7 @@ async def test_classic_group_deletions_on_a_full_disk_are_answered_none(
         assert {p.error_code for p in committed.topics[0].partitions} == {ErrorCode.NONE}
     disk.full = True
     with caplog.at_level(logging.WARNING):
-        OD = OffsetDeleteRequest
-        deleted = await client.request(
-            OD(
-                group_id="solo",
-                topics=[
-                    OD.OffsetDeleteRequestTopic(
-                        name="t", partitions=[OD.OffsetDeleteRequestPartition(partition_index=0)]
-                    )
-                ],
-            )
-        )
+        deleted = await client.request(offset_delete_request("solo", "t", 0))
         assert deleted.error_code == ErrorCode.NONE
         assert deleted.topics[0].partitions[0].error_code == ErrorCode.NONE
         gone = await client.request(DeleteGroupsRequest(groups_names=["gone"]))
