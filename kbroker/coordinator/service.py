@@ -127,9 +127,7 @@ def _load(broker: BrokerState, store: OffsetsTopicStore, where: str = "") -> Gro
 
 def _partitions(broker: BrokerState) -> dict[int, GroupCoordinator]:
     """Cluster mode: the coordinator of each ``__consumer_offsets`` partition loaded here."""
-    loaded: dict[int, GroupCoordinator] | None = broker.state.get(_PARTITIONS_KEY)
-    if loaded is None:
-        loaded = broker.state[_PARTITIONS_KEY] = {}
+    loaded: dict[int, GroupCoordinator] = broker.state.setdefault(_PARTITIONS_KEY, {})
     return loaded
 
 

@@ -138,9 +138,7 @@ def _load(
 
 def _partitions(broker: BrokerState) -> dict[int, TransactionCoordinator]:
     """Cluster mode: the coordinator of each ``__transaction_state`` partition loaded here."""
-    loaded: dict[int, TransactionCoordinator] | None = broker.state.get(_PARTITIONS_KEY)
-    if loaded is None:
-        loaded = broker.state[_PARTITIONS_KEY] = {}
+    loaded: dict[int, TransactionCoordinator] = broker.state.setdefault(_PARTITIONS_KEY, {})
     return loaded
 
 
