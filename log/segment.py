@@ -267,6 +267,10 @@ class LogSegment:
     @property
     def fd(self) -> int:
         """The `.log` file descriptor; read it again after anything that may open a file."""
+        handle = self._handle
+        if handle is not None:  # what `handle` does when open, without its frame (appends)
+            self._cache.touch(self)
+            return handle.fd
         return self.handle.fd
 
     def evict(self) -> None:
@@ -424,10 +428,6 @@ class LogSegment:
         for idx in (self.index, self.time_index):
             idx.fsync()
             idx.park()
-
-    def index_full(self) -> bool:
-        """Whether either index has no room left (Kafka rolls then)."""
-        return self.index.is_full or self.time_index.is_full
 
     # -- reading ---------------------------------------------------------------
     def iter_spans(self, start: int = 0, end: int | None = None) -> Iterator[BatchSpan]:
