@@ -285,7 +285,9 @@ class OffsetIndex(_SparseIndex):
 
     def append_entry(self, relative_offset: int, position: int) -> None:
         """``append_entries`` of one entry, as a Produce append adds it (no list, no join)."""
-        rel, pos = self._arrays()
+        rel, pos = self._rel, self._pos
+        if rel is None or pos is None:  # _arrays' frame only when there is loading to do
+            rel, pos = self._arrays()
         self._defer(_OFFSET.pack(relative_offset, position), len(rel) * OFFSET_ENTRY)
         rel.append(relative_offset)
         pos.append(position)
@@ -377,7 +379,9 @@ class TimeIndex(_SparseIndex):
 
     def maybe_append_one(self, timestamp: int, relative_offset: int) -> None:
         """``maybe_append`` of one entry, as a Produce append adds it (no list, no join)."""
-        ts, rel = self._lists()
+        ts, rel = self._ts, self._rel
+        if ts is None or rel is None:  # _lists' frame only when there is loading to do
+            ts, rel = self._lists()
         if ts and timestamp <= ts[-1]:
             return
         self._defer(_TIME.pack(timestamp, relative_offset), len(ts) * TIME_ENTRY)
