@@ -158,15 +158,23 @@ class _SparseIndex(_IndexFile):
     def __init__(self, path: Path, max_entries: int) -> None:
         super().__init__(path)
         self.max_entries = max(1, max_entries)
+        # No room for another entry (segment.index.bytes reached): the segment must roll.
+        # An attribute set with the count, not a property: every append reads it.
+        self.is_full = False
         self._count = os.fstat(self.fd).st_size // self.ENTRY
 
     def __len__(self) -> int:
-        return self._count
+        return self._entries
 
     @property
-    def is_full(self) -> bool:
-        """No room for another entry (segment.index.bytes reached): the segment must roll."""
-        return self._count >= self.max_entries
+    def _count(self) -> int:
+        """How many entries the index holds."""
+        return self._entries
+
+    @_count.setter
+    def _count(self, count: int) -> None:
+        self._entries = count
+        self.is_full = count >= self.max_entries
 
     def _entry_on_disk(self, n: int) -> tuple[int, int]:
         return self.FORMAT.unpack(os.pread(self.fd, self.ENTRY, n * self.ENTRY))

@@ -497,7 +497,37 @@ class PartitionLog:
             and not self._epochs_from_batches
             and not self._closed
         ):
-            return self._append_batch(view, header, leader_epoch)
+            # One data batch whose header the caller read: the usual Produce append. What
+            # the loop below does for such a batch, without its lists and copies: the roll
+            # check, the epoch, one pwritev of a 16-byte prefix (base offset, length,
+            # leader epoch: fields the CRC does not cover) followed by the received bytes,
+            # the producer state. Taken only when nothing else is due first (an open log,
+            # the clean-shutdown marker's removal already durable, the log's first leader
+            # epoch already assigned). Inline, not a method: one frame less per request.
+            self._unflushed = True
+            seg = self._segments[-1]
+            base = seg.next_offset
+            last = base + header.last_offset_delta
+            max_ts = header.max_timestamp
+            now_ms = int(self._clock() * 1000)
+            if self._should_roll(n, max_ts, last, now_ms):
+                self.roll()
+                seg = self._segments[-1]
+            self.leader_epochs.assign(leader_epoch, base)
+            seg.append_batch(
+                [BATCH_PREFIX.pack(base, header.batch_length, leader_epoch), view[16:]],
+                n,
+                last,
+                max_ts,
+            )
+            if header.producer_id >= 0:
+                done = self.producer_state.update_from_batch(header, max_ts, base)
+                if done is not None:
+                    self._index_abort(seg, done)
+            self._after_append(seg, last - base + 1, now_ms)
+            # tuple.__new__: the NamedTuple's own __new__ is a Python function binding
+            # four arguments, once per Produce request.
+            return _new_result(AppendResult, (base, last, -1, self._log_start))
         self._check_open()
         self._before_write()
         if n == 0:
@@ -580,39 +610,6 @@ class PartitionLog:
         self._after_append(seg, messages, now_ms)
         return AppendResult(base, offset - 1, now_ms if log_append_time else -1, self._log_start)
 
-    def _append_batch(self, view: memoryview, h: BatchHeader, leader_epoch: int) -> AppendResult:
-        """``append`` of one data batch whose header the caller read: the usual Produce append.
-
-        What the loop of ``append`` does for such a batch, without its lists and copies:
-        the roll check, the epoch, one pwritev of a 16-byte prefix (base offset, length,
-        leader epoch: fields the CRC does not cover) followed by the received bytes, the
-        producer state. ``append`` takes this path only when nothing else is due first
-        (an open log, the clean-shutdown marker's removal already durable, the log's
-        first leader epoch already assigned).
-        """
-        self._unflushed = True
-        n = len(view)
-        seg = self._segments[-1]
-        base = seg.next_offset
-        last = base + h.last_offset_delta
-        max_ts = h.max_timestamp
-        now_ms = int(self._clock() * 1000)
-        if self._should_roll(n, max_ts, last, now_ms):
-            self.roll()
-            seg = self._segments[-1]
-        self.leader_epochs.assign(leader_epoch, base)
-        seg.append_batch(
-            [BATCH_PREFIX.pack(base, h.batch_length, leader_epoch), view[16:]], n, last, max_ts
-        )
-        if h.producer_id >= 0:
-            done = self.producer_state.update_from_batch(h, max_ts, base)
-            if done is not None:
-                self._index_abort(seg, done)
-        self._after_append(seg, last - base + 1, now_ms)
-        # tuple.__new__: the NamedTuple's own __new__ is a Python function binding
-        # four arguments, once per Produce request.
-        return _new_result(AppendResult, (base, last, -1, self._log_start))
-
     def append_as_follower(self, records: bytes | bytearray | memoryview) -> AppendResult:
         """Append a leader's batches unchanged (a follower's fetch): offsets, epochs, CRCs as sent.
 
@@ -679,7 +676,8 @@ class PartitionLog:
         )
         if waited > cfg.segment_ms or last_offset - seg.base_offset > INT32_MAX:
             return True
-        return seg.index_full()
+        # Either index without room left (Kafka's offsetIndex.isFull || timeIndex.isFull).
+        return seg.index.is_full or seg.time_index.is_full
 
     def _after_append(self, seg: LogSegment, messages: int, now_ms: int) -> None:
         cfg = self.config

@@ -307,10 +307,13 @@ class ReplicatedPartition:
         leo = self.log.log_end_offset
         new_hw = leo
         # While a change is pending, members of the old and of the new ISR both count.
-        isr = set(self.isr) | set(self.pending_isr or ())
+        # (Membership tested in the lists: they hold a few replicas, and this runs on
+        # every leader append, where building their union was three sets each time.)
+        isr, pending = self.isr, self.pending_isr
         for r, state in self.followers.items():
             if state.log_end_offset < new_hw and (
                 r in isr
+                or (pending is not None and r in pending)
                 or state.is_caught_up(leo, now_ms, self.replica_lag_time_max_ms)
                 and r in self.replicas
                 and state.log_end_offset >= 0
