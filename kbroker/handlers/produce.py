@@ -46,7 +46,7 @@ from kbroker.handlers.partitions import (
     point_to_leaders,
     topic_value,
 )
-from kbroker.quotas import PRODUCER_BYTE_RATE, quota_manager
+from kbroker.quotas import PRODUCER_BYTE_RATE, QuotaManager, quota_manager
 from kbroker.replication.partition import ReplicatedPartition
 from kbroker.topics import Partition, Topic
 from kbroker.txn.service import check_producer_batch
@@ -74,6 +74,8 @@ _LOG_OVERHEAD = wire_records.LOG_OVERHEAD
 _COMPRESSION_MASK = wire_records.ATTR_COMPRESSION_MASK
 _CONTROL = wire_records.ATTR_CONTROL
 _LOG_APPEND_TIME_FLAG = wire_records.ATTR_TIMESTAMP_TYPE
+_MAGIC_POS = wire_records.MAGIC_POS
+_MAGIC = wire_records.MAGIC
 # Read once: an Enum member lookup goes through the enum's metaclass (~75 ns on
 # CPython 3.11), and the topic check runs for every topic of every Produce request.
 _WRITE = Operation.WRITE
@@ -104,6 +106,9 @@ class ProduceSettings:
     min_insync_replicas: int = 1
     target_compression: int | None = None  # codec the topic stores; None = producer's
     target_level: int | None = None  # its compression.<codec>.level (KIP-390); None = default
+    # Whether the broker checks ACLs (authorizer.class.name is set): a static broker
+    # setting, kept here so that handle_produce reads it with the topic's settings.
+    authorize: bool = False
     # Whether LogValidator.validateRecord has per-record work whatever the batch says
     # (keys on a compacted topic, timestamp bounds): derived once per settings, not
     # per batch. A batch stamped LogAppendTime by its producer is walked as well.
@@ -128,9 +133,10 @@ def validate_produce_records(
     0, max.message.bytes, CRC), then LogValidator (offset range vs count, no
     control batches, sequence set with producer id, per-record checks).
     """
-    # The header's size, codec and control flag are computed here from its fields, not
-    # read through BatchHeader's properties: each property read is a Python call, and
-    # this runs for every batch of every Produce request.
+    # The header's fields are read once (one unpack) and its size, codec and control
+    # flag computed from them, not read through BatchHeader's properties: each read is
+    # a Python call or a lookup, and this runs for every batch of every Produce request
+    # (a request served after the broker idled pays for each with cold caches).
     n = 0 if records is None else len(records)
     if n == 0:
         raise RejectedBatch(
@@ -139,7 +145,7 @@ def validate_produce_records(
         )
     buf = memoryview(records)
     # Produce v3+ accepts only magic 2 (message format v2).
-    if n > wire_records.MAGIC_POS and buf[wire_records.MAGIC_POS] != wire_records.MAGIC:
+    if n > _MAGIC_POS and buf[_MAGIC_POS] != _MAGIC:
         raise RejectedBatch(
             ErrorCode.INVALID_RECORD,
             f"Produce requests with version {version} are only allowed to contain record "
@@ -149,7 +155,22 @@ def validate_produce_records(
         header = wire_records.parse_header(buf, 0)
     except InvalidRecordBatch as exc:
         raise RejectedBatch(ErrorCode(exc.error_code)) from exc
-    size = header.batch_length + _LOG_OVERHEAD
+    (
+        base_offset,
+        batch_length,
+        _,
+        _,
+        _,
+        attributes,
+        last_offset_delta,
+        _,
+        _,
+        producer_id,
+        _,
+        base_sequence,
+        records_count,
+    ) = header
+    size = batch_length + _LOG_OVERHEAD
     if size > n:
         # A truncated batch: the Java batch iterator finds no complete batch and
         # the broker reports a corrupt request.
@@ -160,18 +181,18 @@ def validate_produce_records(
             f"Produce requests with version {version} are only allowed to contain exactly "
             "one record batch",
         )
-    compression = header.attributes & _COMPRESSION_MASK
+    compression = attributes & _COMPRESSION_MASK
     if compression == ZSTD and version < 7:
         # KIP-110: zstd needs Produce v7+.
         raise RejectedBatch(
             ErrorCode.UNSUPPORTED_COMPRESSION_TYPE,
             f"Produce requests with version {version} are not allowed to use ZStandard compression",
         )
-    if header.base_offset != 0:
+    if base_offset != 0:
         raise RejectedBatch(
             ErrorCode.INVALID_RECORD,
             f"The baseOffset of the record batch in the append should be 0, but it is "
-            f"{header.base_offset}",
+            f"{base_offset}",
         )
     if size > settings.max_message_bytes:
         # Kafka compares the whole batch (log overhead included) to max.message.bytes.
@@ -182,30 +203,30 @@ def validate_produce_records(
         code = ErrorCode(exc.error_code)
         raise RejectedBatch(code, None if code == ErrorCode.CORRUPT_MESSAGE else str(exc)) from exc
     # LogValidator.validateBatch, client-origin rules.
-    if header.last_offset_delta < 0:
+    if last_offset_delta < 0:
         raise RejectedBatch(ErrorCode.INVALID_RECORD, "Batch has an invalid offset range")
-    if header.records_count <= 0:
+    if records_count <= 0:
         raise RejectedBatch(
             ErrorCode.INVALID_RECORD,
-            f"Invalid reported count for record batch: {header.records_count}",
+            f"Invalid reported count for record batch: {records_count}",
         )
-    if header.last_offset_delta + 1 != header.records_count:
+    if last_offset_delta + 1 != records_count:
         raise RejectedBatch(
             ErrorCode.INVALID_RECORD,
-            f"Inconsistent batch offset range [0, {header.last_offset_delta}] and count of "
-            f"records {header.records_count}",
+            f"Inconsistent batch offset range [0, {last_offset_delta}] and count of "
+            f"records {records_count}",
         )
-    if header.attributes & _CONTROL:
+    if attributes & _CONTROL:
         raise RejectedBatch(
             ErrorCode.INVALID_RECORD, "Clients are not allowed to write control records"
         )
-    if header.producer_id >= 0 and header.base_sequence < 0:
+    if producer_id >= 0 and base_sequence < 0:
         raise RejectedBatch(
             ErrorCode.INVALID_RECORD,
-            f"Invalid sequence number {header.base_sequence} in record batch with producerId "
-            f"{header.producer_id}",
+            f"Invalid sequence number {base_sequence} in record batch with producerId "
+            f"{producer_id}",
         )
-    walk = settings.walk_records or header.attributes & _LOG_APPEND_TIME_FLAG
+    walk = settings.walk_records or attributes & _LOG_APPEND_TIME_FLAG
     try:
         if compression == NONE and not walk:
             # Uncompressed: the records must tile the batch (Java's batch iterator);
@@ -306,6 +327,7 @@ def _compute_settings(ctx: RequestContext, topic: Topic) -> ProduceSettings:
     diff = topic_value(ctx, topic, "message.timestamp.difference.max.ms")
     codec_name = str(topic_value(ctx, topic, "compression.type"))
     return ProduceSettings(
+        authorize=authorizer_of(ctx.broker) is not None,
         max_message_bytes=int(topic_value(ctx, topic, "max.message.bytes")),
         compacted="compact" in topic_value(ctx, topic, "cleanup.policy"),
         log_append_time=topic_value(ctx, topic, "message.timestamp.type") == "LogAppendTime",
@@ -355,9 +377,63 @@ def apply_compression_type(
 @handles(ProduceRequest.API_KEY, 3, 11)
 async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> ProduceResponse | None:
     """Append each partition's batch; answer per partition (nothing at all for acks=0)."""
+    # The request a producer sends most: one topic, one partition, acks=1 or all, on a
+    # single node with no authorizer. It is served here without the general loop's lists
+    # and per-topic branches (every request is served after the broker idled a few ms,
+    # with cold caches, so each call and object costs several times its warm price).
+    # Only the recognition is special: the partition is appended, checked and answered
+    # by the same helpers as in handle_produce_request; anything else goes there.
+    acks = request.acks
+    topic_data = request.topic_data
+    broker = ctx.broker
+    if (acks == 1 or acks == -1) and len(topic_data) == 1 and broker.cluster is None:
+        only = topic_data[0]
+        asked = only.partition_data
+        topic = broker.topics.topics.get(only.name)
+        if topic is not None and len(asked) == 1:
+            settings = produce_settings(ctx, topic)
+            data = asked[0]
+            index = data.index
+            partitions = topic.partitions
+            if not settings.authorize and 0 <= index < len(partitions):
+                partition = partitions[index]
+                version = ctx.api_version
+                resp = _PartitionResponse(index=index, base_offset=-1)
+                waits = None
+                try:
+                    required = _produce_partition(
+                        ctx,
+                        topic,
+                        partition,
+                        data.records,
+                        resp,
+                        version,
+                        acks,
+                        settings,
+                        request.transactional_id,
+                    )
+                    if acks == -1 and partition.replica is not None:
+                        waits = [(resp, partition.replica, required, settings.min_insync_replicas)]
+                except Exception as exc:  # noqa: BLE001 - every failure is a per-partition answer
+                    _answer_failure(resp, exc, version)
+                if waits:
+                    await _wait_for_acks(request, waits)
+                quotas = quota_manager(broker)
+                if quotas.quotas:  # with none set (the usual case) there is nothing to count
+                    _record_quota(ctx, quotas, request)
+                return ProduceResponse(
+                    responses=[_TopicResponse(name=only.name, partition_responses=[resp])],
+                    throttle_time_ms=ctx.throttle_ms,
+                )
+    return await handle_produce_request(ctx, request)
+
+
+async def handle_produce_request(
+    ctx: RequestContext, request: ProduceRequest
+) -> ProduceResponse | None:
+    """Any Produce request: each topic's checks, then each partition's; the answer."""
     version = ctx.api_version
     acks = request.acks
-    client_id = ctx.client_id
     responses = []
     # acks=all appends on a replicated partition wait for the ISR (DelayedProduce).
     waits: list[tuple[Any, ReplicatedPartition, int, int]] = []
@@ -365,7 +441,7 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
     # transactional id, and each topic needs Write. With no authorizer configured
     # (authorizer.class.name, a static setting) every check answers yes: none is made.
     acls = authorizer_of(ctx.broker) is not None
-    txn_id = request.transactional_id if version >= 3 else None
+    txn_id = request.transactional_id
     txn_denied = (
         acls
         and txn_id is not None
@@ -391,9 +467,7 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
                 topic_error = error_code_of(exc)
         for partition_data in topic_data.partition_data:
             # log_append_time_ms and log_start_offset default to -1.
-            resp = ProduceResponse.PartitionProduceResponse(
-                index=partition_data.index, base_offset=-1
-            )
+            resp = _PartitionResponse(index=partition_data.index, base_offset=-1)
             if topic is None:
                 resp.error_code = topic_error or ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             else:
@@ -409,7 +483,6 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
                         resp,
                         version,
                         acks,
-                        client_id,
                         settings,
                         txn_id,
                     )
@@ -417,43 +490,15 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
                         waits.append(
                             (resp, partition.replica, required, settings.min_insync_replicas)
                         )
-                except RejectedBatch as rej:
-                    resp.error_code = rej.code
-                    if version >= 8:
-                        # record_errors / error_message exist from v8 (KIP-467).
-                        resp.error_message = rej.message
-                        resp.record_errors = [
-                            ProduceResponse.BatchIndexAndErrorMessage(
-                                batch_index=i, batch_index_error_message=m
-                            )
-                            for i, m in rej.record_errors
-                        ]
                 except Exception as exc:  # noqa: BLE001 - every failure is a per-partition answer
-                    resp.error_code = error_code_of(exc)
-                    if version >= 8 and isinstance(exc, KafkaApiError):
-                        resp.error_message = exc.message
+                    _answer_failure(resp, exc, version)
             parts.append(resp)
-        responses.append(
-            ProduceResponse.TopicProduceResponse(name=topic_data.name, partition_responses=parts)
-        )
+        responses.append(_TopicResponse(name=topic_data.name, partition_responses=parts))
     if waits:
-        deadline = trio.current_time() + max(0, request.timeout_ms) / 1000
-        for resp, replica, required, min_isr in waits:
-            error = await replica.wait_for_acks(
-                required, deadline - trio.current_time(), min_insync_replicas=min_isr
-            )
-            if error:
-                resp.error_code = error
-    # Produce byte-rate quota (KafkaApis: recorded after the append, acks=0 included).
+        await _wait_for_acks(request, waits)
     quotas = quota_manager(ctx.broker)
     if quotas.quotas:  # with none set (the usual case) there is nothing to count
-        ctx.throttle_ms = quotas.record(
-            PRODUCER_BYTE_RATE,
-            ctx.principal,
-            client_id or "",
-            sum(len(p.records or b"") for t in request.topic_data for p in t.partition_data),
-            trio.current_time(),
-        )
+        _record_quota(ctx, quotas, request)
     if acks == 0:
         # The producer does not read a response to acks=0 (Kafka sends none). A
         # failure can only be signalled by closing the connection, as KafkaApis does,
@@ -470,7 +515,7 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
                 "client id %s) failed: %s",
                 ctx.peer,
                 ctx.correlation_id,
-                client_id,
+                ctx.client_id,
                 ", ".join(failed),
             )
             raise CloseConnection
@@ -485,6 +530,56 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
     return response
 
 
+_PartitionResponse = ProduceResponse.PartitionProduceResponse
+_TopicResponse = ProduceResponse.TopicProduceResponse
+
+
+def _answer_failure(
+    resp: ProduceResponse.PartitionProduceResponse, exc: Exception, version: int
+) -> None:
+    """Fill a partition's answer for the failure ``exc`` of its append."""
+    if isinstance(exc, RejectedBatch):
+        resp.error_code = exc.code
+        if version >= 8:
+            # record_errors / error_message exist from v8 (KIP-467).
+            resp.error_message = exc.message
+            resp.record_errors = [
+                ProduceResponse.BatchIndexAndErrorMessage(
+                    batch_index=i, batch_index_error_message=m
+                )
+                for i, m in exc.record_errors
+            ]
+        return
+    resp.error_code = error_code_of(exc)
+    if version >= 8 and isinstance(exc, KafkaApiError):
+        resp.error_message = exc.message
+
+
+async def _wait_for_acks(
+    request: ProduceRequest, waits: list[tuple[Any, ReplicatedPartition, int, int]]
+) -> None:
+    """acks=all: each (answer, replica, offset, min ISR) waits for the ISR to reach the
+    offset within the request's timeout (DelayedProduce); a failure is its answer's code."""
+    deadline = trio.current_time() + max(0, request.timeout_ms) / 1000
+    for resp, replica, required, min_isr in waits:
+        error = await replica.wait_for_acks(
+            required, deadline - trio.current_time(), min_insync_replicas=min_isr
+        )
+        if error:
+            resp.error_code = error
+
+
+def _record_quota(ctx: RequestContext, quotas: QuotaManager, request: ProduceRequest) -> None:
+    """Produce byte-rate quota (KafkaApis: recorded after the append, acks=0 included)."""
+    ctx.throttle_ms = quotas.record(
+        PRODUCER_BYTE_RATE,
+        ctx.principal,
+        ctx.client_id or "",
+        sum(len(p.records or b"") for t in request.topic_data for p in t.partition_data),
+        trio.current_time(),
+    )
+
+
 def _produce_partition(
     ctx: RequestContext,
     topic: Topic,
@@ -493,12 +588,11 @@ def _produce_partition(
     resp: ProduceResponse.PartitionProduceResponse,
     version: int,
     acks: int,
-    client_id: str | None,
     settings: ProduceSettings,
     transactional_id: str | None,
 ) -> int:
     """Validate and append one partition's batch, filling ``resp``; the offset after it."""
-    if topic.internal and client_id != ADMIN_CLIENT_ID:
+    if topic.internal and ctx.client_id != ADMIN_CLIENT_ID:
         # ReplicaManager.appendToLocalLog rejects client writes to internal topics.
         raise KafkaApiError(
             ErrorCode.INVALID_TOPIC_EXCEPTION, f"Cannot append to internal topic {topic.name}"

@@ -395,11 +395,20 @@ def check_producer_batch(
     Returns the original batch when this one is a retry (the caller answers its
     offsets and writes nothing); raises KafkaApiError with Kafka's code.
     """
-    log = partition.log
-    _maybe_expire_producers(broker, log, now_ms)
+    state = partition.log.producer_state
+    # producer.id.expiration.ms, checked every producer.id.expiration.check.interval.ms
+    # per log. In line rather than in a helper: this runs for every Produce batch,
+    # idempotent or not. The time of the last check is kept on the log's producer state
+    # (one attribute read per batch), not in a broker-wide table keyed by id(log): that
+    # cost two dict lookups per batch and kept an entry for every log ever deleted.
+    last = state.expiry_checked_ms
+    if last is None:
+        state.expiry_checked_ms = now_ms
+    elif now_ms - last >= PRODUCER_EXPIRATION_CHECK_MS:
+        state.expiry_checked_ms = now_ms
+        state.remove_expired(now_ms, int(broker.config["producer.id.expiration.ms"]))
     if header.producer_id < 0:
         return None
-    state = log.producer_state
     first = header.base_sequence
     last = last_sequence(first, header.last_offset_delta)
     try:
@@ -463,19 +472,3 @@ def _coordinated_elsewhere(broker: BrokerState, transactional_id: str | None) ->
     from kbroker.cluster.coordinators import KEY_TYPE_TRANSACTION, leads_coordinator
 
     return not leads_coordinator(cluster, KEY_TYPE_TRANSACTION, transactional_id)
-
-
-def _maybe_expire_producers(broker: BrokerState, log: Any, now_ms: int) -> None:
-    """producer.id.expiration.ms, checked every producer.id.expiration.check.interval.ms per log."""
-    # The time of the last check is kept on the log's producer state (one attribute
-    # read per batch), not in a broker-wide table keyed by id(log): that cost two
-    # dict lookups per batch and kept an entry for every log ever deleted.
-    state = log.producer_state
-    last = state.expiry_checked_ms
-    if last is None:
-        state.expiry_checked_ms = now_ms
-        return
-    if now_ms - last < PRODUCER_EXPIRATION_CHECK_MS:
-        return
-    state.expiry_checked_ms = now_ms
-    state.remove_expired(now_ms, int(broker.config["producer.id.expiration.ms"]))
