@@ -320,6 +320,12 @@ class Connection:
         self._whole: bytes | None = None
         self._poll = select.poll()
         self._poll.register(self._fd, select.POLLIN)
+        # trio.current_time() without its two layers of calls (the clock is the run's for
+        # good): read once per request, when the connection starts waiting for its client.
+        self._now = trio.lowlevel.current_clock().current_time
+        # The broker's quotas (one object for good, kbroker.quotas.quota_manager): with
+        # none set, as usual, a request looks no further than its `quotas` dict.
+        self._quotas = quota_manager(server.broker)
 
     def stop_reading(self) -> None:
         """Used by shutdown: stop waiting for new requests (a request in flight finishes)."""
@@ -337,8 +343,22 @@ class Connection:
 
     async def run(self) -> None:
         """Serve requests until EOF, an error, idleness or shutdown; then close."""
+        # _serve runs in a nursery for the peer watchers (_call_watching_peer), in this
+        # coroutine rather than one of its own: every wake-up of the connection resumes
+        # each coroutine between Trio's run loop and the wait, so one level less is less
+        # code run per request. The error comes out of the nursery as it is, not wrapped
+        # in an exception group.
         try:
-            await self._serve_with_watchers()
+            error: Exception | None = None
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                try:
+                    await self._serve()
+                except Exception as exc:
+                    error = exc
+                nursery.cancel_scope.cancel()
+            if error is not None:
+                raise error
         except _CloseConnection:
             pass
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -353,39 +373,33 @@ class Connection:
             self._held = 0
             await trio.aclose_forcefully(self.stream)
 
-    async def _serve_with_watchers(self) -> None:
-        """_serve with a nursery for peer watchers; its errors come out as they are."""
-        error: Exception | None = None
-        async with trio.open_nursery() as self._nursery:
-            try:
-                await self._serve()
-            except Exception as exc:
-                error = exc
-            self._nursery.cancel_scope.cancel()
-        if error is not None:
-            raise error
-
     async def _serve(self) -> None:
+        server = self.server
         # Whether a request was served since the last read: the next read is then a
         # scheduling point even if it continues a request (pipelined requests seldom end
         # where a read does, and _send_bytes relies on the next read to yield).
         served = False
+        # Whether the decoder is known to hold nothing: after a read that brought exactly
+        # one request (FrameDecoder.whole_frame, which takes it only from an empty
+        # decoder), until the next read. The decoder is then not asked for a frame or
+        # its buffered bytes: what a client that waits for each answer costs per request.
+        empty = True
         while True:
             # A large request comes as a view of its own buffer (received in place).
             frame: bytes | memoryview | None = self._whole
             if frame is not None:
                 self._whole = None
-            else:
+            elif not empty:
                 frame = self.decoder.next_frame_view()
             if frame is None:
-                if self.server.draining:
+                if server.draining:
                     return
-                if not self.decoder.buffered and self.server.request_bytes:
+                buffered = 0 if empty else self.decoder.buffered
+                if not buffered and server.request_bytes:
                     # A new request starts: only if requests in flight leave room
                     # (a request already begun is read to its end, or memory held
                     # by partial requests could never be freed).
-                    await self.server.wait_for_request_memory()
-                buffered = self.decoder.buffered
+                    await server.wait_for_request_memory()
                 continuing = buffered > 0 and not served
                 if buffered:
                     # A request already begun: the rest is likely arriving.
@@ -412,6 +426,7 @@ class Connection:
                     if got is not None:
                         self._log_partial_request()
                     return
+                empty = self._whole is not None
                 continue
             self.busy = True
             served = True
@@ -419,10 +434,10 @@ class Connection:
                 await self._process(frame)
             finally:
                 self.busy = False
-                held = self._held - self.decoder.buffered
+                held = self._held if empty else self._held - self.decoder.buffered
                 self._held -= held
-                self.server.release_request_bytes(held)
-            if self.server.draining:
+                server.release_request_bytes(held)
+            if server.draining:
                 return
 
     def _read_available(self) -> bool | None:
@@ -448,7 +463,7 @@ class Connection:
         if not n:
             return False
         self._held += n
-        self.server.hold_request_bytes(n)
+        self.server.request_bytes += n  # hold_request_bytes, without the call
         if target is not None:
             decoder.received(n)
         elif start is not None:
@@ -478,7 +493,7 @@ class Connection:
         if server.draining:
             return None
         waiting = server.waiting
-        waiting[self] = trio.current_time()
+        waiting[self] = self._now()
         try:
             while True:
                 try:
@@ -538,7 +553,8 @@ class Connection:
         # the timing wrapper is a generator, two clock reads and a frame per request.
         # A quota set while this request runs counts from the next request on.
         call = handler(ctx, request)
-        timed = _BusyTime(call) if quota_manager(ctx.broker).request_quotas_set else None
+        quotas = self._quotas
+        timed = _BusyTime(call) if quotas.quotas and quotas.request_quotas_set else None
         awaited = call if timed is None else timed
         try:
             if api_key in _MAY_WAIT and self._nursery is not None:
@@ -600,7 +616,8 @@ class Connection:
         except OSError as exc:
             raise trio.BrokenResourceError(str(exc)) from exc
         finally:
-            close_parts(items)
+            if items is not parts:  # prepared: file regions hold descriptors of their own
+                close_parts(items)
         if observer is not None:
             observer(ctx, request, response, started, len(frame))
         if ctx.throttle_ms > 0:
@@ -609,7 +626,15 @@ class Connection:
     async def _send_items(self, items: list[Any]) -> None:
         """Send a prepared response (prepare_parts); SendStalled if the peer reads nothing."""
         if len(items) == 1 and type(items[0]) is bytes:
-            await _send_bytes(self.stream.socket, items[0], self.idle_s)
+            # As _send_bytes does, on the descriptor at hand and without a coroutine of
+            # its own in the usual case: the socket takes the whole answer at once.
+            data = items[0]
+            try:
+                sent = os.write(self._fd, data)
+            except BlockingIOError:
+                sent = 0
+            if sent != len(data):
+                await _send_bytes(self.stream.socket, memoryview(data)[sent:], self.idle_s)
         else:
             await send_parts(self.stream.socket, items, idle_s=self.idle_s)
 

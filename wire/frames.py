@@ -135,6 +135,8 @@ class FrameDecoder:
         """
         big = self._big
         if big is None:
+            if not self._buf:
+                return None  # nothing begun (what every read of small requests finds)
             self._check_prefix()
             need = self._need
             if need < LARGE_FRAME or len(self._buf) >= 4 + need:

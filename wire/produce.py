@@ -35,8 +35,15 @@ PRODUCE_FAST_VERSIONS = (_FIRST, _LAST)
 _FLEXIBLE = 9
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
-_ACKS_TIMEOUT = struct.Struct(">hi")
-_HEADER = struct.Struct(">hhi")
+# Several fields in one unpack (each unpack is a call and a tuple): the request header
+# with the client id's length; Acks and TimeoutMs with the topic count (int32 before v9,
+# its first varint byte from v9); a partition's index with the records' length (int32,
+# or its first two varint bytes; a byte read beyond the frame's end just declines).
+_HEADER = struct.Struct(">hhih")
+_ACKS_TIMEOUT_COUNT = struct.Struct(">hii")
+_ACKS_TIMEOUT_COMPACT = struct.Struct(">hiB")
+_INDEX_SIZE = struct.Struct(">ii")
+_INDEX_COMPACT = struct.Struct(">iBB")
 
 _PRODUCE = ProduceRequest.API_KEY
 _Request = ProduceRequest
@@ -58,14 +65,20 @@ def decode_produce_request(frame: memoryview) -> tuple[Any, Any] | None:
     One function, no helper per field: a call costs as much as reading a field in line.
     """
     mv = frame
+    # Fields are read from the bytes object under the view when the view is all of it
+    # (a frame that one read brought: FrameDecoder.whole_frame): indexing and unpacking
+    # bytes skips the buffer export a memoryview makes each time. Records are still
+    # views of the frame.
+    buf: Any = mv.obj
+    if type(buf) is not bytes or len(buf) != mv.nbytes:
+        buf = mv
     try:
-        api_key, version, correlation_id = _HEADER.unpack_from(mv, 0)
+        api_key, version, correlation_id, n = _HEADER.unpack_from(buf, 0)
         if api_key != _PRODUCE or not _FIRST <= version <= _LAST:
             return None
         flexible = version >= _FLEXIBLE
         end = len(mv)
         # Request header v1/v2: the client id is never a compact string (RequestHeader.json).
-        (n,) = _I16.unpack_from(mv, 8)
         pos = 10
         if n < 0:
             if n != -1:
@@ -75,19 +88,19 @@ def decode_produce_request(frame: memoryview) -> tuple[Any, Any] | None:
             pos += n
             if pos > end:
                 return None
-            client_id = str(mv[10:pos], "utf-8", "replace")
+            client_id = str(buf[10:pos], "utf-8", "replace")
         if flexible:
-            if mv[pos]:
+            if buf[pos]:
                 return None  # tagged fields in the header
             # TransactionalId: compact nullable string (unsigned varint length + 1).
-            n = mv[pos + 1]
+            n = buf[pos + 1]
             if n < 0x80:
                 pos += 2
             else:
                 n, pos = read_uvarint(mv, pos + 1)
             n -= 1
         else:
-            (n,) = _I16.unpack_from(mv, pos)
+            (n,) = _I16.unpack_from(buf, pos)
             pos += 2
         if n < 0:
             if n != -1:
@@ -98,26 +111,24 @@ def decode_produce_request(frame: memoryview) -> tuple[Any, Any] | None:
             pos += n
             if pos > end:
                 return None
-            transactional_id = str(mv[start:pos], "utf-8", "replace")
-        acks, timeout_ms = _ACKS_TIMEOUT.unpack_from(mv, pos)
-        pos += 6
+            transactional_id = str(buf[start:pos], "utf-8", "replace")
         if flexible:
-            topic_count = mv[pos]
+            acks, timeout_ms, topic_count = _ACKS_TIMEOUT_COMPACT.unpack_from(buf, pos)
             if topic_count < 0x80:
-                pos += 1
+                pos += 7
             else:
-                topic_count, pos = read_uvarint(mv, pos)
+                topic_count, pos = read_uvarint(mv, pos + 6)
             topic_count -= 1
         else:
-            (topic_count,) = _I32.unpack_from(mv, pos)
-            pos += 4
+            acks, timeout_ms, topic_count = _ACKS_TIMEOUT_COUNT.unpack_from(buf, pos)
+            pos += 10
         if topic_count < 0 or topic_count > end - pos:
             return None
         topics = []
         for _ in range(topic_count):
             # Name: a string, never null.
             if flexible:
-                n = mv[pos]
+                n = buf[pos]
                 if n < 0x80:
                     pos += 1
                 else:
@@ -127,37 +138,40 @@ def decode_produce_request(frame: memoryview) -> tuple[Any, Any] | None:
                 pos += n
                 if n < 0 or pos > end:
                     return None
-                name = str(mv[start:pos], "utf-8", "replace")
-                count = mv[pos]
+                name = str(buf[start:pos], "utf-8", "replace")
+                count = buf[pos]
                 if count < 0x80:
                     pos += 1
                 else:
                     count, pos = read_uvarint(mv, pos)
                 count -= 1
             else:
-                (n,) = _I16.unpack_from(mv, pos)
+                (n,) = _I16.unpack_from(buf, pos)
                 start = pos + 2
                 pos = start + n
                 if n < 0 or pos > end:
                     return None
-                name = str(mv[start:pos], "utf-8", "replace")
-                (count,) = _I32.unpack_from(mv, pos)
+                name = str(buf[start:pos], "utf-8", "replace")
+                (count,) = _I32.unpack_from(buf, pos)
                 pos += 4
             if count < 0 or count > end - pos:
                 return None
             partitions = []
             for _ in range(count):
                 # Index, then the records: nullable bytes, handed out as a view of the frame.
-                (index,) = _I32.unpack_from(mv, pos)
                 if flexible:
-                    n = mv[pos + 4]
+                    index, n, more = _INDEX_COMPACT.unpack_from(buf, pos)
                     if n < 0x80:
                         pos += 5
+                    elif more < 0x80:
+                        # Two bytes (a batch of 127 B to 16 KiB): in line, not a call.
+                        n = (n & 0x7F) | more << 7
+                        pos += 6
                     else:
                         n, pos = read_uvarint(mv, pos + 4)
                     n -= 1
                 else:
-                    (n,) = _I32.unpack_from(mv, pos + 4)
+                    index, n = _INDEX_SIZE.unpack_from(buf, pos)
                     pos += 8
                 if n < 0:
                     if n != -1:
@@ -170,7 +184,7 @@ def decode_produce_request(frame: memoryview) -> tuple[Any, Any] | None:
                         return None
                     records = mv[start:pos]
                 if flexible:
-                    if mv[pos]:
+                    if buf[pos]:
                         return None
                     pos += 1
                 partition = _new(_Partition)
@@ -179,7 +193,7 @@ def decode_produce_request(frame: memoryview) -> tuple[Any, Any] | None:
                 partition.unknown_tagged_fields = {}
                 partitions.append(partition)
             if flexible:
-                if mv[pos]:
+                if buf[pos]:
                     return None
                 pos += 1
             topic = _new(_Topic)
@@ -187,7 +201,7 @@ def decode_produce_request(frame: memoryview) -> tuple[Any, Any] | None:
             topic.partition_data = partitions
             topic.unknown_tagged_fields = {}
             topics.append(topic)
-        if flexible and mv[pos]:
+        if flexible and buf[pos]:
             return None
     except _DECLINE:
         return None

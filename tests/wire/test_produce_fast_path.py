@@ -83,6 +83,15 @@ def test_fast_decode_equals_the_generic_codec(
                 assert partition.records.obj is frame
     # decode_request is what the server calls: the same answer.
     assert protocol.decode_request(frame) == fast
+    # A large request received in place is a view into a larger buffer (FrameDecoder's
+    # spare buffer, after its size prefix): the same answer, records viewing that buffer.
+    backing = bytearray(4) + frame + bytearray(9)
+    view = memoryview(backing)[4 : 4 + len(frame)]
+    assert decode_produce_request(view) == fast
+    for topic in decode_produce_request(view)[1].topic_data:  # type: ignore[index]
+        for partition in topic.partition_data:
+            if partition.records is not None:
+                assert partition.records.obj is backing
 
 
 def _frame(version: int, request: Any) -> bytes:
