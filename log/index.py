@@ -142,9 +142,6 @@ class _SparseIndex(_IndexFile):
     def __init__(self, path: Path, max_entries: int) -> None:
         super().__init__(path)
         self.max_entries = max(1, max_entries)
-        # No room for another entry (segment.index.bytes reached): the segment must roll.
-        # An attribute set with the count, not a property: every append reads it.
-        self.is_full = False
         self._count = os.fstat(self.fd).st_size // self.ENTRY
         # Entries in the file: those past it (appended since the last write) are encoded
         # from the columns when written, so an append only adds to the columns.
@@ -166,17 +163,12 @@ class _SparseIndex(_IndexFile):
             self._unsynced = True
 
     def __len__(self) -> int:
-        return self._entries
+        return self._count
 
     @property
-    def _count(self) -> int:
-        """How many entries the index holds."""
-        return self._entries
-
-    @_count.setter
-    def _count(self, count: int) -> None:
-        self._entries = count
-        self.is_full = count >= self.max_entries
+    def is_full(self) -> bool:
+        """No room for another entry (segment.index.bytes reached): the segment must roll."""
+        return self._count >= self.max_entries
 
     def _entry_on_disk(self, n: int) -> tuple[int, int]:
         return self.FORMAT.unpack(os.pread(self.fd, self.ENTRY, n * self.ENTRY))

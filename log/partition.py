@@ -676,8 +676,7 @@ class PartitionLog:
         )
         if waited > cfg.segment_ms or last_offset - seg.base_offset > INT32_MAX:
             return True
-        # Either index without room left (Kafka's offsetIndex.isFull || timeIndex.isFull).
-        return seg.index.is_full or seg.time_index.is_full
+        return seg.indexes_full  # Kafka's offsetIndex.isFull || timeIndex.isFull
 
     def _after_append(self, seg: LogSegment, messages: int, now_ms: int) -> None:
         cfg = self.config

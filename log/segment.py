@@ -244,6 +244,11 @@ class LogSegment:
         self._reserved = st.st_blocks * 512
         self.index = OffsetIndex(Path(index_path), segment_index_bytes // 8)
         self.time_index = TimeIndex(Path(time_path), segment_index_bytes // 12)
+        # Whether either index has no room left (Kafka then rolls): read by the roll
+        # check of every append, so kept here rather than asked of both indexes each
+        # time; updated wherever this segment adds or replaces index entries.
+        self.indexes_full = False
+        self._note_index_room()
         self.index_interval_bytes = index_interval_bytes
         self.next_offset = base_offset
         self.max_timestamp = -1
@@ -375,8 +380,12 @@ class LogSegment:
             self.time_index.maybe_append_one(
                 self.max_timestamp, self.offset_of_max_timestamp - base
             )
+            self._note_index_room()
             return
         self.bytes_since_last_index_entry += size
+
+    def _note_index_room(self) -> None:
+        self.indexes_full = self.index.is_full or self.time_index.is_full
 
     def seal(self) -> None:
         """On roll/close: a final time-index entry so the max timestamp survives a clean
@@ -385,6 +394,7 @@ class LogSegment:
             self.time_index.maybe_append(
                 [(self.max_timestamp, self.offset_of_max_timestamp - self.base_offset)]
             )
+            self._note_index_room()
         if self._reserved - self.size >= _RESERVE_FROM:
             # Truncating to the size it has frees every block past it. (Less than that
             # past the end is a partly filled last block, an extent tree's own blocks,
@@ -592,6 +602,7 @@ class LogSegment:
             self.next_offset = h.next_offset
         self.index.reset(offset_entries)
         self.time_index.reset(time_entries)
+        self._note_index_room()
 
     def truncate_to(self, offset: int) -> int:
         """Drop the batch holding `offset` and everything after it; returns bytes removed."""

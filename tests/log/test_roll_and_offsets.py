@@ -58,6 +58,37 @@ def test_roll_when_index_is_full(open_log):
     assert log.segment_base_offsets() == [0, 4, 8]
 
 
+def test_roll_when_the_time_index_is_full(open_log):
+    # 24 bytes hold 3 offset entries but only 2 time entries: growing timestamps fill
+    # the time index first, and the segment rolls for it alone.
+    log = open_log(index_interval_bytes=1, segment_index_bytes=24)
+    for i in range(7):
+        log.append(batch(1, ts=1_000 + i))
+    assert log.segment_base_offsets() == [0, 3, 6]
+
+
+@pytest.mark.parametrize("restart", ["clean", "crash"])
+def test_a_segment_reopened_with_a_full_index_rolls_at_the_next_append(
+    open_log, log_dir, restart: str
+) -> None:
+    # Fullness known from the index files (clean open) or from the indexes rebuilt
+    # from the log (a crash that lost them), not only from entries this process appended.
+    log = open_log(index_interval_bytes=1, segment_index_bytes=8 * 3)
+    for _ in range(4):  # the unindexed first batch + 3 indexed ones: the index is full
+        log.append(batch(1))
+    assert log.segment_base_offsets() == [0]
+    if restart == "clean":
+        log.close()
+    else:
+        log.abandon()
+        for suffix in (".index", ".timeindex"):
+            (log_dir / f"{0:020d}{suffix}").unlink()
+    log = open_log(index_interval_bytes=1, segment_index_bytes=8 * 3)
+    assert log.open_mode == ("clean" if restart == "clean" else "recovered")
+    log.append(batch(1))
+    assert log.segment_base_offsets() == [0, 4]
+
+
 def test_explicit_roll_and_empty_roll_is_noop(open_log):
     log = open_log()
     log.roll()
