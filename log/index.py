@@ -76,27 +76,12 @@ class _IndexFile:
         # Written (or truncated) since the last fsync, maybe through a descriptor the
         # cache has closed since: fsync must then reopen the file to flush it.
         self._unsynced = False
-        # Entries appended but not yet written, and the file position they start at.
-        self._pending = bytearray()
-        self._pending_at = 0
-
-    def _defer(self, data: bytes, position: int) -> None:
-        if not self._pending:
-            self._pending_at = position
-        self._pending += data
 
     def write_pending(self) -> None:
         """Write the entries appended since the last write (flush, roll, park, close, eviction)."""
-        if self._pending:
-            self._write_pending_to(self.fd)
 
     def _write_pending_to(self, fd: int) -> None:
-        _write_at(fd, self._pending, self._pending_at)
-        del self._pending[:]
-        self._unsynced = True
-
-    def _drop_pending(self) -> None:
-        del self._pending[:]
+        """write_pending through `fd` (an eviction: the descriptor is being closed)."""
 
     def _size_on_disk(self) -> int:
         """The file's size once every entry is in it: what each reader of the file starts from."""
@@ -121,8 +106,7 @@ class _IndexFile:
 
     def evict(self) -> None:
         """Called by the cache: write pending entries, then close until the next use."""
-        if self._pending:
-            self._write_pending_to(self._fd)
+        self._write_pending_to(self._fd)
         os.close(self._fd)
         self._fd = -1
 
@@ -162,6 +146,24 @@ class _SparseIndex(_IndexFile):
         # An attribute set with the count, not a property: every append reads it.
         self.is_full = False
         self._count = os.fstat(self.fd).st_size // self.ENTRY
+        # Entries in the file: those past it (appended since the last write) are encoded
+        # from the columns when written, so an append only adds to the columns.
+        self._written = self._count
+
+    def _encode(self, start: int, end: int) -> bytes:
+        """Entries ``start`` to ``end`` (exclusive) in the file's format (the columns loaded)."""
+        raise NotImplementedError
+
+    def write_pending(self) -> None:
+        if self._count > self._written:
+            self._write_pending_to(self.fd)
+
+    def _write_pending_to(self, fd: int) -> None:
+        count, written = self._count, self._written
+        if count > written:
+            _write_at(fd, self._encode(written, count), written * self.ENTRY)
+            self._written = count
+            self._unsynced = True
 
     def __len__(self) -> int:
         return self._entries
@@ -207,6 +209,7 @@ class _SparseIndex(_IndexFile):
         for column in columns:
             del column[keep:]
         self._count = keep
+        self._written = min(self._written, keep)
         self.write_pending()
         self._truncate(keep * self.ENTRY)
 
@@ -245,7 +248,7 @@ class OffsetIndex(_SparseIndex):
             raw.byteswap()
         self._rel = raw[0::2]
         self._pos = raw[1::2]
-        self._count = len(self._rel)
+        self._count = self._written = len(self._rel)
 
     def _arrays(self) -> tuple[array, array]:
         if self._rel is None or self._pos is None:
@@ -272,21 +275,23 @@ class OffsetIndex(_SparseIndex):
         return self._rel[-1], self._pos[-1]
 
     # -- changes ---------------------------------------------------------------
-    def append_entries(self, entries: list[tuple[int, int]]) -> None:
-        """Append (relative offset, position) entries in memory and to the file."""
+    def _encode(self, start: int, end: int) -> bytes:
         rel, pos = self._arrays()
-        start = len(rel)
-        data = b"".join(_OFFSET.pack(r, p) for r, p in entries)
+        return b"".join(_OFFSET.pack(rel[i], pos[i]) for i in range(start, end))
+
+    def append_entries(self, entries: list[tuple[int, int]]) -> None:
+        """Append (relative offset, position) entries in memory (the file at the next write)."""
+        rel, pos = self._arrays()
         for r, p in entries:
             rel.append(r)
             pos.append(p)
         self._count = len(rel)
-        self._defer(data, start * OFFSET_ENTRY)
 
     def append_entry(self, relative_offset: int, position: int) -> None:
-        """``append_entries`` of one entry, as a Produce append adds it (no list, no join)."""
-        rel, pos = self._arrays()
-        self._defer(_OFFSET.pack(relative_offset, position), len(rel) * OFFSET_ENTRY)
+        """``append_entries`` of one entry, as each append adds it (no list)."""
+        rel, pos = self._rel, self._pos
+        if rel is None or pos is None:  # _arrays' frame only when there is loading to do
+            rel, pos = self._arrays()
         rel.append(relative_offset)
         pos.append(position)
         self._count = len(rel)
@@ -300,8 +305,7 @@ class OffsetIndex(_SparseIndex):
         """Replace the whole index (rebuild after recovery or compaction)."""
         self._rel = array("i")
         self._pos = array("i")
-        self._count = 0
-        self._drop_pending()
+        self._count = self._written = 0
         self._truncate(0)
         if entries:
             self.append_entries(entries)
@@ -332,7 +336,7 @@ class TimeIndex(_SparseIndex):
         flat = struct.unpack(">" + "qi" * n, _pread_all(self.fd, n * TIME_ENTRY)) if n else ()
         self._ts = list(flat[0::2])
         self._rel = list(flat[1::2])
-        self._count = n
+        self._count = self._written = n
 
     def _lists(self) -> tuple[list[int], list[int]]:
         if self._ts is None or self._rel is None:
@@ -360,27 +364,27 @@ class TimeIndex(_SparseIndex):
         i = bisect_left(ts, timestamp) - 1
         return rel[i] if i >= 0 else -1
 
+    def _encode(self, start: int, end: int) -> bytes:
+        ts, rel = self._lists()
+        return b"".join(_TIME.pack(ts[i], rel[i]) for i in range(start, end))
+
     def maybe_append(self, entries: list[tuple[int, int]]) -> None:
         """Append (timestamp, relative offset) entries whose timestamp grows (Kafka's maybeAppend)."""
         ts, rel = self._lists()
-        start = len(ts)
-        parts = []
         for t, r in entries:
             if ts and t <= ts[-1]:
                 continue
             ts.append(t)
             rel.append(r)
-            parts.append(_TIME.pack(t, r))
         self._count = len(ts)
-        if parts:
-            self._defer(b"".join(parts), start * TIME_ENTRY)
 
     def maybe_append_one(self, timestamp: int, relative_offset: int) -> None:
-        """``maybe_append`` of one entry, as a Produce append adds it (no list, no join)."""
-        ts, rel = self._lists()
+        """``maybe_append`` of one entry, as each append adds it (no list)."""
+        ts, rel = self._ts, self._rel
+        if ts is None or rel is None:  # _lists' frame only when there is loading to do
+            ts, rel = self._lists()
         if ts and timestamp <= ts[-1]:
             return
-        self._defer(_TIME.pack(timestamp, relative_offset), len(ts) * TIME_ENTRY)
         ts.append(timestamp)
         rel.append(relative_offset)
         self._count = len(ts)
@@ -394,8 +398,7 @@ class TimeIndex(_SparseIndex):
         """Replace the whole index."""
         self._ts = []
         self._rel = []
-        self._count = 0
-        self._drop_pending()
+        self._count = self._written = 0
         self._truncate(0)
         if entries:
             self.maybe_append(entries)

@@ -398,7 +398,7 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
             if not settings.authorize and 0 <= index < len(partitions):
                 partition = partitions[index]
                 version = ctx.api_version
-                resp = _PartitionResponse(index=index, base_offset=-1)
+                resp = _PartitionResponse(index=index, base_offset=-1, current_leader=_NO_LEADER)
                 waits = None
                 try:
                     required = _produce_partition(
@@ -467,7 +467,9 @@ async def handle_produce_request(
                 topic_error = error_code_of(exc)
         for partition_data in topic_data.partition_data:
             # log_append_time_ms and log_start_offset default to -1.
-            resp = _PartitionResponse(index=partition_data.index, base_offset=-1)
+            resp = _PartitionResponse(
+                index=partition_data.index, base_offset=-1, current_leader=_NO_LEADER
+            )
             if topic is None:
                 resp.error_code = topic_error or ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             else:
@@ -532,6 +534,11 @@ async def handle_produce_request(
 
 _PartitionResponse = ProduceResponse.PartitionProduceResponse
 _TopicResponse = ProduceResponse.TopicProduceResponse
+# current_leader of every partition answer (KIP-951: -1/-1 unless point_to_leaders names
+# the leader, which replaces the object, never changes it): one shared instance rather
+# than one built per answer by the field's default factory (a Python __init__ and a
+# dict per partition, on the path every Produce request takes).
+_NO_LEADER = ProduceResponse.LeaderIdAndEpoch()
 
 
 def _answer_failure(

@@ -290,3 +290,25 @@ def test_index_entries_reach_the_file_at_flush_and_a_crash_before_rebuilds_them(
     } == reads
     log.close()
     assert index.stat().st_size // 8 >= 2 * entries  # rebuilt and written at close
+
+
+def test_index_files_written_in_steps_are_the_ones_a_rebuild_writes(tmp_path):
+    # Entries reach the files in steps (a flush, then a close), each step writing those
+    # appended since the last: the files must hold every entry once, in place.
+    d = tmp_path / "t-0"
+    cfg = LogConfig(index_interval_bytes=100)
+    log = PartitionLog.open(d, cfg)
+    for i in range(30):
+        log.append(batch(2, value_size=60, ts=5_000 + i))
+    log.flush()
+    for i in range(30):
+        log.append(batch(2, value_size=60, ts=6_000 + i))
+    log.close()
+    names = ("00000000000000000000.index", "00000000000000000000.timeindex")
+    written = {name: (d / name).read_bytes() for name in names}
+    assert len(written[names[0]]) // 8 >= 50
+    for name in names:
+        (d / name).unlink()
+    log = PartitionLog.open(d, cfg)  # indexes missing: rebuilt from the log
+    log.close()
+    assert {name: (d / name).read_bytes() for name in names} == written
