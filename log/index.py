@@ -288,7 +288,7 @@ class OffsetIndex(_SparseIndex):
         self._count = len(rel)
 
     def append_entry(self, relative_offset: int, position: int) -> None:
-        """``append_entries`` of one entry, as a Produce append adds it (no list, no join)."""
+        """``append_entries`` of one entry, as each append adds it (no list)."""
         rel, pos = self._rel, self._pos
         if rel is None or pos is None:  # _arrays' frame only when there is loading to do
             rel, pos = self._arrays()
@@ -379,7 +379,7 @@ class TimeIndex(_SparseIndex):
         self._count = len(ts)
 
     def maybe_append_one(self, timestamp: int, relative_offset: int) -> None:
-        """``maybe_append`` of one entry, as a Produce append adds it (no list, no join)."""
+        """``maybe_append`` of one entry, as each append adds it (no list)."""
         ts, rel = self._ts, self._rel
         if ts is None or rel is None:  # _lists' frame only when there is loading to do
             ts, rel = self._lists()

@@ -305,17 +305,9 @@ class LogSegment:
             write_all_parts(self.fd, buf, start)
         else:
             write_all(self.fd, buf, start)
-        offset_entries: list[tuple[int, int]] = []
-        time_entries: list[tuple[int, int]] = []
         for pos, size, last_offset, max_ts in batches:
-            entry = self._account(start + pos, size, last_offset, max_ts)
-            if entry is not None:
-                offset_entries.append(entry[0])
-                time_entries.append(entry[1])
+            self._account(start + pos, size, last_offset, max_ts)
         self.size = start + length
-        if offset_entries:
-            self.index.append_entries(offset_entries)
-            self.time_index.maybe_append(time_entries)
 
     def append_batch(
         self,
@@ -335,11 +327,7 @@ class LogSegment:
         n = os.pwritev(self.fd, parts, start)
         if n != size:
             write_rest(self.fd, parts, start, n, size)
-        entry = self._account(start, size, last_offset, max_ts)
-        if entry is not None:
-            (rel, position), (ts, ts_rel) = entry
-            self.index.append_entry(rel, position)
-            self.time_index.maybe_append_one(ts, ts_rel)
+        self._account(start, size, last_offset, max_ts)
         self.size = start + size
 
     def _reserve(self, size: int) -> None:
@@ -349,11 +337,12 @@ class LogSegment:
         A large append to a file growing by delayed allocation reserves and maps every
         new block in the write itself (ext4: ext4_da_get_block_prep, the extent status
         tree): about a fifth of the system time of a 470 KB pwritev, which writes into
-        blocks reserved beforehand skip. Kafka's file.preallocate (off by default) sets
-        the whole segment's length instead, so a crash leaves a file whose length is not
-        the log's end; here the size stays the log's end, so recovery reads exactly what
-        it read before, and a crash can leave nothing past it but unused blocks (the next
-        seal frees them). Small appends reserve nothing: a block serves many of them.
+        blocks reserved beforehand skip. Kafka's preallocate (log.preallocate, off by
+        default, accepted here without effect) sets the whole segment's length instead,
+        so a crash leaves a file whose length is not the log's end; here the size stays
+        the log's end, so recovery reads exactly what it read before, and a crash can
+        leave nothing past it but unused blocks (the next seal frees them). Small
+        appends reserve nothing: a block serves many of them.
         A reservation that fails (a file system without fallocate, a full disk) changes
         nothing: the write allocates its own blocks as before.
 
@@ -367,13 +356,12 @@ class LogSegment:
             _fallocate(self.fd, _FALLOC_FL_KEEP_SIZE, start, end - start)
         self._reserved = end
 
-    def _account(
-        self, position: int, size: int, last_offset: int, max_ts: int
-    ) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    def _account(self, position: int, size: int, last_offset: int, max_ts: int) -> None:
         """The bookkeeping of one batch of ``size`` bytes written at ``position``: the
         segment's timestamps and next offset; and, as Kafka's LogSegment.append does,
-        the index entries (offset index, time index) to add before it when more than
-        index.interval.bytes were written since the last ones, else None."""
+        an entry in each index (offset index, time index) when more than
+        index.interval.bytes were written since the last ones. (Entries reach the index
+        files at their next write: appending one only adds it to the index's columns.)"""
         if self.rolling_timestamp is None:
             self.rolling_timestamp = max_ts
         if max_ts > self.max_timestamp:
@@ -383,12 +371,12 @@ class LogSegment:
         if self.bytes_since_last_index_entry > self.index_interval_bytes:
             self.bytes_since_last_index_entry = size
             base = self.base_offset
-            return (
-                (last_offset - base, position),
-                (self.max_timestamp, self.offset_of_max_timestamp - base),
+            self.index.append_entry(last_offset - base, position)
+            self.time_index.maybe_append_one(
+                self.max_timestamp, self.offset_of_max_timestamp - base
             )
+            return
         self.bytes_since_last_index_entry += size
-        return None
 
     def seal(self) -> None:
         """On roll/close: a final time-index entry so the max timestamp survives a clean
