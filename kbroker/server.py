@@ -282,6 +282,10 @@ class Connection:
 
     # Kafka's KafkaPrincipal.ANONYMOUS: who a PLAINTEXT client is.
     principal = "User:ANONYMOUS"
+    # Whether bytes go straight between the socket's descriptor and the decoder (not
+    # through a TLS stream, SecureConnection): _serve then waits for them and _process
+    # writes the answer in line, without a coroutine of their own per request.
+    _direct = True
 
     def __init__(
         self, server: Server, stream: trio.SocketStream, listener: Listener | None = None
@@ -336,7 +340,7 @@ class Connection:
             self.end_wait()
 
     def end_wait(self) -> None:
-        """End the connection's wait for its client (_receive then returns None): for
+        """End the connection's wait for its client (in _serve, which then returns): for
         idleness unless stop_reading() asked. The socket is closed right after, which is
         what trio's notify_closing announces."""
         trio.lowlevel.notify_closing(self._fd)
@@ -412,8 +416,34 @@ class Connection:
                 else:
                     got = None
                 served = False
-                if got is None:
+                if got is None and not self._direct:
                     got = await self._receive()
+                elif got is None:
+                    # Wait for the client; no cancel scope (this runs once per request of
+                    # a client that waits for each answer). Both ways the wait ends early,
+                    # Server.close_idle_connections and stop_reading(), take the
+                    # connection out of Server.waiting and call end_wait(), which makes
+                    # wait_readable raise ClosedResourceError.
+                    if server.draining:
+                        return
+                    waiting = server.waiting
+                    waiting[self] = self._now()
+                    try:
+                        while True:
+                            try:
+                                await trio.lowlevel.wait_readable(self._fd)
+                            except trio.ClosedResourceError:
+                                break
+                            # Bytes (or EOF) count even if the wait was ended meanwhile.
+                            got = self._read_available()
+                            if got is not None or self not in waiting:
+                                break  # else end_wait() came as the socket woke us
+                    finally:
+                        waiting.pop(self, None)
+                    if got is None:
+                        if not self._stop_requested:
+                            self._log_idle_close()
+                        return
                 elif not continuing:
                     # Bytes were already waiting (a pipelining client): no cancel
                     # scopes or readiness wait needed, just a scheduling point. Once
@@ -484,32 +514,9 @@ class Connection:
             )
 
     async def _receive(self) -> bool | None:
-        """Wait for bytes, then _read_available; None on idleness or shutdown."""
-        # This runs once per request of a client that waits for each answer: no cancel
-        # scope here. Both ways the wait ends early, Server.close_idle_connections
-        # and stop_reading(), take the connection out of Server.waiting and call
-        # end_wait(), which makes wait_readable raise ClosedResourceError.
-        server = self.server
-        if server.draining:
-            return None
-        waiting = server.waiting
-        waiting[self] = self._now()
-        try:
-            while True:
-                try:
-                    await trio.lowlevel.wait_readable(self._fd)
-                except trio.ClosedResourceError:
-                    break
-                got = self._read_available()
-                if got is not None:
-                    return got  # bytes (or EOF) count even if the wait was ended meanwhile
-                if self not in waiting:
-                    break  # end_wait() came as the socket woke us, with nothing to read
-        finally:
-            waiting.pop(self, None)
-        if not self._stop_requested:
-            self._log_idle_close()
-        return None
+        """Wait for bytes from a stream that is not the socket itself (``_direct`` False)
+        and feed them to the decoder: True, False at EOF, None on idleness or shutdown."""
+        raise NotImplementedError
 
     def _log_idle_close(self) -> None:
         # Kafka's connections.max.idle.ms: an idle connection is closed by the broker.
@@ -600,7 +607,18 @@ class Connection:
             )
             raise _CloseConnection from None
         try:
-            await self._send_items(items)
+            if self._direct and items is parts:
+                # One bytes part (every Produce answer): as _send_bytes does, on the
+                # descriptor at hand; nearly always the socket takes it all at once.
+                data = items[0]
+                try:
+                    sent = os.write(self._fd, data)
+                except BlockingIOError:
+                    sent = 0
+                if sent != len(data):
+                    await _send_bytes(self.stream.socket, memoryview(data)[sent:], self.idle_s)
+            else:
+                await self._send_items(items)
         except SendStalled:
             logger.info(
                 "closing connection from %s: it read nothing of its response for more than %d ms",
@@ -626,15 +644,7 @@ class Connection:
     async def _send_items(self, items: list[Any]) -> None:
         """Send a prepared response (prepare_parts); SendStalled if the peer reads nothing."""
         if len(items) == 1 and type(items[0]) is bytes:
-            # As _send_bytes does, on the descriptor at hand and without a coroutine of
-            # its own in the usual case: the socket takes the whole answer at once.
-            data = items[0]
-            try:
-                sent = os.write(self._fd, data)
-            except BlockingIOError:
-                sent = 0
-            if sent != len(data):
-                await _send_bytes(self.stream.socket, memoryview(data)[sent:], self.idle_s)
+            await _send_bytes(self.stream.socket, items[0], self.idle_s)
         else:
             await send_parts(self.stream.socket, items, idle_s=self.idle_s)
 

@@ -8,6 +8,11 @@ as received (the log only rewrites base offset, leader epoch and, for
 LogAppendTime topics, the max timestamp) and fetchers parked in a long poll
 are woken. acks=0 gets no response at all.
 
+The request producers send most (one topic, one partition, acks=1 or all, on a
+single node without an authorizer) is recognised first and served without the
+general loop, by the same per-partition helpers; every other request, and every
+failure to recognise it, goes to handle_produce_request.
+
 Idempotent and transactional batches (KIP-98) are checked against the
 partition's producer state first (kbroker.txn.service.check_producer_batch):
 a retried batch is answered with its original offsets and not written again.

@@ -92,6 +92,8 @@ class SecureConnection(Connection):
             if tls_context
             else None
         )
+        # Through TLS, bytes come and go by the SSLStream (_receive, _send_items).
+        self._direct = self.tls is None
         self.sasl = sasl
         self.principal_rules = principal_rules
         self.authenticated = False
@@ -165,8 +167,7 @@ class SecureConnection(Connection):
         return super()._read_available()
 
     async def _receive(self) -> bool | None:
-        if self.tls is None:
-            return await super()._receive()
+        assert self.tls is not None  # without TLS the connection reads the socket itself
         with trio.move_on_after(self.idle_s) as idle, trio.CancelScope() as self._read_scope:
             if self.server.draining:
                 return None
