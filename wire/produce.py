@@ -9,10 +9,14 @@ malformed buffer. The caller then decodes the frame with the generic codec, whic
 gives the same objects or the proper DecodeError; so this is never the place where
 a frame is judged, only read faster. ``encode_produce_response`` likewise writes the
 ordinary response (no record errors, error messages, leader hints, node endpoints or
-tagged fields) from structs compiled per version, and declines anything else.
+tagged fields) from structs compiled per version, and declines anything else; the
+common answer (one topic, one partition) is packed whole by two structs.
+``new_produce_answer`` builds that answer's objects for the handler the way the decoder
+builds request objects.
 
 tests/wire/test_produce_fast_path.py checks both against the generic codec over
-generated requests and responses (hypothesis).
+generated requests and responses (hypothesis), and the built answer against the
+classes' constructors.
 
 Why: the generic codec walks a compiled reader per struct and looks up codecs per
 call; for Produce, the request a producer sends most often, that per-request cost is
@@ -28,7 +32,13 @@ from kbroker.wire.codec import read_uvarint, write_uvarint
 from kbroker.wire.errors import DecodeError
 from kbroker.wire.messages import ProduceRequest, ProduceResponse, RequestHeader
 
-__all__ = ["PRODUCE_FAST_VERSIONS", "decode_produce_request", "encode_produce_response"]
+__all__ = [
+    "NO_LEADER",
+    "PRODUCE_FAST_VERSIONS",
+    "decode_produce_request",
+    "encode_produce_response",
+    "new_produce_answer",
+]
 
 _FIRST, _LAST = 3, 11  # Produce versions served here (v9+ flexible)
 PRODUCE_FAST_VERSIONS = (_FIRST, _LAST)
@@ -247,16 +257,166 @@ _HEAD_V1 = struct.Struct(">iiB")
 _THROTTLE_FLEXIBLE = struct.Struct(">iB")
 
 
+# The answer to the common request (one topic, one partition), ready to pack in one go:
+# per version, the struct of everything from the partition count to the end, and the
+# struct of the frame's start up to the topic name (size, correlation id, response
+# header, topic count, name length). Zero-valued constants are pad bytes ("x"): empty
+# tagged-field sections, null compact strings, an empty int32-counted array.
+_ONE_HEAD_V0 = struct.Struct(">iiih")  # size, correlation id, topic count, name length
+_ONE_HEAD_V1 = struct.Struct(">iixBB")  # size, correlation id, tags, topic count, name length
+# Partition count, index, error code, base offset, log append time, (log start offset),
+# (v8: empty RecordErrors, null ErrorMessage; v9+: the same compact, tags), throttle.
+_ONE_TAIL_V3 = struct.Struct(">iihqqi")
+_ONE_TAIL_V5 = struct.Struct(">iihqqqi")
+_ONE_TAIL_V8 = struct.Struct(">iihqqq4xhi")
+_ONE_TAIL_V9 = struct.Struct(">BihqqqBxxxix")
+# The size prefix's value less the name's length.
+_ONE_SIZE_V3 = _ONE_HEAD_V0.size - 4 + _ONE_TAIL_V3.size
+_ONE_SIZE_V5 = _ONE_HEAD_V0.size - 4 + _ONE_TAIL_V5.size
+_ONE_SIZE_V8 = _ONE_HEAD_V0.size - 4 + _ONE_TAIL_V8.size
+_ONE_SIZE_V9 = _ONE_HEAD_V1.size - 4 + _ONE_TAIL_V9.size
+_ONE_FORMS: dict[int, struct.Struct] = {
+    3: _ONE_TAIL_V3,
+    4: _ONE_TAIL_V3,
+    5: _ONE_TAIL_V5,
+    6: _ONE_TAIL_V5,
+    7: _ONE_TAIL_V5,
+    8: _ONE_TAIL_V8,
+    9: _ONE_TAIL_V9,
+    10: _ONE_TAIL_V9,
+    11: _ONE_TAIL_V9,
+}
+_ProduceResponse = ProduceResponse
+_TopicResponse = ProduceResponse.TopicProduceResponse
+_PartitionResponse = ProduceResponse.PartitionProduceResponse
+
+# current_leader of a partition answer that names no leader (KIP-951: -1/-1 unless the
+# broker points the client at the leader, which replaces the object, never changes it):
+# one shared instance rather than one built per answer by the field's default factory.
+NO_LEADER = ProduceResponse.LeaderIdAndEpoch()
+
+
+def new_produce_answer(name: str, index: int) -> tuple[Any, Any]:
+    """(ProduceResponse, its only PartitionProduceResponse): the answer for one topic's
+    one partition, base offset -1 and every other field at its default, current_leader
+    NO_LEADER; equal to what the classes' constructors build (tests/wire/
+    test_produce_fast_path.py), made as the decoder makes objects (object.__new__ and
+    one store per field, none of the generated __init__s' keyword handling)."""
+    part = _new(_PartitionResponse)
+    part.index = index
+    part.error_code = 0
+    part.base_offset = -1
+    part.log_append_time_ms = -1
+    part.log_start_offset = -1
+    part.record_errors = []
+    part.error_message = None
+    part.current_leader = NO_LEADER
+    part.unknown_tagged_fields = {}
+    topic = _new(_TopicResponse)
+    topic.name = name
+    topic.partition_responses = [part]
+    topic.unknown_tagged_fields = {}
+    body = _new(_ProduceResponse)
+    body.responses = [topic]
+    body.throttle_time_ms = 0
+    body.node_endpoints = []
+    body.unknown_tagged_fields = {}
+    return body, part
+
+
 def encode_produce_response(version: int, correlation_id: int, body: Any) -> bytes | None:
     """The whole response frame (size prefix included) of an ordinary ProduceResponse,
     or None to decline (the generic codec then encodes it)."""
+    if type(body) is not _ProduceResponse or body.unknown_tagged_fields or body.node_endpoints:
+        return None
+    topics = body.responses
+    if len(topics) == 1:
+        # The common answer: one topic, one partition; two packs, no loop.
+        topic = topics[0]
+        parts = topic.partition_responses
+        tail = _ONE_FORMS.get(version)
+        if len(parts) == 1 and tail is not None and not topic.unknown_tagged_fields:
+            p = parts[0]
+            leader = p.current_leader
+            if (
+                p.record_errors
+                or p.error_message is not None
+                or p.unknown_tagged_fields
+                or leader.leader_id != -1
+                or leader.leader_epoch != -1
+                or leader.unknown_tagged_fields
+            ):
+                return None
+            try:
+                name = topic.name.encode()
+                n = len(name)
+                if version >= _FLEXIBLE:
+                    if n >= 0x7F:
+                        return _encode_produce_response(version, correlation_id, body)
+                    return (
+                        _ONE_HEAD_V1.pack(n + _ONE_SIZE_V9, correlation_id, 2, n + 1)
+                        + name
+                        + tail.pack(
+                            2,
+                            p.index,
+                            p.error_code,
+                            p.base_offset,
+                            p.log_append_time_ms,
+                            p.log_start_offset,
+                            1,
+                            body.throttle_time_ms,
+                        )
+                    )
+                if version >= 5:
+                    if version == 8:
+                        return (
+                            _ONE_HEAD_V0.pack(n + _ONE_SIZE_V8, correlation_id, 1, n)
+                            + name
+                            + tail.pack(
+                                1,
+                                p.index,
+                                p.error_code,
+                                p.base_offset,
+                                p.log_append_time_ms,
+                                p.log_start_offset,
+                                -1,
+                                body.throttle_time_ms,
+                            )
+                        )
+                    return (
+                        _ONE_HEAD_V0.pack(n + _ONE_SIZE_V5, correlation_id, 1, n)
+                        + name
+                        + tail.pack(
+                            1,
+                            p.index,
+                            p.error_code,
+                            p.base_offset,
+                            p.log_append_time_ms,
+                            p.log_start_offset,
+                            body.throttle_time_ms,
+                        )
+                    )
+                return (
+                    _ONE_HEAD_V0.pack(n + _ONE_SIZE_V3, correlation_id, 1, n)
+                    + name
+                    + tail.pack(
+                        1,
+                        p.index,
+                        p.error_code,
+                        p.base_offset,
+                        p.log_append_time_ms,
+                        body.throttle_time_ms,
+                    )
+                )
+            except (struct.error, AttributeError, TypeError, UnicodeEncodeError):
+                return None  # not encodable as it is: the generic codec reports how
+    return _encode_produce_response(version, correlation_id, body)
+
+
+def _encode_produce_response(version: int, correlation_id: int, body: Any) -> bytes | None:
+    """encode_produce_response for any number of topics and partitions."""
     form = _PARTITION_FORMS.get(version)
-    if (
-        form is None
-        or type(body) is not ProduceResponse
-        or body.unknown_tagged_fields
-        or body.node_endpoints
-    ):
+    if form is None:
         return None
     partition, tail, flexible = form
     pack = partition.pack

@@ -59,6 +59,7 @@ from kbroker.wire import records as wire_records
 from kbroker.wire.compression import CODEC_NAMES, DEFAULT_LEVELS, NONE, ZSTD
 from kbroker.wire.errors import ErrorCode, InvalidRecordBatch
 from kbroker.wire.messages import ProduceRequest, ProduceResponse
+from kbroker.wire.produce import NO_LEADER, new_produce_answer
 
 logger = logging.getLogger(__name__)
 
@@ -403,7 +404,7 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
             if not settings.authorize and 0 <= index < len(partitions):
                 partition = partitions[index]
                 version = ctx.api_version
-                resp = _PartitionResponse(index=index, base_offset=-1, current_leader=_NO_LEADER)
+                response, resp = new_produce_answer(only.name, index)
                 waits = None
                 try:
                     required = _produce_partition(
@@ -426,10 +427,8 @@ async def handle_produce(ctx: RequestContext, request: ProduceRequest) -> Produc
                 quotas = quota_manager(broker)
                 if quotas.quotas:  # with none set (the usual case) there is nothing to count
                     _record_quota(ctx, quotas, request)
-                return ProduceResponse(
-                    responses=[_TopicResponse(name=only.name, partition_responses=[resp])],
-                    throttle_time_ms=ctx.throttle_ms,
-                )
+                response.throttle_time_ms = ctx.throttle_ms
+                return response
     return await handle_produce_request(ctx, request)
 
 
@@ -473,7 +472,7 @@ async def handle_produce_request(
         for partition_data in topic_data.partition_data:
             # log_append_time_ms and log_start_offset default to -1.
             resp = _PartitionResponse(
-                index=partition_data.index, base_offset=-1, current_leader=_NO_LEADER
+                index=partition_data.index, base_offset=-1, current_leader=NO_LEADER
             )
             if topic is None:
                 resp.error_code = topic_error or ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
@@ -539,11 +538,6 @@ async def handle_produce_request(
 
 _PartitionResponse = ProduceResponse.PartitionProduceResponse
 _TopicResponse = ProduceResponse.TopicProduceResponse
-# current_leader of every partition answer (KIP-951: -1/-1 unless point_to_leaders names
-# the leader, which replaces the object, never changes it): one shared instance rather
-# than one built per answer by the field's default factory (a Python __init__ and a
-# dict per partition, on the path every Produce request takes).
-_NO_LEADER = ProduceResponse.LeaderIdAndEpoch()
 
 
 def _answer_failure(

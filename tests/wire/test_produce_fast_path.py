@@ -18,7 +18,12 @@ from kbroker.wire import protocol
 from kbroker.wire.codec import decode_struct
 from kbroker.wire.errors import DecodeError
 from kbroker.wire.messages import ProduceRequest, ProduceResponse, RequestHeader
-from kbroker.wire.produce import decode_produce_request, encode_produce_response
+from kbroker.wire.produce import (
+    NO_LEADER,
+    decode_produce_request,
+    encode_produce_response,
+    new_produce_answer,
+)
 
 VERSIONS = st.integers(3, 11)
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
@@ -222,3 +227,138 @@ def test_unusual_responses_are_left_to_the_generic_codec(kind: str) -> None:
     assert protocol.encode_response_parts(ProduceRequest.API_KEY, 11, 3, body) == [
         generic_encode(11, 3, body)
     ]
+
+
+# -- the common answer: one topic, one partition ---------------------------------------------
+# Unknown tags from 1 up: 0 is a known tagged field (CurrentLeader, NodeEndpoints).
+TAGS = st.dictionaries(st.integers(1, 40), st.binary(max_size=4), max_size=2)
+LEADERS = st.builds(
+    ProduceResponse.LeaderIdAndEpoch,
+    leader_id=st.just(-1) | INT32,
+    leader_epoch=st.just(-1) | INT32,
+)
+ENDPOINTS = st.lists(
+    st.builds(
+        ProduceResponse.NodeEndpoint,
+        node_id=INT32,
+        host=TEXT,
+        port=INT32,
+        rack=st.none() | TEXT,
+    ),
+    max_size=2,
+)
+RECORD_ERRORS = st.lists(
+    st.builds(
+        ProduceResponse.BatchIndexAndErrorMessage,
+        batch_index=INT32,
+        batch_index_error_message=st.none() | TEXT,
+    ),
+    max_size=2,
+)
+NAMES = TEXT | st.text(min_size=120, max_size=140)
+
+
+def _one(name: str, part: Any, throttle_time_ms: int) -> Any:
+    return ProduceResponse(
+        responses=[ProduceResponse.TopicProduceResponse(name=name, partition_responses=[part])],
+        throttle_time_ms=throttle_time_ms,
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(part=ordinary_partitions, name=NAMES, throttle=INT32, version=VERSIONS, correlation_id=INT32)
+def test_fast_encode_of_one_partition_equals_the_generic_codec(
+    part: Any, name: str, throttle: int, version: int, correlation_id: int
+) -> None:
+    body = _one(name, part, throttle)
+    fast = encode_produce_response(version, correlation_id, body)
+    assert fast is not None, "the common answer is written by the fast path"
+    assert fast == generic_encode(version, correlation_id, body)
+
+
+@st.composite
+def any_one_partition_answers(draw: Any) -> tuple[int, Any]:
+    """(version, a one-topic one-partition answer using any field that version has)."""
+    version = draw(VERSIONS)
+    flexible = version >= 9
+    part = ProduceResponse.PartitionProduceResponse(
+        index=draw(INT32),
+        error_code=draw(st.just(0) | INT16),
+        base_offset=draw(INT64),
+        log_append_time_ms=draw(INT64),
+        log_start_offset=draw(INT64),
+    )
+    if version >= 8:
+        part.record_errors = draw(RECORD_ERRORS)
+        part.error_message = draw(st.none() | TEXT)
+    body = _one(draw(NAMES), part, draw(INT32))
+    if version >= 10:
+        part.current_leader = draw(LEADERS)
+        body.node_endpoints = draw(ENDPOINTS)
+    if flexible:
+        part.unknown_tagged_fields = draw(TAGS)
+        body.responses[0].unknown_tagged_fields = draw(TAGS)
+        body.unknown_tagged_fields = draw(TAGS)
+        if version >= 10:
+            part.current_leader.unknown_tagged_fields = draw(TAGS)
+    return version, body
+
+
+@settings(max_examples=400, deadline=None)
+@given(answer=any_one_partition_answers(), correlation_id=INT32)
+def test_any_one_partition_answer_is_encoded_as_the_generic_codec_does(
+    answer: tuple[int, Any], correlation_id: int
+) -> None:
+    """Record errors, messages, leader hints, node endpoints, tagged fields: the fast path
+    writes what the generic codec writes, or declines and the generic codec writes it."""
+    version, body = answer
+    expected = generic_encode(version, correlation_id, body)
+    fast = encode_produce_response(version, correlation_id, body)
+    assert fast is None or fast == expected
+    assert protocol.encode_response_parts(
+        ProduceRequest.API_KEY, version, correlation_id, body
+    ) == [expected]
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=NAMES, index=INT32)
+def test_new_produce_answer_equals_the_constructors(name: str, index: int) -> None:
+    body, part = new_produce_answer(name, index)
+    assert body == ProduceResponse(
+        responses=[
+            ProduceResponse.TopicProduceResponse(
+                name=name,
+                partition_responses=[
+                    ProduceResponse.PartitionProduceResponse(index=index, base_offset=-1)
+                ],
+            )
+        ]
+    )
+    assert body.responses[0].partition_responses == [part]
+    assert body.responses[0].partition_responses[0] is part
+    assert part.current_leader is NO_LEADER
+    assert NO_LEADER == ProduceResponse.LeaderIdAndEpoch()
+
+
+def test_new_produce_answers_share_no_mutable_field() -> None:
+    """Each answer's lists and dicts are its own: filling one (a failure's record errors,
+    a leader hint's endpoints) leaves the next answer at its defaults."""
+    first, part = new_produce_answer("t", 0)
+    part.record_errors.append(ProduceResponse.BatchIndexAndErrorMessage(batch_index=1))
+    part.unknown_tagged_fields[1] = b"x"
+    first.node_endpoints.append(ProduceResponse.NodeEndpoint(node_id=1, host="h", port=1))
+    first.unknown_tagged_fields[2] = b"y"
+    first.responses[0].unknown_tagged_fields[3] = b"z"
+    first.responses[0].partition_responses.append(part)
+    first.responses.append(first.responses[0])
+    second, _ = new_produce_answer("t", 0)
+    assert second == ProduceResponse(
+        responses=[
+            ProduceResponse.TopicProduceResponse(
+                name="t",
+                partition_responses=[
+                    ProduceResponse.PartitionProduceResponse(index=0, base_offset=-1)
+                ],
+            )
+        ]
+    )
