@@ -35,6 +35,13 @@ _WALK_CHUNK = 16 * 1024 * 1024
 _RESERVE_FROM = 64 * 1024
 _RESERVE_APPENDS = 8
 _RESERVE_MAX = 8 * 1024 * 1024
+# At most this much reserved past the ends of all segments of the process together: a
+# reservation outlives its appends until the segment is sealed (a roll can be days away on
+# an idle partition), so with many partitions taking large appends the held blocks would
+# otherwise grow with the partition count and fill a disk sooner. Past the budget an
+# append simply allocates its own blocks, as it would without reservations.
+RESERVE_BUDGET = 64 * 1024 * 1024
+_reserve_held = 0  # what live reservations hold of the budget (each counted as reserved)
 _FALLOC_FL_KEEP_SIZE = 1  # linux/falloc.h
 
 
@@ -242,6 +249,8 @@ class LogSegment:
         # Where the file's allocated blocks end, as far as we know: past the size while
         # blocks are reserved ahead of appends (also ones a crash left behind).
         self._reserved = st.st_blocks * 512
+        # Bytes this segment counts against RESERVE_BUDGET (its last reservation's length).
+        self._holds = 0
         self.index = OffsetIndex(Path(index_path), segment_index_bytes // 8)
         self.time_index = TimeIndex(Path(time_path), segment_index_bytes // 12)
         # Whether either index has no room left (Kafka then rolls): read by the roll
@@ -346,7 +355,8 @@ class LogSegment:
         default, accepted here without effect) sets the whole segment's length instead,
         so a crash leaves a file whose length is not the log's end; here the size stays
         the log's end, so recovery reads exactly what it read before, and a crash can
-        leave nothing past it but unused blocks (the next seal frees them). Small
+        leave nothing past it but unused blocks (freed if the segment is sealed or truncated
+        again; a segment a crash left sealed keeps them until it is deleted). Small
         appends reserve nothing: a block serves many of them.
         A reservation that fails (a file system without fallocate, a full disk) changes
         nothing: the write allocates its own blocks as before.
@@ -355,11 +365,27 @@ class LogSegment:
         length (~60 us of system time cold, for 1.4 MB as for 16 MB), so reserving for
         one append at a time would eat most of what it saves.
         """
+        global _reserve_held
+        if _fallocate is None:
+            return
         start = self.size
-        end = start + min(_RESERVE_APPENDS * size, max(size, _RESERVE_MAX))
-        if _fallocate is not None:
-            _fallocate(self.fd, _FALLOC_FL_KEEP_SIZE, start, end - start)
-        self._reserved = end
+        length = min(
+            _RESERVE_APPENDS * size,
+            max(size, _RESERVE_MAX),
+            RESERVE_BUDGET - _reserve_held + self._holds,  # this one's old hold is replaced
+        )
+        if length < size:
+            return  # the budget is spent elsewhere: the write allocates its own blocks
+        _fallocate(self.fd, _FALLOC_FL_KEEP_SIZE, start, length)
+        self._reserved = start + length
+        _reserve_held += length - self._holds
+        self._holds = length
+
+    def _release_reservation(self) -> None:
+        """Give this segment's reservation back to the budget (its blocks were freed)."""
+        global _reserve_held
+        _reserve_held -= self._holds
+        self._holds = 0
 
     def _account(self, position: int, size: int, last_offset: int, max_ts: int) -> None:
         """The bookkeeping of one batch of ``size`` bytes written at ``position``: the
@@ -401,6 +427,7 @@ class LogSegment:
             # or what is left of a reservation: not worth a metadata update per roll.)
             os.ftruncate(self.fd, self.size)
             self._reserved = self.size
+        self._release_reservation()
 
     def indexes_ok(self) -> bool:
         """Cheap check that both indexes can be trusted (else rebuild them from the `.log`).
@@ -573,6 +600,7 @@ class LogSegment:
         if truncated:
             os.ftruncate(self.fd, end)  # frees any reserved blocks too
             self._reserved = end
+            self._release_reservation()
         self.size = end
         self.rebuild_from(found)
         return truncated, found
@@ -614,6 +642,7 @@ class LogSegment:
             os.ftruncate(self.fd, pos)  # frees any reserved blocks too
             self.size = pos
             self._reserved = pos
+            self._release_reservation()
         # Rebuild from the headers that remain (this segment becomes the active
         # one): truncation is rare, and this recomputes the max timestamp, the
         # rolling timestamp and the bytes since the last index entry exactly.
@@ -629,6 +658,7 @@ class LogSegment:
 
     def close(self) -> None:
         """Close the indexes and the `.log` descriptor, for good."""
+        self._release_reservation()  # sealed first (blocks freed), or deleted with its file
         self.index.close()
         self.time_index.close()
         handle = self._handle
@@ -638,6 +668,7 @@ class LogSegment:
 
     def release(self) -> None:
         """Drop our own descriptors but let outstanding FileRegions keep the `.log` one."""
+        self._release_reservation()  # released to be deleted or replaced: its blocks go too
         self.index.close()
         self.time_index.close()
         self._drop_log_handle()

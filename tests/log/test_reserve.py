@@ -116,3 +116,32 @@ def test_without_fallocate_appends_are_written_as_before(
     reopened = PartitionLog.open(tmp_path / "t-0", LogConfig())
     assert reopened.log_end_offset == 3 and reopened.open_mode == "clean"
     reopened.close()
+
+
+def test_reservations_of_all_segments_stay_within_the_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Many partitions taking large appends: what they hold past their ends together stays
+    # under the budget (past it, appends allocate their own blocks), and closing the logs
+    # gives it all back.
+    if segment._fallocate is None:
+        pytest.skip("no fallocate(2) in this C library: nothing is ever reserved")
+    held_before = segment._reserve_held
+    budget = 1024 * 1024
+    monkeypatch.setattr(segment, "RESERVE_BUDGET", held_before + budget)
+    logs = [PartitionLog.open(tmp_path / f"t-{i}", LogConfig()) for i in range(6)]
+    for round_ in range(3):
+        for log in logs:
+            _append(log, _big_batch(round_), given_header=True)
+    past_ends = 0
+    for log in logs:
+        path = log._active.log_path
+        assert os.path.getsize(path) == log.size_in_bytes  # every append landed whole
+        past_ends += max(0, _allocated(path) - os.path.getsize(path))
+    # One file system block of slack per file for a partly filled last block.
+    assert past_ends <= budget + len(logs) * 64 * 1024
+    assert segment._reserve_held - held_before <= budget
+    assert segment._reserve_held > held_before  # reservations were made, up to the budget
+    for log in logs:
+        log.close()
+    assert segment._reserve_held == held_before
