@@ -20,8 +20,9 @@ from kbroker.config import BrokerConfig
 from kbroker.handlers import RequestContext
 from kbroker.handlers import produce as produce_handler
 from kbroker.wire.compression import GZIP
+from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import ProduceRequest
-from kbroker.wire.protocol import decode_request, encode_request, encode_response
+from kbroker.wire.protocol import decode_request, decode_response, encode_request, encode_response
 from kbroker.wire.records import Record, build_batch, build_control_batch
 from tests.kbroker.helpers import produce_request, records
 
@@ -180,3 +181,26 @@ async def test_other_shapes_take_the_general_path(tmp_path: Path) -> None:
         produce_handler.handle_produce_request = general  # type: ignore[assignment]
         broker.close()
     assert taken == ["plain", "nope", "small", "stamped", "isr2"]
+
+
+async def test_settings_that_cannot_be_read_are_a_partition_error_on_both_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A topic whose produce settings cannot be computed: the general path answers
+    # UNKNOWN_SERVER_ERROR for the partition (the connection stays up); the common shape
+    # must answer the same, not fail the whole request.
+    broker = _broker(tmp_path, {"plain"})
+
+    def broken(ctx: Any, topic: Any) -> Any:
+        raise RuntimeError("unreadable topic config")
+
+    monkeypatch.setattr(produce_handler, "produce_settings", broken)
+    try:
+        steps: list[Step] = [("plain", 0, records(1), 1, 11)]
+        got = await _answers(broker, produce_handler.handle_produce, steps)
+        expected = await _answers(broker, produce_handler.handle_produce_request, steps)
+    finally:
+        broker.close()
+    assert got == expected
+    _, response = decode_response(ProduceRequest.API_KEY, 11, got[0][4:])
+    assert response.responses[0].partition_responses[0].error_code == ErrorCode.UNKNOWN_SERVER_ERROR
