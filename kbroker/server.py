@@ -56,7 +56,7 @@ from kbroker.handlers import CloseConnection, RequestContext, load_handlers, loo
 from kbroker.handlers.quotas import apply_request_quota
 from kbroker.log.segment import pread_exact
 from kbroker.partition_limits import raise_fd_limit
-from kbroker.quotas import quota_manager
+from kbroker.quotas import QuotaManager, quota_manager
 from kbroker.replication.checkpoints import HIGH_WATERMARK_CHECKPOINT_INTERVAL_S
 from kbroker.txn import service as txn_service
 from kbroker.wire.errors import DecodeError, UnsupportedVersion
@@ -328,8 +328,11 @@ class Connection:
         # good): read once per request, when the connection starts waiting for its client.
         self._now = trio.lowlevel.current_clock().current_time
         # The broker's quotas (one object for good, kbroker.quotas.quota_manager): with
-        # none set, as usual, a request looks no further than its `quotas` dict.
-        self._quotas = quota_manager(server.broker)
+        # none set, as usual, a request looks no further than its `quotas` dict. Taken at
+        # the first request, not here: a connection accepted as a cluster node starts
+        # listening, before serve() sets broker.cluster, would create the single-node
+        # (quotas.json) manager in cluster mode.
+        self._quotas: QuotaManager | None = None
 
     def stop_reading(self) -> None:
         """Used by shutdown: stop waiting for new requests (a request in flight finishes)."""
@@ -561,6 +564,8 @@ class Connection:
         # A quota set while this request runs counts from the next request on.
         call = handler(ctx, request)
         quotas = self._quotas
+        if quotas is None:
+            quotas = self._quotas = quota_manager(ctx.broker)
         timed = _BusyTime(call) if quotas.quotas and quotas.request_quotas_set else None
         awaited = call if timed is None else timed
         try:
