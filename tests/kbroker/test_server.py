@@ -433,3 +433,34 @@ async def test_failing_maintenance_step_does_not_stop_the_broker(
     assert sum("retention" in r.getMessage() for r in caplog.records) == 2
     client = await server.connect()
     assert (await client.request(_api_versions())).error_code == ErrorCode.NONE
+
+
+async def test_accepting_a_connection_leaves_the_quota_store_to_the_first_request(
+    tmp_path,
+) -> None:
+    # serve() starts accepting just before it sets broker.cluster on a cluster node, and the
+    # quota manager is created on first use from broker.cluster (quotas.json on a single
+    # node, ZooKeeper in cluster mode): a connection accepted in between must not create
+    # it, or a cluster node would keep the single-node store for good.
+    from kbroker.broker import BrokerState
+    from kbroker.config import BrokerConfig
+    from kbroker.quotas import quota_manager
+    from kbroker.server import Connection, Server
+
+    config = BrokerConfig.from_properties({"log.dirs": str(tmp_path / "b")})
+    broker = BrokerState(config)
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    client = await trio.open_tcp_stream("127.0.0.1", port)
+    accepted = await listeners[0].accept()
+    try:
+        server = Server(("127.0.0.1", port), broker, config)
+        Connection(server, accepted)
+        # Where quota_manager keeps the broker's one manager: still empty after the accept.
+        assert "kbroker.quotas" not in broker.state
+        assert quota_manager(broker) is broker.state["kbroker.quotas"]
+    finally:
+        await accepted.aclose()
+        await client.aclose()
+        await listeners[0].aclose()
+        broker.close()
