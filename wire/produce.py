@@ -270,21 +270,28 @@ _ONE_TAIL_V3 = struct.Struct(">iihqqi")
 _ONE_TAIL_V5 = struct.Struct(">iihqqqi")
 _ONE_TAIL_V8 = struct.Struct(">iihqqq4xhi")
 _ONE_TAIL_V9 = struct.Struct(">BihqqqBxxxix")
-# The size prefix's value less the name's length.
-_ONE_SIZE_V3 = _ONE_HEAD_V0.size - 4 + _ONE_TAIL_V3.size
-_ONE_SIZE_V5 = _ONE_HEAD_V0.size - 4 + _ONE_TAIL_V5.size
-_ONE_SIZE_V8 = _ONE_HEAD_V0.size - 4 + _ONE_TAIL_V8.size
-_ONE_SIZE_V9 = _ONE_HEAD_V1.size - 4 + _ONE_TAIL_V9.size
-_ONE_FORMS: dict[int, struct.Struct] = {
-    3: _ONE_TAIL_V3,
-    4: _ONE_TAIL_V3,
-    5: _ONE_TAIL_V5,
-    6: _ONE_TAIL_V5,
-    7: _ONE_TAIL_V5,
-    8: _ONE_TAIL_V8,
-    9: _ONE_TAIL_V9,
-    10: _ONE_TAIL_V9,
-    11: _ONE_TAIL_V9,
+
+
+def _one_form(head: struct.Struct, tail: struct.Struct, middle: int = 0) -> tuple[Any, ...]:
+    """(head, tail, the size prefix's value less the name's length, the constant the tail
+    packs between the log start offset and the throttle time from v8 on)."""
+    return head, tail, head.size - 4 + tail.size, middle
+
+
+_ONE_V3 = _one_form(_ONE_HEAD_V0, _ONE_TAIL_V3)
+_ONE_V5 = _one_form(_ONE_HEAD_V0, _ONE_TAIL_V5)
+_ONE_V8 = _one_form(_ONE_HEAD_V0, _ONE_TAIL_V8, -1)  # null ErrorMessage
+_ONE_V9 = _one_form(_ONE_HEAD_V1, _ONE_TAIL_V9, 1)  # empty compact RecordErrors
+_ONE_FORMS: dict[int, tuple[Any, ...]] = {
+    3: _ONE_V3,
+    4: _ONE_V3,
+    5: _ONE_V5,
+    6: _ONE_V5,
+    7: _ONE_V5,
+    8: _ONE_V8,
+    9: _ONE_V9,
+    10: _ONE_V9,
+    11: _ONE_V9,
 }
 _ProduceResponse = ProduceResponse
 _TopicResponse = ProduceResponse.TopicProduceResponse
@@ -334,8 +341,8 @@ def encode_produce_response(version: int, correlation_id: int, body: Any) -> byt
         # The common answer: one topic, one partition; two packs, no loop.
         topic = topics[0]
         parts = topic.partition_responses
-        tail = _ONE_FORMS.get(version)
-        if len(parts) == 1 and tail is not None and not topic.unknown_tagged_fields:
+        form = _ONE_FORMS.get(version)
+        if len(parts) == 1 and form is not None and not topic.unknown_tagged_fields:
             p = parts[0]
             leader = p.current_leader
             if (
@@ -347,67 +354,52 @@ def encode_produce_response(version: int, correlation_id: int, body: Any) -> byt
                 or leader.unknown_tagged_fields
             ):
                 return None
+            head, tail, size, middle = form
             try:
                 name = topic.name.encode()
                 n = len(name)
                 if version >= _FLEXIBLE:
                     if n >= 0x7F:
                         return _encode_produce_response(version, correlation_id, body)
-                    return (
-                        _ONE_HEAD_V1.pack(n + _ONE_SIZE_V9, correlation_id, 2, n + 1)
-                        + name
-                        + tail.pack(
-                            2,
-                            p.index,
-                            p.error_code,
-                            p.base_offset,
-                            p.log_append_time_ms,
-                            p.log_start_offset,
-                            1,
-                            body.throttle_time_ms,
-                        )
+                    # Compact counts and lengths: the value plus one.
+                    count = 2
+                    start = head.pack(n + size, correlation_id, count, n + 1)
+                else:
+                    count = 1
+                    start = head.pack(n + size, correlation_id, count, n)
+                # Three calls rather than one with *args, which made each answer ~40%
+                # slower to encode.
+                if version >= 8:
+                    end = tail.pack(
+                        count,
+                        p.index,
+                        p.error_code,
+                        p.base_offset,
+                        p.log_append_time_ms,
+                        p.log_start_offset,
+                        middle,
+                        body.throttle_time_ms,
                     )
-                if version >= 5:
-                    if version == 8:
-                        return (
-                            _ONE_HEAD_V0.pack(n + _ONE_SIZE_V8, correlation_id, 1, n)
-                            + name
-                            + tail.pack(
-                                1,
-                                p.index,
-                                p.error_code,
-                                p.base_offset,
-                                p.log_append_time_ms,
-                                p.log_start_offset,
-                                -1,
-                                body.throttle_time_ms,
-                            )
-                        )
-                    return (
-                        _ONE_HEAD_V0.pack(n + _ONE_SIZE_V5, correlation_id, 1, n)
-                        + name
-                        + tail.pack(
-                            1,
-                            p.index,
-                            p.error_code,
-                            p.base_offset,
-                            p.log_append_time_ms,
-                            p.log_start_offset,
-                            body.throttle_time_ms,
-                        )
+                elif version >= 5:
+                    end = tail.pack(
+                        count,
+                        p.index,
+                        p.error_code,
+                        p.base_offset,
+                        p.log_append_time_ms,
+                        p.log_start_offset,
+                        body.throttle_time_ms,
                     )
-                return (
-                    _ONE_HEAD_V0.pack(n + _ONE_SIZE_V3, correlation_id, 1, n)
-                    + name
-                    + tail.pack(
-                        1,
+                else:
+                    end = tail.pack(
+                        count,
                         p.index,
                         p.error_code,
                         p.base_offset,
                         p.log_append_time_ms,
                         body.throttle_time_ms,
                     )
-                )
+                return start + name + end
             except (struct.error, AttributeError, TypeError, UnicodeEncodeError):
                 return None  # not encodable as it is: the generic codec reports how
     return _encode_produce_response(version, correlation_id, body)
