@@ -17,7 +17,6 @@ from kbroker.wire.records import BatchHeader, iter_records, parse_header
 
 if TYPE_CHECKING:
     from kbroker.broker import BrokerState
-    from kbroker.log.partition import PartitionLog
     from kbroker.topics import Partition, Topic
 
 # Kafka's Topic.GROUP_METADATA_TOPIC_NAME and TRANSACTION_STATE_TOPIC_NAME; Topic.isInternal
@@ -67,18 +66,33 @@ class StoredBatch:
         return self.header.base_offset >= self.read_from and control_type(self.data, self.pos) == 1
 
 
-def iter_stored_batches(log: PartitionLog) -> Iterator[StoredBatch]:
-    """Every batch from the log start to the log end as it is when the walk starts."""
-    offset = log.log_start_offset
-    end = log.log_end_offset
-    while offset < end:
-        result = log.read(offset, READ_CHUNK)
-        data = result.read_bytes()
-        if not data or result.next_offset <= offset:
-            break
-        pos = 0
-        while pos < len(data):
-            header = parse_header(data, pos)
-            yield StoredBatch(header, data, pos, offset)
-            pos += header.size
-        offset = result.next_offset
+def iter_stored_batches(parts: list[Partition]) -> Iterator[tuple[Partition, StoredBatch]]:
+    """Every batch of ``parts``' logs, partition by partition, from each log start.
+
+    The walk follows each log's end: a coordinator loads in the background
+    (kbroker.coordinator.loading), and a batch appended to one of its partitions while it
+    reads (a transaction marker: nothing else writes to a partition still loading) must be
+    read too, even in a partition already walked. Once a pass over every partition finds
+    nothing more the walk ends, with no yield between that pass and the end, so whoever
+    drains it without yielding to other tasks has each log whole as it then is.
+    """
+    reached: dict[int, int] = {}
+    more = True
+    while more:
+        more = False
+        for part in parts:
+            log = part.log
+            offset = max(reached.get(part.index, 0), log.log_start_offset)
+            while offset < log.log_end_offset:
+                result = log.read(offset, READ_CHUNK)
+                data = result.read_bytes()
+                if not data or result.next_offset <= offset:
+                    break
+                more = True
+                pos = 0
+                while pos < len(data):
+                    header = parse_header(data, pos)
+                    yield part, StoredBatch(header, data, pos, offset)
+                    pos += header.size
+                offset = result.next_offset
+            reached[part.index] = offset

@@ -9,12 +9,13 @@ meanwhile, as KafkaApis.getCoordinator does).
 
 Each of those partitions led here has its own coordinator, built from that
 partition's log. When this broker starts or stops leading one, that partition's
-coordinator alone is unloaded, and rebuilt from the log by the next request that
-needs it (``coordinator_for`` / ``txn_coordinator`` load lazily): a new leader serves
-the groups and transactions of its new partitions from what its log holds, and the
-groups and transactions of its other partitions go on undisturbed (Kafka's
-GroupCoordinator and TransactionCoordinator onElection / onResignation work per
-partition too).
+coordinator alone is unloaded (a load under way cancelled); when it starts, the
+partition's load begins at once, in the background (kbroker.coordinator.loading),
+and its groups / transactional ids answer COORDINATOR_LOAD_IN_PROGRESS until it is
+over: a new leader serves the groups and transactions of its new partitions from
+what its log holds, and the groups and transactions of its other partitions go on
+undisturbed (Kafka's GroupCoordinator and TransactionCoordinator onElection /
+onResignation work per partition too, loading on the scheduler).
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ import logging
 from typing import TYPE_CHECKING
 
 from kbroker.coordinator.group import partition_for
+from kbroker.coordinator.service import load_partition as load_groups
 from kbroker.coordinator.service import unload_partition as unload_groups
 from kbroker.errors import KafkaApiError
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
+from kbroker.txn.service import load_partition as load_transactions
 from kbroker.txn.service import unload_partition as unload_transactions
 from kbroker.wire.errors import ErrorCode
 
@@ -92,20 +95,22 @@ def leads_coordinator(cluster: ClusterNode, key_type: int, key: str) -> bool:
 
 
 def unload(cluster: ClusterNode, topic: str, index: int, leads: bool) -> None:
-    """Leadership of an internal partition moved: unload its coordinator, so the next
-    request loads it again from the log if this broker now leads the partition. An
+    """Leadership of an internal partition moved: unload its coordinator and, if this
+    broker now leads the partition, start loading it again from the log at once. An
     unloaded coordinator answers whoever waits in it as Kafka's resigned coordinator does,
     NOT_COORDINATOR, and writes nothing more (``GroupCoordinator.unload``,
     ``TransactionCoordinator.unload``); those of the other partitions are untouched."""
-    if topic == OFFSETS_TOPIC:
-        unloaded = unload_groups(cluster.broker, index)
-    else:
-        unloaded = unload_transactions(cluster.broker, index)
+    groups = topic == OFFSETS_TOPIC
+    unloaded = (unload_groups if groups else unload_transactions)(cluster.broker, index)
     if unloaded:
         logger.info(
-            "%s-%d %s: its %s coordinator reloads on next use",
+            "%s-%d %s: its %s coordinator is unloaded",
             topic,
             index,
             "now led here" if leads else "no longer led here",
-            "group" if topic == OFFSETS_TOPIC else "transaction",
+            "group" if groups else "transaction",
         )
+    if leads:
+        # GroupCoordinator / TransactionCoordinator.onElection: loading starts now, not
+        # at the first request (or maintenance pass) that needs the partition.
+        (load_groups if groups else load_transactions)(cluster.broker, index)

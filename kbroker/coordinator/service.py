@@ -1,9 +1,13 @@
 """The Trio side of the coordinator: which ``GroupCoordinator`` holds a group, and waiting.
 
-A single node has one coordinator for every group. In cluster mode each
-``__consumer_offsets`` partition this broker leads has its own, loaded from that
-partition's log on first use and unloaded when its leadership moves
-(``unload_partition``), so a move touches the groups of that partition only.
+A single node has one coordinator for every group, loaded on first use. In cluster
+mode each ``__consumer_offsets`` partition this broker leads has its own, loaded from
+that partition's log as soon as this broker is elected its leader (``load_partition``)
+and unloaded when its leadership moves (``unload_partition``), so a move touches the
+groups of that partition only. A load reads the log in the background
+(kbroker.coordinator.loading); until it is over, the groups of that partition are
+COORDINATOR_LOAD_IN_PROGRESS (``coordinator_for``, ``group_loading``), as Kafka's
+GroupCoordinator.validateGroupStatus answers for a partition in ``loadingPartitions``.
 
 The state machine never blocks; this module only waits. There is no
 background task: every group request first calls ``poll()`` (so timers that
@@ -25,7 +29,8 @@ import trio
 
 from kbroker.coordinator.classic_group import Pending
 from kbroker.coordinator.group import CoordinatorConfig, GroupCoordinator, partition_for
-from kbroker.coordinator.store import OffsetsTopicStore
+from kbroker.coordinator.loading import PartitionLoad
+from kbroker.coordinator.store import CoordinatorRecord, OffsetsTopicStore
 from kbroker.errors import KafkaApiError
 from kbroker.internal_topics import OFFSETS_TOPIC, coordinated_partitions
 from kbroker.wire.errors import ErrorCode
@@ -38,11 +43,15 @@ __all__ = [
     "coordinator_for",
     "coordinators",
     "drop",
+    "group_loading",
     "load_led",
+    "load_partition",
     "loaded_coordinators",
+    "loading",
     "offsets_partitions",
     "on_topics_deleted",
     "poll_loaded",
+    "ready_coordinator",
     "settled",
     "unload_partition",
     "wait_pending",
@@ -53,6 +62,9 @@ T = TypeVar("T")
 _STATE_KEY = "kbroker.coordinator"
 # Cluster mode: __consumer_offsets partition -> its coordinator.
 _PARTITIONS_KEY = "kbroker.coordinator.partitions"
+# The loads under way: __consumer_offsets partition (None: a single node's whole topic)
+# -> its load.
+_LOADING_KEY = "kbroker.coordinator.loading"
 
 
 def coordinator_config(broker: BrokerState) -> CoordinatorConfig:
@@ -89,8 +101,7 @@ def offsets_partitions(broker: BrokerState) -> int:
 
 
 def coordinator_for(broker: BrokerState, group_id: str | None = None) -> GroupCoordinator:
-    """The coordinator of ``group_id``, loaded from ``__consumer_offsets`` on first use;
-    polled.
+    """The coordinator of ``group_id``, loaded from ``__consumer_offsets``; polled.
 
     On a single node one coordinator holds every group (``group_id`` is not needed). In
     cluster mode each ``__consumer_offsets`` partition this broker leads has its own,
@@ -98,29 +109,124 @@ def coordinator_for(broker: BrokerState, group_id: str | None = None) -> GroupCo
     (``unload_partition``), as Kafka's coordinators load and unload per partition
     (GroupMetadataManager.scheduleLoadGroupAndOffsets / removeGroupsForPartition):
     groups of the other partitions are left as they are. KafkaApiError NOT_COORDINATOR
-    when this broker does not lead ``group_id``'s partition."""
-    cluster = broker.cluster
-    if cluster is None:
-        gc = broker.state.get(_STATE_KEY)
-        if gc is None:
-            gc = broker.state[_STATE_KEY] = _load(broker, OffsetsTopicStore(broker))
-    else:
-        if group_id is None:
-            raise ValueError("in cluster mode a group's coordinator depends on the group")
-        gc = _partition_coordinator(broker, partition_for(group_id, offsets_partitions(broker)))
+    when this broker does not lead ``group_id``'s partition, COORDINATOR_LOAD_IN_PROGRESS
+    while that partition is still being read (its load is started if it is not yet)."""
+    gc = ready_coordinator(broker, group_id)
+    if gc is None:
+        raise KafkaApiError(
+            ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
+            f"the {OFFSETS_TOPIC} partition of group {group_id} is loading",
+        )
     gc.poll()
     return gc
 
 
-def _load(broker: BrokerState, store: OffsetsTopicStore, where: str = "") -> GroupCoordinator:
-    """A coordinator loaded from what ``store`` reads."""
+def ready_coordinator(broker: BrokerState, group_id: str | None = None) -> GroupCoordinator | None:
+    """The coordinator of ``group_id`` if it is loaded (not polled), else None, its load
+    started if it was not under way; KafkaApiError NOT_COORDINATOR as ``coordinator_for``."""
+    if broker.cluster is None:
+        return _ensure(broker, None)
+    if group_id is None:
+        raise ValueError("in cluster mode a group's coordinator depends on the group")
+    return _ensure(broker, partition_for(group_id, offsets_partitions(broker)))
+
+
+def group_loading(broker: BrokerState, group_id: str) -> bool:
+    """Whether ``group_id``'s coordinator partition is still loading here (its load is
+    started if this broker coordinates the group and it is neither loaded nor loading):
+    the request is then COORDINATOR_LOAD_IN_PROGRESS (GroupCoordinator
+    .validateGroupStatus). False when another broker coordinates the group."""
+    try:
+        return ready_coordinator(broker, group_id) is None
+    except KafkaApiError:
+        return False
+
+
+def load_partition(broker: BrokerState, index: int) -> None:
+    """Cluster mode: this broker was just elected leader of ``__consumer_offsets``
+    partition ``index``: start loading its groups at once (GroupCoordinator.onElection),
+    so their members' sessions run from now even if none of them asks."""
+    try:
+        _ensure(broker, index)
+    except KafkaApiError:
+        pass  # no longer led: nothing to load
+
+
+def loading(broker: BrokerState) -> bool:
+    """Whether some coordinator partition of this broker is still loading (ListGroups
+    answers COORDINATOR_LOAD_IN_PROGRESS with the groups of the others)."""
+    return bool(_loads(broker))
+
+
+def _loads(broker: BrokerState) -> dict[int | None, PartitionLoad[CoordinatorRecord]]:
+    found: dict[int | None, PartitionLoad[CoordinatorRecord]] = broker.state.setdefault(
+        _LOADING_KEY, {}
+    )
+    return found
+
+
+def _ensure(broker: BrokerState, index: int | None) -> GroupCoordinator | None:
+    """The coordinator of partition ``index`` (None: the single node's) if loaded, else
+    None, starting its load if none is under way (whose first slice may finish it)."""
+    gc = _installed(broker, index)
+    if gc is not None:
+        return gc
+    loads = _loads(broker)
+    if index in loads:
+        return None
+    cluster = broker.cluster
+    if (
+        index is not None
+        and cluster is not None
+        and not cluster.replicas.is_leader(OFFSETS_TOPIC, index)
+    ):
+        raise KafkaApiError(ErrorCode.NOT_COORDINATOR, f"{OFFSETS_TOPIC}-{index} is not led here")
+    store = OffsetsTopicStore(broker) if index is None else OffsetsTopicStore(broker, [index])
+    what = OFFSETS_TOPIC if index is None else f"{OFFSETS_TOPIC}-{index}"
+
+    def install(records: list[CoordinatorRecord]) -> None:
+        if loads.get(index) is not load:
+            return  # cancelled meanwhile: a newer load (or none) is the partition's
+        del loads[index]
+        gc = _build(broker, store, records, "" if index is None else f" from {what}")
+        # Imported here: the transaction side builds on this module.
+        from kbroker.txn.offsets import partition_loaded, whole_loaded
+
+        if index is None:
+            broker.state[_STATE_KEY] = gc
+            whole_loaded(broker, store.pending_txn_offsets)
+        else:
+            _partitions(broker)[index] = gc
+            # Transactional offset commits of that partition still waiting for their marker.
+            partition_loaded(broker, index, store.pending_txn_offsets)
+
+    def failed() -> None:
+        if loads.get(index) is load:
+            del loads[index]
+
+    load = loads[index] = PartitionLoad(what, store.load(), install, failed)
+    load.start()
+    return _installed(broker, index)
+
+
+def _installed(broker: BrokerState, index: int | None) -> GroupCoordinator | None:
+    if index is None:
+        found: GroupCoordinator | None = broker.state.get(_STATE_KEY)
+        return found
+    return _partitions(broker).get(index)
+
+
+def _build(
+    broker: BrokerState, store: OffsetsTopicStore, records: list[CoordinatorRecord], where: str
+) -> GroupCoordinator:
+    """A coordinator writing to ``store``, holding what ``records`` (its log) say."""
     gc = GroupCoordinator(config=coordinator_config(broker), clock=broker.clock, store=store)
     # Imported here: the transaction side builds on this module.
     from kbroker.txn.offsets import discard, pending_partitions
 
     gc.pending_txn_partitions = partial(pending_partitions, broker)
     gc.discard_txn_offsets = partial(discard, broker)
-    gc.replay(store.load())
+    gc.replay(records)
     logger.info("group coordinator loaded %d group(s)%s", len(gc.group_ids()), where)
     return gc
 
@@ -131,44 +237,33 @@ def _partitions(broker: BrokerState) -> dict[int, GroupCoordinator]:
     return loaded
 
 
-def _partition_coordinator(broker: BrokerState, index: int) -> GroupCoordinator:
-    cluster = broker.cluster
-    assert cluster is not None
-    loaded = _partitions(broker)
-    gc = loaded.get(index)
-    if gc is None:
-        if not cluster.replicas.is_leader(OFFSETS_TOPIC, index):
-            raise KafkaApiError(
-                ErrorCode.NOT_COORDINATOR, f"{OFFSETS_TOPIC}-{index} is not led here"
-            )
-        store = OffsetsTopicStore(broker, [index])
-        gc = loaded[index] = _load(broker, store, f" from {OFFSETS_TOPIC}-{index}")
-        # Transactional offset commits of that partition still waiting for their marker.
-        from kbroker.txn.offsets import partition_loaded
-
-        partition_loaded(broker, index, store.pending_txn_offsets)
-    return gc
-
-
 def coordinators(broker: BrokerState) -> list[GroupCoordinator]:
-    """Every group coordinator of this broker, loaded if needed (ListGroups, a topic's
-    deletion): the single node's, or one per ``__consumer_offsets`` partition it leads."""
+    """Every group coordinator of this broker that is loaded, each polled (ListGroups, a
+    topic's deletion): the single node's, or one per ``__consumer_offsets`` partition it
+    leads; those not loaded yet are started (``loading`` tells whether some still are)."""
     if broker.cluster is None:
-        return [coordinator_for(broker)]
-    found = load_led(broker)
+        single = _ensure(broker, None)
+        found = [] if single is None else [single]
+    else:
+        found = load_led(broker)
     for gc in found:
         gc.poll()
     return found
 
 
 def load_led(broker: BrokerState) -> list[GroupCoordinator]:
-    """Cluster mode: the coordinator of every ``__consumer_offsets`` partition led here,
-    each loaded if it is not yet; none is polled (for the transaction side, which may be
-    asked from within a coordinator's poll)."""
+    """Cluster mode: the coordinator of every ``__consumer_offsets`` partition led here
+    that is loaded, the loads of the others started; none is polled (for the transaction
+    side, which may be asked from within a coordinator's poll)."""
     topic = broker.topics.get(OFFSETS_TOPIC)
     if topic is None:
         return []
-    return [_partition_coordinator(broker, p.index) for p in coordinated_partitions(broker, topic)]
+    found = []
+    for p in coordinated_partitions(broker, topic):
+        gc = _ensure(broker, p.index)
+        if gc is not None:
+            found.append(gc)
+    return found
 
 
 def loaded_coordinators(broker: BrokerState) -> list[GroupCoordinator]:
@@ -183,6 +278,11 @@ def drop(broker: BrokerState) -> bool:
     """Drop every group coordinator loaded here (whether one was): the next request loads
     its successor from the logs. A dropped one is unloaded (``GroupCoordinator.unload``):
     whoever still waits in it is answered NOT_COORDINATOR, and it writes nothing more."""
+    loads = _loads(broker)
+    cancelled = list(loads.values())
+    loads.clear()
+    for load in cancelled:
+        load.cancel()
     dropped: list[GroupCoordinator] = []
     gc: GroupCoordinator | None = broker.state.pop(_STATE_KEY, None)
     if gc is not None:
@@ -190,13 +290,13 @@ def drop(broker: BrokerState) -> bool:
     dropped.extend(broker.state.pop(_PARTITIONS_KEY, {}).values())
     for gc in dropped:
         gc.unload()
-    return bool(dropped)
+    return bool(dropped or cancelled)
 
 
 def unload_partition(broker: BrokerState, index: int) -> bool:
     """Leadership of ``__consumer_offsets`` partition ``index`` moved (to or from this
-    broker): its coordinator, if one is loaded, is unloaded, and the next request for one
-    of its groups loads it from the log again (never from what memory held: a partition
+    broker): its coordinator, if one is loaded, is unloaded (a load under way is
+    cancelled), and it is loaded from the log again (never from what memory held: a partition
     lost and regained may have been written by another leader meanwhile). Kafka's
     onResignation / onElection: the groups of the other partitions are left as they are.
     On a single node one coordinator holds every partition: it is dropped whole. Whether
@@ -206,9 +306,14 @@ def unload_partition(broker: BrokerState, index: int) -> bool:
     from kbroker.txn.offsets import partition_unloaded
 
     partition_unloaded(broker, index)
+    # A load under way installs nothing (Kafka's removeGroupsForPartition drops the
+    # partition from loadingPartitions; a later load reads the log again).
+    load = _loads(broker).pop(index, None)
+    if load is not None:
+        load.cancel()
     gc = _partitions(broker).pop(index, None)
     if gc is None:
-        return False
+        return load is not None
     gc.unload()
     return True
 

@@ -434,41 +434,46 @@ class OffsetsTopicStore:
 
     def load(self) -> Iterator[CoordinatorRecord]:
         """Every coordinator record of the store's partitions, partition by partition,
-        oldest first."""
+        oldest first (a batch appended meanwhile is read too: ``iter_stored_batches``)."""
         topic = self._broker.topics.get(OFFSETS_TOPIC)
         if topic is None:
             return
         self.pending_txn_offsets = {}
-        for part in coordinated_partitions(self._broker, topic):
-            if self._partitions is not None and part.index not in self._partitions:
+        parts = [
+            part
+            for part in coordinated_partitions(self._broker, topic)
+            if self._partitions is None or part.index in self._partitions
+        ]
+        # Per partition: producer id -> its TxnOffsetCommit records without a marker yet.
+        pending: dict[int, dict[int, list[CoordinatorRecord]]] = {p.index: {} for p in parts}
+        for part, batch in iter_stored_batches(parts):
+            header = batch.header
+            staged_here = pending[part.index]
+            if header.is_control:
+                # A transaction marker: TxnOffsetCommit records of that
+                # producer count only if it committed (KIP-98).
+                staged = staged_here.pop(header.producer_id, [])
+                if batch.commits():
+                    yield from staged
                 continue
-            pending: dict[int, list[CoordinatorRecord]] = {}
-            for batch in iter_stored_batches(part.log):
-                header = batch.header
-                if header.is_control:
-                    # A transaction marker: TxnOffsetCommit records of that
-                    # producer count only if it committed (KIP-98).
-                    staged = pending.pop(header.producer_id, [])
-                    if batch.commits():
-                        yield from staged
+            for offset, key, value in batch.keyed_records():
+                try:
+                    decoded = decode_record(key, value)
+                except ProtocolError:
+                    logger.warning(
+                        "%s-%d offset %d: undecodable record skipped",
+                        OFFSETS_TOPIC,
+                        part.index,
+                        offset,
+                    )
                     continue
-                for offset, key, value in batch.keyed_records():
-                    try:
-                        decoded = decode_record(key, value)
-                    except ProtocolError:
-                        logger.warning(
-                            "%s-%d offset %d: undecodable record skipped",
-                            OFFSETS_TOPIC,
-                            part.index,
-                            offset,
-                        )
-                        continue
-                    if decoded is None:
-                        continue
-                    if header.is_transactional:
-                        pending.setdefault(header.producer_id, []).append(decoded)
-                    else:
-                        yield decoded
-            for pid, staged in pending.items():
+                if decoded is None:
+                    continue
+                if header.is_transactional:
+                    staged_here.setdefault(header.producer_id, []).append(decoded)
+                else:
+                    yield decoded
+        for staged_here in pending.values():
+            for pid, staged in staged_here.items():
                 # Transactions still open at load: their offsets wait for the marker.
                 self.pending_txn_offsets.setdefault(pid, []).extend(staged)

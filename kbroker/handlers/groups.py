@@ -23,7 +23,14 @@ from kbroker.authz.checks import (
 )
 from kbroker.coordinator.group import ConsumerGroupWrite, GroupCoordinator, partition_for
 from kbroker.coordinator.offsets import OffsetAndMetadata, write_error_code
-from kbroker.coordinator.service import coordinator_for, coordinators, settled, wait_pending
+from kbroker.coordinator.service import (
+    coordinator_for,
+    coordinators,
+    group_loading,
+    loading,
+    settled,
+    wait_pending,
+)
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.meta import AUTHORIZED_OPERATIONS_OMITTED, advertised_endpoint
@@ -231,11 +238,15 @@ def _coordinator_key(ctx: RequestContext, group_id: str) -> int:
 def _group_refusal(ctx: RequestContext, operation: Operation, group_id: str) -> ErrorCode | None:
     """Why this broker may not act on ``group_id`` for the request: GROUP_AUTHORIZATION_FAILED
     without ``operation`` on the group (KafkaApis), NOT_COORDINATOR when another broker
-    coordinates it; None when it may."""
+    coordinates it, COORDINATOR_LOAD_IN_PROGRESS while its ``__consumer_offsets``
+    partition is still loading here (GroupCoordinator.validateGroupStatus; the client
+    retries); None when it may."""
     if not _may(ctx, operation, group_id):
         return ErrorCode.GROUP_AUTHORIZATION_FAILED
     if elsewhere(ctx, group_id):
         return ErrorCode.NOT_COORDINATOR
+    if group_loading(ctx.broker, group_id):
+        return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
     return None
 
 
@@ -398,6 +409,11 @@ async def handle_join_group(ctx: RequestContext, request: JoinGroupRequest) -> J
 async def handle_sync_group(ctx: RequestContext, request: SyncGroupRequest) -> SyncGroupResponse:
     """Receive the leader's assignment / hand each member its own."""
     refused = _group_refusal(ctx, Operation.READ, request.group_id)
+    if refused == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS:
+        # GroupCoordinator.handleSyncGroup: the rebalance under way was lost with the
+        # coordinator's state, so the member rejoins; older clients do not expect
+        # COORDINATOR_LOAD_IN_PROGRESS here.
+        refused = ErrorCode.REBALANCE_IN_PROGRESS
     if refused is not None:
         return SyncGroupResponse(error_code=refused, assignment=b"")
     gc = coordinator_for(ctx.broker, request.group_id)
@@ -433,6 +449,9 @@ async def handle_sync_group(ctx: RequestContext, request: SyncGroupRequest) -> S
 async def handle_heartbeat(ctx: RequestContext, request: HeartbeatRequest) -> HeartbeatResponse:
     """Keep a member alive; REBALANCE_IN_PROGRESS tells it to rejoin."""
     refused = _group_refusal(ctx, Operation.READ, request.group_id)
+    if refused == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS:
+        # GroupCoordinator.handleHeartbeat: while the group loads, answered blindly.
+        refused = ErrorCode.NONE
     if refused is not None:
         return HeartbeatResponse(error_code=refused)
     gc = coordinator_for(ctx.broker, request.group_id)
@@ -748,6 +767,9 @@ async def handle_list_groups(ctx: RequestContext, request: ListGroupsRequest) ->
     # else only the groups the principal may Describe.
     see_all = allowed_cluster(ctx, Operation.DESCRIBE)
     listed = [g for gc in coordinators(ctx.broker) for g in gc.list_groups()]
+    # GroupCoordinator.handleListGroups: the groups of the partitions loaded, and
+    # COORDINATOR_LOAD_IN_PROGRESS while some partition of this broker still loads.
+    error = ErrorCode.COORDINATOR_LOAD_IN_PROGRESS if loading(ctx.broker) else ErrorCode.NONE
     for group_id, protocol_type, state, group_type in listed:
         if not see_all and not _may(ctx, Operation.DESCRIBE, group_id):
             continue
@@ -763,7 +785,7 @@ async def handle_list_groups(ctx: RequestContext, request: ListGroupsRequest) ->
                 group_type=group_type,
             )
         )
-    return ListGroupsResponse(error_code=ErrorCode.NONE, groups=groups)
+    return ListGroupsResponse(error_code=error, groups=groups)
 
 
 @handles(DeleteGroupsRequest.API_KEY, 0, 2)

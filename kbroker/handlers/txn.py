@@ -22,7 +22,7 @@ from kbroker.authz.checks import allowed, allowed_cluster, filter_allowed, may_w
 from kbroker.cluster.producer_ids import ClusterProducerIds
 from kbroker.coordinator.group import partition_for
 from kbroker.coordinator.offsets import OffsetAndMetadata
-from kbroker.coordinator.service import coordinator_for
+from kbroker.coordinator.service import coordinator_for, group_loading
 from kbroker.errors import KafkaApiError
 from kbroker.handlers import RequestContext, handles
 from kbroker.handlers.groups import (
@@ -44,8 +44,10 @@ from kbroker.txn.service import (
     producer_ids,
     txn_coordinator,
     txn_coordinators,
+    txn_loading,
     write_markers,
 )
+from kbroker.txn.service import loading as txn_partitions_loading
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     AddOffsetsToTxnRequest,
@@ -150,10 +152,16 @@ async def handle_init_producer_id(
             # transactional ids it coordinates.
             outcome = Outcome.of(InitResult(ErrorCode.NONE, producer_ids(ctx.broker).next_id(), 0))
         else:
-            tc = txn_coordinator(ctx.broker, tid)
-            outcome = tc.init_producer_id(
-                tid, request.transaction_timeout_ms, expected_pid, expected_epoch
-            )
+            try:
+                tc = txn_coordinator(ctx.broker, tid)
+            except KafkaApiError as exc:
+                # COORDINATOR_LOAD_IN_PROGRESS while the id's partition loads
+                # (TransactionStateManager.getTransactionState): the producer retries.
+                outcome = Outcome.of(InitResult(exc.code))
+            else:
+                outcome = tc.init_producer_id(
+                    tid, request.transaction_timeout_ms, expected_pid, expected_epoch
+                )
     except Exception as exc:  # noqa: BLE001 - answered in the body
         outcome = Outcome.of(InitResult(ErrorCode(_storage_failure(exc))))
     result = await _answer(outcome)
@@ -281,11 +289,15 @@ def _txn_elsewhere(ctx: RequestContext, transactional_id: str | None) -> bool:
 def _txn_refusal(ctx: RequestContext, transactional_id: str) -> ErrorCode | None:
     """Why the coordinator may not act on ``transactional_id`` for this request:
     TRANSACTIONAL_ID_AUTHORIZATION_FAILED without Write on it (KafkaApis), NOT_COORDINATOR
-    when another broker coordinates it; None when it may."""
+    when another broker coordinates it, COORDINATOR_LOAD_IN_PROGRESS while its
+    ``__transaction_state`` partition is still loading here
+    (TransactionStateManager.getTransactionState); None when it may."""
     if not allowed(ctx, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, transactional_id):
         return ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
     if _txn_elsewhere(ctx, transactional_id):
         return ErrorCode.NOT_COORDINATOR
+    if txn_loading(ctx.broker, transactional_id):
+        return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
     return None
 
 
@@ -304,6 +316,10 @@ async def handle_add_offsets_to_txn(
         )
     if _txn_elsewhere(ctx, request.transactional_id):
         return AddOffsetsToTxnResponse(throttle_time_ms=0, error_code=ErrorCode.NOT_COORDINATOR)
+    if txn_loading(ctx.broker, request.transactional_id):
+        return AddOffsetsToTxnResponse(
+            throttle_time_ms=0, error_code=ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+        )
     tc = txn_coordinator(ctx.broker, request.transactional_id)
     tp = (OFFSETS_TOPIC, _offsets_partition(ctx, request.group_id))
     try:
@@ -422,6 +438,9 @@ async def handle_txn_offset_commit(
     elif cluster is not None and not cluster.replicas.is_leader(*tp_offsets):
         # Sent to the group coordinator (the leader of the group's partition).
         error = ErrorCode.NOT_COORDINATOR
+    elif group_loading(ctx.broker, request.group_id):
+        # GroupCoordinator.validateGroupStatus: the group's partition is still loading.
+        error = ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
     elif cluster is not None and _txn_elsewhere(ctx, request.transactional_id):
         # The transaction lives on another broker's coordinator: as Kafka's group
         # coordinator, check only the group; the marker the transaction coordinator
@@ -429,6 +448,8 @@ async def handle_txn_offset_commit(
         error = coordinator_for(ctx.broker, request.group_id).validate_transactional_commit(
             request.group_id, request.generation_id, request.member_id, request.group_instance_id
         )
+    elif txn_loading(ctx.broker, request.transactional_id):
+        error = ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
     elif (
         meta := txn_coordinator(ctx.broker, request.transactional_id).describe(
             request.transactional_id
@@ -612,6 +633,15 @@ async def handle_list_transactions(
     """Transactional ids, filtered by state, producer id and (v1, KIP-994) running time."""
     txns = {tid: meta for tc in txn_coordinators(ctx.broker) for tid, meta in tc.txns.items()}
     R = ListTransactionsResponse
+    if txn_partitions_loading(ctx.broker):
+        # TransactionStateManager.listTransactionStates: nothing is listed while a
+        # partition of this broker loads.
+        return R(
+            throttle_time_ms=0,
+            error_code=ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
+            unknown_state_filters=[],
+            transaction_states=[],
+        )
     unknown = [s for s in request.state_filters if TxnState.from_display(s) is None]
     wanted_states = {TxnState.from_display(s) for s in request.state_filters} - {None}
     pids = set(request.producer_id_filters)

@@ -54,15 +54,19 @@ def loaded_coordinators(server: Server) -> list[Any]:
     committed here before (so lag shows right after a restart). In cluster mode only those
     the Kafka path loaded (one per __consumer_offsets partition this broker coordinates)
     are used: a scrape never loads one."""
-    from kbroker.coordinator.service import coordinator_for
     from kbroker.coordinator.service import loaded_coordinators as loaded
+    from kbroker.coordinator.service import ready_coordinator
 
     broker = server.broker
     if broker.cluster is not None:
         return loaded(broker)
     if _COORDINATOR_KEY not in broker.state and broker.topics.get(OFFSETS_TOPIC) is None:
         return []
-    return [coordinator_for(broker)]
+    gc = ready_coordinator(broker)  # None while it loads
+    if gc is None:
+        return []
+    gc.poll()
+    return [gc]
 
 
 def group_coordinator(server: Server, group_id: str) -> Any:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from kbroker.coordinator.group import partition_for
 from kbroker.coordinator.offsets import OffsetAndMetadata, OffsetRecord
-from kbroker.coordinator.service import coordinator_for, load_led, offsets_partitions
+from kbroker.coordinator.service import load_led, offsets_partitions, ready_coordinator
 from kbroker.coordinator.store import CoordinatorRecord, OffsetsTopicStore
 from kbroker.internal_topics import OFFSETS_TOPIC
 from kbroker.wire.errors import ErrorCode
@@ -72,6 +72,18 @@ def partition_loaded(
         offsets = [r for r in records if isinstance(r, OffsetRecord)]
         if offsets:
             pending.setdefault(pid, []).extend(offsets)
+
+
+def whole_loaded(broker: BrokerState, staged: dict[int, list[CoordinatorRecord]]) -> None:
+    """A single node's coordinator was just loaded from the whole topic, which holds
+    ``staged`` (by producer id): they are the staged offsets, unless something needed them
+    before (``_pending`` read them then, and has followed every change since)."""
+    if broker.state.get(_STATE_KEY) is None:
+        broker.state[_STATE_KEY] = {
+            pid: offsets
+            for pid, records in staged.items()
+            if (offsets := [r for r in records if isinstance(r, OffsetRecord)])
+        }
 
 
 def partition_unloaded(broker: BrokerState, index: int) -> None:
@@ -180,15 +192,16 @@ def complete(
         pending[producer_id] = kept
     if not commit or not staged:
         return
-    if broker.cluster is None:
-        coordinator_for(broker).replay(staged)
-        return
-    # Each group's offsets go to the coordinator of its partition.
-    by_group: dict[str, list[OffsetRecord]] = {}
+    # Each group's offsets go to the coordinator of its partition. One still loading
+    # reads them from its log, marker included (kbroker.internal_topics
+    # .iter_stored_batches follows the log's end).
+    by_group: dict[str | None, list[OffsetRecord]] = {}
     for r in staged:
-        by_group.setdefault(r.group_id, []).append(r)
+        by_group.setdefault(None if broker.cluster is None else r.group_id, []).append(r)
     for group_id, records in by_group.items():
-        coordinator_for(broker, group_id).replay(records)
+        gc = ready_coordinator(broker, group_id)
+        if gc is not None:
+            gc.replay(records)
 
 
 def pending_partitions(broker: BrokerState, group_id: str) -> set[TopicPartition]:

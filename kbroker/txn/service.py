@@ -1,12 +1,15 @@
 """Glue between the broker and the transaction machinery.
 
 - ``txn_coordinator(broker, transactional_id)``: the TransactionCoordinator of a
-  transactional id, loaded from ``__transaction_state`` on first use and polled
-  (timeouts, expiry) on every call. A single node has one for every partition; in
-  cluster mode each partition this broker leads has its own, loaded from that
-  partition and unloaded when its leadership moves (``unload_partition``), as
-  Kafka's TransactionStateManager loads and removes the transactions of one
-  partition, leaving the others alone. There is no background task: produce, fetch,
+  transactional id, loaded from ``__transaction_state`` and polled (timeouts,
+  expiry) on every call. A single node has one for every partition, loaded on first
+  use; in cluster mode each partition this broker leads has its own, loaded from
+  that partition as soon as this broker is elected its leader (``load_partition``)
+  and unloaded when its leadership moves (``unload_partition``), as Kafka's
+  TransactionStateManager loads and removes the transactions of one partition,
+  leaving the others alone. A load reads the log in the background
+  (kbroker.coordinator.loading): until it is over the ids of that partition are
+  COORDINATOR_LOAD_IN_PROGRESS (TransactionStateManager.getTransactionState). There is no background task: produce, fetch,
   list-offsets and every transaction API call it, so a stale transaction is aborted
   by the next request that could observe it (a read_committed consumer polls at
   least every fetch.max.wait.ms).
@@ -27,12 +30,19 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from kbroker.cluster.producer_ids import ClusterProducerIds
+from kbroker.coordinator.loading import PartitionLoad
 from kbroker.errors import KafkaApiError
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC, coordinated_partitions
 from kbroker.log.producer_state import BatchMetadata, ProducerStateError, last_sequence
 from kbroker.replication.leader_writes import append_as_leader
 from kbroker.topic_config import effective_topic_value
-from kbroker.txn.coordinator import MarkersDone, TopicPartition, TransactionCoordinator, TxnConfig
+from kbroker.txn.coordinator import (
+    MarkersDone,
+    TopicPartition,
+    TransactionCoordinator,
+    TxnConfig,
+    TxnMetadata,
+)
 from kbroker.txn.producer_ids import ProducerIdManager
 from kbroker.txn.store import TxnStateTopicStore
 from kbroker.wire.errors import ErrorCode
@@ -47,6 +57,9 @@ logger = logging.getLogger(__name__)
 _STATE_KEY = "kbroker.txn"
 # Cluster mode: __transaction_state partition -> its coordinator.
 _PARTITIONS_KEY = "kbroker.txn.partitions"
+# The loads under way: __transaction_state partition (None: a single node's whole
+# topic) -> its load.
+_LOADING_KEY = "kbroker.txn.loading"
 _PID_KEY = "kbroker.txn.producer_ids"
 _POLLED_KEY = "kbroker.txn.polled_ms"
 _SWEPT_KEY = "kbroker.txn.swept_ms"
@@ -84,35 +97,127 @@ def txn_config(broker: BrokerState) -> TxnConfig:
 def txn_coordinator(
     broker: BrokerState, transactional_id: str | None = None
 ) -> TransactionCoordinator:
-    """The coordinator of ``transactional_id``, loaded on first use, then polled: on a
-    single node the broker's one (``transactional_id`` is not needed); in cluster mode
-    the one of the id's ``__transaction_state`` partition, KafkaApiError NOT_COORDINATOR
-    if this broker does not lead it."""
-    if broker.cluster is None:
-        tc: TransactionCoordinator | None = broker.state.get(_STATE_KEY)
-        if tc is None:
-            tc = _load(broker, TxnStateTopicStore(broker), lambda loaded: _register(broker, loaded))
-    else:
-        if transactional_id is None:
-            raise ValueError("in cluster mode a transaction's coordinator depends on its id")
-        tc = _partition_coordinator(
-            broker, TxnStateTopicStore(broker).partition_of(transactional_id)
+    """The coordinator of ``transactional_id``, polled: on a single node the broker's one
+    (``transactional_id`` is not needed); in cluster mode the one of the id's
+    ``__transaction_state`` partition, KafkaApiError NOT_COORDINATOR if this broker does
+    not lead it. KafkaApiError COORDINATOR_LOAD_IN_PROGRESS while it is being loaded (its
+    load is started if it is not yet)."""
+    tc = ready_txn_coordinator(broker, transactional_id)
+    if tc is None:
+        raise KafkaApiError(
+            ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
+            f"the {TRANSACTION_STATE_TOPIC} partition of {transactional_id} is loading",
         )
     poll(broker, [tc])
     return tc
 
 
-def _register(broker: BrokerState, tc: TransactionCoordinator) -> None:
-    broker.state[_STATE_KEY] = tc
+def ready_txn_coordinator(
+    broker: BrokerState, transactional_id: str | None = None
+) -> TransactionCoordinator | None:
+    """The coordinator of ``transactional_id`` if it is loaded (not polled), else None,
+    its load started if it was not under way; KafkaApiError NOT_COORDINATOR as
+    ``txn_coordinator``."""
+    if broker.cluster is None:
+        return _ensure(broker, None)
+    if transactional_id is None:
+        raise ValueError("in cluster mode a transaction's coordinator depends on its id")
+    return _ensure(broker, TxnStateTopicStore(broker).partition_of(transactional_id))
 
 
-def _load(
+def txn_loading(broker: BrokerState, transactional_id: str) -> bool:
+    """Whether ``transactional_id``'s coordinator partition is still loading here (its
+    load is started if this broker coordinates the id and it is neither loaded nor
+    loading). False when another broker coordinates it."""
+    try:
+        return ready_txn_coordinator(broker, transactional_id) is None
+    except KafkaApiError:
+        return False
+
+
+def load_partition(broker: BrokerState, index: int) -> None:
+    """Cluster mode: this broker was just elected leader of ``__transaction_state``
+    partition ``index``: start loading its transactions at once
+    (TransactionCoordinator.onElection), so an open one times out and a Prepare* one is
+    completed even if its producer never comes back."""
+    try:
+        _ensure(broker, index)
+    except KafkaApiError:
+        pass  # no longer led: nothing to load
+
+
+def loading(broker: BrokerState) -> bool:
+    """Whether some ``__transaction_state`` partition of this broker is still loading
+    (ListTransactions answers COORDINATOR_LOAD_IN_PROGRESS)."""
+    return bool(_loads(broker))
+
+
+_Record = tuple[str, TxnMetadata | None]
+
+
+def _loads(broker: BrokerState) -> dict[int | None, PartitionLoad[_Record]]:
+    found: dict[int | None, PartitionLoad[_Record]] = broker.state.setdefault(_LOADING_KEY, {})
+    return found
+
+
+def _installed(broker: BrokerState, index: int | None) -> TransactionCoordinator | None:
+    if index is None:
+        found: TransactionCoordinator | None = broker.state.get(_STATE_KEY)
+        return found
+    return _partitions(broker).get(index)
+
+
+def _ensure(broker: BrokerState, index: int | None) -> TransactionCoordinator | None:
+    """The coordinator of partition ``index`` (None: the single node's) if loaded, else
+    None, starting its load if none is under way (whose first slice may finish it)."""
+    tc = _installed(broker, index)
+    if tc is not None:
+        return tc
+    loads = _loads(broker)
+    if index in loads:
+        return None
+    cluster = broker.cluster
+    if (
+        index is not None
+        and cluster is not None
+        and not cluster.replicas.is_leader(TRANSACTION_STATE_TOPIC, index)
+    ):
+        raise KafkaApiError(
+            ErrorCode.NOT_COORDINATOR, f"{TRANSACTION_STATE_TOPIC}-{index} is not led here"
+        )
+    store = TxnStateTopicStore(broker) if index is None else TxnStateTopicStore(broker, [index])
+    what = TRANSACTION_STATE_TOPIC if index is None else f"{TRANSACTION_STATE_TOPIC}-{index}"
+
+    def register(tc: TransactionCoordinator) -> None:
+        if index is None:
+            broker.state[_STATE_KEY] = tc
+        else:
+            _partitions(broker)[index] = tc
+
+    def install(records: list[_Record]) -> None:
+        if loads.get(index) is not load:
+            return  # cancelled meanwhile: a newer load (or none) is the partition's
+        del loads[index]
+        _build(broker, store, records, register, "" if index is None else f" from {what}")
+
+    def failed() -> None:
+        if loads.get(index) is load:
+            del loads[index]
+
+    load = loads[index] = PartitionLoad(what, store.load(), install, failed)
+    load.start()
+    return _installed(broker, index)
+
+
+def _build(
     broker: BrokerState,
     store: TxnStateTopicStore,
+    records: list[_Record],
     register: Callable[[TransactionCoordinator], None],
-    where: str = "",
+    where: str,
 ) -> TransactionCoordinator:
-    """A coordinator loaded from what ``store`` reads, registered by ``register``."""
+    """A coordinator writing to ``store``, holding what ``records`` (its log) say,
+    registered by ``register``."""
     tc = loaded = TransactionCoordinator(
         config=txn_config(broker),
         clock=broker.clock,
@@ -131,7 +236,7 @@ def _load(
     )
     # Register before loading: finishing a Prepare* transaction writes markers.
     register(tc)
-    tc.load(store.load())
+    tc.load(records)
     logger.info("transaction coordinator loaded %d transactional id(s)%s", len(tc.txns), where)
     return tc
 
@@ -142,34 +247,25 @@ def _partitions(broker: BrokerState) -> dict[int, TransactionCoordinator]:
     return loaded
 
 
-def _partition_coordinator(broker: BrokerState, index: int) -> TransactionCoordinator:
-    cluster = broker.cluster
-    assert cluster is not None
-    loaded = _partitions(broker)
-    tc = loaded.get(index)
-    if tc is None:
-        if not cluster.replicas.is_leader(TRANSACTION_STATE_TOPIC, index):
-            raise KafkaApiError(
-                ErrorCode.NOT_COORDINATOR, f"{TRANSACTION_STATE_TOPIC}-{index} is not led here"
-            )
-        tc = _load(
-            broker,
-            TxnStateTopicStore(broker, [index]),
-            lambda new: loaded.__setitem__(index, new),
-            f" from {TRANSACTION_STATE_TOPIC}-{index}",
-        )
-    return tc
-
-
 def txn_coordinators(broker: BrokerState) -> list[TransactionCoordinator]:
-    """Every transaction coordinator of this broker, loaded if needed (ListTransactions):
-    the single node's, or one per ``__transaction_state`` partition it leads."""
+    """Every transaction coordinator of this broker that is loaded (ListTransactions): the
+    single node's, or one per ``__transaction_state`` partition it leads; those not
+    loaded yet are started (``loading`` tells whether some still are)."""
     if broker.cluster is None:
-        return [txn_coordinator(broker)]
+        single = _ensure(broker, None)
+        if single is None:
+            return []
+        poll(broker, [single])
+        return [single]
     topic = broker.topics.get(TRANSACTION_STATE_TOPIC)
     if topic is None:
         return []
-    return [_partition_coordinator(broker, p.index) for p in coordinated_partitions(broker, topic)]
+    found = []
+    for p in coordinated_partitions(broker, topic):
+        tc = _ensure(broker, p.index)
+        if tc is not None:
+            found.append(tc)
+    return found
 
 
 def loaded_txn_coordinators(broker: BrokerState) -> list[TransactionCoordinator]:
@@ -185,6 +281,11 @@ def drop(broker: BrokerState) -> bool:
     loads its successor from the logs. A dropped one is unloaded
     (``TransactionCoordinator.unload``): it writes nothing more, and what waits in it is
     answered as Kafka answers a request whose coordinator resigned."""
+    loads = _loads(broker)
+    cancelled = list(loads.values())
+    loads.clear()
+    for load in cancelled:
+        load.cancel()
     dropped: list[TransactionCoordinator] = []
     tc: TransactionCoordinator | None = broker.state.pop(_STATE_KEY, None)
     if tc is not None:
@@ -192,21 +293,26 @@ def drop(broker: BrokerState) -> bool:
     dropped.extend(broker.state.pop(_PARTITIONS_KEY, {}).values())
     for tc in dropped:
         _unload(broker, tc)
-    return bool(dropped)
+    return bool(dropped or cancelled)
 
 
 def unload_partition(broker: BrokerState, index: int) -> bool:
     """Leadership of ``__transaction_state`` partition ``index`` moved (to or from this
-    broker): its coordinator, if one is loaded, is unloaded, and the next request for one
-    of its transactional ids loads it from the log again (Kafka's
+    broker): its coordinator, if one is loaded, is unloaded (a load under way is
+    cancelled), and it is loaded from the log again (Kafka's
     TransactionCoordinator.onResignation / onElection: the transactions of the other
     partitions are left alone). On a single node one coordinator holds every partition:
     it is dropped whole. Whether one was unloaded."""
     if broker.cluster is None:
         return drop(broker)
+    # A load under way installs nothing (TransactionStateManager
+    # .removeTransactionsForTxnTopicPartition drops it from loadingPartitions).
+    load = _loads(broker).pop(index, None)
+    if load is not None:
+        load.cancel()
     tc = _partitions(broker).pop(index, None)
     if tc is None:
-        return False
+        return load is not None
     _unload(broker, tc)
     return True
 
@@ -235,8 +341,10 @@ def poll(broker: BrokerState, coordinators: list[TransactionCoordinator] | None 
                 return
             # After a restart an open transaction must still time out even if its
             # producer never comes back: the first read_committed fetch loads it.
-            txn_coordinator(broker)
-            return
+            single = ready_txn_coordinator(broker)
+            if single is None:
+                return  # polled once loaded
+            coordinators = [single]
     polled: dict[int, int] | None = broker.state.get(_POLLED_KEY)
     if polled is None:
         polled = broker.state[_POLLED_KEY] = {}
@@ -438,7 +546,17 @@ def check_producer_batch(
         # the coordinator's own checks (AddPartitionsToTxn, markers) are what holds.
         return None
     if header.is_transactional:
-        tc = txn_coordinator(broker, transactional_id)
+        tc = ready_txn_coordinator(broker, transactional_id)
+        if tc is None:
+            # Its coordinator partition is still loading: ReplicaManager answers a
+            # transactional write it cannot verify yet NOT_ENOUGH_REPLICAS, retriable
+            # without a metadata refresh.
+            raise KafkaApiError(
+                ErrorCode.NOT_ENOUGH_REPLICAS,
+                "Unable to verify the partition has been added to the transaction: "
+                "its coordinator is loading",
+            )
+        poll(broker, [tc])
         current = tc.current_epoch(header.producer_id)
         if current is not None and header.producer_epoch < current:
             # A zombie fenced by a newer instance (or a timed-out abort).

@@ -162,22 +162,24 @@ class TxnStateTopicStore:
         topic = self._broker.topics.get(TRANSACTION_STATE_TOPIC)
         if topic is None:
             return
-        for part in coordinated_partitions(self._broker, topic):
-            if self._partitions is not None and part.index not in self._partitions:
+        parts = [
+            part
+            for part in coordinated_partitions(self._broker, topic)
+            if self._partitions is None or part.index in self._partitions
+        ]
+        for part, batch in iter_stored_batches(parts):
+            if batch.header.is_control:
                 continue
-            for batch in iter_stored_batches(part.log):
-                if batch.header.is_control:
-                    continue
-                for offset, key, value in batch.keyed_records():
-                    try:
-                        yield decode_txn_record(key, value)
-                    except (ProtocolError, ValueError):
-                        logger.warning(
-                            "%s-%d offset %d: undecodable record skipped",
-                            TRANSACTION_STATE_TOPIC,
-                            part.index,
-                            offset,
-                        )
+            for offset, key, value in batch.keyed_records():
+                try:
+                    yield decode_txn_record(key, value)
+                except (ProtocolError, ValueError):
+                    logger.warning(
+                        "%s-%d offset %d: undecodable record skipped",
+                        TRANSACTION_STATE_TOPIC,
+                        part.index,
+                        offset,
+                    )
 
 
 # The wait for a tombstone's replication (transactional.id.expiration.ms): Kafka bounds

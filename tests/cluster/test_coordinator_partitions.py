@@ -22,16 +22,20 @@ import pytest
 import trio
 import trio.testing
 
+from kbroker.coordinator import loading
 from kbroker.coordinator.group import GroupState, partition_for
 from kbroker.coordinator.service import coordinator_for, loaded_coordinators
 from kbroker.txn.producer_ids import ProducerIdManager
-from kbroker.txn.service import txn_coordinator
+from kbroker.txn.service import loaded_txn_coordinators, txn_coordinator
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     DescribeGroupsRequest,
     DescribeTransactionsRequest,
     HeartbeatRequest,
+    ListGroupsRequest,
+    ListTransactionsRequest,
     OffsetFetchRequest,
+    WriteTxnMarkersRequest,
 )
 from tests.cluster.scripted_controller import ME, Harness, served
 from tests.kbroker.conftest import RawClient
@@ -415,3 +419,177 @@ async def test_a_partition_gained_is_loaded_and_its_members_expire_without_a_req
                 await trio.sleep(0.05)
         assert await _described(client, MOVED_GROUP) == (ErrorCode.NONE, "Empty", 0)
         await client.aclose()
+
+
+# --- loading in the background (COORDINATOR_LOAD_IN_PROGRESS meanwhile) ----------------
+
+
+@pytest.fixture
+def held_loads(monkeypatch: pytest.MonkeyPatch) -> trio.Event:
+    """A partition with records is read one record a slice, and its background load
+    waits for the returned event after its first slice: it stays loading until the test
+    sets the event."""
+    gate = trio.Event()
+    monkeypatch.setattr(loading, "SLICE_S", 0.0)
+    monkeypatch.setattr(loading, "between_slices", gate.wait)
+    return gate
+
+
+def _group_loaded(cluster: Harness, group: str) -> bool:
+    return any(group in gc.group_ids() for gc in loaded_coordinators(cluster.broker))
+
+
+async def _list_groups(client: RawClient) -> tuple[int, set[str]]:
+    resp = await client.request(ListGroupsRequest())
+    return resp.error_code, {g.group_id for g in resp.groups}
+
+
+async def test_a_partition_gained_is_loaded_at_once_without_a_request(cluster: Harness) -> None:
+    # GroupCoordinator.onElection loads the partition when leadership arrives, not when
+    # a request (or the maintenance pass, 10 s later by default) first needs it.
+    client = await _connect(cluster)
+    x, generation = await _stable_member(client, MOVED_GROUP)
+    await _move(cluster, OFFSETS, 0, leader=2, epoch=1)
+    assert not _group_loaded(cluster, MOVED_GROUP)
+    await _move(cluster, OFFSETS, 0, leader=ME, epoch=2)
+    # Nothing asked for the group since: LeaderAndIsr alone loaded it.
+    assert _group_loaded(cluster, MOVED_GROUP)
+    beat = await client.request(
+        HeartbeatRequest(group_id=MOVED_GROUP, generation_id=generation, member_id=x)
+    )
+    assert beat.error_code == ErrorCode.NONE
+
+
+async def test_a_group_whose_partition_loads_is_load_in_progress_until_it_is_loaded(
+    cluster: Harness, held_loads: trio.Event
+) -> None:
+    client = await _connect(cluster)
+    x, x_generation = await _stable_member(client, MOVED_GROUP)
+    committed = commit_request(MOVED_GROUP, {("t", 0): 42}, generation=x_generation, member=x)
+    assert (await client.request(committed, version=8)).topics[0].partitions[0].error_code == 0
+    a, generation = await _stable_member(client, KEPT_GROUP)
+    await _move(cluster, OFFSETS, 0, leader=2, epoch=1)
+    await _move(cluster, OFFSETS, 0, leader=ME, epoch=2)  # loading, held
+    # The loading partition's group: Kafka's answers per API (validateGroupStatus).
+    assert await _committed(client, MOVED_GROUP) == (ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, -1)
+    assert (await _described(client, MOVED_GROUP))[0] == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+    commit = await client.request(committed, version=8)
+    assert commit.topics[0].partitions[0].error_code == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+    rejoin = await client.request(join_req(MOVED_GROUP, x, session=30_000, rebalance=30_000))
+    assert rejoin.error_code == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+    # A heartbeat is answered blindly; a SyncGroup sends the member back to JoinGroup.
+    beat = await client.request(
+        HeartbeatRequest(group_id=MOVED_GROUP, generation_id=x_generation, member_id=x)
+    )
+    assert beat.error_code == ErrorCode.NONE
+    sync = await client.request(
+        sole_member_sync(
+            MOVED_GROUP, type("J", (), {"generation_id": x_generation, "member_id": x})
+        )
+    )
+    assert sync.error_code == ErrorCode.REBALANCE_IN_PROGRESS
+    # ListGroups: the groups loaded, and the error while a partition loads.
+    assert await _list_groups(client) == (ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, {KEPT_GROUP})
+    # The group of another partition is served meanwhile.
+    beat = await client.request(
+        HeartbeatRequest(group_id=KEPT_GROUP, generation_id=generation, member_id=a)
+    )
+    assert beat.error_code == ErrorCode.NONE
+    assert await _described(client, KEPT_GROUP) == (ErrorCode.NONE, "Stable", 1)
+    assert not _group_loaded(cluster, MOVED_GROUP)
+    held_loads.set()
+    await _settled()
+    # Loaded in the background, nothing asked for it: served from its log.
+    assert _group_loaded(cluster, MOVED_GROUP)
+    assert await _committed(client, MOVED_GROUP) == (0, 42)
+    assert await _described(client, MOVED_GROUP) == (ErrorCode.NONE, "Stable", 1)
+    assert await _list_groups(client) == (ErrorCode.NONE, {KEPT_GROUP, MOVED_GROUP})
+
+
+async def test_a_partition_lost_while_it_loads_installs_nothing(
+    cluster: Harness, held_loads: trio.Event
+) -> None:
+    client = await _connect(cluster)
+    x, x_generation = await _stable_member(client, MOVED_GROUP)
+    committed = commit_request(MOVED_GROUP, {("t", 0): 42}, generation=x_generation, member=x)
+    assert (await client.request(committed, version=8)).topics[0].partitions[0].error_code == 0
+    await _move(cluster, OFFSETS, 0, leader=2, epoch=1)
+    await _move(cluster, OFFSETS, 0, leader=ME, epoch=2)  # loading, held
+    await _move(cluster, OFFSETS, 0, leader=2, epoch=3)  # lost before the load is over
+    held_loads.set()
+    await _settled()
+    assert not _group_loaded(cluster, MOVED_GROUP)
+    assert await _committed(client, MOVED_GROUP) == (ErrorCode.NOT_COORDINATOR, -1)
+    assert await _list_groups(client) == (ErrorCode.NONE, set())
+    # Gained again: read from the log afresh.
+    await _move(cluster, OFFSETS, 0, leader=ME, epoch=4)
+    await _settled()
+    assert await _committed(client, MOVED_GROUP) == (0, 42)
+
+
+async def test_a_marker_written_while_its_partition_loads_is_applied(
+    cluster: Harness, held_loads: trio.Event
+) -> None:
+    # Offsets staged in __consumer_offsets-0, whose COMMIT marker lands while the
+    # partition is being loaded again: the load reads the marker too.
+    client = await _connect(cluster)
+    earlier = await client.request(commit_request(MOVED_GROUP, {("t", 0): 1}), version=8)
+    assert earlier.topics[0].partitions[0].error_code == ErrorCode.NONE
+    r = await init(client, KEPT_TID)
+    pid, epoch = r.producer_id, r.producer_epoch
+    assert await add_offsets(client, pid, epoch, tid=KEPT_TID, group=MOVED_GROUP) == 0
+    staged = await txn_commit_offset(client, pid, epoch, 7, tid=KEPT_TID, group=MOVED_GROUP)
+    assert staged == ErrorCode.NONE
+    await _move(cluster, OFFSETS, 0, leader=2, epoch=1)
+    await _move(cluster, OFFSETS, 0, leader=ME, epoch=2)  # loading, held
+    W = WriteTxnMarkersRequest
+    marker = W.WritableTxnMarker(
+        producer_id=pid,
+        producer_epoch=epoch,
+        transaction_result=True,
+        coordinator_epoch=0,
+        topics=[W.WritableTxnMarkerTopic(name=OFFSETS, partition_indexes=[0])],
+    )
+    answer = await cluster.client.request(W(markers=[marker]))
+    assert answer.markers[0].topics[0].partitions[0].error_code == ErrorCode.NONE
+    assert await _committed(client, MOVED_GROUP) == (ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, -1)
+    held_loads.set()
+    await _settled()
+    assert await _committed(client, MOVED_GROUP) == (0, 7)
+
+
+async def test_a_transactional_id_whose_partition_loads_is_load_in_progress_until_loaded(
+    cluster: Harness, held_loads: trio.Event
+) -> None:
+    client = await _connect(cluster)
+    first = await init(client, MOVED_TID)
+    assert first.error_code == ErrorCode.NONE
+    assert (await init(client, KEPT_TID)).error_code == ErrorCode.NONE
+    await _move(cluster, TXN_STATE, 1, leader=2, epoch=1)
+    await _move(cluster, TXN_STATE, 1, leader=ME, epoch=2)  # loading, held
+    loading_init = await init(client, MOVED_TID)
+    assert loading_init.error_code == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+    described = await client.request(DescribeTransactionsRequest(transactional_ids=[MOVED_TID]))
+    assert described.transaction_states[0].error_code == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+    listed = await client.request(ListTransactionsRequest())
+    assert listed.error_code == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+    assert await add(
+        client, first.producer_id, first.producer_epoch, [("t", 0)], tid=MOVED_TID
+    ) == {("t", 0): ErrorCode.COORDINATOR_LOAD_IN_PROGRESS}
+    assert await end(client, first.producer_id, first.producer_epoch, True, tid=MOVED_TID) == (
+        ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+    )
+    # The other partition's transactional ids are served meanwhile.
+    assert (await init(client, KEPT_TID)).error_code == ErrorCode.NONE
+    held_loads.set()
+    await _settled()
+    assert any(MOVED_TID in tc.txns for tc in loaded_txn_coordinators(cluster.broker))
+    again = await init(client, MOVED_TID)
+    assert again.error_code == ErrorCode.NONE
+    assert (again.producer_id, again.producer_epoch) == (
+        first.producer_id,
+        first.producer_epoch + 1,
+    )
+    listed = await client.request(ListTransactionsRequest())
+    assert listed.error_code == ErrorCode.NONE
+    assert {t.transactional_id for t in listed.transaction_states} == {KEPT_TID, MOVED_TID}

@@ -1,0 +1,115 @@
+"""Loading a coordinator partition from its log without stalling the broker.
+
+Kafka loads the groups of a ``__consumer_offsets`` partition and the transactions of
+a ``__transaction_state`` partition on its scheduler when the broker becomes the
+partition's leader (GroupMetadataManager.scheduleLoadGroupAndOffsets,
+TransactionStateManager.loadTransactionsForTxnTopicPartition), and meanwhile answers
+COORDINATOR_LOAD_IN_PROGRESS for the groups / transactional ids of that partition
+(``loadingPartitions``); the other partitions, and every other request, are served.
+
+Here the log is read in slices of at most ``SLICE_S`` of wall time, on the event
+loop, yielding to the other tasks between slices: the reads interleave with the
+appends other tasks make to the same logs (a transaction marker may land in a
+``__consumer_offsets`` partition being loaded), which a thread could not do safely.
+The first slice runs at once, in the caller: a partition small enough to be read
+within it (most are; an empty one always) is served by the very request that found
+it unloaded, instead of sending every client into a retry after each restart or
+election. A larger one goes on in the background, and its records are replayed
+into the coordinator in one step once the whole log is read, so no request ever
+sees a half-loaded partition.
+
+A load whose partition is lost meanwhile (``cancel``) installs nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Generic, TypeVar
+
+import trio
+
+__all__ = ["SLICE_S", "PartitionLoad", "between_slices"]
+
+logger = logging.getLogger(__name__)
+R = TypeVar("R")
+
+# Wall time one slice of reading may take before the loader lets other tasks run.
+SLICE_S = 0.01
+# What the background loader awaits between slices: a checkpoint, where the other tasks
+# run (the tests hold loads there).
+between_slices: Callable[[], Awaitable[None]] = trio.lowlevel.checkpoint
+
+
+class PartitionLoad(Generic[R]):
+    """Reading one coordinator partition (or a single node's whole internal topic):
+    ``records`` read slice by slice, then ``install(records)`` once all are read,
+    unless the load was cancelled first. ``failed`` hears a read that raised (the
+    partition is then neither loaded nor loading: the next request starts again)."""
+
+    def __init__(
+        self,
+        what: str,
+        records: Iterator[R],
+        install: Callable[[list[R]], None],
+        failed: Callable[[], None],
+    ) -> None:
+        self.what = what
+        self._records = records
+        self._install = install
+        self._failed = failed
+        self._read: list[R] = []
+        self.cancelled = False
+        self.done = False
+        self._scope = trio.CancelScope()
+
+    def cancel(self) -> None:
+        """The partition was lost (or its coordinator dropped): stop, install nothing."""
+        self.cancelled = True
+        self._scope.cancel()
+
+    def start(self) -> bool:
+        """Read the first slice here; whether the load is over (installed, or failed).
+        Otherwise the rest is read by a background task."""
+        if self._slice():
+            return True
+        try:
+            trio.lowlevel.spawn_system_task(self._run, name=f"load {self.what}")
+        except RuntimeError:
+            # Outside a Trio run (tools, tests): nothing else to serve meanwhile.
+            while not self._slice():
+                pass
+        return self.done
+
+    async def _run(self) -> None:
+        with self._scope:
+            while not self.cancelled:
+                await between_slices()
+                if self.cancelled or self._slice():
+                    return
+
+    def _slice(self) -> bool:
+        """Read records for at most SLICE_S; at the end install them (no yield between
+        the last read and the install, so nothing appended meanwhile is missed). Whether
+        the load is over."""
+        if self.cancelled:
+            return True
+        until = time.perf_counter() + SLICE_S
+        try:
+            for record in self._records:
+                self._read.append(record)
+                if time.perf_counter() >= until:
+                    return False
+        except Exception:
+            logger.exception("loading %s failed", self.what)
+            self.done = True
+            self._failed()
+            return True
+        self.done = True
+        try:
+            self._install(self._read)
+        except Exception:  # a background task must not raise: that would end the broker
+            logger.exception("installing %s failed", self.what)
+            self._failed()
+        return True

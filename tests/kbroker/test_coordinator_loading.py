@@ -1,0 +1,119 @@
+"""A single node loads its coordinators on first use, in the background.
+
+Until the whole ``__consumer_offsets`` / ``__transaction_state`` log is read, the
+groups and transactional ids answer COORDINATOR_LOAD_IN_PROGRESS (Kafka's answer for
+a partition in ``loadingPartitions``, which clients retry), while the rest of the
+broker goes on serving. The cluster-mode cases (load on election, a partition lost
+while it loads) are in tests/cluster/test_coordinator_partitions.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from kbroker.coordinator import loading
+from kbroker.wire.errors import ErrorCode
+from kbroker.wire.messages import (
+    HeartbeatRequest,
+    ListGroupsRequest,
+    MetadataRequest,
+    OffsetFetchRequest,
+)
+from tests.kbroker.helpers import commit_request, create_topic, join, sole_member_sync
+from tests.kbroker.txn_helpers import add_offsets, init, txn_commit_offset
+
+SMALL = {"transaction_state_log_num_partitions": 2, "offsets_topic_num_partitions": 2}
+GROUP, TID = "g", "tx"
+
+
+@pytest.fixture
+def held_loads(monkeypatch: pytest.MonkeyPatch) -> trio.Event:
+    """A log with records is read one record a slice, and its background load waits for
+    the returned event after its first slice."""
+    gate = trio.Event()
+    monkeypatch.setattr(loading, "SLICE_S", 0.0)
+    monkeypatch.setattr(loading, "between_slices", gate.wait)
+    return gate
+
+
+async def _committed(c: Any) -> tuple[int, int]:
+    """(error, committed offset of t-0) of GROUP."""
+    resp = await c.request(
+        OffsetFetchRequest(
+            group_id=GROUP,
+            topics=[OffsetFetchRequest.OffsetFetchRequestTopic(name="t", partition_indexes=[0])],
+        ),
+        version=5,
+    )
+    if resp.error_code:
+        return resp.error_code, -1
+    return 0, resp.topics[0].partitions[0].committed_offset
+
+
+async def test_coordinators_load_in_the_background_on_first_use(
+    make_server: Any, tmp_path: Path, held_loads: trio.Event
+) -> None:
+    data = str(tmp_path / "restarted")
+    server = await make_server(log_dirs=data, **SMALL)
+    create_topic(server, "t")
+    async with await server.connect() as c:
+        joined = await join(c, GROUP, session=30_000)
+        assert (await c.request(sole_member_sync(GROUP, joined))).error_code == 0
+        commit = commit_request(
+            GROUP, {("t", 0): 42}, generation=joined.generation_id, member=joined.member_id
+        )
+        assert (await c.request(commit, version=8)).topics[0].partitions[0].error_code == 0
+        first = await init(c, TID)
+        assert first.error_code == ErrorCode.NONE
+    await server.stop()
+    server = await make_server(log_dirs=data, **SMALL)
+    async with await server.connect() as c:
+        # First use: both loads start, and wait after their first record.
+        assert await _committed(c) == (ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, -1)
+        assert (await init(c, TID)).error_code == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+        listed = await c.request(ListGroupsRequest())
+        assert (listed.error_code, listed.groups) == (ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, [])
+        beat = await c.request(
+            HeartbeatRequest(
+                group_id=GROUP, generation_id=joined.generation_id, member_id=joined.member_id
+            )
+        )
+        assert beat.error_code == ErrorCode.NONE  # answered blindly while loading
+        assert await add_offsets(c, first.producer_id, 0, tid=TID, group=GROUP) == (
+            ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+        )
+        staged = await txn_commit_offset(c, first.producer_id, 0, 7, tid=TID, group=GROUP)
+        assert staged == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+        # Every other request is served meanwhile.
+        meta = await c.request(MetadataRequest(topics=None))
+        assert [t.name for t in meta.topics if t.name == "t"] == ["t"]
+        held_loads.set()
+        await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+        assert await _committed(c) == (0, 42)
+        again = await init(c, TID)
+        assert again.error_code == ErrorCode.NONE
+        assert (again.producer_id, again.producer_epoch) == (first.producer_id, 1)
+        listed = await c.request(ListGroupsRequest())
+        assert (listed.error_code, [g.group_id for g in listed.groups]) == (0, [GROUP])
+
+
+async def test_a_small_log_is_served_by_the_request_that_loads_it(
+    make_server: Any, tmp_path: Path
+) -> None:
+    # The first slice is read by the request itself: a log read within it (an empty
+    # one always) is served at once, no client sent into a retry.
+    data = str(tmp_path / "restarted")
+    server = await make_server(log_dirs=data, **SMALL)
+    create_topic(server, "t")
+    async with await server.connect() as c:
+        commit = commit_request(GROUP, {("t", 0): 42})
+        assert (await c.request(commit, version=8)).topics[0].partitions[0].error_code == 0
+    await server.stop()
+    server = await make_server(log_dirs=data, **SMALL)
+    async with await server.connect() as c:
+        assert await _committed(c) == (0, 42)
