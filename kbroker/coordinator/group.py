@@ -15,7 +15,9 @@ completes it, and a timer task calls ``poll()`` at ``next_deadline_ms()`` so reb
 session and pending-sync timeouts fire.
 
 A write whose effect a client may act on waits for the ISR of the group's partition, as
-Kafka's coordinator appends with acks=all and acts in the append's callback: the
+Kafka's coordinator appends with acks=all and acts in the append's callback (the old
+GroupCoordinator, which Kafka 3.9 runs in ZooKeeper mode: GroupMetadataManager
+.appendForGroup's offsets.commit.required.acks, default -1): the
 ``prepare_*`` methods write and return the change pending (an offset commit, a leader's
 assignment, a static member's takeover), the handler waits for the replication and calls
 the matching ``complete_*`` with the outcome. The plain methods (``commit_offsets``,
