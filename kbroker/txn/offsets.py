@@ -185,7 +185,8 @@ class SetAside:
         """The deletion failed: what open transactions staged is theirs again; what a
         transaction committed meanwhile is returned, to be published now."""
         self.drop()
-        pending = _pending(self._broker)
+        # Known already (``set_aside`` read it): nothing to load, so nothing to fail.
+        pending: dict[int, list[OffsetRecord]] = self._broker.state.setdefault(_STATE_KEY, {})
         for producer_id, records in self.staged.items():
             # Ahead of anything the transaction staged since: a later record wins.
             pending[producer_id] = records + pending.get(producer_id, [])
