@@ -1415,6 +1415,12 @@ class GroupCoordinator:
         without it (a commit that was in flight, or staged by a transaction that ended
         meanwhile, included); the records that write them again after its tombstones."""
         group_id = write.group_id
+        classic = self._groups.get(group_id)
+        if classic is not None and not classic.members and not classic.pending_members:
+            # Offsets committed meanwhile made one to hold them (joins wait for the
+            # write): they are the group's now, as a reload would find them (replay
+            # keeps no classic group beside a KIP-848 one).
+            del self._groups[group_id]
         self.offsets.restore_aside(group_id)
         # The transaction side is this coordinator's only while it is loaded: its
         # successor reads the staged offsets from the log (which keeps them).

@@ -466,3 +466,25 @@ def test_a_deletion_removes_the_commits_in_flight_in_the_log_too():
     reloaded = reload(store, clock)
     assert reloaded.consumer_group("g") is None and _committed(reloaded) == {}
     assert reloaded.group_ids() == []
+
+
+def test_offsets_committed_while_a_deletion_is_in_flight_stay_with_the_group_it_gives_back():
+    # A standalone commit (epoch -1, no member) finds no group while the deletion is in
+    # flight and makes one to hold its offset; if the deletion fails, that offset is the
+    # given-back group's, and there is one group "g", as a reload finds it.
+    store, clock = ListStore(), Clock()
+    gc = coordinator(store, clock)
+    hb(gc, "a", 0, subscribed_names=["t"])
+    assert hb(gc, "a", -1).error_code == E.NONE
+    assert gc.commit_offsets("g", -1, "", {("t", 0): OffsetAndMetadata(4)}) == {("t", 0): E.NONE}
+    deleted, writes = gc.prepare_delete_groups(["g"])
+    assert deleted == {"g": E.NONE}
+    assert gc.commit_offsets("g", -1, "", {("t", 1): OffsetAndMetadata(9)}) == {("t", 1): E.NONE}
+    gc.complete_consumer_write(writes[0], E.COORDINATOR_NOT_AVAILABLE)
+    assert gc.list_groups() == [("g", "consumer", "Empty", "consumer")]
+    assert _committed(gc) == {("t", 0): 4, ("t", 1): 9}
+    reloaded = reload(store, clock)
+    assert reloaded.list_groups() == gc.list_groups()
+    assert _committed(reloaded) == _committed(gc)
+    assert gc.delete_groups(["g"]) == {"g": E.NONE}
+    assert gc.list_groups() == [] and _committed(gc) == {}
