@@ -222,10 +222,11 @@ def _build(
     """A coordinator writing to ``store``, holding what ``records`` (its log) say."""
     gc = GroupCoordinator(config=coordinator_config(broker), clock=broker.clock, store=store)
     # Imported here: the transaction side builds on this module.
-    from kbroker.txn.offsets import discard, pending_partitions
+    from kbroker.txn.offsets import discard, pending_partitions, set_aside
 
     gc.pending_txn_partitions = partial(pending_partitions, broker)
     gc.discard_txn_offsets = partial(discard, broker)
+    gc.set_aside_txn_offsets = partial(set_aside, broker)
     gc.replay(records)
     logger.info("group coordinator loaded %d group(s)%s", len(gc.group_ids()), where)
     return gc
