@@ -11,12 +11,13 @@ Here the log is read in slices of at most ``SLICE_S`` of wall time, on the event
 loop, yielding to the other tasks between slices: the reads interleave with the
 appends other tasks make to the same logs (a transaction marker may land in a
 ``__consumer_offsets`` partition being loaded), which a thread could not do safely.
-The first slice runs at once, in the caller: a partition small enough to be read
-within it (most are; an empty one always) is served by the very request that found
-it unloaded, instead of sending every client into a retry after each restart or
-election. A larger one goes on in the background, and its records are replayed
-into the coordinator in one step once the whole log is read, so no request ever
-sees a half-loaded partition.
+On first use the first slice runs at once, in the request that found the partition
+unloaded: a partition small enough to be read within it (most are; an empty one
+always) is served by that very request, instead of sending every client into a retry
+after each restart. A larger one goes on in the background. On election everything
+is read in the background, from the moment the loader task first runs. The records
+are replayed into the coordinator in one step once the whole log is read, so no
+request ever sees a half-loaded partition.
 
 A load whose partition is lost meanwhile (``cancel``) installs nothing.
 """
@@ -69,25 +70,29 @@ class PartitionLoad(Generic[R]):
         self.cancelled = True
         self._scope.cancel()
 
-    def start(self) -> bool:
-        """Read the first slice here; whether the load is over (installed, or failed).
-        Otherwise the rest is read by a background task."""
-        if self._slice():
+    def start(self, *, first_slice_here: bool = True) -> bool:
+        """Start reading; whether the load is over already (installed, or failed). With
+        ``first_slice_here`` the first slice is read by the caller, else everything is
+        read by the background task (a leadership change gaining many partitions at
+        once must not read a slice of each before it returns)."""
+        if first_slice_here and self._slice():
             return True
         try:
-            trio.lowlevel.spawn_system_task(self._run, name=f"load {self.what}")
+            trio.lowlevel.spawn_system_task(self._run, first_slice_here, name=f"load {self.what}")
         except RuntimeError:
             # Outside a Trio run (tools, tests): nothing else to serve meanwhile.
             while not self._slice():
                 pass
         return self.done
 
-    async def _run(self) -> None:
+    async def _run(self, sliced: bool) -> None:
+        """The background part: ``sliced`` when the caller read the first slice already
+        (the other tasks run before the next one)."""
         with self._scope:
-            while not self.cancelled:
+            if sliced:
                 await between_slices()
-                if self.cancelled or self._slice():
-                    return
+            while not self._slice():
+                await between_slices()
 
     def _slice(self) -> bool:
         """Read records for at most SLICE_S; at the end install them (no yield between

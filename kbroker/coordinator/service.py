@@ -147,7 +147,7 @@ def load_partition(broker: BrokerState, index: int) -> None:
     partition ``index``: start loading its groups at once (GroupCoordinator.onElection),
     so their members' sessions run from now even if none of them asks."""
     try:
-        _ensure(broker, index)
+        _ensure(broker, index, first_slice_here=False)
     except KafkaApiError:
         pass  # no longer led: nothing to load
 
@@ -165,9 +165,12 @@ def _loads(broker: BrokerState) -> dict[int | None, PartitionLoad[CoordinatorRec
     return found
 
 
-def _ensure(broker: BrokerState, index: int | None) -> GroupCoordinator | None:
+def _ensure(
+    broker: BrokerState, index: int | None, *, first_slice_here: bool = True
+) -> GroupCoordinator | None:
     """The coordinator of partition ``index`` (None: the single node's) if loaded, else
-    None, starting its load if none is under way (whose first slice may finish it)."""
+    None, starting its load if none is under way (whose first slice, read here unless
+    ``first_slice_here`` is False, may finish it)."""
     gc = _installed(broker, index)
     if gc is not None:
         return gc
@@ -205,7 +208,7 @@ def _ensure(broker: BrokerState, index: int | None) -> GroupCoordinator | None:
             del loads[index]
 
     load = loads[index] = PartitionLoad(what, store.load(), install, failed)
-    load.start()
+    load.start(first_slice_here=first_slice_here)
     return _installed(broker, index)
 
 

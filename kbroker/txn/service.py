@@ -141,7 +141,7 @@ def load_partition(broker: BrokerState, index: int) -> None:
     (TransactionCoordinator.onElection), so an open one times out and a Prepare* one is
     completed even if its producer never comes back."""
     try:
-        _ensure(broker, index)
+        _ensure(broker, index, first_slice_here=False)
     except KafkaApiError:
         pass  # no longer led: nothing to load
 
@@ -167,9 +167,12 @@ def _installed(broker: BrokerState, index: int | None) -> TransactionCoordinator
     return _partitions(broker).get(index)
 
 
-def _ensure(broker: BrokerState, index: int | None) -> TransactionCoordinator | None:
+def _ensure(
+    broker: BrokerState, index: int | None, *, first_slice_here: bool = True
+) -> TransactionCoordinator | None:
     """The coordinator of partition ``index`` (None: the single node's) if loaded, else
-    None, starting its load if none is under way (whose first slice may finish it)."""
+    None, starting its load if none is under way (whose first slice, read here unless
+    ``first_slice_here`` is False, may finish it)."""
     tc = _installed(broker, index)
     if tc is not None:
         return tc
@@ -205,7 +208,7 @@ def _ensure(broker: BrokerState, index: int | None) -> TransactionCoordinator | 
             del loads[index]
 
     load = loads[index] = PartitionLoad(what, store.load(), install, failed)
-    load.start()
+    load.start(first_slice_here=first_slice_here)
     return _installed(broker, index)
 
 

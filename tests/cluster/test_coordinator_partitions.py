@@ -452,7 +452,10 @@ async def test_a_partition_gained_is_loaded_at_once_without_a_request(cluster: H
     await _move(cluster, OFFSETS, 0, leader=2, epoch=1)
     assert not _group_loaded(cluster, MOVED_GROUP)
     await _move(cluster, OFFSETS, 0, leader=ME, epoch=2)
-    # Nothing asked for the group since: LeaderAndIsr alone loaded it.
+    # Nothing asks for the group from here on (and the maintenance pass is 10 s away):
+    # LeaderAndIsr alone has it loaded.
+    with trio.fail_after(1):
+        await _settled()
     assert _group_loaded(cluster, MOVED_GROUP)
     beat = await client.request(
         HeartbeatRequest(group_id=MOVED_GROUP, generation_id=generation, member_id=x)
