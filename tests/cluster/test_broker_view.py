@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from kbroker.cluster.metadata_cache import LEADER_DURING_DELETE
 from kbroker.coordinator.group import partition_for
@@ -299,6 +300,9 @@ async def test_only_the_moved_partitions_group_coordinator_reloads(
     await cluster.leader_and_isr(parts, topic_id=topic_id)
     from kbroker.coordinator.service import coordinator_for
 
+    # Each partition gained is loaded by a background task (COORDINATOR_LOAD_IN_PROGRESS
+    # until it has run).
+    await trio.testing.wait_all_tasks_blocked()
     assert partition_for("c", 3) == 0 and partition_for("g", 3) == 1
     moved, kept = coordinator_for(cluster.broker, "c"), coordinator_for(cluster.broker, "g")
     assert moved is not kept
@@ -314,6 +318,7 @@ async def test_only_the_moved_partitions_group_coordinator_reloads(
     await cluster.leader_and_isr(
         [("__consumer_offsets", 0, 1, 2, [1, 2], [1, 2])], topic_id=topic_id
     )
+    await trio.testing.wait_all_tasks_blocked()
     again = coordinator_for(cluster.broker, "c")
     assert again is not moved and not again.unloaded
     assert coordinator_for(cluster.broker, "g") is kept
