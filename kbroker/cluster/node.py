@@ -494,7 +494,9 @@ class ClusterNode:
         (a partition deleted meanwhile is dropped, as Kafka does), then tell ``on_done``.
 
         The leaders answer once the marker is in the partition's ISR (acks=all); any
-        other error (NOT_ENOUGH_REPLICAS, a moved leader) is retried."""
+        other error (NOT_ENOUGH_REPLICAS, a moved leader) is retried, but
+        TRANSACTION_COORDINATOR_FENCED ends the sending unfinished: a coordinator with a
+        newer epoch owns the transaction now."""
         try:
             written = await self._send_txn_markers(markers, abandoned)
         except Exception:  # noqa: BLE001 - reported to the coordinator, which retries
@@ -547,7 +549,7 @@ class ClusterNode:
                             _box.append(ok)
                             _event.set()
 
-                        write_markers(
+                        refused = write_markers(
                             self.broker,
                             markers.producer_id,
                             markers.producer_epoch,
@@ -557,6 +559,10 @@ class ClusterNode:
                             on_written=local_done,
                         )
                         await replicated.wait()
+                        if ErrorCode.TRANSACTION_COORDINATOR_FENCED in refused.values():
+                            return self._fenced(markers, pending)
+                        # INVALID_PRODUCER_EPOCH: the producer moved on, as answered below.
+                        pending.difference_update(refused)
                         if outcome[0]:
                             pending.difference_update(local)
                     continue
@@ -587,6 +593,7 @@ class ClusterNode:
                 except (OSError, trio.TooSlowError, ConnectionError) as exc:
                     logger.info("transaction markers to broker %d: %s; retrying", leader, exc)
                     continue
+                fenced = False
                 for marker in response.markers:
                     for t in marker.topics:
                         for p in t.partitions:
@@ -596,6 +603,10 @@ class ClusterNode:
                                 ErrorCode.INVALID_PRODUCER_EPOCH,
                             ):
                                 pending.discard((t.name, p.partition_index))
+                            elif p.error_code == ErrorCode.TRANSACTION_COORDINATOR_FENCED:
+                                fenced = True
+                if fenced:
+                    return self._fenced(markers, pending)
             if pending:
                 await trio.sleep(0.2)
         if pending:
@@ -605,6 +616,21 @@ class ClusterNode:
                 sorted(pending),
             )
         return not pending
+
+    @staticmethod
+    def _fenced(markers: _TxnMarkers, pending: set[tuple[str, int]]) -> bool:
+        """A leader refused a marker with TRANSACTION_COORDINATOR_FENCED: the producer's
+        last marker there came from a coordinator of a newer epoch, which owns the
+        transaction now. As Kafka's TransactionMarkerRequestCompletionHandler, no more
+        marker is sent; the transaction is not complete here (False)."""
+        logger.info(
+            "transaction markers of producer %d at coordinator epoch %d fenced by a newer "
+            "coordinator; not sent to %s",
+            markers.producer_id,
+            markers.coordinator_epoch,
+            sorted(pending),
+        )
+        return False
 
     # --- controlled shutdown --------------------------------------------------------------
 

@@ -250,8 +250,16 @@ class TransactionCoordinator:
         next_producer_id: Callable[[], int],
         store: TxnStore,
         markers: MarkerWriter,
+        coordinator_epoch: int = 0,
     ) -> None:
         self.config = config
+        # The leader epoch of its __transaction_state partition(s) when this broker took
+        # them (Kafka's TxnMetadataCacheEntry.coordinatorEpoch, set by
+        # TransactionCoordinator.onElection): its markers carry it, and a partition's
+        # leader refuses a marker older than the producer's last one
+        # (TRANSACTION_COORDINATOR_FENCED), so a coordinator that lost its partition
+        # without knowing it cannot end a transaction its successor ended otherwise.
+        self.coordinator_epoch = coordinator_epoch
         self._clock = clock
         self._next_pid = next_producer_id
         self._store = store

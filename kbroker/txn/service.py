@@ -11,9 +11,12 @@
   by the next request that could observe it (a read_committed consumer polls at
   least every fetch.max.wait.ms).
 - ``write_markers``: COMMIT/ABORT control batches appended in-process to every
-  partition of a transaction (Kafka's coordinator sends WriteTxnMarkers to the
-  leaders; here the leader is us); a ``__consumer_offsets`` partition also
-  completes the group offsets staged by TxnOffsetCommit.
+  partition of a transaction this broker leads (the others get WriteTxnMarkers from
+  ``ClusterNode.send_txn_markers``); a ``__consumer_offsets`` partition also
+  completes the group offsets staged by TxnOffsetCommit. Each marker carries its
+  coordinator's epoch, the leader epoch of its ``__transaction_state`` partition when
+  it was loaded, and a marker older than the producer's last one is refused
+  (TRANSACTION_COORDINATOR_FENCED).
 - ``check_producer_batch``: the produce path's idempotence / transaction
   checks against the partition's producer state.
 """
@@ -32,6 +35,7 @@ from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC, coor
 from kbroker.log.producer_state import BatchMetadata, ProducerStateError, last_sequence
 from kbroker.replication.leader_writes import append_as_leader
 from kbroker.topic_config import effective_topic_value
+from kbroker.topics import SINGLE_NODE_LEADER_EPOCH
 from kbroker.txn.coordinator import MarkersDone, TopicPartition, TransactionCoordinator, TxnConfig
 from kbroker.txn.producer_ids import ProducerIdManager
 from kbroker.txn.store import TxnStateTopicStore
@@ -52,8 +56,6 @@ _POLLED_KEY = "kbroker.txn.polled_ms"
 _SWEPT_KEY = "kbroker.txn.swept_ms"
 # Kafka's producer.id.expiration.check.interval.ms default (10 minutes).
 PRODUCER_EXPIRATION_CHECK_MS = 600000
-# A single node is always coordinator epoch 0.
-COORDINATOR_EPOCH = 0
 # How long a marker's append waits for its partition's ISR: Kafka's WriteTxnMarkers
 # appends with acks=all within request.timeout.ms (30 s by default).
 MARKER_ACKS_TIMEOUT_S = 30.0
@@ -91,7 +93,13 @@ def txn_coordinator(
     if broker.cluster is None:
         tc: TransactionCoordinator | None = broker.state.get(_STATE_KEY)
         if tc is None:
-            tc = _load(broker, TxnStateTopicStore(broker), lambda loaded: _register(broker, loaded))
+            # A single node leads every partition at the same leader epoch.
+            tc = _load(
+                broker,
+                TxnStateTopicStore(broker),
+                lambda loaded: _register(broker, loaded),
+                coordinator_epoch=SINGLE_NODE_LEADER_EPOCH,
+            )
     else:
         if transactional_id is None:
             raise ValueError("in cluster mode a transaction's coordinator depends on its id")
@@ -111,28 +119,44 @@ def _load(
     store: TxnStateTopicStore,
     register: Callable[[TransactionCoordinator], None],
     where: str = "",
+    *,
+    coordinator_epoch: int,
 ) -> TransactionCoordinator:
-    """A coordinator loaded from what ``store`` reads, registered by ``register``."""
-    tc = loaded = TransactionCoordinator(
-        config=txn_config(broker),
-        clock=broker.clock,
-        next_producer_id=producer_ids(broker).next_id,
-        store=store,
+    """A coordinator loaded from what ``store`` reads, registered by ``register``, whose
+    markers carry ``coordinator_epoch``."""
+
+    def markers(
+        pid: int, epoch: int, commit: bool, parts: list[TopicPartition], done: MarkersDone
+    ) -> None:
         # Markers still being sent when it is unloaded are left to its successor.
-        markers=lambda pid, epoch, commit, parts, done: write_markers(
+        write_markers(
             broker,
             pid,
             epoch,
             commit,
             parts,
+            coordinator_epoch=tc.coordinator_epoch,
             on_written=done,
-            abandoned=lambda: loaded.unloaded,
-        ),
+            abandoned=lambda: tc.unloaded,
+        )
+
+    tc = TransactionCoordinator(
+        config=txn_config(broker),
+        clock=broker.clock,
+        next_producer_id=producer_ids(broker).next_id,
+        store=store,
+        markers=markers,
+        coordinator_epoch=coordinator_epoch,
     )
     # Register before loading: finishing a Prepare* transaction writes markers.
     register(tc)
     tc.load(store.load())
-    logger.info("transaction coordinator loaded %d transactional id(s)%s", len(tc.txns), where)
+    logger.info(
+        "transaction coordinator loaded %d transactional id(s)%s at coordinator epoch %d",
+        len(tc.txns),
+        where,
+        coordinator_epoch,
+    )
     return tc
 
 
@@ -148,15 +172,21 @@ def _partition_coordinator(broker: BrokerState, index: int) -> TransactionCoordi
     loaded = _partitions(broker)
     tc = loaded.get(index)
     if tc is None:
-        if not cluster.replicas.is_leader(TRANSACTION_STATE_TOPIC, index):
+        leader_epoch = cluster.replicas.leader_epoch(TRANSACTION_STATE_TOPIC, index)
+        if leader_epoch is None or not cluster.replicas.is_leader(TRANSACTION_STATE_TOPIC, index):
             raise KafkaApiError(
                 ErrorCode.NOT_COORDINATOR, f"{TRANSACTION_STATE_TOPIC}-{index} is not led here"
             )
+        # Kafka's onElection(partition, coordinatorEpoch) passes the partition's leader
+        # epoch: every leader after this one has a higher one, so its markers fence ours.
+        # Loaded on first use after the election, it is that election's epoch or a later
+        # one of the same leadership (a leadership that ends unloads it).
         tc = _load(
             broker,
             TxnStateTopicStore(broker, [index]),
             lambda new: loaded.__setitem__(index, new),
             f" from {TRANSACTION_STATE_TOPIC}-{index}",
+            coordinator_epoch=leader_epoch,
         )
     return tc
 
@@ -274,23 +304,30 @@ def write_markers(
     commit: bool,
     partitions: list[TopicPartition],
     *,
-    coordinator_epoch: int = COORDINATOR_EPOCH,
+    coordinator_epoch: int,
     on_written: MarkersDone | None = None,
     abandoned: Callable[[], bool] | None = None,
-) -> None:
+) -> dict[TopicPartition, ErrorCode]:
     """Append a COMMIT/ABORT marker to each partition; complete staged group offsets.
 
     In cluster mode only the partitions this broker leads are marked here; the others
     go to their leaders as WriteTxnMarkers (Kafka's TransactionMarkerChannelManager),
     sent in the background and retried until each leader has written its marker.
 
-    ``on_written`` (the coordinator's) hears True once every marker is written and in its
-    partition's ISR (acks=all, as Kafka appends markers), False if one could not be.
+    A partition whose producer state refuses the marker gets none (``check_marker``:
+    INVALID_PRODUCER_EPOCH, or TRANSACTION_COORDINATOR_FENCED when the producer's last
+    marker came from a coordinator with a higher ``coordinator_epoch``); those partitions
+    are returned with their error. ``on_written`` (the coordinator's) hears True once every
+    marker is written and in its partition's ISR (acks=all, as Kafka appends markers),
+    False if one could not be or was fenced: a fenced coordinator must not record the
+    transaction complete. A marker refused for its producer epoch counts as written, as
+    the remote leaders' INVALID_PRODUCER_EPOCH does (the producer moved on).
     ``abandoned`` tells the background sending to stop: its coordinator was unloaded, and
     the successor sends the markers again (TransactionMarkerChannelManager
     .removeMarkersForTxnTopicPartition).
     """
     written = _AllWritten(on_written)
+    refused: dict[TopicPartition, ErrorCode] = {}
     cluster = broker.cluster
     if cluster is not None:
         remote = [tp for tp in partitions if not cluster.replicas.is_leader(*tp)]
@@ -319,6 +356,19 @@ def write_markers(
         if part is None:
             # Deleted since it was added: nothing left to mark (Kafka drops it too).
             continue
+        try:
+            part.log.producer_state.check_marker(producer_id, epoch, coordinator_epoch)
+        except ProducerStateError as exc:
+            logger.info(
+                "%s marker of producer %d refused on %s-%d: %s",
+                "COMMIT" if commit else "ABORT",
+                producer_id,
+                topic_name,
+                index,
+                exc.message,
+            )
+            refused[(topic_name, index)] = exc.code
+            continue
         batch = build_control_batch(
             commit=commit,
             producer_id=producer_id,
@@ -342,7 +392,8 @@ def write_markers(
     if waits:
         written.expect()
         trio.lowlevel.spawn_system_task(_await_markers, waits, written.one)
-    written.one(True)
+    written.one(ErrorCode.TRANSACTION_COORDINATOR_FENCED not in refused.values())
+    return refused
 
 
 class _AllWritten:
