@@ -317,11 +317,11 @@ def write_markers(
     A partition whose producer state refuses the marker gets none (``check_marker``:
     INVALID_PRODUCER_EPOCH, or TRANSACTION_COORDINATOR_FENCED when the producer's last
     marker came from a coordinator with a higher ``coordinator_epoch``); those partitions
-    are returned with their error. ``on_written`` (the coordinator's) hears True once every
+    are returned with their error. ``on_written`` (the coordinator's) hears NONE once every
     marker is written and in its partition's ISR (acks=all, as Kafka appends markers),
-    False if one could not be or was fenced: a fenced coordinator must not record the
-    transaction complete. A marker refused for its producer epoch counts as written, as
-    the remote leaders' INVALID_PRODUCER_EPOCH does (the producer moved on).
+    TRANSACTION_COORDINATOR_FENCED if one was fenced (here or at a remote leader), else
+    the error that left one unwritten. A marker refused for its producer epoch counts as
+    written, as the remote leaders' INVALID_PRODUCER_EPOCH does (the producer moved on).
     ``abandoned`` tells the background sending to stop: its coordinator was unloaded, and
     the successor sends the markers again (TransactionMarkerChannelManager
     .removeMarkersForTxnTopicPartition).
@@ -392,42 +392,45 @@ def write_markers(
     if waits:
         written.expect()
         trio.lowlevel.spawn_system_task(_await_markers, waits, written.one)
-    written.one(ErrorCode.TRANSACTION_COORDINATOR_FENCED not in refused.values())
+    fenced = ErrorCode.TRANSACTION_COORDINATOR_FENCED in refused.values()
+    written.one(ErrorCode.TRANSACTION_COORDINATOR_FENCED if fenced else ErrorCode.NONE)
     return refused
 
 
 class _AllWritten:
-    """Counts the marker writes still outstanding; tells ``done`` once all are over."""
+    """Counts the marker writes still outstanding; tells ``done`` once all are over: NONE
+    if every one was written, else the first error, a fence before any other."""
 
     def __init__(self, done: MarkersDone | None) -> None:
         self._done = done
         self._outstanding = 1  # the local part, over when write_markers returns
-        self._ok = True
+        self._result = ErrorCode.NONE
 
     def expect(self) -> None:
         self._outstanding += 1
 
-    def one(self, ok: bool) -> None:
-        self._ok = self._ok and ok
+    def one(self, result: ErrorCode) -> None:
+        if result == ErrorCode.TRANSACTION_COORDINATOR_FENCED or self._result == ErrorCode.NONE:
+            self._result = result
         self._outstanding -= 1
         if self._outstanding == 0 and self._done is not None:
-            self._done(self._ok)
+            self._done(self._result)
 
 
 async def _await_markers(
     waits: list[tuple[ReplicatedPartition, int, int]], done: MarkersDone
 ) -> None:
     """Wait until each partition's ISR has its marker (acks=all), then tell ``done``."""
-    ok = True
+    result = ErrorCode.NONE
     for replica, required, min_isr in waits:
         error = await replica.wait_for_acks(
             required, MARKER_ACKS_TIMEOUT_S, min_insync_replicas=min_isr
         )
         if error != ErrorCode.NONE:
             logger.info("a transaction marker is not in its ISR: %s", error.name)
-            ok = False
+            result = error
     try:
-        done(ok)
+        done(result)
     except Exception:  # a system task must not raise: that would end the broker
         logger.exception("completing a transaction's markers failed")
 

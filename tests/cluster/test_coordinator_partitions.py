@@ -24,6 +24,7 @@ import trio.testing
 
 from kbroker.coordinator.group import GroupState, partition_for
 from kbroker.coordinator.service import coordinator_for, loaded_coordinators
+from kbroker.txn.coordinator import TxnState
 from kbroker.txn.producer_ids import ProducerIdManager
 from kbroker.txn.service import txn_coordinator
 from kbroker.wire.errors import ErrorCode
@@ -499,3 +500,42 @@ async def test_markers_carry_the_epoch_of_the_coordinators_leadership_and_fence_
     assert await end(client, pid, epoch, True, tid=MOVED_TID) == ErrorCode.NONE
     assert log.last_stable_offset == log.log_end_offset > end_offset
     assert _coordinator_epoch_on_t0(cluster, pid) == 7
+
+
+async def test_a_coordinator_whose_markers_are_fenced_leaves_the_transaction_to_the_newer_one(
+    cluster: Harness,
+) -> None:
+    # This broker's coordinator of __transaction_state-1 was loaded at epoch 0; a
+    # coordinator of epoch 3 (a newer leader this broker has not heard of) already wrote
+    # a marker for the producer on "t"-0. This one's own marker there is then refused,
+    # nothing is written, and it sends no more: the transaction is the newer one's.
+    client = await _connect(cluster)
+    r = await init(client, MOVED_TID)
+    pid, epoch = r.producer_id, r.producer_epoch
+    zombie = txn_coordinator(cluster.broker, MOVED_TID)
+    assert zombie.coordinator_epoch == 0
+    await _open_transaction(client, MOVED_TID, pid, epoch, 0)
+    W = WriteTxnMarkersRequest
+    newer = W.WritableTxnMarker(
+        producer_id=pid,
+        producer_epoch=epoch,
+        transaction_result=False,
+        coordinator_epoch=3,
+        topics=[W.WritableTxnMarkerTopic(name="t", partition_indexes=[0])],
+    )
+    answer = await cluster.client.request(W(markers=[newer]))
+    assert answer.markers[0].topics[0].partitions[0].error_code == ErrorCode.NONE
+    await _open_transaction(client, MOVED_TID, pid, epoch, 2)  # open again on "t"-0
+    log = cluster.broker.topics.partition("t", 0).log  # type: ignore[union-attr]
+    end_offset, stable = log.log_end_offset, log.last_stable_offset
+    # EndTxn is answered once PrepareCommit is written, as Kafka answers it.
+    assert await end(client, pid, epoch, True, tid=MOVED_TID) == ErrorCode.NONE
+    assert (log.log_end_offset, log.last_stable_offset) == (end_offset, stable)
+    assert _coordinator_epoch_on_t0(cluster, pid) == 3
+    described = await client.request(DescribeTransactionsRequest(transactional_ids=[MOVED_TID]))
+    assert described.transaction_states[0].transaction_state == "PrepareCommit"
+    # Left pending, not tried again: Kafka's removeMarkersForTxn, until it is unloaded.
+    meta = zombie.describe(MOVED_TID)
+    assert meta is not None and meta.pending_state is TxnState.COMPLETE_COMMIT
+    assert zombie.poll() == [] and zombie.next_deadline_ms() is None
+    assert log.log_end_offset == end_offset
