@@ -15,7 +15,9 @@ completes it, and a timer task calls ``poll()`` at ``next_deadline_ms()`` so reb
 session and pending-sync timeouts fire.
 
 A write whose effect a client may act on waits for the ISR of the group's partition, as
-Kafka's coordinator appends with acks=all and acts in the append's callback: the
+Kafka's coordinator appends with acks=all and acts in the append's callback (the old
+GroupCoordinator, which Kafka 3.9 runs in ZooKeeper mode: GroupMetadataManager
+.appendForGroup's offsets.commit.required.acks, default -1): the
 ``prepare_*`` methods write and return the change pending (an offset commit, a leader's
 assignment, a static member's takeover), the handler waits for the replication and calls
 the matching ``complete_*`` with the outcome. The plain methods (``commit_offsets``,
@@ -238,6 +240,30 @@ class DescribedGroup:
     members: list[DescribedMember]
 
 
+class StagedOffsets(Protocol):
+    """A group's offsets staged by open transactions (KIP-98), which a KIP-848 deletion
+    in flight took from them (``GroupCoordinator.set_aside_txn_offsets``)."""
+
+    def restore(self) -> list[OffsetRecord]:
+        """Give them back to their transactions (the deletion failed); the records of
+        those that committed meanwhile are returned, to be published."""
+        ...
+
+    def drop(self) -> None:
+        """Forget them (the deletion is committed, or no longer this coordinator's)."""
+        ...
+
+
+class _NothingStaged:
+    """``StagedOffsets`` of a coordinator without a transaction side."""
+
+    def restore(self) -> list[OffsetRecord]:
+        return []
+
+    def drop(self) -> None:
+        pass
+
+
 @dataclass(slots=True, eq=False)
 class ConsumerGroupWrite:
     """A KIP-848 group's records appended and waiting for the ISR (see
@@ -250,8 +276,11 @@ class ConsumerGroupWrite:
     # The empty classic group the write took over (its GroupMetadata tombstoned with the
     # consumer group's first records): back in place if the write fails.
     classic: ClassicGroup | None = None
-    # The committed offsets a DeleteGroups' tombstones remove: back if the write fails.
-    offsets: dict[TopicPartition, OffsetAndMetadata] | None = None
+    # A DeleteGroups': the partitions its offset tombstones cover, and what open
+    # transactions staged for the group; all of the group's offsets (committed, in
+    # flight or staged) are set aside until it is settled, and back if it fails.
+    tombstoned: list[TopicPartition] | None = None
+    staged: StagedOffsets | None = None
     done: bool = False
     _watchers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -335,6 +364,9 @@ class GroupCoordinator:
         self.discard_txn_offsets: Callable[[str, Iterable[TopicPartition] | None], None] = (
             lambda _group, _partitions: None
         )
+        # Taking a group's staged offsets from their transactions until a deletion in
+        # flight is settled (see ``StagedOffsets``).
+        self.set_aside_txn_offsets: Callable[[str], StagedOffsets] = lambda _: _NothingStaged()
 
     # ------------------------------------------------------------------ helpers
 
@@ -1349,16 +1381,20 @@ class GroupCoordinator:
             del self._consumer_writes[group_id]
         if error == ErrorCode.NONE:
             _set_image(self._consumer_committed, group_id, write.written)
+            if write.tombstoned is not None:
+                self.offsets.drop_aside(group_id)
         else:
             self._restore_committed(group_id)
             extra: list[OffsetRecord | GroupRecord] = []
             if write.classic is not None and group_id not in self._consumer_groups:
                 classic = self._groups.setdefault(group_id, write.classic)
                 extra.append(GroupRecord(group_id, self._snapshot(classic)))
-            if write.offsets is not None and group_id in self._consumer_groups:
-                self.offsets.restore(group_id, write.offsets)
-                stored = self.offsets.of(group_id)
-                extra += [OffsetRecord(group_id, *tp, stored[tp]) for tp in write.offsets]
+            if write.tombstoned is None:
+                pass
+            elif group_id in self._consumer_groups:
+                extra += self._undo_deletion(write, write.tombstoned)
+            else:
+                self.offsets.drop_aside(group_id)
             # The log keeps the undone records: the committed state is written again after
             # them, so the log replays to it (nobody waits for this write; if it fails
             # too, the group's next write is diffed against the undone one instead).
@@ -1368,7 +1404,33 @@ class GroupCoordinator:
             if not self.unloaded and error != ErrorCode.NOT_COORDINATOR:
                 with contextlib.suppress(Exception):
                     self._write_consumer_group(group_id, extra)
+        if write.staged is not None:
+            write.staged.drop()  # if not restored: deleted, or no longer ours
         write.settle()
+
+    def _undo_deletion(
+        self, write: ConsumerGroupWrite, tombstoned: list[TopicPartition]
+    ) -> list[OffsetRecord]:
+        """A KIP-848 group's deletion failed: its offsets come back as they would be
+        without it (a commit that was in flight, or staged by a transaction that ended
+        meanwhile, included); the records that write them again after its tombstones."""
+        group_id = write.group_id
+        classic = self._groups.get(group_id)
+        if classic is not None and not classic.members and not classic.pending_members:
+            # Offsets committed meanwhile made one to hold them (joins wait for the
+            # write): they are the group's now, as a reload would find them (replay
+            # keeps no classic group beside a KIP-848 one).
+            del self._groups[group_id]
+        self.offsets.restore_aside(group_id)
+        # The transaction side is this coordinator's only while it is loaded: its
+        # successor reads the staged offsets from the log (which keeps them).
+        if write.staged is not None and not self.unloaded:
+            # Published now, as their marker's completion would have (its records follow
+            # the tombstones in the log, so a reload has them too).
+            for record in write.staged.restore():
+                self.offsets.replay(record)
+        logged = self.offsets.logged(group_id)
+        return [OffsetRecord(group_id, *tp, logged[tp]) for tp in tombstoned if tp in logged]
 
     def _write_consumer_group(
         self, group_id: str, extra: Sequence[OffsetRecord | GroupRecord] = ()
@@ -1875,9 +1937,13 @@ class GroupCoordinator:
                 if consumer_group.members:
                     result[group_id] = ErrorCode.NON_EMPTY_GROUP
                     continue
-                offsets = dict(self.offsets.of(group_id))
+                # OffsetMetadataManager.deleteAllOffsets tombstones every offset the
+                # group has, a commit not yet replicated included (the runtime applied
+                # it), and removes what open transactions staged.
+                tombstoned = [*self.offsets.of(group_id)]
+                tombstoned += self.offsets.pending_partitions(group_id) - set(tombstoned)
                 tombstones: list[OffsetRecord | GroupRecord] = [
-                    OffsetRecord(group_id, t, p, None) for t, p in offsets
+                    OffsetRecord(group_id, t, p, None) for t, p in tombstoned
                 ]
                 # The offsets' and the group's tombstones go in one batch; a failed append
                 # is answered as Kafka's deleteGroups write (handleOperationException).
@@ -1886,10 +1952,16 @@ class GroupCoordinator:
                 except Exception as exc:  # noqa: BLE001 - any store failure is answered
                     result[group_id] = operation_error_code(exc)
                     continue
-                self.offsets.forget(group_id)
-                # OffsetMetadataManager.deleteAllOffsets: staged ones go too.
-                self.discard_txn_offsets(group_id, None)
-                write = ConsumerGroupWrite(group_id, None, offsets=offsets)
+                # Until the tombstones are committed the offsets, staged ones included,
+                # are set aside rather than forgotten: the runtime reverts a write that
+                # fails to the state it found (see complete_consumer_write).
+                self.offsets.set_aside(group_id)
+                write = ConsumerGroupWrite(
+                    group_id,
+                    None,
+                    tombstoned=tombstoned,
+                    staged=self.set_aside_txn_offsets(group_id),
+                )
                 self._consumer_writes[group_id] = write
                 writes.append(write)
                 result[group_id] = ErrorCode.NONE

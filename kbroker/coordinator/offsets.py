@@ -21,7 +21,7 @@ import itertools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from kbroker.errors import KafkaApiError
 from kbroker.replication.leader_writes import COORDINATOR_APPEND_ERRORS, coordinator_error
@@ -127,6 +127,53 @@ class PendingCommit:
     offsets: dict[TopicPartition, OffsetAndMetadata] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class _SetAside:
+    """A group's offsets a deletion in flight took away (``OffsetStore.set_aside``)."""
+
+    # Commits of a lower sequence were written before the deletion: theirs.
+    sequence: int
+    offsets: dict[TopicPartition, OffsetAndMetadata]
+    pending: dict[TopicPartition, tuple[int, OffsetAndMetadata]]
+    committed_by: dict[TopicPartition, int]
+
+
+def _complete(
+    pending: dict[TopicPartition, tuple[int, OffsetAndMetadata]],
+    committed_by: dict[TopicPartition, int],
+    commit: PendingCommit,
+    replicated: bool,
+) -> dict[TopicPartition, OffsetAndMetadata]:
+    """``OffsetStore.complete`` on one group's commits in flight: the offsets that
+    become committed."""
+    applied: dict[TopicPartition, OffsetAndMetadata] = {}
+    for tp, om in commit.offsets.items():
+        staged = pending.get(tp)
+        if staged is None:
+            continue  # deleted meanwhile (OffsetDelete, the group's removal)
+        if replicated and committed_by.get(tp, 0) < commit.sequence:
+            applied[tp] = om
+            committed_by[tp] = commit.sequence
+        if staged[0] == commit.sequence:
+            del pending[tp]  # else a newer commit of the partition is still in flight
+    return applied
+
+
+_Value = TypeVar("_Value")
+
+
+def _merge(
+    live: dict[str, dict[TopicPartition, _Value]],
+    group_id: str,
+    kept: dict[TopicPartition, _Value],
+) -> None:
+    """Put ``kept`` back into the group's entry of ``live``; what ``live`` has wins."""
+    if kept:
+        merged = live.setdefault(group_id, {})
+        for tp, value in kept.items():
+            merged.setdefault(tp, value)
+
+
 class OffsetStore:
     """Every group's committed offsets, kept in step with their records."""
 
@@ -138,6 +185,8 @@ class OffsetStore:
         self._pending: dict[str, dict[TopicPartition, tuple[int, OffsetAndMetadata]]] = {}
         # group -> partition -> sequence of the write the committed offset came from.
         self._committed_by: dict[str, dict[TopicPartition, int]] = {}
+        # group -> its offsets a deletion still in flight set aside (``set_aside``).
+        self._aside: dict[str, _SetAside] = {}
         self._sequence = itertools.count(1)
 
     def of(self, group_id: str) -> dict[TopicPartition, OffsetAndMetadata]:
@@ -154,12 +203,34 @@ class OffsetStore:
         self._pending.pop(group_id, None)
         self._committed_by.pop(group_id, None)
 
-    def restore(self, group_id: str, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
-        """Put back offsets ``forget`` dropped whose tombstones were not replicated (a
-        partition committed again since keeps its newer offset)."""
-        stored = self._offsets.setdefault(group_id, {})
-        for tp, om in offsets.items():
-            stored.setdefault(tp, om)
+    def set_aside(self, group_id: str) -> None:
+        """Drop the group's offsets, committed and in flight, from what is served, but
+        keep them aside until ``drop_aside`` (the deletion whose tombstones were written
+        is committed) or ``restore_aside`` (it is not: they come back). Meanwhile a
+        commit that was in flight completes into what is set aside, as it would have
+        without the deletion (Kafka's runtime reverts a failed write's timeline
+        snapshot, keeping the state the write found)."""
+        self._aside[group_id] = _SetAside(
+            # Every commit written so far, in flight or not, belongs to what is set aside.
+            sequence=next(self._sequence),
+            offsets=self._offsets.pop(group_id, {}),
+            pending=self._pending.pop(group_id, {}),
+            committed_by=self._committed_by.pop(group_id, {}),
+        )
+
+    def drop_aside(self, group_id: str) -> None:
+        """Forget what ``set_aside`` kept: the deletion is committed."""
+        self._aside.pop(group_id, None)
+
+    def restore_aside(self, group_id: str) -> None:
+        """Put back what ``set_aside`` kept: the deletion is undone. A partition committed
+        (or written) again since keeps its newer offset."""
+        aside = self._aside.pop(group_id, None)
+        if aside is None:
+            return
+        _merge(self._offsets, group_id, aside.offsets)
+        _merge(self._pending, group_id, aside.pending)
+        _merge(self._committed_by, group_id, aside.committed_by)
 
     def store(
         self, group_id: str, offsets: dict[TopicPartition, OffsetAndMetadata]
@@ -203,19 +274,29 @@ class OffsetStore:
         a newer write already completed) or failed (dropped): Kafka's
         GroupMetadata.onOffsetCommitAppend / failPendingOffsetWrite."""
         group_id = commit.group_id
+        aside = self._aside.get(group_id)
+        if aside is not None and commit.sequence < aside.sequence:
+            # Written before a deletion still in flight: it completes into what the
+            # deletion set aside.
+            aside.offsets.update(_complete(aside.pending, aside.committed_by, commit, replicated))
+            return
         pending = self._pending.get(group_id, {})
-        for tp, om in commit.offsets.items():
-            staged = pending.get(tp)
-            if staged is None:
-                continue  # deleted meanwhile (OffsetDelete, the group's removal)
-            committed_by = self._committed_by.setdefault(group_id, {})
-            if replicated and committed_by.get(tp, 0) < commit.sequence:
-                self._offsets.setdefault(group_id, {})[tp] = om
-                committed_by[tp] = commit.sequence
-            if staged[0] == commit.sequence:
-                del pending[tp]  # else a newer commit of the partition is still in flight
+        committed_by = self._committed_by.setdefault(group_id, {})
+        applied = _complete(pending, committed_by, commit, replicated)
+        if applied:
+            self._offsets.setdefault(group_id, {}).update(applied)
         if not pending:
             self._pending.pop(group_id, None)
+
+    def logged(self, group_id: str) -> dict[TopicPartition, OffsetAndMetadata]:
+        """The offset the group's latest record of each partition holds: that of a commit
+        in flight if it was written after the committed one."""
+        latest = dict(self._offsets.get(group_id, {}))
+        committed_by = self._committed_by.get(group_id, {})
+        for tp, (sequence, om) in self._pending.get(group_id, {}).items():
+            if sequence > committed_by.get(tp, 0):
+                latest[tp] = om
+        return latest
 
     def pending_partitions(self, group_id: str) -> set[TopicPartition]:
         """Partitions with a commit still waiting for its replication."""

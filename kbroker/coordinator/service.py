@@ -116,10 +116,11 @@ def _load(broker: BrokerState, store: OffsetsTopicStore, where: str = "") -> Gro
     """A coordinator loaded from what ``store`` reads."""
     gc = GroupCoordinator(config=coordinator_config(broker), clock=broker.clock, store=store)
     # Imported here: the transaction side builds on this module.
-    from kbroker.txn.offsets import discard, pending_partitions
+    from kbroker.txn.offsets import discard, pending_partitions, set_aside
 
     gc.pending_txn_partitions = partial(pending_partitions, broker)
     gc.discard_txn_offsets = partial(discard, broker)
+    gc.set_aside_txn_offsets = partial(set_aside, broker)
     gc.replay(store.load())
     logger.info("group coordinator loaded %d group(s)%s", len(gc.group_ids()), where)
     return gc

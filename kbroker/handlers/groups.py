@@ -521,8 +521,13 @@ async def _commit_offsets(
             )
     if offsets:
         # A KIP-848 group's commit is the new group coordinator's write (acks=1, waiting
-        # for the high watermark: see _consumer_write_replicated); a classic group's is
-        # GroupMetadataManager.storeOffsets's acks=all.
+        # for the high watermark: see _consumer_write_replicated). A classic group's is
+        # acks=all, as in the Kafka that kbroker's cluster mode follows: in ZooKeeper
+        # mode Kafka 3.9's KafkaServer runs the old GroupCoordinator, whose
+        # GroupMetadataManager.storeOffsets appends (appendForGroup) with requiredAcks =
+        # offsets.commit.required.acks, default -1 (deprecated in 3.9, gone in 4.0,
+        # and not a kbroker setting); only the new coordinator, KRaft-only there,
+        # writes every group's offsets with acks=1.
         acks_all = gc.consumer_group(request.group_id) is None
         accepted, commit = gc.prepare_offset_commit(
             request.group_id,

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from kbroker.broker import BrokerState
 
 _STATE_KEY = "kbroker.txn.offsets"
+# The ``SetAside`` offsets of deletions still in flight.
+_ASIDE_KEY = "kbroker.txn.offsets.aside"
 TopicPartition = tuple[str, int]
 
 
@@ -161,6 +163,56 @@ def discard(
             pending[producer_id] = kept
 
 
+class SetAside:
+    """The offsets of a group its open transactions staged, taken from them by a
+    KIP-848 deletion whose tombstones are not committed yet (``set_aside``): served to
+    nobody meanwhile, and either forgotten (``drop``: the deletion is committed) or put
+    back (``restore``: it failed). A transaction that ends meanwhile ends for them too:
+    an abort drops them, a commit hands them to ``restore``'s caller to publish, so
+    a failed deletion leaves them as they would be without it (Kafka's runtime reverts
+    the failed write's timeline snapshot, whose tombstone replay removed them from
+    pendingTransactionalOffsets)."""
+
+    def __init__(self, broker: BrokerState, group_id: str) -> None:
+        self._broker = broker
+        self.group_id = group_id
+        # Producer id -> its staged records of the group, its transaction still open.
+        self.staged: dict[int, list[OffsetRecord]] = {}
+        # Staged records whose transaction committed meanwhile, oldest first.
+        self.committed: list[OffsetRecord] = []
+
+    def restore(self) -> list[OffsetRecord]:
+        """The deletion failed: what open transactions staged is theirs again; what a
+        transaction committed meanwhile is returned, to be published now."""
+        self.drop()
+        # Known already (``set_aside`` read it): nothing to load, so nothing to fail.
+        pending: dict[int, list[OffsetRecord]] = self._broker.state.setdefault(_STATE_KEY, {})
+        for producer_id, records in self.staged.items():
+            # Ahead of anything the transaction staged since: a later record wins.
+            pending[producer_id] = records + pending.get(producer_id, [])
+        return self.committed
+
+    def drop(self) -> None:
+        """Stop following the transactions (the deletion is settled)."""
+        asides: list[SetAside] = self._broker.state.get(_ASIDE_KEY, [])
+        if self in asides:
+            asides.remove(self)
+
+
+def set_aside(broker: BrokerState, group_id: str) -> SetAside:
+    """Take every open transaction's staged offsets of the group from them, for a
+    deletion in flight (see ``SetAside``)."""
+    aside = SetAside(broker, group_id)
+    pending = _pending(broker)
+    for producer_id, records in list(pending.items()):
+        kept = [r for r in records if r.group_id != group_id]
+        if len(kept) != len(records):
+            aside.staged[producer_id] = [r for r in records if r.group_id == group_id]
+            pending[producer_id] = kept
+    broker.state.setdefault(_ASIDE_KEY, []).append(aside)
+    return aside
+
+
 def complete(
     broker: BrokerState, producer_id: int, commit: bool, partitions: Iterable[int]
 ) -> None:
@@ -178,6 +230,12 @@ def complete(
         (staged if partition_for(r.group_id, count) in marked else kept).append(r)
     if kept:
         pending[producer_id] = kept
+    asides: list[SetAside] = broker.state.get(_ASIDE_KEY, [])
+    for aside in asides:
+        if partition_for(aside.group_id, count) in marked:
+            ended = aside.staged.pop(producer_id, [])
+            if commit:
+                aside.committed += ended
     if not commit or not staged:
         return
     if broker.cluster is None:

@@ -410,3 +410,81 @@ def test_offsets_staged_by_an_open_transaction_keep_an_empty_group_and_their_off
     gc.poll()
     assert gc.consumer_group("g") is None
     assert reload(store, clock).consumer_group("g") is None
+
+
+def _empty_group_with_commits(gc: GroupCoordinator):
+    """Group "g", empty, with (t, 0) committed at 4 and admin commits (epoch -1) of 6 on
+    (t, 1) and 7 on (t, 2) written but not replicated yet: those two commits."""
+    hb(gc, "a", 0, subscribed_names=["t"])
+    assert hb(gc, "a", -1).error_code == E.NONE
+    assert gc.commit_offsets("g", -1, "", {("t", 0): OffsetAndMetadata(4)}) == {("t", 0): E.NONE}
+    commits = []
+    for tp, offset in ((("t", 1), 6), (("t", 2), 7)):
+        codes, commit = gc.prepare_offset_commit("g", -1, "", {tp: OffsetAndMetadata(offset)})
+        assert codes == {tp: E.NONE} and commit is not None
+        commits.append(commit)
+    return commits
+
+
+def _committed(gc: GroupCoordinator) -> dict[tuple[str, int], int]:
+    return {tp: om.offset for tp, om in gc.fetch_offsets("g", None).items()}
+
+
+def test_a_deletion_not_replicated_gives_back_every_offset_commits_in_flight_included():
+    # Kafka's runtime applies a commit at once and reverts a failed write's timeline
+    # snapshot: a deletion that is not committed leaves the offsets as they would be
+    # without it, a commit completing meanwhile or afterwards included.
+    store, clock = ListStore(), Clock()
+    gc = coordinator(store, clock)
+    meanwhile, after = _empty_group_with_commits(gc)
+    deleted, writes = gc.prepare_delete_groups(["g"])
+    assert deleted == {"g": E.NONE} and len(writes) == 1
+    gc.complete_offset_commit(meanwhile, replicated=True)
+    gc.complete_consumer_write(writes[0], E.COORDINATOR_NOT_AVAILABLE)
+    assert gc.consumer_group("g").group_epoch == 2
+    assert _committed(gc) == {("t", 0): 4, ("t", 1): 6}
+    gc.complete_offset_commit(after, replicated=True)
+    assert _committed(gc) == {("t", 0): 4, ("t", 1): 6, ("t", 2): 7}
+    assert _committed(reload(store, clock)) == _committed(gc)
+    # Retried, the deletion goes through.
+    assert gc.delete_groups(["g"]) == {"g": E.NONE}
+    assert gc.consumer_group("g") is None and _committed(gc) == {}
+    reloaded = reload(store, clock)
+    assert reloaded.consumer_group("g") is None and _committed(reloaded) == {}
+
+
+def test_a_deletion_removes_the_commits_in_flight_in_the_log_too():
+    # OffsetMetadataManager.deleteAllOffsets tombstones every offset the runtime holds,
+    # commits not yet replicated included: a reload does not bring them back.
+    store, clock = ListStore(), Clock()
+    gc = coordinator(store, clock)
+    commits = _empty_group_with_commits(gc)
+    assert gc.delete_groups(["g"]) == {"g": E.NONE}
+    for commit in commits:
+        gc.complete_offset_commit(commit, replicated=True)
+    assert _committed(gc) == {}
+    reloaded = reload(store, clock)
+    assert reloaded.consumer_group("g") is None and _committed(reloaded) == {}
+    assert reloaded.group_ids() == []
+
+
+def test_offsets_committed_while_a_deletion_is_in_flight_stay_with_the_group_it_gives_back():
+    # A standalone commit (epoch -1, no member) finds no group while the deletion is in
+    # flight and makes one to hold its offset; if the deletion fails, that offset is the
+    # given-back group's, and there is one group "g", as a reload finds it.
+    store, clock = ListStore(), Clock()
+    gc = coordinator(store, clock)
+    hb(gc, "a", 0, subscribed_names=["t"])
+    assert hb(gc, "a", -1).error_code == E.NONE
+    assert gc.commit_offsets("g", -1, "", {("t", 0): OffsetAndMetadata(4)}) == {("t", 0): E.NONE}
+    deleted, writes = gc.prepare_delete_groups(["g"])
+    assert deleted == {"g": E.NONE}
+    assert gc.commit_offsets("g", -1, "", {("t", 1): OffsetAndMetadata(9)}) == {("t", 1): E.NONE}
+    gc.complete_consumer_write(writes[0], E.COORDINATOR_NOT_AVAILABLE)
+    assert gc.list_groups() == [("g", "consumer", "Empty", "consumer")]
+    assert _committed(gc) == {("t", 0): 4, ("t", 1): 9}
+    reloaded = reload(store, clock)
+    assert reloaded.list_groups() == gc.list_groups()
+    assert _committed(reloaded) == _committed(gc)
+    assert gc.delete_groups(["g"]) == {"g": E.NONE}
+    assert gc.list_groups() == [] and _committed(gc) == {}

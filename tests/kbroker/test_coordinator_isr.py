@@ -831,6 +831,81 @@ async def test_a_consumer_group_deletion_not_replicated_is_undone(
     assert _replayed(server) is None
 
 
+@pytest.mark.parametrize("commit", [True, False], ids=["commit", "abort"])
+@pytest.mark.parametrize("ends", ["after the deletion", "while the deletion is in flight"])
+async def test_a_consumer_group_deletion_not_replicated_gives_back_staged_offsets(
+    make_server: Any, autojump_clock: trio.testing.MockClock, commit: bool, ends: str
+) -> None:
+    # The deletion removes what open transactions staged for the group too
+    # (OffsetMetadataManager.deleteAllOffsets); Kafka's runtime reverts a failed write's
+    # timeline snapshot, so a deletion that is not committed leaves them to their
+    # transaction: its commit publishes them and its abort drops them, whether it ends
+    # after the failed deletion or while the deletion was still in flight.
+    server = await _write_timing_out(make_server)
+    create_topic(server, "t", 2)
+    replica = _replicate(server, OFFSETS_TOPIC)
+    client, probe = await server.connect(), await server.connect()
+    producer = await server.connect()
+    async with _in_flight(replica, _first_beat(client, "a")) as joined:
+        _confirm(replica)
+    assert joined.answer.error_code == ErrorCode.NONE
+    CGH = ConsumerGroupHeartbeatRequest
+    async with _in_flight(
+        replica, client.request(CGH(group_id="g", member_id="a", member_epoch=-1))
+    ) as left:
+        _confirm(replica)
+    assert left.answer.error_code == ErrorCode.NONE
+    async with _in_flight(replica, _commit(client, 4)) as committing:
+        _confirm(replica)
+    assert committing.answer == ErrorCode.NONE
+    started = await init(client, timeout_ms=600_000)
+    pid, epoch = started.producer_id, started.producer_epoch
+    assert await add_offsets(client, pid, epoch) == ErrorCode.NONE
+    async with _in_flight(replica, txn_commit_offset(client, pid, epoch, 5)) as staged:
+        _confirm(replica)
+    assert staged.answer == ErrorCode.NONE
+    assert await _stable(probe) == (ErrorCode.UNSTABLE_OFFSET_COMMIT, -1)
+
+    async def delete() -> int:
+        resp = await client.request(DeleteGroupsRequest(groups_names=["g"]))
+        return int(resp.results[0].error_code)
+
+    ended = Pending()
+    async with trio.open_nursery() as nursery:
+        # The follower never fetches the tombstones: the deletion times out.
+        async with _in_flight(replica, delete()) as deleted:
+            if ends != "after the deletion":
+                # The marker is appended (and resolves the staged offsets) at once; its
+                # replication, which would commit the tombstones too, waits.
+                nursery.start_soon(ended.run, end(producer, pid, epoch, commit))
+                await _settled()
+        assert deleted.answer == ErrorCode.COORDINATOR_NOT_AVAILABLE
+        assert await _described(probe) == (2, {})
+        if ends == "after the deletion":
+            # Committed and staged by the open transaction, as before the deletion.
+            assert await committed(probe) == 4
+            assert await _stable(probe) == (ErrorCode.UNSTABLE_OFFSET_COMMIT, -1)
+            nursery.start_soon(ended.run, end(producer, pid, epoch, commit))
+        while not ended.answered.is_set():
+            _confirm(replica)
+            await trio.sleep(0.01)
+    assert ended.answer == ErrorCode.NONE
+    expected = 5 if commit else 4
+    assert await _stable(probe) == (ErrorCode.NONE, expected)
+    # The log replays to the same group and offsets.
+    assert _replayed(server) == _live(server)
+    assert _reloaded(server).fetch_offsets("g", [("t", 0)])[("t", 0)].offset == expected
+
+    # Retried, the deletion goes through, and the offsets with it.
+    async with _in_flight(replica, delete()) as again:
+        _confirm(replica)
+    assert again.answer == ErrorCode.NONE
+    assert await _described(probe) is None
+    assert await committed(probe) == -1
+    assert _replayed(server) is None
+    assert _reloaded(server).fetch_offsets("g", [("t", 0)])[("t", 0)] is None
+
+
 async def test_a_single_node_answers_a_consumer_group_heartbeat_without_waiting(
     server: Any,
 ) -> None:
