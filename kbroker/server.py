@@ -72,9 +72,11 @@ from kbroker.wire.protocol import (
 logger = logging.getLogger(__name__)
 
 # The first read of a request goes to the connection's buffer for large requests when
-# it is free (FrameDecoder.start_buffer), else to a shared buffer copied from (its size
-# is not known yet); the rest of a large request is read in place. Keeping this read at
-# the in-place threshold (wire.frames.LARGE_FRAME) bounds any copy to 64 KiB.
+# it is free (FrameDecoder.start_buffer: all of it while the requests are large, so that
+# one that has arrived whole takes one read; else this much), or else to a shared buffer
+# of this size copied from (its size is not known yet); the rest of a large request is
+# read in place. Keeping this read at the in-place threshold (wire.frames.LARGE_FRAME)
+# bounds that copy to 64 KiB, and what pipelined small requests have read at a time.
 RECEIVE_SIZE = 64 * 1024
 SEND_COALESCE = 1024 * 1024
 SENDFILE_MIN = 32 * 1024
@@ -484,7 +486,8 @@ class Connection:
         start = None
         if target is None:
             # A new request: into the large requests' buffer when it is free, so the
-            # start of a large one is not copied out of the shared buffer (64 KiB).
+            # start of a large one is not copied out of the shared buffer, and one that
+            # has arrived whole (usual by the time a request is read) takes one read.
             start = decoder.start_buffer(RECEIVE_SIZE)
         try:
             into = target if target is not None else start if start is not None else self._rbuf

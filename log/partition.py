@@ -42,9 +42,10 @@ from kbroker.log.config import LogConfig
 from kbroker.log.errors import LogError, OffsetOutOfRange
 from kbroker.log.leader_epoch import LEADER_EPOCH_FILE, LeaderEpochCache
 from kbroker.log.producer_state import (
+    NOT_A_MARKER,
     CompletedTxn,
     ProducerState,
-    control_type,
+    end_txn_marker,
     list_snapshots,
     snapshot_path,
 )
@@ -375,8 +376,12 @@ class PartitionLog:
             spans = walked if walked is not None else seg.iter_spans(seg.position_for(start))
             for h in spans:
                 if h.producer_id >= 0 and h.last_offset >= start:
-                    marker = control_type(seg.read_batch(h)) if h.is_control else -1
-                    done = self.producer_state.update_from_batch(h, h.max_timestamp, marker=marker)
+                    marker, coordinator_epoch = (
+                        end_txn_marker(seg.read_batch(h)) if h.is_control else NOT_A_MARKER
+                    )
+                    done = self.producer_state.update_from_batch(
+                        h, h.max_timestamp, marker=marker, coordinator_epoch=coordinator_epoch
+                    )
                     # An abort whose index entry was lost in a crash is indexed again.
                     if done is not None and not self.txn_index.has(
                         done.producer_id, done.last_offset
@@ -603,8 +608,10 @@ class PartitionLog:
         seg = self._active
         seg.append(buf if rest is None else [buf, rest], batches)
         for h, at, first_offset, ts in producer_batches:
-            marker = control_type(buf, at) if h.is_control else -1
-            done = self.producer_state.update_from_batch(h, ts, first_offset, marker=marker)
+            marker, coordinator_epoch = end_txn_marker(buf, at) if h.is_control else NOT_A_MARKER
+            done = self.producer_state.update_from_batch(
+                h, ts, first_offset, marker=marker, coordinator_epoch=coordinator_epoch
+            )
             if done is not None:
                 self._index_abort(seg, done)
         self._after_append(seg, messages, now_ms)
@@ -650,9 +657,15 @@ class PartitionLog:
         )
         for h in spans:
             if h.producer_id >= 0:
-                marker = control_type(view, h.pos) if h.is_control else -1
+                marker, coordinator_epoch = (
+                    end_txn_marker(view, h.pos) if h.is_control else NOT_A_MARKER
+                )
                 done = self.producer_state.update_from_batch(
-                    h, h.max_timestamp, h.base_offset, marker=marker
+                    h,
+                    h.max_timestamp,
+                    h.base_offset,
+                    marker=marker,
+                    coordinator_epoch=coordinator_epoch,
                 )
                 if done is not None:
                     self._index_abort(seg, done)

@@ -43,6 +43,8 @@ NO_PRODUCER_EPOCH = -1
 # Control record key type (ControlRecordType): ABORT 0, COMMIT 1.
 CONTROL_ABORT = 0
 CONTROL_COMMIT = 1
+# What end_txn_marker answers for a batch that is not a marker: (control type, epoch).
+NOT_A_MARKER = (-1, -1)
 
 
 class ProducerStateError(Exception):
@@ -71,14 +73,27 @@ def in_sequence(last_seq: int, next_seq: int) -> bool:
 
 def control_type(batch: bytes | bytearray | memoryview, pos: int = 0) -> int:
     """The ControlRecordType (0 abort, 1 commit) of the control batch at `pos`; -1 if unknown."""
+    return end_txn_marker(batch, pos)[0]
+
+
+def end_txn_marker(batch: bytes | bytearray | memoryview, pos: int = 0) -> tuple[int, int]:
+    """(ControlRecordType, coordinator epoch) of the control batch at `pos`: Kafka's
+    EndTransactionMarker, whose value is an int16 version then the int32 epoch of the
+    transaction coordinator that wrote it. (-1, -1) when unknown; the epoch is -1 for a
+    control record that is not a COMMIT/ABORT marker or has no value."""
     from kbroker.wire.records import iter_records
 
     for record in iter_records(batch, pos):
         key = record.key
-        if key is not None and len(key) >= 4:
-            return int.from_bytes(key[2:4], "big", signed=True)
-        return -1
-    return -1
+        if key is None or len(key) < 4:
+            return NOT_A_MARKER
+        kind = int.from_bytes(key[2:4], "big", signed=True)
+        value = record.value
+        epoch = -1
+        if kind in (CONTROL_ABORT, CONTROL_COMMIT) and value is not None and len(value) >= 6:
+            epoch = int.from_bytes(value[2:6], "big", signed=True)
+        return kind, epoch
+    return NOT_A_MARKER
 
 
 def last_sequence(base_sequence: int, last_offset_delta: int) -> int:
@@ -194,6 +209,33 @@ class ProducerState:
             )
         return None
 
+    def check_marker(self, producer_id: int, producer_epoch: int, coordinator_epoch: int) -> None:
+        """Validate a COMMIT/ABORT marker a transaction coordinator asks this leader to
+        write, before it is appended (ProducerAppendInfo.appendEndTxnMarker for an append
+        of origin COORDINATOR: checkProducerEpoch, then checkCoordinatorEpoch).
+
+        Raises ProducerStateError INVALID_PRODUCER_EPOCH for an older producer epoch than
+        the log has seen, TRANSACTION_COORDINATOR_FENCED for an older coordinator epoch
+        than the producer's last marker carried: it comes from a coordinator whose
+        ``__transaction_state`` partition has a newer leader, which may already have
+        ended this producer's transaction otherwise (a zombie coordinator).
+        """
+        entry = self.entries.get(producer_id)
+        if entry is None:
+            return
+        if producer_epoch < entry.producer_epoch:
+            raise ProducerStateError(
+                ErrorCode.INVALID_PRODUCER_EPOCH,
+                f"Epoch of producer {producer_id} is {producer_epoch}, which is smaller than "
+                f"the last seen epoch {entry.producer_epoch}",
+            )
+        if coordinator_epoch < entry.coordinator_epoch:
+            raise ProducerStateError(
+                ErrorCode.TRANSACTION_COORDINATOR_FENCED,
+                f"Invalid coordinator epoch for producer {producer_id}: {coordinator_epoch} "
+                f"(zombie), {entry.coordinator_epoch} (current)",
+            )
+
     def remove_expired(self, now_ms: int, expiration_ms: int) -> int:
         """Drop producers idle for expiration_ms with no open transaction (producer.id.expiration.ms)."""
         gone = [
@@ -251,12 +293,13 @@ class ProducerState:
         base_offset: int | None = None,
         *,
         marker: int = -1,
+        coordinator_epoch: int = -1,
         is_transactional: bool | None = None,
     ) -> CompletedTxn | None:
         """Apply one appended batch header; `base_offset` overrides the header's (assigned at append).
 
-        `marker` is the ControlRecordType of a control batch (see control_type);
-        the transaction it closes is returned.
+        `marker` and `coordinator_epoch` are the ControlRecordType and coordinator epoch
+        of a control batch (see end_txn_marker); the transaction it closes is returned.
         """
         first_offset = h.base_offset if base_offset is None else base_offset
         if h.producer_id < 0:
@@ -270,6 +313,11 @@ class ProducerState:
                 self.update(pid, h.producer_epoch, -1, -1, -1, -1, max_timestamp)
                 entry = self.entries[pid]
             entry.last_timestamp = max(entry.last_timestamp, max_timestamp)
+            if coordinator_epoch >= 0:
+                # The epoch of the coordinator that wrote the producer's last marker, as
+                # ProducerStateEntry.update keeps it: taken as written (a follower's copy
+                # follows its leader's log, which checked it with check_marker).
+                entry.coordinator_epoch = coordinator_epoch
             completed = None
             if entry.current_txn_first_offset >= 0:
                 completed = CompletedTxn(

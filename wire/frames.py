@@ -60,6 +60,7 @@ class FrameDecoder:
         "_big_filled",
         "_spare",
         "_spare_refs",
+        "_wide",
     )
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
@@ -77,6 +78,9 @@ class FrameDecoder:
         # reference count (as _buffer_for reads it) when nothing did.
         self._spare: bytearray | None = None
         self._spare_refs = 0
+        # Whether the next first read may take all of the spare buffer (start_buffer):
+        # not after one that began with a small frame, until a large frame begins.
+        self._wide = True
 
     @property
     def buffered(self) -> int:
@@ -152,6 +156,7 @@ class FrameDecoder:
         big = self._buffer_for(min(size, max(GROW_START, len(head))))
         big[: len(head)] = head
         self._big, self._big_size, self._big_filled, self._need = big, size, len(head), size
+        self._wide = True
 
     def _room(self) -> memoryview:
         """The large frame's buffer, grown (doubled) first if what was allocated is full."""
@@ -200,17 +205,25 @@ class FrameDecoder:
 
     def start_buffer(self, limit: int) -> memoryview | None:
         """Where to read the next bytes when nothing is buffered: the spare buffer of large
-        frames (at most ``limit`` bytes of it), or None if there is none or a frame still
-        uses it. Report what was read with ``started(n)``.
+        frames, or None if there is none or a frame still uses it. Report what was read
+        with ``started(n)``.
 
         The start of a large frame then stays where it was read (the rest is received in
         place after it), rather than being copied there from a shared receive buffer.
+        While the connection's requests are large the read may fill the whole buffer: a
+        large frame that has arrived whole by then is handed out where it was read, after
+        one read rather than two or more. After a first read that began with a small
+        frame, at most ``limit`` bytes until a large frame begins again: a client
+        pipelining small requests has about that much read (and served) at a time, as
+        from a shared buffer of that size.
         """
         if self._buf or self._big is not None:
             return None
         spare = self._spare
         if spare is None or sys.getrefcount(spare) != self._spare_refs:
             return None
+        if self._wide:
+            return memoryview(spare)
         return memoryview(spare)[: min(limit, len(spare))]
 
     def started(self, n: int) -> None:
@@ -219,17 +232,32 @@ class FrameDecoder:
         assert spare is not None and not self._buf and self._big is None
         if n >= 4:
             (size,) = _SIZE.unpack_from(spare, 0)
-            if LARGE_FRAME <= size <= self._max and n < 4 + size:
-                # A large frame, incomplete: it continues in place (receive_buffer);
-                # one larger than this buffer moves to one of its own size at once,
-                # while only this read's bytes need copying.
-                if size <= len(spare) - 4:
-                    self._big = memoryview(spare)[4 : 4 + size]
-                    self._big_size, self._big_filled, self._need = size, n - 4, size
-                else:
+            if LARGE_FRAME <= size <= self._max:
+                self._wide = True
+                if size > len(spare) - 4:
+                    # Larger than this buffer (so incomplete): it moves to one of its
+                    # own size at once, while only this read's bytes need copying.
                     self._begin_large(size, memoryview(spare)[4:n])
+                    return
+                # It stays where it was read: complete (next_frame_view hands it out
+                # without a copy) or continued in place (receive_buffer).
+                end = 4 + size
+                self._big = memoryview(spare)[4:end]
+                self._big_size = self._need = size
+                if n <= end:
+                    self._big_filled = n - 4
+                    return
+                self._big_filled = size
+                # What the read brought after it (a pipelining client's next requests)
+                # is copied out, so that nothing still to be served lives in the
+                # buffer once this frame is handed out: the buffer is then free again
+                # as soon as the frame is released. Its size prefix is judged when the
+                # frame ahead of it has been taken (next_frame), as after any large frame.
+                with memoryview(spare) as view:
+                    self._buf += view[end:n]
                 return
         # Anything else is taken as from any read (small frames are copied out).
+        self._wide = False
         with memoryview(spare) as view:
             self.feed(view[:n])
 

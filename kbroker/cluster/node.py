@@ -33,6 +33,7 @@ from kbroker.cluster.metadata_cache import MetadataCache
 from kbroker.cluster.replicas import ReplicaManager
 from kbroker.config import BrokerConfig, ConfigError
 from kbroker.topics import random_kafka_uuid, uuid_to_base64
+from kbroker.wire.errors import ErrorCode
 
 if TYPE_CHECKING:
     from kbroker.broker import BrokerState
@@ -467,17 +468,18 @@ class ClusterNode:
         partitions: list[tuple[str, int]],
         coordinator_epoch: int,
         *,
-        on_done: Callable[[bool], None] | None = None,
+        on_done: Callable[[ErrorCode], None] | None = None,
         abandoned: Callable[[], bool] | None = None,
     ) -> None:
         """Have the leaders of ``partitions`` write a COMMIT/ABORT marker (in the background);
-        ``on_done`` hears whether every one was written (and replicated there). Once
-        ``abandoned()`` is true (the coordinator was unloaded) no marker is sent any more:
-        Kafka's TransactionMarkerChannelManager.removeMarkersForTxnTopicPartition."""
+        ``on_done`` hears NONE once every one was written (and replicated there), else why
+        not (``_send_txn_markers``). Once ``abandoned()`` is true (the coordinator was
+        unloaded) no marker is sent any more: Kafka's TransactionMarkerChannelManager
+        .removeMarkersForTxnTopicPartition."""
         if self._nursery is None:
             logger.warning("no cluster task to send transaction markers for %s", partitions)
             if on_done is not None:
-                on_done(False)
+                on_done(ErrorCode.COORDINATOR_NOT_AVAILABLE)
             return
         markers = _TxnMarkers(
             producer_id, producer_epoch, commit, tuple(partitions), coordinator_epoch
@@ -487,32 +489,35 @@ class ClusterNode:
     async def _deliver_txn_markers(
         self,
         markers: _TxnMarkers,
-        on_done: Callable[[bool], None] | None,
+        on_done: Callable[[ErrorCode], None] | None,
         abandoned: Callable[[], bool] | None = None,
     ) -> None:
         """Send WriteTxnMarkers to each partition's current leader until all are written
         (a partition deleted meanwhile is dropped, as Kafka does), then tell ``on_done``.
 
         The leaders answer once the marker is in the partition's ISR (acks=all); any
-        other error (NOT_ENOUGH_REPLICAS, a moved leader) is retried."""
+        other error (NOT_ENOUGH_REPLICAS, a moved leader) is retried, but
+        TRANSACTION_COORDINATOR_FENCED ends the sending unfinished: a coordinator with a
+        newer epoch owns the transaction now."""
         try:
-            written = await self._send_txn_markers(markers, abandoned)
+            result = await self._send_txn_markers(markers, abandoned)
         except Exception:  # noqa: BLE001 - reported to the coordinator, which retries
             logger.exception("delivering transaction markers failed")
-            written = False
+            result = ErrorCode.COORDINATOR_NOT_AVAILABLE
         if on_done is not None:
             try:
-                on_done(written)
+                on_done(result)
             except Exception:  # a cluster task must not end the node
                 logger.exception("completing a transaction's markers failed")
 
     async def _send_txn_markers(
         self, markers: _TxnMarkers, abandoned: Callable[[], bool] | None = None
-    ) -> bool:
-        """The delivery loop of ``_deliver_txn_markers``; True once every marker is written,
-        False if they are not within transaction.max.timeout.ms or were abandoned."""
+    ) -> ErrorCode:
+        """The delivery loop of ``_deliver_txn_markers``: NONE once every marker is
+        written; REQUEST_TIMED_OUT if they are not within transaction.max.timeout.ms,
+        NOT_COORDINATOR if they were abandoned, TRANSACTION_COORDINATOR_FENCED if a leader
+        fenced them."""
         from kbroker.txn.service import MARKER_ACKS_TIMEOUT_S, write_markers
-        from kbroker.wire.errors import ErrorCode
         from kbroker.wire.messages import WriteTxnMarkersRequest
 
         pending = set(markers.partitions)
@@ -525,7 +530,7 @@ class ClusterNode:
                     markers.producer_id,
                     sorted(pending),
                 )
-                return False
+                return ErrorCode.NOT_COORDINATOR
             by_leader: dict[int, list[tuple[str, int]]] = {}
             for tp in sorted(pending):
                 if self.metadata.partition(*tp) is None:
@@ -538,16 +543,18 @@ class ClusterNode:
                 if leader == self.broker_id:
                     local = [tp for tp in tps if self.replicas.is_leader(*tp)]
                     if local:
-                        outcome: list[bool] = []
+                        outcome: list[ErrorCode] = []
                         replicated = trio.Event()
 
                         def local_done(
-                            ok: bool, _box: list[bool] = outcome, _event: trio.Event = replicated
+                            result: ErrorCode,
+                            _box: list[ErrorCode] = outcome,
+                            _event: trio.Event = replicated,
                         ) -> None:
-                            _box.append(ok)
+                            _box.append(result)
                             _event.set()
 
-                        write_markers(
+                        refused = write_markers(
                             self.broker,
                             markers.producer_id,
                             markers.producer_epoch,
@@ -557,7 +564,11 @@ class ClusterNode:
                             on_written=local_done,
                         )
                         await replicated.wait()
-                        if outcome[0]:
+                        if ErrorCode.TRANSACTION_COORDINATOR_FENCED in refused.values():
+                            return self._fenced(markers, pending)
+                        # INVALID_PRODUCER_EPOCH: the producer moved on, as answered below.
+                        pending.difference_update(refused)
+                        if outcome[0] == ErrorCode.NONE:
                             pending.difference_update(local)
                     continue
                 topics: dict[str, list[int]] = {}
@@ -587,6 +598,7 @@ class ClusterNode:
                 except (OSError, trio.TooSlowError, ConnectionError) as exc:
                     logger.info("transaction markers to broker %d: %s; retrying", leader, exc)
                     continue
+                fenced = False
                 for marker in response.markers:
                     for t in marker.topics:
                         for p in t.partitions:
@@ -596,6 +608,10 @@ class ClusterNode:
                                 ErrorCode.INVALID_PRODUCER_EPOCH,
                             ):
                                 pending.discard((t.name, p.partition_index))
+                            elif p.error_code == ErrorCode.TRANSACTION_COORDINATOR_FENCED:
+                                fenced = True
+                if fenced:
+                    return self._fenced(markers, pending)
             if pending:
                 await trio.sleep(0.2)
         if pending:
@@ -604,7 +620,23 @@ class ClusterNode:
                 markers.producer_id,
                 sorted(pending),
             )
-        return not pending
+            return ErrorCode.REQUEST_TIMED_OUT
+        return ErrorCode.NONE
+
+    @staticmethod
+    def _fenced(markers: _TxnMarkers, pending: set[tuple[str, int]]) -> ErrorCode:
+        """A leader refused a marker with TRANSACTION_COORDINATOR_FENCED: the producer's
+        last marker there came from a coordinator of a newer epoch, which owns the
+        transaction now. As Kafka's TransactionMarkerRequestCompletionHandler, no more
+        marker is sent, and the coordinator hears it."""
+        logger.info(
+            "transaction markers of producer %d at coordinator epoch %d fenced by a newer "
+            "coordinator; not sent to %s",
+            markers.producer_id,
+            markers.coordinator_epoch,
+            sorted(pending),
+        )
+        return ErrorCode.TRANSACTION_COORDINATOR_FENCED
 
     # --- controlled shutdown --------------------------------------------------------------
 

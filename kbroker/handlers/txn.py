@@ -362,7 +362,9 @@ async def handle_end_txn(ctx: RequestContext, request: EndTxnRequest) -> EndTxnR
 async def handle_write_txn_markers(
     ctx: RequestContext, request: WriteTxnMarkersRequest
 ) -> WriteTxnMarkersResponse:
-    """Write markers as asked (tools; our coordinator writes its own in-process)."""
+    """Write markers as a transaction coordinator asks: another broker's (ClusterNode
+    .send_txn_markers; a coordinator writes the markers of partitions it leads in-process)
+    or a tool's (kafka-transactions.sh abort)."""
     R = WriteTxnMarkersResponse
     results = []
     written: list[tuple[Any, str, int]] = []
@@ -375,7 +377,6 @@ async def handle_write_txn_markers(
             for index in t.partition_indexes:
                 code = ErrorCode.NONE
                 part = ctx.broker.topics.partition(t.name, index)
-                entry = part.log.producer_state.lookup(m.producer_id) if part else None
                 cluster = ctx.broker.cluster
                 if cluster_denied:
                     code = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
@@ -387,13 +388,13 @@ async def handle_write_txn_markers(
                     )
                 elif part is None:
                     code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-                elif entry is not None and m.producer_epoch < entry.producer_epoch:
-                    # ProducerAppendInfo.checkProducerEpoch: a marker from an older
-                    # epoch than the log has seen is refused.
-                    code = ErrorCode.INVALID_PRODUCER_EPOCH
                 else:
+                    # ProducerAppendInfo.appendEndTxnMarker: a marker from an older
+                    # producer epoch than the log has seen is INVALID_PRODUCER_EPOCH, one
+                    # from an older coordinator epoch than the producer's last marker
+                    # TRANSACTION_COORDINATOR_FENCED; neither is written.
                     try:
-                        write_markers(
+                        refused = write_markers(
                             ctx.broker,
                             m.producer_id,
                             m.producer_epoch,
@@ -401,6 +402,7 @@ async def handle_write_txn_markers(
                             [(t.name, index)],
                             coordinator_epoch=m.coordinator_epoch,
                         )
+                        code = refused.get((t.name, index), ErrorCode.NONE)
                     except Exception:  # noqa: BLE001 - per-partition answer
                         code = ErrorCode.KAFKA_STORAGE_ERROR
                 result = R.WritableTxnMarkerPartitionResult(partition_index=index, error_code=code)

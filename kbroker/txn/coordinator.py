@@ -162,8 +162,11 @@ class TxnStore(Protocol):
         before this returns. Raises if the local append failed (then ``done`` never runs)."""
 
 
-MarkersDone = Callable[[bool], None]
-"""Told whether every marker of a transaction is written (and replicated), or not."""
+MarkersDone = Callable[[ErrorCode], None]
+"""Told how the markers of a transaction ended: NONE once every one is written (and
+replicated); TRANSACTION_COORDINATOR_FENCED when a partition's leader refused one because
+the producer's last marker there came from a coordinator of a newer epoch; another error
+when one could not be written (tried again later)."""
 
 MarkerWriter = Callable[[int, int, bool, list[TopicPartition], MarkersDone], None]
 """(producer id, producer epoch, commit?, partitions, done) -> writes the markers, then
@@ -250,8 +253,16 @@ class TransactionCoordinator:
         next_producer_id: Callable[[], int],
         store: TxnStore,
         markers: MarkerWriter,
+        coordinator_epoch: int = 0,
     ) -> None:
         self.config = config
+        # The leader epoch of its __transaction_state partition(s) when this broker took
+        # them (Kafka's TxnMetadataCacheEntry.coordinatorEpoch, set by
+        # TransactionCoordinator.onElection): its markers carry it, and a partition's
+        # leader refuses a marker older than the producer's last one
+        # (TRANSACTION_COORDINATOR_FENCED), so a coordinator that lost its partition
+        # without knowing it cannot end a transaction its successor ended otherwise.
+        self.coordinator_epoch = coordinator_epoch
         self._clock = clock
         self._next_pid = next_producer_id
         self._store = store
@@ -585,7 +596,7 @@ class TransactionCoordinator:
 
         answered = False
 
-        def markers_done(written: bool) -> None:
+        def markers_done(result: ErrorCode) -> None:
             nonlocal answered
             if answered:
                 return  # answered by ``unload`` already
@@ -597,15 +608,33 @@ class TransactionCoordinator:
                 # coordinator, so Complete* is not appended; the successor loaded
                 # Prepare* and finishes the transaction.
                 then(ErrorCode.NOT_COORDINATOR)
-            elif not written:
-                logger.warning("transaction %s: a marker was not written; tried again later", tid)
+            elif result == ErrorCode.TRANSACTION_COORDINATOR_FENCED:
+                # TransactionMarkerRequestCompletionHandler: a coordinator of a newer
+                # epoch owns the transaction (this one lost its partition without
+                # hearing of it yet). No more markers and no Complete* from here: the
+                # transaction stays pending, as Kafka's removeMarkersForTxn leaves it,
+                # until this coordinator is unloaded.
+                logger.warning(
+                    "transaction %s: its markers are fenced by a coordinator newer than "
+                    "epoch %d; left to it",
+                    tid,
+                    self.coordinator_epoch,
+                )
+                meta.pending_state = target
+                then(ErrorCode.NOT_COORDINATOR)
+            elif result != ErrorCode.NONE:
+                logger.warning(
+                    "transaction %s: a marker was not written (%s); tried again later",
+                    tid,
+                    result.name,
+                )
                 then(ErrorCode.COORDINATOR_NOT_AVAILABLE)
             else:
                 meta.markers_written = True
                 record()
 
         meta.pending_state = target
-        self._awaiting_markers[tid] = lambda: markers_done(False)
+        self._awaiting_markers[tid] = lambda: markers_done(ErrorCode.NOT_COORDINATOR)
         try:
             self._markers(
                 meta.producer_id, meta.producer_epoch, commit, sorted(meta.partitions), markers_done

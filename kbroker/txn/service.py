@@ -14,9 +14,12 @@
   by the next request that could observe it (a read_committed consumer polls at
   least every fetch.max.wait.ms).
 - ``write_markers``: COMMIT/ABORT control batches appended in-process to every
-  partition of a transaction (Kafka's coordinator sends WriteTxnMarkers to the
-  leaders; here the leader is us); a ``__consumer_offsets`` partition also
-  completes the group offsets staged by TxnOffsetCommit.
+  partition of a transaction this broker leads (the others get WriteTxnMarkers from
+  ``ClusterNode.send_txn_markers``); a ``__consumer_offsets`` partition also
+  completes the group offsets staged by TxnOffsetCommit. Each marker carries its
+  coordinator's epoch, the leader epoch of its ``__transaction_state`` partition when
+  it was loaded, and a marker older than the producer's last one is refused
+  (TRANSACTION_COORDINATOR_FENCED).
 - ``check_producer_batch``: the produce path's idempotence / transaction
   checks against the partition's producer state.
 """
@@ -36,6 +39,7 @@ from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC, coor
 from kbroker.log.producer_state import BatchMetadata, ProducerStateError, last_sequence
 from kbroker.replication.leader_writes import append_as_leader
 from kbroker.topic_config import effective_topic_value
+from kbroker.topics import SINGLE_NODE_LEADER_EPOCH
 from kbroker.txn.coordinator import (
     MarkersDone,
     TopicPartition,
@@ -65,8 +69,6 @@ _POLLED_KEY = "kbroker.txn.polled_ms"
 _SWEPT_KEY = "kbroker.txn.swept_ms"
 # Kafka's producer.id.expiration.check.interval.ms default (10 minutes).
 PRODUCER_EXPIRATION_CHECK_MS = 600000
-# A single node is always coordinator epoch 0.
-COORDINATOR_EPOCH = 0
 # How long a marker's append waits for its partition's ISR: Kafka's WriteTxnMarkers
 # appends with acks=all within request.timeout.ms (30 s by default).
 MARKER_ACKS_TIMEOUT_S = 30.0
@@ -179,15 +181,7 @@ def _ensure(
     loads = _loads(broker)
     if index in loads:
         return None
-    cluster = broker.cluster
-    if (
-        index is not None
-        and cluster is not None
-        and not cluster.replicas.is_leader(TRANSACTION_STATE_TOPIC, index)
-    ):
-        raise KafkaApiError(
-            ErrorCode.NOT_COORDINATOR, f"{TRANSACTION_STATE_TOPIC}-{index} is not led here"
-        )
+    epoch = _coordinator_epoch(broker, index)
     store = TxnStateTopicStore(broker) if index is None else TxnStateTopicStore(broker, [index])
     what = TRANSACTION_STATE_TOPIC if index is None else f"{TRANSACTION_STATE_TOPIC}-{index}"
 
@@ -201,7 +195,8 @@ def _ensure(
         if loads.get(index) is not load:
             return  # cancelled meanwhile: a newer load (or none) is the partition's
         del loads[index]
-        _build(broker, store, records, register, "" if index is None else f" from {what}")
+        where = "" if index is None else f" from {what}"
+        _build(broker, store, records, register, where, coordinator_epoch=epoch)
 
     def failed() -> None:
         if loads.get(index) is load:
@@ -212,35 +207,69 @@ def _ensure(
     return _installed(broker, index)
 
 
+def _coordinator_epoch(broker: BrokerState, index: int | None) -> int:
+    """The epoch of the coordinator loaded for partition ``index`` (None: the single
+    node's): KafkaApiError NOT_COORDINATOR if this broker does not lead it."""
+    cluster = broker.cluster
+    if index is None or cluster is None:
+        # A single node leads every partition at the same leader epoch.
+        return SINGLE_NODE_LEADER_EPOCH
+    leader_epoch = cluster.replicas.leader_epoch(TRANSACTION_STATE_TOPIC, index)
+    if leader_epoch is None or not cluster.replicas.is_leader(TRANSACTION_STATE_TOPIC, index):
+        raise KafkaApiError(
+            ErrorCode.NOT_COORDINATOR, f"{TRANSACTION_STATE_TOPIC}-{index} is not led here"
+        )
+    # Kafka's onElection(partition, coordinatorEpoch) passes the partition's leader epoch:
+    # every leader after this one has a higher one, so its markers fence ours. Loaded when
+    # elected (or on first use after), it is that election's epoch or a later one of the
+    # same leadership (a leadership that ends unloads it).
+    return leader_epoch
+
+
 def _build(
     broker: BrokerState,
     store: TxnStateTopicStore,
     records: list[_Record],
     register: Callable[[TransactionCoordinator], None],
     where: str,
+    *,
+    coordinator_epoch: int,
 ) -> TransactionCoordinator:
     """A coordinator writing to ``store``, holding what ``records`` (its log) say,
-    registered by ``register``."""
-    tc = loaded = TransactionCoordinator(
-        config=txn_config(broker),
-        clock=broker.clock,
-        next_producer_id=producer_ids(broker).next_id,
-        store=store,
+    registered by ``register``, whose markers carry ``coordinator_epoch``."""
+
+    def markers(
+        pid: int, epoch: int, commit: bool, parts: list[TopicPartition], done: MarkersDone
+    ) -> None:
         # Markers still being sent when it is unloaded are left to its successor.
-        markers=lambda pid, epoch, commit, parts, done: write_markers(
+        write_markers(
             broker,
             pid,
             epoch,
             commit,
             parts,
+            coordinator_epoch=tc.coordinator_epoch,
             on_written=done,
-            abandoned=lambda: loaded.unloaded,
-        ),
+            abandoned=lambda: tc.unloaded,
+        )
+
+    tc = TransactionCoordinator(
+        config=txn_config(broker),
+        clock=broker.clock,
+        next_producer_id=producer_ids(broker).next_id,
+        store=store,
+        markers=markers,
+        coordinator_epoch=coordinator_epoch,
     )
     # Register before loading: finishing a Prepare* transaction writes markers.
     register(tc)
     tc.load(records)
-    logger.info("transaction coordinator loaded %d transactional id(s)%s", len(tc.txns), where)
+    logger.info(
+        "transaction coordinator loaded %d transactional id(s)%s at coordinator epoch %d",
+        len(tc.txns),
+        where,
+        coordinator_epoch,
+    )
     return tc
 
 
@@ -385,23 +414,30 @@ def write_markers(
     commit: bool,
     partitions: list[TopicPartition],
     *,
-    coordinator_epoch: int = COORDINATOR_EPOCH,
+    coordinator_epoch: int,
     on_written: MarkersDone | None = None,
     abandoned: Callable[[], bool] | None = None,
-) -> None:
+) -> dict[TopicPartition, ErrorCode]:
     """Append a COMMIT/ABORT marker to each partition; complete staged group offsets.
 
     In cluster mode only the partitions this broker leads are marked here; the others
     go to their leaders as WriteTxnMarkers (Kafka's TransactionMarkerChannelManager),
     sent in the background and retried until each leader has written its marker.
 
-    ``on_written`` (the coordinator's) hears True once every marker is written and in its
-    partition's ISR (acks=all, as Kafka appends markers), False if one could not be.
+    A partition whose producer state refuses the marker gets none (``check_marker``:
+    INVALID_PRODUCER_EPOCH, or TRANSACTION_COORDINATOR_FENCED when the producer's last
+    marker came from a coordinator with a higher ``coordinator_epoch``); those partitions
+    are returned with their error. ``on_written`` (the coordinator's) hears NONE once every
+    marker is written and in its partition's ISR (acks=all, as Kafka appends markers),
+    TRANSACTION_COORDINATOR_FENCED if one was fenced (here or at a remote leader), else
+    the error that left one unwritten. A marker refused for its producer epoch counts as
+    written, as the remote leaders' INVALID_PRODUCER_EPOCH does (the producer moved on).
     ``abandoned`` tells the background sending to stop: its coordinator was unloaded, and
     the successor sends the markers again (TransactionMarkerChannelManager
     .removeMarkersForTxnTopicPartition).
     """
     written = _AllWritten(on_written)
+    refused: dict[TopicPartition, ErrorCode] = {}
     cluster = broker.cluster
     if cluster is not None:
         remote = [tp for tp in partitions if not cluster.replicas.is_leader(*tp)]
@@ -430,6 +466,19 @@ def write_markers(
         if part is None:
             # Deleted since it was added: nothing left to mark (Kafka drops it too).
             continue
+        try:
+            part.log.producer_state.check_marker(producer_id, epoch, coordinator_epoch)
+        except ProducerStateError as exc:
+            logger.info(
+                "%s marker of producer %d refused on %s-%d: %s",
+                "COMMIT" if commit else "ABORT",
+                producer_id,
+                topic_name,
+                index,
+                exc.message,
+            )
+            refused[(topic_name, index)] = exc.code
+            continue
         batch = build_control_batch(
             commit=commit,
             producer_id=producer_id,
@@ -453,41 +502,45 @@ def write_markers(
     if waits:
         written.expect()
         trio.lowlevel.spawn_system_task(_await_markers, waits, written.one)
-    written.one(True)
+    fenced = ErrorCode.TRANSACTION_COORDINATOR_FENCED in refused.values()
+    written.one(ErrorCode.TRANSACTION_COORDINATOR_FENCED if fenced else ErrorCode.NONE)
+    return refused
 
 
 class _AllWritten:
-    """Counts the marker writes still outstanding; tells ``done`` once all are over."""
+    """Counts the marker writes still outstanding; tells ``done`` once all are over: NONE
+    if every one was written, else the first error, a fence before any other."""
 
     def __init__(self, done: MarkersDone | None) -> None:
         self._done = done
         self._outstanding = 1  # the local part, over when write_markers returns
-        self._ok = True
+        self._result = ErrorCode.NONE
 
     def expect(self) -> None:
         self._outstanding += 1
 
-    def one(self, ok: bool) -> None:
-        self._ok = self._ok and ok
+    def one(self, result: ErrorCode) -> None:
+        if result == ErrorCode.TRANSACTION_COORDINATOR_FENCED or self._result == ErrorCode.NONE:
+            self._result = result
         self._outstanding -= 1
         if self._outstanding == 0 and self._done is not None:
-            self._done(self._ok)
+            self._done(self._result)
 
 
 async def _await_markers(
     waits: list[tuple[ReplicatedPartition, int, int]], done: MarkersDone
 ) -> None:
     """Wait until each partition's ISR has its marker (acks=all), then tell ``done``."""
-    ok = True
+    result = ErrorCode.NONE
     for replica, required, min_isr in waits:
         error = await replica.wait_for_acks(
             required, MARKER_ACKS_TIMEOUT_S, min_insync_replicas=min_isr
         )
         if error != ErrorCode.NONE:
             logger.info("a transaction marker is not in its ISR: %s", error.name)
-            ok = False
+            result = error
     try:
-        done(ok)
+        done(result)
     except Exception:  # a system task must not raise: that would end the broker
         logger.exception("completing a transaction's markers failed")
 

@@ -25,6 +25,7 @@ import trio.testing
 from kbroker.coordinator import loading
 from kbroker.coordinator.group import GroupState, partition_for
 from kbroker.coordinator.service import coordinator_for, loaded_coordinators
+from kbroker.txn.coordinator import TxnState
 from kbroker.txn.producer_ids import ProducerIdManager
 from kbroker.txn.service import loaded_txn_coordinators, txn_coordinator
 from kbroker.wire.errors import ErrorCode
@@ -41,7 +42,15 @@ from tests.cluster.scripted_controller import ME, Harness, served
 from tests.kbroker.conftest import RawClient
 from tests.kbroker.helpers import commit_request, join, join_req, sole_member_sync
 from tests.kbroker.isr_helpers import confirm, replicate
-from tests.kbroker.txn_helpers import add, add_offsets, end, init, txn_batch, txn_commit_offset
+from tests.kbroker.txn_helpers import (
+    add,
+    add_offsets,
+    end,
+    init,
+    tx_produce,
+    txn_batch,
+    txn_commit_offset,
+)
 
 OFFSETS = "__consumer_offsets"
 TXN_STATE = "__transaction_state"
@@ -596,3 +605,117 @@ async def test_a_transactional_id_whose_partition_loads_is_load_in_progress_unti
     listed = await client.request(ListTransactionsRequest())
     assert listed.error_code == ErrorCode.NONE
     assert {t.transactional_id for t in listed.transaction_states} == {KEPT_TID, MOVED_TID}
+
+
+def _coordinator_epoch_on_t0(cluster: Harness, pid: int) -> int:
+    """The coordinator epoch of producer ``pid``'s last marker on "t"-0."""
+    partition = cluster.broker.topics.partition("t", 0)
+    assert partition is not None
+    entry = partition.log.producer_state.lookup(pid)
+    assert entry is not None
+    return entry.coordinator_epoch
+
+
+async def _open_transaction(client: RawClient, tid: str, pid: int, epoch: int, seq: int) -> None:
+    """A transaction of ``tid`` that wrote two records from sequence ``seq`` to "t"-0."""
+    assert await add(client, pid, epoch, [("t", 0)], tid=tid) == {("t", 0): 0}
+    produced = await tx_produce(client, "t", txn_batch(pid, epoch, seq), tid=tid)
+    assert produced.error_code == ErrorCode.NONE
+
+
+async def _commit_one_transaction(
+    client: RawClient, tid: str, pid: int, epoch: int, seq: int
+) -> None:
+    """A transaction of ``tid`` writing to "t"-0, committed."""
+    await _open_transaction(client, tid, pid, epoch, seq)
+    assert await end(client, pid, epoch, True, tid=tid) == ErrorCode.NONE
+
+
+async def test_markers_carry_the_epoch_of_the_coordinators_leadership_and_fence_older_ones(
+    cluster: Harness,
+) -> None:
+    # TransactionCoordinator.onElection(partition, leader epoch): the epoch of its
+    # __transaction_state partition's leadership goes into every marker, and a data
+    # partition's leader refuses a marker older than the producer's last one
+    # (ProducerAppendInfo.appendEndTxnMarker: TRANSACTION_COORDINATOR_FENCED).
+    client = await _connect(cluster)
+    r = await init(client, MOVED_TID)
+    pid, epoch = r.producer_id, r.producer_epoch
+    assert txn_coordinator(cluster.broker, MOVED_TID).coordinator_epoch == 0
+    await _commit_one_transaction(client, MOVED_TID, pid, epoch, 0)
+    assert _coordinator_epoch_on_t0(cluster, pid) == 0
+    # Broker 2 leads __transaction_state-1 at epoch 4, then this broker again at 7: the
+    # coordinator loaded from the log then is the one of leader epoch 7.
+    await _move(cluster, TXN_STATE, 1, leader=2, epoch=4)
+    await _move(cluster, TXN_STATE, 1, leader=ME, epoch=7)
+    successor = txn_coordinator(cluster.broker, MOVED_TID)
+    assert successor.coordinator_epoch == 7
+    # Its markers carry 7 and are accepted over the producer's last one (0).
+    await _commit_one_transaction(client, MOVED_TID, pid, epoch, 2)
+    assert _coordinator_epoch_on_t0(cluster, pid) == 7
+    # The coordinator of another partition keeps its own leadership's epoch.
+    r = await init(client, KEPT_TID)
+    assert txn_coordinator(cluster.broker, KEPT_TID).coordinator_epoch == 0
+    await _commit_one_transaction(client, KEPT_TID, r.producer_id, r.producer_epoch, 0)
+    assert _coordinator_epoch_on_t0(cluster, r.producer_id) == 0
+
+    # A coordinator of epoch 4 that missed its leadership's end (a zombie) ends the
+    # producer's next transaction otherwise: refused, nothing written.
+    await _open_transaction(client, MOVED_TID, pid, epoch, 4)
+    log = cluster.broker.topics.partition("t", 0).log  # type: ignore[union-attr]
+    end_offset, stable = log.log_end_offset, log.last_stable_offset
+    W = WriteTxnMarkersRequest
+    zombie = W.WritableTxnMarker(
+        producer_id=pid,
+        producer_epoch=epoch,
+        transaction_result=False,
+        coordinator_epoch=4,
+        topics=[W.WritableTxnMarkerTopic(name="t", partition_indexes=[0])],
+    )
+    answer = await cluster.client.request(W(markers=[zombie]))
+    code = answer.markers[0].topics[0].partitions[0].error_code
+    assert code == ErrorCode.TRANSACTION_COORDINATOR_FENCED
+    assert (log.log_end_offset, log.last_stable_offset) == (end_offset, stable)
+    # The current coordinator commits it.
+    assert await end(client, pid, epoch, True, tid=MOVED_TID) == ErrorCode.NONE
+    assert log.last_stable_offset == log.log_end_offset > end_offset
+    assert _coordinator_epoch_on_t0(cluster, pid) == 7
+
+
+async def test_a_coordinator_whose_markers_are_fenced_leaves_the_transaction_to_the_newer_one(
+    cluster: Harness,
+) -> None:
+    # This broker's coordinator of __transaction_state-1 was loaded at epoch 0; a
+    # coordinator of epoch 3 (a newer leader this broker has not heard of) already wrote
+    # a marker for the producer on "t"-0. This one's own marker there is then refused,
+    # nothing is written, and it sends no more: the transaction is the newer one's.
+    client = await _connect(cluster)
+    r = await init(client, MOVED_TID)
+    pid, epoch = r.producer_id, r.producer_epoch
+    zombie = txn_coordinator(cluster.broker, MOVED_TID)
+    assert zombie.coordinator_epoch == 0
+    await _open_transaction(client, MOVED_TID, pid, epoch, 0)
+    W = WriteTxnMarkersRequest
+    newer = W.WritableTxnMarker(
+        producer_id=pid,
+        producer_epoch=epoch,
+        transaction_result=False,
+        coordinator_epoch=3,
+        topics=[W.WritableTxnMarkerTopic(name="t", partition_indexes=[0])],
+    )
+    answer = await cluster.client.request(W(markers=[newer]))
+    assert answer.markers[0].topics[0].partitions[0].error_code == ErrorCode.NONE
+    await _open_transaction(client, MOVED_TID, pid, epoch, 2)  # open again on "t"-0
+    log = cluster.broker.topics.partition("t", 0).log  # type: ignore[union-attr]
+    end_offset, stable = log.log_end_offset, log.last_stable_offset
+    # EndTxn is answered once PrepareCommit is written, as Kafka answers it.
+    assert await end(client, pid, epoch, True, tid=MOVED_TID) == ErrorCode.NONE
+    assert (log.log_end_offset, log.last_stable_offset) == (end_offset, stable)
+    assert _coordinator_epoch_on_t0(cluster, pid) == 3
+    described = await client.request(DescribeTransactionsRequest(transactional_ids=[MOVED_TID]))
+    assert described.transaction_states[0].transaction_state == "PrepareCommit"
+    # Left pending, not tried again: Kafka's removeMarkersForTxn, until it is unloaded.
+    meta = zombie.describe(MOVED_TID)
+    assert meta is not None and meta.pending_state is TxnState.COMPLETE_COMMIT
+    assert zombie.poll() == [] and zombie.next_deadline_ms() is None
+    assert log.log_end_offset == end_offset

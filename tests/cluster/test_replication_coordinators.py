@@ -34,16 +34,20 @@ from kbroker.wire.messages import (  # noqa: E402
     ConsumerGroupDescribeRequest,
     ConsumerGroupHeartbeatRequest,
     DescribeGroupsRequest,
+    DescribeProducersRequest,
     DescribeTransactionsRequest,
     EndTxnRequest,
     InitProducerIdRequest,
     OffsetFetchRequest,
+    WriteTxnMarkersRequest,
 )
 from tests.cluster.real_cluster import needs_zookeeper  # noqa: E402
 from tests.kbroker.helpers import (  # noqa: E402
+    LATEST,
     commit_request,
     described_members,
     join_req,
+    list_offsets_request,
     sole_member_sync,
 )
 
@@ -238,6 +242,102 @@ def test_transaction_state_is_changed_once_replicated_and_survives_the_coordinat
             30,
             message="the successor to load the committed transaction",
         )
+
+
+FENCE_TXN_ID = "fenced-txn"
+
+
+def _producer_on(cluster: Cluster, broker_id: int, topic: str) -> Any | None:
+    """The one producer DescribeProducers shows on ``topic``-0 at ``broker_id`` (None
+    while that broker does not lead it)."""
+    body = DescribeProducersRequest(
+        topics=[DescribeProducersRequest.TopicRequest(name=topic, partition_indexes=[0])]
+    )
+    (partition,) = _txn_call(cluster, broker_id, body, 0).topics[0].partitions
+    if partition.error_code != ErrorCode.NONE or not partition.active_producers:
+        return None
+    (producer,) = partition.active_producers
+    return producer
+
+
+def _end_offset(cluster: Cluster, broker_id: int, topic: str) -> int:
+    body = list_offsets_request(topic, (0, LATEST))
+    (partition,) = _txn_call(cluster, broker_id, body, 5).topics[0].partitions
+    assert partition.error_code == ErrorCode.NONE
+    return int(partition.offset)
+
+
+def test_a_new_transaction_coordinator_fences_the_markers_of_the_old_one(
+    tmp_path: Path,
+) -> None:
+    # The coordinator epoch is the leader epoch of the __transaction_state partition
+    # (TransactionCoordinator.onElection). After a kill -9 the successor's markers carry
+    # its higher one and are written; the data partition's leader then refuses a marker
+    # of the dead coordinator's epoch (TRANSACTION_COORDINATOR_FENCED), writing nothing.
+    with Cluster(3, config=TXN_CONFIG, data_dir=tmp_path) as cluster:
+        coordinator = cluster.wait_for(
+            lambda: max(cluster.coordinator_of(FENCE_TXN_ID, key_type=1), 0), 30
+        )
+        cluster.wait_for(lambda: len(cluster.partitions("__transaction_state")[0].isr) == 3, 30)
+        # The data partition is led elsewhere: its markers go out as WriteTxnMarkers.
+        others = [b for b in cluster.broker_ids if b != coordinator]
+        admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+        topic = NewTopic("fenced", 1, replica_assignment=[[*others, coordinator]])
+        for future in admin.create_topics([topic]).values():
+            future.result(30)
+        data_leader = others[0]
+        cluster.wait_for(lambda: cluster.leader_of("fenced", 0) == data_leader, 30)
+        producer = Producer(
+            {"bootstrap.servers": cluster.bootstrap_servers, "transactional.id": FENCE_TXN_ID}
+        )
+        producer.init_transactions(60)
+
+        def commit_one(value: bytes) -> None:
+            producer.begin_transaction()
+            producer.produce("fenced", value, partition=0)
+            producer.commit_transaction(90)
+
+        commit_one(b"first")
+        old_epoch = cluster.partitions("__transaction_state")[0].leader_epoch
+        first = _producer_on(cluster, data_leader, "fenced")
+        assert first is not None and first.coordinator_epoch == old_epoch
+
+        cluster.kill(coordinator)
+        cluster.wait_for(
+            lambda: (
+                (c := cluster.coordinator_of(FENCE_TXN_ID, key_type=1)) not in (-1, coordinator)
+                and c
+            ),
+            30,
+            message="a new transaction coordinator",
+        )
+        new_epoch = cluster.partitions("__transaction_state")[0].leader_epoch
+        assert new_epoch > old_epoch
+        # The producer goes on with the successor, whose markers are accepted.
+        commit_one(b"second")
+        second = _producer_on(cluster, data_leader, "fenced")
+        assert second is not None and second.producer_id == first.producer_id
+        assert second.coordinator_epoch == new_epoch
+        producer.flush(10)
+
+        # The dead coordinator's epoch, as a zombie of it would send: refused.
+        written = _end_offset(cluster, data_leader, "fenced")
+        W = WriteTxnMarkersRequest
+        stale = W(
+            markers=[
+                W.WritableTxnMarker(
+                    producer_id=second.producer_id,
+                    producer_epoch=second.producer_epoch,
+                    transaction_result=False,
+                    coordinator_epoch=old_epoch,
+                    topics=[W.WritableTxnMarkerTopic(name="fenced", partition_indexes=[0])],
+                )
+            ]
+        )
+        answer = _txn_call(cluster, data_leader, stale, 1)
+        code = answer.markers[0].topics[0].partitions[0].error_code
+        assert code == ErrorCode.TRANSACTION_COORDINATOR_FENCED
+        assert _end_offset(cluster, data_leader, "fenced") == written
 
 
 CONSUMER_GROUP = "replicated-consumer-group"

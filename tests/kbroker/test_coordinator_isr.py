@@ -1330,7 +1330,7 @@ async def test_markers_an_unloaded_coordinator_still_sends_are_dropped(
     )
     unloaded = False
     markers = _TxnMarkers(7, 0, True, (("t", 0),), 0)
-    delivered: list[bool] = []
+    delivered: list[ErrorCode] = []
     async with trio.open_nursery() as nursery:
         node._nursery = nursery
         node.send_txn_markers(7, 0, True, [("t", 0)], 0, on_done=delivered.append)
@@ -1343,9 +1343,65 @@ async def test_markers_an_unloaded_coordinator_still_sends_are_dropped(
         with trio.fail_after(1):
             while not delivered:
                 await trio.sleep(0.01)
-        assert delivered == [False]  # the abandoned one; the other goes on
-        assert await node._send_txn_markers(markers, lambda: unloaded) is False
+        assert delivered == [ErrorCode.NOT_COORDINATOR]  # the abandoned one; the other goes on
+        assert await node._send_txn_markers(markers, lambda: unloaded) == (
+            ErrorCode.NOT_COORDINATOR
+        )
         nursery.cancel_scope.cancel()
+
+
+async def test_markers_a_leader_fences_are_not_sent_again(
+    autojump_clock: trio.testing.MockClock,
+    virtual_broker: BrokerState,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # TransactionMarkerRequestCompletionHandler: TRANSACTION_COORDINATOR_FENCED from a
+    # partition's leader ends the sending (a coordinator of a newer epoch owns the
+    # transaction), where NOT_ENOUGH_REPLICAS and the like are retried.
+    from kbroker.cluster import node as node_module
+    from kbroker.wire.messages import WriteTxnMarkersResponse
+
+    node = ClusterNode(virtual_broker, zk=None)
+    node.metadata = cast(
+        Any,
+        SimpleNamespace(
+            partition=lambda *tp: object(),
+            leader_of=lambda *tp: 2,
+            brokers={2: SimpleNamespace(host="10.0.0.2", port=9092)},
+        ),
+    )
+    answers = [ErrorCode.NOT_ENOUGH_REPLICAS, ErrorCode.TRANSACTION_COORDINATOR_FENCED]
+    sent: list[int] = []
+
+    async def leader(host: str, port: int, body: Any, *, version: int) -> Any:
+        (marker,) = body.markers
+        sent.append(marker.coordinator_epoch)
+        R = WriteTxnMarkersResponse
+        code = answers.pop(0)
+        return R(
+            markers=[
+                R.WritableTxnMarkerResult(
+                    producer_id=marker.producer_id,
+                    topics=[
+                        R.WritableTxnMarkerTopicResult(
+                            name="t",
+                            partitions=[
+                                R.WritableTxnMarkerPartitionResult(
+                                    partition_index=0, error_code=code
+                                )
+                            ],
+                        )
+                    ],
+                )
+            ]
+        )
+
+    monkeypatch.setattr(node_module, "request_once", leader)
+    markers = _TxnMarkers(7, 0, True, (("t", 0),), 5)
+    with trio.fail_after(60):
+        result = await node._send_txn_markers(markers)
+    assert result == ErrorCode.TRANSACTION_COORDINATOR_FENCED
+    assert sent == [5, 5] and not answers
 
 
 # --- Offsets staged by an open transaction keep an Empty classic group ------------------

@@ -23,7 +23,7 @@ from kbroker.wire.messages import (
 )
 from kbroker.wire.protocol import decode_response, encode_request
 from kbroker.wire.records import Record, build_batch
-from tests.kbroker.helpers import produce_request
+from tests.kbroker.helpers import all_values, fetch, produce_request
 
 
 def _api_versions() -> ApiVersionsRequest:
@@ -134,6 +134,33 @@ async def test_produce_is_applied_in_request_order(server) -> None:
         assert correlation_id == i
         assert response.responses[0].partition_responses[0].base_offset == i
     assert topic.partitions[0].log.log_end_offset == 20
+
+
+@pytest.mark.parametrize(("first", "later"), [(400_000, 400_000), (1_000_000, 150_000)])
+async def test_two_large_produce_requests_in_one_write_are_answered_in_order(
+    server, first: int, later: int
+) -> None:
+    # A large request's first read may bring all of it and part (or all) of the next
+    # one: both are written byte for byte and answered in order. The first request gives
+    # the connection its large requests' buffer (512 KiB, or 1 MiB): the two that follow
+    # overflow it (400 KB each) or both fit in it (150 KB each).
+    topic = server.broker.topics.create("big", 1)
+    client = await server.connect()
+    values = [bytes([i]) * n + b"%d" % i for i, n in enumerate([first, later, later])]
+    frames = [encode_request(0, 9, i, "p", _produce("big", -1, v)) for i, v in enumerate(values)]
+    await client.send_raw(frames[0])
+    answers = [await client.receive_raw()]
+    await client.send_raw(frames[1] + frames[2])  # one write, two requests
+    answers += [await client.receive_raw(), await client.receive_raw()]
+    for i, answer in enumerate(answers):
+        assert answer is not None
+        correlation_id, response = decode_response(0, 9, answer)
+        assert correlation_id == i
+        partition = response.responses[0].partition_responses[0]
+        assert partition.error_code == ErrorCode.NONE and partition.base_offset == i
+    part = await fetch(client, server, "big", 0, 0, partition_max_bytes=4 * first)
+    assert all_values(bytes(part.records)) == values
+    assert topic.partitions[0].log.log_end_offset == 3
 
 
 def _replace_handler(monkeypatch: pytest.MonkeyPatch, api_key: int, fn) -> None:

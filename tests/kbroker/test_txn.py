@@ -343,6 +343,69 @@ async def test_write_txn_markers_for_tools(server: Any) -> None:
         assert await latest(c, "t", 1) == 3
 
 
+def _marker(pid: int, commit: bool, coordinator_epoch: int, *partitions: int) -> Any:
+    W = WriteTxnMarkersRequest
+    return W(
+        markers=[
+            W.WritableTxnMarker(
+                producer_id=pid,
+                producer_epoch=0,
+                transaction_result=commit,
+                coordinator_epoch=coordinator_epoch,
+                topics=[W.WritableTxnMarkerTopic(name="t", partition_indexes=list(partitions))],
+            )
+        ]
+    )
+
+
+async def _producer_on(c: Any, pid: int) -> Any:
+    """DescribeProducers' view of producer ``pid`` on "t"-0."""
+    d = await c.request(
+        DescribeProducersRequest(
+            topics=[DescribeProducersRequest.TopicRequest(name="t", partition_indexes=[0])]
+        )
+    )
+    (found,) = [p for p in d.topics[0].partitions[0].active_producers if p.producer_id == pid]
+    return found
+
+
+async def test_a_marker_from_an_older_coordinator_epoch_is_fenced_and_writes_nothing(
+    server: Any,
+) -> None:
+    # ProducerAppendInfo.appendEndTxnMarker: the producer's last marker came from
+    # coordinator epoch 5, so one from epoch 4 is a zombie coordinator's.
+    create_topic(server, "t")
+    log = server.broker.topics.partition("t", 0).log
+    async with await server.connect() as c:
+        log.append(txn_batch(900, 0, 0))  # 0-1
+        written = await c.request(_marker(900, False, 5, 0))  # 2
+        assert written.markers[0].topics[0].partitions[0].error_code == ErrorCode.NONE
+        log.append(txn_batch(900, 0, 2))  # 3-4: the next transaction, open
+        assert (await _producer_on(c, 900)).coordinator_epoch == 5
+        stale = await c.request(_marker(900, True, 4, 0))
+        code = stale.markers[0].topics[0].partitions[0].error_code
+        assert code == ErrorCode.TRANSACTION_COORDINATOR_FENCED
+        # Nothing written: the transaction is still open, read_committed stops before it.
+        assert log.log_end_offset == 5 and await latest(c, "t", 1) == 3
+        assert (await _producer_on(c, 900)).current_txn_start_offset == 3
+        # The current coordinator's marker (same or newer epoch) ends it.
+        current = await c.request(_marker(900, True, 5, 0))
+        assert current.markers[0].topics[0].partitions[0].error_code == ErrorCode.NONE
+        assert log.log_end_offset == 6 and await latest(c, "t", 1) == 6
+
+
+async def test_a_single_nodes_markers_carry_its_leader_epoch(server: Any) -> None:
+    # A single node leads every partition at leader epoch 0: its coordinator's epoch.
+    create_topic(server, "t")
+    async with await server.connect() as c:
+        pid, e = await begin(c)
+        await add_and_produce(c, pid, e, 0)
+        assert (await _producer_on(c, pid)).coordinator_epoch == -1  # no marker yet
+        assert await end(c, pid, e, True) == ErrorCode.NONE
+        assert (await _producer_on(c, pid)).coordinator_epoch == 0
+        assert server.broker.topics.partition("t", 0).leader_epoch == 0
+
+
 async def test_transactional_id_expires_after_idle_period(make_server: Any) -> None:
     now = [1_000.0]
     server = await make_server(transactional_id_expiration_ms=60_000, **SMALL)

@@ -57,7 +57,7 @@ class Fake:
         if self.hold_markers:
             self.held_markers.append(done)  # remote leaders or ISRs still to confirm
         else:
-            done(True)
+            done(ErrorCode.NONE)
 
     def coordinator(self, **cfg: Any) -> TransactionCoordinator:
         return TransactionCoordinator(
@@ -237,13 +237,13 @@ def test_complete_is_written_only_once_every_marker_is(fake: Fake) -> None:
         == ErrorCode.CONCURRENT_TRANSACTIONS
     )
     assert tc.poll() == [] and len(fake.markers) == 1  # in flight: not sent twice
-    fake.held_markers.pop(0)(False)  # a leader never confirmed
+    fake.held_markers.pop(0)(ErrorCode.REQUEST_TIMED_OUT)  # a leader never confirmed
     assert end.result() == ErrorCode.NONE  # decided: PrepareCommit is written
     assert fake.writes[-1][1].state is TxnState.PREPARE_COMMIT
     # A later poll sends the markers again; once confirmed, CompleteCommit is written.
     tc.poll()
     assert len(fake.markers) == 2
-    fake.held_markers.pop(0)(True)
+    fake.held_markers.pop(0)(ErrorCode.NONE)
     assert fake.writes[-1][1].state is TxnState.COMPLETE_COMMIT
     assert tc.describe("a").state is TxnState.COMPLETE_COMMIT
 
@@ -353,7 +353,7 @@ def test_an_unloaded_coordinator_writes_nothing_more(fake: Fake) -> None:
 
     tc.unload()
     assert ended.result() == ErrorCode.NONE
-    fake.held_markers.pop()(True)  # the markers arrive: no CompleteCommit
+    fake.held_markers.pop()(ErrorCode.NONE)  # the markers arrive: no CompleteCommit
     fake.release()  # b's Ongoing record is replicated: not applied here
     assert added.result() == ErrorCode.NOT_COORDINATOR
     assert tc.describe("b").state is TxnState.EMPTY
@@ -363,3 +363,22 @@ def test_an_unloaded_coordinator_writes_nothing_more(fake: Fake) -> None:
     assert refused.result() == ErrorCode.NOT_COORDINATOR
     assert len(fake.writes) == writes
     assert len(fake.markers) == 1
+
+
+def test_fenced_markers_are_left_to_the_newer_coordinator(fake: Fake) -> None:
+    # TransactionMarkerRequestCompletionHandler: TRANSACTION_COORDINATOR_FENCED means a
+    # coordinator of a newer epoch owns the transaction. This one sends no more markers
+    # and writes no Complete*: the transaction stays pending until it is unloaded.
+    tc = fake.coordinator()
+    r = _ongoing(tc)
+    fake.hold_markers = True
+    end = tc.end_txn("a", r.producer_id, r.producer_epoch, True)
+    fake.held_markers.pop(0)(ErrorCode.TRANSACTION_COORDINATOR_FENCED)
+    assert end.result() == ErrorCode.NONE  # decided: PrepareCommit is written
+    assert fake.writes[-1][1].state is TxnState.PREPARE_COMMIT
+    fake.now += 3600
+    assert tc.next_deadline_ms() is None
+    tc.poll()
+    assert len(fake.markers) == 1 and fake.writes[-1][1].state is TxnState.PREPARE_COMMIT
+    again = tc.end_txn("a", r.producer_id, r.producer_epoch, True).result()
+    assert again == ErrorCode.CONCURRENT_TRANSACTIONS and len(fake.markers) == 1

@@ -6,6 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kbroker.log.config import LogConfig
+from kbroker.log.partition import PartitionLog
 from kbroker.log.producer_state import ProducerState, ProducerStateError, in_sequence
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.records import build_control_batch
@@ -154,3 +156,90 @@ def test_compaction_drops_aborted_records_and_stops_at_open_transactions(open_lo
     # The committed value survives (the aborted one never superseded it), the
     # aborted record is gone, and the open transaction's record is untouched.
     assert 0 in offsets and 1 not in offsets and 3 in offsets
+
+
+def _marker_at(coordinator_epoch: int, *, commit: bool = True, pid: int = 1, epoch: int = 0):
+    return build_control_batch(
+        commit=commit,
+        producer_id=pid,
+        producer_epoch=epoch,
+        coordinator_epoch=coordinator_epoch,
+        timestamp=5,
+    )
+
+
+def _fenced(ps: ProducerState, pid: int, epoch: int, coordinator_epoch: int) -> ErrorCode | None:
+    try:
+        ps.check_marker(pid, epoch, coordinator_epoch)
+    except ProducerStateError as exc:
+        return exc.code
+    return None
+
+
+def test_a_marker_from_an_older_coordinator_epoch_than_the_producers_last_is_fenced(open_log):
+    # ProducerAppendInfo.appendEndTxnMarker: the producer remembers the coordinator epoch
+    # of its last marker; a coordinator of an older one is a zombie.
+    log = open_log()
+    ps = log.producer_state
+    assert _fenced(ps, 1, 0, 0) is None  # a producer never seen: nothing to fence
+    log.append(_tx(1, 0))
+    log.append(_marker_at(3))
+    assert ps.lookup(1).coordinator_epoch == 3
+    assert _fenced(ps, 1, 0, 2) == ErrorCode.TRANSACTION_COORDINATOR_FENCED
+    assert _fenced(ps, 1, 0, 3) is None and _fenced(ps, 1, 0, 4) is None
+    # The producer epoch is checked first, as Kafka does.
+    log.append(_tx(1, 0, epoch=1))
+    assert _fenced(ps, 1, 0, 2) == ErrorCode.INVALID_PRODUCER_EPOCH
+    # A new producer epoch keeps the producer's coordinator epoch.
+    assert ps.lookup(1).coordinator_epoch == 3
+    log.append(_marker_at(5, commit=False, epoch=1))
+    assert ps.lookup(1).coordinator_epoch == 5
+    assert _fenced(ps, 1, 1, 3) == ErrorCode.TRANSACTION_COORDINATOR_FENCED
+    # Another producer's markers are its own.
+    assert _fenced(ps, 2, 0, 0) is None
+
+
+@pytest.mark.parametrize("how", ["snapshot", "log scan"])
+def test_the_producers_coordinator_epoch_survives_a_reopen(open_log, log_dir, how):
+    log = open_log()
+    log.append(_tx(1, 0))
+    log.append(_marker_at(4))
+    log.append(_tx(1, 1))  # a transaction open again
+    if how == "snapshot":
+        log.close()
+        assert list(log_dir.glob("*.snapshot"))
+    else:
+        log.abandon()
+        for path in log_dir.glob("*.snapshot"):
+            path.unlink()
+    log = open_log()
+    assert log.producer_state.lookup(1).coordinator_epoch == 4
+    assert _fenced(log.producer_state, 1, 0, 3) == ErrorCode.TRANSACTION_COORDINATOR_FENCED
+
+
+def test_a_follower_takes_the_coordinator_epoch_from_the_leaders_marker(open_log, tmp_path):
+    # Its producer state follows the leader's batches: once it leads, it fences as the
+    # leader did.
+    leader = open_log()
+    leader.append(_tx(1, 0))
+    leader.append(_marker_at(4))
+    follower = PartitionLog.open(tmp_path / "follower" / "t-0", LogConfig())
+    try:
+        follower.append_as_follower(leader.read(0, 1 << 20).read_bytes())
+        assert follower.producer_state.lookup(1).coordinator_epoch == 4
+        assert _fenced(follower.producer_state, 1, 0, 3) == (
+            ErrorCode.TRANSACTION_COORDINATOR_FENCED
+        )
+    finally:
+        follower.abandon()
+
+
+def test_a_snapshot_without_coordinator_epochs_is_still_read():
+    # Snapshots written before the transaction fields: [pid, epoch, last ts, batches].
+    old = b"[[7, 2, 99, [[0, 4, 10, 14, 99]]]]"
+    entry = ProducerState.from_json(old).lookup(7)
+    assert (entry.producer_epoch, entry.last_seq, entry.coordinator_epoch) == (2, 4, -1)
+    state = ProducerState.from_json(old)
+    assert _fenced(state, 7, 2, 0) is None
+    state.entries[7].coordinator_epoch = 6
+    assert ProducerState.from_json(state.to_json()).lookup(7).coordinator_epoch == 6

@@ -10,16 +10,28 @@ from __future__ import annotations
 import struct
 import tracemalloc
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kbroker.wire.errors import FrameTooLarge
 from kbroker.wire.frames import GROW_START, LARGE_FRAME, FrameDecoder, frame
 
 
-def _deliver(stream: bytes, chunks: list[int], in_place: list[bool]) -> list[bytes]:
-    """Push ``stream`` through a decoder in chunks, in place when the decoder offers a buffer."""
+def _deliver(
+    stream: bytes,
+    chunks: list[int],
+    in_place: list[bool],
+    *,
+    keep_views: bool = False,
+) -> list[bytes]:
+    """Push ``stream`` through a decoder in chunks, in place when the decoder offers a buffer.
+
+    ``keep_views``: every frame handed out is kept until the end, and only then compared:
+    a buffer must never be reused under a frame still held.
+    """
     dec = FrameDecoder()
-    out: list[bytes] = []
+    out: list[bytes | memoryview] = []
     pos = 0
     step = 0
     while pos < len(stream):
@@ -27,7 +39,8 @@ def _deliver(stream: bytes, chunks: list[int], in_place: list[bool]) -> list[byt
         target = dec.receive_buffer() if in_place[step % len(in_place)] else None
         start = None
         if target is None and in_place[step % len(in_place)]:
-            start = dec.start_buffer(size)  # a first read, into the large frames' buffer
+            # A first read, into the large frames' buffer (all of it after a large frame).
+            start = dec.start_buffer(size)
         step += 1
         if target is not None:
             n = min(size, len(target), len(stream) - pos)
@@ -41,11 +54,12 @@ def _deliver(stream: bytes, chunks: list[int], in_place: list[bool]) -> list[byt
         else:
             n = min(size, len(stream) - pos)
             dec.feed(stream[pos : pos + n])
+        del target
         pos += n
         while (f := dec.next_frame_view()) is not None:
-            out.append(bytes(f))
+            out.append(f if keep_views else bytes(f))
     assert dec.buffered == 0
-    return out
+    return [bytes(f) for f in out]
 
 
 def test_large_frame_is_received_in_place_and_handed_out_without_copy() -> None:
@@ -73,9 +87,11 @@ def test_the_first_read_of_a_large_frame_lands_in_place() -> None:
     payload = bytes(range(256)) * (2 * LARGE_FRAME // 256)
     data = frame(payload) + frame(b"next")
     start = dec.start_buffer(1000)
-    assert start is not None and len(start) == 1000
+    # All of the buffer (3 LARGE_FRAME rounded up to 4, and the prefix): the last frame
+    # was large. Here the read brings only the first 1000 bytes.
+    assert start is not None and len(start) == 4 + 4 * LARGE_FRAME
     buffer = id(start.obj)  # an id: a reference would pin the buffer
-    start[:] = data[:1000]
+    start[:1000] = data[:1000]
     del start
     dec.started(1000)
     target = dec.receive_buffer()
@@ -147,6 +163,33 @@ def test_any_mix_of_in_place_reads_and_feeds_yields_the_same_frames(
     payloads = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
     stream = b"".join(frame(p) for p in payloads)
     assert _deliver(stream, chunks, in_place) == payloads
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    # LARGE_FRAME fills its buffer exactly (4 + 64 KiB); 3 LARGE_FRAME + 7 leaves a buffer
+    # of 4 LARGE_FRAME with room for what follows.
+    st.lists(
+        st.sampled_from(
+            [0, 5, 100, LARGE_FRAME - 4, LARGE_FRAME, LARGE_FRAME + 1, 3 * LARGE_FRAME + 7]
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    st.lists(st.integers(min_value=1, max_value=2 * LARGE_FRAME), min_size=1, max_size=6),
+    st.lists(st.booleans(), min_size=1, max_size=4),
+    st.booleans(),
+)
+def test_first_reads_of_the_whole_buffer_yield_the_same_frames_and_overwrite_none(
+    sizes: list[int], chunks: list[int], in_place: list[bool], keep_views: bool
+) -> None:
+    # A first read may bring a whole large frame and, behind it, any part of what
+    # follows (a pipelining client): the frames still come out whole and in order, and
+    # with every frame kept alive none is overwritten by the reads after it.
+    payloads = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
+    stream = b"".join(frame(p) for p in payloads)
+    got = _deliver(stream, chunks, in_place, keep_views=keep_views)
+    assert got == payloads
 
 
 def _receive_in_place(dec: FrameDecoder, payload: bytes) -> memoryview:
@@ -265,3 +308,138 @@ def test_a_huge_size_prefix_allocates_what_arrives_not_what_it_announces() -> No
     assert peak <= GROW_START + 64 * 1024
     assert dec.buffered == 4 + 2
     assert dec.next_frame_view() is None
+
+
+def _start_read(dec: FrameDecoder, data: bytes, limit: int = 1000) -> int:
+    """One first read of a new request into the large frames' buffer: how much of
+    ``data`` it took."""
+    start = dec.start_buffer(limit)
+    assert start is not None
+    n = min(len(start), len(data))
+    start[:n] = data[:n]
+    del start
+    dec.started(n)
+    return n
+
+
+def _with_buffer(size: int) -> FrameDecoder:
+    """A decoder whose large frames' buffer holds ``size`` bytes (prefix included), free."""
+    dec = FrameDecoder()
+    _receive_in_place(dec, b"w" * (size - 4))
+    start = dec.start_buffer(1000)
+    assert start is not None and len(start) == size  # all of it: the last frame was large
+    return dec
+
+
+def test_a_large_frame_read_whole_comes_out_of_that_one_read_without_a_copy() -> None:
+    dec = _with_buffer(4 + 4 * LARGE_FRAME)
+    buffer = id(dec.start_buffer(1000).obj)  # type: ignore[union-attr]
+    payload = bytes(range(256)) * (3 * LARGE_FRAME // 256)
+    assert _start_read(dec, frame(payload)) == 4 + len(payload)
+    assert dec.receive_buffer() is None  # nothing left to read for it
+    view = dec.next_frame_view()
+    assert isinstance(view, memoryview) and id(view.obj) == buffer and view == payload
+    assert dec.buffered == 0 and dec.next_frame_view() is None
+
+
+def test_a_frame_filling_the_buffer_exactly_comes_out_whole() -> None:
+    dec = _with_buffer(4 + 2 * LARGE_FRAME)
+    payload = bytes(range(256)) * (2 * LARGE_FRAME // 256)
+    data = frame(payload) + frame(b"after")
+    assert _start_read(dec, data) == len(frame(payload))  # the buffer is full
+    view = dec.next_frame_view()
+    assert isinstance(view, memoryview) and view == payload
+    assert dec.start_buffer(1000) is None  # the frame still holds the buffer
+    dec.feed(data[len(frame(payload)) :])
+    assert dec.next_frame_view() == b"after"
+    assert view == payload
+
+
+def test_small_frames_read_behind_a_large_one_come_out_in_order() -> None:
+    dec = _with_buffer(4 + 4 * LARGE_FRAME)
+    big = b"B" * (2 * LARGE_FRAME + 3)
+    smalls = [b"one", b"", b"three" * 50]
+    data = frame(big) + b"".join(frame(s) for s in smalls)
+    assert _start_read(dec, data) == len(data)
+    view = dec.next_frame_view()
+    assert isinstance(view, memoryview) and view == big
+    got = [dec.next_frame_view() for _ in smalls]
+    assert got == smalls and all(isinstance(g, bytes) for g in got)  # small: copied out
+    assert dec.next_frame_view() is None and dec.buffered == 0
+    assert view == big
+
+
+@pytest.mark.parametrize("second_size", [100, 3 * LARGE_FRAME])
+def test_the_part_of_the_next_frame_read_behind_a_large_one_is_kept(second_size: int) -> None:
+    # A pipelining client's next request, partly read with the first one (small or
+    # large): it is completed by the next reads while the first is still in use.
+    dec = _with_buffer(4 + 4 * LARGE_FRAME)
+    first = bytes(range(256)) * (3 * LARGE_FRAME // 256)
+    second = bytes(range(255, -1, -1)) * (second_size // 256) + b"!" * (second_size % 256)
+    data = frame(first) + frame(second)
+    cut = len(frame(first)) + 50
+    assert _start_read(dec, data[:cut]) == cut
+    view = dec.next_frame_view()
+    assert isinstance(view, memoryview) and view == first
+    assert dec.next_frame_view() is None and dec.buffered == 50
+    assert dec.start_buffer(1000) is None  # a frame begun: no first read
+    target = dec.receive_buffer()
+    if target is None:  # small: fed as any read
+        dec.feed(data[cut:])
+    else:
+        assert id(target.obj) != id(view.obj)  # not into the buffer the first one holds
+        target[:] = data[cut:]
+        dec.received(len(data) - cut)
+        del target
+    assert dec.next_frame_view() == second
+    assert view == first  # never overwritten while held
+    assert dec.buffered == 0
+
+
+def test_a_bad_size_behind_a_large_frame_is_refused_once_that_frame_is_taken() -> None:
+    dec = _with_buffer(4 + 2 * LARGE_FRAME)
+    payload = b"p" * LARGE_FRAME
+    data = frame(payload) + struct.pack(">i", dec.max_frame_size + 1) + b"xx"
+    assert _start_read(dec, data) == len(data)
+    assert dec.next_frame_view() == payload
+    with pytest.raises(FrameTooLarge):
+        dec.next_frame_view()
+
+
+def test_after_a_small_frame_a_first_read_takes_no_more_than_its_limit() -> None:
+    # A client pipelining small requests has no more read (and served) at a time than
+    # from the shared buffer; once a large one begins, the whole buffer again.
+    dec = _with_buffer(4 + 4 * LARGE_FRAME)
+    smalls = b"".join(frame(b"s" * 100) for _ in range(3000))
+    assert _start_read(dec, smalls, limit=1000) == 4 * LARGE_FRAME + 4  # after a large one
+    assert all(dec.next_frame_view() == b"s" * 100 for _ in range(4 * LARGE_FRAME // 104))
+    dec.feed(smalls[4 * LARGE_FRAME + 4 : 4 * LARGE_FRAME // 104 * 104 + 104])
+    assert dec.next_frame_view() == b"s" * 100 and dec.buffered == 0
+    assert _start_read(dec, smalls, limit=1000) == 1000  # after a small one
+    while dec.next_frame_view() is not None:
+        pass
+    dec.feed(smalls[1000:1040])
+    assert dec.next_frame_view() == b"s" * 100 and dec.buffered == 0
+    big = b"b" * (2 * LARGE_FRAME)
+    assert _start_read(dec, frame(big) * 2, limit=1000) == 1000
+    target = dec.receive_buffer()
+    assert target is not None
+    target[:] = frame(big)[1000:]
+    dec.received(len(target))
+    del target
+    assert dec.next_frame_view() == big
+    assert _start_read(dec, frame(big), limit=1000) == len(frame(big))  # all of it again
+    assert dec.next_frame_view() == big
+    # A small frame, then the start of a large one in the same read: once the large one
+    # has begun (out of the bytes fed), the next first read takes all of the buffer again.
+    data = frame(b"s" * 100) + frame(big)
+    assert _start_read(dec, data[:50_000], limit=1000) == 50_000  # after a large one
+    assert dec.next_frame_view() == b"s" * 100
+    target = dec.receive_buffer()
+    assert target is not None
+    target[:] = data[50_000:]
+    dec.received(len(target))
+    del target
+    assert dec.next_frame_view() == big
+    assert _start_read(dec, frame(big), limit=1000) == len(frame(big))
+    assert dec.next_frame_view() == big
