@@ -36,8 +36,11 @@ __all__ = ["SLICE_S", "PartitionLoad", "between_slices"]
 logger = logging.getLogger(__name__)
 R = TypeVar("R")
 
-# Wall time one slice of reading may take before the loader lets other tasks run.
-SLICE_S = 0.01
+# Wall time one slice of reading may take before the loader lets other tasks run. A
+# request needs a few scheduling steps, each of which may wait for one slice: at 2 ms,
+# Metadata answered during a 100k-record load takes ~4 ms (bench/coordinator_load.py),
+# and the load itself no longer than read in one step.
+SLICE_S = 0.002
 # What the background loader awaits between slices: a checkpoint, where the other tasks
 # run (the tests hold loads there).
 between_slices: Callable[[], Awaitable[None]] = trio.lowlevel.checkpoint
