@@ -1128,6 +1128,11 @@ async def serve(
                 node = ClusterNode(broker, zk)
                 broker.cluster = node
                 await nursery.start(node.run)
+            if zk is None:
+                # Its coordinators' logs are read in the background from now (in cluster
+                # mode, from each election).
+                group_service.load_at_start(broker)
+                txn_service.load_at_start(broker)
             nursery.start_soon(_maintenance, broker)
             nursery.start_soon(server.close_idle_connections)
             await _start_observability(server, nursery)

@@ -1,6 +1,7 @@
 """The Trio side of the coordinator: which ``GroupCoordinator`` holds a group, and waiting.
 
-A single node has one coordinator for every group, loaded on first use. In cluster
+A single node has one coordinator for every group, loaded at start (``load_at_start``)
+or on first use. In cluster
 mode each ``__consumer_offsets`` partition this broker leads has its own, loaded from
 that partition's log as soon as this broker is elected its leader (``load_partition``)
 and unloaded when its leadership moves (``unload_partition``), so a move touches the
@@ -9,8 +10,9 @@ groups of that partition only. A load reads the log in the background
 COORDINATOR_LOAD_IN_PROGRESS (``coordinator_for``, ``group_loading``), as Kafka's
 GroupCoordinator.validateGroupStatus answers for a partition in ``loadingPartitions``.
 
-The state machine never blocks; this module only waits. There is no
-background task: every group request first calls ``poll()`` (so timers that
+The state machine never blocks; this module only waits. No background task
+fires its timers (only loading runs in one): every group request first calls
+``poll()`` (so timers that
 fell due since the last request fire, with their effects visible to that
 request), and a request whose answer is pending (JoinGroup, SyncGroup) waits
 until it is decided or the machine's next deadline passes, then polls again.
@@ -44,6 +46,7 @@ __all__ = [
     "coordinators",
     "drop",
     "group_loading",
+    "load_at_start",
     "load_led",
     "load_partition",
     "loaded_coordinators",
@@ -152,6 +155,15 @@ def load_partition(broker: BrokerState, index: int) -> None:
         pass  # no longer led: nothing to load
 
 
+def load_at_start(broker: BrokerState) -> None:
+    """A single node that starts with a ``__consumer_offsets`` topic starts loading it at
+    once, in the background: it leads every partition from the start (Kafka's broker
+    becomes their leader at start-up and GroupCoordinator.onElection loads them), so a
+    client that comes back after a restart finds its groups loaded, not loading."""
+    if broker.cluster is None and broker.topics.get(OFFSETS_TOPIC) is not None:
+        _ensure(broker, None, first_slice_here=False)
+
+
 def loading(broker: BrokerState) -> bool:
     """Whether some coordinator partition of this broker is still loading (ListGroups
     answers COORDINATOR_LOAD_IN_PROGRESS with the groups of the others)."""
@@ -223,7 +235,10 @@ def _build(
     broker: BrokerState, store: OffsetsTopicStore, records: list[CoordinatorRecord], where: str
 ) -> GroupCoordinator:
     """A coordinator writing to ``store``, holding what ``records`` (its log) say."""
-    gc = GroupCoordinator(config=coordinator_config(broker), clock=broker.clock, store=store)
+    # The broker's clock as it is when asked, not when loaded (a node loads at start).
+    gc = GroupCoordinator(
+        config=coordinator_config(broker), clock=lambda: broker.clock(), store=store
+    )
     # Imported here: the transaction side builds on this module.
     from kbroker.txn.offsets import discard, pending_partitions, set_aside
 

@@ -2,17 +2,18 @@
 
 - ``txn_coordinator(broker, transactional_id)``: the TransactionCoordinator of a
   transactional id, loaded from ``__transaction_state`` and polled (timeouts,
-  expiry) on every call. A single node has one for every partition, loaded on first
-  use; in cluster mode each partition this broker leads has its own, loaded from
+  expiry) on every call. A single node has one for every partition, loaded at start
+  (``load_at_start``) or on first use; in cluster mode each partition this broker leads has its own, loaded from
   that partition as soon as this broker is elected its leader (``load_partition``)
   and unloaded when its leadership moves (``unload_partition``), as Kafka's
   TransactionStateManager loads and removes the transactions of one partition,
   leaving the others alone. A load reads the log in the background
   (kbroker.coordinator.loading): until it is over the ids of that partition are
-  COORDINATOR_LOAD_IN_PROGRESS (TransactionStateManager.getTransactionState). There is no background task: produce, fetch,
-  list-offsets and every transaction API call it, so a stale transaction is aborted
-  by the next request that could observe it (a read_committed consumer polls at
-  least every fetch.max.wait.ms).
+  COORDINATOR_LOAD_IN_PROGRESS (TransactionStateManager.getTransactionState). No
+  background task fires its timers: produce, fetch, list-offsets and every
+  transaction API poll it, so a stale transaction is aborted by the next request that
+  could observe it (a read_committed consumer polls at least every
+  fetch.max.wait.ms).
 - ``write_markers``: COMMIT/ABORT control batches appended in-process to every
   partition of a transaction this broker leads (the others get WriteTxnMarkers from
   ``ClusterNode.send_txn_markers``); a ``__consumer_offsets`` partition also
@@ -148,6 +149,15 @@ def load_partition(broker: BrokerState, index: int) -> None:
         pass  # no longer led: nothing to load
 
 
+def load_at_start(broker: BrokerState) -> None:
+    """A single node that starts with a ``__transaction_state`` topic starts loading it
+    at once, in the background (TransactionCoordinator.onElection at start-up), so a
+    transaction left open by a crash times out, and a Prepare* one completes, even if its
+    producer never comes back."""
+    if broker.cluster is None and broker.topics.get(TRANSACTION_STATE_TOPIC) is not None:
+        _ensure(broker, None, first_slice_here=False)
+
+
 def loading(broker: BrokerState) -> bool:
     """Whether some ``__transaction_state`` partition of this broker is still loading
     (ListTransactions answers COORDINATOR_LOAD_IN_PROGRESS)."""
@@ -255,7 +265,8 @@ def _build(
 
     tc = TransactionCoordinator(
         config=txn_config(broker),
-        clock=broker.clock,
+        # The broker's clock as it is when asked, not when loaded (a node loads at start).
+        clock=lambda: broker.clock(),
         next_producer_id=producer_ids(broker).next_id,
         store=store,
         markers=markers,

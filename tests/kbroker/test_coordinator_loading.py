@@ -1,4 +1,6 @@
-"""A single node loads its coordinators on first use, in the background.
+"""A single node loads its coordinators in the background: at start when their topic
+exists (Kafka's broker leads every partition from start-up, and onElection loads
+them), else on first use.
 
 Until the whole ``__consumer_offsets`` / ``__transaction_state`` log is read, the
 groups and transactional ids answer COORDINATOR_LOAD_IN_PROGRESS (Kafka's answer for
@@ -55,7 +57,7 @@ async def _committed(c: Any) -> tuple[int, int]:
     return 0, resp.topics[0].partitions[0].committed_offset
 
 
-async def test_coordinators_load_in_the_background_on_first_use(
+async def test_coordinators_load_in_the_background_from_start(
     make_server: Any, tmp_path: Path, held_loads: trio.Event
 ) -> None:
     data = str(tmp_path / "restarted")
@@ -73,7 +75,7 @@ async def test_coordinators_load_in_the_background_on_first_use(
     await server.stop()
     server = await make_server(log_dirs=data, **SMALL)
     async with await server.connect() as c:
-        # First use: both loads start, and wait after their first record.
+        # Both loads started with the broker, and wait after their first record.
         assert await _committed(c) == (ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, -1)
         assert (await init(c, TID)).error_code == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
         listed = await c.request(ListGroupsRequest())
@@ -102,11 +104,11 @@ async def test_coordinators_load_in_the_background_on_first_use(
         assert (listed.error_code, [g.group_id for g in listed.groups]) == (0, [GROUP])
 
 
-async def test_a_small_log_is_served_by_the_request_that_loads_it(
+async def test_a_restarted_node_loads_its_groups_without_a_request(
     make_server: Any, tmp_path: Path
 ) -> None:
-    # The first slice is read by the request itself: a log read within it (an empty
-    # one always) is served at once, no client sent into a retry.
+    from kbroker.coordinator.service import loaded_coordinators
+
     data = str(tmp_path / "restarted")
     server = await make_server(log_dirs=data, **SMALL)
     create_topic(server, "t")
@@ -115,5 +117,22 @@ async def test_a_small_log_is_served_by_the_request_that_loads_it(
         assert (await c.request(commit, version=8)).topics[0].partitions[0].error_code == 0
     await server.stop()
     server = await make_server(log_dirs=data, **SMALL)
+    await trio.testing.wait_all_tasks_blocked()
+    assert [gc.group_ids() for gc in loaded_coordinators(server.broker)] == [[GROUP]]
     async with await server.connect() as c:
+        assert await _committed(c) == (0, 42)
+
+
+async def test_a_small_log_is_served_by_the_request_that_loads_it(
+    make_server: Any, tmp_path: Path
+) -> None:
+    # The first slice is read by the request itself: a log read within it (an empty
+    # one always) is served at once, no client sent into a retry. Its topic created
+    # after start, __consumer_offsets is loaded on first use.
+    server = await make_server(**SMALL)
+    create_topic(server, "t")
+    async with await server.connect() as c:
+        assert await _committed(c) == (0, -1)
+        commit = commit_request(GROUP, {("t", 0): 42})
+        assert (await c.request(commit, version=8)).topics[0].partitions[0].error_code == 0
         assert await _committed(c) == (0, 42)
