@@ -111,7 +111,11 @@ class FrameDecoder:
             # A new frame starts here: if it is large and incomplete, its bytes go
             # straight into its own buffer (one copy, not via _buf and then again).
             (size,) = _SIZE.unpack_from(data, 0)
-            if LARGE_FRAME <= size <= self._max and len(data) < 4 + size:
+            if size < 0 or size > self._max:
+                # Refused before any of it is kept: a first read into the large frames'
+                # buffer (started) may have brought megabytes behind this prefix.
+                raise FrameTooLarge(size, self._max)
+            if LARGE_FRAME <= size and len(data) < 4 + size:
                 self._begin_large(size, memoryview(data)[4:])
                 return
         self._buf += data

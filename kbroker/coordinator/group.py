@@ -1939,9 +1939,12 @@ class GroupCoordinator:
                     continue
                 # OffsetMetadataManager.deleteAllOffsets tombstones every offset the
                 # group has, a commit not yet replicated included (the runtime applied
-                # it), and removes what open transactions staged.
+                # it), and every partition open transactions staged one for: those
+                # tombstones remove the staged offsets when the log is replayed
+                # (OffsetsTopicStore.load), so their commit does not bring them back.
                 tombstoned = [*self.offsets.of(group_id)]
                 tombstoned += self.offsets.pending_partitions(group_id) - set(tombstoned)
+                tombstoned += sorted(self.pending_txn_partitions(group_id) - set(tombstoned))
                 tombstones: list[OffsetRecord | GroupRecord] = [
                     OffsetRecord(group_id, t, p, None) for t, p in tombstoned
                 ]

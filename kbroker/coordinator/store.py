@@ -363,6 +363,26 @@ def decode_record(key: bytes, value: bytes | None) -> CoordinatorRecord | None:
     return _decode_consumer_group(version, key, value)
 
 
+def _drop_staged(staged: dict[int, list[CoordinatorRecord]], tombstone: OffsetRecord) -> None:
+    """A KIP-848 group's offset tombstone removes what open transactions staged for that
+    partition before it (OffsetMetadataManager.replay): its deletion (DeleteGroups,
+    OffsetDelete) took those too, and their commit must not bring them back. A classic
+    group's does not: the old coordinator's loader keeps them (and its offset expiry
+    tombstones offsets a transaction has staged a new one for)."""
+    for producer_id, records in list(staged.items()):
+        # The producer stays known (its marker still ends its transaction) with whatever
+        # else it staged.
+        staged[producer_id] = [
+            r
+            for r in records
+            if not (
+                isinstance(r, OffsetRecord)
+                and r.group_id == tombstone.group_id
+                and (r.topic, r.partition) == (tombstone.topic, tombstone.partition)
+            )
+        ]
+
+
 class OffsetsTopicStore:
     """``GroupStore`` backed by the broker's ``__consumer_offsets`` partitions."""
 
@@ -446,6 +466,8 @@ class OffsetsTopicStore:
         ]
         # Per partition: producer id -> its TxnOffsetCommit records without a marker yet.
         pending: dict[int, dict[int, list[CoordinatorRecord]]] = {p.index: {} for p in parts}
+        # The KIP-848 groups the log holds so far (their epoch record not tombstoned).
+        consumer_groups: set[str] = set()
         for part, batch in iter_stored_batches(parts):
             header = batch.header
             staged_here = pending[part.index]
@@ -471,9 +493,21 @@ class OffsetsTopicStore:
                     continue
                 if header.is_transactional:
                     staged_here.setdefault(header.producer_id, []).append(decoded)
-                else:
-                    yield decoded
+                    continue
+                if isinstance(decoded, ConsumerGroupEpochRecord):
+                    if decoded.epoch is None:
+                        consumer_groups.discard(decoded.group_id)
+                    else:
+                        consumer_groups.add(decoded.group_id)
+                elif (
+                    isinstance(decoded, OffsetRecord)
+                    and decoded.value is None
+                    and decoded.group_id in consumer_groups
+                ):
+                    _drop_staged(staged_here, decoded)
+                yield decoded
         for staged_here in pending.values():
             for pid, staged in staged_here.items():
                 # Transactions still open at load: their offsets wait for the marker.
-                self.pending_txn_offsets.setdefault(pid, []).extend(staged)
+                if staged:
+                    self.pending_txn_offsets.setdefault(pid, []).extend(staged)

@@ -15,6 +15,7 @@ are read when its group coordinator loads it and forgotten when it is unloaded
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,8 @@ from kbroker.wire.errors import ErrorCode
 
 if TYPE_CHECKING:
     from kbroker.broker import BrokerState
+
+logger = logging.getLogger(__name__)
 
 _STATE_KEY = "kbroker.txn.offsets"
 # The ``SetAside`` offsets of deletions still in flight.
@@ -200,8 +203,18 @@ class SetAside:
         # Known already (``set_aside`` read it): nothing to load, so nothing to fail.
         pending: dict[int, list[OffsetRecord]] = self._broker.state.setdefault(_STATE_KEY, {})
         for producer_id, records in self.staged.items():
+            since = pending.get(producer_id, [])
             # Ahead of anything the transaction staged since: a later record wins.
-            pending[producer_id] = records + pending.get(producer_id, [])
+            pending[producer_id] = records + since
+            # The deletion's tombstones in the log removed them for a replay: they are
+            # staged there again, after the tombstones, unless the transaction staged a
+            # newer offset for the partition since (which the log holds after them).
+            newer = {(r.topic, r.partition) for r in since if r.group_id == self.group_id}
+            _restage(
+                self._broker,
+                producer_id,
+                [r for r in records if (r.topic, r.partition) not in newer],
+            )
         return self.committed
 
     def drop(self) -> None:
@@ -209,6 +222,33 @@ class SetAside:
         asides: list[SetAside] = self._broker.state.get(_ASIDE_KEY, [])
         if self in asides:
             asides.remove(self)
+
+
+def _restage(broker: BrokerState, producer_id: int, records: list[OffsetRecord]) -> None:
+    """Write ``records`` (one group's, staged by the producer's open transaction) to the
+    group's partition again, as the producer's transactional batch (``stage``), if this
+    broker still leads it; a failure is only logged (the next replay then lacks them)."""
+    if not records:
+        return
+    index = partition_for(records[0].group_id, offsets_partitions(broker))
+    cluster = broker.cluster
+    if cluster is not None and not cluster.replicas.is_leader(OFFSETS_TOPIC, index):
+        return  # the partition's new leader replays its log
+    part = broker.topics.partition(OFFSETS_TOPIC, index)
+    entry = part.log.producer_state.lookup(producer_id) if part is not None else None
+    if entry is None:
+        return
+    try:
+        OffsetsTopicStore(broker).write(
+            index, list(records), producer_id=producer_id, producer_epoch=entry.producer_epoch
+        )
+    except Exception as exc:  # noqa: BLE001 - what is served is restored regardless
+        logger.warning(
+            "offsets of group %s staged by producer %d not written again: %s",
+            records[0].group_id,
+            producer_id,
+            exc,
+        )
 
 
 def set_aside(broker: BrokerState, group_id: str) -> SetAside:

@@ -648,7 +648,9 @@ async def test_markers_carry_the_epoch_of_the_coordinators_leadership_and_fence_
     # coordinator loaded from the log then is the one of leader epoch 7.
     await _move(cluster, TXN_STATE, 1, leader=2, epoch=4)
     await _move(cluster, TXN_STATE, 1, leader=ME, epoch=7)
-    await _settled()  # the election's load, in the background
+    # Loaded by a background task started at the election (COORDINATOR_LOAD_IN_PROGRESS
+    # until it has run).
+    await trio.testing.wait_all_tasks_blocked()
     successor = txn_coordinator(cluster.broker, MOVED_TID)
     assert successor.coordinator_epoch == 7
     # Its markers carry 7 and are accepted over the producer's last one (0).

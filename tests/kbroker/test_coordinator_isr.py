@@ -44,6 +44,7 @@ from kbroker.wire.messages import (
     HeartbeatRequest,
     OffsetFetchRequest,
     SyncGroupRequest,
+    TxnOffsetCommitRequest,
     WriteTxnMarkersRequest,
 )
 from kbroker.wire.protocol import decode_request, encode_request
@@ -904,6 +905,53 @@ async def test_a_consumer_group_deletion_not_replicated_gives_back_staged_offset
     assert await committed(probe) == -1
     assert _replayed(server) is None
     assert _reloaded(server).fetch_offsets("g", [("t", 0)])[("t", 0)] is None
+
+
+async def test_offsets_staged_for_a_deleted_consumer_group_stay_deleted_after_a_reload(
+    server: Any,
+) -> None:
+    # OffsetMetadataManager.deleteAllOffsets tombstones every partition an open
+    # transaction staged an offset for, committed or not, and replaying a tombstone
+    # removes what was staged before it: the transaction's commit brings back none of
+    # the deleted group's offsets, neither now nor for a coordinator loaded from the log.
+    create_topic(server, "t", 2)
+    client, probe, producer = await server.connect(), await server.connect(), await server.connect()
+    assert (await _first_beat(client, "a")).error_code == ErrorCode.NONE
+    CGH = ConsumerGroupHeartbeatRequest
+    left = await client.request(CGH(group_id="g", member_id="a", member_epoch=-1))
+    assert left.error_code == ErrorCode.NONE
+    assert await _commit(client, 4) == ErrorCode.NONE
+    started = await init(producer, timeout_ms=600_000)
+    pid, epoch = started.producer_id, started.producer_epoch
+    assert await add_offsets(producer, pid, epoch) == ErrorCode.NONE
+    T = TxnOffsetCommitRequest
+    staged = await producer.request(
+        T(
+            transactional_id=TID,
+            group_id="g",
+            producer_id=pid,
+            producer_epoch=epoch,
+            topics=[
+                T.TxnOffsetCommitRequestTopic(
+                    name="t",
+                    partitions=[
+                        # "t"-1 has no committed offset: staged only.
+                        T.TxnOffsetCommitRequestPartition(partition_index=p, committed_offset=o)
+                        for p, o in ((0, 5), (1, 6))
+                    ],
+                )
+            ],
+        )
+    )
+    assert [p.error_code for p in staged.topics[0].partitions] == [ErrorCode.NONE] * 2
+    assert await _stable(probe) == (ErrorCode.UNSTABLE_OFFSET_COMMIT, -1)
+    deleted = await client.request(DeleteGroupsRequest(groups_names=["g"]))
+    assert deleted.results[0].error_code == ErrorCode.NONE
+    assert await end(producer, pid, epoch, True) == ErrorCode.NONE
+    assert await _stable(probe) == (ErrorCode.NONE, -1)
+    assert coordinator_for(server.broker).fetch_offsets("g", None) == {}
+    reloaded = _reloaded(server)
+    assert reloaded.fetch_offsets("g", None) == {} and reloaded.group_ids() == []
 
 
 async def test_a_single_node_answers_a_consumer_group_heartbeat_without_waiting(

@@ -15,7 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kbroker.wire.errors import FrameTooLarge
-from kbroker.wire.frames import GROW_START, LARGE_FRAME, FrameDecoder, frame
+from kbroker.wire.frames import (
+    DEFAULT_MAX_FRAME_SIZE,
+    GROW_START,
+    LARGE_FRAME,
+    FrameDecoder,
+    frame,
+)
 
 
 def _deliver(
@@ -443,3 +449,25 @@ def test_after_a_small_frame_a_first_read_takes_no_more_than_its_limit() -> None
     assert dec.next_frame_view() == big
     assert _start_read(dec, frame(big), limit=1000) == len(frame(big))
     assert dec.next_frame_view() == big
+
+
+def test_a_first_read_with_a_bad_size_keeps_none_of_its_bytes() -> None:
+    # The size prefix is judged before anything is kept (NetworkReceive reads the size
+    # first): a first read that may fill the whole large frames' buffer must not copy
+    # what came with an oversized (or negative) size before refusing it.
+    for size in (DEFAULT_MAX_FRAME_SIZE + 1, -1):
+        dec = _with_buffer(4 + 8 * LARGE_FRAME)
+        start = dec.start_buffer(1000)
+        assert start is not None
+        start[:4] = struct.pack(">i", size)
+        n = len(start)
+        del start
+        tracemalloc.start()
+        try:
+            with pytest.raises(FrameTooLarge):
+                dec.started(n)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 64 * 1024  # not the 512 KiB read
+        assert dec.buffered == 0
