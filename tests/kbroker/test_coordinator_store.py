@@ -1,12 +1,13 @@
-"""__consumer_offsets record encoding: Kafka's byte layout, round trips, tombstones."""
+"""__consumer_offsets records: Kafka's byte layout, round trips, tombstones, replay."""
 
 from __future__ import annotations
 
 import struct
 
+from kbroker.coordinator.consumer_group import ConsumerGroupEpochRecord
 from kbroker.coordinator.group import GroupRecord, GroupSnapshot, MemberSnapshot
 from kbroker.coordinator.offsets import OffsetAndMetadata, OffsetRecord
-from kbroker.coordinator.store import decode_record, encode_record
+from kbroker.coordinator.store import OffsetsTopicStore, decode_record, encode_record
 
 
 def kstr(text: str) -> bytes:
@@ -58,3 +59,44 @@ def test_unknown_key_versions_are_ignored():
     # Key versions past the KIP-848 ones (3-8), e.g. share groups, are not ours to load.
     assert decode_record(struct.pack(">h", 42) + kstr("g"), b"\x00\x00") is None
     assert decode_record(b"", None) is None
+
+
+async def test_a_kip848_groups_offset_tombstone_removes_the_offsets_staged_before_it(server):
+    # OffsetMetadataManager.replay: a KIP-848 group's offset tombstone (DeleteGroups,
+    # OffsetDelete) removes what open transactions staged for that partition before it,
+    # so their commit does not bring the offset back on a reload. A classic group's is
+    # replayed as the old coordinator's loader does (its offset expiry may tombstone an
+    # offset a transaction has since staged a new one for, which the commit publishes).
+    store = OffsetsTopicStore(server.broker)
+    partition = 0
+
+    def om(offset: int) -> OffsetAndMetadata:
+        return OffsetAndMetadata(offset, -1, "", 5)
+
+    store.write(partition, [ConsumerGroupEpochRecord("new", 1)])
+    for group in ("new", "classic"):
+        store.write(partition, [OffsetRecord(group, "t", 0, om(4))])
+        store.write(
+            partition,
+            [OffsetRecord(group, "t", 0, om(5)), OffsetRecord(group, "t", 1, om(6))],
+            producer_id=7,
+            producer_epoch=0,
+        )
+        store.write(partition, [OffsetRecord(group, "t", 0, None)])
+    # Staged after the tombstone: kept.
+    store.write(partition, [OffsetRecord("new", "t", 0, om(8))], producer_id=9, producer_epoch=0)
+    loaded = [r for r in store.load() if isinstance(r, OffsetRecord)]
+    assert [(r.group_id, r.partition, r.value) for r in loaded] == [
+        ("new", 0, om(4)),
+        ("new", 0, None),
+        ("classic", 0, om(4)),
+        ("classic", 0, None),
+    ]
+    staged = {
+        pid: [(r.group_id, r.partition, r.value.offset) for r in records]  # type: ignore[union-attr]
+        for pid, records in store.pending_txn_offsets.items()
+    }
+    assert staged == {
+        7: [("new", 1, 6), ("classic", 0, 5), ("classic", 1, 6)],
+        9: [("new", 0, 8)],
+    }
