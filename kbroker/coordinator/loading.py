@@ -31,7 +31,7 @@ from typing import Generic, TypeVar
 
 import trio
 
-__all__ = ["SLICE_S", "PartitionLoad", "between_slices"]
+__all__ = ["SLICE_S", "Loads", "PartitionLoad", "between_slices"]
 
 logger = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -121,3 +121,58 @@ class PartitionLoad(Generic[R]):
             logger.exception("installing %s failed", self.what)
             self._failed()
         return True
+
+
+class Loads(Generic[R]):
+    """The loads under way of one kind of coordinator, by partition (None: a single
+    node's whole topic): at most one each, and only the current one installs."""
+
+    def __init__(self) -> None:
+        self._by_index: dict[int | None, PartitionLoad[R]] = {}
+
+    def __contains__(self, index: int | None) -> bool:
+        return index in self._by_index
+
+    def __bool__(self) -> bool:
+        return bool(self._by_index)
+
+    def start(
+        self,
+        index: int | None,
+        what: str,
+        records: Iterator[R],
+        install: Callable[[list[R]], None],
+        *,
+        first_slice_here: bool,
+    ) -> None:
+        """Load partition ``index``: ``install(records read)`` once all are read, unless
+        ``cancel`` came first (``PartitionLoad.start`` for ``first_slice_here``)."""
+
+        def installed(read: list[R]) -> None:
+            if self._by_index.get(index) is not load:
+                return  # cancelled meanwhile: a newer load (or none) is the partition's
+            del self._by_index[index]
+            install(read)
+
+        def failed() -> None:
+            if self._by_index.get(index) is load:
+                del self._by_index[index]
+
+        load = self._by_index[index] = PartitionLoad(what, records, installed, failed)
+        load.start(first_slice_here=first_slice_here)
+
+    def cancel(self, index: int | None) -> bool:
+        """Partition ``index`` was lost: its load, if one is under way, installs nothing.
+        Whether one was."""
+        load = self._by_index.pop(index, None)
+        if load is not None:
+            load.cancel()
+        return load is not None
+
+    def cancel_all(self) -> bool:
+        """Every load under way installs nothing; whether there was one."""
+        loads = list(self._by_index.values())
+        self._by_index.clear()
+        for load in loads:
+            load.cancel()
+        return bool(loads)

@@ -31,7 +31,7 @@ import trio
 
 from kbroker.coordinator.classic_group import Pending
 from kbroker.coordinator.group import CoordinatorConfig, GroupCoordinator, partition_for
-from kbroker.coordinator.loading import PartitionLoad
+from kbroker.coordinator.loading import Loads
 from kbroker.coordinator.store import CoordinatorRecord, OffsetsTopicStore
 from kbroker.errors import KafkaApiError
 from kbroker.internal_topics import OFFSETS_TOPIC, coordinated_partitions
@@ -170,10 +170,8 @@ def loading(broker: BrokerState) -> bool:
     return bool(_loads(broker))
 
 
-def _loads(broker: BrokerState) -> dict[int | None, PartitionLoad[CoordinatorRecord]]:
-    found: dict[int | None, PartitionLoad[CoordinatorRecord]] = broker.state.setdefault(
-        _LOADING_KEY, {}
-    )
+def _loads(broker: BrokerState) -> Loads[CoordinatorRecord]:
+    found: Loads[CoordinatorRecord] = broker.state.setdefault(_LOADING_KEY, Loads())
     return found
 
 
@@ -200,9 +198,6 @@ def _ensure(
     what = OFFSETS_TOPIC if index is None else f"{OFFSETS_TOPIC}-{index}"
 
     def install(records: list[CoordinatorRecord]) -> None:
-        if loads.get(index) is not load:
-            return  # cancelled meanwhile: a newer load (or none) is the partition's
-        del loads[index]
         gc = _build(broker, store, records, "" if index is None else f" from {what}")
         # Imported here: the transaction side builds on this module.
         from kbroker.txn.offsets import partition_loaded, whole_loaded
@@ -215,12 +210,7 @@ def _ensure(
             # Transactional offset commits of that partition still waiting for their marker.
             partition_loaded(broker, index, store.pending_txn_offsets)
 
-    def failed() -> None:
-        if loads.get(index) is load:
-            del loads[index]
-
-    load = loads[index] = PartitionLoad(what, store.load(), install, failed)
-    load.start(first_slice_here=first_slice_here)
+    loads.start(index, what, store.load(), install, first_slice_here=first_slice_here)
     return _installed(broker, index)
 
 
@@ -297,11 +287,7 @@ def drop(broker: BrokerState) -> bool:
     """Drop every group coordinator loaded here (whether one was): the next request loads
     its successor from the logs. A dropped one is unloaded (``GroupCoordinator.unload``):
     whoever still waits in it is answered NOT_COORDINATOR, and it writes nothing more."""
-    loads = _loads(broker)
-    cancelled = list(loads.values())
-    loads.clear()
-    for load in cancelled:
-        load.cancel()
+    cancelled = _loads(broker).cancel_all()
     dropped: list[GroupCoordinator] = []
     gc: GroupCoordinator | None = broker.state.pop(_STATE_KEY, None)
     if gc is not None:
@@ -327,12 +313,10 @@ def unload_partition(broker: BrokerState, index: int) -> bool:
     partition_unloaded(broker, index)
     # A load under way installs nothing (Kafka's removeGroupsForPartition drops the
     # partition from loadingPartitions; a later load reads the log again).
-    load = _loads(broker).pop(index, None)
-    if load is not None:
-        load.cancel()
+    cancelled = _loads(broker).cancel(index)
     gc = _partitions(broker).pop(index, None)
     if gc is None:
-        return load is not None
+        return cancelled
     gc.unload()
     return True
 

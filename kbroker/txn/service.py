@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from kbroker.cluster.producer_ids import ClusterProducerIds
-from kbroker.coordinator.loading import PartitionLoad
+from kbroker.coordinator.loading import Loads
 from kbroker.errors import KafkaApiError
 from kbroker.internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC, coordinated_partitions
 from kbroker.log.producer_state import BatchMetadata, ProducerStateError, last_sequence
@@ -167,8 +167,8 @@ def loading(broker: BrokerState) -> bool:
 _Record = tuple[str, TxnMetadata | None]
 
 
-def _loads(broker: BrokerState) -> dict[int | None, PartitionLoad[_Record]]:
-    found: dict[int | None, PartitionLoad[_Record]] = broker.state.setdefault(_LOADING_KEY, {})
+def _loads(broker: BrokerState) -> Loads[_Record]:
+    found: Loads[_Record] = broker.state.setdefault(_LOADING_KEY, Loads())
     return found
 
 
@@ -202,18 +202,10 @@ def _ensure(
             _partitions(broker)[index] = tc
 
     def install(records: list[_Record]) -> None:
-        if loads.get(index) is not load:
-            return  # cancelled meanwhile: a newer load (or none) is the partition's
-        del loads[index]
         where = "" if index is None else f" from {what}"
         _build(broker, store, records, register, where, coordinator_epoch=epoch)
 
-    def failed() -> None:
-        if loads.get(index) is load:
-            del loads[index]
-
-    load = loads[index] = PartitionLoad(what, store.load(), install, failed)
-    load.start(first_slice_here=first_slice_here)
+    loads.start(index, what, store.load(), install, first_slice_here=first_slice_here)
     return _installed(broker, index)
 
 
@@ -324,11 +316,7 @@ def drop(broker: BrokerState) -> bool:
     loads its successor from the logs. A dropped one is unloaded
     (``TransactionCoordinator.unload``): it writes nothing more, and what waits in it is
     answered as Kafka answers a request whose coordinator resigned."""
-    loads = _loads(broker)
-    cancelled = list(loads.values())
-    loads.clear()
-    for load in cancelled:
-        load.cancel()
+    cancelled = _loads(broker).cancel_all()
     dropped: list[TransactionCoordinator] = []
     tc: TransactionCoordinator | None = broker.state.pop(_STATE_KEY, None)
     if tc is not None:
@@ -350,12 +338,10 @@ def unload_partition(broker: BrokerState, index: int) -> bool:
         return drop(broker)
     # A load under way installs nothing (TransactionStateManager
     # .removeTransactionsForTxnTopicPartition drops it from loadingPartitions).
-    load = _loads(broker).pop(index, None)
-    if load is not None:
-        load.cancel()
+    cancelled = _loads(broker).cancel(index)
     tc = _partitions(broker).pop(index, None)
     if tc is None:
-        return load is not None
+        return cancelled
     _unload(broker, tc)
     return True
 
