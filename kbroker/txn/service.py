@@ -195,9 +195,14 @@ def _ensure(
     store = TxnStateTopicStore(broker) if index is None else TxnStateTopicStore(broker, [index])
     what = TRANSACTION_STATE_TOPIC if index is None else f"{TRANSACTION_STATE_TOPIC}-{index}"
 
-    def register(tc: TransactionCoordinator) -> None:
+    def register(tc: TransactionCoordinator | None) -> None:
         if index is None:
-            broker.state[_STATE_KEY] = tc
+            if tc is None:
+                broker.state.pop(_STATE_KEY, None)
+            else:
+                broker.state[_STATE_KEY] = tc
+        elif tc is None:
+            _partitions(broker).pop(index, None)
         else:
             _partitions(broker)[index] = tc
 
@@ -232,13 +237,17 @@ def _build(
     broker: BrokerState,
     store: TxnStateTopicStore,
     records: list[_Record],
-    register: Callable[[TransactionCoordinator], None],
+    register: Callable[[TransactionCoordinator | None], None],
     where: str,
     *,
     coordinator_epoch: int,
 ) -> TransactionCoordinator:
     """A coordinator writing to ``store``, holding what ``records`` (its log) say,
-    registered by ``register``, whose markers carry ``coordinator_epoch``."""
+    registered by ``register``, whose markers carry ``coordinator_epoch``. If the replay
+    raises, nothing stays registered (``register(None)``), as a failed group load
+    installs nothing: the partition is then neither loaded nor loading, and the next
+    request loads it again (Kafka's loadTransactionsForTxnTopicPartition adds the
+    partition's transactions to the cache only once all are read)."""
 
     def markers(
         pid: int, epoch: int, commit: bool, parts: list[TopicPartition], done: MarkersDone
@@ -266,7 +275,13 @@ def _build(
     )
     # Register before loading: finishing a Prepare* transaction writes markers.
     register(tc)
-    tc.load(records)
+    try:
+        tc.load(records)
+    except BaseException:
+        register(None)
+        # Markers it started writing are left to the coordinator loaded next.
+        tc.unload()
+        raise
     logger.info(
         "transaction coordinator loaded %d transactional id(s)%s at coordinator epoch %d",
         len(tc.txns),

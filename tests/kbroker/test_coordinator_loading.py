@@ -19,6 +19,8 @@ import trio
 import trio.testing
 
 from kbroker.coordinator import loading
+from kbroker.txn.coordinator import TransactionCoordinator
+from kbroker.txn.service import loaded_txn_coordinators
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.messages import (
     HeartbeatRequest,
@@ -136,3 +138,33 @@ async def test_a_small_log_is_served_by_the_request_that_loads_it(
         commit = commit_request(GROUP, {("t", 0): 42})
         assert (await c.request(commit, version=8)).topics[0].partitions[0].error_code == 0
         assert await _committed(c) == (0, 42)
+
+
+async def test_a_transaction_coordinator_whose_replay_fails_is_not_installed(
+    make_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As a failed group load: nothing half-loaded stays installed, and the next request
+    # loads the partition again, so the transactional id keeps its producer id.
+    data = str(tmp_path / "restarted")
+    server = await make_server(log_dirs=data, **SMALL)
+    async with await server.connect() as c:
+        first = await init(c, TID)
+        assert first.error_code == ErrorCode.NONE
+    await server.stop()
+    replay = TransactionCoordinator.load
+    failures = [RuntimeError("replay failed")]
+
+    def fails_once(self: TransactionCoordinator, records: Any) -> None:
+        if failures:
+            raise failures.pop()
+        replay(self, records)
+
+    monkeypatch.setattr(TransactionCoordinator, "load", fails_once)
+    server = await make_server(log_dirs=data, **SMALL)
+    await trio.testing.wait_all_tasks_blocked()
+    assert not failures  # the load at start failed
+    assert loaded_txn_coordinators(server.broker) == []
+    async with await server.connect() as c:
+        again = await init(c, TID)
+        assert again.error_code == ErrorCode.NONE
+        assert (again.producer_id, again.producer_epoch) == (first.producer_id, 1)
