@@ -1152,6 +1152,13 @@ async def serve(
                 await server._all_closed.wait()
             nursery.cancel_scope.cancel()
     finally:
+        # GroupCoordinator.shutdown / TransactionCoordinator.shutdown: the loads under way
+        # stop (they would go on reading the logs closed below, as system tasks that
+        # outlive this server) and the coordinators are dropped, their background marker
+        # sends with them. Nothing can start another: requests, maintenance and
+        # elections ended with the nursery.
+        group_service.drop(broker)
+        txn_service.drop(broker)
         if zk is not None:
             # Ending the session removes our registration at once: the controller
             # moves what we still lead without waiting for the session timeout.

@@ -11,6 +11,7 @@ while it loads) are in tests/cluster/test_coordinator_partitions.py.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +169,43 @@ async def test_a_transaction_coordinator_whose_replay_fails_is_not_installed(
         again = await init(c, TID)
         assert again.error_code == ErrorCode.NONE
         assert (again.producer_id, again.producer_epoch) == (first.producer_id, 1)
+
+
+def _load_tasks() -> list[str]:
+    """The names of the coordinator loads running in this Trio run (system tasks)."""
+    found: list[str] = []
+
+    def walk(task: trio.lowlevel.Task) -> None:
+        for nursery in task.child_nurseries:
+            for child in nursery.child_tasks:
+                if child.name.startswith("load "):
+                    found.append(child.name)
+                walk(child)
+
+    walk(trio.lowlevel.current_root_task())
+    return sorted(found)
+
+
+async def test_a_broker_stopped_while_it_loads_stops_its_loads_quietly(
+    make_server: Any, tmp_path: Path, held_loads: trio.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GroupCoordinator / TransactionCoordinator.shutdown: loads under way end with the
+    # broker; none reads the logs it closed, nor outlives it.
+    data = str(tmp_path / "restarted")
+    server = await make_server(log_dirs=data, **SMALL)
+    create_topic(server, "t")
+    async with await server.connect() as c:
+        commit = commit_request(GROUP, {("t", 0): 42})
+        assert (await c.request(commit, version=8)).topics[0].partitions[0].error_code == 0
+        assert (await init(c, TID)).error_code == ErrorCode.NONE
+    await server.stop()
+    server = await make_server(log_dirs=data, **SMALL)
+    await trio.testing.wait_all_tasks_blocked()
+    assert _load_tasks() == ["load __consumer_offsets", "load __transaction_state"]
+    caplog.clear()
+    await server.stop()
+    await trio.testing.wait_all_tasks_blocked()
+    assert _load_tasks() == []
+    held_loads.set()  # what a load still waiting would go on with
+    await trio.testing.wait_all_tasks_blocked()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
