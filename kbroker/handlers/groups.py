@@ -810,38 +810,48 @@ async def handle_delete_groups(
             shards.setdefault(_coordinator_key(ctx, g), []).append(g)
     result: dict[str, int] = {}
     writes: list[tuple[GroupCoordinator, ConsumerGroupWrite]] = []
-    for shard_names in shards.values():
-        # Checked again: an earlier shard may have waited, and this one's partition may
-        # have moved meanwhile (NOT_COORDINATOR, not a request that fails whole).
-        refusals.update({g: _group_refusal(ctx, Operation.DELETE, g) for g in shard_names})
-        allowed_names = [g for g in shard_names if refusals[g] is None]
-        if not allowed_names:
-            continue
-        gc = coordinator_for(ctx.broker, allowed_names[0])
-        while (busy := next(filter(gc.consumer_write_in_flight, allowed_names), None)) is not None:
-            if trio.current_time() >= deadline:
-                # Not settled in time: a timed-out write (see _settled_coordinator).
-                refusals[busy] = ErrorCode.COORDINATOR_NOT_AVAILABLE
-            else:
-                await settled(gc, busy, deadline)
-                # Checked again, as a heartbeat does: the partition may have moved
-                # meanwhile, and a group led elsewhere is NOT_COORDINATOR, not what this
-                # broker's log says.
-                refusals.update(
-                    {g: _group_refusal(ctx, Operation.DELETE, g) for g in allowed_names}
-                )
+    try:
+        for shard_names in shards.values():
+            # Checked again: an earlier shard may have waited, and this one's partition may
+            # have moved meanwhile (NOT_COORDINATOR, not a request that fails whole).
+            refusals.update({g: _group_refusal(ctx, Operation.DELETE, g) for g in shard_names})
             allowed_names = [g for g in shard_names if refusals[g] is None]
             if not allowed_names:
-                break
+                continue
             gc = coordinator_for(ctx.broker, allowed_names[0])
-        if allowed_names:
-            deleted, shard_writes = gc.prepare_delete_groups(allowed_names)
-            result.update(deleted)
-            writes.extend((gc, write) for write in shard_writes)
-    for gc, write in writes:
-        # A KIP-848 group's deletion is answered once its tombstones are replicated; the
-        # deletions were all appended first, so their waits share the deadline.
-        result[write.group_id] = await _consumer_write_replicated(ctx, gc, write, deadline)
+            while (
+                busy := next(filter(gc.consumer_write_in_flight, allowed_names), None)
+            ) is not None:
+                if trio.current_time() >= deadline:
+                    # Not settled in time: a timed-out write (see _settled_coordinator).
+                    refusals[busy] = ErrorCode.COORDINATOR_NOT_AVAILABLE
+                else:
+                    await settled(gc, busy, deadline)
+                    # Checked again, as a heartbeat does: the partition may have moved
+                    # meanwhile, and a group led elsewhere is NOT_COORDINATOR, not what this
+                    # broker's log says.
+                    refusals.update(
+                        {g: _group_refusal(ctx, Operation.DELETE, g) for g in allowed_names}
+                    )
+                allowed_names = [g for g in shard_names if refusals[g] is None]
+                if not allowed_names:
+                    break
+                gc = coordinator_for(ctx.broker, allowed_names[0])
+            if allowed_names:
+                deleted, shard_writes = gc.prepare_delete_groups(allowed_names)
+                result.update(deleted)
+                writes.extend((gc, write) for write in shard_writes)
+        for gc, write in writes:
+            # A KIP-848 group's deletion is answered once its tombstones are replicated; the
+            # deletions were all appended first, so their waits share the deadline.
+            result[write.group_id] = await _consumer_write_replicated(ctx, gc, write, deadline)
+    finally:
+        # Torn down (the request cancelled while it waits for a later partition's group,
+        # or for an earlier deletion's replication): every deletion prepared is settled,
+        # as failed if its wait never ran (the group and its offsets come back), so no
+        # group is left with a write in flight that nothing will ever settle.
+        for gc, write in writes:
+            gc.complete_consumer_write(write, ErrorCode.COORDINATOR_NOT_AVAILABLE)
     result.update({g: refused for g, refused in refusals.items() if refused is not None})
     return DeleteGroupsResponse(
         results=[

@@ -335,6 +335,69 @@ async def test_delete_groups_answers_a_group_whose_partition_moved_while_it_wait
     assert results == {busy: ErrorCode.NON_EMPTY_GROUP, gone: ErrorCode.NOT_COORDINATOR}
 
 
+async def test_delete_groups_cancelled_while_it_waits_leaves_no_group_in_flight(
+    cluster: Harness,
+) -> None:
+    # DeleteGroups of an empty KIP-848 group (its deletion prepared, tombstones written)
+    # and of a group of another partition whose write is in flight (waited for). The
+    # request is cancelled during that wait: the first deletion is settled all the
+    # same, failed, so the group is back and whoever changes it next is not stuck
+    # behind a write nothing would ever settle.
+    from kbroker.handlers import RequestContext
+    from kbroker.handlers.groups import handle_delete_groups
+    from kbroker.wire.messages import ConsumerGroupHeartbeatRequest, DeleteGroupsRequest
+    from kbroker.wire.protocol import decode_request, encode_request
+    from tests.kbroker.helpers import first_heartbeat
+
+    emptied, busy = KEPT_GROUP, MOVED_GROUP
+    assert partition_for(emptied, 3) == 1 and partition_for(busy, 3) == 0
+    member = await _connect(cluster)
+    joined = await member.request(first_heartbeat(emptied, "t"))
+    assert joined.error_code == ErrorCode.NONE
+    left = await member.request(
+        ConsumerGroupHeartbeatRequest(
+            group_id=emptied, member_id=joined.member_id, member_epoch=-1, topic_partitions=[]
+        )
+    )
+    assert left.error_code == ErrorCode.NONE
+    emptied_gc = coordinator_for(cluster.broker, emptied)
+    replica = replicate(cluster.server, OFFSETS)
+    body = DeleteGroupsRequest(groups_names=[emptied, busy])
+    header, request = decode_request(encode_request(body.API_KEY, 2, 7, "client", body)[4:])
+    ctx = RequestContext(cluster.broker, header, 2, "127.0.0.1:1", ("127.0.0.1", 0))
+    deleting = trio.CancelScope()
+
+    async def delete() -> None:
+        with deleting:
+            await handle_delete_groups(ctx, request)
+
+    beat = Pending()
+    async with trio.open_nursery() as nursery:
+        written = replica.log.log_end_offset
+        # The member's join is written, not yet replicated: the group has a write in flight.
+        nursery.start_soon(beat.run, member.request(first_heartbeat(busy, "t")))
+        with trio.fail_after(5):
+            while replica.log.log_end_offset == written:
+                await trio.sleep(0.005)
+        nursery.start_soon(delete)
+        await _settled()
+        assert emptied_gc.consumer_write_in_flight(emptied) is not None  # prepared, waiting
+        deleting.cancel()
+        await _settled()
+        assert emptied_gc.consumer_write_in_flight(emptied) is None
+        with trio.fail_after(5):
+            while not beat.answered.is_set():
+                confirm(replica)
+                await trio.sleep(0.005)
+    assert beat.answer.error_code == ErrorCode.NONE
+    # The cancelled deletion is undone: the group is there, and deleted by the next one.
+    (described,) = (await member.request(DescribeGroupsRequest(groups=[emptied]))).groups
+    assert described.group_state == "Empty"
+    with trio.fail_after(5):
+        again = await member.request(DeleteGroupsRequest(groups_names=[emptied]))
+    assert [(r.group_id, r.error_code) for r in again.results] == [(emptied, ErrorCode.NONE)]
+
+
 async def test_a_deleted_topics_offsets_go_from_every_group_coordinated_here(
     cluster: Harness,
 ) -> None:
