@@ -14,8 +14,10 @@ appends other tasks make to the same logs (a transaction marker may land in a
 On first use the first slice runs at once, in the request that found the partition
 unloaded: a partition small enough to be read within it (most are; an empty one
 always) is served by that very request, instead of sending every client into a retry
-after each restart. A larger one goes on in the background. On election everything
-is read in the background, from the moment the loader task first runs. The records
+after each restart. A larger one goes on in the background. On election, and for a
+request that asks for every partition (ListGroups, ListTransactions, a transaction's
+offsets: one slice each would add up), everything is read in the background, from the
+moment the loader task first runs. The records
 are replayed into the coordinator in one step once the whole log is read, so no
 request ever sees a half-loaded partition.
 

@@ -263,13 +263,19 @@ def coordinators(broker: BrokerState) -> list[GroupCoordinator]:
 def load_led(broker: BrokerState) -> list[GroupCoordinator]:
     """Cluster mode: the coordinator of every ``__consumer_offsets`` partition led here
     that is loaded, the loads of the others started; none is polled (for the transaction
-    side, which may be asked from within a coordinator's poll)."""
+    side, which may be asked from within a coordinator's poll).
+
+    The loads it starts are read wholly in the background, none of their slices here: a
+    request asking for every partition (ListGroups, a transaction's offsets) would
+    otherwise hold the event loop one slice per partition neither loaded nor loading
+    (~100 ms for 50 of them), and Kafka answers it COORDINATOR_LOAD_IN_PROGRESS meanwhile
+    (GroupCoordinator.handleListGroups) rather than load anything in it."""
     topic = broker.topics.get(OFFSETS_TOPIC)
     if topic is None:
         return []
     found = []
     for p in coordinated_partitions(broker, topic):
-        gc = _ensure(broker, p.index)
+        gc = _ensure(broker, p.index, first_slice_here=False)
         if gc is not None:
             found.append(gc)
     return found

@@ -300,7 +300,9 @@ def _partitions(broker: BrokerState) -> dict[int, TransactionCoordinator]:
 def txn_coordinators(broker: BrokerState) -> list[TransactionCoordinator]:
     """Every transaction coordinator of this broker that is loaded (ListTransactions): the
     single node's, or one per ``__transaction_state`` partition it leads; those not
-    loaded yet are started (``loading`` tells whether some still are)."""
+    loaded yet are started (``loading`` tells whether some still are), in cluster mode
+    wholly in the background, as ``kbroker.coordinator.service.load_led`` (Kafka's
+    listTransactionStates answers COORDINATOR_LOAD_IN_PROGRESS meanwhile)."""
     if broker.cluster is None:
         single = _ensure(broker, None)
         if single is None:
@@ -312,7 +314,7 @@ def txn_coordinators(broker: BrokerState) -> list[TransactionCoordinator]:
         return []
     found = []
     for p in coordinated_partitions(broker, topic):
-        tc = _ensure(broker, p.index)
+        tc = _ensure(broker, p.index, first_slice_here=False)
         if tc is not None:
             found.append(tc)
     return found

@@ -670,6 +670,48 @@ async def test_a_transactional_id_whose_partition_loads_is_load_in_progress_unti
     assert {t.transactional_id for t in listed.transaction_states} == {KEPT_TID, MOVED_TID}
 
 
+async def test_requests_over_every_partition_leave_the_loads_they_start_to_the_background(
+    cluster: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ListGroups, ListTransactions and a transaction's offsets ask for every partition
+    # led here. Those neither loaded nor loading (here dropped, as after a failed load)
+    # are loaded in the background, none of them read in the request (a slice of each
+    # held the event loop ~100 ms with 50 partitions of data): meanwhile the answer is
+    # COORDINATOR_LOAD_IN_PROGRESS, as Kafka's handleListGroups / listTransactionStates.
+    from kbroker.coordinator import service as groups
+    from kbroker.txn import service as transactions
+    from kbroker.txn.offsets import load_pending
+
+    client = await _connect(cluster)
+    await _stable_member(client, KEPT_GROUP)
+    await _stable_member(client, MOVED_GROUP)
+    assert (await init(client, KEPT_TID)).error_code == ErrorCode.NONE
+    assert (await init(client, MOVED_TID)).error_code == ErrorCode.NONE
+    # A slice would read a whole partition: a request reading one would be served.
+    monkeypatch.setattr(loading, "SLICE_S", float("inf"))
+    groups.drop(cluster.broker)
+    assert await _list_groups(client) == (ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, set())
+    await _settled()
+    assert await _list_groups(client) == (ErrorCode.NONE, {KEPT_GROUP, MOVED_GROUP})
+
+    groups.drop(cluster.broker)
+    load_pending(cluster.broker)  # what a marker for __consumer_offsets asks first
+    assert loaded_coordinators(cluster.broker) == []
+    await _settled()
+    assert len(loaded_coordinators(cluster.broker)) == 3
+
+    transactions.drop(cluster.broker)
+    listed = await client.request(ListTransactionsRequest())
+    assert (listed.error_code, listed.transaction_states) == (
+        ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
+        [],
+    )
+    await _settled()
+    listed = await client.request(ListTransactionsRequest())
+    assert listed.error_code == ErrorCode.NONE
+    assert {t.transactional_id for t in listed.transaction_states} == {KEPT_TID, MOVED_TID}
+
+
 def _coordinator_epoch_on_t0(cluster: Harness, pid: int) -> int:
     """The coordinator epoch of producer ``pid``'s last marker on "t"-0."""
     partition = cluster.broker.topics.partition("t", 0)
