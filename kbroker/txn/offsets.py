@@ -38,7 +38,17 @@ TopicPartition = tuple[str, int]
 
 
 def load_pending(broker: BrokerState) -> None:
-    """Recover staged offsets of open transactions from the topic (once)."""
+    """Recover staged offsets of open transactions from the topic (once), before a
+    marker resolves them in the log (``complete`` follows).
+
+    A single node whose coordinator is not loaded yet starts its load instead (reading
+    the first slice here) of reading the whole topic in the request, which held the
+    event loop ~1 s for 100k offset records: the load follows the logs' ends, so it
+    reads the marker too, and installs what the log leaves staged (``whole_loaded``);
+    ``complete`` leaves the marker to it meanwhile."""
+    if broker.cluster is None and broker.state.get(_STATE_KEY) is None:
+        ready_coordinator(broker)
+        return
     _pending(broker)
 
 
@@ -273,6 +283,8 @@ def complete(
     staged in other partitions waits for their own marker (GroupMetadataManager
     .handleTxnCompletion completes the groups of the marked partitions only), so what
     is served is what each partition's log holds."""
+    if broker.cluster is None and broker.state.get(_STATE_KEY) is None:
+        return  # the coordinator's load under way reads the marker (``load_pending``)
     pending = _pending(broker)
     marked = set(partitions)
     count = offsets_partitions(broker)

@@ -30,8 +30,9 @@ from kbroker.wire.messages import (
     OffsetFetchRequest,
 )
 from tests.kbroker.helpers import commit_request, create_topic, join, sole_member_sync
-from tests.kbroker.txn_helpers import add_offsets, init, txn_commit_offset
+from tests.kbroker.txn_helpers import add_offsets, end, init, txn_commit_offset
 
+OFFSETS = "__consumer_offsets"
 SMALL = {"transaction_state_log_num_partitions": 2, "offsets_topic_num_partitions": 2}
 GROUP, TID = "g", "tx"
 
@@ -209,3 +210,54 @@ async def test_a_broker_stopped_while_it_loads_stops_its_loads_quietly(
     held_loads.set()  # what a load still waiting would go on with
     await trio.testing.wait_all_tasks_blocked()
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_a_marker_written_while_the_groups_load_leaves_them_to_it(
+    make_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A transaction with staged offsets commits while __consumer_offsets still loads
+    # (the transaction coordinator loaded first). Its marker needs the staged offsets:
+    # the request does not read the whole topic for them (~1 s for 100k records), the
+    # load under way reads the marker and publishes them.
+    from kbroker.coordinator.store import OffsetsTopicStore
+    from kbroker.txn import offsets as txn_offsets
+
+    data = str(tmp_path / "restarted")
+    server = await make_server(log_dirs=data, **SMALL)
+    create_topic(server, "t")
+    async with await server.connect() as c:
+        commit = commit_request(GROUP, {("t", 0): 42})
+        assert (await c.request(commit, version=8)).topics[0].partitions[0].error_code == 0
+        first = await init(c, TID)
+        pid = first.producer_id
+        assert await add_offsets(c, pid, 0, tid=TID, group=GROUP) == ErrorCode.NONE
+        assert await txn_commit_offset(c, pid, 0, 7, tid=TID, group=GROUP) == ErrorCode.NONE
+    await server.stop()
+    gate = trio.Event()
+
+    async def hold_the_groups() -> None:
+        if trio.lowlevel.current_task().name == f"load {OFFSETS}":
+            await gate.wait()
+        else:
+            await trio.lowlevel.checkpoint()
+
+    monkeypatch.setattr(loading, "SLICE_S", 0.0)
+    monkeypatch.setattr(loading, "between_slices", hold_the_groups)
+    read_here = []
+
+    class Counted(OffsetsTopicStore):
+        def load(self) -> Any:
+            for record in super().load():
+                read_here.append(record)
+                yield record
+
+    monkeypatch.setattr(txn_offsets, "OffsetsTopicStore", Counted)
+    server = await make_server(log_dirs=data, **SMALL)
+    await trio.testing.wait_all_tasks_blocked()
+    async with await server.connect() as c:
+        assert await end(c, pid, 0, True, tid=TID) == ErrorCode.NONE
+        assert read_here == []
+        assert await _committed(c) == (ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, -1)
+        gate.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert await _committed(c) == (0, 7)
