@@ -1389,12 +1389,11 @@ class GroupCoordinator:
             if write.classic is not None and group_id not in self._consumer_groups:
                 classic = self._groups.setdefault(group_id, write.classic)
                 extra.append(GroupRecord(group_id, self._snapshot(classic)))
-            if write.tombstoned is None:
-                pass
-            elif group_id in self._consumer_groups:
-                extra += self._undo_deletion(write, write.tombstoned)
-            else:
-                self.offsets.drop_aside(group_id)
+            if write.tombstoned is not None:  # a deletion
+                if group_id in self._consumer_groups:
+                    extra += self._undo_deletion(write, write.tombstoned)
+                else:
+                    self.offsets.drop_aside(group_id)
             # The log keeps the undone records: the committed state is written again after
             # them, so the log replays to it (nobody waits for this write; if it fails
             # too, the group's next write is diffed against the undone one instead).
