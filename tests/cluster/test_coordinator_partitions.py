@@ -36,7 +36,6 @@ from kbroker.wire.messages import (
     ListGroupsRequest,
     ListTransactionsRequest,
     OffsetFetchRequest,
-    WriteTxnMarkersRequest,
 )
 from tests.cluster.scripted_controller import ME, Harness, served
 from tests.kbroker.conftest import RawClient
@@ -50,6 +49,7 @@ from tests.kbroker.txn_helpers import (
     tx_produce,
     txn_batch,
     txn_commit_offset,
+    write_marker,
 )
 
 OFFSETS = "__consumer_offsets"
@@ -429,8 +429,6 @@ async def test_a_marker_publishes_the_offsets_staged_in_its_own_partition_only(
     # other's, whose marker is still to come (GroupMetadataManager.handleTxnCompletion
     # completes the groups of the marked partitions only): what OffsetFetch shows is
     # what the partition's log holds, and loading it again gives the same.
-    from kbroker.wire.messages import WriteTxnMarkersRequest
-
     client = await _connect(cluster)
     r = await init(client, KEPT_TID)
     pid, epoch = r.producer_id, r.producer_epoch
@@ -438,22 +436,17 @@ async def test_a_marker_publishes_the_offsets_staged_in_its_own_partition_only(
         assert await add_offsets(client, pid, epoch, tid=KEPT_TID, group=group) == 0
         staged = await txn_commit_offset(client, pid, epoch, 7, tid=KEPT_TID, group=group)
         assert staged == ErrorCode.NONE
-    W = WriteTxnMarkersRequest
-    marker = W.WritableTxnMarker(
-        producer_id=pid,
-        producer_epoch=epoch,
-        transaction_result=True,
-        coordinator_epoch=0,
-        topics=[W.WritableTxnMarkerTopic(name=OFFSETS, partition_indexes=[0])],
+    marked = await write_marker(
+        cluster.client, pid, epoch, commit=True, coordinator_epoch=0, topic=OFFSETS, partition=0
     )
-    answer = await cluster.client.request(W(markers=[marker]))
-    assert answer.markers[0].topics[0].partitions[0].error_code == ErrorCode.NONE
+    assert marked == ErrorCode.NONE
     assert await _committed(client, MOVED_GROUP) == (0, 7)
     assert await _committed(client, KEPT_GROUP) == (0, -1)
     # Its own marker publishes the other.
-    marker.topics = [W.WritableTxnMarkerTopic(name=OFFSETS, partition_indexes=[1])]
-    answer = await cluster.client.request(W(markers=[marker]))
-    assert answer.markers[0].topics[0].partitions[0].error_code == ErrorCode.NONE
+    marked = await write_marker(
+        cluster.client, pid, epoch, commit=True, coordinator_epoch=0, topic=OFFSETS, partition=1
+    )
+    assert marked == ErrorCode.NONE
     assert await _committed(client, KEPT_GROUP) == (0, 7)
 
 
@@ -617,16 +610,10 @@ async def test_a_marker_written_while_its_partition_loads_is_applied(
     assert staged == ErrorCode.NONE
     await _move(cluster, OFFSETS, 0, leader=2, epoch=1)
     await _move(cluster, OFFSETS, 0, leader=ME, epoch=2)  # loading, held
-    W = WriteTxnMarkersRequest
-    marker = W.WritableTxnMarker(
-        producer_id=pid,
-        producer_epoch=epoch,
-        transaction_result=True,
-        coordinator_epoch=0,
-        topics=[W.WritableTxnMarkerTopic(name=OFFSETS, partition_indexes=[0])],
+    marked = await write_marker(
+        cluster.client, pid, epoch, commit=True, coordinator_epoch=0, topic=OFFSETS
     )
-    answer = await cluster.client.request(W(markers=[marker]))
-    assert answer.markers[0].topics[0].partitions[0].error_code == ErrorCode.NONE
+    assert marked == ErrorCode.NONE
     assert await _committed(client, MOVED_GROUP) == (ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, -1)
     held_loads.set()
     await _settled()
@@ -772,17 +759,8 @@ async def test_markers_carry_the_epoch_of_the_coordinators_leadership_and_fence_
     await _open_transaction(client, MOVED_TID, pid, epoch, 4)
     log = cluster.broker.topics.partition("t", 0).log  # type: ignore[union-attr]
     end_offset, stable = log.log_end_offset, log.last_stable_offset
-    W = WriteTxnMarkersRequest
-    zombie = W.WritableTxnMarker(
-        producer_id=pid,
-        producer_epoch=epoch,
-        transaction_result=False,
-        coordinator_epoch=4,
-        topics=[W.WritableTxnMarkerTopic(name="t", partition_indexes=[0])],
-    )
-    answer = await cluster.client.request(W(markers=[zombie]))
-    code = answer.markers[0].topics[0].partitions[0].error_code
-    assert code == ErrorCode.TRANSACTION_COORDINATOR_FENCED
+    zombie = await write_marker(cluster.client, pid, epoch, commit=False, coordinator_epoch=4)
+    assert zombie == ErrorCode.TRANSACTION_COORDINATOR_FENCED
     assert (log.log_end_offset, log.last_stable_offset) == (end_offset, stable)
     # The current coordinator commits it.
     assert await end(client, pid, epoch, True, tid=MOVED_TID) == ErrorCode.NONE
@@ -803,16 +781,8 @@ async def test_a_coordinator_whose_markers_are_fenced_leaves_the_transaction_to_
     zombie = txn_coordinator(cluster.broker, MOVED_TID)
     assert zombie.coordinator_epoch == 0
     await _open_transaction(client, MOVED_TID, pid, epoch, 0)
-    W = WriteTxnMarkersRequest
-    newer = W.WritableTxnMarker(
-        producer_id=pid,
-        producer_epoch=epoch,
-        transaction_result=False,
-        coordinator_epoch=3,
-        topics=[W.WritableTxnMarkerTopic(name="t", partition_indexes=[0])],
-    )
-    answer = await cluster.client.request(W(markers=[newer]))
-    assert answer.markers[0].topics[0].partitions[0].error_code == ErrorCode.NONE
+    newer = await write_marker(cluster.client, pid, epoch, commit=False, coordinator_epoch=3)
+    assert newer == ErrorCode.NONE
     await _open_transaction(client, MOVED_TID, pid, epoch, 2)  # open again on "t"-0
     log = cluster.broker.topics.partition("t", 0).log  # type: ignore[union-attr]
     end_offset, stable = log.log_end_offset, log.last_stable_offset

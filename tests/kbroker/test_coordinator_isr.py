@@ -44,7 +44,6 @@ from kbroker.wire.messages import (
     HeartbeatRequest,
     OffsetFetchRequest,
     SyncGroupRequest,
-    TxnOffsetCommitRequest,
     WriteTxnMarkersRequest,
 )
 from kbroker.wire.protocol import decode_request, encode_request
@@ -71,6 +70,7 @@ from tests.kbroker.txn_helpers import (
     tx_produce,
     txn_batch,
     txn_commit_offset,
+    txn_commit_offsets,
 )
 
 READ_COMMITTED = 1
@@ -787,13 +787,9 @@ async def test_a_heartbeat_waits_for_the_groups_write_in_flight(
     assert _replayed(server) == _live(server)
 
 
-async def test_a_consumer_group_deletion_not_replicated_is_undone(
-    make_server: Any, autojump_clock: trio.testing.MockClock
-) -> None:
-    server = await _write_timing_out(make_server)
-    create_topic(server, "t", 2)
-    replica = _replicate(server, OFFSETS_TOPIC)
-    client, probe = await server.connect(), await server.connect()
+async def _empty_consumer_group(replica: Any, client: Any, offset: int) -> None:
+    """Group "g" of the KIP-848 protocol, its only member "a" joined and gone, with
+    ``offset`` committed for "t"-0; each write replicated."""
     async with _in_flight(replica, _first_beat(client, "a")) as joined:
         _confirm(replica)
     assert joined.answer.error_code == ErrorCode.NONE
@@ -803,16 +799,28 @@ async def test_a_consumer_group_deletion_not_replicated_is_undone(
     ) as left:
         _confirm(replica)
     assert left.answer.error_code == ErrorCode.NONE
-    async with _in_flight(replica, _commit(client, 4)) as commit:
+    async with _in_flight(replica, _commit(client, offset)) as commit:
         _confirm(replica)
     assert commit.answer == ErrorCode.NONE
 
-    async def delete() -> int:
-        resp = await client.request(DeleteGroupsRequest(groups_names=["g"]))
-        return int(resp.results[0].error_code)
+
+async def _delete_group(client: Any) -> int:
+    """DeleteGroups of group "g"; its error code."""
+    resp = await client.request(DeleteGroupsRequest(groups_names=["g"]))
+    return int(resp.results[0].error_code)
+
+
+async def test_a_consumer_group_deletion_not_replicated_is_undone(
+    make_server: Any, autojump_clock: trio.testing.MockClock
+) -> None:
+    server = await _write_timing_out(make_server)
+    create_topic(server, "t", 2)
+    replica = _replicate(server, OFFSETS_TOPIC)
+    client, probe = await server.connect(), await server.connect()
+    await _empty_consumer_group(replica, client, 4)
 
     # The follower never fetches the tombstones: the deletion times out.
-    async with _in_flight(replica, delete()) as deleted:
+    async with _in_flight(replica, _delete_group(client)) as deleted:
         pass
     assert deleted.answer == ErrorCode.COORDINATOR_NOT_AVAILABLE
     assert await _described(probe) == (2, {})
@@ -822,7 +830,7 @@ async def test_a_consumer_group_deletion_not_replicated_is_undone(
     assert _reloaded(server).fetch_offsets("g", [("t", 0)])[("t", 0)].offset == 4
 
     _confirm(replica)
-    async with _in_flight(replica, delete()) as again:
+    async with _in_flight(replica, _delete_group(client)) as again:
         await _settled()
         assert not again.answered.is_set()
         _confirm(replica)
@@ -847,18 +855,7 @@ async def test_a_consumer_group_deletion_not_replicated_gives_back_staged_offset
     replica = _replicate(server, OFFSETS_TOPIC)
     client, probe = await server.connect(), await server.connect()
     producer = await server.connect()
-    async with _in_flight(replica, _first_beat(client, "a")) as joined:
-        _confirm(replica)
-    assert joined.answer.error_code == ErrorCode.NONE
-    CGH = ConsumerGroupHeartbeatRequest
-    async with _in_flight(
-        replica, client.request(CGH(group_id="g", member_id="a", member_epoch=-1))
-    ) as left:
-        _confirm(replica)
-    assert left.answer.error_code == ErrorCode.NONE
-    async with _in_flight(replica, _commit(client, 4)) as committing:
-        _confirm(replica)
-    assert committing.answer == ErrorCode.NONE
+    await _empty_consumer_group(replica, client, 4)
     started = await init(client, timeout_ms=600_000)
     pid, epoch = started.producer_id, started.producer_epoch
     assert await add_offsets(client, pid, epoch) == ErrorCode.NONE
@@ -867,14 +864,10 @@ async def test_a_consumer_group_deletion_not_replicated_gives_back_staged_offset
     assert staged.answer == ErrorCode.NONE
     assert await _stable(probe) == (ErrorCode.UNSTABLE_OFFSET_COMMIT, -1)
 
-    async def delete() -> int:
-        resp = await client.request(DeleteGroupsRequest(groups_names=["g"]))
-        return int(resp.results[0].error_code)
-
     ended = Pending()
     async with trio.open_nursery() as nursery:
         # The follower never fetches the tombstones: the deletion times out.
-        async with _in_flight(replica, delete()) as deleted:
+        async with _in_flight(replica, _delete_group(client)) as deleted:
             if ends != "after the deletion":
                 # The marker is appended (and resolves the staged offsets) at once; its
                 # replication, which would commit the tombstones too, waits.
@@ -898,7 +891,7 @@ async def test_a_consumer_group_deletion_not_replicated_gives_back_staged_offset
     assert _reloaded(server).fetch_offsets("g", [("t", 0)])[("t", 0)].offset == expected
 
     # Retried, the deletion goes through, and the offsets with it.
-    async with _in_flight(replica, delete()) as again:
+    async with _in_flight(replica, _delete_group(client)) as again:
         _confirm(replica)
     assert again.answer == ErrorCode.NONE
     assert await _described(probe) is None
@@ -924,26 +917,9 @@ async def test_offsets_staged_for_a_deleted_consumer_group_stay_deleted_after_a_
     started = await init(producer, timeout_ms=600_000)
     pid, epoch = started.producer_id, started.producer_epoch
     assert await add_offsets(producer, pid, epoch) == ErrorCode.NONE
-    T = TxnOffsetCommitRequest
-    staged = await producer.request(
-        T(
-            transactional_id=TID,
-            group_id="g",
-            producer_id=pid,
-            producer_epoch=epoch,
-            topics=[
-                T.TxnOffsetCommitRequestTopic(
-                    name="t",
-                    partitions=[
-                        # "t"-1 has no committed offset: staged only.
-                        T.TxnOffsetCommitRequestPartition(partition_index=p, committed_offset=o)
-                        for p, o in ((0, 5), (1, 6))
-                    ],
-                )
-            ],
-        )
-    )
-    assert [p.error_code for p in staged.topics[0].partitions] == [ErrorCode.NONE] * 2
+    # "t"-1 has no committed offset: staged only.
+    staged = await txn_commit_offsets(producer, pid, epoch, {0: 5, 1: 6})
+    assert staged == [ErrorCode.NONE] * 2
     assert await _stable(probe) == (ErrorCode.UNSTABLE_OFFSET_COMMIT, -1)
     deleted = await client.request(DeleteGroupsRequest(groups_names=["g"]))
     assert deleted.results[0].error_code == ErrorCode.NONE

@@ -15,7 +15,6 @@ from kbroker.wire.messages import (
     FindCoordinatorRequest,
     InitProducerIdRequest,
     ListTransactionsRequest,
-    WriteTxnMarkersRequest,
 )
 from tests.kbroker.helpers import all_values, create_topic, fetch, join
 from tests.kbroker.txn_helpers import (
@@ -26,9 +25,11 @@ from tests.kbroker.txn_helpers import (
     end,
     init,
     latest,
+    marker_request,
     tx_produce,
     txn_batch,
     txn_commit_offset,
+    write_marker,
 )
 
 # Small internal topics keep each test's broker start cheap.
@@ -324,38 +325,12 @@ async def test_write_txn_markers_for_tools(server: Any) -> None:
         # A hanging transaction (its coordinator lost it), written straight to the log.
         server.broker.topics.partition("t", 0).log.append(txn_batch(900, 0, 0))
         assert await latest(c, "t", 1) == 0
-        W = WriteTxnMarkersRequest
         resp = await c.request(
-            W(
-                markers=[
-                    W.WritableTxnMarker(
-                        producer_id=900,
-                        producer_epoch=0,
-                        transaction_result=False,
-                        coordinator_epoch=0,
-                        topics=[W.WritableTxnMarkerTopic(name="t", partition_indexes=[0, 5])],
-                    )
-                ]
-            )
+            marker_request(900, 0, commit=False, coordinator_epoch=0, partitions=(0, 5))
         )
         codes = [(p.partition_index, p.error_code) for p in resp.markers[0].topics[0].partitions]
         assert codes == [(0, 0), (5, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)]
         assert await latest(c, "t", 1) == 3
-
-
-def _marker(pid: int, commit: bool, coordinator_epoch: int, *partitions: int) -> Any:
-    W = WriteTxnMarkersRequest
-    return W(
-        markers=[
-            W.WritableTxnMarker(
-                producer_id=pid,
-                producer_epoch=0,
-                transaction_result=commit,
-                coordinator_epoch=coordinator_epoch,
-                topics=[W.WritableTxnMarkerTopic(name="t", partition_indexes=list(partitions))],
-            )
-        ]
-    )
 
 
 async def _producer_on(c: Any, pid: int) -> Any:
@@ -378,19 +353,18 @@ async def test_a_marker_from_an_older_coordinator_epoch_is_fenced_and_writes_not
     log = server.broker.topics.partition("t", 0).log
     async with await server.connect() as c:
         log.append(txn_batch(900, 0, 0))  # 0-1
-        written = await c.request(_marker(900, False, 5, 0))  # 2
-        assert written.markers[0].topics[0].partitions[0].error_code == ErrorCode.NONE
+        written = await write_marker(c, 900, 0, commit=False, coordinator_epoch=5)  # 2
+        assert written == ErrorCode.NONE
         log.append(txn_batch(900, 0, 2))  # 3-4: the next transaction, open
         assert (await _producer_on(c, 900)).coordinator_epoch == 5
-        stale = await c.request(_marker(900, True, 4, 0))
-        code = stale.markers[0].topics[0].partitions[0].error_code
-        assert code == ErrorCode.TRANSACTION_COORDINATOR_FENCED
+        stale = await write_marker(c, 900, 0, commit=True, coordinator_epoch=4)
+        assert stale == ErrorCode.TRANSACTION_COORDINATOR_FENCED
         # Nothing written: the transaction is still open, read_committed stops before it.
         assert log.log_end_offset == 5 and await latest(c, "t", 1) == 3
         assert (await _producer_on(c, 900)).current_txn_start_offset == 3
         # The current coordinator's marker (same or newer epoch) ends it.
-        current = await c.request(_marker(900, True, 5, 0))
-        assert current.markers[0].topics[0].partitions[0].error_code == ErrorCode.NONE
+        current = await write_marker(c, 900, 0, commit=True, coordinator_epoch=5)
+        assert current == ErrorCode.NONE
         assert log.log_end_offset == 6 and await latest(c, "t", 1) == 6
 
 

@@ -1,6 +1,7 @@
 """Helpers for transaction tests over the wire: the transactional producer's and the
 transaction coordinator's requests (InitProducerId, AddPartitionsToTxn, EndTxn,
-AddOffsetsToTxn, TxnOffsetCommit), transactional produce, and what a reader sees."""
+AddOffsetsToTxn, TxnOffsetCommit, WriteTxnMarkers), transactional produce, and what a
+reader sees."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from kbroker.wire.messages import (
     InitProducerIdRequest,
     OffsetFetchRequest,
     TxnOffsetCommitRequest,
+    WriteTxnMarkersRequest,
 )
 from tests.kbroker.helpers import LATEST, batch, list_offset, produce_request
 
@@ -91,18 +93,19 @@ async def add_offsets(c: Any, pid: int, epoch: int, *, tid: str = TID, group: st
     return resp.error_code
 
 
-async def txn_commit_offset(
+async def txn_commit_offsets(
     c: Any,
     pid: int,
     epoch: int,
-    offset: int,
+    offsets: dict[int, int],
     *,
     version: int | None = None,
     tid: str = TID,
     group: str = "g",
     **member: Any,
-) -> int:
-    """TxnOffsetCommit of ``offset`` for ``group`` on "t"-0; its error code."""
+) -> list[int]:
+    """TxnOffsetCommit of ``offsets`` (partition of "t" -> offset) for ``group``; each
+    partition's error code, in order."""
     T = TxnOffsetCommitRequest
     resp = await c.request(
         T(
@@ -115,16 +118,81 @@ async def txn_commit_offset(
                 T.TxnOffsetCommitRequestTopic(
                     name="t",
                     partitions=[
-                        T.TxnOffsetCommitRequestPartition(
-                            partition_index=0, committed_offset=offset
-                        )
+                        T.TxnOffsetCommitRequestPartition(partition_index=p, committed_offset=o)
+                        for p, o in offsets.items()
                     ],
                 )
             ],
         ),
         version=version,
     )
-    return resp.topics[0].partitions[0].error_code
+    return [p.error_code for p in resp.topics[0].partitions]
+
+
+async def txn_commit_offset(
+    c: Any,
+    pid: int,
+    epoch: int,
+    offset: int,
+    *,
+    version: int | None = None,
+    tid: str = TID,
+    group: str = "g",
+    **member: Any,
+) -> int:
+    """TxnOffsetCommit of ``offset`` for ``group`` on "t"-0; its error code."""
+    (code,) = await txn_commit_offsets(
+        c, pid, epoch, {0: offset}, version=version, tid=tid, group=group, **member
+    )
+    return code
+
+
+def marker_request(
+    pid: int,
+    epoch: int,
+    *,
+    commit: bool,
+    coordinator_epoch: int,
+    topic: str = "t",
+    partitions: tuple[int, ...] = (0,),
+) -> WriteTxnMarkersRequest:
+    """WriteTxnMarkers of one COMMIT (``commit``) or ABORT marker of producer ``pid``,
+    as the transaction coordinator of ``coordinator_epoch`` sends it."""
+    W = WriteTxnMarkersRequest
+    return W(
+        markers=[
+            W.WritableTxnMarker(
+                producer_id=pid,
+                producer_epoch=epoch,
+                transaction_result=commit,
+                coordinator_epoch=coordinator_epoch,
+                topics=[W.WritableTxnMarkerTopic(name=topic, partition_indexes=list(partitions))],
+            )
+        ]
+    )
+
+
+async def write_marker(
+    c: Any,
+    pid: int,
+    epoch: int,
+    *,
+    commit: bool,
+    coordinator_epoch: int,
+    topic: str = "t",
+    partition: int = 0,
+) -> int:
+    """``marker_request`` for one partition, sent; that partition's error code."""
+    request = marker_request(
+        pid,
+        epoch,
+        commit=commit,
+        coordinator_epoch=coordinator_epoch,
+        topic=topic,
+        partitions=(partition,),
+    )
+    answer = await c.request(request)
+    return answer.markers[0].topics[0].partitions[0].error_code
 
 
 async def committed(c: Any) -> int:
